@@ -1,0 +1,175 @@
+//! Diagnostics: what every stage reports, and how it is shown to a person.
+//!
+//! Stages build [`Diagnostic`]s from spans they own (the parser, lowering) or from node ids
+//! that the driver maps to spans (shape inference). Rendering is done once, here, with
+//! `codespan-reporting`: `file:line:col`, the source line, a caret under the span, then notes
+//! and help. The rendered text is part of the interface and is snapshot-tested.
+
+use crate::syntax::ast::Span;
+use codespan_reporting::diagnostic as cs;
+use codespan_reporting::files::SimpleFile;
+use codespan_reporting::term;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Label {
+    pub span: Span,
+    pub message: String,
+    pub primary: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub severity: Severity,
+    pub message: String,
+    pub labels: Vec<Label>,
+    pub notes: Vec<String>,
+    pub help: Vec<String>,
+}
+
+impl Diagnostic {
+    /// An error pointing at `span`, with `label` written under the caret.
+    pub fn error(message: impl Into<String>, span: Span, label: impl Into<String>) -> Self {
+        Diagnostic {
+            severity: Severity::Error,
+            message: message.into(),
+            labels: vec![Label {
+                span,
+                message: label.into(),
+                primary: true,
+            }],
+            notes: Vec::new(),
+            help: Vec::new(),
+        }
+    }
+
+    pub fn warning(message: impl Into<String>, span: Span, label: impl Into<String>) -> Self {
+        Diagnostic {
+            severity: Severity::Warning,
+            ..Diagnostic::error(message, span, label)
+        }
+    }
+
+    /// A secondary label elsewhere in the source ("defined here").
+    pub fn with_label(mut self, span: Span, message: impl Into<String>) -> Self {
+        self.labels.push(Label {
+            span,
+            message: message.into(),
+            primary: false,
+        });
+        self
+    }
+
+    pub fn with_note(mut self, note: impl Into<String>) -> Self {
+        self.notes.push(note.into());
+        self
+    }
+
+    pub fn with_help(mut self, help: impl Into<String>) -> Self {
+        self.help.push(help.into());
+        self
+    }
+
+    /// Adds "did you mean `x`?" when one of `candidates` is close to `name`.
+    pub fn with_suggestion<'a>(
+        self,
+        name: &str,
+        candidates: impl IntoIterator<Item = &'a str>,
+    ) -> Self {
+        match did_you_mean(name, candidates) {
+            Some(best) => self.with_help(format!("did you mean `{best}`?")),
+            None => self,
+        }
+    }
+
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+
+    fn to_codespan(&self) -> cs::Diagnostic<()> {
+        let severity = match self.severity {
+            Severity::Error => cs::Severity::Error,
+            Severity::Warning => cs::Severity::Warning,
+        };
+        let labels = self
+            .labels
+            .iter()
+            .map(|l| {
+                let style = if l.primary {
+                    cs::LabelStyle::Primary
+                } else {
+                    cs::LabelStyle::Secondary
+                };
+                cs::Label::new(style, (), l.span.start..l.span.end).with_message(&l.message)
+            })
+            .collect();
+        let notes = self
+            .notes
+            .iter()
+            .map(|n| format!("note: {n}"))
+            .chain(self.help.iter().map(|h| format!("help: {h}")))
+            .collect();
+        cs::Diagnostic::new(severity)
+            .with_message(&self.message)
+            .with_labels(labels)
+            .with_notes(notes)
+    }
+
+    /// Renders the diagnostic as plain text against the source it refers to.
+    pub fn render(&self, file_name: &str, source: &str) -> String {
+        let file = SimpleFile::new(file_name, source);
+        let config = term::Config {
+            chars: term::Chars::ascii(),
+            ..term::Config::default()
+        };
+        let clamp = |s: Span| {
+            let end = s.end.min(source.len());
+            Span::new(s.start.min(end), end)
+        };
+        let mut d = self.clone();
+        for l in &mut d.labels {
+            l.span = clamp(l.span);
+        }
+        match term::emit_into_string(&config, &file, &d.to_codespan()) {
+            Ok(text) => text,
+            // Only reachable with spans outside the file; still say what was wrong.
+            Err(_) => format!("error: {}\n", self.message),
+        }
+    }
+}
+
+/// Renders a list of diagnostics one after another, then a closing count.
+pub fn render_all(diags: &[Diagnostic], file_name: &str, source: &str) -> String {
+    let mut out = String::new();
+    for d in diags {
+        out.push_str(&d.render(file_name, source));
+    }
+    let errors = diags.iter().filter(|d| d.is_error()).count();
+    if errors > 0 {
+        let s = if errors == 1 { "" } else { "s" };
+        out.push_str(&format!("error: {file_name}: {errors} error{s} found\n"));
+    }
+    out
+}
+
+/// The candidate closest to `name`, if it is close enough to be a plausible misspelling.
+pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let mut best: Option<(&str, f64)> = None;
+    for c in candidates {
+        if c == name {
+            continue;
+        }
+        let score = strsim::jaro_winkler(&name.to_lowercase(), &c.to_lowercase());
+        let dist = strsim::damerau_levenshtein(name, c);
+        let close = score >= 0.85 || dist <= 1 || (dist <= 2 && c.len() > 4);
+        if close && best.is_none_or(|(_, s)| score > s) {
+            best = Some((c, score));
+        }
+    }
+    best.map(|(c, _)| c)
+}

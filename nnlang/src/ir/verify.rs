@@ -1,0 +1,51 @@
+//! Structural invariants of a graph, checked after lowering and after every pass.
+//! A failure here is a compiler bug, never the user's mistake.
+
+use super::{Graph, Op};
+use std::collections::HashSet;
+
+/// Checks that inputs precede their users, that arities fit the ops, that names are unique
+/// and that the output exists. Returns every violation found.
+pub fn verify(graph: &Graph) -> Result<(), Vec<String>> {
+    let mut problems = Vec::new();
+    let mut names = HashSet::new();
+    for id in graph.ids() {
+        let node = graph.node(id);
+        for &i in &node.inputs {
+            if i >= id {
+                problems.push(format!("{id} ({}) reads {i}, which does not precede it", node.name));
+            }
+        }
+        let arity_ok = match node.op {
+            Op::Input { .. } => node.inputs.is_empty(),
+            Op::Add | Op::Concat => node.inputs.len() >= 2,
+            _ => node.inputs.len() == 1,
+        };
+        if !arity_ok {
+            problems.push(format!(
+                "{id} ({}) is a {} with {} inputs",
+                node.name,
+                node.op.kind(),
+                node.inputs.len()
+            ));
+        }
+        if !names.insert(node.name.as_str()) {
+            problems.push(format!("{id}: the name `{}` is used twice", node.name));
+        }
+    }
+    match graph.output {
+        Some(o) if o.index() < graph.nodes.len() => {}
+        Some(o) => problems.push(format!("the output {o} is not a node")),
+        None => problems.push("the graph has no output".to_string()),
+    }
+    for &i in &graph.inputs {
+        if !matches!(graph.nodes.get(i.index()).map(|n| &n.op), Some(Op::Input { .. })) {
+            problems.push(format!("{i} is listed as an input but is not one"));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
+}

@@ -1,0 +1,148 @@
+//! Constant expressions: numbers, booleans, strings, bare names, and arithmetic on model
+//! parameters. Used for layer arguments, input dimensions and recipe settings.
+
+use crate::diag::Diagnostic;
+use crate::ir::{fmt_f64, ParamValue};
+use crate::syntax::ast::{BinOp, Expr, ExprKind, Span};
+use std::collections::HashMap;
+use std::fmt;
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Str(String),
+    /// `10%`, as written.
+    Percent(f64),
+    /// A bare name that is not a parameter: `same`, `tanh`, `seq`, `cross_entropy`.
+    Sym(String),
+}
+
+impl Value {
+    pub fn describe(&self) -> String {
+        match self {
+            Value::Int(v) => format!("the integer {v}"),
+            Value::Float(v) => format!("the number {}", fmt_f64(*v)),
+            Value::Bool(v) => format!("the boolean `{v}`"),
+            Value::Str(s) => format!("the string \"{s}\""),
+            Value::Percent(p) => format!("the percentage {}%", fmt_num(*p)),
+            Value::Sym(s) => format!("the name `{s}`"),
+        }
+    }
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Value::Int(v) => Some(*v as f64),
+            Value::Float(v) => Some(*v),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Int(v) => write!(f, "{v}"),
+            Value::Float(v) => f.write_str(&fmt_num(*v)),
+            Value::Bool(v) => write!(f, "{v}"),
+            Value::Str(s) => write!(f, "\"{s}\""),
+            Value::Percent(p) => write!(f, "{}%", fmt_num(*p)),
+            Value::Sym(s) => f.write_str(s),
+        }
+    }
+}
+
+/// A number as a person writes it: `12.5`, `3`, `0.001`.
+pub fn fmt_num(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v}")
+    }
+}
+
+/// The names a constant expression may read: a model's parameters.
+pub type Env = HashMap<String, ParamValue>;
+
+/// Evaluates a constant expression. Layers, pipelines and calls are not values.
+pub fn eval(e: &Expr, env: &Env) -> Result<Value, Diagnostic> {
+    match &e.kind {
+        ExprKind::Int(v) => Ok(Value::Int(*v)),
+        ExprKind::Float(v) => Ok(Value::Float(*v)),
+        ExprKind::Percent(v) => Ok(Value::Percent(*v)),
+        ExprKind::Bool(b) => Ok(Value::Bool(*b)),
+        ExprKind::Str(s) => Ok(Value::Str(s.clone())),
+        ExprKind::Ident(name) => Ok(match env.get(name) {
+            Some(ParamValue::Int(v)) => Value::Int(*v),
+            Some(ParamValue::Float(v)) => Value::Float(*v),
+            Some(ParamValue::Bool(v)) => Value::Bool(*v),
+            None => Value::Sym(name.clone()),
+        }),
+        ExprKind::Neg(inner) => match eval(inner, env)? {
+            Value::Int(v) => v
+                .checked_neg()
+                .map(Value::Int)
+                .ok_or_else(|| overflow(e.span)),
+            Value::Float(v) => Ok(Value::Float(-v)),
+            Value::Percent(v) => Ok(Value::Percent(-v)),
+            other => Err(Diagnostic::error(
+                format!("cannot negate {}", other.describe()),
+                inner.span,
+                "not a number",
+            )),
+        },
+        ExprKind::Binary(op, a, b) => {
+            let (x, y) = (eval(a, env)?, eval(b, env)?);
+            arith(*op, &x, &y, a.span, b.span, e.span)
+        }
+        ExprKind::Pipeline(_) | ExprKind::Group(_) | ExprKind::Call { .. } | ExprKind::Named(..) | ExprKind::Optional(..) => {
+            Err(Diagnostic::error("expected a value, found a layer expression", e.span, "a value is expected here"))
+        }
+    }
+}
+
+fn overflow(span: Span) -> Diagnostic {
+    Diagnostic::error("integer overflow in constant expression", span, "this overflows a 64-bit integer")
+}
+
+fn arith(op: BinOp, x: &Value, y: &Value, xs: Span, ys: Span, span: Span) -> Result<Value, Diagnostic> {
+    let num_err = |v: &Value, s: Span| {
+        Diagnostic::error(
+            format!("arithmetic needs numbers, found {}", v.describe()),
+            s,
+            "not a number",
+        )
+    };
+    match (x, y) {
+        (Value::Int(a), Value::Int(b)) => {
+            let r = match op {
+                BinOp::Add => a.checked_add(*b),
+                BinOp::Sub => a.checked_sub(*b),
+                BinOp::Mul => a.checked_mul(*b),
+                BinOp::Div => {
+                    if *b == 0 {
+                        return Err(Diagnostic::error("division by zero", ys, "this is 0"));
+                    }
+                    if a % b != 0 {
+                        return Ok(Value::Float(*a as f64 / *b as f64));
+                    }
+                    Some(a / b)
+                }
+            };
+            r.map(Value::Int).ok_or_else(|| overflow(span))
+        }
+        _ => {
+            let a = x.as_f64().ok_or_else(|| num_err(x, xs))?;
+            let b = y.as_f64().ok_or_else(|| num_err(y, ys))?;
+            if op == BinOp::Div && b == 0.0 {
+                return Err(Diagnostic::error("division by zero", ys, "this is 0"));
+            }
+            Ok(Value::Float(match op {
+                BinOp::Add => a + b,
+                BinOp::Sub => a - b,
+                BinOp::Mul => a * b,
+                BinOp::Div => a / b,
+            }))
+        }
+    }
+}

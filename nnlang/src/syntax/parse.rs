@@ -1,0 +1,426 @@
+//! pest pairs → AST, and pest errors → diagnostics.
+
+use super::ast::*;
+use crate::diag::Diagnostic;
+use pest::iterators::Pair;
+use pest::Parser;
+use pest_derive::Parser;
+
+#[derive(Parser)]
+#[grammar = "syntax/nnlang.pest"]
+struct Grammar;
+
+/// Parses a whole file. A syntax error stops the parse: the diagnostic names the place and
+/// what was expected there.
+pub fn parse(source: &str) -> Result<File, Diagnostic> {
+    let mut pairs = Grammar::parse(Rule::file, source).map_err(|e| syntax_error(source, e))?;
+    let mut file = File::default();
+    let Some(root) = pairs.next() else {
+        return Ok(file);
+    };
+    for item in root.into_inner() {
+        match item.as_rule() {
+            Rule::model => file.models.push(model(item)),
+            Rule::train => file.blocks.push(block(item, BlockKind::Train)),
+            Rule::data => file.blocks.push(block(item, BlockKind::Data)),
+            Rule::search => file.blocks.push(block(item, BlockKind::Search)),
+            Rule::ensemble => file.blocks.push(block(item, BlockKind::Ensemble)),
+            _ => {}
+        }
+    }
+    Ok(file)
+}
+
+fn span(p: &Pair<Rule>) -> Span {
+    let s = p.as_span();
+    Span::new(s.start(), s.end())
+}
+
+fn ident(p: Pair<Rule>) -> Ident {
+    Ident {
+        name: p.as_str().to_string(),
+        span: span(&p),
+    }
+}
+
+fn model(p: Pair<Rule>) -> Model {
+    let sp = span(&p);
+    let mut inner = p.into_inner().filter(|p| p.as_rule() != Rule::kw_model);
+    let name = inner.next().map(ident).unwrap_or(Ident {
+        name: String::new(),
+        span: sp,
+    });
+    let mut m = Model {
+        name,
+        params: Vec::new(),
+        inputs: Vec::new(),
+        lets: Vec::new(),
+        outputs: Vec::new(),
+        span: sp,
+    };
+    for stmt in inner {
+        match stmt.as_rule() {
+            Rule::params => {
+                for param in stmt.into_inner() {
+                    let psp = span(&param);
+                    let mut it = param.into_inner();
+                    if let Some(n) = it.next() {
+                        m.params.push(Param {
+                            name: ident(n),
+                            default: it.next().map(expr),
+                            span: psp,
+                        });
+                    }
+                }
+            }
+            Rule::input_decl => {
+                let isp = span(&stmt);
+                let mut it = stmt.into_inner().filter(|p| p.as_rule() != Rule::kw_input);
+                if let Some(n) = it.next() {
+                    m.inputs.push(InputDecl {
+                        name: ident(n),
+                        dims: it.map(expr).collect(),
+                        span: isp,
+                    });
+                }
+            }
+            Rule::let_stmt => {
+                let lsp = span(&stmt);
+                let mut it = stmt.into_inner().filter(|p| p.as_rule() != Rule::kw_let);
+                if let (Some(n), Some(v)) = (it.next(), it.next()) {
+                    m.lets.push(Let {
+                        name: ident(n),
+                        value: expr(v),
+                        span: lsp,
+                    });
+                }
+            }
+            Rule::output_stmt => {
+                if let Some(e) = stmt.into_inner().next() {
+                    m.outputs.push(expr(e));
+                }
+            }
+            _ => {}
+        }
+    }
+    m
+}
+
+/// Any expression rule to an [`Expr`]; single-child wrappers collapse.
+fn expr(p: Pair<Rule>) -> Expr {
+    let sp = span(&p);
+    let rule = p.as_rule();
+    let kind = match rule {
+        Rule::pipeline => {
+            let mut stages: Vec<Expr> = p.into_inner().map(expr).collect();
+            if stages.len() == 1 {
+                return stages.remove(0);
+            }
+            ExprKind::Pipeline(stages)
+        }
+        Rule::stage => {
+            let mut it = p.into_inner();
+            let Some(first) = it.next() else {
+                return invalid(sp);
+            };
+            let value = expr(first);
+            match it.find(|p| p.as_rule() == Rule::ident) {
+                Some(n) => ExprKind::Named(Box::new(value), ident(n)),
+                None => return value,
+            }
+        }
+        Rule::sum | Rule::product => {
+            let mut it = p.into_inner();
+            let Some(first) = it.next() else {
+                return invalid(sp);
+            };
+            let mut acc = expr(first);
+            while let (Some(op), Some(rhs)) = (it.next(), it.next()) {
+                let op = match op.as_str().trim() {
+                    "+" => BinOp::Add,
+                    "-" => BinOp::Sub,
+                    "*" => BinOp::Mul,
+                    _ => BinOp::Div,
+                };
+                let rhs = expr(rhs);
+                let s = acc.span.to(rhs.span);
+                acc = Expr {
+                    kind: ExprKind::Binary(op, Box::new(acc), Box::new(rhs)),
+                    span: s,
+                };
+            }
+            return acc;
+        }
+        Rule::unary => {
+            let parts: Vec<Pair<Rule>> = p.into_inner().collect();
+            let negs = parts.iter().filter(|p| p.as_rule() == Rule::neg).count();
+            let Some(last) = parts.into_iter().last() else {
+                return invalid(sp);
+            };
+            let mut e = expr(last);
+            for _ in 0..negs {
+                e = Expr {
+                    kind: ExprKind::Neg(Box::new(e)),
+                    span: sp,
+                };
+            }
+            return e;
+        }
+        Rule::postfix => {
+            let mut it = p.into_inner();
+            let Some(first) = it.next() else {
+                return invalid(sp);
+            };
+            let value = expr(first);
+            match it.next() {
+                Some(opt) => {
+                    let name = opt.into_inner().next().map(ident);
+                    ExprKind::Optional(Box::new(value), name)
+                }
+                None => return value,
+            }
+        }
+        Rule::number => {
+            let s = p.as_str();
+            if s.bytes().all(|b| b.is_ascii_digit()) {
+                match s.parse::<i64>() {
+                    Ok(v) => ExprKind::Int(v),
+                    Err(_) => ExprKind::Float(s.parse().unwrap_or(f64::INFINITY)),
+                }
+            } else {
+                ExprKind::Float(s.parse().unwrap_or(f64::NAN))
+            }
+        }
+        Rule::percent => {
+            let v = p
+                .into_inner()
+                .next()
+                .and_then(|n| n.as_str().parse().ok())
+                .unwrap_or(f64::NAN);
+            ExprKind::Percent(v)
+        }
+        Rule::boolean => ExprKind::Bool(p.as_str() == "true"),
+        Rule::string => {
+            let body = p.into_inner().next().map(|b| b.as_str()).unwrap_or("");
+            ExprKind::Str(unescape(body))
+        }
+        Rule::ident => ExprKind::Ident(p.as_str().to_string()),
+        Rule::call => {
+            let mut it = p.into_inner();
+            let Some(n) = it.next() else {
+                return invalid(sp);
+            };
+            let args = it
+                .map(|a| {
+                    let parts: Vec<Pair<Rule>> = a.into_inner().collect();
+                    let mut parts = parts.into_iter();
+                    if parts.len() == 2 {
+                        let name = parts.next().map(ident);
+                        let value = parts.next().map(expr).unwrap_or_else(|| invalid(sp));
+                        Arg { name, value }
+                    } else {
+                        let value = parts.next().map(expr).unwrap_or_else(|| invalid(sp));
+                        Arg { name: None, value }
+                    }
+                })
+                .collect();
+            ExprKind::Call {
+                name: ident(n),
+                args,
+            }
+        }
+        Rule::group => match p.into_inner().next() {
+            Some(inner) => ExprKind::Group(Box::new(expr(inner))),
+            None => return invalid(sp),
+        },
+        Rule::paren => match p.into_inner().next() {
+            Some(inner) => {
+                let mut e = expr(inner);
+                e.span = sp;
+                return e;
+            }
+            None => return invalid(sp),
+        },
+        _ => return invalid(sp),
+    };
+    Expr { kind, span: sp }
+}
+
+/// Only reachable if the grammar and this file disagree; lowering reports it as an error
+/// instead of panicking.
+fn invalid(span: Span) -> Expr {
+    Expr {
+        kind: ExprKind::Ident(String::from("<invalid>")),
+        span,
+    }
+}
+
+fn unescape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            match chars.next() {
+                Some('n') => out.push('\n'),
+                Some('t') => out.push('\t'),
+                Some(o) => out.push(o),
+                None => {}
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn block(p: Pair<Rule>, kind: BlockKind) -> Block {
+    let sp = span(&p);
+    let mut target = None;
+    let mut on = None;
+    let mut entries = Vec::new();
+    let mut after_on = false;
+    for part in p.into_inner() {
+        match part.as_rule() {
+            Rule::kw_on => after_on = true,
+            Rule::ident if after_on => on = Some(ident(part)),
+            Rule::ident => target = Some(ident(part)),
+            Rule::block => entries = block_entries(part),
+            _ => {}
+        }
+    }
+    Block {
+        kind,
+        target: target.unwrap_or(Ident {
+            name: String::new(),
+            span: sp,
+        }),
+        on,
+        entries,
+        span: sp,
+    }
+}
+
+fn block_entries(p: Pair<Rule>) -> Vec<Entry> {
+    p.into_inner().filter_map(entry).collect()
+}
+
+fn entry(p: Pair<Rule>) -> Option<Entry> {
+    let sp = span(&p);
+    let rule = p.as_rule();
+    let mut it = p.into_inner();
+    let kind = match rule {
+        Rule::assign | Rule::sample => {
+            let path: Vec<Ident> = it.next()?.into_inner().map(ident).collect();
+            let value = expr(it.next()?);
+            if rule == Rule::assign {
+                EntryKind::Assign(path, value)
+            } else {
+                EntryKind::Sample(path, value)
+            }
+        }
+        Rule::sub_block => {
+            let key = ident(it.next()?);
+            let mut name = None;
+            let mut entries = Vec::new();
+            for part in it {
+                match part.as_rule() {
+                    Rule::ident => name = Some(ident(part)),
+                    Rule::block => entries = block_entries(part),
+                    _ => {}
+                }
+            }
+            EntryKind::Block { key, name, entries }
+        }
+        _ => return None,
+    };
+    Some(Entry { kind, span: sp })
+}
+
+/// What a grammar rule is called in an "expected …" message.
+fn describe(rule: &Rule) -> Option<&'static str> {
+    Some(match rule {
+        Rule::EOI => "end of file",
+        Rule::model | Rule::kw_model => "`model`",
+        Rule::train | Rule::kw_train => "`train`",
+        Rule::data | Rule::kw_data => "`data`",
+        Rule::search | Rule::kw_search => "`search`",
+        Rule::ensemble | Rule::kw_ensemble => "`ensemble`",
+        Rule::kw_on => "`on`",
+        Rule::kw_as => "`as`",
+        Rule::ident | Rule::key_path => "a name",
+        Rule::params => "a parameter list `(…)`",
+        Rule::param => "a parameter",
+        Rule::input_decl | Rule::kw_input => "`input`",
+        Rule::let_stmt | Rule::kw_let => "`let`",
+        Rule::output_stmt | Rule::pipeline | Rule::stage => "a layer or value",
+        Rule::sum | Rule::product | Rule::unary | Rule::postfix => "a value",
+        Rule::add_op => "an operator",
+        Rule::mul_op => "an operator",
+        Rule::neg => "`-`",
+        Rule::optional => "`?`",
+        Rule::call => "a call",
+        Rule::arg => "an argument",
+        Rule::group => "`[`",
+        Rule::paren => "`(`",
+        Rule::number | Rule::percent => "a number",
+        Rule::boolean => "`true` or `false`",
+        Rule::string | Rule::string_body => "a string",
+        Rule::block => "`{`",
+        Rule::sub_block | Rule::assign | Rule::sample => "a setting `key = value`",
+        _ => return None,
+    })
+}
+
+fn syntax_error(source: &str, e: pest::error::Error<Rule>) -> Diagnostic {
+    use pest::error::{ErrorVariant, InputLocation};
+    let pos = match e.location {
+        InputLocation::Pos(p) => p,
+        InputLocation::Span((s, _)) => s,
+    };
+    // Point at the whole offending token, not one byte of it.
+    let rest = &source[pos.min(source.len())..];
+    let token_len = rest
+        .char_indices()
+        .find(|&(i, c)| {
+            let word = |c: char| c.is_alphanumeric() || c == '_' || c == '.';
+            i > 0 && (!word(c) || !rest.starts_with(|f: char| word(f)))
+        })
+        .map(|(i, _)| i)
+        .unwrap_or(rest.len());
+    let span = Span::new(pos, pos + token_len);
+    let found = if rest.is_empty() {
+        "end of file".to_string()
+    } else {
+        format!("`{}`", &rest[..token_len])
+    };
+    let expected = match &e.variant {
+        ErrorVariant::ParsingError { positives, .. } => {
+            let mut names: Vec<&str> = positives.iter().filter_map(describe).collect();
+            names.sort_unstable();
+            names.dedup();
+            names
+        }
+        ErrorVariant::CustomError { .. } => Vec::new(),
+    };
+    let message = if expected.is_empty() {
+        format!("syntax error: unexpected {found}")
+    } else {
+        format!("syntax error: expected {}, found {found}", join_or(&expected))
+    };
+    let mut d = Diagnostic::error(message, span, "unexpected here");
+    if rest.starts_with('=') && expected.contains(&"a layer or value") {
+        d = d.with_help("named arguments are written `name = value` inside a call's parentheses");
+    }
+    if rest.starts_with("->") {
+        d = d.with_note("`->` joins two layers; something is missing on one side of it");
+    }
+    d
+}
+
+fn join_or(items: &[&str]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.to_string(),
+        [init @ .., last] => format!("{} or {last}", init.join(", ")),
+    }
+}
