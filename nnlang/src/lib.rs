@@ -1,6 +1,163 @@
 //! nnlang: a declarative language for neural networks, and its compiler.
+//!
+//! The front end reads like its pipeline: [`syntax::parse`] → [`lower::lower_model`] →
+//! [`ir::verify`] → [`shape::infer`], with [`recipe::check_blocks`] beside it for the
+//! training recipe. [`compile`] runs all of it and gathers every diagnostic.
 
 pub mod diag;
 pub mod ir;
 pub mod lower;
+pub mod recipe;
+pub mod shape;
+pub mod summary;
 pub mod syntax;
+
+use diag::Diagnostic;
+use ir::Graph;
+use lower::Overrides;
+use recipe::Recipe;
+use shape::Shapes;
+use syntax::ast;
+
+/// What to compile: one model or all, and parameter overrides.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    pub model: Option<String>,
+    pub overrides: Overrides,
+}
+
+/// A mistake in how the compiler was asked, not in the source (an unknown `--model`,
+/// `--set` of a parameter that does not exist).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One model, lowered and with every shape inferred.
+#[derive(Clone, Debug)]
+pub struct Model {
+    pub graph: Graph,
+    pub shapes: Shapes,
+}
+
+/// The result of compiling a file: the checked models and recipes, and everything wrong.
+#[derive(Clone, Debug, Default)]
+pub struct Compiled {
+    pub file: ast::File,
+    pub models: Vec<Model>,
+    pub recipes: Vec<Recipe>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Compiled {
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(|d| d.is_error())
+    }
+}
+
+/// Parses and checks a source file.
+pub fn compile(source: &str, opts: &Options) -> Result<Compiled, UsageError> {
+    let file = match syntax::parse(source) {
+        Ok(f) => f,
+        Err(d) => {
+            return Ok(Compiled {
+                diagnostics: vec![d],
+                ..Compiled::default()
+            })
+        }
+    };
+    let mut diagnostics = duplicate_models(&file);
+    let (recipes, recipe_diags) = recipe::check_blocks(&file);
+    diagnostics.extend(recipe_diags);
+
+    let selected = select(&file, opts)?;
+    let mut models = Vec::new();
+    for (model, overrides) in selected {
+        let lowered = lower::lower_model(model, &overrides);
+        let lowering_failed = lowered.diagnostics.iter().any(|d| d.is_error());
+        diagnostics.extend(lowered.diagnostics);
+        if lowering_failed {
+            continue;
+        }
+        if let Err(problems) = ir::verify(&lowered.graph) {
+            diagnostics.push(Diagnostic::error(
+                format!("internal compiler error: the IR of `{}` is malformed: {}", model.name, problems.join("; ")),
+                model.name.span,
+                "while lowering this model",
+            ));
+            continue;
+        }
+        let (shapes, errors) = shape::infer(&lowered.graph);
+        diagnostics.extend(errors.iter().map(|e| e.to_diagnostic(&lowered.graph)));
+        if errors.is_empty() {
+            models.push(Model { graph: lowered.graph, shapes });
+        }
+    }
+    diagnostics.sort_by_key(|d| d.labels.first().map(|l| l.span.start).unwrap_or(0));
+    Ok(Compiled {
+        file,
+        models,
+        recipes,
+        diagnostics,
+    })
+}
+
+fn duplicate_models(file: &ast::File) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    for (i, m) in file.models.iter().enumerate() {
+        if let Some(first) = file.models[..i].iter().find(|o| o.name.name == m.name.name) {
+            out.push(
+                Diagnostic::error(format!("model `{}` is defined twice", m.name), m.name.span, "defined again")
+                    .with_label(first.name.span, "first defined here"),
+            );
+        }
+    }
+    out
+}
+
+/// The models to compile with the overrides each one gets.
+fn select<'a>(file: &'a ast::File, opts: &Options) -> Result<Vec<(&'a ast::Model, Overrides)>, UsageError> {
+    let names: Vec<&str> = file.models.iter().map(|m| m.name.name.as_str()).collect();
+    if let Some(want) = &opts.model {
+        let Some(m) = file.models.iter().find(|m| &m.name.name == want) else {
+            let mut msg = format!("--model {want}: no model `{want}` in this file");
+            match diag::did_you_mean(want, names.iter().copied()) {
+                Some(best) => msg.push_str(&format!(" (did you mean `{best}`?)")),
+                None if names.is_empty() => msg.push_str(" (it defines no model)"),
+                None => msg.push_str(&format!(" (it defines: {})", names.join(", "))),
+            }
+            return Err(UsageError(msg));
+        };
+        lower::check_overrides(m, &opts.overrides).map_err(UsageError)?;
+        return Ok(vec![(m, opts.overrides.clone())]);
+    }
+    for key in opts.overrides.keys() {
+        if !file.models.iter().any(|m| m.params.iter().any(|p| &p.name.name == key)) {
+            let all: Vec<&str> = file.models.iter().flat_map(|m| m.params.iter().map(|p| p.name.name.as_str())).collect();
+            let mut msg = format!("--set {key}: no model in this file has a parameter `{key}`");
+            if let Some(best) = diag::did_you_mean(key, all.iter().copied()) {
+                msg.push_str(&format!(" (did you mean `{best}`?)"));
+            }
+            return Err(UsageError(msg));
+        }
+    }
+    let mut out = Vec::new();
+    for (i, m) in file.models.iter().enumerate() {
+        if file.models[..i].iter().any(|o| o.name.name == m.name.name) {
+            continue;
+        }
+        let mine: Overrides = opts
+            .overrides
+            .iter()
+            .filter(|(k, _)| m.params.iter().any(|p| &p.name.name == *k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        lower::check_overrides(m, &mine).map_err(UsageError)?;
+        out.push((m, mine));
+    }
+    Ok(out)
+}

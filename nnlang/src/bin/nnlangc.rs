@@ -1,1 +1,167 @@
-fn main(){}
+//! `nnlangc`: the nnlang command line.
+//!
+//! Exit codes: 0 when the model is well-formed, 1 for errors in the user's source (including
+//! a file that is not UTF-8), 2 for usage errors (unknown flag or model, bad `--set`,
+//! missing or unreadable file).
+
+use clap::{Args, Parser, Subcommand};
+use nnlang::diag::render_all;
+use nnlang::ir::ParamValue;
+use nnlang::lower::{parse_param_value, Overrides};
+use nnlang::{compile, summary, Compiled, Options};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "nnlangc", version, about = "The nnlang compiler: check, inspect and run neural-network models")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check a model file and print a summary of each model: layers, shapes, parameters,
+    /// memory.
+    Check {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a compiler stage's output.
+    Emit {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// The IR in its stable text form (the default).
+        #[arg(long, group = "what")]
+        ir: bool,
+        /// The IR as a Graphviz graph.
+        #[arg(long, group = "what")]
+        dot: bool,
+    },
+}
+
+#[derive(Args)]
+struct ModelArgs {
+    /// The .nn source file.
+    file: PathBuf,
+    /// Only this model (default: every model in the file).
+    #[arg(long)]
+    model: Option<String>,
+    /// Override a model parameter, e.g. `--set N=3` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_set)]
+    set: Vec<(String, ParamValue)>,
+}
+
+fn parse_set(s: &str) -> Result<(String, ParamValue), String> {
+    let (k, v) = s.split_once('=').ok_or_else(|| format!("`{s}` is not KEY=VALUE"))?;
+    let key = k.trim();
+    if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(format!("`{key}` is not a parameter name"));
+    }
+    let value = parse_param_value(v).ok_or_else(|| format!("`{v}` is not an integer, a number or true/false"))?;
+    Ok((key.to_string(), value))
+}
+
+enum Failure {
+    Source,
+    Usage(String),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Source) => ExitCode::from(1),
+        Err(Failure::Usage(msg)) => {
+            eprintln!("error: {msg}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    match cli.command {
+        Command::Check { model, json } => {
+            let (compiled, _) = load(&model)?;
+            let summaries: Vec<summary::Summary> = compiled.models.iter().map(summary::summarize).collect();
+            if json {
+                let text = if summaries.len() == 1 {
+                    serde_json::to_string_pretty(&summaries[0])
+                } else {
+                    serde_json::to_string_pretty(&summaries)
+                };
+                println!("{}", text.map_err(|e| Failure::Usage(e.to_string()))?);
+            } else {
+                let texts: Vec<String> = summaries.iter().map(summary::to_text).collect();
+                print!("{}", texts.join("\n"));
+                let checked = compiled.recipes.len();
+                if checked > 0 {
+                    let s = if checked == 1 { "" } else { "s" };
+                    println!("\n{checked} recipe block{s} checked (train, data, search, ensemble)");
+                }
+            }
+            Ok(())
+        }
+        Command::Emit { model, ir: _, dot } => {
+            let (compiled, _) = load(&model)?;
+            for m in &compiled.models {
+                if dot {
+                    print!("{}", nnlang::ir::to_dot(&m.graph, &m.shapes.shapes));
+                } else {
+                    print!("{}", nnlang::ir::to_text(&m.graph, &m.shapes.shapes));
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Reads and compiles the file; prints diagnostics; fails if any is an error.
+fn load(args: &ModelArgs) -> Result<(Compiled, String), Failure> {
+    let source = read(&args.file)?;
+    let overrides: Overrides = args.set.iter().cloned().collect();
+    let opts = Options {
+        model: args.model.clone(),
+        overrides,
+    };
+    let compiled = compile(&source, &opts).map_err(|e| Failure::Usage(format!("{}: {e}", args.file.display())))?;
+    let name = args.file.display().to_string();
+    if !compiled.diagnostics.is_empty() {
+        eprint!("{}", render_all(&compiled.diagnostics, &name, &source));
+    }
+    if compiled.has_errors() {
+        return Err(Failure::Source);
+    }
+    Ok((compiled, source))
+}
+
+fn read(path: &Path) -> Result<String, Failure> {
+    let bytes = std::fs::read(path).map_err(|e| Failure::Usage(format!("cannot read {}: {}", path.display(), io_reason(&e))))?;
+    match String::from_utf8(bytes) {
+        Ok(s) => Ok(s),
+        Err(e) => {
+            let at = e.utf8_error().valid_up_to();
+            let good = &e.as_bytes()[..at];
+            let line = good.iter().filter(|&&b| b == b'\n').count() + 1;
+            let col = good.iter().rev().take_while(|&&b| b != b'\n').count() + 1;
+            eprintln!(
+                "error: {}:{line}:{col}: the file is not valid UTF-8 (byte 0x{:02x} at offset {at})",
+                path.display(),
+                e.as_bytes()[at]
+            );
+            Err(Failure::Source)
+        }
+    }
+}
+
+fn io_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file".to_string(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+        std::io::ErrorKind::IsADirectory => "it is a directory".to_string(),
+        _ => e.to_string(),
+    }
+}

@@ -1,0 +1,566 @@
+//! The `train`, `data`, `search` and `ensemble` blocks: checked against a schema of known
+//! keys and value kinds, then kept as plain [`Settings`] for the stages that use them.
+//! Every key, argument and value is checked here, so that a typo in a training recipe is
+//! found before anything runs.
+
+use crate::diag::{did_you_mean, Diagnostic};
+use crate::lower::eval::{eval, fmt_num, Env, Value};
+use crate::syntax::ast::{Block, BlockKind, Entry, EntryKind, Expr, ExprKind, File, Ident, Span};
+use std::collections::BTreeMap;
+
+/// A checked setting.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Setting {
+    Value(Value),
+    /// `sgd(lr = 0.1, momentum = 0.9)`, arguments by name.
+    Call { name: String, args: BTreeMap<String, Value> },
+    Block(Settings),
+}
+
+pub type Settings = BTreeMap<String, Setting>;
+
+/// `path ~ distribution` in a search block.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    pub path: Vec<String>,
+    pub distribution: String,
+    pub args: Vec<Value>,
+}
+
+/// A checked recipe block.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Recipe {
+    pub kind: BlockKind,
+    pub target: String,
+    pub on: Option<String>,
+    pub settings: Settings,
+    pub samples: Vec<Sample>,
+    /// `stage name { … }` in a search block, in order.
+    pub stages: Vec<(String, Settings)>,
+}
+
+#[derive(Clone, Copy)]
+enum Spec {
+    PosInt,
+    NonNegInt,
+    PosNum,
+    NonNegNum,
+    /// [0, 1)
+    Unit,
+    /// (0, 1]
+    Factor,
+    Bool,
+    Str,
+    /// `10%` or a fraction in (0, 1)
+    Fraction,
+    Choice(&'static [Form]),
+    Block(&'static [(&'static str, Spec)]),
+    /// One of these bare words.
+    Word(&'static [&'static str]),
+}
+
+#[derive(Clone, Copy)]
+struct Form {
+    name: &'static str,
+    /// `(name, spec, required)` in positional order.
+    args: &'static [(&'static str, Spec, bool)],
+}
+
+const fn form(name: &'static str, args: &'static [(&'static str, Spec, bool)]) -> Form {
+    Form { name, args }
+}
+
+const SOURCE: &[Form] = &[
+    form("idx", &[("images", Spec::Str, true), ("labels", Spec::Str, true)]),
+    form("npy", &[("x", Spec::Str, true), ("y", Spec::Str, true)]),
+    form("csv", &[("path", Spec::Str, true), ("label", Spec::NonNegInt, false)]),
+];
+
+const TRAIN: &[(&str, Spec)] = &[
+    (
+        "loss",
+        Spec::Choice(&[
+            form("cross_entropy", &[("bins", Spec::PosInt, false)]),
+            form("binary_cross_entropy", &[]),
+            form("mse", &[]),
+        ]),
+    ),
+    (
+        "optimizer",
+        Spec::Choice(&[
+            form("sgd", &[("lr", Spec::PosNum, false), ("momentum", Spec::Unit, false), ("nesterov", Spec::Bool, false)]),
+            form(
+                "adam",
+                &[("lr", Spec::PosNum, false), ("beta1", Spec::Unit, false), ("beta2", Spec::Unit, false), ("eps", Spec::PosNum, false)],
+            ),
+        ]),
+    ),
+    (
+        "init",
+        Spec::Choice(&[form("xavier", &[]), form("he", &[]), form("normal", &[("std", Spec::PosNum, true)]), form("uniform", &[("a", Spec::PosNum, true)])]),
+    ),
+    ("regularize", Spec::Block(&[("l1", Spec::NonNegNum), ("l2", Spec::NonNegNum), ("max_norm", Spec::PosNum)])),
+    ("batch", Spec::PosInt),
+    ("epochs", Spec::PosInt),
+    (
+        "schedule",
+        Spec::Choice(&[
+            form("constant", &[]),
+            form("step", &[("every", Spec::PosInt, true), ("factor", Spec::Factor, true)]),
+            form("exponential", &[("decay", Spec::Factor, true)]),
+            form("plateau", &[("factor", Spec::Factor, true), ("patience", Spec::PosInt, false)]),
+        ]),
+    ),
+    ("validate", Spec::Fraction),
+    ("average", Spec::Choice(&[form("none", &[]), form("ema", &[("decay", Spec::Unit, true)])])),
+    ("seed", Spec::NonNegInt),
+];
+
+const DATA: &[(&str, Spec)] = &[
+    ("train", Spec::Choice(SOURCE)),
+    ("test", Spec::Choice(SOURCE)),
+    ("scale", Spec::PosNum),
+    ("standardize", Spec::Bool),
+    ("classes", Spec::PosInt),
+];
+
+const SEARCH: &[(&str, Spec)] = &[("trials", Spec::PosInt)];
+
+const STAGE: &[(&str, Spec)] = &[("epochs", Spec::PosInt), ("keep", Spec::PosInt), ("trials", Spec::PosInt)];
+
+const ENSEMBLE: &[(&str, Spec)] = &[
+    ("members", Spec::PosInt),
+    (
+        "from",
+        Spec::Choice(&[
+            form("top", &[("source", Spec::Word(&["search"]), true)]),
+            form("seeds", &[]),
+            form("checkpoints", &[("last", Spec::PosInt, true)]),
+        ]),
+    ),
+];
+
+const DISTRIBUTIONS: &[&str] = &["log_uniform", "uniform", "int_uniform", "choice"];
+
+/// Checks every recipe block of a file, and the names they refer to.
+pub fn check_blocks(file: &File) -> (Vec<Recipe>, Vec<Diagnostic>) {
+    let mut diags = Vec::new();
+    let mut recipes = Vec::new();
+    let models: Vec<&str> = file.models.iter().map(|m| m.name.name.as_str()).collect();
+    let datas: Vec<&Ident> = file.blocks.iter().filter(|b| b.kind == BlockKind::Data).map(|b| &b.target).collect();
+    let mut seen_data: BTreeMap<&str, Span> = BTreeMap::new();
+    for d in &datas {
+        if let Some(first) = seen_data.insert(&d.name, d.span) {
+            diags.push(
+                Diagnostic::error(format!("data set `{}` is defined twice", d.name), d.span, "defined again")
+                    .with_label(first, "first defined here"),
+            );
+        }
+    }
+    for block in &file.blocks {
+        if block.kind != BlockKind::Data && !models.contains(&block.target.name.as_str()) {
+            let d = Diagnostic::error(
+                format!("`{}` names no model in this file", block.target),
+                block.target.span,
+                format!("{} what?", block.kind.keyword()),
+            );
+            diags.push(d.with_suggestion(&block.target.name, models.iter().copied()));
+        }
+        if block.kind == BlockKind::Train {
+            match &block.on {
+                None => diags.push(
+                    Diagnostic::error(format!("`train {}` does not say which data to train on", block.target), block.target.span, "trained on what?")
+                        .with_help(format!("write `train {} on mnist {{ … }}` and define `data mnist {{ … }}`", block.target)),
+                ),
+                Some(on) if !seen_data.contains_key(on.name.as_str()) => {
+                    let d = Diagnostic::error(format!("no data set `{}` is defined in this file", on.name), on.span, "unknown data set")
+                        .with_suggestion(&on.name, datas.iter().map(|d| d.name.as_str()));
+                    diags.push(d.with_help(format!("define it: `data {} {{ train = idx(\"…\", \"…\") }}`", on.name)));
+                }
+                Some(_) => {}
+            }
+        }
+        let mut c = Checker { diags: &mut diags };
+        let recipe = c.block(block, file);
+        recipes.push(recipe);
+    }
+    // `from = top(search)` needs a search of the same model.
+    for r in &recipes {
+        if r.kind != BlockKind::Ensemble {
+            continue;
+        }
+        if let Some(Setting::Call { name, .. }) = r.settings.get("from") {
+            let has_search = recipes.iter().any(|s| s.kind == BlockKind::Search && s.target == r.target);
+            if name == "top" && !has_search {
+                if let Some(b) = file.blocks.iter().find(|b| b.kind == BlockKind::Ensemble && b.target.name == r.target) {
+                    diags.push(
+                        Diagnostic::error(format!("`from = top(search)` needs a `search {}` block", r.target), b.target.span, "no search to take members from")
+                            .with_help("add a `search` block for this model, or use `from = seeds`"),
+                    );
+                }
+            }
+        }
+    }
+    (recipes, diags)
+}
+
+struct Checker<'d> {
+    diags: &'d mut Vec<Diagnostic>,
+}
+
+impl Checker<'_> {
+    fn block(&mut self, block: &Block, file: &File) -> Recipe {
+        let schema = match block.kind {
+            BlockKind::Train => TRAIN,
+            BlockKind::Data => DATA,
+            BlockKind::Search => SEARCH,
+            BlockKind::Ensemble => ENSEMBLE,
+        };
+        let mut recipe = Recipe {
+            kind: block.kind,
+            target: block.target.name.clone(),
+            on: block.on.as_ref().map(|o| o.name.clone()),
+            settings: Settings::new(),
+            samples: Vec::new(),
+            stages: Vec::new(),
+        };
+        let what = format!("a `{}` block", block.kind.keyword());
+        let mut rest = Vec::new();
+        for e in &block.entries {
+            match &e.kind {
+                EntryKind::Sample(path, value) if block.kind == BlockKind::Search => {
+                    if let Some(s) = self.sample(path, value, block, file) {
+                        recipe.samples.push(s);
+                    }
+                }
+                EntryKind::Block { key, name, entries } if block.kind == BlockKind::Search && key.name == "stage" => match name {
+                    Some(n) => {
+                        if recipe.stages.iter().any(|(s, _)| *s == n.name) {
+                            self.diags.push(Diagnostic::error(format!("stage `{}` is defined twice", n.name), n.span, "defined again"));
+                        }
+                        let s = self.entries(entries, STAGE, "a search stage");
+                        recipe.stages.push((n.name.clone(), s));
+                    }
+                    None => self.diags.push(
+                        Diagnostic::error("a search stage needs a name", key.span, "stage what?")
+                            .with_help("write `stage coarse { epochs = 2 }`"),
+                    ),
+                },
+                _ => rest.push(e.clone()),
+            }
+        }
+        recipe.settings = self.entries(&rest, schema, &what);
+        recipe
+    }
+
+    fn entries(&mut self, entries: &[Entry], schema: &[(&'static str, Spec)], what: &str) -> Settings {
+        let mut out = Settings::new();
+        let mut spans: BTreeMap<String, Span> = BTreeMap::new();
+        for e in entries {
+            let (key, span) = match &e.kind {
+                EntryKind::Assign(path, _) | EntryKind::Sample(path, _) => {
+                    let k: Vec<&str> = path.iter().map(|p| p.name.as_str()).collect();
+                    let span = path.first().map_or(e.span, |f| f.span.to(path.last().map_or(f.span, |l| l.span)));
+                    (k.join("."), span)
+                }
+                EntryKind::Block { key, .. } => (key.name.clone(), key.span),
+            };
+            let Some(&(_, spec)) = schema.iter().find(|(k, _)| *k == key) else {
+                let keys: Vec<&str> = schema.iter().map(|(k, _)| *k).collect();
+                let d = Diagnostic::error(format!("unknown key `{key}` in {what}"), span, "unknown key")
+                    .with_suggestion(&key, keys.iter().copied())
+                    .with_note(format!("the keys of {what} are: {}", keys.join(", ")));
+                self.diags.push(d);
+                continue;
+            };
+            if let Some(first) = spans.get(&key) {
+                self.diags.push(
+                    Diagnostic::error(format!("`{key}` is set twice"), span, "set again").with_label(*first, "first set here"),
+                );
+                continue;
+            }
+            spans.insert(key.clone(), span);
+            let setting = match (&e.kind, spec) {
+                (EntryKind::Block { entries, name, .. }, Spec::Block(sub)) => {
+                    if let Some(n) = name {
+                        self.diags.push(Diagnostic::error(format!("`{key}` takes no name"), n.span, "unexpected name"));
+                    }
+                    Some(Setting::Block(self.entries(entries, sub, &format!("`{key}`"))))
+                }
+                (EntryKind::Assign(_, value), Spec::Block(_)) => {
+                    self.diags.push(
+                        Diagnostic::error(format!("`{key}` is a block of settings"), value.span, "expected `{ … }`")
+                            .with_help(format!("write `{key} {{ l2 = 5e-4 }}`")),
+                    );
+                    None
+                }
+                (EntryKind::Assign(_, value), spec) => self.value(&key, value, spec),
+                (EntryKind::Sample(_, value), _) => {
+                    self.diags.push(
+                        Diagnostic::error(format!("`~` samples a value in a `search` block; here `{key}` needs `=`"), value.span, "not in a search")
+                            .with_help(format!("write `{key} = …`")),
+                    );
+                    None
+                }
+                (EntryKind::Block { .. }, _) => {
+                    self.diags.push(
+                        Diagnostic::error(format!("`{key}` is a single setting, not a block"), span, "not a block")
+                            .with_help(format!("write `{key} = …`")),
+                    );
+                    None
+                }
+            };
+            if let Some(s) = setting {
+                out.insert(key, s);
+            }
+        }
+        out
+    }
+
+    fn value(&mut self, key: &str, e: &Expr, spec: Spec) -> Option<Setting> {
+        match spec {
+            Spec::Choice(forms) => {
+                let (name, args): (&Ident, &[crate::syntax::ast::Arg]) = match &e.kind {
+                    ExprKind::Call { name, args } => (name, args),
+                    ExprKind::Ident(n) => {
+                        let id = Ident { name: n.clone(), span: e.span };
+                        return self.call(key, &id, &[], forms, e.span);
+                    }
+                    _ => {
+                        let names: Vec<String> = forms.iter().map(|f| format!("`{}`", f.name)).collect();
+                        self.diags.push(Diagnostic::error(
+                            format!("`{key}` must be one of {}", names.join(", ")),
+                            e.span,
+                            "not one of the choices",
+                        ));
+                        return None;
+                    }
+                };
+                self.call(key, name, args, forms, e.span)
+            }
+            Spec::Block(_) => None,
+            simple => self.scalar(key, e, simple).map(Setting::Value),
+        }
+    }
+
+    fn call(&mut self, key: &str, name: &Ident, args: &[crate::syntax::ast::Arg], forms: &[Form], span: Span) -> Option<Setting> {
+        let Some(form) = forms.iter().find(|f| f.name == name.name) else {
+            let names: Vec<&str> = forms.iter().map(|f| f.name).collect();
+            let quoted: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
+            self.diags.push(
+                Diagnostic::error(format!("unknown {key} `{}`", name.name), name.span, format!("not a {key}"))
+                    .with_suggestion(&name.name, names.iter().copied())
+                    .with_note(format!("`{key}` is one of {}", quoted.join(", "))),
+            );
+            return None;
+        };
+        let mut out = BTreeMap::new();
+        let mut ok = true;
+        for (i, arg) in args.iter().enumerate() {
+            let slot = match &arg.name {
+                Some(n) => form.args.iter().find(|(a, _, _)| *a == n.name).copied().ok_or_else(|| {
+                    let names = form.args.iter().map(|(a, _, _)| *a);
+                    Diagnostic::error(format!("`{}` has no argument `{}`", form.name, n.name), n.span, "unknown argument")
+                        .with_suggestion(&n.name, names)
+                }),
+                None => form.args.get(i).copied().ok_or_else(|| {
+                    Diagnostic::error(format!("too many arguments to `{}`", form.name), arg.value.span, "extra argument")
+                }),
+            };
+            match slot {
+                Ok((a, spec, _)) => {
+                    if out.contains_key(a) {
+                        self.diags.push(Diagnostic::error(format!("`{a}` is given twice"), arg.value.span, "given again"));
+                        ok = false;
+                    } else if let Some(v) = self.scalar(a, &arg.value, spec) {
+                        out.insert(a.to_string(), v);
+                    } else {
+                        ok = false;
+                    }
+                }
+                Err(d) => {
+                    self.diags.push(d);
+                    ok = false;
+                }
+            }
+        }
+        for (a, _, required) in form.args {
+            if *required && !out.contains_key(*a) && ok {
+                self.diags.push(
+                    Diagnostic::error(format!("`{}` needs `{a}`", form.name), span, format!("`{a}` is missing"))
+                        .with_help(format!("write `{}({a} = …)`", form.name)),
+                );
+                ok = false;
+            }
+        }
+        ok.then(|| Setting::Call { name: form.name.to_string(), args: out })
+    }
+
+    fn scalar(&mut self, key: &str, e: &Expr, spec: Spec) -> Option<Value> {
+        let v = match eval(e, &Env::new()) {
+            Ok(v) => v,
+            Err(d) => {
+                self.diags.push(d);
+                return None;
+            }
+        };
+        let num = v.as_f64();
+        let (ok, expected) = match spec {
+            Spec::PosInt => (matches!(v, Value::Int(n) if n >= 1), "a positive integer".to_string()),
+            Spec::NonNegInt => (matches!(v, Value::Int(n) if n >= 0), "an integer ≥ 0".to_string()),
+            Spec::PosNum => (num.is_some_and(|x| x > 0.0 && x.is_finite()), "a number > 0".to_string()),
+            Spec::NonNegNum => (num.is_some_and(|x| x >= 0.0 && x.is_finite()), "a number ≥ 0".to_string()),
+            Spec::Unit => (num.is_some_and(|x| (0.0..1.0).contains(&x)), "a number in [0, 1)".to_string()),
+            Spec::Factor => (num.is_some_and(|x| x > 0.0 && x <= 1.0), "a number in (0, 1]".to_string()),
+            Spec::Bool => (matches!(v, Value::Bool(_)), "`true` or `false`".to_string()),
+            Spec::Str => (matches!(v, Value::Str(_)), "a string in double quotes".to_string()),
+            Spec::Fraction => (
+                match v {
+                    Value::Percent(p) => p > 0.0 && p < 100.0,
+                    Value::Float(f) => f > 0.0 && f < 1.0,
+                    _ => false,
+                },
+                "a percentage such as `10%` (or a fraction in (0, 1))".to_string(),
+            ),
+            Spec::Word(words) => (
+                matches!(&v, Value::Sym(s) if words.contains(&s.as_str())),
+                words.iter().map(|w| format!("`{w}`")).collect::<Vec<_>>().join(" or "),
+            ),
+            Spec::Choice(_) | Spec::Block(_) => (false, "a value".to_string()),
+        };
+        if ok {
+            return Some(v);
+        }
+        let mut d = Diagnostic::error(format!("`{key}` must be {expected}, found {}", v.describe()), e.span, "wrong kind of value");
+        if let (Spec::Fraction, Some(x)) = (spec, num) {
+            if x >= 1.0 && x < 100.0 {
+                d = d.with_help(format!("for {} percent write `{}%`", fmt_num(x), fmt_num(x)));
+            }
+        }
+        self.diags.push(d);
+        None
+    }
+
+    fn sample(&mut self, path: &[Ident], value: &Expr, block: &Block, file: &File) -> Option<Sample> {
+        let key: Vec<String> = path.iter().map(|p| p.name.clone()).collect();
+        let span = path.first().map_or(value.span, |f| f.span.to(path.last().map_or(f.span, |l| l.span)));
+        let model = file.models.iter().find(|m| m.name.name == block.target.name);
+        let is_param = key.len() == 1 && model.is_some_and(|m| m.params.iter().any(|p| p.name.name == key[0]));
+        if !is_param && !searchable(&key) {
+            let mut candidates: Vec<String> = searchable_paths();
+            if let Some(m) = model {
+                candidates.extend(m.params.iter().map(|p| p.name.name.clone()));
+            }
+            let joined = key.join(".");
+            let mut d = Diagnostic::error(
+                format!("`{joined}` is neither a parameter of `{}` nor a training setting", block.target),
+                span,
+                "cannot be searched",
+            );
+            if let Some(best) = did_you_mean(&joined, candidates.iter().map(|s| s.as_str())) {
+                d = d.with_help(format!("did you mean `{best}`?"));
+            }
+            self.diags.push(d);
+            return None;
+        }
+        let ExprKind::Call { name, args } = &value.kind else {
+            self.diags.push(
+                Diagnostic::error("a searched value needs a distribution", value.span, "not a distribution")
+                    .with_help("write `log_uniform(1e-5, 1e-1)`, `uniform(0, 1)`, `int_uniform(1, 4)` or `choice(16, 32, 64)`"),
+            );
+            return None;
+        };
+        if !DISTRIBUTIONS.contains(&name.name.as_str()) {
+            self.diags.push(
+                Diagnostic::error(format!("unknown distribution `{}`", name.name), name.span, "not a distribution")
+                    .with_suggestion(&name.name, DISTRIBUTIONS.iter().copied())
+                    .with_note("distributions: log_uniform(lo, hi), uniform(lo, hi), int_uniform(lo, hi), choice(a, b, …)"),
+            );
+            return None;
+        }
+        let mut vals = Vec::new();
+        for a in args {
+            if let Some(n) = &a.name {
+                self.diags.push(Diagnostic::error(format!("`{}` takes values, not named arguments", name.name), n.span, "unexpected name"));
+                return None;
+            }
+            match eval(&a.value, &Env::new()) {
+                Ok(v) => vals.push((v, a.value.span)),
+                Err(d) => {
+                    self.diags.push(d);
+                    return None;
+                }
+            }
+        }
+        let dist = name.name.as_str();
+        if dist == "choice" {
+            if vals.is_empty() {
+                self.diags.push(Diagnostic::error("`choice` needs at least one value", value.span, "nothing to choose from"));
+                return None;
+            }
+        } else {
+            let [(lo, lo_span), (hi, _)] = vals.as_slice() else {
+                self.diags.push(
+                    Diagnostic::error(format!("`{dist}` takes two bounds, found {}", vals.len()), value.span, "expected (lo, hi)")
+                        .with_help(format!("write `{dist}(lo, hi)`")),
+                );
+                return None;
+            };
+            let ints = matches!((lo, hi), (Value::Int(_), Value::Int(_)));
+            let (Some(l), Some(h)) = (lo.as_f64(), hi.as_f64()) else {
+                self.diags.push(Diagnostic::error(format!("the bounds of `{dist}` must be numbers"), value.span, "not numbers"));
+                return None;
+            };
+            if dist == "int_uniform" && !ints {
+                self.diags.push(Diagnostic::error("the bounds of `int_uniform` must be integers", value.span, "not integers"));
+                return None;
+            }
+            if l >= h {
+                self.diags.push(Diagnostic::error(
+                    format!("the lower bound of `{dist}` must be below the upper, found {} ≥ {}", fmt_num(l), fmt_num(h)),
+                    value.span,
+                    "empty range",
+                ));
+                return None;
+            }
+            if dist == "log_uniform" && l <= 0.0 {
+                self.diags.push(
+                    Diagnostic::error(format!("`log_uniform` needs bounds above 0, found {}", fmt_num(l)), *lo_span, "not positive")
+                        .with_note("it samples 10 ** uniform(log10(lo), log10(hi))"),
+                );
+                return None;
+            }
+        }
+        Some(Sample {
+            path: key,
+            distribution: dist.to_string(),
+            args: vals.into_iter().map(|(v, _)| v).collect(),
+        })
+    }
+}
+
+/// Training settings a search may sample: numeric keys and numeric arguments of choices.
+fn searchable_paths() -> Vec<String> {
+    let mut out = Vec::new();
+    for (k, spec) in TRAIN {
+        match spec {
+            Spec::PosInt | Spec::NonNegInt | Spec::PosNum | Spec::NonNegNum | Spec::Unit | Spec::Factor | Spec::Fraction => out.push(k.to_string()),
+            Spec::Choice(forms) => {
+                for f in *forms {
+                    for (a, s, _) in f.args {
+                        if !matches!(s, Spec::Bool | Spec::Str | Spec::Word(_)) && !out.contains(&format!("{k}.{a}")) {
+                            out.push(format!("{k}.{a}"));
+                        }
+                    }
+                }
+            }
+            Spec::Block(sub) => out.extend(sub.iter().map(|(s, _)| format!("{k}.{s}"))),
+            _ => {}
+        }
+    }
+    out
+}
+
+fn searchable(path: &[String]) -> bool {
+    searchable_paths().contains(&path.join("."))
+}

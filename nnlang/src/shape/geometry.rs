@@ -1,0 +1,109 @@
+//! The notes' output-size formulas, and the arithmetic shown when they fail.
+
+use super::ShapeError;
+use crate::ir::NodeId;
+use crate::lower::eval::fmt_num;
+
+/// A window that does not fit: what was computed, and settings that would fit.
+#[derive(Clone, Debug)]
+pub struct ExtentError {
+    pub dim: String,
+    /// `(28 − 5)/2 + 1`
+    pub formula: String,
+    pub value: f64,
+    pub legend: String,
+    pub suggestions: Vec<String>,
+}
+
+impl ExtentError {
+    pub fn into_error(self, id: NodeId, kind: &str) -> ShapeError {
+        let whole = self.value.fract() == 0.0;
+        let (is, number) = if self.dim.contains(" and ") { ("are", "whole numbers") } else { ("is", "a whole number") };
+        let (message, label) = if whole {
+            (
+                format!("the output {} of this `{kind}` would be {}", self.dim, fmt_num(self.value)),
+                format!("{} = {} leaves no output", self.formula, fmt_num(self.value)),
+            )
+        } else {
+            (
+                format!("the output {} of this `{kind}` {is} not {number}", self.dim),
+                format!("{} = {} is not an integer", self.formula, fmt_num(self.value)),
+            )
+        };
+        let mut e = ShapeError::new(id, message, label).note(self.legend);
+        for (i, s) in self.suggestions.into_iter().enumerate() {
+            e = e.help(if i == 0 { s } else { format!("or {s}") });
+        }
+        e
+    }
+}
+
+fn conv_formula(w: usize, f: usize, s: usize, p: usize) -> String {
+    if p == 0 {
+        format!("({w} − {f})/{s} + 1")
+    } else {
+        format!("({w} − {f} + 2·{p})/{s} + 1")
+    }
+}
+
+fn extent(w: usize, f: usize, s: usize, p: usize) -> f64 {
+    (w as f64 - f as f64 + 2.0 * p as f64) / s as f64 + 1.0
+}
+
+fn fits(w: usize, f: usize, s: usize, p: usize) -> Option<usize> {
+    let num = (w + 2 * p).checked_sub(f)?;
+    (num % s == 0).then_some(num / s + 1)
+}
+
+/// Convolution and locally-connected layers: `(W − F + 2P)/S + 1`.
+pub fn window_extent(dim: &str, w: usize, f: usize, s: usize, p: usize) -> Result<usize, ExtentError> {
+    if let Some(n) = fits(w, f, s, p) {
+        return Ok(n);
+    }
+    let mut suggestions = Vec::new();
+    // The padding nearest the one given that fits this stride.
+    if let Some(p2) = (0..=f).filter(|&q| q != p && fits(w, f, s, q).is_some()).min_by_key(|&q| q.abs_diff(p)) {
+        let n = fits(w, f, s, p2).unwrap_or(0);
+        suggestions.push(format!("pad = {p2} gives {} = {n}", conv_formula(w, f, s, p2)));
+    }
+    if let Some(s2) = (1..=f.max(s + 1)).filter(|&q| q != s && fits(w, f, q, p).is_some()).min_by_key(|&q| q.abs_diff(s)) {
+        let n = fits(w, f, s2, p).unwrap_or(0);
+        suggestions.push(format!("stride = {s2} gives {} = {n}", conv_formula(w, f, s2, p)));
+    }
+    Err(ExtentError {
+        dim: dim.to_string(),
+        formula: conv_formula(w, f, s, p),
+        value: extent(w, f, s, p),
+        legend: format!("output size = (W − F + 2P)/S + 1 with W = {w} (input {dim}), F = {f} (size), P = {p} (pad), S = {s} (stride)"),
+        suggestions,
+    })
+}
+
+fn pool_formula(w: usize, f: usize, s: usize) -> String {
+    format!("({w} − {f})/{s} + 1")
+}
+
+/// Pooling: `(W − F)/S + 1`, no padding.
+pub fn pool_extent(dim: &str, w: usize, f: usize, s: usize) -> Result<usize, ExtentError> {
+    if let Some(n) = fits(w, f, s, 0) {
+        return Ok(n);
+    }
+    let mut suggestions = Vec::new();
+    if f <= w {
+        if let Some(s2) = (1..=f.max(s + 1)).filter(|&q| q != s && fits(w, f, q, 0).is_some()).min_by_key(|&q| q.abs_diff(s)) {
+            let n = fits(w, f, s2, 0).unwrap_or(0);
+            suggestions.push(format!("stride = {s2} gives {} = {n}", pool_formula(w, f, s2)));
+        }
+    }
+    if let Some(f2) = (1..=w).filter(|&q| q != f && fits(w, q, s, 0).is_some()).min_by_key(|&q| q.abs_diff(f)) {
+        let n = fits(w, f2, s, 0).unwrap_or(0);
+        suggestions.push(format!("size = {f2} gives {} = {n}", pool_formula(w, f2, s)));
+    }
+    Err(ExtentError {
+        dim: dim.to_string(),
+        formula: pool_formula(w, f, s),
+        value: extent(w, f, s, 0),
+        legend: format!("output size = (W − F)/S + 1 with W = {w} (input {dim}), F = {f} (size), S = {s} (stride); pooling has no padding"),
+        suggestions,
+    })
+}

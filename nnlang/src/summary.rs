@@ -1,0 +1,187 @@
+//! The per-model summary of `nnlangc check`: each layer's kind, output shape, parameter
+//! count and activation memory, and the totals; as a table for people and as JSON.
+
+use crate::ir::{Elems, Op};
+use crate::Model;
+use serde::Serialize;
+use std::fmt::Write;
+
+const F32: u64 = 4;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct LayerRow {
+    pub name: String,
+    pub kind: &'static str,
+    pub inputs: Vec<String>,
+    pub attributes: serde_json::Map<String, serde_json::Value>,
+    pub output_shape: crate::ir::Shape,
+    pub params: u64,
+    /// Bytes of this layer's output per example (f32); `per_step` bytes more per sequence step.
+    pub activation_bytes: Elems,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct InputRow {
+    pub name: String,
+    pub shape: crate::ir::Shape,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Totals {
+    pub params: u64,
+    pub param_bytes: u64,
+    pub activation_bytes: Elems,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Summary {
+    pub model: String,
+    pub params_values: serde_json::Map<String, serde_json::Value>,
+    pub inputs: Vec<InputRow>,
+    pub layers: Vec<LayerRow>,
+    pub output: Option<String>,
+    pub parameters: Vec<crate::shape::ParamSpec>,
+    pub totals: Totals,
+}
+
+pub fn summarize(model: &Model) -> Summary {
+    let g = &model.graph;
+    let mut layers = Vec::new();
+    let mut inputs = Vec::new();
+    let mut parameters = Vec::new();
+    let mut act = Elems::default();
+    for id in g.ids() {
+        let node = g.node(id);
+        let Some(Some(shape)) = model.shapes.shapes.get(id.index()) else { continue };
+        let params = &model.shapes.params[id.index()];
+        let count: u64 = params.iter().map(|p| p.count()).sum();
+        let bytes = shape.elements().scale(F32);
+        act = act + bytes;
+        parameters.extend(params.iter().cloned());
+        if matches!(node.op, Op::Input { .. }) {
+            inputs.push(InputRow {
+                name: node.name.clone(),
+                shape: shape.clone(),
+            });
+        }
+        let mut attributes = serde_json::Map::new();
+        if let Ok(serde_json::Value::Object(mut m)) = serde_json::to_value(&node.op) {
+            m.remove("op");
+            attributes = m;
+        }
+        layers.push(LayerRow {
+            name: node.name.clone(),
+            kind: node.op.kind(),
+            inputs: node.inputs.iter().map(|i| g.node(*i).name.clone()).collect(),
+            attributes,
+            output_shape: shape.clone(),
+            params: count,
+            activation_bytes: bytes,
+        });
+    }
+    let total: u64 = parameters.iter().map(|p| p.count()).sum();
+    let mut params_values = serde_json::Map::new();
+    for (k, v) in &g.params {
+        params_values.insert(k.clone(), serde_json::to_value(v).unwrap_or(serde_json::Value::Null));
+    }
+    Summary {
+        model: g.name.clone(),
+        params_values,
+        inputs,
+        layers,
+        output: g.output.map(|o| g.node(o).name.clone()),
+        parameters,
+        totals: Totals {
+            params: total,
+            param_bytes: total * F32,
+            activation_bytes: act,
+        },
+    }
+}
+
+/// `1,234,567`
+pub fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `918.5 KiB`
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64;
+    let mut unit = "B";
+    for u in UNITS {
+        if v < 1024.0 {
+            break;
+        }
+        v /= 1024.0;
+        unit = u;
+    }
+    format!("{v:.1} {unit}")
+}
+
+fn elems_bytes(e: Elems) -> String {
+    match (e.fixed, e.per_step) {
+        (f, 0) => bytes(f),
+        (0, p) => format!("{}·seq", bytes(p)),
+        (f, p) => format!("{} + {}·seq", bytes(f), bytes(p)),
+    }
+}
+
+/// The table shown by `nnlangc check`.
+pub fn to_text(s: &Summary) -> String {
+    let header = ["layer", "kind", "output", "params", "activations"];
+    let mut rows: Vec<[String; 5]> = vec![header.map(String::from)];
+    for l in &s.layers {
+        rows.push([
+            l.name.clone(),
+            l.kind.to_string(),
+            l.output_shape.to_string(),
+            thousands(l.params),
+            elems_bytes(l.activation_bytes),
+        ]);
+    }
+    let mut width = [0usize; 5];
+    for r in &rows {
+        for (w, c) in width.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let params: Vec<String> = s.params_values.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+    let mut out = format!("model {}({})\n", s.model, params.join(", "));
+    for (i, r) in rows.iter().enumerate() {
+        let mut line = String::new();
+        for (j, c) in r.iter().enumerate() {
+            let pad = " ".repeat(width[j] - c.chars().count());
+            if j >= 3 {
+                let _ = write!(line, "  {pad}{c}");
+            } else {
+                let _ = write!(line, "  {c}{pad}");
+            }
+        }
+        let _ = writeln!(out, "{}", line.trim_end());
+        if i == 0 {
+            let total: usize = width.iter().sum::<usize>() + 2 * (width.len() - 1);
+            let _ = writeln!(out, "  {}", "-".repeat(total));
+        }
+    }
+    let _ = writeln!(
+        out,
+        "  parameters: {} ({} as f32) in {} tensors",
+        thousands(s.totals.params),
+        bytes(s.totals.param_bytes),
+        s.parameters.len()
+    );
+    let _ = writeln!(out, "  activations: {} per example (f32, every layer's output)", elems_bytes(s.totals.activation_bytes));
+    out
+}
