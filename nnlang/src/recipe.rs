@@ -348,7 +348,7 @@ impl Checker<'_> {
             let names: Vec<&str> = forms.iter().map(|f| f.name).collect();
             let quoted: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
             self.diags.push(
-                Diagnostic::error(format!("unknown {key} `{}`", name.name), name.span, format!("not a {key}"))
+                Diagnostic::error(format!("unknown {key} `{}`", name.name), name.span, format!("not {} {key}", article(key)))
                     .with_suggestion(&name.name, names.iter().copied())
                     .with_note(format!("`{key}` is one of {}", quoted.join(", "))),
             );
@@ -563,4 +563,12 @@ fn searchable_paths() -> Vec<String> {
 
 fn searchable(path: &[String]) -> bool {
     searchable_paths().contains(&path.join("."))
+}
+
+fn article(word: &str) -> &'static str {
+    if word.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    }
 }

@@ -86,6 +86,8 @@ struct Lowerer<'a> {
     graph: Graph,
     diags: Vec<Diagnostic>,
     inputs: HashMap<&'a str, NodeId>,
+    /// Inputs whose declaration failed (reported); references to them stay silent.
+    failed_inputs: Vec<&'a str>,
     lets: HashMap<&'a str, (usize, LetState)>,
     let_stack: Vec<&'a str>,
     used_lets: Vec<bool>,
@@ -105,12 +107,20 @@ pub fn lower_model(model: &ast::Model, overrides: &Overrides) -> Lowered {
         },
         diags: Vec::new(),
         inputs: HashMap::new(),
+        failed_inputs: Vec::new(),
         lets: HashMap::new(),
         let_stack: Vec::new(),
         used_lets: vec![false; model.lets.len()],
         user_names: HashMap::new(),
     };
     l.params(overrides);
+    if !l.diags.is_empty() {
+        // Without every parameter's value, the body would only report consequences.
+        return Lowered {
+            graph: l.graph,
+            diagnostics: l.diags,
+        };
+    }
     l.declare_inputs();
     l.declare_lets();
     for i in 0..model.lets.len() {
@@ -207,7 +217,10 @@ impl<'a> Lowerer<'a> {
                 ));
                 continue;
             }
-            let Some(dims) = self.dims(decl) else { continue };
+            let Some(dims) = self.dims(decl) else {
+                self.failed_inputs.push(&decl.name.name);
+                continue;
+            };
             let id = self.graph.add(Op::Input { dims }, Vec::new(), decl.name.name.clone(), decl.name.span);
             self.graph.inputs.push(id);
             self.inputs.insert(&decl.name.name, id);
@@ -396,7 +409,12 @@ impl<'a> Lowerer<'a> {
         }
     }
 
+    /// Unused bindings and inputs, reported only when nothing else went wrong: after an
+    /// error they are usually its consequence.
     fn unused(&mut self) {
+        if self.diags.iter().any(|d| d.is_error()) {
+            return;
+        }
         for (i, l) in self.model.lets.iter().enumerate() {
             if !self.used_lets[i] {
                 self.err(
@@ -625,6 +643,9 @@ impl<'a> Lowerer<'a> {
     }
 
     fn ident(&mut self, name: &'a str, span: Span, cur: Option<NodeId>) -> Result<Option<NodeId>, ()> {
+        if self.failed_inputs.contains(&name) {
+            return Err(());
+        }
         let is_value = self.inputs.contains_key(name) || self.lets.contains_key(name);
         match cur {
             None if is_value => {
@@ -634,14 +655,14 @@ impl<'a> Lowerer<'a> {
                 self.resolve_let(name, true).map(Some)
             }
             None if layers::is_layer(name) => {
-                let ins = self.value_names().join("`, `");
+                let ins = self.input_names().join("`, `");
                 let mut d = Diagnostic::error(
                     format!("a pipeline starts from an input or a `let` binding, not from the layer `{name}`"),
                     span,
                     "nothing flows into this layer",
                 );
                 if !ins.is_empty() {
-                    d = d.with_help(format!("start from one of: `{ins}`"));
+                    d = d.with_help(format!("start from an input: `{ins}`"));
                 }
                 self.err(d);
                 Err(())
@@ -672,6 +693,10 @@ impl<'a> Lowerer<'a> {
         }
     }
 
+    fn input_names(&self) -> Vec<String> {
+        self.model.inputs.iter().map(|i| i.name.name.clone()).collect()
+    }
+
     fn value_names(&self) -> Vec<String> {
         let mut v: Vec<String> = self.model.inputs.iter().map(|i| i.name.name.clone()).collect();
         v.extend(self.model.lets.iter().map(|l| l.name.name.clone()));
@@ -693,14 +718,14 @@ impl<'a> Lowerer<'a> {
         match cur {
             Some(input) => self.call_layer(&name.name, args, span, input),
             None => {
-                let ins = self.value_names().join("`, `");
+                let inputs = self.input_names();
                 let mut d = Diagnostic::error(
                     format!("a pipeline starts from an input or a `let` binding, not from the layer `{}`", name.name),
                     span,
                     "nothing flows into this layer",
                 );
-                if !ins.is_empty() {
-                    d = d.with_help(format!("start from one of: `{ins}`, e.g. `{} -> {}(…)`", self.value_names()[0], name.name));
+                if let Some(first) = inputs.first() {
+                    d = d.with_help(format!("start from an input, e.g. `{first} -> {}(…)`", name.name));
                 }
                 self.err(d);
                 Err(())

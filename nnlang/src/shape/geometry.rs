@@ -70,6 +70,10 @@ pub fn window_extent(dim: &str, w: usize, f: usize, s: usize, p: usize) -> Resul
         let n = fits(w, f, s2, p).unwrap_or(0);
         suggestions.push(format!("stride = {s2} gives {} = {n}", conv_formula(w, f, s2, p)));
     }
+    if let Some(f2) = (1..=w + 2 * p).filter(|&q| q != f && fits(w, q, s, p).is_some()).min_by_key(|&q| (q.abs_diff(f), q % 2 == 0)) {
+        let n = fits(w, f2, s, p).unwrap_or(0);
+        suggestions.push(format!("size = {f2} gives {} = {n}", conv_formula(w, f2, s, p)));
+    }
     Err(ExtentError {
         dim: dim.to_string(),
         formula: conv_formula(w, f, s, p),

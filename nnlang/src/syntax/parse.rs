@@ -13,6 +13,9 @@ struct Grammar;
 /// Parses a whole file. A syntax error stops the parse: the diagnostic names the place and
 /// what was expected there.
 pub fn parse(source: &str) -> Result<File, Diagnostic> {
+    // Record every token tried at the furthest position, for "expected …" messages. It is
+    // left on: switching it per call would race with parses on other threads.
+    pest::set_error_detail(true);
     let mut pairs = Grammar::parse(Rule::file, source).map_err(|e| syntax_error(source, e))?;
     let mut file = File::default();
     let Some(root) = pairs.next() else {
@@ -31,9 +34,33 @@ pub fn parse(source: &str) -> Result<File, Diagnostic> {
     Ok(file)
 }
 
+/// The span of a pair without the whitespace and comments that pest's implicit skipping
+/// leaves at its end, so that carets end where the user's text does.
 fn span(p: &Pair<Rule>) -> Span {
     let s = p.as_span();
-    Span::new(s.start(), s.end())
+    Span::new(s.start(), s.start() + trimmed_len(s.as_str()))
+}
+
+fn trimmed_len(text: &str) -> usize {
+    let mut t = text;
+    loop {
+        let before = t.len();
+        t = t.trim_end();
+        if t.ends_with("*/") {
+            if let Some(open) = t.rfind("/*") {
+                t = &t[..open];
+            }
+        }
+        let line_start = t.rfind('\n').map_or(0, |i| i + 1);
+        if let Some(c) = t[line_start..].find("//") {
+            if !t[line_start + c..].contains('"') {
+                t = &t[..line_start + c];
+            }
+        }
+        if t.len() == before {
+            return t.len();
+        }
+    }
 }
 
 fn ident(p: Pair<Rule>) -> Ident {
@@ -336,6 +363,42 @@ fn entry(p: Pair<Rule>) -> Option<Entry> {
     Some(Entry { kind, span: sp })
 }
 
+/// Literal tokens worth naming in "expected …" (letters and digits tried inside numbers
+/// and keywords are not).
+const PUNCTUATION: &[&str] = &["->", ":", "=", ",", ")", "]", "{", "}", "?", "~", "%"];
+/// Tokens that begin a value; listed together as "a value".
+const VALUE_STARTS: &[&str] = &["\"", "(", "[", "-"];
+const KEYWORDS: &[&str] = &["model", "train", "data", "search", "ensemble", "input", "let", "on"];
+
+/// The last `{` without its `}`, skipping strings and comments.
+fn unclosed_brace(source: &str) -> Option<usize> {
+    let bytes = source.as_bytes();
+    let mut open = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'/') => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'{' => open.push(i),
+            b'}' => {
+                open.pop();
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    open.pop()
+}
+
 /// What a grammar rule is called in an "expected …" message.
 fn describe(rule: &Rule) -> Option<&'static str> {
     Some(match rule {
@@ -373,10 +436,16 @@ fn describe(rule: &Rule) -> Option<&'static str> {
 
 fn syntax_error(source: &str, e: pest::error::Error<Rule>) -> Diagnostic {
     use pest::error::{ErrorVariant, InputLocation};
-    let pos = match e.location {
+    let mut pos = match e.location {
         InputLocation::Pos(p) => p,
         InputLocation::Span((s, _)) => s,
     };
+    let attempts = e.parse_attempts();
+    if let Some(a) = &attempts {
+        if a.max_position >= pos {
+            pos = a.max_position;
+        }
+    }
     // Point at the whole offending token, not one byte of it.
     let rest = &source[pos.min(source.len())..];
     let token_len = rest
@@ -393,26 +462,53 @@ fn syntax_error(source: &str, e: pest::error::Error<Rule>) -> Diagnostic {
     } else {
         format!("`{}`", &rest[..token_len])
     };
-    let expected = match &e.variant {
-        ErrorVariant::ParsingError { positives, .. } => {
-            let mut names: Vec<&str> = positives.iter().filter_map(describe).collect();
-            names.sort_unstable();
-            names.dedup();
-            names
+    let mut expected: Vec<String> = Vec::new();
+    let mut value = false;
+    match &attempts {
+        Some(a) if a.max_position == pos => {
+            for t in a.expected_tokens() {
+                let token = t.to_string();
+                if VALUE_STARTS.contains(&token.as_str()) {
+                    value = true;
+                } else if PUNCTUATION.contains(&token.as_str()) || KEYWORDS.contains(&token.as_str()) {
+                    expected.push(format!("`{token}`"));
+                }
+            }
         }
-        ErrorVariant::CustomError { .. } => Vec::new(),
-    };
+        _ => {
+            if let ErrorVariant::ParsingError { positives, .. } = &e.variant {
+                expected.extend(positives.iter().filter_map(describe).map(String::from));
+            }
+        }
+    }
+    expected.sort_unstable();
+    expected.dedup();
+    if value {
+        expected.push("a value".to_string());
+    }
+    let expected: Vec<&str> = expected.iter().map(|s| s.as_str()).collect();
     let message = if expected.is_empty() {
         format!("syntax error: unexpected {found}")
     } else {
         format!("syntax error: expected {}, found {found}", join_or(&expected))
     };
     let mut d = Diagnostic::error(message, span, "unexpected here");
-    if rest.starts_with('=') && expected.contains(&"a layer or value") {
-        d = d.with_help("named arguments are written `name = value` inside a call's parentheses");
+    if let Some(word) = rest.get(..token_len).filter(|w| w.chars().all(|c| c.is_alphanumeric() || c == '_')) {
+        let keywords = expected.iter().filter_map(|e| e.strip_prefix('`').and_then(|e| e.strip_suffix('`')));
+        if let Some(best) = crate::diag::did_you_mean(word, keywords) {
+            d = d.with_help(format!("did you mean `{best}`?"));
+        }
     }
-    if rest.starts_with("->") {
-        d = d.with_note("`->` joins two layers; something is missing on one side of it");
+    if source[..pos.min(source.len())].ends_with('"') && !rest.is_empty() {
+        d = d.with_help("a string ends just before this; is a closing `\"` missing earlier?");
+    }
+    if rest.starts_with("=>") {
+        d = d.with_help("layers are joined with `->`");
+    }
+    if rest.is_empty() {
+        if let Some(open) = unclosed_brace(source) {
+            d = d.with_label(Span::new(open, open + 1), "this `{` is never closed");
+        }
     }
     d
 }
