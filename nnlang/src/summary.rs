@@ -54,7 +54,7 @@ pub fn summarize(model: &Model) -> Summary {
         let node = g.node(id);
         let Some(Some(shape)) = model.shapes.shapes.get(id.index()) else { continue };
         let params = &model.shapes.params[id.index()];
-        let count: u64 = params.iter().map(|p| p.count()).sum();
+        let count: u64 = params.iter().fold(0u64, |n, p| n.saturating_add(p.count()));
         let bytes = shape.elements().scale(F32);
         act = act + bytes;
         parameters.extend(params.iter().cloned());
@@ -79,7 +79,7 @@ pub fn summarize(model: &Model) -> Summary {
             activation_bytes: bytes,
         });
     }
-    let total: u64 = parameters.iter().map(|p| p.count()).sum();
+    let total: u64 = parameters.iter().fold(0u64, |n, p| n.saturating_add(p.count()));
     let mut params_values = serde_json::Map::new();
     for (k, v) in &g.params {
         params_values.insert(k.clone(), serde_json::to_value(v).unwrap_or(serde_json::Value::Null));
@@ -93,7 +93,7 @@ pub fn summarize(model: &Model) -> Summary {
         parameters,
         totals: Totals {
             params: total,
-            param_bytes: total * F32,
+            param_bytes: total.saturating_mul(F32),
             activation_bytes: act,
         },
     }

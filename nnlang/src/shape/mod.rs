@@ -21,7 +21,7 @@ pub struct ParamSpec {
 
 impl ParamSpec {
     pub fn count(&self) -> u64 {
-        self.shape.iter().map(|&d| d as u64).product()
+        self.shape.iter().fold(1u64, |n, &d| n.saturating_mul(d as u64))
     }
 }
 
@@ -98,7 +98,7 @@ pub fn infer(graph: &Graph) -> (Shapes, Vec<ShapeError>) {
             .map(|i| out.shapes.get(i.index()).and_then(|s| s.as_ref()))
             .collect();
         let Some(ins) = ins else { continue };
-        match rule(graph, id, &ins) {
+        match rule(graph, id, &ins).and_then(|r| within_limits(id, r)) {
             Ok((shape, params)) => {
                 out.shapes[id.index()] = Some(shape);
                 out.params[id.index()] = params;
@@ -107,6 +107,25 @@ pub fn infer(graph: &Graph) -> (Shapes, Vec<ShapeError>) {
         }
     }
     (out, errors)
+}
+
+/// The most elements one tensor may have (2^40, 4 TiB of f32): larger shapes are mistakes,
+/// and refusing them keeps every count below overflow.
+pub const MAX_ELEMENTS: u64 = 1 << 40;
+
+fn within_limits(id: NodeId, (shape, params): (Shape, Vec<ParamSpec>)) -> RuleResult {
+    let e = shape.elements();
+    let biggest = params.iter().map(ParamSpec::count).max().unwrap_or(0).max(e.fixed).max(e.per_step);
+    let dims_ok = shape.0.iter().all(|d| !matches!(d, Dim::Fixed(n) if *n as u64 > MAX_ELEMENTS));
+    if biggest > MAX_ELEMENTS || !dims_ok {
+        return Err(vec![ShapeError::new(
+            id,
+            format!("this layer needs a tensor of more than 2^40 elements (output {shape})"),
+            "far too large",
+        )
+        .note("no machine holds that; a dimension or unit count is probably mistyped")]);
+    }
+    Ok((shape, params))
 }
 
 type RuleResult = Result<(Shape, Vec<ParamSpec>), Vec<ShapeError>>;
@@ -201,7 +220,7 @@ fn rule(graph: &Graph, id: NodeId, ins: &[&Shape]) -> RuleResult {
             let first = ins[0];
             let rank_ok = ins.iter().all(|s| s.rank() == first.rank());
             let lead_ok = rank_ok && ins.iter().all(|s| s.0[..s.rank() - 1] == first.0[..first.rank() - 1]);
-            let last: Option<usize> = ins.iter().map(|s| s.last()).sum();
+            let last: Option<usize> = ins.iter().try_fold(0usize, |acc, s| s.last().and_then(|l| acc.checked_add(l)));
             match (lead_ok, last) {
                 (true, Some(total)) => {
                     let mut dims = first.0[..first.rank() - 1].to_vec();

@@ -16,6 +16,9 @@ pub fn parse(source: &str) -> Result<File, Diagnostic> {
     // Record every token tried at the furthest position, for "expected …" messages. It is
     // left on: switching it per call would race with parses on other threads.
     pest::set_error_detail(true);
+    if let Some(d) = too_deep(source) {
+        return Err(d);
+    }
     let mut pairs = Grammar::parse(Rule::file, source).map_err(|e| syntax_error(source, e))?;
     let mut file = File::default();
     let Some(root) = pairs.next() else {
@@ -369,6 +372,33 @@ const PUNCTUATION: &[&str] = &["->", ":", "=", ",", ")", "]", "{", "}", "?", "~"
 /// Tokens that begin a value; listed together as "a value".
 const VALUE_STARTS: &[&str] = &["\"", "(", "[", "-"];
 const KEYWORDS: &[&str] = &["model", "train", "data", "search", "ensemble", "input", "let", "on"];
+
+/// Brackets nested deeper than this are refused before parsing, so that no recursion in the
+/// parser or the later stages can exhaust the stack.
+pub const MAX_NESTING: usize = 32;
+
+fn too_deep(source: &str) -> Option<Diagnostic> {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    for (i, b) in source.bytes().enumerate() {
+        match b {
+            b'"' => in_string = !in_string,
+            b'\n' => in_string = false,
+            b'(' | b'[' | b'{' if !in_string => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Some(
+                        Diagnostic::error(format!("brackets are nested more than {MAX_NESTING} deep"), Span::new(i, i + 1), "too deep")
+                            .with_note("no model needs this; use a repetition `[ … ] * n` instead"),
+                    );
+                }
+            }
+            b')' | b']' | b'}' if !in_string => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    None
+}
 
 /// The last `{` without its `}`, skipping strings and comments.
 fn unclosed_brace(source: &str) -> Option<usize> {

@@ -1,0 +1,83 @@
+//! No input makes the front end panic: random text, random token soups and mutations of the
+//! examples go through parse, lower, infer and the recipe checks.
+
+mod common;
+
+use nnlang::{compile, diag::render_all, Options};
+use proptest::prelude::*;
+
+fn run(src: &str) {
+    if let Ok(c) = compile(src, &Options::default()) {
+        // Rendering must cope with every span the stages produce.
+        let _ = render_all(&c.diagnostics, "fuzz.nn", src);
+        for m in &c.models {
+            let _ = nnlang::summary::to_text(&nnlang::summary::summarize(m));
+        }
+    }
+}
+
+fn examples() -> Vec<String> {
+    let root = common::root();
+    let mut v: Vec<String> = common::nn_files(&root.join("examples"), &root).into_iter().map(|(_, _, s)| s).collect();
+    let crate_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    v.extend(common::nn_files(&crate_dir.join("tests/errors"), crate_dir).into_iter().map(|(_, _, s)| s));
+    v
+}
+
+const TOKENS: &[&str] = &[
+    "model", "M", "(", ")", "{", "}", "[", "]", "input", "x", ":", ",", "let", "h", "=", "->", "*", "/", "+", "-", "?", "as",
+    "dense", "conv", "relu", "softmax", "maxpool", "rnn", "bidirectional", "add", "concat", "flatten", "dropout", "keep", "0",
+    "1", "3", "28", "0.5", "1e9", "99999999999999999999", "true", "pool", "seq", "same", "train", "on", "data", "d", "search",
+    "ensemble", "~", "log_uniform", "stage", "10%", "\"s\"", "\n", " ", "//c\n", "local", "maxout", "size", "stride", "pad",
+];
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, .. ProptestConfig::default() })]
+
+    #[test]
+    fn random_text_never_panics(s in "\\PC{0,200}") {
+        run(&s);
+    }
+
+    #[test]
+    fn token_soup_never_panics(toks in proptest::collection::vec(0..TOKENS.len(), 0..80)) {
+        let src: Vec<&str> = toks.into_iter().map(|i| TOKENS[i]).collect();
+        run(&src.join(" "));
+    }
+
+    #[test]
+    fn mutated_examples_never_panic(which in 0usize..1000, edits in proptest::collection::vec((0usize..10_000, 0usize..4, 0..TOKENS.len()), 1..6)) {
+        let all = examples();
+        let mut src = all[which % all.len()].clone();
+        for (at, kind, tok) in edits {
+            let mut at = at % (src.len() + 1);
+            while !src.is_char_boundary(at) { at -= 1; }
+            match kind {
+                0 => src.insert_str(at, TOKENS[tok]),
+                1 => { let mut end = (at + 1 + tok % 7).min(src.len()); while !src.is_char_boundary(end) { end += 1; } src.replace_range(at..end, ""); }
+                2 => { let mut end = (at + 3).min(src.len()); while !src.is_char_boundary(end) { end += 1; } src.replace_range(at..end, TOKENS[tok]); }
+                _ => { let n = src.len(); src.truncate(at.min(n)); }
+            }
+        }
+        run(&src);
+    }
+}
+
+#[test]
+fn huge_numbers_and_deep_nesting_are_errors_not_panics() {
+    run("model M(N = 99999999999999999999) { input x: [4]\n x -> [dense(1)] * N }");
+    run("model M(N = 9223372036854775807) { input x: [4]\n x -> dense(N * N) }");
+    run("model M { input x: [4000000000, 4000000000, 4000000000]\n x -> dense(1) }");
+    run("model M { input x: [100000, 100000, 3]\n x -> dense(100000) }");
+    run("model M { input x: [4]\n let a = x -> dense(4000000000)\n let b = x -> dense(4000000000)\n concat(a, b, a, b, a) }");
+    for depth in [31, 32, 33, 100_000] {
+        let deep = format!("model M {{ input x: [4]\n x -> {}dense(1){} }}", "[".repeat(depth), "]".repeat(depth));
+        run(&deep);
+        let parens = format!("model M(N = {}1{}) {{ input x: [4]\n x -> dense(N) }}", "(".repeat(depth), ")".repeat(depth));
+        run(&parens);
+        let calls = format!("model M {{ input x: [4]\n {}x{} }}", "add(x, ".repeat(depth), ")".repeat(depth));
+        run(&calls);
+        let mixed = format!("model M {{ input x: [4]\n x -> {}relu{} }}", "[(".repeat(depth / 2), ")]".repeat(depth / 2));
+        run(&mixed);
+    }
+}
