@@ -1,0 +1,121 @@
+//! `nnlangc` as a user runs it: output, and exit codes 0 (well-formed), 1 (errors in the
+//! model), 2 (usage errors).
+
+mod common;
+
+use std::process::{Command, Output};
+
+fn nnlangc(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_nnlangc"))
+        .args(args)
+        .current_dir(common::root())
+        .output()
+        .expect("nnlangc runs")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn temp_file(name: &str, bytes: &[u8]) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("nnlangc-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).expect("write temp file");
+    p
+}
+
+#[test]
+fn check_prints_the_summary_and_exits_0() {
+    let out = nnlangc(&["check", "examples/mnist_mlp.nn"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("dense_0    dense    [256]   200,960"), "{stdout}");
+    assert!(stdout.contains("parameters: 235,146 (918.5 KiB as f32) in 6 tensors"), "{stdout}");
+    assert!(out.stderr.is_empty());
+}
+
+#[test]
+fn check_json_is_machine_readable() {
+    let out = nnlangc(&["check", "--json", "examples/convnet.nn", "--set", "width=16"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    assert_eq!(v["model"], "ConvNet");
+    assert_eq!(v["params_values"]["width"], 16);
+    assert_eq!(v["layers"][1]["output_shape"], serde_json::json!([32, 32, 16]));
+    assert_eq!(v["parameters"][0]["name"], "conv_0.weight");
+    assert_eq!(v["parameters"][0]["shape"], serde_json::json!([16, 3, 3, 3]));
+}
+
+#[test]
+fn model_errors_exit_1_with_the_rendered_diagnostic() {
+    let out = nnlangc(&["check", "nnlang/tests/errors/conv_non_integer.nn"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("--> nnlang/tests/errors/conv_non_integer.nn:4:14"), "{stderr}");
+    assert!(stderr.contains("(28 − 5)/2 + 1 = 12.5 is not an integer"), "{stderr}");
+    assert!(out.stdout.is_empty(), "no summary for a broken model");
+}
+
+#[test]
+fn a_set_that_breaks_the_shapes_is_a_model_error() {
+    // width = 30 gives 30 → conv → 30 → pool(2) → 15 → pool(2): (15 − 2)/2 + 1 = 7.5.
+    let src = "model Net(w = 28) { input image: [w, w, 1]\n image -> maxpool(size = 2) -> maxpool(size = 2) -> dense(10) }\n";
+    let p = temp_file("net.nn", src.as_bytes());
+    let ok = nnlangc(&["check", p.to_str().expect("utf-8 path")]);
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok.stderr));
+    let bad = nnlangc(&["check", p.to_str().expect("utf-8 path"), "--set", "w=30"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(text(&bad.stderr).contains("(15 − 2)/2 + 1 = 7.5 is not an integer"), "{}", text(&bad.stderr));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let cases: &[&[&str]] = &[
+        &["check"],
+        &["check", "--no-such-flag", "examples/mnist_mlp.nn"],
+        &["check", "examples/does_not_exist.nn"],
+        &["check", "examples"],
+        &["check", "examples/mnist_mlp.nn", "--model", "Mpl"],
+        &["check", "examples/mnist_mlp.nn", "--set", "hiden=3"],
+        &["check", "examples/mnist_mlp.nn", "--set", "hidden=true"],
+        &["check", "examples/mnist_mlp.nn", "--set", "hidden"],
+        &["frobnicate"],
+    ];
+    for args in cases {
+        let out = nnlangc(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out.stderr));
+        assert!(!out.stderr.is_empty(), "{args:?} says why");
+    }
+    let out = nnlangc(&["check", "examples/mnist_mlp.nn", "--model", "Mpl"]);
+    assert_eq!(text(&out.stderr), "error: examples/mnist_mlp.nn: --model Mpl: no model `Mpl` in this file (did you mean `Mlp`?)\n");
+    let out = nnlangc(&["check", "examples/mnist_mlp.nn", "--set", "hiden=3"]);
+    assert_eq!(
+        text(&out.stderr),
+        "error: examples/mnist_mlp.nn: --set hiden: no model in this file has a parameter `hiden` (did you mean `hidden`?)\n"
+    );
+    let out = nnlangc(&["check", "examples/does_not_exist.nn"]);
+    assert_eq!(text(&out.stderr), "error: cannot read examples/does_not_exist.nn: no such file\n");
+}
+
+#[test]
+fn a_file_that_is_not_utf8_is_an_error_not_a_panic() {
+    let p = temp_file("latin1.nn", b"model M {\n  input x: [4] // caf\xe9\n  x -> dense(1)\n}\n");
+    let out = nnlangc(&["check", p.to_str().expect("utf-8 path")]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains(":2:22: the file is not valid UTF-8 (byte 0xe9 at offset 31)"), "{stderr}");
+}
+
+#[test]
+fn emit_ir_and_dot() {
+    let out = nnlangc(&["emit", "--ir", "examples/mnist_mlp.nn"]);
+    assert_eq!(out.status.code(), Some(0));
+    let ir = text(&out.stdout);
+    assert!(ir.starts_with("model Mlp(hidden = 256) {\n  %0 x = input(dims = [784]) : [784]\n  %1 dense_0 = dense(units = 256)(%0) : [256]\n"), "{ir}");
+    let out = nnlangc(&["emit", "--dot", "examples/residual.nn"]);
+    assert_eq!(out.status.code(), Some(0));
+    let dot = text(&out.stdout);
+    assert!(dot.starts_with("digraph \"Residual\" {"), "{dot}");
+    assert!(dot.contains("n6 -> n7;") || dot.contains("-> n6;"), "{dot}");
+}
