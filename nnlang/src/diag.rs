@@ -38,30 +38,19 @@ impl Diagnostic {
         Diagnostic {
             severity: Severity::Error,
             message: message.into(),
-            labels: vec![Label {
-                span,
-                message: label.into(),
-                primary: true,
-            }],
+            labels: vec![Label { span, message: label.into(), primary: true }],
             notes: Vec::new(),
             help: Vec::new(),
         }
     }
 
     pub fn warning(message: impl Into<String>, span: Span, label: impl Into<String>) -> Self {
-        Diagnostic {
-            severity: Severity::Warning,
-            ..Diagnostic::error(message, span, label)
-        }
+        Diagnostic { severity: Severity::Warning, ..Diagnostic::error(message, span, label) }
     }
 
     /// A secondary label elsewhere in the source ("defined here").
     pub fn with_label(mut self, span: Span, message: impl Into<String>) -> Self {
-        self.labels.push(Label {
-            span,
-            message: message.into(),
-            primary: false,
-        });
+        self.labels.push(Label { span, message: message.into(), primary: false });
         self
     }
 
@@ -76,11 +65,7 @@ impl Diagnostic {
     }
 
     /// Adds "did you mean `x`?" when one of `candidates` is close to `name`.
-    pub fn with_suggestion<'a>(
-        self,
-        name: &str,
-        candidates: impl IntoIterator<Item = &'a str>,
-    ) -> Self {
+    pub fn with_suggestion<'a>(self, name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Self {
         match did_you_mean(name, candidates) {
             Some(best) => self.with_help(format!("did you mean `{best}`?")),
             None => self,
@@ -100,11 +85,7 @@ impl Diagnostic {
             .labels
             .iter()
             .map(|l| {
-                let style = if l.primary {
-                    cs::LabelStyle::Primary
-                } else {
-                    cs::LabelStyle::Secondary
-                };
+                let style = if l.primary { cs::LabelStyle::Primary } else { cs::LabelStyle::Secondary };
                 cs::Label::new(style, (), l.span.start..l.span.end).with_message(&l.message)
             })
             .collect();
@@ -114,19 +95,13 @@ impl Diagnostic {
             .map(|n| format!("note: {n}"))
             .chain(self.help.iter().map(|h| format!("help: {h}")))
             .collect();
-        cs::Diagnostic::new(severity)
-            .with_message(&self.message)
-            .with_labels(labels)
-            .with_notes(notes)
+        cs::Diagnostic::new(severity).with_message(&self.message).with_labels(labels).with_notes(notes)
     }
 
     /// Renders the diagnostic as plain text against the source it refers to.
     pub fn render(&self, file_name: &str, source: &str) -> String {
         let file = SimpleFile::new(file_name, source);
-        let config = term::Config {
-            chars: term::Chars::ascii(),
-            ..term::Config::default()
-        };
+        let config = term::Config { chars: term::Chars::ascii(), ..term::Config::default() };
         let clamp = |s: Span| {
             let end = s.end.min(source.len());
             Span::new(s.start.min(end), end)

@@ -63,12 +63,7 @@ impl Compiled {
 pub fn compile(source: &str, opts: &Options) -> Result<Compiled, UsageError> {
     let file = match syntax::parse(source) {
         Ok(f) => f,
-        Err(d) => {
-            return Ok(Compiled {
-                diagnostics: vec![d],
-                ..Compiled::default()
-            })
-        }
+        Err(d) => return Ok(Compiled { diagnostics: vec![d], ..Compiled::default() }),
     };
     let mut diagnostics = duplicate_models(&file);
     let (recipes, recipe_diags) = recipe::check_blocks(&file);
@@ -98,12 +93,7 @@ pub fn compile(source: &str, opts: &Options) -> Result<Compiled, UsageError> {
         }
     }
     diagnostics.sort_by_key(|d| d.labels.first().map(|l| l.span.start).unwrap_or(0));
-    Ok(Compiled {
-        file,
-        models,
-        recipes,
-        diagnostics,
-    })
+    Ok(Compiled { file, models, recipes, diagnostics })
 }
 
 fn duplicate_models(file: &ast::File) -> Vec<Diagnostic> {
@@ -137,7 +127,8 @@ fn select<'a>(file: &'a ast::File, opts: &Options) -> Result<Vec<(&'a ast::Model
     }
     for key in opts.overrides.keys() {
         if !file.models.iter().any(|m| m.params.iter().any(|p| &p.name.name == key)) {
-            let all: Vec<&str> = file.models.iter().flat_map(|m| m.params.iter().map(|p| p.name.name.as_str())).collect();
+            let all: Vec<&str> =
+                file.models.iter().flat_map(|m| m.params.iter().map(|p| p.name.name.as_str())).collect();
             let mut msg = format!("--set {key}: no model in this file has a parameter `{key}`");
             if let Some(best) = diag::did_you_mean(key, all.iter().copied()) {
                 msg.push_str(&format!(" (did you mean `{best}`?)"));

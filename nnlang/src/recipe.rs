@@ -13,7 +13,10 @@ use std::collections::BTreeMap;
 pub enum Setting {
     Value(Value),
     /// `sgd(lr = 0.1, momentum = 0.9)`, arguments by name.
-    Call { name: String, args: BTreeMap<String, Value> },
+    Call {
+        name: String,
+        args: BTreeMap<String, Value>,
+    },
     Block(Settings),
 }
 
@@ -88,16 +91,29 @@ const TRAIN: &[(&str, Spec)] = &[
     (
         "optimizer",
         Spec::Choice(&[
-            form("sgd", &[("lr", Spec::PosNum, false), ("momentum", Spec::Unit, false), ("nesterov", Spec::Bool, false)]),
+            form(
+                "sgd",
+                &[("lr", Spec::PosNum, false), ("momentum", Spec::Unit, false), ("nesterov", Spec::Bool, false)],
+            ),
             form(
                 "adam",
-                &[("lr", Spec::PosNum, false), ("beta1", Spec::Unit, false), ("beta2", Spec::Unit, false), ("eps", Spec::PosNum, false)],
+                &[
+                    ("lr", Spec::PosNum, false),
+                    ("beta1", Spec::Unit, false),
+                    ("beta2", Spec::Unit, false),
+                    ("eps", Spec::PosNum, false),
+                ],
             ),
         ]),
     ),
     (
         "init",
-        Spec::Choice(&[form("xavier", &[]), form("he", &[]), form("normal", &[("std", Spec::PosNum, true)]), form("uniform", &[("a", Spec::PosNum, true)])]),
+        Spec::Choice(&[
+            form("xavier", &[]),
+            form("he", &[]),
+            form("normal", &[("std", Spec::PosNum, true)]),
+            form("uniform", &[("a", Spec::PosNum, true)]),
+        ]),
     ),
     ("regularize", Spec::Block(&[("l1", Spec::NonNegNum), ("l2", Spec::NonNegNum), ("max_norm", Spec::PosNum)])),
     ("batch", Spec::PosInt),
@@ -169,12 +185,23 @@ pub fn check_blocks(file: &File) -> (Vec<Recipe>, Vec<Diagnostic>) {
         if block.kind == BlockKind::Train {
             match &block.on {
                 None => diags.push(
-                    Diagnostic::error(format!("`train {}` does not say which data to train on", block.target), block.target.span, "trained on what?")
-                        .with_help(format!("write `train {} on mnist {{ … }}` and define `data mnist {{ … }}`", block.target)),
+                    Diagnostic::error(
+                        format!("`train {}` does not say which data to train on", block.target),
+                        block.target.span,
+                        "trained on what?",
+                    )
+                    .with_help(format!(
+                        "write `train {} on mnist {{ … }}` and define `data mnist {{ … }}`",
+                        block.target
+                    )),
                 ),
                 Some(on) if !seen_data.contains_key(on.name.as_str()) => {
-                    let d = Diagnostic::error(format!("no data set `{}` is defined in this file", on.name), on.span, "unknown data set")
-                        .with_suggestion(&on.name, datas.iter().map(|d| d.name.as_str()));
+                    let d = Diagnostic::error(
+                        format!("no data set `{}` is defined in this file", on.name),
+                        on.span,
+                        "unknown data set",
+                    )
+                    .with_suggestion(&on.name, datas.iter().map(|d| d.name.as_str()));
                     diags.push(d.with_help(format!("define it: `data {} {{ train = idx(\"…\", \"…\") }}`", on.name)));
                 }
                 Some(_) => {}
@@ -192,10 +219,15 @@ pub fn check_blocks(file: &File) -> (Vec<Recipe>, Vec<Diagnostic>) {
         if let Some(Setting::Call { name, .. }) = r.settings.get("from") {
             let has_search = recipes.iter().any(|s| s.kind == BlockKind::Search && s.target == r.target);
             if name == "top" && !has_search {
-                if let Some(b) = file.blocks.iter().find(|b| b.kind == BlockKind::Ensemble && b.target.name == r.target) {
+                if let Some(b) = file.blocks.iter().find(|b| b.kind == BlockKind::Ensemble && b.target.name == r.target)
+                {
                     diags.push(
-                        Diagnostic::error(format!("`from = top(search)` needs a `search {}` block", r.target), b.target.span, "no search to take members from")
-                            .with_help("add a `search` block for this model, or use `from = seeds`"),
+                        Diagnostic::error(
+                            format!("`from = top(search)` needs a `search {}` block", r.target),
+                            b.target.span,
+                            "no search to take members from",
+                        )
+                        .with_help("add a `search` block for this model, or use `from = seeds`"),
                     );
                 }
             }
@@ -233,19 +265,25 @@ impl Checker<'_> {
                         recipe.samples.push(s);
                     }
                 }
-                EntryKind::Block { key, name, entries } if block.kind == BlockKind::Search && key.name == "stage" => match name {
-                    Some(n) => {
-                        if recipe.stages.iter().any(|(s, _)| *s == n.name) {
-                            self.diags.push(Diagnostic::error(format!("stage `{}` is defined twice", n.name), n.span, "defined again"));
+                EntryKind::Block { key, name, entries } if block.kind == BlockKind::Search && key.name == "stage" => {
+                    match name {
+                        Some(n) => {
+                            if recipe.stages.iter().any(|(s, _)| *s == n.name) {
+                                self.diags.push(Diagnostic::error(
+                                    format!("stage `{}` is defined twice", n.name),
+                                    n.span,
+                                    "defined again",
+                                ));
+                            }
+                            let s = self.entries(entries, STAGE, "a search stage");
+                            recipe.stages.push((n.name.clone(), s));
                         }
-                        let s = self.entries(entries, STAGE, "a search stage");
-                        recipe.stages.push((n.name.clone(), s));
+                        None => self.diags.push(
+                            Diagnostic::error("a search stage needs a name", key.span, "stage what?")
+                                .with_help("write `stage coarse { epochs = 2 }`"),
+                        ),
                     }
-                    None => self.diags.push(
-                        Diagnostic::error("a search stage needs a name", key.span, "stage what?")
-                            .with_help("write `stage coarse { epochs = 2 }`"),
-                    ),
-                },
+                }
                 _ => rest.push(e.clone()),
             }
         }
@@ -275,7 +313,8 @@ impl Checker<'_> {
             };
             if let Some(first) = spans.get(&key) {
                 self.diags.push(
-                    Diagnostic::error(format!("`{key}` is set twice"), span, "set again").with_label(*first, "first set here"),
+                    Diagnostic::error(format!("`{key}` is set twice"), span, "set again")
+                        .with_label(*first, "first set here"),
                 );
                 continue;
             }
@@ -297,8 +336,12 @@ impl Checker<'_> {
                 (EntryKind::Assign(_, value), spec) => self.value(&key, value, spec),
                 (EntryKind::Sample(_, value), _) => {
                     self.diags.push(
-                        Diagnostic::error(format!("`~` samples a value in a `search` block; here `{key}` needs `=`"), value.span, "not in a search")
-                            .with_help(format!("write `{key} = …`")),
+                        Diagnostic::error(
+                            format!("`~` samples a value in a `search` block; here `{key}` needs `=`"),
+                            value.span,
+                            "not in a search",
+                        )
+                        .with_help(format!("write `{key} = …`")),
                     );
                     None
                 }
@@ -343,14 +386,25 @@ impl Checker<'_> {
         }
     }
 
-    fn call(&mut self, key: &str, name: &Ident, args: &[crate::syntax::ast::Arg], forms: &[Form], span: Span) -> Option<Setting> {
+    fn call(
+        &mut self,
+        key: &str,
+        name: &Ident,
+        args: &[crate::syntax::ast::Arg],
+        forms: &[Form],
+        span: Span,
+    ) -> Option<Setting> {
         let Some(form) = forms.iter().find(|f| f.name == name.name) else {
             let names: Vec<&str> = forms.iter().map(|f| f.name).collect();
             let quoted: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
             self.diags.push(
-                Diagnostic::error(format!("unknown {key} `{}`", name.name), name.span, format!("not {} {key}", article(key)))
-                    .with_suggestion(&name.name, names.iter().copied())
-                    .with_note(format!("`{key}` is one of {}", quoted.join(", "))),
+                Diagnostic::error(
+                    format!("unknown {key} `{}`", name.name),
+                    name.span,
+                    format!("not {} {key}", article(key)),
+                )
+                .with_suggestion(&name.name, names.iter().copied())
+                .with_note(format!("`{key}` is one of {}", quoted.join(", "))),
             );
             return None;
         };
@@ -360,17 +414,29 @@ impl Checker<'_> {
             let slot = match &arg.name {
                 Some(n) => form.args.iter().find(|(a, _, _)| *a == n.name).copied().ok_or_else(|| {
                     let names = form.args.iter().map(|(a, _, _)| *a);
-                    Diagnostic::error(format!("`{}` has no argument `{}`", form.name, n.name), n.span, "unknown argument")
-                        .with_suggestion(&n.name, names)
+                    Diagnostic::error(
+                        format!("`{}` has no argument `{}`", form.name, n.name),
+                        n.span,
+                        "unknown argument",
+                    )
+                    .with_suggestion(&n.name, names)
                 }),
                 None => form.args.get(i).copied().ok_or_else(|| {
-                    Diagnostic::error(format!("too many arguments to `{}`", form.name), arg.value.span, "extra argument")
+                    Diagnostic::error(
+                        format!("too many arguments to `{}`", form.name),
+                        arg.value.span,
+                        "extra argument",
+                    )
                 }),
             };
             match slot {
                 Ok((a, spec, _)) => {
                     if out.contains_key(a) {
-                        self.diags.push(Diagnostic::error(format!("`{a}` is given twice"), arg.value.span, "given again"));
+                        self.diags.push(Diagnostic::error(
+                            format!("`{a}` is given twice"),
+                            arg.value.span,
+                            "given again",
+                        ));
                         ok = false;
                     } else if let Some(v) = self.scalar(a, &arg.value, spec) {
                         out.insert(a.to_string(), v);
@@ -431,9 +497,13 @@ impl Checker<'_> {
         if ok {
             return Some(v);
         }
-        let mut d = Diagnostic::error(format!("`{key}` must be {expected}, found {}", v.describe()), e.span, "wrong kind of value");
+        let mut d = Diagnostic::error(
+            format!("`{key}` must be {expected}, found {}", v.describe()),
+            e.span,
+            "wrong kind of value",
+        );
         if let (Spec::Fraction, Some(x)) = (spec, num) {
-            if x >= 1.0 && x < 100.0 {
+            if (1.0..100.0).contains(&x) {
                 d = d.with_help(format!("for {} percent write `{}%`", fmt_num(x), fmt_num(x)));
             }
         }
@@ -465,8 +535,9 @@ impl Checker<'_> {
         }
         let ExprKind::Call { name, args } = &value.kind else {
             self.diags.push(
-                Diagnostic::error("a searched value needs a distribution", value.span, "not a distribution")
-                    .with_help("write `log_uniform(1e-5, 1e-1)`, `uniform(0, 1)`, `int_uniform(1, 4)` or `choice(16, 32, 64)`"),
+                Diagnostic::error("a searched value needs a distribution", value.span, "not a distribution").with_help(
+                    "write `log_uniform(1e-5, 1e-1)`, `uniform(0, 1)`, `int_uniform(1, 4)` or `choice(16, 32, 64)`",
+                ),
             );
             return None;
         };
@@ -474,14 +545,20 @@ impl Checker<'_> {
             self.diags.push(
                 Diagnostic::error(format!("unknown distribution `{}`", name.name), name.span, "not a distribution")
                     .with_suggestion(&name.name, DISTRIBUTIONS.iter().copied())
-                    .with_note("distributions: log_uniform(lo, hi), uniform(lo, hi), int_uniform(lo, hi), choice(a, b, …)"),
+                    .with_note(
+                        "distributions: log_uniform(lo, hi), uniform(lo, hi), int_uniform(lo, hi), choice(a, b, …)",
+                    ),
             );
             return None;
         }
         let mut vals = Vec::new();
         for a in args {
             if let Some(n) = &a.name {
-                self.diags.push(Diagnostic::error(format!("`{}` takes values, not named arguments", name.name), n.span, "unexpected name"));
+                self.diags.push(Diagnostic::error(
+                    format!("`{}` takes values, not named arguments", name.name),
+                    n.span,
+                    "unexpected name",
+                ));
                 return None;
             }
             match eval(&a.value, &Env::new()) {
@@ -495,29 +572,49 @@ impl Checker<'_> {
         let dist = name.name.as_str();
         if dist == "choice" {
             if vals.is_empty() {
-                self.diags.push(Diagnostic::error("`choice` needs at least one value", value.span, "nothing to choose from"));
+                self.diags.push(Diagnostic::error(
+                    "`choice` needs at least one value",
+                    value.span,
+                    "nothing to choose from",
+                ));
                 return None;
             }
         } else {
             let [(lo, lo_span), (hi, _)] = vals.as_slice() else {
                 self.diags.push(
-                    Diagnostic::error(format!("`{dist}` takes two bounds, found {}", vals.len()), value.span, "expected (lo, hi)")
-                        .with_help(format!("write `{dist}(lo, hi)`")),
+                    Diagnostic::error(
+                        format!("`{dist}` takes two bounds, found {}", vals.len()),
+                        value.span,
+                        "expected (lo, hi)",
+                    )
+                    .with_help(format!("write `{dist}(lo, hi)`")),
                 );
                 return None;
             };
             let ints = matches!((lo, hi), (Value::Int(_), Value::Int(_)));
             let (Some(l), Some(h)) = (lo.as_f64(), hi.as_f64()) else {
-                self.diags.push(Diagnostic::error(format!("the bounds of `{dist}` must be numbers"), value.span, "not numbers"));
+                self.diags.push(Diagnostic::error(
+                    format!("the bounds of `{dist}` must be numbers"),
+                    value.span,
+                    "not numbers",
+                ));
                 return None;
             };
             if dist == "int_uniform" && !ints {
-                self.diags.push(Diagnostic::error("the bounds of `int_uniform` must be integers", value.span, "not integers"));
+                self.diags.push(Diagnostic::error(
+                    "the bounds of `int_uniform` must be integers",
+                    value.span,
+                    "not integers",
+                ));
                 return None;
             }
             if l >= h {
                 self.diags.push(Diagnostic::error(
-                    format!("the lower bound of `{dist}` must be below the upper, found {} ≥ {}", fmt_num(l), fmt_num(h)),
+                    format!(
+                        "the lower bound of `{dist}` must be below the upper, found {} ≥ {}",
+                        fmt_num(l),
+                        fmt_num(h)
+                    ),
                     value.span,
                     "empty range",
                 ));
@@ -525,17 +622,17 @@ impl Checker<'_> {
             }
             if dist == "log_uniform" && l <= 0.0 {
                 self.diags.push(
-                    Diagnostic::error(format!("`log_uniform` needs bounds above 0, found {}", fmt_num(l)), *lo_span, "not positive")
-                        .with_note("it samples 10 ** uniform(log10(lo), log10(hi))"),
+                    Diagnostic::error(
+                        format!("`log_uniform` needs bounds above 0, found {}", fmt_num(l)),
+                        *lo_span,
+                        "not positive",
+                    )
+                    .with_note("it samples 10 ** uniform(log10(lo), log10(hi))"),
                 );
                 return None;
             }
         }
-        Some(Sample {
-            path: key,
-            distribution: dist.to_string(),
-            args: vals.into_iter().map(|(v, _)| v).collect(),
-        })
+        Some(Sample { path: key, distribution: dist.to_string(), args: vals.into_iter().map(|(v, _)| v).collect() })
     }
 }
 
@@ -544,7 +641,13 @@ fn searchable_paths() -> Vec<String> {
     let mut out = Vec::new();
     for (k, spec) in TRAIN {
         match spec {
-            Spec::PosInt | Spec::NonNegInt | Spec::PosNum | Spec::NonNegNum | Spec::Unit | Spec::Factor | Spec::Fraction => out.push(k.to_string()),
+            Spec::PosInt
+            | Spec::NonNegInt
+            | Spec::PosNum
+            | Spec::NonNegNum
+            | Spec::Unit
+            | Spec::Factor
+            | Spec::Fraction => out.push(k.to_string()),
             Spec::Choice(forms) => {
                 for f in *forms {
                     for (a, s, _) in f.args {

@@ -59,10 +59,7 @@ pub fn summarize(model: &Model) -> Summary {
         act = act + bytes;
         parameters.extend(params.iter().cloned());
         if matches!(node.op, Op::Input { .. }) {
-            inputs.push(InputRow {
-                name: node.name.clone(),
-                shape: shape.clone(),
-            });
+            inputs.push(InputRow { name: node.name.clone(), shape: shape.clone() });
         }
         let mut attributes = serde_json::Map::new();
         if let Ok(serde_json::Value::Object(mut m)) = serde_json::to_value(&node.op) {
@@ -91,11 +88,7 @@ pub fn summarize(model: &Model) -> Summary {
         layers,
         output: g.output.map(|o| g.node(o).name.clone()),
         parameters,
-        totals: Totals {
-            params: total,
-            param_bytes: total.saturating_mul(F32),
-            activation_bytes: act,
-        },
+        totals: Totals { params: total, param_bytes: total.saturating_mul(F32), activation_bytes: act },
     }
 }
 
@@ -182,6 +175,10 @@ pub fn to_text(s: &Summary) -> String {
         bytes(s.totals.param_bytes),
         s.parameters.len()
     );
-    let _ = writeln!(out, "  activations: {} per example (f32, every layer's output)", elems_bytes(s.totals.activation_bytes));
+    let _ = writeln!(
+        out,
+        "  activations: {} per example (f32, every layer's output)",
+        elems_bytes(s.totals.activation_bytes)
+    );
     out
 }

@@ -6,11 +6,7 @@ mod common;
 use std::process::{Command, Output};
 
 fn nnlangc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_nnlangc"))
-        .args(args)
-        .current_dir(common::root())
-        .output()
-        .expect("nnlangc runs")
+    Command::new(env!("CARGO_BIN_EXE_nnlangc")).args(args).current_dir(common::root()).output().expect("nnlangc runs")
 }
 
 fn text(b: &[u8]) -> String {
@@ -60,7 +56,8 @@ fn model_errors_exit_1_with_the_rendered_diagnostic() {
 #[test]
 fn a_set_that_breaks_the_shapes_is_a_model_error() {
     // width = 30 gives 30 → conv → 30 → pool(2) → 15 → pool(2): (15 − 2)/2 + 1 = 7.5.
-    let src = "model Net(w = 28) { input image: [w, w, 1]\n image -> maxpool(size = 2) -> maxpool(size = 2) -> dense(10) }\n";
+    let src =
+        "model Net(w = 28) { input image: [w, w, 1]\n image -> maxpool(size = 2) -> maxpool(size = 2) -> dense(10) }\n";
     let p = temp_file("net.nn", src.as_bytes());
     let ok = nnlangc(&["check", p.to_str().expect("utf-8 path")]);
     assert_eq!(ok.status.code(), Some(0), "{}", text(&ok.stderr));
@@ -88,7 +85,10 @@ fn usage_errors_exit_2() {
         assert!(!out.stderr.is_empty(), "{args:?} says why");
     }
     let out = nnlangc(&["check", "examples/mnist_mlp.nn", "--model", "Mpl"]);
-    assert_eq!(text(&out.stderr), "error: examples/mnist_mlp.nn: --model Mpl: no model `Mpl` in this file (did you mean `Mlp`?)\n");
+    assert_eq!(
+        text(&out.stderr),
+        "error: examples/mnist_mlp.nn: --model Mpl: no model `Mpl` in this file (did you mean `Mlp`?)\n"
+    );
     let out = nnlangc(&["check", "examples/mnist_mlp.nn", "--set", "hiden=3"]);
     assert_eq!(
         text(&out.stderr),

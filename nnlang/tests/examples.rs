@@ -88,7 +88,8 @@ fn derived_names_count_per_kind_and_skip_user_names() {
 fn lets_lower_in_source_order_wherever_they_are_used() {
     let src = "model M { input x: [4]\n let a = x -> dense(3)\n let b = x -> dense(5)\n concat(b, a) -> dense(2) }";
     let m = model(src, &Options::default());
-    let dense: Vec<(&str, &ir::Op)> = m.graph.nodes.iter().filter(|n| n.op.kind() == "dense").map(|n| (n.name.as_str(), &n.op)).collect();
+    let dense: Vec<(&str, &ir::Op)> =
+        m.graph.nodes.iter().filter(|n| n.op.kind() == "dense").map(|n| (n.name.as_str(), &n.op)).collect();
     assert_eq!(dense[0], ("dense_0", &ir::Op::Dense { units: 3 }));
     assert_eq!(dense[1], ("dense_1", &ir::Op::Dense { units: 5 }));
     let out = m.graph.output.expect("output");

@@ -25,10 +25,70 @@ fn examples() -> Vec<String> {
 }
 
 const TOKENS: &[&str] = &[
-    "model", "M", "(", ")", "{", "}", "[", "]", "input", "x", ":", ",", "let", "h", "=", "->", "*", "/", "+", "-", "?", "as",
-    "dense", "conv", "relu", "softmax", "maxpool", "rnn", "bidirectional", "add", "concat", "flatten", "dropout", "keep", "0",
-    "1", "3", "28", "0.5", "1e9", "99999999999999999999", "true", "pool", "seq", "same", "train", "on", "data", "d", "search",
-    "ensemble", "~", "log_uniform", "stage", "10%", "\"s\"", "\n", " ", "//c\n", "local", "maxout", "size", "stride", "pad",
+    "model",
+    "M",
+    "(",
+    ")",
+    "{",
+    "}",
+    "[",
+    "]",
+    "input",
+    "x",
+    ":",
+    ",",
+    "let",
+    "h",
+    "=",
+    "->",
+    "*",
+    "/",
+    "+",
+    "-",
+    "?",
+    "as",
+    "dense",
+    "conv",
+    "relu",
+    "softmax",
+    "maxpool",
+    "rnn",
+    "bidirectional",
+    "add",
+    "concat",
+    "flatten",
+    "dropout",
+    "keep",
+    "0",
+    "1",
+    "3",
+    "28",
+    "0.5",
+    "1e9",
+    "99999999999999999999",
+    "true",
+    "pool",
+    "seq",
+    "same",
+    "train",
+    "on",
+    "data",
+    "d",
+    "search",
+    "ensemble",
+    "~",
+    "log_uniform",
+    "stage",
+    "10%",
+    "\"s\"",
+    "\n",
+    " ",
+    "//c\n",
+    "local",
+    "maxout",
+    "size",
+    "stride",
+    "pad",
 ];
 
 proptest! {
@@ -73,11 +133,13 @@ fn huge_numbers_and_deep_nesting_are_errors_not_panics() {
     for depth in [31, 32, 33, 100_000] {
         let deep = format!("model M {{ input x: [4]\n x -> {}dense(1){} }}", "[".repeat(depth), "]".repeat(depth));
         run(&deep);
-        let parens = format!("model M(N = {}1{}) {{ input x: [4]\n x -> dense(N) }}", "(".repeat(depth), ")".repeat(depth));
+        let parens =
+            format!("model M(N = {}1{}) {{ input x: [4]\n x -> dense(N) }}", "(".repeat(depth), ")".repeat(depth));
         run(&parens);
         let calls = format!("model M {{ input x: [4]\n {}x{} }}", "add(x, ".repeat(depth), ")".repeat(depth));
         run(&calls);
-        let mixed = format!("model M {{ input x: [4]\n x -> {}relu{} }}", "[(".repeat(depth / 2), ")]".repeat(depth / 2));
+        let mixed =
+            format!("model M {{ input x: [4]\n x -> {}relu{} }}", "[(".repeat(depth / 2), ")]".repeat(depth / 2));
         run(&mixed);
     }
 }

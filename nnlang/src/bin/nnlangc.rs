@@ -123,10 +123,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
 fn load(args: &ModelArgs) -> Result<(Compiled, String), Failure> {
     let source = read(&args.file)?;
     let overrides: Overrides = args.set.iter().cloned().collect();
-    let opts = Options {
-        model: args.model.clone(),
-        overrides,
-    };
+    let opts = Options { model: args.model.clone(), overrides };
     let compiled = compile(&source, &opts).map_err(|e| Failure::Usage(format!("{}: {e}", args.file.display())))?;
     let name = args.file.display().to_string();
     if !compiled.diagnostics.is_empty() {
@@ -139,7 +136,8 @@ fn load(args: &ModelArgs) -> Result<(Compiled, String), Failure> {
 }
 
 fn read(path: &Path) -> Result<String, Failure> {
-    let bytes = std::fs::read(path).map_err(|e| Failure::Usage(format!("cannot read {}: {}", path.display(), io_reason(&e))))?;
+    let bytes = std::fs::read(path)
+        .map_err(|e| Failure::Usage(format!("cannot read {}: {}", path.display(), io_reason(&e))))?;
     match String::from_utf8(bytes) {
         Ok(s) => Ok(s),
         Err(e) => {

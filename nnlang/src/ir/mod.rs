@@ -117,20 +117,14 @@ pub struct Elems {
 
 impl Elems {
     pub fn scale(self, k: u64) -> Elems {
-        Elems {
-            fixed: self.fixed.saturating_mul(k),
-            per_step: self.per_step.saturating_mul(k),
-        }
+        Elems { fixed: self.fixed.saturating_mul(k), per_step: self.per_step.saturating_mul(k) }
     }
 }
 
 impl std::ops::Add for Elems {
     type Output = Elems;
     fn add(self, o: Elems) -> Elems {
-        Elems {
-            fixed: self.fixed.saturating_add(o.fixed),
-            per_step: self.per_step.saturating_add(o.per_step),
-        }
+        Elems { fixed: self.fixed.saturating_add(o.fixed), per_step: self.per_step.saturating_add(o.per_step) }
     }
 }
 
@@ -197,25 +191,59 @@ pub enum Merge {
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Op {
     /// A model input; `dims` exclude the batch.
-    Input { dims: Vec<Dim> },
+    Input {
+        dims: Vec<Dim>,
+    },
     /// `W x + b`, over the flattened input (or per step of a sequence).
-    Dense { units: usize },
+    Dense {
+        units: usize,
+    },
     /// 2-D convolution over a `[height, width, depth]` volume; `pad` is resolved.
-    Conv { filters: usize, size: usize, stride: usize, pad: usize },
+    Conv {
+        filters: usize,
+        size: usize,
+        stride: usize,
+        pad: usize,
+    },
     /// Convolution geometry with a separate filter at every output position.
-    Local { filters: usize, size: usize, stride: usize, pad: usize },
-    Pool { kind: PoolKind, size: usize, stride: usize },
+    Local {
+        filters: usize,
+        size: usize,
+        stride: usize,
+        pad: usize,
+    },
+    Pool {
+        kind: PoolKind,
+        size: usize,
+        stride: usize,
+    },
     /// Row-major over height, width, depth.
     Flatten,
     /// Inverted dropout; `keep` is the probability of keeping a unit.
-    Dropout { keep: f64 },
-    Activation { function: Activation },
+    Dropout {
+        keep: f64,
+    },
+    Activation {
+        function: Activation,
+    },
     Softmax,
     /// The maximum over `pieces` affine maps of the flattened input.
-    Maxout { units: usize, pieces: usize },
+    Maxout {
+        units: usize,
+        pieces: usize,
+    },
     /// Elman RNN, `h_t = g(W x_t + U h_{t-1} + b)`.
-    Rnn { hidden: usize, activation: Activation, output: RnnOutput },
-    Bidirectional { hidden: usize, activation: Activation, output: RnnOutput, merge: Merge },
+    Rnn {
+        hidden: usize,
+        activation: Activation,
+        output: RnnOutput,
+    },
+    Bidirectional {
+        hidden: usize,
+        activation: Activation,
+        output: RnnOutput,
+        merge: Merge,
+    },
     /// Elementwise sum of inputs of one shape.
     Add,
     /// Concatenation along the last axis.

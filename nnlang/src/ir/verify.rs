@@ -22,12 +22,7 @@ pub fn verify(graph: &Graph) -> Result<(), Vec<String>> {
             _ => node.inputs.len() == 1,
         };
         if !arity_ok {
-            problems.push(format!(
-                "{id} ({}) is a {} with {} inputs",
-                node.name,
-                node.op.kind(),
-                node.inputs.len()
-            ));
+            problems.push(format!("{id} ({}) is a {} with {} inputs", node.name, node.op.kind(), node.inputs.len()));
         }
         if !names.insert(node.name.as_str()) {
             problems.push(format!("{id}: the name `{}` is used twice", node.name));

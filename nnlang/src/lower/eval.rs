@@ -79,23 +79,20 @@ pub fn eval(e: &Expr, env: &Env) -> Result<Value, Diagnostic> {
             None => Value::Sym(name.clone()),
         }),
         ExprKind::Neg(inner) => match eval(inner, env)? {
-            Value::Int(v) => v
-                .checked_neg()
-                .map(Value::Int)
-                .ok_or_else(|| overflow(e.span)),
+            Value::Int(v) => v.checked_neg().map(Value::Int).ok_or_else(|| overflow(e.span)),
             Value::Float(v) => Ok(Value::Float(-v)),
             Value::Percent(v) => Ok(Value::Percent(-v)),
-            other => Err(Diagnostic::error(
-                format!("cannot negate {}", other.describe()),
-                inner.span,
-                "not a number",
-            )),
+            other => Err(Diagnostic::error(format!("cannot negate {}", other.describe()), inner.span, "not a number")),
         },
         ExprKind::Binary(op, a, b) => {
             let (x, y) = (eval(a, env)?, eval(b, env)?);
             arith(*op, &x, &y, a.span, b.span, e.span)
         }
-        ExprKind::Pipeline(_) | ExprKind::Group(_) | ExprKind::Call { .. } | ExprKind::Named(..) | ExprKind::Optional(..) => {
+        ExprKind::Pipeline(_)
+        | ExprKind::Group(_)
+        | ExprKind::Call { .. }
+        | ExprKind::Named(..)
+        | ExprKind::Optional(..) => {
             Err(Diagnostic::error("expected a value, found a layer expression", e.span, "a value is expected here"))
         }
     }
@@ -107,11 +104,7 @@ fn overflow(span: Span) -> Diagnostic {
 
 fn arith(op: BinOp, x: &Value, y: &Value, xs: Span, ys: Span, span: Span) -> Result<Value, Diagnostic> {
     let num_err = |v: &Value, s: Span| {
-        Diagnostic::error(
-            format!("arithmetic needs numbers, found {}", v.describe()),
-            s,
-            "not a number",
-        )
+        Diagnostic::error(format!("arithmetic needs numbers, found {}", v.describe()), s, "not a number")
     };
     match (x, y) {
         (Value::Int(a), Value::Int(b)) => {

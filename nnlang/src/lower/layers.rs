@@ -8,8 +8,26 @@ use crate::syntax::ast::{Arg, Expr, ExprKind, Ident, Span};
 
 /// Every layer name the language knows, for "did you mean" and documentation.
 pub const LAYER_NAMES: &[&str] = &[
-    "dense", "fc", "conv", "local", "maxpool", "avgpool", "l2pool", "flatten", "dropout", "sigmoid", "tanh", "relu",
-    "leaky_relu", "softmax", "identity", "maxout", "rnn", "bidirectional", "add", "concat",
+    "dense",
+    "fc",
+    "conv",
+    "local",
+    "maxpool",
+    "avgpool",
+    "l2pool",
+    "flatten",
+    "dropout",
+    "sigmoid",
+    "tanh",
+    "relu",
+    "leaky_relu",
+    "softmax",
+    "identity",
+    "maxout",
+    "rnn",
+    "bidirectional",
+    "add",
+    "concat",
 ];
 
 /// Layers that combine values rather than transform one.
@@ -78,35 +96,27 @@ fn bind<'a>(kind: &'a str, call: Span, args: &'a [Arg]) -> Result<Bound<'a>, Dia
                 Some(&(n, _)) => n,
                 None => {
                     let names = sig.iter().map(|(n, _)| *n);
-                    let d = Diagnostic::error(
-                        format!("`{kind}` has no argument `{name}`"),
-                        *span,
-                        "unknown argument",
-                    )
-                    .with_suggestion(name, names);
-                    let d = if sig.is_empty() { d } else { d.with_note(describe_signature(kind).trim_start_matches("; ").to_string()) };
+                    let d = Diagnostic::error(format!("`{kind}` has no argument `{name}`"), *span, "unknown argument")
+                        .with_suggestion(name, names);
+                    let d = if sig.is_empty() {
+                        d
+                    } else {
+                        d.with_note(describe_signature(kind).trim_start_matches("; ").to_string())
+                    };
                     return Err(d);
                 }
             },
         };
         if bound.get(slot).is_some() {
             let at = arg.name.as_ref().map_or(arg.value.span, |n| n.span);
-            return Err(Diagnostic::error(
-                format!("`{slot}` is given twice to `{kind}`"),
-                at,
-                "given again here",
-            ));
+            return Err(Diagnostic::error(format!("`{slot}` is given twice to `{kind}`"), at, "given again here"));
         }
         bound.args.push((slot, &arg.value));
     }
     for &(name, required) in sig {
         if required && bound.get(name).is_none() {
-            return Err(Diagnostic::error(
-                format!("`{kind}` needs `{name}`"),
-                call,
-                format!("`{name}` is missing"),
-            )
-            .with_help(format!("write it as {}", example(kind))));
+            return Err(Diagnostic::error(format!("`{kind}` needs `{name}`"), call, format!("`{name}` is missing"))
+                .with_help(format!("write it as {}", example(kind))));
         }
     }
     Ok(bound)
@@ -117,10 +127,7 @@ fn describe_signature(kind: &str) -> String {
     if sig.is_empty() {
         return String::new();
     }
-    let parts: Vec<String> = sig
-        .iter()
-        .map(|(n, req)| if *req { n.to_string() } else { format!("{n} = …") })
-        .collect();
+    let parts: Vec<String> = sig.iter().map(|(n, req)| if *req { n.to_string() } else { format!("{n} = …") }).collect();
     format!("; it is written `{kind}({})`", parts.join(", "))
 }
 
@@ -177,7 +184,15 @@ fn too_big(span: Span) -> Diagnostic {
     Diagnostic::error("this number is too large", span, "too large")
 }
 
-fn number_in(b: &Bound, name: &str, env: &Env, lo: f64, hi: f64, open_lo: bool, range: &str) -> Result<Option<(f64, Span)>, Diagnostic> {
+fn number_in(
+    b: &Bound,
+    name: &str,
+    env: &Env,
+    lo: f64,
+    hi: f64,
+    open_lo: bool,
+    range: &str,
+) -> Result<Option<(f64, Span)>, Diagnostic> {
     let Some(e) = b.get(name) else { return Ok(None) };
     let v = value_of(e, env)?;
     let Some(x) = v.as_f64() else {
@@ -306,7 +321,8 @@ pub fn build(kind: &str, call: Span, args: &[Arg], env: &Env) -> Result<Op, Diag
             Op::Rnn { hidden, activation, output }
         }
         "bidirectional" => {
-            let layer = b.get("layer").ok_or_else(|| Diagnostic::error("`bidirectional` needs an rnn", call, "missing"))?;
+            let layer =
+                b.get("layer").ok_or_else(|| Diagnostic::error("`bidirectional` needs an rnn", call, "missing"))?;
             let (name, args): (&Ident, &[Arg]) = match &layer.kind {
                 ExprKind::Call { name, args } => (name, args),
                 _ => {
@@ -326,7 +342,11 @@ pub fn build(kind: &str, call: Span, args: &[Arg], env: &Env) -> Result<Op, Diag
                 ));
             }
             let Op::Rnn { hidden, activation, output } = build("rnn", layer.span, args, env)? else {
-                return Err(Diagnostic::error("`bidirectional` wraps an `rnn(…)` layer", layer.span, "expected `rnn(…)`"));
+                return Err(Diagnostic::error(
+                    "`bidirectional` wraps an `rnn(…)` layer",
+                    layer.span,
+                    "expected `rnn(…)`",
+                ));
             };
             let merge = match symbol(&b, "merge", env, &["concat", "add", "mul"])? {
                 Some("add") => Merge::Add,
@@ -355,15 +375,26 @@ fn padding(b: &Bound, env: &Env, size: usize) -> Result<usize, Diagnostic> {
                     e.span,
                     "no whole padding keeps the size",
                 )
-                .with_note(format!("same padding is P = (F − 1)/2 = ({size} − 1)/2 = {}", fmt_num((size as f64 - 1.0) / 2.0)))
-                .with_help(format!("use size = {} or size = {}, or give `pad` as a number", size - 1, size + 1)))
+                .with_note(format!(
+                    "same padding is P = (F − 1)/2 = ({size} − 1)/2 = {}",
+                    fmt_num((size as f64 - 1.0) / 2.0)
+                ))
+                .with_help(format!(
+                    "use size = {} or size = {}, or give `pad` as a number",
+                    size - 1,
+                    size + 1
+                )))
             } else {
                 Ok((size - 1) / 2)
             }
         }
         other => {
             let mut d = Diagnostic::error(
-                format!("`pad` of `{}` must be a non-negative integer, `same` or `valid`, found {}", b.kind, other.describe()),
+                format!(
+                    "`pad` of `{}` must be a non-negative integer, `same` or `valid`, found {}",
+                    b.kind,
+                    other.describe()
+                ),
                 e.span,
                 "not a padding",
             );

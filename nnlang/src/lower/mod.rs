@@ -101,10 +101,7 @@ pub fn lower_model(model: &ast::Model, overrides: &Overrides) -> Lowered {
     let mut l = Lowerer {
         model,
         env: Env::new(),
-        graph: Graph {
-            name: model.name.name.clone(),
-            ..Graph::default()
-        },
+        graph: Graph { name: model.name.name.clone(), ..Graph::default() },
         diags: Vec::new(),
         inputs: HashMap::new(),
         failed_inputs: Vec::new(),
@@ -116,10 +113,7 @@ pub fn lower_model(model: &ast::Model, overrides: &Overrides) -> Lowered {
     l.params(overrides);
     if !l.diags.is_empty() {
         // Without every parameter's value, the body would only report consequences.
-        return Lowered {
-            graph: l.graph,
-            diagnostics: l.diags,
-        };
+        return Lowered { graph: l.graph, diagnostics: l.diags };
     }
     l.declare_inputs();
     l.declare_lets();
@@ -135,10 +129,7 @@ pub fn lower_model(model: &ast::Model, overrides: &Overrides) -> Lowered {
     l.name_nodes();
     let mut diagnostics = l.diags;
     diagnostics.sort_by_key(|d| d.labels.first().map(|l| l.span.start).unwrap_or(0));
-    Lowered {
-        graph: l.graph,
-        diagnostics,
-    }
+    Lowered { graph: l.graph, diagnostics }
 }
 
 impl<'a> Lowerer<'a> {
@@ -151,17 +142,25 @@ impl<'a> Lowerer<'a> {
         for p in &self.model.params {
             if let Some(first) = seen.insert(&p.name.name, p.name.span) {
                 self.err(
-                    Diagnostic::error(format!("parameter `{}` is declared twice", p.name), p.name.span, "declared again")
-                        .with_label(first, "first declared here"),
+                    Diagnostic::error(
+                        format!("parameter `{}` is declared twice", p.name),
+                        p.name.span,
+                        "declared again",
+                    )
+                    .with_label(first, "first declared here"),
                 );
                 continue;
             }
             let value = match &p.default {
                 None => {
                     self.err(
-                        Diagnostic::error(format!("parameter `{}` has no default value", p.name), p.name.span, "needs `= value`")
-                            .with_note("every model parameter has a default; `--set` or a search can replace it")
-                            .with_help(format!("write `{} = 1` (or the value the model should have)", p.name)),
+                        Diagnostic::error(
+                            format!("parameter `{}` has no default value", p.name),
+                            p.name.span,
+                            "needs `= value`",
+                        )
+                        .with_note("every model parameter has a default; `--set` or a search can replace it")
+                        .with_help(format!("write `{} = 1` (or the value the model should have)", p.name)),
                     );
                     continue;
                 }
@@ -171,7 +170,11 @@ impl<'a> Lowerer<'a> {
                     Ok(Value::Bool(v)) => ParamValue::Bool(v),
                     Ok(other) => {
                         self.err(Diagnostic::error(
-                            format!("parameter `{}` must be an integer, a number or a boolean, found {}", p.name, other.describe()),
+                            format!(
+                                "parameter `{}` must be an integer, a number or a boolean, found {}",
+                                p.name,
+                                other.describe()
+                            ),
                             e.span,
                             "not a parameter value",
                         ));
@@ -196,16 +199,24 @@ impl<'a> Lowerer<'a> {
         let model = self.model;
         if model.inputs.is_empty() {
             self.err(
-                Diagnostic::error(format!("model `{}` has no input", model.name), model.name.span, "declares no `input`")
-                    .with_help("declare what the model reads, e.g. `input x: [784]` or `input image: [28, 28, 1]`"),
+                Diagnostic::error(
+                    format!("model `{}` has no input", model.name),
+                    model.name.span,
+                    "declares no `input`",
+                )
+                .with_help("declare what the model reads, e.g. `input x: [784]` or `input image: [28, 28, 1]`"),
             );
         }
         for decl in &model.inputs {
             if let Some(&prev) = self.inputs.get(decl.name.name.as_str()) {
                 let first = self.graph.node(prev).span;
                 self.err(
-                    Diagnostic::error(format!("input `{}` is declared twice", decl.name), decl.name.span, "declared again")
-                        .with_label(first, "first declared here"),
+                    Diagnostic::error(
+                        format!("input `{}` is declared twice", decl.name),
+                        decl.name.span,
+                        "declared again",
+                    )
+                    .with_label(first, "first declared here"),
                 );
                 continue;
             }
@@ -323,17 +334,25 @@ impl<'a> Lowerer<'a> {
                 cycle.push(name);
                 let binding = &self.model.lets[idx];
                 let d = if cycle.len() == 2 {
-                    Diagnostic::error(format!("`{name}` is defined in terms of itself"), binding.name.span, "uses itself")
+                    Diagnostic::error(
+                        format!("`{name}` is defined in terms of itself"),
+                        binding.name.span,
+                        "uses itself",
+                    )
                 } else {
                     Diagnostic::error(
-                        format!("the bindings {} depend on each other in a cycle", list_names(&cycle[..cycle.len() - 1])),
+                        format!(
+                            "the bindings {} depend on each other in a cycle",
+                            list_names(&cycle[..cycle.len() - 1])
+                        ),
                         binding.name.span,
                         "this binding is part of the cycle",
                     )
                 };
                 self.err(
-                    d.with_note(format!("cycle: {}", cycle.join(" → ")))
-                        .with_note("a model's layers form a graph without cycles; for a recurrence over time use `rnn`"),
+                    d.with_note(format!("cycle: {}", cycle.join(" → "))).with_note(
+                        "a model's layers form a graph without cycles; for a recurrence over time use `rnn`",
+                    ),
                 );
                 for n in &self.let_stack[start..] {
                     if let Some(entry) = self.lets.get_mut(n) {
@@ -380,9 +399,16 @@ impl<'a> Lowerer<'a> {
         let model = self.model;
         match model.outputs.as_slice() {
             [] => {
-                let mut d = Diagnostic::error(format!("model `{}` has no output", model.name), model.name.span, "nothing is computed");
+                let mut d = Diagnostic::error(
+                    format!("model `{}` has no output", model.name),
+                    model.name.span,
+                    "nothing is computed",
+                );
                 d = match model.lets.last() {
-                    Some(l) => d.with_help(format!("end the model with the pipeline that is its output, e.g. `{} -> …`", l.name)),
+                    Some(l) => d.with_help(format!(
+                        "end the model with the pipeline that is its output, e.g. `{} -> …`",
+                        l.name
+                    )),
                     None => d.with_help("end the model with a pipeline, e.g. `x -> dense(10) -> softmax`"),
                 };
                 self.err(d);
@@ -548,8 +574,12 @@ impl<'a> Lowerer<'a> {
                         self.user_names.insert(id, name.clone());
                     } else if matches!(inner.kind, ExprKind::Ident(_)) && cur.is_none() {
                         self.err(
-                            Diagnostic::error("`as` names a layer, not an input or binding", name.span, "cannot name this")
-                                .with_label(inner.span, "this is a value, not a layer"),
+                            Diagnostic::error(
+                                "`as` names a layer, not an input or binding",
+                                name.span,
+                                "cannot name this",
+                            )
+                            .with_label(inner.span, "this is a value, not a layer"),
                         );
                         return Err(());
                     }
@@ -588,8 +618,12 @@ impl<'a> Lowerer<'a> {
             Ok(Value::Int(n)) if n >= 0 => usize::try_from(n).map_err(|_| ()),
             Ok(Value::Int(n)) => {
                 self.err(
-                    Diagnostic::error(format!("a repetition count must be 0 or more, found {n}"), count.span, "negative count")
-                        .with_note("`[ … ] * 0` removes the group; a negative count means nothing"),
+                    Diagnostic::error(
+                        format!("a repetition count must be 0 or more, found {n}"),
+                        count.span,
+                        "negative count",
+                    )
+                    .with_note("`[ … ] * 0` removes the group; a negative count means nothing"),
                 );
                 Err(())
             }
@@ -616,8 +650,12 @@ impl<'a> Lowerer<'a> {
     fn switch(&mut self, inner: &Expr, param: Option<&Ident>, span: Span) -> Result<bool, ()> {
         let Some(p) = param else {
             self.err(
-                Diagnostic::error("an optional element must name the boolean parameter that switches it", span, "switched by what?")
-                    .with_help("declare `pool = true` among the model's parameters and write `maxpool(2)?pool`"),
+                Diagnostic::error(
+                    "an optional element must name the boolean parameter that switches it",
+                    span,
+                    "switched by what?",
+                )
+                .with_help("declare `pool = true` among the model's parameters and write `maxpool(2)?pool`"),
             );
             return Err(());
         };
@@ -625,17 +663,25 @@ impl<'a> Lowerer<'a> {
             Some(ParamValue::Bool(b)) => Ok(*b),
             Some(other) => {
                 self.err(
-                    Diagnostic::error(format!("`{}` switches an optional element, so it must be a boolean, found {other}", p.name), p.span, "not a boolean")
-                        .with_label(inner.span, "switched by it"),
+                    Diagnostic::error(
+                        format!("`{}` switches an optional element, so it must be a boolean, found {other}", p.name),
+                        p.span,
+                        "not a boolean",
+                    )
+                    .with_label(inner.span, "switched by it"),
                 );
                 Err(())
             }
             None => {
                 let names: Vec<&str> = self.env.keys().map(|k| k.as_str()).collect();
                 self.err(
-                    Diagnostic::error(format!("unknown parameter `{}`", p.name), p.span, "not a parameter of this model")
-                        .with_suggestion(&p.name, names)
-                        .with_help(format!("declare it: `model {}({} = true, …)`", self.model.name, p.name)),
+                    Diagnostic::error(
+                        format!("unknown parameter `{}`", p.name),
+                        p.span,
+                        "not a parameter of this model",
+                    )
+                    .with_suggestion(&p.name, names)
+                    .with_help(format!("declare it: `model {}({} = true, …)`", self.model.name, p.name)),
                 );
                 Err(())
             }
@@ -669,8 +715,12 @@ impl<'a> Lowerer<'a> {
             }
             Some(_) if is_value => {
                 self.err(
-                    Diagnostic::error(format!("`{name}` is a value, not a layer"), span, "cannot be applied to what flows in")
-                        .with_help("to combine two values write `add(a, b)` or `concat(a, b)`"),
+                    Diagnostic::error(
+                        format!("`{name}` is a value, not a layer"),
+                        span,
+                        "cannot be applied to what flows in",
+                    )
+                    .with_help("to combine two values write `add(a, b)` or `concat(a, b)`"),
                 );
                 Err(())
             }
@@ -703,7 +753,13 @@ impl<'a> Lowerer<'a> {
         v
     }
 
-    fn call(&mut self, name: &'a Ident, args: &'a [ast::Arg], span: Span, cur: Option<NodeId>) -> Result<Option<NodeId>, ()> {
+    fn call(
+        &mut self,
+        name: &'a Ident,
+        args: &'a [ast::Arg],
+        span: Span,
+        cur: Option<NodeId>,
+    ) -> Result<Option<NodeId>, ()> {
         if layers::is_merge(&name.name) {
             return self.merge(name, args, span, cur);
         }
@@ -744,7 +800,13 @@ impl<'a> Lowerer<'a> {
     }
 
     /// `add(a, b, …)` / `concat(a, b, …)`; in a pipeline the value flowing in comes first.
-    fn merge(&mut self, name: &Ident, args: &'a [ast::Arg], span: Span, cur: Option<NodeId>) -> Result<Option<NodeId>, ()> {
+    fn merge(
+        &mut self,
+        name: &Ident,
+        args: &'a [ast::Arg],
+        span: Span,
+        cur: Option<NodeId>,
+    ) -> Result<Option<NodeId>, ()> {
         let mut operands: Vec<NodeId> = cur.into_iter().collect();
         let mut failed = false;
         for arg in args {
@@ -768,8 +830,12 @@ impl<'a> Lowerer<'a> {
         }
         if operands.len() < 2 {
             self.err(
-                Diagnostic::error(format!("`{}` combines two or more values, found {}", name.name, operands.len()), span, "too few values")
-                    .with_help(format!("write `{}(a, b)`", name.name)),
+                Diagnostic::error(
+                    format!("`{}` combines two or more values, found {}", name.name, operands.len()),
+                    span,
+                    "too few values",
+                )
+                .with_help(format!("write `{}(a, b)`", name.name)),
             );
             return Err(());
         }

@@ -66,11 +66,15 @@ pub fn window_extent(dim: &str, w: usize, f: usize, s: usize, p: usize) -> Resul
         let n = fits(w, f, s, p2).unwrap_or(0);
         suggestions.push(format!("pad = {p2} gives {} = {n}", conv_formula(w, f, s, p2)));
     }
-    if let Some(s2) = (1..=f.max(s + 1)).filter(|&q| q != s && fits(w, f, q, p).is_some()).min_by_key(|&q| q.abs_diff(s)) {
+    if let Some(s2) =
+        (1..=f.max(s + 1)).filter(|&q| q != s && fits(w, f, q, p).is_some()).min_by_key(|&q| q.abs_diff(s))
+    {
         let n = fits(w, f, s2, p).unwrap_or(0);
         suggestions.push(format!("stride = {s2} gives {} = {n}", conv_formula(w, f, s2, p)));
     }
-    if let Some(f2) = (1..=w + 2 * p).filter(|&q| q != f && fits(w, q, s, p).is_some()).min_by_key(|&q| (q.abs_diff(f), q % 2 == 0)) {
+    if let Some(f2) =
+        (1..=w + 2 * p).filter(|&q| q != f && fits(w, q, s, p).is_some()).min_by_key(|&q| (q.abs_diff(f), q % 2 == 0))
+    {
         let n = fits(w, f2, s, p).unwrap_or(0);
         suggestions.push(format!("size = {f2} gives {} = {n}", conv_formula(w, f2, s, p)));
     }
@@ -94,7 +98,9 @@ pub fn pool_extent(dim: &str, w: usize, f: usize, s: usize) -> Result<usize, Ext
     }
     let mut suggestions = Vec::new();
     if f <= w {
-        if let Some(s2) = (1..=f.max(s + 1)).filter(|&q| q != s && fits(w, f, q, 0).is_some()).min_by_key(|&q| q.abs_diff(s)) {
+        if let Some(s2) =
+            (1..=f.max(s + 1)).filter(|&q| q != s && fits(w, f, q, 0).is_some()).min_by_key(|&q| q.abs_diff(s))
+        {
             let n = fits(w, f, s2, 0).unwrap_or(0);
             suggestions.push(format!("stride = {s2} gives {} = {n}", pool_formula(w, f, s2)));
         }

@@ -85,18 +85,12 @@ impl ShapeError {
 /// Infers every node's shape. All independent errors are returned; a node whose input failed
 /// is skipped silently, so one mistake gives one error.
 pub fn infer(graph: &Graph) -> (Shapes, Vec<ShapeError>) {
-    let mut out = Shapes {
-        shapes: vec![None; graph.nodes.len()],
-        params: vec![Vec::new(); graph.nodes.len()],
-    };
+    let mut out = Shapes { shapes: vec![None; graph.nodes.len()], params: vec![Vec::new(); graph.nodes.len()] };
     let mut errors = Vec::new();
     for id in graph.ids() {
         let node = graph.node(id);
-        let ins: Option<Vec<&Shape>> = node
-            .inputs
-            .iter()
-            .map(|i| out.shapes.get(i.index()).and_then(|s| s.as_ref()))
-            .collect();
+        let ins: Option<Vec<&Shape>> =
+            node.inputs.iter().map(|i| out.shapes.get(i.index()).and_then(|s| s.as_ref())).collect();
         let Some(ins) = ins else { continue };
         match rule(graph, id, &ins).and_then(|r| within_limits(id, r)) {
             Ok((shape, params)) => {
@@ -131,10 +125,7 @@ fn within_limits(id: NodeId, (shape, params): (Shape, Vec<ParamSpec>)) -> RuleRe
 type RuleResult = Result<(Shape, Vec<ParamSpec>), Vec<ShapeError>>;
 
 fn param(layer: &str, name: &str, shape: &[usize]) -> ParamSpec {
-    ParamSpec {
-        name: format!("{layer}.{name}"),
-        shape: shape.to_vec(),
-    }
+    ParamSpec { name: format!("{layer}.{name}"), shape: shape.to_vec() }
 }
 
 /// The shape rule of one op.
@@ -175,8 +166,12 @@ fn rule(graph: &Graph, id: NodeId, ins: &[&Shape]) -> RuleResult {
         Op::Flatten => {
             let s = one();
             if s.seq().is_some() {
-                return Err(vec![ShapeError::new(id, format!("cannot flatten a sequence of variable length {s}"), "variable length")
-                    .help("reduce the sequence first, e.g. `rnn(64, output = last)`")]);
+                return Err(vec![ShapeError::new(
+                    id,
+                    format!("cannot flatten a sequence of variable length {s}"),
+                    "variable length",
+                )
+                .help("reduce the sequence first, e.g. `rnn(64, output = last)`")]);
             }
             let n = s.elements().fixed as usize;
             Ok((Shape::fixed(&[n]), Vec::new()))
@@ -210,7 +205,11 @@ fn rule(graph: &Graph, id: NodeId, ins: &[&Shape]) -> RuleResult {
                 return Ok((first.clone(), Vec::new()));
             }
             let shapes: Vec<String> = ins.iter().map(|s| s.to_string()).collect();
-            let mut e = ShapeError::new(id, format!("`add` needs values of one shape, found {}", shapes.join(" and ")), "shapes differ");
+            let mut e = ShapeError::new(
+                id,
+                format!("`add` needs values of one shape, found {}", shapes.join(" and ")),
+                "shapes differ",
+            );
             for (i, s) in node.inputs.iter().zip(ins) {
                 e.related.push((*i, format!("{s}")));
             }
@@ -231,7 +230,10 @@ fn rule(graph: &Graph, id: NodeId, ins: &[&Shape]) -> RuleResult {
                     let shapes: Vec<String> = ins.iter().map(|s| s.to_string()).collect();
                     let mut e = ShapeError::new(
                         id,
-                        format!("`concat` joins along the last dimension; the others must agree, found {}", shapes.join(" and ")),
+                        format!(
+                            "`concat` joins along the last dimension; the others must agree, found {}",
+                            shapes.join(" and ")
+                        ),
                         "cannot be joined",
                     );
                     for (i, s) in node.inputs.iter().zip(ins) {
@@ -274,7 +276,11 @@ fn volume(id: NodeId, s: &Shape, kind: &str) -> Result<[usize; 3], Vec<ShapeErro
     match s.0.as_slice() {
         [Dim::Fixed(h), Dim::Fixed(w), Dim::Fixed(d)] => Ok([*h, *w, *d]),
         dims => {
-            let mut e = ShapeError::new(id, format!("`{kind}` needs a [height, width, depth] volume, found {s}"), format!("input is {s}"));
+            let mut e = ShapeError::new(
+                id,
+                format!("`{kind}` needs a [height, width, depth] volume, found {s}"),
+                format!("input is {s}"),
+            );
             e = match dims {
                 [Dim::Fixed(n)] => {
                     let side = (*n as f64).sqrt().round() as usize;
@@ -296,7 +302,11 @@ fn sequence(id: NodeId, s: &Shape, kind: &str) -> Result<(Dim, usize), Vec<Shape
     match s.0.as_slice() {
         [steps, Dim::Fixed(f)] => Ok((steps.clone(), *f)),
         _ => {
-            let mut e = ShapeError::new(id, format!("`{kind}` reads a sequence [steps, features], found {s}"), format!("input is {s}"));
+            let mut e = ShapeError::new(
+                id,
+                format!("`{kind}` reads a sequence [steps, features], found {s}"),
+                format!("input is {s}"),
+            );
             if let [Dim::Fixed(n)] = s.0.as_slice() {
                 e = e.help(format!("declare a sequence input, e.g. `input x: [seq, {n}]`"));
             }

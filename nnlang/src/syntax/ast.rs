@@ -119,7 +119,10 @@ pub enum ExprKind {
     Bool(bool),
     Str(String),
     Ident(String),
-    Call { name: Ident, args: Vec<Arg> },
+    Call {
+        name: Ident,
+        args: Vec<Arg>,
+    },
     /// `[ pipeline ]`
     Group(Box<Expr>),
 }
@@ -175,9 +178,5 @@ pub enum EntryKind {
     /// `key.path ~ distribution`
     Sample(Vec<Ident>, Expr),
     /// `key { … }` or `key name { … }`
-    Block {
-        key: Ident,
-        name: Option<Ident>,
-        entries: Vec<Entry>,
-    },
+    Block { key: Ident, name: Option<Ident>, entries: Vec<Entry> },
 }

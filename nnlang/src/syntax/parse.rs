@@ -67,27 +67,14 @@ fn trimmed_len(text: &str) -> usize {
 }
 
 fn ident(p: Pair<Rule>) -> Ident {
-    Ident {
-        name: p.as_str().to_string(),
-        span: span(&p),
-    }
+    Ident { name: p.as_str().to_string(), span: span(&p) }
 }
 
 fn model(p: Pair<Rule>) -> Model {
     let sp = span(&p);
     let mut inner = p.into_inner().filter(|p| p.as_rule() != Rule::kw_model);
-    let name = inner.next().map(ident).unwrap_or(Ident {
-        name: String::new(),
-        span: sp,
-    });
-    let mut m = Model {
-        name,
-        params: Vec::new(),
-        inputs: Vec::new(),
-        lets: Vec::new(),
-        outputs: Vec::new(),
-        span: sp,
-    };
+    let name = inner.next().map(ident).unwrap_or(Ident { name: String::new(), span: sp });
+    let mut m = Model { name, params: Vec::new(), inputs: Vec::new(), lets: Vec::new(), outputs: Vec::new(), span: sp };
     for stmt in inner {
         match stmt.as_rule() {
             Rule::params => {
@@ -95,11 +82,7 @@ fn model(p: Pair<Rule>) -> Model {
                     let psp = span(&param);
                     let mut it = param.into_inner();
                     if let Some(n) = it.next() {
-                        m.params.push(Param {
-                            name: ident(n),
-                            default: it.next().map(expr),
-                            span: psp,
-                        });
+                        m.params.push(Param { name: ident(n), default: it.next().map(expr), span: psp });
                     }
                 }
             }
@@ -107,22 +90,14 @@ fn model(p: Pair<Rule>) -> Model {
                 let isp = span(&stmt);
                 let mut it = stmt.into_inner().filter(|p| p.as_rule() != Rule::kw_input);
                 if let Some(n) = it.next() {
-                    m.inputs.push(InputDecl {
-                        name: ident(n),
-                        dims: it.map(expr).collect(),
-                        span: isp,
-                    });
+                    m.inputs.push(InputDecl { name: ident(n), dims: it.map(expr).collect(), span: isp });
                 }
             }
             Rule::let_stmt => {
                 let lsp = span(&stmt);
                 let mut it = stmt.into_inner().filter(|p| p.as_rule() != Rule::kw_let);
                 if let (Some(n), Some(v)) = (it.next(), it.next()) {
-                    m.lets.push(Let {
-                        name: ident(n),
-                        value: expr(v),
-                        span: lsp,
-                    });
+                    m.lets.push(Let { name: ident(n), value: expr(v), span: lsp });
                 }
             }
             Rule::output_stmt => {
@@ -174,10 +149,7 @@ fn expr(p: Pair<Rule>) -> Expr {
                 };
                 let rhs = expr(rhs);
                 let s = acc.span.to(rhs.span);
-                acc = Expr {
-                    kind: ExprKind::Binary(op, Box::new(acc), Box::new(rhs)),
-                    span: s,
-                };
+                acc = Expr { kind: ExprKind::Binary(op, Box::new(acc), Box::new(rhs)), span: s };
             }
             return acc;
         }
@@ -189,10 +161,7 @@ fn expr(p: Pair<Rule>) -> Expr {
             };
             let mut e = expr(last);
             for _ in 0..negs {
-                e = Expr {
-                    kind: ExprKind::Neg(Box::new(e)),
-                    span: sp,
-                };
+                e = Expr { kind: ExprKind::Neg(Box::new(e)), span: sp };
             }
             return e;
         }
@@ -222,11 +191,7 @@ fn expr(p: Pair<Rule>) -> Expr {
             }
         }
         Rule::percent => {
-            let v = p
-                .into_inner()
-                .next()
-                .and_then(|n| n.as_str().parse().ok())
-                .unwrap_or(f64::NAN);
+            let v = p.into_inner().next().and_then(|n| n.as_str().parse().ok()).unwrap_or(f64::NAN);
             ExprKind::Percent(v)
         }
         Rule::boolean => ExprKind::Bool(p.as_str() == "true"),
@@ -254,10 +219,7 @@ fn expr(p: Pair<Rule>) -> Expr {
                     }
                 })
                 .collect();
-            ExprKind::Call {
-                name: ident(n),
-                args,
-            }
+            ExprKind::Call { name: ident(n), args }
         }
         Rule::group => match p.into_inner().next() {
             Some(inner) => ExprKind::Group(Box::new(expr(inner))),
@@ -279,10 +241,7 @@ fn expr(p: Pair<Rule>) -> Expr {
 /// Only reachable if the grammar and this file disagree; lowering reports it as an error
 /// instead of panicking.
 fn invalid(span: Span) -> Expr {
-    Expr {
-        kind: ExprKind::Ident(String::from("<invalid>")),
-        span,
-    }
+    Expr { kind: ExprKind::Ident(String::from("<invalid>")), span }
 }
 
 fn unescape(s: &str) -> String {
@@ -318,16 +277,7 @@ fn block(p: Pair<Rule>, kind: BlockKind) -> Block {
             _ => {}
         }
     }
-    Block {
-        kind,
-        target: target.unwrap_or(Ident {
-            name: String::new(),
-            span: sp,
-        }),
-        on,
-        entries,
-        span: sp,
-    }
+    Block { kind, target: target.unwrap_or(Ident { name: String::new(), span: sp }), on, entries, span: sp }
 }
 
 fn block_entries(p: Pair<Rule>) -> Vec<Entry> {
@@ -388,8 +338,12 @@ fn too_deep(source: &str) -> Option<Diagnostic> {
                 depth += 1;
                 if depth > MAX_NESTING {
                     return Some(
-                        Diagnostic::error(format!("brackets are nested more than {MAX_NESTING} deep"), Span::new(i, i + 1), "too deep")
-                            .with_note("no model needs this; use a repetition `[ … ] * n` instead"),
+                        Diagnostic::error(
+                            format!("brackets are nested more than {MAX_NESTING} deep"),
+                            Span::new(i, i + 1),
+                            "too deep",
+                        )
+                        .with_note("no model needs this; use a repetition `[ … ] * n` instead"),
                     );
                 }
             }
@@ -487,11 +441,7 @@ fn syntax_error(source: &str, e: pest::error::Error<Rule>) -> Diagnostic {
         .map(|(i, _)| i)
         .unwrap_or(rest.len());
     let span = Span::new(pos, pos + token_len);
-    let found = if rest.is_empty() {
-        "end of file".to_string()
-    } else {
-        format!("`{}`", &rest[..token_len])
-    };
+    let found = if rest.is_empty() { "end of file".to_string() } else { format!("`{}`", &rest[..token_len]) };
     let mut expected: Vec<String> = Vec::new();
     let mut value = false;
     match &attempts {
