@@ -148,3 +148,32 @@ pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str
     }
     best.map(|(c, _)| c)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggestions_are_close_names_only() {
+        let layers = ["dense", "conv", "relu", "softmax", "maxpool"];
+        assert_eq!(did_you_mean("rleu", layers), Some("relu"));
+        assert_eq!(did_you_mean("convv", layers), Some("conv"));
+        assert_eq!(did_you_mean("softmx", layers), Some("softmax"));
+        assert_eq!(did_you_mean("Dense", layers), Some("dense"));
+        assert_eq!(did_you_mean("lstm", layers), None);
+        assert_eq!(did_you_mean("relu", layers), None, "an exact name is not a suggestion");
+    }
+
+    #[test]
+    fn renders_file_line_column_caret_notes_and_help() {
+        let src = "model M {\n    x -> rleu\n}\n";
+        let d = Diagnostic::error("unknown layer `rleu`", Span::new(19, 23), "not a layer")
+            .with_note("a note")
+            .with_help("did you mean `relu`?");
+        let text = d.render("m.nn", src);
+        assert_eq!(
+            text,
+            "error: unknown layer `rleu`\n  --> m.nn:2:10\n  |\n2 |     x -> rleu\n  |          ^^^^ not a layer\n  |\n  = note: a note\n  = help: did you mean `relu`?\n\n"
+        );
+    }
+}

@@ -139,3 +139,44 @@ fn arith(op: BinOp, x: &Value, y: &Value, xs: Span, ys: Span, span: Span) -> Res
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::syntax::ast::Span;
+
+    fn e(kind: ExprKind) -> Expr {
+        Expr { kind, span: Span::default() }
+    }
+    fn bin(op: BinOp, a: ExprKind, b: ExprKind) -> Expr {
+        e(ExprKind::Binary(op, Box::new(e(a)), Box::new(e(b))))
+    }
+
+    #[test]
+    fn integer_arithmetic_stays_integer_until_it_cannot() {
+        let mut env = Env::new();
+        env.insert("width".into(), ParamValue::Int(32));
+        let w = || ExprKind::Ident("width".into());
+        assert_eq!(eval(&bin(BinOp::Mul, ExprKind::Int(2), w()), &env).ok(), Some(Value::Int(64)));
+        assert_eq!(eval(&bin(BinOp::Div, w(), ExprKind::Int(2)), &env).ok(), Some(Value::Int(16)));
+        assert_eq!(eval(&bin(BinOp::Div, w(), ExprKind::Int(3)), &env).ok(), Some(Value::Float(32.0 / 3.0)));
+        assert_eq!(eval(&bin(BinOp::Sub, w(), ExprKind::Float(0.5)), &env).ok(), Some(Value::Float(31.5)));
+        assert_eq!(eval(&e(ExprKind::Ident("same".into())), &env).ok(), Some(Value::Sym("same".into())));
+    }
+
+    #[test]
+    fn errors_instead_of_overflow_or_division_by_zero() {
+        let env = Env::new();
+        assert!(eval(&bin(BinOp::Mul, ExprKind::Int(i64::MAX), ExprKind::Int(2)), &env).is_err());
+        assert!(eval(&bin(BinOp::Div, ExprKind::Int(1), ExprKind::Int(0)), &env).is_err());
+        assert!(eval(&e(ExprKind::Neg(Box::new(e(ExprKind::Int(i64::MIN))))), &env).is_err());
+        assert!(eval(&bin(BinOp::Add, ExprKind::Bool(true), ExprKind::Int(1)), &env).is_err());
+    }
+
+    #[test]
+    fn numbers_print_as_written() {
+        assert_eq!(fmt_num(12.5), "12.5");
+        assert_eq!(fmt_num(24.0), "24");
+        assert_eq!(fmt_num(-1.0), "-1");
+    }
+}
