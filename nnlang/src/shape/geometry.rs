@@ -127,7 +127,7 @@ mod tests {
         // 7×7 input, 3×3 filter: stride 1 gives 5, stride 2 gives 3, stride 3 does not fit.
         assert_eq!(window_extent("width", 7, 3, 1, 0).ok(), Some(5));
         assert_eq!(window_extent("width", 7, 3, 2, 0).ok(), Some(3));
-        let e = window_extent("width", 7, 3, 3, 0).err().expect("does not fit");
+        let e = window_extent("width", 7, 3, 3, 0).expect_err("does not fit");
         assert_eq!(e.formula, "(7 − 3)/3 + 1");
         assert!((e.value - 7.0 / 3.0).abs() < 1e-12);
         // AlexNet's first layer: (227 − 11)/4 + 1 = 55.
@@ -141,20 +141,20 @@ mod tests {
 
     #[test]
     fn suggestions_fit() {
-        let e = window_extent("width", 28, 5, 2, 0).err().expect("does not fit");
+        let e = window_extent("width", 28, 5, 2, 0).expect_err("does not fit");
         assert_eq!(e.formula, "(28 − 5)/2 + 1");
         assert_eq!(e.value, 12.5);
         assert_eq!(e.suggestions, ["stride = 1 gives (28 − 5)/1 + 1 = 24", "size = 4 gives (28 − 4)/2 + 1 = 13"]);
         // Padding moves the numerator in steps of 2, so it can only help when S > 2.
-        let e = window_extent("width", 32, 3, 3, 0).err().expect("does not fit");
+        let e = window_extent("width", 32, 3, 3, 0).expect_err("does not fit");
         assert_eq!(e.suggestions[0], "pad = 2 gives (32 − 3 + 2·2)/3 + 1 = 12");
     }
 
     #[test]
     fn a_filter_larger_than_the_input_leaves_nothing() {
-        let e = window_extent("height", 5, 7, 1, 0).err().expect("no output");
+        let e = window_extent("height", 5, 7, 1, 0).expect_err("no output");
         assert_eq!(e.value, -1.0);
-        let e = pool_extent("height", 2, 3, 1).err().expect("no output");
+        let e = pool_extent("height", 2, 3, 1).expect_err("no output");
         assert_eq!(e.value, 0.0);
     }
 }
