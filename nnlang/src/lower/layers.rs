@@ -172,11 +172,23 @@ fn positive_int(b: &Bound, name: &str, env: &Env) -> Result<Option<usize>, Diagn
             e.span,
             format!("{name} = {n}"),
         )),
-        other => Err(Diagnostic::error(
-            format!("`{name}` of `{}` must be a positive integer, found {}", b.kind, other.describe()),
-            e.span,
-            "expected a positive integer",
+        other => Err(with_param_suggestion(
+            Diagnostic::error(
+                format!("`{name}` of `{}` must be a positive integer, found {}", b.kind, other.describe()),
+                e.span,
+                "expected a positive integer",
+            ),
+            &other,
+            env,
         )),
+    }
+}
+
+/// "did you mean `hidden`?" when a bare word is close to a model parameter.
+fn with_param_suggestion(d: Diagnostic, v: &Value, env: &Env) -> Diagnostic {
+    match v {
+        Value::Sym(s) => d.with_suggestion(s, env.keys().map(|k| k.as_str())),
+        _ => d,
     }
 }
 
@@ -196,11 +208,12 @@ fn number_in(
     let Some(e) = b.get(name) else { return Ok(None) };
     let v = value_of(e, env)?;
     let Some(x) = v.as_f64() else {
-        return Err(Diagnostic::error(
+        let d = Diagnostic::error(
             format!("`{name}` of `{}` must be a number, found {}", b.kind, v.describe()),
             e.span,
             "expected a number",
-        ));
+        );
+        return Err(with_param_suggestion(d, &v, env));
     };
     let below = if open_lo { x <= lo } else { x < lo };
     if below || x > hi || x.is_nan() {
