@@ -5,8 +5,10 @@
 //! training recipe. [`compile`] runs all of it and gathers every diagnostic.
 
 pub mod diag;
+pub mod grad;
 pub mod ir;
 pub mod lower;
+pub mod plan;
 pub mod recipe;
 pub mod shape;
 pub mod summary;

@@ -1,0 +1,142 @@
+//! The compiled backward pass against centred finite differences, in f64: for every op and
+//! every loss, each parameter's gradient agrees with (L(θ + h) − L(θ − h)) / 2h to a relative
+//! error below 1e-6.
+
+use nnlang::plan::{build, Loss, Mode};
+use nnlang::{compile, Options};
+use nnlang_runtime::interp::Exec;
+use nnlang_runtime::plan::{Plan, TargetKind};
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+const ROWS: usize = 5;
+
+fn plan(src: &str, loss: Loss) -> Plan {
+    let c = compile(src, &Options::default()).expect("no usage error");
+    assert!(!c.has_errors(), "{:?}", c.diagnostics);
+    build(&c.models[0], Mode::Training(loss), ROWS).expect("plan builds")
+}
+
+fn loss_at(plan: &Plan, exec: &mut Exec<f64>) -> f64 {
+    exec.reseed(11);
+    exec.run(plan, ROWS, None).expect("runs").expect("has a loss")
+}
+
+/// Checks every parameter of the plan (every element of small tensors, a sample of large).
+fn check(src: &str, loss: Loss) {
+    let plan = plan(src, loss);
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let mut exec = Exec::<f64>::new(&plan, 0);
+    for p in exec.params.iter_mut() {
+        *p = rng.random_range(-0.8..0.8);
+    }
+    for i in 0..plan.inputs.len() {
+        let cols = plan.inputs[i].cols;
+        let x: Vec<f64> = (0..ROWS * cols).map(|_| rng.random_range(-1.0..1.0)).collect();
+        exec.set_input(&plan, i, ROWS, &x);
+    }
+    let (t, kind) = plan.target.expect("training plan");
+    let target: Vec<f64> = match kind {
+        TargetKind::Class => (0..ROWS).map(|r| (r * 7 % t.cols.max(1)) as f64).collect(),
+        TargetKind::Values => (0..ROWS * t.cols).map(|_| rng.random_range(0.0..1.0)).collect(),
+    };
+    let target = if kind == TargetKind::Class {
+        let classes = plan.steps.iter().find_map(|s| match s {
+            nnlang_runtime::plan::Step::SoftmaxCrossEntropy { logits, .. } => Some(logits.cols),
+            _ => None,
+        });
+        target.iter().enumerate().map(|(r, _)| (r % classes.unwrap_or(1)) as f64).collect()
+    } else {
+        target
+    };
+    exec.set_target(&plan, ROWS, &target);
+    loss_at(&plan, &mut exec);
+    let analytic = exec.grads.clone();
+    let h = 1e-5;
+    let mut checked = 0;
+    let mut nonzero = 0;
+    for p in &plan.params {
+        let stride = (p.buf.len / 40).max(1);
+        for i in (p.buf.offset..p.buf.offset + p.buf.len).step_by(stride) {
+            let orig = exec.params[i];
+            exec.params[i] = orig + h;
+            let up = loss_at(&plan, &mut exec);
+            exec.params[i] = orig - h;
+            let down = loss_at(&plan, &mut exec);
+            exec.params[i] = orig;
+            let numeric = (up - down) / (2.0 * h);
+            let a = analytic[i];
+            let scale = a.abs().max(numeric.abs());
+            let rel = if scale < 1e-10 { 0.0 } else { (a - numeric).abs() / scale };
+            assert!(
+                rel < 1e-6,
+                "{} [{}]: analytic {a:e}, numeric {numeric:e}, relative error {rel:e}\n{src}",
+                p.name,
+                i - p.buf.offset
+            );
+            checked += 1;
+            if scale > 1e-6 {
+                nonzero += 1;
+            }
+        }
+    }
+    assert!(nonzero * 2 > checked, "most gradients are non-trivial ({nonzero} of {checked})");
+}
+
+#[test]
+fn dense_with_softmax_cross_entropy() {
+    check("model M { input x: [6]\n x -> dense(4) -> softmax }", Loss::CrossEntropy);
+}
+
+#[test]
+fn every_activation() {
+    for act in ["sigmoid", "tanh", "relu", "leaky_relu(alpha = 0.1)", "identity"] {
+        check(
+            &format!("model M {{ input x: [6]\n x -> dense(5) -> {act} -> dense(3) -> softmax }}"),
+            Loss::CrossEntropy,
+        );
+    }
+}
+
+#[test]
+fn stacked_dense_layers_and_flatten() {
+    check(
+        "model M { input x: [2, 3, 2]\n x -> flatten -> dense(7) -> tanh -> dense(5) -> relu -> dense(4) -> softmax }",
+        Loss::CrossEntropy,
+    );
+}
+
+#[test]
+fn dropout_with_a_fixed_mask() {
+    check(
+        "model M { input x: [6]\n x -> dense(8) -> tanh -> dropout(keep = 0.6) -> dense(3) -> softmax }",
+        Loss::CrossEntropy,
+    );
+}
+
+#[test]
+fn add_and_concat_and_a_value_used_twice() {
+    check(
+        "model M { input x: [5]\n let h = x -> dense(6) -> tanh\n let a = add(h, h -> dense(6) -> sigmoid)\n concat(a, h) -> dense(3) -> softmax }",
+        Loss::CrossEntropy,
+    );
+}
+
+#[test]
+fn binary_cross_entropy_with_sigmoid() {
+    check("model M { input x: [6]\n x -> dense(4) -> tanh -> dense(2) -> sigmoid }", Loss::BinaryCrossEntropy);
+}
+
+#[test]
+fn mean_squared_error() {
+    check("model M { input x: [6]\n x -> dense(4) -> sigmoid -> dense(3) }", Loss::MeanSquaredError);
+    check("model M { input x: [6]\n x -> dense(4) -> relu -> dense(1) -> identity }", Loss::MeanSquaredError);
+}
+
+#[test]
+fn two_inputs() {
+    check(
+        "model M { input a: [3]\n input b: [4]\n concat(a -> dense(5), b) -> tanh -> dense(2) -> softmax }",
+        Loss::CrossEntropy,
+    );
+}

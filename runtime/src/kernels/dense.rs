@@ -1,0 +1,37 @@
+//! Fully-connected layers: `y = x·Wᵀ + b` and its backward pass, on matrixmultiply.
+
+use crate::Float;
+
+/// `y[rows × out] = x[rows × in] · Wᵀ + b`, W `[out × in]` row-major. The bias is written
+/// first and the product added onto it (β = 1), so it costs no extra pass.
+pub fn forward<T: Float>(rows: usize, inp: usize, out: usize, x: &[T], w: &[T], b: &[T], y: &mut [T]) {
+    for r in 0..rows {
+        y[r * out..(r + 1) * out].copy_from_slice(&b[..out]);
+    }
+    T::gemm(rows, inp, out, T::ONE, x, inp as isize, 1, w, 1, inp as isize, T::ONE, y, out as isize, 1);
+}
+
+/// Forward was `y = x·Wᵀ + b`, so now `dW = dyᵀ·x`, `db = Σ_rows dy`.
+pub fn backward_params<T: Float>(rows: usize, inp: usize, out: usize, x: &[T], dy: &[T], dw: &mut [T], db: &mut [T]) {
+    T::gemm(out, rows, inp, T::ONE, dy, 1, out as isize, x, inp as isize, 1, T::ZERO, dw, inp as isize, 1);
+    db[..out].fill(T::ZERO);
+    for r in 0..rows {
+        for (g, &d) in db[..out].iter_mut().zip(&dy[r * out..(r + 1) * out]) {
+            *g += d;
+        }
+    }
+}
+
+/// …and `dx (+)= dy·W`.
+pub fn backward_input<T: Float>(
+    rows: usize,
+    inp: usize,
+    out: usize,
+    w: &[T],
+    dy: &[T],
+    dx: &mut [T],
+    accumulate: bool,
+) {
+    let beta = if accumulate { T::ONE } else { T::ZERO };
+    T::gemm(rows, out, inp, T::ONE, dy, out as isize, 1, w, inp as isize, 1, beta, dx, inp as isize, 1);
+}

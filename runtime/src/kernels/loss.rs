@@ -1,0 +1,67 @@
+//! Losses and their gradients with respect to the model's last pre-activation. Each returns
+//! the mean loss over the batch; a label outside the classes is reported, never indexed.
+
+use crate::Float;
+
+/// Softmax followed by cross-entropy, as one stable operation:
+/// `loss = −log softmax(z)[label] = log Σ exp(z − m) − (z[label] − m)`, and
+/// `dz = (softmax(z) − onehot(label)) / rows`.
+pub fn softmax_cross_entropy<T: Float>(
+    rows: usize,
+    cols: usize,
+    z: &[T],
+    labels: &[T],
+    dz: &mut [T],
+) -> Result<f64, usize> {
+    let mut total = 0.0f64;
+    let inv = T::from_f64(1.0 / rows as f64);
+    for r in 0..rows {
+        let zr = &z[r * cols..(r + 1) * cols];
+        let dr = &mut dz[r * cols..(r + 1) * cols];
+        let label = labels[r].to_f64();
+        if !(label >= 0.0 && label < cols as f64 && label.fract() == 0.0) {
+            return Err(r);
+        }
+        let label = label as usize;
+        let m = zr.iter().fold(zr[0], |a, &b| a.max(b));
+        let mut sum = T::ZERO;
+        for (d, &v) in dr.iter_mut().zip(zr) {
+            *d = (v - m).exp();
+            sum += *d;
+        }
+        total += sum.ln().to_f64() - (zr[label] - m).to_f64();
+        for d in dr.iter_mut() {
+            *d = *d / sum * inv;
+        }
+        dr[label] -= inv;
+    }
+    Ok(total / rows as f64)
+}
+
+/// Sigmoid followed by binary cross-entropy, from the logits:
+/// `loss = max(z, 0) − z·t + log(1 + exp(−|z|))`, `dz = (sigmoid(z) − t)/(rows·cols)`.
+pub fn sigmoid_binary_cross_entropy<T: Float>(rows: usize, cols: usize, z: &[T], t: &[T], dz: &mut [T]) -> f64 {
+    let n = rows * cols;
+    let inv = T::from_f64(1.0 / n as f64);
+    let mut total = 0.0f64;
+    for i in 0..n {
+        let (zi, ti) = (z[i], t[i]);
+        let relu = if zi > T::ZERO { zi } else { T::ZERO };
+        total += (relu - zi * ti + (T::ONE + (-zi.abs()).exp()).ln()).to_f64();
+        let s = if zi >= T::ZERO { T::ONE / (T::ONE + (-zi).exp()) } else { zi.exp() / (T::ONE + zi.exp()) };
+        dz[i] = (s - ti) * inv;
+    }
+    total / n as f64
+}
+
+/// `loss = mean over rows of ½‖y − t‖²`, `dy = (y − t)/rows`.
+pub fn mean_squared_error<T: Float>(rows: usize, cols: usize, y: &[T], t: &[T], dy: &mut [T]) -> f64 {
+    let inv = T::from_f64(1.0 / rows as f64);
+    let mut total = 0.0f64;
+    for i in 0..rows * cols {
+        let d = y[i] - t[i];
+        total += 0.5 * (d * d).to_f64();
+        dy[i] = d * inv;
+    }
+    total / rows as f64
+}

@@ -1,0 +1,10 @@
+//! nnlang-runtime: what a compiled or interpreted nnlang model needs at run time — the
+//! [`plan::Plan`] (the contract with the compiler), the kernels, the interpreter, training,
+//! data readers and checkpoints. It never parses source or depends on the compiler.
+
+mod float;
+pub mod interp;
+pub mod kernels;
+pub mod plan;
+
+pub use float::Float;
