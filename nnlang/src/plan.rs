@@ -9,15 +9,7 @@ use crate::Model;
 use nnlang_runtime::plan::{ABuf, PBuf, Param, Plan, Step, TargetKind, Write};
 use std::collections::HashMap;
 
-/// The training loss.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Loss {
-    /// Fused with the model's final softmax.
-    CrossEntropy,
-    /// Fused with the model's final sigmoid.
-    BinaryCrossEntropy,
-    MeanSquaredError,
-}
+pub use nnlang_runtime::plan::Loss;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {

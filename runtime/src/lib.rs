@@ -2,9 +2,12 @@
 //! [`plan::Plan`] (the contract with the compiler), the kernels, the interpreter, training,
 //! data readers and checkpoints. It never parses source or depends on the compiler.
 
+pub mod data;
 mod float;
 pub mod interp;
+pub mod io;
 pub mod kernels;
 pub mod plan;
+pub mod train;
 
 pub use float::Float;

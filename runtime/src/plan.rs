@@ -51,6 +51,16 @@ pub enum Write {
     Accumulate,
 }
 
+/// The training loss.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Loss {
+    /// Fused with the model's final softmax.
+    CrossEntropy,
+    /// Fused with the model's final sigmoid.
+    BinaryCrossEntropy,
+    MeanSquaredError,
+}
+
 /// What the training loss compares the model's output with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TargetKind {

@@ -1,0 +1,65 @@
+//! Numeric CSV (gzipped or plain): one example per line, one column of which is the label.
+//! A first line that is not numeric is a header.
+
+use super::{read_maybe_gz, DataError, Table};
+use std::path::Path;
+
+/// Reads `path`; `label` is the label's column (default: the last).
+pub fn read(path: &Path, label: Option<usize>) -> Result<Table, DataError> {
+    let bytes = read_maybe_gz(path)?;
+    let text = String::from_utf8(bytes)
+        .map_err(|e| DataError::new(path, format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to())))?;
+    let mut table = Table { y_cols: 1, ..Table::default() };
+    let mut width = None;
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+        let parsed: Result<Vec<f32>, usize> =
+            fields.iter().enumerate().map(|(c, f)| f.parse::<f32>().map_err(|_| c)).collect();
+        let values = match parsed {
+            Ok(v) => v,
+            Err(_) if i == 0 => continue, // a header
+            Err(c) => {
+                return Err(DataError::new(
+                    path,
+                    format!("line {}, column {}: `{}` is not a number", i + 1, c + 1, fields[c]),
+                ))
+            }
+        };
+        let w = *width.get_or_insert(values.len());
+        if values.len() != w {
+            return Err(DataError::new(
+                path,
+                format!("line {} has {} columns, the lines before it {w}", i + 1, values.len()),
+            ));
+        }
+        let col = label.unwrap_or(w - 1);
+        if col >= w {
+            return Err(DataError::new(
+                path,
+                format!("label column {col} does not exist: lines have {w} columns (0..{})", w - 1),
+            ));
+        }
+        for (c, &v) in values.iter().enumerate() {
+            if !v.is_finite() {
+                return Err(DataError::new(
+                    path,
+                    format!("line {}, column {}: {v} is not a finite number", i + 1, c + 1),
+                ));
+            }
+            if c == col {
+                table.y.push(v);
+            } else {
+                table.x.push(v);
+            }
+        }
+        table.cols = w - 1;
+    }
+    if table.y.is_empty() {
+        return Err(DataError::new(path, "no rows of data"));
+    }
+    Ok(table)
+}

@@ -1,0 +1,151 @@
+//! Data readers (IDX, NPY, CSV; gzipped or plain), checked as they are read: a wrong magic
+//! number, a short file, a count that does not match, a value that is NaN or infinite, a
+//! label outside the classes — each is an error naming the file and the place.
+
+pub mod csv;
+pub mod idx;
+pub mod npy;
+
+use std::fmt;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct DataError {
+    pub path: PathBuf,
+    pub message: String,
+}
+
+impl DataError {
+    pub fn new(path: &Path, message: impl Into<String>) -> Self {
+        DataError { path: path.to_path_buf(), message: message.into() }
+    }
+}
+
+impl fmt::Display for DataError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path.display(), self.message)
+    }
+}
+
+impl std::error::Error for DataError {}
+
+/// Reads a whole file, decompressing it when it starts with the gzip magic number.
+pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>, DataError> {
+    let raw = std::fs::read(path).map_err(|e| DataError::new(path, format!("cannot read: {e}")))?;
+    if raw.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::new();
+        flate2::read::MultiGzDecoder::new(&raw[..])
+            .read_to_end(&mut out)
+            .map_err(|e| DataError::new(path, format!("broken gzip stream: {e}")))?;
+        Ok(out)
+    } else {
+        Ok(raw)
+    }
+}
+
+/// Examples as rows: `x` is `rows × cols` features, `y` one value per row (a class index)
+/// or `y_cols` values per row.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Table {
+    pub x: Vec<f32>,
+    pub cols: usize,
+    pub y: Vec<f32>,
+    pub y_cols: usize,
+}
+
+impl Table {
+    pub fn rows(&self) -> usize {
+        if self.cols == 0 {
+            0
+        } else {
+            self.x.len() / self.cols
+        }
+    }
+
+    /// The first `n` rows.
+    pub fn head(&self, n: usize) -> Table {
+        let n = n.min(self.rows());
+        Table {
+            x: self.x[..n * self.cols].to_vec(),
+            cols: self.cols,
+            y: self.y[..n * self.y_cols].to_vec(),
+            y_cols: self.y_cols,
+        }
+    }
+
+    /// Rows `[from, to)`.
+    pub fn slice(&self, from: usize, to: usize) -> Table {
+        Table {
+            x: self.x[from * self.cols..to * self.cols].to_vec(),
+            cols: self.cols,
+            y: self.y[from * self.y_cols..to * self.y_cols].to_vec(),
+            y_cols: self.y_cols,
+        }
+    }
+
+    /// The rows in the given order.
+    pub fn select(&self, rows: &[usize]) -> Table {
+        let mut t = Table {
+            x: Vec::with_capacity(rows.len() * self.cols),
+            cols: self.cols,
+            y: Vec::new(),
+            y_cols: self.y_cols,
+        };
+        for &r in rows {
+            t.x.extend_from_slice(&self.x[r * self.cols..(r + 1) * self.cols]);
+            t.y.extend_from_slice(&self.y[r * self.y_cols..(r + 1) * self.y_cols]);
+        }
+        t
+    }
+
+    pub fn scale(&mut self, s: f32) {
+        self.x.iter_mut().for_each(|v| *v *= s);
+    }
+
+    /// Per-column mean and standard deviation (1 where a column is constant).
+    pub fn moments(&self) -> (Vec<f32>, Vec<f32>) {
+        let rows = self.rows().max(1) as f64;
+        let mut mean = vec![0f64; self.cols];
+        let mut sq = vec![0f64; self.cols];
+        for row in self.x.chunks_exact(self.cols.max(1)) {
+            for (c, &v) in row.iter().enumerate() {
+                mean[c] += v as f64;
+                sq[c] += (v as f64) * (v as f64);
+            }
+        }
+        let mean: Vec<f64> = mean.iter().map(|m| m / rows).collect();
+        let std: Vec<f32> = sq
+            .iter()
+            .zip(&mean)
+            .map(|(s, m)| (s / rows - m * m).max(0.0).sqrt())
+            .map(|s| if s > 1e-12 { s as f32 } else { 1.0 })
+            .collect();
+        (mean.iter().map(|&m| m as f32).collect(), std)
+    }
+
+    pub fn standardize(&mut self, mean: &[f32], std: &[f32]) {
+        for row in self.x.chunks_exact_mut(self.cols.max(1)) {
+            for ((v, m), s) in row.iter_mut().zip(mean).zip(std) {
+                *v = (*v - m) / s;
+            }
+        }
+    }
+
+    /// The first NaN or infinite feature or target, as (row, column, is_target).
+    pub fn first_non_finite(&self) -> Option<(usize, usize, bool)> {
+        if let Some(i) = self.x.iter().position(|v| !v.is_finite()) {
+            return Some((i / self.cols.max(1), i % self.cols.max(1), false));
+        }
+        self.y.iter().position(|v| !v.is_finite()).map(|i| (i / self.y_cols.max(1), i % self.y_cols.max(1), true))
+    }
+
+    /// The first row whose label is not a class index in `0..classes`.
+    pub fn first_bad_label(&self, classes: usize) -> Option<(usize, f32)> {
+        self.y
+            .iter()
+            .enumerate()
+            .find(|(_, &l)| !(l >= 0.0 && (l as usize) < classes && l.fract() == 0.0))
+            .map(|(i, &l)| (i, l))
+    }
+}

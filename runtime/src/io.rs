@@ -1,0 +1,90 @@
+//! Checkpoints as safetensors, with PyTorch's names and layouts (`<layer>.weight`,
+//! `<layer>.bias`; dense `[out, in]`), so a model trained here loads in the Python ecosystem
+//! and back. Saving writes a temporary file and renames it; loading checks every tensor's
+//! name, type and shape against the plan before touching the parameters.
+
+use crate::plan::Plan;
+use safetensors::tensor::{Dtype, TensorView};
+use safetensors::SafeTensors;
+use std::collections::HashMap;
+use std::path::Path;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct CheckpointError(pub String);
+
+impl std::fmt::Display for CheckpointError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for CheckpointError {}
+
+/// The checkpoint's bytes: every parameter of `plan`, f32 little-endian.
+pub fn to_bytes(plan: &Plan, params: &[f32], metadata: &[(&str, String)]) -> Result<Vec<u8>, CheckpointError> {
+    let bytes: Vec<Vec<u8>> =
+        plan.params.iter().map(|p| params[p.buf.range()].iter().flat_map(|v| v.to_le_bytes()).collect()).collect();
+    let mut views = Vec::new();
+    for (p, b) in plan.params.iter().zip(&bytes) {
+        let view =
+            TensorView::new(Dtype::F32, p.shape.clone(), b).map_err(|e| CheckpointError(format!("{}: {e}", p.name)))?;
+        views.push((p.name.clone(), view));
+    }
+    let mut meta: HashMap<String, String> = metadata.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+    meta.insert("format".into(), "pt".into());
+    safetensors::serialize(views, Some(meta)).map_err(|e| CheckpointError(e.to_string()))
+}
+
+/// Writes the checkpoint to `path` atomically.
+pub fn save(path: &Path, plan: &Plan, params: &[f32], metadata: &[(&str, String)]) -> Result<(), CheckpointError> {
+    let bytes = to_bytes(plan, params, metadata)?;
+    let tmp = path.with_extension("safetensors.partial");
+    let fail = |e: std::io::Error| CheckpointError(format!("{}: cannot write: {e}", path.display()));
+    std::fs::write(&tmp, bytes).map_err(fail)?;
+    std::fs::rename(&tmp, path).map_err(fail)
+}
+
+/// Reads a checkpoint into `params`, which is left untouched unless every tensor of the plan
+/// is present with its exact shape and no other tensor is.
+pub fn load(path: &Path, plan: &Plan, params: &mut [f32]) -> Result<(), CheckpointError> {
+    let bytes = std::fs::read(path).map_err(|e| CheckpointError(format!("{}: cannot read: {e}", path.display())))?;
+    from_bytes(&bytes, plan, params).map_err(|e| CheckpointError(format!("{}: {}", path.display(), e.0)))
+}
+
+pub fn from_bytes(bytes: &[u8], plan: &Plan, params: &mut [f32]) -> Result<(), CheckpointError> {
+    let st =
+        SafeTensors::deserialize(bytes).map_err(|e| CheckpointError(format!("not a valid safetensors file ({e})")))?;
+    let mut staged = params.to_vec();
+    for p in &plan.params {
+        let t = st.tensor(&p.name).map_err(|_| {
+            let names: Vec<String> = st.names().into_iter().map(|s| s.to_string()).collect();
+            CheckpointError(format!("tensor `{}` is missing (the file has: {})", p.name, names.join(", ")))
+        })?;
+        if t.dtype() != Dtype::F32 {
+            return Err(CheckpointError(format!("tensor `{}` is {:?}, expected F32", p.name, t.dtype())));
+        }
+        if t.shape() != p.shape.as_slice() {
+            return Err(CheckpointError(format!(
+                "tensor `{}` has shape {:?}, the model expects {:?}",
+                p.name,
+                t.shape(),
+                p.shape
+            )));
+        }
+        for (dst, chunk) in staged[p.buf.range()].iter_mut().zip(t.data().chunks_exact(4)) {
+            *dst = f32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+        }
+        if let Some(i) = staged[p.buf.range()].iter().position(|v| !v.is_finite()) {
+            return Err(CheckpointError(format!("tensor `{}` holds a non-finite value at element {i}", p.name)));
+        }
+    }
+    let expected: Vec<&str> = plan.params.iter().map(|p| p.name.as_str()).collect();
+    let mut extra: Vec<String> =
+        st.names().into_iter().filter(|n| !expected.contains(n)).map(|s| s.to_string()).collect();
+    if !extra.is_empty() {
+        extra.sort();
+        return Err(CheckpointError(format!("tensors the model does not have: {}", extra.join(", "))));
+    }
+    params.copy_from_slice(&staged);
+    Ok(())
+}

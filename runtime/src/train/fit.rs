@@ -1,0 +1,246 @@
+//! The training loop: shuffled batches, the compiled step, per-epoch validation, schedules,
+//! the update-ratio check, and a clean stop on request or on a non-finite loss.
+
+use super::optim::Optimizer;
+use super::{scheduled_lr, Options, Schedule};
+use crate::interp::{argmax_rows, Exec, ExecError};
+use crate::plan::{Loss, Plan};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use std::time::Instant;
+
+/// Rows of examples: `x` is `rows × x_cols`, `y` is `rows × y_cols` (one class index per row
+/// for classification).
+#[derive(Clone, Copy, Debug)]
+pub struct Data<'a> {
+    pub x: &'a [f32],
+    pub x_cols: usize,
+    pub y: &'a [f32],
+    pub y_cols: usize,
+}
+
+impl Data<'_> {
+    pub fn rows(&self) -> usize {
+        if self.x_cols == 0 {
+            0
+        } else {
+            self.x.len() / self.x_cols
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct EpochStats {
+    /// 1-based.
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub val_loss: Option<f64>,
+    pub val_accuracy: Option<f64>,
+    pub lr: f64,
+    pub samples_per_sec: f64,
+    pub seconds: f64,
+    /// ‖Δw‖/‖w‖ per weight tensor at the epoch's last update.
+    pub ratios: Vec<super::UpdateRatio>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum TrainError {
+    /// The loss became NaN or infinite.
+    NonFinite {
+        epoch: usize,
+        step: usize,
+        loss: f64,
+    },
+    Data(ExecError),
+}
+
+impl std::fmt::Display for TrainError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TrainError::NonFinite { epoch, step, loss } => write!(
+                f,
+                "the training loss became {loss} at epoch {epoch}, step {step}; training stopped (try a lower learning rate, or check the data for extreme values)"
+            ),
+            TrainError::Data(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// Told about progress; returns `false` from `batch` to stop after that batch.
+pub trait Observer {
+    fn batch(&mut self, epoch: usize, step: usize, steps: usize, loss: f64) -> bool;
+    fn epoch(&mut self, stats: &EpochStats);
+}
+
+/// What training left behind.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    pub history: Vec<EpochStats>,
+    /// The weights to keep: the average when one is kept, else the trained weights.
+    pub weights: Vec<f32>,
+    /// Where training was stopped early at the observer's request: (epoch, step).
+    pub interrupted: Option<(usize, usize)>,
+}
+
+/// The loss and accuracy of a model on a data set.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Evaluation {
+    pub loss: f64,
+    pub accuracy: Option<f64>,
+    /// The predicted class of each row (classification only).
+    pub predictions: Vec<usize>,
+}
+
+/// Trains `params` (already initialized) on `train`, validating on `val` after each epoch.
+#[allow(clippy::too_many_arguments)]
+pub fn fit(
+    train_plan: &Plan,
+    eval_plan: &Plan,
+    loss: Loss,
+    params: &mut Vec<f32>,
+    train: Data,
+    val: Option<Data>,
+    opts: &Options,
+    observer: &mut dyn Observer,
+) -> Result<Outcome, TrainError> {
+    let mut exec = Exec::<f32>::new(train_plan, opts.seed.wrapping_add(1));
+    exec.params = std::mem::take(params);
+    let mut eval_exec = Exec::<f32>::new(eval_plan, 0);
+    let mut opt = Optimizer::new(train_plan, opts.optimizer, opts.l1, opts.l2, opts.max_norm, opts.ema);
+    let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
+    let rows = train.rows();
+    let batch = opts.batch.min(train_plan.max_batch).max(1);
+    let steps = rows.div_ceil(batch);
+    let mut order: Vec<usize> = (0..rows).collect();
+    let (mut xb, mut yb) = (vec![0f32; batch * train.x_cols], vec![0f32; batch * train.y_cols]);
+    let mut history = Vec::new();
+    let base_lr = opts.optimizer.lr();
+    let (mut plateau_lr, mut best, mut stale) = (base_lr, f64::INFINITY, 0usize);
+    let mut interrupted = None;
+    for epoch in 0..opts.epochs {
+        opt.lr = match opts.schedule {
+            Schedule::Plateau { .. } => plateau_lr,
+            s => scheduled_lr(base_lr, s, epoch),
+        };
+        order.shuffle(&mut rng);
+        let start = Instant::now();
+        let (mut total, mut seen) = (0.0, 0usize);
+        for step in 0..steps {
+            let idx = &order[step * batch..((step + 1) * batch).min(rows)];
+            let n = idx.len();
+            for (r, &i) in idx.iter().enumerate() {
+                xb[r * train.x_cols..(r + 1) * train.x_cols]
+                    .copy_from_slice(&train.x[i * train.x_cols..(i + 1) * train.x_cols]);
+                yb[r * train.y_cols..(r + 1) * train.y_cols]
+                    .copy_from_slice(&train.y[i * train.y_cols..(i + 1) * train.y_cols]);
+            }
+            exec.set_input(train_plan, 0, n, &xb);
+            exec.set_target(train_plan, n, &yb);
+            opt.track_ratios = step + 1 == steps;
+            let l = exec.run(train_plan, n, Some(&mut opt)).map_err(TrainError::Data)?.unwrap_or(0.0);
+            if !l.is_finite() {
+                return Err(TrainError::NonFinite { epoch: epoch + 1, step: step + 1, loss: l });
+            }
+            total += l * n as f64;
+            seen += n;
+            if !observer.batch(epoch + 1, step + 1, steps, l) {
+                interrupted = Some((epoch + 1, step + 1));
+                break;
+            }
+        }
+        let seconds = start.elapsed().as_secs_f64();
+        let evaluation = match val {
+            Some(v) if v.rows() > 0 => {
+                eval_exec.params.copy_from_slice(opt.eval_weights(&exec.params));
+                Some(evaluate(eval_plan, &mut eval_exec, loss, v, batch))
+            }
+            _ => None,
+        };
+        let stats = EpochStats {
+            epoch: epoch + 1,
+            train_loss: total / seen.max(1) as f64,
+            val_loss: evaluation.as_ref().map(|e| e.loss),
+            val_accuracy: evaluation.as_ref().and_then(|e| e.accuracy),
+            lr: opt.lr,
+            samples_per_sec: seen as f64 / seconds.max(1e-9),
+            seconds,
+            ratios: std::mem::take(&mut opt.ratios),
+        };
+        if let Schedule::Plateau { factor, patience } = opts.schedule {
+            let watched = stats.val_loss.unwrap_or(stats.train_loss);
+            if watched < best - 1e-12 {
+                best = watched;
+                stale = 0;
+            } else {
+                stale += 1;
+                if stale >= patience.max(1) {
+                    plateau_lr *= factor;
+                    stale = 0;
+                }
+            }
+        }
+        observer.epoch(&stats);
+        history.push(stats);
+        if interrupted.is_some() {
+            break;
+        }
+    }
+    let weights = opt.eval_weights(&exec.params).to_vec();
+    *params = exec.params;
+    Ok(Outcome { history, weights, interrupted })
+}
+
+/// Runs the inference plan over `data` in batches and scores its outputs with `loss`.
+pub fn evaluate(plan: &Plan, exec: &mut Exec<f32>, loss: Loss, data: Data, batch: usize) -> Evaluation {
+    let rows = data.rows();
+    let batch = batch.min(plan.max_batch).max(1);
+    let (mut total, mut correct) = (0.0, 0usize);
+    let mut predictions = Vec::new();
+    let cols = plan.output.cols;
+    for start in (0..rows).step_by(batch) {
+        let n = batch.min(rows - start);
+        exec.set_input(plan, 0, n, &data.x[start * data.x_cols..(start + n) * data.x_cols]);
+        // An inference plan has no loss step and no data-dependent failure.
+        let _ = exec.run(plan, n, None);
+        let out = exec.output(plan, n);
+        let y = &data.y[start * data.y_cols..(start + n) * data.y_cols];
+        match loss {
+            Loss::CrossEntropy => {
+                for r in 0..n {
+                    let label = y[r] as usize;
+                    let p = out.get(r * cols + label).copied().unwrap_or(0.0) as f64;
+                    total -= p.max(1e-12).ln();
+                }
+                let pred = argmax_rows(cols, out);
+                correct += pred.iter().zip(y).filter(|(p, &l)| **p == l as usize).count();
+                predictions.extend(pred);
+            }
+            Loss::BinaryCrossEntropy => {
+                for (&p, &t) in out.iter().zip(y) {
+                    let p = (p as f64).clamp(1e-12, 1.0 - 1e-12);
+                    let t = t as f64;
+                    total -= (t * p.ln() + (1.0 - t) * (1.0 - p).ln()) / cols as f64;
+                    correct += usize::from((p >= 0.5) == (t >= 0.5));
+                }
+            }
+            Loss::MeanSquaredError => {
+                for (&p, &t) in out.iter().zip(y) {
+                    total += 0.5 * ((p - t) as f64).powi(2);
+                }
+            }
+        }
+    }
+    let denom = match loss {
+        Loss::BinaryCrossEntropy => (rows * cols).max(1),
+        _ => rows.max(1),
+    };
+    Evaluation {
+        loss: total / rows.max(1) as f64,
+        accuracy: match loss {
+            Loss::MeanSquaredError => None,
+            _ => Some(correct as f64 / denom as f64),
+        },
+        predictions,
+    }
+}

@@ -1,0 +1,139 @@
+//! Training: initialization, the optimizers and what they apply with the update
+//! (regularization, max-norm, the weight average), learning-rate schedules, and the loop
+//! over epochs and batches with validation and tracking.
+
+mod fit;
+mod optim;
+
+pub use fit::{evaluate, fit, Data, EpochStats, Evaluation, Observer, Outcome, TrainError};
+pub use optim::{regularization, Optimizer, UpdateRatio};
+
+use crate::plan::Plan;
+use crate::Float;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Normal, Uniform};
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum OptimizerKind {
+    Sgd { lr: f64, momentum: f64, nesterov: bool },
+    Adam { lr: f64, beta1: f64, beta2: f64, eps: f64 },
+}
+
+impl OptimizerKind {
+    pub fn lr(&self) -> f64 {
+        match self {
+            OptimizerKind::Sgd { lr, .. } | OptimizerKind::Adam { lr, .. } => *lr,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Init {
+    /// N(0, 1/fan_in), as the notes define it.
+    Xavier,
+    /// N(0, 2/fan_in), for ReLU units.
+    He,
+    Normal {
+        std: f64,
+    },
+    Uniform {
+        a: f64,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Schedule {
+    Constant,
+    /// `lr · factor^⌊epoch / every⌋`
+    Step {
+        every: usize,
+        factor: f64,
+    },
+    /// `lr · decay^epoch`
+    Exponential {
+        decay: f64,
+    },
+    /// Multiply by `factor` when the validation loss has not improved for `patience` epochs.
+    Plateau {
+        factor: f64,
+        patience: usize,
+    },
+}
+
+/// Everything a training run is told, after the recipe is checked.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Options {
+    pub optimizer: OptimizerKind,
+    pub init: Init,
+    pub l1: f64,
+    pub l2: f64,
+    pub max_norm: Option<f64>,
+    pub batch: usize,
+    pub epochs: usize,
+    pub schedule: Schedule,
+    /// The fraction of the training set held out for validation (0 for none).
+    pub validate: f64,
+    /// Decay of the exponential moving average of the weights used to evaluate, if any.
+    pub ema: Option<f64>,
+    pub seed: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            optimizer: OptimizerKind::Sgd { lr: 0.01, momentum: 0.0, nesterov: false },
+            init: Init::Xavier,
+            l1: 0.0,
+            l2: 0.0,
+            max_norm: None,
+            batch: 32,
+            epochs: 10,
+            schedule: Schedule::Constant,
+            validate: 0.0,
+            ema: None,
+            seed: 0,
+        }
+    }
+}
+
+/// Initializes every parameter of `plan` in `params`: weights by `init`, biases to zero.
+/// The same seed gives the same weights.
+pub fn initialize<T: Float>(plan: &Plan, params: &mut [T], init: Init, seed: u64) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_1417);
+    for p in &plan.params {
+        let slot = &mut params[p.buf.range()];
+        if p.is_bias {
+            slot.fill(T::ZERO);
+            continue;
+        }
+        let fan_in = p.fan_in.max(1) as f64;
+        match init {
+            Init::Uniform { a } => {
+                let d =
+                    Uniform::new_inclusive(-a, a).unwrap_or_else(|_| Uniform::new_inclusive(0.0, 0.0).expect("valid"));
+                slot.iter_mut().for_each(|v| *v = T::from_f64(d.sample(&mut rng)));
+            }
+            other => {
+                let std = match other {
+                    Init::Xavier => (1.0 / fan_in).sqrt(),
+                    Init::He => (2.0 / fan_in).sqrt(),
+                    Init::Normal { std } => std,
+                    Init::Uniform { .. } => 0.0,
+                };
+                let d = Normal::new(0.0, std).unwrap_or_else(|_| Normal::new(0.0, 0.0).expect("valid"));
+                slot.iter_mut().for_each(|v| *v = T::from_f64(d.sample(&mut rng)));
+            }
+        }
+    }
+}
+
+/// The learning rate of `epoch` (0-based) under a schedule without state (all but plateau,
+/// which [`fit`] tracks itself).
+pub fn scheduled_lr(base: f64, schedule: Schedule, epoch: usize) -> f64 {
+    match schedule {
+        Schedule::Constant | Schedule::Plateau { .. } => base,
+        Schedule::Step { every, factor } => base * factor.powi((epoch / every.max(1)) as i32),
+        Schedule::Exponential { decay } => base * decay.powi(epoch as i32),
+    }
+}
