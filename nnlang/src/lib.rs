@@ -7,6 +7,7 @@
 pub mod diag;
 pub mod grad;
 pub mod ir;
+pub mod job;
 pub mod lower;
 pub mod plan;
 pub mod recipe;

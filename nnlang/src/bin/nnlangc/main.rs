@@ -12,6 +12,9 @@ use nnlang::{compile, summary, Compiled, Options};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod report;
+mod train;
+
 #[derive(Parser)]
 #[command(name = "nnlangc", version, about = "The nnlang compiler: check, inspect and run neural-network models")]
 struct Cli {
@@ -41,15 +44,56 @@ enum Command {
         #[arg(long, group = "what")]
         dot: bool,
     },
+    /// Train a model with the recipe of its `train` block, on the data of its `data` block.
+    Train {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Train for this many epochs instead of the recipe's.
+        #[arg(long)]
+        epochs: Option<usize>,
+        /// Where to write weights.safetensors, metrics.csv, curves.svg and model.nn
+        /// (default: runs/<model>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Use only the first N training (and test) examples.
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+        /// Print only the final results.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Evaluate trained weights on the test split: loss, accuracy, confusion matrix.
+    Eval {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// The weights, as written by `nnlangc train`.
+        #[arg(long)]
+        weights: PathBuf,
+        /// Use only the first N test examples.
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+    },
+    /// Run a model on every row of a .npy array and write its outputs as .npy.
+    Run {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[arg(long)]
+        weights: PathBuf,
+        /// An array of shape [batch, …the input's dimensions].
+        #[arg(long)]
+        input: PathBuf,
+        #[arg(long)]
+        output: PathBuf,
+    },
 }
 
 #[derive(Args)]
-struct ModelArgs {
+pub struct ModelArgs {
     /// The .nn source file.
-    file: PathBuf,
+    pub file: PathBuf,
     /// Only this model (default: every model in the file).
     #[arg(long)]
-    model: Option<String>,
+    pub model: Option<String>,
     /// Override a model parameter, e.g. `--set N=3` (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_set)]
     set: Vec<(String, ParamValue)>,
@@ -65,9 +109,11 @@ fn parse_set(s: &str) -> Result<(String, ParamValue), String> {
     Ok((key.to_string(), value))
 }
 
-enum Failure {
+pub enum Failure {
     Source,
     Usage(String),
+    /// Exit with this code, after saying why.
+    Exit(u8),
 }
 
 fn main() -> ExitCode {
@@ -79,6 +125,7 @@ fn main() -> ExitCode {
             eprintln!("error: {msg}");
             ExitCode::from(2)
         }
+        Err(Failure::Exit(code)) => ExitCode::from(code),
     }
 }
 
@@ -116,11 +163,16 @@ fn run(cli: Cli) -> Result<(), Failure> {
             }
             Ok(())
         }
+        Command::Train { model, epochs, out, limit, quiet } => {
+            train::train(&model, train::TrainArgs { epochs, out, limit, quiet })
+        }
+        Command::Eval { model, weights, limit } => train::eval(&model, &weights, limit),
+        Command::Run { model, weights, input, output } => train::run(&model, &weights, &input, &output),
     }
 }
 
 /// Reads and compiles the file; prints diagnostics; fails if any is an error.
-fn load(args: &ModelArgs) -> Result<(Compiled, String), Failure> {
+pub fn load(args: &ModelArgs) -> Result<(Compiled, String), Failure> {
     let source = read(&args.file)?;
     let overrides: Overrides = args.set.iter().cloned().collect();
     let opts = Options { model: args.model.clone(), overrides };
