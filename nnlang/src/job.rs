@@ -7,7 +7,7 @@ use crate::recipe::{Recipe, Setting, Settings};
 use crate::syntax::ast::BlockKind;
 use crate::{Compiled, Model};
 use nnlang_runtime::data::{self, DataError, Table};
-use nnlang_runtime::train::{Init, Options, OptimizerKind, Schedule};
+use nnlang_runtime::train::{Init, OptimizerKind, Options, Schedule};
 use std::path::Path;
 
 fn num(v: Option<&Value>) -> Option<f64> {
@@ -128,7 +128,9 @@ pub struct Expect {
 }
 
 fn source(setting: &Setting, base: &Path) -> Result<(String, Vec<std::path::PathBuf>, Option<usize>), String> {
-    let Setting::Call { name, args } = setting else { return Err("a data source is idx(…), npy(…) or csv(…)".into()) };
+    let Setting::Call { name, args } = setting else {
+        return Err("a data source is idx(…), npy(…) or csv(…)".into());
+    };
     let path = |k: &str| match args.get(k) {
         Some(Value::Str(s)) => Some(base.join(s)),
         _ => None,
@@ -145,7 +147,10 @@ fn read_source(setting: &Setting, base: &Path) -> Result<Table, DataError> {
             let x = data::idx::read(images)?;
             let y = data::idx::read(labels)?;
             if y.dims.len() != 1 {
-                return Err(DataError::new(labels, format!("labels must be one-dimensional, found {} dimensions", y.dims.len())));
+                return Err(DataError::new(
+                    labels,
+                    format!("labels must be one-dimensional, found {} dimensions", y.dims.len()),
+                ));
             }
             if x.dims[0] != y.dims[0] {
                 return Err(DataError::new(
@@ -154,13 +159,21 @@ fn read_source(setting: &Setting, base: &Path) -> Result<Table, DataError> {
                 ));
             }
             let cols = x.dims[1..].iter().product::<usize>();
-            Ok(Table { x: x.data.iter().map(|&b| f32::from(b)).collect(), cols, y: y.data.iter().map(|&b| f32::from(b)).collect(), y_cols: 1 })
+            Ok(Table {
+                x: x.data.iter().map(|&b| f32::from(b)).collect(),
+                cols,
+                y: y.data.iter().map(|&b| f32::from(b)).collect(),
+                y_cols: 1,
+            })
         }
         ("npy", [xp, yp]) => {
             let x = data::npy::read(xp)?;
             let y = data::npy::read(yp)?;
             if x.shape.first() != y.shape.first() {
-                return Err(DataError::new(yp, format!("{:?} targets for {:?} examples in {}", y.shape.first(), x.shape.first(), xp.display())));
+                return Err(DataError::new(
+                    yp,
+                    format!("{:?} targets for {:?} examples in {}", y.shape.first(), x.shape.first(), xp.display()),
+                ));
             }
             let rows = x.shape.first().copied().unwrap_or(0).max(1);
             Ok(Table { cols: x.data.len() / rows, x: x.data, y_cols: y.data.len() / rows, y: y.data })
@@ -176,7 +189,9 @@ pub fn load(block: &Recipe, base: &Path, expect: &Expect) -> Result<Loaded, Data
     let Some(train_src) = s.get("train") else {
         return Err(DataError::new(base, format!("data set `{}` has no `train = …` source", block.target)));
     };
-    let describe = |setting: &Setting| source(setting, base).ok().and_then(|(_, f, _)| f.first().cloned()).unwrap_or_else(|| base.to_path_buf());
+    let describe = |setting: &Setting| {
+        source(setting, base).ok().and_then(|(_, f, _)| f.first().cloned()).unwrap_or_else(|| base.to_path_buf())
+    };
     let mut train = read_source(train_src, base)?;
     let mut test = s.get("test").map(|t| read_source(t, base)).transpose()?;
     let scale = num(value(s, "scale"));
@@ -187,15 +202,24 @@ pub fn load(block: &Recipe, base: &Path, expect: &Expect) -> Result<Loaded, Data
         if table.cols != expect.input_cols {
             return Err(DataError::new(
                 &file,
-                format!("{} features per example, but the model's input {} has {}", table.cols, expect.input_desc, expect.input_cols),
+                format!(
+                    "{} features per example, but the model's input {} has {}",
+                    table.cols, expect.input_desc, expect.input_cols
+                ),
             ));
         }
         if let Some(k) = expect.classes {
             if let Some((row, label)) = table.first_bad_label(k) {
-                return Err(DataError::new(&file, format!("example {row} has label {label}, outside the model's {k} classes 0..{}", k - 1)));
+                return Err(DataError::new(
+                    &file,
+                    format!("example {row} has label {label}, outside the model's {k} classes 0..{}", k - 1),
+                ));
             }
         } else if table.y_cols != expect.target_cols {
-            return Err(DataError::new(&file, format!("{} target values per example, the model outputs {}", table.y_cols, expect.target_cols)));
+            return Err(DataError::new(
+                &file,
+                format!("{} target values per example, the model outputs {}", table.y_cols, expect.target_cols),
+            ));
         }
         if let Some(sc) = scale {
             table.scale(sc as f32);
@@ -216,7 +240,8 @@ pub fn expect(model: &Model, loss: Loss) -> Expect {
     let g = &model.graph;
     let input = g.inputs.first().copied();
     let shape = input.and_then(|i| model.shapes.shapes[i.index()].clone());
-    let out_cols = g.output.and_then(|o| model.shapes.shapes[o.index()].as_ref()).map_or(0, |s| s.elements().fixed as usize);
+    let out_cols =
+        g.output.and_then(|o| model.shapes.shapes[o.index()].as_ref()).map_or(0, |s| s.elements().fixed as usize);
     Expect {
         input_cols: shape.as_ref().map_or(0, |s| s.elements().fixed as usize),
         input_desc: match (input, &shape) {
@@ -234,7 +259,9 @@ pub fn resolved_source(source: &str, compiled: &Compiled, model: &Model, note: &
     let mut edits: Vec<(usize, usize, String)> = Vec::new();
     if let Some(m) = compiled.file.models.iter().find(|m| m.name.name == model.graph.name) {
         for p in &m.params {
-            if let (Some(default), Some((_, v))) = (&p.default, model.graph.params.iter().find(|(k, _)| *k == p.name.name)) {
+            if let (Some(default), Some((_, v))) =
+                (&p.default, model.graph.params.iter().find(|(k, _)| *k == p.name.name))
+            {
                 edits.push((default.span.start, default.span.end, v.to_string()));
             }
         }

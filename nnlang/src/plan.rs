@@ -151,7 +151,7 @@ pub fn build(model: &Model, mode: Mode, max_batch: usize) -> Result<Plan, Vec<Di
     }
 
     let mut target = None;
-    let output;
+    let mut output;
     match mode {
         Mode::Inference => {
             output = value[out.index()].unwrap_or(ABuf { offset: 0, cols: 0 });
@@ -232,13 +232,10 @@ pub fn build(model: &Model, mode: Mode, max_batch: usize) -> Result<Plan, Vec<Di
             relocate(buf);
         }
     }
-    let mut inputs = inputs;
     inputs.iter_mut().for_each(relocate);
-    let mut target = target;
     if let Some((t, _)) = &mut target {
         relocate(t);
     }
-    let mut output = output;
     relocate(&mut output);
     Ok(Plan {
         max_batch,

@@ -20,8 +20,10 @@ impl std::fmt::Display for CheckpointError {
 
 impl std::error::Error for CheckpointError {}
 
-/// The checkpoint's bytes: every parameter of `plan`, f32 little-endian.
-pub fn to_bytes(plan: &Plan, params: &[f32], metadata: &[(&str, String)]) -> Result<Vec<u8>, CheckpointError> {
+/// The checkpoint's bytes: every parameter of `plan`, f32 little-endian. The header carries
+/// `format = pt` and nothing else, so that the same weights always give the same bytes
+/// (safetensors keeps metadata in a hash map, whose order varies from run to run).
+pub fn to_bytes(plan: &Plan, params: &[f32]) -> Result<Vec<u8>, CheckpointError> {
     let bytes: Vec<Vec<u8>> =
         plan.params.iter().map(|p| params[p.buf.range()].iter().flat_map(|v| v.to_le_bytes()).collect()).collect();
     let mut views = Vec::new();
@@ -30,14 +32,13 @@ pub fn to_bytes(plan: &Plan, params: &[f32], metadata: &[(&str, String)]) -> Res
             TensorView::new(Dtype::F32, p.shape.clone(), b).map_err(|e| CheckpointError(format!("{}: {e}", p.name)))?;
         views.push((p.name.clone(), view));
     }
-    let mut meta: HashMap<String, String> = metadata.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
-    meta.insert("format".into(), "pt".into());
+    let meta: HashMap<String, String> = HashMap::from([("format".to_string(), "pt".to_string())]);
     safetensors::serialize(views, Some(meta)).map_err(|e| CheckpointError(e.to_string()))
 }
 
 /// Writes the checkpoint to `path` atomically.
-pub fn save(path: &Path, plan: &Plan, params: &[f32], metadata: &[(&str, String)]) -> Result<(), CheckpointError> {
-    let bytes = to_bytes(plan, params, metadata)?;
+pub fn save(path: &Path, plan: &Plan, params: &[f32]) -> Result<(), CheckpointError> {
+    let bytes = to_bytes(plan, params)?;
     let tmp = path.with_extension("safetensors.partial");
     let fail = |e: std::io::Error| CheckpointError(format!("{}: cannot write: {e}", path.display()));
     std::fs::write(&tmp, bytes).map_err(fail)?;

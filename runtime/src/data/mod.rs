@@ -56,11 +56,7 @@ pub struct Table {
 
 impl Table {
     pub fn rows(&self) -> usize {
-        if self.cols == 0 {
-            0
-        } else {
-            self.x.len() / self.cols
-        }
+        self.x.len().checked_div(self.cols).unwrap_or(0)
     }
 
     /// The first `n` rows.

@@ -10,6 +10,9 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::time::Instant;
 
+/// How many of an epoch's last updates the update/weight ratio is averaged over.
+const RATIO_STEPS: usize = 10;
+
 /// Rows of examples: `x` is `rows × x_cols`, `y` is `rows × y_cols` (one class index per row
 /// for classification).
 #[derive(Clone, Copy, Debug)]
@@ -22,11 +25,7 @@ pub struct Data<'a> {
 
 impl Data<'_> {
     pub fn rows(&self) -> usize {
-        if self.x_cols == 0 {
-            0
-        } else {
-            self.x.len() / self.x_cols
-        }
+        self.x.len().checked_div(self.x_cols).unwrap_or(0)
     }
 }
 
@@ -137,7 +136,8 @@ pub fn fit(
             }
             exec.set_input(train_plan, 0, n, &xb);
             exec.set_target(train_plan, n, &yb);
-            opt.track_ratios = step + 1 == steps;
+            // ‖Δw‖/‖w‖ is averaged over the epoch's last updates (one alone is noisy).
+            opt.track_ratios = step + RATIO_STEPS >= steps;
             let l = exec.run(train_plan, n, Some(&mut opt)).map_err(TrainError::Data)?.unwrap_or(0.0);
             if !l.is_finite() {
                 return Err(TrainError::NonFinite { epoch: epoch + 1, step: step + 1, loss: l });
@@ -165,7 +165,7 @@ pub fn fit(
             lr: opt.lr,
             samples_per_sec: seen as f64 / seconds.max(1e-9),
             seconds,
-            ratios: std::mem::take(&mut opt.ratios),
+            ratios: opt.take_ratios(),
         };
         if let Schedule::Plateau { factor, patience } = opts.schedule {
             let watched = stats.val_loss.unwrap_or(stats.train_loss);
@@ -207,8 +207,8 @@ pub fn evaluate(plan: &Plan, exec: &mut Exec<f32>, loss: Loss, data: Data, batch
         let y = &data.y[start * data.y_cols..(start + n) * data.y_cols];
         match loss {
             Loss::CrossEntropy => {
-                for r in 0..n {
-                    let label = y[r] as usize;
+                for (r, &label) in y.iter().enumerate().take(n) {
+                    let label = label as usize;
                     let p = out.get(r * cols + label).copied().unwrap_or(0.0) as f64;
                     total -= p.max(1e-12).ln();
                 }

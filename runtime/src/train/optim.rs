@@ -54,9 +54,11 @@ pub struct Optimizer<'p, T> {
     grad: Vec<T>,
     /// The weight average, once the first update has run.
     pub average: Option<Vec<T>>,
-    /// Set before an update to measure ‖Δw‖/‖w‖ per weight tensor.
+    /// Set before an update to measure ‖Δw‖/‖w‖ per weight tensor; measurements add up
+    /// until [`Optimizer::take_ratios`] averages them.
     pub track_ratios: bool,
-    pub ratios: Vec<UpdateRatio>,
+    ratio_sums: Vec<f64>,
+    ratio_count: usize,
 }
 
 impl<'p, T: Float> Optimizer<'p, T> {
@@ -76,8 +78,25 @@ impl<'p, T: Float> Optimizer<'p, T> {
             grad: vec![T::ZERO; n],
             average: None,
             track_ratios: false,
-            ratios: Vec::new(),
+            ratio_sums: Vec::new(),
+            ratio_count: 0,
         }
+    }
+
+    /// The mean ‖Δw‖/‖w‖ per weight tensor over the tracked updates since the last call.
+    pub fn take_ratios(&mut self) -> Vec<UpdateRatio> {
+        let n = self.ratio_count.max(1) as f64;
+        let out = self
+            .plan
+            .params
+            .iter()
+            .filter(|p| !p.is_bias)
+            .zip(&self.ratio_sums)
+            .map(|(p, s)| UpdateRatio { name: p.name.clone(), ratio: s / n })
+            .collect();
+        self.ratio_sums.clear();
+        self.ratio_count = 0;
+        out
     }
 
     /// The weights to evaluate with: the average when one is kept, else `params`.
@@ -139,7 +158,7 @@ impl<T: Float> Updater<T> for Optimizer<'_, T> {
             }
         }
         if let Some(before) = before {
-            self.ratios = self
+            let ratios: Vec<f64> = self
                 .plan
                 .params
                 .iter()
@@ -151,9 +170,12 @@ impl<T: Float> Updater<T> for Optimizer<'_, T> {
                         dw += d * d;
                         w += before[i].to_f64().powi(2);
                     }
-                    UpdateRatio { name: p.name.clone(), ratio: (dw / w.max(1e-30)).sqrt() }
+                    (dw / w.max(1e-30)).sqrt()
                 })
                 .collect();
+            self.ratio_sums.resize(ratios.len(), 0.0);
+            self.ratio_sums.iter_mut().zip(ratios).for_each(|(s, r)| *s += r);
+            self.ratio_count += 1;
             self.track_ratios = false;
         }
     }

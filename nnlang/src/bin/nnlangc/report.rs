@@ -7,7 +7,9 @@ use std::path::Path;
 
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
     let tmp = path.with_extension("partial");
-    std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, path)).map_err(|e| format!("{}: cannot write: {e}", path.display()))
+    std::fs::write(&tmp, bytes)
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .map_err(|e| format!("{}: cannot write: {e}", path.display()))
 }
 
 fn opt(v: Option<f64>) -> String {
@@ -15,7 +17,9 @@ fn opt(v: Option<f64>) -> String {
 }
 
 pub fn metrics_csv(history: &[EpochStats]) -> String {
-    let mut out = String::from("epoch,train_loss,val_loss,val_accuracy,lr,samples_per_sec,seconds,min_update_ratio,max_update_ratio\n");
+    let mut out = String::from(
+        "epoch,train_loss,val_loss,val_accuracy,lr,samples_per_sec,seconds,min_update_ratio,max_update_ratio\n",
+    );
     for s in history {
         let min = s.ratios.iter().map(|r| r.ratio).fold(f64::INFINITY, f64::min);
         let max = s.ratios.iter().map(|r| r.ratio).fold(0.0, f64::max);
@@ -43,7 +47,11 @@ pub fn curves_svg(title: &str, history: &[EpochStats]) -> Result<String, String>
         root.fill(&WHITE).map_err(|e| e.to_string())?;
         let (left, right) = root.split_horizontally(480);
         let epochs = history.len().max(1) as f64;
-        let losses: Vec<f64> = history.iter().flat_map(|s| std::iter::once(s.train_loss).chain(s.val_loss)).filter(|v| v.is_finite()).collect();
+        let losses: Vec<f64> = history
+            .iter()
+            .flat_map(|s| std::iter::once(s.train_loss).chain(s.val_loss))
+            .filter(|v| v.is_finite())
+            .collect();
         let top = losses.iter().cloned().fold(0.0f64, f64::max).max(1e-6) * 1.05;
         let mut chart = ChartBuilder::on(&left)
             .caption(format!("{title}: loss"), ("sans-serif", 18))
@@ -60,12 +68,20 @@ pub fn curves_svg(title: &str, history: &[EpochStats]) -> Result<String, String>
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLUE));
         if history.iter().any(|s| s.val_loss.is_some()) {
             chart
-                .draw_series(LineSeries::new(history.iter().filter_map(|s| s.val_loss.map(|v| (s.epoch as f64, v))), &RED))
+                .draw_series(LineSeries::new(
+                    history.iter().filter_map(|s| s.val_loss.map(|v| (s.epoch as f64, v))),
+                    &RED,
+                ))
                 .map_err(|e| e.to_string())?
                 .label("validation")
                 .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], RED));
         }
-        chart.configure_series_labels().border_style(BLACK).background_style(WHITE).draw().map_err(|e| e.to_string())?;
+        chart
+            .configure_series_labels()
+            .border_style(BLACK)
+            .background_style(WHITE)
+            .draw()
+            .map_err(|e| e.to_string())?;
 
         let accs: Vec<f64> = history.iter().filter_map(|s| s.val_accuracy).collect();
         let lo = accs.iter().cloned().fold(1.0f64, f64::min).min(0.9);
@@ -78,7 +94,10 @@ pub fn curves_svg(title: &str, history: &[EpochStats]) -> Result<String, String>
             .map_err(|e| e.to_string())?;
         chart.configure_mesh().x_desc("epoch").y_desc("accuracy").draw().map_err(|e| e.to_string())?;
         chart
-            .draw_series(LineSeries::new(history.iter().filter_map(|s| s.val_accuracy.map(|v| (s.epoch as f64, v))), &RED))
+            .draw_series(LineSeries::new(
+                history.iter().filter_map(|s| s.val_accuracy.map(|v| (s.epoch as f64, v))),
+                &RED,
+            ))
             .map_err(|e| e.to_string())?;
         root.present().map_err(|e| e.to_string())?;
     }

@@ -33,7 +33,10 @@ struct Setup<'a> {
 fn setup<'a>(args: &ModelArgs, compiled: &'a Compiled) -> Result<Setup<'a>, Failure> {
     let recipe = job::train_block(compiled, args.model.as_deref()).ok_or_else(|| {
         let which = args.model.as_deref().map_or(String::new(), |m| format!(" for model `{m}`"));
-        source_error(&args.file, format!("no `train` block{which}: the recipe (loss, optimizer, data, …) says how to train"))
+        source_error(
+            &args.file,
+            format!("no `train` block{which}: the recipe (loss, optimizer, data, …) says how to train"),
+        )
     })?;
     let model = compiled
         .models
@@ -53,7 +56,8 @@ fn plan(args: &ModelArgs, source: &str, model: &Model, mode: Mode, batch: usize)
 
 fn load_data(args: &ModelArgs, compiled: &Compiled, s: &Setup, limit: Option<usize>) -> Result<job::Loaded, Failure> {
     let on = s.recipe.on.clone().unwrap_or_default();
-    let block = job::data_block(compiled, &on).ok_or_else(|| source_error(&args.file, format!("no data set `{on}`")))?;
+    let block =
+        job::data_block(compiled, &on).ok_or_else(|| source_error(&args.file, format!("no data set `{on}`")))?;
     let base = args.file.parent().unwrap_or(Path::new("."));
     let mut loaded = job::load(block, base, &job::expect(s.model, s.loss)).map_err(|e| {
         eprintln!("error: {e}");
@@ -107,7 +111,11 @@ impl Observer for Progress {
         if let Some(a) = s.val_accuracy {
             line.push_str(&format!("  val acc {:.2}%", 100.0 * a));
         }
-        line.push_str(&format!("  lr {:.3e}  {} samples/s", s.lr, nnlang::summary::thousands(s.samples_per_sec as u64)));
+        line.push_str(&format!(
+            "  lr {:.3e}  {} samples/s",
+            s.lr,
+            nnlang::summary::thousands(s.samples_per_sec as u64)
+        ));
         let lo = s.ratios.iter().min_by(|a, b| a.ratio.total_cmp(&b.ratio));
         let hi = s.ratios.iter().max_by(|a, b| a.ratio.total_cmp(&b.ratio));
         if let (Some(lo), Some(hi)) = (lo, hi) {
@@ -116,9 +124,15 @@ impl Observer for Progress {
         println!("{line}");
         for r in &s.ratios {
             if r.ratio > 1e-2 {
-                println!("  warning: update/weight ratio of {} is {:.1e}, far above 1e-3: the learning rate may be too high", r.name, r.ratio);
+                println!(
+                    "  warning: update/weight ratio of {} is {:.1e}, far above 1e-3: the learning rate may be too high",
+                    r.name, r.ratio
+                );
             } else if r.ratio < 1e-4 {
-                println!("  warning: update/weight ratio of {} is {:.1e}, far below 1e-3: the learning rate may be too low", r.name, r.ratio);
+                println!(
+                    "  warning: update/weight ratio of {} is {:.1e}, far below 1e-3: the learning rate may be too low",
+                    r.name, r.ratio
+                );
             }
         }
     }
@@ -191,9 +205,10 @@ pub fn train(args: &ModelArgs, t: TrainArgs) -> Result<(), Failure> {
 
     let out = t.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(&name));
     std::fs::create_dir_all(&out).map_err(|e| Failure::Usage(format!("cannot create {}: {e}", out.display())))?;
-    let meta = [("model", name.clone()), ("nnlang", env!("CARGO_PKG_VERSION").to_string())];
-    nnlang_runtime::io::save(&out.join("weights.safetensors"), &train_plan, &outcome.weights, &meta).map_err(|e| Failure::Usage(e.to_string()))?;
-    crate::report::write_atomic(&out.join("metrics.csv"), crate::report::metrics_csv(&outcome.history).as_bytes()).map_err(Failure::Usage)?;
+    nnlang_runtime::io::save(&out.join("weights.safetensors"), &train_plan, &outcome.weights)
+        .map_err(|e| Failure::Usage(e.to_string()))?;
+    crate::report::write_atomic(&out.join("metrics.csv"), crate::report::metrics_csv(&outcome.history).as_bytes())
+        .map_err(Failure::Usage)?;
     let svg = crate::report::curves_svg(&name, &outcome.history).map_err(Failure::Usage)?;
     crate::report::write_atomic(&out.join("curves.svg"), svg.as_bytes()).map_err(Failure::Usage)?;
     let note = format!("resolved by nnlangc train: parameters as trained, {} epochs", opts.epochs);
@@ -260,9 +275,18 @@ pub fn run(args: &ModelArgs, weights: &Path, input: &Path, output: &Path) -> Res
     let name = match (&args.model, compiled.models.as_slice()) {
         (Some(m), _) => m.clone(),
         (None, [one]) => one.graph.name.clone(),
-        (None, _) => return Err(Failure::Usage(format!("{}: the file has several models; choose one with --model", args.file.display()))),
+        (None, _) => {
+            return Err(Failure::Usage(format!(
+                "{}: the file has several models; choose one with --model",
+                args.file.display()
+            )))
+        }
     };
-    let model = compiled.models.iter().find(|m| m.graph.name == name).ok_or_else(|| Failure::Usage(format!("no model `{name}`")))?;
+    let model = compiled
+        .models
+        .iter()
+        .find(|m| m.graph.name == name)
+        .ok_or_else(|| Failure::Usage(format!("no model `{name}`")))?;
     let batch = 256;
     let plan = plan(args, &source, model, Mode::Inference, batch)?;
     let mut exec = Exec::<f32>::new(&plan, 0);
@@ -280,7 +304,12 @@ pub fn run(args: &ModelArgs, weights: &Path, input: &Path, output: &Path) -> Res
     if x.shape.len() != dims.len() + 1 || x.shape[1..] != dims[..] {
         return Err(source_error(
             input,
-            format!("array of shape {:?}; the model's input `{}` needs [batch, {}]", x.shape, model.graph.node(in_id).name, dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
+            format!(
+                "array of shape {:?}; the model's input `{}` needs [batch, {}]",
+                x.shape,
+                model.graph.node(in_id).name,
+                dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
+            ),
         ));
     }
     if let Some(i) = x.data.iter().position(|v| !v.is_finite()) {
@@ -304,6 +333,12 @@ pub fn run(args: &ModelArgs, weights: &Path, input: &Path, output: &Path) -> Res
     }
     data::npy::write(output, &out_shape, &y).map_err(|e| Failure::Usage(e.to_string()))?;
     let classes = argmax_rows(out_cols, &y);
-    println!("wrote {} rows of {:?} to {} (first predictions: {:?})", rows, &out_shape[1..], output.display(), &classes[..classes.len().min(10)]);
+    println!(
+        "wrote {} rows of {:?} to {} (first predictions: {:?})",
+        rows,
+        &out_shape[1..],
+        output.display(),
+        &classes[..classes.len().min(10)]
+    );
     Ok(())
 }

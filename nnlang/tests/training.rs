@@ -1,0 +1,232 @@
+//! Training for real, on a CI-sized subset of the bundled MNIST: the loss falls, the
+//! accuracy passes a threshold, the same seed gives the same weights, saved weights give the
+//! same outputs, and every kind of bad input stops with a clear error.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn nnlangc(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_nnlangc")).args(args).current_dir(common::root()).output().expect("nnlangc runs")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("nnlang-training-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+#[test]
+fn mnist_subset_learns_and_repeats_exactly() {
+    let out1 = temp_dir("run1");
+    let out2 = temp_dir("run2");
+    let args = |out: &Path| {
+        nnlangc(&["train", "examples/mnist_mlp.nn", "--limit", "4000", "--epochs", "3", "--out", s(out), "--quiet"])
+    };
+    let first = args(&out1);
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first.stderr));
+    let stdout = text(&first.stdout);
+    // "test: loss 0.3012, accuracy 91.23% on 4000 examples"
+    let acc: f64 = stdout
+        .split("accuracy ")
+        .nth(1)
+        .and_then(|r| r.split('%').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no accuracy in {stdout}"));
+    assert!(acc > 88.0, "test accuracy {acc}% after 3 epochs on 3,600 examples");
+
+    let csv = std::fs::read_to_string(out1.join("metrics.csv")).expect("metrics.csv");
+    let losses: Vec<f64> =
+        csv.lines().skip(1).map(|l| l.split(',').nth(1).and_then(|v| v.parse().ok()).expect("train_loss")).collect();
+    assert_eq!(losses.len(), 3);
+    assert!(losses[2] < losses[0] * 0.6, "the training loss falls: {losses:?}");
+    let svg = std::fs::read_to_string(out1.join("curves.svg")).expect("curves.svg");
+    assert!(svg.starts_with("<svg") && svg.contains("validation"));
+    let resolved = std::fs::read_to_string(out1.join("model.nn")).expect("model.nn");
+    assert!(resolved.starts_with("// resolved by nnlangc train") && resolved.contains("model Mlp(hidden = 256)"));
+
+    let second = args(&out2);
+    assert_eq!(second.status.code(), Some(0), "{}", text(&second.stderr));
+    let w1 = std::fs::read(out1.join("weights.safetensors")).expect("weights");
+    let w2 = std::fs::read(out2.join("weights.safetensors")).expect("weights");
+    assert!(w1 == w2, "the same seed gives the same weights");
+
+    // The checkpoint loads for evaluation and gives the accuracy training reported.
+    let eval = nnlangc(&[
+        "eval",
+        "examples/mnist_mlp.nn",
+        "--weights",
+        s(&out1.join("weights.safetensors")),
+        "--limit",
+        "4000",
+    ]);
+    assert_eq!(eval.status.code(), Some(0), "{}", text(&eval.stderr));
+    let report = text(&eval.stdout);
+    assert!(report.contains(&format!("accuracy  {acc:.2}%")), "{report}\nvs {stdout}");
+    assert!(report.contains("confusion matrix"), "{report}");
+
+    // A mismatched model: the checkpoint has 256 hidden units, this model 128.
+    let bad = nnlangc(&[
+        "eval",
+        "examples/mnist_mlp.nn",
+        "--set",
+        "hidden=128",
+        "--weights",
+        s(&out1.join("weights.safetensors")),
+    ]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        text(&bad.stderr).contains("tensor `dense_0.weight` has shape [256, 784], the model expects [128, 784]"),
+        "{}",
+        text(&bad.stderr)
+    );
+    // A truncated checkpoint.
+    let truncated = out1.join("truncated.safetensors");
+    std::fs::write(&truncated, &w1[..w1.len() / 2]).expect("write");
+    let bad = nnlangc(&["eval", "examples/mnist_mlp.nn", "--weights", s(&truncated)]);
+    assert_eq!(bad.status.code(), Some(1));
+    let err = text(&bad.stderr);
+    assert!(err.contains("truncated.safetensors: not a valid safetensors file"), "{err}");
+
+    // `run` on a few rows writes one probability vector per row.
+    let x: Vec<f32> = vec![0.0; 3 * 784];
+    let input = out1.join("x.npy");
+    nnlang_runtime::data::npy::write(&input, &[3, 784], &x).expect("write npy");
+    let output = out1.join("y.npy");
+    let run = nnlangc(&[
+        "run",
+        "examples/mnist_mlp.nn",
+        "--weights",
+        s(&out1.join("weights.safetensors")),
+        "--input",
+        s(&input),
+        "--output",
+        s(&output),
+    ]);
+    assert_eq!(run.status.code(), Some(0), "{}", text(&run.stderr));
+    let y = nnlang_runtime::data::npy::read(&output).expect("read npy");
+    assert_eq!(y.shape, vec![3, 10]);
+    for row in y.data.chunks(10) {
+        assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+    }
+    // An input of the wrong shape.
+    nnlang_runtime::data::npy::write(&input, &[3, 28, 28], &x).expect("write npy");
+    let run = nnlangc(&[
+        "run",
+        "examples/mnist_mlp.nn",
+        "--weights",
+        s(&out1.join("weights.safetensors")),
+        "--input",
+        s(&input),
+        "--output",
+        s(&output),
+    ]);
+    assert_eq!(run.status.code(), Some(1));
+    assert!(
+        text(&run.stderr).contains("array of shape [3, 28, 28]; the model's input `x` needs [batch, 784]"),
+        "{}",
+        text(&run.stderr)
+    );
+}
+
+/// Writes an IDX file of unsigned bytes.
+fn idx(dims: &[u32], data: &[u8]) -> Vec<u8> {
+    let mut v = vec![0, 0, 8, dims.len() as u8];
+    for d in dims {
+        v.extend_from_slice(&d.to_be_bytes());
+    }
+    v.extend_from_slice(data);
+    v
+}
+
+const TINY: &str = "model Tiny {\n    input x: [4]\n    x -> dense(3) -> softmax\n}\ntrain Tiny on tiny { batch = 2, epochs = 2 }\ndata tiny { train = idx(\"images.idx\", \"labels.idx\") }\n";
+
+fn tiny(name: &str, images: Vec<u8>, labels: Vec<u8>) -> (PathBuf, Output) {
+    let d = temp_dir(name);
+    std::fs::write(d.join("tiny.nn"), TINY).expect("write");
+    std::fs::write(d.join("images.idx"), images).expect("write");
+    std::fs::write(d.join("labels.idx"), labels).expect("write");
+    let out = nnlangc(&["train", s(&d.join("tiny.nn")), "--out", s(&d.join("out")), "--quiet"]);
+    (d, out)
+}
+
+#[test]
+fn bad_data_files_are_clear_errors() {
+    let good_images = idx(
+        &[6, 2, 2],
+        &[0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110, 120, 130, 140, 150, 160, 170, 180, 190, 200, 210, 220, 230],
+    );
+    let good_labels = idx(&[6], &[0, 1, 2, 0, 1, 2]);
+    let (_, ok) = tiny("ok", good_images.clone(), good_labels.clone());
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok.stderr));
+
+    let cases: Vec<(&str, Vec<u8>, Vec<u8>, &str)> = vec![
+        (
+            "magic",
+            b"\x1f\x00\x08\x03rest".to_vec(),
+            good_labels.clone(),
+            "images.idx: not an IDX file: magic number 1f 00 08 03, expected 00 00 08 <dimensions>",
+        ),
+        (
+            "count",
+            idx(&[6, 2, 2], &[1; 20]),
+            good_labels.clone(),
+            "images.idx: the header promises 6 × 2 × 2 = 24 bytes of data, the file has 20",
+        ),
+        ("labels", good_images.clone(), idx(&[5], &[0, 1, 2, 0, 1]), "labels.idx: 5 labels for 6 images"),
+        (
+            "class",
+            good_images.clone(),
+            idx(&[6], &[0, 1, 2, 7, 1, 2]),
+            "example 3 has label 7, outside the model's 3 classes 0..2",
+        ),
+        (
+            "width",
+            idx(&[6, 3, 1], &[0; 18]),
+            good_labels.clone(),
+            "3 features per example, but the model's input `x` [4] has 4",
+        ),
+    ];
+    for (name, images, labels, expected) in cases {
+        let (d, out) = tiny(name, images, labels);
+        assert_eq!(out.status.code(), Some(1), "{name}: {}", text(&out.stderr));
+        let err = text(&out.stderr);
+        assert!(err.contains(expected), "{name}: {err}");
+        assert!(!d.join("out").exists(), "{name}: nothing is written");
+    }
+}
+
+#[test]
+fn nan_in_data_and_a_diverging_loss_stop_with_a_message() {
+    let d = temp_dir("nan");
+    std::fs::write(
+        d.join("reg.nn"),
+        "model Reg {\n    input x: [2]\n    x -> dense(1)\n}\ntrain Reg on pts { loss = mse, optimizer = sgd(lr = 1e30), batch = 2, epochs = 3 }\ndata pts { train = csv(\"pts.csv\") }\n",
+    )
+    .expect("write");
+    std::fs::write(d.join("pts.csv"), "a,b,y\n1,2,3\n4,nan,6\n").expect("write");
+    let out = nnlangc(&["train", s(&d.join("reg.nn")), "--out", s(&d.join("out")), "--quiet"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("pts.csv: line 3, column 2: NaN is not a finite number"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    std::fs::write(d.join("pts.csv"), "a,b,y\n1,2,3\n4,5,6\n7,8,9\n10,11,12\n").expect("write");
+    let out = nnlangc(&["train", s(&d.join("reg.nn")), "--out", s(&d.join("out")), "--quiet"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("the training loss became") && err.contains("at epoch 1, step 2; training stopped"), "{err}");
+    assert!(!d.join("out").exists(), "no weights are written after a diverged run");
+}
