@@ -95,6 +95,7 @@ pub fn options(recipe: &Recipe) -> (Loss, Options) {
         validate,
         ema,
         seed: num(value(s, "seed")).map_or(0, |v| v as u64),
+        threads: 1,
     };
     (loss, options)
 }

@@ -107,148 +107,152 @@ impl<T: Float> Exec<T> {
         rows: usize,
         mut updater: Option<&mut dyn Updater<T>>,
     ) -> Result<Option<f64>, ExecError> {
-        assert!(rows >= 1 && rows <= plan.max_batch, "batch of {rows} rows for a plan of at most {}", plan.max_batch);
+        check_rows(plan, rows);
         let mut loss_value = None;
-        for step in &plan.steps {
-            match step {
-                Step::Dense { x, w, b, y } => {
-                    let (out, reads) = split(&mut self.arena, y.range(rows));
-                    let p = &self.params;
-                    dense::forward(rows, x.cols, y.cols, reads.get(x.range(rows)), &p[w.range()], &p[b.range()], out);
-                }
-                Step::Activation { f, x, y } => {
-                    let (out, reads) = split(&mut self.arena, y.range(rows));
-                    elementwise::activation(*f, reads.get(x.range(rows)), out);
-                }
-                Step::Dropout { keep, x, mask, y } => {
-                    let rng = &mut self.rng;
-                    let (m, _) = split(&mut self.arena, mask.range(rows));
-                    let mut draw = || rng.random::<f64>();
-                    let keep_t = T::from_f64(1.0 / keep);
-                    for v in m.iter_mut() {
-                        *v = if draw() < *keep { keep_t } else { T::ZERO };
-                    }
-                    let (out, reads) = split(&mut self.arena, y.range(rows));
-                    elementwise::mul_backward(reads.get(mask.range(rows)), reads.get(x.range(rows)), out, false);
-                }
-                Step::Softmax { x, y } => {
-                    let (out, reads) = split(&mut self.arena, y.range(rows));
-                    elementwise::softmax(x.cols, reads.get(x.range(rows)), out);
-                }
-                Step::Add { xs, y } => {
-                    let (out, reads) = split(&mut self.arena, y.range(rows));
-                    out.copy_from_slice(reads.get(xs[0].range(rows)));
-                    for x in &xs[1..] {
-                        out.iter_mut().zip(reads.get(x.range(rows))).for_each(|(o, &v)| *o += v);
-                    }
-                }
-                Step::Concat { xs, y } => {
-                    let mut col = 0;
-                    for x in xs {
-                        let (out, reads) = split(&mut self.arena, y.range(rows));
-                        let mut src = reads.get(x.range(rows)).to_vec();
-                        elementwise::copy_cols(rows, x.cols, y.cols, col, &mut src, out, true, false);
-                        col += x.cols;
-                    }
-                }
-                Step::SoftmaxCrossEntropy { logits, target, dlogits } => {
-                    let (d, reads) = split(&mut self.arena, dlogits.range(rows));
-                    let t = reads.get(target.range(rows));
-                    let l =
-                        loss::softmax_cross_entropy(rows, logits.cols, reads.get(logits.range(rows)), t, d).map_err(
-                            |row| ExecError::LabelOutOfRange { row, label: t[row].to_f64(), classes: logits.cols },
-                        )?;
-                    loss_value = Some(l);
-                }
-                Step::SigmoidBinaryCrossEntropy { logits, target, dlogits } => {
-                    let (d, reads) = split(&mut self.arena, dlogits.range(rows));
-                    let l = loss::sigmoid_binary_cross_entropy(
-                        rows,
-                        logits.cols,
-                        reads.get(logits.range(rows)),
-                        reads.get(target.range(rows)),
-                        d,
-                    );
-                    loss_value = Some(l);
-                }
-                Step::MeanSquaredError { y, target, dy } => {
-                    let (d, reads) = split(&mut self.arena, dy.range(rows));
-                    let l = loss::mean_squared_error(
-                        rows,
-                        y.cols,
-                        reads.get(y.range(rows)),
-                        reads.get(target.range(rows)),
-                        d,
-                    );
-                    loss_value = Some(l);
-                }
-                Step::DenseBackward { x, w, dy, dw, db, dx } => {
-                    let (inp, out) = (x.cols, dy.cols);
-                    let (gw, gb) = split_pair(&mut self.grads, dw.range(), db.range());
-                    dense::backward_params(
-                        rows,
-                        inp,
-                        out,
-                        &self.arena[x.range(rows)],
-                        &self.arena[dy.range(rows)],
-                        gw,
-                        gb,
-                    );
-                    if let Some((dx, write)) = dx {
-                        let (g, reads) = split(&mut self.arena, dx.range(rows));
-                        let acc = *write == Write::Accumulate;
-                        dense::backward_input(
-                            rows,
-                            inp,
-                            out,
-                            &self.params[w.range()],
-                            reads.get(dy.range(rows)),
-                            g,
-                            acc,
-                        );
-                    }
-                }
-                Step::ActivationBackward { f, x, y, dy, dx, write } => {
-                    let (g, reads) = split(&mut self.arena, dx.range(rows));
-                    let acc = *write == Write::Accumulate;
-                    elementwise::activation_backward(
-                        *f,
-                        reads.get(x.range(rows)),
-                        reads.get(y.range(rows)),
-                        reads.get(dy.range(rows)),
-                        g,
-                        acc,
-                    );
-                }
-                Step::DropoutBackward { mask, dy, dx, write } => {
-                    let (g, reads) = split(&mut self.arena, dx.range(rows));
-                    let acc = *write == Write::Accumulate;
-                    elementwise::mul_backward(reads.get(mask.range(rows)), reads.get(dy.range(rows)), g, acc);
-                }
-                Step::Copy { x, x_col, y, write } => {
-                    // dx (+)= dy[:, x_col .. x_col + x.cols]
-                    let (g, reads) = split(&mut self.arena, x.range(rows));
-                    let mut src = reads.get(y.range(rows)).to_vec();
-                    elementwise::copy_cols(
-                        rows,
-                        x.cols,
-                        y.cols,
-                        *x_col,
-                        g,
-                        &mut src,
-                        false,
-                        *write == Write::Accumulate,
-                    );
-                }
+        for s in &plan.steps {
+            match s {
                 Step::Update => {
                     if let Some(u) = updater.as_deref_mut() {
                         u.update(&mut self.params, &self.grads);
+                    }
+                }
+                other => {
+                    if let Some(l) = step(other, rows, &mut self.arena, &self.params, &mut self.grads, &mut self.rng)? {
+                        loss_value = Some(l);
                     }
                 }
             }
         }
         Ok(loss_value)
     }
+
+    /// Runs every step but the update with parameters held elsewhere (a data-parallel
+    /// worker reads the master copy). Returns the loss if the plan has one.
+    pub fn run_shared(&mut self, plan: &Plan, rows: usize, params: &[T]) -> Result<Option<f64>, ExecError> {
+        check_rows(plan, rows);
+        let mut loss_value = None;
+        for s in plan.steps.iter().filter(|s| !matches!(s, Step::Update)) {
+            if let Some(l) = step(s, rows, &mut self.arena, params, &mut self.grads, &mut self.rng)? {
+                loss_value = Some(l);
+            }
+        }
+        Ok(loss_value)
+    }
+}
+
+fn check_rows(plan: &Plan, rows: usize) {
+    assert!(rows >= 1 && rows <= plan.max_batch, "batch of {rows} rows for a plan of at most {}", plan.max_batch);
+}
+
+/// One step of a plan; returns the loss if the step computes one.
+fn step<T: Float>(
+    s: &Step,
+    rows: usize,
+    arena: &mut [T],
+    params: &[T],
+    grads: &mut [T],
+    rng: &mut ChaCha8Rng,
+) -> Result<Option<f64>, ExecError> {
+    let mut loss_value = None;
+    match s {
+        Step::Dense { x, w, b, y } => {
+            let (out, reads) = split(arena, y.range(rows));
+            let p = params;
+            dense::forward(rows, x.cols, y.cols, reads.get(x.range(rows)), &p[w.range()], &p[b.range()], out);
+        }
+        Step::Activation { f, x, y } => {
+            let (out, reads) = split(arena, y.range(rows));
+            elementwise::activation(*f, reads.get(x.range(rows)), out);
+        }
+        Step::Dropout { keep, x, mask, y } => {
+            let (m, _) = split(arena, mask.range(rows));
+            let mut draw = || rng.random::<f64>();
+            let keep_t = T::from_f64(1.0 / keep);
+            for v in m.iter_mut() {
+                *v = if draw() < *keep { keep_t } else { T::ZERO };
+            }
+            let (out, reads) = split(arena, y.range(rows));
+            elementwise::mul_backward(reads.get(mask.range(rows)), reads.get(x.range(rows)), out, false);
+        }
+        Step::Softmax { x, y } => {
+            let (out, reads) = split(arena, y.range(rows));
+            elementwise::softmax(x.cols, reads.get(x.range(rows)), out);
+        }
+        Step::Add { xs, y } => {
+            let (out, reads) = split(arena, y.range(rows));
+            out.copy_from_slice(reads.get(xs[0].range(rows)));
+            for x in &xs[1..] {
+                out.iter_mut().zip(reads.get(x.range(rows))).for_each(|(o, &v)| *o += v);
+            }
+        }
+        Step::Concat { xs, y } => {
+            let mut col = 0;
+            for x in xs {
+                let (out, reads) = split(arena, y.range(rows));
+                let mut src = reads.get(x.range(rows)).to_vec();
+                elementwise::copy_cols(rows, x.cols, y.cols, col, &mut src, out, true, false);
+                col += x.cols;
+            }
+        }
+        Step::SoftmaxCrossEntropy { logits, target, dlogits } => {
+            let (d, reads) = split(arena, dlogits.range(rows));
+            let t = reads.get(target.range(rows));
+            let l = loss::softmax_cross_entropy(rows, logits.cols, reads.get(logits.range(rows)), t, d)
+                .map_err(|row| ExecError::LabelOutOfRange { row, label: t[row].to_f64(), classes: logits.cols })?;
+            loss_value = Some(l);
+        }
+        Step::SigmoidBinaryCrossEntropy { logits, target, dlogits } => {
+            let (d, reads) = split(arena, dlogits.range(rows));
+            let l = loss::sigmoid_binary_cross_entropy(
+                rows,
+                logits.cols,
+                reads.get(logits.range(rows)),
+                reads.get(target.range(rows)),
+                d,
+            );
+            loss_value = Some(l);
+        }
+        Step::MeanSquaredError { y, target, dy } => {
+            let (d, reads) = split(arena, dy.range(rows));
+            let l = loss::mean_squared_error(rows, y.cols, reads.get(y.range(rows)), reads.get(target.range(rows)), d);
+            loss_value = Some(l);
+        }
+        Step::DenseBackward { x, w, dy, dw, db, dx } => {
+            let (inp, out) = (x.cols, dy.cols);
+            let (gw, gb) = split_pair(grads, dw.range(), db.range());
+            dense::backward_params(rows, inp, out, &arena[x.range(rows)], &arena[dy.range(rows)], gw, gb);
+            if let Some((dx, write)) = dx {
+                let (g, reads) = split(arena, dx.range(rows));
+                let acc = *write == Write::Accumulate;
+                dense::backward_input(rows, inp, out, &params[w.range()], reads.get(dy.range(rows)), g, acc);
+            }
+        }
+        Step::ActivationBackward { f, x, y, dy, dx, write } => {
+            let (g, reads) = split(arena, dx.range(rows));
+            let acc = *write == Write::Accumulate;
+            elementwise::activation_backward(
+                *f,
+                reads.get(x.range(rows)),
+                reads.get(y.range(rows)),
+                reads.get(dy.range(rows)),
+                g,
+                acc,
+            );
+        }
+        Step::DropoutBackward { mask, dy, dx, write } => {
+            let (g, reads) = split(arena, dx.range(rows));
+            let acc = *write == Write::Accumulate;
+            elementwise::mul_backward(reads.get(mask.range(rows)), reads.get(dy.range(rows)), g, acc);
+        }
+        Step::Copy { x, x_col, y, write } => {
+            // dx (+)= dy[:, x_col .. x_col + x.cols]
+            let (g, reads) = split(arena, x.range(rows));
+            let mut src = reads.get(y.range(rows)).to_vec();
+            elementwise::copy_cols(rows, x.cols, y.cols, *x_col, g, &mut src, false, *write == Write::Accumulate);
+        }
+        Step::Update => {}
+    }
+    Ok(loss_value)
 }
 
 /// Two disjoint mutable ranges of one slice.

@@ -1,8 +1,7 @@
 //! The training loop: shuffled batches, the compiled step, per-epoch validation, schedules,
 //! the update-ratio check, and a clean stop on request or on a non-finite loss.
 
-use super::optim::Optimizer;
-use super::{scheduled_lr, Options, Schedule};
+use super::{scheduled_lr, Options, Schedule, Stepper};
 use crate::interp::{argmax_rows, Exec, ExecError};
 use crate::plan::{Loss, Plan};
 use rand::seq::SliceRandom;
@@ -103,10 +102,8 @@ pub fn fit(
     opts: &Options,
     observer: &mut dyn Observer,
 ) -> Result<Outcome, TrainError> {
-    let mut exec = Exec::<f32>::new(train_plan, opts.seed.wrapping_add(1));
-    exec.params = std::mem::take(params);
+    let mut stepper = Stepper::new(train_plan, std::mem::take(params), opts, opts.threads);
     let mut eval_exec = Exec::<f32>::new(eval_plan, 0);
-    let mut opt = Optimizer::new(train_plan, opts.optimizer, opts.l1, opts.l2, opts.max_norm, opts.ema);
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
     let rows = train.rows();
     let batch = opts.batch.min(train_plan.max_batch).max(1);
@@ -118,7 +115,7 @@ pub fn fit(
     let (mut plateau_lr, mut best, mut stale) = (base_lr, f64::INFINITY, 0usize);
     let mut interrupted = None;
     for epoch in 0..opts.epochs {
-        opt.lr = match opts.schedule {
+        stepper.opt.lr = match opts.schedule {
             Schedule::Plateau { .. } => plateau_lr,
             s => scheduled_lr(base_lr, s, epoch),
         };
@@ -134,11 +131,9 @@ pub fn fit(
                 yb[r * train.y_cols..(r + 1) * train.y_cols]
                     .copy_from_slice(&train.y[i * train.y_cols..(i + 1) * train.y_cols]);
             }
-            exec.set_input(train_plan, 0, n, &xb);
-            exec.set_target(train_plan, n, &yb);
             // ‖Δw‖/‖w‖ is averaged over the epoch's last updates (one alone is noisy).
-            opt.track_ratios = step + RATIO_STEPS >= steps;
-            let l = exec.run(train_plan, n, Some(&mut opt)).map_err(TrainError::Data)?.unwrap_or(0.0);
+            stepper.opt.track_ratios = step + RATIO_STEPS >= steps;
+            let l = stepper.step(&xb, &yb, n).map_err(TrainError::Data)?;
             if !l.is_finite() {
                 return Err(TrainError::NonFinite { epoch: epoch + 1, step: step + 1, loss: l });
             }
@@ -152,7 +147,7 @@ pub fn fit(
         let seconds = start.elapsed().as_secs_f64();
         let evaluation = match val {
             Some(v) if v.rows() > 0 => {
-                eval_exec.params.copy_from_slice(opt.eval_weights(&exec.params));
+                eval_exec.params.copy_from_slice(stepper.opt.eval_weights(stepper.params()));
                 Some(evaluate(eval_plan, &mut eval_exec, loss, v, batch))
             }
             _ => None,
@@ -162,10 +157,10 @@ pub fn fit(
             train_loss: total / seen.max(1) as f64,
             val_loss: evaluation.as_ref().map(|e| e.loss),
             val_accuracy: evaluation.as_ref().and_then(|e| e.accuracy),
-            lr: opt.lr,
+            lr: stepper.opt.lr,
             samples_per_sec: seen as f64 / seconds.max(1e-9),
             seconds,
-            ratios: opt.take_ratios(),
+            ratios: stepper.opt.take_ratios(),
         };
         if let Schedule::Plateau { factor, patience } = opts.schedule {
             let watched = stats.val_loss.unwrap_or(stats.train_loss);
@@ -186,8 +181,8 @@ pub fn fit(
             break;
         }
     }
-    let weights = opt.eval_weights(&exec.params).to_vec();
-    *params = exec.params;
+    let weights = stepper.opt.eval_weights(stepper.params()).to_vec();
+    *params = stepper.into_params();
     Ok(Outcome { history, weights, interrupted })
 }
 

@@ -4,9 +4,11 @@
 
 mod fit;
 mod optim;
+mod step;
 
 pub use fit::{evaluate, fit, Data, EpochStats, Evaluation, Observer, Outcome, TrainError};
 pub use optim::{regularization, Optimizer, UpdateRatio};
+pub use step::Stepper;
 
 use crate::plan::Plan;
 use crate::Float;
@@ -77,6 +79,8 @@ pub struct Options {
     /// Decay of the exponential moving average of the weights used to evaluate, if any.
     pub ema: Option<f64>,
     pub seed: u64,
+    /// Threads of the data-parallel step (1: single-threaded).
+    pub threads: usize,
 }
 
 impl Default for Options {
@@ -93,6 +97,7 @@ impl Default for Options {
             validate: 0.0,
             ema: None,
             seed: 0,
+            threads: 1,
         }
     }
 }

@@ -51,7 +51,11 @@ pub struct Optimizer<'p, T> {
     /// Adam's second moment.
     v: Vec<T>,
     t: i32,
+    segments: Vec<Segment>,
+    /// Scratch for the gradient plus regularization.
     grad: Vec<T>,
+    /// Spreads the update over threads, when set.
+    pub pool: Option<std::sync::Arc<rayon::ThreadPool>>,
     /// The weight average, once the first update has run.
     pub average: Option<Vec<T>>,
     /// Set before an update to measure ‖Δw‖/‖w‖ per weight tensor; measurements add up
@@ -75,7 +79,9 @@ impl<'p, T: Float> Optimizer<'p, T> {
             m: vec![T::ZERO; n],
             v: if matches!(kind, OptimizerKind::Adam { .. }) { vec![T::ZERO; n] } else { Vec::new() },
             t: 0,
+            segments: segments(plan),
             grad: vec![T::ZERO; n],
+            pool: None,
             average: None,
             track_ratios: false,
             ratio_sums: Vec::new(),
@@ -105,57 +111,187 @@ impl<'p, T: Float> Optimizer<'p, T> {
     }
 }
 
+/// A stretch of the parameter store inside one tensor, updated as one piece of work.
+#[derive(Clone, Copy, Debug)]
+struct Segment {
+    start: usize,
+    end: usize,
+    /// Weights are regularized; biases are not.
+    regularized: bool,
+}
+
+/// Largest piece of one tensor updated as a unit (small enough to spread over threads).
+const SEGMENT: usize = 16 * 1024;
+
+fn segments(plan: &Plan) -> Vec<Segment> {
+    let mut out = Vec::new();
+    for p in &plan.params {
+        let mut at = p.buf.offset;
+        while at < p.buf.offset + p.buf.len {
+            let end = (at + SEGMENT).min(p.buf.offset + p.buf.len);
+            out.push(Segment { start: at, end, regularized: !p.is_bias });
+            at = end;
+        }
+    }
+    out
+}
+
+/// Cuts `v` into the segments' slices (segments are sorted and do not overlap).
+fn cut<'a, T>(mut v: &'a mut [T], segs: &[Segment]) -> Vec<&'a mut [T]> {
+    let mut out = Vec::with_capacity(segs.len());
+    let mut at = 0;
+    for s in segs {
+        let rest = std::mem::take(&mut v);
+        let (_, rest) = rest.split_at_mut(s.start - at);
+        let (mine, rest) = rest.split_at_mut(s.end - s.start);
+        out.push(mine);
+        v = rest;
+        at = s.end;
+    }
+    out
+}
+
+/// The coefficients of one update, shared by every segment.
+#[derive(Clone, Copy)]
+struct Coeffs<T> {
+    kind: OptimizerKind,
+    lr: T,
+    l1: T,
+    l2: T,
+    mu: T,
+    adam: (T, T, T, T, T),
+    ema: Option<(T, T)>,
+}
+
+/// One segment's update: the gradient plus regularization (into `g`, a scratch copy), the
+/// optimizer's step, the average. Each stage is a plain loop the compiler vectorizes.
+#[allow(clippy::too_many_arguments)]
+fn update_segment<T: Float>(
+    c: &Coeffs<T>,
+    reg: bool,
+    w: &mut [T],
+    grad: &[T],
+    g: &mut [T],
+    m: &mut [T],
+    v: &mut [T],
+    avg: &mut [T],
+) {
+    g.copy_from_slice(grad);
+    if reg && c.l2 != T::ZERO {
+        g.iter_mut().zip(w.iter()).for_each(|(g, &w)| *g += c.l2 * w);
+    }
+    if reg && c.l1 != T::ZERO {
+        g.iter_mut().zip(w.iter()).for_each(|(g, &w)| {
+            if w > T::ZERO {
+                *g += c.l1
+            } else if w < T::ZERO {
+                *g -= c.l1
+            }
+        });
+    }
+    let (lr, mu) = (c.lr, c.mu);
+    match c.kind {
+        OptimizerKind::Sgd { momentum, nesterov: true, .. } if momentum > 0.0 => {
+            for ((w, m), &g) in w.iter_mut().zip(m.iter_mut()).zip(g.iter()) {
+                let prev = *m;
+                *m = mu * prev - lr * g;
+                *w += (T::ONE + mu) * *m - mu * prev;
+            }
+        }
+        OptimizerKind::Sgd { momentum, .. } if momentum > 0.0 => {
+            for ((w, m), &g) in w.iter_mut().zip(m.iter_mut()).zip(g.iter()) {
+                *m = mu * *m - lr * g;
+                *w += *m;
+            }
+        }
+        OptimizerKind::Sgd { .. } => w.iter_mut().zip(g.iter()).for_each(|(w, &g)| *w -= lr * g),
+        OptimizerKind::Adam { .. } => {
+            let (b1, b2, c1, c2, eps) = c.adam;
+            for (((w, m), v), &g) in w.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g.iter()) {
+                *m = b1 * *m + (T::ONE - b1) * g;
+                *v = b2 * *v + (T::ONE - b2) * g * g;
+                *w -= lr * (*m * c1) / ((*v * c2).sqrt() + eps);
+            }
+        }
+    }
+    if let Some((d, e)) = c.ema {
+        avg.iter_mut().zip(w.iter()).for_each(|(a, &w)| *a = d * *a + e * w);
+    }
+}
+
 impl<T: Float> Updater<T> for Optimizer<'_, T> {
     fn update(&mut self, params: &mut [T], grads: &[T]) {
         let before: Option<Vec<T>> = self.track_ratios.then(|| params.to_vec());
-        self.grad.copy_from_slice(grads);
-        if self.l1 > 0.0 || self.l2 > 0.0 {
-            regularization(self.plan, params, self.l1, self.l2, Some(&mut self.grad));
-        }
-        let lr = T::from_f64(self.lr);
+        let mut coeffs = Coeffs {
+            kind: self.kind,
+            lr: T::from_f64(self.lr),
+            l1: T::from_f64(self.l1),
+            l2: T::from_f64(self.l2),
+            mu: T::ZERO,
+            adam: (T::ZERO, T::ZERO, T::ONE, T::ONE, T::ZERO),
+            ema: None,
+        };
         match self.kind {
-            OptimizerKind::Sgd { momentum, nesterov, .. } if momentum > 0.0 => {
-                let mu = T::from_f64(momentum);
-                for ((w, v), &g) in params.iter_mut().zip(self.m.iter_mut()).zip(&self.grad) {
-                    let prev = *v;
-                    *v = mu * *v - lr * g;
-                    if nesterov {
-                        *w += -mu * prev + (T::ONE + mu) * *v;
-                    } else {
-                        *w += *v;
-                    }
-                }
-            }
-            OptimizerKind::Sgd { .. } => {
-                for (w, &g) in params.iter_mut().zip(&self.grad) {
-                    *w -= lr * g;
-                }
-            }
+            OptimizerKind::Sgd { momentum, .. } => coeffs.mu = T::from_f64(momentum),
             OptimizerKind::Adam { beta1, beta2, eps, .. } => {
                 self.t += 1;
-                let (b1, b2) = (T::from_f64(beta1), T::from_f64(beta2));
-                let c1 = T::from_f64(1.0 / (1.0 - beta1.powi(self.t)));
-                let c2 = T::from_f64(1.0 / (1.0 - beta2.powi(self.t)));
-                let eps = T::from_f64(eps);
-                for (((w, m), v), &g) in params.iter_mut().zip(self.m.iter_mut()).zip(self.v.iter_mut()).zip(&self.grad)
-                {
-                    *m = b1 * *m + (T::ONE - b1) * g;
-                    *v = b2 * *v + (T::ONE - b2) * g * g;
-                    *w -= lr * (*m * c1) / ((*v * c2).sqrt() + eps);
-                }
+                coeffs.adam = (
+                    T::from_f64(beta1),
+                    T::from_f64(beta2),
+                    T::from_f64(1.0 / (1.0 - beta1.powi(self.t))),
+                    T::from_f64(1.0 / (1.0 - beta2.powi(self.t))),
+                    T::from_f64(eps),
+                );
             }
+        }
+        // The average follows the weights after the max-norm projection, so with max-norm it
+        // is taken in its own pass below.
+        if let (Some(decay), Some(_), None) = (self.ema, &self.average, self.max_norm) {
+            coeffs.ema = Some((T::from_f64(decay), T::from_f64(1.0 - decay)));
+        }
+        let segs = &self.segments;
+        let n = params.len();
+        let (mut empty_v, mut empty_a) = (Vec::new(), Vec::new());
+        let vs = if self.v.len() == n { &mut self.v } else { &mut empty_v };
+        let avg = match &mut self.average {
+            Some(a) if coeffs.ema.is_some() => a,
+            _ => &mut empty_a,
+        };
+        type Work<'a, T> = (Segment, &'a mut [T], &'a [T], &'a mut [T], &'a mut [T], &'a mut [T], &'a mut [T]);
+        let mut work: Vec<Work<T>> = Vec::with_capacity(segs.len());
+        let (mut ws, mut ms) = (cut(params, segs).into_iter(), cut(&mut self.m, segs).into_iter());
+        let mut gs = cut(&mut self.grad, segs).into_iter();
+        let mut vv = if vs.is_empty() { Vec::new() } else { cut(vs, segs) }.into_iter();
+        let mut aa = if avg.is_empty() { Vec::new() } else { cut(avg, segs) }.into_iter();
+        for s in segs {
+            let (Some(w), Some(m), Some(g)) = (ws.next(), ms.next(), gs.next()) else { break };
+            work.push((
+                *s,
+                w,
+                &grads[s.start..s.end],
+                g,
+                m,
+                vv.next().unwrap_or_default(),
+                aa.next().unwrap_or_default(),
+            ));
+        }
+        let run = |(s, w, grad, g, m, v, a): Work<T>| update_segment(&coeffs, s.regularized, w, grad, g, m, v, a);
+        match &self.pool {
+            Some(pool) => pool.install(|| {
+                use rayon::prelude::*;
+                work.into_par_iter().for_each(run);
+            }),
+            None => work.into_iter().for_each(run),
         }
         if let Some(c) = self.max_norm {
             max_norm(self.plan, params, c);
-        }
-        if let Some(decay) = self.ema {
-            match &mut self.average {
-                Some(avg) => {
-                    let (d, e) = (T::from_f64(decay), T::from_f64(1.0 - decay));
-                    avg.iter_mut().zip(params.iter()).for_each(|(a, &w)| *a = d * *a + e * w);
-                }
-                None => self.average = Some(params.to_vec()),
+            if let (Some(decay), Some(a)) = (self.ema, &mut self.average) {
+                let (d, e) = (T::from_f64(decay), T::from_f64(1.0 - decay));
+                a.iter_mut().zip(params.iter()).for_each(|(a, &w)| *a = d * *a + e * w);
             }
+        }
+        if self.ema.is_some() && self.average.is_none() {
+            self.average = Some(params.to_vec());
         }
         if let Some(before) = before {
             let ratios: Vec<f64> = self

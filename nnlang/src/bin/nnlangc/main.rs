@@ -61,6 +61,10 @@ enum Command {
         /// Print only the final results.
         #[arg(long)]
         quiet: bool,
+        /// Threads for the data-parallel training step (a run repeats exactly for a given
+        /// count).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+        threads: u16,
     },
     /// Evaluate trained weights on the test split: loss, accuracy, confusion matrix.
     Eval {
@@ -163,8 +167,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
             }
             Ok(())
         }
-        Command::Train { model, epochs, out, limit, quiet } => {
-            train::train(&model, train::TrainArgs { epochs, out, limit, quiet })
+        Command::Train { model, epochs, out, limit, quiet, threads } => {
+            train::train(&model, train::TrainArgs { epochs, out, limit, quiet, threads: threads as usize })
         }
         Command::Eval { model, weights, limit } => train::eval(&model, &weights, limit),
         Command::Run { model, weights, input, output } => train::run(&model, &weights, &input, &output),

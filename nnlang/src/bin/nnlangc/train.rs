@@ -143,6 +143,7 @@ pub struct TrainArgs {
     pub out: Option<PathBuf>,
     pub limit: Option<usize>,
     pub quiet: bool,
+    pub threads: usize,
 }
 
 pub fn train(args: &ModelArgs, t: TrainArgs) -> Result<(), Failure> {
@@ -151,6 +152,7 @@ pub fn train(args: &ModelArgs, t: TrainArgs) -> Result<(), Failure> {
     if let Some(e) = t.epochs {
         s.options.epochs = e;
     }
+    s.options.threads = t.threads;
     let opts = s.options.clone();
     let loaded = load_data(args, &compiled, &s, t.limit)?;
     let train_plan = plan(args, &source, s.model, Mode::Training(s.loss), opts.batch)?;
@@ -192,11 +194,13 @@ pub fn train(args: &ModelArgs, t: TrainArgs) -> Result<(), Failure> {
     let name = s.model.graph.name.clone();
     if !t.quiet {
         println!(
-            "training {name} on {} examples ({} held out for validation), batch {}, {} epochs",
+            "training {name} on {} examples ({} held out for validation), batch {}, {} epochs, {} thread{}",
             fit_set.rows(),
             val_set.rows(),
             opts.batch,
-            opts.epochs
+            opts.epochs,
+            opts.threads,
+            if opts.threads == 1 { "" } else { "s" }
         );
     }
     let val = (val_set.rows() > 0).then(|| data(&val_set));

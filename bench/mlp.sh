@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Side by side, in one run: the MLP training step of examples/mnist_mlp.nn in nnlang (the
+# plan interpreter) and in PyTorch, at batch 64 and 256, on 1 and 2 threads.
+#
+#   PYTHON=/path/to/venv/bin/python bench/mlp.sh
+#
+# PyTorch is not a dependency of nnlang: install it in a virtual environment outside the
+# repository (`python3 -m venv /tmp/torchenv && /tmp/torchenv/bin/pip install torch`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+
+rust=$(cargo bench -q -p nnlang --bench train_step 2>/dev/null | grep '^nnlang ')
+torch=$(OMP_NUM_THREADS=1 "$PYTHON" bench/pytorch_mlp.py 2>/dev/null | grep '^pytorch ')
+
+echo "| threads | batch | nnlang samples/s | PyTorch samples/s | ratio |"
+echo "|---|---|---|---|---|"
+for t in 1 2; do
+  for b in 64 256; do
+    n=$(grep "threads=$t batch=$b " <<<"$rust" | sed 's/.*samples\/s=//')
+    p=$(grep "threads=$t batch=$b " <<<"$torch" | sed 's/.*samples\/s=//')
+    r=$(awk -v n="$n" -v p="$p" 'BEGIN { printf "%.2f", n / p }')
+    echo "| $t | $b | $n | $p | $r× |"
+  done
+done
+echo
+echo "$(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); $("$PYTHON" -c 'import torch; print("torch", torch.__version__)' 2>/dev/null)"
