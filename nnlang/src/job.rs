@@ -100,6 +100,11 @@ pub fn options(recipe: &Recipe) -> (Loss, Options) {
     (loss, options)
 }
 
+/// `n` of `loss = cross_entropy(bins = n)`.
+pub fn bins(recipe: &Recipe) -> Option<usize> {
+    call(&recipe.settings, "loss").and_then(|(_, a)| num(a.get("bins"))).map(|b| b as usize)
+}
+
 /// The `train` block for `model` (or the only one in the file).
 pub fn train_block<'a>(compiled: &'a Compiled, model: Option<&str>) -> Option<&'a Recipe> {
     let mut blocks = compiled.recipes.iter().filter(|r| r.kind == BlockKind::Train);
@@ -121,6 +126,9 @@ pub struct Loaded {
 
 /// What the data must fit: the model's input width and, for classification, its classes.
 pub struct Expect {
+    /// `cross_entropy(bins = n)`: a regression target cut into n equal-width bins over the
+    /// training targets' range, trained as classification.
+    pub bins: Option<usize>,
     pub input_cols: usize,
     pub input_desc: String,
     /// `Some(k)`: labels are class indices below k; `None`: targets are `target_cols` values.
@@ -195,6 +203,31 @@ pub fn load(block: &Recipe, base: &Path, expect: &Expect) -> Result<Loaded, Data
     };
     let mut train = read_source(train_src, base)?;
     let mut test = s.get("test").map(|t| read_source(t, base)).transpose()?;
+    if let (Some(declared), Some(k)) = (num(value(s, "classes")), expect.classes) {
+        if declared as usize != k {
+            return Err(DataError::new(
+                base,
+                format!("data set `{}` declares {declared} classes, but the model outputs {k}", block.target),
+            ));
+        }
+    }
+    if let Some(bins) = expect.bins {
+        let file = describe(train_src);
+        if train.y_cols != 1 {
+            return Err(DataError::new(&file, format!("binning needs one target per example, found {}", train.y_cols)));
+        }
+        let lo = train.y.iter().cloned().fold(f32::INFINITY, f32::min);
+        let hi = train.y.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+        if !(lo.is_finite() && hi.is_finite()) {
+            return Err(DataError::new(&file, "the targets are not finite numbers"));
+        }
+        let width = ((hi - lo) / bins as f32).max(f32::MIN_POSITIVE);
+        let bin = |v: f32| (((v - lo) / width).floor().max(0.0) as usize).min(bins - 1) as f32;
+        train.y.iter_mut().for_each(|v| *v = bin(*v));
+        if let Some(t) = &mut test {
+            t.y.iter_mut().for_each(|v| *v = if v.is_finite() { bin(*v) } else { *v });
+        }
+    }
     let scale = num(value(s, "scale"));
     let standardize = matches!(value(s, "standardize"), Some(Value::Bool(true)));
     let stats = standardize.then(|| train.moments());
@@ -236,14 +269,15 @@ pub fn load(block: &Recipe, base: &Path, expect: &Expect) -> Result<Loaded, Data
     Ok(Loaded { train, test })
 }
 
-/// What the data of `model` must look like for `loss`.
-pub fn expect(model: &Model, loss: Loss) -> Expect {
+/// What the data of `model` must look like for `loss` (`bins` from `cross_entropy(bins = n)`).
+pub fn expect(model: &Model, loss: Loss, bins: Option<usize>) -> Expect {
     let g = &model.graph;
     let input = g.inputs.first().copied();
     let shape = input.and_then(|i| model.shapes.shapes[i.index()].clone());
     let out_cols =
         g.output.and_then(|o| model.shapes.shapes[o.index()].as_ref()).map_or(0, |s| s.elements().fixed as usize);
     Expect {
+        bins,
         input_cols: shape.as_ref().map_or(0, |s| s.elements().fixed as usize),
         input_desc: match (input, &shape) {
             (Some(i), Some(s)) => format!("`{}` {s}", g.node(i).name),

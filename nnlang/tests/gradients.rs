@@ -6,6 +6,7 @@ use nnlang::plan::{build, Loss, Mode};
 use nnlang::{compile, Options};
 use nnlang_runtime::interp::Exec;
 use nnlang_runtime::plan::{Plan, TargetKind};
+use nnlang_runtime::train::regularization;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -17,13 +18,19 @@ fn plan(src: &str, loss: Loss) -> Plan {
     build(&c.models[0], Mode::Training(loss), ROWS).expect("plan builds")
 }
 
-fn loss_at(plan: &Plan, exec: &mut Exec<f64>) -> f64 {
+/// The data loss plus the regularization penalty `λ₂/2‖w‖² + λ₁|w|`.
+fn loss_at(plan: &Plan, exec: &mut Exec<f64>, l1: f64, l2: f64) -> f64 {
     exec.reseed(11);
-    exec.run(plan, ROWS, None).expect("runs").expect("has a loss")
+    let data = exec.run(plan, ROWS, None).expect("runs").expect("has a loss");
+    data + regularization(plan, &exec.params, l1, l2, None)
+}
+
+fn check(src: &str, loss: Loss) {
+    check_with(src, loss, 0.0, 0.0);
 }
 
 /// Checks every parameter of the plan (every element of small tensors, a sample of large).
-fn check(src: &str, loss: Loss) {
+fn check_with(src: &str, loss: Loss, l1: f64, l2: f64) {
     let plan = plan(src, loss);
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     let mut exec = Exec::<f64>::new(&plan, 0);
@@ -50,8 +57,9 @@ fn check(src: &str, loss: Loss) {
         target
     };
     exec.set_target(&plan, ROWS, &target);
-    loss_at(&plan, &mut exec);
-    let analytic = exec.grads.clone();
+    loss_at(&plan, &mut exec, l1, l2);
+    let mut analytic = exec.grads.clone();
+    regularization(&plan, &exec.params, l1, l2, Some(&mut analytic));
     let h = 1e-5;
     let mut checked = 0;
     let mut nonzero = 0;
@@ -60,9 +68,9 @@ fn check(src: &str, loss: Loss) {
         for i in (p.buf.offset..p.buf.offset + p.buf.len).step_by(stride) {
             let orig = exec.params[i];
             exec.params[i] = orig + h;
-            let up = loss_at(&plan, &mut exec);
+            let up = loss_at(&plan, &mut exec, l1, l2);
             exec.params[i] = orig - h;
-            let down = loss_at(&plan, &mut exec);
+            let down = loss_at(&plan, &mut exec, l1, l2);
             exec.params[i] = orig;
             let numeric = (up - down) / (2.0 * h);
             let a = analytic[i];
@@ -139,4 +147,13 @@ fn two_inputs() {
         "model M { input a: [3]\n input b: [4]\n concat(a -> dense(5), b) -> tanh -> dense(2) -> softmax }",
         Loss::CrossEntropy,
     );
+}
+
+#[test]
+fn regularization_terms_off_then_on() {
+    let src = "model M { input x: [6]\n x -> dense(5) -> tanh -> dense(3) -> softmax }";
+    check_with(src, Loss::CrossEntropy, 0.0, 0.0);
+    check_with(src, Loss::CrossEntropy, 0.0, 0.3);
+    check_with(src, Loss::CrossEntropy, 0.05, 0.0);
+    check_with(src, Loss::CrossEntropy, 0.05, 0.3); // elastic net
 }

@@ -230,3 +230,74 @@ fn nan_in_data_and_a_diverging_loss_stop_with_a_message() {
     assert!(err.contains("the training loss became") && err.contains("at epoch 1, step 2; training stopped"), "{err}");
     assert!(!d.join("out").exists(), "no weights are written after a diverged run");
 }
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_finishes_the_batch_saves_and_exits() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let out = temp_dir("interrupt");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nnlangc"))
+        .args(["train", "examples/mnist_mlp.nn", "--limit", "6000", "--epochs", "500", "--out", s(&out)])
+        .current_dir(common::root())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("nnlangc starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    // Wait for the first finished epoch, then interrupt.
+    let first = lines.by_ref().map_while(Result::ok).find(|l| l.starts_with("epoch"));
+    assert!(first.is_some(), "training printed an epoch line");
+    let killed = Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill runs");
+    assert!(killed.success());
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().expect("exits");
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        use std::io::Read;
+        let _ = e.read_to_string(&mut err);
+    }
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert!(err.contains("interrupted at epoch") && err.contains("the weights so far are saved"), "{err}");
+    assert!(rest.iter().any(|l| l.starts_with("wrote ")), "{rest:?}");
+    for f in ["weights.safetensors", "metrics.csv", "curves.svg", "model.nn"] {
+        assert!(out.join(f).exists(), "{f} is written");
+    }
+}
+
+#[test]
+fn a_regression_target_binned_into_classes() {
+    let d = temp_dir("bins");
+    // y = a: four equal bins over [0, 1) are learnable from the first feature alone.
+    let mut csv = String::from("a,b,y\n");
+    for i in 0..400 {
+        let a = (i * 37 % 400) as f64 / 400.0;
+        let b = (i * 91 % 400) as f64 / 400.0;
+        csv.push_str(&format!("{a},{b},{a}\n"));
+    }
+    std::fs::write(d.join("pts.csv"), csv).expect("write");
+    let src = "model Bins(k = 4) {\n    input x: [2]\n    x -> dense(16) -> tanh -> dense(k) -> softmax\n}\n\
+               train Bins on pts { loss = cross_entropy(bins = 4), optimizer = adam(lr = 0.02), batch = 20, epochs = 60, seed = 1 }\n\
+               data pts { train = csv(\"pts.csv\"), classes = 4 }\n";
+    std::fs::write(d.join("bins.nn"), src).expect("write");
+    let out = nnlangc(&["train", s(&d.join("bins.nn")), "--out", s(&d.join("out")), "--quiet"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let eval = nnlangc(&["eval", s(&d.join("bins.nn")), "--weights", s(&d.join("out/weights.safetensors"))]);
+    let report = text(&eval.stdout);
+    let acc: f64 = report
+        .split("accuracy  ")
+        .nth(1)
+        .and_then(|r| r.split('%').next())
+        .and_then(|v| v.parse().ok())
+        .expect("accuracy");
+    assert!(acc > 90.0, "{report}");
+
+    let wrong = nnlangc(&["train", s(&d.join("bins.nn")), "--set", "k=3", "--out", s(&d.join("out3")), "--quiet"]);
+    assert_eq!(wrong.status.code(), Some(1));
+    assert!(
+        text(&wrong.stderr).contains("`cross_entropy(bins = 4)` needs a model with 4 outputs, this one has 3"),
+        "{}",
+        text(&wrong.stderr)
+    );
+}

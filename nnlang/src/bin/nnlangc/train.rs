@@ -59,7 +59,16 @@ fn load_data(args: &ModelArgs, compiled: &Compiled, s: &Setup, limit: Option<usi
     let block =
         job::data_block(compiled, &on).ok_or_else(|| source_error(&args.file, format!("no data set `{on}`")))?;
     let base = args.file.parent().unwrap_or(Path::new("."));
-    let mut loaded = job::load(block, base, &job::expect(s.model, s.loss)).map_err(|e| {
+    let expect = job::expect(s.model, s.loss, job::bins(s.recipe));
+    if let (Some(b), Some(k)) = (expect.bins, expect.classes) {
+        if b != k {
+            return Err(source_error(
+                &args.file,
+                format!("`cross_entropy(bins = {b})` needs a model with {b} outputs, this one has {k}"),
+            ));
+        }
+    }
+    let mut loaded = job::load(block, base, &expect).map_err(|e| {
         eprintln!("error: {e}");
         Failure::Source
     })?;

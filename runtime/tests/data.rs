@@ -1,0 +1,130 @@
+//! The readers refuse bad files with messages that name the problem, and read good ones
+//! exactly; checkpoints round-trip bit for bit.
+
+use nnlang_runtime::data::{csv, idx, npy, Table};
+use nnlang_runtime::plan::{ABuf, PBuf, Param, Plan};
+use std::path::{Path, PathBuf};
+
+fn dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("nnlang-runtime-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+#[test]
+fn idx_headers_are_checked() {
+    let p = Path::new("x.idx");
+    let ok = idx::parse(p, &[0, 0, 8, 2, 0, 0, 0, 2, 0, 0, 0, 3, 1, 2, 3, 4, 5, 6]).expect("valid");
+    assert_eq!(ok.dims, vec![2, 3]);
+    assert_eq!(ok.data, vec![1, 2, 3, 4, 5, 6]);
+    let err = |b: &[u8]| idx::parse(p, b).expect_err("invalid").to_string();
+    assert_eq!(err(&[0, 0]), "x.idx: not an IDX file: 2 bytes, shorter than the 4-byte magic number");
+    assert_eq!(
+        err(&[0, 0, 0x0d, 1, 0, 0, 0, 1, 0, 0, 0, 0]),
+        "x.idx: IDX element type 0x0d is not supported; only unsigned bytes (0x08) are"
+    );
+    assert_eq!(err(&[0, 0, 8, 2, 0, 0, 0, 2]), "x.idx: truncated IDX header: 8 bytes, expected 12");
+    assert_eq!(err(&[0, 0, 8, 1, 0, 0, 0, 5, 1, 2]), "x.idx: the header promises 5 = 5 bytes of data, the file has 2");
+}
+
+#[test]
+fn gzipped_idx_reads_like_plain() {
+    use std::io::Write;
+    let d = dir("gz");
+    let raw = [0u8, 0, 8, 1, 0, 0, 0, 3, 7, 8, 9];
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&raw).expect("compress");
+    std::fs::write(d.join("a.idx.gz"), gz.finish().expect("compress")).expect("write");
+    std::fs::write(d.join("a.idx"), raw).expect("write");
+    assert_eq!(idx::read(&d.join("a.idx.gz")).expect("gz"), idx::read(&d.join("a.idx")).expect("plain"));
+    std::fs::write(d.join("broken.gz"), [0x1f, 0x8b, 8, 0, 1, 2]).expect("write");
+    assert!(idx::read(&d.join("broken.gz")).expect_err("broken").to_string().contains("broken gzip stream"));
+}
+
+#[test]
+fn csv_headers_labels_and_mistakes() {
+    let d = dir("csv");
+    std::fs::write(d.join("ok.csv"), "a,b,label\n1,2,0\n3,4,1\n").expect("write");
+    let t = csv::read(&d.join("ok.csv"), None).expect("valid");
+    assert_eq!((t.x.clone(), t.cols, t.y.clone()), (vec![1.0, 2.0, 3.0, 4.0], 2, vec![0.0, 1.0]));
+    let t = csv::read(&d.join("ok.csv"), Some(0)).expect("valid");
+    assert_eq!((t.x, t.y), (vec![2.0, 0.0, 4.0, 1.0], vec![1.0, 3.0]));
+    std::fs::write(d.join("bad.csv"), "1,2,0\n3,x,1\n").expect("write");
+    assert!(csv::read(&d.join("bad.csv"), None)
+        .expect_err("bad")
+        .to_string()
+        .ends_with("bad.csv: line 2, column 2: `x` is not a number"));
+    std::fs::write(d.join("ragged.csv"), "1,2,0\n3,1\n").expect("write");
+    assert!(csv::read(&d.join("ragged.csv"), None)
+        .expect_err("bad")
+        .to_string()
+        .ends_with("line 2 has 2 columns, the lines before it 3"));
+    std::fs::write(d.join("inf.csv"), "1,2,0\n3,inf,1\n").expect("write");
+    assert!(csv::read(&d.join("inf.csv"), None)
+        .expect_err("bad")
+        .to_string()
+        .ends_with("line 2, column 2: inf is not a finite number"));
+}
+
+#[test]
+fn npy_round_trip_and_types() {
+    let d = dir("npy");
+    let data: Vec<f32> = (0..12).map(|i| i as f32 * 0.5).collect();
+    npy::write(&d.join("a.npy"), &[3, 4], &data).expect("write");
+    let back = npy::read(&d.join("a.npy")).expect("read");
+    assert_eq!(back.shape, vec![3, 4]);
+    assert_eq!(back.data, data);
+    assert!(!d.join("a.npy.partial").exists());
+    std::fs::write(d.join("junk.npy"), b"not numpy").expect("write");
+    assert!(npy::read(&d.join("junk.npy")).expect_err("junk").to_string().contains("not a .npy file"));
+}
+
+#[test]
+fn standardize_and_checks() {
+    let mut t = Table { x: vec![1.0, 10.0, 3.0, 10.0], cols: 2, y: vec![0.0, 4.0], y_cols: 1 };
+    let (m, s) = t.moments();
+    assert_eq!((m.clone(), s.clone()), (vec![2.0, 10.0], vec![1.0, 1.0]), "a constant column keeps std 1");
+    t.standardize(&m, &s);
+    assert_eq!(t.x, vec![-1.0, 0.0, 1.0, 0.0]);
+    assert_eq!(t.first_bad_label(3), Some((1, 4.0)));
+    t.x[3] = f32::NAN;
+    assert_eq!(t.first_non_finite(), Some((1, 1, false)));
+}
+
+#[test]
+fn checkpoints_round_trip_exactly_and_refuse_mismatches() {
+    let param = |name: &str, shape: Vec<usize>, offset: usize| {
+        let len = shape.iter().product();
+        Param { name: name.into(), shape, buf: PBuf { offset, len }, fan_in: 1, is_bias: name.ends_with("bias") }
+    };
+    let plan = Plan {
+        max_batch: 1,
+        arena_len: 0,
+        naive_len: 0,
+        steps: Vec::new(),
+        inputs: Vec::new(),
+        target: None,
+        output: ABuf { offset: 0, cols: 0 },
+        params: vec![param("fc.weight", vec![2, 3], 0), param("fc.bias", vec![2], 6)],
+        params_len: 8,
+    };
+    let w: Vec<f32> = vec![0.1, -0.2, 1e-30, f32::MIN_POSITIVE, 3.5, -7.25, 0.0, 1.0 / 3.0];
+    let bytes = nnlang_runtime::io::to_bytes(&plan, &w).expect("serialize");
+    assert_eq!(bytes, nnlang_runtime::io::to_bytes(&plan, &w).expect("serialize"), "deterministic bytes");
+    let mut back = vec![0f32; 8];
+    nnlang_runtime::io::from_bytes(&bytes, &plan, &mut back).expect("load");
+    assert_eq!(back.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), w.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+
+    let mut other = plan.clone();
+    other.params[0].shape = vec![3, 2];
+    let mut untouched = vec![9f32; 8];
+    let e = nnlang_runtime::io::from_bytes(&bytes, &other, &mut untouched).expect_err("mismatch");
+    assert_eq!(e.to_string(), "tensor `fc.weight` has shape [2, 3], the model expects [3, 2]");
+    assert!(untouched.iter().all(|&v| v == 9.0), "nothing is loaded from a mismatched file");
+    let e = nnlang_runtime::io::from_bytes(&bytes[..bytes.len() - 3], &plan, &mut untouched).expect_err("truncated");
+    assert!(e.to_string().starts_with("not a valid safetensors file"), "{e}");
+    other.params[0].name = "fc1.weight".into();
+    other.params[0].shape = vec![2, 3];
+    let e = nnlang_runtime::io::from_bytes(&bytes, &other, &mut untouched).expect_err("renamed");
+    assert!(e.to_string().starts_with("tensor `fc1.weight` is missing (the file has:"), "{e}");
+}
