@@ -60,7 +60,13 @@ pub fn curves_svg(title: &str, history: &[EpochStats]) -> Result<String, String>
             .y_label_area_size(48)
             .build_cartesian_2d(0.5f64..epochs + 0.5, 0f64..top)
             .map_err(|e| e.to_string())?;
-        chart.configure_mesh().x_desc("epoch").y_desc("loss").draw().map_err(|e| e.to_string())?;
+        chart
+            .configure_mesh()
+            .x_desc("epoch")
+            .y_desc("loss")
+            .x_label_formatter(&|v| format!("{v:.0}"))
+            .draw()
+            .map_err(|e| e.to_string())?;
         chart
             .draw_series(LineSeries::new(history.iter().map(|s| (s.epoch as f64, s.train_loss)), &BLUE))
             .map_err(|e| e.to_string())?
@@ -92,7 +98,13 @@ pub fn curves_svg(title: &str, history: &[EpochStats]) -> Result<String, String>
             .y_label_area_size(48)
             .build_cartesian_2d(0.5f64..epochs + 0.5, (lo - 0.01).max(0.0)..1.0f64)
             .map_err(|e| e.to_string())?;
-        chart.configure_mesh().x_desc("epoch").y_desc("accuracy").draw().map_err(|e| e.to_string())?;
+        chart
+            .configure_mesh()
+            .x_desc("epoch")
+            .y_desc("accuracy")
+            .x_label_formatter(&|v| format!("{v:.0}"))
+            .draw()
+            .map_err(|e| e.to_string())?;
         chart
             .draw_series(LineSeries::new(
                 history.iter().filter_map(|s| s.val_accuracy.map(|v| (s.epoch as f64, v))),
