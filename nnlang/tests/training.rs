@@ -301,3 +301,24 @@ fn a_regression_target_binned_into_classes() {
         text(&wrong.stderr)
     );
 }
+
+#[test]
+fn plateau_lowers_the_rate_when_validation_stalls() {
+    let d = temp_dir("plateau");
+    let mut csv = String::from("a,b,y\n");
+    for i in 0..100 {
+        csv.push_str(&format!("{},{},{}\n", i % 7, i % 5, i % 2));
+    }
+    std::fs::write(d.join("pts.csv"), csv).expect("write");
+    // A learning rate so small that the validation loss cannot improve measurably.
+    let src = "model P {\n    input x: [2]\n    x -> dense(2) -> softmax\n}\n\
+               train P on pts { optimizer = sgd(lr = 1e-12), schedule = plateau(factor = 0.5, patience = 1), validate = 20%, batch = 10, epochs = 4 }\n\
+               data pts { train = csv(\"pts.csv\") }\n";
+    std::fs::write(d.join("p.nn"), src).expect("write");
+    let out = nnlangc(&["train", s(&d.join("p.nn")), "--out", s(&d.join("out")), "--quiet"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let csv = std::fs::read_to_string(d.join("out/metrics.csv")).expect("metrics");
+    let lrs: Vec<f64> =
+        csv.lines().skip(1).map(|l| l.split(',').nth(4).and_then(|v| v.parse().ok()).expect("lr")).collect();
+    assert_eq!(lrs, vec![1e-12, 1e-12, 5e-13, 2.5e-13]);
+}
