@@ -172,7 +172,7 @@ fn step<T: Float>(
                 *v = if draw() < *keep { keep_t } else { T::ZERO };
             }
             let (out, reads) = split(arena, y.range(rows));
-            elementwise::mul_backward(reads.get(mask.range(rows)), reads.get(x.range(rows)), out, false);
+            elementwise::mul(reads.get(mask.range(rows)), reads.get(x.range(rows)), out, false);
         }
         Step::Softmax { x, y } => {
             let (out, reads) = split(arena, y.range(rows));
@@ -189,8 +189,7 @@ fn step<T: Float>(
             let mut col = 0;
             for x in xs {
                 let (out, reads) = split(arena, y.range(rows));
-                let mut src = reads.get(x.range(rows)).to_vec();
-                elementwise::copy_cols(rows, x.cols, y.cols, col, &mut src, out, true, false);
+                elementwise::scatter_cols(rows, x.cols, y.cols, col, reads.get(x.range(rows)), out);
                 col += x.cols;
             }
         }
@@ -242,13 +241,20 @@ fn step<T: Float>(
         Step::DropoutBackward { mask, dy, dx, write } => {
             let (g, reads) = split(arena, dx.range(rows));
             let acc = *write == Write::Accumulate;
-            elementwise::mul_backward(reads.get(mask.range(rows)), reads.get(dy.range(rows)), g, acc);
+            elementwise::mul(reads.get(mask.range(rows)), reads.get(dy.range(rows)), g, acc);
         }
         Step::Copy { x, x_col, y, write } => {
             // dx (+)= dy[:, x_col .. x_col + x.cols]
             let (g, reads) = split(arena, x.range(rows));
-            let mut src = reads.get(y.range(rows)).to_vec();
-            elementwise::copy_cols(rows, x.cols, y.cols, *x_col, g, &mut src, false, *write == Write::Accumulate);
+            elementwise::gather_cols(
+                rows,
+                x.cols,
+                y.cols,
+                *x_col,
+                reads.get(y.range(rows)),
+                g,
+                *write == Write::Accumulate,
+            );
         }
         Step::Update => {}
     }

@@ -60,21 +60,12 @@ pub fn activation_backward<T: Float>(f: Act, x: &[T], y: &[T], dy: &[T], dx: &mu
     }
 }
 
-/// Inverted dropout: each mask entry is 1/keep with probability `keep`, else 0.
-pub fn dropout<T: Float>(keep: f64, uniform: impl FnMut() -> f64, x: &[T], mask: &mut [T], y: &mut [T]) {
-    let mut uniform = uniform;
-    let scale = T::from_f64(1.0 / keep);
-    for ((m, y), &v) in mask.iter_mut().zip(y.iter_mut()).zip(x) {
-        *m = if uniform() < keep { scale } else { T::ZERO };
-        *y = v * *m;
-    }
-}
-
-pub fn mul_backward<T: Float>(mask: &[T], dy: &[T], dx: &mut [T], accumulate: bool) {
+/// `y (+)= mask · x`: dropout's forward (`accumulate` false) and backward.
+pub fn mul<T: Float>(mask: &[T], x: &[T], y: &mut [T], accumulate: bool) {
     if accumulate {
-        dx.iter_mut().zip(mask).zip(dy).for_each(|((d, &m), &g)| *d += m * g);
+        y.iter_mut().zip(mask).zip(x).for_each(|((d, &m), &g)| *d += m * g);
     } else {
-        dx.iter_mut().zip(mask).zip(dy).for_each(|((d, &m), &g)| *d = m * g);
+        y.iter_mut().zip(mask).zip(x).for_each(|((d, &m), &g)| *d = m * g);
     }
 }
 
@@ -93,23 +84,28 @@ pub fn softmax<T: Float>(cols: usize, x: &[T], y: &mut [T]) {
     }
 }
 
-/// Copies (or adds) `x` into columns `col..col + x.cols` of every row of `y`, or the other
-/// way round when `into_y` is false (the backward of a concatenation).
-#[allow(clippy::too_many_arguments)]
-pub fn copy_cols<T: Float>(
+/// Writes `x` (rows × x_cols) into columns `col..col + x_cols` of `y` (rows × y_cols): the
+/// forward of a concatenation.
+pub fn scatter_cols<T: Float>(rows: usize, x_cols: usize, y_cols: usize, col: usize, x: &[T], y: &mut [T]) {
+    for r in 0..rows {
+        y[r * y_cols + col..r * y_cols + col + x_cols].copy_from_slice(&x[r * x_cols..(r + 1) * x_cols]);
+    }
+}
+
+/// `x (+)=` columns `col..col + x_cols` of `y`: the backward of a concatenation (and, with
+/// all columns, of a sum).
+pub fn gather_cols<T: Float>(
     rows: usize,
     x_cols: usize,
     y_cols: usize,
     col: usize,
+    y: &[T],
     x: &mut [T],
-    y: &mut [T],
-    into_y: bool,
     accumulate: bool,
 ) {
     for r in 0..rows {
-        let xs = &mut x[r * x_cols..(r + 1) * x_cols];
-        let ys = &mut y[r * y_cols + col..r * y_cols + col + x_cols];
-        let (src, dst): (&[T], &mut [T]) = if into_y { (xs, ys) } else { (ys, xs) };
+        let src = &y[r * y_cols + col..r * y_cols + col + x_cols];
+        let dst = &mut x[r * x_cols..(r + 1) * x_cols];
         if accumulate {
             dst.iter_mut().zip(src).for_each(|(d, &s)| *d += s);
         } else {
