@@ -310,3 +310,57 @@ pub fn resolved_source(source: &str, compiled: &Compiled, model: &Model, note: &
     }
     format!("// {note}\n{out}")
 }
+
+/// The IR's name for a training loss.
+pub fn loss_kind(loss: Loss) -> crate::ir::LossKind {
+    match loss {
+        Loss::CrossEntropy => crate::ir::LossKind::CrossEntropy,
+        Loss::BinaryCrossEntropy => crate::ir::LossKind::BinaryCrossEntropy,
+        Loss::MeanSquaredError => crate::ir::LossKind::MeanSquaredError,
+    }
+}
+
+/// The memory of one training step, for `nnlangc check`: the planned arena beside the naive
+/// sum of every buffer of the unoptimised plan. The loss and batch are the `train` block's,
+/// or, without one, what the model's last layer suggests at batch 64.
+pub fn memory_report(compiled: &Compiled, model: &Model) -> String {
+    use crate::plan::{build_at, Level, Mode};
+    use crate::summary::bytes;
+    let (loss, batch, from) = match train_block(compiled, Some(&model.graph.name)) {
+        Some(r) => {
+            let (l, o) = options(r);
+            (l, o.batch, "its `train` block")
+        }
+        None => {
+            let out = model.graph.output.map(|o| &model.graph.node(o).op);
+            let l = match out {
+                Some(crate::ir::Op::Softmax) => Loss::CrossEntropy,
+                Some(crate::ir::Op::Activation { function: crate::ir::Activation::Sigmoid }) => {
+                    Loss::BinaryCrossEntropy
+                }
+                _ => Loss::MeanSquaredError,
+            };
+            (l, 64, "no `train` block; assumed")
+        }
+    };
+    let name = match loss {
+        Loss::CrossEntropy => "cross_entropy",
+        Loss::BinaryCrossEntropy => "binary_cross_entropy",
+        Loss::MeanSquaredError => "mse",
+    };
+    let optimized = build_at(model, Mode::Training(loss), batch, Level::Full);
+    let naive = build_at(model, Mode::Training(loss), batch, Level::None);
+    match (optimized, naive) {
+        (Ok(p), Ok(n)) => {
+            let (planned, naive) = (4 * p.arena_len as u64, 4 * n.naive_len as u64);
+            let saved = if naive > 0 { 100.0 * (1.0 - planned as f64 / naive as f64) } else { 0.0 };
+            format!(
+                "  training step (batch {batch}, {name}; {from}): arena {} planned, {} if every buffer of the unoptimised plan had its own ({saved:.0}% less); {} steps\n",
+                bytes(planned),
+                bytes(naive),
+                p.steps.len()
+            )
+        }
+        _ => "  training step: not planned (the model has layers that cannot run yet)\n".to_string(),
+    }
+}

@@ -9,6 +9,7 @@ pub mod grad;
 pub mod ir;
 pub mod job;
 pub mod lower;
+pub mod passes;
 pub mod plan;
 pub mod recipe;
 pub mod shape;

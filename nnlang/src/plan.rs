@@ -1,14 +1,19 @@
-//! IR graph → execution plan: forward steps, the fused loss, the backward pass (from
-//! [`crate::grad`]) and the update, then liveness analysis and arena offsets, so that buffers
-//! whose lifetimes do not overlap share memory.
+//! IR graph → execution plan. The passes run first ([`crate::passes`]); then forward steps,
+//! the loss, the backward pass (from [`crate::grad`]) and the update are laid out, and
+//! liveness analysis gives every arena buffer its offset, so that buffers whose lifetimes do
+//! not overlap share memory. Model inputs and the target are read where the caller holds
+//! them and take no arena space.
 
 use crate::diag::Diagnostic;
-use crate::grad::{self, Ctx};
-use crate::ir::{Activation, NodeId, Op};
+use crate::grad::{self, Ctx, Dx};
+use crate::ir::{Activation, Graph, LossKind, NodeId, Op};
+use crate::passes::{self, Target};
+use crate::shape::Shapes;
 use crate::Model;
-use nnlang_runtime::plan::{ABuf, PBuf, Param, Plan, Step, TargetKind, Write};
+use nnlang_runtime::plan::{ABuf, PBuf, Param, Plan, Space, Step, TargetKind, Write};
 use std::collections::HashMap;
 
+pub use crate::passes::Level;
 pub use nnlang_runtime::plan::Loss;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,33 +24,39 @@ pub enum Mode {
     Training(Loss),
 }
 
-struct Builder {
-    /// Columns of each virtual buffer; steps refer to buffers by index until offsets are
-    /// assigned.
-    cols: Vec<usize>,
-    steps: Vec<Step>,
-}
-
-impl Builder {
-    fn buf(&mut self, cols: usize) -> ABuf {
-        self.cols.push(cols);
-        ABuf { offset: self.cols.len() - 1, cols }
+fn loss_kind(loss: Loss) -> LossKind {
+    match loss {
+        Loss::CrossEntropy => LossKind::CrossEntropy,
+        Loss::BinaryCrossEntropy => LossKind::BinaryCrossEntropy,
+        Loss::MeanSquaredError => LossKind::MeanSquaredError,
     }
 }
 
-/// Builds the plan of `model` for batches of up to `max_batch` rows.
+/// The graph the plan of `mode` is built from: the model's graph after the passes.
+pub fn graph_for(model: &Model, mode: Mode, level: Level) -> Graph {
+    let target = match mode {
+        Mode::Inference => Target::Inference,
+        Mode::Training(l) => Target::Training(loss_kind(l)),
+    };
+    passes::optimize(&model.graph, target, level)
+}
+
+/// Builds the optimized plan of `model` for batches of up to `max_batch` rows.
 pub fn build(model: &Model, mode: Mode, max_batch: usize) -> Result<Plan, Vec<Diagnostic>> {
+    build_at(model, mode, max_batch, Level::Full)
+}
+
+/// Checks that every op can run and that the loss fits the model's last layer.
+fn check(model: &Model, mode: Mode) -> Result<(), Vec<Diagnostic>> {
     let g = &model.graph;
     let mut errors = Vec::new();
     for id in g.ids() {
         let node = g.node(id);
         if !grad::supported(&node.op) {
-            errors.push(Diagnostic::error(
-                format!("`{}` layers cannot run yet", node.op.kind()),
-                node.span,
-                "no kernel for this layer",
-            )
-            .with_note("`nnlangc check` accepts this model; training and running it need the layer's kernels, which are not written yet"));
+            errors.push(
+                Diagnostic::error(format!("`{}` layers cannot run yet", node.op.kind()), node.span, "no kernel for this layer")
+                    .with_note("`nnlangc check` accepts this model; training and running it need the layer's kernels, which are not written yet"),
+            );
         }
     }
     for &i in &g.inputs {
@@ -60,18 +71,15 @@ pub fn build(model: &Model, mode: Mode, max_batch: usize) -> Result<Plan, Vec<Di
         return Err(vec![Diagnostic::error("the model has no output", Default::default(), "")]);
     };
     let out_node = g.node(out);
-    let loss_input = match mode {
-        Mode::Training(Loss::CrossEntropy) if out_node.op != Op::Softmax => {
-            errors.push(
-                Diagnostic::error(
-                    "`loss = cross_entropy` needs the model to end in `softmax`",
-                    out_node.span,
-                    "the model ends here",
-                )
-                .with_help("add `-> softmax` at the end of the output pipeline (it is fused with the loss)"),
-            );
-            None
-        }
+    match mode {
+        Mode::Training(Loss::CrossEntropy) if out_node.op != Op::Softmax => errors.push(
+            Diagnostic::error(
+                "`loss = cross_entropy` needs the model to end in `softmax`",
+                out_node.span,
+                "the model ends here",
+            )
+            .with_help("add `-> softmax` at the end of the output pipeline (it is fused with the loss)"),
+        ),
         Mode::Training(Loss::BinaryCrossEntropy)
             if out_node.op != (Op::Activation { function: Activation::Sigmoid }) =>
         {
@@ -82,23 +90,52 @@ pub fn build(model: &Model, mode: Mode, max_batch: usize) -> Result<Plan, Vec<Di
                     "the model ends here",
                 )
                 .with_help("add `-> sigmoid` at the end of the output pipeline (it is fused with the loss)"),
-            );
-            None
+            )
         }
-        Mode::Training(Loss::CrossEntropy | Loss::BinaryCrossEntropy) => out_node.inputs.first().copied(),
-        _ => None,
-    };
-    if !errors.is_empty() {
-        return Err(errors);
+        _ => {}
     }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
+struct Builder {
+    /// Columns of each arena buffer; steps refer to arena buffers by index until offsets
+    /// are assigned.
+    cols: Vec<usize>,
+    steps: Vec<Step>,
+}
+
+impl Builder {
+    fn buf(&mut self, cols: usize) -> ABuf {
+        self.cols.push(cols);
+        ABuf::arena(self.cols.len() - 1, cols)
+    }
+}
+
+/// Builds the plan with the passes of `level`.
+pub fn build_at(model: &Model, mode: Mode, max_batch: usize, level: Level) -> Result<Plan, Vec<Diagnostic>> {
+    check(model, mode)?;
+    let g = graph_for(model, mode, level);
+    let (shapes, errors) = crate::shape::infer(&g);
+    if let Some(e) = errors.first() {
+        return Err(vec![e.to_diagnostic(&g)]);
+    }
+    Ok(lay_out(&g, &shapes, mode, max_batch, level))
+}
+
+fn lay_out(g: &Graph, shapes: &Shapes, mode: Mode, max_batch: usize, level: Level) -> Plan {
     let training = matches!(mode, Mode::Training(_));
+    let optimize = level == Level::Full;
 
     // Parameters, in node order.
     let mut params = Vec::new();
     let mut node_params: Vec<Vec<PBuf>> = vec![Vec::new(); g.nodes.len()];
     let mut params_len = 0;
     for id in g.ids() {
-        for spec in &model.shapes.params[id.index()] {
+        for spec in &shapes.params[id.index()] {
             let len = spec.count() as usize;
             let buf = PBuf { offset: params_len, len };
             params_len += len;
@@ -113,131 +150,133 @@ pub fn build(model: &Model, mode: Mode, max_batch: usize) -> Result<Plan, Vec<Di
         }
     }
 
-    // Which buffer each node's value lives in: aliases share their input's.
-    let cols_of = |id: NodeId| model.shapes.shapes[id.index()].as_ref().map_or(0, |s| s.elements().fixed as usize);
+    // Values: a node is the same tensor as its input (`canonical`) for flatten and for
+    // dropout at inference; an in-place node is a new tensor in its input's buffer.
+    let cols_of = |id: NodeId| shapes.shapes[id.index()].as_ref().map_or(0, |s| s.elements().fixed as usize);
     let mut b = Builder { cols: Vec::new(), steps: Vec::new() };
     let mut canonical: Vec<NodeId> = g.ids().collect();
-    let mut value: Vec<Option<ABuf>> = vec![None; g.nodes.len()];
+    let mut value: Vec<ABuf> = vec![ABuf::NONE; g.nodes.len()];
     let mut masks: Vec<Option<ABuf>> = vec![None; g.nodes.len()];
     let mut inputs = Vec::new();
+    let mut grads: HashMap<NodeId, ABuf> = HashMap::new();
+    let mut target = None;
+    let mut output = ABuf::NONE;
     for id in g.ids() {
         let node = g.node(id);
-        let alias = match node.op {
-            Op::Flatten => true,
-            Op::Dropout { .. } => !training,
-            _ => false,
-        };
-        if alias {
-            canonical[id.index()] = canonical[node.inputs[0].index()];
-            value[id.index()] = value[node.inputs[0].index()];
-            continue;
+        match node.op {
+            Op::Input { .. } => {
+                let v = ABuf { offset: 0, cols: cols_of(id), space: Space::Input(inputs.len()) };
+                inputs.push(v);
+                value[id.index()] = v;
+                continue;
+            }
+            Op::Flatten => {
+                canonical[id.index()] = canonical[node.inputs[0].index()];
+                value[id.index()] = value[node.inputs[0].index()];
+                continue;
+            }
+            Op::Dropout { .. } if !training => {
+                canonical[id.index()] = canonical[node.inputs[0].index()];
+                value[id.index()] = value[node.inputs[0].index()];
+                continue;
+            }
+            Op::Loss { loss } => {
+                let p = canonical[node.inputs[0].index()];
+                let pv = value[p.index()];
+                let dp = b.buf(pv.cols);
+                grads.insert(p, dp);
+                let classes = matches!(loss, LossKind::CrossEntropy | LossKind::SoftmaxCrossEntropy);
+                let t = ABuf { offset: 0, cols: if classes { 1 } else { pv.cols }, space: Space::Target };
+                target = Some((t, if classes { TargetKind::Class } else { TargetKind::Values }));
+                b.steps.push(match loss {
+                    LossKind::SoftmaxCrossEntropy => Step::SoftmaxCrossEntropy { logits: pv, target: t, dlogits: dp },
+                    LossKind::CrossEntropy => Step::CrossEntropy { probs: pv, target: t, dprobs: dp },
+                    LossKind::SigmoidBinaryCrossEntropy => {
+                        Step::SigmoidBinaryCrossEntropy { logits: pv, target: t, dlogits: dp }
+                    }
+                    LossKind::BinaryCrossEntropy => Step::BinaryCrossEntropy { probs: pv, target: t, dprobs: dp },
+                    LossKind::MeanSquaredError => Step::MeanSquaredError { y: pv, target: t, dy: dp },
+                });
+                output = pv;
+                continue;
+            }
+            _ => {}
         }
-        if training && id == out && loss_input.is_some() {
-            continue; // the final softmax or sigmoid is fused into the loss
-        }
-        let v = b.buf(cols_of(id));
-        value[id.index()] = Some(v);
-        if matches!(node.op, Op::Input { .. }) {
-            inputs.push(v);
-            continue;
-        }
+        value[id.index()] = if node.in_place { value[node.inputs[0].index()] } else { b.buf(cols_of(id)) };
         if training && matches!(node.op, Op::Dropout { .. }) {
             masks[id.index()] = Some(b.buf(cols_of(id)));
         }
-        let ctx = context(model, id, &value, &node_params, &masks);
+        let ctx = context(g, id, &value, &node_params, &masks);
         if let Some(step) = grad::forward(&ctx) {
             b.steps.push(step);
         }
     }
 
-    let mut target = None;
-    let mut output;
-    match mode {
-        Mode::Inference => {
-            output = value[out.index()].unwrap_or(ABuf { offset: 0, cols: 0 });
-        }
-        Mode::Training(loss) => {
-            let mut grads: HashMap<NodeId, ABuf> = HashMap::new();
-            let head = loss_input.map(|i| canonical[i.index()]).unwrap_or(out);
-            let head_value = value[head.index()].unwrap_or(ABuf { offset: 0, cols: 0 });
-            let dhead = b.buf(head_value.cols);
-            grads.insert(head, dhead);
-            let (t, kind) = match loss {
-                Loss::CrossEntropy => (b.buf(1), TargetKind::Class),
-                _ => (b.buf(head_value.cols), TargetKind::Values),
-            };
-            target = Some((t, kind));
-            b.steps.push(match loss {
-                Loss::CrossEntropy => Step::SoftmaxCrossEntropy { logits: head_value, target: t, dlogits: dhead },
-                Loss::BinaryCrossEntropy => {
-                    Step::SigmoidBinaryCrossEntropy { logits: head_value, target: t, dlogits: dhead }
-                }
-                Loss::MeanSquaredError => Step::MeanSquaredError { y: head_value, target: t, dy: dhead },
-            });
-            output = head_value;
-            for id in g.ids().rev() {
-                if canonical[id.index()] != id {
-                    continue;
-                }
-                let Some(&dy) = grads.get(&id) else { continue };
-                let node = g.node(id);
-                let ctx = context(model, id, &value, &node_params, &masks);
-                let mut dx = |i: usize| -> Option<(ABuf, Write)> {
-                    let input = canonical[node.inputs[i].index()];
-                    if matches!(g.node(input).op, Op::Input { .. }) {
-                        return None;
-                    }
-                    match grads.get(&input) {
-                        Some(&d) => Some((d, Write::Accumulate)),
-                        None => {
-                            let d = b.buf(value[input.index()].map_or(0, |v| v.cols));
-                            grads.insert(input, d);
-                            Some((d, Write::Assign))
-                        }
-                    }
-                };
-                let steps = grad::backward(&ctx, dy, &node_params[id.index()], &mut dx);
-                b.steps.extend(steps);
+    if training {
+        for id in g.ids().rev() {
+            if canonical[id.index()] != id {
+                continue;
             }
-            b.steps.push(Step::Update);
+            let Some(&dy) = grads.get(&id) else { continue };
+            let node = g.node(id);
+            let ctx = context(g, id, &value, &node_params, &masks);
+            let mut dx = |i: usize, may_reuse: bool| -> Dx {
+                let input = canonical[node.inputs[i].index()];
+                if matches!(g.node(input).op, Op::Input { .. }) {
+                    return Dx::None;
+                }
+                match grads.get(&input) {
+                    Some(&d) => Dx::Into(d, Write::Accumulate),
+                    None if may_reuse && optimize => {
+                        grads.insert(input, dy);
+                        Dx::New
+                    }
+                    None => {
+                        let d = b.buf(value[input.index()].cols);
+                        grads.insert(input, d);
+                        Dx::Into(d, Write::Assign)
+                    }
+                }
+            };
+            let steps = grad::backward(&ctx, dy, &node_params[id.index()], &mut dx);
+            b.steps.extend(steps);
         }
+        b.steps.push(Step::Update);
+    } else if let Some(o) = g.output {
+        output = value[o.index()];
     }
 
-    // Liveness: each buffer lives from the first step that touches it to the last; inputs
-    // and the target for the whole run (they keep what the caller wrote, so a plan can be
-    // rerun on the same batch); the output until after the last step.
+    // Liveness of arena buffers: from the first step that touches one to the last; the
+    // inference output until after the last step.
     let n = b.cols.len();
     let mut first = vec![usize::MAX; n];
     let mut last = vec![0usize; n];
     for (i, step) in b.steps.iter_mut().enumerate() {
         for buf in step.bufs_mut() {
-            first[buf.offset] = first[buf.offset].min(i + 1);
-            last[buf.offset] = last[buf.offset].max(i + 1);
+            if buf.space == Space::Arena {
+                first[buf.offset] = first[buf.offset].min(i + 1);
+                last[buf.offset] = last[buf.offset].max(i + 1);
+            }
         }
     }
-    let end = b.steps.len() + 1;
-    for buf in inputs.iter().chain(target.iter().map(|(t, _)| t)) {
-        first[buf.offset] = 0;
-        last[buf.offset] = end;
-    }
-    if mode == Mode::Inference {
-        last[output.offset] = end;
-        first[output.offset] = first[output.offset].min(end);
+    if !training && output.space == Space::Arena && output.offset < n {
+        last[output.offset] = b.steps.len() + 1;
+        first[output.offset] = first[output.offset].min(b.steps.len() + 1);
     }
     let sizes: Vec<usize> = b.cols.iter().map(|c| c * max_batch).collect();
     let (offsets, arena_len) = assign_offsets(&sizes, &first, &last);
-    let relocate = |buf: &mut ABuf| buf.offset = offsets[buf.offset];
+    let relocate = |buf: &mut ABuf| {
+        if buf.space == Space::Arena {
+            buf.offset = offsets.get(buf.offset).copied().unwrap_or(0);
+        }
+    };
     for step in &mut b.steps {
         for buf in step.bufs_mut() {
             relocate(buf);
         }
     }
-    inputs.iter_mut().for_each(relocate);
-    if let Some((t, _)) = &mut target {
-        relocate(t);
-    }
     relocate(&mut output);
-    Ok(Plan {
+    Plan {
         max_batch,
         arena_len,
         naive_len: sizes.iter().sum(),
@@ -247,22 +286,15 @@ pub fn build(model: &Model, mode: Mode, max_batch: usize) -> Result<Plan, Vec<Di
         output,
         params,
         params_len,
-    })
+    }
 }
 
-fn context<'a>(
-    model: &'a Model,
-    id: NodeId,
-    value: &[Option<ABuf>],
-    params: &[Vec<PBuf>],
-    masks: &[Option<ABuf>],
-) -> Ctx<'a> {
-    let node = model.graph.node(id);
-    let none = ABuf { offset: 0, cols: 0 };
+fn context<'a>(g: &'a Graph, id: NodeId, value: &[ABuf], params: &[Vec<PBuf>], masks: &[Option<ABuf>]) -> Ctx<'a> {
+    let node = g.node(id);
     Ctx {
         node,
-        inputs: node.inputs.iter().map(|i| value[i.index()].unwrap_or(none)).collect(),
-        value: value[id.index()].unwrap_or(none),
+        inputs: node.inputs.iter().map(|i| value[i.index()]).collect(),
+        value: value[id.index()],
         params: params[id.index()].clone(),
         mask: masks[id.index()],
     }

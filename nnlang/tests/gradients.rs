@@ -2,7 +2,7 @@
 //! every loss, each parameter's gradient agrees with (L(θ + h) − L(θ − h)) / 2h to a relative
 //! error below 1e-6.
 
-use nnlang::plan::{build, Loss, Mode};
+use nnlang::plan::{build_at, Level, Loss, Mode};
 use nnlang::{compile, Options};
 use nnlang_runtime::interp::Exec;
 use nnlang_runtime::plan::{Plan, TargetKind};
@@ -12,10 +12,10 @@ use rand_chacha::ChaCha8Rng;
 
 const ROWS: usize = 5;
 
-fn plan(src: &str, loss: Loss) -> Plan {
+fn plan(src: &str, loss: Loss, level: Level) -> Plan {
     let c = compile(src, &Options::default()).expect("no usage error");
     assert!(!c.has_errors(), "{:?}", c.diagnostics);
-    build(&c.models[0], Mode::Training(loss), ROWS).expect("plan builds")
+    build_at(&c.models[0], Mode::Training(loss), ROWS, level).expect("plan builds")
 }
 
 /// The data loss plus the regularization penalty `λ₂/2‖w‖² + λ₁|w|`.
@@ -29,9 +29,16 @@ fn check(src: &str, loss: Loss) {
     check_with(src, loss, 0.0, 0.0);
 }
 
-/// Checks every parameter of the plan (every element of small tensors, a sample of large).
+/// Checks the unoptimised plan (every op separate, no buffer shared in place) and the
+/// optimised one (fused, in place).
 fn check_with(src: &str, loss: Loss, l1: f64, l2: f64) {
-    let plan = plan(src, loss);
+    check_plan(src, loss, l1, l2, Level::None);
+    check_plan(src, loss, l1, l2, Level::Full);
+}
+
+/// Checks every parameter of the plan (every element of small tensors, a sample of large).
+fn check_plan(src: &str, loss: Loss, l1: f64, l2: f64, level: Level) {
+    let plan = plan(src, loss, level);
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     let mut exec = Exec::<f64>::new(&plan, 0);
     for p in exec.params.iter_mut() {
@@ -128,6 +135,11 @@ fn add_and_concat_and_a_value_used_twice() {
         "model M { input x: [5]\n let h = x -> dense(6) -> tanh\n let a = add(h, h -> dense(6) -> sigmoid)\n concat(a, h) -> dense(3) -> softmax }",
         Loss::CrossEntropy,
     );
+}
+
+#[test]
+fn in_place_chains_and_dropout_after_dense() {
+    check("model M { input x: [6]\n x -> dense(8) -> dropout(keep = 0.7) -> relu -> dense(5) -> leaky_relu -> dense(3) -> softmax }", Loss::CrossEntropy);
 }
 
 #[test]

@@ -6,15 +6,31 @@
 //! so buffers whose lifetimes do not overlap share memory. A plan is built for a largest
 //! batch `max_batch`; it runs any batch of `1..=max_batch` rows.
 
-/// Activation buffer: `rows × cols` elements at `offset` in the arena (row-major; `rows` is
-/// the batch size of the run).
+/// Where a batch buffer lives: in the arena, or where the caller holds a model input or the
+/// training target (read only, never copied into the arena).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Space {
+    Arena,
+    Input(usize),
+    Target,
+}
+
+/// Batch buffer: `rows × cols` elements, row-major, at `offset` in its space (`rows` is the
+/// batch size of the run).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ABuf {
     pub offset: usize,
     pub cols: usize,
+    pub space: Space,
 }
 
 impl ABuf {
+    pub const NONE: ABuf = ABuf { offset: 0, cols: 0, space: Space::Arena };
+
+    pub fn arena(offset: usize, cols: usize) -> ABuf {
+        ABuf { offset, cols, space: Space::Arena }
+    }
+
     pub fn range(&self, rows: usize) -> std::ops::Range<usize> {
         self.offset..self.offset + rows * self.cols
     }
@@ -71,96 +87,60 @@ pub enum TargetKind {
 }
 
 #[derive(Clone, Debug, PartialEq)]
+#[rustfmt::skip]
 pub enum Step {
     /// `y = x · Wᵀ + b`, W `[out, in]` as PyTorch lays it out.
-    Dense {
-        x: ABuf,
-        w: PBuf,
-        b: PBuf,
-        y: ABuf,
-    },
-    Activation {
-        f: Act,
-        x: ABuf,
-        y: ABuf,
-    },
+    Dense { x: ABuf, w: PBuf, b: PBuf, y: ABuf },
+    /// `y = f(x · Wᵀ + b)`: a dense layer fused with its activation.
+    DenseAct { f: Act, x: ABuf, w: PBuf, b: PBuf, y: ABuf },
+    Activation { f: Act, x: ABuf, y: ABuf },
+    /// `y = f(y)`, overwriting its input.
+    ActivationInPlace { f: Act, y: ABuf },
     /// Inverted dropout: draws `mask` (1/keep or 0) and writes `y = x · mask`.
-    Dropout {
-        keep: f64,
-        x: ABuf,
-        mask: ABuf,
-        y: ABuf,
-    },
-    /// Softmax over each row (inference only: training fuses it into the loss).
-    Softmax {
-        x: ABuf,
-        y: ABuf,
-    },
+    Dropout { keep: f64, x: ABuf, mask: ABuf, y: ABuf },
+    /// Dropout overwriting its input: `y = y · mask`.
+    DropoutInPlace { keep: f64, mask: ABuf, y: ABuf },
+    /// Softmax over each row.
+    Softmax { x: ABuf, y: ABuf },
     /// `y = Σ xs`.
-    Add {
-        xs: Vec<ABuf>,
-        y: ABuf,
-    },
+    Add { xs: Vec<ABuf>, y: ABuf },
     /// Rows of `y` are the rows of `xs` side by side.
-    Concat {
-        xs: Vec<ABuf>,
-        y: ABuf,
-    },
+    Concat { xs: Vec<ABuf>, y: ABuf },
 
     /// Mean softmax cross-entropy of `logits` against class indices in `target` (one per
     /// row), and its gradient `(softmax − onehot)/rows` in `dlogits`.
-    SoftmaxCrossEntropy {
-        logits: ABuf,
-        target: ABuf,
-        dlogits: ABuf,
-    },
+    SoftmaxCrossEntropy { logits: ABuf, target: ABuf, dlogits: ABuf },
     /// Mean binary cross-entropy of `sigmoid(logits)` against targets in [0, 1], from the
     /// logits (stable), with its gradient `(sigmoid − t)/(rows·cols)`.
-    SigmoidBinaryCrossEntropy {
-        logits: ABuf,
-        target: ABuf,
-        dlogits: ABuf,
-    },
+    SigmoidBinaryCrossEntropy { logits: ABuf, target: ABuf, dlogits: ABuf },
     /// Mean over rows of `½‖y − t‖²`, with gradient `(y − t)/rows`.
-    MeanSquaredError {
-        y: ABuf,
-        target: ABuf,
-        dy: ABuf,
-    },
+    MeanSquaredError { y: ABuf, target: ABuf, dy: ABuf },
+    /// Unfused: mean `−log p[label]` of probabilities, with gradient `−1/(rows·p[label])` at
+    /// the label and 0 elsewhere.
+    CrossEntropy { probs: ABuf, target: ABuf, dprobs: ABuf },
+    /// Unfused: mean binary cross-entropy of probabilities in (0, 1).
+    BinaryCrossEntropy { probs: ABuf, target: ABuf, dprobs: ABuf },
 
     /// Forward was `y = x·Wᵀ + b`, so now `dW = dyᵀ·x`, `db = Σ_rows dy`, `dx (+)= dy·W`.
-    DenseBackward {
-        x: ABuf,
-        w: PBuf,
-        dy: ABuf,
-        dw: PBuf,
-        db: PBuf,
-        dx: Option<(ABuf, Write)>,
-    },
+    DenseBackward { x: ABuf, w: PBuf, dy: ABuf, dw: PBuf, db: PBuf, dx: Option<(ABuf, Write)> },
+    /// Forward was `y = f(z)`, `z = x·Wᵀ + b`: `dy` is overwritten with `dz = dy · f'(z)`, then
+    /// `dW = dzᵀ·x`, `db = Σ dz`, `dx (+)= dz·W`.
+    DenseActBackward { f: Act, x: ABuf, y: ABuf, w: PBuf, dy: ABuf, dw: PBuf, db: PBuf, dx: Option<(ABuf, Write)> },
     /// Forward was `y = f(x)`, so now `dx (+)= dy · f'(x)`; `f'` is computed from `y` where
-    /// that is cheaper (sigmoid, tanh, relu).
-    ActivationBackward {
-        f: Act,
-        x: ABuf,
-        y: ABuf,
-        dy: ABuf,
-        dx: ABuf,
-        write: Write,
-    },
+    /// that is cheaper (sigmoid, tanh).
+    ActivationBackward { f: Act, x: ABuf, y: ABuf, dy: ABuf, dx: ABuf, write: Write },
+    /// Forward was `y = f(x)`; `d` holds dy and is overwritten with `dx = dy · f'(x)`, with
+    /// `f'` computed from `y` (the input may have been overwritten in place).
+    ActivationBackwardInPlace { f: Act, y: ABuf, d: ABuf },
     /// Forward was `y = x · mask`, so now `dx (+)= dy · mask`.
-    DropoutBackward {
-        mask: ABuf,
-        dy: ABuf,
-        dx: ABuf,
-        write: Write,
-    },
-    /// Forward was `y = x`, so now `dx (+)= dy` (sums, and the halves of a concatenation).
-    Copy {
-        x: ABuf,
-        x_col: usize,
-        y: ABuf,
-        write: Write,
-    },
+    DropoutBackward { mask: ABuf, dy: ABuf, dx: ABuf, write: Write },
+    /// Dropout's backward overwriting `d` (dy) with `dx = dy · mask`.
+    DropoutBackwardInPlace { mask: ABuf, d: ABuf },
+    /// Forward was `y = softmax(x)` row-wise, so now `dx (+)= y · (dy − Σ dy·y)`.
+    SoftmaxBackward { y: ABuf, dy: ABuf, dx: ABuf, write: Write },
+    /// Forward was `y = x` (a sum, or one part of a concatenation), so now
+    /// `dx (+)= dy[:, x_col .. x_col + x.cols]`.
+    Copy { x: ABuf, x_col: usize, y: ABuf, write: Write },
 
     /// The optimizer's update of every parameter from its gradient (with regularization,
     /// max-norm and the weight average), done by the trainer.
@@ -188,9 +168,9 @@ pub struct Plan {
     /// The sum of every buffer's size, as if none were shared (for reports).
     pub naive_len: usize,
     pub steps: Vec<Step>,
-    /// Where each model input is written before a run, in declaration order.
+    /// The model inputs (in `Space::Input(i)`), in declaration order.
     pub inputs: Vec<ABuf>,
-    /// Where the training target is written (`None` in an inference plan).
+    /// The training target (in `Space::Target`; `None` in an inference plan).
     pub target: Option<(ABuf, TargetKind)>,
     /// The model's output (inference plans).
     pub output: ABuf,
@@ -203,8 +183,15 @@ impl Step {
     /// Every activation buffer the step reads or writes (for liveness and relocation).
     pub fn bufs_mut(&mut self) -> Vec<&mut ABuf> {
         match self {
-            Step::Dense { x, y, .. } | Step::Activation { x, y, .. } | Step::Softmax { x, y } => vec![x, y],
+            Step::Dense { x, y, .. }
+            | Step::DenseAct { x, y, .. }
+            | Step::Activation { x, y, .. }
+            | Step::Softmax { x, y } => {
+                vec![x, y]
+            }
+            Step::ActivationInPlace { y, .. } => vec![y],
             Step::Dropout { x, mask, y, .. } => vec![x, mask, y],
+            Step::DropoutInPlace { mask, y, .. } => vec![mask, y],
             Step::Add { xs, y } | Step::Concat { xs, y } => {
                 let mut v: Vec<&mut ABuf> = xs.iter_mut().collect();
                 v.push(y);
@@ -215,6 +202,9 @@ impl Step {
                 vec![logits, target, dlogits]
             }
             Step::MeanSquaredError { y, target, dy } => vec![y, target, dy],
+            Step::CrossEntropy { probs, target, dprobs } | Step::BinaryCrossEntropy { probs, target, dprobs } => {
+                vec![probs, target, dprobs]
+            }
             Step::DenseBackward { x, dy, dx, .. } => {
                 let mut v = vec![x, dy];
                 if let Some((d, _)) = dx {
@@ -223,7 +213,17 @@ impl Step {
                 v
             }
             Step::ActivationBackward { x, y, dy, dx, .. } => vec![x, y, dy, dx],
+            Step::ActivationBackwardInPlace { y, d, .. } => vec![y, d],
+            Step::DenseActBackward { x, y, dy, dx, .. } => {
+                let mut v = vec![x, y, dy];
+                if let Some((d, _)) = dx {
+                    v.push(d);
+                }
+                v
+            }
             Step::DropoutBackward { mask, dy, dx, .. } => vec![mask, dy, dx],
+            Step::DropoutBackwardInPlace { mask, d } => vec![mask, d],
+            Step::SoftmaxBackward { y, dy, dx, .. } => vec![y, dy, dx],
             Step::Copy { x, y, .. } => vec![x, y],
             Step::Update => Vec::new(),
         }

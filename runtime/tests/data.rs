@@ -104,7 +104,7 @@ fn checkpoints_round_trip_exactly_and_refuse_mismatches() {
         steps: Vec::new(),
         inputs: Vec::new(),
         target: None,
-        output: ABuf { offset: 0, cols: 0 },
+        output: ABuf::NONE,
         params: vec![param("fc.weight", vec![2, 3], 0), param("fc.bias", vec![2], 6)],
         params_len: 8,
     };

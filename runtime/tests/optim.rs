@@ -22,7 +22,7 @@ fn plan() -> Plan {
         steps: Vec::new(),
         inputs: Vec::new(),
         target: None,
-        output: ABuf { offset: 0, cols: 0 },
+        output: ABuf::NONE,
         params: vec![w, b],
         params_len: 6,
     }

@@ -248,6 +248,43 @@ pub enum Op {
     Add,
     /// Concatenation along the last axis.
     Concat,
+    /// `activation(W x + b)` in one step: made by the `fuse-dense` pass.
+    FusedDense {
+        units: usize,
+        activation: Activation,
+    },
+    /// The training loss of its input against the target: added by the `loss` pass, fused
+    /// with a final softmax or sigmoid by `fuse-softmax-ce`.
+    Loss {
+        loss: LossKind,
+    },
+}
+
+/// The loss a training graph ends in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LossKind {
+    /// Of probabilities (the model's softmax output).
+    CrossEntropy,
+    /// Of logits, with the softmax folded in.
+    SoftmaxCrossEntropy,
+    /// Of probabilities (the model's sigmoid output).
+    BinaryCrossEntropy,
+    /// Of logits, with the sigmoid folded in.
+    SigmoidBinaryCrossEntropy,
+    MeanSquaredError,
+}
+
+impl LossKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            LossKind::CrossEntropy => "cross_entropy",
+            LossKind::SoftmaxCrossEntropy => "softmax_cross_entropy",
+            LossKind::BinaryCrossEntropy => "binary_cross_entropy",
+            LossKind::SigmoidBinaryCrossEntropy => "sigmoid_binary_cross_entropy",
+            LossKind::MeanSquaredError => "mse",
+        }
+    }
 }
 
 impl Op {
@@ -268,6 +305,8 @@ impl Op {
             Op::Bidirectional { .. } => "bidirectional",
             Op::Add => "add",
             Op::Concat => "concat",
+            Op::FusedDense { .. } => "dense",
+            Op::Loss { .. } => "loss",
         }
     }
 
@@ -303,6 +342,10 @@ impl Op {
                 ("output", rnn_output_name(*output).to_string()),
                 ("merge", merge_name(*merge).to_string()),
             ],
+            Op::FusedDense { units, activation } => {
+                vec![("units", units.to_string()), ("activation", activation_text(activation))]
+            }
+            Op::Loss { loss } => vec![("loss", loss.name().to_string())],
             Op::Activation { .. } | Op::Flatten | Op::Softmax | Op::Add | Op::Concat => Vec::new(),
         }
     }
@@ -349,6 +392,9 @@ pub struct Node {
     /// Where the layer was written.
     #[serde(skip)]
     pub span: Span,
+    /// Set by the `inplace` pass: the node overwrites its input's buffer.
+    #[serde(skip)]
+    pub in_place: bool,
 }
 
 /// A model parameter's resolved value.
@@ -384,7 +430,7 @@ pub struct Graph {
 impl Graph {
     pub fn add(&mut self, op: Op, inputs: Vec<NodeId>, name: String, span: Span) -> NodeId {
         let id = NodeId(self.nodes.len() as u32);
-        self.nodes.push(Node { op, inputs, name, span });
+        self.nodes.push(Node { op, inputs, name, span, in_place: false });
         id
     }
 

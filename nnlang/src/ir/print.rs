@@ -26,6 +26,9 @@ pub fn to_text(graph: &Graph, shapes: &[Option<Shape>]) -> String {
             let ins: Vec<String> = node.inputs.iter().map(|i| i.to_string()).collect();
             let _ = write!(line, "({})", ins.join(", "));
         }
+        if node.in_place {
+            line.push_str(" in-place");
+        }
         match shapes.get(id.index()) {
             Some(Some(s)) => {
                 let _ = write!(line, " : {s}");

@@ -19,6 +19,7 @@ pub fn verify(graph: &Graph) -> Result<(), Vec<String>> {
         let arity_ok = match node.op {
             Op::Input { .. } => node.inputs.is_empty(),
             Op::Add | Op::Concat => node.inputs.len() >= 2,
+            Op::Loss { .. } => node.inputs.len() == 1 && graph.output == Some(id),
             _ => node.inputs.len() == 1,
         };
         if !arity_ok {
@@ -33,6 +34,9 @@ pub fn verify(graph: &Graph) -> Result<(), Vec<String>> {
         Some(o) => problems.push(format!("the output {o} is not a node")),
         None => problems.push("the graph has no output".to_string()),
     }
+    if node_in_place_ok(graph).is_err() {
+        problems.push("an in-place node shares its input with another reader".to_string());
+    }
     for &i in &graph.inputs {
         if !matches!(graph.nodes.get(i.index()).map(|n| &n.op), Some(Op::Input { .. })) {
             problems.push(format!("{i} is listed as an input but is not one"));
@@ -43,4 +47,16 @@ pub fn verify(graph: &Graph) -> Result<(), Vec<String>> {
     } else {
         Err(problems)
     }
+}
+
+/// An in-place node must be its input's only reader.
+fn node_in_place_ok(graph: &Graph) -> Result<(), ()> {
+    let users = graph.users();
+    for id in graph.ids() {
+        let n = graph.node(id);
+        if n.in_place && (n.inputs.len() != 1 || users[n.inputs[0].index()].len() != 1) {
+            return Err(());
+        }
+    }
+    Ok(())
 }

@@ -135,7 +135,7 @@ fn rule(graph: &Graph, id: NodeId, ins: &[&Shape]) -> RuleResult {
     let one = || ins.first().copied().cloned().unwrap_or(Shape(Vec::new()));
     match &node.op {
         Op::Input { dims } => Ok((Shape(dims.clone()), Vec::new())),
-        Op::Dense { units } => {
+        Op::Dense { units } | Op::FusedDense { units, .. } => {
             let (fan_in, out) = affine_in(id, &one(), *units, "dense")?;
             Ok((out, vec![param(name, "weight", &[*units, fan_in]), param(name, "bias", &[*units])]))
         }
@@ -177,6 +177,7 @@ fn rule(graph: &Graph, id: NodeId, ins: &[&Shape]) -> RuleResult {
             Ok((Shape::fixed(&[n]), Vec::new()))
         }
         Op::Dropout { .. } | Op::Activation { .. } | Op::Softmax => Ok((one(), Vec::new())),
+        Op::Loss { .. } => Ok((Shape(Vec::new()), Vec::new())),
         Op::Rnn { hidden, output, .. } => {
             let (steps, features) = sequence(id, &one(), "rnn")?;
             let h = *hidden;

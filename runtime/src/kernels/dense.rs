@@ -35,3 +35,19 @@ pub fn backward_input<T: Float>(
     let beta = if accumulate { T::ONE } else { T::ZERO };
     T::gemm(rows, out, inp, T::ONE, dy, out as isize, 1, w, inp as isize, 1, beta, dx, inp as isize, 1);
 }
+
+/// `y = f(x·Wᵀ + b)`: the product, then the activation on the same buffer while it is hot.
+#[allow(clippy::too_many_arguments)]
+pub fn forward_act<T: Float>(
+    f: crate::plan::Act,
+    rows: usize,
+    inp: usize,
+    out: usize,
+    x: &[T],
+    w: &[T],
+    b: &[T],
+    y: &mut [T],
+) {
+    forward(rows, inp, out, x, w, b, y);
+    super::elementwise::activation_in_place(f, &mut y[..rows * out]);
+}

@@ -113,3 +113,68 @@ pub fn gather_cols<T: Float>(
         }
     }
 }
+
+/// `y = f(y)` in place.
+pub fn activation_in_place<T: Float>(f: Act, y: &mut [T]) {
+    match f {
+        Act::Relu => y.iter_mut().for_each(|v| {
+            if *v < T::ZERO {
+                *v = T::ZERO
+            }
+        }),
+        Act::LeakyRelu(a) => {
+            let a = T::from_f64(a);
+            y.iter_mut().for_each(|v| {
+                if *v < T::ZERO {
+                    *v = a * *v
+                }
+            })
+        }
+        Act::Sigmoid => y.iter_mut().for_each(|v| *v = sigmoid(*v)),
+        Act::Tanh => y.iter_mut().for_each(|v| *v = v.tanh()),
+        Act::Identity => {}
+    }
+}
+
+/// `d = d · f'(x)` in place, with `f'` read off the output `y` (for ReLU and leaky ReLU with
+/// α ≥ 0, `x > 0` exactly when `y > 0`).
+pub fn activation_backward_in_place<T: Float>(f: Act, y: &[T], d: &mut [T]) {
+    match f {
+        Act::Relu => d.iter_mut().zip(y).for_each(|(d, &y)| {
+            if y <= T::ZERO {
+                *d = T::ZERO
+            }
+        }),
+        Act::LeakyRelu(a) => {
+            let a = T::from_f64(a);
+            d.iter_mut().zip(y).for_each(|(d, &y)| {
+                if y <= T::ZERO {
+                    *d = a * *d
+                }
+            })
+        }
+        Act::Sigmoid => d.iter_mut().zip(y).for_each(|(d, &y)| *d = *d * y * (T::ONE - y)),
+        Act::Tanh => d.iter_mut().zip(y).for_each(|(d, &y)| *d = *d * (T::ONE - y * y)),
+        Act::Identity => {}
+    }
+}
+
+/// `d = d · mask` in place.
+pub fn mul_in_place<T: Float>(mask: &[T], d: &mut [T]) {
+    d.iter_mut().zip(mask).for_each(|(d, &m)| *d = *d * m);
+}
+
+/// Forward was `y = softmax(x)` row-wise, so now `dx (+)= y · (dy − Σⱼ dyⱼ·yⱼ)`.
+pub fn softmax_backward<T: Float>(cols: usize, y: &[T], dy: &[T], dx: &mut [T], accumulate: bool) {
+    for ((yr, dyr), dxr) in y.chunks_exact(cols).zip(dy.chunks_exact(cols)).zip(dx.chunks_exact_mut(cols)) {
+        let dot = yr.iter().zip(dyr).fold(T::ZERO, |s, (&a, &b)| s + a * b);
+        for ((d, &yv), &g) in dxr.iter_mut().zip(yr).zip(dyr) {
+            let v = yv * (g - dot);
+            if accumulate {
+                *d += v;
+            } else {
+                *d = v;
+            }
+        }
+    }
+}

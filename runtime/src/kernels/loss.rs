@@ -65,3 +65,35 @@ pub fn mean_squared_error<T: Float>(rows: usize, cols: usize, y: &[T], t: &[T], 
     }
     total / rows as f64
 }
+
+/// Cross-entropy of probabilities (unfused): `loss = −log p[label]`, `dp[label] = −1/(rows·p)`.
+pub fn cross_entropy<T: Float>(rows: usize, cols: usize, p: &[T], labels: &[T], dp: &mut [T]) -> Result<f64, usize> {
+    let mut total = 0.0f64;
+    dp[..rows * cols].fill(T::ZERO);
+    for r in 0..rows {
+        let label = labels[r].to_f64();
+        if !(label >= 0.0 && label < cols as f64 && label.fract() == 0.0) {
+            return Err(r);
+        }
+        let i = r * cols + label as usize;
+        let pi = p[i].max(T::from_f64(1e-30));
+        total -= pi.ln().to_f64();
+        dp[i] = -T::ONE / (pi * T::from_f64(rows as f64));
+    }
+    Ok(total / rows as f64)
+}
+
+/// Binary cross-entropy of probabilities (unfused): `−t·log p − (1 − t)·log(1 − p)`, mean over
+/// all elements, with `dp = (p − t) / (p·(1 − p)·rows·cols)`.
+pub fn binary_cross_entropy<T: Float>(rows: usize, cols: usize, p: &[T], t: &[T], dp: &mut [T]) -> f64 {
+    let n = rows * cols;
+    let eps = T::from_f64(1e-30);
+    let mut total = 0.0f64;
+    for i in 0..n {
+        let (pi, ti) = (p[i].max(eps), t[i]);
+        let qi = (T::ONE - p[i]).max(eps);
+        total -= (ti * pi.ln() + (T::ONE - ti) * qi.ln()).to_f64();
+        dp[i] = (pi - ti) / (pi * qi * T::from_f64(n as f64));
+    }
+    total / n as f64
+}

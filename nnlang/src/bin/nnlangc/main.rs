@@ -43,6 +43,10 @@ enum Command {
         /// The IR as a Graphviz graph.
         #[arg(long, group = "what")]
         dot: bool,
+        /// Show the IR after this pass (loss, fuse-softmax-ce, fuse-dense, dce, inplace) of the
+        /// training pipeline (the inference pipeline when the file has no `train` block).
+        #[arg(long, value_name = "PASS")]
+        after: Option<String>,
     },
     /// Train a model with the recipe of its `train` block, on the data of its `data` block.
     Train {
@@ -146,7 +150,12 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 };
                 println!("{}", text.map_err(|e| Failure::Usage(e.to_string()))?);
             } else {
-                let texts: Vec<String> = summaries.iter().map(summary::to_text).collect();
+                let texts: Vec<String> = compiled
+                    .models
+                    .iter()
+                    .zip(&summaries)
+                    .map(|(m, s)| summary::to_text(s) + &nnlang::job::memory_report(&compiled, m))
+                    .collect();
                 print!("{}", texts.join("\n"));
                 let checked = compiled.recipes.len();
                 if checked > 0 {
@@ -156,13 +165,43 @@ fn run(cli: Cli) -> Result<(), Failure> {
             }
             Ok(())
         }
-        Command::Emit { model, ir: _, dot } => {
+        Command::Emit { model, ir: _, dot, after } => {
             let (compiled, _) = load(&model)?;
+            if let Some(pass) = &after {
+                if !nnlang::passes::PASSES.contains(&pass.as_str()) {
+                    return Err(Failure::Usage(format!(
+                        "--after {pass}: no such pass (the passes, in order: {})",
+                        nnlang::passes::PASSES.join(", ")
+                    )));
+                }
+            }
             for m in &compiled.models {
+                let graph = match &after {
+                    Some(pass) => {
+                        let target = match nnlang::job::train_block(&compiled, Some(&m.graph.name)) {
+                            Some(r) => {
+                                nnlang::passes::Target::Training(nnlang::job::loss_kind(nnlang::job::options(r).0))
+                            }
+                            None => nnlang::passes::Target::Inference,
+                        };
+                        let stages = nnlang::passes::pipeline(&m.graph, target, nnlang::passes::Level::Full);
+                        match stages.into_iter().find(|(name, _)| name == pass) {
+                            Some((_, g)) => g,
+                            None => {
+                                return Err(Failure::Usage(format!(
+                                    "--after {pass}: model `{}` has no `train` block, so its pipeline (inference) does not run `{pass}`",
+                                    m.graph.name
+                                )))
+                            }
+                        }
+                    }
+                    None => m.graph.clone(),
+                };
+                let (shapes, _) = nnlang::shape::infer(&graph);
                 if dot {
-                    print!("{}", nnlang::ir::to_dot(&m.graph, &m.shapes.shapes));
+                    print!("{}", nnlang::ir::to_dot(&graph, &shapes.shapes));
                 } else {
-                    print!("{}", nnlang::ir::to_text(&m.graph, &m.shapes.shapes));
+                    print!("{}", nnlang::ir::to_text(&graph, &shapes.shapes));
                 }
             }
             Ok(())

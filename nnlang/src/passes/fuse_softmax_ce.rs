@@ -1,0 +1,28 @@
+//! `fuse-softmax-ce`: `softmax → cross_entropy` becomes one stable `softmax_cross_entropy` of
+//! the logits, and `sigmoid → binary_cross_entropy` one `sigmoid_binary_cross_entropy`. The
+//! softmax or sigmoid is left without readers, for `dce`.
+
+use crate::ir::{Activation, Graph, LossKind, Op};
+
+pub fn fuse_softmax_ce(graph: &Graph) -> Graph {
+    let mut g = graph.clone();
+    let users = g.users();
+    for i in 0..g.nodes.len() {
+        let Op::Loss { loss } = g.nodes[i].op else { continue };
+        let pred = g.nodes[i].inputs[0];
+        if users[pred.index()].len() != 1 {
+            continue;
+        }
+        let fused = match (loss, &g.node(pred).op) {
+            (LossKind::CrossEntropy, Op::Softmax) => LossKind::SoftmaxCrossEntropy,
+            (LossKind::BinaryCrossEntropy, Op::Activation { function: Activation::Sigmoid }) => {
+                LossKind::SigmoidBinaryCrossEntropy
+            }
+            _ => continue,
+        };
+        let logits = g.node(pred).inputs[0];
+        g.nodes[i].op = Op::Loss { loss: fused };
+        g.nodes[i].inputs = vec![logits];
+    }
+    g
+}

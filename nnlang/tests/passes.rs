@@ -1,0 +1,105 @@
+//! The passes, IR text in and IR text out: every stage of the training and inference
+//! pipelines of the runnable examples is a snapshot, and the optimised plan computes what
+//! the unoptimised one does.
+
+mod common;
+
+use nnlang::ir::{to_text, LossKind};
+use nnlang::passes::{pipeline, Level, Target};
+use nnlang::plan::{build_at, Level as PlanLevel, Loss, Mode};
+use nnlang::{compile, Options};
+use nnlang_runtime::plan::TargetKind;
+use rand::{RngExt, SeedableRng};
+
+fn stages(src: &str, target: Target) -> String {
+    let c = compile(src, &Options::default()).expect("compiles");
+    let m = &c.models[0];
+    let mut out = String::new();
+    for (name, g) in pipeline(&m.graph, target, Level::Full) {
+        let (shapes, errors) = nnlang::shape::infer(&g);
+        assert!(errors.is_empty(), "{name}: shapes still infer");
+        out.push_str(&format!("# after {name}\n{}", to_text(&g, &shapes.shapes)));
+    }
+    out
+}
+
+fn example(name: &str) -> String {
+    std::fs::read_to_string(common::root().join("examples").join(name)).expect("example")
+}
+
+#[test]
+fn pipeline_snapshots() {
+    insta::assert_snapshot!(
+        "mnist_mlp.training",
+        stages(&example("mnist_mlp.nn"), Target::Training(LossKind::CrossEntropy))
+    );
+    insta::assert_snapshot!("mnist_mlp.inference", stages(&example("mnist_mlp.nn"), Target::Inference));
+    insta::assert_snapshot!(
+        "residual.training",
+        stages(&example("residual.nn"), Target::Training(LossKind::CrossEntropy))
+    );
+    insta::assert_snapshot!("dropout_bce.training", stages(
+        "model D { input x: [20]\n x -> dropout(keep = 0.8) -> dense(16) -> tanh -> dropout(keep = 0.5) -> dense(1) -> sigmoid }",
+        Target::Training(LossKind::BinaryCrossEntropy)
+    ));
+}
+
+#[test]
+fn the_mlp_training_arena_is_at_least_40_percent_below_the_naive_sum() {
+    let c = compile(&example("mnist_mlp.nn"), &Options::default()).expect("compiles");
+    let m = &c.models[0];
+    let opt = build_at(m, Mode::Training(Loss::CrossEntropy), 64, PlanLevel::Full).expect("plan");
+    let naive = build_at(m, Mode::Training(Loss::CrossEntropy), 64, PlanLevel::None).expect("plan");
+    // Every buffer of the unoptimised plan on its own: 2·256 + 2·128 + 4·10 + 2·128 + 2·256
+    // columns per example (pre-activations, activations, logits, probabilities, their
+    // gradients).
+    assert_eq!(naive.naive_len, 64 * (2 * 256 + 2 * 128 + 4 * 10 + 2 * 128 + 2 * 256));
+    let saved = 1.0 - opt.arena_len as f64 / naive.naive_len as f64;
+    assert!(saved >= 0.40, "planned {} floats, naive {} ({:.0}% less)", opt.arena_len, naive.naive_len, 100.0 * saved);
+}
+
+/// Runs a few training steps of both plans from the same weights and data; the losses and
+/// the weights agree within 1e-5.
+fn unoptimised_and_optimised_agree(src: &str, loss: Loss) {
+    let c = compile(src, &Options::default()).expect("compiles");
+    let m = &c.models[0];
+    let rows = 8;
+    let plans = [PlanLevel::None, PlanLevel::Full].map(|l| build_at(m, Mode::Training(loss), rows, l).expect("plan"));
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+    let mut params = vec![0f32; plans[0].params_len];
+    nnlang_runtime::train::initialize(&plans[0], &mut params, nnlang_runtime::train::Init::Xavier, 1);
+    let x: Vec<f32> = (0..rows * plans[0].inputs[0].cols).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let (t, kind) = plans[0].target.expect("target");
+    let y: Vec<f32> = match kind {
+        TargetKind::Class => (0..rows).map(|r| (r % 3) as f32).collect(),
+        TargetKind::Values => (0..rows * t.cols).map(|_| rng.random_range(0.0..1.0)).collect(),
+    };
+    let mut results = Vec::new();
+    for plan in &plans {
+        let opts = nnlang_runtime::train::Options {
+            optimizer: nnlang_runtime::train::OptimizerKind::Sgd { lr: 0.1, momentum: 0.9, nesterov: true },
+            ..Default::default()
+        };
+        let mut s = nnlang_runtime::train::Stepper::new(plan, params.clone(), &opts, 1);
+        let losses: Vec<f64> = (0..5).map(|_| s.step(&x, &y, rows).expect("step")).collect();
+        results.push((losses, s.into_params()));
+    }
+    for (a, b) in results[0].0.iter().zip(&results[1].0) {
+        assert!((a - b).abs() < 1e-5, "losses {:?} vs {:?}", results[0].0, results[1].0);
+    }
+    for (a, b) in results[0].1.iter().zip(&results[1].1) {
+        assert!((a - b).abs() < 1e-5, "weights differ: {a} vs {b}");
+    }
+}
+
+#[test]
+fn optimised_plans_agree_with_unoptimised_ones() {
+    unoptimised_and_optimised_agree(&example("mnist_mlp.nn"), Loss::CrossEntropy);
+    unoptimised_and_optimised_agree(&example("residual.nn"), Loss::CrossEntropy);
+    unoptimised_and_optimised_agree(&example("logistic_regression.nn"), Loss::CrossEntropy);
+    unoptimised_and_optimised_agree(&example("projection_pursuit.nn"), Loss::MeanSquaredError);
+    unoptimised_and_optimised_agree(
+        "model B { input x: [6]\n x -> dense(4) -> tanh -> dense(3) -> sigmoid }",
+        Loss::BinaryCrossEntropy,
+    );
+}
