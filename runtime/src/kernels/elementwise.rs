@@ -154,14 +154,14 @@ pub fn activation_backward_in_place<T: Float>(f: Act, y: &[T], d: &mut [T]) {
             })
         }
         Act::Sigmoid => d.iter_mut().zip(y).for_each(|(d, &y)| *d = *d * y * (T::ONE - y)),
-        Act::Tanh => d.iter_mut().zip(y).for_each(|(d, &y)| *d = *d * (T::ONE - y * y)),
+        Act::Tanh => d.iter_mut().zip(y).for_each(|(d, &y)| *d *= T::ONE - y * y),
         Act::Identity => {}
     }
 }
 
 /// `d = d · mask` in place.
 pub fn mul_in_place<T: Float>(mask: &[T], d: &mut [T]) {
-    d.iter_mut().zip(mask).for_each(|(d, &m)| *d = *d * m);
+    d.iter_mut().zip(mask).for_each(|(d, &m)| *d *= m);
 }
 
 /// Forward was `y = softmax(x)` row-wise, so now `dx (+)= y · (dy − Σⱼ dyⱼ·yⱼ)`.

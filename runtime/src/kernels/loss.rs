@@ -70,8 +70,8 @@ pub fn mean_squared_error<T: Float>(rows: usize, cols: usize, y: &[T], t: &[T], 
 pub fn cross_entropy<T: Float>(rows: usize, cols: usize, p: &[T], labels: &[T], dp: &mut [T]) -> Result<f64, usize> {
     let mut total = 0.0f64;
     dp[..rows * cols].fill(T::ZERO);
-    for r in 0..rows {
-        let label = labels[r].to_f64();
+    for (r, l) in labels.iter().enumerate().take(rows) {
+        let label = l.to_f64();
         if !(label >= 0.0 && label < cols as f64 && label.fract() == 0.0) {
             return Err(r);
         }
