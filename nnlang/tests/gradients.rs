@@ -22,7 +22,7 @@ fn plan(src: &str, loss: Loss, level: Level) -> Plan {
 fn loss_at(plan: &Plan, exec: &mut Exec<f64>, l1: f64, l2: f64) -> f64 {
     exec.reseed(11);
     let data = exec.run(plan, ROWS, None).expect("runs").expect("has a loss");
-    data + regularization(plan, &exec.params, l1, l2, None)
+    data + regularization(&plan.params, &exec.params, l1, l2, None)
 }
 
 fn check(src: &str, loss: Loss) {
@@ -66,7 +66,7 @@ fn check_plan(src: &str, loss: Loss, l1: f64, l2: f64, level: Level) {
     exec.set_target(&plan, ROWS, &target);
     loss_at(&plan, &mut exec, l1, l2);
     let mut analytic = exec.grads.clone();
-    regularization(&plan, &exec.params, l1, l2, Some(&mut analytic));
+    regularization(&plan.params, &exec.params, l1, l2, Some(&mut analytic));
     let h = 1e-5;
     let mut checked = 0;
     let mut nonzero = 0;

@@ -1,8 +1,7 @@
 //! Executes a [`Plan`]: walks its steps and dispatches each to a kernel. This is the living
 //! specification of what a plan means; generated code makes the same kernel calls.
 
-use crate::kernels::{dense, elementwise, loss};
-use crate::plan::{ABuf, Plan, Space, Step, TargetKind, Write};
+use crate::plan::{ABuf, Plan, Space, Step, TargetKind};
 use crate::Float;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -50,11 +49,16 @@ pub struct Reads<'a, T> {
     left: &'a [T],
     right: &'a [T],
     right_start: usize,
-    inputs: &'a [Vec<T>],
+    inputs: &'a [&'a [T]],
     target: &'a [T],
 }
 
 impl<'a, T> Reads<'a, T> {
+    /// Read access to everything (for a step that writes only parameter gradients).
+    pub fn all(arena: &'a [T], inputs: &'a [&'a [T]], target: &'a [T]) -> Self {
+        Reads { left: arena, right: &[], right_start: usize::MAX, inputs, target }
+    }
+
     /// The first `rows` rows of buffer `b`.
     pub fn get(&self, b: ABuf, rows: usize) -> &'a [T] {
         let r = b.range(rows);
@@ -75,7 +79,7 @@ pub fn split<'a, T>(
     arena: &'a mut [T],
     w: ABuf,
     rows: usize,
-    inputs: &'a [Vec<T>],
+    inputs: &'a [&'a [T]],
     target: &'a [T],
 ) -> (&'a mut [T], Reads<'a, T>) {
     assert_eq!(w.space, Space::Arena, "steps write only the arena");
@@ -86,7 +90,7 @@ pub fn split<'a, T>(
 }
 
 impl<T: Float> Exec<T> {
-    /// Memory for `plan`, with zero parameters (see the trainer's initialization) and a
+    /// Memory for `plan` (at most [`MAX_INPUTS`] inputs), with zero parameters (see the trainer's initialization) and a
     /// dropout generator seeded with `seed`.
     pub fn new(plan: &Plan, seed: u64) -> Self {
         Exec {
@@ -139,6 +143,11 @@ impl<T: Float> Exec<T> {
     ) -> Result<Option<f64>, ExecError> {
         check_rows(plan, rows);
         let mut loss_value = None;
+        let mut slots: [&[T]; MAX_INPUTS] = [&[]; MAX_INPUTS];
+        for (s, v) in slots.iter_mut().zip(&self.inputs) {
+            *s = v;
+        }
+        let inputs = &slots[..self.inputs.len().min(MAX_INPUTS)];
         for s in &plan.steps {
             match s {
                 Step::Update => {
@@ -147,7 +156,7 @@ impl<T: Float> Exec<T> {
                     }
                 }
                 other => {
-                    let mem = Mem { arena: &mut self.arena, inputs: &self.inputs, target: &self.target };
+                    let mem = Mem { arena: &mut self.arena, inputs, target: &self.target };
                     if let Some(l) = step(other, rows, mem, &self.params, &mut self.grads, &mut self.rng)? {
                         loss_value = Some(l);
                     }
@@ -162,8 +171,13 @@ impl<T: Float> Exec<T> {
     pub fn run_shared(&mut self, plan: &Plan, rows: usize, params: &[T]) -> Result<Option<f64>, ExecError> {
         check_rows(plan, rows);
         let mut loss_value = None;
+        let mut slots: [&[T]; MAX_INPUTS] = [&[]; MAX_INPUTS];
+        for (s, v) in slots.iter_mut().zip(&self.inputs) {
+            *s = v;
+        }
+        let inputs = &slots[..self.inputs.len().min(MAX_INPUTS)];
         for s in plan.steps.iter().filter(|s| !matches!(s, Step::Update)) {
-            let mem = Mem { arena: &mut self.arena, inputs: &self.inputs, target: &self.target };
+            let mem = Mem { arena: &mut self.arena, inputs, target: &self.target };
             if let Some(l) = step(s, rows, mem, params, &mut self.grads, &mut self.rng)? {
                 loss_value = Some(l);
             }
@@ -172,25 +186,25 @@ impl<T: Float> Exec<T> {
     }
 }
 
+/// The most inputs a model may have.
+pub const MAX_INPUTS: usize = 16;
+
 fn check_rows(plan: &Plan, rows: usize) {
     assert!(rows >= 1 && rows <= plan.max_batch, "batch of {rows} rows for a plan of at most {}", plan.max_batch);
 }
 
-/// The batch memory one step sees.
+/// The batch memory one step sees: the arena, the model inputs and the target.
 pub struct Mem<'a, T> {
     pub arena: &'a mut [T],
-    pub inputs: &'a [Vec<T>],
+    pub inputs: &'a [&'a [T]],
     pub target: &'a [T],
 }
 
 impl<'a, T> Mem<'a, T> {
-    fn split(self, w: ABuf, rows: usize) -> (&'a mut [T], Reads<'a, T>) {
+    /// The buffer `w` (which the step writes), and read access to everything else.
+    pub fn split(self, w: ABuf, rows: usize) -> (&'a mut [T], Reads<'a, T>) {
         split(self.arena, w, rows, self.inputs, self.target)
     }
-}
-
-fn acc(w: &Write) -> bool {
-    *w == Write::Accumulate
 }
 
 /// One step of a plan; returns the loss if the step computes one.
@@ -202,159 +216,46 @@ pub fn step<T: Float>(
     grads: &mut [T],
     rng: &mut ChaCha8Rng,
 ) -> Result<Option<f64>, ExecError> {
+    use crate::ops;
     match s {
-        Step::Dense { x, w, b, y } => {
-            let (out, r) = mem.split(*y, rows);
-            dense::forward(rows, x.cols, y.cols, r.get(*x, rows), &params[w.range()], &params[b.range()], out);
-        }
-        Step::DenseAct { f, x, w, b, y } => {
-            let (out, r) = mem.split(*y, rows);
-            dense::forward_act(*f, rows, x.cols, y.cols, r.get(*x, rows), &params[w.range()], &params[b.range()], out);
-        }
-        Step::Activation { f, x, y } => {
-            let (out, r) = mem.split(*y, rows);
-            elementwise::activation(*f, r.get(*x, rows), out);
-        }
-        Step::ActivationInPlace { f, y } => {
-            let (out, _) = mem.split(*y, rows);
-            elementwise::activation_in_place(*f, out);
-        }
-        Step::Dropout { keep, x, mask, y } => {
-            let Mem { arena, inputs, target } = mem;
-            draw_mask(*keep, rng, &mut arena[mask.range(rows)]);
-            let (out, r) = split(arena, *y, rows, inputs, target);
-            elementwise::mul(r.get(*mask, rows), r.get(*x, rows), out, false);
-        }
-        Step::DropoutInPlace { keep, mask, y } => {
-            let Mem { arena, inputs, target } = mem;
-            draw_mask(*keep, rng, &mut arena[mask.range(rows)]);
-            let (out, r) = split(arena, *y, rows, inputs, target);
-            elementwise::mul_in_place(r.get(*mask, rows), out);
-        }
-        Step::Softmax { x, y } => {
-            let (out, r) = mem.split(*y, rows);
-            elementwise::softmax(x.cols, r.get(*x, rows), out);
-        }
-        Step::Add { xs, y } => {
-            let (out, r) = mem.split(*y, rows);
-            out.copy_from_slice(r.get(xs[0], rows));
-            for x in &xs[1..] {
-                out.iter_mut().zip(r.get(*x, rows)).for_each(|(o, &v)| *o += v);
-            }
-        }
-        Step::Concat { xs, y } => {
-            let (out, r) = mem.split(*y, rows);
-            let mut col = 0;
-            for x in xs {
-                elementwise::scatter_cols(rows, x.cols, y.cols, col, r.get(*x, rows), out);
-                col += x.cols;
-            }
-        }
+        Step::Dense { x, w, b, y } => ops::dense(rows, mem, params, *x, *w, *b, *y),
+        Step::DenseAct { f, x, w, b, y } => ops::dense_act(rows, mem, params, *f, *x, *w, *b, *y),
+        Step::Activation { f, x, y } => ops::activation(rows, mem, *f, *x, *y),
+        Step::ActivationInPlace { f, y } => ops::activation_in_place(rows, mem, *f, *y),
+        Step::Dropout { keep, x, mask, y } => ops::dropout(rows, mem, rng, *keep, *x, *mask, *y),
+        Step::DropoutInPlace { keep, mask, y } => ops::dropout_in_place(rows, mem, rng, *keep, *mask, *y),
+        Step::Softmax { x, y } => ops::softmax(rows, mem, *x, *y),
+        Step::Add { xs, y } => ops::add(rows, mem, xs, *y),
+        Step::Concat { xs, y } => ops::concat(rows, mem, xs, *y),
         Step::SoftmaxCrossEntropy { logits, target, dlogits } => {
-            let (d, r) = mem.split(*dlogits, rows);
-            let t = r.get(*target, rows);
-            let l = loss::softmax_cross_entropy(rows, logits.cols, r.get(*logits, rows), t, d)
-                .map_err(|row| ExecError::LabelOutOfRange { row, label: t[row].to_f64(), classes: logits.cols })?;
-            return Ok(Some(l));
+            return ops::softmax_cross_entropy(rows, mem, *logits, *target, *dlogits).map(Some)
         }
         Step::CrossEntropy { probs, target, dprobs } => {
-            let (d, r) = mem.split(*dprobs, rows);
-            let t = r.get(*target, rows);
-            let l = loss::cross_entropy(rows, probs.cols, r.get(*probs, rows), t, d)
-                .map_err(|row| ExecError::LabelOutOfRange { row, label: t[row].to_f64(), classes: probs.cols })?;
-            return Ok(Some(l));
+            return ops::cross_entropy(rows, mem, *probs, *target, *dprobs).map(Some)
         }
         Step::SigmoidBinaryCrossEntropy { logits, target, dlogits } => {
-            let (d, r) = mem.split(*dlogits, rows);
-            return Ok(Some(loss::sigmoid_binary_cross_entropy(
-                rows,
-                logits.cols,
-                r.get(*logits, rows),
-                r.get(*target, rows),
-                d,
-            )));
+            return Ok(Some(ops::sigmoid_binary_cross_entropy(rows, mem, *logits, *target, *dlogits)))
         }
         Step::BinaryCrossEntropy { probs, target, dprobs } => {
-            let (d, r) = mem.split(*dprobs, rows);
-            return Ok(Some(loss::binary_cross_entropy(
-                rows,
-                probs.cols,
-                r.get(*probs, rows),
-                r.get(*target, rows),
-                d,
-            )));
+            return Ok(Some(ops::binary_cross_entropy(rows, mem, *probs, *target, *dprobs)))
         }
         Step::MeanSquaredError { y, target, dy } => {
-            let (d, r) = mem.split(*dy, rows);
-            return Ok(Some(loss::mean_squared_error(rows, y.cols, r.get(*y, rows), r.get(*target, rows), d)));
+            return Ok(Some(ops::mean_squared_error(rows, mem, *y, *target, *dy)))
         }
         Step::DenseBackward { x, w, dy, dw, db, dx } => {
-            let (inp, out) = (x.cols, dy.cols);
-            let (gw, gb) = split_pair(grads, dw.range(), db.range());
-            match dx {
-                Some((dx, write)) => {
-                    let (g, r) = mem.split(*dx, rows);
-                    dense::backward_params(rows, inp, out, r.get(*x, rows), r.get(*dy, rows), gw, gb);
-                    dense::backward_input(rows, inp, out, &params[w.range()], r.get(*dy, rows), g, acc(write));
-                }
-                None => {
-                    let r = Reads {
-                        left: &*mem.arena,
-                        right: &[],
-                        right_start: usize::MAX,
-                        inputs: mem.inputs,
-                        target: mem.target,
-                    };
-                    dense::backward_params(rows, inp, out, r.get(*x, rows), r.get(*dy, rows), gw, gb);
-                }
-            }
+            ops::dense_backward(rows, mem, params, grads, *x, *w, *dy, *dw, *db, *dx)
         }
         Step::DenseActBackward { f, x, y, w, dy, dw, db, dx } => {
-            let Mem { arena, inputs, target } = mem;
-            {
-                // dz = dy · f'(z), in place over dy.
-                let (d, r) = split(arena, *dy, rows, inputs, target);
-                elementwise::activation_backward_in_place(*f, r.get(*y, rows), d);
-            }
-            let (inp, out) = (x.cols, dy.cols);
-            let (gw, gb) = split_pair(grads, dw.range(), db.range());
-            match dx {
-                Some((dx, write)) => {
-                    let (g, r) = split(arena, *dx, rows, inputs, target);
-                    dense::backward_params(rows, inp, out, r.get(*x, rows), r.get(*dy, rows), gw, gb);
-                    dense::backward_input(rows, inp, out, &params[w.range()], r.get(*dy, rows), g, acc(write));
-                }
-                None => {
-                    let r = Reads { left: &*arena, right: &[], right_start: usize::MAX, inputs, target };
-                    dense::backward_params(rows, inp, out, r.get(*x, rows), r.get(*dy, rows), gw, gb);
-                }
-            }
+            ops::dense_act_backward(rows, mem, params, grads, *f, *x, *y, *w, *dy, *dw, *db, *dx)
         }
         Step::ActivationBackward { f, x, y, dy, dx, write } => {
-            let (g, r) = mem.split(*dx, rows);
-            elementwise::activation_backward(*f, r.get(*x, rows), r.get(*y, rows), r.get(*dy, rows), g, acc(write));
+            ops::activation_backward(rows, mem, *f, *x, *y, *dy, *dx, *write)
         }
-        Step::ActivationBackwardInPlace { f, y, d } => {
-            let (g, r) = mem.split(*d, rows);
-            elementwise::activation_backward_in_place(*f, r.get(*y, rows), g);
-        }
-        Step::DropoutBackward { mask, dy, dx, write } => {
-            let (g, r) = mem.split(*dx, rows);
-            elementwise::mul(r.get(*mask, rows), r.get(*dy, rows), g, acc(write));
-        }
-        Step::DropoutBackwardInPlace { mask, d } => {
-            let (g, r) = mem.split(*d, rows);
-            elementwise::mul_in_place(r.get(*mask, rows), g);
-        }
-        Step::SoftmaxBackward { y, dy, dx, write } => {
-            let (g, r) = mem.split(*dx, rows);
-            elementwise::softmax_backward(y.cols, r.get(*y, rows), r.get(*dy, rows), g, acc(write));
-        }
-        Step::Copy { x, x_col, y, write } => {
-            // dx (+)= dy[:, x_col .. x_col + x.cols]
-            let (g, r) = mem.split(*x, rows);
-            elementwise::gather_cols(rows, x.cols, y.cols, *x_col, r.get(*y, rows), g, acc(write));
-        }
+        Step::ActivationBackwardInPlace { f, y, d } => ops::activation_backward_in_place(rows, mem, *f, *y, *d),
+        Step::DropoutBackward { mask, dy, dx, write } => ops::dropout_backward(rows, mem, *mask, *dy, *dx, *write),
+        Step::DropoutBackwardInPlace { mask, d } => ops::dropout_backward_in_place(rows, mem, *mask, *d),
+        Step::SoftmaxBackward { y, dy, dx, write } => ops::softmax_backward(rows, mem, *y, *dy, *dx, *write),
+        Step::Copy { x, x_col, y, write } => ops::copy(rows, mem, *x, *x_col, *y, *write),
         Step::Update => {}
     }
     Ok(None)

@@ -3,7 +3,7 @@
 //! and back. Saving writes a temporary file and renames it; loading checks every tensor's
 //! name, type and shape against the plan before touching the parameters.
 
-use crate::plan::Plan;
+use crate::plan::Param;
 use safetensors::tensor::{Dtype, TensorView};
 use safetensors::SafeTensors;
 use std::collections::HashMap;
@@ -23,11 +23,11 @@ impl std::error::Error for CheckpointError {}
 /// The checkpoint's bytes: every parameter of `plan`, f32 little-endian. The header carries
 /// `format = pt` and nothing else, so that the same weights always give the same bytes
 /// (safetensors keeps metadata in a hash map, whose order varies from run to run).
-pub fn to_bytes(plan: &Plan, params: &[f32]) -> Result<Vec<u8>, CheckpointError> {
+pub fn to_bytes(table: &[Param], params: &[f32]) -> Result<Vec<u8>, CheckpointError> {
     let bytes: Vec<Vec<u8>> =
-        plan.params.iter().map(|p| params[p.buf.range()].iter().flat_map(|v| v.to_le_bytes()).collect()).collect();
+        table.iter().map(|p| params[p.buf.range()].iter().flat_map(|v| v.to_le_bytes()).collect()).collect();
     let mut views = Vec::new();
-    for (p, b) in plan.params.iter().zip(&bytes) {
+    for (p, b) in table.iter().zip(&bytes) {
         let view =
             TensorView::new(Dtype::F32, p.shape.clone(), b).map_err(|e| CheckpointError(format!("{}: {e}", p.name)))?;
         views.push((p.name.clone(), view));
@@ -36,9 +36,9 @@ pub fn to_bytes(plan: &Plan, params: &[f32]) -> Result<Vec<u8>, CheckpointError>
     safetensors::serialize(views, Some(meta)).map_err(|e| CheckpointError(e.to_string()))
 }
 
-/// Writes the checkpoint to `path` atomically.
-pub fn save(path: &Path, plan: &Plan, params: &[f32]) -> Result<(), CheckpointError> {
-    let bytes = to_bytes(plan, params)?;
+/// Writes the checkpoint to `path` atomically (`table` is the plan's `params`).
+pub fn save(path: &Path, table: &[Param], params: &[f32]) -> Result<(), CheckpointError> {
+    let bytes = to_bytes(table, params)?;
     let tmp = path.with_extension("safetensors.partial");
     let fail = |e: std::io::Error| CheckpointError(format!("{}: cannot write: {e}", path.display()));
     std::fs::write(&tmp, bytes).map_err(fail)?;
@@ -47,16 +47,16 @@ pub fn save(path: &Path, plan: &Plan, params: &[f32]) -> Result<(), CheckpointEr
 
 /// Reads a checkpoint into `params`, which is left untouched unless every tensor of the plan
 /// is present with its exact shape and no other tensor is.
-pub fn load(path: &Path, plan: &Plan, params: &mut [f32]) -> Result<(), CheckpointError> {
+pub fn load(path: &Path, table: &[Param], params: &mut [f32]) -> Result<(), CheckpointError> {
     let bytes = std::fs::read(path).map_err(|e| CheckpointError(format!("{}: cannot read: {e}", path.display())))?;
-    from_bytes(&bytes, plan, params).map_err(|e| CheckpointError(format!("{}: {}", path.display(), e.0)))
+    from_bytes(&bytes, table, params).map_err(|e| CheckpointError(format!("{}: {}", path.display(), e.0)))
 }
 
-pub fn from_bytes(bytes: &[u8], plan: &Plan, params: &mut [f32]) -> Result<(), CheckpointError> {
+pub fn from_bytes(bytes: &[u8], table: &[Param], params: &mut [f32]) -> Result<(), CheckpointError> {
     let st =
         SafeTensors::deserialize(bytes).map_err(|e| CheckpointError(format!("not a valid safetensors file ({e})")))?;
     let mut staged = params.to_vec();
-    for p in &plan.params {
+    for p in table {
         let t = st.tensor(&p.name).map_err(|_| {
             let names: Vec<String> = st.names().into_iter().map(|s| s.to_string()).collect();
             CheckpointError(format!("tensor `{}` is missing (the file has: {})", p.name, names.join(", ")))
@@ -79,7 +79,7 @@ pub fn from_bytes(bytes: &[u8], plan: &Plan, params: &mut [f32]) -> Result<(), C
             return Err(CheckpointError(format!("tensor `{}` holds a non-finite value at element {i}", p.name)));
         }
     }
-    let expected: Vec<&str> = plan.params.iter().map(|p| p.name.as_str()).collect();
+    let expected: Vec<&str> = table.iter().map(|p| p.name.as_str()).collect();
     let mut extra: Vec<String> =
         st.names().into_iter().filter(|n| !expected.contains(n)).map(|s| s.to_string()).collect();
     if !extra.is_empty() {

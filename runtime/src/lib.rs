@@ -7,7 +7,11 @@ mod float;
 pub mod interp;
 pub mod io;
 pub mod kernels;
+pub mod ops;
 pub mod plan;
 pub mod train;
 
 pub use float::Float;
+/// Re-exported for generated code, which seeds its dropout generator the way the
+/// interpreter does.
+pub use rand_chacha;

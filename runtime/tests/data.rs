@@ -109,22 +109,23 @@ fn checkpoints_round_trip_exactly_and_refuse_mismatches() {
         params_len: 8,
     };
     let w: Vec<f32> = vec![0.1, -0.2, 1e-30, f32::MIN_POSITIVE, 3.5, -7.25, 0.0, 1.0 / 3.0];
-    let bytes = nnlang_runtime::io::to_bytes(&plan, &w).expect("serialize");
-    assert_eq!(bytes, nnlang_runtime::io::to_bytes(&plan, &w).expect("serialize"), "deterministic bytes");
+    let bytes = nnlang_runtime::io::to_bytes(&plan.params, &w).expect("serialize");
+    assert_eq!(bytes, nnlang_runtime::io::to_bytes(&plan.params, &w).expect("serialize"), "deterministic bytes");
     let mut back = vec![0f32; 8];
-    nnlang_runtime::io::from_bytes(&bytes, &plan, &mut back).expect("load");
+    nnlang_runtime::io::from_bytes(&bytes, &plan.params, &mut back).expect("load");
     assert_eq!(back.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), w.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
 
     let mut other = plan.clone();
     other.params[0].shape = vec![3, 2];
     let mut untouched = vec![9f32; 8];
-    let e = nnlang_runtime::io::from_bytes(&bytes, &other, &mut untouched).expect_err("mismatch");
+    let e = nnlang_runtime::io::from_bytes(&bytes, &other.params, &mut untouched).expect_err("mismatch");
     assert_eq!(e.to_string(), "tensor `fc.weight` has shape [2, 3], the model expects [3, 2]");
     assert!(untouched.iter().all(|&v| v == 9.0), "nothing is loaded from a mismatched file");
-    let e = nnlang_runtime::io::from_bytes(&bytes[..bytes.len() - 3], &plan, &mut untouched).expect_err("truncated");
+    let e =
+        nnlang_runtime::io::from_bytes(&bytes[..bytes.len() - 3], &plan.params, &mut untouched).expect_err("truncated");
     assert!(e.to_string().starts_with("not a valid safetensors file"), "{e}");
     other.params[0].name = "fc1.weight".into();
     other.params[0].shape = vec![2, 3];
-    let e = nnlang_runtime::io::from_bytes(&bytes, &other, &mut untouched).expect_err("renamed");
+    let e = nnlang_runtime::io::from_bytes(&bytes, &other.params, &mut untouched).expect_err("renamed");
     assert!(e.to_string().starts_with("tensor `fc1.weight` is missing (the file has:"), "{e}");
 }

@@ -37,8 +37,14 @@ fn close(a: &[f64], b: &[f64]) {
 #[test]
 fn sgd_with_l2_leaves_biases_alone() {
     let p = plan();
-    let mut o =
-        Optimizer::<f64>::new(&p, OptimizerKind::Sgd { lr: 0.1, momentum: 0.0, nesterov: false }, 0.0, 0.5, None, None);
+    let mut o = Optimizer::<f64>::new(
+        &p.params,
+        OptimizerKind::Sgd { lr: 0.1, momentum: 0.0, nesterov: false },
+        0.0,
+        0.5,
+        None,
+        None,
+    );
     let mut w = vec![1.0, -2.0, 0.0, 4.0, 1.0, 1.0];
     let g = vec![0.5, 0.5, 0.5, 0.5, 0.5, 0.5];
     o.update(&mut w, &g);
@@ -50,8 +56,14 @@ fn sgd_with_l2_leaves_biases_alone() {
 fn momentum_and_nesterov_follow_the_notes() {
     let p = plan();
     for nesterov in [false, true] {
-        let mut o =
-            Optimizer::<f64>::new(&p, OptimizerKind::Sgd { lr: 0.1, momentum: 0.9, nesterov }, 0.0, 0.0, None, None);
+        let mut o = Optimizer::<f64>::new(
+            &p.params,
+            OptimizerKind::Sgd { lr: 0.1, momentum: 0.9, nesterov },
+            0.0,
+            0.0,
+            None,
+            None,
+        );
         let mut w = vec![1.0; 6];
         let g = vec![1.0; 6];
         o.update(&mut w, &g); // v = −0.1
@@ -70,7 +82,7 @@ fn momentum_and_nesterov_follow_the_notes() {
 fn adam_corrects_its_bias() {
     let p = plan();
     let mut o = Optimizer::<f64>::new(
-        &p,
+        &p.params,
         OptimizerKind::Adam { lr: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8 },
         0.0,
         0.0,
@@ -89,7 +101,7 @@ fn adam_corrects_its_bias() {
 fn max_norm_projects_each_unit_and_the_average_follows() {
     let p = plan();
     let mut o = Optimizer::<f64>::new(
-        &p,
+        &p.params,
         OptimizerKind::Sgd { lr: 1.0, momentum: 0.0, nesterov: false },
         0.0,
         0.0,
@@ -112,7 +124,7 @@ fn regularization_penalty_and_gradient() {
     let p = plan();
     let w = vec![1.0, -2.0, 0.0, 3.0, 5.0, 5.0];
     let mut g = vec![0.0; 6];
-    let penalty = regularization(&p, &w, 0.1, 0.2, Some(&mut g));
+    let penalty = regularization(&p.params, &w, 0.1, 0.2, Some(&mut g));
     // ½·0.2·(1 + 4 + 0 + 9) + 0.1·(1 + 2 + 0 + 3), biases exempt.
     assert!((penalty - (1.4 + 0.6)).abs() < 1e-12);
     close(&g, &[0.2 + 0.1, -0.4 - 0.1, 0.0, 0.6 + 0.1, 0.0, 0.0]);

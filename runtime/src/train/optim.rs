@@ -3,15 +3,15 @@
 
 use super::OptimizerKind;
 use crate::interp::Updater;
-use crate::plan::Plan;
+use crate::plan::Param;
 use crate::Float;
 
 /// The regularization penalty `Σ λ₂/2 ‖w‖² + λ₁ |w|` over weights (biases exempt), and its
 /// gradient added into `grads`.
-pub fn regularization<T: Float>(plan: &Plan, params: &[T], l1: f64, l2: f64, grads: Option<&mut [T]>) -> f64 {
+pub fn regularization<T: Float>(table: &[Param], params: &[T], l1: f64, l2: f64, grads: Option<&mut [T]>) -> f64 {
     let mut total = 0.0;
     let mut grads = grads;
-    for p in plan.params.iter().filter(|p| !p.is_bias) {
+    for p in table.iter().filter(|p| !p.is_bias) {
         for i in p.buf.range() {
             let w = params[i].to_f64();
             total += 0.5 * l2 * w * w + l1 * w.abs();
@@ -37,8 +37,9 @@ pub struct UpdateRatio {
     pub ratio: f64,
 }
 
-pub struct Optimizer<'p, T> {
-    plan: &'p Plan,
+pub struct Optimizer<T> {
+    /// The parameter tensors, for what is done per tensor (biases exempt, max-norm per row).
+    table: Vec<Param>,
     pub kind: OptimizerKind,
     /// The learning rate in force (schedules change it between epochs).
     pub lr: f64,
@@ -65,11 +66,19 @@ pub struct Optimizer<'p, T> {
     ratio_count: usize,
 }
 
-impl<'p, T: Float> Optimizer<'p, T> {
-    pub fn new(plan: &'p Plan, kind: OptimizerKind, l1: f64, l2: f64, max_norm: Option<f64>, ema: Option<f64>) -> Self {
-        let n = plan.params_len;
+impl<T: Float> Optimizer<T> {
+    /// An optimizer for the parameter tensors `table`.
+    pub fn new(
+        table: &[Param],
+        kind: OptimizerKind,
+        l1: f64,
+        l2: f64,
+        max_norm: Option<f64>,
+        ema: Option<f64>,
+    ) -> Self {
+        let n = table.iter().map(|p| p.buf.offset + p.buf.len).max().unwrap_or(0);
         Optimizer {
-            plan,
+            table: table.to_vec(),
             kind,
             lr: kind.lr(),
             l1,
@@ -79,7 +88,7 @@ impl<'p, T: Float> Optimizer<'p, T> {
             m: vec![T::ZERO; n],
             v: if matches!(kind, OptimizerKind::Adam { .. }) { vec![T::ZERO; n] } else { Vec::new() },
             t: 0,
-            segments: segments(plan),
+            segments: segments(table),
             grad: vec![T::ZERO; n],
             pool: None,
             average: None,
@@ -93,8 +102,7 @@ impl<'p, T: Float> Optimizer<'p, T> {
     pub fn take_ratios(&mut self) -> Vec<UpdateRatio> {
         let n = self.ratio_count.max(1) as f64;
         let out = self
-            .plan
-            .params
+            .table
             .iter()
             .filter(|p| !p.is_bias)
             .zip(&self.ratio_sums)
@@ -123,9 +131,9 @@ struct Segment {
 /// Largest piece of one tensor updated as a unit (small enough to spread over threads).
 const SEGMENT: usize = 16 * 1024;
 
-fn segments(plan: &Plan) -> Vec<Segment> {
+fn segments(table: &[Param]) -> Vec<Segment> {
     let mut out = Vec::new();
-    for p in &plan.params {
+    for p in table {
         let mut at = p.buf.offset;
         while at < p.buf.offset + p.buf.len {
             let end = (at + SEGMENT).min(p.buf.offset + p.buf.len);
@@ -219,7 +227,7 @@ fn update_segment<T: Float>(
     }
 }
 
-impl<T: Float> Updater<T> for Optimizer<'_, T> {
+impl<T: Float> Updater<T> for Optimizer<T> {
     fn update(&mut self, params: &mut [T], grads: &[T]) {
         let before: Option<Vec<T>> = self.track_ratios.then(|| params.to_vec());
         let mut coeffs = Coeffs {
@@ -284,7 +292,7 @@ impl<T: Float> Updater<T> for Optimizer<'_, T> {
             None => work.into_iter().for_each(run),
         }
         if let Some(c) = self.max_norm {
-            max_norm(self.plan, params, c);
+            max_norm(&self.table, params, c);
             if let (Some(decay), Some(a)) = (self.ema, &mut self.average) {
                 let (d, e) = (T::from_f64(decay), T::from_f64(1.0 - decay));
                 a.iter_mut().zip(params.iter()).for_each(|(a, &w)| *a = d * *a + e * w);
@@ -295,8 +303,7 @@ impl<T: Float> Updater<T> for Optimizer<'_, T> {
         }
         if let Some(before) = before {
             let ratios: Vec<f64> = self
-                .plan
-                .params
+                .table
                 .iter()
                 .filter(|p| !p.is_bias)
                 .map(|p| {
@@ -319,8 +326,8 @@ impl<T: Float> Updater<T> for Optimizer<'_, T> {
 
 /// Scales each unit's incoming weight vector (a row of `[out, in]`) down to norm `c` when
 /// it is longer.
-pub fn max_norm<T: Float>(plan: &Plan, params: &mut [T], c: f64) {
-    for p in plan.params.iter().filter(|p| !p.is_bias && p.shape.len() >= 2) {
+pub fn max_norm<T: Float>(table: &[Param], params: &mut [T], c: f64) {
+    for p in table.iter().filter(|p| !p.is_bias && p.shape.len() >= 2) {
         let rows = p.shape[0].max(1);
         let cols = p.buf.len / rows;
         for r in 0..rows {

@@ -13,7 +13,7 @@ pub struct Stepper<'p> {
     master: Exec<f32>,
     workers: Vec<Exec<f32>>,
     pool: Option<std::sync::Arc<rayon::ThreadPool>>,
-    pub opt: Optimizer<'p, f32>,
+    pub opt: Optimizer<f32>,
 }
 
 /// Below this many rows per worker, splitting a batch costs more than it saves.
@@ -41,7 +41,7 @@ impl<'p> Stepper<'p> {
             .then(|| rayon::ThreadPoolBuilder::new().num_threads(threads).build().ok())
             .flatten()
             .map(std::sync::Arc::new);
-        let mut opt = Optimizer::new(plan, opts.optimizer, opts.l1, opts.l2, opts.max_norm, opts.ema);
+        let mut opt = Optimizer::new(&plan.params, opts.optimizer, opts.l1, opts.l2, opts.max_norm, opts.ema);
         opt.pool = pool.clone();
         Stepper { plan, master, workers, pool, opt }
     }

@@ -218,7 +218,7 @@ pub fn train(args: &ModelArgs, t: TrainArgs) -> Result<(), Failure> {
 
     let out = t.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(&name));
     std::fs::create_dir_all(&out).map_err(|e| Failure::Usage(format!("cannot create {}: {e}", out.display())))?;
-    nnlang_runtime::io::save(&out.join("weights.safetensors"), &train_plan, &outcome.weights)
+    nnlang_runtime::io::save(&out.join("weights.safetensors"), &train_plan.params, &outcome.weights)
         .map_err(|e| Failure::Usage(e.to_string()))?;
     crate::report::write_atomic(&out.join("metrics.csv"), crate::report::metrics_csv(&outcome.history).as_bytes())
         .map_err(Failure::Usage)?;
@@ -249,7 +249,7 @@ pub fn eval(args: &ModelArgs, weights: &Path, limit: Option<usize>) -> Result<()
     let loaded = load_data(args, &compiled, &s, limit)?;
     let plan = plan(args, &source, s.model, Mode::Inference, 256)?;
     let mut exec = Exec::<f32>::new(&plan, 0);
-    nnlang_runtime::io::load(weights, &plan, &mut exec.params).map_err(|e| {
+    nnlang_runtime::io::load(weights, &plan.params, &mut exec.params).map_err(|e| {
         eprintln!("error: {e}");
         Failure::Source
     })?;
@@ -303,7 +303,7 @@ pub fn run(args: &ModelArgs, weights: &Path, input: &Path, output: &Path) -> Res
     let batch = 256;
     let plan = plan(args, &source, model, Mode::Inference, batch)?;
     let mut exec = Exec::<f32>::new(&plan, 0);
-    nnlang_runtime::io::load(weights, &plan, &mut exec.params).map_err(|e| {
+    nnlang_runtime::io::load(weights, &plan.params, &mut exec.params).map_err(|e| {
         eprintln!("error: {e}");
         Failure::Source
     })?;
