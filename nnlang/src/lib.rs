@@ -4,6 +4,7 @@
 //! [`ir::verify`] → [`shape::infer`], with [`recipe::check_blocks`] beside it for the
 //! training recipe. [`compile`] runs all of it and gathers every diagnostic.
 
+pub mod codegen;
 pub mod diag;
 pub mod grad;
 pub mod ir;

@@ -186,56 +186,81 @@ pub fn fit(
     Ok(Outcome { history, weights, interrupted })
 }
 
-/// Runs the inference plan over `data` in batches and scores its outputs with `loss`.
-pub fn evaluate(plan: &Plan, exec: &mut Exec<f32>, loss: Loss, data: Data, batch: usize) -> Evaluation {
-    let rows = data.rows();
-    let batch = batch.min(plan.max_batch).max(1);
-    let (mut total, mut correct) = (0.0, 0usize);
-    let mut predictions = Vec::new();
-    let cols = plan.output.cols;
-    for start in (0..rows).step_by(batch) {
-        let n = batch.min(rows - start);
-        exec.set_input(plan, 0, n, &data.x[start * data.x_cols..(start + n) * data.x_cols]);
-        // An inference plan has no loss step and no data-dependent failure.
-        let _ = exec.run(plan, n, None);
-        let out = exec.output(plan, n);
-        let y = &data.y[start * data.y_cols..(start + n) * data.y_cols];
+/// Running totals for scoring a model's outputs batch by batch.
+#[derive(Clone, Debug, Default)]
+pub struct Scores {
+    total: f64,
+    correct: usize,
+    rows: usize,
+    cols: usize,
+    predictions: Vec<usize>,
+}
+
+impl Scores {
+    /// Adds one batch: `out` is `rows × cols` model outputs (probabilities for the
+    /// cross-entropies), `y` the targets.
+    pub fn add(&mut self, loss: Loss, cols: usize, out: &[f32], y: &[f32]) {
+        let rows = out.len() / cols.max(1);
+        self.rows += rows;
+        self.cols = cols;
         match loss {
             Loss::CrossEntropy => {
-                for (r, &label) in y.iter().enumerate().take(n) {
-                    let label = label as usize;
-                    let p = out.get(r * cols + label).copied().unwrap_or(0.0) as f64;
-                    total -= p.max(1e-12).ln();
+                for (r, &label) in y.iter().enumerate().take(rows) {
+                    let p = out.get(r * cols + label as usize).copied().unwrap_or(0.0) as f64;
+                    self.total -= p.max(1e-12).ln();
                 }
                 let pred = argmax_rows(cols, out);
-                correct += pred.iter().zip(y).filter(|(p, &l)| **p == l as usize).count();
-                predictions.extend(pred);
+                self.correct += pred.iter().zip(y).filter(|(p, &l)| **p == l as usize).count();
+                self.predictions.extend(pred);
             }
             Loss::BinaryCrossEntropy => {
                 for (&p, &t) in out.iter().zip(y) {
                     let p = (p as f64).clamp(1e-12, 1.0 - 1e-12);
                     let t = t as f64;
-                    total -= (t * p.ln() + (1.0 - t) * (1.0 - p).ln()) / cols as f64;
-                    correct += usize::from((p >= 0.5) == (t >= 0.5));
+                    self.total -= (t * p.ln() + (1.0 - t) * (1.0 - p).ln()) / cols as f64;
+                    self.correct += usize::from((p >= 0.5) == (t >= 0.5));
                 }
             }
             Loss::MeanSquaredError => {
                 for (&p, &t) in out.iter().zip(y) {
-                    total += 0.5 * ((p - t) as f64).powi(2);
+                    self.total += 0.5 * ((p - t) as f64).powi(2);
                 }
             }
         }
     }
-    let denom = match loss {
-        Loss::BinaryCrossEntropy => (rows * cols).max(1),
-        _ => rows.max(1),
-    };
-    Evaluation {
-        loss: total / rows.max(1) as f64,
-        accuracy: match loss {
-            Loss::MeanSquaredError => None,
-            _ => Some(correct as f64 / denom as f64),
-        },
-        predictions,
+
+    pub fn finish(self, loss: Loss) -> Evaluation {
+        let denom = match loss {
+            Loss::BinaryCrossEntropy => (self.rows * self.cols).max(1),
+            _ => self.rows.max(1),
+        };
+        Evaluation {
+            loss: self.total / self.rows.max(1) as f64,
+            accuracy: match loss {
+                Loss::MeanSquaredError => None,
+                _ => Some(self.correct as f64 / denom as f64),
+            },
+            predictions: self.predictions,
+        }
     }
+}
+
+/// Runs the inference plan over `data` in batches and scores its outputs with `loss`.
+pub fn evaluate(plan: &Plan, exec: &mut Exec<f32>, loss: Loss, data: Data, batch: usize) -> Evaluation {
+    let rows = data.rows();
+    let batch = batch.min(plan.max_batch).max(1);
+    let mut scores = Scores::default();
+    for start in (0..rows).step_by(batch) {
+        let n = batch.min(rows - start);
+        exec.set_input(plan, 0, n, &data.x[start * data.x_cols..(start + n) * data.x_cols]);
+        // An inference plan has no loss step and no data-dependent failure.
+        let _ = exec.run(plan, n, None);
+        scores.add(
+            loss,
+            plan.output.cols,
+            exec.output(plan, n),
+            &data.y[start * data.y_cols..(start + n) * data.y_cols],
+        );
+    }
+    scores.finish(loss)
 }

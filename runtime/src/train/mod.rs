@@ -6,7 +6,7 @@ mod fit;
 mod optim;
 mod step;
 
-pub use fit::{evaluate, fit, Data, EpochStats, Evaluation, Observer, Outcome, TrainError};
+pub use fit::{evaluate, fit, Data, EpochStats, Evaluation, Observer, Outcome, Scores, TrainError};
 pub use optim::{regularization, Optimizer, UpdateRatio};
 pub use step::Stepper;
 
@@ -105,8 +105,13 @@ impl Default for Options {
 /// Initializes every parameter of `plan` in `params`: weights by `init`, biases to zero.
 /// The same seed gives the same weights.
 pub fn initialize<T: Float>(plan: &Plan, params: &mut [T], init: Init, seed: u64) {
+    initialize_table(&plan.params, params, init, seed)
+}
+
+/// [`initialize`] for a parameter table (what generated code holds instead of a plan).
+pub fn initialize_table<T: Float>(table: &[crate::plan::Param], params: &mut [T], init: Init, seed: u64) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_1417);
-    for p in &plan.params {
+    for p in table {
         let slot = &mut params[p.buf.range()];
         if p.is_bias {
             slot.fill(T::ZERO);

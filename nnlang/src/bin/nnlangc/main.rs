@@ -43,6 +43,10 @@ enum Command {
         /// The IR as a Graphviz graph.
         #[arg(long, group = "what")]
         dot: bool,
+        /// The model compiled to Rust: a struct with constant shapes over the runtime's
+        /// kernels, as `nnlang_macros::nn!` generates it.
+        #[arg(long, group = "what")]
+        rust: bool,
         /// Show the IR after this pass (loss, fuse-softmax-ce, fuse-dense, dce, inplace) of the
         /// training pipeline (the inference pipeline when the file has no `train` block).
         #[arg(long, value_name = "PASS")]
@@ -165,8 +169,18 @@ fn run(cli: Cli) -> Result<(), Failure> {
             }
             Ok(())
         }
-        Command::Emit { model, ir: _, dot, after } => {
-            let (compiled, _) = load(&model)?;
+        Command::Emit { model, ir: _, dot, after, rust } => {
+            let (compiled, source) = load(&model)?;
+            if rust {
+                for m in &compiled.models {
+                    let tokens = nnlang::codegen::generate(&compiled, m).map_err(|diags| {
+                        eprint!("{}", render_all(&diags, &model.file.display().to_string(), &source));
+                        Failure::Source
+                    })?;
+                    print!("{}", nnlang::codegen::pretty(&tokens));
+                }
+                return Ok(());
+            }
             if let Some(pass) = &after {
                 if !nnlang::passes::PASSES.contains(&pass.as_str()) {
                     return Err(Failure::Usage(format!(

@@ -1,0 +1,140 @@
+//! Generated code against the interpreter, for every example model that runs: the same
+//! forward outputs, gradients and weights after several training steps, bit for bit.
+#![allow(clippy::modulo_one)] // models with one output class index modulo 1
+
+use nnlang::plan::{build, Mode};
+use nnlang::{compile, Options};
+use nnlang_runtime::interp::{Exec, Updater};
+use nnlang_runtime::plan::TargetKind;
+use rand::{RngExt, SeedableRng};
+
+nnlang_macros::nn!(file = "../examples/mnist_mlp.nn", model = "Mlp");
+nnlang_macros::nn!(file = "../examples/logistic_regression.nn", model = "LogReg");
+nnlang_macros::nn!(file = "../examples/residual.nn", model = "Residual");
+nnlang_macros::nn!(file = "../examples/projection_pursuit.nn", model = "ProjectionPursuit");
+
+nnlang_macros::nn! {
+    // Dropout (with its random masks), leaky ReLU, sigmoid and binary cross-entropy.
+    model Dropped(width = 12) {
+        input x: [10]
+        x -> dense(width) -> leaky_relu(alpha = 0.1) -> dropout(keep = 0.7)
+          -> dense(width) -> tanh -> dropout(drop = 0.25)
+          -> dense(3) -> sigmoid
+    }
+    train Dropped on d { loss = binary_cross_entropy, optimizer = adam(lr = 0.01), batch = 16, seed = 3 }
+    data d { train = csv("unused.csv") }
+}
+
+/// The interpreter side: the same model compiled from the same source at run time.
+fn interpreter(
+    src: &str,
+    name: &str,
+) -> (nnlang_runtime::plan::Plan, nnlang_runtime::plan::Plan, nnlang::plan::Loss, nnlang_runtime::train::Options) {
+    let c = compile(src, &Options { model: Some(name.to_string()), ..Options::default() }).expect("compiles");
+    assert!(!c.has_errors(), "{:?}", c.diagnostics);
+    let m = &c.models[0];
+    let (loss, opts) = match nnlang::job::train_block(&c, Some(name)) {
+        Some(r) => nnlang::job::options(r),
+        None => (nnlang::codegen::default_loss(m), nnlang_runtime::train::Options { batch: 64, ..Default::default() }),
+    };
+    let train = build(m, Mode::Training(loss), opts.batch).expect("plan");
+    let infer = build(m, Mode::Inference, opts.batch).expect("plan");
+    (train, infer, loss, opts)
+}
+
+macro_rules! differential {
+    ($test:ident, $ty:ident, $src:expr) => {
+        #[test]
+        fn $test() {
+            let src: &str = $src;
+            let (train, infer, _loss, opts) = interpreter(src, stringify!($ty));
+            let seed = 42;
+            let mut net = $ty::new(seed);
+            // Same initial weights as the trainer draws for the same seed.
+            let mut params = vec![0f32; train.params_len];
+            nnlang_runtime::train::initialize(&train, &mut params, opts.init, seed);
+            assert_eq!(net.weights(), &params[..], "initial weights");
+
+            let rows = $ty::MAX_BATCH.min(13);
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+            let x: Vec<f32> = (0..rows * $ty::INPUTS[0]).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let y: Vec<f32> = match train.target.expect("target").1 {
+                TargetKind::Class => (0..rows).map(|r| (r % $ty::OUTPUT) as f32).collect(),
+                TargetKind::Values => (0..rows * $ty::TARGET_COLS).map(|_| rng.random_range(0.0..1.0)).collect(),
+            };
+
+            // Forward.
+            let mut infer_exec = Exec::<f32>::new(&infer, 0);
+            infer_exec.params.copy_from_slice(&params);
+            infer_exec.set_input(&infer, 0, rows, &x);
+            infer_exec.run(&infer, rows, None).expect("runs");
+            let expected = infer_exec.output(&infer, rows).to_vec();
+            assert_eq!(bits(net.forward(&x, rows)), bits(&expected), "forward outputs");
+
+            // Several training steps: losses, gradients and weights.
+            let mut exec = Exec::<f32>::new(&train, seed.wrapping_add(1));
+            exec.params.copy_from_slice(&params);
+            let mut opt_i = nnlang_runtime::train::Optimizer::new(
+                &train.params,
+                opts.optimizer,
+                opts.l1,
+                opts.l2,
+                opts.max_norm,
+                opts.ema,
+            );
+            let mut opt_g = net.optimizer();
+            for step in 0..4 {
+                exec.set_input(&train, 0, rows, &x);
+                exec.set_target(&train, rows, &y);
+                let li = exec.run(&train, rows, None).expect("runs").expect("loss");
+                let lg = net.loss_and_gradients(&x, &y, rows).expect("runs");
+                assert_eq!(li.to_bits(), lg.to_bits(), "loss at step {step}");
+                assert_eq!(bits(&exec.grads), bits(net.gradients()), "gradients at step {step}");
+                opt_i.update(&mut exec.params, &exec.grads);
+                let grads = net.gradients().to_vec();
+                opt_g.update(net.weights_mut(), &grads);
+                assert_eq!(bits(&exec.params), bits(net.weights()), "weights after step {step}");
+            }
+        }
+    };
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+differential!(mnist_mlp, Mlp, include_str!("../../examples/mnist_mlp.nn"));
+differential!(logistic_regression, LogReg, include_str!("../../examples/logistic_regression.nn"));
+differential!(residual, Residual, include_str!("../../examples/residual.nn"));
+differential!(projection_pursuit, ProjectionPursuit, include_str!("../../examples/projection_pursuit.nn"));
+differential!(
+    dropout_and_bce,
+    Dropped,
+    "model Dropped(width = 12) {\n input x: [10]\n x -> dense(width) -> leaky_relu(alpha = 0.1) -> dropout(keep = 0.7)\n -> dense(width) -> tanh -> dropout(drop = 0.25)\n -> dense(3) -> sigmoid\n }\n train Dropped on d { loss = binary_cross_entropy, optimizer = adam(lr = 0.01), batch = 16, seed = 3 }\n data d { train = csv(\"unused.csv\") }"
+);
+
+#[test]
+fn train_step_and_checkpoints() {
+    let mut net = Mlp::new(1);
+    let mut opt = net.optimizer();
+    let rows = 32;
+    let x: Vec<f32> = (0..rows * 784).map(|i| ((i * 7919) % 255) as f32 / 255.0).collect();
+    let y: Vec<f32> = (0..rows).map(|r| (r % 10) as f32).collect();
+    let first = net.train_step(&x, &y, rows, &mut opt).expect("step");
+    let mut last = first;
+    for _ in 0..30 {
+        last = net.train_step(&x, &y, rows, &mut opt).expect("step");
+    }
+    assert!(last < first * 0.5, "the loss falls when fitting one batch: {first} → {last}");
+    let dir = std::env::temp_dir().join(format!("nnlang-macros-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join("mlp.safetensors");
+    net.save(&path).expect("save");
+    let before = net.forward(&x, rows).to_vec();
+    let mut other = Mlp::new(2);
+    other.load(&path).expect("load");
+    assert_eq!(bits(other.forward(&x, rows)), bits(&before), "saved weights give the same outputs");
+    assert_eq!(net.param("dense_2.bias").map(|b| b.len()), Some(10));
+    let bad = y.iter().map(|_| 12.0).collect::<Vec<f32>>();
+    assert!(net.loss_and_gradients(&x, &bad, rows).is_err(), "a label outside the classes is an error");
+}

@@ -1,0 +1,9 @@
+// Checks, but has no kernels yet: the generated code cannot be built.
+nnlang_macros::nn! {
+    model Tagger {
+        input frames: [seq, 12]
+        frames -> rnn(32) -> dense(9) -> softmax
+    }
+}
+
+fn main() {}

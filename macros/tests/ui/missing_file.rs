@@ -1,0 +1,3 @@
+nnlang_macros::nn!(file = "models/does_not_exist.nn", model = "Mlp");
+
+fn main() {}

@@ -1,0 +1,321 @@
+//! Plans → Rust. The generated model is a struct with constant shapes and one arena per
+//! plan, whose methods are straight-line calls of the runtime's step functions
+//! (`nnlang_runtime::ops`) with every shape and offset a constant — the same calls, in the
+//! same order, as the interpreter makes, so that the two agree bit for bit. Generated code
+//! depends on `nnlang-runtime` only.
+
+mod expand;
+mod steps;
+
+pub use expand::expand;
+
+use crate::diag::Diagnostic;
+use crate::job;
+use crate::plan::{build, Loss, Mode};
+use crate::{Compiled, Model};
+use nnlang_runtime::plan::{Param, Plan};
+use nnlang_runtime::train::{Init, OptimizerKind, Options};
+use proc_macro2::{Ident, Literal, Span, TokenStream};
+use quote::{format_ident, quote};
+
+/// What the generated code is built for when the file has no `train` block.
+const DEFAULT_BATCH: usize = 64;
+
+/// Generates the Rust code of `model`.
+pub fn generate(compiled: &Compiled, model: &Model) -> Result<TokenStream, Vec<Diagnostic>> {
+    let (loss, options) = match job::train_block(compiled, Some(&model.graph.name)) {
+        Some(r) => job::options(r),
+        None => (default_loss(model), Options { batch: DEFAULT_BATCH, ..Options::default() }),
+    };
+    let train = build(model, Mode::Training(loss), options.batch)?;
+    let infer = build(model, Mode::Inference, options.batch)?;
+    Ok(emit(&model.graph.name, &train, &infer, loss, &options))
+}
+
+/// The loss a model without a `train` block is trained with: what its last layer suggests.
+pub fn default_loss(model: &Model) -> Loss {
+    use crate::ir::{Activation, Op};
+    match model.graph.output.map(|o| &model.graph.node(o).op) {
+        Some(Op::Softmax) => Loss::CrossEntropy,
+        Some(Op::Activation { function: Activation::Sigmoid }) => Loss::BinaryCrossEntropy,
+        _ => Loss::MeanSquaredError,
+    }
+}
+
+/// Formats generated code for people (`nnlangc emit --rust`, snapshots).
+pub fn pretty(tokens: &TokenStream) -> String {
+    match syn::parse2::<syn::File>(tokens.clone()) {
+        Ok(file) => prettyplease::unparse(&file),
+        Err(_) => tokens.to_string(),
+    }
+}
+
+fn lit(n: usize) -> Literal {
+    Literal::usize_unsuffixed(n)
+}
+
+fn f64_lit(v: f64) -> Literal {
+    Literal::f64_suffixed(v)
+}
+
+fn param_table(table: &[Param]) -> TokenStream {
+    let entries = table.iter().map(|p| {
+        let name = &p.name;
+        let shape = p.shape.iter().map(|&d| lit(d));
+        let (offset, len, fan_in, is_bias) = (lit(p.buf.offset), lit(p.buf.len), lit(p.fan_in), p.is_bias);
+        quote! {
+            ::nnlang_runtime::plan::Param {
+                name: ::std::string::String::from(#name),
+                shape: ::std::vec::Vec::from([#(#shape),*]),
+                buf: ::nnlang_runtime::plan::PBuf { offset: #offset, len: #len },
+                fan_in: #fan_in,
+                is_bias: #is_bias,
+            }
+        }
+    });
+    quote! { ::std::vec::Vec::from([#(#entries),*]) }
+}
+
+fn loss_tokens(loss: Loss) -> TokenStream {
+    match loss {
+        Loss::CrossEntropy => quote! { ::nnlang_runtime::plan::Loss::CrossEntropy },
+        Loss::BinaryCrossEntropy => quote! { ::nnlang_runtime::plan::Loss::BinaryCrossEntropy },
+        Loss::MeanSquaredError => quote! { ::nnlang_runtime::plan::Loss::MeanSquaredError },
+    }
+}
+
+fn init_tokens(init: Init) -> TokenStream {
+    match init {
+        Init::Xavier => quote! { ::nnlang_runtime::train::Init::Xavier },
+        Init::He => quote! { ::nnlang_runtime::train::Init::He },
+        Init::Normal { std } => {
+            let s = f64_lit(std);
+            quote! { ::nnlang_runtime::train::Init::Normal { std: #s } }
+        }
+        Init::Uniform { a } => {
+            let a = f64_lit(a);
+            quote! { ::nnlang_runtime::train::Init::Uniform { a: #a } }
+        }
+    }
+}
+
+fn optimizer_tokens(o: &Options) -> TokenStream {
+    let kind = match o.optimizer {
+        OptimizerKind::Sgd { lr, momentum, nesterov } => {
+            let (lr, m) = (f64_lit(lr), f64_lit(momentum));
+            quote! { ::nnlang_runtime::train::OptimizerKind::Sgd { lr: #lr, momentum: #m, nesterov: #nesterov } }
+        }
+        OptimizerKind::Adam { lr, beta1, beta2, eps } => {
+            let (lr, b1, b2, e) = (f64_lit(lr), f64_lit(beta1), f64_lit(beta2), f64_lit(eps));
+            quote! { ::nnlang_runtime::train::OptimizerKind::Adam { lr: #lr, beta1: #b1, beta2: #b2, eps: #e } }
+        }
+    };
+    let (l1, l2) = (f64_lit(o.l1), f64_lit(o.l2));
+    let opt = |v: Option<f64>| match v {
+        Some(x) => {
+            let x = f64_lit(x);
+            quote! { ::std::option::Option::Some(#x) }
+        }
+        None => quote! { ::std::option::Option::None },
+    };
+    let (max_norm, ema) = (opt(o.max_norm), opt(o.ema));
+    quote! { ::nnlang_runtime::train::Optimizer::new(&self.table, #kind, #l1, #l2, #max_norm, #ema) }
+}
+
+fn emit(name: &str, train: &Plan, infer: &Plan, loss: Loss, o: &Options) -> TokenStream {
+    let ty = Ident::new(name, Span::call_site());
+    let n_inputs = infer.inputs.len();
+    let n_inputs_lit = lit(n_inputs);
+    let input_cols: Vec<Literal> = infer.inputs.iter().map(|b| lit(b.cols)).collect();
+    let (max_batch, params_len) = (lit(infer.max_batch), lit(train.params_len));
+    let (train_arena, infer_arena) = (lit(train.arena_len.max(1)), lit(infer.arena_len.max(1)));
+    let out_cols = lit(infer.output.cols);
+    let out_offset = lit(infer.output.offset);
+    let target_cols = lit(train.target.map_or(0, |(t, _)| t.cols));
+    let table = param_table(&train.params);
+    let loss_t = loss_tokens(loss);
+    let init = init_tokens(o.init);
+    let optimizer = optimizer_tokens(o);
+    let forward_steps = steps::body(&infer.steps, false);
+    let train_steps = steps::body(&train.steps, true);
+    let input_names: Vec<Ident> = (0..n_inputs).map(|i| format_ident!("x{}", i)).collect();
+    let call = if n_inputs == 1 {
+        quote! { x, }
+    } else {
+        quote! { inputs, }
+    };
+    let doc = format!(
+        " The nnlang model `{name}`: {} parameters in {} tensors; batches of up to {} rows; trained with {:?}.",
+        train.params_len,
+        train.params.len(),
+        infer.max_batch,
+        loss
+    );
+    let doc_arena =
+        format!(" Arenas: {} floats for a training step, {} for inference.", train.arena_len, infer.arena_len);
+    let (forward_sig, forward_inputs) = if n_inputs == 1 {
+        (quote! { x: &[f32] }, quote! { let inputs: [&[f32]; 1] = [x]; })
+    } else {
+        (quote! { inputs: [&[f32]; #n_inputs_lit] }, quote! {})
+    };
+    let check_inputs = input_names.iter().enumerate().map(|(i, _)| {
+        let c = &input_cols[i];
+        quote! {
+            ::std::assert!(inputs[#i].len() >= rows * #c, "input {} needs {} rows of {} values", #i, rows, #c);
+        }
+    });
+    let check_inputs: Vec<TokenStream> = check_inputs.collect();
+    let evaluate = if n_inputs == 1 {
+        quote! {
+            /// The loss (and accuracy, for classification) over every row of `x` against `y`,
+            /// computed with the current weights in batches of `MAX_BATCH`.
+            pub fn evaluate(&mut self, x: &[f32], y: &[f32]) -> ::nnlang_runtime::train::Evaluation {
+                let rows = x.len() / Self::INPUTS[0];
+                let mut scores = ::nnlang_runtime::train::Scores::default();
+                let mut start = 0;
+                while start < rows {
+                    let n = ::std::cmp::min(Self::MAX_BATCH, rows - start);
+                    let xs = &x[start * Self::INPUTS[0]..(start + n) * Self::INPUTS[0]];
+                    let ys = &y[start * Self::TARGET_COLS..(start + n) * Self::TARGET_COLS];
+                    let out = self.forward(xs, n);
+                    scores.add(Self::LOSS, Self::OUTPUT, out, ys);
+                    start += n;
+                }
+                scores.finish(Self::LOSS)
+            }
+        }
+    } else {
+        quote! {}
+    };
+    quote! {
+        #[doc = #doc]
+        #[doc = #doc_arena]
+        pub struct #ty {
+            params: ::std::vec::Vec<f32>,
+            grads: ::std::vec::Vec<f32>,
+            train_arena: ::std::vec::Vec<f32>,
+            infer_arena: ::std::vec::Vec<f32>,
+            rng: ::nnlang_runtime::rand_chacha::ChaCha8Rng,
+            table: ::std::vec::Vec<::nnlang_runtime::plan::Param>,
+        }
+
+        #[allow(clippy::all, clippy::pedantic, unused_variables, unused_mut, unused_assignments)]
+        impl #ty {
+            /// The most rows one call takes.
+            pub const MAX_BATCH: usize = #max_batch;
+            /// Values per row of each input.
+            pub const INPUTS: [usize; #n_inputs_lit] = [#(#input_cols),*];
+            /// Values per row of the output.
+            pub const OUTPUT: usize = #out_cols;
+            /// Values per row of the training target (1: a class index).
+            pub const TARGET_COLS: usize = #target_cols;
+            /// Parameters, all tensors together.
+            pub const PARAMS: usize = #params_len;
+            pub const LOSS: ::nnlang_runtime::plan::Loss = #loss_t;
+
+            /// A model with weights initialized as its recipe says (biases zero); the same
+            /// seed gives the weights `nnlangc train` starts from.
+            pub fn new(seed: u64) -> Self {
+                let table = #table;
+                let mut params = ::std::vec![0.0f32; #params_len];
+                ::nnlang_runtime::train::initialize_table(&table, &mut params, #init, seed);
+                Self {
+                    params,
+                    grads: ::std::vec![0.0f32; #params_len],
+                    train_arena: ::std::vec![0.0f32; #train_arena],
+                    infer_arena: ::std::vec![0.0f32; #infer_arena],
+                    rng: <::nnlang_runtime::rand_chacha::ChaCha8Rng as ::nnlang_runtime::rand_chacha::rand_core::SeedableRng>::seed_from_u64(seed.wrapping_add(1)),
+                    table,
+                }
+            }
+
+            /// The model's output for `rows` rows (row-major, `rows × INPUTS[i]` values per
+            /// input); dropout is off.
+            pub fn forward(&mut self, #forward_sig, rows: usize) -> &[f32] {
+                #forward_inputs
+                ::std::assert!(rows >= 1 && rows <= Self::MAX_BATCH, "a batch has 1 to {} rows", Self::MAX_BATCH);
+                #(#check_inputs)*
+                let target: &[f32] = &[];
+                let params = &self.params[..];
+                let arena = &mut self.infer_arena[..];
+                let mut rng = &mut self.rng;
+                #forward_steps
+                &self.infer_arena[#out_offset..#out_offset + rows * #out_cols]
+            }
+
+            /// Forward, loss and backward for one batch: returns the mean loss and leaves the
+            /// gradients in [`Self::gradients`].
+            pub fn loss_and_gradients(&mut self, #forward_sig, y: &[f32], rows: usize) -> ::std::result::Result<f64, ::nnlang_runtime::interp::ExecError> {
+                #forward_inputs
+                ::std::assert!(rows >= 1 && rows <= Self::MAX_BATCH, "a batch has 1 to {} rows", Self::MAX_BATCH);
+                #(#check_inputs)*
+                ::std::assert!(y.len() >= rows * Self::TARGET_COLS, "the target needs {} rows of {} values", rows, Self::TARGET_COLS);
+                let target: &[f32] = y;
+                let params = &self.params[..];
+                let grads = &mut self.grads[..];
+                let arena = &mut self.train_arena[..];
+                let mut rng = &mut self.rng;
+                let mut loss = 0.0f64;
+                #train_steps
+                ::std::result::Result::Ok(loss)
+            }
+
+            /// One training step: [`Self::loss_and_gradients`], then the optimizer's update.
+            pub fn train_step(&mut self, #forward_sig, y: &[f32], rows: usize, optimizer: &mut impl ::nnlang_runtime::interp::Updater<f32>) -> ::std::result::Result<f64, ::nnlang_runtime::interp::ExecError> {
+                let loss = self.loss_and_gradients(#call y, rows)?;
+                optimizer.update(&mut self.params, &self.grads);
+                ::std::result::Result::Ok(loss)
+            }
+
+            /// The optimizer of the model's recipe (learning rate, momentum, regularization,
+            /// max-norm, weight average).
+            pub fn optimizer(&self) -> ::nnlang_runtime::train::Optimizer<f32> {
+                #optimizer
+            }
+
+            #evaluate
+
+            /// Every parameter, all tensors together (see [`Self::parameters`] for where
+            /// each one is).
+            pub fn weights(&self) -> &[f32] {
+                &self.params
+            }
+
+            pub fn weights_mut(&mut self) -> &mut [f32] {
+                &mut self.params
+            }
+
+            /// The gradients of the last [`Self::loss_and_gradients`], laid out as the weights.
+            pub fn gradients(&self) -> &[f32] {
+                &self.grads
+            }
+
+            /// The parameter tensors: PyTorch names, shapes and places in [`Self::weights`].
+            pub fn parameters(&self) -> &[::nnlang_runtime::plan::Param] {
+                &self.table
+            }
+
+            /// One parameter tensor by name (`dense_0.weight`).
+            pub fn param(&self, name: &str) -> ::std::option::Option<&[f32]> {
+                let p = self.table.iter().find(|p| p.name == name)?;
+                ::std::option::Option::Some(&self.params[p.buf.offset..p.buf.offset + p.buf.len])
+            }
+
+            pub fn param_mut(&mut self, name: &str) -> ::std::option::Option<&mut [f32]> {
+                let p = self.table.iter().find(|p| p.name == name)?;
+                ::std::option::Option::Some(&mut self.params[p.buf.offset..p.buf.offset + p.buf.len])
+            }
+
+            /// Saves the weights as safetensors, as `nnlangc train` does.
+            pub fn save(&self, path: impl ::std::convert::AsRef<::std::path::Path>) -> ::std::result::Result<(), ::nnlang_runtime::io::CheckpointError> {
+                ::nnlang_runtime::io::save(path.as_ref(), &self.table, &self.params)
+            }
+
+            /// Loads weights saved by [`Self::save`] or `nnlangc train`; refuses a file whose
+            /// tensors do not match.
+            pub fn load(&mut self, path: impl ::std::convert::AsRef<::std::path::Path>) -> ::std::result::Result<(), ::nnlang_runtime::io::CheckpointError> {
+                ::nnlang_runtime::io::load(path.as_ref(), &self.table, &mut self.params)
+            }
+        }
+    }
+}
