@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Side by side, in one run: the MLP training step of examples/mnist_mlp.nn in nnlang (the
-# plan interpreter) and in PyTorch, at batch 64 and 256, on 1 and 2 threads.
+# Side by side, in one run: the MLP training step of examples/mnist_mlp.nn as code generated
+# by nn!, in the plan interpreter, and in PyTorch, at batch 64 and 256, on 1 and 2 threads.
 #
 #   PYTHON=/path/to/venv/bin/python bench/mlp.sh
 #
@@ -10,17 +10,19 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 
-rust=$(cargo bench -q -p nnlang --bench train_step 2>/dev/null | grep '^nnlang ')
+rust=$(cargo bench -q -p nnlang-macros --bench train_step 2>/dev/null | grep -E '^(generated|interpreter) ')
 torch=$(OMP_NUM_THREADS=1 "$PYTHON" bench/pytorch_mlp.py 2>/dev/null | grep '^pytorch ')
 
-echo "| threads | batch | nnlang samples/s | PyTorch samples/s | ratio |"
-echo "|---|---|---|---|---|"
+rate() { grep "^$1 threads=$2 batch=$3 " | sed 's/.*samples\/s=//'; }
+echo "| threads | batch | generated (nn!) | interpreter | PyTorch | generated / PyTorch |"
+echo "|---|---|---|---|---|---|"
 for t in 1 2; do
   for b in 64 256; do
-    n=$(grep "threads=$t batch=$b " <<<"$rust" | sed 's/.*samples\/s=//')
-    p=$(grep "threads=$t batch=$b " <<<"$torch" | sed 's/.*samples\/s=//')
-    r=$(awk -v n="$n" -v p="$p" 'BEGIN { printf "%.2f", n / p }')
-    echo "| $t | $b | $n | $p | $r× |"
+    g=$(rate generated $t $b <<<"$rust")
+    i=$(rate interpreter $t $b <<<"$rust")
+    p=$(rate pytorch $t $b <<<"$torch")
+    r=$(awk -v g="$g" -v p="$p" 'BEGIN { printf "%.2f", g / p }')
+    echo "| $t | $b | $g | $i | $p | $r× |"
   done
 done
 echo

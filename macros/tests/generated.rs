@@ -138,3 +138,22 @@ fn train_step_and_checkpoints() {
     let bad = y.iter().map(|_| 12.0).collect::<Vec<f32>>();
     assert!(net.loss_and_gradients(&x, &bad, rows).is_err(), "a label outside the classes is an error");
 }
+
+#[test]
+fn data_parallel_generated_matches_the_interpreters_two_thread_step() {
+    let (train, _, _, opts) = interpreter(include_str!("../../examples/mnist_mlp.nn"), "Mlp");
+    let rows = 64;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
+    let x: Vec<f32> = (0..rows * 784).map(|_| rng.random_range(0.0..1.0)).collect();
+    let y: Vec<f32> = (0..rows).map(|r| (r % 10) as f32).collect();
+    let mut net = Mlp::new(5);
+    let mut parallel = net.parallel(2, 5).expect("pool");
+    let mut opt = net.optimizer();
+    let mut stepper = nnlang_runtime::train::Stepper::new(&train, net.weights().to_vec(), &opts, 2);
+    for step in 0..3 {
+        let lg = net.train_step_parallel(&mut parallel, &x, &y, rows, &mut opt).expect("step");
+        let li = stepper.step(&x, &y, rows).expect("step");
+        assert_eq!(lg.to_bits(), li.to_bits(), "loss at step {step}");
+        assert_eq!(bits(net.weights()), bits(stepper.params()), "weights after step {step}");
+    }
+}

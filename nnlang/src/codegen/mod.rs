@@ -99,6 +99,25 @@ fn init_tokens(init: Init) -> TokenStream {
     }
 }
 
+fn schedule_tokens(s: nnlang_runtime::train::Schedule) -> TokenStream {
+    use nnlang_runtime::train::Schedule;
+    match s {
+        Schedule::Constant => quote! { ::nnlang_runtime::train::Schedule::Constant },
+        Schedule::Step { every, factor } => {
+            let (e, f) = (lit(every), f64_lit(factor));
+            quote! { ::nnlang_runtime::train::Schedule::Step { every: #e, factor: #f } }
+        }
+        Schedule::Exponential { decay } => {
+            let d = f64_lit(decay);
+            quote! { ::nnlang_runtime::train::Schedule::Exponential { decay: #d } }
+        }
+        Schedule::Plateau { factor, patience } => {
+            let (f, p) = (f64_lit(factor), lit(patience));
+            quote! { ::nnlang_runtime::train::Schedule::Plateau { factor: #f, patience: #p } }
+        }
+    }
+}
+
 fn optimizer_tokens(o: &Options) -> TokenStream {
     let kind = match o.optimizer {
         OptimizerKind::Sgd { lr, momentum, nesterov } => {
@@ -136,6 +155,8 @@ fn emit(name: &str, train: &Plan, infer: &Plan, loss: Loss, o: &Options) -> Toke
     let loss_t = loss_tokens(loss);
     let init = init_tokens(o.init);
     let optimizer = optimizer_tokens(o);
+    let base_lr = f64_lit(o.optimizer.lr());
+    let schedule = schedule_tokens(o.schedule);
     let forward_steps = steps::body(&infer.steps, false);
     let train_steps = steps::body(&train.steps, true);
     let input_names: Vec<Ident> = (0..n_inputs).map(|i| format_ident!("x{}", i)).collect();
@@ -167,6 +188,20 @@ fn emit(name: &str, train: &Plan, infer: &Plan, loss: Loss, o: &Options) -> Toke
     let check_inputs: Vec<TokenStream> = check_inputs.collect();
     let evaluate = if n_inputs == 1 {
         quote! {
+            /// A data-parallel trainer over `threads` workers (each a copy of this model's
+            /// buffers, with its own dropout generator): use it with [`Self::train_step_parallel`].
+            pub fn parallel(&self, threads: usize, seed: u64) -> ::std::result::Result<::nnlang_runtime::train::DataParallel<Self>, ::std::string::String> {
+                let workers = (0..threads.max(1)).map(|i| Self::new(seed.wrapping_add(1000 + i as u64))).collect();
+                ::nnlang_runtime::train::DataParallel::new(workers, Self::PARAMS, Self::INPUTS[0], Self::TARGET_COLS)
+            }
+
+            /// One training step split over the workers of `parallel`.
+            pub fn train_step_parallel(&mut self, parallel: &mut ::nnlang_runtime::train::DataParallel<Self>, x: &[f32], y: &[f32], rows: usize, optimizer: &mut impl ::nnlang_runtime::interp::Updater<f32>) -> ::std::result::Result<f64, ::nnlang_runtime::interp::ExecError> {
+                parallel.step(&mut self.params, optimizer, x, y, rows)
+            }
+
+
+
             /// The loss (and accuracy, for classification) over every row of `x` against `y`,
             /// computed with the current weights in batches of `MAX_BATCH`.
             pub fn evaluate(&mut self, x: &[f32], y: &[f32]) -> ::nnlang_runtime::train::Evaluation {
@@ -187,7 +222,23 @@ fn emit(name: &str, train: &Plan, infer: &Plan, loss: Loss, o: &Options) -> Toke
     } else {
         quote! {}
     };
+    let worker = if n_inputs == 1 {
+        quote! {
+            impl ::nnlang_runtime::train::Worker for #ty {
+                fn loss_and_gradients_with(&mut self, params: &[f32], x: &[f32], y: &[f32], rows: usize) -> ::std::result::Result<f64, ::nnlang_runtime::interp::ExecError> {
+                    #ty::loss_and_gradients_with(self, params, x, y, rows)
+                }
+                fn worker_gradients(&self) -> &[f32] {
+                    &self.grads
+                }
+            }
+        }
+    } else {
+        quote! {}
+    };
     quote! {
+        #worker
+
         #[doc = #doc]
         #[doc = #doc_arena]
         pub struct #ty {
@@ -246,12 +297,20 @@ fn emit(name: &str, train: &Plan, infer: &Plan, loss: Loss, o: &Options) -> Toke
             /// Forward, loss and backward for one batch: returns the mean loss and leaves the
             /// gradients in [`Self::gradients`].
             pub fn loss_and_gradients(&mut self, #forward_sig, y: &[f32], rows: usize) -> ::std::result::Result<f64, ::nnlang_runtime::interp::ExecError> {
+                let params = ::std::mem::take(&mut self.params);
+                let result = self.loss_and_gradients_with(&params, #call y, rows);
+                self.params = params;
+                result
+            }
+
+            /// [`Self::loss_and_gradients`] with weights held elsewhere (a data-parallel
+            /// worker reads the master's).
+            pub fn loss_and_gradients_with(&mut self, params: &[f32], #forward_sig, y: &[f32], rows: usize) -> ::std::result::Result<f64, ::nnlang_runtime::interp::ExecError> {
                 #forward_inputs
                 ::std::assert!(rows >= 1 && rows <= Self::MAX_BATCH, "a batch has 1 to {} rows", Self::MAX_BATCH);
                 #(#check_inputs)*
                 ::std::assert!(y.len() >= rows * Self::TARGET_COLS, "the target needs {} rows of {} values", rows, Self::TARGET_COLS);
                 let target: &[f32] = y;
-                let params = &self.params[..];
                 let grads = &mut self.grads[..];
                 let arena = &mut self.train_arena[..];
                 let mut rng = &mut self.rng;
@@ -265,6 +324,12 @@ fn emit(name: &str, train: &Plan, infer: &Plan, loss: Loss, o: &Options) -> Toke
                 let loss = self.loss_and_gradients(#call y, rows)?;
                 optimizer.update(&mut self.params, &self.grads);
                 ::std::result::Result::Ok(loss)
+            }
+
+            /// The learning rate of `epoch` (from 0) under the recipe's schedule (a plateau
+            /// schedule depends on validation, so it gives the base rate).
+            pub fn learning_rate(epoch: usize) -> f64 {
+                ::nnlang_runtime::train::scheduled_lr(#base_lr, #schedule, epoch)
             }
 
             /// The optimizer of the model's recipe (learning rate, momentum, regularization,

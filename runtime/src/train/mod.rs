@@ -4,10 +4,12 @@
 
 mod fit;
 mod optim;
+mod parallel;
 mod step;
 
 pub use fit::{evaluate, fit, Data, EpochStats, Evaluation, Observer, Outcome, Scores, TrainError};
 pub use optim::{regularization, Optimizer, UpdateRatio};
+pub use parallel::{DataParallel, Worker};
 pub use step::Stepper;
 
 use crate::plan::Plan;

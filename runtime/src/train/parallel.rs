@@ -1,0 +1,97 @@
+//! Data parallelism for generated models: several copies of a model (workers) each compute
+//! the gradients of their share of a batch with the shared weights; the gradients are
+//! averaged (weighted by rows) and one update is applied. A fixed worker count gives the same
+//! result on every run.
+
+use crate::interp::{ExecError, Updater};
+use std::sync::Arc;
+
+/// What a generated model offers a data-parallel step.
+pub trait Worker: Send {
+    /// Forward, loss and backward of `rows` rows with the weights `params`; returns the mean
+    /// loss and leaves the gradients in [`Worker::worker_gradients`].
+    fn loss_and_gradients_with(&mut self, params: &[f32], x: &[f32], y: &[f32], rows: usize) -> Result<f64, ExecError>;
+    fn worker_gradients(&self) -> &[f32];
+}
+
+pub struct DataParallel<W> {
+    workers: Vec<W>,
+    grads: Vec<f32>,
+    pool: Arc<rayon::ThreadPool>,
+    x_cols: usize,
+    y_cols: usize,
+}
+
+/// Below this many rows per worker, a batch is not split further.
+const MIN_ROWS: usize = 16;
+
+impl<W: Worker> DataParallel<W> {
+    /// `workers` copies of the model (one per thread); `x_cols` and `y_cols` are the values
+    /// per row of the input and the target.
+    pub fn new(workers: Vec<W>, params: usize, x_cols: usize, y_cols: usize) -> Result<Self, String> {
+        let threads = workers.len().max(1);
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(|e| e.to_string())?;
+        Ok(DataParallel { workers, grads: vec![0.0; params], pool: Arc::new(pool), x_cols, y_cols })
+    }
+
+    /// The thread pool, to spread the optimizer's update over it too.
+    pub fn pool(&self) -> Arc<rayon::ThreadPool> {
+        self.pool.clone()
+    }
+
+    /// One step on `rows` rows: gradients in parallel, averaged, then `optimizer`'s update of
+    /// `params`. Returns the mean loss.
+    pub fn step(
+        &mut self,
+        params: &mut [f32],
+        optimizer: &mut impl Updater<f32>,
+        x: &[f32],
+        y: &[f32],
+        rows: usize,
+    ) -> Result<f64, ExecError> {
+        use rayon::prelude::*;
+        let used = self.workers.len().min((rows / MIN_ROWS).max(1));
+        let share = rows.div_ceil(used);
+        let (x_cols, y_cols) = (self.x_cols, self.y_cols);
+        let shared: &[f32] = params;
+        let results: Vec<Result<(usize, f64), ExecError>> = self.pool.install(|| {
+            self.workers[..used]
+                .par_iter_mut()
+                .enumerate()
+                .map(|(i, w)| {
+                    let start = (i * share).min(rows);
+                    let n = share.min(rows - start);
+                    if n == 0 {
+                        return Ok((0, 0.0));
+                    }
+                    let xs = &x[start * x_cols..(start + n) * x_cols];
+                    let ys = &y[start * y_cols..(start + n) * y_cols];
+                    Ok((n, w.loss_and_gradients_with(shared, xs, ys, n)?))
+                })
+                .collect()
+        });
+        let mut loss = 0.0;
+        let mut weights = Vec::with_capacity(used);
+        for r in results {
+            let (n, l) = r?;
+            loss += l * n as f64 / rows as f64;
+            weights.push(n as f32 / rows as f32);
+        }
+        let grads: Vec<&[f32]> = self.workers[..used].iter().map(|w| w.worker_gradients()).collect();
+        let chunk = self.grads.len().div_ceil(used).max(1);
+        self.pool.install(|| {
+            self.grads.par_chunks_mut(chunk).enumerate().for_each(|(c, g)| {
+                let at = c * chunk;
+                let len = g.len();
+                g.fill(0.0);
+                for (wg, &s) in grads.iter().zip(&weights) {
+                    if s > 0.0 {
+                        g.iter_mut().zip(&wg[at..at + len]).for_each(|(g, &v)| *g += s * v);
+                    }
+                }
+            });
+        });
+        optimizer.update(params, &self.grads);
+        Ok(loss)
+    }
+}
