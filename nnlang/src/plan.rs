@@ -10,7 +10,7 @@ use crate::ir::{Activation, Graph, LossKind, NodeId, Op};
 use crate::passes::{self, Target};
 use crate::shape::Shapes;
 use crate::Model;
-use nnlang_runtime::plan::{ABuf, PBuf, Param, Plan, Space, Step, TargetKind, Write};
+use nnlang_runtime::plan::{ABuf, Geometry, PBuf, Param, Plan, Space, Step, TargetKind, Write};
 use std::collections::HashMap;
 
 pub use crate::passes::Level;
@@ -105,14 +105,47 @@ struct Builder {
     /// Columns of each arena buffer; steps refer to arena buffers by index until offsets
     /// are assigned.
     cols: Vec<usize>,
+    /// Whether a buffer has a fixed length (a workspace) instead of `cols` per row.
+    fixed: Vec<bool>,
     steps: Vec<Step>,
 }
 
 impl Builder {
     fn buf(&mut self, cols: usize) -> ABuf {
         self.cols.push(cols);
+        self.fixed.push(false);
         ABuf::arena(self.cols.len() - 1, cols)
     }
+
+    /// A workspace of `len` elements whatever the batch.
+    fn workspace(&mut self, len: usize) -> ABuf {
+        self.cols.push(len);
+        self.fixed.push(true);
+        ABuf::arena(self.cols.len() - 1, len)
+    }
+}
+
+/// The window geometry of a convolution, locally-connected layer or pooling node.
+fn geometry(g: &Graph, shapes: &Shapes, id: NodeId) -> Option<Geometry> {
+    let node = g.node(id);
+    let (f, s, p, k) = match node.op {
+        Op::Conv { filters, size, stride, pad }
+        | Op::FusedConv { filters, size, stride, pad, .. }
+        | Op::Local { filters, size, stride, pad } => (size, stride, pad, Some(filters)),
+        Op::Pool { size, stride, .. } => (size, stride, 0, None),
+        _ => return None,
+    };
+    let dims = |i: NodeId| -> Option<Vec<usize>> {
+        shapes.shapes[i.index()]
+            .as_ref()?
+            .0
+            .iter()
+            .map(|d| if let crate::ir::Dim::Fixed(n) = d { Some(*n) } else { None })
+            .collect()
+    };
+    let (input, output) = (dims(*node.inputs.first()?)?, dims(id)?);
+    let ([h, w, d], [oh, ow, _]) = (<[usize; 3]>::try_from(input).ok()?, <[usize; 3]>::try_from(output).ok()?);
+    Some(Geometry { h, w, d, k: k.unwrap_or(d), f, s, p, oh, ow })
 }
 
 /// Builds the plan with the passes of `level`.
@@ -153,7 +186,9 @@ fn lay_out(g: &Graph, shapes: &Shapes, mode: Mode, max_batch: usize, level: Leve
     // Values: a node is the same tensor as its input (`canonical`) for flatten and for
     // dropout at inference; an in-place node is a new tensor in its input's buffer.
     let cols_of = |id: NodeId| shapes.shapes[id.index()].as_ref().map_or(0, |s| s.elements().fixed as usize);
-    let mut b = Builder { cols: Vec::new(), steps: Vec::new() };
+    let mut b = Builder { cols: Vec::new(), fixed: Vec::new(), steps: Vec::new() };
+    let geometries: Vec<Option<Geometry>> = g.ids().map(|id| geometry(g, shapes, id)).collect();
+    let mut scratch: Vec<Vec<ABuf>> = vec![Vec::new(); g.nodes.len()];
     let mut canonical: Vec<NodeId> = g.ids().collect();
     let mut value: Vec<ABuf> = vec![ABuf::NONE; g.nodes.len()];
     let mut masks: Vec<Option<ABuf>> = vec![None; g.nodes.len()];
@@ -206,10 +241,15 @@ fn lay_out(g: &Graph, shapes: &Shapes, mode: Mode, max_batch: usize, level: Leve
         if training && matches!(node.op, Op::Dropout { .. }) {
             masks[id.index()] = Some(b.buf(cols_of(id)));
         }
-        let ctx = context(g, id, &value, &node_params, &masks);
-        if let Some(step) = grad::forward(&ctx) {
-            b.steps.push(step);
-        }
+        scratch[id.index()] = grad::scratch(&node.op, geometries[id.index()].as_ref(), training, max_batch)
+            .into_iter()
+            .map(|s| match s {
+                grad::Scratch::PerRow(c) => b.buf(c),
+                grad::Scratch::Fixed(len) => b.workspace(len),
+            })
+            .collect();
+        let ctx = context(g, id, &value, &node_params, &masks, &geometries, &scratch);
+        b.steps.extend(grad::forward(&ctx));
     }
 
     if training {
@@ -219,7 +259,7 @@ fn lay_out(g: &Graph, shapes: &Shapes, mode: Mode, max_batch: usize, level: Leve
             }
             let Some(&dy) = grads.get(&id) else { continue };
             let node = g.node(id);
-            let ctx = context(g, id, &value, &node_params, &masks);
+            let ctx = context(g, id, &value, &node_params, &masks, &geometries, &scratch);
             let mut dx = |i: usize, may_reuse: bool| -> Dx {
                 let input = canonical[node.inputs[i].index()];
                 if matches!(g.node(input).op, Op::Input { .. }) {
@@ -263,7 +303,8 @@ fn lay_out(g: &Graph, shapes: &Shapes, mode: Mode, max_batch: usize, level: Leve
         last[output.offset] = b.steps.len() + 1;
         first[output.offset] = first[output.offset].min(b.steps.len() + 1);
     }
-    let sizes: Vec<usize> = b.cols.iter().map(|c| c * max_batch).collect();
+    let sizes: Vec<usize> =
+        b.cols.iter().zip(&b.fixed).map(|(c, &fixed)| if fixed { *c } else { c * max_batch }).collect();
     let (offsets, arena_len) = assign_offsets(&sizes, &first, &last);
     let relocate = |buf: &mut ABuf| {
         if buf.space == Space::Arena {
@@ -289,7 +330,16 @@ fn lay_out(g: &Graph, shapes: &Shapes, mode: Mode, max_batch: usize, level: Leve
     }
 }
 
-fn context<'a>(g: &'a Graph, id: NodeId, value: &[ABuf], params: &[Vec<PBuf>], masks: &[Option<ABuf>]) -> Ctx<'a> {
+#[allow(clippy::too_many_arguments)]
+fn context<'a>(
+    g: &'a Graph,
+    id: NodeId,
+    value: &[ABuf],
+    params: &[Vec<PBuf>],
+    masks: &[Option<ABuf>],
+    geometries: &[Option<Geometry>],
+    scratch: &[Vec<ABuf>],
+) -> Ctx<'a> {
     let node = g.node(id);
     Ctx {
         node,
@@ -297,6 +347,8 @@ fn context<'a>(g: &'a Graph, id: NodeId, value: &[ABuf], params: &[Vec<PBuf>], m
         value: value[id.index()],
         params: params[id.index()].clone(),
         mask: masks[id.index()],
+        geometry: geometries[id.index()],
+        scratch: scratch[id.index()].clone(),
     }
 }
 

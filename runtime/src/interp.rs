@@ -44,11 +44,10 @@ pub struct Exec<T> {
     rng: ChaCha8Rng,
 }
 
-/// Everything a step may read while it writes one arena range.
+/// Everything a step may read while it writes one or two arena ranges.
 pub struct Reads<'a, T> {
-    left: &'a [T],
-    right: &'a [T],
-    right_start: usize,
+    /// Readable stretches of the arena: (start offset, slice).
+    segs: [(usize, &'a [T]); 3],
     inputs: &'a [&'a [T]],
     target: &'a [T],
 }
@@ -56,7 +55,7 @@ pub struct Reads<'a, T> {
 impl<'a, T> Reads<'a, T> {
     /// Read access to everything (for a step that writes only parameter gradients).
     pub fn all(arena: &'a [T], inputs: &'a [&'a [T]], target: &'a [T]) -> Self {
-        Reads { left: arena, right: &[], right_start: usize::MAX, inputs, target }
+        Reads { segs: [(0, arena), (usize::MAX, &[]), (usize::MAX, &[])], inputs, target }
     }
 
     /// The first `rows` rows of buffer `b`.
@@ -65,10 +64,13 @@ impl<'a, T> Reads<'a, T> {
         match b.space {
             Space::Input(i) => &self.inputs[i][r],
             Space::Target => &self.target[r],
-            Space::Arena if r.end <= self.left.len() => &self.left[r],
             Space::Arena => {
-                assert!(r.start >= self.right_start, "a step reads the buffer it writes");
-                &self.right[r.start - self.right_start..r.end - self.right_start]
+                for &(start, seg) in &self.segs {
+                    if start <= r.start && r.end <= start.saturating_add(seg.len()) {
+                        return &seg[r.start - start..r.end - start];
+                    }
+                }
+                panic!("a step reads a buffer it writes");
             }
         }
     }
@@ -86,7 +88,33 @@ pub fn split<'a, T>(
     let w = w.range(rows);
     let (left, rest) = arena.split_at_mut(w.start);
     let (mid, right) = rest.split_at_mut(w.end - w.start);
-    (mid, Reads { left, right, right_start: w.end, inputs, target })
+    (mid, Reads { segs: [(0, left), (w.end, right), (usize::MAX, &[])], inputs, target })
+}
+
+/// Two disjoint arena ranges `a` (`rows` rows) and `b` (all of it: a workspace), and read
+/// access to everything else.
+pub fn split2<'a, T>(
+    arena: &'a mut [T],
+    a: ABuf,
+    rows: usize,
+    b: ABuf,
+    inputs: &'a [&'a [T]],
+    target: &'a [T],
+) -> (&'a mut [T], &'a mut [T], Reads<'a, T>) {
+    assert!(a.space == Space::Arena && b.space == Space::Arena, "steps write only the arena");
+    let (ra, rb) = (a.range(rows), b.offset..b.offset + b.cols);
+    assert!(ra.end <= rb.start || rb.end <= ra.start, "two written buffers overlap");
+    let (first, second, swap) = if ra.start <= rb.start { (ra, rb, false) } else { (rb, ra, true) };
+    let (l, rest) = arena.split_at_mut(first.start);
+    let (m1, rest) = rest.split_at_mut(first.end - first.start);
+    let (between, rest) = rest.split_at_mut(second.start - first.end);
+    let (m2, right) = rest.split_at_mut(second.end - second.start);
+    let reads = Reads { segs: [(0, l), (first.end, between), (second.end, right)], inputs, target };
+    if swap {
+        (m2, m1, reads)
+    } else {
+        (m1, m2, reads)
+    }
 }
 
 impl<T: Float> Exec<T> {
@@ -256,6 +284,22 @@ pub fn step<T: Float>(
         Step::DropoutBackwardInPlace { mask, d } => ops::dropout_backward_in_place(rows, mem, *mask, *d),
         Step::SoftmaxBackward { y, dy, dx, write } => ops::softmax_backward(rows, mem, *y, *dy, *dx, *write),
         Step::Copy { x, x_col, y, write } => ops::copy(rows, mem, *x, *x_col, *y, *write),
+        Step::Conv { g, f, x, w, b, y, ws } => ops::conv(rows, mem, params, *g, *f, *x, *w, *b, *y, *ws),
+        Step::Local { g, f, x, w, b, y, ws } => ops::local(rows, mem, params, *g, *f, *x, *w, *b, *y, *ws),
+        Step::Pool { op, g, x, y } => ops::pool(rows, mem, *op, *g, *x, *y),
+        Step::Maxout { pieces, z, y } => ops::maxout(rows, mem, *pieces, *z, *y),
+        Step::ConvBackward { g, f, x, y, w, dy, dw, db, dx, ws } => {
+            ops::conv_backward(rows, mem, params, grads, *g, *f, *x, *y, *w, *dy, *dw, *db, *dx, *ws)
+        }
+        Step::LocalBackward { g, f, x, y, w, dy, dw, db, dx, ws } => {
+            ops::local_backward(rows, mem, params, grads, *g, *f, *x, *y, *w, *dy, *dw, *db, *dx, *ws)
+        }
+        Step::PoolBackward { op, g, x, y, dy, dx, write } => {
+            ops::pool_backward(rows, mem, *op, *g, *x, *y, *dy, *dx, *write)
+        }
+        Step::MaxoutBackward { pieces, z, y, dy, dz, write } => {
+            ops::maxout_backward(rows, mem, *pieces, *z, *y, *dy, *dz, *write)
+        }
         Step::Update => {}
     }
     Ok(None)

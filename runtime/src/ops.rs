@@ -2,9 +2,9 @@
 //! calls directly with every shape and offset a constant. Both executors therefore run the
 //! same code and agree bit for bit.
 
-use crate::interp::{draw_mask, split, split_pair, ExecError, Mem, Reads};
-use crate::kernels::{dense, elementwise, loss};
-use crate::plan::{ABuf, Act, PBuf, Write};
+use crate::interp::{draw_mask, split, split2, split_pair, ExecError, Mem, Reads};
+use crate::kernels::{conv, dense, elementwise, loss, pool};
+use crate::plan::{ABuf, Act, Geometry, PBuf, PoolOp, Write};
 use crate::Float;
 use rand_chacha::ChaCha8Rng;
 
@@ -214,4 +214,164 @@ pub fn softmax_backward<T: Float>(rows: usize, mem: Mem<'_, T>, y: ABuf, dy: ABu
 pub fn copy<T: Float>(rows: usize, mem: Mem<'_, T>, x: ABuf, x_col: usize, y: ABuf, write: Write) {
     let (g, r) = mem.split(x, rows);
     elementwise::gather_cols(rows, x.cols, y.cols, x_col, r.get(y, rows), g, acc(write));
+}
+
+/// `y = f(conv(x) + b)`.
+#[allow(clippy::too_many_arguments)]
+pub fn conv<T: Float>(
+    rows: usize,
+    mem: Mem<'_, T>,
+    params: &[T],
+    g: Geometry,
+    f: Act,
+    x: ABuf,
+    w: PBuf,
+    b: PBuf,
+    y: ABuf,
+    ws: ABuf,
+) {
+    let (out, work, r) = split2(mem.arena, y, rows, ws, mem.inputs, mem.target);
+    conv::forward(&g, rows, r.get(x, rows), &params[w.range()], &params[b.range()], out, work);
+    elementwise::activation_in_place(f, out);
+}
+
+/// `y = f(local(x) + b)`.
+#[allow(clippy::too_many_arguments)]
+pub fn local<T: Float>(
+    rows: usize,
+    mem: Mem<'_, T>,
+    params: &[T],
+    g: Geometry,
+    f: Act,
+    x: ABuf,
+    w: PBuf,
+    b: PBuf,
+    y: ABuf,
+    ws: ABuf,
+) {
+    let (out, work, r) = split2(mem.arena, y, rows, ws, mem.inputs, mem.target);
+    conv::local_forward(&g, rows, r.get(x, rows), &params[w.range()], &params[b.range()], out, work);
+    elementwise::activation_in_place(f, out);
+}
+
+pub fn pool<T: Float>(rows: usize, mem: Mem<'_, T>, op: PoolOp, g: Geometry, x: ABuf, y: ABuf) {
+    let (out, r) = mem.split(y, rows);
+    pool::forward(op, &g, rows, r.get(x, rows), out);
+}
+
+pub fn maxout<T: Float>(rows: usize, mem: Mem<'_, T>, pieces: usize, z: ABuf, y: ABuf) {
+    let (out, r) = mem.split(y, rows);
+    pool::maxout(pieces, r.get(z, rows), out);
+}
+
+#[allow(clippy::too_many_arguments)]
+fn window_backward<T: Float>(
+    local: bool,
+    rows: usize,
+    mem: Mem<'_, T>,
+    params: &[T],
+    grads: &mut [T],
+    g: Geometry,
+    f: Act,
+    x: ABuf,
+    y: ABuf,
+    w: PBuf,
+    dy: ABuf,
+    dw: PBuf,
+    db: PBuf,
+    dx: Option<(ABuf, Write)>,
+    ws: ABuf,
+) {
+    let Mem { arena, inputs, target } = mem;
+    {
+        // dz = dy · f'(y), in place over dy.
+        let (d, r) = split(arena, dy, rows, inputs, target);
+        elementwise::activation_backward_in_place(f, r.get(y, rows), d);
+    }
+    let (gw, gb) = split_pair(grads, dw.range(), db.range());
+    let wv = &params[w.range()];
+    let run = if local { conv::local_backward::<T> } else { conv::backward::<T> };
+    match dx {
+        Some((dx, write)) => {
+            let (d, work, r) = split2(arena, dx, rows, ws, inputs, target);
+            run(&g, rows, r.get(x, rows), wv, r.get(dy, rows), gw, gb, Some((d, acc(write))), work);
+        }
+        None => {
+            let (work, r) = split(arena, ABuf { offset: ws.offset, cols: ws.cols, space: ws.space }, 1, inputs, target);
+            run(&g, rows, r.get(x, rows), wv, r.get(dy, rows), gw, gb, None, work);
+        }
+    }
+}
+
+/// Forward was `y = f(conv(x) + b)`, so now `dz = dy·f'(y)` (over dy), `dW`, `db`, `dx`.
+#[allow(clippy::too_many_arguments)]
+pub fn conv_backward<T: Float>(
+    rows: usize,
+    mem: Mem<'_, T>,
+    params: &[T],
+    grads: &mut [T],
+    g: Geometry,
+    f: Act,
+    x: ABuf,
+    y: ABuf,
+    w: PBuf,
+    dy: ABuf,
+    dw: PBuf,
+    db: PBuf,
+    dx: Option<(ABuf, Write)>,
+    ws: ABuf,
+) {
+    window_backward(false, rows, mem, params, grads, g, f, x, y, w, dy, dw, db, dx, ws)
+}
+
+/// Forward was `y = f(local(x) + b)`, so now `dz = dy·f'(y)` (over dy), `dW`, `db`, `dx`.
+#[allow(clippy::too_many_arguments)]
+pub fn local_backward<T: Float>(
+    rows: usize,
+    mem: Mem<'_, T>,
+    params: &[T],
+    grads: &mut [T],
+    g: Geometry,
+    f: Act,
+    x: ABuf,
+    y: ABuf,
+    w: PBuf,
+    dy: ABuf,
+    dw: PBuf,
+    db: PBuf,
+    dx: Option<(ABuf, Write)>,
+    ws: ABuf,
+) {
+    window_backward(true, rows, mem, params, grads, g, f, x, y, w, dy, dw, db, dx, ws)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn pool_backward<T: Float>(
+    rows: usize,
+    mem: Mem<'_, T>,
+    op: PoolOp,
+    g: Geometry,
+    x: ABuf,
+    y: ABuf,
+    dy: ABuf,
+    dx: ABuf,
+    write: Write,
+) {
+    let (d, r) = mem.split(dx, rows);
+    pool::backward(op, &g, rows, r.get(x, rows), r.get(y, rows), r.get(dy, rows), d, acc(write));
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn maxout_backward<T: Float>(
+    rows: usize,
+    mem: Mem<'_, T>,
+    pieces: usize,
+    z: ABuf,
+    y: ABuf,
+    dy: ABuf,
+    dz: ABuf,
+    write: Write,
+) {
+    let (d, r) = mem.split(dz, rows);
+    pool::maxout_backward(pieces, r.get(z, rows), r.get(y, rows), r.get(dy, rows), d, acc(write));
 }

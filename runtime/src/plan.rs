@@ -50,6 +50,29 @@ impl PBuf {
     }
 }
 
+/// The geometry of a convolution, locally-connected layer or pooling window over
+/// channels-last volumes: input `h × w × d`, `k` filters (the depth for pooling) of size
+/// `f × f`, stride `s`, padding `p`, output `oh × ow`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Geometry {
+    pub h: usize,
+    pub w: usize,
+    pub d: usize,
+    pub k: usize,
+    pub f: usize,
+    pub s: usize,
+    pub p: usize,
+    pub oh: usize,
+    pub ow: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PoolOp {
+    Max,
+    Avg,
+    L2,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Act {
     Sigmoid,
@@ -102,6 +125,13 @@ pub enum Step {
     DropoutInPlace { keep: f64, mask: ABuf, y: ABuf },
     /// Softmax over each row.
     Softmax { x: ABuf, y: ABuf },
+    /// `y = f(conv(x) + b)` (`f` identity when not fused), by im2col into `ws`.
+    Conv { g: Geometry, f: Act, x: ABuf, w: PBuf, b: PBuf, y: ABuf, ws: ABuf },
+    /// Locally-connected `y = f(local(x) + b)`, by im2col into `ws`.
+    Local { g: Geometry, f: Act, x: ABuf, w: PBuf, b: PBuf, y: ABuf, ws: ABuf },
+    Pool { op: PoolOp, g: Geometry, x: ABuf, y: ABuf },
+    /// `y = max over groups of `pieces` consecutive values of z`.
+    Maxout { pieces: usize, z: ABuf, y: ABuf },
     /// `y = Σ xs`.
     Add { xs: Vec<ABuf>, y: ABuf },
     /// Rows of `y` are the rows of `xs` side by side.
@@ -138,6 +168,13 @@ pub enum Step {
     DropoutBackwardInPlace { mask: ABuf, d: ABuf },
     /// Forward was `y = softmax(x)` row-wise, so now `dx (+)= y · (dy − Σ dy·y)`.
     SoftmaxBackward { y: ABuf, dy: ABuf, dx: ABuf, write: Write },
+    /// Forward was `y = f(conv(x) + b)`: `dy` becomes `dz = dy·f'(y)` in place, then `dW`,
+    /// `db`, and `dx (+)= col2im(dz·W)`.
+    ConvBackward { g: Geometry, f: Act, x: ABuf, y: ABuf, w: PBuf, dy: ABuf, dw: PBuf, db: PBuf, dx: Option<(ABuf, Write)>, ws: ABuf },
+    LocalBackward { g: Geometry, f: Act, x: ABuf, y: ABuf, w: PBuf, dy: ABuf, dw: PBuf, db: PBuf, dx: Option<(ABuf, Write)>, ws: ABuf },
+    PoolBackward { op: PoolOp, g: Geometry, x: ABuf, y: ABuf, dy: ABuf, dx: ABuf, write: Write },
+    /// Forward was the maxout reduction, so now `dz = dy` at each group's maximum.
+    MaxoutBackward { pieces: usize, z: ABuf, y: ABuf, dy: ABuf, dz: ABuf, write: Write },
     /// Forward was `y = x` (a sum, or one part of a concatenation), so now
     /// `dx (+)= dy[:, x_col .. x_col + x.cols]`.
     Copy { x: ABuf, x_col: usize, y: ABuf, write: Write },
@@ -190,6 +227,18 @@ impl Step {
                 vec![x, y]
             }
             Step::ActivationInPlace { y, .. } => vec![y],
+            Step::Conv { x, y, ws, .. } | Step::Local { x, y, ws, .. } => vec![x, y, ws],
+            Step::Pool { x, y, .. } => vec![x, y],
+            Step::Maxout { z, y, .. } => vec![z, y],
+            Step::ConvBackward { x, y, dy, dx, ws, .. } | Step::LocalBackward { x, y, dy, dx, ws, .. } => {
+                let mut v = vec![x, y, dy, ws];
+                if let Some((d, _)) = dx {
+                    v.push(d);
+                }
+                v
+            }
+            Step::PoolBackward { x, y, dy, dx, .. } => vec![x, y, dy, dx],
+            Step::MaxoutBackward { z, y, dy, dz, .. } => vec![z, y, dy, dz],
             Step::Dropout { x, mask, y, .. } => vec![x, mask, y],
             Step::DropoutInPlace { mask, y, .. } => vec![mask, y],
             Step::Add { xs, y } | Step::Concat { xs, y } => {

@@ -1,6 +1,6 @@
 //! One plan step → one call of its function in `nnlang_runtime::ops`, with constants.
 
-use nnlang_runtime::plan::{ABuf, Act, PBuf, Space, Step, Write};
+use nnlang_runtime::plan::{ABuf, Act, Geometry, PBuf, PoolOp, Space, Step, Write};
 use proc_macro2::{Literal, TokenStream};
 use quote::quote;
 
@@ -43,6 +43,19 @@ fn write(w: &Write) -> TokenStream {
     match w {
         Write::Assign => quote! { ::nnlang_runtime::plan::Write::Assign },
         Write::Accumulate => quote! { ::nnlang_runtime::plan::Write::Accumulate },
+    }
+}
+
+fn geometry(g: &Geometry) -> TokenStream {
+    let (h, w, d, k, f, s, p, oh, ow) = (n(g.h), n(g.w), n(g.d), n(g.k), n(g.f), n(g.s), n(g.p), n(g.oh), n(g.ow));
+    quote! { ::nnlang_runtime::plan::Geometry { h: #h, w: #w, d: #d, k: #k, f: #f, s: #s, p: #p, oh: #oh, ow: #ow } }
+}
+
+fn pool_op(op: &PoolOp) -> TokenStream {
+    match op {
+        PoolOp::Max => quote! { ::nnlang_runtime::plan::PoolOp::Max },
+        PoolOp::Avg => quote! { ::nnlang_runtime::plan::PoolOp::Avg },
+        PoolOp::L2 => quote! { ::nnlang_runtime::plan::PoolOp::L2 },
     }
 }
 
@@ -148,6 +161,38 @@ pub fn body(steps: &[Step], training: bool) -> TokenStream {
         Step::Copy { x, x_col, y, write: w } => {
             let (x, c, y, w) = (abuf(x), n(*x_col), abuf(y), write(w));
             quote! { #ops::copy(rows, #mem, #x, #c, #y, #w); }
+        }
+        Step::Conv { g, f, x, w, b, y, ws } => {
+            let (g, f, x, w, b, y, ws) = (geometry(g), act(f), abuf(x), pbuf(w), pbuf(b), abuf(y), abuf(ws));
+            quote! { #ops::conv(rows, #mem, params, #g, #f, #x, #w, #b, #y, #ws); }
+        }
+        Step::Local { g, f, x, w, b, y, ws } => {
+            let (g, f, x, w, b, y, ws) = (geometry(g), act(f), abuf(x), pbuf(w), pbuf(b), abuf(y), abuf(ws));
+            quote! { #ops::local(rows, #mem, params, #g, #f, #x, #w, #b, #y, #ws); }
+        }
+        Step::Pool { op, g, x, y } => {
+            let (op, g, x, y) = (pool_op(op), geometry(g), abuf(x), abuf(y));
+            quote! { #ops::pool(rows, #mem, #op, #g, #x, #y); }
+        }
+        Step::Maxout { pieces, z, y } => {
+            let (p, z, y) = (n(*pieces), abuf(z), abuf(y));
+            quote! { #ops::maxout(rows, #mem, #p, #z, #y); }
+        }
+        Step::ConvBackward { g, f, x, y, w, dy, dw, db, dx: d, ws } => {
+            let (g, f, x, y, w, dy, dw, db, d, ws) = (geometry(g), act(f), abuf(x), abuf(y), pbuf(w), abuf(dy), pbuf(dw), pbuf(db), dx(d), abuf(ws));
+            quote! { #ops::conv_backward(rows, #mem, params, &mut *grads, #g, #f, #x, #y, #w, #dy, #dw, #db, #d, #ws); }
+        }
+        Step::LocalBackward { g, f, x, y, w, dy, dw, db, dx: d, ws } => {
+            let (g, f, x, y, w, dy, dw, db, d, ws) = (geometry(g), act(f), abuf(x), abuf(y), pbuf(w), abuf(dy), pbuf(dw), pbuf(db), dx(d), abuf(ws));
+            quote! { #ops::local_backward(rows, #mem, params, &mut *grads, #g, #f, #x, #y, #w, #dy, #dw, #db, #d, #ws); }
+        }
+        Step::PoolBackward { op, g, x, y, dy, dx: d, write: w } => {
+            let (op, g, x, y, dy, d, w) = (pool_op(op), geometry(g), abuf(x), abuf(y), abuf(dy), abuf(d), write(w));
+            quote! { #ops::pool_backward(rows, #mem, #op, #g, #x, #y, #dy, #d, #w); }
+        }
+        Step::MaxoutBackward { pieces, z, y, dy, dz, write: w } => {
+            let (p, z, y, dy, dz, w) = (n(*pieces), abuf(z), abuf(y), abuf(dy), abuf(dz), write(w));
+            quote! { #ops::maxout_backward(rows, #mem, #p, #z, #y, #dy, #dz, #w); }
         }
         Step::Update => quote! {},
     });

@@ -253,6 +253,19 @@ pub enum Op {
         units: usize,
         activation: Activation,
     },
+    /// A convolution and its activation in one step: made by the `fuse-dense` pass.
+    FusedConv {
+        filters: usize,
+        size: usize,
+        stride: usize,
+        pad: usize,
+        activation: Activation,
+    },
+    /// `maxout(pieces = p)` on a volume: the maximum over each group of `p` consecutive
+    /// channels (the maxout of a convolution with `units · p` filters).
+    MaxoutChannels {
+        pieces: usize,
+    },
     /// The training loss of its input against the target: added by the `loss` pass, fused
     /// with a final softmax or sigmoid by `fuse-softmax-ce`.
     Loss {
@@ -306,6 +319,8 @@ impl Op {
             Op::Add => "add",
             Op::Concat => "concat",
             Op::FusedDense { .. } => "dense",
+            Op::FusedConv { .. } => "conv",
+            Op::MaxoutChannels { .. } => "maxout",
             Op::Loss { .. } => "loss",
         }
     }
@@ -346,6 +361,14 @@ impl Op {
                 vec![("units", units.to_string()), ("activation", activation_text(activation))]
             }
             Op::Loss { loss } => vec![("loss", loss.name().to_string())],
+            Op::FusedConv { filters, size, stride, pad, activation } => vec![
+                ("filters", filters.to_string()),
+                ("size", size.to_string()),
+                ("stride", stride.to_string()),
+                ("pad", pad.to_string()),
+                ("activation", activation_text(activation)),
+            ],
+            Op::MaxoutChannels { pieces } => vec![("pieces", pieces.to_string())],
             Op::Activation { .. } | Op::Flatten | Op::Softmax | Op::Add | Op::Concat => Vec::new(),
         }
     }

@@ -47,7 +47,7 @@ fn signature(kind: &str) -> &'static [(&'static str, bool)] {
         "maxpool" | "avgpool" | "l2pool" => &[("size", true), ("stride", false)],
         "dropout" => &[("keep", false), ("drop", false)],
         "leaky_relu" => &[("alpha", false)],
-        "maxout" => &[("units", true), ("pieces", true)],
+        "maxout" => &[("units", false), ("pieces", true)],
         "rnn" => &[("hidden", true), ("activation", false), ("output", false)],
         "bidirectional" => &[("layer", true), ("merge", false)],
         _ => &[],
@@ -141,7 +141,7 @@ pub fn example(kind: &str) -> &'static str {
         "maxpool" => "`maxpool(size = 2, stride = 2)`",
         "avgpool" => "`avgpool(size = 2, stride = 2)`",
         "l2pool" => "`l2pool(size = 2, stride = 2)`",
-        "maxout" => "`maxout(units = 128, pieces = 2)`",
+        "maxout" => "`maxout(units = 128, pieces = 2)` (or `maxout(pieces = 2)` after a convolution)",
         "rnn" => "`rnn(hidden = 64, activation = tanh, output = sequence)`",
         "bidirectional" => "`bidirectional(rnn(64), merge = concat)`",
         "dropout" => "`dropout(keep = 0.5)`",
@@ -320,9 +320,12 @@ pub fn build(kind: &str, call: Span, args: &[Arg], env: &Env) -> Result<Op, Diag
         "softmax" => Op::Softmax,
         "flatten" => Op::Flatten,
         "maxout" => {
-            let units = req(positive_int(&b, "units", env)?);
             let pieces = req(positive_int(&b, "pieces", env)?);
-            Op::Maxout { units, pieces }
+            match positive_int(&b, "units", env)? {
+                Some(units) => Op::Maxout { units, pieces },
+                // Without units: the maximum over groups of channels (after a convolution).
+                None => Op::MaxoutChannels { pieces },
+            }
         }
         "rnn" => {
             let hidden = req(positive_int(&b, "hidden", env)?);

@@ -22,7 +22,13 @@ pub fn inplace(graph: &Graph, training: bool) -> Graph {
         // caller and are never overwritten; an in-place input already shares a buffer.
         let keeps_value = match input.op {
             Op::Input { .. } | Op::Flatten => true,
-            Op::Activation { .. } | Op::FusedDense { .. } | Op::Softmax => training,
+            Op::Activation { .. }
+            | Op::FusedDense { .. }
+            | Op::FusedConv { .. }
+            | Op::Softmax
+            | Op::Pool { .. }
+            | Op::Maxout { .. }
+            | Op::MaxoutChannels { .. } => training,
             _ => false,
         };
         if !keeps_value {

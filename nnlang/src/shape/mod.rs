@@ -144,11 +144,39 @@ fn rule(graph: &Graph, id: NodeId, ins: &[&Shape]) -> RuleResult {
             let rows = units * pieces;
             Ok((out, vec![param(name, "weight", &[rows, fan_in]), param(name, "bias", &[rows])]))
         }
-        Op::Conv { filters, size, stride, pad } | Op::Local { filters, size, stride, pad } => {
+        Op::MaxoutChannels { pieces } => {
+            let s = one();
+            match s.last() {
+                Some(d) if d % pieces == 0 => {
+                    let mut dims = s.0.clone();
+                    if let Some(last) = dims.last_mut() {
+                        *last = Dim::Fixed(d / pieces);
+                    }
+                    Ok((Shape(dims), Vec::new()))
+                }
+                Some(d) => Err(vec![ShapeError::new(
+                    id,
+                    format!("`maxout(pieces = {pieces})` needs a depth divisible by {pieces}, found {d}"),
+                    format!("{d} is not a multiple of {pieces}"),
+                )
+                .help(format!(
+                    "give the layer before it a multiple of {pieces} filters, e.g. {}",
+                    (d / pieces + 1) * pieces
+                ))]),
+                None => Err(vec![ShapeError::new(
+                    id,
+                    format!("`maxout` needs a fixed last dimension, found {s}"),
+                    "variable",
+                )]),
+            }
+        }
+        Op::Conv { filters, size, stride, pad }
+        | Op::FusedConv { filters, size, stride, pad, .. }
+        | Op::Local { filters, size, stride, pad } => {
             let kind = node.op.kind();
             let [h, w, d] = volume(id, &one(), kind)?;
             let (oh, ow) = both_extents(id, kind, (h, w), |dim, n| window_extent(dim, n, *size, *stride, *pad))?;
-            let params = if matches!(node.op, Op::Conv { .. }) {
+            let params = if matches!(node.op, Op::Conv { .. } | Op::FusedConv { .. }) {
                 vec![param(name, "weight", &[*filters, d, *size, *size]), param(name, "bias", &[*filters])]
             } else {
                 vec![

@@ -1,0 +1,315 @@
+//! Convolutions over channels-last volumes (`[height, width, depth]` per example) by im2col
+//! and one matrix product per chunk of examples; locally-connected layers the same way with
+//! one product per output position. Weights are in PyTorch's layout: conv `[K, D, F, F]`,
+//! so an im2col column is ordered (depth, filter row, filter column).
+
+use crate::plan::Geometry;
+use crate::Float;
+
+/// Fills `p` (`(outH·outW) × (D·F·F)`, row-major) with the patches of one example `x`
+/// (`H × W × D`); outside the input (padding) is zero.
+pub fn im2col<T: Float>(g: &Geometry, x: &[T], p: &mut [T]) {
+    let (f, d) = (g.f, g.d);
+    let cols = d * f * f;
+    for oy in 0..g.oh {
+        for ox in 0..g.ow {
+            let row = &mut p[(oy * g.ow + ox) * cols..(oy * g.ow + ox + 1) * cols];
+            for fy in 0..f {
+                let iy = (oy * g.s + fy) as isize - g.p as isize;
+                for fx in 0..f {
+                    let ix = (ox * g.s + fx) as isize - g.p as isize;
+                    let inside = iy >= 0 && ix >= 0 && (iy as usize) < g.h && (ix as usize) < g.w;
+                    let base = if inside { (iy as usize * g.w + ix as usize) * d } else { 0 };
+                    for c in 0..d {
+                        row[c * f * f + fy * f + fx] = if inside { x[base + c] } else { T::ZERO };
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The adjoint of [`im2col`]: adds every patch entry of `p` back into `dx` (`H × W × D`).
+pub fn col2im<T: Float>(g: &Geometry, p: &[T], dx: &mut [T]) {
+    let (f, d) = (g.f, g.d);
+    let cols = d * f * f;
+    for oy in 0..g.oh {
+        for ox in 0..g.ow {
+            let row = &p[(oy * g.ow + ox) * cols..(oy * g.ow + ox + 1) * cols];
+            for fy in 0..f {
+                let iy = (oy * g.s + fy) as isize - g.p as isize;
+                if iy < 0 || iy as usize >= g.h {
+                    continue;
+                }
+                for fx in 0..f {
+                    let ix = (ox * g.s + fx) as isize - g.p as isize;
+                    if ix < 0 || ix as usize >= g.w {
+                        continue;
+                    }
+                    let base = (iy as usize * g.w + ix as usize) * d;
+                    for c in 0..d {
+                        dx[base + c] += row[c * f * f + fy * f + fx];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Examples per im2col chunk: as many as fit the workspace `ws_len`.
+pub fn chunk(g: &Geometry, ws_len: usize) -> usize {
+    (ws_len / (g.oh * g.ow * g.d * g.f * g.f).max(1)).max(1)
+}
+
+/// `y = conv(x) + b` for `rows` examples; `ws` is the im2col workspace.
+#[allow(clippy::too_many_arguments)]
+pub fn forward<T: Float>(g: &Geometry, rows: usize, x: &[T], w: &[T], b: &[T], y: &mut [T], ws: &mut [T]) {
+    let (cols, k, positions) = (g.d * g.f * g.f, g.k, g.oh * g.ow);
+    let (in_len, out_len) = (g.h * g.w * g.d, positions * k);
+    for r in 0..rows {
+        for pos in 0..positions {
+            y[(r * positions + pos) * k..(r * positions + pos + 1) * k].copy_from_slice(&b[..k]);
+        }
+    }
+    let per = chunk(g, ws.len());
+    let mut r0 = 0;
+    while r0 < rows {
+        let n = per.min(rows - r0);
+        for i in 0..n {
+            im2col(
+                g,
+                &x[(r0 + i) * in_len..(r0 + i + 1) * in_len],
+                &mut ws[i * positions * cols..(i + 1) * positions * cols],
+            );
+        }
+        // Y[n·P × K] += P[n·P × cols] · Wᵀ[cols × K]
+        T::gemm(
+            n * positions,
+            cols,
+            k,
+            T::ONE,
+            ws,
+            cols as isize,
+            1,
+            w,
+            1,
+            cols as isize,
+            T::ONE,
+            &mut y[r0 * out_len..],
+            k as isize,
+            1,
+        );
+        r0 += n;
+    }
+}
+
+/// Forward was `y = conv(x) + b`, so now `dW = Σ dyᵀ·patches`, `db = Σ dy`, and, when `dx`
+/// is given, `dx (+)= col2im(dy·W)`.
+#[allow(clippy::too_many_arguments)]
+pub fn backward<T: Float>(
+    g: &Geometry,
+    rows: usize,
+    x: &[T],
+    w: &[T],
+    dy: &[T],
+    dw: &mut [T],
+    db: &mut [T],
+    dx: Option<(&mut [T], bool)>,
+    ws: &mut [T],
+) {
+    let (cols, k, positions) = (g.d * g.f * g.f, g.k, g.oh * g.ow);
+    let (in_len, out_len) = (g.h * g.w * g.d, positions * k);
+    db[..k].fill(T::ZERO);
+    for row in dy[..rows * out_len].chunks_exact(k) {
+        db[..k].iter_mut().zip(row).for_each(|(g, &v)| *g += v);
+    }
+    let per = chunk(g, ws.len());
+    let mut dx = dx;
+    if let Some((d, false)) = dx.as_mut() {
+        d[..rows * in_len].fill(T::ZERO);
+    }
+    let mut r0 = 0;
+    while r0 < rows {
+        let n = per.min(rows - r0);
+        for i in 0..n {
+            im2col(
+                g,
+                &x[(r0 + i) * in_len..(r0 + i + 1) * in_len],
+                &mut ws[i * positions * cols..(i + 1) * positions * cols],
+            );
+        }
+        let beta = if r0 == 0 { T::ZERO } else { T::ONE };
+        // dW[K × cols] (+)= dYᵀ[K × n·P] · P[n·P × cols]
+        T::gemm(
+            k,
+            n * positions,
+            cols,
+            T::ONE,
+            &dy[r0 * out_len..],
+            1,
+            k as isize,
+            ws,
+            cols as isize,
+            1,
+            beta,
+            dw,
+            cols as isize,
+            1,
+        );
+        if let Some((d, _)) = dx.as_mut() {
+            // dP[n·P × cols] = dY[n·P × K] · W[K × cols], then back to the volume.
+            T::gemm(
+                n * positions,
+                k,
+                cols,
+                T::ONE,
+                &dy[r0 * out_len..],
+                k as isize,
+                1,
+                w,
+                cols as isize,
+                1,
+                T::ZERO,
+                ws,
+                cols as isize,
+                1,
+            );
+            for i in 0..n {
+                col2im(
+                    g,
+                    &ws[i * positions * cols..(i + 1) * positions * cols],
+                    &mut d[(r0 + i) * in_len..(r0 + i + 1) * in_len],
+                );
+            }
+        }
+        r0 += n;
+    }
+}
+
+/// Locally-connected: `y[p, k] = W[p, k] · patch_p + b[p, k]` with a filter per position `p`;
+/// W `[outH, outW, K, D, F, F]`, b `[outH, outW, K]`.
+#[allow(clippy::too_many_arguments)]
+pub fn local_forward<T: Float>(g: &Geometry, rows: usize, x: &[T], w: &[T], b: &[T], y: &mut [T], ws: &mut [T]) {
+    let (cols, k, positions) = (g.d * g.f * g.f, g.k, g.oh * g.ow);
+    let (in_len, out_len) = (g.h * g.w * g.d, positions * k);
+    for r in 0..rows {
+        y[r * out_len..(r + 1) * out_len].copy_from_slice(&b[..out_len]);
+    }
+    let per = chunk(g, ws.len());
+    let mut r0 = 0;
+    while r0 < rows {
+        let n = per.min(rows - r0);
+        for i in 0..n {
+            im2col(
+                g,
+                &x[(r0 + i) * in_len..(r0 + i + 1) * in_len],
+                &mut ws[i * positions * cols..(i + 1) * positions * cols],
+            );
+        }
+        for pos in 0..positions {
+            // Y_p[n × K] += P_p[n × cols] · W_pᵀ[cols × K]
+            T::gemm(
+                n,
+                cols,
+                k,
+                T::ONE,
+                &ws[pos * cols..],
+                (positions * cols) as isize,
+                1,
+                &w[pos * k * cols..],
+                1,
+                cols as isize,
+                T::ONE,
+                &mut y[r0 * out_len + pos * k..],
+                out_len as isize,
+                1,
+            );
+        }
+        r0 += n;
+    }
+}
+
+/// Forward was the locally-connected map, so now per position `dW_p = dY_pᵀ·P_p`,
+/// `db_p = Σ dY_p`, `dP_p = dY_p·W_p`, and `dx (+)= col2im(dP)`.
+#[allow(clippy::too_many_arguments)]
+pub fn local_backward<T: Float>(
+    g: &Geometry,
+    rows: usize,
+    x: &[T],
+    w: &[T],
+    dy: &[T],
+    dw: &mut [T],
+    db: &mut [T],
+    dx: Option<(&mut [T], bool)>,
+    ws: &mut [T],
+) {
+    let (cols, k, positions) = (g.d * g.f * g.f, g.k, g.oh * g.ow);
+    let (in_len, out_len) = (g.h * g.w * g.d, positions * k);
+    db[..out_len].fill(T::ZERO);
+    for row in dy[..rows * out_len].chunks_exact(out_len) {
+        db[..out_len].iter_mut().zip(row).for_each(|(g, &v)| *g += v);
+    }
+    let per = chunk(g, ws.len());
+    let mut dx = dx;
+    if let Some((d, false)) = dx.as_mut() {
+        d[..rows * in_len].fill(T::ZERO);
+    }
+    let mut r0 = 0;
+    while r0 < rows {
+        let n = per.min(rows - r0);
+        for i in 0..n {
+            im2col(
+                g,
+                &x[(r0 + i) * in_len..(r0 + i + 1) * in_len],
+                &mut ws[i * positions * cols..(i + 1) * positions * cols],
+            );
+        }
+        let beta = if r0 == 0 { T::ZERO } else { T::ONE };
+        for pos in 0..positions {
+            T::gemm(
+                k,
+                n,
+                cols,
+                T::ONE,
+                &dy[r0 * out_len + pos * k..],
+                1,
+                out_len as isize,
+                &ws[pos * cols..],
+                (positions * cols) as isize,
+                1,
+                beta,
+                &mut dw[pos * k * cols..],
+                cols as isize,
+                1,
+            );
+        }
+        if let Some((d, _)) = dx.as_mut() {
+            for pos in 0..positions {
+                T::gemm(
+                    n,
+                    k,
+                    cols,
+                    T::ONE,
+                    &dy[r0 * out_len + pos * k..],
+                    out_len as isize,
+                    1,
+                    &w[pos * k * cols..],
+                    cols as isize,
+                    1,
+                    T::ZERO,
+                    &mut ws[pos * cols..],
+                    (positions * cols) as isize,
+                    1,
+                );
+            }
+            for i in 0..n {
+                col2im(
+                    g,
+                    &ws[i * positions * cols..(i + 1) * positions * cols],
+                    &mut d[(r0 + i) * in_len..(r0 + i + 1) * in_len],
+                );
+            }
+        }
+        r0 += n;
+    }
+}
