@@ -6,8 +6,9 @@
 use crate::plan::Geometry;
 use crate::Float;
 
-/// Fills `p` (`(outH·outW) × (D·F·F)`, row-major) with the patches of one example `x`
-/// (`H × W × D`); outside the input (padding) is zero.
+/// Fills `p` (`(outH·outW) × (F·F·D)`, row-major) with the patches of one example `x`
+/// (`H × W × D`); outside the input (padding) is zero. A patch is ordered (filter row,
+/// filter column, depth), so each tap is one contiguous run of `D` values of the input.
 pub fn im2col<T: Float>(g: &Geometry, x: &[T], p: &mut [T]) {
     let (f, d) = (g.f, g.d);
     let cols = d * f * f;
@@ -20,8 +21,13 @@ pub fn im2col<T: Float>(g: &Geometry, x: &[T], p: &mut [T]) {
                     let ix = (ox * g.s + fx) as isize - g.p as isize;
                     let inside = iy >= 0 && ix >= 0 && (iy as usize) < g.h && (ix as usize) < g.w;
                     let base = if inside { (iy as usize * g.w + ix as usize) * d } else { 0 };
-                    for c in 0..d {
-                        row[c * f * f + fy * f + fx] = if inside { x[base + c] } else { T::ZERO };
+                    let t = fy * f + fx;
+                    if d == 1 {
+                        row[t] = if inside { x[base] } else { T::ZERO };
+                    } else if inside {
+                        row[t * d..(t + 1) * d].copy_from_slice(&x[base..base + d]);
+                    } else {
+                        row[t * d..(t + 1) * d].fill(T::ZERO);
                     }
                 }
             }
@@ -47,10 +53,37 @@ pub fn col2im<T: Float>(g: &Geometry, p: &[T], dx: &mut [T]) {
                         continue;
                     }
                     let base = (iy as usize * g.w + ix as usize) * d;
-                    for c in 0..d {
-                        dx[base + c] += row[c * f * f + fy * f + fx];
-                    }
+                    let src = &row[(fy * f + fx) * d..(fy * f + fx + 1) * d];
+                    dx[base..base + d].iter_mut().zip(src).for_each(|(a, &v)| *a += v);
                 }
+            }
+        }
+    }
+}
+
+/// Weights `[n, D, F, F]` (PyTorch) reordered to patch order `[n, F, F, D]`.
+fn to_patch_order<T: Float>(g: &Geometry, n: usize, w: &[T]) -> Vec<T> {
+    let (f, d) = (g.f, g.d);
+    let cols = d * f * f;
+    let mut out = vec![T::ZERO; n * cols];
+    for i in 0..n {
+        for c in 0..d {
+            for t in 0..f * f {
+                out[i * cols + t * d + c] = w[i * cols + c * f * f + t];
+            }
+        }
+    }
+    out
+}
+
+/// Patch order back to PyTorch's: `dw[i, c, t] (=|+=) src[i, t, c]`.
+fn from_patch_order<T: Float>(g: &Geometry, n: usize, src: &[T], dw: &mut [T]) {
+    let (f, d) = (g.f, g.d);
+    let cols = d * f * f;
+    for i in 0..n {
+        for c in 0..d {
+            for t in 0..f * f {
+                dw[i * cols + c * f * f + t] = src[i * cols + t * d + c];
             }
         }
     }
@@ -66,39 +99,21 @@ pub fn chunk(g: &Geometry, ws_len: usize) -> usize {
 pub fn forward<T: Float>(g: &Geometry, rows: usize, x: &[T], w: &[T], b: &[T], y: &mut [T], ws: &mut [T]) {
     let (cols, k, positions) = (g.d * g.f * g.f, g.k, g.oh * g.ow);
     let (in_len, out_len) = (g.h * g.w * g.d, positions * k);
-    for r in 0..rows {
-        for pos in 0..positions {
-            y[(r * positions + pos) * k..(r * positions + pos + 1) * k].copy_from_slice(&b[..k]);
-        }
+    let w = &to_patch_order(g, k, w)[..];
+    for out in y[..rows * out_len].chunks_exact_mut(k) {
+        out.copy_from_slice(&b[..k]);
     }
     let per = chunk(g, ws.len());
     let mut r0 = 0;
     while r0 < rows {
         let n = per.min(rows - r0);
         for i in 0..n {
-            im2col(
-                g,
-                &x[(r0 + i) * in_len..(r0 + i + 1) * in_len],
-                &mut ws[i * positions * cols..(i + 1) * positions * cols],
-            );
+            let (xi, pi) = ((r0 + i) * in_len, i * positions * cols);
+            im2col(g, &x[xi..xi + in_len], &mut ws[pi..pi + positions * cols]);
         }
         // Y[n·P × K] += P[n·P × cols] · Wᵀ[cols × K]
-        T::gemm(
-            n * positions,
-            cols,
-            k,
-            T::ONE,
-            ws,
-            cols as isize,
-            1,
-            w,
-            1,
-            cols as isize,
-            T::ONE,
-            &mut y[r0 * out_len..],
-            k as isize,
-            1,
-        );
+        let out = &mut y[r0 * out_len..];
+        T::gemm(n * positions, cols, k, T::ONE, ws, cols as isize, 1, w, 1, cols as isize, T::ONE, out, k as isize, 1);
         r0 += n;
     }
 }
@@ -119,6 +134,8 @@ pub fn backward<T: Float>(
 ) {
     let (cols, k, positions) = (g.d * g.f * g.f, g.k, g.oh * g.ow);
     let (in_len, out_len) = (g.h * g.w * g.d, positions * k);
+    let w = &to_patch_order(g, k, w)[..];
+    let mut dw_patch = vec![T::ZERO; k * cols];
     db[..k].fill(T::ZERO);
     for row in dy[..rows * out_len].chunks_exact(k) {
         db[..k].iter_mut().zip(row).for_each(|(g, &v)| *g += v);
@@ -132,27 +149,25 @@ pub fn backward<T: Float>(
     while r0 < rows {
         let n = per.min(rows - r0);
         for i in 0..n {
-            im2col(
-                g,
-                &x[(r0 + i) * in_len..(r0 + i + 1) * in_len],
-                &mut ws[i * positions * cols..(i + 1) * positions * cols],
-            );
+            let (xi, pi) = ((r0 + i) * in_len, i * positions * cols);
+            im2col(g, &x[xi..xi + in_len], &mut ws[pi..pi + positions * cols]);
         }
-        let beta = if r0 == 0 { T::ZERO } else { T::ONE };
+        let dyc = &dy[r0 * out_len..];
         // dW[K × cols] (+)= dYᵀ[K × n·P] · P[n·P × cols]
+        let beta = if r0 == 0 { T::ZERO } else { T::ONE };
         T::gemm(
             k,
             n * positions,
             cols,
             T::ONE,
-            &dy[r0 * out_len..],
+            dyc,
             1,
             k as isize,
             ws,
             cols as isize,
             1,
             beta,
-            dw,
+            &mut dw_patch,
             cols as isize,
             1,
         );
@@ -163,7 +178,7 @@ pub fn backward<T: Float>(
                 k,
                 cols,
                 T::ONE,
-                &dy[r0 * out_len..],
+                dyc,
                 k as isize,
                 1,
                 w,
@@ -175,15 +190,13 @@ pub fn backward<T: Float>(
                 1,
             );
             for i in 0..n {
-                col2im(
-                    g,
-                    &ws[i * positions * cols..(i + 1) * positions * cols],
-                    &mut d[(r0 + i) * in_len..(r0 + i + 1) * in_len],
-                );
+                let (xi, pi) = ((r0 + i) * in_len, i * positions * cols);
+                col2im(g, &ws[pi..pi + positions * cols], &mut d[xi..xi + in_len]);
             }
         }
         r0 += n;
     }
+    from_patch_order(g, k, &dw_patch, dw);
 }
 
 /// Locally-connected: `y[p, k] = W[p, k] · patch_p + b[p, k]` with a filter per position `p`;
@@ -191,6 +204,7 @@ pub fn backward<T: Float>(
 #[allow(clippy::too_many_arguments)]
 pub fn local_forward<T: Float>(g: &Geometry, rows: usize, x: &[T], w: &[T], b: &[T], y: &mut [T], ws: &mut [T]) {
     let (cols, k, positions) = (g.d * g.f * g.f, g.k, g.oh * g.ow);
+    let w = &to_patch_order(g, positions * k, w)[..];
     let (in_len, out_len) = (g.h * g.w * g.d, positions * k);
     for r in 0..rows {
         y[r * out_len..(r + 1) * out_len].copy_from_slice(&b[..out_len]);
@@ -245,6 +259,9 @@ pub fn local_backward<T: Float>(
 ) {
     let (cols, k, positions) = (g.d * g.f * g.f, g.k, g.oh * g.ow);
     let (in_len, out_len) = (g.h * g.w * g.d, positions * k);
+    let w = &to_patch_order(g, positions * k, w)[..];
+    let mut dw_patch = vec![T::ZERO; positions * k * cols];
+    let (final_dw, dw) = (dw, &mut dw_patch[..]);
     db[..out_len].fill(T::ZERO);
     for row in dy[..rows * out_len].chunks_exact(out_len) {
         db[..out_len].iter_mut().zip(row).for_each(|(g, &v)| *g += v);
@@ -312,4 +329,5 @@ pub fn local_backward<T: Float>(
         }
         r0 += n;
     }
+    from_patch_order(g, positions * k, dw, final_dw);
 }

@@ -12,26 +12,27 @@ pub fn forward<T: Float>(kind: PoolOp, g: &Geometry, rows: usize, x: &[T], y: &m
         for oy in 0..g.oh {
             for ox in 0..g.ow {
                 let out = &mut yr[(oy * g.ow + ox) * d..(oy * g.ow + ox + 1) * d];
-                for c in 0..d {
-                    let mut acc = match kind {
-                        PoolOp::Max => xr[((oy * g.s) * g.w + ox * g.s) * d + c],
-                        _ => T::ZERO,
-                    };
-                    for fy in 0..g.f {
-                        for fx in 0..g.f {
-                            let v = xr[((oy * g.s + fy) * g.w + ox * g.s + fx) * d + c];
-                            match kind {
-                                PoolOp::Max => acc = acc.max(v),
-                                PoolOp::Avg => acc += v,
-                                PoolOp::L2 => acc += v * v,
-                            }
+                // Channels innermost: each window row is a contiguous run of pixels × depth.
+                let first = ((oy * g.s) * g.w + ox * g.s) * d;
+                match kind {
+                    PoolOp::Max => out.copy_from_slice(&xr[first..first + d]),
+                    _ => out.fill(T::ZERO),
+                }
+                for fy in 0..g.f {
+                    for fx in 0..g.f {
+                        let at = ((oy * g.s + fy) * g.w + ox * g.s + fx) * d;
+                        let px = &xr[at..at + d];
+                        match kind {
+                            PoolOp::Max => out.iter_mut().zip(px).for_each(|(o, &v)| *o = o.max(v)),
+                            PoolOp::Avg => out.iter_mut().zip(px).for_each(|(o, &v)| *o += v),
+                            PoolOp::L2 => out.iter_mut().zip(px).for_each(|(o, &v)| *o += v * v),
                         }
                     }
-                    out[c] = match kind {
-                        PoolOp::Max => acc,
-                        PoolOp::Avg => acc * inv,
-                        PoolOp::L2 => acc.sqrt(),
-                    };
+                }
+                match kind {
+                    PoolOp::Max => {}
+                    PoolOp::Avg => out.iter_mut().for_each(|o| *o = *o * inv),
+                    PoolOp::L2 => out.iter_mut().for_each(|o| *o = o.sqrt()),
                 }
             }
         }
@@ -56,30 +57,35 @@ pub fn backward<T: Float>(
         dx[..rows * in_len].fill(T::ZERO);
     }
     let inv = T::from_f64(1.0 / (g.f * g.f) as f64);
+    // Which channels of the current window have found their maximum.
+    let mut found = vec![false; d];
     for r in 0..rows {
         let (xr, yr, dyr) =
             (&x[r * in_len..(r + 1) * in_len], &y[r * out_len..(r + 1) * out_len], &dy[r * out_len..(r + 1) * out_len]);
         let dxr = &mut dx[r * in_len..(r + 1) * in_len];
         for oy in 0..g.oh {
             for ox in 0..g.ow {
-                for c in 0..d {
-                    let o = (oy * g.ow + ox) * d + c;
-                    let (yv, gv) = (yr[o], dyr[o]);
-                    let mut done = false;
-                    for fy in 0..g.f {
-                        for fx in 0..g.f {
-                            let i = ((oy * g.s + fy) * g.w + ox * g.s + fx) * d + c;
-                            match kind {
-                                PoolOp::Max => {
-                                    if !done && xr[i] == yv {
-                                        dxr[i] += gv;
-                                        done = true;
+                let o = (oy * g.ow + ox) * d;
+                let (yv, gv) = (&yr[o..o + d], &dyr[o..o + d]);
+                found.iter_mut().for_each(|f| *f = false);
+                for fy in 0..g.f {
+                    for fx in 0..g.f {
+                        let at = ((oy * g.s + fy) * g.w + ox * g.s + fx) * d;
+                        let (px, dpx) = (&xr[at..at + d], &mut dxr[at..at + d]);
+                        match kind {
+                            PoolOp::Max => {
+                                for c in 0..d {
+                                    if !found[c] && px[c] == yv[c] {
+                                        dpx[c] += gv[c];
+                                        found[c] = true;
                                     }
                                 }
-                                PoolOp::Avg => dxr[i] += gv * inv,
-                                PoolOp::L2 => {
-                                    if yv > T::ZERO {
-                                        dxr[i] += gv * xr[i] / yv;
+                            }
+                            PoolOp::Avg => dpx.iter_mut().zip(gv).for_each(|(d, &g)| *d += g * inv),
+                            PoolOp::L2 => {
+                                for c in 0..d {
+                                    if yv[c] > T::ZERO {
+                                        dpx[c] += gv[c] * px[c] / yv[c];
                                     }
                                 }
                             }
