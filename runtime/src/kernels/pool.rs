@@ -31,7 +31,7 @@ pub fn forward<T: Float>(kind: PoolOp, g: &Geometry, rows: usize, x: &[T], y: &m
                 }
                 match kind {
                     PoolOp::Max => {}
-                    PoolOp::Avg => out.iter_mut().for_each(|o| *o = *o * inv),
+                    PoolOp::Avg => out.iter_mut().for_each(|o| *o *= inv),
                     PoolOp::L2 => out.iter_mut().for_each(|o| *o = o.sqrt()),
                 }
             }
