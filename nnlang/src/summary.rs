@@ -18,6 +18,8 @@ pub struct LayerRow {
     pub params: u64,
     /// Bytes of this layer's output per example (f32); `per_step` bytes more per sequence step.
     pub activation_bytes: Elems,
+    /// Floating-point operations of the forward pass per example (a multiply-add is 2).
+    pub flops: Elems,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -31,6 +33,8 @@ pub struct Totals {
     pub params: u64,
     pub param_bytes: u64,
     pub activation_bytes: Elems,
+    /// Forward FLOPs per example; a training step costs about three times as much.
+    pub flops: Elems,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -50,6 +54,7 @@ pub fn summarize(model: &Model) -> Summary {
     let mut inputs = Vec::new();
     let mut parameters = Vec::new();
     let mut act = Elems::default();
+    let mut total_flops = Elems::default();
     for id in g.ids() {
         let node = g.node(id);
         let Some(Some(shape)) = model.shapes.shapes.get(id.index()) else { continue };
@@ -66,6 +71,9 @@ pub fn summarize(model: &Model) -> Summary {
             m.remove("op");
             attributes = m;
         }
+        let input = node.inputs.first().and_then(|i| model.shapes.shapes.get(i.index())).and_then(|s| s.as_ref());
+        let f = flops(&node.op, input, shape, node.inputs.len());
+        total_flops = total_flops + f;
         layers.push(LayerRow {
             name: node.name.clone(),
             kind: node.op.kind(),
@@ -74,6 +82,7 @@ pub fn summarize(model: &Model) -> Summary {
             output_shape: shape.clone(),
             params: count,
             activation_bytes: bytes,
+            flops: f,
         });
     }
     let total: u64 = parameters.iter().fold(0u64, |n, p| n.saturating_add(p.count()));
@@ -88,7 +97,87 @@ pub fn summarize(model: &Model) -> Summary {
         layers,
         output: g.output.map(|o| g.node(o).name.clone()),
         parameters,
-        totals: Totals { params: total, param_bytes: total.saturating_mul(F32), activation_bytes: act },
+        totals: Totals {
+            params: total,
+            param_bytes: total.saturating_mul(F32),
+            activation_bytes: act,
+            flops: total_flops,
+        },
+    }
+}
+
+/// Forward FLOPs of one op per example, by the usual counts: a multiply-add is 2; pooling
+/// and activations 1 per value read or written.
+pub fn flops(op: &Op, input: Option<&crate::ir::Shape>, output: &crate::ir::Shape, n_inputs: usize) -> Elems {
+    let out = output.elements();
+    let inp = input.map(|s| s.elements()).unwrap_or_default();
+    let dims = |s: Option<&crate::ir::Shape>| -> Vec<u64> {
+        s.map(|s| s.0.iter().map(|d| if let crate::ir::Dim::Fixed(n) = d { *n as u64 } else { 1 }).collect())
+            .unwrap_or_default()
+    };
+    let last = |s: Option<&crate::ir::Shape>| dims(s).last().copied().unwrap_or(0);
+    match op {
+        Op::Input { .. } | Op::Flatten | Op::Concat | Op::Loss { .. } => Elems::default(),
+        Op::Dense { units } | Op::FusedDense { units, .. } => {
+            // Over the flattened input, or per step of a sequence.
+            let fan_in = if inp.per_step > 0 { last(input) } else { inp.fixed };
+            let per = 2 * fan_in * *units as u64;
+            if inp.per_step > 0 {
+                Elems { fixed: 0, per_step: per }
+            } else {
+                Elems { fixed: per, per_step: 0 }
+            }
+        }
+        Op::Maxout { units, pieces } => {
+            let fan_in = if inp.per_step > 0 { last(input) } else { inp.fixed };
+            let per = (2 * fan_in + 1) * (*units * *pieces) as u64;
+            if inp.per_step > 0 {
+                Elems { fixed: 0, per_step: per }
+            } else {
+                Elems { fixed: per, per_step: 0 }
+            }
+        }
+        Op::Conv { size, .. } | Op::FusedConv { size, .. } | Op::Local { size, .. } => {
+            let depth = last(input);
+            out.scale(2 * (*size as u64).pow(2) * depth)
+        }
+        Op::Pool { size, .. } => out.scale((*size as u64).pow(2)),
+        Op::MaxoutChannels { .. } | Op::Dropout { .. } | Op::Activation { .. } => inp,
+        Op::Softmax => out.scale(3),
+        Op::Add => out.scale(n_inputs.saturating_sub(1) as u64),
+        Op::Rnn { hidden, .. } | Op::Bidirectional { hidden, .. } => {
+            let h = *hidden as u64;
+            let per = 2 * h * (last(input) + h);
+            let per = if matches!(op, Op::Bidirectional { .. }) { 2 * per } else { per };
+            let steps = dims(input).first().copied().unwrap_or(1);
+            if inp.per_step > 0 {
+                Elems { fixed: 0, per_step: per }
+            } else {
+                Elems { fixed: per * steps, per_step: 0 }
+            }
+        }
+    }
+}
+
+/// `1.2 MFLOP`
+pub fn flops_text(e: Elems) -> String {
+    let one = |n: u64| {
+        let v = n as f64;
+        if v >= 1e9 {
+            format!("{:.2} G", v / 1e9)
+        } else if v >= 1e6 {
+            format!("{:.2} M", v / 1e6)
+        } else if v >= 1e3 {
+            format!("{:.1} k", v / 1e3)
+        } else {
+            format!("{n} ")
+        }
+    };
+    match (e.fixed, e.per_step) {
+        (0, 0) => "0".to_string(),
+        (f, 0) => one(f).trim_end().to_string(),
+        (0, p) => format!("{}·seq", one(p).trim_end()),
+        (f, p) => format!("{} + {}·seq", one(f).trim_end(), one(p).trim_end()),
     }
 }
 
@@ -133,8 +222,8 @@ fn elems_bytes(e: Elems) -> String {
 
 /// The table shown by `nnlangc check`.
 pub fn to_text(s: &Summary) -> String {
-    let header = ["layer", "kind", "output", "params", "activations"];
-    let mut rows: Vec<[String; 5]> = vec![header.map(String::from)];
+    let header = ["layer", "kind", "output", "params", "activations", "FLOPs"];
+    let mut rows: Vec<[String; 6]> = vec![header.map(String::from)];
     for l in &s.layers {
         rows.push([
             l.name.clone(),
@@ -142,9 +231,10 @@ pub fn to_text(s: &Summary) -> String {
             l.output_shape.to_string(),
             thousands(l.params),
             elems_bytes(l.activation_bytes),
+            flops_text(l.flops),
         ]);
     }
-    let mut width = [0usize; 5];
+    let mut width = [0usize; 6];
     for r in &rows {
         for (w, c) in width.iter_mut().zip(r) {
             *w = (*w).max(c.chars().count());

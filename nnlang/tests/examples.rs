@@ -56,6 +56,10 @@ fn conv_parameters_follow_the_notes_formula() {
     assert_eq!(conv0.params, 3 * 3 * 3 * 32 + 32);
     let w = s.parameters.iter().find(|p| p.name == "conv_0.weight").expect("weight");
     assert_eq!(w.shape, vec![32, 3, 3, 3], "PyTorch layout: [filters, depth, F, F]");
+    // 32×32 positions × 32 filters × (3·3·3 multiply-adds of 2 FLOPs).
+    assert_eq!(conv0.flops.fixed, 32 * 32 * 32 * 3 * 3 * 3 * 2);
+    let pool = s.layers.iter().find(|l| l.name == "maxpool_0").expect("pool");
+    assert_eq!(pool.flops.fixed, 16 * 16 * 32 * 4, "one comparison per window value");
 }
 
 #[test]
