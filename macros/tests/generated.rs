@@ -12,6 +12,10 @@ nnlang_macros::nn!(file = "../examples/mnist_mlp.nn", model = "Mlp");
 nnlang_macros::nn!(file = "../examples/logistic_regression.nn", model = "LogReg");
 nnlang_macros::nn!(file = "../examples/residual.nn", model = "Residual");
 nnlang_macros::nn!(file = "../examples/projection_pursuit.nn", model = "ProjectionPursuit");
+nnlang_macros::nn!(file = "../examples/convnet.nn", model = "ConvNet");
+nnlang_macros::nn!(file = "../examples/mnist_convnet.nn", model = "MnistConvNet");
+nnlang_macros::nn!(file = "../examples/maxout.nn", model = "MaxoutNet");
+nnlang_macros::nn!(file = "../examples/local_faces.nn", model = "LocalFaces");
 
 nnlang_macros::nn! {
     // Dropout (with its random masks), leaky ReLU, sigmoid and binary cross-entropy.
@@ -107,6 +111,10 @@ differential!(mnist_mlp, Mlp, include_str!("../../examples/mnist_mlp.nn"));
 differential!(logistic_regression, LogReg, include_str!("../../examples/logistic_regression.nn"));
 differential!(residual, Residual, include_str!("../../examples/residual.nn"));
 differential!(projection_pursuit, ProjectionPursuit, include_str!("../../examples/projection_pursuit.nn"));
+differential!(convnet_cifar_shaped, ConvNet, include_str!("../../examples/convnet.nn"));
+differential!(mnist_convnet, MnistConvNet, include_str!("../../examples/mnist_convnet.nn"));
+differential!(maxout, MaxoutNet, include_str!("../../examples/maxout.nn"));
+differential!(local_faces, LocalFaces, include_str!("../../examples/local_faces.nn"));
 differential!(
     dropout_and_bce,
     Dropped,

@@ -322,3 +322,52 @@ fn plateau_lowers_the_rate_when_validation_stalls() {
         csv.lines().skip(1).map(|l| l.split(',').nth(4).and_then(|v| v.parse().ok()).expect("lr")).collect();
     assert_eq!(lrs, vec![1e-12, 1e-12, 5e-13, 2.5e-13]);
 }
+
+/// The notes' CIFAR-shaped net (32×32×3; no colour data set ships with nnlang) learns a
+/// synthetic task: is the image redder than it is green?
+#[test]
+fn cifar_shaped_net_learns_synthetic_colour_images() {
+    use nnlang::plan::{build, Loss, Mode};
+    use nnlang_runtime::train::{self, Init, OptimizerKind, Stepper};
+    use rand::{RngExt, SeedableRng};
+    let src = std::fs::read_to_string(common::root().join("examples/convnet.nn")).expect("example");
+    let mut opts = nnlang::Options::default();
+    opts.overrides.insert("width".into(), nnlang::ir::ParamValue::Int(8));
+    let c = nnlang::compile(&src, &opts).expect("compiles");
+    let model = &c.models[0];
+    let rows = 16;
+    let plan = build(model, Mode::Training(Loss::CrossEntropy), rows).expect("plan");
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+    let n = 64;
+    let mut x = vec![0f32; n * 32 * 32 * 3];
+    let mut y = vec![0f32; n];
+    for i in 0..n {
+        let label = i % 2;
+        y[i] = label as f32;
+        for p in 0..32 * 32 {
+            let noise: f32 = rng.random_range(0.0..0.5);
+            let (r, g) = if label == 1 { (0.5 + noise, noise) } else { (noise, 0.5 + noise) };
+            x[(i * 1024 + p) * 3] = r;
+            x[(i * 1024 + p) * 3 + 1] = g;
+            x[(i * 1024 + p) * 3 + 2] = rng.random_range(0.0..1.0);
+        }
+    }
+    let o = train::Options {
+        optimizer: OptimizerKind::Sgd { lr: 0.005, momentum: 0.9, nesterov: true },
+        batch: rows,
+        ..Default::default()
+    };
+    let mut params = vec![0f32; plan.params_len];
+    train::initialize(&plan, &mut params, Init::He, 1);
+    let mut s = Stepper::new(&plan, params, &o, 1);
+    let mut losses = Vec::new();
+    for _ in 0..12 {
+        let mut total = 0.0;
+        for b in 0..n / rows {
+            total +=
+                s.step(&x[b * rows * 3072..(b + 1) * rows * 3072], &y[b * rows..(b + 1) * rows], rows).expect("step");
+        }
+        losses.push(total / (n / rows) as f64);
+    }
+    assert!(losses[11] < 0.1 && losses[11] < losses[0] * 0.2, "the loss falls: {losses:?}");
+}
