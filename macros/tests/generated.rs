@@ -14,6 +14,7 @@ nnlang_macros::nn!(file = "../examples/residual.nn", model = "Residual");
 nnlang_macros::nn!(file = "../examples/projection_pursuit.nn", model = "ProjectionPursuit");
 nnlang_macros::nn!(file = "../examples/convnet.nn", model = "ConvNet");
 nnlang_macros::nn!(file = "../examples/mnist_convnet.nn", model = "MnistConvNet");
+nnlang_macros::nn!(file = "../examples/fashion_convnet.nn", model = "FashionConvNet");
 nnlang_macros::nn!(file = "../examples/maxout.nn", model = "MaxoutNet");
 nnlang_macros::nn!(file = "../examples/local_faces.nn", model = "LocalFaces");
 
@@ -113,6 +114,7 @@ differential!(residual, Residual, include_str!("../../examples/residual.nn"));
 differential!(projection_pursuit, ProjectionPursuit, include_str!("../../examples/projection_pursuit.nn"));
 differential!(convnet_cifar_shaped, ConvNet, include_str!("../../examples/convnet.nn"));
 differential!(mnist_convnet, MnistConvNet, include_str!("../../examples/mnist_convnet.nn"));
+differential!(fashion_convnet, FashionConvNet, include_str!("../../examples/fashion_convnet.nn"));
 differential!(maxout, MaxoutNet, include_str!("../../examples/maxout.nn"));
 differential!(local_faces, LocalFaces, include_str!("../../examples/local_faces.nn"));
 differential!(
