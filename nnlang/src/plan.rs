@@ -67,6 +67,18 @@ fn check(model: &Model, mode: Mode) -> Result<(), Vec<Diagnostic>> {
             ));
         }
     }
+    if g.inputs.len() > nnlang_runtime::interp::MAX_INPUTS {
+        let at = g.node(g.inputs[nnlang_runtime::interp::MAX_INPUTS]).span;
+        errors.push(Diagnostic::error(
+            format!(
+                "a model that runs has at most {} inputs, this one has {}",
+                nnlang_runtime::interp::MAX_INPUTS,
+                g.inputs.len()
+            ),
+            at,
+            "one input too many",
+        ));
+    }
     let Some(out) = g.output else {
         return Err(vec![Diagnostic::error("the model has no output", Default::default(), "")]);
     };

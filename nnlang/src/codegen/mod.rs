@@ -18,6 +18,9 @@ use nnlang_runtime::train::{Init, OptimizerKind, Options};
 use proc_macro2::{Ident, Literal, Span, TokenStream};
 use quote::{format_ident, quote};
 
+/// The most memory a generated model may allocate for its buffers and parameters.
+const MEMORY_LIMIT: u64 = 16 << 30;
+
 /// What the generated code is built for when the file has no `train` block.
 const DEFAULT_BATCH: usize = 64;
 
@@ -29,6 +32,22 @@ pub fn generate(compiled: &Compiled, model: &Model) -> Result<TokenStream, Vec<D
     };
     let train = build(model, Mode::Training(loss), options.batch)?;
     let infer = build(model, Mode::Inference, options.batch)?;
+    let bytes = 4 * (train.arena_len as u64 + infer.arena_len as u64 + 2 * train.params_len as u64);
+    if bytes > MEMORY_LIMIT {
+        let span = model.graph.nodes.first().map(|n| n.span).unwrap_or_default();
+        return Err(vec![Diagnostic::error(
+            format!(
+                "model `{}` at batch {} needs {} of buffers and parameters, more than {}",
+                model.graph.name,
+                options.batch,
+                crate::summary::bytes(bytes),
+                crate::summary::bytes(MEMORY_LIMIT)
+            ),
+            span,
+            "this model",
+        )
+        .with_help("lower the recipe's `batch` or the layer sizes")]);
+    }
     Ok(emit(&model.graph.name, &train, &infer, loss, &options))
 }
 

@@ -47,11 +47,27 @@ fn setup<'a>(args: &ModelArgs, compiled: &'a Compiled) -> Result<Setup<'a>, Fail
     Ok(Setup { model, recipe, loss, options })
 }
 
+/// The most memory a run may plan for its buffers before it is refused as a mistake.
+const MEMORY_LIMIT: u64 = 16 << 30;
+
 fn plan(args: &ModelArgs, source: &str, model: &Model, mode: Mode, batch: usize) -> Result<Plan, Failure> {
-    build(model, mode, batch).map_err(|diags| {
+    let plan = build(model, mode, batch).map_err(|diags| {
         eprint!("{}", render_all(&diags, &args.file.display().to_string(), source));
         Failure::Source
-    })
+    })?;
+    let bytes = 4 * (plan.arena_len as u64 + 2 * plan.params_len as u64);
+    if bytes > MEMORY_LIMIT {
+        return Err(source_error(
+            &args.file,
+            format!(
+                "model `{}` at batch {batch} needs {} for its buffers and parameters, more than the {} nnlangc allows; lower `batch` or the layer sizes",
+                model.graph.name,
+                nnlang::summary::bytes(bytes),
+                nnlang::summary::bytes(MEMORY_LIMIT)
+            ),
+        ));
+    }
+    Ok(plan)
 }
 
 fn load_data(args: &ModelArgs, compiled: &Compiled, s: &Setup, limit: Option<usize>) -> Result<job::Loaded, Failure> {
@@ -181,6 +197,12 @@ pub fn train(args: &ModelArgs, t: TrainArgs) -> Result<(), Failure> {
     let n_val = ((rows as f64) * opts.validate).round() as usize;
     let (fit_rows, val_rows) = order.split_at(rows - n_val.min(rows.saturating_sub(1)));
     let (fit_set, val_set) = (loaded.train.select(fit_rows), loaded.train.select(val_rows));
+    if fit_set.rows() == 0 {
+        return Err(source_error(
+            &args.file,
+            "no training examples are left to train on (check the data, `--limit` and `validate`)",
+        ));
+    }
 
     let mut params = vec![0f32; train_plan.params_len];
     train::initialize(&train_plan, &mut params, opts.init, opts.seed);
