@@ -371,3 +371,25 @@ fn cifar_shaped_net_learns_synthetic_colour_images() {
     }
     assert!(losses[11] < 0.1 && losses[11] < losses[0] * 0.2, "the loss falls: {losses:?}");
 }
+
+#[test]
+fn impossible_runs_are_refused_before_they_start() {
+    let d = temp_dir("huge");
+    std::fs::write(
+        d.join("m.nn"),
+        "model M {\n    input x: [2]\n    x -> dense(4096) -> relu -> dense(2) -> softmax\n}\ntrain M on pts { batch = 100000000 }\ndata pts { train = csv(\"pts.csv\") }\n",
+    )
+    .expect("write");
+    std::fs::write(d.join("pts.csv"), "1,2,0\n3,4,1\n").expect("write");
+    let out = nnlangc(&["train", s(&d.join("m.nn")), "--out", s(&d.join("out")), "--quiet"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("at batch 100000000 needs") && text(&out.stderr).contains("lower `batch`"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = nnlangc(&["train", "examples/mnist_mlp.nn", "--limit", "0", "--out", s(&d.join("out")), "--quiet"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("no training examples are left"), "{}", text(&out.stderr));
+    assert!(!d.join("out").exists());
+}
