@@ -1,7 +1,7 @@
 //! Executes a [`Plan`]: walks its steps and dispatches each to a kernel. This is the living
 //! specification of what a plan means; generated code makes the same kernel calls.
 
-use crate::plan::{ABuf, Plan, Space, Step, TargetKind};
+use crate::plan::{ABuf, Plan, Space, Step};
 use crate::Float;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -337,9 +337,4 @@ pub fn argmax_rows<T: Float>(cols: usize, y: &[T]) -> Vec<usize> {
             best
         })
         .collect()
-}
-
-/// Whether a plan's target holds class labels.
-pub fn classifies(plan: &Plan) -> bool {
-    matches!(plan.target, Some((_, TargetKind::Class)))
 }

@@ -176,8 +176,8 @@ fn emit(name: &str, train: &Plan, infer: &Plan, loss: Loss, o: &Options) -> Toke
     let optimizer = optimizer_tokens(o);
     let base_lr = f64_lit(o.optimizer.lr());
     let schedule = schedule_tokens(o.schedule);
-    let forward_steps = steps::body(&infer.steps, false);
-    let train_steps = steps::body(&train.steps, true);
+    let forward_steps = steps::body(&infer.steps);
+    let train_steps = steps::body(&train.steps);
     let input_names: Vec<Ident> = (0..n_inputs).map(|i| format_ident!("x{}", i)).collect();
     let call = if n_inputs == 1 {
         quote! { x, }

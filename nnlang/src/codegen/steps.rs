@@ -70,7 +70,7 @@ fn dx(d: &Option<(ABuf, Write)>) -> TokenStream {
 }
 
 /// The statements of a method body that runs `steps` (the update is left to the caller).
-pub fn body(steps: &[Step], training: bool) -> TokenStream {
+pub fn body(steps: &[Step]) -> TokenStream {
     let mem = quote! { ::nnlang_runtime::interp::Mem { arena: &mut *arena, inputs: &inputs, target } };
     let ops = quote! { ::nnlang_runtime::ops };
     let calls = steps.iter().map(|s| match s {
@@ -196,6 +196,5 @@ pub fn body(steps: &[Step], training: bool) -> TokenStream {
         }
         Step::Update => quote! {},
     });
-    let _ = training;
     quote! { #(#calls)* }
 }

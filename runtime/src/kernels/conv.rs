@@ -89,6 +89,23 @@ fn from_patch_order<T: Float>(g: &Geometry, n: usize, src: &[T], dw: &mut [T]) {
     }
 }
 
+/// The patches of examples `r0..r0 + n` of `x` into `ws`, one example after another.
+fn patches<T: Float>(g: &Geometry, x: &[T], r0: usize, n: usize, ws: &mut [T]) {
+    let (in_len, per) = (g.h * g.w * g.d, g.oh * g.ow * g.d * g.f * g.f);
+    for i in 0..n {
+        im2col(g, &x[(r0 + i) * in_len..(r0 + i + 1) * in_len], &mut ws[i * per..(i + 1) * per]);
+    }
+}
+
+/// The adjoint of [`patches`]: adds the patch gradients in `ws` into examples `r0..r0 + n`
+/// of `dx`.
+fn unpatch<T: Float>(g: &Geometry, ws: &[T], r0: usize, n: usize, dx: &mut [T]) {
+    let (in_len, per) = (g.h * g.w * g.d, g.oh * g.ow * g.d * g.f * g.f);
+    for i in 0..n {
+        col2im(g, &ws[i * per..(i + 1) * per], &mut dx[(r0 + i) * in_len..(r0 + i + 1) * in_len]);
+    }
+}
+
 /// Examples per im2col chunk: as many as fit the workspace `ws_len`.
 pub fn chunk(g: &Geometry, ws_len: usize) -> usize {
     (ws_len / (g.oh * g.ow * g.d * g.f * g.f).max(1)).max(1)
@@ -98,7 +115,7 @@ pub fn chunk(g: &Geometry, ws_len: usize) -> usize {
 #[allow(clippy::too_many_arguments)]
 pub fn forward<T: Float>(g: &Geometry, rows: usize, x: &[T], w: &[T], b: &[T], y: &mut [T], ws: &mut [T]) {
     let (cols, k, positions) = (g.d * g.f * g.f, g.k, g.oh * g.ow);
-    let (in_len, out_len) = (g.h * g.w * g.d, positions * k);
+    let out_len = positions * k;
     let w = &to_patch_order(g, k, w)[..];
     for out in y[..rows * out_len].chunks_exact_mut(k) {
         out.copy_from_slice(&b[..k]);
@@ -107,10 +124,7 @@ pub fn forward<T: Float>(g: &Geometry, rows: usize, x: &[T], w: &[T], b: &[T], y
     let mut r0 = 0;
     while r0 < rows {
         let n = per.min(rows - r0);
-        for i in 0..n {
-            let (xi, pi) = ((r0 + i) * in_len, i * positions * cols);
-            im2col(g, &x[xi..xi + in_len], &mut ws[pi..pi + positions * cols]);
-        }
+        patches(g, x, r0, n, ws);
         // Y[n·P × K] += P[n·P × cols] · Wᵀ[cols × K]
         let out = &mut y[r0 * out_len..];
         T::gemm(n * positions, cols, k, T::ONE, ws, cols as isize, 1, w, 1, cols as isize, T::ONE, out, k as isize, 1);
@@ -148,10 +162,7 @@ pub fn backward<T: Float>(
     let mut r0 = 0;
     while r0 < rows {
         let n = per.min(rows - r0);
-        for i in 0..n {
-            let (xi, pi) = ((r0 + i) * in_len, i * positions * cols);
-            im2col(g, &x[xi..xi + in_len], &mut ws[pi..pi + positions * cols]);
-        }
+        patches(g, x, r0, n, ws);
         let dyc = &dy[r0 * out_len..];
         // dW[K × cols] (+)= dYᵀ[K × n·P] · P[n·P × cols]
         let beta = if r0 == 0 { T::ZERO } else { T::ONE };
@@ -189,10 +200,7 @@ pub fn backward<T: Float>(
                 cols as isize,
                 1,
             );
-            for i in 0..n {
-                let (xi, pi) = ((r0 + i) * in_len, i * positions * cols);
-                col2im(g, &ws[pi..pi + positions * cols], &mut d[xi..xi + in_len]);
-            }
+            unpatch(g, ws, r0, n, d);
         }
         r0 += n;
     }
@@ -205,7 +213,7 @@ pub fn backward<T: Float>(
 pub fn local_forward<T: Float>(g: &Geometry, rows: usize, x: &[T], w: &[T], b: &[T], y: &mut [T], ws: &mut [T]) {
     let (cols, k, positions) = (g.d * g.f * g.f, g.k, g.oh * g.ow);
     let w = &to_patch_order(g, positions * k, w)[..];
-    let (in_len, out_len) = (g.h * g.w * g.d, positions * k);
+    let out_len = positions * k;
     for r in 0..rows {
         y[r * out_len..(r + 1) * out_len].copy_from_slice(&b[..out_len]);
     }
@@ -213,13 +221,7 @@ pub fn local_forward<T: Float>(g: &Geometry, rows: usize, x: &[T], w: &[T], b: &
     let mut r0 = 0;
     while r0 < rows {
         let n = per.min(rows - r0);
-        for i in 0..n {
-            im2col(
-                g,
-                &x[(r0 + i) * in_len..(r0 + i + 1) * in_len],
-                &mut ws[i * positions * cols..(i + 1) * positions * cols],
-            );
-        }
+        patches(g, x, r0, n, ws);
         for pos in 0..positions {
             // Y_p[n × K] += P_p[n × cols] · W_pᵀ[cols × K]
             T::gemm(
@@ -274,13 +276,7 @@ pub fn local_backward<T: Float>(
     let mut r0 = 0;
     while r0 < rows {
         let n = per.min(rows - r0);
-        for i in 0..n {
-            im2col(
-                g,
-                &x[(r0 + i) * in_len..(r0 + i + 1) * in_len],
-                &mut ws[i * positions * cols..(i + 1) * positions * cols],
-            );
-        }
+        patches(g, x, r0, n, ws);
         let beta = if r0 == 0 { T::ZERO } else { T::ONE };
         for pos in 0..positions {
             T::gemm(
@@ -319,13 +315,7 @@ pub fn local_backward<T: Float>(
                     1,
                 );
             }
-            for i in 0..n {
-                col2im(
-                    g,
-                    &ws[i * positions * cols..(i + 1) * positions * cols],
-                    &mut d[(r0 + i) * in_len..(r0 + i + 1) * in_len],
-                );
-            }
+            unpatch(g, ws, r0, n, d);
         }
         r0 += n;
     }

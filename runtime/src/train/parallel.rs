@@ -78,20 +78,27 @@ impl<W: Worker> DataParallel<W> {
             weights.push(n as f32 / rows as f32);
         }
         let grads: Vec<&[f32]> = self.workers[..used].iter().map(|w| w.worker_gradients()).collect();
-        let chunk = self.grads.len().div_ceil(used).max(1);
-        self.pool.install(|| {
-            self.grads.par_chunks_mut(chunk).enumerate().for_each(|(c, g)| {
-                let at = c * chunk;
-                let len = g.len();
-                g.fill(0.0);
-                for (wg, &s) in grads.iter().zip(&weights) {
-                    if s > 0.0 {
-                        g.iter_mut().zip(&wg[at..at + len]).for_each(|(g, &v)| *g += s * v);
-                    }
-                }
-            });
-        });
+        average_gradients(&self.pool, &mut self.grads, &grads, &weights);
         optimizer.update(params, &self.grads);
         Ok(loss)
     }
+}
+
+/// `out = Σ weightsᵢ · gradsᵢ`, summed in parallel over chunks of the parameters, in a fixed
+/// order (so a given worker count always gives the same bits).
+pub fn average_gradients(pool: &rayon::ThreadPool, out: &mut [f32], grads: &[&[f32]], weights: &[f32]) {
+    use rayon::prelude::*;
+    let chunk = out.len().div_ceil(grads.len().max(1)).max(1);
+    pool.install(|| {
+        out.par_chunks_mut(chunk).enumerate().for_each(|(c, g)| {
+            let at = c * chunk;
+            let len = g.len();
+            g.fill(0.0);
+            for (wg, &s) in grads.iter().zip(weights) {
+                if s > 0.0 {
+                    g.iter_mut().zip(&wg[at..at + len]).for_each(|(g, &v)| *g += s * v);
+                }
+            }
+        });
+    });
 }

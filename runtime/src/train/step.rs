@@ -93,20 +93,9 @@ impl<'p> Stepper<'p> {
             loss += l * n as f64 / rows as f64;
             shares.push(n as f32 / rows as f32);
         }
-        // The mean gradient, Σ (rowsᵢ/rows)·gradᵢ, summed in parallel over chunks.
+        // The mean gradient, Σ (rowsᵢ/rows)·gradᵢ.
         let worker_grads: Vec<&[f32]> = self.workers[..workers].iter().map(|w| w.grads.as_slice()).collect();
-        let chunk = self.master.grads.len().div_ceil(workers).max(1);
-        pool.install(|| {
-            use rayon::prelude::*;
-            self.master.grads.par_chunks_mut(chunk).enumerate().for_each(|(c, g)| {
-                let at = c * chunk;
-                let len = g.len();
-                g.fill(0.0);
-                for (wg, &share) in worker_grads.iter().zip(&shares) {
-                    g.iter_mut().zip(&wg[at..at + len]).for_each(|(g, &v)| *g += share * v);
-                }
-            });
-        });
+        super::parallel::average_gradients(pool, &mut self.master.grads, &worker_grads, &shares);
         let (params, grads) = (&mut self.master.params, &self.master.grads);
         self.opt.update(params, grads);
         Ok(loss)
