@@ -103,7 +103,8 @@ enum Command {
 pub struct ModelArgs {
     /// The .nn source file.
     pub file: PathBuf,
-    /// Only this model (default: every model in the file).
+    /// Only this model (default: every model in the file; `train` and `eval` take the model
+    /// of the first `train` block).
     #[arg(long)]
     pub model: Option<String>,
     /// Override a model parameter, e.g. `--set N=3` (repeatable).
