@@ -162,20 +162,41 @@ impl<T: Float> Exec<T> {
         }
     }
 
-    /// Runs every step for a batch of `rows`. Returns the loss if the plan has one.
+    /// Runs every step for a batch of `rows` on the inputs and target set with
+    /// [`Exec::set_input`] and [`Exec::set_target`]. Returns the loss if the plan has one.
     pub fn run(
         &mut self,
         plan: &Plan,
         rows: usize,
+        updater: Option<&mut dyn Updater<T>>,
+    ) -> Result<Option<f64>, ExecError> {
+        let inputs = std::mem::take(&mut self.inputs);
+        let target = std::mem::take(&mut self.target);
+        let result = {
+            let mut slots: [&[T]; MAX_INPUTS] = [&[]; MAX_INPUTS];
+            for (s, v) in slots.iter_mut().zip(&inputs) {
+                *s = v;
+            }
+            self.run_on(plan, rows, &slots[..inputs.len().min(MAX_INPUTS)], &target, updater)
+        };
+        self.inputs = inputs;
+        self.target = target;
+        result
+    }
+
+    /// Runs every step on inputs and a target held by the caller (row-major, `rows` rows
+    /// each): nothing is copied. Returns the loss if the plan has one.
+    pub fn run_on(
+        &mut self,
+        plan: &Plan,
+        rows: usize,
+        inputs: &[&[T]],
+        target: &[T],
         mut updater: Option<&mut dyn Updater<T>>,
     ) -> Result<Option<f64>, ExecError> {
         check_rows(plan, rows);
+        check_batch(plan, rows, inputs, target);
         let mut loss_value = None;
-        let mut slots: [&[T]; MAX_INPUTS] = [&[]; MAX_INPUTS];
-        for (s, v) in slots.iter_mut().zip(&self.inputs) {
-            *s = v;
-        }
-        let inputs = &slots[..self.inputs.len().min(MAX_INPUTS)];
         for s in &plan.steps {
             match s {
                 Step::Update => {
@@ -184,7 +205,7 @@ impl<T: Float> Exec<T> {
                     }
                 }
                 other => {
-                    let mem = Mem { arena: &mut self.arena, inputs, target: &self.target };
+                    let mem = Mem { arena: &mut self.arena, inputs, target };
                     if let Some(l) = step(other, rows, mem, &self.params, &mut self.grads, &mut self.rng)? {
                         loss_value = Some(l);
                     }
@@ -194,23 +215,37 @@ impl<T: Float> Exec<T> {
         Ok(loss_value)
     }
 
-    /// Runs every step but the update with parameters held elsewhere (a data-parallel
-    /// worker reads the master copy). Returns the loss if the plan has one.
-    pub fn run_shared(&mut self, plan: &Plan, rows: usize, params: &[T]) -> Result<Option<f64>, ExecError> {
+    /// Runs every step but the update, with parameters, inputs and target held elsewhere (a
+    /// data-parallel worker reads the master's weights and its share of the batch).
+    pub fn run_shared(
+        &mut self,
+        plan: &Plan,
+        rows: usize,
+        params: &[T],
+        inputs: &[&[T]],
+        target: &[T],
+    ) -> Result<Option<f64>, ExecError> {
         check_rows(plan, rows);
+        check_batch(plan, rows, inputs, target);
         let mut loss_value = None;
-        let mut slots: [&[T]; MAX_INPUTS] = [&[]; MAX_INPUTS];
-        for (s, v) in slots.iter_mut().zip(&self.inputs) {
-            *s = v;
-        }
-        let inputs = &slots[..self.inputs.len().min(MAX_INPUTS)];
         for s in plan.steps.iter().filter(|s| !matches!(s, Step::Update)) {
-            let mem = Mem { arena: &mut self.arena, inputs, target: &self.target };
+            let mem = Mem { arena: &mut self.arena, inputs, target };
             if let Some(l) = step(s, rows, mem, params, &mut self.grads, &mut self.rng)? {
                 loss_value = Some(l);
             }
         }
         Ok(loss_value)
+    }
+}
+
+/// The caller's batch must hold what the plan reads.
+fn check_batch<T>(plan: &Plan, rows: usize, inputs: &[&[T]], target: &[T]) {
+    assert_eq!(inputs.len(), plan.inputs.len(), "the plan reads {} inputs", plan.inputs.len());
+    for (b, x) in plan.inputs.iter().zip(inputs) {
+        assert!(x.len() >= rows * b.cols, "an input needs {rows} rows of {} values", b.cols);
+    }
+    if let Some((t, _)) = plan.target {
+        assert!(target.len() >= rows * t.cols, "the target needs {rows} rows of {} values", t.cols);
     }
 }
 

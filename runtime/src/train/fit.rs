@@ -252,9 +252,8 @@ pub fn evaluate(plan: &Plan, exec: &mut Exec<f32>, loss: Loss, data: Data, batch
     let mut scores = Scores::default();
     for start in (0..rows).step_by(batch) {
         let n = batch.min(rows - start);
-        exec.set_input(plan, 0, n, &data.x[start * data.x_cols..(start + n) * data.x_cols]);
         // An inference plan has no loss step and no data-dependent failure.
-        let _ = exec.run(plan, n, None);
+        let _ = exec.run_on(plan, n, &[&data.x[start * data.x_cols..(start + n) * data.x_cols]], &[], None);
         scores.add(
             loss,
             plan.output.cols,

@@ -59,9 +59,7 @@ impl<'p> Stepper<'p> {
         let plan = self.plan;
         let workers = self.workers.len().min(rows / MIN_ROWS_PER_WORKER);
         let (Some(pool), true) = (&self.pool, workers >= 2) else {
-            self.master.set_input(plan, 0, rows, x);
-            self.master.set_target(plan, rows, y);
-            return Ok(self.master.run(plan, rows, Some(&mut self.opt))?.unwrap_or(0.0));
+            return Ok(self.master.run_on(plan, rows, &[x], y, Some(&mut self.opt))?.unwrap_or(0.0));
         };
         let x_cols = plan.inputs[0].cols;
         let y_cols = plan.target.map_or(0, |(t, _)| t.cols);
@@ -79,9 +77,8 @@ impl<'p> Stepper<'p> {
                         w.grads.fill(0.0);
                         return Ok((0, 0.0));
                     }
-                    w.set_input(plan, 0, n, &x[start * x_cols..(start + n) * x_cols]);
-                    w.set_target(plan, n, &y[start * y_cols..(start + n) * y_cols]);
-                    let l = w.run_shared(plan, n, master_params)?.unwrap_or(0.0);
+                    let (xs, ys) = (&x[start * x_cols..(start + n) * x_cols], &y[start * y_cols..(start + n) * y_cols]);
+                    let l = w.run_shared(plan, n, master_params, &[xs], ys)?.unwrap_or(0.0);
                     Ok((n, l))
                 })
                 .collect()

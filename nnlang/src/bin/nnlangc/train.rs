@@ -357,8 +357,7 @@ pub fn run(args: &ModelArgs, weights: &Path, input: &Path, output: &Path) -> Res
     let mut y = Vec::with_capacity(rows * out_cols);
     for start in (0..rows).step_by(batch) {
         let n = batch.min(rows - start);
-        exec.set_input(&plan, 0, n, &x.data[start * cols..(start + n) * cols]);
-        let _ = exec.run(&plan, n, None);
+        let _ = exec.run_on(&plan, n, &[&x.data[start * cols..(start + n) * cols]], &[], None);
         y.extend_from_slice(exec.output(&plan, n));
     }
     let out_id = model.graph.output.unwrap_or(in_id);
