@@ -61,10 +61,14 @@ pub fn col2im<T: Float>(g: &Geometry, p: &[T], dx: &mut [T]) {
     }
 }
 
-/// Weights `[n, D, F, F]` (PyTorch) reordered to patch order `[n, F, F, D]`.
-fn to_patch_order<T: Float>(g: &Geometry, n: usize, w: &[T]) -> Vec<T> {
+/// Weights `[n, D, F, F]` (PyTorch) reordered to patch order `[n, F, F, D]`; borrowed as
+/// they are when the two orders agree (one channel, or 1×1 filters).
+fn to_patch_order<'a, T: Float>(g: &Geometry, n: usize, w: &'a [T]) -> std::borrow::Cow<'a, [T]> {
     let (f, d) = (g.f, g.d);
     let cols = d * f * f;
+    if d == 1 || f == 1 {
+        return std::borrow::Cow::Borrowed(&w[..n * cols]);
+    }
     let mut out = vec![T::ZERO; n * cols];
     for i in 0..n {
         for c in 0..d {
@@ -73,13 +77,17 @@ fn to_patch_order<T: Float>(g: &Geometry, n: usize, w: &[T]) -> Vec<T> {
             }
         }
     }
-    out
+    std::borrow::Cow::Owned(out)
 }
 
 /// Patch order back to PyTorch's: `dw[i, c, t] (=|+=) src[i, t, c]`.
 fn from_patch_order<T: Float>(g: &Geometry, n: usize, src: &[T], dw: &mut [T]) {
     let (f, d) = (g.f, g.d);
     let cols = d * f * f;
+    if d == 1 || f == 1 {
+        dw[..n * cols].copy_from_slice(&src[..n * cols]);
+        return;
+    }
     for i in 0..n {
         for c in 0..d {
             for t in 0..f * f {
