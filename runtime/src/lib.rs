@@ -7,8 +7,10 @@ mod float;
 pub mod interp;
 pub mod io;
 pub mod kernels;
+pub mod mem;
 pub mod ops;
 pub mod plan;
+pub mod step;
 pub mod train;
 
 pub use float::Float;

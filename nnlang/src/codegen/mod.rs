@@ -215,7 +215,7 @@ fn emit(name: &str, train: &Plan, infer: &Plan, loss: Loss, o: &Options) -> Toke
             }
 
             /// One training step split over the workers of `parallel`.
-            pub fn train_step_parallel(&mut self, parallel: &mut ::nnlang_runtime::train::DataParallel<Self>, x: &[f32], y: &[f32], rows: usize, optimizer: &mut impl ::nnlang_runtime::interp::Updater<f32>) -> ::std::result::Result<f64, ::nnlang_runtime::interp::ExecError> {
+            pub fn train_step_parallel(&mut self, parallel: &mut ::nnlang_runtime::train::DataParallel<Self>, x: &[f32], y: &[f32], rows: usize, optimizer: &mut impl ::nnlang_runtime::interp::Updater<f32>) -> ::std::result::Result<f64, ::nnlang_runtime::mem::ExecError> {
                 parallel.step(&mut self.params, optimizer, x, y, rows)
             }
 
@@ -244,7 +244,7 @@ fn emit(name: &str, train: &Plan, infer: &Plan, loss: Loss, o: &Options) -> Toke
     let worker = if n_inputs == 1 {
         quote! {
             impl ::nnlang_runtime::train::Worker for #ty {
-                fn loss_and_gradients_with(&mut self, params: &[f32], x: &[f32], y: &[f32], rows: usize) -> ::std::result::Result<f64, ::nnlang_runtime::interp::ExecError> {
+                fn loss_and_gradients_with(&mut self, params: &[f32], x: &[f32], y: &[f32], rows: usize) -> ::std::result::Result<f64, ::nnlang_runtime::mem::ExecError> {
                     #ty::loss_and_gradients_with(self, params, x, y, rows)
                 }
                 fn worker_gradients(&self) -> &[f32] {
@@ -305,17 +305,27 @@ fn emit(name: &str, train: &Plan, infer: &Plan, loss: Loss, o: &Options) -> Toke
                 #forward_inputs
                 ::std::assert!(rows >= 1 && rows <= Self::MAX_BATCH, "a batch has 1 to {} rows", Self::MAX_BATCH);
                 #(#check_inputs)*
-                let target: &[f32] = &[];
-                let params = &self.params[..];
-                let arena = &mut self.infer_arena[..];
-                let mut rng = &mut self.rng;
-                #forward_steps
+                fn steps(cx: &mut ::nnlang_runtime::mem::Cx<'_, f32>) -> ::nnlang_runtime::ops::Done {
+                    #forward_steps
+                    ::std::result::Result::Ok(())
+                }
+                let mut cx = ::nnlang_runtime::mem::Cx {
+                    rows,
+                    mem: ::nnlang_runtime::mem::Mem { arena: &mut self.infer_arena[..], inputs: &inputs, target: &[] },
+                    params: &self.params,
+                    grads: &mut [],
+                    rng: &mut self.rng,
+                    loss: ::std::option::Option::None,
+                };
+                if let ::std::result::Result::Err(e) = steps(&mut cx) {
+                    ::std::unreachable!("an inference plan has no loss step, so no step fails: {}", e);
+                }
                 &self.infer_arena[#out_offset..#out_offset + rows * #out_cols]
             }
 
             /// Forward, loss and backward for one batch: returns the mean loss and leaves the
             /// gradients in [`Self::gradients`].
-            pub fn loss_and_gradients(&mut self, #forward_sig, y: &[f32], rows: usize) -> ::std::result::Result<f64, ::nnlang_runtime::interp::ExecError> {
+            pub fn loss_and_gradients(&mut self, #forward_sig, y: &[f32], rows: usize) -> ::std::result::Result<f64, ::nnlang_runtime::mem::ExecError> {
                 let params = ::std::mem::take(&mut self.params);
                 let result = self.loss_and_gradients_with(&params, #call y, rows);
                 self.params = params;
@@ -324,22 +334,29 @@ fn emit(name: &str, train: &Plan, infer: &Plan, loss: Loss, o: &Options) -> Toke
 
             /// [`Self::loss_and_gradients`] with weights held elsewhere (a data-parallel
             /// worker reads the master's).
-            pub fn loss_and_gradients_with(&mut self, params: &[f32], #forward_sig, y: &[f32], rows: usize) -> ::std::result::Result<f64, ::nnlang_runtime::interp::ExecError> {
+            pub fn loss_and_gradients_with(&mut self, params: &[f32], #forward_sig, y: &[f32], rows: usize) -> ::std::result::Result<f64, ::nnlang_runtime::mem::ExecError> {
                 #forward_inputs
                 ::std::assert!(rows >= 1 && rows <= Self::MAX_BATCH, "a batch has 1 to {} rows", Self::MAX_BATCH);
                 #(#check_inputs)*
                 ::std::assert!(y.len() >= rows * Self::TARGET_COLS, "the target needs {} rows of {} values", rows, Self::TARGET_COLS);
-                let target: &[f32] = y;
-                let grads = &mut self.grads[..];
-                let arena = &mut self.train_arena[..];
-                let mut rng = &mut self.rng;
-                let mut loss = 0.0f64;
-                #train_steps
-                ::std::result::Result::Ok(loss)
+                fn steps(cx: &mut ::nnlang_runtime::mem::Cx<'_, f32>) -> ::nnlang_runtime::ops::Done {
+                    #train_steps
+                    ::std::result::Result::Ok(())
+                }
+                let mut cx = ::nnlang_runtime::mem::Cx {
+                    rows,
+                    mem: ::nnlang_runtime::mem::Mem { arena: &mut self.train_arena[..], inputs: &inputs, target: y },
+                    params,
+                    grads: &mut self.grads[..],
+                    rng: &mut self.rng,
+                    loss: ::std::option::Option::None,
+                };
+                steps(&mut cx)?;
+                ::std::result::Result::Ok(cx.loss.unwrap_or(0.0))
             }
 
             /// One training step: [`Self::loss_and_gradients`], then the optimizer's update.
-            pub fn train_step(&mut self, #forward_sig, y: &[f32], rows: usize, optimizer: &mut impl ::nnlang_runtime::interp::Updater<f32>) -> ::std::result::Result<f64, ::nnlang_runtime::interp::ExecError> {
+            pub fn train_step(&mut self, #forward_sig, y: &[f32], rows: usize, optimizer: &mut impl ::nnlang_runtime::interp::Updater<f32>) -> ::std::result::Result<f64, ::nnlang_runtime::mem::ExecError> {
                 let loss = self.loss_and_gradients(#call y, rows)?;
                 optimizer.update(&mut self.params, &self.grads);
                 ::std::result::Result::Ok(loss)
