@@ -119,7 +119,6 @@ impl<T: Float> Exec<T> {
                 // The update writes the parameters the other steps read: run it with the
                 // context put away, then carry on with a fresh one.
                 let loss = cx.loss;
-                drop(cx);
                 u.update(&mut self.params, &self.grads);
                 cx = Cx {
                     rows,
