@@ -33,11 +33,7 @@ fn value<'a>(s: &'a Settings, key: &str) -> Option<&'a Value> {
 pub fn options(recipe: &Recipe) -> (Loss, Options) {
     let s = &recipe.settings;
     let d = Options::default();
-    let loss = match call(s, "loss").map(|c| c.0) {
-        Some("binary_cross_entropy") => Loss::BinaryCrossEntropy,
-        Some("mse") => Loss::MeanSquaredError,
-        _ => Loss::CrossEntropy,
-    };
+    let loss = call(s, "loss").and_then(|c| crate::ops::loss::from_user_name(c.0)).unwrap_or(Loss::CrossEntropy);
     let optimizer = match call(s, "optimizer") {
         Some(("adam", a)) => OptimizerKind::Adam {
             lr: num(a.get("lr")).unwrap_or(1e-3),
@@ -311,15 +307,6 @@ pub fn resolved_source(source: &str, compiled: &Compiled, model: &Model, note: &
     format!("// {note}\n{out}")
 }
 
-/// The IR's name for a training loss.
-pub fn loss_kind(loss: Loss) -> crate::ir::LossKind {
-    match loss {
-        Loss::CrossEntropy => crate::ir::LossKind::CrossEntropy,
-        Loss::BinaryCrossEntropy => crate::ir::LossKind::BinaryCrossEntropy,
-        Loss::MeanSquaredError => crate::ir::LossKind::MeanSquaredError,
-    }
-}
-
 /// The memory of one training step, for `nnlangc check`: the planned arena beside the naive
 /// sum of every buffer of the unoptimised plan. The loss and batch are the `train` block's,
 /// or, without one, what the model's last layer suggests at batch 64.
@@ -331,23 +318,9 @@ pub fn memory_report(compiled: &Compiled, model: &Model) -> String {
             let (l, o) = options(r);
             (l, o.batch, "its `train` block")
         }
-        None => {
-            let out = model.graph.output.map(|o| &model.graph.node(o).op);
-            let l = match out {
-                Some(crate::ir::Op::Softmax) => Loss::CrossEntropy,
-                Some(crate::ir::Op::Activation { function: crate::ir::Activation::Sigmoid }) => {
-                    Loss::BinaryCrossEntropy
-                }
-                _ => Loss::MeanSquaredError,
-            };
-            (l, 64, "no `train` block; assumed")
-        }
+        None => (crate::ops::loss::default_for(&model.graph), 64, "no `train` block; assumed"),
     };
-    let name = match loss {
-        Loss::CrossEntropy => "cross_entropy",
-        Loss::BinaryCrossEntropy => "binary_cross_entropy",
-        Loss::MeanSquaredError => "mse",
-    };
+    let name = crate::ops::loss::user_name(loss);
     let optimized = build_at(model, Mode::Training(loss), batch, Level::Full);
     let naive = build_at(model, Mode::Training(loss), batch, Level::None);
     match (optimized, naive) {

@@ -6,10 +6,10 @@
 
 pub mod codegen;
 pub mod diag;
-pub mod grad;
 pub mod ir;
 pub mod job;
 pub mod lower;
+pub mod ops;
 pub mod passes;
 pub mod plan;
 pub mod recipe;

@@ -1,44 +1,28 @@
 //! IR graph → execution plan. The passes run first ([`crate::passes`]); then forward steps,
-//! the loss, the backward pass (from [`crate::grad`]) and the update are laid out, and
-//! liveness analysis gives every arena buffer its offset, so that buffers whose lifetimes do
-//! not overlap share memory. Model inputs and the target are read where the caller holds
-//! them and take no arena space.
+//! the loss, the backward pass and the update are laid out from each op's rules
+//! ([`crate::ops::Rules`]), and liveness analysis gives every arena buffer its offset, so that
+//! buffers whose lifetimes do not overlap share memory. Model inputs and the target are read
+//! where the caller holds them and take no arena space.
 
 use crate::diag::Diagnostic;
-use crate::grad::{self, Ctx, Dx};
-use crate::ir::{Activation, Graph, LossKind, NodeId, Op};
-use crate::passes::{self, Target};
+use crate::ir::{Activation, Dim, Graph, NodeId, Op};
+use crate::ops::{Dx, Scratch, StepCx, Value};
+use crate::passes;
 use crate::shape::Shapes;
 use crate::Model;
-use nnlang_runtime::plan::{ABuf, Geometry, PBuf, Param, Plan, Space, Step, TargetKind, Write};
+use nnlang_runtime::plan::{ABuf, PBuf, Param, Plan, Space, Step, Write};
 use std::collections::HashMap;
 
-pub use crate::passes::Level;
+pub use crate::passes::{Level, Mode};
 pub use nnlang_runtime::plan::Loss;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
-    /// Forward only, dropout off, softmax computed.
-    Inference,
-    /// Forward with dropout, the loss, the backward pass and the update.
-    Training(Loss),
-}
-
-fn loss_kind(loss: Loss) -> LossKind {
-    match loss {
-        Loss::CrossEntropy => LossKind::CrossEntropy,
-        Loss::BinaryCrossEntropy => LossKind::BinaryCrossEntropy,
-        Loss::MeanSquaredError => LossKind::MeanSquaredError,
-    }
-}
+/// The most memory a plan may ask for (16 GiB): more is a mistake (an absurd batch), and
+/// refusing it beats an allocation failure.
+pub const MEMORY_LIMIT: u64 = 16 << 30;
 
 /// The graph the plan of `mode` is built from: the model's graph after the passes.
 pub fn graph_for(model: &Model, mode: Mode, level: Level) -> Graph {
-    let target = match mode {
-        Mode::Inference => Target::Inference,
-        Mode::Training(l) => Target::Training(loss_kind(l)),
-    };
-    passes::optimize(&model.graph, target, level)
+    passes::optimize(&model.graph, mode, level)
 }
 
 /// Builds the optimized plan of `model` for batches of up to `max_batch` rows.
@@ -52,7 +36,7 @@ fn check(model: &Model, mode: Mode) -> Result<(), Vec<Diagnostic>> {
     let mut errors = Vec::new();
     for id in g.ids() {
         let node = g.node(id);
-        if !grad::supported(&node.op) {
+        if !node.op.rules().runnable() {
             errors.push(
                 Diagnostic::error(format!("`{}` layers cannot run yet", node.op.kind()), node.span, "no kernel for this layer")
                     .with_note("`nnlangc check` accepts this model; training and running it need the layer's kernels, which are not written yet"),
@@ -83,8 +67,9 @@ fn check(model: &Model, mode: Mode) -> Result<(), Vec<Diagnostic>> {
         return Err(vec![Diagnostic::error("the model has no output", Default::default(), "")]);
     };
     let out_node = g.node(out);
+    let ends_in_sigmoid = matches!(&out_node.op, Op::Activation(a) if a.function == Activation::Sigmoid);
     match mode {
-        Mode::Training(Loss::CrossEntropy) if out_node.op != Op::Softmax => errors.push(
+        Mode::Training(Loss::CrossEntropy) if !matches!(out_node.op, Op::Softmax(_)) => errors.push(
             Diagnostic::error(
                 "`loss = cross_entropy` needs the model to end in `softmax`",
                 out_node.span,
@@ -92,19 +77,15 @@ fn check(model: &Model, mode: Mode) -> Result<(), Vec<Diagnostic>> {
             )
             .with_help("add `-> softmax` at the end of the output pipeline (it is fused with the loss)"),
         ),
-        Mode::Training(Loss::BinaryCrossEntropy)
-            if out_node.op != (Op::Activation { function: Activation::Sigmoid }) =>
-        {
-            errors.push(
-                Diagnostic::error(
-                    "`loss = binary_cross_entropy` needs the model to end in `sigmoid`",
-                    out_node.span,
-                    "the model ends here",
-                )
-                .with_help("add `-> sigmoid` at the end of the output pipeline (it is fused with the loss)"),
+        Mode::Training(Loss::BinaryCrossEntropy) if !ends_in_sigmoid => errors.push(
+            Diagnostic::error(
+                "`loss = binary_cross_entropy` needs the model to end in `sigmoid`",
+                out_node.span,
+                "the model ends here",
             )
-        }
-        _ => {}
+            .with_help("add `-> sigmoid` at the end of the output pipeline (it is fused with the loss)"),
+        ),
+        Mode::Training(_) | Mode::Inference => {}
     }
     if errors.is_empty() {
         Ok(())
@@ -137,29 +118,6 @@ impl Builder {
     }
 }
 
-/// The window geometry of a convolution, locally-connected layer or pooling node.
-fn geometry(g: &Graph, shapes: &Shapes, id: NodeId) -> Option<Geometry> {
-    let node = g.node(id);
-    let (f, s, p, k) = match node.op {
-        Op::Conv { filters, size, stride, pad }
-        | Op::FusedConv { filters, size, stride, pad, .. }
-        | Op::Local { filters, size, stride, pad } => (size, stride, pad, Some(filters)),
-        Op::Pool { size, stride, .. } => (size, stride, 0, None),
-        _ => return None,
-    };
-    let dims = |i: NodeId| -> Option<Vec<usize>> {
-        shapes.shapes[i.index()]
-            .as_ref()?
-            .0
-            .iter()
-            .map(|d| if let crate::ir::Dim::Fixed(n) = d { Some(*n) } else { None })
-            .collect()
-    };
-    let (input, output) = (dims(*node.inputs.first()?)?, dims(id)?);
-    let ([h, w, d], [oh, ow, _]) = (<[usize; 3]>::try_from(input).ok()?, <[usize; 3]>::try_from(output).ok()?);
-    Some(Geometry { h, w, d, k: k.unwrap_or(d), f, s, p, oh, ow })
-}
-
 /// Builds the plan with the passes of `level`.
 pub fn build_at(model: &Model, mode: Mode, max_batch: usize, level: Level) -> Result<Plan, Vec<Diagnostic>> {
     check(model, mode)?;
@@ -169,6 +127,11 @@ pub fn build_at(model: &Model, mode: Mode, max_batch: usize, level: Level) -> Re
         return Err(vec![e.to_diagnostic(&g)]);
     }
     Ok(lay_out(&g, &shapes, mode, max_batch, level))
+}
+
+/// The fixed dimensions of a node's shape, when all are fixed.
+fn fixed_dims(shapes: &Shapes, id: NodeId) -> Option<Vec<usize>> {
+    shapes.shapes[id.index()].as_ref()?.0.iter().map(|d| if let Dim::Fixed(n) = d { Some(*n) } else { None }).collect()
 }
 
 fn lay_out(g: &Graph, shapes: &Shapes, mode: Mode, max_batch: usize, level: Level) -> Plan {
@@ -195,73 +158,70 @@ fn lay_out(g: &Graph, shapes: &Shapes, mode: Mode, max_batch: usize, level: Leve
         }
     }
 
-    // Values: a node is the same tensor as its input (`canonical`) for flatten and for
-    // dropout at inference; an in-place node is a new tensor in its input's buffer.
+    // Values: a node is the same tensor as its input (`canonical`) for an alias; an in-place
+    // node is a new tensor in its input's buffer.
     let cols_of = |id: NodeId| shapes.shapes[id.index()].as_ref().map_or(0, |s| s.elements().fixed as usize);
+    let dims: Vec<Option<Vec<usize>>> = g.ids().map(|id| fixed_dims(shapes, id)).collect();
     let mut b = Builder { cols: Vec::new(), fixed: Vec::new(), steps: Vec::new() };
-    let geometries: Vec<Option<Geometry>> = g.ids().map(|id| geometry(g, shapes, id)).collect();
     let mut scratch: Vec<Vec<ABuf>> = vec![Vec::new(); g.nodes.len()];
     let mut canonical: Vec<NodeId> = g.ids().collect();
     let mut value: Vec<ABuf> = vec![ABuf::NONE; g.nodes.len()];
-    let mut masks: Vec<Option<ABuf>> = vec![None; g.nodes.len()];
     let mut inputs = Vec::new();
     let mut grads: HashMap<NodeId, ABuf> = HashMap::new();
     let mut target = None;
     let mut output = ABuf::NONE;
+    let step_cx = |id: NodeId, value: &[ABuf], scratch: Vec<ABuf>| -> StepCx<'_> {
+        let node = g.node(id);
+        StepCx {
+            inputs: node.inputs.iter().map(|i| value[i.index()]).collect(),
+            value: value[id.index()],
+            params: node_params[id.index()].clone(),
+            scratch,
+            in_dims: node.inputs.first().and_then(|i| dims[i.index()].as_deref()),
+            out_dims: dims[id.index()].as_deref(),
+            in_place: node.in_place,
+            training,
+        }
+    };
     for id in g.ids() {
         let node = g.node(id);
-        match node.op {
-            Op::Input { .. } => {
+        let rules = node.op.rules();
+        match rules.value(training) {
+            Value::Caller => {
                 let v = ABuf { offset: 0, cols: cols_of(id), space: Space::Input(inputs.len()) };
                 inputs.push(v);
                 value[id.index()] = v;
-                continue;
             }
-            Op::Flatten => {
+            Value::Alias => {
                 canonical[id.index()] = canonical[node.inputs[0].index()];
                 value[id.index()] = value[node.inputs[0].index()];
-                continue;
             }
-            Op::Dropout { .. } if !training => {
-                canonical[id.index()] = canonical[node.inputs[0].index()];
-                value[id.index()] = value[node.inputs[0].index()];
-                continue;
-            }
-            Op::Loss { loss } => {
+            Value::Loss => {
+                let Op::Loss(loss) = &node.op else { continue };
                 let p = canonical[node.inputs[0].index()];
                 let pv = value[p.index()];
                 let dp = b.buf(pv.cols);
                 grads.insert(p, dp);
-                let classes = matches!(loss, LossKind::CrossEntropy | LossKind::SoftmaxCrossEntropy);
-                let t = ABuf { offset: 0, cols: if classes { 1 } else { pv.cols }, space: Space::Target };
-                target = Some((t, if classes { TargetKind::Class } else { TargetKind::Values }));
-                b.steps.push(match loss {
-                    LossKind::SoftmaxCrossEntropy => Step::SoftmaxCrossEntropy { logits: pv, target: t, dlogits: dp },
-                    LossKind::CrossEntropy => Step::CrossEntropy { probs: pv, target: t, dprobs: dp },
-                    LossKind::SigmoidBinaryCrossEntropy => {
-                        Step::SigmoidBinaryCrossEntropy { logits: pv, target: t, dlogits: dp }
-                    }
-                    LossKind::BinaryCrossEntropy => Step::BinaryCrossEntropy { probs: pv, target: t, dprobs: dp },
-                    LossKind::MeanSquaredError => Step::MeanSquaredError { y: pv, target: t, dy: dp },
-                });
+                let (cols, kind) = loss.target(pv.cols);
+                let t = ABuf { offset: 0, cols, space: Space::Target };
+                target = Some((t, kind));
+                b.steps.push(loss.step(pv, t, dp));
                 output = pv;
-                continue;
             }
-            _ => {}
+            Value::Computed => {
+                value[id.index()] = if node.in_place { value[node.inputs[0].index()] } else { b.buf(cols_of(id)) };
+                let asked = rules.scratch(&step_cx(id, &value, Vec::new()), max_batch);
+                scratch[id.index()] = asked
+                    .into_iter()
+                    .map(|s| match s {
+                        Scratch::PerRow(c) => b.buf(c),
+                        Scratch::Fixed(len) => b.workspace(len),
+                    })
+                    .collect();
+                let cx = step_cx(id, &value, scratch[id.index()].clone());
+                b.steps.extend(rules.forward(&cx));
+            }
         }
-        value[id.index()] = if node.in_place { value[node.inputs[0].index()] } else { b.buf(cols_of(id)) };
-        if training && matches!(node.op, Op::Dropout { .. }) {
-            masks[id.index()] = Some(b.buf(cols_of(id)));
-        }
-        scratch[id.index()] = grad::scratch(&node.op, geometries[id.index()].as_ref(), training, max_batch)
-            .into_iter()
-            .map(|s| match s {
-                grad::Scratch::PerRow(c) => b.buf(c),
-                grad::Scratch::Fixed(len) => b.workspace(len),
-            })
-            .collect();
-        let ctx = context(g, id, &value, &node_params, &masks, &geometries, &scratch);
-        b.steps.extend(grad::forward(&ctx));
     }
 
     if training {
@@ -271,10 +231,10 @@ fn lay_out(g: &Graph, shapes: &Shapes, mode: Mode, max_batch: usize, level: Leve
             }
             let Some(&dy) = grads.get(&id) else { continue };
             let node = g.node(id);
-            let ctx = context(g, id, &value, &node_params, &masks, &geometries, &scratch);
+            let cx = step_cx(id, &value, scratch[id.index()].clone());
             let mut dx = |i: usize, may_reuse: bool| -> Dx {
                 let input = canonical[node.inputs[i].index()];
-                if matches!(g.node(input).op, Op::Input { .. }) {
+                if g.node(input).op.rules().value(training) == Value::Caller {
                     return Dx::None;
                 }
                 match grads.get(&input) {
@@ -290,7 +250,7 @@ fn lay_out(g: &Graph, shapes: &Shapes, mode: Mode, max_batch: usize, level: Leve
                     }
                 }
             };
-            let steps = grad::backward(&ctx, dy, &node_params[id.index()], &mut dx);
+            let steps = node.op.rules().backward(&cx, dy, &node_params[id.index()], &mut dx);
             b.steps.extend(steps);
         }
         b.steps.push(Step::Update);
@@ -339,28 +299,6 @@ fn lay_out(g: &Graph, shapes: &Shapes, mode: Mode, max_batch: usize, level: Leve
         output,
         params,
         params_len,
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn context<'a>(
-    g: &'a Graph,
-    id: NodeId,
-    value: &[ABuf],
-    params: &[Vec<PBuf>],
-    masks: &[Option<ABuf>],
-    geometries: &[Option<Geometry>],
-    scratch: &[Vec<ABuf>],
-) -> Ctx<'a> {
-    let node = g.node(id);
-    Ctx {
-        node,
-        inputs: node.inputs.iter().map(|i| value[i.index()]).collect(),
-        value: value[id.index()],
-        params: params[id.index()].clone(),
-        mask: masks[id.index()],
-        geometry: geometries[id.index()],
-        scratch: scratch[id.index()].clone(),
     }
 }
 

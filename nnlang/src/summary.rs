@@ -63,7 +63,7 @@ pub fn summarize(model: &Model) -> Summary {
         let bytes = shape.elements().scale(F32);
         act = act + bytes;
         parameters.extend(params.iter().cloned());
-        if matches!(node.op, Op::Input { .. }) {
+        if matches!(node.op, Op::Input(_)) {
             inputs.push(InputRow { name: node.name.clone(), shape: shape.clone() });
         }
         let mut attributes = serde_json::Map::new();
@@ -106,57 +106,10 @@ pub fn summarize(model: &Model) -> Summary {
     }
 }
 
-/// Forward FLOPs of one op per example, by the usual counts: a multiply-add is 2; pooling
-/// and activations 1 per value read or written.
+/// Forward FLOPs of one op per example, by the usual counts (each op's rule): a
+/// multiply-add is 2; pooling and activations 1 per value read or written.
 pub fn flops(op: &Op, input: Option<&crate::ir::Shape>, output: &crate::ir::Shape, n_inputs: usize) -> Elems {
-    let out = output.elements();
-    let inp = input.map(|s| s.elements()).unwrap_or_default();
-    let dims = |s: Option<&crate::ir::Shape>| -> Vec<u64> {
-        s.map(|s| s.0.iter().map(|d| if let crate::ir::Dim::Fixed(n) = d { *n as u64 } else { 1 }).collect())
-            .unwrap_or_default()
-    };
-    let last = |s: Option<&crate::ir::Shape>| dims(s).last().copied().unwrap_or(0);
-    match op {
-        Op::Input { .. } | Op::Flatten | Op::Concat | Op::Loss { .. } => Elems::default(),
-        Op::Dense { units } | Op::FusedDense { units, .. } => {
-            // Over the flattened input, or per step of a sequence.
-            let fan_in = if inp.per_step > 0 { last(input) } else { inp.fixed };
-            let per = 2 * fan_in * *units as u64;
-            if inp.per_step > 0 {
-                Elems { fixed: 0, per_step: per }
-            } else {
-                Elems { fixed: per, per_step: 0 }
-            }
-        }
-        Op::Maxout { units, pieces } => {
-            let fan_in = if inp.per_step > 0 { last(input) } else { inp.fixed };
-            let per = (2 * fan_in + 1) * (*units * *pieces) as u64;
-            if inp.per_step > 0 {
-                Elems { fixed: 0, per_step: per }
-            } else {
-                Elems { fixed: per, per_step: 0 }
-            }
-        }
-        Op::Conv { size, .. } | Op::FusedConv { size, .. } | Op::Local { size, .. } => {
-            let depth = last(input);
-            out.scale(2 * (*size as u64).pow(2) * depth)
-        }
-        Op::Pool { size, .. } => out.scale((*size as u64).pow(2)),
-        Op::MaxoutChannels { .. } | Op::Dropout { .. } | Op::Activation { .. } => inp,
-        Op::Softmax => out.scale(3),
-        Op::Add => out.scale(n_inputs.saturating_sub(1) as u64),
-        Op::Rnn { hidden, .. } | Op::Bidirectional { hidden, .. } => {
-            let h = *hidden as u64;
-            let per = 2 * h * (last(input) + h);
-            let per = if matches!(op, Op::Bidirectional { .. }) { 2 * per } else { per };
-            let steps = dims(input).first().copied().unwrap_or(1);
-            if inp.per_step > 0 {
-                Elems { fixed: 0, per_step: per }
-            } else {
-                Elems { fixed: per * steps, per_step: 0 }
-            }
-        }
-    }
+    op.rules().flops(&crate::ops::FlopsCx { input, output, n_inputs })
 }
 
 /// `1.2 MFLOP`

@@ -4,14 +4,14 @@
 
 mod common;
 
-use nnlang::ir::{to_text, LossKind};
-use nnlang::passes::{pipeline, Level, Target};
+use nnlang::ir::to_text;
+use nnlang::passes::{pipeline, Level};
 use nnlang::plan::{build_at, Level as PlanLevel, Loss, Mode};
 use nnlang::{compile, Options};
 use nnlang_runtime::plan::TargetKind;
 use rand::{RngExt, SeedableRng};
 
-fn stages(src: &str, target: Target) -> String {
+fn stages(src: &str, target: Mode) -> String {
     let c = compile(src, &Options::default()).expect("compiles");
     let m = &c.models[0];
     let mut out = String::new();
@@ -29,18 +29,12 @@ fn example(name: &str) -> String {
 
 #[test]
 fn pipeline_snapshots() {
-    insta::assert_snapshot!(
-        "mnist_mlp.training",
-        stages(&example("mnist_mlp.nn"), Target::Training(LossKind::CrossEntropy))
-    );
-    insta::assert_snapshot!("mnist_mlp.inference", stages(&example("mnist_mlp.nn"), Target::Inference));
-    insta::assert_snapshot!(
-        "residual.training",
-        stages(&example("residual.nn"), Target::Training(LossKind::CrossEntropy))
-    );
+    insta::assert_snapshot!("mnist_mlp.training", stages(&example("mnist_mlp.nn"), Mode::Training(Loss::CrossEntropy)));
+    insta::assert_snapshot!("mnist_mlp.inference", stages(&example("mnist_mlp.nn"), Mode::Inference));
+    insta::assert_snapshot!("residual.training", stages(&example("residual.nn"), Mode::Training(Loss::CrossEntropy)));
     insta::assert_snapshot!("dropout_bce.training", stages(
         "model D { input x: [20]\n x -> dropout(keep = 0.8) -> dense(16) -> tanh -> dropout(keep = 0.5) -> dense(1) -> sigmoid }",
-        Target::Training(LossKind::BinaryCrossEntropy)
+        Mode::Training(Loss::BinaryCrossEntropy)
     ));
 }
 

@@ -19,7 +19,7 @@ use proc_macro2::{Ident, Literal, Span, TokenStream};
 use quote::{format_ident, quote};
 
 /// The most memory a generated model may allocate for its buffers and parameters.
-const MEMORY_LIMIT: u64 = 16 << 30;
+use crate::plan::MEMORY_LIMIT;
 
 /// What the generated code is built for when the file has no `train` block.
 const DEFAULT_BATCH: usize = 64;
@@ -53,12 +53,7 @@ pub fn generate(compiled: &Compiled, model: &Model) -> Result<TokenStream, Vec<D
 
 /// The loss a model without a `train` block is trained with: what its last layer suggests.
 pub fn default_loss(model: &Model) -> Loss {
-    use crate::ir::{Activation, Op};
-    match model.graph.output.map(|o| &model.graph.node(o).op) {
-        Some(Op::Softmax) => Loss::CrossEntropy,
-        Some(Op::Activation { function: Activation::Sigmoid }) => Loss::BinaryCrossEntropy,
-        _ => Loss::MeanSquaredError,
-    }
+    crate::ops::loss::default_for(&model.graph)
 }
 
 /// Formats generated code for people (`nnlangc emit --rust`, snapshots).

@@ -17,10 +17,21 @@ pub fn verify(graph: &Graph) -> Result<(), Vec<String>> {
             }
         }
         let arity_ok = match node.op {
-            Op::Input { .. } => node.inputs.is_empty(),
-            Op::Add | Op::Concat => node.inputs.len() >= 2,
-            Op::Loss { .. } => node.inputs.len() == 1 && graph.output == Some(id),
-            _ => node.inputs.len() == 1,
+            Op::Input(_) => node.inputs.is_empty(),
+            Op::Add(_) | Op::Concat(_) => node.inputs.len() >= 2,
+            Op::Loss(_) => node.inputs.len() == 1 && graph.output == Some(id),
+            Op::Dense(_)
+            | Op::Conv(_)
+            | Op::Local(_)
+            | Op::Pool(_)
+            | Op::Flatten(_)
+            | Op::Dropout(_)
+            | Op::Activation(_)
+            | Op::Softmax(_)
+            | Op::Maxout(_)
+            | Op::Rnn(_)
+            | Op::Bidirectional(_)
+            | Op::MaxoutChannels(_) => node.inputs.len() == 1,
         };
         if !arity_ok {
             problems.push(format!("{id} ({}) is a {} with {} inputs", node.name, node.op.kind(), node.inputs.len()));
@@ -38,7 +49,7 @@ pub fn verify(graph: &Graph) -> Result<(), Vec<String>> {
         problems.push("an in-place node shares its input with another reader".to_string());
     }
     for &i in &graph.inputs {
-        if !matches!(graph.nodes.get(i.index()).map(|n| &n.op), Some(Op::Input { .. })) {
+        if !matches!(graph.nodes.get(i.index()).map(|n| &n.op), Some(Op::Input(_))) {
             problems.push(format!("{i} is listed as an input but is not one"));
         }
     }

@@ -2,8 +2,8 @@
 //! elements, resolves `let` bindings (in any order, rejecting cycles), builds each layer's
 //! op from its arguments and names every node. Shapes are not looked at here.
 
+pub mod args;
 pub mod eval;
-pub mod layers;
 
 use crate::diag::{did_you_mean, Diagnostic};
 use crate::ir::{Dim, Graph, NodeId, Op, ParamValue};
@@ -232,7 +232,12 @@ impl<'a> Lowerer<'a> {
                 self.failed_inputs.push(&decl.name.name);
                 continue;
             };
-            let id = self.graph.add(Op::Input { dims }, Vec::new(), decl.name.name.clone(), decl.name.span);
+            let id = self.graph.add(
+                Op::Input(crate::ops::input::Input { dims }),
+                Vec::new(),
+                decl.name.name.clone(),
+                decl.name.span,
+            );
             self.graph.inputs.push(id);
             self.inputs.insert(&decl.name.name, id);
         }
@@ -299,10 +304,10 @@ impl<'a> Lowerer<'a> {
                 self.used_lets[i] = true;
                 continue;
             }
-            if self.inputs.contains_key(name) || self.env.contains_key(name) || layers::is_layer(name) {
+            if self.inputs.contains_key(name) || self.env.contains_key(name) || args::is_layer(name) {
                 let what = if self.inputs.contains_key(name) {
                     "an input"
-                } else if layers::is_layer(name) {
+                } else if args::is_layer(name) {
                     "a layer"
                 } else {
                     "a model parameter"
@@ -422,7 +427,7 @@ impl<'a> Lowerer<'a> {
                     );
                 }
                 if let Ok(Some(id)) = self.lower(out, None) {
-                    if matches!(self.graph.node(id).op, Op::Input { .. }) {
+                    if matches!(self.graph.node(id).op, Op::Input(_)) {
                         self.err(Diagnostic::error(
                             "the model's output is its input unchanged",
                             out.span,
@@ -461,7 +466,7 @@ impl<'a> Lowerer<'a> {
     fn misplaced_softmax(&mut self) {
         let users = self.graph.users();
         for id in self.graph.ids() {
-            if self.graph.node(id).op != Op::Softmax {
+            if !matches!(self.graph.node(id).op, Op::Softmax(_)) {
                 continue;
             }
             if let Some(&user) = users[id.index()].first() {
@@ -700,7 +705,7 @@ impl<'a> Lowerer<'a> {
                 }
                 self.resolve_let(name, true).map(Some)
             }
-            None if layers::is_layer(name) => {
+            None if args::is_layer(name) => {
                 let ins = self.input_names().join("`, `");
                 let mut d = Diagnostic::error(
                     format!("a pipeline starts from an input or a `let` binding, not from the layer `{name}`"),
@@ -724,7 +729,7 @@ impl<'a> Lowerer<'a> {
                 );
                 Err(())
             }
-            Some(input) if layers::is_layer(name) => self.call_layer(name, &[], span, input),
+            Some(input) if args::is_layer(name) => self.call_layer(name, &[], span, input),
             _ => {
                 let d = if cur.is_none() {
                     let candidates = self.value_names();
@@ -732,7 +737,7 @@ impl<'a> Lowerer<'a> {
                         .with_suggestion(name, candidates.iter().map(|s| s.as_str()))
                 } else {
                     let mut d = Diagnostic::error(format!("unknown layer `{name}`"), span, "not a layer");
-                    if let Some(best) = layers::suggest_layer(name) {
+                    if let Some(best) = args::suggest_layer(name) {
                         d = d.with_help(format!("did you mean `{best}`?"));
                     }
                     d
@@ -760,12 +765,12 @@ impl<'a> Lowerer<'a> {
         span: Span,
         cur: Option<NodeId>,
     ) -> Result<Option<NodeId>, ()> {
-        if layers::is_merge(&name.name) {
+        if args::is_merge(&name.name) {
             return self.merge(name, args, span, cur);
         }
-        if !layers::is_layer(&name.name) {
+        if !args::is_layer(&name.name) {
             let mut d = Diagnostic::error(format!("unknown layer `{}`", name.name), name.span, "not a layer");
-            if let Some(best) = layers::suggest_layer(&name.name) {
+            if let Some(best) = args::suggest_layer(&name.name) {
                 d = d.with_help(format!("did you mean `{best}`?"));
             }
             self.err(d);
@@ -790,7 +795,7 @@ impl<'a> Lowerer<'a> {
     }
 
     fn call_layer(&mut self, kind: &str, args: &[ast::Arg], span: Span, input: NodeId) -> Result<Option<NodeId>, ()> {
-        match layers::build(kind, span, args, &self.env) {
+        match args::build(kind, span, args, &self.env) {
             Ok(op) => Ok(Some(self.graph.add(op, vec![input], String::new(), span))),
             Err(d) => {
                 self.err(d);
@@ -839,7 +844,13 @@ impl<'a> Lowerer<'a> {
             );
             return Err(());
         }
-        let op = if name.name == "add" { Op::Add } else { Op::Concat };
+        let op = match args::build(&name.name, span, &[], &self.env) {
+            Ok(op) => op,
+            Err(d) => {
+                self.err(d);
+                return Err(());
+            }
+        };
         Ok(Some(self.graph.add(op, operands, String::new(), span)))
     }
 }

@@ -8,20 +8,21 @@ pub fn fuse_softmax_ce(graph: &Graph) -> Graph {
     let mut g = graph.clone();
     let users = g.users();
     for i in 0..g.nodes.len() {
-        let Op::Loss { loss } = g.nodes[i].op else { continue };
+        let Op::Loss(loss) = &g.nodes[i].op else { continue };
+        let kind = loss.loss;
         let pred = g.nodes[i].inputs[0];
         if users[pred.index()].len() != 1 {
             continue;
         }
-        let fused = match (loss, &g.node(pred).op) {
-            (LossKind::CrossEntropy, Op::Softmax) => LossKind::SoftmaxCrossEntropy,
-            (LossKind::BinaryCrossEntropy, Op::Activation { function: Activation::Sigmoid }) => {
+        let fused = match (kind, &g.node(pred).op) {
+            (LossKind::CrossEntropy, Op::Softmax(_)) => LossKind::SoftmaxCrossEntropy,
+            (LossKind::BinaryCrossEntropy, Op::Activation(a)) if a.function == Activation::Sigmoid => {
                 LossKind::SigmoidBinaryCrossEntropy
             }
             _ => continue,
         };
         let logits = g.node(pred).inputs[0];
-        g.nodes[i].op = Op::Loss { loss: fused };
+        g.nodes[i].op = Op::Loss(crate::ops::loss::Loss { loss: fused });
         g.nodes[i].inputs = vec![logits];
     }
     g

@@ -7,7 +7,7 @@ pub fn add_loss(graph: &Graph, loss: LossKind) -> Graph {
     let mut g = graph.clone();
     if let Some(out) = g.output {
         let span = g.node(out).span;
-        let id = g.add(Op::Loss { loss }, vec![out], "loss".to_string(), span);
+        let id = g.add(Op::Loss(crate::ops::loss::Loss { loss }), vec![out], "loss".to_string(), span);
         g.output = Some(id);
     }
     g

@@ -15,12 +15,15 @@ pub use inplace::inplace;
 pub use loss::add_loss;
 
 use crate::ir::{verify, Graph, LossKind};
+use nnlang_runtime::plan::Loss;
 
 /// What the graph is compiled for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Target {
+pub enum Mode {
+    /// Forward only, dropout off, softmax computed.
     Inference,
-    Training(LossKind),
+    /// Forward with dropout, the loss, the backward pass and the update.
+    Training(Loss),
 }
 
 /// Whether to run the optimizing passes (the loss is always added for training).
@@ -35,7 +38,7 @@ pub const PASSES: &[&str] = &["loss", "fuse-softmax-ce", "fuse-dense", "dce", "i
 
 /// Runs the passes for `target` and returns the graph after each one that ran, by name.
 /// Panics only if a pass breaks the IR's invariants (a compiler bug).
-pub fn pipeline(graph: &Graph, target: Target, level: Level) -> Vec<(&'static str, Graph)> {
+pub fn pipeline(graph: &Graph, mode: Mode, level: Level) -> Vec<(&'static str, Graph)> {
     let mut out: Vec<(&'static str, Graph)> = Vec::new();
     let mut g = graph.clone();
     let run = |name: &'static str, g2: Graph, out: &mut Vec<(&'static str, Graph)>| {
@@ -45,9 +48,9 @@ pub fn pipeline(graph: &Graph, target: Target, level: Level) -> Vec<(&'static st
         out.push((name, g2.clone()));
         g2
     };
-    let training = matches!(target, Target::Training(_));
-    if let Target::Training(loss) = target {
-        g = run("loss", add_loss(&g, loss), &mut out);
+    let training = matches!(mode, Mode::Training(_));
+    if let Mode::Training(loss) = mode {
+        g = run("loss", add_loss(&g, LossKind::of(loss)), &mut out);
     }
     if level == Level::Full {
         if training {
@@ -61,6 +64,6 @@ pub fn pipeline(graph: &Graph, target: Target, level: Level) -> Vec<(&'static st
 }
 
 /// The graph after the whole pipeline.
-pub fn optimize(graph: &Graph, target: Target, level: Level) -> Graph {
-    pipeline(graph, target, level).pop().map_or_else(|| graph.clone(), |(_, g)| g)
+pub fn optimize(graph: &Graph, mode: Mode, level: Level) -> Graph {
+    pipeline(graph, mode, level).pop().map_or_else(|| graph.clone(), |(_, g)| g)
 }

@@ -1,15 +1,15 @@
-//! Shape inference: one rule per op, each returning the output shape and the parameter
+//! Shape inference: one rule per op (in the op's module, `crate::ops`), each returning the output shape and the parameter
 //! tensors the op owns. Results live in a side table indexed by node id; errors name the
 //! node, and [`ShapeError::to_diagnostic`] attaches the user's span at the boundary.
 //!
 //! The output-size formulas are the notes': a convolution (or locally-connected layer) gives
 //! `(W − F + 2P)/S + 1`, a pooling layer `(W − F)/S + 1`. Either must be a positive integer.
 
-mod geometry;
+pub(crate) mod geometry;
 
 use crate::diag::Diagnostic;
-use crate::ir::{Dim, Graph, Merge, NodeId, Op, RnnOutput, Shape};
-use geometry::{pool_extent, window_extent};
+use crate::ir::{Dim, Graph, NodeId, Shape};
+use crate::ops::ShapeCx;
 use serde::Serialize;
 
 /// One parameter tensor, named and laid out as PyTorch names and lays it out.
@@ -47,7 +47,7 @@ pub struct ShapeError {
 }
 
 impl ShapeError {
-    fn new(node: NodeId, message: impl Into<String>, label: impl Into<String>) -> Self {
+    pub(crate) fn new(node: NodeId, message: impl Into<String>, label: impl Into<String>) -> Self {
         ShapeError {
             node,
             message: message.into(),
@@ -57,11 +57,11 @@ impl ShapeError {
             help: Vec::new(),
         }
     }
-    fn note(mut self, n: impl Into<String>) -> Self {
+    pub(crate) fn note(mut self, n: impl Into<String>) -> Self {
         self.notes.push(n.into());
         self
     }
-    fn help(mut self, h: impl Into<String>) -> Self {
+    pub(crate) fn help(mut self, h: impl Into<String>) -> Self {
         self.help.push(h.into());
         self
     }
@@ -92,7 +92,8 @@ pub fn infer(graph: &Graph) -> (Shapes, Vec<ShapeError>) {
         let ins: Option<Vec<&Shape>> =
             node.inputs.iter().map(|i| out.shapes.get(i.index()).and_then(|s| s.as_ref())).collect();
         let Some(ins) = ins else { continue };
-        match rule(graph, id, &ins).and_then(|r| within_limits(id, r)) {
+        let cx = ShapeCx { id, name: &node.name, inputs: &node.inputs, ins: &ins };
+        match node.op.rules().shape(&cx).and_then(|r| within_limits(id, r)) {
             Ok((shape, params)) => {
                 out.shapes[id.index()] = Some(shape);
                 out.params[id.index()] = params;
@@ -122,171 +123,16 @@ fn within_limits(id: NodeId, (shape, params): (Shape, Vec<ParamSpec>)) -> RuleRe
     Ok((shape, params))
 }
 
-type RuleResult = Result<(Shape, Vec<ParamSpec>), Vec<ShapeError>>;
+/// An op's shape rule's answer: the output shape and the parameter tensors, or errors.
+pub type RuleResult = Result<(Shape, Vec<ParamSpec>), Vec<ShapeError>>;
 
-fn param(layer: &str, name: &str, shape: &[usize]) -> ParamSpec {
+pub(crate) fn param(layer: &str, name: &str, shape: &[usize]) -> ParamSpec {
     ParamSpec { name: format!("{layer}.{name}"), shape: shape.to_vec() }
-}
-
-/// The shape rule of one op.
-fn rule(graph: &Graph, id: NodeId, ins: &[&Shape]) -> RuleResult {
-    let node = graph.node(id);
-    let name = node.name.as_str();
-    let one = || ins.first().copied().cloned().unwrap_or(Shape(Vec::new()));
-    match &node.op {
-        Op::Input { dims } => Ok((Shape(dims.clone()), Vec::new())),
-        Op::Dense { units } | Op::FusedDense { units, .. } => {
-            let (fan_in, out) = affine_in(id, &one(), *units, "dense")?;
-            Ok((out, vec![param(name, "weight", &[*units, fan_in]), param(name, "bias", &[*units])]))
-        }
-        Op::Maxout { units, pieces } => {
-            let (fan_in, out) = affine_in(id, &one(), *units, "maxout")?;
-            let rows = units * pieces;
-            Ok((out, vec![param(name, "weight", &[rows, fan_in]), param(name, "bias", &[rows])]))
-        }
-        Op::MaxoutChannels { pieces } => {
-            let s = one();
-            match s.last() {
-                Some(d) if d % pieces == 0 => {
-                    let mut dims = s.0.clone();
-                    if let Some(last) = dims.last_mut() {
-                        *last = Dim::Fixed(d / pieces);
-                    }
-                    Ok((Shape(dims), Vec::new()))
-                }
-                Some(d) => Err(vec![ShapeError::new(
-                    id,
-                    format!("`maxout(pieces = {pieces})` needs a depth divisible by {pieces}, found {d}"),
-                    format!("{d} is not a multiple of {pieces}"),
-                )
-                .help(format!(
-                    "give the layer before it a multiple of {pieces} filters, e.g. {}",
-                    (d / pieces + 1) * pieces
-                ))]),
-                None => Err(vec![ShapeError::new(
-                    id,
-                    format!("`maxout` needs a fixed last dimension, found {s}"),
-                    "variable",
-                )]),
-            }
-        }
-        Op::Conv { filters, size, stride, pad }
-        | Op::FusedConv { filters, size, stride, pad, .. }
-        | Op::Local { filters, size, stride, pad } => {
-            let kind = node.op.kind();
-            let [h, w, d] = volume(id, &one(), kind)?;
-            let (oh, ow) = both_extents(id, kind, (h, w), |dim, n| window_extent(dim, n, *size, *stride, *pad))?;
-            let params = if matches!(node.op, Op::Conv { .. } | Op::FusedConv { .. }) {
-                vec![param(name, "weight", &[*filters, d, *size, *size]), param(name, "bias", &[*filters])]
-            } else {
-                vec![
-                    param(name, "weight", &[oh, ow, *filters, d, *size, *size]),
-                    param(name, "bias", &[oh, ow, *filters]),
-                ]
-            };
-            Ok((Shape::fixed(&[oh, ow, *filters]), params))
-        }
-        Op::Pool { kind, size, stride } => {
-            let [h, w, d] = volume(id, &one(), kind.name())?;
-            let (oh, ow) = both_extents(id, kind.name(), (h, w), |dim, n| pool_extent(dim, n, *size, *stride))?;
-            Ok((Shape::fixed(&[oh, ow, d]), Vec::new()))
-        }
-        Op::Flatten => {
-            let s = one();
-            if s.seq().is_some() {
-                return Err(vec![ShapeError::new(
-                    id,
-                    format!("cannot flatten a sequence of variable length {s}"),
-                    "variable length",
-                )
-                .help("reduce the sequence first, e.g. `rnn(64, output = last)`")]);
-            }
-            let n = s.elements().fixed as usize;
-            Ok((Shape::fixed(&[n]), Vec::new()))
-        }
-        Op::Dropout { .. } | Op::Activation { .. } | Op::Softmax => Ok((one(), Vec::new())),
-        Op::Loss { .. } => Ok((Shape(Vec::new()), Vec::new())),
-        Op::Rnn { hidden, output, .. } => {
-            let (steps, features) = sequence(id, &one(), "rnn")?;
-            let h = *hidden;
-            let params = rnn_params(name, "", features, h);
-            let out = match output {
-                RnnOutput::Sequence => Shape(vec![steps, Dim::Fixed(h)]),
-                RnnOutput::Last => Shape::fixed(&[h]),
-            };
-            Ok((out, params))
-        }
-        Op::Bidirectional { hidden, output, merge, .. } => {
-            let (steps, features) = sequence(id, &one(), "bidirectional")?;
-            let h = *hidden;
-            let mut params = rnn_params(name, "", features, h);
-            params.extend(rnn_params(name, "_reverse", features, h));
-            let width = if *merge == Merge::Concat { 2 * h } else { h };
-            let out = match output {
-                RnnOutput::Sequence => Shape(vec![steps, Dim::Fixed(width)]),
-                RnnOutput::Last => Shape::fixed(&[width]),
-            };
-            Ok((out, params))
-        }
-        Op::Add => {
-            let first = ins[0];
-            if ins.iter().all(|s| *s == first) {
-                return Ok((first.clone(), Vec::new()));
-            }
-            let shapes: Vec<String> = ins.iter().map(|s| s.to_string()).collect();
-            let mut e = ShapeError::new(
-                id,
-                format!("`add` needs values of one shape, found {}", shapes.join(" and ")),
-                "shapes differ",
-            );
-            for (i, s) in node.inputs.iter().zip(ins) {
-                e.related.push((*i, format!("{s}")));
-            }
-            Err(vec![e.help("bring them to one shape first, e.g. with `dense(…)`, or use `concat(…)`")])
-        }
-        Op::Concat => {
-            let first = ins[0];
-            let rank_ok = ins.iter().all(|s| s.rank() == first.rank());
-            let lead_ok = rank_ok && ins.iter().all(|s| s.0[..s.rank() - 1] == first.0[..first.rank() - 1]);
-            let last: Option<usize> = ins.iter().try_fold(0usize, |acc, s| s.last().and_then(|l| acc.checked_add(l)));
-            match (lead_ok, last) {
-                (true, Some(total)) => {
-                    let mut dims = first.0[..first.rank() - 1].to_vec();
-                    dims.push(Dim::Fixed(total));
-                    Ok((Shape(dims), Vec::new()))
-                }
-                _ => {
-                    let shapes: Vec<String> = ins.iter().map(|s| s.to_string()).collect();
-                    let mut e = ShapeError::new(
-                        id,
-                        format!(
-                            "`concat` joins along the last dimension; the others must agree, found {}",
-                            shapes.join(" and ")
-                        ),
-                        "cannot be joined",
-                    );
-                    for (i, s) in node.inputs.iter().zip(ins) {
-                        e.related.push((*i, format!("{s}")));
-                    }
-                    Err(vec![e])
-                }
-            }
-        }
-    }
-}
-
-fn rnn_params(layer: &str, suffix: &str, features: usize, h: usize) -> Vec<ParamSpec> {
-    vec![
-        param(layer, &format!("weight_ih_l0{suffix}"), &[h, features]),
-        param(layer, &format!("weight_hh_l0{suffix}"), &[h, h]),
-        param(layer, &format!("bias_ih_l0{suffix}"), &[h]),
-        param(layer, &format!("bias_hh_l0{suffix}"), &[h]),
-    ]
 }
 
 /// Fan-in and output shape of an affine layer: the whole input flattened, or, on a sequence,
 /// its last dimension at every step.
-fn affine_in(id: NodeId, s: &Shape, units: usize, kind: &str) -> Result<(usize, Shape), Vec<ShapeError>> {
+pub(crate) fn affine_in(id: NodeId, s: &Shape, units: usize, kind: &str) -> Result<(usize, Shape), Vec<ShapeError>> {
     match s.seq() {
         Some(seq) => match s.0.as_slice() {
             [_, Dim::Fixed(d)] => Ok((*d, Shape(vec![Dim::Seq(seq.to_string()), Dim::Fixed(units)]))),
@@ -301,7 +147,7 @@ fn affine_in(id: NodeId, s: &Shape, units: usize, kind: &str) -> Result<(usize, 
 }
 
 /// `[height, width, depth]`, or an error that says how to declare one.
-fn volume(id: NodeId, s: &Shape, kind: &str) -> Result<[usize; 3], Vec<ShapeError>> {
+pub(crate) fn volume(id: NodeId, s: &Shape, kind: &str) -> Result<[usize; 3], Vec<ShapeError>> {
     match s.0.as_slice() {
         [Dim::Fixed(h), Dim::Fixed(w), Dim::Fixed(d)] => Ok([*h, *w, *d]),
         dims => {
@@ -327,7 +173,7 @@ fn volume(id: NodeId, s: &Shape, kind: &str) -> Result<[usize; 3], Vec<ShapeErro
     }
 }
 
-fn sequence(id: NodeId, s: &Shape, kind: &str) -> Result<(Dim, usize), Vec<ShapeError>> {
+pub(crate) fn sequence(id: NodeId, s: &Shape, kind: &str) -> Result<(Dim, usize), Vec<ShapeError>> {
     match s.0.as_slice() {
         [steps, Dim::Fixed(f)] => Ok((steps.clone(), *f)),
         _ => {
@@ -345,7 +191,7 @@ fn sequence(id: NodeId, s: &Shape, kind: &str) -> Result<(Dim, usize), Vec<Shape
 }
 
 /// Applies the extent formula to height and width; one error when both fail alike.
-fn both_extents(
+pub(crate) fn both_extents(
     id: NodeId,
     kind: &str,
     (h, w): (usize, usize),

@@ -194,10 +194,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 let graph = match &after {
                     Some(pass) => {
                         let target = match nnlang::job::train_block(&compiled, Some(&m.graph.name)) {
-                            Some(r) => {
-                                nnlang::passes::Target::Training(nnlang::job::loss_kind(nnlang::job::options(r).0))
-                            }
-                            None => nnlang::passes::Target::Inference,
+                            Some(r) => nnlang::passes::Mode::Training(nnlang::job::options(r).0),
+                            None => nnlang::passes::Mode::Inference,
                         };
                         let stages = nnlang::passes::pipeline(&m.graph, target, nnlang::passes::Level::Full);
                         match stages.into_iter().find(|(name, _)| name == pass) {

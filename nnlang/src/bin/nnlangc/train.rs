@@ -48,7 +48,7 @@ fn setup<'a>(args: &ModelArgs, compiled: &'a Compiled) -> Result<Setup<'a>, Fail
 }
 
 /// The most memory a run may plan for its buffers before it is refused as a mistake.
-const MEMORY_LIMIT: u64 = 16 << 30;
+use nnlang::plan::MEMORY_LIMIT;
 
 fn plan(args: &ModelArgs, source: &str, model: &Model, mode: Mode, batch: usize) -> Result<Plan, Failure> {
     let plan = build(model, mode, batch).map_err(|diags| {

@@ -1,0 +1,151 @@
+//! `conv(filters, size, stride, pad)`: 2-D convolution over a `[height, width, depth]`
+//! volume, by im2col into a planned workspace and one product per chunk of examples. The
+//! `fuse-dense` pass sets `activation` when an activation is its only reader.
+
+use super::activation::{self, Activation};
+use super::{FlopsCx, Layer, Op, Reads, Rules, Scratch, ShapeCx, StepCx, Value};
+use crate::diag::Diagnostic;
+use crate::ir::Elems;
+use crate::lower::args::Args;
+use crate::lower::eval::Env;
+use crate::shape::{both_extents, geometry::window_extent, param, volume, RuleResult};
+use nnlang_runtime::plan::{ABuf, Act, Geometry, PBuf, Step};
+use serde::Serialize;
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Conv {
+    pub filters: usize,
+    pub size: usize,
+    pub stride: usize,
+    /// Resolved from `same` / `valid`.
+    pub pad: usize,
+    /// Set by `fuse-dense`.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "activation::ser_opt")]
+    pub activation: Option<Activation>,
+}
+
+/// The arguments of a window layer (conv, local).
+pub const WINDOW_ARGS: &[(&str, bool)] = &[("filters", true), ("size", true), ("stride", false), ("pad", false)];
+
+impl Conv {
+    pub const LAYERS: &'static [Layer] = &[Layer {
+        name: "conv",
+        args: WINDOW_ARGS,
+        example: "`conv(filters = 32, size = 3, stride = 1, pad = same)`",
+        merge: false,
+        positional_error: None,
+        build,
+    }];
+}
+
+/// `(filters, size, stride, pad)` of a window layer.
+pub fn window_args(a: &Args, env: &Env) -> Result<(usize, usize, usize, usize), Diagnostic> {
+    let filters = a.required_int("filters", env)?;
+    let size = a.required_int("size", env)?;
+    let stride = a.positive_int("stride", env)?.unwrap_or(1);
+    let pad = a.padding(env, size)?;
+    Ok((filters, size, stride, pad))
+}
+
+fn build(a: &Args, env: &Env) -> Result<Op, Diagnostic> {
+    let (filters, size, stride, pad) = window_args(a, env)?;
+    Ok(Op::Conv(Conv { filters, size, stride, pad, activation: None }))
+}
+
+/// Elements of an im2col workspace: whole examples' patches up to about 1 MiB.
+pub fn workspace(g: &Geometry, max_batch: usize) -> usize {
+    let per = g.oh * g.ow * g.d * g.f * g.f;
+    let examples = (WORKSPACE / per.max(1)).clamp(1, max_batch.max(1));
+    examples * per
+}
+
+const WORKSPACE: usize = 256 * 1024;
+
+/// A forward and (training) a backward im2col workspace.
+pub fn workspaces(g: Option<Geometry>, training: bool, max_batch: usize) -> Vec<Scratch> {
+    let Some(g) = g else { return Vec::new() };
+    let ws = workspace(&g, max_batch);
+    if training {
+        vec![Scratch::Fixed(ws), Scratch::Fixed(ws)]
+    } else {
+        vec![Scratch::Fixed(ws)]
+    }
+}
+
+/// Output `[oh, ow, filters]` of a window layer over `[h, w, d]`, by the notes' formula.
+pub fn window_shape(
+    cx: &ShapeCx,
+    kind: &str,
+    filters: usize,
+    size: usize,
+    stride: usize,
+    pad: usize,
+) -> Result<([usize; 3], usize), Vec<crate::shape::ShapeError>> {
+    let [h, w, d] = volume(cx.id, &cx.one(), kind)?;
+    let (oh, ow) = both_extents(cx.id, kind, (h, w), |dim, n| window_extent(dim, n, size, stride, pad))?;
+    Ok(([oh, ow, filters], d))
+}
+
+impl Rules for Conv {
+    fn kind(&self) -> &'static str {
+        "conv"
+    }
+    fn attributes(&self) -> Vec<(&'static str, String)> {
+        let mut v = vec![
+            ("filters", self.filters.to_string()),
+            ("size", self.size.to_string()),
+            ("stride", self.stride.to_string()),
+            ("pad", self.pad.to_string()),
+        ];
+        if let Some(f) = &self.activation {
+            v.push(("activation", activation::text(f)));
+        }
+        v
+    }
+    fn shape(&self, cx: &ShapeCx) -> RuleResult {
+        let (out, d) = window_shape(cx, "conv", self.filters, self.size, self.stride, self.pad)?;
+        let params = vec![
+            param(cx.name, "weight", &[self.filters, d, self.size, self.size]),
+            param(cx.name, "bias", &[self.filters]),
+        ];
+        Ok((crate::ir::Shape::fixed(&out), params))
+    }
+    fn flops(&self, cx: &FlopsCx) -> Elems {
+        cx.output.elements().scale(2 * (self.size as u64).pow(2) * cx.input_last())
+    }
+    fn runnable(&self) -> bool {
+        true
+    }
+    fn value(&self, _training: bool) -> Value {
+        Value::Computed
+    }
+    fn scratch(&self, c: &StepCx, max_batch: usize) -> Vec<Scratch> {
+        workspaces(self.geometry(c), c.training, max_batch)
+    }
+    fn forward(&self, c: &StepCx) -> Vec<Step> {
+        let Some(g) = self.geometry(c) else { return Vec::new() };
+        let f = self.activation.unwrap_or(Act::Identity);
+        vec![Step::Conv { g, f, x: c.inputs[0], w: c.params[0], b: c.params[1], y: c.value, ws: c.scratch[0] }]
+    }
+    // Forward was y = f(conv(x) + b), so now dz = dy·f'(y) (over dy), dW = Σ dzᵀ·patches,
+    // db = Σ dz, dx (+)= col2im(dz·W).
+    fn backward(&self, c: &StepCx, dy: ABuf, grads: &[PBuf], dx: &mut super::DxFn) -> Vec<Step> {
+        let Some(g) = self.geometry(c) else { return Vec::new() };
+        let f = self.activation.unwrap_or(Act::Identity);
+        let d = dx(0, false).into_opt();
+        let (x, y, w, ws) = (c.inputs[0], c.value, c.params[0], c.scratch[1]);
+        vec![Step::ConvBackward { g, f, x, y, w, dy, dw: grads[0], db: grads[1], dx: d, ws }]
+    }
+    fn backward_reads(&self) -> Reads {
+        Reads { input: true, output: self.activation.is_some() }
+    }
+    fn elementwise(&self) -> bool {
+        false
+    }
+}
+
+impl Conv {
+    fn geometry(&self, c: &StepCx) -> Option<Geometry> {
+        c.geometry(self.size, self.stride, self.pad, Some(self.filters))
+    }
+}

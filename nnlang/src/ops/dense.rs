@@ -1,0 +1,98 @@
+//! `dense(units)` (also written `fc`): `y = W x + b` over the flattened input, or per step of
+//! a sequence. The `fuse-dense` pass sets `activation` when an activation is its only reader:
+//! `y = f(W x + b)` in one step.
+
+use super::activation::{self, Activation};
+use super::{FlopsCx, Layer, Op, Reads, Rules, Scratch, ShapeCx, StepCx, Value};
+use crate::ir::Elems;
+use crate::lower::args::Args;
+use crate::lower::eval::Env;
+use crate::shape::{affine_in, param, RuleResult};
+use nnlang_runtime::plan::{ABuf, PBuf, Step};
+use serde::Serialize;
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Dense {
+    pub units: usize,
+    /// Set by `fuse-dense`.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "activation::ser_opt")]
+    pub activation: Option<Activation>,
+}
+
+impl Dense {
+    pub const LAYERS: &'static [Layer] = &[
+        Layer {
+            name: "dense",
+            args: &[("units", true)],
+            example: "`dense(128)`",
+            merge: false,
+            positional_error: None,
+            build,
+        },
+        Layer {
+            name: "fc",
+            args: &[("units", true)],
+            example: "`fc(128)`",
+            merge: false,
+            positional_error: None,
+            build,
+        },
+    ];
+}
+
+fn build(a: &Args, env: &Env) -> Result<Op, crate::diag::Diagnostic> {
+    Ok(Op::Dense(Dense { units: a.required_int("units", env)?, activation: None }))
+}
+
+impl Rules for Dense {
+    fn kind(&self) -> &'static str {
+        "dense"
+    }
+    fn attributes(&self) -> Vec<(&'static str, String)> {
+        let mut v = vec![("units", self.units.to_string())];
+        if let Some(f) = &self.activation {
+            v.push(("activation", activation::text(f)));
+        }
+        v
+    }
+    fn shape(&self, cx: &ShapeCx) -> RuleResult {
+        let (fan_in, out) = affine_in(cx.id, &cx.one(), self.units, "dense")?;
+        Ok((out, vec![param(cx.name, "weight", &[self.units, fan_in]), param(cx.name, "bias", &[self.units])]))
+    }
+    fn flops(&self, cx: &FlopsCx) -> Elems {
+        cx.per_example_or_step(2 * cx.fan_in() * self.units as u64)
+    }
+    fn runnable(&self) -> bool {
+        true
+    }
+    fn value(&self, _training: bool) -> Value {
+        Value::Computed
+    }
+    fn scratch(&self, _: &StepCx, _max_batch: usize) -> Vec<Scratch> {
+        Vec::new()
+    }
+    fn forward(&self, c: &StepCx) -> Vec<Step> {
+        let (x, w, b, y) = (c.inputs[0], c.params[0], c.params[1], c.value);
+        vec![match self.activation {
+            None => Step::Dense { x, w, b, y },
+            Some(f) => Step::DenseAct { f, x, w, b, y },
+        }]
+    }
+    fn backward(&self, c: &StepCx, dy: ABuf, grads: &[PBuf], dx: &mut super::DxFn) -> Vec<Step> {
+        let d = dx(0, false).into_opt();
+        let (x, w, dw, db) = (c.inputs[0], c.params[0], grads[0], grads[1]);
+        vec![match self.activation {
+            // Forward was y = x·Wᵀ + b, so now dW = dyᵀ·x, db = Σ dy, dx (+)= dy·W.
+            None => Step::DenseBackward { x, w, dy, dw, db, dx: d },
+            // Forward was y = f(x·Wᵀ + b), so now dz = dy·f'(y) (over dy), then as dense.
+            Some(f) => Step::DenseActBackward { f, x, y: c.value, w, dy, dw, db, dx: d },
+        }]
+    }
+    fn backward_reads(&self) -> Reads {
+        // The input for dW; the output only for the fused activation's derivative.
+        Reads { input: true, output: self.activation.is_some() }
+    }
+    fn elementwise(&self) -> bool {
+        false
+    }
+}

@@ -1,0 +1,69 @@
+//! `flatten`: a volume read row-major over height, width, depth as one vector. No step of
+//! its own: the value is its input's buffer.
+
+use super::{FlopsCx, Layer, Op, Reads, Rules, Scratch, ShapeCx, StepCx, Value};
+use crate::diag::Diagnostic;
+use crate::ir::{Elems, Shape};
+use crate::lower::args::Args;
+use crate::lower::eval::Env;
+use crate::shape::{RuleResult, ShapeError};
+use nnlang_runtime::plan::{ABuf, PBuf, Step};
+use serde::Serialize;
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Flatten;
+
+impl Flatten {
+    pub const LAYERS: &'static [Layer] =
+        &[Layer { name: "flatten", args: &[], example: "`flatten`", merge: false, positional_error: None, build }];
+}
+
+fn build(_: &Args, _: &Env) -> Result<Op, Diagnostic> {
+    Ok(Op::Flatten(Flatten))
+}
+
+impl Rules for Flatten {
+    fn kind(&self) -> &'static str {
+        "flatten"
+    }
+    fn attributes(&self) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
+    fn shape(&self, cx: &ShapeCx) -> RuleResult {
+        let s = cx.one();
+        if s.seq().is_some() {
+            return Err(vec![ShapeError::new(
+                cx.id,
+                format!("cannot flatten a sequence of variable length {s}"),
+                "variable length",
+            )
+            .help("reduce the sequence first, e.g. `rnn(64, output = last)`")]);
+        }
+        let n = s.elements().fixed as usize;
+        Ok((Shape::fixed(&[n]), Vec::new()))
+    }
+    fn flops(&self, _: &FlopsCx) -> Elems {
+        Elems::default()
+    }
+    fn runnable(&self) -> bool {
+        true
+    }
+    fn value(&self, _training: bool) -> Value {
+        Value::Alias
+    }
+    fn scratch(&self, _: &StepCx, _max_batch: usize) -> Vec<Scratch> {
+        Vec::new()
+    }
+    fn forward(&self, _: &StepCx) -> Vec<Step> {
+        Vec::new()
+    }
+    fn backward(&self, _: &StepCx, _: ABuf, _: &[PBuf], _: &mut super::DxFn) -> Vec<Step> {
+        Vec::new()
+    }
+    fn backward_reads(&self) -> Reads {
+        Reads { input: false, output: false }
+    }
+    fn elementwise(&self) -> bool {
+        false
+    }
+}

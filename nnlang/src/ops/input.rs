@@ -1,0 +1,54 @@
+//! A model input (`input x: [28, 28, 1]`): the caller's array, read where it is held.
+
+use super::{FlopsCx, Layer, Reads, Rules, Scratch, ShapeCx, StepCx, Value};
+use crate::ir::{Dim, Elems, Shape};
+use crate::shape::RuleResult;
+use nnlang_runtime::plan::{ABuf, PBuf, Step};
+use serde::Serialize;
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Input {
+    /// Without the batch.
+    pub dims: Vec<Dim>,
+}
+
+impl Input {
+    /// Declared with `input`, not written as a layer.
+    pub const LAYERS: &'static [Layer] = &[];
+}
+
+impl Rules for Input {
+    fn kind(&self) -> &'static str {
+        "input"
+    }
+    fn attributes(&self) -> Vec<(&'static str, String)> {
+        vec![("dims", Shape(self.dims.clone()).to_string())]
+    }
+    fn shape(&self, _: &ShapeCx) -> RuleResult {
+        Ok((Shape(self.dims.clone()), Vec::new()))
+    }
+    fn flops(&self, _: &FlopsCx) -> Elems {
+        Elems::default()
+    }
+    fn runnable(&self) -> bool {
+        true
+    }
+    fn value(&self, _training: bool) -> Value {
+        Value::Caller
+    }
+    fn scratch(&self, _: &StepCx, _max_batch: usize) -> Vec<Scratch> {
+        Vec::new()
+    }
+    fn forward(&self, _: &StepCx) -> Vec<Step> {
+        Vec::new()
+    }
+    fn backward(&self, _: &StepCx, _: ABuf, _: &[PBuf], _: &mut super::DxFn) -> Vec<Step> {
+        Vec::new()
+    }
+    fn backward_reads(&self) -> Reads {
+        Reads { input: false, output: false }
+    }
+    fn elementwise(&self) -> bool {
+        false
+    }
+}

@@ -1,0 +1,175 @@
+//! `maxout(units, pieces)`: the maximum over `pieces` affine maps of the flattened input
+//! (a dense product into `units · pieces` values, then a group maximum); and `maxout(pieces)`
+//! after a convolution: the maximum over each group of `pieces` consecutive channels.
+
+use super::{FlopsCx, Layer, Op, Reads, Rules, Scratch, ShapeCx, StepCx, Value};
+use crate::diag::Diagnostic;
+use crate::ir::{Dim, Elems, Shape};
+use crate::lower::args::Args;
+use crate::lower::eval::Env;
+use crate::shape::{affine_in, param, RuleResult, ShapeError};
+use nnlang_runtime::plan::{ABuf, PBuf, Step, Write};
+use serde::Serialize;
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Maxout {
+    pub units: usize,
+    pub pieces: usize,
+}
+
+/// `maxout(pieces = p)` on a volume: `[h, w, d]` → `[h, w, d/p]`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MaxoutChannels {
+    pub pieces: usize,
+}
+
+impl Maxout {
+    pub const LAYERS: &'static [Layer] = &[Layer {
+        name: "maxout",
+        args: &[("units", false), ("pieces", true)],
+        example: "`maxout(units = 128, pieces = 2)` (or `maxout(pieces = 2)` after a convolution)",
+        merge: false,
+        positional_error: None,
+        build,
+    }];
+}
+
+impl MaxoutChannels {
+    /// Written `maxout` too: see [`Maxout::LAYERS`].
+    pub const LAYERS: &'static [Layer] = &[];
+}
+
+fn build(a: &Args, env: &Env) -> Result<Op, Diagnostic> {
+    let pieces = a.required_int("pieces", env)?;
+    Ok(match a.positive_int("units", env)? {
+        Some(units) => Op::Maxout(Maxout { units, pieces }),
+        // Without units: the maximum over groups of channels (after a convolution).
+        None => Op::MaxoutChannels(MaxoutChannels { pieces }),
+    })
+}
+
+impl Rules for Maxout {
+    fn kind(&self) -> &'static str {
+        "maxout"
+    }
+    fn attributes(&self) -> Vec<(&'static str, String)> {
+        vec![("units", self.units.to_string()), ("pieces", self.pieces.to_string())]
+    }
+    fn shape(&self, cx: &ShapeCx) -> RuleResult {
+        let (fan_in, out) = affine_in(cx.id, &cx.one(), self.units, "maxout")?;
+        let rows = self.units * self.pieces;
+        Ok((out, vec![param(cx.name, "weight", &[rows, fan_in]), param(cx.name, "bias", &[rows])]))
+    }
+    fn flops(&self, cx: &FlopsCx) -> Elems {
+        cx.per_example_or_step((2 * cx.fan_in() + 1) * (self.units * self.pieces) as u64)
+    }
+    fn runnable(&self) -> bool {
+        true
+    }
+    fn value(&self, _training: bool) -> Value {
+        Value::Computed
+    }
+    /// The values before the maximum, and (training) their gradient.
+    fn scratch(&self, c: &StepCx, _max_batch: usize) -> Vec<Scratch> {
+        let z = Scratch::PerRow(self.units * self.pieces);
+        if c.training {
+            vec![z, z]
+        } else {
+            vec![z]
+        }
+    }
+    fn forward(&self, c: &StepCx) -> Vec<Step> {
+        let z = c.scratch[0];
+        vec![
+            Step::Dense { x: c.inputs[0], w: c.params[0], b: c.params[1], y: z },
+            Step::Maxout { pieces: self.pieces, z, y: c.value },
+        ]
+    }
+    // Forward was z = x·Wᵀ + b, y = max over groups of z, so now dz = dy at the maxima,
+    // then as dense.
+    fn backward(&self, c: &StepCx, dy: ABuf, grads: &[PBuf], dx: &mut super::DxFn) -> Vec<Step> {
+        let (z, dz) = (c.scratch[0], c.scratch[1]);
+        vec![
+            Step::MaxoutBackward { pieces: self.pieces, z, y: c.value, dy, dz, write: Write::Assign },
+            Step::DenseBackward {
+                x: c.inputs[0],
+                w: c.params[0],
+                dy: dz,
+                dw: grads[0],
+                db: grads[1],
+                dx: dx(0, false).into_opt(),
+            },
+        ]
+    }
+    fn backward_reads(&self) -> Reads {
+        Reads { input: true, output: true }
+    }
+    fn elementwise(&self) -> bool {
+        false
+    }
+}
+
+impl Rules for MaxoutChannels {
+    fn kind(&self) -> &'static str {
+        "maxout"
+    }
+    fn attributes(&self) -> Vec<(&'static str, String)> {
+        vec![("pieces", self.pieces.to_string())]
+    }
+    fn shape(&self, cx: &ShapeCx) -> RuleResult {
+        let (s, pieces) = (cx.one(), self.pieces);
+        match s.last() {
+            Some(d) if d % pieces == 0 => {
+                let mut dims = s.0.clone();
+                if let Some(last) = dims.last_mut() {
+                    *last = Dim::Fixed(d / pieces);
+                }
+                Ok((Shape(dims), Vec::new()))
+            }
+            Some(d) => Err(vec![ShapeError::new(
+                cx.id,
+                format!("`maxout(pieces = {pieces})` needs a depth divisible by {pieces}, found {d}"),
+                format!("{d} is not a multiple of {pieces}"),
+            )
+            .help(format!(
+                "give the layer before it a multiple of {pieces} filters, e.g. {}",
+                (d / pieces + 1) * pieces
+            ))]),
+            None => Err(vec![ShapeError::new(
+                cx.id,
+                format!("`maxout` needs a fixed last dimension, found {s}"),
+                "variable",
+            )]),
+        }
+    }
+    fn flops(&self, cx: &FlopsCx) -> Elems {
+        cx.input_elems()
+    }
+    fn runnable(&self) -> bool {
+        true
+    }
+    fn value(&self, _training: bool) -> Value {
+        Value::Computed
+    }
+    fn scratch(&self, _: &StepCx, _max_batch: usize) -> Vec<Scratch> {
+        Vec::new()
+    }
+    fn forward(&self, c: &StepCx) -> Vec<Step> {
+        vec![Step::Maxout { pieces: self.pieces, z: c.inputs[0], y: c.value }]
+    }
+    // Forward was y = max over groups of channels of x, so now dx (+)= dy at the maxima.
+    fn backward(&self, c: &StepCx, dy: ABuf, _grads: &[PBuf], dx: &mut super::DxFn) -> Vec<Step> {
+        match dx(0, false).into_opt() {
+            Some((d, write)) => {
+                vec![Step::MaxoutBackward { pieces: self.pieces, z: c.inputs[0], y: c.value, dy, dz: d, write }]
+            }
+            None => Vec::new(),
+        }
+    }
+    fn backward_reads(&self) -> Reads {
+        Reads { input: true, output: true }
+    }
+    fn elementwise(&self) -> bool {
+        false
+    }
+}

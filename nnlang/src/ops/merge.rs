@@ -1,0 +1,159 @@
+//! `add(a, b, …)`: the elementwise sum of values of one shape; `concat(a, b, …)`: their
+//! concatenation along the last dimension.
+
+use super::{FlopsCx, Layer, Op, Reads, Rules, Scratch, ShapeCx, StepCx, Value};
+use crate::diag::Diagnostic;
+use crate::ir::{Dim, Elems, Shape};
+use crate::lower::args::Args;
+use crate::lower::eval::Env;
+use crate::shape::{RuleResult, ShapeError};
+use nnlang_runtime::plan::{ABuf, PBuf, Step};
+use serde::Serialize;
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Add;
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Concat;
+
+impl Add {
+    pub const LAYERS: &'static [Layer] =
+        &[Layer { name: "add", args: &[], example: "`add(a, b)`", merge: true, positional_error: None, build: add }];
+}
+
+impl Concat {
+    pub const LAYERS: &'static [Layer] = &[Layer {
+        name: "concat",
+        args: &[],
+        example: "`concat(a, b)`",
+        merge: true,
+        positional_error: None,
+        build: concat,
+    }];
+}
+
+fn add(_: &Args, _: &Env) -> Result<Op, Diagnostic> {
+    Ok(Op::Add(Add))
+}
+fn concat(_: &Args, _: &Env) -> Result<Op, Diagnostic> {
+    Ok(Op::Concat(Concat))
+}
+
+/// The error of a merge whose operands do not fit, pointing at each.
+fn mismatch(cx: &ShapeCx, message: String, label: &str) -> ShapeError {
+    let mut e = ShapeError::new(cx.id, message, label);
+    for (i, s) in cx.inputs.iter().zip(cx.ins) {
+        e.related.push((*i, format!("{s}")));
+    }
+    e
+}
+
+fn shapes_text(ins: &[&Shape]) -> String {
+    ins.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(" and ")
+}
+
+impl Rules for Add {
+    fn kind(&self) -> &'static str {
+        "add"
+    }
+    fn attributes(&self) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
+    fn shape(&self, cx: &ShapeCx) -> RuleResult {
+        let first = cx.ins[0];
+        if cx.ins.iter().all(|s| *s == first) {
+            return Ok((first.clone(), Vec::new()));
+        }
+        let e =
+            mismatch(cx, format!("`add` needs values of one shape, found {}", shapes_text(cx.ins)), "shapes differ");
+        Err(vec![e.help("bring them to one shape first, e.g. with `dense(…)`, or use `concat(…)`")])
+    }
+    fn flops(&self, cx: &FlopsCx) -> Elems {
+        cx.output.elements().scale(cx.n_inputs.saturating_sub(1) as u64)
+    }
+    fn runnable(&self) -> bool {
+        true
+    }
+    fn value(&self, _training: bool) -> Value {
+        Value::Computed
+    }
+    fn scratch(&self, _: &StepCx, _max_batch: usize) -> Vec<Scratch> {
+        Vec::new()
+    }
+    fn forward(&self, c: &StepCx) -> Vec<Step> {
+        vec![Step::Add { xs: c.inputs.clone(), y: c.value }]
+    }
+    // Forward was y = Σ xᵢ, so now every dxᵢ (+)= dy.
+    fn backward(&self, c: &StepCx, dy: ABuf, _grads: &[PBuf], dx: &mut super::DxFn) -> Vec<Step> {
+        (0..c.inputs.len())
+            .filter_map(|i| dx(i, false).into_opt().map(|(d, write)| Step::Copy { x: d, x_col: 0, y: dy, write }))
+            .collect()
+    }
+    fn backward_reads(&self) -> Reads {
+        Reads { input: false, output: false }
+    }
+    fn elementwise(&self) -> bool {
+        false
+    }
+}
+
+impl Rules for Concat {
+    fn kind(&self) -> &'static str {
+        "concat"
+    }
+    fn attributes(&self) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
+    fn shape(&self, cx: &ShapeCx) -> RuleResult {
+        let ins = cx.ins;
+        let first = ins[0];
+        let rank_ok = ins.iter().all(|s| s.rank() == first.rank());
+        let lead_ok = rank_ok && ins.iter().all(|s| s.0[..s.rank() - 1] == first.0[..first.rank() - 1]);
+        let last: Option<usize> = ins.iter().try_fold(0usize, |acc, s| s.last().and_then(|l| acc.checked_add(l)));
+        match (lead_ok, last) {
+            (true, Some(total)) => {
+                let mut dims = first.0[..first.rank() - 1].to_vec();
+                dims.push(Dim::Fixed(total));
+                Ok((Shape(dims), Vec::new()))
+            }
+            _ => Err(vec![mismatch(
+                cx,
+                format!("`concat` joins along the last dimension; the others must agree, found {}", shapes_text(ins)),
+                "cannot be joined",
+            )]),
+        }
+    }
+    fn flops(&self, _: &FlopsCx) -> Elems {
+        Elems::default()
+    }
+    fn runnable(&self) -> bool {
+        true
+    }
+    fn value(&self, _training: bool) -> Value {
+        Value::Computed
+    }
+    fn scratch(&self, _: &StepCx, _max_batch: usize) -> Vec<Scratch> {
+        Vec::new()
+    }
+    fn forward(&self, c: &StepCx) -> Vec<Step> {
+        vec![Step::Concat { xs: c.inputs.clone(), y: c.value }]
+    }
+    // Forward put xᵢ in columns [colᵢ, colᵢ + colsᵢ) of y, so now dxᵢ (+)= those columns of dy.
+    fn backward(&self, c: &StepCx, dy: ABuf, _grads: &[PBuf], dx: &mut super::DxFn) -> Vec<Step> {
+        let mut col = 0;
+        let mut steps = Vec::new();
+        for (i, x) in c.inputs.iter().enumerate() {
+            if let Some((d, write)) = dx(i, false).into_opt() {
+                steps.push(Step::Copy { x: d, x_col: col, y: dy, write });
+            }
+            col += x.cols;
+        }
+        steps
+    }
+    fn backward_reads(&self) -> Reads {
+        Reads { input: false, output: false }
+    }
+    fn elementwise(&self) -> bool {
+        false
+    }
+}

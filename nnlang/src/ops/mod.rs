@@ -1,0 +1,276 @@
+//! One module per op family, each holding everything the compiler knows about its ops: the
+//! layers that build them (signature, argument checks, the example diagnostics show), the
+//! shape rule and parameter tensors (PyTorch names and layouts), FLOPs, scratch buffers, the
+//! forward steps, the gradient rule, and the in-place facts.
+//!
+//! [`Op`] is a closed enum over the ops' structs, made by the registry at the end of this
+//! file; it dispatches every question to the op's [`Rules`] with an exhaustive match. The
+//! trait has no default methods: a new op answers every question or does not compile.
+//!
+//! Adding an op: its module here (a struct implementing [`Rules`], with a `LAYERS` constant
+//! for the names it is written with), its kernel and step in the runtime, and one line in the
+//! registry.
+//! `docs/architecture.md`, "Adding a layer", walks through it.
+
+pub mod activation;
+pub mod conv;
+pub mod dense;
+pub mod dropout;
+pub mod flatten;
+pub mod input;
+pub mod local;
+pub mod loss;
+pub mod maxout;
+pub mod merge;
+pub mod pool;
+pub mod rnn;
+pub mod softmax;
+
+pub use activation::Activation;
+pub use loss::LossKind;
+pub use pool::PoolKind;
+pub use rnn::{Merge, RnnOutput};
+
+use crate::diag::Diagnostic;
+use crate::ir::{Dim, Elems, NodeId, Shape};
+use crate::lower::args::Args;
+use crate::lower::eval::Env;
+use crate::shape::RuleResult;
+use crate::syntax::ast::Span;
+use nnlang_runtime::plan::{ABuf, Geometry, PBuf, Step, Write};
+use serde::Serialize;
+
+/// What a shape rule sees: the node, its name (for parameter names) and its inputs' shapes.
+pub struct ShapeCx<'a> {
+    pub id: NodeId,
+    pub name: &'a str,
+    pub inputs: &'a [NodeId],
+    pub ins: &'a [&'a Shape],
+}
+
+impl ShapeCx<'_> {
+    /// The first input's shape (every op but a merge has exactly one).
+    pub fn one(&self) -> Shape {
+        self.ins.first().copied().cloned().unwrap_or(Shape(Vec::new()))
+    }
+}
+
+/// What a FLOPs count sees: the first input's shape, the output shape, the number of inputs.
+pub struct FlopsCx<'a> {
+    pub input: Option<&'a Shape>,
+    pub output: &'a Shape,
+    pub n_inputs: usize,
+}
+
+impl FlopsCx<'_> {
+    pub fn input_elems(&self) -> Elems {
+        self.input.map(|s| s.elements()).unwrap_or_default()
+    }
+    /// The input's dimensions (a sequence dimension counts 1).
+    pub fn input_dims(&self) -> Vec<u64> {
+        self.input
+            .map(|s| s.0.iter().map(|d| if let Dim::Fixed(n) = d { *n as u64 } else { 1 }).collect())
+            .unwrap_or_default()
+    }
+    pub fn input_last(&self) -> u64 {
+        self.input_dims().last().copied().unwrap_or(0)
+    }
+    /// An affine map's fan-in: the whole input, or its last dimension per sequence step.
+    pub fn fan_in(&self) -> u64 {
+        let e = self.input_elems();
+        if e.per_step > 0 {
+            self.input_last()
+        } else {
+            e.fixed
+        }
+    }
+    /// `per` FLOPs per example, or per step when the input is a sequence.
+    pub fn per_example_or_step(&self, per: u64) -> Elems {
+        if self.input_elems().per_step > 0 {
+            Elems { fixed: 0, per_step: per }
+        } else {
+            Elems { fixed: per, per_step: 0 }
+        }
+    }
+}
+
+/// How the planner gives an op's value a buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Value {
+    /// Held by the caller (a model input): read in place, never written.
+    Caller,
+    /// The same tensor as the op's input (flatten; dropout outside training).
+    Alias,
+    /// The training loss: built by the planner from [`loss::Loss`].
+    Loss,
+    /// A buffer of its own (or its input's, when the `inplace` pass says so).
+    Computed,
+}
+
+/// What an op's backward rule reads besides `dy` (the in-place facts): a value that a
+/// later backward step reads must not be overwritten in place.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reads {
+    pub input: bool,
+    pub output: bool,
+}
+
+/// A buffer an op needs besides its value, allocated by the planner.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scratch {
+    /// This many columns per row of the batch.
+    PerRow(usize),
+    /// A workspace of this many elements, whatever the batch.
+    Fixed(usize),
+}
+
+/// What the forward and backward rules of one node see: its buffers and shapes.
+pub struct StepCx<'a> {
+    /// The values of the node's inputs, and of the node itself.
+    pub inputs: Vec<ABuf>,
+    pub value: ABuf,
+    /// The node's parameters (weight, bias) in the parameter store.
+    pub params: Vec<PBuf>,
+    /// The buffers asked for by [`Rules::scratch`], in order.
+    pub scratch: Vec<ABuf>,
+    /// The dimensions of the first input and of the output, when all are fixed.
+    pub in_dims: Option<&'a [usize]>,
+    pub out_dims: Option<&'a [usize]>,
+    /// Set by the `inplace` pass: the value is in the input's buffer.
+    pub in_place: bool,
+    pub training: bool,
+}
+
+impl StepCx<'_> {
+    /// The window geometry over a `[h, w, d]` input and `[oh, ow, _]` output, for a
+    /// window of `f`, stride `s`, padding `p`, with `k` filters (`None`: pooling, k = d).
+    pub fn geometry(&self, f: usize, s: usize, p: usize, k: Option<usize>) -> Option<Geometry> {
+        let (&[h, w, d], &[oh, ow, _]) = (self.in_dims?, self.out_dims?) else { return None };
+        Some(Geometry { h, w, d, k: k.unwrap_or(d), f, s, p, oh, ow })
+    }
+}
+
+/// The gradient buffer for input `i` of a node, and how to write it. `New` hands over the
+/// node's own `dy` buffer for an in-place rule; the planner decides whether it may.
+pub enum Dx {
+    /// The input needs no gradient (a model input).
+    None,
+    /// Write into this buffer (`Assign` if first, `Accumulate` after).
+    Into(ABuf, Write),
+    /// The input has no gradient yet and takes over `dy`'s buffer: the rule computes in place.
+    New,
+}
+
+impl Dx {
+    pub fn into_opt(self) -> Option<(ABuf, Write)> {
+        match self {
+            Dx::Into(b, w) => Some((b, w)),
+            Dx::None | Dx::New => None,
+        }
+    }
+}
+
+/// Resolves the gradient buffer of input `i`; with `may_reuse` the node's `dy` buffer is
+/// handed over when the input has none yet.
+pub type DxFn<'a> = dyn FnMut(usize, bool) -> Dx + 'a;
+
+/// Everything the compiler asks of an op. No default methods: each op answers each.
+pub trait Rules {
+    /// The kind as written in source (and used for derived names).
+    fn kind(&self) -> &'static str;
+    /// Attributes as `(name, value)` text pairs, in a fixed order, for printers.
+    fn attributes(&self) -> Vec<(&'static str, String)>;
+    /// The output shape and the parameter tensors the op owns.
+    fn shape(&self, cx: &ShapeCx) -> RuleResult;
+    /// Forward FLOPs per example, by the usual counts (a multiply-add is 2).
+    fn flops(&self, cx: &FlopsCx) -> Elems;
+    /// Whether `train`, `run` and generated code can run the op (its kernels exist).
+    fn runnable(&self) -> bool;
+    /// How the planner gives the op's value a buffer.
+    fn value(&self, training: bool) -> Value;
+    /// Buffers the op needs besides its value.
+    fn scratch(&self, cx: &StepCx, max_batch: usize) -> Vec<Scratch>;
+    /// The forward steps.
+    fn forward(&self, cx: &StepCx) -> Vec<Step>;
+    /// The backward steps given `dy`, the gradient of the output, and `grads`, the
+    /// gradients of the parameters.
+    fn backward(&self, cx: &StepCx, dy: ABuf, grads: &[PBuf], dx: &mut DxFn) -> Vec<Step>;
+    /// What the backward rule reads besides `dy`.
+    fn backward_reads(&self) -> Reads;
+    /// Whether the op may compute its value over its (only) input's buffer.
+    fn elementwise(&self) -> bool;
+}
+
+/// A layer as written in source: its name, arguments and the op it builds.
+pub struct Layer {
+    pub name: &'static str,
+    /// Arguments in positional order: `(name, required)`.
+    pub args: &'static [(&'static str, bool)],
+    /// The layer as a person would write it, for help lines.
+    pub example: &'static str,
+    /// Combines several values (`add(a, b)`) rather than transforming one.
+    pub merge: bool,
+    /// The error for an argument given without its name, for layers that refuse them.
+    pub positional_error: Option<fn(Span) -> Diagnostic>,
+    pub build: fn(&Args, &Env) -> Result<Op, Diagnostic>,
+}
+
+macro_rules! registry {
+    ($( $(#[$doc:meta])* $variant:ident($module:ident :: $ty:ident) ),* $(,)?) => {
+        /// The closed set of operations. Every question about an op is answered by its
+        /// module through [`Rules`]; the matches here are generated and exhaustive.
+        #[derive(Clone, Debug, PartialEq, Serialize)]
+        #[serde(tag = "op", rename_all = "snake_case")]
+        pub enum Op {
+            $( $(#[$doc])* $variant($module::$ty), )*
+        }
+
+        impl Op {
+            /// The op's rules.
+            pub fn rules(&self) -> &dyn Rules {
+                match self {
+                    $( Op::$variant(op) => op, )*
+                }
+            }
+        }
+
+        /// Every layer name the language knows, in registry order.
+        pub fn layers() -> impl Iterator<Item = &'static Layer> {
+            std::iter::empty() $( .chain($module::$ty::LAYERS.iter()) )*
+        }
+    };
+}
+
+registry! {
+    /// A model input; `dims` exclude the batch.
+    Input(input::Input),
+    Dense(dense::Dense),
+    Conv(conv::Conv),
+    Local(local::Local),
+    Pool(pool::Pool),
+    Flatten(flatten::Flatten),
+    Dropout(dropout::Dropout),
+    Activation(activation::ActivationOp),
+    Softmax(softmax::Softmax),
+    Maxout(maxout::Maxout),
+    Rnn(rnn::Rnn),
+    Bidirectional(rnn::Bidirectional),
+    Add(merge::Add),
+    Concat(merge::Concat),
+    MaxoutChannels(maxout::MaxoutChannels),
+    Loss(loss::Loss),
+}
+
+impl Op {
+    pub fn kind(&self) -> &'static str {
+        self.rules().kind()
+    }
+    pub fn attributes(&self) -> Vec<(&'static str, String)> {
+        self.rules().attributes()
+    }
+}
+
+/// The layer written `name`, if there is one.
+pub fn layer(name: &str) -> Option<&'static Layer> {
+    layers().find(|l| l.name == name)
+}

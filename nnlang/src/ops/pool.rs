@@ -1,0 +1,136 @@
+//! `maxpool`, `avgpool`, `l2pool(size, stride)`: a window reduction over each channel of a
+//! `[height, width, depth]` volume, output `(W − F)/S + 1`.
+
+use super::{FlopsCx, Layer, Op, Reads, Rules, Scratch, ShapeCx, StepCx, Value};
+use crate::diag::Diagnostic;
+use crate::ir::{Elems, Shape};
+use crate::lower::args::Args;
+use crate::lower::eval::Env;
+use crate::shape::{both_extents, geometry::pool_extent, volume, RuleResult};
+use nnlang_runtime::plan::{ABuf, Geometry, PBuf, Step};
+use serde::{Serialize, Serializer};
+
+/// The reduction (the runtime's table of them).
+pub use nnlang_runtime::plan::PoolOp as PoolKind;
+
+/// The layer name of a reduction.
+pub fn name(k: PoolKind) -> &'static str {
+    match k {
+        PoolKind::Max => "maxpool",
+        PoolKind::Avg => "avgpool",
+        PoolKind::L2 => "l2pool",
+    }
+}
+
+fn ser<S: Serializer>(k: &PoolKind, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(match k {
+        PoolKind::Max => "max",
+        PoolKind::Avg => "avg",
+        PoolKind::L2 => "l2",
+    })
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Pool {
+    #[serde(serialize_with = "ser")]
+    pub kind: PoolKind,
+    pub size: usize,
+    pub stride: usize,
+}
+
+const ARGS: &[(&str, bool)] = &[("size", true), ("stride", false)];
+
+impl Pool {
+    pub const LAYERS: &'static [Layer] = &[
+        Layer {
+            name: "maxpool",
+            args: ARGS,
+            example: "`maxpool(size = 2, stride = 2)`",
+            merge: false,
+            positional_error: None,
+            build: max,
+        },
+        Layer {
+            name: "avgpool",
+            args: ARGS,
+            example: "`avgpool(size = 2, stride = 2)`",
+            merge: false,
+            positional_error: None,
+            build: avg,
+        },
+        Layer {
+            name: "l2pool",
+            args: ARGS,
+            example: "`l2pool(size = 2, stride = 2)`",
+            merge: false,
+            positional_error: None,
+            build: l2,
+        },
+    ];
+
+    fn geometry(&self, c: &StepCx) -> Option<Geometry> {
+        c.geometry(self.size, self.stride, 0, None)
+    }
+}
+
+fn build(kind: PoolKind, a: &Args, env: &Env) -> Result<Op, Diagnostic> {
+    let size = a.required_int("size", env)?;
+    let stride = a.positive_int("stride", env)?.unwrap_or(size);
+    Ok(Op::Pool(Pool { kind, size, stride }))
+}
+fn max(a: &Args, env: &Env) -> Result<Op, Diagnostic> {
+    build(PoolKind::Max, a, env)
+}
+fn avg(a: &Args, env: &Env) -> Result<Op, Diagnostic> {
+    build(PoolKind::Avg, a, env)
+}
+fn l2(a: &Args, env: &Env) -> Result<Op, Diagnostic> {
+    build(PoolKind::L2, a, env)
+}
+
+impl Rules for Pool {
+    fn kind(&self) -> &'static str {
+        name(self.kind)
+    }
+    fn attributes(&self) -> Vec<(&'static str, String)> {
+        vec![("size", self.size.to_string()), ("stride", self.stride.to_string())]
+    }
+    fn shape(&self, cx: &ShapeCx) -> RuleResult {
+        let kind = name(self.kind);
+        let [h, w, d] = volume(cx.id, &cx.one(), kind)?;
+        let (oh, ow) = both_extents(cx.id, kind, (h, w), |dim, n| pool_extent(dim, n, self.size, self.stride))?;
+        Ok((Shape::fixed(&[oh, ow, d]), Vec::new()))
+    }
+    fn flops(&self, cx: &FlopsCx) -> Elems {
+        cx.output.elements().scale((self.size as u64).pow(2))
+    }
+    fn runnable(&self) -> bool {
+        true
+    }
+    fn value(&self, _training: bool) -> Value {
+        Value::Computed
+    }
+    fn scratch(&self, _: &StepCx, _max_batch: usize) -> Vec<Scratch> {
+        Vec::new()
+    }
+    fn forward(&self, c: &StepCx) -> Vec<Step> {
+        let Some(g) = self.geometry(c) else { return Vec::new() };
+        vec![Step::Pool { op: self.kind, g, x: c.inputs[0], y: c.value }]
+    }
+    // Forward was y = pool(x), so now each window's x gets its share of dy.
+    fn backward(&self, c: &StepCx, dy: ABuf, _grads: &[PBuf], dx: &mut super::DxFn) -> Vec<Step> {
+        match (self.geometry(c), dx(0, false).into_opt()) {
+            (Some(g), Some((d, write))) => {
+                vec![Step::PoolBackward { op: self.kind, g, x: c.inputs[0], y: c.value, dy, dx: d, write }]
+            }
+            _ => Vec::new(),
+        }
+    }
+    fn backward_reads(&self) -> Reads {
+        // The maximum (max), the norm (L2) are compared with the input.
+        Reads { input: true, output: true }
+    }
+    fn elementwise(&self) -> bool {
+        false
+    }
+}

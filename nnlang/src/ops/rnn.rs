@@ -1,0 +1,230 @@
+//! `rnn(hidden, activation, output)`: the Elman recurrence `h_t = g(W x_t + U h_{t-1} + b)`
+//! over a sequence, and `bidirectional(rnn(…), merge)`: one such recurrence each way, merged.
+//! Checked (shapes, PyTorch `nn.RNN` parameters, FLOPs) but not yet runnable: no kernels.
+
+use super::activation::{self, Activation};
+use super::{FlopsCx, Layer, Op, Reads, Rules, Scratch, ShapeCx, StepCx, Value};
+use crate::diag::Diagnostic;
+use crate::ir::{Dim, Elems, Shape};
+use crate::lower::args::Args;
+use crate::lower::eval::Env;
+use crate::shape::{param, sequence, ParamSpec, RuleResult};
+use crate::syntax::ast::ExprKind;
+use nnlang_runtime::plan::{ABuf, PBuf, Step};
+use serde::Serialize;
+
+/// What an RNN layer returns: every step's state, or only the last.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RnnOutput {
+    Sequence,
+    Last,
+}
+
+impl RnnOutput {
+    pub fn name(self) -> &'static str {
+        match self {
+            RnnOutput::Sequence => "sequence",
+            RnnOutput::Last => "last",
+        }
+    }
+}
+
+/// How a bidirectional layer combines its two directions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Merge {
+    Concat,
+    Add,
+    Mul,
+}
+
+impl Merge {
+    pub fn name(self) -> &'static str {
+        match self {
+            Merge::Concat => "concat",
+            Merge::Add => "add",
+            Merge::Mul => "mul",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Rnn {
+    pub hidden: usize,
+    #[serde(serialize_with = "activation::ser")]
+    pub activation: Activation,
+    pub output: RnnOutput,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Bidirectional {
+    pub hidden: usize,
+    #[serde(serialize_with = "activation::ser")]
+    pub activation: Activation,
+    pub output: RnnOutput,
+    pub merge: Merge,
+}
+
+impl Rnn {
+    pub const LAYERS: &'static [Layer] = &[Layer {
+        name: "rnn",
+        args: &[("hidden", true), ("activation", false), ("output", false)],
+        example: "`rnn(hidden = 64, activation = tanh, output = sequence)`",
+        merge: false,
+        positional_error: None,
+        build: build_rnn,
+    }];
+}
+
+impl Bidirectional {
+    pub const LAYERS: &'static [Layer] = &[Layer {
+        name: "bidirectional",
+        args: &[("layer", true), ("merge", false)],
+        example: "`bidirectional(rnn(64), merge = concat)`",
+        merge: false,
+        positional_error: None,
+        build: build_bidirectional,
+    }];
+}
+
+fn rnn_parts(a: &Args, env: &Env) -> Result<Rnn, Diagnostic> {
+    let hidden = a.required_int("hidden", env)?;
+    let activation = a.activation(env)?.unwrap_or(Activation::Tanh);
+    let output = match a.symbol("output", env, &["sequence", "last"])? {
+        Some("last") => RnnOutput::Last,
+        _ => RnnOutput::Sequence,
+    };
+    Ok(Rnn { hidden, activation, output })
+}
+
+fn build_rnn(a: &Args, env: &Env) -> Result<Op, Diagnostic> {
+    rnn_parts(a, env).map(Op::Rnn)
+}
+
+fn build_bidirectional(a: &Args, env: &Env) -> Result<Op, Diagnostic> {
+    let layer = a.get("layer").ok_or_else(|| Diagnostic::error("`bidirectional` needs an rnn", a.call, "missing"))?;
+    let ExprKind::Call { name, args } = &layer.kind else {
+        return Err(Diagnostic::error("`bidirectional` wraps an `rnn(…)` layer", layer.span, "expected `rnn(…)` here")
+            .with_help("write `bidirectional(rnn(64), merge = concat)`"));
+    };
+    if name.name != "rnn" {
+        return Err(Diagnostic::error(
+            format!("`bidirectional` wraps an `rnn(…)` layer, found `{}`", name.name),
+            name.span,
+            "expected `rnn`",
+        ));
+    }
+    let inner = Args::bind(&Rnn::LAYERS[0], layer.span, args)?;
+    let Rnn { hidden, activation, output } = rnn_parts(&inner, env)?;
+    let merge = match a.symbol("merge", env, &["concat", "add", "mul"])? {
+        Some("add") => Merge::Add,
+        Some("mul") => Merge::Mul,
+        _ => Merge::Concat,
+    };
+    Ok(Op::Bidirectional(Bidirectional { hidden, activation, output, merge }))
+}
+
+fn rnn_params(layer: &str, suffix: &str, features: usize, h: usize) -> Vec<ParamSpec> {
+    vec![
+        param(layer, &format!("weight_ih_l0{suffix}"), &[h, features]),
+        param(layer, &format!("weight_hh_l0{suffix}"), &[h, h]),
+        param(layer, &format!("bias_ih_l0{suffix}"), &[h]),
+        param(layer, &format!("bias_hh_l0{suffix}"), &[h]),
+    ]
+}
+
+fn out_shape(output: RnnOutput, steps: Dim, width: usize) -> Shape {
+    match output {
+        RnnOutput::Sequence => Shape(vec![steps, Dim::Fixed(width)]),
+        RnnOutput::Last => Shape::fixed(&[width]),
+    }
+}
+
+/// FLOPs of `directions` recurrences: per step `2·h·(features + h)` each.
+fn rnn_flops(cx: &FlopsCx, hidden: usize, directions: u64) -> Elems {
+    let h = hidden as u64;
+    let per = directions * 2 * h * (cx.input_last() + h);
+    if cx.input_elems().per_step > 0 {
+        Elems { fixed: 0, per_step: per }
+    } else {
+        let steps = cx.input_dims().first().copied().unwrap_or(1);
+        Elems { fixed: per * steps, per_step: 0 }
+    }
+}
+
+/// The recurrent layers have no kernels yet: `plan::check` refuses them before any rule
+/// below is asked for steps.
+macro_rules! not_runnable {
+    () => {
+        fn runnable(&self) -> bool {
+            false
+        }
+        fn value(&self, _training: bool) -> Value {
+            Value::Computed
+        }
+        fn scratch(&self, _: &StepCx, _max_batch: usize) -> Vec<Scratch> {
+            Vec::new()
+        }
+        fn forward(&self, _: &StepCx) -> Vec<Step> {
+            Vec::new()
+        }
+        fn backward(&self, _: &StepCx, _: ABuf, _: &[PBuf], _: &mut super::DxFn) -> Vec<Step> {
+            Vec::new()
+        }
+        fn backward_reads(&self) -> Reads {
+            // Backpropagation through time reads every input step and every state.
+            Reads { input: true, output: true }
+        }
+        fn elementwise(&self) -> bool {
+            false
+        }
+    };
+}
+
+impl Rules for Rnn {
+    fn kind(&self) -> &'static str {
+        "rnn"
+    }
+    fn attributes(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("hidden", self.hidden.to_string()),
+            ("activation", activation::text(&self.activation)),
+            ("output", self.output.name().to_string()),
+        ]
+    }
+    fn shape(&self, cx: &ShapeCx) -> RuleResult {
+        let (steps, features) = sequence(cx.id, &cx.one(), "rnn")?;
+        Ok((out_shape(self.output, steps, self.hidden), rnn_params(cx.name, "", features, self.hidden)))
+    }
+    fn flops(&self, cx: &FlopsCx) -> Elems {
+        rnn_flops(cx, self.hidden, 1)
+    }
+    not_runnable!();
+}
+
+impl Rules for Bidirectional {
+    fn kind(&self) -> &'static str {
+        "bidirectional"
+    }
+    fn attributes(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("hidden", self.hidden.to_string()),
+            ("activation", activation::text(&self.activation)),
+            ("output", self.output.name().to_string()),
+            ("merge", self.merge.name().to_string()),
+        ]
+    }
+    fn shape(&self, cx: &ShapeCx) -> RuleResult {
+        let (steps, features) = sequence(cx.id, &cx.one(), "bidirectional")?;
+        let h = self.hidden;
+        let mut params = rnn_params(cx.name, "", features, h);
+        params.extend(rnn_params(cx.name, "_reverse", features, h));
+        let width = if self.merge == Merge::Concat { 2 * h } else { h };
+        Ok((out_shape(self.output, steps, width), params))
+    }
+    fn flops(&self, cx: &FlopsCx) -> Elems {
+        rnn_flops(cx, self.hidden, 2)
+    }
+    not_runnable!();
+}
