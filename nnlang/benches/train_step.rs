@@ -35,7 +35,7 @@ fn main() {
                 l2: 1e-4,
                 batch,
                 seed: 7,
-                ..train::Options::default()
+                ..nnlang::spec::TrainRecipe::default().options(1)
             };
             let mut params = vec![0f32; plan.params_len];
             train::initialize(&plan, &mut params, Init::He, 7);

@@ -7,13 +7,14 @@
 pub mod codegen;
 pub mod diag;
 pub mod ir;
-pub mod job;
 pub mod lower;
 pub mod ops;
 pub mod passes;
 pub mod plan;
 pub mod recipe;
+pub mod session;
 pub mod shape;
+pub mod spec;
 pub mod summary;
 pub mod syntax;
 

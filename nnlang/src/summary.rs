@@ -225,3 +225,31 @@ pub fn to_text(s: &Summary) -> String {
     );
     out
 }
+
+/// The memory of one training step, for `nnlangc check`: the planned arena beside the naive
+/// sum of every buffer of the unoptimised plan. The loss and batch are the `train` block's,
+/// or, without one, what the model's last layer suggests at batch 64.
+pub fn memory_report(compiled: &crate::Compiled, model: &Model) -> String {
+    use crate::plan::{build_at, Level, Mode};
+    let (recipe, from) = match compiled.train_recipe(Some(&model.graph.name)) {
+        Some(r) => (r, "its `train` block"),
+        None => (crate::spec::TrainRecipe::implied(model), "no `train` block; assumed"),
+    };
+    let (loss, batch) = (recipe.loss, recipe.batch);
+    let name = crate::ops::loss::user_name(loss);
+    let optimized = build_at(model, Mode::Training(loss), batch, Level::Full);
+    let naive = build_at(model, Mode::Training(loss), batch, Level::None);
+    match (optimized, naive) {
+        (Ok(p), Ok(n)) => {
+            let (planned, naive) = (4 * p.arena_len as u64, 4 * n.naive_len as u64);
+            let saved = if naive > 0 { 100.0 * (1.0 - planned as f64 / naive as f64) } else { 0.0 };
+            format!(
+                "  training step (batch {batch}, {name}; {from}): arena {} planned, {} if every buffer of the unoptimised plan had its own ({saved:.0}% less); {} steps\n",
+                bytes(planned),
+                bytes(naive),
+                p.steps.len()
+            )
+        }
+        _ => "  training step: not planned (the model has layers that cannot run yet)\n".to_string(),
+    }
+}

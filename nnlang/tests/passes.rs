@@ -72,7 +72,7 @@ fn unoptimised_and_optimised_agree(src: &str, loss: Loss) {
     for plan in &plans {
         let opts = nnlang_runtime::train::Options {
             optimizer: nnlang_runtime::train::OptimizerKind::Sgd { lr: 0.1, momentum: 0.9, nesterov: true },
-            ..Default::default()
+            ..nnlang::spec::TrainRecipe::default().options(1)
         };
         let mut s = nnlang_runtime::train::Stepper::new(plan, params.clone(), &opts, 1);
         let losses: Vec<f64> = (0..5).map(|_| s.step(&x, &y, rows).expect("step")).collect();

@@ -10,7 +10,6 @@ mod steps;
 pub use expand::expand;
 
 use crate::diag::Diagnostic;
-use crate::job;
 use crate::plan::{build, Loss, Mode};
 use crate::{Compiled, Model};
 use nnlang_runtime::plan::{Param, Plan};
@@ -18,18 +17,12 @@ use nnlang_runtime::train::{Init, OptimizerKind, Options};
 use proc_macro2::{Ident, Literal, Span, TokenStream};
 use quote::{format_ident, quote};
 
-/// The most memory a generated model may allocate for its buffers and parameters.
 use crate::plan::MEMORY_LIMIT;
-
-/// What the generated code is built for when the file has no `train` block.
-const DEFAULT_BATCH: usize = 64;
 
 /// Generates the Rust code of `model`.
 pub fn generate(compiled: &Compiled, model: &Model) -> Result<TokenStream, Vec<Diagnostic>> {
-    let (loss, options) = match job::train_block(compiled, Some(&model.graph.name)) {
-        Some(r) => job::options(r),
-        None => (default_loss(model), Options { batch: DEFAULT_BATCH, ..Options::default() }),
-    };
+    let recipe = compiled.recipe_or_implied(model);
+    let (loss, options) = (recipe.loss, recipe.options(1));
     let train = build(model, Mode::Training(loss), options.batch)?;
     let infer = build(model, Mode::Inference, options.batch)?;
     let bytes = 4 * (train.arena_len as u64 + infer.arena_len as u64 + 2 * train.params_len as u64);

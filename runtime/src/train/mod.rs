@@ -65,7 +65,8 @@ pub enum Schedule {
     },
 }
 
-/// Everything a training run is told, after the recipe is checked.
+/// Everything a training run is told, after the recipe is checked. Built by the compiler
+/// from a typed recipe (`nnlang::spec::TrainRecipe::options`), where every default lives.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Options {
     pub optimizer: OptimizerKind,
@@ -83,25 +84,6 @@ pub struct Options {
     pub seed: u64,
     /// Threads of the data-parallel step (1: single-threaded).
     pub threads: usize,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            optimizer: OptimizerKind::Sgd { lr: 0.01, momentum: 0.0, nesterov: false },
-            init: Init::Xavier,
-            l1: 0.0,
-            l2: 0.0,
-            max_norm: None,
-            batch: 32,
-            epochs: 10,
-            schedule: Schedule::Constant,
-            validate: 0.0,
-            ema: None,
-            seed: 0,
-            threads: 1,
-        }
-    }
 }
 
 /// Initializes every parameter of `plan` in `params`: weights by `init`, biases to zero.

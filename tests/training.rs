@@ -355,7 +355,7 @@ fn cifar_shaped_net_learns_synthetic_colour_images() {
     let o = train::Options {
         optimizer: OptimizerKind::Sgd { lr: 0.005, momentum: 0.9, nesterov: true },
         batch: rows,
-        ..Default::default()
+        ..nnlang::spec::TrainRecipe::default().options(1)
     };
     let mut params = vec![0f32; plan.params_len];
     train::initialize(&plan, &mut params, Init::He, 1);

@@ -88,7 +88,7 @@ fn interpreted(batch: usize, threads: usize) -> f64 {
         l2: 1e-4,
         batch,
         seed: 7,
-        ..train::Options::default()
+        ..nnlang::spec::TrainRecipe::default().options(1)
     };
     let mut params = vec![0f32; plan.params_len];
     train::initialize(&plan, &mut params, Init::He, 7);

@@ -8,15 +8,15 @@ use nnlang_runtime::interp::{Exec, Updater};
 use nnlang_runtime::plan::TargetKind;
 use rand::{RngExt, SeedableRng};
 
-nnlang_macros::nn!(file = "../examples/mnist_mlp.nn", model = "Mlp");
-nnlang_macros::nn!(file = "../examples/logistic_regression.nn", model = "LogReg");
-nnlang_macros::nn!(file = "../examples/residual.nn", model = "Residual");
-nnlang_macros::nn!(file = "../examples/projection_pursuit.nn", model = "ProjectionPursuit");
-nnlang_macros::nn!(file = "../examples/convnet.nn", model = "ConvNet");
-nnlang_macros::nn!(file = "../examples/mnist_convnet.nn", model = "MnistConvNet");
-nnlang_macros::nn!(file = "../examples/fashion_convnet.nn", model = "FashionConvNet");
-nnlang_macros::nn!(file = "../examples/maxout.nn", model = "MaxoutNet");
-nnlang_macros::nn!(file = "../examples/local_faces.nn", model = "LocalFaces");
+nnlang_macros::nn!(file = "examples/mnist_mlp.nn", model = "Mlp");
+nnlang_macros::nn!(file = "examples/logistic_regression.nn", model = "LogReg");
+nnlang_macros::nn!(file = "examples/residual.nn", model = "Residual");
+nnlang_macros::nn!(file = "examples/projection_pursuit.nn", model = "ProjectionPursuit");
+nnlang_macros::nn!(file = "examples/convnet.nn", model = "ConvNet");
+nnlang_macros::nn!(file = "examples/mnist_convnet.nn", model = "MnistConvNet");
+nnlang_macros::nn!(file = "examples/fashion_convnet.nn", model = "FashionConvNet");
+nnlang_macros::nn!(file = "examples/maxout.nn", model = "MaxoutNet");
+nnlang_macros::nn!(file = "examples/local_faces.nn", model = "LocalFaces");
 
 nnlang_macros::nn! {
     // Dropout (with its random masks), leaky ReLU, sigmoid and binary cross-entropy.
@@ -38,10 +38,8 @@ fn interpreter(
     let c = compile(src, &Options { model: Some(name.to_string()), ..Options::default() }).expect("compiles");
     assert!(!c.has_errors(), "{:?}", c.diagnostics);
     let m = &c.models[0];
-    let (loss, opts) = match nnlang::job::train_block(&c, Some(name)) {
-        Some(r) => nnlang::job::options(r),
-        None => (nnlang::codegen::default_loss(m), nnlang_runtime::train::Options { batch: 64, ..Default::default() }),
-    };
+    let recipe = c.recipe_or_implied(m);
+    let (loss, opts) = (recipe.loss, recipe.options(1));
     let train = build(m, Mode::Training(loss), opts.batch).expect("plan");
     let infer = build(m, Mode::Inference, opts.batch).expect("plan");
     (train, infer, loss, opts)
@@ -108,15 +106,15 @@ fn bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|x| x.to_bits()).collect()
 }
 
-differential!(mnist_mlp, Mlp, include_str!("../../examples/mnist_mlp.nn"));
-differential!(logistic_regression, LogReg, include_str!("../../examples/logistic_regression.nn"));
-differential!(residual, Residual, include_str!("../../examples/residual.nn"));
-differential!(projection_pursuit, ProjectionPursuit, include_str!("../../examples/projection_pursuit.nn"));
-differential!(convnet_cifar_shaped, ConvNet, include_str!("../../examples/convnet.nn"));
-differential!(mnist_convnet, MnistConvNet, include_str!("../../examples/mnist_convnet.nn"));
-differential!(fashion_convnet, FashionConvNet, include_str!("../../examples/fashion_convnet.nn"));
-differential!(maxout, MaxoutNet, include_str!("../../examples/maxout.nn"));
-differential!(local_faces, LocalFaces, include_str!("../../examples/local_faces.nn"));
+differential!(mnist_mlp, Mlp, include_str!("../examples/mnist_mlp.nn"));
+differential!(logistic_regression, LogReg, include_str!("../examples/logistic_regression.nn"));
+differential!(residual, Residual, include_str!("../examples/residual.nn"));
+differential!(projection_pursuit, ProjectionPursuit, include_str!("../examples/projection_pursuit.nn"));
+differential!(convnet_cifar_shaped, ConvNet, include_str!("../examples/convnet.nn"));
+differential!(mnist_convnet, MnistConvNet, include_str!("../examples/mnist_convnet.nn"));
+differential!(fashion_convnet, FashionConvNet, include_str!("../examples/fashion_convnet.nn"));
+differential!(maxout, MaxoutNet, include_str!("../examples/maxout.nn"));
+differential!(local_faces, LocalFaces, include_str!("../examples/local_faces.nn"));
 differential!(
     dropout_and_bce,
     Dropped,
@@ -151,7 +149,7 @@ fn train_step_and_checkpoints() {
 
 #[test]
 fn data_parallel_generated_matches_the_interpreters_two_thread_step() {
-    let (train, _, _, opts) = interpreter(include_str!("../../examples/mnist_mlp.nn"), "Mlp");
+    let (train, _, _, opts) = interpreter(include_str!("../examples/mnist_mlp.nn"), "Mlp");
     let rows = 64;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
     let x: Vec<f32> = (0..rows * 784).map(|_| rng.random_range(0.0..1.0)).collect();

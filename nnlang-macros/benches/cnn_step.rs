@@ -82,7 +82,7 @@ fn main() {
             optimizer: OptimizerKind::Sgd { lr: 0.05, momentum: 0.9, nesterov: true },
             batch,
             seed: 7,
-            ..Default::default()
+            ..nnlang::spec::TrainRecipe::default().options(1)
         };
         let mut params = vec![0f32; plan.params_len];
         train::initialize(&plan, &mut params, Init::He, 7);

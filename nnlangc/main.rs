@@ -8,8 +8,9 @@ use clap::{Args, Parser, Subcommand};
 use nnlang::diag::render_all;
 use nnlang::ir::ParamValue;
 use nnlang::lower::{parse_param_value, Overrides};
-use nnlang::{compile, summary, Compiled, Options};
-use std::path::{Path, PathBuf};
+use nnlang::session::{Error as SessionError, Session};
+use nnlang::{summary, Options};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod report;
@@ -145,7 +146,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Check { model, json } => {
-            let (compiled, _) = load(&model)?;
+            let compiled = open(&model)?.compiled;
             let summaries: Vec<summary::Summary> = compiled.models.iter().map(summary::summarize).collect();
             if json {
                 let text = if summaries.len() == 1 {
@@ -159,7 +160,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     .models
                     .iter()
                     .zip(&summaries)
-                    .map(|(m, s)| summary::to_text(s) + &nnlang::job::memory_report(&compiled, m))
+                    .map(|(m, s)| summary::to_text(s) + &summary::memory_report(&compiled, m))
                     .collect();
                 print!("{}", texts.join("\n"));
                 let checked = compiled.recipes.len();
@@ -171,11 +172,12 @@ fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Emit { model, ir: _, dot, after, rust } => {
-            let (compiled, source) = load(&model)?;
+            let session = open(&model)?;
+            let (compiled, source) = (&session.compiled, &session.source);
             if rust {
                 for m in &compiled.models {
-                    let tokens = nnlang::codegen::generate(&compiled, m).map_err(|diags| {
-                        eprint!("{}", render_all(&diags, &model.file.display().to_string(), &source));
+                    let tokens = nnlang::codegen::generate(compiled, m).map_err(|diags| {
+                        eprint!("{}", render_all(&diags, &model.file.display().to_string(), source));
                         Failure::Source
                     })?;
                     print!("{}", nnlang::codegen::pretty(&tokens));
@@ -193,8 +195,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
             for m in &compiled.models {
                 let graph = match &after {
                     Some(pass) => {
-                        let target = match nnlang::job::train_block(&compiled, Some(&m.graph.name)) {
-                            Some(r) => nnlang::passes::Mode::Training(nnlang::job::options(r).0),
+                        let target = match compiled.train_recipe(Some(&m.graph.name)) {
+                            Some(r) => nnlang::passes::Mode::Training(r.loss),
                             None => nnlang::passes::Mode::Inference,
                         };
                         let stages = nnlang::passes::pipeline(&m.graph, target, nnlang::passes::Level::Full);
@@ -227,47 +229,28 @@ fn run(cli: Cli) -> Result<(), Failure> {
     }
 }
 
-/// Reads and compiles the file; prints diagnostics; fails if any is an error.
-pub fn load(args: &ModelArgs) -> Result<(Compiled, String), Failure> {
-    let source = read(&args.file)?;
+/// Reads and compiles the file; prints its warnings, or every diagnostic when any is an
+/// error.
+pub fn open(args: &ModelArgs) -> Result<Session, Failure> {
     let overrides: Overrides = args.set.iter().cloned().collect();
     let opts = Options { model: args.model.clone(), overrides };
-    let compiled = compile(&source, &opts).map_err(|e| Failure::Usage(format!("{}: {e}", args.file.display())))?;
-    let name = args.file.display().to_string();
-    if !compiled.diagnostics.is_empty() {
-        eprint!("{}", render_all(&compiled.diagnostics, &name, &source));
-    }
-    if compiled.has_errors() {
-        return Err(Failure::Source);
-    }
-    Ok((compiled, source))
+    let session = Session::open(&args.file, &opts)?;
+    eprint!("{}", session.warnings());
+    Ok(session)
 }
 
-fn read(path: &Path) -> Result<String, Failure> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| Failure::Usage(format!("cannot read {}: {}", path.display(), io_reason(&e))))?;
-    match String::from_utf8(bytes) {
-        Ok(s) => Ok(s),
-        Err(e) => {
-            let at = e.utf8_error().valid_up_to();
-            let good = &e.as_bytes()[..at];
-            let line = good.iter().filter(|&&b| b == b'\n').count() + 1;
-            let col = good.iter().rev().take_while(|&&b| b != b'\n').count() + 1;
-            eprintln!(
-                "error: {}:{line}:{col}: the file is not valid UTF-8 (byte 0x{:02x} at offset {at})",
-                path.display(),
-                e.as_bytes()[at]
-            );
-            Err(Failure::Source)
+impl From<SessionError> for Failure {
+    fn from(e: SessionError) -> Failure {
+        match e {
+            SessionError::Diagnostics(text) => {
+                eprint!("{text}");
+                Failure::Source
+            }
+            SessionError::Input(msg) => {
+                eprintln!("error: {msg}");
+                Failure::Source
+            }
+            SessionError::Usage(msg) => Failure::Usage(msg),
         }
-    }
-}
-
-fn io_reason(e: &std::io::Error) -> String {
-    match e.kind() {
-        std::io::ErrorKind::NotFound => "no such file".to_string(),
-        std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
-        std::io::ErrorKind::IsADirectory => "it is a directory".to_string(),
-        _ => e.to_string(),
     }
 }

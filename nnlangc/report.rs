@@ -1,43 +1,8 @@
-//! What `nnlangc train` leaves beside the weights: the metrics as CSV and the learning
-//! curves as SVG. Each file is written to a temporary name and renamed into place.
+//! The learning curves `nnlangc train` draws beside the weights and metrics the library
+//! writes (plotters is a dependency of the command line only).
 
 use nnlang_runtime::train::EpochStats;
 use plotters::prelude::*;
-use std::path::Path;
-
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    let tmp = path.with_extension("partial");
-    std::fs::write(&tmp, bytes)
-        .and_then(|_| std::fs::rename(&tmp, path))
-        .map_err(|e| format!("{}: cannot write: {e}", path.display()))
-}
-
-fn opt(v: Option<f64>) -> String {
-    v.map_or(String::new(), |v| format!("{v}"))
-}
-
-pub fn metrics_csv(history: &[EpochStats]) -> String {
-    let mut out = String::from(
-        "epoch,train_loss,val_loss,val_accuracy,lr,samples_per_sec,seconds,min_update_ratio,max_update_ratio\n",
-    );
-    for s in history {
-        let min = s.ratios.iter().map(|r| r.ratio).fold(f64::INFINITY, f64::min);
-        let max = s.ratios.iter().map(|r| r.ratio).fold(0.0, f64::max);
-        out.push_str(&format!(
-            "{},{},{},{},{},{:.1},{:.3},{},{}\n",
-            s.epoch,
-            s.train_loss,
-            opt(s.val_loss),
-            opt(s.val_accuracy),
-            s.lr,
-            s.samples_per_sec,
-            s.seconds,
-            if min.is_finite() { format!("{min:e}") } else { String::new() },
-            if s.ratios.is_empty() { String::new() } else { format!("{max:e}") },
-        ));
-    }
-    out
-}
 
 /// Loss (train and validation) and validation accuracy against epochs, side by side.
 pub fn curves_svg(title: &str, history: &[EpochStats]) -> Result<String, String> {

@@ -1,0 +1,161 @@
+//! The data of a training job: a `data` block's files read ([`read_source`]), checked against
+//! the model ([`Expect`]), binned, scaled and standardized as the block says ([`load`]).
+
+use crate::ops::loss::UserLoss;
+use crate::spec::{DataSpec, Source};
+use crate::Model;
+use nnlang_runtime::data::{self, DataError, Table};
+use std::path::Path;
+
+/// A data set read from a `data` block, ready for the model.
+pub struct Loaded {
+    pub train: Table,
+    pub test: Option<Table>,
+}
+
+/// What the data must fit: the model's input width and, for classification, its classes.
+pub struct Expect {
+    /// `cross_entropy(bins = n)`: a regression target cut into n equal-width bins over the
+    /// training targets' range, trained as classification.
+    pub bins: Option<usize>,
+    pub input_cols: usize,
+    pub input_desc: String,
+    /// `Some(k)`: labels are class indices below k; `None`: targets are `target_cols` values.
+    pub classes: Option<usize>,
+    pub target_cols: usize,
+}
+
+/// What the data of `model` must look like for `loss` (`bins` from `cross_entropy(bins = n)`).
+pub fn expect(model: &Model, loss: UserLoss, bins: Option<usize>) -> Expect {
+    let g = &model.graph;
+    let input = g.inputs.first().copied();
+    let shape = input.and_then(|i| model.shapes.shapes[i.index()].clone());
+    let out_cols =
+        g.output.and_then(|o| model.shapes.shapes[o.index()].as_ref()).map_or(0, |s| s.elements().fixed as usize);
+    Expect {
+        bins,
+        input_cols: shape.as_ref().map_or(0, |s| s.elements().fixed as usize),
+        input_desc: match (input, &shape) {
+            (Some(i), Some(s)) => format!("`{}` {s}", g.node(i).name),
+            _ => "?".into(),
+        },
+        classes: (loss == UserLoss::CrossEntropy).then_some(out_cols),
+        target_cols: out_cols,
+    }
+}
+
+/// Reads one split; relative paths are relative to `base`.
+pub fn read_source(source: &Source, base: &Path) -> Result<Table, DataError> {
+    match source {
+        Source::Idx { images, labels } => {
+            let (images, labels) = (base.join(images), base.join(labels));
+            let x = data::idx::read(&images)?;
+            let y = data::idx::read(&labels)?;
+            if y.dims.len() != 1 {
+                return Err(DataError::new(
+                    &labels,
+                    format!("labels must be one-dimensional, found {} dimensions", y.dims.len()),
+                ));
+            }
+            if x.dims[0] != y.dims[0] {
+                return Err(DataError::new(
+                    &labels,
+                    format!("{} labels for {} images in {}", y.dims[0], x.dims[0], images.display()),
+                ));
+            }
+            let cols = x.dims[1..].iter().product::<usize>();
+            Ok(Table {
+                x: x.data.iter().map(|&b| f32::from(b)).collect(),
+                cols,
+                y: y.data.iter().map(|&b| f32::from(b)).collect(),
+                y_cols: 1,
+            })
+        }
+        Source::Npy { x: xp, y: yp } => {
+            let (xp, yp) = (base.join(xp), base.join(yp));
+            let x = data::npy::read(&xp)?;
+            let y = data::npy::read(&yp)?;
+            if x.shape.first() != y.shape.first() {
+                return Err(DataError::new(
+                    &yp,
+                    format!("{:?} targets for {:?} examples in {}", y.shape.first(), x.shape.first(), xp.display()),
+                ));
+            }
+            let rows = x.shape.first().copied().unwrap_or(0).max(1);
+            Ok(Table { cols: x.data.len() / rows, x: x.data, y_cols: y.data.len() / rows, y: y.data })
+        }
+        Source::Csv { path, label } => data::csv::read(&base.join(path), *label),
+    }
+}
+
+/// Reads and checks the data of a `data` block; paths are relative to `base`.
+pub fn load(spec: &DataSpec, base: &Path, expect: &Expect) -> Result<Loaded, DataError> {
+    let Some(train_src) = &spec.train else {
+        return Err(DataError::new(base, format!("data set `{}` has no `train = …` source", spec.name)));
+    };
+    let describe = |source: &Source| source.files().first().map_or_else(|| base.to_path_buf(), |f| base.join(f));
+    let mut train = read_source(train_src, base)?;
+    let mut test = spec.test.as_ref().map(|t| read_source(t, base)).transpose()?;
+    if let (Some(declared), Some(k)) = (spec.classes, expect.classes) {
+        if declared != k {
+            return Err(DataError::new(
+                base,
+                format!("data set `{}` declares {declared} classes, but the model outputs {k}", spec.name),
+            ));
+        }
+    }
+    if let Some(bins) = expect.bins {
+        let file = describe(train_src);
+        if train.y_cols != 1 {
+            return Err(DataError::new(&file, format!("binning needs one target per example, found {}", train.y_cols)));
+        }
+        let lo = train.y.iter().cloned().fold(f32::INFINITY, f32::min);
+        let hi = train.y.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+        if !(lo.is_finite() && hi.is_finite()) {
+            return Err(DataError::new(&file, "the targets are not finite numbers"));
+        }
+        let width = ((hi - lo) / bins as f32).max(f32::MIN_POSITIVE);
+        let bin = |v: f32| (((v - lo) / width).floor().max(0.0) as usize).min(bins - 1) as f32;
+        train.y.iter_mut().for_each(|v| *v = bin(*v));
+        if let Some(t) = &mut test {
+            t.y.iter_mut().for_each(|v| *v = if v.is_finite() { bin(*v) } else { *v });
+        }
+    }
+    let stats = spec.standardize.then(|| train.moments());
+    for (table, source) in std::iter::once((&mut train, train_src)).chain(test.as_mut().zip(spec.test.as_ref())) {
+        let file = describe(source);
+        if table.cols != expect.input_cols {
+            return Err(DataError::new(
+                &file,
+                format!(
+                    "{} features per example, but the model's input {} has {}",
+                    table.cols, expect.input_desc, expect.input_cols
+                ),
+            ));
+        }
+        if let Some(k) = expect.classes {
+            if let Some((row, label)) = table.first_bad_label(k) {
+                return Err(DataError::new(
+                    &file,
+                    format!("example {row} has label {label}, outside the model's {k} classes 0..{}", k - 1),
+                ));
+            }
+        } else if table.y_cols != expect.target_cols {
+            return Err(DataError::new(
+                &file,
+                format!("{} target values per example, the model outputs {}", table.y_cols, expect.target_cols),
+            ));
+        }
+        if let Some(sc) = spec.scale {
+            table.scale(sc as f32);
+        }
+        if let Some((m, sd)) = &stats {
+            table.standardize(m, sd);
+        }
+        if let Some((row, col, target)) = table.first_non_finite() {
+            let what = if target { "target" } else { "feature" };
+            return Err(DataError::new(&file, format!("example {row}, {what} {col} is NaN or infinite")));
+        }
+    }
+    Ok(Loaded { train, test })
+}

@@ -1,0 +1,418 @@
+//! The library session: everything between a checked file and a trained, evaluated or run
+//! model, for the command line, searches, ensembles and Rust programs alike.
+//!
+//! ```text
+//! Session::open(file) ─▶ Job (model, TrainRecipe, DataSpec) ─▶ load_data ─▶ prepare ─▶ fit ─▶ write_run
+//!                                                                └─▶ evaluate, confusion
+//! Session::predict_npy (run a model on an array file)
+//! ```
+//!
+//! It prints nothing and installs no signal handler: progress goes to a
+//! [`nnlang_runtime::train::Observer`], problems come back as [`Error`]s that name the file.
+
+pub mod artifacts;
+pub mod data;
+
+pub use data::{Expect, Loaded};
+
+use crate::diag::render_all;
+use crate::ir::Dim;
+use crate::plan::{build, Mode, MEMORY_LIMIT};
+use crate::spec::{DataSpec, TrainRecipe};
+use crate::syntax::ast::BlockKind;
+use crate::{compile, Compiled, Model};
+use nnlang_runtime::data::Table;
+use nnlang_runtime::interp::{argmax_rows, Exec};
+use nnlang_runtime::plan::{Loss, Plan};
+use nnlang_runtime::train::{self, Data, Evaluation, Observer, Outcome};
+use std::path::{Path, PathBuf};
+
+/// Why a session could not go on.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Error {
+    /// The source has errors: every diagnostic, rendered with the source.
+    Diagnostics(String),
+    /// A problem in an input (the source, a data file, a weights file), naming the file.
+    Input(String),
+    /// A mistake in how nnlang was asked (a flag, an output location).
+    Usage(String),
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Diagnostics(text) => f.write_str(text.trim_end()),
+            Error::Input(m) | Error::Usage(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// A compiled source file.
+pub struct Session {
+    pub path: PathBuf,
+    pub source: String,
+    pub compiled: Compiled,
+}
+
+fn io_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file".to_string(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+        std::io::ErrorKind::IsADirectory => "it is a directory".to_string(),
+        _ => e.to_string(),
+    }
+}
+
+/// Reads a source file as UTF-8; a byte that is not names its line and column.
+pub fn read_source(path: &Path) -> Result<String, Error> {
+    let bytes =
+        std::fs::read(path).map_err(|e| Error::Usage(format!("cannot read {}: {}", path.display(), io_reason(&e))))?;
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let good = &e.as_bytes()[..at];
+        let line = good.iter().filter(|&&b| b == b'\n').count() + 1;
+        let col = good.iter().rev().take_while(|&&b| b != b'\n').count() + 1;
+        Error::Input(format!(
+            "{}:{line}:{col}: the file is not valid UTF-8 (byte 0x{:02x} at offset {at})",
+            path.display(),
+            e.as_bytes()[at]
+        ))
+    })
+}
+
+impl Session {
+    /// Reads and compiles `path`. Warnings are kept ([`Session::warnings`]); errors end the
+    /// session with every diagnostic rendered.
+    pub fn open(path: &Path, opts: &crate::Options) -> Result<Session, Error> {
+        let source = read_source(path)?;
+        Session::from_source(path.to_path_buf(), source, opts)
+    }
+
+    /// Compiles `source` as if read from `path` (for names in messages and relative data paths).
+    pub fn from_source(path: PathBuf, source: String, opts: &crate::Options) -> Result<Session, Error> {
+        let compiled = compile(&source, opts).map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?;
+        let session = Session { path, source, compiled };
+        if session.compiled.has_errors() {
+            return Err(Error::Diagnostics(session.render(&session.compiled.diagnostics)));
+        }
+        Ok(session)
+    }
+
+    /// The warnings of the compilation, rendered; empty when there are none.
+    pub fn warnings(&self) -> String {
+        if self.compiled.diagnostics.is_empty() {
+            String::new()
+        } else {
+            self.render(&self.compiled.diagnostics)
+        }
+    }
+
+    fn render(&self, diags: &[crate::diag::Diagnostic]) -> String {
+        render_all(diags, &self.path.display().to_string(), &self.source)
+    }
+
+    fn input_error(&self, msg: impl std::fmt::Display) -> Error {
+        Error::Input(format!("{}: {msg}", self.path.display()))
+    }
+
+    /// The directory relative data paths start from.
+    pub fn base(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("."))
+    }
+
+    /// The model named `name`, or the file's only model.
+    pub fn model(&self, name: Option<&str>) -> Result<&Model, Error> {
+        let name = match (name, self.compiled.models.as_slice()) {
+            (Some(m), _) => m.to_string(),
+            (None, [one]) => one.graph.name.clone(),
+            (None, _) => {
+                return Err(Error::Usage(format!(
+                    "{}: the file has several models; choose one with --model",
+                    self.path.display()
+                )))
+            }
+        };
+        self.compiled
+            .models
+            .iter()
+            .find(|m| m.graph.name == name)
+            .ok_or_else(|| Error::Usage(format!("no model `{name}`")))
+    }
+
+    /// The plan of `model` for `mode` at batches of up to `batch` rows, refused above
+    /// [`MEMORY_LIMIT`].
+    pub fn plan(&self, model: &Model, mode: Mode, batch: usize) -> Result<Plan, Error> {
+        let plan = build(model, mode, batch).map_err(|d| Error::Diagnostics(self.render(&d)))?;
+        let bytes = 4 * (plan.arena_len as u64 + 2 * plan.params_len as u64);
+        if bytes > MEMORY_LIMIT {
+            return Err(self.input_error(format!(
+                "model `{}` at batch {batch} needs {} for its buffers and parameters, more than the {} nnlangc allows; lower `batch` or the layer sizes",
+                model.graph.name,
+                crate::summary::bytes(bytes),
+                crate::summary::bytes(MEMORY_LIMIT)
+            )));
+        }
+        Ok(plan)
+    }
+
+    /// The training job of `model` (default: the first `train` block's model).
+    pub fn job(&self, model: Option<&str>) -> Result<Job<'_>, Error> {
+        let recipe = self.compiled.train_recipe(model).ok_or_else(|| {
+            let which = model.map_or(String::new(), |m| format!(" for model `{m}`"));
+            self.input_error(format!(
+                "no `train` block{which}: the recipe (loss, optimizer, data, …) says how to train"
+            ))
+        })?;
+        let model = self
+            .compiled
+            .models
+            .iter()
+            .find(|m| m.graph.name == recipe.model)
+            .ok_or_else(|| self.input_error(format!("model `{}` was not compiled", recipe.model)))?;
+        Ok(Job { session: self, model, recipe })
+    }
+
+    /// Runs `model` with the weights in `weights` on the `.npy` array in `input` and writes
+    /// its outputs to `output` as `.npy`.
+    pub fn predict_npy(&self, model: &Model, weights: &Path, input: &Path, output: &Path) -> Result<Predicted, Error> {
+        const BATCH: usize = 256;
+        let plan = self.plan(model, Mode::Inference, BATCH)?;
+        let mut exec = load_weights(&plan, weights)?;
+        let x = nnlang_runtime::data::npy::read(input).map_err(|e| Error::Input(e.to_string()))?;
+        let in_id = model.graph.inputs[0];
+        let dims = fixed_dims(model, in_id);
+        if x.shape.len() != dims.len() + 1 || x.shape[1..] != dims[..] {
+            return Err(Error::Input(format!(
+                "{}: array of shape {:?}; the model's input `{}` needs [batch, {}]",
+                input.display(),
+                x.shape,
+                model.graph.node(in_id).name,
+                dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
+            )));
+        }
+        let cols = plan.inputs[0].cols;
+        if let Some(i) = x.data.iter().position(|v| !v.is_finite()) {
+            return Err(Error::Input(format!(
+                "{}: row {}, element {} is NaN or infinite",
+                input.display(),
+                i / cols,
+                i % cols
+            )));
+        }
+        let rows = x.shape[0];
+        let y = infer(&plan, &mut exec, &x.data, cols, rows);
+        let out_id = model.graph.output.unwrap_or(in_id);
+        let mut shape = vec![rows];
+        shape.extend(fixed_dims(model, out_id));
+        nnlang_runtime::data::npy::write(output, &shape, &y).map_err(|e| Error::Usage(e.to_string()))?;
+        let classes = argmax_rows(plan.output.cols, &y);
+        Ok(Predicted { rows, shape, classes })
+    }
+}
+
+/// What [`Session::predict_npy`] wrote.
+pub struct Predicted {
+    pub rows: usize,
+    /// The output array's shape, batch first.
+    pub shape: Vec<usize>,
+    /// The index of each row's largest output.
+    pub classes: Vec<usize>,
+}
+
+fn fixed_dims(model: &Model, id: crate::ir::NodeId) -> Vec<usize> {
+    model.shapes.shapes[id.index()]
+        .as_ref()
+        .map(|s| s.0.iter().map(|d| if let Dim::Fixed(n) = d { *n } else { 0 }).collect())
+        .unwrap_or_default()
+}
+
+/// An executor of `plan` with the weights read from `path` (checked against the plan's
+/// parameter table).
+pub fn load_weights(plan: &Plan, path: &Path) -> Result<Exec<f32>, Error> {
+    let mut exec = Exec::<f32>::new(plan, 0);
+    nnlang_runtime::io::load(path, &plan.params, &mut exec.params).map_err(|e| Error::Input(e.to_string()))?;
+    Ok(exec)
+}
+
+/// The outputs of an inference plan for `rows` rows of `cols` inputs, in batches.
+pub fn infer(plan: &Plan, exec: &mut Exec<f32>, x: &[f32], cols: usize, rows: usize) -> Vec<f32> {
+    let batch = plan.max_batch;
+    let mut y = Vec::with_capacity(rows * plan.output.cols);
+    for start in (0..rows).step_by(batch) {
+        let n = batch.min(rows - start);
+        // An inference plan has no loss step, the only step that can fail.
+        if exec.run_on(plan, n, &[&x[start * cols..(start + n) * cols]], &[], None).is_ok() {
+            y.extend_from_slice(exec.output(plan, n));
+        }
+    }
+    y
+}
+
+impl Compiled {
+    /// The `train` block of `model` (or the file's first).
+    pub fn train_recipe(&self, model: Option<&str>) -> Option<TrainRecipe> {
+        let mut blocks = self.recipes.iter().filter(|r| r.kind == BlockKind::Train);
+        let block = match model {
+            Some(m) => blocks.find(|r| r.target == m),
+            None => blocks.next(),
+        }?;
+        Some(TrainRecipe::from_block(block))
+    }
+
+    /// The `data` block named `name`.
+    pub fn data_spec(&self, name: &str) -> Option<DataSpec> {
+        self.recipes.iter().find(|r| r.kind == BlockKind::Data && r.target == name).map(DataSpec::from_block)
+    }
+
+    /// What `model` is trained with: its `train` block, or what its last layer implies.
+    pub fn recipe_or_implied(&self, model: &Model) -> TrainRecipe {
+        self.train_recipe(Some(&model.graph.name)).unwrap_or_else(|| TrainRecipe::implied(model))
+    }
+}
+
+/// A model, its training recipe and the session it came from.
+pub struct Job<'s> {
+    pub session: &'s Session,
+    pub model: &'s Model,
+    /// The recipe; a caller may change it (`--epochs`) before preparing.
+    pub recipe: TrainRecipe,
+}
+
+/// The views of a table the training loop reads.
+pub fn view(t: &Table) -> Data<'_> {
+    Data { x: &t.x, x_cols: t.cols, y: &t.y, y_cols: t.y_cols }
+}
+
+impl<'s> Job<'s> {
+    /// Reads and checks the recipe's data set; `limit` keeps the first rows of each split.
+    pub fn load_data(&self, limit: Option<usize>) -> Result<Loaded, Error> {
+        let on = self.recipe.data.clone().unwrap_or_default();
+        let spec = self
+            .session
+            .compiled
+            .data_spec(&on)
+            .ok_or_else(|| self.session.input_error(format!("no data set `{on}`")))?;
+        let expect = data::expect(self.model, self.recipe.loss, self.recipe.bins);
+        if let (Some(b), Some(k)) = (expect.bins, expect.classes) {
+            if b != k {
+                return Err(self.session.input_error(format!(
+                    "`cross_entropy(bins = {b})` needs a model with {b} outputs, this one has {k}"
+                )));
+            }
+        }
+        let mut loaded = data::load(&spec, self.session.base(), &expect).map_err(|e| Error::Input(e.to_string()))?;
+        if let Some(n) = limit {
+            loaded.train = loaded.train.head(n);
+            loaded.test = loaded.test.map(|t| t.head(n));
+        }
+        Ok(loaded)
+    }
+
+    /// The inference plan used to evaluate (batches of at least 256 rows).
+    pub fn eval_plan(&self) -> Result<Plan, Error> {
+        self.session.plan(self.model, Mode::Inference, self.recipe.batch.max(256))
+    }
+
+    /// Everything up to the first step: plans, the validation split (drawn with the
+    /// recipe's seed) and the initial weights.
+    pub fn prepare(&self, loaded: &Loaded, threads: usize) -> Result<Prepared, Error> {
+        let options = self.recipe.options(threads);
+        let train_plan = self.session.plan(self.model, Mode::Training(self.recipe.loss), options.batch)?;
+        let eval_plan = self.eval_plan()?;
+        if train_plan.inputs.len() != 1 {
+            return Err(self.session.input_error("training from a data set needs a model with exactly one input"));
+        }
+        let rows = loaded.train.rows();
+        let mut order: Vec<usize> = (0..rows).collect();
+        {
+            use rand::seq::SliceRandom;
+            use rand::SeedableRng;
+            order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(options.seed ^ 0x00da_7a5e));
+        }
+        let n_val = ((rows as f64) * options.validate).round() as usize;
+        let (fit_rows, val_rows) = order.split_at(rows - n_val.min(rows.saturating_sub(1)));
+        let (fit, val) = (loaded.train.select(fit_rows), loaded.train.select(val_rows));
+        if fit.rows() == 0 {
+            return Err(self
+                .session
+                .input_error("no training examples are left to train on (check the data, `--limit` and `validate`)"));
+        }
+        let mut params = vec![0f32; train_plan.params_len];
+        train::initialize(&train_plan, &mut params, options.init, options.seed);
+        Ok(Prepared { train_plan, eval_plan, options, fit, val, params })
+    }
+
+    /// Trains a prepared job to the end (or until the observer stops it).
+    pub fn fit(&self, p: &mut Prepared, observer: &mut dyn Observer) -> Result<Outcome, Error> {
+        let val = (p.val.rows() > 0).then(|| view(&p.val));
+        train::fit(
+            &p.train_plan,
+            &p.eval_plan,
+            self.recipe.loss,
+            &mut p.params,
+            view(&p.fit),
+            val,
+            &p.options,
+            observer,
+        )
+        .map_err(|e| self.session.input_error(e))
+    }
+
+    /// Loss, accuracy and predictions of `weights` on `set`, with the inference plan `plan`.
+    pub fn evaluate(&self, plan: &Plan, weights: &[f32], set: &Table) -> Evaluation {
+        let mut exec = Exec::<f32>::new(plan, 0);
+        exec.params.copy_from_slice(weights);
+        train::evaluate(plan, &mut exec, self.recipe.loss, view(set), 256)
+    }
+
+    /// Evaluates the weights file `path` on `set`.
+    pub fn evaluate_file(&self, path: &Path, set: &Table) -> Result<Evaluation, Error> {
+        let plan = self.session.plan(self.model, Mode::Inference, 256)?;
+        let mut exec = load_weights(&plan, path)?;
+        Ok(train::evaluate(&plan, &mut exec, self.recipe.loss, view(set), 256))
+    }
+
+    /// The confusion matrix of a classification (rows: true class, columns: predicted);
+    /// `None` for a regression.
+    pub fn confusion(&self, e: &Evaluation, set: &Table) -> Option<Vec<Vec<usize>>> {
+        if self.recipe.loss != Loss::CrossEntropy {
+            return None;
+        }
+        let k = self.model.graph.output.map_or(0, |o| fixed_dims(self.model, o).iter().product());
+        let mut m = vec![vec![0usize; k]; k];
+        for (&p, &l) in e.predictions.iter().zip(&set.y) {
+            if let Some(cell) = m.get_mut(l as usize).and_then(|row| row.get_mut(p)) {
+                *cell += 1;
+            }
+        }
+        Some(m)
+    }
+
+    /// Writes the run directory `out`: `weights.safetensors`, `metrics.csv` and `model.nn`
+    /// (the source with the parameters as trained).
+    pub fn write_run(&self, out: &Path, p: &Prepared, outcome: &Outcome) -> Result<(), Error> {
+        std::fs::create_dir_all(out).map_err(|e| Error::Usage(format!("cannot create {}: {e}", out.display())))?;
+        nnlang_runtime::io::save(&out.join("weights.safetensors"), &p.train_plan.params, &outcome.weights)
+            .map_err(|e| Error::Usage(e.to_string()))?;
+        artifacts::write_atomic(&out.join("metrics.csv"), artifacts::metrics_csv(&outcome.history).as_bytes())
+            .map_err(Error::Usage)?;
+        let note = format!("resolved by nnlangc train: parameters as trained, {} epochs", p.options.epochs);
+        let s = self.session;
+        let resolved = artifacts::resolved_source(&s.source, &s.compiled, self.model, &note);
+        artifacts::write_atomic(&out.join("model.nn"), resolved.as_bytes()).map_err(Error::Usage)
+    }
+}
+
+/// A job ready to train.
+pub struct Prepared {
+    pub train_plan: Plan,
+    pub eval_plan: Plan,
+    pub options: train::Options,
+    /// The examples trained on, and those held out for validation.
+    pub fit: Table,
+    pub val: Table,
+    /// The weights: initial, then as trained.
+    pub params: Vec<f32>,
+}

@@ -1,0 +1,186 @@
+//! `nnlangc train`, `eval` and `run`: argument handling, progress display and signals over
+//! the library's session ([`nnlang::session`]), which does the work.
+
+use crate::{open, Failure, ModelArgs};
+use indicatif::{ProgressBar, ProgressStyle};
+use nnlang::session::Job;
+use nnlang_runtime::train::{EpochStats, Observer};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Exit code after Ctrl-C (128 + SIGINT), once the weights are saved.
+pub const INTERRUPTED: u8 = 130;
+
+struct Progress {
+    bar: Option<ProgressBar>,
+    stop: Arc<AtomicBool>,
+    epochs: usize,
+    quiet: bool,
+}
+
+impl Observer for Progress {
+    fn batch(&mut self, epoch: usize, step: usize, steps: usize, loss: f64) -> bool {
+        if let Some(bar) = &self.bar {
+            if step == 1 {
+                bar.reset();
+                bar.set_length(steps as u64);
+                bar.set_prefix(format!("epoch {epoch}/{}", self.epochs));
+            }
+            if step % 16 == 0 || step == steps {
+                bar.set_position(step as u64);
+                bar.set_message(format!("loss {loss:.4}"));
+            }
+        }
+        !self.stop.load(Ordering::SeqCst)
+    }
+
+    fn epoch(&mut self, s: &EpochStats) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+        if self.quiet {
+            return;
+        }
+        let mut line = format!("epoch {:>3}/{}  train loss {:.4}", s.epoch, self.epochs, s.train_loss);
+        if let Some(v) = s.val_loss {
+            line.push_str(&format!("  val loss {v:.4}"));
+        }
+        if let Some(a) = s.val_accuracy {
+            line.push_str(&format!("  val acc {:.2}%", 100.0 * a));
+        }
+        line.push_str(&format!(
+            "  lr {:.3e}  {} samples/s",
+            s.lr,
+            nnlang::summary::thousands(s.samples_per_sec as u64)
+        ));
+        let lo = s.ratios.iter().min_by(|a, b| a.ratio.total_cmp(&b.ratio));
+        let hi = s.ratios.iter().max_by(|a, b| a.ratio.total_cmp(&b.ratio));
+        if let (Some(lo), Some(hi)) = (lo, hi) {
+            line.push_str(&format!("  update/weight {:.1e} ({}) … {:.1e} ({})", lo.ratio, lo.name, hi.ratio, hi.name));
+        }
+        println!("{line}");
+        for r in &s.ratios {
+            if r.ratio > 1e-2 {
+                println!(
+                    "  warning: update/weight ratio of {} is {:.1e}, far above 1e-3: the learning rate may be too high",
+                    r.name, r.ratio
+                );
+            } else if r.ratio < 1e-4 {
+                println!(
+                    "  warning: update/weight ratio of {} is {:.1e}, far below 1e-3: the learning rate may be too low",
+                    r.name, r.ratio
+                );
+            }
+        }
+    }
+}
+
+pub struct TrainArgs {
+    pub epochs: Option<usize>,
+    pub out: Option<PathBuf>,
+    pub limit: Option<usize>,
+    pub quiet: bool,
+    pub threads: usize,
+}
+
+pub fn train(args: &ModelArgs, t: TrainArgs) -> Result<(), Failure> {
+    let session = open(args)?;
+    let mut job = session.job(args.model.as_deref())?;
+    if let Some(e) = t.epochs {
+        job.recipe.epochs = e;
+    }
+    let loaded = job.load_data(t.limit)?;
+    let mut prepared = job.prepare(&loaded, t.threads)?;
+    let opts = prepared.options.clone();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        // A second handler cannot be installed (tests call this twice); training then just
+        // cannot be interrupted, which is safe.
+        let _ = ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst));
+    }
+    let bar = (!t.quiet && std::io::stderr().is_terminal()).then(|| {
+        let bar = ProgressBar::new(0);
+        if let Ok(style) = ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} {per_sec} ETA {eta}") {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar
+    });
+    let mut progress = Progress { bar, stop, epochs: opts.epochs, quiet: t.quiet };
+    let name = job.model.graph.name.clone();
+    if !t.quiet {
+        println!(
+            "training {name} on {} examples ({} held out for validation), batch {}, {} epochs, {} thread{}",
+            prepared.fit.rows(),
+            prepared.val.rows(),
+            opts.batch,
+            opts.epochs,
+            opts.threads,
+            if opts.threads == 1 { "" } else { "s" }
+        );
+    }
+    let outcome = job.fit(&mut prepared, &mut progress)?;
+
+    let out = t.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(&name));
+    job.write_run(&out, &prepared, &outcome)?;
+    let svg = crate::report::curves_svg(&name, &outcome.history).map_err(Failure::Usage)?;
+    nnlang::session::artifacts::write_atomic(&out.join("curves.svg"), svg.as_bytes()).map_err(Failure::Usage)?;
+
+    if let Some(test) = &loaded.test {
+        let e = job.evaluate(&prepared.eval_plan, &outcome.weights, test);
+        let acc = e.accuracy.map_or(String::new(), |a| format!(", accuracy {:.2}%", 100.0 * a));
+        println!("test: loss {:.4}{acc} on {} examples", e.loss, test.rows());
+    }
+    println!("wrote {}/{{weights.safetensors, metrics.csv, curves.svg, model.nn}}", out.display());
+    if let Some((epoch, step)) = outcome.interrupted {
+        eprintln!("interrupted at epoch {epoch}, step {step}: the weights so far are saved");
+        return Err(Failure::Exit(INTERRUPTED));
+    }
+    Ok(())
+}
+
+pub fn eval(args: &ModelArgs, weights: &Path, limit: Option<usize>) -> Result<(), Failure> {
+    let session = open(args)?;
+    let job: Job = session.job(args.model.as_deref())?;
+    let loaded = job.load_data(limit)?;
+    let (set, which) = match &loaded.test {
+        Some(t) => (t, "test"),
+        None => (&loaded.train, "training (the data set has no test split)"),
+    };
+    let e = job.evaluate_file(weights, set)?;
+    println!("{which} set: {} examples", set.rows());
+    println!("loss      {:.4}", e.loss);
+    if let Some(a) = e.accuracy {
+        println!("accuracy  {:.2}%", 100.0 * a);
+    }
+    if let Some(m) = job.confusion(&e, set) {
+        println!("confusion matrix (rows: true class, columns: predicted)");
+        let w = set.rows().to_string().len().max(3);
+        print!("{:>4} ", "");
+        (0..m.len()).for_each(|c| print!(" {c:>w$}"));
+        println!();
+        for (r, row) in m.iter().enumerate() {
+            print!("{r:>4} ");
+            row.iter().for_each(|v| print!(" {v:>w$}"));
+            println!();
+        }
+    }
+    Ok(())
+}
+
+pub fn run(args: &ModelArgs, weights: &Path, input: &Path, output: &Path) -> Result<(), Failure> {
+    let session = open(args)?;
+    let model = session.model(args.model.as_deref())?;
+    let p = session.predict_npy(model, weights, input, output)?;
+    println!(
+        "wrote {} rows of {:?} to {} (first predictions: {:?})",
+        p.rows,
+        &p.shape[1..],
+        output.display(),
+        &p.classes[..p.classes.len().min(10)]
+    );
+    Ok(())
+}

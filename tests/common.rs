@@ -1,0 +1,33 @@
+//! Helpers shared by the end-to-end tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs `nnlangc` in the workspace root.
+pub fn nnlangc(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_nnlangc")).args(args).current_dir(root()).output().expect("nnlangc runs")
+}
+
+/// The `.nn` files of a folder, sorted, as (stem, path relative to `base`, source).
+pub fn nn_files(dir: &Path, base: &Path) -> Vec<(String, String, String)> {
+    let mut out: Vec<(String, String, String)> = std::fs::read_dir(dir)
+        .expect("test folder exists")
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "nn"))
+        .map(|p| {
+            let stem = p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            let rel = p.strip_prefix(base).unwrap_or(&p).to_string_lossy().replace('\\', "/");
+            let src = std::fs::read_to_string(&p).expect("readable test file");
+            (stem, rel, src)
+        })
+        .collect();
+    out.sort();
+    out
+}
