@@ -15,7 +15,8 @@ pub enum Space {
     Target,
 }
 
-pub use crate::step::{Lit, Step};
+pub use crate::kernels::Step;
+pub use crate::step::Lit;
 
 /// Batch buffer: `rows × cols` elements, row-major, at `offset` in its space (`rows` is the
 /// batch size of the run).

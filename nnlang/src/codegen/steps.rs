@@ -1,6 +1,5 @@
-//! Plan steps → calls of their functions in `nnlang_runtime::ops`, with constants. Which
-//! function and which arguments come from the step table of the runtime
-//! ([`Step::call`]); this file only writes each kind of constant as Rust.
+//! Plan steps → calls of their functions in the runtime, with constants. Which function
+//! and which arguments come from the step table of the runtime ([`Step::call`]); this file only writes each kind of constant as Rust.
 
 use nnlang_runtime::plan::{ABuf, Act, Geometry, Lit, PBuf, PoolOp, Space, Step, Write};
 use proc_macro2::{Literal, TokenStream};
@@ -88,10 +87,10 @@ use quote::ToTokens;
 /// The statements that run `steps` on the context `cx` (the update is left to the caller),
 /// each ending in `?`.
 pub fn body(steps: &[Step]) -> TokenStream {
-    let calls = steps.iter().filter_map(Step::call).map(|(func, args)| {
-        let func = format_ident!("{}", func);
+    let calls = steps.iter().filter_map(Step::call).map(|(path, args)| {
+        let path = path.iter().map(|seg| format_ident!("{}", seg));
         let args = args.iter().map(lit);
-        quote! { ::nnlang_runtime::ops::#func(cx, #(#args),*)?; }
+        quote! { ::nnlang_runtime #(::#path)*(cx, #(#args),*)?; }
     });
     quote! { #(#calls)* }
 }

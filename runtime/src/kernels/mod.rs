@@ -1,5 +1,10 @@
-//! The only place numerics live. Each kernel works on plain slices of the arena; the
-//! interpreter and generated code call the same functions with the same arguments.
+//! The only place numerics live, one module per family, and the step table: which function
+//! runs each step kind. Each kernel works on plain slices of the arena; the interpreter and
+//! generated code call the same functions with the same arguments.
+//!
+//! A step's function is `crate::ops::…` for the families whose glue lives there, or a
+//! function of the kernel's own module (a new op keeps its kernel and its step functions in
+//! one file, registered here by a `mod` line and its table lines).
 
 pub mod conv;
 pub mod dense;
@@ -7,3 +12,76 @@ pub mod elementwise;
 pub mod gemm;
 pub mod loss;
 pub mod pool;
+
+use crate::plan::{ABuf, Act, Geometry, PBuf, PoolOp, Write};
+
+crate::step::steps! {
+    /// `y = x · Wᵀ + b`, W `[out, in]` as PyTorch lays it out.
+    Dense { x: ABuf, w: PBuf, b: PBuf, y: ABuf } => ops::dense;
+    /// `y = f(x · Wᵀ + b)`: a dense layer fused with its activation.
+    DenseAct { f: Act, x: ABuf, w: PBuf, b: PBuf, y: ABuf } => ops::dense_act;
+    Activation { f: Act, x: ABuf, y: ABuf } => ops::activation;
+    /// `y = f(y)`, overwriting its input.
+    ActivationInPlace { f: Act, y: ABuf } => ops::activation_in_place;
+    /// Inverted dropout: draws `mask` (1/keep or 0) and writes `y = x · mask`.
+    Dropout { keep: f64, x: ABuf, mask: ABuf, y: ABuf } => ops::dropout;
+    /// Dropout overwriting its input: `y = y · mask`.
+    DropoutInPlace { keep: f64, mask: ABuf, y: ABuf } => ops::dropout_in_place;
+    /// Softmax over each row.
+    Softmax { x: ABuf, y: ABuf } => ops::softmax;
+    /// `y = f(conv(x) + b)` (`f` identity when not fused), by im2col into `ws`.
+    Conv { g: Geometry, f: Act, x: ABuf, w: PBuf, b: PBuf, y: ABuf, ws: ABuf } => ops::conv;
+    /// Locally-connected `y = f(local(x) + b)`, by im2col into `ws`.
+    Local { g: Geometry, f: Act, x: ABuf, w: PBuf, b: PBuf, y: ABuf, ws: ABuf } => ops::local;
+    Pool { op: PoolOp, g: Geometry, x: ABuf, y: ABuf } => ops::pool;
+    /// `y = max over groups of `pieces` consecutive values of z`.
+    Maxout { pieces: usize, z: ABuf, y: ABuf } => ops::maxout;
+    /// `y = Σ xs`.
+    Add { xs: Vec<ABuf>, y: ABuf } => ops::add;
+    /// Rows of `y` are the rows of `xs` side by side.
+    Concat { xs: Vec<ABuf>, y: ABuf } => ops::concat;
+
+    /// Mean softmax cross-entropy of `logits` against class indices in `target` (one per
+    /// row), and its gradient `(softmax − onehot)/rows` in `dlogits`.
+    SoftmaxCrossEntropy { logits: ABuf, target: ABuf, dlogits: ABuf } => ops::softmax_cross_entropy;
+    /// Mean binary cross-entropy of `sigmoid(logits)` against targets in [0, 1], from the
+    /// logits (stable), with its gradient `(sigmoid − t)/(rows·cols)`.
+    SigmoidBinaryCrossEntropy { logits: ABuf, target: ABuf, dlogits: ABuf } => ops::sigmoid_binary_cross_entropy;
+    /// Mean over rows of `½‖y − t‖²`, with gradient `(y − t)/rows`.
+    MeanSquaredError { y: ABuf, target: ABuf, dy: ABuf } => ops::mean_squared_error;
+    /// Unfused: mean `−log p[label]` of probabilities, with gradient `−1/(rows·p[label])` at
+    /// the label and 0 elsewhere.
+    CrossEntropy { probs: ABuf, target: ABuf, dprobs: ABuf } => ops::cross_entropy;
+    /// Unfused: mean binary cross-entropy of probabilities in (0, 1).
+    BinaryCrossEntropy { probs: ABuf, target: ABuf, dprobs: ABuf } => ops::binary_cross_entropy;
+
+    /// Forward was `y = x·Wᵀ + b`, so now `dW = dyᵀ·x`, `db = Σ_rows dy`, `dx (+)= dy·W`.
+    DenseBackward { x: ABuf, w: PBuf, dy: ABuf, dw: PBuf, db: PBuf, dx: Option<(ABuf, Write)> } => ops::dense_backward;
+    /// Forward was `y = f(z)`, `z = x·Wᵀ + b`: `dy` is overwritten with `dz = dy · f'(z)`, then
+    /// `dW = dzᵀ·x`, `db = Σ dz`, `dx (+)= dz·W`.
+    DenseActBackward { f: Act, x: ABuf, y: ABuf, w: PBuf, dy: ABuf, dw: PBuf, db: PBuf, dx: Option<(ABuf, Write)> } => ops::dense_act_backward;
+    /// Forward was `y = f(x)`, so now `dx (+)= dy · f'(x)`; `f'` is computed from `y` where
+    /// that is cheaper (sigmoid, tanh).
+    ActivationBackward { f: Act, x: ABuf, y: ABuf, dy: ABuf, dx: ABuf, write: Write } => ops::activation_backward;
+    /// Forward was `y = f(x)`; `d` holds dy and is overwritten with `dx = dy · f'(x)`, with
+    /// `f'` computed from `y` (the input may have been overwritten in place).
+    ActivationBackwardInPlace { f: Act, y: ABuf, d: ABuf } => ops::activation_backward_in_place;
+    /// Forward was `y = x · mask`, so now `dx (+)= dy · mask`.
+    DropoutBackward { mask: ABuf, dy: ABuf, dx: ABuf, write: Write } => ops::dropout_backward;
+    /// Dropout's backward overwriting `d` (dy) with `dx = dy · mask`.
+    DropoutBackwardInPlace { mask: ABuf, d: ABuf } => ops::dropout_backward_in_place;
+    /// Forward was `y = softmax(x)` row-wise, so now `dx (+)= y · (dy − Σ dy·y)`.
+    SoftmaxBackward { y: ABuf, dy: ABuf, dx: ABuf, write: Write } => ops::softmax_backward;
+    /// Forward was `y = f(conv(x) + b)`: `dy` becomes `dz = dy·f'(y)` in place, then `dW`,
+    /// `db`, and `dx (+)= col2im(dz·W)`.
+    ConvBackward { g: Geometry, f: Act, x: ABuf, y: ABuf, w: PBuf, dy: ABuf, dw: PBuf, db: PBuf, dx: Option<(ABuf, Write)>, ws: ABuf } => ops::conv_backward;
+    /// Forward was `y = f(local(x) + b)`: as [`Step::ConvBackward`] with a filter per position.
+    LocalBackward { g: Geometry, f: Act, x: ABuf, y: ABuf, w: PBuf, dy: ABuf, dw: PBuf, db: PBuf, dx: Option<(ABuf, Write)>, ws: ABuf } => ops::local_backward;
+    /// Forward was `y = pool(x)`, so now each window's `x` gets its share of `dy`.
+    PoolBackward { op: PoolOp, g: Geometry, x: ABuf, y: ABuf, dy: ABuf, dx: ABuf, write: Write } => ops::pool_backward;
+    /// Forward was the maxout reduction, so now `dz = dy` at each group's maximum.
+    MaxoutBackward { pieces: usize, z: ABuf, y: ABuf, dy: ABuf, dz: ABuf, write: Write } => ops::maxout_backward;
+    /// Forward was `y = x` (a sum, or one part of a concatenation), so now
+    /// `dx (+)= dy[:, x_col .. x_col + x.cols]`.
+    Copy { x: ABuf, x_col: usize, y: ABuf, write: Write } => ops::copy;
+}
