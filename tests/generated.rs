@@ -30,6 +30,18 @@ nnlang_macros::nn! {
     data d { train = csv("unused.csv") }
 }
 
+nnlang_macros::nn! {
+    // softplus (an op added by following docs/architecture.md, "Adding a layer") after a
+    // dense layer and after a convolution.
+    model Soft {
+        input x: [6, 6, 2]
+        x -> conv(filters = 4, size = 3, pad = same) -> softplus -> maxpool(size = 2)
+          -> dense(8) -> softplus -> dense(3) -> softmax
+    }
+    train Soft on d { loss = cross_entropy, optimizer = sgd(lr = 0.1, momentum = 0.9), batch = 8, seed = 5 }
+    data d { train = csv("unused.csv") }
+}
+
 /// The interpreter side: the same model compiled from the same source at run time.
 fn interpreter(
     src: &str,
@@ -119,6 +131,11 @@ differential!(
     dropout_and_bce,
     Dropped,
     "model Dropped(width = 12) {\n input x: [10]\n x -> dense(width) -> leaky_relu(alpha = 0.1) -> dropout(keep = 0.7)\n -> dense(width) -> tanh -> dropout(drop = 0.25)\n -> dense(3) -> sigmoid\n }\n train Dropped on d { loss = binary_cross_entropy, optimizer = adam(lr = 0.01), batch = 16, seed = 3 }\n data d { train = csv(\"unused.csv\") }"
+);
+differential!(
+    softplus,
+    Soft,
+    "model Soft {\n input x: [6, 6, 2]\n x -> conv(filters = 4, size = 3, pad = same) -> softplus -> maxpool(size = 2)\n -> dense(8) -> softplus -> dense(3) -> softmax\n }\n train Soft on d { loss = cross_entropy, optimizer = sgd(lr = 0.1, momentum = 0.9), batch = 8, seed = 5 }\n data d { train = csv(\"unused.csv\") }"
 );
 
 #[test]

@@ -5,7 +5,7 @@
 use nnlang::plan::{build_at, Level, Loss, Mode};
 use nnlang::{compile, Options};
 use nnlang_runtime::interp::Exec;
-use nnlang_runtime::plan::{Plan, TargetKind};
+use nnlang_runtime::plan::{Plan, Step, TargetKind};
 use nnlang_runtime::train::regularization;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -51,17 +51,23 @@ fn check_plan(src: &str, loss: Loss, l1: f64, l2: f64, level: Level) {
     }
     let (t, kind) = plan.target.expect("training plan");
     let target: Vec<f64> = match kind {
-        TargetKind::Class => (0..ROWS).map(|r| (r * 7 % t.cols.max(1)) as f64).collect(),
+        // Labels spread over the classes, whether the loss is fused with the softmax
+        // (optimised plan) or reads its probabilities (unoptimised plan).
+        TargetKind::Class => {
+            let classes = plan
+                .steps
+                .iter()
+                .find_map(|s| match s {
+                    Step::SoftmaxCrossEntropy { logits: b, .. } | Step::CrossEntropy { probs: b, .. } => Some(b.cols),
+                    _ => None,
+                })
+                .expect("a class target has a cross-entropy step");
+            let labels: Vec<f64> = (0..ROWS).map(|r| ((r * 7 + 3) % classes) as f64).collect();
+            let distinct = labels.iter().map(|l| *l as usize).collect::<std::collections::BTreeSet<_>>().len();
+            assert!(distinct > 1 || classes == 1, "labels {labels:?} cover several classes");
+            labels
+        }
         TargetKind::Values => (0..ROWS * t.cols).map(|_| rng.random_range(0.0..1.0)).collect(),
-    };
-    let target = if kind == TargetKind::Class {
-        let classes = plan.steps.iter().find_map(|s| match s {
-            nnlang_runtime::plan::Step::SoftmaxCrossEntropy { logits, .. } => Some(logits.cols),
-            _ => None,
-        });
-        target.iter().enumerate().map(|(r, _)| (r % classes.unwrap_or(1)) as f64).collect()
-    } else {
-        target
     };
     exec.set_target(&plan, ROWS, &target);
     loss_at(&plan, &mut exec, l1, l2);
@@ -113,6 +119,14 @@ fn every_activation() {
             Loss::CrossEntropy,
         );
     }
+}
+
+#[test]
+fn softplus() {
+    check("model M { input x: [6]\n x -> dense(5) -> softplus -> dense(3) -> softmax }", Loss::CrossEntropy);
+    // Its own input is the model input (no input gradient), then a volume.
+    check("model M { input x: [6]\n x -> softplus -> dense(3) -> softmax }", Loss::CrossEntropy);
+    check("model M { input x: [5, 5, 2]\n x -> conv(filters = 3, size = 3) -> softplus -> maxpool(size = 3) -> dense(2) -> sigmoid }", Loss::BinaryCrossEntropy);
 }
 
 #[test]

@@ -25,6 +25,7 @@ pub mod merge;
 pub mod pool;
 pub mod rnn;
 pub mod softmax;
+pub mod softplus;
 
 pub use activation::Activation;
 pub use loss::LossKind;
@@ -258,6 +259,7 @@ registry! {
     Add(merge::Add),
     Concat(merge::Concat),
     MaxoutChannels(maxout::MaxoutChannels),
+    Softplus(softplus::Softplus),
     Loss(loss::Loss),
 }
 

@@ -12,6 +12,7 @@ pub mod elementwise;
 pub mod gemm;
 pub mod loss;
 pub mod pool;
+pub mod softplus;
 
 use crate::plan::{ABuf, Act, Geometry, PBuf, PoolOp, Write};
 
@@ -81,6 +82,10 @@ crate::step::steps! {
     PoolBackward { op: PoolOp, g: Geometry, x: ABuf, y: ABuf, dy: ABuf, dx: ABuf, write: Write } => ops::pool_backward;
     /// Forward was the maxout reduction, so now `dz = dy` at each group's maximum.
     MaxoutBackward { pieces: usize, z: ABuf, y: ABuf, dy: ABuf, dz: ABuf, write: Write } => ops::maxout_backward;
+    /// `y = ln(1 + eˣ)`.
+    Softplus { x: ABuf, y: ABuf } => kernels::softplus::step;
+    /// Forward was `y = ln(1 + eˣ)`, so now `dx (+)= dy · σ(x)`.
+    SoftplusBackward { x: ABuf, dy: ABuf, dx: ABuf, write: Write } => kernels::softplus::backward_step;
     /// Forward was `y = x` (a sum, or one part of a concatenation), so now
     /// `dx (+)= dy[:, x_col .. x_col + x.cols]`.
     Copy { x: ABuf, x_col: usize, y: ABuf, write: Write } => ops::copy;

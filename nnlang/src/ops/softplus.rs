@@ -1,0 +1,63 @@
+//! `softplus`: `y = ln(1 + eˣ)` elementwise (PyTorch's `nn.Softplus` with β = 1), a smooth
+//! ReLU. Its backward reads the input (`dx = dy · σ(x)`), so it never runs in place.
+
+use super::{FlopsCx, Layer, Op, Reads, Rules, Scratch, ShapeCx, StepCx, Value};
+use crate::diag::Diagnostic;
+use crate::ir::Elems;
+use crate::lower::args::Args;
+use crate::lower::eval::Env;
+use crate::shape::RuleResult;
+use nnlang_runtime::plan::{ABuf, PBuf, Step};
+use serde::Serialize;
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Softplus;
+
+impl Softplus {
+    pub const LAYERS: &'static [Layer] =
+        &[Layer { name: "softplus", args: &[], example: "`softplus`", merge: false, positional_error: None, build }];
+}
+
+fn build(_: &Args, _: &Env) -> Result<Op, Diagnostic> {
+    Ok(Op::Softplus(Softplus))
+}
+
+impl Rules for Softplus {
+    fn kind(&self) -> &'static str {
+        "softplus"
+    }
+    fn attributes(&self) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
+    fn shape(&self, cx: &ShapeCx) -> RuleResult {
+        Ok((cx.one(), Vec::new()))
+    }
+    fn flops(&self, cx: &FlopsCx) -> Elems {
+        cx.input_elems()
+    }
+    fn runnable(&self) -> bool {
+        true
+    }
+    fn value(&self, _training: bool) -> Value {
+        Value::Computed
+    }
+    fn scratch(&self, _: &StepCx, _max_batch: usize) -> Vec<Scratch> {
+        Vec::new()
+    }
+    fn forward(&self, c: &StepCx) -> Vec<Step> {
+        vec![Step::Softplus { x: c.inputs[0], y: c.value }]
+    }
+    // Forward was y = ln(1 + eˣ), so now dx (+)= dy · σ(x).
+    fn backward(&self, c: &StepCx, dy: ABuf, _grads: &[PBuf], dx: &mut super::DxFn) -> Vec<Step> {
+        match dx(0, false).into_opt() {
+            Some((d, write)) => vec![Step::SoftplusBackward { x: c.inputs[0], dy, dx: d, write }],
+            None => Vec::new(),
+        }
+    }
+    fn backward_reads(&self) -> Reads {
+        Reads { input: true, output: false }
+    }
+    fn elementwise(&self) -> bool {
+        false
+    }
+}
