@@ -117,5 +117,8 @@ fn emit_ir_and_dot() {
     assert_eq!(out.status.code(), Some(0));
     let dot = text(&out.stdout);
     assert!(dot.starts_with("digraph \"Residual\" {"), "{dot}");
-    assert!(dot.contains("n6 -> n7;") || dot.contains("-> n6;"), "{dot}");
+    // The residual connection: n6 (the sum) reads both n2 and n5.
+    for edge in ["  n2 -> n6;\n", "  n5 -> n6;\n", "  n6 -> n7;\n"] {
+        assert!(dot.contains(edge), "{edge}in {dot}");
+    }
 }

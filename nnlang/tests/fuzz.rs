@@ -123,23 +123,65 @@ proptest! {
     }
 }
 
+/// `src` is refused with an error whose message contains `message`, located at a place in
+/// the source (a line and column of `fuzz.nn`).
+fn located_error(src: &str, message: &str) {
+    let c = compile(src, &Options::default()).expect("a source error, not a usage error");
+    let errors: Vec<_> = c.diagnostics.iter().filter(|d| d.is_error()).collect();
+    assert!(!errors.is_empty(), "no error for:\n{src}");
+    let first = errors[0];
+    assert!(first.message.contains(message), "expected `{message}`, found `{}`", first.message);
+    let label = first.labels.first().expect("the error points somewhere");
+    assert!(label.span.start <= label.span.end && label.span.end <= src.len(), "span {:?} in the source", label.span);
+    let text = render_all(&c.diagnostics, "fuzz.nn", src);
+    assert!(text.contains("--> fuzz.nn:"), "rendered with its place:\n{text}");
+}
+
+/// `src` is a legal model: it compiles with no error and its summary renders.
+fn accepted(src: &str) {
+    let c = compile(src, &Options::default()).expect("compiles");
+    assert!(!c.has_errors(), "{}", render_all(&c.diagnostics, "fuzz.nn", src));
+    for m in &c.models {
+        assert!(nnlang::summary::to_text(&nnlang::summary::summarize(m)).contains("model"));
+    }
+}
+
 #[test]
 fn huge_numbers_and_deep_nesting_are_errors_not_panics() {
-    run("model M(N = 99999999999999999999) { input x: [4]\n x -> [dense(1)] * N }");
-    run("model M(N = 9223372036854775807) { input x: [4]\n x -> dense(N * N) }");
-    run("model M { input x: [4000000000, 4000000000, 4000000000]\n x -> dense(1) }");
-    run("model M { input x: [100000, 100000, 3]\n x -> dense(100000) }");
-    run("model M { input x: [4]\n let a = x -> dense(4000000000)\n let b = x -> dense(4000000000)\n concat(a, b, a, b, a) }");
+    located_error(
+        "model M(N = 99999999999999999999) { input x: [4]\n x -> [dense(1)] * N }",
+        "a repetition count must be an integer",
+    );
+    located_error(
+        "model M(N = 9223372036854775807) { input x: [4]\n x -> dense(N * N) }",
+        "integer overflow in constant expression",
+    );
+    located_error(
+        "model M { input x: [4000000000, 4000000000, 4000000000]\n x -> dense(1) }",
+        "this layer needs a tensor of more than 2^40 elements",
+    );
+    located_error(
+        "model M { input x: [100000, 100000, 3]\n x -> dense(100000) }",
+        "this layer needs a tensor of more than 2^40 elements",
+    );
+    // 4·10⁹ × 4 weights each: large, but below the 2^40 limit on one tensor.
+    accepted("model M { input x: [4]\n let a = x -> dense(4000000000)\n let b = x -> dense(4000000000)\n concat(a, b, a, b, a) }");
+    const DEEP: &str = "brackets are nested more than 32 deep";
     for depth in [31, 32, 33, 100_000] {
         let deep = format!("model M {{ input x: [4]\n x -> {}dense(1){} }}", "[".repeat(depth), "]".repeat(depth));
-        run(&deep);
+        // `{`, the brackets and `dense(`: depth + 2 levels.
+        located_error(&deep, DEEP);
         let parens =
             format!("model M(N = {}1{}) {{ input x: [4]\n x -> dense(N) }}", "(".repeat(depth), ")".repeat(depth));
-        run(&parens);
         let calls = format!("model M {{ input x: [4]\n {}x{} }}", "add(x, ".repeat(depth), ")".repeat(depth));
-        run(&calls);
         let mixed =
             format!("model M {{ input x: [4]\n x -> {}relu{} }}", "[(".repeat(depth / 2), ")]".repeat(depth / 2));
-        run(&mixed);
+        for src in [parens, calls, mixed] {
+            if depth <= 31 {
+                accepted(&src);
+            } else {
+                located_error(&src, DEEP);
+            }
+        }
     }
 }
