@@ -176,11 +176,11 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let (compiled, source) = (&session.compiled, &session.source);
             if rust {
                 for m in &compiled.models {
-                    let tokens = nnlang::codegen::generate(compiled, m).map_err(|diags| {
+                    let tokens = nnlang::back::rust::generate(compiled, m).map_err(|diags| {
                         eprint!("{}", render_all(&diags, &model.file.display().to_string(), source));
                         Failure::Source
                     })?;
-                    print!("{}", nnlang::codegen::pretty(&tokens));
+                    print!("{}", nnlang::back::rust::pretty(&tokens));
                 }
                 return Ok(());
             }

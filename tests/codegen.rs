@@ -3,7 +3,8 @@
 
 mod common;
 
-use nnlang::{codegen, compile, Options};
+use nnlang::back::rust as codegen;
+use nnlang::{compile, Options};
 
 #[test]
 fn generated_code_snapshots() {

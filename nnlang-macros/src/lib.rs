@@ -1,5 +1,5 @@
 //! `nn!`: an nnlang model compiled into Rust at build time. A thin shell over
-//! [`nnlang::codegen::expand`]: every error — a syntax error, a shape that does not fit — is a
+//! [`nnlang::back::rust::expand`]: every error — a syntax error, a shape that does not fit — is a
 //! `compile_error!` carrying nnlang's rendered diagnostic, never a panic.
 //!
 //! ```ignore
@@ -23,5 +23,5 @@ use proc_macro::TokenStream;
 /// `Cargo.toml`) into one struct per model.
 #[proc_macro]
 pub fn nn(input: TokenStream) -> TokenStream {
-    nnlang::codegen::expand(input.into()).into()
+    nnlang::back::rust::expand(input.into()).into()
 }

@@ -1,10 +1,21 @@
 //! nnlang: a declarative language for neural networks, and its compiler.
 //!
-//! The front end reads like its pipeline: [`syntax::parse`] → [`lower::lower_model`] →
-//! [`ir::verify`] → [`shape::infer`], with [`recipe::check_blocks`] beside it for the
-//! training recipe. [`compile`] runs all of it and gathers every diagnostic.
+//! The pipeline, one function per stage:
+//!
+//! ```text
+//!  compile  source ─ syntax::parse ─ lower::lower_model ─ ir::verify ─ shape::infer ─▶ Model
+//!                      └─ recipe::check_blocks ─▶ spec (TrainRecipe, DataSpec, …) ─┘
+//!  plan     Model ─ passes::optimize (loss, fuse, dce, in place) ─ plan::build ─▶ Plan
+//!  back     Plan ─▶ nnlang_runtime::interp (driven by session: train, eval, run)
+//!                ─▶ back::rust (nn!, nnlangc emit --rust)
+//! ```
+//!
+//! [`compile`] is the front end; [`plan()`] the middle; the back ends live in [`back`]. Every
+//! fact about an op (its layers, shape rule, FLOPs, steps, gradient, in-place facts) is in its
+//! module under [`ops`]; [`session`] orchestrates training and inference for the command line,
+//! searches and Rust programs.
 
-pub mod codegen;
+pub mod back;
 pub mod diag;
 pub mod ir;
 pub mod lower;
@@ -63,6 +74,12 @@ impl Compiled {
     pub fn has_errors(&self) -> bool {
         self.diagnostics.iter().any(|d| d.is_error())
     }
+}
+
+/// The middle of the pipeline for one model: its graph for `mode` after the passes, laid out
+/// as one plan for batches of up to `max_batch` rows.
+pub fn plan(model: &Model, mode: plan::Mode, max_batch: usize) -> Result<nnlang_runtime::plan::Plan, Vec<Diagnostic>> {
+    plan::build(model, mode, max_batch)
 }
 
 /// Parses and checks a source file.

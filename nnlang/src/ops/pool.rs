@@ -119,12 +119,9 @@ impl Rules for Pool {
     }
     // Forward was y = pool(x), so now each window's x gets its share of dy.
     fn backward(&self, c: &StepCx, dy: ABuf, _grads: &[PBuf], dx: &mut super::DxFn) -> Vec<Step> {
-        match (self.geometry(c), dx(0, false).into_opt()) {
-            (Some(g), Some((d, write))) => {
-                vec![Step::PoolBackward { op: self.kind, g, x: c.inputs[0], y: c.value, dy, dx: d, write }]
-            }
-            _ => Vec::new(),
-        }
+        let (geometry, d) = (self.geometry(c), dx(0, false).into_opt());
+        let (Some(g), Some((d, write))) = (geometry, d) else { return Vec::new() };
+        vec![Step::PoolBackward { op: self.kind, g, x: c.inputs[0], y: c.value, dy, dx: d, write }]
     }
     fn backward_reads(&self) -> Reads {
         // The maximum (max), the norm (L2) are compared with the input.

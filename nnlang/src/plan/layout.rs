@@ -1,0 +1,236 @@
+//! The forward and backward steps of a graph, from each op's rules ([`crate::ops::Rules`]):
+//! values get arena buffers (or alias their input, or stay where the caller holds them), the
+//! loss and the backward pass in reverse topological order with gradient accumulation, then
+//! the update. Buffers are numbered here; [`super::liveness`] gives them offsets.
+
+use super::liveness;
+use super::{Level, Mode};
+use crate::ir::{Dim, Graph, NodeId, Op};
+use crate::ops::{Dx, Scratch, StepCx, Value};
+use crate::shape::Shapes;
+use nnlang_runtime::plan::{ABuf, PBuf, Param, Plan, Space, Step, Write};
+use std::collections::HashMap;
+
+/// Steps over numbered arena buffers, before offsets are assigned.
+pub(super) struct Builder {
+    /// Columns of each arena buffer; steps refer to arena buffers by index until offsets
+    /// are assigned.
+    pub(super) cols: Vec<usize>,
+    /// Whether a buffer has a fixed length (a workspace) instead of `cols` per row.
+    pub(super) fixed: Vec<bool>,
+    pub(super) steps: Vec<Step>,
+}
+
+impl Builder {
+    fn buf(&mut self, cols: usize) -> ABuf {
+        self.cols.push(cols);
+        self.fixed.push(false);
+        ABuf::arena(self.cols.len() - 1, cols)
+    }
+
+    /// A workspace of `len` elements whatever the batch.
+    fn workspace(&mut self, len: usize) -> ABuf {
+        self.cols.push(len);
+        self.fixed.push(true);
+        ABuf::arena(self.cols.len() - 1, len)
+    }
+}
+
+/// The fixed dimensions of a node's shape, when all are fixed.
+fn fixed_dims(shapes: &Shapes, id: NodeId) -> Option<Vec<usize>> {
+    shapes.shapes[id.index()].as_ref()?.0.iter().map(|d| if let Dim::Fixed(n) = d { Some(*n) } else { None }).collect()
+}
+
+/// Parameters in node order: each tensor's place in the parameter (and gradient) store.
+fn parameters(g: &Graph, shapes: &Shapes) -> (Vec<Param>, Vec<Vec<PBuf>>, usize) {
+    let mut params = Vec::new();
+    let mut node_params: Vec<Vec<PBuf>> = vec![Vec::new(); g.nodes.len()];
+    let mut params_len = 0;
+    for id in g.ids() {
+        for spec in &shapes.params[id.index()] {
+            let len = spec.count() as usize;
+            let buf = PBuf { offset: params_len, len };
+            params_len += len;
+            node_params[id.index()].push(buf);
+            params.push(Param {
+                name: spec.name.clone(),
+                shape: spec.shape.clone(),
+                buf,
+                fan_in: spec.shape.get(1..).map_or(1, |d| d.iter().product::<usize>().max(1)),
+                is_bias: spec.name.ends_with(".bias"),
+            });
+        }
+    }
+    (params, node_params, params_len)
+}
+
+/// What laying out one graph accumulates.
+struct Layout<'g> {
+    g: &'g Graph,
+    shapes: &'g Shapes,
+    training: bool,
+    max_batch: usize,
+    node_params: Vec<Vec<PBuf>>,
+    dims: &'g [Option<Vec<usize>>],
+    b: Builder,
+    /// Each node's value; an alias shares its input's, an in-place node its input's buffer.
+    value: Vec<ABuf>,
+    /// The node whose tensor a node is (itself, or what an alias stands for).
+    canonical: Vec<NodeId>,
+    scratch: Vec<Vec<ABuf>>,
+    /// Gradient buffers, by the node whose value they are the gradient of.
+    grads: HashMap<NodeId, ABuf>,
+    inputs: Vec<ABuf>,
+    target: Option<(ABuf, nnlang_runtime::plan::TargetKind)>,
+    output: ABuf,
+}
+
+impl<'g> Layout<'g> {
+    fn step_cx(&self, id: NodeId) -> StepCx<'g> {
+        let dims = self.dims;
+        let node = self.g.node(id);
+        StepCx {
+            inputs: node.inputs.iter().map(|i| self.value[i.index()]).collect(),
+            value: self.value[id.index()],
+            params: self.node_params[id.index()].clone(),
+            scratch: self.scratch[id.index()].clone(),
+            in_dims: node.inputs.first().and_then(|i| dims[i.index()].as_deref()),
+            out_dims: dims[id.index()].as_deref(),
+            in_place: node.in_place,
+            training: self.training,
+        }
+    }
+
+    fn cols_of(&self, id: NodeId) -> usize {
+        self.shapes.shapes[id.index()].as_ref().map_or(0, |s| s.elements().fixed as usize)
+    }
+
+    /// Forward steps in node order, and the loss.
+    fn forward(&mut self) {
+        let g = self.g;
+        for id in g.ids() {
+            let node = g.node(id);
+            let rules = node.op.rules();
+            match rules.value(self.training) {
+                Value::Caller => {
+                    let v = ABuf { offset: 0, cols: self.cols_of(id), space: Space::Input(self.inputs.len()) };
+                    self.inputs.push(v);
+                    self.value[id.index()] = v;
+                }
+                Value::Alias => {
+                    self.canonical[id.index()] = self.canonical[node.inputs[0].index()];
+                    self.value[id.index()] = self.value[node.inputs[0].index()];
+                }
+                Value::Loss => {
+                    let Op::Loss(loss) = &node.op else { continue };
+                    let p = self.canonical[node.inputs[0].index()];
+                    let pv = self.value[p.index()];
+                    let dp = self.b.buf(pv.cols);
+                    self.grads.insert(p, dp);
+                    let (cols, kind) = loss.target(pv.cols);
+                    let t = ABuf { offset: 0, cols, space: Space::Target };
+                    self.target = Some((t, kind));
+                    self.b.steps.push(loss.step(pv, t, dp));
+                    self.output = pv;
+                }
+                Value::Computed => {
+                    self.value[id.index()] = if node.in_place {
+                        self.value[node.inputs[0].index()]
+                    } else {
+                        let cols = self.cols_of(id);
+                        self.b.buf(cols)
+                    };
+                    let asked = rules.scratch(&self.step_cx(id), self.max_batch);
+                    self.scratch[id.index()] = asked
+                        .into_iter()
+                        .map(|s| match s {
+                            Scratch::PerRow(c) => self.b.buf(c),
+                            Scratch::Fixed(len) => self.b.workspace(len),
+                        })
+                        .collect();
+                    let steps = rules.forward(&self.step_cx(id));
+                    self.b.steps.extend(steps);
+                }
+            }
+        }
+    }
+
+    /// Backward steps in reverse node order from the loss's gradient, accumulating where a
+    /// value has several readers; `dy` buffers are handed on in place when `optimize`.
+    fn backward(&mut self, optimize: bool) {
+        let g = self.g;
+        for id in g.ids().rev() {
+            if self.canonical[id.index()] != id {
+                continue;
+            }
+            let Some(&dy) = self.grads.get(&id) else { continue };
+            let node = g.node(id);
+            let cx = self.step_cx(id);
+            let (canonical, grads, value, b) = (&self.canonical, &mut self.grads, &self.value, &mut self.b);
+            let training = self.training;
+            let mut dx = |i: usize, may_reuse: bool| -> Dx {
+                let input = canonical[node.inputs[i].index()];
+                if g.node(input).op.rules().value(training) == Value::Caller {
+                    return Dx::None;
+                }
+                match grads.get(&input) {
+                    Some(&d) => Dx::Into(d, Write::Accumulate),
+                    None if may_reuse && optimize => {
+                        grads.insert(input, dy);
+                        Dx::New
+                    }
+                    None => {
+                        let d = b.buf(value[input.index()].cols);
+                        grads.insert(input, d);
+                        Dx::Into(d, Write::Assign)
+                    }
+                }
+            };
+            let steps = node.op.rules().backward(&cx, dy, &self.node_params[id.index()], &mut dx);
+            self.b.steps.extend(steps);
+        }
+        self.b.steps.push(Step::Update);
+    }
+}
+
+/// The plan of graph `g` (after the passes, with its shapes).
+pub(super) fn lay_out(g: &Graph, shapes: &Shapes, mode: Mode, max_batch: usize, level: Level) -> Plan {
+    let training = matches!(mode, Mode::Training(_));
+    let (params, node_params, params_len) = parameters(g, shapes);
+    let n = g.nodes.len();
+    let dims: Vec<Option<Vec<usize>>> = g.ids().map(|id| fixed_dims(shapes, id)).collect();
+    let mut l = Layout {
+        g,
+        shapes,
+        training,
+        max_batch,
+        node_params,
+        dims: &dims,
+        b: Builder { cols: Vec::new(), fixed: Vec::new(), steps: Vec::new() },
+        value: vec![ABuf::NONE; n],
+        canonical: g.ids().collect(),
+        scratch: vec![Vec::new(); n],
+        grads: HashMap::new(),
+        inputs: Vec::new(),
+        target: None,
+        output: ABuf::NONE,
+    };
+    l.forward();
+    if training {
+        l.backward(level == Level::Full);
+    } else if let Some(o) = g.output {
+        l.output = l.value[o.index()];
+    }
+    let (arena_len, naive_len) = liveness::pack(&mut l.b, &mut l.output, training, max_batch);
+    Plan {
+        max_batch,
+        arena_len,
+        naive_len,
+        steps: l.b.steps,
+        inputs: l.inputs,
+        target: l.target,
+        output: l.output,
+        params,
+        params_len,
+    }
+}

@@ -1,0 +1,106 @@
+//! IR graph → execution plan. The passes run first ([`crate::passes`]); then forward steps,
+//! the loss, the backward pass and the update are laid out from each op's rules
+//! ([`crate::ops::Rules`]), and liveness analysis gives every arena buffer its offset, so that
+//! buffers whose lifetimes do not overlap share memory. Model inputs and the target are read
+//! where the caller holds them and take no arena space.
+
+use crate::diag::Diagnostic;
+use crate::ir::{Activation, Graph, Op};
+use crate::passes;
+use crate::Model;
+use nnlang_runtime::plan::Plan;
+
+mod layout;
+mod liveness;
+
+pub use crate::passes::{Level, Mode};
+pub use nnlang_runtime::plan::Loss;
+
+/// The most memory a plan may ask for (16 GiB): more is a mistake (an absurd batch), and
+/// refusing it beats an allocation failure.
+pub const MEMORY_LIMIT: u64 = 16 << 30;
+
+/// The graph the plan of `mode` is built from: the model's graph after the passes.
+pub fn graph_for(model: &Model, mode: Mode, level: Level) -> Graph {
+    passes::optimize(&model.graph, mode, level)
+}
+
+/// Builds the optimized plan of `model` for batches of up to `max_batch` rows.
+pub fn build(model: &Model, mode: Mode, max_batch: usize) -> Result<Plan, Vec<Diagnostic>> {
+    build_at(model, mode, max_batch, Level::Full)
+}
+
+/// Checks that every op can run and that the loss fits the model's last layer.
+fn check(model: &Model, mode: Mode) -> Result<(), Vec<Diagnostic>> {
+    let g = &model.graph;
+    let mut errors = Vec::new();
+    for id in g.ids() {
+        let node = g.node(id);
+        if !node.op.rules().runnable() {
+            errors.push(
+                Diagnostic::error(format!("`{}` layers cannot run yet", node.op.kind()), node.span, "no kernel for this layer")
+                    .with_note("`nnlangc check` accepts this model; training and running it need the layer's kernels, which are not written yet"),
+            );
+        }
+    }
+    for &i in &g.inputs {
+        if model.shapes.shapes[i.index()].as_ref().is_some_and(|s| s.seq().is_some()) {
+            let n = g.node(i);
+            errors.push(Diagnostic::error("sequence inputs cannot run yet", n.span, "variable length").with_note(
+                "`nnlangc check` accepts this model; running sequences needs the rnn kernels, which are not written yet",
+            ));
+        }
+    }
+    if g.inputs.len() > nnlang_runtime::interp::MAX_INPUTS {
+        let at = g.node(g.inputs[nnlang_runtime::interp::MAX_INPUTS]).span;
+        errors.push(Diagnostic::error(
+            format!(
+                "a model that runs has at most {} inputs, this one has {}",
+                nnlang_runtime::interp::MAX_INPUTS,
+                g.inputs.len()
+            ),
+            at,
+            "one input too many",
+        ));
+    }
+    let Some(out) = g.output else {
+        return Err(vec![Diagnostic::error("the model has no output", Default::default(), "")]);
+    };
+    let out_node = g.node(out);
+    let ends_in_sigmoid = matches!(&out_node.op, Op::Activation(a) if a.function == Activation::Sigmoid);
+    match mode {
+        Mode::Training(Loss::CrossEntropy) if !matches!(out_node.op, Op::Softmax(_)) => errors.push(
+            Diagnostic::error(
+                "`loss = cross_entropy` needs the model to end in `softmax`",
+                out_node.span,
+                "the model ends here",
+            )
+            .with_help("add `-> softmax` at the end of the output pipeline (it is fused with the loss)"),
+        ),
+        Mode::Training(Loss::BinaryCrossEntropy) if !ends_in_sigmoid => errors.push(
+            Diagnostic::error(
+                "`loss = binary_cross_entropy` needs the model to end in `sigmoid`",
+                out_node.span,
+                "the model ends here",
+            )
+            .with_help("add `-> sigmoid` at the end of the output pipeline (it is fused with the loss)"),
+        ),
+        Mode::Training(_) | Mode::Inference => {}
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
+/// Builds the plan with the passes of `level`.
+pub fn build_at(model: &Model, mode: Mode, max_batch: usize, level: Level) -> Result<Plan, Vec<Diagnostic>> {
+    check(model, mode)?;
+    let g = graph_for(model, mode, level);
+    let (shapes, errors) = crate::shape::infer(&g);
+    if let Some(e) = errors.first() {
+        return Err(vec![e.to_diagnostic(&g)]);
+    }
+    Ok(layout::lay_out(&g, &shapes, mode, max_batch, level))
+}
