@@ -5,6 +5,7 @@
 
 use crate::diag::{did_you_mean, Diagnostic};
 use crate::lower::eval::{eval, fmt_num, Env, Value};
+use crate::ops::LossKind;
 use crate::syntax::ast::{Block, BlockKind, Entry, EntryKind, Expr, ExprKind, File, Ident, Span};
 use std::collections::BTreeMap;
 
@@ -83,9 +84,9 @@ const TRAIN: &[(&str, Spec)] = &[
     (
         "loss",
         Spec::Choice(&[
-            form("cross_entropy", &[("bins", Spec::PosInt, false)]),
-            form("binary_cross_entropy", &[]),
-            form("mse", &[]),
+            form(LossKind::CrossEntropy.name(), &[("bins", Spec::PosInt, false)]),
+            form(LossKind::BinaryCrossEntropy.name(), &[]),
+            form(LossKind::MeanSquaredError.name(), &[]),
         ]),
     ),
     (

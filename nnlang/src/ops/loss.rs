@@ -27,7 +27,7 @@ pub enum LossKind {
 }
 
 impl LossKind {
-    pub fn name(self) -> &'static str {
+    pub const fn name(self) -> &'static str {
         match self {
             LossKind::CrossEntropy => "cross_entropy",
             LossKind::SoftmaxCrossEntropy => "softmax_cross_entropy",
