@@ -14,7 +14,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod report;
+mod say;
 mod train;
+
+use say::{err, errln, out, outln};
 
 #[derive(Parser)]
 #[command(name = "nnlangc", version, about = "The nnlang compiler: check, inspect and run neural-network models")]
@@ -132,15 +135,20 @@ pub enum Failure {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(Failure::Source) => ExitCode::from(1),
+    let code = match run(cli) {
+        Ok(()) => 0,
+        Err(Failure::Source) => 1,
         Err(Failure::Usage(msg)) => {
-            eprintln!("error: {msg}");
-            ExitCode::from(2)
+            errln!("error: {msg}");
+            2
         }
-        Err(Failure::Exit(code)) => ExitCode::from(code),
+        Err(Failure::Exit(code)) => code,
+    };
+    if code == 0 && say::stdout_failed() {
+        errln!("error: could not write everything to standard output (closed or full)");
+        return ExitCode::from(1);
     }
+    ExitCode::from(code)
 }
 
 fn run(cli: Cli) -> Result<(), Failure> {
@@ -154,7 +162,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 } else {
                     serde_json::to_string_pretty(&summaries)
                 };
-                println!("{}", text.map_err(|e| Failure::Usage(e.to_string()))?);
+                outln!("{}", text.map_err(|e| Failure::Usage(e.to_string()))?);
             } else {
                 let texts: Vec<String> = compiled
                     .models
@@ -162,11 +170,11 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     .zip(&summaries)
                     .map(|(m, s)| summary::to_text(s) + &summary::memory_report(&compiled, m))
                     .collect();
-                print!("{}", texts.join("\n"));
+                out!("{}", texts.join("\n"));
                 let checked = compiled.recipes.len();
                 if checked > 0 {
                     let s = if checked == 1 { "" } else { "s" };
-                    println!("\n{checked} recipe block{s} checked (train, data, search, ensemble)");
+                    outln!("\n{checked} recipe block{s} checked (train, data, search, ensemble)");
                 }
             }
             Ok(())
@@ -177,10 +185,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
             if rust {
                 for m in &compiled.models {
                     let tokens = nnlang::back::rust::generate(compiled, m).map_err(|diags| {
-                        eprint!("{}", render_all(&diags, &model.file.display().to_string(), source));
+                        err!("{}", render_all(&diags, &model.file.display().to_string(), source));
                         Failure::Source
                     })?;
-                    print!("{}", nnlang::back::rust::pretty(&tokens));
+                    out!("{}", nnlang::back::rust::pretty(&tokens));
                 }
                 return Ok(());
             }
@@ -214,9 +222,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 };
                 let (shapes, _) = nnlang::shape::infer(&graph);
                 if dot {
-                    print!("{}", nnlang::ir::to_dot(&graph, &shapes.shapes));
+                    out!("{}", nnlang::ir::to_dot(&graph, &shapes.shapes));
                 } else {
-                    print!("{}", nnlang::ir::to_text(&graph, &shapes.shapes));
+                    out!("{}", nnlang::ir::to_text(&graph, &shapes.shapes));
                 }
             }
             Ok(())
@@ -235,7 +243,7 @@ pub fn open(args: &ModelArgs) -> Result<Session, Failure> {
     let overrides: Overrides = args.set.iter().cloned().collect();
     let opts = Options { model: args.model.clone(), overrides };
     let session = Session::open(&args.file, &opts)?;
-    eprint!("{}", session.warnings());
+    err!("{}", session.warnings());
     Ok(session)
 }
 
@@ -243,11 +251,11 @@ impl From<SessionError> for Failure {
     fn from(e: SessionError) -> Failure {
         match e {
             SessionError::Diagnostics(text) => {
-                eprint!("{text}");
+                err!("{text}");
                 Failure::Source
             }
             SessionError::Input(msg) => {
-                eprintln!("error: {msg}");
+                errln!("error: {msg}");
                 Failure::Source
             }
             SessionError::Usage(msg) => Failure::Usage(msg),

@@ -1,16 +1,18 @@
 //! `nnlangc train`, `eval` and `run`: argument handling, progress display and signals over
 //! the library's session ([`nnlang::session`]), which does the work.
 
+use crate::say::{errln, out, outln};
 use crate::{open, Failure, ModelArgs};
 use indicatif::{ProgressBar, ProgressStyle};
-use nnlang::session::Job;
+use nnlang::session::artifacts::RunDir;
+use nnlang::session::{Job, Recorder};
 use nnlang_runtime::train::{EpochStats, Observer};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-/// Exit code after Ctrl-C (128 + SIGINT), once the weights are saved.
+/// Exit code after Ctrl-C or SIGTERM (128 + SIGINT), once the run is saved.
 pub const INTERRUPTED: u8 = 130;
 
 struct Progress {
@@ -18,6 +20,17 @@ struct Progress {
     stop: Arc<AtomicBool>,
     epochs: usize,
     quiet: bool,
+    run: RunDir,
+    recorder: Recorder,
+}
+
+impl Progress {
+    /// Writes the whole run directory: the weights, metrics, model, manifest and curves.
+    fn save(&self, history: &[EpochStats], weights: &[f32], complete: bool) -> Result<(), String> {
+        let mut files = self.recorder.files(history, weights, complete).map_err(|e| e.to_string())?;
+        files.push(("curves.svg", crate::report::curves_svg(&self.recorder.model, history)?.into_bytes()));
+        self.run.write(&files)
+    }
 }
 
 impl Observer for Progress {
@@ -34,6 +47,12 @@ impl Observer for Progress {
             }
         }
         !self.stop.load(Ordering::SeqCst)
+    }
+
+    /// After every epoch the run directory holds that epoch's weights: a kill loses at most
+    /// one epoch.
+    fn checkpoint(&mut self, history: &[EpochStats], weights: &[f32]) -> Result<(), String> {
+        self.save(history, weights, false)
     }
 
     fn epoch(&mut self, s: &EpochStats) {
@@ -60,17 +79,19 @@ impl Observer for Progress {
         if let (Some(lo), Some(hi)) = (lo, hi) {
             line.push_str(&format!("  update/weight {:.1e} ({}) … {:.1e} ({})", lo.ratio, lo.name, hi.ratio, hi.name));
         }
-        println!("{line}");
+        outln!("{line}");
         for r in &s.ratios {
             if r.ratio > 1e-2 {
-                println!(
+                outln!(
                     "  warning: update/weight ratio of {} is {:.1e}, far above 1e-3: the learning rate may be too high",
-                    r.name, r.ratio
+                    r.name,
+                    r.ratio
                 );
             } else if r.ratio < 1e-4 {
-                println!(
+                outln!(
                     "  warning: update/weight ratio of {} is {:.1e}, far below 1e-3: the learning rate may be too low",
-                    r.name, r.ratio
+                    r.name,
+                    r.ratio
                 );
             }
         }
@@ -91,6 +112,11 @@ pub fn train(args: &ModelArgs, t: TrainArgs) -> Result<(), Failure> {
     if let Some(e) = t.epochs {
         job.recipe.epochs = e;
     }
+    // Everything that can fail is checked before the first step: where the run goes, the
+    // data, the plans.
+    let name = job.model.graph.name.clone();
+    let out = t.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(&name));
+    let run = RunDir::prepare(&out).map_err(Failure::Usage)?;
     let loaded = job.load_data(t.limit)?;
     let mut prepared = job.prepare(&loaded, t.threads)?;
     let opts = prepared.options.clone();
@@ -98,9 +124,15 @@ pub fn train(args: &ModelArgs, t: TrainArgs) -> Result<(), Failure> {
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = stop.clone();
-        // A second handler cannot be installed (tests call this twice); training then just
-        // cannot be interrupted, which is safe.
-        let _ = ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst));
+        // Ctrl-C, SIGTERM (timeout, schedulers, `docker stop`) and SIGHUP stop after the
+        // current batch, and the run is saved; a second signal exits at once. A second
+        // handler cannot be installed (tests call this twice); training then just cannot be
+        // interrupted, which is safe.
+        let _ = ctrlc::set_handler(move || {
+            if stop.swap(true, Ordering::SeqCst) {
+                std::process::exit(i32::from(INTERRUPTED));
+            }
+        });
     }
     let bar = (!t.quiet && std::io::stderr().is_terminal()).then(|| {
         let bar = ProgressBar::new(0);
@@ -109,10 +141,10 @@ pub fn train(args: &ModelArgs, t: TrainArgs) -> Result<(), Failure> {
         }
         bar
     });
-    let mut progress = Progress { bar, stop, epochs: opts.epochs, quiet: t.quiet };
-    let name = job.model.graph.name.clone();
+    let recorder = job.recorder(&prepared);
+    let mut progress = Progress { bar, stop, epochs: opts.epochs, quiet: t.quiet, run, recorder };
     if !t.quiet {
-        println!(
+        outln!(
             "training {name} on {} examples ({} held out for validation), batch {}, {} epochs, {} thread{}",
             prepared.fit.rows(),
             prepared.val.rows(),
@@ -123,20 +155,16 @@ pub fn train(args: &ModelArgs, t: TrainArgs) -> Result<(), Failure> {
         );
     }
     let outcome = job.fit(&mut prepared, &mut progress)?;
-
-    let out = t.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(&name));
-    job.write_run(&out, &prepared, &outcome)?;
-    let svg = crate::report::curves_svg(&name, &outcome.history).map_err(Failure::Usage)?;
-    nnlang::session::artifacts::write_atomic(&out.join("curves.svg"), svg.as_bytes()).map_err(Failure::Usage)?;
+    progress.save(&outcome.history, &outcome.weights, outcome.interrupted.is_none()).map_err(Failure::Usage)?;
 
     if let Some(test) = &loaded.test {
         let e = job.evaluate(&prepared.eval_plan, &outcome.weights, test);
         let acc = e.accuracy.map_or(String::new(), |a| format!(", accuracy {:.2}%", 100.0 * a));
-        println!("test: loss {:.4}{acc} on {} examples", e.loss, test.rows());
+        outln!("test: loss {:.4}{acc} on {} examples", e.loss, test.rows());
     }
-    println!("wrote {}/{{weights.safetensors, metrics.csv, curves.svg, model.nn}}", out.display());
+    outln!("wrote {}/{{weights.safetensors, metrics.csv, curves.svg, model.nn, run.json}}", out.display());
     if let Some((epoch, step)) = outcome.interrupted {
-        eprintln!("interrupted at epoch {epoch}, step {step}: the weights so far are saved");
+        errln!("interrupted at epoch {epoch}, step {step}: the weights so far are saved");
         return Err(Failure::Exit(INTERRUPTED));
     }
     Ok(())
@@ -151,21 +179,21 @@ pub fn eval(args: &ModelArgs, weights: &Path, limit: Option<usize>) -> Result<()
         None => (&loaded.train, "training (the data set has no test split)"),
     };
     let e = job.evaluate_file(weights, set)?;
-    println!("{which} set: {} examples", set.rows());
-    println!("loss      {:.4}", e.loss);
+    outln!("{which} set: {} examples", set.rows());
+    outln!("loss      {:.4}", e.loss);
     if let Some(a) = e.accuracy {
-        println!("accuracy  {:.2}%", 100.0 * a);
+        outln!("accuracy  {:.2}%", 100.0 * a);
     }
     if let Some(m) = job.confusion(&e, set) {
-        println!("confusion matrix (rows: true class, columns: predicted)");
+        outln!("confusion matrix (rows: true class, columns: predicted)");
         let w = set.rows().to_string().len().max(3);
-        print!("{:>4} ", "");
-        (0..m.len()).for_each(|c| print!(" {c:>w$}"));
-        println!();
+        out!("{:>4} ", "");
+        (0..m.len()).for_each(|c| out!(" {c:>w$}"));
+        outln!();
         for (r, row) in m.iter().enumerate() {
-            print!("{r:>4} ");
-            row.iter().for_each(|v| print!(" {v:>w$}"));
-            println!();
+            out!("{r:>4} ");
+            row.iter().for_each(|v| out!(" {v:>w$}"));
+            outln!();
         }
     }
     Ok(())
@@ -175,7 +203,7 @@ pub fn run(args: &ModelArgs, weights: &Path, input: &Path, output: &Path) -> Res
     let session = open(args)?;
     let model = session.model(args.model.as_deref())?;
     let p = session.predict_npy(model, weights, input, output)?;
-    println!(
+    outln!(
         "wrote {} rows of {:?} to {} (first predictions: {:?})",
         p.rows,
         &p.shape[1..],

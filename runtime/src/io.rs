@@ -1,6 +1,6 @@
 //! Checkpoints as safetensors, with PyTorch's names and layouts (`<layer>.weight`,
 //! `<layer>.bias`; dense `[out, in]`), so a model trained here loads in the Python ecosystem
-//! and back. Saving writes a temporary file and renames it; loading checks every tensor's
+//! and back. Saving writes a temporary file and renames it ([`write_atomic`]); loading checks every tensor's
 //! name, type and shape against the plan before touching the parameters.
 
 use crate::plan::Param;
@@ -39,10 +39,79 @@ pub fn to_bytes(table: &[Param], params: &[f32]) -> Result<Vec<u8>, CheckpointEr
 /// Writes the checkpoint to `path` atomically (`table` is the plan's `params`).
 pub fn save(path: &Path, table: &[Param], params: &[f32]) -> Result<(), CheckpointError> {
     let bytes = to_bytes(table, params)?;
-    let tmp = path.with_extension("safetensors.partial");
-    let fail = |e: std::io::Error| CheckpointError(format!("{}: cannot write: {e}", path.display()));
-    std::fs::write(&tmp, bytes).map_err(fail)?;
-    std::fs::rename(&tmp, path).map_err(fail)
+    write_atomic(path, &bytes).map_err(CheckpointError)
+}
+
+/// What a path is, when it is not a regular file: "a directory", "a symbolic link", …
+fn not_regular(path: &Path) -> Option<&'static str> {
+    let t = std::fs::symlink_metadata(path).ok()?.file_type();
+    Some(if t.is_file() {
+        return None;
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_symlink() {
+        "a symbolic link"
+    } else {
+        special(&t)
+    })
+}
+
+#[cfg(unix)]
+fn special(t: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_fifo() {
+        "a named pipe"
+    } else if t.is_char_device() || t.is_block_device() {
+        "a device"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
+    }
+}
+
+#[cfg(not(unix))]
+fn special(_: &std::fs::FileType) -> &'static str {
+    "not a regular file"
+}
+
+/// Refuses a path that exists and is not a regular file: writing replaces files, and must
+/// never replace (or write into) a device, a pipe, a link or a directory.
+pub fn check_replaceable(path: &Path) -> Result<(), String> {
+    match not_regular(path) {
+        Some(what) => Err(format!("{}: refusing to replace it: it is {what}, not a regular file", path.display())),
+        None => Ok(()),
+    }
+}
+
+/// Writes `bytes` to `path` so that `path` holds either its old content or all of the new:
+/// a temporary file beside it, written and synced, renamed over it, then the directory
+/// synced. Refuses to replace anything but a regular file; never leaves the temporary file.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    use std::io::Write;
+    check_replaceable(path)?;
+    let fail = |e: std::io::Error| format!("{}: cannot write: {e}", path.display());
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path.file_name().ok_or_else(|| format!("{}: not a file name", path.display()))?;
+    let tmp = dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(bytes).and_then(|_| f.sync_all()))
+        .and_then(|_| std::fs::rename(&tmp, path));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(fail(e));
+    }
+    // The rename is durable once the directory is; a failure here loses nothing written.
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
 }
 
 /// Reads a checkpoint into `params`, which is left untouched unless every tensor of the plan

@@ -1,17 +1,144 @@
-//! What a training run leaves in its directory besides the curves the command line draws:
-//! the weights, the metrics as CSV and the model as trained. Each file is written to a
-//! temporary name and renamed into place.
+//! What a training run leaves in its directory (the weights, the metrics as CSV, the model as
+//! trained, the manifest; the command line adds the curves), and how the directory is
+//! replaced all at once ([`RunDir`]).
 
 use crate::{Compiled, Model};
 use nnlang_runtime::train::EpochStats;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-/// Writes `bytes` to `path` through a temporary file renamed into place.
+/// Writes `bytes` to `path` atomically (see [`nnlang_runtime::io::write_atomic`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    let tmp = path.with_extension("partial");
-    std::fs::write(&tmp, bytes)
-        .and_then(|_| std::fs::rename(&tmp, path))
-        .map_err(|e| format!("{}: cannot write: {e}", path.display()))
+    nnlang_runtime::io::write_atomic(path, bytes)
+}
+
+/// The file that marks a directory as a run directory nnlang wrote, and describes the run.
+pub const MANIFEST: &str = "run.json";
+
+/// A run directory: every file of a run, replaced all at once.
+///
+/// Each write stages the files in a new sibling directory, syncs them, and swaps it with the
+/// run directory in one step (`renameat2(RENAME_EXCHANGE)` on Linux; elsewhere two renames,
+/// between which the directory is briefly absent but never mixed). The directory therefore
+/// always holds one complete run: a kill at any moment leaves the previous epoch's files,
+/// all of them, or the new ones.
+pub struct RunDir {
+    /// The directory's absolute path.
+    dir: PathBuf,
+}
+
+fn describe(path: &Path) -> String {
+    path.display().to_string()
+}
+
+impl RunDir {
+    /// Checks that `dir` can hold a run, before anything is trained: it is absent (its parent
+    /// is created), or a directory that is empty or holds an earlier run (its `run.json`).
+    /// Writing is probed in its parent.
+    pub fn prepare(dir: &Path) -> Result<RunDir, String> {
+        let shown = describe(dir);
+        let abs = if dir.is_absolute() {
+            dir.to_path_buf()
+        } else {
+            std::env::current_dir().map_err(|e| format!("{shown}: {e}"))?.join(dir)
+        };
+        match std::fs::symlink_metadata(&abs) {
+            Ok(m) if m.is_dir() => {
+                let abs = std::fs::canonicalize(&abs).map_err(|e| format!("{shown}: {e}"))?;
+                let mut entries = std::fs::read_dir(&abs).map_err(|e| format!("{shown}: cannot read: {e}"))?;
+                let empty = entries.next().is_none();
+                if !empty && !abs.join(MANIFEST).is_file() {
+                    return Err(format!(
+                        "{shown}: refusing to write a run here: the directory holds files that are not an nnlang run (no {MANIFEST}); choose a new or empty directory"
+                    ));
+                }
+                let run = RunDir { dir: abs };
+                run.probe()?;
+                Ok(run)
+            }
+            Ok(_) => Err(format!("{shown}: refusing to write a run here: it exists and is not a directory")),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let parent = abs.parent().ok_or_else(|| format!("{shown}: not a directory name"))?;
+                std::fs::create_dir_all(parent).map_err(|e| format!("{}: cannot create: {e}", describe(parent)))?;
+                let parent = std::fs::canonicalize(parent).map_err(|e| format!("{}: {e}", describe(parent)))?;
+                let name = abs.file_name().ok_or_else(|| format!("{shown}: not a directory name"))?;
+                let run = RunDir { dir: parent.join(name) };
+                run.probe()?;
+                Ok(run)
+            }
+            Err(e) => Err(format!("{shown}: {e}")),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    fn parent(&self) -> &Path {
+        self.dir.parent().unwrap_or(Path::new("/"))
+    }
+
+    fn stage_name(&self, what: &str) -> PathBuf {
+        let name = self.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        self.parent().join(format!(".{name}.{what}-{}", std::process::id()))
+    }
+
+    /// Creates and removes a directory beside the run's: fails now, not after training, when
+    /// the run could not be written.
+    fn probe(&self) -> Result<(), String> {
+        let probe = self.stage_name("probe");
+        std::fs::create_dir(&probe)
+            .and_then(|_| std::fs::remove_dir(&probe))
+            .map_err(|e| format!("{}: cannot write a run here: {e}", describe(&self.dir)))
+    }
+
+    /// Replaces the run's files with `files` (name, bytes), all at once.
+    pub fn write(&self, files: &[(&str, Vec<u8>)]) -> Result<(), String> {
+        let stage = self.stage_name("writing");
+        let _ = std::fs::remove_dir_all(&stage);
+        let result = self.stage(&stage, files).and_then(|_| self.swap(&stage));
+        let _ = std::fs::remove_dir_all(&stage);
+        if let Ok(d) = std::fs::File::open(self.parent()) {
+            let _ = d.sync_all();
+        }
+        result
+    }
+
+    fn stage(&self, stage: &Path, files: &[(&str, Vec<u8>)]) -> Result<(), String> {
+        use std::io::Write;
+        let fail = |e: std::io::Error| format!("{}: cannot write: {e}", describe(&self.dir));
+        std::fs::create_dir(stage).map_err(fail)?;
+        for (name, bytes) in files {
+            let mut f = std::fs::File::create(stage.join(name)).map_err(fail)?;
+            f.write_all(bytes).and_then(|_| f.sync_all()).map_err(fail)?;
+        }
+        std::fs::File::open(stage).and_then(|d| d.sync_all()).map_err(fail)
+    }
+
+    /// Puts `stage` where the run directory is; afterwards `stage` holds the old run (or
+    /// nothing) and is removed by the caller.
+    fn swap(&self, stage: &Path) -> Result<(), String> {
+        let fail = |e: std::io::Error| format!("{}: cannot replace the run: {e}", describe(&self.dir));
+        if !self.dir.exists() {
+            return std::fs::rename(stage, &self.dir).map_err(fail);
+        }
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        {
+            use nix::fcntl::{renameat2, RenameFlags};
+            let parent = std::fs::File::open(self.parent()).map_err(fail)?;
+            if renameat2(&parent, stage, &parent, &self.dir, RenameFlags::RENAME_EXCHANGE).is_ok() {
+                return Ok(());
+            }
+        }
+        // No atomic exchange here: move the old run aside, then the new one in.
+        let old = self.stage_name("old");
+        let _ = std::fs::remove_dir_all(&old);
+        std::fs::rename(&self.dir, &old).map_err(fail)?;
+        if let Err(e) = std::fs::rename(stage, &self.dir) {
+            let _ = std::fs::rename(&old, &self.dir);
+            return Err(fail(e));
+        }
+        std::fs::rename(&old, stage).map_err(fail)
+    }
 }
 
 fn opt(v: Option<f64>) -> String {

@@ -178,6 +178,9 @@ impl Session {
     /// its outputs to `output` as `.npy`.
     pub fn predict_npy(&self, model: &Model, weights: &Path, input: &Path, output: &Path) -> Result<Predicted, Error> {
         const BATCH: usize = 256;
+        // Refused now, not after the work: an output that is a device, a pipe, a link or a
+        // directory.
+        nnlang_runtime::io::check_replaceable(output).map_err(Error::Usage)?;
         let plan = self.plan(model, Mode::Inference, BATCH)?;
         let mut exec = load_weights(&plan, weights)?;
         let x = nnlang_runtime::data::npy::read(input).map_err(|e| Error::Input(e.to_string()))?;
@@ -390,18 +393,52 @@ impl<'s> Job<'s> {
         Some(m)
     }
 
-    /// Writes the run directory `out`: `weights.safetensors`, `metrics.csv` and `model.nn`
-    /// (the source with the parameters as trained).
-    pub fn write_run(&self, out: &Path, p: &Prepared, outcome: &Outcome) -> Result<(), Error> {
-        std::fs::create_dir_all(out).map_err(|e| Error::Usage(format!("cannot create {}: {e}", out.display())))?;
-        nnlang_runtime::io::save(&out.join("weights.safetensors"), &p.train_plan.params, &outcome.weights)
-            .map_err(|e| Error::Usage(e.to_string()))?;
-        artifacts::write_atomic(&out.join("metrics.csv"), artifacts::metrics_csv(&outcome.history).as_bytes())
-            .map_err(Error::Usage)?;
+    /// What renders the run directory's files, for the observer to write after each epoch.
+    pub fn recorder(&self, p: &Prepared) -> Recorder {
         let note = format!("resolved by nnlangc train: parameters as trained, {} epochs", p.options.epochs);
         let s = self.session;
-        let resolved = artifacts::resolved_source(&s.source, &s.compiled, self.model, &note);
-        artifacts::write_atomic(&out.join("model.nn"), resolved.as_bytes()).map_err(Error::Usage)
+        Recorder {
+            model: self.model.graph.name.clone(),
+            table: p.train_plan.params.clone(),
+            source: artifacts::resolved_source(&s.source, &s.compiled, self.model, &note),
+            epochs: p.options.epochs,
+        }
+    }
+}
+
+/// Renders a run's files from the history and the weights.
+pub struct Recorder {
+    pub model: String,
+    table: Vec<nnlang_runtime::plan::Param>,
+    source: String,
+    epochs: usize,
+}
+
+impl Recorder {
+    /// `weights.safetensors`, `metrics.csv`, `model.nn` and the manifest `run.json`
+    /// (`complete`: the run ended normally, rather than after an epoch or an interruption).
+    pub fn files(
+        &self,
+        history: &[nnlang_runtime::train::EpochStats],
+        weights: &[f32],
+        complete: bool,
+    ) -> Result<Vec<(&'static str, Vec<u8>)>, Error> {
+        let checkpoint = nnlang_runtime::io::to_bytes(&self.table, weights).map_err(|e| Error::Usage(e.to_string()))?;
+        let manifest = serde_json::json!({
+            "format": "nnlang-run",
+            "version": 1,
+            "model": self.model,
+            "epochs": self.epochs,
+            "epochs_done": history.len(),
+            "complete": complete,
+            "files": ["weights.safetensors", "metrics.csv", "model.nn"],
+        });
+        Ok(vec![
+            ("weights.safetensors", checkpoint),
+            ("metrics.csv", artifacts::metrics_csv(history).into_bytes()),
+            ("model.nn", self.source.clone().into_bytes()),
+            (artifacts::MANIFEST, format!("{manifest:#}\n").into_bytes()),
+        ])
     }
 }
 

@@ -55,18 +55,20 @@ pub fn read(path: &Path) -> Result<Array, DataError> {
 /// failure leaves nothing half-written.
 pub fn write(path: &Path, shape: &[usize], data: &[f32]) -> Result<(), DataError> {
     let err = |e: std::io::Error| DataError::new(path, format!("cannot write: {e}"));
-    let tmp = path.with_extension("npy.partial");
+    let mut bytes = Vec::with_capacity(128 + 4 * data.len());
     {
-        let file = std::fs::File::create(&tmp).map_err(err)?;
         let shape: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
         let mut w = npyz::WriteOptions::<f32>::new()
             .default_dtype()
             .shape(&shape)
-            .writer(std::io::BufWriter::new(file))
+            .writer(std::io::Cursor::new(&mut bytes))
             .begin_nd()
             .map_err(err)?;
         w.extend(data.iter().copied()).map_err(err)?;
         w.finish().map_err(err)?;
     }
-    std::fs::rename(&tmp, path).map_err(err)
+    crate::io::write_atomic(path, &bytes).map_err(|m| {
+        let prefix = format!("{}: ", path.display());
+        DataError::new(path, m.strip_prefix(&prefix).unwrap_or(&m))
+    })
 }

@@ -51,6 +51,8 @@ pub enum TrainError {
         loss: f64,
     },
     Data(ExecError),
+    /// The observer could not save the epoch's checkpoint.
+    Checkpoint(String),
 }
 
 impl std::fmt::Display for TrainError {
@@ -61,6 +63,7 @@ impl std::fmt::Display for TrainError {
                 "the training loss became {loss} at epoch {epoch}, step {step}; training stopped (try a lower learning rate, or check the data for extreme values)"
             ),
             TrainError::Data(e) => write!(f, "{e}"),
+            TrainError::Checkpoint(e) => write!(f, "{e}; training stopped"),
         }
     }
 }
@@ -69,6 +72,12 @@ impl std::fmt::Display for TrainError {
 pub trait Observer {
     fn batch(&mut self, epoch: usize, step: usize, steps: usize, loss: f64) -> bool;
     fn epoch(&mut self, stats: &EpochStats);
+    /// After each completed epoch: the history so far and the weights to keep (the average
+    /// when one is kept), to save as a checkpoint. An error stops training.
+    fn checkpoint(&mut self, history: &[EpochStats], weights: &[f32]) -> Result<(), String> {
+        let _ = (history, weights);
+        Ok(())
+    }
 }
 
 /// What training left behind.
@@ -180,6 +189,7 @@ pub fn fit(
         if interrupted.is_some() {
             break;
         }
+        observer.checkpoint(&history, stepper.opt.eval_weights(stepper.params())).map_err(TrainError::Checkpoint)?;
     }
     let weights = stepper.opt.eval_weights(stepper.params()).to_vec();
     *params = stepper.into_params();
