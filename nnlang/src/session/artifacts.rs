@@ -83,8 +83,20 @@ impl RunDir {
     }
 
     /// Creates and removes a directory beside the run's: fails now, not after training, when
-    /// the run could not be written.
+    /// the run could not be written. Removes what a killed earlier run left staged beside it.
     fn probe(&self) -> Result<(), String> {
+        let name = self.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if let Ok(entries) = std::fs::read_dir(self.parent()) {
+            for e in entries.flatten() {
+                let f = e.file_name().to_string_lossy().into_owned();
+                let stale = [".writing-", ".old-", ".probe-"]
+                    .iter()
+                    .any(|k| f.strip_prefix('.').and_then(|r| r.strip_prefix(&name)).is_some_and(|r| r.starts_with(k)));
+                if stale {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
         let probe = self.stage_name("probe");
         std::fs::create_dir(&probe)
             .and_then(|_| std::fs::remove_dir(&probe))
