@@ -127,7 +127,7 @@ fn sigterm_saves_the_run_and_exits_130() {
     let dir = temp_dir("term");
     let model = setup(&dir);
     let out = dir.join("run");
-    let mut child = spawn(&model, &out);
+    let child = spawn(&model, &out);
     // Wait for the first checkpoint, then ask politely.
     let start = Instant::now();
     while !out.join("run.json").exists() {
