@@ -116,10 +116,12 @@ fn arith(op: BinOp, x: &Value, y: &Value, xs: Span, ys: Span, span: Span) -> Res
                     if *b == 0 {
                         return Err(Diagnostic::error("division by zero", ys, "this is 0"));
                     }
-                    if a % b != 0 {
-                        return Ok(Value::Float(*a as f64 / *b as f64));
+                    // `i64::MIN / -1` overflows (and so does its remainder): checked, both.
+                    match a.checked_rem(*b) {
+                        Some(0) => a.checked_div(*b),
+                        Some(_) => return Ok(Value::Float(*a as f64 / *b as f64)),
+                        None => None,
                     }
-                    Some(a / b)
                 }
             };
             r.map(Value::Int).ok_or_else(|| overflow(span))
@@ -171,6 +173,8 @@ mod tests {
         assert!(eval(&bin(BinOp::Div, ExprKind::Int(1), ExprKind::Int(0)), &env).is_err());
         assert!(eval(&e(ExprKind::Neg(Box::new(e(ExprKind::Int(i64::MIN))))), &env).is_err());
         assert!(eval(&bin(BinOp::Add, ExprKind::Bool(true), ExprKind::Int(1)), &env).is_err());
+        let min_by_minus_one = eval(&bin(BinOp::Div, ExprKind::Int(i64::MIN), ExprKind::Int(-1)), &env);
+        assert_eq!(min_by_minus_one.map_err(|d| d.message), Err("integer overflow in constant expression".to_string()));
     }
 
     #[test]

@@ -11,6 +11,61 @@ use crate::syntax::ast::{self, BinOp, Expr, ExprKind, Ident, Span};
 use eval::{eval, Env, Value};
 use std::collections::{BTreeMap, HashMap};
 
+/// The most layers (IR nodes) a model may have after repetitions are unrolled.
+pub const MAX_LAYERS: usize = 1_000_000;
+
+/// The deepest chain of bindings met while one is resolved (only a cycle or a pathological
+/// order can reach it: bindings are resolved in dependency order).
+const MAX_LET_DEPTH: usize = 200;
+
+/// The order in which to resolve `let` bindings: each after the bindings its expression
+/// names (Kahn's algorithm over a syntactic scan); bindings in a cycle come last, in source
+/// order, where resolving them reports the cycle.
+fn dependency_order(model: &ast::Model) -> Vec<usize> {
+    let index: HashMap<&str, usize> = model.lets.iter().enumerate().map(|(i, l)| (l.name.name.as_str(), i)).collect();
+    let n = model.lets.len();
+    let mut needs: Vec<Vec<usize>> = vec![Vec::new(); n];
+    let mut users: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (i, l) in model.lets.iter().enumerate() {
+        let mut stack = vec![&l.value];
+        while let Some(e) = stack.pop() {
+            match &e.kind {
+                ExprKind::Ident(name) => {
+                    if let Some(&j) = index.get(name.as_str()) {
+                        if !needs[i].contains(&j) {
+                            needs[i].push(j);
+                            users[j].push(i);
+                        }
+                    }
+                }
+                ExprKind::Pipeline(v) => stack.extend(v.iter()),
+                ExprKind::Named(x, _) | ExprKind::Neg(x) | ExprKind::Optional(x, _) | ExprKind::Group(x) => {
+                    stack.push(x)
+                }
+                ExprKind::Binary(_, a, b) => stack.extend([&**a, &**b]),
+                ExprKind::Call { args, .. } => stack.extend(args.iter().map(|a| &a.value)),
+                ExprKind::Int(_) | ExprKind::Float(_) | ExprKind::Percent(_) | ExprKind::Bool(_) | ExprKind::Str(_) => {
+                }
+            }
+        }
+    }
+    let mut missing: Vec<usize> = needs.iter().map(Vec::len).collect();
+    let mut ready: std::collections::VecDeque<usize> = (0..n).filter(|&i| missing[i] == 0).collect();
+    let mut order = Vec::with_capacity(n);
+    while let Some(i) = ready.pop_front() {
+        order.push(i);
+        for &u in &users[i] {
+            missing[u] -= 1;
+            if missing[u] == 0 {
+                ready.push_back(u);
+            }
+        }
+    }
+    let placed: std::collections::HashSet<usize> = order.iter().copied().collect();
+    order.extend((0..n).filter(|i| !placed.contains(i)));
+    order
+}
+
 /// Values given on the command line (`--set KEY=VALUE`) or by a search, by parameter name.
 pub type Overrides = BTreeMap<String, ParamValue>;
 
@@ -117,7 +172,9 @@ pub fn lower_model(model: &ast::Model, overrides: &Overrides) -> Lowered {
     }
     l.declare_inputs();
     l.declare_lets();
-    for i in 0..model.lets.len() {
+    // Bindings are resolved in dependency order, so a chain of them written in any order
+    // never nests the resolution deeply; only a cycle is met while resolving.
+    for i in dependency_order(model) {
         let name = model.lets[i].name.name.as_str();
         if matches!(l.lets.get(name), Some((idx, LetState::Pending)) if *idx == i) {
             let _ = l.resolve_let(name, false);
@@ -366,6 +423,21 @@ impl<'a> Lowerer<'a> {
                 }
                 Err(())
             }
+            LetState::Pending if self.let_stack.len() >= MAX_LET_DEPTH => {
+                let binding = &self.model.lets[idx];
+                self.err(
+                    Diagnostic::error(
+                        format!("bindings refer to one another more than {MAX_LET_DEPTH} deep"),
+                        binding.name.span,
+                        "too deep",
+                    )
+                    .with_note(format!(
+                        "`{}` needs `{name}` through {MAX_LET_DEPTH} bindings that each need the next",
+                        self.let_stack.first().copied().unwrap_or(name)
+                    )),
+                );
+                Err(())
+            }
             LetState::Pending => {
                 if let Some(entry) = self.lets.get_mut(name) {
                     entry.1 = LetState::InProgress;
@@ -546,8 +618,29 @@ impl<'a> Lowerer<'a> {
                 let (body, count) = if is_group(a) { (a, b) } else { (b, a) };
                 let n = self.repeat_count(count)?;
                 let mut c = cur;
-                for _ in 0..n {
+                for i in 0..n {
+                    let before = self.graph.nodes.len();
                     c = self.lower(body, c)?;
+                    if self.graph.nodes.len() == before {
+                        // An empty body (every element switched off): so are the others.
+                        break;
+                    }
+                    if self.graph.nodes.len() > MAX_LAYERS {
+                        self.err(
+                            Diagnostic::error(
+                                format!(
+                                    "this model would have more than {} layers",
+                                    crate::summary::thousands(MAX_LAYERS as u64)
+                                ),
+                                count.span,
+                                format!("stopped after {} of {n} repetitions", i + 1),
+                            )
+                            .with_note(
+                                "nnlang compiles models of at most 1,000,000 layers; a count is probably mistyped",
+                            ),
+                        );
+                        return Err(());
+                    }
                 }
                 Ok(c)
             }
@@ -620,6 +713,20 @@ impl<'a> Lowerer<'a> {
 
     fn repeat_count(&mut self, count: &Expr) -> Result<usize, ()> {
         match eval(count, &self.env) {
+            Ok(Value::Int(n)) if n > MAX_LAYERS as i64 => {
+                self.err(
+                    Diagnostic::error(
+                        format!(
+                            "a repetition count must be at most {}, found {n}",
+                            crate::summary::thousands(MAX_LAYERS as u64)
+                        ),
+                        count.span,
+                        "far too many",
+                    )
+                    .with_note("nnlang compiles models of at most 1,000,000 layers; a count is probably mistyped"),
+                );
+                Err(())
+            }
             Ok(Value::Int(n)) if n >= 0 => usize::try_from(n).map_err(|_| ()),
             Ok(Value::Int(n)) => {
                 self.err(
