@@ -116,7 +116,7 @@ fn kill_9_at_any_moment_leaves_a_consistent_run() {
     let strays: Vec<String> = std::fs::read_dir(&dir)
         .expect("readable")
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with('.'))
+        .filter(|n| n.starts_with(".run."))
         .collect();
     assert!(strays.len() <= 1, "at most the last kill's stage is left: {strays:?}");
     let _ = std::fs::remove_dir_all(&dir);

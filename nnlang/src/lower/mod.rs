@@ -18,51 +18,72 @@ pub const MAX_LAYERS: usize = 1_000_000;
 /// order can reach it: bindings are resolved in dependency order).
 const MAX_LET_DEPTH: usize = 200;
 
-/// The order in which to resolve `let` bindings: each after the bindings its expression
-/// names (Kahn's algorithm over a syntactic scan); bindings in a cycle come last, in source
-/// order, where resolving them reports the cycle.
+/// The `let` bindings an expression names, in the order lowering meets them.
+fn references(e: &Expr, index: &HashMap<&str, usize>) -> Vec<usize> {
+    let mut out = Vec::new();
+    let mut stack = vec![e];
+    while let Some(e) = stack.pop() {
+        // Children are pushed last-first, so they are popped in source order.
+        match &e.kind {
+            ExprKind::Ident(name) => {
+                if let Some(&j) = index.get(name.as_str()) {
+                    out.push(j);
+                }
+            }
+            ExprKind::Pipeline(v) => stack.extend(v.iter().rev()),
+            ExprKind::Named(x, _) | ExprKind::Neg(x) | ExprKind::Optional(x, _) | ExprKind::Group(x) => stack.push(x),
+            ExprKind::Binary(_, a, b) => stack.extend([&**b, &**a]),
+            ExprKind::Call { args, .. } => stack.extend(args.iter().rev().map(|a| &a.value)),
+            ExprKind::Int(_) | ExprKind::Float(_) | ExprKind::Percent(_) | ExprKind::Bool(_) | ExprKind::Str(_) => {}
+        }
+    }
+    out
+}
+
+/// The bindings to resolve first, in order: the depth-first post-order of their references
+/// from each binding in source order — the order recursive resolution would take, so nodes
+/// are numbered as written — computed without recursion, so that resolving along it never
+/// nests (each binding's references are done before it). Bindings in a cycle, or that need
+/// one, are left out: the source-order pass after it resolves them, and reports the cycle
+/// (those nest at most [`MAX_LET_DEPTH`] deep).
 fn dependency_order(model: &ast::Model) -> Vec<usize> {
     let index: HashMap<&str, usize> = model.lets.iter().enumerate().map(|(i, l)| (l.name.name.as_str(), i)).collect();
+    let refs: Vec<Vec<usize>> = model.lets.iter().map(|l| references(&l.value, &index)).collect();
     let n = model.lets.len();
-    let mut needs: Vec<Vec<usize>> = vec![Vec::new(); n];
-    let mut users: Vec<Vec<usize>> = vec![Vec::new(); n];
-    for (i, l) in model.lets.iter().enumerate() {
-        let mut stack = vec![&l.value];
-        while let Some(e) = stack.pop() {
-            match &e.kind {
-                ExprKind::Ident(name) => {
-                    if let Some(&j) = index.get(name.as_str()) {
-                        if !needs[i].contains(&j) {
-                            needs[i].push(j);
-                            users[j].push(i);
-                        }
-                    }
-                }
-                ExprKind::Pipeline(v) => stack.extend(v.iter()),
-                ExprKind::Named(x, _) | ExprKind::Neg(x) | ExprKind::Optional(x, _) | ExprKind::Group(x) => {
-                    stack.push(x)
-                }
-                ExprKind::Binary(_, a, b) => stack.extend([&**a, &**b]),
-                ExprKind::Call { args, .. } => stack.extend(args.iter().map(|a| &a.value)),
-                ExprKind::Int(_) | ExprKind::Float(_) | ExprKind::Percent(_) | ExprKind::Bool(_) | ExprKind::Str(_) => {
-                }
-            }
-        }
-    }
-    let mut missing: Vec<usize> = needs.iter().map(Vec::len).collect();
-    let mut ready: std::collections::VecDeque<usize> = (0..n).filter(|&i| missing[i] == 0).collect();
+    // 0: not met; 1: open (on the stack); 2: done.
+    let mut state = vec![0u8; n];
+    let mut tainted = vec![false; n];
     let mut order = Vec::with_capacity(n);
-    while let Some(i) = ready.pop_front() {
-        order.push(i);
-        for &u in &users[i] {
-            missing[u] -= 1;
-            if missing[u] == 0 {
-                ready.push_back(u);
+    for root in 0..n {
+        if state[root] != 0 {
+            continue;
+        }
+        let mut stack = vec![(root, 0usize)];
+        state[root] = 1;
+        while let Some(&mut (i, ref mut next)) = stack.last_mut() {
+            if let Some(&j) = refs[i].get(*next) {
+                *next += 1;
+                match state[j] {
+                    0 => {
+                        state[j] = 1;
+                        stack.push((j, 0));
+                    }
+                    // A reference back to an open binding: a cycle.
+                    1 => tainted[i] = true,
+                    _ => tainted[i] |= tainted[j],
+                }
+            } else {
+                state[i] = 2;
+                stack.pop();
+                if let Some(&(parent, _)) = stack.last() {
+                    tainted[parent] |= tainted[i];
+                }
+                if !tainted[i] {
+                    order.push(i);
+                }
             }
         }
     }
-    let placed: std::collections::HashSet<usize> = order.iter().copied().collect();
-    order.extend((0..n).filter(|i| !placed.contains(i)));
     order
 }
 
@@ -172,9 +193,9 @@ pub fn lower_model(model: &ast::Model, overrides: &Overrides) -> Lowered {
     }
     l.declare_inputs();
     l.declare_lets();
-    // Bindings are resolved in dependency order, so a chain of them written in any order
-    // never nests the resolution deeply; only a cycle is met while resolving.
-    for i in dependency_order(model) {
+    // Bindings are resolved in dependency order first, so a chain of them written in any
+    // order never nests the resolution deeply; then the rest (cycles) in source order.
+    for i in dependency_order(model).into_iter().chain(0..model.lets.len()) {
         let name = model.lets[i].name.name.as_str();
         if matches!(l.lets.get(name), Some((idx, LetState::Pending)) if *idx == i) {
             let _ = l.resolve_let(name, false);
