@@ -59,6 +59,13 @@ fn too_big(span: Span) -> Diagnostic {
     Diagnostic::error("this number is too large", span, "too large")
 }
 
+/// An argument above the largest tensor nnlang allows (2^40 elements): a typo, refused
+/// before any arithmetic on it can overflow.
+fn too_large(name: &str, kind: &str, n: i64, span: Span) -> Diagnostic {
+    Diagnostic::error(format!("`{name}` of `{kind}` is far too large: {n}"), span, "more than 2^40")
+        .with_note("no dimension, count or padding of a model can exceed 2^40; the number is probably mistyped")
+}
+
 /// "did you mean `hidden`?" when a bare word is close to a model parameter.
 fn with_param_suggestion(d: Diagnostic, v: &Value, env: &Env) -> Diagnostic {
     match v {
@@ -141,6 +148,7 @@ impl<'a> Args<'a> {
         let Some(e) = self.get(name) else { return Ok(None) };
         let v = eval(e, env)?;
         match v {
+            Value::Int(n) if n as u64 > crate::shape::MAX_ELEMENTS => Err(too_large(name, self.kind, n, e.span)),
             Value::Int(n) if n >= 1 => usize::try_from(n).map(Some).map_err(|_| too_big(e.span)),
             Value::Int(n) => Err(Diagnostic::error(
                 format!("`{name}` of `{}` must be at least 1, found {n}", self.kind),
@@ -236,6 +244,7 @@ impl<'a> Args<'a> {
     pub fn padding(&self, env: &Env, size: usize) -> Result<usize, Diagnostic> {
         let Some(e) = self.get("pad") else { return Ok(0) };
         match eval(e, env)? {
+            Value::Int(p) if p as u64 > crate::shape::MAX_ELEMENTS => Err(too_large("pad", self.kind, p, e.span)),
             Value::Int(p) if p >= 0 => usize::try_from(p).map_err(|_| too_big(e.span)),
             Value::Sym(s) if s == "valid" => Ok(0),
             Value::Sym(s) if s == "same" => {

@@ -57,11 +57,20 @@ impl Rules for Maxout {
     }
     fn shape(&self, cx: &ShapeCx) -> RuleResult {
         let (fan_in, out) = affine_in(cx.id, &cx.one(), self.units, "maxout")?;
-        let rows = self.units * self.pieces;
+        let Some(rows) = self.units.checked_mul(self.pieces).filter(|&r| r as u64 <= crate::shape::MAX_ELEMENTS) else {
+            return Err(vec![ShapeError::new(
+                cx.id,
+                format!("`maxout(units = {}, pieces = {})` needs more than 2^40 affine maps", self.units, self.pieces),
+                "far too large",
+            )
+            .note("units × pieces is the number of rows of its weight; a number is probably mistyped")]);
+        };
         Ok((out, vec![param(cx.name, "weight", &[rows, fan_in]), param(cx.name, "bias", &[rows])]))
     }
     fn flops(&self, cx: &FlopsCx) -> Elems {
-        cx.per_example_or_step((2 * cx.fan_in() + 1) * (self.units * self.pieces) as u64)
+        cx.per_example_or_step(
+            (2 * cx.fan_in() + 1).saturating_mul((self.units as u64).saturating_mul(self.pieces as u64)),
+        )
     }
     fn runnable(&self) -> bool {
         true
@@ -71,7 +80,7 @@ impl Rules for Maxout {
     }
     /// The values before the maximum, and (training) their gradient.
     fn scratch(&self, c: &StepCx, _max_batch: usize) -> Vec<Scratch> {
-        let z = Scratch::PerRow(self.units * self.pieces);
+        let z = Scratch::PerRow(self.units.saturating_mul(self.pieces));
         if c.training {
             vec![z, z]
         } else {

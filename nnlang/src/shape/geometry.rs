@@ -51,8 +51,51 @@ fn extent(w: usize, f: usize, s: usize, p: usize) -> f64 {
 }
 
 fn fits(w: usize, f: usize, s: usize, p: usize) -> Option<usize> {
-    let num = (w + 2 * p).checked_sub(f)?;
+    let num = w.checked_add(p.checked_mul(2)?)?.checked_sub(f)?;
     (num % s == 0).then_some(num / s + 1)
+}
+
+/// How far from the value given a suggestion is looked for: the search is bounded whatever
+/// the numbers written.
+const SEARCH: usize = 100_000;
+
+/// The stride nearest to `s` (not `s` itself, ties: the lower) that divides `num`: the strides
+/// that make an extent whole. Trial division up to √num (num is at most about 2^41).
+fn nearest_stride(num: usize, s: usize) -> Option<usize> {
+    let mut best: Option<usize> = None;
+    let mut consider = |q: usize| {
+        if q != s && best.is_none_or(|b| (q.abs_diff(s), q) < (b.abs_diff(s), b)) {
+            best = Some(q);
+        }
+    };
+    let mut d = 1usize;
+    while d.saturating_mul(d) <= num {
+        if num % d == 0 {
+            consider(d);
+            consider(num / d);
+        }
+        d += 1;
+    }
+    best
+}
+
+/// The value in `lo..=hi` nearest to `center` (ties: the lower, or by `prefer`) for which
+/// `ok` holds, looking at most [`SEARCH`] away.
+fn nearest(center: usize, lo: usize, hi: usize, ok: impl Fn(usize) -> bool, prefer_odd: bool) -> Option<usize> {
+    for d in 0..=SEARCH {
+        let below = center.checked_sub(d).filter(|&q| q >= lo && q <= hi && ok(q));
+        let above = center.checked_add(d).filter(|&q| d > 0 && q >= lo && q <= hi && ok(q));
+        match (below, above) {
+            (Some(b), Some(a)) if prefer_odd && b % 2 == 0 && a % 2 == 1 => return Some(a),
+            (Some(b), _) => return Some(b),
+            (None, Some(a)) => return Some(a),
+            (None, None) => {}
+        }
+        if center.saturating_sub(d) <= lo && center.saturating_add(d) >= hi {
+            return None;
+        }
+    }
+    None
 }
 
 /// Convolution and locally-connected layers: `(W − F + 2P)/S + 1`.
@@ -62,19 +105,17 @@ pub fn window_extent(dim: &str, w: usize, f: usize, s: usize, p: usize) -> Resul
     }
     let mut suggestions = Vec::new();
     // The padding nearest the one given that fits this stride.
-    if let Some(p2) = (0..=f).filter(|&q| q != p && fits(w, f, s, q).is_some()).min_by_key(|&q| q.abs_diff(p)) {
+    if let Some(p2) = nearest(p, 0, f, |q| q != p && fits(w, f, s, q).is_some(), false) {
         let n = fits(w, f, s, p2).unwrap_or(0);
         suggestions.push(format!("pad = {p2} gives {} = {n}", conv_formula(w, f, s, p2)));
     }
-    if let Some(s2) =
-        (1..=f.max(s + 1)).filter(|&q| q != s && fits(w, f, q, p).is_some()).min_by_key(|&q| q.abs_diff(s))
-    {
+    let span = w.checked_add(p.saturating_mul(2)).and_then(|x| x.checked_sub(f));
+    if let Some(s2) = span.filter(|&n| n > 0).and_then(|n| nearest_stride(n, s)) {
         let n = fits(w, f, s2, p).unwrap_or(0);
         suggestions.push(format!("stride = {s2} gives {} = {n}", conv_formula(w, f, s2, p)));
     }
-    if let Some(f2) =
-        (1..=w + 2 * p).filter(|&q| q != f && fits(w, q, s, p).is_some()).min_by_key(|&q| (q.abs_diff(f), q % 2 == 0))
-    {
+    let widest = w.saturating_add(p.saturating_mul(2));
+    if let Some(f2) = nearest(f, 1, widest, |q| q != f && fits(w, q, s, p).is_some(), true) {
         let n = fits(w, f2, s, p).unwrap_or(0);
         suggestions.push(format!("size = {f2} gives {} = {n}", conv_formula(w, f2, s, p)));
     }
@@ -98,14 +139,12 @@ pub fn pool_extent(dim: &str, w: usize, f: usize, s: usize) -> Result<usize, Ext
     }
     let mut suggestions = Vec::new();
     if f <= w {
-        if let Some(s2) =
-            (1..=f.max(s + 1)).filter(|&q| q != s && fits(w, f, q, 0).is_some()).min_by_key(|&q| q.abs_diff(s))
-        {
+        if let Some(s2) = Some(w - f).filter(|&n| n > 0).and_then(|n| nearest_stride(n, s)) {
             let n = fits(w, f, s2, 0).unwrap_or(0);
             suggestions.push(format!("stride = {s2} gives {} = {n}", pool_formula(w, f, s2)));
         }
     }
-    if let Some(f2) = (1..=w).filter(|&q| q != f && fits(w, q, s, 0).is_some()).min_by_key(|&q| q.abs_diff(f)) {
+    if let Some(f2) = nearest(f, 1, w, |q| q != f && fits(w, q, s, 0).is_some(), false) {
         let n = fits(w, f2, s, 0).unwrap_or(0);
         suggestions.push(format!("size = {f2} gives {} = {n}", pool_formula(w, f2, s)));
     }
