@@ -166,6 +166,9 @@ fn huge_numbers_and_deep_nesting_are_errors_not_panics() {
     );
     // 4·10⁹ × 4 weights each: large, but below the 2^40 limit on one tensor.
     accepted("model M { input x: [4]\n let a = x -> dense(4000000000)\n let b = x -> dense(4000000000)\n concat(a, b, a, b, a) }");
+    // A byte-order mark at the start is white space; brackets inside comments do not nest.
+    accepted("\u{feff}model M { input x: [4]\n x -> dense(2) }");
+    accepted(&format!("model M {{ input x: [4]\n /* {} */ x -> dense(2) }}", "[".repeat(100)));
     const DEEP: &str = "brackets are nested more than 32 deep";
     for depth in [31, 32, 33, 100_000] {
         let deep = format!("model M {{ input x: [4]\n x -> {}dense(1){} }}", "[".repeat(depth), "]".repeat(depth));

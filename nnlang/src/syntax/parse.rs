@@ -327,14 +327,36 @@ const KEYWORDS: &[&str] = &["model", "train", "data", "search", "ensemble", "inp
 /// parser or the later stages can exhaust the stack.
 pub const MAX_NESTING: usize = 32;
 
+/// A lexical pass before parsing: brackets nested too deep, and a `/*` comment never closed
+/// (pest would report it at the end of the file). Strings and comments are skipped.
 fn too_deep(source: &str) -> Option<Diagnostic> {
+    let bytes = source.as_bytes();
     let mut depth = 0usize;
-    let mut in_string = false;
-    for (i, b) in source.bytes().enumerate() {
-        match b {
-            b'"' => in_string = !in_string,
-            b'\n' => in_string = false,
-            b'(' | b'[' | b'{' if !in_string => {
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => {
+                // A string ends at its closing quote or at the end of the line.
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'/') => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'*') => match source[i + 2..].find("*/") {
+                Some(end) => i += 2 + end + 1,
+                None => {
+                    return Some(
+                        Diagnostic::error("this comment is never closed", Span::new(i, i + 2), "opened here")
+                            .with_help("close it with `*/`"),
+                    )
+                }
+            },
+            b'(' | b'[' | b'{' => {
                 depth += 1;
                 if depth > MAX_NESTING {
                     return Some(
@@ -347,9 +369,10 @@ fn too_deep(source: &str) -> Option<Diagnostic> {
                     );
                 }
             }
-            b')' | b']' | b'}' if !in_string => depth = depth.saturating_sub(1),
+            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
             _ => {}
         }
+        i += 1;
     }
     None
 }
