@@ -115,8 +115,69 @@ pub fn compile(source: &str, opts: &Options) -> Result<Compiled, UsageError> {
             models.push(Model { graph: lowered.graph, shapes });
         }
     }
+    diagnostics.extend(recipe_fits(&file, &recipes, &models));
     diagnostics.sort_by_key(|d| d.labels.first().map(|l| l.span.start).unwrap_or(0));
     Ok(Compiled { file, models, recipes, diagnostics })
+}
+
+/// What `train` would refuse about a recipe and its model, found by `check` too: the loss
+/// against the last layer, `bins` and a data set's `classes` against the outputs.
+fn recipe_fits(file: &ast::File, recipes: &[Recipe], models: &[Model]) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    let value_span = |block: &ast::Block, key: &str| {
+        block.entries.iter().find_map(|e| match &e.kind {
+            ast::EntryKind::Assign(path, v) if path.len() == 1 && path[0].name == key => Some(v.span),
+            _ => None,
+        })
+    };
+    for r in recipes.iter().filter(|r| r.kind == ast::BlockKind::Train) {
+        let Some(model) = models.iter().find(|m| m.graph.name == r.target) else { continue };
+        let train = spec::TrainRecipe::from_block(r);
+        out.extend(plan::loss_fits(model, train.loss));
+        let outputs =
+            model.graph.output.and_then(|o| model.shapes.shapes[o.index()].as_ref()).map(|s| s.elements().fixed);
+        let Some(outputs) = outputs else { continue };
+        let block = file.blocks.iter().find(|b| b.kind == ast::BlockKind::Train && b.target.name == r.target);
+        if let (Some(bins), Some(block)) = (train.bins, block) {
+            if bins as u64 != outputs {
+                let at = value_span(block, "loss").unwrap_or(block.target.span);
+                out.push(
+                    Diagnostic::error(
+                        format!(
+                            "`cross_entropy(bins = {bins})` needs a model with {bins} outputs, this one has {outputs}"
+                        ),
+                        at,
+                        format!("{bins} bins"),
+                    )
+                    .with_help(format!("end the model in `dense({bins}) -> softmax`, or set `bins = {outputs}`")),
+                );
+            }
+        }
+        let data = train
+            .data
+            .as_deref()
+            .and_then(|d| file.blocks.iter().find(|b| b.kind == ast::BlockKind::Data && b.target.name == d));
+        let classes = train
+            .data
+            .as_deref()
+            .and_then(|d| recipes.iter().find(|b| b.kind == ast::BlockKind::Data && b.target == d));
+        if let (Some(block), Some(spec)) = (data, classes.map(spec::DataSpec::from_block)) {
+            if let (Some(k), spec::TrainRecipe { loss: plan::Loss::CrossEntropy, .. }) = (spec.classes, &train) {
+                if k as u64 != outputs {
+                    let at = value_span(block, "classes").unwrap_or(block.target.span);
+                    out.push(
+                        Diagnostic::error(
+                            format!("data set `{}` declares {k} classes, but the model outputs {outputs}", spec.name),
+                            at,
+                            format!("{k} classes"),
+                        )
+                        .with_help(format!("end the model in `dense({k}) -> softmax`")),
+                    );
+                }
+            }
+        }
+    }
+    out
 }
 
 fn duplicate_models(file: &ast::File) -> Vec<Diagnostic> {

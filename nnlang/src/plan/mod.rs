@@ -30,6 +30,33 @@ pub fn build(model: &Model, mode: Mode, max_batch: usize) -> Result<Plan, Vec<Di
     build_at(model, mode, max_batch, Level::Full)
 }
 
+/// Whether `loss` fits the model's last layer: cross-entropy needs a final softmax, binary
+/// cross-entropy a final sigmoid (each is fused with the loss). Checked by `check` and before
+/// training alike.
+pub fn loss_fits(model: &Model, loss: Loss) -> Option<Diagnostic> {
+    let out_node = model.graph.node(model.graph.output?);
+    let ends_in_sigmoid = matches!(&out_node.op, Op::Activation(a) if a.function == Activation::Sigmoid);
+    match loss {
+        Loss::CrossEntropy if !matches!(out_node.op, Op::Softmax(_)) => Some(
+            Diagnostic::error(
+                "`loss = cross_entropy` needs the model to end in `softmax`",
+                out_node.span,
+                "the model ends here",
+            )
+            .with_help("add `-> softmax` at the end of the output pipeline (it is fused with the loss)"),
+        ),
+        Loss::BinaryCrossEntropy if !ends_in_sigmoid => Some(
+            Diagnostic::error(
+                "`loss = binary_cross_entropy` needs the model to end in `sigmoid`",
+                out_node.span,
+                "the model ends here",
+            )
+            .with_help("add `-> sigmoid` at the end of the output pipeline (it is fused with the loss)"),
+        ),
+        Loss::CrossEntropy | Loss::BinaryCrossEntropy | Loss::MeanSquaredError => None,
+    }
+}
+
 /// Checks that every op can run and that the loss fits the model's last layer.
 fn check(model: &Model, mode: Mode) -> Result<(), Vec<Diagnostic>> {
     let g = &model.graph;
@@ -63,29 +90,11 @@ fn check(model: &Model, mode: Mode) -> Result<(), Vec<Diagnostic>> {
             "one input too many",
         ));
     }
-    let Some(out) = g.output else {
+    let Some(_) = g.output else {
         return Err(vec![Diagnostic::error("the model has no output", Default::default(), "")]);
     };
-    let out_node = g.node(out);
-    let ends_in_sigmoid = matches!(&out_node.op, Op::Activation(a) if a.function == Activation::Sigmoid);
-    match mode {
-        Mode::Training(Loss::CrossEntropy) if !matches!(out_node.op, Op::Softmax(_)) => errors.push(
-            Diagnostic::error(
-                "`loss = cross_entropy` needs the model to end in `softmax`",
-                out_node.span,
-                "the model ends here",
-            )
-            .with_help("add `-> softmax` at the end of the output pipeline (it is fused with the loss)"),
-        ),
-        Mode::Training(Loss::BinaryCrossEntropy) if !ends_in_sigmoid => errors.push(
-            Diagnostic::error(
-                "`loss = binary_cross_entropy` needs the model to end in `sigmoid`",
-                out_node.span,
-                "the model ends here",
-            )
-            .with_help("add `-> sigmoid` at the end of the output pipeline (it is fused with the loss)"),
-        ),
-        Mode::Training(_) | Mode::Inference => {}
+    if let Mode::Training(loss) = mode {
+        errors.extend(loss_fits(model, loss));
     }
     if errors.is_empty() {
         Ok(())
