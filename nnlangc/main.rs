@@ -61,14 +61,14 @@ enum Command {
         #[command(flatten)]
         model: ModelArgs,
         /// Train for this many epochs instead of the recipe's.
-        #[arg(long)]
+        #[arg(long, value_parser = at_least_one)]
         epochs: Option<usize>,
         /// Where to write weights.safetensors, metrics.csv, curves.svg and model.nn
         /// (default: runs/<model>).
         #[arg(long)]
         out: Option<PathBuf>,
         /// Use only the first N training (and test) examples.
-        #[arg(long, value_name = "N")]
+        #[arg(long, value_name = "N", value_parser = at_least_one)]
         limit: Option<usize>,
         /// Print only the final results.
         #[arg(long)]
@@ -86,7 +86,7 @@ enum Command {
         #[arg(long)]
         weights: PathBuf,
         /// Use only the first N test examples.
-        #[arg(long, value_name = "N")]
+        #[arg(long, value_name = "N", value_parser = at_least_one)]
         limit: Option<usize>,
     },
     /// Run a model on every row of a .npy array and write its outputs as .npy.
@@ -114,6 +114,15 @@ pub struct ModelArgs {
     /// Override a model parameter, e.g. `--set N=3` (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_set)]
     set: Vec<(String, ParamValue)>,
+}
+
+/// A count that must be 1 or more (`--limit 0` would evaluate nothing and report 0%).
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_string()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("`{s}` is not a whole number")),
+    }
 }
 
 fn parse_set(s: &str) -> Result<(String, ParamValue), String> {

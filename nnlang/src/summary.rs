@@ -241,7 +241,7 @@ pub fn memory_report(compiled: &crate::Compiled, model: &Model) -> String {
     let naive = build_at(model, Mode::Training(loss), batch, Level::None);
     match (optimized, naive) {
         (Ok(p), Ok(n)) => {
-            let (planned, naive) = (4 * p.arena_len as u64, 4 * n.naive_len as u64);
+            let (planned, naive) = ((p.arena_len as u64).saturating_mul(4), (n.naive_len as u64).saturating_mul(4));
             let saved = if naive > 0 { 100.0 * (1.0 - planned as f64 / naive as f64) } else { 0.0 };
             format!(
                 "  training step (batch {batch}, {name}; {from}): arena {} planned, {} if every buffer of the unoptimised plan had its own ({saved:.0}% less); {} steps\n",

@@ -26,7 +26,7 @@ pub(super) fn pack(b: &mut Builder, output: &mut ABuf, training: bool, max_batch
         first[output.offset] = first[output.offset].min(b.steps.len() + 1);
     }
     let sizes: Vec<usize> =
-        b.cols.iter().zip(&b.fixed).map(|(c, &fixed)| if fixed { *c } else { c * max_batch }).collect();
+        b.cols.iter().zip(&b.fixed).map(|(c, &fixed)| if fixed { *c } else { c.saturating_mul(max_batch) }).collect();
     let (offsets, arena_len) = if sizes.len() <= GREEDY_LIMIT {
         assign_offsets(&sizes, &first, &last)
     } else {
@@ -43,7 +43,7 @@ pub(super) fn pack(b: &mut Builder, output: &mut ABuf, training: bool, max_batch
         }
     }
     relocate(output);
-    (arena_len, sizes.iter().sum())
+    (arena_len, sizes.iter().fold(0usize, |a, &b| a.saturating_add(b)))
 }
 
 /// Plans with at most this many buffers are packed by the greedy of [`assign_offsets`]
@@ -115,8 +115,8 @@ fn assign_in_order(sizes: &[usize], first: &[usize], last: &[usize]) -> (Vec<usi
             offsets[i] = match free.take(sizes[i]) {
                 Some(at) => at,
                 None => {
-                    total += sizes[i];
-                    total - sizes[i]
+                    total = total.saturating_add(sizes[i]);
+                    total.saturating_sub(sizes[i])
                 }
             };
             a += 1;
@@ -143,18 +143,18 @@ fn assign_offsets(sizes: &[usize], first: &[usize], last: &[usize]) -> (Vec<usiz
         let mut conflicts: Vec<(usize, usize)> = placed
             .iter()
             .filter(|&&j| first[j] <= last[i] && first[i] <= last[j])
-            .map(|&j| (offsets[j], offsets[j] + sizes[j]))
+            .map(|&j| (offsets[j], offsets[j].saturating_add(sizes[j])))
             .collect();
         conflicts.sort_unstable();
-        let mut at = 0;
+        let mut at = 0usize;
         for (s, e) in conflicts {
-            if at + sizes[i] <= s {
+            if at.saturating_add(sizes[i]) <= s {
                 break;
             }
             at = at.max(e);
         }
         offsets[i] = at;
-        total = total.max(at + sizes[i]);
+        total = total.max(at.saturating_add(sizes[i]));
         placed.push(i);
     }
     (offsets, total)

@@ -23,6 +23,8 @@ pub struct Expect {
     /// `Some(k)`: labels are class indices below k; `None`: targets are `target_cols` values.
     pub classes: Option<usize>,
     pub target_cols: usize,
+    /// Binary cross-entropy: every target is a probability in [0, 1].
+    pub unit_targets: bool,
 }
 
 /// What the data of `model` must look like for `loss` (`bins` from `cross_entropy(bins = n)`).
@@ -41,6 +43,7 @@ pub fn expect(model: &Model, loss: UserLoss, bins: Option<usize>) -> Expect {
         },
         classes: (loss == UserLoss::CrossEntropy).then_some(out_cols),
         target_cols: out_cols,
+        unit_targets: loss == UserLoss::BinaryCrossEntropy,
     }
 }
 
@@ -90,8 +93,10 @@ pub fn read_source(source: &Source, base: &Path) -> Result<Table, DataError> {
 
 /// Reads and checks the data of a `data` block; paths are relative to `base`.
 pub fn load(spec: &DataSpec, base: &Path, expect: &Expect) -> Result<Loaded, DataError> {
+    // Errors about the data set as a whole name its folder ("." rather than nothing).
+    let folder = if base.as_os_str().is_empty() { Path::new(".") } else { base };
     let Some(train_src) = &spec.train else {
-        return Err(DataError::new(base, format!("data set `{}` has no `train = …` source", spec.name)));
+        return Err(DataError::new(folder, format!("data set `{}` has no `train = …` source", spec.name)));
     };
     let describe = |source: &Source| source.files().first().map_or_else(|| base.to_path_buf(), |f| base.join(f));
     let mut train = read_source(train_src, base)?;
@@ -99,7 +104,7 @@ pub fn load(spec: &DataSpec, base: &Path, expect: &Expect) -> Result<Loaded, Dat
     if let (Some(declared), Some(k)) = (spec.classes, expect.classes) {
         if declared != k {
             return Err(DataError::new(
-                base,
+                folder,
                 format!("data set `{}` declares {declared} classes, but the model outputs {k}", spec.name),
             ));
         }
@@ -122,8 +127,11 @@ pub fn load(spec: &DataSpec, base: &Path, expect: &Expect) -> Result<Loaded, Dat
         }
     }
     let stats = spec.standardize.then(|| train.moments());
+    let labels_of = |source: &Source| source.files().last().map_or_else(|| base.to_path_buf(), |f| base.join(f));
     for (table, source) in std::iter::once((&mut train, train_src)).chain(test.as_mut().zip(spec.test.as_ref())) {
         let file = describe(source);
+        // Labels and targets are named by the file that holds them (IDX labels, NPY y).
+        let labels = labels_of(source);
         if table.cols != expect.input_cols {
             return Err(DataError::new(
                 &file,
@@ -136,15 +144,27 @@ pub fn load(spec: &DataSpec, base: &Path, expect: &Expect) -> Result<Loaded, Dat
         if let Some(k) = expect.classes {
             if let Some((row, label)) = table.first_bad_label(k) {
                 return Err(DataError::new(
-                    &file,
+                    &labels,
                     format!("example {row} has label {label}, outside the model's {k} classes 0..{}", k - 1),
                 ));
             }
         } else if table.y_cols != expect.target_cols {
             return Err(DataError::new(
-                &file,
+                &labels,
                 format!("{} target values per example, the model outputs {}", table.y_cols, expect.target_cols),
             ));
+        }
+        if expect.unit_targets {
+            if let Some((i, v)) = table.y.iter().enumerate().find(|(_, v)| !(0.0..=1.0).contains(*v)) {
+                return Err(DataError::new(
+                    &labels,
+                    format!(
+                        "example {}, target {}: {v} is not a probability in [0, 1], which `binary_cross_entropy` needs",
+                        i / table.y_cols.max(1),
+                        i % table.y_cols.max(1)
+                    ),
+                ));
+            }
         }
         if let Some(sc) = spec.scale {
             table.scale(sc as f32);

@@ -119,7 +119,7 @@ impl Session {
 
     /// The directory relative data paths start from.
     pub fn base(&self) -> &Path {
-        self.path.parent().unwrap_or(Path::new("."))
+        self.path.parent().unwrap_or(Path::new(""))
     }
 
     /// The model named `name`, or the file's only model.
@@ -145,7 +145,7 @@ impl Session {
     /// [`MEMORY_LIMIT`].
     pub fn plan(&self, model: &Model, mode: Mode, batch: usize) -> Result<Plan, Error> {
         let plan = build(model, mode, batch).map_err(|d| Error::Diagnostics(self.render(&d)))?;
-        let bytes = 4 * (plan.arena_len as u64 + 2 * plan.params_len as u64);
+        let bytes = (plan.arena_len as u64).saturating_add(2 * plan.params_len as u64).saturating_mul(4);
         if bytes > MEMORY_LIMIT {
             return Err(self.input_error(format!(
                 "model `{}` at batch {batch} needs {} for its buffers and parameters, more than the {} nnlangc allows; lower `batch` or the layer sizes",

@@ -1,5 +1,6 @@
 //! Numeric CSV (gzipped or plain): one example per line, one column of which is the label.
-//! A first line that is not numeric is a header.
+//! A first line none of whose fields is a number is a header; a first line with some numbers
+//! and some not is an error (a typo, not a header). A byte-order mark at the start is skipped.
 
 use super::{read_maybe_gz, DataError, Table};
 use std::path::Path;
@@ -9,6 +10,7 @@ pub fn read(path: &Path, label: Option<usize>) -> Result<Table, DataError> {
     let bytes = read_maybe_gz(path)?;
     let text = String::from_utf8(bytes)
         .map_err(|e| DataError::new(path, format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to())))?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let mut table = Table { y_cols: 1, ..Table::default() };
     let mut width = None;
     for (i, line) in text.lines().enumerate() {
@@ -21,7 +23,8 @@ pub fn read(path: &Path, label: Option<usize>) -> Result<Table, DataError> {
             fields.iter().enumerate().map(|(c, f)| f.parse::<f32>().map_err(|_| c)).collect();
         let values = match parsed {
             Ok(v) => v,
-            Err(_) if i == 0 => continue, // a header
+            // A header: not one field is a number.
+            Err(_) if i == 0 && fields.iter().all(|f| f.parse::<f32>().is_err()) => continue,
             Err(c) => {
                 return Err(DataError::new(
                     path,

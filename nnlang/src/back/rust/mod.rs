@@ -25,7 +25,10 @@ pub fn generate(compiled: &Compiled, model: &Model) -> Result<TokenStream, Vec<D
     let (loss, options) = (recipe.loss, recipe.options(1));
     let train = build(model, Mode::Training(loss), options.batch)?;
     let infer = build(model, Mode::Inference, options.batch)?;
-    let bytes = 4 * (train.arena_len as u64 + infer.arena_len as u64 + 2 * train.params_len as u64);
+    let bytes = (train.arena_len as u64)
+        .saturating_add(infer.arena_len as u64)
+        .saturating_add(2 * train.params_len as u64)
+        .saturating_mul(4);
     if bytes > MEMORY_LIMIT {
         let span = model.graph.nodes.first().map(|n| n.span).unwrap_or_default();
         return Err(vec![Diagnostic::error(
