@@ -391,6 +391,10 @@ fn impossible_runs_are_refused_before_they_start() {
     // `--limit 0` would train and evaluate nothing: refused as a usage error, before anything.
     let out = nnlangc(&["train", "examples/mnist_mlp.nn", "--limit", "0", "--out", s(&d.join("out")), "--quiet"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("invalid value '0' for '--limit <N>': must be at least 1"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("invalid value '0' for '--limit <N>': must be at least 1"),
+        "{}",
+        text(&out.stderr)
+    );
     assert!(!d.join("out").exists());
 }

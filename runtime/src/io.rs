@@ -117,7 +117,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
 /// Reads a checkpoint into `params`, which is left untouched unless every tensor of the plan
 /// is present with its exact shape and no other tensor is.
 pub fn load(path: &Path, table: &[Param], params: &mut [f32]) -> Result<(), CheckpointError> {
-    let bytes = std::fs::read(path).map_err(|e| CheckpointError(format!("{}: cannot read: {e}", path.display())))?;
+    let bytes = crate::data::read_maybe_gz(path).map_err(|e| CheckpointError(e.to_string()))?;
     from_bytes(&bytes, table, params).map_err(|e| CheckpointError(format!("{}: {}", path.display(), e.0)))
 }
 

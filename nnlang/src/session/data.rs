@@ -47,13 +47,14 @@ pub fn expect(model: &Model, loss: UserLoss, bins: Option<usize>) -> Expect {
     }
 }
 
-/// Reads one split; relative paths are relative to `base`.
-pub fn read_source(source: &Source, base: &Path) -> Result<Table, DataError> {
+/// Reads one split (at most its first `rows` examples); relative paths are relative to
+/// `base`.
+pub fn read_source(source: &Source, base: &Path, rows: Option<usize>) -> Result<Table, DataError> {
     match source {
         Source::Idx { images, labels } => {
             let (images, labels) = (base.join(images), base.join(labels));
-            let x = data::idx::read(&images)?;
-            let y = data::idx::read(&labels)?;
+            let x = data::idx::read_rows(&images, rows)?;
+            let y = data::idx::read_rows(&labels, rows)?;
             if y.dims.len() != 1 {
                 return Err(DataError::new(
                     &labels,
@@ -76,31 +77,36 @@ pub fn read_source(source: &Source, base: &Path) -> Result<Table, DataError> {
         }
         Source::Npy { x: xp, y: yp } => {
             let (xp, yp) = (base.join(xp), base.join(yp));
-            let x = data::npy::read(&xp)?;
-            let y = data::npy::read(&yp)?;
-            if x.shape.first() != y.shape.first() {
+            let x = data::npy::read_rows(&xp, rows)?;
+            let y = data::npy::read_rows(&yp, rows)?;
+            let (Some(&xr), Some(&yr)) = (x.shape.first(), y.shape.first()) else {
+                let (p, a) = if x.shape.is_empty() { (&xp, &x) } else { (&yp, &y) };
                 return Err(DataError::new(
-                    &yp,
-                    format!("{:?} targets for {:?} examples in {}", y.shape.first(), x.shape.first(), xp.display()),
+                    p,
+                    format!("a single number (shape {:?}); expected one row per example", a.shape),
                 ));
+            };
+            if xr != yr {
+                return Err(DataError::new(&yp, format!("{yr} targets for {xr} examples in {}", xp.display())));
             }
             let rows = x.shape.first().copied().unwrap_or(0).max(1);
             Ok(Table { cols: x.data.len() / rows, x: x.data, y_cols: y.data.len() / rows, y: y.data })
         }
-        Source::Csv { path, label } => data::csv::read(&base.join(path), *label),
+        Source::Csv { path, label } => data::csv::read_rows(&base.join(path), *label, rows),
     }
 }
 
-/// Reads and checks the data of a `data` block; paths are relative to `base`.
-pub fn load(spec: &DataSpec, base: &Path, expect: &Expect) -> Result<Loaded, DataError> {
+/// Reads and checks the data of a `data` block; paths are relative to `base`; `rows` keeps
+/// (and reads) only the first examples of each split.
+pub fn load(spec: &DataSpec, base: &Path, expect: &Expect, rows: Option<usize>) -> Result<Loaded, DataError> {
     // Errors about the data set as a whole name its folder ("." rather than nothing).
     let folder = if base.as_os_str().is_empty() { Path::new(".") } else { base };
     let Some(train_src) = &spec.train else {
         return Err(DataError::new(folder, format!("data set `{}` has no `train = …` source", spec.name)));
     };
     let describe = |source: &Source| source.files().first().map_or_else(|| base.to_path_buf(), |f| base.join(f));
-    let mut train = read_source(train_src, base)?;
-    let mut test = spec.test.as_ref().map(|t| read_source(t, base)).transpose()?;
+    let mut train = read_source(train_src, base, rows)?;
+    let mut test = spec.test.as_ref().map(|t| read_source(t, base, rows)).transpose()?;
     if let (Some(declared), Some(k)) = (spec.classes, expect.classes) {
         if declared != k {
             return Err(DataError::new(

@@ -67,8 +67,21 @@ fn io_reason(e: &std::io::Error) -> String {
 
 /// Reads a source file as UTF-8; a byte that is not names its line and column.
 pub fn read_source(path: &Path) -> Result<String, Error> {
-    let bytes =
-        std::fs::read(path).map_err(|e| Error::Usage(format!("cannot read {}: {}", path.display(), io_reason(&e))))?;
+    use std::io::Read;
+    const MAX_SOURCE: u64 = 64 << 20;
+    let cannot = |e: std::io::Error| Error::Usage(format!("cannot read {}: {}", path.display(), io_reason(&e)));
+    let meta = std::fs::metadata(path).map_err(cannot)?;
+    if meta.is_dir() {
+        return Err(Error::Usage(format!("cannot read {}: it is a directory", path.display())));
+    }
+    if !meta.is_file() {
+        return Err(Error::Usage(format!("cannot read {}: not a regular file (a pipe or a device)", path.display())));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path).and_then(|f| f.take(MAX_SOURCE + 1).read_to_end(&mut bytes)).map_err(cannot)?;
+    if bytes.len() as u64 > MAX_SOURCE {
+        return Err(Error::Input(format!("{}: larger than the 64 MiB a model source may be", path.display())));
+    }
     String::from_utf8(bytes).map_err(|e| {
         let at = e.utf8_error().valid_up_to();
         let good = &e.as_bytes()[..at];
@@ -305,12 +318,7 @@ impl<'s> Job<'s> {
                 )));
             }
         }
-        let mut loaded = data::load(&spec, self.session.base(), &expect).map_err(|e| Error::Input(e.to_string()))?;
-        if let Some(n) = limit {
-            loaded.train = loaded.train.head(n);
-            loaded.test = loaded.test.map(|t| t.head(n));
-        }
-        Ok(loaded)
+        data::load(&spec, self.session.base(), &expect, limit).map_err(|e| Error::Input(e.to_string()))
     }
 
     /// The inference plan used to evaluate (batches of at least 256 rows).

@@ -2,18 +2,30 @@
 //! A first line none of whose fields is a number is a header; a first line with some numbers
 //! and some not is an error (a typo, not a header). A byte-order mark at the start is skipped.
 
-use super::{read_maybe_gz, DataError, Table};
+use super::{open, stream_error, DataError, Table, MAX_INPUT_BYTES};
+use std::io::BufRead;
 use std::path::Path;
 
 /// Reads `path`; `label` is the label's column (default: the last).
 pub fn read(path: &Path, label: Option<usize>) -> Result<Table, DataError> {
-    let bytes = read_maybe_gz(path)?;
-    let text = String::from_utf8(bytes)
-        .map_err(|e| DataError::new(path, format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to())))?;
-    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    read_rows(path, label, None)
+}
+
+/// Reads at most the first `rows` examples (the rest of the file is not read).
+pub fn read_rows(path: &Path, label: Option<usize>, rows: Option<usize>) -> Result<Table, DataError> {
+    use std::io::Read;
+    let reader = std::io::BufReader::new(open(path)?.take(MAX_INPUT_BYTES));
     let mut table = Table { y_cols: 1, ..Table::default() };
     let mut width = None;
-    for (i, line) in text.lines().enumerate() {
+    for (i, line) in reader.split(b'\n').enumerate() {
+        if rows.is_some_and(|n| table.y.len() >= n) {
+            break;
+        }
+        let line = line.map_err(|e| stream_error(path, e))?;
+        let line = String::from_utf8(line).map_err(|e| {
+            DataError::new(path, format!("line {}: not UTF-8 text (byte {})", i + 1, e.utf8_error().valid_up_to()))
+        })?;
+        let line = if i == 0 { line.strip_prefix('\u{feff}').unwrap_or(&line) } else { &line };
         let line = line.trim();
         if line.is_empty() {
             continue;

@@ -30,18 +30,64 @@ impl fmt::Display for DataError {
 
 impl std::error::Error for DataError {}
 
-/// Reads a whole file, decompressing it when it starts with the gzip magic number.
-pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>, DataError> {
-    let raw = std::fs::read(path).map_err(|e| DataError::new(path, format!("cannot read: {e}")))?;
-    if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::MultiGzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .map_err(|e| DataError::new(path, format!("broken gzip stream: {e}")))?;
-        Ok(out)
-    } else {
-        Ok(raw)
+/// The most bytes nnlang reads from one input file, or inflates one gzip stream to.
+pub const MAX_INPUT_BYTES: u64 = 16 << 30;
+
+/// Opens `path` for reading if it is a regular file: a pipe with no writer would block
+/// forever, and a device such as `/dev/zero` never ends. The content is decompressed when it
+/// starts with the gzip magic number.
+pub fn open(path: &Path) -> Result<Box<dyn Read>, DataError> {
+    let meta = std::fs::metadata(path).map_err(|e| DataError::new(path, format!("cannot read: {e}")))?;
+    if !meta.is_file() {
+        let what = if meta.is_dir() { "a directory" } else { "not a regular file (a pipe, a device or a socket)" };
+        return Err(DataError::new(
+            path,
+            format!("cannot read: it is {what}; data, weights and inputs are read from files"),
+        ));
     }
+    let file = std::fs::File::open(path).map_err(|e| DataError::new(path, format!("cannot read: {e}")))?;
+    let mut buf = std::io::BufReader::new(file);
+    let gz = std::io::BufRead::fill_buf(&mut buf)
+        .map_err(|e| DataError::new(path, format!("cannot read: {e}")))?
+        .starts_with(&[0x1f, 0x8b]);
+    Ok(if gz { Box::new(Gz(flate2::read::MultiGzDecoder::new(buf))) } else { Box::new(buf) })
+}
+
+/// A gzip stream whose every error (a bad header, a truncated stream) is corrupt data.
+struct Gz<R>(R);
+
+impl<R: Read> Read for Gz<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.read(buf).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))
+    }
+}
+
+/// Reads up to `n` bytes from `r`; fewer only at the end of the stream.
+pub fn read_up_to(path: &Path, r: &mut dyn Read, n: u64) -> Result<Vec<u8>, DataError> {
+    let mut out = Vec::new();
+    r.take(n).read_to_end(&mut out).map_err(|e| stream_error(path, e))?;
+    Ok(out)
+}
+
+/// A read error in words: a broken gzip stream, or the system's message.
+pub fn stream_error(path: &Path, e: std::io::Error) -> DataError {
+    match e.kind() {
+        std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData => {
+            DataError::new(path, format!("broken gzip stream: {e}"))
+        }
+        std::io::ErrorKind::UnexpectedEof => DataError::new(path, "the file ends early"),
+        _ => DataError::new(path, format!("cannot read: {e}")),
+    }
+}
+
+/// Reads a whole file (decompressed when gzipped), at most [`MAX_INPUT_BYTES`].
+pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>, DataError> {
+    let mut r = open(path)?;
+    let out = read_up_to(path, &mut r, MAX_INPUT_BYTES + 1)?;
+    if out.len() as u64 > MAX_INPUT_BYTES {
+        return Err(DataError::new(path, "larger than the 16 GiB nnlang reads from one file"));
+    }
+    Ok(out)
 }
 
 /// Examples as rows: `x` is `rows × cols` features, `y` one value per row (a class index)

@@ -1,7 +1,7 @@
 //! NumPy `.npy` arrays through the npyz crate: read as f32 whatever the stored number type,
 //! written as little-endian f32.
 
-use super::DataError;
+use super::{DataError, MAX_INPUT_BYTES};
 use npyz::WriterBuilder;
 use std::path::Path;
 
@@ -13,9 +13,15 @@ pub struct Array {
 }
 
 pub fn read(path: &Path) -> Result<Array, DataError> {
-    let bytes = std::fs::read(path).map_err(|e| DataError::new(path, format!("cannot read: {e}")))?;
-    let npy = npyz::NpyFile::new(&bytes[..]).map_err(|e| DataError::new(path, format!("not a .npy file: {e}")))?;
-    let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
+    read_rows(path, None)
+}
+
+/// Reads the array, or only its first `rows` rows; the header decides how much is read.
+pub fn read_rows(path: &Path, rows: Option<usize>) -> Result<Array, DataError> {
+    use std::io::Read;
+    let r = super::open(path)?.take(MAX_INPUT_BYTES);
+    let npy = npyz::NpyFile::new(r).map_err(|e| DataError::new(path, format!("not a .npy file: {e}")))?;
+    let mut shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
     if npy.order() == npyz::Order::Fortran {
         return Err(DataError::new(
             path,
@@ -25,15 +31,43 @@ pub fn read(path: &Path) -> Result<Array, DataError> {
     let dtype = npy.dtype();
     let ty = match &dtype {
         npyz::DType::Plain(t) => t.to_string(),
-        other => return Err(DataError::new(path, format!("structured array {other:?} is not supported"))),
+        _ => return Err(DataError::new(path, "structured arrays are not supported; save a plain numeric array")),
     };
-    let bad = |e: std::io::Error| DataError::new(path, format!("cannot read the data: {e}"));
+    let elements = shape.iter().try_fold(1u64, |a, &d| a.checked_mul(d as u64));
+    let size = ty.trim_start_matches(['<', '>', '|', '=']).get(1..).and_then(|n| n.parse::<u64>().ok()).unwrap_or(8);
+    if elements.and_then(|e| e.checked_mul(size)).is_none_or(|b| b > MAX_INPUT_BYTES) {
+        return Err(DataError::new(
+            path,
+            format!("the header promises a {shape:?} array, more than the 16 GiB nnlang reads from one file"),
+        ));
+    }
+    let per_row: usize = shape.iter().skip(1).product();
+    let wanted = match (rows, shape.first()) {
+        (Some(n), Some(&r0)) => {
+            shape[0] = r0.min(n);
+            shape[0] * per_row
+        }
+        _ => shape.iter().product(),
+    };
+    let bad = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => {
+            DataError::new(path, format!("the file ends before the {wanted} elements of its {shape:?} array"))
+        }
+        _ => DataError::new(path, format!("cannot read the data: {e}")),
+    };
+    fn take<T: npyz::Deserialize, R: std::io::Read>(
+        npy: npyz::NpyFile<R>,
+        n: usize,
+        f: impl Fn(T) -> f32,
+    ) -> std::io::Result<Vec<f32>> {
+        npy.data::<T>().map_err(std::io::Error::other)?.take(n).map(|v| v.map(&f)).collect()
+    }
     let data: Vec<f32> = match ty.trim_start_matches(['<', '>', '|', '=']) {
-        "f4" => npy.into_vec::<f32>().map_err(bad)?,
-        "f8" => npy.into_vec::<f64>().map_err(bad)?.into_iter().map(|v| v as f32).collect(),
-        "u1" => npy.into_vec::<u8>().map_err(bad)?.into_iter().map(f32::from).collect(),
-        "i4" => npy.into_vec::<i32>().map_err(bad)?.into_iter().map(|v| v as f32).collect(),
-        "i8" => npy.into_vec::<i64>().map_err(bad)?.into_iter().map(|v| v as f32).collect(),
+        "f4" => take::<f32, _>(npy, wanted, |v| v).map_err(bad)?,
+        "f8" => take::<f64, _>(npy, wanted, |v| v as f32).map_err(bad)?,
+        "u1" => take::<u8, _>(npy, wanted, f32::from).map_err(bad)?,
+        "i4" => take::<i32, _>(npy, wanted, |v| v as f32).map_err(bad)?,
+        "i8" => take::<i64, _>(npy, wanted, |v| v as f32).map_err(bad)?,
         other => {
             return Err(DataError::new(
                 path,
@@ -41,11 +75,10 @@ pub fn read(path: &Path) -> Result<Array, DataError> {
             ))
         }
     };
-    let expected: usize = shape.iter().product();
-    if data.len() != expected {
+    if data.len() != wanted {
         return Err(DataError::new(
             path,
-            format!("the header promises {expected} elements, the file has {}", data.len()),
+            format!("the file ends before the {wanted} elements of its {shape:?} array (it has {})", data.len()),
         ));
     }
     Ok(Array { shape, data })
