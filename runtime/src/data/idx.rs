@@ -20,7 +20,7 @@ pub fn read(path: &Path) -> Result<Idx, DataError> {
 pub fn read_rows(path: &Path, rows: Option<usize>) -> Result<Idx, DataError> {
     let mut r = open(path)?;
     let mut bytes = read_up_to(path, &mut r, 4)?;
-    if bytes.len() == 4 && bytes[0] == 0 && bytes[1] == 0 && (1..=4).contains(&bytes[3]) {
+    if bytes.len() == 4 && bytes[0] == 0 && bytes[1] == 0 && bytes[2] == 0x08 && (1..=4).contains(&bytes[3]) {
         let nd = bytes[3] as u64;
         bytes.extend(read_up_to(path, &mut r, 4 * nd)?);
         if bytes.len() as u64 == 4 + 4 * nd {
