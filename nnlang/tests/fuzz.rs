@@ -1,5 +1,9 @@
-//! No input makes the front end panic: random text, random token soups and mutations of the
-//! examples go through parse, lower, infer and the recipe checks.
+//! No input makes the compiler panic: random text, random token soups and mutations of the
+//! examples go through parse, lower, infer, the recipe checks, and (for what compiles) the
+//! passes and the training and inference plans.
+//!
+//! CI runs 400 inputs per property. The long run (over a million inputs) is
+//! `NNLANG_FUZZ_CASES=340000 cargo test --release -p nnlang --test fuzz` (three properties).
 
 mod common;
 
@@ -12,11 +16,24 @@ fn run(src: &str) {
         let _ = render_all(&c.diagnostics, "fuzz.nn", src);
         for m in &c.models {
             let _ = nnlang::summary::to_text(&nnlang::summary::summarize(m));
+            let loss = c.recipe_or_implied(m).loss;
+            let _ = nnlang::plan(m, nnlang::plan::Mode::Training(loss), 4);
+            let _ = nnlang::plan(m, nnlang::plan::Mode::Inference, 4);
         }
     }
 }
 
-fn examples() -> Vec<String> {
+/// Inputs per property: 400 in CI, more with `NNLANG_FUZZ_CASES`.
+fn cases() -> u32 {
+    std::env::var("NNLANG_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(400)
+}
+
+fn examples() -> &'static [String] {
+    static ALL: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    ALL.get_or_init(read_examples)
+}
+
+fn read_examples() -> Vec<String> {
     let root = common::root();
     let mut v: Vec<String> = common::nn_files(&root.join("examples"), &root).into_iter().map(|(_, _, s)| s).collect();
     let crate_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -92,7 +109,7 @@ const TOKENS: &[&str] = &[
 ];
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 400, .. ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, .. ProptestConfig::default() })]
 
     #[test]
     fn random_text_never_panics(s in "\\PC{0,200}") {
