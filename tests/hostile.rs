@@ -610,6 +610,10 @@ fn flag_cases() -> Vec<Case> {
         case("limits/maxout", vec![("m.nn", b"model M { input x: [4]\n x -> maxout(units = 4294967296, pieces = 4294967296) -> dense(2) }".to_vec())], &["check", "m.nn"], 1, &["needs more than 2^40 affine maps", "--> m.nn:2:7"]),
         case("limits/min-div", vec![("m.nn", b"model M(N = (-9223372036854775807 - 1) / -1) { input x: [4]\n x -> dense(N) }".to_vec())], &["check", "m.nn"], 1, &["integer overflow in constant expression", "--> m.nn:1:13"]),
         case("limits/comment", vec![("m.nn", b"model M { input x: [4]\n /* never closed\n x -> dense(2) }".to_vec())], &["check", "m.nn"], 1, &["this comment is never closed", "--> m.nn:2:2"]),
+        case("limits/long-sum", vec![("m.nn", format!("model M(N = {}) {{ input x: [4]\n x -> dense(N) }}", vec!["1"; 100_000].join(" + ")).into_bytes())], &["check", "m.nn"], 1, &["this expression has 99999 operators; at most 256 are allowed", "--> m.nn:1:13"]),
+        case("limits/many-negations", vec![("m.nn", format!("model M(N = {}1) {{ input x: [4]\n x -> dense(N) }}", "-".repeat(100_000)).into_bytes())], &["check", "m.nn"], 1, &["this expression has 100000 `-` signs; at most 8 are allowed"]),
+        case("limits/total-parameters", vec![("m.nn", b"model M { input x: [1000000]\n x -> [dense(1000000)] * 1000 -> dense(2) }".to_vec())], &["check", "m.nn"], 1, &["with this layer the model has more than 2^40 parameters", "--> m.nn:2:8"]),
+        case("limits/total-flops", vec![("m.nn", b"model M { input x: [1024, 1024, 64]\n x -> [conv(filters = 64, size = 9, pad = same)] * 2000 -> dense(2) }".to_vec())], &["check", "m.nn"], 1, &["with this layer one example needs more than 2^50 FLOPs", "--> m.nn:2:8"]),
         case("limits/let-cycle", vec![("m.nn", b"model M { input x: [4]\n let a = b -> relu\n let b = a -> relu\n a -> dense(2) }".to_vec())], &["check", "m.nn"], 1, &["depend on each other in a cycle"]),
     ]
 }
@@ -678,5 +682,43 @@ fn a_fifo_is_refused_not_waited_on() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read pipe.nn: not a regular file"));
     assert!(start.elapsed() < std::time::Duration::from_secs(5));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A full device or a closed pipe on standard output: no panic; training keeps its run.
+#[test]
+fn a_full_or_closed_stdout_never_panics() {
+    let dir = temp("stdout");
+    std::fs::write(dir.join("m.nn"), CSV_MODEL.replace("epochs = 1", "epochs = 3")).expect("model");
+    std::fs::write(dir.join("train.csv"), GOOD_CSV).expect("data");
+    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").expect("/dev/full");
+    let out = Command::new(env!("CARGO_BIN_EXE_nnlangc"))
+        .args(["check", "m.nn"])
+        .current_dir(&dir)
+        .stdout(full)
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("could not write everything to standard output") && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+
+    // `nnlangc train … | head -0`: the reader is gone before the first line.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nnlangc"))
+        .args(["train", "m.nn", "--out", "run"])
+        .current_dir(&dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("starts");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("exits");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let manifest = std::fs::read_to_string(dir.join("run/run.json")).expect("the run is saved");
+    assert!(manifest.contains("\"complete\": true"), "{manifest}");
     let _ = std::fs::remove_dir_all(&dir);
 }

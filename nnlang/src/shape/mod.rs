@@ -87,6 +87,7 @@ impl ShapeError {
 pub fn infer(graph: &Graph) -> (Shapes, Vec<ShapeError>) {
     let mut out = Shapes { shapes: vec![None; graph.nodes.len()], params: vec![Vec::new(); graph.nodes.len()] };
     let mut errors = Vec::new();
+    let (mut total_params, mut total_flops) = (0u64, 0u64);
     for id in graph.ids() {
         let node = graph.node(id);
         let ins: Option<Vec<&Shape>> =
@@ -95,6 +96,16 @@ pub fn infer(graph: &Graph) -> (Shapes, Vec<ShapeError>) {
         let cx = ShapeCx { id, name: &node.name, inputs: &node.inputs, ins: &ins };
         match node.op.rules().shape(&cx).and_then(|r| within_limits(id, r)) {
             Ok((shape, params)) => {
+                let input = node.inputs.first().and_then(|i| out.shapes[i.index()].as_ref());
+                let f =
+                    node.op.rules().flops(&crate::ops::FlopsCx { input, output: &shape, n_inputs: node.inputs.len() });
+                total_flops = total_flops.saturating_add(f.fixed).saturating_add(f.per_step);
+                total_params = params.iter().fold(total_params, |n, p| n.saturating_add(p.count()));
+                if let Some(e) = over_budget(id, total_params, total_flops) {
+                    errors.push(e);
+                    // One report: the totals only grow from here.
+                    return (out, errors);
+                }
                 out.shapes[id.index()] = Some(shape);
                 out.params[id.index()] = params;
             }
@@ -107,6 +118,30 @@ pub fn infer(graph: &Graph) -> (Shapes, Vec<ShapeError>) {
 /// The most elements one tensor may have (2^40, 4 TiB of f32): larger shapes are mistakes,
 /// and refusing them keeps every count below overflow.
 pub const MAX_ELEMENTS: u64 = 1 << 40;
+
+/// The most forward FLOPs per example a model may need (2^50, about a petaFLOP).
+pub const MAX_FLOPS: u64 = 1 << 50;
+
+/// The model's totals so far, against the limits: parameters (2^40) and FLOPs.
+fn over_budget(id: NodeId, params: u64, flops: u64) -> Option<ShapeError> {
+    if params > MAX_ELEMENTS {
+        Some(
+            ShapeError::new(
+                id,
+                "with this layer the model has more than 2^40 parameters",
+                "the total passes 2^40 here",
+            )
+            .note("no machine trains that; a unit count or a repetition is probably mistyped"),
+        )
+    } else if flops > MAX_FLOPS {
+        Some(
+            ShapeError::new(id, "with this layer one example needs more than 2^50 FLOPs", "the total passes 2^50 here")
+                .note("no machine runs that; a size or a repetition is probably mistyped"),
+        )
+    } else {
+        None
+    }
+}
 
 fn within_limits(id: NodeId, (shape, params): (Shape, Vec<ParamSpec>)) -> RuleResult {
     let e = shape.elements();

@@ -20,6 +20,9 @@ pub fn parse(source: &str) -> Result<File, Diagnostic> {
         return Err(d);
     }
     let mut pairs = Grammar::parse(Rule::file, source).map_err(|e| syntax_error(source, e))?;
+    if let Some(d) = too_long(pairs.clone()) {
+        return Err(d);
+    }
     let mut file = File::default();
     let Some(root) = pairs.next() else {
         return Ok(file);
@@ -373,6 +376,37 @@ fn too_deep(source: &str) -> Option<Diagnostic> {
             _ => {}
         }
         i += 1;
+    }
+    None
+}
+
+/// The most operators one sum or product may chain, and the most `-` signs one value may
+/// carry: the syntax tree nests one level per operator, and every later stage walks it.
+pub const MAX_OPERATORS: usize = 256;
+const MAX_NEGATIONS: usize = 8;
+
+/// An expression too long to nest, found by an iterative walk of the parse (pest's pairs are
+/// flat here: `1 + 1 + …` is one `sum` with many children).
+fn too_long(pairs: pest::iterators::Pairs<Rule>) -> Option<Diagnostic> {
+    for p in pairs.flatten() {
+        let (count, limit, what) = match p.as_rule() {
+            Rule::sum | Rule::product => (p.clone().into_inner().count() / 2, MAX_OPERATORS, "operators"),
+            Rule::unary => {
+                (p.clone().into_inner().filter(|q| q.as_rule() == Rule::neg).count(), MAX_NEGATIONS, "`-` signs")
+            }
+            _ => continue,
+        };
+        if count > limit {
+            let sp = p.as_span();
+            return Some(
+                Diagnostic::error(
+                    format!("this expression has {count} {what}; at most {limit} are allowed"),
+                    Span::new(sp.start(), sp.end()),
+                    "too long",
+                )
+                .with_note("no model needs this; compute the value and write it, or split it into parameters"),
+            );
+        }
     }
     None
 }
