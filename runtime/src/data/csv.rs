@@ -11,18 +11,30 @@ pub fn read(path: &Path, label: Option<usize>) -> Result<Table, DataError> {
     read_rows(path, label, None)
 }
 
+/// The longest line read.
+const MAX_LINE: u64 = 64 << 20;
+
 /// Reads at most the first `rows` examples (the rest of the file is not read).
 pub fn read_rows(path: &Path, label: Option<usize>, rows: Option<usize>) -> Result<Table, DataError> {
     use std::io::Read;
-    let reader = std::io::BufReader::new(open(path)?.take(MAX_INPUT_BYTES));
+    let mut reader = std::io::BufReader::new(open(path)?.take(MAX_INPUT_BYTES));
     let mut table = Table { y_cols: 1, ..Table::default() };
     let mut width = None;
-    for (i, line) in reader.split(b'\n').enumerate() {
+    let mut raw = Vec::new();
+    for i in 0.. {
         if rows.is_some_and(|n| table.y.len() >= n) {
             break;
         }
-        let line = line.map_err(|e| stream_error(path, e))?;
-        let line = String::from_utf8(line).map_err(|e| {
+        raw.clear();
+        // One line, read at most MAX_LINE bytes into: a stream without line breaks stops here.
+        let n = (&mut reader).take(MAX_LINE + 1).read_until(b'\n', &mut raw).map_err(|e| stream_error(path, e))?;
+        if n == 0 {
+            break;
+        }
+        if raw.len() as u64 > MAX_LINE {
+            return Err(DataError::new(path, format!("line {} is longer than 64 MiB", i + 1)));
+        }
+        let line = String::from_utf8(std::mem::take(&mut raw)).map_err(|e| {
             DataError::new(path, format!("line {}: not UTF-8 text (byte {})", i + 1, e.utf8_error().valid_up_to()))
         })?;
         let line = if i == 0 { line.strip_prefix('\u{feff}').unwrap_or(&line) } else { &line };
