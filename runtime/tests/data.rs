@@ -129,3 +129,88 @@ fn checkpoints_round_trip_exactly_and_refuse_mismatches() {
     let e = nnlang_runtime::io::from_bytes(&bytes, &other.params, &mut untouched).expect_err("renamed");
     assert!(e.to_string().starts_with("tensor `fc1.weight` is missing (the file has:"), "{e}");
 }
+
+mod sequences {
+    use nnlang_runtime::data::sequences::read;
+    use std::path::{Path, PathBuf};
+
+    fn examples() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/data/japanese-vowels")
+    }
+
+    /// The bundled Japanese Vowels files read as the data set's documentation describes them.
+    #[test]
+    fn japanese_vowels_as_documented() {
+        let train = read(&examples().join("train.csv.gz"), None).expect("train");
+        assert_eq!((train.len(), train.lengths.iter().sum::<usize>(), train.features), (270, 4274, 12));
+        assert_eq!((*train.lengths.iter().min().expect("some"), train.longest()), (7, 26));
+        let mut per_label = [0usize; 9];
+        train.labels.iter().for_each(|&l| per_label[l as usize] += 1);
+        assert_eq!(per_label, [30; 9]);
+        assert_eq!(train.steps(0)[..2], [1.860936, -0.207383]);
+        let test = read(&examples().join("test.csv.gz"), None).expect("test");
+        assert_eq!((test.len(), test.lengths.iter().sum::<usize>()), (370, 5687));
+        assert_eq!((*test.lengths.iter().min().expect("some"), test.longest()), (7, 29));
+        let mut per_label = [0usize; 9];
+        test.labels.iter().for_each(|&l| per_label[l as usize] += 1);
+        assert_eq!(per_label, [31, 35, 88, 44, 29, 24, 40, 50, 29]);
+        // A plan that accepts at most 28 steps refuses the test set, naming the sequence.
+        let e = read(&examples().join("test.csv.gz"), Some(28)).expect_err("too long").to_string();
+        assert!(e.contains("is longer than the 28 steps the model accepts"), "{e}");
+    }
+
+    fn err(text: &str) -> String {
+        let d = std::env::temp_dir().join(format!("nnlang-seq-{}", std::process::id()));
+        std::fs::create_dir_all(&d).expect("dir");
+        let p = d.join("s.csv");
+        std::fs::write(&p, text).expect("write");
+        let e = read(&p, Some(3)).expect_err("refused").to_string();
+        let _ = std::fs::remove_file(&p);
+        e.replace(&p.display().to_string(), "s.csv")
+    }
+
+    #[test]
+    fn every_mistake_names_its_line() {
+        let h = "seq,t,label,a,b\n";
+        assert_eq!(
+            err(&format!("{h}0,0,1,0.1,0.2\n0,2,1,0.1,0.2\n")),
+            "s.csv: line 3: sequence 0: step 2 where step 1 comes next (steps run 0, 1, 2, … in order)"
+        );
+        assert_eq!(
+            err(&format!("{h}0,0,1,0.1,0.2\n0,0,1,0.1,0.2\n")),
+            "s.csv: line 3: sequence 0: step 0 where step 1 comes next (steps run 0, 1, 2, … in order)"
+        );
+        assert_eq!(
+            err(&format!("{h}0,0,1,0.1,0.2\n0,1,2,0.1,0.2\n")),
+            "s.csv: line 3: sequence 0: label 2 at step 1, but the sequence began with label 1"
+        );
+        assert_eq!(
+            err(&format!("{h}0,0,1,0.1,0.2\n2,0,1,0.1,0.2\n")),
+            "s.csv: line 3: sequence 2 follows sequence 0: sequence 1 has no rows (an empty sequence)"
+        );
+        assert_eq!(
+            err(&format!("{h}0,0,1,0.1,0.2\n1,0,1,0.1,0.2\n0,1,1,0.1,0.2\n")),
+            "s.csv: line 4: a row of sequence 0 after sequence 1: rows are sorted by seq, then t"
+        );
+        assert_eq!(
+            err(&format!("{h}0,1,1,0.1,0.2\n")),
+            "s.csv: line 2: sequence 0 starts at step 1; its first step is 0"
+        );
+        assert_eq!(
+            err(&format!("{h}0,0,1,0.1,0.2\n0,1,1,0.1,0.2\n0,2,1,0.1,0.2\n0,3,1,0.1,0.2\n")),
+            "s.csv: line 5: sequence 0 is longer than the 3 steps the model accepts"
+        );
+        assert_eq!(err(&format!("{h}0,0,1,0.1,0.2\n0,1,1,0.1\n")), "s.csv: line 3: 4 columns, the rows before it 5");
+        assert_eq!(err(&format!("{h}0,0,1,0.1,x\n")), "s.csv: line 2: column 5: `x` is not a number");
+        assert_eq!(err(&format!("{h}0,0,1,0.1,NaN\n")), "s.csv: line 2: feature 1 is NaN (not a finite number)");
+        assert_eq!(
+            err(&format!("{h}0.5,0,1,0.1,0.2\n")),
+            "s.csv: line 2: `seq` must be a whole number from 0, found 0.5"
+        );
+        assert_eq!(
+            err(&format!("{h}0,0,1\n")),
+            "s.csv: line 2: 3 columns; a row is seq, t, label and at least one feature"
+        );
+        assert_eq!(err(h), "s.csv: no sequences (no rows of data)");
+    }
+}

@@ -5,6 +5,7 @@
 pub mod csv;
 pub mod idx;
 pub mod npy;
+pub mod sequences;
 
 use std::fmt;
 use std::io::Read;
