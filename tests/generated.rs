@@ -42,6 +42,16 @@ nnlang_macros::nn! {
     data d { train = csv("unused.csv") }
 }
 
+nnlang_macros::nn! {
+    // Stacked Elman RNNs over fixed-length sequences: every state, then the last.
+    model Rows {
+        input x: [6, 5]
+        x -> rnn(8) -> rnn(6, activation = relu, output = last) -> dense(3) -> softmax
+    }
+    train Rows on d { loss = cross_entropy, optimizer = adam(lr = 0.01), batch = 8, seed = 2 }
+    data d { train = csv("unused.csv") }
+}
+
 /// The interpreter side: the same model compiled from the same source at run time.
 fn interpreter(
     src: &str,
@@ -136,6 +146,11 @@ differential!(
     softplus,
     Soft,
     "model Soft {\n input x: [6, 6, 2]\n x -> conv(filters = 4, size = 3, pad = same) -> softplus -> maxpool(size = 2)\n -> dense(8) -> softplus -> dense(3) -> softmax\n }\n train Soft on d { loss = cross_entropy, optimizer = sgd(lr = 0.1, momentum = 0.9), batch = 8, seed = 5 }\n data d { train = csv(\"unused.csv\") }"
+);
+differential!(
+    stacked_rnn,
+    Rows,
+    "model Rows {\n input x: [6, 5]\n x -> rnn(8) -> rnn(6, activation = relu, output = last) -> dense(3) -> softmax\n }\n train Rows on d { loss = cross_entropy, optimizer = adam(lr = 0.01), batch = 8, seed = 2 }\n data d { train = csv(\"unused.csv\") }"
 );
 
 #[test]

@@ -130,6 +130,35 @@ fn softplus() {
 }
 
 #[test]
+fn elman_rnn_every_activation_sequence_and_last() {
+    for act in ["tanh", "relu", "sigmoid", "identity", "leaky_relu(alpha = 0.1)"] {
+        for output in ["sequence", "last"] {
+            check(
+                &format!("model M {{ input x: [5, 3]\n x -> rnn(4, activation = {act}, output = {output}) -> dense(3) -> softmax }}"),
+                Loss::CrossEntropy,
+            );
+        }
+    }
+}
+
+#[test]
+fn stacked_rnns_one_step_and_rnn_after_a_layer() {
+    // Stacked: the second reads every state of the first.
+    check(
+        "model M { input x: [4, 3]\n x -> rnn(5) -> rnn(3, output = last) -> dense(2) -> softmax }",
+        Loss::CrossEntropy,
+    );
+    // One step: no recurrent product at all (W_hh gets no gradient).
+    check("model M { input x: [1, 3]\n x -> rnn(4, output = last) -> dense(2) -> softmax }", Loss::CrossEntropy);
+    // The rnn's input has a gradient of its own (an rnn fed by an rnn, with an activation
+    // between); regression loss.
+    check(
+        "model M { input x: [3, 2]\n x -> rnn(4, activation = relu) -> tanh -> rnn(2, output = last) }",
+        Loss::MeanSquaredError,
+    );
+}
+
+#[test]
 fn stacked_dense_layers_and_flatten() {
     check(
         "model M { input x: [2, 3, 2]\n x -> flatten -> dense(7) -> tanh -> dense(5) -> relu -> dense(4) -> softmax }",

@@ -2,7 +2,7 @@
 nnlang_macros::nn! {
     model Tagger {
         input frames: [seq, 12]
-        frames -> rnn(32) -> dense(9) -> softmax
+        frames -> bidirectional(rnn(32)) -> dense(9) -> softmax
     }
 }
 

@@ -1,6 +1,8 @@
 //! `rnn(hidden, activation, output)`: the Elman recurrence `h_t = g(W x_t + U h_{t-1} + b)`
 //! over a sequence, and `bidirectional(rnn(…), merge)`: one such recurrence each way, merged.
-//! Checked (shapes, PyTorch `nn.RNN` parameters, FLOPs) but not yet runnable: no kernels.
+//! `rnn` runs on fixed-length sequences (`kernels/rnn.rs`: the recurrence and
+//! backpropagation through time); `bidirectional` and variable-length sequences are checked
+//! (shapes, PyTorch `nn.RNN` parameters, FLOPs) but not yet runnable.
 
 use super::activation::{self, Activation};
 use super::{FlopsCx, Layer, Op, Reads, Rules, Scratch, ShapeCx, StepCx, Value};
@@ -11,6 +13,7 @@ use crate::lower::eval::Env;
 use crate::shape::{param, sequence, ParamSpec, RuleResult};
 use crate::syntax::ast::ExprKind;
 use nnlang_runtime::plan::{ABuf, PBuf, Step};
+
 use serde::Serialize;
 
 /// What an RNN layer returns: every step's state, or only the last.
@@ -153,8 +156,8 @@ fn rnn_flops(cx: &FlopsCx, hidden: usize, directions: u64) -> Elems {
     }
 }
 
-/// The recurrent layers have no kernels yet: `plan::check` refuses them before any rule
-/// below is asked for steps.
+/// `bidirectional` has no kernels yet: `plan::check` refuses it before any rule below is
+/// asked for steps.
 macro_rules! not_runnable {
     () => {
         fn runnable(&self) -> bool {
@@ -182,6 +185,14 @@ macro_rules! not_runnable {
     };
 }
 
+impl Rnn {
+    /// `(steps, hidden)` of a fixed-length run; `None` on a sequence of variable length.
+    fn sizes(&self, c: &StepCx) -> Option<(usize, usize)> {
+        let steps = *c.in_dims?.first()?;
+        Some((steps, self.hidden))
+    }
+}
+
 impl Rules for Rnn {
     fn kind(&self) -> &'static str {
         "rnn"
@@ -200,7 +211,80 @@ impl Rules for Rnn {
     fn flops(&self, cx: &FlopsCx) -> Elems {
         rnn_flops(cx, self.hidden, 1)
     }
-    not_runnable!();
+    /// On fixed-length sequences (`[steps, features]` with a number of steps); a variable
+    /// length is refused by the planner.
+    fn runnable(&self) -> bool {
+        true
+    }
+    fn value(&self, _training: bool) -> Value {
+        Value::Computed
+    }
+    /// A `max_batch × hidden` workspace; for `output = last` every state, and (training)
+    /// their gradients.
+    fn scratch(&self, c: &StepCx, max_batch: usize) -> Vec<Scratch> {
+        let Some((steps, h)) = self.sizes(c) else { return Vec::new() };
+        let mut v = vec![Scratch::Fixed(max_batch.saturating_mul(h))];
+        if self.output == RnnOutput::Last {
+            v.push(Scratch::PerRow(steps.saturating_mul(h)));
+            if c.training {
+                v.push(Scratch::PerRow(steps.saturating_mul(h)));
+            }
+        }
+        v
+    }
+    fn forward(&self, c: &StepCx) -> Vec<Step> {
+        let Some((steps, _)) = self.sizes(c) else { return Vec::new() };
+        let (f, x, ws) = (self.activation, c.inputs[0], c.scratch[0]);
+        let [wih, whh, bih, bhh] = [c.params[0], c.params[1], c.params[2], c.params[3]];
+        match self.output {
+            RnnOutput::Sequence => vec![Step::Rnn { f, steps, x, wih, whh, bih, bhh, hs: c.value, ws }],
+            RnnOutput::Last => {
+                let hs = c.scratch[1];
+                vec![Step::Rnn { f, steps, x, wih, whh, bih, bhh, hs, ws }, Step::RnnLast { steps, hs, y: c.value }]
+            }
+        }
+    }
+    // Forward was h_t = f(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh), so now through time from
+    // the last step: dz_t = dh_t f'(h_t), dh_{t-1} += dz_t W_hh; then the parameters' and the
+    // input's gradients from every dz at once.
+    fn backward(&self, c: &StepCx, dy: ABuf, grads: &[PBuf], dx: &mut super::DxFn) -> Vec<Step> {
+        let Some((steps, _)) = self.sizes(c) else { return Vec::new() };
+        let (f, x, ws) = (self.activation, c.inputs[0], c.scratch[0]);
+        let (wih, whh) = (c.params[0], c.params[1]);
+        let [dwih, dwhh, dbih, dbhh] = [grads[0], grads[1], grads[2], grads[3]];
+        let d = dx(0, false).into_opt();
+        match self.output {
+            RnnOutput::Sequence => vec![Step::RnnBackward {
+                f,
+                steps,
+                x,
+                wih,
+                whh,
+                hs: c.value,
+                dhs: dy,
+                ws,
+                dwih,
+                dwhh,
+                dbih,
+                dbhh,
+                dx: d,
+            }],
+            RnnOutput::Last => {
+                let (hs, dhs) = (c.scratch[1], c.scratch[2]);
+                vec![
+                    Step::RnnLastBackward { steps, dy, dhs },
+                    Step::RnnBackward { f, steps, x, wih, whh, hs, dhs, ws, dwih, dwhh, dbih, dbhh, dx: d },
+                ]
+            }
+        }
+    }
+    fn backward_reads(&self) -> Reads {
+        // The inputs (for dW_ih) and every state.
+        Reads { input: true, output: true }
+    }
+    fn elementwise(&self) -> bool {
+        false
+    }
 }
 
 impl Rules for Bidirectional {

@@ -57,7 +57,8 @@ fn parameters(g: &Graph, shapes: &Shapes) -> (Vec<Param>, Vec<Vec<PBuf>>, usize)
                 shape: spec.shape.clone(),
                 buf,
                 fan_in: spec.shape.get(1..).map_or(1, |d| d.iter().product::<usize>().max(1)),
-                is_bias: spec.name.ends_with(".bias"),
+                // `dense_0.bias`, and an RNN's `bias_ih_l0`, `bias_hh_l0`.
+                is_bias: spec.name.rsplit('.').next().is_some_and(|last| last.starts_with("bias")),
             });
         }
     }

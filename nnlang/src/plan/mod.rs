@@ -73,9 +73,11 @@ fn check(model: &Model, mode: Mode) -> Result<(), Vec<Diagnostic>> {
     for &i in &g.inputs {
         if model.shapes.shapes[i.index()].as_ref().is_some_and(|s| s.seq().is_some()) {
             let n = g.node(i);
-            errors.push(Diagnostic::error("sequence inputs cannot run yet", n.span, "variable length").with_note(
-                "`nnlangc check` accepts this model; running sequences needs the rnn kernels, which are not written yet",
-            ));
+            errors.push(
+                Diagnostic::error("sequences of variable length cannot run yet", n.span, "variable length").with_note(
+                    "`nnlangc check` accepts this model; `rnn` runs on fixed-length sequences (e.g. `input x: [28, 28]`), and variable lengths are not planned yet",
+                ),
+            );
         }
     }
     if g.inputs.len() > nnlang_runtime::interp::MAX_INPUTS {

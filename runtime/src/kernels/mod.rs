@@ -12,6 +12,7 @@ pub mod elementwise;
 pub mod gemm;
 pub mod loss;
 pub mod pool;
+pub mod rnn;
 pub mod softplus;
 
 use crate::plan::{ABuf, Act, Geometry, PBuf, PoolOp, Write};
@@ -82,6 +83,15 @@ crate::step::steps! {
     PoolBackward { op: PoolOp, g: Geometry, x: ABuf, y: ABuf, dy: ABuf, dx: ABuf, write: Write } => ops::pool_backward;
     /// Forward was the maxout reduction, so now `dz = dy` at each group's maximum.
     MaxoutBackward { pieces: usize, z: ABuf, y: ABuf, dy: ABuf, dz: ABuf, write: Write } => ops::maxout_backward;
+    /// The Elman recurrence over fixed-length sequences: every state into `hs` (`steps ×
+    /// hidden` per row), with `ws` a `max_batch × hidden` workspace.
+    Rnn { f: Act, steps: usize, x: ABuf, wih: PBuf, whh: PBuf, bih: PBuf, bhh: PBuf, hs: ABuf, ws: ABuf } => kernels::rnn::step;
+    /// Each sequence's last state.
+    RnnLast { steps: usize, hs: ABuf, y: ABuf } => kernels::rnn::last_step;
+    /// Forward took the last state: `dhs` is `dy` at the last step, 0 before.
+    RnnLastBackward { steps: usize, dy: ABuf, dhs: ABuf } => kernels::rnn::last_backward_step;
+    /// Backpropagation through time: `dhs` becomes `dz`; the four parameter gradients; `dx`.
+    RnnBackward { f: Act, steps: usize, x: ABuf, wih: PBuf, whh: PBuf, hs: ABuf, dhs: ABuf, ws: ABuf, dwih: PBuf, dwhh: PBuf, dbih: PBuf, dbhh: PBuf, dx: Option<(ABuf, Write)> } => kernels::rnn::backward_step;
     /// `y = ln(1 + eˣ)`.
     Softplus { x: ABuf, y: ABuf } => kernels::softplus::step;
     /// Forward was `y = ln(1 + eˣ)`, so now `dx (+)= dy · σ(x)`.
