@@ -17,6 +17,7 @@ nnlang_macros::nn!(file = "examples/mnist_convnet.nn", model = "MnistConvNet");
 nnlang_macros::nn!(file = "examples/fashion_convnet.nn", model = "FashionConvNet");
 nnlang_macros::nn!(file = "examples/maxout.nn", model = "MaxoutNet");
 nnlang_macros::nn!(file = "examples/local_faces.nn", model = "LocalFaces");
+nnlang_macros::nn!(file = "examples/mnist_rows.nn", model = "Rows");
 
 nnlang_macros::nn! {
     // Dropout (with its random masks), leaky ReLU, sigmoid and binary cross-entropy.
@@ -44,11 +45,11 @@ nnlang_macros::nn! {
 
 nnlang_macros::nn! {
     // Stacked Elman RNNs over fixed-length sequences: every state, then the last.
-    model Rows {
+    model StackedRows {
         input x: [6, 5]
         x -> rnn(8) -> rnn(6, activation = relu, output = last) -> dense(3) -> softmax
     }
-    train Rows on d { loss = cross_entropy, optimizer = adam(lr = 0.01), batch = 8, seed = 2 }
+    train StackedRows on d { loss = cross_entropy, optimizer = adam(lr = 0.01), batch = 8, seed = 2 }
     data d { train = csv("unused.csv") }
 }
 
@@ -137,6 +138,7 @@ differential!(mnist_convnet, MnistConvNet, include_str!("../examples/mnist_convn
 differential!(fashion_convnet, FashionConvNet, include_str!("../examples/fashion_convnet.nn"));
 differential!(maxout, MaxoutNet, include_str!("../examples/maxout.nn"));
 differential!(local_faces, LocalFaces, include_str!("../examples/local_faces.nn"));
+differential!(mnist_rows, Rows, include_str!("../examples/mnist_rows.nn"));
 differential!(
     dropout_and_bce,
     Dropped,
@@ -149,8 +151,8 @@ differential!(
 );
 differential!(
     stacked_rnn,
-    Rows,
-    "model Rows {\n input x: [6, 5]\n x -> rnn(8) -> rnn(6, activation = relu, output = last) -> dense(3) -> softmax\n }\n train Rows on d { loss = cross_entropy, optimizer = adam(lr = 0.01), batch = 8, seed = 2 }\n data d { train = csv(\"unused.csv\") }"
+    StackedRows,
+    "model StackedRows {\n input x: [6, 5]\n x -> rnn(8) -> rnn(6, activation = relu, output = last) -> dense(3) -> softmax\n }\n train StackedRows on d { loss = cross_entropy, optimizer = adam(lr = 0.01), batch = 8, seed = 2 }\n data d { train = csv(\"unused.csv\") }"
 );
 
 #[test]
