@@ -128,24 +128,31 @@ pub fn backward_params<T: Float>(
     }
     let n = rows * steps;
     T::gemm(nh, n, nf, T::ONE, dhs, 1, nh as isize, x, nf as isize, 1, T::ZERO, dwih, nf as isize, 1);
+    // dW_hh = Σ over rows and t ≥ 1 of dz[r, t]ᵀ h[r, t-1]. Row i of the states follows row
+    // i − 1 in memory, so this is one product of dz rows 1.. with h rows ..n−1, minus the
+    // pairs that cross from one sequence into the next (dz[r, 0] with h[r − 1, last]).
     dwhh[..nh * nh].fill(T::ZERO);
-    for t in 1..steps {
-        T::gemm(
-            nh,
-            rows,
-            nh,
-            T::ONE,
-            &dhs[t * nh..],
-            1,
-            stride,
-            &hs[(t - 1) * nh..],
-            stride,
-            1,
-            T::ONE,
-            dwhh,
-            nh as isize,
-            1,
-        );
+    if steps > 1 && n > 1 {
+        T::gemm(nh, n - 1, nh, T::ONE, &dhs[nh..], 1, nh as isize, hs, nh as isize, 1, T::ZERO, dwhh, nh as isize, 1);
+        if rows > 1 {
+            let first = steps * nh;
+            T::gemm(
+                nh,
+                rows - 1,
+                nh,
+                -T::ONE,
+                &dhs[first..],
+                1,
+                stride,
+                &hs[first - nh..],
+                stride,
+                1,
+                T::ONE,
+                dwhh,
+                nh as isize,
+                1,
+            );
+        }
     }
     dbih[..nh].fill(T::ZERO);
     for row in dhs[..n * nh].chunks_exact(nh) {
