@@ -31,6 +31,8 @@ impl std::fmt::Display for ExecError {
     }
 }
 
+impl std::error::Error for ExecError {}
+
 /// The batch memory: the arena, the model inputs and the target (the last two read only,
 /// where the caller holds them).
 pub struct Mem<'a, T> {
