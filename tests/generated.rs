@@ -49,7 +49,7 @@ nnlang_macros::nn! {
         input x: [6, 5]
         x -> rnn(8) -> rnn(6, activation = relu, output = last) -> dense(3) -> softmax
     }
-    train StackedRows on d { loss = cross_entropy, optimizer = adam(lr = 0.01), batch = 8, seed = 2 }
+    train StackedRows on d { loss = cross_entropy, optimizer = adam(lr = 0.01), batch = 8, clip = 0.5, seed = 2 }
     data d { train = csv("unused.csv") }
 }
 
@@ -108,6 +108,7 @@ macro_rules! differential {
                 opts.max_norm,
                 opts.ema,
             );
+            opt_i.clip = opts.clip;
             let mut opt_g = net.optimizer();
             for step in 0..4 {
                 exec.set_input(&train, 0, rows, &x);
@@ -152,7 +153,7 @@ differential!(
 differential!(
     stacked_rnn,
     StackedRows,
-    "model StackedRows {\n input x: [6, 5]\n x -> rnn(8) -> rnn(6, activation = relu, output = last) -> dense(3) -> softmax\n }\n train StackedRows on d { loss = cross_entropy, optimizer = adam(lr = 0.01), batch = 8, seed = 2 }\n data d { train = csv(\"unused.csv\") }"
+    "model StackedRows {\n input x: [6, 5]\n x -> rnn(8) -> rnn(6, activation = relu, output = last) -> dense(3) -> softmax\n }\n train StackedRows on d { loss = cross_entropy, optimizer = adam(lr = 0.01), batch = 8, clip = 0.5, seed = 2 }\n data d { train = csv(\"unused.csv\") }"
 );
 
 #[test]

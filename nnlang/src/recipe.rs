@@ -130,6 +130,7 @@ const TRAIN: &[(&str, Spec)] = &[
     ),
     ("validate", Spec::Fraction),
     ("average", Spec::Choice(&[form("none", &[]), form("ema", &[("decay", Spec::Unit, true)])])),
+    ("clip", Spec::PosNum),
     ("seed", Spec::NonNegInt),
 ];
 

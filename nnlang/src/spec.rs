@@ -47,6 +47,8 @@ pub struct TrainRecipe {
     pub validate: f64,
     /// `average = ema(decay)`.
     pub ema: Option<f64>,
+    /// `clip = c`: gradient clipping by global norm.
+    pub clip: Option<f64>,
     pub seed: u64,
 }
 
@@ -68,6 +70,7 @@ impl Default for TrainRecipe {
             schedule: Schedule::Constant,
             validate: 0.0,
             ema: None,
+            clip: None,
             seed: 0,
         }
     }
@@ -171,6 +174,7 @@ impl TrainRecipe {
             schedule,
             validate,
             ema,
+            clip: num(value(s, "clip")),
             seed: num(value(s, "seed")).map_or(d.seed, |v| v as u64),
         }
     }
@@ -199,6 +203,7 @@ impl TrainRecipe {
             schedule: self.schedule,
             validate: self.validate,
             ema: self.ema,
+            clip: self.clip,
             seed: self.seed,
             threads,
         }

@@ -176,3 +176,26 @@ fn initialization_scales_and_repeats() {
     initialize(&p, &mut v, Init::Uniform { a: 0.05 }, 3);
     assert!(v[..80_000].iter().all(|x| x.abs() <= 0.05) && std(&v[..80_000]) > 0.025);
 }
+
+/// Clipping by global norm scales the data gradients by clip / ‖g‖ (‖g‖ over weights and
+/// biases together) when above `clip`, leaves them alone below it, and adds L2 after.
+#[test]
+fn clipping_by_global_norm() {
+    let p = plan();
+    let sgd = OptimizerKind::Sgd { lr: 1.0, momentum: 0.0, nesterov: false };
+    // ‖g‖ = ‖(3, 0, 0, 0, 4, 0)‖ = 5.
+    let grads = [3.0, 0.0, 0.0, 0.0, 4.0, 0.0];
+    let mut opt = Optimizer::<f64>::new(&p.params, sgd, 0.0, 0.5, None, None);
+    opt.clip = Some(1.0);
+    let mut w = vec![1.0; 6];
+    opt.update(&mut w, &grads);
+    // Weights: w − (g · 1/(5 + 1e-6) + 0.5 · w); the bias has no L2.
+    let k = 1.0 / (5.0 + 1e-6);
+    close(&w, &[1.0 - 3.0 * k - 0.5, 0.5, 0.5, 0.5, 1.0 - 4.0 * k, 1.0]);
+    // Below the threshold nothing changes.
+    let mut opt = Optimizer::<f64>::new(&p.params, sgd, 0.0, 0.0, None, None);
+    opt.clip = Some(10.0);
+    let mut w = vec![1.0; 6];
+    opt.update(&mut w, &grads);
+    close(&w, &[-2.0, 1.0, 1.0, 1.0, -3.0, 1.0]);
+}

@@ -81,6 +81,8 @@ pub struct Options {
     pub validate: f64,
     /// Decay of the exponential moving average of the weights used to evaluate, if any.
     pub ema: Option<f64>,
+    /// Gradient clipping by global norm, if any.
+    pub clip: Option<f64>,
     pub seed: u64,
     /// Threads of the data-parallel step (1: single-threaded).
     pub threads: usize,

@@ -59,6 +59,10 @@ pub struct Optimizer<T> {
     pub pool: Option<std::sync::Arc<rayon::ThreadPool>>,
     /// The weight average, once the first update has run.
     pub average: Option<Vec<T>>,
+    /// Gradient clipping by global norm: before each update the data gradients are scaled
+    /// by `min(1, clip / (‖g‖ + 1e-6))`, ‖g‖ over every parameter (PyTorch's
+    /// `clip_grad_norm_`); the regularization terms are added after.
+    pub clip: Option<f64>,
     /// Set before an update to measure ‖Δw‖/‖w‖ per weight tensor; measurements add up
     /// until [`Optimizer::take_ratios`] averages them.
     pub track_ratios: bool,
@@ -92,6 +96,7 @@ impl<T: Float> Optimizer<T> {
             grad: vec![T::ZERO; n],
             pool: None,
             average: None,
+            clip: None,
             track_ratios: false,
             ratio_sums: Vec::new(),
             ratio_count: 0,
@@ -169,6 +174,8 @@ struct Coeffs<T> {
     mu: T,
     adam: (T, T, T, T, T),
     ema: Option<(T, T)>,
+    /// The clipping factor of the data gradients (1: none).
+    scale: T,
 }
 
 /// One segment's update: the gradient plus regularization (into `g`, a scratch copy), the
@@ -185,6 +192,9 @@ fn update_segment<T: Float>(
     avg: &mut [T],
 ) {
     g.copy_from_slice(grad);
+    if c.scale != T::ONE {
+        g.iter_mut().for_each(|g| *g *= c.scale);
+    }
     if reg && c.l2 != T::ZERO {
         g.iter_mut().zip(w.iter()).for_each(|(g, &w)| *g += c.l2 * w);
     }
@@ -238,7 +248,12 @@ impl<T: Float> Updater<T> for Optimizer<T> {
             mu: T::ZERO,
             adam: (T::ZERO, T::ZERO, T::ONE, T::ONE, T::ZERO),
             ema: None,
+            scale: T::ONE,
         };
+        if let Some(clip) = self.clip {
+            let norm = grads.iter().map(|g| g.to_f64() * g.to_f64()).sum::<f64>().sqrt();
+            coeffs.scale = T::from_f64((clip / (norm + 1e-6)).min(1.0));
+        }
         match self.kind {
             OptimizerKind::Sgd { momentum, .. } => coeffs.mu = T::from_f64(momentum),
             OptimizerKind::Adam { beta1, beta2, eps, .. } => {

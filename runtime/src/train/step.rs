@@ -42,6 +42,7 @@ impl<'p> Stepper<'p> {
             .flatten()
             .map(std::sync::Arc::new);
         let mut opt = Optimizer::new(&plan.params, opts.optimizer, opts.l1, opts.l2, opts.max_norm, opts.ema);
+        opt.clip = opts.clip;
         opt.pool = pool.clone();
         Stepper { plan, master, workers, pool, opt }
     }

@@ -148,7 +148,14 @@ fn optimizer_tokens(o: &Options) -> TokenStream {
         None => quote! { ::std::option::Option::None },
     };
     let (max_norm, ema) = (opt(o.max_norm), opt(o.ema));
-    quote! { ::nnlang_runtime::train::Optimizer::new(&self.table, #kind, #l1, #l2, #max_norm, #ema) }
+    let new = quote! { ::nnlang_runtime::train::Optimizer::new(&self.table, #kind, #l1, #l2, #max_norm, #ema) };
+    match o.clip {
+        None => new,
+        Some(_) => {
+            let clip = opt(o.clip);
+            quote! { { let mut optimizer = #new; optimizer.clip = #clip; optimizer } }
+        }
+    }
 }
 
 fn emit(name: &str, train: &Plan, infer: &Plan, loss: Loss, o: &Options) -> TokenStream {
