@@ -16,34 +16,38 @@ from safetensors.torch import load_file, save_file
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CASES = [
-    # (activation, output, steps, features, hidden, classes, batch)
-    ("tanh", "last", 7, 5, 16, 4, 9),
-    ("relu", "last", 7, 5, 16, 4, 9),
-    ("tanh", "sequence", 6, 3, 8, 5, 11),
-    ("relu", "sequence", 28, 28, 32, 10, 16),
+    # (activation, output, steps, features, hidden, classes, batch, bidirectional)
+    ("tanh", "last", 7, 5, 16, 4, 9, False),
+    ("relu", "last", 7, 5, 16, 4, 9, False),
+    ("tanh", "sequence", 6, 3, 8, 5, 11, False),
+    ("relu", "sequence", 28, 28, 32, 10, 16, False),
+    ("tanh", "last", 7, 5, 16, 4, 9, True),
+    ("tanh", "sequence", 6, 3, 8, 5, 11, True),
+    ("relu", "last", 12, 4, 10, 3, 8, True),
 ]
 
 
-def check(act, output, steps, features, hidden, classes, batch, binary, tmp):
+def check(act, output, steps, features, hidden, classes, batch, bi, binary, tmp):
     torch.manual_seed(3)
-    rnn = torch.nn.RNN(features, hidden, nonlinearity=act, batch_first=True)
-    fc_in = hidden if output == "last" else steps * hidden
+    rnn = torch.nn.RNN(features, hidden, nonlinearity=act, batch_first=True, bidirectional=bi)
+    width = 2 * hidden if bi else hidden
+    fc_in = width if output == "last" else steps * width
     fc = torch.nn.Linear(fc_in, classes)
     with torch.no_grad():  # larger weights than the default, so that relu units stay alive
         for p in list(rnn.parameters()) + list(fc.parameters()):
             p.uniform_(-0.5, 0.5)
     x = torch.rand(batch, steps, features) * 2 - 1
     y = torch.randint(0, classes, (batch,))
-    names = {
-        "rnn_0.weight_ih_l0": rnn.weight_ih_l0, "rnn_0.weight_hh_l0": rnn.weight_hh_l0,
-        "rnn_0.bias_ih_l0": rnn.bias_ih_l0, "rnn_0.bias_hh_l0": rnn.bias_hh_l0,
-        "dense_0.weight": fc.weight, "dense_0.bias": fc.bias,
-    }
+    layer = "bidirectional_0" if bi else "rnn_0"
+    names = {f"{layer}.{n}": p for n, p in rnn.named_parameters()}
+    names.update({"dense_0.weight": fc.weight, "dense_0.bias": fc.bias})
     save_file({k: v.detach().contiguous() for k, v in names.items()}, os.path.join(tmp, "w.safetensors"))
     np.save(os.path.join(tmp, "x.npy"), x.numpy().reshape(batch, steps, features))
     np.save(os.path.join(tmp, "y.npy"), y.numpy().astype(np.float32))
-    src = (f"model M {{ input x: [{steps}, {features}]\n"
-           f" x -> rnn({hidden}, activation = {act}, output = {output}) -> dense({classes}) -> softmax }}\n")
+    layer_src = f"rnn({hidden}, activation = {act}, output = {output})"
+    if bi:
+        layer_src = f"bidirectional({layer_src}, merge = concat)"
+    src = f"model M {{ input x: [{steps}, {features}]\n x -> {layer_src} -> dense({classes}) -> softmax }}\n"
     with open(os.path.join(tmp, "m.nn"), "w") as f:
         f.write(src)
     run = subprocess.run([binary, "m.nn", "w.safetensors", "x.npy", "y.npy", "."], cwd=tmp,
@@ -51,7 +55,11 @@ def check(act, output, steps, features, hidden, classes, batch, binary, tmp):
     ours_loss = float(run.stdout.split()[1])
 
     seq, h_n = rnn(x)
-    feats = h_n[-1] if output == "last" else seq.reshape(batch, -1)
+    if output == "last":
+        # h_n: the forward's final state, then (bidirectional) the reverse's.
+        feats = torch.cat([h_n[0], h_n[1]], dim=1) if bi else h_n[-1]
+    else:
+        feats = seq.reshape(batch, -1)
     logits = fc(feats)
     loss = torch.nn.functional.cross_entropy(logits, y)
     loss.backward()
@@ -80,9 +88,10 @@ def main():
             worst = check(*case, binary, tmp)
         top = max(v for k, v in worst.items() if k != "largest gradient")
         failed |= top > 1e-5
-        act, output, steps, features, hidden, classes, batch = case
-        detail = ", ".join(f"{k} {v:.1e}" for k, v in worst.items())
-        print(f"rnn({hidden}, {act}, output = {output}) over [{steps}, {features}], batch {batch}: max {top:.1e} ({detail})")
+        act, output, steps, features, hidden, classes, batch, bi = case
+        detail = ", ".join(f"{k.split('.')[-1]} {v:.1e}" for k, v in worst.items())
+        kind = "bidirectional(rnn" if bi else "rnn"
+        print(f"{kind}({hidden}, {act}, output = {output})) over [{steps}, {features}], batch {batch}: max {top:.1e} ({detail})".replace("))", ")" if not bi else "))"))
     sys.exit(1 if failed else 0)
 
 

@@ -53,6 +53,17 @@ nnlang_macros::nn! {
     data d { train = csv("unused.csv") }
 }
 
+nnlang_macros::nn! {
+    // A bidirectional layer (every step, concatenated) under another (final states, added).
+    model BothWays {
+        input x: [5, 4]
+        x -> bidirectional(rnn(6), merge = concat) -> bidirectional(rnn(3, activation = relu, output = last), merge = add)
+          -> dense(2) -> softmax
+    }
+    train BothWays on d { loss = cross_entropy, optimizer = sgd(lr = 0.1, momentum = 0.9), batch = 7, seed = 4 }
+    data d { train = csv("unused.csv") }
+}
+
 /// The interpreter side: the same model compiled from the same source at run time.
 fn interpreter(
     src: &str,
@@ -154,6 +165,11 @@ differential!(
     stacked_rnn,
     StackedRows,
     "model StackedRows {\n input x: [6, 5]\n x -> rnn(8) -> rnn(6, activation = relu, output = last) -> dense(3) -> softmax\n }\n train StackedRows on d { loss = cross_entropy, optimizer = adam(lr = 0.01), batch = 8, clip = 0.5, seed = 2 }\n data d { train = csv(\"unused.csv\") }"
+);
+differential!(
+    bidirectional,
+    BothWays,
+    "model BothWays {\n input x: [5, 4]\n x -> bidirectional(rnn(6), merge = concat) -> bidirectional(rnn(3, activation = relu, output = last), merge = add)\n -> dense(2) -> softmax\n }\n train BothWays on d { loss = cross_entropy, optimizer = sgd(lr = 0.1, momentum = 0.9), batch = 7, seed = 4 }\n data d { train = csv(\"unused.csv\") }"
 );
 
 #[test]

@@ -159,6 +159,24 @@ fn stacked_rnns_one_step_and_rnn_after_a_layer() {
 }
 
 #[test]
+fn bidirectional_every_merge_sequence_and_last() {
+    for merge in ["concat", "add", "mul"] {
+        for output in ["sequence", "last"] {
+            check(
+                &format!("model M {{ input x: [4, 3]\n x -> bidirectional(rnn(3, output = {output}), merge = {merge}) -> dense(2) -> softmax }}"),
+                Loss::CrossEntropy,
+            );
+        }
+    }
+    // Fed by an rnn (the input gradient adds both directions'), relu, one step.
+    check("model M { input x: [5, 2]\n x -> rnn(3) -> bidirectional(rnn(4, activation = relu, output = last)) -> dense(2) -> softmax }", Loss::CrossEntropy);
+    check(
+        "model M { input x: [1, 3]\n x -> bidirectional(rnn(2, output = last), merge = add) -> dense(2) -> softmax }",
+        Loss::CrossEntropy,
+    );
+}
+
+#[test]
 fn stacked_dense_layers_and_flatten() {
     check(
         "model M { input x: [2, 3, 2]\n x -> flatten -> dense(7) -> tanh -> dense(5) -> relu -> dense(4) -> softmax }",

@@ -34,6 +34,7 @@ pub enum Lit {
     Write(Write),
     Usize(usize),
     F64(f64),
+    Bool(bool),
     /// An optional input gradient and how to write it.
     Dx(Option<(ABuf, Write)>),
     /// A list of buffers (passed as a slice).
@@ -55,7 +56,7 @@ macro_rules! plain_field {
     )*};
 }
 
-plain_field!(PBuf => PBuf, Act => Act, Geometry => Geometry, PoolOp => PoolOp, Write => Write, usize => Usize, f64 => F64);
+plain_field!(PBuf => PBuf, Act => Act, Geometry => Geometry, PoolOp => PoolOp, Write => Write, usize => Usize, f64 => F64, bool => Bool);
 
 impl Field for ABuf {
     type Arg<'a> = ABuf;

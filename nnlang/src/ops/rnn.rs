@@ -1,8 +1,8 @@
 //! `rnn(hidden, activation, output)`: the Elman recurrence `h_t = g(W x_t + U h_{t-1} + b)`
 //! over a sequence, and `bidirectional(rnn(…), merge)`: one such recurrence each way, merged.
-//! `rnn` runs on fixed-length sequences (`kernels/rnn.rs`: the recurrence and
-//! backpropagation through time); `bidirectional` and variable-length sequences are checked
-//! (shapes, PyTorch `nn.RNN` parameters, FLOPs) but not yet runnable.
+//! Both run on fixed-length sequences (`kernels/rnn.rs`: the recurrence either way, and
+//! backpropagation through time); sequences of variable length are checked (shapes, PyTorch
+//! `nn.RNN` parameters, FLOPs) but not yet runnable.
 
 use super::activation::{self, Activation};
 use super::{FlopsCx, Layer, Op, Reads, Rules, Scratch, ShapeCx, StepCx, Value};
@@ -12,7 +12,7 @@ use crate::lower::args::Args;
 use crate::lower::eval::Env;
 use crate::shape::{param, sequence, ParamSpec, RuleResult};
 use crate::syntax::ast::ExprKind;
-use nnlang_runtime::plan::{ABuf, PBuf, Step};
+use nnlang_runtime::plan::{ABuf, PBuf, Step, Write};
 
 use serde::Serialize;
 
@@ -156,35 +156,6 @@ fn rnn_flops(cx: &FlopsCx, hidden: usize, directions: u64) -> Elems {
     }
 }
 
-/// `bidirectional` has no kernels yet: `plan::check` refuses it before any rule below is
-/// asked for steps.
-macro_rules! not_runnable {
-    () => {
-        fn runnable(&self) -> bool {
-            false
-        }
-        fn value(&self, _training: bool) -> Value {
-            Value::Computed
-        }
-        fn scratch(&self, _: &StepCx, _max_batch: usize) -> Vec<Scratch> {
-            Vec::new()
-        }
-        fn forward(&self, _: &StepCx) -> Vec<Step> {
-            Vec::new()
-        }
-        fn backward(&self, _: &StepCx, _: ABuf, _: &[PBuf], _: &mut super::DxFn) -> Vec<Step> {
-            Vec::new()
-        }
-        fn backward_reads(&self) -> Reads {
-            // Backpropagation through time reads every input step and every state.
-            Reads { input: true, output: true }
-        }
-        fn elementwise(&self) -> bool {
-            false
-        }
-    };
-}
-
 impl Rnn {
     /// `(steps, hidden)` of a fixed-length run; `None` on a sequence of variable length.
     fn sizes(&self, c: &StepCx) -> Option<(usize, usize)> {
@@ -237,10 +208,13 @@ impl Rules for Rnn {
         let (f, x, ws) = (self.activation, c.inputs[0], c.scratch[0]);
         let [wih, whh, bih, bhh] = [c.params[0], c.params[1], c.params[2], c.params[3]];
         match self.output {
-            RnnOutput::Sequence => vec![Step::Rnn { f, steps, x, wih, whh, bih, bhh, hs: c.value, ws }],
+            RnnOutput::Sequence => vec![Step::Rnn { f, steps, reverse: false, x, wih, whh, bih, bhh, hs: c.value, ws }],
             RnnOutput::Last => {
                 let hs = c.scratch[1];
-                vec![Step::Rnn { f, steps, x, wih, whh, bih, bhh, hs, ws }, Step::RnnLast { steps, hs, y: c.value }]
+                vec![
+                    Step::Rnn { f, steps, reverse: false, x, wih, whh, bih, bhh, hs, ws },
+                    Step::RnnLast { steps, hs, y: c.value },
+                ]
             }
         }
     }
@@ -257,6 +231,7 @@ impl Rules for Rnn {
             RnnOutput::Sequence => vec![Step::RnnBackward {
                 f,
                 steps,
+                reverse: false,
                 x,
                 wih,
                 whh,
@@ -273,7 +248,22 @@ impl Rules for Rnn {
                 let (hs, dhs) = (c.scratch[1], c.scratch[2]);
                 vec![
                     Step::RnnLastBackward { steps, dy, dhs },
-                    Step::RnnBackward { f, steps, x, wih, whh, hs, dhs, ws, dwih, dwhh, dbih, dbhh, dx: d },
+                    Step::RnnBackward {
+                        f,
+                        steps,
+                        reverse: false,
+                        x,
+                        wih,
+                        whh,
+                        hs,
+                        dhs,
+                        ws,
+                        dwih,
+                        dwhh,
+                        dbih,
+                        dbhh,
+                        dx: d,
+                    },
                 ]
             }
         }
@@ -310,5 +300,96 @@ impl Rules for Bidirectional {
     fn flops(&self, cx: &FlopsCx) -> Elems {
         rnn_flops(cx, self.hidden, 2)
     }
-    not_runnable!();
+    /// On fixed-length sequences, as `rnn`.
+    fn runnable(&self) -> bool {
+        true
+    }
+    fn value(&self, _training: bool) -> Value {
+        Value::Computed
+    }
+    /// The workspace; each direction's states; (training) their gradients.
+    fn scratch(&self, c: &StepCx, max_batch: usize) -> Vec<Scratch> {
+        let Some(&steps) = c.in_dims.and_then(|d| d.first()) else { return Vec::new() };
+        let states = Scratch::PerRow(steps.saturating_mul(self.hidden));
+        let mut v = vec![Scratch::Fixed(max_batch.saturating_mul(self.hidden)), states, states];
+        if c.training {
+            v.extend([states, states]);
+        }
+        v
+    }
+    // Forward runs the recurrence both ways (the reverse one from the last step, its states
+    // stored in time order), then merges them step by step (or their final states).
+    fn forward(&self, c: &StepCx) -> Vec<Step> {
+        let Some(&steps) = c.in_dims.and_then(|d| d.first()) else { return Vec::new() };
+        let (f, x, ws, hf, hr) = (self.activation, c.inputs[0], c.scratch[0], c.scratch[1], c.scratch[2]);
+        let p = &c.params;
+        let (merge, last) = (merge_code(self.merge), self.output == RnnOutput::Last);
+        vec![
+            Step::Rnn { f, steps, reverse: false, x, wih: p[0], whh: p[1], bih: p[2], bhh: p[3], hs: hf, ws },
+            Step::Rnn { f, steps, reverse: true, x, wih: p[4], whh: p[5], bih: p[6], bhh: p[7], hs: hr, ws },
+            Step::BiMerge { merge, steps, last, hf, hr, y: c.value },
+        ]
+    }
+    // Forward merged the two directions, so now each direction's states' gradient, then
+    // backpropagation through time in each, both adding into the input's gradient.
+    fn backward(&self, c: &StepCx, dy: ABuf, grads: &[PBuf], dx: &mut super::DxFn) -> Vec<Step> {
+        let Some(&steps) = c.in_dims.and_then(|d| d.first()) else { return Vec::new() };
+        let (f, x, ws, hf, hr) = (self.activation, c.inputs[0], c.scratch[0], c.scratch[1], c.scratch[2]);
+        let (dhf, dhr) = (c.scratch[3], c.scratch[4]);
+        let (p, g) = (&c.params, grads);
+        let d = dx(0, false).into_opt();
+        let d2 = d.map(|(b, _)| (b, Write::Accumulate));
+        let (merge, last) = (merge_code(self.merge), self.output == RnnOutput::Last);
+        let (wih, whh, wih_r, whh_r) = (p[0], p[1], p[4], p[5]);
+        vec![
+            Step::BiMergeBackward { merge, steps, last, hf, hr, dy, dhf, dhr },
+            Step::RnnBackward {
+                f,
+                steps,
+                reverse: false,
+                x,
+                wih,
+                whh,
+                hs: hf,
+                dhs: dhf,
+                ws,
+                dwih: g[0],
+                dwhh: g[1],
+                dbih: g[2],
+                dbhh: g[3],
+                dx: d,
+            },
+            Step::RnnBackward {
+                f,
+                steps,
+                reverse: true,
+                x,
+                wih: wih_r,
+                whh: whh_r,
+                hs: hr,
+                dhs: dhr,
+                ws,
+                dwih: g[4],
+                dwhh: g[5],
+                dbih: g[6],
+                dbhh: g[7],
+                dx: d2,
+            },
+        ]
+    }
+    fn backward_reads(&self) -> Reads {
+        Reads { input: true, output: true }
+    }
+    fn elementwise(&self) -> bool {
+        false
+    }
+}
+
+/// The runtime's code for a merge (`kernels::rnn::{CONCAT, ADD, MUL}`).
+fn merge_code(m: Merge) -> usize {
+    match m {
+        Merge::Concat => nnlang_runtime::kernels::rnn::CONCAT,
+        Merge::Add => nnlang_runtime::kernels::rnn::ADD,
+        Merge::Mul => nnlang_runtime::kernels::rnn::MUL,
+    }
 }

@@ -85,13 +85,18 @@ crate::step::steps! {
     MaxoutBackward { pieces: usize, z: ABuf, y: ABuf, dy: ABuf, dz: ABuf, write: Write } => ops::maxout_backward;
     /// The Elman recurrence over fixed-length sequences: every state into `hs` (`steps ×
     /// hidden` per row), with `ws` a `max_batch × hidden` workspace.
-    Rnn { f: Act, steps: usize, x: ABuf, wih: PBuf, whh: PBuf, bih: PBuf, bhh: PBuf, hs: ABuf, ws: ABuf } => kernels::rnn::step;
+    Rnn { f: Act, steps: usize, reverse: bool, x: ABuf, wih: PBuf, whh: PBuf, bih: PBuf, bhh: PBuf, hs: ABuf, ws: ABuf } => kernels::rnn::step;
     /// Each sequence's last state.
     RnnLast { steps: usize, hs: ABuf, y: ABuf } => kernels::rnn::last_step;
     /// Forward took the last state: `dhs` is `dy` at the last step, 0 before.
     RnnLastBackward { steps: usize, dy: ABuf, dhs: ABuf } => kernels::rnn::last_backward_step;
     /// Backpropagation through time: `dhs` becomes `dz`; the four parameter gradients; `dx`.
-    RnnBackward { f: Act, steps: usize, x: ABuf, wih: PBuf, whh: PBuf, hs: ABuf, dhs: ABuf, ws: ABuf, dwih: PBuf, dwhh: PBuf, dbih: PBuf, dbhh: PBuf, dx: Option<(ABuf, Write)> } => kernels::rnn::backward_step;
+    RnnBackward { f: Act, steps: usize, reverse: bool, x: ABuf, wih: PBuf, whh: PBuf, hs: ABuf, dhs: ABuf, ws: ABuf, dwih: PBuf, dwhh: PBuf, dbih: PBuf, dbhh: PBuf, dx: Option<(ABuf, Write)> } => kernels::rnn::backward_step;
+    /// A bidirectional layer's output from its two directions' states (`merge`: 0 concat,
+    /// 1 add, 2 mul; `last`: PyTorch's `h_n`, else every step).
+    BiMerge { merge: usize, steps: usize, last: bool, hf: ABuf, hr: ABuf, y: ABuf } => kernels::rnn::merge_step;
+    /// Forward merged the directions: each direction's states' gradient.
+    BiMergeBackward { merge: usize, steps: usize, last: bool, hf: ABuf, hr: ABuf, dy: ABuf, dhf: ABuf, dhr: ABuf } => kernels::rnn::merge_backward_step;
     /// `y = ln(1 + eˣ)`.
     Softplus { x: ABuf, y: ABuf } => kernels::softplus::step;
     /// Forward was `y = ln(1 + eˣ)`, so now `dx (+)= dy · σ(x)`.

@@ -21,6 +21,21 @@ pub struct Dims {
     pub steps: usize,
     pub features: usize,
     pub hidden: usize,
+    /// Walk the steps from the last to the first (the reverse half of a bidirectional
+    /// layer); the states are stored in time order either way.
+    pub reverse: bool,
+}
+
+impl Dims {
+    /// The `i`-th step the recurrence visits, and the one it visited before (None first).
+    fn visit(&self, i: usize) -> (usize, Option<usize>) {
+        if self.reverse {
+            let t = self.steps - 1 - i;
+            (t, (i > 0).then_some(t + 1))
+        } else {
+            (i, i.checked_sub(1))
+        }
+    }
 }
 
 /// `hs[r, t] = f(W_ih x[r, t] + b_ih + W_hh hs[r, t-1] + b_hh)` for every row and step.
@@ -37,7 +52,7 @@ pub fn forward<T: Float>(
     hs: &mut [T],
     ws: &mut [T],
 ) {
-    let Dims { rows, steps, features: nf, hidden: nh } = d;
+    let Dims { rows, steps, features: nf, hidden: nh, .. } = d;
     let n = rows * steps;
     // Both biases first, then every step's input projection added in one product (β = 1).
     for row in hs[..n * nh].chunks_exact_mut(nh) {
@@ -47,11 +62,12 @@ pub fn forward<T: Float>(
     }
     T::gemm(n, nf, nh, T::ONE, x, nf as isize, 1, wih, 1, nf as isize, T::ONE, hs, nh as isize, 1);
     let stride = (steps * nh) as isize;
-    for t in 0..steps {
-        if t > 0 {
-            // The previous states, contiguous, then W_hh h_{t-1} added onto step t.
+    for i in 0..steps {
+        let (t, prev) = d.visit(i);
+        if let Some(p) = prev {
+            // The previous states, contiguous, then W_hh h_prev added onto step t.
             for r in 0..rows {
-                let from = (r * steps + t - 1) * nh;
+                let from = (r * steps + p) * nh;
                 ws[r * nh..(r + 1) * nh].copy_from_slice(&hs[from..from + nh]);
             }
             T::gemm(
@@ -96,14 +112,15 @@ pub fn backward_params<T: Float>(
     dbih: &mut [T],
     dbhh: &mut [T],
 ) {
-    let Dims { rows, steps, features: nf, hidden: nh } = d;
+    let Dims { rows, steps, features: nf, hidden: nh, reverse } = d;
     let stride = (steps * nh) as isize;
-    for t in (0..steps).rev() {
+    for i in (0..steps).rev() {
+        let (t, prev) = d.visit(i);
         for r in 0..rows {
             let at = (r * steps + t) * nh;
             activation_backward_in_place(f, &hs[at..at + nh], &mut dhs[at..at + nh]);
         }
-        if t > 0 {
+        if let Some(p) = prev {
             for r in 0..rows {
                 let from = (r * steps + t) * nh;
                 ws[r * nh..(r + 1) * nh].copy_from_slice(&dhs[from..from + nh]);
@@ -120,7 +137,7 @@ pub fn backward_params<T: Float>(
                 nh as isize,
                 1,
                 T::ONE,
-                &mut dhs[(t - 1) * nh..],
+                &mut dhs[p * nh..],
                 stride,
                 1,
             );
@@ -128,23 +145,40 @@ pub fn backward_params<T: Float>(
     }
     let n = rows * steps;
     T::gemm(nh, n, nf, T::ONE, dhs, 1, nh as isize, x, nf as isize, 1, T::ZERO, dwih, nf as isize, 1);
-    // dW_hh = Σ over rows and t ≥ 1 of dz[r, t]ᵀ h[r, t-1]. Row i of the states follows row
-    // i − 1 in memory, so this is one product of dz rows 1.. with h rows ..n−1, minus the
-    // pairs that cross from one sequence into the next (dz[r, 0] with h[r − 1, last]).
+    // dW_hh = Σ dz[r, t]ᵀ h[r, t − 1] (forward) or h[r, t + 1] (reverse). Row i of the
+    // states neighbours rows i ± 1 in memory, so this is one product over all rows, minus the
+    // pairs that cross from one sequence into the next.
     dwhh[..nh * nh].fill(T::ZERO);
     if steps > 1 && n > 1 {
-        T::gemm(nh, n - 1, nh, T::ONE, &dhs[nh..], 1, nh as isize, hs, nh as isize, 1, T::ZERO, dwhh, nh as isize, 1);
+        let (dz_from, h_from) = if reverse { (0, nh) } else { (nh, 0) };
+        T::gemm(
+            nh,
+            n - 1,
+            nh,
+            T::ONE,
+            &dhs[dz_from..],
+            1,
+            nh as isize,
+            &hs[h_from..],
+            nh as isize,
+            1,
+            T::ZERO,
+            dwhh,
+            nh as isize,
+            1,
+        );
         if rows > 1 {
-            let first = steps * nh;
+            // Forward: dz[r, 0] with h[r − 1, last], r ≥ 1; reverse: dz[r, last] with h[r + 1, 0].
+            let (dz_at, h_at) = if reverse { ((steps - 1) * nh, steps * nh) } else { (steps * nh, steps * nh - nh) };
             T::gemm(
                 nh,
                 rows - 1,
                 nh,
                 -T::ONE,
-                &dhs[first..],
+                &dhs[dz_at..],
                 1,
                 stride,
-                &hs[first - nh..],
+                &hs[h_at..],
                 stride,
                 1,
                 T::ONE,
@@ -165,13 +199,13 @@ pub fn backward_params<T: Float>(
 
 /// …and `dx (+)= dz W_ih`, every step in one product.
 pub fn backward_input<T: Float>(d: Dims, wih: &[T], dz: &[T], dx: &mut [T], accumulate: bool) {
-    let Dims { rows, steps, features: nf, hidden: nh } = d;
+    let Dims { rows, steps, features: nf, hidden: nh, .. } = d;
     let beta = if accumulate { T::ONE } else { T::ZERO };
     T::gemm(rows * steps, nh, nf, T::ONE, dz, nh as isize, 1, wih, nf as isize, 1, beta, dx, nf as isize, 1);
 }
 
-fn dims(rows: usize, steps: usize, x: ABuf, hs: ABuf) -> Dims {
-    Dims { rows, steps, features: x.cols / steps.max(1), hidden: hs.cols / steps.max(1) }
+fn dims(rows: usize, steps: usize, reverse: bool, x: ABuf, hs: ABuf) -> Dims {
+    Dims { rows, steps, features: x.cols / steps.max(1), hidden: hs.cols / steps.max(1), reverse }
 }
 
 /// The step `Rnn`: every state of every sequence into `hs`.
@@ -180,6 +214,7 @@ pub fn step<T: Float>(
     cx: &mut Cx<'_, T>,
     f: Act,
     steps: usize,
+    reverse: bool,
     x: ABuf,
     wih: PBuf,
     whh: PBuf,
@@ -189,7 +224,7 @@ pub fn step<T: Float>(
     ws: ABuf,
 ) -> Done {
     let rows = cx.rows;
-    let d = dims(rows, steps, x, hs);
+    let d = dims(rows, steps, reverse, x, hs);
     let p = cx.params;
     let (out, work, r) = cx.mem.split2(hs, rows, ws);
     forward(f, d, r.get(x, rows), &p[wih.range()], &p[whh.range()], &p[bih.range()], &p[bhh.range()], out, work);
@@ -229,6 +264,7 @@ pub fn backward_step<T: Float>(
     cx: &mut Cx<'_, T>,
     f: Act,
     steps: usize,
+    reverse: bool,
     x: ABuf,
     wih: PBuf,
     whh: PBuf,
@@ -242,7 +278,7 @@ pub fn backward_step<T: Float>(
     dx: Option<(ABuf, Write)>,
 ) -> Done {
     let rows = cx.rows;
-    let d = dims(rows, steps, x, hs);
+    let d = dims(rows, steps, reverse, x, hs);
     let p = cx.params;
     let (gwih, gwhh, gbih, gbhh) = four(cx.grads, dwih, dwhh, dbih, dbhh);
     let (dz, work, r) = cx.mem.split2(dhs, rows, ws);
@@ -268,4 +304,103 @@ fn four<T>(g: &mut [T], a: PBuf, b: PBuf, c: PBuf, d: PBuf) -> (&mut [T], &mut [
     let dr = d.offset - base..d.offset - base + d.len;
     let (gc, gd) = crate::mem::split_pair(cd, cr, dr);
     (ga, gb, gc, gd)
+}
+
+/// How a bidirectional layer combines its two directions: 0 concatenates the two states (the
+/// forward's first), 1 adds them, 2 multiplies them.
+pub const CONCAT: usize = 0;
+pub const ADD: usize = 1;
+pub const MUL: usize = 2;
+
+/// The rows (per example) of the forward and reverse states a merged output is made of:
+/// every step, or (`last`) PyTorch's `h_n`: the forward's last step and the reverse's first.
+fn merge_rows(steps: usize, last: bool) -> Vec<(usize, usize, usize)> {
+    if last {
+        vec![(0, steps - 1, 0)]
+    } else {
+        (0..steps).map(|t| (t, t, t)).collect()
+    }
+}
+
+/// The step `BiMerge`: `y` from the two directions' states `hf`, `hr` (each `steps ×
+/// hidden` per row).
+#[allow(clippy::too_many_arguments)]
+pub fn merge_step<T: Float>(
+    cx: &mut Cx<'_, T>,
+    merge: usize,
+    steps: usize,
+    last: bool,
+    hf: ABuf,
+    hr: ABuf,
+    y: ABuf,
+) -> Done {
+    let rows = cx.rows;
+    let nh = hf.cols / steps.max(1);
+    let (out, r) = cx.mem.split(y, rows);
+    let (f, b) = (r.get(hf, rows), r.get(hr, rows));
+    for row in 0..rows {
+        for (o, tf, tr) in merge_rows(steps, last) {
+            let (sf, sr) = ((row * steps + tf) * nh, (row * steps + tr) * nh);
+            let (vf, vr) = (&f[sf..sf + nh], &b[sr..sr + nh]);
+            let width = if merge == CONCAT { 2 * nh } else { nh };
+            let dst = &mut out[row * y.cols + o * width..row * y.cols + (o + 1) * width];
+            match merge {
+                CONCAT => {
+                    dst[..nh].copy_from_slice(vf);
+                    dst[nh..].copy_from_slice(vr);
+                }
+                ADD => dst.iter_mut().zip(vf.iter().zip(vr)).for_each(|(d, (&a, &b))| *d = a + b),
+                _ => dst.iter_mut().zip(vf.iter().zip(vr)).for_each(|(d, (&a, &b))| *d = a * b),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The step `BiMergeBackward`: forward merged the two directions, so now their states'
+/// gradients `dhf`, `dhr` (zero where the output did not read them).
+#[allow(clippy::too_many_arguments)]
+pub fn merge_backward_step<T: Float>(
+    cx: &mut Cx<'_, T>,
+    merge: usize,
+    steps: usize,
+    last: bool,
+    hf: ABuf,
+    hr: ABuf,
+    dy: ABuf,
+    dhf: ABuf,
+    dhr: ABuf,
+) -> Done {
+    let rows = cx.rows;
+    let nh = hf.cols / steps.max(1);
+    let (gf, gr, r) = cx.mem.split2(dhf, rows, ABuf { offset: dhr.offset, cols: dhr.cols * rows, space: dhr.space });
+    let gr = &mut gr[..rows * dhr.cols];
+    gf.fill(T::ZERO);
+    gr.fill(T::ZERO);
+    let (f, b, g) = (r.get(hf, rows), r.get(hr, rows), r.get(dy, rows));
+    for row in 0..rows {
+        for (o, tf, tr) in merge_rows(steps, last) {
+            let (sf, sr) = ((row * steps + tf) * nh, (row * steps + tr) * nh);
+            let width = if merge == CONCAT { 2 * nh } else { nh };
+            let d = &g[row * dy.cols + o * width..row * dy.cols + (o + 1) * width];
+            match merge {
+                CONCAT => {
+                    gf[sf..sf + nh].copy_from_slice(&d[..nh]);
+                    gr[sr..sr + nh].copy_from_slice(&d[nh..]);
+                }
+                ADD => {
+                    gf[sf..sf + nh].copy_from_slice(d);
+                    gr[sr..sr + nh].copy_from_slice(d);
+                }
+                _ => {
+                    // Forward was y = hf · hr, so now dhf = dy · hr, dhr = dy · hf.
+                    for k in 0..nh {
+                        gf[sf + k] = d[k] * b[sr + k];
+                        gr[sr + k] = d[k] * f[sf + k];
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
 }

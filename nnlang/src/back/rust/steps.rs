@@ -70,6 +70,8 @@ fn lit(l: &Lit) -> TokenStream {
         Lit::Write(w) => write(w),
         Lit::Usize(v) => n(*v).into_token_stream(),
         Lit::F64(v) => Literal::f64_suffixed(*v).into_token_stream(),
+        Lit::Bool(true) => quote! { true },
+        Lit::Bool(false) => quote! { false },
         Lit::Dx(Some((b, w))) => {
             let (b, w) = (abuf(b), write(w));
             quote! { ::std::option::Option::Some((#b, #w)) }
