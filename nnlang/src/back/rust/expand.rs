@@ -90,13 +90,15 @@ pub fn expand(input: TokenStream) -> TokenStream {
         Some((path, span, model)) => {
             let base = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| ".".into());
             let full = Path::new(&base).join(&path);
-            match std::fs::read_to_string(&full) {
+            // The same reading as `nnlangc`: a regular file (a pipe would block the
+            // compiler), at most 64 MiB, UTF-8 (a bad byte named by line and column).
+            match crate::session::read_source(&full) {
                 Ok(src) => {
                     let shown = full.display().to_string();
                     (src, path.clone(), span, model, Some(shown), None)
                 }
                 Err(e) => {
-                    let msg = format!("nn!: cannot read {}: {e}", full.display());
+                    let msg = format!("nn!: {e}");
                     return syn::Error::new(span, msg).to_compile_error();
                 }
             }
