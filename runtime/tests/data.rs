@@ -214,3 +214,41 @@ mod sequences {
         assert_eq!(err(h), "s.csv: no sequences (no rows of data)");
     }
 }
+
+mod text {
+    use nnlang_runtime::data::text::{read, Vocabulary};
+    use std::path::Path;
+
+    /// The bundled tragedies read as their documentation describes them: 1,158,247 ASCII
+    /// bytes, 46,309 line breaks, 73 distinct characters; ids round-trip.
+    #[test]
+    fn shakespeare_as_documented() {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/data/shakespeare/tragedies.txt.gz");
+        let text = read(&p).expect("reads");
+        assert_eq!(text.len(), 1_158_247);
+        assert_eq!(text.matches('\n').count(), 46_309);
+        let v = Vocabulary::of(&text);
+        assert_eq!(v.len(), 73);
+        assert_eq!(v.chars[0], '\n');
+        let ids = v.encode(&text[..5000]).expect("in the vocabulary");
+        assert_eq!(v.decode(&ids).as_deref(), Some(&text[..5000]));
+    }
+
+    #[test]
+    fn a_character_outside_the_vocabulary_is_named_with_its_place() {
+        let v = Vocabulary::of("abc\nd");
+        assert_eq!(v.id('c'), Some(3)); // '\n' sorts first
+        assert_eq!(
+            v.encode("ab\ncaz"),
+            Err("line 2, column 3: the character 'z' is not in the model's vocabulary of 5 characters".to_string())
+        );
+        assert_eq!(v.decode(&[9]), None);
+        assert_eq!(v.to_json(), "{\"chars\": \"\\nabcd\"}\n");
+        let d = std::env::temp_dir().join(format!("nnlang-text-{}", std::process::id()));
+        std::fs::create_dir_all(&d).expect("dir");
+        std::fs::write(d.join("bad.txt"), b"ok\nno\xff").expect("write");
+        let e = read(&d.join("bad.txt")).expect_err("not utf-8").to_string();
+        assert!(e.ends_with("bad.txt: line 2, column 3: not UTF-8 text (byte 0xff)"), "{e}");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}

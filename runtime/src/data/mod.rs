@@ -6,6 +6,7 @@ pub mod csv;
 pub mod idx;
 pub mod npy;
 pub mod sequences;
+pub mod text;
 
 use std::fmt;
 use std::io::Read;
