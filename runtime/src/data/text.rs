@@ -41,13 +41,13 @@ impl Vocabulary {
         let mut out = Vec::with_capacity(text.len());
         for c in text.chars() {
             col += 1;
-            match self.id(c) {
-                Some(i) => out.push(i as u32),
-                None => return Err(format!(
-                    "line {line}, column {col}: the character {c:?} is not in the model's vocabulary of {} characters",
-                    self.len()
-                )),
-            }
+            let Some(i) = self.id(c) else {
+                let n = self.len();
+                return Err(format!(
+                    "line {line}, column {col}: the character {c:?} is not in the model's vocabulary of {n} characters"
+                ));
+            };
+            out.push(i as u32);
             if c == '\n' {
                 line += 1;
                 col = 0;
