@@ -105,8 +105,22 @@ impl<'a, T> Mem<'a, T> {
     /// Two disjoint arena ranges `a` (`rows` rows) and `b` (all of it: a workspace), and
     /// read access to everything else.
     pub fn split2(&mut self, a: ABuf, rows: usize, b: ABuf) -> (&mut [T], &mut [T], Reads<'_, T>) {
+        self.split_ranges(a, a.range(rows), b, b.offset..b.offset + b.cols)
+    }
+
+    /// Two disjoint buffers of `rows` rows each, and read access to everything else.
+    pub fn split_rows2(&mut self, a: ABuf, b: ABuf, rows: usize) -> (&mut [T], &mut [T], Reads<'_, T>) {
+        self.split_ranges(a, a.range(rows), b, b.range(rows))
+    }
+
+    fn split_ranges(
+        &mut self,
+        a: ABuf,
+        ra: std::ops::Range<usize>,
+        b: ABuf,
+        rb: std::ops::Range<usize>,
+    ) -> (&mut [T], &mut [T], Reads<'_, T>) {
         assert!(a.space == Space::Arena && b.space == Space::Arena, "steps write only the arena");
-        let (ra, rb) = (a.range(rows), b.offset..b.offset + b.cols);
         assert!(ra.end <= rb.start || rb.end <= ra.start, "two written buffers overlap");
         let (first, second, swap) = if ra.start <= rb.start { (ra, rb, false) } else { (rb, ra, true) };
         let (l, rest) = self.arena.split_at_mut(first.start);

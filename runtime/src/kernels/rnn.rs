@@ -290,20 +290,15 @@ pub fn backward_step<T: Float>(
     Ok(())
 }
 
-/// Four disjoint parameter-gradient ranges of the store, in the order asked.
-fn four<T>(g: &mut [T], a: PBuf, b: PBuf, c: PBuf, d: PBuf) -> (&mut [T], &mut [T], &mut [T], &mut [T]) {
-    let (ab, cd) = if a.offset.max(b.offset) <= c.offset.min(d.offset) {
-        g.split_at_mut(c.offset.min(d.offset))
-    } else {
-        // The planner lays a layer's tensors out in order, so this does not happen.
-        panic!("rnn parameter gradients out of order");
-    };
-    let base = c.offset.min(d.offset);
-    let (ga, gb) = crate::mem::split_pair(ab, a.range(), b.range());
-    let cr = c.offset - base..c.offset - base + c.len;
-    let dr = d.offset - base..d.offset - base + d.len;
-    let (gc, gd) = crate::mem::split_pair(cd, cr, dr);
-    (ga, gb, gc, gd)
+/// The four parameter gradients of one direction. The planner lays a layer's tensors out in
+/// order (`weight_ih`, `weight_hh`, `bias_ih`, `bias_hh`), so the weights and the biases are
+/// each one contiguous stretch.
+fn four<T>(g: &mut [T], wih: PBuf, whh: PBuf, bih: PBuf, bhh: PBuf) -> (&mut [T], &mut [T], &mut [T], &mut [T]) {
+    debug_assert!(whh.offset == wih.offset + wih.len && bhh.offset == bih.offset + bih.len);
+    let (w, b) = crate::mem::split_pair(g, wih.offset..whh.offset + whh.len, bih.offset..bhh.offset + bhh.len);
+    let (gwih, gwhh) = w.split_at_mut(wih.len);
+    let (gbih, gbhh) = b.split_at_mut(bih.len);
+    (gwih, gwhh, gbih, gbhh)
 }
 
 /// How a bidirectional layer combines its two directions: 0 concatenates the two states (the
@@ -373,8 +368,7 @@ pub fn merge_backward_step<T: Float>(
 ) -> Done {
     let rows = cx.rows;
     let nh = hf.cols / steps.max(1);
-    let (gf, gr, r) = cx.mem.split2(dhf, rows, ABuf { offset: dhr.offset, cols: dhr.cols * rows, space: dhr.space });
-    let gr = &mut gr[..rows * dhr.cols];
+    let (gf, gr, r) = cx.mem.split_rows2(dhf, dhr, rows);
     gf.fill(T::ZERO);
     gr.fill(T::ZERO);
     let (f, b, g) = (r.get(hf, rows), r.get(hr, rows), r.get(dy, rows));
