@@ -113,27 +113,17 @@ impl<T: Float> Exec<T> {
             rng: &mut self.rng,
             loss: None,
         };
-        for (i, s) in plan.steps.iter().enumerate() {
-            if let Step::Update = s {
-                let Some(u) = updater.as_deref_mut() else { continue };
-                // The update writes the parameters the other steps read: run it with the
-                // context put away, then carry on with a fresh one.
-                let loss = cx.loss;
-                u.update(&mut self.params, &self.grads);
-                cx = Cx {
-                    rows,
-                    mem: Mem { arena: &mut self.arena, inputs, target },
-                    params: &self.params,
-                    grads: &mut self.grads,
-                    rng: &mut self.rng,
-                    loss,
-                };
-                debug_assert!(i + 1 == plan.steps.len(), "the update is a plan's last step");
-                continue;
-            }
+        // Every step but the update (which runs nothing there), then the update: it writes
+        // the parameters the other steps read, and the planner puts it last.
+        for s in &plan.steps {
             s.run(&mut cx)?;
         }
-        Ok(cx.loss)
+        let loss = cx.loss;
+        debug_assert!(!plan.steps.iter().rev().skip(1).any(|s| matches!(s, Step::Update)), "the update is last");
+        if let (Some(Step::Update), Some(u)) = (plan.steps.last(), updater.as_deref_mut()) {
+            u.update(&mut self.params, &self.grads);
+        }
+        Ok(loss)
     }
 
     /// Runs every step but the update, with parameters, inputs and target held elsewhere (a
