@@ -6,11 +6,6 @@ use crate::{Compiled, Model};
 use nnlang_runtime::train::EpochStats;
 use std::path::{Path, PathBuf};
 
-/// Writes `bytes` to `path` atomically (see [`nnlang_runtime::io::write_atomic`]).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    nnlang_runtime::io::write_atomic(path, bytes)
-}
-
 /// The file that marks a directory as a run directory nnlang wrote, and describes the run.
 pub const MANIFEST: &str = "run.json";
 

@@ -97,7 +97,8 @@ pub fn read_source(source: &Source, base: &Path, rows: Option<usize>) -> Result<
 }
 
 /// Reads and checks the data of a `data` block; paths are relative to `base`; `rows` keeps
-/// (and reads) only the first examples of each split.
+/// (and reads) only the first examples of each split. The recipe's own consistency (`bins`
+/// and `classes` against the model's outputs) is checked when the file is compiled.
 pub fn load(spec: &DataSpec, base: &Path, expect: &Expect, rows: Option<usize>) -> Result<Loaded, DataError> {
     // Errors about the data set as a whole name its folder ("." rather than nothing).
     let folder = if base.as_os_str().is_empty() { Path::new(".") } else { base };
@@ -107,14 +108,6 @@ pub fn load(spec: &DataSpec, base: &Path, expect: &Expect, rows: Option<usize>) 
     let describe = |source: &Source| source.files().first().map_or_else(|| base.to_path_buf(), |f| base.join(f));
     let mut train = read_source(train_src, base, rows)?;
     let mut test = spec.test.as_ref().map(|t| read_source(t, base, rows)).transpose()?;
-    if let (Some(declared), Some(k)) = (spec.classes, expect.classes) {
-        if declared != k {
-            return Err(DataError::new(
-                folder,
-                format!("data set `{}` declares {declared} classes, but the model outputs {k}", spec.name),
-            ));
-        }
-    }
     if let Some(bins) = expect.bins {
         let file = describe(train_src);
         if train.y_cols != 1 {

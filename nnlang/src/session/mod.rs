@@ -218,7 +218,7 @@ impl Session {
             )));
         }
         let rows = x.shape[0];
-        let y = infer(&plan, &mut exec, &x.data, cols, rows);
+        let y = infer(&plan, &mut exec, &x.data, cols, rows).map_err(|e| Error::Input(e.to_string()))?;
         let out_id = model.graph.output.unwrap_or(in_id);
         let mut shape = vec![rows];
         shape.extend(fixed_dims(model, out_id));
@@ -253,17 +253,21 @@ pub fn load_weights(plan: &Plan, path: &Path) -> Result<Exec<f32>, Error> {
 }
 
 /// The outputs of an inference plan for `rows` rows of `cols` inputs, in batches.
-pub fn infer(plan: &Plan, exec: &mut Exec<f32>, x: &[f32], cols: usize, rows: usize) -> Vec<f32> {
+pub fn infer(
+    plan: &Plan,
+    exec: &mut Exec<f32>,
+    x: &[f32],
+    cols: usize,
+    rows: usize,
+) -> Result<Vec<f32>, nnlang_runtime::interp::ExecError> {
     let batch = plan.max_batch;
     let mut y = Vec::with_capacity(rows * plan.output.cols);
     for start in (0..rows).step_by(batch) {
         let n = batch.min(rows - start);
-        // An inference plan has no loss step, the only step that can fail.
-        if exec.run_on(plan, n, &[&x[start * cols..(start + n) * cols]], &[], None).is_ok() {
-            y.extend_from_slice(exec.output(plan, n));
-        }
+        exec.run_on(plan, n, &[&x[start * cols..(start + n) * cols]], &[], None)?;
+        y.extend_from_slice(exec.output(plan, n));
     }
-    y
+    Ok(y)
 }
 
 impl Compiled {
@@ -310,14 +314,8 @@ impl<'s> Job<'s> {
             .compiled
             .data_spec(&on)
             .ok_or_else(|| self.session.input_error(format!("no data set `{on}`")))?;
+        // `bins` and `classes` against the outputs were checked when the file was compiled.
         let expect = data::expect(self.model, self.recipe.loss, self.recipe.bins);
-        if let (Some(b), Some(k)) = (expect.bins, expect.classes) {
-            if b != k {
-                return Err(self.session.input_error(format!(
-                    "`cross_entropy(bins = {b})` needs a model with {b} outputs, this one has {k}"
-                )));
-            }
-        }
         data::load(&spec, self.session.base(), &expect, limit).map_err(|e| Error::Input(e.to_string()))
     }
 
