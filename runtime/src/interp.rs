@@ -101,7 +101,7 @@ impl<T: Float> Exec<T> {
         rows: usize,
         inputs: &[&[T]],
         target: &[T],
-        mut updater: Option<&mut dyn Updater<T>>,
+        updater: Option<&mut dyn Updater<T>>,
     ) -> Result<Option<f64>, ExecError> {
         check_rows(plan, rows);
         check_batch(plan, rows, inputs, target);
@@ -120,7 +120,7 @@ impl<T: Float> Exec<T> {
         }
         let loss = cx.loss;
         debug_assert!(!plan.steps.iter().rev().skip(1).any(|s| matches!(s, Step::Update)), "the update is last");
-        if let (Some(Step::Update), Some(u)) = (plan.steps.last(), updater.as_deref_mut()) {
+        if let (Some(Step::Update), Some(u)) = (plan.steps.last(), updater) {
             u.update(&mut self.params, &self.grads);
         }
         Ok(loss)
