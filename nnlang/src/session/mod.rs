@@ -84,9 +84,7 @@ pub fn read_source(path: &Path) -> Result<String, Error> {
     }
     String::from_utf8(bytes).map_err(|e| {
         let at = e.utf8_error().valid_up_to();
-        let good = &e.as_bytes()[..at];
-        let line = good.iter().filter(|&&b| b == b'\n').count() + 1;
-        let col = good.iter().rev().take_while(|&&b| b != b'\n').count() + 1;
+        let (line, col) = nnlang_runtime::data::place(e.as_bytes(), at);
         Error::Input(format!(
             "{}:{line}:{col}: the file is not valid UTF-8 (byte 0x{:02x} at offset {at})",
             path.display(),

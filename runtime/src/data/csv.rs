@@ -2,8 +2,7 @@
 //! A first line none of whose fields is a number is a header; a first line with some numbers
 //! and some not is an error (a typo, not a header). A byte-order mark at the start is skipped.
 
-use super::{open, stream_error, DataError, Table, MAX_INPUT_BYTES};
-use std::io::BufRead;
+use super::{DataError, Table};
 use std::path::Path;
 
 /// Reads `path`; `label` is the label's column (default: the last).
@@ -16,29 +15,15 @@ const MAX_LINE: u64 = 64 << 20;
 
 /// Reads at most the first `rows` examples (the rest of the file is not read).
 pub fn read_rows(path: &Path, label: Option<usize>, rows: Option<usize>) -> Result<Table, DataError> {
-    use std::io::Read;
-    let mut reader = std::io::BufReader::new(open(path)?.take(MAX_INPUT_BYTES));
+    let mut lines = super::Lines::open(path, MAX_LINE)?;
     let mut table = Table { y_cols: 1, ..Table::default() };
     let mut width = None;
-    let mut raw = Vec::new();
-    for i in 0.. {
+    loop {
         if rows.is_some_and(|n| table.y.len() >= n) {
             break;
         }
-        raw.clear();
-        // One line, read at most MAX_LINE bytes into: a stream without line breaks stops here.
-        let n = (&mut reader).take(MAX_LINE + 1).read_until(b'\n', &mut raw).map_err(|e| stream_error(path, e))?;
-        if n == 0 {
-            break;
-        }
-        if raw.len() as u64 > MAX_LINE {
-            return Err(DataError::new(path, format!("line {} is longer than 64 MiB", i + 1)));
-        }
-        let line = String::from_utf8(std::mem::take(&mut raw)).map_err(|e| {
-            DataError::new(path, format!("line {}: not UTF-8 text (byte {})", i + 1, e.utf8_error().valid_up_to()))
-        })?;
-        let line = if i == 0 { line.strip_prefix('\u{feff}').unwrap_or(&line) } else { &line };
-        let line = line.trim();
+        let Some((number, line)) = lines.next_line()? else { break };
+        let i = number - 1;
         if line.is_empty() {
             continue;
         }

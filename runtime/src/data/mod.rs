@@ -82,6 +82,56 @@ pub fn stream_error(path: &Path, e: std::io::Error) -> DataError {
     }
 }
 
+/// The line and column (1-based, in bytes) of byte `at` of `bytes`: where a UTF-8 error is.
+pub fn place(bytes: &[u8], at: usize) -> (usize, usize) {
+    let good = &bytes[..at.min(bytes.len())];
+    let line = good.iter().filter(|&&b| b == b'\n').count() + 1;
+    let col = good.iter().rev().take_while(|&&b| b != b'\n').count() + 1;
+    (line, col)
+}
+
+/// The lines of a text file (gzipped or plain, at most [`MAX_INPUT_BYTES`]), each at most
+/// `max_line` bytes and UTF-8, trimmed; a byte-order mark before the first is skipped.
+/// Errors name the file and the line.
+pub struct Lines<'p> {
+    path: &'p Path,
+    reader: std::io::BufReader<std::io::Take<Box<dyn Read>>>,
+    max_line: u64,
+    number: usize,
+    raw: Vec<u8>,
+}
+
+impl<'p> Lines<'p> {
+    pub fn open(path: &'p Path, max_line: u64) -> Result<Self, DataError> {
+        let reader = std::io::BufReader::new(open(path)?.take(MAX_INPUT_BYTES));
+        Ok(Lines { path, reader, max_line, number: 0, raw: Vec::new() })
+    }
+
+    /// The next line and its number (1-based), or `None` at the end.
+    pub fn next_line(&mut self) -> Result<Option<(usize, &str)>, DataError> {
+        use std::io::BufRead;
+        self.raw.clear();
+        let n = (&mut self.reader)
+            .take(self.max_line + 1)
+            .read_until(b'\n', &mut self.raw)
+            .map_err(|e| stream_error(self.path, e))?;
+        if n == 0 {
+            return Ok(None);
+        }
+        self.number += 1;
+        let number = self.number;
+        if self.raw.len() as u64 > self.max_line {
+            let limit = self.max_line >> 20;
+            return Err(DataError::new(self.path, format!("line {number} is longer than {limit} MiB")));
+        }
+        let text = std::str::from_utf8(&self.raw).map_err(|e| {
+            DataError::new(self.path, format!("line {number}: not UTF-8 text (byte {})", e.valid_up_to()))
+        })?;
+        let text = if number == 1 { text.strip_prefix('\u{feff}').unwrap_or(text) } else { text };
+        Ok(Some((number, text.trim())))
+    }
+}
+
 /// Reads a whole file (decompressed when gzipped), at most [`MAX_INPUT_BYTES`].
 pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>, DataError> {
     let mut r = open(path)?;

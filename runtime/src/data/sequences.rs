@@ -6,8 +6,7 @@
 //! Every mistake names the line: a step out of order or missing, a sequence skipped, a label
 //! that changes inside a sequence, a row of another width, a sequence longer than allowed.
 
-use super::{open, stream_error, DataError, MAX_INPUT_BYTES};
-use std::io::{BufRead, Read};
+use super::DataError;
 use std::path::Path;
 
 /// Sequences of feature vectors, one after another.
@@ -49,24 +48,12 @@ const MAX_LINE: u64 = 1 << 20;
 /// Reads `path`; a sequence longer than `max_len` steps (the longest a plan accepts) is an
 /// error naming it.
 pub fn read(path: &Path, max_len: Option<usize>) -> Result<Sequences, DataError> {
-    let mut reader = std::io::BufReader::new(open(path)?.take(MAX_INPUT_BYTES));
+    let mut lines = super::Lines::open(path, MAX_LINE)?;
     let mut out = Sequences::default();
-    let mut raw = Vec::new();
     let mut width: Option<usize> = None;
-    for i in 0.. {
-        raw.clear();
-        let n = (&mut reader).take(MAX_LINE + 1).read_until(b'\n', &mut raw).map_err(|e| stream_error(path, e))?;
-        if n == 0 {
-            break;
-        }
-        let line_no = i + 1;
+    while let Some((line_no, line)) = lines.next_line()? {
+        let i = line_no - 1;
         let at = |msg: String| DataError::new(path, format!("line {line_no}: {msg}"));
-        if raw.len() as u64 > MAX_LINE {
-            return Err(at("longer than 1 MiB".into()));
-        }
-        let text = std::str::from_utf8(&raw).map_err(|e| at(format!("not UTF-8 text (byte {})", e.valid_up_to())))?;
-        let text = if i == 0 { text.strip_prefix('\u{feff}').unwrap_or(text) } else { text };
-        let line = text.trim();
         if line.is_empty() {
             continue;
         }

@@ -86,9 +86,7 @@ pub fn read(path: &Path) -> Result<String, DataError> {
     let bytes = read_maybe_gz(path)?;
     String::from_utf8(bytes).map_err(|e| {
         let at = e.utf8_error().valid_up_to();
-        let good = &e.as_bytes()[..at];
-        let line = good.iter().filter(|&&b| b == b'\n').count() + 1;
-        let col = good.iter().rev().take_while(|&&b| b != b'\n').count() + 1;
+        let (line, col) = super::place(e.as_bytes(), at);
         DataError::new(path, format!("line {line}, column {col}: not UTF-8 text (byte 0x{:02x})", e.as_bytes()[at]))
     })
 }
