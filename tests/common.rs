@@ -9,6 +9,14 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// A fresh temporary directory for one test (`name` keeps tests apart, the process id runs).
+pub fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("nnlang-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
 /// Runs `nnlangc` in the workspace root.
 pub fn nnlangc(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_nnlangc")).args(args).current_dir(root()).output().expect("nnlangc runs")

@@ -8,13 +8,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("nnlang-faults-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("temp dir");
-    d
-}
-
 /// A small classification set and a model that trains through many short epochs, so that a
 /// kill lands at every kind of moment: loading, mid-epoch, while a checkpoint is written.
 fn setup(dir: &Path) -> PathBuf {
@@ -80,7 +73,7 @@ fn assert_consistent(model: &Path, out: &Path) -> Option<usize> {
 
 #[test]
 fn kill_9_at_any_moment_leaves_a_consistent_run() {
-    let dir = temp_dir("kill");
+    let dir = common::temp_dir("faults-kill");
     let model = setup(&dir);
     let out = dir.join("run");
     let mut epochs_seen = Vec::new();
@@ -124,7 +117,7 @@ fn kill_9_at_any_moment_leaves_a_consistent_run() {
 
 #[test]
 fn sigterm_saves_the_run_and_exits_130() {
-    let dir = temp_dir("term");
+    let dir = common::temp_dir("faults-term");
     let model = setup(&dir);
     let out = dir.join("run");
     let child = spawn(&model, &out);

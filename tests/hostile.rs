@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 /// One hostile case: files to lay out, the command, what it must answer.
@@ -648,16 +648,9 @@ fn listing(dir: &Path) -> Vec<String> {
     v
 }
 
-fn temp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("nnlang-hostile-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("temp dir");
-    d
-}
-
 #[test]
 fn every_hostile_input_is_a_clear_located_error() {
-    let base = temp("all");
+    let base = common::temp_dir("hostile-all");
     let cases: Vec<Case> =
         source_cases().into_iter().chain(data_cases()).chain(checkpoint_cases()).chain(flag_cases()).collect();
     assert!(cases.len() >= 150, "the corpus has {} cases", cases.len());
@@ -670,7 +663,7 @@ fn every_hostile_input_is_a_clear_located_error() {
 /// A FIFO with no writer is refused at once, not waited on.
 #[test]
 fn a_fifo_is_refused_not_waited_on() {
-    let dir = temp("fifo");
+    let dir = common::temp_dir("hostile-fifo");
     let status = Command::new("mkfifo").arg(dir.join("pipe.nn")).status().expect("mkfifo runs");
     assert!(status.success());
     let start = std::time::Instant::now();
@@ -688,7 +681,7 @@ fn a_fifo_is_refused_not_waited_on() {
 /// A full device or a closed pipe on standard output: no panic; training keeps its run.
 #[test]
 fn a_full_or_closed_stdout_never_panics() {
-    let dir = temp("stdout");
+    let dir = common::temp_dir("hostile-stdout");
     std::fs::write(dir.join("m.nn"), CSV_MODEL.replace("epochs = 1", "epochs = 3")).expect("model");
     std::fs::write(dir.join("train.csv"), GOOD_CSV).expect("data");
     let full = std::fs::OpenOptions::new().write(true).open("/dev/full").expect("/dev/full");

@@ -15,21 +15,14 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("nnlang-training-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("temp dir");
-    d
-}
-
 fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
 
 #[test]
 fn mnist_subset_learns_and_repeats_exactly() {
-    let out1 = temp_dir("run1");
-    let out2 = temp_dir("run2");
+    let out1 = common::temp_dir("training-run1");
+    let out2 = common::temp_dir("training-run2");
     let args = |out: &Path| {
         nnlangc(&["train", "examples/mnist_mlp.nn", "--limit", "4000", "--epochs", "3", "--out", s(out), "--quiet"])
     };
@@ -152,7 +145,7 @@ fn idx(dims: &[u32], data: &[u8]) -> Vec<u8> {
 const TINY: &str = "model Tiny {\n    input x: [4]\n    x -> dense(3) -> softmax\n}\ntrain Tiny on tiny { batch = 2, epochs = 2 }\ndata tiny { train = idx(\"images.idx\", \"labels.idx\") }\n";
 
 fn tiny(name: &str, images: Vec<u8>, labels: Vec<u8>) -> (PathBuf, Output) {
-    let d = temp_dir(name);
+    let d = common::temp_dir(&format!("training-{name}"));
     std::fs::write(d.join("tiny.nn"), TINY).expect("write");
     std::fs::write(d.join("images.idx"), images).expect("write");
     std::fs::write(d.join("labels.idx"), labels).expect("write");
@@ -208,7 +201,7 @@ fn bad_data_files_are_clear_errors() {
 
 #[test]
 fn nan_in_data_and_a_diverging_loss_stop_with_a_message() {
-    let d = temp_dir("nan");
+    let d = common::temp_dir("training-nan");
     std::fs::write(
         d.join("reg.nn"),
         "model Reg {\n    input x: [2]\n    x -> dense(1)\n}\ntrain Reg on pts { loss = mse, optimizer = sgd(lr = 1e30), batch = 2, epochs = 3 }\ndata pts { train = csv(\"pts.csv\") }\n",
@@ -236,7 +229,7 @@ fn nan_in_data_and_a_diverging_loss_stop_with_a_message() {
 fn ctrl_c_finishes_the_batch_saves_and_exits() {
     use std::io::{BufRead, BufReader};
     use std::process::Stdio;
-    let out = temp_dir("interrupt");
+    let out = common::temp_dir("training-interrupt");
     let mut child = Command::new(env!("CARGO_BIN_EXE_nnlangc"))
         .args(["train", "examples/mnist_mlp.nn", "--limit", "6000", "--epochs", "500", "--out", s(&out)])
         .current_dir(common::root())
@@ -268,7 +261,7 @@ fn ctrl_c_finishes_the_batch_saves_and_exits() {
 
 #[test]
 fn a_regression_target_binned_into_classes() {
-    let d = temp_dir("bins");
+    let d = common::temp_dir("training-bins");
     // y = a: four equal bins over [0, 1) are learnable from the first feature alone.
     let mut csv = String::from("a,b,y\n");
     for i in 0..400 {
@@ -304,7 +297,7 @@ fn a_regression_target_binned_into_classes() {
 
 #[test]
 fn plateau_lowers_the_rate_when_validation_stalls() {
-    let d = temp_dir("plateau");
+    let d = common::temp_dir("training-plateau");
     let mut csv = String::from("a,b,y\n");
     for i in 0..100 {
         csv.push_str(&format!("{},{},{}\n", i % 7, i % 5, i % 2));
@@ -374,7 +367,7 @@ fn cifar_shaped_net_learns_synthetic_colour_images() {
 
 #[test]
 fn impossible_runs_are_refused_before_they_start() {
-    let d = temp_dir("huge");
+    let d = common::temp_dir("training-huge");
     std::fs::write(
         d.join("m.nn"),
         "model M {\n    input x: [2]\n    x -> dense(4096) -> relu -> dense(2) -> softmax\n}\ntrain M on pts { batch = 100000000 }\ndata pts { train = csv(\"pts.csv\") }\n",
@@ -404,7 +397,7 @@ fn impossible_runs_are_refused_before_they_start() {
 /// needs.
 #[test]
 fn every_shipped_example_trains_as_written() {
-    let d = temp_dir("examples");
+    let d = common::temp_dir("training-examples");
     let root = common::root();
     for (stem, rel, src) in common::nn_files(&root.join("examples"), &root) {
         if !src.contains("\ntrain ") {

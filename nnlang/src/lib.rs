@@ -153,16 +153,13 @@ fn recipe_fits(file: &ast::File, recipes: &[Recipe], models: &[Model]) -> Vec<Di
                 );
             }
         }
-        let data = train
-            .data
-            .as_deref()
-            .and_then(|d| file.blocks.iter().find(|b| b.kind == ast::BlockKind::Data && b.target.name == d));
-        let classes = train
-            .data
-            .as_deref()
-            .and_then(|d| recipes.iter().find(|b| b.kind == ast::BlockKind::Data && b.target == d));
-        if let (Some(block), Some(spec)) = (data, classes.map(spec::DataSpec::from_block)) {
-            if let (Some(k), spec::TrainRecipe { loss: plan::Loss::CrossEntropy, .. }) = (spec.classes, &train) {
+        // A data set's declared classes against a classifier's outputs.
+        let block = train.data.as_deref().and_then(|d| {
+            file.blocks.iter().zip(recipes).find(|(b, _)| b.kind == ast::BlockKind::Data && b.target.name == d)
+        });
+        if let Some((block, r)) = block.filter(|_| train.loss == plan::Loss::CrossEntropy) {
+            let spec = spec::DataSpec::from_block(r);
+            if let Some(k) = spec.classes {
                 if k as u64 != outputs {
                     let at = value_span(block, "classes").unwrap_or(block.target.span);
                     out.push(
