@@ -330,16 +330,15 @@ const KEYWORDS: &[&str] = &["model", "train", "data", "search", "ensemble", "inp
 /// parser or the later stages can exhaust the stack.
 pub const MAX_NESTING: usize = 32;
 
-/// A lexical pass before parsing: brackets nested too deep, and a `/*` comment never closed
-/// (pest would report it at the end of the file). Strings and comments are skipped.
-fn too_deep(source: &str) -> Option<Diagnostic> {
+/// Calls `f` with the offset of every byte of `source` outside strings and comments, until
+/// it returns `true`; `Err(at)` when the `/*` at `at` is never closed. A string ends at its
+/// closing quote or at the end of the line.
+fn scan_code(source: &str, mut f: impl FnMut(usize, u8) -> bool) -> Result<(), usize> {
     let bytes = source.as_bytes();
-    let mut depth = 0usize;
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
             b'"' => {
-                // A string ends at its closing quote or at the end of the line.
                 i += 1;
                 while i < bytes.len() && bytes[i] != b'"' && bytes[i] != b'\n' {
                     i += 1;
@@ -352,32 +351,47 @@ fn too_deep(source: &str) -> Option<Diagnostic> {
             }
             b'/' if bytes.get(i + 1) == Some(&b'*') => match source[i + 2..].find("*/") {
                 Some(end) => i += 2 + end + 1,
-                None => {
-                    return Some(
-                        Diagnostic::error("this comment is never closed", Span::new(i, i + 2), "opened here")
-                            .with_help("close it with `*/`"),
-                    )
-                }
+                None => return Err(i),
             },
+            b => {
+                if f(i, b) {
+                    return Ok(());
+                }
+            }
+        }
+        i += 1;
+    }
+    Ok(())
+}
+
+/// A lexical pass before parsing: brackets nested too deep, and a `/*` comment never closed
+/// (pest would report it at the end of the file).
+fn too_deep(source: &str) -> Option<Diagnostic> {
+    let (mut depth, mut deepest) = (0usize, None);
+    let scanned = scan_code(source, |i, b| {
+        match b {
             b'(' | b'[' | b'{' => {
                 depth += 1;
                 if depth > MAX_NESTING {
-                    return Some(
-                        Diagnostic::error(
-                            format!("brackets are nested more than {MAX_NESTING} deep"),
-                            Span::new(i, i + 1),
-                            "too deep",
-                        )
-                        .with_note("no model needs this; use a repetition `[ … ] * n` instead"),
-                    );
+                    deepest = Some(i);
+                    return true;
                 }
             }
             b')' | b']' | b'}' => depth = depth.saturating_sub(1),
             _ => {}
         }
-        i += 1;
+        false
+    });
+    if let Err(at) = scanned {
+        return Some(
+            Diagnostic::error("this comment is never closed", Span::new(at, at + 2), "opened here")
+                .with_help("close it with `*/`"),
+        );
     }
-    None
+    deepest.map(|i| {
+        Diagnostic::error(format!("brackets are nested more than {MAX_NESTING} deep"), Span::new(i, i + 1), "too deep")
+            .with_note("no model needs this; use a repetition `[ … ] * n` instead")
+    })
 }
 
 /// The most operators one sum or product may chain, and the most `-` signs one value may
@@ -413,30 +427,17 @@ fn too_long(pairs: pest::iterators::Pairs<Rule>) -> Option<Diagnostic> {
 
 /// The last `{` without its `}`, skipping strings and comments.
 fn unclosed_brace(source: &str) -> Option<usize> {
-    let bytes = source.as_bytes();
     let mut open = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'"' => {
-                i += 1;
-                while i < bytes.len() && bytes[i] != b'"' && bytes[i] != b'\n' {
-                    i += 1;
-                }
-            }
-            b'/' if bytes.get(i + 1) == Some(&b'/') => {
-                while i < bytes.len() && bytes[i] != b'\n' {
-                    i += 1;
-                }
-            }
+    let _ = scan_code(source, |i, b| {
+        match b {
             b'{' => open.push(i),
             b'}' => {
                 open.pop();
             }
             _ => {}
         }
-        i += 1;
-    }
+        false
+    });
     open.pop()
 }
 
