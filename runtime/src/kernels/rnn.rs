@@ -38,6 +38,15 @@ impl Dims {
     }
 }
 
+/// Step `t` of every row of `src` (`steps × nh` per row) into `ws`, contiguous: a product
+/// cannot read one step of a buffer while writing another of the same buffer.
+fn gather_step<T: Float>(src: &[T], ws: &mut [T], rows: usize, steps: usize, nh: usize, t: usize) {
+    for (r, dst) in ws[..rows * nh].chunks_exact_mut(nh).enumerate() {
+        let from = (r * steps + t) * nh;
+        dst.copy_from_slice(&src[from..from + nh]);
+    }
+}
+
 /// `hs[r, t] = f(W_ih x[r, t] + b_ih + W_hh hs[r, t-1] + b_hh)` for every row and step.
 /// `wih` is `[hidden, features]`, `whh` `[hidden, hidden]`, as PyTorch lays them out.
 #[allow(clippy::too_many_arguments)]
@@ -66,10 +75,7 @@ pub fn forward<T: Float>(
         let (t, prev) = d.visit(i);
         if let Some(p) = prev {
             // The previous states, contiguous, then W_hh h_prev added onto step t.
-            for r in 0..rows {
-                let from = (r * steps + p) * nh;
-                ws[r * nh..(r + 1) * nh].copy_from_slice(&hs[from..from + nh]);
-            }
+            gather_step(hs, ws, rows, steps, nh, p);
             T::gemm(
                 rows,
                 nh,
@@ -121,10 +127,7 @@ pub fn backward_params<T: Float>(
             activation_backward_in_place(f, &hs[at..at + nh], &mut dhs[at..at + nh]);
         }
         if let Some(p) = prev {
-            for r in 0..rows {
-                let from = (r * steps + t) * nh;
-                ws[r * nh..(r + 1) * nh].copy_from_slice(&dhs[from..from + nh]);
-            }
+            gather_step(dhs, ws, rows, steps, nh, t);
             T::gemm(
                 rows,
                 nh,
