@@ -9,7 +9,9 @@ use nnlang::plan::{build, Loss, Mode};
 use nnlang::{compile, Options};
 use nnlang_runtime::train::{self, Init, OptimizerKind, Stepper};
 use rand::{RngExt, SeedableRng};
-use std::time::Instant;
+mod common;
+
+use common::rate;
 
 const SRC: &str = "
 model SmallCnn {
@@ -33,29 +35,6 @@ nnlang_macros::nn! {
     data d { train = idx("a", "b") }
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
-fn time(batch: usize, mut step: impl FnMut()) -> f64 {
-    for _ in 0..5 {
-        step();
-    }
-    let steps = 40;
-    median(
-        (0..5)
-            .map(|_| {
-                let t = Instant::now();
-                for _ in 0..steps {
-                    step();
-                }
-                (batch * steps) as f64 / t.elapsed().as_secs_f64()
-            })
-            .collect(),
-    )
-}
-
 fn main() {
     let batch = 64;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
@@ -67,13 +46,13 @@ fn main() {
         let mut net = SmallCnn::new(7);
         let mut opt = net.optimizer();
         let generated = if threads == 1 {
-            time(batch, || {
+            rate(batch, 5, 40, || {
                 net.train_step(&x, &y, batch, &mut opt).expect("step");
             })
         } else {
             let mut par = net.parallel(threads, 7).expect("pool");
             opt.pool = Some(par.pool());
-            time(batch, || {
+            rate(batch, 5, 40, || {
                 net.train_step_parallel(&mut par, &x, &y, batch, &mut opt).expect("step");
             })
         };
@@ -87,7 +66,7 @@ fn main() {
         let mut params = vec![0f32; plan.params_len];
         train::initialize(&plan, &mut params, Init::He, 7);
         let mut s = Stepper::new(&plan, params, &o, threads);
-        let interp = time(batch, || {
+        let interp = rate(batch, 5, 40, || {
             s.step(&x, &y, batch).expect("step");
         });
         println!("interpreter threads={threads} batch={batch} samples/s={interp:.0}");

@@ -9,7 +9,9 @@ use nnlang::plan::{build, Loss, Mode};
 use nnlang::{compile, Options};
 use nnlang_runtime::train::{self, Init, OptimizerKind, Stepper};
 use rand::{RngExt, SeedableRng};
-use std::time::Instant;
+mod common;
+
+use common::rate;
 
 // The model of examples/mnist_mlp.nn, with the batch left to the benchmark.
 nnlang_macros::nn! {
@@ -29,34 +31,11 @@ nnlang_macros::nn! {
     data d { train = idx("a", "b") }
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 fn data(batch: usize) -> (Vec<f32>, Vec<f32>) {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
     (
         (0..batch * 784).map(|_| rng.random::<f32>()).collect(),
         (0..batch).map(|_| rng.random_range(0..10) as f32).collect(),
-    )
-}
-
-fn time(batch: usize, mut step: impl FnMut()) -> f64 {
-    for _ in 0..50 {
-        step();
-    }
-    let steps = 300;
-    median(
-        (0..5)
-            .map(|_| {
-                let t = Instant::now();
-                for _ in 0..steps {
-                    step();
-                }
-                (batch * steps) as f64 / t.elapsed().as_secs_f64()
-            })
-            .collect(),
     )
 }
 
@@ -66,13 +45,13 @@ macro_rules! generated {
         let mut net = $ty::new(7);
         let mut opt = net.optimizer();
         if $threads == 1 {
-            time($batch, || {
+            rate($batch, 50, 300, || {
                 net.train_step(&x, &y, $batch, &mut opt).expect("step");
             })
         } else {
             let mut par = net.parallel($threads, 7).expect("pool");
             opt.pool = Some(par.pool());
-            time($batch, || {
+            rate($batch, 50, 300, || {
                 net.train_step_parallel(&mut par, &x, &y, $batch, &mut opt).expect("step");
             })
         }
@@ -94,7 +73,7 @@ fn interpreted(batch: usize, threads: usize) -> f64 {
     train::initialize(&plan, &mut params, Init::He, 7);
     let mut s = Stepper::new(&plan, params, &opts, threads);
     let (x, y) = data(batch);
-    time(batch, || {
+    rate(batch, 50, 300, || {
         s.step(&x, &y, batch).expect("step");
     })
 }
