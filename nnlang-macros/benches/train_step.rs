@@ -5,13 +5,8 @@
 //!
 //!     cargo bench -p nnlang-macros --bench train_step [-- --batch 64 256]
 
-use nnlang::plan::{build, Loss, Mode};
-use nnlang::{compile, Options};
-use nnlang_runtime::train::{self, Init, OptimizerKind, Stepper};
-use rand::{RngExt, SeedableRng};
+#[macro_use]
 mod common;
-
-use common::rate;
 
 // The model of examples/mnist_mlp.nn, with the batch left to the benchmark.
 nnlang_macros::nn! {
@@ -31,53 +26,6 @@ nnlang_macros::nn! {
     data d { train = idx("a", "b") }
 }
 
-fn data(batch: usize) -> (Vec<f32>, Vec<f32>) {
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
-    (
-        (0..batch * 784).map(|_| rng.random::<f32>()).collect(),
-        (0..batch).map(|_| rng.random_range(0..10) as f32).collect(),
-    )
-}
-
-macro_rules! generated {
-    ($ty:ident, $batch:expr, $threads:expr) => {{
-        let (x, y) = data($batch);
-        let mut net = $ty::new(7);
-        let mut opt = net.optimizer();
-        if $threads == 1 {
-            rate($batch, 50, 300, || {
-                net.train_step(&x, &y, $batch, &mut opt).expect("step");
-            })
-        } else {
-            let mut par = net.parallel($threads, 7).expect("pool");
-            opt.pool = Some(par.pool());
-            rate($batch, 50, 300, || {
-                net.train_step_parallel(&mut par, &x, &y, $batch, &mut opt).expect("step");
-            })
-        }
-    }};
-}
-
-fn interpreted(batch: usize, threads: usize) -> f64 {
-    let src = include_str!("../../examples/mnist_mlp.nn");
-    let c = compile(src, &Options::default()).expect("compiles");
-    let plan = build(&c.models[0], Mode::Training(Loss::CrossEntropy), batch).expect("plan");
-    let opts = train::Options {
-        optimizer: OptimizerKind::Sgd { lr: 0.05, momentum: 0.9, nesterov: true },
-        l2: 1e-4,
-        batch,
-        seed: 7,
-        ..nnlang::spec::TrainRecipe::default().options(1)
-    };
-    let mut params = vec![0f32; plan.params_len];
-    train::initialize(&plan, &mut params, Init::He, 7);
-    let mut s = Stepper::new(&plan, params, &opts, threads);
-    let (x, y) = data(batch);
-    rate(batch, 50, 300, || {
-        s.step(&x, &y, batch).expect("step");
-    })
-}
-
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let batches: Vec<usize> = match args.iter().position(|a| a == "--batch") {
@@ -87,12 +35,13 @@ fn main() {
     for t in [1, 2] {
         for &b in &batches {
             let g = match b {
-                64 => generated!(Mlp64, 64, t),
-                256 => generated!(Mlp256, 256, t),
+                64 => generated!(Mlp64, 64, 784, t, 50, 300),
+                256 => generated!(Mlp256, 256, 784, t, 50, 300),
                 _ => continue,
             };
             println!("generated threads={t} batch={b} samples/s={g:.0}");
-            println!("interpreter threads={t} batch={b} samples/s={:.0}", interpreted(b, t));
+            let i = common::interpreted(include_str!("../../examples/mnist_mlp.nn"), b, t, 50, 300);
+            println!("interpreter threads={t} batch={b} samples/s={i:.0}");
         }
     }
 }

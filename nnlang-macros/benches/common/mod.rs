@@ -1,7 +1,13 @@
-//! What the step benchmarks share: samples per second of a step, as the median of five
-//! timed runs after a warm-up.
+//! What the step benchmarks share: the same random batch, samples per second of a step as
+//! the median of five timed runs after a warm-up, and the two sides (generated code, plan
+//! interpreter) timed the same way.
 
 use std::time::Instant;
+
+use nnlang::plan::{build, Loss, Mode};
+use nnlang::{compile, Options};
+use nnlang_runtime::train::{self, Stepper};
+use rand::{RngExt, SeedableRng};
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -25,4 +31,51 @@ pub fn rate(batch: usize, warmup: usize, steps: usize, mut step: impl FnMut()) -
             })
             .collect(),
     )
+}
+
+/// Random inputs (`batch` rows of `cols`) and class labels (0..10), the same for every run.
+pub fn data(batch: usize, cols: usize) -> (Vec<f32>, Vec<f32>) {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+    (
+        (0..batch * cols).map(|_| rng.random::<f32>()).collect(),
+        (0..batch).map(|_| rng.random_range(0..10) as f32).collect(),
+    )
+}
+
+/// Samples per second of the plan interpreter's training step for the first model of `src`,
+/// trained as its own `train` block says (optimizer, init, regularization), seed 7.
+pub fn interpreted(src: &str, batch: usize, threads: usize, warmup: usize, steps: usize) -> f64 {
+    let c = compile(src, &Options::default()).expect("compiles");
+    let recipe = c.train_recipe(None).expect("a train block");
+    let plan = build(&c.models[0], Mode::Training(Loss::CrossEntropy), batch).expect("plan");
+    let opts = train::Options { batch, seed: 7, ..recipe.options(threads) };
+    let mut params = vec![0f32; plan.params_len];
+    train::initialize(&plan, &mut params, opts.init, 7);
+    let mut s = Stepper::new(&plan, params, &opts, threads);
+    let (x, y) = data(batch, plan.inputs[0].cols);
+    rate(batch, warmup, steps, || {
+        s.step(&x, &y, batch).expect("step");
+    })
+}
+
+/// Samples per second of the training step of the `nn!`-generated type `$ty` (seed 7) on
+/// `$threads` threads (data-parallel above 1), timed like [`interpreted`].
+#[macro_export]
+macro_rules! generated {
+    ($ty:ident, $batch:expr, $cols:expr, $threads:expr, $warmup:expr, $steps:expr) => {{
+        let (x, y) = common::data($batch, $cols);
+        let mut net = $ty::new(7);
+        let mut opt = net.optimizer();
+        if $threads == 1 {
+            common::rate($batch, $warmup, $steps, || {
+                net.train_step(&x, &y, $batch, &mut opt).expect("step");
+            })
+        } else {
+            let mut par = net.parallel($threads, 7).expect("pool");
+            opt.pool = Some(par.pool());
+            common::rate($batch, $warmup, $steps, || {
+                net.train_step_parallel(&mut par, &x, &y, $batch, &mut opt).expect("step");
+            })
+        }
+    }};
 }
