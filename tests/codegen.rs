@@ -39,12 +39,19 @@ fn emit_rust_prints_the_generated_model() {
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("pub struct LogReg {") && text.contains("::nnlang_runtime::ops::dense("), "{text}");
+    // A sequence of variable length with no longest length cannot be planned: refused, with
+    // the spelling that fixes it.
+    let dir = common::temp_dir("emit-unbounded");
+    let src = dir.join("tagger.nn");
+    std::fs::write(&src, "model T {\n    input x: [seq, 12]\n    x -> rnn(8) -> dense(3) -> softmax\n}\n")
+        .expect("writes");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_nnlangc"))
-        .args(["emit", "--rust", "examples/rnn_tagger.nn"])
-        .current_dir(common::root())
+        .args(["emit", "--rust"])
+        .arg(&src)
         .output()
         .expect("runs");
     assert_eq!(out.status.code(), Some(1));
-    // Its input is a sequence of variable length, which no plan runs yet.
-    assert!(String::from_utf8_lossy(&out.stderr).contains("sequences of variable length cannot run yet"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("`x` is a sequence of variable length with no longest length"), "{err}");
+    assert!(err.contains("give the longest: `input x: [seq <= 100, 12]`"), "{err}");
 }

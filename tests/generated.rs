@@ -18,6 +18,8 @@ nnlang_macros::nn!(file = "examples/fashion_convnet.nn", model = "FashionConvNet
 nnlang_macros::nn!(file = "examples/maxout.nn", model = "MaxoutNet");
 nnlang_macros::nn!(file = "examples/local_faces.nn", model = "LocalFaces");
 nnlang_macros::nn!(file = "examples/mnist_rows.nn", model = "Rows");
+nnlang_macros::nn!(file = "examples/japanese_vowels.nn", model = "BiRnnClassifier");
+nnlang_macros::nn!(file = "examples/rnn_tagger.nn", model = "Tagger");
 
 nnlang_macros::nn! {
     // Dropout (with its random masks), leaky ReLU, sigmoid and binary cross-entropy.
@@ -96,12 +98,23 @@ macro_rules! differential {
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
             let x: Vec<f32> = (0..rows * $ty::INPUTS[0]).map(|_| rng.random_range(-1.0..1.0)).collect();
             let y: Vec<f32> = match train.target.expect("target").1 {
-                TargetKind::Class => (0..rows).map(|r| (r % $ty::OUTPUT) as f32).collect(),
+                TargetKind::Class => {
+                    let classes = if $ty::PER_STEP_OUTPUT { $ty::OUTPUT / $ty::STEPS } else { $ty::OUTPUT };
+                    (0..rows * $ty::TARGET_COLS).map(|r| (r % classes) as f32).collect()
+                }
                 TargetKind::Values => (0..rows * $ty::TARGET_COLS).map(|_| rng.random_range(0.0..1.0)).collect(),
             };
 
+            // Sequences of different lengths, where the model accepts them.
+            let lengths: Vec<usize> = match train.sequence {
+                Some(q) if q.variable => (0..rows).map(|r| 1 + (r * 7 + 3) % q.steps).collect(),
+                _ => Vec::new(),
+            };
+            net.set_lengths(&lengths);
+
             // Forward.
             let mut infer_exec = Exec::<f32>::new(&infer, 0);
+            infer_exec.set_lengths(&lengths);
             infer_exec.params.copy_from_slice(&params);
             infer_exec.set_input(&infer, 0, rows, &x);
             infer_exec.run(&infer, rows, None).expect("runs");
@@ -111,6 +124,7 @@ macro_rules! differential {
             // Several training steps: losses, gradients and weights.
             let mut exec = Exec::<f32>::new(&train, seed.wrapping_add(1));
             exec.params.copy_from_slice(&params);
+            exec.set_lengths(&lengths);
             let mut opt_i = nnlang_runtime::train::Optimizer::new(
                 &train.params,
                 opts.optimizer,
@@ -151,6 +165,8 @@ differential!(fashion_convnet, FashionConvNet, include_str!("../examples/fashion
 differential!(maxout, MaxoutNet, include_str!("../examples/maxout.nn"));
 differential!(local_faces, LocalFaces, include_str!("../examples/local_faces.nn"));
 differential!(mnist_rows, Rows, include_str!("../examples/mnist_rows.nn"));
+differential!(japanese_vowels, BiRnnClassifier, include_str!("../examples/japanese_vowels.nn"));
+differential!(rnn_tagger, Tagger, include_str!("../examples/rnn_tagger.nn"));
 differential!(
     dropout_and_bce,
     Dropped,

@@ -78,6 +78,7 @@ const SOURCE: &[Form] = &[
     form("idx", &[("images", Spec::Str, true), ("labels", Spec::Str, true)]),
     form("npy", &[("x", Spec::Str, true), ("y", Spec::Str, true)]),
     form("csv", &[("path", Spec::Str, true), ("label", Spec::NonNegInt, false)]),
+    form("sequences", &[("path", Spec::Str, true)]),
 ];
 
 const TRAIN: &[(&str, Spec)] = &[

@@ -219,6 +219,8 @@ pub enum Source {
     Npy { x: PathBuf, y: PathBuf },
     /// One CSV file with the label in column `label` (default: the last).
     Csv { path: PathBuf, label: Option<usize> },
+    /// Sequences in long CSV form, a row per step: `seq,t,label,f0,f1,…`.
+    Sequences { path: PathBuf },
 }
 
 impl Source {
@@ -230,6 +232,7 @@ impl Source {
             "csv" => {
                 Source::Csv { path: string(args, "path").into(), label: num(args.get("label")).map(|l| l as usize) }
             }
+            "sequences" => Source::Sequences { path: string(args, "path").into() },
             _ => return None,
         })
     }
@@ -239,7 +242,7 @@ impl Source {
         match self {
             Source::Idx { images, labels } => vec![images, labels],
             Source::Npy { x, y } => vec![x, y],
-            Source::Csv { path, .. } => vec![path],
+            Source::Csv { path, .. } | Source::Sequences { path } => vec![path],
         }
     }
 }

@@ -29,6 +29,15 @@ fn check(src: &str, loss: Loss) {
     check_with(src, loss, 0.0, 0.0);
 }
 
+/// Sequences of different lengths in one batch (one length per row; `[seq <= 5, …]`).
+const LENGTHS: [usize; ROWS] = [5, 2, 4, 1, 3];
+
+/// [`check`] on a batch of sequences of the lengths [`LENGTHS`], padded to the plan's steps.
+fn check_ragged(src: &str, loss: Loss) {
+    check_plan_with(src, loss, 0.0, 0.0, Level::None, &LENGTHS);
+    check_plan_with(src, loss, 0.0, 0.0, Level::Full, &LENGTHS);
+}
+
 /// Checks the unoptimised plan (every op separate, no buffer shared in place) and the
 /// optimised one (fused, in place).
 fn check_with(src: &str, loss: Loss, l1: f64, l2: f64) {
@@ -38,9 +47,14 @@ fn check_with(src: &str, loss: Loss, l1: f64, l2: f64) {
 
 /// Checks every parameter of the plan (every element of small tensors, a sample of large).
 fn check_plan(src: &str, loss: Loss, l1: f64, l2: f64, level: Level) {
+    check_plan_with(src, loss, l1, l2, level, &[]);
+}
+
+fn check_plan_with(src: &str, loss: Loss, l1: f64, l2: f64, level: Level, lengths: &[usize]) {
     let plan = plan(src, loss, level);
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     let mut exec = Exec::<f64>::new(&plan, 0);
+    exec.set_lengths(lengths);
     for p in exec.params.iter_mut() {
         *p = rng.random_range(-0.8..0.8);
     }
@@ -62,7 +76,7 @@ fn check_plan(src: &str, loss: Loss, l1: f64, l2: f64, level: Level) {
                     _ => None,
                 })
                 .expect("a class target has a cross-entropy step");
-            let labels: Vec<f64> = (0..ROWS).map(|r| ((r * 7 + 3) % classes) as f64).collect();
+            let labels: Vec<f64> = (0..ROWS * t.cols).map(|r| ((r * 7 + 3) % classes) as f64).collect();
             let distinct = labels.iter().map(|l| *l as usize).collect::<std::collections::BTreeSet<_>>().len();
             assert!(distinct > 1 || classes == 1, "labels {labels:?} cover several classes");
             labels
@@ -282,4 +296,48 @@ fn maxout_over_dense_and_over_channels() {
 #[test]
 fn dropout_inside_a_conv_net() {
     check("model M { input x: [6, 6, 1]\n x -> conv(filters = 4, size = 3, pad = same) -> relu -> dropout(keep = 0.7) -> maxpool(size = 2) -> dense(3) -> softmax }", Loss::CrossEntropy);
+}
+
+#[test]
+fn per_step_layers_and_losses_on_sequences() {
+    // Dense, an activation and softmax at every step of a fixed-length sequence, with a loss
+    // at every step: classes and squared error.
+    check("model M { input x: [seq = 4, 3]\n x -> dense(5) -> tanh -> dense(3) -> softmax }", Loss::CrossEntropy);
+    check(
+        "model M { input x: [4, 3]\n x -> rnn(4) -> dense(3) -> sigmoid -> maxout(units = 2, pieces = 2) }",
+        Loss::MeanSquaredError,
+    );
+    check("model M { input x: [4, 3]\n x -> rnn(4) -> dense(3) -> sigmoid }", Loss::BinaryCrossEntropy);
+}
+
+#[test]
+fn ragged_batches_every_activation_sequence_and_last() {
+    for act in ["tanh", "relu", "sigmoid", "identity", "leaky_relu(alpha = 0.1)"] {
+        check_ragged(
+            &format!("model M {{ input x: [seq <= 5, 3]\n x -> rnn(4, activation = {act}, output = last) -> dense(3) -> softmax }}"),
+            Loss::CrossEntropy,
+        );
+        check_ragged(
+            &format!("model M {{ input x: [seq <= 5, 3]\n x -> rnn(4, activation = {act}) -> dense(3) -> softmax }}"),
+            Loss::CrossEntropy,
+        );
+    }
+}
+
+#[test]
+fn ragged_batches_stacked_bidirectional_and_per_step_losses() {
+    for merge in ["concat", "add", "mul"] {
+        for output in ["sequence", "last"] {
+            check_ragged(
+                &format!("model M {{ input x: [seq <= 5, 3]\n x -> bidirectional(rnn(3, output = {output}), merge = {merge}) -> dense(2) -> softmax }}"),
+                Loss::CrossEntropy,
+            );
+        }
+    }
+    check_ragged(
+        "model M { input x: [seq <= 5, 2]\n x -> dense(3) -> relu -> rnn(4) -> dropout(keep = 0.7) -> bidirectional(rnn(3), merge = add) -> rnn(2, output = last) -> dense(2) -> softmax }",
+        Loss::CrossEntropy,
+    );
+    check_ragged("model M { input x: [seq <= 5, 2]\n x -> rnn(4) -> dense(2) }", Loss::MeanSquaredError);
+    check_ragged("model M { input x: [seq <= 5, 2]\n x -> rnn(3) -> dense(2) -> sigmoid }", Loss::BinaryCrossEntropy);
 }

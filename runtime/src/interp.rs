@@ -23,6 +23,9 @@ pub struct Exec<T> {
     pub target: Vec<T>,
     pub params: Vec<T>,
     pub grads: Vec<T>,
+    /// The length of each example's sequence in the batch, for a plan that reads sequences
+    /// of different lengths (empty: every sequence is as long as the plan's).
+    pub lengths: Vec<usize>,
     rng: ChaCha8Rng,
 }
 
@@ -36,6 +39,7 @@ impl<T: Float> Exec<T> {
             target: plan.target.map_or(Vec::new(), |(t, _)| vec![T::ZERO; t.cols * plan.max_batch]),
             params: vec![T::ZERO; plan.params_len],
             grads: vec![T::ZERO; plan.params_len],
+            lengths: Vec::new(),
             rng: ChaCha8Rng::seed_from_u64(seed),
         }
     }
@@ -49,6 +53,12 @@ impl<T: Float> Exec<T> {
     pub fn set_input(&mut self, plan: &Plan, index: usize, rows: usize, data: &[T]) {
         let n = rows * plan.inputs[index].cols;
         self.inputs[index][..n].copy_from_slice(&data[..n]);
+    }
+
+    /// Sets each example's sequence length for the next batches (empty: all full length).
+    pub fn set_lengths(&mut self, lengths: &[usize]) {
+        self.lengths.clear();
+        self.lengths.extend_from_slice(lengths);
     }
 
     pub fn set_target(&mut self, plan: &Plan, rows: usize, data: &[T]) {
@@ -105,8 +115,12 @@ impl<T: Float> Exec<T> {
     ) -> Result<Option<f64>, ExecError> {
         check_rows(plan, rows);
         check_batch(plan, rows, inputs, target);
+        let lengths = crate::mem::batch_lengths(&self.lengths, rows, plan.sequence.map_or(0, |s| s.steps));
         let mut cx = Cx {
             rows,
+            batch: rows,
+            steps: 1,
+            lengths,
             mem: Mem { arena: &mut self.arena, inputs, target },
             params: &self.params,
             grads: &mut self.grads,
@@ -138,8 +152,12 @@ impl<T: Float> Exec<T> {
     ) -> Result<Option<f64>, ExecError> {
         check_rows(plan, rows);
         check_batch(plan, rows, inputs, target);
+        let lengths = crate::mem::batch_lengths(&self.lengths, rows, plan.sequence.map_or(0, |s| s.steps));
         let mut cx = Cx {
             rows,
+            batch: rows,
+            steps: 1,
+            lengths,
             mem: Mem { arena: &mut self.arena, inputs, target },
             params,
             grads: &mut self.grads,

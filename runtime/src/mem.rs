@@ -13,17 +13,19 @@ use std::ops::Range;
 /// A run that could not complete: a problem in the data, not in the plan.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ExecError {
-    /// Row `row` of the batch has a class label outside `0..classes`.
-    LabelOutOfRange { row: usize, label: f64, classes: usize },
+    /// Row `row` of the batch (at step `step` of its sequence, for a loss at every step) has
+    /// a class label outside `0..classes`.
+    LabelOutOfRange { row: usize, step: Option<usize>, label: f64, classes: usize },
 }
 
 impl std::fmt::Display for ExecError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ExecError::LabelOutOfRange { row, label, classes } => {
+            ExecError::LabelOutOfRange { row, step, label, classes } => {
+                let at = step.map_or(String::new(), |t| format!(" at step {}", t + 1));
                 write!(
                     f,
-                    "row {row} of the batch has label {label}, outside the {classes} classes 0..{}",
+                    "row {row} of the batch has label {label}{at}, outside the {classes} classes 0..{}",
                     classes.saturating_sub(1)
                 )
             }
@@ -32,6 +34,51 @@ impl std::fmt::Display for ExecError {
 }
 
 impl std::error::Error for ExecError {}
+
+impl ExecError {
+    /// The same error for a batch that starts `rows` rows later (a worker's share).
+    pub fn shifted(self, rows: usize) -> ExecError {
+        match self {
+            ExecError::LabelOutOfRange { row, step, label, classes } => {
+                ExecError::LabelOutOfRange { row: row + rows, step, label, classes }
+            }
+        }
+    }
+}
+
+/// Which rows of a step's batch count: every row, or, where a layer works at every step of
+/// sequences of different lengths, the rows of steps inside their sequence (the others are
+/// padding, whose values nothing reads and whose gradients are zero).
+#[derive(Clone, Copy, Debug)]
+pub struct Rows<'a> {
+    /// Rows per example: a sequence's steps, or 1.
+    pub steps: usize,
+    /// Each example's length (empty: every example has `steps`).
+    pub lengths: &'a [usize],
+}
+
+impl Rows<'_> {
+    /// Whether row `r` (example `r / steps`, step `r % steps`) is inside its sequence.
+    pub fn valid(&self, r: usize) -> bool {
+        self.steps <= 1 || self.lengths.is_empty() || r % self.steps < self.lengths[r / self.steps]
+    }
+    /// The rows that count among the first `rows`.
+    pub fn count(&self, rows: usize) -> usize {
+        if self.steps <= 1 || self.lengths.is_empty() {
+            rows
+        } else {
+            (0..rows).filter(|&r| self.valid(r)).count()
+        }
+    }
+    /// Where row `r` is: its example, and its step when the rows are steps.
+    pub fn place(&self, r: usize) -> (usize, Option<usize>) {
+        if self.steps <= 1 {
+            (r, None)
+        } else {
+            (r / self.steps, Some(r % self.steps))
+        }
+    }
+}
 
 /// The batch memory: the arena, the model inputs and the target (the last two read only,
 /// where the caller holds them).
@@ -44,8 +91,16 @@ pub struct Mem<'a, T> {
 /// Everything one step may touch: the batch size, the batch memory, the parameters and
 /// their gradients, the dropout generator, and where a loss step leaves the loss.
 pub struct Cx<'a, T> {
-    /// Rows of the batch (1..=the plan's `max_batch`).
+    /// Rows the next step works on: the batch, or, for a layer that works at every step of
+    /// a sequence, `batch × steps` (set by the step `PerStep`).
     pub rows: usize,
+    /// Examples in the batch (1..=the plan's `max_batch`).
+    pub batch: usize,
+    /// Rows per example for the next step (1, or a sequence's steps).
+    pub steps: usize,
+    /// The length of each example's sequence, for a plan that reads sequences of different
+    /// lengths; empty when every sequence has the plan's length.
+    pub lengths: &'a [usize],
     pub mem: Mem<'a, T>,
     pub params: &'a [T],
     /// Parameter gradients (empty for an inference plan).
@@ -53,6 +108,17 @@ pub struct Cx<'a, T> {
     pub rng: &'a mut ChaCha8Rng,
     /// Set by the loss step.
     pub loss: Option<f64>,
+}
+
+impl<T> Cx<'_, T> {
+    /// Which of the rows count (all but the padding of shorter sequences).
+    pub fn valid_rows(&self) -> Rows<'_> {
+        Rows { steps: self.steps, lengths: self.lengths }
+    }
+    /// The length of example `r`'s sequence, of a plan of `steps` steps.
+    pub fn length(&self, r: usize, steps: usize) -> usize {
+        self.lengths.get(r).map_or(steps, |&l| l.min(steps))
+    }
 }
 
 /// Read access to everything but the one or two arena ranges a step writes.
@@ -144,6 +210,18 @@ impl<'a, T> Mem<'a, T> {
     pub fn workspace(&mut self, ws: ABuf) -> (&mut [T], Reads<'_, T>) {
         self.split(ws, 1)
     }
+}
+
+/// The first `rows` of `lengths`, each checked to be within `1..=steps` (a sequence the
+/// plan holds), or none when `lengths` is empty.
+pub fn batch_lengths(lengths: &[usize], rows: usize, steps: usize) -> &[usize] {
+    if lengths.is_empty() {
+        return &[];
+    }
+    assert!(lengths.len() >= rows, "{rows} rows but {} sequence lengths", lengths.len());
+    let lengths = &lengths[..rows];
+    assert!(lengths.iter().all(|&l| l >= 1 && l <= steps), "a sequence length outside 1..={steps}");
+    lengths
 }
 
 /// Inverted dropout's mask: 1/keep with probability `keep`, else 0.

@@ -5,7 +5,7 @@
 //! agree bit for bit.
 
 use crate::kernels::{conv, dense, elementwise, loss, pool};
-use crate::mem::{draw_mask, split_pair, Cx, ExecError};
+use crate::mem::{draw_mask, split_pair, Cx, ExecError, Rows};
 use crate::plan::{ABuf, Act, Geometry, PBuf, PoolOp, Write};
 use crate::Float;
 
@@ -88,12 +88,27 @@ pub fn concat<T: Float>(cx: &mut Cx<'_, T>, xs: &[ABuf], y: ABuf) -> Done {
     Ok(())
 }
 
+/// The step `PerStep`: the following steps work on `batch × steps` rows of one step's
+/// features (a layer at every step of a sequence), or, with `steps` 1, on the batch again.
+pub fn per_step<T>(cx: &mut Cx<'_, T>, steps: usize) -> Done {
+    cx.steps = steps.max(1);
+    cx.rows = cx.batch * cx.steps;
+    Ok(())
+}
+
+/// A label outside the classes at row `at` of a loss step's rows.
+fn label_error(valid: Rows, at: usize, label: f64, classes: usize) -> ExecError {
+    let (row, step) = valid.place(at);
+    ExecError::LabelOutOfRange { row, step, label, classes }
+}
+
 pub fn softmax_cross_entropy<T: Float>(cx: &mut Cx<'_, T>, logits: ABuf, target: ABuf, dlogits: ABuf) -> Done {
     let rows = cx.rows;
     let (d, r) = cx.mem.split(dlogits, rows);
     let t = r.get(target, rows);
-    let l = loss::softmax_cross_entropy(rows, logits.cols, r.get(logits, rows), t, d)
-        .map_err(|row| ExecError::LabelOutOfRange { row, label: t[row].to_f64(), classes: logits.cols })?;
+    let valid = Rows { steps: cx.steps, lengths: cx.lengths };
+    let l = loss::softmax_cross_entropy(rows, logits.cols, r.get(logits, rows), t, d, valid)
+        .map_err(|at| label_error(valid, at, t[at].to_f64(), logits.cols))?;
     cx.loss = Some(l);
     Ok(())
 }
@@ -102,8 +117,9 @@ pub fn cross_entropy<T: Float>(cx: &mut Cx<'_, T>, probs: ABuf, target: ABuf, dp
     let rows = cx.rows;
     let (d, r) = cx.mem.split(dprobs, rows);
     let t = r.get(target, rows);
-    let l = loss::cross_entropy(rows, probs.cols, r.get(probs, rows), t, d)
-        .map_err(|row| ExecError::LabelOutOfRange { row, label: t[row].to_f64(), classes: probs.cols })?;
+    let valid = Rows { steps: cx.steps, lengths: cx.lengths };
+    let l = loss::cross_entropy(rows, probs.cols, r.get(probs, rows), t, d, valid)
+        .map_err(|at| label_error(valid, at, t[at].to_f64(), probs.cols))?;
     cx.loss = Some(l);
     Ok(())
 }
@@ -111,7 +127,8 @@ pub fn cross_entropy<T: Float>(cx: &mut Cx<'_, T>, probs: ABuf, target: ABuf, dp
 pub fn sigmoid_binary_cross_entropy<T: Float>(cx: &mut Cx<'_, T>, logits: ABuf, target: ABuf, dlogits: ABuf) -> Done {
     let rows = cx.rows;
     let (d, r) = cx.mem.split(dlogits, rows);
-    let l = loss::sigmoid_binary_cross_entropy(rows, logits.cols, r.get(logits, rows), r.get(target, rows), d);
+    let valid = Rows { steps: cx.steps, lengths: cx.lengths };
+    let l = loss::sigmoid_binary_cross_entropy(rows, logits.cols, r.get(logits, rows), r.get(target, rows), d, valid);
     cx.loss = Some(l);
     Ok(())
 }
@@ -119,7 +136,8 @@ pub fn sigmoid_binary_cross_entropy<T: Float>(cx: &mut Cx<'_, T>, logits: ABuf, 
 pub fn binary_cross_entropy<T: Float>(cx: &mut Cx<'_, T>, probs: ABuf, target: ABuf, dprobs: ABuf) -> Done {
     let rows = cx.rows;
     let (d, r) = cx.mem.split(dprobs, rows);
-    let l = loss::binary_cross_entropy(rows, probs.cols, r.get(probs, rows), r.get(target, rows), d);
+    let valid = Rows { steps: cx.steps, lengths: cx.lengths };
+    let l = loss::binary_cross_entropy(rows, probs.cols, r.get(probs, rows), r.get(target, rows), d, valid);
     cx.loss = Some(l);
     Ok(())
 }
@@ -127,7 +145,8 @@ pub fn binary_cross_entropy<T: Float>(cx: &mut Cx<'_, T>, probs: ABuf, target: A
 pub fn mean_squared_error<T: Float>(cx: &mut Cx<'_, T>, y: ABuf, target: ABuf, dy: ABuf) -> Done {
     let rows = cx.rows;
     let (d, r) = cx.mem.split(dy, rows);
-    let l = loss::mean_squared_error(rows, y.cols, r.get(y, rows), r.get(target, rows), d);
+    let valid = Rows { steps: cx.steps, lengths: cx.lengths };
+    let l = loss::mean_squared_error(rows, y.cols, r.get(y, rows), r.get(target, rows), d, valid);
     cx.loss = Some(l);
     Ok(())
 }

@@ -142,4 +142,20 @@ pub struct Plan {
     pub params: Vec<Param>,
     /// Elements of the parameter (and gradient) store.
     pub params_len: usize,
+    /// For a model that reads a sequence: its steps, and where the steps show.
+    pub sequence: Option<Sequence>,
+}
+
+/// How a plan reads sequences: every buffer with a step dimension holds `steps` steps per
+/// example; shorter sequences (their lengths travel with the batch) are padded, and the
+/// padding changes no output, loss or gradient.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sequence {
+    /// The steps of the longest sequence the plan accepts.
+    pub steps: usize,
+    /// Whether the sequences may be shorter (`seq <= n`), rather than all of `steps` steps.
+    pub variable: bool,
+    /// Whether the output (and the target) has a row per step: the loss and the accuracy
+    /// then count the steps inside each sequence.
+    pub per_step_output: bool,
 }

@@ -81,7 +81,7 @@ fn npy_round_trip_and_types() {
 
 #[test]
 fn standardize_and_checks() {
-    let mut t = Table { x: vec![1.0, 10.0, 3.0, 10.0], cols: 2, y: vec![0.0, 4.0], y_cols: 1 };
+    let mut t = Table::new(vec![1.0, 10.0, 3.0, 10.0], 2, vec![0.0, 4.0], 1);
     let (m, s) = t.moments();
     assert_eq!((m.clone(), s.clone()), (vec![2.0, 10.0], vec![1.0, 1.0]), "a constant column keeps std 1");
     t.standardize(&m, &s);
@@ -107,6 +107,7 @@ fn checkpoints_round_trip_exactly_and_refuse_mismatches() {
         output: ABuf::NONE,
         params: vec![param("fc.weight", vec![2, 3], 0), param("fc.bias", vec![2], 6)],
         params_len: 8,
+        sequence: None,
     };
     let w: Vec<f32> = vec![0.1, -0.2, 1e-30, f32::MIN_POSITIVE, 3.5, -7.25, 0.0, 1.0 / 3.0];
     let bytes = nnlang_runtime::io::to_bytes(&plan.params, &w).expect("serialize");

@@ -25,6 +25,7 @@ fn plan() -> Plan {
         output: ABuf::NONE,
         params: vec![w, b],
         params_len: 6,
+        sequence: None,
     }
 }
 

@@ -1,4 +1,4 @@
-// Checks, but a sequence of variable length cannot run yet: the generated code cannot be built.
+// Checks, but a sequence of variable length with no longest length cannot be planned: the generated code cannot be built.
 nnlang_macros::nn! {
     model Tagger {
         input frames: [seq, 12]

@@ -34,19 +34,52 @@ impl fmt::Display for NodeId {
     }
 }
 
-/// One dimension of a declared input: a number, or the symbolic length of a sequence.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
-#[serde(untagged)]
+/// One dimension of a shape: a number, or a sequence's step dimension (always the first).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Dim {
     Fixed(usize),
-    Seq(String),
+    /// The steps of a sequence whose length varies from example to example (`seq`), with
+    /// the longest a plan accepts when declared (`seq <= 29`).
+    Seq {
+        name: String,
+        max: Option<usize>,
+    },
+    /// The steps of a sequence of known length: declared (`seq = 28`), an `rnn`'s steps
+    /// over `[28, f]`, or a variable length planned at its longest.
+    Steps {
+        name: String,
+        len: usize,
+    },
+}
+
+impl Dim {
+    /// A sequence's variable length without a declared longest.
+    pub fn seq(name: impl Into<String>) -> Dim {
+        Dim::Seq { name: name.into(), max: None }
+    }
+    /// Whether this is a step dimension (of a fixed or a variable length).
+    pub fn is_steps(&self) -> bool {
+        !matches!(self, Dim::Fixed(_))
+    }
 }
 
 impl fmt::Display for Dim {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Dim::Fixed(n) => write!(f, "{n}"),
-            Dim::Seq(s) => f.write_str(s),
+            Dim::Seq { name, max: None } => f.write_str(name),
+            Dim::Seq { name, max: Some(m) } => write!(f, "{name} <= {m}"),
+            Dim::Steps { name, len } => write!(f, "{name} = {len}"),
+        }
+    }
+}
+
+/// A number as a number, a step dimension as it is written (`"seq"`, `"seq <= 29"`).
+impl Serialize for Dim {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Dim::Fixed(n) => s.serialize_u64(*n as u64),
+            other => s.serialize_str(&other.to_string()),
         }
     }
 }
@@ -63,22 +96,34 @@ impl Shape {
     pub fn rank(&self) -> usize {
         self.0.len()
     }
-    /// The symbolic sequence dimension, if the first dimension is one.
+    /// The name of the sequence dimension, if the first dimension is one of variable length.
     pub fn seq(&self) -> Option<&str> {
         match self.0.first() {
-            Some(Dim::Seq(s)) => Some(s),
+            Some(Dim::Seq { name, .. }) => Some(name),
             _ => None,
         }
     }
-    /// The number of elements, as `fixed` for a fixed shape or `per_step · seq` for a
-    /// sequence.
+    /// Whether the first dimension is a sequence's steps (of a fixed or a variable length):
+    /// layers then work at every step.
+    pub fn is_sequence(&self) -> bool {
+        self.0.first().is_some_and(Dim::is_steps)
+    }
+    /// The number of steps of a sequence of known length.
+    pub fn steps(&self) -> Option<usize> {
+        match self.0.first() {
+            Some(Dim::Steps { len, .. }) => Some(*len),
+            _ => None,
+        }
+    }
+    /// The number of elements, as `fixed` for a fixed shape (a sequence of known length
+    /// included) or `per_step · seq` for a sequence of variable length.
     pub fn elements(&self) -> Elems {
         let mut n: u64 = 1;
         let mut seq = false;
         for d in &self.0 {
             match d {
-                Dim::Fixed(k) => n = n.saturating_mul(*k as u64),
-                Dim::Seq(_) => seq = true,
+                Dim::Fixed(k) | Dim::Steps { len: k, .. } => n = n.saturating_mul(*k as u64),
+                Dim::Seq { .. } => seq = true,
             }
         }
         if seq {

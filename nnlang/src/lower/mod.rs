@@ -337,9 +337,30 @@ impl<'a> Lowerer<'a> {
         let mut dims = Vec::new();
         let mut ok = true;
         for (i, d) in decl.dims.iter().enumerate() {
+            let steps = decl.steps.as_ref().filter(|_| i == 0);
             match eval(d, &self.env) {
+                Ok(Value::Int(n)) if n >= 1 && decl.dims.len() >= 2 && steps.is_some() => {
+                    let (name, len) = (steps.map_or(String::new(), |s| s.name.name.clone()), n as usize);
+                    dims.push(if steps.is_some_and(|s| s.at_most) {
+                        Dim::Seq { name, max: Some(len) }
+                    } else {
+                        Dim::Steps { name, len }
+                    });
+                }
+                Ok(Value::Int(_)) if steps.is_some() && decl.dims.len() < 2 => {
+                    let at = steps.map_or(decl.span, |s| s.span);
+                    self.err(
+                        Diagnostic::error(
+                            format!("input `{}` is a sequence of steps with no features", decl.name),
+                            at,
+                            "the steps need a feature dimension after them",
+                        )
+                        .with_help("a sequence is [steps, features]: `input x: [seq <= 30, 12]`"),
+                    );
+                    ok = false;
+                }
                 Ok(Value::Int(n)) if n >= 1 => dims.push(Dim::Fixed(n as usize)),
-                Ok(Value::Sym(s)) if i == 0 && decl.dims.len() >= 2 => dims.push(Dim::Seq(s)),
+                Ok(Value::Sym(s)) if i == 0 && decl.dims.len() >= 2 => dims.push(Dim::seq(s)),
                 Ok(Value::Sym(s)) => {
                     let at = if i == 0 { "a one-dimensional input" } else { "any dimension but the first" };
                     let mut diag = Diagnostic::error(

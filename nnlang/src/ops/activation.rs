@@ -188,4 +188,7 @@ impl Rules for ActivationOp {
     fn elementwise(&self) -> bool {
         true
     }
+    fn per_step(&self) -> bool {
+        true
+    }
 }

@@ -142,6 +142,9 @@ impl Rules for Conv {
     fn elementwise(&self) -> bool {
         false
     }
+    fn per_step(&self) -> bool {
+        false
+    }
 }
 
 impl Conv {

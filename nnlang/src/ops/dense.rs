@@ -95,4 +95,7 @@ impl Rules for Dense {
     fn elementwise(&self) -> bool {
         false
     }
+    fn per_step(&self) -> bool {
+        true
+    }
 }

@@ -112,4 +112,7 @@ impl Rules for Dropout {
     fn elementwise(&self) -> bool {
         true
     }
+    fn per_step(&self) -> bool {
+        true
+    }
 }

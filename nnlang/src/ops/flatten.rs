@@ -39,6 +39,7 @@ impl Rules for Flatten {
             )
             .help("reduce the sequence first, e.g. `rnn(64, output = last)`")]);
         }
+        // A sequence of known length flattens too: every step's features, one after another.
         let n = s.elements().fixed as usize;
         Ok((Shape::fixed(&[n]), Vec::new()))
     }
@@ -64,6 +65,9 @@ impl Rules for Flatten {
         Reads { input: false, output: false }
     }
     fn elementwise(&self) -> bool {
+        false
+    }
+    fn per_step(&self) -> bool {
         false
     }
 }

@@ -51,4 +51,7 @@ impl Rules for Input {
     fn elementwise(&self) -> bool {
         false
     }
+    fn per_step(&self) -> bool {
+        false
+    }
 }

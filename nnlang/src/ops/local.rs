@@ -88,4 +88,7 @@ impl Rules for Local {
     fn elementwise(&self) -> bool {
         false
     }
+    fn per_step(&self) -> bool {
+        false
+    }
 }

@@ -146,4 +146,7 @@ impl Rules for Loss {
     fn elementwise(&self) -> bool {
         false
     }
+    fn per_step(&self) -> bool {
+        true
+    }
 }

@@ -116,6 +116,9 @@ impl Rules for Maxout {
     fn elementwise(&self) -> bool {
         false
     }
+    fn per_step(&self) -> bool {
+        true
+    }
 }
 
 impl Rules for MaxoutChannels {
@@ -180,5 +183,8 @@ impl Rules for MaxoutChannels {
     }
     fn elementwise(&self) -> bool {
         false
+    }
+    fn per_step(&self) -> bool {
+        true
     }
 }

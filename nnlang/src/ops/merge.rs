@@ -95,6 +95,9 @@ impl Rules for Add {
     fn elementwise(&self) -> bool {
         false
     }
+    fn per_step(&self) -> bool {
+        true
+    }
 }
 
 impl Rules for Concat {
@@ -155,5 +158,8 @@ impl Rules for Concat {
     }
     fn elementwise(&self) -> bool {
         false
+    }
+    fn per_step(&self) -> bool {
+        true
     }
 }

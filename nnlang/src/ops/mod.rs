@@ -200,6 +200,10 @@ pub trait Rules {
     fn backward_reads(&self) -> Reads;
     /// Whether the op may compute its value over its (only) input's buffer.
     fn elementwise(&self) -> bool;
+    /// On a sequence, whether the op works at every step alone (the planner then runs it
+    /// over `rows × steps` rows of one step's features) rather than walking the steps itself
+    /// (`rnn`) or never meeting a sequence.
+    fn per_step(&self) -> bool;
 }
 
 /// A layer as written in source: its name, arguments and the op it builds.

@@ -130,4 +130,7 @@ impl Rules for Pool {
     fn elementwise(&self) -> bool {
         false
     }
+    fn per_step(&self) -> bool {
+        false
+    }
 }

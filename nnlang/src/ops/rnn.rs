@@ -275,6 +275,9 @@ impl Rules for Rnn {
     fn elementwise(&self) -> bool {
         false
     }
+    fn per_step(&self) -> bool {
+        false
+    }
 }
 
 impl Rules for Bidirectional {
@@ -381,6 +384,9 @@ impl Rules for Bidirectional {
         Reads { input: true, output: true }
     }
     fn elementwise(&self) -> bool {
+        false
+    }
+    fn per_step(&self) -> bool {
         false
     }
 }

@@ -60,4 +60,7 @@ impl Rules for Softmax {
     fn elementwise(&self) -> bool {
         false
     }
+    fn per_step(&self) -> bool {
+        true
+    }
 }

@@ -8,7 +8,7 @@ use super::{Level, Mode};
 use crate::ir::{Dim, Graph, NodeId, Op};
 use crate::ops::{Dx, Scratch, StepCx, Value};
 use crate::shape::Shapes;
-use nnlang_runtime::plan::{ABuf, PBuf, Param, Plan, Space, Step, Write};
+use nnlang_runtime::plan::{ABuf, PBuf, Param, Plan, Sequence, Space, Step, Write};
 use std::collections::HashMap;
 
 /// Steps over numbered arena buffers, before offsets are assigned.
@@ -36,9 +36,34 @@ impl Builder {
     }
 }
 
-/// The fixed dimensions of a node's shape, when all are fixed.
+/// The dimensions of a node's shape, when all are known (a sequence's steps included).
 fn fixed_dims(shapes: &Shapes, id: NodeId) -> Option<Vec<usize>> {
-    shapes.shapes[id.index()].as_ref()?.0.iter().map(|d| if let Dim::Fixed(n) = d { Some(*n) } else { None }).collect()
+    shapes.shapes[id.index()]
+        .as_ref()?
+        .0
+        .iter()
+        .map(|d| match d {
+            Dim::Fixed(n) | Dim::Steps { len: n, .. } => Some(*n),
+            Dim::Seq { .. } => None,
+        })
+        .collect()
+}
+
+/// One step's view of a buffer with `steps` steps per example: a row per step.
+fn one_step(b: ABuf, steps: usize) -> ABuf {
+    ABuf { cols: b.cols / steps.max(1), ..b }
+}
+
+/// `steps` wrapped so that they work at every step of a sequence of `steps` steps.
+fn at_every_step(inner: Vec<Step>, steps: usize) -> Vec<Step> {
+    if inner.is_empty() {
+        return inner;
+    }
+    let mut v = Vec::with_capacity(inner.len() + 2);
+    v.push(Step::PerStep { steps });
+    v.extend(inner);
+    v.push(Step::PerStep { steps: 1 });
+    v
 }
 
 /// Parameters in node order: each tensor's place in the parameter (and gradient) store.
@@ -87,16 +112,36 @@ struct Layout<'g> {
 }
 
 impl<'g> Layout<'g> {
+    /// The steps of the sequence a node works at every step of: its (first) input is a
+    /// sequence and its op works step by step (`rnn` walks the steps itself).
+    fn per_step(&self, id: NodeId) -> Option<usize> {
+        let node = self.g.node(id);
+        let input = node.inputs.first()?;
+        let steps = self.shapes.shapes[input.index()].as_ref()?.steps()?;
+        node.op.rules().per_step().then_some(steps)
+    }
+
+    /// What a node's rules see; for a node that works at every step, one step's view: its
+    /// buffers have a row per step, its dimensions are one step's.
     fn step_cx(&self, id: NodeId) -> StepCx<'g> {
         let dims = self.dims;
         let node = self.g.node(id);
+        let per = self.per_step(id);
+        let view = |b: ABuf| match per {
+            Some(t) => one_step(b, t),
+            None => b,
+        };
+        let strip = |d: Option<&'g [usize]>| if per.is_some() { d.and_then(|d| d.get(1..)) } else { d };
         StepCx {
-            inputs: node.inputs.iter().map(|i| self.value[i.index()]).collect(),
-            value: self.value[id.index()],
+            inputs: node.inputs.iter().map(|i| view(self.value[i.index()])).collect(),
+            value: view(self.value[id.index()]),
             params: self.node_params[id.index()].clone(),
-            scratch: self.scratch[id.index()].clone(),
-            in_dims: node.inputs.first().and_then(|i| dims[i.index()].as_deref()),
-            out_dims: dims[id.index()].as_deref(),
+            scratch: self.scratch[id.index()]
+                .iter()
+                .map(|&b| if self.b.fixed.get(b.offset).copied().unwrap_or(true) { b } else { view(b) })
+                .collect(),
+            in_dims: strip(node.inputs.first().and_then(|i| dims[i.index()].as_deref())),
+            out_dims: strip(dims[id.index()].as_deref()),
             in_place: node.in_place,
             training: self.training,
         }
@@ -128,10 +173,18 @@ impl<'g> Layout<'g> {
                     let pv = self.value[p.index()];
                     let dp = self.b.buf(pv.cols);
                     self.grads.insert(p, dp);
-                    let (cols, kind) = loss.target(pv.cols);
-                    let t = ABuf { offset: 0, cols, space: Space::Target };
+                    // On a sequence, a loss at every step: a target per step, and the mean
+                    // over the steps inside the sequences.
+                    let steps = self.per_step(id).unwrap_or(1);
+                    let (cols, kind) = loss.target(pv.cols / steps);
+                    let t = ABuf { offset: 0, cols: cols * steps, space: Space::Target };
                     self.target = Some((t, kind));
-                    self.b.steps.push(loss.step(pv, t, dp));
+                    let step = loss.step(one_step(pv, steps), one_step(t, steps), one_step(dp, steps));
+                    if steps > 1 {
+                        self.b.steps.extend(at_every_step(vec![step], steps));
+                    } else {
+                        self.b.steps.push(step);
+                    }
                     self.output = pv;
                 }
                 Value::Computed => {
@@ -142,15 +195,19 @@ impl<'g> Layout<'g> {
                         self.b.buf(cols)
                     };
                     let asked = rules.scratch(&self.step_cx(id), self.max_batch);
+                    let per = self.per_step(id).unwrap_or(1);
                     self.scratch[id.index()] = asked
                         .into_iter()
                         .map(|s| match s {
-                            Scratch::PerRow(c) => self.b.buf(c),
+                            Scratch::PerRow(c) => self.b.buf(c.saturating_mul(per)),
                             Scratch::Fixed(len) => self.b.workspace(len),
                         })
                         .collect();
                     let steps = rules.forward(&self.step_cx(id));
-                    self.b.steps.extend(steps);
+                    match self.per_step(id) {
+                        Some(t) => self.b.steps.extend(at_every_step(steps, t)),
+                        None => self.b.steps.extend(steps),
+                    }
                 }
             }
         }
@@ -167,6 +224,7 @@ impl<'g> Layout<'g> {
             let Some(&dy) = self.grads.get(&id) else { continue };
             let node = g.node(id);
             let cx = self.step_cx(id);
+            let per = self.per_step(id);
             let (canonical, grads, value, b) = (&self.canonical, &mut self.grads, &self.value, &mut self.b);
             let training = self.training;
             let mut dx = |i: usize, may_reuse: bool| -> Dx {
@@ -187,7 +245,18 @@ impl<'g> Layout<'g> {
                     }
                 }
             };
-            let steps = node.op.rules().backward(&cx, dy, &self.node_params[id.index()], &mut dx);
+            let steps = match per {
+                Some(t) => {
+                    let mut dx_step = |i: usize, may_reuse: bool| match dx(i, may_reuse) {
+                        Dx::Into(d, w) => Dx::Into(one_step(d, t), w),
+                        other => other,
+                    };
+                    let inner =
+                        node.op.rules().backward(&cx, one_step(dy, t), &self.node_params[id.index()], &mut dx_step);
+                    at_every_step(inner, t)
+                }
+                None => node.op.rules().backward(&cx, dy, &self.node_params[id.index()], &mut dx),
+            };
             self.b.steps.extend(steps);
         }
         self.b.steps.push(Step::Update);
@@ -195,7 +264,8 @@ impl<'g> Layout<'g> {
 }
 
 /// The plan of graph `g` (after the passes, with its shapes).
-pub(super) fn lay_out(g: &Graph, shapes: &Shapes, mode: Mode, max_batch: usize, level: Level) -> Plan {
+/// `variable`: the sequences the plan reads may be shorter than its steps.
+pub(super) fn lay_out(g: &Graph, shapes: &Shapes, mode: Mode, max_batch: usize, level: Level, variable: bool) -> Plan {
     let training = matches!(mode, Mode::Training(_));
     let (params, node_params, params_len) = parameters(g, shapes);
     let n = g.nodes.len();
@@ -223,6 +293,7 @@ pub(super) fn lay_out(g: &Graph, shapes: &Shapes, mode: Mode, max_batch: usize, 
         l.output = l.value[o.index()];
     }
     let (arena_len, naive_len) = liveness::pack(&mut l.b, &mut l.output, training, max_batch);
+    let sequence = sequence_of(g, shapes, variable);
     Plan {
         max_batch,
         arena_len,
@@ -233,5 +304,20 @@ pub(super) fn lay_out(g: &Graph, shapes: &Shapes, mode: Mode, max_batch: usize, 
         output: l.output,
         params,
         params_len,
+        sequence,
     }
+}
+
+/// How the plan reads sequences: the steps of its (first) sequence input, and whether the
+/// output has a row per step.
+fn sequence_of(g: &Graph, shapes: &Shapes, variable: bool) -> Option<Sequence> {
+    let shape = |id: NodeId| shapes.shapes[id.index()].as_ref();
+    let steps = g.inputs.iter().find_map(|&i| shape(i)?.steps())?;
+    // The model's output, before the loss the training graph ends in.
+    let out = g.output.map(|o| match &g.node(o).op {
+        Op::Loss(_) => g.node(o).inputs[0],
+        _ => o,
+    });
+    let per_step_output = out.and_then(shape).is_some_and(|s| s.is_sequence());
+    Some(Sequence { steps, variable, per_step_output })
 }

@@ -5,7 +5,7 @@
 //! where the caller holds them and take no arena space.
 
 use crate::diag::Diagnostic;
-use crate::ir::{Activation, Graph, Op};
+use crate::ir::{Activation, Dim, Graph, Op};
 use crate::passes;
 use crate::Model;
 use nnlang_runtime::plan::Plan;
@@ -71,12 +71,18 @@ fn check(model: &Model, mode: Mode) -> Result<(), Vec<Diagnostic>> {
         }
     }
     for &i in &g.inputs {
-        if model.shapes.shapes[i.index()].as_ref().is_some_and(|s| s.seq().is_some()) {
+        let Some(shape) = model.shapes.shapes[i.index()].as_ref() else { continue };
+        if let (Some(Dim::Seq { name, max: None }), Some(features)) = (shape.0.first(), shape.0.get(1..)) {
             let n = g.node(i);
+            let rest: Vec<String> = features.iter().map(|d| d.to_string()).collect();
             errors.push(
-                Diagnostic::error("sequences of variable length cannot run yet", n.span, "variable length").with_note(
-                    "`nnlangc check` accepts this model; `rnn` runs on fixed-length sequences (e.g. `input x: [28, 28]`), and variable lengths are not planned yet",
-                ),
+                Diagnostic::error(
+                    format!("`{}` is a sequence of variable length with no longest length", n.name),
+                    n.span,
+                    "how long may a sequence be?",
+                )
+                .with_note("a plan holds every step of the longest sequence it accepts; `nnlangc check` needs no bound, running does")
+                .with_help(format!("give the longest: `input {}: [{name} <= 100, {}]`", n.name, rest.join(", "))),
             );
         }
     }
@@ -108,10 +114,26 @@ fn check(model: &Model, mode: Mode) -> Result<(), Vec<Diagnostic>> {
 /// Builds the plan with the passes of `level`.
 pub fn build_at(model: &Model, mode: Mode, max_batch: usize, level: Level) -> Result<Plan, Vec<Diagnostic>> {
     check(model, mode)?;
-    let g = graph_for(model, mode, level);
+    let mut g = graph_for(model, mode, level);
+    let variable = at_longest(&mut g);
     let (shapes, errors) = crate::shape::infer(&g);
     if let Some(e) = errors.first() {
         return Err(vec![e.to_diagnostic(&g)]);
     }
-    Ok(layout::lay_out(&g, &shapes, mode, max_batch, level))
+    Ok(layout::lay_out(&g, &shapes, mode, max_batch, level, variable))
+}
+
+/// Gives every sequence input of variable length its longest length (`seq <= 29` is planned
+/// as 29 steps, shorter sequences padded); returns whether there was one.
+fn at_longest(g: &mut Graph) -> bool {
+    let mut variable = false;
+    for i in g.inputs.clone() {
+        if let Op::Input(input) = &mut g.nodes[i.index()].op {
+            if let Some(Dim::Seq { name, max: Some(len) }) = input.dims.first().cloned() {
+                input.dims[0] = Dim::Steps { name, len };
+                variable = true;
+            }
+        }
+    }
+    variable
 }

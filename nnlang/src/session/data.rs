@@ -1,6 +1,7 @@
 //! The data of a training job: a `data` block's files read ([`read_source`]), checked against
 //! the model ([`Expect`]), binned, scaled and standardized as the block says ([`load`]).
 
+use crate::ir::Dim;
 use crate::ops::loss::UserLoss;
 use crate::spec::{DataSpec, Source};
 use crate::Model;
@@ -25,6 +26,8 @@ pub struct Expect {
     pub target_cols: usize,
     /// Binary cross-entropy: every target is a probability in [0, 1].
     pub unit_targets: bool,
+    /// A sequence input's steps, and whether shorter sequences are allowed (`seq <= n`).
+    pub steps: Option<(usize, bool)>,
 }
 
 /// What the data of `model` must look like for `loss` (`bins` from `cross_entropy(bins = n)`).
@@ -36,7 +39,14 @@ pub fn expect(model: &Model, loss: UserLoss, bins: Option<usize>) -> Expect {
         g.output.and_then(|o| model.shapes.shapes[o.index()].as_ref()).map_or(0, |s| s.elements().fixed as usize);
     Expect {
         bins,
-        input_cols: shape.as_ref().map_or(0, |s| s.elements().fixed as usize),
+        // A sequence of variable length counts at its longest (its rows are padded to it).
+        input_cols: shape.as_ref().map_or(0, |s| {
+            let e = s.elements();
+            match s.0.first() {
+                Some(Dim::Seq { max: Some(m), .. }) => (e.per_step as usize).saturating_mul(*m),
+                _ => e.fixed as usize,
+            }
+        }),
         input_desc: match (input, &shape) {
             (Some(i), Some(s)) => format!("`{}` {s}", g.node(i).name),
             _ => "?".into(),
@@ -44,13 +54,54 @@ pub fn expect(model: &Model, loss: UserLoss, bins: Option<usize>) -> Expect {
         classes: (loss == UserLoss::CrossEntropy).then_some(out_cols),
         target_cols: out_cols,
         unit_targets: loss == UserLoss::BinaryCrossEntropy,
+        steps: shape.as_ref().and_then(|s| match s.0.first() {
+            Some(Dim::Steps { len, .. }) => Some((*len, false)),
+            Some(Dim::Seq { max: Some(m), .. }) => Some((*m, true)),
+            _ => None,
+        }),
     }
 }
 
 /// Reads one split (at most its first `rows` examples); relative paths are relative to
 /// `base`.
-pub fn read_source(source: &Source, base: &Path, rows: Option<usize>) -> Result<Table, DataError> {
+pub fn read_source(source: &Source, base: &Path, rows: Option<usize>, expect: &Expect) -> Result<Table, DataError> {
     match source {
+        Source::Sequences { path } => {
+            let path = base.join(path);
+            let Some((steps, variable)) = expect.steps else {
+                return Err(DataError::new(
+                    &path,
+                    format!("holds sequences, but the model's input {} is not a sequence", expect.input_desc),
+                ));
+            };
+            let mut seqs = data::sequences::read(&path, Some(steps))?;
+            if let Some(n) = rows {
+                seqs.truncate(n);
+            }
+            if seqs.features * steps != expect.input_cols {
+                return Err(DataError::new(
+                    &path,
+                    format!(
+                        "{} features per step, but the model's input {} has {}",
+                        seqs.features,
+                        expect.input_desc,
+                        expect.input_cols / steps.max(1)
+                    ),
+                ));
+            }
+            if !variable {
+                if let Some(i) = seqs.lengths.iter().position(|&l| l != steps) {
+                    return Err(DataError::new(
+                        &path,
+                        format!(
+                            "sequence {i} has {} steps, but the model's input {} has exactly {steps}",
+                            seqs.lengths[i], expect.input_desc
+                        ),
+                    ));
+                }
+            }
+            Ok(Table::padded(&seqs, steps))
+        }
         Source::Idx { images, labels } => {
             let (images, labels) = (base.join(images), base.join(labels));
             let x = data::idx::read_rows(&images, rows)?;
@@ -68,12 +119,12 @@ pub fn read_source(source: &Source, base: &Path, rows: Option<usize>) -> Result<
                 ));
             }
             let cols = x.dims[1..].iter().product::<usize>();
-            Ok(Table {
-                x: x.data.iter().map(|&b| f32::from(b)).collect(),
+            Ok(Table::new(
+                x.data.iter().map(|&b| f32::from(b)).collect(),
                 cols,
-                y: y.data.iter().map(|&b| f32::from(b)).collect(),
-                y_cols: 1,
-            })
+                y.data.iter().map(|&b| f32::from(b)).collect(),
+                1,
+            ))
         }
         Source::Npy { x: xp, y: yp } => {
             let (xp, yp) = (base.join(xp), base.join(yp));
@@ -90,7 +141,8 @@ pub fn read_source(source: &Source, base: &Path, rows: Option<usize>) -> Result<
                 return Err(DataError::new(&yp, format!("{yr} targets for {xr} examples in {}", xp.display())));
             }
             let rows = x.shape.first().copied().unwrap_or(0).max(1);
-            Ok(Table { cols: x.data.len() / rows, x: x.data, y_cols: y.data.len() / rows, y: y.data })
+            let (cols, y_cols) = (x.data.len() / rows, y.data.len() / rows);
+            Ok(Table::new(x.data, cols, y.data, y_cols))
         }
         Source::Csv { path, label } => data::csv::read_rows(&base.join(path), *label, rows),
     }
@@ -106,8 +158,8 @@ pub fn load(spec: &DataSpec, base: &Path, expect: &Expect, rows: Option<usize>) 
         return Err(DataError::new(folder, format!("data set `{}` has no `train = …` source", spec.name)));
     };
     let describe = |source: &Source| source.files().first().map_or_else(|| base.to_path_buf(), |f| base.join(f));
-    let mut train = read_source(train_src, base, rows)?;
-    let mut test = spec.test.as_ref().map(|t| read_source(t, base, rows)).transpose()?;
+    let mut train = read_source(train_src, base, rows, expect)?;
+    let mut test = spec.test.as_ref().map(|t| read_source(t, base, rows, expect)).transpose()?;
     if let Some(bins) = expect.bins {
         let file = describe(train_src);
         if train.y_cols != 1 {

@@ -197,31 +197,76 @@ impl Session {
         let x = nnlang_runtime::data::npy::read(input).map_err(|e| Error::Input(e.to_string()))?;
         let in_id = model.graph.inputs[0];
         let dims = fixed_dims(model, in_id);
-        if x.shape.len() != dims.len() + 1 || x.shape[1..] != dims[..] {
+        // A sequence model reads `[batch, steps, features]`: every sequence of the array's
+        // steps, padded to the plan's when it accepts shorter ones.
+        let sequence = plan.sequence;
+        let steps_ok =
+            |l: usize| sequence.is_some_and(|s| if s.variable { (1..=s.steps).contains(&l) } else { l == s.steps });
+        let fits = x.shape.len() == dims.len() + 1
+            && match sequence {
+                Some(_) => steps_ok(x.shape[1]) && x.shape[2..] == dims[1..],
+                None => x.shape[1..] == dims[..],
+            };
+        if !fits {
+            let want = match sequence {
+                Some(s) if s.variable => format!(
+                    "[batch, steps, {}] with 1 to {} steps",
+                    dims[1..].iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", "),
+                    s.steps
+                ),
+                _ => format!("[batch, {}]", dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
+            };
             return Err(Error::Input(format!(
-                "{}: array of shape {:?}; the model's input `{}` needs [batch, {}]",
+                "{}: array of shape {:?}; the model's input `{}` needs {want}",
                 input.display(),
                 x.shape,
                 model.graph.node(in_id).name,
-                dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
             )));
         }
         let cols = plan.inputs[0].cols;
+        let rows = x.shape[0];
+        let given = x.data.len() / rows.max(1);
         if let Some(i) = x.data.iter().position(|v| !v.is_finite()) {
             return Err(Error::Input(format!(
                 "{}: row {}, element {} is NaN or infinite",
                 input.display(),
-                i / cols,
-                i % cols
+                i / given.max(1),
+                i % given.max(1)
             )));
         }
-        let rows = x.shape[0];
-        let y = infer(&plan, &mut exec, &x.data, cols, rows).map_err(|e| Error::Input(e.to_string()))?;
+        let length = sequence.map(|_| x.shape[1]);
+        let padded: Vec<f32> = if given == cols {
+            x.data
+        } else {
+            let mut p = vec![0f32; rows * cols];
+            for (dst, src) in p.chunks_exact_mut(cols).zip(x.data.chunks_exact(given.max(1))) {
+                dst[..given].copy_from_slice(src);
+            }
+            p
+        };
+        if let Some(l) = length {
+            exec.set_lengths(&vec![l; plan.max_batch]);
+        }
+        let y = infer(&plan, &mut exec, &padded, cols, rows).map_err(|e| Error::Input(e.to_string()))?;
         let out_id = model.graph.output.unwrap_or(in_id);
         let mut shape = vec![rows];
         shape.extend(fixed_dims(model, out_id));
+        // An output at every step: the array's steps, not the padding.
+        let y = match (sequence, length) {
+            (Some(s), Some(l)) if s.per_step_output && l < s.steps => {
+                let per = plan.output.cols / s.steps;
+                shape[1] = l;
+                y.chunks_exact(plan.output.cols).flat_map(|r| r[..l * per].iter().copied()).collect()
+            }
+            (Some(s), Some(_)) if s.per_step_output => {
+                shape[1] = s.steps;
+                y
+            }
+            _ => y,
+        };
         nnlang_runtime::data::npy::write(output, &shape, &y).map_err(|e| Error::Usage(e.to_string()))?;
-        let classes = argmax_rows(plan.output.cols, &y);
+        let per_row = y.len() / rows.max(1);
+        let classes = argmax_rows(shape.last().copied().unwrap_or(per_row).max(1), &y);
         Ok(Predicted { rows, shape, classes })
     }
 }
@@ -235,10 +280,19 @@ pub struct Predicted {
     pub classes: Vec<usize>,
 }
 
+/// The dimensions of a node's shape; a sequence's steps count at their longest (0 when
+/// unbounded).
 fn fixed_dims(model: &Model, id: crate::ir::NodeId) -> Vec<usize> {
     model.shapes.shapes[id.index()]
         .as_ref()
-        .map(|s| s.0.iter().map(|d| if let Dim::Fixed(n) = d { *n } else { 0 }).collect())
+        .map(|s| {
+            s.0.iter()
+                .map(|d| match d {
+                    Dim::Fixed(n) | Dim::Steps { len: n, .. } | Dim::Seq { max: Some(n), .. } => *n,
+                    Dim::Seq { max: None, .. } => 0,
+                })
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -300,7 +354,7 @@ pub struct Job<'s> {
 
 /// The views of a table the training loop reads.
 pub fn view(t: &Table) -> Data<'_> {
-    Data { x: &t.x, x_cols: t.cols, y: &t.y, y_cols: t.y_cols }
+    Data { x: &t.x, x_cols: t.cols, y: &t.y, y_cols: t.y_cols, lengths: &t.lengths }
 }
 
 impl<'s> Job<'s> {

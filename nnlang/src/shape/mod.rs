@@ -168,9 +168,9 @@ pub(crate) fn param(layer: &str, name: &str, shape: &[usize]) -> ParamSpec {
 /// Fan-in and output shape of an affine layer: the whole input flattened, or, on a sequence,
 /// its last dimension at every step.
 pub(crate) fn affine_in(id: NodeId, s: &Shape, units: usize, kind: &str) -> Result<(usize, Shape), Vec<ShapeError>> {
-    match s.seq() {
-        Some(seq) => match s.0.as_slice() {
-            [_, Dim::Fixed(d)] => Ok((*d, Shape(vec![Dim::Seq(seq.to_string()), Dim::Fixed(units)]))),
+    match s.0.first().filter(|d| d.is_steps()) {
+        Some(steps) => match s.0.as_slice() {
+            [_, Dim::Fixed(d)] => Ok((*d, Shape(vec![steps.clone(), Dim::Fixed(units)]))),
             _ => Err(vec![ShapeError::new(
                 id,
                 format!("`{kind}` on a sequence needs [steps, features], found {s}"),
@@ -208,8 +208,11 @@ pub(crate) fn volume(id: NodeId, s: &Shape, kind: &str) -> Result<[usize; 3], Ve
     }
 }
 
+/// The steps and features of a sequence `[steps, features]`: an array `[28, 28]` read as a
+/// sequence has 28 steps of known length.
 pub(crate) fn sequence(id: NodeId, s: &Shape, kind: &str) -> Result<(Dim, usize), Vec<ShapeError>> {
     match s.0.as_slice() {
+        [Dim::Fixed(n), Dim::Fixed(f)] => Ok((Dim::Steps { name: "steps".into(), len: *n }, *f)),
         [steps, Dim::Fixed(f)] => Ok((steps.clone(), *f)),
         _ => {
             let mut e = ShapeError::new(

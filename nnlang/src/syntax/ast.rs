@@ -65,7 +65,19 @@ pub struct Param {
 #[derive(Clone, Debug, PartialEq)]
 pub struct InputDecl {
     pub name: Ident,
+    /// The dimensions; with [`InputDecl::steps`], the first is the sequence's length.
     pub dims: Vec<Expr>,
+    /// `seq = n` or `seq <= n` as the first dimension: a sequence of `n` steps, or of 1 to `n`.
+    pub steps: Option<StepsDecl>,
+    pub span: Span,
+}
+
+/// The step dimension of a sequence input, written with its length.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepsDecl {
+    pub name: Ident,
+    /// `seq <= n` (any length up to n) rather than `seq = n`.
+    pub at_most: bool,
     pub span: Span,
 }
 

@@ -93,7 +93,22 @@ fn model(p: Pair<Rule>) -> Model {
                 let isp = span(&stmt);
                 let mut it = stmt.into_inner().filter(|p| p.as_rule() != Rule::kw_input);
                 if let Some(n) = it.next() {
-                    m.inputs.push(InputDecl { name: ident(n), dims: it.map(expr).collect(), span: isp });
+                    let mut steps = None;
+                    let mut dims = Vec::new();
+                    for d in it {
+                        if d.as_rule() == Rule::seq_dim {
+                            let dsp = span(&d);
+                            let mut parts = d.into_inner();
+                            if let (Some(name), Some(rel), Some(len)) = (parts.next(), parts.next(), parts.next()) {
+                                let len = expr(len);
+                                steps = Some(StepsDecl { name: ident(name), at_most: rel.as_str() == "<=", span: dsp });
+                                dims.push(len);
+                            }
+                        } else {
+                            dims.push(expr(d));
+                        }
+                    }
+                    m.inputs.push(InputDecl { name: ident(n), dims, steps, span: isp });
                 }
             }
             Rule::let_stmt => {

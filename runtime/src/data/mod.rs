@@ -143,29 +143,44 @@ pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>, DataError> {
 }
 
 /// Examples as rows: `x` is `rows × cols` features, `y` one value per row (a class index)
-/// or `y_cols` values per row.
+/// or `y_cols` values per row. Sequences of different lengths are rows of `steps` steps
+/// (`cols = steps × features`), each padded with zeros past its length (`lengths`, one per
+/// row; empty when the rows are not such sequences).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Table {
     pub x: Vec<f32>,
     pub cols: usize,
     pub y: Vec<f32>,
     pub y_cols: usize,
+    pub lengths: Vec<usize>,
+    /// Steps per row of padded sequences (0 when `lengths` is empty).
+    pub steps: usize,
 }
 
 impl Table {
+    /// Plain rows.
+    pub fn new(x: Vec<f32>, cols: usize, y: Vec<f32>, y_cols: usize) -> Table {
+        Table { x, cols, y, y_cols, lengths: Vec::new(), steps: 0 }
+    }
+
+    /// Sequences padded to `steps` steps each (every sequence at most that long).
+    pub fn padded(seqs: &sequences::Sequences, steps: usize) -> Table {
+        let f = seqs.features;
+        let mut x = vec![0f32; seqs.len() * steps * f];
+        for (i, row) in x.chunks_exact_mut((steps * f).max(1)).enumerate().take(seqs.len()) {
+            let s = seqs.steps(i);
+            row[..s.len()].copy_from_slice(s);
+        }
+        Table { x, cols: steps * f, y: seqs.labels.clone(), y_cols: 1, lengths: seqs.lengths.clone(), steps }
+    }
+
     pub fn rows(&self) -> usize {
         self.x.len().checked_div(self.cols).unwrap_or(0)
     }
 
     /// The first `n` rows.
     pub fn head(&self, n: usize) -> Table {
-        let n = n.min(self.rows());
-        Table {
-            x: self.x[..n * self.cols].to_vec(),
-            cols: self.cols,
-            y: self.y[..n * self.y_cols].to_vec(),
-            y_cols: self.y_cols,
-        }
+        self.slice(0, n.min(self.rows()))
     }
 
     /// Rows `[from, to)`.
@@ -175,6 +190,8 @@ impl Table {
             cols: self.cols,
             y: self.y[from * self.y_cols..to * self.y_cols].to_vec(),
             y_cols: self.y_cols,
+            lengths: self.lengths.get(from..to).map_or(Vec::new(), <[usize]>::to_vec),
+            steps: self.steps,
         }
     }
 
@@ -185,10 +202,15 @@ impl Table {
             cols: self.cols,
             y: Vec::new(),
             y_cols: self.y_cols,
+            lengths: Vec::new(),
+            steps: self.steps,
         };
         for &r in rows {
             t.x.extend_from_slice(&self.x[r * self.cols..(r + 1) * self.cols]);
             t.y.extend_from_slice(&self.y[r * self.y_cols..(r + 1) * self.y_cols]);
+            if let Some(&l) = self.lengths.get(r) {
+                t.lengths.push(l);
+            }
         }
         t
     }
@@ -197,17 +219,34 @@ impl Table {
         self.x.iter_mut().for_each(|v| *v *= s);
     }
 
-    /// Per-column mean and standard deviation (1 where a column is constant).
+    /// The feature vectors statistics are taken over: every row, or every step inside a
+    /// sequence (not the padding).
+    fn vectors(&self) -> impl Iterator<Item = &[f32]> {
+        let padded = !self.lengths.is_empty() && self.steps > 0;
+        let width = if padded { self.cols / self.steps } else { self.cols };
+        let (steps, lengths) = (self.steps.max(1), &self.lengths);
+        self.x
+            .chunks_exact(width.max(1))
+            .enumerate()
+            .filter(move |(i, _)| !padded || i % steps < lengths[i / steps])
+            .map(|(_, v)| v)
+    }
+
+    /// Per-column mean and standard deviation (1 where a column is constant); for padded
+    /// sequences, per feature over the steps inside the sequences.
     pub fn moments(&self) -> (Vec<f32>, Vec<f32>) {
-        let rows = self.rows().max(1) as f64;
-        let mut mean = vec![0f64; self.cols];
-        let mut sq = vec![0f64; self.cols];
-        for row in self.x.chunks_exact(self.cols.max(1)) {
+        let width = if !self.lengths.is_empty() && self.steps > 0 { self.cols / self.steps } else { self.cols };
+        let mut n = 0f64;
+        let mut mean = vec![0f64; width];
+        let mut sq = vec![0f64; width];
+        for row in self.vectors() {
+            n += 1.0;
             for (c, &v) in row.iter().enumerate() {
                 mean[c] += v as f64;
                 sq[c] += (v as f64) * (v as f64);
             }
         }
+        let rows = n.max(1.0);
         let mean: Vec<f64> = mean.iter().map(|m| m / rows).collect();
         let std: Vec<f32> = sq
             .iter()
@@ -218,8 +257,16 @@ impl Table {
         (mean.iter().map(|&m| m as f32).collect(), std)
     }
 
+    /// `(x − mean)/std` per column (per feature at every step inside a sequence; the
+    /// padding stays zero).
     pub fn standardize(&mut self, mean: &[f32], std: &[f32]) {
-        for row in self.x.chunks_exact_mut(self.cols.max(1)) {
+        let width = mean.len().max(1);
+        let padded = !self.lengths.is_empty() && self.steps > 0;
+        let (steps, lengths) = (self.steps.max(1), &self.lengths);
+        for (i, row) in self.x.chunks_exact_mut(width).enumerate() {
+            if padded && i % steps >= lengths[i / steps] {
+                continue;
+            }
             for ((v, m), s) in row.iter_mut().zip(mean).zip(std) {
                 *v = (*v - m) / s;
             }

@@ -37,6 +37,17 @@ impl Sequences {
         &self.x[s * self.features..(s + n) * self.features]
     }
 
+    /// Keeps the first `n` sequences.
+    pub fn truncate(&mut self, n: usize) {
+        if n < self.len() {
+            let end = self.starts[n];
+            self.x.truncate(end * self.features);
+            self.starts.truncate(n);
+            self.lengths.truncate(n);
+            self.labels.truncate(n);
+        }
+    }
+
     pub fn longest(&self) -> usize {
         self.lengths.iter().copied().max().unwrap_or(0)
     }

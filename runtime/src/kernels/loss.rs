@@ -1,6 +1,9 @@
 //! Losses and their gradients with respect to the model's last pre-activation. Each returns
-//! the mean loss over the batch; a label outside the classes is reported, never indexed.
+//! the mean loss over the rows that count ([`Rows`]: every row, or the steps inside their
+//! sequences); the others get a zero gradient. A label outside the classes is reported,
+//! never indexed.
 
+use crate::mem::Rows;
 use crate::Float;
 
 /// Softmax followed by cross-entropy, as one stable operation:
@@ -12,12 +15,18 @@ pub fn softmax_cross_entropy<T: Float>(
     z: &[T],
     labels: &[T],
     dz: &mut [T],
+    valid: Rows,
 ) -> Result<f64, usize> {
     let mut total = 0.0f64;
-    let inv = T::from_f64(1.0 / rows as f64);
+    let n = valid.count(rows).max(1);
+    let inv = T::from_f64(1.0 / n as f64);
     for r in 0..rows {
         let zr = &z[r * cols..(r + 1) * cols];
         let dr = &mut dz[r * cols..(r + 1) * cols];
+        if !valid.valid(r) {
+            dr.fill(T::ZERO);
+            continue;
+        }
         let label = labels[r].to_f64();
         if !(label >= 0.0 && label < cols as f64 && label.fract() == 0.0) {
             return Err(r);
@@ -35,16 +44,27 @@ pub fn softmax_cross_entropy<T: Float>(
         }
         dr[label] -= inv;
     }
-    Ok(total / rows as f64)
+    Ok(total / n as f64)
 }
 
 /// Sigmoid followed by binary cross-entropy, from the logits:
 /// `loss = max(z, 0) − z·t + log(1 + exp(−|z|))`, `dz = (sigmoid(z) − t)/(rows·cols)`.
-pub fn sigmoid_binary_cross_entropy<T: Float>(rows: usize, cols: usize, z: &[T], t: &[T], dz: &mut [T]) -> f64 {
-    let n = rows * cols;
+pub fn sigmoid_binary_cross_entropy<T: Float>(
+    rows: usize,
+    cols: usize,
+    z: &[T],
+    t: &[T],
+    dz: &mut [T],
+    valid: Rows,
+) -> f64 {
+    let n = valid.count(rows).max(1) * cols;
     let inv = T::from_f64(1.0 / n as f64);
     let mut total = 0.0f64;
-    for i in 0..n {
+    for i in 0..rows * cols {
+        if !valid.valid(i / cols.max(1)) {
+            dz[i] = T::ZERO;
+            continue;
+        }
         let (zi, ti) = (z[i], t[i]);
         let relu = if zi > T::ZERO { zi } else { T::ZERO };
         total += (relu - zi * ti + (T::ONE + (-zi.abs()).exp()).ln()).to_f64();
@@ -55,22 +75,38 @@ pub fn sigmoid_binary_cross_entropy<T: Float>(rows: usize, cols: usize, z: &[T],
 }
 
 /// `loss = mean over rows of ½‖y − t‖²`, `dy = (y − t)/rows`.
-pub fn mean_squared_error<T: Float>(rows: usize, cols: usize, y: &[T], t: &[T], dy: &mut [T]) -> f64 {
-    let inv = T::from_f64(1.0 / rows as f64);
+pub fn mean_squared_error<T: Float>(rows: usize, cols: usize, y: &[T], t: &[T], dy: &mut [T], valid: Rows) -> f64 {
+    let n = valid.count(rows).max(1);
+    let inv = T::from_f64(1.0 / n as f64);
     let mut total = 0.0f64;
     for i in 0..rows * cols {
+        if !valid.valid(i / cols.max(1)) {
+            dy[i] = T::ZERO;
+            continue;
+        }
         let d = y[i] - t[i];
         total += 0.5 * (d * d).to_f64();
         dy[i] = d * inv;
     }
-    total / rows as f64
+    total / n as f64
 }
 
 /// Cross-entropy of probabilities (unfused): `loss = −log p[label]`, `dp[label] = −1/(rows·p)`.
-pub fn cross_entropy<T: Float>(rows: usize, cols: usize, p: &[T], labels: &[T], dp: &mut [T]) -> Result<f64, usize> {
+pub fn cross_entropy<T: Float>(
+    rows: usize,
+    cols: usize,
+    p: &[T],
+    labels: &[T],
+    dp: &mut [T],
+    valid: Rows,
+) -> Result<f64, usize> {
     let mut total = 0.0f64;
+    let n = valid.count(rows).max(1);
     dp[..rows * cols].fill(T::ZERO);
     for (r, l) in labels.iter().enumerate().take(rows) {
+        if !valid.valid(r) {
+            continue;
+        }
         let label = l.to_f64();
         if !(label >= 0.0 && label < cols as f64 && label.fract() == 0.0) {
             return Err(r);
@@ -78,18 +114,22 @@ pub fn cross_entropy<T: Float>(rows: usize, cols: usize, p: &[T], labels: &[T], 
         let i = r * cols + label as usize;
         let pi = p[i].max(T::from_f64(1e-30));
         total -= pi.ln().to_f64();
-        dp[i] = -T::ONE / (pi * T::from_f64(rows as f64));
+        dp[i] = -T::ONE / (pi * T::from_f64(n as f64));
     }
-    Ok(total / rows as f64)
+    Ok(total / n as f64)
 }
 
 /// Binary cross-entropy of probabilities (unfused): `−t·log p − (1 − t)·log(1 − p)`, mean over
 /// all elements, with `dp = (p − t) / (p·(1 − p)·rows·cols)`.
-pub fn binary_cross_entropy<T: Float>(rows: usize, cols: usize, p: &[T], t: &[T], dp: &mut [T]) -> f64 {
-    let n = rows * cols;
+pub fn binary_cross_entropy<T: Float>(rows: usize, cols: usize, p: &[T], t: &[T], dp: &mut [T], valid: Rows) -> f64 {
+    let n = valid.count(rows).max(1) * cols;
     let eps = T::from_f64(1e-30);
     let mut total = 0.0f64;
-    for i in 0..n {
+    for i in 0..rows * cols {
+        if !valid.valid(i / cols.max(1)) {
+            dp[i] = T::ZERO;
+            continue;
+        }
         let (pi, ti) = (p[i].max(eps), t[i]);
         let qi = (T::ONE - p[i]).max(eps);
         total -= (ti * pi.ln() + (T::ONE - ti) * qi.ln()).to_f64();

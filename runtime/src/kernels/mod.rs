@@ -83,10 +83,11 @@ crate::step::steps! {
     PoolBackward { op: PoolOp, g: Geometry, x: ABuf, y: ABuf, dy: ABuf, dx: ABuf, write: Write } => ops::pool_backward;
     /// Forward was the maxout reduction, so now `dz = dy` at each group's maximum.
     MaxoutBackward { pieces: usize, z: ABuf, y: ABuf, dy: ABuf, dz: ABuf, write: Write } => ops::maxout_backward;
-    /// The Elman recurrence over fixed-length sequences: every state into `hs` (`steps ×
-    /// hidden` per row), with `ws` a `max_batch × hidden` workspace.
+    /// The Elman recurrence over sequences of up to `steps` steps: every state into `hs`
+    /// (`steps × hidden` per row, zero past each sequence's length), with `ws` a `max_batch ×
+    /// hidden` workspace.
     Rnn { f: Act, steps: usize, reverse: bool, x: ABuf, wih: PBuf, whh: PBuf, bih: PBuf, bhh: PBuf, hs: ABuf, ws: ABuf } => kernels::rnn::step;
-    /// Each sequence's last state.
+    /// Each sequence's last state (at its own length).
     RnnLast { steps: usize, hs: ABuf, y: ABuf } => kernels::rnn::last_step;
     /// Forward took the last state: `dhs` is `dy` at the last step, 0 before.
     RnnLastBackward { steps: usize, dy: ABuf, dhs: ABuf } => kernels::rnn::last_backward_step;
@@ -97,6 +98,9 @@ crate::step::steps! {
     BiMerge { merge: usize, steps: usize, last: bool, hf: ABuf, hr: ABuf, y: ABuf } => kernels::rnn::merge_step;
     /// Forward merged the directions: each direction's states' gradient.
     BiMergeBackward { merge: usize, steps: usize, last: bool, hf: ABuf, hr: ABuf, dy: ABuf, dhf: ABuf, dhr: ABuf } => kernels::rnn::merge_backward_step;
+    /// The steps after this one work at every step of a sequence of `steps` steps, on
+    /// `batch × steps` rows (1: on the batch's rows again).
+    PerStep { steps: usize } => ops::per_step;
     /// `y = ln(1 + eˣ)`.
     Softplus { x: ABuf, y: ABuf } => kernels::softplus::step;
     /// Forward was `y = ln(1 + eˣ)`, so now `dx (+)= dy · σ(x)`.

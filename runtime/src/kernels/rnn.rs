@@ -1,7 +1,9 @@
 //! The Elman recurrence `h_t = f(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)` (PyTorch's `nn.RNN`,
-//! one layer, one direction, `h_0 = 0`) over fixed-length sequences, and backpropagation
-//! through time. A row of the batch is one sequence: `steps × features` inputs, `steps ×
-//! hidden` states, row-major by step.
+//! one layer, one direction, `h_0 = 0`) over sequences, and backpropagation through time. A
+//! row of the batch is one sequence: `steps × features` inputs, `steps × hidden` states,
+//! row-major by step. A sequence shorter than `steps` (its length travels with the batch)
+//! has zero states past its end, so the reverse direction starts at its own last step, and
+//! zero gradients there, so padding changes no output and no gradient.
 //!
 //! The input projection of every step is one product over `rows · steps` rows; the recurrent
 //! products are one `rows × hidden × hidden` product per step, over the batch; the activation
@@ -24,6 +26,11 @@ pub struct Dims {
     /// Walk the steps from the last to the first (the reverse half of a bidirectional
     /// layer); the states are stored in time order either way.
     pub reverse: bool,
+}
+
+/// The length of row `r`'s sequence: `lengths[r]`, or every step when none are given.
+fn length(lengths: &[usize], r: usize, steps: usize) -> usize {
+    lengths.get(r).map_or(steps, |&l| l.min(steps))
 }
 
 impl Dims {
@@ -53,6 +60,7 @@ fn gather_step<T: Float>(src: &[T], ws: &mut [T], rows: usize, steps: usize, nh:
 pub fn forward<T: Float>(
     f: Act,
     d: Dims,
+    lengths: &[usize],
     x: &[T],
     wih: &[T],
     whh: &[T],
@@ -95,7 +103,11 @@ pub fn forward<T: Float>(
         }
         for r in 0..rows {
             let at = (r * steps + t) * nh;
-            activation_in_place(f, &mut hs[at..at + nh]);
+            if t < length(lengths, r, steps) {
+                activation_in_place(f, &mut hs[at..at + nh]);
+            } else {
+                hs[at..at + nh].fill(T::ZERO);
+            }
         }
     }
 }
@@ -108,6 +120,7 @@ pub fn forward<T: Float>(
 pub fn backward_params<T: Float>(
     f: Act,
     d: Dims,
+    lengths: &[usize],
     x: &[T],
     whh: &[T],
     hs: &[T],
@@ -124,7 +137,11 @@ pub fn backward_params<T: Float>(
         let (t, prev) = d.visit(i);
         for r in 0..rows {
             let at = (r * steps + t) * nh;
-            activation_backward_in_place(f, &hs[at..at + nh], &mut dhs[at..at + nh]);
+            if t < length(lengths, r, steps) {
+                activation_backward_in_place(f, &hs[at..at + nh], &mut dhs[at..at + nh]);
+            } else {
+                dhs[at..at + nh].fill(T::ZERO);
+            }
         }
         if let Some(p) = prev {
             gather_step(dhs, ws, rows, steps, nh, t);
@@ -230,7 +247,18 @@ pub fn step<T: Float>(
     let d = dims(rows, steps, reverse, x, hs);
     let p = cx.params;
     let (out, work, r) = cx.mem.split2(hs, rows, ws);
-    forward(f, d, r.get(x, rows), &p[wih.range()], &p[whh.range()], &p[bih.range()], &p[bhh.range()], out, work);
+    forward(
+        f,
+        d,
+        cx.lengths,
+        r.get(x, rows),
+        &p[wih.range()],
+        &p[whh.range()],
+        &p[bih.range()],
+        &p[bhh.range()],
+        out,
+        work,
+    );
     Ok(())
 }
 
@@ -240,7 +268,7 @@ pub fn last_step<T: Float>(cx: &mut Cx<'_, T>, steps: usize, hs: ABuf, y: ABuf) 
     let (out, r) = cx.mem.split(y, rows);
     let (all, nh) = (r.get(hs, rows), y.cols);
     for (row, o) in out.chunks_exact_mut(nh).enumerate() {
-        let at = (row * steps + steps - 1) * nh;
+        let at = (row * steps + length(cx.lengths, row, steps) - 1) * nh;
         o.copy_from_slice(&all[at..at + nh]);
     }
     Ok(())
@@ -254,7 +282,7 @@ pub fn last_backward_step<T: Float>(cx: &mut Cx<'_, T>, steps: usize, dy: ABuf, 
     let (g, nh) = (r.get(dy, rows), dy.cols);
     out.fill(T::ZERO);
     for (row, d) in g.chunks_exact(nh).enumerate() {
-        let at = (row * steps + steps - 1) * nh;
+        let at = (row * steps + length(cx.lengths, row, steps) - 1) * nh;
         out[at..at + nh].copy_from_slice(d);
     }
     Ok(())
@@ -285,7 +313,20 @@ pub fn backward_step<T: Float>(
     let p = cx.params;
     let (gwih, gwhh, gbih, gbhh) = four(cx.grads, dwih, dwhh, dbih, dbhh);
     let (dz, work, r) = cx.mem.split2(dhs, rows, ws);
-    backward_params(f, d, r.get(x, rows), &p[whh.range()], r.get(hs, rows), dz, work, gwih, gwhh, gbih, gbhh);
+    backward_params(
+        f,
+        d,
+        cx.lengths,
+        r.get(x, rows),
+        &p[whh.range()],
+        r.get(hs, rows),
+        dz,
+        work,
+        gwih,
+        gwhh,
+        gbih,
+        gbhh,
+    );
     if let Some((dx, write)) = dx {
         let (g, r) = cx.mem.split(dx, rows);
         backward_input(d, &p[wih.range()], r.get(dhs, rows), g, write == Write::Accumulate);
@@ -311,13 +352,11 @@ pub const ADD: usize = 1;
 pub const MUL: usize = 2;
 
 /// The rows (per example) of the forward and reverse states a merged output is made of:
-/// every step, or (`last`) PyTorch's `h_n`: the forward's last step and the reverse's first.
-fn merge_rows(steps: usize, last: bool) -> Vec<(usize, usize, usize)> {
-    if last {
-        vec![(0, steps - 1, 0)]
-    } else {
-        (0..steps).map(|t| (t, t, t)).collect()
-    }
+/// every step, or (`last`) PyTorch's `h_n`: the forward's last step (of a sequence of
+/// `length` steps) and the reverse's first.
+fn merge_rows(steps: usize, length: usize, last: bool) -> impl Iterator<Item = (usize, usize, usize)> {
+    let (n, end) = if last { (1, length.max(1) - 1) } else { (steps, 0) };
+    (0..n).map(move |t| if last { (0, end, 0) } else { (t, t, t) })
 }
 
 /// The step `BiMerge`: `y` from the two directions' states `hf`, `hr` (each `steps ×
@@ -337,7 +376,7 @@ pub fn merge_step<T: Float>(
     let (out, r) = cx.mem.split(y, rows);
     let (f, b) = (r.get(hf, rows), r.get(hr, rows));
     for row in 0..rows {
-        for (o, tf, tr) in merge_rows(steps, last) {
+        for (o, tf, tr) in merge_rows(steps, length(cx.lengths, row, steps), last) {
             let (sf, sr) = ((row * steps + tf) * nh, (row * steps + tr) * nh);
             let (vf, vr) = (&f[sf..sf + nh], &b[sr..sr + nh]);
             let width = if merge == CONCAT { 2 * nh } else { nh };
@@ -376,7 +415,7 @@ pub fn merge_backward_step<T: Float>(
     gr.fill(T::ZERO);
     let (f, b, g) = (r.get(hf, rows), r.get(hr, rows), r.get(dy, rows));
     for row in 0..rows {
-        for (o, tf, tr) in merge_rows(steps, last) {
+        for (o, tf, tr) in merge_rows(steps, length(cx.lengths, row, steps), last) {
             let (sf, sr) = ((row * steps + tf) * nh, (row * steps + tr) * nh);
             let width = if merge == CONCAT { 2 * nh } else { nh };
             let d = &g[row * dy.cols + o * width..row * dy.cols + (o + 1) * width];

@@ -13,13 +13,14 @@ use std::time::Instant;
 const RATIO_STEPS: usize = 10;
 
 /// Rows of examples: `x` is `rows × x_cols`, `y` is `rows × y_cols` (one class index per row
-/// for classification).
+/// for classification); for padded sequences, each row's length (else empty).
 #[derive(Clone, Copy, Debug)]
 pub struct Data<'a> {
     pub x: &'a [f32],
     pub x_cols: usize,
     pub y: &'a [f32],
     pub y_cols: usize,
+    pub lengths: &'a [usize],
 }
 
 impl Data<'_> {
@@ -119,6 +120,7 @@ pub fn fit(
     let steps = rows.div_ceil(batch);
     let mut order: Vec<usize> = (0..rows).collect();
     let (mut xb, mut yb) = (vec![0f32; batch * train.x_cols], vec![0f32; batch * train.y_cols]);
+    let mut lb: Vec<usize> = Vec::with_capacity(batch);
     let mut history = Vec::new();
     let base_lr = opts.optimizer.lr();
     let (mut plateau_lr, mut best, mut stale) = (base_lr, f64::INFINITY, 0usize);
@@ -134,6 +136,8 @@ pub fn fit(
         for step in 0..steps {
             let idx = &order[step * batch..((step + 1) * batch).min(rows)];
             let n = idx.len();
+            lb.clear();
+            lb.extend(idx.iter().filter_map(|&i| train.lengths.get(i)));
             for (r, &i) in idx.iter().enumerate() {
                 xb[r * train.x_cols..(r + 1) * train.x_cols]
                     .copy_from_slice(&train.x[i * train.x_cols..(i + 1) * train.x_cols]);
@@ -142,7 +146,7 @@ pub fn fit(
             }
             // ‖Δw‖/‖w‖ is averaged over the epoch's last updates (one alone is noisy).
             stepper.opt.track_ratios = step + RATIO_STEPS >= steps;
-            let l = stepper.step(&xb, &yb, n).map_err(TrainError::Data)?;
+            let l = stepper.step_sequences(&xb, &yb, &lb, n).map_err(TrainError::Data)?;
             if !l.is_finite() {
                 return Err(TrainError::NonFinite { epoch: epoch + 1, step: step + 1, loss: l });
             }
@@ -255,21 +259,36 @@ impl Scores {
     }
 }
 
-/// Runs the inference plan over `data` in batches and scores its outputs with `loss`.
+/// Runs the inference plan over `data` in batches and scores its outputs with `loss`; an
+/// output at every step is scored at the steps inside each sequence.
 pub fn evaluate(plan: &Plan, exec: &mut Exec<f32>, loss: Loss, data: Data, batch: usize) -> Evaluation {
     let rows = data.rows();
     let batch = batch.min(plan.max_batch).max(1);
     let mut scores = Scores::default();
+    let steps = plan.sequence.filter(|s| s.per_step_output).map_or(1, |s| s.steps);
+    let (mut out, mut y) = (Vec::new(), Vec::new());
     for start in (0..rows).step_by(batch) {
         let n = batch.min(rows - start);
+        let lengths = data.lengths.get(start..start + n).unwrap_or(&[]);
+        exec.set_lengths(lengths);
         // An inference plan has no loss step and no data-dependent failure.
         let _ = exec.run_on(plan, n, &[&data.x[start * data.x_cols..(start + n) * data.x_cols]], &[], None);
-        scores.add(
-            loss,
-            plan.output.cols,
-            exec.output(plan, n),
-            &data.y[start * data.y_cols..(start + n) * data.y_cols],
-        );
+        let (o, t) = (exec.output(plan, n), &data.y[start * data.y_cols..(start + n) * data.y_cols]);
+        if steps == 1 {
+            scores.add(loss, plan.output.cols, o, t);
+            continue;
+        }
+        // A row per step: keep the steps inside the sequences.
+        let (oc, tc) = (plan.output.cols / steps, data.y_cols / steps);
+        out.clear();
+        y.clear();
+        for r in 0..n * steps {
+            if r % steps < lengths.get(r / steps).copied().unwrap_or(steps) {
+                out.extend_from_slice(&o[r * oc..(r + 1) * oc]);
+                y.extend_from_slice(&t[r * tc..(r + 1) * tc]);
+            }
+        }
+        scores.add(loss, oc, &out, &y);
     }
     scores.finish(loss)
 }

@@ -12,6 +12,10 @@ pub trait Worker: Send {
     /// loss and leaves the gradients in [`Worker::worker_gradients`].
     fn loss_and_gradients_with(&mut self, params: &[f32], x: &[f32], y: &[f32], rows: usize) -> Result<f64, ExecError>;
     fn worker_gradients(&self) -> &[f32];
+    /// Sets each example's sequence length for the next calls (empty: all full length).
+    fn set_lengths(&mut self, lengths: &[usize]);
+    /// Whether the model's output has a row per step (its mean loss is over steps).
+    fn per_step_output(&self) -> bool;
 }
 
 pub struct DataParallel<W> {
@@ -49,10 +53,26 @@ impl<W: Worker> DataParallel<W> {
         y: &[f32],
         rows: usize,
     ) -> Result<f64, ExecError> {
+        self.step_sequences(params, optimizer, x, y, &[], rows)
+    }
+
+    /// [`DataParallel::step`] on sequences of the given lengths (empty: all full length).
+    pub fn step_sequences(
+        &mut self,
+        params: &mut [f32],
+        optimizer: &mut impl Updater<f32>,
+        x: &[f32],
+        y: &[f32],
+        lengths: &[usize],
+        rows: usize,
+    ) -> Result<f64, ExecError> {
         use rayon::prelude::*;
         let used = self.workers.len().min((rows / MIN_ROWS).max(1));
         let share = rows.div_ceil(used);
         let (x_cols, y_cols) = (self.x_cols, self.y_cols);
+        let per_step = !lengths.is_empty() && self.workers.first().is_some_and(|w| w.per_step_output());
+        let weight = |start: usize, n: usize| if per_step { lengths[start..start + n].iter().sum() } else { n };
+        let total = weight(0, rows).max(1);
         let shared: &[f32] = params;
         let results: Vec<Result<(usize, f64), ExecError>> = self.pool.install(|| {
             self.workers[..used]
@@ -66,7 +86,9 @@ impl<W: Worker> DataParallel<W> {
                     }
                     let xs = &x[start * x_cols..(start + n) * x_cols];
                     let ys = &y[start * y_cols..(start + n) * y_cols];
-                    Ok((n, w.loss_and_gradients_with(shared, xs, ys, n)?))
+                    w.set_lengths(lengths.get(start..start + n).unwrap_or(&[]));
+                    let l = w.loss_and_gradients_with(shared, xs, ys, n).map_err(|e| e.shifted(start))?;
+                    Ok((weight(start, n), l))
                 })
                 .collect()
         });
@@ -74,8 +96,8 @@ impl<W: Worker> DataParallel<W> {
         let mut weights = Vec::with_capacity(used);
         for r in results {
             let (n, l) = r?;
-            loss += l * n as f64 / rows as f64;
-            weights.push(n as f32 / rows as f32);
+            loss += l * n as f64 / total as f64;
+            weights.push(n as f32 / total as f32);
         }
         let grads: Vec<&[f32]> = self.workers[..used].iter().map(|w| w.worker_gradients()).collect();
         average_gradients(&self.pool, &mut self.grads, &grads, &weights);

@@ -57,14 +57,26 @@ impl<'p> Stepper<'p> {
 
     /// One step on `rows` examples (`x` row-major, `y` the targets). Returns the mean loss.
     pub fn step(&mut self, x: &[f32], y: &[f32], rows: usize) -> Result<f64, ExecError> {
+        self.step_sequences(x, y, &[], rows)
+    }
+
+    /// One step on `rows` sequences of the given lengths (empty: every sequence as long as
+    /// the plan's). The mean loss is over the rows that count: the examples, or for an output
+    /// at every step, the steps inside the sequences.
+    pub fn step_sequences(&mut self, x: &[f32], y: &[f32], lengths: &[usize], rows: usize) -> Result<f64, ExecError> {
         let plan = self.plan;
         let workers = self.workers.len().min(rows / MIN_ROWS_PER_WORKER);
         let (Some(pool), true) = (&self.pool, workers >= 2) else {
+            self.master.set_lengths(lengths);
             return Ok(self.master.run_on(plan, rows, &[x], y, Some(&mut self.opt))?.unwrap_or(0.0));
         };
         let x_cols = plan.inputs[0].cols;
         let y_cols = plan.target.map_or(0, |(t, _)| t.cols);
         let share = rows.div_ceil(workers);
+        // What each worker's mean loss is a mean over: its examples, or its steps.
+        let per_step = plan.sequence.is_some_and(|s| s.per_step_output) && !lengths.is_empty();
+        let weight = |start: usize, n: usize| if per_step { lengths[start..start + n].iter().sum() } else { n };
+        let total = weight(0, rows).max(1);
         let master_params = &self.master.params;
         let results: Vec<Result<(usize, f64), ExecError>> = pool.install(|| {
             use rayon::prelude::*;
@@ -79,8 +91,9 @@ impl<'p> Stepper<'p> {
                         return Ok((0, 0.0));
                     }
                     let (xs, ys) = (&x[start * x_cols..(start + n) * x_cols], &y[start * y_cols..(start + n) * y_cols]);
-                    let l = w.run_shared(plan, n, master_params, &[xs], ys)?.unwrap_or(0.0);
-                    Ok((n, l))
+                    w.set_lengths(lengths.get(start..start + n).unwrap_or(&[]));
+                    let l = w.run_shared(plan, n, master_params, &[xs], ys).map_err(|e| e.shifted(start))?;
+                    Ok((weight(start, n), l.unwrap_or(0.0)))
                 })
                 .collect()
         });
@@ -88,10 +101,10 @@ impl<'p> Stepper<'p> {
         let mut shares = Vec::with_capacity(workers);
         for r in results {
             let (n, l) = r?;
-            loss += l * n as f64 / rows as f64;
-            shares.push(n as f32 / rows as f32);
+            loss += l * n as f64 / total as f64;
+            shares.push(n as f32 / total as f32);
         }
-        // The mean gradient, Σ (rowsᵢ/rows)·gradᵢ.
+        // The mean gradient, Σ (countᵢ/count)·gradᵢ.
         let worker_grads: Vec<&[f32]> = self.workers[..workers].iter().map(|w| w.grads.as_slice()).collect();
         super::parallel::average_gradients(pool, &mut self.master.grads, &worker_grads, &shares);
         let (params, grads) = (&mut self.master.params, &self.master.grads);

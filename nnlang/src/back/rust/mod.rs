@@ -168,6 +168,8 @@ fn emit(name: &str, train: &Plan, infer: &Plan, loss: Loss, o: &Options) -> Toke
     let out_cols = lit(infer.output.cols);
     let out_offset = lit(infer.output.offset);
     let target_cols = lit(train.target.map_or(0, |(t, _)| t.cols));
+    let steps = lit(infer.sequence.map_or(0, |s| s.steps));
+    let per_step_output = infer.sequence.is_some_and(|s| s.per_step_output);
     let table = param_table(&train.params);
     let loss_t = loss_tokens(loss);
     let init = init_tokens(o.init);
@@ -214,7 +216,7 @@ fn emit(name: &str, train: &Plan, infer: &Plan, loss: Loss, o: &Options) -> Toke
 
             /// One training step split over the workers of `parallel`.
             pub fn train_step_parallel(&mut self, parallel: &mut ::nnlang_runtime::train::DataParallel<Self>, x: &[f32], y: &[f32], rows: usize, optimizer: &mut impl ::nnlang_runtime::interp::Updater<f32>) -> ::std::result::Result<f64, ::nnlang_runtime::mem::ExecError> {
-                parallel.step(&mut self.params, optimizer, x, y, rows)
+                parallel.step_sequences(&mut self.params, optimizer, x, y, &self.lengths, rows)
             }
 
 
@@ -248,6 +250,12 @@ fn emit(name: &str, train: &Plan, infer: &Plan, loss: Loss, o: &Options) -> Toke
                 fn worker_gradients(&self) -> &[f32] {
                     &self.grads
                 }
+                fn set_lengths(&mut self, lengths: &[usize]) {
+                    #ty::set_lengths(self, lengths)
+                }
+                fn per_step_output(&self) -> bool {
+                    #ty::PER_STEP_OUTPUT
+                }
             }
         }
     } else {
@@ -265,6 +273,7 @@ fn emit(name: &str, train: &Plan, infer: &Plan, loss: Loss, o: &Options) -> Toke
             infer_arena: ::std::vec::Vec<f32>,
             rng: ::nnlang_runtime::rand_chacha::ChaCha8Rng,
             table: ::std::vec::Vec<::nnlang_runtime::plan::Param>,
+            lengths: ::std::vec::Vec<usize>,
         }
 
         #[allow(clippy::all, clippy::pedantic, unused_variables, unused_mut, unused_assignments)]
@@ -279,6 +288,10 @@ fn emit(name: &str, train: &Plan, infer: &Plan, loss: Loss, o: &Options) -> Toke
             pub const TARGET_COLS: usize = #target_cols;
             /// Parameters, all tensors together.
             pub const PARAMS: usize = #params_len;
+            /// Steps of the longest sequence the model reads (0: it reads no sequence).
+            pub const STEPS: usize = #steps;
+            /// Whether the output (and the target) has a row per step of the sequence.
+            pub const PER_STEP_OUTPUT: bool = #per_step_output;
             pub const LOSS: ::nnlang_runtime::plan::Loss = #loss_t;
 
             /// A model with weights initialized as its recipe says (biases zero); the same
@@ -294,7 +307,17 @@ fn emit(name: &str, train: &Plan, infer: &Plan, loss: Loss, o: &Options) -> Toke
                     infer_arena: ::std::vec![0.0f32; #infer_arena],
                     rng: <::nnlang_runtime::rand_chacha::ChaCha8Rng as ::nnlang_runtime::rand_chacha::rand_core::SeedableRng>::seed_from_u64(seed.wrapping_add(1)),
                     table,
+                    lengths: ::std::vec::Vec::new(),
                 }
+            }
+
+            /// For a model that reads sequences: each example's length (1 to `STEPS`) for the
+            /// following calls, which then treat the steps past it as padding; empty (the
+            /// default) when every sequence has `STEPS` steps.
+            pub fn set_lengths(&mut self, lengths: &[usize]) {
+                ::std::assert!(lengths.iter().all(|&l| l >= 1 && l <= Self::STEPS), "a sequence has 1 to {} steps", Self::STEPS);
+                self.lengths.clear();
+                self.lengths.extend_from_slice(lengths);
             }
 
             /// The model's output for `rows` rows (row-major, `rows × INPUTS[i]` values per
@@ -309,6 +332,9 @@ fn emit(name: &str, train: &Plan, infer: &Plan, loss: Loss, o: &Options) -> Toke
                 }
                 let mut cx = ::nnlang_runtime::mem::Cx {
                     rows,
+                    batch: rows,
+                    steps: 1,
+                    lengths: ::nnlang_runtime::mem::batch_lengths(&self.lengths, rows, Self::STEPS),
                     mem: ::nnlang_runtime::mem::Mem { arena: &mut self.infer_arena[..], inputs: &inputs, target: &[] },
                     params: &self.params,
                     grads: &mut [],
@@ -343,6 +369,9 @@ fn emit(name: &str, train: &Plan, infer: &Plan, loss: Loss, o: &Options) -> Toke
                 }
                 let mut cx = ::nnlang_runtime::mem::Cx {
                     rows,
+                    batch: rows,
+                    steps: 1,
+                    lengths: ::nnlang_runtime::mem::batch_lengths(&self.lengths, rows, Self::STEPS),
                     mem: ::nnlang_runtime::mem::Mem { arena: &mut self.train_arena[..], inputs: &inputs, target: y },
                     params,
                     grads: &mut self.grads[..],
