@@ -341,3 +341,70 @@ fn ragged_batches_stacked_bidirectional_and_per_step_losses() {
     check_ragged("model M { input x: [seq <= 5, 2]\n x -> rnn(4) -> dense(2) }", Loss::MeanSquaredError);
     check_ragged("model M { input x: [seq <= 5, 2]\n x -> rnn(3) -> dense(2) -> sigmoid }", Loss::BinaryCrossEntropy);
 }
+
+/// Truncated BPTT: each `rnn` starts from a carried state (random here, restored before every
+/// run since the plan saves the new one at its end); the gradients include the carried
+/// state's term in `dW_hh`, and stop there.
+#[test]
+fn carried_states_of_truncated_bptt() {
+    for (src, loss) in [
+        (
+            "model M { input x: [seq = 4, 3]\n x -> rnn(4) -> rnn(3, activation = relu) -> dense(3) -> softmax }",
+            Loss::CrossEntropy,
+        ),
+        ("model M { input x: [seq <= 4, 3]\n x -> rnn(5, output = last) -> dense(2) }", Loss::MeanSquaredError),
+    ] {
+        let c = compile(src, &Options::default()).expect("no usage error");
+        let plan = nnlang::plan::build_carrying(&c.models[0], Mode::Training(loss), ROWS).expect("plan builds");
+        assert!(!plan.carried.is_empty(), "{src}: carries states");
+        let mut rng = ChaCha8Rng::seed_from_u64(8);
+        let mut exec = Exec::<f64>::new(&plan, 0);
+        for p in exec.params.iter_mut() {
+            *p = rng.random_range(-0.8..0.8);
+        }
+        let lengths = if src.contains("<=") { vec![4, 2, 3, 1, 4] } else { Vec::new() };
+        exec.set_lengths(&lengths);
+        let x: Vec<f64> = (0..ROWS * plan.inputs[0].cols).map(|_| rng.random_range(-1.0..1.0)).collect();
+        exec.set_input(&plan, 0, ROWS, &x);
+        let (t, kind) = plan.target.expect("target");
+        let y: Vec<f64> = match kind {
+            TargetKind::Class => (0..ROWS * t.cols).map(|i| (i % 3) as f64).collect(),
+            TargetKind::Values => (0..ROWS * t.cols).map(|_| rng.random_range(0.0..1.0)).collect(),
+        };
+        exec.set_target(&plan, ROWS, &y);
+        let state: Vec<(std::ops::Range<usize>, Vec<f64>)> = plan
+            .carried
+            .iter()
+            .map(|b| (b.range(ROWS), (0..ROWS * b.cols).map(|_| rng.random_range(-0.9..0.9)).collect()))
+            .collect();
+        let mut loss_at = |exec: &mut Exec<f64>| {
+            for (r, v) in &state {
+                exec.arena[r.clone()].copy_from_slice(v);
+            }
+            exec.run(&plan, ROWS, None).expect("runs").expect("a loss")
+        };
+        loss_at(&mut exec);
+        let analytic = exec.grads.clone();
+        // The carried states were replaced by this run's last ones.
+        assert!(state.iter().any(|(r, v)| exec.arena[r.clone()] != v[..]), "{src}: the state moves on");
+        let h = 1e-5;
+        for p in &plan.params {
+            for i in p.buf.offset..p.buf.offset + p.buf.len {
+                let orig = exec.params[i];
+                exec.params[i] = orig + h;
+                let up = loss_at(&mut exec);
+                exec.params[i] = orig - h;
+                let down = loss_at(&mut exec);
+                exec.params[i] = orig;
+                let numeric = (up - down) / (2.0 * h);
+                let a = analytic[i];
+                let rel = (a - numeric).abs() / a.abs().max(numeric.abs()).max(1e-10);
+                assert!(
+                    rel < 1e-6 || (a - numeric).abs() < 1e-10,
+                    "{src}: {} analytic {a:e}, numeric {numeric:e}",
+                    p.name
+                );
+            }
+        }
+    }
+}

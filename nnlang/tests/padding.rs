@@ -141,3 +141,54 @@ fn sequence_labelling_with_a_loss_at_every_step() {
     );
     same_as_one_by_one("rnn(4) -> dense(2)", Loss::MeanSquaredError);
 }
+
+/// A stream cut into windows, each starting from the state the previous one ended with,
+/// gives the outputs of the whole stream read at once.
+#[test]
+fn windows_carrying_the_state_read_like_one_stream() {
+    let body = "rnn(4) -> rnn(3, activation = relu) -> dense(2) -> softmax";
+    let whole = plan(body, "seq = 6", Mode::Inference, 2);
+    let src = format!("model M {{ input x: [seq <= 3, {FEATURES}]\n x -> {body} }}");
+    let c = compile(&src, &Options::default()).expect("compiles");
+    let windows = nnlang::plan::build_carrying(&c.models[0], Mode::Inference, 2).expect("plan");
+    let mut rng = ChaCha8Rng::seed_from_u64(12);
+    let params: Vec<f64> = (0..whole.params_len).map(|_| rng.random_range(-0.8..0.8)).collect();
+    let x: Vec<f64> = (0..2 * 6 * FEATURES).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let mut e = Exec::<f64>::new(&whole, 0);
+    e.params.copy_from_slice(&params);
+    e.set_input(&whole, 0, 2, &x);
+    e.run(&whole, 2, None).expect("runs");
+    let want = e.output(&whole, 2).to_vec();
+    let mut w = Exec::<f64>::new(&windows, 0);
+    w.params.copy_from_slice(&params);
+    // Windows of 3 and 3 steps, then (a new stream after a reset) of 2.
+    for (from, len) in [(0, 3), (3, 3)] {
+        let xs: Vec<f64> = (0..2)
+            .flat_map(|r| {
+                let mut v = x[(r * 6 + from) * FEATURES..(r * 6 + from + len) * FEATURES].to_vec();
+                v.resize(3 * FEATURES, 0.0);
+                v
+            })
+            .collect();
+        w.set_input(&windows, 0, 2, &xs);
+        w.set_lengths(&[len, len]);
+        w.run(&windows, 2, None).expect("runs");
+        let got = w.output(&windows, 2);
+        for r in 0..2 {
+            for t in 0..len {
+                for k in 0..2 {
+                    let (a, b) = (got[(r * 3 + t) * 2 + k], want[(r * 6 + from + t) * 2 + k]);
+                    assert!(close(a, b), "row {r}, step {}: {a} in windows, {b} at once", from + t);
+                }
+            }
+        }
+    }
+    // After a reset the next window starts from zero, as a stream of its own.
+    w.reset_state(&windows);
+    let xs: Vec<f64> = (0..2).flat_map(|r| x[r * 6 * FEATURES..(r * 6 + 3) * FEATURES].to_vec()).collect();
+    w.set_input(&windows, 0, 2, &xs);
+    w.set_lengths(&[3, 3]);
+    w.run(&windows, 2, None).expect("runs");
+    let got = w.output(&windows, 2);
+    assert!(close(got[0], want[0]) && close(got[7], want[6 * 2 + 1]), "a reset starts a new stream");
+}

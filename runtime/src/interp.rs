@@ -55,6 +55,13 @@ impl<T: Float> Exec<T> {
         self.inputs[index][..n].copy_from_slice(&data[..n]);
     }
 
+    /// Starts new streams: the carried recurrent states of every row become zero.
+    pub fn reset_state(&mut self, plan: &Plan) {
+        for b in &plan.carried {
+            self.arena[b.range(plan.max_batch)].fill(T::ZERO);
+        }
+    }
+
     /// Sets each example's sequence length for the next batches (empty: all full length).
     pub fn set_lengths(&mut self, lengths: &[usize]) {
         self.lengths.clear();

@@ -144,6 +144,10 @@ pub struct Plan {
     pub params_len: usize,
     /// For a model that reads a sequence: its steps, and where the steps show.
     pub sequence: Option<Sequence>,
+    /// The recurrent states carried from one window of a stream to the next (truncated
+    /// backpropagation through time): arena buffers no other buffer shares, which keep their
+    /// values between runs. Zero them to start new streams.
+    pub carried: Vec<ABuf>,
 }
 
 /// How a plan reads sequences: every buffer with a step dimension holds `steps` steps per

@@ -39,6 +39,8 @@ pub enum Lit {
     Dx(Option<(ABuf, Write)>),
     /// A list of buffers (passed as a slice).
     ABufs(Vec<ABuf>),
+    /// An optional buffer (a recurrent layer's carried state).
+    MaybeABuf(Option<ABuf>),
 }
 
 macro_rules! plain_field {
@@ -83,6 +85,21 @@ impl Field for Option<(ABuf, Write)> {
     }
     fn lit(&self) -> Lit {
         Lit::Dx(*self)
+    }
+}
+
+impl Field for Option<ABuf> {
+    type Arg<'a> = Option<ABuf>;
+    fn arg(&self) -> Self {
+        *self
+    }
+    fn bufs<'a>(&'a mut self, out: &mut Vec<&'a mut ABuf>) {
+        if let Some(b) = self {
+            out.push(b);
+        }
+    }
+    fn lit(&self) -> Lit {
+        Lit::MaybeABuf(*self)
     }
 }
 

@@ -26,6 +26,7 @@ fn plan() -> Plan {
         params: vec![w, b],
         params_len: 6,
         sequence: None,
+        carried: Vec::new(),
     }
 }
 

@@ -140,6 +140,8 @@ pub struct StepCx<'a> {
     /// Set by the `inplace` pass: the value is in the input's buffer.
     pub in_place: bool,
     pub training: bool,
+    /// A recurrent layer's state carried from the previous run (truncated BPTT).
+    pub carry: Option<ABuf>,
 }
 
 impl StepCx<'_> {

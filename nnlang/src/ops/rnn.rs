@@ -156,6 +156,22 @@ fn rnn_flops(cx: &FlopsCx, hidden: usize, directions: u64) -> Elems {
     }
 }
 
+/// The width of the state a recurrent op carries from one window of a stream to the next:
+/// an `rnn`'s hidden units (a bidirectional layer reads the future, so it carries nothing).
+pub fn carries(op: &super::Op) -> Option<usize> {
+    match op {
+        super::Op::Rnn(r) => Some(r.hidden),
+        _ => None,
+    }
+}
+
+/// Where a carrying op keeps every state of a run: its steps and its states' buffer.
+pub fn states(op: &super::Op, c: &StepCx) -> Option<(usize, ABuf)> {
+    let super::Op::Rnn(r) = op else { return None };
+    let (steps, _) = r.sizes(c)?;
+    Some((steps, if r.output == RnnOutput::Last { *c.scratch.get(1)? } else { c.value }))
+}
+
 impl Rnn {
     /// `(steps, hidden)` of a fixed-length run; `None` on a sequence of variable length.
     fn sizes(&self, c: &StepCx) -> Option<(usize, usize)> {
@@ -208,11 +224,13 @@ impl Rules for Rnn {
         let (f, x, ws) = (self.activation, c.inputs[0], c.scratch[0]);
         let [wih, whh, bih, bhh] = [c.params[0], c.params[1], c.params[2], c.params[3]];
         match self.output {
-            RnnOutput::Sequence => vec![Step::Rnn { f, steps, reverse: false, x, wih, whh, bih, bhh, hs: c.value, ws }],
+            RnnOutput::Sequence => {
+                vec![Step::Rnn { f, steps, reverse: false, x, wih, whh, bih, bhh, hs: c.value, ws, h0: c.carry }]
+            }
             RnnOutput::Last => {
                 let hs = c.scratch[1];
                 vec![
-                    Step::Rnn { f, steps, reverse: false, x, wih, whh, bih, bhh, hs, ws },
+                    Step::Rnn { f, steps, reverse: false, x, wih, whh, bih, bhh, hs, ws, h0: c.carry },
                     Step::RnnLast { steps, hs, y: c.value },
                 ]
             }
@@ -243,6 +261,7 @@ impl Rules for Rnn {
                 dbih,
                 dbhh,
                 dx: d,
+                h0: c.carry,
             }],
             RnnOutput::Last => {
                 let (hs, dhs) = (c.scratch[1], c.scratch[2]);
@@ -263,6 +282,7 @@ impl Rules for Rnn {
                         dbih,
                         dbhh,
                         dx: d,
+                        h0: c.carry,
                     },
                 ]
             }
@@ -328,8 +348,8 @@ impl Rules for Bidirectional {
         let p = &c.params;
         let (merge, last) = (merge_code(self.merge), self.output == RnnOutput::Last);
         vec![
-            Step::Rnn { f, steps, reverse: false, x, wih: p[0], whh: p[1], bih: p[2], bhh: p[3], hs: hf, ws },
-            Step::Rnn { f, steps, reverse: true, x, wih: p[4], whh: p[5], bih: p[6], bhh: p[7], hs: hr, ws },
+            Step::Rnn { f, steps, reverse: false, x, wih: p[0], whh: p[1], bih: p[2], bhh: p[3], hs: hf, ws, h0: None },
+            Step::Rnn { f, steps, reverse: true, x, wih: p[4], whh: p[5], bih: p[6], bhh: p[7], hs: hr, ws, h0: None },
             Step::BiMerge { merge, steps, last, hf, hr, y: c.value },
         ]
     }
@@ -361,6 +381,7 @@ impl Rules for Bidirectional {
                 dbih: g[2],
                 dbhh: g[3],
                 dx: d,
+                h0: None,
             },
             Step::RnnBackward {
                 f,
@@ -377,6 +398,7 @@ impl Rules for Bidirectional {
                 dbih: g[6],
                 dbhh: g[7],
                 dx: d2,
+                h0: None,
             },
         ]
     }

@@ -18,6 +18,8 @@ pub(super) struct Builder {
     pub(super) cols: Vec<usize>,
     /// Whether a buffer has a fixed length (a workspace) instead of `cols` per row.
     pub(super) fixed: Vec<bool>,
+    /// Whether a buffer lives through every run and between runs (a carried state).
+    pub(super) pinned: Vec<bool>,
     pub(super) steps: Vec<Step>,
 }
 
@@ -25,14 +27,22 @@ impl Builder {
     fn buf(&mut self, cols: usize) -> ABuf {
         self.cols.push(cols);
         self.fixed.push(false);
+        self.pinned.push(false);
         ABuf::arena(self.cols.len() - 1, cols)
     }
 
     /// A workspace of `len` elements whatever the batch.
     fn workspace(&mut self, len: usize) -> ABuf {
-        self.cols.push(len);
-        self.fixed.push(true);
-        ABuf::arena(self.cols.len() - 1, len)
+        let b = self.buf(len);
+        self.fixed[b.offset] = true;
+        b
+    }
+
+    /// `cols` per row that keep their values from one run to the next.
+    fn pinned(&mut self, cols: usize) -> ABuf {
+        let b = self.buf(cols);
+        self.pinned[b.offset] = true;
+        b
     }
 }
 
@@ -109,6 +119,12 @@ struct Layout<'g> {
     inputs: Vec<ABuf>,
     target: Option<(ABuf, nnlang_runtime::plan::TargetKind)>,
     output: ABuf,
+    /// Carry recurrent states from one run to the next (truncated BPTT).
+    carry: bool,
+    /// Each recurrent node's carried state.
+    carried: Vec<Option<ABuf>>,
+    /// The steps that save the carried states, run last.
+    carry_steps: Vec<Step>,
 }
 
 impl<'g> Layout<'g> {
@@ -144,6 +160,7 @@ impl<'g> Layout<'g> {
             out_dims: strip(dims[id.index()].as_deref()),
             in_place: node.in_place,
             training: self.training,
+            carry: self.carried[id.index()],
         }
     }
 
@@ -188,6 +205,11 @@ impl<'g> Layout<'g> {
                     self.output = pv;
                 }
                 Value::Computed => {
+                    if self.carry {
+                        if let Some(hidden) = crate::ops::rnn::carries(&node.op) {
+                            self.carried[id.index()] = Some(self.b.pinned(hidden));
+                        }
+                    }
                     self.value[id.index()] = if node.in_place {
                         self.value[node.inputs[0].index()]
                     } else {
@@ -203,7 +225,11 @@ impl<'g> Layout<'g> {
                             Scratch::Fixed(len) => self.b.workspace(len),
                         })
                         .collect();
-                    let steps = rules.forward(&self.step_cx(id));
+                    let cx = self.step_cx(id);
+                    if let (Some(h), Some((steps, hs))) = (cx.carry, crate::ops::rnn::states(&node.op, &cx)) {
+                        self.carry_steps.push(Step::RnnCarry { steps, hs, h });
+                    }
+                    let steps = rules.forward(&cx);
                     match self.per_step(id) {
                         Some(t) => self.b.steps.extend(at_every_step(steps, t)),
                         None => self.b.steps.extend(steps),
@@ -259,13 +285,25 @@ impl<'g> Layout<'g> {
             };
             self.b.steps.extend(steps);
         }
+        // The next window's states, once the backward pass has read this one's.
+        self.b.steps.append(&mut self.carry_steps);
         self.b.steps.push(Step::Update);
     }
 }
 
 /// The plan of graph `g` (after the passes, with its shapes).
 /// `variable`: the sequences the plan reads may be shorter than its steps.
-pub(super) fn lay_out(g: &Graph, shapes: &Shapes, mode: Mode, max_batch: usize, level: Level, variable: bool) -> Plan {
+/// `carry`: recurrent layers carry their last states into the next run.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn lay_out(
+    g: &Graph,
+    shapes: &Shapes,
+    mode: Mode,
+    max_batch: usize,
+    level: Level,
+    variable: bool,
+    carry: bool,
+) -> Plan {
     let training = matches!(mode, Mode::Training(_));
     let (params, node_params, params_len) = parameters(g, shapes);
     let n = g.nodes.len();
@@ -277,7 +315,7 @@ pub(super) fn lay_out(g: &Graph, shapes: &Shapes, mode: Mode, max_batch: usize, 
         max_batch,
         node_params,
         dims: &dims,
-        b: Builder { cols: Vec::new(), fixed: Vec::new(), steps: Vec::new() },
+        b: Builder { cols: Vec::new(), fixed: Vec::new(), pinned: Vec::new(), steps: Vec::new() },
         value: vec![ABuf::NONE; n],
         canonical: g.ids().collect(),
         scratch: vec![Vec::new(); n],
@@ -285,15 +323,30 @@ pub(super) fn lay_out(g: &Graph, shapes: &Shapes, mode: Mode, max_batch: usize, 
         inputs: Vec::new(),
         target: None,
         output: ABuf::NONE,
+        carry,
+        carried: vec![None; n],
+        carry_steps: Vec::new(),
     };
     l.forward();
     if training {
         l.backward(level == Level::Full);
-    } else if let Some(o) = g.output {
-        l.output = l.value[o.index()];
+    } else {
+        if let Some(o) = g.output {
+            l.output = l.value[o.index()];
+        }
+        l.b.steps.append(&mut l.carry_steps);
     }
     let (arena_len, naive_len) = liveness::pack(&mut l.b, &mut l.output, training, max_batch);
     let sequence = sequence_of(g, shapes, variable);
+    // Where the carried states ended up: the steps that save them hold them relocated.
+    let carried =
+        l.b.steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::RnnCarry { h, .. } => Some(*h),
+                _ => None,
+            })
+            .collect();
     Plan {
         max_batch,
         arena_len,
@@ -305,6 +358,7 @@ pub(super) fn lay_out(g: &Graph, shapes: &Shapes, mode: Mode, max_batch: usize, 
         params,
         params_len,
         sequence,
+        carried,
     }
 }
 

@@ -21,6 +21,11 @@ pub(super) fn pack(b: &mut Builder, output: &mut ABuf, training: bool, max_batch
             }
         }
     }
+    // A carried state lives through every run, and between runs.
+    for (i, _) in b.pinned.iter().enumerate().filter(|(_, &p)| p) {
+        first[i] = 0;
+        last[i] = b.steps.len() + 1;
+    }
     if !training && output.space == Space::Arena && output.offset < n {
         last[output.offset] = b.steps.len() + 1;
         first[output.offset] = first[output.offset].min(b.steps.len() + 1);

@@ -113,14 +113,36 @@ fn check(model: &Model, mode: Mode) -> Result<(), Vec<Diagnostic>> {
 
 /// Builds the plan with the passes of `level`.
 pub fn build_at(model: &Model, mode: Mode, max_batch: usize, level: Level) -> Result<Plan, Vec<Diagnostic>> {
+    build_with(model, mode, max_batch, level, false)
+}
+
+/// Builds the plan of a model trained (or run) on a stream in windows: each `rnn` starts a
+/// window from the state it ended the previous one with (truncated backpropagation through
+/// time, `bptt = n`); the plan's `carried` buffers hold those states between runs.
+pub fn build_carrying(model: &Model, mode: Mode, max_batch: usize) -> Result<Plan, Vec<Diagnostic>> {
+    build_with(model, mode, max_batch, Level::Full, true)
+}
+
+fn build_with(model: &Model, mode: Mode, max_batch: usize, level: Level, carry: bool) -> Result<Plan, Vec<Diagnostic>> {
     check(model, mode)?;
+    if carry {
+        let g = &model.graph;
+        if let Some(n) = g.nodes.iter().find(|n| matches!(n.op, Op::Bidirectional(_))) {
+            return Err(vec![Diagnostic::error(
+                "a bidirectional layer cannot carry its state from one window of a stream to the next",
+                n.span,
+                "reads each window backwards too",
+            )
+            .with_note("`bptt` carries each `rnn`'s last state into the next window; the reverse direction would need the future")]);
+        }
+    }
     let mut g = graph_for(model, mode, level);
     let variable = at_longest(&mut g);
     let (shapes, errors) = crate::shape::infer(&g);
     if let Some(e) = errors.first() {
         return Err(vec![e.to_diagnostic(&g)]);
     }
-    Ok(layout::lay_out(&g, &shapes, mode, max_batch, level, variable))
+    Ok(layout::lay_out(&g, &shapes, mode, max_batch, level, variable, carry))
 }
 
 /// Gives every sequence input of variable length its longest length (`seq <= 29` is planned

@@ -85,14 +85,19 @@ crate::step::steps! {
     MaxoutBackward { pieces: usize, z: ABuf, y: ABuf, dy: ABuf, dz: ABuf, write: Write } => ops::maxout_backward;
     /// The Elman recurrence over sequences of up to `steps` steps: every state into `hs`
     /// (`steps × hidden` per row, zero past each sequence's length), with `ws` a `max_batch ×
-    /// hidden` workspace.
-    Rnn { f: Act, steps: usize, reverse: bool, x: ABuf, wih: PBuf, whh: PBuf, bih: PBuf, bhh: PBuf, hs: ABuf, ws: ABuf } => kernels::rnn::step;
+    /// hidden` workspace; from the states `h0` (`hidden` per row) carried from the previous
+    /// window of a stream, or from zero.
+    Rnn { f: Act, steps: usize, reverse: bool, x: ABuf, wih: PBuf, whh: PBuf, bih: PBuf, bhh: PBuf, hs: ABuf, ws: ABuf, h0: Option<ABuf> } => kernels::rnn::step;
+    /// Each sequence's last state into `h`, which the next window starts from (truncated
+    /// backpropagation through time): run after the backward pass, which reads the old one.
+    RnnCarry { steps: usize, hs: ABuf, h: ABuf } => kernels::rnn::carry_step;
     /// Each sequence's last state (at its own length).
     RnnLast { steps: usize, hs: ABuf, y: ABuf } => kernels::rnn::last_step;
     /// Forward took the last state: `dhs` is `dy` at the last step, 0 before.
     RnnLastBackward { steps: usize, dy: ABuf, dhs: ABuf } => kernels::rnn::last_backward_step;
     /// Backpropagation through time: `dhs` becomes `dz`; the four parameter gradients; `dx`.
-    RnnBackward { f: Act, steps: usize, reverse: bool, x: ABuf, wih: PBuf, whh: PBuf, hs: ABuf, dhs: ABuf, ws: ABuf, dwih: PBuf, dwhh: PBuf, dbih: PBuf, dbhh: PBuf, dx: Option<(ABuf, Write)> } => kernels::rnn::backward_step;
+    /// With carried states `h0`, `dW_hh` gets their term too (the gradient stops there).
+    RnnBackward { f: Act, steps: usize, reverse: bool, x: ABuf, wih: PBuf, whh: PBuf, hs: ABuf, dhs: ABuf, ws: ABuf, dwih: PBuf, dwhh: PBuf, dbih: PBuf, dbhh: PBuf, dx: Option<(ABuf, Write)>, h0: Option<ABuf> } => kernels::rnn::backward_step;
     /// A bidirectional layer's output from its two directions' states (`merge`: 0 concat,
     /// 1 add, 2 mul; `last`: PyTorch's `h_n`, else every step).
     BiMerge { merge: usize, steps: usize, last: bool, hf: ABuf, hr: ABuf, y: ABuf } => kernels::rnn::merge_step;

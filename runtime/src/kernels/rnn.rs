@@ -68,6 +68,7 @@ pub fn forward<T: Float>(
     bhh: &[T],
     hs: &mut [T],
     ws: &mut [T],
+    h0: Option<&[T]>,
 ) {
     let Dims { rows, steps, features: nf, hidden: nh, .. } = d;
     let n = rows * steps;
@@ -81,15 +82,23 @@ pub fn forward<T: Float>(
     let stride = (steps * nh) as isize;
     for i in 0..steps {
         let (t, prev) = d.visit(i);
-        if let Some(p) = prev {
-            // The previous states, contiguous, then W_hh h_prev added onto step t.
-            gather_step(hs, ws, rows, steps, nh, p);
+        // The previous states, contiguous (or the carried ones, already so), then W_hh h_prev
+        // added onto step t.
+        let prev_states: Option<&[T]> = match (prev, h0) {
+            (Some(p), _) => {
+                gather_step(hs, ws, rows, steps, nh, p);
+                Some(ws)
+            }
+            (None, Some(h)) => Some(h),
+            (None, None) => None,
+        };
+        if let Some(prev_states) = prev_states {
             T::gemm(
                 rows,
                 nh,
                 nh,
                 T::ONE,
-                ws,
+                prev_states,
                 nh as isize,
                 1,
                 whh,
@@ -130,6 +139,7 @@ pub fn backward_params<T: Float>(
     dwhh: &mut [T],
     dbih: &mut [T],
     dbhh: &mut [T],
+    h0: Option<&[T]>,
 ) {
     let Dims { rows, steps, features: nf, hidden: nh, reverse } = d;
     let stride = (steps * nh) as isize;
@@ -208,6 +218,10 @@ pub fn backward_params<T: Float>(
             );
         }
     }
+    if let Some(h) = h0 {
+        // The carried states fed the first step: dW_hh += Σ_r dz[r, 0]ᵀ h0[r].
+        T::gemm(nh, rows, nh, T::ONE, dhs, 1, stride, h, nh as isize, 1, T::ONE, dwhh, nh as isize, 1);
+    }
     dbih[..nh].fill(T::ZERO);
     for row in dhs[..n * nh].chunks_exact(nh) {
         for (g, &v) in dbih[..nh].iter_mut().zip(row) {
@@ -242,11 +256,13 @@ pub fn step<T: Float>(
     bhh: PBuf,
     hs: ABuf,
     ws: ABuf,
+    h0: Option<ABuf>,
 ) -> Done {
     let rows = cx.rows;
     let d = dims(rows, steps, reverse, x, hs);
     let p = cx.params;
     let (out, work, r) = cx.mem.split2(hs, rows, ws);
+    let h0 = h0.map(|h| r.get(h, rows));
     forward(
         f,
         d,
@@ -258,6 +274,7 @@ pub fn step<T: Float>(
         &p[bhh.range()],
         out,
         work,
+        h0,
     );
     Ok(())
 }
@@ -307,6 +324,7 @@ pub fn backward_step<T: Float>(
     dbih: PBuf,
     dbhh: PBuf,
     dx: Option<(ABuf, Write)>,
+    h0: Option<ABuf>,
 ) -> Done {
     let rows = cx.rows;
     let d = dims(rows, steps, reverse, x, hs);
@@ -326,10 +344,24 @@ pub fn backward_step<T: Float>(
         gwhh,
         gbih,
         gbhh,
+        h0.map(|h| r.get(h, rows)),
     );
     if let Some((dx, write)) = dx {
         let (g, r) = cx.mem.split(dx, rows);
         backward_input(d, &p[wih.range()], r.get(dhs, rows), g, write == Write::Accumulate);
+    }
+    Ok(())
+}
+
+/// The step `RnnCarry`: each sequence's state at its last step into `h`, where the next
+/// window of its stream starts.
+pub fn carry_step<T: Float>(cx: &mut Cx<'_, T>, steps: usize, hs: ABuf, h: ABuf) -> Done {
+    let rows = cx.rows;
+    let (out, r) = cx.mem.split(h, rows);
+    let (all, nh) = (r.get(hs, rows), h.cols);
+    for (row, o) in out.chunks_exact_mut(nh).enumerate() {
+        let at = (row * steps + length(cx.lengths, row, steps) - 1) * nh;
+        o.copy_from_slice(&all[at..at + nh]);
     }
     Ok(())
 }

@@ -77,6 +77,11 @@ fn lit(l: &Lit) -> TokenStream {
             quote! { ::std::option::Option::Some((#b, #w)) }
         }
         Lit::Dx(None) => quote! { ::std::option::Option::None },
+        Lit::MaybeABuf(Some(b)) => {
+            let b = abuf(b);
+            quote! { ::std::option::Option::Some(#b) }
+        }
+        Lit::MaybeABuf(None) => quote! { ::std::option::Option::None },
         Lit::ABufs(bs) => {
             let bs = bs.iter().map(abuf);
             quote! { &[#(#bs),*] }
