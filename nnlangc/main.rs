@@ -101,6 +101,27 @@ enum Command {
         #[arg(long)]
         output: PathBuf,
     },
+    /// Generate text with a character model trained by `nnlangc train` on a `text(…)`.
+    Sample {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[arg(long)]
+        weights: PathBuf,
+        /// The vocabulary saved by training (default: `vocab.json` beside the weights).
+        #[arg(long)]
+        vocab: Option<PathBuf>,
+        /// The text to continue (default: a new line).
+        #[arg(long, default_value = "")]
+        prime: String,
+        /// Characters to generate.
+        #[arg(long, default_value_t = 500)]
+        length: usize,
+        /// Below 1 picks likelier characters, above 1 more surprising ones.
+        #[arg(long, default_value_t = 1.0)]
+        temperature: f64,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
 }
 
 #[derive(Args)]
@@ -243,6 +264,18 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Eval { model, weights, limit } => train::eval(&model, &weights, limit),
         Command::Run { model, weights, input, output } => train::run(&model, &weights, &input, &output),
+        Command::Sample { model, weights, vocab, prime, length, temperature, seed } => {
+            let vocab = vocab.unwrap_or_else(|| weights.with_file_name("vocab.json"));
+            let spec = nnlang::session::SampleSpec {
+                weights: &weights,
+                vocab: &vocab,
+                prime: &prime,
+                length,
+                temperature,
+                seed,
+            };
+            train::sample(&model, &spec)
+        }
     }
 }
 

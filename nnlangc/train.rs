@@ -162,7 +162,8 @@ pub fn train(args: &ModelArgs, t: TrainArgs) -> Result<(), Failure> {
         let acc = e.accuracy.map_or(String::new(), |a| format!(", accuracy {:.2}%", 100.0 * a));
         outln!("test: loss {:.4}{acc} on {} examples", e.loss, test.rows());
     }
-    outln!("wrote {}/{{weights.safetensors, metrics.csv, curves.svg, model.nn, run.json}}", out.display());
+    let vocab = if prepared.vocab.is_some() { ", vocab.json" } else { "" };
+    outln!("wrote {}/{{weights.safetensors, metrics.csv, curves.svg, model.nn{vocab}, run.json}}", out.display());
     if let Some((epoch, step)) = outcome.interrupted {
         errln!("interrupted at epoch {epoch}, step {step}: the weights so far are saved");
         return Err(Failure::Exit(INTERRUPTED));
@@ -196,6 +197,15 @@ pub fn eval(args: &ModelArgs, weights: &Path, limit: Option<usize>) -> Result<()
             outln!();
         }
     }
+    Ok(())
+}
+
+/// Prints the priming text and its continuation.
+pub fn sample(args: &ModelArgs, spec: &nnlang::session::SampleSpec) -> Result<(), Failure> {
+    let session = open(args)?;
+    let model = session.model(args.model.as_deref())?;
+    let text = session.sample(model, spec)?;
+    outln!("{}{text}", spec.prime);
     Ok(())
 }
 

@@ -79,6 +79,7 @@ const SOURCE: &[Form] = &[
     form("npy", &[("x", Spec::Str, true), ("y", Spec::Str, true)]),
     form("csv", &[("path", Spec::Str, true), ("label", Spec::NonNegInt, false)]),
     form("sequences", &[("path", Spec::Str, true)]),
+    form("text", &[("path", Spec::Str, true)]),
 ];
 
 const TRAIN: &[(&str, Spec)] = &[
@@ -132,6 +133,7 @@ const TRAIN: &[(&str, Spec)] = &[
     ("validate", Spec::Fraction),
     ("average", Spec::Choice(&[form("none", &[]), form("ema", &[("decay", Spec::Unit, true)])])),
     ("clip", Spec::PosNum),
+    ("bptt", Spec::PosInt),
     ("seed", Spec::NonNegInt),
 ];
 

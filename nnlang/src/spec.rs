@@ -49,6 +49,10 @@ pub struct TrainRecipe {
     pub ema: Option<f64>,
     /// `clip = c`: gradient clipping by global norm.
     pub clip: Option<f64>,
+    /// `bptt = n`: train on a stream in windows of `n` steps, each recurrent layer starting a
+    /// window from the state it ended the previous one with (truncated backpropagation
+    /// through time).
+    pub bptt: Option<usize>,
     pub seed: u64,
 }
 
@@ -71,6 +75,7 @@ impl Default for TrainRecipe {
             validate: 0.0,
             ema: None,
             clip: None,
+            bptt: None,
             seed: 0,
         }
     }
@@ -175,6 +180,7 @@ impl TrainRecipe {
             validate,
             ema,
             clip: num(value(s, "clip")),
+            bptt: num(value(s, "bptt")).map(|n| n as usize),
             seed: num(value(s, "seed")).map_or(d.seed, |v| v as u64),
         }
     }
@@ -204,6 +210,7 @@ impl TrainRecipe {
             validate: self.validate,
             ema: self.ema,
             clip: self.clip,
+            bptt: self.bptt,
             seed: self.seed,
             threads,
         }
@@ -221,6 +228,8 @@ pub enum Source {
     Csv { path: PathBuf, label: Option<usize> },
     /// Sequences in long CSV form, a row per step: `seq,t,label,f0,f1,…`.
     Sequences { path: PathBuf },
+    /// Character text (UTF-8, gzipped or plain): a stream for a character model.
+    Text { path: PathBuf },
 }
 
 impl Source {
@@ -233,6 +242,7 @@ impl Source {
                 Source::Csv { path: string(args, "path").into(), label: num(args.get("label")).map(|l| l as usize) }
             }
             "sequences" => Source::Sequences { path: string(args, "path").into() },
+            "text" => Source::Text { path: string(args, "path").into() },
             _ => return None,
         })
     }
@@ -242,7 +252,7 @@ impl Source {
         match self {
             Source::Idx { images, labels } => vec![images, labels],
             Source::Npy { x, y } => vec![x, y],
-            Source::Csv { path, .. } | Source::Sequences { path } => vec![path],
+            Source::Csv { path, .. } | Source::Sequences { path } | Source::Text { path } => vec![path],
         }
     }
 }

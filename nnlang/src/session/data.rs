@@ -12,6 +12,51 @@ use std::path::Path;
 pub struct Loaded {
     pub train: Table,
     pub test: Option<Table>,
+    /// A text stream for a character model (then `train` is empty until the job cuts the
+    /// stream into windows).
+    pub text: Option<TextStream>,
+}
+
+/// Character text as ids into its vocabulary.
+pub struct TextStream {
+    pub file: std::path::PathBuf,
+    pub vocab: data::text::Vocabulary,
+    pub ids: Vec<u32>,
+    /// A test text, in the same vocabulary.
+    pub test: Option<Vec<u32>>,
+}
+
+/// The stream `ids` as rows of windows for truncated BPTT: `streams` contiguous parts, each
+/// cut into windows of `window` steps; row `k · streams + r` is window `k` of part `r`, so
+/// consecutive batches of `streams` rows continue every part. A window's input is each
+/// character one-hot (`vocab` features per step, padded to `steps`), its target the next
+/// character. `exact`: every window has `window` steps (a partial last one is dropped).
+pub fn windows(ids: &[u32], vocab: usize, streams: usize, window: usize, steps: usize, exact: bool) -> Table {
+    let streams = streams.max(1);
+    let part = ids.len().saturating_sub(1) / streams;
+    let count = if exact { part / window.max(1) } else { part.div_ceil(window.max(1)) };
+    let rows = count * streams;
+    let mut t = Table {
+        x: vec![0f32; rows * steps * vocab],
+        cols: steps * vocab,
+        y: vec![0f32; rows * steps],
+        y_cols: steps,
+        lengths: vec![0; rows],
+        steps,
+    };
+    for k in 0..count {
+        let len = window.min(part - k * window);
+        for r in 0..streams {
+            let row = k * streams + r;
+            let start = r * part + k * window;
+            t.lengths[row] = len;
+            for s in 0..len {
+                t.x[(row * steps + s) * vocab + ids[start + s] as usize] = 1.0;
+                t.y[row * steps + s] = ids[start + s + 1] as f32;
+            }
+        }
+    }
+    t
 }
 
 /// What the data must fit: the model's input width and, for classification, its classes.
@@ -28,6 +73,8 @@ pub struct Expect {
     pub unit_targets: bool,
     /// A sequence input's steps, and whether shorter sequences are allowed (`seq <= n`).
     pub steps: Option<(usize, bool)>,
+    /// The output has a row per step (`classes` and `target_cols` are per step).
+    pub per_step_output: bool,
 }
 
 /// What the data of `model` must look like for `loss` (`bins` from `cross_entropy(bins = n)`).
@@ -35,8 +82,11 @@ pub fn expect(model: &Model, loss: UserLoss, bins: Option<usize>) -> Expect {
     let g = &model.graph;
     let input = g.inputs.first().copied();
     let shape = input.and_then(|i| model.shapes.shapes[i.index()].clone());
+    let out_shape = g.output.and_then(|o| model.shapes.shapes[o.index()].as_ref());
+    // An output at every step of a sequence: classes (or values) per step.
+    let per_step_output = out_shape.is_some_and(|s| s.is_sequence());
     let out_cols =
-        g.output.and_then(|o| model.shapes.shapes[o.index()].as_ref()).map_or(0, |s| s.elements().fixed as usize);
+        out_shape.map_or(0, |s| if per_step_output { s.last().unwrap_or(0) } else { s.elements().fixed as usize });
     Expect {
         bins,
         // A sequence of variable length counts at its longest (its rows are padded to it).
@@ -54,6 +104,7 @@ pub fn expect(model: &Model, loss: UserLoss, bins: Option<usize>) -> Expect {
         classes: (loss == UserLoss::CrossEntropy).then_some(out_cols),
         target_cols: out_cols,
         unit_targets: loss == UserLoss::BinaryCrossEntropy,
+        per_step_output,
         steps: shape.as_ref().and_then(|s| match s.0.first() {
             Some(Dim::Steps { len, .. }) => Some((*len, false)),
             Some(Dim::Seq { max: Some(m), .. }) => Some((*m, true)),
@@ -145,6 +196,10 @@ pub fn read_source(source: &Source, base: &Path, rows: Option<usize>, expect: &E
             Ok(Table::new(x.data, cols, y.data, y_cols))
         }
         Source::Csv { path, label } => data::csv::read_rows(&base.join(path), *label, rows),
+        Source::Text { path } => Err(DataError::new(
+            &base.join(path),
+            "text is read as the training stream of a character model (`train = text(…)`)",
+        )),
     }
 }
 
@@ -158,6 +213,9 @@ pub fn load(spec: &DataSpec, base: &Path, expect: &Expect, rows: Option<usize>) 
         return Err(DataError::new(folder, format!("data set `{}` has no `train = …` source", spec.name)));
     };
     let describe = |source: &Source| source.files().first().map_or_else(|| base.to_path_buf(), |f| base.join(f));
+    if let Source::Text { path } = train_src {
+        return load_text(&base.join(path), spec.test.as_ref(), base, expect, rows);
+    }
     let mut train = read_source(train_src, base, rows, expect)?;
     let mut test = spec.test.as_ref().map(|t| read_source(t, base, rows, expect)).transpose()?;
     if let Some(bins) = expect.bins {
@@ -190,6 +248,16 @@ pub fn load(spec: &DataSpec, base: &Path, expect: &Expect, rows: Option<usize>) 
                     "{} features per example, but the model's input {} has {}",
                     table.cols, expect.input_desc, expect.input_cols
                 ),
+            ));
+        }
+        let steps = if expect.per_step_output { expect.steps.map_or(1, |s| s.0) } else { 1 };
+        let want_y = expect.classes.map_or(expect.target_cols, |_| 1) * steps;
+        if table.y_cols != want_y {
+            let what = if expect.classes.is_some() { "class labels" } else { "target values" };
+            let per = if steps > 1 { format!(" ({} at each of {steps} steps)", want_y / steps) } else { String::new() };
+            return Err(DataError::new(
+                &labels,
+                format!("{} {what} per example, but the model needs {want_y}{per}", table.y_cols),
             ));
         }
         if let Some(k) = expect.classes {
@@ -228,5 +296,74 @@ pub fn load(spec: &DataSpec, base: &Path, expect: &Expect, rows: Option<usize>) 
             return Err(DataError::new(&file, format!("example {row}, {what} {col} is NaN or infinite")));
         }
     }
-    Ok(Loaded { train, test })
+    Ok(Loaded { train, test, text: None })
+}
+
+/// A text data set: the training text's vocabulary, checked against the model (a one-hot
+/// character at every step in, a distribution over the next character at every step out);
+/// `rows` keeps the first characters.
+fn load_text(
+    file: &Path,
+    test: Option<&Source>,
+    base: &Path,
+    expect: &Expect,
+    rows: Option<usize>,
+) -> Result<Loaded, DataError> {
+    // The vocabulary is the whole file's, even when `rows` keeps only its beginning.
+    let text = data::text::read(file)?;
+    let vocab = data::text::Vocabulary::of(&text);
+    let Some((steps, _)) = expect.steps else {
+        return Err(DataError::new(
+            file,
+            format!(
+                "a text is read as a sequence of characters, but the model's input {} is not a sequence",
+                expect.input_desc
+            ),
+        ));
+    };
+    let features = expect.input_cols / steps.max(1);
+    if features != vocab.len() {
+        return Err(DataError::new(
+            file,
+            format!(
+                "the text has {} distinct characters, but the model's input {} has {features} features per step (one per character)",
+                vocab.len(),
+                expect.input_desc
+            ),
+        ));
+    }
+    if !expect.per_step_output || expect.classes != Some(vocab.len()) {
+        return Err(DataError::new(
+            file,
+            format!(
+                "a character model predicts the next of the text's {} characters at every step: it ends in `dense({}) -> softmax` over the sequence, trained with `cross_entropy`",
+                vocab.len(),
+                vocab.len()
+            ),
+        ));
+    }
+    let mut ids = vocab.encode(&text).map_err(|e| DataError::new(file, e))?;
+    if let Some(n) = rows {
+        ids.truncate(n);
+    }
+    let test = match test {
+        Some(Source::Text { path }) => {
+            let p = base.join(path);
+            let t = data::text::read(&p)?;
+            Some(vocab.encode(&t).map_err(|e| DataError::new(&p, e))?)
+        }
+        Some(other) => {
+            let p = other.files().first().map_or_else(|| base.to_path_buf(), |f| base.join(f));
+            return Err(DataError::new(&p, "the training data is text, so the test data must be `text(…)` too"));
+        }
+        None => None,
+    };
+    if ids.len() < 2 {
+        return Err(DataError::new(file, "the text has fewer than two characters: nothing to predict"));
+    }
+    Ok(Loaded {
+        train: Table::default(),
+        test: None,
+        text: Some(TextStream { file: file.to_path_buf(), vocab, ids, test }),
+    })
 }

@@ -12,8 +12,10 @@
 
 pub mod artifacts;
 pub mod data;
+pub mod sample;
 
 pub use data::{Expect, Loaded};
+pub use sample::SampleSpec;
 
 use crate::diag::render_all;
 use crate::ir::Dim;
@@ -155,7 +157,14 @@ impl Session {
     /// The plan of `model` for `mode` at batches of up to `batch` rows, refused above
     /// [`MEMORY_LIMIT`].
     pub fn plan(&self, model: &Model, mode: Mode, batch: usize) -> Result<Plan, Error> {
-        let plan = build(model, mode, batch).map_err(|d| Error::Diagnostics(self.render(&d)))?;
+        self.plan_with(model, mode, batch, false)
+    }
+
+    /// [`Session::plan`]; with `carry`, recurrent layers carry their state from one run to
+    /// the next (truncated BPTT over a stream).
+    pub fn plan_with(&self, model: &Model, mode: Mode, batch: usize, carry: bool) -> Result<Plan, Error> {
+        let plan = if carry { crate::plan::build_carrying(model, mode, batch) } else { build(model, mode, batch) }
+            .map_err(|d| Error::Diagnostics(self.render(&d)))?;
         let bytes = (plan.arena_len as u64).saturating_add(2 * plan.params_len as u64).saturating_mul(4);
         if bytes > MEMORY_LIMIT {
             return Err(self.input_error(format!(
@@ -373,17 +382,30 @@ impl<'s> Job<'s> {
 
     /// The inference plan used to evaluate (batches of at least 256 rows).
     pub fn eval_plan(&self) -> Result<Plan, Error> {
-        self.session.plan(self.model, Mode::Inference, self.recipe.batch.max(256))
+        self.session.plan_with(self.model, Mode::Inference, self.recipe.batch.max(256), self.recipe.bptt.is_some())
     }
 
     /// Everything up to the first step: plans, the validation split (drawn with the
     /// recipe's seed) and the initial weights.
     pub fn prepare(&self, loaded: &Loaded, threads: usize) -> Result<Prepared, Error> {
         let options = self.recipe.options(threads);
-        let train_plan = self.session.plan(self.model, Mode::Training(self.recipe.loss), options.batch)?;
+        let carry = options.bptt.is_some();
+        let train_plan = self.session.plan_with(self.model, Mode::Training(self.recipe.loss), options.batch, carry)?;
         let eval_plan = self.eval_plan()?;
         if train_plan.inputs.len() != 1 {
             return Err(self.session.input_error("training from a data set needs a model with exactly one input"));
+        }
+        let mut params = vec![0f32; train_plan.params_len];
+        train::initialize(&train_plan, &mut params, options.init, options.seed);
+        if let Some(text) = &loaded.text {
+            let (fit, val) = self.text_windows(text, &train_plan, &options)?;
+            let vocab = Some(text.vocab.clone());
+            return Ok(Prepared { train_plan, eval_plan, options, fit, val, params, vocab });
+        }
+        if carry {
+            return Err(self
+                .session
+                .input_error("`bptt` trains on a stream in windows: the data set's `train` must be a `text(…)`"));
         }
         let rows = loaded.train.rows();
         let mut order: Vec<usize> = (0..rows).collect();
@@ -400,9 +422,50 @@ impl<'s> Job<'s> {
                 .session
                 .input_error("no training examples are left to train on (check the data, `--limit` and `validate`)"));
         }
-        let mut params = vec![0f32; train_plan.params_len];
-        train::initialize(&train_plan, &mut params, options.init, options.seed);
-        Ok(Prepared { train_plan, eval_plan, options, fit, val, params })
+        Ok(Prepared { train_plan, eval_plan, options, fit, val, params, vocab: None })
+    }
+
+    /// A text cut into windows of `bptt` characters over `batch` streams: the training part,
+    /// and its last `validate` fraction (in the same layout) for validation.
+    fn text_windows(
+        &self,
+        text: &data::TextStream,
+        plan: &Plan,
+        options: &train::Options,
+    ) -> Result<(Table, Table), Error> {
+        let at = |m: String| Error::Input(format!("{}: {m}", text.file.display()));
+        let Some(n) = options.bptt else {
+            return Err(self.session.input_error(
+                "a text is trained in windows, each starting from the state the previous one ended with: set `bptt = 100` (or another window) in the `train` block",
+            ));
+        };
+        let Some(seq) = plan.sequence else { return Err(at("the model's input is not a sequence".into())) };
+        if n > seq.steps {
+            return Err(self.session.input_error(format!(
+                "`bptt = {n}` is longer than the {} steps the model's input holds: give it `[seq <= {n}, …]`",
+                seq.steps
+            )));
+        }
+        if text.test.is_some() {
+            return Err(at(
+                "a text data set is validated on its last part (`validate = 10%`); a separate `test = text(…)` is not read yet"
+                    .into(),
+            ));
+        }
+        let ids = &text.ids;
+        let n_val = ((ids.len() as f64) * options.validate).round() as usize;
+        let (fit_ids, val_ids) = ids.split_at(ids.len() - n_val.min(ids.len()));
+        let streams = options.batch.min(plan.max_batch).max(1);
+        let v = text.vocab.len();
+        let fit = data::windows(fit_ids, v, streams, n, seq.steps, !seq.variable);
+        let val = data::windows(val_ids, v, streams, n, seq.steps, !seq.variable);
+        if fit.rows() == 0 {
+            return Err(at(format!(
+                "{} characters are too few for {streams} streams of windows of {n}: lower `batch` or `bptt`",
+                fit_ids.len()
+            )));
+        }
+        Ok((fit, val))
     }
 
     /// Trains a prepared job to the end (or until the observer stops it).
@@ -460,6 +523,7 @@ impl<'s> Job<'s> {
             table: p.train_plan.params.clone(),
             source: artifacts::resolved_source(&s.source, &s.compiled, self.model, &note),
             epochs: p.options.epochs,
+            vocab: p.vocab.as_ref().map(|v| v.to_json()),
         }
     }
 }
@@ -470,6 +534,8 @@ pub struct Recorder {
     table: Vec<nnlang_runtime::plan::Param>,
     source: String,
     epochs: usize,
+    /// A character model's vocabulary (`vocab.json`).
+    vocab: Option<String>,
 }
 
 impl Recorder {
@@ -489,14 +555,22 @@ impl Recorder {
             "epochs": self.epochs,
             "epochs_done": history.len(),
             "complete": complete,
-            "files": ["weights.safetensors", "metrics.csv", "model.nn"],
+            "files": if self.vocab.is_some() {
+                vec!["weights.safetensors", "metrics.csv", "model.nn", "vocab.json"]
+            } else {
+                vec!["weights.safetensors", "metrics.csv", "model.nn"]
+            },
         });
-        Ok(vec![
+        let mut files = vec![
             ("weights.safetensors", checkpoint),
             ("metrics.csv", artifacts::metrics_csv(history).into_bytes()),
             ("model.nn", self.source.clone().into_bytes()),
-            (artifacts::MANIFEST, format!("{manifest:#}\n").into_bytes()),
-        ])
+        ];
+        if let Some(v) = &self.vocab {
+            files.push(("vocab.json", v.clone().into_bytes()));
+        }
+        files.push((artifacts::MANIFEST, format!("{manifest:#}\n").into_bytes()));
+        Ok(files)
     }
 }
 
@@ -510,4 +584,6 @@ pub struct Prepared {
     pub val: Table,
     /// The weights: initial, then as trained.
     pub params: Vec<f32>,
+    /// A character model's vocabulary, saved beside its weights.
+    pub vocab: Option<nnlang_runtime::data::text::Vocabulary>,
 }

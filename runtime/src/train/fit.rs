@@ -130,7 +130,13 @@ pub fn fit(
             Schedule::Plateau { .. } => plateau_lr,
             s => scheduled_lr(base_lr, s, epoch),
         };
-        order.shuffle(&mut rng);
+        // Windows of streams stay in order (each batch continues the previous one's streams)
+        // and start from zero states every epoch; examples are shuffled.
+        if opts.bptt.is_some() {
+            stepper.reset_state();
+        } else {
+            order.shuffle(&mut rng);
+        }
         let start = Instant::now();
         let (mut total, mut seen) = (0.0, 0usize);
         for step in 0..steps {
@@ -267,6 +273,8 @@ pub fn evaluate(plan: &Plan, exec: &mut Exec<f32>, loss: Loss, data: Data, batch
     let mut scores = Scores::default();
     let steps = plan.sequence.filter(|s| s.per_step_output).map_or(1, |s| s.steps);
     let (mut out, mut y) = (Vec::new(), Vec::new());
+    // Streams (a plan that carries states) are read from their start.
+    exec.reset_state(plan);
     for start in (0..rows).step_by(batch) {
         let n = batch.min(rows - start);
         let lengths = data.lengths.get(start..start + n).unwrap_or(&[]);

@@ -83,6 +83,10 @@ pub struct Options {
     pub ema: Option<f64>,
     /// Gradient clipping by global norm, if any.
     pub clip: Option<f64>,
+    /// Truncated backpropagation through time: the training rows are windows of streams,
+    /// in order (batch after batch, each row continuing its stream), never shuffled; the
+    /// carried states start from zero every epoch.
+    pub bptt: Option<usize>,
     pub seed: u64,
     /// Threads of the data-parallel step (1: single-threaded).
     pub threads: usize,

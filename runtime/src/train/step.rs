@@ -47,6 +47,14 @@ impl<'p> Stepper<'p> {
         Stepper { plan, master, workers, pool, opt }
     }
 
+    /// Starts new streams: every carried recurrent state becomes zero (in every worker).
+    pub fn reset_state(&mut self) {
+        self.master.reset_state(self.plan);
+        for w in &mut self.workers {
+            w.reset_state(self.plan);
+        }
+    }
+
     pub fn params(&self) -> &[f32] {
         &self.master.params
     }
