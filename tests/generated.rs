@@ -20,6 +20,7 @@ nnlang_macros::nn!(file = "examples/local_faces.nn", model = "LocalFaces");
 nnlang_macros::nn!(file = "examples/mnist_rows.nn", model = "Rows");
 nnlang_macros::nn!(file = "examples/japanese_vowels.nn", model = "BiRnnClassifier");
 nnlang_macros::nn!(file = "examples/rnn_tagger.nn", model = "Tagger");
+nnlang_macros::nn!(file = "examples/shakespeare.nn", model = "CharRnn");
 
 nnlang_macros::nn! {
     // Dropout (with its random masks), leaky ReLU, sigmoid and binary cross-entropy.
@@ -76,8 +77,16 @@ fn interpreter(
     let m = &c.models[0];
     let recipe = c.recipe_or_implied(m);
     let (loss, opts) = (recipe.loss, recipe.options(1));
-    let train = build(m, Mode::Training(loss), opts.batch).expect("plan");
-    let infer = build(m, Mode::Inference, opts.batch).expect("plan");
+    // A model trained on a stream carries its recurrent states, as its generated code does.
+    let plan = |mode| {
+        if recipe.bptt.is_some() {
+            nnlang::plan::build_carrying(m, mode, opts.batch)
+        } else {
+            build(m, mode, opts.batch)
+        }
+    };
+    let train = plan(Mode::Training(loss)).expect("plan");
+    let infer = plan(Mode::Inference).expect("plan");
     (train, infer, loss, opts)
 }
 
@@ -136,6 +145,11 @@ macro_rules! differential {
             opt_i.clip = opts.clip;
             let mut opt_g = net.optimizer();
             for step in 0..4 {
+                if step == 3 {
+                    // New streams (a model with carried states starts again from zero).
+                    exec.reset_state(&train);
+                    net.reset_state();
+                }
                 exec.set_input(&train, 0, rows, &x);
                 exec.set_target(&train, rows, &y);
                 let li = exec.run(&train, rows, None).expect("runs").expect("loss");
@@ -167,6 +181,7 @@ differential!(local_faces, LocalFaces, include_str!("../examples/local_faces.nn"
 differential!(mnist_rows, Rows, include_str!("../examples/mnist_rows.nn"));
 differential!(japanese_vowels, BiRnnClassifier, include_str!("../examples/japanese_vowels.nn"));
 differential!(rnn_tagger, Tagger, include_str!("../examples/rnn_tagger.nn"));
+differential!(shakespeare, CharRnn, include_str!("../examples/shakespeare.nn"));
 differential!(
     dropout_and_bce,
     Dropped,

@@ -10,7 +10,7 @@ mod steps;
 pub use expand::expand;
 
 use crate::diag::Diagnostic;
-use crate::plan::{build, Loss, Mode};
+use crate::plan::{build, build_carrying, Loss, Mode};
 use crate::{Compiled, Model};
 use nnlang_runtime::plan::{Param, Plan};
 use nnlang_runtime::train::{Init, OptimizerKind, Options};
@@ -23,8 +23,16 @@ use crate::plan::MEMORY_LIMIT;
 pub fn generate(compiled: &Compiled, model: &Model) -> Result<TokenStream, Vec<Diagnostic>> {
     let recipe = compiled.recipe_or_implied(model);
     let (loss, options) = (recipe.loss, recipe.options(1));
-    let train = build(model, Mode::Training(loss), options.batch)?;
-    let infer = build(model, Mode::Inference, options.batch)?;
+    // A model trained on a stream in windows carries its recurrent states between calls.
+    let plan = |mode| {
+        if recipe.bptt.is_some() {
+            build_carrying(model, mode, options.batch)
+        } else {
+            build(model, mode, options.batch)
+        }
+    };
+    let train = plan(Mode::Training(loss))?;
+    let infer = plan(Mode::Inference)?;
     let bytes = (train.arena_len as u64)
         .saturating_add(infer.arena_len as u64)
         .saturating_add(2 * train.params_len as u64)
@@ -169,6 +177,16 @@ fn emit(name: &str, train: &Plan, infer: &Plan, loss: Loss, o: &Options) -> Toke
     let out_offset = lit(infer.output.offset);
     let target_cols = lit(train.target.map_or(0, |(t, _)| t.cols));
     let steps = lit(infer.sequence.map_or(0, |s| s.steps));
+    let carried = |p: &Plan| -> Vec<TokenStream> {
+        p.carried
+            .iter()
+            .map(|b| {
+                let (at, len) = (lit(b.offset), lit(b.cols * p.max_batch));
+                quote! { (#at, #len) }
+            })
+            .collect()
+    };
+    let (train_carried, infer_carried) = (carried(train), carried(infer));
     let per_step_output = infer.sequence.is_some_and(|s| s.per_step_output);
     let table = param_table(&train.params);
     let loss_t = loss_tokens(loss);
@@ -308,6 +326,19 @@ fn emit(name: &str, train: &Plan, infer: &Plan, loss: Loss, o: &Options) -> Toke
                     rng: <::nnlang_runtime::rand_chacha::ChaCha8Rng as ::nnlang_runtime::rand_chacha::rand_core::SeedableRng>::seed_from_u64(seed.wrapping_add(1)),
                     table,
                     lengths: ::std::vec::Vec::new(),
+                }
+            }
+
+            /// Starts new streams: the recurrent states carried from one call to the next (a
+            /// model trained with `bptt`) become zero.
+            pub fn reset_state(&mut self) {
+                let train: &[(usize, usize)] = &[#(#train_carried),*];
+                let infer: &[(usize, usize)] = &[#(#infer_carried),*];
+                for &(at, len) in train {
+                    self.train_arena[at..at + len].fill(0.0);
+                }
+                for &(at, len) in infer {
+                    self.infer_arena[at..at + len].fill(0.0);
                 }
             }
 
