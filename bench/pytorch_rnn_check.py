@@ -1,7 +1,10 @@
 """nnlang's Elman `rnn` against PyTorch's `nn.RNN`: the same weights and batch through both,
 then the outputs (softmax probabilities), the mean cross-entropy and every parameter's
-gradient compared. PyTorch is not a dependency of nnlang: run this from a virtual
-environment that has torch, numpy and safetensors.
+gradient compared. With `output = sequence` the classifier works at every step and the loss
+is the mean over the steps; "packed" cases give every sequence its own length (PyTorch's
+`pack_padded_sequence`, nnlang's `[seq <= n, f]` with the lengths beside the batch) and
+count only the steps inside each sequence. PyTorch is not a dependency of nnlang: run this
+from a virtual environment that has torch, numpy and safetensors.
 
 Usage: python bench/pytorch_rnn_check.py   (builds `cargo run --release --example rnn_gradients`)
 """
@@ -16,55 +19,74 @@ from safetensors.torch import load_file, save_file
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CASES = [
-    # (activation, output, steps, features, hidden, classes, batch, bidirectional)
-    ("tanh", "last", 7, 5, 16, 4, 9, False),
-    ("relu", "last", 7, 5, 16, 4, 9, False),
-    ("tanh", "sequence", 6, 3, 8, 5, 11, False),
-    ("relu", "sequence", 28, 28, 32, 10, 16, False),
-    ("tanh", "last", 7, 5, 16, 4, 9, True),
-    ("tanh", "sequence", 6, 3, 8, 5, 11, True),
-    ("relu", "last", 12, 4, 10, 3, 8, True),
+    # (activation, output, steps, features, hidden, classes, batch, bidirectional, packed)
+    ("tanh", "last", 7, 5, 16, 4, 9, False, False),
+    ("relu", "last", 7, 5, 16, 4, 9, False, False),
+    ("tanh", "sequence", 6, 3, 8, 5, 11, False, False),
+    ("relu", "sequence", 28, 28, 32, 10, 16, False, False),
+    ("tanh", "last", 7, 5, 16, 4, 9, True, False),
+    ("tanh", "sequence", 6, 3, 8, 5, 11, True, False),
+    ("relu", "last", 12, 4, 10, 3, 8, True, False),
+    ("tanh", "last", 9, 5, 16, 4, 10, False, True),
+    ("relu", "sequence", 9, 5, 16, 4, 10, False, True),
+    ("tanh", "last", 11, 4, 12, 3, 12, True, True),
+    ("tanh", "sequence", 11, 4, 12, 3, 12, True, True),
 ]
 
 
-def check(act, output, steps, features, hidden, classes, batch, bi, binary, tmp):
+def check(act, output, steps, features, hidden, classes, batch, bi, packed, binary, tmp):
     torch.manual_seed(3)
     rnn = torch.nn.RNN(features, hidden, nonlinearity=act, batch_first=True, bidirectional=bi)
     width = 2 * hidden if bi else hidden
-    fc_in = width if output == "last" else steps * width
-    fc = torch.nn.Linear(fc_in, classes)
+    fc = torch.nn.Linear(width, classes)
     with torch.no_grad():  # larger weights than the default, so that relu units stay alive
         for p in list(rnn.parameters()) + list(fc.parameters()):
             p.uniform_(-0.5, 0.5)
     x = torch.rand(batch, steps, features) * 2 - 1
-    y = torch.randint(0, classes, (batch,))
+    # Every length from 1 to `steps` (packed), or all `steps`.
+    lengths = torch.tensor([1 + (i * 5) % steps for i in range(batch)]) if packed else torch.full((batch,), steps)
+    mask = torch.arange(steps)[None, :] < lengths[:, None]
+    x = x * mask[:, :, None]  # padding is zero in both
+    per_step = output == "sequence"
+    y = torch.randint(0, classes, (batch, steps) if per_step else (batch,))
     layer = "bidirectional_0" if bi else "rnn_0"
     names = {f"{layer}.{n}": p for n, p in rnn.named_parameters()}
     names.update({"dense_0.weight": fc.weight, "dense_0.bias": fc.bias})
     save_file({k: v.detach().contiguous() for k, v in names.items()}, os.path.join(tmp, "w.safetensors"))
     np.save(os.path.join(tmp, "x.npy"), x.numpy().reshape(batch, steps, features))
     np.save(os.path.join(tmp, "y.npy"), y.numpy().astype(np.float32))
+    np.save(os.path.join(tmp, "lengths.npy"), lengths.numpy().astype(np.float32))
     layer_src = f"rnn({hidden}, activation = {act}, output = {output})"
     if bi:
         layer_src = f"bidirectional({layer_src}, merge = concat)"
-    src = f"model M {{ input x: [{steps}, {features}]\n x -> {layer_src} -> dense({classes}) -> softmax }}\n"
+    dims = f"seq <= {steps}, {features}" if packed else f"{steps}, {features}"
+    src = f"model M {{ input x: [{dims}]\n x -> {layer_src} -> dense({classes}) -> softmax }}\n"
     with open(os.path.join(tmp, "m.nn"), "w") as f:
         f.write(src)
-    run = subprocess.run([binary, "m.nn", "w.safetensors", "x.npy", "y.npy", "."], cwd=tmp,
-                         capture_output=True, text=True, check=True)
+    args = [binary, "m.nn", "w.safetensors", "x.npy", "y.npy", "."] + (["lengths.npy"] if packed else [])
+    run = subprocess.run(args, cwd=tmp, capture_output=True, text=True, check=True)
     ours_loss = float(run.stdout.split()[1])
 
-    seq, h_n = rnn(x)
+    inp = torch.nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False) if packed else x
+    seq, h_n = rnn(inp)
+    if packed:
+        seq, _ = torch.nn.utils.rnn.pad_packed_sequence(seq, batch_first=True, total_length=steps)
     if output == "last":
         # h_n: the forward's final state, then (bidirectional) the reverse's.
         feats = torch.cat([h_n[0], h_n[1]], dim=1) if bi else h_n[-1]
+        logits = fc(feats)
+        loss = torch.nn.functional.cross_entropy(logits, y)
+        probs = torch.softmax(logits, dim=1).detach().numpy()
     else:
-        feats = seq.reshape(batch, -1)
-    logits = fc(feats)
-    loss = torch.nn.functional.cross_entropy(logits, y)
+        # At every step; the mean over the steps inside the sequences.
+        logits = fc(seq)
+        loss = torch.nn.functional.cross_entropy(logits[mask], y[mask])
+        probs = torch.softmax(logits, dim=2).detach().numpy()
     loss.backward()
-    probs = torch.softmax(logits, dim=1).detach().numpy()
     ours = np.load(os.path.join(tmp, "outputs.npy"))
+    if per_step:
+        ours = ours.reshape(batch, steps, classes)[mask.numpy()]
+        probs = probs[mask.numpy()]
     grads = load_file(os.path.join(tmp, "gradients.safetensors"))
     # Differences relative to each tensor's largest magnitude (absolute below 1): relu
     # states can grow by orders of magnitude over many steps, and every difference with them.
@@ -88,10 +110,13 @@ def main():
             worst = check(*case, binary, tmp)
         top = max(v for k, v in worst.items() if k != "largest gradient")
         failed |= top > 1e-5
-        act, output, steps, features, hidden, classes, batch, bi = case
+        act, output, steps, features, hidden, classes, batch, bi, packed = case
         detail = ", ".join(f"{k.split('.')[-1]} {v:.1e}" for k, v in worst.items())
-        kind = "bidirectional(rnn" if bi else "rnn"
-        print(f"{kind}({hidden}, {act}, output = {output})) over [{steps}, {features}], batch {batch}: max {top:.1e} ({detail})".replace("))", ")" if not bi else "))"))
+        layer = f"rnn({hidden}, {act}, output = {output})"
+        if bi:
+            layer = f"bidirectional({layer})"
+        dims = f"[seq <= {steps}, {features}] (packed, lengths 1..{steps})" if packed else f"[{steps}, {features}]"
+        print(f"{layer} over {dims}, batch {batch}: max {top:.1e} ({detail})")
     sys.exit(1 if failed else 0)
 
 

@@ -189,3 +189,56 @@ fn text_and_sequence_mistakes_are_located() {
         assert!(!dir.join("run/weights.safetensors").exists(), "nothing written");
     }
 }
+
+#[test]
+fn sequence_file_mistakes_name_the_line() {
+    let dir = temp_dir("sequence-mistakes");
+    let model = "model V {\n    input f: [seq <= 4, 2]\n    f -> rnn(3, output = last) -> dense(2) -> softmax\n}\n\
+                 train V on d {\n    epochs = 1\n    batch = 2\n}\n\
+                 data d {\n    train = sequences(\"s.csv\")\n}\n";
+    std::fs::write(dir.join("v.nn"), model).expect("writes");
+    let good = "seq,t,label,a,b\n0,0,1,0.5,0.5\n0,1,1,0.1,0.2\n1,0,0,0.3,0.3\n";
+    let cases = [
+        (good.replace("0,1,1,0.1", "0,2,1,0.1"), "s.csv: line 3: sequence 0: step 2 where step 1 comes next"),
+        (
+            good.replace("0,1,1,0.1", "0,1,0,0.1"),
+            "s.csv: line 3: sequence 0: label 0 at step 1, but the sequence began with label 1",
+        ),
+        (
+            good.replace("1,0,0,0.3", "2,0,0,0.3"),
+            "s.csv: line 4: sequence 2 follows sequence 0: sequence 1 has no rows (an empty sequence)",
+        ),
+        (
+            format!("{good}1,1,0,0,0\n1,2,0,0,0\n1,3,0,0,0\n1,4,0,0,0\n"),
+            "s.csv: line 8: sequence 1 is longer than the 4 steps the model accepts",
+        ),
+        (
+            good.replace("0,0,1,0.5,0.5", "0,0,1"),
+            "s.csv: line 2: 3 columns; a row is seq, t, label and at least one feature",
+        ),
+        (good.replace("0,1,1,0.1,0.2", "0,1,1,0.1"), "s.csv: line 3: 4 columns, the rows before it 5"),
+        (
+            "seq,t,label,a\n0,0,0,1\n".to_string(),
+            "s.csv: 1 features per step, but the model's input `f` [seq <= 4, 2] has 2",
+        ),
+    ];
+    for (csv, want) in cases {
+        std::fs::write(dir.join("s.csv"), csv).expect("writes");
+        let out = nnlangc(&["train", s(&dir.join("v.nn")), "--quiet", "--out", s(&dir.join("run"))]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains(want), "{want}\n{err}");
+        assert!(!err.contains("panicked") && !dir.join("run").exists(), "{err}");
+    }
+    // A model that is not a sequence model, given sequences.
+    let flat = model.replace("[seq <= 4, 2]", "[8]").replace("rnn(3, output = last)", "dense(3)");
+    std::fs::write(dir.join("v.nn"), flat).expect("writes");
+    std::fs::write(dir.join("s.csv"), good).expect("writes");
+    let out = nnlangc(&["train", s(&dir.join("v.nn")), "--quiet", "--out", s(&dir.join("run"))]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("s.csv: holds sequences, but the model's input `f` [8] is not a sequence"),
+        "{}",
+        text(&out.stderr)
+    );
+}
