@@ -3,15 +3,7 @@
 
 mod common;
 
-use std::process::{Command, Output};
-
-fn nnlangc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_nnlangc")).args(args).current_dir(common::root()).output().expect("nnlangc runs")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+use common::{nnlangc, text};
 
 fn temp_file(name: &str, bytes: &[u8]) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("nnlangc-cli-{}", std::process::id()));

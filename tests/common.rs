@@ -22,6 +22,16 @@ pub fn nnlangc(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_nnlangc")).args(args).current_dir(root()).output().expect("nnlangc runs")
 }
 
+/// A process's output as text.
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A path as an argument.
+pub fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
 /// The `.nn` files of a folder, sorted, as (stem, path relative to `base`, source).
 pub fn nn_files(dir: &Path, base: &Path) -> Vec<(String, String, String)> {
     let mut out: Vec<(String, String, String)> = std::fs::read_dir(dir)

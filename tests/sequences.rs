@@ -4,16 +4,8 @@
 
 mod common;
 
-use common::{nnlangc, temp_dir};
+use common::{nnlangc, s, temp_dir, text};
 use std::path::Path;
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
 
 #[test]
 fn japanese_vowels_trains_on_its_long_csv_sequences() {
@@ -40,23 +32,8 @@ fn japanese_vowels_trains_on_its_long_csv_sequences() {
     nnlang_runtime::data::npy::write(&input, &[2, 10, 12], &x).expect("writes");
     let weights = dir.join("run/weights.safetensors");
     let y = dir.join("y.npy");
-    let run = nnlangc(&[
-        "run",
-        "examples/japanese_vowels.nn",
-        "--weights",
-        s(&weights),
-        "--input",
-        s(&input),
-        "--output",
-        s(&y),
-    ]);
-    assert_eq!(run.status.code(), Some(0), "{}", text(&run.stderr));
-    let probs = nnlang_runtime::data::npy::read(&y).expect("reads");
-    assert_eq!(probs.shape, vec![2, 9]);
-    // A sequence model given a flat array, and sequences longer than it accepts.
-    for (shape, n) in [(vec![2usize, 120], 240usize), (vec![2, 30, 12], 720)] {
-        nnlang_runtime::data::npy::write(&input, &shape, &vec![0.5f32; n]).expect("writes");
-        let run = nnlangc(&[
+    let run_on_input = || {
+        nnlangc(&[
             "run",
             "examples/japanese_vowels.nn",
             "--weights",
@@ -65,7 +42,16 @@ fn japanese_vowels_trains_on_its_long_csv_sequences() {
             s(&input),
             "--output",
             s(&y),
-        ]);
+        ])
+    };
+    let run = run_on_input();
+    assert_eq!(run.status.code(), Some(0), "{}", text(&run.stderr));
+    let probs = nnlang_runtime::data::npy::read(&y).expect("reads");
+    assert_eq!(probs.shape, vec![2, 9]);
+    // A sequence model given a flat array, and sequences longer than it accepts.
+    for (shape, n) in [(vec![2usize, 120], 240usize), (vec![2, 30, 12], 720)] {
+        nnlang_runtime::data::npy::write(&input, &shape, &vec![0.5f32; n]).expect("writes");
+        let run = run_on_input();
         assert_eq!(run.status.code(), Some(1));
         let err = text(&run.stderr);
         assert!(

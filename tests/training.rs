@@ -4,20 +4,9 @@
 
 mod common;
 
+use common::{nnlangc, s, text};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-fn nnlangc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_nnlangc")).args(args).current_dir(common::root()).output().expect("nnlangc runs")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
 
 #[test]
 fn mnist_subset_learns_and_repeats_exactly() {

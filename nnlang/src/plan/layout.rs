@@ -123,8 +123,9 @@ struct Layout<'g> {
     carry: bool,
     /// Each recurrent node's carried state.
     carried: Vec<Option<ABuf>>,
-    /// The steps that save the carried states, run last.
+    /// The steps that save the carried states, run last, and where they went in the plan.
     carry_steps: Vec<Step>,
+    carry_at: usize,
 }
 
 impl<'g> Layout<'g> {
@@ -227,7 +228,7 @@ impl<'g> Layout<'g> {
                         .collect();
                     let cx = self.step_cx(id);
                     if let (Some(h), Some((steps, hs))) = (cx.carry, crate::ops::rnn::states(&node.op, &cx)) {
-                        self.carry_steps.push(Step::RnnCarry { steps, hs, h });
+                        self.carry_steps.push(Step::RnnLast { steps, hs, y: h });
                     }
                     let steps = rules.forward(&cx);
                     match self.per_step(id) {
@@ -286,6 +287,7 @@ impl<'g> Layout<'g> {
             self.b.steps.extend(steps);
         }
         // The next window's states, once the backward pass has read this one's.
+        self.carry_at = self.b.steps.len();
         self.b.steps.append(&mut self.carry_steps);
         self.b.steps.push(Step::Update);
     }
@@ -326,6 +328,7 @@ pub(super) fn lay_out(
         carry,
         carried: vec![None; n],
         carry_steps: Vec::new(),
+        carry_at: 0,
     };
     l.forward();
     if training {
@@ -334,19 +337,20 @@ pub(super) fn lay_out(
         if let Some(o) = g.output {
             l.output = l.value[o.index()];
         }
+        l.carry_at = l.b.steps.len();
         l.b.steps.append(&mut l.carry_steps);
     }
     let (arena_len, naive_len) = liveness::pack(&mut l.b, &mut l.output, training, max_batch);
     let sequence = sequence_of(g, shapes, variable);
     // Where the carried states ended up: the steps that save them hold them relocated.
-    let carried =
-        l.b.steps
-            .iter()
-            .filter_map(|s| match s {
-                Step::RnnCarry { h, .. } => Some(*h),
-                _ => None,
-            })
-            .collect();
+    let carried = l.carried.iter().flatten().count();
+    let carried = l.b.steps[l.carry_at..l.carry_at + carried]
+        .iter()
+        .filter_map(|s| match s {
+            Step::RnnLast { y, .. } => Some(*y),
+            _ => None,
+        })
+        .collect();
     Plan {
         max_batch,
         arena_len,

@@ -88,10 +88,9 @@ crate::step::steps! {
     /// hidden` workspace; from the states `h0` (`hidden` per row) carried from the previous
     /// window of a stream, or from zero.
     Rnn { f: Act, steps: usize, reverse: bool, x: ABuf, wih: PBuf, whh: PBuf, bih: PBuf, bhh: PBuf, hs: ABuf, ws: ABuf, h0: Option<ABuf> } => kernels::rnn::step;
-    /// Each sequence's last state into `h`, which the next window starts from (truncated
-    /// backpropagation through time): run after the backward pass, which reads the old one.
-    RnnCarry { steps: usize, hs: ABuf, h: ABuf } => kernels::rnn::carry_step;
-    /// Each sequence's last state (at its own length).
+    /// Each sequence's last state (at its own length): the output of `output = last`, or
+    /// the state the next window of a stream starts from (truncated BPTT, run after the
+    /// backward pass, which reads the previous one).
     RnnLast { steps: usize, hs: ABuf, y: ABuf } => kernels::rnn::last_step;
     /// Forward took the last state: `dhs` is `dy` at the last step, 0 before.
     RnnLastBackward { steps: usize, dy: ABuf, dhs: ABuf } => kernels::rnn::last_backward_step;

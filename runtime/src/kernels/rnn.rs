@@ -353,19 +353,6 @@ pub fn backward_step<T: Float>(
     Ok(())
 }
 
-/// The step `RnnCarry`: each sequence's state at its last step into `h`, where the next
-/// window of its stream starts.
-pub fn carry_step<T: Float>(cx: &mut Cx<'_, T>, steps: usize, hs: ABuf, h: ABuf) -> Done {
-    let rows = cx.rows;
-    let (out, r) = cx.mem.split(h, rows);
-    let (all, nh) = (r.get(hs, rows), h.cols);
-    for (row, o) in out.chunks_exact_mut(nh).enumerate() {
-        let at = (row * steps + length(cx.lengths, row, steps) - 1) * nh;
-        o.copy_from_slice(&all[at..at + nh]);
-    }
-    Ok(())
-}
-
 /// The four parameter gradients of one direction. The planner lays a layer's tensors out in
 /// order (`weight_ih`, `weight_hh`, `bias_ih`, `bias_hh`), so the weights and the biases are
 /// each one contiguous stretch.
