@@ -101,6 +101,24 @@ enum Command {
         #[arg(long)]
         output: PathBuf,
     },
+    /// Check the compiled gradients against centred differences (the notes' procedure):
+    /// double precision, a few examples, sampled coordinates of every parameter tensor, a
+    /// verdict per tensor. Exits with 1 when a gradient is wrong.
+    Gradcheck {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// The difference step h (the notes: 1e-6 to 1e-4).
+        #[arg(long, default_value_t = 1e-5)]
+        step: f64,
+        /// Examples in the batch.
+        #[arg(long, default_value_t = 4)]
+        examples: usize,
+        /// Coordinates sampled per parameter tensor.
+        #[arg(long, default_value_t = 20)]
+        coordinates: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
     /// Generate text with a character model trained by `nnlangc train` on a `text(…)`.
     Sample {
         #[command(flatten)]
@@ -264,6 +282,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Eval { model, weights, limit } => train::eval(&model, &weights, limit),
         Command::Run { model, weights, input, output } => train::run(&model, &weights, &input, &output),
+        Command::Gradcheck { model, step, examples, coordinates, seed } => {
+            let spec = nnlang::session::gradcheck::GradcheckSpec { step, examples, coordinates, seed };
+            train::gradcheck(&model, &spec)
+        }
         Command::Sample { model, weights, vocab, prime, length, temperature, seed } => {
             let vocab = vocab.unwrap_or_else(|| weights.with_file_name("vocab.json"));
             let spec = nnlang::session::SampleSpec {

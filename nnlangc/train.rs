@@ -200,6 +200,56 @@ pub fn eval(args: &ModelArgs, weights: &Path, limit: Option<usize>) -> Result<()
     Ok(())
 }
 
+/// Prints each parameter tensor's worst relative error and the notes' verdict; a wrong
+/// gradient exits with 1.
+pub fn gradcheck(args: &ModelArgs, spec: &nnlang::session::gradcheck::GradcheckSpec) -> Result<(), Failure> {
+    use nnlang::session::gradcheck::Verdict;
+    let session = open(args)?;
+    let model = session.model(args.model.as_deref())?;
+    let g = session.gradcheck(model, spec, None)?;
+    outln!(
+        "gradient check of {}: h = {:e}, {} examples, up to {} coordinates per tensor, seed {}; loss {:.6}",
+        model.graph.name,
+        spec.step,
+        spec.examples,
+        spec.coordinates,
+        spec.seed,
+        g.loss
+    );
+    let w = g.tensors.iter().map(|t| t.name.len()).max().unwrap_or(6).max(6);
+    outln!("{:w$}  checked  kinks  worst rel. error  (analytic, numeric)       verdict", "tensor");
+    for t in &g.tensors {
+        outln!(
+            "{:w$}  {:>7}  {:>5}  {:>16.1e}  ({:>10.3e}, {:>10.3e})  {}",
+            t.name,
+            t.checked,
+            t.kinks,
+            t.worst,
+            t.analytic,
+            t.numeric,
+            t.verdict.text()
+        );
+    }
+    let kinks: usize = g.tensors.iter().map(|t| t.kinks).sum();
+    if kinks > 0 {
+        outln!("{kinks} coordinate(s) crossed a kink (a ReLU input changed sign or a maximum changed winner between θ+h and θ−h): not scored");
+    }
+    match g.worst() {
+        Verdict::Wrong => {
+            outln!("verdict: WRONG — a relative error above 1e-2 means the gradient is probably wrong");
+            Err(Failure::Exit(1))
+        }
+        Verdict::Uncomfortable => {
+            outln!("verdict: uncomfortable — errors between 1e-4 and 1e-2; try another --step or --seed");
+            Ok(())
+        }
+        v => {
+            outln!("verdict: {}", v.text());
+            Ok(())
+        }
+    }
+}
+
 /// Prints the priming text and its continuation.
 pub fn sample(args: &ModelArgs, spec: &nnlang::session::SampleSpec) -> Result<(), Failure> {
     let session = open(args)?;

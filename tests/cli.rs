@@ -114,3 +114,18 @@ fn emit_ir_and_dot() {
         assert!(dot.contains(edge), "{edge}in {dot}");
     }
 }
+
+/// `nnlangc gradcheck` passes every shipped example: a line per parameter tensor, the
+/// verdict last, exit 0.
+#[test]
+fn gradcheck_passes_every_example() {
+    let root = common::root();
+    for (stem, rel, _) in common::nn_files(&root.join("examples"), &root) {
+        let out = nnlangc(&["gradcheck", &rel, "--examples", "2", "--coordinates", "4"]);
+        let o = text(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{stem}: {o}{}", text(&out.stderr));
+        let last = o.lines().last().unwrap_or_default();
+        assert!(last == "verdict: good" || last == "verdict: fine (the model has kinks)", "{stem}: {o}");
+        assert!(o.lines().any(|l| l.contains(".weight") && l.contains("good")), "{stem}: {o}");
+    }
+}

@@ -147,6 +147,41 @@ impl<T: Float> Exec<T> {
         Ok(loss)
     }
 
+    /// Runs every step but the update on the inputs and target set with [`Exec::set_input`]
+    /// and [`Exec::set_target`], calling `after` with each step, the rows it worked on and
+    /// read access to every buffer as the step left them (later steps may reuse the memory).
+    pub fn run_watched(
+        &mut self,
+        plan: &Plan,
+        rows: usize,
+        after: &mut dyn FnMut(&Step, usize, &crate::mem::Reads<'_, T>),
+    ) -> Result<Option<f64>, ExecError> {
+        check_rows(plan, rows);
+        let lengths = crate::mem::batch_lengths(&self.lengths, rows, plan.sequence.map_or(0, |s| s.steps));
+        let mut slots: [&[T]; MAX_INPUTS] = [&[]; MAX_INPUTS];
+        for (s, v) in slots.iter_mut().zip(&self.inputs) {
+            *s = v;
+        }
+        let inputs = &slots[..self.inputs.len().min(MAX_INPUTS)];
+        let mut cx = Cx {
+            rows,
+            batch: rows,
+            steps: 1,
+            lengths,
+            mem: Mem { arena: &mut self.arena, inputs, target: &self.target },
+            params: &self.params,
+            grads: &mut self.grads,
+            rng: &mut self.rng,
+            loss: None,
+        };
+        for s in &plan.steps {
+            s.run(&mut cx)?;
+            let now = cx.rows;
+            after(s, now, &cx.mem.all());
+        }
+        Ok(cx.loss)
+    }
+
     /// Runs every step but the update, with parameters, inputs and target held elsewhere (a
     /// data-parallel worker reads the master's weights and its share of the batch).
     pub fn run_shared(

@@ -12,6 +12,7 @@
 
 pub mod artifacts;
 pub mod data;
+pub mod gradcheck;
 pub mod sample;
 
 pub use data::{Expect, Loaded};

@@ -1,0 +1,294 @@
+//! The notes' numerical gradient check (`nnlangc gradcheck`): the compiled backward pass of a
+//! model against centred differences `(L(θ + h) − L(θ − h)) / 2h`, in double precision, on a
+//! few examples drawn with a fixed seed, for a sample of coordinates of every parameter tensor.
+//!
+//! Each coordinate's relative error `|a − n| / max(|a|, |n|)` is read with the notes' bands:
+//! above 1e-2 the gradient is wrong, 1e-4…1e-2 is uncomfortable, below 1e-4 is fine for a
+//! model with kinks (ReLU, max pooling, maxout) and suspect without, and 1e-7 or less is good.
+//! An error within ten times what rounding alone leaves in the quotient (`ε·|L| / (h·|g|)`,
+//! for a small gradient `g`) counts as good: double precision cannot tell it apart.
+//! A coordinate whose difference crosses a kink — a ReLU input changes sign, a maximum changes
+//! winner between `θ + h` and `θ − h` — is reported and not scored: the difference quotient
+//! does not estimate the gradient there.
+//!
+//! The check runs the unoptimised plan (every op separate, so every kink's input is kept), with
+//! no regularization (the penalty is not part of the plan's loss) and dropout's masks held
+//! fixed (the same generator seed for every evaluation).
+
+use super::{Error, Session};
+use crate::plan::{build_at, Level, Mode};
+use crate::Model;
+use nnlang_runtime::interp::Exec;
+use nnlang_runtime::mem::Reads;
+use nnlang_runtime::plan::{Act, Plan, PoolOp, Step, TargetKind};
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// How to check.
+#[derive(Clone, Debug)]
+pub struct GradcheckSpec {
+    /// The difference step (the notes: 1e-6 … 1e-4).
+    pub step: f64,
+    /// Examples in the batch.
+    pub examples: usize,
+    /// Coordinates sampled per parameter tensor (every one of a smaller tensor).
+    pub coordinates: usize,
+    pub seed: u64,
+}
+
+impl Default for GradcheckSpec {
+    fn default() -> Self {
+        GradcheckSpec { step: 1e-5, examples: 4, coordinates: 20, seed: 0 }
+    }
+}
+
+/// The notes' reading of a relative error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Verdict {
+    /// ≤ 1e-7.
+    Good,
+    /// ≤ 1e-4 in a model with kinks.
+    FineWithKinks,
+    /// ≤ 1e-4 in a model without kinks: too high for smooth functions.
+    Suspect,
+    /// 1e-4 … 1e-2.
+    Uncomfortable,
+    /// > 1e-2: the gradient is probably wrong.
+    Wrong,
+}
+
+impl Verdict {
+    pub fn of(rel: f64, kinky: bool) -> Verdict {
+        if rel <= 1e-7 {
+            Verdict::Good
+        } else if rel <= 1e-4 {
+            if kinky {
+                Verdict::FineWithKinks
+            } else {
+                Verdict::Suspect
+            }
+        } else if rel <= 1e-2 {
+            Verdict::Uncomfortable
+        } else {
+            Verdict::Wrong
+        }
+    }
+
+    pub fn text(self) -> &'static str {
+        match self {
+            Verdict::Good => "good",
+            Verdict::FineWithKinks => "fine (the model has kinks)",
+            Verdict::Suspect => "suspect (too high for a model without kinks)",
+            Verdict::Uncomfortable => "uncomfortable",
+            Verdict::Wrong => "WRONG",
+        }
+    }
+}
+
+/// One parameter tensor's result.
+#[derive(Clone, Debug)]
+pub struct TensorCheck {
+    pub name: String,
+    /// Coordinates compared (not counting those across a kink).
+    pub checked: usize,
+    /// Coordinates whose difference crossed a kink.
+    pub kinks: usize,
+    /// The largest relative error, its coordinate, and the two gradients there.
+    pub worst: f64,
+    pub worst_at: usize,
+    pub analytic: f64,
+    pub numeric: f64,
+    pub verdict: Verdict,
+}
+
+/// The whole check.
+#[derive(Clone, Debug)]
+pub struct Gradcheck {
+    pub tensors: Vec<TensorCheck>,
+    /// Whether the model has kinks (ReLU, leaky ReLU, max pooling, maxout).
+    pub kinky: bool,
+    pub loss: f64,
+}
+
+impl Gradcheck {
+    pub fn worst(&self) -> Verdict {
+        self.tensors.iter().map(|t| t.verdict).max().unwrap_or(Verdict::Good)
+    }
+}
+
+/// Adds to `h` which side of its kinks step `s` left its values on (it ran on `rows` rows):
+/// the sign of every ReLU input, the winner of every maximum.
+fn kink_signature(h: &mut u64, s: &Step, rows: usize, reads: &Reads<'_, f64>) {
+    let mut mix = |bit: u64| {
+        *h ^= bit;
+        *h = h.wrapping_mul(0x0100_0000_01b3);
+    };
+    match s {
+        Step::Activation { f: Act::Relu | Act::LeakyRelu(_), x, .. } => {
+            reads.get(*x, rows).iter().for_each(|v| mix(u64::from(*v > 0.0)));
+        }
+        Step::Rnn { f: Act::Relu | Act::LeakyRelu(_), hs, .. } => {
+            reads.get(*hs, rows).iter().for_each(|v| mix(u64::from(*v > 0.0)));
+        }
+        Step::Maxout { pieces, z, .. } => {
+            for group in reads.get(*z, rows).chunks_exact((*pieces).max(1)) {
+                let best = group.iter().enumerate().fold(0, |b, (i, v)| if *v > group[b] { i } else { b });
+                mix(best as u64);
+            }
+        }
+        Step::Pool { op: PoolOp::Max, g, x, y } => {
+            let (xs, ys) = (reads.get(*x, rows), reads.get(*y, rows));
+            let (in_len, out_len, d) = (g.h * g.w * g.d, g.oh * g.ow * g.d, g.d);
+            for r in 0..rows {
+                for o in 0..g.oh * g.ow {
+                    let (oy, ox) = (o / g.ow, o % g.ow);
+                    for c in 0..d {
+                        let best = ys[r * out_len + o * d + c];
+                        let mut at = 0;
+                        'win: for fy in 0..g.f {
+                            for fx in 0..g.f {
+                                let i = ((oy * g.s + fy) * g.w + ox * g.s + fx) * d + c;
+                                if xs[r * in_len + i] == best {
+                                    at = fy * g.f + fx;
+                                    break 'win;
+                                }
+                            }
+                        }
+                        mix(at as u64);
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn has_kinks(plan: &Plan) -> bool {
+    plan.steps.iter().any(|s| {
+        matches!(
+            s,
+            Step::Activation { f: Act::Relu | Act::LeakyRelu(_), .. }
+                | Step::Rnn { f: Act::Relu | Act::LeakyRelu(_), .. }
+                | Step::Maxout { .. }
+                | Step::Pool { op: PoolOp::Max, .. }
+        )
+    })
+}
+
+impl Session {
+    /// Checks `model`'s gradients as the recipe trains it (its loss); `tamper` may change the
+    /// plan first (a test breaks a backward step to see the check catch it).
+    pub fn gradcheck(
+        &self,
+        model: &Model,
+        spec: &GradcheckSpec,
+        tamper: Option<&dyn Fn(&mut Plan)>,
+    ) -> Result<Gradcheck, Error> {
+        if !(spec.step > 0.0 && spec.step < 1.0) {
+            return Err(Error::Usage(format!("--step must be between 0 and 1, found {}", spec.step)));
+        }
+        if spec.examples == 0 || spec.coordinates == 0 {
+            return Err(Error::Usage("--examples and --coordinates must be at least 1".into()));
+        }
+        let loss = self.compiled.recipe_or_implied(model).loss;
+        let rows = spec.examples;
+        let mut plan = build_at(model, Mode::Training(loss), rows, Level::None)
+            .map_err(|d| Error::Diagnostics(self.render(&d)))?;
+        if let Some(t) = tamper {
+            t(&mut plan);
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(spec.seed);
+        let mut exec = Exec::<f64>::new(&plan, spec.seed);
+        nnlang_runtime::train::initialize(&plan, &mut exec.params, nnlang_runtime::train::Init::Xavier, spec.seed);
+        // Biases start at zero; small random values exercise them too.
+        for p in plan.params.iter().filter(|p| p.is_bias) {
+            exec.params[p.buf.range()].iter_mut().for_each(|v| *v = rng.random_range(-0.1..0.1));
+        }
+        for i in 0..plan.inputs.len() {
+            let x: Vec<f64> = (0..rows * plan.inputs[i].cols).map(|_| rng.random_range(-1.0..1.0)).collect();
+            exec.set_input(&plan, i, rows, &x);
+        }
+        if let Some(seq) = plan.sequence.filter(|s| s.variable) {
+            let lengths: Vec<usize> = (0..rows).map(|_| rng.random_range(1..=seq.steps)).collect();
+            exec.set_lengths(&lengths);
+        }
+        if let Some((t, kind)) = plan.target {
+            let y: Vec<f64> = match kind {
+                TargetKind::Class => {
+                    let per = plan.sequence.filter(|s| s.per_step_output).map_or(1, |s| s.steps);
+                    let classes = (plan.output.cols / per).max(1);
+                    (0..rows * t.cols).map(|_| rng.random_range(0..classes) as f64).collect()
+                }
+                TargetKind::Values => (0..rows * t.cols).map(|_| rng.random_range(0.0..1.0)).collect(),
+            };
+            exec.set_target(&plan, rows, &y);
+        }
+        let carried: Vec<(std::ops::Range<usize>, Vec<f64>)> =
+            plan.carried.iter().map(|b| (b.range(rows), exec.arena[b.range(rows)].to_vec())).collect();
+        // The loss, and which side of every kink the run's values sat on.
+        let run = |exec: &mut Exec<f64>| -> Result<(f64, u64), Error> {
+            exec.reseed(spec.seed ^ 0xd0);
+            for (r, v) in &carried {
+                exec.arena[r.clone()].copy_from_slice(v);
+            }
+            let mut sig: u64 = 0xcbf2_9ce4_8422_2325;
+            let l = exec
+                .run_watched(&plan, rows, &mut |s, n, reads| kink_signature(&mut sig, s, n, reads))
+                .map_err(|e| Error::Input(e.to_string()))?;
+            Ok((l.unwrap_or(0.0), sig))
+        };
+        let (loss_value, _) = run(&mut exec)?;
+        let analytic = exec.grads.clone();
+        let kinky = has_kinks(&plan);
+        let h = spec.step;
+        let mut tensors = Vec::new();
+        for p in &plan.params {
+            let n = p.buf.len;
+            let picks: Vec<usize> = if n <= spec.coordinates {
+                (0..n).collect()
+            } else {
+                (0..spec.coordinates).map(|_| rng.random_range(0..n)).collect()
+            };
+            let mut t = TensorCheck {
+                name: p.name.clone(),
+                checked: 0,
+                kinks: 0,
+                worst: 0.0,
+                worst_at: 0,
+                analytic: 0.0,
+                numeric: 0.0,
+                verdict: Verdict::Good,
+            };
+            let mut worst_scored = 0f64;
+            for k in picks {
+                let i = p.buf.offset + k;
+                let orig = exec.params[i];
+                exec.params[i] = orig + h;
+                let (up, sig_up) = run(&mut exec)?;
+                exec.params[i] = orig - h;
+                let (down, sig_down) = run(&mut exec)?;
+                exec.params[i] = orig;
+                if sig_up != sig_down {
+                    t.kinks += 1;
+                    continue;
+                }
+                let (a, num) = (analytic[i], (up - down) / (2.0 * h));
+                let scale = a.abs().max(num.abs());
+                // Both zero (an unused weight, a dead unit): nothing to compare.
+                let rel = if scale < 1e-12 { 0.0 } else { (a - num).abs() / scale };
+                // What rounding alone leaves in the quotient: ε·|L|/h, relative to the
+                // gradient. An error within ten times that is as good as f64 can tell.
+                let floor = f64::EPSILON * loss_value.abs().max(1.0) / (h * scale.max(1e-300));
+                let scored = if rel <= 10.0 * floor { rel.min(1e-7) } else { rel };
+                t.checked += 1;
+                worst_scored = worst_scored.max(scored);
+                if rel >= t.worst {
+                    (t.worst, t.worst_at, t.analytic, t.numeric) = (rel, k, a, num);
+                }
+            }
+            t.verdict = Verdict::of(worst_scored, kinky);
+            tensors.push(t);
+        }
+        Ok(Gradcheck { tensors, kinky, loss: loss_value })
+    }
+}
