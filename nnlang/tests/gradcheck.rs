@@ -74,7 +74,7 @@ fn bad_settings_are_usage_errors() {
         GradcheckSpec { step: f64::NAN, ..GradcheckSpec::default() },
         GradcheckSpec { examples: 0, ..GradcheckSpec::default() },
     ] {
-        let e = s.gradcheck(m, &spec, None).err().expect("refused");
+        let e = s.gradcheck(m, &spec, None).expect_err("refused");
         assert!(matches!(e, nnlang::session::Error::Usage(_)), "{e:?}");
     }
 }
