@@ -4,7 +4,17 @@
 use nnlang_runtime::train::EpochStats;
 use plotters::prelude::*;
 
-/// Loss (train and validation) and validation accuracy against epochs, side by side.
+/// An epoch axis label: whole epochs only (a short run would otherwise repeat them).
+fn epoch_label(v: &f64) -> String {
+    if (v - v.round()).abs() < 1e-9 {
+        format!("{v:.0}")
+    } else {
+        String::new()
+    }
+}
+
+/// Loss (train and validation) and accuracy (a training sample and validation) against
+/// epochs, side by side.
 pub fn curves_svg(title: &str, history: &[EpochStats]) -> Result<String, String> {
     let mut svg = String::new();
     {
@@ -29,7 +39,8 @@ pub fn curves_svg(title: &str, history: &[EpochStats]) -> Result<String, String>
             .configure_mesh()
             .x_desc("epoch")
             .y_desc("loss")
-            .x_label_formatter(&|v| format!("{v:.0}"))
+            .x_labels(history.len().clamp(2, 12))
+            .x_label_formatter(&epoch_label)
             .draw()
             .map_err(|e| e.to_string())?;
         chart
@@ -54,10 +65,10 @@ pub fn curves_svg(title: &str, history: &[EpochStats]) -> Result<String, String>
             .draw()
             .map_err(|e| e.to_string())?;
 
-        let accs: Vec<f64> = history.iter().filter_map(|s| s.val_accuracy).collect();
+        let accs: Vec<f64> = history.iter().flat_map(|s| s.val_accuracy.into_iter().chain(s.train_accuracy)).collect();
         let lo = accs.iter().cloned().fold(1.0f64, f64::min).min(0.9);
         let mut chart = ChartBuilder::on(&right)
-            .caption(format!("{title}: validation accuracy"), ("sans-serif", 18))
+            .caption(format!("{title}: accuracy"), ("sans-serif", 18))
             .margin(12)
             .x_label_area_size(32)
             .y_label_area_size(48)
@@ -67,15 +78,37 @@ pub fn curves_svg(title: &str, history: &[EpochStats]) -> Result<String, String>
             .configure_mesh()
             .x_desc("epoch")
             .y_desc("accuracy")
-            .x_label_formatter(&|v| format!("{v:.0}"))
+            .x_labels(history.len().clamp(2, 12))
+            .x_label_formatter(&epoch_label)
             .draw()
             .map_err(|e| e.to_string())?;
         chart
             .draw_series(LineSeries::new(
-                history.iter().filter_map(|s| s.val_accuracy.map(|v| (s.epoch as f64, v))),
-                &RED,
+                history.iter().filter_map(|s| s.train_accuracy.map(|v| (s.epoch as f64, v))),
+                &BLUE,
             ))
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| e.to_string())?
+            .label("train (sample)")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLUE));
+        if history.iter().any(|s| s.val_accuracy.is_some()) {
+            chart
+                .draw_series(LineSeries::new(
+                    history.iter().filter_map(|s| s.val_accuracy.map(|v| (s.epoch as f64, v))),
+                    &RED,
+                ))
+                .map_err(|e| e.to_string())?
+                .label("validation")
+                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], RED));
+        }
+        if !accs.is_empty() {
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::LowerRight)
+                .border_style(BLACK)
+                .background_style(WHITE)
+                .draw()
+                .map_err(|e| e.to_string())?;
+        }
         root.present().map_err(|e| e.to_string())?;
     }
     Ok(svg)

@@ -63,6 +63,12 @@ impl Observer for Progress {
             return;
         }
         let mut line = format!("epoch {:>3}/{}  train loss {:.4}", s.epoch, self.epochs, s.train_loss);
+        if s.penalty > 0.0 {
+            line.push_str(&format!(" + penalty {:.4}", s.penalty));
+        }
+        if let Some(a) = s.train_accuracy {
+            line.push_str(&format!("  train acc {:.2}%", 100.0 * a));
+        }
         if let Some(v) = s.val_loss {
             line.push_str(&format!("  val loss {v:.4}"));
         }
@@ -80,22 +86,55 @@ impl Observer for Progress {
             line.push_str(&format!("  update/weight {:.1e} ({}) … {:.1e} ({})", lo.ratio, lo.name, hi.ratio, hi.name));
         }
         outln!("{line}");
-        for r in &s.ratios {
-            if r.ratio > 1e-2 {
-                outln!(
-                    "  warning: update/weight ratio of {} is {:.1e}, far above 1e-3: the learning rate may be too high",
-                    r.name,
-                    r.ratio
-                );
-            } else if r.ratio < 1e-4 {
-                outln!(
-                    "  warning: update/weight ratio of {} is {:.1e}, far below 1e-3: the learning rate may be too low",
-                    r.name,
-                    r.ratio
-                );
-            }
+        for w in epoch_warnings(s) {
+            outln!("  warning: {w}");
         }
     }
+}
+
+/// What an epoch's numbers suggest, in the notes' words: the update/weight ratio far from
+/// 1e-3, ReLU units that died, tanh and sigmoid units stuck in their flat tails.
+fn epoch_warnings(s: &EpochStats) -> Vec<String> {
+    let mut out = Vec::new();
+    // A layer is `dense_0` for the tensor `dense_0.weight`.
+    let layer_of = |tensor: &str| tensor.rsplit_once('.').map_or(tensor, |(l, _)| l).to_string();
+    let dead_in = |layer: &str| s.layers.iter().find(|l| l.name == layer).and_then(|l| l.dead).filter(|&d| d > 0.5);
+    for l in &s.layers {
+        if let Some(d) = l.dead.filter(|&d| d > 0.5) {
+            out.push(format!(
+                "{:.0}% of the {} units of {} never fire on the training sample (dead): the learning rate may be too high (a large update kills ReLUs), or the biases start too negative",
+                100.0 * d,
+                l.function,
+                l.name
+            ));
+        }
+        if let Some(f) = l.saturated.filter(|&f| f > 0.5) {
+            out.push(format!(
+                "{:.0}% of the {} outputs of {} are saturated (within 0.01 of their bounds): their gradients vanish; lower the learning rate or the initial weights",
+                100.0 * f,
+                l.function,
+                l.name
+            ));
+        }
+    }
+    for r in &s.ratios {
+        if r.ratio > 1e-2 {
+            out.push(format!(
+                "update/weight ratio of {} is {:.1e}, far above 1e-3: the learning rate may be too high",
+                r.name, r.ratio
+            ));
+        } else if r.ratio < 1e-4 {
+            let why = match dead_in(&layer_of(&r.name)) {
+                Some(d) => format!(
+                    "but {:.0}% of its units are dead, so the rate was more likely too high: dead units get no gradient",
+                    100.0 * d
+                ),
+                None => "the learning rate may be too low".to_string(),
+            };
+            out.push(format!("update/weight ratio of {} is {:.1e}, far below 1e-3: {why}", r.name, r.ratio));
+        }
+    }
+    out
 }
 
 pub struct TrainArgs {
@@ -163,7 +202,10 @@ pub fn train(args: &ModelArgs, t: TrainArgs) -> Result<(), Failure> {
         outln!("test: loss {:.4}{acc} on {} examples", e.loss, test.rows());
     }
     let vocab = if prepared.vocab.is_some() { ", vocab.json" } else { "" };
-    outln!("wrote {}/{{weights.safetensors, metrics.csv, curves.svg, model.nn{vocab}, run.json}}", out.display());
+    outln!(
+        "wrote {}/{{weights.safetensors, metrics.csv, layers.csv, curves.svg, model.nn{vocab}, run.json}}",
+        out.display()
+    );
     if let Some((epoch, step)) = outcome.interrupted {
         errln!("interrupted at epoch {epoch}, step {step}: the weights so far are saved");
         return Err(Failure::Exit(INTERRUPTED));

@@ -38,7 +38,7 @@ fn spawn(model: &Path, out: &Path) -> std::process::Child {
         .expect("nnlangc starts")
 }
 
-/// The run directory, if there is one, is one epoch's complete run: the five files and
+/// The run directory, if there is one, is one epoch's complete run: the six files and
 /// nothing else, a manifest whose epoch count matches the metrics, and a checkpoint that
 /// loads into the model.
 fn assert_consistent(model: &Path, out: &Path) -> Option<usize> {
@@ -52,7 +52,7 @@ fn assert_consistent(model: &Path, out: &Path) -> Option<usize> {
     names.sort();
     assert_eq!(
         names,
-        ["curves.svg", "metrics.csv", "model.nn", "run.json", "weights.safetensors"],
+        ["curves.svg", "layers.csv", "metrics.csv", "model.nn", "run.json", "weights.safetensors"],
         "{}",
         out.display()
     );

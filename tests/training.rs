@@ -300,8 +300,9 @@ fn plateau_lowers_the_rate_when_validation_stalls() {
     let out = nnlangc(&["train", s(&d.join("p.nn")), "--out", s(&d.join("out")), "--quiet"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let csv = std::fs::read_to_string(d.join("out/metrics.csv")).expect("metrics");
+    let col = csv.lines().next().and_then(|h| h.split(',').position(|c| c == "lr")).expect("an lr column");
     let lrs: Vec<f64> =
-        csv.lines().skip(1).map(|l| l.split(',').nth(4).and_then(|v| v.parse().ok()).expect("lr")).collect();
+        csv.lines().skip(1).map(|l| l.split(',').nth(col).and_then(|v| v.parse().ok()).expect("lr")).collect();
     assert_eq!(lrs, vec![1e-12, 1e-12, 5e-13, 2.5e-13]);
 }
 
@@ -403,4 +404,42 @@ fn every_shipped_example_trains_as_written() {
         assert_eq!(run.status.code(), Some(0), "{stem}: {stderr}");
         assert!(out.join("weights.safetensors").exists() && out.join("run.json").exists(), "{stem}");
     }
+}
+
+/// Training shows inside itself: training accuracy beside validation accuracy, the penalty
+/// apart from the data loss, per-layer statistics in `layers.csv`, and a rate so high that the
+/// ReLUs die is called too high (not too low).
+#[test]
+fn training_shows_accuracy_gap_penalty_and_dead_units() {
+    let d = common::temp_dir("training-inside");
+    let data = common::root().join("examples/data/mnist");
+    let src = std::fs::read_to_string(common::root().join("examples/mnist_mlp.nn"))
+        .expect("example")
+        .replace("\"data/mnist", &format!("\"{}", data.display()));
+    let file = d.join("m.nn");
+    std::fs::write(&file, &src).expect("writes");
+    let run = nnlangc(&["train", s(&file), "--epochs", "2", "--limit", "2000", "--out", s(&d.join("ok"))]);
+    let out = text(&run.stdout);
+    assert_eq!(run.status.code(), Some(0), "{out}{}", text(&run.stderr));
+    let epoch1 = out.lines().find(|l| l.starts_with("epoch   1/2")).expect("an epoch line");
+    assert!(epoch1.contains(" + penalty ") && epoch1.contains("train acc ") && epoch1.contains("val acc "), "{epoch1}");
+    let metrics = std::fs::read_to_string(d.join("ok/metrics.csv")).expect("metrics");
+    assert!(metrics.starts_with("epoch,train_loss,penalty,train_accuracy,val_loss,val_accuracy,"), "{metrics}");
+    let last: Vec<&str> = metrics.lines().nth(2).expect("epoch 2").split(',').collect();
+    let train_acc: f64 = last[3].parse().expect("a train accuracy");
+    assert!(train_acc > 0.85, "{metrics}");
+    let layers = std::fs::read_to_string(d.join("ok/layers.csv")).expect("layers");
+    assert!(layers.lines().any(|l| l.starts_with("2,dense_0,relu,")), "{layers}");
+    assert!(layers.lines().any(|l| l.starts_with("2,dense_2.weight,tensor,")), "{layers}");
+
+    // A learning rate of 3: the ReLUs die, and the warning says why.
+    std::fs::write(&file, src.replace("lr = 0.05", "lr = 3.0")).expect("writes");
+    let run = nnlangc(&["train", s(&file), "--epochs", "1", "--limit", "2000", "--out", s(&d.join("hot"))]);
+    let out = text(&run.stdout);
+    assert_eq!(run.status.code(), Some(0), "{out}{}", text(&run.stderr));
+    assert!(
+        out.contains("units of dense_1 never fire on the training sample (dead): the learning rate may be too high"),
+        "{out}"
+    );
+    assert!(!out.contains("may be too low"), "{out}");
 }

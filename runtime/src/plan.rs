@@ -148,6 +148,9 @@ pub struct Plan {
     /// backpropagation through time): arena buffers no other buffer shares, which keep their
     /// values between runs. Zero them to start new streams.
     pub carried: Vec<ABuf>,
+    /// The model layer each step comes from, by name (parallel to `steps`; empty for the
+    /// update and the carried-state steps), for reports.
+    pub origins: Vec<String>,
 }
 
 /// How a plan reads sequences: every buffer with a step dimension holds `steps` steps per

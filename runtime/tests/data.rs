@@ -109,6 +109,7 @@ fn checkpoints_round_trip_exactly_and_refuse_mismatches() {
         params_len: 8,
         sequence: None,
         carried: Vec::new(),
+        origins: Vec::new(),
     };
     let w: Vec<f32> = vec![0.1, -0.2, 1e-30, f32::MIN_POSITIVE, 3.5, -7.25, 0.0, 1.0 / 3.0];
     let bytes = nnlang_runtime::io::to_bytes(&plan.params, &w).expect("serialize");

@@ -27,6 +27,7 @@ fn plan() -> Plan {
         params_len: 6,
         sequence: None,
         carried: Vec::new(),
+        origins: Vec::new(),
     }
 }
 

@@ -21,6 +21,16 @@ pub(super) struct Builder {
     /// Whether a buffer lives through every run and between runs (a carried state).
     pub(super) pinned: Vec<bool>,
     pub(super) steps: Vec<Step>,
+    /// The node each step comes from, by name (parallel to `steps` once labelled).
+    pub(super) origins: Vec<String>,
+}
+
+impl Builder {
+    /// Labels the steps added since the last call as coming from `name`.
+    fn label(&mut self, name: &str) {
+        let n = self.steps.len();
+        self.origins.resize(n, name.to_string());
+    }
 }
 
 impl Builder {
@@ -174,7 +184,21 @@ impl<'g> Layout<'g> {
         let g = self.g;
         for id in g.ids() {
             let node = g.node(id);
+            self.b.label("");
             let rules = node.op.rules();
+            let before = self.b.steps.len();
+            self.forward_node(id, rules);
+            if self.b.steps.len() > before {
+                self.b.label(&node.name);
+            }
+        }
+    }
+
+    /// The forward steps of one node (and, for the loss, the loss step).
+    fn forward_node(&mut self, id: NodeId, rules: &dyn crate::ops::Rules) {
+        let g = self.g;
+        let node = g.node(id);
+        {
             match rules.value(self.training) {
                 Value::Caller => {
                     let v = ABuf { offset: 0, cols: self.cols_of(id), space: Space::Input(self.inputs.len()) };
@@ -186,7 +210,7 @@ impl<'g> Layout<'g> {
                     self.value[id.index()] = self.value[node.inputs[0].index()];
                 }
                 Value::Loss => {
-                    let Op::Loss(loss) = &node.op else { continue };
+                    let Op::Loss(loss) = &node.op else { return };
                     let p = self.canonical[node.inputs[0].index()];
                     let pv = self.value[p.index()];
                     let dp = self.b.buf(pv.cols);
@@ -284,12 +308,16 @@ impl<'g> Layout<'g> {
                 }
                 None => node.op.rules().backward(&cx, dy, &self.node_params[id.index()], &mut dx),
             };
+            self.b.label("");
             self.b.steps.extend(steps);
+            self.b.label(&node.name);
         }
         // The next window's states, once the backward pass has read this one's.
+        self.b.label("");
         self.carry_at = self.b.steps.len();
         self.b.steps.append(&mut self.carry_steps);
         self.b.steps.push(Step::Update);
+        self.b.label("");
     }
 }
 
@@ -317,7 +345,7 @@ pub(super) fn lay_out(
         max_batch,
         node_params,
         dims: &dims,
-        b: Builder { cols: Vec::new(), fixed: Vec::new(), pinned: Vec::new(), steps: Vec::new() },
+        b: Builder { cols: Vec::new(), fixed: Vec::new(), pinned: Vec::new(), steps: Vec::new(), origins: Vec::new() },
         value: vec![ABuf::NONE; n],
         canonical: g.ids().collect(),
         scratch: vec![Vec::new(); n],
@@ -337,8 +365,10 @@ pub(super) fn lay_out(
         if let Some(o) = g.output {
             l.output = l.value[o.index()];
         }
+        l.b.label("");
         l.carry_at = l.b.steps.len();
         l.b.steps.append(&mut l.carry_steps);
+        l.b.label("");
     }
     let (arena_len, naive_len) = liveness::pack(&mut l.b, &mut l.output, training, max_batch);
     let sequence = sequence_of(g, shapes, variable);
@@ -351,6 +381,7 @@ pub(super) fn lay_out(
             _ => None,
         })
         .collect();
+    let origins = std::mem::take(&mut l.b.origins);
     Plan {
         max_batch,
         arena_len,
@@ -363,6 +394,7 @@ pub(super) fn lay_out(
         params_len,
         sequence,
         carried,
+        origins,
     }
 }
 

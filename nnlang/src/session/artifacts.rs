@@ -152,18 +152,21 @@ fn opt(v: Option<f64>) -> String {
     v.map_or(String::new(), |v| format!("{v}"))
 }
 
-/// One line per epoch: losses, validation accuracy, rate, speed and update/weight ratios.
+/// One line per epoch: losses (data and penalty), training and validation accuracy, rate,
+/// speed and update/weight ratios.
 pub fn metrics_csv(history: &[EpochStats]) -> String {
     let mut out = String::from(
-        "epoch,train_loss,val_loss,val_accuracy,lr,samples_per_sec,seconds,min_update_ratio,max_update_ratio\n",
+        "epoch,train_loss,penalty,train_accuracy,val_loss,val_accuracy,lr,samples_per_sec,seconds,min_update_ratio,max_update_ratio\n",
     );
     for s in history {
         let min = s.ratios.iter().map(|r| r.ratio).fold(f64::INFINITY, f64::min);
         let max = s.ratios.iter().map(|r| r.ratio).fold(0.0, f64::max);
         out.push_str(&format!(
-            "{},{},{},{},{},{:.1},{:.3},{},{}\n",
+            "{},{},{},{},{},{},{},{:.1},{:.3},{},{}\n",
             s.epoch,
             s.train_loss,
+            s.penalty,
+            opt(s.train_accuracy),
             opt(s.val_loss),
             opt(s.val_accuracy),
             s.lr,
@@ -172,6 +175,31 @@ pub fn metrics_csv(history: &[EpochStats]) -> String {
             if min.is_finite() { format!("{min:e}") } else { String::new() },
             if s.ratios.is_empty() { String::new() } else { format!("{max:e}") },
         ));
+    }
+    out
+}
+
+/// Inside the model, one line per epoch and layer (activations: mean, spread, dead ReLU
+/// units, saturated outputs) or parameter tensor (gradient norm, update/weight ratio).
+pub fn layers_csv(history: &[EpochStats]) -> String {
+    let mut out = String::from("epoch,name,kind,mean,std,dead_fraction,saturated_fraction,grad_norm,update_ratio\n");
+    for s in history {
+        for l in &s.layers {
+            out.push_str(&format!(
+                "{},{},{},{},{},{},{},,\n",
+                s.epoch,
+                l.name,
+                l.function,
+                l.mean,
+                l.std,
+                opt(l.dead),
+                opt(l.saturated)
+            ));
+        }
+        for (name, g) in &s.grad_norms {
+            let ratio = s.ratios.iter().find(|r| &r.name == name).map(|r| r.ratio);
+            out.push_str(&format!("{},{},tensor,,,,,{},{}\n", s.epoch, name, g, opt(ratio)));
+        }
     }
     out
 }

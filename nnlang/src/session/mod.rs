@@ -557,14 +557,15 @@ impl Recorder {
             "epochs_done": history.len(),
             "complete": complete,
             "files": if self.vocab.is_some() {
-                vec!["weights.safetensors", "metrics.csv", "model.nn", "vocab.json"]
+                vec!["weights.safetensors", "metrics.csv", "layers.csv", "model.nn", "vocab.json"]
             } else {
-                vec!["weights.safetensors", "metrics.csv", "model.nn"]
+                vec!["weights.safetensors", "metrics.csv", "layers.csv", "model.nn"]
             },
         });
         let mut files = vec![
             ("weights.safetensors", checkpoint),
             ("metrics.csv", artifacts::metrics_csv(history).into_bytes()),
+            ("layers.csv", artifacts::layers_csv(history).into_bytes()),
             ("model.nn", self.source.clone().into_bytes()),
         ];
         if let Some(v) = &self.vocab {

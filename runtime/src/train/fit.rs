@@ -33,7 +33,14 @@ impl Data<'_> {
 pub struct EpochStats {
     /// 1-based.
     pub epoch: usize,
+    /// The mean data loss of the epoch's batches (without the regularization penalty).
     pub train_loss: f64,
+    /// The regularization penalty `λ₂/2‖w‖² + λ₁|w|` of the weights at the epoch's end.
+    pub penalty: f64,
+    /// The accuracy on a sample of the training set at the epoch's end (as big as the
+    /// validation split, at least 1,000 examples), beside the validation accuracy: the gap
+    /// the notes watch for overfitting.
+    pub train_accuracy: Option<f64>,
     pub val_loss: Option<f64>,
     pub val_accuracy: Option<f64>,
     pub lr: f64,
@@ -41,6 +48,10 @@ pub struct EpochStats {
     pub seconds: f64,
     /// ‖Δw‖/‖w‖ per weight tensor at the epoch's last update.
     pub ratios: Vec<super::UpdateRatio>,
+    /// Every layer's activations on the training sample.
+    pub layers: Vec<super::LayerStats>,
+    /// ‖g‖ per parameter tensor, of the epoch's last batch.
+    pub grad_norms: Vec<(String, f64)>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -164,16 +175,35 @@ pub fn fit(
             }
         }
         let seconds = start.elapsed().as_secs_f64();
+        let weights = stepper.opt.eval_weights(stepper.params());
+        eval_exec.params.copy_from_slice(weights);
+        let penalty = super::regularization(&train_plan.params, weights, opts.l1, opts.l2, None);
         let evaluation = match val {
-            Some(v) if v.rows() > 0 => {
-                eval_exec.params.copy_from_slice(stepper.opt.eval_weights(stepper.params()));
-                Some(evaluate(eval_plan, &mut eval_exec, loss, v, batch))
-            }
+            Some(v) if v.rows() > 0 => Some(evaluate(eval_plan, &mut eval_exec, loss, v, batch)),
             _ => None,
         };
+        // A sample of the training set as large as the validation split (at least 1,000
+        // examples; whole windows of every stream for a stream).
+        let mut sample = val.map_or(0, |v| v.rows()).max(1000).min(rows);
+        if opts.bptt.is_some() {
+            sample = (sample / batch).max(1) * batch;
+        }
+        let sample = sample.min(rows);
+        let prefix = Data {
+            x: &train.x[..sample * train.x_cols],
+            y: &train.y[..sample * train.y_cols],
+            lengths: train.lengths.get(..sample).unwrap_or(&[]),
+            ..train
+        };
+        let train_eval = evaluate(eval_plan, &mut eval_exec, loss, prefix, batch);
+        let layers = super::activation_stats(eval_plan, &mut eval_exec, prefix, batch);
         let stats = EpochStats {
             epoch: epoch + 1,
             train_loss: total / seen.max(1) as f64,
+            penalty,
+            train_accuracy: train_eval.accuracy,
+            layers,
+            grad_norms: super::gradient_norms(train_plan, stepper.grads()),
             val_loss: evaluation.as_ref().map(|e| e.loss),
             val_accuracy: evaluation.as_ref().and_then(|e| e.accuracy),
             lr: stepper.opt.lr,

@@ -55,6 +55,11 @@ impl<'p> Stepper<'p> {
         }
     }
 
+    /// The gradients of the last step (averaged over the workers).
+    pub fn grads(&self) -> &[f32] {
+        &self.master.grads
+    }
+
     pub fn params(&self) -> &[f32] {
         &self.master.params
     }
