@@ -150,9 +150,18 @@ pub struct ModelArgs {
     /// of the first `train` block).
     #[arg(long)]
     pub model: Option<String>,
-    /// Override a model parameter, e.g. `--set N=3` (repeatable).
+    /// Override a model parameter (`--set N=3`) or a setting of the `train` block
+    /// (`--set optimizer.lr=0.01`, `--set seed=3`, `--set "schedule=step(every = 5)"`);
+    /// repeatable, checked as if written in the file.
     #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_set)]
-    set: Vec<(String, ParamValue)>,
+    set: Vec<Set>,
+}
+
+/// One `--set`: a model parameter's value, or a recipe setting's source text.
+#[derive(Clone, Debug)]
+enum Set {
+    Param(String, ParamValue),
+    Recipe(String, String),
 }
 
 /// A count that must be 1 or more (`--limit 0` would evaluate nothing and report 0%).
@@ -164,14 +173,17 @@ fn at_least_one(s: &str) -> Result<usize, String> {
     }
 }
 
-fn parse_set(s: &str) -> Result<(String, ParamValue), String> {
+fn parse_set(s: &str) -> Result<Set, String> {
     let (k, v) = s.split_once('=').ok_or_else(|| format!("`{s}` is not KEY=VALUE"))?;
     let key = k.trim();
-    if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        return Err(format!("`{key}` is not a parameter name"));
+    if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.') {
+        return Err(format!("`{key}` is not a parameter name or a recipe setting"));
+    }
+    if nnlang::settings::is_recipe_key(key) {
+        return Ok(Set::Recipe(key.to_string(), v.trim().to_string()));
     }
     let value = parse_param_value(v).ok_or_else(|| format!("`{v}` is not an integer, a number or true/false"))?;
-    Ok((key.to_string(), value))
+    Ok(Set::Param(key.to_string(), value))
 }
 
 pub enum Failure {
@@ -304,8 +316,17 @@ fn run(cli: Cli) -> Result<(), Failure> {
 /// Reads and compiles the file; prints its warnings, or every diagnostic when any is an
 /// error.
 pub fn open(args: &ModelArgs) -> Result<Session, Failure> {
-    let overrides: Overrides = args.set.iter().cloned().collect();
-    let opts = Options { model: args.model.clone(), overrides };
+    let mut overrides = Overrides::new();
+    let mut recipe = Vec::new();
+    for set in &args.set {
+        match set {
+            Set::Param(k, v) => {
+                overrides.insert(k.clone(), v.clone());
+            }
+            Set::Recipe(k, v) => recipe.push((k.clone(), v.clone())),
+        }
+    }
+    let opts = Options { model: args.model.clone(), overrides, recipe };
     let session = Session::open(&args.file, &opts)?;
     err!("{}", session.warnings());
     Ok(session)

@@ -129,3 +129,71 @@ fn gradcheck_passes_every_example() {
         assert!(o.lines().any(|l| l.contains(".weight") && l.contains("good")), "{stem}: {o}");
     }
 }
+
+/// `--set` reaches the recipe: values replace what the `train` block says or are added to it,
+/// are checked as if written there, and the saved `model.nn` says what was trained.
+#[test]
+fn set_overrides_recipe_values() {
+    let dir = common::temp_dir("set-recipe");
+    let out = dir.join("run");
+    let o = nnlangc(&[
+        "train",
+        "examples/japanese_vowels.nn",
+        "--set",
+        "optimizer.lr=0.01",
+        "--set",
+        "seed=3",
+        "--set",
+        "epochs=1",
+        "--set",
+        "regularize.l2=1e-4",
+        "--set",
+        "schedule=step(every = 5, factor = 0.5)",
+        "--limit",
+        "40",
+        "--quiet",
+        "--out",
+        common::s(&out),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let saved = std::fs::read_to_string(out.join("model.nn")).expect("saved source");
+    for want in [
+        "optimizer = adam(lr = 0.01)",
+        "seed      = 3",
+        "epochs    = 1",
+        "regularize { l2 = 1e-4 }",
+        "schedule = step(every = 5, factor = 0.5)",
+    ] {
+        assert!(saved.contains(want), "{want}\n{saved}");
+    }
+    let run = std::fs::read_to_string(out.join("run.json")).expect("manifest");
+    assert!(run.contains("\"epochs\": 1"), "{run}");
+    // Checked like the file: a bad value is the file's error at its place; a path the recipe
+    // cannot take is a usage error.
+    let bad = nnlangc(&[
+        "train",
+        "examples/japanese_vowels.nn",
+        "--set",
+        "optimizer.lr=-1",
+        "--out",
+        common::s(&dir.join("bad")),
+    ]);
+    assert_eq!(bad.status.code(), Some(1));
+    let err = text(&bad.stderr);
+    assert!(
+        err.contains("`lr` must be a number > 0, found the integer -1") && err.contains("optimizer = adam(lr = -1)"),
+        "{err}"
+    );
+    assert!(!dir.join("bad").exists());
+    for (set, want) in [
+        ("schedule.factor=0.5", "--set schedule.factor: the `train` block sets no `schedule`"),
+        ("seed=1 } model X {", "a value is one expression"),
+    ] {
+        let bad = nnlangc(&["train", "examples/japanese_vowels.nn", "--set", set]);
+        assert_eq!(bad.status.code(), Some(2), "{set}");
+        assert!(text(&bad.stderr).contains(want), "{set}: {}", text(&bad.stderr));
+    }
+    let bad = nnlangc(&["train", "examples/japanese_vowels.nn", "--set", "regularize=3"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(text(&bad.stderr).contains("error: `regularize` is a block of settings"), "{}", text(&bad.stderr));
+}

@@ -24,6 +24,7 @@ pub mod passes;
 pub mod plan;
 pub mod recipe;
 pub mod session;
+pub mod settings;
 pub mod shape;
 pub mod spec;
 pub mod summary;
@@ -36,11 +37,15 @@ use recipe::Recipe;
 use shape::Shapes;
 use syntax::ast;
 
-/// What to compile: one model or all, and parameter overrides.
+/// What to compile: one model or all, parameter overrides, and settings written into the
+/// `train` blocks before compiling ([`settings::override_source`]; a [`session::Session`]
+/// applies them).
 #[derive(Clone, Debug, Default)]
 pub struct Options {
     pub model: Option<String>,
     pub overrides: Overrides,
+    /// `(path, source text)`: `("optimizer.lr", "0.01")`.
+    pub recipe: Vec<(String, String)>,
 }
 
 /// A mistake in how the compiler was asked, not in the source (an unknown `--model`,

@@ -641,6 +641,16 @@ impl Checker<'_> {
     }
 }
 
+/// The keys a `train` block takes.
+pub fn train_keys() -> Vec<&'static str> {
+    TRAIN.iter().map(|(k, _)| *k).collect()
+}
+
+/// Whether a `train` key is a block of settings (`regularize { … }`).
+pub fn is_block_key(key: &str) -> bool {
+    TRAIN.iter().any(|(k, s)| *k == key && matches!(s, Spec::Block(_)))
+}
+
 /// Training settings a search may sample: numeric keys and numeric arguments of choices.
 fn searchable_paths() -> Vec<String> {
     let mut out = Vec::new();

@@ -106,6 +106,8 @@ impl Session {
 
     /// Compiles `source` as if read from `path` (for names in messages and relative data paths).
     pub fn from_source(path: PathBuf, source: String, opts: &crate::Options) -> Result<Session, Error> {
+        let source = crate::settings::override_source(&source, &opts.recipe, opts.model.as_deref())
+            .map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?;
         let compiled = compile(&source, opts).map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?;
         let session = Session { path, source, compiled };
         if session.compiled.has_errors() {

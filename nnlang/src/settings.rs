@@ -1,0 +1,130 @@
+//! `--set` for a training recipe (`--set optimizer.lr=0.01 --set seed=3`): the values are
+//! written into the file's `train` block — replacing what it says, or adding what it leaves
+//! out — before the file is compiled, so that they are checked exactly as if they had been
+//! written there, and the source a run saves (`model.nn`) says what was trained.
+
+use crate::syntax::ast::{BlockKind, EntryKind, Expr, ExprKind};
+use crate::UsageError;
+
+/// Whether `--set KEY=…` is a recipe setting: a dotted path, or a key of a `train` block.
+pub fn is_recipe_key(key: &str) -> bool {
+    key.contains('.') || crate::recipe::train_keys().contains(&key)
+}
+
+/// `source` with every `(key, value)` of `sets` written into its `train` blocks (the block of
+/// `model` only, when one is chosen).
+pub fn override_source(source: &str, sets: &[(String, String)], model: Option<&str>) -> Result<String, UsageError> {
+    if sets.is_empty() {
+        return Ok(source.to_string());
+    }
+    // A source that does not parse is left as it is: compiling it reports why.
+    let Ok(file) = crate::syntax::parse(source) else { return Ok(source.to_string()) };
+    let blocks: Vec<_> =
+        file.blocks.iter().filter(|b| b.kind == BlockKind::Train && model.is_none_or(|m| b.target.name == m)).collect();
+    let mut edits: Vec<(usize, usize, String)> = Vec::new();
+    for (key, value) in sets {
+        let bad = value.trim().is_empty()
+            || value.contains(['{', '}', ';', '\n'])
+            || value.contains("//")
+            || value.contains("/*");
+        if bad {
+            return Err(UsageError(format!(
+                "--set {key}={value}: a value is one expression, e.g. 0.01, adam(lr = 1e-3) or step(every = 5)"
+            )));
+        }
+        if blocks.is_empty() {
+            return Err(UsageError(format!("--set {key}: the file has no `train` block to set it in")));
+        }
+        let path: Vec<&str> = key.split('.').collect();
+        if path.len() > 2 || path.iter().any(|p| p.is_empty()) {
+            return Err(UsageError(format!(
+                "--set {key}: a recipe path is `key` or `key.argument`, e.g. seed or optimizer.lr"
+            )));
+        }
+        for block in &blocks {
+            edits.push(edit(source, block, &path, value.trim(), key)?);
+        }
+    }
+    edits.sort_by_key(|e| std::cmp::Reverse(e.0));
+    let mut out = source.to_string();
+    for (start, end, text) in edits {
+        out.replace_range(start..end, &text);
+    }
+    Ok(out)
+}
+
+/// The edit that sets `path` to `value` in one block.
+fn edit(
+    source: &str,
+    block: &crate::syntax::ast::Block,
+    path: &[&str],
+    value: &str,
+    key: &str,
+) -> Result<(usize, usize, String), UsageError> {
+    let close = |span_end: usize| span_end.saturating_sub(1);
+    // A new entry goes on a line of its own when the block's brace starts a line.
+    let line = |at: usize, text: String| {
+        if source[..at].ends_with('\n') {
+            (at, at, format!("    {}\n", text.trim()))
+        } else {
+            (at, at, text)
+        }
+    };
+    let find = |entries: &[crate::syntax::ast::Entry], name: &str| {
+        entries.iter().find_map(|e| match &e.kind {
+            EntryKind::Assign(p, v) if p.len() == 1 && p[0].name == name => Some(Found::Value(v.clone())),
+            EntryKind::Block { key, entries, .. } if key.name == name => {
+                Some(Found::Block(entries.clone(), e.span.end))
+            }
+            _ => None,
+        })
+    };
+    match path {
+        [k] => match find(&block.entries, k) {
+            Some(Found::Value(v)) => Ok((v.span.start, v.span.end, value.to_string())),
+            Some(Found::Block(..)) => Err(UsageError(format!(
+                "--set {key}: `{k}` is a block of settings; set one of them, e.g. --set {k}.l2=1e-4"
+            ))),
+            None => Ok(line(close(block.span.end), format!(" {k} = {value} "))),
+        },
+        [k, arg] => match find(&block.entries, k) {
+            Some(Found::Value(v)) => Ok(set_argument(source, &v, arg, value)),
+            Some(Found::Block(entries, end)) => match find(&entries, arg) {
+                Some(Found::Value(v)) => Ok((v.span.start, v.span.end, value.to_string())),
+                _ => Ok((close(end), close(end), format!(" {arg} = {value} "))),
+            },
+            None if crate::recipe::is_block_key(k) => {
+                Ok(line(close(block.span.end), format!(" {k} {{ {arg} = {value} }} ")))
+            }
+            None => Err(UsageError(format!(
+                "--set {key}: the `train` block sets no `{k}`; set it whole, e.g. --set \"{k}=…(…)\""
+            ))),
+        },
+        _ => Err(UsageError(format!("--set {key}: a recipe path is `key` or `key.argument`"))),
+    }
+}
+
+enum Found {
+    Value(Expr),
+    Block(Vec<crate::syntax::ast::Entry>, usize),
+}
+
+/// Sets argument `arg` of the call `v` (`sgd(lr = 0.1)`), or makes a bare word (`adam`) a
+/// call with it.
+fn set_argument(source: &str, v: &Expr, arg: &str, value: &str) -> (usize, usize, String) {
+    match &v.kind {
+        ExprKind::Call { args, .. } => {
+            if let Some(a) = args.iter().find(|a| a.name.as_ref().is_some_and(|n| n.name == arg)) {
+                return (a.value.span.start, a.value.span.end, value.to_string());
+            }
+            // Before the closing parenthesis.
+            let end = v.span.end.saturating_sub(1);
+            let sep = if args.is_empty() { "" } else { ", " };
+            (end, end, format!("{sep}{arg} = {value}"))
+        }
+        _ => {
+            let word = &source[v.span.start..v.span.end];
+            (v.span.start, v.span.end, format!("{word}({arg} = {value})"))
+        }
+    }
+}
