@@ -77,6 +77,14 @@ enum Command {
         /// count).
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
         threads: u16,
+        /// Continue the run in this directory from its last completed epoch, exactly as if it
+        /// had never stopped (same seed, batch and threads; --epochs to train further).
+        #[arg(long, value_name = "RUN_DIR", conflicts_with = "init")]
+        resume: Option<PathBuf>,
+        /// Start from these weights (a checkpoint of this model) instead of the recipe's
+        /// initialization.
+        #[arg(long, value_name = "WEIGHTS")]
+        init: Option<PathBuf>,
     },
     /// Evaluate trained weights on the test split: loss, accuracy, confusion matrix.
     Eval {
@@ -289,9 +297,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
             }
             Ok(())
         }
-        Command::Train { model, epochs, out, limit, quiet, threads } => {
-            train::train(&model, train::TrainArgs { epochs, out, limit, quiet, threads: threads as usize })
-        }
+        Command::Train { model, epochs, out, limit, quiet, threads, resume, init } => train::train(
+            &model,
+            train::TrainArgs { epochs, out, limit, quiet, threads: threads as usize, resume, init },
+        ),
         Command::Eval { model, weights, limit } => train::eval(&model, &weights, limit),
         Command::Run { model, weights, input, output } => train::run(&model, &weights, &input, &output),
         Command::Gradcheck { model, step, examples, coordinates, seed } => {

@@ -6,7 +6,7 @@ use crate::{open, Failure, ModelArgs};
 use indicatif::{ProgressBar, ProgressStyle};
 use nnlang::session::artifacts::RunDir;
 use nnlang::session::{Job, Recorder};
-use nnlang_runtime::train::{EpochStats, Observer};
+use nnlang_runtime::train::{EpochStats, Observer, Resume};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,7 +28,7 @@ impl Progress {
     /// Writes the whole run directory: the weights, metrics, model, manifest and curves.
     fn save(&self, history: &[EpochStats], weights: &[f32], complete: bool) -> Result<(), String> {
         let mut files = self.recorder.files(history, weights, complete).map_err(|e| e.to_string())?;
-        files.push(("curves.svg", crate::report::curves_svg(&self.recorder.model, history)?.into_bytes()));
+        files.push(("curves.svg".to_string(), crate::report::curves_svg(&self.recorder.model, history)?.into_bytes()));
         self.run.write(&files)
     }
 }
@@ -51,8 +51,9 @@ impl Observer for Progress {
 
     /// After every epoch the run directory holds that epoch's weights: a kill loses at most
     /// one epoch.
-    fn checkpoint(&mut self, history: &[EpochStats], weights: &[f32]) -> Result<(), String> {
-        self.save(history, weights, false)
+    fn checkpoint(&mut self, weights: &[f32], state: &Resume) -> Result<(), String> {
+        self.recorder.remember(weights, state).map_err(|e| e.to_string())?;
+        self.save(&state.history, weights, false)
     }
 
     fn epoch(&mut self, s: &EpochStats) {
@@ -143,6 +144,8 @@ pub struct TrainArgs {
     pub limit: Option<usize>,
     pub quiet: bool,
     pub threads: usize,
+    pub resume: Option<PathBuf>,
+    pub init: Option<PathBuf>,
 }
 
 pub fn train(args: &ModelArgs, t: TrainArgs) -> Result<(), Failure> {
@@ -154,11 +157,34 @@ pub fn train(args: &ModelArgs, t: TrainArgs) -> Result<(), Failure> {
     // Everything that can fail is checked before the first step: where the run goes, the
     // data, the plans.
     let name = job.model.graph.name.clone();
-    let out = t.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(&name));
+    if let (Some(r), Some(o)) = (&t.resume, &t.out) {
+        if r != o {
+            return Err(Failure::Usage(format!(
+                "--resume {} continues that run in its directory; --out {} names another",
+                r.display(),
+                o.display()
+            )));
+        }
+    }
+    let out = t.resume.clone().or_else(|| t.out.clone()).unwrap_or_else(|| PathBuf::from("runs").join(&name));
     let run = RunDir::prepare(&out).map_err(Failure::Usage)?;
     let loaded = job.load_data(t.limit)?;
     let mut prepared = job.prepare(&loaded, t.threads)?;
     let opts = prepared.options.clone();
+    let mut done = 0;
+    if let Some(dir) = &t.resume {
+        done = job.resume_from(&mut prepared, dir)?;
+        if done >= opts.epochs {
+            outln!(
+                "{name} has trained {done} of {} epochs: nothing to resume (give --epochs to train further)",
+                opts.epochs
+            );
+            return Ok(());
+        }
+    }
+    if let Some(w) = &t.init {
+        job.init_from(&mut prepared, w)?;
+    }
 
     let stop = Arc::new(AtomicBool::new(false));
     {
@@ -180,8 +206,14 @@ pub fn train(args: &ModelArgs, t: TrainArgs) -> Result<(), Failure> {
         }
         bar
     });
-    let recorder = job.recorder(&prepared);
+    let mut recorder = job.recorder(&prepared);
+    if t.resume.is_some() {
+        recorder.adopt(&out, done)?;
+    }
     let mut progress = Progress { bar, stop, epochs: opts.epochs, quiet: t.quiet, run, recorder };
+    if !t.quiet && done > 0 {
+        outln!("resuming {name} after epoch {done} of {}", opts.epochs);
+    }
     if !t.quiet {
         outln!(
             "training {name} on {} examples ({} held out for validation), batch {}, {} epochs, {} thread{}",

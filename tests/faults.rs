@@ -50,16 +50,34 @@ fn assert_consistent(model: &Path, out: &Path) -> Option<usize> {
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
+    // The last epochs' weights (at most three), beside the run's files and resume state.
+    let epochs: Vec<usize> =
+        names.iter().filter_map(|n| n.strip_prefix("epoch-")?.strip_suffix(".safetensors")?.parse().ok()).collect();
+    names.retain(|n| !n.starts_with("epoch-"));
     assert_eq!(
         names,
-        ["curves.svg", "layers.csv", "metrics.csv", "model.nn", "run.json", "weights.safetensors"],
+        [
+            "curves.svg",
+            "layers.csv",
+            "metrics.csv",
+            "model.nn",
+            "run.json",
+            "state.json",
+            "state.safetensors",
+            "weights.safetensors"
+        ],
         "{}",
         out.display()
     );
+    assert!(!epochs.is_empty() && epochs.len() <= 3, "{epochs:?}");
     let manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).expect("manifest"))
             .expect("manifest parses");
     let done = manifest["epochs_done"].as_u64().expect("epochs_done") as usize;
+    // The newest completed epoch's weights are kept (an interrupted run also counts the
+    // epoch it stopped in).
+    let newest = epochs.iter().max().copied().unwrap_or(0);
+    assert!(newest == done || newest + 1 == done, "newest kept epoch {newest}, {done} epochs done");
     let rows = std::fs::read_to_string(out.join("metrics.csv")).expect("metrics").lines().count() - 1;
     assert_eq!(rows, done, "metrics.csv has one row per epoch of the manifest");
     let eval = Command::new(env!("CARGO_BIN_EXE_nnlangc"))
@@ -137,5 +155,73 @@ fn sigterm_saves_the_run_and_exits_130() {
     assert!(done >= 1);
     let manifest = std::fs::read_to_string(out.join("run.json")).expect("manifest");
     assert!(manifest.contains("\"complete\": false"), "{manifest}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A run stopped by SIGTERM and resumed writes the weights of one that never stopped — with
+/// dropout, Adam, a weight average, a plateau schedule and two threads, whose states and
+/// random streams all carry over.
+#[test]
+fn a_stopped_run_resumes_exactly() {
+    let dir = common::temp_dir("faults-resume");
+    setup(&dir);
+    let model = dir.join("r.nn");
+    std::fs::write(
+        &model,
+        "model R { input x: [8]\n x -> dense(32) -> relu -> dropout(keep = 0.8) -> dense(3) -> softmax }\n\
+         train R on d { optimizer = adam(lr = 0.01), batch = 32, epochs = 40, validate = 10%, average = ema(decay = 0.9), schedule = plateau(factor = 0.5, patience = 2), seed = 5 }\n\
+         data d { train = csv(\"train.csv\") }\n",
+    )
+    .expect("model");
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_nnlangc"))
+            .args(["train", model.to_str().expect("utf-8"), "--threads", "2", "--quiet"])
+            .args(args)
+            .output()
+            .expect("runs")
+    };
+    let whole = dir.join("whole");
+    let o = run(&["--out", whole.to_str().expect("utf-8")]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    // Stopped somewhere after its first epoch, then resumed (until it completes).
+    let part = dir.join("part");
+    let child = Command::new(env!("CARGO_BIN_EXE_nnlangc"))
+        .args(["train", model.to_str().expect("utf-8"), "--threads", "2", "--quiet", "--out"])
+        .arg(&part)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let start = Instant::now();
+    while !part.join("run.json").exists() {
+        assert!(start.elapsed() < Duration::from_secs(60), "a first epoch is written");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let stopped = child.wait_with_output().expect("exits");
+    let manifest = std::fs::read_to_string(part.join("run.json")).expect("manifest");
+    if stopped.status.code() == Some(130) {
+        assert!(manifest.contains("\"complete\": false"), "{manifest}");
+    }
+    let o = run(&["--resume", part.to_str().expect("utf-8")]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    for f in ["weights.safetensors", "state.safetensors", "epoch-40.safetensors"] {
+        let (a, b) = (std::fs::read(whole.join(f)).expect("whole"), std::fs::read(part.join(f)).expect("resumed"));
+        assert!(a == b, "{f} differs between the uninterrupted and the resumed run");
+    }
+    // A run cannot continue under another seed or thread count.
+    let o = Command::new(env!("CARGO_BIN_EXE_nnlangc"))
+        .args(["train", model.to_str().expect("utf-8"), "--threads", "1", "--epochs", "41", "--resume"])
+        .arg(&part)
+        .output()
+        .expect("runs");
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(
+            "state.json: the run was trained with 2 threads, this run 1 (--threads): it cannot continue exactly"
+        ),
+        "{err}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

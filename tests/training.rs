@@ -443,3 +443,52 @@ fn training_shows_accuracy_gap_penalty_and_dead_units() {
     );
     assert!(!out.contains("may be too low"), "{out}");
 }
+
+/// `--init` starts from given weights: with a rate too small to move them, the run scores
+/// what those weights score; weights of another model are refused, naming the tensor.
+#[test]
+fn init_starts_from_given_weights() {
+    let d = common::temp_dir("training-init");
+    let first = d.join("first");
+    let o =
+        nnlangc(&["train", "examples/mnist_mlp.nn", "--epochs", "2", "--limit", "2000", "--quiet", "--out", s(&first)]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let trained = text(&o.stdout);
+    let weights = first.join("weights.safetensors");
+    let still = |init: bool, out: &str| {
+        let mut args = vec!["train", "examples/mnist_mlp.nn", "--epochs", "1", "--limit", "2000", "--quiet"];
+        args.extend(["--set", "optimizer.lr=1e-9", "--out", out]);
+        if init {
+            args.extend(["--init", s(&weights)]);
+        }
+        let o = nnlangc(&args);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+        let t = text(&o.stdout);
+        let acc = t.split("accuracy ").nth(1).and_then(|a| a.split('%').next()).and_then(|a| a.parse::<f64>().ok());
+        acc.expect("a test accuracy")
+    };
+    let from_trained = still(true, s(&d.join("a")));
+    let from_scratch = still(false, s(&d.join("b")));
+    let want: f64 = trained
+        .split("accuracy ")
+        .nth(1)
+        .and_then(|a| a.split('%').next())
+        .and_then(|a| a.parse().ok())
+        .expect("accuracy");
+    assert!(
+        (from_trained - want).abs() < 0.5 && from_scratch < 50.0,
+        "{from_trained} vs {want}; scratch {from_scratch}"
+    );
+    let o = nnlangc(&[
+        "train",
+        "examples/logistic_regression.nn",
+        "--epochs",
+        "1",
+        "--init",
+        s(&weights),
+        "--out",
+        s(&d.join("c")),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o.stderr).contains(s(&weights)), "{}", text(&o.stderr));
+}

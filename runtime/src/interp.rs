@@ -44,6 +44,16 @@ impl<T: Float> Exec<T> {
         }
     }
 
+    /// Where the dropout generator is in its stream (to resume training exactly).
+    pub fn rng_position(&self) -> u128 {
+        self.rng.get_word_pos()
+    }
+
+    /// Moves the dropout generator to a position from [`Exec::rng_position`].
+    pub fn set_rng_position(&mut self, pos: u128) {
+        self.rng.set_word_pos(pos);
+    }
+
     /// Restarts the dropout generator (a gradient check needs the same masks every run).
     pub fn reseed(&mut self, seed: u64) {
         self.rng = ChaCha8Rng::seed_from_u64(seed);

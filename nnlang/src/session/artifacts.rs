@@ -99,7 +99,7 @@ impl RunDir {
     }
 
     /// Replaces the run's files with `files` (name, bytes), all at once.
-    pub fn write(&self, files: &[(&str, Vec<u8>)]) -> Result<(), String> {
+    pub fn write(&self, files: &[(String, Vec<u8>)]) -> Result<(), String> {
         let stage = self.stage_name("writing");
         let _ = std::fs::remove_dir_all(&stage);
         let result = self.stage(&stage, files).and_then(|_| self.swap(&stage));
@@ -110,7 +110,7 @@ impl RunDir {
         result
     }
 
-    fn stage(&self, stage: &Path, files: &[(&str, Vec<u8>)]) -> Result<(), String> {
+    fn stage(&self, stage: &Path, files: &[(String, Vec<u8>)]) -> Result<(), String> {
         use std::io::Write;
         let fail = |e: std::io::Error| format!("{}: cannot write: {e}", describe(&self.dir));
         std::fs::create_dir(stage).map_err(fail)?;

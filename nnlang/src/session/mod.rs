@@ -13,6 +13,7 @@
 pub mod artifacts;
 pub mod data;
 pub mod gradcheck;
+pub mod resume;
 pub mod sample;
 
 pub use data::{Expect, Loaded};
@@ -403,7 +404,7 @@ impl<'s> Job<'s> {
         if let Some(text) = &loaded.text {
             let (fit, val) = self.text_windows(text, &train_plan, &options)?;
             let vocab = Some(text.vocab.clone());
-            return Ok(Prepared { train_plan, eval_plan, options, fit, val, params, vocab });
+            return Ok(Prepared { train_plan, eval_plan, options, fit, val, params, vocab, resume: None });
         }
         if carry {
             return Err(self
@@ -425,7 +426,32 @@ impl<'s> Job<'s> {
                 .session
                 .input_error("no training examples are left to train on (check the data, `--limit` and `validate`)"));
         }
-        Ok(Prepared { train_plan, eval_plan, options, fit, val, params, vocab: None })
+        Ok(Prepared { train_plan, eval_plan, options, fit, val, params, vocab: None, resume: None })
+    }
+
+    /// What a run of this job must share with a saved state to continue it.
+    pub fn identity(&self, p: &Prepared) -> resume::Identity {
+        resume::Identity {
+            model: self.model.graph.name.clone(),
+            seed: p.options.seed,
+            batch: p.options.batch,
+            threads: p.options.threads,
+            params: p.train_plan.params_len,
+        }
+    }
+
+    /// Continue the run whose directory is `dir` from its last completed epoch.
+    pub fn resume_from(&self, p: &mut Prepared, dir: &Path) -> Result<usize, Error> {
+        let state = resume::read(dir, &self.identity(p))?;
+        let done = state.epochs_done;
+        p.resume = Some(state);
+        Ok(done)
+    }
+
+    /// Start from the weights in `path` (a checkpoint of this model) instead of the
+    /// initialization.
+    pub fn init_from(&self, p: &mut Prepared, path: &Path) -> Result<(), Error> {
+        nnlang_runtime::io::load(path, &p.train_plan.params, &mut p.params).map_err(|e| Error::Input(e.to_string()))
     }
 
     /// A text cut into windows of `bptt` characters over `batch` streams: the training part,
@@ -483,6 +509,7 @@ impl<'s> Job<'s> {
             val,
             &p.options,
             observer,
+            p.resume.take(),
         )
         .map_err(|e| self.session.input_error(e))
     }
@@ -527,6 +554,9 @@ impl<'s> Job<'s> {
             source: artifacts::resolved_source(&s.source, &s.compiled, self.model, &note),
             epochs: p.options.epochs,
             vocab: p.vocab.as_ref().map(|v| v.to_json()),
+            state: Vec::new(),
+            checkpoints: std::collections::VecDeque::new(),
+            identity: self.identity(p),
         }
     }
 }
@@ -539,9 +569,48 @@ pub struct Recorder {
     epochs: usize,
     /// A character model's vocabulary (`vocab.json`).
     vocab: Option<String>,
+    /// The resume state of the last completed epoch (`state.safetensors`, `state.json`).
+    state: Vec<(&'static str, Vec<u8>)>,
+    /// The weights of the last [`KEEP_CHECKPOINTS`] completed epochs, by epoch.
+    checkpoints: std::collections::VecDeque<(usize, Vec<u8>)>,
+    identity: resume::Identity,
 }
 
+/// The file of epoch `n`'s weights in a run directory (`epoch-3.safetensors`).
+fn checkpoint_name(n: usize) -> String {
+    format!("epoch-{n}.safetensors")
+}
+
+/// How many epochs' weights a run directory keeps (`epoch-N.safetensors`).
+pub const KEEP_CHECKPOINTS: usize = 3;
+
 impl Recorder {
+    /// For a resumed run: keeps what its directory holds of the epochs done (the resume
+    /// state, the last epochs' weights), so that every write still has them.
+    pub fn adopt(&mut self, dir: &Path, done: usize) -> Result<(), Error> {
+        let read = |name: &str| {
+            std::fs::read(dir.join(name)).map_err(|e| Error::Input(format!("{}: {e}", dir.join(name).display())))
+        };
+        self.state = vec![("state.safetensors", read("state.safetensors")?), ("state.json", read("state.json")?)];
+        for n in done.saturating_sub(KEEP_CHECKPOINTS - 1).max(1)..=done {
+            if let Ok(bytes) = read(&checkpoint_name(n)) {
+                self.checkpoints.push_back((n, bytes));
+            }
+        }
+        Ok(())
+    }
+
+    /// Keeps an epoch's resume state and weights for the files written from now on.
+    pub fn remember(&mut self, weights: &[f32], state: &train::Resume) -> Result<(), Error> {
+        self.state = resume::to_files(state, &self.identity)?;
+        let bytes = nnlang_runtime::io::to_bytes(&self.table, weights).map_err(|e| Error::Usage(e.to_string()))?;
+        self.checkpoints.push_back((state.epochs_done, bytes));
+        while self.checkpoints.len() > KEEP_CHECKPOINTS {
+            self.checkpoints.pop_front();
+        }
+        Ok(())
+    }
+
     /// `weights.safetensors`, `metrics.csv`, `model.nn` and the manifest `run.json`
     /// (`complete`: the run ended normally, rather than after an epoch or an interruption).
     pub fn files(
@@ -549,8 +618,21 @@ impl Recorder {
         history: &[nnlang_runtime::train::EpochStats],
         weights: &[f32],
         complete: bool,
-    ) -> Result<Vec<(&'static str, Vec<u8>)>, Error> {
+    ) -> Result<Vec<(String, Vec<u8>)>, Error> {
         let checkpoint = nnlang_runtime::io::to_bytes(&self.table, weights).map_err(|e| Error::Usage(e.to_string()))?;
+        let mut files = vec![
+            ("weights.safetensors".to_string(), checkpoint),
+            ("metrics.csv".to_string(), artifacts::metrics_csv(history).into_bytes()),
+            ("layers.csv".to_string(), artifacts::layers_csv(history).into_bytes()),
+            ("model.nn".to_string(), self.source.clone().into_bytes()),
+        ];
+        if let Some(v) = &self.vocab {
+            files.push(("vocab.json".to_string(), v.clone().into_bytes()));
+        }
+        files.extend(self.state.iter().map(|(n, b)| (n.to_string(), b.clone())));
+        for (epoch, bytes) in &self.checkpoints {
+            files.push((checkpoint_name(*epoch), bytes.clone()));
+        }
         let manifest = serde_json::json!({
             "format": "nnlang-run",
             "version": 1,
@@ -558,22 +640,9 @@ impl Recorder {
             "epochs": self.epochs,
             "epochs_done": history.len(),
             "complete": complete,
-            "files": if self.vocab.is_some() {
-                vec!["weights.safetensors", "metrics.csv", "layers.csv", "model.nn", "vocab.json"]
-            } else {
-                vec!["weights.safetensors", "metrics.csv", "layers.csv", "model.nn"]
-            },
+            "files": files.iter().map(|(n, _)| n.as_str()).chain(["curves.svg"]).collect::<Vec<_>>(),
         });
-        let mut files = vec![
-            ("weights.safetensors", checkpoint),
-            ("metrics.csv", artifacts::metrics_csv(history).into_bytes()),
-            ("layers.csv", artifacts::layers_csv(history).into_bytes()),
-            ("model.nn", self.source.clone().into_bytes()),
-        ];
-        if let Some(v) = &self.vocab {
-            files.push(("vocab.json", v.clone().into_bytes()));
-        }
-        files.push((artifacts::MANIFEST, format!("{manifest:#}\n").into_bytes()));
+        files.push((artifacts::MANIFEST.to_string(), format!("{manifest:#}\n").into_bytes()));
         Ok(files)
     }
 }
@@ -590,4 +659,6 @@ pub struct Prepared {
     pub params: Vec<f32>,
     /// A character model's vocabulary, saved beside its weights.
     pub vocab: Option<nnlang_runtime::data::text::Vocabulary>,
+    /// The saved state a resumed run continues from ([`Job::resume_from`]).
+    pub resume: Option<train::Resume>,
 }

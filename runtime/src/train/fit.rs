@@ -65,6 +65,8 @@ pub enum TrainError {
     Data(ExecError),
     /// The observer could not save the epoch's checkpoint.
     Checkpoint(String),
+    /// A saved state that does not fit the run.
+    Resume(String),
 }
 
 impl std::fmt::Display for TrainError {
@@ -76,6 +78,7 @@ impl std::fmt::Display for TrainError {
             ),
             TrainError::Data(e) => write!(f, "{e}"),
             TrainError::Checkpoint(e) => write!(f, "{e}; training stopped"),
+            TrainError::Resume(e) => write!(f, "cannot resume: {e}"),
         }
     }
 }
@@ -84,12 +87,28 @@ impl std::fmt::Display for TrainError {
 pub trait Observer {
     fn batch(&mut self, epoch: usize, step: usize, steps: usize, loss: f64) -> bool;
     fn epoch(&mut self, stats: &EpochStats);
-    /// After each completed epoch: the history so far and the weights to keep (the average
-    /// when one is kept), to save as a checkpoint. An error stops training.
-    fn checkpoint(&mut self, history: &[EpochStats], weights: &[f32]) -> Result<(), String> {
-        let _ = (history, weights);
+    /// After each completed epoch: the weights to keep (the average when one is kept), and
+    /// everything needed to resume from here (the history is `state.history`). An error
+    /// stops training.
+    fn checkpoint(&mut self, weights: &[f32], state: &Resume) -> Result<(), String> {
+        let _ = (weights, state);
         Ok(())
     }
+}
+
+/// Everything a run needs to continue after a completed epoch exactly as if it had never
+/// stopped: the raw weights, the optimizer's state, the schedule's, the random streams'
+/// positions and the history.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Resume {
+    pub epochs_done: usize,
+    pub params: Vec<f32>,
+    pub opt: super::OptState<f32>,
+    /// A plateau schedule's rate, best watched loss and epochs without improvement.
+    pub plateau: (f64, f64, usize),
+    /// The dropout generators' positions (the master's, then each worker's).
+    pub rngs: Vec<u128>,
+    pub history: Vec<EpochStats>,
 }
 
 /// What training left behind.
@@ -111,7 +130,9 @@ pub struct Evaluation {
     pub predictions: Vec<usize>,
 }
 
-/// Trains `params` (already initialized) on `train`, validating on `val` after each epoch.
+/// Trains `params` (already initialized) on `train`, validating on `val` after each epoch;
+/// or, with `resume`, continues a run from where its state was saved (`params` is then
+/// ignored).
 #[allow(clippy::too_many_arguments)]
 pub fn fit(
     train_plan: &Plan,
@@ -122,8 +143,13 @@ pub fn fit(
     val: Option<Data>,
     opts: &Options,
     observer: &mut dyn Observer,
+    resume: Option<Resume>,
 ) -> Result<Outcome, TrainError> {
-    let mut stepper = Stepper::new(train_plan, std::mem::take(params), opts, opts.threads);
+    let start_params = match &resume {
+        Some(r) => r.params.clone(),
+        None => std::mem::take(params),
+    };
+    let mut stepper = Stepper::new(train_plan, start_params, opts, opts.threads);
     let mut eval_exec = Exec::<f32>::new(eval_plan, 0);
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
     let rows = train.rows();
@@ -136,7 +162,22 @@ pub fn fit(
     let base_lr = opts.optimizer.lr();
     let (mut plateau_lr, mut best, mut stale) = (base_lr, f64::INFINITY, 0usize);
     let mut interrupted = None;
-    for epoch in 0..opts.epochs {
+    let mut first = 0;
+    if let Some(r) = resume {
+        if !stepper.opt.set_state(r.opt) || !stepper.set_rng_positions(&r.rngs) {
+            return Err(TrainError::Resume("the saved state is of another model, optimizer or thread count".into()));
+        }
+        // The shuffles of the epochs done, replayed: the generator and the order as they were.
+        if opts.bptt.is_none() {
+            for _ in 0..r.epochs_done {
+                order.shuffle(&mut rng);
+            }
+        }
+        (plateau_lr, best, stale) = r.plateau;
+        history = r.history;
+        first = r.epochs_done;
+    }
+    for epoch in first..opts.epochs {
         stepper.opt.lr = match opts.schedule {
             Schedule::Plateau { .. } => plateau_lr,
             s => scheduled_lr(base_lr, s, epoch),
@@ -229,7 +270,15 @@ pub fn fit(
         if interrupted.is_some() {
             break;
         }
-        observer.checkpoint(&history, stepper.opt.eval_weights(stepper.params())).map_err(TrainError::Checkpoint)?;
+        let state = Resume {
+            epochs_done: epoch + 1,
+            params: stepper.params().to_vec(),
+            opt: stepper.opt.state(),
+            plateau: (plateau_lr, best, stale),
+            rngs: stepper.rng_positions(),
+            history: history.clone(),
+        };
+        observer.checkpoint(stepper.opt.eval_weights(stepper.params()), &state).map_err(TrainError::Checkpoint)?;
     }
     let weights = stepper.opt.eval_weights(stepper.params()).to_vec();
     *params = stepper.into_params();

@@ -8,8 +8,8 @@ mod parallel;
 mod step;
 mod watch;
 
-pub use fit::{evaluate, fit, Data, EpochStats, Evaluation, Observer, Outcome, Scores, TrainError};
-pub use optim::{regularization, Optimizer, UpdateRatio};
+pub use fit::{evaluate, fit, Data, EpochStats, Evaluation, Observer, Outcome, Resume, Scores, TrainError};
+pub use optim::{regularization, OptState, Optimizer, UpdateRatio};
 pub use parallel::{DataParallel, Worker};
 pub use step::Stepper;
 pub use watch::{activation_stats, gradient_norms, LayerStats};

@@ -37,6 +37,19 @@ pub struct UpdateRatio {
     pub ratio: f64,
 }
 
+/// An optimizer's state between updates ([`Optimizer::state`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct OptState<T> {
+    /// Momentum velocity, or Adam's first moment.
+    pub m: Vec<T>,
+    /// Adam's second moment (empty for SGD).
+    pub v: Vec<T>,
+    /// Adam's step count.
+    pub t: i32,
+    /// The weight average, when one is kept and an update has run.
+    pub average: Option<Vec<T>>,
+}
+
 pub struct Optimizer<T> {
     /// The parameter tensors, for what is done per tensor (biases exempt, max-norm per row).
     table: Vec<Param>,
@@ -116,6 +129,26 @@ impl<T: Float> Optimizer<T> {
         self.ratio_sums.clear();
         self.ratio_count = 0;
         out
+    }
+
+    /// What the optimizer carries from one update to the next (momentum or Adam's moments,
+    /// its step count, the weight average), to resume training exactly.
+    pub fn state(&self) -> OptState<T> {
+        OptState { m: self.m.clone(), v: self.v.clone(), t: self.t, average: self.average.clone() }
+    }
+
+    /// Restores a state from [`Optimizer::state`] of an optimizer of the same tensors;
+    /// `false` when the sizes do not fit.
+    pub fn set_state(&mut self, s: OptState<T>) -> bool {
+        let n = self.m.len();
+        let fits = s.m.len() == n
+            && s.v.len() == self.v.len()
+            && s.average.as_ref().is_none_or(|a| a.len() == n)
+            && (s.average.is_none() || self.ema.is_some());
+        if fits {
+            (self.m, self.v, self.t, self.average) = (s.m, s.v, s.t, s.average);
+        }
+        fits
     }
 
     /// The weights to evaluate with: the average when one is kept, else `params`.

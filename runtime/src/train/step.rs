@@ -47,6 +47,23 @@ impl<'p> Stepper<'p> {
         Stepper { plan, master, workers, pool, opt }
     }
 
+    /// Where every dropout generator is (the master's, then each worker's).
+    pub fn rng_positions(&self) -> Vec<u128> {
+        std::iter::once(&self.master).chain(&self.workers).map(Exec::rng_position).collect()
+    }
+
+    /// Moves the dropout generators to positions from [`Stepper::rng_positions`] (of a
+    /// stepper with as many workers).
+    pub fn set_rng_positions(&mut self, pos: &[u128]) -> bool {
+        if pos.len() != 1 + self.workers.len() {
+            return false;
+        }
+        for (e, &p) in std::iter::once(&mut self.master).chain(&mut self.workers).zip(pos) {
+            e.set_rng_position(p);
+        }
+        true
+    }
+
     /// Starts new streams: every carried recurrent state becomes zero (in every worker).
     pub fn reset_state(&mut self) {
         self.master.reset_state(self.plan);

@@ -1,0 +1,217 @@
+//! A run's resume state (`state.safetensors` and `state.json` in its directory, rewritten
+//! after every completed epoch): the raw weights and the optimizer's buffers as tensors, the
+//! rest — epoch, schedule, random streams' positions, history, and what the run must match
+//! (model, seed, batch, threads) — as JSON. `nnlangc train --resume DIR` continues from it
+//! exactly: a run stopped and resumed writes the weights of one that never stopped.
+
+use super::Error;
+use nnlang_runtime::train::{EpochStats, LayerStats, OptState, Resume, UpdateRatio};
+use safetensors::tensor::{Dtype, TensorView};
+use serde_json::{json, Value};
+use std::path::Path;
+
+/// What a resumed run must share with the one that saved the state.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Identity {
+    pub model: String,
+    pub seed: u64,
+    pub batch: usize,
+    pub threads: usize,
+    pub params: usize,
+}
+
+fn finite(v: f64) -> Value {
+    if v.is_finite() {
+        json!(v)
+    } else {
+        Value::Null
+    }
+}
+
+fn stats_json(s: &EpochStats) -> Value {
+    json!({
+        "epoch": s.epoch,
+        "train_loss": finite(s.train_loss),
+        "penalty": finite(s.penalty),
+        "train_accuracy": s.train_accuracy,
+        "val_loss": s.val_loss.map(finite),
+        "val_accuracy": s.val_accuracy,
+        "lr": s.lr,
+        "samples_per_sec": s.samples_per_sec,
+        "seconds": s.seconds,
+        "ratios": s.ratios.iter().map(|r| json!([r.name, finite(r.ratio)])).collect::<Vec<_>>(),
+        "layers": s.layers.iter().map(|l| json!({
+            "name": l.name, "function": l.function, "mean": finite(l.mean), "std": finite(l.std),
+            "dead": l.dead, "saturated": l.saturated,
+        })).collect::<Vec<_>>(),
+        "grad_norms": s.grad_norms.iter().map(|(n, g)| json!([n, finite(*g)])).collect::<Vec<_>>(),
+    })
+}
+
+fn function(name: &str) -> &'static str {
+    ["relu", "leaky_relu", "tanh", "sigmoid"].into_iter().find(|f| *f == name).unwrap_or("")
+}
+
+fn stats_from(v: &Value) -> Option<EpochStats> {
+    let f = |k: &str| v.get(k).and_then(Value::as_f64);
+    let pairs = |k: &str| -> Vec<(String, f64)> {
+        v.get(k)
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|p| Some((p.get(0)?.as_str()?.to_string(), p.get(1)?.as_f64().unwrap_or(f64::NAN))))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    Some(EpochStats {
+        epoch: v.get("epoch")?.as_u64()? as usize,
+        train_loss: f("train_loss").unwrap_or(f64::NAN),
+        penalty: f("penalty").unwrap_or(0.0),
+        train_accuracy: f("train_accuracy"),
+        val_loss: f("val_loss"),
+        val_accuracy: f("val_accuracy"),
+        lr: f("lr")?,
+        samples_per_sec: f("samples_per_sec").unwrap_or(0.0),
+        seconds: f("seconds").unwrap_or(0.0),
+        ratios: pairs("ratios").into_iter().map(|(name, ratio)| UpdateRatio { name, ratio }).collect(),
+        layers: v
+            .get("layers")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|l| {
+                        Some(LayerStats {
+                            name: l.get("name")?.as_str()?.to_string(),
+                            function: function(l.get("function")?.as_str()?),
+                            mean: l.get("mean")?.as_f64().unwrap_or(f64::NAN),
+                            std: l.get("std")?.as_f64().unwrap_or(f64::NAN),
+                            dead: l.get("dead").and_then(Value::as_f64),
+                            saturated: l.get("saturated").and_then(Value::as_f64),
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        grad_norms: pairs("grad_norms"),
+    })
+}
+
+/// The two files of a state.
+pub fn to_files(state: &Resume, id: &Identity) -> Result<Vec<(&'static str, Vec<u8>)>, Error> {
+    let bytes = |v: &[f32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
+    let mut tensors: Vec<(&str, Vec<u8>)> = vec![("params", bytes(&state.params)), ("opt.m", bytes(&state.opt.m))];
+    if !state.opt.v.is_empty() {
+        tensors.push(("opt.v", bytes(&state.opt.v)));
+    }
+    if let Some(a) = &state.opt.average {
+        tensors.push(("opt.average", bytes(a)));
+    }
+    let mut views = Vec::new();
+    for (name, b) in &tensors {
+        let view = TensorView::new(Dtype::F32, vec![b.len() / 4], b)
+            .map_err(|e| Error::Usage(format!("state {name}: {e}")))?;
+        views.push((name.to_string(), view));
+    }
+    let st = safetensors::serialize(views, None).map_err(|e| Error::Usage(format!("state: {e}")))?;
+    let meta = json!({
+        "format": "nnlang-resume",
+        "version": 1,
+        "model": id.model,
+        "seed": id.seed,
+        "batch": id.batch,
+        "threads": id.threads,
+        "params": id.params,
+        "epochs_done": state.epochs_done,
+        "adam_steps": state.opt.t,
+        "plateau": [state.plateau.0, finite(state.plateau.1), state.plateau.2],
+        "rngs": state.rngs.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+        "history": state.history.iter().map(stats_json).collect::<Vec<_>>(),
+    });
+    Ok(vec![("state.safetensors", st), ("state.json", format!("{meta:#}\n").into_bytes())])
+}
+
+/// Reads the state in run directory `dir`, checked against `id`.
+pub fn read(dir: &Path, id: &Identity) -> Result<Resume, Error> {
+    let (jp, sp) = (dir.join("state.json"), dir.join("state.safetensors"));
+    let bad = |p: &Path, m: String| Error::Input(format!("{}: {m}", p.display()));
+    if !jp.exists() {
+        return Err(bad(
+            dir,
+            "no state.json: not a run directory of `nnlangc train`, or one written before resuming was possible".into(),
+        ));
+    }
+    let text = nnlang_runtime::data::read_maybe_gz(&jp).map_err(|e| Error::Input(e.to_string()))?;
+    let v: Value = serde_json::from_slice(&text).map_err(|e| bad(&jp, format!("not a resume state ({e})")))?;
+    if v.get("format").and_then(Value::as_str) != Some("nnlang-resume") {
+        return Err(bad(&jp, "not a resume state (no `\"format\": \"nnlang-resume\"`)".into()));
+    }
+    let u = |k: &str| v.get(k).and_then(Value::as_u64);
+    let saved = Identity {
+        model: v.get("model").and_then(Value::as_str).unwrap_or("").to_string(),
+        seed: u("seed").unwrap_or(u64::MAX),
+        batch: u("batch").unwrap_or(0) as usize,
+        threads: u("threads").unwrap_or(0) as usize,
+        params: u("params").unwrap_or(0) as usize,
+    };
+    let differ = [
+        (saved.model != id.model, format!("model `{}`, this run `{}`", saved.model, id.model)),
+        (saved.params != id.params, format!("{} parameters, this model {}", saved.params, id.params)),
+        (saved.seed != id.seed, format!("seed {}, this run {}", saved.seed, id.seed)),
+        (saved.batch != id.batch, format!("batch {}, this run {}", saved.batch, id.batch)),
+        (saved.threads != id.threads, format!("{} threads, this run {} (--threads)", saved.threads, id.threads)),
+    ];
+    if let Some((_, what)) = differ.iter().find(|(d, _)| *d) {
+        return Err(bad(&jp, format!("the run was trained with {what}: it cannot continue exactly")));
+    }
+    let bytes = nnlang_runtime::data::read_maybe_gz(&sp).map_err(|e| Error::Input(e.to_string()))?;
+    let st = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| bad(&sp, format!("not a valid safetensors file ({e})")))?;
+    let tensor = |name: &str| -> Result<Option<Vec<f32>>, Error> {
+        match st.tensor(name) {
+            Ok(t) if t.dtype() == Dtype::F32 => {
+                Ok(Some(t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()))
+            }
+            Ok(_) => Err(bad(&sp, format!("tensor `{name}` is not f32"))),
+            Err(_) => Ok(None),
+        }
+    };
+    let params = tensor("params")?.ok_or_else(|| bad(&sp, "no tensor `params`".into()))?;
+    let m = tensor("opt.m")?.ok_or_else(|| bad(&sp, "no tensor `opt.m`".into()))?;
+    if params.len() != id.params || m.len() != id.params {
+        return Err(bad(&sp, format!("{} parameters, the model has {}", params.len(), id.params)));
+    }
+    if params.iter().any(|p| !p.is_finite()) {
+        return Err(bad(&sp, "a parameter is NaN or infinite".into()));
+    }
+    let plateau = v.get("plateau").and_then(Value::as_array);
+    let pl = |i: usize| plateau.and_then(|p| p.get(i));
+    let rngs: Option<Vec<u128>> =
+        v.get("rngs").and_then(Value::as_array).map(|a| a.iter().filter_map(|r| r.as_str()?.parse().ok()).collect());
+    let history: Vec<EpochStats> = v
+        .get("history")
+        .and_then(Value::as_array)
+        .map(|h| h.iter().filter_map(stats_from).collect())
+        .unwrap_or_default();
+    let epochs_done = u("epochs_done").ok_or_else(|| bad(&jp, "no `epochs_done`".into()))? as usize;
+    if history.len() != epochs_done {
+        return Err(bad(&jp, format!("{} epochs of history for {epochs_done} epochs done", history.len())));
+    }
+    Ok(Resume {
+        epochs_done,
+        params,
+        opt: OptState {
+            m,
+            v: tensor("opt.v")?.unwrap_or_default(),
+            t: v.get("adam_steps").and_then(Value::as_i64).unwrap_or(0) as i32,
+            average: tensor("opt.average")?,
+        },
+        plateau: (
+            pl(0).and_then(Value::as_f64).unwrap_or(0.0),
+            pl(1).and_then(Value::as_f64).unwrap_or(f64::INFINITY),
+            pl(2).and_then(Value::as_u64).unwrap_or(0) as usize,
+        ),
+        rngs: rngs.ok_or_else(|| bad(&jp, "no `rngs`".into()))?,
+        history,
+    })
+}
