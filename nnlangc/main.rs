@@ -127,6 +127,16 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// The notes' sanity checks before training: the loss at initialization is chance,
+    /// regularization raises it, and the model overfits 20 examples. Exits with 1 when one
+    /// fails.
+    Sanity {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Use only the first N training examples.
+        #[arg(long, value_name = "N", value_parser = at_least_one)]
+        limit: Option<usize>,
+    },
     /// Generate text with a character model trained by `nnlangc train` on a `text(…)`.
     Sample {
         #[command(flatten)]
@@ -303,6 +313,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         ),
         Command::Eval { model, weights, limit } => train::eval(&model, &weights, limit),
         Command::Run { model, weights, input, output } => train::run(&model, &weights, &input, &output),
+        Command::Sanity { model, limit } => train::sanity(&model, limit),
         Command::Gradcheck { model, step, examples, coordinates, seed } => {
             let spec = nnlang::session::gradcheck::GradcheckSpec { step, examples, coordinates, seed };
             train::gradcheck(&model, &spec)

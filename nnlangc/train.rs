@@ -324,6 +324,22 @@ pub fn gradcheck(args: &ModelArgs, spec: &nnlang::session::gradcheck::GradcheckS
     }
 }
 
+/// Prints a pass or fail line per sanity check; a failure exits with 1.
+pub fn sanity(args: &ModelArgs, limit: Option<usize>) -> Result<(), Failure> {
+    let session = open(args)?;
+    let job = session.job(args.model.as_deref())?;
+    let loaded = job.load_data(limit)?;
+    let checks = job.sanity(&loaded, 1)?;
+    for c in &checks {
+        outln!("{}  {}: {}", if c.passed { "pass" } else { "FAIL" }, c.name, c.detail);
+    }
+    if checks.iter().all(|c| c.passed) {
+        Ok(())
+    } else {
+        Err(Failure::Exit(1))
+    }
+}
+
 /// Prints the priming text and its continuation.
 pub fn sample(args: &ModelArgs, spec: &nnlang::session::SampleSpec) -> Result<(), Failure> {
     let session = open(args)?;

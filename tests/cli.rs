@@ -197,3 +197,26 @@ fn set_overrides_recipe_values() {
     assert_eq!(bad.status.code(), Some(1));
     assert!(text(&bad.stderr).contains("error: `regularize` is a block of settings"), "{}", text(&bad.stderr));
 }
+
+/// The notes' sanity checks pass on the examples and fail, with a clear line and exit 1, on
+/// a broken recipe.
+#[test]
+fn sanity_checks_pass_and_catch_broken_recipes() {
+    for file in ["examples/mnist_mlp.nn", "examples/japanese_vowels.nn"] {
+        let o = nnlangc(&["sanity", file, "--limit", "500"]);
+        let out = text(&o.stdout);
+        assert_eq!(o.status.code(), Some(0), "{file}: {out}{}", text(&o.stderr));
+        assert_eq!(out.lines().filter(|l| l.starts_with("pass  ")).count(), 3, "{file}: {out}");
+        assert!(out.contains("chance ln ") && out.contains("100.0% accuracy on 20 examples"), "{file}: {out}");
+    }
+    // Weights far too large: the initial loss is nowhere near chance.
+    let o = nnlangc(&["sanity", "examples/japanese_vowels.nn", "--set", "init=normal(std = 3)"]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = text(&o.stdout);
+    assert!(out.lines().any(|l| l.starts_with("FAIL  loss at initialization is chance: initial loss ")), "{out}");
+    // A learning rate far too small: 20 examples cannot be fitted.
+    let o = nnlangc(&["sanity", "examples/japanese_vowels.nn", "--set", "optimizer.lr=1e-9"]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = text(&o.stdout);
+    assert!(out.contains("FAIL  overfits 20 examples: ") && out.contains("after 1000 epochs"), "{out}");
+}

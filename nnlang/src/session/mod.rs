@@ -15,6 +15,7 @@ pub mod data;
 pub mod gradcheck;
 pub mod resume;
 pub mod sample;
+pub mod sanity;
 
 pub use data::{Expect, Loaded};
 pub use sample::SampleSpec;
