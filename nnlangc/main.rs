@@ -252,7 +252,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 let checked = compiled.recipes.len();
                 if checked > 0 {
                     let s = if checked == 1 { "" } else { "s" };
-                    outln!("\n{checked} recipe block{s} checked (train, data, search, ensemble)");
+                    let kinds: Vec<String> =
+                        compiled.recipes.iter().map(|r| format!("{} {}", r.kind.keyword(), r.target)).collect();
+                    outln!("\n{checked} recipe block{s} checked: {}", kinds.join(", "));
                 }
             }
             Ok(())

@@ -171,6 +171,16 @@ pub fn train(args: &ModelArgs, t: TrainArgs) -> Result<(), Failure> {
     let loaded = job.load_data(t.limit)?;
     let mut prepared = job.prepare(&loaded, t.threads)?;
     let opts = prepared.options.clone();
+    // What the file says that `train` does not do.
+    for r in session.compiled.recipes.iter().filter(|r| r.target == name) {
+        use nnlang::syntax::ast::BlockKind;
+        if matches!(r.kind, BlockKind::Search | BlockKind::Ensemble) && !t.quiet {
+            errln!(
+                "note: the file's `{} {name}` block is checked but not run: `train` runs the `train` block alone",
+                r.kind.keyword()
+            );
+        }
+    }
     let mut done = 0;
     if let Some(dir) = &t.resume {
         done = job.resume_from(&mut prepared, dir)?;

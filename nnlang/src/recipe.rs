@@ -293,6 +293,9 @@ impl Checker<'_> {
             }
         }
         recipe.settings = self.entries(&rest, schema, &what);
+        if block.kind == BlockKind::Train {
+            self.diags.extend(nesterov_without_momentum(block));
+        }
         recipe
     }
 
@@ -538,6 +541,12 @@ impl Checker<'_> {
             self.diags.push(d);
             return None;
         }
+        if !is_param {
+            if let Some(d) = not_applying(&key, span, block, file) {
+                self.diags.push(d);
+                return None;
+            }
+        }
         let ExprKind::Call { name, args } = &value.kind else {
             self.diags.push(
                 Diagnostic::error("a searched value needs a distribution", value.span, "not a distribution").with_help(
@@ -575,6 +584,27 @@ impl Checker<'_> {
             }
         }
         let dist = name.name.as_str();
+        // An integer (a parameter with an integer default, a count such as `batch`) takes
+        // integers: `uniform` and `log_uniform` draw fractions.
+        let integer = if is_param {
+            model
+                .and_then(|m| m.params.iter().find(|p| p.name.name == key[0]))
+                .and_then(|p| p.default.as_ref())
+                .is_some_and(|d| matches!(eval(d, &Env::new()), Ok(Value::Int(_))))
+        } else {
+            spec_of(&key).is_some_and(|s| matches!(s, Spec::PosInt | Spec::NonNegInt))
+        };
+        if integer && matches!(dist, "uniform" | "log_uniform") {
+            self.diags.push(
+                Diagnostic::error(
+                    format!("`{}` is an integer, but `{dist}` draws fractions", key.join(".")),
+                    name.span,
+                    "draws non-integers",
+                )
+                .with_help("write `int_uniform(lo, hi)` or `choice(a, b, …)`"),
+            );
+            return None;
+        }
         if dist == "choice" {
             if vals.is_empty() {
                 self.diags.push(Diagnostic::error(
@@ -639,6 +669,86 @@ impl Checker<'_> {
         }
         Some(Sample { path: key, distribution: dist.to_string(), args: vals.into_iter().map(|(v, _)| v).collect() })
     }
+}
+
+/// `sgd(nesterov = true)` with no momentum: Nesterov's look-ahead is a momentum method, so
+/// the setting would do nothing.
+fn nesterov_without_momentum(block: &Block) -> Option<Diagnostic> {
+    block.entries.iter().find_map(|e| {
+        let EntryKind::Assign(p, v) = &e.kind else { return None };
+        let ExprKind::Call { name, args } = &v.kind else { return None };
+        if p.len() != 1 || p[0].name != "optimizer" || name.name != "sgd" {
+            return None;
+        }
+        let arg = |n: &str| args.iter().find(|a| a.name.as_ref().is_some_and(|x| x.name == n));
+        let nesterov = arg("nesterov").filter(|a| matches!(a.value.kind, ExprKind::Bool(true)))?;
+        let momentum = arg("momentum").and_then(|a| eval(&a.value, &Env::new()).ok()).and_then(|v| v.as_f64());
+        (momentum.unwrap_or(0.0) == 0.0).then(|| {
+            Diagnostic::error("`nesterov = true` without momentum does nothing", nesterov.value.span, "needs momentum")
+                .with_note("Nesterov's update looks ahead along the momentum; with none it is plain SGD")
+                .with_help("give it momentum, e.g. `sgd(lr = 0.01, momentum = 0.9, nesterov = true)`")
+        })
+    })
+}
+
+/// The spec of a `train` setting or of an argument of one of its choices.
+fn spec_of(key: &[String]) -> Option<Spec> {
+    let (_, spec) = TRAIN.iter().find(|(k, _)| Some(*k) == key.first().map(String::as_str))?;
+    match (spec, key.get(1)) {
+        (s, None) => Some(*s),
+        (Spec::Choice(forms), Some(arg)) => {
+            forms.iter().flat_map(|f| f.args.iter()).find(|(a, _, _)| a == arg).map(|(_, s, _)| *s)
+        }
+        (Spec::Block(sub), Some(arg)) => sub.iter().find(|(a, _)| a == arg).map(|(_, s)| *s),
+        _ => None,
+    }
+}
+
+/// What a `train` block chooses when it leaves a choice out.
+fn default_form(key: &str) -> &'static str {
+    match key {
+        "optimizer" => "sgd",
+        "schedule" => "constant",
+        "init" => "xavier",
+        "average" => "none",
+        _ => "cross_entropy",
+    }
+}
+
+/// A searched `key.argument` that the model's `train` block does not use: an argument of
+/// another choice than the block's (`optimizer.beta1` under `sgd`, `schedule.factor` under a
+/// constant schedule).
+fn not_applying(key: &[String], span: Span, search: &Block, file: &File) -> Option<Diagnostic> {
+    let [k, arg] = key else { return None };
+    let Some((_, Spec::Choice(forms))) = TRAIN.iter().find(|(t, _)| t == k) else { return None };
+    let train = file.blocks.iter().find(|b| b.kind == BlockKind::Train && b.target.name == search.target.name)?;
+    let chosen = train
+        .entries
+        .iter()
+        .find_map(|e| match &e.kind {
+            EntryKind::Assign(p, v) if p.len() == 1 && &p[0].name == k => match &v.kind {
+                ExprKind::Call { name, .. } => Some(name.name.clone()),
+                ExprKind::Ident(w) => Some(w.clone()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .unwrap_or_else(|| default_form(k).to_string());
+    let form = forms.iter().find(|f| f.name == chosen)?;
+    if form.args.iter().any(|(a, _, _)| a == arg) {
+        return None;
+    }
+    let takes: Vec<&str> = form.args.iter().map(|(a, _, _)| *a).collect();
+    let what = if takes.is_empty() { "no arguments".to_string() } else { takes.join(", ") };
+    Some(
+        Diagnostic::error(
+            format!("`{k}.{arg}` does not apply: the `train` block's {k} is `{chosen}`, which takes {what}"),
+            span,
+            "never used",
+        )
+        .with_label(train.target.span, format!("the `train` block of `{}`", train.target))
+        .with_help(format!("search what `{chosen}` takes, or choose another {k} in the `train` block")),
+    )
 }
 
 /// The keys a `train` block takes.
