@@ -15,6 +15,7 @@ use std::process::ExitCode;
 
 mod report;
 mod say;
+mod search;
 mod train;
 
 use say::{err, errln, out, outln};
@@ -133,6 +134,22 @@ enum Command {
     Sanity {
         #[command(flatten)]
         model: ModelArgs,
+        /// Use only the first N training examples.
+        #[arg(long, value_name = "N", value_parser = at_least_one)]
+        limit: Option<usize>,
+    },
+    /// Run the file's `search` block: random trials in stages from coarse to fine, the
+    /// trials table, the best configuration as a .nn file, and a plot of the scores.
+    Search {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Where to write trials.csv, best.nn and search.svg (default: runs/<model>-search);
+        /// a search there before is resumed.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Trials trained at once (each on one thread).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+        jobs: u16,
         /// Use only the first N training examples.
         #[arg(long, value_name = "N", value_parser = at_least_one)]
         limit: Option<usize>,
@@ -316,6 +333,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Eval { model, weights, limit } => train::eval(&model, &weights, limit),
         Command::Run { model, weights, input, output } => train::run(&model, &weights, &input, &output),
         Command::Sanity { model, limit } => train::sanity(&model, limit),
+        Command::Search { model, out, jobs, limit } => {
+            search::search(&model, search::SearchArgs { out, jobs: jobs as usize, limit })
+        }
         Command::Gradcheck { model, step, examples, coordinates, seed } => {
             let spec = nnlang::session::gradcheck::GradcheckSpec { step, examples, coordinates, seed };
             train::gradcheck(&model, &spec)

@@ -176,8 +176,10 @@ pub fn train(args: &ModelArgs, t: TrainArgs) -> Result<(), Failure> {
         use nnlang::syntax::ast::BlockKind;
         if matches!(r.kind, BlockKind::Search | BlockKind::Ensemble) && !t.quiet {
             errln!(
-                "note: the file's `{} {name}` block is checked but not run: `train` runs the `train` block alone",
-                r.kind.keyword()
+                "note: `train` runs the `train` block alone; the file's `{} {name}` block is run by `nnlangc {}`{}",
+                r.kind.keyword(),
+                r.kind.keyword(),
+                if r.kind == BlockKind::Ensemble { " (not written yet)" } else { "" }
             );
         }
     }

@@ -16,6 +16,7 @@ pub mod gradcheck;
 pub mod resume;
 pub mod sample;
 pub mod sanity;
+pub mod search;
 
 pub use data::{Expect, Loaded};
 pub use sample::SampleSpec;

@@ -1,0 +1,226 @@
+//! `nnlangc search`: the `search` block run for real (the library's [`Search`]), its trials
+//! spread over `--jobs` threads, a line per finished trial, the trials table, the best
+//! configuration as a `.nn` file and a plot of the scores against each searched setting.
+
+use crate::say::{errln, outln};
+use crate::{open, Failure, ModelArgs};
+use nnlang::session::search::{self, Outcome, Range, Search, StagePlan, Trial};
+use plotters::prelude::*;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+pub struct SearchArgs {
+    pub out: Option<PathBuf>,
+    pub jobs: usize,
+    pub limit: Option<usize>,
+}
+
+pub fn search(args: &ModelArgs, a: SearchArgs) -> Result<(), Failure> {
+    let session = open(args)?;
+    let s = Search::new(&session, args.model.as_deref())?;
+    let model = s.spec.model.clone();
+    let job = session.job(Some(&model))?;
+    let loaded = job.load_data(a.limit)?;
+    let out = a.out.unwrap_or_else(|| PathBuf::from("runs").join(format!("{model}-search")));
+    if out.exists() && !out.is_dir() {
+        return Err(Failure::Usage(format!("{}: not a directory", out.display())));
+    }
+    std::fs::create_dir_all(&out).map_err(|e| Failure::Usage(format!("{}: cannot create: {e}", out.display())))?;
+    let names = s.names();
+    let table = out.join("trials.csv");
+    let done = search::read_table(&table, &names)?;
+    if done.is_empty() {
+        std::fs::write(&table, search::header(&names))
+            .map_err(|e| Failure::Usage(format!("{}: cannot write: {e}", table.display())))?;
+    } else {
+        outln!("resuming the search in {}: {} trials done", out.display(), done.len());
+    }
+    let file = Mutex::new(
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&table)
+            .map_err(|e| Failure::Usage(format!("{}: cannot write: {e}", table.display())))?,
+    );
+    let stages = s.spec.stages.len().max(1);
+    let mut plan: StagePlan = s.first_stage();
+    let mut all: Vec<(Trial, Outcome)> = Vec::new();
+    let mut ranges_of_first = plan.ranges.clone();
+    for k in 0..stages {
+        if k > 0 {
+            let previous: Vec<(Trial, Outcome)> = all.iter().filter(|(t, _)| t.stage == k - 1).cloned().collect();
+            match s.next_stage(k, &plan, &previous) {
+                Some(p) => plan = p,
+                None => break,
+            }
+        } else {
+            ranges_of_first = plan.ranges.clone();
+        }
+        outln!(
+            "stage {} `{}`: {} trials of {} epoch{}, {}",
+            k + 1,
+            plan.name,
+            plan.trials,
+            plan.epochs,
+            if plan.epochs == 1 { "" } else { "s" },
+            names
+                .iter()
+                .zip(&plan.ranges)
+                .map(|(n, r)| format!("{n} in {}", describe(r)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let trials = s.trials(k, &plan);
+        let todo: Vec<&Trial> =
+            trials.iter().filter(|t| !done.iter().any(|((st, n), _)| *st == k && *n == t.number)).collect();
+        for t in &trials {
+            if let Some((_, o)) = done.iter().find(|((st, n), _)| *st == k && *n == t.number) {
+                all.push((t.clone(), o.clone()));
+            }
+        }
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let finished = Mutex::new(Vec::new());
+        let epochs = plan.epochs;
+        std::thread::scope(|scope| {
+            for _ in 0..a.jobs.max(1).min(todo.len().max(1)) {
+                scope.spawn(|| loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let Some(t) = todo.get(i) else { break };
+                    let o = s.run(t, epochs, &loaded);
+                    if let Ok(mut f) = file.lock() {
+                        let _ = f.write_all(search::row(t, &o).as_bytes()).and_then(|_| f.flush());
+                    }
+                    outln!("  {}", line(&names, t, &o));
+                    if let Ok(mut v) = finished.lock() {
+                        v.push(((*t).clone(), o));
+                    }
+                });
+            }
+        });
+        let mut got = finished.into_inner().unwrap_or_default();
+        got.sort_by_key(|(t, _)| t.number);
+        all.extend(got);
+    }
+    let rejected = all.iter().filter(|(_, o)| matches!(o, Outcome::Rejected(_))).count();
+    let failed = all.iter().filter(|(_, o)| matches!(o, Outcome::Failed(_))).count();
+    outln!(
+        "{} trials: {} trained, {rejected} rejected before training, {failed} failed",
+        all.len(),
+        all.len() - rejected - failed
+    );
+    // The best of the last stage that trained any (its trials trained longest).
+    let last = all.iter().filter(|(_, o)| o.score().is_some()).map(|(t, _)| t.stage).max();
+    let best = all.iter().filter(|(t, o)| Some(t.stage) == last && o.score().is_some()).max_by(|a, b| {
+        let (x, y) = (a.1.rank(), b.1.rank());
+        x.0.total_cmp(&y.0).then(x.1.total_cmp(&y.1))
+    });
+    let Some((bt, bo)) = best else {
+        errln!("error: no trial trained: nothing to choose from");
+        return Err(Failure::Exit(1));
+    };
+    outln!("best: {}", line(&names, bt, bo));
+    for (i, n) in names.iter().enumerate() {
+        if let Some(p) = ranges_of_first[i].position(&bt.values[i]) {
+            if !(0.05..=0.95).contains(&p) {
+                let end = if p < 0.5 { "low" } else { "high" };
+                outln!(
+                    "  warning: the best {n} = {} lies at the {end} edge of its range {}: widen the range and search again",
+                    search::text(&bt.values[i]),
+                    describe(&ranges_of_first[i])
+                );
+            }
+        }
+    }
+    let best_nn = out.join("best.nn");
+    std::fs::write(&best_nn, s.best_source(bt, &out)?)
+        .map_err(|e| Failure::Usage(format!("{}: {e}", best_nn.display())))?;
+    let plot = out.join("search.svg");
+    match plot_svg(&model, &names, &ranges_of_first, &all) {
+        Ok(svg) => std::fs::write(&plot, svg).map_err(|e| Failure::Usage(format!("{}: {e}", plot.display())))?,
+        Err(e) => errln!("warning: no plot: {e}"),
+    }
+    outln!("wrote {}/{{trials.csv, best.nn, search.svg}}", out.display());
+    Ok(())
+}
+
+fn describe(r: &Range) -> String {
+    match r {
+        Range::Log(l, h) => format!("[{l:.3e}, {h:.3e}] (log)"),
+        Range::Linear(l, h) => format!("[{l:.4}, {h:.4}]"),
+        Range::Int(l, h) => format!("{l}..={h}"),
+        Range::Choice(v) => format!("{{{}}}", v.iter().map(search::text).collect::<Vec<_>>().join(", ")),
+    }
+}
+
+fn line(names: &[String], t: &Trial, o: &Outcome) -> String {
+    let vals: Vec<String> = names.iter().zip(&t.values).map(|(n, v)| format!("{n} = {}", search::text(v))).collect();
+    let result = match o {
+        Outcome::Scored { val_loss, val_accuracy: Some(a), seconds } => {
+            format!("val acc {:.2}%  val loss {val_loss:.4}  ({seconds:.1} s)", 100.0 * a)
+        }
+        Outcome::Scored { val_loss, seconds, .. } => format!("val loss {val_loss:.4}  ({seconds:.1} s)"),
+        Outcome::Rejected(why) => format!("rejected: {why}"),
+        Outcome::Failed(why) => format!("failed: {why}"),
+    };
+    format!("stage {} trial {:>3}  {}  →  {result}", t.stage + 1, t.number, vals.join(", "))
+}
+
+/// Validation score against each searched setting (log axes where the search drew in log
+/// space), a colour per stage: where the best values lie.
+fn plot_svg(model: &str, names: &[String], ranges: &[Range], all: &[(Trial, Outcome)]) -> Result<String, String> {
+    let mut svg = String::new();
+    {
+        let w = 420 * names.len().max(1) as u32;
+        let root = SVGBackend::with_string(&mut svg, (w, 360)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        let panels = root.split_evenly((1, names.len().max(1)));
+        let scores: Vec<f64> = all.iter().filter_map(|(_, o)| o.score()).collect();
+        let (lo, hi) = scores.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+        let (lo, hi) =
+            if lo.is_finite() { (lo - 0.05 * (hi - lo + 1e-9), hi + 0.05 * (hi - lo + 1e-9)) } else { (0.0, 1.0) };
+        let accuracy = all.iter().any(|(_, o)| matches!(o, Outcome::Scored { val_accuracy: Some(_), .. }));
+        let colours = [BLUE, RED, GREEN, MAGENTA, CYAN];
+        for (i, (panel, name)) in panels.iter().zip(names).enumerate() {
+            let pts: Vec<(f64, f64, usize)> =
+                all.iter().filter_map(|(t, o)| Some((t.values[i].as_f64()?, o.score()?, t.stage))).collect();
+            let (xl, xh) = pts.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| (a.min(p.0), b.max(p.0)));
+            if !xl.is_finite() {
+                continue;
+            }
+            let y_desc = if accuracy { "validation accuracy" } else { "−validation loss" };
+            let caption = format!("{model}: {name}");
+            if ranges[i].is_log() {
+                let mut chart = ChartBuilder::on(panel)
+                    .caption(caption, ("sans-serif", 16))
+                    .margin(10)
+                    .x_label_area_size(30)
+                    .y_label_area_size(50)
+                    .build_cartesian_2d((xl * 0.8..xh * 1.25).log_scale(), lo..hi)
+                    .map_err(|e| e.to_string())?;
+                chart.configure_mesh().x_desc(name.as_str()).y_desc(y_desc).draw().map_err(|e| e.to_string())?;
+                chart
+                    .draw_series(
+                        pts.iter().map(|&(x, y, s)| Circle::new((x, y), 3, colours[s % colours.len()].filled())),
+                    )
+                    .map_err(|e| e.to_string())?;
+            } else {
+                let pad = 0.05 * (xh - xl).max(1e-9);
+                let mut chart = ChartBuilder::on(panel)
+                    .caption(caption, ("sans-serif", 16))
+                    .margin(10)
+                    .x_label_area_size(30)
+                    .y_label_area_size(50)
+                    .build_cartesian_2d(xl - pad..xh + pad, lo..hi)
+                    .map_err(|e| e.to_string())?;
+                chart.configure_mesh().x_desc(name.as_str()).y_desc(y_desc).draw().map_err(|e| e.to_string())?;
+                chart
+                    .draw_series(
+                        pts.iter().map(|&(x, y, s)| Circle::new((x, y), 3, colours[s % colours.len()].filled())),
+                    )
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        root.present().map_err(|e| e.to_string())?;
+    }
+    Ok(svg)
+}

@@ -1,0 +1,102 @@
+//! `nnlangc search` as a user runs it: stages from coarse to fine, candidates with
+//! impossible shapes rejected before any training and counted, the trials table, the best
+//! configuration as a `.nn` file that compiles, a plot, and a search resumed from its table.
+
+mod common;
+
+use common::{nnlangc, s, temp_dir, text};
+use std::path::Path;
+
+/// 8×8 images of two classes (is the left half brighter?) and a model whose filter size is
+/// searched beyond the image.
+fn setup(dir: &Path) -> std::path::PathBuf {
+    let mut csv = String::new();
+    for r in 0..240usize {
+        let px: Vec<f64> = (0..64).map(|i| (((r * 37 + i * 11) % 101) as f64) / 101.0).collect();
+        let left: f64 = (0..64).filter(|i| i % 8 < 4).map(|i| px[i]).sum();
+        let right: f64 = (0..64).filter(|i| i % 8 >= 4).map(|i| px[i]).sum();
+        let row: Vec<String> = px.iter().map(|v| format!("{v:.3}")).collect();
+        csv.push_str(&format!("{},{}\n", row.join(","), usize::from(left > right)));
+    }
+    std::fs::write(dir.join("img.csv"), csv).expect("data");
+    let file = dir.join("s.nn");
+    std::fs::write(
+        &file,
+        "model S(size = 3, width = 8) {\n    input x: [8, 8, 1]\n    x -> conv(filters = width, size = size) -> relu -> dense(2) -> softmax\n}\n\
+         train S on d {\n    optimizer = adam(lr = 1e-2)\n    batch = 16\n    epochs = 3\n    validate = 25%\n    seed = 4\n}\n\
+         search S {\n    optimizer.lr ~ log_uniform(1e-3, 1e-1)\n    size ~ int_uniform(2, 12)\n    width ~ choice(4, 8)\n\
+         \n    stage coarse { trials = 10, epochs = 1 }\n    stage fine { trials = 3, keep = 2, epochs = 2 }\n}\n\
+         data d { train = csv(\"img.csv\") }\n",
+    )
+    .expect("model");
+    file
+}
+
+fn rows(table: &str) -> Vec<String> {
+    // Every column but the seconds a trial took.
+    let mut v: Vec<String> = table
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let mut f: Vec<&str> = l.split(',').collect();
+            if f.len() > 8 {
+                f.remove(f.len() - 2);
+            }
+            f.join(",")
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn search_rejects_impossible_shapes_writes_the_best_and_resumes() {
+    let dir = temp_dir("search");
+    let file = setup(&dir);
+    let out = dir.join("run");
+    let o = nnlangc(&["search", s(&file), "--jobs", "2", "--out", s(&out)]);
+    let t = text(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{t}{}", text(&o.stderr));
+    // The filter sizes above 8 cannot slide over an 8×8 image: rejected before training.
+    let table = std::fs::read_to_string(out.join("trials.csv")).expect("table");
+    assert!(
+        table.starts_with("stage,trial,optimizer.lr,size,width,status,val_loss,val_accuracy,seconds,detail\n"),
+        "{table}"
+    );
+    let too_big = table
+        .lines()
+        .skip(1)
+        .filter(|l| l.split(',').nth(3).and_then(|v| v.parse::<u32>().ok()).is_some_and(|s| s > 8))
+        .count();
+    let rejected = table.lines().filter(|l| l.contains(",rejected,")).count();
+    assert!(too_big > 0 && rejected == too_big, "{too_big} too big, {rejected} rejected\n{table}");
+    assert!(table.lines().filter(|l| l.contains(",rejected,")).all(|l| l.contains("conv")), "{table}");
+    let trained = 13 - rejected;
+    assert!(t.contains(&format!("13 trials: {trained} trained, {rejected} rejected before training, 0 failed")), "{t}");
+    // The fine stage draws inside the coarse stage's best: its sizes all fit.
+    assert!(table.lines().filter(|l| l.starts_with("2,")).all(|l| l.contains(",ok,")), "{table}");
+    // The best configuration compiles, and trains on the same data from anywhere.
+    let best = out.join("best.nn");
+    let src = std::fs::read_to_string(&best).expect("best.nn");
+    assert!(src.starts_with("// the best configuration of `nnlangc search` (stage 2, trial "), "{src}");
+    let o = nnlangc(&["train", s(&best), "--quiet", "--out", s(&dir.join("best-run"))]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(std::fs::read_to_string(out.join("search.svg")).expect("plot").contains("<svg"));
+
+    // Interrupted after five trials: the search resumes from its table and ends the same.
+    let cut = dir.join("cut");
+    std::fs::create_dir_all(&cut).expect("dir");
+    let head: Vec<&str> = table.lines().take(6).collect();
+    std::fs::write(cut.join("trials.csv"), head.join("\n") + "\n").expect("writes");
+    let o = nnlangc(&["search", s(&file), "--out", s(&cut)]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains("5 trials done"), "{}", text(&o.stdout));
+    let again = std::fs::read_to_string(cut.join("trials.csv")).expect("table");
+    assert_eq!(rows(&again), rows(&table));
+    assert_eq!(std::fs::read_to_string(cut.join("best.nn")).expect("best"), src);
+    // A table of another search is refused.
+    std::fs::write(cut.join("trials.csv"), "stage,trial,x,status\n").expect("writes");
+    let o = nnlangc(&["search", s(&file), "--out", s(&cut)]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o.stderr).contains("a trials table of another search"), "{}", text(&o.stderr));
+}
