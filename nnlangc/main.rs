@@ -13,6 +13,7 @@ use nnlang::{summary, Options};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod ensemble;
 mod report;
 mod say;
 mod search;
@@ -92,8 +93,11 @@ enum Command {
         #[command(flatten)]
         model: ModelArgs,
         /// The weights, as written by `nnlangc train`.
-        #[arg(long)]
-        weights: PathBuf,
+        #[arg(long, required_unless_present = "ensemble", conflicts_with = "ensemble")]
+        weights: Option<PathBuf>,
+        /// An ensemble's directory, as written by `nnlangc ensemble`.
+        #[arg(long, value_name = "DIR")]
+        ensemble: Option<PathBuf>,
         /// Use only the first N test examples.
         #[arg(long, value_name = "N", value_parser = at_least_one)]
         limit: Option<usize>,
@@ -102,8 +106,11 @@ enum Command {
     Run {
         #[command(flatten)]
         model: ModelArgs,
-        #[arg(long)]
-        weights: PathBuf,
+        #[arg(long, required_unless_present = "ensemble", conflicts_with = "ensemble")]
+        weights: Option<PathBuf>,
+        /// An ensemble's directory: its members' mean output.
+        #[arg(long, value_name = "DIR")]
+        ensemble: Option<PathBuf>,
         /// An array of shape [batch, …the input's dimensions].
         #[arg(long)]
         input: PathBuf,
@@ -154,6 +161,28 @@ enum Command {
         #[arg(long, value_name = "N", value_parser = at_least_one)]
         limit: Option<usize>,
     },
+    /// Run the file's `ensemble` block: train its members, and score their averaged
+    /// probabilities beside each member's on the test set.
+    Ensemble {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Where the members' runs and ensemble.json go (default: runs/<model>-ensemble);
+        /// members already trained there are kept.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Threads for each member's training.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+        threads: u16,
+        /// Use only the first N training (and test) examples.
+        #[arg(long, value_name = "N", value_parser = at_least_one)]
+        limit: Option<usize>,
+        /// The search whose best trials are the members (default: runs/<model>-search).
+        #[arg(long, value_name = "DIR")]
+        search: Option<PathBuf>,
+        /// Print only the results.
+        #[arg(long)]
+        quiet: bool,
+    },
     /// Generate text with a character model trained by `nnlangc train` on a `text(…)`.
     Sample {
         #[command(flatten)]
@@ -194,7 +223,7 @@ pub struct ModelArgs {
 
 /// One `--set`: a model parameter's value, or a recipe setting's source text.
 #[derive(Clone, Debug)]
-enum Set {
+pub(crate) enum Set {
     Param(String, ParamValue),
     Recipe(String, String),
 }
@@ -328,10 +357,21 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Train { model, epochs, out, limit, quiet, threads, resume, init } => train::train(
             &model,
-            train::TrainArgs { epochs, out, limit, quiet, threads: threads as usize, resume, init },
+            train::TrainArgs { epochs, out, limit, quiet, threads: threads as usize, resume, init, notes: true },
         ),
-        Command::Eval { model, weights, limit } => train::eval(&model, &weights, limit),
-        Command::Run { model, weights, input, output } => train::run(&model, &weights, &input, &output),
+        Command::Eval { model, weights, ensemble, limit } => match (weights, ensemble) {
+            (_, Some(dir)) => ensemble::eval(&model, &dir, limit),
+            (Some(w), None) => train::eval(&model, &w, limit),
+            (None, None) => Err(Failure::Usage("give --weights or --ensemble".into())),
+        },
+        Command::Run { model, weights, ensemble, input, output } => match (weights, ensemble) {
+            (_, Some(dir)) => ensemble::predict(&model, &dir, &input, &output),
+            (Some(w), None) => train::run(&model, &w, &input, &output),
+            (None, None) => Err(Failure::Usage("give --weights or --ensemble".into())),
+        },
+        Command::Ensemble { model, out, threads, limit, search, quiet } => {
+            ensemble::run(&model, ensemble::EnsembleArgs { out, threads: threads as usize, limit, search, quiet })
+        }
         Command::Sanity { model, limit } => train::sanity(&model, limit),
         Command::Search { model, out, jobs, limit } => {
             search::search(&model, search::SearchArgs { out, jobs: jobs as usize, limit })

@@ -113,3 +113,118 @@ pub fn curves_svg(title: &str, history: &[EpochStats]) -> Result<String, String>
     }
     Ok(svg)
 }
+
+/// Inside the model against epochs: the fraction of dead ReLU units and of saturated
+/// tanh/sigmoid outputs per layer, and each weight tensor's gradient norm (log scale).
+pub fn layers_svg(title: &str, history: &[EpochStats]) -> Result<String, String> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (960, 400)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        let (left, right) = root.split_horizontally(480);
+        let epochs = history.len().max(1) as f64;
+        let colours = [BLUE, RED, GREEN, MAGENTA, CYAN, BLACK];
+        // Per layer: the dead fraction for ReLU layers, the saturated one for tanh/sigmoid.
+        let mut names: Vec<(String, &'static str)> = Vec::new();
+        for s in history {
+            for l in &s.layers {
+                if (l.dead.is_some() || l.saturated.is_some()) && !names.iter().any(|(n, _)| *n == l.name) {
+                    names.push((l.name.clone(), l.function));
+                }
+            }
+        }
+        let mut chart = ChartBuilder::on(&left)
+            .caption(format!("{title}: dead (ReLU) / saturated (tanh, sigmoid)"), ("sans-serif", 16))
+            .margin(12)
+            .x_label_area_size(32)
+            .y_label_area_size(48)
+            .build_cartesian_2d(0.5f64..epochs + 0.5, 0f64..1.0)
+            .map_err(|e| e.to_string())?;
+        chart
+            .configure_mesh()
+            .x_desc("epoch")
+            .y_desc("fraction")
+            .x_labels(history.len().clamp(2, 12))
+            .x_label_formatter(&epoch_label)
+            .draw()
+            .map_err(|e| e.to_string())?;
+        for (i, (name, f)) in names.iter().enumerate() {
+            let c = colours[i % colours.len()];
+            let pts: Vec<(f64, f64)> = history
+                .iter()
+                .filter_map(|s| {
+                    let l = s.layers.iter().find(|l| &l.name == name)?;
+                    Some((s.epoch as f64, l.dead.or(l.saturated)?))
+                })
+                .collect();
+            chart
+                .draw_series(LineSeries::new(pts, c))
+                .map_err(|e| e.to_string())?
+                .label(format!("{name} ({f})"))
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], c));
+        }
+        if !names.is_empty() {
+            chart
+                .configure_series_labels()
+                .border_style(BLACK)
+                .background_style(WHITE)
+                .draw()
+                .map_err(|e| e.to_string())?;
+        }
+        let norms: Vec<f64> = history
+            .iter()
+            .flat_map(|s| s.grad_norms.iter().map(|(_, g)| *g))
+            .filter(|g| *g > 0.0 && g.is_finite())
+            .collect();
+        let (lo, hi) = norms.iter().fold((f64::INFINITY, 0f64), |(a, b), &v| (a.min(v), b.max(v)));
+        let (lo, hi) = if lo.is_finite() { (lo / 2.0, hi * 2.0) } else { (1e-6, 1.0) };
+        let mut chart = ChartBuilder::on(&right)
+            .caption(format!("{title}: gradient norms"), ("sans-serif", 16))
+            .margin(12)
+            .x_label_area_size(32)
+            .y_label_area_size(56)
+            .build_cartesian_2d(0.5f64..epochs + 0.5, (lo..hi).log_scale())
+            .map_err(|e| e.to_string())?;
+        chart
+            .configure_mesh()
+            .x_desc("epoch")
+            .y_desc("‖g‖")
+            .x_labels(history.len().clamp(2, 12))
+            .x_label_formatter(&epoch_label)
+            .draw()
+            .map_err(|e| e.to_string())?;
+        let tensors: Vec<String> = history
+            .first()
+            .map(|s| {
+                s.grad_norms
+                    .iter()
+                    .filter(|(n, _)| n.ends_with("weight") || n.contains("weight_"))
+                    .map(|(n, _)| n.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for (i, name) in tensors.iter().enumerate() {
+            let c = colours[i % colours.len()];
+            let pts: Vec<(f64, f64)> = history
+                .iter()
+                .filter_map(|s| s.grad_norms.iter().find(|(n, _)| n == name).map(|(_, g)| (s.epoch as f64, *g)))
+                .filter(|(_, g)| *g > 0.0 && g.is_finite())
+                .collect();
+            chart
+                .draw_series(LineSeries::new(pts, c))
+                .map_err(|e| e.to_string())?
+                .label(name.clone())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], c));
+        }
+        if !tensors.is_empty() {
+            chart
+                .configure_series_labels()
+                .border_style(BLACK)
+                .background_style(WHITE)
+                .draw()
+                .map_err(|e| e.to_string())?;
+        }
+        root.present().map_err(|e| e.to_string())?;
+    }
+    Ok(svg)
+}

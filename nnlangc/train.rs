@@ -29,6 +29,7 @@ impl Progress {
     fn save(&self, history: &[EpochStats], weights: &[f32], complete: bool) -> Result<(), String> {
         let mut files = self.recorder.files(history, weights, complete).map_err(|e| e.to_string())?;
         files.push(("curves.svg".to_string(), crate::report::curves_svg(&self.recorder.model, history)?.into_bytes()));
+        files.push(("layers.svg".to_string(), crate::report::layers_svg(&self.recorder.model, history)?.into_bytes()));
         self.run.write(&files)
     }
 }
@@ -146,6 +147,9 @@ pub struct TrainArgs {
     pub threads: usize,
     pub resume: Option<PathBuf>,
     pub init: Option<PathBuf>,
+    /// Say when the file's `search`/`ensemble` blocks are not what `train` runs (not for a
+    /// member an ensemble trains).
+    pub notes: bool,
 }
 
 pub fn train(args: &ModelArgs, t: TrainArgs) -> Result<(), Failure> {
@@ -174,12 +178,11 @@ pub fn train(args: &ModelArgs, t: TrainArgs) -> Result<(), Failure> {
     // What the file says that `train` does not do.
     for r in session.compiled.recipes.iter().filter(|r| r.target == name) {
         use nnlang::syntax::ast::BlockKind;
-        if matches!(r.kind, BlockKind::Search | BlockKind::Ensemble) && !t.quiet {
+        if matches!(r.kind, BlockKind::Search | BlockKind::Ensemble) && !t.quiet && t.notes {
             errln!(
-                "note: `train` runs the `train` block alone; the file's `{} {name}` block is run by `nnlangc {}`{}",
+                "note: `train` runs the `train` block alone; the file's `{} {name}` block is run by `nnlangc {}`",
                 r.kind.keyword(),
-                r.kind.keyword(),
-                if r.kind == BlockKind::Ensemble { " (not written yet)" } else { "" }
+                r.kind.keyword()
             );
         }
     }
@@ -247,7 +250,7 @@ pub fn train(args: &ModelArgs, t: TrainArgs) -> Result<(), Failure> {
     }
     let vocab = if prepared.vocab.is_some() { ", vocab.json" } else { "" };
     outln!(
-        "wrote {}/{{weights.safetensors, metrics.csv, layers.csv, curves.svg, model.nn{vocab}, run.json}}",
+        "wrote {}/{{weights.safetensors, metrics.csv, layers.csv, curves.svg, layers.svg, model.nn{vocab}, run.json}}",
         out.display()
     );
     if let Some((epoch, step)) = outcome.interrupted {

@@ -59,6 +59,7 @@ fn assert_consistent(model: &Path, out: &Path) -> Option<usize> {
         [
             "curves.svg",
             "layers.csv",
+            "layers.svg",
             "metrics.csv",
             "model.nn",
             "run.json",

@@ -26,6 +26,7 @@ fn setup(dir: &Path) -> std::path::PathBuf {
          train S on d {\n    optimizer = adam(lr = 1e-2)\n    batch = 16\n    epochs = 3\n    validate = 25%\n    seed = 4\n}\n\
          search S {\n    optimizer.lr ~ log_uniform(1e-3, 1e-1)\n    size ~ int_uniform(2, 12)\n    width ~ choice(4, 8)\n\
          \n    stage coarse { trials = 10, epochs = 1 }\n    stage fine { trials = 3, keep = 2, epochs = 2 }\n}\n\
+         ensemble S { members = 2, from = top(search) }\n\
          data d { train = csv(\"img.csv\") }\n",
     )
     .expect("model");
@@ -82,6 +83,16 @@ fn search_rejects_impossible_shapes_writes_the_best_and_resumes() {
     let o = nnlangc(&["train", s(&best), "--quiet", "--out", s(&dir.join("best-run"))]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     assert!(std::fs::read_to_string(out.join("search.svg")).expect("plot").contains("<svg"));
+
+    // The best two trials of the last stage as an ensemble.
+    let ens = dir.join("ens");
+    let o = nnlangc(&["ensemble", s(&file), "--search", s(&out), "--quiet", "--out", s(&ens)]);
+    let et = text(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{et}{}", text(&o.stderr));
+    assert!(et.contains("member 2 of 2: trial ") && et.contains("(mean of 2 members' probabilities)"), "{et}");
+    assert!(std::fs::read_to_string(ens.join("member-0.nn"))
+        .expect("member source")
+        .starts_with("// the best configuration"));
 
     // Interrupted after five trials: the search resumes from its table and ends the same.
     let cut = dir.join("cut");

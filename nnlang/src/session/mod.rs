@@ -12,6 +12,7 @@
 
 pub mod artifacts;
 pub mod data;
+pub mod ensemble;
 pub mod gradcheck;
 pub mod resume;
 pub mod sample;
@@ -558,6 +559,7 @@ impl<'s> Job<'s> {
             vocab: p.vocab.as_ref().map(|v| v.to_json()),
             state: Vec::new(),
             checkpoints: std::collections::VecDeque::new(),
+            raw: None,
             identity: self.identity(p),
         }
     }
@@ -575,6 +577,8 @@ pub struct Recorder {
     state: Vec<(&'static str, Vec<u8>)>,
     /// The weights of the last [`KEEP_CHECKPOINTS`] completed epochs, by epoch.
     checkpoints: std::collections::VecDeque<(usize, Vec<u8>)>,
+    /// With a weight average: the raw (not averaged) weights (`weights.raw.safetensors`).
+    raw: Option<Vec<u8>>,
     identity: resume::Identity,
 }
 
@@ -594,6 +598,7 @@ impl Recorder {
             std::fs::read(dir.join(name)).map_err(|e| Error::Input(format!("{}: {e}", dir.join(name).display())))
         };
         self.state = vec![("state.safetensors", read("state.safetensors")?), ("state.json", read("state.json")?)];
+        self.raw = read("weights.raw.safetensors").ok();
         for n in done.saturating_sub(KEEP_CHECKPOINTS - 1).max(1)..=done {
             if let Ok(bytes) = read(&checkpoint_name(n)) {
                 self.checkpoints.push_back((n, bytes));
@@ -607,6 +612,11 @@ impl Recorder {
         self.state = resume::to_files(state, &self.identity)?;
         let bytes = nnlang_runtime::io::to_bytes(&self.table, weights).map_err(|e| Error::Usage(e.to_string()))?;
         self.checkpoints.push_back((state.epochs_done, bytes));
+        if state.opt.average.is_some() {
+            let raw =
+                nnlang_runtime::io::to_bytes(&self.table, &state.params).map_err(|e| Error::Usage(e.to_string()))?;
+            self.raw = Some(raw);
+        }
         while self.checkpoints.len() > KEEP_CHECKPOINTS {
             self.checkpoints.pop_front();
         }
@@ -632,6 +642,9 @@ impl Recorder {
             files.push(("vocab.json".to_string(), v.clone().into_bytes()));
         }
         files.extend(self.state.iter().map(|(n, b)| (n.to_string(), b.clone())));
+        if let Some(raw) = &self.raw {
+            files.push(("weights.raw.safetensors".to_string(), raw.clone()));
+        }
         for (epoch, bytes) in &self.checkpoints {
             files.push((checkpoint_name(*epoch), bytes.clone()));
         }
@@ -642,7 +655,7 @@ impl Recorder {
             "epochs": self.epochs,
             "epochs_done": history.len(),
             "complete": complete,
-            "files": files.iter().map(|(n, _)| n.as_str()).chain(["curves.svg"]).collect::<Vec<_>>(),
+            "files": files.iter().map(|(n, _)| n.as_str()).chain(["curves.svg", "layers.svg"]).collect::<Vec<_>>(),
         });
         files.push((artifacts::MANIFEST.to_string(), format!("{manifest:#}\n").into_bytes()));
         Ok(files)

@@ -1,0 +1,156 @@
+//! Ensembles (`nnlangc ensemble`, and `eval`/`run` with `--ensemble DIR`): several trained
+//! models whose predicted probabilities are averaged. An ensemble's directory lists its
+//! members in `ensemble.json`: each member's source (the `model.nn` its run saved) and
+//! weights, so that members may differ (the best trials of a search).
+
+use super::{infer, load_weights, Error, Session};
+use crate::plan::{Loss, Mode};
+use nnlang_runtime::data::Table;
+use nnlang_runtime::train::{Evaluation, Scores};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+
+/// One member: the source it was trained from, and its weights.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Member {
+    pub source: PathBuf,
+    pub weights: PathBuf,
+}
+
+/// Each member's score and the ensemble's.
+#[derive(Clone, Debug)]
+pub struct Scored {
+    pub members: Vec<Evaluation>,
+    pub ensemble: Evaluation,
+}
+
+/// The manifest's name in an ensemble's directory.
+pub const MANIFEST: &str = "ensemble.json";
+
+/// Writes `dir/ensemble.json` (paths relative to `dir` where they are inside it).
+pub fn write_manifest(dir: &Path, model: &str, members: &[Member]) -> Result<(), Error> {
+    let rel = |p: &Path| p.strip_prefix(dir).unwrap_or(p).display().to_string();
+    let v = json!({
+        "format": "nnlang-ensemble",
+        "version": 1,
+        "model": model,
+        "members": members.iter().map(|m| json!({"source": rel(&m.source), "weights": rel(&m.weights)})).collect::<Vec<_>>(),
+    });
+    let path = dir.join(MANIFEST);
+    std::fs::write(&path, format!("{v:#}\n"))
+        .map_err(|e| Error::Usage(format!("{}: cannot write: {e}", path.display())))
+}
+
+/// Reads `dir/ensemble.json`.
+pub fn read_manifest(dir: &Path) -> Result<Vec<Member>, Error> {
+    let path = dir.join(MANIFEST);
+    let bad = |m: String| Error::Input(format!("{}: {m}", path.display()));
+    let bytes = nnlang_runtime::data::read_maybe_gz(&path).map_err(|e| Error::Input(e.to_string()))?;
+    let v: Value = serde_json::from_slice(&bytes).map_err(|e| bad(format!("not an ensemble manifest ({e})")))?;
+    if v.get("format").and_then(Value::as_str) != Some("nnlang-ensemble") {
+        return Err(bad("not an ensemble manifest (no `\"format\": \"nnlang-ensemble\"`)".into()));
+    }
+    let members: Vec<Member> = v
+        .get("members")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|m| {
+                    Some(Member {
+                        source: dir.join(m.get("source")?.as_str()?),
+                        weights: dir.join(m.get("weights")?.as_str()?),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if members.is_empty() {
+        return Err(bad("no members".into()));
+    }
+    Ok(members)
+}
+
+/// The outputs of one member on `x` (`rows` examples), with its own plan.
+fn outputs(member: &Member, x: &Table, model: Option<&str>) -> Result<(Vec<f32>, usize), Error> {
+    let s = Session::open(&member.source, &crate::Options::default())?;
+    let m = s.model(model)?;
+    let plan = s.plan(m, Mode::Inference, 256)?;
+    if plan.sequence.is_some_and(|q| q.per_step_output) {
+        return Err(Error::Usage(format!(
+            "{}: an ensemble averages one prediction per example; this model predicts at every step",
+            member.source.display()
+        )));
+    }
+    if plan.inputs[0].cols != x.cols {
+        return Err(Error::Input(format!(
+            "{}: the member reads {} features per example, the data has {}",
+            member.source.display(),
+            plan.inputs[0].cols,
+            x.cols
+        )));
+    }
+    let mut exec = load_weights(&plan, &member.weights)?;
+    if !x.lengths.is_empty() {
+        // Sequences: batch by batch with their lengths.
+        let mut y = Vec::with_capacity(x.rows() * plan.output.cols);
+        for start in (0..x.rows()).step_by(plan.max_batch) {
+            let n = plan.max_batch.min(x.rows() - start);
+            exec.set_lengths(&x.lengths[start..start + n]);
+            exec.run_on(&plan, n, &[&x.x[start * x.cols..(start + n) * x.cols]], &[], None)
+                .map_err(|e| Error::Input(e.to_string()))?;
+            y.extend_from_slice(exec.output(&plan, n));
+        }
+        return Ok((y, plan.output.cols));
+    }
+    let y = infer(&plan, &mut exec, &x.x, x.cols, x.rows()).map_err(|e| Error::Input(e.to_string()))?;
+    Ok((y, plan.output.cols))
+}
+
+/// Every member's and the ensemble's loss and accuracy on `set`: the ensemble predicts the
+/// mean of its members' probabilities.
+pub fn evaluate(members: &[Member], set: &Table, loss: Loss, model: Option<&str>) -> Result<Scored, Error> {
+    let mut sum: Vec<f64> = Vec::new();
+    let mut scores = Vec::new();
+    let mut cols = 0;
+    for m in members {
+        let (y, c) = outputs(m, set, model)?;
+        if sum.is_empty() {
+            sum = vec![0.0; y.len()];
+            cols = c;
+        } else if y.len() != sum.len() {
+            return Err(Error::Input(format!(
+                "{}: outputs of another shape than the other members'",
+                m.source.display()
+            )));
+        }
+        sum.iter_mut().zip(&y).for_each(|(s, &v)| *s += f64::from(v));
+        let mut sc = Scores::default();
+        sc.add(loss, c, &y, &set.y);
+        scores.push(sc.finish(loss));
+    }
+    let mean: Vec<f32> = sum.iter().map(|s| (s / members.len() as f64) as f32).collect();
+    let mut sc = Scores::default();
+    sc.add(loss, cols, &mean, &set.y);
+    Ok(Scored { members: scores, ensemble: sc.finish(loss) })
+}
+
+/// The ensemble's mean output for every row of `x`.
+pub fn predict(members: &[Member], x: &Table, model: Option<&str>) -> Result<(Vec<f32>, usize), Error> {
+    let mut sum: Vec<f64> = Vec::new();
+    let mut cols = 0;
+    for m in members {
+        let (y, c) = outputs(m, x, model)?;
+        if sum.is_empty() {
+            sum = vec![0.0; y.len()];
+            cols = c;
+        }
+        if y.len() != sum.len() {
+            return Err(Error::Input(format!(
+                "{}: outputs of another shape than the other members'",
+                m.source.display()
+            )));
+        }
+        sum.iter_mut().zip(&y).for_each(|(s, &v)| *s += f64::from(v));
+    }
+    Ok((sum.iter().map(|s| (s / members.len() as f64) as f32).collect(), cols))
+}
