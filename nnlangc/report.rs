@@ -228,3 +228,63 @@ pub fn layers_svg(title: &str, history: &[EpochStats]) -> Result<String, String>
     }
     Ok(svg)
 }
+
+/// The first layer's weights as pictures, the notes' look at what a network learned: each
+/// filter of a first convolution (`[k, c, f, f]`, one or three channels), or each unit of a
+/// first dense layer over an image (its `in` weights as the image, `h × w × c` or a square of
+/// grey), scaled to its own range, up to 64 in a grid. `None` when the first layer is
+/// neither.
+pub fn first_layer_png(table: &[nnlang_runtime::plan::Param], weights: &[f32], input: &[usize]) -> Option<Vec<u8>> {
+    let p = table.first().filter(|p| p.name.ends_with(".weight"))?;
+    let w = &weights[p.buf.range()];
+    // (tiles, height, width, channels, value at (tile, y, x, channel)).
+    let (n, h, wd, c): (usize, usize, usize, usize) = match (p.shape.as_slice(), input) {
+        ([k, ch, f1, f2], _) if (*ch == 1 || *ch == 3) && f1 == f2 => (*k, *f1, *f2, *ch),
+        ([units, fan_in], [ih, iw, ch]) if (*ch == 1 || *ch == 3) && ih * iw * ch == *fan_in => (*units, *ih, *iw, *ch),
+        ([units, fan_in], [n]) if *n == *fan_in && ((*n as f64).sqrt().round() as usize).pow(2) == *n => {
+            let side = (*n as f64).sqrt().round() as usize;
+            (*units, side, side, 1)
+        }
+        _ => return None,
+    };
+    let conv = p.shape.len() == 4;
+    let at = |t: usize, y: usize, x: usize, ch: usize| -> f32 {
+        if conv {
+            w[((t * c + ch) * h + y) * wd + x] // PyTorch's [k, c, f, f]
+        } else {
+            w[t * h * wd * c + (y * wd + x) * c + ch] // channels last, as the input
+        }
+    };
+    let n = n.min(64);
+    let cols = (n as f64).sqrt().ceil() as usize;
+    let rows = n.div_ceil(cols);
+    // Small filters are drawn larger.
+    let scale = (32 / h.max(wd)).max(1);
+    let (th, tw) = (h * scale + 2, wd * scale + 2);
+    let (img_w, img_h) = (cols * tw + 2, rows * th + 2);
+    let mut img = vec![255u8; img_w * img_h * 3];
+    for t in 0..n {
+        let vals: Vec<f32> = (0..h * wd * c).map(|i| at(t, i / (wd * c), (i / c) % wd, i % c)).collect();
+        let (lo, hi) = vals.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+        let span = (hi - lo).max(1e-12);
+        let (oy, ox) = ((t / cols) * th + 2, (t % cols) * tw + 2);
+        for y in 0..h * scale {
+            for x in 0..wd * scale {
+                for k in 0..3 {
+                    let ch = if c == 3 { k } else { 0 };
+                    let v = ((at(t, y / scale, x / scale, ch) - lo) / span * 255.0).round().clamp(0.0, 255.0) as u8;
+                    img[((oy + y) * img_w + ox + x) * 3 + k] = v;
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    {
+        let mut enc = png::Encoder::new(&mut out, img_w as u32, img_h as u32);
+        enc.set_color(png::ColorType::Rgb);
+        enc.set_depth(png::BitDepth::Eight);
+        let mut writer = enc.write_header().ok()?;
+        writer.write_image_data(&img).ok()?;
+    }
+    Some(out)
+}

@@ -30,6 +30,9 @@ impl Progress {
         let mut files = self.recorder.files(history, weights, complete).map_err(|e| e.to_string())?;
         files.push(("curves.svg".to_string(), crate::report::curves_svg(&self.recorder.model, history)?.into_bytes()));
         files.push(("layers.svg".to_string(), crate::report::layers_svg(&self.recorder.model, history)?.into_bytes()));
+        if let Some(png) = crate::report::first_layer_png(&self.recorder.table, weights, &self.recorder.input_dims) {
+            files.push(("first_layer.png".to_string(), png));
+        }
         self.run.write(&files)
     }
 }
@@ -249,8 +252,9 @@ pub fn train(args: &ModelArgs, t: TrainArgs) -> Result<(), Failure> {
         outln!("test: loss {:.4}{acc} on {} examples", e.loss, test.rows());
     }
     let vocab = if prepared.vocab.is_some() { ", vocab.json" } else { "" };
+    let picture = if out.join("first_layer.png").exists() { ", first_layer.png" } else { "" };
     outln!(
-        "wrote {}/{{weights.safetensors, metrics.csv, layers.csv, curves.svg, layers.svg, model.nn{vocab}, run.json}}",
+        "wrote {}/{{weights.safetensors, metrics.csv, layers.csv, curves.svg, layers.svg{picture}, model.nn{vocab}, run.json}}",
         out.display()
     );
     if let Some((epoch, step)) = outcome.interrupted {

@@ -431,6 +431,11 @@ fn training_shows_accuracy_gap_penalty_and_dead_units() {
     let layers = std::fs::read_to_string(d.join("ok/layers.csv")).expect("layers");
     assert!(layers.lines().any(|l| l.starts_with("2,dense_0,relu,")), "{layers}");
     assert!(layers.lines().any(|l| l.starts_with("2,dense_2.weight,tensor,")), "{layers}");
+    // The first layer's 256 units as 28×28 pictures: the first 64, in an 8×8 grid.
+    let png = std::fs::File::open(d.join("ok/first_layer.png")).expect("first_layer.png");
+    let info = png::Decoder::new(std::io::BufReader::new(png)).read_info().expect("a PNG").info().clone();
+    assert_eq!((info.width, info.height), (8 * 30 + 2, 8 * 30 + 2));
+    assert!(std::fs::read_to_string(d.join("ok/layers.svg")).expect("layers.svg").contains("dense_0 (relu)"));
 
     // A learning rate of 3: the ReLUs die, and the warning says why.
     std::fs::write(&file, src.replace("lr = 0.05", "lr = 3.0")).expect("writes");

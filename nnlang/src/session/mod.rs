@@ -554,6 +554,7 @@ impl<'s> Job<'s> {
         Recorder {
             model: self.model.graph.name.clone(),
             table: p.train_plan.params.clone(),
+            input_dims: self.model.graph.inputs.first().map_or(Vec::new(), |&i| fixed_dims(self.model, i)),
             source: artifacts::resolved_source(&s.source, &s.compiled, self.model, &note),
             epochs: p.options.epochs,
             vocab: p.vocab.as_ref().map(|v| v.to_json()),
@@ -568,7 +569,10 @@ impl<'s> Job<'s> {
 /// Renders a run's files from the history and the weights.
 pub struct Recorder {
     pub model: String,
-    table: Vec<nnlang_runtime::plan::Param>,
+    /// The parameter tensors, in the order of the model's layers.
+    pub table: Vec<nnlang_runtime::plan::Param>,
+    /// The dimensions of the model's (first) input.
+    pub input_dims: Vec<usize>,
     source: String,
     epochs: usize,
     /// A character model's vocabulary (`vocab.json`).
