@@ -32,7 +32,9 @@ fn a_correct_gradient_is_good_and_a_broken_one_is_wrong() {
     let spec = GradcheckSpec::default();
     let good = s.gradcheck(m, &spec, None).expect("runs");
     assert!(!good.kinky);
-    assert_eq!(good.tensors.len(), 6);
+    // Six parameter tensors, and the input.
+    assert_eq!(good.tensors.len(), 7);
+    assert_eq!(good.tensors[6].name, "input x");
     for t in &good.tensors {
         assert_eq!(t.verdict, Verdict::Good, "{t:?}");
         assert!(t.checked >= 3 && t.kinks == 0, "{t:?}");
@@ -43,6 +45,7 @@ fn a_correct_gradient_is_good_and_a_broken_one_is_wrong() {
     let by_name = |n: &str| broken.tensors.iter().find(|t| t.name == n).expect("tensor").verdict;
     assert_eq!(by_name("dense_2.weight"), Verdict::Good);
     assert_eq!(by_name("dense_0.weight"), Verdict::Wrong);
+    assert_eq!(by_name("input x"), Verdict::Wrong);
 }
 
 #[test]

@@ -151,6 +151,9 @@ pub struct Plan {
     /// The model layer each step comes from, by name (parallel to `steps`; empty for the
     /// update and the carried-state steps), for reports.
     pub origins: Vec<String>,
+    /// The loss's gradient with respect to each model input, in a plan built to compute it
+    /// (a gradient check of the inputs); empty otherwise.
+    pub input_grads: Vec<ABuf>,
 }
 
 /// How a plan reads sequences: every buffer with a step dimension holds `steps` steps per

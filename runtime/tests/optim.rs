@@ -28,6 +28,7 @@ fn plan() -> Plan {
         sequence: None,
         carried: Vec::new(),
         origins: Vec::new(),
+        input_grads: Vec::new(),
     }
 }
 

@@ -131,6 +131,8 @@ struct Layout<'g> {
     output: ABuf,
     /// Carry recurrent states from one run to the next (truncated BPTT).
     carry: bool,
+    /// Compute the gradient of the loss with respect to the model's inputs too.
+    input_grads: bool,
     /// Each recurrent node's carried state.
     carried: Vec<Option<ABuf>>,
     /// The steps that save the carried states, run last, and where they went in the plan.
@@ -278,10 +280,22 @@ impl<'g> Layout<'g> {
             let per = self.per_step(id);
             let (canonical, grads, value, b) = (&self.canonical, &mut self.grads, &self.value, &mut self.b);
             let training = self.training;
+            let input_grads = self.input_grads;
             let mut dx = |i: usize, may_reuse: bool| -> Dx {
                 let input = canonical[node.inputs[i].index()];
                 if g.node(input).op.rules().value(training) == Value::Caller {
-                    return Dx::None;
+                    if !input_grads {
+                        return Dx::None;
+                    }
+                    // The model input's gradient, kept to the end of the run.
+                    return match grads.get(&input) {
+                        Some(&d) => Dx::Into(d, Write::Accumulate),
+                        None => {
+                            let d = b.pinned(value[input.index()].cols);
+                            grads.insert(input, d);
+                            Dx::Into(d, Write::Assign)
+                        }
+                    };
                 }
                 match grads.get(&input) {
                     Some(&d) => Dx::Into(d, Write::Accumulate),
@@ -323,17 +337,18 @@ impl<'g> Layout<'g> {
 
 /// The plan of graph `g` (after the passes, with its shapes).
 /// `variable`: the sequences the plan reads may be shorter than its steps.
-/// `carry`: recurrent layers carry their last states into the next run.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn lay_out(
-    g: &Graph,
-    shapes: &Shapes,
-    mode: Mode,
-    max_batch: usize,
-    level: Level,
-    variable: bool,
-    carry: bool,
-) -> Plan {
+/// How a plan is laid out beyond its mode: `variable`, the sequences it reads may be shorter
+/// than its steps; `carry`, recurrent layers carry their last states into the next run;
+/// `input_grads`, the loss's gradient with respect to each model input is computed too.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Extras {
+    pub variable: bool,
+    pub carry: bool,
+    pub input_grads: bool,
+}
+
+pub(super) fn lay_out(g: &Graph, shapes: &Shapes, mode: Mode, max_batch: usize, level: Level, x: Extras) -> Plan {
+    let Extras { variable, carry, input_grads } = x;
     let training = matches!(mode, Mode::Training(_));
     let (params, node_params, params_len) = parameters(g, shapes);
     let n = g.nodes.len();
@@ -354,6 +369,7 @@ pub(super) fn lay_out(
         target: None,
         output: ABuf::NONE,
         carry,
+        input_grads,
         carried: vec![None; n],
         carry_steps: Vec::new(),
         carry_at: 0,
@@ -370,7 +386,8 @@ pub(super) fn lay_out(
         l.b.steps.append(&mut l.carry_steps);
         l.b.label("");
     }
-    let (arena_len, naive_len) = liveness::pack(&mut l.b, &mut l.output, training, max_batch);
+    let mut input_grad_bufs: Vec<ABuf> = g.inputs.iter().filter_map(|i| l.grads.get(i).copied()).collect();
+    let (arena_len, naive_len) = liveness::pack(&mut l.b, &mut l.output, &mut input_grad_bufs, training, max_batch);
     let sequence = sequence_of(g, shapes, variable);
     // Where the carried states ended up: the steps that save them hold them relocated.
     let carried = l.carried.iter().flatten().count();
@@ -395,6 +412,7 @@ pub(super) fn lay_out(
         sequence,
         carried,
         origins,
+        input_grads: input_grad_bufs,
     }
 }
 

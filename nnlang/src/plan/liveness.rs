@@ -7,7 +7,13 @@ use nnlang_runtime::plan::{ABuf, Space};
 
 /// Gives every arena buffer of `b` (and `output`) its offset; returns the arena's length and
 /// the sum of every buffer's size, as if none were shared.
-pub(super) fn pack(b: &mut Builder, output: &mut ABuf, training: bool, max_batch: usize) -> (usize, usize) {
+pub(super) fn pack(
+    b: &mut Builder,
+    output: &mut ABuf,
+    extra: &mut [ABuf],
+    training: bool,
+    max_batch: usize,
+) -> (usize, usize) {
     // Liveness of arena buffers: from the first step that touches one to the last; the
     // inference output until after the last step.
     let n = b.cols.len();
@@ -48,6 +54,7 @@ pub(super) fn pack(b: &mut Builder, output: &mut ABuf, training: bool, max_batch
         }
     }
     relocate(output);
+    extra.iter_mut().for_each(relocate);
     (arena_len, sizes.iter().fold(0usize, |a, &b| a.saturating_add(b)))
 }
 

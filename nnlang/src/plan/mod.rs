@@ -113,19 +113,37 @@ fn check(model: &Model, mode: Mode) -> Result<(), Vec<Diagnostic>> {
 
 /// Builds the plan with the passes of `level`.
 pub fn build_at(model: &Model, mode: Mode, max_batch: usize, level: Level) -> Result<Plan, Vec<Diagnostic>> {
-    build_with(model, mode, max_batch, level, false)
+    build_with(model, mode, max_batch, level, layout::Extras::default())
+}
+
+/// The unoptimised training plan that also computes the loss's gradient with respect to each
+/// model input (`Plan::input_grads`), for a gradient check.
+pub fn build_checking_inputs(model: &Model, loss: Loss, max_batch: usize) -> Result<Plan, Vec<Diagnostic>> {
+    build_with(
+        model,
+        Mode::Training(loss),
+        max_batch,
+        Level::None,
+        layout::Extras { input_grads: true, ..Default::default() },
+    )
 }
 
 /// Builds the plan of a model trained (or run) on a stream in windows: each `rnn` starts a
 /// window from the state it ended the previous one with (truncated backpropagation through
 /// time, `bptt = n`); the plan's `carried` buffers hold those states between runs.
 pub fn build_carrying(model: &Model, mode: Mode, max_batch: usize) -> Result<Plan, Vec<Diagnostic>> {
-    build_with(model, mode, max_batch, Level::Full, true)
+    build_with(model, mode, max_batch, Level::Full, layout::Extras { carry: true, ..Default::default() })
 }
 
-fn build_with(model: &Model, mode: Mode, max_batch: usize, level: Level, carry: bool) -> Result<Plan, Vec<Diagnostic>> {
+fn build_with(
+    model: &Model,
+    mode: Mode,
+    max_batch: usize,
+    level: Level,
+    extras: layout::Extras,
+) -> Result<Plan, Vec<Diagnostic>> {
     check(model, mode)?;
-    if carry {
+    if extras.carry {
         let g = &model.graph;
         if let Some(n) = g.nodes.iter().find(|n| matches!(n.op, Op::Bidirectional(_))) {
             return Err(vec![Diagnostic::error(
@@ -142,7 +160,7 @@ fn build_with(model: &Model, mode: Mode, max_batch: usize, level: Level, carry: 
     if let Some(e) = errors.first() {
         return Err(vec![e.to_diagnostic(&g)]);
     }
-    Ok(layout::lay_out(&g, &shapes, mode, max_batch, level, variable, carry))
+    Ok(layout::lay_out(&g, &shapes, mode, max_batch, level, layout::Extras { variable, ..extras }))
 }
 
 /// Gives every sequence input of variable length its longest length (`seq <= 29` is planned

@@ -11,12 +11,15 @@
 //! winner between `θ + h` and `θ − h` — is reported and not scored: the difference quotient
 //! does not estimate the gradient there.
 //!
+//! The inputs are checked too: the plan computes the loss's gradient with respect to each
+//! model input, compared with differences of sampled input values.
+//!
 //! The check runs the unoptimised plan (every op separate, so every kink's input is kept), with
 //! no regularization (the penalty is not part of the plan's loss) and dropout's masks held
 //! fixed (the same generator seed for every evaluation).
 
 use super::{Error, Session};
-use crate::plan::{build_at, Level, Mode};
+use crate::plan::build_checking_inputs;
 use crate::Model;
 use nnlang_runtime::interp::Exec;
 use nnlang_runtime::mem::Reads;
@@ -192,8 +195,7 @@ impl Session {
         }
         let loss = self.compiled.recipe_or_implied(model).loss;
         let rows = spec.examples;
-        let mut plan = build_at(model, Mode::Training(loss), rows, Level::None)
-            .map_err(|d| Error::Diagnostics(self.render(&d)))?;
+        let mut plan = build_checking_inputs(model, loss, rows).map_err(|d| Error::Diagnostics(self.render(&d)))?;
         if let Some(t) = tamper {
             t(&mut plan);
         }
@@ -208,8 +210,9 @@ impl Session {
             let x: Vec<f64> = (0..rows * plan.inputs[i].cols).map(|_| rng.random_range(-1.0..1.0)).collect();
             exec.set_input(&plan, i, rows, &x);
         }
+        let mut lengths: Vec<usize> = Vec::new();
         if let Some(seq) = plan.sequence.filter(|s| s.variable) {
-            let lengths: Vec<usize> = (0..rows).map(|_| rng.random_range(1..=seq.steps)).collect();
+            lengths = (0..rows).map(|_| rng.random_range(1..=seq.steps)).collect();
             exec.set_lengths(&lengths);
         }
         if let Some((t, kind)) = plan.target {
@@ -239,6 +242,7 @@ impl Session {
         };
         let (loss_value, _) = run(&mut exec)?;
         let analytic = exec.grads.clone();
+        let input_grads: Vec<Vec<f64>> = plan.input_grads.iter().map(|&b| exec.buffer(b, rows).to_vec()).collect();
         let kinky = has_kinks(&plan);
         let h = spec.step;
         let mut tensors = Vec::new();
@@ -282,6 +286,55 @@ impl Session {
                 let scored = if rel <= 10.0 * floor { rel.min(1e-7) } else { rel };
                 t.checked += 1;
                 worst_scored = worst_scored.max(scored);
+                if rel >= t.worst {
+                    (t.worst, t.worst_at, t.analytic, t.numeric) = (rel, k, a, num);
+                }
+            }
+            t.verdict = Verdict::of(worst_scored, kinky);
+            tensors.push(t);
+        }
+        // The inputs: the loss's gradient with respect to sampled input values (inside the
+        // sequences, for sequences of different lengths).
+        let names: Vec<String> = model.graph.inputs.iter().map(|&i| model.graph.node(i).name.clone()).collect();
+        for (i, analytic) in input_grads.iter().enumerate() {
+            let cols = plan.inputs[i].cols;
+            let per_step = plan.sequence.map_or(cols, |q| cols / q.steps.max(1));
+            let inside = |k: usize| lengths.is_empty() || (k % cols) / per_step.max(1) < lengths[k / cols];
+            let candidates: Vec<usize> = (0..rows * cols).filter(|&k| inside(k)).collect();
+            let picks: Vec<usize> = if candidates.len() <= spec.coordinates {
+                candidates
+            } else {
+                (0..spec.coordinates).map(|_| candidates[rng.random_range(0..candidates.len())]).collect()
+            };
+            let name = format!("input {}", names.get(i).map_or("?", |n| n.as_str()));
+            let mut t = TensorCheck {
+                name,
+                checked: 0,
+                kinks: 0,
+                worst: 0.0,
+                worst_at: 0,
+                analytic: 0.0,
+                numeric: 0.0,
+                verdict: Verdict::Good,
+            };
+            let mut worst_scored = 0f64;
+            for k in picks {
+                let orig = exec.inputs[i][k];
+                exec.inputs[i][k] = orig + h;
+                let (up, sig_up) = run(&mut exec)?;
+                exec.inputs[i][k] = orig - h;
+                let (down, sig_down) = run(&mut exec)?;
+                exec.inputs[i][k] = orig;
+                if sig_up != sig_down {
+                    t.kinks += 1;
+                    continue;
+                }
+                let (a, num) = (analytic[k], (up - down) / (2.0 * h));
+                let scale = a.abs().max(num.abs());
+                let rel = if scale < 1e-12 { 0.0 } else { (a - num).abs() / scale };
+                let floor = f64::EPSILON * loss_value.abs().max(1.0) / (h * scale.max(1e-300));
+                worst_scored = worst_scored.max(if rel <= 10.0 * floor { rel.min(1e-7) } else { rel });
+                t.checked += 1;
                 if rel >= t.worst {
                     (t.worst, t.worst_at, t.analytic, t.numeric) = (rel, k, a, num);
                 }
