@@ -247,3 +247,83 @@ fn data_parallel_generated_matches_the_interpreters_two_thread_step() {
         assert_eq!(bits(net.weights()), bits(stepper.params()), "weights after step {step}");
     }
 }
+
+/// The notes' gradient check of the generated code itself: its steps run in double
+/// precision (`loss_and_gradients_f64`) against centred differences, for sampled coordinates
+/// of every parameter tensor. A difference that crosses a ReLU or max kink can miss the
+/// gradient; at most one such coordinate per tensor is tolerated (the interpreter's check,
+/// `nnlangc gradcheck`, detects kinks and scores none of them).
+fn check_generated_gradients(
+    name: &str,
+    table: &[nnlang_runtime::plan::Param],
+    params: &[f64],
+    f: &dyn Fn(&[f64]) -> f64,
+    analytic: &[f64],
+) {
+    let h = 1e-6;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(21);
+    let mut p = params.to_vec();
+    for t in table {
+        let mut off = 0;
+        for _ in 0..8 {
+            let i = t.buf.offset + rng.random_range(0..t.buf.len);
+            let orig = p[i];
+            p[i] = orig + h;
+            let up = f(&p);
+            p[i] = orig - h;
+            let down = f(&p);
+            p[i] = orig;
+            let (a, n) = (analytic[i], (up - down) / (2.0 * h));
+            let scale = a.abs().max(n.abs());
+            let rel = if scale < 1e-9 { 0.0 } else { (a - n).abs() / scale };
+            if rel > 1e-4 {
+                off += 1;
+            }
+        }
+        assert!(off <= 1, "{name}: {}: {off} of 8 coordinates off by more than 1e-4", t.name);
+    }
+}
+
+macro_rules! generated_gradcheck {
+    ($test:ident, $ty:ident) => {
+        #[test]
+        fn $test() {
+            let mut net = $ty::new(3);
+            let rows = $ty::MAX_BATCH.min(4);
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(17);
+            let mut params: Vec<f64> = net.weights().iter().map(|&w| f64::from(w)).collect();
+            for t in net.parameters().iter().filter(|t| t.is_bias) {
+                params[t.buf.range()].iter_mut().for_each(|b| *b = rng.random_range(-0.1..0.1));
+            }
+            let x: Vec<f64> = (0..rows * $ty::INPUTS[0]).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let classes = if $ty::PER_STEP_OUTPUT { $ty::OUTPUT / $ty::STEPS } else { $ty::OUTPUT };
+            let y: Vec<f64> = match $ty::LOSS {
+                nnlang::plan::Loss::CrossEntropy => {
+                    (0..rows * $ty::TARGET_COLS).map(|r| (r * 7 % classes) as f64).collect()
+                }
+                _ => (0..rows * $ty::TARGET_COLS).map(|_| rng.random_range(0.0..1.0)).collect(),
+            };
+            if $ty::STEPS > 0 {
+                net.set_lengths(&(0..rows).map(|r| 1 + (r * 5) % $ty::STEPS.max(1)).collect::<Vec<_>>());
+            }
+            let (_, analytic) = net.loss_and_gradients_f64(&params, &x, &y, rows, 9).expect("runs");
+            let loss = |p: &[f64]| net.loss_and_gradients_f64(p, &x, &y, rows, 9).expect("runs").0;
+            check_generated_gradients(stringify!($ty), net.parameters(), &params, &loss, &analytic);
+        }
+    };
+}
+
+generated_gradcheck!(gradcheck_mnist_mlp, Mlp);
+generated_gradcheck!(gradcheck_logistic_regression, LogReg);
+generated_gradcheck!(gradcheck_residual, Residual);
+generated_gradcheck!(gradcheck_projection_pursuit, ProjectionPursuit);
+generated_gradcheck!(gradcheck_mnist_convnet, MnistConvNet);
+generated_gradcheck!(gradcheck_maxout, MaxoutNet);
+generated_gradcheck!(gradcheck_local_faces, LocalFaces);
+generated_gradcheck!(gradcheck_mnist_rows, Rows);
+generated_gradcheck!(gradcheck_japanese_vowels, BiRnnClassifier);
+generated_gradcheck!(gradcheck_rnn_tagger, Tagger);
+generated_gradcheck!(gradcheck_shakespeare, CharRnn);
+generated_gradcheck!(gradcheck_dropout_and_bce, Dropped);
+generated_gradcheck!(gradcheck_softplus, Soft);
+generated_gradcheck!(gradcheck_bidirectional, BothWays);

@@ -216,6 +216,11 @@ fn emit(name: &str, train: &Plan, infer: &Plan, loss: Loss, o: &Options) -> Toke
     } else {
         (quote! { inputs: [&[f32]; #n_inputs_lit] }, quote! {})
     };
+    let (sig_f64, inputs_f64) = if n_inputs == 1 {
+        (quote! { x: &[f64] }, quote! { let inputs: [&[f64]; 1] = [x]; })
+    } else {
+        (quote! { inputs: [&[f64]; #n_inputs_lit] }, quote! {})
+    };
     let check_inputs = input_names.iter().enumerate().map(|(i, _)| {
         let c = &input_cols[i];
         quote! {
@@ -411,6 +416,40 @@ fn emit(name: &str, train: &Plan, infer: &Plan, loss: Loss, o: &Options) -> Toke
                 };
                 steps(&mut cx)?;
                 ::std::result::Result::Ok(cx.loss.unwrap_or(0.0))
+            }
+
+            /// The loss and every parameter's gradient in double precision, with the weights
+            /// `params` (laid out as [`Self::weights`]): the same straight-line steps on `f64`,
+            /// for a numerical gradient check of this generated code. Dropout draws from a
+            /// generator seeded with `seed` (equal seeds, equal masks); a carried state
+            /// starts from zero.
+            pub fn loss_and_gradients_f64(&self, params: &[f64], #sig_f64, y: &[f64], rows: usize, seed: u64) -> ::std::result::Result<(f64, ::std::vec::Vec<f64>), ::nnlang_runtime::mem::ExecError> {
+                #inputs_f64
+                ::std::assert!(rows >= 1 && rows <= Self::MAX_BATCH, "a batch has 1 to {} rows", Self::MAX_BATCH);
+                #(#check_inputs)*
+                ::std::assert!(params.len() == Self::PARAMS, "{} parameters", Self::PARAMS);
+                ::std::assert!(y.len() >= rows * Self::TARGET_COLS, "the target needs {} rows of {} values", rows, Self::TARGET_COLS);
+                fn steps<T: ::nnlang_runtime::Float>(cx: &mut ::nnlang_runtime::mem::Cx<'_, T>) -> ::nnlang_runtime::ops::Done {
+                    #train_steps
+                    ::std::result::Result::Ok(())
+                }
+                let mut arena = ::std::vec![0.0f64; #train_arena];
+                let mut grads = ::std::vec![0.0f64; #params_len];
+                let mut rng = <::nnlang_runtime::rand_chacha::ChaCha8Rng as ::nnlang_runtime::rand_chacha::rand_core::SeedableRng>::seed_from_u64(seed);
+                let mut cx = ::nnlang_runtime::mem::Cx {
+                    rows,
+                    batch: rows,
+                    steps: 1,
+                    lengths: ::nnlang_runtime::mem::batch_lengths(&self.lengths, rows, Self::STEPS),
+                    mem: ::nnlang_runtime::mem::Mem { arena: &mut arena[..], inputs: &inputs, target: y },
+                    params,
+                    grads: &mut grads[..],
+                    rng: &mut rng,
+                    loss: ::std::option::Option::None,
+                };
+                steps(&mut cx)?;
+                let loss = cx.loss.unwrap_or(0.0);
+                ::std::result::Result::Ok((loss, grads))
             }
 
             /// One training step: [`Self::loss_and_gradients`], then the optimizer's update.
