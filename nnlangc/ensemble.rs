@@ -27,7 +27,14 @@ fn complete(dir: &Path) -> bool {
 }
 
 /// Trains `file` (with `sets`) into `dir`, unless a complete run is there already.
-fn member_run(file: &Path, model: &str, sets: Vec<Set>, dir: &Path, a: &EnsembleArgs) -> Result<Member, Failure> {
+fn member_run(
+    file: &Path,
+    model: &str,
+    sets: Vec<Set>,
+    dir: &Path,
+    a: &EnsembleArgs,
+    keep: usize,
+) -> Result<Member, Failure> {
     if !complete(dir) {
         let args = ModelArgs { file: file.to_path_buf(), model: Some(model.to_string()), set: sets };
         train(
@@ -41,6 +48,7 @@ fn member_run(file: &Path, model: &str, sets: Vec<Set>, dir: &Path, a: &Ensemble
                 resume: None,
                 init: None,
                 notes: false,
+                keep,
             },
         )?;
     }
@@ -72,7 +80,14 @@ pub fn run(args: &ModelArgs, a: EnsembleArgs) -> Result<(), Failure> {
                 outln!("member {} of {k}: seed {seed}", i + 1);
                 let mut sets = args.set.clone();
                 sets.push(Set::Recipe("seed".into(), seed.to_string()));
-                members.push(member_run(&args.file, &model, sets, &out.join(format!("member-{i}")), &a)?);
+                members.push(member_run(
+                    &args.file,
+                    &model,
+                    sets,
+                    &out.join(format!("member-{i}")),
+                    &a,
+                    nnlang::session::KEEP_CHECKPOINTS,
+                )?);
             }
         }
         Members::TopOfSearch => {
@@ -118,18 +133,20 @@ pub fn run(args: &ModelArgs, a: EnsembleArgs) -> Result<(), Failure> {
                 std::fs::write(&file, s.best_source(t, &out)?)
                     .map_err(|e| Failure::Usage(format!("{}: {e}", file.display())))?;
                 outln!("member {} of {k}: trial {} of stage {}", i + 1, t.number, stage + 1);
-                members.push(member_run(&file, &model, Vec::new(), &out.join(format!("member-{i}")), &a)?);
+                members.push(member_run(
+                    &file,
+                    &model,
+                    Vec::new(),
+                    &out.join(format!("member-{i}")),
+                    &a,
+                    nnlang::session::KEEP_CHECKPOINTS,
+                )?);
             }
         }
         Members::Checkpoints { last } => {
-            let keep = nnlang::session::KEEP_CHECKPOINTS;
-            if *last > keep {
-                return Err(Failure::Usage(format!(
-                    "a run keeps its last {keep} checkpoints; `checkpoints(last = {last})` wants more"
-                )));
-            }
+            // The run keeps as many epochs' weights as the ensemble takes.
             let dir = out.join("run");
-            let m = member_run(&args.file, &model, args.set.clone(), &dir, &a)?;
+            let m = member_run(&args.file, &model, args.set.clone(), &dir, &a, (*last).max(1))?;
             let manifest = std::fs::read_to_string(dir.join("run.json")).unwrap_or_default();
             let epochs: usize = manifest
                 .split("\"epochs_done\":")

@@ -87,6 +87,9 @@ enum Command {
         /// initialization.
         #[arg(long, value_name = "WEIGHTS")]
         init: Option<PathBuf>,
+        /// Keep the weights of the last K completed epochs (epoch-N.safetensors).
+        #[arg(long, value_name = "K", default_value_t = nnlang::session::KEEP_CHECKPOINTS)]
+        keep: usize,
     },
     /// Evaluate trained weights on the test split: loss, accuracy, confusion matrix.
     Eval {
@@ -355,9 +358,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
             }
             Ok(())
         }
-        Command::Train { model, epochs, out, limit, quiet, threads, resume, init } => train::train(
+        Command::Train { model, epochs, out, limit, quiet, threads, resume, init, keep } => train::train(
             &model,
-            train::TrainArgs { epochs, out, limit, quiet, threads: threads as usize, resume, init, notes: true },
+            train::TrainArgs { epochs, out, limit, quiet, threads: threads as usize, resume, init, notes: true, keep },
         ),
         Command::Eval { model, weights, ensemble, limit } => match (weights, ensemble) {
             (_, Some(dir)) => ensemble::eval(&model, &dir, limit),

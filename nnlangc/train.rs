@@ -153,6 +153,8 @@ pub struct TrainArgs {
     /// Say when the file's `search`/`ensemble` blocks are not what `train` runs (not for a
     /// member an ensemble trains).
     pub notes: bool,
+    /// How many epochs' weights the run keeps.
+    pub keep: usize,
 }
 
 pub fn train(args: &ModelArgs, t: TrainArgs) -> Result<(), Failure> {
@@ -225,6 +227,7 @@ pub fn train(args: &ModelArgs, t: TrainArgs) -> Result<(), Failure> {
         bar
     });
     let mut recorder = job.recorder(&prepared);
+    recorder.keep = t.keep;
     if t.resume.is_some() {
         recorder.adopt(&out, done)?;
     }

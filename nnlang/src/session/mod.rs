@@ -561,6 +561,7 @@ impl<'s> Job<'s> {
             state: Vec::new(),
             checkpoints: std::collections::VecDeque::new(),
             raw: None,
+            keep: KEEP_CHECKPOINTS,
             identity: self.identity(p),
         }
     }
@@ -579,10 +580,12 @@ pub struct Recorder {
     vocab: Option<String>,
     /// The resume state of the last completed epoch (`state.safetensors`, `state.json`).
     state: Vec<(&'static str, Vec<u8>)>,
-    /// The weights of the last [`KEEP_CHECKPOINTS`] completed epochs, by epoch.
+    /// The weights of the last `keep` completed epochs, by epoch.
     checkpoints: std::collections::VecDeque<(usize, Vec<u8>)>,
     /// With a weight average: the raw (not averaged) weights (`weights.raw.safetensors`).
     raw: Option<Vec<u8>>,
+    /// How many epochs' weights to keep (0: none).
+    pub keep: usize,
     identity: resume::Identity,
 }
 
@@ -591,7 +594,7 @@ fn checkpoint_name(n: usize) -> String {
     format!("epoch-{n}.safetensors")
 }
 
-/// How many epochs' weights a run directory keeps (`epoch-N.safetensors`).
+/// How many epochs' weights a run directory keeps (`epoch-N.safetensors`) unless told.
 pub const KEEP_CHECKPOINTS: usize = 3;
 
 impl Recorder {
@@ -603,7 +606,7 @@ impl Recorder {
         };
         self.state = vec![("state.safetensors", read("state.safetensors")?), ("state.json", read("state.json")?)];
         self.raw = read("weights.raw.safetensors").ok();
-        for n in done.saturating_sub(KEEP_CHECKPOINTS - 1).max(1)..=done {
+        for n in done.saturating_sub(self.keep.saturating_sub(1)).max(1)..=done {
             if let Ok(bytes) = read(&checkpoint_name(n)) {
                 self.checkpoints.push_back((n, bytes));
             }
@@ -621,7 +624,7 @@ impl Recorder {
                 nnlang_runtime::io::to_bytes(&self.table, &state.params).map_err(|e| Error::Usage(e.to_string()))?;
             self.raw = Some(raw);
         }
-        while self.checkpoints.len() > KEEP_CHECKPOINTS {
+        while self.checkpoints.len() > self.keep {
             self.checkpoints.pop_front();
         }
         Ok(())
