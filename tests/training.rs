@@ -497,3 +497,33 @@ fn init_starts_from_given_weights() {
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o.stderr).contains(s(&weights)), "{}", text(&o.stderr));
 }
+
+/// Stopped after epoch 3 of 8 and resumed: the weights of a run that never stopped, byte for
+/// byte.
+#[test]
+fn resumed_after_epoch_3_of_8_is_byte_identical() {
+    let d = common::temp_dir("training-resume");
+    let run = |out: &str, epochs: &str, resume: bool| {
+        let mut args =
+            vec!["train", "examples/mnist_mlp.nn", "--limit", "1500", "--quiet", "--threads", "2", "--epochs", epochs];
+        if resume {
+            args.extend(["--resume", out]);
+        } else {
+            args.extend(["--out", out]);
+        }
+        let o = nnlangc(&args);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    };
+    let (whole, part) = (d.join("whole"), d.join("part"));
+    run(s(&whole), "8", false);
+    run(s(&part), "3", false);
+    run(s(&part), "8", true);
+    for f in ["weights.safetensors", "state.safetensors", "epoch-8.safetensors"] {
+        assert!(
+            std::fs::read(whole.join(f)).expect("whole") == std::fs::read(part.join(f)).expect("part"),
+            "{f} differs"
+        );
+    }
+    let rows = |p: &std::path::Path| std::fs::read_to_string(p.join("metrics.csv")).expect("metrics").lines().count();
+    assert_eq!(rows(&part), 9, "the resumed run's metrics continue the first 3 epochs");
+}
