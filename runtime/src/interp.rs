@@ -132,24 +132,22 @@ impl<T: Float> Exec<T> {
     ) -> Result<Option<f64>, ExecError> {
         check_rows(plan, rows);
         check_batch(plan, rows, inputs, target);
-        let lengths = crate::mem::batch_lengths(&self.lengths, rows, plan.sequence.map_or(0, |s| s.steps));
-        let mut cx = Cx {
-            rows,
-            batch: rows,
-            steps: 1,
-            lengths,
-            mem: Mem { arena: &mut self.arena, inputs, target },
-            params: &self.params,
-            grads: &mut self.grads,
-            rng: &mut self.rng,
-            loss: None,
-        };
         // Every step but the update (which runs nothing there), then the update: it writes
         // the parameters the other steps read, and the planner puts it last.
-        for s in &plan.steps {
-            s.run(&mut cx)?;
-        }
-        let loss = cx.loss;
+        let loss = run_steps(
+            plan,
+            rows,
+            Memory {
+                exec_arena: &mut self.arena,
+                params: &self.params,
+                grads: &mut self.grads,
+                rng: &mut self.rng,
+                lengths: &self.lengths,
+            },
+            inputs,
+            target,
+            None,
+        )?;
         debug_assert!(!plan.steps.iter().rev().skip(1).any(|s| matches!(s, Step::Update)), "the update is last");
         if let (Some(Step::Update), Some(u)) = (plan.steps.last(), updater) {
             u.update(&mut self.params, &self.grads);
@@ -164,32 +162,22 @@ impl<T: Float> Exec<T> {
         &mut self,
         plan: &Plan,
         rows: usize,
-        after: &mut dyn FnMut(&Step, usize, &crate::mem::Reads<'_, T>),
+        after: &mut Watcher<'_, T>,
     ) -> Result<Option<f64>, ExecError> {
         check_rows(plan, rows);
-        let lengths = crate::mem::batch_lengths(&self.lengths, rows, plan.sequence.map_or(0, |s| s.steps));
         let mut slots: [&[T]; MAX_INPUTS] = [&[]; MAX_INPUTS];
         for (s, v) in slots.iter_mut().zip(&self.inputs) {
             *s = v;
         }
         let inputs = &slots[..self.inputs.len().min(MAX_INPUTS)];
-        let mut cx = Cx {
-            rows,
-            batch: rows,
-            steps: 1,
-            lengths,
-            mem: Mem { arena: &mut self.arena, inputs, target: &self.target },
+        let mem = Memory {
+            exec_arena: &mut self.arena,
             params: &self.params,
             grads: &mut self.grads,
             rng: &mut self.rng,
-            loss: None,
+            lengths: &self.lengths,
         };
-        for s in &plan.steps {
-            s.run(&mut cx)?;
-            let now = cx.rows;
-            after(s, now, &cx.mem.all());
-        }
-        Ok(cx.loss)
+        run_steps(plan, rows, mem, inputs, &self.target, Some(after))
     }
 
     /// Runs every step but the update, with parameters, inputs and target held elsewhere (a
@@ -204,23 +192,58 @@ impl<T: Float> Exec<T> {
     ) -> Result<Option<f64>, ExecError> {
         check_rows(plan, rows);
         check_batch(plan, rows, inputs, target);
-        let lengths = crate::mem::batch_lengths(&self.lengths, rows, plan.sequence.map_or(0, |s| s.steps));
-        let mut cx = Cx {
-            rows,
-            batch: rows,
-            steps: 1,
-            lengths,
-            mem: Mem { arena: &mut self.arena, inputs, target },
+        let mem = Memory {
+            exec_arena: &mut self.arena,
             params,
             grads: &mut self.grads,
             rng: &mut self.rng,
-            loss: None,
+            lengths: &self.lengths,
         };
-        for s in &plan.steps {
-            s.run(&mut cx)?;
-        }
-        Ok(cx.loss)
+        run_steps(plan, rows, mem, inputs, target, None)
     }
+}
+
+/// What sees each step of a watched run: the step, the rows it worked on, every buffer.
+pub type Watcher<'w, T> = dyn FnMut(&Step, usize, &crate::mem::Reads<'_, T>) + 'w;
+
+/// What one run works in: an executor's memory, and the parameters it reads.
+struct Memory<'a, T> {
+    exec_arena: &'a mut [T],
+    params: &'a [T],
+    grads: &'a mut [T],
+    rng: &'a mut ChaCha8Rng,
+    lengths: &'a [usize],
+}
+
+/// Runs every step of `plan` (the update runs nothing) on `rows` rows; `after`, if given,
+/// sees each step, the rows it worked on and every buffer as the step left them.
+fn run_steps<T: Float>(
+    plan: &Plan,
+    rows: usize,
+    m: Memory<'_, T>,
+    inputs: &[&[T]],
+    target: &[T],
+    mut after: Option<&mut Watcher<'_, T>>,
+) -> Result<Option<f64>, ExecError> {
+    let lengths = crate::mem::batch_lengths(m.lengths, rows, plan.sequence.map_or(0, |s| s.steps));
+    let mut cx = Cx {
+        rows,
+        batch: rows,
+        steps: 1,
+        lengths,
+        mem: Mem { arena: m.exec_arena, inputs, target },
+        params: m.params,
+        grads: m.grads,
+        rng: m.rng,
+        loss: None,
+    };
+    for s in &plan.steps {
+        s.run(&mut cx)?;
+        if let Some(f) = after.as_deref_mut() {
+            f(s, cx.rows, &cx.mem.all());
+        }
+    }
+    Ok(cx.loss)
 }
 
 /// The caller's batch must hold what the plan reads.

@@ -106,51 +106,49 @@ fn outputs(member: &Member, x: &Table, model: Option<&str>) -> Result<(Vec<f32>,
     Ok((y, plan.output.cols))
 }
 
-/// Every member's and the ensemble's loss and accuracy on `set`: the ensemble predicts the
-/// mean of its members' probabilities.
-pub fn evaluate(members: &[Member], set: &Table, loss: Loss, model: Option<&str>) -> Result<Scored, Error> {
-    let mut sum: Vec<f64> = Vec::new();
-    let mut scores = Vec::new();
+/// Every member's outputs on a data set, their mean, and the values per row.
+struct Outputs {
+    each: Vec<Vec<f32>>,
+    mean: Vec<f32>,
+    cols: usize,
+}
+
+/// Every member's outputs on `x`, and their mean.
+fn all_outputs(members: &[Member], x: &Table, model: Option<&str>) -> Result<Outputs, Error> {
+    let mut each: Vec<Vec<f32>> = Vec::new();
     let mut cols = 0;
     for m in members {
-        let (y, c) = outputs(m, set, model)?;
-        if sum.is_empty() {
-            sum = vec![0.0; y.len()];
-            cols = c;
-        } else if y.len() != sum.len() {
+        let (y, c) = outputs(m, x, model)?;
+        if each.first().is_some_and(|f| f.len() != y.len()) {
             return Err(Error::Input(format!(
                 "{}: outputs of another shape than the other members'",
                 m.source.display()
             )));
         }
-        sum.iter_mut().zip(&y).for_each(|(s, &v)| *s += f64::from(v));
-        let mut sc = Scores::default();
-        sc.add(loss, c, &y, &set.y);
-        scores.push(sc.finish(loss));
+        cols = c;
+        each.push(y);
     }
-    let mean: Vec<f32> = sum.iter().map(|s| (s / members.len() as f64) as f32).collect();
-    let mut sc = Scores::default();
-    sc.add(loss, cols, &mean, &set.y);
-    Ok(Scored { members: scores, ensemble: sc.finish(loss) })
+    let n = each.len().max(1) as f64;
+    let mean = (0..each.first().map_or(0, Vec::len))
+        .map(|i| (each.iter().map(|y| f64::from(y[i])).sum::<f64>() / n) as f32)
+        .collect();
+    Ok(Outputs { each, mean, cols })
+}
+
+/// Every member's and the ensemble's loss and accuracy on `set`: the ensemble predicts the
+/// mean of its members' probabilities.
+pub fn evaluate(members: &[Member], set: &Table, loss: Loss, model: Option<&str>) -> Result<Scored, Error> {
+    let Outputs { each, mean, cols } = all_outputs(members, set, model)?;
+    let score = |y: &[f32]| {
+        let mut sc = Scores::default();
+        sc.add(loss, cols, y, &set.y);
+        sc.finish(loss)
+    };
+    Ok(Scored { members: each.iter().map(|y| score(y)).collect(), ensemble: score(&mean) })
 }
 
 /// The ensemble's mean output for every row of `x`.
 pub fn predict(members: &[Member], x: &Table, model: Option<&str>) -> Result<(Vec<f32>, usize), Error> {
-    let mut sum: Vec<f64> = Vec::new();
-    let mut cols = 0;
-    for m in members {
-        let (y, c) = outputs(m, x, model)?;
-        if sum.is_empty() {
-            sum = vec![0.0; y.len()];
-            cols = c;
-        }
-        if y.len() != sum.len() {
-            return Err(Error::Input(format!(
-                "{}: outputs of another shape than the other members'",
-                m.source.display()
-            )));
-        }
-        sum.iter_mut().zip(&y).for_each(|(s, &v)| *s += f64::from(v));
-    }
-    Ok((sum.iter().map(|s| (s / members.len() as f64) as f32).collect(), cols))
+    let Outputs { mean, cols, .. } = all_outputs(members, x, model)?;
+    Ok((mean, cols))
 }

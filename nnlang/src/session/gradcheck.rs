@@ -245,68 +245,14 @@ impl Session {
         let input_grads: Vec<Vec<f64>> = plan.input_grads.iter().map(|&b| exec.buffer(b, rows).to_vec()).collect();
         let kinky = has_kinks(&plan);
         let h = spec.step;
-        let mut tensors = Vec::new();
-        for p in &plan.params {
-            let n = p.buf.len;
-            let picks: Vec<usize> = if n <= spec.coordinates {
-                (0..n).collect()
-            } else {
-                (0..spec.coordinates).map(|_| rng.random_range(0..n)).collect()
-            };
-            let mut t = TensorCheck {
-                name: p.name.clone(),
-                checked: 0,
-                kinks: 0,
-                worst: 0.0,
-                worst_at: 0,
-                analytic: 0.0,
-                numeric: 0.0,
-                verdict: Verdict::Good,
-            };
-            let mut worst_scored = 0f64;
-            for k in picks {
-                let i = p.buf.offset + k;
-                let orig = exec.params[i];
-                exec.params[i] = orig + h;
-                let (up, sig_up) = run(&mut exec)?;
-                exec.params[i] = orig - h;
-                let (down, sig_down) = run(&mut exec)?;
-                exec.params[i] = orig;
-                if sig_up != sig_down {
-                    t.kinks += 1;
-                    continue;
-                }
-                let (a, num) = (analytic[i], (up - down) / (2.0 * h));
-                let scale = a.abs().max(num.abs());
-                // Both zero (an unused weight, a dead unit): nothing to compare.
-                let rel = if scale < 1e-12 { 0.0 } else { (a - num).abs() / scale };
-                // What rounding alone leaves in the quotient: ε·|L|/h, relative to the
-                // gradient. An error within ten times that is as good as f64 can tell.
-                let floor = f64::EPSILON * loss_value.abs().max(1.0) / (h * scale.max(1e-300));
-                let scored = if rel <= 10.0 * floor { rel.min(1e-7) } else { rel };
-                t.checked += 1;
-                worst_scored = worst_scored.max(scored);
-                if rel >= t.worst {
-                    (t.worst, t.worst_at, t.analytic, t.numeric) = (rel, k, a, num);
-                }
-            }
-            t.verdict = Verdict::of(worst_scored, kinky);
-            tensors.push(t);
-        }
-        // The inputs: the loss's gradient with respect to sampled input values (inside the
-        // sequences, for sequences of different lengths).
-        let names: Vec<String> = model.graph.inputs.iter().map(|&i| model.graph.node(i).name.clone()).collect();
-        for (i, analytic) in input_grads.iter().enumerate() {
-            let cols = plan.inputs[i].cols;
-            let per_step = plan.sequence.map_or(cols, |q| cols / q.steps.max(1));
-            let inside = |k: usize| lengths.is_empty() || (k % cols) / per_step.max(1) < lengths[k / cols];
-            let candidates: Vec<usize> = (0..rows * cols).filter(|&k| inside(k)).collect();
-            let picks: Vec<usize> = if candidates.len() <= spec.coordinates {
-                candidates
-            } else {
-                (0..spec.coordinates).map(|_| candidates[rng.random_range(0..candidates.len())]).collect()
-            };
-            let name = format!("input {}", names.get(i).map_or("?", |n| n.as_str()));
+        // One tensor's check: each picked coordinate `k` (its analytic gradient `a[k]`) moved
+        // by ±h through `value`, scored unless the two runs sit on different sides of a kink.
+        let check = |name: String,
+                     picks: Vec<usize>,
+                     a: &[f64],
+                     exec: &mut Exec<f64>,
+                     value: &dyn Fn(&mut Exec<f64>, usize) -> &mut f64|
+         -> Result<TensorCheck, Error> {
             let mut t = TensorCheck {
                 name,
                 checked: 0,
@@ -319,28 +265,58 @@ impl Session {
             };
             let mut worst_scored = 0f64;
             for k in picks {
-                let orig = exec.inputs[i][k];
-                exec.inputs[i][k] = orig + h;
-                let (up, sig_up) = run(&mut exec)?;
-                exec.inputs[i][k] = orig - h;
-                let (down, sig_down) = run(&mut exec)?;
-                exec.inputs[i][k] = orig;
+                let orig = *value(exec, k);
+                *value(exec, k) = orig + h;
+                let (up, sig_up) = run(exec)?;
+                *value(exec, k) = orig - h;
+                let (down, sig_down) = run(exec)?;
+                *value(exec, k) = orig;
                 if sig_up != sig_down {
                     t.kinks += 1;
                     continue;
                 }
-                let (a, num) = (analytic[k], (up - down) / (2.0 * h));
-                let scale = a.abs().max(num.abs());
-                let rel = if scale < 1e-12 { 0.0 } else { (a - num).abs() / scale };
+                let num = (up - down) / (2.0 * h);
+                let scale = a[k].abs().max(num.abs());
+                // Both zero (an unused weight, a dead unit): nothing to compare.
+                let rel = if scale < 1e-12 { 0.0 } else { (a[k] - num).abs() / scale };
+                // What rounding alone leaves in the quotient: ε·|L|/h, relative to the
+                // gradient. An error within ten times that is as good as f64 can tell.
                 let floor = f64::EPSILON * loss_value.abs().max(1.0) / (h * scale.max(1e-300));
                 worst_scored = worst_scored.max(if rel <= 10.0 * floor { rel.min(1e-7) } else { rel });
                 t.checked += 1;
                 if rel >= t.worst {
-                    (t.worst, t.worst_at, t.analytic, t.numeric) = (rel, k, a, num);
+                    (t.worst, t.worst_at, t.analytic, t.numeric) = (rel, k, a[k], num);
                 }
             }
             t.verdict = Verdict::of(worst_scored, kinky);
-            tensors.push(t);
+            Ok(t)
+        };
+        let mut tensors = Vec::new();
+        for p in &plan.params {
+            let n = p.buf.len;
+            let picks: Vec<usize> = if n <= spec.coordinates {
+                (0..n).collect()
+            } else {
+                (0..spec.coordinates).map(|_| rng.random_range(0..n)).collect()
+            };
+            let at = p.buf.offset;
+            tensors.push(check(p.name.clone(), picks, &analytic[at..], &mut exec, &|e, k| &mut e.params[at + k])?);
+        }
+        // The inputs: the loss's gradient with respect to sampled input values (inside the
+        // sequences, for sequences of different lengths).
+        let names: Vec<String> = model.graph.inputs.iter().map(|&i| model.graph.node(i).name.clone()).collect();
+        for (i, a) in input_grads.iter().enumerate() {
+            let cols = plan.inputs[i].cols;
+            let per_step = plan.sequence.map_or(cols, |q| cols / q.steps.max(1));
+            let inside = |k: usize| lengths.is_empty() || (k % cols) / per_step.max(1) < lengths[k / cols];
+            let candidates: Vec<usize> = (0..rows * cols).filter(|&k| inside(k)).collect();
+            let picks: Vec<usize> = if candidates.len() <= spec.coordinates {
+                candidates
+            } else {
+                (0..spec.coordinates).map(|_| candidates[rng.random_range(0..candidates.len())]).collect()
+            };
+            let name = format!("input {}", names.get(i).map_or("?", |n| n.as_str()));
+            tensors.push(check(name, picks, a, &mut exec, &|e, k| &mut e.inputs[i][k])?);
         }
         Ok(Gradcheck { tensors, kinky, loss: loss_value })
     }
