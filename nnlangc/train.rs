@@ -226,7 +226,7 @@ pub fn train(args: &ModelArgs, t: TrainArgs) -> Result<(), Failure> {
         }
         bar
     });
-    let mut recorder = job.recorder(&prepared);
+    let mut recorder = job.recorder(&prepared, &out);
     recorder.keep = t.keep;
     if t.resume.is_some() {
         recorder.adopt(&out, done)?;
@@ -373,7 +373,7 @@ pub fn sample(args: &ModelArgs, spec: &nnlang::session::SampleSpec) -> Result<()
 
 pub fn run(args: &ModelArgs, weights: &Path, input: &Path, output: &Path) -> Result<(), Failure> {
     let session = open(args)?;
-    let model = session.model(args.model.as_deref())?;
+    let model = session.main_model(args.model.as_deref())?;
     let p = session.predict_npy(model, weights, input, output)?;
     outln!(
         "wrote {} rows of {:?} to {} (first predictions: {:?})",

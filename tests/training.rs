@@ -527,3 +527,25 @@ fn resumed_after_epoch_3_of_8_is_byte_identical() {
     let rows = |p: &std::path::Path| std::fs::read_to_string(p.join("metrics.csv")).expect("metrics").lines().count();
     assert_eq!(rows(&part), 9, "the resumed run's metrics continue the first 3 epochs");
 }
+
+/// A run directory is self-contained: its `model.nn` says what was trained (the epochs of
+/// `--epochs`) and reads the same data from wherever it is evaluated.
+#[test]
+fn a_run_directory_evaluates_from_anywhere() {
+    let d = common::temp_dir("training-self-contained");
+    let run = d.join("run");
+    let o = nnlangc(&["train", "examples/japanese_vowels.nn", "--epochs", "2", "--quiet", "--out", s(&run)]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let trained = text(&o.stdout);
+    let acc = trained.split("accuracy ").nth(1).and_then(|a| a.split('%').next()).expect("accuracy").to_string();
+    let model = std::fs::read_to_string(run.join("model.nn")).expect("model.nn");
+    assert!(model.contains("epochs    = 2"), "{model}");
+    // From another directory.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_nnlangc"))
+        .args(["eval", "model.nn", "--weights", "weights.safetensors"])
+        .current_dir(&run)
+        .output()
+        .expect("runs");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains(&format!("accuracy  {acc}%")), "{} vs {acc}", text(&o.stdout));
+}

@@ -226,3 +226,51 @@ pub fn resolved_source(source: &str, compiled: &Compiled, model: &Model, note: &
     }
     format!("// {note}\n{out}")
 }
+
+/// `source` with every relative path of its `data` blocks (relative to `base`, the source's
+/// directory) made relative to `dir`, where the source is written: a run's `model.nn` and a
+/// search's `best.nn` read the same data from where they are.
+pub fn relocate_data_paths(source: &str, base: &Path, dir: &Path) -> String {
+    use crate::syntax::ast::{BlockKind, EntryKind, ExprKind};
+    let Ok(file) = crate::syntax::parse(source) else { return source.to_string() };
+    let absolute = |p: &Path| {
+        std::fs::canonicalize(if p.as_os_str().is_empty() { Path::new(".") } else { p })
+            .unwrap_or_else(|_| p.to_path_buf())
+    };
+    let (base, dir) = (absolute(base), absolute(dir));
+    let mut edits = Vec::new();
+    for b in file.blocks.iter().filter(|b| b.kind == BlockKind::Data) {
+        for e in &b.entries {
+            let EntryKind::Assign(_, v) = &e.kind else { continue };
+            let ExprKind::Call { args, .. } = &v.kind else { continue };
+            for a in args {
+                if let ExprKind::Str(p) = &a.value.kind {
+                    if Path::new(p).is_relative() {
+                        let to = relative(&dir, &base.join(p));
+                        edits.push((a.value.span.start, a.value.span.end, format!("{:?}", to.display().to_string())));
+                    }
+                }
+            }
+        }
+    }
+    edits.sort_by_key(|e| std::cmp::Reverse(e.0));
+    let mut out = source.to_string();
+    for (s, e, t) in edits {
+        out.replace_range(s..e, &t);
+    }
+    out
+}
+
+/// `to` as seen from the directory `from` (both absolute): `../examples/data/…`.
+fn relative(from: &Path, to: &Path) -> std::path::PathBuf {
+    let (a, b): (Vec<_>, Vec<_>) = (from.components().collect(), to.components().collect());
+    let common = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let mut out = std::path::PathBuf::new();
+    for _ in common..a.len() {
+        out.push("..");
+    }
+    for c in &b[common..] {
+        out.push(c);
+    }
+    out
+}

@@ -161,6 +161,18 @@ impl Session {
             .ok_or_else(|| Error::Usage(format!("no model `{name}`")))
     }
 
+    /// The model a command works on, as `train` and `eval` choose it: the one named, the
+    /// file's only model, or the model of its first `train` block.
+    pub fn main_model(&self, name: Option<&str>) -> Result<&Model, Error> {
+        if name.is_some() || self.compiled.models.len() == 1 {
+            return self.model(name);
+        }
+        match self.compiled.train_recipe(None) {
+            Some(r) => self.model(Some(&r.model)),
+            None => self.model(None),
+        }
+    }
+
     /// The plan of `model` for `mode` at batches of up to `batch` rows, refused above
     /// [`MEMORY_LIMIT`].
     pub fn plan(&self, model: &Model, mode: Mode, batch: usize) -> Result<Plan, Error> {
@@ -547,15 +559,25 @@ impl<'s> Job<'s> {
         Some(m)
     }
 
-    /// What renders the run directory's files, for the observer to write after each epoch.
-    pub fn recorder(&self, p: &Prepared) -> Recorder {
+    /// What renders the files of the run directory `dir`, for the observer to write after
+    /// each epoch. Its `model.nn` is the file as trained — parameters, recipe settings and
+    /// epochs — with data paths that resolve from `dir`.
+    pub fn recorder(&self, p: &Prepared, dir: &Path) -> Recorder {
         let note = format!("resolved by nnlangc train: parameters as trained, {} epochs", p.options.epochs);
         let s = self.session;
+        let resolved = artifacts::resolved_source(&s.source, &s.compiled, self.model, &note);
+        let trained = crate::settings::override_source(
+            &resolved,
+            &[("epochs".to_string(), p.options.epochs.to_string())],
+            Some(&self.model.graph.name),
+        )
+        .unwrap_or(resolved);
+        let source = artifacts::relocate_data_paths(&trained, s.base(), dir);
         Recorder {
             model: self.model.graph.name.clone(),
             table: p.train_plan.params.clone(),
             input_dims: self.model.graph.inputs.first().map_or(Vec::new(), |&i| fixed_dims(self.model, i)),
-            source: artifacts::resolved_source(&s.source, &s.compiled, self.model, &note),
+            source,
             epochs: p.options.epochs,
             vocab: p.vocab.as_ref().map(|v| v.to_json()),
             state: Vec::new(),

@@ -343,7 +343,8 @@ impl<'s> Search<'s> {
         let recipe_epochs = self.session.compiled.train_recipe(Some(&self.spec.model)).map_or(10, |r| r.epochs);
         let (overrides, mut recipe) = self.sets(trial, recipe_epochs)?;
         recipe.retain(|(k, _)| k != "epochs");
-        let source = crate::settings::override_source(&self.data_paths_from(dir), &recipe, Some(&self.spec.model))
+        let relocated = super::artifacts::relocate_data_paths(&self.session.source, self.session.base(), dir);
+        let source = crate::settings::override_source(&relocated, &recipe, Some(&self.spec.model))
             .map_err(|e| Error::Usage(e.to_string()))?;
         let opts = crate::Options { model: Some(self.spec.model.clone()), overrides, recipe: Vec::new() };
         let s = Session::from_source(self.session.path.clone(), source.clone(), &opts)?;
@@ -358,61 +359,6 @@ impl<'s> Search<'s> {
         );
         Ok(super::artifacts::resolved_source(&source, &s.compiled, m, &note))
     }
-}
-
-impl Search<'_> {
-    /// The source with every relative path of its `data` blocks made relative to `dir`: the
-    /// best configuration is written there, and must read the same data.
-    fn data_paths_from(&self, dir: &Path) -> String {
-        use crate::syntax::ast::{BlockKind, EntryKind, ExprKind};
-        let source = &self.session.source;
-        let Ok(file) = crate::syntax::parse(source) else { return source.clone() };
-        let base = self.session.base();
-        let absolute = |p: &Path| {
-            std::fs::canonicalize(if p.as_os_str().is_empty() { Path::new(".") } else { p })
-                .unwrap_or_else(|_| p.to_path_buf())
-        };
-        let (base, dir) = (absolute(base), absolute(dir));
-        let mut edits = Vec::new();
-        for b in file.blocks.iter().filter(|b| b.kind == BlockKind::Data) {
-            for e in &b.entries {
-                let EntryKind::Assign(_, v) = &e.kind else { continue };
-                let ExprKind::Call { args, .. } = &v.kind else { continue };
-                for a in args {
-                    if let ExprKind::Str(p) = &a.value.kind {
-                        if Path::new(p).is_relative() {
-                            let to = relative(&dir, &base.join(p));
-                            edits.push((
-                                a.value.span.start,
-                                a.value.span.end,
-                                format!("{:?}", to.display().to_string()),
-                            ));
-                        }
-                    }
-                }
-            }
-        }
-        edits.sort_by_key(|e| std::cmp::Reverse(e.0));
-        let mut out = source.clone();
-        for (s, e, t) in edits {
-            out.replace_range(s..e, &t);
-        }
-        out
-    }
-}
-
-/// `to` as seen from the directory `from` (both absolute): `../examples/data/…`.
-fn relative(from: &Path, to: &Path) -> std::path::PathBuf {
-    let (a, b): (Vec<_>, Vec<_>) = (from.components().collect(), to.components().collect());
-    let common = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
-    let mut out = std::path::PathBuf::new();
-    for _ in common..a.len() {
-        out.push("..");
-    }
-    for c in &b[common..] {
-        out.push(c);
-    }
-    out
 }
 
 fn first_line(s: &str) -> String {
