@@ -375,12 +375,12 @@ pub fn run(args: &ModelArgs, weights: &Path, input: &Path, output: &Path) -> Res
     let session = open(args)?;
     let model = session.main_model(args.model.as_deref())?;
     let p = session.predict_npy(model, weights, input, output)?;
-    outln!(
-        "wrote {} rows of {:?} to {} (first predictions: {:?})",
-        p.rows,
-        &p.shape[1..],
-        output.display(),
-        &p.classes[..p.classes.len().min(10)]
-    );
+    let first = match &p.values {
+        Some(v) => {
+            format!("first values: [{}]", v.iter().take(10).map(|x| format!("{x:.4}")).collect::<Vec<_>>().join(", "))
+        }
+        None => format!("first classes: {:?}", &p.classes[..p.classes.len().min(10)]),
+    };
+    outln!("wrote {} rows of {:?} to {} ({first})", p.rows, &p.shape[1..], output.display());
     Ok(())
 }

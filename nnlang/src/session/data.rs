@@ -15,6 +15,99 @@ pub struct Loaded {
     /// A text stream for a character model (then `train` is empty until the job cuts the
     /// stream into windows).
     pub text: Option<TextStream>,
+    /// What was done to the data, which the model needs done to raw data too.
+    pub preprocess: Preprocess,
+}
+
+/// What `train` did to the data before the model saw it, saved with the weights
+/// (`preprocess.json`) and done again by `run` on raw data: inputs multiplied by `scale`,
+/// then standardized per feature; a regression target cut into bins.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Preprocess {
+    pub scale: Option<f32>,
+    /// Per-feature mean and standard deviation (per feature of a step, for sequences).
+    pub standardize: Option<(Vec<f32>, Vec<f32>)>,
+    pub bins: Option<Bins>,
+}
+
+/// `cross_entropy(bins = n)`: bin `i` holds the targets in `lo + i·width .. lo + (i+1)·width`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Bins {
+    pub lo: f32,
+    pub width: f32,
+    pub n: usize,
+}
+
+impl Bins {
+    /// The value a predicted bin stands for: its centre.
+    pub fn centre(&self, i: usize) -> f32 {
+        self.lo + (i as f32 + 0.5) * self.width
+    }
+}
+
+impl Preprocess {
+    pub fn is_empty(&self) -> bool {
+        self.scale.is_none() && self.standardize.is_none() && self.bins.is_none()
+    }
+
+    /// `preprocess.json`.
+    pub fn to_json(&self) -> String {
+        let v = serde_json::json!({
+            "format": "nnlang-preprocess",
+            "version": 1,
+            "scale": self.scale,
+            "mean": self.standardize.as_ref().map(|(m, _)| m.clone()),
+            "std": self.standardize.as_ref().map(|(_, s)| s.clone()),
+            "bins": self.bins.map(|b| serde_json::json!({"lo": b.lo, "width": b.width, "n": b.n})),
+        });
+        format!("{v:#}\n")
+    }
+
+    /// Reads `preprocess.json`.
+    pub fn read(path: &Path) -> Result<Preprocess, DataError> {
+        let bytes = data::read_maybe_gz(path)?;
+        let v: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|e| DataError::new(path, format!("not a preprocessing file ({e})")))?;
+        if v.get("format").and_then(|f| f.as_str()) != Some("nnlang-preprocess") {
+            return Err(DataError::new(path, "not a preprocessing file (no `\"format\": \"nnlang-preprocess\"`)"));
+        }
+        let floats = |k: &str| -> Option<Vec<f32>> {
+            v.get(k)?.as_array().map(|a| a.iter().filter_map(|x| x.as_f64()).map(|x| x as f32).collect())
+        };
+        let standardize = match (floats("mean"), floats("std")) {
+            (Some(m), Some(s)) if m.len() == s.len() && s.iter().all(|x| *x > 0.0) => Some((m, s)),
+            (None, None) => None,
+            _ => return Err(DataError::new(path, "`mean` and `std` must be lists of one length, `std` positive")),
+        };
+        let bins = match v.get("bins") {
+            Some(b) if !b.is_null() => Some(Bins {
+                lo: b.get("lo").and_then(|x| x.as_f64()).ok_or_else(|| DataError::new(path, "`bins` without `lo`"))?
+                    as f32,
+                width: b
+                    .get("width")
+                    .and_then(|x| x.as_f64())
+                    .ok_or_else(|| DataError::new(path, "`bins` without `width`"))? as f32,
+                n: b.get("n").and_then(|x| x.as_u64()).ok_or_else(|| DataError::new(path, "`bins` without `n`"))?
+                    as usize,
+            }),
+            _ => None,
+        };
+        Ok(Preprocess { scale: v.get("scale").and_then(|x| x.as_f64()).map(|x| x as f32), standardize, bins })
+    }
+
+    /// Does to raw inputs (`rows × cols`, `cols` a multiple of the features) what `train` did.
+    pub fn apply(&self, x: &mut [f32]) {
+        if let Some(s) = self.scale {
+            x.iter_mut().for_each(|v| *v *= s);
+        }
+        if let Some((m, sd)) = &self.standardize {
+            for row in x.chunks_exact_mut(m.len().max(1)) {
+                for ((v, m), s) in row.iter_mut().zip(m).zip(sd) {
+                    *v = (*v - m) / s;
+                }
+            }
+        }
+    }
 }
 
 /// Character text as ids into its vocabulary.
@@ -218,6 +311,7 @@ pub fn load(spec: &DataSpec, base: &Path, expect: &Expect, rows: Option<usize>) 
     }
     let mut train = read_source(train_src, base, rows, expect)?;
     let mut test = spec.test.as_ref().map(|t| read_source(t, base, rows, expect)).transpose()?;
+    let mut bin_edges = None;
     if let Some(bins) = expect.bins {
         let file = describe(train_src);
         if train.y_cols != 1 {
@@ -229,13 +323,26 @@ pub fn load(spec: &DataSpec, base: &Path, expect: &Expect, rows: Option<usize>) 
             return Err(DataError::new(&file, "the targets are not finite numbers"));
         }
         let width = ((hi - lo) / bins as f32).max(f32::MIN_POSITIVE);
+        bin_edges = Some((lo, width));
         let bin = |v: f32| (((v - lo) / width).floor().max(0.0) as usize).min(bins - 1) as f32;
         train.y.iter_mut().for_each(|v| *v = bin(*v));
         if let Some(t) = &mut test {
             t.y.iter_mut().for_each(|v| *v = if v.is_finite() { bin(*v) } else { *v });
         }
     }
+    // Scaled first, then standardized with the scaled training set's statistics.
+    if let Some(sc) = spec.scale {
+        train.scale(sc as f32);
+        if let Some(t) = &mut test {
+            t.scale(sc as f32);
+        }
+    }
     let stats = spec.standardize.then(|| train.moments());
+    let preprocess = Preprocess {
+        scale: spec.scale.map(|s| s as f32),
+        standardize: stats.clone(),
+        bins: expect.bins.and_then(|n| bin_edges.map(|(lo, width)| Bins { lo, width, n })),
+    };
     let labels_of = |source: &Source| source.files().last().map_or_else(|| base.to_path_buf(), |f| base.join(f));
     for (table, source) in std::iter::once((&mut train, train_src)).chain(test.as_mut().zip(spec.test.as_ref())) {
         let file = describe(source);
@@ -285,9 +392,6 @@ pub fn load(spec: &DataSpec, base: &Path, expect: &Expect, rows: Option<usize>) 
                 ));
             }
         }
-        if let Some(sc) = spec.scale {
-            table.scale(sc as f32);
-        }
         if let Some((m, sd)) = &stats {
             table.standardize(m, sd);
         }
@@ -296,7 +400,7 @@ pub fn load(spec: &DataSpec, base: &Path, expect: &Expect, rows: Option<usize>) 
             return Err(DataError::new(&file, format!("example {row}, {what} {col} is NaN or infinite")));
         }
     }
-    Ok(Loaded { train, test, text: None })
+    Ok(Loaded { train, test, text: None, preprocess })
 }
 
 /// A text data set: the training text's vocabulary, checked against the model (a one-hot
@@ -365,5 +469,6 @@ fn load_text(
         train: Table::default(),
         test: None,
         text: Some(TextStream { file: file.to_path_buf(), vocab, ids, test }),
+        preprocess: Preprocess::default(),
     })
 }

@@ -263,11 +263,20 @@ impl Session {
             )));
         }
         let length = sequence.map(|_| x.shape[1]);
+        // What `train` did to the data, done to the raw array (saved beside the weights).
+        let pre_path = weights.with_file_name("preprocess.json");
+        let pre = if pre_path.exists() {
+            data::Preprocess::read(&pre_path).map_err(|e| Error::Input(e.to_string()))?
+        } else {
+            data::Preprocess::default()
+        };
+        let mut raw = x.data;
+        pre.apply(&mut raw);
         let padded: Vec<f32> = if given == cols {
-            x.data
+            raw
         } else {
             let mut p = vec![0f32; rows * cols];
-            for (dst, src) in p.chunks_exact_mut(cols).zip(x.data.chunks_exact(given.max(1))) {
+            for (dst, src) in p.chunks_exact_mut(cols).zip(raw.chunks_exact(given.max(1))) {
                 dst[..given].copy_from_slice(src);
             }
             p
@@ -292,10 +301,22 @@ impl Session {
             }
             _ => y,
         };
-        nnlang_runtime::data::npy::write(output, &shape, &y).map_err(|e| Error::Usage(e.to_string()))?;
         let per_row = y.len() / rows.max(1);
         let classes = argmax_rows(shape.last().copied().unwrap_or(per_row).max(1), &y);
-        Ok(Predicted { rows, shape, classes })
+        // A binned regression predicts values: the centre of each row's likeliest bin.
+        let (y, shape, values) = match pre.bins {
+            Some(b) => {
+                let v: Vec<f32> = classes.iter().map(|&c| b.centre(c)).collect();
+                (v.clone(), vec![rows, 1], Some(v))
+            }
+            None => {
+                let loss = self.compiled.recipe_or_implied(model).loss;
+                let values = (loss == Loss::MeanSquaredError).then(|| y.clone());
+                (y, shape, values)
+            }
+        };
+        nnlang_runtime::data::npy::write(output, &shape, &y).map_err(|e| Error::Usage(e.to_string()))?;
+        Ok(Predicted { rows, shape, classes, values })
     }
 }
 
@@ -306,6 +327,8 @@ pub struct Predicted {
     pub shape: Vec<usize>,
     /// The index of each row's largest output.
     pub classes: Vec<usize>,
+    /// For a regression (a binned one included), the values written.
+    pub values: Option<Vec<f32>>,
 }
 
 /// The dimensions of a node's shape; a sequence's steps count at their longest (0 when
@@ -419,7 +442,17 @@ impl<'s> Job<'s> {
         if let Some(text) = &loaded.text {
             let (fit, val) = self.text_windows(text, &train_plan, &options)?;
             let vocab = Some(text.vocab.clone());
-            return Ok(Prepared { train_plan, eval_plan, options, fit, val, params, vocab, resume: None });
+            return Ok(Prepared {
+                train_plan,
+                eval_plan,
+                options,
+                fit,
+                val,
+                params,
+                vocab,
+                resume: None,
+                preprocess: loaded.preprocess.clone(),
+            });
         }
         if carry {
             return Err(self
@@ -441,7 +474,17 @@ impl<'s> Job<'s> {
                 .session
                 .input_error("no training examples are left to train on (check the data, `--limit` and `validate`)"));
         }
-        Ok(Prepared { train_plan, eval_plan, options, fit, val, params, vocab: None, resume: None })
+        Ok(Prepared {
+            train_plan,
+            eval_plan,
+            options,
+            fit,
+            val,
+            params,
+            vocab: None,
+            resume: None,
+            preprocess: loaded.preprocess.clone(),
+        })
     }
 
     /// What a run of this job must share with a saved state to continue it.
@@ -580,6 +623,7 @@ impl<'s> Job<'s> {
             source,
             epochs: p.options.epochs,
             vocab: p.vocab.as_ref().map(|v| v.to_json()),
+            preprocess: (!p.preprocess.is_empty()).then(|| p.preprocess.to_json()),
             state: Vec::new(),
             checkpoints: std::collections::VecDeque::new(),
             raw: None,
@@ -600,6 +644,8 @@ pub struct Recorder {
     epochs: usize,
     /// A character model's vocabulary (`vocab.json`).
     vocab: Option<String>,
+    /// What was done to the data (`preprocess.json`).
+    preprocess: Option<String>,
     /// The resume state of the last completed epoch (`state.safetensors`, `state.json`).
     state: Vec<(&'static str, Vec<u8>)>,
     /// The weights of the last `keep` completed epochs, by epoch.
@@ -670,6 +716,9 @@ impl Recorder {
         if let Some(v) = &self.vocab {
             files.push(("vocab.json".to_string(), v.clone().into_bytes()));
         }
+        if let Some(p) = &self.preprocess {
+            files.push(("preprocess.json".to_string(), p.clone().into_bytes()));
+        }
         files.extend(self.state.iter().map(|(n, b)| (n.to_string(), b.clone())));
         if let Some(raw) = &self.raw {
             files.push(("weights.raw.safetensors".to_string(), raw.clone()));
@@ -705,4 +754,6 @@ pub struct Prepared {
     pub vocab: Option<nnlang_runtime::data::text::Vocabulary>,
     /// The saved state a resumed run continues from ([`Job::resume_from`]).
     pub resume: Option<train::Resume>,
+    /// What was done to the data, saved with the weights.
+    pub preprocess: data::Preprocess,
 }
