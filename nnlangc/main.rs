@@ -186,6 +186,22 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
+    /// Write the model in another framework's terms: `--pytorch`, a Python file with an
+    /// `nn.Module` that loads the weights nnlang saved.
+    Export {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// A PyTorch module (the only export written so far).
+        #[arg(long, required = true)]
+        pytorch: bool,
+        /// The trained weights, whose preprocessing (preprocess.json beside them) goes inside
+        /// the module.
+        #[arg(long)]
+        weights: Option<PathBuf>,
+        /// Where to write it (default: standard output).
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
     /// Generate text with a character model trained by `nnlangc train` on a `text(…)`.
     Sample {
         #[command(flatten)]
@@ -376,6 +392,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
             ensemble::run(&model, ensemble::EnsembleArgs { out, threads: threads as usize, limit, search, quiet })
         }
         Command::Sanity { model, limit } => train::sanity(&model, limit),
+        Command::Export { model, pytorch: _, weights, output } => {
+            train::export(&model, weights.as_deref(), output.as_deref())
+        }
         Command::Search { model, out, jobs, limit } => {
             search::search(&model, search::SearchArgs { out, jobs: jobs as usize, limit })
         }

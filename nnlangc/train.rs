@@ -346,6 +346,27 @@ pub fn gradcheck(args: &ModelArgs, spec: &nnlang::session::gradcheck::GradcheckS
     }
 }
 
+/// `export --pytorch`: the model as a PyTorch module, with the preprocessing saved beside
+/// `weights` inside it.
+pub fn export(args: &ModelArgs, weights: Option<&Path>, output: Option<&Path>) -> Result<(), Failure> {
+    let session = open(args)?;
+    let model = session.main_model(args.model.as_deref())?;
+    let pre = match weights.map(|w| w.with_file_name("preprocess.json")).filter(|p| p.exists()) {
+        Some(p) => Some(nnlang::session::data::Preprocess::read(&p).map_err(|e| Failure::Usage(e.to_string()))?),
+        None => None,
+    };
+    let text = nnlang::back::pytorch::generate(model, pre.as_ref()).map_err(Failure::Usage)?;
+    match output {
+        Some(path) => {
+            nnlang_runtime::io::check_replaceable(path).map_err(Failure::Usage)?;
+            std::fs::write(path, text).map_err(|e| Failure::Usage(format!("{}: cannot write: {e}", path.display())))?;
+            outln!("wrote {}", path.display());
+        }
+        None => out!("{text}"),
+    }
+    Ok(())
+}
+
 /// Prints a pass or fail line per sanity check; a failure exits with 1.
 pub fn sanity(args: &ModelArgs, limit: Option<usize>) -> Result<(), Failure> {
     let session = open(args)?;

@@ -220,3 +220,33 @@ fn sanity_checks_pass_and_catch_broken_recipes() {
     let out = text(&o.stdout);
     assert!(out.contains("FAIL  overfits 20 examples: ") && out.contains("after 1000 epochs"), "{out}");
 }
+
+/// `export --pytorch` writes a module for every example (checked against `run` by
+/// `bench/pytorch_export_check.py`, where PyTorch is); a bad destination is refused.
+#[test]
+fn export_pytorch_writes_every_example() {
+    let root = common::root();
+    for (stem, rel, _) in common::nn_files(&root.join("examples"), &root) {
+        let o = nnlangc(&["export", "--pytorch", &rel]);
+        let py = text(&o.stdout);
+        assert_eq!(o.status.code(), Some(0), "{stem}: {}", text(&o.stderr));
+        assert!(
+            py.contains("import torch")
+                && py.contains("(nn.Module):\n    def __init__(self):")
+                && py.contains("        return v"),
+            "{stem}: {py}"
+        );
+    }
+    let o = nnlangc(&["export", "--pytorch", "examples/mnist_convnet.nn"]);
+    let py = text(&o.stdout);
+    assert!(
+        py.contains("self.conv_0 = nn.Conv2d(1, 32, 3, stride=1, padding=1)")
+            && py.contains("self.dense_0 = nn.Linear(1568, 128)"),
+        "{py}"
+    );
+    let dir = common::temp_dir("export");
+    let o = nnlangc(&["export", "--pytorch", "examples/mnist_mlp.nn", "--output", common::s(&dir)]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = nnlangc(&["export", "examples/mnist_mlp.nn"]);
+    assert_eq!(o.status.code(), Some(2), "a format is required");
+}

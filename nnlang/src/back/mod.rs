@@ -3,5 +3,8 @@
 //!
 //! - [`rust`]: Rust source with constant shapes over `nnlang_runtime` (`nn!`, `nnlangc emit
 //!   --rust`), bit-identical to the interpreter.
+//! - [`pytorch`]: a Python file with the model as an `nn.Module` that loads nnlang's weights
+//!   (`nnlangc export --pytorch`); it reads the model's IR, not a plan.
 
+pub mod pytorch;
 pub mod rust;

@@ -1,0 +1,89 @@
+"""`nnlangc export --pytorch` against `nnlangc run`: for every runnable example, the exported
+module is given random weights (saved as safetensors for nnlang), both run on the same random
+batch, and the largest difference of their outputs is reported (it must stay below 1e-5).
+PyTorch is not a dependency of nnlang: run this from a virtual environment with torch, numpy
+and safetensors.
+
+Usage: python bench/pytorch_export_check.py   (builds `cargo build --release`)
+"""
+import glob
+import importlib.util
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "target", "release", "nnlangc")
+
+
+def input_shape(path, tmp):
+    """The input's dimensions, from `nnlangc check --json` (a variable length at its longest)."""
+    import json
+    out = subprocess.run([BIN, "check", path, "--json"], capture_output=True, text=True, check=True).stdout
+    summary = json.loads(out)
+    first = summary[0] if isinstance(summary, list) else summary
+    dims = first["inputs"][0]["shape"]
+    shape = []
+    for d in dims:
+        if isinstance(d, int):
+            shape.append(d)
+        else:  # "seq <= 29" or "seq = 28"
+            shape.append(int(str(d).split("=")[-1].strip()))
+    return shape
+
+
+def check(path, tmp):
+    src = os.path.join(tmp, "model.py")
+    subprocess.run([BIN, "export", "--pytorch", path, "--output", src], check=True, capture_output=True)
+    spec = importlib.util.spec_from_file_location("exported", src)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    classes = [c for n, c in vars(mod).items() if isinstance(c, type) and issubclass(c, torch.nn.Module)
+               and c.__module__ == "exported" and n not in ("Elman", "Local")]
+    model = classes[-1]()
+    torch.manual_seed(0)
+    # PyTorch's default scale, 1/sqrt(fan_in): a recurrence with much larger weights is
+    # chaotic, and then float rounding differences (nnlang's fast tanh) grow step by step.
+    with torch.no_grad():
+        for p in model.parameters():
+            a = 1.0 / p[0].numel() ** 0.5 if p.dim() > 1 else 0.1
+            p.uniform_(-a, a)
+    weights = os.path.join(tmp, "w.safetensors")
+    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, weights)
+    shape = input_shape(path, tmp)
+    x = torch.rand(5, *shape) * 2 - 1
+    np.save(os.path.join(tmp, "x.npy"), x.numpy())
+    out = os.path.join(tmp, "y.npy")
+    run = subprocess.run([BIN, "run", path, "--weights", weights, "--input", os.path.join(tmp, "x.npy"),
+                          "--output", out], capture_output=True, text=True)
+    if run.returncode != 0:
+        return None, run.stderr.strip().splitlines()[0]
+    ours = np.load(out)
+    with torch.no_grad():
+        theirs = model(x).numpy()
+    return float(np.abs(ours.reshape(theirs.shape) - theirs).max()), None
+
+
+def main():
+    subprocess.run(["cargo", "build", "-q", "--release"], cwd=ROOT, check=True)
+    print(f"# torch {torch.__version__}; largest |nnlangc run − exported module| over a random batch of 5")
+    failed = False
+    for path in sorted(glob.glob(os.path.join(ROOT, "examples", "*.nn"))):
+        name = os.path.basename(path)
+        with tempfile.TemporaryDirectory() as tmp:
+            diff, err = check(path, tmp)
+        if err:
+            print(f"{name}: not compared ({err})")
+            continue
+        failed |= diff > 1e-5
+        print(f"{name}: {diff:.2e}")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
