@@ -40,6 +40,21 @@ fn run_on_raw_pixels_agrees_with_eval() {
     let pred = nnlang_runtime::interp::argmax_rows(10, &p.data);
     let right = pred.iter().zip(&y.data).filter(|(p, l)| **p == usize::from(**l)).count();
     assert!((100.0 * right as f64 / 500.0 - acc).abs() < 1e-9, "run {right}/500, eval {acc}%");
+    // A preprocessing file that does not fit the model (or is not one) is refused, named.
+    for (bad, want) in [
+        (
+            "{\"format\": \"nnlang-preprocess\", \"mean\": [1, 2], \"std\": [1, 1]}",
+            "statistics of 2 features, but the model reads 784",
+        ),
+        ("{\"format\": \"nnlang-preprocess\", \"mean\": [1], \"std\": [0]}", "`std` positive"),
+        ("not json", "not a preprocessing file"),
+    ] {
+        std::fs::write(run.join("preprocess.json"), bad).expect("writes");
+        let o =
+            nnlangc(&["run", "examples/mnist_mlp.nn", "--weights", s(&w), "--input", s(&input), "--output", s(&out)]);
+        assert_eq!(o.status.code(), Some(1), "{bad}");
+        assert!(text(&o.stderr).contains("preprocess.json: ") && text(&o.stderr).contains(want), "{}", text(&o.stderr));
+    }
 }
 
 #[test]

@@ -270,6 +270,16 @@ impl Session {
         } else {
             data::Preprocess::default()
         };
+        if let Some((m, _)) = &pre.standardize {
+            let per = given / length.unwrap_or(1).max(1);
+            if m.is_empty() || (m.len() != given && m.len() != per) {
+                return Err(Error::Input(format!(
+                    "{}: statistics of {} features, but the model reads {given} values per example",
+                    pre_path.display(),
+                    m.len()
+                )));
+            }
+        }
         let mut raw = x.data;
         pre.apply(&mut raw);
         let padded: Vec<f32> = if given == cols {
