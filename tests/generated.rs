@@ -327,3 +327,32 @@ generated_gradcheck!(gradcheck_shakespeare, CharRnn);
 generated_gradcheck!(gradcheck_dropout_and_bce, Dropped);
 generated_gradcheck!(gradcheck_softplus, Soft);
 generated_gradcheck!(gradcheck_bidirectional, BothWays);
+
+/// `predict` takes an array of any number of rows (more than a batch here), runs it in
+/// batches, and returns an owned array; a wrong width is an error.
+#[test]
+fn predict_on_arrays_of_any_size() {
+    let mut net = Mlp::new(5);
+    let rows = 2 * Mlp::MAX_BATCH + 22;
+    let x = nnlang_runtime::ndarray::Array2::from_shape_fn((rows, Mlp::INPUTS[0]), |(r, c)| {
+        ((r * 31 + c * 7) % 255) as f32 / 255.0
+    });
+    let y = net.predict(x.view()).expect("predicts");
+    assert_eq!(y.dim(), (rows, Mlp::OUTPUT));
+    let flat: Vec<f32> = x.iter().copied().collect();
+    let last = rows - 22;
+    let direct = net.forward(&flat[last * Mlp::INPUTS[0]..], 22).to_vec();
+    let tail: Vec<f32> = y.slice(nnlang_runtime::ndarray::s![last.., ..]).iter().copied().collect();
+    assert_eq!(bits(&tail), bits(&direct));
+    // A view with another layout (every other column of a wider array) is read the same.
+    let wide =
+        nnlang_runtime::ndarray::Array2::from_shape_fn((3, 2 * Mlp::INPUTS[0]), |(r, c)| ((r + c / 2) % 7) as f32);
+    let strided = wide.slice(nnlang_runtime::ndarray::s![.., ..;2]);
+    let dense: Vec<f32> = strided.iter().copied().collect();
+    assert_eq!(
+        bits(net.predict(strided).expect("predicts").as_slice().expect("standard")),
+        bits(net.forward(&dense, 3))
+    );
+    let e = net.predict(nnlang_runtime::ndarray::Array2::zeros((4, 10)).view()).expect_err("wrong width");
+    assert_eq!(e.to_string(), "rows of 10 values, but the model's input has 784 per example");
+}

@@ -2,6 +2,7 @@
 //! [`plan::Plan`] (the contract with the compiler), the kernels, the interpreter, training,
 //! data readers and checkpoints. It never parses source or depends on the compiler.
 
+pub mod array;
 pub mod data;
 mod float;
 pub mod interp;
@@ -14,6 +15,8 @@ pub mod step;
 pub mod train;
 
 pub use float::Float;
+/// Re-exported for generated code's array methods (`predict`) and their callers.
+pub use ndarray;
 /// Re-exported for generated code, which seeds its dropout generator the way the
 /// interpreter does.
 pub use rand_chacha;

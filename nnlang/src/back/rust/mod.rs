@@ -244,6 +244,26 @@ fn emit(name: &str, train: &Plan, infer: &Plan, loss: Loss, o: &Options) -> Toke
 
 
 
+            /// The model's outputs for every row of `x` (`rows × INPUTS[0]`, any number of
+            /// rows, run in batches of `MAX_BATCH`), as an owned array `rows × OUTPUT`; rows
+            /// of another width are an error, never a panic. Dropout is off.
+            pub fn predict(&mut self, x: ::nnlang_runtime::ndarray::ArrayView2<'_, f32>) -> ::std::result::Result<::nnlang_runtime::ndarray::Array2<f32>, ::nnlang_runtime::array::ArrayError> {
+                let (rows, cols) = x.dim();
+                if cols != Self::INPUTS[0] {
+                    return ::std::result::Result::Err(::nnlang_runtime::array::ArrayError::Width { expected: Self::INPUTS[0], found: cols });
+                }
+                let data: ::std::vec::Vec<f32> = x.iter().copied().collect();
+                let mut out = ::std::vec::Vec::with_capacity(rows * Self::OUTPUT);
+                let mut start = 0;
+                while start < rows {
+                    let n = ::std::cmp::min(Self::MAX_BATCH, rows - start);
+                    out.extend_from_slice(self.forward(&data[start * cols..(start + n) * cols], n));
+                    start += n;
+                }
+                let shape = (rows, Self::OUTPUT);
+                ::std::result::Result::Ok(::nnlang_runtime::ndarray::Array2::from_shape_vec(shape, out).expect("rows × OUTPUT values, by construction"))
+            }
+
             /// The loss (and accuracy, for classification) over every row of `x` against `y`,
             /// computed with the current weights in batches of `MAX_BATCH`.
             pub fn evaluate(&mut self, x: &[f32], y: &[f32]) -> ::nnlang_runtime::train::Evaluation {

@@ -1,0 +1,21 @@
+//! The `ndarray` face of a model: the error an array of the wrong shape gets. (`ndarray`
+//! itself is re-exported as `nnlang_runtime::ndarray`, for generated code and its users.)
+
+/// An array that does not fit the model.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ArrayError {
+    /// Each row must hold `expected` values (the model's input), it holds `found`.
+    Width { expected: usize, found: usize },
+}
+
+impl std::fmt::Display for ArrayError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ArrayError::Width { expected, found } => {
+                write!(f, "rows of {found} values, but the model's input has {expected} per example")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ArrayError {}
