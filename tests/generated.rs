@@ -2,6 +2,8 @@
 //! forward outputs, gradients and weights after several training steps, bit for bit.
 #![allow(clippy::modulo_one)] // models with one output class index modulo 1
 
+mod common;
+
 use nnlang::plan::{build, Mode};
 use nnlang::{compile, Options};
 use nnlang_runtime::interp::{Exec, Updater};
@@ -355,4 +357,46 @@ fn predict_on_arrays_of_any_size() {
     );
     let e = net.predict(nnlang_runtime::ndarray::Array2::zeros((4, 10)).view()).expect_err("wrong width");
     assert_eq!(e.to_string(), "rows of 10 values, but the model's input has 784 per example");
+}
+
+/// `fit` runs the model's recipe as `nnlangc train` does: on the same 1,000 MNIST images the
+/// generated model's weights are byte for byte the trainer's.
+#[test]
+fn fit_on_arrays_is_nnlangc_train() {
+    let dir = std::env::temp_dir().join(format!("nnlang-fit-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let data = common::root().join("examples/data/mnist");
+    let x = nnlang_runtime::data::idx::read_rows(&data.join("train-images-idx3-ubyte.gz"), Some(1000)).expect("images");
+    let y = nnlang_runtime::data::idx::read_rows(&data.join("train-labels-idx1-ubyte.gz"), Some(1000)).expect("labels");
+    let scale = (1.0f64 / 255.0) as f32;
+    let x = nnlang_runtime::ndarray::Array2::from_shape_vec(
+        (1000, 784),
+        x.data.iter().map(|&b| f32::from(b) * scale).collect(),
+    )
+    .expect("shape");
+    let y = nnlang_runtime::ndarray::Array2::from_shape_vec((1000, 1), y.data.iter().map(|&b| f32::from(b)).collect())
+        .expect("shape");
+    let mut net = Mlp::new(Mlp::SEED);
+    let mut seen = 0;
+    let history = net
+        .fit(x.view(), y.view(), |e| {
+            seen = e.epoch;
+            e.val_accuracy.is_some()
+        })
+        .expect("fits");
+    assert_eq!((history.len(), seen), (Mlp::EPOCHS, Mlp::EPOCHS));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nnlangc"))
+        .args(["train", "examples/mnist_mlp.nn", "--limit", "1000", "--quiet", "--out"])
+        .arg(&dir)
+        .current_dir(common::root())
+        .output()
+        .expect("trains");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut trained = Mlp::new(0);
+    trained.load(dir.join("weights.safetensors")).expect("loads");
+    assert_eq!(bits(trained.weights()), bits(net.weights()), "fit and nnlangc train agree");
+    // Wrong shapes are errors.
+    let e = net.fit(x.view(), y.slice(nnlang_runtime::ndarray::s![..10, ..]), |_| true).expect_err("short target");
+    assert!(e.to_string().contains("a target of 10 rows of 1 values, but 1000 rows of 1 are needed"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -2,6 +2,7 @@
 //! (regularization, max-norm, the weight average), learning-rate schedules, and the loop
 //! over epochs and batches with validation and tracking.
 
+pub mod arrays;
 mod fit;
 mod optim;
 mod parallel;

@@ -177,6 +177,9 @@ fn emit(name: &str, train: &Plan, infer: &Plan, loss: Loss, o: &Options) -> Toke
     let out_offset = lit(infer.output.offset);
     let target_cols = lit(train.target.map_or(0, |(t, _)| t.cols));
     let steps = lit(infer.sequence.map_or(0, |s| s.steps));
+    let epochs_lit = lit(o.epochs);
+    let validate_lit = f64_lit(o.validate);
+    let seed_lit = Literal::u64_unsuffixed(o.seed);
     let carried = |p: &Plan| -> Vec<TokenStream> {
         p.carried
             .iter()
@@ -244,6 +247,16 @@ fn emit(name: &str, train: &Plan, infer: &Plan, loss: Loss, o: &Options) -> Toke
 
 
 
+            /// Trains the model on `x` (`rows × INPUTS[0]`) and `y` (`rows × TARGET_COLS`; class
+            /// indices for a classifier) as its recipe says — the validation split, a shuffled
+            /// order every epoch, batches, the schedule, a stop on a loss that is not finite —
+            /// as `nnlangc train` does on one thread. `progress` sees each epoch and returns
+            /// `false` to stop.
+            pub fn fit(&mut self, x: ::nnlang_runtime::ndarray::ArrayView2<'_, f32>, y: ::nnlang_runtime::ndarray::ArrayView2<'_, f32>, mut progress: impl FnMut(&::nnlang_runtime::train::arrays::EpochReport) -> bool) -> ::std::result::Result<::std::vec::Vec<::nnlang_runtime::train::arrays::EpochReport>, ::nnlang_runtime::train::arrays::FitError> {
+                let o = ::nnlang_runtime::train::arrays::FitOptions { epochs: Self::EPOCHS, batch: Self::MAX_BATCH, validate: Self::VALIDATE, seed: Self::SEED };
+                ::nnlang_runtime::train::arrays::fit(self, x, y, o, &mut progress)
+            }
+
             /// The model's outputs for every row of `x` (`rows × INPUTS[0]`, any number of
             /// rows, run in batches of `MAX_BATCH`), as an owned array `rows × OUTPUT`; rows
             /// of another width are an error, never a panic. Dropout is off.
@@ -286,6 +299,30 @@ fn emit(name: &str, train: &Plan, infer: &Plan, loss: Loss, o: &Options) -> Toke
     };
     let worker = if n_inputs == 1 {
         quote! {
+            impl ::nnlang_runtime::train::arrays::Trainable for #ty {
+                fn widths(&self) -> (usize, usize) {
+                    (Self::INPUTS[0], Self::TARGET_COLS)
+                }
+                fn max_batch(&self) -> usize {
+                    Self::MAX_BATCH
+                }
+                fn recipe_optimizer(&self) -> ::nnlang_runtime::train::Optimizer<f32> {
+                    #ty::optimizer(self)
+                }
+                fn rate(&self, epoch: usize) -> f64 {
+                    Self::learning_rate(epoch)
+                }
+                fn step(&mut self, x: &[f32], y: &[f32], rows: usize, opt: &mut ::nnlang_runtime::train::Optimizer<f32>) -> ::std::result::Result<f64, ::nnlang_runtime::mem::ExecError> {
+                    self.train_step(x, y, rows, opt)
+                }
+                fn score(&mut self, x: &[f32], y: &[f32]) -> ::nnlang_runtime::train::Evaluation {
+                    self.evaluate(x, y)
+                }
+                fn weights_mut(&mut self) -> &mut [f32] {
+                    &mut self.params
+                }
+            }
+
             impl ::nnlang_runtime::train::Worker for #ty {
                 fn loss_and_gradients_with(&mut self, params: &[f32], x: &[f32], y: &[f32], rows: usize) -> ::std::result::Result<f64, ::nnlang_runtime::mem::ExecError> {
                     #ty::loss_and_gradients_with(self, params, x, y, rows)
@@ -331,6 +368,10 @@ fn emit(name: &str, train: &Plan, infer: &Plan, loss: Loss, o: &Options) -> Toke
             pub const TARGET_COLS: usize = #target_cols;
             /// Parameters, all tensors together.
             pub const PARAMS: usize = #params_len;
+            /// The recipe's epochs, validation fraction and seed (what [`Self::fit`] uses).
+            pub const EPOCHS: usize = #epochs_lit;
+            pub const VALIDATE: f64 = #validate_lit;
+            pub const SEED: u64 = #seed_lit;
             /// Steps of the longest sequence the model reads (0: it reads no sequence).
             pub const STEPS: usize = #steps;
             /// Whether the output (and the target) has a row per step of the sequence.

@@ -1,0 +1,169 @@
+//! Training a generated model on arrays (its `fit`): the recipe's loop — the validation
+//! split, a shuffled order every epoch, batches, the schedule's rate, a stop on a loss that is
+//! not finite, an evaluation after each epoch and a progress callback — the same as
+//! `nnlangc train` on one thread, so that the same recipe gives the same weights.
+
+use super::{Evaluation, Optimizer};
+use crate::array::ArrayError;
+use crate::interp::ExecError;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+/// What a generated model offers its training loop.
+pub trait Trainable {
+    /// Values per row of the input and of the target.
+    fn widths(&self) -> (usize, usize);
+    /// The largest batch.
+    fn max_batch(&self) -> usize;
+    /// The recipe's optimizer and the rate of `epoch` under its schedule.
+    fn recipe_optimizer(&self) -> Optimizer<f32>;
+    fn rate(&self, epoch: usize) -> f64;
+    /// One step on `rows` rows: the mean loss.
+    fn step(&mut self, x: &[f32], y: &[f32], rows: usize, opt: &mut Optimizer<f32>) -> Result<f64, ExecError>;
+    /// Loss and accuracy of the current weights on `x` against `y`.
+    fn score(&mut self, x: &[f32], y: &[f32]) -> Evaluation;
+    /// The weights, to take the optimizer's average at the end.
+    fn weights_mut(&mut self) -> &mut [f32];
+}
+
+/// The recipe's loop settings.
+#[derive(Clone, Copy, Debug)]
+pub struct FitOptions {
+    pub epochs: usize,
+    pub batch: usize,
+    /// The fraction held out for validation.
+    pub validate: f64,
+    pub seed: u64,
+}
+
+/// One epoch, as `fit` reports it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EpochReport {
+    /// 1-based.
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub val_loss: Option<f64>,
+    pub val_accuracy: Option<f64>,
+    pub samples_per_sec: f64,
+}
+
+/// Why `fit` stopped.
+#[derive(Clone, Debug, PartialEq)]
+pub enum FitError {
+    Shape(ArrayError),
+    /// `y` has another number of rows than `x`, or of values per row than the model wants.
+    Target {
+        rows: usize,
+        expected_rows: usize,
+        cols: usize,
+        expected_cols: usize,
+    },
+    Data(ExecError),
+    /// The loss became NaN or infinite.
+    NonFinite {
+        epoch: usize,
+        step: usize,
+        loss: f64,
+    },
+}
+
+impl std::fmt::Display for FitError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FitError::Shape(e) => write!(f, "{e}"),
+            FitError::Target { rows, expected_rows, cols, expected_cols } => write!(
+                f,
+                "a target of {rows} rows of {cols} values, but {expected_rows} rows of {expected_cols} are needed"
+            ),
+            FitError::Data(e) => write!(f, "{e}"),
+            FitError::NonFinite { epoch, step, loss } => {
+                write!(f, "the loss became {loss} at epoch {epoch}, step {step}: lower the learning rate")
+            }
+        }
+    }
+}
+
+impl std::error::Error for FitError {}
+
+/// Trains `m` on `x` (rows × inputs) and `y` (rows × target values) as its recipe says;
+/// `progress` sees each epoch and returns `false` to stop. The weights kept are the
+/// optimizer's average when the recipe keeps one.
+pub fn fit(
+    m: &mut dyn Trainable,
+    x: ndarray::ArrayView2<'_, f32>,
+    y: ndarray::ArrayView2<'_, f32>,
+    o: FitOptions,
+    progress: &mut dyn FnMut(&EpochReport) -> bool,
+) -> Result<Vec<EpochReport>, FitError> {
+    let (xc, yc) = m.widths();
+    let (rows, cols) = x.dim();
+    if cols != xc {
+        return Err(FitError::Shape(ArrayError::Width { expected: xc, found: cols }));
+    }
+    if y.dim() != (rows, yc) {
+        return Err(FitError::Target { rows: y.nrows(), expected_rows: rows, cols: y.ncols(), expected_cols: yc });
+    }
+    let (x, y): (Vec<f32>, Vec<f32>) = (x.iter().copied().collect(), y.iter().copied().collect());
+    // The validation split `nnlangc train` draws: the last rows of an order shuffled once.
+    let mut split: Vec<usize> = (0..rows).collect();
+    split.shuffle(&mut ChaCha8Rng::seed_from_u64(o.seed ^ 0x00da_7a5e));
+    let n_val = ((rows as f64) * o.validate).round() as usize;
+    let (fit_rows, val_rows) = split.split_at(rows - n_val.min(rows.saturating_sub(1)));
+    let gather = |idx: &[usize], v: &[f32], c: usize| -> Vec<f32> {
+        idx.iter().flat_map(|&i| v[i * c..(i + 1) * c].iter().copied()).collect()
+    };
+    let (tx, ty) = (gather(fit_rows, &x, xc), gather(fit_rows, &y, yc));
+    let (vx, vy) = (gather(val_rows, &x, xc), gather(val_rows, &y, yc));
+    let n = fit_rows.len();
+    let batch = o.batch.min(m.max_batch()).max(1);
+    let mut opt = m.recipe_optimizer();
+    let mut rng = ChaCha8Rng::seed_from_u64(o.seed);
+    let mut order: Vec<usize> = (0..n).collect();
+    let (mut xb, mut yb) = (vec![0f32; batch * xc], vec![0f32; batch * yc]);
+    let mut history = Vec::new();
+    for epoch in 0..o.epochs {
+        opt.lr = m.rate(epoch);
+        order.shuffle(&mut rng);
+        let start = std::time::Instant::now();
+        let mut total = 0.0;
+        for (step, idx) in order.chunks(batch).enumerate() {
+            for (r, &i) in idx.iter().enumerate() {
+                xb[r * xc..(r + 1) * xc].copy_from_slice(&tx[i * xc..(i + 1) * xc]);
+                yb[r * yc..(r + 1) * yc].copy_from_slice(&ty[i * yc..(i + 1) * yc]);
+            }
+            let l = m.step(&xb, &yb, idx.len(), &mut opt).map_err(FitError::Data)?;
+            if !l.is_finite() {
+                return Err(FitError::NonFinite { epoch: epoch + 1, step: step + 1, loss: l });
+            }
+            total += l * idx.len() as f64;
+        }
+        let seconds = start.elapsed().as_secs_f64();
+        let val = (!vx.is_empty()).then(|| {
+            // Scored with the weights `nnlangc train` scores with: the average, when kept.
+            let w = m.weights_mut().to_vec();
+            if let Some(avg) = &opt.average {
+                m.weights_mut().copy_from_slice(avg);
+            }
+            let e = m.score(&vx, &vy);
+            m.weights_mut().copy_from_slice(&w);
+            e
+        });
+        let report = EpochReport {
+            epoch: epoch + 1,
+            train_loss: total / n.max(1) as f64,
+            val_loss: val.as_ref().map(|e| e.loss),
+            val_accuracy: val.as_ref().and_then(|e| e.accuracy),
+            samples_per_sec: n as f64 / seconds.max(1e-9),
+        };
+        let go_on = progress(&report);
+        history.push(report);
+        if !go_on {
+            break;
+        }
+    }
+    if let Some(avg) = &opt.average {
+        m.weights_mut().copy_from_slice(avg);
+    }
+    Ok(history)
+}
