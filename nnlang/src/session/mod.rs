@@ -449,41 +449,28 @@ impl<'s> Job<'s> {
         }
         let mut params = vec![0f32; train_plan.params_len];
         train::initialize(&train_plan, &mut params, options.init, options.seed);
-        if let Some(text) = &loaded.text {
-            let (fit, val) = self.text_windows(text, &train_plan, &options)?;
-            let vocab = Some(text.vocab.clone());
-            return Ok(Prepared {
-                train_plan,
-                eval_plan,
-                options,
-                fit,
-                val,
-                params,
-                vocab,
-                resume: None,
-                preprocess: loaded.preprocess.clone(),
-            });
-        }
-        if carry {
-            return Err(self
-                .session
-                .input_error("`bptt` trains on a stream in windows: the data set's `train` must be a `text(…)`"));
-        }
-        let rows = loaded.train.rows();
-        let mut order: Vec<usize> = (0..rows).collect();
-        {
-            use rand::seq::SliceRandom;
-            use rand::SeedableRng;
-            order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(options.seed ^ 0x00da_7a5e));
-        }
-        let n_val = ((rows as f64) * options.validate).round() as usize;
-        let (fit_rows, val_rows) = order.split_at(rows - n_val.min(rows.saturating_sub(1)));
-        let (fit, val) = (loaded.train.select(fit_rows), loaded.train.select(val_rows));
-        if fit.rows() == 0 {
-            return Err(self
-                .session
-                .input_error("no training examples are left to train on (check the data, `--limit` and `validate`)"));
-        }
+        let (fit, val, vocab) = match &loaded.text {
+            Some(text) => {
+                let (fit, val) = self.text_windows(text, &train_plan, &options)?;
+                (fit, val, Some(text.vocab.clone()))
+            }
+            None if carry => {
+                return Err(self
+                    .session
+                    .input_error("`bptt` trains on a stream in windows: the data set's `train` must be a `text(…)`"))
+            }
+            None => {
+                let (fit_rows, val_rows) =
+                    train::arrays::validation_split(loaded.train.rows(), options.validate, options.seed);
+                let (fit, val) = (loaded.train.select(&fit_rows), loaded.train.select(&val_rows));
+                if fit.rows() == 0 {
+                    return Err(self.session.input_error(
+                        "no training examples are left to train on (check the data, `--limit` and `validate`)",
+                    ));
+                }
+                (fit, val, None)
+            }
+        };
         Ok(Prepared {
             train_plan,
             eval_plan,
@@ -491,7 +478,7 @@ impl<'s> Job<'s> {
             fit,
             val,
             params,
-            vocab: None,
+            vocab,
             resume: None,
             preprocess: loaded.preprocess.clone(),
         })

@@ -10,6 +10,17 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+/// The rows trained on and the rows held out for validation, as every trainer draws them
+/// from the recipe's seed: the last `fraction` of an order shuffled once (at least one row
+/// is trained on).
+pub fn validation_split(rows: usize, fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
+    let mut order: Vec<usize> = (0..rows).collect();
+    order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed ^ 0x00da_7a5e));
+    let n_val = ((rows as f64) * fraction).round() as usize;
+    let val = order.split_off(rows - n_val.min(rows.saturating_sub(1)));
+    (order, val)
+}
+
 /// What a generated model offers its training loop.
 pub trait Trainable {
     /// Values per row of the input and of the target.
@@ -105,11 +116,8 @@ pub fn fit(
         return Err(FitError::Target { rows: y.nrows(), expected_rows: rows, cols: y.ncols(), expected_cols: yc });
     }
     let (x, y): (Vec<f32>, Vec<f32>) = (x.iter().copied().collect(), y.iter().copied().collect());
-    // The validation split `nnlangc train` draws: the last rows of an order shuffled once.
-    let mut split: Vec<usize> = (0..rows).collect();
-    split.shuffle(&mut ChaCha8Rng::seed_from_u64(o.seed ^ 0x00da_7a5e));
-    let n_val = ((rows as f64) * o.validate).round() as usize;
-    let (fit_rows, val_rows) = split.split_at(rows - n_val.min(rows.saturating_sub(1)));
+    let (fit_rows, val_rows) = validation_split(rows, o.validate, o.seed);
+    let (fit_rows, val_rows) = (&fit_rows[..], &val_rows[..]);
     let gather = |idx: &[usize], v: &[f32], c: usize| -> Vec<f32> {
         idx.iter().flat_map(|&i| v[i * c..(i + 1) * c].iter().copied()).collect()
     };
