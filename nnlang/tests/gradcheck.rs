@@ -81,3 +81,18 @@ fn bad_settings_are_usage_errors() {
         assert!(matches!(e, nnlang::session::Error::Usage(_)), "{e:?}");
     }
 }
+
+#[test]
+fn dropout_is_off() {
+    // The same model with and without dropout: the same loss, the same verdicts.
+    let with = session(
+        "dropout",
+        "model M {\n input x: [6]\n x -> dense(5) -> tanh -> dropout(keep = 0.5) -> dense(3) -> softmax\n}\n",
+    );
+    let without = session("no-dropout", "model M {\n input x: [6]\n x -> dense(5) -> tanh -> dense(3) -> softmax\n}\n");
+    let spec = GradcheckSpec::default();
+    let a = with.gradcheck(with.model(None).expect("model"), &spec, None).expect("runs");
+    let b = without.gradcheck(without.model(None).expect("model"), &spec, None).expect("runs");
+    assert_eq!(a.loss.to_bits(), b.loss.to_bits());
+    assert_eq!(a.worst(), Verdict::Good);
+}

@@ -117,10 +117,17 @@ pub fn build_at(model: &Model, mode: Mode, max_batch: usize, level: Level) -> Re
 }
 
 /// The unoptimised training plan that also computes the loss's gradient with respect to each
-/// model input (`Plan::input_grads`), for a gradient check.
+/// model input (`Plan::input_grads`), with dropout off, for a gradient check.
 pub fn build_checking_inputs(model: &Model, loss: Loss, max_batch: usize) -> Result<Plan, Vec<Diagnostic>> {
+    // Dropout off: every unit kept, so that the checked loss is the model's, not a mask's.
+    let mut checked = model.clone();
+    for n in &mut checked.graph.nodes {
+        if let Op::Dropout(d) = &mut n.op {
+            d.keep = 1.0;
+        }
+    }
     build_with(
-        model,
+        &checked,
         Mode::Training(loss),
         max_batch,
         Level::None,
