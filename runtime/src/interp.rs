@@ -180,6 +180,27 @@ impl<T: Float> Exec<T> {
         run_steps(plan, rows, mem, inputs, &self.target, Some(after))
     }
 
+    /// An inference run on inputs held by the caller, with `after` seeing every step (as
+    /// [`Exec::run_watched`]).
+    pub fn run_on_watched(
+        &mut self,
+        plan: &Plan,
+        rows: usize,
+        inputs: &[&[T]],
+        after: Option<&mut Watcher<'_, T>>,
+    ) -> Result<Option<f64>, ExecError> {
+        check_rows(plan, rows);
+        check_batch(plan, rows, inputs, &[]);
+        let mem = Memory {
+            exec_arena: &mut self.arena,
+            params: &self.params,
+            grads: &mut self.grads,
+            rng: &mut self.rng,
+            lengths: &self.lengths,
+        };
+        run_steps(plan, rows, mem, inputs, &[], after)
+    }
+
     /// Runs every step but the update, with parameters, inputs and target held elsewhere (a
     /// data-parallel worker reads the master's weights and its share of the batch).
     pub fn run_shared(
@@ -203,8 +224,9 @@ impl<T: Float> Exec<T> {
     }
 }
 
-/// What sees each step of a watched run: the step, the rows it worked on, every buffer.
-pub type Watcher<'w, T> = dyn FnMut(&Step, usize, &crate::mem::Reads<'_, T>) + 'w;
+/// What sees each step of a watched run: the step's index in the plan and the step, the rows
+/// it worked on, every buffer as it left them, and the batch's sequence lengths.
+pub type Watcher<'w, T> = dyn FnMut(usize, &Step, usize, &crate::mem::Reads<'_, T>, &[usize]) + 'w;
 
 /// What one run works in: an executor's memory, and the parameters it reads.
 struct Memory<'a, T> {
@@ -237,10 +259,10 @@ fn run_steps<T: Float>(
         rng: m.rng,
         loss: None,
     };
-    for s in &plan.steps {
+    for (i, s) in plan.steps.iter().enumerate() {
         s.run(&mut cx)?;
         if let Some(f) = after.as_deref_mut() {
-            f(s, cx.rows, &cx.mem.all());
+            f(i, s, cx.rows, &cx.mem.all(), cx.lengths);
         }
     }
     Ok(cx.loss)

@@ -234,7 +234,7 @@ impl Session {
             }
             let mut sig: u64 = 0xcbf2_9ce4_8422_2325;
             let l = exec
-                .run_watched(&plan, rows, &mut |s, n, reads| kink_signature(&mut sig, s, n, reads))
+                .run_watched(&plan, rows, &mut |_, s, n, reads, _| kink_signature(&mut sig, s, n, reads))
                 .map_err(|e| Error::Input(e.to_string()))?;
             Ok((l.unwrap_or(0.0), sig))
         };

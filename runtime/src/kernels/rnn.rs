@@ -374,8 +374,8 @@ pub const MUL: usize = 2;
 /// every step, or (`last`) PyTorch's `h_n`: the forward's last step (of a sequence of
 /// `length` steps) and the reverse's first.
 fn merge_rows(steps: usize, length: usize, last: bool) -> impl Iterator<Item = (usize, usize, usize)> {
-    let (n, end) = if last { (1, length.max(1) - 1) } else { (steps, 0) };
-    (0..n).map(move |t| if last { (0, end, 0) } else { (t, t, t) })
+    let every = (0..if last { 0 } else { steps }).map(|t| (t, t, t));
+    every.chain(last.then_some((0, length.max(1) - 1, 0)))
 }
 
 /// The step `BiMerge`: `y` from the two directions' states `hf`, `hr` (each `steps ×

@@ -236,8 +236,12 @@ pub fn fit(
             lengths: train.lengths.get(..sample).unwrap_or(&[]),
             ..train
         };
-        let train_eval = evaluate(eval_plan, &mut eval_exec, loss, prefix, batch);
-        let layers = super::activation_stats(eval_plan, &mut eval_exec, prefix, batch);
+        // One pass over the sample: its accuracy, and what every layer does.
+        let mut watch = super::LayerWatch::default();
+        let train_eval = evaluate_watched(eval_plan, &mut eval_exec, loss, prefix, batch, &mut |i, s, n, r, l| {
+            watch.see(i, s, n, r, l)
+        });
+        let layers = watch.finish(eval_plan);
         let stats = EpochStats {
             epoch: epoch + 1,
             train_loss: total / seen.max(1) as f64,
@@ -347,6 +351,18 @@ impl Scores {
 /// Runs the inference plan over `data` in batches and scores its outputs with `loss`; an
 /// output at every step is scored at the steps inside each sequence.
 pub fn evaluate(plan: &Plan, exec: &mut Exec<f32>, loss: Loss, data: Data, batch: usize) -> Evaluation {
+    evaluate_watched(plan, exec, loss, data, batch, &mut |_, _, _, _, _| {})
+}
+
+/// [`evaluate`], with `watch` seeing every step of every batch.
+pub fn evaluate_watched(
+    plan: &Plan,
+    exec: &mut Exec<f32>,
+    loss: Loss,
+    data: Data,
+    batch: usize,
+    watch: &mut crate::interp::Watcher<'_, f32>,
+) -> Evaluation {
     let rows = data.rows();
     let batch = batch.min(plan.max_batch).max(1);
     let mut scores = Scores::default();
@@ -359,7 +375,8 @@ pub fn evaluate(plan: &Plan, exec: &mut Exec<f32>, loss: Loss, data: Data, batch
         let lengths = data.lengths.get(start..start + n).unwrap_or(&[]);
         exec.set_lengths(lengths);
         // An inference plan has no loss step and no data-dependent failure.
-        let _ = exec.run_on(plan, n, &[&data.x[start * data.x_cols..(start + n) * data.x_cols]], &[], None);
+        let _ =
+            exec.run_on_watched(plan, n, &[&data.x[start * data.x_cols..(start + n) * data.x_cols]], Some(&mut *watch));
         let (o, t) = (exec.output(plan, n), &data.y[start * data.y_cols..(start + n) * data.y_cols]);
         if steps == 1 {
             scores.add(loss, plan.output.cols, o, t);

@@ -9,11 +9,13 @@ mod parallel;
 mod step;
 mod watch;
 
-pub use fit::{evaluate, fit, Data, EpochStats, Evaluation, Observer, Outcome, Resume, Scores, TrainError};
+pub use fit::{
+    evaluate, evaluate_watched, fit, Data, EpochStats, Evaluation, Observer, Outcome, Resume, Scores, TrainError,
+};
 pub use optim::{regularization, OptState, Optimizer, UpdateRatio};
 pub use parallel::{DataParallel, Worker};
 pub use step::Stepper;
-pub use watch::{activation_stats, gradient_norms, LayerStats};
+pub use watch::{gradient_norms, LayerStats, LayerWatch};
 
 use crate::plan::Plan;
 use crate::Float;

@@ -3,9 +3,7 @@
 //! that never fire (dead), the fraction of sigmoid and tanh outputs in their flat tails
 //! (saturated) — and the norm of each parameter tensor's gradient.
 
-use super::fit::Data;
-use crate::interp::Exec;
-use crate::mem::Rows;
+use crate::mem::{Reads, Rows};
 use crate::plan::{Act, Plan, Step};
 
 /// One layer's activations over the sample.
@@ -67,65 +65,66 @@ impl Acc {
     }
 }
 
-/// The activation statistics of the inference plan `plan` (weights in `exec`) over `data`.
-pub fn activation_stats(plan: &Plan, exec: &mut Exec<f32>, data: Data, batch: usize) -> Vec<LayerStats> {
-    let rows = data.rows();
-    let batch = batch.min(plan.max_batch).max(1);
-    let mut accs: Vec<(usize, Act, Acc)> = Vec::new();
-    exec.reset_state(plan);
-    for start in (0..rows).step_by(batch) {
-        let n = batch.min(rows - start);
-        exec.set_input(plan, 0, n, &data.x[start * data.x_cols..(start + n) * data.x_cols]);
-        let lengths = data.lengths.get(start..start + n).unwrap_or(&[]);
-        exec.set_lengths(lengths);
-        let mut index = 0usize;
-        let mut steps_now = 1usize;
-        let _ = exec.run_watched(plan, n, &mut |s, now, reads| {
-            let at = index;
-            index += 1;
-            let (f, y, cols, rows_now, per) = match s {
-                Step::PerStep { steps } => {
-                    steps_now = *steps;
-                    return;
-                }
-                Step::Activation { f, y, .. }
-                | Step::ActivationInPlace { f, y }
-                | Step::DenseAct { f, y, .. }
-                | Step::Conv { f, y, .. }
-                | Step::Local { f, y, .. } => (*f, *y, y.cols, now, steps_now),
-                // Every state of a recurrence, a row per step.
-                Step::Rnn { f, steps, hs, .. } => (*f, *hs, hs.cols / (*steps).max(1), now * steps, *steps),
-                _ => return,
-            };
-            if name(f).is_none() {
+/// Collects every layer's activations while an inference plan runs (a [`crate::interp::Watcher`]
+/// over the batches of an evaluation): see [`LayerWatch::see`], then [`LayerWatch::finish`].
+#[derive(Default)]
+pub struct LayerWatch {
+    /// By step index: the activation and what was seen.
+    accs: Vec<(usize, Act, Acc)>,
+    /// Rows per example of the steps now running (a layer at every step of a sequence).
+    steps_now: usize,
+}
+
+impl LayerWatch {
+    /// Step `at` has run on `rows` rows; `lengths` are the batch's sequence lengths.
+    pub fn see(&mut self, at: usize, s: &Step, rows: usize, reads: &Reads<'_, f32>, lengths: &[usize]) {
+        let (f, y, cols, rows_now, per) = match s {
+            Step::PerStep { steps } => {
+                self.steps_now = *steps;
                 return;
             }
-            let valid = Rows { steps: per, lengths };
-            let i = match accs.iter().position(|(k, _, _)| *k == at) {
-                Some(i) => i,
-                None => {
-                    accs.push((at, f, Acc::default()));
-                    accs.len() - 1
-                }
-            };
-            accs[i].2.add(f, reads.get(y, now), cols, rows_now, valid);
-        });
-    }
-    accs.into_iter()
-        .filter(|(_, _, a)| a.n > 0.0)
-        .map(|(at, f, a)| {
-            let mean = a.sum / a.n;
-            LayerStats {
-                name: plan.origins.get(at).cloned().unwrap_or_default(),
-                function: name(f).unwrap_or(""),
-                mean,
-                std: (a.sq / a.n - mean * mean).max(0.0).sqrt(),
-                dead: matches!(f, Act::Relu)
-                    .then(|| a.fired.iter().filter(|&&x| !x).count() as f64 / a.fired.len().max(1) as f64),
-                saturated: matches!(f, Act::Tanh | Act::Sigmoid).then(|| a.saturated / a.n),
+            Step::Activation { f, y, .. }
+            | Step::ActivationInPlace { f, y }
+            | Step::DenseAct { f, y, .. }
+            | Step::Conv { f, y, .. }
+            | Step::Local { f, y, .. } => (*f, *y, y.cols, rows, self.steps_now.max(1)),
+            // Every state of a recurrence, a row per step.
+            Step::Rnn { f, steps, hs, .. } => (*f, *hs, hs.cols / (*steps).max(1), rows * steps, *steps),
+            _ => return,
+        };
+        if name(f).is_none() {
+            return;
+        }
+        let valid = Rows { steps: per, lengths };
+        let i = match self.accs.iter().position(|(k, _, _)| *k == at) {
+            Some(i) => i,
+            None => {
+                self.accs.push((at, f, Acc::default()));
+                self.accs.len() - 1
             }
-        })
-        .collect()
+        };
+        self.accs[i].2.add(f, reads.get(y, rows), cols, rows_now, valid);
+    }
+
+    /// The statistics of every layer seen, named as `plan`'s steps' layers.
+    pub fn finish(self, plan: &Plan) -> Vec<LayerStats> {
+        self.accs
+            .into_iter()
+            .filter(|(_, _, a)| a.n > 0.0)
+            .map(|(at, f, a)| {
+                let mean = a.sum / a.n;
+                LayerStats {
+                    name: plan.origins.get(at).cloned().unwrap_or_default(),
+                    function: name(f).unwrap_or(""),
+                    mean,
+                    std: (a.sq / a.n - mean * mean).max(0.0).sqrt(),
+                    dead: matches!(f, Act::Relu)
+                        .then(|| a.fired.iter().filter(|&&x| !x).count() as f64 / a.fired.len().max(1) as f64),
+                    saturated: matches!(f, Act::Tanh | Act::Sigmoid).then(|| a.saturated / a.n),
+                }
+            })
+            .collect()
+    }
 }
 
 /// The norm of each parameter tensor's gradient in `grads`.
