@@ -186,19 +186,25 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
-    /// Write the model in another framework's terms: `--pytorch`, a Python file with an
-    /// `nn.Module` that loads the weights nnlang saved.
+    /// Write the trained model in another framework's terms: `--onnx`, an ONNX file with the
+    /// weights and the preprocessing inside; `--pytorch`, a Python file with an `nn.Module`
+    /// that loads the weights nnlang saved.
+    #[command(group(clap::ArgGroup::new("format").required(true).args(["onnx", "pytorch"])))]
     Export {
         #[command(flatten)]
         model: ModelArgs,
-        /// A PyTorch module (the only export written so far).
-        #[arg(long, required = true)]
+        /// An ONNX file (opset 17, dynamic batch size; needs --weights; written beside them
+        /// as model.onnx unless --output says where).
+        #[arg(long)]
+        onnx: bool,
+        /// A PyTorch module: a Python file (standard output unless --output says where).
+        #[arg(long)]
         pytorch: bool,
         /// The trained weights, whose preprocessing (preprocess.json beside them) goes inside
-        /// the module.
+        /// the export.
         #[arg(long)]
         weights: Option<PathBuf>,
-        /// Where to write it (default: standard output).
+        /// Where to write it.
         #[arg(long)]
         output: Option<PathBuf>,
     },
@@ -392,8 +398,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
             ensemble::run(&model, ensemble::EnsembleArgs { out, threads: threads as usize, limit, search, quiet })
         }
         Command::Sanity { model, limit } => train::sanity(&model, limit),
-        Command::Export { model, pytorch: _, weights, output } => {
-            train::export(&model, weights.as_deref(), output.as_deref())
+        Command::Export { model, onnx, pytorch: _, weights, output } => {
+            let format = if onnx { train::Format::Onnx } else { train::Format::Pytorch };
+            train::export(&model, format, weights.as_deref(), output.as_deref())
         }
         Command::Search { model, out, jobs, limit } => {
             search::search(&model, search::SearchArgs { out, jobs: jobs as usize, limit })

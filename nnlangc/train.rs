@@ -348,21 +348,57 @@ pub fn gradcheck(args: &ModelArgs, spec: &nnlang::session::gradcheck::GradcheckS
 
 /// `export --pytorch`: the model as a PyTorch module, with the preprocessing saved beside
 /// `weights` inside it.
-pub fn export(args: &ModelArgs, weights: Option<&Path>, output: Option<&Path>) -> Result<(), Failure> {
+/// What `export` writes.
+pub enum Format {
+    Onnx,
+    Pytorch,
+}
+
+/// `nnlangc export`: the model as an ONNX file or a PyTorch module, with the preprocessing
+/// saved beside the weights inside; written whole or not at all.
+pub fn export(args: &ModelArgs, format: Format, weights: Option<&Path>, output: Option<&Path>) -> Result<(), Failure> {
     let session = open(args)?;
     let model = session.main_model(args.model.as_deref())?;
     let pre = match weights.map(|w| w.with_file_name("preprocess.json")).filter(|p| p.exists()) {
         Some(p) => Some(nnlang::session::data::Preprocess::read(&p).map_err(|e| Failure::Usage(e.to_string()))?),
         None => None,
     };
-    let text = nnlang::back::pytorch::generate(model, pre.as_ref()).map_err(Failure::Usage)?;
-    match output {
-        Some(path) => {
-            nnlang_runtime::io::check_replaceable(path).map_err(Failure::Usage)?;
-            std::fs::write(path, text).map_err(|e| Failure::Usage(format!("{}: cannot write: {e}", path.display())))?;
-            outln!("wrote {}", path.display());
+    let write = |path: &Path, bytes: &[u8]| -> Result<(), Failure> {
+        nnlang_runtime::io::write_atomic(path, bytes).map_err(Failure::Usage)?;
+        outln!("wrote {}", path.display());
+        Ok(())
+    };
+    match format {
+        Format::Pytorch => {
+            let text = nnlang::back::pytorch::generate(model, pre.as_ref()).map_err(Failure::Usage)?;
+            match output {
+                Some(path) => write(path, text.as_bytes())?,
+                None => out!("{text}"),
+            }
         }
-        None => out!("{text}"),
+        Format::Onnx => {
+            let weights = weights.ok_or_else(|| {
+                Failure::Usage("--onnx needs --weights: an ONNX file carries the trained weights inside".into())
+            })?;
+            let path = output.map_or_else(|| weights.with_file_name("model.onnx"), Path::to_path_buf);
+            // Refused before any work: an output that is a directory, a device or a link.
+            nnlang_runtime::io::check_replaceable(&path).map_err(Failure::Usage)?;
+            let params = nnlang::session::read_params(model, weights)?;
+            let mut extras = nnlang::back::onnx::Extras { preprocess: pre.as_ref(), metadata: Vec::new() };
+            let vocab = weights.with_file_name("vocab.json");
+            if vocab.exists() {
+                let text = std::fs::read_to_string(&vocab)
+                    .map_err(|e| Failure::Usage(format!("{}: cannot read: {e}", vocab.display())))?;
+                serde_json::from_str::<serde_json::Value>(&text)
+                    .map_err(|e| Failure::Usage(format!("{}: not JSON: {e}", vocab.display())))?;
+                extras.metadata.push(("nnlang.vocabulary".into(), text));
+            }
+            let bytes = nnlang::back::onnx::export(model, &params, &extras).map_err(|e| {
+                errln!("error: {}: cannot export `{}` to ONNX: {e}", args.file.display(), model.graph.name);
+                Failure::Exit(1)
+            })?;
+            write(&path, &bytes)?;
+        }
     }
     Ok(())
 }

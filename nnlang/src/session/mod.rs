@@ -330,6 +330,28 @@ impl Session {
     }
 }
 
+/// The weights in the safetensors file `path`, by parameter name, checked against the
+/// model's parameters (every one present with its shape, finite, no other tensor).
+pub fn read_params(model: &Model, path: &Path) -> Result<std::collections::HashMap<String, Vec<f32>>, Error> {
+    use nnlang_runtime::plan::{PBuf, Param};
+    let mut table = Vec::new();
+    let mut offset = 0;
+    for spec in model.shapes.params.iter().flatten() {
+        let len = spec.count() as usize;
+        table.push(Param {
+            name: spec.name.clone(),
+            shape: spec.shape.clone(),
+            buf: PBuf { offset, len },
+            fan_in: 0,
+            is_bias: false,
+        });
+        offset += len;
+    }
+    let mut flat = vec![0f32; offset];
+    nnlang_runtime::io::load(path, &table, &mut flat).map_err(|e| Error::Input(e.to_string()))?;
+    Ok(table.into_iter().map(|p| (p.name, flat[p.buf.range()].to_vec())).collect())
+}
+
 /// What [`Session::predict_npy`] wrote.
 pub struct Predicted {
     pub rows: usize,
