@@ -135,3 +135,207 @@ fn every_example_exports_to_onnx_that_tract_runs_as_nnlangc_run() {
     }
     assert!(checked.len() >= 10, "{checked:?}");
 }
+
+/// Every layer of the language reference, and recurrent layers in every merge and output, at
+/// random weights.
+#[test]
+fn every_layer_and_merge_exports_to_onnx() {
+    let d = temp_dir("onnx-layers");
+    let models = [
+        (
+            "image",
+            "model EveryImageLayer(width = 8) {
+    input image: [28, 28, 1]
+    image
+      -> conv(filters = width, size = 3, stride = 1, pad = same) -> relu
+      -> conv(filters = 2 * width, size = 1) -> maxout(pieces = 2)
+      -> maxpool(size = 2)
+      -> local(filters = width, size = 3) -> leaky_relu(alpha = 0.1)
+      -> avgpool(size = 2, stride = 2)
+      -> l2pool(size = 3, stride = 1) -> sigmoid
+      -> flatten
+      -> dropout(keep = 0.8)
+      -> maxout(units = 32, pieces = 3) -> tanh
+      -> fc(16) -> identity -> dropout(drop = 0.1) -> softplus
+      -> dense(10) -> softmax
+}",
+            None,
+        ),
+        (
+            "strided",
+            "model Strided {
+    input image: [11, 9, 2]
+    let a = image -> conv(4, size = 3, stride = 2, pad = 1) -> relu
+    let b = image -> local(4, size = 3, stride = 2, pad = 1)
+    add(a, b) -> maxpool(size = 2, stride = 1) -> dense(3)
+}",
+            None,
+        ),
+        (
+            "recurrent",
+            "model Recurrent {
+    input frames: [seq <= 15, 6]
+    let a = frames -> dense(8) -> tanh -> bidirectional(rnn(5, output = sequence), merge = add)
+    let b = a -> bidirectional(rnn(4, output = sequence), merge = mul) -> maxout(units = 3, pieces = 2)
+    let c = b -> bidirectional(rnn(4, output = last), merge = add)
+    let d = a -> bidirectional(rnn(3, output = last), merge = mul)
+    let e = a -> bidirectional(rnn(3, output = last), merge = concat)
+    concat(c, d, e) -> dense(4) -> softmax
+}",
+            Some(9),
+        ),
+        (
+            "tagger",
+            "model Tagger {
+    input frames: [seq = 7, 3]
+    frames -> rnn(6) -> bidirectional(rnn(5), merge = concat) -> dense(2) -> sigmoid
+}",
+            None,
+        ),
+    ];
+    for (stem, src, steps) in models {
+        let file = d.join(format!("{stem}.nn"));
+        std::fs::write(&file, src).expect("writes the model");
+        let (dims, table) = model_info(&file, |max| steps.unwrap_or(max));
+        let weights = d.join(format!("{stem}.safetensors"));
+        random_weights(&table, &weights);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let n: usize = 4 * dims.iter().product::<usize>();
+        let x: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+        let diff = compare(&file, &weights, &d, &dims, &x);
+        eprintln!("{stem}: largest difference {diff:.2e}");
+        assert!(diff <= 1e-5, "{stem}: tract and nnlangc run differ by {diff}");
+    }
+}
+
+/// The RNN node says which activation each direction uses (tract reads every RNN as tanh, so
+/// these are checked in the file here and by onnxruntime in bench/onnx_check.py).
+#[test]
+fn rnn_activations_are_written_into_the_node() {
+    use tract_onnx::pb::ModelProto;
+    let d = temp_dir("onnx-acts");
+    let file = d.join("acts.nn");
+    std::fs::write(
+        &file,
+        "model Acts {
+    input x: [seq = 4, 3]
+    x -> rnn(5, activation = relu) -> bidirectional(rnn(4, activation = leaky_relu(0.2)), merge = add)
+      -> rnn(3, activation = sigmoid) -> rnn(2, activation = identity, output = last)
+}",
+    )
+    .expect("writes");
+    let (_, table) = model_info(&file, |m| m);
+    let weights = d.join("w.safetensors");
+    random_weights(&table, &weights);
+    let onnx = d.join("acts.onnx");
+    let o = nnlangc(&["export", "--onnx", s(&file), "--weights", s(&weights), "--output", s(&onnx)]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let bytes = std::fs::read(&onnx).expect("written");
+    let model = <ModelProto as prost::Message>::decode(bytes.as_slice()).expect("a ModelProto");
+    assert_eq!(model.opset_import.iter().map(|o| (o.domain.as_str(), o.version)).collect::<Vec<_>>(), [("", 17)]);
+    let graph = model.graph.expect("a graph");
+    let rnns: Vec<String> = graph
+        .node
+        .iter()
+        .filter(|n| n.op_type == "RNN")
+        .map(|n| {
+            let attr = |k: &str| n.attribute.iter().find(|a| a.name == k);
+            let acts = attr("activations").map(|a| {
+                a.strings.iter().map(|s| String::from_utf8_lossy(s).into_owned()).collect::<Vec<_>>().join("+")
+            });
+            let alpha = attr("activation_alpha").map(|a| format!("{:?}", a.floats));
+            let dir = attr("direction").map(|a| String::from_utf8_lossy(&a.s).into_owned());
+            format!("{} {} {}", dir.unwrap_or_default(), acts.unwrap_or_default(), alpha.unwrap_or_default())
+        })
+        .collect();
+    assert_eq!(
+        rnns,
+        ["forward Relu ", "bidirectional LeakyRelu+LeakyRelu [0.2, 0.2]", "forward Sigmoid ", "forward Affine [1.0]"]
+    );
+}
+
+/// A trained model's preprocessing goes inside the file: raw inputs give what `run` gives
+/// (MNIST scaled by 1/255, standardized Iris features, standardized sequence steps, a binned
+/// regression's values).
+#[test]
+fn trained_models_carry_their_preprocessing_into_onnx() {
+    let root = common::root();
+    let d = temp_dir("onnx-trained");
+    std::fs::write(
+        d.join("pts.csv"),
+        (0..200).fold(String::from("a,b,y\n"), |mut c, i| {
+            let (a, b) = ((i % 20) as f64 / 2.0, (i % 7) as f64);
+            c.push_str(&format!("{a},{b},{}\n", 3.0 * a + 1.0));
+            c
+        }),
+    )
+    .expect("data");
+    std::fs::write(
+        d.join("bins.nn"),
+        "model B { input x: [2]\n x -> dense(16) -> relu -> dense(4) -> softmax }\n\
+         train B on pts { loss = cross_entropy(bins = 4), optimizer = adam(lr = 0.02), epochs = 5, batch = 20, seed = 1 }\n\
+         data pts { train = csv(\"pts.csv\"), standardize = true }\n",
+    )
+    .expect("model");
+    // (file, training flags, the range of the raw inputs, the preprocessing train saved)
+    let cases: [(std::path::PathBuf, &[&str], f32, &str); 4] = [
+        (root.join("examples/mnist_mlp.nn"), &["--epochs", "1", "--limit", "300"], 255.0, "\"scale\""),
+        (root.join("examples/projection_pursuit.nn"), &["--epochs", "3"], 8.0, "\"mean\""),
+        (root.join("examples/japanese_vowels.nn"), &["--epochs", "1"], 2.0, "\"mean\""),
+        (d.join("bins.nn"), &[], 10.0, "\"bins\""),
+    ];
+    for (file, flags, range, saved) in cases {
+        let stem = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let run_dir = d.join(&stem);
+        let mut args = vec!["train", s(&file), "--quiet", "--out", s(&run_dir)];
+        args.extend_from_slice(flags);
+        let o = nnlangc(&args);
+        assert_eq!(o.status.code(), Some(0), "{stem}: {}", text(&o.stderr));
+        let pre = std::fs::read_to_string(run_dir.join("preprocess.json")).expect("preprocess.json");
+        assert!(pre.contains(saved), "{stem}: {pre}");
+        let (dims, _) = model_info(&file, |max| max / 2);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let n = 6 * dims.iter().product::<usize>();
+        let x: Vec<f32> = (0..n).map(|_| rng.random_range(0.0..range)).collect();
+        let diff = compare(&file, &run_dir.join("weights.safetensors"), &d, &dims, &x);
+        eprintln!("{stem}: largest difference {diff:.2e}");
+        assert!(diff <= 1e-5, "{stem}: tract and nnlangc run differ by {diff}");
+    }
+}
+
+/// A request that cannot be met is a clear error and writes nothing.
+#[test]
+fn bad_onnx_requests_are_clear_errors() {
+    let d = temp_dir("onnx-bad");
+    let (_, table) = model_info(&common::root().join("examples/logistic_regression.nn"), |m| m);
+    let small = d.join("small.safetensors");
+    random_weights(&table, &small);
+    let out = d.join("out.onnx");
+    let cases: [(&[&str], i32, &str); 5] = [
+        (&["export", "--onnx", "examples/mnist_mlp.nn", "--output", s(&out)], 2, "--onnx needs --weights"),
+        (
+            &["export", "--onnx", "examples/mnist_mlp.nn", "--weights", s(&small), "--output", s(&out)],
+            1,
+            "small.safetensors: tensor `dense_0.weight` is missing",
+        ),
+        (
+            &["export", "--onnx", "examples/logistic_regression.nn", "--weights", s(&small), "--output", s(&d)],
+            2,
+            "not a regular file",
+        ),
+        (&["export", "--onnx", "--pytorch", "examples/mnist_mlp.nn"], 2, "cannot be used with"),
+        (&["export", "examples/mnist_mlp.nn"], 2, "--onnx"),
+    ];
+    for (args, code, want) in cases {
+        let o = nnlangc(args);
+        assert_eq!(o.status.code(), Some(code), "{args:?}: {}", text(&o.stderr));
+        assert!(text(&o.stderr).contains(want), "{args:?}: {}", text(&o.stderr));
+        assert!(!out.exists(), "{args:?} wrote {}", out.display());
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(&d).expect("dir").filter_map(|e| e.ok()).map(|e| e.file_name()).collect();
+    assert_eq!(leftovers.len(), 1, "{leftovers:?}");
+    // Default output: beside the weights.
+    let o = nnlangc(&["export", "--onnx", "examples/logistic_regression.nn", "--weights", s(&small)]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(d.join("model.onnx").is_file());
+}

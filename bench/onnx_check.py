@@ -1,0 +1,117 @@
+"""`nnlangc export --onnx` against `nnlangc run`, with onnxruntime as the ONNX implementation
+(CI checks the same with tract: tests/onnx.rs). For every example, and for models with every
+recurrent activation (tract reads every RNN node as tanh, so these are checked only here):
+random weights saved as safetensors, the file exported, both run on the same random batch of
+5 (then of 2: the batch is dynamic; a sequence of any length at two thirds of its longest),
+and the largest difference reported (it must stay below 1e-5).
+
+onnxruntime is not a dependency of nnlang: run this from a virtual environment with
+onnxruntime, onnx, numpy and safetensors.
+
+Usage: python bench/onnx_check.py   (builds `cargo build --release`)
+"""
+import glob
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from safetensors.numpy import save_file
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "target", "release", "nnlangc")
+
+# Recurrent activations tract cannot check (it runs every RNN node as tanh).
+EXTRA = {
+    "rnn_relu": "model RnnRelu {\n input x: [seq <= 12, 5]\n x -> rnn(8, activation = relu) -> dense(3) -> softmax\n}\n",
+    "rnn_sigmoid_bidirectional": "model RnnSigmoid {\n input x: [seq = 9, 4]\n"
+    " x -> bidirectional(rnn(6, activation = sigmoid), merge = mul) -> rnn(4, output = last) -> dense(2)\n}\n",
+    "rnn_leaky_identity": "model RnnLeaky {\n input x: [seq <= 10, 3]\n"
+    " x -> bidirectional(rnn(5, activation = leaky_relu(0.2), output = sequence), merge = add)\n"
+    "   -> bidirectional(rnn(4, activation = identity, output = last), merge = concat) -> dense(2)\n}\n",
+}
+
+
+def summary(path):
+    out = subprocess.run([BIN, "check", path, "--json"], capture_output=True, text=True, check=True).stdout
+    s = json.loads(out)
+    return s[0] if isinstance(s, list) else s
+
+
+def dims_of(shape):
+    """The input's dimensions; a variable length at two thirds of its longest."""
+    dims = []
+    for d in shape:
+        if isinstance(d, int):
+            dims.append(d)
+        elif "<=" in str(d):
+            dims.append(max(1, 2 * int(str(d).split("=")[-1]) // 3))
+        else:  # "seq = 28"
+            dims.append(int(str(d).split("=")[-1]))
+    return dims
+
+
+def check(path, tmp):
+    s = summary(path)
+    rng = np.random.default_rng(0)
+    tensors = {}
+    for p in s["parameters"]:
+        shape = p["shape"]
+        a = 1.0 / np.sqrt(np.prod(shape[1:])) if len(shape) > 1 else 0.1
+        tensors[p["name"]] = rng.uniform(-a, a, size=shape).astype(np.float32)
+    weights = os.path.join(tmp, "w.safetensors")
+    save_file(tensors, weights)
+    model = os.path.join(tmp, "m.onnx")
+    subprocess.run([BIN, "export", "--onnx", path, "--weights", weights, "--output", model],
+                   check=True, capture_output=True)
+    onnx.checker.check_model(onnx.load(model), full_check=True)
+    dims = dims_of(s["inputs"][0]["shape"])
+    x = rng.uniform(-1, 1, size=[5, *dims]).astype(np.float32)
+    np.save(os.path.join(tmp, "x.npy"), x)
+    out = os.path.join(tmp, "y.npy")
+    run = subprocess.run([BIN, "run", path, "--weights", weights, "--input", os.path.join(tmp, "x.npy"),
+                          "--output", out], capture_output=True, text=True)
+    if run.returncode != 0:
+        return None, run.stderr.strip().splitlines()[0]
+    ours = np.load(out)
+    sess = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    theirs = sess.run(None, {name: x})[0]
+    two = sess.run(None, {name: x[:2]})[0]
+    if theirs.shape != ours.shape:
+        return None, f"shapes differ: onnxruntime {theirs.shape}, nnlangc run {ours.shape}"
+    diff = max(np.abs(ours - theirs).max(), np.abs(ours[:2] - two).max())
+    return float(diff), None
+
+
+def main():
+    subprocess.run(["cargo", "build", "-q", "--release"], cwd=ROOT, check=True)
+    print(f"# onnxruntime {ort.__version__}, onnx {onnx.__version__} (checker passes every file); "
+          "largest |nnlangc run − onnxruntime| over random batches of 5 and 2")
+    failed = False
+    with tempfile.TemporaryDirectory() as extra_dir:
+        paths = sorted(glob.glob(os.path.join(ROOT, "examples", "*.nn")))
+        for name, src in EXTRA.items():
+            p = os.path.join(extra_dir, name + ".nn")
+            with open(p, "w") as f:
+                f.write(src)
+            paths.append(p)
+        for path in paths:
+            name = os.path.basename(path)
+            with tempfile.TemporaryDirectory() as tmp:
+                diff, err = check(path, tmp)
+            if err:
+                print(f"{name}: FAILED ({err})")
+                failed = True
+                continue
+            failed |= diff > 1e-5
+            print(f"{name}: {diff:.2e}")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
