@@ -66,7 +66,7 @@ enum Command {
         #[arg(long, value_parser = at_least_one)]
         epochs: Option<usize>,
         /// Where to write weights.safetensors, metrics.csv, curves.svg and model.nn
-        /// (default: runs/<model>).
+        /// (default: runs/MODEL).
         #[arg(long)]
         out: Option<PathBuf>,
         /// Use only the first N training (and test) examples.
@@ -153,7 +153,7 @@ enum Command {
     Search {
         #[command(flatten)]
         model: ModelArgs,
-        /// Where to write trials.csv, best.nn and search.svg (default: runs/<model>-search);
+        /// Where to write trials.csv, best.nn and search.svg (default: runs/MODEL-search);
         /// a search there before is resumed.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -169,7 +169,7 @@ enum Command {
     Ensemble {
         #[command(flatten)]
         model: ModelArgs,
-        /// Where the members' runs and ensemble.json go (default: runs/<model>-ensemble);
+        /// Where the members' runs and ensemble.json go (default: runs/MODEL-ensemble);
         /// members already trained there are kept.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -179,7 +179,7 @@ enum Command {
         /// Use only the first N training (and test) examples.
         #[arg(long, value_name = "N", value_parser = at_least_one)]
         limit: Option<usize>,
-        /// The search whose best trials are the members (default: runs/<model>-search).
+        /// The search whose best trials are the members (default: runs/MODEL-search).
         #[arg(long, value_name = "DIR")]
         search: Option<PathBuf>,
         /// Print only the results.
@@ -231,6 +231,7 @@ enum Command {
     },
 }
 
+/// The source file and what to do to it: the model and the `--set` overrides.
 #[derive(Args)]
 pub struct ModelArgs {
     /// The .nn source file.
@@ -275,8 +276,11 @@ fn parse_set(s: &str) -> Result<Set, String> {
     Ok(Set::Param(key.to_string(), value))
 }
 
+/// Why a command failed, and so its exit code.
 pub enum Failure {
+    /// The source (or its data) is wrong; already reported (exit 1).
     Source,
+    /// The command line or the file system refused (exit 2).
     Usage(String),
     /// Exit with this code, after saying why.
     Exit(u8),

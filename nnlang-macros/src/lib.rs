@@ -2,17 +2,28 @@
 //! [`nnlang::back::rust::expand`]: every error — a syntax error, a shape that does not fit — is a
 //! `compile_error!` carrying nnlang's rendered diagnostic, never a panic.
 //!
-//! ```ignore
-//! nnlang_macros::nn! {
-//!     model Mlp(hidden = 256) {
-//!         input x: [784]
-//!         x -> [dense(hidden) -> relu] * 2 -> dense(10) -> softmax
-//!     }
-//! }
-//! // or: nnlang_macros::nn!(file = "models/mlp.nn", model = "Mlp");
+//! ```
+//! use nnlang_runtime::ndarray::Array2;
 //!
-//! let mut net = Mlp::new(7);
-//! let probs = net.forward(&batch, rows);
+//! nnlang_macros::nn! {
+//!     model Xor(hidden = 8) {
+//!         input x: [2]
+//!         x -> dense(hidden) -> tanh -> dense(2) -> softmax
+//!     }
+//!     train Xor on points { loss = cross_entropy, optimizer = adam(lr = 0.05), epochs = 200, batch = 4, seed = 1 }
+//!     data points { train = csv("points.csv") } // read by `nnlangc train`; `fit` takes arrays
+//! }
+//! // or: nnlang_macros::nn!(file = "models/xor.nn", model = "Xor");
+//!
+//! let x = Array2::from_shape_vec((4, 2), vec![0., 0., 0., 1., 1., 0., 1., 1.]).unwrap();
+//! let y = Array2::from_shape_vec((4, 1), vec![0., 1., 1., 0.]).unwrap();
+//! let mut net = Xor::new(Xor::SEED);
+//! // The recipe's loop: shuffling, batches, schedule, validation; `false` would stop it.
+//! let epochs = net.fit(x.view(), y.view(), |_report| true).unwrap();
+//! assert_eq!(epochs.len(), Xor::EPOCHS);
+//! let probs = net.predict(x.view()).unwrap(); // any number of rows; a wrong width is an Err
+//! let classes: Vec<usize> = probs.rows().into_iter().map(|p| if p[1] > p[0] { 1 } else { 0 }).collect();
+//! assert_eq!(classes, [0, 1, 1, 0]);
 //! ```
 //!
 //! The generated code depends on `nnlang-runtime` alone.

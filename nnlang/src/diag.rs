@@ -10,25 +10,38 @@ use codespan_reporting::diagnostic as cs;
 use codespan_reporting::files::SimpleFile;
 use codespan_reporting::term;
 
+/// How bad a diagnostic is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Severity {
+    /// The file cannot be compiled.
     Error,
+    /// Compiled, but probably not what was meant.
     Warning,
 }
 
+/// A place in the source a diagnostic points at, with what to say there.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Label {
+    /// The bytes pointed at.
     pub span: Span,
+    /// What is said under them.
     pub message: String,
+    /// The place of the problem itself (others give context).
     pub primary: bool,
 }
 
+/// One error or warning: a message, the places it points at, notes and suggested fixes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Diagnostic {
+    /// Whether it stops compilation.
     pub severity: Severity,
+    /// The one-line summary (`error: …`).
     pub message: String,
+    /// The places in the source, the primary one first.
     pub labels: Vec<Label>,
+    /// `= note:` lines: the arithmetic or the facts behind the message.
     pub notes: Vec<String>,
+    /// `= help:` lines: what would fix it.
     pub help: Vec<String>,
 }
 
@@ -44,6 +57,7 @@ impl Diagnostic {
         }
     }
 
+    /// A warning pointing at `span`, labelled `label`.
     pub fn warning(message: impl Into<String>, span: Span, label: impl Into<String>) -> Self {
         Diagnostic { severity: Severity::Warning, ..Diagnostic::error(message, span, label) }
     }
@@ -54,11 +68,13 @@ impl Diagnostic {
         self
     }
 
+    /// Adds a `note:` line.
     pub fn with_note(mut self, note: impl Into<String>) -> Self {
         self.notes.push(note.into());
         self
     }
 
+    /// Adds a `help:` line.
     pub fn with_help(mut self, help: impl Into<String>) -> Self {
         self.help.push(help.into());
         self
@@ -72,6 +88,7 @@ impl Diagnostic {
         }
     }
 
+    /// Whether this is an error (not a warning).
     pub fn is_error(&self) -> bool {
         self.severity == Severity::Error
     }

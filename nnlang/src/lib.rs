@@ -42,7 +42,9 @@ use syntax::ast;
 /// applies them).
 #[derive(Clone, Debug, Default)]
 pub struct Options {
+    /// Compile only this model (default: every model of the file).
     pub model: Option<String>,
+    /// Model parameters set from outside (`--set N=3`), checked as if written in the file.
     pub overrides: Overrides,
     /// `(path, source text)`: `("optimizer.lr", "0.01")`.
     pub recipe: Vec<(String, String)>,
@@ -62,20 +64,27 @@ impl std::fmt::Display for UsageError {
 /// One model, lowered and with every shape inferred.
 #[derive(Clone, Debug)]
 pub struct Model {
+    /// The lowered, checked graph.
     pub graph: Graph,
+    /// Every node's inferred shape and parameters.
     pub shapes: Shapes,
 }
 
 /// The result of compiling a file: the checked models and recipes, and everything wrong.
 #[derive(Clone, Debug, Default)]
 pub struct Compiled {
+    /// The parsed source.
     pub file: ast::File,
+    /// The models that lowered and checked without errors.
     pub models: Vec<Model>,
+    /// The checked `train`, `data`, `search` and `ensemble` blocks.
     pub recipes: Vec<Recipe>,
+    /// Every error and warning, in source order.
     pub diagnostics: Vec<Diagnostic>,
 }
 
 impl Compiled {
+    /// Whether any diagnostic is an error.
     pub fn has_errors(&self) -> bool {
         self.diagnostics.iter().any(|d| d.is_error())
     }
@@ -87,7 +96,25 @@ pub fn plan(model: &Model, mode: plan::Mode, max_batch: usize) -> Result<nnlang_
     plan::build(model, mode, max_batch)
 }
 
-/// Parses and checks a source file.
+/// Parses and checks a source file: every model's shapes inferred, every recipe checked, and
+/// every mistake a [`Diagnostic`] that shows the source and the arithmetic.
+///
+/// ```
+/// let source = "model Net {
+///     input image: [28, 28, 1]
+///     image -> conv(filters = 8, size = 5, stride = 2) -> relu -> flatten -> dense(10) -> softmax
+/// }";
+/// let compiled = nnlang::compile(source, &nnlang::Options::default()).unwrap();
+/// assert!(compiled.has_errors());
+/// let text = nnlang::diag::render_all(&compiled.diagnostics, "net.nn", source);
+/// assert!(text.contains("(28 − 5)/2 + 1 = 12.5"), "{text}");
+///
+/// let fixed = source.replace("stride = 2", "stride = 1");
+/// let compiled = nnlang::compile(&fixed, &nnlang::Options::default()).unwrap();
+/// let net = &compiled.models[0];
+/// let out = net.graph.output.unwrap();
+/// assert_eq!(net.shapes.shapes[out.index()].as_ref().unwrap().to_string(), "[10]");
+/// ```
 pub fn compile(source: &str, opts: &Options) -> Result<Compiled, UsageError> {
     let file = match syntax::parse(source) {
         Ok(f) => f,

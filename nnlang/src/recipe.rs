@@ -12,32 +12,45 @@ use std::collections::BTreeMap;
 /// A checked setting.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Setting {
+    /// A single value (`batch = 64`).
     Value(Value),
     /// `sgd(lr = 0.1, momentum = 0.9)`, arguments by name.
     Call {
+        /// The call's name.
         name: String,
+        /// Its arguments by name.
         args: BTreeMap<String, Value>,
     },
+    /// A nested block (`data { … }`).
     Block(Settings),
 }
 
+/// Settings by key.
 pub type Settings = BTreeMap<String, Setting>;
 
 /// `path ~ distribution` in a search block.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Sample {
+    /// The searched key (`[optimizer, lr]`).
     pub path: Vec<String>,
+    /// The distribution's name (`log_uniform`).
     pub distribution: String,
+    /// Its arguments, in order.
     pub args: Vec<Value>,
 }
 
 /// A checked recipe block.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Recipe {
+    /// `train`, `data`, `search` or `ensemble`.
     pub kind: BlockKind,
+    /// The model (or, for `data`, the data set's name).
     pub target: String,
+    /// The data set of `train … on …`.
     pub on: Option<String>,
+    /// Its settings.
     pub settings: Settings,
+    /// A search block's `path ~ distribution` lines.
     pub samples: Vec<Sample>,
     /// `stage name { … }` in a search block, in order.
     pub stages: Vec<(String, Settings)>,

@@ -17,6 +17,7 @@ use std::path::PathBuf;
 pub const DEFAULT_BATCH: usize = 32;
 /// Rows per batch of a plan compiled without a `train` block (`nn!`, `check`'s report).
 pub const DEFAULT_PLAN_BATCH: usize = 64;
+/// Epochs when the recipe does not say.
 pub const DEFAULT_EPOCHS: usize = 10;
 /// `sgd()` without a rate.
 pub const DEFAULT_SGD_LR: f64 = 0.01;
@@ -32,16 +33,25 @@ pub struct TrainRecipe {
     pub model: String,
     /// The data set it trains on (`train M on mnist`).
     pub data: Option<String>,
+    /// The loss as written.
     pub loss: UserLoss,
     /// `cross_entropy(bins = n)`: a regression target cut into n bins.
     pub bins: Option<usize>,
+    /// The optimizer and its settings.
     pub optimizer: OptimizerKind,
+    /// The weights' initialization.
     pub init: Init,
+    /// L1 regularization strength.
     pub l1: f64,
+    /// L2 regularization strength.
     pub l2: f64,
+    /// The largest norm of a unit's incoming weights, if constrained.
     pub max_norm: Option<f64>,
+    /// Examples per step.
     pub batch: usize,
+    /// Passes over the training set.
     pub epochs: usize,
+    /// The learning-rate schedule.
     pub schedule: Schedule,
     /// The fraction of the training set held out for validation (0 for none).
     pub validate: f64,
@@ -53,6 +63,7 @@ pub struct TrainRecipe {
     /// window from the state it ended the previous one with (truncated backpropagation
     /// through time).
     pub bptt: Option<usize>,
+    /// Seeds initialization, shuffling, the validation split and dropout.
     pub seed: u64,
 }
 
@@ -221,15 +232,36 @@ impl TrainRecipe {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Source {
     /// IDX images and labels (MNIST's format).
-    Idx { images: PathBuf, labels: PathBuf },
+    Idx {
+        /// The images file.
+        images: PathBuf,
+        /// The labels file.
+        labels: PathBuf,
+    },
     /// Two `.npy` arrays.
-    Npy { x: PathBuf, y: PathBuf },
+    Npy {
+        /// The inputs.
+        x: PathBuf,
+        /// The targets.
+        y: PathBuf,
+    },
     /// One CSV file with the label in column `label` (default: the last).
-    Csv { path: PathBuf, label: Option<usize> },
+    Csv {
+        /// The file.
+        path: PathBuf,
+        /// The label's column (default: the last).
+        label: Option<usize>,
+    },
     /// Sequences in long CSV form, a row per step: `seq,t,label,f0,f1,…`.
-    Sequences { path: PathBuf },
+    Sequences {
+        /// The file.
+        path: PathBuf,
+    },
     /// Character text (UTF-8, gzipped or plain): a stream for a character model.
-    Text { path: PathBuf },
+    Text {
+        /// The file.
+        path: PathBuf,
+    },
 }
 
 impl Source {
@@ -260,8 +292,11 @@ impl Source {
 /// A `data` block.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DataSpec {
+    /// The data set's name.
     pub name: String,
+    /// Where the training examples are.
     pub train: Option<Source>,
+    /// Where the test examples are.
     pub test: Option<Source>,
     /// Multiply every feature by this (e.g. 1/255).
     pub scale: Option<f64>,
@@ -272,6 +307,7 @@ pub struct DataSpec {
 }
 
 impl DataSpec {
+    /// The typed view of a checked `data` block.
     pub fn from_block(recipe: &Recipe) -> DataSpec {
         let s = &recipe.settings;
         DataSpec {
@@ -290,16 +326,23 @@ impl DataSpec {
 pub enum Distribution {
     /// `exp(uniform(ln lo, ln hi))`.
     LogUniform {
+        /// The smallest value.
         lo: f64,
+        /// The largest value.
         hi: f64,
     },
+    /// Uniform in `lo..hi`.
     Uniform {
+        /// The smallest value.
         lo: f64,
+        /// The largest value.
         hi: f64,
     },
     /// An integer in `lo..=hi`.
     IntUniform {
+        /// The smallest value.
         lo: i64,
+        /// The largest value.
         hi: i64,
     },
     /// One of the values, each as likely.
@@ -311,29 +354,38 @@ pub enum Distribution {
 pub struct Searched {
     /// A model parameter (`[width]`) or a recipe setting (`[optimizer, lr]`).
     pub path: Vec<String>,
+    /// How it is drawn.
     pub distribution: Distribution,
 }
 
 /// `stage name { … }`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Stage {
+    /// The stage's name.
     pub name: String,
+    /// Epochs each trial trains (default: the recipe's).
     pub epochs: Option<usize>,
     /// How many of the best trials the next stage narrows around.
     pub keep: Option<usize>,
+    /// Trials in the stage (default: the block's).
     pub trials: Option<usize>,
 }
 
 /// A `search` block.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SearchSpec {
+    /// The model searched.
     pub model: String,
+    /// Trials per stage.
     pub trials: Option<usize>,
+    /// The searched values.
     pub searched: Vec<Searched>,
+    /// The stages, coarse to fine.
     pub stages: Vec<Stage>,
 }
 
 impl SearchSpec {
+    /// The typed view of a checked `search` block.
     pub fn from_block(recipe: &Recipe) -> SearchSpec {
         let count = |s: &Settings, k: &str| num(value(s, k)).map(|v| v as usize);
         let searched = recipe
@@ -377,18 +429,25 @@ pub enum Members {
     /// The recipe trained from different seeds.
     Seeds,
     /// The last `n` checkpoints of one run.
-    Checkpoints { last: usize },
+    Checkpoints {
+        /// How many.
+        last: usize,
+    },
 }
 
 /// An `ensemble` block.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EnsembleSpec {
+    /// The model.
     pub model: String,
+    /// How many members.
     pub members: Option<usize>,
+    /// Where the members come from.
     pub from: Members,
 }
 
 impl EnsembleSpec {
+    /// The typed view of a checked `ensemble` block.
     pub fn from_block(recipe: &Recipe) -> EnsembleSpec {
         let from = match call(&recipe.settings, "from") {
             Some(("top", _)) => Members::TopOfSearch,

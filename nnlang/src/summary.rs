@@ -8,13 +8,20 @@ use std::fmt::Write;
 
 const F32: u64 = 4;
 
+/// One layer of `nnlangc check`'s table.
 #[derive(Clone, Debug, Serialize)]
 pub struct LayerRow {
+    /// The layer's name.
     pub name: String,
+    /// Its kind (`dense`, `conv`, …).
     pub kind: &'static str,
+    /// The names of the values it reads.
     pub inputs: Vec<String>,
+    /// Its settings.
     pub attributes: serde_json::Map<String, serde_json::Value>,
+    /// Its output's shape.
     pub output_shape: crate::ir::Shape,
+    /// Its number of parameters.
     pub params: u64,
     /// Bytes of this layer's output per example (f32); `per_step` bytes more per sequence step.
     pub activation_bytes: Elems,
@@ -22,32 +29,48 @@ pub struct LayerRow {
     pub flops: Elems,
 }
 
+/// One input of the model.
 #[derive(Clone, Debug, Serialize)]
 pub struct InputRow {
+    /// The input's name.
     pub name: String,
+    /// Its shape.
     pub shape: crate::ir::Shape,
 }
 
+/// The model's totals.
 #[derive(Clone, Debug, Serialize)]
 pub struct Totals {
+    /// Parameters.
     pub params: u64,
+    /// Bytes of the parameters (f32).
     pub param_bytes: u64,
+    /// Bytes of activations per example (growing with a sequence's steps).
     pub activation_bytes: Elems,
     /// Forward FLOPs per example; a training step costs about three times as much.
     pub flops: Elems,
 }
 
+/// What `nnlangc check` prints about a model (and writes with `--json`).
 #[derive(Clone, Debug, Serialize)]
 pub struct Summary {
+    /// The model's name.
     pub model: String,
+    /// Its parameters' values.
     pub params_values: serde_json::Map<String, serde_json::Value>,
+    /// Its inputs.
     pub inputs: Vec<InputRow>,
+    /// Its layers, in order.
     pub layers: Vec<LayerRow>,
+    /// The name of the layer it returns.
     pub output: Option<String>,
+    /// Every parameter tensor.
     pub parameters: Vec<crate::shape::ParamSpec>,
+    /// Totals.
     pub totals: Totals,
 }
 
+/// The summary of a checked model.
 pub fn summarize(model: &Model) -> Summary {
     let g = &model.graph;
     let mut layers = Vec::new();

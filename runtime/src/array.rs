@@ -5,7 +5,12 @@
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ArrayError {
     /// Each row must hold `expected` values (the model's input), it holds `found`.
-    Width { expected: usize, found: usize },
+    Width {
+        /// Values per row the model reads.
+        expected: usize,
+        /// Values per row given.
+        found: usize,
+    },
 }
 
 impl std::fmt::Display for ArrayError {

@@ -4,6 +4,7 @@
 use std::fmt::{Debug, Display};
 use std::ops::{Add, AddAssign, Div, Mul, MulAssign, Neg, Sub, SubAssign};
 
+/// The element types the kernels run on: `f32` to train, `f64` to check gradients.
 pub trait Float:
     Copy
     + Default
@@ -22,18 +23,29 @@ pub trait Float:
     + MulAssign
     + 'static
 {
+    /// 0.
     const ZERO: Self;
+    /// 1.
     const ONE: Self;
     /// The name used in checkpoints (`F32`, `F64`).
     const NAME: &'static str;
+    /// The nearest value to `v`.
     fn from_f64(v: f64) -> Self;
+    /// The value as f64.
     fn to_f64(self) -> f64;
+    /// `eˣ`.
     fn exp(self) -> Self;
+    /// The natural logarithm.
     fn ln(self) -> Self;
+    /// The hyperbolic tangent.
     fn tanh(self) -> Self;
+    /// The square root.
     fn sqrt(self) -> Self;
+    /// The absolute value.
     fn abs(self) -> Self;
+    /// Neither NaN nor infinite.
     fn is_finite(self) -> bool;
+    /// The larger of the two.
     fn max(self, other: Self) -> Self {
         if self > other {
             self

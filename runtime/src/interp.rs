@@ -12,16 +12,22 @@ pub use crate::mem::ExecError;
 
 /// Called at the plan's `Update` step with the parameters and their gradients.
 pub trait Updater<T> {
+    /// Updates `params` from `grads`.
     fn update(&mut self, params: &mut [T], grads: &[T]);
 }
 
 /// The memory a plan runs in: the arena, the inputs and target of the batch, the parameters
 /// and their gradients.
 pub struct Exec<T> {
+    /// Every intermediate buffer of the plan, at its planned offset.
     pub arena: Vec<T>,
+    /// The batch's inputs, one buffer per model input.
     pub inputs: Vec<Vec<T>>,
+    /// The batch's targets.
     pub target: Vec<T>,
+    /// The parameters, at the offsets of the plan's table.
     pub params: Vec<T>,
+    /// Their gradients, at the same offsets.
     pub grads: Vec<T>,
     /// The length of each example's sequence in the batch, for a plan that reads sequences
     /// of different lengths (empty: every sequence is as long as the plan's).
@@ -78,6 +84,7 @@ impl<T: Float> Exec<T> {
         self.lengths.extend_from_slice(lengths);
     }
 
+    /// Copies `rows` rows of targets into the target buffer.
     pub fn set_target(&mut self, plan: &Plan, rows: usize, data: &[T]) {
         if let Some((b, _)) = plan.target {
             let n = rows * b.cols;
@@ -85,10 +92,12 @@ impl<T: Float> Exec<T> {
         }
     }
 
+    /// The model's output for `rows` rows, after a run.
     pub fn output(&self, plan: &Plan, rows: usize) -> &[T] {
         self.buffer(plan.output, rows)
     }
 
+    /// The first `rows` rows of the buffer `b`.
     pub fn buffer(&self, b: ABuf, rows: usize) -> &[T] {
         let r = b.range(rows);
         match b.space {

@@ -9,6 +9,7 @@ use safetensors::SafeTensors;
 use std::collections::HashMap;
 use std::path::Path;
 
+/// A checkpoint that cannot be read or written, with the reason.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CheckpointError(pub String);
 
@@ -121,6 +122,7 @@ pub fn load(path: &Path, table: &[Param], params: &mut [f32]) -> Result<(), Chec
     from_bytes(&bytes, table, params).map_err(|e| CheckpointError(format!("{}: {}", path.display(), e.0)))
 }
 
+/// Reads a checkpoint's bytes into `params`, as [`load`] does.
 pub fn from_bytes(bytes: &[u8], table: &[Param], params: &mut [f32]) -> Result<(), CheckpointError> {
     let st =
         SafeTensors::deserialize(bytes).map_err(|e| CheckpointError(format!("not a valid safetensors file ({e})")))?;

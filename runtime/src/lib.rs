@@ -1,6 +1,16 @@
 //! nnlang-runtime: what a compiled or interpreted nnlang model needs at run time — the
 //! [`plan::Plan`] (the contract with the compiler), the kernels, the interpreter, training,
 //! data readers and checkpoints. It never parses source or depends on the compiler.
+//!
+//! Arrays go in and out of `nnlangc run` as `.npy` files, batch first:
+//!
+//! ```
+//! use nnlang_runtime::data::npy;
+//! let path = std::env::temp_dir().join("nnlang-doc-batch.npy");
+//! npy::write(&path, &[2, 3], &[0.0, 0.5, 1.0, 1.5, 2.0, 2.5]).unwrap();
+//! let back = npy::read(&path).unwrap();
+//! assert_eq!((back.shape, back.data[4]), (vec![2, 3], 2.0));
+//! ```
 
 pub mod array;
 pub mod data;

@@ -1,5 +1,5 @@
 //! The memory one step sees while it runs ([`Cx`]), and the helpers that hand a step the
-//! buffer it writes beside read access to everything else ([`Mem::split`], [`split2`]).
+//! buffer it writes beside read access to everything else ([`Mem::split`], [`Mem::split2`]).
 //!
 //! This module knows nothing of steps or kernels: the interpreter, [`crate::ops`] and
 //! generated code all build on it, and it imports none of them.
@@ -15,7 +15,16 @@ use std::ops::Range;
 pub enum ExecError {
     /// Row `row` of the batch (at step `step` of its sequence, for a loss at every step) has
     /// a class label outside `0..classes`.
-    LabelOutOfRange { row: usize, step: Option<usize>, label: f64, classes: usize },
+    LabelOutOfRange {
+        /// The row of the batch.
+        row: usize,
+        /// The step of its sequence, for a loss at every step.
+        step: Option<usize>,
+        /// The label found.
+        label: f64,
+        /// The model's number of classes.
+        classes: usize,
+    },
 }
 
 impl std::fmt::Display for ExecError {
@@ -83,8 +92,11 @@ impl Rows<'_> {
 /// The batch memory: the arena, the model inputs and the target (the last two read only,
 /// where the caller holds them).
 pub struct Mem<'a, T> {
+    /// The arena.
     pub arena: &'a mut [T],
+    /// The batch's inputs.
     pub inputs: &'a [&'a [T]],
+    /// The batch's targets.
     pub target: &'a [T],
 }
 
@@ -101,10 +113,13 @@ pub struct Cx<'a, T> {
     /// The length of each example's sequence, for a plan that reads sequences of different
     /// lengths; empty when every sequence has the plan's length.
     pub lengths: &'a [usize],
+    /// The batch memory.
     pub mem: Mem<'a, T>,
+    /// The parameters.
     pub params: &'a [T],
     /// Parameter gradients (empty for an inference plan).
     pub grads: &'a mut [T],
+    /// Draws dropout masks.
     pub rng: &'a mut ChaCha8Rng,
     /// Set by the loss step.
     pub loss: Option<f64>,

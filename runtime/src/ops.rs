@@ -16,6 +16,7 @@ fn acc(w: Write) -> bool {
     w == Write::Accumulate
 }
 
+/// A dense layer: `y = x·Wᵀ + b`.
 pub fn dense<T: Float>(cx: &mut Cx<'_, T>, x: ABuf, w: PBuf, b: PBuf, y: ABuf) -> Done {
     let rows = cx.rows;
     let (out, r) = cx.mem.split(y, rows);
@@ -23,6 +24,7 @@ pub fn dense<T: Float>(cx: &mut Cx<'_, T>, x: ABuf, w: PBuf, b: PBuf, y: ABuf) -
     Ok(())
 }
 
+/// A dense layer with its activation fused: `y = f(x·Wᵀ + b)`.
 pub fn dense_act<T: Float>(cx: &mut Cx<'_, T>, f: Act, x: ABuf, w: PBuf, b: PBuf, y: ABuf) -> Done {
     let rows = cx.rows;
     let (out, r) = cx.mem.split(y, rows);
@@ -30,6 +32,7 @@ pub fn dense_act<T: Float>(cx: &mut Cx<'_, T>, f: Act, x: ABuf, w: PBuf, b: PBuf
     Ok(())
 }
 
+/// `y = f(x)`.
 pub fn activation<T: Float>(cx: &mut Cx<'_, T>, f: Act, x: ABuf, y: ABuf) -> Done {
     let rows = cx.rows;
     let (out, r) = cx.mem.split(y, rows);
@@ -37,6 +40,7 @@ pub fn activation<T: Float>(cx: &mut Cx<'_, T>, f: Act, x: ABuf, y: ABuf) -> Don
     Ok(())
 }
 
+/// `y = f(y)` in place.
 pub fn activation_in_place<T: Float>(cx: &mut Cx<'_, T>, f: Act, y: ABuf) -> Done {
     let rows = cx.rows;
     let (out, _) = cx.mem.split(y, rows);
@@ -44,6 +48,7 @@ pub fn activation_in_place<T: Float>(cx: &mut Cx<'_, T>, f: Act, y: ABuf) -> Don
     Ok(())
 }
 
+/// Inverted dropout: keeps each value with probability `keep`, scaled by `1/keep`; the mask is kept for the backward pass.
 pub fn dropout<T: Float>(cx: &mut Cx<'_, T>, keep: f64, x: ABuf, mask: ABuf, y: ABuf) -> Done {
     let rows = cx.rows;
     draw_mask(keep, cx.rng, &mut cx.mem.arena[mask.range(rows)]);
@@ -52,6 +57,7 @@ pub fn dropout<T: Float>(cx: &mut Cx<'_, T>, keep: f64, x: ABuf, mask: ABuf, y: 
     Ok(())
 }
 
+/// Inverted dropout in place.
 pub fn dropout_in_place<T: Float>(cx: &mut Cx<'_, T>, keep: f64, mask: ABuf, y: ABuf) -> Done {
     let rows = cx.rows;
     draw_mask(keep, cx.rng, &mut cx.mem.arena[mask.range(rows)]);
@@ -60,6 +66,7 @@ pub fn dropout_in_place<T: Float>(cx: &mut Cx<'_, T>, keep: f64, mask: ABuf, y: 
     Ok(())
 }
 
+/// Softmax over each row.
 pub fn softmax<T: Float>(cx: &mut Cx<'_, T>, x: ABuf, y: ABuf) -> Done {
     let rows = cx.rows;
     let (out, r) = cx.mem.split(y, rows);
@@ -67,6 +74,7 @@ pub fn softmax<T: Float>(cx: &mut Cx<'_, T>, x: ABuf, y: ABuf) -> Done {
     Ok(())
 }
 
+/// The sum of `xs`.
 pub fn add<T: Float>(cx: &mut Cx<'_, T>, xs: &[ABuf], y: ABuf) -> Done {
     let rows = cx.rows;
     let (out, r) = cx.mem.split(y, rows);
@@ -77,6 +85,7 @@ pub fn add<T: Float>(cx: &mut Cx<'_, T>, xs: &[ABuf], y: ABuf) -> Done {
     Ok(())
 }
 
+/// `xs` side by side in each row.
 pub fn concat<T: Float>(cx: &mut Cx<'_, T>, xs: &[ABuf], y: ABuf) -> Done {
     let rows = cx.rows;
     let (out, r) = cx.mem.split(y, rows);
@@ -102,6 +111,7 @@ fn label_error(valid: Rows, at: usize, label: f64, classes: usize) -> ExecError 
     ExecError::LabelOutOfRange { row, step, label, classes }
 }
 
+/// Softmax and cross-entropy fused: the mean loss, and its gradient with respect to the logits.
 pub fn softmax_cross_entropy<T: Float>(cx: &mut Cx<'_, T>, logits: ABuf, target: ABuf, dlogits: ABuf) -> Done {
     let rows = cx.rows;
     let (d, r) = cx.mem.split(dlogits, rows);
@@ -113,6 +123,7 @@ pub fn softmax_cross_entropy<T: Float>(cx: &mut Cx<'_, T>, logits: ABuf, target:
     Ok(())
 }
 
+/// Cross-entropy of probabilities: the mean loss and its gradient.
 pub fn cross_entropy<T: Float>(cx: &mut Cx<'_, T>, probs: ABuf, target: ABuf, dprobs: ABuf) -> Done {
     let rows = cx.rows;
     let (d, r) = cx.mem.split(dprobs, rows);
@@ -124,6 +135,7 @@ pub fn cross_entropy<T: Float>(cx: &mut Cx<'_, T>, probs: ABuf, target: ABuf, dp
     Ok(())
 }
 
+/// Sigmoid and binary cross-entropy fused: the mean loss and its gradient with respect to the logits.
 pub fn sigmoid_binary_cross_entropy<T: Float>(cx: &mut Cx<'_, T>, logits: ABuf, target: ABuf, dlogits: ABuf) -> Done {
     let rows = cx.rows;
     let (d, r) = cx.mem.split(dlogits, rows);
@@ -133,6 +145,7 @@ pub fn sigmoid_binary_cross_entropy<T: Float>(cx: &mut Cx<'_, T>, logits: ABuf, 
     Ok(())
 }
 
+/// Binary cross-entropy of probabilities: the mean loss and its gradient.
 pub fn binary_cross_entropy<T: Float>(cx: &mut Cx<'_, T>, probs: ABuf, target: ABuf, dprobs: ABuf) -> Done {
     let rows = cx.rows;
     let (d, r) = cx.mem.split(dprobs, rows);
@@ -142,6 +155,7 @@ pub fn binary_cross_entropy<T: Float>(cx: &mut Cx<'_, T>, probs: ABuf, target: A
     Ok(())
 }
 
+/// Half the mean squared error, and its gradient.
 pub fn mean_squared_error<T: Float>(cx: &mut Cx<'_, T>, y: ABuf, target: ABuf, dy: ABuf) -> Done {
     let rows = cx.rows;
     let (d, r) = cx.mem.split(dy, rows);
@@ -151,6 +165,7 @@ pub fn mean_squared_error<T: Float>(cx: &mut Cx<'_, T>, y: ABuf, target: ABuf, d
     Ok(())
 }
 
+/// The gradients of a dense layer: `dx`, `dW`, `db`.
 pub fn dense_backward<T: Float>(
     cx: &mut Cx<'_, T>,
     x: ABuf,
@@ -177,6 +192,7 @@ pub fn dense_backward<T: Float>(
     Ok(())
 }
 
+/// The gradients of a dense layer with a fused activation.
 #[allow(clippy::too_many_arguments)]
 pub fn dense_act_backward<T: Float>(
     cx: &mut Cx<'_, T>,
@@ -198,6 +214,7 @@ pub fn dense_act_backward<T: Float>(
     dense_backward(cx, x, w, dy, dw, db, dx)
 }
 
+/// The gradient through an activation.
 pub fn activation_backward<T: Float>(
     cx: &mut Cx<'_, T>,
     f: Act,
@@ -213,6 +230,7 @@ pub fn activation_backward<T: Float>(
     Ok(())
 }
 
+/// The gradient through an activation, in place.
 pub fn activation_backward_in_place<T: Float>(cx: &mut Cx<'_, T>, f: Act, y: ABuf, d: ABuf) -> Done {
     let rows = cx.rows;
     let (g, r) = cx.mem.split(d, rows);
@@ -220,6 +238,7 @@ pub fn activation_backward_in_place<T: Float>(cx: &mut Cx<'_, T>, f: Act, y: ABu
     Ok(())
 }
 
+/// The gradient through dropout (the kept mask).
 pub fn dropout_backward<T: Float>(cx: &mut Cx<'_, T>, mask: ABuf, dy: ABuf, dx: ABuf, write: Write) -> Done {
     let rows = cx.rows;
     let (g, r) = cx.mem.split(dx, rows);
@@ -227,6 +246,7 @@ pub fn dropout_backward<T: Float>(cx: &mut Cx<'_, T>, mask: ABuf, dy: ABuf, dx: 
     Ok(())
 }
 
+/// The gradient through dropout, in place.
 pub fn dropout_backward_in_place<T: Float>(cx: &mut Cx<'_, T>, mask: ABuf, d: ABuf) -> Done {
     let rows = cx.rows;
     let (g, r) = cx.mem.split(d, rows);
@@ -234,6 +254,7 @@ pub fn dropout_backward_in_place<T: Float>(cx: &mut Cx<'_, T>, mask: ABuf, d: AB
     Ok(())
 }
 
+/// The gradient through softmax.
 pub fn softmax_backward<T: Float>(cx: &mut Cx<'_, T>, y: ABuf, dy: ABuf, dx: ABuf, write: Write) -> Done {
     let rows = cx.rows;
     let (g, r) = cx.mem.split(dx, rows);
@@ -269,6 +290,7 @@ pub fn local<T: Float>(cx: &mut Cx<'_, T>, g: Geometry, f: Act, x: ABuf, w: PBuf
     Ok(())
 }
 
+/// A pooling layer.
 pub fn pool<T: Float>(cx: &mut Cx<'_, T>, op: PoolOp, g: Geometry, x: ABuf, y: ABuf) -> Done {
     let rows = cx.rows;
     let (out, r) = cx.mem.split(y, rows);
@@ -276,6 +298,7 @@ pub fn pool<T: Float>(cx: &mut Cx<'_, T>, op: PoolOp, g: Geometry, x: ABuf, y: A
     Ok(())
 }
 
+/// Maxout: the largest of each group of `pieces` consecutive values.
 pub fn maxout<T: Float>(cx: &mut Cx<'_, T>, pieces: usize, z: ABuf, y: ABuf) -> Done {
     let rows = cx.rows;
     let (out, r) = cx.mem.split(y, rows);
@@ -357,6 +380,7 @@ pub fn local_backward<T: Float>(
     window_backward(true, cx, g, f, x, y, w, dy, dw, db, dx, ws)
 }
 
+/// The gradient through a pooling layer.
 #[allow(clippy::too_many_arguments)]
 pub fn pool_backward<T: Float>(
     cx: &mut Cx<'_, T>,
@@ -374,6 +398,7 @@ pub fn pool_backward<T: Float>(
     Ok(())
 }
 
+/// The gradient through maxout (to each group's largest).
 #[allow(clippy::too_many_arguments)]
 pub fn maxout_backward<T: Float>(
     cx: &mut Cx<'_, T>,

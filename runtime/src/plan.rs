@@ -10,8 +10,11 @@
 /// training target (read only, never copied into the arena).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Space {
+    /// The arena.
     Arena,
+    /// Model input `i`.
     Input(usize),
+    /// The training target.
     Target,
 }
 
@@ -22,18 +25,24 @@ pub use crate::step::Lit;
 /// batch size of the run).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ABuf {
+    /// Where its first row starts.
     pub offset: usize,
+    /// Values per row.
     pub cols: usize,
+    /// Which memory it is in.
     pub space: Space,
 }
 
 impl ABuf {
+    /// No buffer.
     pub const NONE: ABuf = ABuf { offset: 0, cols: 0, space: Space::Arena };
 
+    /// A buffer of the arena.
     pub fn arena(offset: usize, cols: usize) -> ABuf {
         ABuf { offset, cols, space: Space::Arena }
     }
 
+    /// The elements of its first `rows` rows.
     pub fn range(&self, rows: usize) -> std::ops::Range<usize> {
         self.offset..self.offset + rows * self.cols
     }
@@ -43,11 +52,14 @@ impl ABuf {
 /// store).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct PBuf {
+    /// Where it starts in the parameter store.
     pub offset: usize,
+    /// Its number of values.
     pub len: usize,
 }
 
 impl PBuf {
+    /// Its elements in the parameter store.
     pub fn range(&self) -> std::ops::Range<usize> {
         self.offset..self.offset + self.len
     }
@@ -58,30 +70,49 @@ impl PBuf {
 /// `f × f`, stride `s`, padding `p`, output `oh × ow`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Geometry {
+    /// Input height.
     pub h: usize,
+    /// Input width.
     pub w: usize,
+    /// Input depth (channels).
     pub d: usize,
+    /// Filters (the depth, for pooling).
     pub k: usize,
+    /// Window height and width.
     pub f: usize,
+    /// Stride.
     pub s: usize,
+    /// Zero padding on every side.
     pub p: usize,
+    /// Output height.
     pub oh: usize,
+    /// Output width.
     pub ow: usize,
 }
 
+/// A pooling window's reduction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum PoolOp {
+    /// The largest value.
     Max,
+    /// The mean.
     Avg,
+    /// The square root of the sum of squares.
     L2,
 }
 
+/// An elementwise activation.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Act {
+    /// `1/(1 + e⁻ˣ)`.
     Sigmoid,
+    /// `tanh x`.
     Tanh,
+    /// `max(0, x)`.
     Relu,
+    /// `x` above zero, `alpha·x` below.
     LeakyRelu(f64),
+    /// `x`.
     Identity,
 }
 
@@ -89,7 +120,9 @@ pub enum Act {
 /// several contributions).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Write {
+    /// Overwrite.
     Assign,
+    /// Add to what is there.
     Accumulate,
 }
 
@@ -100,6 +133,7 @@ pub enum Loss {
     CrossEntropy,
     /// Fused with the model's final sigmoid.
     BinaryCrossEntropy,
+    /// Half the mean squared error.
     MeanSquaredError,
 }
 
@@ -117,7 +151,9 @@ pub enum TargetKind {
 pub struct Param {
     /// `<layer>.weight`, `<layer>.bias`, as PyTorch names them.
     pub name: String,
+    /// Its dimensions, in PyTorch's layout.
     pub shape: Vec<usize>,
+    /// Where it is in the parameter store.
     pub buf: PBuf,
     /// Inputs per unit, for initialization (N(0, 1/fan_in) is the notes' xavier).
     pub fan_in: usize,
@@ -125,13 +161,16 @@ pub struct Param {
     pub is_bias: bool,
 }
 
+/// An execution plan: the steps of a forward (and backward) pass over one planned arena, with the parameter table.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Plan {
+    /// The largest batch the arena holds.
     pub max_batch: usize,
     /// Elements of the arena.
     pub arena_len: usize,
     /// The sum of every buffer's size, as if none were shared (for reports).
     pub naive_len: usize,
+    /// The steps, in the order they run.
     pub steps: Vec<Step>,
     /// The model inputs (in `Space::Input(i)`), in declaration order.
     pub inputs: Vec<ABuf>,
@@ -139,6 +178,7 @@ pub struct Plan {
     pub target: Option<(ABuf, TargetKind)>,
     /// The model's output (inference plans).
     pub output: ABuf,
+    /// The parameter tensors.
     pub params: Vec<Param>,
     /// Elements of the parameter (and gradient) store.
     pub params_len: usize,

@@ -17,23 +17,34 @@ pub trait Field {
     type Arg<'a>
     where
         Self: 'a;
+    /// The field as the ops function takes it.
     fn arg(&self) -> Self::Arg<'_>;
     /// Adds the arena buffers among this field to `out`.
     fn bufs<'a>(&'a mut self, out: &mut Vec<&'a mut ABuf>);
+    /// The field as a constant, for the code generator.
     fn lit(&self) -> Lit;
 }
 
 /// A step's field as a constant, for the code generator.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Lit {
+    /// An arena buffer.
     ABuf(ABuf),
+    /// A parameter buffer.
     PBuf(PBuf),
+    /// An activation.
     Act(Act),
+    /// A window geometry.
     Geometry(Geometry),
+    /// A pooling reduction.
     PoolOp(PoolOp),
+    /// How a result is written.
     Write(Write),
+    /// A count.
     Usize(usize),
+    /// A real number.
     F64(f64),
+    /// A flag.
     Bool(bool),
     /// An optional input gradient and how to write it.
     Dx(Option<(ABuf, Write)>),
@@ -122,7 +133,7 @@ macro_rules! steps {
         /// the step table (`kernels/mod.rs`).
         #[derive(Clone, Debug, PartialEq)]
         pub enum Step {
-            $( $(#[$doc])* $name { $($field: $ty),* }, )*
+            $( $(#[$doc])* $name { $(#[doc = concat!("The `", stringify!($field), "` argument of the step's function (see the step table).")] $field: $ty),* }, )*
             /// The optimizer's update of every parameter from its gradient (with
             /// regularization, max-norm and the weight average), done by the trainer.
             Update,

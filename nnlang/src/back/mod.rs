@@ -1,5 +1,5 @@
 //! Back ends: what a plan becomes besides being interpreted. Each reads the plans built by
-//! [`crate::plan`] and the typed recipe; none changes what the model computes.
+//! [`crate::plan`](mod@crate::plan) and the typed recipe; none changes what the model computes.
 //!
 //! - [`rust`]: Rust source with constant shapes over `nnlang_runtime` (`nn!`, `nnlangc emit
 //!   --rust`), bit-identical to the interpreter.

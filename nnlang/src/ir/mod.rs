@@ -23,6 +23,7 @@ use std::fmt;
 pub struct NodeId(pub u32);
 
 impl NodeId {
+    /// The node's position in [`Graph::nodes`].
     pub fn index(self) -> usize {
         self.0 as usize
     }
@@ -37,17 +38,22 @@ impl fmt::Display for NodeId {
 /// One dimension of a shape: a number, or a sequence's step dimension (always the first).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Dim {
+    /// A dimension of this size.
     Fixed(usize),
     /// The steps of a sequence whose length varies from example to example (`seq`), with
     /// the longest a plan accepts when declared (`seq <= 29`).
     Seq {
+        /// The dimension's name as declared (`seq`).
         name: String,
+        /// The longest sequence a plan accepts, when declared.
         max: Option<usize>,
     },
     /// The steps of a sequence of known length: declared (`seq = 28`), an `rnn`'s steps
     /// over `[28, f]`, or a variable length planned at its longest.
     Steps {
+        /// The dimension's name as declared (`seq`), or the rnn's for rows of an array.
         name: String,
+        /// The number of steps.
         len: usize,
     },
 }
@@ -90,9 +96,11 @@ impl Serialize for Dim {
 pub struct Shape(pub Vec<Dim>);
 
 impl Shape {
+    /// A shape of fixed dimensions.
     pub fn fixed(dims: &[usize]) -> Shape {
         Shape(dims.iter().map(|&d| Dim::Fixed(d)).collect())
     }
+    /// The number of dimensions.
     pub fn rank(&self) -> usize {
         self.0.len()
     }
@@ -158,11 +166,14 @@ impl fmt::Display for Shape {
 /// `fixed + per_step · seq`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Elems {
+    /// Elements that do not depend on the sequence length.
     pub fixed: u64,
+    /// Elements per step of the sequence.
     pub per_step: u64,
 }
 
 impl Elems {
+    /// Both counts times `k` (saturating).
     pub fn scale(self, k: u64) -> Elems {
         Elems { fixed: self.fixed.saturating_mul(k), per_step: self.per_step.saturating_mul(k) }
     }
@@ -185,9 +196,12 @@ pub fn fmt_f64(v: f64) -> String {
     }
 }
 
+/// One operation of a model, with its inputs, name and source span.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Node {
+    /// What it computes.
     pub op: Op,
+    /// The nodes whose values it reads, in order.
     pub inputs: Vec<NodeId>,
     /// The user's name (`as fc1`) or the derived one (`dense_0`); unique in the graph.
     pub name: String,
@@ -203,8 +217,11 @@ pub struct Node {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum ParamValue {
+    /// An integer parameter.
     Int(i64),
+    /// A real parameter.
     Float(f64),
+    /// A boolean parameter.
     Bool(bool),
 }
 
@@ -221,25 +238,32 @@ impl fmt::Display for ParamValue {
 /// One model, lowered.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Graph {
+    /// The model's name.
     pub name: String,
     /// The model's parameters after defaults and overrides, in declaration order.
     pub params: Vec<(String, ParamValue)>,
+    /// Every node, in topological order (inputs before their users).
     pub nodes: Vec<Node>,
+    /// The `input` nodes, in declaration order.
     pub inputs: Vec<NodeId>,
+    /// The node whose value the model returns (none when lowering failed early).
     pub output: Option<NodeId>,
 }
 
 impl Graph {
+    /// Appends a node and returns its id.
     pub fn add(&mut self, op: Op, inputs: Vec<NodeId>, name: String, span: Span) -> NodeId {
         let id = NodeId(self.nodes.len() as u32);
         self.nodes.push(Node { op, inputs, name, span, in_place: false });
         id
     }
 
+    /// The node `id`.
     pub fn node(&self, id: NodeId) -> &Node {
         &self.nodes[id.index()]
     }
 
+    /// Every node's id, in topological order.
     pub fn ids(&self) -> impl DoubleEndedIterator<Item = NodeId> {
         (0..self.nodes.len() as u32).map(NodeId)
     }

@@ -10,6 +10,7 @@ use crate::syntax::ast::{Arg, Expr, ExprKind, Ident, Span};
 
 /// Arguments matched to a layer's signature.
 pub struct Args<'a> {
+    /// The layer's name, for messages.
     pub kind: &'a str,
     /// The whole call, for errors about what is missing.
     pub call: Span,

@@ -7,11 +7,16 @@ use crate::syntax::ast::{BinOp, Expr, ExprKind, Span};
 use std::collections::HashMap;
 use std::fmt;
 
+/// The value of a constant expression (a layer argument or a model parameter).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value {
+    /// An integer.
     Int(i64),
+    /// A real number.
     Float(f64),
+    /// `true` or `false`.
     Bool(bool),
+    /// A string or a bare word (`same`, `relu`).
     Str(String),
     /// `10%`, as written.
     Percent(f64),
@@ -20,6 +25,7 @@ pub enum Value {
 }
 
 impl Value {
+    /// The value with its kind, for messages (`the integer 3`).
     pub fn describe(&self) -> String {
         match self {
             Value::Int(v) => format!("the integer {v}"),
@@ -30,6 +36,7 @@ impl Value {
             Value::Sym(s) => format!("the name `{s}`"),
         }
     }
+    /// The value as a real number, for an integer or a real.
     pub fn as_f64(&self) -> Option<f64> {
         match self {
             Value::Int(v) => Some(*v as f64),

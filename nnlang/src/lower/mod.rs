@@ -144,7 +144,9 @@ pub fn check_overrides(model: &ast::Model, overrides: &Overrides) -> Result<(), 
 /// The result of lowering one model: the graph (when lowering got far enough to build one)
 /// and every problem found on the way.
 pub struct Lowered {
+    /// The lowered graph.
     pub graph: Graph,
+    /// Every problem found while lowering.
     pub diagnostics: Vec<Diagnostic>,
 }
 

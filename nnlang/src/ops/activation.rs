@@ -1,5 +1,5 @@
 //! Activations: `sigmoid`, `tanh`, `relu`, `leaky_relu(alpha)`, `identity`, elementwise.
-//! The functions themselves are the runtime's [`Act`]; this module names them, reads them from
+//! The functions themselves are the runtime's [`Act`](nnlang_runtime::plan::Act); this module names them, reads them from
 //! source and writes them in IR text and JSON.
 
 use super::{FlopsCx, Layer, Op, Reads, Rules, Scratch, ShapeCx, StepCx, Value};
@@ -48,6 +48,7 @@ pub fn from_name(s: &str) -> Option<Activation> {
     })
 }
 
+/// `leaky_relu`'s slope below zero when none is given.
 pub const DEFAULT_ALPHA: f64 = 0.01;
 
 #[derive(Serialize)]
@@ -75,6 +76,7 @@ pub fn ser<S: Serializer>(a: &Activation, s: S) -> Result<S::Ok, S::Error> {
     json(a).serialize(s)
 }
 
+/// Serializes an optional fused activation by its name.
 pub fn ser_opt<S: Serializer>(a: &Option<Activation>, s: S) -> Result<S::Ok, S::Error> {
     a.as_ref().map(json).serialize(s)
 }
@@ -82,11 +84,13 @@ pub fn ser_opt<S: Serializer>(a: &Option<Activation>, s: S) -> Result<S::Ok, S::
 /// An activation as a layer of its own.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ActivationOp {
+    /// The function applied to every element.
     #[serde(serialize_with = "ser")]
     pub function: Activation,
 }
 
 impl ActivationOp {
+    /// `sigmoid`, `tanh`, `relu`, `identity` and `leaky_relu(alpha)`.
     pub const LAYERS: &'static [Layer] = &[
         Layer {
             name: "sigmoid",

@@ -12,10 +12,14 @@ use crate::shape::{both_extents, geometry::window_extent, param, volume, RuleRes
 use nnlang_runtime::plan::{ABuf, Act, Geometry, PBuf, Step};
 use serde::Serialize;
 
+/// `conv(filters, size, stride, pad)`: a 2-D convolution over a channels-last volume.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Conv {
+    /// Output channels.
     pub filters: usize,
+    /// The filters' height and width.
     pub size: usize,
+    /// The step between windows.
     pub stride: usize,
     /// Resolved from `same` / `valid`.
     pub pad: usize,
@@ -28,6 +32,7 @@ pub struct Conv {
 pub const WINDOW_ARGS: &[(&str, bool)] = &[("filters", true), ("size", true), ("stride", false), ("pad", false)];
 
 impl Conv {
+    /// `conv`.
     pub const LAYERS: &'static [Layer] = &[Layer {
         name: "conv",
         args: WINDOW_ARGS,

@@ -11,8 +11,10 @@ use crate::shape::{affine_in, param, RuleResult};
 use nnlang_runtime::plan::{ABuf, PBuf, Step};
 use serde::Serialize;
 
+/// `dense(units)`: a fully-connected layer (at every step of a sequence).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Dense {
+    /// Output units.
     pub units: usize,
     /// Set by `fuse-dense`.
     #[serde(skip_serializing_if = "Option::is_none", serialize_with = "activation::ser_opt")]
@@ -20,6 +22,7 @@ pub struct Dense {
 }
 
 impl Dense {
+    /// `dense` and its alias `fc`.
     pub const LAYERS: &'static [Layer] = &[
         Layer {
             name: "dense",

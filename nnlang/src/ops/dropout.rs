@@ -11,6 +11,7 @@ use crate::syntax::ast::Span;
 use nnlang_runtime::plan::{ABuf, PBuf, Step};
 use serde::Serialize;
 
+/// `dropout(keep = p)`: inverted dropout while training, nothing at inference.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Dropout {
     /// The probability of keeping a unit.
@@ -18,6 +19,7 @@ pub struct Dropout {
 }
 
 impl Dropout {
+    /// `dropout`.
     pub const LAYERS: &'static [Layer] = &[Layer {
         name: "dropout",
         args: &[("keep", false), ("drop", false)],

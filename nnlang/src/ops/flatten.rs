@@ -10,10 +10,12 @@ use crate::shape::{RuleResult, ShapeError};
 use nnlang_runtime::plan::{ABuf, PBuf, Step};
 use serde::Serialize;
 
+/// `flatten`: a volume as one vector, row-major over height, width, depth.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Flatten;
 
 impl Flatten {
+    /// `flatten`.
     pub const LAYERS: &'static [Layer] =
         &[Layer { name: "flatten", args: &[], example: "`flatten`", merge: false, positional_error: None, build }];
 }

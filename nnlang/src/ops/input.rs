@@ -6,6 +6,7 @@ use crate::shape::RuleResult;
 use nnlang_runtime::plan::{ABuf, PBuf, Step};
 use serde::Serialize;
 
+/// A model input, `input name: [dims]`.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Input {
     /// Without the batch.

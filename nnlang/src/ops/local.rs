@@ -11,15 +11,21 @@ use crate::shape::{param, RuleResult};
 use nnlang_runtime::plan::{ABuf, Act, Geometry, PBuf, Step};
 use serde::Serialize;
 
+/// `local(filters, size, stride, pad)`: a locally-connected layer (a filter per output position).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Local {
+    /// Output channels.
     pub filters: usize,
+    /// The filters' height and width.
     pub size: usize,
+    /// The step between windows.
     pub stride: usize,
+    /// Zeros added on every side.
     pub pad: usize,
 }
 
 impl Local {
+    /// `local`.
     pub const LAYERS: &'static [Layer] = &[Layer {
         name: "local",
         args: WINDOW_ARGS,

@@ -23,10 +23,12 @@ pub enum LossKind {
     BinaryCrossEntropy,
     /// Of logits, with the sigmoid folded in.
     SigmoidBinaryCrossEntropy,
+    /// `mse`: half the squared error, averaged over rows.
     MeanSquaredError,
 }
 
 impl LossKind {
+    /// The loss's name in source.
     pub const fn name(self) -> &'static str {
         match self {
             LossKind::CrossEntropy => "cross_entropy",
@@ -77,8 +79,10 @@ pub fn default_for(graph: &crate::ir::Graph) -> UserLoss {
     }
 }
 
+/// The training loss appended to a model's output for training.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Loss {
+    /// Which loss.
     pub loss: LossKind,
 }
 

@@ -11,19 +11,24 @@ use crate::shape::{affine_in, param, RuleResult, ShapeError};
 use nnlang_runtime::plan::{ABuf, PBuf, Step, Write};
 use serde::Serialize;
 
+/// `maxout(units, pieces)`: the largest of `pieces` affine functions, per unit.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Maxout {
+    /// Output units.
     pub units: usize,
+    /// Affine pieces per unit.
     pub pieces: usize,
 }
 
 /// `maxout(pieces = p)` on a volume: `[h, w, d]` → `[h, w, d/p]`.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct MaxoutChannels {
+    /// Consecutive channels per group.
     pub pieces: usize,
 }
 
 impl Maxout {
+    /// `maxout` (over a dense layer, or over channels).
     pub const LAYERS: &'static [Layer] = &[Layer {
         name: "maxout",
         args: &[("units", false), ("pieces", true)],

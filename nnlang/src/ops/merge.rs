@@ -10,18 +10,22 @@ use crate::shape::{RuleResult, ShapeError};
 use nnlang_runtime::plan::{ABuf, PBuf, Step};
 use serde::Serialize;
 
+/// `add(a, b, …)`: the elementwise sum of values of one shape.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Add;
 
+/// `concat(a, b, …)`: values joined along their last dimension.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Concat;
 
 impl Add {
+    /// `add`.
     pub const LAYERS: &'static [Layer] =
         &[Layer { name: "add", args: &[], example: "`add(a, b)`", merge: true, positional_error: None, build: add }];
 }
 
 impl Concat {
+    /// `concat`.
     pub const LAYERS: &'static [Layer] = &[Layer {
         name: "concat",
         args: &[],

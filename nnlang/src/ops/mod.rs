@@ -43,9 +43,13 @@ use serde::Serialize;
 
 /// What a shape rule sees: the node, its name (for parameter names) and its inputs' shapes.
 pub struct ShapeCx<'a> {
+    /// The node.
     pub id: NodeId,
+    /// The node's name.
     pub name: &'a str,
+    /// The nodes it reads.
     pub inputs: &'a [NodeId],
+    /// Their shapes, in order.
     pub ins: &'a [&'a Shape],
 }
 
@@ -58,12 +62,16 @@ impl ShapeCx<'_> {
 
 /// What a FLOPs count sees: the first input's shape, the output shape, the number of inputs.
 pub struct FlopsCx<'a> {
+    /// The first input's shape (none for an input node).
     pub input: Option<&'a Shape>,
+    /// The node's shape.
     pub output: &'a Shape,
+    /// How many values it reads.
     pub n_inputs: usize,
 }
 
 impl FlopsCx<'_> {
+    /// The input's element count (zero for none).
     pub fn input_elems(&self) -> Elems {
         self.input.map(|s| s.elements()).unwrap_or_default()
     }
@@ -73,6 +81,7 @@ impl FlopsCx<'_> {
             .map(|s| s.0.iter().map(|d| if let Dim::Fixed(n) = d { *n as u64 } else { 1 }).collect())
             .unwrap_or_default()
     }
+    /// The input's last dimension (0 for none).
     pub fn input_last(&self) -> u64 {
         self.input_dims().last().copied().unwrap_or(0)
     }
@@ -112,7 +121,9 @@ pub enum Value {
 /// later backward step reads must not be overwritten in place.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Reads {
+    /// The backward rule reads the op's input.
     pub input: bool,
+    /// The backward rule reads the op's output.
     pub output: bool,
 }
 
@@ -129,6 +140,7 @@ pub enum Scratch {
 pub struct StepCx<'a> {
     /// The values of the node's inputs, and of the node itself.
     pub inputs: Vec<ABuf>,
+    /// The node's own value.
     pub value: ABuf,
     /// The node's parameters (weight, bias) in the parameter store.
     pub params: Vec<PBuf>,
@@ -136,9 +148,11 @@ pub struct StepCx<'a> {
     pub scratch: Vec<ABuf>,
     /// The dimensions of the first input and of the output, when all are fixed.
     pub in_dims: Option<&'a [usize]>,
+    /// The output's dimensions, when all are fixed.
     pub out_dims: Option<&'a [usize]>,
     /// Set by the `inplace` pass: the value is in the input's buffer.
     pub in_place: bool,
+    /// Whether this is a training plan (dropout draws masks).
     pub training: bool,
     /// A recurrent layer's state carried from the previous run (truncated BPTT).
     pub carry: Option<ABuf>,
@@ -165,6 +179,7 @@ pub enum Dx {
 }
 
 impl Dx {
+    /// The input gradient buffer and how to write it, if the input needs one.
     pub fn into_opt(self) -> Option<(ABuf, Write)> {
         match self {
             Dx::Into(b, w) => Some((b, w)),
@@ -210,6 +225,7 @@ pub trait Rules {
 
 /// A layer as written in source: its name, arguments and the op it builds.
 pub struct Layer {
+    /// The name written in source.
     pub name: &'static str,
     /// Arguments in positional order: `(name, required)`.
     pub args: &'static [(&'static str, bool)],
@@ -219,6 +235,7 @@ pub struct Layer {
     pub merge: bool,
     /// The error for an argument given without its name, for layers that refuse them.
     pub positional_error: Option<fn(Span) -> Diagnostic>,
+    /// Builds the op from checked arguments.
     pub build: fn(&Args, &Env) -> Result<Op, Diagnostic>,
 }
 
@@ -251,28 +268,46 @@ macro_rules! registry {
 registry! {
     /// A model input; `dims` exclude the batch.
     Input(input::Input),
+    /// `dense`.
     Dense(dense::Dense),
+    /// `conv`.
     Conv(conv::Conv),
+    /// `local`.
     Local(local::Local),
+    /// `maxpool`, `avgpool`, `l2pool`.
     Pool(pool::Pool),
+    /// `flatten`.
     Flatten(flatten::Flatten),
+    /// `dropout`.
     Dropout(dropout::Dropout),
+    /// An activation layer.
     Activation(activation::ActivationOp),
+    /// `softmax`.
     Softmax(softmax::Softmax),
+    /// `maxout(units, pieces)`.
     Maxout(maxout::Maxout),
+    /// `rnn`.
     Rnn(rnn::Rnn),
+    /// `bidirectional(rnn(…))`.
     Bidirectional(rnn::Bidirectional),
+    /// `add`.
     Add(merge::Add),
+    /// `concat`.
     Concat(merge::Concat),
+    /// `maxout(pieces)` over channels.
     MaxoutChannels(maxout::MaxoutChannels),
+    /// `softplus`.
     Softplus(softplus::Softplus),
+    /// The training loss (added for training plans).
     Loss(loss::Loss),
 }
 
 impl Op {
+    /// The op's kind as the summary names it (`dense`, `conv`, …).
     pub fn kind(&self) -> &'static str {
         self.rules().kind()
     }
+    /// The op's settings as `(name, value)` text, for summaries and printers.
     pub fn attributes(&self) -> Vec<(&'static str, String)> {
         self.rules().attributes()
     }

@@ -30,17 +30,22 @@ fn ser<S: Serializer>(k: &PoolKind, s: S) -> Result<S::Ok, S::Error> {
     })
 }
 
+/// `maxpool`, `avgpool`, `l2pool`: a pooling window over each channel of a volume.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Pool {
+    /// The reduction over a window.
     #[serde(serialize_with = "ser")]
     pub kind: PoolKind,
+    /// The window's height and width.
     pub size: usize,
+    /// The step between windows.
     pub stride: usize,
 }
 
 const ARGS: &[(&str, bool)] = &[("size", true), ("stride", false)];
 
 impl Pool {
+    /// `maxpool`, `avgpool` and `l2pool`.
     pub const LAYERS: &'static [Layer] = &[
         Layer {
             name: "maxpool",

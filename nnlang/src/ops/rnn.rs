@@ -20,11 +20,14 @@ use serde::Serialize;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RnnOutput {
+    /// The state at every step.
     Sequence,
+    /// The state after the last step (of each sequence's own length).
     Last,
 }
 
 impl RnnOutput {
+    /// The name in source.
     pub fn name(self) -> &'static str {
         match self {
             RnnOutput::Sequence => "sequence",
@@ -37,12 +40,16 @@ impl RnnOutput {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Merge {
+    /// Both states side by side, the forward direction's first.
     Concat,
+    /// Their sum.
     Add,
+    /// Their elementwise product.
     Mul,
 }
 
 impl Merge {
+    /// The name in source.
     pub fn name(self) -> &'static str {
         match self {
             Merge::Concat => "concat",
@@ -52,24 +59,34 @@ impl Merge {
     }
 }
 
+/// `rnn(hidden, activation, output)`: the Elman recurrence over a sequence's steps.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Rnn {
+    /// State size.
     pub hidden: usize,
+    /// The function of the recurrence (`tanh` by default).
     #[serde(serialize_with = "activation::ser")]
     pub activation: Activation,
+    /// Every step's state or the last.
     pub output: RnnOutput,
 }
 
+/// `bidirectional(rnn(…), merge)`: the recurrence both ways, the two states merged.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Bidirectional {
+    /// State size of each direction.
     pub hidden: usize,
+    /// The function of both recurrences.
     #[serde(serialize_with = "activation::ser")]
     pub activation: Activation,
+    /// Every step's states or the last (the reverse direction's last is its state at the first step).
     pub output: RnnOutput,
+    /// How the directions' states combine.
     pub merge: Merge,
 }
 
 impl Rnn {
+    /// `rnn`.
     pub const LAYERS: &'static [Layer] = &[Layer {
         name: "rnn",
         args: &[("hidden", true), ("activation", false), ("output", false)],
@@ -81,6 +98,7 @@ impl Rnn {
 }
 
 impl Bidirectional {
+    /// `bidirectional`.
     pub const LAYERS: &'static [Layer] = &[Layer {
         name: "bidirectional",
         args: &[("layer", true), ("merge", false)],

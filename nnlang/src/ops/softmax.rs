@@ -10,10 +10,12 @@ use crate::shape::RuleResult;
 use nnlang_runtime::plan::{ABuf, PBuf, Step};
 use serde::Serialize;
 
+/// `softmax`: over the last dimension.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Softmax;
 
 impl Softmax {
+    /// `softmax`.
     pub const LAYERS: &'static [Layer] =
         &[Layer { name: "softmax", args: &[], example: "`softmax`", merge: false, positional_error: None, build }];
 }

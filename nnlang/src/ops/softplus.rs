@@ -10,10 +10,12 @@ use crate::shape::RuleResult;
 use nnlang_runtime::plan::{ABuf, PBuf, Step};
 use serde::Serialize;
 
+/// `softplus`: `ln(1 + eˣ)` elementwise.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Softplus;
 
 impl Softplus {
+    /// `softplus`.
     pub const LAYERS: &'static [Layer] =
         &[Layer { name: "softplus", args: &[], example: "`softplus`", merge: false, positional_error: None, build }];
 }

@@ -3,6 +3,7 @@
 
 use crate::ir::{Graph, Op};
 
+/// Removes the nodes the output does not depend on.
 pub fn dce(graph: &Graph) -> Graph {
     let n = graph.nodes.len();
     let mut live = vec![false; n];

@@ -6,6 +6,7 @@
 
 use crate::ir::{Graph, NodeId, Op};
 
+/// Fuses an activation into the dense or conv layer before it.
 pub fn fuse_dense(graph: &Graph) -> Graph {
     let mut g = graph.clone();
     let users = g.users();

@@ -4,6 +4,7 @@
 
 use crate::ir::{Activation, Graph, LossKind, Op};
 
+/// Fuses a final softmax (sigmoid) with the cross-entropy loss after it.
 pub fn fuse_softmax_ce(graph: &Graph) -> Graph {
     let mut g = graph.clone();
     let users = g.users();

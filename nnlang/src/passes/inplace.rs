@@ -7,6 +7,7 @@
 use crate::ir::Graph;
 use crate::ops::Value;
 
+/// Marks the elementwise ops that may write over their input's buffer.
 pub fn inplace(graph: &Graph, training: bool) -> Graph {
     let mut g = graph.clone();
     let users = g.users();

@@ -3,6 +3,7 @@
 
 use crate::ir::{Graph, LossKind, Op};
 
+/// Appends the training loss `loss` to the model's output.
 pub fn add_loss(graph: &Graph, loss: LossKind) -> Graph {
     let mut g = graph.clone();
     if let Some(out) = g.output {

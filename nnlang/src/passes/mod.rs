@@ -29,7 +29,9 @@ pub enum Mode {
 /// Whether to run the optimizing passes (the loss is always added for training).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Level {
+    /// Lowering only (the loss is still added for training).
     None,
+    /// Every optimizing pass.
     Full,
 }
 

@@ -64,6 +64,7 @@ impl RunDir {
         }
     }
 
+    /// The run directory's path.
     pub fn path(&self) -> &Path {
         &self.dir
     }

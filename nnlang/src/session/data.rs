@@ -10,7 +10,9 @@ use std::path::Path;
 
 /// A data set read from a `data` block, ready for the model.
 pub struct Loaded {
+    /// The training examples.
     pub train: Table,
+    /// The test examples, when the data block names a test set.
     pub test: Option<Table>,
     /// A text stream for a character model (then `train` is empty until the job cuts the
     /// stream into windows).
@@ -24,17 +26,22 @@ pub struct Loaded {
 /// then standardized per feature; a regression target cut into bins.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Preprocess {
+    /// `scale = s`: every input value times `s`.
     pub scale: Option<f32>,
     /// Per-feature mean and standard deviation (per feature of a step, for sequences).
     pub standardize: Option<(Vec<f32>, Vec<f32>)>,
+    /// A binned regression's bins.
     pub bins: Option<Bins>,
 }
 
 /// `cross_entropy(bins = n)`: bin `i` holds the targets in `lo + i·width .. lo + (i+1)·width`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Bins {
+    /// The lowest training target.
     pub lo: f32,
+    /// Each bin's width.
     pub width: f32,
+    /// The number of bins.
     pub n: usize,
 }
 
@@ -46,6 +53,7 @@ impl Bins {
 }
 
 impl Preprocess {
+    /// Whether nothing is done to the data.
     pub fn is_empty(&self) -> bool {
         self.scale.is_none() && self.standardize.is_none() && self.bins.is_none()
     }
@@ -112,8 +120,11 @@ impl Preprocess {
 
 /// Character text as ids into its vocabulary.
 pub struct TextStream {
+    /// The text file.
     pub file: std::path::PathBuf,
+    /// Its characters, as the model's classes.
     pub vocab: data::text::Vocabulary,
+    /// The training text as ids.
     pub ids: Vec<u32>,
     /// A test text, in the same vocabulary.
     pub test: Option<Vec<u32>>,
@@ -157,10 +168,13 @@ pub struct Expect {
     /// `cross_entropy(bins = n)`: a regression target cut into n equal-width bins over the
     /// training targets' range, trained as classification.
     pub bins: Option<usize>,
+    /// Values per example the model reads.
     pub input_cols: usize,
+    /// The input's shape, for messages.
     pub input_desc: String,
     /// `Some(k)`: labels are class indices below k; `None`: targets are `target_cols` values.
     pub classes: Option<usize>,
+    /// Values per target row.
     pub target_cols: usize,
     /// Binary cross-entropy: every target is a probability in [0, 1].
     pub unit_targets: bool,

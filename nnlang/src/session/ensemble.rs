@@ -13,14 +13,18 @@ use std::path::{Path, PathBuf};
 /// One member: the source it was trained from, and its weights.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Member {
+    /// The `.nn` file it was trained from (its `model.nn`).
     pub source: PathBuf,
+    /// Its trained weights.
     pub weights: PathBuf,
 }
 
 /// Each member's score and the ensemble's.
 #[derive(Clone, Debug)]
 pub struct Scored {
+    /// Each member's score, in order.
     pub members: Vec<Evaluation>,
+    /// The averaged probabilities' score.
     pub ensemble: Evaluation,
 }
 

@@ -35,6 +35,7 @@ pub struct GradcheckSpec {
     pub examples: usize,
     /// Coordinates sampled per parameter tensor (every one of a smaller tensor).
     pub coordinates: usize,
+    /// Seeds the example batch and the coordinates.
     pub seed: u64,
 }
 
@@ -60,6 +61,7 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    /// The verdict for a relative error `rel` (looser where the model has kinks).
     pub fn of(rel: f64, kinky: bool) -> Verdict {
         if rel <= 1e-7 {
             Verdict::Good
@@ -76,6 +78,7 @@ impl Verdict {
         }
     }
 
+    /// The verdict as printed.
     pub fn text(self) -> &'static str {
         match self {
             Verdict::Good => "good",
@@ -90,6 +93,7 @@ impl Verdict {
 /// One parameter tensor's result.
 #[derive(Clone, Debug)]
 pub struct TensorCheck {
+    /// The tensor's name.
     pub name: String,
     /// Coordinates compared (not counting those across a kink).
     pub checked: usize,
@@ -97,22 +101,29 @@ pub struct TensorCheck {
     pub kinks: usize,
     /// The largest relative error, its coordinate, and the two gradients there.
     pub worst: f64,
+    /// The coordinate of the largest error.
     pub worst_at: usize,
+    /// The derived gradient there.
     pub analytic: f64,
+    /// The finite difference there.
     pub numeric: f64,
+    /// Good, acceptable or wrong.
     pub verdict: Verdict,
 }
 
 /// The whole check.
 #[derive(Clone, Debug)]
 pub struct Gradcheck {
+    /// Every parameter tensor's result (and the inputs').
     pub tensors: Vec<TensorCheck>,
     /// Whether the model has kinks (ReLU, leaky ReLU, max pooling, maxout).
     pub kinky: bool,
+    /// The loss at the checked weights.
     pub loss: f64,
 }
 
 impl Gradcheck {
+    /// The worst verdict of any tensor.
     pub fn worst(&self) -> Verdict {
         self.tensors.iter().map(|t| t.verdict).max().unwrap_or(Verdict::Good)
     }

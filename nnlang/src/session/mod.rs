@@ -58,8 +58,11 @@ impl std::error::Error for Error {}
 
 /// A compiled source file.
 pub struct Session {
+    /// The source file.
     pub path: PathBuf,
+    /// Its text.
     pub source: String,
+    /// What compiling it gave.
     pub compiled: Compiled,
 }
 
@@ -354,6 +357,7 @@ pub fn read_params(model: &Model, path: &Path) -> Result<std::collections::HashM
 
 /// What [`Session::predict_npy`] wrote.
 pub struct Predicted {
+    /// Rows predicted.
     pub rows: usize,
     /// The output array's shape, batch first.
     pub shape: Vec<usize>,
@@ -429,7 +433,9 @@ impl Compiled {
 
 /// A model, its training recipe and the session it came from.
 pub struct Job<'s> {
+    /// The compiled file.
     pub session: &'s Session,
+    /// The model trained.
     pub model: &'s Model,
     /// The recipe; a caller may change it (`--epochs`) before preparing.
     pub recipe: TrainRecipe,
@@ -654,6 +660,7 @@ impl<'s> Job<'s> {
 
 /// Renders a run's files from the history and the weights.
 pub struct Recorder {
+    /// The model's name.
     pub model: String,
     /// The parameter tensors, in the order of the model's layers.
     pub table: Vec<nnlang_runtime::plan::Param>,
@@ -761,11 +768,15 @@ impl Recorder {
 
 /// A job ready to train.
 pub struct Prepared {
+    /// The training step's plan.
     pub train_plan: Plan,
+    /// The inference plan that scores validation and test sets.
     pub eval_plan: Plan,
+    /// The run's settings.
     pub options: train::Options,
     /// The examples trained on, and those held out for validation.
     pub fit: Table,
+    /// The validation split (empty for none).
     pub val: Table,
     /// The weights: initial, then as trained.
     pub params: Vec<f32>,

@@ -13,10 +13,15 @@ use std::path::Path;
 /// What a resumed run must share with the one that saved the state.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Identity {
+    /// The model's name.
     pub model: String,
+    /// The recipe's seed.
     pub seed: u64,
+    /// The batch size.
     pub batch: usize,
+    /// Threads of the data-parallel step.
     pub threads: usize,
+    /// The number of parameters.
     pub params: usize,
 }
 

@@ -12,6 +12,7 @@ use std::path::Path;
 
 /// What to generate.
 pub struct SampleSpec<'a> {
+    /// The trained weights.
     pub weights: &'a Path,
     /// The vocabulary saved beside the weights (`vocab.json`).
     pub vocab: &'a Path,
@@ -21,6 +22,7 @@ pub struct SampleSpec<'a> {
     pub length: usize,
     /// Above 1 flattens the distribution, below 1 sharpens it; must be positive.
     pub temperature: f64,
+    /// Seeds the draws.
     pub seed: u64,
 }
 

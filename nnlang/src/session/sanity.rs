@@ -16,7 +16,9 @@ use nnlang_runtime::train::{self, EpochStats, Observer, Resume};
 /// One check's result.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Check {
+    /// The check, as printed.
     pub name: &'static str,
+    /// Whether it passed.
     pub passed: bool,
     /// The numbers behind the verdict.
     pub detail: String,

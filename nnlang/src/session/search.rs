@@ -20,9 +20,13 @@ use std::path::Path;
 /// Where a stage draws a setting from.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Range {
+    /// Log-uniform between the bounds.
     Log(f64, f64),
+    /// Uniform between the bounds.
     Linear(f64, f64),
+    /// An integer between the bounds, inclusive.
     Int(i64, i64),
+    /// One of the values.
     Choice(Vec<Value>),
 }
 
@@ -83,6 +87,7 @@ impl Range {
         }
     }
 
+    /// Whether the range is drawn on a log scale.
     pub fn is_log(&self) -> bool {
         matches!(self, Range::Log(..))
     }
@@ -104,8 +109,11 @@ pub fn text(v: &Value) -> String {
 /// block's order).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Trial {
+    /// The stage (0-based).
     pub stage: usize,
+    /// The trial's number in the whole search (1-based).
     pub number: usize,
+    /// The drawn values, in the block's order.
     pub values: Vec<Value>,
 }
 
@@ -113,7 +121,14 @@ pub struct Trial {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Outcome {
     /// Trained: the validation loss and accuracy after its last epoch.
-    Scored { val_loss: f64, val_accuracy: Option<f64>, seconds: f64 },
+    Scored {
+        /// The validation loss.
+        val_loss: f64,
+        /// The validation accuracy, for a classifier.
+        val_accuracy: Option<f64>,
+        /// Wall time of the trial.
+        seconds: f64,
+    },
     /// Refused before any training (the reason, e.g. a shape that does not fit).
     Rejected(String),
     /// Training stopped (a loss that became NaN, …).
@@ -143,16 +158,23 @@ impl Outcome {
 /// What every trial of a stage draws from, and for how long it trains.
 #[derive(Clone, Debug)]
 pub struct StagePlan {
+    /// The stage's name.
     pub name: String,
+    /// Epochs each trial trains.
     pub epochs: usize,
+    /// Trials in the stage.
     pub trials: usize,
+    /// Where each searched value is drawn from.
     pub ranges: Vec<Range>,
 }
 
 /// The search of one model: the block, and what each trial shares.
 pub struct Search<'s> {
+    /// The compiled file.
     pub session: &'s Session,
+    /// The `search` block.
     pub spec: SearchSpec,
+    /// Seeds the draws.
     pub seed: u64,
     /// The validation split every trial is scored on.
     pub validate: f64,
@@ -370,6 +392,7 @@ pub fn header(names: &[String]) -> String {
     format!("stage,trial,{},status,val_loss,val_accuracy,seconds,detail\n", names.join(","))
 }
 
+/// A trial's line of `trials.csv`.
 pub fn row(t: &Trial, o: &Outcome) -> String {
     let vals: Vec<String> = t.values.iter().map(text).collect();
     let (status, loss, acc, secs, detail) = match o {

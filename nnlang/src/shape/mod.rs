@@ -15,11 +15,14 @@ use serde::Serialize;
 /// One parameter tensor, named and laid out as PyTorch names and lays it out.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ParamSpec {
+    /// `<layer>.weight`, `<layer>.bias`, as PyTorch names them.
     pub name: String,
+    /// Its dimensions, in PyTorch's layout.
     pub shape: Vec<usize>,
 }
 
 impl ParamSpec {
+    /// The number of values (saturating).
     pub fn count(&self) -> u64 {
         self.shape.iter().fold(1u64, |n, &d| n.saturating_mul(d as u64))
     }
@@ -31,18 +34,24 @@ pub struct Shapes {
     /// `None` where the node's shape could not be inferred (an error was reported, or one of
     /// its inputs failed).
     pub shapes: Vec<Option<Shape>>,
+    /// Every node's parameters.
     pub params: Vec<Vec<ParamSpec>>,
 }
 
 /// A shape error at a node, with the text to show.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ShapeError {
+    /// The node it is about.
     pub node: NodeId,
+    /// The one-line summary.
     pub message: String,
+    /// What is said at the node's source.
     pub label: String,
     /// Other nodes to point at, with what to say there.
     pub related: Vec<(NodeId, String)>,
+    /// `note:` lines (the arithmetic).
     pub notes: Vec<String>,
+    /// `help:` lines (the fix).
     pub help: Vec<String>,
 }
 
@@ -66,6 +75,7 @@ impl ShapeError {
         self
     }
 
+    /// The error as a diagnostic pointing at the node's source.
     pub fn to_diagnostic(&self, graph: &Graph) -> Diagnostic {
         let node = graph.node(self.node);
         let mut d = Diagnostic::error(self.message.clone(), node.span, self.label.clone());

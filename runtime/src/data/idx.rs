@@ -7,10 +7,13 @@ use std::path::Path;
 /// An IDX array of unsigned bytes (type 0x08).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Idx {
+    /// The array's dimensions.
     pub dims: Vec<usize>,
+    /// Its bytes, row-major.
     pub data: Vec<u8>,
 }
 
+/// Reads an IDX file (gzipped or plain).
 pub fn read(path: &Path) -> Result<Idx, DataError> {
     read_rows(path, None)
 }
@@ -67,6 +70,7 @@ pub fn read_rows(path: &Path, rows: Option<usize>) -> Result<Idx, DataError> {
     parse(path, &bytes)
 }
 
+/// Parses IDX bytes read from `path` (for messages).
 pub fn parse(path: &Path, bytes: &[u8]) -> Result<Idx, DataError> {
     parse_prefix(path, bytes, false)
 }

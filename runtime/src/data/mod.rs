@@ -12,13 +12,17 @@ use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+/// A data file that cannot be read as the model needs, with where and why.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DataError {
+    /// The file.
     pub path: PathBuf,
+    /// What is wrong, and where in it.
     pub message: String,
 }
 
 impl DataError {
+    /// An error about `path`.
     pub fn new(path: &Path, message: impl Into<String>) -> Self {
         DataError { path: path.to_path_buf(), message: message.into() }
     }
@@ -102,6 +106,7 @@ pub struct Lines<'p> {
 }
 
 impl<'p> Lines<'p> {
+    /// Opens `path`, refusing lines longer than `max_line` bytes.
     pub fn open(path: &'p Path, max_line: u64) -> Result<Self, DataError> {
         let reader = std::io::BufReader::new(open(path)?.take(MAX_INPUT_BYTES));
         Ok(Lines { path, reader, max_line, number: 0, raw: Vec::new() })
@@ -148,10 +153,15 @@ pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>, DataError> {
 /// row; empty when the rows are not such sequences).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Table {
+    /// Inputs, `rows × cols`.
     pub x: Vec<f32>,
+    /// Values per example.
     pub cols: usize,
+    /// Targets, `rows × y_cols`.
     pub y: Vec<f32>,
+    /// Values per target row (1 for a class index).
     pub y_cols: usize,
+    /// Each example's sequence length (empty: not sequences, or all full length).
     pub lengths: Vec<usize>,
     /// Steps per row of padded sequences (0 when `lengths` is empty).
     pub steps: usize,
@@ -174,6 +184,7 @@ impl Table {
         Table { x, cols: steps * f, y: seqs.labels.clone(), y_cols: 1, lengths: seqs.lengths.clone(), steps }
     }
 
+    /// The number of examples.
     pub fn rows(&self) -> usize {
         self.x.len().checked_div(self.cols).unwrap_or(0)
     }
@@ -215,6 +226,7 @@ impl Table {
         t
     }
 
+    /// Multiplies every input value by `s`.
     pub fn scale(&mut self, s: f32) {
         self.x.iter_mut().for_each(|v| *v *= s);
     }

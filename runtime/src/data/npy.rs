@@ -8,10 +8,13 @@ use std::path::Path;
 /// An array: its shape and its elements in row-major order.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Array {
+    /// The array's dimensions.
     pub shape: Vec<usize>,
+    /// Its values as f32, row-major.
     pub data: Vec<f32>,
 }
 
+/// Reads a `.npy` file of any float or integer type as f32.
 pub fn read(path: &Path) -> Result<Array, DataError> {
     read_rows(path, None)
 }

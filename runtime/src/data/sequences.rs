@@ -14,19 +14,23 @@ use std::path::Path;
 pub struct Sequences {
     /// Every step of every sequence, in order: `steps × features` values.
     pub x: Vec<f32>,
+    /// Values per step.
     pub features: usize,
     /// Each sequence's first step (an index into the steps) and its length.
     pub starts: Vec<usize>,
+    /// Each sequence's length.
     pub lengths: Vec<usize>,
     /// One label per sequence.
     pub labels: Vec<f32>,
 }
 
 impl Sequences {
+    /// The number of sequences.
     pub fn len(&self) -> usize {
         self.lengths.len()
     }
 
+    /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.lengths.is_empty()
     }
@@ -48,6 +52,7 @@ impl Sequences {
         }
     }
 
+    /// The longest sequence's length.
     pub fn longest(&self) -> usize {
         self.lengths.iter().copied().max().unwrap_or(0)
     }

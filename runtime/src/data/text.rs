@@ -9,6 +9,7 @@ use std::path::Path;
 /// The distinct characters of a text, in code-point order; a character's index is its id.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Vocabulary {
+    /// The characters, in id order.
     pub chars: Vec<char>,
 }
 
@@ -21,10 +22,12 @@ impl Vocabulary {
         Vocabulary { chars }
     }
 
+    /// The number of characters.
     pub fn len(&self) -> usize {
         self.chars.len()
     }
 
+    /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.chars.is_empty()
     }

@@ -13,6 +13,7 @@ fn sigmoid<T: Float>(v: T) -> T {
     }
 }
 
+/// `y = f(x)` elementwise.
 pub fn activation<T: Float>(f: Act, x: &[T], y: &mut [T]) {
     match f {
         Act::Relu => y.iter_mut().zip(x).for_each(|(y, &v)| *y = if v > T::ZERO { v } else { T::ZERO }),

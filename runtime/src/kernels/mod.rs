@@ -22,6 +22,7 @@ crate::step::steps! {
     Dense { x: ABuf, w: PBuf, b: PBuf, y: ABuf } => ops::dense;
     /// `y = f(x · Wᵀ + b)`: a dense layer fused with its activation.
     DenseAct { f: Act, x: ABuf, w: PBuf, b: PBuf, y: ABuf } => ops::dense_act;
+    /// `y = f(x)`.
     Activation { f: Act, x: ABuf, y: ABuf } => ops::activation;
     /// `y = f(y)`, overwriting its input.
     ActivationInPlace { f: Act, y: ABuf } => ops::activation_in_place;
@@ -35,6 +36,7 @@ crate::step::steps! {
     Conv { g: Geometry, f: Act, x: ABuf, w: PBuf, b: PBuf, y: ABuf, ws: ABuf } => ops::conv;
     /// Locally-connected `y = f(local(x) + b)`, by im2col into `ws`.
     Local { g: Geometry, f: Act, x: ABuf, w: PBuf, b: PBuf, y: ABuf, ws: ABuf } => ops::local;
+    /// A pooling window over each channel.
     Pool { op: PoolOp, g: Geometry, x: ABuf, y: ABuf } => ops::pool;
     /// `y = max over groups of `pieces` consecutive values of z`.
     Maxout { pieces: usize, z: ABuf, y: ABuf } => ops::maxout;

@@ -4,6 +4,7 @@
 use crate::plan::{Geometry, PoolOp};
 use crate::Float;
 
+/// Pools `rows` volumes of `x` into `y`.
 pub fn forward<T: Float>(kind: PoolOp, g: &Geometry, rows: usize, x: &[T], y: &mut [T]) {
     let (in_len, out_len, d) = (g.h * g.w * g.d, g.oh * g.ow * g.d, g.d);
     let inv = T::from_f64(1.0 / (g.f * g.f) as f64);

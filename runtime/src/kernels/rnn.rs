@@ -19,9 +19,13 @@ use crate::Float;
 /// The sizes of one recurrence over a batch.
 #[derive(Clone, Copy, Debug)]
 pub struct Dims {
+    /// Sequences in the batch.
     pub rows: usize,
+    /// Steps of each (the longest).
     pub steps: usize,
+    /// Values per step of the input.
     pub features: usize,
+    /// State size.
     pub hidden: usize,
     /// Walk the steps from the last to the first (the reverse half of a bidirectional
     /// layer); the states are stored in time order either way.
@@ -367,7 +371,9 @@ fn four<T>(g: &mut [T], wih: PBuf, whh: PBuf, bih: PBuf, bhh: PBuf) -> (&mut [T]
 /// How a bidirectional layer combines its two directions: 0 concatenates the two states (the
 /// forward's first), 1 adds them, 2 multiplies them.
 pub const CONCAT: usize = 0;
+/// Adds the two directions' states.
 pub const ADD: usize = 1;
+/// Multiplies the two directions' states.
 pub const MUL: usize = 2;
 
 /// The rows (per example) of the forward and reverse states a merged output is made of:

@@ -29,6 +29,7 @@ pub trait Trainable {
     fn max_batch(&self) -> usize;
     /// The recipe's optimizer and the rate of `epoch` under its schedule.
     fn recipe_optimizer(&self) -> Optimizer<f32>;
+    /// The learning rate of `epoch` (0-based) under the recipe's schedule.
     fn rate(&self, epoch: usize) -> f64;
     /// One step on `rows` rows: the mean loss.
     fn step(&mut self, x: &[f32], y: &[f32], rows: usize, opt: &mut Optimizer<f32>) -> Result<f64, ExecError>;
@@ -41,10 +42,13 @@ pub trait Trainable {
 /// The recipe's loop settings.
 #[derive(Clone, Copy, Debug)]
 pub struct FitOptions {
+    /// Passes over the training rows.
     pub epochs: usize,
+    /// Rows per step.
     pub batch: usize,
     /// The fraction held out for validation.
     pub validate: f64,
+    /// Seeds the validation split and the shuffling.
     pub seed: u64,
 }
 
@@ -53,28 +57,41 @@ pub struct FitOptions {
 pub struct EpochReport {
     /// 1-based.
     pub epoch: usize,
+    /// The mean loss of the epoch's batches.
     pub train_loss: f64,
+    /// The loss on the validation rows, if any are held out.
     pub val_loss: Option<f64>,
+    /// The accuracy on them, for a classifier.
     pub val_accuracy: Option<f64>,
+    /// Training speed.
     pub samples_per_sec: f64,
 }
 
 /// Why `fit` stopped.
 #[derive(Clone, Debug, PartialEq)]
 pub enum FitError {
+    /// `x` does not fit the model's input.
     Shape(ArrayError),
     /// `y` has another number of rows than `x`, or of values per row than the model wants.
     Target {
+        /// Rows of `y`.
         rows: usize,
+        /// Rows of `x`.
         expected_rows: usize,
+        /// Values per row of `y`.
         cols: usize,
+        /// Values per row the model's target has.
         expected_cols: usize,
     },
+    /// A target the model cannot take (a class label out of range).
     Data(ExecError),
     /// The loss became NaN or infinite.
     NonFinite {
+        /// The epoch (1-based).
         epoch: usize,
+        /// The step within it.
         step: usize,
+        /// The loss.
         loss: f64,
     },
 }

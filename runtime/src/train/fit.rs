@@ -16,19 +16,26 @@ const RATIO_STEPS: usize = 10;
 /// for classification); for padded sequences, each row's length (else empty).
 #[derive(Clone, Copy, Debug)]
 pub struct Data<'a> {
+    /// Inputs, `rows × x_cols`.
     pub x: &'a [f32],
+    /// Values per input row.
     pub x_cols: usize,
+    /// Targets, `rows × y_cols`.
     pub y: &'a [f32],
+    /// Values per target row.
     pub y_cols: usize,
+    /// Each row's sequence length (empty: all full length).
     pub lengths: &'a [usize],
 }
 
 impl Data<'_> {
+    /// The number of rows.
     pub fn rows(&self) -> usize {
         self.x.len().checked_div(self.x_cols).unwrap_or(0)
     }
 }
 
+/// What one epoch did.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EpochStats {
     /// 1-based.
@@ -41,10 +48,15 @@ pub struct EpochStats {
     /// validation split, at least 1,000 examples), beside the validation accuracy: the gap
     /// the notes watch for overfitting.
     pub train_accuracy: Option<f64>,
+    /// The validation loss, if a split is held out.
     pub val_loss: Option<f64>,
+    /// The validation accuracy, for a classifier.
     pub val_accuracy: Option<f64>,
+    /// The learning rate of the epoch.
     pub lr: f64,
+    /// Training speed.
     pub samples_per_sec: f64,
+    /// Wall time of the epoch.
     pub seconds: f64,
     /// ‖Δw‖/‖w‖ per weight tensor at the epoch's last update.
     pub ratios: Vec<super::UpdateRatio>,
@@ -54,14 +66,19 @@ pub struct EpochStats {
     pub grad_norms: Vec<(String, f64)>,
 }
 
+/// Why training stopped before its last epoch.
 #[derive(Clone, Debug, PartialEq)]
 pub enum TrainError {
     /// The loss became NaN or infinite.
     NonFinite {
+        /// The epoch (1-based).
         epoch: usize,
+        /// The step within it.
         step: usize,
+        /// The loss.
         loss: f64,
     },
+    /// A batch the model cannot take (a class label out of range).
     Data(ExecError),
     /// The observer could not save the epoch's checkpoint.
     Checkpoint(String),
@@ -85,7 +102,9 @@ impl std::fmt::Display for TrainError {
 
 /// Told about progress; returns `false` from `batch` to stop after that batch.
 pub trait Observer {
+    /// After step `step` of `steps` of epoch `epoch`, with its loss.
     fn batch(&mut self, epoch: usize, step: usize, steps: usize, loss: f64) -> bool;
+    /// After each epoch.
     fn epoch(&mut self, stats: &EpochStats);
     /// After each completed epoch: the weights to keep (the average when one is kept), and
     /// everything needed to resume from here (the history is `state.history`). An error
@@ -101,19 +120,24 @@ pub trait Observer {
 /// positions and the history.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Resume {
+    /// Epochs completed.
     pub epochs_done: usize,
+    /// The raw weights (not the average).
     pub params: Vec<f32>,
+    /// The optimizer's state.
     pub opt: super::OptState<f32>,
     /// A plateau schedule's rate, best watched loss and epochs without improvement.
     pub plateau: (f64, f64, usize),
     /// The dropout generators' positions (the master's, then each worker's).
     pub rngs: Vec<u128>,
+    /// Every completed epoch.
     pub history: Vec<EpochStats>,
 }
 
 /// What training left behind.
 #[derive(Clone, Debug)]
 pub struct Outcome {
+    /// Every completed epoch.
     pub history: Vec<EpochStats>,
     /// The weights to keep: the average when one is kept, else the trained weights.
     pub weights: Vec<f32>,
@@ -124,7 +148,9 @@ pub struct Outcome {
 /// The loss and accuracy of a model on a data set.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Evaluation {
+    /// The mean loss.
     pub loss: f64,
+    /// The fraction classified right, for a classifier.
     pub accuracy: Option<f64>,
     /// The predicted class of each row (classification only).
     pub predictions: Vec<usize>,
@@ -332,6 +358,7 @@ impl Scores {
         }
     }
 
+    /// The mean loss and the accuracy of everything scored.
     pub fn finish(self, loss: Loss) -> Evaluation {
         let denom = match loss {
             Loss::BinaryCrossEntropy => (self.rows * self.cols).max(1),

@@ -23,13 +23,33 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal, Uniform};
 
+/// The optimizer and its settings.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum OptimizerKind {
-    Sgd { lr: f64, momentum: f64, nesterov: bool },
-    Adam { lr: f64, beta1: f64, beta2: f64, eps: f64 },
+    /// Stochastic gradient descent, with momentum (Nesterov's if asked).
+    Sgd {
+        /// The learning rate.
+        lr: f64,
+        /// The velocity's decay (0: plain SGD).
+        momentum: f64,
+        /// Nesterov's look-ahead form.
+        nesterov: bool,
+    },
+    /// Adam.
+    Adam {
+        /// The learning rate.
+        lr: f64,
+        /// The first moment's decay.
+        beta1: f64,
+        /// The second moment's decay.
+        beta2: f64,
+        /// Added to the second moment's root.
+        eps: f64,
+    },
 }
 
 impl OptimizerKind {
+    /// The base learning rate.
     pub fn lr(&self) -> f64 {
         match self {
             OptimizerKind::Sgd { lr, .. } | OptimizerKind::Adam { lr, .. } => *lr,
@@ -37,35 +57,47 @@ impl OptimizerKind {
     }
 }
 
+/// How weights start (biases start at zero).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Init {
     /// N(0, 1/fan_in), as the notes define it.
     Xavier,
     /// N(0, 2/fan_in), for ReLU units.
     He,
+    /// N(0, std²).
     Normal {
+        /// The standard deviation.
         std: f64,
     },
+    /// Uniform in `-a..a`.
     Uniform {
+        /// The bound.
         a: f64,
     },
 }
 
+/// How the learning rate changes between epochs.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Schedule {
+    /// It does not.
     Constant,
     /// `lr · factor^⌊epoch / every⌋`
     Step {
+        /// Epochs between drops.
         every: usize,
+        /// What each drop multiplies by.
         factor: f64,
     },
     /// `lr · decay^epoch`
     Exponential {
+        /// What each epoch multiplies by.
         decay: f64,
     },
     /// Multiply by `factor` when the validation loss has not improved for `patience` epochs.
     Plateau {
+        /// What each drop multiplies by.
         factor: f64,
+        /// Epochs without improvement before a drop.
         patience: usize,
     },
 }
@@ -74,13 +106,21 @@ pub enum Schedule {
 /// from a typed recipe (`nnlang::spec::TrainRecipe::options`), where every default lives.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Options {
+    /// The optimizer and its settings.
     pub optimizer: OptimizerKind,
+    /// The weights' initialization.
     pub init: Init,
+    /// L1 regularization strength.
     pub l1: f64,
+    /// L2 regularization strength.
     pub l2: f64,
+    /// The largest norm of a unit's incoming weights, if constrained.
     pub max_norm: Option<f64>,
+    /// Examples per step.
     pub batch: usize,
+    /// Passes over the training set.
     pub epochs: usize,
+    /// The learning-rate schedule.
     pub schedule: Schedule,
     /// The fraction of the training set held out for validation (0 for none).
     pub validate: f64,
@@ -92,6 +132,7 @@ pub struct Options {
     /// in order (batch after batch, each row continuing its stream), never shuffled; the
     /// carried states start from zero every epoch.
     pub bptt: Option<usize>,
+    /// Seeds initialization, shuffling and dropout.
     pub seed: u64,
     /// Threads of the data-parallel step (1: single-threaded).
     pub threads: usize,

@@ -33,7 +33,9 @@ pub fn regularization<T: Float>(table: &[Param], params: &[T], l1: f64, l2: f64,
 /// ‖Δw‖ / ‖w‖ of one weight tensor at one update (healthy near 1e-3).
 #[derive(Clone, Debug, PartialEq)]
 pub struct UpdateRatio {
+    /// The weight tensor.
     pub name: String,
+    /// ‖Δw‖ / ‖w‖.
     pub ratio: f64,
 }
 
@@ -50,9 +52,11 @@ pub struct OptState<T> {
     pub average: Option<Vec<T>>,
 }
 
+/// The update rule, with its state, regularization, max-norm and the weight average.
 pub struct Optimizer<T> {
     /// The parameter tensors, for what is done per tensor (biases exempt, max-norm per row).
     table: Vec<Param>,
+    /// The rule and its settings.
     pub kind: OptimizerKind,
     /// The learning rate in force (schedules change it between epochs).
     pub lr: f64,

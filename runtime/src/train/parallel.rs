@@ -11,6 +11,7 @@ pub trait Worker: Send {
     /// Forward, loss and backward of `rows` rows with the weights `params`; returns the mean
     /// loss and leaves the gradients in [`Worker::worker_gradients`].
     fn loss_and_gradients_with(&mut self, params: &[f32], x: &[f32], y: &[f32], rows: usize) -> Result<f64, ExecError>;
+    /// The gradients of the last call.
     fn worker_gradients(&self) -> &[f32];
     /// Sets each example's sequence length for the next calls (empty: all full length).
     fn set_lengths(&mut self, lengths: &[usize]);
@@ -18,6 +19,7 @@ pub trait Worker: Send {
     fn per_step_output(&self) -> bool;
 }
 
+/// The data-parallel step: the batch split among workers, their gradients summed in a fixed order (the same result for a given thread count every time).
 pub struct DataParallel<W> {
     workers: Vec<W>,
     grads: Vec<f32>,

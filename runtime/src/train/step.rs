@@ -8,11 +8,13 @@ use super::Options;
 use crate::interp::{Exec, ExecError, Updater};
 use crate::plan::Plan;
 
+/// The interpreter's training step, on one thread or data-parallel.
 pub struct Stepper<'p> {
     plan: &'p Plan,
     master: Exec<f32>,
     workers: Vec<Exec<f32>>,
     pool: Option<std::sync::Arc<rayon::ThreadPool>>,
+    /// The optimizer.
     pub opt: Optimizer<f32>,
 }
 
@@ -77,10 +79,12 @@ impl<'p> Stepper<'p> {
         &self.master.grads
     }
 
+    /// The current weights.
     pub fn params(&self) -> &[f32] {
         &self.master.params
     }
 
+    /// The weights, giving up the stepper.
     pub fn into_params(self) -> Vec<f32> {
         self.master.params
     }

@@ -13,7 +13,9 @@ pub struct LayerStats {
     pub name: String,
     /// `relu`, `leaky_relu`, `tanh`, `sigmoid`.
     pub function: &'static str,
+    /// The mean of its activations.
     pub mean: f64,
+    /// Their standard deviation.
     pub std: f64,
     /// Of ReLU units (columns of the output): the fraction that never fired on the sample.
     pub dead: Option<f64>,

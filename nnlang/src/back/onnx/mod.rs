@@ -52,6 +52,24 @@ pub struct Extras<'a> {
 
 /// The ONNX file of `model` with the weights `params` (by nnlang's parameter names,
 /// `<layer>.weight`, …, each of its shape's number of elements).
+///
+/// ```
+/// use std::collections::HashMap;
+/// let source = "model Tiny { input x: [3]\n x -> dense(2) -> softmax }";
+/// let compiled = nnlang::compile(source, &nnlang::Options::default()).unwrap();
+/// let model = &compiled.models[0];
+/// let params: HashMap<String, Vec<f32>> = HashMap::from([
+///     ("dense_0.weight".to_string(), vec![0.1; 6]),
+///     ("dense_0.bias".to_string(), vec![0.0; 2]),
+/// ]);
+/// let bytes = nnlang::back::onnx::export(model, &params, &Default::default()).unwrap();
+/// std::fs::write(std::env::temp_dir().join("tiny.onnx"), bytes).unwrap();
+///
+/// // Weights that do not fit are an error, not a broken file.
+/// let short = HashMap::from([("dense_0.weight".to_string(), vec![0.1; 5])]);
+/// let err = nnlang::back::onnx::export(model, &short, &Default::default()).unwrap_err();
+/// assert!(err.contains("dense_0.weight"), "{err}");
+/// ```
 pub fn export(model: &Model, params: &HashMap<String, Vec<f32>>, extras: &Extras) -> Result<Vec<u8>, String> {
     let mut b = Builder::new(model, params);
     let g = &model.graph;

@@ -370,12 +370,15 @@ fn emit(name: &str, train: &Plan, infer: &Plan, loss: Loss, o: &Options) -> Toke
             pub const PARAMS: usize = #params_len;
             /// The recipe's epochs, validation fraction and seed (what [`Self::fit`] uses).
             pub const EPOCHS: usize = #epochs_lit;
+            /// The fraction of the rows [`Self::fit`] holds out for validation.
             pub const VALIDATE: f64 = #validate_lit;
+            /// The recipe's seed.
             pub const SEED: u64 = #seed_lit;
             /// Steps of the longest sequence the model reads (0: it reads no sequence).
             pub const STEPS: usize = #steps;
             /// Whether the output (and the target) has a row per step of the sequence.
             pub const PER_STEP_OUTPUT: bool = #per_step_output;
+            /// The recipe's loss.
             pub const LOSS: ::nnlang_runtime::plan::Loss = #loss_t;
 
             /// A model with weights initialized as its recipe says (biases zero); the same
@@ -540,6 +543,7 @@ fn emit(name: &str, train: &Plan, infer: &Plan, loss: Loss, o: &Options) -> Toke
                 &self.params
             }
 
+            /// Every parameter, to change in place (to load or average weights).
             pub fn weights_mut(&mut self) -> &mut [f32] {
                 &mut self.params
             }
@@ -560,6 +564,7 @@ fn emit(name: &str, train: &Plan, infer: &Plan, loss: Loss, o: &Options) -> Toke
                 ::std::option::Option::Some(&self.params[p.buf.offset..p.buf.offset + p.buf.len])
             }
 
+            /// One parameter tensor by name, to change in place.
             pub fn param_mut(&mut self, name: &str) -> ::std::option::Option<&mut [f32]> {
                 let p = self.table.iter().find(|p| p.name == name)?;
                 ::std::option::Option::Some(&mut self.params[p.buf.offset..p.buf.offset + p.buf.len])
