@@ -20,6 +20,21 @@ nnlang_macros::nn!(file = "examples/fashion_convnet.nn", model = "FashionConvNet
 nnlang_macros::nn!(file = "examples/maxout.nn", model = "MaxoutNet");
 nnlang_macros::nn!(file = "examples/local_faces.nn", model = "LocalFaces");
 nnlang_macros::nn!(file = "examples/mnist_rows.nn", model = "Rows");
+nnlang_macros::nn! {
+    model TwoInputs {
+        input a: [3]
+        input b: [2]
+        concat(a -> dense(4) -> tanh, b) -> dense(2) -> softmax
+    }
+}
+nnlang_macros::nn! {
+    model BinnedIris {
+        input x: [4]
+        x -> dense(16) -> tanh -> dense(5) -> softmax
+    }
+    train BinnedIris on iris { loss = cross_entropy(bins = 5), optimizer = adam(lr = 0.01), batch = 16, epochs = 20, validate = 10%, seed = 3 }
+    data iris { train = csv("examples/data/sklearn/iris.csv.gz", label = 4), standardize = true }
+}
 nnlang_macros::nn!(file = "examples/japanese_vowels.nn", model = "BiRnnClassifier");
 nnlang_macros::nn!(file = "examples/rnn_tagger.nn", model = "Tagger");
 nnlang_macros::nn!(file = "examples/shakespeare.nn", model = "CharRnn");
@@ -336,12 +351,15 @@ generated_gradcheck!(gradcheck_bidirectional, BothWays);
 fn predict_on_arrays_of_any_size() {
     let mut net = Mlp::new(5);
     let rows = 2 * Mlp::MAX_BATCH + 22;
+    // Raw pixels: predict scales them as the recipe does (`scale = 1 / 255`); forward takes
+    // them scaled.
+    let scale = Mlp::SCALE.expect("the recipe scales");
     let x = nnlang_runtime::ndarray::Array2::from_shape_fn((rows, Mlp::INPUTS[0]), |(r, c)| {
-        ((r * 31 + c * 7) % 255) as f32 / 255.0
+        ((r * 31 + c * 7) % 255) as f32
     });
     let y = net.predict(x.view()).expect("predicts");
     assert_eq!(y.dim(), (rows, Mlp::OUTPUT));
-    let flat: Vec<f32> = x.iter().copied().collect();
+    let flat: Vec<f32> = x.iter().map(|v| v * scale).collect();
     let last = rows - 22;
     let direct = net.forward(&flat[last * Mlp::INPUTS[0]..], 22).to_vec();
     let tail: Vec<f32> = y.slice(nnlang_runtime::ndarray::s![last.., ..]).iter().copied().collect();
@@ -350,7 +368,7 @@ fn predict_on_arrays_of_any_size() {
     let wide =
         nnlang_runtime::ndarray::Array2::from_shape_fn((3, 2 * Mlp::INPUTS[0]), |(r, c)| ((r + c / 2) % 7) as f32);
     let strided = wide.slice(nnlang_runtime::ndarray::s![.., ..;2]);
-    let dense: Vec<f32> = strided.iter().copied().collect();
+    let dense: Vec<f32> = strided.iter().map(|v| v * scale).collect();
     assert_eq!(
         bits(net.predict(strided).expect("predicts").as_slice().expect("standard")),
         bits(net.forward(&dense, 3))
@@ -368,12 +386,10 @@ fn fit_on_arrays_is_nnlangc_train() {
     let data = common::root().join("examples/data/mnist");
     let x = nnlang_runtime::data::idx::read_rows(&data.join("train-images-idx3-ubyte.gz"), Some(1000)).expect("images");
     let y = nnlang_runtime::data::idx::read_rows(&data.join("train-labels-idx1-ubyte.gz"), Some(1000)).expect("labels");
-    let scale = (1.0f64 / 255.0) as f32;
-    let x = nnlang_runtime::ndarray::Array2::from_shape_vec(
-        (1000, 784),
-        x.data.iter().map(|&b| f32::from(b) * scale).collect(),
-    )
-    .expect("shape");
+    // Raw pixels: `fit` scales them as the recipe says.
+    let x =
+        nnlang_runtime::ndarray::Array2::from_shape_vec((1000, 784), x.data.iter().map(|&b| f32::from(b)).collect())
+            .expect("shape");
     let y = nnlang_runtime::ndarray::Array2::from_shape_vec((1000, 1), y.data.iter().map(|&b| f32::from(b)).collect())
         .expect("shape");
     let mut net = Mlp::new(Mlp::SEED);
@@ -395,8 +411,117 @@ fn fit_on_arrays_is_nnlangc_train() {
     let mut trained = Mlp::new(0);
     trained.load(dir.join("weights.safetensors")).expect("loads");
     assert_eq!(bits(trained.weights()), bits(net.weights()), "fit and nnlangc train agree");
+    // What fit learned about the data is what train saved, and predictions on raw pixels agree.
+    assert_eq!(net.preprocess().scale, Some((1.0f64 / 255.0) as f32));
+    assert_eq!(trained.preprocess(), net.preprocess());
+    let (a, b) = (net.predict(x.view()).expect("predicts"), trained.predict(x.view()).expect("predicts"));
+    assert_eq!(bits(a.as_slice().expect("contiguous")), bits(b.as_slice().expect("contiguous")));
     // Wrong shapes are errors.
     let e = net.fit(x.view(), y.slice(nnlang_runtime::ndarray::s![..10, ..]), |_| true).expect_err("short target");
     assert!(e.to_string().contains("a target of 10 rows of 1 values, but 1000 rows of 1 are needed"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `fit` on raw arrays standardizes (and bins targets) as `nnlangc train` does: the same
+/// weights and `preprocess.json`, and `predict` on raw rows gives what `nnlangc run` writes.
+#[test]
+fn fit_standardizes_and_bins_as_nnlangc_train() {
+    let root = common::root();
+    let iris = nnlang_runtime::data::csv::read_rows(&root.join("examples/data/sklearn/iris.csv.gz"), Some(4), None)
+        .expect("iris");
+    let x = nnlang_runtime::ndarray::Array2::from_shape_vec((iris.rows(), 4), iris.x.clone()).expect("shape");
+    let y = nnlang_runtime::ndarray::Array2::from_shape_vec((iris.rows(), 1), iris.y.clone()).expect("shape");
+    let dir = std::env::temp_dir().join(format!("nnlang-fit-pre-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let input = dir.join("x.npy");
+    nnlang_runtime::data::npy::write(&input, &[iris.rows(), 4], &iris.x).expect("writes");
+    let binned_src = format!(
+        "model BinnedIris {{\n input x: [4]\n x -> dense(16) -> tanh -> dense(5) -> softmax\n}}\n\
+         train BinnedIris on iris {{ loss = cross_entropy(bins = 5), optimizer = adam(lr = 0.01), batch = 16, epochs = 20, validate = 10%, seed = 3 }}\n\
+         data iris {{ train = csv(\"{}\", label = 4), standardize = true }}\n",
+        root.join("examples/data/sklearn/iris.csv.gz").display()
+    );
+    let binned = dir.join("binned.nn");
+    std::fs::write(&binned, binned_src).expect("source");
+    let nnlangc = |args: &[&std::ffi::OsStr]| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_nnlangc"))
+            .args(args)
+            .current_dir(&root)
+            .output()
+            .expect("runs");
+        assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    let run_on = |file: &std::path::Path, run: &std::path::Path| -> Vec<f32> {
+        let out = dir.join("y.npy");
+        nnlangc(&[
+            "run".as_ref(),
+            file.as_os_str(),
+            "--weights".as_ref(),
+            run.join("weights.safetensors").as_os_str(),
+            "--input".as_ref(),
+            input.as_os_str(),
+            "--output".as_ref(),
+            out.as_os_str(),
+        ]);
+        nnlang_runtime::data::npy::read(&out).expect("reads").data
+    };
+
+    // A standardized regression.
+    let mut net = ProjectionPursuit::new(ProjectionPursuit::SEED);
+    net.fit(x.view(), y.view(), |_| true).expect("fits");
+    let run = dir.join("pp");
+    let file = root.join("examples/projection_pursuit.nn");
+    nnlangc(&["train".as_ref(), file.as_os_str(), "--quiet".as_ref(), "--out".as_ref(), run.as_os_str()]);
+    let mut trained = ProjectionPursuit::new(0);
+    trained.load(run.join("weights.safetensors")).expect("loads");
+    assert_eq!(bits(trained.weights()), bits(net.weights()), "fit and nnlangc train agree");
+    assert!(net.preprocess().standardize.is_some());
+    assert_eq!(trained.preprocess(), net.preprocess());
+    let p = net.predict(x.view()).expect("predicts");
+    assert_eq!(bits(p.as_slice().expect("contiguous")), bits(&run_on(&file, &run)));
+
+    // A binned regression: targets binned by fit, values out of predict.
+    let mut net = BinnedIris::new(BinnedIris::SEED);
+    net.fit(x.view(), y.view(), |_| true).expect("fits");
+    let run = dir.join("binned");
+    nnlangc(&["train".as_ref(), binned.as_os_str(), "--quiet".as_ref(), "--out".as_ref(), run.as_os_str()]);
+    let mut trained = BinnedIris::new(0);
+    trained.load(run.join("weights.safetensors")).expect("loads");
+    assert_eq!(bits(trained.weights()), bits(net.weights()), "fit and nnlangc train agree");
+    let bins = net.preprocess().bins.expect("bins learned");
+    assert_eq!((bins.n, bins.lo), (5, 0.1));
+    assert_eq!(trained.preprocess(), net.preprocess());
+    let p = net.predict(x.view()).expect("predicts");
+    assert_eq!(p.dim(), (iris.rows(), 1));
+    assert_eq!(bits(p.as_slice().expect("contiguous")), bits(&run_on(&binned, &run)));
+    // Saved beside the weights, read back by load.
+    let saved = dir.join("saved.safetensors");
+    net.save(&saved).expect("saves");
+    let mut again = BinnedIris::new(9);
+    again.load(&saved).expect("loads");
+    assert_eq!(again.preprocess(), net.preprocess());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A model of several inputs predicts from one array per input, any number of rows.
+#[test]
+fn predict_takes_an_array_per_input() {
+    use nnlang_runtime::ndarray::Array2;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
+    let rows = 3 * TwoInputs::MAX_BATCH + 5;
+    let a = Array2::from_shape_fn((rows, 3), |_| rng.random_range(-1.0f32..1.0));
+    let b = Array2::from_shape_fn((rows, 2), |_| rng.random_range(-1.0f32..1.0));
+    let mut net = TwoInputs::new(1);
+    let p = net.predict_inputs([a.view(), b.view()]).expect("predicts");
+    assert_eq!(p.dim(), (rows, 2));
+    for r in [0, TwoInputs::MAX_BATCH, rows - 1] {
+        let (ra, rb) = (a.row(r).to_vec(), b.row(r).to_vec());
+        let one = net.forward([&ra, &rb], 1).to_vec();
+        assert_eq!(bits(&one), bits(&p.row(r).to_vec()), "row {r}");
+    }
+    let e = net.predict_inputs([a.view(), b.slice(nnlang_runtime::ndarray::s![..4, ..])]).expect_err("rows differ");
+    assert_eq!(e.to_string(), format!("the inputs have {rows} and 4 rows; every input needs a row per example"));
+    let e = net.predict_inputs([b.view(), b.view()]).expect_err("too narrow");
+    assert_eq!(e.to_string(), "rows of 2 values, but the model's input has 3 per example");
 }

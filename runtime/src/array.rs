@@ -11,6 +11,14 @@ pub enum ArrayError {
         /// Values per row given.
         found: usize,
     },
+    /// The arrays of a model's inputs must have the same rows: the first has `expected`, one
+    /// has `found`.
+    Rows {
+        /// Rows of the first input.
+        expected: usize,
+        /// Rows of another.
+        found: usize,
+    },
 }
 
 impl std::fmt::Display for ArrayError {
@@ -18,6 +26,9 @@ impl std::fmt::Display for ArrayError {
         match self {
             ArrayError::Width { expected, found } => {
                 write!(f, "rows of {found} values, but the model's input has {expected} per example")
+            }
+            ArrayError::Rows { expected, found } => {
+                write!(f, "the inputs have {expected} and {found} rows; every input needs a row per example")
             }
         }
     }

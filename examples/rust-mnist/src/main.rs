@@ -11,14 +11,13 @@ use std::time::Instant;
 
 nnlang_macros::nn!(file = "../mnist_mlp.nn", model = "Mlp");
 
-/// Images scaled to [0, 1] (the recipe's `scale = 1 / 255`), and labels as a column.
+/// Raw pixels (0–255) and labels as a column: `fit` and `predict` scale them as the recipe
+/// says (`scale = 1 / 255`), as `nnlangc train` and `run` do.
 fn load(dir: &Path, images: &str, labels: &str) -> Result<(Array2<f32>, Array2<f32>), String> {
     let x = idx::read(&dir.join(images)).map_err(|e| e.to_string())?;
     let y = idx::read(&dir.join(labels)).map_err(|e| e.to_string())?;
     let rows = y.data.len();
-    // As `nnlangc train` scales: by the f32 nearest 1/255.
-    let scale = (1.0f64 / 255.0) as f32;
-    let pixels = x.data.iter().map(|&b| f32::from(b) * scale).collect();
+    let pixels = x.data.iter().map(|&b| f32::from(b)).collect();
     let x =
         Array2::from_shape_vec((rows, Mlp::INPUTS[0]), pixels).map_err(|_| format!("{images} does not hold MNIST"))?;
     let y =
@@ -63,6 +62,6 @@ fn run() -> Result<(), String> {
         .count();
     println!("test accuracy {:.2}% after {seconds:.1} s of training", 100.0 * right as f64 / ty.nrows() as f64);
     net.save("mnist_mlp.safetensors").map_err(|e| e.to_string())?;
-    println!("wrote mnist_mlp.safetensors");
+    println!("wrote mnist_mlp.safetensors (and preprocess.json beside it)");
     Ok(())
 }

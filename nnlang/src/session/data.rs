@@ -21,102 +21,7 @@ pub struct Loaded {
     pub preprocess: Preprocess,
 }
 
-/// What `train` did to the data before the model saw it, saved with the weights
-/// (`preprocess.json`) and done again by `run` on raw data: inputs multiplied by `scale`,
-/// then standardized per feature; a regression target cut into bins.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Preprocess {
-    /// `scale = s`: every input value times `s`.
-    pub scale: Option<f32>,
-    /// Per-feature mean and standard deviation (per feature of a step, for sequences).
-    pub standardize: Option<(Vec<f32>, Vec<f32>)>,
-    /// A binned regression's bins.
-    pub bins: Option<Bins>,
-}
-
-/// `cross_entropy(bins = n)`: bin `i` holds the targets in `lo + i·width .. lo + (i+1)·width`.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Bins {
-    /// The lowest training target.
-    pub lo: f32,
-    /// Each bin's width.
-    pub width: f32,
-    /// The number of bins.
-    pub n: usize,
-}
-
-impl Bins {
-    /// The value a predicted bin stands for: its centre.
-    pub fn centre(&self, i: usize) -> f32 {
-        self.lo + (i as f32 + 0.5) * self.width
-    }
-}
-
-impl Preprocess {
-    /// Whether nothing is done to the data.
-    pub fn is_empty(&self) -> bool {
-        self.scale.is_none() && self.standardize.is_none() && self.bins.is_none()
-    }
-
-    /// `preprocess.json`.
-    pub fn to_json(&self) -> String {
-        let v = serde_json::json!({
-            "format": "nnlang-preprocess",
-            "version": 1,
-            "scale": self.scale,
-            "mean": self.standardize.as_ref().map(|(m, _)| m.clone()),
-            "std": self.standardize.as_ref().map(|(_, s)| s.clone()),
-            "bins": self.bins.map(|b| serde_json::json!({"lo": b.lo, "width": b.width, "n": b.n})),
-        });
-        format!("{v:#}\n")
-    }
-
-    /// Reads `preprocess.json`.
-    pub fn read(path: &Path) -> Result<Preprocess, DataError> {
-        let bytes = data::read_maybe_gz(path)?;
-        let v: serde_json::Value = serde_json::from_slice(&bytes)
-            .map_err(|e| DataError::new(path, format!("not a preprocessing file ({e})")))?;
-        if v.get("format").and_then(|f| f.as_str()) != Some("nnlang-preprocess") {
-            return Err(DataError::new(path, "not a preprocessing file (no `\"format\": \"nnlang-preprocess\"`)"));
-        }
-        let floats = |k: &str| -> Option<Vec<f32>> {
-            v.get(k)?.as_array().map(|a| a.iter().filter_map(|x| x.as_f64()).map(|x| x as f32).collect())
-        };
-        let standardize = match (floats("mean"), floats("std")) {
-            (Some(m), Some(s)) if m.len() == s.len() && s.iter().all(|x| *x > 0.0) => Some((m, s)),
-            (None, None) => None,
-            _ => return Err(DataError::new(path, "`mean` and `std` must be lists of one length, `std` positive")),
-        };
-        let bins = match v.get("bins") {
-            Some(b) if !b.is_null() => Some(Bins {
-                lo: b.get("lo").and_then(|x| x.as_f64()).ok_or_else(|| DataError::new(path, "`bins` without `lo`"))?
-                    as f32,
-                width: b
-                    .get("width")
-                    .and_then(|x| x.as_f64())
-                    .ok_or_else(|| DataError::new(path, "`bins` without `width`"))? as f32,
-                n: b.get("n").and_then(|x| x.as_u64()).ok_or_else(|| DataError::new(path, "`bins` without `n`"))?
-                    as usize,
-            }),
-            _ => None,
-        };
-        Ok(Preprocess { scale: v.get("scale").and_then(|x| x.as_f64()).map(|x| x as f32), standardize, bins })
-    }
-
-    /// Does to raw inputs (`rows × cols`, `cols` a multiple of the features) what `train` did.
-    pub fn apply(&self, x: &mut [f32]) {
-        if let Some(s) = self.scale {
-            x.iter_mut().for_each(|v| *v *= s);
-        }
-        if let Some((m, sd)) = &self.standardize {
-            for row in x.chunks_exact_mut(m.len().max(1)) {
-                for ((v, m), s) in row.iter_mut().zip(m).zip(sd) {
-                    *v = (*v - m) / s;
-                }
-            }
-        }
-    }
-}
+pub use nnlang_runtime::data::preprocess::{Bins, Preprocess};
 
 /// Character text as ids into its vocabulary.
 pub struct TextStream {
@@ -331,14 +236,10 @@ pub fn load(spec: &DataSpec, base: &Path, expect: &Expect, rows: Option<usize>) 
         if train.y_cols != 1 {
             return Err(DataError::new(&file, format!("binning needs one target per example, found {}", train.y_cols)));
         }
-        let lo = train.y.iter().cloned().fold(f32::INFINITY, f32::min);
-        let hi = train.y.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-        if !(lo.is_finite() && hi.is_finite()) {
-            return Err(DataError::new(&file, "the targets are not finite numbers"));
-        }
-        let width = ((hi - lo) / bins as f32).max(f32::MIN_POSITIVE);
-        bin_edges = Some((lo, width));
-        let bin = |v: f32| (((v - lo) / width).floor().max(0.0) as usize).min(bins - 1) as f32;
+        let b =
+            Bins::over(&train.y, bins).ok_or_else(|| DataError::new(&file, "the targets are not finite numbers"))?;
+        bin_edges = Some((b.lo, b.width));
+        let bin = |v: f32| b.index(v) as f32;
         train.y.iter_mut().for_each(|v| *v = bin(*v));
         if let Some(t) = &mut test {
             t.y.iter_mut().for_each(|v| *v = if v.is_finite() { bin(*v) } else { *v });

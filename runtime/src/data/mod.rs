@@ -5,6 +5,7 @@
 pub mod csv;
 pub mod idx;
 pub mod npy;
+pub mod preprocess;
 pub mod sequences;
 pub mod text;
 
@@ -248,25 +249,7 @@ impl Table {
     /// sequences, per feature over the steps inside the sequences.
     pub fn moments(&self) -> (Vec<f32>, Vec<f32>) {
         let width = if !self.lengths.is_empty() && self.steps > 0 { self.cols / self.steps } else { self.cols };
-        let mut n = 0f64;
-        let mut mean = vec![0f64; width];
-        let mut sq = vec![0f64; width];
-        for row in self.vectors() {
-            n += 1.0;
-            for (c, &v) in row.iter().enumerate() {
-                mean[c] += v as f64;
-                sq[c] += (v as f64) * (v as f64);
-            }
-        }
-        let rows = n.max(1.0);
-        let mean: Vec<f64> = mean.iter().map(|m| m / rows).collect();
-        let std: Vec<f32> = sq
-            .iter()
-            .zip(&mean)
-            .map(|(s, m)| (s / rows - m * m).max(0.0).sqrt())
-            .map(|s| if s > 1e-12 { s as f32 } else { 1.0 })
-            .collect();
-        (mean.iter().map(|&m| m as f32).collect(), std)
+        preprocess::moments(self.vectors(), width)
     }
 
     /// `(x − mean)/std` per column (per feature at every step inside a sequence; the

@@ -5,6 +5,7 @@
 
 use super::{Evaluation, Optimizer};
 use crate::array::ArrayError;
+use crate::data::preprocess::{Preprocess, PreprocessRecipe};
 use crate::interp::ExecError;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -37,6 +38,15 @@ pub trait Trainable {
     fn score(&mut self, x: &[f32], y: &[f32]) -> Evaluation;
     /// The weights, to take the optimizer's average at the end.
     fn weights_mut(&mut self) -> &mut [f32];
+    /// What the recipe does to the data (`scale`, `standardize`, `bins`): `fit` learns the
+    /// statistics from the rows it is given and hands them to [`Trainable::set_preprocess`].
+    fn preprocessing(&self) -> PreprocessRecipe {
+        PreprocessRecipe::default()
+    }
+    /// Keeps what `fit` did to the data, for predictions on raw data.
+    fn set_preprocess(&mut self, preprocess: Preprocess) {
+        let _ = preprocess;
+    }
 }
 
 /// The recipe's loop settings.
@@ -94,6 +104,8 @@ pub enum FitError {
         /// The loss.
         loss: f64,
     },
+    /// Targets the recipe cannot preprocess (binning targets that are not finite).
+    Targets(String),
 }
 
 impl std::fmt::Display for FitError {
@@ -108,6 +120,7 @@ impl std::fmt::Display for FitError {
             FitError::NonFinite { epoch, step, loss } => {
                 write!(f, "the loss became {loss} at epoch {epoch}, step {step}: lower the learning rate")
             }
+            FitError::Targets(e) => write!(f, "{e}"),
         }
     }
 }
@@ -132,7 +145,13 @@ pub fn fit(
     if y.dim() != (rows, yc) {
         return Err(FitError::Target { rows: y.nrows(), expected_rows: rows, cols: y.ncols(), expected_cols: yc });
     }
-    let (x, y): (Vec<f32>, Vec<f32>) = (x.iter().copied().collect(), y.iter().copied().collect());
+    let (mut x, mut y): (Vec<f32>, Vec<f32>) = (x.iter().copied().collect(), y.iter().copied().collect());
+    // As `nnlangc train` reads its data: targets binned, inputs scaled, then standardized with
+    // the statistics of every row given (before the validation split).
+    let pre = Preprocess::learn(&m.preprocessing(), &x, &y, yc).map_err(FitError::Targets)?;
+    pre.bin_targets(&mut y);
+    pre.apply(&mut x);
+    m.set_preprocess(pre);
     let (fit_rows, val_rows) = validation_split(rows, o.validate, o.seed);
     let (fit_rows, val_rows) = (&fit_rows[..], &val_rows[..]);
     let gather = |idx: &[usize], v: &[f32], c: usize| -> Vec<f32> {

@@ -52,7 +52,19 @@ pub fn generate(compiled: &Compiled, model: &Model) -> Result<TokenStream, Vec<D
         )
         .with_help("lower the recipe's `batch` or the layer sizes")]);
     }
-    Ok(emit(&model.graph.name, &train, &infer, loss, &options))
+    // What the recipe's data block and loss do to the data, for `fit` and `predict`.
+    let data = recipe.data.as_deref().and_then(|d| compiled.data_spec(d));
+    let per_example = infer.inputs.first().map_or(0, |b| b.cols);
+    let stat_width = match infer.sequence {
+        Some(s) if s.variable && s.steps > 0 => per_example / s.steps,
+        _ => per_example,
+    };
+    let pre = nnlang_runtime::data::preprocess::PreprocessRecipe {
+        scale: data.as_ref().and_then(|d| d.scale).map(|s| s as f32),
+        standardize: data.as_ref().is_some_and(|d| d.standardize).then_some(stat_width),
+        bins: recipe.bins,
+    };
+    Ok(emit(&model.graph.name, &train, &infer, loss, &options, &pre))
 }
 
 /// The loss a model without a `train` block is trained with: what its last layer suggests.
@@ -166,7 +178,14 @@ fn optimizer_tokens(o: &Options) -> TokenStream {
     }
 }
 
-fn emit(name: &str, train: &Plan, infer: &Plan, loss: Loss, o: &Options) -> TokenStream {
+fn emit(
+    name: &str,
+    train: &Plan,
+    infer: &Plan,
+    loss: Loss,
+    o: &Options,
+    pre: &nnlang_runtime::data::preprocess::PreprocessRecipe,
+) -> TokenStream {
     let ty = Ident::new(name, Span::call_site());
     let n_inputs = infer.inputs.len();
     let n_inputs_lit = lit(n_inputs);
@@ -180,6 +199,26 @@ fn emit(name: &str, train: &Plan, infer: &Plan, loss: Loss, o: &Options) -> Toke
     let epochs_lit = lit(o.epochs);
     let validate_lit = f64_lit(o.validate);
     let seed_lit = Literal::u64_unsuffixed(o.seed);
+    let scale_t = match pre.scale {
+        Some(v) => {
+            let v = Literal::f32_suffixed(v);
+            quote! { ::std::option::Option::Some(#v) }
+        }
+        None => quote! { ::std::option::Option::None },
+    };
+    let usize_opt = |v: Option<usize>| match v {
+        Some(n) => {
+            let n = lit(n);
+            quote! { ::std::option::Option::Some(#n) }
+        }
+        None => quote! { ::std::option::Option::None },
+    };
+    let (standardize_t, bins_t) = (usize_opt(pre.standardize), usize_opt(pre.bins));
+    let predict_call = if n_inputs == 1 {
+        quote! { out.extend_from_slice(self.forward(batch[0], n)); }
+    } else {
+        quote! { out.extend_from_slice(self.forward(batch, n)); }
+    };
     let carried = |p: &Plan| -> Vec<TokenStream> {
         p.carried
             .iter()
@@ -247,34 +286,24 @@ fn emit(name: &str, train: &Plan, infer: &Plan, loss: Loss, o: &Options) -> Toke
 
 
 
-            /// Trains the model on `x` (`rows × INPUTS[0]`) and `y` (`rows × TARGET_COLS`; class
-            /// indices for a classifier) as its recipe says — the validation split, a shuffled
-            /// order every epoch, batches, the schedule, a stop on a loss that is not finite —
-            /// as `nnlangc train` does on one thread. `progress` sees each epoch and returns
-            /// `false` to stop.
+            /// Trains the model on raw `x` (`rows × INPUTS[0]`) and `y` (`rows × TARGET_COLS`;
+            /// class indices for a classifier, values for a regression) as its recipe says —
+            /// the data block's scale and standardization (learned from these rows, kept for
+            /// [`Self::predict`] and [`Self::save`]), binned targets, the validation split, a
+            /// shuffled order every epoch, batches, the schedule, a stop on a loss that is not
+            /// finite — as `nnlangc train` does on one thread. `progress` sees each epoch and
+            /// returns `false` to stop.
             pub fn fit(&mut self, x: ::nnlang_runtime::ndarray::ArrayView2<'_, f32>, y: ::nnlang_runtime::ndarray::ArrayView2<'_, f32>, mut progress: impl FnMut(&::nnlang_runtime::train::arrays::EpochReport) -> bool) -> ::std::result::Result<::std::vec::Vec<::nnlang_runtime::train::arrays::EpochReport>, ::nnlang_runtime::train::arrays::FitError> {
                 let o = ::nnlang_runtime::train::arrays::FitOptions { epochs: Self::EPOCHS, batch: Self::MAX_BATCH, validate: Self::VALIDATE, seed: Self::SEED };
                 ::nnlang_runtime::train::arrays::fit(self, x, y, o, &mut progress)
             }
 
-            /// The model's outputs for every row of `x` (`rows × INPUTS[0]`, any number of
-            /// rows, run in batches of `MAX_BATCH`), as an owned array `rows × OUTPUT`; rows
-            /// of another width are an error, never a panic. Dropout is off.
+            /// The model's outputs for every row of raw `x` (`rows × INPUTS[0]`, any number
+            /// of rows, run in batches of `MAX_BATCH`) after [`Self::preprocess`], as an owned
+            /// array `rows × OUTPUT` — for a binned regression `rows × 1`, the values; rows of
+            /// another width are an error, never a panic. Dropout is off.
             pub fn predict(&mut self, x: ::nnlang_runtime::ndarray::ArrayView2<'_, f32>) -> ::std::result::Result<::nnlang_runtime::ndarray::Array2<f32>, ::nnlang_runtime::array::ArrayError> {
-                let (rows, cols) = x.dim();
-                if cols != Self::INPUTS[0] {
-                    return ::std::result::Result::Err(::nnlang_runtime::array::ArrayError::Width { expected: Self::INPUTS[0], found: cols });
-                }
-                let data: ::std::vec::Vec<f32> = x.iter().copied().collect();
-                let mut out = ::std::vec::Vec::with_capacity(rows * Self::OUTPUT);
-                let mut start = 0;
-                while start < rows {
-                    let n = ::std::cmp::min(Self::MAX_BATCH, rows - start);
-                    out.extend_from_slice(self.forward(&data[start * cols..(start + n) * cols], n));
-                    start += n;
-                }
-                let shape = (rows, Self::OUTPUT);
-                ::std::result::Result::Ok(::nnlang_runtime::ndarray::Array2::from_shape_vec(shape, out).expect("rows × OUTPUT values, by construction"))
+                self.predict_inputs([x])
             }
 
             /// The loss (and accuracy, for classification) over every row of `x` against `y`,
@@ -321,6 +350,12 @@ fn emit(name: &str, train: &Plan, infer: &Plan, loss: Loss, o: &Options) -> Toke
                 fn weights_mut(&mut self) -> &mut [f32] {
                     &mut self.params
                 }
+                fn preprocessing(&self) -> ::nnlang_runtime::data::preprocess::PreprocessRecipe {
+                    ::nnlang_runtime::data::preprocess::PreprocessRecipe { scale: Self::SCALE, standardize: Self::STANDARDIZE, bins: Self::BINS }
+                }
+                fn set_preprocess(&mut self, preprocess: ::nnlang_runtime::data::preprocess::Preprocess) {
+                    self.preprocess = preprocess;
+                }
             }
 
             impl ::nnlang_runtime::train::Worker for #ty {
@@ -354,6 +389,7 @@ fn emit(name: &str, train: &Plan, infer: &Plan, loss: Loss, o: &Options) -> Toke
             rng: ::nnlang_runtime::rand_chacha::ChaCha8Rng,
             table: ::std::vec::Vec<::nnlang_runtime::plan::Param>,
             lengths: ::std::vec::Vec<usize>,
+            preprocess: ::nnlang_runtime::data::preprocess::Preprocess,
         }
 
         #[allow(clippy::all, clippy::pedantic, unused_variables, unused_mut, unused_assignments)]
@@ -380,6 +416,16 @@ fn emit(name: &str, train: &Plan, infer: &Plan, loss: Loss, o: &Options) -> Toke
             pub const PER_STEP_OUTPUT: bool = #per_step_output;
             /// The recipe's loss.
             pub const LOSS: ::nnlang_runtime::plan::Loss = #loss_t;
+            /// The data block's `scale`: [`Self::fit`] and [`Self::predict`] multiply raw
+            /// inputs by it.
+            pub const SCALE: ::std::option::Option<f32> = #scale_t;
+            /// The data block's `standardize = true`: [`Self::fit`] learns the mean and
+            /// deviation of each of this many values (an example's, or a step's) and
+            /// [`Self::predict`] applies them.
+            pub const STANDARDIZE: ::std::option::Option<usize> = #standardize_t;
+            /// `cross_entropy(bins = n)`: [`Self::fit`] bins the targets, [`Self::predict`]
+            /// returns each row's value (its likeliest bin's centre).
+            pub const BINS: ::std::option::Option<usize> = #bins_t;
 
             /// A model with weights initialized as its recipe says (biases zero); the same
             /// seed gives the weights `nnlangc train` starts from.
@@ -395,7 +441,57 @@ fn emit(name: &str, train: &Plan, infer: &Plan, loss: Loss, o: &Options) -> Toke
                     rng: <::nnlang_runtime::rand_chacha::ChaCha8Rng as ::nnlang_runtime::rand_chacha::rand_core::SeedableRng>::seed_from_u64(seed.wrapping_add(1)),
                     table,
                     lengths: ::std::vec::Vec::new(),
+                    preprocess: ::nnlang_runtime::data::preprocess::Preprocess { scale: Self::SCALE, standardize: ::std::option::Option::None, bins: ::std::option::Option::None },
                 }
+            }
+
+            /// What [`Self::predict`] does to raw inputs (and to its outputs, for a binned
+            /// regression): the recipe's scale, and what [`Self::fit`] learned or
+            /// [`Self::load`] read (`preprocess.json`). The slice-level calls
+            /// ([`Self::forward`], [`Self::train_step`]) take data already preprocessed.
+            pub fn preprocess(&self) -> &::nnlang_runtime::data::preprocess::Preprocess {
+                &self.preprocess
+            }
+
+            /// Replaces what is done to raw data (statistics computed elsewhere).
+            pub fn set_preprocess(&mut self, preprocess: ::nnlang_runtime::data::preprocess::Preprocess) {
+                self.preprocess = preprocess;
+            }
+
+            /// The outputs for raw inputs, one array per model input (`rows × INPUTS[i]`, the
+            /// same rows in each), each preprocessed, in batches of `MAX_BATCH`: an owned
+            /// array `rows × OUTPUT` (`rows × 1` values for a binned regression). Arrays of
+            /// another width or of different row counts are an error, never a panic.
+            pub fn predict_inputs(&mut self, xs: [::nnlang_runtime::ndarray::ArrayView2<'_, f32>; #n_inputs_lit]) -> ::std::result::Result<::nnlang_runtime::ndarray::Array2<f32>, ::nnlang_runtime::array::ArrayError> {
+                let rows = xs[0].nrows();
+                let mut data: ::std::vec::Vec<::std::vec::Vec<f32>> = ::std::vec::Vec::with_capacity(#n_inputs_lit);
+                for (i, x) in xs.iter().enumerate() {
+                    if x.ncols() != Self::INPUTS[i] {
+                        return ::std::result::Result::Err(::nnlang_runtime::array::ArrayError::Width { expected: Self::INPUTS[i], found: x.ncols() });
+                    }
+                    if x.nrows() != rows {
+                        return ::std::result::Result::Err(::nnlang_runtime::array::ArrayError::Rows { expected: rows, found: x.nrows() });
+                    }
+                    let mut v: ::std::vec::Vec<f32> = x.iter().copied().collect();
+                    self.preprocess.apply(&mut v);
+                    data.push(v);
+                }
+                let mut out = ::std::vec::Vec::with_capacity(rows * Self::OUTPUT);
+                let mut start = 0;
+                while start < rows {
+                    let n = ::std::cmp::min(Self::MAX_BATCH, rows - start);
+                    let batch: [&[f32]; #n_inputs_lit] = ::std::array::from_fn(|i| &data[i][start * Self::INPUTS[i]..(start + n) * Self::INPUTS[i]]);
+                    #predict_call
+                    start += n;
+                }
+                if let ::std::option::Option::Some(b) = self.preprocess.bins {
+                    let values: ::std::vec::Vec<f32> = out.chunks_exact(Self::OUTPUT.max(1)).map(|r| {
+                        let best = r.iter().enumerate().fold(0, |k, (i, v)| if *v > r[k] { i } else { k });
+                        b.centre(best)
+                    }).collect();
+                    return ::std::result::Result::Ok(::nnlang_runtime::ndarray::Array2::from_shape_vec((rows, 1), values).expect("a value per row, by construction"));
+                }
+                ::std::result::Result::Ok(::nnlang_runtime::ndarray::Array2::from_shape_vec((rows, Self::OUTPUT), out).expect("rows × OUTPUT values, by construction"))
             }
 
             /// Starts new streams: the recurrent states carried from one call to the next (a
@@ -570,15 +666,34 @@ fn emit(name: &str, train: &Plan, infer: &Plan, loss: Loss, o: &Options) -> Toke
                 ::std::option::Option::Some(&mut self.params[p.buf.offset..p.buf.offset + p.buf.len])
             }
 
-            /// Saves the weights as safetensors, as `nnlangc train` does.
+            /// Saves the weights as safetensors, and what is done to raw data as
+            /// `preprocess.json` beside them, as `nnlangc train` does.
             pub fn save(&self, path: impl ::std::convert::AsRef<::std::path::Path>) -> ::std::result::Result<(), ::nnlang_runtime::io::CheckpointError> {
-                ::nnlang_runtime::io::save(path.as_ref(), &self.table, &self.params)
+                let path = path.as_ref();
+                ::nnlang_runtime::io::save(path, &self.table, &self.params)?;
+                if !self.preprocess.is_empty() {
+                    let beside = path.with_file_name("preprocess.json");
+                    ::nnlang_runtime::io::write_atomic(&beside, self.preprocess.to_json().as_bytes()).map_err(::nnlang_runtime::io::CheckpointError)?;
+                }
+                ::std::result::Result::Ok(())
             }
 
-            /// Loads weights saved by [`Self::save`] or `nnlangc train`; refuses a file whose
-            /// tensors do not match.
+            /// Loads weights saved by [`Self::save`] or `nnlangc train`, with the
+            /// `preprocess.json` beside them when there is one; refuses a file whose tensors
+            /// do not match, and changes nothing then.
             pub fn load(&mut self, path: impl ::std::convert::AsRef<::std::path::Path>) -> ::std::result::Result<(), ::nnlang_runtime::io::CheckpointError> {
-                ::nnlang_runtime::io::load(path.as_ref(), &self.table, &mut self.params)
+                let path = path.as_ref();
+                let beside = path.with_file_name("preprocess.json");
+                let preprocess = if beside.exists() {
+                    ::std::option::Option::Some(::nnlang_runtime::data::preprocess::Preprocess::read(&beside).map_err(|e| ::nnlang_runtime::io::CheckpointError(e.to_string()))?)
+                } else {
+                    ::std::option::Option::None
+                };
+                ::nnlang_runtime::io::load(path, &self.table, &mut self.params)?;
+                if let ::std::option::Option::Some(p) = preprocess {
+                    self.preprocess = p;
+                }
+                ::std::result::Result::Ok(())
             }
         }
     }
