@@ -202,18 +202,51 @@ pub fn eval(args: &ModelArgs, dir: &Path, limit: Option<usize>) -> Result<(), Fa
     report(&session, &model, &members, limit)
 }
 
-/// `run --ensemble DIR`: the mean probabilities of the members for every row of an array.
+/// `run --ensemble DIR`: the mean of the members' outputs for every row of a raw array, each
+/// member doing to it what its training did (its `preprocess.json`); sequences of any length
+/// the members accept.
 pub fn predict(args: &ModelArgs, dir: &Path, input: &Path, output: &Path) -> Result<(), Failure> {
     let session = open(args)?;
     let members = ensemble::read_manifest(dir)?;
     nnlang_runtime::io::check_replaceable(output).map_err(Failure::Usage)?;
     let x = nnlang_runtime::data::npy::read(input).map_err(|e| Failure::Usage(e.to_string()))?;
-    let rows = x.shape.first().copied().unwrap_or(0).max(1);
-    let cols = x.data.len() / rows;
-    let table = nnlang_runtime::data::Table::new(x.data, cols, Vec::new(), 0);
-    let model = session.model(args.model.as_deref())?.graph.name.clone();
-    let (y, out_cols) = ensemble::predict(&members, &table, Some(&model))?;
-    nnlang_runtime::data::npy::write(output, &[rows, out_cols], &y).map_err(|e| Failure::Usage(e.to_string()))?;
-    outln!("wrote {rows} rows of [{out_cols}] to {} (the mean of {} members)", output.display(), members.len());
+    let name = session.model(args.model.as_deref())?.graph.name.clone();
+    let mut sum: Vec<f64> = Vec::new();
+    let mut first: Option<(nnlang::session::RawPrediction, std::path::PathBuf)> = None;
+    for m in &members {
+        let s = nnlang::session::Session::open(&m.source, &nnlang::Options::default())?;
+        let model = s.model(Some(&name))?;
+        let raw = s.predict_array(model, &m.weights, &x, input)?;
+        match &first {
+            Some((f, _)) if f.shape != raw.shape => {
+                return Err(Failure::Usage(format!(
+                    "{}: outputs of shape {:?}, the other members' {:?}",
+                    m.source.display(),
+                    raw.shape,
+                    f.shape
+                )))
+            }
+            Some(_) => sum.iter_mut().zip(&raw.y).for_each(|(a, &b)| *a += f64::from(b)),
+            None => {
+                sum = raw.y.iter().map(|&v| f64::from(v)).collect();
+                first = Some((raw, m.source.clone()));
+            }
+        }
+    }
+    let Some((mut mean, source)) = first else { return Err(Failure::Usage(format!("{}: no members", dir.display()))) };
+    let n = members.len() as f64;
+    mean.y = sum.iter().map(|v| (v / n) as f32).collect();
+    // A binned regression's bins are its first member's (members of one data set agree).
+    let s = nnlang::session::Session::open(&source, &nnlang::Options::default())?;
+    let done = s.finish_prediction(s.model(Some(&name))?, mean);
+    nnlang_runtime::data::npy::write(output, &done.shape, &done.y).map_err(|e| Failure::Usage(e.to_string()))?;
+    let dims: Vec<String> = done.shape[1..].iter().map(|d| d.to_string()).collect();
+    outln!(
+        "wrote {} rows of [{}] to {} (the mean of {} members)",
+        done.predicted.rows,
+        dims.join(", "),
+        output.display(),
+        members.len()
+    );
     Ok(())
 }

@@ -17,6 +17,56 @@ fn file_with(dir: &std::path::Path, from: &str) -> std::path::PathBuf {
     file
 }
 
+/// `got` is the mean of the `n` members' own `nnlangc run` outputs on `input`.
+fn assert_mean_of_members(ens: &std::path::Path, input: &std::path::Path, got: &[f32], n: usize) {
+    let mut sum = vec![0f64; got.len()];
+    for i in 0..n {
+        let member = ens.join(format!("member-{i}"));
+        let y = ens.join(format!("y{i}.npy"));
+        let o = nnlangc(&[
+            "run",
+            s(&member.join("model.nn")),
+            "--weights",
+            s(&member.join("weights.safetensors")),
+            "--input",
+            s(input),
+            "--output",
+            s(&y),
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+        let p = nnlang_runtime::data::npy::read(&y).expect("reads");
+        sum.iter_mut().zip(&p.data).for_each(|(a, &b)| *a += f64::from(b));
+    }
+    for (g, s) in got.iter().zip(&sum) {
+        assert!((f64::from(*g) - s / n as f64).abs() < 1e-6, "{g} vs {}", s / n as f64);
+    }
+}
+
+/// An ensemble of sequence models runs on sequences shorter than the longest.
+#[test]
+fn an_ensemble_runs_on_sequences() {
+    let dir = temp_dir("ensemble-seq");
+    let root = common::root();
+    let src = std::fs::read_to_string(root.join("examples/japanese_vowels.nn"))
+        .expect("example")
+        .replace("\"data/", &format!("\"{}/", root.join("examples/data").display()))
+        + "\nensemble BiRnnClassifier { members = 2, from = seeds }\n";
+    let file = dir.join("jv.nn");
+    std::fs::write(&file, src).expect("writes");
+    let out = dir.join("ens");
+    let o = nnlangc(&["ensemble", s(&file), "--set", "epochs=2", "--quiet", "--out", s(&out)]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", text(&o.stdout), text(&o.stderr));
+    let x: Vec<f32> = (0..4 * 15 * 12).map(|i| ((i * 13) % 17) as f32 / 8.0 - 1.0).collect();
+    let input = dir.join("x.npy");
+    nnlang_runtime::data::npy::write(&input, &[4, 15, 12], &x).expect("writes");
+    let y = dir.join("y.npy");
+    let o = nnlangc(&["run", s(&file), "--ensemble", s(&out), "--input", s(&input), "--output", s(&y)]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains("wrote 4 rows of [9]"), "{}", text(&o.stdout));
+    let p = nnlang_runtime::data::npy::read(&y).expect("reads");
+    assert_mean_of_members(&out, &input, &p.data, 2);
+}
+
 fn accuracy(line: &str) -> f64 {
     line.split("accuracy ").nth(1).and_then(|a| a.split('%').next()).and_then(|a| a.parse().ok()).expect("an accuracy")
 }
@@ -47,8 +97,9 @@ fn an_ensemble_of_seeds_is_scored_evaluated_and_run() {
     let o = nnlangc(&["eval", s(&file), "--ensemble", s(&out), "--limit", "1500"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     assert!(text(&o.stdout).contains(ens.trim()), "{}", text(&o.stdout));
-    // `run --ensemble`: the members' mean probabilities.
-    let x: Vec<f32> = (0..3 * 784).map(|i| ((i * 7) % 256) as f32 / 255.0).collect();
+    // `run --ensemble` on raw pixels: the mean of what each member's `run` gives (each
+    // scales as its training did).
+    let x: Vec<f32> = (0..3 * 784).map(|i| ((i * 7) % 256) as f32).collect();
     let input = dir.join("x.npy");
     nnlang_runtime::data::npy::write(&input, &[3, 784], &x).expect("writes");
     let y = dir.join("y.npy");
@@ -59,6 +110,7 @@ fn an_ensemble_of_seeds_is_scored_evaluated_and_run() {
     for row in p.data.chunks(10) {
         assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5);
     }
+    assert_mean_of_members(&out, &input, &p.data, 3);
     // Neither weights nor an ensemble: a usage error.
     let o = nnlangc(&["eval", s(&file)]);
     assert_eq!(o.status.code(), Some(2));

@@ -150,9 +150,3 @@ pub fn evaluate(members: &[Member], set: &Table, loss: Loss, model: Option<&str>
     };
     Ok(Scored { members: each.iter().map(|y| score(y)).collect(), ensemble: score(&mean) })
 }
-
-/// The ensemble's mean output for every row of `x`.
-pub fn predict(members: &[Member], x: &Table, model: Option<&str>) -> Result<(Vec<f32>, usize), Error> {
-    let Outputs { mean, cols, .. } = all_outputs(members, x, model)?;
-    Ok((mean, cols))
-}

@@ -219,13 +219,52 @@ impl Session {
     /// Runs `model` with the weights in `weights` on the `.npy` array in `input` and writes
     /// its outputs to `output` as `.npy`.
     pub fn predict_npy(&self, model: &Model, weights: &Path, input: &Path, output: &Path) -> Result<Predicted, Error> {
-        const BATCH: usize = 256;
         // Refused now, not after the work: an output that is a device, a pipe, a link or a
         // directory.
         nnlang_runtime::io::check_replaceable(output).map_err(Error::Usage)?;
+        let x = nnlang_runtime::data::npy::read(input).map_err(|e| Error::Input(e.to_string()))?;
+        let raw = self.predict_array(model, weights, &x, input)?;
+        let written = self.finish_prediction(model, raw);
+        nnlang_runtime::data::npy::write(output, &written.shape, &written.y)
+            .map_err(|e| Error::Usage(e.to_string()))?;
+        Ok(written.predicted)
+    }
+
+    /// What a prediction writes: a binned regression's values (the centre of each row's
+    /// likeliest bin), a regression's outputs as values, a classifier's probabilities.
+    pub fn finish_prediction(&self, model: &Model, raw: RawPrediction) -> Finished {
+        let RawPrediction { y, shape, preprocess } = raw;
+        let rows = shape.first().copied().unwrap_or(0);
+        let per_row = y.len() / rows.max(1);
+        let classes = argmax_rows(shape.last().copied().unwrap_or(per_row).max(1), &y);
+        let (out, shape, values) = match preprocess.bins {
+            Some(b) => {
+                let v: Vec<f32> = classes.iter().map(|&c| b.centre(c)).collect();
+                (v.clone(), vec![rows, 1], Some(v))
+            }
+            None => {
+                let loss = self.compiled.recipe_or_implied(model).loss;
+                let values = (loss == Loss::MeanSquaredError).then(|| y.clone());
+                (y, shape, values)
+            }
+        };
+        Finished { y: out, shape: shape.clone(), predicted: Predicted { rows, shape, classes, values } }
+    }
+
+    /// The outputs of `model` with the weights in `weights` on the raw array `x` (read from
+    /// `input`, named in errors): what `train` did to the data (`preprocess.json` beside the
+    /// weights) done first; sequences shorter than the plan's padded, per-step outputs cut
+    /// back to the array's steps.
+    pub fn predict_array(
+        &self,
+        model: &Model,
+        weights: &Path,
+        x: &nnlang_runtime::data::npy::Array,
+        input: &Path,
+    ) -> Result<RawPrediction, Error> {
+        const BATCH: usize = 256;
         let plan = self.plan(model, Mode::Inference, BATCH)?;
         let mut exec = load_weights(&plan, weights)?;
-        let x = nnlang_runtime::data::npy::read(input).map_err(|e| Error::Input(e.to_string()))?;
         let in_id = model.graph.inputs[0];
         let dims = fixed_dims(model, in_id);
         // A sequence model reads `[batch, steps, features]`: every sequence of the array's
@@ -283,7 +322,7 @@ impl Session {
                 )));
             }
         }
-        let mut raw = x.data;
+        let mut raw = x.data.clone();
         pre.apply(&mut raw);
         let padded: Vec<f32> = if given == cols {
             raw
@@ -314,23 +353,28 @@ impl Session {
             }
             _ => y,
         };
-        let per_row = y.len() / rows.max(1);
-        let classes = argmax_rows(shape.last().copied().unwrap_or(per_row).max(1), &y);
-        // A binned regression predicts values: the centre of each row's likeliest bin.
-        let (y, shape, values) = match pre.bins {
-            Some(b) => {
-                let v: Vec<f32> = classes.iter().map(|&c| b.centre(c)).collect();
-                (v.clone(), vec![rows, 1], Some(v))
-            }
-            None => {
-                let loss = self.compiled.recipe_or_implied(model).loss;
-                let values = (loss == Loss::MeanSquaredError).then(|| y.clone());
-                (y, shape, values)
-            }
-        };
-        nnlang_runtime::data::npy::write(output, &shape, &y).map_err(|e| Error::Usage(e.to_string()))?;
-        Ok(Predicted { rows, shape, classes, values })
+        Ok(RawPrediction { y, shape, preprocess: pre })
     }
+}
+
+/// A model's outputs on an array, before [`Session::finish_prediction`].
+pub struct RawPrediction {
+    /// The outputs, row-major.
+    pub y: Vec<f32>,
+    /// Their shape, batch first.
+    pub shape: Vec<usize>,
+    /// What was done to the inputs (and says what to do to a binned regression's outputs).
+    pub preprocess: data::Preprocess,
+}
+
+/// What a prediction writes, and what to report about it.
+pub struct Finished {
+    /// The array written.
+    pub y: Vec<f32>,
+    /// Its shape.
+    pub shape: Vec<usize>,
+    /// The report.
+    pub predicted: Predicted,
 }
 
 /// The weights in the safetensors file `path`, by parameter name, checked against the
