@@ -3,4 +3,4 @@
 # in the plan interpreter, and in PyTorch, at batch 64 on 1 and 2 threads.
 #
 #   PYTHON=/path/to/venv/bin/python bench/cnn.sh
-exec "$(dirname "$0")/side_by_side.sh" cnn_step bench/pytorch_cnn.py 64
+exec "$(dirname "$0")/side_by_side.sh" cnn_step bench/pytorch_cnn.py --batch 64

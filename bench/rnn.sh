@@ -4,4 +4,4 @@
 # and 2 threads.
 #
 #   PYTHON=/path/to/venv/bin/python bench/rnn.sh
-exec "$(dirname "$0")/side_by_side.sh" rnn_step bench/pytorch_rnn.py 32
+exec "$(dirname "$0")/side_by_side.sh" rnn_step bench/pytorch_rnn.py --batch 32

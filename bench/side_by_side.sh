@@ -1,32 +1,32 @@
 #!/usr/bin/env bash
 # One benchmark of nnlang (generated code and interpreter) beside the same model in PyTorch,
-# in one run, on 1 and 2 threads, as a Markdown table of samples/s.
+# interleaved: REPS rounds (default 5), each one timed run of every configuration in nnlang's
+# bench binary and then one in PyTorch's script, so that both see the same machine state.
+# Prints a Markdown table of the medians with their spread (min–max), the ratio of the
+# medians, and the spread of the per-round ratios.
 #
-#   PYTHON=/path/to/venv/bin/python bench/side_by_side.sh BENCH PYTORCH_SCRIPT BATCH...
+#   PYTHON=/path/to/venv/bin/python [REPS=5] bench/side_by_side.sh BENCH PYTORCH_SCRIPT ARGS...
 #
-# BENCH is a bench of nnlang-macros (train_step, cnn_step, rnn_step); PyTorch is not a
-# dependency of nnlang: install it in a virtual environment outside the repository.
+# ARGS (`--batch 64 256`, `--model mlp`) go to both sides.
+#
+# BENCH is a bench of nnlang-macros (train_step, cnn_step, rnn_step, latency); PyTorch is not
+# a dependency of nnlang: install it in a virtual environment outside the repository.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
+REPS=${REPS:-5}
 bench=$1
 script=$2
 shift 2
 
-rust=$(cargo bench -q -p nnlang-macros --bench "$bench" 2>/dev/null | grep -E '^(generated|interpreter) ')
-torch=$(OMP_NUM_THREADS=1 "$PYTHON" "$script" --batch "$@" 2>/dev/null | grep '^pytorch ')
-
-rate() { grep "^$1 threads=$2 batch=$3 " | sed 's/.*samples\/s=//'; }
-echo "| threads | batch | generated (nn!) | interpreter | PyTorch | generated / PyTorch |"
-echo "|---|---|---|---|---|---|"
-for t in 1 2; do
-  for b in "$@"; do
-    g=$(rate generated $t $b <<<"$rust")
-    i=$(rate interpreter $t $b <<<"$rust")
-    p=$(rate pytorch $t $b <<<"$torch")
-    r=$(awk -v g="$g" -v p="$p" 'BEGIN { printf "%.2f", g / p }')
-    echo "| $t | $b | $g | $i | $p | $r× |"
-  done
+bin=$(cargo bench -p nnlang-macros --bench "$bench" --no-run 2>&1 | sed -n 's/.*Executable .*(\(.*\))$/\1/p' | tail -1)
+[ -x "$bin" ] || { echo "could not build the $bench benchmark" >&2; exit 1; }
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+for r in $(seq "$REPS"); do
+  NNLANG_BENCH_RUNS=1 "$bin" "$@" | grep -E '^(generated|interpreter) ' | sed "s/^/$r /" >>"$out"
+  OMP_NUM_THREADS=1 "$PYTHON" "$script" --runs 1 "$@" 2>/dev/null | grep '^pytorch ' | sed "s/^/$r /" >>"$out"
 done
+python3 bench/summarize.py "$out"
 echo
-echo "$(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); $("$PYTHON" -c 'import torch; print("torch", torch.__version__)' 2>/dev/null)"
+echo "$REPS interleaved rounds; $(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); $("$PYTHON" -c 'import torch; print("torch", torch.__version__)' 2>/dev/null)"

@@ -14,14 +14,20 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// Timed runs per figure: `NNLANG_BENCH_RUNS` (default 5; `bench/side_by_side.sh` asks
+/// for 1 per invocation and interleaves invocations with PyTorch's).
+pub fn runs() -> usize {
+    std::env::var("NNLANG_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).filter(|&n| n > 0).unwrap_or(5)
+}
+
 /// Samples per second of `step` (which trains on `batch` rows): `warmup` untimed steps, then
-/// the median of five runs of `steps` steps.
+/// the median of [`runs`] runs of `steps` steps.
 pub fn rate(batch: usize, warmup: usize, steps: usize, mut step: impl FnMut()) -> f64 {
     for _ in 0..warmup {
         step();
     }
     median(
-        (0..5)
+        (0..runs())
             .map(|_| {
                 let t = Instant::now();
                 for _ in 0..steps {
