@@ -515,10 +515,16 @@ fn predict_takes_an_array_per_input() {
     let mut net = TwoInputs::new(1);
     let p = net.predict_inputs([a.view(), b.view()]).expect("predicts");
     assert_eq!(p.dim(), (rows, 2));
-    for r in [0, TwoInputs::MAX_BATCH, rows - 1] {
-        let (ra, rb) = (a.row(r).to_vec(), b.row(r).to_vec());
-        let one = net.forward([&ra, &rb], 1).to_vec();
-        assert_eq!(bits(&one), bits(&p.row(r).to_vec()), "row {r}");
+    // Batch by batch, as forward computes them.
+    let mut start = 0;
+    while start < rows {
+        let n = TwoInputs::MAX_BATCH.min(rows - start);
+        let ra: Vec<f32> = a.slice(nnlang_runtime::ndarray::s![start..start + n, ..]).iter().copied().collect();
+        let rb: Vec<f32> = b.slice(nnlang_runtime::ndarray::s![start..start + n, ..]).iter().copied().collect();
+        let want = net.forward([&ra, &rb], n).to_vec();
+        let got: Vec<f32> = p.slice(nnlang_runtime::ndarray::s![start..start + n, ..]).iter().copied().collect();
+        assert_eq!(bits(&got), bits(&want), "rows {start}..{}", start + n);
+        start += n;
     }
     let e = net.predict_inputs([a.view(), b.slice(nnlang_runtime::ndarray::s![..4, ..])]).expect_err("rows differ");
     assert_eq!(e.to_string(), format!("the inputs have {rows} and 4 rows; every input needs a row per example"));

@@ -76,7 +76,7 @@ pub trait Float:
 }
 
 macro_rules! float_impl {
-    ($t:ty, $name:literal, $gemm:path, $tanh:path) => {
+    ($t:ty, $name:literal, $gemm:path, $few:path, $tanh:path) => {
         impl Float for $t {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
@@ -126,6 +126,9 @@ macro_rules! float_impl {
                 if m == 0 || n == 0 {
                     return;
                 }
+                if $few(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc) {
+                    return;
+                }
                 // SAFETY: `checked` asserted that every index the product touches lies inside
                 // `a`, `b` and `c`; `c` is borrowed mutably and so does not alias `a` or `b`.
                 #[allow(unsafe_code)]
@@ -137,8 +140,29 @@ macro_rules! float_impl {
     };
 }
 
-float_impl!(f32, "F32", matrixmultiply::sgemm, tanh_f32);
-float_impl!(f64, "F64", matrixmultiply::dgemm, f64::tanh);
+float_impl!(f32, "F32", matrixmultiply::sgemm, crate::kernels::gemm::few_rows, tanh_f32);
+float_impl!(f64, "F64", matrixmultiply::dgemm, never_few, f64::tanh);
+
+/// f64 (gradient checks) always goes through matrixmultiply.
+#[allow(clippy::too_many_arguments)]
+fn never_few(
+    _: usize,
+    _: usize,
+    _: usize,
+    _: f64,
+    _: &[f64],
+    _: isize,
+    _: isize,
+    _: &[f64],
+    _: isize,
+    _: isize,
+    _: f64,
+    _: &mut [f64],
+    _: isize,
+    _: isize,
+) -> bool {
+    false
+}
 
 /// `tanh` in f32 without a library call and without branches, so that a loop over a slice
 /// vectorizes (libm's `tanhf` was most of an RNN's training step). Below |x| = 0.625 the
