@@ -10,26 +10,31 @@ use crate::Float;
 /// (`H × W × D`); outside the input (padding) is zero. A patch is ordered (filter row,
 /// filter column, depth), so each tap is one contiguous run of `D` values of the input.
 pub fn im2col<T: Float>(g: &Geometry, x: &[T], p: &mut [T]) {
-    let (f, d) = (g.f, g.d);
+    let (f, d, s, pad) = (g.f, g.d, g.s, g.p as isize);
     let cols = d * f * f;
+    // One filter row of a patch is `f` taps of `d` values: inside the input they are one
+    // contiguous run of it, copied at once (element by element: the runs are short, and a
+    // `memcpy` call per run cost more than the copy).
+    let run = f * d;
     for oy in 0..g.oh {
         for ox in 0..g.ow {
             let row = &mut p[(oy * g.ow + ox) * cols..(oy * g.ow + ox + 1) * cols];
+            // The window's first input column, and its columns `lo..hi` inside the input.
+            let x0 = (ox * s) as isize - pad;
+            let lo = (-x0).clamp(0, f as isize) as usize;
+            let hi = (g.w as isize - x0).clamp(0, f as isize) as usize;
             for fy in 0..f {
-                let iy = (oy * g.s + fy) as isize - g.p as isize;
-                for fx in 0..f {
-                    let ix = (ox * g.s + fx) as isize - g.p as isize;
-                    let inside = iy >= 0 && ix >= 0 && (iy as usize) < g.h && (ix as usize) < g.w;
-                    let base = if inside { (iy as usize * g.w + ix as usize) * d } else { 0 };
-                    let t = fy * f + fx;
-                    if d == 1 {
-                        row[t] = if inside { x[base] } else { T::ZERO };
-                    } else if inside {
-                        row[t * d..(t + 1) * d].copy_from_slice(&x[base..base + d]);
-                    } else {
-                        row[t * d..(t + 1) * d].fill(T::ZERO);
-                    }
+                let iy = (oy * s + fy) as isize - pad;
+                let dst = &mut row[fy * run..(fy + 1) * run];
+                if iy < 0 || iy as usize >= g.h || lo >= hi {
+                    dst.iter_mut().for_each(|v| *v = T::ZERO);
+                    continue;
                 }
+                let first = (iy as usize * g.w) as isize + x0 + lo as isize;
+                let src = &x[first as usize * d..(first as usize + hi - lo) * d];
+                dst[..lo * d].iter_mut().for_each(|v| *v = T::ZERO);
+                dst[lo * d..hi * d].iter_mut().zip(src).for_each(|(v, &u)| *v = u);
+                dst[hi * d..].iter_mut().for_each(|v| *v = T::ZERO);
             }
         }
     }
@@ -328,4 +333,50 @@ pub fn local_backward<T: Float>(
         r0 += n;
     }
     from_patch_order(g, positions * k, dw, final_dw);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The patches by their definition: input (y·s + fy − p, x·s + fx − p, c), zero outside.
+    fn naive(g: &Geometry, x: &[f32]) -> Vec<f32> {
+        let cols = g.d * g.f * g.f;
+        let mut p = vec![f32::NAN; g.oh * g.ow * cols];
+        for oy in 0..g.oh {
+            for ox in 0..g.ow {
+                for fy in 0..g.f {
+                    for fx in 0..g.f {
+                        for c in 0..g.d {
+                            let (iy, ix) =
+                                ((oy * g.s + fy) as isize - g.p as isize, (ox * g.s + fx) as isize - g.p as isize);
+                            let inside = iy >= 0 && ix >= 0 && (iy as usize) < g.h && (ix as usize) < g.w;
+                            p[(oy * g.ow + ox) * cols + (fy * g.f + fx) * g.d + c] =
+                                if inside { x[(iy as usize * g.w + ix as usize) * g.d + c] } else { 0.0 };
+                        }
+                    }
+                }
+            }
+        }
+        p
+    }
+
+    #[test]
+    fn im2col_is_the_patches_for_every_stride_and_padding() {
+        for &(h, w, d, f, s, p) in &[
+            (5, 7, 1, 3, 1, 1),
+            (6, 6, 3, 3, 2, 1),
+            (4, 9, 2, 5, 1, 2),
+            (7, 5, 4, 2, 3, 0),
+            (3, 3, 1, 5, 1, 3),
+            (8, 8, 16, 3, 1, 1),
+        ] {
+            let (oh, ow) = ((h + 2 * p - f) / s + 1, (w + 2 * p - f) / s + 1);
+            let g = Geometry { h, w, d, k: 1, f, s, p, oh, ow };
+            let x: Vec<f32> = (0..h * w * d).map(|i| i as f32 + 1.0).collect();
+            let mut got = vec![f32::NAN; oh * ow * d * f * f];
+            im2col(&g, &x, &mut got);
+            assert_eq!(got, naive(&g, &x), "{g:?}");
+        }
+    }
 }

@@ -118,18 +118,12 @@ pub fn gather_cols<T: Float>(
 /// `y = f(y)` in place.
 pub fn activation_in_place<T: Float>(f: Act, y: &mut [T]) {
     match f {
-        Act::Relu => y.iter_mut().for_each(|v| {
-            if *v < T::ZERO {
-                *v = T::ZERO
-            }
-        }),
+        // A select stored every time, not a store under a branch: it vectorizes, and NaN stays
+        // NaN (it is not below zero).
+        Act::Relu => y.iter_mut().for_each(|v| *v = if *v < T::ZERO { T::ZERO } else { *v }),
         Act::LeakyRelu(a) => {
             let a = T::from_f64(a);
-            y.iter_mut().for_each(|v| {
-                if *v < T::ZERO {
-                    *v = a * *v
-                }
-            })
+            y.iter_mut().for_each(|v| *v = if *v < T::ZERO { a * *v } else { *v })
         }
         Act::Sigmoid => y.iter_mut().for_each(|v| *v = sigmoid(*v)),
         Act::Tanh => y.iter_mut().for_each(|v| *v = v.tanh()),
