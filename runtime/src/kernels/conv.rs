@@ -42,25 +42,27 @@ pub fn im2col<T: Float>(g: &Geometry, x: &[T], p: &mut [T]) {
 
 /// The adjoint of [`im2col`]: adds every patch entry of `p` back into `dx` (`H × W × D`).
 pub fn col2im<T: Float>(g: &Geometry, p: &[T], dx: &mut [T]) {
-    let (f, d) = (g.f, g.d);
+    let (f, d, s, pad) = (g.f, g.d, g.s, g.p as isize);
     let cols = d * f * f;
+    let run = f * d;
     for oy in 0..g.oh {
         for ox in 0..g.ow {
             let row = &p[(oy * g.ow + ox) * cols..(oy * g.ow + ox + 1) * cols];
+            // As in `im2col`: the window's columns `lo..hi` inside the input, one run each row.
+            let x0 = (ox * s) as isize - pad;
+            let lo = (-x0).clamp(0, f as isize) as usize;
+            let hi = (g.w as isize - x0).clamp(0, f as isize) as usize;
+            if lo >= hi {
+                continue;
+            }
             for fy in 0..f {
-                let iy = (oy * g.s + fy) as isize - g.p as isize;
+                let iy = (oy * s + fy) as isize - pad;
                 if iy < 0 || iy as usize >= g.h {
                     continue;
                 }
-                for fx in 0..f {
-                    let ix = (ox * g.s + fx) as isize - g.p as isize;
-                    if ix < 0 || ix as usize >= g.w {
-                        continue;
-                    }
-                    let base = (iy as usize * g.w + ix as usize) * d;
-                    let src = &row[(fy * f + fx) * d..(fy * f + fx + 1) * d];
-                    dx[base..base + d].iter_mut().zip(src).for_each(|(a, &v)| *a += v);
-                }
+                let first = ((iy as usize * g.w) as isize + x0 + lo as isize) as usize;
+                let src = &row[fy * run + lo * d..fy * run + hi * d];
+                dx[first * d..(first + hi - lo) * d].iter_mut().zip(src).for_each(|(a, &v)| *a += v);
             }
         }
     }
@@ -131,7 +133,8 @@ pub fn forward<T: Float>(g: &Geometry, rows: usize, x: &[T], w: &[T], b: &[T], y
     let out_len = positions * k;
     let w = &to_patch_order(g, k, w)[..];
     for out in y[..rows * out_len].chunks_exact_mut(k) {
-        out.copy_from_slice(&b[..k]);
+        // Element by element: a `memcpy` call per output position cost more than the copy.
+        out.iter_mut().zip(&b[..k]).for_each(|(o, &v)| *o = v);
     }
     let per = chunk(g, ws.len());
     let mut r0 = 0;
@@ -377,6 +380,13 @@ mod tests {
             let mut got = vec![f32::NAN; oh * ow * d * f * f];
             im2col(&g, &x, &mut got);
             assert_eq!(got, naive(&g, &x), "{g:?}");
+            // col2im is its adjoint: <im2col(x), q> = <x, col2im(q)>, here with integers (exact).
+            let q: Vec<f32> = (0..got.len()).map(|i| ((i * 7) % 5) as f32 - 2.0).collect();
+            let mut back = vec![0f32; x.len()];
+            col2im(&g, &q, &mut back);
+            let lhs: f32 = got.iter().zip(&q).map(|(a, b)| a * b).sum();
+            let rhs: f32 = x.iter().zip(&back).map(|(a, b)| a * b).sum();
+            assert_eq!(lhs, rhs, "{g:?}");
         }
     }
 }

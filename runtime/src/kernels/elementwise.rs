@@ -135,18 +135,11 @@ pub fn activation_in_place<T: Float>(f: Act, y: &mut [T]) {
 /// α ≥ 0, `x > 0` exactly when `y > 0`).
 pub fn activation_backward_in_place<T: Float>(f: Act, y: &[T], d: &mut [T]) {
     match f {
-        Act::Relu => d.iter_mut().zip(y).for_each(|(d, &y)| {
-            if y <= T::ZERO {
-                *d = T::ZERO
-            }
-        }),
+        // Selects, not stores under a branch: they vectorize.
+        Act::Relu => d.iter_mut().zip(y).for_each(|(d, &y)| *d = if y <= T::ZERO { T::ZERO } else { *d }),
         Act::LeakyRelu(a) => {
             let a = T::from_f64(a);
-            d.iter_mut().zip(y).for_each(|(d, &y)| {
-                if y <= T::ZERO {
-                    *d = a * *d
-                }
-            })
+            d.iter_mut().zip(y).for_each(|(d, &y)| *d = if y <= T::ZERO { a * *d } else { *d })
         }
         Act::Sigmoid => d.iter_mut().zip(y).for_each(|(d, &y)| *d = *d * y * (T::ONE - y)),
         Act::Tanh => d.iter_mut().zip(y).for_each(|(d, &y)| *d *= T::ONE - y * y),

@@ -16,7 +16,7 @@ pub fn forward<T: Float>(kind: PoolOp, g: &Geometry, rows: usize, x: &[T], y: &m
                 // Channels innermost: each window row is a contiguous run of pixels × depth.
                 let first = ((oy * g.s) * g.w + ox * g.s) * d;
                 match kind {
-                    PoolOp::Max => out.copy_from_slice(&xr[first..first + d]),
+                    PoolOp::Max => out.iter_mut().zip(&xr[first..first + d]).for_each(|(o, &v)| *o = v),
                     _ => out.fill(T::ZERO),
                 }
                 for fy in 0..g.f {
@@ -75,11 +75,14 @@ pub fn backward<T: Float>(
                         let (px, dpx) = (&xr[at..at + d], &mut dxr[at..at + d]);
                         match kind {
                             PoolOp::Max => {
-                                for c in 0..d {
-                                    if !found[c] && px[c] == yv[c] {
-                                        dpx[c] += gv[c];
-                                        found[c] = true;
-                                    }
+                                // Branch-free, so that it vectorizes: the gradient goes to the
+                                // first input equal to the maximum.
+                                for ((dp, f), ((&p, &m), &g)) in
+                                    dpx.iter_mut().zip(found.iter_mut()).zip(px.iter().zip(yv).zip(gv))
+                                {
+                                    let take = !*f & (p == m);
+                                    *dp += if take { g } else { T::ZERO };
+                                    *f |= take;
                                 }
                             }
                             PoolOp::Avg => dpx.iter_mut().zip(gv).for_each(|(d, &g)| *d += g * inv),
