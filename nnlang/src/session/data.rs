@@ -46,6 +46,7 @@ pub fn windows(ids: &[u32], vocab: usize, streams: usize, window: usize, steps: 
     let count = if exact { part / window.max(1) } else { part.div_ceil(window.max(1)) };
     let rows = count * streams;
     let mut t = Table {
+        bytes: None,
         x: vec![0f32; rows * steps * vocab],
         cols: steps * vocab,
         y: vec![0f32; rows * steps],
@@ -182,12 +183,8 @@ pub fn read_source(source: &Source, base: &Path, rows: Option<usize>, expect: &E
                 ));
             }
             let cols = x.dims[1..].iter().product::<usize>();
-            Ok(Table::new(
-                x.data.iter().map(|&b| f32::from(b)).collect(),
-                cols,
-                y.data.iter().map(|&b| f32::from(b)).collect(),
-                1,
-            ))
+            // The images stay bytes (a quarter of the memory), converted a batch at a time.
+            Ok(Table::from_bytes(x.data, cols, y.data.iter().map(|&b| f32::from(b)).collect(), 1))
         }
         Source::Npy { x: xp, y: yp } => {
             let (xp, yp) = (base.join(xp), base.join(yp));

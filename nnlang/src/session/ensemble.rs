@@ -94,19 +94,20 @@ fn outputs(member: &Member, x: &Table, model: Option<&str>) -> Result<(Vec<f32>,
         )));
     }
     let mut exec = load_weights(&plan, &member.weights)?;
+    let xs = x.x_f32();
     if !x.lengths.is_empty() {
         // Sequences: batch by batch with their lengths.
         let mut y = Vec::with_capacity(x.rows() * plan.output.cols);
         for start in (0..x.rows()).step_by(plan.max_batch) {
             let n = plan.max_batch.min(x.rows() - start);
             exec.set_lengths(&x.lengths[start..start + n]);
-            exec.run_on(&plan, n, &[&x.x[start * x.cols..(start + n) * x.cols]], &[], None)
+            exec.run_on(&plan, n, &[&xs[start * x.cols..(start + n) * x.cols]], &[], None)
                 .map_err(|e| Error::Input(e.to_string()))?;
             y.extend_from_slice(exec.output(&plan, n));
         }
         return Ok((y, plan.output.cols));
     }
-    let y = infer(&plan, &mut exec, &x.x, x.cols, x.rows()).map_err(|e| Error::Input(e.to_string()))?;
+    let y = infer(&plan, &mut exec, &xs, x.cols, x.rows()).map_err(|e| Error::Input(e.to_string()))?;
     Ok((y, plan.output.cols))
 }
 

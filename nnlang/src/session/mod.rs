@@ -487,7 +487,7 @@ pub struct Job<'s> {
 
 /// The views of a table the training loop reads.
 pub fn view(t: &Table) -> Data<'_> {
-    Data { x: &t.x, x_cols: t.cols, y: &t.y, y_cols: t.y_cols, lengths: &t.lengths }
+    Data { x: t.inputs(), x_cols: t.cols, y: &t.y, y_cols: t.y_cols, lengths: &t.lengths }
 }
 
 impl<'s> Job<'s> {

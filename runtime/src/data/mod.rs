@@ -154,8 +154,11 @@ pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>, DataError> {
 /// row; empty when the rows are not such sequences).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Table {
-    /// Inputs, `rows × cols`.
+    /// Inputs, `rows × cols` (empty when they are kept as [`Table::bytes`]).
     pub x: Vec<f32>,
+    /// Inputs kept as the file stores them (IDX images: a byte per value, a quarter of the
+    /// memory), turned into f32 a batch at a time; `x` is then empty.
+    pub bytes: Option<Bytes>,
     /// Values per example.
     pub cols: usize,
     /// Targets, `rows × y_cols`.
@@ -168,10 +171,118 @@ pub struct Table {
     pub steps: usize,
 }
 
+/// Input values stored as bytes: value `i` is `f32::from(data[i])`, times `scale` when set —
+/// the same f32 as converting first and scaling after.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Bytes {
+    /// The values, row-major.
+    pub data: Vec<u8>,
+    /// `scale = s` of the data block, applied on conversion.
+    pub scale: Option<f32>,
+}
+
+/// A view of a table's inputs, whichever way they are stored.
+#[derive(Clone, Copy, Debug)]
+pub enum Inputs<'a> {
+    /// f32 values.
+    F32(&'a [f32]),
+    /// Bytes, and the scale applied on conversion.
+    Bytes(&'a [u8], Option<f32>),
+}
+
+impl<'a> Inputs<'a> {
+    /// The number of values.
+    pub fn len(&self) -> usize {
+        match self {
+            Inputs::F32(x) => x.len(),
+            Inputs::Bytes(b, _) => b.len(),
+        }
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Values `from..to`.
+    pub fn range(&self, from: usize, to: usize) -> Inputs<'a> {
+        match *self {
+            Inputs::F32(x) => Inputs::F32(&x[from..to]),
+            Inputs::Bytes(b, s) => Inputs::Bytes(&b[from..to], s),
+        }
+    }
+
+    /// Writes values `from..from + dst.len()` into `dst` as f32.
+    pub fn write(&self, from: usize, dst: &mut [f32]) {
+        let to = from + dst.len();
+        match *self {
+            Inputs::F32(x) => dst.copy_from_slice(&x[from..to]),
+            Inputs::Bytes(b, None) => dst.iter_mut().zip(&b[from..to]).for_each(|(d, &v)| *d = f32::from(v)),
+            Inputs::Bytes(b, Some(s)) => dst.iter_mut().zip(&b[from..to]).for_each(|(d, &v)| *d = f32::from(v) * s),
+        }
+    }
+
+    /// Values `from..to` as f32: borrowed when stored so, else converted into `buf`.
+    pub fn f32s<'b>(&self, from: usize, to: usize, buf: &'b mut Vec<f32>) -> &'b [f32]
+    where
+        'a: 'b,
+    {
+        match *self {
+            Inputs::F32(x) => &x[from..to],
+            bytes => {
+                buf.resize(to - from, 0.0);
+                bytes.write(from, buf);
+                buf
+            }
+        }
+    }
+}
+
 impl Table {
     /// Plain rows.
     pub fn new(x: Vec<f32>, cols: usize, y: Vec<f32>, y_cols: usize) -> Table {
-        Table { x, cols, y, y_cols, lengths: Vec::new(), steps: 0 }
+        Table { x, bytes: None, cols, y, y_cols, lengths: Vec::new(), steps: 0 }
+    }
+
+    /// Plain rows whose inputs are bytes (IDX images), kept as bytes.
+    pub fn from_bytes(data: Vec<u8>, cols: usize, y: Vec<f32>, y_cols: usize) -> Table {
+        Table {
+            x: Vec::new(),
+            bytes: Some(Bytes { data, scale: None }),
+            cols,
+            y,
+            y_cols,
+            lengths: Vec::new(),
+            steps: 0,
+        }
+    }
+
+    /// The inputs, however stored.
+    pub fn inputs(&self) -> Inputs<'_> {
+        match &self.bytes {
+            Some(b) => Inputs::Bytes(&b.data, b.scale),
+            None => Inputs::F32(&self.x),
+        }
+    }
+
+    /// The inputs as f32 (converted when kept as bytes).
+    pub fn x_f32(&self) -> std::borrow::Cow<'_, [f32]> {
+        match &self.bytes {
+            Some(b) => {
+                let mut v = vec![0f32; b.data.len()];
+                self.inputs().write(0, &mut v);
+                std::borrow::Cow::Owned(v)
+            }
+            None => std::borrow::Cow::Borrowed(&self.x),
+        }
+    }
+
+    /// Converts inputs kept as bytes to f32 (for what works on the values in place).
+    fn materialize(&mut self) {
+        if self.bytes.is_some() {
+            self.x = self.x_f32().into_owned();
+            self.bytes = None;
+        }
     }
 
     /// Sequences padded to `steps` steps each (every sequence at most that long).
@@ -182,12 +293,20 @@ impl Table {
             let s = seqs.steps(i);
             row[..s.len()].copy_from_slice(s);
         }
-        Table { x, cols: steps * f, y: seqs.labels.clone(), y_cols: 1, lengths: seqs.lengths.clone(), steps }
+        Table {
+            x,
+            bytes: None,
+            cols: steps * f,
+            y: seqs.labels.clone(),
+            y_cols: 1,
+            lengths: seqs.lengths.clone(),
+            steps,
+        }
     }
 
     /// The number of examples.
     pub fn rows(&self) -> usize {
-        self.x.len().checked_div(self.cols).unwrap_or(0)
+        self.inputs().len().checked_div(self.cols).unwrap_or(0)
     }
 
     /// The first `n` rows.
@@ -198,7 +317,14 @@ impl Table {
     /// Rows `[from, to)`.
     pub fn slice(&self, from: usize, to: usize) -> Table {
         Table {
-            x: self.x[from * self.cols..to * self.cols].to_vec(),
+            x: match &self.bytes {
+                Some(_) => Vec::new(),
+                None => self.x[from * self.cols..to * self.cols].to_vec(),
+            },
+            bytes: self
+                .bytes
+                .as_ref()
+                .map(|b| Bytes { data: b.data[from * self.cols..to * self.cols].to_vec(), scale: b.scale }),
             cols: self.cols,
             y: self.y[from * self.y_cols..to * self.y_cols].to_vec(),
             y_cols: self.y_cols,
@@ -210,7 +336,11 @@ impl Table {
     /// The rows in the given order.
     pub fn select(&self, rows: &[usize]) -> Table {
         let mut t = Table {
-            x: Vec::with_capacity(rows.len() * self.cols),
+            x: Vec::with_capacity(if self.bytes.is_some() { 0 } else { rows.len() * self.cols }),
+            bytes: self
+                .bytes
+                .as_ref()
+                .map(|b| Bytes { data: Vec::with_capacity(rows.len() * self.cols), scale: b.scale }),
             cols: self.cols,
             y: Vec::new(),
             y_cols: self.y_cols,
@@ -218,7 +348,10 @@ impl Table {
             steps: self.steps,
         };
         for &r in rows {
-            t.x.extend_from_slice(&self.x[r * self.cols..(r + 1) * self.cols]);
+            match (&self.bytes, &mut t.bytes) {
+                (Some(from), Some(to)) => to.data.extend_from_slice(&from.data[r * self.cols..(r + 1) * self.cols]),
+                _ => t.x.extend_from_slice(&self.x[r * self.cols..(r + 1) * self.cols]),
+            }
             t.y.extend_from_slice(&self.y[r * self.y_cols..(r + 1) * self.y_cols]);
             if let Some(&l) = self.lengths.get(r) {
                 t.lengths.push(l);
@@ -229,7 +362,14 @@ impl Table {
 
     /// Multiplies every input value by `s`.
     pub fn scale(&mut self, s: f32) {
-        self.x.iter_mut().for_each(|v| *v *= s);
+        match &mut self.bytes {
+            // Applied when the bytes become f32: the same single product.
+            Some(b) if b.scale.is_none() => b.scale = Some(s),
+            _ => {
+                self.materialize();
+                self.x.iter_mut().for_each(|v| *v *= s);
+            }
+        }
     }
 
     /// The feature vectors statistics are taken over: every row, or every step inside a
@@ -249,12 +389,18 @@ impl Table {
     /// sequences, per feature over the steps inside the sequences.
     pub fn moments(&self) -> (Vec<f32>, Vec<f32>) {
         let width = if !self.lengths.is_empty() && self.steps > 0 { self.cols / self.steps } else { self.cols };
+        if self.bytes.is_some() {
+            let mut t = self.clone();
+            t.materialize();
+            return preprocess::moments(t.vectors(), width);
+        }
         preprocess::moments(self.vectors(), width)
     }
 
     /// `(x − mean)/std` per column (per feature at every step inside a sequence; the
     /// padding stays zero).
     pub fn standardize(&mut self, mean: &[f32], std: &[f32]) {
+        self.materialize();
         let width = mean.len().max(1);
         let padded = !self.lengths.is_empty() && self.steps > 0;
         let (steps, lengths) = (self.steps.max(1), &self.lengths);
@@ -270,6 +416,7 @@ impl Table {
 
     /// The first NaN or infinite feature or target, as (row, column, is_target).
     pub fn first_non_finite(&self) -> Option<(usize, usize, bool)> {
+        // Bytes (times a finite scale) are always finite.
         if let Some(i) = self.x.iter().position(|v| !v.is_finite()) {
             return Some((i / self.cols.max(1), i % self.cols.max(1), false));
         }

@@ -17,7 +17,7 @@ const RATIO_STEPS: usize = 10;
 #[derive(Clone, Copy, Debug)]
 pub struct Data<'a> {
     /// Inputs, `rows × x_cols`.
-    pub x: &'a [f32],
+    pub x: crate::data::Inputs<'a>,
     /// Values per input row.
     pub x_cols: usize,
     /// Targets, `rows × y_cols`.
@@ -223,8 +223,7 @@ pub fn fit(
             lb.clear();
             lb.extend(idx.iter().filter_map(|&i| train.lengths.get(i)));
             for (r, &i) in idx.iter().enumerate() {
-                xb[r * train.x_cols..(r + 1) * train.x_cols]
-                    .copy_from_slice(&train.x[i * train.x_cols..(i + 1) * train.x_cols]);
+                train.x.write(i * train.x_cols, &mut xb[r * train.x_cols..(r + 1) * train.x_cols]);
                 yb[r * train.y_cols..(r + 1) * train.y_cols]
                     .copy_from_slice(&train.y[i * train.y_cols..(i + 1) * train.y_cols]);
             }
@@ -257,7 +256,7 @@ pub fn fit(
         }
         let sample = sample.min(rows);
         let prefix = Data {
-            x: &train.x[..sample * train.x_cols],
+            x: train.x.range(0, sample * train.x_cols),
             y: &train.y[..sample * train.y_cols],
             lengths: train.lengths.get(..sample).unwrap_or(&[]),
             ..train
@@ -394,7 +393,7 @@ pub fn evaluate_watched(
     let batch = batch.min(plan.max_batch).max(1);
     let mut scores = Scores::default();
     let steps = plan.sequence.filter(|s| s.per_step_output).map_or(1, |s| s.steps);
-    let (mut out, mut y) = (Vec::new(), Vec::new());
+    let (mut out, mut y, mut xbuf) = (Vec::new(), Vec::new(), Vec::new());
     // Streams (a plan that carries states) are read from their start.
     exec.reset_state(plan);
     for start in (0..rows).step_by(batch) {
@@ -402,8 +401,8 @@ pub fn evaluate_watched(
         let lengths = data.lengths.get(start..start + n).unwrap_or(&[]);
         exec.set_lengths(lengths);
         // An inference plan has no loss step and no data-dependent failure.
-        let _ =
-            exec.run_on_watched(plan, n, &[&data.x[start * data.x_cols..(start + n) * data.x_cols]], Some(&mut *watch));
+        let xs = data.x.f32s(start * data.x_cols, (start + n) * data.x_cols, &mut xbuf);
+        let _ = exec.run_on_watched(plan, n, &[xs], Some(&mut *watch));
         let (o, t) = (exec.output(plan, n), &data.y[start * data.y_cols..(start + n) * data.y_cols]);
         if steps == 1 {
             scores.add(loss, plan.output.cols, o, t);
