@@ -177,8 +177,8 @@ pub fn train(args: &ModelArgs, t: TrainArgs) -> Result<(), Failure> {
     }
     let out = t.resume.clone().or_else(|| t.out.clone()).unwrap_or_else(|| PathBuf::from("runs").join(&name));
     let run = RunDir::prepare(&out).map_err(Failure::Usage)?;
-    let loaded = job.load_data(t.limit)?;
-    let mut prepared = job.prepare(&loaded, t.threads)?;
+    let mut loaded = job.load_data(t.limit)?;
+    let mut prepared = job.prepare_taking(&mut loaded, t.threads)?;
     let opts = prepared.options.clone();
     // What the file says that `train` does not do.
     for r in session.compiled.recipes.iter().filter(|r| r.target == name) {

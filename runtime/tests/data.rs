@@ -256,3 +256,31 @@ mod text {
         let _ = std::fs::remove_dir_all(&d);
     }
 }
+
+/// Splitting in place gives the tables `select` gives, for bytes and for f32, sequences too.
+#[test]
+fn a_split_in_place_is_two_selections() {
+    use nnlang_runtime::data::Table;
+    let rows = 23;
+    let order: Vec<usize> = (0..rows).map(|i| (i * 7 + 3) % rows).collect();
+    let (first, second) = order.split_at(17);
+    let bytes = Table::from_bytes(
+        (0..rows * 3).map(|i| (i % 251) as u8).collect(),
+        3,
+        (0..rows).map(|i| i as f32).collect(),
+        1,
+    );
+    let mut floats =
+        Table::new((0..rows * 3).map(|i| i as f32 * 0.5).collect(), 3, (0..rows * 2).map(|i| -(i as f32)).collect(), 2);
+    floats.lengths = (0..rows).map(|i| 1 + i % 3).collect();
+    floats.steps = 3;
+    for mut t in [bytes, floats] {
+        if t.bytes.is_some() {
+            t.scale(0.25);
+        }
+        let want = (t.select(first), t.select(second));
+        let got = t.into_split(first, second);
+        assert_eq!(got, want);
+        assert_eq!(got.0.x_f32().len(), 17 * 3);
+    }
+}

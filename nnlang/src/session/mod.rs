@@ -512,6 +512,11 @@ impl<'s> Job<'s> {
     /// Everything up to the first step: plans, the validation split (drawn with the
     /// recipe's seed) and the initial weights.
     pub fn prepare(&self, loaded: &Loaded, threads: usize) -> Result<Prepared, Error> {
+        self.prepare_split(loaded, threads, None)
+    }
+
+    /// `prepare`, with the training and validation examples given when already split.
+    fn prepare_split(&self, loaded: &Loaded, threads: usize, split: Option<(Table, Table)>) -> Result<Prepared, Error> {
         let options = self.recipe.options(threads);
         let carry = options.bptt.is_some();
         let train_plan = self.session.plan_with(self.model, Mode::Training(self.recipe.loss), options.batch, carry)?;
@@ -521,17 +526,18 @@ impl<'s> Job<'s> {
         }
         let mut params = vec![0f32; train_plan.params_len];
         train::initialize(&train_plan, &mut params, options.init, options.seed);
-        let (fit, val, vocab) = match &loaded.text {
-            Some(text) => {
+        let (fit, val, vocab) = match (&loaded.text, split) {
+            (_, Some((fit, val))) => (fit, val, None),
+            (Some(text), None) => {
                 let (fit, val) = self.text_windows(text, &train_plan, &options)?;
                 (fit, val, Some(text.vocab.clone()))
             }
-            None if carry => {
+            (None, None) if carry => {
                 return Err(self
                     .session
                     .input_error("`bptt` trains on a stream in windows: the data set's `train` must be a `text(…)`"))
             }
-            None => {
+            (None, None) => {
                 let (fit_rows, val_rows) =
                     train::arrays::validation_split(loaded.train.rows(), options.validate, options.seed);
                 let (fit, val) = (loaded.train.select(&fit_rows), loaded.train.select(&val_rows));
@@ -554,6 +560,25 @@ impl<'s> Job<'s> {
             resume: None,
             preprocess: loaded.preprocess.clone(),
         })
+    }
+
+    /// [`Job::prepare`], taking the training set out of `loaded` when its test split (or the
+    /// text) makes it unneeded afterwards: the split into the examples trained on and the
+    /// validation examples is then made in place, not by a copy (the data is held once).
+    pub fn prepare_taking(&self, loaded: &mut Loaded, threads: usize) -> Result<Prepared, Error> {
+        if loaded.text.is_some() || loaded.test.is_none() {
+            return self.prepare(loaded, threads);
+        }
+        let options = self.recipe.options(threads);
+        let (fit_rows, val_rows) = train::arrays::validation_split(loaded.train.rows(), options.validate, options.seed);
+        if fit_rows.is_empty() {
+            return self.prepare(loaded, threads);
+        }
+        let table = std::mem::take(&mut loaded.train);
+        let (fit, val) = table.into_split(&fit_rows, &val_rows);
+        // `prepare` on a data set whose training split is already made: no validation.
+        let split = Loaded { train: Table::default(), test: None, text: None, preprocess: loaded.preprocess.clone() };
+        self.prepare_split(&split, threads, Some((fit, val)))
     }
 
     /// What a run of this job must share with a saved state to continue it.

@@ -360,6 +360,33 @@ impl Table {
         t
     }
 
+    /// The rows `first`, then the rows `second` (together every row once), as two tables:
+    /// the rows are reordered in place and only `second` is copied out, so that splitting a
+    /// large training set never holds it twice.
+    pub fn into_split(mut self, first: &[usize], second: &[usize]) -> (Table, Table) {
+        let perm: Vec<usize> = first.iter().chain(second).copied().collect();
+        let rows = self.rows();
+        assert_eq!(perm.len(), rows, "a split takes every row once");
+        let cols = self.cols;
+        match &mut self.bytes {
+            Some(b) => permute_rows(&mut b.data, cols, &perm),
+            None => permute_rows(&mut self.x, cols, &perm),
+        }
+        permute_rows(&mut self.y, self.y_cols, &perm);
+        if !self.lengths.is_empty() {
+            permute_rows(&mut self.lengths, 1, &perm);
+        }
+        let rest = self.slice(first.len(), rows);
+        let keep = first.len();
+        match &mut self.bytes {
+            Some(b) => b.data.truncate(keep * cols),
+            None => self.x.truncate(keep * cols),
+        }
+        self.y.truncate(keep * self.y_cols);
+        self.lengths.truncate(if self.lengths.is_empty() { 0 } else { keep });
+        (self, rest)
+    }
+
     /// Multiplies every input value by `s`.
     pub fn scale(&mut self, s: f32) {
         match &mut self.bytes {
@@ -430,5 +457,34 @@ impl Table {
             .enumerate()
             .find(|(_, &l)| !(l >= 0.0 && (l as usize) < classes && l.fract() == 0.0))
             .map(|(i, &l)| (i, l))
+    }
+}
+
+/// Reorders the rows (of `width` values) of `v` in place so that row `j` becomes old row
+/// `perm[j]`, following each cycle of the permutation with one row of scratch.
+fn permute_rows<T: Copy>(v: &mut [T], width: usize, perm: &[usize]) {
+    let mut done = vec![false; perm.len()];
+    let mut first = Vec::with_capacity(width);
+    for start in 0..perm.len() {
+        if done[start] {
+            continue;
+        }
+        if perm[start] == start || width == 0 {
+            done[start] = true;
+            continue;
+        }
+        first.clear();
+        first.extend_from_slice(&v[start * width..(start + 1) * width]);
+        let mut j = start;
+        loop {
+            done[j] = true;
+            let src = perm[j];
+            if src == start {
+                v[j * width..(j + 1) * width].copy_from_slice(&first);
+                break;
+            }
+            v.copy_within(src * width..(src + 1) * width, j * width);
+            j = src;
+        }
     }
 }
