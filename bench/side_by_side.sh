@@ -22,11 +22,17 @@ shift 2
 bin=$(cargo bench -p nnlang-macros --bench "$bench" --no-run 2>&1 | sed -n 's/.*Executable .*(\(.*\))$/\1/p' | tail -1)
 [ -x "$bin" ] || { echo "could not build the $bench benchmark" >&2; exit 1; }
 out=$(mktemp)
-trap 'rm -f "$out"' EXIT
+notes=$(mktemp)
+round=$(mktemp)
+trap 'rm -f "$out" "$notes" "$round"' EXIT
 for r in $(seq "$REPS"); do
-  NNLANG_BENCH_RUNS=1 "$bin" "$@" | grep -E '^(generated|interpreter) ' | sed "s/^/$r /" >>"$out"
+  NNLANG_BENCH_RUNS=1 "$bin" "$@" >"$round"
+  grep -E '^(generated|interpreter) ' "$round" | sed "s/^/$r /" >>"$out"
+  { grep '^note: ' "$round" || true; } | sed "s/^note: /round $r: /" >>"$notes"
   OMP_NUM_THREADS=1 "$PYTHON" "$script" --runs 1 "$@" 2>/dev/null | grep '^pytorch ' | sed "s/^/$r /" >>"$out"
 done
 python3 bench/summarize.py "$out"
+# What the bench says besides its figures (the FMA peak, GFLOP/s), round by round.
+if [ -s "$notes" ]; then echo; sed 's/^/    /' "$notes"; fi
 echo
 echo "$REPS interleaved rounds; $(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); $("$PYTHON" -c 'import torch; print("torch", torch.__version__)' 2>/dev/null)"

@@ -86,8 +86,8 @@ impl pulp::WithSimd for Dots<'_> {
     }
 }
 
-/// `alpha · A·B + beta · C` for rows of B and C that are slices: each vector of a row of C is
-/// accumulated in a register over the whole inner dimension, `A[r, i] · B[i, ·]`.
+/// `alpha · A·B + beta · C` for rows of B and C that are slices: each row of C (a few KB,
+/// in L1) accumulates the rows of B scaled by A's entries, B read once per row of C in order.
 struct Axpys<'a> {
     m: usize,
     k: usize,
@@ -108,40 +108,47 @@ impl pulp::WithSimd for Axpys<'_> {
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, simd: S) {
         let Axpys { m, k, alpha, beta, a, rsa, b, rsb, c, rsc, n } = self;
-        let rows: Vec<&[S::f32s]> = (0..k).map(|i| S::as_simd_f32s(&b[i * rsb..i * rsb + n]).0).collect();
-        let tails: Vec<&[f32]> = (0..k).map(|i| S::as_simd_f32s(&b[i * rsb..i * rsb + n]).1).collect();
-        let zero = simd.splat_f32s(0.0);
         for r in 0..m {
-            let arow = &a[r * rsa..r * rsa + k];
-            let (oh, ot) = S::as_mut_simd_f32s(&mut c[r * rsc..r * rsc + n]);
-            for (j, o) in oh.iter_mut().enumerate() {
-                let mut acc = zero;
-                for (brow, &ai) in rows.iter().zip(arow) {
-                    acc = simd.mul_add_f32s(simd.splat_f32s(ai), brow[j], acc);
-                }
-                *o = if beta == 0.0 {
-                    simd.mul_f32s(simd.splat_f32s(alpha), acc)
-                } else {
-                    simd.mul_add_f32s(simd.splat_f32s(alpha), acc, simd.mul_f32s(simd.splat_f32s(beta), *o))
-                };
+            let out = &mut c[r * rsc..r * rsc + n];
+            if beta == 0.0 {
+                out.fill(0.0);
+            } else if beta != 1.0 {
+                out.iter_mut().for_each(|o| *o *= beta);
             }
-            for (j, o) in ot.iter_mut().enumerate() {
-                let mut acc = 0f32;
-                for (t, &ai) in tails.iter().zip(arow) {
-                    acc += ai * t[j];
+            let (oh, ot) = S::as_mut_simd_f32s(out);
+            for i in 0..k {
+                let s = alpha * a[r * rsa + i];
+                let sv = simd.splat_f32s(s);
+                let (bh, bt) = S::as_simd_f32s(&b[i * rsb..i * rsb + n]);
+                for (o, v) in oh.iter_mut().zip(bh) {
+                    *o = simd.mul_add_f32s(sv, *v, *o);
                 }
-                *o = if beta == 0.0 { alpha * acc } else { alpha * acc + beta * *o };
+                for (o, v) in ot.iter_mut().zip(bt) {
+                    *o += s * v;
+                }
             }
         }
     }
 }
 
+/// Runs `op` with AVX2 and FMA when the processor has them (`pulp`'s V3), else scalar. The
+/// runtime names V3 rather than taking the widest set available, so that what it computes
+/// does not change with the `pulp` features another crate of the build turns on (AVX-512 was
+/// no faster here: these products are bound by reading B).
+fn dispatch<Op: pulp::WithSimd>(op: Op) -> Op::Output {
+    #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+    if let Some(simd) = pulp::x86::V3::try_new() {
+        return pulp::Simd::vectorize(simd, op);
+    }
+    pulp::Simd::vectorize(pulp::Scalar::new(), op)
+}
+
 /// `C = alpha · A·B + beta · C` in f32 without matrixmultiply's packing where that costs more
 /// than the product, when A's and C's rows are contiguous: `m ≤ FEW_ROWS` rows with B
 /// contiguous along k (each column a slice: a dot product per output) or along n (each row a
-/// slice: C's vectors accumulated in registers). Returns `false`, doing nothing, for any
+/// slice: C's rows accumulate scaled rows of B). Returns `false`, doing nothing, for any
 /// other case. `beta = 0` overwrites C without reading it,
-/// as matrixmultiply does. Runs with the widest SIMD the processor has (`pulp` dispatch).
+/// as matrixmultiply does. Runs with AVX2 and FMA where the processor has them.
 #[allow(clippy::too_many_arguments)]
 pub fn few_rows(
     m: usize,
@@ -163,14 +170,13 @@ pub fn few_rows(
         return false;
     }
     let (rsa, rsc) = (rsa as usize, rsc as usize);
-    let arch = pulp::Arch::new();
     if m > FEW_ROWS || (rsb != 1 && csb != 1) {
         return false;
     }
     if rsb == 1 {
-        arch.dispatch(Dots { m, k, alpha, beta, a, rsa, b, csb: csb as usize, c, rsc, n });
+        dispatch(Dots { m, k, alpha, beta, a, rsa, b, csb: csb as usize, c, rsc, n });
     } else {
-        arch.dispatch(Axpys { m, k, alpha, beta, a, rsa, b, rsb: rsb as usize, c, rsc, n });
+        dispatch(Axpys { m, k, alpha, beta, a, rsa, b, rsb: rsb as usize, c, rsc, n });
     }
     true
 }
