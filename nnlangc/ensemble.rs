@@ -212,7 +212,7 @@ pub fn predict(args: &ModelArgs, dir: &Path, input: &Path, output: &Path) -> Res
     let x = nnlang_runtime::data::npy::read(input).map_err(|e| Failure::Usage(e.to_string()))?;
     let name = session.model(args.model.as_deref())?.graph.name.clone();
     let mut sum: Vec<f64> = Vec::new();
-    let mut first: Option<(nnlang::session::RawPrediction, std::path::PathBuf)> = None;
+    let mut first: Option<(nnlang::session::RawPrediction, nnlang::session::Session)> = None;
     for m in &members {
         let s = nnlang::session::Session::open(&m.source, &nnlang::Options::default())?;
         let model = s.model(Some(&name))?;
@@ -229,18 +229,18 @@ pub fn predict(args: &ModelArgs, dir: &Path, input: &Path, output: &Path) -> Res
             Some(_) => sum.iter_mut().zip(&raw.y).for_each(|(a, &b)| *a += f64::from(b)),
             None => {
                 sum = raw.y.iter().map(|&v| f64::from(v)).collect();
-                first = Some((raw, m.source.clone()));
+                first = Some((raw, s));
             }
         }
     }
-    let Some((mut mean, source)) = first else { return Err(Failure::Usage(format!("{}: no members", dir.display()))) };
+    let Some((mut mean, s)) = first else { return Err(Failure::Usage(format!("{}: no members", dir.display()))) };
     let n = members.len() as f64;
     mean.y = sum.iter().map(|v| (v / n) as f32).collect();
     // A binned regression's bins are its first member's (members of one data set agree).
-    let s = nnlang::session::Session::open(&source, &nnlang::Options::default())?;
     let done = s.finish_prediction(s.model(Some(&name))?, mean);
-    nnlang_runtime::data::npy::write(output, &done.shape, &done.y).map_err(|e| Failure::Usage(e.to_string()))?;
-    let dims: Vec<String> = done.shape[1..].iter().map(|d| d.to_string()).collect();
+    nnlang_runtime::data::npy::write(output, &done.predicted.shape, &done.y)
+        .map_err(|e| Failure::Usage(e.to_string()))?;
+    let dims: Vec<String> = done.predicted.shape[1..].iter().map(|d| d.to_string()).collect();
     outln!(
         "wrote {} rows of [{}] to {} (the mean of {} members)",
         done.predicted.rows,

@@ -74,8 +74,9 @@ pub fn read_manifest(dir: &Path) -> Result<Vec<Member>, Error> {
     Ok(members)
 }
 
-/// The outputs of one member on `x` (`rows` examples), with its own plan.
-fn outputs(member: &Member, x: &Table, model: Option<&str>) -> Result<(Vec<f32>, usize), Error> {
+/// The outputs of one member on `x` (`rows` examples; its inputs `xs` as f32), with its own
+/// plan.
+fn outputs(member: &Member, x: &Table, xs: &[f32], model: Option<&str>) -> Result<(Vec<f32>, usize), Error> {
     let s = Session::open(&member.source, &crate::Options::default())?;
     let m = s.model(model)?;
     let plan = s.plan(m, Mode::Inference, 256)?;
@@ -94,7 +95,6 @@ fn outputs(member: &Member, x: &Table, model: Option<&str>) -> Result<(Vec<f32>,
         )));
     }
     let mut exec = load_weights(&plan, &member.weights)?;
-    let xs = x.x_f32();
     if !x.lengths.is_empty() {
         // Sequences: batch by batch with their lengths.
         let mut y = Vec::with_capacity(x.rows() * plan.output.cols);
@@ -107,7 +107,7 @@ fn outputs(member: &Member, x: &Table, model: Option<&str>) -> Result<(Vec<f32>,
         }
         return Ok((y, plan.output.cols));
     }
-    let y = infer(&plan, &mut exec, &xs, x.cols, x.rows()).map_err(|e| Error::Input(e.to_string()))?;
+    let y = infer(&plan, &mut exec, xs, x.cols, x.rows()).map_err(|e| Error::Input(e.to_string()))?;
     Ok((y, plan.output.cols))
 }
 
@@ -122,8 +122,10 @@ struct Outputs {
 fn all_outputs(members: &[Member], x: &Table, model: Option<&str>) -> Result<Outputs, Error> {
     let mut each: Vec<Vec<f32>> = Vec::new();
     let mut cols = 0;
+    // Converted once (inputs kept as bytes), not once per member.
+    let xs = x.x_f32();
     for m in members {
-        let (y, c) = outputs(m, x, model)?;
+        let (y, c) = outputs(m, x, &xs, model)?;
         if each.first().is_some_and(|f| f.len() != y.len()) {
             return Err(Error::Input(format!(
                 "{}: outputs of another shape than the other members'",

@@ -225,7 +225,7 @@ impl Session {
         let x = nnlang_runtime::data::npy::read(input).map_err(|e| Error::Input(e.to_string()))?;
         let raw = self.predict_array(model, weights, &x, input)?;
         let written = self.finish_prediction(model, raw);
-        nnlang_runtime::data::npy::write(output, &written.shape, &written.y)
+        nnlang_runtime::data::npy::write(output, &written.predicted.shape, &written.y)
             .map_err(|e| Error::Usage(e.to_string()))?;
         Ok(written.predicted)
     }
@@ -248,7 +248,7 @@ impl Session {
                 (y, shape, values)
             }
         };
-        Finished { y: out, shape: shape.clone(), predicted: Predicted { rows, shape, classes, values } }
+        Finished { y: out, predicted: Predicted { rows, shape, classes, values } }
     }
 
     /// The outputs of `model` with the weights in `weights` on the raw array `x` (read from
@@ -371,9 +371,7 @@ pub struct RawPrediction {
 pub struct Finished {
     /// The array written.
     pub y: Vec<f32>,
-    /// Its shape.
-    pub shape: Vec<usize>,
-    /// The report.
+    /// The report (with the array's shape).
     pub predicted: Predicted,
 }
 

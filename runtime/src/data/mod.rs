@@ -401,12 +401,11 @@ impl Table {
 
     /// The feature vectors statistics are taken over: every row, or every step inside a
     /// sequence (not the padding).
-    fn vectors(&self) -> impl Iterator<Item = &[f32]> {
+    fn vectors<'a>(&'a self, x: &'a [f32]) -> impl Iterator<Item = &'a [f32]> {
         let padded = !self.lengths.is_empty() && self.steps > 0;
         let width = if padded { self.cols / self.steps } else { self.cols };
         let (steps, lengths) = (self.steps.max(1), &self.lengths);
-        self.x
-            .chunks_exact(width.max(1))
+        x.chunks_exact(width.max(1))
             .enumerate()
             .filter(move |(i, _)| !padded || i % steps < lengths[i / steps])
             .map(|(_, v)| v)
@@ -416,12 +415,8 @@ impl Table {
     /// sequences, per feature over the steps inside the sequences.
     pub fn moments(&self) -> (Vec<f32>, Vec<f32>) {
         let width = if !self.lengths.is_empty() && self.steps > 0 { self.cols / self.steps } else { self.cols };
-        if self.bytes.is_some() {
-            let mut t = self.clone();
-            t.materialize();
-            return preprocess::moments(t.vectors(), width);
-        }
-        preprocess::moments(self.vectors(), width)
+        let x = self.x_f32();
+        preprocess::moments(self.vectors(&x), width)
     }
 
     /// `(x − mean)/std` per column (per feature at every step inside a sequence; the

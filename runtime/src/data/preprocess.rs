@@ -21,12 +21,19 @@ pub struct PreprocessRecipe {
 /// The mean and standard deviation of each of `width` columns over `rows` (f64 sums; a
 /// deviation of zero becomes 1, so a constant feature stays finite).
 pub fn moments<'a>(rows: impl Iterator<Item = &'a [f32]>, width: usize) -> (Vec<f32>, Vec<f32>) {
+    scaled_moments(rows, width, 1.0)
+}
+
+/// [`moments`] of the values times `scale` (each product rounded to f32, as scaling the data
+/// first would), without a scaled copy of the data.
+pub fn scaled_moments<'a>(rows: impl Iterator<Item = &'a [f32]>, width: usize, scale: f32) -> (Vec<f32>, Vec<f32>) {
     let mut n = 0f64;
     let mut mean = vec![0f64; width];
     let mut sq = vec![0f64; width];
     for row in rows {
         n += 1.0;
         for (c, &v) in row.iter().enumerate() {
+            let v = v * scale;
             mean[c] += v as f64;
             sq[c] += (v as f64) * (v as f64);
         }
@@ -103,13 +110,7 @@ impl Preprocess {
         };
         let standardize = recipe.standardize.map(|width| {
             let width = width.max(1);
-            match recipe.scale {
-                Some(s) => {
-                    let scaled: Vec<f32> = x.iter().map(|v| v * s).collect();
-                    moments(scaled.chunks_exact(width), width)
-                }
-                None => moments(x.chunks_exact(width), width),
-            }
+            scaled_moments(x.chunks_exact(width), width, recipe.scale.unwrap_or(1.0))
         });
         Ok(Preprocess { scale: recipe.scale, standardize, bins })
     }
