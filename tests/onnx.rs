@@ -7,7 +7,7 @@ mod common;
 
 use common::{nnlangc, s, temp_dir, text};
 use nnlang::ir::Dim;
-use nnlang_runtime::plan::{PBuf, Param};
+use nnlang_runtime::plan::Param;
 use rand::{RngExt, SeedableRng};
 use std::path::Path;
 use tract_onnx::prelude::*;
@@ -26,21 +26,7 @@ fn model_info(file: &Path, steps: impl Fn(usize) -> usize) -> (Vec<usize>, Vec<P
             Dim::Seq { max, .. } => steps(max.expect("a bounded length")),
         })
         .collect();
-    let mut table = Vec::new();
-    let mut offset = 0;
-    for p in model.shapes.params.iter().flatten() {
-        let len = p.count() as usize;
-        let fan_in = if p.shape.len() > 1 { len / p.shape[0] } else { 0 };
-        table.push(Param {
-            name: p.name.clone(),
-            shape: p.shape.clone(),
-            buf: PBuf { offset, len },
-            fan_in,
-            is_bias: fan_in == 0,
-        });
-        offset += len;
-    }
-    (dims, table)
+    (dims, nnlang::session::param_table(model))
 }
 
 /// Random weights of PyTorch's default scale (uniform ±1/√fan_in; biases ±0.1).

@@ -375,24 +375,34 @@ pub struct Finished {
     pub predicted: Predicted,
 }
 
-/// The weights in the safetensors file `path`, by parameter name, checked against the
-/// model's parameters (every one present with its shape, finite, no other tensor).
-pub fn read_params(model: &Model, path: &Path) -> Result<std::collections::HashMap<String, Vec<f32>>, Error> {
+/// The model's parameter tensors laid end to end in declaration order, without a plan: names
+/// and shapes as checkpoints hold them, the inputs per unit (`fan_in`: a tensor's size over its
+/// first dimension) and which are biases (one dimension).
+pub fn param_table(model: &Model) -> Vec<nnlang_runtime::plan::Param> {
     use nnlang_runtime::plan::{PBuf, Param};
-    let mut table = Vec::new();
     let mut offset = 0;
+    let mut table = Vec::new();
     for spec in model.shapes.params.iter().flatten() {
         let len = spec.count() as usize;
+        let is_bias = spec.shape.len() == 1;
+        let fan_in = if is_bias { 0 } else { len / spec.shape[0].max(1) };
         table.push(Param {
             name: spec.name.clone(),
             shape: spec.shape.clone(),
             buf: PBuf { offset, len },
-            fan_in: 0,
-            is_bias: false,
+            fan_in,
+            is_bias,
         });
         offset += len;
     }
-    let mut flat = vec![0f32; offset];
+    table
+}
+
+/// The weights in the safetensors file `path`, by parameter name, checked against the
+/// model's parameters (every one present with its shape, finite, no other tensor).
+pub fn read_params(model: &Model, path: &Path) -> Result<std::collections::HashMap<String, Vec<f32>>, Error> {
+    let table = param_table(model);
+    let mut flat = vec![0f32; table.iter().map(|p| p.buf.len).sum()];
     nnlang_runtime::io::load(path, &table, &mut flat).map_err(|e| Error::Input(e.to_string()))?;
     Ok(table.into_iter().map(|p| (p.name, flat[p.buf.range()].to_vec())).collect())
 }
@@ -574,9 +584,7 @@ impl<'s> Job<'s> {
         }
         let table = std::mem::take(&mut loaded.train);
         let (fit, val) = table.into_split(&fit_rows, &val_rows);
-        // `prepare` on a data set whose training split is already made: no validation.
-        let split = Loaded { train: Table::default(), test: None, text: None, preprocess: loaded.preprocess.clone() };
-        self.prepare_split(&split, threads, Some((fit, val)))
+        self.prepare_split(loaded, threads, Some((fit, val)))
     }
 
     /// What a run of this job must share with a saved state to continue it.
