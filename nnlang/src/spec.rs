@@ -224,6 +224,7 @@ impl TrainRecipe {
             bptt: self.bptt,
             seed: self.seed,
             threads,
+            cluster: None,
         }
     }
 }

@@ -222,20 +222,31 @@ pub fn fit(
             let n = idx.len();
             lb.clear();
             lb.extend(idx.iter().filter_map(|&i| train.lengths.get(i)));
-            for (r, &i) in idx.iter().enumerate() {
+            // The rows this process computes: the batch, or in a distributed run its share.
+            let local = stepper.local_rows(n);
+            for (r, &i) in idx[local.clone()].iter().enumerate() {
                 train.x.write(i * train.x_cols, &mut xb[r * train.x_cols..(r + 1) * train.x_cols]);
                 yb[r * train.y_cols..(r + 1) * train.y_cols]
                     .copy_from_slice(&train.y[i * train.y_cols..(i + 1) * train.y_cols]);
             }
             // ‖Δw‖/‖w‖ is averaged over the epoch's last updates (one alone is noisy).
             stepper.opt.track_ratios = step + RATIO_STEPS >= steps;
-            let l = stepper.step_sequences(&xb, &yb, &lb, n).map_err(TrainError::Data)?;
+            let (xs, ys) = (&xb[..local.len() * train.x_cols], &yb[..local.len() * train.y_cols]);
+            let l = stepper.step_local(xs, ys, &lb, n).map_err(TrainError::Data)?;
             if !l.is_finite() {
                 return Err(TrainError::NonFinite { epoch: epoch + 1, step: step + 1, loss: l });
             }
             total += l * n as f64;
             seen += n;
+            // A distributed run stops where every process agrees: after the next shared step.
             if !observer.batch(epoch + 1, step + 1, steps, l) {
+                stepper.ask_stop();
+                if !stepper.is_distributed() {
+                    interrupted = Some((epoch + 1, step + 1));
+                    break;
+                }
+            }
+            if stepper.stop_agreed() {
                 interrupted = Some((epoch + 1, step + 1));
                 break;
             }

@@ -3,12 +3,14 @@
 //! over epochs and batches with validation and tracking.
 
 pub mod arrays;
+pub mod cluster;
 mod fit;
 mod optim;
 mod parallel;
 mod step;
 mod watch;
 
+pub use cluster::{Cluster, Collective};
 pub use fit::{
     evaluate, evaluate_watched, fit, Data, EpochStats, Evaluation, Observer, Outcome, Resume, Scores, TrainError,
 };
@@ -134,8 +136,12 @@ pub struct Options {
     pub bptt: Option<usize>,
     /// Seeds initialization, shuffling and dropout.
     pub seed: u64,
-    /// Threads of the data-parallel step (1: single-threaded).
+    /// Threads of the data-parallel step (1: single-threaded); in a distributed run, each
+    /// process's threads.
     pub threads: usize,
+    /// The processes of a distributed run (none: this process alone). Each computes its
+    /// share of every batch; see [`cluster`].
+    pub cluster: Option<cluster::Cluster>,
 }
 
 /// Initializes every parameter of `plan` in `params`: weights by `init`, biases to zero.

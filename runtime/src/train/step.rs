@@ -2,7 +2,16 @@
 //! over several: each worker runs the plan on its share of the batch's rows in its own
 //! arena, the gradients are averaged (weighted by rows), and one update is applied.
 //! A fixed thread count gives the same result on every run.
+//!
+//! Over several processes ([`super::cluster`]) the batch is shared out the same way, a share
+//! per process (split further over each process's threads): each process computes the
+//! weighted gradient of its share, one all-reduce sums them, and every process applies the
+//! same update. Process `r` of `N` with one thread each is worker `r` of `--threads N` — the
+//! same rows, the same dropout stream — so with two processes the sum, and so the whole run,
+//! is the two-thread run's bit for bit; with more, MPI may add in another order (a last-bit
+//! difference, within 1e-6).
 
+use super::cluster::Cluster;
 use super::optim::Optimizer;
 use super::Options;
 use crate::interp::{Exec, ExecError, Updater};
@@ -16,22 +25,46 @@ pub struct Stepper<'p> {
     pool: Option<std::sync::Arc<rayon::ThreadPool>>,
     /// The optimizer.
     pub opt: Optimizer<f32>,
+    /// The processes of a distributed run, with the buffers of its all-reduce.
+    cluster: Option<Distributed>,
+}
+
+/// A distributed run's state: the processes, and the all-reduce's flat buffers (the weighted
+/// gradient, then the loss as two floats and the stop requests).
+struct Distributed {
+    cluster: Cluster,
+    send: Vec<f32>,
+    recv: Vec<f32>,
+    /// This process asks every process to stop after the next shared step.
+    stop_asked: bool,
+    /// The last shared step carried a request to stop.
+    stop_agreed: bool,
 }
 
 /// Below this many rows per worker, splitting a batch costs more than it saves.
 const MIN_ROWS_PER_WORKER: usize = 16;
 
+/// Values after the gradient in the all-reduce's buffer: the loss (high and low parts) and
+/// the stop requests.
+const EXTRA: usize = 3;
+
 impl<'p> Stepper<'p> {
     /// `params` must be initialized; `threads` ≥ 1.
+    ///
+    /// With `opts.cluster`, this process's workers are the workers its share would have in
+    /// a one-process run on `threads × processes` threads (their dropout streams too).
     pub fn new(plan: &'p Plan, params: Vec<f32>, opts: &Options, threads: usize) -> Self {
         let mut master = Exec::<f32>::new(plan, opts.seed.wrapping_add(1));
         master.params = params;
         let threads = threads.max(1);
-        let workers: Vec<Exec<f32>> = if threads > 1 {
+        let distributed = opts.cluster.as_ref().filter(|c| c.size() > 1);
+        // The first worker's number among every process's workers.
+        let first = distributed.map_or(0, |c| c.rank() * threads);
+        let workers: Vec<Exec<f32>> = if threads > 1 || distributed.is_some() {
             // Workers read the master's parameters; they need no copy of their own.
             (0..threads)
                 .map(|i| {
-                    let mut w = Exec::<f32>::new(plan, opts.seed.wrapping_add(2 + i as u64));
+                    let mut w = Exec::<f32>::new(plan, opts.seed.wrapping_add(2 + (first + i) as u64));
                     w.params = Vec::new();
                     w
                 })
@@ -46,21 +79,77 @@ impl<'p> Stepper<'p> {
         let mut opt = Optimizer::new(&plan.params, opts.optimizer, opts.l1, opts.l2, opts.max_norm, opts.ema);
         opt.clip = opts.clip;
         opt.pool = pool.clone();
-        Stepper { plan, master, workers, pool, opt }
+        let cluster = distributed.map(|c| Distributed {
+            cluster: c.clone(),
+            send: vec![0.0; plan.params_len + EXTRA],
+            recv: vec![0.0; plan.params_len + EXTRA],
+            stop_asked: false,
+            stop_agreed: false,
+        });
+        Stepper { plan, master, workers, pool, opt, cluster }
     }
 
-    /// Where every dropout generator is (the master's, then each worker's).
+    /// The rows of a batch of `rows` that this process reads and computes: all of them, or
+    /// in a distributed run its share (all of them when the batch is too small to share,
+    /// as `--threads` does not split it either).
+    pub fn local_rows(&self, rows: usize) -> std::ops::Range<usize> {
+        match &self.cluster {
+            Some(d) => {
+                let parts = d.cluster.size().min(rows / MIN_ROWS_PER_WORKER);
+                if parts < 2 {
+                    return 0..rows;
+                }
+                let share = rows.div_ceil(parts);
+                let start = (d.cluster.rank() * share).min(rows);
+                start..(start + share).min(rows)
+            }
+            None => 0..rows,
+        }
+    }
+
+    /// Whether the step is shared with other processes.
+    pub fn is_distributed(&self) -> bool {
+        self.cluster.is_some()
+    }
+
+    /// In a distributed run: asks every process to stop; they all stop after the same
+    /// step, the next one whose gradients are shared ([`Stepper::stop_agreed`]).
+    pub fn ask_stop(&mut self) {
+        if let Some(d) = &mut self.cluster {
+            d.stop_asked = true;
+        }
+    }
+
+    /// In a distributed run: whether some process asked to stop at the last step (the same
+    /// answer on every process). Alone: never.
+    pub fn stop_agreed(&self) -> bool {
+        self.cluster.as_ref().is_some_and(|d| d.stop_agreed)
+    }
+
+    /// Where every dropout generator is (the master's, then each worker's — in a
+    /// distributed run, every process's workers in rank order: a collective call).
     pub fn rng_positions(&self) -> Vec<u128> {
-        std::iter::once(&self.master).chain(&self.workers).map(Exec::rng_position).collect()
+        let local = std::iter::once(&self.master).chain(&self.workers).map(Exec::rng_position);
+        let Some(d) = &self.cluster else { return local.collect() };
+        // The master runs the same steps everywhere; the workers differ.
+        let mine: Vec<u64> = self.workers.iter().flat_map(|w| split_u128(w.rng_position())).collect();
+        let all = d.cluster.0.all_gather(&mine);
+        let mut out = vec![self.master.rng_position()];
+        out.extend(all.chunks_exact(2).map(|c| (u128::from(c[0]) << 64) | u128::from(c[1])));
+        out
     }
 
     /// Moves the dropout generators to positions from [`Stepper::rng_positions`] (of a
     /// stepper with as many workers).
     pub fn set_rng_positions(&mut self, pos: &[u128]) -> bool {
-        if pos.len() != 1 + self.workers.len() {
+        let (processes, first) = self.cluster.as_ref().map_or((1, 0), |d| (d.cluster.size(), d.cluster.rank()));
+        let per = self.workers.len();
+        if pos.len() != 1 + per * processes {
             return false;
         }
-        for (e, &p) in std::iter::once(&mut self.master).chain(&mut self.workers).zip(pos) {
+        self.master.set_rng_position(pos[0]);
+        let mine = &pos[1 + first * per..1 + (first + 1) * per];
+        for (e, &p) in self.workers.iter_mut().zip(mine) {
             e.set_rng_position(p);
         }
         true
@@ -98,51 +187,161 @@ impl<'p> Stepper<'p> {
     /// the plan's). The mean loss is over the rows that count: the examples, or for an output
     /// at every step, the steps inside the sequences.
     pub fn step_sequences(&mut self, x: &[f32], y: &[f32], lengths: &[usize], rows: usize) -> Result<f64, ExecError> {
+        if self.cluster.is_some() {
+            let local = self.local_rows(rows);
+            let (xc, yc) = self.cols();
+            let (xs, ys) = (&x[local.start * xc..local.end * xc], &y[local.start * yc..local.end * yc]);
+            return self.step_local(xs, ys, lengths, rows);
+        }
         let plan = self.plan;
         let workers = self.workers.len().min(rows / MIN_ROWS_PER_WORKER);
         let (Some(pool), true) = (&self.pool, workers >= 2) else {
             self.master.set_lengths(lengths);
             return Ok(self.master.run_on(plan, rows, &[x], y, Some(&mut self.opt))?.unwrap_or(0.0));
         };
-        let x_cols = plan.inputs[0].cols;
-        let y_cols = plan.target.map_or(0, |(t, _)| t.cols);
-        let share = rows.div_ceil(workers);
-        // What each worker's mean loss is a mean over: its examples, or its steps.
-        let per_step = plan.sequence.is_some_and(|s| s.per_step_output) && !lengths.is_empty();
-        let weight = |start: usize, n: usize| if per_step { lengths[start..start + n].iter().sum() } else { n };
-        let total = weight(0, rows).max(1);
-        let master_params = &self.master.params;
-        let results: Vec<Result<(usize, f64), ExecError>> = pool.install(|| {
-            use rayon::prelude::*;
-            self.workers[..workers]
-                .par_iter_mut()
-                .enumerate()
-                .map(|(i, w)| {
-                    let start = (i * share).min(rows);
-                    let n = share.min(rows - start);
-                    if n == 0 {
-                        w.grads.fill(0.0);
-                        return Ok((0, 0.0));
-                    }
-                    let (xs, ys) = (&x[start * x_cols..(start + n) * x_cols], &y[start * y_cols..(start + n) * y_cols]);
-                    w.set_lengths(lengths.get(start..start + n).unwrap_or(&[]));
-                    let l = w.run_shared(plan, n, master_params, &[xs], ys).map_err(|e| e.shifted(start))?;
-                    Ok((weight(start, n), l.unwrap_or(0.0)))
-                })
-                .collect()
-        });
-        let mut loss = 0.0;
-        let mut shares = Vec::with_capacity(workers);
-        for r in results {
-            let (n, l) = r?;
-            loss += l * n as f64 / total as f64;
-            shares.push(n as f32 / total as f32);
-        }
+        let total = self.weight(lengths, 0, rows).max(1);
+        let workers = &mut self.workers[..workers];
+        let (loss, shares) = shared_gradients(plan, workers, pool, &self.master.params, x, y, lengths, rows, total, 0)?;
         // The mean gradient, Σ (countᵢ/count)·gradᵢ.
-        let worker_grads: Vec<&[f32]> = self.workers[..workers].iter().map(|w| w.grads.as_slice()).collect();
+        let worker_grads: Vec<&[f32]> = workers.iter().map(|w| w.grads.as_slice()).collect();
         super::parallel::average_gradients(pool, &mut self.master.grads, &worker_grads, &shares);
-        let (params, grads) = (&mut self.master.params, &self.master.grads);
-        self.opt.update(params, grads);
+        self.opt.update(&mut self.master.params, &self.master.grads);
         Ok(loss)
     }
+
+    /// The values per row of the input and of the target.
+    fn cols(&self) -> (usize, usize) {
+        (self.plan.inputs[0].cols, self.plan.target.map_or(0, |(t, _)| t.cols))
+    }
+
+    /// What rows `start..start + n` count for in the mean loss: the examples, or for an
+    /// output at every step, their steps.
+    fn weight(&self, lengths: &[usize], start: usize, n: usize) -> usize {
+        let per_step = self.plan.sequence.is_some_and(|s| s.per_step_output) && !lengths.is_empty();
+        if per_step {
+            lengths[start..start + n].iter().sum()
+        } else {
+            n
+        }
+    }
+
+    /// A distributed step whose `x` and `y` hold only this process's rows
+    /// ([`Stepper::local_rows`] of `rows`); `lengths` are the whole batch's. Every process
+    /// must call it with the same `rows`.
+    pub fn step_local(&mut self, x: &[f32], y: &[f32], lengths: &[usize], rows: usize) -> Result<f64, ExecError> {
+        let plan = self.plan;
+        let Some(size) = self.cluster.as_ref().map(|d| d.cluster.size()) else {
+            return self.step_sequences(x, y, lengths, rows);
+        };
+        if size.min(rows / MIN_ROWS_PER_WORKER) < 2 {
+            // Too small to share: every process takes the same whole step (as one thread would).
+            self.master.set_lengths(lengths);
+            return Ok(self.master.run_on(plan, rows, &[x], y, Some(&mut self.opt))?.unwrap_or(0.0));
+        }
+        let local = self.local_rows(rows);
+        let total = self.weight(lengths, 0, rows).max(1);
+        let (start, n) = (local.start, local.len());
+        let mine = self.weight(lengths, start, n);
+        let p = self.master.params.len();
+        let Some(d) = self.cluster.as_mut() else { return Ok(0.0) };
+        let mut contribution = 0.0;
+        if n == 0 {
+            d.send[..p].fill(0.0);
+        } else {
+            // This process's share, split over its threads as `--threads` splits a batch; its
+            // gradient weighted by its share of the batch, Σ (countᵢ/count)·gradᵢ as the
+            // threads' average forms it (one product per worker).
+            let lens = lengths.get(start..start + n).unwrap_or(&[]);
+            let scale = mine as f32 / total as f32;
+            let threads = self.workers.len().min(n / MIN_ROWS_PER_WORKER);
+            let loss = match &self.pool {
+                Some(pool) if threads >= 2 => {
+                    let workers = &mut self.workers[..threads];
+                    let params = &self.master.params;
+                    let (loss, shares) =
+                        shared_gradients(plan, workers, pool, params, x, y, lens, n, mine.max(1), start)?;
+                    let grads: Vec<&[f32]> = workers.iter().map(|w| w.grads.as_slice()).collect();
+                    let shares: Vec<f32> = shares.iter().map(|s| s * scale).collect();
+                    super::parallel::average_gradients(pool, &mut d.send[..p], &grads, &shares);
+                    loss
+                }
+                _ => {
+                    let w = &mut self.workers[0];
+                    w.set_lengths(lens);
+                    let l = w.run_shared(plan, n, &self.master.params, &[x], y).map_err(|e| e.shifted(start))?;
+                    d.send[..p].iter_mut().zip(&w.grads).for_each(|(s, &g)| *s = scale * g);
+                    l.unwrap_or(0.0)
+                }
+            };
+            contribution = loss * mine as f64 / total as f64;
+        }
+        // The loss travels as two floats (its f32 rounding and the rest), the stop requests as
+        // a count.
+        let hi = contribution as f32;
+        d.send[p] = hi;
+        d.send[p + 1] = (contribution - f64::from(hi)) as f32;
+        d.send[p + 2] = f32::from(u8::from(d.stop_asked));
+        d.cluster.0.all_reduce_sum(&d.send, &mut d.recv);
+        d.stop_agreed = d.recv[p + 2] > 0.0;
+        let loss = f64::from(d.recv[p]) + f64::from(d.recv[p + 1]);
+        self.master.grads.copy_from_slice(&d.recv[..p]);
+        self.opt.update(&mut self.master.params, &self.master.grads);
+        Ok(loss)
+    }
+}
+
+/// Each of `workers` computes the gradient of its share of `rows` rows (`x`, `y`) with the
+/// weights `params`; returns the mean loss (over `total`, the rows' weight) and each worker's
+/// share of it, as the weights of the gradients' average. `offset` is the rows' place in the
+/// whole batch (for error messages).
+#[allow(clippy::too_many_arguments)]
+fn shared_gradients(
+    plan: &Plan,
+    workers: &mut [Exec<f32>],
+    pool: &rayon::ThreadPool,
+    params: &[f32],
+    x: &[f32],
+    y: &[f32],
+    lengths: &[usize],
+    rows: usize,
+    total: usize,
+    offset: usize,
+) -> Result<(f64, Vec<f32>), ExecError> {
+    let x_cols = plan.inputs[0].cols;
+    let y_cols = plan.target.map_or(0, |(t, _)| t.cols);
+    let share = rows.div_ceil(workers.len().max(1));
+    let per_step = plan.sequence.is_some_and(|s| s.per_step_output) && !lengths.is_empty();
+    let weight = |start: usize, n: usize| if per_step { lengths[start..start + n].iter().sum() } else { n };
+    let results: Vec<Result<(usize, f64), ExecError>> = pool.install(|| {
+        use rayon::prelude::*;
+        workers
+            .par_iter_mut()
+            .enumerate()
+            .map(|(i, w)| {
+                let start = (i * share).min(rows);
+                let n = share.min(rows - start);
+                if n == 0 {
+                    w.grads.fill(0.0);
+                    return Ok((0, 0.0));
+                }
+                let (xs, ys) = (&x[start * x_cols..(start + n) * x_cols], &y[start * y_cols..(start + n) * y_cols]);
+                w.set_lengths(lengths.get(start..start + n).unwrap_or(&[]));
+                let l = w.run_shared(plan, n, params, &[xs], ys).map_err(|e| e.shifted(offset + start))?;
+                Ok((weight(start, n), l.unwrap_or(0.0)))
+            })
+            .collect()
+    });
+    let mut loss = 0.0;
+    let mut shares = Vec::with_capacity(workers.len());
+    for r in results {
+        let (n, l) = r?;
+        loss += l * n as f64 / total as f64;
+        // The mean gradient is Σ (countᵢ/count)·gradᵢ.
+        shares.push(n as f32 / total as f32);
+    }
+    Ok((loss, shares))
+}
+
+fn split_u128(v: u128) -> [u64; 2] {
+    [(v >> 64) as u64, v as u64]
 }
