@@ -49,6 +49,7 @@ fn member_run(
                 init: None,
                 notes: false,
                 keep,
+                cluster: None,
             },
         )?;
     }

@@ -13,6 +13,7 @@ use nnlang::{summary, Options};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod cluster;
 mod ensemble;
 mod report;
 mod say;
@@ -288,7 +289,22 @@ pub enum Failure {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let code = match run(cli) {
+    // `mpirun -n N nnlangc train|search`: the processes join before anything else.
+    let joined = match &cli.command {
+        Command::Train { .. } | Command::Search { .. } => {
+            let name = if matches!(cli.command, Command::Train { .. }) { "train" } else { "search" };
+            match cluster::join(name) {
+                Ok(j) => j,
+                Err(Failure::Usage(msg)) => {
+                    errln!("error: {msg}");
+                    return ExitCode::from(2);
+                }
+                Err(_) => return ExitCode::from(2),
+            }
+        }
+        _ => None,
+    };
+    let code = match run(cli, joined.as_ref().map(|j| &j.cluster)) {
         Ok(()) => 0,
         Err(Failure::Source) => 1,
         Err(Failure::Usage(msg)) => {
@@ -297,6 +313,15 @@ fn main() -> ExitCode {
         }
         Err(Failure::Exit(code)) => code,
     };
+    // A process that failed alone ends them all (the others may wait on it); an interrupted
+    // run stopped everywhere after the same step and closes normally.
+    if let Some(j) = &joined {
+        if code != 0 && code != train::INTERRUPTED {
+            errln!("error: stopping every process of the run");
+            j.abort(code);
+        }
+    }
+    drop(joined);
     if code == 0 && say::stdout_failed() {
         errln!("error: could not write everything to standard output (closed or full)");
         return ExitCode::from(1);
@@ -304,7 +329,7 @@ fn main() -> ExitCode {
     ExitCode::from(code)
 }
 
-fn run(cli: Cli) -> Result<(), Failure> {
+fn run(cli: Cli, cluster: Option<&nnlang_runtime::train::Cluster>) -> Result<(), Failure> {
     match cli.command {
         Command::Check { model, json } => {
             let compiled = open(&model)?.compiled;
@@ -386,7 +411,18 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Train { model, epochs, out, limit, quiet, threads, resume, init, keep } => train::train(
             &model,
-            train::TrainArgs { epochs, out, limit, quiet, threads: threads as usize, resume, init, notes: true, keep },
+            train::TrainArgs {
+                epochs,
+                out,
+                limit,
+                quiet,
+                threads: threads as usize,
+                resume,
+                init,
+                notes: true,
+                keep,
+                cluster: cluster.cloned(),
+            },
         ),
         Command::Eval { model, weights, ensemble, limit } => match (weights, ensemble) {
             (_, Some(dir)) => ensemble::eval(&model, &dir, limit),
@@ -407,7 +443,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             train::export(&model, format, weights.as_deref(), output.as_deref())
         }
         Command::Search { model, out, jobs, limit } => {
-            search::search(&model, search::SearchArgs { out, jobs: jobs as usize, limit })
+            search::search(&model, search::SearchArgs { out, jobs: jobs as usize, limit, cluster: cluster.cloned() })
         }
         Command::Gradcheck { model, step, examples, coordinates, seed } => {
             let spec = nnlang::session::gradcheck::GradcheckSpec { step, examples, coordinates, seed };
@@ -443,7 +479,10 @@ pub fn open(args: &ModelArgs) -> Result<Session, Failure> {
     }
     let opts = Options { model: args.model.clone(), overrides, recipe };
     let session = Session::open(&args.file, &opts)?;
-    err!("{}", session.warnings());
+    // (Said once in a distributed run.)
+    if say::reports() {
+        err!("{}", session.warnings());
+    }
     Ok(session)
 }
 

@@ -7,9 +7,26 @@ use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 static STDOUT_FAILED: AtomicBool = AtomicBool::new(false);
+/// In a distributed run: only rank 0 reports on standard output.
+static STDOUT_SILENT: AtomicBool = AtomicBool::new(false);
+/// In a distributed run: which process says an error.
+static PROCESS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// This is process `rank` of `size`: standard output is rank 0's alone, and what goes to
+/// standard error names the process.
+#[cfg_attr(not(feature = "mpi"), allow(dead_code))]
+pub fn set_process(rank: usize, size: usize) {
+    STDOUT_SILENT.store(rank != 0, Ordering::Relaxed);
+    let _ = PROCESS.set(format!("[rank {rank} of {size}] "));
+}
+
+/// Whether this process reports (rank 0 of a distributed run, or a process alone).
+pub fn reports() -> bool {
+    !STDOUT_SILENT.load(Ordering::Relaxed)
+}
 
 pub fn write_out(args: std::fmt::Arguments) {
-    if STDOUT_FAILED.load(Ordering::Relaxed) {
+    if STDOUT_FAILED.load(Ordering::Relaxed) || STDOUT_SILENT.load(Ordering::Relaxed) {
         return;
     }
     let mut o = std::io::stdout().lock();
@@ -19,7 +36,18 @@ pub fn write_out(args: std::fmt::Arguments) {
 }
 
 pub fn write_err(args: std::fmt::Arguments) {
-    let _ = std::io::stderr().lock().write_fmt(args);
+    let mut e = std::io::stderr().lock();
+    match PROCESS.get() {
+        Some(p) => {
+            let text = args.to_string();
+            if !text.is_empty() {
+                let _ = e.write_all(format!("{p}{text}").as_bytes());
+            }
+        }
+        None => {
+            let _ = e.write_fmt(args);
+        }
+    }
 }
 
 /// Whether some output could not be written to standard output.

@@ -14,6 +14,8 @@ pub struct SearchArgs {
     pub out: Option<PathBuf>,
     pub jobs: usize,
     pub limit: Option<usize>,
+    /// The processes of `mpirun -n N nnlangc search` (none: this process alone).
+    pub cluster: Option<nnlang_runtime::train::Cluster>,
 }
 
 pub fn search(args: &ModelArgs, a: SearchArgs) -> Result<(), Failure> {
@@ -23,25 +25,46 @@ pub fn search(args: &ModelArgs, a: SearchArgs) -> Result<(), Failure> {
     let job = session.job(Some(&model))?;
     let loaded = job.load_data(a.limit)?;
     let out = a.out.unwrap_or_else(|| PathBuf::from("runs").join(format!("{model}-search")));
-    if out.exists() && !out.is_dir() {
-        return Err(Failure::Usage(format!("{}: not a directory", out.display())));
-    }
-    std::fs::create_dir_all(&out).map_err(|e| Failure::Usage(format!("{}: cannot create: {e}", out.display())))?;
     let names = s.names();
     let table = out.join("trials.csv");
-    let done = search::read_table(&table, &names)?;
-    if done.is_empty() {
-        std::fs::write(&table, search::header(&names))
-            .map_err(|e| Failure::Usage(format!("{}: cannot write: {e}", table.display())))?;
-    } else {
-        outln!("resuming the search in {}: {} trials done", out.display(), done.len());
+    // Over several processes (`mpirun -n N`), rank 0 alone keeps the directory, the table and
+    // the report; the others run their trials and send back the table's rows.
+    let cluster = a.cluster.as_ref();
+    let root = cluster.is_none_or(|c| c.is_root());
+    let mut done = Vec::new();
+    let mut file = None;
+    if root {
+        if out.exists() && !out.is_dir() {
+            return Err(Failure::Usage(format!("{}: not a directory", out.display())));
+        }
+        std::fs::create_dir_all(&out).map_err(|e| Failure::Usage(format!("{}: cannot create: {e}", out.display())))?;
+        done = search::read_table(&table, &names)?;
+        if done.is_empty() {
+            std::fs::write(&table, search::header(&names))
+                .map_err(|e| Failure::Usage(format!("{}: cannot write: {e}", table.display())))?;
+        } else {
+            outln!("resuming the search in {}: {} trials done", out.display(), done.len());
+        }
+        file = Some(Mutex::new(
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(&table)
+                .map_err(|e| Failure::Usage(format!("{}: cannot write: {e}", table.display())))?,
+        ));
     }
-    let file = Mutex::new(
-        std::fs::OpenOptions::new()
-            .append(true)
-            .open(&table)
-            .map_err(|e| Failure::Usage(format!("{}: cannot write: {e}", table.display())))?,
-    );
+    if let Some(c) = cluster {
+        // Every process resumes from rank 0's table.
+        let text =
+            if root && !done.is_empty() { std::fs::read_to_string(&table).unwrap_or_default() } else { String::new() };
+        let all = c.0.all_gather_bytes(text.as_bytes());
+        let text = all.first().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
+        done = text.lines().skip(1).filter_map(|l| search::parse_row(l, names.len())).collect();
+    }
+    let write_row = |t: &Trial, o: &Outcome| {
+        if let Some(Ok(mut f)) = file.as_ref().map(Mutex::lock) {
+            let _ = f.write_all(search::row(t, o).as_bytes()).and_then(|_| f.flush());
+        }
+    };
     let stages = s.spec.stages.len().max(1);
     let mut plan: StagePlan = s.first_stage();
     let mut all: Vec<(Trial, Outcome)> = Vec::new();
@@ -78,18 +101,20 @@ pub fn search(args: &ModelArgs, a: SearchArgs) -> Result<(), Failure> {
                 all.push((t.clone(), o.clone()));
             }
         }
+        // This process's trials: every N-th of those left (a static schedule; a trial's
+        // result does not depend on where it runs).
+        let (rank, size) = cluster.map_or((0, 1), |c| (c.rank(), c.size()));
+        let mine: Vec<&Trial> = todo.iter().enumerate().filter(|(i, _)| i % size == rank).map(|(_, t)| *t).collect();
         let next = std::sync::atomic::AtomicUsize::new(0);
         let finished = Mutex::new(Vec::new());
         let epochs = plan.epochs;
         std::thread::scope(|scope| {
-            for _ in 0..a.jobs.max(1).min(todo.len().max(1)) {
+            for _ in 0..a.jobs.max(1).min(mine.len().max(1)) {
                 scope.spawn(|| loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    let Some(t) = todo.get(i) else { break };
+                    let Some(t) = mine.get(i) else { break };
                     let o = s.run(t, epochs, &loaded);
-                    if let Ok(mut f) = file.lock() {
-                        let _ = f.write_all(search::row(t, &o).as_bytes()).and_then(|_| f.flush());
-                    }
+                    write_row(t, &o);
                     outln!("  {}", line(&names, t, &o));
                     if let Ok(mut v) = finished.lock() {
                         v.push(((*t).clone(), o));
@@ -98,8 +123,30 @@ pub fn search(args: &ModelArgs, a: SearchArgs) -> Result<(), Failure> {
             }
         });
         let mut got = finished.into_inner().unwrap_or_default();
+        if let Some(c) = cluster {
+            // Every process learns every result (the next stage draws around the best);
+            // rank 0 adds the others' to the table.
+            let rows: String = got.iter().map(|(t, o)| search::row(t, o)).collect();
+            for (r, bytes) in c.0.all_gather_bytes(rows.as_bytes()).iter().enumerate() {
+                if r == rank {
+                    continue;
+                }
+                for ((st, n), o) in
+                    String::from_utf8_lossy(bytes).lines().filter_map(|l| search::parse_row(l, names.len()))
+                {
+                    if let Some(t) = trials.iter().find(|t| st == k && t.number == n) {
+                        write_row(t, &o);
+                        outln!("  {}", line(&names, t, &o));
+                        got.push((t.clone(), o));
+                    }
+                }
+            }
+        }
         got.sort_by_key(|(t, _)| t.number);
         all.extend(got);
+    }
+    if !root {
+        return Ok(());
     }
     let rejected = all.iter().filter(|(_, o)| matches!(o, Outcome::Rejected(_))).count();
     let failed = all.iter().filter(|(_, o)| matches!(o, Outcome::Failed(_))).count();

@@ -6,7 +6,7 @@ use crate::{open, Failure, ModelArgs};
 use indicatif::{ProgressBar, ProgressStyle};
 use nnlang::session::artifacts::RunDir;
 use nnlang::session::{Job, Recorder};
-use nnlang_runtime::train::{EpochStats, Observer, Resume};
+use nnlang_runtime::train::{Cluster, EpochStats, Observer, Resume};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -155,6 +155,20 @@ pub struct TrainArgs {
     pub notes: bool,
     /// How many epochs' weights the run keeps.
     pub keep: usize,
+    /// The processes of `mpirun -n N nnlangc train` (none: this process alone).
+    pub cluster: Option<Cluster>,
+}
+
+/// Another process of a distributed run than rank 0: it trains its share and writes nothing.
+struct Follower {
+    stop: Arc<AtomicBool>,
+}
+
+impl Observer for Follower {
+    fn batch(&mut self, _: usize, _: usize, _: usize, _: f64) -> bool {
+        !self.stop.load(Ordering::SeqCst)
+    }
+    fn epoch(&mut self, _: &EpochStats) {}
 }
 
 pub fn train(args: &ModelArgs, t: TrainArgs) -> Result<(), Failure> {
@@ -176,14 +190,17 @@ pub fn train(args: &ModelArgs, t: TrainArgs) -> Result<(), Failure> {
         }
     }
     let out = t.resume.clone().or_else(|| t.out.clone()).unwrap_or_else(|| PathBuf::from("runs").join(&name));
-    let run = RunDir::prepare(&out).map_err(Failure::Usage)?;
+    // In a distributed run, rank 0 alone writes the run directory and reports.
+    let root = t.cluster.as_ref().is_none_or(Cluster::is_root);
+    let run = if root { Some(RunDir::prepare(&out).map_err(Failure::Usage)?) } else { None };
     let mut loaded = job.load_data(t.limit)?;
     let mut prepared = job.prepare_taking(&mut loaded, t.threads)?;
+    prepared.options.cluster = t.cluster.clone();
     let opts = prepared.options.clone();
     // What the file says that `train` does not do.
     for r in session.compiled.recipes.iter().filter(|r| r.target == name) {
         use nnlang::syntax::ast::BlockKind;
-        if matches!(r.kind, BlockKind::Search | BlockKind::Ensemble) && !t.quiet && t.notes {
+        if matches!(r.kind, BlockKind::Search | BlockKind::Ensemble) && !t.quiet && t.notes && root {
             errln!(
                 "note: `train` runs the `train` block alone; the file's `{} {name}` block is run by `nnlangc {}`",
                 r.kind.keyword(),
@@ -204,6 +221,30 @@ pub fn train(args: &ModelArgs, t: TrainArgs) -> Result<(), Failure> {
     }
     if let Some(w) = &t.init {
         job.init_from(&mut prepared, w)?;
+    }
+    if let Some(c) = &t.cluster {
+        // Every process must train the same model on the same data with the same recipe from
+        // the same weights: the all-reduce sums gradients position by position.
+        let digest = |v: &[f32]| v.iter().fold(0u64, |h, x| h.rotate_left(5) ^ u64::from(x.to_bits()));
+        let start = prepared.resume.as_ref().map_or(&prepared.params, |r| &r.params);
+        let what = [
+            prepared.train_plan.params_len as u64,
+            digest(start),
+            prepared.fit.rows() as u64,
+            prepared.val.rows() as u64,
+            opts.batch as u64,
+            opts.epochs as u64,
+            opts.seed,
+            opts.threads as u64,
+            done as u64,
+        ];
+        if let Err(r) = c.agree(&what) {
+            errln!(
+                "error: process {r} of the run trains another model, data set, recipe, starting point or --threads than process 0 ({}): every process must be given the same command and files",
+                args.file.display()
+            );
+            return Err(Failure::Exit(2));
+        }
     }
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -226,6 +267,11 @@ pub fn train(args: &ModelArgs, t: TrainArgs) -> Result<(), Failure> {
         }
         bar
     });
+    let Some(run) = run else {
+        // Another process than rank 0: its share of every step, nothing written.
+        let outcome = job.fit(&mut prepared, &mut Follower { stop })?;
+        return if outcome.interrupted.is_some() { Err(Failure::Exit(INTERRUPTED)) } else { Ok(()) };
+    };
     let mut recorder = job.recorder(&prepared, &out);
     recorder.keep = t.keep;
     if t.resume.is_some() {
@@ -236,8 +282,12 @@ pub fn train(args: &ModelArgs, t: TrainArgs) -> Result<(), Failure> {
         outln!("resuming {name} after epoch {done} of {}", opts.epochs);
     }
     if !t.quiet {
+        let processes = match &t.cluster {
+            Some(c) => format!(" in each of {} processes", c.size()),
+            None => String::new(),
+        };
         outln!(
-            "training {name} on {} examples ({} held out for validation), batch {}, {} epochs, {} thread{}",
+            "training {name} on {} examples ({} held out for validation), batch {}, {} epochs, {} thread{}{processes}",
             prepared.fit.rows(),
             prepared.val.rows(),
             opts.batch,

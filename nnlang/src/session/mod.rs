@@ -594,6 +594,7 @@ impl<'s> Job<'s> {
             seed: p.options.seed,
             batch: p.options.batch,
             threads: p.options.threads,
+            processes: p.options.cluster.as_ref().map_or(1, |c| c.size()),
             params: p.train_plan.params_len,
         }
     }

@@ -1,7 +1,7 @@
 //! A run's resume state (`state.safetensors` and `state.json` in its directory, rewritten
 //! after every completed epoch): the raw weights and the optimizer's buffers as tensors, the
 //! rest — epoch, schedule, random streams' positions, history, and what the run must match
-//! (model, seed, batch, threads) — as JSON. `nnlangc train --resume DIR` continues from it
+//! (model, seed, batch, threads, processes) — as JSON. `nnlangc train --resume DIR` continues from it
 //! exactly: a run stopped and resumed writes the weights of one that never stopped.
 
 use super::Error;
@@ -19,8 +19,10 @@ pub struct Identity {
     pub seed: u64,
     /// The batch size.
     pub batch: usize,
-    /// Threads of the data-parallel step.
+    /// Threads of the data-parallel step (each process's, in a distributed run).
     pub threads: usize,
+    /// Processes of a distributed run (1: one process).
+    pub processes: usize,
     /// The number of parameters.
     pub params: usize,
 }
@@ -126,6 +128,7 @@ pub fn to_files(state: &Resume, id: &Identity) -> Result<Vec<(&'static str, Vec<
         "seed": id.seed,
         "batch": id.batch,
         "threads": id.threads,
+        "processes": id.processes,
         "params": id.params,
         "epochs_done": state.epochs_done,
         "adam_steps": state.opt.t,
@@ -157,6 +160,7 @@ pub fn read(dir: &Path, id: &Identity) -> Result<Resume, Error> {
         seed: u("seed").unwrap_or(u64::MAX),
         batch: u("batch").unwrap_or(0) as usize,
         threads: u("threads").unwrap_or(0) as usize,
+        processes: u("processes").unwrap_or(1) as usize,
         params: u("params").unwrap_or(0) as usize,
     };
     let differ = [
@@ -165,6 +169,10 @@ pub fn read(dir: &Path, id: &Identity) -> Result<Resume, Error> {
         (saved.seed != id.seed, format!("seed {}, this run {}", saved.seed, id.seed)),
         (saved.batch != id.batch, format!("batch {}, this run {}", saved.batch, id.batch)),
         (saved.threads != id.threads, format!("{} threads, this run {} (--threads)", saved.threads, id.threads)),
+        (
+            saved.processes != id.processes,
+            format!("{} processes, this run {} (mpirun -n)", saved.processes, id.processes),
+        ),
     ];
     if let Some((_, what)) = differ.iter().find(|(d, _)| *d) {
         return Err(bad(&jp, format!("the run was trained with {what}: it cannot continue exactly")));

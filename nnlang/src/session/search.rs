@@ -424,25 +424,26 @@ pub fn read_table(path: &Path, names: &[String]) -> Result<Vec<Done>, Error> {
             path.display()
         )));
     }
-    let n = names.len();
-    let mut out = Vec::new();
-    for line in lines {
-        let f: Vec<&str> = line.splitn(n + 7, ',').collect();
-        if f.len() < n + 7 {
-            continue; // a row cut short by an interruption: the trial runs again
-        }
-        let (Ok(stage), Ok(number)) = (f[0].parse::<usize>(), f[1].parse::<usize>()) else { continue };
-        let detail = f[n + 6].trim_matches('"').to_string();
-        let o = match f[n + 2] {
-            "ok" => Outcome::Scored {
-                val_loss: f[n + 3].parse().unwrap_or(f64::NAN),
-                val_accuracy: f[n + 4].parse().ok(),
-                seconds: f[n + 5].parse().unwrap_or(0.0),
-            },
-            "rejected" => Outcome::Rejected(detail),
-            _ => Outcome::Failed(detail),
-        };
-        out.push(((stage.saturating_sub(1), number), o));
+    Ok(lines.filter_map(|l| parse_row(l, names.len())).collect())
+}
+
+/// A line of the table (without its header) back as (stage, number) and outcome, for a search
+/// of `n` settings; `None` for a row cut short by an interruption (the trial runs again).
+pub fn parse_row(line: &str, n: usize) -> Option<Done> {
+    let f: Vec<&str> = line.trim_end_matches('\n').splitn(n + 7, ',').collect();
+    if f.len() < n + 7 {
+        return None;
     }
-    Ok(out)
+    let (Ok(stage), Ok(number)) = (f[0].parse::<usize>(), f[1].parse::<usize>()) else { return None };
+    let detail = f[n + 6].trim_matches('"').to_string();
+    let o = match f[n + 2] {
+        "ok" => Outcome::Scored {
+            val_loss: f[n + 3].parse().unwrap_or(f64::NAN),
+            val_accuracy: f[n + 4].parse().ok(),
+            seconds: f[n + 5].parse().unwrap_or(0.0),
+        },
+        "rejected" => Outcome::Rejected(detail),
+        _ => Outcome::Failed(detail),
+    };
+    Some(((stage.saturating_sub(1), number), o))
 }

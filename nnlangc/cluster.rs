@@ -1,0 +1,132 @@
+//! Joining the other processes of `mpirun -n N nnlangc train|search` (built with the `mpi`
+//! feature): the runtime's [`Collective`] over MPI's world communicator. Without the feature,
+//! a launch over several processes is refused rather than run N times side by side.
+
+use crate::Failure;
+use nnlang_runtime::train::Cluster;
+#[cfg(feature = "mpi")]
+use nnlang_runtime::train::Collective;
+
+/// How many processes the launcher started, as it tells them (Open MPI, or an MPICH/Slurm
+/// style PMI).
+fn launched() -> Option<usize> {
+    ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok())
+        .and_then(|v| v.trim().parse::<usize>().ok())
+}
+
+/// This process's place in a distributed run, when it is one (MPI stays open until it is
+/// dropped, after every [`Cluster`] handle).
+pub struct Joined {
+    /// The handle the training and the search share.
+    pub cluster: Cluster,
+    #[cfg(feature = "mpi")]
+    mpi: std::sync::Arc<Mpi>,
+}
+
+impl Joined {
+    /// Ends every process of the run at once with `code` (after an error on this one, the
+    /// others may be waiting on it in a collective call: finalizing would hang).
+    pub fn abort(&self, code: u8) -> ! {
+        #[cfg(feature = "mpi")]
+        {
+            use mpi::traits::Communicator;
+            self.mpi.universe.world().abort(i32::from(code))
+        }
+        #[cfg(not(feature = "mpi"))]
+        std::process::exit(i32::from(code))
+    }
+}
+
+/// Joins the run when launched over several processes; `None` when this process runs alone.
+pub fn join(command: &str) -> Result<Option<Joined>, Failure> {
+    let Some(n) = launched().filter(|&n| n > 1) else { return Ok(None) };
+    #[cfg(feature = "mpi")]
+    {
+        let _ = command;
+        let (universe, _) = mpi::initialize_with_threading(mpi::Threading::Funneled).ok_or_else(|| {
+            Failure::Usage(format!("launched as one of {n} processes, but MPI could not be initialized"))
+        })?;
+        let mpi = std::sync::Arc::new(Mpi::new(universe));
+        crate::say::set_process(mpi.rank, mpi.size);
+        Ok(Some(Joined { cluster: Cluster(mpi.clone()), mpi }))
+    }
+    #[cfg(not(feature = "mpi"))]
+    Err(Failure::Usage(format!(
+        "launched as one of {n} processes (mpirun), but this nnlangc was built without MPI: each process would run `{command}` alone over the same files. Build it with `--features mpi` (docs/scaling.md)"
+    )))
+}
+
+/// MPI's world, the runtime's collectives over it.
+#[cfg(feature = "mpi")]
+struct Mpi {
+    universe: mpi::environment::Universe,
+    rank: usize,
+    size: usize,
+}
+
+#[cfg(feature = "mpi")]
+impl Mpi {
+    fn new(universe: mpi::environment::Universe) -> Mpi {
+        use mpi::traits::Communicator;
+        let world = universe.world();
+        let (rank, size) = (world.rank().max(0) as usize, world.size().max(1) as usize);
+        Mpi { universe, rank, size }
+    }
+}
+
+#[cfg(feature = "mpi")]
+impl Collective for Mpi {
+    fn rank(&self) -> usize {
+        self.rank
+    }
+
+    fn size(&self) -> usize {
+        self.size
+    }
+
+    fn all_reduce_sum(&self, send: &[f32], recv: &mut [f32]) {
+        use mpi::collective::{CommunicatorCollectives, SystemOperation};
+        self.universe.world().all_reduce_into(send, recv, SystemOperation::sum());
+    }
+
+    fn all_gather(&self, local: &[u64]) -> Vec<u64> {
+        use mpi::collective::CommunicatorCollectives;
+        let mut out = vec![0u64; local.len() * self.size];
+        self.universe.world().all_gather_into(local, &mut out[..]);
+        out
+    }
+
+    fn all_gather_bytes(&self, local: &[u8]) -> Vec<Vec<u8>> {
+        use mpi::collective::CommunicatorCollectives;
+        use mpi::datatype::PartitionMut;
+        let world = self.universe.world();
+        let mut counts = vec![0i32; self.size];
+        let mine = i32::try_from(local.len()).unwrap_or(i32::MAX);
+        world.all_gather_into(&mine, &mut counts[..]);
+        let displs: Vec<i32> = counts
+            .iter()
+            .scan(0i32, |at, &c| {
+                let d = *at;
+                *at = at.saturating_add(c);
+                Some(d)
+            })
+            .collect();
+        let total: usize = counts.iter().map(|&c| c.max(0) as usize).sum();
+        let mut buf = vec![0u8; total];
+        // (Nothing to send anywhere: every process knows it, and MPI refuses empty buffers.)
+        if total > 0 {
+            let mut partition = PartitionMut::new(&mut buf[..], &counts[..], &displs[..]);
+            world.all_gather_varcount_into(local, &mut partition);
+        }
+        let mut out = Vec::with_capacity(self.size);
+        let mut at = 0;
+        for &c in &counts {
+            let c = c.max(0) as usize;
+            out.push(buf[at..at + c].to_vec());
+            at += c;
+        }
+        out
+    }
+}
