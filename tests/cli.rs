@@ -250,3 +250,26 @@ fn export_pytorch_writes_every_example() {
     let o = nnlangc(&["export", "examples/mnist_mlp.nn"]);
     assert_eq!(o.status.code(), Some(2), "a format is required");
 }
+
+/// Launched as one of several processes (as `mpirun -n 2` tells them) by an nnlangc built
+/// without MPI: refused, rather than two trainings writing the same run directory.
+#[cfg(not(feature = "mpi"))]
+#[test]
+fn several_processes_without_mpi_are_refused() {
+    let dir = common::temp_dir("no-mpi");
+    for cmd in ["train", "search"] {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_nnlangc"))
+            .args([cmd, "examples/mnist_mlp.nn", "--out", common::s(&dir.join("run"))])
+            .current_dir(common::root())
+            .env("OMPI_COMM_WORLD_SIZE", "2")
+            .output()
+            .expect("runs");
+        assert_eq!(o.status.code(), Some(2));
+        assert_eq!(
+            text(&o.stderr),
+            format!("error: launched as one of 2 processes (mpirun), but this nnlangc was built without MPI: each process would run `{cmd}` alone over the same files. Build it with `--features mpi` (docs/scaling.md)\n")
+        );
+    }
+    assert!(!dir.join("run").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -71,6 +71,9 @@ fn options(threads: usize, cluster: Option<Cluster>) -> train::Options {
     }
 }
 
+/// What a run left: the trained weights, what its observer saw, where it was interrupted.
+type Run = (Vec<f32>, Keep, Option<(usize, usize)>);
+
 /// Trains the problem (230 rows: batches of 64 and a last one of 38, too small to share
 /// among more than two) and returns the weights and the observer.
 fn run(
@@ -88,12 +91,7 @@ fn run(
 }
 
 /// `n` simulated processes of `threads` threads each, every one training the problem.
-fn processes(
-    p: &Problem,
-    n: usize,
-    threads: usize,
-    stop: Option<(usize, (usize, usize))>,
-) -> Vec<(Vec<f32>, Keep, Option<(usize, usize)>)> {
+fn processes(p: &Problem, n: usize, threads: usize, stop: Option<(usize, (usize, usize))>) -> Vec<Run> {
     let group = Local::group(n);
     std::thread::scope(|scope| {
         let handles: Vec<_> = group

@@ -220,7 +220,7 @@ fn a_stopped_run_resumes_exactly() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         err.contains(
-            "state.json: the run was trained with 2 threads, this run 1 (--threads): it cannot continue exactly"
+            "state.json: the run was trained with 2 threads (--threads), this run 1 thread (--threads): it cannot continue exactly"
         ),
         "{err}"
     );

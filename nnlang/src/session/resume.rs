@@ -139,6 +139,22 @@ pub fn to_files(state: &Resume, id: &Identity) -> Result<Vec<(&'static str, Vec<
     Ok(vec![("state.safetensors", st), ("state.json", format!("{meta:#}\n").into_bytes())])
 }
 
+/// Whether two runs of (threads, processes) cut every batch the same way: the same counts, or
+/// N one-thread processes and one process of N threads (whose workers are the same).
+fn same_split(a: (usize, usize), b: (usize, usize)) -> bool {
+    let flat = |(t, p): (usize, usize)| t == 1 || p == 1;
+    a == b || (flat(a) && flat(b) && a.0 * a.1 == b.0 * b.1)
+}
+
+fn split_text(threads: usize, processes: usize) -> String {
+    let t = if threads == 1 { "1 thread".to_string() } else { format!("{threads} threads") };
+    if processes == 1 {
+        format!("{t} (--threads)")
+    } else {
+        format!("{t} in each of {processes} processes (--threads, mpirun -n)")
+    }
+}
+
 /// Reads the state in run directory `dir`, checked against `id`.
 pub fn read(dir: &Path, id: &Identity) -> Result<Resume, Error> {
     let (jp, sp) = (dir.join("state.json"), dir.join("state.safetensors"));
@@ -168,10 +184,13 @@ pub fn read(dir: &Path, id: &Identity) -> Result<Resume, Error> {
         (saved.params != id.params, format!("{} parameters, this model {}", saved.params, id.params)),
         (saved.seed != id.seed, format!("seed {}, this run {}", saved.seed, id.seed)),
         (saved.batch != id.batch, format!("batch {}, this run {}", saved.batch, id.batch)),
-        (saved.threads != id.threads, format!("{} threads, this run {} (--threads)", saved.threads, id.threads)),
         (
-            saved.processes != id.processes,
-            format!("{} processes, this run {} (mpirun -n)", saved.processes, id.processes),
+            !same_split((saved.threads, saved.processes), (id.threads, id.processes)),
+            format!(
+                "{}, this run {}",
+                split_text(saved.threads, saved.processes),
+                split_text(id.threads, id.processes)
+            ),
         ),
     ];
     if let Some((_, what)) = differ.iter().find(|(d, _)| *d) {

@@ -84,9 +84,18 @@ pub struct Local {
 
 struct Meeting {
     size: usize,
-    /// (round, this round's contributions, the last round's result)
-    state: std::sync::Mutex<(u64, Vec<Option<Vec<u8>>>, Vec<Vec<u8>>)>,
+    state: std::sync::Mutex<Round>,
     turn: std::sync::Condvar,
+}
+
+/// Where the collective calls stand.
+struct Round {
+    /// How many calls completed.
+    done: u64,
+    /// This call's contributions, by rank.
+    given: Vec<Option<Vec<u8>>>,
+    /// The last completed call's contributions.
+    result: Vec<Vec<u8>>,
 }
 
 impl Local {
@@ -95,7 +104,7 @@ impl Local {
         let n = n.max(1);
         let shared = Arc::new(Meeting {
             size: n,
-            state: std::sync::Mutex::new((0, vec![None; n], Vec::new())),
+            state: std::sync::Mutex::new(Round { done: 0, given: vec![None; n], result: Vec::new() }),
             turn: std::sync::Condvar::new(),
         });
         (0..n).map(|rank| Local { rank, shared: shared.clone() }).collect()
@@ -107,21 +116,21 @@ impl Local {
         let Ok(mut st) = m.state.lock() else { return Vec::new() };
         // A round's result stays until the next round completes, which needs every process
         // back, so each has read it by then.
-        let round = st.0;
-        st.1[self.rank] = Some(bytes);
-        if st.1.iter().all(Option::is_some) {
-            st.2 = st.1.iter_mut().map(|b| b.take().unwrap_or_default()).collect();
-            st.0 += 1;
+        let round = st.done;
+        st.given[self.rank] = Some(bytes);
+        if st.given.iter().all(Option::is_some) {
+            st.result = st.given.iter_mut().map(|b| b.take().unwrap_or_default()).collect();
+            st.done += 1;
             m.turn.notify_all();
         } else {
-            while st.0 == round {
+            while st.done == round {
                 st = match m.turn.wait(st) {
                     Ok(s) => s,
                     Err(_) => return Vec::new(),
                 };
             }
         }
-        st.2.clone()
+        st.result.clone()
     }
 }
 
