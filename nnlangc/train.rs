@@ -297,6 +297,14 @@ pub fn train(args: &ModelArgs, t: TrainArgs) -> Result<(), Failure> {
         );
     }
     let outcome = job.fit(&mut prepared, &mut progress)?;
+    if let (Some((steps, seconds)), false) = (outcome.communication, t.quiet) {
+        let training: f64 = outcome.history.iter().skip(done).map(|h| h.seconds).sum();
+        outln!(
+            "all-reduce: {steps} shared steps, {:.3} ms per step ({:.1}% of the training time, the wait for the slowest process included)",
+            1e3 * seconds / steps.max(1) as f64,
+            100.0 * seconds / training.max(1e-9)
+        );
+    }
     progress.save(&outcome.history, &outcome.weights, outcome.interrupted.is_none()).map_err(Failure::Usage)?;
 
     if let Some(test) = &loaded.test {

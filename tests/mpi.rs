@@ -15,10 +15,14 @@ use std::time::{Duration, Instant};
 /// `mpirun -n 2` (more processes than cores allowed; as root too) running `nnlangc` with
 /// `args`, or with each of `apps` (MPMD: one process each).
 fn mpirun(apps: &[&[&str]]) -> Command {
+    mpirun_n(2, apps)
+}
+
+fn mpirun_n(n: usize, apps: &[&[&str]]) -> Command {
     let mut c = Command::new("mpirun");
-    c.args(["--oversubscribe", "--allow-run-as-root"]);
+    c.args(["--oversubscribe", "--allow-run-as-root", "--bind-to", "none"]);
     if apps.len() == 1 {
-        c.args(["-n", "2"]);
+        c.args(["-n", &n.to_string()]);
     }
     for (i, a) in apps.iter().enumerate() {
         if i > 0 {
@@ -81,6 +85,24 @@ fn two_processes_train_mnist_bit_for_bit_as_two_threads_and_resume_across() {
     // Only rank 0 wrote: one metrics file, three epochs in it.
     let metrics = std::fs::read_to_string(p2.join("metrics.csv")).expect("metrics");
     assert_eq!(metrics.lines().count(), 1 + 3, "{metrics}");
+    // Three processes sum in rank order too (a chain, not MPI's regrouping all-reduce).
+    let (p3, t3) = (d.join("p3"), d.join("t3"));
+    let o = run(mpirun_n(3, &[&["train", MLP, "--limit", "2000", "--epochs", "1", "--out", s(&p3), "--quiet"]]));
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let o = nnlangc(&["train", MLP, "--limit", "2000", "--epochs", "1", "--threads", "3", "--out", s(&t3), "--quiet"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(
+        bytes(&p3.join("weights.safetensors")) == bytes(&t3.join("weights.safetensors")),
+        "3 processes ≠ 3 threads"
+    );
+    // Threads inside each process: a run repeats exactly.
+    let (a, b) = (d.join("a"), d.join("b"));
+    for out in [&a, &b] {
+        let o = run(mpirun(&[&["train", MLP, "--limit", "2000", "--epochs", "1", "--threads", "2", "--out", s(out)]]));
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+        assert!(text(&o.stdout).contains("2 threads in each of 2 processes"));
+    }
+    assert!(bytes(&a.join("weights.safetensors")) == bytes(&b.join("weights.safetensors")), "2 × 2 repeats");
     let _ = std::fs::remove_dir_all(&d);
 }
 

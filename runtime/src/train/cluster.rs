@@ -17,8 +17,10 @@ pub trait Collective: Send + Sync {
     fn rank(&self) -> usize;
     /// How many processes take part.
     fn size(&self) -> usize;
-    /// `recv = Σ over the processes of send` (element by element; `recv` is the same on every
-    /// process). Both slices have the same length on every process.
+    /// `recv = Σ over the processes of send`, element by element, summed in rank order from
+    /// zero — `((0 + send₀) + send₁) + …`, the order `--threads` sums its workers' gradients
+    /// in, so that N processes train bit for bit as N threads do. `recv` is the same on every
+    /// process; both slices have the same length everywhere.
     fn all_reduce_sum(&self, send: &[f32], recv: &mut [f32]);
     /// Every process's `local` (of the same length everywhere), concatenated in rank order.
     fn all_gather(&self, local: &[u64]) -> Vec<u64>;

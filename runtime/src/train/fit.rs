@@ -143,6 +143,9 @@ pub struct Outcome {
     pub weights: Vec<f32>,
     /// Where training was stopped early at the observer's request: (epoch, step).
     pub interrupted: Option<(usize, usize)>,
+    /// In a distributed run: the steps whose gradients were shared, and the seconds this
+    /// process spent in their all-reduce (with the wait for the slowest process).
+    pub communication: Option<(usize, f64)>,
 }
 
 /// The loss and accuracy of a model on a data set.
@@ -321,8 +324,9 @@ pub fn fit(
         observer.checkpoint(stepper.opt.eval_weights(stepper.params()), &state).map_err(TrainError::Checkpoint)?;
     }
     let weights = stepper.opt.eval_weights(stepper.params()).to_vec();
+    let communication = stepper.communication();
     *params = stepper.into_params();
-    Ok(Outcome { history, weights, interrupted })
+    Ok(Outcome { history, weights, interrupted, communication })
 }
 
 /// Running totals for scoring a model's outputs batch by batch.

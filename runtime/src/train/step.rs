@@ -39,6 +39,10 @@ struct Distributed {
     stop_asked: bool,
     /// The last shared step carried a request to stop.
     stop_agreed: bool,
+    /// Shared steps taken, and the time spent in their all-reduce (waiting for the slowest
+    /// process included).
+    shared_steps: usize,
+    reduce_time: std::time::Duration,
 }
 
 /// Below this many rows per worker, splitting a batch costs more than it saves.
@@ -85,6 +89,8 @@ impl<'p> Stepper<'p> {
             recv: vec![0.0; plan.params_len + EXTRA],
             stop_asked: false,
             stop_agreed: false,
+            shared_steps: 0,
+            reduce_time: std::time::Duration::ZERO,
         });
         Stepper { plan, master, workers, pool, opt, cluster }
     }
@@ -105,6 +111,12 @@ impl<'p> Stepper<'p> {
             }
             None => 0..rows,
         }
+    }
+
+    /// In a distributed run: the steps whose gradients were shared so far, and the seconds
+    /// this process spent in their all-reduce (with the wait for the slowest process).
+    pub fn communication(&self) -> Option<(usize, f64)> {
+        self.cluster.as_ref().map(|d| (d.shared_steps, d.reduce_time.as_secs_f64()))
     }
 
     /// Whether the step is shared with other processes.
@@ -281,7 +293,10 @@ impl<'p> Stepper<'p> {
         d.send[p] = hi;
         d.send[p + 1] = (contribution - f64::from(hi)) as f32;
         d.send[p + 2] = f32::from(u8::from(d.stop_asked));
+        let started = std::time::Instant::now();
         d.cluster.0.all_reduce_sum(&d.send, &mut d.recv);
+        d.reduce_time += started.elapsed();
+        d.shared_steps += 1;
         d.stop_agreed = d.recv[p + 2] > 0.0;
         let loss = f64::from(d.recv[p]) + f64::from(d.recv[p + 1]);
         self.master.grads.copy_from_slice(&d.recv[..p]);
