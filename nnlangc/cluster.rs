@@ -9,7 +9,7 @@ use nnlang_runtime::train::Collective;
 
 /// How many processes the launcher started, as it tells them (Open MPI, or an MPICH/Slurm
 /// style PMI).
-fn launched() -> Option<usize> {
+pub fn launched() -> Option<usize> {
     ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE"]
         .iter()
         .find_map(|v| std::env::var(v).ok())

@@ -302,7 +302,16 @@ fn main() -> ExitCode {
                 Err(_) => return ExitCode::from(2),
             }
         }
-        _ => None,
+        _ => match cluster::launched().filter(|&n| n > 1) {
+            // Other commands would run N times over, writing the same files.
+            Some(n) => {
+                errln!(
+                    "error: launched as one of {n} processes (mpirun): only `train` and `search` share their work among processes; run this command alone"
+                );
+                return ExitCode::from(2);
+            }
+            None => None,
+        },
     };
     let code = match run(cli, joined.as_ref().map(|j| &j.cluster)) {
         Ok(()) => 0,

@@ -271,5 +271,18 @@ fn several_processes_without_mpi_are_refused() {
         );
     }
     assert!(!dir.join("run").exists());
+    // Other commands do not share work: refused with or without MPI.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_nnlangc"))
+        .args(["ensemble", "examples/mnist_mlp.nn", "--out", common::s(&dir.join("run"))])
+        .current_dir(common::root())
+        .env("OMPI_COMM_WORLD_SIZE", "3")
+        .output()
+        .expect("runs");
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        text(&o.stderr),
+        "error: launched as one of 3 processes (mpirun): only `train` and `search` share their work among processes; run this command alone\n"
+    );
+    assert!(!dir.join("run").exists());
     let _ = std::fs::remove_dir_all(&dir);
 }

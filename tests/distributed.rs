@@ -144,3 +144,49 @@ fn a_stop_asked_by_one_process_stops_them_all_after_the_same_step() {
     }
     assert_eq!(runs[0].0, runs[1].0);
 }
+
+/// A loss at every step of sequences of different lengths: each share's mean is over its
+/// steps, and the processes weigh them as the threads do.
+#[test]
+fn processes_weigh_sequence_steps_as_threads_do() {
+    let src = "model T {\n    input x: [seq <= 7, 3]\n    x -> rnn(8, output = sequence) -> dense(2) -> softmax\n}\n";
+    let c = nnlang::compile(src, &nnlang::Options::default()).expect("compiles");
+    let model = &c.models[0];
+    let train_plan = build(model, Mode::Training(Loss::CrossEntropy), 64).expect("plan");
+    let eval_plan = build(model, Mode::Inference, 64).expect("plan");
+    let rows = 150;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+    let x: Vec<f32> = (0..rows * 7 * 3).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let lengths: Vec<usize> = (0..rows).map(|_| rng.random_range(1..=7)).collect();
+    // Each step's tag: whether its first feature is positive.
+    let y: Vec<f32> = (0..rows * 7).map(|i| f32::from(u8::from(x[i * 3] > 0.0))).collect();
+    let mut params = vec![0f32; train_plan.params_len];
+    train::initialize(&train_plan, &mut params, Init::Xavier, 2);
+    let train_with = |opts: &train::Options| {
+        let data = Data { x: Inputs::F32(&x), x_cols: 21, y: &y, y_cols: 7, lengths: &lengths };
+        let mut p = params.clone();
+        let mut keep = Keep { states: Vec::new(), stop_at: None, batches: 0 };
+        let out = train::fit(&train_plan, &eval_plan, Loss::CrossEntropy, &mut p, data, None, opts, &mut keep, None)
+            .expect("trains");
+        (p, out.history.iter().map(|h| h.train_loss).collect::<Vec<_>>())
+    };
+    let (threaded, losses) = train_with(&options(2, None));
+    let group = Local::group(2);
+    let runs: Vec<(Vec<f32>, Vec<f64>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = group
+            .into_iter()
+            .map(|l| {
+                let opts = options(1, Some(Cluster(Arc::new(l))));
+                let train_with = &train_with;
+                scope.spawn(move || train_with(&opts))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("a process")).collect()
+    });
+    for (w, l) in runs {
+        assert!(w.iter().zip(&threaded).all(|(a, b)| a.to_bits() == b.to_bits()), "weights differ");
+        for (a, b) in l.iter().zip(&losses) {
+            assert!((a - b).abs() <= 1e-7 * b.abs(), "mean loss {a} vs {b}");
+        }
+    }
+}
