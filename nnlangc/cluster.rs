@@ -1,6 +1,7 @@
 //! Joining the other processes of `mpirun -n N nnlangc train|search` (built with the `mpi`
-//! feature): the runtime's [`Collective`] over MPI's world communicator. Without the feature,
-//! a launch over several processes is refused rather than run N times side by side.
+//! feature): the runtime's [`Collective`](nnlang_runtime::train::Collective) over MPI's world
+//! communicator. Without the feature, a launch over several processes is refused rather than
+//! run N times side by side.
 
 use crate::Failure;
 use nnlang_runtime::train::Cluster;
