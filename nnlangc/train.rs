@@ -194,6 +194,17 @@ pub fn train(args: &ModelArgs, t: TrainArgs) -> Result<(), Failure> {
     let root = t.cluster.as_ref().is_none_or(Cluster::is_root);
     let run = if root { Some(RunDir::prepare(&out).map_err(Failure::Usage)?) } else { None };
     let mut loaded = job.load_data(t.limit)?;
+    let splits = std::iter::once(("training", &loaded.train)).chain(loaded.test.as_ref().map(|t| ("test", t)));
+    for (split, d) in splits.filter_map(|(s, t)| Some((s, t.disk.as_ref()?))) {
+        if !t.quiet {
+            outln!(
+                "{} ({split} set): {} rows kept in the file (above the {} MiB held in memory), read a batch at a time",
+                d.path().display(),
+                d.rows.len(),
+                nnlang_runtime::data::disk::in_memory_limit() >> 20
+            );
+        }
+    }
     let mut prepared = job.prepare_taking(&mut loaded, t.threads)?;
     prepared.options.cluster = t.cluster.clone();
     let opts = prepared.options.clone();
@@ -309,6 +320,10 @@ pub fn train(args: &ModelArgs, t: TrainArgs) -> Result<(), Failure> {
 
     if let Some(test) = &loaded.test {
         let e = job.evaluate(&prepared.eval_plan, &outcome.weights, test);
+        if let Some(failure) = test.inputs().failure() {
+            errln!("error: {failure}: the test set could not be evaluated (the trained run is saved)");
+            return Err(Failure::Exit(1));
+        }
         let acc = e.accuracy.map_or(String::new(), |a| format!(", accuracy {:.2}%", 100.0 * a));
         outln!("test: loss {:.4}{acc} on {} examples", e.loss, test.rows());
     }

@@ -47,6 +47,7 @@ pub fn windows(ids: &[u32], vocab: usize, streams: usize, window: usize, steps: 
     let rows = count * streams;
     let mut t = Table {
         bytes: None,
+        disk: None,
         x: vec![0f32; rows * steps * vocab],
         cols: steps * vocab,
         y: vec![0f32; rows * steps],
@@ -188,6 +189,17 @@ pub fn read_source(source: &Source, base: &Path, rows: Option<usize>, expect: &E
         }
         Source::Npy { x: xp, y: yp } => {
             let (xp, yp) = (base.join(xp), base.join(yp));
+            // An array too large to hold stays in its file, read a batch's rows at a time.
+            if let Some(disk) = data::npy::on_disk(&xp, rows, data::disk::in_memory_limit())? {
+                let y = data::npy::read_rows(&yp, rows)?;
+                let xr = disk.rows.len();
+                let yr = y.shape.first().copied().unwrap_or(0);
+                if xr != yr || y.shape.is_empty() {
+                    return Err(DataError::new(&yp, format!("{yr} targets for {xr} examples in {}", xp.display())));
+                }
+                let y_cols = y.data.len() / yr.max(1);
+                return Ok(Table::on_disk(disk, y.data, y_cols));
+            }
             let x = data::npy::read_rows(&xp, rows)?;
             let y = data::npy::read_rows(&yp, rows)?;
             let (Some(&xr), Some(&yr)) = (x.shape.first(), y.shape.first()) else {

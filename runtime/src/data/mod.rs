@@ -3,6 +3,7 @@
 //! label outside the classes — each is an error naming the file and the place.
 
 pub mod csv;
+pub mod disk;
 pub mod idx;
 pub mod npy;
 pub mod preprocess;
@@ -159,6 +160,9 @@ pub struct Table {
     /// Inputs kept as the file stores them (IDX images: a byte per value, a quarter of the
     /// memory), turned into f32 a batch at a time; `x` is then empty.
     pub bytes: Option<Bytes>,
+    /// Inputs left in their file (a `.npy` array too large to hold), read a row at a time;
+    /// `x` is then empty.
+    pub disk: Option<disk::OnDisk>,
     /// Values per example.
     pub cols: usize,
     /// Targets, `rows × y_cols`.
@@ -188,6 +192,8 @@ pub enum Inputs<'a> {
     F32(&'a [f32]),
     /// Bytes, and the scale applied on conversion.
     Bytes(&'a [u8], Option<f32>),
+    /// Values `from..from + len` of a table whose inputs are in their file.
+    Disk(&'a disk::OnDisk, usize, usize),
 }
 
 impl<'a> Inputs<'a> {
@@ -196,6 +202,7 @@ impl<'a> Inputs<'a> {
         match self {
             Inputs::F32(x) => x.len(),
             Inputs::Bytes(b, _) => b.len(),
+            Inputs::Disk(_, _, len) => *len,
         }
     }
 
@@ -209,6 +216,10 @@ impl<'a> Inputs<'a> {
         match *self {
             Inputs::F32(x) => Inputs::F32(&x[from..to]),
             Inputs::Bytes(b, s) => Inputs::Bytes(&b[from..to], s),
+            Inputs::Disk(d, start, len) => {
+                assert!(from <= to && to <= len, "inputs {from}..{to} of {len}");
+                Inputs::Disk(d, start + from, to - from)
+            }
         }
     }
 
@@ -219,6 +230,19 @@ impl<'a> Inputs<'a> {
             Inputs::F32(x) => dst.copy_from_slice(&x[from..to]),
             Inputs::Bytes(b, None) => dst.iter_mut().zip(&b[from..to]).for_each(|(d, &v)| *d = f32::from(v)),
             Inputs::Bytes(b, Some(s)) => dst.iter_mut().zip(&b[from..to]).for_each(|(d, &v)| *d = f32::from(v) * s),
+            Inputs::Disk(d, start, len) => {
+                assert!(to <= len, "inputs {from}..{to} of {len}");
+                d.write(start + from, dst)
+            }
+        }
+    }
+
+    /// Where inputs read from their file could not be read (the file and what went wrong),
+    /// if they could not.
+    pub fn failure(&self) -> Option<String> {
+        match self {
+            Inputs::Disk(d, _, _) => d.failure(),
+            _ => None,
         }
     }
 
@@ -241,7 +265,21 @@ impl<'a> Inputs<'a> {
 impl Table {
     /// Plain rows.
     pub fn new(x: Vec<f32>, cols: usize, y: Vec<f32>, y_cols: usize) -> Table {
-        Table { x, bytes: None, cols, y, y_cols, lengths: Vec::new(), steps: 0 }
+        Table { x, bytes: None, disk: None, cols, y, y_cols, lengths: Vec::new(), steps: 0 }
+    }
+
+    /// Plain rows whose inputs stay in their file.
+    pub fn on_disk(disk: disk::OnDisk, y: Vec<f32>, y_cols: usize) -> Table {
+        Table {
+            cols: disk.cols(),
+            disk: Some(disk),
+            x: Vec::new(),
+            bytes: None,
+            y,
+            y_cols,
+            lengths: Vec::new(),
+            steps: 0,
+        }
     }
 
     /// Plain rows whose inputs are bytes (IDX images), kept as bytes.
@@ -249,6 +287,7 @@ impl Table {
         Table {
             x: Vec::new(),
             bytes: Some(Bytes { data, scale: None }),
+            disk: None,
             cols,
             y,
             y_cols,
@@ -259,21 +298,22 @@ impl Table {
 
     /// The inputs, however stored.
     pub fn inputs(&self) -> Inputs<'_> {
-        match &self.bytes {
-            Some(b) => Inputs::Bytes(&b.data, b.scale),
-            None => Inputs::F32(&self.x),
+        match (&self.bytes, &self.disk) {
+            (Some(b), _) => Inputs::Bytes(&b.data, b.scale),
+            (None, Some(d)) => Inputs::Disk(d, 0, d.rows.len() * self.cols),
+            (None, None) => Inputs::F32(&self.x),
         }
     }
 
     /// The inputs as f32 (converted when kept as bytes).
     pub fn x_f32(&self) -> std::borrow::Cow<'_, [f32]> {
-        match &self.bytes {
-            Some(b) => {
-                let mut v = vec![0f32; b.data.len()];
-                self.inputs().write(0, &mut v);
+        match self.inputs() {
+            Inputs::F32(x) => std::borrow::Cow::Borrowed(x),
+            other => {
+                let mut v = vec![0f32; other.len()];
+                other.write(0, &mut v);
                 std::borrow::Cow::Owned(v)
             }
-            None => std::borrow::Cow::Borrowed(&self.x),
         }
     }
 
@@ -296,6 +336,7 @@ impl Table {
         Table {
             x,
             bytes: None,
+            disk: None,
             cols: steps * f,
             y: seqs.labels.clone(),
             y_cols: 1,
@@ -317,10 +358,11 @@ impl Table {
     /// Rows `[from, to)`.
     pub fn slice(&self, from: usize, to: usize) -> Table {
         Table {
-            x: match &self.bytes {
-                Some(_) => Vec::new(),
-                None => self.x[from * self.cols..to * self.cols].to_vec(),
+            x: match (&self.bytes, &self.disk) {
+                (None, None) => self.x[from * self.cols..to * self.cols].to_vec(),
+                _ => Vec::new(),
             },
+            disk: self.disk.as_ref().map(|d| d.with_rows(d.rows[from..to].to_vec())),
             bytes: self
                 .bytes
                 .as_ref()
@@ -336,7 +378,8 @@ impl Table {
     /// The rows in the given order.
     pub fn select(&self, rows: &[usize]) -> Table {
         let mut t = Table {
-            x: Vec::with_capacity(if self.bytes.is_some() { 0 } else { rows.len() * self.cols }),
+            x: Vec::with_capacity(if self.bytes.is_some() || self.disk.is_some() { 0 } else { rows.len() * self.cols }),
+            disk: self.disk.as_ref().map(|d| d.with_rows(rows.iter().map(|&r| d.rows[r]).collect())),
             bytes: self
                 .bytes
                 .as_ref()
@@ -350,6 +393,7 @@ impl Table {
         for &r in rows {
             match (&self.bytes, &mut t.bytes) {
                 (Some(from), Some(to)) => to.data.extend_from_slice(&from.data[r * self.cols..(r + 1) * self.cols]),
+                _ if self.disk.is_some() => {}
                 _ => t.x.extend_from_slice(&self.x[r * self.cols..(r + 1) * self.cols]),
             }
             t.y.extend_from_slice(&self.y[r * self.y_cols..(r + 1) * self.y_cols]);
@@ -368,9 +412,10 @@ impl Table {
         let rows = self.rows();
         assert_eq!(perm.len(), rows, "a split takes every row once");
         let cols = self.cols;
-        match &mut self.bytes {
-            Some(b) => permute_rows(&mut b.data, cols, &perm),
-            None => permute_rows(&mut self.x, cols, &perm),
+        match (&mut self.bytes, &mut self.disk) {
+            (Some(b), _) => permute_rows(&mut b.data, cols, &perm),
+            (None, Some(d)) => d.rows = perm.iter().map(|&r| d.rows[r]).collect(),
+            (None, None) => permute_rows(&mut self.x, cols, &perm),
         }
         permute_rows(&mut self.y, self.y_cols, &perm);
         if !self.lengths.is_empty() {
@@ -378,9 +423,10 @@ impl Table {
         }
         let rest = self.slice(first.len(), rows);
         let keep = first.len();
-        match &mut self.bytes {
-            Some(b) => b.data.truncate(keep * cols),
-            None => self.x.truncate(keep * cols),
+        match (&mut self.bytes, &mut self.disk) {
+            (Some(b), _) => b.data.truncate(keep * cols),
+            (None, Some(d)) => d.rows.truncate(keep),
+            (None, None) => self.x.truncate(keep * cols),
         }
         self.y.truncate(keep * self.y_cols);
         self.lengths.truncate(if self.lengths.is_empty() { 0 } else { keep });
@@ -389,6 +435,11 @@ impl Table {
 
     /// Multiplies every input value by `s`.
     pub fn scale(&mut self, s: f32) {
+        if let Some(d) = &mut self.disk {
+            // Applied when a row is read: the same product.
+            d.scale(s);
+            return;
+        }
         match &mut self.bytes {
             // Applied when the bytes become f32: the same single product.
             Some(b) if b.scale.is_none() => b.scale = Some(s),
@@ -415,6 +466,12 @@ impl Table {
     /// sequences, per feature over the steps inside the sequences.
     pub fn moments(&self) -> (Vec<f32>, Vec<f32>) {
         let width = if !self.lengths.is_empty() && self.steps > 0 { self.cols / self.steps } else { self.cols };
+        if let Some(d) = &self.disk {
+            // Streamed: the rows are never all in memory (and are plain rows, not sequences).
+            let mut m = preprocess::Moments::new(width, 1.0);
+            d.for_each_row(|_, row| m.add(row));
+            return m.finish();
+        }
         let x = self.x_f32();
         preprocess::moments(self.vectors(&x), width)
     }
@@ -422,6 +479,10 @@ impl Table {
     /// `(x − mean)/std` per column (per feature at every step inside a sequence; the
     /// padding stays zero).
     pub fn standardize(&mut self, mean: &[f32], std: &[f32]) {
+        if let Some(d) = &mut self.disk {
+            d.standardize(mean, std);
+            return;
+        }
         self.materialize();
         let width = mean.len().max(1);
         let padded = !self.lengths.is_empty() && self.steps > 0;
@@ -441,6 +502,17 @@ impl Table {
         // Bytes (times a finite scale) are always finite.
         if let Some(i) = self.x.iter().position(|v| !v.is_finite()) {
             return Some((i / self.cols.max(1), i % self.cols.max(1), false));
+        }
+        if let Some(d) = &self.disk {
+            let mut first = None;
+            d.for_each_row(|r, row| {
+                if first.is_none() {
+                    first = row.iter().position(|v| !v.is_finite()).map(|c| (r, c, false));
+                }
+            });
+            if first.is_some() {
+                return first;
+            }
         }
         self.y.iter().position(|v| !v.is_finite()).map(|i| (i / self.y_cols.max(1), i % self.y_cols.max(1), true))
     }

@@ -87,6 +87,48 @@ pub fn read_rows(path: &Path, rows: Option<usize>) -> Result<Array, DataError> {
     Ok(Array { shape, data })
 }
 
+/// The inputs of an uncompressed `.npy` array left in their file when they take more than
+/// `limit` bytes (the first `rows` rows when given); `None` when the array is smaller, gzipped,
+/// or of a type read into memory instead (big-endian).
+pub fn on_disk(path: &Path, rows: Option<usize>, limit: u64) -> Result<Option<super::disk::OnDisk>, DataError> {
+    use std::io::Read;
+    let mut head = [0u8; 12];
+    let meta = std::fs::metadata(path).map_err(|e| DataError::new(path, format!("cannot read: {e}")))?;
+    if !meta.is_file() || meta.len() <= limit {
+        return Ok(None);
+    }
+    let mut f = std::fs::File::open(path).map_err(|e| DataError::new(path, format!("cannot read: {e}")))?;
+    if f.read_exact(&mut head).is_err() || &head[..6] != b"\x93NUMPY" {
+        return Ok(None); // gzipped, or not .npy: the reader says what is wrong
+    }
+    // The data starts after the magic, the version, the header's length and the header.
+    let offset = match head[6] {
+        1 => 10 + u64::from(u16::from_le_bytes([head[8], head[9]])),
+        2 | 3 => 12 + u64::from(u32::from_le_bytes([head[8], head[9], head[10], head[11]])),
+        _ => return Ok(None),
+    };
+    let npy = npyz::NpyFile::new(std::io::BufReader::new(
+        std::fs::File::open(path).map_err(|e| DataError::new(path, format!("cannot read: {e}")))?,
+    ))
+    .map_err(|e| DataError::new(path, format!("not a .npy file: {e}")))?;
+    if npy.order() == npyz::Order::Fortran {
+        return Ok(None);
+    }
+    let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
+    let element = match npy.dtype() {
+        npyz::DType::Plain(t) => super::disk::Element::of(&t.to_string()),
+        _ => None,
+    };
+    let (Some(element), Some(&total)) = (element, shape.first()) else { return Ok(None) };
+    let cols: usize = shape.iter().skip(1).product();
+    let bytes = (total as u64).saturating_mul(cols as u64).saturating_mul(element.size() as u64);
+    let wanted = rows.map_or(bytes, |r| (r.min(total) as u64).saturating_mul(cols as u64) * element.size() as u64);
+    if wanted <= limit {
+        return Ok(None);
+    }
+    super::disk::OnDisk::open(path, offset, element, cols, total, rows).map(Some)
+}
+
 /// Writes `data` with `shape` as f32, to a temporary file renamed into place, so that a
 /// failure leaves nothing half-written.
 pub fn write(path: &Path, shape: &[usize], data: &[f32]) -> Result<(), DataError> {

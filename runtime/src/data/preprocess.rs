@@ -27,26 +27,49 @@ pub fn moments<'a>(rows: impl Iterator<Item = &'a [f32]>, width: usize) -> (Vec<
 /// [`moments`] of the values times `scale` (each product rounded to f32, as scaling the data
 /// first would), without a scaled copy of the data.
 pub fn scaled_moments<'a>(rows: impl Iterator<Item = &'a [f32]>, width: usize, scale: f32) -> (Vec<f32>, Vec<f32>) {
-    let mut n = 0f64;
-    let mut mean = vec![0f64; width];
-    let mut sq = vec![0f64; width];
-    for row in rows {
-        n += 1.0;
-        for (c, &v) in row.iter().enumerate() {
-            let v = v * scale;
-            mean[c] += v as f64;
-            sq[c] += (v as f64) * (v as f64);
+    let mut m = Moments::new(width, scale);
+    rows.for_each(|r| m.add(r));
+    m.finish()
+}
+
+/// [`scaled_moments`] a row at a time: for rows that are never all in memory at once.
+#[derive(Clone, Debug)]
+pub struct Moments {
+    n: f64,
+    mean: Vec<f64>,
+    sq: Vec<f64>,
+    scale: f32,
+}
+
+impl Moments {
+    /// No rows yet, of `width` columns, each value to be multiplied by `scale`.
+    pub fn new(width: usize, scale: f32) -> Moments {
+        Moments { n: 0.0, mean: vec![0.0; width], sq: vec![0.0; width], scale }
+    }
+
+    /// One more row.
+    pub fn add(&mut self, row: &[f32]) {
+        self.n += 1.0;
+        for ((m, s), &v) in self.mean.iter_mut().zip(&mut self.sq).zip(row) {
+            let v = v * self.scale;
+            *m += v as f64;
+            *s += (v as f64) * (v as f64);
         }
     }
-    let rows = n.max(1.0);
-    let mean: Vec<f64> = mean.iter().map(|m| m / rows).collect();
-    let std: Vec<f32> = sq
-        .iter()
-        .zip(&mean)
-        .map(|(s, m)| (s / rows - m * m).max(0.0).sqrt())
-        .map(|s| if s > 1e-12 { s as f32 } else { 1.0 })
-        .collect();
-    (mean.iter().map(|&m| m as f32).collect(), std)
+
+    /// The mean and standard deviation of each column.
+    pub fn finish(self) -> (Vec<f32>, Vec<f32>) {
+        let rows = self.n.max(1.0);
+        let mean: Vec<f64> = self.mean.iter().map(|m| m / rows).collect();
+        let std: Vec<f32> = self
+            .sq
+            .iter()
+            .zip(&mean)
+            .map(|(s, m)| (s / rows - m * m).max(0.0).sqrt())
+            .map(|s| if s > 1e-12 { s as f32 } else { 1.0 })
+            .collect();
+        (mean.iter().map(|&m| m as f32).collect(), std)
+    }
 }
 
 /// What `train` did to the data before the model saw it, saved with the weights

@@ -84,6 +84,8 @@ pub enum TrainError {
     Checkpoint(String),
     /// A saved state that does not fit the run.
     Resume(String),
+    /// Inputs left in their file could not be read (the file and what went wrong).
+    Read(String),
 }
 
 impl std::fmt::Display for TrainError {
@@ -96,6 +98,7 @@ impl std::fmt::Display for TrainError {
             TrainError::Data(e) => write!(f, "{e}"),
             TrainError::Checkpoint(e) => write!(f, "{e}; training stopped"),
             TrainError::Resume(e) => write!(f, "cannot resume: {e}"),
+            TrainError::Read(e) => write!(f, "{e}; training stopped"),
         }
     }
 }
@@ -232,6 +235,9 @@ pub fn fit(
                 yb[r * train.y_cols..(r + 1) * train.y_cols]
                     .copy_from_slice(&train.y[i * train.y_cols..(i + 1) * train.y_cols]);
             }
+            if let Some(e) = train.x.failure() {
+                return Err(TrainError::Read(e));
+            }
             // ‖Δw‖/‖w‖ is averaged over the epoch's last updates (one alone is noisy).
             stepper.opt.track_ratios = step + RATIO_STEPS >= steps;
             let (xs, ys) = (&xb[..local.len() * train.x_cols], &yb[..local.len() * train.y_cols]);
@@ -281,6 +287,9 @@ pub fn fit(
             watch.see(i, s, n, r, l)
         });
         let layers = watch.finish(eval_plan);
+        if let Some(e) = train.x.failure().or_else(|| val.and_then(|v| v.x.failure())) {
+            return Err(TrainError::Read(e));
+        }
         let stats = EpochStats {
             epoch: epoch + 1,
             train_loss: total / seen.max(1) as f64,
