@@ -179,22 +179,29 @@ impl OnDisk {
     /// Row `r` of the table as f32 into `dst` (`cols` values); NaN, and the failure
     /// remembered, when it cannot be read.
     pub fn read_row(&self, r: usize, dst: &mut [f32]) {
+        thread_local! {
+            static RAW: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
         let size = self.element.size();
-        let mut raw = vec![0u8; self.cols * size];
         let at = self.offset + (self.rows[r] as u64) * (self.cols * size) as u64;
-        if let Err(e) = read_at(&self.file, &mut raw, at) {
+        let read = RAW.with_borrow_mut(|raw| {
+            raw.resize(self.cols * size, 0);
+            read_at(&self.file, raw, at)?;
+            for (d, b) in dst.iter_mut().zip(raw.chunks_exact(size)) {
+                let mut v = self.element.value(b);
+                for s in &self.scales {
+                    v *= s;
+                }
+                *d = v;
+            }
+            Ok::<(), std::io::Error>(())
+        });
+        if let Err(e) = read {
             if let Ok(mut f) = self.failure.lock() {
                 f.get_or_insert_with(|| format!("{}: cannot read row {} ({e})", self.path.display(), self.rows[r]));
             }
             dst.fill(f32::NAN);
             return;
-        }
-        for (d, b) in dst.iter_mut().zip(raw.chunks_exact(size)) {
-            let mut v = self.element.value(b);
-            for s in &self.scales {
-                v *= s;
-            }
-            *d = v;
         }
         if let Some(st) = &self.standardize {
             for ((v, m), s) in dst.iter_mut().zip(&st.0).zip(&st.1) {
