@@ -16,10 +16,11 @@ fn sigmoid<T: Float>(v: T) -> T {
 /// `y = f(x)` elementwise.
 pub fn activation<T: Float>(f: Act, x: &[T], y: &mut [T]) {
     match f {
-        Act::Relu => y.iter_mut().zip(x).for_each(|(y, &v)| *y = if v > T::ZERO { v } else { T::ZERO }),
+        // A NaN passes through (as in place, and as in PyTorch), for the loss check to see.
+        Act::Relu => y.iter_mut().zip(x).for_each(|(y, &v)| *y = if v < T::ZERO { T::ZERO } else { v }),
         Act::LeakyRelu(a) => {
             let a = T::from_f64(a);
-            y.iter_mut().zip(x).for_each(|(y, &v)| *y = if v > T::ZERO { v } else { a * v })
+            y.iter_mut().zip(x).for_each(|(y, &v)| *y = if v < T::ZERO { a * v } else { v })
         }
         Act::Sigmoid => y.iter_mut().zip(x).for_each(|(y, &v)| *y = sigmoid(v)),
         Act::Tanh => y.iter_mut().zip(x).for_each(|(y, &v)| *y = v.tanh()),
@@ -164,5 +165,31 @@ pub fn softmax_backward<T: Float>(cols: usize, y: &[T], dy: &[T], dx: &mut [T], 
                 *d = v;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Out of place and in place agree on every value, NaN included: a NaN reaching a ReLU
+    /// stays NaN (as in PyTorch) so that the loss check stops on it, not a silent zero.
+    #[test]
+    fn activations_in_and_out_of_place_agree_and_keep_nan() {
+        let x = [-2.0f32, -0.0, 0.0, 1.5, f32::NAN, f32::INFINITY, f32::NEG_INFINITY];
+        for f in [Act::Relu, Act::LeakyRelu(0.1), Act::Sigmoid, Act::Tanh, Act::Identity] {
+            let mut y = [0f32; 7];
+            activation(f, &x, &mut y);
+            let mut z = x;
+            activation_in_place(f, &mut z);
+            for (a, b) in y.iter().zip(&z) {
+                assert!(a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()), "{f:?}: {y:?} vs {z:?}");
+            }
+            assert!(y[4].is_nan(), "{f:?} keeps NaN");
+        }
+        let mut y = [0f32; 7];
+        activation(Act::Relu, &x, &mut y);
+        assert_eq!(&y[..4], &[0.0, -0.0, 0.0, 1.5]);
+        assert_eq!((y[5], y[6]), (f32::INFINITY, 0.0));
     }
 }
