@@ -233,8 +233,7 @@ fn train_step_and_checkpoints() {
         last = net.train_step(&x, &y, rows, &mut opt).expect("step");
     }
     assert!(last < first * 0.5, "the loss falls when fitting one batch: {first} → {last}");
-    let dir = std::env::temp_dir().join(format!("nnlang-macros-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
+    let dir = common::temp_dir("macros");
     let path = dir.join("mlp.safetensors");
     net.save(&path).expect("save");
     let before = net.forward(&x, rows).to_vec();
@@ -381,8 +380,7 @@ fn predict_on_arrays_of_any_size() {
 /// generated model's weights are byte for byte the trainer's.
 #[test]
 fn fit_on_arrays_is_nnlangc_train() {
-    let dir = std::env::temp_dir().join(format!("nnlang-fit-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = common::temp_dir("fit");
     let data = common::root().join("examples/data/mnist");
     let x = nnlang_runtime::data::idx::read_rows(&data.join("train-images-idx3-ubyte.gz"), Some(1000)).expect("images");
     let y = nnlang_runtime::data::idx::read_rows(&data.join("train-labels-idx1-ubyte.gz"), Some(1000)).expect("labels");
@@ -403,7 +401,7 @@ fn fit_on_arrays_is_nnlangc_train() {
     assert_eq!((history.len(), seen), (Mlp::EPOCHS, Mlp::EPOCHS));
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_nnlangc"))
         .args(["train", "examples/mnist_mlp.nn", "--limit", "1000", "--quiet", "--out"])
-        .arg(&dir)
+        .arg(&*dir)
         .current_dir(common::root())
         .output()
         .expect("trains");
@@ -431,9 +429,7 @@ fn fit_standardizes_and_bins_as_nnlangc_train() {
         .expect("iris");
     let x = nnlang_runtime::ndarray::Array2::from_shape_vec((iris.rows(), 4), iris.x.clone()).expect("shape");
     let y = nnlang_runtime::ndarray::Array2::from_shape_vec((iris.rows(), 1), iris.y.clone()).expect("shape");
-    let dir = std::env::temp_dir().join(format!("nnlang-fit-pre-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("dir");
+    let dir = common::temp_dir("fit-pre");
     let input = dir.join("x.npy");
     nnlang_runtime::data::npy::write(&input, &[iris.rows(), 4], &iris.x).expect("writes");
     let binned_src = format!(

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{nnlangc, s, text};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 #[test]
@@ -133,7 +133,7 @@ fn idx(dims: &[u32], data: &[u8]) -> Vec<u8> {
 
 const TINY: &str = "model Tiny {\n    input x: [4]\n    x -> dense(3) -> softmax\n}\ntrain Tiny on tiny { batch = 2, epochs = 2 }\ndata tiny { train = idx(\"images.idx\", \"labels.idx\") }\n";
 
-fn tiny(name: &str, images: Vec<u8>, labels: Vec<u8>) -> (PathBuf, Output) {
+fn tiny(name: &str, images: Vec<u8>, labels: Vec<u8>) -> (common::TempDir, Output) {
     let d = common::temp_dir(&format!("training-{name}"));
     std::fs::write(d.join("tiny.nn"), TINY).expect("write");
     std::fs::write(d.join("images.idx"), images).expect("write");
