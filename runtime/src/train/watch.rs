@@ -48,20 +48,35 @@ impl Acc {
         if self.fired.len() < cols {
             self.fired.resize(cols, false);
         }
+        const LANES: usize = 8;
         for r in (0..rows).filter(|&r| valid.valid(r)) {
-            for (c, &v) in y[r * cols..(r + 1) * cols].iter().enumerate() {
-                let v64 = f64::from(v);
-                self.n += 1.0;
-                self.sum += v64;
-                self.sq += v64 * v64;
-                match f {
-                    Act::Tanh if v.abs() > 0.99 => self.saturated += 1.0,
-                    Act::Sigmoid if !(0.01..=0.99).contains(&v) => self.saturated += 1.0,
-                    _ => {}
+            let row = &y[r * cols..(r + 1) * cols];
+            // Sums in independent lanes (f64), so that the loop is not one chain of additions.
+            let (mut sum, mut sq) = ([0f64; LANES], [0f64; LANES]);
+            let chunks = row.chunks_exact(LANES);
+            let rest = chunks.remainder();
+            for c in chunks {
+                for l in 0..LANES {
+                    let v = f64::from(c[l]);
+                    sum[l] += v;
+                    sq[l] += v * v;
                 }
-                if v > 0.0 {
-                    self.fired[c] = true;
-                }
+            }
+            for (l, &v) in rest.iter().enumerate() {
+                let v = f64::from(v);
+                sum[l] += v;
+                sq[l] += v * v;
+            }
+            self.n += cols as f64;
+            self.sum += sum.iter().sum::<f64>();
+            self.sq += sq.iter().sum::<f64>();
+            self.saturated += match f {
+                Act::Tanh => row.iter().filter(|v| v.abs() > 0.99).count() as f64,
+                Act::Sigmoid => row.iter().filter(|&&v| !(0.01..=0.99).contains(&v)).count() as f64,
+                _ => 0.0,
+            };
+            if matches!(f, Act::Relu) {
+                self.fired.iter_mut().zip(row).for_each(|(d, &v)| *d |= v > 0.0);
             }
         }
     }
@@ -137,4 +152,43 @@ pub fn gradient_norms(plan: &Plan, grads: &[f32]) -> Vec<(String, f64)> {
             (p.name.clone(), grads[p.buf.range()].iter().map(|&g| f64::from(g) * f64::from(g)).sum::<f64>().sqrt())
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The lane sums give the statistics a plain loop gives: mean, spread, dead units,
+    /// saturated outputs — over the rows inside the sequences only.
+    #[test]
+    fn statistics_are_the_plain_loops() {
+        let (cols, rows) = (21, 12);
+        let y: Vec<f32> = (0..rows * cols)
+            .map(|i| ((i * 37 % 101) as f32 / 50.0 - 1.0) * if i % cols == 3 { 0.0 } else { 1.0 })
+            .collect();
+        let lengths = [2usize, 3, 1, 3];
+        let valid = Rows { steps: 3, lengths: &lengths };
+        for f in [Act::Relu, Act::Tanh, Act::Sigmoid] {
+            let mut acc = Acc::default();
+            acc.add(f, &y, cols, rows, Rows { steps: 3, lengths: &lengths });
+            let kept: Vec<f32> =
+                (0..rows).filter(|&r| valid.valid(r)).flat_map(|r| y[r * cols..(r + 1) * cols].to_vec()).collect();
+            let n = kept.len() as f64;
+            let mean = kept.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
+            let sq = kept.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>() / n;
+            assert_eq!(acc.n, n);
+            assert!((acc.sum / acc.n - mean).abs() < 1e-12 && (acc.sq / acc.n - sq).abs() < 1e-12, "{f:?}");
+            let saturated = match f {
+                Act::Tanh => kept.iter().filter(|v| v.abs() > 0.99).count(),
+                Act::Sigmoid => kept.iter().filter(|&&v| !(0.01..=0.99).contains(&v)).count(),
+                _ => 0,
+            };
+            assert_eq!(acc.saturated, saturated as f64, "{f:?}");
+            if f == Act::Relu {
+                let fired: Vec<bool> = (0..cols).map(|c| kept.chunks(cols).any(|r| r[c] > 0.0)).collect();
+                assert_eq!(acc.fired, fired);
+                assert!(!fired[3], "column 3 never fires");
+            }
+        }
+    }
 }
