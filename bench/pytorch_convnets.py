@@ -79,14 +79,6 @@ def model_of(name):
             nn.Dropout(0.25), nn.Flatten(), MaxoutDense(32 * 7 * 7, 128, 2), nn.Dropout(0.5), nn.Linear(128, 10),
         )
         return m, dict(opt="adam", lr=1e-3, l2=0.0, max_norm=None, ema=None, batch=128), (1, 28, 28)
-    if name == "mnist":
-        # examples/mnist_convnet.nn
-        m = nn.Sequential(
-            nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Flatten(), nn.Linear(32 * 7 * 7, 128), nn.ReLU(), nn.Dropout(0.25), nn.Linear(128, 10),
-        )
-        return m, dict(opt="sgd", lr=0.05, l2=5e-4, max_norm=None, ema=None, batch=64), (1, 28, 28)
     raise SystemExit(f"unknown model {name}")
 
 

@@ -75,3 +75,46 @@ pub fn nn_files(dir: &Path, base: &Path) -> Vec<(String, String, String)> {
     out.sort();
     out
 }
+
+/// 8×8 images of two classes (is the left half brighter?) and a model whose filter size is
+/// searched beyond the image.
+pub fn search_example(dir: &Path) -> PathBuf {
+    let mut csv = String::new();
+    for r in 0..240usize {
+        let px: Vec<f64> = (0..64).map(|i| (((r * 37 + i * 11) % 101) as f64) / 101.0).collect();
+        let left: f64 = (0..64).filter(|i| i % 8 < 4).map(|i| px[i]).sum();
+        let right: f64 = (0..64).filter(|i| i % 8 >= 4).map(|i| px[i]).sum();
+        let row: Vec<String> = px.iter().map(|v| format!("{v:.3}")).collect();
+        csv.push_str(&format!("{},{}\n", row.join(","), usize::from(left > right)));
+    }
+    std::fs::write(dir.join("img.csv"), csv).expect("data");
+    let file = dir.join("s.nn");
+    std::fs::write(
+        &file,
+        "model S(size = 3, width = 8) {\n    input x: [8, 8, 1]\n    x -> conv(filters = width, size = size) -> relu -> dense(2) -> softmax\n}\n\
+         train S on d {\n    optimizer = adam(lr = 1e-2)\n    batch = 16\n    epochs = 3\n    validate = 25%\n    seed = 4\n}\n\
+         search S {\n    optimizer.lr ~ log_uniform(1e-3, 1e-1)\n    size ~ int_uniform(2, 12)\n    width ~ choice(4, 8)\n\
+         \n    stage coarse { trials = 10, epochs = 1 }\n    stage fine { trials = 3, keep = 2, epochs = 2 }\n}\n\
+         ensemble S { members = 2, from = top(search) }\n\
+         data d { train = csv(\"img.csv\") }\n",
+    )
+    .expect("model");
+    file
+}
+
+/// A trials table's rows, every column but the seconds a trial took, sorted.
+pub fn trial_rows(table: &str) -> Vec<String> {
+    let mut v: Vec<String> = table
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let mut f: Vec<&str> = l.split(',').collect();
+            if f.len() > 8 {
+                f.remove(f.len() - 2);
+            }
+            f.join(",")
+        })
+        .collect();
+    v.sort();
+    v
+}

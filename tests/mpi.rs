@@ -45,6 +45,11 @@ fn nnlangc(args: &[&str]) -> Output {
     common::nnlangc(args)
 }
 
+/// The rows of the trials table at `path`, as `common::trial_rows` compares them.
+fn rows(path: &Path) -> Vec<String> {
+    common::trial_rows(&std::fs::read_to_string(path).expect("table"))
+}
+
 fn bytes(p: &Path) -> Vec<u8> {
     std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
@@ -106,51 +111,10 @@ fn two_processes_train_mnist_bit_for_bit_as_two_threads_and_resume_across() {
     let _ = std::fs::remove_dir_all(&d);
 }
 
-/// The table's rows without the seconds each trial took, sorted.
-fn rows(table: &Path) -> Vec<String> {
-    let t = std::fs::read_to_string(table).expect("table");
-    let mut v: Vec<String> = t
-        .lines()
-        .skip(1)
-        .map(|l| {
-            let mut f: Vec<&str> = l.split(',').collect();
-            if f.len() > 8 {
-                f.remove(f.len() - 2);
-            }
-            f.join(",")
-        })
-        .collect();
-    v.sort();
-    v
-}
-
-fn search_setup(dir: &Path) -> std::path::PathBuf {
-    let mut csv = String::new();
-    for r in 0..240usize {
-        let px: Vec<f64> = (0..64).map(|i| (((r * 37 + i * 11) % 101) as f64) / 101.0).collect();
-        let left: f64 = (0..64).filter(|i| i % 8 < 4).map(|i| px[i]).sum();
-        let right: f64 = (0..64).filter(|i| i % 8 >= 4).map(|i| px[i]).sum();
-        let row: Vec<String> = px.iter().map(|v| format!("{v:.3}")).collect();
-        csv.push_str(&format!("{},{}\n", row.join(","), usize::from(left > right)));
-    }
-    std::fs::write(dir.join("img.csv"), csv).expect("data");
-    let file = dir.join("s.nn");
-    std::fs::write(
-        &file,
-        "model S(size = 3, width = 8) {\n    input x: [8, 8, 1]\n    x -> conv(filters = width, size = size) -> relu -> dense(2) -> softmax\n}\n\
-         train S on d {\n    optimizer = adam(lr = 1e-2)\n    batch = 16\n    epochs = 3\n    validate = 25%\n    seed = 4\n}\n\
-         search S {\n    optimizer.lr ~ log_uniform(1e-3, 1e-1)\n    size ~ int_uniform(2, 12)\n    width ~ choice(4, 8)\n\
-         \n    stage coarse { trials = 10, epochs = 1 }\n    stage fine { trials = 3, keep = 2, epochs = 2 }\n}\n\
-         data d { train = csv(\"img.csv\") }\n",
-    )
-    .expect("model");
-    file
-}
-
 #[test]
 fn a_search_over_two_processes_writes_the_table_of_one_and_resumes() {
     let d = temp_dir("mpi-search");
-    let file = search_setup(&d);
+    let file = common::search_example(&d);
     let (alone, two, cut) = (d.join("alone"), d.join("two"), d.join("cut"));
     let o = nnlangc(&["search", s(&file), "--out", s(&alone)]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
