@@ -114,3 +114,40 @@ fn a_file_cut_short_is_a_clear_error() {
     assert_eq!(o.status.code(), Some(1), "the data is cut: eval says so");
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// A CSV file whose inputs pass the limit is parsed once into a temporary binary copy (gone
+/// when training ends) and trained from it, bit for bit as from memory.
+#[test]
+fn a_large_csv_streams_to_a_binary_copy() {
+    let d = temp_dir("ondisk-csv");
+    setup(&d);
+    let x = npy::read(&d.join("x.npy")).expect("x");
+    let y = npy::read(&d.join("y.npy")).expect("y");
+    let mut csv = String::from("f0,f1,f2,f3,f4,f5,f6,f7,f8,f9,f10,f11,label\n");
+    for (row, label) in x.data.chunks(12).zip(&y.data) {
+        let vals: Vec<String> = row.iter().map(|v| format!("{v}")).collect();
+        csv.push_str(&format!("{},{label}\n", vals.join(",")));
+    }
+    std::fs::write(d.join("xy.csv"), csv).expect("csv");
+    let src = std::fs::read_to_string(d.join("m.nn")).expect("model");
+    let src = src.replace("input x: [3, 4]", "input x: [12]").replace("x -> flatten ->", "x ->");
+    let src = src.replace("npy(\"x.npy\", \"y.npy\")", "csv(\"xy.csv\")");
+    std::fs::write(d.join("c.nn"), src).expect("model");
+    let temps = || {
+        std::fs::read_dir(std::env::temp_dir())
+            .map(|r| {
+                r.filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().starts_with("nnlang-csv-")).count()
+            })
+            .unwrap_or(0)
+    };
+    let before = temps();
+    let mem = train(&d, "c.nn", "mem", None, &[]);
+    assert_eq!(mem.status.code(), Some(0), "{}", text(&mem.stderr));
+    // 12 features × 4 bytes = 48 bytes a row: past 1000 bytes, the rows go to the copy.
+    let disk = train(&d, "c.nn", "disk", Some("1000"), &["--epochs", "3"]);
+    assert_eq!(disk.status.code(), Some(0), "{}", text(&disk.stderr));
+    assert!(text(&disk.stdout).contains("xy.csv (training set): 700 rows kept in the file"), "{}", text(&disk.stdout));
+    let read = |run: &str| std::fs::read(d.join(run).join("weights.safetensors")).expect("weights");
+    assert!(read("mem") == read("disk"), "from the copy ≠ from memory");
+    assert_eq!(temps(), before, "the binary copy is gone");
+}

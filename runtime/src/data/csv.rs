@@ -13,13 +13,107 @@ pub fn read(path: &Path, label: Option<usize>) -> Result<Table, DataError> {
 /// The longest line read.
 const MAX_LINE: u64 = 64 << 20;
 
-/// Reads at most the first `rows` examples (the rest of the file is not read).
+/// Reads at most the first `rows` examples (the rest of the file is not read). Inputs of more
+/// than [`super::disk::in_memory_limit`] bytes are not held: past that, the values go to a
+/// temporary binary copy (f32, removed when the table is dropped — at once on Unix, where the
+/// open file outlives its name), which training reads a batch's rows at a time.
 pub fn read_rows(path: &Path, label: Option<usize>, rows: Option<usize>) -> Result<Table, DataError> {
-    let mut lines = super::Lines::open(path, MAX_LINE)?;
+    let limit = super::disk::in_memory_limit();
     let mut table = Table { y_cols: 1, ..Table::default() };
+    let mut spill: Option<Spill> = None;
+    let cols = parse(path, label, rows, &mut table.y, |features| {
+        if let Some(s) = &mut spill {
+            return s.push(features);
+        }
+        table.x.extend_from_slice(features);
+        if (table.x.len() as u64) * 4 > limit {
+            let mut s = Spill::new(path)?;
+            s.push(&table.x)?;
+            table.x = Vec::new();
+            spill = Some(s);
+        }
+        Ok(())
+    })?;
+    table.cols = cols;
+    if let Some(s) = spill {
+        let rows = table.y.len();
+        table.disk = Some(s.finish(cols, rows)?);
+    }
+    Ok(table)
+}
+
+/// Values written to a temporary f32 file as they are parsed.
+struct Spill {
+    csv: std::path::PathBuf,
+    temp: std::path::PathBuf,
+    out: std::io::BufWriter<std::fs::File>,
+}
+
+impl Spill {
+    fn new(csv: &Path) -> Result<Spill, DataError> {
+        static COUNT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let temp = std::env::temp_dir().join(format!("nnlang-csv-{}-{n}.f32", std::process::id()));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&temp)
+            .map_err(|e| DataError::new(csv, format!("cannot create its binary copy {}: {e}", temp.display())))?;
+        Ok(Spill { csv: csv.to_path_buf(), temp, out: std::io::BufWriter::with_capacity(1 << 20, file) })
+    }
+
+    fn push(&mut self, values: &[f32]) -> Result<(), DataError> {
+        use std::io::Write;
+        for v in values {
+            self.out.write_all(&v.to_le_bytes()).map_err(|e| self.failed(e))?;
+        }
+        Ok(())
+    }
+
+    fn failed(&self, e: std::io::Error) -> DataError {
+        let _ = std::fs::remove_file(&self.temp);
+        DataError::new(&self.csv, format!("cannot write its binary copy {}: {e}", self.temp.display()))
+    }
+
+    fn finish(self, cols: usize, rows: usize) -> Result<super::disk::OnDisk, DataError> {
+        let file = match self.out.into_inner() {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = std::fs::remove_file(&self.temp);
+                return Err(DataError::new(
+                    &self.csv,
+                    format!("cannot write its binary copy {}: {}", self.temp.display(), e.error()),
+                ));
+            }
+        };
+        let disk = super::disk::OnDisk::from_file(file, &self.csv, 0, super::disk::Element::F32, cols, rows, None);
+        // The open file stays readable; its name goes now (on Unix), so that nothing is left
+        // behind however the process ends; elsewhere when the table goes.
+        match disk {
+            Ok(d) if !cfg!(unix) => Ok(d.remove_when_dropped(&self.temp)),
+            other => {
+                let _ = std::fs::remove_file(&self.temp);
+                other
+            }
+        }
+    }
+}
+
+/// Parses the lines: each example's label into `y`, its features to `features`; returns the
+/// number of features.
+fn parse(
+    path: &Path,
+    label: Option<usize>,
+    rows: Option<usize>,
+    y: &mut Vec<f32>,
+    mut features: impl FnMut(&[f32]) -> Result<(), DataError>,
+) -> Result<usize, DataError> {
+    let mut lines = super::Lines::open(path, MAX_LINE)?;
     let mut width = None;
+    let mut x = Vec::new();
     loop {
-        if rows.is_some_and(|n| table.y.len() >= n) {
+        if rows.is_some_and(|n| y.len() >= n) {
             break;
         }
         let Some((number, line)) = lines.next_line()? else { break };
@@ -55,6 +149,7 @@ pub fn read_rows(path: &Path, label: Option<usize>, rows: Option<usize>) -> Resu
                 format!("label column {col} does not exist: lines have {w} columns (0..{})", w - 1),
             ));
         }
+        x.clear();
         for (c, &v) in values.iter().enumerate() {
             if !v.is_finite() {
                 return Err(DataError::new(
@@ -63,15 +158,15 @@ pub fn read_rows(path: &Path, label: Option<usize>, rows: Option<usize>) -> Resu
                 ));
             }
             if c == col {
-                table.y.push(v);
+                y.push(v);
             } else {
-                table.x.push(v);
+                x.push(v);
             }
         }
-        table.cols = w - 1;
+        features(&x)?;
     }
-    if table.y.is_empty() {
+    if y.is_empty() {
         return Err(DataError::new(path, "no rows of data"));
     }
-    Ok(table)
+    Ok(width.unwrap_or(1) - 1)
 }

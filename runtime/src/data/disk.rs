@@ -93,6 +93,19 @@ pub struct OnDisk {
     /// `(v − mean)/std` per column, after the scales.
     standardize: Option<Arc<(Vec<f32>, Vec<f32>)>>,
     failure: Arc<Mutex<Option<String>>>,
+    /// A temporary file to remove when the last view of it goes (where an open file cannot
+    /// lose its name: not on Unix).
+    temp: Option<Arc<Remove>>,
+}
+
+/// Removes a file when dropped.
+#[derive(Debug)]
+struct Remove(PathBuf);
+
+impl Drop for Remove {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 impl std::fmt::Debug for OnDisk {
@@ -125,6 +138,20 @@ impl OnDisk {
         rows: Option<usize>,
     ) -> Result<OnDisk, DataError> {
         let file = File::open(path).map_err(|e| DataError::new(path, format!("cannot read: {e}")))?;
+        OnDisk::from_file(file, path, offset, element, cols, total, rows)
+    }
+
+    /// The first `rows` rows (all when `None`) of `total` rows of `cols` values stored from
+    /// byte `offset` of an open `file` (named `path` in messages).
+    pub fn from_file(
+        file: File,
+        path: &Path,
+        offset: u64,
+        element: Element,
+        cols: usize,
+        total: usize,
+        rows: Option<usize>,
+    ) -> Result<OnDisk, DataError> {
         let len = file.metadata().map_err(|e| DataError::new(path, format!("cannot read: {e}")))?.len();
         let needed = (total as u64).saturating_mul(cols as u64).saturating_mul(element.size() as u64);
         if len < offset.saturating_add(needed) {
@@ -143,7 +170,14 @@ impl OnDisk {
             scales: Vec::new(),
             standardize: None,
             failure: Arc::new(Mutex::new(None)),
+            temp: None,
         })
+    }
+
+    /// Removes the temporary file `temp` when the last view of these rows goes.
+    pub fn remove_when_dropped(mut self, temp: &Path) -> OnDisk {
+        self.temp = Some(Arc::new(Remove(temp.to_path_buf())));
+        self
     }
 
     /// The same file, with other rows.
