@@ -50,7 +50,7 @@ impl<W: Worker> DataParallel<W> {
     pub fn step(
         &mut self,
         params: &mut [f32],
-        optimizer: &mut impl Updater<f32>,
+        optimizer: &mut (impl Updater<f32> + Send),
         x: &[f32],
         y: &[f32],
         rows: usize,
@@ -62,7 +62,7 @@ impl<W: Worker> DataParallel<W> {
     pub fn step_sequences(
         &mut self,
         params: &mut [f32],
-        optimizer: &mut impl Updater<f32>,
+        optimizer: &mut (impl Updater<f32> + Send),
         x: &[f32],
         y: &[f32],
         lengths: &[usize],
@@ -75,9 +75,12 @@ impl<W: Worker> DataParallel<W> {
         let per_step = !lengths.is_empty() && self.workers.first().is_some_and(|w| w.per_step_output());
         let weight = |start: usize, n: usize| if per_step { lengths[start..start + n].iter().sum() } else { n };
         let total = weight(0, rows).max(1);
-        let shared: &[f32] = params;
-        let results: Vec<Result<(usize, f64), ExecError>> = self.pool.install(|| {
-            self.workers[..used]
+        let (workers, pool, out) = (&mut self.workers[..used], &*self.pool, &mut self.grads);
+        // One entry into the pool for the whole step (waking its threads costs tens of
+        // microseconds each time): the workers' gradients, their average, the update.
+        pool.install(|| {
+            let shared: &[f32] = params;
+            let results: Vec<Result<(usize, f64), ExecError>> = workers
                 .par_iter_mut()
                 .enumerate()
                 .map(|(i, w)| {
@@ -92,19 +95,19 @@ impl<W: Worker> DataParallel<W> {
                     let l = w.loss_and_gradients_with(shared, xs, ys, n).map_err(|e| e.shifted(start))?;
                     Ok((weight(start, n), l))
                 })
-                .collect()
-        });
-        let mut loss = 0.0;
-        let mut weights = Vec::with_capacity(used);
-        for r in results {
-            let (n, l) = r?;
-            loss += l * n as f64 / total as f64;
-            weights.push(n as f32 / total as f32);
-        }
-        let grads: Vec<&[f32]> = self.workers[..used].iter().map(|w| w.worker_gradients()).collect();
-        average_gradients(&self.pool, &mut self.grads, &grads, &weights);
-        optimizer.update(params, &self.grads);
-        Ok(loss)
+                .collect();
+            let mut loss = 0.0;
+            let mut weights = Vec::with_capacity(used);
+            for r in results {
+                let (n, l) = r?;
+                loss += l * n as f64 / total as f64;
+                weights.push(n as f32 / total as f32);
+            }
+            let grads: Vec<&[f32]> = workers.iter().map(|w| w.worker_gradients()).collect();
+            average_gradients(pool, out, &grads, &weights);
+            optimizer.update(params, out);
+            Ok(loss)
+        })
     }
 }
 

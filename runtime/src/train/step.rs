@@ -213,12 +213,17 @@ impl<'p> Stepper<'p> {
         };
         let total = self.weight(lengths, 0, rows).max(1);
         let workers = &mut self.workers[..workers];
-        let (loss, shares) = shared_gradients(plan, workers, pool, &self.master.params, x, y, lengths, rows, total, 0)?;
-        // The mean gradient, Σ (countᵢ/count)·gradᵢ.
-        let worker_grads: Vec<&[f32]> = workers.iter().map(|w| w.grads.as_slice()).collect();
-        super::parallel::average_gradients(pool, &mut self.master.grads, &worker_grads, &shares);
-        self.opt.update(&mut self.master.params, &self.master.grads);
-        Ok(loss)
+        let (master, opt) = (&mut self.master, &mut self.opt);
+        // One entry into the pool for the whole step: waking its threads costs tens of
+        // microseconds each time (more than a small layer's work), once is enough.
+        pool.install(|| {
+            let (loss, shares) = shared_gradients(plan, workers, pool, &master.params, x, y, lengths, rows, total, 0)?;
+            // The mean gradient, Σ (countᵢ/count)·gradᵢ.
+            let worker_grads: Vec<&[f32]> = workers.iter().map(|w| w.grads.as_slice()).collect();
+            super::parallel::average_gradients(pool, &mut master.grads, &worker_grads, &shares);
+            opt.update(&mut master.params, &master.grads);
+            Ok(loss)
+        })
     }
 
     /// The values per row of the input and of the target.
@@ -269,13 +274,16 @@ impl<'p> Stepper<'p> {
             let loss = match &self.pool {
                 Some(pool) if threads >= 2 => {
                     let workers = &mut self.workers[..threads];
-                    let params = &self.master.params;
-                    let (loss, shares) =
-                        shared_gradients(plan, workers, pool, params, x, y, lens, n, mine.max(1), start)?;
-                    let grads: Vec<&[f32]> = workers.iter().map(|w| w.grads.as_slice()).collect();
-                    let shares: Vec<f32> = shares.iter().map(|s| s * scale).collect();
-                    super::parallel::average_gradients(pool, &mut d.send[..p], &grads, &shares);
-                    loss
+                    let (params, send) = (&self.master.params, &mut d.send[..p]);
+                    // One entry into the pool (see `step_sequences`).
+                    pool.install(|| {
+                        let (loss, shares) =
+                            shared_gradients(plan, workers, pool, params, x, y, lens, n, mine.max(1), start)?;
+                        let grads: Vec<&[f32]> = workers.iter().map(|w| w.grads.as_slice()).collect();
+                        let shares: Vec<f32> = shares.iter().map(|s| s * scale).collect();
+                        super::parallel::average_gradients(pool, send, &grads, &shares);
+                        Ok::<f64, ExecError>(loss)
+                    })?
                 }
                 _ => {
                     let w = &mut self.workers[0];

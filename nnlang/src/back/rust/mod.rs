@@ -280,7 +280,7 @@ fn emit(
             }
 
             /// One training step split over the workers of `parallel`.
-            pub fn train_step_parallel(&mut self, parallel: &mut ::nnlang_runtime::train::DataParallel<Self>, x: &[f32], y: &[f32], rows: usize, optimizer: &mut impl ::nnlang_runtime::interp::Updater<f32>) -> ::std::result::Result<f64, ::nnlang_runtime::mem::ExecError> {
+            pub fn train_step_parallel(&mut self, parallel: &mut ::nnlang_runtime::train::DataParallel<Self>, x: &[f32], y: &[f32], rows: usize, optimizer: &mut (impl ::nnlang_runtime::interp::Updater<f32> + Send)) -> ::std::result::Result<f64, ::nnlang_runtime::mem::ExecError> {
                 parallel.step_sequences(&mut self.params, optimizer, x, y, &self.lengths, rows)
             }
 
