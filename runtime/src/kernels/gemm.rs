@@ -135,7 +135,7 @@ impl pulp::WithSimd for Axpys<'_> {
 /// runtime names V3 rather than taking the widest set available, so that what it computes
 /// does not change with the `pulp` features another crate of the build turns on (AVX-512 was
 /// no faster here: these products are bound by reading B).
-fn dispatch<Op: pulp::WithSimd>(op: Op) -> Op::Output {
+pub(crate) fn dispatch<Op: pulp::WithSimd>(op: Op) -> Op::Output {
     #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
     if let Some(simd) = pulp::x86::V3::try_new() {
         return pulp::Simd::vectorize(simd, op);
