@@ -117,15 +117,32 @@ pub fn average_gradients(pool: &rayon::ThreadPool, out: &mut [f32], grads: &[&[f
     use rayon::prelude::*;
     let chunk = out.len().div_ceil(grads.len().max(1)).max(1);
     pool.install(|| {
-        out.par_chunks_mut(chunk).enumerate().for_each(|(c, g)| {
-            let at = c * chunk;
-            let len = g.len();
-            g.fill(0.0);
-            for (wg, &s) in grads.iter().zip(weights) {
-                if s > 0.0 {
-                    g.iter_mut().zip(&wg[at..at + len]).for_each(|(g, &v)| *g += s * v);
-                }
-            }
-        });
+        out.par_chunks_mut(chunk)
+            .enumerate()
+            .for_each(|(c, g)| crate::kernels::gemm::dispatch(WeightedSum { out: g, at: c * chunk, grads, weights }));
     });
+}
+
+/// One chunk of [`average_gradients`], compiled for AVX2 too (elementwise, so the same bits).
+struct WeightedSum<'a> {
+    out: &'a mut [f32],
+    at: usize,
+    grads: &'a [&'a [f32]],
+    weights: &'a [f32],
+}
+
+impl pulp::WithSimd for WeightedSum<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        let WeightedSum { out, at, grads, weights } = self;
+        let len = out.len();
+        out.fill(0.0);
+        for (wg, &s) in grads.iter().zip(weights) {
+            if s > 0.0 {
+                out.iter_mut().zip(&wg[at..at + len]).for_each(|(g, &v)| *g += s * v);
+            }
+        }
+    }
 }
