@@ -48,11 +48,6 @@ impl Cluster {
         self.rank() == 0
     }
 
-    /// Whether any process says `yes` (a collective call).
-    pub fn any(&self, yes: bool) -> bool {
-        self.0.all_gather(&[u64::from(yes)]).iter().any(|&v| v != 0)
-    }
-
     /// Checks that every process describes its run the same way (`what`: model, data and
     /// recipe as numbers); names the first process that differs from rank 0.
     pub fn agree(&self, what: &[u64]) -> Result<(), usize> {

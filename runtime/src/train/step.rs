@@ -231,15 +231,9 @@ impl<'p> Stepper<'p> {
         (self.plan.inputs[0].cols, self.plan.target.map_or(0, |(t, _)| t.cols))
     }
 
-    /// What rows `start..start + n` count for in the mean loss: the examples, or for an
-    /// output at every step, their steps.
+    /// What rows `start..start + n` count for in the mean loss ([`weight`]).
     fn weight(&self, lengths: &[usize], start: usize, n: usize) -> usize {
-        let per_step = self.plan.sequence.is_some_and(|s| s.per_step_output) && !lengths.is_empty();
-        if per_step {
-            lengths[start..start + n].iter().sum()
-        } else {
-            n
-        }
+        weight(self.plan, lengths, start, n)
     }
 
     /// A distributed step whose `x` and `y` hold only this process's rows
@@ -333,8 +327,6 @@ fn shared_gradients(
     let x_cols = plan.inputs[0].cols;
     let y_cols = plan.target.map_or(0, |(t, _)| t.cols);
     let share = rows.div_ceil(workers.len().max(1));
-    let per_step = plan.sequence.is_some_and(|s| s.per_step_output) && !lengths.is_empty();
-    let weight = |start: usize, n: usize| if per_step { lengths[start..start + n].iter().sum() } else { n };
     let results: Vec<Result<(usize, f64), ExecError>> = pool.install(|| {
         use rayon::prelude::*;
         workers
@@ -350,7 +342,7 @@ fn shared_gradients(
                 let (xs, ys) = (&x[start * x_cols..(start + n) * x_cols], &y[start * y_cols..(start + n) * y_cols]);
                 w.set_lengths(lengths.get(start..start + n).unwrap_or(&[]));
                 let l = w.run_shared(plan, n, params, &[xs], ys).map_err(|e| e.shifted(offset + start))?;
-                Ok((weight(start, n), l.unwrap_or(0.0)))
+                Ok((weight(plan, lengths, start, n), l.unwrap_or(0.0)))
             })
             .collect()
     });
@@ -363,6 +355,16 @@ fn shared_gradients(
         shares.push(n as f32 / total as f32);
     }
     Ok((loss, shares))
+}
+
+/// What rows `start..start + n` of a batch count for in the mean loss: the examples, or for
+/// an output at every step, the steps inside their sequences.
+fn weight(plan: &Plan, lengths: &[usize], start: usize, n: usize) -> usize {
+    if plan.sequence.is_some_and(|s| s.per_step_output) && !lengths.is_empty() {
+        lengths[start..start + n].iter().sum()
+    } else {
+        n
+    }
 }
 
 fn split_u128(v: u128) -> [u64; 2] {
