@@ -151,3 +151,23 @@ fn a_large_csv_streams_to_a_binary_copy() {
     assert!(read("mem") == read("disk"), "from the copy ≠ from memory");
     assert_eq!(temps(), before, "the binary copy is gone");
 }
+
+/// A NaN in an array is found when the data is loaded, at its example, whether the array is
+/// left in its file or held in memory.
+#[test]
+fn a_nan_in_a_file_left_on_disk_is_found_at_load() {
+    let d = temp_dir("ondisk-nan");
+    setup(&d);
+    let mut x = npy::read(&d.join("x.npy")).expect("x");
+    x.data[5 * 12 + 7] = f32::NAN;
+    npy::write(&d.join("x.npy"), &x.shape, &x.data).expect("x");
+    // Found where it is (the data block standardizes: checked before that), from the file and
+    // from memory alike.
+    for limit in [Some("0"), None] {
+        let o = train(&d, "m.nn", "run", limit, &[]);
+        assert_eq!(o.status.code(), Some(1));
+        let err = text(&o.stderr);
+        assert!(err.contains("x.npy: example 5, feature 7 is NaN or infinite"), "{limit:?}: {err}");
+        assert!(!d.join("run/weights.safetensors").exists());
+    }
+}

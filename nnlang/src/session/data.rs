@@ -239,6 +239,15 @@ pub fn load(spec: &DataSpec, base: &Path, expect: &Expect, rows: Option<usize>) 
     }
     let mut train = read_source(train_src, base, rows, expect)?;
     let mut test = spec.test.as_ref().map(|t| read_source(t, base, rows, expect)).transpose()?;
+    let labels_of = |source: &Source| source.files().last().map_or_else(|| base.to_path_buf(), |f| base.join(f));
+    // NaN and infinities are looked for as stored, before anything is computed from them: a
+    // NaN standardized would spread over its whole column and be reported at example 0.
+    for (table, source) in std::iter::once((&train, train_src)).chain(test.as_ref().zip(spec.test.as_ref())) {
+        if let Some((row, col, target)) = table.first_non_finite() {
+            let (file, what) = if target { (labels_of(source), "target") } else { (describe(source), "feature") };
+            return Err(DataError::new(&file, format!("example {row}, {what} {col} is NaN or infinite")));
+        }
+    }
     let mut bin_edges = None;
     if let Some(bins) = expect.bins {
         let file = describe(train_src);
@@ -267,7 +276,6 @@ pub fn load(spec: &DataSpec, base: &Path, expect: &Expect, rows: Option<usize>) 
         standardize: stats.clone(),
         bins: expect.bins.and_then(|n| bin_edges.map(|(lo, width)| Bins { lo, width, n })),
     };
-    let labels_of = |source: &Source| source.files().last().map_or_else(|| base.to_path_buf(), |f| base.join(f));
     for (table, source) in std::iter::once((&mut train, train_src)).chain(test.as_mut().zip(spec.test.as_ref())) {
         let file = describe(source);
         // Labels and targets are named by the file that holds them (IDX labels, NPY y).
@@ -319,9 +327,16 @@ pub fn load(spec: &DataSpec, base: &Path, expect: &Expect, rows: Option<usize>) 
         if let Some((m, sd)) = &stats {
             table.standardize(m, sd);
         }
-        if let Some((row, col, target)) = table.first_non_finite() {
-            let what = if target { "target" } else { "feature" };
-            return Err(DataError::new(&file, format!("example {row}, {what} {col} is NaN or infinite")));
+        // Scaling and standardizing finite values can still overflow; in memory that is
+        // checked again here (a table left in its file is not read a second time: an overflow
+        // there stops training at its first non-finite loss).
+        if table.disk.is_none() {
+            if let Some((row, col, _)) = table.first_non_finite() {
+                return Err(DataError::new(
+                    &file,
+                    format!("example {row}, feature {col} is not finite after scaling and standardizing"),
+                ));
+            }
         }
     }
     Ok(Loaded { train, test, text: None, preprocess })

@@ -65,10 +65,8 @@ impl Spill {
 
     fn push(&mut self, values: &[f32]) -> Result<(), DataError> {
         use std::io::Write;
-        for v in values {
-            self.out.write_all(&v.to_le_bytes()).map_err(|e| self.failed(e))?;
-        }
-        Ok(())
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.out.write_all(&bytes).map_err(|e| self.failed(e))
     }
 
     fn failed(&self, e: std::io::Error) -> DataError {
@@ -87,7 +85,9 @@ impl Spill {
                 ));
             }
         };
-        let disk = super::disk::OnDisk::from_file(file, &self.csv, 0, super::disk::Element::F32, cols, rows, None);
+        // Every value was checked finite as it was parsed.
+        let disk = super::disk::OnDisk::from_file(file, &self.csv, 0, super::disk::Element::F32, cols, rows, None)
+            .map(super::disk::OnDisk::checked_finite);
         // The open file stays readable; its name goes now (on Unix), so that nothing is left
         // behind however the process ends; elsewhere when the table goes.
         match disk {

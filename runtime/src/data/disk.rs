@@ -93,6 +93,9 @@ pub struct OnDisk {
     /// `(v − mean)/std` per column, after the scales.
     standardize: Option<Arc<(Vec<f32>, Vec<f32>)>>,
     failure: Arc<Mutex<Option<String>>>,
+    /// Every value is known to be finite (bytes, or values checked as they were written), so
+    /// loading need not read the file once more to look for NaN.
+    finite: bool,
     /// A temporary file to remove when the last view of it goes (where an open file cannot
     /// lose its name: not on Unix).
     temp: Option<Arc<Remove>>,
@@ -127,20 +130,6 @@ impl PartialEq for OnDisk {
 }
 
 impl OnDisk {
-    /// The first `rows` rows (all of them when `None`) of `total` rows of `cols` values
-    /// stored from byte `offset` of `path` on.
-    pub fn open(
-        path: &Path,
-        offset: u64,
-        element: Element,
-        cols: usize,
-        total: usize,
-        rows: Option<usize>,
-    ) -> Result<OnDisk, DataError> {
-        let file = File::open(path).map_err(|e| DataError::new(path, format!("cannot read: {e}")))?;
-        OnDisk::from_file(file, path, offset, element, cols, total, rows)
-    }
-
     /// The first `rows` rows (all when `None`) of `total` rows of `cols` values stored from
     /// byte `offset` of an open `file` (named `path` in messages).
     pub fn from_file(
@@ -170,8 +159,21 @@ impl OnDisk {
             scales: Vec::new(),
             standardize: None,
             failure: Arc::new(Mutex::new(None)),
+            finite: element == Element::U8,
             temp: None,
         })
+    }
+
+    /// Whether every value is known to be finite without reading the file: bytes (the data
+    /// block's scale and statistics are finite), or values checked when they were written.
+    pub fn known_finite(&self) -> bool {
+        self.finite
+    }
+
+    /// Marks the values as checked finite (by whoever wrote the file).
+    pub fn checked_finite(mut self) -> OnDisk {
+        self.finite = true;
+        self
     }
 
     /// Removes the temporary file `temp` when the last view of these rows goes.
@@ -247,7 +249,9 @@ impl OnDisk {
     /// Values `from..from + dst.len()` of the table (row-major) into `dst`.
     pub fn write(&self, from: usize, dst: &mut [f32]) {
         let cols = self.cols.max(1);
-        let mut row = vec![0f32; cols];
+        // Scratch for a row only partly wanted (whole rows are read in place: the common case,
+        // a batch's rows one at a time).
+        let mut row = Vec::new();
         let mut at = from;
         let mut out = 0;
         while out < dst.len() {
@@ -256,6 +260,7 @@ impl OnDisk {
             if c == 0 && n == cols {
                 self.read_row(r, &mut dst[out..out + cols]);
             } else {
+                row.resize(cols, 0.0);
                 self.read_row(r, &mut row);
                 dst[out..out + n].copy_from_slice(&row[c..c + n]);
             }

@@ -503,7 +503,7 @@ impl Table {
         if let Some(i) = self.x.iter().position(|v| !v.is_finite()) {
             return Some((i / self.cols.max(1), i % self.cols.max(1), false));
         }
-        if let Some(d) = &self.disk {
+        if let Some(d) = self.disk.as_ref().filter(|d| !d.known_finite()) {
             let mut first = None;
             d.for_each_row(|r, row| {
                 if first.is_none() {

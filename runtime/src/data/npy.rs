@@ -107,26 +107,28 @@ pub fn on_disk(path: &Path, rows: Option<usize>, limit: u64) -> Result<Option<su
         2 | 3 => 12 + u64::from(u32::from_le_bytes([head[8], head[9], head[10], head[11]])),
         _ => return Ok(None),
     };
-    let npy = npyz::NpyFile::new(std::io::BufReader::new(
-        std::fs::File::open(path).map_err(|e| DataError::new(path, format!("cannot read: {e}")))?,
-    ))
-    .map_err(|e| DataError::new(path, format!("not a .npy file: {e}")))?;
-    if npy.order() == npyz::Order::Fortran {
+    // The header through npyz, from the same open file (which then serves the rows).
+    use std::io::Seek;
+    f.rewind().map_err(|e| DataError::new(path, format!("cannot read: {e}")))?;
+    let (fortran, shape, element) = {
+        let npy = npyz::NpyFile::new(std::io::BufReader::new(&mut f))
+            .map_err(|e| DataError::new(path, format!("not a .npy file: {e}")))?;
+        let element = match npy.dtype() {
+            npyz::DType::Plain(t) => super::disk::Element::of(&t.to_string()),
+            _ => None,
+        };
+        (npy.order() == npyz::Order::Fortran, npy.shape().iter().map(|&d| d as usize).collect::<Vec<usize>>(), element)
+    };
+    if fortran {
         return Ok(None);
     }
-    let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
-    let element = match npy.dtype() {
-        npyz::DType::Plain(t) => super::disk::Element::of(&t.to_string()),
-        _ => None,
-    };
     let (Some(element), Some(&total)) = (element, shape.first()) else { return Ok(None) };
     let cols: usize = shape.iter().skip(1).product();
-    let bytes = (total as u64).saturating_mul(cols as u64).saturating_mul(element.size() as u64);
-    let wanted = rows.map_or(bytes, |r| (r.min(total) as u64).saturating_mul(cols as u64) * element.size() as u64);
-    if wanted <= limit {
+    let kept = rows.map_or(total, |r| r.min(total)) as u64;
+    if kept.saturating_mul(cols as u64).saturating_mul(element.size() as u64) <= limit {
         return Ok(None);
     }
-    super::disk::OnDisk::open(path, offset, element, cols, total, rows).map(Some)
+    super::disk::OnDisk::from_file(f, path, offset, element, cols, total, rows).map(Some)
 }
 
 /// Writes `data` with `shape` as f32, to a temporary file renamed into place, so that a
