@@ -319,11 +319,7 @@ pub fn train(args: &ModelArgs, t: TrainArgs) -> Result<(), Failure> {
     progress.save(&outcome.history, &outcome.weights, outcome.interrupted.is_none()).map_err(Failure::Usage)?;
 
     if let Some(test) = &loaded.test {
-        let e = job.evaluate(&prepared.eval_plan, &outcome.weights, test);
-        if let Some(failure) = test.inputs().failure() {
-            errln!("error: {failure}: the test set could not be evaluated (the trained run is saved)");
-            return Err(Failure::Exit(1));
-        }
+        let e = job.evaluate(&prepared.eval_plan, &outcome.weights, test)?;
         let acc = e.accuracy.map_or(String::new(), |a| format!(", accuracy {:.2}%", 100.0 * a));
         outln!("test: loss {:.4}{acc} on {} examples", e.loss, test.rows());
     }

@@ -124,6 +124,9 @@ fn all_outputs(members: &[Member], x: &Table, model: Option<&str>) -> Result<Out
     let mut cols = 0;
     // Converted once (inputs kept as bytes), not once per member.
     let xs = x.x_f32();
+    if let Some(e) = x.inputs().failure() {
+        return Err(Error::Input(e));
+    }
     for m in members {
         let (y, c) = outputs(m, x, &xs, model)?;
         if each.first().is_some_and(|f| f.len() != y.len()) {

@@ -493,6 +493,14 @@ pub struct Job<'s> {
     pub recipe: TrainRecipe,
 }
 
+/// `result`, computed over `set`, unless a row of `set` could not be read from its file.
+fn read_whole<T>(set: &Table, result: T) -> Result<T, Error> {
+    match set.inputs().failure() {
+        Some(e) => Err(Error::Input(e)),
+        None => Ok(result),
+    }
+}
+
 /// The views of a table the training loop reads.
 pub fn view(t: &Table) -> Data<'_> {
     Data { x: t.inputs(), x_cols: t.cols, y: &t.y, y_cols: t.y_cols, lengths: &t.lengths }
@@ -673,18 +681,19 @@ impl<'s> Job<'s> {
         .map_err(|e| self.session.input_error(e))
     }
 
-    /// Loss, accuracy and predictions of `weights` on `set`, with the inference plan `plan`.
-    pub fn evaluate(&self, plan: &Plan, weights: &[f32], set: &Table) -> Evaluation {
+    /// Loss, accuracy and predictions of `weights` on `set`, with the inference plan `plan`;
+    /// an error when `set` is left in its file and a row cannot be read.
+    pub fn evaluate(&self, plan: &Plan, weights: &[f32], set: &Table) -> Result<Evaluation, Error> {
         let mut exec = Exec::<f32>::new(plan, 0);
         exec.params.copy_from_slice(weights);
-        train::evaluate(plan, &mut exec, self.recipe.loss, view(set), 256)
+        read_whole(set, train::evaluate(plan, &mut exec, self.recipe.loss, view(set), 256))
     }
 
     /// Evaluates the weights file `path` on `set`.
     pub fn evaluate_file(&self, path: &Path, set: &Table) -> Result<Evaluation, Error> {
         let plan = self.session.plan(self.model, Mode::Inference, 256)?;
         let mut exec = load_weights(&plan, path)?;
-        Ok(train::evaluate(&plan, &mut exec, self.recipe.loss, view(set), 256))
+        read_whole(set, train::evaluate(&plan, &mut exec, self.recipe.loss, view(set), 256))
     }
 
     /// The confusion matrix of a classification (rows: true class, columns: predicted);
