@@ -1,6 +1,7 @@
 //! The element types the runtime computes in: `f32` for training and inference, `f64` for
 //! gradient checks against finite differences.
 
+use crate::plan::Geometry;
 use std::fmt::{Debug, Display};
 use std::ops::{Add, AddAssign, Div, Mul, MulAssign, Neg, Sub, SubAssign};
 
@@ -54,6 +55,23 @@ pub trait Float:
         }
     }
 
+    /// A convolution's forward pass without im2col where the type and processor have one
+    /// (`kernels::implicit`); `false`, nothing done, otherwise.
+    fn conv_forward(g: &Geometry, rows: usize, x: &[Self], w: &[Self], b: &[Self], y: &mut [Self]) -> bool;
+
+    /// A convolution's backward pass without im2col, as [`Float::conv_forward`].
+    #[allow(clippy::too_many_arguments)]
+    fn conv_backward(
+        g: &Geometry,
+        rows: usize,
+        x: &[Self],
+        w: &[Self],
+        dy: &[Self],
+        dw: &mut [Self],
+        db: &mut [Self],
+        dx: Option<(&mut [Self], bool)>,
+    ) -> bool;
+
     /// `C = alpha · A·B + beta · C` for row/column strides, as matrixmultiply defines it.
     /// A is m×k, B is k×n, C is m×n.
     #[allow(clippy::too_many_arguments)]
@@ -76,7 +94,7 @@ pub trait Float:
 }
 
 macro_rules! float_impl {
-    ($t:ty, $name:literal, $gemm:path, $few:path, $tanh:path) => {
+    ($t:ty, $name:literal, $gemm:path, $few:path, $tanh:path, $conv_forward:path, $conv_backward:path) => {
         impl Float for $t {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
@@ -99,6 +117,21 @@ macro_rules! float_impl {
             }
             fn sqrt(self) -> Self {
                 <$t>::sqrt(self)
+            }
+            fn conv_forward(g: &Geometry, rows: usize, x: &[Self], w: &[Self], b: &[Self], y: &mut [Self]) -> bool {
+                $conv_forward(g, rows, x, w, b, y)
+            }
+            fn conv_backward(
+                g: &Geometry,
+                rows: usize,
+                x: &[Self],
+                w: &[Self],
+                dy: &[Self],
+                dw: &mut [Self],
+                db: &mut [Self],
+                dx: Option<(&mut [Self], bool)>,
+            ) -> bool {
+                $conv_backward(g, rows, x, w, dy, dw, db, dx)
             }
             fn abs(self) -> Self {
                 <$t>::abs(self)
@@ -140,8 +173,36 @@ macro_rules! float_impl {
     };
 }
 
-float_impl!(f32, "F32", matrixmultiply::sgemm, crate::kernels::gemm::few_rows, tanh_f32);
-float_impl!(f64, "F64", matrixmultiply::dgemm, never_few, f64::tanh);
+float_impl!(
+    f32,
+    "F32",
+    matrixmultiply::sgemm,
+    crate::kernels::gemm::few_rows,
+    tanh_f32,
+    crate::kernels::implicit::forward,
+    crate::kernels::implicit::backward
+);
+float_impl!(f64, "F64", matrixmultiply::dgemm, never_few, f64::tanh, no_conv_forward, no_conv_backward);
+
+/// f64 (gradient checks) convolves by im2col and matrixmultiply.
+fn no_conv_forward(_: &Geometry, _: usize, _: &[f64], _: &[f64], _: &[f64], _: &mut [f64]) -> bool {
+    false
+}
+
+/// As [`no_conv_forward`].
+#[allow(clippy::too_many_arguments)]
+fn no_conv_backward(
+    _: &Geometry,
+    _: usize,
+    _: &[f64],
+    _: &[f64],
+    _: &[f64],
+    _: &mut [f64],
+    _: &mut [f64],
+    _: Option<(&mut [f64], bool)>,
+) -> bool {
+    false
+}
 
 /// f64 (gradient checks) always goes through matrixmultiply.
 #[allow(clippy::too_many_arguments)]

@@ -3,6 +3,7 @@
 //! one product per output position. Weights are in PyTorch's layout: conv `[K, D, F, F]`,
 //! so an im2col column is ordered (depth, filter row, filter column).
 
+use super::implicit;
 use crate::plan::Geometry;
 use crate::Float;
 
@@ -129,6 +130,9 @@ pub fn chunk(g: &Geometry, ws_len: usize) -> usize {
 /// `y = conv(x) + b` for `rows` examples; `ws` is the im2col workspace.
 #[allow(clippy::too_many_arguments)]
 pub fn forward<T: Float>(g: &Geometry, rows: usize, x: &[T], w: &[T], b: &[T], y: &mut [T], ws: &mut [T]) {
+    if T::conv_forward(g, rows, x, w, b, y) {
+        return;
+    }
     let (cols, k, positions) = (g.d * g.f * g.f, g.k, g.oh * g.ow);
     let out_len = positions * k;
     let w = &to_patch_order(g, k, w)[..];
@@ -159,9 +163,19 @@ pub fn backward<T: Float>(
     dy: &[T],
     dw: &mut [T],
     db: &mut [T],
-    dx: Option<(&mut [T], bool)>,
+    mut dx: Option<(&mut [T], bool)>,
     ws: &mut [T],
 ) {
+    // Without im2col where the processor allows (see `implicit`); `dx` by im2col when its
+    // convolution would be mostly padding or the stride is above 1.
+    let direct_dx = dx.is_some() && implicit::input_grads(g);
+    let reborrowed = if direct_dx { dx.as_mut().map(|(d, keep)| (&mut **d, *keep)) } else { None };
+    if T::conv_backward(g, rows, x, w, dy, dw, db, reborrowed) {
+        if let Some((d, keep)) = dx.filter(|_| !direct_dx) {
+            input_grads(g, rows, w, dy, d, keep, ws);
+        }
+        return;
+    }
     let (cols, k, positions) = (g.d * g.f * g.f, g.k, g.oh * g.ow);
     let (in_len, out_len) = (g.h * g.w * g.d, positions * k);
     let w = &to_patch_order(g, k, w)[..];
@@ -171,7 +185,6 @@ pub fn backward<T: Float>(
         db[..k].iter_mut().zip(row).for_each(|(g, &v)| *g += v);
     }
     let per = chunk(g, ws.len());
-    let mut dx = dx;
     if let Some((d, false)) = dx.as_mut() {
         d[..rows * in_len].fill(T::ZERO);
     }
@@ -221,6 +234,28 @@ pub fn backward<T: Float>(
         r0 += n;
     }
     from_patch_order(g, k, &dw_patch, dw);
+}
+
+/// `dx (+)= col2im(dy·W)` by im2col alone (`keep`: add to `dx`), for the geometries whose
+/// input gradient [`implicit`] leaves.
+#[allow(clippy::too_many_arguments)]
+fn input_grads<T: Float>(g: &Geometry, rows: usize, w: &[T], dy: &[T], dx: &mut [T], keep: bool, ws: &mut [T]) {
+    let (cols, k, positions) = (g.d * g.f * g.f, g.k, g.oh * g.ow);
+    let (in_len, out_len) = (g.h * g.w * g.d, positions * k);
+    let w = &to_patch_order(g, k, w)[..];
+    if !keep {
+        dx[..rows * in_len].fill(T::ZERO);
+    }
+    let per = chunk(g, ws.len());
+    let mut r0 = 0;
+    while r0 < rows {
+        let n = per.min(rows - r0);
+        // dP[n·P × cols] = dY[n·P × K] · W[K × cols], then back to the volume.
+        let dyc = &dy[r0 * out_len..];
+        T::gemm(n * positions, k, cols, T::ONE, dyc, k as isize, 1, w, cols as isize, 1, T::ZERO, ws, cols as isize, 1);
+        unpatch(g, ws, r0, n, dx);
+        r0 += n;
+    }
 }
 
 /// Locally-connected: `y[p, k] = W[p, k] · patch_p + b[p, k]` with a filter per position `p`;

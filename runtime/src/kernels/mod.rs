@@ -10,6 +10,7 @@ pub mod conv;
 pub mod dense;
 pub mod elementwise;
 pub mod gemm;
+pub mod implicit;
 pub mod loss;
 pub mod pool;
 pub mod rnn;

@@ -1,0 +1,643 @@
+//! Convolutions as the im2col product without the im2col matrix: each example is copied once
+//! into a zero-padded volume, and the product reads a patch straight from it — a patch is
+//! `F` runs of `F·D` contiguous values, one per filter row — instead of from a matrix `F²`
+//! times the input's size that matrixmultiply would then copy again into its packed panels.
+//!
+//! The product is register-tiled: a tile of `MR` output positions × two vectors of filters
+//! lives in registers while the patch runs stream past it (each value broadcast, each row of
+//! weights loaded once per tile). f32 only, compiled for AVX-512 (16 lanes) or AVX2 and FMA
+//! (8 lanes) through `pulp`'s runtime dispatch, by name: every output is the same chain of
+//! fused multiply–adds (bias first, then the patch in order) whatever the width, so the
+//! results do not depend on which one runs. Where neither is present the functions return
+//! `false` and the caller takes the im2col path (as f64 always does).
+//!
+//! The weights are used in kernel order — panels of filters, each `[(fy, fx, c), width]` —
+//! converted from PyTorch's `[K, D, F, F]` once per call (`K·D·F²` values, small next to the
+//! product). The backward pass: `dW` is the product of the patches (read in place again) and
+//! `dy`, tiled over the weights; `dx`, for stride 1, is itself a convolution — of `dy` padded
+//! by `F − 1 − p` with the filters flipped and their depth and count swapped — and runs
+//! through the same forward tiles.
+
+use crate::plan::Geometry;
+use pulp::Simd;
+
+/// Output positions per register tile.
+const MR: usize = 6;
+
+/// How a tile's sums start.
+#[derive(Clone, Copy)]
+enum Init<'a> {
+    /// From a value per filter (the bias).
+    Bias(&'a [f32]),
+    /// From the output's current values (`+=`).
+    Keep,
+    /// From zero.
+    Zero,
+}
+
+/// The instruction set the tiles run with, by its lanes: 16 (AVX-512), 8 (AVX2 and FMA), or
+/// 0 where the processor has neither (`NNLANG_IM2COL` set also gives 0, to compare).
+pub fn lanes() -> usize {
+    static LANES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *LANES.get_or_init(|| {
+        if std::env::var_os("NNLANG_IM2COL").is_some() {
+            return 0;
+        }
+        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+        {
+            if pulp::x86::V4::try_new().is_some() {
+                return 16;
+            }
+            if pulp::x86::V3::try_new().is_some() {
+                return 8;
+            }
+        }
+        0
+    })
+}
+
+/// Runs `op` with `lanes` lanes (see [`lanes`]); `None` where that set is missing.
+fn run<Op: pulp::WithSimd>(lanes: usize, op: Op) -> Option<Op::Output> {
+    #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+    {
+        if lanes == 16 {
+            if let Some(simd) = pulp::x86::V4::try_new() {
+                return Some(Simd::vectorize(simd, op));
+            }
+        } else if lanes == 8 {
+            if let Some(simd) = pulp::x86::V3::try_new() {
+                return Some(Simd::vectorize(simd, op));
+            }
+        }
+    }
+    let _ = (lanes, op);
+    None
+}
+
+/// `n` rounded up to a multiple of `lanes`.
+fn round_up(n: usize, lanes: usize) -> usize {
+    n.div_ceil(lanes) * lanes
+}
+
+/// Width of the panel of filters that starts at `j0` of `kp`: two vectors, or one for the last.
+#[inline(always)]
+fn panel_width(lanes: usize, kp: usize, j0: usize) -> usize {
+    if kp - j0 >= 2 * lanes {
+        2 * lanes
+    } else {
+        lanes
+    }
+}
+
+/// The panel that holds filter `col`: its first filter and its width.
+fn panel_of(lanes: usize, kp: usize, col: usize) -> (usize, usize) {
+    let mut j0 = 0;
+    loop {
+        let nr = panel_width(lanes, kp, j0);
+        if col < j0 + nr {
+            return (j0, nr);
+        }
+        j0 += nr;
+    }
+}
+
+/// `w[i][c][t]` (`[n, d, f²]`, PyTorch's layout with `n` filters of depth `d`) in kernel
+/// order: panels of filters as [`panel_width`] cuts them (zeros beyond `n`), each
+/// `[(t, c), width]` — the panel of filter `j0` starts at `j0 · f²·d`. `flip` reverses the
+/// taps and swaps the roles of `n` and `d` (the filters of `dx`'s convolution:
+/// `[(t', i), c]` with `t' = f² − 1 − t`).
+fn panels(lanes: usize, n: usize, d: usize, f: usize, w: &[f32], flip: bool) -> Vec<f32> {
+    let taps = f * f;
+    // Rows of the product (`t·depth + channel`) and its columns (filters).
+    let (depth, filters) = if flip { (n, d) } else { (d, n) };
+    let (cols, fp) = (taps * depth, round_up(filters, lanes));
+    let mut out = vec![0.0; cols * fp];
+    for i in 0..n {
+        for c in 0..d {
+            for t in 0..taps {
+                let (row, col) = if flip { ((taps - 1 - t) * n + i, c) } else { (t * d + c, i) };
+                let (j0, nr) = panel_of(lanes, fp, col);
+                out[j0 * cols + row * nr + col - j0] = w[(i * d + c) * taps + t];
+            }
+        }
+    }
+    out
+}
+
+/// Copies the `h × w × d` volume `x` into the middle of `xp` (`(h + 2p) × (w + 2p) × d`,
+/// whose border the caller zeroed once).
+#[inline(always)]
+fn pad_into(h: usize, w: usize, d: usize, p: usize, x: &[f32], xp: &mut [f32]) {
+    let wp = w + 2 * p;
+    for (y, row) in x[..h * w * d].chunks_exact(w * d).enumerate() {
+        let at = ((y + p) * wp + p) * d;
+        xp[at..at + w * d].copy_from_slice(row);
+    }
+}
+
+/// A volume read as convolution patches: `wp × d` rows of a padded input, filters `f × f`
+/// at stride `s`, over an `oh × ow` output.
+#[derive(Clone, Copy)]
+struct Patches<'a> {
+    src: &'a [f32],
+    wp: usize,
+    d: usize,
+    f: usize,
+    s: usize,
+    oh: usize,
+    ow: usize,
+}
+
+impl Patches<'_> {
+    /// Where the patch of output position `p` starts in `src`.
+    #[inline(always)]
+    fn base(&self, p: usize) -> usize {
+        let (oy, ox) = (p / self.ow, p % self.ow);
+        (oy * self.s * self.wp + ox * self.s) * self.d
+    }
+}
+
+/// `row = src[..valid]`, zeros after (`row` is `NV` vectors).
+#[inline(always)]
+fn load<S: Simd, const NV: usize>(row: &mut [S::f32s; NV], src: &[f32], valid: usize) {
+    let mut tmp = [0f32; 32];
+    tmp[..valid].copy_from_slice(&src[..valid]);
+    let (v, _) = S::as_simd_f32s(&tmp);
+    row.copy_from_slice(&v[..NV]);
+}
+
+/// `dst[..valid] = row[..valid]`.
+#[inline(always)]
+fn store<S: Simd, const NV: usize>(row: &[S::f32s; NV], dst: &mut [f32], valid: usize) {
+    let mut tmp = [0f32; 32];
+    let (v, _) = S::as_mut_simd_f32s(&mut tmp);
+    v[..NV].copy_from_slice(row);
+    dst[..valid].copy_from_slice(&tmp[..valid]);
+}
+
+/// `out[p0 + r, j0 + j] = init + Σ_t patch(bases[r])[t] · panel[t, j]` for the first `m`
+/// of the `MR` positions and the first `valid` of the panel's `NV` vectors of filters (the
+/// other positions repeat a valid one and are not stored).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn tile<S: Simd, const NV: usize>(
+    simd: S,
+    x: &Patches<'_>,
+    bases: &[usize; MR],
+    m: usize,
+    panel: &[f32],
+    j0: usize,
+    valid: usize,
+    init: Init<'_>,
+    out: &mut [f32],
+    ldo: usize,
+    p0: usize,
+) {
+    let run = x.f * x.d;
+    let seg = x.wp * x.d;
+    let width = std::mem::size_of::<S::f32s>() / 4 * NV;
+    let mut acc = [[simd.splat_f32s(0.0); NV]; MR];
+    match init {
+        Init::Bias(b) => {
+            for row in acc.iter_mut() {
+                load::<S, NV>(row, &b[j0..], valid);
+            }
+        }
+        Init::Keep => {
+            for (r, row) in acc.iter_mut().enumerate().take(m) {
+                load::<S, NV>(row, &out[(p0 + r) * ldo + j0..], valid);
+            }
+        }
+        Init::Zero => {}
+    }
+    for fy in 0..x.f {
+        let at = |r: usize| &x.src[bases[r] + fy * seg..bases[r] + fy * seg + run];
+        let (r0, r1, r2, r3, r4, r5) = (at(0), at(1), at(2), at(3), at(4), at(5));
+        let (w, _) = S::as_simd_f32s(&panel[fy * run * width..(fy + 1) * run * width]);
+        let rows = r0.iter().zip(r1).zip(r2).zip(r3).zip(r4).zip(r5).zip(w.chunks_exact(NV));
+        for ((((((a0, a1), a2), a3), a4), a5), b) in rows {
+            let b: &[S::f32s; NV] = b.try_into().expect("a panel row is NV vectors");
+            for (r, &a) in [a0, a1, a2, a3, a4, a5].into_iter().enumerate() {
+                let a = simd.splat_f32s(a);
+                for v in 0..NV {
+                    acc[r][v] = simd.mul_add_f32s(a, b[v], acc[r][v]);
+                }
+            }
+        }
+    }
+    for (r, row) in acc.iter().enumerate().take(m) {
+        store::<S, NV>(row, &mut out[(p0 + r) * ldo + j0..], valid);
+    }
+}
+
+/// `out[p, j] (init)+= Σ_t patch_p[t] · w[t, j]` for every output position `p` and the `k`
+/// filters (`out` is `oh·ow × k`; `wk` in panels, see [`panels`]).
+#[inline(always)]
+fn conv_rows<S: Simd>(simd: S, x: &Patches<'_>, wk: &[f32], k: usize, init: Init<'_>, out: &mut [f32]) {
+    let lanes = std::mem::size_of::<S::f32s>() / 4;
+    let (kp, cols) = (round_up(k, lanes), x.f * x.f * x.d);
+    let positions = x.oh * x.ow;
+    let mut p0 = 0;
+    while p0 < positions {
+        let m = (positions - p0).min(MR);
+        let bases: [usize; MR] = std::array::from_fn(|r| x.base(p0 + r.min(m - 1)));
+        let mut j0 = 0;
+        while j0 < k {
+            let panel = &wk[j0 * cols..];
+            let nr = panel_width(lanes, kp, j0);
+            let valid = (k - j0).min(nr);
+            if nr == 2 * lanes {
+                tile::<S, 2>(simd, x, &bases, m, panel, j0, valid, init, out, k, p0);
+            } else {
+                tile::<S, 1>(simd, x, &bases, m, panel, j0, valid, init, out, k, p0);
+            }
+            j0 += nr;
+        }
+        p0 += m;
+    }
+}
+
+/// `dwk[t0 + r, j] += Σ_p patch_p[t0 + r] · dy[p, j0 + j]` over the output rows `oy0..oy1`,
+/// for `M` weight rows inside one filter row's run (`t0 = fy·run + u0`) and the `NV` vectors
+/// of filters of the panel at `j0` (`dwk` in panels, `dy` rows `kp` long).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn grad_tile<S: Simd, const M: usize, const NV: usize>(
+    simd: S,
+    x: &Patches<'_>,
+    fy: usize,
+    u0: usize,
+    dy: &[f32],
+    kp: usize,
+    j0: usize,
+    (oy0, oy1): (usize, usize),
+    panel: &mut [f32],
+) {
+    let lanes = std::mem::size_of::<S::f32s>() / 4;
+    let width = lanes * NV;
+    let run = x.f * x.d;
+    let t0 = fy * run + u0;
+    let mut acc = [[simd.splat_f32s(0.0); NV]; M];
+    for (r, row) in acc.iter_mut().enumerate() {
+        let (v, _) = S::as_simd_f32s(&panel[(t0 + r) * width..(t0 + r + 1) * width]);
+        row.copy_from_slice(&v[..NV]);
+    }
+    let step = x.s * x.d;
+    for oy in oy0..oy1 {
+        let base = oy * x.s * x.wp * x.d + fy * x.wp * x.d + u0;
+        let dys = &dy[oy * x.ow * kp..(oy + 1) * x.ow * kp];
+        for (ox, g) in dys.chunks_exact(kp).enumerate() {
+            let a: &[f32; M] = x.src[base + ox * step..].first_chunk().expect("a patch run inside the volume");
+            let (b, _) = S::as_simd_f32s(&g[j0..j0 + width]);
+            let b: &[S::f32s; NV] = b.try_into().expect("NV vectors of dy");
+            for r in 0..M {
+                let a = simd.splat_f32s(a[r]);
+                for v in 0..NV {
+                    acc[r][v] = simd.mul_add_f32s(a, b[v], acc[r][v]);
+                }
+            }
+        }
+    }
+    for (r, row) in acc.iter().enumerate() {
+        let (v, _) = S::as_mut_simd_f32s(&mut panel[(t0 + r) * width..(t0 + r + 1) * width]);
+        v.copy_from_slice(row);
+    }
+}
+
+/// [`grad_tile`] for `m ≤ MR` rows, the count chosen at run time.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn grad_tile_m<S: Simd, const NV: usize>(
+    simd: S,
+    m: usize,
+    x: &Patches<'_>,
+    fy: usize,
+    u0: usize,
+    dy: &[f32],
+    kp: usize,
+    j0: usize,
+    span: (usize, usize),
+    panel: &mut [f32],
+) {
+    match m {
+        6 => grad_tile::<S, 6, NV>(simd, x, fy, u0, dy, kp, j0, span, panel),
+        5 => grad_tile::<S, 5, NV>(simd, x, fy, u0, dy, kp, j0, span, panel),
+        4 => grad_tile::<S, 4, NV>(simd, x, fy, u0, dy, kp, j0, span, panel),
+        3 => grad_tile::<S, 3, NV>(simd, x, fy, u0, dy, kp, j0, span, panel),
+        2 => grad_tile::<S, 2, NV>(simd, x, fy, u0, dy, kp, j0, span, panel),
+        _ => grad_tile::<S, 1, NV>(simd, x, fy, u0, dy, kp, j0, span, panel),
+    }
+}
+
+/// Output positions per block of the weight gradient (whole output rows, at least one): the
+/// block's `dy` rows and patches stay in cache while every tile of `dW` passes over them.
+const GRAD_BLOCK: usize = 128;
+
+/// `dwk[t, j] += Σ_p patch_p[t] · dy[p, j]` over every position (`dy` rows `kp` long, `dwk`
+/// in panels).
+#[inline(always)]
+fn weight_grads<S: Simd>(simd: S, x: &Patches<'_>, dy: &[f32], kp: usize, dwk: &mut [f32]) {
+    let lanes = std::mem::size_of::<S::f32s>() / 4;
+    let run = x.f * x.d;
+    let cols = x.f * run;
+    let block = (GRAD_BLOCK / x.ow).max(1);
+    let mut oy0 = 0;
+    while oy0 < x.oh {
+        let oy1 = (oy0 + block).min(x.oh);
+        let mut j0 = 0;
+        while j0 < kp {
+            let nr = panel_width(lanes, kp, j0);
+            let panel = &mut dwk[j0 * cols..(j0 + nr) * cols];
+            for fy in 0..x.f {
+                let mut u0 = 0;
+                while u0 < run {
+                    let m = (run - u0).min(MR);
+                    if nr == 2 * lanes {
+                        grad_tile_m::<S, 2>(simd, m, x, fy, u0, dy, kp, j0, (oy0, oy1), panel);
+                    } else {
+                        grad_tile_m::<S, 1>(simd, m, x, fy, u0, dy, kp, j0, (oy0, oy1), panel);
+                    }
+                    u0 += m;
+                }
+            }
+            j0 += nr;
+        }
+        oy0 = oy1;
+    }
+}
+
+struct Forward<'a> {
+    g: &'a Geometry,
+    rows: usize,
+    x: &'a [f32],
+    wk: &'a [f32],
+    b: &'a [f32],
+    y: &'a mut [f32],
+}
+
+impl pulp::WithSimd for Forward<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) {
+        let Forward { g, rows, x, wk, b, y } = self;
+        let (hp, wp) = (g.h + 2 * g.p, g.w + 2 * g.p);
+        let (in_len, out_len) = (g.h * g.w * g.d, g.oh * g.ow * g.k);
+        let mut xp = vec![0.0; hp * wp * g.d];
+        for r in 0..rows {
+            pad_into(g.h, g.w, g.d, g.p, &x[r * in_len..(r + 1) * in_len], &mut xp);
+            let patches = Patches { src: &xp, wp, d: g.d, f: g.f, s: g.s, oh: g.oh, ow: g.ow };
+            conv_rows(simd, &patches, wk, g.k, Init::Bias(b), &mut y[r * out_len..(r + 1) * out_len]);
+        }
+    }
+}
+
+/// `y = conv(x) + b` for `rows` examples; `false` (nothing done) without AVX2/FMA.
+pub fn forward(g: &Geometry, rows: usize, x: &[f32], w: &[f32], b: &[f32], y: &mut [f32]) -> bool {
+    forward_with(lanes(), g, rows, x, w, b, y)
+}
+
+/// [`forward`] with `lanes` lanes.
+fn forward_with(lanes: usize, g: &Geometry, rows: usize, x: &[f32], w: &[f32], b: &[f32], y: &mut [f32]) -> bool {
+    if lanes == 0 {
+        return false;
+    }
+    let wk = panels(lanes, g.k, g.d, g.f, w, false);
+    run(lanes, Forward { g, rows, x, wk: &wk, b, y }).is_some()
+}
+
+struct Backward<'a> {
+    lanes: usize,
+    g: &'a Geometry,
+    rows: usize,
+    x: &'a [f32],
+    w: &'a [f32],
+    dy: &'a [f32],
+    dwk: &'a mut [f32],
+    dx: Option<(&'a mut [f32], bool)>,
+}
+
+impl pulp::WithSimd for Backward<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) {
+        let Backward { lanes, g, rows, x, w, dy, dwk, dx } = self;
+        let (k, kp) = (g.k, round_up(g.k, lanes));
+        let (hp, wp) = (g.h + 2 * g.p, g.w + 2 * g.p);
+        let positions = g.oh * g.ow;
+        let (in_len, out_len) = (g.h * g.w * g.d, positions * k);
+        let mut xp = vec![0.0; hp * wp * g.d];
+        // dy with rows padded to `kp` filters, when `k` is not a multiple of the lanes.
+        let mut dy_padded = if kp == k { Vec::new() } else { vec![0.0; positions * kp] };
+        // dx is the convolution of dy padded by q = f − 1 − p with the flipped filters.
+        let q = g.f - 1 - g.p;
+        let (dhp, dwp) = (g.oh + 2 * q, g.ow + 2 * q);
+        let mut dyp = if dx.is_some() { vec![0.0; dhp * dwp * k] } else { Vec::new() };
+        let wf = if dx.is_some() { panels(lanes, g.k, g.d, g.f, w, true) } else { Vec::new() };
+        let mut dx = dx;
+        for r in 0..rows {
+            pad_into(g.h, g.w, g.d, g.p, &x[r * in_len..(r + 1) * in_len], &mut xp);
+            let patches = Patches { src: &xp, wp, d: g.d, f: g.f, s: g.s, oh: g.oh, ow: g.ow };
+            let dyr = &dy[r * out_len..(r + 1) * out_len];
+            if kp == k {
+                weight_grads(simd, &patches, dyr, kp, dwk);
+            } else {
+                for (to, from) in dy_padded.chunks_exact_mut(kp).zip(dyr.chunks_exact(k)) {
+                    to[..k].copy_from_slice(from);
+                }
+                weight_grads(simd, &patches, &dy_padded, kp, dwk);
+            }
+            if let Some((d, keep)) = dx.as_mut() {
+                pad_into(g.oh, g.ow, k, q, dyr, &mut dyp);
+                let grads = Patches { src: &dyp, wp: dwp, d: k, f: g.f, s: 1, oh: g.h, ow: g.w };
+                let init = if *keep { Init::Keep } else { Init::Zero };
+                conv_rows(simd, &grads, &wf, g.d, init, &mut d[r * in_len..(r + 1) * in_len]);
+            }
+        }
+    }
+}
+
+/// Whether [`backward`] computes `dx` for this geometry: stride 1, padding below `F`, and an
+/// input of at least 8 channels (`dx`'s convolution has `D` filters, rounded up to a whole
+/// vector: for fewer, most of its work would be padding).
+pub fn input_grads(g: &Geometry) -> bool {
+    g.s == 1 && g.p < g.f && g.d >= 8
+}
+
+/// Forward was `y = conv(x) + b`: `dW = Σ dyᵀ·patches` (overwriting `dw`), `db = Σ dy`, and
+/// when `dx` is given, `dx (+)= ∂/∂x` (`true`: add). `false` (nothing done) without AVX2/FMA,
+/// or when `dx` is asked where [`input_grads`] is false.
+#[allow(clippy::too_many_arguments)]
+pub fn backward(
+    g: &Geometry,
+    rows: usize,
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+    dw: &mut [f32],
+    db: &mut [f32],
+    dx: Option<(&mut [f32], bool)>,
+) -> bool {
+    backward_with(lanes(), g, rows, x, w, dy, dw, db, dx)
+}
+
+/// [`backward`] with `lanes` lanes.
+#[allow(clippy::too_many_arguments)]
+fn backward_with(
+    lanes: usize,
+    g: &Geometry,
+    rows: usize,
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+    dw: &mut [f32],
+    db: &mut [f32],
+    dx: Option<(&mut [f32], bool)>,
+) -> bool {
+    if lanes == 0 || (dx.is_some() && !input_grads(g)) {
+        return false;
+    }
+    let (f, d, k) = (g.f, g.d, g.k);
+    let kp = round_up(k, lanes);
+    let cols = f * f * d;
+    let mut dwk = vec![0.0; cols * kp];
+    if run(lanes, Backward { lanes, g, rows, x, w, dy, dwk: &mut dwk, dx }).is_none() {
+        return false;
+    }
+    db[..k].fill(0.0);
+    for row in dy[..rows * g.oh * g.ow * k].chunks_exact(k) {
+        db[..k].iter_mut().zip(row).for_each(|(g, &v)| *g += v);
+    }
+    for i in 0..k {
+        let (j0, nr) = panel_of(lanes, kp, i);
+        for c in 0..d {
+            for t in 0..f * f {
+                dw[(i * d + c) * f * f + t] = dwk[j0 * cols + (t * d + c) * nr + i - j0];
+            }
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{RngExt, SeedableRng};
+
+    /// The convolution and its gradients by their definitions, in f64, for one example: `y`,
+    /// and for `c = ∂L/∂y`: `dW`, `db`, `dx`.
+    #[allow(clippy::type_complexity)]
+    fn naive(g: &Geometry, x: &[f32], w: &[f32], b: &[f32], c: &[f32]) -> (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>) {
+        let mut y = vec![0.0; g.oh * g.ow * g.k];
+        let (mut dw, mut db, mut dx) = (vec![0.0; w.len()], vec![0.0; g.k], vec![0.0; x.len()]);
+        for oy in 0..g.oh {
+            for ox in 0..g.ow {
+                for k in 0..g.k {
+                    let at = (oy * g.ow + ox) * g.k + k;
+                    let ck = f64::from(c[at]);
+                    let mut s = f64::from(b[k]);
+                    db[k] += ck;
+                    for fy in 0..g.f {
+                        for fx in 0..g.f {
+                            let (iy, ix) =
+                                ((oy * g.s + fy) as isize - g.p as isize, (ox * g.s + fx) as isize - g.p as isize);
+                            if iy < 0 || ix < 0 || iy as usize >= g.h || ix as usize >= g.w {
+                                continue;
+                            }
+                            for ch in 0..g.d {
+                                let xi = (iy as usize * g.w + ix as usize) * g.d + ch;
+                                let wi = ((k * g.d + ch) * g.f + fy) * g.f + fx;
+                                s += f64::from(x[xi]) * f64::from(w[wi]);
+                                dw[wi] += ck * f64::from(x[xi]);
+                                dx[xi] += ck * f64::from(w[wi]);
+                            }
+                        }
+                    }
+                    y[at] = s;
+                }
+            }
+        }
+        (y, dw, db, dx)
+    }
+
+    fn close(got: &[f32], want: &[f64], what: &str) {
+        for (i, (a, e)) in got.iter().zip(want).enumerate() {
+            assert!((f64::from(*a) - e).abs() < 1e-4 * (1.0 + e.abs()), "{what}[{i}]: {a} vs {e}");
+        }
+    }
+
+    #[test]
+    fn forward_and_backward_are_the_convolution_and_its_gradients_at_every_width() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        let widths: Vec<usize> = [8, 16].into_iter().filter(|&l| l <= lanes()).collect();
+        for &(h, w, d, k, f, s, p) in &[
+            (5, 7, 1, 8, 3, 1, 1),
+            (6, 6, 3, 16, 3, 2, 1),
+            (4, 9, 8, 5, 5, 1, 2),
+            (7, 5, 4, 24, 2, 3, 0),
+            (3, 3, 9, 3, 3, 1, 2),
+            (8, 8, 16, 32, 3, 1, 1),
+            (9, 7, 10, 13, 3, 1, 0),
+            (6, 5, 8, 40, 1, 1, 0),
+            (7, 7, 12, 48, 3, 1, 1),
+        ] {
+            let g = Geometry { h, w, d, k, f, s, p, oh: (h + 2 * p - f) / s + 1, ow: (w + 2 * p - f) / s + 1 };
+            let rows = 3;
+            let (in_len, out_len) = (h * w * d, g.oh * g.ow * k);
+            let x: Vec<f32> = (0..rows * in_len).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let wt: Vec<f32> = (0..k * d * f * f).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let b: Vec<f32> = (0..k).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let c: Vec<f32> = (0..rows * out_len).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let (mut want_dw, mut want_db) = (vec![0.0; wt.len()], vec![0.0; k]);
+            let mut want_y = Vec::new();
+            let mut want_dx = Vec::new();
+            for r in 0..rows {
+                let (y, dw, db, dx) =
+                    naive(&g, &x[r * in_len..(r + 1) * in_len], &wt, &b, &c[r * out_len..(r + 1) * out_len]);
+                want_y.extend(y);
+                want_dx.extend(dx.iter().map(|v| v + 0.5));
+                want_dw.iter_mut().zip(&dw).for_each(|(a, v)| *a += v);
+                want_db.iter_mut().zip(&db).for_each(|(a, v)| *a += v);
+            }
+            let mut results = Vec::new();
+            for &l in &widths {
+                let mut y = vec![f32::NAN; rows * out_len];
+                assert!(forward_with(l, &g, rows, &x, &wt, &b, &mut y));
+                close(&y, &want_y, &format!("{g:?} lanes {l}: y"));
+                let (mut dw, mut db) = (vec![f32::NAN; wt.len()], vec![f32::NAN; k]);
+                let mut dx = vec![0.5; rows * in_len];
+                let with_dx = input_grads(&g);
+                if !with_dx {
+                    assert!(!backward_with(l, &g, rows, &x, &wt, &c, &mut dw, &mut db, Some((&mut dx[..], true))));
+                }
+                assert!(backward_with(
+                    l,
+                    &g,
+                    rows,
+                    &x,
+                    &wt,
+                    &c,
+                    &mut dw,
+                    &mut db,
+                    with_dx.then_some((&mut dx[..], true))
+                ));
+                close(&dw, &want_dw, &format!("{g:?} lanes {l}: dW"));
+                close(&db, &want_db, &format!("{g:?} lanes {l}: db"));
+                if with_dx {
+                    close(&dx, &want_dx, &format!("{g:?} lanes {l}: dx"));
+                    // Overwriting instead of adding.
+                    let mut dx2 = vec![f32::NAN; rows * in_len];
+                    assert!(backward_with(l, &g, rows, &x, &wt, &c, &mut dw, &mut db, Some((&mut dx2[..], false))));
+                    let want: Vec<f64> = want_dx.iter().map(|v| v - 0.5).collect();
+                    close(&dx2, &want, &format!("{g:?} lanes {l}: dx overwritten"));
+                }
+                results.push((y, dw, dx));
+            }
+            // The same bits whatever the width: each output is the same chain of operations.
+            if let [a, b] = &results[..] {
+                assert!(a == b, "{g:?}: lanes 8 and 16 differ");
+            }
+        }
+    }
+}
