@@ -72,6 +72,20 @@ pub trait Float:
         dx: Option<(&mut [Self], bool)>,
     ) -> bool;
 
+    /// A dense layer's backward pass without matrixmultiply's packing where the type and
+    /// processor allow (`kernels::implicit::dense_backward`); `false`, nothing done, otherwise.
+    #[allow(clippy::too_many_arguments)]
+    fn dense_backward(
+        rows: usize,
+        inp: usize,
+        out: usize,
+        x: &[Self],
+        w: &[Self],
+        dy: &[Self],
+        dw: Option<&mut [Self]>,
+        dx: Option<(&mut [Self], bool)>,
+    ) -> bool;
+
     /// `C = alpha · A·B + beta · C` for row/column strides, as matrixmultiply defines it.
     /// A is m×k, B is k×n, C is m×n.
     #[allow(clippy::too_many_arguments)]
@@ -94,7 +108,7 @@ pub trait Float:
 }
 
 macro_rules! float_impl {
-    ($t:ty, $name:literal, $gemm:path, $few:path, $tanh:path, $conv_forward:path, $conv_backward:path) => {
+    ($t:ty, $name:literal, $gemm:path, $few:path, $tanh:path, $conv_forward:path, $conv_backward:path, $dense_backward:path) => {
         impl Float for $t {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
@@ -132,6 +146,18 @@ macro_rules! float_impl {
                 dx: Option<(&mut [Self], bool)>,
             ) -> bool {
                 $conv_backward(g, rows, x, w, dy, dw, db, dx)
+            }
+            fn dense_backward(
+                rows: usize,
+                inp: usize,
+                out: usize,
+                x: &[Self],
+                w: &[Self],
+                dy: &[Self],
+                dw: Option<&mut [Self]>,
+                dx: Option<(&mut [Self], bool)>,
+            ) -> bool {
+                $dense_backward(rows, inp, out, x, w, dy, dw, dx)
             }
             fn abs(self) -> Self {
                 <$t>::abs(self)
@@ -180,9 +206,34 @@ float_impl!(
     crate::kernels::gemm::few_rows,
     tanh_f32,
     crate::kernels::implicit::forward,
-    crate::kernels::implicit::backward
+    crate::kernels::implicit::backward,
+    crate::kernels::implicit::dense_backward
 );
-float_impl!(f64, "F64", matrixmultiply::dgemm, never_few, f64::tanh, no_conv_forward, no_conv_backward);
+float_impl!(
+    f64,
+    "F64",
+    matrixmultiply::dgemm,
+    never_few,
+    f64::tanh,
+    no_conv_forward,
+    no_conv_backward,
+    no_dense_backward
+);
+
+/// As [`no_conv_forward`].
+#[allow(clippy::too_many_arguments)]
+fn no_dense_backward(
+    _: usize,
+    _: usize,
+    _: usize,
+    _: &[f64],
+    _: &[f64],
+    _: &[f64],
+    _: Option<&mut [f64]>,
+    _: Option<(&mut [f64], bool)>,
+) -> bool {
+    false
+}
 
 /// f64 (gradient checks) convolves by im2col and matrixmultiply.
 fn no_conv_forward(_: &Geometry, _: usize, _: &[f64], _: &[f64], _: &[f64], _: &mut [f64]) -> bool {

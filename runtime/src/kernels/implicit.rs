@@ -17,6 +17,11 @@
 //! `dy`, tiled over the weights; `dx`, for stride 1, is itself a convolution — of `dy` padded
 //! by `F − 1 − p` with the filters flipped and their depth and count swapped — and runs
 //! through the same forward tiles.
+//!
+//! The same tiles serve a dense layer's backward pass (`dense_backward`): `dx = dy·W` reads
+//! the rows of W in place as the tile's vectors, and `dW = dyᵀ·x` the rows of x, so neither
+//! product packs anything (matrixmultiply packed both operands of both, every step: a
+//! quarter of the MNIST MLP's step).
 
 use crate::plan::Geometry;
 use pulp::Simd;
@@ -124,15 +129,21 @@ fn panels(lanes: usize, n: usize, d: usize, f: usize, w: &[f32], flip: bool) -> 
     out
 }
 
-/// Copies the `h × w × d` volume `x` into the middle of `xp` (`(h + 2p) × (w + 2p) × d`,
-/// whose border the caller zeroed once).
+/// The `h × w × d` volume `x` with `p` zeros around: `x` itself when `p` is 0, else a copy
+/// into the middle of `xp` (`(h + 2p) × (w + 2p) × d`, zeroed at its first use; the border
+/// stays zero from one example to the next).
 #[inline(always)]
-fn pad_into(h: usize, w: usize, d: usize, p: usize, x: &[f32], xp: &mut [f32]) {
+fn padded<'a>(h: usize, w: usize, d: usize, p: usize, x: &'a [f32], xp: &'a mut Vec<f32>) -> &'a [f32] {
+    if p == 0 {
+        return &x[..h * w * d];
+    }
     let wp = w + 2 * p;
+    xp.resize((h + 2 * p) * wp * d, 0.0);
     for (y, row) in x[..h * w * d].chunks_exact(w * d).enumerate() {
         let at = ((y + p) * wp + p) * d;
         xp[at..at + w * d].copy_from_slice(row);
     }
+    xp
 }
 
 /// A volume read as convolution patches: `wp × d` rows of a padded input, filters `f × f`
@@ -381,12 +392,12 @@ impl pulp::WithSimd for Forward<'_> {
     #[inline(always)]
     fn with_simd<S: Simd>(self, simd: S) {
         let Forward { g, rows, x, wk, b, y } = self;
-        let (hp, wp) = (g.h + 2 * g.p, g.w + 2 * g.p);
+        let wp = g.w + 2 * g.p;
         let (in_len, out_len) = (g.h * g.w * g.d, g.oh * g.ow * g.k);
-        let mut xp = vec![0.0; hp * wp * g.d];
+        let mut xp = Vec::new();
         for r in 0..rows {
-            pad_into(g.h, g.w, g.d, g.p, &x[r * in_len..(r + 1) * in_len], &mut xp);
-            let patches = Patches { src: &xp, wp, d: g.d, f: g.f, s: g.s, oh: g.oh, ow: g.ow };
+            let src = padded(g.h, g.w, g.d, g.p, &x[r * in_len..(r + 1) * in_len], &mut xp);
+            let patches = Patches { src, wp, d: g.d, f: g.f, s: g.s, oh: g.oh, ow: g.ow };
             conv_rows(simd, &patches, wk, g.k, Init::Bias(b), &mut y[r * out_len..(r + 1) * out_len]);
         }
     }
@@ -424,21 +435,21 @@ impl pulp::WithSimd for Backward<'_> {
     fn with_simd<S: Simd>(self, simd: S) {
         let Backward { lanes, g, rows, x, w, dy, dwk, dx } = self;
         let (k, kp) = (g.k, round_up(g.k, lanes));
-        let (hp, wp) = (g.h + 2 * g.p, g.w + 2 * g.p);
+        let wp = g.w + 2 * g.p;
         let positions = g.oh * g.ow;
         let (in_len, out_len) = (g.h * g.w * g.d, positions * k);
-        let mut xp = vec![0.0; hp * wp * g.d];
+        let mut xp = Vec::new();
         // dy with rows padded to `kp` filters, when `k` is not a multiple of the lanes.
         let mut dy_padded = if kp == k { Vec::new() } else { vec![0.0; positions * kp] };
         // dx is the convolution of dy padded by q = f − 1 − p with the flipped filters.
         let q = g.f - 1 - g.p;
-        let (dhp, dwp) = (g.oh + 2 * q, g.ow + 2 * q);
-        let mut dyp = if dx.is_some() { vec![0.0; dhp * dwp * k] } else { Vec::new() };
+        let dwp = g.ow + 2 * q;
+        let mut dyp = Vec::new();
         let wf = if dx.is_some() { panels(lanes, g.k, g.d, g.f, w, true) } else { Vec::new() };
         let mut dx = dx;
         for r in 0..rows {
-            pad_into(g.h, g.w, g.d, g.p, &x[r * in_len..(r + 1) * in_len], &mut xp);
-            let patches = Patches { src: &xp, wp, d: g.d, f: g.f, s: g.s, oh: g.oh, ow: g.ow };
+            let src = padded(g.h, g.w, g.d, g.p, &x[r * in_len..(r + 1) * in_len], &mut xp);
+            let patches = Patches { src, wp, d: g.d, f: g.f, s: g.s, oh: g.oh, ow: g.ow };
             let dyr = &dy[r * out_len..(r + 1) * out_len];
             if kp == k {
                 weight_grads(simd, &patches, dyr, kp, dwk);
@@ -449,13 +460,212 @@ impl pulp::WithSimd for Backward<'_> {
                 weight_grads(simd, &patches, &dy_padded, kp, dwk);
             }
             if let Some((d, keep)) = dx.as_mut() {
-                pad_into(g.oh, g.ow, k, q, dyr, &mut dyp);
-                let grads = Patches { src: &dyp, wp: dwp, d: k, f: g.f, s: 1, oh: g.h, ow: g.w };
+                let src = padded(g.oh, g.ow, k, q, dyr, &mut dyp);
+                let grads = Patches { src, wp: dwp, d: k, f: g.f, s: 1, oh: g.h, ow: g.w };
                 let init = if *keep { Init::Keep } else { Init::Zero };
                 conv_rows(simd, &grads, &wf, g.d, init, &mut d[r * in_len..(r + 1) * in_len]);
             }
         }
     }
+}
+
+/// `dx[r0 + r, i0..i0 + width] (+)= Σ_o dy[r0 + r, o] · w[o, i0..i0 + width]` for the first
+/// `m` of 6 rows (the others repeat a valid one and are not stored): a dense layer's input
+/// gradient, `w` read in place (`[out × inp]`, rows `inp` apart).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn dense_dx_tile<S: Simd, const NV: usize>(
+    simd: S,
+    dy: &[f32],
+    out: usize,
+    rows: [usize; MR],
+    m: usize,
+    w: &[f32],
+    inp: usize,
+    i0: usize,
+    keep: bool,
+    dx: &mut [f32],
+) {
+    let width = std::mem::size_of::<S::f32s>() / 4 * NV;
+    let mut acc = [[simd.splat_f32s(0.0); NV]; MR];
+    if keep {
+        for (r, row) in acc.iter_mut().enumerate().take(m) {
+            let (v, _) = S::as_simd_f32s(&dx[rows[r] * inp + i0..rows[r] * inp + i0 + width]);
+            row.copy_from_slice(&v[..NV]);
+        }
+    }
+    let at = |r: usize| &dy[rows[r] * out..(rows[r] + 1) * out];
+    let (r0, r1, r2, r3, r4, r5) = (at(0), at(1), at(2), at(3), at(4), at(5));
+    let ws = w[..out * inp].chunks_exact(inp);
+    for ((((((a0, a1), a2), a3), a4), a5), wrow) in r0.iter().zip(r1).zip(r2).zip(r3).zip(r4).zip(r5).zip(ws) {
+        let (b, _) = S::as_simd_f32s(&wrow[i0..i0 + width]);
+        let b: &[S::f32s; NV] = b.try_into().expect("NV vectors of a row of w");
+        for (r, &a) in [a0, a1, a2, a3, a4, a5].into_iter().enumerate() {
+            let a = simd.splat_f32s(a);
+            for v in 0..NV {
+                acc[r][v] = simd.mul_add_f32s(a, b[v], acc[r][v]);
+            }
+        }
+    }
+    for (r, row) in acc.iter().enumerate().take(m) {
+        let (v, _) = S::as_mut_simd_f32s(&mut dx[rows[r] * inp + i0..rows[r] * inp + i0 + width]);
+        v.copy_from_slice(row);
+    }
+}
+
+/// `dw[o0 + r, i0..i0 + width] (+)= Σ_rows dy[row, o0 + r] · x[row, i0..i0 + width]` for `M`
+/// consecutive outputs (`keep`: add to `dw`): a dense layer's weight gradient in its own
+/// layout (`[out × inp]`).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn dense_dw_tile<S: Simd, const M: usize, const NV: usize>(
+    simd: S,
+    (x, inp): (&[f32], usize),
+    (dy, out): (&[f32], usize),
+    (o0, i0): (usize, usize),
+    keep: bool,
+    dw: &mut [f32],
+) {
+    let width = std::mem::size_of::<S::f32s>() / 4 * NV;
+    let mut acc = [[simd.splat_f32s(0.0); NV]; M];
+    if keep {
+        for (r, row) in acc.iter_mut().enumerate() {
+            let (v, _) = S::as_simd_f32s(&dw[(o0 + r) * inp + i0..(o0 + r) * inp + i0 + width]);
+            row.copy_from_slice(&v[..NV]);
+        }
+    }
+    for (xrow, grow) in x.chunks_exact(inp).zip(dy.chunks_exact(out)) {
+        let a: &[f32; M] = grow[o0..].first_chunk().expect("M outputs of a row of dy");
+        let (b, _) = S::as_simd_f32s(&xrow[i0..i0 + width]);
+        let b: &[S::f32s; NV] = b.try_into().expect("NV vectors of a row of x");
+        for r in 0..M {
+            let a = simd.splat_f32s(a[r]);
+            for v in 0..NV {
+                acc[r][v] = simd.mul_add_f32s(a, b[v], acc[r][v]);
+            }
+        }
+    }
+    for (r, row) in acc.iter().enumerate() {
+        let (v, _) = S::as_mut_simd_f32s(&mut dw[(o0 + r) * inp + i0..(o0 + r) * inp + i0 + width]);
+        v.copy_from_slice(row);
+    }
+}
+
+/// Rows per block of a dense layer's weight gradient.
+const DENSE_ROWS: usize = 64;
+
+struct DenseBackward<'a> {
+    rows: usize,
+    inp: usize,
+    out: usize,
+    x: &'a [f32],
+    w: &'a [f32],
+    dy: &'a [f32],
+    dw: Option<&'a mut [f32]>,
+    dx: Option<(&'a mut [f32], bool)>,
+}
+
+impl pulp::WithSimd for DenseBackward<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) {
+        let DenseBackward { rows, inp, out, x, w, dy, dw, dx } = self;
+        let lanes = std::mem::size_of::<S::f32s>() / 4;
+        let dy = &dy[..rows * out];
+        // dW, in tiles of up to 6 outputs × one panel of inputs, over blocks of rows (each
+        // tile's rows of x stay in the first-level cache; a block continues the sums the
+        // last one stored, so the order of the additions is the rows' order).
+        if let Some(dw) = dw {
+            for (b, (xb, dyb)) in x.chunks(DENSE_ROWS * inp).zip(dy.chunks(DENSE_ROWS * out)).enumerate() {
+                let keep = b > 0;
+                let mut i0 = 0;
+                while i0 < inp {
+                    let wide = inp - i0 >= 2 * lanes;
+                    let mut o0 = 0;
+                    while o0 < out {
+                        let m = (out - o0).min(MR);
+                        let args = ((xb, inp), (dyb, out), (o0, i0), keep);
+                        macro_rules! run {
+                            ($nv:literal) => {
+                                match m {
+                                    6 => dense_dw_tile::<S, 6, $nv>(simd, args.0, args.1, args.2, args.3, dw),
+                                    5 => dense_dw_tile::<S, 5, $nv>(simd, args.0, args.1, args.2, args.3, dw),
+                                    4 => dense_dw_tile::<S, 4, $nv>(simd, args.0, args.1, args.2, args.3, dw),
+                                    3 => dense_dw_tile::<S, 3, $nv>(simd, args.0, args.1, args.2, args.3, dw),
+                                    2 => dense_dw_tile::<S, 2, $nv>(simd, args.0, args.1, args.2, args.3, dw),
+                                    _ => dense_dw_tile::<S, 1, $nv>(simd, args.0, args.1, args.2, args.3, dw),
+                                }
+                            };
+                        }
+                        if wide {
+                            run!(2);
+                        } else {
+                            run!(1);
+                        }
+                        o0 += m;
+                    }
+                    i0 += if wide { 2 * lanes } else { lanes };
+                }
+            }
+        }
+        // dx, in tiles of 6 rows × one panel of inputs.
+        if let Some((dx, keep)) = dx {
+            let mut r0 = 0;
+            while r0 < rows {
+                let m = (rows - r0).min(MR);
+                let rs: [usize; MR] = std::array::from_fn(|r| r0 + r.min(m - 1));
+                let mut i0 = 0;
+                while i0 < inp {
+                    if inp - i0 >= 2 * lanes {
+                        dense_dx_tile::<S, 2>(simd, dy, out, rs, m, w, inp, i0, keep, dx);
+                        i0 += 2 * lanes;
+                    } else {
+                        dense_dx_tile::<S, 1>(simd, dy, out, rs, m, w, inp, i0, keep, dx);
+                        i0 += lanes;
+                    }
+                }
+                r0 += m;
+            }
+        }
+    }
+}
+
+/// A dense layer's backward pass (forward was `y = x·Wᵀ + b`, W `[out × inp]`): when `dw`
+/// is given, `dW = dyᵀ·x` (overwriting it), and when `dx` is given, `dx (+)= dy·W` (`true`: add), both in the
+/// layers' own layouts with no packing. `false` (nothing done) without AVX2/FMA or when
+/// `inp` is not a whole number of vectors.
+#[allow(clippy::too_many_arguments)]
+pub fn dense_backward(
+    rows: usize,
+    inp: usize,
+    out: usize,
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+    dw: Option<&mut [f32]>,
+    dx: Option<(&mut [f32], bool)>,
+) -> bool {
+    dense_backward_with(lanes(), rows, inp, out, x, w, dy, dw, dx)
+}
+
+/// [`dense_backward`] with `lanes` lanes.
+#[allow(clippy::too_many_arguments)]
+fn dense_backward_with(
+    lanes: usize,
+    rows: usize,
+    inp: usize,
+    out: usize,
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+    dw: Option<&mut [f32]>,
+    dx: Option<(&mut [f32], bool)>,
+) -> bool {
+    if lanes == 0 || inp % lanes != 0 || rows == 0 {
+        return false;
+    }
+    run(lanes, DenseBackward { rows, inp, out, x, w, dy, dw, dx }).is_some()
 }
 
 /// Whether [`backward`] computes `dx` for this geometry: stride 1, padding below `F`, and an
@@ -637,6 +847,59 @@ mod tests {
             // The same bits whatever the width: each output is the same chain of operations.
             if let [a, b] = &results[..] {
                 assert!(a == b, "{g:?}: lanes 8 and 16 differ");
+            }
+        }
+    }
+
+    #[test]
+    fn dense_backward_is_the_two_products_at_every_width() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let widths: Vec<usize> = [8, 16].into_iter().filter(|&l| l <= lanes()).collect();
+        for &(rows, inp, out) in &[(1, 16, 1), (7, 48, 13), (64, 784, 256), (130, 32, 10), (5, 8, 6), (3, 80, 40)] {
+            let x: Vec<f32> = (0..rows * inp).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let w: Vec<f32> = (0..out * inp).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let dy: Vec<f32> = (0..rows * out).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let dx0: Vec<f32> = (0..rows * inp).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let mut want_dw = vec![0f64; out * inp];
+            let mut want_dx: Vec<f64> = dx0.iter().map(|&v| f64::from(v)).collect();
+            for r in 0..rows {
+                for o in 0..out {
+                    let g = f64::from(dy[r * out + o]);
+                    for i in 0..inp {
+                        want_dw[o * inp + i] += g * f64::from(x[r * inp + i]);
+                        want_dx[r * inp + i] += g * f64::from(w[o * inp + i]);
+                    }
+                }
+            }
+            let mut results = Vec::new();
+            for &l in &widths {
+                if inp % l != 0 {
+                    assert!(!dense_backward_with(
+                        l,
+                        rows,
+                        inp,
+                        out,
+                        &x,
+                        &w,
+                        &dy,
+                        Some(&mut vec![0.0; out * inp]),
+                        None
+                    ));
+                    continue;
+                }
+                let mut dw = vec![f32::NAN; out * inp];
+                let mut dx = dx0.clone();
+                assert!(dense_backward_with(l, rows, inp, out, &x, &w, &dy, Some(&mut dw), Some((&mut dx, true))));
+                close(&dw, &want_dw, &format!("{rows}×{inp}×{out} lanes {l}: dW"));
+                close(&dx, &want_dx, &format!("{rows}×{inp}×{out} lanes {l}: dx"));
+                let mut dx2 = vec![f32::NAN; rows * inp];
+                assert!(dense_backward_with(l, rows, inp, out, &x, &w, &dy, None, Some((&mut dx2, false))));
+                let plain: Vec<f64> = want_dx.iter().zip(&dx0).map(|(a, &b)| a - f64::from(b)).collect();
+                close(&dx2, &plain, &format!("{rows}×{inp}×{out} lanes {l}: dx overwritten"));
+                results.push((dw, dx));
+            }
+            if let [a, b] = &results[..] {
+                assert!(a == b, "{rows}×{inp}×{out}: lanes 8 and 16 differ");
             }
         }
     }
