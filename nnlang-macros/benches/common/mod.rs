@@ -78,7 +78,7 @@ macro_rules! generated {
             })
         } else {
             let mut par = net.parallel($threads, 7).expect("pool");
-            opt.pool = Some(par.pool());
+            opt.team = Some(par.team());
             common::rate($batch, $warmup, $steps, || {
                 net.train_step_parallel(&mut par, &x, &y, $batch, &mut opt).expect("step");
             })

@@ -8,6 +8,7 @@ mod fit;
 mod optim;
 mod parallel;
 mod step;
+mod team;
 mod watch;
 
 pub use cluster::{Cluster, Collective};
@@ -17,6 +18,7 @@ pub use fit::{
 pub use optim::{regularization, OptState, Optimizer, UpdateRatio};
 pub use parallel::{DataParallel, Worker};
 pub use step::Stepper;
+pub use team::Team;
 pub use watch::{gradient_norms, LayerStats, LayerWatch};
 
 use crate::plan::Plan;

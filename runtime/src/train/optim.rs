@@ -73,7 +73,7 @@ pub struct Optimizer<T> {
     /// Scratch for the gradient plus regularization.
     grad: Vec<T>,
     /// Spreads the update over threads, when set.
-    pub pool: Option<std::sync::Arc<rayon::ThreadPool>>,
+    pub team: Option<std::sync::Arc<super::Team>>,
     /// The weight average, once the first update has run.
     pub average: Option<Vec<T>>,
     /// Gradient clipping by global norm: before each update the data gradients are scaled
@@ -111,7 +111,7 @@ impl<T: Float> Optimizer<T> {
             t: 0,
             segments: segments(table),
             grad: vec![T::ZERO; n],
-            pool: None,
+            team: None,
             average: None,
             clip: None,
             track_ratios: false,
@@ -410,11 +410,8 @@ impl<T: Float> Updater<T> for Optimizer<T> {
         let run = |(s, w, grad, g, m, v, a): Work<T>| {
             crate::kernels::gemm::dispatch(SegmentUpdate { c: &coeffs, reg: s.regularized, w, grad, g, m, v, a })
         };
-        match &self.pool {
-            Some(pool) => pool.install(|| {
-                use rayon::prelude::*;
-                work.into_par_iter().for_each(run);
-            }),
+        match &self.team {
+            Some(team) => team.run(work, |_, w| run(w)),
             None => work.into_iter().for_each(run),
         }
         if let Some(c) = self.max_norm {

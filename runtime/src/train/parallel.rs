@@ -3,6 +3,7 @@
 //! averaged (weighted by rows) and one update is applied. A fixed worker count gives the same
 //! result on every run.
 
+use super::Team;
 use crate::interp::{ExecError, Updater};
 use std::sync::Arc;
 
@@ -23,7 +24,7 @@ pub trait Worker: Send {
 pub struct DataParallel<W> {
     workers: Vec<W>,
     grads: Vec<f32>,
-    pool: Arc<rayon::ThreadPool>,
+    team: Arc<Team>,
     x_cols: usize,
     y_cols: usize,
 }
@@ -36,13 +37,13 @@ impl<W: Worker> DataParallel<W> {
     /// per row of the input and the target.
     pub fn new(workers: Vec<W>, params: usize, x_cols: usize, y_cols: usize) -> Result<Self, String> {
         let threads = workers.len().max(1);
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(|e| e.to_string())?;
-        Ok(DataParallel { workers, grads: vec![0.0; params], pool: Arc::new(pool), x_cols, y_cols })
+        let team = Arc::new(Team::new(threads)?);
+        Ok(DataParallel { workers, grads: vec![0.0; params], team, x_cols, y_cols })
     }
 
-    /// The thread pool, to spread the optimizer's update over it too.
-    pub fn pool(&self) -> Arc<rayon::ThreadPool> {
-        self.pool.clone()
+    /// The threads, to spread the optimizer's update over them too.
+    pub fn team(&self) -> Arc<Team> {
+        self.team.clone()
     }
 
     /// One step on `rows` rows: gradients in parallel, averaged, then `optimizer`'s update of
@@ -68,59 +69,51 @@ impl<W: Worker> DataParallel<W> {
         lengths: &[usize],
         rows: usize,
     ) -> Result<f64, ExecError> {
-        use rayon::prelude::*;
         let used = self.workers.len().min((rows / MIN_ROWS).max(1));
         let share = rows.div_ceil(used);
         let (x_cols, y_cols) = (self.x_cols, self.y_cols);
         let per_step = !lengths.is_empty() && self.workers.first().is_some_and(|w| w.per_step_output());
         let weight = |start: usize, n: usize| if per_step { lengths[start..start + n].iter().sum() } else { n };
         let total = weight(0, rows).max(1);
-        let (workers, pool, out) = (&mut self.workers[..used], &*self.pool, &mut self.grads);
-        // One entry into the pool for the whole step (waking its threads costs tens of
-        // microseconds each time): the workers' gradients, their average, the update.
-        pool.install(|| {
-            let shared: &[f32] = params;
-            let results: Vec<Result<(usize, f64), ExecError>> = workers
-                .par_iter_mut()
-                .enumerate()
-                .map(|(i, w)| {
-                    let start = (i * share).min(rows);
-                    let n = share.min(rows - start);
-                    if n == 0 {
-                        return Ok((0, 0.0));
-                    }
-                    let xs = &x[start * x_cols..(start + n) * x_cols];
-                    let ys = &y[start * y_cols..(start + n) * y_cols];
-                    w.set_lengths(lengths.get(start..start + n).unwrap_or(&[]));
-                    let l = w.loss_and_gradients_with(shared, xs, ys, n).map_err(|e| e.shifted(start))?;
-                    Ok((weight(start, n), l))
-                })
-                .collect();
-            let mut loss = 0.0;
-            let mut weights = Vec::with_capacity(used);
-            for r in results {
-                let (n, l) = r?;
-                loss += l * n as f64 / total as f64;
-                weights.push(n as f32 / total as f32);
+        let (workers, team, out) = (&mut self.workers[..used], &*self.team, &mut self.grads);
+        let shared: &[f32] = params;
+        // Worker i computes share i (on thread i of the team), whatever the timing.
+        let mut results: Vec<Result<(usize, f64), ExecError>> = (0..used).map(|_| Ok((0, 0.0))).collect();
+        let jobs: Vec<_> = workers.iter_mut().zip(results.iter_mut()).collect();
+        team.run(jobs, |i, (w, result)| {
+            let start = (i * share).min(rows);
+            let n = share.min(rows - start);
+            if n == 0 {
+                return;
             }
-            let grads: Vec<&[f32]> = workers.iter().map(|w| w.worker_gradients()).collect();
-            average_gradients(pool, out, &grads, &weights);
-            optimizer.update(params, out);
-            Ok(loss)
-        })
+            let xs = &x[start * x_cols..(start + n) * x_cols];
+            let ys = &y[start * y_cols..(start + n) * y_cols];
+            w.set_lengths(lengths.get(start..start + n).unwrap_or(&[]));
+            *result = w
+                .loss_and_gradients_with(shared, xs, ys, n)
+                .map_err(|e| e.shifted(start))
+                .map(|l| (weight(start, n), l));
+        });
+        let mut loss = 0.0;
+        let mut weights = Vec::with_capacity(used);
+        for r in results {
+            let (n, l) = r?;
+            loss += l * n as f64 / total as f64;
+            weights.push(n as f32 / total as f32);
+        }
+        let grads: Vec<&[f32]> = workers.iter().map(|w| w.worker_gradients()).collect();
+        average_gradients(team, out, &grads, &weights);
+        optimizer.update(params, out);
+        Ok(loss)
     }
 }
 
 /// `out = Σ weightsᵢ · gradsᵢ`, summed in parallel over chunks of the parameters, in a fixed
 /// order (so a given worker count always gives the same bits).
-pub fn average_gradients(pool: &rayon::ThreadPool, out: &mut [f32], grads: &[&[f32]], weights: &[f32]) {
-    use rayon::prelude::*;
-    let chunk = out.len().div_ceil(grads.len().max(1)).max(1);
-    pool.install(|| {
-        out.par_chunks_mut(chunk)
-            .enumerate()
-            .for_each(|(c, g)| crate::kernels::gemm::dispatch(WeightedSum { out: g, at: c * chunk, grads, weights }));
-    });
+pub fn average_gradients(team: &Team, out: &mut [f32], grads: &[&[f32]], weights: &[f32]) {
+    let chunk = out.len().div_ceil(team.threads()).max(1);
+    let chunks: Vec<&mut [f32]> = out.chunks_mut(chunk).collect();
+    team.run(chunks, |c, g| crate::kernels::gemm::dispatch(WeightedSum { out: g, at: c * chunk, grads, weights }));
 }
 
 /// One chunk of [`average_gradients`], compiled for AVX2 too (elementwise, so the same bits).

@@ -22,7 +22,7 @@ pub struct Stepper<'p> {
     plan: &'p Plan,
     master: Exec<f32>,
     workers: Vec<Exec<f32>>,
-    pool: Option<std::sync::Arc<rayon::ThreadPool>>,
+    team: Option<std::sync::Arc<super::Team>>,
     /// The optimizer.
     pub opt: Optimizer<f32>,
     /// The processes of a distributed run, with the buffers of its all-reduce.
@@ -76,13 +76,10 @@ impl<'p> Stepper<'p> {
         } else {
             Vec::new()
         };
-        let pool = (threads > 1)
-            .then(|| rayon::ThreadPoolBuilder::new().num_threads(threads).build().ok())
-            .flatten()
-            .map(std::sync::Arc::new);
+        let team = (threads > 1).then(|| super::Team::new(threads).ok()).flatten().map(std::sync::Arc::new);
         let mut opt = Optimizer::new(&plan.params, opts.optimizer, opts.l1, opts.l2, opts.max_norm, opts.ema);
         opt.clip = opts.clip;
-        opt.pool = pool.clone();
+        opt.team = team.clone();
         let cluster = distributed.map(|c| Distributed {
             cluster: c.clone(),
             send: vec![0.0; plan.params_len + EXTRA],
@@ -92,7 +89,7 @@ impl<'p> Stepper<'p> {
             shared_steps: 0,
             reduce_time: std::time::Duration::ZERO,
         });
-        Stepper { plan, master, workers, pool, opt, cluster }
+        Stepper { plan, master, workers, team, opt, cluster }
     }
 
     /// The rows of a batch of `rows` that this process reads and computes: all of them, or
@@ -207,23 +204,19 @@ impl<'p> Stepper<'p> {
         }
         let plan = self.plan;
         let workers = self.workers.len().min(rows / MIN_ROWS_PER_WORKER);
-        let (Some(pool), true) = (&self.pool, workers >= 2) else {
+        let (Some(team), true) = (&self.team, workers >= 2) else {
             self.master.set_lengths(lengths);
             return Ok(self.master.run_on(plan, rows, &[x], y, Some(&mut self.opt))?.unwrap_or(0.0));
         };
         let total = self.weight(lengths, 0, rows).max(1);
         let workers = &mut self.workers[..workers];
         let (master, opt) = (&mut self.master, &mut self.opt);
-        // One entry into the pool for the whole step: waking its threads costs tens of
-        // microseconds each time (more than a small layer's work), once is enough.
-        pool.install(|| {
-            let (loss, shares) = shared_gradients(plan, workers, pool, &master.params, x, y, lengths, rows, total, 0)?;
-            // The mean gradient, Σ (countᵢ/count)·gradᵢ.
-            let worker_grads: Vec<&[f32]> = workers.iter().map(|w| w.grads.as_slice()).collect();
-            super::parallel::average_gradients(pool, &mut master.grads, &worker_grads, &shares);
-            opt.update(&mut master.params, &master.grads);
-            Ok(loss)
-        })
+        let (loss, shares) = shared_gradients(plan, workers, team, &master.params, x, y, lengths, rows, total, 0)?;
+        // The mean gradient, Σ (countᵢ/count)·gradᵢ.
+        let worker_grads: Vec<&[f32]> = workers.iter().map(|w| w.grads.as_slice()).collect();
+        super::parallel::average_gradients(team, &mut master.grads, &worker_grads, &shares);
+        opt.update(&mut master.params, &master.grads);
+        Ok(loss)
     }
 
     /// The values per row of the input and of the target.
@@ -265,19 +258,16 @@ impl<'p> Stepper<'p> {
             let lens = lengths.get(start..start + n).unwrap_or(&[]);
             let scale = mine as f32 / total as f32;
             let threads = self.workers.len().min(n / MIN_ROWS_PER_WORKER);
-            let loss = match &self.pool {
-                Some(pool) if threads >= 2 => {
+            let loss = match &self.team {
+                Some(team) if threads >= 2 => {
                     let workers = &mut self.workers[..threads];
                     let (params, send) = (&self.master.params, &mut d.send[..p]);
-                    // One entry into the pool (see `step_sequences`).
-                    pool.install(|| {
-                        let (loss, shares) =
-                            shared_gradients(plan, workers, pool, params, x, y, lens, n, mine.max(1), start)?;
-                        let grads: Vec<&[f32]> = workers.iter().map(|w| w.grads.as_slice()).collect();
-                        let shares: Vec<f32> = shares.iter().map(|s| s * scale).collect();
-                        super::parallel::average_gradients(pool, send, &grads, &shares);
-                        Ok::<f64, ExecError>(loss)
-                    })?
+                    let (loss, shares) =
+                        shared_gradients(plan, workers, team, params, x, y, lens, n, mine.max(1), start)?;
+                    let grads: Vec<&[f32]> = workers.iter().map(|w| w.grads.as_slice()).collect();
+                    let shares: Vec<f32> = shares.iter().map(|s| s * scale).collect();
+                    super::parallel::average_gradients(team, send, &grads, &shares);
+                    loss
                 }
                 _ => {
                     let w = &mut self.workers[0];
@@ -315,7 +305,7 @@ impl<'p> Stepper<'p> {
 fn shared_gradients(
     plan: &Plan,
     workers: &mut [Exec<f32>],
-    pool: &rayon::ThreadPool,
+    team: &super::Team,
     params: &[f32],
     x: &[f32],
     y: &[f32],
@@ -327,24 +317,22 @@ fn shared_gradients(
     let x_cols = plan.inputs[0].cols;
     let y_cols = plan.target.map_or(0, |(t, _)| t.cols);
     let share = rows.div_ceil(workers.len().max(1));
-    let results: Vec<Result<(usize, f64), ExecError>> = pool.install(|| {
-        use rayon::prelude::*;
-        workers
-            .par_iter_mut()
-            .enumerate()
-            .map(|(i, w)| {
-                let start = (i * share).min(rows);
-                let n = share.min(rows - start);
-                if n == 0 {
-                    w.grads.fill(0.0);
-                    return Ok((0, 0.0));
-                }
-                let (xs, ys) = (&x[start * x_cols..(start + n) * x_cols], &y[start * y_cols..(start + n) * y_cols]);
-                w.set_lengths(lengths.get(start..start + n).unwrap_or(&[]));
-                let l = w.run_shared(plan, n, params, &[xs], ys).map_err(|e| e.shifted(offset + start))?;
-                Ok((weight(plan, lengths, start, n), l.unwrap_or(0.0)))
-            })
-            .collect()
+    // Worker i computes share i (on thread i of the team), whatever the timing.
+    let mut results: Vec<Result<(usize, f64), ExecError>> = (0..workers.len()).map(|_| Ok((0, 0.0))).collect();
+    let jobs: Vec<_> = workers.iter_mut().zip(results.iter_mut()).collect();
+    team.run(jobs, |i, (w, result)| {
+        let start = (i * share).min(rows);
+        let n = share.min(rows - start);
+        if n == 0 {
+            w.grads.fill(0.0);
+            return;
+        }
+        let (xs, ys) = (&x[start * x_cols..(start + n) * x_cols], &y[start * y_cols..(start + n) * y_cols]);
+        w.set_lengths(lengths.get(start..start + n).unwrap_or(&[]));
+        *result = w
+            .run_shared(plan, n, params, &[xs], ys)
+            .map_err(|e| e.shifted(offset + start))
+            .map(|l| (weight(plan, lengths, start, n), l.unwrap_or(0.0)));
     });
     let mut loss = 0.0;
     let mut shares = Vec::with_capacity(workers.len());
