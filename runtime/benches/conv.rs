@@ -6,7 +6,7 @@
 //!     NNLANG_IM2COL=1 cargo bench -p nnlang-runtime --bench conv     # im2col + matrixmultiply
 
 use nnlang_runtime::kernels::conv;
-use nnlang_runtime::plan::Geometry;
+use nnlang_runtime::plan::{Act, Geometry};
 use std::time::Instant;
 
 /// Twelve independent chains of fused multiply–adds: the FMA peak at `S`'s width.
@@ -78,7 +78,7 @@ fn main() {
         let (mut dw, mut db, mut dx) = (vec![0f32; w.len()], vec![0f32; k], vec![0f32; x.len()]);
         let flop = 2.0 * (rows * h * h * k * d * 9) as f64;
         let reps = 10;
-        let fwd = time(reps, || conv::forward(&g, rows, &x, &w, &b, &mut y, &mut ws));
+        let fwd = time(reps, || conv::forward(&g, Act::Identity, rows, &x, &w, &b, &mut y, &mut ws));
         let dwt = time(reps, || conv::backward(&g, rows, &x, &w, &y, &mut dw, &mut db, None, &mut ws));
         let both =
             time(reps, || conv::backward(&g, rows, &x, &w, &y, &mut dw, &mut db, Some((&mut dx, false)), &mut ws));

@@ -1,7 +1,7 @@
 //! The element types the runtime computes in: `f32` for training and inference, `f64` for
 //! gradient checks against finite differences.
 
-use crate::plan::Geometry;
+use crate::plan::{Act, Geometry};
 use std::fmt::{Debug, Display};
 use std::ops::{Add, AddAssign, Div, Mul, MulAssign, Neg, Sub, SubAssign};
 
@@ -55,9 +55,9 @@ pub trait Float:
         }
     }
 
-    /// A convolution's forward pass without im2col where the type and processor have one
-    /// (`kernels::implicit`); `false`, nothing done, otherwise.
-    fn conv_forward(g: &Geometry, rows: usize, x: &[Self], w: &[Self], b: &[Self], y: &mut [Self]) -> bool;
+    /// A convolution's forward pass and its activation `f` without im2col where the type and
+    /// processor have one (`kernels::implicit`); `false`, nothing done, otherwise.
+    fn conv_forward(g: &Geometry, f: Act, rows: usize, x: &[Self], w: &[Self], b: &[Self], y: &mut [Self]) -> bool;
 
     /// A convolution's backward pass without im2col, as [`Float::conv_forward`].
     #[allow(clippy::too_many_arguments)]
@@ -132,8 +132,16 @@ macro_rules! float_impl {
             fn sqrt(self) -> Self {
                 <$t>::sqrt(self)
             }
-            fn conv_forward(g: &Geometry, rows: usize, x: &[Self], w: &[Self], b: &[Self], y: &mut [Self]) -> bool {
-                $conv_forward(g, rows, x, w, b, y)
+            fn conv_forward(
+                g: &Geometry,
+                f: Act,
+                rows: usize,
+                x: &[Self],
+                w: &[Self],
+                b: &[Self],
+                y: &mut [Self],
+            ) -> bool {
+                $conv_forward(g, f, rows, x, w, b, y)
             }
             fn conv_backward(
                 g: &Geometry,
@@ -236,7 +244,7 @@ fn no_dense_backward(
 }
 
 /// f64 (gradient checks) convolves by im2col and matrixmultiply.
-fn no_conv_forward(_: &Geometry, _: usize, _: &[f64], _: &[f64], _: &[f64], _: &mut [f64]) -> bool {
+fn no_conv_forward(_: &Geometry, _: Act, _: usize, _: &[f64], _: &[f64], _: &[f64], _: &mut [f64]) -> bool {
     false
 }
 

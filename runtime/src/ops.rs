@@ -275,8 +275,7 @@ pub fn copy<T: Float>(cx: &mut Cx<'_, T>, x: ABuf, x_col: usize, y: ABuf, write:
 pub fn conv<T: Float>(cx: &mut Cx<'_, T>, g: Geometry, f: Act, x: ABuf, w: PBuf, b: PBuf, y: ABuf, ws: ABuf) -> Done {
     let rows = cx.rows;
     let (out, work, r) = cx.mem.split2(y, rows, ws);
-    conv::forward(&g, rows, r.get(x, rows), &cx.params[w.range()], &cx.params[b.range()], out, work);
-    elementwise::activation_in_place(f, out);
+    conv::forward(&g, f, rows, r.get(x, rows), &cx.params[w.range()], &cx.params[b.range()], out, work);
     Ok(())
 }
 

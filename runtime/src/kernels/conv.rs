@@ -4,7 +4,7 @@
 //! so an im2col column is ordered (depth, filter row, filter column).
 
 use super::implicit;
-use crate::plan::Geometry;
+use crate::plan::{Act, Geometry};
 use crate::Float;
 
 /// Fills `p` (`(outH·outW) × (F·F·D)`, row-major) with the patches of one example `x`
@@ -127,10 +127,10 @@ pub fn chunk(g: &Geometry, ws_len: usize) -> usize {
     (ws_len / (g.oh * g.ow * g.d * g.f * g.f).max(1)).max(1)
 }
 
-/// `y = conv(x) + b` for `rows` examples; `ws` is the im2col workspace.
+/// `y = f(conv(x) + b)` for `rows` examples; `ws` is the im2col workspace.
 #[allow(clippy::too_many_arguments)]
-pub fn forward<T: Float>(g: &Geometry, rows: usize, x: &[T], w: &[T], b: &[T], y: &mut [T], ws: &mut [T]) {
-    if T::conv_forward(g, rows, x, w, b, y) {
+pub fn forward<T: Float>(g: &Geometry, f: Act, rows: usize, x: &[T], w: &[T], b: &[T], y: &mut [T], ws: &mut [T]) {
+    if T::conv_forward(g, f, rows, x, w, b, y) {
         return;
     }
     let (cols, k, positions) = (g.d * g.f * g.f, g.k, g.oh * g.ow);
@@ -150,6 +150,7 @@ pub fn forward<T: Float>(g: &Geometry, rows: usize, x: &[T], w: &[T], b: &[T], y
         T::gemm(n * positions, cols, k, T::ONE, ws, cols as isize, 1, w, 1, cols as isize, T::ONE, out, k as isize, 1);
         r0 += n;
     }
+    super::elementwise::activation_in_place(f, &mut y[..rows * out_len]);
 }
 
 /// Forward was `y = conv(x) + b`, so now `dW = Σ dyᵀ·patches`, `db = Σ dy`, and, when `dx`

@@ -23,7 +23,7 @@
 //! product packs anything (matrixmultiply packed both operands of both, every step: a
 //! quarter of the MNIST MLP's step).
 
-use crate::plan::Geometry;
+use crate::plan::{Act, Geometry};
 use pulp::Simd;
 
 /// Output positions per register tile.
@@ -171,6 +171,13 @@ impl Patches<'_> {
 /// `row = src[..valid]`, zeros after (`row` is `NV` vectors).
 #[inline(always)]
 fn load<S: Simd, const NV: usize>(row: &mut [S::f32s; NV], src: &[f32], valid: usize) {
+    let width = std::mem::size_of::<S::f32s>() / 4 * NV;
+    if valid == width {
+        // A whole row: vector loads (a copy of a run-time length is a library call).
+        let (v, _) = S::as_simd_f32s(&src[..width]);
+        row.copy_from_slice(&v[..NV]);
+        return;
+    }
     let mut tmp = [0f32; 32];
     tmp[..valid].copy_from_slice(&src[..valid]);
     let (v, _) = S::as_simd_f32s(&tmp);
@@ -180,6 +187,12 @@ fn load<S: Simd, const NV: usize>(row: &mut [S::f32s; NV], src: &[f32], valid: u
 /// `dst[..valid] = row[..valid]`.
 #[inline(always)]
 fn store<S: Simd, const NV: usize>(row: &[S::f32s; NV], dst: &mut [f32], valid: usize) {
+    let width = std::mem::size_of::<S::f32s>() / 4 * NV;
+    if valid == width {
+        let (v, _) = S::as_mut_simd_f32s(&mut dst[..width]);
+        v[..NV].copy_from_slice(row);
+        return;
+    }
     let mut tmp = [0f32; 32];
     let (v, _) = S::as_mut_simd_f32s(&mut tmp);
     v[..NV].copy_from_slice(row);
@@ -379,6 +392,7 @@ fn weight_grads<S: Simd>(simd: S, x: &Patches<'_>, dy: &[f32], kp: usize, dwk: &
 
 struct Forward<'a> {
     g: &'a Geometry,
+    f: Act,
     rows: usize,
     x: &'a [f32],
     wk: &'a [f32],
@@ -391,30 +405,43 @@ impl pulp::WithSimd for Forward<'_> {
 
     #[inline(always)]
     fn with_simd<S: Simd>(self, simd: S) {
-        let Forward { g, rows, x, wk, b, y } = self;
+        let Forward { g, f, rows, x, wk, b, y } = self;
         let wp = g.w + 2 * g.p;
         let (in_len, out_len) = (g.h * g.w * g.d, g.oh * g.ow * g.k);
         let mut xp = Vec::new();
         for r in 0..rows {
             let src = padded(g.h, g.w, g.d, g.p, &x[r * in_len..(r + 1) * in_len], &mut xp);
             let patches = Patches { src, wp, d: g.d, f: g.f, s: g.s, oh: g.oh, ow: g.ow };
-            conv_rows(simd, &patches, wk, g.k, Init::Bias(b), &mut y[r * out_len..(r + 1) * out_len]);
+            let out = &mut y[r * out_len..(r + 1) * out_len];
+            conv_rows(simd, &patches, wk, g.k, Init::Bias(b), out);
+            // The activation on the example just written, while it is in cache.
+            super::elementwise::activation_in_place(f, out);
         }
     }
 }
 
-/// `y = conv(x) + b` for `rows` examples; `false` (nothing done) without AVX2/FMA.
-pub fn forward(g: &Geometry, rows: usize, x: &[f32], w: &[f32], b: &[f32], y: &mut [f32]) -> bool {
-    forward_with(lanes(), g, rows, x, w, b, y)
+/// `y = f(conv(x) + b)` for `rows` examples; `false` (nothing done) without AVX2/FMA.
+pub fn forward(g: &Geometry, f: Act, rows: usize, x: &[f32], w: &[f32], b: &[f32], y: &mut [f32]) -> bool {
+    forward_with(lanes(), g, f, rows, x, w, b, y)
 }
 
 /// [`forward`] with `lanes` lanes.
-fn forward_with(lanes: usize, g: &Geometry, rows: usize, x: &[f32], w: &[f32], b: &[f32], y: &mut [f32]) -> bool {
+#[allow(clippy::too_many_arguments)]
+fn forward_with(
+    lanes: usize,
+    g: &Geometry,
+    f: Act,
+    rows: usize,
+    x: &[f32],
+    w: &[f32],
+    b: &[f32],
+    y: &mut [f32],
+) -> bool {
     if lanes == 0 {
         return false;
     }
     let wk = panels(lanes, g.k, g.d, g.f, w, false);
-    run(lanes, Forward { g, rows, x, wk: &wk, b, y }).is_some()
+    run(lanes, Forward { g, f, rows, x, wk: &wk, b, y }).is_some()
 }
 
 struct Backward<'a> {
@@ -813,8 +840,12 @@ mod tests {
             let mut results = Vec::new();
             for &l in &widths {
                 let mut y = vec![f32::NAN; rows * out_len];
-                assert!(forward_with(l, &g, rows, &x, &wt, &b, &mut y));
+                assert!(forward_with(l, &g, Act::Identity, rows, &x, &wt, &b, &mut y));
                 close(&y, &want_y, &format!("{g:?} lanes {l}: y"));
+                // With a fused ReLU: the same values, negatives zeroed.
+                let mut yr = vec![f32::NAN; rows * out_len];
+                assert!(forward_with(l, &g, Act::Relu, rows, &x, &wt, &b, &mut yr));
+                assert!(yr.iter().zip(&y).all(|(r, v)| *r == v.max(0.0)), "{g:?} lanes {l}: relu");
                 let (mut dw, mut db) = (vec![f32::NAN; wt.len()], vec![f32::NAN; k]);
                 let mut dx = vec![0.5; rows * in_len];
                 let with_dx = input_grads(&g);
