@@ -47,6 +47,7 @@ pub trait Float:
     /// Neither NaN nor infinite.
     fn is_finite(self) -> bool;
     /// The larger of the two.
+    #[inline(always)]
     fn max(self, other: Self) -> Self {
         if self > other {
             self

@@ -133,8 +133,30 @@ pub fn activation_in_place<T: Float>(f: Act, y: &mut [T]) {
 }
 
 /// `d = d · f'(x)` in place, with `f'` read off the output `y` (for ReLU and leaky ReLU with
-/// α ≥ 0, `x > 0` exactly when `y > 0`).
+/// α ≥ 0, `x > 0` exactly when `y > 0`). Compiled for AVX2 too and run so where the
+/// processor has it (elementwise, and no product is fused: the same bits).
 pub fn activation_backward_in_place<T: Float>(f: Act, y: &[T], d: &mut [T]) {
+    super::gemm::dispatch(ActivationBackward { f, y, d })
+}
+
+struct ActivationBackward<'a, T> {
+    f: Act,
+    y: &'a [T],
+    d: &'a mut [T],
+}
+
+impl<T: Float> pulp::WithSimd for ActivationBackward<'_, T> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        let ActivationBackward { f, y, d } = self;
+        activation_backward_plain(f, y, d)
+    }
+}
+
+#[inline(always)]
+fn activation_backward_plain<T: Float>(f: Act, y: &[T], d: &mut [T]) {
     match f {
         // Selects, not stores under a branch: they vectorize.
         Act::Relu => d.iter_mut().zip(y).for_each(|(d, &y)| *d = if y <= T::ZERO { T::ZERO } else { *d }),

@@ -4,8 +4,32 @@
 use crate::plan::{Geometry, PoolOp};
 use crate::Float;
 
-/// Pools `rows` volumes of `x` into `y`.
+/// Pools `rows` volumes of `x` into `y`. Compiled for AVX2 too and run so where the
+/// processor has it (elementwise over the channels: the same bits).
 pub fn forward<T: Float>(kind: PoolOp, g: &Geometry, rows: usize, x: &[T], y: &mut [T]) {
+    super::gemm::dispatch(Forward { kind, g, rows, x, y })
+}
+
+struct Forward<'a, T> {
+    kind: PoolOp,
+    g: &'a Geometry,
+    rows: usize,
+    x: &'a [T],
+    y: &'a mut [T],
+}
+
+impl<T: Float> pulp::WithSimd for Forward<'_, T> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        let Forward { kind, g, rows, x, y } = self;
+        forward_plain(kind, g, rows, x, y)
+    }
+}
+
+#[inline(always)]
+fn forward_plain<T: Float>(kind: PoolOp, g: &Geometry, rows: usize, x: &[T], y: &mut [T]) {
     let (in_len, out_len, d) = (g.h * g.w * g.d, g.oh * g.ow * g.d, g.d);
     let inv = T::from_f64(1.0 / (g.f * g.f) as f64);
     for r in 0..rows {
@@ -41,9 +65,46 @@ pub fn forward<T: Float>(kind: PoolOp, g: &Geometry, rows: usize, x: &[T], y: &m
 }
 
 /// Forward was `y = pool(x)`, so now `dx (+)=` the window's share of `dy`: all of it at the
-/// (first) maximum; `dy/F²` everywhere for the average; `dy·x/y` for L2.
+/// (first) maximum; `dy/F²` everywhere for the average; `dy·x/y` for L2. Compiled for AVX2
+/// too, as [`forward`].
 #[allow(clippy::too_many_arguments)]
 pub fn backward<T: Float>(
+    kind: PoolOp,
+    g: &Geometry,
+    rows: usize,
+    x: &[T],
+    y: &[T],
+    dy: &[T],
+    dx: &mut [T],
+    accumulate: bool,
+) {
+    super::gemm::dispatch(Backward { kind, g, rows, x, y, dy, dx, accumulate })
+}
+
+struct Backward<'a, T> {
+    kind: PoolOp,
+    g: &'a Geometry,
+    rows: usize,
+    x: &'a [T],
+    y: &'a [T],
+    dy: &'a [T],
+    dx: &'a mut [T],
+    accumulate: bool,
+}
+
+impl<T: Float> pulp::WithSimd for Backward<'_, T> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        let Backward { kind, g, rows, x, y, dy, dx, accumulate } = self;
+        backward_plain(kind, g, rows, x, y, dy, dx, accumulate)
+    }
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn backward_plain<T: Float>(
     kind: PoolOp,
     g: &Geometry,
     rows: usize,
