@@ -163,29 +163,59 @@ fn backward_plain<T: Float>(
 }
 
 /// Maxout's reduction: `y[…, u] = max_j z[…, u·pieces + j]` over groups of `pieces`
-/// consecutive values.
+/// consecutive values. Compiled for AVX2 too, as [`forward`].
 pub fn maxout<T: Float>(pieces: usize, z: &[T], y: &mut [T]) {
-    for (out, group) in y.iter_mut().zip(z.chunks_exact(pieces)) {
-        *out = group.iter().fold(group[0], |a, &b| a.max(b));
+    super::gemm::dispatch(Maxout { pieces, z, y })
+}
+
+struct Maxout<'a, T> {
+    pieces: usize,
+    z: &'a [T],
+    y: &'a mut [T],
+}
+
+impl<T: Float> pulp::WithSimd for Maxout<'_, T> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        let Maxout { pieces, z, y } = self;
+        for (out, group) in y.iter_mut().zip(z.chunks_exact(pieces)) {
+            *out = group.iter().fold(group[0], |a, &b| a.max(b));
+        }
     }
 }
 
 /// Forward was `y = max over each group of z`, so now `dz = dy` at each group's (first)
-/// maximum and 0 elsewhere.
+/// maximum and 0 elsewhere (`accumulate`: added to `dz`). Branch-free, and compiled for AVX2
+/// too.
 pub fn maxout_backward<T: Float>(pieces: usize, z: &[T], y: &[T], dy: &[T], dz: &mut [T], accumulate: bool) {
-    for (((group, dgroup), &yv), &gv) in z.chunks_exact(pieces).zip(dz.chunks_exact_mut(pieces)).zip(y).zip(dy) {
-        let mut done = false;
-        for (&v, d) in group.iter().zip(dgroup.iter_mut()) {
-            let g = if !done && v == yv {
-                done = true;
-                gv
-            } else {
-                T::ZERO
-            };
-            if accumulate {
-                *d += g;
-            } else {
-                *d = g;
+    super::gemm::dispatch(MaxoutBackward { pieces, z, y, dy, dz, accumulate })
+}
+
+struct MaxoutBackward<'a, T> {
+    pieces: usize,
+    z: &'a [T],
+    y: &'a [T],
+    dy: &'a [T],
+    dz: &'a mut [T],
+    accumulate: bool,
+}
+
+impl<T: Float> pulp::WithSimd for MaxoutBackward<'_, T> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        let MaxoutBackward { pieces, z, y, dy, dz, accumulate } = self;
+        let groups = z.chunks_exact(pieces).zip(dz.chunks_exact_mut(pieces)).zip(y).zip(dy);
+        for (((group, dgroup), &yv), &gv) in groups {
+            let mut found = false;
+            for (&v, d) in group.iter().zip(dgroup.iter_mut()) {
+                let take = !found & (v == yv);
+                let g = if take { gv } else { T::ZERO };
+                *d = if accumulate { *d + g } else { g };
+                found |= take;
             }
         }
     }
