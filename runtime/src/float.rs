@@ -73,6 +73,11 @@ pub trait Float:
         dx: Option<(&mut [Self], bool)>,
     ) -> bool;
 
+    /// A dense layer's forward product without packing where the type and processor allow
+    /// (`kernels::implicit::dense_forward`); `false`, nothing done, otherwise.
+    #[allow(clippy::too_many_arguments)]
+    fn dense_forward(rows: usize, inp: usize, out: usize, x: &[Self], w: &[Self], b: &[Self], y: &mut [Self]) -> bool;
+
     /// A dense layer's backward pass without matrixmultiply's packing where the type and
     /// processor allow (`kernels::implicit::dense_backward`); `false`, nothing done, otherwise.
     #[allow(clippy::too_many_arguments)]
@@ -109,7 +114,7 @@ pub trait Float:
 }
 
 macro_rules! float_impl {
-    ($t:ty, $name:literal, $gemm:path, $few:path, $tanh:path, $conv_forward:path, $conv_backward:path, $dense_backward:path) => {
+    ($t:ty, $name:literal, $gemm:path, $few:path, $tanh:path, $conv_forward:path, $conv_backward:path, $dense_forward:path, $dense_backward:path) => {
         impl Float for $t {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
@@ -155,6 +160,17 @@ macro_rules! float_impl {
                 dx: Option<(&mut [Self], bool)>,
             ) -> bool {
                 $conv_backward(g, rows, x, w, dy, dw, db, dx)
+            }
+            fn dense_forward(
+                rows: usize,
+                inp: usize,
+                out: usize,
+                x: &[Self],
+                w: &[Self],
+                b: &[Self],
+                y: &mut [Self],
+            ) -> bool {
+                $dense_forward(rows, inp, out, x, w, b, y)
             }
             fn dense_backward(
                 rows: usize,
@@ -216,6 +232,7 @@ float_impl!(
     tanh_f32,
     crate::kernels::implicit::forward,
     crate::kernels::implicit::backward,
+    crate::kernels::implicit::dense_forward,
     crate::kernels::implicit::dense_backward
 );
 float_impl!(
@@ -226,8 +243,14 @@ float_impl!(
     f64::tanh,
     no_conv_forward,
     no_conv_backward,
+    no_dense_forward,
     no_dense_backward
 );
+
+/// As [`no_conv_forward`].
+fn no_dense_forward(_: usize, _: usize, _: usize, _: &[f64], _: &[f64], _: &[f64], _: &mut [f64]) -> bool {
+    false
+}
 
 /// As [`no_conv_forward`].
 #[allow(clippy::too_many_arguments)]

@@ -1,12 +1,19 @@
-//! Fully-connected layers: `y = x·Wᵀ + b` on matrixmultiply, and its backward pass — in f32
-//! with AVX2/AVX-512 by the register tiles of `implicit` (both products read W and x in their
-//! own layouts: nothing to pack), else on matrixmultiply.
+//! Fully-connected layers: `y = x·Wᵀ + b` and its backward pass. In f32 with AVX2/AVX-512,
+//! by the register tiles of `implicit`, which read W, x and dy in their own layouts (nothing
+//! to pack), where the input width is a multiple of 16; otherwise on matrixmultiply.
 
 use crate::Float;
 
 /// `y[rows × out] = x[rows × in] · Wᵀ + b`, W `[out × in]` row-major. The bias is written
 /// first and the product added onto it (β = 1), so it costs no extra pass.
 pub fn forward<T: Float>(rows: usize, inp: usize, out: usize, x: &[T], w: &[T], b: &[T], y: &mut [T]) {
+    // Dot products that read W where it lies (matrixmultiply packs all of W for every call,
+    // whatever the rows: at 32 or 64 rows, a thread's share of a batch, that was most of the
+    // cost), in one order for any number of rows, so that an example's outputs do not depend
+    // on the batch it comes in.
+    if T::dense_forward(rows, inp, out, x, w, b, y) {
+        return;
+    }
     for r in 0..rows {
         y[r * out..(r + 1) * out].copy_from_slice(&b[..out]);
     }

@@ -695,6 +695,139 @@ fn dense_backward_with(
     run(lanes, DenseBackward { rows, inp, out, x, w, dy, dw, dx }).is_some()
 }
 
+/// The lanes of a dense layer's forward sums: each output is summed as 16 interleaved partial
+/// sums (input `i` into lane `i mod 16`), whatever the processor's vector width, then the
+/// lanes are added in a fixed tree — so the result does not depend on the width.
+const SUM_LANES: usize = 16;
+
+/// `y[rows[r], outs[o]] = b + Σ_i x[rows[r], i] · w[outs[o], i]` for an `R × O` tile, the
+/// inputs in vectors (`V` of the processor's per 16 values).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn dot_tile<S: Simd, const R: usize, const O: usize, const V: usize>(
+    simd: S,
+    x: &[f32],
+    w: &[f32],
+    inp: usize,
+    rows: [usize; R],
+    outs: [usize; O],
+    (m, n): (usize, usize),
+    b: &[f32],
+    y: &mut [f32],
+    out: usize,
+) {
+    let xs: [&[S::f32s]; R] = std::array::from_fn(|r| S::as_simd_f32s(&x[rows[r] * inp..(rows[r] + 1) * inp]).0);
+    let ws: [&[S::f32s]; O] = std::array::from_fn(|o| S::as_simd_f32s(&w[outs[o] * inp..(outs[o] + 1) * inp]).0);
+    let mut acc = [[[simd.splat_f32s(0.0); V]; O]; R];
+    for k in 0..inp / SUM_LANES {
+        let xv: [[S::f32s; V]; R] = std::array::from_fn(|r| std::array::from_fn(|v| xs[r][k * V + v]));
+        let wv: [[S::f32s; V]; O] = std::array::from_fn(|o| std::array::from_fn(|v| ws[o][k * V + v]));
+        for r in 0..R {
+            for o in 0..O {
+                for v in 0..V {
+                    acc[r][o][v] = simd.mul_add_f32s(xv[r][v], wv[o][v], acc[r][o][v]);
+                }
+            }
+        }
+    }
+    for (r, row) in acc.iter().enumerate().take(m) {
+        for (o, a) in row.iter().enumerate().take(n) {
+            // The 16 lanes added in halves (lane j + lane j + 8, then + 4, + 2, + 1): with two
+            // vectors of 8 the first halving is their sum, and the reduction of 8 lanes goes on
+            // in the same order as that of 16 (the unit test holds the two widths equal).
+            let sum = if V == 1 { a[0] } else { simd.add_f32s(a[0], a[V - 1]) };
+            y[rows[r] * out + outs[o]] = b[outs[o]] + simd.reduce_sum_f32s(sum);
+        }
+    }
+}
+
+struct DenseForward<'a> {
+    rows: usize,
+    inp: usize,
+    out: usize,
+    x: &'a [f32],
+    w: &'a [f32],
+    b: &'a [f32],
+    y: &'a mut [f32],
+}
+
+impl pulp::WithSimd for DenseForward<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) {
+        let DenseForward { rows, inp, out, x, w, b, y } = self;
+        let lanes = std::mem::size_of::<S::f32s>() / 4;
+        // Tiles of rows × outputs over blocks of DOT_BLOCK rows (a block's x stays in the
+        // second-level cache while W streams past it). The tile's shape changes nothing in
+        // what is computed: each output is the same sums whatever the tile, the block or the
+        // rows of the call — so an example gets the same bits in any batch.
+        macro_rules! tiles {
+            ($r:literal, $o:literal, $v:literal, $from:expr, $to:expr) => {{
+                let mut o0 = 0;
+                while o0 < out {
+                    let n = (out - o0).min($o);
+                    let outs: [usize; $o] = std::array::from_fn(|o| o0 + o.min(n - 1));
+                    let mut r0 = $from;
+                    while r0 < $to {
+                        let m = ($to - r0).min($r);
+                        let rs: [usize; $r] = std::array::from_fn(|r| r0 + r.min(m - 1));
+                        dot_tile::<S, $r, $o, $v>(simd, x, w, inp, rs, outs, (m, n), b, y, out);
+                        r0 += m;
+                    }
+                    o0 += n;
+                }
+            }};
+        }
+        let mut from = 0;
+        while from < rows {
+            let to = (from + DOT_BLOCK).min(rows);
+            // Whole tiles of rows, then the rest a row at a time (a batch of one is a
+            // matrix–vector product: no tile rows to waste).
+            let tiled = if lanes == 16 { 4 } else { 2 };
+            let split = from + (to - from) / tiled * tiled;
+            if lanes == 16 {
+                tiles!(4, 5, 1, from, split);
+                tiles!(1, 8, 1, split, to);
+            } else {
+                tiles!(2, 2, 2, from, split);
+                tiles!(1, 4, 2, split, to);
+            }
+            from = to;
+        }
+    }
+}
+
+/// Rows per block of a dense layer's forward product.
+const DOT_BLOCK: usize = 64;
+
+/// A dense layer's forward product `y = x·Wᵀ + b` (W `[out × inp]`) without packing: each
+/// output a dot product of a row of x and a row of W, both read where they lie, in register
+/// tiles of rows × outputs. `false` (nothing done) without AVX2/FMA or when `inp` is not a
+/// multiple of 16.
+#[allow(clippy::too_many_arguments)]
+pub fn dense_forward(rows: usize, inp: usize, out: usize, x: &[f32], w: &[f32], b: &[f32], y: &mut [f32]) -> bool {
+    dense_forward_with(lanes(), rows, inp, out, x, w, b, y)
+}
+
+/// [`dense_forward`] with `lanes` lanes.
+#[allow(clippy::too_many_arguments)]
+fn dense_forward_with(
+    lanes: usize,
+    rows: usize,
+    inp: usize,
+    out: usize,
+    x: &[f32],
+    w: &[f32],
+    b: &[f32],
+    y: &mut [f32],
+) -> bool {
+    if lanes == 0 || inp % SUM_LANES != 0 || rows == 0 || out == 0 {
+        return false;
+    }
+    run(lanes, DenseForward { rows, inp, out, x, w, b, y }).is_some()
+}
+
 /// Whether [`backward`] computes `dx` for this geometry: stride 1, padding below `F`, and an
 /// input of at least 8 channels (`dx`'s convolution has `D` filters, rounded up to a whole
 /// vector: for fewer, most of its work would be padding).
@@ -933,5 +1066,45 @@ mod tests {
                 assert!(a == b, "{rows}×{inp}×{out}: lanes 8 and 16 differ");
             }
         }
+    }
+
+    #[test]
+    fn dense_forward_is_the_product_and_the_same_bits_at_every_width() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+        let widths: Vec<usize> = [8, 16].into_iter().filter(|&l| l <= lanes()).collect();
+        for &(rows, inp, out) in
+            &[(1, 784, 256), (3, 16, 9), (9, 16, 1), (64, 784, 256), (13, 48, 10), (150, 256, 128), (33, 32, 7)]
+        {
+            let x: Vec<f32> = (0..rows * inp).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let w: Vec<f32> = (0..out * inp).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let b: Vec<f32> = (0..out).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let want: Vec<f64> = (0..rows * out)
+                .map(|at| {
+                    let (r, o) = (at / out, at % out);
+                    f64::from(b[o])
+                        + (0..inp).map(|i| f64::from(x[r * inp + i]) * f64::from(w[o * inp + i])).sum::<f64>()
+                })
+                .collect();
+            let mut results = Vec::new();
+            for &l in &widths {
+                let mut y = vec![f32::NAN; rows * out];
+                assert!(dense_forward_with(l, rows, inp, out, &x, &w, &b, &mut y));
+                close(&y, &want, &format!("{rows}×{inp}×{out} lanes {l}"));
+                results.push(y);
+            }
+            if let [a, b] = &results[..] {
+                assert!(a == b, "{rows}×{inp}×{out}: lanes 8 and 16 differ");
+            }
+            // Each row alone gives the same bits as in the batch.
+            if let Some(all) = results.first() {
+                for r in [0, rows / 2, rows - 1] {
+                    let mut one = vec![f32::NAN; out];
+                    assert!(dense_forward(1, inp, out, &x[r * inp..(r + 1) * inp], &w, &b, &mut one));
+                    assert!(one[..] == all[r * out..(r + 1) * out], "{rows}×{inp}×{out}: row {r} alone differs");
+                }
+            }
+        }
+        // Inputs that are not whole groups of 16 are left to matrixmultiply.
+        assert!(!dense_forward_with(lanes().max(8), 2, 24, 3, &[0.0; 48], &[0.0; 72], &[0.0; 3], &mut [0.0; 6]));
     }
 }
