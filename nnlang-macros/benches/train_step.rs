@@ -7,6 +7,7 @@
 
 #[macro_use]
 mod common;
+mod peak;
 
 // The model of examples/mnist_mlp.nn, with the batch left to the benchmark.
 nnlang_macros::nn! {
@@ -26,46 +27,13 @@ nnlang_macros::nn! {
     data d { train = idx("a", "b") }
 }
 
-/// Twelve independent chains of fused multiply-adds on registers: enough in flight to keep
-/// every FMA unit busy, so their rate is the processor's peak.
-struct Peak(usize);
-
-impl pulp::WithSimd for Peak {
-    type Output = (f32, usize);
-
-    #[inline(always)]
-    fn with_simd<S: pulp::Simd>(self, simd: S) -> (f32, usize) {
-        let (a, b) = (simd.splat_f32s(0.999_999), simd.splat_f32s(1e-7));
-        let mut acc = [simd.splat_f32s(1.0); 12];
-        for _ in 0..self.0 {
-            for v in acc.iter_mut() {
-                *v = simd.mul_add_f32s(*v, a, b);
-            }
-        }
-        (acc.iter().map(|v| simd.reduce_sum_f32s(*v)).sum(), std::mem::size_of::<S::f32s>() / 4)
-    }
-}
-
-/// The single-thread FMA peak in GFLOP/s, measured (the best of five runs) with the widest
-/// instruction set the processor has.
-fn fma_peak() -> f64 {
-    let iters = 20_000_000;
-    (0..5)
-        .map(|_| {
-            let t = std::time::Instant::now();
-            let (sum, lanes) = pulp::Arch::new().dispatch(Peak(iters));
-            std::hint::black_box(sum);
-            (iters * 12 * lanes * 2) as f64 / t.elapsed().as_secs_f64() / 1e9
-        })
-        .fold(0.0, f64::max)
-}
-
 /// FLOPs of one training step per sample of 784-256-128-10: forward and weight gradients
 /// (2·in·out each, every layer) and input gradients (every layer but the first).
 const STEP_FLOP: f64 = 4.0 * (784.0 * 256.0 + 256.0 * 128.0 + 128.0 * 10.0) + 2.0 * (256.0 * 128.0 + 128.0 * 10.0);
 
 fn main() {
-    let peak = fma_peak();
+    // With the widest instruction set the processor has.
+    let peak = peak::fma_peak(|p| pulp::Arch::new().dispatch(p));
     println!(
         "note: FMA peak {peak:.0} GFLOP/s on one thread (measured); a step is {:.3} MFLOP per sample",
         STEP_FLOP / 1e6

@@ -2,43 +2,14 @@
 //! batch 64, one thread): time and GFLOP/s of the forward pass, of `dW` (with `db`), and of
 //! `dx`, beside the processor's FMA peak at the widths the kernels use.
 //!
-//!     cargo bench -p nnlang-runtime --bench conv                     # the kernels in use
-//!     NNLANG_IM2COL=1 cargo bench -p nnlang-runtime --bench conv     # im2col + matrixmultiply
+//!     cargo bench -p nnlang-macros --bench conv                     # the kernels in use
+//!     NNLANG_IM2COL=1 cargo bench -p nnlang-macros --bench conv     # im2col + matrixmultiply
 
 use nnlang_runtime::kernels::conv;
 use nnlang_runtime::plan::{Act, Geometry};
 use std::time::Instant;
 
-/// Twelve independent chains of fused multiply–adds: the FMA peak at `S`'s width.
-struct Peak(usize);
-
-impl pulp::WithSimd for Peak {
-    type Output = f32;
-
-    #[inline(always)]
-    fn with_simd<S: pulp::Simd>(self, simd: S) -> f32 {
-        let (a, b) = (simd.splat_f32s(0.999_999), simd.splat_f32s(1e-7));
-        let mut acc = [simd.splat_f32s(1.0); 12];
-        for _ in 0..self.0 {
-            for v in acc.iter_mut() {
-                *v = simd.mul_add_f32s(*v, a, b);
-            }
-        }
-        acc.iter().map(|v| simd.reduce_sum_f32s(*v)).sum()
-    }
-}
-
-/// GFLOP/s of [`Peak`] with `lanes` f32 lanes, the best of three.
-fn peak(lanes: usize, run: impl Fn(Peak) -> f32) -> f64 {
-    let iters = 20_000_000;
-    (0..3)
-        .map(|_| {
-            let t = Instant::now();
-            std::hint::black_box(run(Peak(iters)));
-            (iters * 12 * lanes * 2) as f64 / t.elapsed().as_secs_f64() / 1e9
-        })
-        .fold(0.0, f64::max)
-}
+mod peak;
 
 /// Seconds per call of `f`, the best of five means of `reps` calls.
 fn time(reps: usize, mut f: impl FnMut()) -> f64 {
@@ -58,10 +29,10 @@ fn main() {
     #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
     {
         if let Some(simd) = pulp::x86::V4::try_new() {
-            println!("FMA peak, AVX-512: {:.0} GFLOP/s", peak(16, |p| pulp::Simd::vectorize(simd, p)));
+            println!("FMA peak, AVX-512: {:.0} GFLOP/s", peak::fma_peak(|p| pulp::Simd::vectorize(simd, p)));
         }
         if let Some(simd) = pulp::x86::V3::try_new() {
-            println!("FMA peak, AVX2: {:.0} GFLOP/s", peak(8, |p| pulp::Simd::vectorize(simd, p)));
+            println!("FMA peak, AVX2: {:.0} GFLOP/s", peak::fma_peak(|p| pulp::Simd::vectorize(simd, p)));
         }
     }
     let path = if std::env::var_os("NNLANG_IM2COL").is_some() { "im2col + matrixmultiply" } else { "in use" };
