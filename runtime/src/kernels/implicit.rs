@@ -41,7 +41,8 @@ enum Init<'a> {
 }
 
 /// The instruction set the tiles run with, by its lanes: 16 (AVX-512), 8 (AVX2 and FMA), or
-/// 0 where the processor has neither (`NNLANG_IM2COL` set also gives 0, to compare).
+/// 0 where the processor has neither. `NNLANG_IM2COL` set also gives 0, turning every tile
+/// off (convolutions by im2col, dense layers on matrixmultiply), to compare.
 pub fn lanes() -> usize {
     static LANES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *LANES.get_or_init(|| {
@@ -94,16 +95,11 @@ fn panel_width(lanes: usize, kp: usize, j0: usize) -> usize {
     }
 }
 
-/// The panel that holds filter `col`: its first filter and its width.
+/// The panel that holds filter `col`: its first filter and its width (every panel but the
+/// last is two vectors wide).
 fn panel_of(lanes: usize, kp: usize, col: usize) -> (usize, usize) {
-    let mut j0 = 0;
-    loop {
-        let nr = panel_width(lanes, kp, j0);
-        if col < j0 + nr {
-            return (j0, nr);
-        }
-        j0 += nr;
-    }
+    let j0 = col / (2 * lanes) * (2 * lanes);
+    (j0, panel_width(lanes, kp, j0))
 }
 
 /// `w[i][c][t]` (`[n, d, f²]`, PyTorch's layout with `n` filters of depth `d`) in kernel
