@@ -230,8 +230,9 @@ pub fn fit(
             lb.extend(idx.iter().filter_map(|&i| train.lengths.get(i)));
             // The rows this process computes: the batch, or in a distributed run its share.
             let local = stepper.local_rows(n);
-            for (r, &i) in idx[local.clone()].iter().enumerate() {
-                train.x.write(i * train.x_cols, &mut xb[r * train.x_cols..(r + 1) * train.x_cols]);
+            let rows_here = &idx[local.clone()];
+            train.x.gather(rows_here, train.x_cols, &mut xb[..rows_here.len() * train.x_cols]);
+            for (r, &i) in rows_here.iter().enumerate() {
                 yb[r * train.y_cols..(r + 1) * train.y_cols]
                     .copy_from_slice(&train.y[i * train.y_cols..(i + 1) * train.y_cols]);
             }
