@@ -45,6 +45,7 @@ fn member_run(
                 limit: a.limit,
                 quiet: a.quiet,
                 threads: a.threads,
+                split: nnlang_runtime::train::Split::Auto,
                 resume: None,
                 init: None,
                 notes: false,

@@ -76,10 +76,17 @@ enum Command {
         /// Print only the final results.
         #[arg(long)]
         quiet: bool,
-        /// Threads for the data-parallel training step (a run repeats exactly for a given
-        /// count).
+        /// Threads for the training step (a run repeats exactly for a given count; see
+        /// --split).
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
         threads: u16,
+        /// How the threads share each step: `products` (each large dense layer's products
+        /// split among them: the results are one thread's, bit for bit, whatever the count),
+        /// `batch` (each thread a share of the batch's rows, the gradients averaged; `mpirun
+        /// -n N` trains as `--threads N --split batch`), or `auto`: products for a model whose
+        /// weights are all dense layers, batch otherwise.
+        #[arg(long, value_enum, default_value_t = SplitArg::Auto)]
+        split: SplitArg,
         /// Continue the run in this directory from its last completed epoch, exactly as if it
         /// had never stopped (same seed, batch and threads; --epochs to train further).
         #[arg(long, value_name = "RUN_DIR", conflicts_with = "init")]
@@ -256,6 +263,24 @@ pub(crate) enum Set {
 }
 
 /// A count that must be 1 or more (`--limit 0` would evaluate nothing and report 0%).
+/// `--split`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum SplitArg {
+    Auto,
+    Batch,
+    Products,
+}
+
+impl From<SplitArg> for nnlang_runtime::train::Split {
+    fn from(s: SplitArg) -> Self {
+        match s {
+            SplitArg::Auto => Self::Auto,
+            SplitArg::Batch => Self::Batch,
+            SplitArg::Products => Self::Products,
+        }
+    }
+}
+
 fn at_least_one(s: &str) -> Result<usize, String> {
     match s.trim().parse::<usize>() {
         Ok(0) => Err("must be at least 1".to_string()),
@@ -418,7 +443,7 @@ fn run(cli: Cli, cluster: Option<&nnlang_runtime::train::Cluster>) -> Result<(),
             }
             Ok(())
         }
-        Command::Train { model, epochs, out, limit, quiet, threads, resume, init, keep } => train::train(
+        Command::Train { model, epochs, out, limit, quiet, threads, split, resume, init, keep } => train::train(
             &model,
             train::TrainArgs {
                 epochs,
@@ -426,6 +451,7 @@ fn run(cli: Cli, cluster: Option<&nnlang_runtime::train::Cluster>) -> Result<(),
                 limit,
                 quiet,
                 threads: threads as usize,
+                split: split.into(),
                 resume,
                 init,
                 notes: true,

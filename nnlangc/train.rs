@@ -148,6 +148,8 @@ pub struct TrainArgs {
     pub limit: Option<usize>,
     pub quiet: bool,
     pub threads: usize,
+    /// How the threads share a step.
+    pub split: nnlang_runtime::train::Split,
     pub resume: Option<PathBuf>,
     pub init: Option<PathBuf>,
     /// Say when the file's `search`/`ensemble` blocks are not what `train` runs (not for a
@@ -207,6 +209,13 @@ pub fn train(args: &ModelArgs, t: TrainArgs) -> Result<(), Failure> {
     }
     let mut prepared = job.prepare_taking(&mut loaded, t.threads)?;
     prepared.options.cluster = t.cluster.clone();
+    prepared.options.split = t.split;
+    if t.cluster.is_some() && t.split == nnlang_runtime::train::Split::Products {
+        return Err(Failure::Usage(
+            "--split products is for one process: a distributed run splits each batch among its processes (and their threads)"
+                .into(),
+        ));
+    }
     let opts = prepared.options.clone();
     // What the file says that `train` does not do.
     for r in session.compiled.recipes.iter().filter(|r| r.target == name) {
@@ -295,7 +304,7 @@ pub fn train(args: &ModelArgs, t: TrainArgs) -> Result<(), Failure> {
     if !t.quiet {
         let processes = match &t.cluster {
             Some(c) => format!(" in each of {} processes", c.size()),
-            None => String::new(),
+            None => opts.split.describe(&prepared.train_plan, opts.threads).to_string(),
         };
         outln!(
             "training {name} on {} examples ({} held out for validation), batch {}, {} epochs, {} thread{}{processes}",

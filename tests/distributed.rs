@@ -66,6 +66,8 @@ fn options(threads: usize, cluster: Option<Cluster>) -> train::Options {
         clip: Some(5.0),
         seed: 11,
         threads,
+        // Processes split batches: the threads they are compared with do too.
+        split: train::Split::Batch,
         cluster,
         ..nnlang::spec::TrainRecipe::default().options(1)
     }

@@ -160,8 +160,8 @@ fn sigterm_saves_the_run_and_exits_130() {
 }
 
 /// A run stopped by SIGTERM and resumed writes the weights of one that never stopped — with
-/// dropout, Adam, a weight average, a plateau schedule and two threads, whose states and
-/// random streams all carry over.
+/// dropout, Adam, a weight average, a plateau schedule and two threads that split each batch,
+/// whose states and random streams all carry over.
 #[test]
 fn a_stopped_run_resumes_exactly() {
     let dir = common::temp_dir("faults-resume");
@@ -176,7 +176,7 @@ fn a_stopped_run_resumes_exactly() {
     .expect("model");
     let run = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_nnlangc"))
-            .args(["train", model.to_str().expect("utf-8"), "--threads", "2", "--quiet"])
+            .args(["train", model.to_str().expect("utf-8"), "--threads", "2", "--split", "batch", "--quiet"])
             .args(args)
             .output()
             .expect("runs")
@@ -187,7 +187,7 @@ fn a_stopped_run_resumes_exactly() {
     // Stopped somewhere after its first epoch, then resumed (until it completes).
     let part = dir.join("part");
     let child = Command::new(env!("CARGO_BIN_EXE_nnlangc"))
-        .args(["train", model.to_str().expect("utf-8"), "--threads", "2", "--quiet", "--out"])
+        .args(["train", model.to_str().expect("utf-8"), "--threads", "2", "--split", "batch", "--quiet", "--out"])
         .arg(&part)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -220,7 +220,7 @@ fn a_stopped_run_resumes_exactly() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         err.contains(
-            "state.json: the run was trained with 2 threads (--threads), this run 1 thread (--threads): it cannot continue exactly"
+            "state.json: the run was trained with 2 threads splitting each batch (--threads, --split), this run 1 thread (--threads): it cannot continue exactly"
         ),
         "{err}"
     );

@@ -247,7 +247,9 @@ fn train_step_and_checkpoints() {
 
 #[test]
 fn data_parallel_generated_matches_the_interpreters_two_thread_step() {
-    let (train, _, _, opts) = interpreter(include_str!("../examples/mnist_mlp.nn"), "Mlp");
+    let (train, _, _, mut opts) = interpreter(include_str!("../examples/mnist_mlp.nn"), "Mlp");
+    // The generated code's threads split the batch.
+    opts.split = nnlang_runtime::train::Split::Batch;
     let rows = 64;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
     let x: Vec<f32> = (0..rows * 784).map(|_| rng.random_range(0.0..1.0)).collect();
@@ -526,4 +528,46 @@ fn predict_takes_an_array_per_input() {
     assert_eq!(e.to_string(), format!("the inputs have {rows} and 4 rows; every input needs a row per example"));
     let e = net.predict_inputs([b.view(), b.view()]).expect_err("too narrow");
     assert_eq!(e.to_string(), "rows of 2 values, but the model's input has 3 per example");
+}
+
+/// Threads that split each dense product (`--split products`) compute what one thread does,
+/// bit for bit — losses and weights after every step, whatever their count — with dropout
+/// (drawn once, by the calling thread), layers too small to split, inputs that are not whole
+/// vectors, a batch that does not divide evenly and Adam; while threads that split the batch
+/// average their gradients and so differ in the last bits. `auto` splits products for this
+/// model and batches for a ConvNet.
+#[test]
+fn threads_that_split_products_train_bit_for_bit_as_one_thread() {
+    use nnlang_runtime::train::{Split, Stepper};
+    let src = "model P { input x: [784]\n x -> dense(256) -> tanh -> dropout(keep = 0.8) -> dense(200) -> relu -> dense(40) -> sigmoid -> dense(10) -> softmax }\n\
+               train P on d { optimizer = adam(lr = 0.01), batch = 96, regularize { l2 = 1e-4 }, seed = 3 }\n\
+               data d { train = idx(\"a\", \"b\") }\n";
+    let (train, _, _, opts) = interpreter(src, "P");
+    let mut params = vec![0f32; train.params_len];
+    nnlang_runtime::train::initialize(&train, &mut params, nnlang_runtime::train::Init::He, 3);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(8);
+    let x: Vec<f32> = (0..96 * 784).map(|_| rng.random_range(0.0..1.0)).collect();
+    let y: Vec<f32> = (0..96).map(|r| (r * 7 % 10) as f32).collect();
+    let run = |threads: usize, split: Split| {
+        let o = nnlang_runtime::train::Options { split, ..opts.clone() };
+        let mut s = Stepper::new(&train, params.clone(), &o, threads);
+        let mut seen = Vec::new();
+        for rows in [96, 50, 96, 7] {
+            let loss = s.step(&x[..rows * 784], &y[..rows], rows).expect("step");
+            seen.push((loss.to_bits(), bits(s.params())));
+        }
+        seen
+    };
+    let one = run(1, Split::Auto);
+    assert!(Split::Auto.products(&train, 2), "a model of dense layers splits its products");
+    for threads in [2, 3] {
+        let many = run(threads, Split::Products);
+        for (step, (a, b)) in one.iter().zip(&many).enumerate() {
+            assert_eq!(a.0, b.0, "{threads} threads: the loss of step {step}");
+            assert!(a.1 == b.1, "{threads} threads: the weights after step {step}");
+        }
+    }
+    assert!(run(2, Split::Batch).last() != one.last(), "splitting the batch averages halves");
+    let (conv, _, _, _) = interpreter(include_str!("../examples/mnist_convnet.nn"), "MnistConvNet");
+    assert!(!Split::Auto.products(&conv, 2), "a ConvNet splits its batches");
 }

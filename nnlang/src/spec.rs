@@ -9,7 +9,7 @@
 use crate::lower::eval::Value;
 use crate::ops::loss::{self, UserLoss};
 use crate::recipe::{Recipe, Setting, Settings};
-use nnlang_runtime::train::{Init, OptimizerKind, Options, Schedule};
+use nnlang_runtime::train::{Init, OptimizerKind, Options, Schedule, Split};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -224,6 +224,7 @@ impl TrainRecipe {
             bptt: self.bptt,
             seed: self.seed,
             threads,
+            split: Split::Auto,
             cluster: None,
         }
     }

@@ -76,10 +76,23 @@ pub trait Float:
     /// A dense layer's forward product without packing where the type and processor allow
     /// (`kernels::implicit::dense_forward`); `false`, nothing done, otherwise.
     #[allow(clippy::too_many_arguments)]
-    fn dense_forward(rows: usize, inp: usize, out: usize, x: &[Self], w: &[Self], b: &[Self], y: &mut [Self]) -> bool;
+    fn dense_forward(
+        rows: usize,
+        inp: usize,
+        out: usize,
+        x: &[Self],
+        w: &[Self],
+        b: &[Self],
+        y: crate::kernels::dense::Out<'_, '_, Self>,
+    ) -> bool;
+
+    /// Whether a dense layer of `inp` inputs runs on [`Float::dense_forward`] and
+    /// [`Float::dense_backward`] (forward and both gradients) on this processor.
+    fn dense_tiles(inp: usize) -> bool;
 
     /// A dense layer's backward pass without matrixmultiply's packing where the type and
-    /// processor allow (`kernels::implicit::dense_backward`); `false`, nothing done, otherwise.
+    /// processor allow (`kernels::implicit::dense_backward`; `dw` holds the rows of dW of the
+    /// outputs in its range); `false`, nothing done, otherwise.
     #[allow(clippy::too_many_arguments)]
     fn dense_backward(
         rows: usize,
@@ -88,7 +101,7 @@ pub trait Float:
         x: &[Self],
         w: &[Self],
         dy: &[Self],
-        dw: Option<&mut [Self]>,
+        dw: Option<(&mut [Self], std::ops::Range<usize>)>,
         dx: Option<(&mut [Self], bool)>,
     ) -> bool;
 
@@ -114,7 +127,7 @@ pub trait Float:
 }
 
 macro_rules! float_impl {
-    ($t:ty, $name:literal, $gemm:path, $few:path, $tanh:path, $conv_forward:path, $conv_backward:path, $dense_forward:path, $dense_backward:path) => {
+    ($t:ty, $name:literal, $gemm:path, $few:path, $tanh:path, $conv_forward:path, $conv_backward:path, $dense_forward:path, $dense_backward:path, $dense_tiles:path) => {
         impl Float for $t {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
@@ -168,9 +181,12 @@ macro_rules! float_impl {
                 x: &[Self],
                 w: &[Self],
                 b: &[Self],
-                y: &mut [Self],
+                y: crate::kernels::dense::Out<'_, '_, Self>,
             ) -> bool {
                 $dense_forward(rows, inp, out, x, w, b, y)
+            }
+            fn dense_tiles(inp: usize) -> bool {
+                $dense_tiles(inp)
             }
             fn dense_backward(
                 rows: usize,
@@ -179,7 +195,7 @@ macro_rules! float_impl {
                 x: &[Self],
                 w: &[Self],
                 dy: &[Self],
-                dw: Option<&mut [Self]>,
+                dw: Option<(&mut [Self], std::ops::Range<usize>)>,
                 dx: Option<(&mut [Self], bool)>,
             ) -> bool {
                 $dense_backward(rows, inp, out, x, w, dy, dw, dx)
@@ -233,7 +249,8 @@ float_impl!(
     crate::kernels::implicit::forward,
     crate::kernels::implicit::backward,
     crate::kernels::implicit::dense_forward,
-    crate::kernels::implicit::dense_backward
+    crate::kernels::implicit::dense_backward,
+    crate::kernels::implicit::dense_tiles
 );
 float_impl!(
     f64,
@@ -244,11 +261,25 @@ float_impl!(
     no_conv_forward,
     no_conv_backward,
     no_dense_forward,
-    no_dense_backward
+    no_dense_backward,
+    no_dense_tiles
 );
 
 /// As [`no_conv_forward`].
-fn no_dense_forward(_: usize, _: usize, _: usize, _: &[f64], _: &[f64], _: &[f64], _: &mut [f64]) -> bool {
+fn no_dense_forward(
+    _: usize,
+    _: usize,
+    _: usize,
+    _: &[f64],
+    _: &[f64],
+    _: &[f64],
+    _: crate::kernels::dense::Out<'_, '_, f64>,
+) -> bool {
+    false
+}
+
+/// As [`no_conv_forward`].
+fn no_dense_tiles(_: usize) -> bool {
     false
 }
 
@@ -261,7 +292,7 @@ fn no_dense_backward(
     _: &[f64],
     _: &[f64],
     _: &[f64],
-    _: Option<&mut [f64]>,
+    _: Option<(&mut [f64], std::ops::Range<usize>)>,
     _: Option<(&mut [f64], bool)>,
 ) -> bool {
     false

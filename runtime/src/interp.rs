@@ -5,6 +5,7 @@
 use crate::mem::{Cx, Mem};
 use crate::plan::{ABuf, Plan, Space, Step};
 use crate::Float;
+use aligned_vec::{AVec, ConstAlign};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -19,8 +20,9 @@ pub trait Updater<T> {
 /// The memory a plan runs in: the arena, the inputs and target of the batch, the parameters
 /// and their gradients.
 pub struct Exec<T> {
-    /// Every intermediate buffer of the plan, at its planned offset.
-    pub arena: Vec<T>,
+    /// Every intermediate buffer of the plan, at its planned offset; it starts on a cache
+    /// line, so that threads that write different lines of a buffer's rows never share one.
+    pub arena: AVec<T, ConstAlign<64>>,
     /// The batch's inputs, one buffer per model input.
     pub inputs: Vec<Vec<T>>,
     /// The batch's targets.
@@ -32,6 +34,9 @@ pub struct Exec<T> {
     /// The length of each example's sequence in the batch, for a plan that reads sequences
     /// of different lengths (empty: every sequence is as long as the plan's).
     pub lengths: Vec<usize>,
+    /// Threads to split the large dense products of a run over (`None`: the calling thread
+    /// alone). The results are the same bits with or without.
+    pub team: Option<std::sync::Arc<crate::train::Team>>,
     rng: ChaCha8Rng,
 }
 
@@ -40,12 +45,13 @@ impl<T: Float> Exec<T> {
     /// trainer's initialization) and a dropout generator seeded with `seed`.
     pub fn new(plan: &Plan, seed: u64) -> Self {
         Exec {
-            arena: vec![T::ZERO; plan.arena_len],
+            arena: AVec::from_iter(64, std::iter::repeat_n(T::ZERO, plan.arena_len)),
             inputs: plan.inputs.iter().map(|b| vec![T::ZERO; b.cols * plan.max_batch]).collect(),
             target: plan.target.map_or(Vec::new(), |(t, _)| vec![T::ZERO; t.cols * plan.max_batch]),
             params: vec![T::ZERO; plan.params_len],
             grads: vec![T::ZERO; plan.params_len],
             lengths: Vec::new(),
+            team: None,
             rng: ChaCha8Rng::seed_from_u64(seed),
         }
     }
@@ -152,6 +158,7 @@ impl<T: Float> Exec<T> {
                 grads: &mut self.grads,
                 rng: &mut self.rng,
                 lengths: &self.lengths,
+                team: self.team.as_deref(),
             },
             inputs,
             target,
@@ -185,6 +192,7 @@ impl<T: Float> Exec<T> {
             grads: &mut self.grads,
             rng: &mut self.rng,
             lengths: &self.lengths,
+            team: self.team.as_deref(),
         };
         run_steps(plan, rows, mem, inputs, &self.target, Some(after))
     }
@@ -206,6 +214,7 @@ impl<T: Float> Exec<T> {
             grads: &mut self.grads,
             rng: &mut self.rng,
             lengths: &self.lengths,
+            team: self.team.as_deref(),
         };
         run_steps(plan, rows, mem, inputs, &[], after)
     }
@@ -228,6 +237,7 @@ impl<T: Float> Exec<T> {
             grads: &mut self.grads,
             rng: &mut self.rng,
             lengths: &self.lengths,
+            team: self.team.as_deref(),
         };
         run_steps(plan, rows, mem, inputs, target, None)
     }
@@ -244,6 +254,7 @@ struct Memory<'a, T> {
     grads: &'a mut [T],
     rng: &'a mut ChaCha8Rng,
     lengths: &'a [usize],
+    team: Option<&'a crate::train::Team>,
 }
 
 /// Runs every step of `plan` (the update runs nothing) on `rows` rows; `after`, if given,
@@ -267,6 +278,7 @@ fn run_steps<T: Float>(
         grads: m.grads,
         rng: m.rng,
         loss: None,
+        team: m.team,
     };
     for (i, s) in plan.steps.iter().enumerate() {
         s.run(&mut cx)?;

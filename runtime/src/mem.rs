@@ -123,6 +123,9 @@ pub struct Cx<'a, T> {
     pub rng: &'a mut ChaCha8Rng,
     /// Set by the loss step.
     pub loss: Option<f64>,
+    /// Threads to split large dense products over (`None`: the calling thread alone); the
+    /// results are the same bits either way ([`crate::kernels::dense`]).
+    pub team: Option<&'a crate::train::Team>,
 }
 
 impl<T> Cx<'_, T> {

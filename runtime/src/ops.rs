@@ -20,7 +20,8 @@ fn acc(w: Write) -> bool {
 pub fn dense<T: Float>(cx: &mut Cx<'_, T>, x: ABuf, w: PBuf, b: PBuf, y: ABuf) -> Done {
     let rows = cx.rows;
     let (out, r) = cx.mem.split(y, rows);
-    dense::forward(rows, x.cols, y.cols, r.get(x, rows), &cx.params[w.range()], &cx.params[b.range()], out);
+    let (w, b) = (&cx.params[w.range()], &cx.params[b.range()]);
+    dense::forward_act(cx.team, None, rows, x.cols, y.cols, r.get(x, rows), w, b, out);
     Ok(())
 }
 
@@ -28,7 +29,8 @@ pub fn dense<T: Float>(cx: &mut Cx<'_, T>, x: ABuf, w: PBuf, b: PBuf, y: ABuf) -
 pub fn dense_act<T: Float>(cx: &mut Cx<'_, T>, f: Act, x: ABuf, w: PBuf, b: PBuf, y: ABuf) -> Done {
     let rows = cx.rows;
     let (out, r) = cx.mem.split(y, rows);
-    dense::forward_act(f, rows, x.cols, y.cols, r.get(x, rows), &cx.params[w.range()], &cx.params[b.range()], out);
+    let (w, b) = (&cx.params[w.range()], &cx.params[b.range()]);
+    dense::forward_act(cx.team, Some(f), rows, x.cols, y.cols, r.get(x, rows), w, b, out);
     Ok(())
 }
 
@@ -178,15 +180,15 @@ pub fn dense_backward<T: Float>(
     let rows = cx.rows;
     let (inp, out) = (x.cols, dy.cols);
     let (gw, gb) = split_pair(cx.grads, dw.range(), db.range());
+    let w = &cx.params[w.range()];
     match dx {
         Some((dx, write)) => {
             let (g, r) = cx.mem.split(dx, rows);
-            dense::backward_params(rows, inp, out, r.get(x, rows), r.get(dy, rows), gw, gb);
-            dense::backward_input(rows, inp, out, &cx.params[w.range()], r.get(dy, rows), g, acc(write));
+            dense::backward(cx.team, rows, inp, out, r.get(x, rows), w, r.get(dy, rows), gw, gb, Some((g, acc(write))));
         }
         None => {
             let r = cx.mem.all();
-            dense::backward_params(rows, inp, out, r.get(x, rows), r.get(dy, rows), gw, gb);
+            dense::backward(cx.team, rows, inp, out, r.get(x, rows), w, r.get(dy, rows), gw, gb, None);
         }
     }
     Ok(())
@@ -209,7 +211,7 @@ pub fn dense_act_backward<T: Float>(
         // dz = dy · f'(z), in place over dy.
         let rows = cx.rows;
         let (d, r) = cx.mem.split(dy, rows);
-        elementwise::activation_backward_in_place(f, r.get(y, rows), d);
+        dense::activation_backward(cx.team, f, rows, x.cols, dy.cols, r.get(y, rows), d);
     }
     dense_backward(cx, x, w, dy, dw, db, dx)
 }

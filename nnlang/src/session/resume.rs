@@ -23,6 +23,9 @@ pub struct Identity {
     pub threads: usize,
     /// Processes of a distributed run (1: one process).
     pub processes: usize,
+    /// The threads split each product (`--split products`), not the batch: the run is then
+    /// one thread's, whatever their count.
+    pub products: bool,
     /// The number of parameters.
     pub params: usize,
 }
@@ -129,6 +132,7 @@ pub fn to_files(state: &Resume, id: &Identity) -> Result<Vec<(&'static str, Vec<
         "batch": id.batch,
         "threads": id.threads,
         "processes": id.processes,
+        "split": if id.products { "products" } else { "batch" },
         "params": id.params,
         "epochs_done": state.epochs_done,
         "adam_steps": state.opt.t,
@@ -139,19 +143,26 @@ pub fn to_files(state: &Resume, id: &Identity) -> Result<Vec<(&'static str, Vec<
     Ok(vec![("state.safetensors", st), ("state.json", format!("{meta:#}\n").into_bytes())])
 }
 
-/// Whether two runs of (threads, processes) cut every batch the same way: the same counts, or
-/// N one-thread processes and one process of N threads (whose workers are the same).
-fn same_split(a: (usize, usize), b: (usize, usize)) -> bool {
+/// Whether two runs cut every batch the same way: the same counts of (threads, processes), or
+/// N one-thread processes and one process of N threads (whose workers are the same). Threads
+/// that split products compute what one thread does.
+fn same_split(a: &Identity, b: &Identity) -> bool {
+    let cut = |i: &Identity| if i.products { (1, 1) } else { (i.threads, i.processes) };
+    let (a, b) = (cut(a), cut(b));
     let flat = |(t, p): (usize, usize)| t == 1 || p == 1;
     a == b || (flat(a) && flat(b) && a.0 * a.1 == b.0 * b.1)
 }
 
-fn split_text(threads: usize, processes: usize) -> String {
-    let t = if threads == 1 { "1 thread".to_string() } else { format!("{threads} threads") };
-    if processes == 1 {
+fn split_text(i: &Identity) -> String {
+    let t = if i.threads == 1 { "1 thread".to_string() } else { format!("{} threads", i.threads) };
+    if i.processes > 1 {
+        format!("{t} in each of {} processes (--threads, mpirun -n)", i.processes)
+    } else if i.threads == 1 {
         format!("{t} (--threads)")
+    } else if i.products {
+        format!("{t} splitting each product (--threads, --split)")
     } else {
-        format!("{t} in each of {processes} processes (--threads, mpirun -n)")
+        format!("{t} splitting each batch (--threads, --split)")
     }
 }
 
@@ -177,6 +188,7 @@ pub fn read(dir: &Path, id: &Identity) -> Result<Resume, Error> {
         batch: u("batch").unwrap_or(0) as usize,
         threads: u("threads").unwrap_or(0) as usize,
         processes: u("processes").unwrap_or(1) as usize,
+        products: v.get("split").and_then(Value::as_str) == Some("products"),
         params: u("params").unwrap_or(0) as usize,
     };
     let differ = [
@@ -184,14 +196,7 @@ pub fn read(dir: &Path, id: &Identity) -> Result<Resume, Error> {
         (saved.params != id.params, format!("{} parameters, this model {}", saved.params, id.params)),
         (saved.seed != id.seed, format!("seed {}, this run {}", saved.seed, id.seed)),
         (saved.batch != id.batch, format!("batch {}, this run {}", saved.batch, id.batch)),
-        (
-            !same_split((saved.threads, saved.processes), (id.threads, id.processes)),
-            format!(
-                "{}, this run {}",
-                split_text(saved.threads, saved.processes),
-                split_text(id.threads, id.processes)
-            ),
-        ),
+        (!same_split(&saved, id), format!("{}, this run {}", split_text(&saved), split_text(id))),
     ];
     if let Some((_, what)) = differ.iter().find(|(d, _)| *d) {
         return Err(bad(&jp, format!("the run was trained with {what}: it cannot continue exactly")));

@@ -23,8 +23,10 @@
 //! product packs anything (matrixmultiply packed both operands of both, every step: a
 //! quarter of the MNIST MLP's step).
 
+use super::dense::Out;
 use crate::plan::{Act, Geometry};
 use pulp::Simd;
+use std::ops::Range;
 
 /// Output positions per register tile.
 const MR: usize = 6;
@@ -545,15 +547,17 @@ fn dense_dw_tile<S: Simd, const M: usize, const NV: usize>(
     simd: S,
     (x, inp): (&[f32], usize),
     (dy, out): (&[f32], usize),
-    (o0, i0): (usize, usize),
+    (o0, first, i0): (usize, usize, usize),
     keep: bool,
     dw: &mut [f32],
 ) {
     let width = std::mem::size_of::<S::f32s>() / 4 * NV;
     let mut acc = [[simd.splat_f32s(0.0); NV]; M];
+    // `dw` holds the rows of outputs `first..`.
+    let at = |r: usize| (o0 - first + r) * inp + i0;
     if keep {
         for (r, row) in acc.iter_mut().enumerate() {
-            let (v, _) = S::as_simd_f32s(&dw[(o0 + r) * inp + i0..(o0 + r) * inp + i0 + width]);
+            let (v, _) = S::as_simd_f32s(&dw[at(r)..at(r) + width]);
             row.copy_from_slice(&v[..NV]);
         }
     }
@@ -569,7 +573,7 @@ fn dense_dw_tile<S: Simd, const M: usize, const NV: usize>(
         }
     }
     for (r, row) in acc.iter().enumerate() {
-        let (v, _) = S::as_mut_simd_f32s(&mut dw[(o0 + r) * inp + i0..(o0 + r) * inp + i0 + width]);
+        let (v, _) = S::as_mut_simd_f32s(&mut dw[at(r)..at(r) + width]);
         v.copy_from_slice(row);
     }
 }
@@ -584,7 +588,7 @@ struct DenseBackward<'a> {
     x: &'a [f32],
     w: &'a [f32],
     dy: &'a [f32],
-    dw: Option<&'a mut [f32]>,
+    dw: Option<(&'a mut [f32], Range<usize>)>,
     dx: Option<(&'a mut [f32], bool)>,
 }
 
@@ -599,16 +603,16 @@ impl pulp::WithSimd for DenseBackward<'_> {
         // dW, in tiles of up to 6 outputs × one panel of inputs, over blocks of rows (each
         // tile's rows of x stay in the first-level cache; a block continues the sums the
         // last one stored, so the order of the additions is the rows' order).
-        if let Some(dw) = dw {
+        if let Some((dw, outs)) = dw {
             for (b, (xb, dyb)) in x.chunks(DENSE_ROWS * inp).zip(dy.chunks(DENSE_ROWS * out)).enumerate() {
                 let keep = b > 0;
                 let mut i0 = 0;
                 while i0 < inp {
                     let wide = inp - i0 >= 2 * lanes;
-                    let mut o0 = 0;
-                    while o0 < out {
-                        let m = (out - o0).min(MR);
-                        let args = ((xb, inp), (dyb, out), (o0, i0), keep);
+                    let mut o0 = outs.start;
+                    while o0 < outs.end {
+                        let m = (outs.end - o0).min(MR);
+                        let args = ((xb, inp), (dyb, out), (o0, outs.start, i0), keep);
                         macro_rules! run {
                             ($nv:literal) => {
                                 match m {
@@ -655,7 +659,8 @@ impl pulp::WithSimd for DenseBackward<'_> {
 }
 
 /// A dense layer's backward pass (forward was `y = x·Wᵀ + b`, W `[out × inp]`): when `dw`
-/// is given, `dW = dyᵀ·x` (overwriting it), and when `dx` is given, `dx (+)= dy·W` (`true`: add), both in the
+/// is given, `dW = dyᵀ·x` for the outputs of its range (overwriting the slice, which holds
+/// their rows of dW), and when `dx` is given, `dx (+)= dy·W` (`true`: add), both in the
 /// layers' own layouts with no packing. `false` (nothing done) without AVX2/FMA or when
 /// `inp` is not a whole number of vectors.
 #[allow(clippy::too_many_arguments)]
@@ -666,7 +671,7 @@ pub fn dense_backward(
     x: &[f32],
     w: &[f32],
     dy: &[f32],
-    dw: Option<&mut [f32]>,
+    dw: Option<(&mut [f32], Range<usize>)>,
     dx: Option<(&mut [f32], bool)>,
 ) -> bool {
     dense_backward_with(lanes(), rows, inp, out, x, w, dy, dw, dx)
@@ -682,7 +687,7 @@ fn dense_backward_with(
     x: &[f32],
     w: &[f32],
     dy: &[f32],
-    dw: Option<&mut [f32]>,
+    dw: Option<(&mut [f32], Range<usize>)>,
     dx: Option<(&mut [f32], bool)>,
 ) -> bool {
     if lanes == 0 || inp % lanes != 0 || rows == 0 {
@@ -709,7 +714,7 @@ fn dot_tile<S: Simd, const R: usize, const O: usize, const V: usize>(
     outs: [usize; O],
     (m, n): (usize, usize),
     b: &[f32],
-    y: &mut [f32],
+    y: &mut Out<'_, '_, f32>,
     out: usize,
 ) {
     let xs: [&[S::f32s]; R] = std::array::from_fn(|r| S::as_simd_f32s(&x[rows[r] * inp..(rows[r] + 1) * inp]).0);
@@ -732,27 +737,27 @@ fn dot_tile<S: Simd, const R: usize, const O: usize, const V: usize>(
             // vectors of 8 the first halving is their sum, and the reduction of 8 lanes goes on
             // in the same order as that of 16 (the unit test holds the two widths equal).
             let sum = if V == 1 { a[0] } else { simd.add_f32s(a[0], a[V - 1]) };
-            y[rows[r] * out + outs[o]] = b[outs[o]] + simd.reduce_sum_f32s(sum);
+            y.set(rows[r], outs[o], out, b[outs[o]] + simd.reduce_sum_f32s(sum));
         }
     }
 }
 
-struct DenseForward<'a> {
+struct DenseForward<'a, 'b, 'c> {
     rows: usize,
     inp: usize,
     out: usize,
     x: &'a [f32],
     w: &'a [f32],
     b: &'a [f32],
-    y: &'a mut [f32],
+    y: Out<'b, 'c, f32>,
 }
 
-impl pulp::WithSimd for DenseForward<'_> {
+impl pulp::WithSimd for DenseForward<'_, '_, '_> {
     type Output = ();
 
     #[inline(always)]
     fn with_simd<S: Simd>(self, simd: S) {
-        let DenseForward { rows, inp, out, x, w, b, y } = self;
+        let DenseForward { rows, inp, out, x, w, b, mut y } = self;
         let lanes = std::mem::size_of::<S::f32s>() / 4;
         // Tiles of rows × outputs over blocks of DOT_BLOCK rows (a block's x stays in the
         // second-level cache while W streams past it). The tile's shape changes nothing in
@@ -768,7 +773,7 @@ impl pulp::WithSimd for DenseForward<'_> {
                     while r0 < $to {
                         let m = ($to - r0).min($r);
                         let rs: [usize; $r] = std::array::from_fn(|r| r0 + r.min(m - 1));
-                        dot_tile::<S, $r, $o, $v>(simd, x, w, inp, rs, outs, (m, n), b, y, out);
+                        dot_tile::<S, $r, $o, $v>(simd, x, w, inp, rs, outs, (m, n), b, &mut y, out);
                         r0 += m;
                     }
                     o0 += n;
@@ -799,11 +804,27 @@ const DOT_BLOCK: usize = 64;
 
 /// A dense layer's forward product `y = x·Wᵀ + b` (W `[out × inp]`) without packing: each
 /// output a dot product of a row of x and a row of W, both read where they lie, in register
-/// tiles of rows × outputs. `false` (nothing done) without AVX2/FMA or when `inp` is not a
-/// multiple of 16.
+/// tiles of rows × outputs. `y` is the `rows × out` matrix, or each row's own slice of `out`
+/// values (a thread's share of the outputs, [`Out::Rows`]). `false` (nothing done) without
+/// AVX2/FMA or when `inp` is not a multiple of 16 ([`dense_tiles`]).
 #[allow(clippy::too_many_arguments)]
-pub fn dense_forward(rows: usize, inp: usize, out: usize, x: &[f32], w: &[f32], b: &[f32], y: &mut [f32]) -> bool {
+pub fn dense_forward(
+    rows: usize,
+    inp: usize,
+    out: usize,
+    x: &[f32],
+    w: &[f32],
+    b: &[f32],
+    y: Out<'_, '_, f32>,
+) -> bool {
     dense_forward_with(lanes(), rows, inp, out, x, w, b, y)
+}
+
+/// Whether a dense layer of `inp` inputs runs on this module's tiles (its forward and both
+/// gradients) on this processor.
+pub fn dense_tiles(inp: usize) -> bool {
+    let l = lanes();
+    l > 0 && inp % SUM_LANES == 0 && inp % l == 0
 }
 
 /// [`dense_forward`] with `lanes` lanes.
@@ -816,7 +837,7 @@ fn dense_forward_with(
     x: &[f32],
     w: &[f32],
     b: &[f32],
-    y: &mut [f32],
+    y: Out<'_, '_, f32>,
 ) -> bool {
     if lanes == 0 || inp % SUM_LANES != 0 || rows == 0 || out == 0 {
         return false;
@@ -1042,14 +1063,24 @@ mod tests {
                         &x,
                         &w,
                         &dy,
-                        Some(&mut vec![0.0; out * inp]),
+                        Some((&mut vec![0.0; out * inp], 0..out)),
                         None
                     ));
                     continue;
                 }
                 let mut dw = vec![f32::NAN; out * inp];
                 let mut dx = dx0.clone();
-                assert!(dense_backward_with(l, rows, inp, out, &x, &w, &dy, Some(&mut dw), Some((&mut dx, true))));
+                assert!(dense_backward_with(
+                    l,
+                    rows,
+                    inp,
+                    out,
+                    &x,
+                    &w,
+                    &dy,
+                    Some((&mut dw, 0..out)),
+                    Some((&mut dx, true))
+                ));
                 close(&dw, &want_dw, &format!("{rows}×{inp}×{out} lanes {l}: dW"));
                 close(&dx, &want_dx, &format!("{rows}×{inp}×{out} lanes {l}: dx"));
                 let mut dx2 = vec![f32::NAN; rows * inp];
@@ -1084,7 +1115,7 @@ mod tests {
             let mut results = Vec::new();
             for &l in &widths {
                 let mut y = vec![f32::NAN; rows * out];
-                assert!(dense_forward_with(l, rows, inp, out, &x, &w, &b, &mut y));
+                assert!(dense_forward_with(l, rows, inp, out, &x, &w, &b, Out::Matrix(&mut y)));
                 close(&y, &want, &format!("{rows}×{inp}×{out} lanes {l}"));
                 results.push(y);
             }
@@ -1095,12 +1126,21 @@ mod tests {
             if let Some(all) = results.first() {
                 for r in [0, rows / 2, rows - 1] {
                     let mut one = vec![f32::NAN; out];
-                    assert!(dense_forward(1, inp, out, &x[r * inp..(r + 1) * inp], &w, &b, &mut one));
+                    assert!(dense_forward(1, inp, out, &x[r * inp..(r + 1) * inp], &w, &b, Out::Matrix(&mut one)));
                     assert!(one[..] == all[r * out..(r + 1) * out], "{rows}×{inp}×{out}: row {r} alone differs");
                 }
             }
         }
         // Inputs that are not whole groups of 16 are left to matrixmultiply.
-        assert!(!dense_forward_with(lanes().max(8), 2, 24, 3, &[0.0; 48], &[0.0; 72], &[0.0; 3], &mut [0.0; 6]));
+        assert!(!dense_forward_with(
+            lanes().max(8),
+            2,
+            24,
+            3,
+            &[0.0; 48],
+            &[0.0; 72],
+            &[0.0; 3],
+            Out::Matrix(&mut [0.0; 6])
+        ));
     }
 }

@@ -21,7 +21,7 @@ pub use step::Stepper;
 pub use team::Team;
 pub use watch::{gradient_norms, LayerStats, LayerWatch};
 
-use crate::plan::Plan;
+use crate::plan::{Plan, Step};
 use crate::Float;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -138,12 +138,58 @@ pub struct Options {
     pub bptt: Option<usize>,
     /// Seeds initialization, shuffling and dropout.
     pub seed: u64,
-    /// Threads of the data-parallel step (1: single-threaded); in a distributed run, each
+    /// Threads of the training step (1: single-threaded); in a distributed run, each
     /// process's threads.
     pub threads: usize,
+    /// How the threads share a step.
+    pub split: Split,
     /// The processes of a distributed run (none: this process alone). Each computes its
     /// share of every batch; see [`cluster`].
     pub cluster: Option<cluster::Cluster>,
+}
+
+/// How the threads of a training step share it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Split {
+    /// `Products` for a model whose weights are all dense layers, `Batch` otherwise
+    /// (convolutions and recurrent layers); a distributed run always splits batches.
+    #[default]
+    Auto,
+    /// Each thread takes a share of the batch's rows with the whole model and the gradients
+    /// are averaged: a given thread count repeats exactly (and N processes with one thread
+    /// each train as N threads do).
+    Batch,
+    /// Each large dense product is shared: a thread computes its share of the outputs (and
+    /// updates those rows of the weights) for every row of the batch. Nothing is averaged,
+    /// so the results are one thread's, bit for bit, whatever the count; and no weight or
+    /// gradient moves between cores.
+    Products,
+}
+
+impl Split {
+    /// Whether a step of `plan` on `threads` threads (of this process, not distributed)
+    /// splits its products.
+    pub fn products(self, plan: &Plan, threads: usize) -> bool {
+        threads > 1
+            && match self {
+                Split::Auto => plan.steps.iter().all(|s| {
+                    !matches!(s, Step::Conv { .. } | Step::Local { .. } | Step::Rnn { .. } | Step::PerStep { .. })
+                }),
+                Split::Batch => false,
+                Split::Products => true,
+            }
+    }
+
+    /// In words, for the run's first line.
+    pub fn describe(self, plan: &Plan, threads: usize) -> &'static str {
+        if threads < 2 {
+            ""
+        } else if self.products(plan, threads) {
+            " splitting each product"
+        } else {
+            " splitting each batch"
+        }
+    }
 }
 
 /// Initializes every parameter of `plan` in `params`: weights by `init`, biases to zero.

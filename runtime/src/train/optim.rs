@@ -70,6 +70,8 @@ pub struct Optimizer<T> {
     v: Vec<T>,
     t: i32,
     segments: Vec<Segment>,
+    /// The threads `segments` are cut for.
+    parts: usize,
     /// Scratch for the gradient plus regularization.
     grad: Vec<T>,
     /// Spreads the update over threads, when set.
@@ -109,7 +111,8 @@ impl<T: Float> Optimizer<T> {
             m: vec![T::ZERO; n],
             v: if matches!(kind, OptimizerKind::Adam { .. }) { vec![T::ZERO; n] } else { Vec::new() },
             t: 0,
-            segments: segments(table),
+            segments: segments(table, 1),
+            parts: 1,
             grad: vec![T::ZERO; n],
             team: None,
             average: None,
@@ -168,19 +171,41 @@ struct Segment {
     end: usize,
     /// Weights are regularized; biases are not.
     regularized: bool,
+    /// The thread (of [`Optimizer::team`]) that updates it.
+    owner: usize,
 }
 
-/// Largest piece of one tensor updated as a unit (small enough to spread over threads).
+/// Largest piece of one tensor updated as a unit.
 const SEGMENT: usize = 16 * 1024;
 
-fn segments(table: &[Param]) -> Vec<Segment> {
+/// The parameter store in segments, for `parts` threads: thread `t` updates, of every tensor,
+/// the rows (first dimension: a dense layer's outputs, a convolution's filters)
+/// [`crate::kernels::dense::share`]`(rows, t, parts)` — the rows whose products and gradients
+/// it computes when a dense layer is split over the threads, so that no weight moves between
+/// cores.
+fn segments(table: &[Param], parts: usize) -> Vec<Segment> {
     let mut out = Vec::new();
     for p in table {
-        let mut at = p.buf.offset;
-        while at < p.buf.offset + p.buf.len {
-            let end = (at + SEGMENT).min(p.buf.offset + p.buf.len);
-            out.push(Segment { start: at, end, regularized: !p.is_bias });
-            at = end;
+        let rows = p.shape.first().copied().unwrap_or(1).max(1);
+        let row_len = if p.buf.len % rows == 0 { p.buf.len / rows } else { 0 };
+        for owner in 0..parts {
+            let (from, to) = if row_len == 0 {
+                // Not rows of a matrix: the first thread takes it whole.
+                if owner == 0 {
+                    (0, p.buf.len)
+                } else {
+                    (0, 0)
+                }
+            } else {
+                let r = crate::kernels::dense::share(rows, owner, parts);
+                (r.start * row_len, r.end * row_len)
+            };
+            let mut at = p.buf.offset + from;
+            while at < p.buf.offset + to {
+                let end = (at + SEGMENT).min(p.buf.offset + to);
+                out.push(Segment { start: at, end, regularized: !p.is_bias, owner });
+                at = end;
+            }
         }
     }
     out
@@ -379,6 +404,11 @@ impl<T: Float> Updater<T> for Optimizer<T> {
         if let (Some(decay), Some(_), None) = (self.ema, &self.average, self.max_norm) {
             coeffs.ema = Some((T::from_f64(decay), T::from_f64(1.0 - decay)));
         }
+        let parts = self.team.as_ref().map_or(1, |t| t.threads());
+        if self.parts != parts {
+            self.segments = segments(&self.table, parts);
+            self.parts = parts;
+        }
         let segs = &self.segments;
         let n = params.len();
         let (mut empty_v, mut empty_a) = (Vec::new(), Vec::new());
@@ -411,7 +441,14 @@ impl<T: Float> Updater<T> for Optimizer<T> {
             crate::kernels::gemm::dispatch(SegmentUpdate { c: &coeffs, reg: s.regularized, w, grad, g, m, v, a })
         };
         match &self.team {
-            Some(team) => team.run(work, |_, w| run(w)),
+            Some(team) => {
+                // Each thread its own segments (the rows it owns of every tensor).
+                let mut bundles: Vec<Vec<Work<T>>> = (0..parts).map(|_| Vec::new()).collect();
+                for w in work {
+                    bundles[w.0.owner].push(w);
+                }
+                team.run(bundles, |_, b| b.into_iter().for_each(run));
+            }
             None => work.into_iter().for_each(run),
         }
         if let Some(c) = self.max_norm {

@@ -64,7 +64,10 @@ impl<'p> Stepper<'p> {
         let distributed = opts.cluster.as_ref().filter(|c| c.size() > 1);
         // The first worker's number among every process's workers.
         let first = distributed.map_or(0, |c| c.rank() * threads);
-        let workers: Vec<Exec<f32>> = if threads > 1 || distributed.is_some() {
+        // Threads that share each product run the master alone; threads that share the
+        // batch are workers with a memory each.
+        let products = distributed.is_none() && opts.split.products(plan, threads);
+        let workers: Vec<Exec<f32>> = if !products && (threads > 1 || distributed.is_some()) {
             // Workers read the master's parameters; they need no copy of their own.
             (0..threads)
                 .map(|i| {
@@ -77,6 +80,9 @@ impl<'p> Stepper<'p> {
             Vec::new()
         };
         let team = (threads > 1).then(|| super::Team::new(threads).ok()).flatten().map(std::sync::Arc::new);
+        if products {
+            master.team = team.clone();
+        }
         let mut opt = Optimizer::new(&plan.params, opts.optimizer, opts.l1, opts.l2, opts.max_norm, opts.ema);
         opt.clip = opts.clip;
         opt.team = team.clone();

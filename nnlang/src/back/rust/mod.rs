@@ -536,6 +536,7 @@ fn emit(
                     grads: &mut [],
                     rng: &mut self.rng,
                     loss: ::std::option::Option::None,
+                    team: ::std::option::Option::None,
                 };
                 if let ::std::result::Result::Err(e) = steps(&mut cx) {
                     ::std::unreachable!("an inference plan has no loss step, so no step fails: {}", e);
@@ -573,6 +574,7 @@ fn emit(
                     grads: &mut self.grads[..],
                     rng: &mut self.rng,
                     loss: ::std::option::Option::None,
+                    team: ::std::option::Option::None,
                 };
                 steps(&mut cx)?;
                 ::std::result::Result::Ok(cx.loss.unwrap_or(0.0))
@@ -606,6 +608,7 @@ fn emit(
                     grads: &mut grads[..],
                     rng: &mut rng,
                     loss: ::std::option::Option::None,
+                    team: ::std::option::Option::None,
                 };
                 steps(&mut cx)?;
                 let loss = cx.loss.unwrap_or(0.0);
