@@ -307,11 +307,12 @@ pub fn train(args: &ModelArgs, t: TrainArgs) -> Result<(), Failure> {
             None => opts.split.describe(&prepared.train_plan, opts.threads).to_string(),
         };
         outln!(
-            "training {name} on {} examples ({} held out for validation), batch {}, {} epochs, {} thread{}{processes}",
+            "training {name} on {} examples ({} held out for validation), batch {}, {} epoch{}, {} thread{}{processes}",
             prepared.fit.rows(),
             prepared.val.rows(),
             opts.batch,
             opts.epochs,
+            if opts.epochs == 1 { "" } else { "s" },
             opts.threads,
             if opts.threads == 1 { "" } else { "s" }
         );

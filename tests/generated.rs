@@ -570,4 +570,10 @@ fn threads_that_split_products_train_bit_for_bit_as_one_thread() {
     assert!(run(2, Split::Batch).last() != one.last(), "splitting the batch averages halves");
     let (conv, _, _, _) = interpreter(include_str!("../examples/mnist_convnet.nn"), "MnistConvNet");
     assert!(!Split::Auto.products(&conv, 2), "a ConvNet splits its batches");
+    // The MNIST MLP's activations (1,562 values a row) are fewer than its 235,146 weights up to
+    // a batch of 150: products at 64 and 128, batches at 256.
+    let c = compile(include_str!("../examples/mnist_mlp.nn"), &Options::default()).expect("compiles");
+    let at = |rows| build(&c.models[0], Mode::Training(nnlang::plan::Loss::CrossEntropy), rows).expect("plan");
+    assert!(Split::Auto.products(&at(64), 2) && Split::Auto.products(&at(128), 4));
+    assert!(!Split::Auto.products(&at(256), 2) && !Split::Auto.products(&at(64), 1));
 }

@@ -49,12 +49,19 @@ pub fn data(batch: usize, cols: usize) -> (Vec<f32>, Vec<f32>) {
 }
 
 /// Samples per second of the plan interpreter's training step for the first model of `src`,
-/// trained as its own `train` block says (optimizer, init, regularization), seed 7.
+/// trained as its own `train` block says (optimizer, init, regularization), seed 7; its threads
+/// share the step as `nnlangc train --split` does by default, or as the environment's
+/// `NNLANG_SPLIT` (`batch`, `products`) says.
 pub fn interpreted(src: &str, batch: usize, threads: usize, warmup: usize, steps: usize) -> f64 {
     let c = compile(src, &Options::default()).expect("compiles");
     let recipe = c.train_recipe(None).expect("a train block");
     let plan = build(&c.models[0], Mode::Training(Loss::CrossEntropy), batch).expect("plan");
-    let opts = train::Options { batch, seed: 7, ..recipe.options(threads) };
+    let split = match std::env::var("NNLANG_SPLIT").as_deref() {
+        Ok("batch") => train::Split::Batch,
+        Ok("products") => train::Split::Products,
+        _ => train::Split::Auto,
+    };
+    let opts = train::Options { batch, seed: 7, split, ..recipe.options(threads) };
     let mut params = vec![0f32; plan.params_len];
     train::initialize(&plan, &mut params, opts.init, 7);
     let mut s = Stepper::new(&plan, params, &opts, threads);

@@ -714,8 +714,7 @@ fn dot_tile<S: Simd, const R: usize, const O: usize, const V: usize>(
     outs: [usize; O],
     (m, n): (usize, usize),
     b: &[f32],
-    y: &mut Out<'_, '_, f32>,
-    out: usize,
+    y: &mut impl Sink,
 ) {
     let xs: [&[S::f32s]; R] = std::array::from_fn(|r| S::as_simd_f32s(&x[rows[r] * inp..(rows[r] + 1) * inp]).0);
     let ws: [&[S::f32s]; O] = std::array::from_fn(|o| S::as_simd_f32s(&w[outs[o] * inp..(outs[o] + 1) * inp]).0);
@@ -737,7 +736,7 @@ fn dot_tile<S: Simd, const R: usize, const O: usize, const V: usize>(
             // vectors of 8 the first halving is their sum, and the reduction of 8 lanes goes on
             // in the same order as that of 16 (the unit test holds the two widths equal).
             let sum = if V == 1 { a[0] } else { simd.add_f32s(a[0], a[V - 1]) };
-            y.set(rows[r], outs[o], out, b[outs[o]] + simd.reduce_sum_f32s(sum));
+            y.set(rows[r], outs[o], b[outs[o]] + simd.reduce_sum_f32s(sum));
         }
     }
 }
@@ -757,7 +756,51 @@ impl pulp::WithSimd for DenseForward<'_, '_, '_> {
 
     #[inline(always)]
     fn with_simd<S: Simd>(self, simd: S) {
-        let DenseForward { rows, inp, out, x, w, b, mut y } = self;
+        let DenseForward { rows, inp, out, x, w, b, y } = self;
+        // One copy of the loops per kind of output, so that a store is a store.
+        match y {
+            Out::Matrix(y) => dense_tiles_into(simd, (rows, inp, out), x, w, b, &mut Matrix(y, out)),
+            Out::Rows(y) => dense_tiles_into(simd, (rows, inp, out), x, w, b, &mut RowSlices(y)),
+        }
+    }
+}
+
+/// Where [`dot_tile`] stores an output.
+trait Sink {
+    fn set(&mut self, r: usize, o: usize, v: f32);
+}
+
+/// A row-major matrix of the given row length.
+struct Matrix<'a>(&'a mut [f32], usize);
+
+impl Sink for Matrix<'_> {
+    #[inline(always)]
+    fn set(&mut self, r: usize, o: usize, v: f32) {
+        self.0[r * self.1 + o] = v;
+    }
+}
+
+/// A slice per row.
+struct RowSlices<'a, 'b>(&'a mut [&'b mut [f32]]);
+
+impl Sink for RowSlices<'_, '_> {
+    #[inline(always)]
+    fn set(&mut self, r: usize, o: usize, v: f32) {
+        self.0[r][o] = v;
+    }
+}
+
+/// The tiles of [`dense_forward`].
+#[inline(always)]
+fn dense_tiles_into<S: Simd, Y: Sink>(
+    simd: S,
+    (rows, inp, out): (usize, usize, usize),
+    x: &[f32],
+    w: &[f32],
+    b: &[f32],
+    y: &mut Y,
+) {
+    {
         let lanes = std::mem::size_of::<S::f32s>() / 4;
         // Tiles of rows × outputs over blocks of DOT_BLOCK rows (a block's x stays in the
         // second-level cache while W streams past it). The tile's shape changes nothing in
@@ -773,7 +816,7 @@ impl pulp::WithSimd for DenseForward<'_, '_, '_> {
                     while r0 < $to {
                         let m = ($to - r0).min($r);
                         let rs: [usize; $r] = std::array::from_fn(|r| r0 + r.min(m - 1));
-                        dot_tile::<S, $r, $o, $v>(simd, x, w, inp, rs, outs, (m, n), b, &mut y, out);
+                        dot_tile::<S, $r, $o, $v>(simd, x, w, inp, rs, outs, (m, n), b, y);
                         r0 += m;
                     }
                     o0 += n;

@@ -151,30 +151,45 @@ pub struct Options {
 /// How the threads of a training step share it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Split {
-    /// `Products` for a model whose weights are all dense layers, `Batch` otherwise
-    /// (convolutions and recurrent layers); a distributed run always splits batches.
+    /// `Products` where that moves less data between cores than `Batch` would: for a model
+    /// whose weights are all dense layers, at batches whose activations are smaller than its
+    /// weights ([`Split::products`]); `Batch` otherwise (convolutions, recurrent layers,
+    /// large batches). A distributed run always splits batches.
     #[default]
     Auto,
     /// Each thread takes a share of the batch's rows with the whole model and the gradients
     /// are averaged: a given thread count repeats exactly (and N processes with one thread
-    /// each train as N threads do).
+    /// each train as N threads do). The weights, their gradients and the optimizer's state
+    /// cross between cores every step (twice the weights' size).
     Batch,
     /// Each large dense product is shared: a thread computes its share of the outputs (and
     /// updates those rows of the weights) for every row of the batch. Nothing is averaged,
-    /// so the results are one thread's, bit for bit, whatever the count; and no weight or
-    /// gradient moves between cores.
+    /// so the results are one thread's, bit for bit, whatever the count; only activations
+    /// cross between cores.
     Products,
 }
 
 impl Split {
-    /// Whether a step of `plan` on `threads` threads (of this process, not distributed)
-    /// splits its products.
+    /// Whether a step of `plan` on `threads` threads (of one process) splits its products.
+    /// `Auto` does for a plan with no convolution or recurrent layer whose activations
+    /// (every dense layer's input and output, `max_batch` rows) are fewer values than its
+    /// weights: what crosses between cores is then smaller than with `Batch`.
     pub fn products(self, plan: &Plan, threads: usize) -> bool {
         threads > 1
             && match self {
-                Split::Auto => plan.steps.iter().all(|s| {
-                    !matches!(s, Step::Conv { .. } | Step::Local { .. } | Step::Rnn { .. } | Step::PerStep { .. })
-                }),
+                Split::Auto => {
+                    let mut activations = 0;
+                    for s in &plan.steps {
+                        match s {
+                            Step::Dense { x, y, .. } | Step::DenseAct { x, y, .. } => activations += x.cols + y.cols,
+                            Step::Conv { .. } | Step::Local { .. } | Step::Rnn { .. } | Step::PerStep { .. } => {
+                                return false;
+                            }
+                            _ => {}
+                        }
+                    }
+                    activations > 0 && activations * plan.max_batch < plan.params_len
+                }
                 Split::Batch => false,
                 Split::Products => true,
             }
