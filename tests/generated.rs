@@ -577,3 +577,28 @@ fn threads_that_split_products_train_bit_for_bit_as_one_thread() {
     assert!(Split::Auto.products(&at(64), 2) && Split::Auto.products(&at(128), 4));
     assert!(!Split::Auto.products(&at(256), 2) && !Split::Auto.products(&at(64), 1));
 }
+
+/// Generated code's threads split products as the interpreter's do: two threads give one
+/// thread's weights bit for bit, and the interpreter's two-thread step.
+#[test]
+fn generated_threads_that_split_products_train_as_one_thread() {
+    const { assert!(Mlp::SPLITS_PRODUCTS, "the MNIST MLP at batch 64 splits its products") };
+    let (train, _, _, opts) = interpreter(include_str!("../examples/mnist_mlp.nn"), "Mlp");
+    let rows = 64;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(6);
+    let x: Vec<f32> = (0..rows * 784).map(|_| rng.random_range(0.0..1.0)).collect();
+    let y: Vec<f32> = (0..rows).map(|r| (r % 10) as f32).collect();
+    let (mut one, mut two) = (Mlp::new(3), Mlp::new(3));
+    let (mut opt1, mut opt2) = (one.optimizer(), two.optimizer());
+    two.split_products(2, &mut opt2).expect("threads");
+    let mut stepper = nnlang_runtime::train::Stepper::new(&train, one.weights().to_vec(), &opts, 2);
+    for step in 0..3 {
+        let a = one.train_step(&x, &y, rows, &mut opt1).expect("step");
+        let b = two.train_step(&x, &y, rows, &mut opt2).expect("step");
+        let c = stepper.step(&x, &y, rows).expect("step");
+        assert_eq!((a.to_bits(), a.to_bits()), (b.to_bits(), c.to_bits()), "loss at step {step}");
+        assert_eq!(bits(one.weights()), bits(two.weights()), "weights after step {step}");
+        assert_eq!(bits(one.weights()), bits(stepper.params()), "interpreter after step {step}");
+    }
+    assert_eq!(bits(one.forward(&x, rows)), bits(two.forward(&x, rows)), "forward");
+}

@@ -24,6 +24,8 @@ pub mod plan;
 pub mod step;
 pub mod train;
 
+/// Re-exported for generated code, whose arenas start on a cache line.
+pub use aligned_vec;
 pub use float::Float;
 /// Re-exported for generated code's array methods (`predict`) and their callers.
 pub use ndarray;

@@ -71,15 +71,30 @@ pub fn interpreted(src: &str, batch: usize, threads: usize, warmup: usize, steps
     })
 }
 
+/// Whether threads split products (`NNLANG_SPLIT=products`, or by default where `auto` would).
+pub fn split_products(auto: bool) -> bool {
+    match std::env::var("NNLANG_SPLIT").as_deref() {
+        Ok("batch") => false,
+        Ok("products") => true,
+        _ => auto,
+    }
+}
+
 /// Samples per second of the training step of the `nn!`-generated type `$ty` (seed 7) on
-/// `$threads` threads (data-parallel above 1), timed like [`interpreted`].
+/// `$threads` threads (above 1: splitting products where `--split auto` would, or as
+/// `NNLANG_SPLIT` says; else data-parallel), timed like [`interpreted`].
 #[macro_export]
 macro_rules! generated {
     ($ty:ident, $batch:expr, $cols:expr, $threads:expr, $warmup:expr, $steps:expr) => {{
         let (x, y) = common::data($batch, $cols);
         let mut net = $ty::new(7);
         let mut opt = net.optimizer();
-        if $threads == 1 {
+        if $threads > 1 && common::split_products($ty::SPLITS_PRODUCTS) {
+            net.split_products($threads, &mut opt).expect("threads");
+            common::rate($batch, $warmup, $steps, || {
+                net.train_step(&x, &y, $batch, &mut opt).expect("step");
+            })
+        } else if $threads == 1 {
             common::rate($batch, $warmup, $steps, || {
                 net.train_step(&x, &y, $batch, &mut opt).expect("step");
             })

@@ -192,6 +192,7 @@ fn emit(
     let input_cols: Vec<Literal> = infer.inputs.iter().map(|b| lit(b.cols)).collect();
     let (max_batch, params_len) = (lit(infer.max_batch), lit(train.params_len));
     let (train_arena, infer_arena) = (lit(train.arena_len.max(1)), lit(infer.arena_len.max(1)));
+    let splits_products = nnlang_runtime::train::Split::Auto.products(train, 2);
     let out_cols = lit(infer.output.cols);
     let out_offset = lit(infer.output.offset);
     let target_cols = lit(train.target.map_or(0, |(t, _)| t.cols));
@@ -277,6 +278,27 @@ fn emit(
             pub fn parallel(&self, threads: usize, seed: u64) -> ::std::result::Result<::nnlang_runtime::train::DataParallel<Self>, ::std::string::String> {
                 let workers = (0..threads.max(1)).map(|i| Self::new(seed.wrapping_add(1000 + i as u64))).collect();
                 ::nnlang_runtime::train::DataParallel::new(workers, Self::PARAMS, Self::INPUTS[0], Self::TARGET_COLS)
+            }
+
+            /// Whether threads train this model faster by splitting each dense product
+            /// ([`Self::split_products`]) than by splitting the batch ([`Self::parallel`]): what
+            /// `nnlangc train --split auto` chooses (its activations at `MAX_BATCH` rows are
+            /// fewer values than its weights, and it has no convolution or recurrent layer).
+            pub const SPLITS_PRODUCTS: bool = #splits_products;
+
+            /// Shares each large dense product of [`Self::train_step`] and [`Self::forward`]
+            /// among `threads` threads (1: the calling thread alone again): each computes its
+            /// share of the outputs of every row, and `optimizer` (this model's, from
+            /// [`Self::optimizer`]) updates the rows of the weights each thread computes on
+            /// that thread. The results are one thread's, bit for bit.
+            pub fn split_products(&mut self, threads: usize, optimizer: &mut ::nnlang_runtime::train::Optimizer<f32>) -> ::std::result::Result<(), ::std::string::String> {
+                self.team = if threads > 1 {
+                    ::std::option::Option::Some(::std::sync::Arc::new(::nnlang_runtime::train::Team::new(threads)?))
+                } else {
+                    ::std::option::Option::None
+                };
+                optimizer.team = self.team.clone();
+                ::std::result::Result::Ok(())
             }
 
             /// One training step split over the workers of `parallel`.
@@ -384,8 +406,9 @@ fn emit(
         pub struct #ty {
             params: ::std::vec::Vec<f32>,
             grads: ::std::vec::Vec<f32>,
-            train_arena: ::std::vec::Vec<f32>,
-            infer_arena: ::std::vec::Vec<f32>,
+            train_arena: ::nnlang_runtime::aligned_vec::AVec<f32, ::nnlang_runtime::aligned_vec::ConstAlign<64>>,
+            infer_arena: ::nnlang_runtime::aligned_vec::AVec<f32, ::nnlang_runtime::aligned_vec::ConstAlign<64>>,
+            team: ::std::option::Option<::std::sync::Arc<::nnlang_runtime::train::Team>>,
             rng: ::nnlang_runtime::rand_chacha::ChaCha8Rng,
             table: ::std::vec::Vec<::nnlang_runtime::plan::Param>,
             lengths: ::std::vec::Vec<usize>,
@@ -436,8 +459,9 @@ fn emit(
                 Self {
                     params,
                     grads: ::std::vec![0.0f32; #params_len],
-                    train_arena: ::std::vec![0.0f32; #train_arena],
-                    infer_arena: ::std::vec![0.0f32; #infer_arena],
+                    train_arena: ::nnlang_runtime::aligned_vec::AVec::from_iter(64, ::std::iter::repeat_n(0.0f32, #train_arena)),
+                    infer_arena: ::nnlang_runtime::aligned_vec::AVec::from_iter(64, ::std::iter::repeat_n(0.0f32, #infer_arena)),
+                    team: ::std::option::Option::None,
                     rng: <::nnlang_runtime::rand_chacha::ChaCha8Rng as ::nnlang_runtime::rand_chacha::rand_core::SeedableRng>::seed_from_u64(seed.wrapping_add(1)),
                     table,
                     lengths: ::std::vec::Vec::new(),
@@ -536,7 +560,7 @@ fn emit(
                     grads: &mut [],
                     rng: &mut self.rng,
                     loss: ::std::option::Option::None,
-                    team: ::std::option::Option::None,
+                    team: self.team.as_deref(),
                 };
                 if let ::std::result::Result::Err(e) = steps(&mut cx) {
                     ::std::unreachable!("an inference plan has no loss step, so no step fails: {}", e);
@@ -574,7 +598,7 @@ fn emit(
                     grads: &mut self.grads[..],
                     rng: &mut self.rng,
                     loss: ::std::option::Option::None,
-                    team: ::std::option::Option::None,
+                    team: self.team.as_deref(),
                 };
                 steps(&mut cx)?;
                 ::std::result::Result::Ok(cx.loss.unwrap_or(0.0))
