@@ -5,7 +5,6 @@
 use crate::mem::{Cx, Mem};
 use crate::plan::{ABuf, Plan, Space, Step};
 use crate::Float;
-use aligned_vec::{AVec, ConstAlign};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -22,9 +21,9 @@ pub trait Updater<T> {
 pub struct Exec<T> {
     /// Every intermediate buffer of the plan, at its planned offset; it starts on a cache
     /// line, so that threads that write different lines of a buffer's rows never share one.
-    pub arena: AVec<T, ConstAlign<64>>,
-    /// The batch's inputs, one buffer per model input.
-    pub inputs: Vec<Vec<T>>,
+    pub arena: crate::mem::Aligned<T>,
+    /// The batch's inputs, one buffer per model input (each on a cache line).
+    pub inputs: Vec<crate::mem::Aligned<T>>,
     /// The batch's targets.
     pub target: Vec<T>,
     /// The parameters, at the offsets of the plan's table.
@@ -45,8 +44,8 @@ impl<T: Float> Exec<T> {
     /// trainer's initialization) and a dropout generator seeded with `seed`.
     pub fn new(plan: &Plan, seed: u64) -> Self {
         Exec {
-            arena: AVec::from_iter(64, std::iter::repeat_n(T::ZERO, plan.arena_len)),
-            inputs: plan.inputs.iter().map(|b| vec![T::ZERO; b.cols * plan.max_batch]).collect(),
+            arena: crate::mem::aligned(plan.arena_len),
+            inputs: plan.inputs.iter().map(|b| crate::mem::aligned(b.cols * plan.max_batch)).collect(),
             target: plan.target.map_or(Vec::new(), |(t, _)| vec![T::ZERO; t.cols * plan.max_batch]),
             params: vec![T::ZERO; plan.params_len],
             grads: vec![T::ZERO; plan.params_len],

@@ -100,6 +100,15 @@ pub struct Mem<'a, T> {
     pub target: &'a [T],
 }
 
+/// Memory that starts on a cache line (64 bytes): where the kernels read rows as vectors, a
+/// vector that straddles two lines costs two loads.
+pub type Aligned<T> = aligned_vec::AVec<T, aligned_vec::ConstAlign<64>>;
+
+/// `len` zeros, starting on a cache line.
+pub fn aligned<T: Copy + Default>(len: usize) -> Aligned<T> {
+    aligned_vec::AVec::from_iter(64, std::iter::repeat_n(T::default(), len))
+}
+
 /// Everything one step may touch: the batch size, the batch memory, the parameters and
 /// their gradients, the dropout generator, and where a loss step leaves the loss.
 pub struct Cx<'a, T> {

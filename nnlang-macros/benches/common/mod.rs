@@ -40,10 +40,10 @@ pub fn rate(batch: usize, warmup: usize, steps: usize, mut step: impl FnMut()) -
 }
 
 /// Random inputs (`batch` rows of `cols`) and class labels (0..10), the same for every run.
-pub fn data(batch: usize, cols: usize) -> (Vec<f32>, Vec<f32>) {
+pub fn data(batch: usize, cols: usize) -> (nnlang_runtime::aligned_vec::AVec<f32>, Vec<f32>) {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
     (
-        (0..batch * cols).map(|_| rng.random::<f32>()).collect(),
+        nnlang_runtime::aligned_vec::AVec::from_iter(64, (0..batch * cols).map(|_| rng.random::<f32>())),
         (0..batch).map(|_| rng.random_range(0..10) as f32).collect(),
     )
 }

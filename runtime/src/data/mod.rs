@@ -270,8 +270,9 @@ impl<'a> Inputs<'a> {
         }
     }
 
-    /// Values `from..to` as f32: borrowed when stored so, else converted into `buf`.
-    pub fn f32s<'b>(&self, from: usize, to: usize, buf: &'b mut Vec<f32>) -> &'b [f32]
+    /// Values `from..to` as f32: borrowed when stored so, else converted into `buf` (which
+    /// starts on a cache line, as the kernels' vector loads like it).
+    pub fn f32s<'b>(&self, from: usize, to: usize, buf: &'b mut crate::mem::Aligned<f32>) -> &'b [f32]
     where
         'a: 'b,
     {
@@ -280,7 +281,7 @@ impl<'a> Inputs<'a> {
             bytes => {
                 buf.resize(to - from, 0.0);
                 bytes.write(from, buf);
-                buf
+                &buf[..]
             }
         }
     }

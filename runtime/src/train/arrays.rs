@@ -164,7 +164,7 @@ pub fn fit(
     let mut opt = m.recipe_optimizer();
     let mut rng = ChaCha8Rng::seed_from_u64(o.seed);
     let mut order: Vec<usize> = (0..n).collect();
-    let (mut xb, mut yb) = (vec![0f32; batch * xc], vec![0f32; batch * yc]);
+    let (mut xb, mut yb) = (crate::mem::aligned(batch * xc), vec![0f32; batch * yc]);
     let mut history = Vec::new();
     for epoch in 0..o.epochs {
         opt.lr = m.rate(epoch);

@@ -188,7 +188,10 @@ pub fn fit(
     let batch = opts.batch.min(train_plan.max_batch).max(1);
     let steps = rows.div_ceil(batch);
     let mut order: Vec<usize> = (0..rows).collect();
-    let (mut xb, mut yb) = (vec![0f32; batch * train.x_cols], vec![0f32; batch * train.y_cols]);
+    // The batch starts on a cache line: the dense tiles load whole rows of it as vectors, and
+    // a vector that straddles two lines costs two loads (measured: 7–10% of the MLP's step).
+    let mut xb = crate::mem::aligned(batch * train.x_cols);
+    let mut yb = vec![0f32; batch * train.y_cols];
     let mut lb: Vec<usize> = Vec::with_capacity(batch);
     let mut history = Vec::new();
     let base_lr = opts.optimizer.lr();
@@ -418,7 +421,7 @@ pub fn evaluate_watched(
     let batch = batch.min(plan.max_batch).max(1);
     let mut scores = Scores::default();
     let steps = plan.sequence.filter(|s| s.per_step_output).map_or(1, |s| s.steps);
-    let (mut out, mut y, mut xbuf) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut out, mut y, mut xbuf) = (Vec::new(), Vec::new(), crate::mem::aligned(0));
     // Streams (a plan that carries states) are read from their start.
     exec.reset_state(plan);
     for start in (0..rows).step_by(batch) {
