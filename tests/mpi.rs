@@ -314,3 +314,21 @@ fn a_process_that_cannot_read_its_data_or_trains_another_model_stops_every_proce
     );
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// Processes split batches, and so do their threads: `--split products` under `mpirun` is
+/// refused before any work, with the reason.
+#[test]
+fn a_distributed_run_refuses_threads_that_split_products() {
+    let d = temp_dir("mpi-split");
+    let out = d.join("run");
+    let o =
+        run(mpirun(&[&["train", MLP, "--limit", "500", "--threads", "2", "--split", "products", "--out", s(&out)]]));
+    assert!(!o.status.success());
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("error: --split products is for one process: a distributed run splits each batch among its processes (and their threads)"),
+        "{err}"
+    );
+    assert!(!out.join("weights.safetensors").exists(), "nothing trained, nothing written");
+    let _ = std::fs::remove_dir_all(&d);
+}

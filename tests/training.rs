@@ -549,3 +549,62 @@ fn a_run_directory_evaluates_from_anywhere() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     assert!(text(&o.stdout).contains(&format!("accuracy  {acc}%")), "{} vs {acc}", text(&o.stdout));
 }
+
+/// `--threads 2` on the MNIST MLP splits its products (`--split auto`): the run says so and
+/// writes one thread's weights, byte for byte, and may go on with another thread count;
+/// `--split batch` averages two halves and says so too.
+#[test]
+fn threads_that_split_products_write_one_threads_weights() {
+    let d = common::temp_dir("training-split");
+    let train = |out: &Path, extra: &[&str]| {
+        let mut args = vec!["train", "examples/mnist_mlp.nn", "--limit", "1500", "--out", s(out)];
+        args.extend_from_slice(extra);
+        let o = nnlangc(&args);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+        text(&o.stdout)
+    };
+    let weights = |p: &Path| std::fs::read(p.join("weights.safetensors")).expect("weights");
+    let (one, two, batch, resumed) = (d.join("one"), d.join("two"), d.join("batch"), d.join("resumed"));
+    assert!(train(&one, &["--epochs", "2"]).contains("batch 64, 2 epochs, 1 thread\n"));
+    assert!(train(&two, &["--epochs", "2", "--threads", "2"]).contains("2 threads splitting each product\n"));
+    assert!(weights(&one) == weights(&two), "2 threads splitting products = 1 thread");
+    assert!(train(&batch, &["--epochs", "2", "--threads", "2", "--split", "batch"])
+        .contains("2 threads splitting each batch\n"));
+    assert!(weights(&one) != weights(&batch), "splitting the batch averages halves");
+    // One epoch on two threads, the next on three: the two-epoch run of one thread.
+    train(&resumed, &["--epochs", "1", "--threads", "2", "--quiet"]);
+    let o = nnlangc(&[
+        "train",
+        "examples/mnist_mlp.nn",
+        "--limit",
+        "1500",
+        "--epochs",
+        "2",
+        "--threads",
+        "3",
+        "--resume",
+        s(&resumed),
+        "--quiet",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(weights(&one) == weights(&resumed), "resumed on 3 threads");
+    // A batch-split run cannot go on splitting products: it computes something else.
+    let o = nnlangc(&[
+        "train",
+        "examples/mnist_mlp.nn",
+        "--limit",
+        "1500",
+        "--epochs",
+        "3",
+        "--threads",
+        "2",
+        "--resume",
+        s(&batch),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o.stderr).contains("the run was trained with 2 threads splitting each batch (--threads, --split), this run 2 threads splitting each product (--threads, --split): it cannot continue exactly"),
+        "{}",
+        text(&o.stderr)
+    );
+}
