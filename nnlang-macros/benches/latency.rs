@@ -83,7 +83,8 @@ fn main() {
         batches = vec![1, 64];
     }
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
-    let x: Vec<f32> = (0..64 * 784).map(|_| rng.random::<f32>()).collect();
+    // On a cache line, as PyTorch's tensors and nnlangc's batches are.
+    let x = nnlang_runtime::aligned_vec::AVec::<f32>::from_iter(64, (0..64 * 784).map(|_| rng.random::<f32>()));
     for &b in &batches {
         let rows = b.min(64);
         let calls = if model == "cnn" { 20_000 / rows } else { 200_000 / rows };

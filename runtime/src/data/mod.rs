@@ -270,17 +270,18 @@ impl<'a> Inputs<'a> {
         }
     }
 
-    /// Values `from..to` as f32: borrowed when stored so, else converted into `buf` (which
-    /// starts on a cache line, as the kernels' vector loads like it).
+    /// Values `from..to` as f32: borrowed when stored so and starting on a cache line, else
+    /// converted or copied into `buf` (which starts on one: the kernels load rows as vectors,
+    /// and a vector across two lines costs two loads).
     pub fn f32s<'b>(&self, from: usize, to: usize, buf: &'b mut crate::mem::Aligned<f32>) -> &'b [f32]
     where
         'a: 'b,
     {
         match *self {
-            Inputs::F32(x) => &x[from..to],
-            bytes => {
+            Inputs::F32(x) if x[from..to].as_ptr().align_offset(64) == 0 => &x[from..to],
+            other => {
                 buf.resize(to - from, 0.0);
-                bytes.write(from, buf);
+                other.write(from, buf);
                 &buf[..]
             }
         }
