@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Data-parallel training on one machine three ways, interleaved: one process on one thread,
-# one process on two threads (`--threads 2`), two one-thread processes (`mpirun -n 2`). Each
+# Training on one machine four ways, interleaved: one process on one thread, one process on
+# two threads as `--split auto` shares them (`--threads 2`: products for the MLP, batches for
+# the ConvNet), on two threads splitting batches (`--threads 2 --split batch`: what processes
+# do), and two one-thread processes (`mpirun -n 2`). Each
 # round trains every configuration for EPOCHS epochs on MNIST (`examples/mnist_mlp.nn`, and
 # `examples/mnist_convnet.nn` on LIMIT examples) and reads the samples/s of its epochs and,
 # for the processes, the all-reduce time per step that `nnlangc train` reports. Prints the
@@ -25,10 +27,11 @@ for r in $(seq "$REPS"); do
   for model in mnist_mlp mnist_convnet; do
     args=(train "examples/$model.nn" --epochs "$EPOCHS" --out "$work/run")
     [ "$model" = mnist_convnet ] && args+=(--limit "$LIMIT")
-    for how in "1 thread" "2 threads" "2 processes"; do
+    for how in "1 thread" "2 threads" "2 threads, batch" "2 processes"; do
       case $how in
         "1 thread") "$bin" "${args[@]}" --threads 1 >"$work/out" 2>/dev/null ;;
         "2 threads") "$bin" "${args[@]}" --threads 2 >"$work/out" 2>/dev/null ;;
+        "2 threads, batch") "$bin" "${args[@]}" --threads 2 --split batch >"$work/out" 2>/dev/null ;;
         "2 processes") "${mpi[@]}" "$bin" "${args[@]}" >"$work/out" 2>/dev/null ;;
       esac
       sed -n 's/.* \([0-9,]*\) samples\/s.*/\1/p' "$work/out" | tr -d , | sed "s/^/$model|$how|sps|/" >>"$work/all"
@@ -51,7 +54,7 @@ print("| model | how | samples/s, median (min–max) | vs 1 thread | all-reduce 
 print("|---|---|---|---|---|")
 for model in ["mnist_mlp", "mnist_convnet"]:
     base = statistics.median(rows.get((model, "1 thread", "sps"), [float("nan")]))
-    for how in ["1 thread", "2 threads", "2 processes"]:
+    for how in ["1 thread", "2 threads", "2 threads, batch", "2 processes"]:
         sps = rows.get((model, how, "sps"))
         if not sps:
             continue
