@@ -59,6 +59,12 @@ const MLP: &str = "examples/mnist_mlp.nn";
 #[test]
 fn two_processes_train_mnist_bit_for_bit_as_two_threads_and_resume_across() {
     let d = temp_dir("mpi-train");
+    // Threads that split each batch as processes do.
+    let threads = |n: &str, rest: &[&str]| {
+        let mut args = vec!["train", MLP, "--limit", "2000", "--split", "batch", "--threads", n];
+        args.extend_from_slice(rest);
+        nnlangc(&args)
+    };
     let (p2, t2) = (d.join("p2"), d.join("t2"));
     let o = run(mpirun(&[&["train", MLP, "--limit", "2000", "--epochs", "2", "--out", s(&p2)]]));
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
@@ -66,21 +72,7 @@ fn two_processes_train_mnist_bit_for_bit_as_two_threads_and_resume_across() {
     // Rank 0 alone reports.
     assert_eq!(out.matches("training Mlp on 1800 examples").count(), 1, "{out}");
     assert!(out.contains("1 thread in each of 2 processes"), "{out}");
-    let o = nnlangc(&[
-        "train",
-        MLP,
-        "--limit",
-        "2000",
-        "--epochs",
-        "2",
-        "--split",
-        "batch",
-        "--threads",
-        "2",
-        "--out",
-        s(&t2),
-        "--quiet",
-    ]);
+    let o = threads("2", &["--epochs", "2", "--out", s(&t2), "--quiet"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     assert!(
         bytes(&p2.join("weights.safetensors")) == bytes(&t2.join("weights.safetensors")),
@@ -89,40 +81,12 @@ fn two_processes_train_mnist_bit_for_bit_as_two_threads_and_resume_across() {
     assert!(bytes(&p2.join("state.safetensors")) == bytes(&t2.join("state.safetensors")), "optimizer state");
     // The run goes on with two threads from the processes' state (the same cut of every
     // batch), and with two processes from the threads' state: both end as one run of 3 epochs.
-    let o = nnlangc(&[
-        "train",
-        MLP,
-        "--limit",
-        "2000",
-        "--epochs",
-        "3",
-        "--split",
-        "batch",
-        "--threads",
-        "2",
-        "--resume",
-        s(&p2),
-        "--quiet",
-    ]);
+    let o = threads("2", &["--epochs", "3", "--resume", s(&p2), "--quiet"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     let o = run(mpirun(&[&["train", MLP, "--limit", "2000", "--epochs", "3", "--resume", s(&t2), "--quiet"]]));
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     let whole = d.join("whole");
-    let o = nnlangc(&[
-        "train",
-        MLP,
-        "--limit",
-        "2000",
-        "--epochs",
-        "3",
-        "--split",
-        "batch",
-        "--threads",
-        "2",
-        "--out",
-        s(&whole),
-        "--quiet",
-    ]);
+    let o = threads("2", &["--epochs", "3", "--out", s(&whole), "--quiet"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     let w = bytes(&whole.join("weights.safetensors"));
     assert!(bytes(&p2.join("weights.safetensors")) == w, "processes, then threads");
@@ -134,21 +98,7 @@ fn two_processes_train_mnist_bit_for_bit_as_two_threads_and_resume_across() {
     let (p3, t3) = (d.join("p3"), d.join("t3"));
     let o = run(mpirun_n(3, &[&["train", MLP, "--limit", "2000", "--epochs", "1", "--out", s(&p3), "--quiet"]]));
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
-    let o = nnlangc(&[
-        "train",
-        MLP,
-        "--limit",
-        "2000",
-        "--epochs",
-        "1",
-        "--split",
-        "batch",
-        "--threads",
-        "3",
-        "--out",
-        s(&t3),
-        "--quiet",
-    ]);
+    let o = threads("3", &["--epochs", "1", "--out", s(&t3), "--quiet"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     assert!(
         bytes(&p3.join("weights.safetensors")) == bytes(&t3.join("weights.safetensors")),
