@@ -24,17 +24,6 @@ pub enum Out<'a, 'b, T> {
     Rows(&'a mut [&'b mut [T]]),
 }
 
-impl<T> Out<'_, '_, T> {
-    /// Sets output `o` of row `r` (of `out` per row).
-    #[inline(always)]
-    pub fn set(&mut self, r: usize, o: usize, out: usize, v: T) {
-        match self {
-            Out::Matrix(y) => y[r * out + o] = v,
-            Out::Rows(y) => y[r][o] = v,
-        }
-    }
-}
-
 /// Below this many multiply–adds a layer's products run on the calling thread alone: handing
 /// work to the team costs a microsecond or two.
 const SPLIT_MACS: usize = 1 << 18;

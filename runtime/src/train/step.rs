@@ -1,5 +1,8 @@
-//! One training step — forward, loss, backward, update — on one thread, or data-parallel
-//! over several: each worker runs the plan on its share of the batch's rows in its own
+//! One training step — forward, loss, backward, update — on one thread, or over several in
+//! one of two ways ([`super::Split`]): splitting each large dense product (the master runs
+//! the plan with the team, `kernels::dense` gives each thread its share of every layer's
+//! outputs and the optimizer the same rows to update: one thread's results, bit for bit), or
+//! data-parallel: each worker runs the plan on its share of the batch's rows in its own
 //! arena, the gradients are averaged (weighted by rows), and one update is applied.
 //! A fixed thread count gives the same result on every run.
 //!
