@@ -581,6 +581,7 @@ fn flag_cases() -> Vec<Case> {
         case("flags/epochs-zero", base(), &["train", "m.nn", "--epochs", "0"], 2, &["invalid value '0' for '--epochs"]),
         case("flags/threads-zero", base(), &["train", "m.nn", "--threads", "0"], 2, &["invalid value '0' for '--threads"]),
         case("flags/threads-huge", base(), &["train", "m.nn", "--threads", "100000"], 2, &["invalid value '100000' for '--threads"]),
+        case("flags/split-unknown", base(), &["train", "m.nn", "--split", "rows"], 2, &["invalid value 'rows' for '--split"]),
         case("flags/eval-limit-zero", base(), &["eval", "m.nn", "--weights", "w", "--limit", "0"], 2, &["must be at least 1"]),
         case("flags/set-no-equals", base(), &["check", "m.nn", "--set", "width"], 2, &["`width` is not KEY=VALUE"]),
         case("flags/set-bad-value", base(), &["check", "m.nn", "--set", "width=wide"], 2, &["`wide` is not an integer, a number or true/false"]),
