@@ -83,12 +83,14 @@ enum Command {
         /// How the threads share each step: `products` (each large dense layer's products
         /// split among them: the results are one thread's, bit for bit, whatever the count),
         /// `batch` (each thread a share of the batch's rows, the gradients averaged; `mpirun
-        /// -n N` trains as `--threads N --split batch`), or `auto`: products for a model whose
-        /// weights are all dense layers, batch otherwise.
+        /// -n N` trains as `--threads N --split batch`), or `auto`: products for a model of dense
+        /// layers whose activations at its batch are fewer values than its weights (less to
+        /// move between the cores), batch otherwise.
         #[arg(long, value_enum, default_value_t = SplitArg::Auto)]
         split: SplitArg,
         /// Continue the run in this directory from its last completed epoch, exactly as if it
-        /// had never stopped (same seed, batch and threads; --epochs to train further).
+        /// had never stopped (same seed, batch, and cut of each batch over threads: --threads,
+        /// --split; --epochs to train further).
         #[arg(long, value_name = "RUN_DIR", conflicts_with = "init")]
         resume: Option<PathBuf>,
         /// Start from these weights (a checkpoint of this model) instead of the recipe's
