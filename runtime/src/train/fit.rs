@@ -2,6 +2,7 @@
 //! the update-ratio check, and a clean stop on request or on a non-finite loss.
 
 use super::{scheduled_lr, Options, Schedule, Stepper};
+use crate::data::Inputs;
 use crate::interp::{argmax_rows, Exec, ExecError};
 use crate::plan::{Loss, Plan};
 use rand::seq::SliceRandom;
@@ -234,7 +235,19 @@ pub fn fit(
             // The rows this process computes: the batch, or in a distributed run its share.
             let local = stepper.local_rows(n);
             let rows_here = &idx[local.clone()];
-            train.x.gather(rows_here, train.x_cols, &mut xb[..rows_here.len() * train.x_cols]);
+            let (cols, xs) = (train.x_cols, &mut xb[..rows_here.len() * train.x_cols]);
+            match (stepper.team(), train.x) {
+                // Gathered by the step's threads, each the rows a batch-splitting worker of
+                // the same number computes (so they are in its cache), and in half the time.
+                (Some(team), Inputs::Bytes(..) | Inputs::F32(_))
+                    if cols > 0 && rows_here.len() >= 2 * team.threads() =>
+                {
+                    let per = rows_here.len().div_ceil(team.threads());
+                    let jobs: Vec<_> = rows_here.chunks(per).zip(xs.chunks_mut(per * cols)).collect();
+                    team.run(jobs, |_, (r, d)| train.x.gather(r, cols, d));
+                }
+                _ => train.x.gather(rows_here, cols, xs),
+            }
             for (r, &i) in rows_here.iter().enumerate() {
                 yb[r * train.y_cols..(r + 1) * train.y_cols]
                     .copy_from_slice(&train.y[i * train.y_cols..(i + 1) * train.y_cols]);

@@ -101,6 +101,11 @@ impl<'p> Stepper<'p> {
         Stepper { plan, master, workers, team, opt, cluster }
     }
 
+    /// The step's threads (none: one thread).
+    pub fn team(&self) -> Option<&super::Team> {
+        self.team.as_deref()
+    }
+
     /// The rows of a batch of `rows` that this process reads and computes: all of them, or
     /// in a distributed run its share (all of them when the batch is too small to share,
     /// as `--threads` does not split it either).
