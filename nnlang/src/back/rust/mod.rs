@@ -275,6 +275,7 @@ fn emit(
         quote! {
             /// A data-parallel trainer over `threads` workers (each a copy of this model's
             /// buffers, with its own dropout generator): use it with [`Self::train_step_parallel`].
+            /// Where [`Self::SPLITS_PRODUCTS`] is true, [`Self::split_products`] is faster.
             pub fn parallel(&self, threads: usize, seed: u64) -> ::std::result::Result<::nnlang_runtime::train::DataParallel<Self>, ::std::string::String> {
                 let workers = (0..threads.max(1)).map(|i| Self::new(seed.wrapping_add(1000 + i as u64))).collect();
                 ::nnlang_runtime::train::DataParallel::new(workers, Self::PARAMS, Self::INPUTS[0], Self::TARGET_COLS)
