@@ -210,7 +210,7 @@ pub fn train(args: &ModelArgs, t: TrainArgs) -> Result<(), Failure> {
     let mut prepared = job.prepare_taking(&mut loaded, t.threads)?;
     prepared.options.cluster = t.cluster.clone();
     prepared.options.split = t.split;
-    if t.cluster.is_some() && t.split == nnlang_runtime::train::Split::Products {
+    if t.cluster.as_ref().is_some_and(|c| c.size() > 1) && t.split == nnlang_runtime::train::Split::Products {
         return Err(Failure::Usage(
             "--split products is for one process: a distributed run splits each batch among its processes (and their threads)"
                 .into(),
@@ -304,7 +304,9 @@ pub fn train(args: &ModelArgs, t: TrainArgs) -> Result<(), Failure> {
     if !t.quiet {
         let processes = match &t.cluster {
             Some(c) => format!(" in each of {} processes", c.size()),
-            None => opts.split.describe(&prepared.train_plan, opts.threads).to_string(),
+            None if opts.threads < 2 => String::new(),
+            None if opts.splits_products(&prepared.train_plan, opts.threads) => " splitting each product".into(),
+            None => " splitting each batch".into(),
         };
         outln!(
             "training {name} on {} examples ({} held out for validation), batch {}, {} epoch{}, {} thread{}{processes}",

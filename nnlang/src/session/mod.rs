@@ -603,7 +603,7 @@ impl<'s> Job<'s> {
             batch: p.options.batch,
             threads: p.options.threads,
             processes: p.options.cluster.as_ref().map_or(1, |c| c.size()),
-            products: p.options.cluster.is_none() && p.options.split.products(&p.train_plan, p.options.threads),
+            products: p.options.splits_products(&p.train_plan, p.options.threads),
             params: p.train_plan.params_len,
         }
     }

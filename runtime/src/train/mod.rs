@@ -194,16 +194,14 @@ impl Split {
                 Split::Products => true,
             }
     }
+}
 
-    /// In words, for the run's first line.
-    pub fn describe(self, plan: &Plan, threads: usize) -> &'static str {
-        if threads < 2 {
-            ""
-        } else if self.products(plan, threads) {
-            " splitting each product"
-        } else {
-            " splitting each batch"
-        }
+impl Options {
+    /// Whether this run's `threads` split the products of `plan` ([`Split::products`]): never
+    /// in a distributed run (of more than one process), whose threads split each process's
+    /// share of the batch. The one rule the step, the resume check and the CLI's report use.
+    pub fn splits_products(&self, plan: &Plan, threads: usize) -> bool {
+        self.cluster.as_ref().is_none_or(|c| c.size() < 2) && self.split.products(plan, threads)
     }
 }
 

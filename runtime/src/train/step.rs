@@ -69,7 +69,7 @@ impl<'p> Stepper<'p> {
         let first = distributed.map_or(0, |c| c.rank() * threads);
         // Threads that share each product run the master alone; threads that share the
         // batch are workers with a memory each.
-        let products = distributed.is_none() && opts.split.products(plan, threads);
+        let products = opts.splits_products(plan, threads);
         let workers: Vec<Exec<f32>> = if !products && (threads > 1 || distributed.is_some()) {
             // Workers read the master's parameters; they need no copy of their own.
             (0..threads)
