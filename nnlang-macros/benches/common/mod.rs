@@ -56,12 +56,7 @@ pub fn interpreted(src: &str, batch: usize, threads: usize, warmup: usize, steps
     let c = compile(src, &Options::default()).expect("compiles");
     let recipe = c.train_recipe(None).expect("a train block");
     let plan = build(&c.models[0], Mode::Training(Loss::CrossEntropy), batch).expect("plan");
-    let split = match std::env::var("NNLANG_SPLIT").as_deref() {
-        Ok("batch") => train::Split::Batch,
-        Ok("products") => train::Split::Products,
-        _ => train::Split::Auto,
-    };
-    let opts = train::Options { batch, seed: 7, split, ..recipe.options(threads) };
+    let opts = train::Options { batch, seed: 7, split: split(), ..recipe.options(threads) };
     let mut params = vec![0f32; plan.params_len];
     train::initialize(&plan, &mut params, opts.init, 7);
     let mut s = Stepper::new(&plan, params, &opts, threads);
@@ -71,12 +66,23 @@ pub fn interpreted(src: &str, batch: usize, threads: usize, warmup: usize, steps
     })
 }
 
-/// Whether threads split products (`NNLANG_SPLIT=products`, or by default where `auto` would).
-pub fn split_products(auto: bool) -> bool {
+/// How threads share a step: as the environment's `NNLANG_SPLIT` (`batch`, `products`) says,
+/// else as `nnlangc train --split auto` would.
+pub fn split() -> train::Split {
     match std::env::var("NNLANG_SPLIT").as_deref() {
-        Ok("batch") => false,
-        Ok("products") => true,
-        _ => auto,
+        Ok("batch") => train::Split::Batch,
+        Ok("products") => train::Split::Products,
+        _ => train::Split::Auto,
+    }
+}
+
+/// Whether generated code's threads split products ([`split`]; `auto`: what the type's
+/// `SPLITS_PRODUCTS` says).
+pub fn split_products(auto: bool) -> bool {
+    match split() {
+        train::Split::Batch => false,
+        train::Split::Products => true,
+        train::Split::Auto => auto,
     }
 }
 
