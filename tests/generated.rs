@@ -35,6 +35,15 @@ nnlang_macros::nn! {
     train BinnedIris on iris { loss = cross_entropy(bins = 5), optimizer = adam(lr = 0.01), batch = 16, epochs = 20, validate = 10%, seed = 3 }
     data iris { train = csv("examples/data/sklearn/iris.csv.gz", label = 4), standardize = true }
 }
+nnlang_macros::nn! {
+    // A plateau schedule: a rate that halves after every epoch without a better validation loss.
+    model PlateauIris {
+        input x: [4]
+        x -> dense(16) -> tanh -> dense(3) -> softmax
+    }
+    train PlateauIris on iris { loss = cross_entropy, optimizer = sgd(lr = 2.5, momentum = 0.9), schedule = plateau(factor = 0.5, patience = 1), batch = 16, epochs = 15, validate = 20%, seed = 4 }
+    data iris { train = csv("examples/data/sklearn/iris.csv.gz", label = 0), standardize = true }
+}
 nnlang_macros::nn!(file = "examples/japanese_vowels.nn", model = "BiRnnClassifier");
 nnlang_macros::nn!(file = "examples/rnn_tagger.nn", model = "Tagger");
 nnlang_macros::nn!(file = "examples/shakespeare.nn", model = "CharRnn");
@@ -310,7 +319,7 @@ macro_rules! generated_gradcheck {
             let rows = $ty::MAX_BATCH.min(4);
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(17);
             let mut params: Vec<f64> = net.weights().iter().map(|&w| f64::from(w)).collect();
-            for t in net.parameters().iter().filter(|t| t.is_bias) {
+            for t in net.parameters().iter().filter(|t| t.role == nnlang_runtime::plan::Role::Bias) {
                 params[t.buf.range()].iter_mut().for_each(|b| *b = rng.random_range(-0.1..0.1));
             }
             let x: Vec<f64> = (0..rows * $ty::INPUTS[0]).map(|_| rng.random_range(-1.0..1.0)).collect();
@@ -419,6 +428,50 @@ fn fit_on_arrays_is_nnlangc_train() {
     // Wrong shapes are errors.
     let e = net.fit(x.view(), y.slice(nnlang_runtime::ndarray::s![..10, ..]), |_| true).expect_err("short target");
     assert!(e.to_string().contains("a target of 10 rows of 1 values, but 1000 rows of 1 are needed"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A plateau schedule in the generated `fit` is `nnlangc train`'s: the same rate at every
+/// epoch (it drops several times here) and the same weights, bit for bit.
+#[test]
+fn fit_follows_a_plateau_schedule_as_nnlangc_train() {
+    let root = common::root();
+    let iris = nnlang_runtime::data::csv::read_rows(&root.join("examples/data/sklearn/iris.csv.gz"), Some(0), None)
+        .expect("iris");
+    let x = nnlang_runtime::ndarray::Array2::from_shape_vec((iris.rows(), 4), iris.x.clone()).expect("shape");
+    let y = nnlang_runtime::ndarray::Array2::from_shape_vec((iris.rows(), 1), iris.y.clone()).expect("shape");
+    let mut net = PlateauIris::new(PlateauIris::SEED);
+    let history = net.fit(x.view(), y.view(), |_| true).expect("fits");
+    let dir = common::temp_dir("fit-plateau");
+    let file = dir.join("plateau.nn");
+    std::fs::write(
+        &file,
+        format!(
+            "model PlateauIris {{\n input x: [4]\n x -> dense(16) -> tanh -> dense(3) -> softmax\n}}\n\
+             train PlateauIris on iris {{ loss = cross_entropy, optimizer = sgd(lr = 2.5, momentum = 0.9), schedule = plateau(factor = 0.5, patience = 1), batch = 16, epochs = 15, validate = 20%, seed = 4 }}\n\
+             data iris {{ train = csv(\"{}\", label = 0), standardize = true }}\n",
+            root.join("examples/data/sklearn/iris.csv.gz").display()
+        ),
+    )
+    .expect("source");
+    let run = dir.join("run");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_nnlangc"))
+        .args(["train".as_ref(), file.as_os_str(), "--quiet".as_ref(), "--out".as_ref(), run.as_os_str()])
+        .output()
+        .expect("runs");
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let metrics = std::fs::read_to_string(run.join("metrics.csv")).expect("metrics");
+    let header: Vec<&str> = metrics.lines().next().expect("header").split(',').collect();
+    let col = header.iter().position(|h| *h == "lr").expect("an lr column");
+    let trained: Vec<f64> =
+        metrics.lines().skip(1).map(|l| l.split(',').nth(col).expect("lr").parse().expect("a number")).collect();
+    let fitted: Vec<f64> = history.iter().map(|e| e.lr).collect();
+    assert_eq!(fitted, trained, "the same rate at every epoch");
+    let drops = fitted.windows(2).filter(|w| w[1] < w[0]).count();
+    assert!(drops >= 2, "the plateau schedule acted: {fitted:?}");
+    let mut saved = PlateauIris::new(0);
+    saved.load(run.join("weights.safetensors")).expect("loads");
+    assert_eq!(bits(saved.weights()), bits(net.weights()), "fit and nnlangc train agree");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

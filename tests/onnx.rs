@@ -35,7 +35,7 @@ fn random_weights(table: &[Param], path: &Path) {
     let len = table.iter().map(|p| p.buf.offset + p.buf.len).max().unwrap_or(0);
     let mut flat = vec![0f32; len];
     for p in table {
-        let a = if p.fan_in > 0 { 1.0 / (p.fan_in as f32).sqrt() } else { 0.1 };
+        let a = p.role.fan_in().map_or(0.1, |f| 1.0 / (f.max(1) as f32).sqrt());
         for v in &mut flat[p.buf.range()] {
             *v = rng.random_range(-a..a);
         }

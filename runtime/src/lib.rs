@@ -12,6 +12,7 @@
 //! assert_eq!((back.shape, back.data[4]), (vec![2, 3], 2.0));
 //! ```
 
+pub mod act;
 pub mod array;
 pub mod data;
 mod float;

@@ -101,20 +101,8 @@ pub enum PoolOp {
     L2,
 }
 
-/// An elementwise activation.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Act {
-    /// `1/(1 + e⁻ˣ)`.
-    Sigmoid,
-    /// `tanh x`.
-    Tanh,
-    /// `max(0, x)`.
-    Relu,
-    /// `x` above zero, `alpha·x` below.
-    LeakyRelu(f64),
-    /// `x`.
-    Identity,
-}
+/// An elementwise activation: the table is [`crate::act`].
+pub use crate::act::Act;
 
 /// How a step writes its result: overwrite, or add to what is there (a gradient with
 /// several contributions).
@@ -155,10 +143,74 @@ pub struct Param {
     pub shape: Vec<usize>,
     /// Where it is in the parameter store.
     pub buf: PBuf,
-    /// Inputs per unit, for initialization (N(0, 1/fan_in) is the notes' xavier).
-    pub fan_in: usize,
-    /// Biases get zero init and are exempt from regularization and max-norm.
-    pub is_bias: bool,
+    /// What the tensor is to training: how it starts, whether it is trained and regularized.
+    pub role: Role,
+}
+
+impl Param {
+    /// Whether the optimizer updates it (everything but [`Role::State`]).
+    pub fn trained(&self) -> bool {
+        self.role.trained()
+    }
+    /// Whether regularization (L1, L2), max-norm and the update-ratio report apply: weights only.
+    pub fn regularized(&self) -> bool {
+        self.role.regularized()
+    }
+}
+
+/// What a parameter tensor is to training, declared by the op that owns it: the one answer
+/// to how it is initialized, whether the optimizer updates it and whether regularization
+/// applies. Nothing guesses a role from a tensor's name or rank.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Role {
+    /// A weight: initialized by the recipe's `init` from its fan-in, regularized (L1, L2,
+    /// max-norm on each unit's `fan_in` incoming weights), trained. The tensor holds
+    /// `len / fan_in` units, each a contiguous run of `fan_in` values.
+    Weight {
+        /// Inputs per unit: what each output reads (`d·f²` for a convolution's or a
+        /// locally-connected layer's filter, whatever the positions).
+        fan_in: usize,
+        /// Outputs each input feeds.
+        fan_out: usize,
+    },
+    /// An additive bias: starts at zero, trained, never regularized.
+    Bias,
+    /// A multiplicative gain (a normalization's scale): starts at one, trained, never
+    /// regularized.
+    Gain,
+    /// State a layer keeps for itself (running statistics): starts at `init`, never trained
+    /// or regularized; saved in checkpoints with the weights.
+    State {
+        /// Every value's starting value.
+        init: f64,
+    },
+}
+
+impl Role {
+    /// Whether the optimizer updates it.
+    pub fn trained(self) -> bool {
+        !matches!(self, Role::State { .. })
+    }
+    /// Whether regularization, max-norm and update ratios apply (weights only).
+    pub fn regularized(self) -> bool {
+        matches!(self, Role::Weight { .. })
+    }
+    /// A weight's inputs per unit.
+    pub fn fan_in(self) -> Option<usize> {
+        match self {
+            Role::Weight { fan_in, .. } => Some(fan_in),
+            Role::Bias | Role::Gain | Role::State { .. } => None,
+        }
+    }
+    /// The role's name in reports and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Weight { .. } => "weight",
+            Role::Bias => "bias",
+            Role::Gain => "gain",
+            Role::State { .. } => "state",
+        }
+    }
 }
 
 /// An execution plan: the steps of a forward (and backward) pass over one planned arena, with the parameter table.

@@ -2,7 +2,7 @@
 //! exactly; checkpoints round-trip bit for bit.
 
 use nnlang_runtime::data::{csv, idx, npy, Table};
-use nnlang_runtime::plan::{ABuf, PBuf, Param, Plan};
+use nnlang_runtime::plan::{ABuf, PBuf, Param, Plan, Role};
 use std::path::{Path, PathBuf};
 
 fn dir(name: &str) -> PathBuf {
@@ -95,7 +95,12 @@ fn standardize_and_checks() {
 fn checkpoints_round_trip_exactly_and_refuse_mismatches() {
     let param = |name: &str, shape: Vec<usize>, offset: usize| {
         let len = shape.iter().product();
-        Param { name: name.into(), shape, buf: PBuf { offset, len }, fan_in: 1, is_bias: name.ends_with("bias") }
+        Param {
+            name: name.into(),
+            shape,
+            buf: PBuf { offset, len },
+            role: if name.ends_with("bias") { Role::Bias } else { Role::Weight { fan_in: 1, fan_out: 1 } },
+        }
     };
     let plan = Plan {
         max_batch: 1,

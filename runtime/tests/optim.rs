@@ -2,7 +2,7 @@
 //! the weight average, schedules, initialization.
 
 use nnlang_runtime::interp::Updater;
-use nnlang_runtime::plan::{ABuf, PBuf, Param, Plan};
+use nnlang_runtime::plan::{ABuf, PBuf, Param, Plan, Role};
 use nnlang_runtime::train::{initialize, regularization, scheduled_lr, Init, Optimizer, OptimizerKind, Schedule};
 
 /// A plan with one weight `[2, 2]` and one bias `[2]`, and no steps.
@@ -11,10 +11,9 @@ fn plan() -> Plan {
         name: "fc.weight".into(),
         shape: vec![2, 2],
         buf: PBuf { offset: 0, len: 4 },
-        fan_in: 2,
-        is_bias: false,
+        role: Role::Weight { fan_in: 2, fan_out: 2 },
     };
-    let b = Param { name: "fc.bias".into(), shape: vec![2], buf: PBuf { offset: 4, len: 2 }, fan_in: 2, is_bias: true };
+    let b = Param { name: "fc.bias".into(), shape: vec![2], buf: PBuf { offset: 4, len: 2 }, role: Role::Bias };
     Plan {
         max_batch: 1,
         arena_len: 0,
@@ -148,16 +147,10 @@ fn initialization_scales_and_repeats() {
         name: "big.weight".into(),
         shape: vec![200, 400],
         buf: PBuf { offset: 0, len: 80_000 },
-        fan_in: 400,
-        is_bias: false,
+        role: Role::Weight { fan_in: 400, fan_out: 200 },
     };
-    let b = Param {
-        name: "big.bias".into(),
-        shape: vec![200],
-        buf: PBuf { offset: 80_000, len: 200 },
-        fan_in: 400,
-        is_bias: true,
-    };
+    let b =
+        Param { name: "big.bias".into(), shape: vec![200], buf: PBuf { offset: 80_000, len: 200 }, role: Role::Bias };
     let mut p = plan();
     p.params = vec![w, b];
     p.params_len = 80_200;

@@ -12,21 +12,9 @@ use crate::ops::{Activation, Merge, PoolKind, RnnOutput};
 use crate::session::data::Preprocess;
 use crate::Model;
 
+/// The activation applied to the Python expression `x` (the runtime's table writes it).
 fn act(a: &Activation, x: &str) -> String {
-    match a {
-        Activation::Sigmoid => format!("torch.sigmoid({x})"),
-        Activation::Tanh => format!("torch.tanh({x})"),
-        Activation::Relu => format!("torch.relu({x})"),
-        Activation::LeakyRelu(alpha) => format!("F.leaky_relu({x}, {alpha:?})"),
-        Activation::Identity => x.to_string(),
-    }
-}
-
-fn act_name(a: &Activation) -> String {
-    match a {
-        Activation::LeakyRelu(alpha) => format!("('leaky_relu', {alpha:?})"),
-        other => format!("('{}', 0.0)", crate::ops::activation::name(other)),
-    }
+    a.desc().pytorch.replace("{x}", x)
 }
 
 fn floats(v: &[f32]) -> String {
@@ -119,13 +107,21 @@ pub fn generate(model: &Model, pre: Option<&Preprocess>) -> Result<String, Strin
             Op::Concat(_) => format!("torch.cat([{}], dim=-1)", ins.join(", ")),
             Op::Rnn(r) => {
                 let f = in_shape.as_ref().and_then(|s| s.last()).unwrap_or(0);
-                init.push(format!("self.{name} = Elman({f}, {}, {}, False)", r.hidden, act_name(&r.activation)));
+                init.push(format!(
+                    "self.{name} = Elman({f}, {}, {}, False)",
+                    r.hidden,
+                    r.activation.desc().pytorch_module
+                ));
                 let last = r.output == RnnOutput::Last;
                 format!("self.{name}({x}, {})", if last { "'last'" } else { "'sequence'" })
             }
             Op::Bidirectional(b) => {
                 let f = in_shape.as_ref().and_then(|s| s.last()).unwrap_or(0);
-                init.push(format!("self.{name} = Elman({f}, {}, {}, True)", b.hidden, act_name(&b.activation)));
+                init.push(format!(
+                    "self.{name} = Elman({f}, {}, {}, True)",
+                    b.hidden,
+                    b.activation.desc().pytorch_module
+                ));
                 let last = b.output == RnnOutput::Last;
                 let merge = match b.merge {
                     Merge::Concat => "concat",
@@ -177,7 +173,7 @@ import torch.nn.functional as F
 
 class Elman(nn.Module):
     """nnlang's `rnn` (and, with `bidirectional`, both directions): PyTorch nn.RNN's
-    parameters and names, any of nnlang's activations."""
+    parameters and names, any of nnlang's activations (a module without parameters)."""
 
     def __init__(self, features, hidden, act, bidirectional):
         super().__init__()
@@ -193,16 +189,7 @@ class Elman(nn.Module):
             self.bias_hh_l0_reverse = nn.Parameter(torch.zeros(hidden))
 
     def f(self, z):
-        name, alpha = self.act
-        if name == "tanh":
-            return torch.tanh(z)
-        if name == "relu":
-            return torch.relu(z)
-        if name == "sigmoid":
-            return torch.sigmoid(z)
-        if name == "leaky_relu":
-            return F.leaky_relu(z, alpha)
-        return z
+        return self.act(z)
 
     def run(self, x, w_ih, w_hh, b_ih, b_hh, reverse):
         steps = x.shape[1]

@@ -5,7 +5,7 @@
 
 use super::eval::{eval, fmt_num, Env, Value};
 use crate::diag::{did_you_mean, Diagnostic};
-use crate::ops::{self, activation, Activation, Layer, Op};
+use crate::ops::{self, Activation, Layer, Op};
 use crate::syntax::ast::{Arg, Expr, ExprKind, Ident, Span};
 
 /// Arguments matched to a layer's signature.
@@ -225,20 +225,37 @@ impl<'a> Args<'a> {
         Err(d)
     }
 
-    /// `activation = tanh`, or `activation = leaky_relu(alpha = 0.1)`, if given.
-    pub fn activation(&self, env: &Env) -> Result<Option<Activation>, Diagnostic> {
+    /// `activation = tanh`, or `activation = leaky_relu(alpha = 0.1)`, if given: any of the
+    /// activation layers, read as that layer reads its arguments; `allowed` says which the
+    /// layer takes (`why` is said of the others), with the argument's span.
+    pub fn activation(
+        &self,
+        env: &Env,
+        allowed: fn(Activation) -> bool,
+        why: &str,
+    ) -> Result<Option<(Activation, Span)>, Diagnostic> {
         let Some(e) = self.get("activation") else { return Ok(None) };
-        if let ExprKind::Call { name, args } = &e.kind {
-            if name.name == "leaky_relu" {
-                let Some(layer) = ops::layer("leaky_relu") else { return Ok(None) };
-                let inner = Args::bind(layer, e.span, args)?;
-                let alpha = inner
-                    .number_in("alpha", env, 0.0, 1.0, false, "[0, 1]")?
-                    .map_or(activation::DEFAULT_ALPHA, |(a, _)| a);
-                return Ok(Some(Activation::LeakyRelu(alpha)));
-            }
+        let names: Vec<&str> = Activation::ALL.iter().map(|a| a.name()).collect();
+        let (name, args): (&str, &[Arg]) = match &e.kind {
+            ExprKind::Call { name, args } if names.contains(&name.name.as_str()) => (name.name.as_str(), args),
+            _ => match self.symbol("activation", env, &names)? {
+                Some(n) => (n, &[]),
+                None => return Ok(None),
+            },
+        };
+        let Some(layer) = ops::layer(name) else { return Ok(None) };
+        let Op::Activation(a) = (layer.build)(&Args::bind(layer, e.span, args)?, env)? else { return Ok(None) };
+        if !allowed(a.function) {
+            let ok: Vec<String> =
+                Activation::ALL.iter().filter(|&&f| allowed(f)).map(|f| format!("`{}`", f.name())).collect();
+            return Err(Diagnostic::error(
+                format!("`{}` cannot be the activation of `{}`", a.function.name(), self.kind),
+                e.span,
+                why.to_string(),
+            )
+            .with_help(format!("use one of {}", ok.join(", "))));
         }
-        Ok(self.symbol("activation", env, activation::NAMES)?.and_then(activation::from_name))
+        Ok(Some((a.function, e.span)))
     }
 
     /// `pad = 2`, `pad = same` (P = (F − 1)/2, F odd) or `pad = valid` (P = 0); 0 if not given.

@@ -4,10 +4,11 @@
 
 use super::{FlopsCx, Layer, Op, Reads, Rules, Scratch, ShapeCx, StepCx, Value};
 use crate::diag::Diagnostic;
-use crate::ir::{fmt_f64, Elems};
+use crate::ir::Elems;
 use crate::lower::args::Args;
 use crate::lower::eval::Env;
 use crate::shape::RuleResult;
+use nnlang_runtime::act;
 use nnlang_runtime::plan::{ABuf, PBuf, Step};
 use serde::{Serialize, Serializer};
 
@@ -16,69 +17,37 @@ pub use nnlang_runtime::plan::Act as Activation;
 
 /// The name as written in source.
 pub fn name(a: &Activation) -> &'static str {
-    match a {
-        Activation::Sigmoid => "sigmoid",
-        Activation::Tanh => "tanh",
-        Activation::Relu => "relu",
-        Activation::LeakyRelu(_) => "leaky_relu",
-        Activation::Identity => "identity",
-    }
+    a.name()
 }
 
-/// The name with its argument: `leaky_relu(0.1)`.
+/// The name with its argument: `leaky_relu(alpha = 0.1)`.
 pub fn text(a: &Activation) -> String {
-    match a {
-        Activation::LeakyRelu(alpha) => format!("leaky_relu({})", fmt_f64(*alpha)),
-        other => name(other).to_string(),
-    }
-}
-
-/// The names `activation = …` accepts.
-pub const NAMES: &[&str] = &["tanh", "relu", "sigmoid", "identity", "leaky_relu"];
-
-/// The activation of a bare name (`leaky_relu` with its default slope).
-pub fn from_name(s: &str) -> Option<Activation> {
-    Some(match s {
-        "relu" => Activation::Relu,
-        "sigmoid" => Activation::Sigmoid,
-        "identity" => Activation::Identity,
-        "leaky_relu" => Activation::LeakyRelu(DEFAULT_ALPHA),
-        "tanh" => Activation::Tanh,
-        _ => return None,
-    })
+    a.text()
 }
 
 /// `leaky_relu`'s slope below zero when none is given.
 pub const DEFAULT_ALPHA: f64 = 0.01;
 
-#[derive(Serialize)]
-#[serde(rename_all = "snake_case")]
-enum Json {
-    Sigmoid,
-    Tanh,
-    Relu,
-    LeakyRelu { alpha: f64 },
-    Identity,
-}
-
-fn json(a: &Activation) -> Json {
-    match *a {
-        Activation::Sigmoid => Json::Sigmoid,
-        Activation::Tanh => Json::Tanh,
-        Activation::Relu => Json::Relu,
-        Activation::LeakyRelu(alpha) => Json::LeakyRelu { alpha },
-        Activation::Identity => Json::Identity,
-    }
-}
-
-/// JSON of an activation: `"relu"`, `{"leaky_relu": {"alpha": 0.1}}`.
+/// JSON of an activation: `"relu"`, `{"leaky_relu": {"alpha": 0.1}}`,
+/// `{"gelu": {"approximate": "tanh"}}`.
 pub fn ser<S: Serializer>(a: &Activation, s: S) -> Result<S::Ok, S::Error> {
-    json(a).serialize(s)
+    let d = a.desc();
+    if d.attrs.is_empty() {
+        return s.serialize_str(d.name);
+    }
+    let args: serde_json::Map<String, serde_json::Value> =
+        d.attrs.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    let mut m = serde_json::Map::new();
+    m.insert(d.name.to_string(), serde_json::Value::Object(args));
+    m.serialize(s)
 }
 
 /// Serializes an optional fused activation by its name.
 pub fn ser_opt<S: Serializer>(a: &Option<Activation>, s: S) -> Result<S::Ok, S::Error> {
-    a.as_ref().map(json).serialize(s)
+    match a {
+        Some(a) => ser(a, s),
+        None => s.serialize_none(),
+    }
 }
 
 /// An activation as a layer of its own.
@@ -90,18 +59,11 @@ pub struct ActivationOp {
 }
 
 impl ActivationOp {
-    /// `sigmoid`, `tanh`, `relu`, `identity` and `leaky_relu(alpha)`.
+    /// One layer per activation of the runtime's table, each written by its name.
     pub const LAYERS: &'static [Layer] = &[
-        Layer {
-            name: "sigmoid",
-            args: &[],
-            example: "`sigmoid`",
-            merge: false,
-            positional_error: None,
-            build: sigmoid,
-        },
-        Layer { name: "tanh", args: &[], example: "`tanh`", merge: false, positional_error: None, build: tanh },
-        Layer { name: "relu", args: &[], example: "`relu`", merge: false, positional_error: None, build: relu },
+        plain("sigmoid", "`sigmoid`", |_, _| op(Activation::Sigmoid)),
+        plain("tanh", "`tanh`", |_, _| op(Activation::Tanh)),
+        plain("relu", "`relu`", |_, _| op(Activation::Relu)),
         Layer {
             name: "leaky_relu",
             args: &[("alpha", false)],
@@ -110,31 +72,16 @@ impl ActivationOp {
             positional_error: None,
             build: leaky_relu,
         },
-        Layer {
-            name: "identity",
-            args: &[],
-            example: "`identity`",
-            merge: false,
-            positional_error: None,
-            build: identity,
-        },
+        plain("identity", "`identity`", |_, _| op(Activation::Identity)),
     ];
+}
+
+const fn plain(name: &'static str, example: &'static str, build: fn(&Args, &Env) -> Result<Op, Diagnostic>) -> Layer {
+    Layer { name, args: &[], example, merge: false, positional_error: None, build }
 }
 
 fn op(function: Activation) -> Result<Op, Diagnostic> {
     Ok(Op::Activation(ActivationOp { function }))
-}
-fn sigmoid(_: &Args, _: &Env) -> Result<Op, Diagnostic> {
-    op(Activation::Sigmoid)
-}
-fn tanh(_: &Args, _: &Env) -> Result<Op, Diagnostic> {
-    op(Activation::Tanh)
-}
-fn relu(_: &Args, _: &Env) -> Result<Op, Diagnostic> {
-    op(Activation::Relu)
-}
-fn identity(_: &Args, _: &Env) -> Result<Op, Diagnostic> {
-    op(Activation::Identity)
 }
 fn leaky_relu(a: &Args, env: &Env) -> Result<Op, Diagnostic> {
     let alpha = a.number_in("alpha", env, 0.0, 1.0, false, "[0, 1]")?.map_or(DEFAULT_ALPHA, |(v, _)| v);
@@ -146,10 +93,7 @@ impl Rules for ActivationOp {
         name(&self.function)
     }
     fn attributes(&self) -> Vec<(&'static str, String)> {
-        match self.function {
-            Activation::LeakyRelu(alpha) => vec![("alpha", fmt_f64(alpha))],
-            Activation::Sigmoid | Activation::Tanh | Activation::Relu | Activation::Identity => Vec::new(),
-        }
+        self.function.desc().attrs.into_iter().map(|(k, v)| (k, nnlang_runtime::act::attr_text(&v))).collect()
     }
     fn shape(&self, cx: &ShapeCx) -> RuleResult {
         Ok((cx.one(), Vec::new()))
@@ -174,20 +118,26 @@ impl Rules for ActivationOp {
             Step::Activation { f, x: c.inputs[0], y: c.value }
         }]
     }
-    // Forward was y = f(x), so now dx (+)= dy · f'(x), with f' read off y.
+    // Forward was y = f(x), so now dx (+)= dy · f'(x), with f' read off y (or off x, for the
+    // functions whose derivative needs it: GELU).
     fn backward(&self, c: &StepCx, dy: ABuf, _grads: &[PBuf], dx: &mut super::DxFn) -> Vec<Step> {
         let f = self.function;
+        let off = match f.desc().reads {
+            act::Reads::Output => c.value,
+            act::Reads::Input => c.inputs[0],
+        };
         match dx(0, true) {
             super::Dx::None => Vec::new(),
-            super::Dx::New => vec![Step::ActivationBackwardInPlace { f, y: c.value, d: dy }],
+            super::Dx::New => vec![Step::ActivationBackwardInPlace { f, y: off, d: dy }],
             super::Dx::Into(d, write) => {
                 vec![Step::ActivationBackward { f, x: c.inputs[0], y: c.value, dy, dx: d, write }]
             }
         }
     }
     fn backward_reads(&self) -> Reads {
-        // f' is read off the output, so the input may be overwritten in place.
-        Reads { input: false, output: true }
+        // Where f' is read off the output, the input may be overwritten in place.
+        let input = self.function.desc().reads == act::Reads::Input;
+        Reads { input, output: !input }
     }
     fn elementwise(&self) -> bool {
         true

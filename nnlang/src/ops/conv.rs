@@ -8,7 +8,7 @@ use crate::diag::Diagnostic;
 use crate::ir::Elems;
 use crate::lower::args::Args;
 use crate::lower::eval::Env;
-use crate::shape::{both_extents, geometry::window_extent, param, volume, RuleResult};
+use crate::shape::{bias, both_extents, geometry::window_extent, volume, weight, RuleResult};
 use nnlang_runtime::plan::{ABuf, Act, Geometry, PBuf, Step};
 use serde::Serialize;
 
@@ -109,9 +109,10 @@ impl Rules for Conv {
     }
     fn shape(&self, cx: &ShapeCx) -> RuleResult {
         let (out, d) = window_shape(cx, "conv", self.filters, self.size, self.stride, self.pad)?;
+        let f = self.size;
         let params = vec![
-            param(cx.name, "weight", &[self.filters, d, self.size, self.size]),
-            param(cx.name, "bias", &[self.filters]),
+            weight(cx.name, "weight", &[self.filters, d, f, f], d * f * f, self.filters * f * f),
+            bias(cx.name, "bias", &[self.filters]),
         ];
         Ok((crate::ir::Shape::fixed(&out), params))
     }

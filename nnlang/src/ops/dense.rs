@@ -7,7 +7,7 @@ use super::{FlopsCx, Layer, Op, Reads, Rules, Scratch, ShapeCx, StepCx, Value};
 use crate::ir::Elems;
 use crate::lower::args::Args;
 use crate::lower::eval::Env;
-use crate::shape::{affine_in, param, RuleResult};
+use crate::shape::{affine_in, bias, weight, RuleResult};
 use nnlang_runtime::plan::{ABuf, PBuf, Step};
 use serde::Serialize;
 
@@ -60,7 +60,13 @@ impl Rules for Dense {
     }
     fn shape(&self, cx: &ShapeCx) -> RuleResult {
         let (fan_in, out) = affine_in(cx.id, &cx.one(), self.units, "dense")?;
-        Ok((out, vec![param(cx.name, "weight", &[self.units, fan_in]), param(cx.name, "bias", &[self.units])]))
+        Ok((
+            out,
+            vec![
+                weight(cx.name, "weight", &[self.units, fan_in], fan_in, self.units),
+                bias(cx.name, "bias", &[self.units]),
+            ],
+        ))
     }
     fn flops(&self, cx: &FlopsCx) -> Elems {
         cx.per_example_or_step(2 * cx.fan_in() * self.units as u64)

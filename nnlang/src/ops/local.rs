@@ -7,7 +7,7 @@ use crate::diag::Diagnostic;
 use crate::ir::Elems;
 use crate::lower::args::Args;
 use crate::lower::eval::Env;
-use crate::shape::{param, RuleResult};
+use crate::shape::{bias, weight, RuleResult};
 use nnlang_runtime::plan::{ABuf, Act, Geometry, PBuf, Step};
 use serde::Serialize;
 
@@ -60,7 +60,11 @@ impl Rules for Local {
     fn shape(&self, cx: &ShapeCx) -> RuleResult {
         let ([oh, ow, k], d) = window_shape(cx, "local", self.filters, self.size, self.stride, self.pad)?;
         let f = self.size;
-        let params = vec![param(cx.name, "weight", &[oh, ow, k, d, f, f]), param(cx.name, "bias", &[oh, ow, k])];
+        // Each output (position and filter) reads a d·f² patch, whatever the positions.
+        let params = vec![
+            weight(cx.name, "weight", &[oh, ow, k, d, f, f], d * f * f, k * f * f),
+            bias(cx.name, "bias", &[oh, ow, k]),
+        ];
         Ok((crate::ir::Shape::fixed(&[oh, ow, k]), params))
     }
     fn flops(&self, cx: &FlopsCx) -> Elems {

@@ -7,7 +7,7 @@ use crate::diag::Diagnostic;
 use crate::ir::{Dim, Elems, Shape};
 use crate::lower::args::Args;
 use crate::lower::eval::Env;
-use crate::shape::{affine_in, param, RuleResult, ShapeError};
+use crate::shape::{affine_in, bias, weight, RuleResult, ShapeError};
 use nnlang_runtime::plan::{ABuf, PBuf, Step, Write};
 use serde::Serialize;
 
@@ -70,7 +70,7 @@ impl Rules for Maxout {
             )
             .note("units × pieces is the number of rows of its weight; a number is probably mistyped")]);
         };
-        Ok((out, vec![param(cx.name, "weight", &[rows, fan_in]), param(cx.name, "bias", &[rows])]))
+        Ok((out, vec![weight(cx.name, "weight", &[rows, fan_in], fan_in, rows), bias(cx.name, "bias", &[rows])]))
     }
     fn flops(&self, cx: &FlopsCx) -> Elems {
         cx.per_example_or_step(

@@ -10,7 +10,7 @@ use crate::diag::Diagnostic;
 use crate::ir::{Dim, Elems, Shape};
 use crate::lower::args::Args;
 use crate::lower::eval::Env;
-use crate::shape::{param, sequence, ParamSpec, RuleResult};
+use crate::shape::{bias, sequence, weight, ParamSpec, RuleResult};
 use crate::syntax::ast::ExprKind;
 use nnlang_runtime::plan::{ABuf, PBuf, Step, Write};
 
@@ -111,7 +111,11 @@ impl Bidirectional {
 
 fn rnn_parts(a: &Args, env: &Env) -> Result<Rnn, Diagnostic> {
     let hidden = a.required_int("hidden", env)?;
-    let activation = a.activation(env)?.unwrap_or(Activation::Tanh);
+    // The state is read off the output in backpropagation through time, and ONNX's `RNN`
+    // names the function: both say which functions a recurrence may use.
+    let activation = a
+        .activation(env, |f| f.desc().onnx_rnn.is_some(), "a recurrence needs a function ONNX's RNN has")?
+        .map_or(Activation::Tanh, |(f, _)| f);
     let output = match a.symbol("output", env, &["sequence", "last"])? {
         Some("last") => RnnOutput::Last,
         _ => RnnOutput::Sequence,
@@ -148,10 +152,10 @@ fn build_bidirectional(a: &Args, env: &Env) -> Result<Op, Diagnostic> {
 
 fn rnn_params(layer: &str, suffix: &str, features: usize, h: usize) -> Vec<ParamSpec> {
     vec![
-        param(layer, &format!("weight_ih_l0{suffix}"), &[h, features]),
-        param(layer, &format!("weight_hh_l0{suffix}"), &[h, h]),
-        param(layer, &format!("bias_ih_l0{suffix}"), &[h]),
-        param(layer, &format!("bias_hh_l0{suffix}"), &[h]),
+        weight(layer, &format!("weight_ih_l0{suffix}"), &[h, features], features, h),
+        weight(layer, &format!("weight_hh_l0{suffix}"), &[h, h], h, h),
+        bias(layer, &format!("bias_ih_l0{suffix}"), &[h]),
+        bias(layer, &format!("bias_hh_l0{suffix}"), &[h]),
     ]
 }
 

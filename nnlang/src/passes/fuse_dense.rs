@@ -13,6 +13,10 @@ pub fn fuse_dense(graph: &Graph) -> Graph {
     for a in 0..g.nodes.len() {
         let Op::Activation(act) = &g.nodes[a].op else { continue };
         let function = act.function;
+        // The fused backward reads the derivative off the output: not for GELU's kind.
+        if function.desc().reads != nnlang_runtime::act::Reads::Output {
+            continue;
+        }
         let d = g.nodes[a].inputs[0];
         if users[d.index()].len() != 1 || g.output == Some(d) {
             continue;

@@ -8,7 +8,7 @@ use super::{Level, Mode};
 use crate::ir::{Dim, Graph, NodeId, Op};
 use crate::ops::{Dx, Scratch, StepCx, Value};
 use crate::shape::Shapes;
-use nnlang_runtime::plan::{ABuf, PBuf, Param, Plan, Sequence, Space, Step, Write};
+use nnlang_runtime::plan::{ABuf, PBuf, Plan, Sequence, Space, Step, Write};
 use std::collections::HashMap;
 
 /// Steps over numbered arena buffers, before offsets are assigned.
@@ -84,30 +84,6 @@ fn at_every_step(inner: Vec<Step>, steps: usize) -> Vec<Step> {
     v.extend(inner);
     v.push(Step::PerStep { steps: 1 });
     v
-}
-
-/// Parameters in node order: each tensor's place in the parameter (and gradient) store.
-fn parameters(g: &Graph, shapes: &Shapes) -> (Vec<Param>, Vec<Vec<PBuf>>, usize) {
-    let mut params = Vec::new();
-    let mut node_params: Vec<Vec<PBuf>> = vec![Vec::new(); g.nodes.len()];
-    let mut params_len = 0;
-    for id in g.ids() {
-        for spec in &shapes.params[id.index()] {
-            let len = spec.count() as usize;
-            let buf = PBuf { offset: params_len, len };
-            params_len += len;
-            node_params[id.index()].push(buf);
-            params.push(Param {
-                name: spec.name.clone(),
-                shape: spec.shape.clone(),
-                buf,
-                fan_in: spec.shape.get(1..).map_or(1, |d| d.iter().product::<usize>().max(1)),
-                // `dense_0.bias`, and an RNN's `bias_ih_l0`, `bias_hh_l0`.
-                is_bias: spec.name.rsplit('.').next().is_some_and(|last| last.starts_with("bias")),
-            });
-        }
-    }
-    (params, node_params, params_len)
 }
 
 /// What laying out one graph accumulates.
@@ -350,7 +326,7 @@ pub(super) struct Extras {
 pub(super) fn lay_out(g: &Graph, shapes: &Shapes, mode: Mode, max_batch: usize, level: Level, x: Extras) -> Plan {
     let Extras { variable, carry, input_grads } = x;
     let training = matches!(mode, Mode::Training(_));
-    let (params, node_params, params_len) = parameters(g, shapes);
+    let (params, node_params, params_len) = crate::shape::param_table(shapes);
     let n = g.nodes.len();
     let dims: Vec<Option<Vec<usize>>> = g.ids().map(|id| fixed_dims(shapes, id)).collect();
     let mut l = Layout {

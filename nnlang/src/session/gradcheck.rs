@@ -137,11 +137,16 @@ fn kink_signature(h: &mut u64, s: &Step, rows: usize, reads: &Reads<'_, f64>) {
         *h = h.wrapping_mul(0x0100_0000_01b3);
     };
     match s {
-        Step::Activation { f: Act::Relu | Act::LeakyRelu(_), x, .. } => {
-            reads.get(*x, rows).iter().for_each(|v| mix(u64::from(*v > 0.0)));
+        // Which side of each of the function's kinks (the runtime's table) every input is on.
+        Step::Activation { f, x, .. } if kinked(*f) => {
+            let kinks = f.desc().kinks;
+            reads.get(*x, rows).iter().for_each(|v| kinks.iter().for_each(|k| mix(u64::from(*v > *k))));
         }
-        Step::Rnn { f: Act::Relu | Act::LeakyRelu(_), hs, .. } => {
-            reads.get(*hs, rows).iter().for_each(|v| mix(u64::from(*v > 0.0)));
+        // A recurrence keeps only its outputs: a monotone function's output is past f(k) where
+        // its input is past k.
+        Step::Rnn { f, hs, .. } if kinked(*f) => {
+            let at: Vec<f64> = f.desc().kinks.iter().map(|&k| f.f(k)).collect();
+            reads.get(*hs, rows).iter().for_each(|v| at.iter().for_each(|k| mix(u64::from(*v > *k))));
         }
         Step::Maxout { pieces, z, .. } => {
             for group in reads.get(*z, rows).chunks_exact((*pieces).max(1)) {
@@ -176,15 +181,17 @@ fn kink_signature(h: &mut u64, s: &Step, rows: usize, reads: &Reads<'_, f64>) {
     }
 }
 
+/// Whether the function's derivative jumps somewhere (the runtime's table says where).
+fn kinked(f: Act) -> bool {
+    !f.desc().kinks.is_empty()
+}
+
 fn has_kinks(plan: &Plan) -> bool {
     plan.steps.iter().any(|s| {
         matches!(
             s,
-            Step::Activation { f: Act::Relu | Act::LeakyRelu(_), .. }
-                | Step::Rnn { f: Act::Relu | Act::LeakyRelu(_), .. }
-                | Step::Maxout { .. }
-                | Step::Pool { op: PoolOp::Max, .. }
-        )
+            Step::Activation { f, .. } | Step::Rnn { f, .. } if kinked(*f)
+        ) || matches!(s, Step::Maxout { .. } | Step::Pool { op: PoolOp::Max, .. })
     })
 }
 
@@ -212,9 +219,14 @@ impl Session {
         let mut rng = ChaCha8Rng::seed_from_u64(spec.seed);
         let mut exec = Exec::<f64>::new(&plan, spec.seed);
         nnlang_runtime::train::initialize(&plan, &mut exec.params, nnlang_runtime::train::Init::Xavier, spec.seed);
-        // Biases start at zero; small random values exercise them too.
-        for p in plan.params.iter().filter(|p| p.is_bias) {
-            exec.params[p.buf.range()].iter_mut().for_each(|v| *v = rng.random_range(-0.1..0.1));
+        // Biases start at zero and gains at one; small random moves exercise them too.
+        for p in &plan.params {
+            let at = match p.role {
+                nnlang_runtime::plan::Role::Bias => 0.0,
+                nnlang_runtime::plan::Role::Gain => 1.0,
+                nnlang_runtime::plan::Role::Weight { .. } | nnlang_runtime::plan::Role::State { .. } => continue,
+            };
+            exec.params[p.buf.range()].iter_mut().for_each(|v| *v = at + rng.random_range(-0.1..0.1));
         }
         for i in 0..plan.inputs.len() {
             let x: Vec<f64> = (0..rows * plan.inputs[i].cols).map(|_| rng.random_range(-1.0..1.0)).collect();

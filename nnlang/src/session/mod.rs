@@ -376,26 +376,10 @@ pub struct Finished {
 }
 
 /// The model's parameter tensors laid end to end in declaration order, without a plan: names
-/// and shapes as checkpoints hold them, the inputs per unit (`fan_in`: a tensor's size over its
-/// first dimension) and which are biases (one dimension).
+/// and shapes as checkpoints hold them, and each tensor's role ([`crate::shape::param_table`],
+/// the table every plan of the model holds too).
 pub fn param_table(model: &Model) -> Vec<nnlang_runtime::plan::Param> {
-    use nnlang_runtime::plan::{PBuf, Param};
-    let mut offset = 0;
-    let mut table = Vec::new();
-    for spec in model.shapes.params.iter().flatten() {
-        let len = spec.count() as usize;
-        let is_bias = spec.shape.len() == 1;
-        let fan_in = if is_bias { 0 } else { len / spec.shape[0].max(1) };
-        table.push(Param {
-            name: spec.name.clone(),
-            shape: spec.shape.clone(),
-            buf: PBuf { offset, len },
-            fan_in,
-            is_bias,
-        });
-        offset += len;
-    }
-    table
+    crate::shape::param_table(&model.shapes).0
 }
 
 /// The weights in the safetensors file `path`, by parameter name, checked against the

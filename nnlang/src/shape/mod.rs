@@ -10,15 +10,24 @@ pub(crate) mod geometry;
 use crate::diag::Diagnostic;
 use crate::ir::{Dim, Graph, NodeId, Shape};
 use crate::ops::ShapeCx;
+use nnlang_runtime::plan::{PBuf, Param, Role};
 use serde::Serialize;
 
-/// One parameter tensor, named and laid out as PyTorch names and lays it out.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// One parameter tensor, named and laid out as PyTorch names and lays it out, with its role
+/// (how it starts, whether it is trained and regularized) declared by the op that owns it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ParamSpec {
     /// `<layer>.weight`, `<layer>.bias`, as PyTorch names them.
     pub name: String,
     /// Its dimensions, in PyTorch's layout.
     pub shape: Vec<usize>,
+    /// What it is to training: a weight (with its fan-in and fan-out), a bias, a gain, state.
+    #[serde(serialize_with = "ser_role")]
+    pub role: Role,
+}
+
+fn ser_role<S: serde::Serializer>(r: &Role, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(r.name())
 }
 
 impl ParamSpec {
@@ -171,8 +180,34 @@ fn within_limits(id: NodeId, (shape, params): (Shape, Vec<ParamSpec>)) -> RuleRe
 /// An op's shape rule's answer: the output shape and the parameter tensors, or errors.
 pub type RuleResult = Result<(Shape, Vec<ParamSpec>), Vec<ShapeError>>;
 
-pub(crate) fn param(layer: &str, name: &str, shape: &[usize]) -> ParamSpec {
-    ParamSpec { name: format!("{layer}.{name}"), shape: shape.to_vec() }
+/// A weight `<layer>.<name>` whose units each read `fan_in` inputs (a contiguous run of the
+/// tensor) and whose inputs each feed `fan_out` outputs.
+pub(crate) fn weight(layer: &str, name: &str, shape: &[usize], fan_in: usize, fan_out: usize) -> ParamSpec {
+    ParamSpec { name: format!("{layer}.{name}"), shape: shape.to_vec(), role: Role::Weight { fan_in, fan_out } }
+}
+
+/// A bias `<layer>.<name>` (starts at zero, never regularized).
+pub(crate) fn bias(layer: &str, name: &str, shape: &[usize]) -> ParamSpec {
+    ParamSpec { name: format!("{layer}.{name}"), shape: shape.to_vec(), role: Role::Bias }
+}
+
+/// The parameter table of a model: every node's tensors in node order, each at its place in
+/// the parameter (and gradient) store, with its role. The one table the planner, the
+/// session, checkpoints, resume, the exporters and generated code read; returns it with
+/// each node's buffers and the store's length.
+pub fn param_table(shapes: &Shapes) -> (Vec<Param>, Vec<Vec<PBuf>>, usize) {
+    let mut table = Vec::new();
+    let mut by_node = vec![Vec::new(); shapes.params.len()];
+    let mut len = 0;
+    for (node, specs) in shapes.params.iter().enumerate() {
+        for spec in specs {
+            let buf = PBuf { offset: len, len: spec.count() as usize };
+            len += buf.len;
+            by_node[node].push(buf);
+            table.push(Param { name: spec.name.clone(), shape: spec.shape.clone(), buf, role: spec.role });
+        }
+    }
+    (table, by_node, len)
 }
 
 /// Fan-in and output shape of an affine layer: the whole input flattened, or, on a sequence,

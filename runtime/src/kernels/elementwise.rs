@@ -1,66 +1,7 @@
 //! Activations, dropout, softmax, sums and copies: one pass over the data each.
 
-use crate::plan::Act;
+pub use crate::act::{activation, activation_backward, activation_backward_in_place, activation_in_place};
 use crate::Float;
-
-fn sigmoid<T: Float>(v: T) -> T {
-    // Stable for large |v|: never exponentiates a large positive number.
-    if v >= T::ZERO {
-        T::ONE / (T::ONE + (-v).exp())
-    } else {
-        let e = v.exp();
-        e / (T::ONE + e)
-    }
-}
-
-/// `y = f(x)` elementwise.
-pub fn activation<T: Float>(f: Act, x: &[T], y: &mut [T]) {
-    match f {
-        // A NaN passes through (as in place, and as in PyTorch), for the loss check to see.
-        Act::Relu => y.iter_mut().zip(x).for_each(|(y, &v)| *y = if v < T::ZERO { T::ZERO } else { v }),
-        Act::LeakyRelu(a) => {
-            let a = T::from_f64(a);
-            y.iter_mut().zip(x).for_each(|(y, &v)| *y = if v < T::ZERO { a * v } else { v })
-        }
-        Act::Sigmoid => y.iter_mut().zip(x).for_each(|(y, &v)| *y = sigmoid(v)),
-        Act::Tanh => y.iter_mut().zip(x).for_each(|(y, &v)| *y = v.tanh()),
-        Act::Identity => y.copy_from_slice(x),
-    }
-}
-
-/// Forward was `y = f(x)`, so now `dx (+)= dy · f'(x)`.
-pub fn activation_backward<T: Float>(f: Act, x: &[T], y: &[T], dy: &[T], dx: &mut [T], accumulate: bool) {
-    let grad = |i: usize| -> T {
-        match f {
-            Act::Relu => {
-                if x[i] > T::ZERO {
-                    dy[i]
-                } else {
-                    T::ZERO
-                }
-            }
-            Act::LeakyRelu(a) => {
-                if x[i] > T::ZERO {
-                    dy[i]
-                } else {
-                    T::from_f64(a) * dy[i]
-                }
-            }
-            Act::Sigmoid => dy[i] * y[i] * (T::ONE - y[i]),
-            Act::Tanh => dy[i] * (T::ONE - y[i] * y[i]),
-            Act::Identity => dy[i],
-        }
-    };
-    if accumulate {
-        for (i, d) in dx.iter_mut().enumerate() {
-            *d += grad(i);
-        }
-    } else {
-        for (i, d) in dx.iter_mut().enumerate() {
-            *d = grad(i);
-        }
-    }
-}
 
 /// `y (+)= mask · x`: dropout's forward (`accumulate` false) and backward.
 pub fn mul<T: Float>(mask: &[T], x: &[T], y: &mut [T], accumulate: bool) {
@@ -116,60 +57,6 @@ pub fn gather_cols<T: Float>(
     }
 }
 
-/// `y = f(y)` in place.
-pub fn activation_in_place<T: Float>(f: Act, y: &mut [T]) {
-    match f {
-        // A select stored every time, not a store under a branch: it vectorizes, and NaN stays
-        // NaN (it is not below zero).
-        Act::Relu => y.iter_mut().for_each(|v| *v = if *v < T::ZERO { T::ZERO } else { *v }),
-        Act::LeakyRelu(a) => {
-            let a = T::from_f64(a);
-            y.iter_mut().for_each(|v| *v = if *v < T::ZERO { a * *v } else { *v })
-        }
-        Act::Sigmoid => y.iter_mut().for_each(|v| *v = sigmoid(*v)),
-        Act::Tanh => y.iter_mut().for_each(|v| *v = v.tanh()),
-        Act::Identity => {}
-    }
-}
-
-/// `d = d · f'(x)` in place, with `f'` read off the output `y` (for ReLU and leaky ReLU with
-/// α ≥ 0, `x > 0` exactly when `y > 0`). Compiled for AVX2 too and run so where the
-/// processor has it (elementwise, and no product is fused: the same bits).
-pub fn activation_backward_in_place<T: Float>(f: Act, y: &[T], d: &mut [T]) {
-    super::gemm::dispatch(ActivationBackward { f, y, d })
-}
-
-struct ActivationBackward<'a, T> {
-    f: Act,
-    y: &'a [T],
-    d: &'a mut [T],
-}
-
-impl<T: Float> pulp::WithSimd for ActivationBackward<'_, T> {
-    type Output = ();
-
-    #[inline(always)]
-    fn with_simd<S: pulp::Simd>(self, _: S) {
-        let ActivationBackward { f, y, d } = self;
-        activation_backward_plain(f, y, d)
-    }
-}
-
-#[inline(always)]
-fn activation_backward_plain<T: Float>(f: Act, y: &[T], d: &mut [T]) {
-    match f {
-        // Selects, not stores under a branch: they vectorize.
-        Act::Relu => d.iter_mut().zip(y).for_each(|(d, &y)| *d = if y <= T::ZERO { T::ZERO } else { *d }),
-        Act::LeakyRelu(a) => {
-            let a = T::from_f64(a);
-            d.iter_mut().zip(y).for_each(|(d, &y)| *d = if y <= T::ZERO { a * *d } else { *d })
-        }
-        Act::Sigmoid => d.iter_mut().zip(y).for_each(|(d, &y)| *d = *d * y * (T::ONE - y)),
-        Act::Tanh => d.iter_mut().zip(y).for_each(|(d, &y)| *d *= T::ONE - y * y),
-        Act::Identity => {}
-    }
-}
-
 /// `d = d · mask` in place.
 pub fn mul_in_place<T: Float>(mask: &[T], d: &mut [T]) {
     d.iter_mut().zip(mask).for_each(|(d, &m)| *d *= m);
@@ -193,6 +80,7 @@ pub fn softmax_backward<T: Float>(cols: usize, y: &[T], dy: &[T], dx: &mut [T], 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::Act;
 
     /// Out of place and in place agree on every value, NaN included: a NaN reaching a ReLU
     /// stays NaN (as in PyTorch) so that the loss check stops on it, not a silent zero.

@@ -28,10 +28,10 @@ pub trait Trainable {
     fn widths(&self) -> (usize, usize);
     /// The largest batch.
     fn max_batch(&self) -> usize;
-    /// The recipe's optimizer and the rate of `epoch` under its schedule.
+    /// The recipe's optimizer.
     fn recipe_optimizer(&self) -> Optimizer<f32>;
-    /// The learning rate of `epoch` (0-based) under the recipe's schedule.
-    fn rate(&self, epoch: usize) -> f64;
+    /// The recipe's learning rates under its schedule, fresh (what `nnlangc train` uses).
+    fn rates(&self) -> super::Rates;
     /// One step on `rows` rows: the mean loss.
     fn step(&mut self, x: &[f32], y: &[f32], rows: usize, opt: &mut Optimizer<f32>) -> Result<f64, ExecError>;
     /// Loss and accuracy of the current weights on `x` against `y`.
@@ -73,6 +73,8 @@ pub struct EpochReport {
     pub val_loss: Option<f64>,
     /// The accuracy on them, for a classifier.
     pub val_accuracy: Option<f64>,
+    /// The learning rate the epoch trained at.
+    pub lr: f64,
     /// Training speed.
     pub samples_per_sec: f64,
 }
@@ -166,8 +168,9 @@ pub fn fit(
     let mut order: Vec<usize> = (0..n).collect();
     let (mut xb, mut yb) = (crate::mem::aligned(batch * xc), vec![0f32; batch * yc]);
     let mut history = Vec::new();
+    let mut rates = m.rates();
     for epoch in 0..o.epochs {
-        opt.lr = m.rate(epoch);
+        opt.lr = rates.at(epoch);
         order.shuffle(&mut rng);
         let start = std::time::Instant::now();
         let mut total = 0.0;
@@ -198,8 +201,11 @@ pub fn fit(
             train_loss: total / n.max(1) as f64,
             val_loss: val.as_ref().map(|e| e.loss),
             val_accuracy: val.as_ref().and_then(|e| e.accuracy),
+            lr: opt.lr,
             samples_per_sec: n as f64 / seconds.max(1e-9),
         };
+        // The loss a plateau schedule watches, as `nnlangc train` watches it.
+        rates.observe(report.val_loss.unwrap_or(report.train_loss));
         let go_on = progress(&report);
         history.push(report);
         if !go_on {

@@ -1,7 +1,7 @@
 //! The training loop: shuffled batches, the compiled step, per-epoch validation, schedules,
 //! the update-ratio check, and a clean stop on request or on a non-finite loss.
 
-use super::{scheduled_lr, Options, Schedule, Stepper};
+use super::{Options, Rates, Stepper};
 use crate::data::Inputs;
 use crate::interp::{argmax_rows, Exec, ExecError};
 use crate::plan::{Loss, Plan};
@@ -195,8 +195,7 @@ pub fn fit(
     let mut yb = vec![0f32; batch * train.y_cols];
     let mut lb: Vec<usize> = Vec::with_capacity(batch);
     let mut history = Vec::new();
-    let base_lr = opts.optimizer.lr();
-    let (mut plateau_lr, mut best, mut stale) = (base_lr, f64::INFINITY, 0usize);
+    let mut rates = Rates::new(opts.optimizer.lr(), opts.schedule);
     let mut interrupted = None;
     let mut first = 0;
     if let Some(r) = resume {
@@ -209,15 +208,12 @@ pub fn fit(
                 order.shuffle(&mut rng);
             }
         }
-        (plateau_lr, best, stale) = r.plateau;
+        rates.restore(r.plateau);
         history = r.history;
         first = r.epochs_done;
     }
     for epoch in first..opts.epochs {
-        stepper.opt.lr = match opts.schedule {
-            Schedule::Plateau { .. } => plateau_lr,
-            s => scheduled_lr(base_lr, s, epoch),
-        };
+        stepper.opt.lr = rates.at(epoch);
         // Windows of streams stay in order (each batch continues the previous one's streams)
         // and start from zero states every epoch; examples are shuffled.
         if opts.bptt.is_some() {
@@ -321,19 +317,7 @@ pub fn fit(
             seconds,
             ratios: stepper.opt.take_ratios(),
         };
-        if let Schedule::Plateau { factor, patience } = opts.schedule {
-            let watched = stats.val_loss.unwrap_or(stats.train_loss);
-            if watched < best - 1e-12 {
-                best = watched;
-                stale = 0;
-            } else {
-                stale += 1;
-                if stale >= patience.max(1) {
-                    plateau_lr *= factor;
-                    stale = 0;
-                }
-            }
-        }
+        rates.observe(stats.val_loss.unwrap_or(stats.train_loss));
         observer.epoch(&stats);
         history.push(stats);
         if interrupted.is_some() {
@@ -343,7 +327,7 @@ pub fn fit(
             epochs_done: epoch + 1,
             params: stepper.params().to_vec(),
             opt: stepper.opt.state(),
-            plateau: (plateau_lr, best, stale),
+            plateau: rates.state(),
             rngs: stepper.rng_positions(),
             history: history.clone(),
         };

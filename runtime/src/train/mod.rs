@@ -7,6 +7,7 @@ pub mod cluster;
 mod fit;
 mod optim;
 mod parallel;
+mod schedule;
 mod step;
 mod team;
 mod watch;
@@ -15,13 +16,14 @@ pub use cluster::{Cluster, Collective};
 pub use fit::{
     evaluate, evaluate_watched, fit, Data, EpochStats, Evaluation, Observer, Outcome, Resume, Scores, TrainError,
 };
-pub use optim::{regularization, OptState, Optimizer, UpdateRatio};
+pub use optim::{max_norm, regularization, OptState, Optimizer, UpdateRatio};
 pub use parallel::{DataParallel, Worker};
+pub use schedule::{scheduled_lr, Rates};
 pub use step::Stepper;
 pub use team::Team;
 pub use watch::{gradient_norms, LayerStats, LayerWatch};
 
-use crate::plan::{Plan, Step};
+use crate::plan::{Plan, Role, Step};
 use crate::Float;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -205,7 +207,8 @@ impl Options {
     }
 }
 
-/// Initializes every parameter of `plan` in `params`: weights by `init`, biases to zero.
+/// Initializes every parameter of `plan` in `params`: weights by `init` from their fan-in,
+/// biases to zero, gains to one, state to its declared start.
 /// The same seed gives the same weights.
 pub fn initialize<T: Float>(plan: &Plan, params: &mut [T], init: Init, seed: u64) {
     initialize_table(&plan.params, params, init, seed)
@@ -216,11 +219,21 @@ pub fn initialize_table<T: Float>(table: &[crate::plan::Param], params: &mut [T]
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_1417);
     for p in table {
         let slot = &mut params[p.buf.range()];
-        if p.is_bias {
-            slot.fill(T::ZERO);
-            continue;
-        }
-        let fan_in = p.fan_in.max(1) as f64;
+        let fan_in = match p.role {
+            Role::Weight { fan_in, .. } => fan_in.max(1) as f64,
+            Role::Bias => {
+                slot.fill(T::ZERO);
+                continue;
+            }
+            Role::Gain => {
+                slot.fill(T::ONE);
+                continue;
+            }
+            Role::State { init } => {
+                slot.fill(T::from_f64(init));
+                continue;
+            }
+        };
         match init {
             Init::Uniform { a } => {
                 let d =
@@ -238,15 +251,5 @@ pub fn initialize_table<T: Float>(table: &[crate::plan::Param], params: &mut [T]
                 slot.iter_mut().for_each(|v| *v = T::from_f64(d.sample(&mut rng)));
             }
         }
-    }
-}
-
-/// The learning rate of `epoch` (0-based) under a schedule without state (all but plateau,
-/// which [`fit`] tracks itself).
-pub fn scheduled_lr(base: f64, schedule: Schedule, epoch: usize) -> f64 {
-    match schedule {
-        Schedule::Constant | Schedule::Plateau { .. } => base,
-        Schedule::Step { every, factor } => base * factor.powi((epoch / every.max(1)) as i32),
-        Schedule::Exponential { decay } => base * decay.powi(epoch as i32),
     }
 }

@@ -11,7 +11,7 @@ use crate::Float;
 pub fn regularization<T: Float>(table: &[Param], params: &[T], l1: f64, l2: f64, grads: Option<&mut [T]>) -> f64 {
     let mut total = 0.0;
     let mut grads = grads;
-    for p in table.iter().filter(|p| !p.is_bias) {
+    for p in table.iter().filter(|p| p.regularized()) {
         for i in p.buf.range() {
             let w = params[i].to_f64();
             total += 0.5 * l2 * w * w + l1 * w.abs();
@@ -129,7 +129,7 @@ impl<T: Float> Optimizer<T> {
         let out = self
             .table
             .iter()
-            .filter(|p| !p.is_bias)
+            .filter(|p| p.regularized())
             .zip(&self.ratio_sums)
             .map(|(p, s)| UpdateRatio { name: p.name.clone(), ratio: s / n })
             .collect();
@@ -185,7 +185,8 @@ const SEGMENT: usize = 16 * 1024;
 /// cores.
 fn segments(table: &[Param], parts: usize) -> Vec<Segment> {
     let mut out = Vec::new();
-    for p in table {
+    // State is the layer's own business: no segment, so no update.
+    for p in table.iter().filter(|p| p.trained()) {
         let rows = p.shape.first().copied().unwrap_or(1).max(1);
         let row_len = if p.buf.len % rows == 0 { p.buf.len / rows } else { 0 };
         for owner in 0..parts {
@@ -203,7 +204,7 @@ fn segments(table: &[Param], parts: usize) -> Vec<Segment> {
             let mut at = p.buf.offset + from;
             while at < p.buf.offset + to {
                 let end = (at + SEGMENT).min(p.buf.offset + to);
-                out.push(Segment { start: at, end, regularized: !p.is_bias, owner });
+                out.push(Segment { start: at, end, regularized: p.regularized(), owner });
                 at = end;
             }
         }
@@ -465,7 +466,7 @@ impl<T: Float> Updater<T> for Optimizer<T> {
             let ratios: Vec<f64> = self
                 .table
                 .iter()
-                .filter(|p| !p.is_bias)
+                .filter(|p| p.regularized())
                 .map(|p| {
                     let (mut dw, mut w) = (0.0, 0.0);
                     for i in p.buf.range() {
@@ -487,9 +488,10 @@ impl<T: Float> Updater<T> for Optimizer<T> {
 /// Scales each unit's incoming weight vector (a row of `[out, in]`) down to norm `c` when
 /// it is longer.
 pub fn max_norm<T: Float>(table: &[Param], params: &mut [T], c: f64) {
-    for p in table.iter().filter(|p| !p.is_bias && p.shape.len() >= 2) {
-        let rows = p.shape[0].max(1);
-        let cols = p.buf.len / rows;
+    for p in table {
+        // Each unit's incoming weights are a contiguous run of `fan_in` values.
+        let Some(cols) = p.role.fan_in().filter(|&f| f > 0 && p.buf.len % f == 0) else { continue };
+        let rows = p.buf.len / cols;
         for r in 0..rows {
             let row = &mut params[p.buf.offset + r * cols..p.buf.offset + (r + 1) * cols];
             let norm = row.iter().map(|w| w.to_f64().powi(2)).sum::<f64>().sqrt();

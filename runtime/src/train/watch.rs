@@ -3,6 +3,7 @@
 //! that never fire (dead), the fraction of sigmoid and tanh outputs in their flat tails
 //! (saturated) — and the norm of each parameter tensor's gradient.
 
+use crate::act::Watch;
 use crate::mem::{Reads, Rows};
 use crate::plan::{Act, Plan, Step};
 
@@ -23,14 +24,9 @@ pub struct LayerStats {
     pub saturated: Option<f64>,
 }
 
+/// The activation's name, unless it is the identity (nothing to watch).
 fn name(f: Act) -> Option<&'static str> {
-    match f {
-        Act::Relu => Some("relu"),
-        Act::LeakyRelu(_) => Some("leaky_relu"),
-        Act::Tanh => Some("tanh"),
-        Act::Sigmoid => Some("sigmoid"),
-        Act::Identity => None,
-    }
+    (f != Act::Identity).then(|| f.name())
 }
 
 #[derive(Default)]
@@ -44,7 +40,7 @@ struct Acc {
 }
 
 impl Acc {
-    fn add(&mut self, f: Act, y: &[f32], cols: usize, rows: usize, valid: Rows) {
+    fn add(&mut self, watch: Watch, y: &[f32], cols: usize, rows: usize, valid: Rows) {
         if self.fired.len() < cols {
             self.fired.resize(cols, false);
         }
@@ -70,12 +66,10 @@ impl Acc {
             self.n += cols as f64;
             self.sum += sum.iter().sum::<f64>();
             self.sq += sq.iter().sum::<f64>();
-            self.saturated += match f {
-                Act::Tanh => row.iter().filter(|v| v.abs() > 0.99).count() as f64,
-                Act::Sigmoid => row.iter().filter(|&&v| !(0.01..=0.99).contains(&v)).count() as f64,
-                _ => 0.0,
-            };
-            if matches!(f, Act::Relu) {
+            if let Some((lo, hi)) = watch.live {
+                self.saturated += row.iter().filter(|&&v| !(lo..=hi).contains(&v)).count() as f64;
+            }
+            if watch.dead {
                 self.fired.iter_mut().zip(row).for_each(|(d, &v)| *d |= v > 0.0);
             }
         }
@@ -120,7 +114,7 @@ impl LayerWatch {
                 self.accs.len() - 1
             }
         };
-        self.accs[i].2.add(f, reads.get(y, rows), cols, rows_now, valid);
+        self.accs[i].2.add(f.desc().watch, reads.get(y, rows), cols, rows_now, valid);
     }
 
     /// The statistics of every layer seen, named as `plan`'s steps' layers.
@@ -135,9 +129,12 @@ impl LayerWatch {
                     function: name(f).unwrap_or(""),
                     mean,
                     std: (a.sq / a.n - mean * mean).max(0.0).sqrt(),
-                    dead: matches!(f, Act::Relu)
+                    dead: f
+                        .desc()
+                        .watch
+                        .dead
                         .then(|| a.fired.iter().filter(|&&x| !x).count() as f64 / a.fired.len().max(1) as f64),
-                    saturated: matches!(f, Act::Tanh | Act::Sigmoid).then(|| a.saturated / a.n),
+                    saturated: f.desc().watch.live.map(|_| a.saturated / a.n),
                 }
             })
             .collect()
@@ -170,7 +167,7 @@ mod tests {
         let valid = Rows { steps: 3, lengths: &lengths };
         for f in [Act::Relu, Act::Tanh, Act::Sigmoid] {
             let mut acc = Acc::default();
-            acc.add(f, &y, cols, rows, Rows { steps: 3, lengths: &lengths });
+            acc.add(f.desc().watch, &y, cols, rows, Rows { steps: 3, lengths: &lengths });
             let kept: Vec<f32> =
                 (0..rows).filter(|&r| valid.valid(r)).flat_map(|r| y[r * cols..(r + 1) * cols].to_vec()).collect();
             let n = kept.len() as f64;

@@ -34,6 +34,7 @@ use crate::ir::{Dim, Graph, NodeId, Op, Shape};
 use crate::ops::{Activation, Merge, PoolKind, RnnOutput};
 use crate::session::data::Preprocess;
 use crate::Model;
+use nnlang_runtime::act;
 use proto::*;
 
 /// The operator set version of the default domain the graph is written for.
@@ -243,17 +244,6 @@ fn size(d: &Dim) -> Option<usize> {
     }
 }
 
-/// ONNX's name of an activation, with its `alpha` and `beta` for `RNN`.
-fn rnn_activation(a: &Activation) -> (&'static str, Option<(f32, f32)>) {
-    match a {
-        Activation::Sigmoid => ("Sigmoid", None),
-        Activation::Tanh => ("Tanh", None),
-        Activation::Relu => ("Relu", None),
-        Activation::LeakyRelu(alpha) => ("LeakyRelu", Some((*alpha as f32, 0.0))),
-        Activation::Identity => ("Affine", Some((1.0, 0.0))),
-    }
-}
-
 impl<'a> Builder<'a> {
     fn new(model: &'a Model, params: &'a HashMap<String, Vec<f32>>) -> Self {
         let mut names = HashSet::new();
@@ -411,13 +401,23 @@ impl<'a> Builder<'a> {
         Ok(x)
     }
 
+    /// The activation's nodes (the runtime's table writes them) over `x`, the last named `out`.
     fn activation(&mut self, a: &Activation, x: &str, out: &str) -> String {
-        match a {
-            Activation::Sigmoid => self.node("Sigmoid", &[x], vec![], out),
-            Activation::Tanh => self.node("Tanh", &[x], vec![], out),
-            Activation::Relu => self.node("Relu", &[x], vec![], out),
-            Activation::LeakyRelu(alpha) => self.node("LeakyRelu", &[x], vec![attr_f("alpha", *alpha as f32)], out),
-            Activation::Identity => x.to_string(),
+        self.expr(&a.desc().onnx, x, out)
+    }
+
+    /// The nodes of `e` over `x`; the value named `out` (inner values `out/1`, `out/2`, …).
+    fn expr(&mut self, e: &act::Onnx, x: &str, out: &str) -> String {
+        match e {
+            act::Onnx::X => x.to_string(),
+            act::Onnx::Const(v) => self.scalar(&format!("{out}/c"), *v),
+            act::Onnx::Op { op, args, alpha } => {
+                let ins: Vec<String> =
+                    args.iter().enumerate().map(|(i, a)| self.expr(a, x, &format!("{out}/{}", i + 1))).collect();
+                let refs: Vec<&str> = ins.iter().map(String::as_str).collect();
+                let attrs = alpha.map(|a| vec![attr_f("alpha", a)]).unwrap_or_default();
+                self.node(op, &refs, attrs, out)
+            }
         }
     }
 
@@ -675,7 +675,7 @@ impl<'a> Builder<'a> {
         let r = self.tensor(&format!("{name}.R"), &[d, hidden, hidden], &r);
         let bias = self.tensor(&format!("{name}.B"), &[d, 2 * hidden], &bias);
         let xt = self.node("Transpose", &[&x], vec![attr_ints("perm", &[1, 0, 2])], &format!("{name}/time_major"));
-        let (f, ab) = rnn_activation(act);
+        let (f, ab) = act.desc().onnx_rnn.ok_or_else(|| format!("`{name}`: ONNX's RNN has no `{}`", act.name()))?;
         let mut attrs = vec![
             attr_i("hidden_size", hidden as i64),
             attr_s("direction", if d == 2 { "bidirectional" } else { "forward" }),

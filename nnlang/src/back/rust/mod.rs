@@ -12,7 +12,7 @@ pub use expand::expand;
 use crate::diag::Diagnostic;
 use crate::plan::{build, build_carrying, Loss, Mode};
 use crate::{Compiled, Model};
-use nnlang_runtime::plan::{Param, Plan};
+use nnlang_runtime::plan::{Param, Plan, Role};
 use nnlang_runtime::train::{Init, OptimizerKind, Options};
 use proc_macro2::{Ident, Literal, Span, TokenStream};
 use quote::{format_ident, quote};
@@ -92,14 +92,25 @@ fn param_table(table: &[Param]) -> TokenStream {
     let entries = table.iter().map(|p| {
         let name = &p.name;
         let shape = p.shape.iter().map(|&d| lit(d));
-        let (offset, len, fan_in, is_bias) = (lit(p.buf.offset), lit(p.buf.len), lit(p.fan_in), p.is_bias);
+        let (offset, len) = (lit(p.buf.offset), lit(p.buf.len));
+        let role = match p.role {
+            Role::Weight { fan_in, fan_out } => {
+                let (fan_in, fan_out) = (lit(fan_in), lit(fan_out));
+                quote! { Weight { fan_in: #fan_in, fan_out: #fan_out } }
+            }
+            Role::Bias => quote! { Bias },
+            Role::Gain => quote! { Gain },
+            Role::State { init } => {
+                let init = f64_lit(init);
+                quote! { State { init: #init } }
+            }
+        };
         quote! {
             ::nnlang_runtime::plan::Param {
                 name: ::std::string::String::from(#name),
                 shape: ::std::vec::Vec::from([#(#shape),*]),
                 buf: ::nnlang_runtime::plan::PBuf { offset: #offset, len: #len },
-                fan_in: #fan_in,
-                is_bias: #is_bias,
+                role: ::nnlang_runtime::plan::Role::#role,
             }
         }
     });
@@ -361,8 +372,8 @@ fn emit(
                 fn recipe_optimizer(&self) -> ::nnlang_runtime::train::Optimizer<f32> {
                     #ty::optimizer(self)
                 }
-                fn rate(&self, epoch: usize) -> f64 {
-                    Self::learning_rate(epoch)
+                fn rates(&self) -> ::nnlang_runtime::train::Rates {
+                    Self::rates()
                 }
                 fn step(&mut self, x: &[f32], y: &[f32], rows: usize, opt: &mut ::nnlang_runtime::train::Optimizer<f32>) -> ::std::result::Result<f64, ::nnlang_runtime::mem::ExecError> {
                     self.train_step(x, y, rows, opt)
@@ -647,10 +658,10 @@ fn emit(
                 ::std::result::Result::Ok(loss)
             }
 
-            /// The learning rate of `epoch` (from 0) under the recipe's schedule (a plateau
-            /// schedule depends on validation, so it gives the base rate).
-            pub fn learning_rate(epoch: usize) -> f64 {
-                ::nnlang_runtime::train::scheduled_lr(#base_lr, #schedule, epoch)
+            /// The recipe's learning rates, epoch by epoch (`at(epoch)`; a plateau schedule
+            /// also watches each epoch's loss, `observe(loss)`).
+            pub fn rates() -> ::nnlang_runtime::train::Rates {
+                ::nnlang_runtime::train::Rates::new(#base_lr, #schedule)
             }
 
             /// The optimizer of the model's recipe (learning rate, momentum, regularization,

@@ -28,16 +28,12 @@ fn pbuf(b: &PBuf) -> TokenStream {
 }
 
 fn act(f: &Act) -> TokenStream {
-    match f {
-        Act::Sigmoid => quote! { ::nnlang_runtime::plan::Act::Sigmoid },
-        Act::Tanh => quote! { ::nnlang_runtime::plan::Act::Tanh },
-        Act::Relu => quote! { ::nnlang_runtime::plan::Act::Relu },
-        Act::LeakyRelu(a) => {
-            let a = Literal::f64_suffixed(*a);
-            quote! { ::nnlang_runtime::plan::Act::LeakyRelu(#a) }
-        }
-        Act::Identity => quote! { ::nnlang_runtime::plan::Act::Identity },
-    }
+    // The table writes each function's constructor (`LeakyRelu(0.01)`, `Gelu { tanh: true }`).
+    let text = format!("::nnlang_runtime::plan::Act::{}", f.rust());
+    text.parse().unwrap_or_else(|_| {
+        let msg = format!("nnlang: no Rust form for the activation {f:?}");
+        quote! { compile_error!(#msg) }
+    })
 }
 
 fn write(w: &Write) -> TokenStream {

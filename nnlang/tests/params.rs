@@ -1,0 +1,144 @@
+//! Parameters with roles: every tensor an op declares says what it is (a weight with its true
+//! fan-in and fan-out, a bias, a gain, state), and initialization, regularization and
+//! max-norm follow that one answer.
+
+use nnlang::plan::{build, Loss, Mode};
+use nnlang::{compile, Options};
+use nnlang_runtime::plan::{Param, Plan, Role};
+use nnlang_runtime::train::{initialize, max_norm, regularization, Init};
+
+fn training_plan(src: &str) -> Plan {
+    let c = compile(src, &Options::default()).expect("no usage error");
+    assert!(!c.has_errors(), "{:?}", c.diagnostics);
+    build(&c.models[0], Mode::Training(Loss::CrossEntropy), 8).expect("plan builds")
+}
+
+fn param<'a>(plan: &'a Plan, name: &str) -> &'a Param {
+    plan.params.iter().find(|p| p.name == name).unwrap_or_else(|| panic!("no {name}"))
+}
+
+fn std_dev(v: &[f32]) -> f64 {
+    let n = v.len() as f64;
+    let mean = v.iter().map(|&x| f64::from(x)).sum::<f64>() / n;
+    (v.iter().map(|&x| (f64::from(x) - mean).powi(2)).sum::<f64>() / n).sqrt()
+}
+
+const LOCAL: &str = "model M {
+    input x: [12, 12, 3]
+    x -> local(filters = 16, size = 3) as loc -> relu -> dense(10) as out -> softmax
+}";
+
+#[test]
+fn every_tensor_says_what_it_is() {
+    let plan = training_plan(LOCAL);
+    // A locally-connected filter reads a d·f² patch, wherever it is.
+    assert_eq!(param(&plan, "loc.weight").shape, vec![10, 10, 16, 3, 3, 3]);
+    assert_eq!(param(&plan, "loc.weight").role, Role::Weight { fan_in: 27, fan_out: 144 });
+    assert_eq!(param(&plan, "loc.bias").role, Role::Bias);
+    assert_eq!(param(&plan, "out.weight").role, Role::Weight { fan_in: 1600, fan_out: 10 });
+    assert_eq!(param(&plan, "out.bias").role, Role::Bias);
+    let conv = training_plan(
+        "model C { input x: [8, 8, 2]  x -> conv(filters = 4, size = 3) as c -> flatten -> dense(3) -> softmax }",
+    );
+    assert_eq!(param(&conv, "c.weight").role, Role::Weight { fan_in: 18, fan_out: 36 });
+    let rnn = training_plan(
+        "model R { input x: [seq <= 5, 3]  x -> rnn(hidden = 7, output = last) as r -> dense(2) -> softmax }",
+    );
+    assert_eq!(param(&rnn, "r.weight_ih_l0").role, Role::Weight { fan_in: 3, fan_out: 7 });
+    assert_eq!(param(&rnn, "r.weight_hh_l0").role, Role::Weight { fan_in: 7, fan_out: 7 });
+    assert_eq!(param(&rnn, "r.bias_ih_l0").role, Role::Bias);
+    assert_eq!(param(&rnn, "r.bias_hh_l0").role, Role::Bias);
+}
+
+#[test]
+fn a_fresh_local_weight_has_hes_standard_deviation_for_its_patch() {
+    let plan = training_plan(LOCAL);
+    let mut params = vec![0f32; plan.params_len];
+    initialize(&plan, &mut params, Init::He, 5);
+    let w = param(&plan, "loc.weight");
+    // He: N(0, 2/fan_in) with fan_in = d·f² = 3·3² = 27 (not ow·k·d·f² = 4,320).
+    let want = (2.0f64 / 27.0).sqrt();
+    let got = std_dev(&params[w.buf.range()]);
+    assert!((got / want - 1.0).abs() < 0.02, "std {got}, He for 27 inputs {want}");
+    // Biases start at zero, the dense weight at Xavier's... He's scale for its 1,600 inputs.
+    assert!(params[param(&plan, "loc.bias").buf.range()].iter().all(|&b| b == 0.0));
+    let d = param(&plan, "out.weight");
+    let want = (2.0f64 / 1600.0).sqrt();
+    let got = std_dev(&params[d.buf.range()]);
+    assert!((got / want - 1.0).abs() < 0.05, "std {got}, He for 1,600 inputs {want}");
+}
+
+#[test]
+fn regularization_and_max_norm_reach_weights_only_and_each_unit_alone() {
+    let plan = training_plan(LOCAL);
+    let mut params = vec![1f32; plan.params_len];
+    // Only weights pay the L2 penalty: 1/2 · (16,200 + 16,000) ones.
+    let weights: usize = plan.params.iter().filter(|p| p.regularized()).map(|p| p.buf.len).sum();
+    assert_eq!(weights, 10 * 10 * 16 * 27 + 10 * 1600);
+    assert_eq!(regularization(&plan.params, &params, 0.0, 1.0, None), 0.5 * weights as f64);
+    // Max-norm scales each unit's incoming weights: a local unit's 27, a dense unit's 1,600.
+    max_norm(&plan.params, &mut params, 1.0);
+    let w = &params[param(&plan, "loc.weight").buf.range()];
+    for unit in w.chunks(27) {
+        let norm = unit.iter().map(|v| v * v).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-5, "a local unit's norm is {norm}");
+    }
+    assert!((w[0] - 1.0 / 27f32.sqrt()).abs() < 1e-6);
+    assert!(params[param(&plan, "loc.bias").buf.range()].iter().all(|&b| b == 1.0), "biases untouched");
+}
+
+#[test]
+fn gains_start_at_one_and_state_at_its_value_and_neither_is_regularized() {
+    use nnlang_runtime::plan::PBuf;
+    let table = vec![
+        Param { name: "n.weight".into(), shape: vec![4], buf: PBuf { offset: 0, len: 4 }, role: Role::Gain },
+        Param {
+            name: "n.running_var".into(),
+            shape: vec![4],
+            buf: PBuf { offset: 4, len: 4 },
+            role: Role::State { init: 1.0 },
+        },
+        Param {
+            name: "n.running_mean".into(),
+            shape: vec![4],
+            buf: PBuf { offset: 8, len: 4 },
+            role: Role::State { init: 0.0 },
+        },
+    ];
+    let mut params = vec![7f32; 12];
+    nnlang_runtime::train::initialize_table(&table, &mut params, Init::He, 1);
+    assert_eq!(params, [1., 1., 1., 1., 1., 1., 1., 1., 0., 0., 0., 0.]);
+    assert_eq!(regularization(&table, &params, 1.0, 1.0, None), 0.0);
+    assert!(table[0].trained() && !table[1].trained() && !table[2].trained());
+}
+
+#[test]
+fn the_optimizer_never_moves_state() {
+    use nnlang_runtime::interp::Updater;
+    use nnlang_runtime::plan::PBuf;
+    use nnlang_runtime::train::{Optimizer, OptimizerKind};
+    let table = vec![
+        Param {
+            name: "n.weight".into(),
+            shape: vec![2, 2],
+            buf: PBuf { offset: 0, len: 4 },
+            role: Role::Weight { fan_in: 2, fan_out: 2 },
+        },
+        Param {
+            name: "n.running_mean".into(),
+            shape: vec![2],
+            buf: PBuf { offset: 4, len: 2 },
+            role: Role::State { init: 0.0 },
+        },
+    ];
+    for kind in [
+        OptimizerKind::Sgd { lr: 0.1, momentum: 0.9, nesterov: false },
+        OptimizerKind::Adam { lr: 0.1, beta1: 0.9, beta2: 0.999, eps: 1e-8 },
+    ] {
+        let mut o = Optimizer::<f64>::new(&table, kind, 0.1, 0.1, Some(0.5), None);
+        let mut w = vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+        o.update(&mut w, &[1.0; 6]);
+        assert_eq!(&w[4..], &[5.0, 6.0], "{kind:?}");
+        assert!(w[..4].iter().zip([1.0, 2.0, 3.0, 4.0]).all(|(a, b)| *a != b), "{kind:?}");
+    }
+}

@@ -1,0 +1,396 @@
+//! The activation functions: one table. Each function's entry says everything about it —
+//! its name as written in source, its forward and derivative kernels (in and out of place),
+//! which value its derivative is read off (the output, or the input it needs kept), where its
+//! derivative jumps (kinks, for the gradient check), what the per-layer statistics watch,
+//! and how PyTorch and ONNX write it. The compiler, the back ends and the gradient check read
+//! it from here: adding an activation is its variant and arms in this file, its layer entry in
+//! the compiler's `ops/activation.rs`, and its row in the language reference.
+
+use crate::Float;
+
+/// An elementwise activation.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Act {
+    /// `1/(1 + e⁻ˣ)`.
+    Sigmoid,
+    /// `tanh x`.
+    Tanh,
+    /// `max(0, x)`.
+    Relu,
+    /// `x` above zero, `alpha·x` below.
+    LeakyRelu(f64),
+    /// `x`.
+    Identity,
+}
+
+/// Which value an activation's derivative is read off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reads {
+    /// The output `y` (so the input may be overwritten, and the function may be fused into
+    /// the product before it).
+    Output,
+    /// The input `x`, which must then be kept until the backward pass.
+    Input,
+}
+
+/// An activation written as ONNX nodes (opset 17) over its input.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Onnx {
+    /// The input itself.
+    X,
+    /// A scalar constant.
+    Const(f32),
+    /// A node of type `op` over `args`, with the float attribute `alpha` if given.
+    Op {
+        /// The ONNX operator.
+        op: &'static str,
+        /// Its inputs.
+        args: Vec<Onnx>,
+        /// Its `alpha` attribute.
+        alpha: Option<f32>,
+    },
+}
+
+fn node(op: &'static str, args: Vec<Onnx>) -> Onnx {
+    Onnx::Op { op, args, alpha: None }
+}
+
+/// What the per-layer statistics of training watch in an activation's outputs.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Watch {
+    /// A unit is dead when it never fires (`y > 0`) over an epoch (ReLU).
+    pub dead: bool,
+    /// A value is saturated outside this closed range (tanh, sigmoid).
+    pub live: Option<(f32, f32)>,
+}
+
+/// Everything said about an activation besides its kernels.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Desc {
+    /// The name written in source.
+    pub name: &'static str,
+    /// Its arguments as written in source (`alpha` of `leaky_relu(alpha = 0.1)`, `approximate`
+    /// of `gelu(approximate = tanh)`), with their values; none when it has its defaults only.
+    pub attrs: Vec<(&'static str, serde_json::Value)>,
+    /// Which value the derivative is read off.
+    pub reads: Reads,
+    /// The inputs at which the derivative jumps (the gradient check's kinks).
+    pub kinks: Vec<f64>,
+    /// The PyTorch expression over `{x}` (`torch.relu({x})`).
+    pub pytorch: String,
+    /// The PyTorch module (`nn.ReLU()`).
+    pub pytorch_module: String,
+    /// The ONNX nodes over the input.
+    pub onnx: Onnx,
+    /// The name (and `alpha`, `beta`) of ONNX's `RNN` activation, where it has one: only
+    /// these can be the activation of a recurrent layer.
+    pub onnx_rnn: Option<(&'static str, Option<(f32, f32)>)>,
+    /// What per-layer statistics watch.
+    pub watch: Watch,
+}
+
+impl Act {
+    /// Every activation, with its default argument, in the order the language lists them.
+    pub const ALL: &'static [Act] = &[Act::Sigmoid, Act::Tanh, Act::Relu, Act::LeakyRelu(0.01), Act::Identity];
+
+    /// The table's entry.
+    pub fn desc(self) -> Desc {
+        let plain = |name, pytorch: &str, module: &str, op| Desc {
+            name,
+            attrs: Vec::new(),
+            reads: Reads::Output,
+            kinks: Vec::new(),
+            pytorch: pytorch.to_string(),
+            pytorch_module: module.to_string(),
+            onnx: node(op, vec![Onnx::X]),
+            onnx_rnn: Some((op, None)),
+            watch: Watch { dead: false, live: None },
+        };
+        match self {
+            Act::Sigmoid => Desc {
+                watch: Watch { dead: false, live: Some((0.01, 0.99)) },
+                ..plain("sigmoid", "torch.sigmoid({x})", "nn.Sigmoid()", "Sigmoid")
+            },
+            Act::Tanh => Desc {
+                watch: Watch { dead: false, live: Some((-0.99, 0.99)) },
+                ..plain("tanh", "torch.tanh({x})", "nn.Tanh()", "Tanh")
+            },
+            Act::Relu => Desc {
+                kinks: vec![0.0],
+                watch: Watch { dead: true, live: None },
+                ..plain("relu", "torch.relu({x})", "nn.ReLU()", "Relu")
+            },
+            Act::LeakyRelu(alpha) => Desc {
+                attrs: vec![("alpha", serde_json::json!(alpha))],
+                kinks: vec![0.0],
+                pytorch: format!("F.leaky_relu({{x}}, {alpha:?})"),
+                pytorch_module: format!("nn.LeakyReLU({alpha:?})"),
+                onnx: Onnx::Op { op: "LeakyRelu", args: vec![Onnx::X], alpha: Some(alpha as f32) },
+                onnx_rnn: Some(("LeakyRelu", Some((alpha as f32, 0.0)))),
+                ..plain("leaky_relu", "", "", "LeakyRelu")
+            },
+            Act::Identity => Desc {
+                pytorch: "{x}".to_string(),
+                onnx: Onnx::X,
+                onnx_rnn: Some(("Affine", Some((1.0, 0.0)))),
+                ..plain("identity", "", "nn.Identity()", "Identity")
+            },
+        }
+    }
+
+    /// The name written in source.
+    pub fn name(self) -> &'static str {
+        self.desc().name
+    }
+
+    /// The name with its arguments, as source writes it: `leaky_relu(alpha = 0.1)`,
+    /// `gelu(approximate = tanh)`, `relu`.
+    pub fn text(self) -> String {
+        let d = self.desc();
+        if d.attrs.is_empty() {
+            return d.name.to_string();
+        }
+        let args: Vec<String> = d.attrs.iter().map(|(k, v)| format!("{k} = {}", attr_text(v))).collect();
+        format!("{}({})", d.name, args.join(", "))
+    }
+
+    /// The Rust expression of this value, after `Act::` (what generated code writes).
+    pub fn rust(self) -> String {
+        // The derived Debug form is the constructor's syntax: `LeakyRelu(0.01)`,
+        // `Gelu { tanh: true }` (a finite f64's Debug form is a Rust literal).
+        format!("{self:?}")
+    }
+
+    /// `f(x)` for one value.
+    #[inline(always)]
+    pub fn f<T: Float>(self, v: T) -> T {
+        match self {
+            // A NaN passes through (as in PyTorch), for the loss check to see.
+            Act::Relu => relu(v),
+            Act::LeakyRelu(a) => leaky(T::from_f64(a), v),
+            Act::Sigmoid => sigmoid(v),
+            Act::Tanh => v.tanh(),
+            Act::Identity => v,
+        }
+    }
+
+    /// `f'` at one value, read off the output `y` or the input `x` as [`Desc::reads`] says.
+    #[inline(always)]
+    pub fn df<T: Float>(self, x: T, y: T) -> T {
+        match self {
+            Act::Relu => step(x > T::ZERO, T::ZERO),
+            Act::LeakyRelu(a) => step(x > T::ZERO, T::from_f64(a)),
+            Act::Sigmoid => y * (T::ONE - y),
+            Act::Tanh => T::ONE - y * y,
+            Act::Identity => T::ONE,
+        }
+    }
+}
+
+/// An argument's value as source writes it: a number as printed IR writes it (`1.0`, `0.01`),
+/// a word bare (`tanh`).
+pub fn attr_text(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Number(n) => {
+            let s = n.as_f64().map_or_else(|| n.to_string(), |f| format!("{f}"));
+            if s.contains('.') || s.contains('e') {
+                s
+            } else {
+                format!("{s}.0")
+            }
+        }
+        other => other.to_string(),
+    }
+}
+
+#[inline(always)]
+fn step<T: Float>(on: bool, off: T) -> T {
+    if on {
+        T::ONE
+    } else {
+        off
+    }
+}
+
+#[inline(always)]
+fn relu<T: Float>(v: T) -> T {
+    if v < T::ZERO {
+        T::ZERO
+    } else {
+        v
+    }
+}
+
+#[inline(always)]
+fn leaky<T: Float>(a: T, v: T) -> T {
+    if v < T::ZERO {
+        a * v
+    } else {
+        v
+    }
+}
+
+fn sigmoid<T: Float>(v: T) -> T {
+    // Stable for large |v|: never exponentiates a large positive number.
+    if v >= T::ZERO {
+        T::ONE / (T::ONE + (-v).exp())
+    } else {
+        let e = v.exp();
+        e / (T::ONE + e)
+    }
+}
+
+/// `y = f(x)` elementwise.
+pub fn activation<T: Float>(f: Act, x: &[T], y: &mut [T]) {
+    // One loop per function, each with its function inlined: they vectorize.
+    macro_rules! each {
+        ($($p:pat => $g:expr),* $(,)?) => {
+            match f { $($p => { let g = $g; y.iter_mut().zip(x).for_each(|(y, &v)| *y = g(v)) })* }
+        };
+    }
+    if f == Act::Identity {
+        return y.copy_from_slice(x);
+    }
+    each! {
+        Act::Relu => relu::<T>,
+        Act::LeakyRelu(a) => { let a = T::from_f64(a); move |v| leaky(a, v) },
+        Act::Sigmoid => sigmoid::<T>,
+        Act::Tanh => |v: T| v.tanh(),
+        Act::Identity => |v: T| v,
+    }
+}
+
+/// `y = f(y)` in place.
+pub fn activation_in_place<T: Float>(f: Act, y: &mut [T]) {
+    macro_rules! each {
+        ($($p:pat => $g:expr),* $(,)?) => {
+            match f { $($p => { let g = $g; y.iter_mut().for_each(|v| *v = g(*v)) })* }
+        };
+    }
+    // A select stored every time, not a store under a branch: it vectorizes, and NaN stays
+    // NaN (it is not below zero).
+    each! {
+        Act::Relu => relu::<T>,
+        Act::LeakyRelu(a) => { let a = T::from_f64(a); move |v| leaky(a, v) },
+        Act::Sigmoid => sigmoid::<T>,
+        Act::Tanh => |v: T| v.tanh(),
+        Act::Identity => |v: T| v,
+    }
+}
+
+/// Forward was `y = f(x)`, so now `dx (+)= dy · f'(x)`.
+pub fn activation_backward<T: Float>(f: Act, x: &[T], y: &[T], dy: &[T], dx: &mut [T], accumulate: bool) {
+    let grad = |i: usize| -> T {
+        match f {
+            // dy itself where the slope is one: the same bits as before the table.
+            Act::Relu => {
+                if x[i] > T::ZERO {
+                    dy[i]
+                } else {
+                    T::ZERO
+                }
+            }
+            Act::LeakyRelu(a) => {
+                if x[i] > T::ZERO {
+                    dy[i]
+                } else {
+                    T::from_f64(a) * dy[i]
+                }
+            }
+            Act::Sigmoid => dy[i] * y[i] * (T::ONE - y[i]),
+            Act::Tanh => dy[i] * (T::ONE - y[i] * y[i]),
+            Act::Identity => dy[i],
+        }
+    };
+    if accumulate {
+        for (i, d) in dx.iter_mut().enumerate() {
+            *d += grad(i);
+        }
+    } else {
+        for (i, d) in dx.iter_mut().enumerate() {
+            *d = grad(i);
+        }
+    }
+}
+
+/// `d = d · f'` in place, with `f'` read off `v`: the output `y` when [`Desc::reads`] says
+/// [`Reads::Output`] (for ReLU and leaky ReLU with α ≥ 0, `x > 0` exactly when `y > 0`; for
+/// hard tanh, `−1 < x < 1` exactly when `−1 < y < 1`), else the input `x`. Compiled for AVX2
+/// too and run so where the processor has it (elementwise, and no product is fused: the same
+/// bits).
+pub fn activation_backward_in_place<T: Float>(f: Act, v: &[T], d: &mut [T]) {
+    crate::kernels::gemm::dispatch(ActivationBackward { f, v, d })
+}
+
+struct ActivationBackward<'a, T> {
+    f: Act,
+    v: &'a [T],
+    d: &'a mut [T],
+}
+
+impl<T: Float> pulp::WithSimd for ActivationBackward<'_, T> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        let ActivationBackward { f, v, d } = self;
+        backward_in_place_plain(f, v, d)
+    }
+}
+
+#[inline(always)]
+fn backward_in_place_plain<T: Float>(f: Act, v: &[T], d: &mut [T]) {
+    let y = v;
+    match f {
+        // Selects, not stores under a branch: they vectorize.
+        Act::Relu => d.iter_mut().zip(y).for_each(|(d, &y)| *d = if y <= T::ZERO { T::ZERO } else { *d }),
+        Act::LeakyRelu(a) => {
+            let a = T::from_f64(a);
+            d.iter_mut().zip(y).for_each(|(d, &y)| *d = if y <= T::ZERO { a * *d } else { *d })
+        }
+        Act::Sigmoid => d.iter_mut().zip(y).for_each(|(d, &y)| *d = *d * y * (T::ONE - y)),
+        Act::Tanh => d.iter_mut().zip(y).for_each(|(d, &y)| *d *= T::ONE - y * y),
+        Act::Identity => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every derivative against centred differences in f64, away from kinks.
+    #[test]
+    fn derivatives_match_finite_differences() {
+        let mut all = Act::ALL.to_vec();
+        all.push(Act::LeakyRelu(0.2));
+        for &f in &all {
+            for i in 0..=80 {
+                let x = -4.0 + 0.1 * f64::from(i) + 0.0123;
+                if f.desc().kinks.iter().any(|k| (x - k).abs() < 1e-3) {
+                    continue;
+                }
+                let h = 1e-6;
+                let num = (f.f(x + h) - f.f(x - h)) / (2.0 * h);
+                let ana = f.df(x, f.f(x));
+                assert!((num - ana).abs() < 1e-7 * (1.0 + num.abs()), "{f:?} at {x}: {ana} vs {num}");
+                // The in-place backward reads what the table says.
+                let v = if f.desc().reads == Reads::Output { f.f(x) } else { x };
+                let mut d = [1.5];
+                activation_backward_in_place(f, &[v], &mut d);
+                assert!((d[0] - 1.5 * ana).abs() < 1e-12, "{f:?} in place at {x}");
+                let mut dx = [0.0];
+                activation_backward(f, &[x], &[f.f(x)], &[1.5], &mut dx, false);
+                assert!((dx[0] - 1.5 * ana).abs() < 1e-12, "{f:?} at {x}");
+            }
+        }
+    }
+
+    #[test]
+    fn text_and_rust_forms() {
+        assert_eq!(Act::LeakyRelu(0.1).text(), "leaky_relu(alpha = 0.1)");
+        assert_eq!(Act::LeakyRelu(1.0).text(), "leaky_relu(alpha = 1.0)");
+        assert_eq!(Act::LeakyRelu(0.01).rust(), "LeakyRelu(0.01)");
+        assert_eq!(Act::LeakyRelu(1.0).rust(), "LeakyRelu(1.0)");
+    }
+}
