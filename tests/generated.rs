@@ -73,6 +73,18 @@ nnlang_macros::nn! {
 }
 
 nnlang_macros::nn! {
+    // hard_tanh (added by following docs/architecture.md, "Adding a layer"), fused into a
+    // convolution and a dense layer.
+    model Clamped {
+        input x: [6, 6, 2]
+        x -> conv(filters = 4, size = 3, pad = same) -> hard_tanh -> maxpool(size = 2)
+          -> dense(8) -> hard_tanh -> dense(3) -> softmax
+    }
+    train Clamped on d { loss = cross_entropy, optimizer = sgd(lr = 0.1, momentum = 0.9), batch = 8, seed = 6 }
+    data d { train = csv("unused.csv") }
+}
+
+nnlang_macros::nn! {
     // Stacked Elman RNNs over fixed-length sequences: every state, then the last.
     model StackedRows {
         input x: [6, 5]
@@ -219,6 +231,11 @@ differential!(
     "model Soft {\n input x: [6, 6, 2]\n x -> conv(filters = 4, size = 3, pad = same) -> softplus -> maxpool(size = 2)\n -> dense(8) -> softplus -> dense(3) -> softmax\n }\n train Soft on d { loss = cross_entropy, optimizer = sgd(lr = 0.1, momentum = 0.9), batch = 8, seed = 5 }\n data d { train = csv(\"unused.csv\") }"
 );
 differential!(
+    hard_tanh,
+    Clamped,
+    "model Clamped {\n input x: [6, 6, 2]\n x -> conv(filters = 4, size = 3, pad = same) -> hard_tanh -> maxpool(size = 2)\n -> dense(8) -> hard_tanh -> dense(3) -> softmax\n }\n train Clamped on d { loss = cross_entropy, optimizer = sgd(lr = 0.1, momentum = 0.9), batch = 8, seed = 6 }\n data d { train = csv(\"unused.csv\") }"
+);
+differential!(
     stacked_rnn,
     StackedRows,
     "model StackedRows {\n input x: [6, 5]\n x -> rnn(8) -> rnn(6, activation = relu, output = last) -> dense(3) -> softmax\n }\n train StackedRows on d { loss = cross_entropy, optimizer = adam(lr = 0.01), batch = 8, clip = 0.5, seed = 2 }\n data d { train = csv(\"unused.csv\") }"
@@ -353,6 +370,7 @@ generated_gradcheck!(gradcheck_rnn_tagger, Tagger);
 generated_gradcheck!(gradcheck_shakespeare, CharRnn);
 generated_gradcheck!(gradcheck_dropout_and_bce, Dropped);
 generated_gradcheck!(gradcheck_softplus, Soft);
+generated_gradcheck!(gradcheck_hard_tanh, Clamped);
 generated_gradcheck!(gradcheck_bidirectional, BothWays);
 
 /// `predict` takes an array of any number of rows (more than a batch here), runs it in

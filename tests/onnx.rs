@@ -171,6 +171,15 @@ fn every_layer_and_merge_exports_to_onnx() {
             Some(9),
         ),
         (
+            "clamped",
+            "model Clamped {
+    input image: [6, 6, 2]
+    image -> conv(filters = 4, size = 3, pad = same) -> hard_tanh -> flatten
+      -> dense(16) -> hard_tanh -> dense(3) -> softmax
+}",
+            None,
+        ),
+        (
             "tagger",
             "model Tagger {
     input frames: [seq = 7, 3]

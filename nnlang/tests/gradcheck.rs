@@ -69,6 +69,22 @@ fn kinks_crossed_by_the_difference_are_reported_not_scored() {
 }
 
 #[test]
+fn hard_tanh_kinks_are_found_at_both_corners() {
+    // Hard tanh's derivative jumps at −1 and at 1: a large step crosses them, and they are
+    // counted apart rather than scored.
+    let s = session("hard_tanh", "model M {\n input x: [6]\n x -> dense(16) -> hard_tanh -> dense(3) -> softmax\n}\n");
+    let m = s.model(None).expect("model");
+    let g =
+        s.gradcheck(m, &GradcheckSpec { step: 5e-2, coordinates: 60, ..GradcheckSpec::default() }, None).expect("runs");
+    assert!(g.kinky, "hard_tanh has kinks");
+    let kinks: usize = g.tensors.iter().map(|t| t.kinks).sum();
+    assert!(kinks > 0, "a step of 5e-2 crosses some corner: {:?}", g.tensors);
+    assert!(g.worst() <= Verdict::Uncomfortable, "{:?}", g.tensors);
+    let fine = s.gradcheck(m, &GradcheckSpec::default(), None).expect("runs");
+    assert!(fine.worst() <= Verdict::FineWithKinks, "{:?}", fine.tensors);
+}
+
+#[test]
 fn bad_settings_are_usage_errors() {
     let s = session("settings", SMOOTH);
     let m = s.model(None).expect("model");

@@ -127,7 +127,7 @@ fn dense_with_softmax_cross_entropy() {
 
 #[test]
 fn every_activation() {
-    for act in ["sigmoid", "tanh", "relu", "leaky_relu(alpha = 0.1)", "identity"] {
+    for act in ["sigmoid", "tanh", "relu", "leaky_relu(alpha = 0.1)", "identity", "hard_tanh"] {
         check(
             &format!("model M {{ input x: [6]\n x -> dense(5) -> {act} -> dense(3) -> softmax }}"),
             Loss::CrossEntropy,

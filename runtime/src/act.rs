@@ -21,6 +21,8 @@ pub enum Act {
     LeakyRelu(f64),
     /// `x`.
     Identity,
+    /// `x` clamped to `[−1, 1]` (PyTorch's `Hardtanh`).
+    HardTanh,
 }
 
 /// Which value an activation's derivative is read off.
@@ -91,7 +93,8 @@ pub struct Desc {
 
 impl Act {
     /// Every activation, with its default argument, in the order the language lists them.
-    pub const ALL: &'static [Act] = &[Act::Sigmoid, Act::Tanh, Act::Relu, Act::LeakyRelu(0.01), Act::Identity];
+    pub const ALL: &'static [Act] =
+        &[Act::Sigmoid, Act::Tanh, Act::Relu, Act::LeakyRelu(0.01), Act::Identity, Act::HardTanh];
 
     /// The table's entry.
     pub fn desc(self) -> Desc {
@@ -135,6 +138,14 @@ impl Act {
                 onnx_rnn: Some(("Affine", Some((1.0, 0.0)))),
                 ..plain("identity", "", "nn.Identity()", "Identity")
             },
+            Act::HardTanh => Desc {
+                kinks: vec![-1.0, 1.0],
+                onnx: node("Clip", vec![Onnx::X, Onnx::Const(-1.0), Onnx::Const(1.0)]),
+                // ONNX's RNN has no clamp among its activations.
+                onnx_rnn: None,
+                watch: Watch { dead: false, live: Some((-0.999_999_9, 0.999_999_9)) },
+                ..plain("hard_tanh", "F.hardtanh({x})", "nn.Hardtanh()", "Clip")
+            },
         }
     }
 
@@ -171,6 +182,7 @@ impl Act {
             Act::Sigmoid => sigmoid(v),
             Act::Tanh => v.tanh(),
             Act::Identity => v,
+            Act::HardTanh => hard_tanh(v),
         }
     }
 
@@ -183,6 +195,7 @@ impl Act {
             Act::Sigmoid => y * (T::ONE - y),
             Act::Tanh => T::ONE - y * y,
             Act::Identity => T::ONE,
+            Act::HardTanh => step(x > -T::ONE && x < T::ONE, T::ZERO),
         }
     }
 }
@@ -231,6 +244,18 @@ fn leaky<T: Float>(a: T, v: T) -> T {
     }
 }
 
+#[inline(always)]
+fn hard_tanh<T: Float>(v: T) -> T {
+    // NaN passes through: neither comparison holds.
+    if v < -T::ONE {
+        -T::ONE
+    } else if v > T::ONE {
+        T::ONE
+    } else {
+        v
+    }
+}
+
 fn sigmoid<T: Float>(v: T) -> T {
     // Stable for large |v|: never exponentiates a large positive number.
     if v >= T::ZERO {
@@ -258,6 +283,7 @@ pub fn activation<T: Float>(f: Act, x: &[T], y: &mut [T]) {
         Act::Sigmoid => sigmoid::<T>,
         Act::Tanh => |v: T| v.tanh(),
         Act::Identity => |v: T| v,
+        Act::HardTanh => hard_tanh::<T>,
     }
 }
 
@@ -276,6 +302,7 @@ pub fn activation_in_place<T: Float>(f: Act, y: &mut [T]) {
         Act::Sigmoid => sigmoid::<T>,
         Act::Tanh => |v: T| v.tanh(),
         Act::Identity => |v: T| v,
+        Act::HardTanh => hard_tanh::<T>,
     }
 }
 
@@ -301,6 +328,7 @@ pub fn activation_backward<T: Float>(f: Act, x: &[T], y: &[T], dy: &[T], dx: &mu
             Act::Sigmoid => dy[i] * y[i] * (T::ONE - y[i]),
             Act::Tanh => dy[i] * (T::ONE - y[i] * y[i]),
             Act::Identity => dy[i],
+            Act::HardTanh => dy[i] * f.df(x[i], y[i]),
         }
     };
     if accumulate {
@@ -352,6 +380,9 @@ fn backward_in_place_plain<T: Float>(f: Act, v: &[T], d: &mut [T]) {
         Act::Sigmoid => d.iter_mut().zip(y).for_each(|(d, &y)| *d = *d * y * (T::ONE - y)),
         Act::Tanh => d.iter_mut().zip(y).for_each(|(d, &y)| *d *= T::ONE - y * y),
         Act::Identity => {}
+        Act::HardTanh => {
+            d.iter_mut().zip(y).for_each(|(d, &y)| *d = if y > -T::ONE && y < T::ONE { *d } else { T::ZERO })
+        }
     }
 }
 
@@ -386,10 +417,20 @@ mod tests {
         }
     }
 
+    /// Known values: PyTorch's `F.hardtanh`.
+    #[test]
+    fn known_values() {
+        assert_eq!(Act::HardTanh.f(-3.0f32), -1.0);
+        assert_eq!(Act::HardTanh.f(0.25f32), 0.25);
+        assert_eq!(Act::HardTanh.f(7.0f32), 1.0);
+        assert!(Act::HardTanh.f(f32::NAN).is_nan());
+    }
+
     #[test]
     fn text_and_rust_forms() {
         assert_eq!(Act::LeakyRelu(0.1).text(), "leaky_relu(alpha = 0.1)");
         assert_eq!(Act::LeakyRelu(1.0).text(), "leaky_relu(alpha = 1.0)");
+        assert_eq!(Act::HardTanh.text(), "hard_tanh");
         assert_eq!(Act::LeakyRelu(0.01).rust(), "LeakyRelu(0.01)");
         assert_eq!(Act::LeakyRelu(1.0).rust(), "LeakyRelu(1.0)");
     }

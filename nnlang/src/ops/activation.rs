@@ -1,4 +1,5 @@
-//! Activations: `sigmoid`, `tanh`, `relu`, `leaky_relu(alpha)`, `identity`, elementwise.
+//! Activations: `sigmoid`, `tanh`, `relu`, `leaky_relu(alpha)`, `identity`, `hard_tanh`,
+//! elementwise.
 //! The functions themselves are the runtime's [`Act`](nnlang_runtime::plan::Act); this module names them, reads them from
 //! source and writes them in IR text and JSON.
 
@@ -73,6 +74,7 @@ impl ActivationOp {
             build: leaky_relu,
         },
         plain("identity", "`identity`", |_, _| op(Activation::Identity)),
+        plain("hard_tanh", "`hard_tanh`", |_, _| op(Activation::HardTanh)),
     ];
 }
 
