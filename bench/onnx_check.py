@@ -25,11 +25,14 @@ from safetensors.numpy import save_file
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "target", "release", "nnlangc")
 
-# Recurrent activations tract cannot check (it runs every RNN node as tanh).
+# Recurrent activations tract cannot check (it runs every RNN node as tanh), and functions no
+# example uses (GELU through Erf or Tanh, hard tanh as Clip).
 EXTRA = {
     "rnn_relu": "model RnnRelu {\n input x: [seq <= 12, 5]\n x -> rnn(8, activation = relu) -> dense(3) -> softmax\n}\n",
     "rnn_sigmoid_bidirectional": "model RnnSigmoid {\n input x: [seq = 9, 4]\n"
     " x -> bidirectional(rnn(6, activation = sigmoid), merge = mul) -> rnn(4, output = last) -> dense(2)\n}\n",
+    "gelu_hard_tanh": "model Smooth {\n input x: [6, 6, 2]\n x -> conv(filters = 4, size = 3, pad = same) -> gelu\n"
+    " -> flatten -> dense(16) -> hard_tanh -> dense(8) -> gelu(approximate = tanh) -> dense(3) -> softmax\n}\n",
     "rnn_leaky_identity": "model RnnLeaky {\n input x: [seq <= 10, 3]\n"
     " x -> bidirectional(rnn(5, activation = leaky_relu(0.2), output = sequence), merge = add)\n"
     "   -> bidirectional(rnn(4, activation = identity, output = last), merge = concat) -> dense(2)\n}\n",

@@ -20,6 +20,19 @@ from safetensors.torch import save_file
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "target", "release", "nnlangc")
 
+# Functions no example uses: every activation of the table, in a dense net, a ConvNet and a
+# recurrence (each recurrent activation goes through the exported Elman module).
+EXTRA = {
+    "activations": "model Acts {\n input x: [12]\n x -> dense(16) -> gelu -> dense(16) -> hard_tanh\n"
+    " -> dense(16) -> gelu(approximate = tanh) -> dense(16) -> leaky_relu(alpha = 0.2) -> dense(16) -> sigmoid\n"
+    " -> dense(8) -> relu -> dense(8) -> identity -> dense(3) -> softmax\n}\n",
+    "conv_gelu": "model ConvGelu {\n input x: [8, 8, 2]\n x -> conv(filters = 4, size = 3, pad = same) -> gelu\n"
+    " -> maxpool(size = 2) -> dense(8) -> hard_tanh -> dense(3) -> softmax\n}\n",
+    "rnn_activations": "model RnnActs {\n input x: [seq = 6, 4]\n x -> rnn(5, activation = relu)\n"
+    " -> bidirectional(rnn(4, activation = leaky_relu(alpha = 0.2)), merge = add) -> rnn(4, activation = sigmoid)\n"
+    " -> rnn(3, activation = identity, output = last) -> dense(2)\n}\n",
+}
+
 
 def input_shape(path, tmp):
     """The input's dimensions, from `nnlangc check --json` (a variable length at its longest)."""
@@ -73,7 +86,13 @@ def main():
     subprocess.run(["cargo", "build", "-q", "--release"], cwd=ROOT, check=True)
     print(f"# torch {torch.__version__}; largest |nnlangc run − exported module| over a random batch of 5")
     failed = False
-    for path in sorted(glob.glob(os.path.join(ROOT, "examples", "*.nn"))):
+    extra_dir = tempfile.mkdtemp()
+    extras = []
+    for stem, src in EXTRA.items():
+        extras.append(os.path.join(extra_dir, f"{stem}.nn"))
+        with open(extras[-1], "w") as f:
+            f.write(src)
+    for path in sorted(glob.glob(os.path.join(ROOT, "examples", "*.nn"))) + extras:
         name = os.path.basename(path)
         with tempfile.TemporaryDirectory() as tmp:
             diff, err = check(path, tmp)

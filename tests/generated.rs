@@ -85,6 +85,18 @@ nnlang_macros::nn! {
 }
 
 nnlang_macros::nn! {
+    // hard_tanh and gelu (activations added by following docs/architecture.md, "Adding a
+    // layer"): GELU's derivative reads its input, after a convolution and a dense layer.
+    model Gelus {
+        input x: [6, 6, 2]
+        x -> conv(filters = 4, size = 3, pad = same) -> gelu -> maxpool(size = 2)
+          -> dense(8) -> hard_tanh -> dense(8) -> gelu(approximate = tanh) -> leaky_relu(alpha = 0.2) -> dense(3) -> softmax
+    }
+    train Gelus on d { loss = cross_entropy, optimizer = sgd(lr = 0.1, momentum = 0.9), batch = 8, seed = 6 }
+    data d { train = csv("unused.csv") }
+}
+
+nnlang_macros::nn! {
     // Stacked Elman RNNs over fixed-length sequences: every state, then the last.
     model StackedRows {
         input x: [6, 5]
@@ -236,6 +248,11 @@ differential!(
     "model Clamped {\n input x: [6, 6, 2]\n x -> conv(filters = 4, size = 3, pad = same) -> hard_tanh -> maxpool(size = 2)\n -> dense(8) -> hard_tanh -> dense(3) -> softmax\n }\n train Clamped on d { loss = cross_entropy, optimizer = sgd(lr = 0.1, momentum = 0.9), batch = 8, seed = 6 }\n data d { train = csv(\"unused.csv\") }"
 );
 differential!(
+    gelu_and_hard_tanh,
+    Gelus,
+    "model Gelus {\n input x: [6, 6, 2]\n x -> conv(filters = 4, size = 3, pad = same) -> gelu -> maxpool(size = 2)\n -> dense(8) -> hard_tanh -> dense(8) -> gelu(approximate = tanh) -> leaky_relu(alpha = 0.2) -> dense(3) -> softmax\n }\n train Gelus on d { loss = cross_entropy, optimizer = sgd(lr = 0.1, momentum = 0.9), batch = 8, seed = 6 }\n data d { train = csv(\"unused.csv\") }"
+);
+differential!(
     stacked_rnn,
     StackedRows,
     "model StackedRows {\n input x: [6, 5]\n x -> rnn(8) -> rnn(6, activation = relu, output = last) -> dense(3) -> softmax\n }\n train StackedRows on d { loss = cross_entropy, optimizer = adam(lr = 0.01), batch = 8, clip = 0.5, seed = 2 }\n data d { train = csv(\"unused.csv\") }"
@@ -371,6 +388,7 @@ generated_gradcheck!(gradcheck_shakespeare, CharRnn);
 generated_gradcheck!(gradcheck_dropout_and_bce, Dropped);
 generated_gradcheck!(gradcheck_softplus, Soft);
 generated_gradcheck!(gradcheck_hard_tanh, Clamped);
+generated_gradcheck!(gradcheck_gelu_and_hard_tanh, Gelus);
 generated_gradcheck!(gradcheck_bidirectional, BothWays);
 
 /// `predict` takes an array of any number of rows (more than a batch here), runs it in

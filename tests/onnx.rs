@@ -180,6 +180,15 @@ fn every_layer_and_merge_exports_to_onnx() {
             None,
         ),
         (
+            "smooth",
+            "model Smooth {
+    input image: [6, 6, 2]
+    image -> conv(filters = 4, size = 3, pad = same) -> gelu -> flatten
+      -> dense(16) -> hard_tanh -> dense(8) -> gelu(approximate = tanh) -> dense(3) -> softmax
+}",
+            None,
+        ),
+        (
             "tagger",
             "model Tagger {
     input frames: [seq = 7, 3]

@@ -85,6 +85,19 @@ fn hard_tanh_kinks_are_found_at_both_corners() {
 }
 
 #[test]
+fn gelu_is_smooth() {
+    // GELU has no kink: the check is a smooth model's, and good.
+    let s = session(
+        "gelu",
+        "model M {\n input x: [6]\n x -> dense(5) -> gelu -> dense(4) -> gelu(approximate = tanh) -> dense(3) -> softmax\n}\n",
+    );
+    let m = s.model(None).expect("model");
+    let g = s.gradcheck(m, &GradcheckSpec::default(), None).expect("runs");
+    assert!(!g.kinky);
+    assert_eq!(g.worst(), Verdict::Good, "{:?}", g.tensors);
+}
+
+#[test]
 fn bad_settings_are_usage_errors() {
     let s = session("settings", SMOOTH);
     let m = s.model(None).expect("model");

@@ -127,12 +127,31 @@ fn dense_with_softmax_cross_entropy() {
 
 #[test]
 fn every_activation() {
-    for act in ["sigmoid", "tanh", "relu", "leaky_relu(alpha = 0.1)", "identity", "hard_tanh"] {
+    for act in [
+        "sigmoid",
+        "tanh",
+        "relu",
+        "leaky_relu(alpha = 0.1)",
+        "identity",
+        "hard_tanh",
+        "gelu",
+        "gelu(approximate = tanh)",
+    ] {
         check(
             &format!("model M {{ input x: [6]\n x -> dense(5) -> {act} -> dense(3) -> softmax }}"),
             Loss::CrossEntropy,
         );
     }
+}
+
+/// GELU's derivative reads its input: kept from in-place overwriting and from fusion, on
+/// dense layers, convolutions, chains of activations and every step of a sequence.
+#[test]
+fn gelu_and_hard_tanh_where_their_inputs_must_be_kept() {
+    check("model M { input x: [6]\n x -> dense(8) -> gelu -> hard_tanh -> dense(5) -> gelu(approximate = tanh) -> dense(3) -> softmax }", Loss::CrossEntropy);
+    check("model M { input x: [6]\n x -> gelu -> dense(3) -> softmax }", Loss::CrossEntropy);
+    check("model M { input x: [5, 5, 2]\n x -> conv(filters = 3, size = 3) -> gelu -> maxpool(size = 3) -> dense(2) -> hard_tanh }", Loss::MeanSquaredError);
+    check("model M { input x: [seq = 4, 3]\n x -> dense(5) -> gelu -> rnn(hidden = 4, output = last) -> dense(3) -> softmax }", Loss::CrossEntropy);
 }
 
 #[test]

@@ -23,6 +23,12 @@ pub enum Act {
     Identity,
     /// `x` clamped to `[−1, 1]` (PyTorch's `Hardtanh`).
     HardTanh,
+    /// `x·Φ(x)`, Φ the standard normal's distribution function: exactly through erf, or
+    /// (`tanh`) through PyTorch's `approximate='tanh'` form.
+    Gelu {
+        /// `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))` instead of the erf form.
+        tanh: bool,
+    },
 }
 
 /// Which value an activation's derivative is read off.
@@ -91,10 +97,24 @@ pub struct Desc {
     pub watch: Watch,
 }
 
+/// √(2/π), of the tanh form of GELU.
+const SQRT_2_OVER_PI: f64 = 0.797_884_560_802_865_4;
+/// The cubic's coefficient in the tanh form of GELU.
+const GELU_CUBIC: f64 = 0.044_715;
+/// 1/√(2π), the standard normal density's scale.
+const INV_SQRT_2PI: f64 = 0.398_942_280_401_432_7;
+
 impl Act {
     /// Every activation, with its default argument, in the order the language lists them.
-    pub const ALL: &'static [Act] =
-        &[Act::Sigmoid, Act::Tanh, Act::Relu, Act::LeakyRelu(0.01), Act::Identity, Act::HardTanh];
+    pub const ALL: &'static [Act] = &[
+        Act::Sigmoid,
+        Act::Tanh,
+        Act::Relu,
+        Act::LeakyRelu(0.01),
+        Act::Identity,
+        Act::HardTanh,
+        Act::Gelu { tanh: false },
+    ];
 
     /// The table's entry.
     pub fn desc(self) -> Desc {
@@ -146,6 +166,32 @@ impl Act {
                 watch: Watch { dead: false, live: Some((-0.999_999_9, 0.999_999_9)) },
                 ..plain("hard_tanh", "F.hardtanh({x})", "nn.Hardtanh()", "Clip")
             },
+            Act::Gelu { tanh } => {
+                let half_x = |inner| node("Mul", vec![Onnx::Const(0.5), node("Mul", vec![Onnx::X, inner])]);
+                let one_plus = |v| node("Add", vec![Onnx::Const(1.0), v]);
+                // ONNX opset 17 has no Gelu: 0.5·x·(1 + erf(x/√2)), or the tanh form.
+                let onnx = if tanh {
+                    let cube = node("Mul", vec![node("Mul", vec![Onnx::X, Onnx::X]), Onnx::X]);
+                    let inner = node("Add", vec![Onnx::X, node("Mul", vec![Onnx::Const(GELU_CUBIC as f32), cube])]);
+                    let u = node("Mul", vec![Onnx::Const(SQRT_2_OVER_PI as f32), inner]);
+                    half_x(one_plus(node("Tanh", vec![u])))
+                } else {
+                    let scaled = node("Div", vec![Onnx::X, Onnx::Const(std::f32::consts::SQRT_2)]);
+                    half_x(one_plus(node("Erf", vec![scaled])))
+                };
+                let (pytorch, module) = if tanh {
+                    ("F.gelu({x}, approximate='tanh')", "nn.GELU(approximate='tanh')")
+                } else {
+                    ("F.gelu({x})", "nn.GELU()")
+                };
+                Desc {
+                    attrs: if tanh { vec![("approximate", serde_json::json!("tanh"))] } else { Vec::new() },
+                    reads: Reads::Input,
+                    onnx,
+                    onnx_rnn: None,
+                    ..plain("gelu", pytorch, module, "Gelu")
+                }
+            }
         }
     }
 
@@ -183,6 +229,8 @@ impl Act {
             Act::Tanh => v.tanh(),
             Act::Identity => v,
             Act::HardTanh => hard_tanh(v),
+            Act::Gelu { tanh: false } => gelu(v),
+            Act::Gelu { tanh: true } => gelu_tanh(v),
         }
     }
 
@@ -196,6 +244,8 @@ impl Act {
             Act::Tanh => T::ONE - y * y,
             Act::Identity => T::ONE,
             Act::HardTanh => step(x > -T::ONE && x < T::ONE, T::ZERO),
+            Act::Gelu { tanh: false } => gelu_df(x),
+            Act::Gelu { tanh: true } => gelu_tanh_df(x),
         }
     }
 }
@@ -266,6 +316,33 @@ fn sigmoid<T: Float>(v: T) -> T {
     }
 }
 
+/// The error function (the Rust project's `libm`), in f64 whatever the type.
+fn erf<T: Float>(v: T) -> T {
+    T::from_f64(libm::erf(v.to_f64()))
+}
+
+fn gelu<T: Float>(v: T) -> T {
+    T::from_f64(0.5) * v * (T::ONE + erf(v * T::from_f64(std::f64::consts::FRAC_1_SQRT_2)))
+}
+
+fn gelu_df<T: Float>(x: T) -> T {
+    // Φ(x) + x·φ(x).
+    let cdf = T::from_f64(0.5) * (T::ONE + erf(x * T::from_f64(std::f64::consts::FRAC_1_SQRT_2)));
+    cdf + x * T::from_f64(INV_SQRT_2PI) * (T::from_f64(-0.5) * x * x).exp()
+}
+
+fn gelu_tanh<T: Float>(v: T) -> T {
+    let u = T::from_f64(SQRT_2_OVER_PI) * (v + T::from_f64(GELU_CUBIC) * v * v * v);
+    T::from_f64(0.5) * v * (T::ONE + u.tanh())
+}
+
+fn gelu_tanh_df<T: Float>(x: T) -> T {
+    let u = T::from_f64(SQRT_2_OVER_PI) * (x + T::from_f64(GELU_CUBIC) * x * x * x);
+    let t = u.tanh();
+    let du = T::from_f64(SQRT_2_OVER_PI) * (T::ONE + T::from_f64(3.0 * GELU_CUBIC) * x * x);
+    T::from_f64(0.5) * (T::ONE + t) + T::from_f64(0.5) * x * (T::ONE - t * t) * du
+}
+
 /// `y = f(x)` elementwise.
 pub fn activation<T: Float>(f: Act, x: &[T], y: &mut [T]) {
     // One loop per function, each with its function inlined: they vectorize.
@@ -284,6 +361,8 @@ pub fn activation<T: Float>(f: Act, x: &[T], y: &mut [T]) {
         Act::Tanh => |v: T| v.tanh(),
         Act::Identity => |v: T| v,
         Act::HardTanh => hard_tanh::<T>,
+        Act::Gelu { tanh: false } => gelu::<T>,
+        Act::Gelu { tanh: true } => gelu_tanh::<T>,
     }
 }
 
@@ -303,6 +382,8 @@ pub fn activation_in_place<T: Float>(f: Act, y: &mut [T]) {
         Act::Tanh => |v: T| v.tanh(),
         Act::Identity => |v: T| v,
         Act::HardTanh => hard_tanh::<T>,
+        Act::Gelu { tanh: false } => gelu::<T>,
+        Act::Gelu { tanh: true } => gelu_tanh::<T>,
     }
 }
 
@@ -328,7 +409,7 @@ pub fn activation_backward<T: Float>(f: Act, x: &[T], y: &[T], dy: &[T], dx: &mu
             Act::Sigmoid => dy[i] * y[i] * (T::ONE - y[i]),
             Act::Tanh => dy[i] * (T::ONE - y[i] * y[i]),
             Act::Identity => dy[i],
-            Act::HardTanh => dy[i] * f.df(x[i], y[i]),
+            Act::HardTanh | Act::Gelu { .. } => dy[i] * f.df(x[i], y[i]),
         }
     };
     if accumulate {
@@ -383,6 +464,9 @@ fn backward_in_place_plain<T: Float>(f: Act, v: &[T], d: &mut [T]) {
         Act::HardTanh => {
             d.iter_mut().zip(y).for_each(|(d, &y)| *d = if y > -T::ONE && y < T::ONE { *d } else { T::ZERO })
         }
+        // Read off the input.
+        Act::Gelu { tanh: false } => d.iter_mut().zip(v).for_each(|(d, &x)| *d *= gelu_df(x)),
+        Act::Gelu { tanh: true } => d.iter_mut().zip(v).for_each(|(d, &x)| *d *= gelu_tanh_df(x)),
     }
 }
 
@@ -394,6 +478,7 @@ mod tests {
     #[test]
     fn derivatives_match_finite_differences() {
         let mut all = Act::ALL.to_vec();
+        all.push(Act::Gelu { tanh: true });
         all.push(Act::LeakyRelu(0.2));
         for &f in &all {
             for i in 0..=80 {
@@ -417,21 +502,38 @@ mod tests {
         }
     }
 
-    /// Known values: PyTorch's `F.hardtanh`.
+    /// Known values: PyTorch's `F.gelu` (both forms) and `F.hardtanh`.
     #[test]
     fn known_values() {
+        let g = Act::Gelu { tanh: false };
+        // torch.nn.functional.gelu(torch.tensor([1.0, -0.5], dtype=torch.float64)), and with
+        // approximate='tanh' (torch 2.15).
+        assert!((g.f(1.0f64) - 0.841_344_746_068_543).abs() < 1e-15);
+        assert!((g.f(-0.5f64) - -0.154_268_769_362_993_44).abs() < 1e-15);
+        let t = Act::Gelu { tanh: true };
+        assert!((t.f(1.0f64) - 0.841_191_990_608_276_8).abs() < 1e-15);
+        assert!((t.f(-0.5f64) - -0.154_285_990_174_856_06).abs() < 1e-15);
         assert_eq!(Act::HardTanh.f(-3.0f32), -1.0);
         assert_eq!(Act::HardTanh.f(0.25f32), 0.25);
         assert_eq!(Act::HardTanh.f(7.0f32), 1.0);
-        assert!(Act::HardTanh.f(f32::NAN).is_nan());
+        assert!(Act::HardTanh.f(f32::NAN).is_nan() && g.f(f32::NAN).is_nan());
+        // f32 agrees with f64 to f32's precision.
+        for i in -40..=40 {
+            let x = 0.1 * i as f32;
+            assert!((f64::from(g.f(x)) - g.f(f64::from(x))).abs() < 1e-6, "gelu({x})");
+            assert!((f64::from(t.f(x)) - t.f(f64::from(x))).abs() < 1e-6, "gelu tanh({x})");
+        }
     }
 
     #[test]
     fn text_and_rust_forms() {
         assert_eq!(Act::LeakyRelu(0.1).text(), "leaky_relu(alpha = 0.1)");
         assert_eq!(Act::LeakyRelu(1.0).text(), "leaky_relu(alpha = 1.0)");
+        assert_eq!(Act::Gelu { tanh: true }.text(), "gelu(approximate = tanh)");
+        assert_eq!(Act::Gelu { tanh: false }.text(), "gelu");
         assert_eq!(Act::HardTanh.text(), "hard_tanh");
         assert_eq!(Act::LeakyRelu(0.01).rust(), "LeakyRelu(0.01)");
+        assert_eq!(Act::Gelu { tanh: true }.rust(), "Gelu { tanh: true }");
         assert_eq!(Act::LeakyRelu(1.0).rust(), "LeakyRelu(1.0)");
     }
 }

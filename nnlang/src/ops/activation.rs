@@ -1,5 +1,5 @@
 //! Activations: `sigmoid`, `tanh`, `relu`, `leaky_relu(alpha)`, `identity`, `hard_tanh`,
-//! elementwise.
+//! `gelu(approximate)`, elementwise.
 //! The functions themselves are the runtime's [`Act`](nnlang_runtime::plan::Act); this module names them, reads them from
 //! source and writes them in IR text and JSON.
 
@@ -75,6 +75,14 @@ impl ActivationOp {
         },
         plain("identity", "`identity`", |_, _| op(Activation::Identity)),
         plain("hard_tanh", "`hard_tanh`", |_, _| op(Activation::HardTanh)),
+        Layer {
+            name: "gelu",
+            args: &[("approximate", false)],
+            example: "`gelu` or `gelu(approximate = tanh)`",
+            merge: false,
+            positional_error: None,
+            build: gelu,
+        },
     ];
 }
 
@@ -88,6 +96,10 @@ fn op(function: Activation) -> Result<Op, Diagnostic> {
 fn leaky_relu(a: &Args, env: &Env) -> Result<Op, Diagnostic> {
     let alpha = a.number_in("alpha", env, 0.0, 1.0, false, "[0, 1]")?.map_or(DEFAULT_ALPHA, |(v, _)| v);
     op(Activation::LeakyRelu(alpha))
+}
+fn gelu(a: &Args, env: &Env) -> Result<Op, Diagnostic> {
+    let tanh = a.symbol("approximate", env, &["none", "tanh"])? == Some("tanh");
+    op(Activation::Gelu { tanh })
 }
 
 impl Rules for ActivationOp {
