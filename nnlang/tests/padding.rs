@@ -151,6 +151,8 @@ fn windows_carrying_the_state_read_like_one_stream() {
     let src = format!("model M {{ input x: [seq <= 3, {FEATURES}]\n x -> {body} }}");
     let c = compile(&src, &Options::default()).expect("compiles");
     let windows = nnlang::plan::build_carrying(&c.models[0], Mode::Inference, 2).expect("plan");
+    // Each op says what it carries (`Rules::carries`): one state per rnn, in node order.
+    assert_eq!(windows.carried.iter().map(|b| b.cols).collect::<Vec<_>>(), [4, 3]);
     let mut rng = ChaCha8Rng::seed_from_u64(12);
     let params: Vec<f64> = (0..whole.params_len).map(|_| rng.random_range(-0.8..0.8)).collect();
     let x: Vec<f64> = (0..2 * 6 * FEATURES).map(|_| rng.random_range(-1.0..1.0)).collect();

@@ -156,6 +156,12 @@ impl Rules for ActivationOp {
     fn elementwise(&self) -> bool {
         true
     }
+    fn carries(&self) -> Vec<usize> {
+        Vec::new()
+    }
+    fn save_carried(&self, _: &StepCx) -> Vec<Step> {
+        Vec::new()
+    }
     fn per_step(&self) -> bool {
         true
     }

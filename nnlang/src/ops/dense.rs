@@ -104,6 +104,12 @@ impl Rules for Dense {
     fn elementwise(&self) -> bool {
         false
     }
+    fn carries(&self) -> Vec<usize> {
+        Vec::new()
+    }
+    fn save_carried(&self, _: &StepCx) -> Vec<Step> {
+        Vec::new()
+    }
     fn per_step(&self) -> bool {
         true
     }

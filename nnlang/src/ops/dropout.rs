@@ -114,6 +114,12 @@ impl Rules for Dropout {
     fn elementwise(&self) -> bool {
         true
     }
+    fn carries(&self) -> Vec<usize> {
+        Vec::new()
+    }
+    fn save_carried(&self, _: &StepCx) -> Vec<Step> {
+        Vec::new()
+    }
     fn per_step(&self) -> bool {
         true
     }

@@ -69,6 +69,12 @@ impl Rules for Flatten {
     fn elementwise(&self) -> bool {
         false
     }
+    fn carries(&self) -> Vec<usize> {
+        Vec::new()
+    }
+    fn save_carried(&self, _: &StepCx) -> Vec<Step> {
+        Vec::new()
+    }
     fn per_step(&self) -> bool {
         false
     }

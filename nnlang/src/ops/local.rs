@@ -98,6 +98,12 @@ impl Rules for Local {
     fn elementwise(&self) -> bool {
         false
     }
+    fn carries(&self) -> Vec<usize> {
+        Vec::new()
+    }
+    fn save_carried(&self, _: &StepCx) -> Vec<Step> {
+        Vec::new()
+    }
     fn per_step(&self) -> bool {
         false
     }

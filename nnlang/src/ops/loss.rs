@@ -150,6 +150,12 @@ impl Rules for Loss {
     fn elementwise(&self) -> bool {
         false
     }
+    fn carries(&self) -> Vec<usize> {
+        Vec::new()
+    }
+    fn save_carried(&self, _: &StepCx) -> Vec<Step> {
+        Vec::new()
+    }
     fn per_step(&self) -> bool {
         true
     }

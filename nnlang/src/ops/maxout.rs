@@ -121,6 +121,12 @@ impl Rules for Maxout {
     fn elementwise(&self) -> bool {
         false
     }
+    fn carries(&self) -> Vec<usize> {
+        Vec::new()
+    }
+    fn save_carried(&self, _: &StepCx) -> Vec<Step> {
+        Vec::new()
+    }
     fn per_step(&self) -> bool {
         true
     }
@@ -188,6 +194,12 @@ impl Rules for MaxoutChannels {
     }
     fn elementwise(&self) -> bool {
         false
+    }
+    fn carries(&self) -> Vec<usize> {
+        Vec::new()
+    }
+    fn save_carried(&self, _: &StepCx) -> Vec<Step> {
+        Vec::new()
     }
     fn per_step(&self) -> bool {
         true

@@ -99,6 +99,12 @@ impl Rules for Add {
     fn elementwise(&self) -> bool {
         false
     }
+    fn carries(&self) -> Vec<usize> {
+        Vec::new()
+    }
+    fn save_carried(&self, _: &StepCx) -> Vec<Step> {
+        Vec::new()
+    }
     fn per_step(&self) -> bool {
         true
     }
@@ -162,6 +168,12 @@ impl Rules for Concat {
     }
     fn elementwise(&self) -> bool {
         false
+    }
+    fn carries(&self) -> Vec<usize> {
+        Vec::new()
+    }
+    fn save_carried(&self, _: &StepCx) -> Vec<Step> {
+        Vec::new()
     }
     fn per_step(&self) -> bool {
         true

@@ -154,8 +154,9 @@ pub struct StepCx<'a> {
     pub in_place: bool,
     /// Whether this is a training plan (dropout draws masks).
     pub training: bool,
-    /// A recurrent layer's state carried from the previous run (truncated BPTT).
-    pub carry: Option<ABuf>,
+    /// The states the op carries from the previous run (truncated BPTT), one buffer for each
+    /// width [`Rules::carries`] gave, in order; empty when the plan carries nothing.
+    pub carry: Vec<ABuf>,
 }
 
 impl StepCx<'_> {
@@ -217,6 +218,14 @@ pub trait Rules {
     fn backward_reads(&self) -> Reads;
     /// Whether the op may compute its value over its (only) input's buffer.
     fn elementwise(&self) -> bool;
+    /// The widths (values per row) of the states the op carries from one window of a stream
+    /// to the next (truncated backpropagation through time): an Elman layer's hidden state,
+    /// an LSTM's two. Empty for an op that carries nothing — which must be true, or each
+    /// window would silently start from zero.
+    fn carries(&self) -> Vec<usize>;
+    /// The steps, run after everything else, that save the states of this run into the
+    /// carried buffers `cx.carry` for the next.
+    fn save_carried(&self, cx: &StepCx) -> Vec<Step>;
     /// On a sequence, whether the op works at every step alone (the planner then runs it
     /// over `rows × steps` rows of one step's features) rather than walking the steps itself
     /// (`rnn`) or never meeting a sequence.

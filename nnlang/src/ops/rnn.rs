@@ -178,22 +178,6 @@ fn rnn_flops(cx: &FlopsCx, hidden: usize, directions: u64) -> Elems {
     }
 }
 
-/// The width of the state a recurrent op carries from one window of a stream to the next:
-/// an `rnn`'s hidden units (a bidirectional layer reads the future, so it carries nothing).
-pub fn carries(op: &super::Op) -> Option<usize> {
-    match op {
-        super::Op::Rnn(r) => Some(r.hidden),
-        _ => None,
-    }
-}
-
-/// Where a carrying op keeps every state of a run: its steps and its states' buffer.
-pub fn states(op: &super::Op, c: &StepCx) -> Option<(usize, ABuf)> {
-    let super::Op::Rnn(r) = op else { return None };
-    let (steps, _) = r.sizes(c)?;
-    Some((steps, if r.output == RnnOutput::Last { *c.scratch.get(1)? } else { c.value }))
-}
-
 impl Rnn {
     /// `(steps, hidden)` of a fixed-length run; `None` on a sequence of variable length.
     fn sizes(&self, c: &StepCx) -> Option<(usize, usize)> {
@@ -247,12 +231,24 @@ impl Rules for Rnn {
         let [wih, whh, bih, bhh] = [c.params[0], c.params[1], c.params[2], c.params[3]];
         match self.output {
             RnnOutput::Sequence => {
-                vec![Step::Rnn { f, steps, reverse: false, x, wih, whh, bih, bhh, hs: c.value, ws, h0: c.carry }]
+                vec![Step::Rnn {
+                    f,
+                    steps,
+                    reverse: false,
+                    x,
+                    wih,
+                    whh,
+                    bih,
+                    bhh,
+                    hs: c.value,
+                    ws,
+                    h0: c.carry.first().copied(),
+                }]
             }
             RnnOutput::Last => {
                 let hs = c.scratch[1];
                 vec![
-                    Step::Rnn { f, steps, reverse: false, x, wih, whh, bih, bhh, hs, ws, h0: c.carry },
+                    Step::Rnn { f, steps, reverse: false, x, wih, whh, bih, bhh, hs, ws, h0: c.carry.first().copied() },
                     Step::RnnLast { steps, hs, y: c.value },
                 ]
             }
@@ -283,7 +279,7 @@ impl Rules for Rnn {
                 dbih,
                 dbhh,
                 dx: d,
-                h0: c.carry,
+                h0: c.carry.first().copied(),
             }],
             RnnOutput::Last => {
                 let (hs, dhs) = (c.scratch[1], c.scratch[2]);
@@ -304,7 +300,7 @@ impl Rules for Rnn {
                         dbih,
                         dbhh,
                         dx: d,
-                        h0: c.carry,
+                        h0: c.carry.first().copied(),
                     },
                 ]
             }
@@ -316,6 +312,16 @@ impl Rules for Rnn {
     }
     fn elementwise(&self) -> bool {
         false
+    }
+    fn carries(&self) -> Vec<usize> {
+        // Its hidden state, from one window of a stream to the next.
+        vec![self.hidden]
+    }
+    // The last state of the run, into the carried buffer (padding keeps each sequence's own).
+    fn save_carried(&self, c: &StepCx) -> Vec<Step> {
+        let (Some(&y), Some((steps, _))) = (c.carry.first(), self.sizes(c)) else { return Vec::new() };
+        let hs = if self.output == RnnOutput::Last { c.scratch.get(1).copied() } else { Some(c.value) };
+        hs.map(|hs| vec![Step::RnnLast { steps, hs, y }]).unwrap_or_default()
     }
     fn per_step(&self) -> bool {
         false
@@ -429,6 +435,13 @@ impl Rules for Bidirectional {
     }
     fn elementwise(&self) -> bool {
         false
+    }
+    fn carries(&self) -> Vec<usize> {
+        // It reads the future: nothing carries from one window to the next.
+        Vec::new()
+    }
+    fn save_carried(&self, _: &StepCx) -> Vec<Step> {
+        Vec::new()
     }
     fn per_step(&self) -> bool {
         false

@@ -109,8 +109,8 @@ struct Layout<'g> {
     carry: bool,
     /// Compute the gradient of the loss with respect to the model's inputs too.
     input_grads: bool,
-    /// Each recurrent node's carried state.
-    carried: Vec<Option<ABuf>>,
+    /// Each node's carried states.
+    carried: Vec<Vec<ABuf>>,
     /// The steps that save the carried states, run last, and where they went in the plan.
     carry_steps: Vec<Step>,
     carry_at: usize,
@@ -149,7 +149,7 @@ impl<'g> Layout<'g> {
             out_dims: strip(dims[id.index()].as_deref()),
             in_place: node.in_place,
             training: self.training,
-            carry: self.carried[id.index()],
+            carry: self.carried[id.index()].clone(),
         }
     }
 
@@ -209,9 +209,7 @@ impl<'g> Layout<'g> {
                 }
                 Value::Computed => {
                     if self.carry {
-                        if let Some(hidden) = crate::ops::rnn::carries(&node.op) {
-                            self.carried[id.index()] = Some(self.b.pinned(hidden));
-                        }
+                        self.carried[id.index()] = rules.carries().into_iter().map(|w| self.b.pinned(w)).collect();
                     }
                     self.value[id.index()] = if node.in_place {
                         self.value[node.inputs[0].index()]
@@ -229,8 +227,8 @@ impl<'g> Layout<'g> {
                         })
                         .collect();
                     let cx = self.step_cx(id);
-                    if let (Some(h), Some((steps, hs))) = (cx.carry, crate::ops::rnn::states(&node.op, &cx)) {
-                        self.carry_steps.push(Step::RnnLast { steps, hs, y: h });
+                    if !cx.carry.is_empty() {
+                        self.carry_steps.extend(rules.save_carried(&cx));
                     }
                     let steps = rules.forward(&cx);
                     match self.per_step(id) {
@@ -346,7 +344,7 @@ pub(super) fn lay_out(g: &Graph, shapes: &Shapes, mode: Mode, max_batch: usize, 
         output: ABuf::NONE,
         carry,
         input_grads,
-        carried: vec![None; n],
+        carried: vec![Vec::new(); n],
         carry_steps: Vec::new(),
         carry_at: 0,
     };
@@ -363,17 +361,14 @@ pub(super) fn lay_out(g: &Graph, shapes: &Shapes, mode: Mode, max_batch: usize, 
         l.b.label("");
     }
     let mut input_grad_bufs: Vec<ABuf> = g.inputs.iter().filter_map(|i| l.grads.get(i).copied()).collect();
+    // The carried states in node order, relocated with the rest.
+    let mut carried: Vec<ABuf> = l.carried.iter().flatten().copied().collect();
+    let (first_carried, n_grads) = (input_grad_bufs.len(), input_grad_bufs.len());
+    input_grad_bufs.append(&mut carried);
     let (arena_len, naive_len) = liveness::pack(&mut l.b, &mut l.output, &mut input_grad_bufs, training, max_batch);
+    let carried = input_grad_bufs.split_off(first_carried);
+    debug_assert_eq!(input_grad_bufs.len(), n_grads);
     let sequence = sequence_of(g, shapes, variable);
-    // Where the carried states ended up: the steps that save them hold them relocated.
-    let carried = l.carried.iter().flatten().count();
-    let carried = l.b.steps[l.carry_at..l.carry_at + carried]
-        .iter()
-        .filter_map(|s| match s {
-            Step::RnnLast { y, .. } => Some(*y),
-            _ => None,
-        })
-        .collect();
     let origins = std::mem::take(&mut l.b.origins);
     Plan {
         max_batch,
