@@ -7,6 +7,7 @@ mod common;
 use nnlang::plan::{build, Mode};
 use nnlang::{compile, Options};
 use nnlang_runtime::interp::{Exec, Updater};
+use nnlang_runtime::model::Model;
 use nnlang_runtime::plan::TargetKind;
 use rand::{RngExt, SeedableRng};
 
@@ -600,7 +601,7 @@ fn predict_takes_an_array_per_input() {
     let a = Array2::from_shape_fn((rows, 3), |_| rng.random_range(-1.0f32..1.0));
     let b = Array2::from_shape_fn((rows, 2), |_| rng.random_range(-1.0f32..1.0));
     let mut net = TwoInputs::new(1);
-    let p = net.predict_inputs([a.view(), b.view()]).expect("predicts");
+    let p = net.predict_inputs(&[a.view(), b.view()]).expect("predicts");
     assert_eq!(p.dim(), (rows, 2));
     // Batch by batch, as forward computes them.
     let mut start = 0;
@@ -613,9 +614,9 @@ fn predict_takes_an_array_per_input() {
         assert_eq!(bits(&got), bits(&want), "rows {start}..{}", start + n);
         start += n;
     }
-    let e = net.predict_inputs([a.view(), b.slice(nnlang_runtime::ndarray::s![..4, ..])]).expect_err("rows differ");
+    let e = net.predict_inputs(&[a.view(), b.slice(nnlang_runtime::ndarray::s![..4, ..])]).expect_err("rows differ");
     assert_eq!(e.to_string(), format!("the inputs have {rows} and 4 rows; every input needs a row per example"));
-    let e = net.predict_inputs([b.view(), b.view()]).expect_err("too narrow");
+    let e = net.predict_inputs(&[b.view(), b.view()]).expect_err("too narrow");
     assert_eq!(e.to_string(), "rows of 2 values, but the model's input has 3 per example");
 }
 

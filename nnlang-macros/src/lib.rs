@@ -3,6 +3,7 @@
 //! `compile_error!` carrying nnlang's rendered diagnostic, never a panic.
 //!
 //! ```
+//! use nnlang_runtime::model::Model; // fit, predict, save, …: written once for every model
 //! use nnlang_runtime::ndarray::Array2;
 //!
 //! nnlang_macros::nn! {
@@ -26,7 +27,8 @@
 //! assert_eq!(classes, [0, 1, 1, 0]);
 //! ```
 //!
-//! The generated code depends on `nnlang-runtime` alone.
+//! The generated code — the model's constants and straight-line steps, and an implementation
+//! of `nnlang_runtime::model::Model` — depends on `nnlang-runtime` alone.
 
 use proc_macro::TokenStream;
 

@@ -19,6 +19,13 @@ pub enum ArrayError {
         /// Rows of another.
         found: usize,
     },
+    /// The model reads `expected` inputs; `found` arrays were given.
+    Inputs {
+        /// The model's inputs.
+        expected: usize,
+        /// Arrays given.
+        found: usize,
+    },
 }
 
 impl std::fmt::Display for ArrayError {
@@ -29,6 +36,9 @@ impl std::fmt::Display for ArrayError {
             }
             ArrayError::Rows { expected, found } => {
                 write!(f, "the inputs have {expected} and {found} rows; every input needs a row per example")
+            }
+            ArrayError::Inputs { expected, found } => {
+                write!(f, "{found} arrays of inputs, but the model reads {expected}")
             }
         }
     }

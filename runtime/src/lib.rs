@@ -20,6 +20,7 @@ pub mod interp;
 pub mod io;
 pub mod kernels;
 pub mod mem;
+pub mod model;
 pub mod ops;
 pub mod plan;
 pub mod step;

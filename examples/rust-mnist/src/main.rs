@@ -5,6 +5,7 @@
 //!     cargo run --release -p nnlang-example-mnist
 
 use nnlang_runtime::data::idx;
+use nnlang_runtime::model::Model;
 use nnlang_runtime::ndarray::Array2;
 use std::path::Path;
 use std::time::Instant;

@@ -92,6 +92,7 @@ pub fn split_products(auto: bool) -> bool {
 #[macro_export]
 macro_rules! generated {
     ($ty:ident, $batch:expr, $cols:expr, $threads:expr, $warmup:expr, $steps:expr) => {{
+        use nnlang_runtime::model::Model as _;
         let (x, y) = common::data($batch, $cols);
         let mut net = $ty::new(7);
         let mut opt = net.optimizer();
