@@ -182,12 +182,10 @@ impl Split {
                 Split::Auto => {
                     let mut activations = 0;
                     for s in &plan.steps {
-                        match s {
-                            Step::Dense { x, y, .. } | Step::DenseAct { x, y, .. } => activations += x.cols + y.cols,
-                            Step::Conv { .. } | Step::Local { .. } | Step::Rnn { .. } | Step::PerStep { .. } => {
-                                return false;
-                            }
-                            _ => {}
+                        match shares(s) {
+                            Share::Products(values) => activations += values,
+                            Share::Batch => return false,
+                            Share::Either => {}
                         }
                     }
                     activations > 0 && activations * plan.max_batch < plan.params_len
@@ -195,6 +193,63 @@ impl Split {
                 Split::Batch => false,
                 Split::Products => true,
             }
+    }
+}
+
+/// How a step lets threads share it.
+enum Share {
+    /// Its product splits by outputs (`kernels::dense`); this many activation values per row
+    /// cross between the threads.
+    Products(usize),
+    /// Only the batch splits it (its kernel walks whole examples: convolutions, recurrences,
+    /// a layer at every step of a sequence).
+    Batch,
+    /// Cheap either way (elementwise, losses, the update).
+    Either,
+}
+
+/// Every step says, with no default: a new step must be classified here.
+fn shares(s: &Step) -> Share {
+    match s {
+        Step::Dense { x, y, .. } | Step::DenseAct { x, y, .. } => Share::Products(x.cols + y.cols),
+        Step::Conv { .. }
+        | Step::Local { .. }
+        | Step::Rnn { .. }
+        | Step::PerStep { .. }
+        | Step::ConvBackward { .. }
+        | Step::LocalBackward { .. }
+        | Step::RnnBackward { .. } => Share::Batch,
+        Step::DenseBackward { .. }
+        | Step::DenseActBackward { .. }
+        | Step::Activation { .. }
+        | Step::ActivationInPlace { .. }
+        | Step::Dropout { .. }
+        | Step::DropoutInPlace { .. }
+        | Step::Softmax { .. }
+        | Step::Pool { .. }
+        | Step::Maxout { .. }
+        | Step::Add { .. }
+        | Step::Concat { .. }
+        | Step::SoftmaxCrossEntropy { .. }
+        | Step::SigmoidBinaryCrossEntropy { .. }
+        | Step::MeanSquaredError { .. }
+        | Step::CrossEntropy { .. }
+        | Step::BinaryCrossEntropy { .. }
+        | Step::ActivationBackward { .. }
+        | Step::ActivationBackwardInPlace { .. }
+        | Step::DropoutBackward { .. }
+        | Step::DropoutBackwardInPlace { .. }
+        | Step::SoftmaxBackward { .. }
+        | Step::PoolBackward { .. }
+        | Step::MaxoutBackward { .. }
+        | Step::RnnLast { .. }
+        | Step::RnnLastBackward { .. }
+        | Step::BiMerge { .. }
+        | Step::BiMergeBackward { .. }
+        | Step::Softplus { .. }
+        | Step::SoftplusBackward { .. }
+        | Step::Copy { .. }
+        | Step::Update => Share::Either,
     }
 }
 
