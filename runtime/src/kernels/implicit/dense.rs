@@ -1,0 +1,399 @@
+//! Dense layers on the same register tiles as the convolutions: the forward product as dot
+//! products of rows of x and W where they lie, `dW = dyᵀ·x` and `dx = dy·W` reading W, x and dy
+//! in place. Nothing is packed.
+
+use super::*;
+
+/// `dx[r0 + r, i0..i0 + width] (+)= Σ_o dy[r0 + r, o] · w[o, i0..i0 + width]` for the first
+/// `m` of 6 rows (the others repeat a valid one and are not stored): a dense layer's input
+/// gradient, `w` read in place (`[out × inp]`, rows `inp` apart).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn dense_dx_tile<S: Simd, const NV: usize>(
+    simd: S,
+    dy: &[f32],
+    out: usize,
+    rows: [usize; MR],
+    m: usize,
+    w: &[f32],
+    inp: usize,
+    i0: usize,
+    keep: bool,
+    dx: &mut [f32],
+) {
+    let width = std::mem::size_of::<S::f32s>() / 4 * NV;
+    let mut acc = [[simd.splat_f32s(0.0); NV]; MR];
+    if keep {
+        for (r, row) in acc.iter_mut().enumerate().take(m) {
+            let (v, _) = S::as_simd_f32s(&dx[rows[r] * inp + i0..rows[r] * inp + i0 + width]);
+            row.copy_from_slice(&v[..NV]);
+        }
+    }
+    let at = |r: usize| &dy[rows[r] * out..(rows[r] + 1) * out];
+    let (r0, r1, r2, r3, r4, r5) = (at(0), at(1), at(2), at(3), at(4), at(5));
+    let ws = w[..out * inp].chunks_exact(inp);
+    for ((((((a0, a1), a2), a3), a4), a5), wrow) in r0.iter().zip(r1).zip(r2).zip(r3).zip(r4).zip(r5).zip(ws) {
+        let (b, _) = S::as_simd_f32s(&wrow[i0..i0 + width]);
+        let b: &[S::f32s; NV] = b.try_into().expect("NV vectors of a row of w");
+        for (r, &a) in [a0, a1, a2, a3, a4, a5].into_iter().enumerate() {
+            let a = simd.splat_f32s(a);
+            for v in 0..NV {
+                acc[r][v] = simd.mul_add_f32s(a, b[v], acc[r][v]);
+            }
+        }
+    }
+    for (r, row) in acc.iter().enumerate().take(m) {
+        let (v, _) = S::as_mut_simd_f32s(&mut dx[rows[r] * inp + i0..rows[r] * inp + i0 + width]);
+        v.copy_from_slice(row);
+    }
+}
+
+/// `dw[o0 + r, i0..i0 + width] (+)= Σ_rows dy[row, o0 + r] · x[row, i0..i0 + width]` for `M`
+/// consecutive outputs (`keep`: add to `dw`): a dense layer's weight gradient in its own
+/// layout (`[out × inp]`).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn dense_dw_tile<S: Simd, const M: usize, const NV: usize>(
+    simd: S,
+    (x, inp): (&[f32], usize),
+    (dy, out): (&[f32], usize),
+    (o0, first, i0): (usize, usize, usize),
+    keep: bool,
+    dw: &mut [f32],
+) {
+    let width = std::mem::size_of::<S::f32s>() / 4 * NV;
+    let mut acc = [[simd.splat_f32s(0.0); NV]; M];
+    // `dw` holds the rows of outputs `first..`.
+    let at = |r: usize| (o0 - first + r) * inp + i0;
+    if keep {
+        for (r, row) in acc.iter_mut().enumerate() {
+            let (v, _) = S::as_simd_f32s(&dw[at(r)..at(r) + width]);
+            row.copy_from_slice(&v[..NV]);
+        }
+    }
+    for (xrow, grow) in x.chunks_exact(inp).zip(dy.chunks_exact(out)) {
+        let a: &[f32; M] = grow[o0..].first_chunk().expect("M outputs of a row of dy");
+        let (b, _) = S::as_simd_f32s(&xrow[i0..i0 + width]);
+        let b: &[S::f32s; NV] = b.try_into().expect("NV vectors of a row of x");
+        for r in 0..M {
+            let a = simd.splat_f32s(a[r]);
+            for v in 0..NV {
+                acc[r][v] = simd.mul_add_f32s(a, b[v], acc[r][v]);
+            }
+        }
+    }
+    for (r, row) in acc.iter().enumerate() {
+        let (v, _) = S::as_mut_simd_f32s(&mut dw[at(r)..at(r) + width]);
+        v.copy_from_slice(row);
+    }
+}
+
+/// Rows per block of a dense layer's weight gradient.
+const DENSE_ROWS: usize = 64;
+
+struct DenseBackward<'a> {
+    rows: usize,
+    inp: usize,
+    out: usize,
+    x: &'a [f32],
+    w: &'a [f32],
+    dy: &'a [f32],
+    dw: Option<(&'a mut [f32], Range<usize>)>,
+    dx: Option<(&'a mut [f32], bool)>,
+}
+
+impl pulp::WithSimd for DenseBackward<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) {
+        let DenseBackward { rows, inp, out, x, w, dy, dw, dx } = self;
+        let lanes = std::mem::size_of::<S::f32s>() / 4;
+        let dy = &dy[..rows * out];
+        // dW, in tiles of up to 6 outputs × one panel of inputs, over blocks of rows (each
+        // tile's rows of x stay in the first-level cache; a block continues the sums the
+        // last one stored, so the order of the additions is the rows' order).
+        if let Some((dw, outs)) = dw {
+            for (b, (xb, dyb)) in x.chunks(DENSE_ROWS * inp).zip(dy.chunks(DENSE_ROWS * out)).enumerate() {
+                let keep = b > 0;
+                let mut i0 = 0;
+                while i0 < inp {
+                    let wide = inp - i0 >= 2 * lanes;
+                    let mut o0 = outs.start;
+                    while o0 < outs.end {
+                        let m = (outs.end - o0).min(MR);
+                        let args = ((xb, inp), (dyb, out), (o0, outs.start, i0), keep);
+                        macro_rules! run {
+                            ($nv:literal) => {
+                                match m {
+                                    6 => dense_dw_tile::<S, 6, $nv>(simd, args.0, args.1, args.2, args.3, dw),
+                                    5 => dense_dw_tile::<S, 5, $nv>(simd, args.0, args.1, args.2, args.3, dw),
+                                    4 => dense_dw_tile::<S, 4, $nv>(simd, args.0, args.1, args.2, args.3, dw),
+                                    3 => dense_dw_tile::<S, 3, $nv>(simd, args.0, args.1, args.2, args.3, dw),
+                                    2 => dense_dw_tile::<S, 2, $nv>(simd, args.0, args.1, args.2, args.3, dw),
+                                    _ => dense_dw_tile::<S, 1, $nv>(simd, args.0, args.1, args.2, args.3, dw),
+                                }
+                            };
+                        }
+                        if wide {
+                            run!(2);
+                        } else {
+                            run!(1);
+                        }
+                        o0 += m;
+                    }
+                    i0 += if wide { 2 * lanes } else { lanes };
+                }
+            }
+        }
+        // dx, in tiles of 6 rows × one panel of inputs.
+        if let Some((dx, keep)) = dx {
+            let mut r0 = 0;
+            while r0 < rows {
+                let m = (rows - r0).min(MR);
+                let rs: [usize; MR] = std::array::from_fn(|r| r0 + r.min(m - 1));
+                let mut i0 = 0;
+                while i0 < inp {
+                    if inp - i0 >= 2 * lanes {
+                        dense_dx_tile::<S, 2>(simd, dy, out, rs, m, w, inp, i0, keep, dx);
+                        i0 += 2 * lanes;
+                    } else {
+                        dense_dx_tile::<S, 1>(simd, dy, out, rs, m, w, inp, i0, keep, dx);
+                        i0 += lanes;
+                    }
+                }
+                r0 += m;
+            }
+        }
+    }
+}
+
+/// A dense layer's backward pass (forward was `y = x·Wᵀ + b`, W `[out × inp]`): when `dw`
+/// is given, `dW = dyᵀ·x` for the outputs of its range (overwriting the slice, which holds
+/// their rows of dW), and when `dx` is given, `dx (+)= dy·W` (`true`: add), both in the
+/// layers' own layouts with no packing. `false` (nothing done) without AVX2/FMA or when
+/// `inp` is not a whole number of vectors.
+#[allow(clippy::too_many_arguments)]
+pub fn dense_backward(
+    rows: usize,
+    inp: usize,
+    out: usize,
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+    dw: Option<(&mut [f32], Range<usize>)>,
+    dx: Option<(&mut [f32], bool)>,
+) -> bool {
+    dense_backward_with(lanes(), rows, inp, out, x, w, dy, dw, dx)
+}
+
+/// [`dense_backward`] with `lanes` lanes.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn dense_backward_with(
+    lanes: usize,
+    rows: usize,
+    inp: usize,
+    out: usize,
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+    dw: Option<(&mut [f32], Range<usize>)>,
+    dx: Option<(&mut [f32], bool)>,
+) -> bool {
+    if lanes == 0 || inp % lanes != 0 || rows == 0 {
+        return false;
+    }
+    run(lanes, DenseBackward { rows, inp, out, x, w, dy, dw, dx }).is_some()
+}
+
+/// The lanes of a dense layer's forward sums: each output is summed as 16 interleaved partial
+/// sums (input `i` into lane `i mod 16`), whatever the processor's vector width, then the
+/// lanes are added in a fixed tree — so the result does not depend on the width.
+const SUM_LANES: usize = 16;
+
+/// `y[rows[r], outs[o]] = b + Σ_i x[rows[r], i] · w[outs[o], i]` for an `R × O` tile, the
+/// inputs in vectors (`V` of the processor's per 16 values).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn dot_tile<S: Simd, const R: usize, const O: usize, const V: usize>(
+    simd: S,
+    x: &[f32],
+    w: &[f32],
+    inp: usize,
+    rows: [usize; R],
+    outs: [usize; O],
+    (m, n): (usize, usize),
+    b: &[f32],
+    y: &mut impl Sink,
+) {
+    let xs: [&[S::f32s]; R] = std::array::from_fn(|r| S::as_simd_f32s(&x[rows[r] * inp..(rows[r] + 1) * inp]).0);
+    let ws: [&[S::f32s]; O] = std::array::from_fn(|o| S::as_simd_f32s(&w[outs[o] * inp..(outs[o] + 1) * inp]).0);
+    let mut acc = [[[simd.splat_f32s(0.0); V]; O]; R];
+    for k in 0..inp / SUM_LANES {
+        let xv: [[S::f32s; V]; R] = std::array::from_fn(|r| std::array::from_fn(|v| xs[r][k * V + v]));
+        let wv: [[S::f32s; V]; O] = std::array::from_fn(|o| std::array::from_fn(|v| ws[o][k * V + v]));
+        for r in 0..R {
+            for o in 0..O {
+                for v in 0..V {
+                    acc[r][o][v] = simd.mul_add_f32s(xv[r][v], wv[o][v], acc[r][o][v]);
+                }
+            }
+        }
+    }
+    for (r, row) in acc.iter().enumerate().take(m) {
+        for (o, a) in row.iter().enumerate().take(n) {
+            // The 16 lanes added in halves (lane j + lane j + 8, then + 4, + 2, + 1): with two
+            // vectors of 8 the first halving is their sum, and the reduction of 8 lanes goes on
+            // in the same order as that of 16 (the unit test holds the two widths equal).
+            let sum = if V == 1 { a[0] } else { simd.add_f32s(a[0], a[V - 1]) };
+            y.set(rows[r], outs[o], b[outs[o]] + simd.reduce_sum_f32s(sum));
+        }
+    }
+}
+
+struct DenseForward<'a, 'b, 'c> {
+    rows: usize,
+    inp: usize,
+    out: usize,
+    x: &'a [f32],
+    w: &'a [f32],
+    b: &'a [f32],
+    y: Out<'b, 'c, f32>,
+}
+
+impl pulp::WithSimd for DenseForward<'_, '_, '_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) {
+        let DenseForward { rows, inp, out, x, w, b, y } = self;
+        // One copy of the loops per kind of output, so that a store is a store.
+        match y {
+            Out::Matrix(y) => dense_tiles_into(simd, (rows, inp, out), x, w, b, &mut Matrix(y, out)),
+            Out::Rows(y) => dense_tiles_into(simd, (rows, inp, out), x, w, b, &mut RowSlices(y)),
+        }
+    }
+}
+
+/// Where [`dot_tile`] stores an output.
+trait Sink {
+    fn set(&mut self, r: usize, o: usize, v: f32);
+}
+
+/// A row-major matrix of the given row length.
+struct Matrix<'a>(&'a mut [f32], usize);
+
+impl Sink for Matrix<'_> {
+    #[inline(always)]
+    fn set(&mut self, r: usize, o: usize, v: f32) {
+        self.0[r * self.1 + o] = v;
+    }
+}
+
+/// A slice per row.
+struct RowSlices<'a, 'b>(&'a mut [&'b mut [f32]]);
+
+impl Sink for RowSlices<'_, '_> {
+    #[inline(always)]
+    fn set(&mut self, r: usize, o: usize, v: f32) {
+        self.0[r][o] = v;
+    }
+}
+
+/// The tiles of [`dense_forward`].
+#[inline(always)]
+fn dense_tiles_into<S: Simd, Y: Sink>(
+    simd: S,
+    (rows, inp, out): (usize, usize, usize),
+    x: &[f32],
+    w: &[f32],
+    b: &[f32],
+    y: &mut Y,
+) {
+    {
+        let lanes = std::mem::size_of::<S::f32s>() / 4;
+        // Tiles of rows × outputs over blocks of DOT_BLOCK rows (a block's x stays in the
+        // second-level cache while W streams past it). The tile's shape changes nothing in
+        // what is computed: each output is the same sums whatever the tile, the block or the
+        // rows of the call — so an example gets the same bits in any batch.
+        macro_rules! tiles {
+            ($r:literal, $o:literal, $v:literal, $from:expr, $to:expr) => {{
+                let mut o0 = 0;
+                while o0 < out {
+                    let n = (out - o0).min($o);
+                    let outs: [usize; $o] = std::array::from_fn(|o| o0 + o.min(n - 1));
+                    let mut r0 = $from;
+                    while r0 < $to {
+                        let m = ($to - r0).min($r);
+                        let rs: [usize; $r] = std::array::from_fn(|r| r0 + r.min(m - 1));
+                        dot_tile::<S, $r, $o, $v>(simd, x, w, inp, rs, outs, (m, n), b, y);
+                        r0 += m;
+                    }
+                    o0 += n;
+                }
+            }};
+        }
+        let mut from = 0;
+        while from < rows {
+            let to = (from + DOT_BLOCK).min(rows);
+            // Whole tiles of rows, then the rest a row at a time (a batch of one is a
+            // matrix–vector product: no tile rows to waste).
+            let tiled = if lanes == 16 { 4 } else { 2 };
+            let split = from + (to - from) / tiled * tiled;
+            if lanes == 16 {
+                tiles!(4, 5, 1, from, split);
+                tiles!(1, 8, 1, split, to);
+            } else {
+                tiles!(2, 2, 2, from, split);
+                tiles!(1, 4, 2, split, to);
+            }
+            from = to;
+        }
+    }
+}
+
+/// Rows per block of a dense layer's forward product.
+const DOT_BLOCK: usize = 64;
+
+/// A dense layer's forward product `y = x·Wᵀ + b` (W `[out × inp]`) without packing: each
+/// output a dot product of a row of x and a row of W, both read where they lie, in register
+/// tiles of rows × outputs. `y` is the `rows × out` matrix, or each row's own slice of `out`
+/// values (a thread's share of the outputs, [`Out::Rows`]). `false` (nothing done) without
+/// AVX2/FMA or when `inp` is not a multiple of 16 ([`dense_tiles`]).
+#[allow(clippy::too_many_arguments)]
+pub fn dense_forward(
+    rows: usize,
+    inp: usize,
+    out: usize,
+    x: &[f32],
+    w: &[f32],
+    b: &[f32],
+    y: Out<'_, '_, f32>,
+) -> bool {
+    dense_forward_with(lanes(), rows, inp, out, x, w, b, y)
+}
+
+/// Whether a dense layer of `inp` inputs runs on this module's tiles (its forward and both
+/// gradients) on this processor.
+pub fn dense_tiles(inp: usize) -> bool {
+    let l = lanes();
+    l > 0 && inp % SUM_LANES == 0 && inp % l == 0
+}
+
+/// [`dense_forward`] with `lanes` lanes.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn dense_forward_with(
+    lanes: usize,
+    rows: usize,
+    inp: usize,
+    out: usize,
+    x: &[f32],
+    w: &[f32],
+    b: &[f32],
+    y: Out<'_, '_, f32>,
+) -> bool {
+    if lanes == 0 || inp % SUM_LANES != 0 || rows == 0 || out == 0 {
+        return false;
+    }
+    run(lanes, DenseForward { rows, inp, out, x, w, b, y }).is_some()
+}
