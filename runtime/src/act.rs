@@ -373,6 +373,11 @@ pub fn activation_in_place<T: Float>(f: Act, y: &mut [T]) {
             match f { $($p => { let g = $g; y.iter_mut().for_each(|v| *v = g(*v)) })* }
         };
     }
+    if f == Act::Identity {
+        // Nothing to do: not even a pass over the values (a convolution without an
+        // activation calls this on its whole output).
+        return;
+    }
     // A select stored every time, not a store under a branch: it vectorizes, and NaN stays
     // NaN (it is not below zero).
     each! {

@@ -26,10 +26,11 @@ pub struct Exec<T> {
     pub inputs: Vec<crate::mem::Aligned<T>>,
     /// The batch's targets.
     pub target: Vec<T>,
-    /// The parameters, at the offsets of the plan's table.
-    pub params: Vec<T>,
-    /// Their gradients, at the same offsets.
-    pub grads: Vec<T>,
+    /// The parameters, at the offsets of the plan's table, starting on a cache line (the
+    /// dense tiles read rows of W as vectors).
+    pub params: crate::mem::Aligned<T>,
+    /// Their gradients, at the same offsets, starting on a cache line.
+    pub grads: crate::mem::Aligned<T>,
     /// The length of each example's sequence in the batch, for a plan that reads sequences
     /// of different lengths (empty: every sequence is as long as the plan's).
     pub lengths: Vec<usize>,
@@ -47,8 +48,8 @@ impl<T: Float> Exec<T> {
             arena: crate::mem::aligned(plan.arena_len),
             inputs: plan.inputs.iter().map(|b| crate::mem::aligned(b.cols * plan.max_batch)).collect(),
             target: plan.target.map_or(Vec::new(), |(t, _)| vec![T::ZERO; t.cols * plan.max_batch]),
-            params: vec![T::ZERO; plan.params_len],
-            grads: vec![T::ZERO; plan.params_len],
+            params: crate::mem::aligned(plan.params_len),
+            grads: crate::mem::aligned(plan.params_len),
             lengths: Vec::new(),
             team: None,
             rng: ChaCha8Rng::seed_from_u64(seed),

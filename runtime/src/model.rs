@@ -68,10 +68,11 @@ pub struct Constants {
 /// cache line), the dropout generator, threads, the parameter table, sequence lengths and
 /// what is done to raw data.
 pub struct Core {
-    /// Every parameter, all tensors together.
-    pub params: Vec<f32>,
+    /// Every parameter, all tensors together (on a cache line: the dense tiles read rows of W
+    /// as vectors).
+    pub params: AVec<f32, ConstAlign<64>>,
     /// Their gradients after a training step.
-    pub grads: Vec<f32>,
+    pub grads: AVec<f32, ConstAlign<64>>,
     /// The training step's arena.
     pub train_arena: AVec<f32, ConstAlign<64>>,
     /// The inference arena.
@@ -92,14 +93,14 @@ impl Core {
     /// A model of constants `c` and parameter tensors `table`, weights initialized from
     /// `seed` as the recipe says (the weights `nnlangc train` starts from).
     pub fn new(c: &Constants, table: Vec<Param>, seed: u64) -> Core {
-        let mut params = vec![0.0f32; c.params];
+        let zeros = |n: usize| AVec::from_iter(64, std::iter::repeat_n(0.0f32, n));
+        let mut params = zeros(c.params);
         crate::train::initialize_table(&table, &mut params, c.init, seed);
-        let zeros = |n: usize| AVec::from_iter(64, std::iter::repeat_n(0.0f32, n.max(1)));
         Core {
             params,
-            grads: vec![0.0f32; c.params],
-            train_arena: zeros(c.train_arena),
-            infer_arena: zeros(c.infer_arena),
+            grads: zeros(c.params),
+            train_arena: zeros(c.train_arena.max(1)),
+            infer_arena: zeros(c.infer_arena.max(1)),
             team: None,
             rng: ChaCha8Rng::seed_from_u64(seed.wrapping_add(1)),
             table,
@@ -195,7 +196,7 @@ pub trait Model: Sized + Send {
 
     /// [`Model::loss_and_gradients_with_inputs`] with the model's own weights.
     fn loss_and_gradients_inputs(&mut self, inputs: &[&[f32]], y: &[f32], rows: usize) -> Result<f64, ExecError> {
-        let params = std::mem::take(&mut self.core_mut().params);
+        let params = std::mem::replace(&mut self.core_mut().params, AVec::new(64));
         let result = self.loss_and_gradients_with_inputs(&params, inputs, y, rows);
         self.core_mut().params = params;
         result

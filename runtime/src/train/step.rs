@@ -62,7 +62,7 @@ impl<'p> Stepper<'p> {
     /// a one-process run on `threads × processes` threads (their dropout streams too).
     pub fn new(plan: &'p Plan, params: Vec<f32>, opts: &Options, threads: usize) -> Self {
         let mut master = Exec::<f32>::new(plan, opts.seed.wrapping_add(1));
-        master.params = params;
+        master.params = crate::mem::Aligned::from_slice(64, &params);
         let threads = threads.max(1);
         let distributed = opts.cluster.as_ref().filter(|c| c.size() > 1);
         // The first worker's number among every process's workers.
@@ -75,7 +75,7 @@ impl<'p> Stepper<'p> {
             (0..threads)
                 .map(|i| {
                     let mut w = Exec::<f32>::new(plan, opts.seed.wrapping_add(2 + (first + i) as u64));
-                    w.params = Vec::new();
+                    w.params = crate::mem::aligned(0);
                     w
                 })
                 .collect()
@@ -198,7 +198,7 @@ impl<'p> Stepper<'p> {
 
     /// The weights, giving up the stepper.
     pub fn into_params(self) -> Vec<f32> {
-        self.master.params
+        self.master.params.to_vec()
     }
 
     /// One step on `rows` examples (`x` row-major, `y` the targets). Returns the mean loss.
@@ -287,7 +287,7 @@ impl<'p> Stepper<'p> {
                     let w = &mut self.workers[0];
                     w.set_lengths(lens);
                     let l = w.run_shared(plan, n, &self.master.params, &[x], y).map_err(|e| e.shifted(start))?;
-                    d.send[..p].iter_mut().zip(&w.grads).for_each(|(s, &g)| *s = scale * g);
+                    d.send[..p].iter_mut().zip(w.grads.iter()).for_each(|(s, &g)| *s = scale * g);
                     l.unwrap_or(0.0)
                 }
             };
