@@ -78,7 +78,7 @@ fn same_as_one_by_one(body: &str, loss: Loss) {
         let l = e.run(&one, 1, None).expect("runs").expect("a loss");
         let w = if per_step { len as f64 / total as f64 } else { 1.0 / total as f64 };
         loss_sum += w * l;
-        for (g, &v) in grads_sum.iter_mut().zip(&e.grads) {
+        for (g, &v) in grads_sum.iter_mut().zip(e.grads.iter()) {
             *g += w * v;
         }
     }
