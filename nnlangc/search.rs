@@ -148,46 +148,7 @@ pub fn search(args: &ModelArgs, a: SearchArgs) -> Result<(), Failure> {
     if !root {
         return Ok(());
     }
-    let rejected = all.iter().filter(|(_, o)| matches!(o, Outcome::Rejected(_))).count();
-    let failed = all.iter().filter(|(_, o)| matches!(o, Outcome::Failed(_))).count();
-    outln!(
-        "{} trials: {} trained, {rejected} rejected before training, {failed} failed",
-        all.len(),
-        all.len() - rejected - failed
-    );
-    // The best of the last stage that trained any (its trials trained longest).
-    let last = all.iter().filter(|(_, o)| o.score().is_some()).map(|(t, _)| t.stage).max();
-    let best = all.iter().filter(|(t, o)| Some(t.stage) == last && o.score().is_some()).max_by(|a, b| {
-        let (x, y) = (a.1.rank(), b.1.rank());
-        x.0.total_cmp(&y.0).then(x.1.total_cmp(&y.1))
-    });
-    let Some((bt, bo)) = best else {
-        errln!("error: no trial trained: nothing to choose from");
-        return Err(Failure::Exit(1));
-    };
-    outln!("best: {}", line(&names, bt, bo));
-    for (i, n) in names.iter().enumerate() {
-        if let Some(p) = ranges_of_first[i].position(&bt.values[i]) {
-            if !(0.05..=0.95).contains(&p) {
-                let end = if p < 0.5 { "low" } else { "high" };
-                outln!(
-                    "  warning: the best {n} = {} lies at the {end} edge of its range {}: widen the range and search again",
-                    search::text(&bt.values[i]),
-                    describe(&ranges_of_first[i])
-                );
-            }
-        }
-    }
-    let best_nn = out.join("best.nn");
-    std::fs::write(&best_nn, s.best_source(bt, &out)?)
-        .map_err(|e| Failure::Usage(format!("{}: {e}", best_nn.display())))?;
-    let plot = out.join("search.svg");
-    match plot_svg(&model, &names, &ranges_of_first, &all) {
-        Ok(svg) => std::fs::write(&plot, svg).map_err(|e| Failure::Usage(format!("{}: {e}", plot.display())))?,
-        Err(e) => errln!("warning: no plot: {e}"),
-    }
-    outln!("wrote {}/{{trials.csv, best.nn, search.svg}}", out.display());
-    Ok(())
+    finish(&s, &model, &names, &ranges_of_first, &all, &out)
 }
 
 fn describe(r: &Range) -> String {
@@ -270,4 +231,56 @@ fn plot_svg(model: &str, names: &[String], ranges: &[Range], all: &[(Trial, Outc
         root.present().map_err(|e| e.to_string())?;
     }
     Ok(svg)
+}
+
+/// The end of a search (rank 0): the counts, the best trial of the last stage that trained
+/// any, warnings for a best value at the edge of its range, `best.nn` and the plot.
+fn finish(
+    s: &Search,
+    model: &str,
+    names: &[String],
+    ranges_of_first: &[Range],
+    all: &[(Trial, Outcome)],
+    out: &std::path::Path,
+) -> Result<(), Failure> {
+    let rejected = all.iter().filter(|(_, o)| matches!(o, Outcome::Rejected(_))).count();
+    let failed = all.iter().filter(|(_, o)| matches!(o, Outcome::Failed(_))).count();
+    outln!(
+        "{} trials: {} trained, {rejected} rejected before training, {failed} failed",
+        all.len(),
+        all.len() - rejected - failed
+    );
+    // The best of the last stage that trained any (its trials trained longest).
+    let last = all.iter().filter(|(_, o)| o.score().is_some()).map(|(t, _)| t.stage).max();
+    let best = all.iter().filter(|(t, o)| Some(t.stage) == last && o.score().is_some()).max_by(|a, b| {
+        let (x, y) = (a.1.rank(), b.1.rank());
+        x.0.total_cmp(&y.0).then(x.1.total_cmp(&y.1))
+    });
+    let Some((bt, bo)) = best else {
+        errln!("error: no trial trained: nothing to choose from");
+        return Err(Failure::Exit(1));
+    };
+    outln!("best: {}", line(names, bt, bo));
+    for (i, n) in names.iter().enumerate() {
+        if let Some(p) = ranges_of_first[i].position(&bt.values[i]) {
+            if !(0.05..=0.95).contains(&p) {
+                let end = if p < 0.5 { "low" } else { "high" };
+                outln!(
+                    "  warning: the best {n} = {} lies at the {end} edge of its range {}: widen the range and search again",
+                    search::text(&bt.values[i]),
+                    describe(&ranges_of_first[i])
+                );
+            }
+        }
+    }
+    let best_nn = out.join("best.nn");
+    std::fs::write(&best_nn, s.best_source(bt, out)?)
+        .map_err(|e| Failure::Usage(format!("{}: {e}", best_nn.display())))?;
+    let plot = out.join("search.svg");
+    match plot_svg(model, names, ranges_of_first, all) {
+        Ok(svg) => std::fs::write(&plot, svg).map_err(|e| Failure::Usage(format!("{}: {e}", plot.display())))?,
+        Err(e) => errln!("warning: no plot: {e}"),
+    }
+    outln!("wrote {}/{{trials.csv, best.nn, search.svg}}", out.display());
+    Ok(())
 }

@@ -231,23 +231,7 @@ pub fn fit(
             // The rows this process computes: the batch, or in a distributed run its share.
             let local = stepper.local_rows(n);
             let rows_here = &idx[local.clone()];
-            let (cols, xs) = (train.x_cols, &mut xb[..rows_here.len() * train.x_cols]);
-            match (stepper.team(), train.x) {
-                // Gathered by the step's threads, each the rows a batch-splitting worker of
-                // the same number computes (so they are in its cache), and in half the time.
-                (Some(team), Inputs::Bytes(..) | Inputs::F32(_))
-                    if cols > 0 && rows_here.len() >= 2 * team.threads() =>
-                {
-                    let per = rows_here.len().div_ceil(team.threads());
-                    let jobs: Vec<_> = rows_here.chunks(per).zip(xs.chunks_mut(per * cols)).collect();
-                    team.run(jobs, |_, (r, d)| train.x.gather(r, cols, d));
-                }
-                _ => train.x.gather(rows_here, cols, xs),
-            }
-            for (r, &i) in rows_here.iter().enumerate() {
-                yb[r * train.y_cols..(r + 1) * train.y_cols]
-                    .copy_from_slice(&train.y[i * train.y_cols..(i + 1) * train.y_cols]);
-            }
+            gather_batch(&train, rows_here, stepper.team(), &mut xb, &mut yb);
             if let Some(e) = train.x.failure() {
                 return Err(TrainError::Read(e));
             }
@@ -281,25 +265,7 @@ pub fn fit(
             Some(v) if v.rows() > 0 => Some(evaluate(eval_plan, &mut eval_exec, loss, v, batch)),
             _ => None,
         };
-        // A sample of the training set as large as the validation split (at least 1,000
-        // examples; whole windows of every stream for a stream).
-        let mut sample = val.map_or(0, |v| v.rows()).max(1000).min(rows);
-        if opts.bptt.is_some() {
-            sample = (sample / batch).max(1) * batch;
-        }
-        let sample = sample.min(rows);
-        let prefix = Data {
-            x: train.x.range(0, sample * train.x_cols),
-            y: &train.y[..sample * train.y_cols],
-            lengths: train.lengths.get(..sample).unwrap_or(&[]),
-            ..train
-        };
-        // One pass over the sample: its accuracy, and what every layer does.
-        let mut watch = super::LayerWatch::default();
-        let train_eval = evaluate_watched(eval_plan, &mut eval_exec, loss, prefix, batch, &mut |i, s, n, r, l| {
-            watch.see(i, s, n, r, l)
-        });
-        let layers = watch.finish(eval_plan);
+        let (train_eval, layers) = watch_sample(eval_plan, &mut eval_exec, loss, &train, val, opts, batch);
         if let Some(e) = train.x.failure().or_else(|| val.and_then(|v| v.x.failure())) {
             return Err(TrainError::Read(e));
         }
@@ -337,6 +303,54 @@ pub fn fit(
     let communication = stepper.communication();
     *params = stepper.into_params();
     Ok(Outcome { history, weights, interrupted, communication })
+}
+
+/// Copies the rows `rows` of `train` into the batch buffers: the inputs gathered by the
+/// step's threads where it has some (each the rows a batch-splitting worker of the same number
+/// computes, so they are in its cache, and in half the time), the targets.
+fn gather_batch(train: &Data, rows: &[usize], team: Option<&super::Team>, xb: &mut [f32], yb: &mut [f32]) {
+    let (cols, xs) = (train.x_cols, &mut xb[..rows.len() * train.x_cols]);
+    match (team, train.x) {
+        (Some(team), Inputs::Bytes(..) | Inputs::F32(_)) if cols > 0 && rows.len() >= 2 * team.threads() => {
+            let per = rows.len().div_ceil(team.threads());
+            let jobs: Vec<_> = rows.chunks(per).zip(xs.chunks_mut(per * cols)).collect();
+            team.run(jobs, |_, (r, d)| train.x.gather(r, cols, d));
+        }
+        _ => train.x.gather(rows, cols, xs),
+    }
+    for (r, &i) in rows.iter().enumerate() {
+        yb[r * train.y_cols..(r + 1) * train.y_cols]
+            .copy_from_slice(&train.y[i * train.y_cols..(i + 1) * train.y_cols]);
+    }
+}
+
+/// One pass over a sample of the training set as large as the validation split (at least
+/// 1,000 examples; whole windows of every stream for a stream): its accuracy, and what every
+/// layer does.
+fn watch_sample(
+    eval_plan: &Plan,
+    exec: &mut Exec<f32>,
+    loss: Loss,
+    train: &Data,
+    val: Option<Data>,
+    opts: &Options,
+    batch: usize,
+) -> (Evaluation, Vec<super::LayerStats>) {
+    let rows = train.rows();
+    let mut sample = val.map_or(0, |v| v.rows()).max(1000).min(rows);
+    if opts.bptt.is_some() {
+        sample = (sample / batch).max(1) * batch;
+    }
+    let sample = sample.min(rows);
+    let prefix = Data {
+        x: train.x.range(0, sample * train.x_cols),
+        y: &train.y[..sample * train.y_cols],
+        lengths: train.lengths.get(..sample).unwrap_or(&[]),
+        ..*train
+    };
+    let mut watch = super::LayerWatch::default();
+    let e = evaluate_watched(eval_plan, exec, loss, prefix, batch, &mut |i, s, n, r, l| watch.see(i, s, n, r, l));
+    (e, watch.finish(eval_plan))
 }
 
 /// Running totals for scoring a model's outputs batch by batch.
