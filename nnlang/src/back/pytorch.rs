@@ -36,101 +36,8 @@ pub fn generate(model: &Model, pre: Option<&Preprocess>) -> Result<String, Strin
         let ins: Vec<String> = node.inputs.iter().map(|&i| v(i)).collect();
         let x = ins.first().cloned().unwrap_or_default();
         let in_shape = node.inputs.first().and_then(|&i| shape(i));
-        let seq = in_shape.as_ref().is_some_and(|s| s.is_sequence());
-        let name = &node.name;
-        let line = match &node.op {
-            Op::Input(_) => continue,
-            Op::Dense(d) => {
-                let fan_in = match &in_shape {
-                    Some(s) if s.is_sequence() => s.last().unwrap_or(0),
-                    Some(s) => s.elements().fixed as usize,
-                    None => 0,
-                };
-                init.push(format!("self.{name} = nn.Linear({fan_in}, {})", d.units));
-                let xin = if seq { x.clone() } else { format!("{x}.reshape({x}.shape[0], -1)") };
-                act(&d.activation.unwrap_or(Activation::Identity), &format!("self.{name}({xin})"))
-            }
-            Op::Conv(c) => {
-                let depth = in_shape.as_ref().and_then(|s| s.last()).unwrap_or(0);
-                init.push(format!(
-                    "self.{name} = nn.Conv2d({depth}, {}, {}, stride={}, padding={})",
-                    c.filters, c.size, c.stride, c.pad
-                ));
-                act(
-                    &c.activation.unwrap_or(Activation::Identity),
-                    &format!("self.{name}({x}.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)"),
-                )
-            }
-            Op::Local(l) => {
-                let (Some(s), Some(o)) = (in_shape.clone(), shape(id)) else { return Err(format!("{name}: no shape")) };
-                let dims: Vec<String> = s.0.iter().chain(o.0.iter()).map(|d| d.to_string()).collect();
-                init.push(format!(
-                    "self.{name} = Local({}, {}, {}, {}, {}, {}, {}, {})",
-                    dims.get(2).cloned().unwrap_or_default(),
-                    l.filters,
-                    l.size,
-                    l.stride,
-                    l.pad,
-                    dims.get(3).cloned().unwrap_or_default(),
-                    dims.get(4).cloned().unwrap_or_default(),
-                    "None"
-                ));
-                act(&Activation::Identity, &format!("self.{name}({x})"))
-            }
-            Op::Pool(p) => {
-                let nchw = format!("{x}.permute(0, 3, 1, 2)");
-                let (f, s) = (p.size, p.stride);
-                let pooled = match p.kind {
-                    PoolKind::Max => format!("F.max_pool2d({nchw}, {f}, {s})"),
-                    PoolKind::Avg => format!("F.avg_pool2d({nchw}, {f}, {s})"),
-                    PoolKind::L2 => format!("torch.sqrt(F.avg_pool2d({nchw} * {nchw}, {f}, {s}) * {})", f * f),
-                };
-                format!("{pooled}.permute(0, 2, 3, 1)")
-            }
-            Op::Flatten(_) => format!("{x}.reshape({x}.shape[0], -1)"),
-            Op::Dropout(_) => x.clone(),
-            Op::Activation(a) => act(&a.function, &x),
-            Op::Softmax(_) => format!("torch.softmax({x}, dim=-1)"),
-            Op::Softplus(_) => format!("F.softplus({x})"),
-            Op::Maxout(m) => {
-                let fan_in = match &in_shape {
-                    Some(s) if s.is_sequence() => s.last().unwrap_or(0),
-                    Some(s) => s.elements().fixed as usize,
-                    None => 0,
-                };
-                init.push(format!("self.{name} = nn.Linear({fan_in}, {})", m.units * m.pieces));
-                let xin = if seq { x.clone() } else { format!("{x}.reshape({x}.shape[0], -1)") };
-                format!("self.{name}({xin}).unflatten(-1, ({}, {})).amax(-1)", m.units, m.pieces)
-            }
-            Op::MaxoutChannels(m) => format!("{x}.unflatten(-1, (-1, {})).amax(-1)", m.pieces),
-            Op::Add(_) => ins.join(" + "),
-            Op::Concat(_) => format!("torch.cat([{}], dim=-1)", ins.join(", ")),
-            Op::Rnn(r) => {
-                let f = in_shape.as_ref().and_then(|s| s.last()).unwrap_or(0);
-                init.push(format!(
-                    "self.{name} = Elman({f}, {}, {}, False)",
-                    r.hidden,
-                    r.activation.desc().pytorch_module
-                ));
-                let last = r.output == RnnOutput::Last;
-                format!("self.{name}({x}, {})", if last { "'last'" } else { "'sequence'" })
-            }
-            Op::Bidirectional(b) => {
-                let f = in_shape.as_ref().and_then(|s| s.last()).unwrap_or(0);
-                init.push(format!(
-                    "self.{name} = Elman({f}, {}, {}, True)",
-                    b.hidden,
-                    b.activation.desc().pytorch_module
-                ));
-                let last = b.output == RnnOutput::Last;
-                let merge = match b.merge {
-                    Merge::Concat => "concat",
-                    Merge::Add => "add",
-                    Merge::Mul => "mul",
-                };
-                format!("self.{name}.both({x}, {}, '{merge}')", if last { "'last'" } else { "'sequence'" })
-            }
-            Op::Loss(_) => continue,
+        let Some(line) = layer(&node.op, &node.name, &x, &ins, (in_shape.as_ref(), shape(id)), &mut init)? else {
+            continue;
         };
         body.push(format!("        {} = {line}", v(id)));
     }
@@ -249,4 +156,103 @@ class {class}(nn.Module):
     }
     s.push_str(&format!("        return v{}\n", out.0));
     Ok(s)
+}
+
+/// One layer's Python: its line of `forward` over `x` (the first input; `ins` all of them),
+/// with what `__init__` needs pushed to `init`; `None` for what is no layer (an input, the loss).
+fn layer(
+    op: &Op,
+    name: &str,
+    x: &str,
+    ins: &[String],
+    (in_shape, out_shape): (Option<&crate::ir::Shape>, Option<crate::ir::Shape>),
+    init: &mut Vec<String>,
+) -> Result<Option<String>, String> {
+    let x = x.to_string();
+    let seq = in_shape.is_some_and(|s| s.is_sequence());
+    Ok(Some(match op {
+        Op::Input(_) | Op::Loss(_) => return Ok(None),
+        Op::Dense(d) => {
+            let fan_in = match in_shape {
+                Some(s) if s.is_sequence() => s.last().unwrap_or(0),
+                Some(s) => s.elements().fixed as usize,
+                None => 0,
+            };
+            init.push(format!("self.{name} = nn.Linear({fan_in}, {})", d.units));
+            let xin = if seq { x.clone() } else { format!("{x}.reshape({x}.shape[0], -1)") };
+            act(&d.activation.unwrap_or(Activation::Identity), &format!("self.{name}({xin})"))
+        }
+        Op::Conv(c) => {
+            let depth = in_shape.and_then(|s| s.last()).unwrap_or(0);
+            init.push(format!(
+                "self.{name} = nn.Conv2d({depth}, {}, {}, stride={}, padding={})",
+                c.filters, c.size, c.stride, c.pad
+            ));
+            act(
+                &c.activation.unwrap_or(Activation::Identity),
+                &format!("self.{name}({x}.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)"),
+            )
+        }
+        Op::Local(l) => {
+            let (Some(s), Some(o)) = (in_shape.cloned(), out_shape) else { return Err(format!("{name}: no shape")) };
+            let dims: Vec<String> = s.0.iter().chain(o.0.iter()).map(|d| d.to_string()).collect();
+            init.push(format!(
+                "self.{name} = Local({}, {}, {}, {}, {}, {}, {}, {})",
+                dims.get(2).cloned().unwrap_or_default(),
+                l.filters,
+                l.size,
+                l.stride,
+                l.pad,
+                dims.get(3).cloned().unwrap_or_default(),
+                dims.get(4).cloned().unwrap_or_default(),
+                "None"
+            ));
+            act(&Activation::Identity, &format!("self.{name}({x})"))
+        }
+        Op::Pool(p) => {
+            let nchw = format!("{x}.permute(0, 3, 1, 2)");
+            let (f, s) = (p.size, p.stride);
+            let pooled = match p.kind {
+                PoolKind::Max => format!("F.max_pool2d({nchw}, {f}, {s})"),
+                PoolKind::Avg => format!("F.avg_pool2d({nchw}, {f}, {s})"),
+                PoolKind::L2 => format!("torch.sqrt(F.avg_pool2d({nchw} * {nchw}, {f}, {s}) * {})", f * f),
+            };
+            format!("{pooled}.permute(0, 2, 3, 1)")
+        }
+        Op::Flatten(_) => format!("{x}.reshape({x}.shape[0], -1)"),
+        Op::Dropout(_) => x.clone(),
+        Op::Activation(a) => act(&a.function, &x),
+        Op::Softmax(_) => format!("torch.softmax({x}, dim=-1)"),
+        Op::Softplus(_) => format!("F.softplus({x})"),
+        Op::Maxout(m) => {
+            let fan_in = match in_shape {
+                Some(s) if s.is_sequence() => s.last().unwrap_or(0),
+                Some(s) => s.elements().fixed as usize,
+                None => 0,
+            };
+            init.push(format!("self.{name} = nn.Linear({fan_in}, {})", m.units * m.pieces));
+            let xin = if seq { x.clone() } else { format!("{x}.reshape({x}.shape[0], -1)") };
+            format!("self.{name}({xin}).unflatten(-1, ({}, {})).amax(-1)", m.units, m.pieces)
+        }
+        Op::MaxoutChannels(m) => format!("{x}.unflatten(-1, (-1, {})).amax(-1)", m.pieces),
+        Op::Add(_) => ins.join(" + "),
+        Op::Concat(_) => format!("torch.cat([{}], dim=-1)", ins.join(", ")),
+        Op::Rnn(r) => {
+            let f = in_shape.and_then(|s| s.last()).unwrap_or(0);
+            init.push(format!("self.{name} = Elman({f}, {}, {}, False)", r.hidden, r.activation.desc().pytorch_module));
+            let last = r.output == RnnOutput::Last;
+            format!("self.{name}({x}, {})", if last { "'last'" } else { "'sequence'" })
+        }
+        Op::Bidirectional(b) => {
+            let f = in_shape.and_then(|s| s.last()).unwrap_or(0);
+            init.push(format!("self.{name} = Elman({f}, {}, {}, True)", b.hidden, b.activation.desc().pytorch_module));
+            let last = b.output == RnnOutput::Last;
+            let merge = match b.merge {
+                Merge::Concat => "concat",
+                Merge::Add => "add",
+                Merge::Mul => "mul",
+            };
+            format!("self.{name}.both({x}, {}, '{merge}')", if last { "'last'" } else { "'sequence'" })
+        }
+    }))
 }

@@ -467,6 +467,58 @@ impl<'a> Builder<'a> {
         }
     }
 
+    /// A locally-connected layer: its patches by a convolution with one-hot filters, then at
+    /// every position a product with that position's filters (`MatMul` over `[oh, ow]`).
+    fn local(&mut self, id: NodeId, l: &crate::ops::local::Local, src: NodeId) -> Result<(), String> {
+        let name = self.graph().node(id).name.clone();
+        let (in_shape, out_shape) = (self.shape(src)?, self.shape(id)?);
+        let fixed = |s: &Shape| -> Result<Vec<usize>, String> {
+            s.0.iter().map(|d| size(d).ok_or_else(|| format!("`{name}` needs fixed dimensions"))).collect()
+        };
+        let (i, o) = (fixed(&in_shape)?, fixed(&out_shape)?);
+        let (&[_, _, d], &[oh, ow, f]) = (i.as_slice(), o.as_slice()) else {
+            return Err(format!("`{name}`: a locally-connected layer reads and makes volumes"));
+        };
+        let k = l.size;
+        let patch = d * k * k;
+        // Patches: a convolution whose filter p picks input (channel, y, x) = p.
+        let mut onehot = vec![0f32; patch * patch];
+        for p in 0..patch {
+            onehot[p * patch + p] = 1.0;
+        }
+        let e = self.tensor(&format!("{name}/patch_filters"), &[patch, d, k, k], &onehot);
+        let x = self.nchw(src)?;
+        let (kk, s, pd) = (k as i64, l.stride as i64, l.pad as i64);
+        let attrs = vec![
+            attr_ints("kernel_shape", &[kk, kk]),
+            attr_ints("strides", &[s, s]),
+            attr_ints("pads", &[pd, pd, pd, pd]),
+        ];
+        let cols = self.node("Conv", &[&x, &e], attrs, &format!("{name}/patches"));
+        let cols =
+            self.node("Transpose", &[&cols], vec![attr_ints("perm", &[0, 2, 3, 1])], &format!("{name}/patches_nhwc"));
+        let s5 = self.ints(&format!("{name}/rows_shape"), &[0, oh as i64, ow as i64, 1, patch as i64]);
+        let rows = self.node("Reshape", &[&cols, &s5], vec![], &format!("{name}/rows"));
+        // nnlang's weight [oh, ow, f, d, k, k] as [oh, ow, d·k·k, f].
+        let w = self.param(id, "weight")?;
+        let mut wt = vec![0f32; w.len()];
+        for pos in 0..oh * ow {
+            for fi in 0..f {
+                for p in 0..patch {
+                    wt[(pos * patch + p) * f + fi] = w[(pos * f + fi) * patch + p];
+                }
+            }
+        }
+        let wt = self.tensor(&format!("{name}.weight/positions"), &[oh, ow, patch, f], &wt);
+        let b = self.param_tensor(id, "bias", &[oh, ow, f])?;
+        let prod = self.node("MatMul", &[&rows, &wt], vec![], &format!("{name}/matmul"));
+        let s4 = self.ints(&format!("{name}/out_shape"), &[0, oh as i64, ow as i64, f as i64]);
+        let flat = self.node("Reshape", &[&prod, &s4], vec![], &format!("{name}/products"));
+        let y = self.node("Add", &[&flat, &b], vec![], &name);
+        self.vals.insert(id, Val::nhwc(y));
+        Ok(())
+    }
+
     fn lower(&mut self, id: NodeId) -> Result<(), String> {
         let g = self.graph();
         let node = g.node(id);
@@ -553,58 +605,7 @@ impl<'a> Builder<'a> {
                 };
                 self.vals.insert(id, Val { nhwc: None, nchw: Some(y) });
             }
-            Op::Local(l) => {
-                let src = input()?;
-                let (in_shape, out_shape) = (self.shape(src)?, self.shape(id)?);
-                let fixed = |s: &Shape| -> Result<Vec<usize>, String> {
-                    s.0.iter().map(|d| size(d).ok_or_else(|| format!("`{name}` needs fixed dimensions"))).collect()
-                };
-                let (i, o) = (fixed(&in_shape)?, fixed(&out_shape)?);
-                let (&[_, _, d], &[oh, ow, f]) = (i.as_slice(), o.as_slice()) else {
-                    return Err(format!("`{name}`: a locally-connected layer reads and makes volumes"));
-                };
-                let k = l.size;
-                let patch = d * k * k;
-                // Patches: a convolution whose filter p picks input (channel, y, x) = p.
-                let mut onehot = vec![0f32; patch * patch];
-                for p in 0..patch {
-                    onehot[p * patch + p] = 1.0;
-                }
-                let e = self.tensor(&format!("{name}/patch_filters"), &[patch, d, k, k], &onehot);
-                let x = self.nchw(src)?;
-                let (kk, s, pd) = (k as i64, l.stride as i64, l.pad as i64);
-                let attrs = vec![
-                    attr_ints("kernel_shape", &[kk, kk]),
-                    attr_ints("strides", &[s, s]),
-                    attr_ints("pads", &[pd, pd, pd, pd]),
-                ];
-                let cols = self.node("Conv", &[&x, &e], attrs, &format!("{name}/patches"));
-                let cols = self.node(
-                    "Transpose",
-                    &[&cols],
-                    vec![attr_ints("perm", &[0, 2, 3, 1])],
-                    &format!("{name}/patches_nhwc"),
-                );
-                let s5 = self.ints(&format!("{name}/rows_shape"), &[0, oh as i64, ow as i64, 1, patch as i64]);
-                let rows = self.node("Reshape", &[&cols, &s5], vec![], &format!("{name}/rows"));
-                // nnlang's weight [oh, ow, f, d, k, k] as [oh, ow, d·k·k, f].
-                let w = self.param(id, "weight")?;
-                let mut wt = vec![0f32; w.len()];
-                for pos in 0..oh * ow {
-                    for fi in 0..f {
-                        for p in 0..patch {
-                            wt[(pos * patch + p) * f + fi] = w[(pos * f + fi) * patch + p];
-                        }
-                    }
-                }
-                let wt = self.tensor(&format!("{name}.weight/positions"), &[oh, ow, patch, f], &wt);
-                let b = self.param_tensor(id, "bias", &[oh, ow, f])?;
-                let prod = self.node("MatMul", &[&rows, &wt], vec![], &format!("{name}/matmul"));
-                let s4 = self.ints(&format!("{name}/out_shape"), &[0, oh as i64, ow as i64, f as i64]);
-                let flat = self.node("Reshape", &[&prod, &s4], vec![], &format!("{name}/products"));
-                let y = self.node("Add", &[&flat, &b], vec![], &name);
-                self.vals.insert(id, Val::nhwc(y));
-            }
+            Op::Local(l) => self.local(id, l, input()?)?,
             Op::Flatten(_) => {
                 let x = self.nhwc(input()?)?;
                 let y = self.node("Flatten", &[&x], vec![attr_i("axis", 1)], &name);
