@@ -286,3 +286,27 @@ fn several_processes_without_mpi_are_refused() {
     assert!(!dir.join("run").exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `--set` values apply one after the other: the last setting of a key wins, whether it is
+/// written whole (`optimizer=…`) or by argument (`optimizer.lr=…`), and `model.nn` says so.
+#[test]
+fn the_last_set_of_a_key_wins_whole_or_by_argument() {
+    let dir = common::temp_dir("set-order");
+    let trained = |sets: &[&str], out: &str| -> String {
+        let out = dir.join(out);
+        let mut args = vec!["train", "examples/logistic_regression.nn", "--epochs", "1", "--limit", "200", "--quiet"];
+        for s in sets {
+            args.extend(["--set", s]);
+        }
+        args.extend(["--out", common::s(&out)]);
+        let o = nnlangc(&args);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+        std::fs::read_to_string(out.join("model.nn")).expect("model.nn")
+    };
+    let whole_then_field = trained(&["optimizer=sgd(lr = 0.2, momentum = 0.1)", "optimizer.lr=0.5"], "a");
+    assert!(whole_then_field.contains("optimizer = sgd(lr = 0.5, momentum = 0.1)"), "{whole_then_field}");
+    let field_then_whole = trained(&["optimizer.lr=0.5", "optimizer=sgd(lr = 0.2, momentum = 0.1)"], "b");
+    assert!(field_then_whole.contains("optimizer = sgd(lr = 0.2, momentum = 0.1)"), "{field_then_whole}");
+    let twice = trained(&["seed=1", "seed=2"], "c");
+    assert!(twice.contains("seed = 2") && !twice.contains("seed = 1"), "{twice}");
+}

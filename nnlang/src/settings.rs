@@ -12,26 +12,20 @@ pub fn is_recipe_key(key: &str) -> bool {
 }
 
 /// `source` with every `(key, value)` of `sets` written into its `train` blocks (the block of
-/// `model` only, when one is chosen).
+/// `model` only, when one is chosen), one after the other: a later setting of the same key —
+/// whole (`optimizer=…`) or by argument (`optimizer.lr=…`) — wins. Each value must be exactly
+/// one expression; anything else is refused with the `--set` argument named.
 pub fn override_source(source: &str, sets: &[(String, String)], model: Option<&str>) -> Result<String, UsageError> {
-    if sets.is_empty() {
-        return Ok(source.to_string());
-    }
-    // A source that does not parse is left as it is: compiling it reports why.
-    let Ok(file) = crate::syntax::parse(source) else { return Ok(source.to_string()) };
-    let blocks: Vec<_> =
-        file.blocks.iter().filter(|b| b.kind == BlockKind::Train && model.is_none_or(|m| b.target.name == m)).collect();
-    let mut edits: Vec<(usize, usize, String)> = Vec::new();
+    let mut out = source.to_string();
     for (key, value) in sets {
-        let bad = value.trim().is_empty()
-            || value.contains(['{', '}', ';', '\n'])
-            || value.contains("//")
-            || value.contains("/*");
-        if bad {
-            return Err(UsageError(format!(
-                "--set {key}={value}: a value is one expression, e.g. 0.01, adam(lr = 1e-3) or step(every = 5)"
-            )));
-        }
+        check_value(key, value)?;
+        // A source that does not parse is left as it is: compiling it reports why.
+        let Ok(file) = crate::syntax::parse(&out) else { return Ok(out) };
+        let blocks: Vec<_> = file
+            .blocks
+            .iter()
+            .filter(|b| b.kind == BlockKind::Train && model.is_none_or(|m| b.target.name == m))
+            .collect();
         if blocks.is_empty() {
             return Err(UsageError(format!("--set {key}: the file has no `train` block to set it in")));
         }
@@ -41,16 +35,38 @@ pub fn override_source(source: &str, sets: &[(String, String)], model: Option<&s
                 "--set {key}: a recipe path is `key` or `key.argument`, e.g. seed or optimizer.lr"
             )));
         }
+        let mut edits = Vec::new();
         for block in &blocks {
-            edits.push(edit(source, block, &path, value.trim(), key)?);
+            edits.push(edit(&out, block, &path, value.trim(), key)?);
+        }
+        edits.sort_by_key(|e| std::cmp::Reverse(e.0));
+        for (start, end, text) in edits {
+            out.replace_range(start..end, &text);
         }
     }
-    edits.sort_by_key(|e| std::cmp::Reverse(e.0));
-    let mut out = source.to_string();
-    for (start, end, text) in edits {
-        out.replace_range(start..end, &text);
-    }
     Ok(out)
+}
+
+/// A value is one expression of the language, and nothing that would change the file around
+/// it (a brace, a comment, a line break).
+fn check_value(key: &str, value: &str) -> Result<(), UsageError> {
+    let example = "e.g. 0.01, adam(lr = 1e-3) or step(every = 5)";
+    let v = value.trim();
+    if v.is_empty() {
+        return Err(UsageError(format!("--set {key}=: no value; a value is one expression, {example}")));
+    }
+    if value.contains(['{', '}', ';', '\n', '\r']) || value.contains("//") || value.contains("/*") {
+        return Err(UsageError(format!("--set {key}={value}: a value is one expression, {example}")));
+    }
+    crate::syntax::parse_setting(v).map_err(|at| {
+        let (good, rest) = v.split_at(at.min(v.len()));
+        let why = if good.trim().is_empty() || rest.is_empty() {
+            "is not a value".to_string()
+        } else {
+            format!("is more than one value: `{}` follows `{}`", rest.trim(), good.trim())
+        };
+        UsageError(format!("--set {key}={value}: `{v}` {why}; a value is one expression, {example}"))
+    })
 }
 
 /// The edit that sets `path` to `value` in one block.

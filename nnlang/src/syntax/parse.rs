@@ -10,6 +10,21 @@ use pest_derive::Parser;
 #[grammar = "syntax/nnlang.pest"]
 struct Grammar;
 
+/// Checks that `text` is exactly one value (`0.01`, `adam(lr = 1e-3)`, `step(every = 5)`):
+/// the byte where it stops being one, if it is not.
+pub fn parse_setting(text: &str) -> Result<(), usize> {
+    if too_deep(text).is_some() {
+        return Err(0);
+    }
+    match Grammar::parse(Rule::setting, text) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(match e.location {
+            pest::error::InputLocation::Pos(p) => p,
+            pest::error::InputLocation::Span((s, _)) => s,
+        }),
+    }
+}
+
 /// Parses a whole file. A syntax error stops the parse: the diagnostic names the place and
 /// what was expected there.
 pub fn parse(source: &str) -> Result<File, Diagnostic> {
