@@ -72,18 +72,14 @@ pub struct Watch {
     pub live: Option<(f32, f32)>,
 }
 
-/// Everything said about an activation besides its kernels.
+/// How an activation is written in source, PyTorch and ONNX (what the exporters and printers
+/// need; the facts planning and training need are [`Act::reads`], [`Act::kinks`] and
+/// [`Act::watch`], which allocate nothing).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Desc {
-    /// The name written in source.
-    pub name: &'static str,
     /// Its arguments as written in source (`alpha` of `leaky_relu(alpha = 0.1)`, `approximate`
     /// of `gelu(approximate = tanh)`), with their values; none when it has its defaults only.
     pub attrs: Vec<(&'static str, serde_json::Value)>,
-    /// Which value the derivative is read off.
-    pub reads: Reads,
-    /// The inputs at which the derivative jumps (the gradient check's kinks).
-    pub kinks: Vec<f64>,
     /// The PyTorch expression over `{x}` (`torch.relu({x})`).
     pub pytorch: String,
     /// The PyTorch module (`nn.ReLU()`).
@@ -93,8 +89,6 @@ pub struct Desc {
     /// The name (and `alpha`, `beta`) of ONNX's `RNN` activation, where it has one: only
     /// these can be the activation of a recurrent layer.
     pub onnx_rnn: Option<(&'static str, Option<(f32, f32)>)>,
-    /// What per-layer statistics watch.
-    pub watch: Watch,
 }
 
 /// √(2/π), of the tanh form of GELU.
@@ -104,67 +98,139 @@ const GELU_CUBIC: f64 = 0.044_715;
 /// 1/√(2π), the standard normal density's scale.
 const INV_SQRT_2PI: f64 = 0.398_942_280_401_432_7;
 
+/// `$body` with `$g` bound to the scalar function of `$f` (one arm per function, each with its
+/// function inlined): the one list of what each activation computes, which `Act::f` and the
+/// loops below expand, so that each loop is compiled (and vectorized) per function.
+macro_rules! with_scalar {
+    ($f:expr, $t:ty, |$g:ident| $body:expr) => {
+        match $f {
+            // A NaN passes through (as in PyTorch), for the loss check to see.
+            Act::Relu => {
+                let $g = relu::<$t>;
+                $body
+            }
+            Act::LeakyRelu(a) => {
+                let a = <$t>::from_f64(a);
+                let $g = move |v: $t| leaky(a, v);
+                $body
+            }
+            Act::Sigmoid => {
+                let $g = sigmoid::<$t>;
+                $body
+            }
+            Act::Tanh => {
+                let $g = |v: $t| v.tanh();
+                $body
+            }
+            Act::Identity => {
+                let $g = |v: $t| v;
+                $body
+            }
+            Act::HardTanh => {
+                let $g = hard_tanh::<$t>;
+                $body
+            }
+            Act::Gelu { tanh: false } => {
+                let $g = gelu::<$t>;
+                $body
+            }
+            Act::Gelu { tanh: true } => {
+                let $g = gelu_tanh::<$t>;
+                $body
+            }
+        }
+    };
+}
+
+/// `leaky_relu`'s slope below zero when none is given (PyTorch's default).
+pub const LEAKY_RELU_ALPHA: f64 = 0.01;
+
 impl Act {
     /// Every activation, with its default argument, in the order the language lists them.
     pub const ALL: &'static [Act] = &[
         Act::Sigmoid,
         Act::Tanh,
         Act::Relu,
-        Act::LeakyRelu(0.01),
+        Act::LeakyRelu(LEAKY_RELU_ALPHA),
         Act::Identity,
         Act::HardTanh,
         Act::Gelu { tanh: false },
     ];
 
-    /// The table's entry.
+    /// The name written in source.
+    pub fn name(self) -> &'static str {
+        match self {
+            Act::Sigmoid => "sigmoid",
+            Act::Tanh => "tanh",
+            Act::Relu => "relu",
+            Act::LeakyRelu(_) => "leaky_relu",
+            Act::Identity => "identity",
+            Act::HardTanh => "hard_tanh",
+            Act::Gelu { .. } => "gelu",
+        }
+    }
+
+    /// Which value the derivative is read off: the output, unless it needs the input.
+    pub fn reads(self) -> Reads {
+        match self {
+            Act::Gelu { .. } => Reads::Input,
+            Act::Sigmoid | Act::Tanh | Act::Relu | Act::LeakyRelu(_) | Act::Identity | Act::HardTanh => Reads::Output,
+        }
+    }
+
+    /// The inputs at which the derivative jumps (the gradient check's kinks).
+    pub fn kinks(self) -> &'static [f64] {
+        match self {
+            Act::Relu | Act::LeakyRelu(_) => &[0.0],
+            Act::HardTanh => &[-1.0, 1.0],
+            Act::Sigmoid | Act::Tanh | Act::Identity | Act::Gelu { .. } => &[],
+        }
+    }
+
+    /// What the per-layer statistics watch in its outputs.
+    pub fn watch(self) -> Watch {
+        let live = |r| Watch { dead: false, live: Some(r) };
+        match self {
+            Act::Relu => Watch { dead: true, live: None },
+            Act::Sigmoid => live((0.01, 0.99)),
+            Act::Tanh => live((-0.99, 0.99)),
+            Act::HardTanh => live((-0.999_999_9, 0.999_999_9)),
+            Act::LeakyRelu(_) | Act::Identity | Act::Gelu { .. } => Watch { dead: false, live: None },
+        }
+    }
+
+    /// How source, PyTorch and ONNX write it.
     pub fn desc(self) -> Desc {
-        let plain = |name, pytorch: &str, module: &str, op| Desc {
-            name,
+        // Most are one PyTorch call, one PyTorch module and one ONNX operator of the same name
+        // in ONNX's RNN.
+        let plain = |pytorch: &str, module: &str, op| Desc {
             attrs: Vec::new(),
-            reads: Reads::Output,
-            kinks: Vec::new(),
             pytorch: pytorch.to_string(),
             pytorch_module: module.to_string(),
             onnx: node(op, vec![Onnx::X]),
             onnx_rnn: Some((op, None)),
-            watch: Watch { dead: false, live: None },
         };
         match self {
-            Act::Sigmoid => Desc {
-                watch: Watch { dead: false, live: Some((0.01, 0.99)) },
-                ..plain("sigmoid", "torch.sigmoid({x})", "nn.Sigmoid()", "Sigmoid")
-            },
-            Act::Tanh => Desc {
-                watch: Watch { dead: false, live: Some((-0.99, 0.99)) },
-                ..plain("tanh", "torch.tanh({x})", "nn.Tanh()", "Tanh")
-            },
-            Act::Relu => Desc {
-                kinks: vec![0.0],
-                watch: Watch { dead: true, live: None },
-                ..plain("relu", "torch.relu({x})", "nn.ReLU()", "Relu")
-            },
+            Act::Sigmoid => plain("torch.sigmoid({x})", "nn.Sigmoid()", "Sigmoid"),
+            Act::Tanh => plain("torch.tanh({x})", "nn.Tanh()", "Tanh"),
+            Act::Relu => plain("torch.relu({x})", "nn.ReLU()", "Relu"),
             Act::LeakyRelu(alpha) => Desc {
                 attrs: vec![("alpha", serde_json::json!(alpha))],
-                kinks: vec![0.0],
                 pytorch: format!("F.leaky_relu({{x}}, {alpha:?})"),
                 pytorch_module: format!("nn.LeakyReLU({alpha:?})"),
                 onnx: Onnx::Op { op: "LeakyRelu", args: vec![Onnx::X], alpha: Some(alpha as f32) },
                 onnx_rnn: Some(("LeakyRelu", Some((alpha as f32, 0.0)))),
-                ..plain("leaky_relu", "", "", "LeakyRelu")
             },
             Act::Identity => Desc {
-                pytorch: "{x}".to_string(),
                 onnx: Onnx::X,
                 onnx_rnn: Some(("Affine", Some((1.0, 0.0)))),
-                ..plain("identity", "", "nn.Identity()", "Identity")
+                ..plain("{x}", "nn.Identity()", "Identity")
             },
             Act::HardTanh => Desc {
-                kinks: vec![-1.0, 1.0],
                 onnx: node("Clip", vec![Onnx::X, Onnx::Const(-1.0), Onnx::Const(1.0)]),
                 // ONNX's RNN has no clamp among its activations.
                 onnx_rnn: None,
-                watch: Watch { dead: false, live: Some((-0.999_999_9, 0.999_999_9)) },
-                ..plain("hard_tanh", "F.hardtanh({x})", "nn.Hardtanh()", "Clip")
+                ..plain("F.hardtanh({x})", "nn.Hardtanh()", "Clip")
             },
             Act::Gelu { tanh } => {
                 let half_x = |inner| node("Mul", vec![Onnx::Const(0.5), node("Mul", vec![Onnx::X, inner])]);
@@ -186,29 +252,24 @@ impl Act {
                 };
                 Desc {
                     attrs: if tanh { vec![("approximate", serde_json::json!("tanh"))] } else { Vec::new() },
-                    reads: Reads::Input,
+                    pytorch: pytorch.to_string(),
+                    pytorch_module: module.to_string(),
                     onnx,
                     onnx_rnn: None,
-                    ..plain("gelu", pytorch, module, "Gelu")
                 }
             }
         }
     }
 
-    /// The name written in source.
-    pub fn name(self) -> &'static str {
-        self.desc().name
-    }
-
     /// The name with its arguments, as source writes it: `leaky_relu(alpha = 0.1)`,
     /// `gelu(approximate = tanh)`, `relu`.
     pub fn text(self) -> String {
-        let d = self.desc();
-        if d.attrs.is_empty() {
-            return d.name.to_string();
+        let attrs = self.desc().attrs;
+        if attrs.is_empty() {
+            return self.name().to_string();
         }
-        let args: Vec<String> = d.attrs.iter().map(|(k, v)| format!("{k} = {}", attr_text(v))).collect();
-        format!("{}({})", d.name, args.join(", "))
+        let args: Vec<String> = attrs.iter().map(|(k, v)| format!("{k} = {}", attr_text(v))).collect();
+        format!("{}({})", self.name(), args.join(", "))
     }
 
     /// The Rust expression of this value, after `Act::` (what generated code writes).
@@ -221,20 +282,10 @@ impl Act {
     /// `f(x)` for one value.
     #[inline(always)]
     pub fn f<T: Float>(self, v: T) -> T {
-        match self {
-            // A NaN passes through (as in PyTorch), for the loss check to see.
-            Act::Relu => relu(v),
-            Act::LeakyRelu(a) => leaky(T::from_f64(a), v),
-            Act::Sigmoid => sigmoid(v),
-            Act::Tanh => v.tanh(),
-            Act::Identity => v,
-            Act::HardTanh => hard_tanh(v),
-            Act::Gelu { tanh: false } => gelu(v),
-            Act::Gelu { tanh: true } => gelu_tanh(v),
-        }
+        with_scalar!(self, T, |g| g(v))
     }
 
-    /// `f'` at one value, read off the output `y` or the input `x` as [`Desc::reads`] says.
+    /// `f'` at one value, read off the output `y` or the input `x` as [`Act::reads`] says.
     #[inline(always)]
     pub fn df<T: Float>(self, x: T, y: T) -> T {
         match self {
@@ -345,34 +396,14 @@ fn gelu_tanh_df<T: Float>(x: T) -> T {
 
 /// `y = f(x)` elementwise.
 pub fn activation<T: Float>(f: Act, x: &[T], y: &mut [T]) {
-    // One loop per function, each with its function inlined: they vectorize.
-    macro_rules! each {
-        ($($p:pat => $g:expr),* $(,)?) => {
-            match f { $($p => { let g = $g; y.iter_mut().zip(x).for_each(|(y, &v)| *y = g(v)) })* }
-        };
-    }
     if f == Act::Identity {
         return y.copy_from_slice(x);
     }
-    each! {
-        Act::Relu => relu::<T>,
-        Act::LeakyRelu(a) => { let a = T::from_f64(a); move |v| leaky(a, v) },
-        Act::Sigmoid => sigmoid::<T>,
-        Act::Tanh => |v: T| v.tanh(),
-        Act::Identity => |v: T| v,
-        Act::HardTanh => hard_tanh::<T>,
-        Act::Gelu { tanh: false } => gelu::<T>,
-        Act::Gelu { tanh: true } => gelu_tanh::<T>,
-    }
+    with_scalar!(f, T, |g| y.iter_mut().zip(x).for_each(|(y, &v)| *y = g(v)))
 }
 
 /// `y = f(y)` in place.
 pub fn activation_in_place<T: Float>(f: Act, y: &mut [T]) {
-    macro_rules! each {
-        ($($p:pat => $g:expr),* $(,)?) => {
-            match f { $($p => { let g = $g; y.iter_mut().for_each(|v| *v = g(*v)) })* }
-        };
-    }
     if f == Act::Identity {
         // Nothing to do: not even a pass over the values (a convolution without an
         // activation calls this on its whole output).
@@ -380,16 +411,7 @@ pub fn activation_in_place<T: Float>(f: Act, y: &mut [T]) {
     }
     // A select stored every time, not a store under a branch: it vectorizes, and NaN stays
     // NaN (it is not below zero).
-    each! {
-        Act::Relu => relu::<T>,
-        Act::LeakyRelu(a) => { let a = T::from_f64(a); move |v| leaky(a, v) },
-        Act::Sigmoid => sigmoid::<T>,
-        Act::Tanh => |v: T| v.tanh(),
-        Act::Identity => |v: T| v,
-        Act::HardTanh => hard_tanh::<T>,
-        Act::Gelu { tanh: false } => gelu::<T>,
-        Act::Gelu { tanh: true } => gelu_tanh::<T>,
-    }
+    with_scalar!(f, T, |g| y.iter_mut().for_each(|v| *v = g(*v)))
 }
 
 /// Forward was `y = f(x)`, so now `dx (+)= dy · f'(x)`.
@@ -488,7 +510,7 @@ mod tests {
         for &f in &all {
             for i in 0..=80 {
                 let x = -4.0 + 0.1 * f64::from(i) + 0.0123;
-                if f.desc().kinks.iter().any(|k| (x - k).abs() < 1e-3) {
+                if f.kinks().iter().any(|k| (x - k).abs() < 1e-3) {
                     continue;
                 }
                 let h = 1e-6;
@@ -496,7 +518,7 @@ mod tests {
                 let ana = f.df(x, f.f(x));
                 assert!((num - ana).abs() < 1e-7 * (1.0 + num.abs()), "{f:?} at {x}: {ana} vs {num}");
                 // The in-place backward reads what the table says.
-                let v = if f.desc().reads == Reads::Output { f.f(x) } else { x };
+                let v = if f.reads() == Reads::Output { f.f(x) } else { x };
                 let mut d = [1.5];
                 activation_backward_in_place(f, &[v], &mut d);
                 assert!((d[0] - 1.5 * ana).abs() < 1e-12, "{f:?} in place at {x}");

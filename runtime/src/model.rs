@@ -283,14 +283,12 @@ pub trait Model: Sized + Send {
             start += n;
         }
         if let Some(b) = self.core().preprocess.bins {
-            let values: Vec<f32> = out
-                .chunks_exact(c.output.max(1))
-                .map(|r| b.centre(r.iter().enumerate().fold(0, |k, (i, v)| if *v > r[k] { i } else { k })))
-                .collect();
-            return Array2::from_shape_vec((rows, 1), values)
-                .map_err(|_| ArrayError::Rows { expected: rows, found: 0 });
+            // Each row's value: the centre of its likeliest bin, as `nnlangc run` writes.
+            let values: Vec<f32> =
+                crate::interp::argmax_rows(c.output.max(1), &out).into_iter().map(|k| b.centre(k)).collect();
+            return Ok(Array2::from_shape_vec((rows, 1), values).expect("a value per row, by construction"));
         }
-        Array2::from_shape_vec((rows, c.output), out).map_err(|_| ArrayError::Rows { expected: rows, found: 0 })
+        Ok(Array2::from_shape_vec((rows, c.output), out).expect("rows × OUTPUT values, by construction"))
     }
 
     /// The outputs for raw `x` (`rows × INPUTS[0]`) of a one-input model, as

@@ -227,13 +227,13 @@ impl<'a> Args<'a> {
 
     /// `activation = tanh`, or `activation = leaky_relu(alpha = 0.1)`, if given: any of the
     /// activation layers, read as that layer reads its arguments; `allowed` says which the
-    /// layer takes (`why` is said of the others), with the argument's span.
+    /// layer takes (`why` is said of the others).
     pub fn activation(
         &self,
         env: &Env,
         allowed: fn(Activation) -> bool,
         why: &str,
-    ) -> Result<Option<(Activation, Span)>, Diagnostic> {
+    ) -> Result<Option<Activation>, Diagnostic> {
         let Some(e) = self.get("activation") else { return Ok(None) };
         let names: Vec<&str> = Activation::ALL.iter().map(|a| a.name()).collect();
         let (name, args): (&str, &[Arg]) = match &e.kind {
@@ -255,7 +255,7 @@ impl<'a> Args<'a> {
             )
             .with_help(format!("use one of {}", ok.join(", "))));
         }
-        Ok(Some((a.function, e.span)))
+        Ok(Some(a.function))
     }
 
     /// `pad = 2`, `pad = same` (P = (F − 1)/2, F odd) or `pad = valid` (P = 0); 0 if not given.

@@ -27,19 +27,18 @@ pub fn text(a: &Activation) -> String {
 }
 
 /// `leaky_relu`'s slope below zero when none is given.
-pub const DEFAULT_ALPHA: f64 = 0.01;
+pub const DEFAULT_ALPHA: f64 = nnlang_runtime::act::LEAKY_RELU_ALPHA;
 
 /// JSON of an activation: `"relu"`, `{"leaky_relu": {"alpha": 0.1}}`,
 /// `{"gelu": {"approximate": "tanh"}}`.
 pub fn ser<S: Serializer>(a: &Activation, s: S) -> Result<S::Ok, S::Error> {
-    let d = a.desc();
-    if d.attrs.is_empty() {
-        return s.serialize_str(d.name);
+    let attrs = a.desc().attrs;
+    if attrs.is_empty() {
+        return s.serialize_str(a.name());
     }
-    let args: serde_json::Map<String, serde_json::Value> =
-        d.attrs.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    let args: serde_json::Map<String, serde_json::Value> = attrs.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
     let mut m = serde_json::Map::new();
-    m.insert(d.name.to_string(), serde_json::Value::Object(args));
+    m.insert(a.name().to_string(), serde_json::Value::Object(args));
     m.serialize(s)
 }
 
@@ -136,7 +135,7 @@ impl Rules for ActivationOp {
     // functions whose derivative needs it: GELU).
     fn backward(&self, c: &StepCx, dy: ABuf, _grads: &[PBuf], dx: &mut super::DxFn) -> Vec<Step> {
         let f = self.function;
-        let off = match f.desc().reads {
+        let off = match f.reads() {
             act::Reads::Output => c.value,
             act::Reads::Input => c.inputs[0],
         };
@@ -150,7 +149,7 @@ impl Rules for ActivationOp {
     }
     fn backward_reads(&self) -> Reads {
         // Where f' is read off the output, the input may be overwritten in place.
-        let input = self.function.desc().reads == act::Reads::Input;
+        let input = self.function.reads() == act::Reads::Input;
         Reads { input, output: !input }
     }
     fn elementwise(&self) -> bool {

@@ -115,7 +115,7 @@ fn rnn_parts(a: &Args, env: &Env) -> Result<Rnn, Diagnostic> {
     // names the function: both say which functions a recurrence may use.
     let activation = a
         .activation(env, |f| f.desc().onnx_rnn.is_some(), "a recurrence needs a function ONNX's RNN has")?
-        .map_or(Activation::Tanh, |(f, _)| f);
+        .unwrap_or(Activation::Tanh);
     let output = match a.symbol("output", env, &["sequence", "last"])? {
         Some("last") => RnnOutput::Last,
         _ => RnnOutput::Sequence,

@@ -14,7 +14,7 @@ pub fn fuse_dense(graph: &Graph) -> Graph {
         let Op::Activation(act) = &g.nodes[a].op else { continue };
         let function = act.function;
         // The fused backward reads the derivative off the output: not for GELU's kind.
-        if function.desc().reads != nnlang_runtime::act::Reads::Output {
+        if function.reads() != nnlang_runtime::act::Reads::Output {
             continue;
         }
         let d = g.nodes[a].inputs[0];

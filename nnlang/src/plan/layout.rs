@@ -111,9 +111,8 @@ struct Layout<'g> {
     input_grads: bool,
     /// Each node's carried states.
     carried: Vec<Vec<ABuf>>,
-    /// The steps that save the carried states, run last, and where they went in the plan.
+    /// The steps that save the carried states, run last.
     carry_steps: Vec<Step>,
-    carry_at: usize,
 }
 
 impl<'g> Layout<'g> {
@@ -302,7 +301,6 @@ impl<'g> Layout<'g> {
         }
         // The next window's states, once the backward pass has read this one's.
         self.b.label("");
-        self.carry_at = self.b.steps.len();
         self.b.steps.append(&mut self.carry_steps);
         self.b.steps.push(Step::Update);
         self.b.label("");
@@ -346,7 +344,6 @@ pub(super) fn lay_out(g: &Graph, shapes: &Shapes, mode: Mode, max_batch: usize, 
         input_grads,
         carried: vec![Vec::new(); n],
         carry_steps: Vec::new(),
-        carry_at: 0,
     };
     l.forward();
     if training {
@@ -356,18 +353,15 @@ pub(super) fn lay_out(g: &Graph, shapes: &Shapes, mode: Mode, max_batch: usize, 
             l.output = l.value[o.index()];
         }
         l.b.label("");
-        l.carry_at = l.b.steps.len();
         l.b.steps.append(&mut l.carry_steps);
         l.b.label("");
     }
     let mut input_grad_bufs: Vec<ABuf> = g.inputs.iter().filter_map(|i| l.grads.get(i).copied()).collect();
-    // The carried states in node order, relocated with the rest.
-    let mut carried: Vec<ABuf> = l.carried.iter().flatten().copied().collect();
-    let (first_carried, n_grads) = (input_grad_bufs.len(), input_grad_bufs.len());
-    input_grad_bufs.append(&mut carried);
+    // The carried states in node order, relocated with the rest (after the input gradients).
+    let n_grads = input_grad_bufs.len();
+    input_grad_bufs.extend(l.carried.iter().flatten().copied());
     let (arena_len, naive_len) = liveness::pack(&mut l.b, &mut l.output, &mut input_grad_bufs, training, max_batch);
-    let carried = input_grad_bufs.split_off(first_carried);
-    debug_assert_eq!(input_grad_bufs.len(), n_grads);
+    let carried = input_grad_bufs.split_off(n_grads);
     let sequence = sequence_of(g, shapes, variable);
     let origins = std::mem::take(&mut l.b.origins);
     Plan {

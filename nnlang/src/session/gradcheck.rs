@@ -146,11 +146,11 @@ enum Kinks<'s> {
 /// output is kept (an activation fused into a product, in place, or a recurrence), from its
 /// output: a monotone function's output is past f(k) exactly where its input is past k.
 fn thresholds(f: Act, b: ABuf, output: bool) -> Kinks<'static> {
-    let kinks = f.desc().kinks;
+    let kinks = f.kinks();
     if kinks.is_empty() {
         return Kinks::None;
     }
-    Kinks::Past(b, if output { kinks.iter().map(|&k| f.f(k)).collect() } else { kinks })
+    Kinks::Past(b, if output { kinks.iter().map(|&k| f.f(k)).collect() } else { kinks.to_vec() })
 }
 
 fn kinks_of(s: &Step) -> Kinks<'_> {

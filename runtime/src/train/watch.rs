@@ -114,7 +114,7 @@ impl LayerWatch {
                 self.accs.len() - 1
             }
         };
-        self.accs[i].2.add(f.desc().watch, reads.get(y, rows), cols, rows_now, valid);
+        self.accs[i].2.add(f.watch(), reads.get(y, rows), cols, rows_now, valid);
     }
 
     /// The statistics of every layer seen, named as `plan`'s steps' layers.
@@ -130,11 +130,10 @@ impl LayerWatch {
                     mean,
                     std: (a.sq / a.n - mean * mean).max(0.0).sqrt(),
                     dead: f
-                        .desc()
-                        .watch
+                        .watch()
                         .dead
                         .then(|| a.fired.iter().filter(|&&x| !x).count() as f64 / a.fired.len().max(1) as f64),
-                    saturated: f.desc().watch.live.map(|_| a.saturated / a.n),
+                    saturated: f.watch().live.map(|_| a.saturated / a.n),
                 }
             })
             .collect()
@@ -167,7 +166,7 @@ mod tests {
         let valid = Rows { steps: 3, lengths: &lengths };
         for f in [Act::Relu, Act::Tanh, Act::Sigmoid] {
             let mut acc = Acc::default();
-            acc.add(f.desc().watch, &y, cols, rows, Rows { steps: 3, lengths: &lengths });
+            acc.add(f.watch(), &y, cols, rows, Rows { steps: 3, lengths: &lengths });
             let kept: Vec<f32> =
                 (0..rows).filter(|&r| valid.valid(r)).flat_map(|r| y[r * cols..(r + 1) * cols].to_vec()).collect();
             let n = kept.len() as f64;
