@@ -450,7 +450,7 @@ pub fn activation_backward<T: Float>(f: Act, x: &[T], y: &[T], dy: &[T], dx: &mu
     }
 }
 
-/// `d = d · f'` in place, with `f'` read off `v`: the output `y` when [`Desc::reads`] says
+/// `d = d · f'` in place, with `f'` read off `v`: the output `y` when [`Act::reads`] says
 /// [`Reads::Output`] (for ReLU and leaky ReLU with α ≥ 0, `x > 0` exactly when `y > 0`; for
 /// hard tanh, `−1 < x < 1` exactly when `−1 < y < 1`), else the input `x`. Compiled for AVX2
 /// too and run so where the processor has it (elementwise, and no product is fused: the same
