@@ -31,10 +31,9 @@ pub mod summary;
 pub mod syntax;
 
 use diag::Diagnostic;
-use ir::Graph;
 use lower::Overrides;
 use recipe::Recipe;
-use shape::Shapes;
+pub use shape::Model;
 use syntax::ast;
 
 /// What to compile: one model or all, parameter overrides, and settings written into the
@@ -59,15 +58,6 @@ impl std::fmt::Display for UsageError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
     }
-}
-
-/// One model, lowered and with every shape inferred.
-#[derive(Clone, Debug)]
-pub struct Model {
-    /// The lowered, checked graph.
-    pub graph: Graph,
-    /// Every node's inferred shape and parameters.
-    pub shapes: Shapes,
 }
 
 /// The result of compiling a file: the checked models and recipes, and everything wrong.

@@ -198,10 +198,10 @@ impl TrainRecipe {
 
     /// What a model without a `train` block is compiled with (`nn!`, `check`): the loss its
     /// last layer suggests, at [`DEFAULT_PLAN_BATCH`].
-    pub fn implied(model: &crate::Model) -> TrainRecipe {
+    pub fn implied(model: &crate::shape::Model) -> TrainRecipe {
         TrainRecipe {
             model: model.graph.name.clone(),
-            loss: loss::default_for(&model.graph),
+            loss: loss::default_for(model.graph.output_op()),
             batch: DEFAULT_PLAN_BATCH,
             ..TrainRecipe::default()
         }

@@ -1,8 +1,9 @@
 //! The per-model summary of `nnlangc check`: each layer's kind, output shape, parameter
 //! count and activation memory, and the totals; as a table for people and as JSON.
 
+pub use crate::diag::thousands;
 use crate::ir::{Elems, Op};
-use crate::Model;
+use crate::shape::Model;
 use serde::Serialize;
 use std::fmt::Write;
 
@@ -155,19 +156,6 @@ pub fn flops_text(e: Elems) -> String {
         (0, p) => format!("{}·seq", one(p).trim_end()),
         (f, p) => format!("{} + {}·seq", one(f).trim_end(), one(p).trim_end()),
     }
-}
-
-/// `1,234,567`
-pub fn thousands(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// `918.5 KiB`

@@ -1,72 +1,12 @@
 //! Constant expressions: numbers, booleans, strings, bare names, and arithmetic on model
 //! parameters. Used for layer arguments, input dimensions and recipe settings.
 
+pub use crate::diag::fmt_num;
 use crate::diag::Diagnostic;
-use crate::ir::{fmt_f64, ParamValue};
+use crate::ir::ParamValue;
+pub use crate::ops::args::Value;
 use crate::syntax::ast::{BinOp, Expr, ExprKind, Span};
 use std::collections::HashMap;
-use std::fmt;
-
-/// The value of a constant expression (a layer argument or a model parameter).
-#[derive(Clone, Debug, PartialEq)]
-pub enum Value {
-    /// An integer.
-    Int(i64),
-    /// A real number.
-    Float(f64),
-    /// `true` or `false`.
-    Bool(bool),
-    /// A string or a bare word (`same`, `relu`).
-    Str(String),
-    /// `10%`, as written.
-    Percent(f64),
-    /// A bare name that is not a parameter: `same`, `tanh`, `seq`, `cross_entropy`.
-    Sym(String),
-}
-
-impl Value {
-    /// The value with its kind, for messages (`the integer 3`).
-    pub fn describe(&self) -> String {
-        match self {
-            Value::Int(v) => format!("the integer {v}"),
-            Value::Float(v) => format!("the number {}", fmt_f64(*v)),
-            Value::Bool(v) => format!("the boolean `{v}`"),
-            Value::Str(s) => format!("the string \"{s}\""),
-            Value::Percent(p) => format!("the percentage {}%", fmt_num(*p)),
-            Value::Sym(s) => format!("the name `{s}`"),
-        }
-    }
-    /// The value as a real number, for an integer or a real.
-    pub fn as_f64(&self) -> Option<f64> {
-        match self {
-            Value::Int(v) => Some(*v as f64),
-            Value::Float(v) => Some(*v),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for Value {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Value::Int(v) => write!(f, "{v}"),
-            Value::Float(v) => f.write_str(&fmt_num(*v)),
-            Value::Bool(v) => write!(f, "{v}"),
-            Value::Str(s) => write!(f, "\"{s}\""),
-            Value::Percent(p) => write!(f, "{}%", fmt_num(*p)),
-            Value::Sym(s) => f.write_str(s),
-        }
-    }
-}
-
-/// A number as a person writes it: `12.5`, `3`, `0.001`.
-pub fn fmt_num(v: f64) -> String {
-    if v.fract() == 0.0 && v.abs() < 1e15 {
-        format!("{}", v as i64)
-    } else {
-        format!("{v}")
-    }
-}
 
 /// The names a constant expression may read: a model's parameters.
 pub type Env = HashMap<String, ParamValue>;

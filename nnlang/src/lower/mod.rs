@@ -674,7 +674,7 @@ impl<'a> Lowerer<'a> {
                             Diagnostic::error(
                                 format!(
                                     "this model would have more than {} layers",
-                                    crate::summary::thousands(MAX_LAYERS as u64)
+                                    crate::diag::thousands(MAX_LAYERS as u64)
                                 ),
                                 count.span,
                                 format!("stopped after {} of {n} repetitions", i + 1),
@@ -762,7 +762,7 @@ impl<'a> Lowerer<'a> {
                     Diagnostic::error(
                         format!(
                             "a repetition count must be at most {}, found {n}",
-                            crate::summary::thousands(MAX_LAYERS as u64)
+                            crate::diag::thousands(MAX_LAYERS as u64)
                         ),
                         count.span,
                         "far too many",

@@ -3,12 +3,11 @@
 //! The functions themselves are the runtime's [`Act`](nnlang_runtime::plan::Act); this module names them, reads them from
 //! source and writes them in IR text and JSON.
 
+use super::args::Args;
+use super::rule::RuleResult;
+use super::tensor::Elems;
 use super::{FlopsCx, Layer, Op, Reads, Rules, Scratch, ShapeCx, StepCx, Value};
 use crate::diag::Diagnostic;
-use crate::ir::Elems;
-use crate::lower::args::Args;
-use crate::lower::eval::Env;
-use crate::shape::RuleResult;
 use nnlang_runtime::act;
 use nnlang_runtime::plan::{ABuf, PBuf, Step};
 use serde::{Serialize, Serializer};
@@ -61,9 +60,9 @@ pub struct ActivationOp {
 impl ActivationOp {
     /// One layer per activation of the runtime's table, each written by its name.
     pub const LAYERS: &'static [Layer] = &[
-        plain("sigmoid", "`sigmoid`", |_, _| op(Activation::Sigmoid)),
-        plain("tanh", "`tanh`", |_, _| op(Activation::Tanh)),
-        plain("relu", "`relu`", |_, _| op(Activation::Relu)),
+        plain("sigmoid", "`sigmoid`", |_| op(Activation::Sigmoid)),
+        plain("tanh", "`tanh`", |_| op(Activation::Tanh)),
+        plain("relu", "`relu`", |_| op(Activation::Relu)),
         Layer {
             name: "leaky_relu",
             args: &[("alpha", false)],
@@ -72,8 +71,8 @@ impl ActivationOp {
             positional_error: None,
             build: leaky_relu,
         },
-        plain("identity", "`identity`", |_, _| op(Activation::Identity)),
-        plain("hard_tanh", "`hard_tanh`", |_, _| op(Activation::HardTanh)),
+        plain("identity", "`identity`", |_| op(Activation::Identity)),
+        plain("hard_tanh", "`hard_tanh`", |_| op(Activation::HardTanh)),
         Layer {
             name: "gelu",
             args: &[("approximate", false)],
@@ -85,19 +84,19 @@ impl ActivationOp {
     ];
 }
 
-const fn plain(name: &'static str, example: &'static str, build: fn(&Args, &Env) -> Result<Op, Diagnostic>) -> Layer {
+const fn plain(name: &'static str, example: &'static str, build: fn(&Args) -> Result<Op, Diagnostic>) -> Layer {
     Layer { name, args: &[], example, merge: false, positional_error: None, build }
 }
 
 fn op(function: Activation) -> Result<Op, Diagnostic> {
     Ok(Op::Activation(ActivationOp { function }))
 }
-fn leaky_relu(a: &Args, env: &Env) -> Result<Op, Diagnostic> {
-    let alpha = a.number_in("alpha", env, 0.0, 1.0, false, "[0, 1]")?.map_or(DEFAULT_ALPHA, |(v, _)| v);
+fn leaky_relu(a: &Args) -> Result<Op, Diagnostic> {
+    let alpha = a.number_in("alpha", 0.0, 1.0, false, "[0, 1]")?.map_or(DEFAULT_ALPHA, |(v, _)| v);
     op(Activation::LeakyRelu(alpha))
 }
-fn gelu(a: &Args, env: &Env) -> Result<Op, Diagnostic> {
-    let tanh = a.symbol("approximate", env, &["none", "tanh"])? == Some("tanh");
+fn gelu(a: &Args) -> Result<Op, Diagnostic> {
+    let tanh = a.symbol("approximate", &["none", "tanh"])? == Some("tanh");
     op(Activation::Gelu { tanh })
 }
 

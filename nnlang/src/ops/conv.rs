@@ -3,12 +3,12 @@
 //! `fuse-dense` pass sets `activation` when an activation is its only reader.
 
 use super::activation::{self, Activation};
+use super::args::Args;
+use super::geometry::window_extent;
+use super::rule::{bias, both_extents, volume, weight, RuleResult};
+use super::tensor::Elems;
 use super::{FlopsCx, Layer, Op, Reads, Rules, Scratch, ShapeCx, StepCx, Value};
 use crate::diag::Diagnostic;
-use crate::ir::Elems;
-use crate::lower::args::Args;
-use crate::lower::eval::Env;
-use crate::shape::{bias, both_extents, geometry::window_extent, volume, weight, RuleResult};
 use nnlang_runtime::plan::{ABuf, Act, Geometry, PBuf, Step};
 use serde::Serialize;
 
@@ -44,16 +44,16 @@ impl Conv {
 }
 
 /// `(filters, size, stride, pad)` of a window layer.
-pub fn window_args(a: &Args, env: &Env) -> Result<(usize, usize, usize, usize), Diagnostic> {
-    let filters = a.required_int("filters", env)?;
-    let size = a.required_int("size", env)?;
-    let stride = a.positive_int("stride", env)?.unwrap_or(1);
-    let pad = a.padding(env, size)?;
+pub fn window_args(a: &Args) -> Result<(usize, usize, usize, usize), Diagnostic> {
+    let filters = a.required_int("filters")?;
+    let size = a.required_int("size")?;
+    let stride = a.positive_int("stride")?.unwrap_or(1);
+    let pad = a.padding(size)?;
     Ok((filters, size, stride, pad))
 }
 
-fn build(a: &Args, env: &Env) -> Result<Op, Diagnostic> {
-    let (filters, size, stride, pad) = window_args(a, env)?;
+fn build(a: &Args) -> Result<Op, Diagnostic> {
+    let (filters, size, stride, pad) = window_args(a)?;
     Ok(Op::Conv(Conv { filters, size, stride, pad, activation: None }))
 }
 
@@ -85,7 +85,7 @@ pub fn window_shape(
     size: usize,
     stride: usize,
     pad: usize,
-) -> Result<([usize; 3], usize), Vec<crate::shape::ShapeError>> {
+) -> Result<([usize; 3], usize), Vec<super::rule::ShapeError>> {
     let [h, w, d] = volume(cx.id, &cx.one(), kind)?;
     let (oh, ow) = both_extents(cx.id, kind, (h, w), |dim, n| window_extent(dim, n, size, stride, pad))?;
     Ok(([oh, ow, filters], d))
@@ -114,7 +114,7 @@ impl Rules for Conv {
             weight(cx.name, "weight", &[self.filters, d, f, f], d * f * f, self.filters * f * f),
             bias(cx.name, "bias", &[self.filters]),
         ];
-        Ok((crate::ir::Shape::fixed(&out), params))
+        Ok((super::tensor::Shape::fixed(&out), params))
     }
     fn flops(&self, cx: &FlopsCx) -> Elems {
         cx.output.elements().scale(2 * (self.size as u64).pow(2) * cx.input_last())

@@ -3,11 +3,10 @@
 //! `y = f(W x + b)` in one step.
 
 use super::activation::{self, Activation};
+use super::args::Args;
+use super::rule::{affine_in, bias, weight, RuleResult};
+use super::tensor::Elems;
 use super::{FlopsCx, Layer, Op, Reads, Rules, Scratch, ShapeCx, StepCx, Value};
-use crate::ir::Elems;
-use crate::lower::args::Args;
-use crate::lower::eval::Env;
-use crate::shape::{affine_in, bias, weight, RuleResult};
 use nnlang_runtime::plan::{ABuf, PBuf, Step};
 use serde::Serialize;
 
@@ -43,8 +42,8 @@ impl Dense {
     ];
 }
 
-fn build(a: &Args, env: &Env) -> Result<Op, crate::diag::Diagnostic> {
-    Ok(Op::Dense(Dense { units: a.required_int("units", env)?, activation: None }))
+fn build(a: &Args) -> Result<Op, crate::diag::Diagnostic> {
+    Ok(Op::Dense(Dense { units: a.required_int("units")?, activation: None }))
 }
 
 impl Rules for Dense {

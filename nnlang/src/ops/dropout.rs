@@ -1,13 +1,13 @@
 //! `dropout(keep = p)` or `dropout(drop = q)`: inverted dropout, `y = x · mask` with mask
 //! 1/p or 0, drawn anew each training step; the identity (an alias) outside training.
 
+use super::args::Args;
+use super::rule::RuleResult;
+use super::tensor::Elems;
 use super::{FlopsCx, Layer, Op, Reads, Rules, Scratch, ShapeCx, StepCx, Value};
+use crate::diag::fmt_f64;
 use crate::diag::Diagnostic;
-use crate::ir::{fmt_f64, Elems};
-use crate::lower::args::Args;
-use crate::lower::eval::Env;
-use crate::shape::RuleResult;
-use crate::syntax::ast::Span;
+use crate::diag::Span;
 use nnlang_runtime::plan::{ABuf, PBuf, Step};
 use serde::Serialize;
 
@@ -39,9 +39,9 @@ fn positional(span: Span) -> Diagnostic {
         .with_help("write `dropout(keep = 0.5)` (keep half the units) or `dropout(drop = 0.2)` (drop a fifth)")
 }
 
-fn build(a: &Args, env: &Env) -> Result<Op, Diagnostic> {
-    let keep = a.number_in("keep", env, 0.0, 1.0, true, "(0, 1]")?;
-    let drop = a.number_in("drop", env, 0.0, 1.0, false, "[0, 1)")?;
+fn build(a: &Args) -> Result<Op, Diagnostic> {
+    let keep = a.number_in("keep", 0.0, 1.0, true, "(0, 1]")?;
+    let drop = a.number_in("drop", 0.0, 1.0, false, "[0, 1)")?;
     let keep = match (keep, drop) {
         (Some(_), Some((_, s))) => {
             return Err(Diagnostic::error("`dropout` takes `keep` or `drop`, not both", s, "given both")

@@ -1,12 +1,11 @@
 //! `flatten`: a volume read row-major over height, width, depth as one vector. No step of
 //! its own: the value is its input's buffer.
 
+use super::args::Args;
+use super::rule::{RuleResult, ShapeError};
+use super::tensor::{Elems, Shape};
 use super::{FlopsCx, Layer, Op, Reads, Rules, Scratch, ShapeCx, StepCx, Value};
 use crate::diag::Diagnostic;
-use crate::ir::{Elems, Shape};
-use crate::lower::args::Args;
-use crate::lower::eval::Env;
-use crate::shape::{RuleResult, ShapeError};
 use nnlang_runtime::plan::{ABuf, PBuf, Step};
 use serde::Serialize;
 
@@ -20,7 +19,7 @@ impl Flatten {
         &[Layer { name: "flatten", args: &[], example: "`flatten`", merge: false, positional_error: None, build }];
 }
 
-fn build(_: &Args, _: &Env) -> Result<Op, Diagnostic> {
+fn build(_: &Args) -> Result<Op, Diagnostic> {
     Ok(Op::Flatten(Flatten))
 }
 

@@ -1,8 +1,8 @@
 //! A model input (`input x: [28, 28, 1]`): the caller's array, read where it is held.
 
+use super::rule::RuleResult;
+use super::tensor::{Dim, Elems, Shape};
 use super::{FlopsCx, Layer, Reads, Rules, Scratch, ShapeCx, StepCx, Value};
-use crate::ir::{Dim, Elems, Shape};
-use crate::shape::RuleResult;
 use nnlang_runtime::plan::{ABuf, PBuf, Step};
 use serde::Serialize;
 

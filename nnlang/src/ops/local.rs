@@ -1,13 +1,12 @@
 //! `local(filters, size, stride, pad)`: the geometry of a convolution with a separate filter
 //! at every output position (a locally-connected layer).
 
+use super::args::Args;
 use super::conv::{window_args, window_shape, workspaces, WINDOW_ARGS};
+use super::rule::{bias, weight, RuleResult};
+use super::tensor::Elems;
 use super::{FlopsCx, Layer, Op, Reads, Rules, Scratch, ShapeCx, StepCx, Value};
 use crate::diag::Diagnostic;
-use crate::ir::Elems;
-use crate::lower::args::Args;
-use crate::lower::eval::Env;
-use crate::shape::{bias, weight, RuleResult};
 use nnlang_runtime::plan::{ABuf, Act, Geometry, PBuf, Step};
 use serde::Serialize;
 
@@ -40,8 +39,8 @@ impl Local {
     }
 }
 
-fn build(a: &Args, env: &Env) -> Result<Op, Diagnostic> {
-    let (filters, size, stride, pad) = window_args(a, env)?;
+fn build(a: &Args) -> Result<Op, Diagnostic> {
+    let (filters, size, stride, pad) = window_args(a)?;
     Ok(Op::Local(Local { filters, size, stride, pad }))
 }
 
@@ -65,7 +64,7 @@ impl Rules for Local {
             weight(cx.name, "weight", &[oh, ow, k, d, f, f], d * f * f, k * f * f),
             bias(cx.name, "bias", &[oh, ow, k]),
         ];
-        Ok((crate::ir::Shape::fixed(&[oh, ow, k]), params))
+        Ok((super::tensor::Shape::fixed(&[oh, ow, k]), params))
     }
     fn flops(&self, cx: &FlopsCx) -> Elems {
         cx.output.elements().scale(2 * (self.size as u64).pow(2) * cx.input_last())

@@ -2,9 +2,9 @@
 //! softmax or sigmoid by `fuse-softmax-ce`. Its step is built by the planner, which owns the
 //! target ([`Loss::step`]). Every loss name is spelled here once.
 
+use super::rule::RuleResult;
+use super::tensor::{Elems, Shape};
 use super::{FlopsCx, Layer, Reads, Rules, Scratch, ShapeCx, StepCx, Value};
-use crate::ir::{Elems, Shape};
-use crate::shape::RuleResult;
 use nnlang_runtime::plan::{ABuf, PBuf, Step, TargetKind};
 use serde::Serialize;
 
@@ -70,9 +70,10 @@ pub fn from_user_name(name: &str) -> Option<UserLoss> {
 }
 
 /// The loss a model without a `train` block is trained with: what its last layer suggests
-/// (cross-entropy after a softmax, binary cross-entropy after a sigmoid, else squared error).
-pub fn default_for(graph: &crate::ir::Graph) -> UserLoss {
-    match graph.output.map(|o| &graph.node(o).op) {
+/// (cross-entropy after a softmax, binary cross-entropy after a sigmoid, else squared error),
+/// given the op of its output.
+pub fn default_for(last: Option<&super::Op>) -> UserLoss {
+    match last {
         Some(super::Op::Softmax(_)) => UserLoss::CrossEntropy,
         Some(super::Op::Activation(a)) if a.function == super::Activation::Sigmoid => UserLoss::BinaryCrossEntropy,
         _ => UserLoss::MeanSquaredError,

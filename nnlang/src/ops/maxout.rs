@@ -2,12 +2,11 @@
 //! (a dense product into `units · pieces` values, then a group maximum); and `maxout(pieces)`
 //! after a convolution: the maximum over each group of `pieces` consecutive channels.
 
+use super::args::Args;
+use super::rule::{affine_in, bias, weight, RuleResult, ShapeError};
+use super::tensor::{Dim, Elems, Shape};
 use super::{FlopsCx, Layer, Op, Reads, Rules, Scratch, ShapeCx, StepCx, Value};
 use crate::diag::Diagnostic;
-use crate::ir::{Dim, Elems, Shape};
-use crate::lower::args::Args;
-use crate::lower::eval::Env;
-use crate::shape::{affine_in, bias, weight, RuleResult, ShapeError};
 use nnlang_runtime::plan::{ABuf, PBuf, Step, Write};
 use serde::Serialize;
 
@@ -44,9 +43,9 @@ impl MaxoutChannels {
     pub const LAYERS: &'static [Layer] = &[];
 }
 
-fn build(a: &Args, env: &Env) -> Result<Op, Diagnostic> {
-    let pieces = a.required_int("pieces", env)?;
-    Ok(match a.positive_int("units", env)? {
+fn build(a: &Args) -> Result<Op, Diagnostic> {
+    let pieces = a.required_int("pieces")?;
+    Ok(match a.positive_int("units")? {
         Some(units) => Op::Maxout(Maxout { units, pieces }),
         // Without units: the maximum over groups of channels (after a convolution).
         None => Op::MaxoutChannels(MaxoutChannels { pieces }),
@@ -62,7 +61,7 @@ impl Rules for Maxout {
     }
     fn shape(&self, cx: &ShapeCx) -> RuleResult {
         let (fan_in, out) = affine_in(cx.id, &cx.one(), self.units, "maxout")?;
-        let Some(rows) = self.units.checked_mul(self.pieces).filter(|&r| r as u64 <= crate::shape::MAX_ELEMENTS) else {
+        let Some(rows) = self.units.checked_mul(self.pieces).filter(|&r| r as u64 <= super::rule::MAX_ELEMENTS) else {
             return Err(vec![ShapeError::new(
                 cx.id,
                 format!("`maxout(units = {}, pieces = {})` needs more than 2^40 affine maps", self.units, self.pieces),

@@ -1,12 +1,11 @@
 //! `add(a, b, …)`: the elementwise sum of values of one shape; `concat(a, b, …)`: their
 //! concatenation along the last dimension.
 
+use super::args::Args;
+use super::rule::{RuleResult, ShapeError};
+use super::tensor::{Dim, Elems, Shape};
 use super::{FlopsCx, Layer, Op, Reads, Rules, Scratch, ShapeCx, StepCx, Value};
 use crate::diag::Diagnostic;
-use crate::ir::{Dim, Elems, Shape};
-use crate::lower::args::Args;
-use crate::lower::eval::Env;
-use crate::shape::{RuleResult, ShapeError};
 use nnlang_runtime::plan::{ABuf, PBuf, Step};
 use serde::Serialize;
 
@@ -36,10 +35,10 @@ impl Concat {
     }];
 }
 
-fn add(_: &Args, _: &Env) -> Result<Op, Diagnostic> {
+fn add(_: &Args) -> Result<Op, Diagnostic> {
     Ok(Op::Add(Add))
 }
-fn concat(_: &Args, _: &Env) -> Result<Op, Diagnostic> {
+fn concat(_: &Args) -> Result<Op, Diagnostic> {
     Ok(Op::Concat(Concat))
 }
 

@@ -13,10 +13,12 @@
 //! `docs/architecture.md`, "Adding a layer", walks through it.
 
 pub mod activation;
+pub mod args;
 pub mod conv;
 pub mod dense;
 pub mod dropout;
 pub mod flatten;
+pub mod geometry;
 pub mod input;
 pub mod local;
 pub mod loss;
@@ -24,8 +26,10 @@ pub mod maxout;
 pub mod merge;
 pub mod pool;
 pub mod rnn;
+pub mod rule;
 pub mod softmax;
 pub mod softplus;
+pub mod tensor;
 
 pub use activation::Activation;
 pub use loss::LossKind;
@@ -33,13 +37,12 @@ pub use pool::PoolKind;
 pub use rnn::{Merge, RnnOutput};
 
 use crate::diag::Diagnostic;
-use crate::ir::{Dim, Elems, NodeId, Shape};
-use crate::lower::args::Args;
-use crate::lower::eval::Env;
-use crate::shape::RuleResult;
-use crate::syntax::ast::Span;
+use crate::diag::Span;
+use args::Args;
 use nnlang_runtime::plan::{ABuf, Geometry, PBuf, Step, Write};
+use rule::RuleResult;
 use serde::Serialize;
+use tensor::{Dim, Elems, NodeId, Shape};
 
 /// What a shape rule sees: the node, its name (for parameter names) and its inputs' shapes.
 pub struct ShapeCx<'a> {
@@ -245,7 +248,7 @@ pub struct Layer {
     /// The error for an argument given without its name, for layers that refuse them.
     pub positional_error: Option<fn(Span) -> Diagnostic>,
     /// Builds the op from checked arguments.
-    pub build: fn(&Args, &Env) -> Result<Op, Diagnostic>,
+    pub build: fn(&Args) -> Result<Op, Diagnostic>,
 }
 
 macro_rules! registry {

@@ -1,12 +1,12 @@
 //! `maxpool`, `avgpool`, `l2pool(size, stride)`: a window reduction over each channel of a
 //! `[height, width, depth]` volume, output `(W − F)/S + 1`.
 
+use super::args::Args;
+use super::geometry::pool_extent;
+use super::rule::{both_extents, volume, RuleResult};
+use super::tensor::{Elems, Shape};
 use super::{FlopsCx, Layer, Op, Reads, Rules, Scratch, ShapeCx, StepCx, Value};
 use crate::diag::Diagnostic;
-use crate::ir::{Elems, Shape};
-use crate::lower::args::Args;
-use crate::lower::eval::Env;
-use crate::shape::{both_extents, geometry::pool_extent, volume, RuleResult};
 use nnlang_runtime::plan::{ABuf, Geometry, PBuf, Step};
 use serde::{Serialize, Serializer};
 
@@ -78,19 +78,19 @@ impl Pool {
     }
 }
 
-fn build(kind: PoolKind, a: &Args, env: &Env) -> Result<Op, Diagnostic> {
-    let size = a.required_int("size", env)?;
-    let stride = a.positive_int("stride", env)?.unwrap_or(size);
+fn build(kind: PoolKind, a: &Args) -> Result<Op, Diagnostic> {
+    let size = a.required_int("size")?;
+    let stride = a.positive_int("stride")?.unwrap_or(size);
     Ok(Op::Pool(Pool { kind, size, stride }))
 }
-fn max(a: &Args, env: &Env) -> Result<Op, Diagnostic> {
-    build(PoolKind::Max, a, env)
+fn max(a: &Args) -> Result<Op, Diagnostic> {
+    build(PoolKind::Max, a)
 }
-fn avg(a: &Args, env: &Env) -> Result<Op, Diagnostic> {
-    build(PoolKind::Avg, a, env)
+fn avg(a: &Args) -> Result<Op, Diagnostic> {
+    build(PoolKind::Avg, a)
 }
-fn l2(a: &Args, env: &Env) -> Result<Op, Diagnostic> {
-    build(PoolKind::L2, a, env)
+fn l2(a: &Args) -> Result<Op, Diagnostic> {
+    build(PoolKind::L2, a)
 }
 
 impl Rules for Pool {

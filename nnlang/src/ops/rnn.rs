@@ -5,13 +5,11 @@
 //! `nn.RNN` parameters, FLOPs) but not yet runnable.
 
 use super::activation::{self, Activation};
+use super::args::{Args, Given};
+use super::rule::{bias, sequence, weight, ParamSpec, RuleResult};
+use super::tensor::{Dim, Elems, Shape};
 use super::{FlopsCx, Layer, Op, Reads, Rules, Scratch, ShapeCx, StepCx, Value};
 use crate::diag::Diagnostic;
-use crate::ir::{Dim, Elems, Shape};
-use crate::lower::args::Args;
-use crate::lower::eval::Env;
-use crate::shape::{bias, sequence, weight, ParamSpec, RuleResult};
-use crate::syntax::ast::ExprKind;
 use nnlang_runtime::plan::{ABuf, PBuf, Step, Write};
 
 use serde::Serialize;
@@ -109,40 +107,40 @@ impl Bidirectional {
     }];
 }
 
-fn rnn_parts(a: &Args, env: &Env) -> Result<Rnn, Diagnostic> {
-    let hidden = a.required_int("hidden", env)?;
+fn rnn_parts(a: &Args) -> Result<Rnn, Diagnostic> {
+    let hidden = a.required_int("hidden")?;
     // The state is read off the output in backpropagation through time, and ONNX's `RNN`
     // names the function: both say which functions a recurrence may use.
     let activation = a
-        .activation(env, |f| f.desc().onnx_rnn.is_some(), "a recurrence needs a function ONNX's RNN has")?
+        .activation(|f| f.desc().onnx_rnn.is_some(), "a recurrence needs a function ONNX's RNN has")?
         .unwrap_or(Activation::Tanh);
-    let output = match a.symbol("output", env, &["sequence", "last"])? {
+    let output = match a.symbol("output", &["sequence", "last"])? {
         Some("last") => RnnOutput::Last,
         _ => RnnOutput::Sequence,
     };
     Ok(Rnn { hidden, activation, output })
 }
 
-fn build_rnn(a: &Args, env: &Env) -> Result<Op, Diagnostic> {
-    rnn_parts(a, env).map(Op::Rnn)
+fn build_rnn(a: &Args) -> Result<Op, Diagnostic> {
+    rnn_parts(a).map(Op::Rnn)
 }
 
-fn build_bidirectional(a: &Args, env: &Env) -> Result<Op, Diagnostic> {
+fn build_bidirectional(a: &Args) -> Result<Op, Diagnostic> {
     let layer = a.get("layer").ok_or_else(|| Diagnostic::error("`bidirectional` needs an rnn", a.call, "missing"))?;
-    let ExprKind::Call { name, args } = &layer.kind else {
+    let Given::Call(call) = &layer.value else {
         return Err(Diagnostic::error("`bidirectional` wraps an `rnn(…)` layer", layer.span, "expected `rnn(…)` here")
             .with_help("write `bidirectional(rnn(64), merge = concat)`"));
     };
-    if name.name != "rnn" {
+    if call.name != "rnn" {
         return Err(Diagnostic::error(
-            format!("`bidirectional` wraps an `rnn(…)` layer, found `{}`", name.name),
-            name.span,
+            format!("`bidirectional` wraps an `rnn(…)` layer, found `{}`", call.name),
+            call.name_span,
             "expected `rnn`",
         ));
     }
-    let inner = Args::bind(&Rnn::LAYERS[0], layer.span, args)?;
-    let Rnn { hidden, activation, output } = rnn_parts(&inner, env)?;
-    let merge = match a.symbol("merge", env, &["concat", "add", "mul"])? {
+    let inner = a.nested(&Rnn::LAYERS[0], layer.span, &call.args)?;
+    let Rnn { hidden, activation, output } = rnn_parts(&inner)?;
+    let merge = match a.symbol("merge", &["concat", "add", "mul"])? {
         Some("add") => Merge::Add,
         Some("mul") => Merge::Mul,
         _ => Merge::Concat,

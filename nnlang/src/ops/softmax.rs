@@ -1,12 +1,11 @@
 //! `softmax`: each row's exponentials over their sum. Before a cross-entropy loss it is fused
 //! into the loss (`fuse-softmax-ce`).
 
+use super::args::Args;
+use super::rule::RuleResult;
+use super::tensor::Elems;
 use super::{FlopsCx, Layer, Op, Reads, Rules, Scratch, ShapeCx, StepCx, Value};
 use crate::diag::Diagnostic;
-use crate::ir::Elems;
-use crate::lower::args::Args;
-use crate::lower::eval::Env;
-use crate::shape::RuleResult;
 use nnlang_runtime::plan::{ABuf, PBuf, Step};
 use serde::Serialize;
 
@@ -20,7 +19,7 @@ impl Softmax {
         &[Layer { name: "softmax", args: &[], example: "`softmax`", merge: false, positional_error: None, build }];
 }
 
-fn build(_: &Args, _: &Env) -> Result<Op, Diagnostic> {
+fn build(_: &Args) -> Result<Op, Diagnostic> {
     Ok(Op::Softmax(Softmax))
 }
 

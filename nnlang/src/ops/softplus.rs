@@ -1,12 +1,11 @@
 //! `softplus`: `y = ln(1 + eˣ)` elementwise (PyTorch's `nn.Softplus` with β = 1), a smooth
 //! ReLU. Its backward reads the input (`dx = dy · σ(x)`), so it never runs in place.
 
+use super::args::Args;
+use super::rule::RuleResult;
+use super::tensor::Elems;
 use super::{FlopsCx, Layer, Op, Reads, Rules, Scratch, ShapeCx, StepCx, Value};
 use crate::diag::Diagnostic;
-use crate::ir::Elems;
-use crate::lower::args::Args;
-use crate::lower::eval::Env;
-use crate::shape::RuleResult;
 use nnlang_runtime::plan::{ABuf, PBuf, Step};
 use serde::Serialize;
 
@@ -20,7 +19,7 @@ impl Softplus {
         &[Layer { name: "softplus", args: &[], example: "`softplus`", merge: false, positional_error: None, build }];
 }
 
-fn build(_: &Args, _: &Env) -> Result<Op, Diagnostic> {
+fn build(_: &Args) -> Result<Op, Diagnostic> {
     Ok(Op::Softplus(Softplus))
 }
 

@@ -7,7 +7,7 @@
 use crate::diag::Diagnostic;
 use crate::ir::{Activation, Dim, Graph, Op};
 use crate::passes;
-use crate::Model;
+use crate::shape::Model;
 use nnlang_runtime::plan::Plan;
 
 mod layout;

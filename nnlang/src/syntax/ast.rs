@@ -4,25 +4,7 @@
 
 use std::fmt;
 
-/// A byte range in the source text.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Span {
-    /// Byte offset of the first byte.
-    pub start: usize,
-    /// Byte offset past the last byte.
-    pub end: usize,
-}
-
-impl Span {
-    /// The bytes `start..end`.
-    pub fn new(start: usize, end: usize) -> Self {
-        Span { start, end }
-    }
-    /// The smallest span that covers both.
-    pub fn to(self, other: Span) -> Span {
-        Span::new(self.start.min(other.start), self.end.max(other.end))
-    }
-}
+pub use crate::diag::Span;
 
 /// A name as written, with where it was written.
 #[derive(Clone, Debug, PartialEq)]

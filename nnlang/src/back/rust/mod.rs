@@ -69,7 +69,7 @@ pub fn generate(compiled: &Compiled, model: &Model) -> Result<TokenStream, Vec<D
 
 /// The loss a model without a `train` block is trained with: what its last layer suggests.
 pub fn default_loss(model: &Model) -> Loss {
-    crate::ops::loss::default_for(&model.graph)
+    crate::ops::loss::default_for(model.graph.output_op())
 }
 
 /// Formats generated code for people (`nnlangc emit --rust`, snapshots).

@@ -1,21 +1,26 @@
 //! The notes' output-size formulas, and the arithmetic shown when they fail.
 
-use super::ShapeError;
-use crate::ir::NodeId;
-use crate::lower::eval::fmt_num;
+use super::rule::ShapeError;
+use super::tensor::NodeId;
+use crate::diag::fmt_num;
 
 /// A window that does not fit: what was computed, and settings that would fit.
 #[derive(Clone, Debug)]
 pub struct ExtentError {
+    /// The dimension: `height`, `width`, or `height and width`.
     pub dim: String,
     /// `(28 − 5)/2 + 1`
     pub formula: String,
+    /// What the formula gives.
     pub value: f64,
+    /// What its letters stand for.
     pub legend: String,
+    /// Settings that would fit.
     pub suggestions: Vec<String>,
 }
 
 impl ExtentError {
+    /// The error at node `id`, a `kind` layer, with the arithmetic as a note.
     pub fn into_error(self, id: NodeId, kind: &str) -> ShapeError {
         let whole = self.value.fract() == 0.0;
         let (is, number) = if self.dim.contains(" and ") { ("are", "whole numbers") } else { ("is", "a whole number") };
