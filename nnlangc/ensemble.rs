@@ -3,7 +3,7 @@
 //! of one run), their averaged probabilities scored beside each member's — and `eval`/`run`
 //! of an ensemble's directory.
 
-use crate::say::outln;
+use crate::say::{errln, outln};
 use crate::train::{train, TrainArgs};
 use crate::{open, Failure, ModelArgs, Set};
 use nnlang::session::ensemble::{self, Member};
@@ -35,6 +35,10 @@ fn member_run(
     a: &EnsembleArgs,
     keep: usize,
 ) -> Result<Member, Failure> {
+    if crate::stop::requested() {
+        errln!("interrupted: the members trained so far are kept in their directories; run the same command to go on");
+        return Err(Failure::Exit(crate::stop::INTERRUPTED));
+    }
     if !complete(dir) {
         let args = ModelArgs { file: file.to_path_buf(), model: Some(model.to_string()), set: sets };
         train(
@@ -66,10 +70,15 @@ pub fn run(args: &ModelArgs, a: EnsembleArgs) -> Result<(), Failure> {
         .find(|r| r.kind == BlockKind::Ensemble && args.model.as_deref().is_none_or(|m| r.target == m))
         .ok_or_else(|| Failure::Usage(format!("{}: no `ensemble` block", args.file.display())))?;
     let spec = EnsembleSpec::from_block(block);
+    // A signal stops the ensemble between members, or inside one (which keeps its last
+    // completed epoch, as `train` does).
+    crate::stop::cooperate();
     let model = spec.model.clone();
     let k = spec.members.unwrap_or(5);
     let out = a.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(format!("{model}-ensemble")));
     std::fs::create_dir_all(&out).map_err(|e| Failure::Usage(format!("{}: cannot create: {e}", out.display())))?;
+    // One process at a time writes an ensemble's directory.
+    let _lock = nnlang::session::rundir::DirLock::take(&out, "ensemble").map_err(Failure::Usage)?;
     let recipe = session
         .compiled
         .train_recipe(Some(&model))
@@ -161,6 +170,10 @@ pub fn run(args: &ModelArgs, a: EnsembleArgs) -> Result<(), Failure> {
             }
         }
     }
+    if crate::stop::requested() {
+        errln!("interrupted: every member is trained; run the same command to write the ensemble");
+        return Err(Failure::Exit(crate::stop::INTERRUPTED));
+    }
     ensemble::write_manifest(&out, &model, &members)?;
     report(&session, &model, &members, a.limit)?;
     outln!("wrote {}/{}", out.display(), ensemble::MANIFEST);
@@ -211,6 +224,14 @@ pub fn predict(args: &ModelArgs, dir: &Path, input: &Path, output: &Path) -> Res
     let session = open(args)?;
     let members = ensemble::read_manifest(dir)?;
     nnlang_runtime::io::check_replaceable(output).map_err(Failure::Usage)?;
+    let manifest = dir.join(ensemble::MANIFEST);
+    let mut inputs: Vec<(&str, &Path)> =
+        vec![("source", &args.file), ("input", input), ("ensemble manifest", &manifest)];
+    for m in &members {
+        inputs.push(("member's source", &m.source));
+        inputs.push(("member's weights", &m.weights));
+    }
+    nnlang_runtime::io::check_not_input(output, &inputs).map_err(Failure::Usage)?;
     let x = nnlang_runtime::data::npy::read(input).map_err(|e| Failure::Usage(e.to_string()))?;
     let name = session.model(args.model.as_deref())?.graph.name.clone();
     let mut sum: Vec<f64> = Vec::new();

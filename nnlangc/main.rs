@@ -17,6 +17,7 @@ mod ensemble;
 mod report;
 mod say;
 mod search;
+mod stop;
 mod train;
 
 use cli::*;
@@ -24,6 +25,7 @@ use say::{err, errln, out, outln};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    stop::install();
     // `mpirun -n N nnlangc train|search`: the processes join before anything else.
     let joined = match &cli.command {
         Command::Train { .. } | Command::Search { .. } => {

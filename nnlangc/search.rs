@@ -33,11 +33,14 @@ pub fn search(args: &ModelArgs, a: SearchArgs) -> Result<(), Failure> {
     let root = cluster.is_none_or(|c| c.is_root());
     let mut done = Vec::new();
     let mut file = None;
+    let mut lock = None;
     if root {
         if out.exists() && !out.is_dir() {
             return Err(Failure::Usage(format!("{}: not a directory", out.display())));
         }
         std::fs::create_dir_all(&out).map_err(|e| Failure::Usage(format!("{}: cannot create: {e}", out.display())))?;
+        // One process at a time writes a search's directory.
+        lock = Some(nnlang::session::rundir::DirLock::take(&out, "search").map_err(Failure::Usage)?);
         done = search::read_table(&table, &names)?;
         if done.is_empty() {
             std::fs::write(&table, search::header(&names))
@@ -62,6 +65,8 @@ pub fn search(args: &ModelArgs, a: SearchArgs) -> Result<(), Failure> {
     }
     let write_row = |t: &Trial, o: &Outcome| {
         if let Some(Ok(mut f)) = file.as_ref().map(Mutex::lock) {
+            // A signal waits for the row to be written whole.
+            let _whole = crate::stop::writing();
             let _ = f.write_all(search::row(t, o).as_bytes()).and_then(|_| f.flush());
         }
     };
@@ -148,6 +153,7 @@ pub fn search(args: &ModelArgs, a: SearchArgs) -> Result<(), Failure> {
     if !root {
         return Ok(());
     }
+    let _held = lock;
     finish(&s, &model, &names, &ranges_of_first, &all, &out)
 }
 

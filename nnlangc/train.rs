@@ -10,14 +10,13 @@ use nnlang_runtime::train::{Cluster, EpochStats, Observer, Resume};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 /// Exit code after Ctrl-C or SIGTERM (128 + SIGINT), once the run is saved.
-pub const INTERRUPTED: u8 = 130;
+pub use crate::stop::INTERRUPTED;
 
 struct Progress {
     bar: Option<ProgressBar>,
-    stop: Arc<AtomicBool>,
+    stop: &'static AtomicBool,
     epochs: usize,
     quiet: bool,
     run: RunDir,
@@ -45,7 +44,7 @@ impl Observer for Progress {
                 bar.set_length(steps as u64);
                 bar.set_prefix(format!("epoch {epoch}/{}", self.epochs));
             }
-            if step % 16 == 0 || step == steps {
+            if step.is_multiple_of(16) || step == steps {
                 bar.set_position(step as u64);
                 bar.set_message(format!("loss {loss:.4}"));
             }
@@ -163,7 +162,7 @@ pub struct TrainArgs {
 
 /// Another process of a distributed run than rank 0: it trains its share and writes nothing.
 struct Follower {
-    stop: Arc<AtomicBool>,
+    stop: &'static AtomicBool,
 }
 
 impl Observer for Follower {
@@ -267,19 +266,10 @@ pub fn train(args: &ModelArgs, t: TrainArgs) -> Result<(), Failure> {
         }
     }
 
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        // Ctrl-C, SIGTERM (timeout, schedulers, `docker stop`) and SIGHUP stop after the
-        // current batch, and the run is saved; a second signal exits at once. A second
-        // handler cannot be installed (tests call this twice); training then just cannot be
-        // interrupted, which is safe.
-        let _ = ctrlc::set_handler(move || {
-            if stop.swap(true, Ordering::SeqCst) {
-                std::process::exit(i32::from(INTERRUPTED));
-            }
-        });
-    }
+    // Ctrl-C, SIGTERM (timeout, schedulers, `docker stop`) and SIGHUP stop after the current
+    // batch, and the run keeps its last completed epoch; a second signal exits at once.
+    crate::stop::cooperate();
+    let stop = crate::stop::flag();
     let bar = (!t.quiet && std::io::stderr().is_terminal()).then(|| {
         let bar = ProgressBar::new(0);
         if let Ok(style) = ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} {per_sec} ETA {eta}") {
@@ -328,7 +318,22 @@ pub fn train(args: &ModelArgs, t: TrainArgs) -> Result<(), Failure> {
             100.0 * seconds / training.max(1e-9)
         );
     }
-    progress.save(&outcome.history, &outcome.weights, outcome.interrupted.is_none()).map_err(Failure::Usage)?;
+    if let Some((epoch, step)) = outcome.interrupted {
+        // The run directory keeps the last completed epoch's save (weights, metrics, resume
+        // state and manifest agree); the interrupted epoch is not recorded as done.
+        let kept = progress.recorder.epochs_saved();
+        if kept == 0 {
+            errln!("interrupted at epoch {epoch}, step {step}, before any epoch completed: nothing was saved");
+        } else {
+            errln!(
+                "interrupted at epoch {epoch}, step {step}: {} keeps the run as of epoch {kept} (continue it with --resume {})",
+                out.display(),
+                out.display()
+            );
+        }
+        return Err(Failure::Exit(INTERRUPTED));
+    }
+    progress.save(&outcome.history, &outcome.weights, true).map_err(Failure::Usage)?;
 
     if let Some(test) = &loaded.test {
         let e = job.evaluate(&prepared.eval_plan, &outcome.weights, test)?;
@@ -341,10 +346,6 @@ pub fn train(args: &ModelArgs, t: TrainArgs) -> Result<(), Failure> {
         "wrote {}/{{weights.safetensors, metrics.csv, layers.csv, curves.svg, layers.svg{picture}, model.nn{vocab}, run.json}}",
         out.display()
     );
-    if let Some((epoch, step)) = outcome.interrupted {
-        errln!("interrupted at epoch {epoch}, step {step}: the weights so far are saved");
-        return Err(Failure::Exit(INTERRUPTED));
-    }
     Ok(())
 }
 
@@ -444,6 +445,20 @@ pub fn export(args: &ModelArgs, format: Format, weights: Option<&Path>, output: 
         Some(p) => Some(nnlang::session::data::Preprocess::read(&p).map_err(|e| Failure::Usage(e.to_string()))?),
         None => None,
     };
+    let (pre_path, vocab_path) =
+        (weights.map(|w| w.with_file_name("preprocess.json")), weights.map(|w| w.with_file_name("vocab.json")));
+    let mut inputs: Vec<(&str, &Path)> = vec![("source", args.file.as_path())];
+    inputs.extend(weights.map(|w| ("weights", w)));
+    inputs.extend(pre_path.as_deref().map(|p| ("preprocessing", p)));
+    inputs.extend(vocab_path.as_deref().map(|p| ("vocabulary", p)));
+    let output_path = match (&format, output) {
+        (_, Some(p)) => Some(p.to_path_buf()),
+        (Format::Onnx, None) => weights.map(|w| w.with_file_name("model.onnx")),
+        (Format::Pytorch, None) => None,
+    };
+    if let Some(o) = &output_path {
+        nnlang_runtime::io::check_not_input(o, &inputs).map_err(Failure::Usage)?;
+    }
     let write = |path: &Path, bytes: &[u8]| -> Result<(), Failure> {
         nnlang_runtime::io::write_atomic(path, bytes).map_err(Failure::Usage)?;
         outln!("wrote {}", path.display());
@@ -510,6 +525,15 @@ pub fn sample(args: &ModelArgs, spec: &nnlang::session::SampleSpec) -> Result<()
 }
 
 pub fn run(args: &ModelArgs, weights: &Path, input: &Path, output: &Path) -> Result<(), Failure> {
+    let (pre, vocab) = (weights.with_file_name("preprocess.json"), weights.with_file_name("vocab.json"));
+    let inputs = [
+        ("source", args.file.as_path()),
+        ("weights", weights),
+        ("input", input),
+        ("preprocessing", &pre),
+        ("vocabulary", &vocab),
+    ];
+    nnlang_runtime::io::check_not_input(output, &inputs).map_err(Failure::Usage)?;
     let session = open(args)?;
     let model = session.main_model(args.model.as_deref())?;
     let p = session.predict_npy(model, weights, input, output)?;

@@ -241,11 +241,18 @@ fn ctrl_c_finishes_the_batch_saves_and_exits() {
         let _ = e.read_to_string(&mut err);
     }
     assert_eq!(status.code(), Some(130), "{err}");
-    assert!(err.contains("interrupted at epoch") && err.contains("the weights so far are saved"), "{err}");
-    assert!(rest.iter().any(|l| l.starts_with("wrote ")), "{rest:?}");
-    for f in ["weights.safetensors", "metrics.csv", "curves.svg", "model.nn"] {
+    // The run keeps its last completed epoch; the interrupted one is not recorded as done.
+    assert!(err.contains("interrupted at epoch") && err.contains("keeps the run as of epoch"), "{err}");
+    assert!(err.contains("(continue it with --resume"), "{err}");
+    assert!(!rest.iter().any(|l| l.starts_with("wrote ")), "nothing new is claimed: {rest:?}");
+    for f in ["weights.safetensors", "metrics.csv", "curves.svg", "model.nn", "state.json"] {
         assert!(out.join(f).exists(), "{f} is written");
     }
+    let manifest = std::fs::read_to_string(out.join("run.json")).expect("manifest");
+    let state = std::fs::read_to_string(out.join("state.json")).expect("state");
+    let done =
+        |t: &str| t.split("\"epochs_done\":").nth(1).and_then(|r| r.trim_start().split(',').next().map(str::to_string));
+    assert_eq!(done(&manifest), done(&state), "the manifest and the resume state agree");
 }
 
 #[test]

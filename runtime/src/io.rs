@@ -85,6 +85,51 @@ pub fn check_replaceable(path: &Path) -> Result<(), String> {
     }
 }
 
+/// Refuses to write `output` when it is one of the command's `inputs` (each with what it
+/// is, for the message): the same path, or the same file under another name (a link).
+pub fn check_not_input(output: &Path, inputs: &[(&str, &Path)]) -> Result<(), String> {
+    let Ok(out) = std::fs::metadata(output) else { return Ok(()) };
+    let out_canon = std::fs::canonicalize(output).ok();
+    for (what, input) in inputs {
+        let Ok(m) = std::fs::metadata(input) else { continue };
+        let same = same_file(&out, &m) || (out_canon.is_some() && std::fs::canonicalize(input).ok() == out_canon);
+        if same {
+            return Err(format!(
+                "{}: refusing to write the output over this command's {what} ({}); choose another output",
+                output.display(),
+                input.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(unix)]
+fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    a.dev() == b.dev() && a.ino() == b.ino()
+}
+
+#[cfg(not(unix))]
+fn same_file(_: &std::fs::Metadata, _: &std::fs::Metadata) -> bool {
+    false
+}
+
+/// The temporary files of atomic writes in flight, removed by [`remove_temporaries`] when a
+/// signal ends the process.
+static TEMPORARIES: std::sync::Mutex<Vec<std::path::PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+fn temporaries() -> std::sync::MutexGuard<'static, Vec<std::path::PathBuf>> {
+    TEMPORARIES.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Removes the temporary files of the atomic writes in flight (the process is ending).
+pub fn remove_temporaries() {
+    for t in temporaries().drain(..) {
+        let _ = std::fs::remove_file(t);
+    }
+}
+
 /// Writes `bytes` to `path` so that `path` holds either its old content or all of the new:
 /// a temporary file beside it, written and synced, renamed over it, then the directory
 /// synced. Refuses to replace anything but a regular file; never leaves the temporary file.
@@ -98,14 +143,18 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
     };
     let name = path.file_name().ok_or_else(|| format!("{}: not a file name", path.display()))?;
     let tmp = dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
+    temporaries().push(tmp.clone());
     let written = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(&tmp)
         .and_then(|mut f| f.write_all(bytes).and_then(|_| f.sync_all()))
         .and_then(|_| std::fs::rename(&tmp, path));
-    if let Err(e) = written {
+    if written.is_err() {
         let _ = std::fs::remove_file(&tmp);
+    }
+    temporaries().retain(|t| t != &tmp);
+    if let Err(e) = written {
         return Err(fail(e));
     }
     // The rename is durable once the directory is; a failure here loses nothing written.

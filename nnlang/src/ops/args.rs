@@ -378,7 +378,7 @@ impl<'a> Args<'a> {
             Value::Int(p) if p >= 0 => usize::try_from(p).map_err(|_| too_big(span)),
             Value::Sym(ref s) if s == "valid" => Ok(0),
             Value::Sym(ref s) if s == "same" => {
-                if size % 2 == 0 {
+                if size.is_multiple_of(2) {
                     Err(Diagnostic::error(
                         format!("`pad = same` needs an odd filter size, found size = {size}"),
                         span,

@@ -75,7 +75,7 @@ fn nearest_stride(num: usize, s: usize) -> Option<usize> {
     };
     let mut d = 1usize;
     while d.saturating_mul(d) <= num {
-        if num % d == 0 {
+        if num.is_multiple_of(d) {
             consider(d);
             consider(num / d);
         }

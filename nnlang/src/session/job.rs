@@ -259,6 +259,7 @@ impl<'s> Job<'s> {
             raw: None,
             keep: KEEP_CHECKPOINTS,
             identity: self.identity(p),
+            saved: 0,
         }
     }
 }

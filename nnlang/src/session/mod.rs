@@ -18,6 +18,7 @@ mod job;
 mod predict;
 mod recorder;
 pub mod resume;
+pub mod rundir;
 pub mod sample;
 pub mod sanity;
 pub mod search;

@@ -25,6 +25,8 @@ pub struct Recorder {
     /// How many epochs' weights to keep (0: none).
     pub keep: usize,
     pub(super) identity: resume::Identity,
+    /// Epochs completed in the kept resume state.
+    pub(super) saved: usize,
 }
 
 /// The file of epoch `n`'s weights in a run directory (`epoch-3.safetensors`).
@@ -43,6 +45,7 @@ impl Recorder {
             std::fs::read(dir.join(name)).map_err(|e| Error::Input(format!("{}: {e}", dir.join(name).display())))
         };
         self.state = vec![("state.safetensors", read("state.safetensors")?), ("state.json", read("state.json")?)];
+        self.saved = done;
         self.raw = read("weights.raw.safetensors").ok();
         for n in done.saturating_sub(self.keep.saturating_sub(1)).max(1)..=done {
             if let Ok(bytes) = read(&checkpoint_name(n)) {
@@ -52,9 +55,15 @@ impl Recorder {
         Ok(())
     }
 
+    /// How many epochs the resume state kept (and so the run directory) has completed.
+    pub fn epochs_saved(&self) -> usize {
+        self.saved
+    }
+
     /// Keeps an epoch's resume state and weights for the files written from now on.
     pub fn remember(&mut self, weights: &[f32], state: &train::Resume) -> Result<(), Error> {
         self.state = resume::to_files(state, &self.identity)?;
+        self.saved = state.epochs_done;
         let bytes = nnlang_runtime::io::to_bytes(&self.table, weights).map_err(|e| Error::Usage(e.to_string()))?;
         self.checkpoints.push_back((state.epochs_done, bytes));
         if state.opt.average.is_some() {
@@ -103,7 +112,6 @@ impl Recorder {
             "epochs": self.epochs,
             "epochs_done": history.len(),
             "complete": complete,
-            "files": files.iter().map(|(n, _)| n.as_str()).chain(["curves.svg", "layers.svg"]).collect::<Vec<_>>(),
         });
         files.push((artifacts::MANIFEST.to_string(), format!("{manifest:#}\n").into_bytes()));
         Ok(files)

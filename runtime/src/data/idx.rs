@@ -121,7 +121,7 @@ fn parse_checked(path: &Path, bytes: &[u8], prefix: bool) -> Result<Idx, DataErr
         .ok_or_else(|| DataError::new(path, "IDX dimensions overflow"))?;
     let have = bytes.len() - header;
     let per_item = dims[1..].iter().product::<usize>().max(1);
-    if prefix && have <= expected && have % per_item == 0 {
+    if prefix && have <= expected && have.is_multiple_of(per_item) {
         return Ok(Idx { dims, data: bytes[header..].to_vec() });
     }
     if have != expected {

@@ -200,7 +200,7 @@ pub(super) fn dense_backward_with(
     dw: Option<(&mut [f32], Range<usize>)>,
     dx: Option<(&mut [f32], bool)>,
 ) -> bool {
-    if lanes == 0 || inp % lanes != 0 || rows == 0 {
+    if lanes == 0 || !inp.is_multiple_of(lanes) || rows == 0 {
         return false;
     }
     run(lanes, DenseBackward { rows, inp, out, x, w, dy, dw, dx }).is_some()
@@ -377,7 +377,7 @@ pub fn dense_forward(
 /// gradients) on this processor.
 pub fn dense_tiles(inp: usize) -> bool {
     let l = lanes();
-    l > 0 && inp % SUM_LANES == 0 && inp % l == 0
+    l > 0 && inp.is_multiple_of(SUM_LANES) && inp.is_multiple_of(l)
 }
 
 /// [`dense_forward`] with `lanes` lanes.
@@ -392,7 +392,7 @@ pub(super) fn dense_forward_with(
     b: &[f32],
     y: Out<'_, '_, f32>,
 ) -> bool {
-    if lanes == 0 || inp % SUM_LANES != 0 || rows == 0 || out == 0 {
+    if lanes == 0 || !inp.is_multiple_of(SUM_LANES) || rows == 0 || out == 0 {
         return false;
     }
     run(lanes, DenseForward { rows, inp, out, x, w, b, y }).is_some()

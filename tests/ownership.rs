@@ -1,0 +1,229 @@
+//! What is not nnlang's stays as it is, two runs never mix, and a command stops when asked:
+//! foreign manifests and user files in run directories, two `train`s into one directory,
+//! outputs that are inputs, and signals between an ensemble's members.
+
+mod common;
+
+use common::{s, temp_dir, text};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A 64 → 16 → 10 net on the bundled digits, `scale = 1/16`, as the issue tried it.
+fn base(dir: &Path, epochs: usize) -> PathBuf {
+    let data = common::root().join("examples/data/sklearn/digits.csv.gz");
+    let model = dir.join("base.nn");
+    std::fs::write(
+        &model,
+        format!(
+            "model Base {{ input x: [64]\n x -> dense(16) -> relu -> dense(10) -> softmax }}\n\
+             train Base on digits {{ loss = cross_entropy, optimizer = sgd(lr = 0.1), batch = 32, epochs = {epochs}, validate = 10%, seed = 1 }}\n\
+             data digits {{ train = csv(\"{}\", label = 0), scale = 1/16 }}\n",
+            data.display()
+        ),
+    )
+    .expect("model");
+    model
+}
+
+fn nnlangc(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_nnlangc")).args(args).current_dir(dir).output().expect("nnlangc runs")
+}
+
+fn listing(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).expect("readable") {
+        let p = e.expect("entry").path();
+        let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if p.is_dir() {
+            for (n, b) in listing(&p) {
+                out.push((format!("{name}/{n}"), b));
+            }
+        } else {
+            out.push((name, std::fs::read(&p).expect("readable file")));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn a_directory_with_a_foreign_run_json_is_refused_and_left_as_it_is() {
+    let dir = temp_dir("own-foreign");
+    let model = base(&dir, 1);
+    for manifest in ["{\"experiment\":\"mine\"}", "{}", "[1, 2]", "not json at all"] {
+        let mine = dir.join("mine");
+        let _ = std::fs::remove_dir_all(&mine);
+        std::fs::create_dir_all(mine.join("sub")).expect("dirs");
+        std::fs::write(mine.join("run.json"), manifest).expect("manifest");
+        std::fs::write(mine.join("notes.txt"), "my notes").expect("notes");
+        std::fs::write(mine.join("sub/file.bin"), [1u8, 2, 3]).expect("file");
+        let before = listing(&mine);
+        let o = nnlangc(&dir, &["train", s(&model), "--out", "mine", "--quiet"]);
+        let err = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{manifest}: {err}");
+        assert!(
+            err.contains("refusing to write a run in mine") && err.contains("not a manifest nnlang wrote"),
+            "{err}"
+        );
+        assert!(err.contains("mine/run.json"), "names the manifest: {err}");
+        assert_eq!(listing(&mine), before, "{manifest}: the directory is untouched");
+    }
+}
+
+#[test]
+fn the_users_files_in_a_run_directory_survive_a_retrain_and_a_resume() {
+    let dir = temp_dir("own-notes");
+    let model = base(&dir, 2);
+    let o = nnlangc(&dir, &["train", s(&model), "--out", "runs/base", "--quiet", "--epochs", "1"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    std::fs::write(dir.join("runs/base/NOTES.md"), "what I tried").expect("notes");
+    std::fs::create_dir_all(dir.join("runs/base/plots")).expect("dir");
+    std::fs::write(dir.join("runs/base/plots/a.svg"), "<svg/>").expect("plot");
+    let o = nnlangc(&dir, &["train", s(&model), "--resume", "runs/base", "--quiet"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let o = nnlangc(&dir, &["train", s(&model), "--out", "runs/base", "--quiet"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert_eq!(std::fs::read_to_string(dir.join("runs/base/NOTES.md")).expect("kept"), "what I tried");
+    assert_eq!(std::fs::read_to_string(dir.join("runs/base/plots/a.svg")).expect("kept"), "<svg/>");
+    let manifest = std::fs::read_to_string(dir.join("runs/base/run.json")).expect("manifest");
+    assert!(!manifest.contains("NOTES.md"), "the user's file is not the run's: {manifest}");
+    assert!(manifest.contains("\"epochs_done\": 2") && manifest.contains("\"complete\": true"), "{manifest}");
+}
+
+#[test]
+fn two_trains_into_one_directory_one_refused_at_once() {
+    let dir = temp_dir("own-dual");
+    let model = base(&dir, 30);
+    let spawn = |seed: &str| {
+        Command::new(env!("CARGO_BIN_EXE_nnlangc"))
+            .args(["train", s(&model), "--out", "runs/dual", "--quiet", "--set", &format!("seed={seed}")])
+            .current_dir(&*dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starts")
+    };
+    let first = spawn("1");
+    // The first holds the directory once it exists.
+    let start = Instant::now();
+    while !dir.join("runs/dual/.nnlang.lock").exists() {
+        assert!(start.elapsed() < Duration::from_secs(60), "the first train takes the directory");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let second = spawn("2").wait_with_output().expect("second ends");
+    let first = first.wait_with_output().expect("first ends");
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first.stderr));
+    let err = text(&second.stderr);
+    assert_eq!(second.status.code(), Some(2), "{err}");
+    assert!(err.contains("runs/dual: in use by process") && err.contains("another `nnlangc train`"), "{err}");
+    assert!(text(&second.stdout).is_empty(), "the refused one claims nothing: {}", text(&second.stdout));
+    let manifest = std::fs::read_to_string(dir.join("runs/dual/run.json")).expect("manifest");
+    assert!(manifest.contains("\"epochs_done\": 30"), "{manifest}");
+    let trained = std::fs::read_to_string(dir.join("runs/dual/model.nn")).expect("model");
+    assert!(trained.contains("seed = 1"), "the run is the first one's: {trained}");
+}
+
+#[test]
+fn an_output_over_an_input_is_refused_before_any_work() {
+    let dir = temp_dir("own-overlap");
+    let model = base(&dir, 1);
+    let o = nnlangc(&dir, &["train", s(&model), "--out", "r", "--quiet"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let weights = std::fs::read(dir.join("r/weights.safetensors")).expect("weights");
+    let source = std::fs::read(&model).expect("source");
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec![
+                "export",
+                "--onnx",
+                "base.nn",
+                "--weights",
+                "r/weights.safetensors",
+                "--output",
+                "r/weights.safetensors",
+            ],
+            "r/weights.safetensors: refusing to write the output over this command's weights",
+        ),
+        (
+            vec!["export", "--pytorch", "base.nn", "--output", "base.nn"],
+            "base.nn: refusing to write the output over this command's source",
+        ),
+        (
+            vec!["export", "--pytorch", "base.nn", "--weights", "r/weights.safetensors", "--output", "./r/../base.nn"],
+            "refusing to write the output over this command's source",
+        ),
+        (
+            vec!["export", "--onnx", "base.nn", "--weights", "r/weights.safetensors", "--output", "r/preprocess.json"],
+            "over this command's preprocessing",
+        ),
+    ];
+    for (args, says) in cases {
+        let o = nnlangc(&dir, &args);
+        let err = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    assert_eq!(std::fs::read(dir.join("r/weights.safetensors")).expect("weights"), weights);
+    assert_eq!(std::fs::read(&model).expect("source"), source);
+    // `run --input a.npy --output a.npy`, and the same file through a hard link.
+    let mut npy = b"\x93NUMPY\x01\x00".to_vec();
+    let header = "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 64), }";
+    let mut h = header.to_string();
+    while !(10 + h.len() + 1).is_multiple_of(64) {
+        h.push(' ');
+    }
+    h.push('\n');
+    npy.extend((h.len() as u16).to_le_bytes());
+    npy.extend(h.as_bytes());
+    npy.extend(std::iter::repeat_n(0u8, 64 * 4));
+    std::fs::write(dir.join("a.npy"), &npy).expect("npy");
+    std::fs::hard_link(dir.join("a.npy"), dir.join("b.npy")).expect("link");
+    for out in ["a.npy", "b.npy"] {
+        let o = nnlangc(
+            &dir,
+            &["run", "base.nn", "--weights", "r/weights.safetensors", "--input", "a.npy", "--output", out],
+        );
+        let err = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains(&format!("{out}: refusing to write the output over this command's input (a.npy)")),
+            "{err}"
+        );
+        assert_eq!(std::fs::read(dir.join("a.npy")).expect("input"), npy);
+    }
+}
+
+#[test]
+fn sigterm_between_ensemble_members_stops_it() {
+    let dir = temp_dir("own-ensemble");
+    let model = base(&dir, 1);
+    let mut text_of = std::fs::read_to_string(&model).expect("model");
+    text_of.push_str("ensemble Base { members = 10000 }\n");
+    std::fs::write(&model, text_of).expect("model");
+    let child = Command::new(env!("CARGO_BIN_EXE_nnlangc"))
+        .args(["ensemble", s(&model), "--out", "ens", "--quiet", "--limit", "200"])
+        .current_dir(&*dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    // Let a few members finish, then ask it to stop.
+    let start = Instant::now();
+    while !dir.join("ens/member-2/run.json").exists() {
+        assert!(start.elapsed() < Duration::from_secs(120), "members are trained");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let asked = Instant::now();
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill runs");
+    assert!(status.success());
+    let out = child.wait_with_output().expect("ends");
+    assert!(asked.elapsed() < Duration::from_secs(20), "stopped {:?} after the signal", asked.elapsed());
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
+    let members = std::fs::read_dir(dir.join("ens"))
+        .expect("dir")
+        .filter(|e| e.as_ref().is_ok_and(|e| e.path().is_dir()))
+        .count();
+    assert!(members < 20, "{members} member directories");
+    assert!(!dir.join("ens/ensemble.json").exists());
+}
