@@ -69,14 +69,14 @@ def check(path, tmp):
     weights = os.path.join(tmp, "w.safetensors")
     save_file(tensors, weights)
     model = os.path.join(tmp, "m.onnx")
-    subprocess.run([BIN, "export", "--onnx", path, "--weights", weights, "--output", model],
+    subprocess.run([BIN, "export", "--onnx", path, "--weights", weights, "--raw", "--output", model],
                    check=True, capture_output=True)
     onnx.checker.check_model(onnx.load(model), full_check=True)
     dims = dims_of(s["inputs"][0]["shape"])
     x = rng.uniform(-1, 1, size=[5, *dims]).astype(np.float32)
     np.save(os.path.join(tmp, "x.npy"), x)
     out = os.path.join(tmp, "y.npy")
-    run = subprocess.run([BIN, "run", path, "--weights", weights, "--input", os.path.join(tmp, "x.npy"),
+    run = subprocess.run([BIN, "run", path, "--weights", weights, "--raw", "--input", os.path.join(tmp, "x.npy"),
                           "--output", out], capture_output=True, text=True)
     if run.returncode != 0:
         return None, run.stderr.strip().splitlines()[0]

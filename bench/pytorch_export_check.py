@@ -72,7 +72,7 @@ def check(path, tmp):
     x = torch.rand(5, *shape) * 2 - 1
     np.save(os.path.join(tmp, "x.npy"), x.numpy())
     out = os.path.join(tmp, "y.npy")
-    run = subprocess.run([BIN, "run", path, "--weights", weights, "--input", os.path.join(tmp, "x.npy"),
+    run = subprocess.run([BIN, "run", path, "--weights", weights, "--raw", "--input", os.path.join(tmp, "x.npy"),
                           "--output", out], capture_output=True, text=True)
     if run.returncode != 0:
         return None, run.stderr.strip().splitlines()[0]

@@ -112,6 +112,10 @@ pub(crate) enum Command {
         input: PathBuf,
         #[arg(long)]
         output: PathBuf,
+        /// Use the weights without their preprocess.json even though the source preprocesses
+        /// its data (the inputs are then used as they are).
+        #[arg(long)]
+        raw: bool,
     },
     /// Check the compiled gradients against centred differences (the notes' procedure):
     /// double precision, a few examples, sampled coordinates of every parameter tensor, a
@@ -200,6 +204,10 @@ pub(crate) enum Command {
         /// Where to write it.
         #[arg(long)]
         output: Option<PathBuf>,
+        /// Use the weights without their preprocess.json even though the source preprocesses
+        /// its data (the inputs are then used as they are).
+        #[arg(long)]
+        raw: bool,
     },
     /// Generate text with a character model trained by `nnlangc train` on a `text(…)`.
     Sample {

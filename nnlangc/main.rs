@@ -176,18 +176,18 @@ fn run(cli: Cli, cluster: Option<&nnlang_runtime::train::Cluster>) -> Result<(),
             (Some(w), None) => train::eval(&model, &w, limit),
             (None, None) => Err(Failure::Usage("give --weights or --ensemble".into())),
         },
-        Command::Run { model, weights, ensemble, input, output } => match (weights, ensemble) {
+        Command::Run { model, weights, ensemble, input, output, raw } => match (weights, ensemble) {
             (_, Some(dir)) => ensemble::predict(&model, &dir, &input, &output),
-            (Some(w), None) => train::run(&model, &w, &input, &output),
+            (Some(w), None) => train::run(&model, &w, &input, &output, raw),
             (None, None) => Err(Failure::Usage("give --weights or --ensemble".into())),
         },
         Command::Ensemble { model, out, threads, limit, search, quiet } => {
             ensemble::run(&model, ensemble::EnsembleArgs { out, threads: threads as usize, limit, search, quiet })
         }
         Command::Sanity { model, limit } => train::sanity(&model, limit),
-        Command::Export { model, onnx, pytorch: _, weights, output } => {
+        Command::Export { model, onnx, pytorch: _, weights, output, raw } => {
             let format = if onnx { train::Format::Onnx } else { train::Format::Pytorch };
-            train::export(&model, format, weights.as_deref(), output.as_deref())
+            train::export(&model, format, weights.as_deref(), output.as_deref(), raw)
         }
         Command::Search { model, out, jobs, limit } => {
             search::search(&model, search::SearchArgs { out, jobs: jobs as usize, limit, cluster: cluster.cloned() })

@@ -438,9 +438,20 @@ pub enum Format {
 
 /// `nnlangc export`: the model as an ONNX file or a PyTorch module, with the preprocessing
 /// saved beside the weights inside; written whole or not at all.
-pub fn export(args: &ModelArgs, format: Format, weights: Option<&Path>, output: Option<&Path>) -> Result<(), Failure> {
-    let session = open(args)?;
+pub fn export(
+    args: &ModelArgs,
+    format: Format,
+    weights: Option<&Path>,
+    output: Option<&Path>,
+    raw: bool,
+) -> Result<(), Failure> {
+    let mut session = open(args)?;
+    session.raw_inputs = raw;
+    let session = session;
     let model = session.main_model(args.model.as_deref())?;
+    if let Some(w) = weights {
+        session.require_preprocessing(model, w, &w.with_file_name("preprocess.json"))?;
+    }
     let pre = match weights.map(|w| w.with_file_name("preprocess.json")).filter(|p| p.exists()) {
         Some(p) => Some(nnlang::session::data::Preprocess::read(&p).map_err(|e| Failure::Usage(e.to_string()))?),
         None => None,
@@ -524,7 +535,7 @@ pub fn sample(args: &ModelArgs, spec: &nnlang::session::SampleSpec) -> Result<()
     Ok(())
 }
 
-pub fn run(args: &ModelArgs, weights: &Path, input: &Path, output: &Path) -> Result<(), Failure> {
+pub fn run(args: &ModelArgs, weights: &Path, input: &Path, output: &Path, raw: bool) -> Result<(), Failure> {
     let (pre, vocab) = (weights.with_file_name("preprocess.json"), weights.with_file_name("vocab.json"));
     let inputs = [
         ("source", args.file.as_path()),
@@ -534,7 +545,8 @@ pub fn run(args: &ModelArgs, weights: &Path, input: &Path, output: &Path) -> Res
         ("vocabulary", &vocab),
     ];
     nnlang_runtime::io::check_not_input(output, &inputs).map_err(Failure::Usage)?;
-    let session = open(args)?;
+    let mut session = open(args)?;
+    session.raw_inputs = raw;
     let model = session.main_model(args.model.as_deref())?;
     let p = session.predict_npy(model, weights, input, output)?;
     let first = match &p.values {

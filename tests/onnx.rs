@@ -51,7 +51,7 @@ fn run(file: &Path, weights: &Path, dir: &Path, dims: &[usize], x: &[f32]) -> nn
     let input = dir.join("x.npy");
     nnlang_runtime::data::npy::write(&input, &shape, x).expect("writes");
     let out = dir.join("y.npy");
-    let o = nnlangc(&["run", s(file), "--weights", s(weights), "--input", s(&input), "--output", s(&out)]);
+    let o = nnlangc(&["run", s(file), "--weights", s(weights), "--raw", "--input", s(&input), "--output", s(&out)]);
     assert_eq!(o.status.code(), Some(0), "{}: {}", file.display(), text(&o.stderr));
     nnlang_runtime::data::npy::read(&out).expect("reads")
 }
@@ -87,7 +87,7 @@ fn largest_difference(a: &[f32], b: &[f32]) -> f32 {
 /// first two rows; returns the largest difference.
 fn compare(file: &Path, weights: &Path, dir: &Path, dims: &[usize], x: &[f32]) -> f32 {
     let onnx = dir.join("model.onnx");
-    let o = nnlangc(&["export", "--onnx", s(file), "--weights", s(weights), "--output", s(&onnx)]);
+    let o = nnlangc(&["export", "--onnx", s(file), "--weights", s(weights), "--raw", "--output", s(&onnx)]);
     assert_eq!(o.status.code(), Some(0), "{}: {}", file.display(), text(&o.stderr));
     let ours = run(file, weights, dir, dims, x);
     let (shape, theirs) = tract(&onnx, dims, x);
@@ -232,7 +232,7 @@ fn rnn_activations_are_written_into_the_node() {
     let weights = d.join("w.safetensors");
     random_weights(&table, &weights);
     let onnx = d.join("acts.onnx");
-    let o = nnlangc(&["export", "--onnx", s(&file), "--weights", s(&weights), "--output", s(&onnx)]);
+    let o = nnlangc(&["export", "--onnx", s(&file), "--weights", s(&weights), "--raw", "--output", s(&onnx)]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     let bytes = std::fs::read(&onnx).expect("written");
     let model = <ModelProto as prost::Message>::decode(bytes.as_slice()).expect("a ModelProto");
@@ -318,12 +318,21 @@ fn bad_onnx_requests_are_clear_errors() {
     let cases: [(&[&str], i32, &str); 5] = [
         (&["export", "--onnx", "examples/mnist_mlp.nn", "--output", s(&out)], 2, "--onnx needs --weights"),
         (
-            &["export", "--onnx", "examples/mnist_mlp.nn", "--weights", s(&small), "--output", s(&out)],
+            &["export", "--onnx", "examples/mnist_mlp.nn", "--weights", s(&small), "--raw", "--output", s(&out)],
             1,
             "small.safetensors: tensor `dense_0.weight` is missing",
         ),
         (
-            &["export", "--onnx", "examples/logistic_regression.nn", "--weights", s(&small), "--output", s(&d)],
+            &[
+                "export",
+                "--onnx",
+                "examples/logistic_regression.nn",
+                "--weights",
+                s(&small),
+                "--raw",
+                "--output",
+                s(&d),
+            ],
             2,
             "not a regular file",
         ),
@@ -339,7 +348,7 @@ fn bad_onnx_requests_are_clear_errors() {
     let leftovers: Vec<_> = std::fs::read_dir(&d).expect("dir").filter_map(|e| e.ok()).map(|e| e.file_name()).collect();
     assert_eq!(leftovers.len(), 1, "{leftovers:?}");
     // Default output: beside the weights.
-    let o = nnlangc(&["export", "--onnx", "examples/logistic_regression.nn", "--weights", s(&small)]);
+    let o = nnlangc(&["export", "--onnx", "examples/logistic_regression.nn", "--weights", s(&small), "--raw"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     assert!(d.join("model.onnx").is_file());
 }

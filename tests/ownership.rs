@@ -199,7 +199,7 @@ fn sigterm_between_ensemble_members_stops_it() {
     let dir = temp_dir("own-ensemble");
     let model = base(&dir, 1);
     let mut text_of = std::fs::read_to_string(&model).expect("model");
-    text_of.push_str("ensemble Base { members = 10000 }\n");
+    text_of.push_str("ensemble Base { members = 1000 }\n");
     std::fs::write(&model, text_of).expect("model");
     let child = Command::new(env!("CARGO_BIN_EXE_nnlangc"))
         .args(["ensemble", s(&model), "--out", "ens", "--quiet", "--limit", "200"])

@@ -367,14 +367,17 @@ fn impossible_runs_are_refused_before_they_start() {
     let d = common::temp_dir("training-huge");
     std::fs::write(
         d.join("m.nn"),
-        "model M {\n    input x: [2]\n    x -> dense(4096) -> relu -> dense(2) -> softmax\n}\ntrain M on pts { batch = 100000000 }\ndata pts { train = csv(\"pts.csv\") }\n",
+        "model M {\n    input x: [2]\n    x -> dense(70000) -> relu -> dense(70000) -> relu -> dense(2) -> softmax\n}\ntrain M on pts { batch = 100000000 }\ndata pts { train = csv(\"pts.csv\") }\n",
     )
     .expect("write");
     std::fs::write(d.join("pts.csv"), "1,2,0\n3,4,1\n").expect("write");
+    // The batch is the data's two rows (a batch beyond the data is the whole data set); the
+    // model alone is beyond the memory limit.
     let out = nnlangc(&["train", s(&d.join("m.nn")), "--out", s(&d.join("out")), "--quiet"]);
     assert_eq!(out.status.code(), Some(1));
+    assert!(!d.join("out").exists(), "nothing is left");
     assert!(
-        text(&out.stderr).contains("at batch 100000000 needs") && text(&out.stderr).contains("lower `batch`"),
+        text(&out.stderr).contains("at batch 2 needs 36.5 GiB") && text(&out.stderr).contains("lower `batch`"),
         "{}",
         text(&out.stderr)
     );

@@ -59,6 +59,8 @@ pub struct Recipe {
 #[derive(Clone, Copy)]
 enum Spec {
     PosInt,
+    /// An integer in `[lo, hi]`: a count with a limit (`bins`, `trials`, `members`).
+    Count(i64, i64),
     NonNegInt,
     PosNum,
     NonNegNum,
@@ -99,7 +101,7 @@ const TRAIN: &[(&str, Spec)] = &[
     (
         "loss",
         Spec::Choice(&[
-            form(LossKind::CrossEntropy.name(), &[("bins", Spec::PosInt, false)]),
+            form(LossKind::CrossEntropy.name(), &[("bins", Spec::Count(2, 1 << 16), false)]),
             form(LossKind::BinaryCrossEntropy.name(), &[]),
             form(LossKind::MeanSquaredError.name(), &[]),
         ]),
@@ -158,12 +160,19 @@ const DATA: &[(&str, Spec)] = &[
     ("classes", Spec::PosInt),
 ];
 
-const SEARCH: &[(&str, Spec)] = &[("trials", Spec::PosInt)];
+/// The most trials a search (or one of its stages) may run, and members an ensemble may have:
+/// beyond them a typo, refused before anything is allocated or trained.
+pub const MAX_TRIALS: i64 = 100_000;
+/// See [`MAX_TRIALS`].
+pub const MAX_MEMBERS: i64 = 1_000;
 
-const STAGE: &[(&str, Spec)] = &[("epochs", Spec::PosInt), ("keep", Spec::PosInt), ("trials", Spec::PosInt)];
+const SEARCH: &[(&str, Spec)] = &[("trials", Spec::Count(1, MAX_TRIALS))];
+
+const STAGE: &[(&str, Spec)] =
+    &[("epochs", Spec::PosInt), ("keep", Spec::PosInt), ("trials", Spec::Count(1, MAX_TRIALS))];
 
 const ENSEMBLE: &[(&str, Spec)] = &[
-    ("members", Spec::PosInt),
+    ("members", Spec::Count(1, MAX_MEMBERS)),
     (
         "from",
         Spec::Choice(&[
@@ -494,6 +503,10 @@ impl Checker<'_> {
         let num = v.as_f64();
         let (ok, expected) = match spec {
             Spec::PosInt => (matches!(v, Value::Int(n) if n >= 1), "a positive integer".to_string()),
+            Spec::Count(lo, hi) => (
+                matches!(v, Value::Int(n) if (lo..=hi).contains(&n)),
+                format!("an integer from {lo} to {}", crate::diag::thousands(hi as u64)),
+            ),
             Spec::NonNegInt => (matches!(v, Value::Int(n) if n >= 0), "an integer ≥ 0".to_string()),
             Spec::PosNum => (num.is_some_and(|x| x > 0.0 && x.is_finite()), "a number > 0".to_string()),
             Spec::NonNegNum => (num.is_some_and(|x| x >= 0.0 && x.is_finite()), "a number ≥ 0".to_string()),
@@ -518,10 +531,16 @@ impl Checker<'_> {
         if ok {
             return Some(v);
         }
+        // The right kind (a number), outside the range; or another kind altogether.
+        let in_kind = match spec {
+            Spec::PosInt | Spec::NonNegInt | Spec::Count(..) => matches!(v, Value::Int(_)),
+            Spec::PosNum | Spec::NonNegNum | Spec::Unit | Spec::Factor | Spec::Fraction => num.is_some(),
+            _ => false,
+        };
         let mut d = Diagnostic::error(
             format!("`{key}` must be {expected}, found {}", v.describe()),
             e.span,
-            "wrong kind of value",
+            if in_kind { "out of range" } else { "wrong kind of value" },
         );
         if let (Spec::Fraction, Some(x)) = (spec, num) {
             if (1.0..100.0).contains(&x) {
@@ -605,7 +624,7 @@ impl Checker<'_> {
                 .and_then(|p| p.default.as_ref())
                 .is_some_and(|d| matches!(eval(d, &Env::new()), Ok(Value::Int(_))))
         } else {
-            spec_of(&key).is_some_and(|s| matches!(s, Spec::PosInt | Spec::NonNegInt))
+            spec_of(&key).is_some_and(|s| matches!(s, Spec::PosInt | Spec::NonNegInt | Spec::Count(..)))
         };
         if integer && matches!(dist, "uniform" | "log_uniform") {
             self.diags.push(
@@ -780,6 +799,7 @@ fn searchable_paths() -> Vec<String> {
     for (k, spec) in TRAIN {
         match spec {
             Spec::PosInt
+            | Spec::Count(..)
             | Spec::NonNegInt
             | Spec::PosNum
             | Spec::NonNegNum

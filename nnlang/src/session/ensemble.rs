@@ -49,6 +49,10 @@ pub fn write_manifest(dir: &Path, model: &str, members: &[Member]) -> Result<(),
 pub fn read_manifest(dir: &Path) -> Result<Vec<Member>, Error> {
     let path = dir.join(MANIFEST);
     let bad = |m: String| Error::Input(format!("{}: {m}", path.display()));
+    let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    if size > 1 << 20 {
+        return Err(bad(format!("{size} bytes: not an ensemble manifest (at most 1 MiB)")));
+    }
     let bytes = nnlang_runtime::data::read_maybe_gz(&path).map_err(|e| Error::Input(e.to_string()))?;
     let v: Value = serde_json::from_slice(&bytes).map_err(|e| bad(format!("not an ensemble manifest ({e})")))?;
     if v.get("format").and_then(Value::as_str) != Some("nnlang-ensemble") {
@@ -70,6 +74,9 @@ pub fn read_manifest(dir: &Path) -> Result<Vec<Member>, Error> {
         .unwrap_or_default();
     if members.is_empty() {
         return Err(bad("no members".into()));
+    }
+    if members.len() as i64 > crate::recipe::MAX_MEMBERS {
+        return Err(bad(format!("{} members: an ensemble has at most {}", members.len(), crate::recipe::MAX_MEMBERS)));
     }
     Ok(members)
 }

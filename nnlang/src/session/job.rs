@@ -41,7 +41,12 @@ impl<'s> Job<'s> {
 
     /// The inference plan used to evaluate (batches of at least 256 rows).
     pub fn eval_plan(&self) -> Result<Plan, Error> {
-        self.session.plan_with(self.model, Mode::Inference, self.recipe.batch.max(256), self.recipe.bptt.is_some())
+        self.session.plan_with(
+            self.model,
+            Mode::Inference,
+            self.recipe.batch.clamp(256, 1 << 16),
+            self.recipe.bptt.is_some(),
+        )
     }
 
     /// Everything up to the first step: plans, the validation split (drawn with the
@@ -52,7 +57,16 @@ impl<'s> Job<'s> {
 
     /// `prepare`, with the training and validation examples given when already split.
     fn prepare_split(&self, loaded: &Loaded, threads: usize, split: Option<(Table, Table)>) -> Result<Prepared, Error> {
-        let options = self.recipe.options(threads);
+        let mut options = self.recipe.options(threads);
+        // A batch larger than the data is the whole data set (the same mean gradient): planned
+        // at the data's size, never at the size asked for (`batch = 15000000` would plan
+        // gigabytes for 1,438 rows).
+        let available = match (&split, &loaded.text) {
+            (Some((fit, val)), _) => fit.rows() + val.rows(),
+            (None, Some(text)) => text.ids.len(),
+            (None, None) => loaded.train.rows(),
+        };
+        options.batch = options.batch.min(available.max(1));
         let carry = options.bptt.is_some();
         let train_plan = self.session.plan_with(self.model, Mode::Training(self.recipe.loss), options.batch, carry)?;
         let eval_plan = self.eval_plan()?;

@@ -72,6 +72,9 @@ pub struct Session {
     pub source: String,
     /// What compiling it gave.
     pub compiled: Compiled,
+    /// Feed raw inputs to weights that have no `preprocess.json` beside them even where the
+    /// source preprocesses its data (`run --raw`, `export --raw`).
+    pub raw_inputs: bool,
 }
 
 fn io_reason(e: &std::io::Error) -> String {
@@ -112,6 +115,23 @@ pub fn read_source(path: &Path) -> Result<String, Error> {
 }
 
 impl Session {
+    /// The weights' preprocessing is missing (`pre` does not exist) where the source has one:
+    /// an error unless raw inputs were asked for.
+    pub fn require_preprocessing(&self, model: &Model, weights: &Path, pre: &Path) -> Result<(), Error> {
+        if self.raw_inputs || pre.exists() {
+            return Ok(());
+        }
+        match self.compiled.preprocessing_of(model) {
+            Some(what) => Err(Error::Input(format!(
+                "{}: no preprocess.json beside these weights, but {} trains `{}` with {what}: the inputs would be used unprocessed. Put the run's preprocess.json beside the weights, or give --raw to use the inputs as they are",
+                weights.display(),
+                self.path.display(),
+                model.graph.name
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// Reads and compiles `path`. Warnings are kept ([`Session::warnings`]); errors end the
     /// session with every diagnostic rendered.
     pub fn open(path: &Path, opts: &crate::Options) -> Result<Session, Error> {
@@ -124,7 +144,7 @@ impl Session {
         let source = crate::settings::override_source(&source, &opts.recipe, opts.model.as_deref())
             .map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?;
         let compiled = compile(&source, opts).map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?;
-        let session = Session { path, source, compiled };
+        let session = Session { path, source, compiled, raw_inputs: false };
         if session.compiled.has_errors() {
             return Err(Error::Diagnostics(session.render(&session.compiled.diagnostics)));
         }
@@ -226,6 +246,25 @@ impl Session {
 }
 
 impl Compiled {
+    /// What the source's training does to `model`'s data that a prediction must do too
+    /// (`scale = 0.0625`, `standardize = true`, `cross_entropy(bins = 4)`), if anything.
+    pub fn preprocessing_of(&self, model: &Model) -> Option<String> {
+        let recipe = self.train_recipe(Some(&model.graph.name))?;
+        let mut what = Vec::new();
+        if let Some(spec) = recipe.data.as_deref().and_then(|d| self.data_spec(d)) {
+            if let Some(s) = spec.scale {
+                what.push(format!("`scale = {}`", crate::diag::fmt_num(s)));
+            }
+            if spec.standardize {
+                what.push("`standardize = true`".to_string());
+            }
+        }
+        if let Some(b) = recipe.bins {
+            what.push(format!("`cross_entropy(bins = {b})`"));
+        }
+        (!what.is_empty()).then(|| what.join(" and "))
+    }
+
     /// The `train` block of `model` (or the file's first).
     pub fn train_recipe(&self, model: Option<&str>) -> Option<TrainRecipe> {
         let mut blocks = self.recipes.iter().filter(|r| r.kind == BlockKind::Train);

@@ -94,6 +94,7 @@ impl Session {
         let length = sequence.map(|_| x.shape[1]);
         // What `train` did to the data, done to the raw array (saved beside the weights).
         let pre_path = weights.with_file_name("preprocess.json");
+        self.require_preprocessing(model, weights, &pre_path)?;
         let pre = if pre_path.exists() {
             data::Preprocess::read(&pre_path).map_err(|e| Error::Input(e.to_string()))?
         } else {

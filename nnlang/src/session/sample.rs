@@ -42,12 +42,21 @@ pub fn read_vocabulary(path: &Path) -> Result<Vocabulary, Error> {
     Ok(Vocabulary { chars: list })
 }
 
+/// The most characters one `sample` generates.
+pub const MAX_LENGTH: usize = 10_000_000;
+
 impl Session {
     /// Generates `spec.length` characters after `spec.prime` with `model` (a character
     /// model: a one-hot character in at every step, the next character's distribution out).
     pub fn sample(&self, model: &Model, spec: &SampleSpec) -> Result<String, Error> {
         if !(spec.temperature > 0.0 && spec.temperature.is_finite()) {
             return Err(Error::Usage(format!("--temperature must be a positive number, found {}", spec.temperature)));
+        }
+        if spec.length > MAX_LENGTH {
+            return Err(Error::Usage(format!(
+                "--length {}: at most {MAX_LENGTH} characters at a time (generate longer texts in parts, each primed with the last)",
+                spec.length
+            )));
         }
         let vocab = read_vocabulary(spec.vocab)?;
         let plan = self.plan_with(model, Mode::Inference, 1, true)?;

@@ -60,6 +60,12 @@ impl Job<'_> {
     /// Runs the three checks on the prepared job's initial weights and training data.
     pub fn sanity(&self, loaded: &Loaded, threads: usize) -> Result<Vec<Check>, Error> {
         let p = self.prepare(loaded, threads)?;
+        if p.fit.rows() < TINY {
+            return Err(Error::Usage(format!(
+                "sanity checks that the model overfits {TINY} training examples, and --limit and the validation split leave {} for training; give it more data",
+                p.fit.rows()
+            )));
+        }
         let mut out = vec![self.initial_loss(&p)];
         out.push(self.regularization_raises_the_loss(&p));
         out.push(self.overfits_a_tiny_subset(&p)?);

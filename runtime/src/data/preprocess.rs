@@ -171,28 +171,57 @@ impl Preprocess {
         if v.get("format").and_then(|f| f.as_str()) != Some("nnlang-preprocess") {
             return Err(DataError::new(path, "not a preprocessing file (no `\"format\": \"nnlang-preprocess\"`)"));
         }
-        let floats = |k: &str| -> Option<Vec<f32>> {
-            v.get(k)?.as_array().map(|a| a.iter().filter_map(|x| x.as_f64()).map(|x| x as f32).collect())
+        let bad = |m: String| DataError::new(path, m);
+        let Some(o) = v.as_object() else { return Err(bad("not a preprocessing file (not a JSON object)".into())) };
+        if let Some(k) = o.keys().find(|k| !["format", "version", "scale", "mean", "std", "bins"].contains(&k.as_str()))
+        {
+            return Err(bad(format!(
+                "unknown entry `{k}` (a preprocessing file has `scale`, `mean`, `std` and `bins`)"
+            )));
+        }
+        // A finite f32, or why not.
+        let number = |what: &str, x: &serde_json::Value| -> Result<f32, DataError> {
+            match x.as_f64() {
+                Some(f) if f.is_finite() && (f as f32).is_finite() => Ok(f as f32),
+                _ => Err(bad(format!("`{what}` must be a finite number, found {x}"))),
+            }
         };
-        let standardize = match (floats("mean"), floats("std")) {
-            (Some(m), Some(s)) if m.len() == s.len() && s.iter().all(|x| *x > 0.0) => Some((m, s)),
+        let floats = |k: &str| -> Result<Option<Vec<f32>>, DataError> {
+            match o.get(k) {
+                None | Some(serde_json::Value::Null) => Ok(None),
+                Some(serde_json::Value::Array(a)) => a.iter().map(|x| number(k, x)).collect::<Result<_, _>>().map(Some),
+                Some(x) => Err(bad(format!("`{k}` must be a list of numbers, found {x}"))),
+            }
+        };
+        let standardize = match (floats("mean")?, floats("std")?) {
+            (Some(m), Some(s)) if m.len() == s.len() && !m.is_empty() && s.iter().all(|x| *x > 0.0) => Some((m, s)),
             (None, None) => None,
-            _ => return Err(DataError::new(path, "`mean` and `std` must be lists of one length, `std` positive")),
+            _ => return Err(bad("`mean` and `std` must be lists of one length, `std` positive".into())),
         };
-        let bins = match v.get("bins") {
-            Some(b) if !b.is_null() => Some(Bins {
-                lo: b.get("lo").and_then(|x| x.as_f64()).ok_or_else(|| DataError::new(path, "`bins` without `lo`"))?
-                    as f32,
-                width: b
-                    .get("width")
-                    .and_then(|x| x.as_f64())
-                    .ok_or_else(|| DataError::new(path, "`bins` without `width`"))? as f32,
-                n: b.get("n").and_then(|x| x.as_u64()).ok_or_else(|| DataError::new(path, "`bins` without `n`"))?
-                    as usize,
-            }),
-            _ => None,
+        let bins = match o.get("bins") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(b) => {
+                let get = |k: &str| b.get(k).ok_or_else(|| bad(format!("`bins` without `{k}`")));
+                let (lo, width) = (number("bins.lo", get("lo")?)?, number("bins.width", get("width")?)?);
+                let n = get("n")?.as_u64().filter(|n| (2..=1 << 16).contains(n));
+                let Some(n) = n else { return Err(bad("`bins.n` must be an integer from 2 to 65536".into())) };
+                if width <= 0.0 {
+                    return Err(bad(format!("`bins.width` must be positive, found {width}")));
+                }
+                Some(Bins { lo, width, n: n as usize })
+            }
         };
-        Ok(Preprocess { scale: v.get("scale").and_then(|x| x.as_f64()).map(|x| x as f32), standardize, bins })
+        let scale = match o.get("scale") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(x) => {
+                let s = number("scale", x)?;
+                if !(1e-12..=1e12).contains(&s) {
+                    return Err(bad(format!("`scale` must be a positive number from 1e-12 to 1e12, found {x}")));
+                }
+                Some(s)
+            }
+        };
+        Ok(Preprocess { scale, standardize, bins })
     }
 
     /// Does to raw inputs (`rows × cols`, `cols` a multiple of the features) what `train` did.
