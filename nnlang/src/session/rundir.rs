@@ -359,21 +359,24 @@ mod tests {
     #[test]
     fn a_save_replaces_only_the_listed_files_and_keeps_the_users() {
         let d = temp("keep");
-        let run = RunDir::prepare(&d).unwrap();
-        run.write(&files(&[("a.txt", "1"), ("old.bin", "x"), (MANIFEST, "{\"format\": \"nnlang-run\"}")])).unwrap();
-        std::fs::write(d.join("NOTES.md"), "mine").unwrap();
-        std::fs::create_dir(d.join("sub")).unwrap();
-        run.write(&files(&[("a.txt", "2"), (MANIFEST, "{}")])).unwrap();
-        assert_eq!(std::fs::read_to_string(d.join("a.txt")).unwrap(), "2");
+        let run = RunDir::prepare(&d).expect("test");
+        run.write(&files(&[("a.txt", "1"), ("old.bin", "x"), (MANIFEST, "{\"format\": \"nnlang-run\"}")]))
+            .expect("test");
+        std::fs::write(d.join("NOTES.md"), "mine").expect("test");
+        std::fs::create_dir(d.join("sub")).expect("test");
+        run.write(&files(&[("a.txt", "2"), (MANIFEST, "{}")])).expect("test");
+        assert_eq!(std::fs::read_to_string(d.join("a.txt")).expect("test"), "2");
         assert!(!d.join("old.bin").exists(), "a file the new save does not list is removed");
-        assert_eq!(std::fs::read_to_string(d.join("NOTES.md")).unwrap(), "mine");
+        assert_eq!(std::fs::read_to_string(d.join("NOTES.md")).expect("test"), "mine");
         assert!(d.join("sub").is_dir());
-        assert!(!d.with_file_name(format!(".{}.nnlang-saving", d.file_name().unwrap().to_string_lossy())).exists());
-        let listed = manifest_files(&std::fs::read_to_string(d.join(MANIFEST)).unwrap()).unwrap();
+        assert!(!d
+            .with_file_name(format!(".{}.nnlang-saving", d.file_name().expect("test").to_string_lossy()))
+            .exists());
+        let listed = manifest_files(&std::fs::read_to_string(d.join(MANIFEST)).expect("test")).expect("test");
         assert_eq!(listed, ["a.txt"]);
         drop(run);
         // Taken again (a resume): the user's files are still there.
-        let again = RunDir::prepare(&d).unwrap();
+        let again = RunDir::prepare(&d).expect("test");
         drop(again);
         assert!(d.join("NOTES.md").exists());
         let _ = std::fs::remove_dir_all(&d);
@@ -388,28 +391,28 @@ mod tests {
             ("{\"format\": \"nnlang-run\", \"version\": 1, \"files\": [\"../x\"]}", "not a file of a run"),
         ] {
             let d = temp("foreign");
-            std::fs::create_dir_all(d.join("sub")).unwrap();
-            std::fs::write(d.join(MANIFEST), manifest).unwrap();
-            std::fs::write(d.join("notes.txt"), "mine").unwrap();
-            let e = RunDir::prepare(&d).unwrap_err();
+            std::fs::create_dir_all(d.join("sub")).expect("test");
+            std::fs::write(d.join(MANIFEST), manifest).expect("test");
+            std::fs::write(d.join("notes.txt"), "mine").expect("test");
+            let e = RunDir::prepare(&d).expect_err("refused");
             assert!(e.contains("not a manifest nnlang wrote") && e.contains(why), "{e}");
-            assert_eq!(std::fs::read_to_string(d.join(MANIFEST)).unwrap(), manifest);
+            assert_eq!(std::fs::read_to_string(d.join(MANIFEST)).expect("test"), manifest);
             assert!(d.join("notes.txt").exists() && d.join("sub").is_dir() && !d.join(LOCK).exists());
             let _ = std::fs::remove_dir_all(&d);
         }
         let d = temp("others");
-        std::fs::create_dir_all(&d).unwrap();
-        std::fs::write(d.join("notes.txt"), "mine").unwrap();
-        assert!(RunDir::prepare(&d).unwrap_err().contains("not an nnlang run"));
+        std::fs::create_dir_all(&d).expect("test");
+        std::fs::write(d.join("notes.txt"), "mine").expect("test");
+        assert!(RunDir::prepare(&d).expect_err("refused").contains("not an nnlang run"));
         let _ = std::fs::remove_dir_all(&d);
     }
 
     #[test]
     fn a_second_holder_is_refused_with_the_first_ones_process() {
         let d = temp("lock");
-        std::fs::create_dir_all(&d).unwrap();
-        let first = RunDir::prepare(&d).unwrap();
-        let e = RunDir::prepare(&d).unwrap_err();
+        std::fs::create_dir_all(&d).expect("test");
+        let first = RunDir::prepare(&d).expect("test");
+        let e = RunDir::prepare(&d).expect_err("refused");
         assert!(e.contains(&format!("in use by process {}", std::process::id())), "{e}");
         drop(first);
         assert!(RunDir::prepare(&d).is_ok());
@@ -419,43 +422,43 @@ mod tests {
     #[test]
     fn a_directory_created_and_never_saved_in_is_removed() {
         let d = temp("unused");
-        drop(RunDir::prepare(&d).unwrap());
+        drop(RunDir::prepare(&d).expect("test"));
         assert!(!d.exists());
     }
 
     #[test]
     fn a_committed_save_is_finished_and_an_uncommitted_one_discarded() {
         let d = temp("recover");
-        let stage = d.with_file_name(format!(".{}.nnlang-saving", d.file_name().unwrap().to_string_lossy()));
-        let run = RunDir::prepare(&d).unwrap();
-        run.write(&files(&[("w", "old"), (MANIFEST, "{}")])).unwrap();
-        std::fs::write(d.join("mine.txt"), "mine").unwrap();
+        let stage = d.with_file_name(format!(".{}.nnlang-saving", d.file_name().expect("test").to_string_lossy()));
+        let run = RunDir::prepare(&d).expect("test");
+        run.write(&files(&[("w", "old"), (MANIFEST, "{}")])).expect("test");
+        std::fs::write(d.join("mine.txt"), "mine").expect("test");
         drop(run);
         let manifest = "{\"format\": \"nnlang-run\", \"version\": 1, \"files\": [\"w\"]}";
         // Killed after the commit, before the exchange.
-        std::fs::create_dir(&stage).unwrap();
-        std::fs::write(stage.join("w"), "new").unwrap();
-        std::fs::write(stage.join(MANIFEST), manifest).unwrap();
-        std::fs::write(stage.join(COMMITTED), "").unwrap();
-        drop(RunDir::prepare(&d).unwrap());
-        assert_eq!(std::fs::read_to_string(d.join("w")).unwrap(), "new");
-        assert_eq!(std::fs::read_to_string(d.join("mine.txt")).unwrap(), "mine");
+        std::fs::create_dir(&stage).expect("test");
+        std::fs::write(stage.join("w"), "new").expect("test");
+        std::fs::write(stage.join(MANIFEST), manifest).expect("test");
+        std::fs::write(stage.join(COMMITTED), "").expect("test");
+        drop(RunDir::prepare(&d).expect("test"));
+        assert_eq!(std::fs::read_to_string(d.join("w")).expect("test"), "new");
+        assert_eq!(std::fs::read_to_string(d.join("mine.txt")).expect("test"), "mine");
         assert!(!stage.exists() && !d.join(COMMITTED).exists());
         // Killed while writing: dropped.
-        std::fs::create_dir(&stage).unwrap();
-        std::fs::write(stage.join(WRITING), "").unwrap();
-        std::fs::write(stage.join("w"), "half").unwrap();
-        drop(RunDir::prepare(&d).unwrap());
-        assert_eq!(std::fs::read_to_string(d.join("w")).unwrap(), "new");
+        std::fs::create_dir(&stage).expect("test");
+        std::fs::write(stage.join(WRITING), "").expect("test");
+        std::fs::write(stage.join("w"), "half").expect("test");
+        drop(RunDir::prepare(&d).expect("test"));
+        assert_eq!(std::fs::read_to_string(d.join("w")).expect("test"), "new");
         assert!(!stage.exists());
         // Killed after the exchange: the old save holds the user's file, moved back.
-        std::fs::create_dir(&stage).unwrap();
-        std::fs::write(stage.join("w"), "older").unwrap();
-        std::fs::write(stage.join(MANIFEST), manifest).unwrap();
-        std::fs::write(stage.join("late.txt"), "mine too").unwrap();
-        drop(RunDir::prepare(&d).unwrap());
-        assert_eq!(std::fs::read_to_string(d.join("w")).unwrap(), "new");
-        assert_eq!(std::fs::read_to_string(d.join("late.txt")).unwrap(), "mine too");
+        std::fs::create_dir(&stage).expect("test");
+        std::fs::write(stage.join("w"), "older").expect("test");
+        std::fs::write(stage.join(MANIFEST), manifest).expect("test");
+        std::fs::write(stage.join("late.txt"), "mine too").expect("test");
+        drop(RunDir::prepare(&d).expect("test"));
+        assert_eq!(std::fs::read_to_string(d.join("w")).expect("test"), "new");
+        assert_eq!(std::fs::read_to_string(d.join("late.txt")).expect("test"), "mine too");
         assert!(!stage.exists());
         let _ = std::fs::remove_dir_all(&d);
     }
