@@ -23,7 +23,7 @@ pub struct EnsembleArgs {
 
 /// Whether `dir` holds a run that completed.
 fn complete(dir: &Path) -> bool {
-    std::fs::read_to_string(dir.join("run.json")).is_ok_and(|m| m.contains("\"complete\": true"))
+    nnlang::session::rundir::read_manifest(dir).is_ok_and(|m| m.is_some_and(|m| m.complete))
 }
 
 /// Trains `file` (with `sets`) into `dir`, unless a complete run is there already.
@@ -158,13 +158,8 @@ pub fn run(args: &ModelArgs, a: EnsembleArgs) -> Result<(), Failure> {
             // The run keeps as many epochs' weights as the ensemble takes.
             let dir = out.join("run");
             let m = member_run(&args.file, &model, args.set.clone(), &dir, &a, (*last).max(1))?;
-            let manifest = std::fs::read_to_string(dir.join("run.json")).unwrap_or_default();
-            let epochs: usize = manifest
-                .split("\"epochs_done\":")
-                .nth(1)
-                .and_then(|r| r.trim_start().split(|c: char| !c.is_ascii_digit()).next())
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(0);
+            let manifest = nnlang::session::rundir::read_manifest(&dir).map_err(Failure::Usage)?;
+            let epochs = manifest.map_or(0, |m| m.epochs_done);
             for e in epochs.saturating_sub(*last - 1).max(1)..=epochs {
                 members.push(Member { source: m.source.clone(), weights: dir.join(format!("epoch-{e}.safetensors")) });
             }

@@ -26,13 +26,13 @@ struct Progress {
 impl Progress {
     /// Writes the whole run directory: the weights, metrics, model, manifest and curves.
     fn save(&self, history: &[EpochStats], weights: &[f32], complete: bool) -> Result<(), String> {
-        let mut files = self.recorder.files(history, weights, complete).map_err(|e| e.to_string())?;
+        let mut files = self.recorder.files(history, weights).map_err(|e| e.to_string())?;
         files.push(("curves.svg".to_string(), crate::report::curves_svg(&self.recorder.model, history)?.into_bytes()));
         files.push(("layers.svg".to_string(), crate::report::layers_svg(&self.recorder.model, history)?.into_bytes()));
         if let Some(png) = crate::report::first_layer_png(&self.recorder.table, weights, &self.recorder.input_dims) {
             files.push(("first_layer.png".to_string(), png));
         }
-        self.run.write(&files)
+        self.run.write(&files, self.recorder.manifest(history, complete))
     }
 }
 
@@ -447,29 +447,31 @@ pub fn export(
 ) -> Result<(), Failure> {
     let mut session = open(args)?;
     session.raw_inputs = raw;
-    let session = session;
     let model = session.main_model(args.model.as_deref())?;
-    if let Some(w) = weights {
-        session.require_preprocessing(model, w, &w.with_file_name("preprocess.json"))?;
-    }
-    let pre = match weights.map(|w| w.with_file_name("preprocess.json")).filter(|p| p.exists()) {
-        Some(p) => Some(nnlang::session::data::Preprocess::read(&p).map_err(|e| Failure::Usage(e.to_string()))?),
-        None => None,
-    };
-    let (pre_path, vocab_path) =
-        (weights.map(|w| w.with_file_name("preprocess.json")), weights.map(|w| w.with_file_name("vocab.json")));
+    // What the weights carry beside them, read into the export.
+    let beside = |name: &str| weights.map(|w| w.with_file_name(name));
+    let (pre_path, vocab_path) = (beside("preprocess.json"), beside("vocab.json"));
+    // Refused before any work: an output that is one of the inputs.
     let mut inputs: Vec<(&str, &Path)> = vec![("source", args.file.as_path())];
     inputs.extend(weights.map(|w| ("weights", w)));
     inputs.extend(pre_path.as_deref().map(|p| ("preprocessing", p)));
     inputs.extend(vocab_path.as_deref().map(|p| ("vocabulary", p)));
     let output_path = match (&format, output) {
         (_, Some(p)) => Some(p.to_path_buf()),
-        (Format::Onnx, None) => weights.map(|w| w.with_file_name("model.onnx")),
+        (Format::Onnx, None) => beside("model.onnx"),
         (Format::Pytorch, None) => None,
     };
     if let Some(o) = &output_path {
         nnlang_runtime::io::check_not_input(o, &inputs).map_err(Failure::Usage)?;
     }
+    let pre = match (weights, &pre_path) {
+        (Some(w), Some(p)) => {
+            session.require_preprocessing(model, w, p)?;
+            let read = p.exists().then(|| nnlang::session::data::Preprocess::read(p)).transpose();
+            read.map_err(|e| nnlang::session::Error::Input(e.to_string()))?
+        }
+        _ => None,
+    };
     let write = |path: &Path, bytes: &[u8]| -> Result<(), Failure> {
         nnlang_runtime::io::write_atomic(path, bytes).map_err(Failure::Usage)?;
         outln!("wrote {}", path.display());
@@ -487,12 +489,12 @@ pub fn export(
             let weights = weights.ok_or_else(|| {
                 Failure::Usage("--onnx needs --weights: an ONNX file carries the trained weights inside".into())
             })?;
-            let path = output.map_or_else(|| weights.with_file_name("model.onnx"), Path::to_path_buf);
+            let path = output_path.unwrap_or_else(|| weights.with_file_name("model.onnx"));
             // Refused before any work: an output that is a directory, a device or a link.
             nnlang_runtime::io::check_replaceable(&path).map_err(Failure::Usage)?;
             let params = nnlang::session::read_params(model, weights)?;
             let mut extras = nnlang::back::onnx::Extras { preprocess: pre.as_ref(), metadata: Vec::new() };
-            let vocab = weights.with_file_name("vocab.json");
+            let vocab = vocab_path.unwrap_or_else(|| weights.with_file_name("vocab.json"));
             if vocab.exists() {
                 let text = std::fs::read_to_string(&vocab)
                     .map_err(|e| Failure::Usage(format!("{}: cannot read: {e}", vocab.display())))?;
@@ -536,15 +538,6 @@ pub fn sample(args: &ModelArgs, spec: &nnlang::session::SampleSpec) -> Result<()
 }
 
 pub fn run(args: &ModelArgs, weights: &Path, input: &Path, output: &Path, raw: bool) -> Result<(), Failure> {
-    let (pre, vocab) = (weights.with_file_name("preprocess.json"), weights.with_file_name("vocab.json"));
-    let inputs = [
-        ("source", args.file.as_path()),
-        ("weights", weights),
-        ("input", input),
-        ("preprocessing", &pre),
-        ("vocabulary", &vocab),
-    ];
-    nnlang_runtime::io::check_not_input(output, &inputs).map_err(Failure::Usage)?;
     let mut session = open(args)?;
     session.raw_inputs = raw;
     let model = session.main_model(args.model.as_deref())?;

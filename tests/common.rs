@@ -118,3 +118,57 @@ pub fn trial_rows(table: &str) -> Vec<String> {
     v.sort();
     v
 }
+
+/// A `.npy` file (version 1.0) with this dtype, order and shape, then `data` as is.
+pub fn npy(descr: &str, fortran: bool, shape: &[usize], data: &[u8]) -> Vec<u8> {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let shape_text = match dims.len() {
+        1 => format!("({},)", dims[0]),
+        _ => format!("({})", dims.join(", ")),
+    };
+    let mut header = format!(
+        "{{'descr': '{descr}', 'fortran_order': {}, 'shape': {shape_text}, }}",
+        if fortran { "True" } else { "False" }
+    );
+    while !(10 + header.len() + 1).is_multiple_of(64) {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut v = b"\x93NUMPY\x01\x00".to_vec();
+    v.extend((header.len() as u16).to_le_bytes());
+    v.extend(header.as_bytes());
+    v.extend(data);
+    v
+}
+
+/// Values as little-endian f32 bytes.
+pub fn f32s(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+/// `dir/base.nn`: a 64 → 16 → 10 net on the bundled digits (`scale = 1/16`), trained for
+/// `epochs` with SGD, then `extra` (more blocks).
+pub fn digits_net(dir: &Path, epochs: usize, extra: &str) -> PathBuf {
+    let data = root().join("examples/data/sklearn/digits.csv.gz");
+    let model = dir.join("base.nn");
+    std::fs::write(
+        &model,
+        format!(
+            "model Base {{ input x: [64]\n x -> dense(16) -> relu -> dense(10) -> softmax }}\n\
+             train Base on digits {{ loss = cross_entropy, optimizer = sgd(lr = 0.1), batch = 32, epochs = {epochs}, validate = 10%, seed = 1 }}\n\
+             data digits {{ train = csv(\"{}\", label = 0), scale = 1/16 }}\n{extra}",
+            data.display()
+        ),
+    )
+    .expect("model");
+    model
+}
+
+/// Waits until `path` exists (a process writing it), at most `seconds`; `what` names it.
+pub fn wait_for(path: &Path, seconds: u64, what: &str) {
+    let start = std::time::Instant::now();
+    while !path.exists() {
+        assert!(start.elapsed() < std::time::Duration::from_secs(seconds), "{what} within {seconds} s");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}

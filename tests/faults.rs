@@ -6,7 +6,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A small classification set and a model that trains through many short epochs, so that a
 /// kill lands at every kind of moment: loading, mid-epoch, while a checkpoint is written.
@@ -148,11 +148,7 @@ fn sigterm_saves_the_run_and_exits_130() {
     let out = dir.join("run");
     let child = spawn(&model, &out);
     // Wait for the first checkpoint, then ask politely.
-    let start = Instant::now();
-    while !out.join("run.json").exists() {
-        assert!(start.elapsed() < Duration::from_secs(60), "a first epoch is written");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    common::wait_for(&out.join("run.json"), 60, "a first epoch is written");
     let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill runs");
     assert!(status.success());
     let output = child.wait_with_output().expect("exits");
@@ -203,11 +199,7 @@ fn a_stopped_run_resumes_exactly() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("starts");
-    let start = Instant::now();
-    while !part.join("run.json").exists() {
-        assert!(start.elapsed() < Duration::from_secs(60), "a first epoch is written");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    common::wait_for(&part.join("run.json"), 60, "a first epoch is written");
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
     let stopped = child.wait_with_output().expect("exits");
     let manifest = std::fs::read_to_string(part.join("run.json")).expect("manifest");

@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::{f32s, npy};
 use std::path::Path;
 use std::process::Command;
 
@@ -63,32 +64,6 @@ fn good_images() -> Vec<u8> {
 
 fn good_labels() -> Vec<u8> {
     idx(&[4], &[0, 1, 2, 1])
-}
-
-/// A `.npy` file (version 1.0) with this dtype, order and shape, then `data` as is.
-fn npy(descr: &str, fortran: bool, shape: &[usize], data: &[u8]) -> Vec<u8> {
-    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-    let shape_text = match dims.len() {
-        1 => format!("({},)", dims[0]),
-        _ => format!("({})", dims.join(", ")),
-    };
-    let mut header = format!(
-        "{{'descr': '{descr}', 'fortran_order': {}, 'shape': {shape_text}, }}",
-        if fortran { "True" } else { "False" }
-    );
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut v = b"\x93NUMPY\x01\x00".to_vec();
-    v.extend((header.len() as u16).to_le_bytes());
-    v.extend(header.as_bytes());
-    v.extend(data);
-    v
-}
-
-fn f32s(values: &[f32]) -> Vec<u8> {
-    values.iter().flat_map(|v| v.to_le_bytes()).collect()
 }
 
 fn good_x() -> Vec<u8> {

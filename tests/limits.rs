@@ -8,19 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn base(dir: &Path, extra: &str) -> PathBuf {
-    let data = common::root().join("examples/data/sklearn/digits.csv.gz");
-    let model = dir.join("base.nn");
-    std::fs::write(
-        &model,
-        format!(
-            "model Base {{ input x: [64]\n x -> dense(16) -> relu -> dense(10) -> softmax }}\n\
-             train Base on digits {{ loss = cross_entropy, optimizer = sgd(lr = 0.1), batch = 32, epochs = 1, validate = 10%, seed = 1 }}\n\
-             data digits {{ train = csv(\"{}\", label = 0), scale = 1/16 }}\n{extra}",
-            data.display()
-        ),
-    )
-    .expect("model");
-    model
+    common::digits_net(dir, 1, extra)
 }
 
 fn nnlangc(dir: &Path, args: &[&str]) -> Output {
@@ -113,15 +101,7 @@ fn preprocessing_is_required_where_the_model_has_it_and_read_strictly() {
     let model = base(&dir, "");
     let o = nnlangc(&dir, &["train", s(&model), "--out", "r", "--quiet"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
-    let mut npy = b"\x93NUMPY\x01\x00".to_vec();
-    let mut h = "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 64), }".to_string();
-    while !(10 + h.len() + 1).is_multiple_of(64) {
-        h.push(' ');
-    }
-    h.push('\n');
-    npy.extend((h.len() as u16).to_le_bytes());
-    npy.extend(h.as_bytes());
-    npy.extend(std::iter::repeat_n(0u8, 64 * 4));
+    let npy = common::npy("<f4", false, &[1, 64], &[0u8; 64 * 4]);
     std::fs::write(dir.join("a.npy"), &npy).expect("npy");
     let run = ["run", "base.nn", "--weights", "r/weights.safetensors", "--input", "a.npy", "--output", "p.npy"];
     let pre = std::fs::read_to_string(dir.join("r/preprocess.json")).expect("preprocess");

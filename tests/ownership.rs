@@ -9,21 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// A 64 → 16 → 10 net on the bundled digits, `scale = 1/16`, as the issue tried it.
+/// The issue's net: 64 → 16 → 10 on the bundled digits, `scale = 1/16`.
 fn base(dir: &Path, epochs: usize) -> PathBuf {
-    let data = common::root().join("examples/data/sklearn/digits.csv.gz");
-    let model = dir.join("base.nn");
-    std::fs::write(
-        &model,
-        format!(
-            "model Base {{ input x: [64]\n x -> dense(16) -> relu -> dense(10) -> softmax }}\n\
-             train Base on digits {{ loss = cross_entropy, optimizer = sgd(lr = 0.1), batch = 32, epochs = {epochs}, validate = 10%, seed = 1 }}\n\
-             data digits {{ train = csv(\"{}\", label = 0), scale = 1/16 }}\n",
-            data.display()
-        ),
-    )
-    .expect("model");
-    model
+    common::digits_net(dir, epochs, "")
 }
 
 fn nnlangc(dir: &Path, args: &[&str]) -> Output {
@@ -106,11 +94,7 @@ fn two_trains_into_one_directory_one_refused_at_once() {
     };
     let first = spawn("1");
     // The first holds the directory once it exists.
-    let start = Instant::now();
-    while !dir.join("runs/dual/.nnlang.lock").exists() {
-        assert!(start.elapsed() < Duration::from_secs(60), "the first train takes the directory");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    common::wait_for(&dir.join("runs/dual/.nnlang.lock"), 60, "the first train takes the directory");
     let second = spawn("2").wait_with_output().expect("second ends");
     let first = first.wait_with_output().expect("first ends");
     assert_eq!(first.status.code(), Some(0), "{}", text(&first.stderr));
@@ -167,16 +151,7 @@ fn an_output_over_an_input_is_refused_before_any_work() {
     assert_eq!(std::fs::read(dir.join("r/weights.safetensors")).expect("weights"), weights);
     assert_eq!(std::fs::read(&model).expect("source"), source);
     // `run --input a.npy --output a.npy`, and the same file through a hard link.
-    let mut npy = b"\x93NUMPY\x01\x00".to_vec();
-    let header = "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 64), }";
-    let mut h = header.to_string();
-    while !(10 + h.len() + 1).is_multiple_of(64) {
-        h.push(' ');
-    }
-    h.push('\n');
-    npy.extend((h.len() as u16).to_le_bytes());
-    npy.extend(h.as_bytes());
-    npy.extend(std::iter::repeat_n(0u8, 64 * 4));
+    let npy = common::npy("<f4", false, &[1, 64], &[0u8; 64 * 4]);
     std::fs::write(dir.join("a.npy"), &npy).expect("npy");
     std::fs::hard_link(dir.join("a.npy"), dir.join("b.npy")).expect("link");
     for out in ["a.npy", "b.npy"] {
@@ -209,11 +184,7 @@ fn sigterm_between_ensemble_members_stops_it() {
         .spawn()
         .expect("starts");
     // Let a few members finish, then ask it to stop.
-    let start = Instant::now();
-    while !dir.join("ens/member-2/run.json").exists() {
-        assert!(start.elapsed() < Duration::from_secs(120), "members are trained");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    common::wait_for(&dir.join("ens/member-2/run.json"), 120, "members are trained");
     let asked = Instant::now();
     let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill runs");
     assert!(status.success());

@@ -7,8 +7,17 @@ impl Session {
     /// its outputs to `output` as `.npy`.
     pub fn predict_npy(&self, model: &Model, weights: &Path, input: &Path, output: &Path) -> Result<Predicted, Error> {
         // Refused now, not after the work: an output that is a device, a pipe, a link or a
-        // directory.
+        // directory, or one of this run's inputs (by path or through a link).
         nnlang_runtime::io::check_replaceable(output).map_err(Error::Usage)?;
+        let (pre, vocab) = (weights.with_file_name("preprocess.json"), weights.with_file_name("vocab.json"));
+        let inputs = [
+            ("source", self.path.as_path()),
+            ("weights", weights),
+            ("input", input),
+            ("preprocessing", &pre),
+            ("vocabulary", &vocab),
+        ];
+        nnlang_runtime::io::check_not_input(output, &inputs).map_err(Error::Usage)?;
         let x = nnlang_runtime::data::npy::read(input).map_err(|e| Error::Input(e.to_string()))?;
         let raw = self.predict_array(model, weights, &x, input)?;
         let written = self.finish_prediction(model, raw);

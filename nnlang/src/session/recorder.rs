@@ -77,13 +77,12 @@ impl Recorder {
         Ok(())
     }
 
-    /// `weights.safetensors`, `metrics.csv`, `model.nn` and the manifest `run.json`
-    /// (`complete`: the run ended normally, rather than after an epoch or an interruption).
+    /// `weights.safetensors`, `metrics.csv`, `model.nn`, the resume state and the kept
+    /// epochs' weights (the manifest is [`Recorder::manifest`]).
     pub fn files(
         &self,
         history: &[nnlang_runtime::train::EpochStats],
         weights: &[f32],
-        complete: bool,
     ) -> Result<Vec<(String, Vec<u8>)>, Error> {
         let checkpoint = nnlang_runtime::io::to_bytes(&self.table, weights).map_err(|e| Error::Usage(e.to_string()))?;
         let mut files = vec![
@@ -105,15 +104,21 @@ impl Recorder {
         for (epoch, bytes) in &self.checkpoints {
             files.push((checkpoint_name(*epoch), bytes.clone()));
         }
-        let manifest = serde_json::json!({
-            "format": "nnlang-run",
-            "version": 1,
-            "model": self.model,
-            "epochs": self.epochs,
-            "epochs_done": history.len(),
-            "complete": complete,
-        });
-        files.push((artifacts::MANIFEST.to_string(), format!("{manifest:#}\n").into_bytes()));
         Ok(files)
+    }
+
+    /// What the manifest says of the run (`complete`: it ended normally, rather than after
+    /// an epoch); its format, version and files are the run directory's to add.
+    pub fn manifest(
+        &self,
+        history: &[nnlang_runtime::train::EpochStats],
+        complete: bool,
+    ) -> serde_json::Map<String, serde_json::Value> {
+        let mut m = serde_json::Map::new();
+        m.insert("model".into(), self.model.clone().into());
+        m.insert("epochs".into(), self.epochs.into());
+        m.insert("epochs_done".into(), history.len().into());
+        m.insert("complete".into(), complete.into());
+        m
     }
 }

@@ -68,8 +68,19 @@ impl DirLock {
     }
 }
 
-/// The files a run manifest lists, if `text` is a manifest nnlang wrote; otherwise why not.
-pub fn manifest_files(text: &str) -> Result<Vec<String>, String> {
+/// What a run manifest nnlang wrote says.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Manifest {
+    /// The run's files (the manifest and the lock aside).
+    pub files: Vec<String>,
+    /// The epochs completed and saved.
+    pub epochs_done: usize,
+    /// Whether the run ended normally (rather than after an epoch or an interruption).
+    pub complete: bool,
+}
+
+/// The manifest `text`, if it is one nnlang wrote; otherwise why not.
+pub fn parse_manifest(text: &str) -> Result<Manifest, String> {
     let v: Value = serde_json::from_str(text).map_err(|e| format!("not JSON ({e})"))?;
     let Some(o) = v.as_object() else { return Err("not a JSON object".into()) };
     if o.get("format").and_then(Value::as_str) != Some(FORMAT) {
@@ -79,10 +90,14 @@ pub fn manifest_files(text: &str) -> Result<Vec<String>, String> {
         return Err(format!("its `version` is not {VERSION}"));
     }
     let Some(files) = o.get("files").and_then(Value::as_array) else { return Err("it lists no `files`".into()) };
-    let mut out = Vec::new();
+    let mut out = Manifest {
+        epochs_done: o.get("epochs_done").and_then(Value::as_u64).unwrap_or(0) as usize,
+        complete: o.get("complete").and_then(Value::as_bool).unwrap_or(false),
+        ..Manifest::default()
+    };
     for f in files {
         match f.as_str() {
-            Some(name) if plain_name(name) => out.push(name.to_string()),
+            Some(name) if plain_name(name) => out.files.push(name.to_string()),
             _ => return Err(format!("its `files` names {f}, not a file of a run")),
         }
     }
@@ -99,9 +114,9 @@ fn plain_name(name: &str) -> bool {
         && name.len() <= 255
 }
 
-/// The files the manifest in `dir` lists, when there is one nnlang wrote; `Ok(None)` without
-/// a manifest; an error naming the manifest when it is someone else's.
-fn read_manifest(dir: &Path) -> Result<Option<Vec<String>>, String> {
+/// The manifest in `dir`, when there is one nnlang wrote; `Ok(None)` without a manifest; an
+/// error naming the manifest when it is someone else's.
+pub fn read_manifest(dir: &Path) -> Result<Option<Manifest>, String> {
     let path = dir.join(MANIFEST);
     match std::fs::symlink_metadata(&path) {
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
@@ -111,7 +126,7 @@ fn read_manifest(dir: &Path) -> Result<Option<Vec<String>>, String> {
         Ok(_) => {}
     }
     let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: cannot read: {e}", shown(&path)))?;
-    manifest_files(&text).map(Some).map_err(|why| format!("{}: not a manifest nnlang wrote: {why}", shown(&path)))
+    parse_manifest(&text).map(Some).map_err(|why| format!("{}: not a manifest nnlang wrote: {why}", shown(&path)))
 }
 
 /// A run directory, held by this process: its files replaced all at once on each save, the
@@ -231,29 +246,26 @@ impl RunDir {
         std::fs::remove_dir(stage).map_err(|e| format!("{}: cannot remove an unfinished save: {e}", shown(stage)))
     }
 
-    /// Replaces the run's files with `files` (name, bytes), all at once. The manifest
-    /// (`run.json`, when given) is completed with the list of files and written last.
-    pub fn write(&self, files: &[(String, Vec<u8>)]) -> Result<(), String> {
-        let names: Vec<String> = files.iter().map(|(n, _)| n.clone()).filter(|n| n != MANIFEST).collect();
+    /// Replaces the run's files with `files` (name, bytes), all at once, with the manifest
+    /// (`run.json`): `about` (what the run says of itself, a JSON object) with the format,
+    /// version and list of files added, written last.
+    pub fn write(&self, files: &[(String, Vec<u8>)], about: serde_json::Map<String, Value>) -> Result<(), String> {
+        let names: Vec<String> = files.iter().map(|(n, _)| n.clone()).collect();
         if let Some(bad) = names.iter().find(|n| !plain_name(n)) {
             return Err(format!("{}: `{bad}` is not a file name a run may hold", shown(&self.dir)));
         }
-        let mut manifest = match files.iter().find(|(n, _)| n == MANIFEST) {
-            Some((_, bytes)) => serde_json::from_slice::<Value>(bytes).map_err(|e| format!("run manifest: {e}"))?,
-            None => serde_json::json!({}),
-        };
-        let Some(object) = manifest.as_object_mut() else { return Err("run manifest: not a JSON object".into()) };
-        object.insert("format".into(), Value::from(FORMAT));
-        object.insert("version".into(), Value::from(VERSION));
-        object.insert("files".into(), Value::from(names.clone()));
-        let manifest = format!("{manifest:#}\n").into_bytes();
+        let mut manifest = about;
+        manifest.insert("format".into(), Value::from(FORMAT));
+        manifest.insert("version".into(), Value::from(VERSION));
+        manifest.insert("files".into(), Value::from(names.clone()));
+        let manifest = format!("{:#}\n", Value::Object(manifest)).into_bytes();
         self.recover()?;
         let stage = self.stage();
         let fail = |e: std::io::Error| format!("{}: cannot write: {e}", shown(&self.dir));
         std::fs::create_dir(&stage).map_err(fail)?;
         let staged = (|| {
             write_synced(&stage.join(WRITING), b"")?;
-            for (name, bytes) in files.iter().filter(|(n, _)| n != MANIFEST) {
+            for (name, bytes) in files {
                 write_synced(&stage.join(name), bytes)?;
             }
             write_synced(&stage.join(MANIFEST), &manifest)?;
@@ -289,7 +301,7 @@ impl RunDir {
     /// `old` holds a previous save (after the exchange): moves every entry its manifest does
     /// not list back into the run directory, then removes the save.
     fn restore(&self, old: &Path) -> Result<(), String> {
-        let listed = read_manifest(old).ok().flatten().unwrap_or_default();
+        let listed = read_manifest(old).ok().flatten().unwrap_or_default().files;
         let ours = |n: &str| n == LOCK || n == COMMITTED || n == WRITING || listed.iter().any(|l| l == n);
         let entries = std::fs::read_dir(old).map_err(|e| format!("{}: cannot read: {e}", shown(old)))?;
         // The manifest goes last: until then a kill leaves it saying which files are the run's.
@@ -360,11 +372,10 @@ mod tests {
     fn a_save_replaces_only_the_listed_files_and_keeps_the_users() {
         let d = temp("keep");
         let run = RunDir::prepare(&d).expect("test");
-        run.write(&files(&[("a.txt", "1"), ("old.bin", "x"), (MANIFEST, "{\"format\": \"nnlang-run\"}")]))
-            .expect("test");
+        run.write(&files(&[("a.txt", "1"), ("old.bin", "x")]), Default::default()).expect("test");
         std::fs::write(d.join("NOTES.md"), "mine").expect("test");
         std::fs::create_dir(d.join("sub")).expect("test");
-        run.write(&files(&[("a.txt", "2"), (MANIFEST, "{}")])).expect("test");
+        run.write(&files(&[("a.txt", "2")]), Default::default()).expect("test");
         assert_eq!(std::fs::read_to_string(d.join("a.txt")).expect("test"), "2");
         assert!(!d.join("old.bin").exists(), "a file the new save does not list is removed");
         assert_eq!(std::fs::read_to_string(d.join("NOTES.md")).expect("test"), "mine");
@@ -372,8 +383,8 @@ mod tests {
         assert!(!d
             .with_file_name(format!(".{}.nnlang-saving", d.file_name().expect("test").to_string_lossy()))
             .exists());
-        let listed = manifest_files(&std::fs::read_to_string(d.join(MANIFEST)).expect("test")).expect("test");
-        assert_eq!(listed, ["a.txt"]);
+        let listed = parse_manifest(&std::fs::read_to_string(d.join(MANIFEST)).expect("test")).expect("test");
+        assert_eq!(listed.files, ["a.txt"]);
         drop(run);
         // Taken again (a resume): the user's files are still there.
         let again = RunDir::prepare(&d).expect("test");
@@ -431,7 +442,7 @@ mod tests {
         let d = temp("recover");
         let stage = d.with_file_name(format!(".{}.nnlang-saving", d.file_name().expect("test").to_string_lossy()));
         let run = RunDir::prepare(&d).expect("test");
-        run.write(&files(&[("w", "old"), (MANIFEST, "{}")])).expect("test");
+        run.write(&files(&[("w", "old")]), Default::default()).expect("test");
         std::fs::write(d.join("mine.txt"), "mine").expect("test");
         drop(run);
         let manifest = "{\"format\": \"nnlang-run\", \"version\": 1, \"files\": [\"w\"]}";

@@ -28,8 +28,6 @@ use super::dense::Out;
 mod dense;
 use crate::plan::{Act, Geometry};
 pub use dense::{dense_backward, dense_forward, dense_tiles};
-#[cfg(test)]
-use dense::{dense_backward_with, dense_forward_with};
 use pulp::Simd;
 use std::ops::Range;
 
@@ -602,7 +600,7 @@ mod tests {
         (y, dw, db, dx)
     }
 
-    fn close(got: &[f32], want: &[f64], what: &str) {
+    pub(super) fn close(got: &[f32], want: &[f64], what: &str) {
         for (i, (a, e)) in got.iter().zip(want).enumerate() {
             assert!((f64::from(*a) - e).abs() < 1e-4 * (1.0 + e.abs()), "{what}[{i}]: {a} vs {e}");
         }
@@ -684,117 +682,5 @@ mod tests {
                 assert!(a == b, "{g:?}: lanes 8 and 16 differ");
             }
         }
-    }
-
-    #[test]
-    fn dense_backward_is_the_two_products_at_every_width() {
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
-        let widths: Vec<usize> = [8, 16].into_iter().filter(|&l| l <= lanes()).collect();
-        for &(rows, inp, out) in &[(1, 16, 1), (7, 48, 13), (64, 784, 256), (130, 32, 10), (5, 8, 6), (3, 80, 40)] {
-            let x: Vec<f32> = (0..rows * inp).map(|_| rng.random_range(-1.0..1.0)).collect();
-            let w: Vec<f32> = (0..out * inp).map(|_| rng.random_range(-1.0..1.0)).collect();
-            let dy: Vec<f32> = (0..rows * out).map(|_| rng.random_range(-1.0..1.0)).collect();
-            let dx0: Vec<f32> = (0..rows * inp).map(|_| rng.random_range(-1.0..1.0)).collect();
-            let mut want_dw = vec![0f64; out * inp];
-            let mut want_dx: Vec<f64> = dx0.iter().map(|&v| f64::from(v)).collect();
-            for r in 0..rows {
-                for o in 0..out {
-                    let g = f64::from(dy[r * out + o]);
-                    for i in 0..inp {
-                        want_dw[o * inp + i] += g * f64::from(x[r * inp + i]);
-                        want_dx[r * inp + i] += g * f64::from(w[o * inp + i]);
-                    }
-                }
-            }
-            let mut results = Vec::new();
-            for &l in &widths {
-                if inp % l != 0 {
-                    assert!(!dense_backward_with(
-                        l,
-                        rows,
-                        inp,
-                        out,
-                        &x,
-                        &w,
-                        &dy,
-                        Some((&mut vec![0.0; out * inp], 0..out)),
-                        None
-                    ));
-                    continue;
-                }
-                let mut dw = vec![f32::NAN; out * inp];
-                let mut dx = dx0.clone();
-                assert!(dense_backward_with(
-                    l,
-                    rows,
-                    inp,
-                    out,
-                    &x,
-                    &w,
-                    &dy,
-                    Some((&mut dw, 0..out)),
-                    Some((&mut dx, true))
-                ));
-                close(&dw, &want_dw, &format!("{rows}×{inp}×{out} lanes {l}: dW"));
-                close(&dx, &want_dx, &format!("{rows}×{inp}×{out} lanes {l}: dx"));
-                let mut dx2 = vec![f32::NAN; rows * inp];
-                assert!(dense_backward_with(l, rows, inp, out, &x, &w, &dy, None, Some((&mut dx2, false))));
-                let plain: Vec<f64> = want_dx.iter().zip(&dx0).map(|(a, &b)| a - f64::from(b)).collect();
-                close(&dx2, &plain, &format!("{rows}×{inp}×{out} lanes {l}: dx overwritten"));
-                results.push((dw, dx));
-            }
-            if let [a, b] = &results[..] {
-                assert!(a == b, "{rows}×{inp}×{out}: lanes 8 and 16 differ");
-            }
-        }
-    }
-
-    #[test]
-    fn dense_forward_is_the_product_and_the_same_bits_at_every_width() {
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
-        let widths: Vec<usize> = [8, 16].into_iter().filter(|&l| l <= lanes()).collect();
-        for &(rows, inp, out) in
-            &[(1, 784, 256), (3, 16, 9), (9, 16, 1), (64, 784, 256), (13, 48, 10), (150, 256, 128), (33, 32, 7)]
-        {
-            let x: Vec<f32> = (0..rows * inp).map(|_| rng.random_range(-1.0..1.0)).collect();
-            let w: Vec<f32> = (0..out * inp).map(|_| rng.random_range(-1.0..1.0)).collect();
-            let b: Vec<f32> = (0..out).map(|_| rng.random_range(-1.0..1.0)).collect();
-            let want: Vec<f64> = (0..rows * out)
-                .map(|at| {
-                    let (r, o) = (at / out, at % out);
-                    f64::from(b[o])
-                        + (0..inp).map(|i| f64::from(x[r * inp + i]) * f64::from(w[o * inp + i])).sum::<f64>()
-                })
-                .collect();
-            let mut results = Vec::new();
-            for &l in &widths {
-                let mut y = vec![f32::NAN; rows * out];
-                assert!(dense_forward_with(l, rows, inp, out, &x, &w, &b, Out::Matrix(&mut y)));
-                close(&y, &want, &format!("{rows}×{inp}×{out} lanes {l}"));
-                results.push(y);
-            }
-            if let [a, b] = &results[..] {
-                assert!(a == b, "{rows}×{inp}×{out}: lanes 8 and 16 differ");
-            }
-            // Each row alone gives the same bits as in the batch.
-            if let Some(all) = results.first() {
-                for r in [0, rows / 2, rows - 1] {
-                    let mut one = vec![f32::NAN; out];
-                    assert!(dense_forward(1, inp, out, &x[r * inp..(r + 1) * inp], &w, &b, Out::Matrix(&mut one)));
-                    assert!(one[..] == all[r * out..(r + 1) * out], "{rows}×{inp}×{out}: row {r} alone differs");
-                }
-            }
-        }
-        // Inputs that are not whole groups of 16 are left to matrixmultiply.
-        assert!(!dense_forward_with(
-            lanes().max(8),
-            2,
-            24,
-            3,
-            &[0.0; 48],
-            &[0.0; 72],
-            &[0.0; 3],
-            Out::Matrix(&mut [0.0; 6])
-        ));
     }
 }
