@@ -39,6 +39,29 @@ pub struct GradcheckSpec {
     pub seed: u64,
 }
 
+impl GradcheckSpec {
+    /// Refuses a check that cannot mean anything (a step outside the range where centred
+    /// differences work in f64) or that no machine could run.
+    pub fn check(&self) -> Result<(), Error> {
+        if !(MIN_STEP..=MAX_STEP).contains(&self.step) {
+            return Err(Error::Usage(format!(
+                "--step {:e}: centred differences in double precision need a step between {MIN_STEP:e} and {MAX_STEP:e} (the notes use 1e-6 to 1e-4): below, rounding swamps the difference; above, the curvature does",
+                self.step
+            )));
+        }
+        if self.examples == 0 || self.coordinates == 0 {
+            return Err(Error::Usage("--examples and --coordinates must be at least 1".into()));
+        }
+        if self.examples > MAX_EXAMPLES || self.coordinates > MAX_COORDINATES {
+            return Err(Error::Usage(format!(
+                "--examples {} --coordinates {}: at most {MAX_EXAMPLES} examples and {MAX_COORDINATES} coordinates per tensor (each coordinate runs the model twice on every example)",
+                self.examples, self.coordinates
+            )));
+        }
+        Ok(())
+    }
+}
+
 impl Default for GradcheckSpec {
     fn default() -> Self {
         GradcheckSpec { step: 1e-5, examples: 4, coordinates: 20, seed: 0 }
@@ -264,21 +287,7 @@ impl Session {
         spec: &GradcheckSpec,
         tamper: Option<&dyn Fn(&mut Plan)>,
     ) -> Result<Gradcheck, Error> {
-        if !(MIN_STEP..=MAX_STEP).contains(&spec.step) {
-            return Err(Error::Usage(format!(
-                "--step {:e}: centred differences in double precision need a step between {MIN_STEP:e} and {MAX_STEP:e} (the notes use 1e-6 to 1e-4): below, rounding swamps the difference; above, the curvature does",
-                spec.step
-            )));
-        }
-        if spec.examples == 0 || spec.coordinates == 0 {
-            return Err(Error::Usage("--examples and --coordinates must be at least 1".into()));
-        }
-        if spec.examples > MAX_EXAMPLES || spec.coordinates > MAX_COORDINATES {
-            return Err(Error::Usage(format!(
-                "--examples {} --coordinates {}: at most {MAX_EXAMPLES} examples and {MAX_COORDINATES} coordinates per tensor (each coordinate runs the model twice on every example)",
-                spec.examples, spec.coordinates
-            )));
-        }
+        spec.check()?;
         let loss = self.compiled.recipe_or_implied(model).loss;
         let rows = spec.examples;
         let mut plan = build_checking_inputs(model, loss, rows).map_err(|d| Error::Diagnostics(self.render(&d)))?;
