@@ -28,6 +28,12 @@ EXTRA = {
     " -> dense(8) -> relu -> dense(8) -> identity -> dense(3) -> softmax\n}\n",
     "conv_gelu": "model ConvGelu {\n input x: [8, 8, 2]\n x -> conv(filters = 4, size = 3, pad = same) -> gelu\n"
     " -> maxpool(size = 2) -> dense(8) -> hard_tanh -> dense(3) -> softmax\n}\n",
+    "batchnorm_dense": "model BnDense {\n input x: [12]\n x -> dense(16) -> batchnorm -> relu"
+    " -> dense(8) -> batchnorm(momentum = 0.3, eps = 1e-3) -> dense(3) -> softmax\n}\n",
+    "batchnorm_conv": "model BnConv {\n input x: [8, 8, 2]\n x -> conv(filters = 4, size = 3, pad = same)"
+    " -> batchnorm -> relu -> maxpool(size = 2) -> flatten -> batchnorm -> dense(3) -> softmax\n}\n",
+    "batchnorm_sequence": "model BnSeq {\n input x: [seq = 6, 4]\n x -> dense(5) -> batchnorm -> tanh"
+    " -> rnn(4, output = last) -> dense(2)\n}\n",
     "rnn_activations": "model RnnActs {\n input x: [seq = 6, 4]\n x -> rnn(5, activation = relu)\n"
     " -> bidirectional(rnn(4, activation = leaky_relu(alpha = 0.2)), merge = add) -> rnn(4, activation = sigmoid)\n"
     " -> rnn(3, activation = identity, output = last) -> dense(2)\n}\n",
@@ -66,6 +72,13 @@ def check(path, tmp):
         for p in model.parameters():
             a = 1.0 / p[0].numel() ** 0.5 if p.dim() > 1 else 0.1
             p.uniform_(-a, a)
+        # Running statistics away from their start (mean 0, variance 1), so that they count.
+        for n, b in model.named_buffers():
+            if n.endswith("running_mean"):
+                b.uniform_(-0.5, 0.5)
+            elif n.endswith("running_var"):
+                b.uniform_(0.5, 2.0)
+    model.eval()
     weights = os.path.join(tmp, "w.safetensors")
     save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, weights)
     shape = input_shape(path, tmp)

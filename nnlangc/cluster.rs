@@ -82,6 +82,46 @@ impl Mpi {
 }
 
 #[cfg(feature = "mpi")]
+impl Mpi {
+    fn chain_sum<T>(&self, send: &[T], recv: &mut [T])
+    where
+        T: mpi::datatype::Equivalence + Copy + Default + std::ops::AddAssign,
+        [T]: mpi::datatype::Buffer + mpi::datatype::BufferMut,
+    {
+        use mpi::collective::{CommunicatorCollectives, Root, SystemOperation};
+        use mpi::point_to_point::{Destination, Source};
+        use mpi::traits::Communicator;
+        let world = self.universe.world();
+        if self.size == 2 {
+            world.all_reduce_into(send, recv, SystemOperation::sum());
+            return;
+        }
+        let (rank, last) = (self.rank, self.size - 1);
+        let n = send.len().min(recv.len());
+        let mut start = 0;
+        while start < n {
+            let end = (start + CHUNK).min(n);
+            let (mine, partial) = (&send[start..end], &mut recv[start..end]);
+            if rank == 0 {
+                // 0 + x, as the threads' sum starts from zero.
+                partial.iter_mut().zip(mine).for_each(|(p, &x)| {
+                    *p = T::default();
+                    *p += x;
+                });
+            } else {
+                world.process_at_rank((rank - 1) as i32).receive_into(partial);
+                partial.iter_mut().zip(mine).for_each(|(p, &x)| *p += x);
+            }
+            if rank < last {
+                world.process_at_rank((rank + 1) as i32).send(&*partial);
+            }
+            start = end;
+        }
+        world.process_at_rank(last as i32).broadcast_into(&mut recv[..n]);
+    }
+}
+
+#[cfg(feature = "mpi")]
 impl Collective for Mpi {
     fn rank(&self) -> usize {
         self.rank
@@ -100,33 +140,11 @@ impl Collective for Mpi {
     /// process: about 2 × the gradient's bytes per process, where a ring all-reduce moves
     /// 2 (N − 1)/N ×.
     fn all_reduce_sum(&self, send: &[f32], recv: &mut [f32]) {
-        use mpi::collective::{CommunicatorCollectives, Root, SystemOperation};
-        use mpi::point_to_point::{Destination, Source};
-        use mpi::traits::Communicator;
-        let world = self.universe.world();
-        if self.size == 2 {
-            world.all_reduce_into(send, recv, SystemOperation::sum());
-            return;
-        }
-        let (rank, last) = (self.rank, self.size - 1);
-        let n = send.len().min(recv.len());
-        let mut start = 0;
-        while start < n {
-            let end = (start + CHUNK).min(n);
-            let (mine, partial) = (&send[start..end], &mut recv[start..end]);
-            if rank == 0 {
-                // 0 + x, as the threads' sum starts from zero.
-                partial.iter_mut().zip(mine).for_each(|(p, &x)| *p = 0.0 + x);
-            } else {
-                world.process_at_rank((rank - 1) as i32).receive_into(partial);
-                partial.iter_mut().zip(mine).for_each(|(p, &x)| *p += x);
-            }
-            if rank < last {
-                world.process_at_rank((rank + 1) as i32).send(&*partial);
-            }
-            start = end;
-        }
-        world.process_at_rank(last as i32).broadcast_into(&mut recv[..n]);
+        self.chain_sum(send, recv);
+    }
+
+    fn all_reduce_sum_f64(&self, send: &[f64], recv: &mut [f64]) {
+        self.chain_sum(send, recv);
     }
 
     fn all_gather(&self, local: &[u64]) -> Vec<u64> {

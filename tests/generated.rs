@@ -118,6 +118,34 @@ nnlang_macros::nn! {
     data d { train = csv("unused.csv") }
 }
 
+nnlang_macros::nn! {
+    model BnDense {
+        input x: [10]
+        x -> dense(12) -> batchnorm -> relu -> dense(8) -> batchnorm(momentum = 0.3, eps = 1e-3) -> tanh -> dense(3) -> softmax
+    }
+    train BnDense on d { loss = cross_entropy, optimizer = sgd(lr = 0.1, momentum = 0.9), batch = 64, seed = 7 }
+    data d { train = csv("unused.csv") }
+}
+
+nnlang_macros::nn! {
+    model BnConv {
+        input x: [6, 6, 2]
+        x -> conv(filters = 4, size = 3, pad = same) -> batchnorm -> relu -> maxpool(size = 2)
+          -> dense(8) -> batchnorm -> relu -> dense(3) -> softmax
+    }
+    train BnConv on d { loss = cross_entropy, optimizer = sgd(lr = 0.05, momentum = 0.9), batch = 64, seed = 8 }
+    data d { train = csv("unused.csv") }
+}
+
+nnlang_macros::nn! {
+    model BnSeq {
+        input x: [seq <= 6, 4]
+        x -> dense(5) -> batchnorm -> tanh -> rnn(4) -> dense(3) -> batchnorm -> softmax
+    }
+    train BnSeq on d { loss = cross_entropy, optimizer = adam(lr = 0.01), batch = 8, seed = 9 }
+    data d { train = csv("unused.csv") }
+}
+
 /// The interpreter side: the same model compiled from the same source at run time.
 fn interpreter(
     src: &str,
@@ -264,6 +292,22 @@ differential!(
     "model BothWays {\n input x: [5, 4]\n x -> bidirectional(rnn(6), merge = concat) -> bidirectional(rnn(3, activation = relu, output = last), merge = add)\n -> dense(2) -> softmax\n }\n train BothWays on d { loss = cross_entropy, optimizer = sgd(lr = 0.1, momentum = 0.9), batch = 7, seed = 4 }\n data d { train = csv(\"unused.csv\") }"
 );
 
+differential!(
+    batchnorm_dense,
+    BnDense,
+    "model BnDense {\n input x: [10]\n x -> dense(12) -> batchnorm -> relu -> dense(8) -> batchnorm(momentum = 0.3, eps = 1e-3) -> tanh -> dense(3) -> softmax\n }\n train BnDense on d { loss = cross_entropy, optimizer = sgd(lr = 0.1, momentum = 0.9), batch = 64, seed = 7 }\n data d { train = csv(\"unused.csv\") }"
+);
+differential!(
+    batchnorm_conv,
+    BnConv,
+    "model BnConv {\n input x: [6, 6, 2]\n x -> conv(filters = 4, size = 3, pad = same) -> batchnorm -> relu -> maxpool(size = 2)\n -> dense(8) -> batchnorm -> relu -> dense(3) -> softmax\n }\n train BnConv on d { loss = cross_entropy, optimizer = sgd(lr = 0.05, momentum = 0.9), batch = 64, seed = 8 }\n data d { train = csv(\"unused.csv\") }"
+);
+differential!(
+    batchnorm_ragged_sequences,
+    BnSeq,
+    "model BnSeq {\n input x: [seq <= 6, 4]\n x -> dense(5) -> batchnorm -> tanh -> rnn(4) -> dense(3) -> batchnorm -> softmax\n }\n train BnSeq on d { loss = cross_entropy, optimizer = adam(lr = 0.01), batch = 8, seed = 9 }\n data d { train = csv(\"unused.csv\") }"
+);
+
 #[test]
 fn train_step_and_checkpoints() {
     let mut net = Mlp::new(1);
@@ -310,6 +354,44 @@ fn data_parallel_generated_matches_the_interpreters_two_thread_step() {
     }
 }
 
+/// Batch normalization on a batch split between threads: the generated code's workers meet
+/// for the statistics of the whole batch as the interpreter's do, and both equal one thread's
+/// run within rounding (each worker normalizing with its own rows' statistics would not).
+#[test]
+fn data_parallel_batchnorm_uses_the_whole_batchs_statistics() {
+    let src = "model BnConv {\n input x: [6, 6, 2]\n x -> conv(filters = 4, size = 3, pad = same) -> batchnorm -> relu -> maxpool(size = 2)\n -> dense(8) -> batchnorm -> relu -> dense(3) -> softmax\n }\n train BnConv on d { loss = cross_entropy, optimizer = sgd(lr = 0.05, momentum = 0.9), batch = 64, seed = 8 }\n data d { train = csv(\"unused.csv\") }";
+    let (train, _, _, mut opts) = interpreter(src, "BnConv");
+    opts.split = nnlang_runtime::train::Split::Batch;
+    let rows = 64;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
+    // Each half of the batch from its own distribution: per-half statistics would differ.
+    let x: Vec<f32> =
+        (0..rows * 72).map(|i| rng.random_range(0.0..1.0) + if i < rows * 36 { 2.0 } else { -1.0 }).collect();
+    let y: Vec<f32> = (0..rows).map(|r| (r % 3) as f32).collect();
+    let mut net = BnConv::new(5);
+    let mut parallel = net.parallel(2, 5).expect("pool");
+    let mut opt = net.optimizer();
+    let mut stepper = nnlang_runtime::train::Stepper::new(&train, net.weights().to_vec(), &opts, 2);
+    let mut alone = nnlang_runtime::train::Stepper::new(&train, net.weights().to_vec(), &opts, 1);
+    for step in 0..3 {
+        let lg = net.train_step_parallel(&mut parallel, &x, &y, rows, &mut opt).expect("step");
+        let li = stepper.step(&x, &y, rows).expect("step");
+        let l1 = alone.step(&x, &y, rows).expect("step");
+        assert_eq!(lg.to_bits(), li.to_bits(), "loss at step {step}");
+        assert_eq!(bits(net.weights()), bits(stepper.params()), "weights after step {step}");
+        assert!((li - l1).abs() < 1e-5 * l1.abs(), "two threads' loss {li} against one's {l1}");
+        let worst = stepper.params().iter().zip(alone.params()).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(worst < 1e-5, "step {step}: two threads' weights differ from one's by {worst}");
+    }
+    // (Adam would not do for this comparison: the bias before a batch norm has no gradient,
+    // and Adam's first steps move it by ±lr on the sign of rounding noise.)
+    // The running averages moved, and agree between the two.
+    let mean = train.params.iter().find(|p| p.name == "batchnorm_0.running_mean").expect("state");
+    let (two, one) = (&stepper.params()[mean.buf.range()], &alone.params()[mean.buf.range()]);
+    assert!(two.iter().all(|v| v.abs() > 1e-3), "running means moved: {two:?}");
+    assert!(two.iter().zip(one).all(|(a, b)| (a - b).abs() < 1e-5), "{two:?} against {one:?}");
+}
+
 /// The notes' gradient check of the generated code itself: its steps run in double
 /// precision (`loss_and_gradients_f64`) against centred differences, for sampled coordinates
 /// of every parameter tensor. A difference that crosses a ReLU or max kink can miss the
@@ -325,7 +407,8 @@ fn check_generated_gradients(
     let h = 1e-6;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(21);
     let mut p = params.to_vec();
-    for t in table {
+    // Trained tensors: a state's slot holds a batch statistic, not a gradient.
+    for t in table.iter().filter(|t| t.trained()) {
         let mut off = 0;
         for _ in 0..8 {
             let i = t.buf.offset + rng.random_range(0..t.buf.len);
@@ -391,6 +474,9 @@ generated_gradcheck!(gradcheck_softplus, Soft);
 generated_gradcheck!(gradcheck_hard_tanh, Clamped);
 generated_gradcheck!(gradcheck_gelu_and_hard_tanh, Gelus);
 generated_gradcheck!(gradcheck_bidirectional, BothWays);
+generated_gradcheck!(gradcheck_batchnorm_dense, BnDense);
+generated_gradcheck!(gradcheck_batchnorm_conv, BnConv);
+generated_gradcheck!(gradcheck_batchnorm_ragged_sequences, BnSeq);
 
 /// `predict` takes an array of any number of rows (more than a batch here), runs it in
 /// batches, and returns an owned array; a wrong width is an error.

@@ -2,7 +2,7 @@
 //! step's function in [`crate::ops`]). This is the living specification of what a plan
 //! means; generated code makes the same calls.
 
-use crate::mem::{Cx, Mem};
+use crate::mem::{Cx, Mem, Peers};
 use crate::plan::{ABuf, Plan, Space, Step};
 use crate::Float;
 use rand::SeedableRng;
@@ -37,6 +37,11 @@ pub struct Exec<T> {
     /// Threads to split the large dense products of a run over (`None`: the calling thread
     /// alone). The results are the same bits with or without.
     pub team: Option<std::sync::Arc<crate::train::Team>>,
+    /// The other workers of a data-parallel step, for steps that need sums over the whole
+    /// batch (`None`: this memory holds every row of its batch).
+    pub peers: Option<std::sync::Arc<dyn crate::mem::Sum>>,
+    /// This worker's weight in the batch's mean loss (1: the whole batch).
+    pub share: f64,
     rng: ChaCha8Rng,
 }
 
@@ -52,6 +57,8 @@ impl<T: Float> Exec<T> {
             grads: crate::mem::aligned(plan.params_len),
             lengths: Vec::new(),
             team: None,
+            peers: None,
+            share: 1.0,
             rng: ChaCha8Rng::seed_from_u64(seed),
         }
     }
@@ -159,6 +166,7 @@ impl<T: Float> Exec<T> {
                 rng: &mut self.rng,
                 lengths: &self.lengths,
                 team: self.team.as_deref(),
+                peers: Peers { group: self.peers.as_deref(), share: self.share },
             },
             inputs,
             target,
@@ -193,6 +201,7 @@ impl<T: Float> Exec<T> {
             rng: &mut self.rng,
             lengths: &self.lengths,
             team: self.team.as_deref(),
+            peers: Peers { group: self.peers.as_deref(), share: self.share },
         };
         run_steps(plan, rows, mem, inputs, &self.target, Some(after))
     }
@@ -215,6 +224,7 @@ impl<T: Float> Exec<T> {
             rng: &mut self.rng,
             lengths: &self.lengths,
             team: self.team.as_deref(),
+            peers: Peers { group: self.peers.as_deref(), share: self.share },
         };
         run_steps(plan, rows, mem, inputs, &[], after)
     }
@@ -238,6 +248,7 @@ impl<T: Float> Exec<T> {
             rng: &mut self.rng,
             lengths: &self.lengths,
             team: self.team.as_deref(),
+            peers: Peers { group: self.peers.as_deref(), share: self.share },
         };
         run_steps(plan, rows, mem, inputs, target, None)
     }
@@ -255,6 +266,7 @@ struct Memory<'a, T> {
     rng: &'a mut ChaCha8Rng,
     lengths: &'a [usize],
     team: Option<&'a crate::train::Team>,
+    peers: Peers<'a>,
 }
 
 /// Runs every step of `plan` (the update runs nothing) on `rows` rows; `after`, if given,
@@ -279,6 +291,7 @@ fn run_steps<T: Float>(
         rng: m.rng,
         loss: None,
         team: m.team,
+        peers: m.peers,
     };
     for (i, s) in plan.steps.iter().enumerate() {
         s.run(&mut cx)?;

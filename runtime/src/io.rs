@@ -200,8 +200,15 @@ pub fn from_bytes(bytes: &[u8], table: &[Param], params: &mut [f32]) -> Result<(
         }
     }
     let expected: Vec<&str> = table.iter().map(|p| p.name.as_str()).collect();
+    // PyTorch's batch norms count their training steps (`num_batches_tracked`, an integer
+    // that only a momentum-free running average reads): accepted beside running averages.
+    let counter = |n: &str| {
+        n.strip_suffix(".num_batches_tracked")
+            .is_some_and(|layer| expected.contains(&format!("{layer}.running_mean").as_str()))
+            && st.tensor(n).is_ok_and(|t| t.dtype() == Dtype::I64 && t.shape().iter().product::<usize>() == 1)
+    };
     let mut extra: Vec<String> =
-        st.names().into_iter().filter(|n| !expected.contains(n)).map(|s| s.to_string()).collect();
+        st.names().into_iter().filter(|n| !expected.contains(n) && !counter(n)).map(|s| s.to_string()).collect();
     if !extra.is_empty() {
         extra.sort();
         return Err(CheckpointError(format!("tensors the model does not have: {}", extra.join(", "))));

@@ -135,6 +135,40 @@ pub struct Cx<'a, T> {
     /// Threads to split large dense products over (`None`: the calling thread alone); the
     /// results are the same bits either way ([`crate::kernels::dense`]).
     pub team: Option<&'a crate::train::Team>,
+    /// The other workers computing shares of the same batch, for a step whose values depend
+    /// on the whole batch (batch normalization's statistics); [`Peers::ALONE`] otherwise.
+    pub peers: Peers<'a>,
+}
+
+/// A sum over every worker of a data-parallel step (threads of this process, and the
+/// processes of a distributed run), in worker order from zero: every worker calls it with a
+/// vector of the same length at the same point of the same step, and each gets the same
+/// total back.
+pub trait Sum: Send + Sync {
+    /// Replaces `v` by the sum of every worker's `v`.
+    fn sum(&self, v: &mut [f64]);
+}
+
+/// The workers a step's batch is shared with, and this worker's part of the batch.
+#[derive(Clone, Copy)]
+pub struct Peers<'a> {
+    /// The meeting of the workers (`None`: this worker holds the whole batch).
+    pub group: Option<&'a dyn Sum>,
+    /// This worker's weight in the batch's mean loss (its rows, or steps, over the whole
+    /// batch's): its gradients are of its own mean, `1/share` times its part of the batch's.
+    pub share: f64,
+}
+
+impl Peers<'_> {
+    /// A worker that holds the whole batch.
+    pub const ALONE: Peers<'static> = Peers { group: None, share: 1.0 };
+
+    /// Replaces `v` by its sum over the batch's workers (unchanged alone).
+    pub fn sum(&self, v: &mut [f64]) {
+        if let Some(g) = self.group {
+            g.sum(v);
+        }
+    }
 }
 
 impl<T> Cx<'_, T> {

@@ -11,7 +11,7 @@ use crate::array::ArrayError;
 use crate::data::preprocess::{Preprocess, PreprocessRecipe};
 use crate::interp::Updater;
 use crate::io::CheckpointError;
-use crate::mem::{batch_lengths, Cx, ExecError, Mem};
+use crate::mem::{batch_lengths, Cx, ExecError, Mem, Peers};
 use crate::ops::Done;
 use crate::plan::{Loss, Param};
 use crate::train::arrays::{EpochReport, FitError, FitOptions, Trainable};
@@ -79,6 +79,11 @@ pub struct Core {
     pub infer_arena: AVec<f32, ConstAlign<64>>,
     /// Threads that split each large dense product, if any.
     pub team: Option<Arc<Team>>,
+    /// The other workers of a data-parallel step, for steps that sum over the whole batch
+    /// (`None`: this model holds every row of its batch).
+    pub peers: Option<Arc<dyn crate::mem::Sum>>,
+    /// This worker's weight in the batch's mean loss (1: the whole batch).
+    pub share: f64,
     /// Draws dropout masks.
     pub rng: ChaCha8Rng,
     /// The parameter tensors.
@@ -102,6 +107,8 @@ impl Core {
             train_arena: zeros(c.train_arena.max(1)),
             infer_arena: zeros(c.infer_arena.max(1)),
             team: None,
+            peers: None,
+            share: 1.0,
             rng: ChaCha8Rng::seed_from_u64(seed.wrapping_add(1)),
             table,
             lengths: Vec::new(),
@@ -157,6 +164,7 @@ pub trait Model: Sized + Send {
             rng,
             loss: None,
             team: team.as_deref(),
+            peers: Peers::ALONE,
         };
         if let Err(e) = Self::forward_steps(&mut cx) {
             unreachable!("an inference plan has no loss step, so no step fails: {e}");
@@ -177,7 +185,7 @@ pub trait Model: Sized + Send {
         let c = Self::CONSTANTS;
         check_inputs(&c, inputs, rows);
         assert!(y.len() >= rows * c.target_cols, "the target needs {rows} rows of {} values", c.target_cols);
-        let Core { grads, train_arena, rng, team, lengths, .. } = self.core_mut();
+        let Core { grads, train_arena, rng, team, lengths, peers, share, .. } = self.core_mut();
         let mut cx = Cx {
             rows,
             batch: rows,
@@ -189,6 +197,7 @@ pub trait Model: Sized + Send {
             rng,
             loss: None,
             team: team.as_deref(),
+            peers: Peers { group: peers.as_deref(), share: *share },
         };
         Self::train_steps(&mut cx)?;
         Ok(cx.loss.unwrap_or(0.0))
@@ -231,6 +240,7 @@ pub trait Model: Sized + Send {
             rng: &mut rng,
             loss: None,
             team: None,
+            peers: Peers::ALONE,
         };
         Self::train_steps(&mut cx)?;
         let loss = cx.loss.unwrap_or(0.0);
@@ -520,6 +530,10 @@ impl<M: Model> Worker for Parallel<M> {
     }
     fn set_lengths(&mut self, lengths: &[usize]) {
         self.0.set_lengths(lengths);
+    }
+    fn set_peers(&mut self, peers: Option<Arc<dyn crate::mem::Sum>>, share: f64) {
+        let core = self.0.core_mut();
+        (core.peers, core.share) = (peers, share);
     }
     fn per_step_output(&self) -> bool {
         M::CONSTANTS.per_step_output

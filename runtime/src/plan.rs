@@ -179,10 +179,16 @@ pub enum Role {
     /// regularized.
     Gain,
     /// State a layer keeps for itself (running statistics): starts at `init`, never trained
-    /// or regularized; saved in checkpoints with the weights.
+    /// or regularized; saved in checkpoints with the weights. After each training step it
+    /// moves toward the batch's value, which the layer's forward step leaves in the state's
+    /// gradient slot: `s ← (1 − momentum)·s + momentum·b` (PyTorch's running averages). The
+    /// slot is averaged over the workers of a data-parallel step like a gradient, so every
+    /// worker and process keeps the same state.
     State {
         /// Every value's starting value.
         init: f64,
+        /// How far each step moves it toward the batch's value (0: never).
+        momentum: f64,
     },
 }
 

@@ -224,6 +224,22 @@ fn layer(
         Op::Activation(a) => act(&a.function, &x),
         Op::Softmax(_) => format!("torch.softmax({x}, dim=-1)"),
         Op::Softplus(_) => format!("F.softplus({x})"),
+        Op::BatchNorm(bn) => {
+            // PyTorch normalizes channel axis 1; nnlang keeps features last.
+            let rank = in_shape.map_or(1, |s| s.rank());
+            let c = in_shape.and_then(|s| s.last()).unwrap_or(0);
+            let kind = if rank == 3 { "BatchNorm2d" } else { "BatchNorm1d" };
+            init.push(format!(
+                "self.{name} = nn.{kind}({c}, eps={}, momentum={})",
+                crate::diag::fmt_f64(bn.eps),
+                crate::diag::fmt_f64(bn.momentum)
+            ));
+            if rank == 1 {
+                format!("self.{name}({x})")
+            } else {
+                format!("self.{name}({x}.movedim(-1, 1)).movedim(1, -1)")
+            }
+        }
         Op::Maxout(m) => {
             let fan_in = match in_shape {
                 Some(s) if s.is_sequence() => s.last().unwrap_or(0),

@@ -24,6 +24,7 @@ pub mod local;
 pub mod loss;
 pub mod maxout;
 pub mod merge;
+pub mod norm;
 pub mod pool;
 pub mod rnn;
 pub mod rule;
@@ -310,6 +311,8 @@ registry! {
     MaxoutChannels(maxout::MaxoutChannels),
     /// `softplus`.
     Softplus(softplus::Softplus),
+    /// `batchnorm`.
+    BatchNorm(norm::BatchNorm),
     /// The training loss (added for training plans).
     Loss(loss::Loss),
 }

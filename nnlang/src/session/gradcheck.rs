@@ -226,6 +226,9 @@ fn kinks_of(s: &Step) -> Kinks<'_> {
         | Step::RnnBackward { .. }
         | Step::BiMergeBackward { .. }
         | Step::SoftplusBackward { .. }
+        | Step::BatchNorm { .. }
+        | Step::BatchNormInfer { .. }
+        | Step::BatchNormBackward { .. }
         | Step::Update => Kinks::None,
     }
 }
@@ -376,8 +379,11 @@ impl Session {
                 }
                 let num = (up - down) / (2.0 * h);
                 let scale = a[k].abs().max(num.abs());
-                // Both zero (an unused weight, a dead unit): nothing to compare.
-                let rel = if scale < 1e-12 { 0.0 } else { (a[k] - num).abs() / scale };
+                // Both zero (an unused weight, a dead unit, a bias that a normalization
+                // cancels): nothing to compare. A numeric gradient is zero when it is within
+                // what rounding the loss leaves in the quotient (ε·|L|/h, a few times over).
+                let zero = 4.0 * f64::EPSILON * loss_value.abs().max(1.0) / h;
+                let rel = if scale < 1e-12 || scale <= zero { 0.0 } else { (a[k] - num).abs() / scale };
                 // What rounding alone leaves in the quotient: ε·|L|/h, relative to the
                 // gradient. An error within ten times that is as good as f64 can tell.
                 let floor = f64::EPSILON * loss_value.abs().max(1.0) / (h * scale.max(1e-300));
@@ -394,7 +400,8 @@ impl Session {
             Ok(t)
         };
         let mut tensors = Vec::new();
-        for p in &plan.params {
+        // Trained tensors only: a state's slot holds a batch statistic, not a gradient.
+        for p in plan.params.iter().filter(|p| p.trained()) {
             let n = p.buf.len;
             let picks: Vec<usize> = if n <= spec.coordinates {
                 (0..n).collect()

@@ -12,6 +12,7 @@ pub mod elementwise;
 pub mod gemm;
 pub mod implicit;
 pub mod loss;
+pub mod norm;
 pub mod pool;
 pub mod rnn;
 pub mod softplus;
@@ -115,4 +116,10 @@ crate::step::steps! {
     /// Forward was `y = x` (a sum, or one part of a concatenation), so now
     /// `dx (+)= dy[:, x_col .. x_col + x.cols]`.
     Copy { x: ABuf, x_col: usize, y: ABuf, write: Write } => ops::copy;
+    /// Batch normalization in training: the batch's statistics (summed over the workers).
+    BatchNorm { x: ABuf, y: ABuf, gamma: PBuf, beta: PBuf, mean: PBuf, var: PBuf, stats: ABuf, eps: f64 } => kernels::norm::train_step;
+    /// Batch normalization outside training: the running averages.
+    BatchNormInfer { x: ABuf, y: ABuf, gamma: PBuf, beta: PBuf, mean: PBuf, var: PBuf, eps: f64 } => kernels::norm::infer_step;
+    /// Batch normalization's gradients.
+    BatchNormBackward { x: ABuf, dy: ABuf, gamma: PBuf, dgamma: PBuf, dbeta: PBuf, stats: ABuf, dx: Option<(ABuf, Write)> } => kernels::norm::backward_step;
 }

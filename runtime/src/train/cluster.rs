@@ -22,6 +22,8 @@ pub trait Collective: Send + Sync {
     /// in, so that N processes train bit for bit as N threads do. `recv` is the same on every
     /// process; both slices have the same length everywhere.
     fn all_reduce_sum(&self, send: &[f32], recv: &mut [f32]);
+    /// [`Collective::all_reduce_sum`] in double precision (batch statistics).
+    fn all_reduce_sum_f64(&self, send: &[f64], recv: &mut [f64]);
     /// Every process's `local` (of the same length everywhere), concatenated in rank order.
     fn all_gather(&self, local: &[u64]) -> Vec<u64>;
     /// Every process's bytes (of any length), in rank order.
@@ -147,6 +149,17 @@ impl Collective for Local {
         for b in &all {
             for (r, c) in recv.iter_mut().zip(b.chunks_exact(4)) {
                 *r += f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+            }
+        }
+    }
+
+    fn all_reduce_sum_f64(&self, send: &[f64], recv: &mut [f64]) {
+        let bytes = send.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let all = self.exchange(bytes);
+        recv.fill(0.0);
+        for b in &all {
+            for (r, c) in recv.iter_mut().zip(b.chunks_exact(8)) {
+                *r += f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
             }
         }
     }

@@ -7,6 +7,7 @@ pub mod cluster;
 mod fit;
 mod optim;
 mod parallel;
+pub mod peers;
 mod schedule;
 mod step;
 mod team;
@@ -249,6 +250,9 @@ fn shares(s: &Step) -> Share {
         | Step::Softplus { .. }
         | Step::SoftplusBackward { .. }
         | Step::Copy { .. }
+        | Step::BatchNorm { .. }
+        | Step::BatchNormInfer { .. }
+        | Step::BatchNormBackward { .. }
         | Step::Update => Share::Either,
     }
 }
@@ -284,7 +288,7 @@ pub fn initialize_table<T: Float>(table: &[crate::plan::Param], params: &mut [T]
                 slot.fill(T::ONE);
                 continue;
             }
-            Role::State { init } => {
+            Role::State { init, .. } => {
                 slot.fill(T::from_f64(init));
                 continue;
             }

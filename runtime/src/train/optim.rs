@@ -384,7 +384,15 @@ impl<T: Float> Updater<T> for Optimizer<T> {
             scale: T::ONE,
         };
         if let Some(clip) = self.clip {
-            let norm = grads.iter().map(|g| g.to_f64() * g.to_f64()).sum::<f64>().sqrt();
+            // Over the trained tensors: a state's slot holds a batch statistic, not a gradient.
+            let norm = self
+                .table
+                .iter()
+                .filter(|p| p.trained())
+                .flat_map(|p| &grads[p.buf.range()])
+                .map(|g| g.to_f64() * g.to_f64())
+                .sum::<f64>()
+                .sqrt();
             coeffs.scale = T::from_f64((clip / (norm + 1e-6)).min(1.0));
         }
         match self.kind {
@@ -459,6 +467,7 @@ impl<T: Float> Updater<T> for Optimizer<T> {
                 a.iter_mut().zip(params.iter()).for_each(|(a, &w)| *a = d * *a + e * w);
             }
         }
+        self.update_state(params, grads);
         if self.ema.is_some() && self.average.is_none() {
             self.average = Some(params.to_vec());
         }
@@ -481,6 +490,26 @@ impl<T: Float> Updater<T> for Optimizer<T> {
             self.ratio_sums.iter_mut().zip(ratios).for_each(|(s, r)| *s += r);
             self.ratio_count += 1;
             self.track_ratios = false;
+        }
+    }
+}
+
+impl<T: Float> Optimizer<T> {
+    /// Moves every state toward the batch's value its layer left in the gradient slot
+    /// ([`crate::plan::Role::State`]); the weight average, if kept, takes the state as it
+    /// now is (running statistics are not averaged: they already are averages).
+    fn update_state(&mut self, params: &mut [T], grads: &[T]) {
+        for p in &self.table {
+            let crate::plan::Role::State { momentum, .. } = p.role else { continue };
+            if momentum > 0.0 {
+                let (m, keep) = (T::from_f64(momentum), T::from_f64(1.0 - momentum));
+                for i in p.buf.range() {
+                    params[i] = params[i] * keep + m * grads[i];
+                }
+            }
+            if let Some(a) = &mut self.average {
+                a[p.buf.range()].copy_from_slice(&params[p.buf.range()]);
+            }
         }
     }
 }

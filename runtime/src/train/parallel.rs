@@ -16,6 +16,9 @@ pub trait Worker: Send {
     fn worker_gradients(&self) -> &[f32];
     /// Sets each example's sequence length for the next calls (empty: all full length).
     fn set_lengths(&mut self, lengths: &[usize]);
+    /// Sets the workers this one shares the next call's batch with (`None`: alone) and its
+    /// weight in the batch's mean loss, for steps that sum over the whole batch.
+    fn set_peers(&mut self, peers: Option<Arc<dyn crate::mem::Sum>>, share: f64);
     /// Whether the model's output has a row per step (its mean loss is over steps).
     fn per_step_output(&self) -> bool;
 }
@@ -79,20 +82,30 @@ impl<W: Worker> DataParallel<W> {
         let shared: &[f32] = params;
         // Worker i computes share i (on thread i of the team), whatever the timing.
         let mut results: Vec<Result<(usize, f64), ExecError>> = (0..used).map(|_| Ok((0, 0.0))).collect();
-        let jobs: Vec<_> = workers.iter_mut().zip(results.iter_mut()).collect();
-        team.run(jobs, |i, (w, result)| {
+        // Every worker has rows (a share is at least `MIN_ROWS`), so each comes to every
+        // meeting of the step.
+        let seats = super::peers::seats(used, None);
+        let jobs: Vec<_> = workers.iter_mut().zip(results.iter_mut()).zip(&seats).collect();
+        team.run(jobs, |i, ((w, result), seat)| {
             let start = (i * share).min(rows);
             let n = share.min(rows - start);
             if n == 0 {
+                seat.leave();
                 return;
             }
             let xs = &x[start * x_cols..(start + n) * x_cols];
             let ys = &y[start * y_cols..(start + n) * y_cols];
             w.set_lengths(lengths.get(start..start + n).unwrap_or(&[]));
+            let part = if used > 1 { Some(seat.clone() as Arc<dyn crate::mem::Sum>) } else { None };
+            w.set_peers(part, weight(start, n) as f64 / total as f64);
             *result = w
                 .loss_and_gradients_with(shared, xs, ys, n)
                 .map_err(|e| e.shifted(start))
                 .map(|l| (weight(start, n), l));
+            if result.is_err() {
+                seat.leave();
+            }
+            w.set_peers(None, 1.0);
         });
         let mut loss = 0.0;
         let mut weights = Vec::with_capacity(used);

@@ -18,7 +18,9 @@ use super::cluster::Cluster;
 use super::optim::Optimizer;
 use super::Options;
 use crate::interp::{Exec, ExecError, Updater};
+use crate::mem::Sum;
 use crate::plan::Plan;
+use std::sync::Arc;
 
 /// The interpreter's training step, on one thread or data-parallel.
 pub struct Stepper<'p> {
@@ -30,6 +32,9 @@ pub struct Stepper<'p> {
     pub opt: Optimizer<f32>,
     /// The processes of a distributed run, with the buffers of its all-reduce.
     cluster: Option<Distributed>,
+    /// The sizes of the sums over the whole batch the plan's steps meet for, in order (empty
+    /// for a plan whose every step works row by row).
+    meetings: Vec<usize>,
 }
 
 /// A distributed run's state: the processes, and the all-reduce's flat buffers (the weighted
@@ -98,7 +103,8 @@ impl<'p> Stepper<'p> {
             shared_steps: 0,
             reduce_time: std::time::Duration::ZERO,
         });
-        Stepper { plan, master, workers, team, opt, cluster }
+        let meetings = plan.steps.iter().flat_map(crate::kernels::norm::meetings).collect();
+        Stepper { plan, master, workers, team, opt, cluster, meetings }
     }
 
     /// The step's threads (none: one thread).
@@ -225,7 +231,9 @@ impl<'p> Stepper<'p> {
         let total = self.weight(lengths, 0, rows).max(1);
         let workers = &mut self.workers[..workers];
         let (master, opt) = (&mut self.master, &mut self.opt);
-        let (loss, shares) = shared_gradients(plan, workers, team, &master.params, x, y, lengths, rows, total, 0)?;
+        let meet = (!self.meetings.is_empty()).then_some(None);
+        let batch = Batch { x, y, lengths, rows, total, offset: 0, batch_total: total };
+        let (loss, shares) = shared_gradients(plan, workers, team, &master.params, batch, meet)?;
         // The mean gradient, Σ (countᵢ/count)·gradᵢ.
         let worker_grads: Vec<&[f32]> = workers.iter().map(|w| w.grads.as_slice()).collect();
         super::parallel::average_gradients(team, &mut master.grads, &worker_grads, &shares);
@@ -265,6 +273,7 @@ impl<'p> Stepper<'p> {
         let mut contribution = 0.0;
         if n == 0 {
             d.send[..p].fill(0.0);
+            super::peers::sit_out(&d.cluster, &self.meetings);
         } else {
             // This process's share, split over its threads as `--threads` splits a batch; its
             // gradient weighted by its share of the batch, Σ (countᵢ/count)·gradᵢ as the
@@ -276,8 +285,10 @@ impl<'p> Stepper<'p> {
                 Some(team) if threads >= 2 => {
                     let workers = &mut self.workers[..threads];
                     let (params, send) = (&self.master.params, &mut d.send[..p]);
-                    let (loss, shares) =
-                        shared_gradients(plan, workers, team, params, x, y, lens, n, mine.max(1), start)?;
+                    let meet = (!self.meetings.is_empty()).then(|| Some(d.cluster.clone()));
+                    let batch =
+                        Batch { x, y, lengths: lens, rows: n, total: mine.max(1), offset: start, batch_total: total };
+                    let (loss, shares) = shared_gradients(plan, workers, team, params, batch, meet)?;
                     let grads: Vec<&[f32]> = workers.iter().map(|w| w.grads.as_slice()).collect();
                     let shares: Vec<f32> = shares.iter().map(|s| s * scale).collect();
                     super::parallel::average_gradients(team, send, &grads, &shares);
@@ -286,7 +297,13 @@ impl<'p> Stepper<'p> {
                 _ => {
                     let w = &mut self.workers[0];
                     w.set_lengths(lens);
-                    let l = w.run_shared(plan, n, &self.master.params, &[x], y).map_err(|e| e.shifted(start))?;
+                    if !self.meetings.is_empty() {
+                        w.peers = super::peers::seats(1, Some(d.cluster.clone())).pop().map(|s| s as Arc<dyn Sum>);
+                    }
+                    w.share = scale as f64;
+                    let l = w.run_shared(plan, n, &self.master.params, &[x], y).map_err(|e| e.shifted(start));
+                    (w.peers, w.share) = (None, 1.0);
+                    let l = l?;
                     d.send[..p].iter_mut().zip(w.grads.iter()).for_each(|(s, &g)| *s = scale * g);
                     l.unwrap_or(0.0)
                 }
@@ -311,50 +328,72 @@ impl<'p> Stepper<'p> {
     }
 }
 
-/// Each of `workers` computes the gradient of its share of `rows` rows (`x`, `y`) with the
-/// weights `params`; returns the mean loss (over `total`, the rows' weight) and each worker's
-/// share of it, as the weights of the gradients' average. `offset` is the rows' place in the
-/// whole batch (for error messages).
-#[allow(clippy::too_many_arguments)]
+/// A batch (or a process's share of one) that workers share: `rows` rows of `x` and `y`,
+/// their sequence lengths, their weight `total` in the mean loss, their place `offset` in
+/// the whole batch (for error messages), and the whole batch's weight `batch_total`.
+struct Batch<'a> {
+    x: &'a [f32],
+    y: &'a [f32],
+    lengths: &'a [usize],
+    rows: usize,
+    total: usize,
+    offset: usize,
+    batch_total: usize,
+}
+
+/// Each of `workers` computes the gradient of its share of the batch with the weights
+/// `params`; returns the mean loss (over `b.total`) and each worker's share of it, as the
+/// weights of the gradients' average. With `meet`, the workers meet for the plan's sums over
+/// the whole batch (then over the processes of the cluster, if one is given).
 fn shared_gradients(
     plan: &Plan,
     workers: &mut [Exec<f32>],
     team: &super::Team,
     params: &[f32],
-    x: &[f32],
-    y: &[f32],
-    lengths: &[usize],
-    rows: usize,
-    total: usize,
-    offset: usize,
+    b: Batch,
+    meet: Option<Option<super::Cluster>>,
 ) -> Result<(f64, Vec<f32>), ExecError> {
+    let (x, y, lengths, rows) = (b.x, b.y, b.lengths, b.rows);
     let x_cols = plan.inputs[0].cols;
     let y_cols = plan.target.map_or(0, |(t, _)| t.cols);
     let share = rows.div_ceil(workers.len().max(1));
+    let seats: Vec<Option<Arc<super::peers::Seat>>> = match meet {
+        Some(cluster) => super::peers::seats(workers.len(), cluster).into_iter().map(Some).collect(),
+        None => vec![None; workers.len()],
+    };
     // Worker i computes share i (on thread i of the team), whatever the timing.
     let mut results: Vec<Result<(usize, f64), ExecError>> = (0..workers.len()).map(|_| Ok((0, 0.0))).collect();
-    let jobs: Vec<_> = workers.iter_mut().zip(results.iter_mut()).collect();
-    team.run(jobs, |i, (w, result)| {
+    let jobs: Vec<_> = workers.iter_mut().zip(results.iter_mut()).zip(seats).collect();
+    team.run(jobs, |i, ((w, result), seat)| {
         let start = (i * share).min(rows);
         let n = share.min(rows - start);
         if n == 0 {
             w.grads.fill(0.0);
+            if let Some(s) = &seat {
+                s.leave();
+            }
             return;
         }
         let (xs, ys) = (&x[start * x_cols..(start + n) * x_cols], &y[start * y_cols..(start + n) * y_cols]);
         w.set_lengths(lengths.get(start..start + n).unwrap_or(&[]));
+        w.share = weight(plan, lengths, start, n) as f64 / b.batch_total.max(1) as f64;
+        w.peers = seat.clone().map(|s| s as Arc<dyn Sum>);
         *result = w
             .run_shared(plan, n, params, &[xs], ys)
-            .map_err(|e| e.shifted(offset + start))
+            .map_err(|e| e.shifted(b.offset + start))
             .map(|l| (weight(plan, lengths, start, n), l.unwrap_or(0.0)));
+        if let (Err(_), Some(s)) = (&*result, &seat) {
+            s.leave();
+        }
+        (w.peers, w.share) = (None, 1.0);
     });
     let mut loss = 0.0;
     let mut shares = Vec::with_capacity(workers.len());
     for r in results {
         let (n, l) = r?;
-        loss += l * n as f64 / total as f64;
+        loss += l * n as f64 / b.total as f64;
         // The mean gradient is Σ (countᵢ/count)·gradᵢ.
-        shares.push(n as f32 / total as f32);
+        shares.push(n as f32 / b.total as f32);
     }
     Ok((loss, shares))
 }

@@ -140,10 +140,12 @@ impl LayerWatch {
     }
 }
 
-/// The norm of each parameter tensor's gradient in `grads`.
+/// The norm of each trained tensor's gradient in `grads` (a state's slot holds a batch
+/// statistic, not a gradient).
 pub fn gradient_norms(plan: &Plan, grads: &[f32]) -> Vec<(String, f64)> {
     plan.params
         .iter()
+        .filter(|p| p.trained())
         .map(|p| {
             (p.name.clone(), grads[p.buf.range()].iter().map(|&g| f64::from(g) * f64::from(g)).sum::<f64>().sqrt())
         })

@@ -519,6 +519,42 @@ impl<'a> Builder<'a> {
         Ok(())
     }
 
+    /// ONNX's `BatchNormalization` (with the running averages) over channel axis 1: an
+    /// image's channels first, a sequence's features before its steps.
+    fn batchnorm(&mut self, id: NodeId, src: NodeId, eps: f64, name: &str) -> Result<(), String> {
+        let shape = self.shape(src)?;
+        let c = shape.last().ok_or_else(|| format!("`{name}`: its input has no fixed features"))?;
+        let params: Vec<String> = ["weight", "bias", "running_mean", "running_var"]
+            .iter()
+            .map(|w| self.param_tensor(id, w, &[c]))
+            .collect::<Result<_, _>>()?;
+        let args = |x: &str| -> Vec<String> { std::iter::once(x.to_string()).chain(params.iter().cloned()).collect() };
+        let attrs = || vec![attr_f("epsilon", eps as f32)];
+        if shape.rank() == 3 {
+            let x = self.nchw(src)?;
+            let a = args(&x);
+            let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+            let y = self.node("BatchNormalization", &refs, attrs(), name);
+            self.vals.insert(id, Val { nhwc: None, nchw: Some(y) });
+        } else if shape.rank() == 2 {
+            let x = self.nhwc(src)?;
+            let t =
+                self.node("Transpose", &[&x], vec![attr_ints("perm", &[0, 2, 1])], &format!("{name}/features_first"));
+            let a = args(&t);
+            let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+            let n = self.node("BatchNormalization", &refs, attrs(), &format!("{name}/normalized"));
+            let y = self.node("Transpose", &[&n], vec![attr_ints("perm", &[0, 2, 1])], name);
+            self.vals.insert(id, Val::nhwc(y));
+        } else {
+            let x = self.nhwc(src)?;
+            let a = args(&x);
+            let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+            let y = self.node("BatchNormalization", &refs, attrs(), name);
+            self.vals.insert(id, Val::nhwc(y));
+        }
+        Ok(())
+    }
+
     fn lower(&mut self, id: NodeId) -> Result<(), String> {
         let g = self.graph();
         let node = g.node(id);
@@ -619,6 +655,7 @@ impl<'a> Builder<'a> {
                 })?;
             }
             Op::Softplus(_) => self.elementwise(id, input()?, |b, x, out| b.node("Softplus", &[x], vec![], out))?,
+            Op::BatchNorm(bn) => self.batchnorm(id, input()?, bn.eps, &name)?,
             Op::Softmax(_) => {
                 let x = self.nhwc(input()?)?;
                 let y = self.node("Softmax", &[&x], vec![attr_i("axis", -1)], &name);

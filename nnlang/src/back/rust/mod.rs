@@ -100,9 +100,9 @@ fn param_table(table: &[Param]) -> TokenStream {
             }
             Role::Bias => quote! { Bias },
             Role::Gain => quote! { Gain },
-            Role::State { init } => {
-                let init = f64_lit(init);
-                quote! { State { init: #init } }
+            Role::State { init, momentum } => {
+                let (init, momentum) = (f64_lit(init), f64_lit(momentum));
+                quote! { State { init: #init, momentum: #momentum } }
             }
         };
         quote! {

@@ -1,0 +1,131 @@
+//! `batchnorm(momentum = 0.1, eps = 1e-5)`: batch normalization over the last dimension of
+//! its input — a dense layer's features, a convolution's channels (every position of the
+//! image counts), a sequence's features (every step inside its sequence counts). Training
+//! normalizes with the batch's statistics and moves running averages toward them (state:
+//! never trained, never regularized); evaluation, `run`, exports and generated `predict`
+//! use the running averages. PyTorch's `BatchNorm1d`/`BatchNorm2d` parameters: `weight`
+//! (a gain), `bias`, `running_mean`, `running_var` (unbiased, as PyTorch keeps it).
+
+use super::args::Args;
+use super::rule::{bias, RuleResult, ShapeError};
+use super::tensor::{Dim, Elems};
+use super::{FlopsCx, Layer, Op, Reads, Rules, Scratch, ShapeCx, StepCx, Value};
+use crate::diag::{fmt_f64, Diagnostic};
+use nnlang_runtime::plan::{ABuf, PBuf, Role, Step};
+use serde::Serialize;
+
+/// PyTorch's default momentum of the running averages.
+pub const DEFAULT_MOMENTUM: f64 = 0.1;
+/// PyTorch's default ε.
+pub const DEFAULT_EPS: f64 = 1e-5;
+
+/// `batchnorm`: normalization of each channel over the batch.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct BatchNorm {
+    /// How far each training step moves the running averages toward the batch's statistics.
+    pub momentum: f64,
+    /// Added to the variance before its square root.
+    pub eps: f64,
+}
+
+impl BatchNorm {
+    /// `batchnorm`.
+    pub const LAYERS: &'static [Layer] = &[Layer {
+        name: "batchnorm",
+        args: &[("momentum", false), ("eps", false)],
+        example: "`batchnorm(momentum = 0.1, eps = 1e-5)`",
+        merge: false,
+        positional_error: None,
+        build,
+    }];
+
+    /// The channels it normalizes: the input's last dimension.
+    pub fn channels(shape: &[usize]) -> usize {
+        shape.last().copied().unwrap_or(1).max(1)
+    }
+}
+
+fn build(a: &Args) -> Result<Op, Diagnostic> {
+    let momentum = a.number_in("momentum", 0.0, 1.0, true, "(0, 1]")?.map_or(DEFAULT_MOMENTUM, |v| v.0);
+    let eps = a.number_in("eps", 0.0, 1.0, true, "(0, 1]")?.map_or(DEFAULT_EPS, |v| v.0);
+    Ok(Op::BatchNorm(BatchNorm { momentum, eps }))
+}
+
+impl Rules for BatchNorm {
+    fn kind(&self) -> &'static str {
+        "batchnorm"
+    }
+    fn attributes(&self) -> Vec<(&'static str, String)> {
+        vec![("momentum", fmt_f64(self.momentum)), ("eps", fmt_f64(self.eps))]
+    }
+    fn shape(&self, cx: &ShapeCx) -> RuleResult {
+        let s = cx.one();
+        let c = match s.0.last() {
+            Some(Dim::Fixed(c)) if s.0.len() > 1 || !s.is_sequence() => *c,
+            _ => {
+                return Err(vec![ShapeError::new(
+                    cx.id,
+                    format!("`batchnorm` normalizes the features of each value, but its input {s} has none"),
+                    "no features to normalize",
+                )
+                .help("put it after a layer with features: `dense(64) -> batchnorm -> relu`")])
+            }
+        };
+        let state = |name: &str, init: f64| super::rule::ParamSpec {
+            name: format!("{}.{name}", cx.name),
+            shape: vec![c],
+            role: Role::State { init, momentum: self.momentum },
+        };
+        let gain = super::rule::ParamSpec { name: format!("{}.weight", cx.name), shape: vec![c], role: Role::Gain };
+        Ok((s, vec![gain, bias(cx.name, "bias", &[c]), state("running_mean", 0.0), state("running_var", 1.0)]))
+    }
+    fn flops(&self, cx: &FlopsCx) -> Elems {
+        // A subtraction and a multiply-add per value.
+        let e = cx.input_elems();
+        Elems { fixed: 3 * e.fixed, per_step: 3 * e.per_step }
+    }
+    fn runnable(&self) -> bool {
+        true
+    }
+    fn value(&self, _training: bool) -> Value {
+        Value::Computed
+    }
+    /// While training, the batch's statistics kept for the backward step: `[μ (C), 1/σ (C), n]`.
+    fn scratch(&self, c: &StepCx, _max_batch: usize) -> Vec<Scratch> {
+        match (c.training, c.params.first()) {
+            (true, Some(g)) => vec![Scratch::Fixed(2 * g.len + 1)],
+            _ => Vec::new(),
+        }
+    }
+    fn forward(&self, c: &StepCx) -> Vec<Step> {
+        let (x, y, eps) = (c.inputs[0], c.value, self.eps);
+        let &[gamma, beta, mean, var] = c.params.as_slice() else { return Vec::new() };
+        vec![match c.scratch.first() {
+            Some(&stats) => Step::BatchNorm { x, y, gamma, beta, mean, var, stats, eps },
+            None => Step::BatchNormInfer { x, y, gamma, beta, mean, var, eps },
+        }]
+    }
+    fn backward(&self, c: &StepCx, dy: ABuf, grads: &[PBuf], dx: &mut super::DxFn) -> Vec<Step> {
+        let (Some(&stats), Some(&gamma), &[dgamma, dbeta, ..]) = (c.scratch.first(), c.params.first(), grads) else {
+            return Vec::new();
+        };
+        let dx = dx(0, false).into_opt();
+        vec![Step::BatchNormBackward { x: c.inputs[0], dy, gamma, dgamma, dbeta, stats, dx }]
+    }
+    fn backward_reads(&self) -> Reads {
+        // x̂ is recomputed from the input and the kept statistics.
+        Reads { input: true, output: false }
+    }
+    fn elementwise(&self) -> bool {
+        false
+    }
+    fn carries(&self) -> Vec<usize> {
+        Vec::new()
+    }
+    fn save_carried(&self, _: &StepCx) -> Vec<Step> {
+        Vec::new()
+    }
+    fn per_step(&self) -> bool {
+        true
+    }
+}

@@ -1,0 +1,198 @@
+//! `batchnorm`: each channel (the last dimension of a value: a dense layer's features, a
+//! convolution's channels, a sequence's features at every step) normalized by the batch's
+//! mean and variance while training, by the running averages otherwise, then scaled and
+//! shifted: `y = γ·(x − μ)/√(σ² + ε) + β` (PyTorch's `BatchNorm1d`/`BatchNorm2d`).
+//!
+//! The batch's statistics are over every row that counts (the padding of shorter sequences
+//! does not) and every position of a row; on a batch shared among workers (threads or
+//! processes) they are summed over all of them ([`crate::mem::Peers`]), so that each worker
+//! normalizes with the whole batch's statistics, as one thread would. The sums are taken in
+//! double precision.
+//!
+//! The training step leaves the batch's mean and unbiased variance in the gradient slots of
+//! the running averages; the optimizer moves the averages toward them after the step
+//! ([`crate::plan::Role::State`]).
+
+use crate::mem::{Cx, Rows};
+use crate::ops::Done;
+use crate::plan::{ABuf, PBuf, Write};
+use crate::Float;
+
+/// Each channel's sum and sum of squares over the rows that count, and how many values
+/// that is per channel: `[Σx (C), Σx² (C), n]`.
+fn moments<T: Float>(x: &[T], rows: usize, channels: usize, valid: Rows) -> Vec<f64> {
+    let cols = x.len() / rows.max(1);
+    let mut out = vec![0.0f64; 2 * channels + 1];
+    let mut n = 0usize;
+    for (r, row) in x.chunks_exact(cols.max(1)).take(rows).enumerate() {
+        if !valid.valid(r) {
+            continue;
+        }
+        n += cols / channels;
+        for pos in row.chunks_exact(channels) {
+            for (c, &v) in pos.iter().enumerate() {
+                let v = v.to_f64();
+                out[c] += v;
+                out[channels + c] += v * v;
+            }
+        }
+    }
+    out[2 * channels] = n as f64;
+    out
+}
+
+/// The step `BatchNorm { x, y, gamma, beta, mean, var, stats, eps }` of a training plan:
+/// normalizes with the batch's statistics, keeps them in `stats` (`[μ (C), 1/√(σ² + ε) (C),
+/// n]`) for the backward step, and leaves μ and the unbiased σ² in the gradient slots of the
+/// running averages `mean` and `var`.
+#[allow(clippy::too_many_arguments)]
+pub fn train_step<T: Float>(
+    cx: &mut Cx<'_, T>,
+    x: ABuf,
+    y: ABuf,
+    gamma: PBuf,
+    beta: PBuf,
+    mean: PBuf,
+    var: PBuf,
+    stats: ABuf,
+    eps: f64,
+) -> Done {
+    let (rows, c) = (cx.rows, gamma.len);
+    let valid = Rows { steps: cx.steps, lengths: cx.lengths };
+    let (out, st, r) = cx.mem.split2(y, rows, stats);
+    let xs = r.get(x, rows);
+    let mut m = moments(xs, rows, c, valid);
+    cx.peers.sum(&mut m);
+    let n = m[2 * c].max(1.0);
+    for ch in 0..c {
+        let mu = m[ch] / n;
+        let biased = (m[c + ch] / n - mu * mu).max(0.0);
+        st[ch] = T::from_f64(mu);
+        st[c + ch] = T::from_f64(1.0 / (biased + eps).sqrt());
+        let unbiased = if n > 1.0 { biased * n / (n - 1.0) } else { biased };
+        cx.grads[mean.offset + ch] = T::from_f64(mu);
+        cx.grads[var.offset + ch] = T::from_f64(unbiased);
+    }
+    st[2 * c] = T::from_f64(n);
+    let (g, b) = (&cx.params[gamma.range()], &cx.params[beta.range()]);
+    normalize(xs, out, rows, valid, &st[..c], &st[c..2 * c], g, b);
+    Ok(())
+}
+
+/// `y = (x − μ)·(γ·s) + β` per channel for the rows that count (zero for padding).
+#[allow(clippy::too_many_arguments)]
+fn normalize<T: Float>(xs: &[T], out: &mut [T], rows: usize, valid: Rows, mu: &[T], s: &[T], g: &[T], b: &[T]) {
+    let c = mu.len();
+    let cols = xs.len() / rows.max(1);
+    let scale: Vec<T> = g.iter().zip(s).map(|(&g, &s)| g * s).collect();
+    for (r, (yr, xr)) in out.chunks_exact_mut(cols.max(1)).zip(xs.chunks_exact(cols.max(1))).enumerate() {
+        if !valid.valid(r) {
+            yr.fill(T::ZERO);
+            continue;
+        }
+        for (yp, xp) in yr.chunks_exact_mut(c).zip(xr.chunks_exact(c)) {
+            for ch in 0..c {
+                yp[ch] = (xp[ch] - mu[ch]) * scale[ch] + b[ch];
+            }
+        }
+    }
+}
+
+/// The step `BatchNormInfer { x, y, gamma, beta, mean, var, eps }` of an inference plan:
+/// normalizes with the running averages.
+#[allow(clippy::too_many_arguments)]
+pub fn infer_step<T: Float>(
+    cx: &mut Cx<'_, T>,
+    x: ABuf,
+    y: ABuf,
+    gamma: PBuf,
+    beta: PBuf,
+    mean: PBuf,
+    var: PBuf,
+    eps: f64,
+) -> Done {
+    let rows = cx.rows;
+    let valid = Rows { steps: cx.steps, lengths: cx.lengths };
+    let (out, r) = cx.mem.split(y, rows);
+    let p = cx.params;
+    let s: Vec<T> = p[var.range()].iter().map(|&v| T::from_f64(1.0 / (v.to_f64() + eps).sqrt())).collect();
+    normalize(r.get(x, rows), out, rows, valid, &p[mean.range()], &s, &p[gamma.range()], &p[beta.range()]);
+    Ok(())
+}
+
+/// The step `BatchNormBackward { x, dy, gamma, dgamma, dbeta, stats, dx }`. With
+/// `x̂ = (x − μ)·s`: `dβ = Σ dy`, `dγ = Σ dy·x̂` (this worker's rows), and over the whole
+/// batch of `n` values per channel, `dx = γ·s·(dy − mean(dy) − x̂·mean(dy·x̂))` — the means
+/// taken over every worker's rows, each worker's sums weighted by its share of the loss.
+#[allow(clippy::too_many_arguments)]
+pub fn backward_step<T: Float>(
+    cx: &mut Cx<'_, T>,
+    x: ABuf,
+    dy: ABuf,
+    gamma: PBuf,
+    dgamma: PBuf,
+    dbeta: PBuf,
+    stats: ABuf,
+    dx: Option<(ABuf, Write)>,
+) -> Done {
+    let (rows, c) = (cx.rows, gamma.len);
+    let valid = Rows { steps: cx.steps, lengths: cx.lengths };
+    let r = cx.mem.all();
+    let (xs, dys, st) = (r.get(x, rows), r.get(dy, rows), r.get(stats, 1));
+    let cols = xs.len() / rows.max(1);
+    let (mu, s, n) = (st[..c].to_vec(), st[c..2 * c].to_vec(), st[2 * c].to_f64().max(1.0));
+    let mut sums = vec![0.0f64; 2 * c];
+    for (row, (xr, dr)) in xs.chunks_exact(cols.max(1)).zip(dys.chunks_exact(cols.max(1))).enumerate() {
+        if !valid.valid(row) {
+            continue;
+        }
+        for (xp, dp) in xr.chunks_exact(c).zip(dr.chunks_exact(c)) {
+            for ch in 0..c {
+                let d = dp[ch].to_f64();
+                sums[ch] += d;
+                sums[c + ch] += d * ((xp[ch] - mu[ch]) * s[ch]).to_f64();
+            }
+        }
+    }
+    for ch in 0..c {
+        cx.grads[dbeta.offset + ch] = T::from_f64(sums[ch]);
+        cx.grads[dgamma.offset + ch] = T::from_f64(sums[c + ch]);
+    }
+    let Some((dx, write)) = dx else { return Ok(()) };
+    // The batch's sums in the batch's loss (this worker's loss is 1/share of its part).
+    let w = cx.peers.share;
+    sums.iter_mut().for_each(|v| *v *= w);
+    cx.peers.sum(&mut sums);
+    let k: Vec<(T, T, T)> = (0..c)
+        .map(|ch| {
+            let g = cx.params[gamma.offset + ch];
+            (g * s[ch], T::from_f64(sums[ch] / (w * n)), T::from_f64(sums[c + ch] / (w * n)))
+        })
+        .collect();
+    let (d, r) = cx.mem.split(dx, rows);
+    let (xs, dys) = (r.get(x, rows), r.get(dy, rows));
+    for (row, ((dxr, xr), dr)) in
+        d.chunks_exact_mut(cols.max(1)).zip(xs.chunks_exact(cols.max(1))).zip(dys.chunks_exact(cols.max(1))).enumerate()
+    {
+        let ok = valid.valid(row);
+        for ((dxp, xp), dp) in dxr.chunks_exact_mut(c).zip(xr.chunks_exact(c)).zip(dr.chunks_exact(c)) {
+            for ch in 0..c {
+                let (gs, m1, m2) = k[ch];
+                let v = if ok { gs * (dp[ch] - m1 - (xp[ch] - mu[ch]) * s[ch] * m2) } else { T::ZERO };
+                dxp[ch] = if write == Write::Accumulate { dxp[ch] + v } else { v };
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The sizes of the sums a step of a training plan meets the other workers for, in order
+/// (what a process with no rows of a shared batch must bring zeros to).
+pub fn meetings(step: &crate::plan::Step) -> Vec<usize> {
+    use crate::plan::Step;
+    match step {
+        Step::BatchNorm { gamma, .. } => vec![2 * gamma.len + 1],
+        Step::BatchNormBackward { gamma, dx: Some(_), .. } => vec![2 * gamma.len],
+        _ => Vec::new(),
+    }
+}
