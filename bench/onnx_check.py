@@ -33,6 +33,9 @@ EXTRA = {
     " x -> bidirectional(rnn(6, activation = sigmoid), merge = mul) -> rnn(4, output = last) -> dense(2)\n}\n",
     "gelu_hard_tanh": "model Smooth {\n input x: [6, 6, 2]\n x -> conv(filters = 4, size = 3, pad = same) -> gelu\n"
     " -> flatten -> dense(16) -> hard_tanh -> dense(8) -> gelu(approximate = tanh) -> dense(3) -> softmax\n}\n",
+    "batchnorm": "model Bn {\n input x: [6, 6, 2]\n x -> conv(filters = 4, size = 3, pad = same) -> batchnorm -> relu\n"
+    " -> flatten -> dense(16) -> batchnorm(eps = 1e-3) -> dense(3) -> softmax\n}\n",
+    "batchnorm_sequence": "model BnSeq {\n input x: [seq <= 8, 3]\n x -> dense(5) -> batchnorm -> tanh -> rnn(4) -> dense(2)\n}\n",
     "rnn_leaky_identity": "model RnnLeaky {\n input x: [seq <= 10, 3]\n"
     " x -> bidirectional(rnn(5, activation = leaky_relu(0.2), output = sequence), merge = add)\n"
     "   -> bidirectional(rnn(4, activation = identity, output = last), merge = concat) -> dense(2)\n}\n",
@@ -65,7 +68,8 @@ def check(path, tmp):
     for p in s["parameters"]:
         shape = p["shape"]
         a = 1.0 / np.sqrt(np.prod(shape[1:])) if len(shape) > 1 else 0.1
-        tensors[p["name"]] = rng.uniform(-a, a, size=shape).astype(np.float32)
+        lo, hi = (0.5, 2.0) if p["name"].endswith("running_var") else (-a, a)
+        tensors[p["name"]] = rng.uniform(lo, hi, size=shape).astype(np.float32)
     weights = os.path.join(tmp, "w.safetensors")
     save_file(tensors, weights)
     model = os.path.join(tmp, "m.onnx")

@@ -192,3 +192,53 @@ fn processes_weigh_sequence_steps_as_threads_do() {
         }
     }
 }
+
+/// Batch normalization across processes: each process's workers meet, the processes add their
+/// totals, and N processes of one thread normalize with the statistics N threads do — the
+/// same weights and running averages, bit for bit — for 2 and 3 processes (3 leave one idle
+/// on the last batch, which brings zeros to each meeting); processes with two threads each
+/// repeat exactly and agree with each other.
+#[test]
+fn processes_share_batch_statistics_as_threads_do() {
+    let src = "model B {\n    input x: [12]\n    x -> dense(16) -> batchnorm -> relu -> dense(8) -> batchnorm(momentum = 0.2) -> tanh -> dense(4) -> softmax\n}\n";
+    let c = nnlang::compile(src, &nnlang::Options::default()).expect("compiles");
+    let model = &c.models[0];
+    let train_plan = build(model, Mode::Training(Loss::CrossEntropy), 64).expect("plan");
+    let eval_plan = build(model, Mode::Inference, 64).expect("plan");
+    let base = problem(230);
+    let mut params = vec![0f32; train_plan.params_len];
+    train::initialize(&train_plan, &mut params, Init::He, 3);
+    let train_with = |opts: &train::Options| {
+        let data = Data { x: Inputs::F32(&base.x), x_cols: 12, y: &base.y, y_cols: 1, lengths: &[] };
+        let mut p = params.clone();
+        let mut keep = Keep { states: Vec::new(), stop_at: None, batches: 0 };
+        train::fit(&train_plan, &eval_plan, Loss::CrossEntropy, &mut p, data, None, opts, &mut keep, None)
+            .expect("trains");
+        p
+    };
+    let group_of = |n: usize, threads: usize| -> Vec<Vec<f32>> {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = Local::group(n)
+                .into_iter()
+                .map(|l| {
+                    let opts = options(threads, Some(Cluster(Arc::new(l))));
+                    let train_with = &train_with;
+                    scope.spawn(move || train_with(&opts))
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().expect("a process")).collect()
+        })
+    };
+    let running = train_plan.params.iter().find(|p| p.name == "batchnorm_0.running_var").expect("state");
+    for n in [2, 3] {
+        let threaded = train_with(&options(n, None));
+        assert!(threaded[running.buf.range()].iter().any(|v| (v - 1.0).abs() > 1e-3), "the running variances moved");
+        for (rank, w) in group_of(n, 1).into_iter().enumerate() {
+            let same = w.iter().zip(&threaded).all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(same, "{n} processes: rank {rank}'s weights and statistics differ from {n} threads'");
+        }
+    }
+    let (a, b) = (group_of(2, 2), group_of(2, 2));
+    assert_eq!(a[0], b[0], "2 processes × 2 threads repeat exactly");
+    assert_eq!(a[0], a[1], "every process holds the same weights and statistics");
+}

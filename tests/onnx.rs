@@ -36,8 +36,10 @@ fn random_weights(table: &[Param], path: &Path) {
     let mut flat = vec![0f32; len];
     for p in table {
         let a = p.role.fan_in().map_or(0.1, |f| 1.0 / (f.max(1) as f32).sqrt());
+        // A variance is positive.
+        let (lo, hi) = if p.name.ends_with("running_var") { (0.5, 2.0) } else { (-a, a) };
         for v in &mut flat[p.buf.range()] {
-            *v = rng.random_range(-a..a);
+            *v = rng.random_range(lo..hi);
         }
     }
     nnlang_runtime::io::save(path, table, &flat).expect("saves weights");
@@ -187,6 +189,25 @@ fn every_layer_and_merge_exports_to_onnx() {
       -> dense(16) -> hard_tanh -> dense(8) -> gelu(approximate = tanh) -> dense(3) -> softmax
 }",
             None,
+        ),
+        (
+            "normalized",
+            "model Normalized {
+    input image: [6, 6, 2]
+    let a = image -> conv(filters = 4, size = 3, pad = same) -> batchnorm -> relu -> flatten
+      -> dense(16) -> batchnorm(eps = 1e-3) -> dense(3)
+    let b = image -> flatten -> dense(5) -> batchnorm -> dense(3)
+    add(a, b) -> softmax
+}",
+            None,
+        ),
+        (
+            "normalized_steps",
+            "model NormalizedSteps {
+    input frames: [seq <= 8, 3]
+    frames -> dense(5) -> batchnorm -> tanh -> rnn(4, output = last) -> dense(2)
+}",
+            Some(6),
         ),
         (
             "tagger",

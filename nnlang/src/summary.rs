@@ -222,9 +222,13 @@ pub fn to_text(s: &Summary) -> String {
             let _ = writeln!(out, "  {}", "-".repeat(total));
         }
     }
+    // State (running statistics) is stored with the weights but never trained: PyTorch
+    // counts it apart too (buffers, not parameters).
+    let state: u64 = s.parameters.iter().filter(|p| !p.role.trained()).map(|p| p.count()).sum();
+    let of_which = if state > 0 { format!(", {} of them state, not trained", thousands(state)) } else { String::new() };
     let _ = writeln!(
         out,
-        "  parameters: {} ({} as f32) in {} tensors",
+        "  parameters: {} ({} as f32) in {} tensors{of_which}",
         thousands(s.totals.params),
         bytes(s.totals.param_bytes),
         s.parameters.len()

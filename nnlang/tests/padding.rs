@@ -194,3 +194,45 @@ fn windows_carrying_the_state_read_like_one_stream() {
     let got = w.output(&windows, 2);
     assert!(close(got[0], want[0]) && close(got[7], want[6 * 2 + 1]), "a reset starts a new stream");
 }
+
+/// Batch normalization over sequences: the statistics are those of the steps inside their
+/// sequences (the mean and unbiased variance of each feature, computed here by hand), and
+/// whatever the padding holds, the loss, the gradients and the statistics are the same bits.
+#[test]
+fn batch_statistics_skip_the_padding() {
+    let rows = LENGTHS.len();
+    let body = "batchnorm -> rnn(4) -> dense(3) -> softmax";
+    let padded = plan(body, &format!("seq <= {MOST}"), Mode::Training(Loss::CrossEntropy), rows);
+    let mut rng = ChaCha8Rng::seed_from_u64(8);
+    let values: Vec<f64> = (0..rows * MOST * FEATURES).map(|_| rng.random_range(-1.0..3.0)).collect();
+    let inside = |i: usize| (i / FEATURES) % MOST < LENGTHS[i / (MOST * FEATURES)];
+    let y: Vec<f64> = (0..rows * MOST).map(|i| (i % 3) as f64).collect();
+    let run = |garbage: f64| {
+        let mut e = Exec::<f64>::new(&padded, 0);
+        let mut r = ChaCha8Rng::seed_from_u64(2);
+        for p in e.params.iter_mut() {
+            *p = r.random_range(-0.8..0.8);
+        }
+        let x: Vec<f64> = values.iter().enumerate().map(|(i, &v)| if inside(i) { v } else { garbage }).collect();
+        e.set_input(&padded, 0, rows, &x);
+        e.set_target(&padded, rows, &y);
+        e.set_lengths(&LENGTHS);
+        let loss = e.run(&padded, rows, None).expect("runs").expect("a loss");
+        (loss, e.grads.to_vec())
+    };
+    let (l1, g1) = run(1e6);
+    let (l2, g2) = run(-7.0);
+    assert_eq!(l1.to_bits(), l2.to_bits(), "the loss does not see the padding");
+    assert!(g1.iter().zip(&g2).all(|(a, b)| a.to_bits() == b.to_bits()), "nor do the gradients");
+    let slot = |name: &str| padded.params.iter().find(|p| p.name == name).expect("a state").buf.range();
+    let n: usize = LENGTHS.iter().sum();
+    for f in 0..FEATURES {
+        let xs: Vec<f64> = (0..values.len()).filter(|&i| inside(i) && i % FEATURES == f).map(|i| values[i]).collect();
+        assert_eq!(xs.len(), n);
+        let mean = xs.iter().sum::<f64>() / n as f64;
+        let var = xs.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+        let (m, v) = (g1[slot("batchnorm_0.running_mean")][f], g1[slot("batchnorm_0.running_var")][f]);
+        assert!(close(m, mean), "feature {f}: batch mean {m}, by hand {mean}");
+        assert!((v - var).abs() <= 1e-10 * var, "feature {f}: batch variance {v}, by hand {var}");
+    }
+}

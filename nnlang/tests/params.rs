@@ -96,13 +96,13 @@ fn gains_start_at_one_and_state_at_its_value_and_neither_is_regularized() {
             name: "n.running_var".into(),
             shape: vec![4],
             buf: PBuf { offset: 4, len: 4 },
-            role: Role::State { init: 1.0 },
+            role: Role::State { init: 1.0, momentum: 0.1 },
         },
         Param {
             name: "n.running_mean".into(),
             shape: vec![4],
             buf: PBuf { offset: 8, len: 4 },
-            role: Role::State { init: 0.0 },
+            role: Role::State { init: 0.0, momentum: 0.1 },
         },
     ];
     let mut params = vec![7f32; 12];
@@ -113,32 +113,49 @@ fn gains_start_at_one_and_state_at_its_value_and_neither_is_regularized() {
 }
 
 #[test]
-fn the_optimizer_never_moves_state() {
+fn the_optimizer_trains_no_state_and_moves_it_only_by_its_running_average() {
     use nnlang_runtime::interp::Updater;
     use nnlang_runtime::plan::PBuf;
     use nnlang_runtime::train::{Optimizer, OptimizerKind};
-    let table = vec![
-        Param {
-            name: "n.weight".into(),
-            shape: vec![2, 2],
-            buf: PBuf { offset: 0, len: 4 },
-            role: Role::Weight { fan_in: 2, fan_out: 2 },
-        },
-        Param {
-            name: "n.running_mean".into(),
-            shape: vec![2],
-            buf: PBuf { offset: 4, len: 2 },
-            role: Role::State { init: 0.0 },
-        },
-    ];
+    let table = |momentum: f64| {
+        vec![
+            Param {
+                name: "n.weight".into(),
+                shape: vec![2, 2],
+                buf: PBuf { offset: 0, len: 4 },
+                role: Role::Weight { fan_in: 2, fan_out: 2 },
+            },
+            Param {
+                name: "n.running_mean".into(),
+                shape: vec![2],
+                buf: PBuf { offset: 4, len: 2 },
+                role: Role::State { init: 0.0, momentum },
+            },
+        ]
+    };
     for kind in [
         OptimizerKind::Sgd { lr: 0.1, momentum: 0.9, nesterov: false },
         OptimizerKind::Adam { lr: 0.1, beta1: 0.9, beta2: 0.999, eps: 1e-8 },
     ] {
-        let mut o = Optimizer::<f64>::new(&table, kind, 0.1, 0.1, Some(0.5), None);
+        // No momentum: never moved, whatever the regularization, max-norm or clipping.
+        let mut o = Optimizer::<f64>::new(&table(0.0), kind, 0.1, 0.1, Some(0.5), None);
+        o.clip = Some(1e-3);
         let mut w = vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
         o.update(&mut w, &[1.0; 6]);
         assert_eq!(&w[4..], &[5.0, 6.0], "{kind:?}");
         assert!(w[..4].iter().zip([1.0, 2.0, 3.0, 4.0]).all(|(a, b)| *a != b), "{kind:?}");
+        // A running average: (1 − m)·s + m·b with b the batch's value in the slot, however
+        // large (it is no gradient: clipping does not scale it, nor does the rate).
+        let mut o = Optimizer::<f64>::new(&table(0.25), kind, 0.1, 0.1, None, Some(0.5));
+        o.clip = Some(1e-3);
+        let mut w = vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+        o.update(&mut w, &[1.0, 1.0, 1.0, 1.0, 100.0, -100.0]);
+        assert_eq!(&w[4..], &[0.75 * 5.0 + 25.0, 0.75 * 6.0 - 25.0], "{kind:?}");
+        // The clipped step of the weights saw only their gradients' norm (2, clipped to 1e-3).
+        let moved: f64 = w[..4].iter().zip([1.0, 2.0, 3.0, 4.0]).map(|(a, b)| (a - b).abs()).sum();
+        assert!(moved < 1.0, "{kind:?}: the weights moved by {moved}");
+        // The weight average takes the state as it is.
+        let avg = o.eval_weights(&w).to_vec();
+        assert_eq!(&avg[4..], &w[4..], "{kind:?}");
     }
 }

@@ -198,6 +198,16 @@ pub fn from_bytes(bytes: &[u8], table: &[Param], params: &mut [f32]) -> Result<(
         if let Some(i) = staged[p.buf.range()].iter().position(|v| !v.is_finite()) {
             return Err(CheckpointError(format!("tensor `{}` holds a non-finite value at element {i}", p.name)));
         }
+        // A normalization's running variance (PyTorch's name) is never negative.
+        if p.name.ends_with(".running_var") {
+            if let Some(i) = staged[p.buf.range()].iter().position(|v| *v < 0.0) {
+                return Err(CheckpointError(format!(
+                    "tensor `{}` holds a negative variance ({}) at element {i}",
+                    p.name,
+                    staged[p.buf.offset + i]
+                )));
+            }
+        }
     }
     let expected: Vec<&str> = table.iter().map(|p| p.name.as_str()).collect();
     // PyTorch's batch norms count their training steps (`num_batches_tracked`, an integer
