@@ -618,3 +618,59 @@ fn threads_that_split_products_write_one_threads_weights() {
         text(&o.stderr)
     );
 }
+
+/// A batch-normalized ConvNet on the digits: learns (its validation accuracy, measured with
+/// the running averages, is far above chance), and a run stopped after epoch 2 and resumed
+/// writes the weights and running averages of a run that never stopped, byte for byte — on
+/// two threads sharing each batch, whose workers meet for the statistics.
+#[test]
+fn batch_normalized_convnet_learns_and_resumes_byte_identical() {
+    let d = common::temp_dir("training-batchnorm");
+    let data = common::root().join("examples/data/sklearn/digits.csv.gz");
+    let model = d.join("bn.nn");
+    std::fs::write(
+        &model,
+        format!(
+            "model Bn {{\n  input x: [8, 8, 1]\n  x -> conv(8, 3, pad = same) -> batchnorm -> relu -> maxpool(2)\n    -> flatten -> dense(32) -> batchnorm(momentum = 0.2) -> relu -> dense(10) -> softmax\n}}\n\
+             train Bn on digits {{ loss = cross_entropy, optimizer = sgd(lr = 0.05, momentum = 0.9), batch = 64, epochs = 4, validate = 20%, seed = 3 }}\n\
+             data digits {{ train = csv(\"{}\", label = 0), scale = 1/16 }}\n",
+            data.display()
+        ),
+    )
+    .expect("model");
+    let run = |out: &Path, epochs: &str, resume: bool| {
+        let mut args = vec!["train", s(&model), "--threads", "2", "--split", "batch", "--epochs", epochs];
+        args.extend(if resume { ["--resume", s(out)] } else { ["--out", s(out)] });
+        let o = nnlangc(&args);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+        text(&o.stdout)
+    };
+    let (whole, part) = (d.join("whole"), d.join("part"));
+    let out = run(&whole, "4", false);
+    let last = out.lines().filter(|l| l.starts_with("epoch   4/4")).last().expect("epoch 4").to_string();
+    let acc: f64 = last
+        .split("val acc ")
+        .nth(1)
+        .and_then(|a| a.split('%').next())
+        .and_then(|a| a.trim().parse().ok())
+        .expect("val acc");
+    assert!(acc > 90.0, "validation accuracy {acc}% with the running averages: {last}");
+    run(&part, "2", false);
+    run(&part, "4", true);
+    for f in ["weights.safetensors", "state.safetensors"] {
+        assert!(
+            std::fs::read(whole.join(f)).expect("whole") == std::fs::read(part.join(f)).expect("part"),
+            "{f} differs"
+        );
+    }
+    // The checkpoint holds the running averages, moved from their start.
+    let table = {
+        let c =
+            nnlang::compile(&std::fs::read_to_string(&model).expect("src"), &nnlang::Options::default()).expect("c");
+        nnlang::plan::build(&c.models[0], nnlang::plan::Mode::Inference, 1).expect("plan").params
+    };
+    let mut w = vec![0f32; table.iter().map(|p| p.buf.offset + p.buf.len).max().unwrap_or(0)];
+    nnlang_runtime::io::load(&whole.join("weights.safetensors"), &table, &mut w).expect("loads");
+    let var = table.iter().find(|p| p.name == "batchnorm_1.running_var").expect("state");
+    assert!(w[var.buf.range()].iter().all(|&v| v > 0.0 && (v - 1.0).abs() > 1e-3), "{:?}", &w[var.buf.range()]);
+}
