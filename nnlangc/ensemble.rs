@@ -69,7 +69,9 @@ pub fn run(args: &ModelArgs, a: EnsembleArgs) -> Result<(), Failure> {
         .iter()
         .find(|r| r.kind == BlockKind::Ensemble && args.model.as_deref().is_none_or(|m| r.target == m))
         .ok_or_else(|| Failure::Usage(format!("{}: no `ensemble` block", args.file.display())))?;
-    let spec = EnsembleSpec::from_block(block);
+    let spec = EnsembleSpec::from_block(block).map_err(|e| {
+        Failure::Usage(format!("{}: internal compiler error in the `ensemble` block: {e}", args.file.display()))
+    })?;
     // A signal stops the ensemble between members, or inside one (which keeps its last
     // completed epoch, as `train` does).
     crate::stop::cooperate();

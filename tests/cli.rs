@@ -168,8 +168,9 @@ fn set_overrides_recipe_values() {
     }
     let run = std::fs::read_to_string(out.join("run.json")).expect("manifest");
     assert!(run.contains("\"epochs\": 1"), "{run}");
-    // Checked like the file: a bad value is the file's error at its place; a path the recipe
-    // cannot take is a usage error.
+    // Checked by the file's schema, applied to the checked recipe (the source is never
+    // edited): a bad value, or a path the recipe cannot take, is a usage error naming the
+    // `--set` argument, a bad value with its diagnostic.
     let bad = nnlangc(&[
         "train",
         "examples/japanese_vowels.nn",
@@ -178,10 +179,11 @@ fn set_overrides_recipe_values() {
         "--out",
         common::s(&dir.join("bad")),
     ]);
-    assert_eq!(bad.status.code(), Some(1));
+    assert_eq!(bad.status.code(), Some(2));
     let err = text(&bad.stderr);
     assert!(
-        err.contains("`lr` must be a number > 0, found the integer -1") && err.contains("optimizer = adam(lr = -1)"),
+        err.contains("--set optimizer.lr=-1: `lr` must be a number > 0, found the integer -1")
+            && err.contains("--> --set optimizer.lr:1:1"),
         "{err}"
     );
     assert!(!dir.join("bad").exists());
@@ -193,9 +195,19 @@ fn set_overrides_recipe_values() {
         assert_eq!(bad.status.code(), Some(2), "{set}");
         assert!(text(&bad.stderr).contains(want), "{set}: {}", text(&bad.stderr));
     }
-    let bad = nnlangc(&["train", "examples/japanese_vowels.nn", "--set", "regularize=3"]);
-    assert_eq!(bad.status.code(), Some(1));
-    assert!(text(&bad.stderr).contains("error: `regularize` is a block of settings"), "{}", text(&bad.stderr));
+    for (set, want) in [
+        ("regularize=3", "--set regularize: `regularize` is a block of settings; set one of them"),
+        (
+            "optimizer.momentum=0.5",
+            "--set optimizer.momentum: `adam` has no argument `momentum` (it takes: lr, beta1, beta2, eps)",
+        ),
+        ("optimizer=adamw", "--set optimizer=adamw: unknown optimizer `adamw`"),
+        ("regularize.l3=1", "--set regularize.l3: `regularize` has no setting `l3`; it has: l1, l2, max_norm"),
+    ] {
+        let bad = nnlangc(&["train", "examples/japanese_vowels.nn", "--set", set]);
+        assert_eq!(bad.status.code(), Some(2), "{set}");
+        assert!(text(&bad.stderr).contains(want), "{set}: {}", text(&bad.stderr));
+    }
 }
 
 /// The notes' sanity checks pass on the examples and fail, with a clear line and exit 1, on

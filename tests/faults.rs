@@ -135,8 +135,10 @@ fn kill_9_at_any_moment_leaves_a_consistent_run() {
     let strays: Vec<String> = std::fs::read_dir(&dir)
         .expect("readable")
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with('.'))
+        .filter(|n| n.starts_with(".run."))
         .collect();
+    // (The fresh directories of the early kills are never written again, so a stage a kill
+    // left beside one of them stays until the next command on it, which recovers it.)
     assert!(strays.len() <= 1, "at most the last kill's stage is left beside the run: {strays:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }

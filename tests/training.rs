@@ -647,7 +647,7 @@ fn batch_normalized_convnet_learns_and_resumes_byte_identical() {
     };
     let (whole, part) = (d.join("whole"), d.join("part"));
     let out = run(&whole, "4", false);
-    let last = out.lines().filter(|l| l.starts_with("epoch   4/4")).last().expect("epoch 4").to_string();
+    let last = out.lines().rfind(|l| l.starts_with("epoch   4/4")).expect("epoch 4").to_string();
     let acc: f64 = last
         .split("val acc ")
         .nth(1)

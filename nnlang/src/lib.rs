@@ -36,16 +36,16 @@ use recipe::Recipe;
 pub use shape::Model;
 use syntax::ast;
 
-/// What to compile: one model or all, parameter overrides, and settings written into the
-/// `train` blocks before compiling ([`settings::override_source`]; a [`session::Session`]
-/// applies them).
+/// What to compile: one model or all, parameter overrides, and settings of the `train`
+/// blocks set from outside ([`settings::apply`]).
 #[derive(Clone, Debug, Default)]
 pub struct Options {
     /// Compile only this model (default: every model of the file).
     pub model: Option<String>,
     /// Model parameters set from outside (`--set N=3`), checked as if written in the file.
     pub overrides: Overrides,
-    /// `(path, source text)`: `("optimizer.lr", "0.01")`.
+    /// `(path, value)` of `--set` for the `train` blocks, applied in order to the checked
+    /// settings: `("optimizer.lr", "0.01")`.
     pub recipe: Vec<(String, String)>,
 }
 
@@ -69,6 +69,10 @@ pub struct Compiled {
     pub models: Vec<Model>,
     /// The checked `train`, `data`, `search` and `ensemble` blocks.
     pub recipes: Vec<Recipe>,
+    /// The `train` blocks, typed once (with `--set` applied), in file order.
+    pub trains: Vec<spec::TrainRecipe>,
+    /// The `data` blocks, typed once, in file order.
+    pub datas: Vec<spec::DataSpec>,
     /// Every error and warning, in source order.
     pub diagnostics: Vec<Diagnostic>,
 }
@@ -111,8 +115,10 @@ pub fn compile(source: &str, opts: &Options) -> Result<Compiled, UsageError> {
         Err(d) => return Ok(Compiled { diagnostics: vec![d], ..Compiled::default() }),
     };
     let mut diagnostics = duplicate_models(&file);
-    let (recipes, recipe_diags) = recipe::check_blocks(&file);
+    let (mut recipes, recipe_diags) = recipe::check_blocks(&file);
     diagnostics.extend(recipe_diags);
+    settings::apply(&mut recipes, &opts.recipe, opts.model.as_deref())?;
+    let (trains, datas) = typed(&file, &recipes, &mut diagnostics);
 
     let selected = select(&file, opts)?;
     let mut models = Vec::new();
@@ -137,14 +143,55 @@ pub fn compile(source: &str, opts: &Options) -> Result<Compiled, UsageError> {
             models.push(Model { graph: lowered.graph, shapes });
         }
     }
-    diagnostics.extend(recipe_fits(&file, &recipes, &models));
+    diagnostics.extend(recipe_fits(&file, &trains, &datas, &models));
     diagnostics.sort_by_key(|d| d.labels.first().map(|l| l.span.start).unwrap_or(0));
-    Ok(Compiled { file, models, recipes, diagnostics })
+    Ok(Compiled { file, models, recipes, trains, datas, diagnostics })
+}
+
+/// The `train` and `data` blocks decoded into their typed forms, once. A block the schema
+/// passed but the decoder cannot read is a compiler bug, reported as one at the block.
+fn typed(
+    file: &ast::File,
+    recipes: &[Recipe],
+    diagnostics: &mut Vec<Diagnostic>,
+) -> (Vec<spec::TrainRecipe>, Vec<spec::DataSpec>) {
+    let (mut trains, mut datas) = (Vec::new(), Vec::new());
+    let mut bug = |r: &Recipe, e: String| {
+        let at = file.blocks.iter().find(|b| b.kind == r.kind && b.target.name == r.target).map(|b| b.target.span);
+        diagnostics.push(Diagnostic::error(
+            format!(
+                "internal compiler error: the checked `{} {}` block cannot be read: {e}",
+                r.kind.keyword(),
+                r.target
+            ),
+            at.unwrap_or_default(),
+            "while reading this block",
+        ));
+    };
+    for r in recipes {
+        match r.kind {
+            ast::BlockKind::Train => match spec::TrainRecipe::from_block(r) {
+                Ok(t) => trains.push(t),
+                Err(e) => bug(r, e),
+            },
+            ast::BlockKind::Data => match spec::DataSpec::from_block(r) {
+                Ok(d) => datas.push(d),
+                Err(e) => bug(r, e),
+            },
+            ast::BlockKind::Search | ast::BlockKind::Ensemble => {}
+        }
+    }
+    (trains, datas)
 }
 
 /// What `train` would refuse about a recipe and its model, found by `check` too: the loss
 /// against the last layer, `bins` and a data set's `classes` against the outputs.
-fn recipe_fits(file: &ast::File, recipes: &[Recipe], models: &[Model]) -> Vec<Diagnostic> {
+fn recipe_fits(
+    file: &ast::File,
+    trains: &[spec::TrainRecipe],
+    datas: &[spec::DataSpec],
+    models: &[Model],
+) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     let value_span = |block: &ast::Block, key: &str| {
         block.entries.iter().find_map(|e| match &e.kind {
@@ -152,14 +199,13 @@ fn recipe_fits(file: &ast::File, recipes: &[Recipe], models: &[Model]) -> Vec<Di
             _ => None,
         })
     };
-    for r in recipes.iter().filter(|r| r.kind == ast::BlockKind::Train) {
-        let Some(model) = models.iter().find(|m| m.graph.name == r.target) else { continue };
-        let train = spec::TrainRecipe::from_block(r);
+    for train in trains {
+        let Some(model) = models.iter().find(|m| m.graph.name == train.model) else { continue };
         out.extend(plan::loss_fits(model, train.loss));
         let outputs =
             model.graph.output.and_then(|o| model.shapes.shapes[o.index()].as_ref()).map(|s| s.elements().fixed);
         let Some(outputs) = outputs else { continue };
-        let block = file.blocks.iter().find(|b| b.kind == ast::BlockKind::Train && b.target.name == r.target);
+        let block = file.blocks.iter().find(|b| b.kind == ast::BlockKind::Train && b.target.name == train.model);
         if let (Some(bins), Some(block)) = (train.bins, block) {
             if bins as u64 != outputs {
                 let at = value_span(block, "loss").unwrap_or(block.target.span);
@@ -177,10 +223,10 @@ fn recipe_fits(file: &ast::File, recipes: &[Recipe], models: &[Model]) -> Vec<Di
         }
         // A data set's declared classes against a classifier's outputs.
         let block = train.data.as_deref().and_then(|d| {
-            file.blocks.iter().zip(recipes).find(|(b, _)| b.kind == ast::BlockKind::Data && b.target.name == d)
+            let block = file.blocks.iter().find(|b| b.kind == ast::BlockKind::Data && b.target.name == d)?;
+            Some((block, datas.iter().find(|s| s.name == d)?))
         });
-        if let Some((block, r)) = block.filter(|_| train.loss == plan::Loss::CrossEntropy) {
-            let spec = spec::DataSpec::from_block(r);
+        if let Some((block, spec)) = block.filter(|_| train.loss == plan::Loss::CrossEntropy) {
             if let Some(k) = spec.classes {
                 if k as u64 != outputs {
                     let at = value_span(block, "classes").unwrap_or(block.target.span);

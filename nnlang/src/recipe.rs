@@ -788,6 +788,82 @@ pub fn train_keys() -> Vec<&'static str> {
     TRAIN.iter().map(|(k, _)| *k).collect()
 }
 
+/// What `--set` of a `train` setting can run into: a path the recipe cannot take (a usage
+/// error, said in words), or a value the schema refuses (diagnostics located in the value's
+/// own text).
+#[derive(Debug)]
+pub enum SetError {
+    /// The path is wrong for this recipe.
+    Path(String),
+    /// The value is wrong for the setting.
+    Value(Vec<Diagnostic>),
+}
+
+/// Sets `path` (`seed`, `optimizer`, `optimizer.lr`, `regularize.l2`) of a checked `train`
+/// block's settings to `value`, checked by the same schema as a value written in the file:
+/// a whole setting is replaced; an argument of a choice (`optimizer.lr`) or a setting of a
+/// block (`regularize.l2`) is replaced or added, the rest kept.
+pub fn apply_set(settings: &mut Settings, path: &[&str], value: &Expr) -> Result<(), SetError> {
+    let mut diags = Vec::new();
+    let mut c = Checker { diags: &mut diags };
+    let spec_of = |k: &str| TRAIN.iter().find(|(key, _)| *key == k).map(|(_, s)| *s);
+    let unknown = |k: &str| {
+        let keys = train_keys();
+        let near = did_you_mean(k, keys.iter().copied()).map_or(String::new(), |n| format!(" (did you mean `{n}`?)"));
+        SetError::Path(format!("unknown key `{k}` in a `train` block{near}; its keys are: {}", keys.join(", ")))
+    };
+    let result = match path {
+        [k] => match spec_of(k) {
+            None => return Err(unknown(k)),
+            Some(Spec::Block(_)) => {
+                return Err(SetError::Path(format!(
+                    "`{k}` is a block of settings; set one of them, e.g. --set {k}.l2=1e-4"
+                )))
+            }
+            Some(spec) => c.value(k, value, spec).map(|v| {
+                settings.insert(k.to_string(), v);
+            }),
+        },
+        [k, arg] => match spec_of(k) {
+            None => return Err(unknown(k)),
+            Some(Spec::Block(sub)) => {
+                let Some(&(_, spec)) = sub.iter().find(|(a, _)| a == arg) else {
+                    let names: Vec<&str> = sub.iter().map(|(a, _)| *a).collect();
+                    return Err(SetError::Path(format!("`{k}` has no setting `{arg}`; it has: {}", names.join(", "))));
+                };
+                c.scalar(arg, value, spec).map(|v| {
+                    let slot = settings.entry(k.to_string()).or_insert_with(|| Setting::Block(Settings::new()));
+                    if let Setting::Block(b) = slot {
+                        b.insert(arg.to_string(), Setting::Value(v));
+                    }
+                })
+            }
+            Some(Spec::Choice(forms)) => {
+                let Some(Setting::Call { name, args }) = settings.get_mut(*k) else {
+                    return Err(SetError::Path(format!(
+                        "the `train` block sets no `{k}`; set it whole, e.g. --set \"{k}=…(…)\""
+                    )));
+                };
+                let form = forms.iter().find(|f| f.name == name.as_str());
+                let Some(&(_, spec, _)) = form.and_then(|f| f.args.iter().find(|(a, _, _)| a == arg)) else {
+                    let names: Vec<&str> = form.map_or(Vec::new(), |f| f.args.iter().map(|(a, _, _)| *a).collect());
+                    let has = if names.is_empty() { "no arguments".to_string() } else { names.join(", ") };
+                    return Err(SetError::Path(format!("`{name}` has no argument `{arg}` (it takes: {has})")));
+                };
+                c.scalar(arg, value, spec).map(|v| {
+                    args.insert(arg.to_string(), v);
+                })
+            }
+            Some(_) => return Err(SetError::Path(format!("`{k}` is a single value, not a call: --set {k}=…"))),
+        },
+        _ => return Err(SetError::Path("a recipe path is `key` or `key.argument`, e.g. seed or optimizer.lr".into())),
+    };
+    match result {
+        Some(()) if diags.is_empty() => Ok(()),
+        _ => Err(SetError::Value(diags)),
+    }
+}
+
 /// Whether a `train` key is a block of settings (`regularize { … }`).
 pub fn is_block_key(key: &str) -> bool {
     TRAIN.iter().any(|(k, s)| *k == key && matches!(s, Spec::Block(_)))

@@ -1,10 +1,46 @@
-//! `--set` for a training recipe (`--set optimizer.lr=0.01 --set seed=3`): the values are
-//! written into the file's `train` block — replacing what it says, or adding what it leaves
-//! out — before the file is compiled, so that they are checked exactly as if they had been
-//! written there, and the source a run saves (`model.nn`) says what was trained.
+//! `--set` for a training recipe (`--set optimizer.lr=0.01 --set seed=3`): each value is
+//! parsed as one expression and applied to the checked settings of the file's `train` block
+//! ([`apply`]), checked by the same schema as a value written in the file — the source text is
+//! never edited to compile it. What a run saves as its `model.nn` is the file with the
+//! settings written into it ([`override_source`]), so that the saved source says what was
+//! trained.
 
+use crate::recipe::{Recipe, SetError};
 use crate::syntax::ast::{BlockKind, EntryKind, Expr, ExprKind};
 use crate::UsageError;
+
+/// Applies every `(key, value)` of `sets`, in order, to the checked `train` blocks (of `model`
+/// only, when one is chosen): a later setting of the same key — whole (`optimizer=…`) or by
+/// argument (`optimizer.lr=…`) — wins. A value that is not one expression, a path the recipe
+/// cannot take and a value its schema refuses are usage errors naming the `--set` argument
+/// (the last with the value's diagnostic, rendered).
+pub fn apply(recipes: &mut [Recipe], sets: &[(String, String)], model: Option<&str>) -> Result<(), UsageError> {
+    for (key, value) in sets {
+        let expr = check_value(key, value)?;
+        let path: Vec<&str> = key.split('.').collect();
+        if path.len() > 2 || path.iter().any(|p| p.is_empty()) {
+            return Err(UsageError(format!(
+                "--set {key}: a recipe path is `key` or `key.argument`, e.g. seed or optimizer.lr"
+            )));
+        }
+        let mut any = false;
+        for r in recipes.iter_mut().filter(|r| r.kind == BlockKind::Train && model.is_none_or(|m| r.target == m)) {
+            any = true;
+            crate::recipe::apply_set(&mut r.settings, &path, &expr).map_err(|e| match e {
+                SetError::Path(why) => UsageError(format!("--set {key}: {why}")),
+                SetError::Value(diags) => {
+                    let shown: String = diags.iter().map(|d| d.render(&format!("--set {key}"), value.trim())).collect();
+                    let shown = shown.trim_end().strip_prefix("error: ").unwrap_or(shown.trim_end()).to_string();
+                    UsageError(format!("--set {key}={value}: {shown}"))
+                }
+            })?;
+        }
+        if !any {
+            return Err(UsageError(format!("--set {key}: the file has no `train` block to set it in")));
+        }
+    }
+    Ok(())
+}
 
 /// Whether `--set KEY=…` is a recipe setting: a dotted path, or a key of a `train` block.
 pub fn is_recipe_key(key: &str) -> bool {
@@ -13,8 +49,10 @@ pub fn is_recipe_key(key: &str) -> bool {
 
 /// `source` with every `(key, value)` of `sets` written into its `train` blocks (the block of
 /// `model` only, when one is chosen), one after the other: a later setting of the same key —
-/// whole (`optimizer=…`) or by argument (`optimizer.lr=…`) — wins. Each value must be exactly
-/// one expression; anything else is refused with the `--set` argument named.
+/// whole (`optimizer=…`) or by argument (`optimizer.lr=…`) — wins. This writes the record of
+/// what was trained (a run's `model.nn`, a search's best configuration); compiling applies
+/// settings with [`apply`]. Each value must be exactly one expression; anything else is
+/// refused with the `--set` argument named.
 pub fn override_source(source: &str, sets: &[(String, String)], model: Option<&str>) -> Result<String, UsageError> {
     let mut out = source.to_string();
     for (key, value) in sets {
@@ -49,7 +87,7 @@ pub fn override_source(source: &str, sets: &[(String, String)], model: Option<&s
 
 /// A value is one expression of the language, and nothing that would change the file around
 /// it (a brace, a comment, a line break).
-fn check_value(key: &str, value: &str) -> Result<(), UsageError> {
+fn check_value(key: &str, value: &str) -> Result<Expr, UsageError> {
     let example = "e.g. 0.01, adam(lr = 1e-3) or step(every = 5)";
     let v = value.trim();
     if v.is_empty() {

@@ -3,8 +3,10 @@
 //! recipe can leave out is here, once ([`TrainRecipe::default`] and the constants below);
 //! the runtime's training options are built from a [`TrainRecipe`] ([`TrainRecipe::options`]).
 //!
-//! Blocks are checked against their schema first (`recipe.rs`), so reading them here cannot
-//! fail: a value that the schema let through has the kind read here.
+//! Blocks are checked against their schema first (`recipe.rs`) and decoded here once, when
+//! the file is compiled ([`crate::Compiled`] keeps the typed `train` and `data` blocks): a
+//! value the schema let through has the kind read here, and a name it accepts but this
+//! decoder does not know is reported as a compiler bug, never read as a default.
 
 use crate::lower::eval::Value;
 use crate::ops::loss::{self, UserLoss};
@@ -110,22 +112,40 @@ fn value<'a>(s: &'a Settings, key: &str) -> Option<&'a Value> {
     }
 }
 
-fn string(s: &BTreeMap<String, Value>, key: &str) -> String {
+fn string(s: &BTreeMap<String, Value>, key: &str) -> Result<String, String> {
     match s.get(key) {
-        Some(Value::Str(v)) => v.clone(),
-        _ => String::new(),
+        Some(Value::Str(v)) => Ok(v.clone()),
+        _ => Err(format!("no `{key}` string")),
     }
 }
 
+/// A required argument of a checked call (the schema made sure it is there).
+fn need(a: &BTreeMap<String, Value>, key: &str, of: &str) -> Result<f64, String> {
+    num(a.get(key)).ok_or_else(|| format!("`{of}` without its `{key}`"))
+}
+
+/// A name the schema lets through but this decoder does not know: a compiler bug, reported
+/// as one rather than read as some default.
+fn unknown<T>(key: &str, name: &str) -> Result<T, String> {
+    Err(format!("`{key} = {name}` passed the recipe's checks but has no meaning here"))
+}
+
 impl TrainRecipe {
-    /// The typed form of a checked `train` block.
-    pub fn from_block(recipe: &Recipe) -> TrainRecipe {
+    /// The typed form of a checked `train` block. Every name the schema accepts is decoded
+    /// here by name; nothing falls back to a default for a name it does not know (that would
+    /// be a compiler bug, and is reported as one).
+    pub fn from_block(recipe: &Recipe) -> Result<TrainRecipe, String> {
         let s = &recipe.settings;
         let d = TrainRecipe::default();
-        let loss_call = call(s, "loss");
-        let loss = loss_call.and_then(|c| loss::from_user_name(c.0)).unwrap_or(d.loss);
-        let bins = loss_call.and_then(|(_, a)| num(a.get("bins"))).map(|b| b as usize);
+        let (loss, bins) = match call(s, "loss") {
+            None => (d.loss, None),
+            Some((name, a)) => match loss::from_user_name(name) {
+                Some(l) => (l, num(a.get("bins")).map(|b| b as usize)),
+                None => return unknown("loss", name),
+            },
+        };
         let optimizer = match call(s, "optimizer") {
+            None => d.optimizer,
             Some(("adam", a)) => {
                 let (lr, beta1, beta2, eps) = DEFAULT_ADAM;
                 OptimizerKind::Adam {
@@ -135,47 +155,50 @@ impl TrainRecipe {
                     eps: num(a.get("eps")).unwrap_or(eps),
                 }
             }
-            Some((_, a)) => OptimizerKind::Sgd {
+            Some(("sgd", a)) => OptimizerKind::Sgd {
                 lr: num(a.get("lr")).unwrap_or(DEFAULT_SGD_LR),
                 momentum: num(a.get("momentum")).unwrap_or(0.0),
                 nesterov: matches!(a.get("nesterov"), Some(Value::Bool(true))),
             },
-            None => d.optimizer,
+            Some((other, _)) => return unknown("optimizer", other),
         };
-        // `normal(std)` and `uniform(a)` require their argument (the schema checks it).
         let init = match call(s, "init") {
+            None => d.init,
+            Some(("xavier", _)) => Init::Xavier,
             Some(("he", _)) => Init::He,
-            Some(("normal", a)) => Init::Normal { std: num(a.get("std")).unwrap_or(0.01) },
-            Some(("uniform", a)) => Init::Uniform { a: num(a.get("a")).unwrap_or(0.05) },
-            _ => d.init,
+            Some(("normal", a)) => Init::Normal { std: need(a, "std", "normal")? },
+            Some(("uniform", a)) => Init::Uniform { a: need(a, "a", "uniform")? },
+            Some((other, _)) => return unknown("init", other),
         };
         let reg = match s.get("regularize") {
             Some(Setting::Block(b)) => b.clone(),
             _ => Settings::new(),
         };
-        // `step(every, factor)`, `exponential(decay)` and `plateau(factor)` require theirs.
         let schedule = match call(s, "schedule") {
-            Some(("step", a)) => Schedule::Step {
-                every: num(a.get("every")).unwrap_or(1.0) as usize,
-                factor: num(a.get("factor")).unwrap_or(1.0),
-            },
-            Some(("exponential", a)) => Schedule::Exponential { decay: num(a.get("decay")).unwrap_or(1.0) },
+            None => d.schedule,
+            Some(("constant", _)) => Schedule::Constant,
+            Some(("step", a)) => {
+                Schedule::Step { every: need(a, "every", "step")? as usize, factor: need(a, "factor", "step")? }
+            }
+            Some(("exponential", a)) => Schedule::Exponential { decay: need(a, "decay", "exponential")? },
             Some(("plateau", a)) => Schedule::Plateau {
-                factor: num(a.get("factor")).unwrap_or(0.5),
+                factor: need(a, "factor", "plateau")?,
                 patience: num(a.get("patience")).map_or(DEFAULT_PATIENCE, |p| p as usize),
             },
-            _ => d.schedule,
+            Some((other, _)) => return unknown("schedule", other),
         };
         let validate = match value(s, "validate") {
+            None => d.validate,
             Some(Value::Percent(p)) => p / 100.0,
             Some(Value::Float(f)) => *f,
-            _ => d.validate,
+            Some(other) => return Err(format!("`validate = {other}` passed the recipe's checks")),
         };
         let ema = match call(s, "average") {
-            Some(("ema", a)) => num(a.get("decay")),
-            _ => None,
+            None | Some(("none", _)) => None,
+            Some(("ema", a)) => Some(need(a, "decay", "ema")?),
+            Some((other, _)) => return unknown("average", other),
         };
-        TrainRecipe {
+        Ok(TrainRecipe {
             model: recipe.target.clone(),
             data: recipe.on.clone(),
             loss,
@@ -193,7 +216,7 @@ impl TrainRecipe {
             clip: num(value(s, "clip")),
             bptt: num(value(s, "bptt")).map(|n| n as usize),
             seed: num(value(s, "seed")).map_or(d.seed, |v| v as u64),
-        }
+        })
     }
 
     /// What a model without a `train` block is compiled with (`nn!`, `check`): the loss its
@@ -267,17 +290,17 @@ pub enum Source {
 }
 
 impl Source {
-    fn from_setting(setting: &Setting) -> Option<Source> {
-        let Setting::Call { name, args } = setting else { return None };
-        Some(match name.as_str() {
-            "idx" => Source::Idx { images: string(args, "images").into(), labels: string(args, "labels").into() },
-            "npy" => Source::Npy { x: string(args, "x").into(), y: string(args, "y").into() },
+    fn from_setting(setting: &Setting) -> Result<Source, String> {
+        let Setting::Call { name, args } = setting else { return Err("a data source that is not a call".into()) };
+        Ok(match name.as_str() {
+            "idx" => Source::Idx { images: string(args, "images")?.into(), labels: string(args, "labels")?.into() },
+            "npy" => Source::Npy { x: string(args, "x")?.into(), y: string(args, "y")?.into() },
             "csv" => {
-                Source::Csv { path: string(args, "path").into(), label: num(args.get("label")).map(|l| l as usize) }
+                Source::Csv { path: string(args, "path")?.into(), label: num(args.get("label")).map(|l| l as usize) }
             }
-            "sequences" => Source::Sequences { path: string(args, "path").into() },
-            "text" => Source::Text { path: string(args, "path").into() },
-            _ => return None,
+            "sequences" => Source::Sequences { path: string(args, "path")?.into() },
+            "text" => Source::Text { path: string(args, "path")?.into() },
+            other => return unknown("train", other),
         })
     }
 
@@ -310,16 +333,16 @@ pub struct DataSpec {
 
 impl DataSpec {
     /// The typed view of a checked `data` block.
-    pub fn from_block(recipe: &Recipe) -> DataSpec {
+    pub fn from_block(recipe: &Recipe) -> Result<DataSpec, String> {
         let s = &recipe.settings;
-        DataSpec {
+        Ok(DataSpec {
             name: recipe.target.clone(),
-            train: s.get("train").and_then(Source::from_setting),
-            test: s.get("test").and_then(Source::from_setting),
+            train: s.get("train").map(Source::from_setting).transpose()?,
+            test: s.get("test").map(Source::from_setting).transpose()?,
             scale: num(value(s, "scale")),
             standardize: matches!(value(s, "standardize"), Some(Value::Bool(true))),
             classes: num(value(s, "classes")).map(|c| c as usize),
-        }
+        })
     }
 }
 
@@ -388,24 +411,29 @@ pub struct SearchSpec {
 
 impl SearchSpec {
     /// The typed view of a checked `search` block.
-    pub fn from_block(recipe: &Recipe) -> SearchSpec {
+    pub fn from_block(recipe: &Recipe) -> Result<SearchSpec, String> {
         let count = |s: &Settings, k: &str| num(value(s, k)).map(|v| v as usize);
         let searched = recipe
             .samples
             .iter()
-            .filter_map(|s| {
-                let f = |i: usize| s.args.get(i).and_then(Value::as_f64);
+            .map(|s| {
+                let f = |i: usize| {
+                    s.args
+                        .get(i)
+                        .and_then(Value::as_f64)
+                        .ok_or_else(|| format!("`{}` without its bounds", s.distribution))
+                };
                 let distribution = match s.distribution.as_str() {
                     "log_uniform" => Distribution::LogUniform { lo: f(0)?, hi: f(1)? },
                     "uniform" => Distribution::Uniform { lo: f(0)?, hi: f(1)? },
                     "int_uniform" => Distribution::IntUniform { lo: f(0)? as i64, hi: f(1)? as i64 },
                     "choice" => Distribution::Choice(s.args.clone()),
-                    _ => return None,
+                    other => return unknown("~", other),
                 };
-                Some(Searched { path: s.path.clone(), distribution })
+                Ok(Searched { path: s.path.clone(), distribution })
             })
-            .collect();
-        SearchSpec {
+            .collect::<Result<_, String>>()?;
+        Ok(SearchSpec {
             model: recipe.target.clone(),
             trials: count(&recipe.settings, "trials"),
             searched,
@@ -419,7 +447,7 @@ impl SearchSpec {
                     trials: count(s, "trials"),
                 })
                 .collect(),
-        }
+        })
     }
 }
 
@@ -450,16 +478,17 @@ pub struct EnsembleSpec {
 
 impl EnsembleSpec {
     /// The typed view of a checked `ensemble` block.
-    pub fn from_block(recipe: &Recipe) -> EnsembleSpec {
+    pub fn from_block(recipe: &Recipe) -> Result<EnsembleSpec, String> {
         let from = match call(&recipe.settings, "from") {
+            None | Some(("seeds", _)) => Members::Seeds,
             Some(("top", _)) => Members::TopOfSearch,
-            Some(("checkpoints", a)) => Members::Checkpoints { last: num(a.get("last")).map_or(1, |v| v as usize) },
-            _ => Members::Seeds,
+            Some(("checkpoints", a)) => Members::Checkpoints { last: need(a, "last", "checkpoints")? as usize },
+            Some((other, _)) => return unknown("from", other),
         };
-        EnsembleSpec {
+        Ok(EnsembleSpec {
             model: recipe.target.clone(),
             members: num(value(&recipe.settings, "members")).map(|v| v as usize),
             from,
-        }
+        })
     }
 }

@@ -253,12 +253,11 @@ impl<'s> Job<'s> {
         let note = format!("resolved by nnlangc train: parameters as trained, {} epochs", p.options.epochs);
         let s = self.session;
         let resolved = artifacts::resolved_source(&s.source, &s.compiled, self.model, &note);
-        let trained = crate::settings::override_source(
-            &resolved,
-            &[("epochs".to_string(), p.options.epochs.to_string())],
-            Some(&self.model.graph.name),
-        )
-        .unwrap_or(resolved);
+        // The `--set` settings and the epochs trained, written into the record.
+        let mut sets = s.sets.clone();
+        sets.push(("epochs".to_string(), p.options.epochs.to_string()));
+        let trained =
+            crate::settings::override_source(&resolved, &sets, Some(&self.model.graph.name)).unwrap_or(resolved);
         let source = artifacts::relocate_data_paths(&trained, s.base(), dir);
         Recorder {
             model: self.model.graph.name.clone(),

@@ -34,7 +34,6 @@ use crate::diag::render_all;
 use crate::ir::Dim;
 use crate::plan::{build, Mode, MEMORY_LIMIT};
 use crate::spec::{DataSpec, TrainRecipe};
-use crate::syntax::ast::BlockKind;
 use crate::{compile, Compiled, Model};
 use nnlang_runtime::data::Table;
 use nnlang_runtime::interp::{argmax_rows, Exec};
@@ -75,6 +74,9 @@ pub struct Session {
     /// Feed raw inputs to weights that have no `preprocess.json` beside them even where the
     /// source preprocesses its data (`run --raw`, `export --raw`).
     pub raw_inputs: bool,
+    /// The `--set` recipe settings it was compiled with (applied to the checked recipe, not
+    /// to `source`), for the record a run writes of what it trained.
+    pub sets: Vec<(String, String)>,
 }
 
 fn io_reason(e: &std::io::Error) -> String {
@@ -141,10 +143,9 @@ impl Session {
 
     /// Compiles `source` as if read from `path` (for names in messages and relative data paths).
     pub fn from_source(path: PathBuf, source: String, opts: &crate::Options) -> Result<Session, Error> {
-        let source = crate::settings::override_source(&source, &opts.recipe, opts.model.as_deref())
-            .map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?;
         let compiled = compile(&source, opts).map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?;
-        let session = Session { path, source, compiled, raw_inputs: false };
+        let sets = opts.recipe.clone();
+        let session = Session { path, source, compiled, raw_inputs: false, sets };
         if session.compiled.has_errors() {
             return Err(Error::Diagnostics(session.render(&session.compiled.diagnostics)));
         }
@@ -267,17 +268,16 @@ impl Compiled {
 
     /// The `train` block of `model` (or the file's first).
     pub fn train_recipe(&self, model: Option<&str>) -> Option<TrainRecipe> {
-        let mut blocks = self.recipes.iter().filter(|r| r.kind == BlockKind::Train);
-        let block = match model {
-            Some(m) => blocks.find(|r| r.target == m),
-            None => blocks.next(),
-        }?;
-        Some(TrainRecipe::from_block(block))
+        match model {
+            Some(m) => self.trains.iter().find(|r| r.model == m),
+            None => self.trains.first(),
+        }
+        .cloned()
     }
 
     /// The `data` block named `name`.
     pub fn data_spec(&self, name: &str) -> Option<DataSpec> {
-        self.recipes.iter().find(|r| r.kind == BlockKind::Data && r.target == name).map(DataSpec::from_block)
+        self.datas.iter().find(|d| d.name == name).cloned()
     }
 
     /// What `model` is trained with: its `train` block, or what its last layer implies.

@@ -204,7 +204,8 @@ impl<'s> Search<'s> {
             .iter()
             .find(|r| r.kind == crate::syntax::ast::BlockKind::Search && model.is_none_or(|m| r.target == m))
             .ok_or_else(|| session.input_error("no `search` block: it says which settings to search and how"))?;
-        let spec = SearchSpec::from_block(block);
+        let spec = SearchSpec::from_block(block)
+            .map_err(|e| session.input_error(format!("internal compiler error in the `search` block: {e}")))?;
         if spec.searched.is_empty() {
             return Err(session
                 .input_error(format!("the `search {}` block searches nothing (`path ~ distribution`)", spec.model)));

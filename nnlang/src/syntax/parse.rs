@@ -10,14 +10,17 @@ use pest_derive::Parser;
 #[grammar = "syntax/nnlang.pest"]
 struct Grammar;
 
-/// Checks that `text` is exactly one value (`0.01`, `adam(lr = 1e-3)`, `step(every = 5)`):
-/// the byte where it stops being one, if it is not.
-pub fn parse_setting(text: &str) -> Result<(), usize> {
+/// Parses `text` as exactly one value (`0.01`, `adam(lr = 1e-3)`, `step(every = 5)`); if it
+/// is not one, the byte where it stops being one.
+pub fn parse_setting(text: &str) -> Result<Expr, usize> {
     if too_deep(text).is_some() {
         return Err(0);
     }
     match Grammar::parse(Rule::setting, text) {
-        Ok(_) => Ok(()),
+        Ok(mut pairs) => {
+            let inner = pairs.next().and_then(|p| p.into_inner().find(|p| p.as_rule() != Rule::EOI));
+            inner.map(expr).ok_or(0)
+        }
         Err(e) => Err(match e.location {
             pest::error::InputLocation::Pos(p) => p,
             pest::error::InputLocation::Span((s, _)) => s,
