@@ -243,20 +243,8 @@ pub fn train(args: &ModelArgs, t: TrainArgs) -> Result<(), Failure> {
     }
     if let Some(c) = &t.cluster {
         // Every process must train the same model on the same data with the same recipe from
-        // the same weights: the all-reduce sums gradients position by position.
-        let digest = |v: &[f32]| v.iter().fold(0u64, |h, x| h.rotate_left(5) ^ u64::from(x.to_bits()));
-        let start = prepared.resume.as_ref().map_or(&prepared.params, |r| &r.params);
-        let what = [
-            prepared.train_plan.params_len as u64,
-            digest(start),
-            prepared.fit.rows() as u64,
-            prepared.val.rows() as u64,
-            opts.batch as u64,
-            opts.epochs as u64,
-            opts.seed,
-            opts.threads as u64,
-            done as u64,
-        ];
+        // the same weights.
+        let what = prepared.agreement(done);
         if let Err(r) = c.agree(&what) {
             errln!(
                 "error: process {r} of the run trains another model, data set, recipe, starting point or --threads than process 0 ({}): every process must be given the same command and files",

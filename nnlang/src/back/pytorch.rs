@@ -7,15 +7,10 @@
 //! and dense layer reads the order nnlang's does. What `train` did to the data
 //! (`preprocess.json`) is done inside `forward`. A sequence is read whole (every step).
 
-use crate::ir::{Graph, NodeId, Op};
-use crate::ops::{Activation, Merge, PoolKind, RnnOutput};
+use crate::ir::{Graph, NodeId};
+use crate::ops::PyCx;
 use crate::session::data::Preprocess;
 use crate::Model;
-
-/// The activation applied to the Python expression `x` (the runtime's table writes it).
-fn act(a: &Activation, x: &str) -> String {
-    a.desc().pytorch.replace("{x}", x)
-}
 
 fn floats(v: &[f32]) -> String {
     let items: Vec<String> = v.iter().map(|x| format!("{x:?}")).collect();
@@ -36,10 +31,13 @@ pub fn generate(model: &Model, pre: Option<&Preprocess>) -> Result<String, Strin
         let ins: Vec<String> = node.inputs.iter().map(|&i| v(i)).collect();
         let x = ins.first().cloned().unwrap_or_default();
         let in_shape = node.inputs.first().and_then(|&i| shape(i));
-        let Some(line) = layer(&node.op, &node.name, &x, &ins, (in_shape.as_ref(), shape(id)), &mut init)? else {
-            continue;
-        };
-        body.push(format!("        {} = {line}", v(id)));
+        let out_shape = shape(id);
+        let cx =
+            PyCx { name: &node.name, x: &x, ins: &ins, in_shape: in_shape.as_ref(), out_shape: out_shape.as_ref() };
+        // Each op writes its own text (`ops::Rules::pytorch`).
+        let Some(layer) = node.op.rules().pytorch(&cx) else { continue };
+        init.extend(layer.init);
+        body.push(format!("        {} = {}", v(id), layer.forward));
     }
     let out = g.output.ok_or("the model has no output")?;
     let mut pre_lines = Vec::new();
@@ -156,119 +154,4 @@ class {class}(nn.Module):
     }
     s.push_str(&format!("        return v{}\n", out.0));
     Ok(s)
-}
-
-/// One layer's Python: its line of `forward` over `x` (the first input; `ins` all of them),
-/// with what `__init__` needs pushed to `init`; `None` for what is no layer (an input, the loss).
-fn layer(
-    op: &Op,
-    name: &str,
-    x: &str,
-    ins: &[String],
-    (in_shape, out_shape): (Option<&crate::ir::Shape>, Option<crate::ir::Shape>),
-    init: &mut Vec<String>,
-) -> Result<Option<String>, String> {
-    let x = x.to_string();
-    let seq = in_shape.is_some_and(|s| s.is_sequence());
-    Ok(Some(match op {
-        Op::Input(_) | Op::Loss(_) => return Ok(None),
-        Op::Dense(d) => {
-            let fan_in = match in_shape {
-                Some(s) if s.is_sequence() => s.last().unwrap_or(0),
-                Some(s) => s.elements().fixed as usize,
-                None => 0,
-            };
-            init.push(format!("self.{name} = nn.Linear({fan_in}, {})", d.units));
-            let xin = if seq { x.clone() } else { format!("{x}.reshape({x}.shape[0], -1)") };
-            act(&d.activation.unwrap_or(Activation::Identity), &format!("self.{name}({xin})"))
-        }
-        Op::Conv(c) => {
-            let depth = in_shape.and_then(|s| s.last()).unwrap_or(0);
-            init.push(format!(
-                "self.{name} = nn.Conv2d({depth}, {}, {}, stride={}, padding={})",
-                c.filters, c.size, c.stride, c.pad
-            ));
-            act(
-                &c.activation.unwrap_or(Activation::Identity),
-                &format!("self.{name}({x}.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)"),
-            )
-        }
-        Op::Local(l) => {
-            let (Some(s), Some(o)) = (in_shape.cloned(), out_shape) else { return Err(format!("{name}: no shape")) };
-            let dims: Vec<String> = s.0.iter().chain(o.0.iter()).map(|d| d.to_string()).collect();
-            init.push(format!(
-                "self.{name} = Local({}, {}, {}, {}, {}, {}, {}, {})",
-                dims.get(2).cloned().unwrap_or_default(),
-                l.filters,
-                l.size,
-                l.stride,
-                l.pad,
-                dims.get(3).cloned().unwrap_or_default(),
-                dims.get(4).cloned().unwrap_or_default(),
-                "None"
-            ));
-            act(&Activation::Identity, &format!("self.{name}({x})"))
-        }
-        Op::Pool(p) => {
-            let nchw = format!("{x}.permute(0, 3, 1, 2)");
-            let (f, s) = (p.size, p.stride);
-            let pooled = match p.kind {
-                PoolKind::Max => format!("F.max_pool2d({nchw}, {f}, {s})"),
-                PoolKind::Avg => format!("F.avg_pool2d({nchw}, {f}, {s})"),
-                PoolKind::L2 => format!("torch.sqrt(F.avg_pool2d({nchw} * {nchw}, {f}, {s}) * {})", f * f),
-            };
-            format!("{pooled}.permute(0, 2, 3, 1)")
-        }
-        Op::Flatten(_) => format!("{x}.reshape({x}.shape[0], -1)"),
-        Op::Dropout(_) => x.clone(),
-        Op::Activation(a) => act(&a.function, &x),
-        Op::Softmax(_) => format!("torch.softmax({x}, dim=-1)"),
-        Op::Softplus(_) => format!("F.softplus({x})"),
-        Op::BatchNorm(bn) => {
-            // PyTorch normalizes channel axis 1; nnlang keeps features last.
-            let rank = in_shape.map_or(1, |s| s.rank());
-            let c = in_shape.and_then(|s| s.last()).unwrap_or(0);
-            let kind = if rank == 3 { "BatchNorm2d" } else { "BatchNorm1d" };
-            init.push(format!(
-                "self.{name} = nn.{kind}({c}, eps={}, momentum={})",
-                crate::diag::fmt_f64(bn.eps),
-                crate::diag::fmt_f64(bn.momentum)
-            ));
-            if rank == 1 {
-                format!("self.{name}({x})")
-            } else {
-                format!("self.{name}({x}.movedim(-1, 1)).movedim(1, -1)")
-            }
-        }
-        Op::Maxout(m) => {
-            let fan_in = match in_shape {
-                Some(s) if s.is_sequence() => s.last().unwrap_or(0),
-                Some(s) => s.elements().fixed as usize,
-                None => 0,
-            };
-            init.push(format!("self.{name} = nn.Linear({fan_in}, {})", m.units * m.pieces));
-            let xin = if seq { x.clone() } else { format!("{x}.reshape({x}.shape[0], -1)") };
-            format!("self.{name}({xin}).unflatten(-1, ({}, {})).amax(-1)", m.units, m.pieces)
-        }
-        Op::MaxoutChannels(m) => format!("{x}.unflatten(-1, (-1, {})).amax(-1)", m.pieces),
-        Op::Add(_) => ins.join(" + "),
-        Op::Concat(_) => format!("torch.cat([{}], dim=-1)", ins.join(", ")),
-        Op::Rnn(r) => {
-            let f = in_shape.and_then(|s| s.last()).unwrap_or(0);
-            init.push(format!("self.{name} = Elman({f}, {}, {}, False)", r.hidden, r.activation.desc().pytorch_module));
-            let last = r.output == RnnOutput::Last;
-            format!("self.{name}({x}, {})", if last { "'last'" } else { "'sequence'" })
-        }
-        Op::Bidirectional(b) => {
-            let f = in_shape.and_then(|s| s.last()).unwrap_or(0);
-            init.push(format!("self.{name} = Elman({f}, {}, {}, True)", b.hidden, b.activation.desc().pytorch_module));
-            let last = b.output == RnnOutput::Last;
-            let merge = match b.merge {
-                Merge::Concat => "concat",
-                Merge::Add => "add",
-                Merge::Mul => "mul",
-            };
-            format!("self.{name}.both({x}, {}, '{merge}')", if last { "'last'" } else { "'sequence'" })
-        }
-    }))
 }

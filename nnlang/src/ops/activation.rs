@@ -28,6 +28,11 @@ pub fn text(a: &Activation) -> String {
 /// `leaky_relu`'s slope below zero when none is given.
 pub const DEFAULT_ALPHA: f64 = nnlang_runtime::act::LEAKY_RELU_ALPHA;
 
+/// The activation applied to the Python expression `x`, as the runtime's table writes it.
+pub fn pytorch(a: &Activation, x: &str) -> String {
+    a.desc().pytorch.replace("{x}", x)
+}
+
 /// JSON of an activation: `"relu"`, `{"leaky_relu": {"alpha": 0.1}}`,
 /// `{"gelu": {"approximate": "tanh"}}`.
 pub fn ser<S: Serializer>(a: &Activation, s: S) -> Result<S::Ok, S::Error> {
@@ -101,6 +106,9 @@ fn gelu(a: &Args) -> Result<Op, Diagnostic> {
 }
 
 impl Rules for ActivationOp {
+    fn pytorch(&self, c: &super::PyCx) -> Option<super::PyLayer> {
+        Some(super::PyLayer::line(pytorch(&self.function, c.x)))
+    }
     fn kind(&self) -> &'static str {
         name(&self.function)
     }

@@ -47,6 +47,11 @@ fn build(a: &Args) -> Result<Op, crate::diag::Diagnostic> {
 }
 
 impl Rules for Dense {
+    fn pytorch(&self, c: &super::PyCx) -> Option<super::PyLayer> {
+        let init = format!("self.{} = nn.Linear({}, {})", c.name, c.fan_in(), self.units);
+        let x = format!("self.{}({})", c.name, c.flat_x());
+        Some(super::PyLayer::with(init, activation::pytorch(&self.activation.unwrap_or(Activation::Identity), &x)))
+    }
     fn kind(&self) -> &'static str {
         "dense"
     }

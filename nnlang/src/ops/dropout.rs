@@ -60,6 +60,10 @@ fn build(a: &Args) -> Result<Op, Diagnostic> {
 }
 
 impl Rules for Dropout {
+    /// The identity: an exported module computes what `run` does (no dropout).
+    fn pytorch(&self, c: &super::PyCx) -> Option<super::PyLayer> {
+        Some(super::PyLayer::line(c.x.to_string()))
+    }
     fn kind(&self) -> &'static str {
         "dropout"
     }

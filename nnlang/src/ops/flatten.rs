@@ -24,6 +24,9 @@ fn build(_: &Args) -> Result<Op, Diagnostic> {
 }
 
 impl Rules for Flatten {
+    fn pytorch(&self, c: &super::PyCx) -> Option<super::PyLayer> {
+        Some(super::PyLayer::line(format!("{x}.reshape({x}.shape[0], -1)", x = c.x)))
+    }
     fn kind(&self) -> &'static str {
         "flatten"
     }

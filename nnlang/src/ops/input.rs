@@ -19,6 +19,9 @@ impl Input {
 }
 
 impl Rules for Input {
+    fn pytorch(&self, _: &super::PyCx) -> Option<super::PyLayer> {
+        None
+    }
     fn kind(&self) -> &'static str {
         "input"
     }

@@ -45,6 +45,24 @@ fn build(a: &Args) -> Result<Op, Diagnostic> {
 }
 
 impl Rules for Local {
+    /// The exported file's `Local` module (a filter per output position).
+    fn pytorch(&self, c: &super::PyCx) -> Option<super::PyLayer> {
+        let (i, o) = (c.in_shape?, c.out_shape?);
+        let dims: Vec<String> = i.0.iter().chain(o.0.iter()).map(|d| d.to_string()).collect();
+        let dim = |k: usize| dims.get(k).cloned().unwrap_or_default();
+        let init = format!(
+            "self.{} = Local({}, {}, {}, {}, {}, {}, {}, None)",
+            c.name,
+            dim(2),
+            self.filters,
+            self.size,
+            self.stride,
+            self.pad,
+            dim(3),
+            dim(4)
+        );
+        Some(super::PyLayer::with(init, format!("self.{}({})", c.name, c.x)))
+    }
     fn kind(&self) -> &'static str {
         "local"
     }

@@ -116,6 +116,9 @@ impl Loss {
 }
 
 impl Rules for Loss {
+    fn pytorch(&self, _: &super::PyCx) -> Option<super::PyLayer> {
+        None
+    }
     fn kind(&self) -> &'static str {
         "loss"
     }

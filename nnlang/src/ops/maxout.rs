@@ -53,6 +53,11 @@ fn build(a: &Args) -> Result<Op, Diagnostic> {
 }
 
 impl Rules for Maxout {
+    fn pytorch(&self, c: &super::PyCx) -> Option<super::PyLayer> {
+        let init = format!("self.{} = nn.Linear({}, {})", c.name, c.fan_in(), self.units * self.pieces);
+        let x = format!("self.{}({}).unflatten(-1, ({}, {})).amax(-1)", c.name, c.flat_x(), self.units, self.pieces);
+        Some(super::PyLayer::with(init, x))
+    }
     fn kind(&self) -> &'static str {
         "maxout"
     }
@@ -132,6 +137,9 @@ impl Rules for Maxout {
 }
 
 impl Rules for MaxoutChannels {
+    fn pytorch(&self, c: &super::PyCx) -> Option<super::PyLayer> {
+        Some(super::PyLayer::line(format!("{}.unflatten(-1, (-1, {})).amax(-1)", c.x, self.pieces)))
+    }
     fn kind(&self) -> &'static str {
         "maxout"
     }

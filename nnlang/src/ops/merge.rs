@@ -56,6 +56,9 @@ fn shapes_text(ins: &[&Shape]) -> String {
 }
 
 impl Rules for Add {
+    fn pytorch(&self, c: &super::PyCx) -> Option<super::PyLayer> {
+        Some(super::PyLayer::line(c.ins.join(" + ")))
+    }
     fn kind(&self) -> &'static str {
         "add"
     }
@@ -110,6 +113,9 @@ impl Rules for Add {
 }
 
 impl Rules for Concat {
+    fn pytorch(&self, c: &super::PyCx) -> Option<super::PyLayer> {
+        Some(super::PyLayer::line(format!("torch.cat([{}], dim=-1)", c.ins.join(", "))))
+    }
     fn kind(&self) -> &'static str {
         "concat"
     }

@@ -234,6 +234,62 @@ pub trait Rules {
     /// over `rows × steps` rows of one step's features) rather than walking the steps itself
     /// (`rnn`) or never meeting a sequence.
     fn per_step(&self) -> bool;
+    /// The op in the PyTorch module `nnlangc export --pytorch` writes: its line of `forward`
+    /// and what `__init__` needs; `None` for what is no layer there (an input, the loss).
+    fn pytorch(&self, cx: &PyCx) -> Option<PyLayer>;
+}
+
+/// What an op's PyTorch text sees: its layer's name, the Python names of its inputs, and the
+/// shapes around it (nnlang's layout: channels last).
+pub struct PyCx<'a> {
+    /// The layer's name (its module is `self.<name>`).
+    pub name: &'a str,
+    /// The first input's Python name.
+    pub x: &'a str,
+    /// Every input's Python name.
+    pub ins: &'a [String],
+    /// The first input's shape.
+    pub in_shape: Option<&'a Shape>,
+    /// The op's shape.
+    pub out_shape: Option<&'a Shape>,
+}
+
+impl PyCx<'_> {
+    /// An affine layer's inputs: the last dimension on a sequence, else everything.
+    pub fn fan_in(&self) -> usize {
+        match self.in_shape {
+            Some(s) if s.is_sequence() => s.last().unwrap_or(0),
+            Some(s) => s.elements().fixed as usize,
+            None => 0,
+        }
+    }
+    /// The input as an affine layer reads it: flattened, unless it is a sequence.
+    pub fn flat_x(&self) -> String {
+        if self.in_shape.is_some_and(|s| s.is_sequence()) {
+            self.x.to_string()
+        } else {
+            format!("{x}.reshape({x}.shape[0], -1)", x = self.x)
+        }
+    }
+}
+
+/// One op in the exported PyTorch module.
+pub struct PyLayer {
+    /// What `__init__` adds (a module with the op's parameters), if anything.
+    pub init: Option<String>,
+    /// The expression `forward` computes the op's value with.
+    pub forward: String,
+}
+
+impl PyLayer {
+    /// An op with a module of its own.
+    pub fn with(init: String, forward: String) -> PyLayer {
+        PyLayer { init: Some(init), forward }
+    }
+    /// An op that is one expression.
+    pub fn line(forward: String) -> PyLayer {
+        PyLayer { init: None, forward }
+    }
 }
 
 /// A layer as written in source: its name, arguments and the op it builds.

@@ -52,6 +52,25 @@ fn build(a: &Args) -> Result<Op, Diagnostic> {
 }
 
 impl Rules for BatchNorm {
+    /// `BatchNorm1d` after a dense layer or on a sequence, `BatchNorm2d` after a convolution;
+    /// PyTorch normalizes channel axis 1 where nnlang keeps channels last.
+    fn pytorch(&self, c: &super::PyCx) -> Option<super::PyLayer> {
+        let rank = c.in_shape.map_or(1, |s| s.rank());
+        let channels = c.in_shape.and_then(|s| s.last()).unwrap_or(0);
+        let kind = if rank == 3 { "BatchNorm2d" } else { "BatchNorm1d" };
+        let init = format!(
+            "self.{} = nn.{kind}({channels}, eps={}, momentum={})",
+            c.name,
+            fmt_f64(self.eps),
+            fmt_f64(self.momentum)
+        );
+        let x = if rank == 1 {
+            format!("self.{}({})", c.name, c.x)
+        } else {
+            format!("self.{}({}.movedim(-1, 1)).movedim(1, -1)", c.name, c.x)
+        };
+        Some(super::PyLayer::with(init, x))
+    }
     fn kind(&self) -> &'static str {
         "batchnorm"
     }

@@ -94,6 +94,16 @@ fn l2(a: &Args) -> Result<Op, Diagnostic> {
 }
 
 impl Rules for Pool {
+    fn pytorch(&self, c: &super::PyCx) -> Option<super::PyLayer> {
+        let nchw = format!("{}.permute(0, 3, 1, 2)", c.x);
+        let (f, s) = (self.size, self.stride);
+        let pooled = match self.kind {
+            PoolKind::Max => format!("F.max_pool2d({nchw}, {f}, {s})"),
+            PoolKind::Avg => format!("F.avg_pool2d({nchw}, {f}, {s})"),
+            PoolKind::L2 => format!("torch.sqrt(F.avg_pool2d({nchw} * {nchw}, {f}, {s}) * {})", f * f),
+        };
+        Some(super::PyLayer::line(format!("{pooled}.permute(0, 2, 3, 1)")))
+    }
     fn kind(&self) -> &'static str {
         name(self.kind)
     }

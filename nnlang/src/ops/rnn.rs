@@ -185,6 +185,14 @@ impl Rnn {
 }
 
 impl Rules for Rnn {
+    /// The exported file's `Elman` module, with the activation as a module.
+    fn pytorch(&self, c: &super::PyCx) -> Option<super::PyLayer> {
+        let f = c.in_shape.and_then(|s| s.last()).unwrap_or(0);
+        let module = self.activation.desc().pytorch_module;
+        let init = format!("self.{} = Elman({f}, {}, {module}, False)", c.name, self.hidden);
+        let output = if self.output == RnnOutput::Last { "'last'" } else { "'sequence'" };
+        Some(super::PyLayer::with(init, format!("self.{}({}, {output})", c.name, c.x)))
+    }
     fn kind(&self) -> &'static str {
         "rnn"
     }
@@ -327,6 +335,19 @@ impl Rules for Rnn {
 }
 
 impl Rules for Bidirectional {
+    /// The exported file's `Elman` module with both directions.
+    fn pytorch(&self, c: &super::PyCx) -> Option<super::PyLayer> {
+        let f = c.in_shape.and_then(|s| s.last()).unwrap_or(0);
+        let module = self.activation.desc().pytorch_module;
+        let init = format!("self.{} = Elman({f}, {}, {module}, True)", c.name, self.hidden);
+        let output = if self.output == RnnOutput::Last { "'last'" } else { "'sequence'" };
+        let merge = match self.merge {
+            Merge::Concat => "concat",
+            Merge::Add => "add",
+            Merge::Mul => "mul",
+        };
+        Some(super::PyLayer::with(init, format!("self.{}.both({}, {output}, '{merge}')", c.name, c.x)))
+    }
     fn kind(&self) -> &'static str {
         "bidirectional"
     }

@@ -24,6 +24,9 @@ fn build(_: &Args) -> Result<Op, Diagnostic> {
 }
 
 impl Rules for Softmax {
+    fn pytorch(&self, c: &super::PyCx) -> Option<super::PyLayer> {
+        Some(super::PyLayer::line(format!("torch.softmax({}, dim=-1)", c.x)))
+    }
     fn kind(&self) -> &'static str {
         "softmax"
     }

@@ -24,6 +24,9 @@ fn build(_: &Args) -> Result<Op, Diagnostic> {
 }
 
 impl Rules for Softplus {
+    fn pytorch(&self, c: &super::PyCx) -> Option<super::PyLayer> {
+        Some(super::PyLayer::line(format!("F.softplus({})", c.x)))
+    }
     fn kind(&self) -> &'static str {
         "softplus"
     }

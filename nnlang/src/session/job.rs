@@ -298,3 +298,26 @@ pub struct Prepared {
     /// What was done to the data, saved with the weights.
     pub preprocess: data::Preprocess,
 }
+
+impl Prepared {
+    /// What every process of a distributed run must agree on before it trains (the
+    /// all-reduce sums gradients position by position): the model's size, the weights it
+    /// starts from, the data's rows, the recipe's batch, epochs and seed, the threads, and the
+    /// epochs already done — as numbers for [`train::Cluster::agree`].
+    pub fn agreement(&self, done: usize) -> [u64; 9] {
+        let digest = |v: &[f32]| v.iter().fold(0u64, |h, x| h.rotate_left(5) ^ u64::from(x.to_bits()));
+        let start = self.resume.as_ref().map_or(&self.params, |r| &r.params);
+        let o = &self.options;
+        [
+            self.train_plan.params_len as u64,
+            digest(start),
+            self.fit.rows() as u64,
+            self.val.rows() as u64,
+            o.batch as u64,
+            o.epochs as u64,
+            o.seed,
+            o.threads as u64,
+            done as u64,
+        ]
+    }
+}
