@@ -106,6 +106,14 @@ fn gelu(a: &Args) -> Result<Op, Diagnostic> {
 }
 
 impl Rules for ActivationOp {
+    /// The function's nodes from the runtime's table, on whichever layout the input has.
+    fn onnx(&self, g: &mut dyn super::onnx::OnnxGraph, cx: &super::onnx::OnnxCx) -> Result<(), String> {
+        let f = self.function;
+        super::onnx::elementwise(g, cx, |g, x, out| match f {
+            Activation::Identity => g.node("Identity", &[x], vec![], out),
+            f => super::onnx::activation(g, &f, x, out),
+        })
+    }
     fn pytorch(&self, c: &super::PyCx) -> Option<super::PyLayer> {
         Some(super::PyLayer::line(pytorch(&self.function, c.x)))
     }

@@ -92,6 +92,26 @@ pub fn window_shape(
 }
 
 impl Rules for Conv {
+    /// `Conv` (channels first), then the fused activation.
+    fn onnx(&self, g: &mut dyn super::onnx::OnnxGraph, cx: &super::onnx::OnnxCx) -> Result<(), String> {
+        let src = cx.input()?;
+        let depth = g.shape(src)?.last().ok_or_else(|| format!("`{}`: its input has no fixed depth", cx.name))?;
+        let x = g.value(src, super::onnx::Layout::ChannelsFirst)?;
+        let w = super::onnx::param_tensor(g, cx.id, "weight", &[self.filters, depth, self.size, self.size])?;
+        let b = super::onnx::param_tensor(g, cx.id, "bias", &[self.filters])?;
+        let (k, s, p) = (self.size as i64, self.stride as i64, self.pad as i64);
+        let act = self.activation.unwrap_or(Activation::Identity);
+        let pre = if act == Activation::Identity { cx.name.to_string() } else { format!("{}/linear", cx.name) };
+        let attrs = vec![
+            super::onnx::Attr::Ints("kernel_shape", vec![k, k]),
+            super::onnx::Attr::Ints("strides", vec![s, s]),
+            super::onnx::Attr::Ints("pads", vec![p, p, p, p]),
+        ];
+        let y = g.node("Conv", &[&x, &w, &b], attrs, &pre);
+        let y = super::onnx::activation(g, &act, &y, cx.name);
+        g.set(cx.id, y, super::onnx::Layout::ChannelsFirst);
+        Ok(())
+    }
     fn pytorch(&self, c: &super::PyCx) -> Option<super::PyLayer> {
         let depth = c.in_shape.and_then(|s| s.last()).unwrap_or(0);
         let init = format!(

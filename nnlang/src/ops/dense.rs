@@ -47,6 +47,18 @@ fn build(a: &Args) -> Result<Op, crate::diag::Diagnostic> {
 }
 
 impl Rules for Dense {
+    /// `Gemm` (`MatMul` + `Add` at every step of a sequence), then the fused activation.
+    fn onnx(&self, g: &mut dyn super::onnx::OnnxGraph, cx: &super::onnx::OnnxCx) -> Result<(), String> {
+        let src = cx.input()?;
+        let in_shape = g.shape(src)?;
+        let x = g.value(src, super::onnx::Layout::ChannelsLast)?;
+        let act = self.activation.unwrap_or(Activation::Identity);
+        let pre = if act == Activation::Identity { cx.name.to_string() } else { format!("{}/linear", cx.name) };
+        let y = super::onnx::affine(g, cx.id, &x, &in_shape, self.units, &pre)?;
+        let y = super::onnx::activation(g, &act, &y, cx.name);
+        g.set(cx.id, y, super::onnx::Layout::ChannelsLast);
+        Ok(())
+    }
     fn pytorch(&self, c: &super::PyCx) -> Option<super::PyLayer> {
         let init = format!("self.{} = nn.Linear({}, {})", c.name, c.fan_in(), self.units);
         let x = format!("self.{}({})", c.name, c.flat_x());

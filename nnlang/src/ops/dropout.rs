@@ -60,6 +60,10 @@ fn build(a: &Args) -> Result<Op, Diagnostic> {
 }
 
 impl Rules for Dropout {
+    /// Nothing at inference: the input's value.
+    fn onnx(&self, g: &mut dyn super::onnx::OnnxGraph, cx: &super::onnx::OnnxCx) -> Result<(), String> {
+        g.alias(cx.id, cx.input()?)
+    }
     /// The identity: an exported module computes what `run` does (no dropout).
     fn pytorch(&self, c: &super::PyCx) -> Option<super::PyLayer> {
         Some(super::PyLayer::line(c.x.to_string()))

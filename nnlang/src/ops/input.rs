@@ -19,6 +19,10 @@ impl Input {
 }
 
 impl Rules for Input {
+    /// Made by the exporter (with the preprocessing).
+    fn onnx(&self, _: &mut dyn super::onnx::OnnxGraph, _: &super::onnx::OnnxCx) -> Result<(), String> {
+        Ok(())
+    }
     fn pytorch(&self, _: &super::PyCx) -> Option<super::PyLayer> {
         None
     }

@@ -45,6 +45,54 @@ fn build(a: &Args) -> Result<Op, Diagnostic> {
 }
 
 impl Rules for Local {
+    /// Its patches by a convolution with one-hot filters, then at every position a product
+    /// with that position's filters (`MatMul` over `[oh, ow]`).
+    fn onnx(&self, g: &mut dyn super::onnx::OnnxGraph, cx: &super::onnx::OnnxCx) -> Result<(), String> {
+        use super::onnx::Attr;
+        let (src, name) = (cx.input()?, cx.name);
+        let (i, o) = (g.shape(src)?, g.shape(cx.id)?);
+        let (Some([_, _, d]), Some([oh, ow, f])) = (fixed3(&i), fixed3(&o)) else {
+            return Err(format!("`{name}`: a locally-connected layer reads and makes volumes of fixed size"));
+        };
+        let k = self.size;
+        let patch = d * k * k;
+        // Patches: a convolution whose filter p picks input (channel, y, x) = p.
+        let mut onehot = vec![0f32; patch * patch];
+        for p in 0..patch {
+            onehot[p * patch + p] = 1.0;
+        }
+        let e = g.tensor(&format!("{name}/patch_filters"), &[patch, d, k, k], &onehot);
+        let x = g.value(src, super::onnx::Layout::ChannelsFirst)?;
+        let (kk, s, pd) = (k as i64, self.stride as i64, self.pad as i64);
+        let attrs = vec![
+            Attr::Ints("kernel_shape", vec![kk, kk]),
+            Attr::Ints("strides", vec![s, s]),
+            Attr::Ints("pads", vec![pd, pd, pd, pd]),
+        ];
+        let cols = g.node("Conv", &[&x, &e], attrs, &format!("{name}/patches"));
+        let cols =
+            g.node("Transpose", &[&cols], vec![Attr::Ints("perm", vec![0, 2, 3, 1])], &format!("{name}/patches_nhwc"));
+        let s5 = g.ints(&format!("{name}/rows_shape"), &[0, oh as i64, ow as i64, 1, patch as i64]);
+        let rows = g.node("Reshape", &[&cols, &s5], vec![], &format!("{name}/rows"));
+        // nnlang's weight [oh, ow, f, d, k, k] as [oh, ow, d·k·k, f].
+        let w = g.param(cx.id, "weight")?;
+        let mut wt = vec![0f32; w.len()];
+        for pos in 0..oh * ow {
+            for fi in 0..f {
+                for p in 0..patch {
+                    wt[(pos * patch + p) * f + fi] = w[(pos * f + fi) * patch + p];
+                }
+            }
+        }
+        let wt = g.tensor(&format!("{name}.weight/positions"), &[oh, ow, patch, f], &wt);
+        let b = super::onnx::param_tensor(g, cx.id, "bias", &[oh, ow, f])?;
+        let prod = g.node("MatMul", &[&rows, &wt], vec![], &format!("{name}/matmul"));
+        let s4 = g.ints(&format!("{name}/out_shape"), &[0, oh as i64, ow as i64, f as i64]);
+        let flat = g.node("Reshape", &[&prod, &s4], vec![], &format!("{name}/products"));
+        let y = g.node("Add", &[&flat, &b], vec![], name);
+        g.set(cx.id, y, super::onnx::Layout::ChannelsLast);
+        Ok(())
+    }
     /// The exported file's `Local` module (a filter per output position).
     fn pytorch(&self, c: &super::PyCx) -> Option<super::PyLayer> {
         let (i, o) = (c.in_shape?, c.out_shape?);
@@ -123,5 +171,15 @@ impl Rules for Local {
     }
     fn per_step(&self) -> bool {
         false
+    }
+}
+
+/// The three dimensions of a volume, when they are fixed.
+fn fixed3(s: &super::tensor::Shape) -> Option<[usize; 3]> {
+    match s.0.as_slice() {
+        [super::tensor::Dim::Fixed(a), super::tensor::Dim::Fixed(b), super::tensor::Dim::Fixed(c)] => {
+            Some([*a, *b, *c])
+        }
+        _ => None,
     }
 }

@@ -116,6 +116,10 @@ impl Loss {
 }
 
 impl Rules for Loss {
+    /// Not in an inference graph.
+    fn onnx(&self, _: &mut dyn super::onnx::OnnxGraph, _: &super::onnx::OnnxCx) -> Result<(), String> {
+        Ok(())
+    }
     fn pytorch(&self, _: &super::PyCx) -> Option<super::PyLayer> {
         None
     }

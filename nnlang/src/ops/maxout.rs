@@ -53,6 +53,19 @@ fn build(a: &Args) -> Result<Op, Diagnostic> {
 }
 
 impl Rules for Maxout {
+    /// The affine map, then `Reshape` + `ReduceMax` over the pieces.
+    fn onnx(&self, g: &mut dyn super::onnx::OnnxGraph, cx: &super::onnx::OnnxCx) -> Result<(), String> {
+        let src = cx.input()?;
+        let in_shape = g.shape(src)?;
+        let x = g.value(src, super::onnx::Layout::ChannelsLast)?;
+        let linear = format!("{}/linear", cx.name);
+        let y = super::onnx::affine(g, cx.id, &x, &in_shape, self.units * self.pieces, &linear)?;
+        let (u, p) = (self.units as i64, self.pieces as i64);
+        let shape = if in_shape.is_sequence() { vec![0, 0, u, p] } else { vec![0, u, p] };
+        let y = super::onnx::max_over_pieces(g, &y, shape, cx.name);
+        g.set(cx.id, y, super::onnx::Layout::ChannelsLast);
+        Ok(())
+    }
     fn pytorch(&self, c: &super::PyCx) -> Option<super::PyLayer> {
         let init = format!("self.{} = nn.Linear({}, {})", c.name, c.fan_in(), self.units * self.pieces);
         let x = format!("self.{}({}).unflatten(-1, ({}, {})).amax(-1)", c.name, c.flat_x(), self.units, self.pieces);
@@ -137,6 +150,19 @@ impl Rules for Maxout {
 }
 
 impl Rules for MaxoutChannels {
+    /// `Reshape` + `ReduceMax` over each group of channels.
+    fn onnx(&self, g: &mut dyn super::onnx::OnnxGraph, cx: &super::onnx::OnnxCx) -> Result<(), String> {
+        let src = cx.input()?;
+        let in_shape = g.shape(src)?;
+        let x = g.value(src, super::onnx::Layout::ChannelsLast)?;
+        let depth = in_shape.last().ok_or_else(|| format!("`{}`: its input has no fixed depth", cx.name))?;
+        let mut shape = vec![0i64; in_shape.rank()];
+        shape.push((depth / self.pieces.max(1)) as i64);
+        shape.push(self.pieces as i64);
+        let y = super::onnx::max_over_pieces(g, &x, shape, cx.name);
+        g.set(cx.id, y, super::onnx::Layout::ChannelsLast);
+        Ok(())
+    }
     fn pytorch(&self, c: &super::PyCx) -> Option<super::PyLayer> {
         Some(super::PyLayer::line(format!("{}.unflatten(-1, (-1, {})).amax(-1)", c.x, self.pieces)))
     }

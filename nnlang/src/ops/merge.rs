@@ -56,6 +56,15 @@ fn shapes_text(ins: &[&Shape]) -> String {
 }
 
 impl Rules for Add {
+    /// `Sum`.
+    fn onnx(&self, g: &mut dyn super::onnx::OnnxGraph, cx: &super::onnx::OnnxCx) -> Result<(), String> {
+        let xs =
+            cx.inputs.iter().map(|&i| g.value(i, super::onnx::Layout::ChannelsLast)).collect::<Result<Vec<_>, _>>()?;
+        let refs: Vec<&str> = xs.iter().map(String::as_str).collect();
+        let y = g.node("Sum", &refs, vec![], cx.name);
+        g.set(cx.id, y, super::onnx::Layout::ChannelsLast);
+        Ok(())
+    }
     fn pytorch(&self, c: &super::PyCx) -> Option<super::PyLayer> {
         Some(super::PyLayer::line(c.ins.join(" + ")))
     }
@@ -113,6 +122,15 @@ impl Rules for Add {
 }
 
 impl Rules for Concat {
+    /// `Concat` over the last axis.
+    fn onnx(&self, g: &mut dyn super::onnx::OnnxGraph, cx: &super::onnx::OnnxCx) -> Result<(), String> {
+        let xs =
+            cx.inputs.iter().map(|&i| g.value(i, super::onnx::Layout::ChannelsLast)).collect::<Result<Vec<_>, _>>()?;
+        let refs: Vec<&str> = xs.iter().map(String::as_str).collect();
+        let y = g.node("Concat", &refs, vec![super::onnx::Attr::Int("axis", -1)], cx.name);
+        g.set(cx.id, y, super::onnx::Layout::ChannelsLast);
+        Ok(())
+    }
     fn pytorch(&self, c: &super::PyCx) -> Option<super::PyLayer> {
         Some(super::PyLayer::line(format!("torch.cat([{}], dim=-1)", c.ins.join(", "))))
     }

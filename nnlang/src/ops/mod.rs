@@ -25,6 +25,7 @@ pub mod loss;
 pub mod maxout;
 pub mod merge;
 pub mod norm;
+pub mod onnx;
 pub mod pool;
 pub mod rnn;
 pub mod rule;
@@ -237,6 +238,9 @@ pub trait Rules {
     /// The op in the PyTorch module `nnlangc export --pytorch` writes: its line of `forward`
     /// and what `__init__` needs; `None` for what is no layer there (an input, the loss).
     fn pytorch(&self, cx: &PyCx) -> Option<PyLayer>;
+    /// The op's nodes in the ONNX graph `nnlangc export --onnx` writes, from its input values
+    /// (asked of `g` in the layout the op wants) to its own, recorded with `g.set`.
+    fn onnx(&self, g: &mut dyn onnx::OnnxGraph, cx: &onnx::OnnxCx) -> Result<(), String>;
 }
 
 /// What an op's PyTorch text sees: its layer's name, the Python names of its inputs, and the

@@ -52,6 +52,44 @@ fn build(a: &Args) -> Result<Op, Diagnostic> {
 }
 
 impl Rules for BatchNorm {
+    /// ONNX's `BatchNormalization` (with the running averages) over channel axis 1: an
+    /// image's channels first, a sequence's features before its steps.
+    fn onnx(&self, g: &mut dyn super::onnx::OnnxGraph, cx: &super::onnx::OnnxCx) -> Result<(), String> {
+        let src = cx.input()?;
+        let shape = g.shape(src)?;
+        let c = shape.last().ok_or_else(|| format!("`{}`: its input has no fixed features", cx.name))?;
+        let mut args = Vec::new();
+        for which in ["weight", "bias", "running_mean", "running_var"] {
+            args.push(super::onnx::param_tensor(g, cx.id, which, &[c])?);
+        }
+        let attrs = || vec![super::onnx::Attr::Float("epsilon", self.eps as f32)];
+        let with = |x: String| -> Vec<String> { std::iter::once(x).chain(args.iter().cloned()).collect() };
+        match shape.rank() {
+            3 => {
+                let a = with(g.value(src, super::onnx::Layout::ChannelsFirst)?);
+                let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+                let y = g.node("BatchNormalization", &refs, attrs(), cx.name);
+                g.set(cx.id, y, super::onnx::Layout::ChannelsFirst);
+            }
+            2 => {
+                let x = g.value(src, super::onnx::Layout::ChannelsLast)?;
+                let perm = || vec![super::onnx::Attr::Ints("perm", vec![0, 2, 1])];
+                let t = g.node("Transpose", &[&x], perm(), &format!("{}/features_first", cx.name));
+                let a = with(t);
+                let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+                let n = g.node("BatchNormalization", &refs, attrs(), &format!("{}/normalized", cx.name));
+                let y = g.node("Transpose", &[&n], perm(), cx.name);
+                g.set(cx.id, y, super::onnx::Layout::ChannelsLast);
+            }
+            _ => {
+                let a = with(g.value(src, super::onnx::Layout::ChannelsLast)?);
+                let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+                let y = g.node("BatchNormalization", &refs, attrs(), cx.name);
+                g.set(cx.id, y, super::onnx::Layout::ChannelsLast);
+            }
+        }
+        Ok(())
+    }
     /// `BatchNorm1d` after a dense layer or on a sequence, `BatchNorm2d` after a convolution;
     /// PyTorch normalizes channel axis 1 where nnlang keeps channels last.
     fn pytorch(&self, c: &super::PyCx) -> Option<super::PyLayer> {

@@ -94,6 +94,28 @@ fn l2(a: &Args) -> Result<Op, Diagnostic> {
 }
 
 impl Rules for Pool {
+    /// `MaxPool`, `AveragePool`; an L2 pool as the square root of the windows' sums of
+    /// squares (ONNX's `LpPool`, which not every runtime has).
+    fn onnx(&self, g: &mut dyn super::onnx::OnnxGraph, cx: &super::onnx::OnnxCx) -> Result<(), String> {
+        let x = g.value(cx.input()?, super::onnx::Layout::ChannelsFirst)?;
+        let (k, s, name) = (self.size as i64, self.stride as i64, cx.name);
+        let attrs = || {
+            vec![super::onnx::Attr::Ints("kernel_shape", vec![k, k]), super::onnx::Attr::Ints("strides", vec![s, s])]
+        };
+        let y = match self.kind {
+            PoolKind::Max => g.node("MaxPool", &[&x], attrs(), name),
+            PoolKind::Avg => g.node("AveragePool", &[&x], attrs(), name),
+            PoolKind::L2 => {
+                let sq = g.node("Mul", &[&x, &x], vec![], &format!("{name}/square"));
+                let mean = g.node("AveragePool", &[&sq], attrs(), &format!("{name}/mean"));
+                let n = super::onnx::scalar(g, &format!("{name}/window"), (self.size * self.size) as f32);
+                let sum = g.node("Mul", &[&mean, &n], vec![], &format!("{name}/sum"));
+                g.node("Sqrt", &[&sum], vec![], name)
+            }
+        };
+        g.set(cx.id, y, super::onnx::Layout::ChannelsFirst);
+        Ok(())
+    }
     fn pytorch(&self, c: &super::PyCx) -> Option<super::PyLayer> {
         let nchw = format!("{}.permute(0, 3, 1, 2)", c.x);
         let (f, s) = (self.size, self.stride);

@@ -185,6 +185,12 @@ impl Rnn {
 }
 
 impl Rules for Rnn {
+    /// ONNX's `RNN`, forward.
+    fn onnx(&self, g: &mut dyn super::onnx::OnnxGraph, cx: &super::onnx::OnnxCx) -> Result<(), String> {
+        let y = onnx_rnn(g, cx, self.hidden, &self.activation, self.output, None)?;
+        g.set(cx.id, y, super::onnx::Layout::ChannelsLast);
+        Ok(())
+    }
     /// The exported file's `Elman` module, with the activation as a module.
     fn pytorch(&self, c: &super::PyCx) -> Option<super::PyLayer> {
         let f = c.in_shape.and_then(|s| s.last()).unwrap_or(0);
@@ -335,6 +341,12 @@ impl Rules for Rnn {
 }
 
 impl Rules for Bidirectional {
+    /// ONNX's `RNN`, both directions, then the merge.
+    fn onnx(&self, g: &mut dyn super::onnx::OnnxGraph, cx: &super::onnx::OnnxCx) -> Result<(), String> {
+        let y = onnx_rnn(g, cx, self.hidden, &self.activation, self.output, Some(self.merge))?;
+        g.set(cx.id, y, super::onnx::Layout::ChannelsLast);
+        Ok(())
+    }
     /// The exported file's `Elman` module with both directions.
     fn pytorch(&self, c: &super::PyCx) -> Option<super::PyLayer> {
         let f = c.in_shape.and_then(|s| s.last()).unwrap_or(0);
@@ -474,4 +486,77 @@ fn merge_code(m: Merge) -> usize {
         Merge::Add => nnlang_runtime::kernels::rnn::ADD,
         Merge::Mul => nnlang_runtime::kernels::rnn::MUL,
     }
+}
+
+/// An ONNX `RNN` over `[batch, steps, features]` (time-major inside), its output back in
+/// nnlang's layout: every step's state, or the last (the backward direction's last is its
+/// state at the first step), the two directions merged as `merge` says.
+fn onnx_rnn(
+    g: &mut dyn super::onnx::OnnxGraph,
+    cx: &super::onnx::OnnxCx,
+    hidden: usize,
+    act: &Activation,
+    output: RnnOutput,
+    merge: Option<Merge>,
+) -> Result<String, String> {
+    use super::onnx::Attr;
+    let (src, name) = (cx.input()?, cx.name);
+    let features = g.shape(src)?.last().ok_or_else(|| format!("`{name}`: its input has no fixed width"))?;
+    let x = g.value(src, super::onnx::Layout::ChannelsLast)?;
+    let dirs: &[&str] = if merge.is_some() { &["", "_reverse"] } else { &[""] };
+    let (mut w, mut r, mut bias) = (Vec::new(), Vec::new(), Vec::new());
+    for sfx in dirs {
+        w.extend(g.param(cx.id, &format!("weight_ih_l0{sfx}"))?);
+        r.extend(g.param(cx.id, &format!("weight_hh_l0{sfx}"))?);
+        bias.extend(g.param(cx.id, &format!("bias_ih_l0{sfx}"))?);
+        bias.extend(g.param(cx.id, &format!("bias_hh_l0{sfx}"))?);
+    }
+    let d = dirs.len();
+    let w = g.tensor(&format!("{name}.W"), &[d, hidden, features], &w);
+    let r = g.tensor(&format!("{name}.R"), &[d, hidden, hidden], &r);
+    let bias = g.tensor(&format!("{name}.B"), &[d, 2 * hidden], &bias);
+    let xt = g.node("Transpose", &[&x], vec![Attr::Ints("perm", vec![1, 0, 2])], &format!("{name}/time_major"));
+    let (f, ab) = act.desc().onnx_rnn.ok_or_else(|| format!("`{name}`: ONNX's RNN has no `{}`", act.name()))?;
+    let mut attrs = vec![
+        Attr::Int("hidden_size", hidden as i64),
+        Attr::Str("direction", if d == 2 { "bidirectional" } else { "forward" }.to_string()),
+        Attr::Strs("activations", vec![f.to_string(); d]),
+    ];
+    if let Some((alpha, beta)) = ab {
+        attrs.push(Attr::Floats("activation_alpha", vec![alpha; d]));
+        if f == "Affine" {
+            attrs.push(Attr::Floats("activation_beta", vec![beta; d]));
+        }
+    }
+    let outs = g.node_outputs(
+        "RNN",
+        &[&xt, &w, &r, &bias],
+        attrs,
+        &[&format!("{name}/Y"), &format!("{name}/Y_h")],
+        &format!("{name}/rnn"),
+    );
+    let [ys, yh] = [&outs[0], &outs[1]];
+    // [steps, dirs, batch, hidden] → [batch, steps, dirs, hidden]; [dirs, batch, hidden] →
+    // [batch, dirs, hidden]: the direction axis sits just before the features.
+    let batch_major = format!("{name}/batch_major");
+    let (states, dir_axis) = match output {
+        RnnOutput::Sequence => {
+            (g.node("Transpose", &[ys], vec![Attr::Ints("perm", vec![2, 0, 1, 3])], &batch_major), 2)
+        }
+        RnnOutput::Last => (g.node("Transpose", &[yh], vec![Attr::Ints("perm", vec![1, 0, 2])], &batch_major), 1),
+    };
+    Ok(match merge {
+        None | Some(Merge::Concat) => {
+            let shape: &[i64] = if dir_axis == 2 { &[0, 0, -1] } else { &[0, -1] };
+            let s = g.ints(&format!("{name}/shape"), shape);
+            g.node("Reshape", &[&states, &s], vec![], name)
+        }
+        Some(Merge::Add) => {
+            let axes = g.ints(&format!("{name}/dir_axis"), &[dir_axis]);
+            g.node("ReduceSum", &[&states, &axes], vec![Attr::Int("keepdims", 0)], name)
+        }
+        Some(Merge::Mul) => {
+            g.node("ReduceProd", &[&states], vec![Attr::Ints("axes", vec![dir_axis]), Attr::Int("keepdims", 0)], name)
+        }
+    })
 }

@@ -24,6 +24,12 @@ fn build(_: &Args) -> Result<Op, Diagnostic> {
 }
 
 impl Rules for Softmax {
+    fn onnx(&self, g: &mut dyn super::onnx::OnnxGraph, cx: &super::onnx::OnnxCx) -> Result<(), String> {
+        let x = g.value(cx.input()?, super::onnx::Layout::ChannelsLast)?;
+        let y = g.node("Softmax", &[&x], vec![super::onnx::Attr::Int("axis", -1)], cx.name);
+        g.set(cx.id, y, super::onnx::Layout::ChannelsLast);
+        Ok(())
+    }
     fn pytorch(&self, c: &super::PyCx) -> Option<super::PyLayer> {
         Some(super::PyLayer::line(format!("torch.softmax({}, dim=-1)", c.x)))
     }

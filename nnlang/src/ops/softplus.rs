@@ -24,6 +24,9 @@ fn build(_: &Args) -> Result<Op, Diagnostic> {
 }
 
 impl Rules for Softplus {
+    fn onnx(&self, g: &mut dyn super::onnx::OnnxGraph, cx: &super::onnx::OnnxCx) -> Result<(), String> {
+        super::onnx::elementwise(g, cx, |g, x, out| g.node("Softplus", &[x], vec![], out))
+    }
     fn pytorch(&self, c: &super::PyCx) -> Option<super::PyLayer> {
         Some(super::PyLayer::line(format!("F.softplus({})", c.x)))
     }

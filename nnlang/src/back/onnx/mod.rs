@@ -7,7 +7,10 @@
 //! reads is what the ONNX model reads, and its output is what `run` writes. Inside, a
 //! convolution or a pooling layer works channels first (ONNX's `Conv` and `*Pool`), with a
 //! `Transpose` only where the layout changes, so every flatten and dense layer reads the
-//! order nnlang's weights were trained on. Opset [`OPSET`] of the default domain only:
+//! order nnlang's weights were trained on. Each op writes its own nodes (`ops::Rules::onnx`,
+//! through [`crate::ops::onnx::OnnxGraph`]); this module owns the file: the protobuf, unique
+//! names, the layouts of values, the inputs with their preprocessing and the output. Opset
+//! [`OPSET`] of the default domain only:
 //!
 //! | nnlang | ONNX |
 //! |---|---|
@@ -20,6 +23,7 @@
 //! | activations, `softmax`, `softplus` | `Sigmoid`, `Tanh`, `Relu`, `LeakyRelu`, `Softmax`, `Softplus` |
 //! | `add`, `concat`, `flatten` | `Sum`, `Concat`, `Flatten` |
 //! | `rnn`, `bidirectional` | `RNN` (one or both directions), then `Transpose`/`Reshape`/`ReduceSum`/`ReduceProd` for the output and the merge |
+//! | `batchnorm` | `BatchNormalization` with the running averages (channels on axis 1: an image's channels first, a sequence's features before its steps) |
 //! | `dropout` | nothing (inference) |
 //! | `scale`, `standardize` | `Mul`, `Sub`, `Div` at the input |
 //! | `cross_entropy(bins = n)` | `ArgMax` and the bin's centre at the output |
@@ -30,11 +34,10 @@ use std::collections::{HashMap, HashSet};
 
 use prost::Message;
 
-use crate::ir::{Dim, Graph, NodeId, Op, Shape};
-use crate::ops::{Activation, Merge, PoolKind, RnnOutput};
+use crate::ir::{Dim, Graph, NodeId, Shape};
+use crate::ops::onnx::{Attr, Layout, OnnxCx, OnnxGraph};
 use crate::session::data::Preprocess;
 use crate::Model;
-use nnlang_runtime::act;
 use proto::*;
 
 /// The operator set version of the default domain the graph is written for.
@@ -86,7 +89,10 @@ pub fn export(model: &Model, params: &HashMap<String, Vec<f32>>, extras: &Extras
         b.vals.insert(id, Val::nhwc(x));
     }
     for id in g.ids() {
-        b.lower(id)?;
+        let node = b.graph().node(id);
+        let cx = OnnxCx { id, name: &node.name, inputs: &node.inputs };
+        // Each op writes its own nodes (`ops::Rules::onnx`).
+        node.op.rules().onnx(&mut b, &cx)?;
     }
     let out = g.output.ok_or("the model has no output")?;
     let out_shape = b.shape(out)?;
@@ -338,12 +344,6 @@ impl<'a> Builder<'a> {
         Ok(v)
     }
 
-    fn param_tensor(&mut self, node: NodeId, which: &str, dims: &[usize]) -> Result<String, String> {
-        let v = self.param(node, which)?;
-        let name = format!("{}.{which}", self.graph().node(node).name);
-        Ok(self.tensor(&name, dims, v))
-    }
-
     /// The value of `id` channels last.
     fn nhwc(&mut self, id: NodeId) -> Result<String, String> {
         let val = self.vals.get(&id).cloned().ok_or("a value used before it was made")?;
@@ -400,369 +400,75 @@ impl<'a> Builder<'a> {
         }
         Ok(x)
     }
+}
 
-    /// The activation's nodes (the runtime's table writes them) over `x`, the last named `out`.
-    fn activation(&mut self, a: &Activation, x: &str, out: &str) -> String {
-        self.expr(&a.desc().onnx, x, out)
+fn attribute(a: Attr) -> AttributeProto {
+    match a {
+        Attr::Int(n, v) => attr_i(n, v),
+        Attr::Float(n, v) => attr_f(n, v),
+        Attr::Ints(n, v) => attr_ints(n, &v),
+        Attr::Floats(n, v) => attr_floats(n, &v),
+        Attr::Str(n, v) => attr_s(n, &v),
+        Attr::Strs(n, v) => attr_strings(n, &v.iter().map(String::as_str).collect::<Vec<_>>()),
     }
+}
 
-    /// The nodes of `e` over `x`; the value named `out` (inner values `out/1`, `out/2`, …).
-    fn expr(&mut self, e: &act::Onnx, x: &str, out: &str) -> String {
-        match e {
-            act::Onnx::X => x.to_string(),
-            act::Onnx::Const(v) => self.scalar(&format!("{out}/c"), *v),
-            act::Onnx::Op { op, args, alpha } => {
-                let ins: Vec<String> =
-                    args.iter().enumerate().map(|(i, a)| self.expr(a, x, &format!("{out}/{}", i + 1))).collect();
-                let refs: Vec<&str> = ins.iter().map(String::as_str).collect();
-                let attrs = alpha.map(|a| vec![attr_f("alpha", a)]).unwrap_or_default();
-                self.node(op, &refs, attrs, out)
-            }
+/// The graph as the ops' lowerings see it (`ops::Rules::onnx`).
+impl OnnxGraph for Builder<'_> {
+    fn shape(&self, id: NodeId) -> Result<Shape, String> {
+        Builder::shape(self, id)
+    }
+    fn value(&mut self, id: NodeId, layout: Layout) -> Result<String, String> {
+        match layout {
+            Layout::ChannelsLast => self.nhwc(id),
+            Layout::ChannelsFirst => self.nchw(id),
         }
     }
-
-    /// An elementwise op on whichever layout the input has.
-    fn elementwise(
-        &mut self,
-        id: NodeId,
-        input: NodeId,
-        f: impl FnOnce(&mut Self, &str, &str) -> String,
-    ) -> Result<(), String> {
-        let name = self.graph().node(id).name.clone();
-        let val = self.vals.get(&input).cloned().ok_or("a value used before it was made")?;
-        let v = match (val.nhwc, val.nchw) {
-            (Some(x), _) => Val::nhwc(f(self, &x, &name)),
-            (None, Some(c)) => Val { nhwc: None, nchw: Some(f(self, &c, &name)) },
-            (None, None) => return Err("a value with no layout".into()),
+    fn layout(&self, id: NodeId) -> Result<Layout, String> {
+        match self.vals.get(&id) {
+            Some(Val { nhwc: Some(_), .. }) => Ok(Layout::ChannelsLast),
+            Some(Val { nchw: Some(_), .. }) => Ok(Layout::ChannelsFirst),
+            _ => Err("a value used before it was made".into()),
+        }
+    }
+    fn set(&mut self, id: NodeId, value: String, layout: Layout) {
+        let v = match layout {
+            Layout::ChannelsLast => Val::nhwc(value),
+            Layout::ChannelsFirst => Val { nhwc: None, nchw: Some(value) },
         };
+        self.vals.insert(id, v);
+    }
+    fn alias(&mut self, id: NodeId, of: NodeId) -> Result<(), String> {
+        let v = self.vals.get(&of).cloned().ok_or("a value used before it was made")?;
         self.vals.insert(id, v);
         Ok(())
     }
-
-    /// `x · Wᵀ + b` for a weight `[units, fan_in]`: a `Gemm` on a batch of vectors (a volume
-    /// flattened in nnlang's order first), a `MatMul` and an `Add` at every step of a sequence.
-    fn affine(&mut self, id: NodeId, x: &str, in_shape: &Shape, units: usize, out: &str) -> Result<String, String> {
-        let weight = self.param(id, "weight")?;
-        let fan_in = weight.len() / units.max(1);
-        let bias = self.param_tensor(id, "bias", &[units])?;
-        if in_shape.is_sequence() {
-            let mut t = vec![0f32; weight.len()];
-            for (u, row) in weight.chunks_exact(fan_in.max(1)).enumerate() {
-                for (i, &w) in row.iter().enumerate() {
-                    t[i * units + u] = w;
-                }
-            }
-            let layer = self.graph().node(id).name.clone();
-            let wt = self.tensor(&format!("{layer}.weight/transposed"), &[fan_in, units], &t);
-            let prod = self.node("MatMul", &[x, &wt], vec![], &format!("{out}/matmul"));
-            Ok(self.node("Add", &[&prod, &bias], vec![], out))
-        } else {
-            let flat = if in_shape.rank() > 1 {
-                self.node("Flatten", &[x], vec![attr_i("axis", 1)], &format!("{out}/flat"))
-            } else {
-                x.to_string()
-            };
-            let w = self.param_tensor(id, "weight", &[units, fan_in])?;
-            Ok(self.node("Gemm", &[&flat, &w, &bias], vec![attr_i("transB", 1)], out))
-        }
+    fn node(&mut self, op: &str, inputs: &[&str], attrs: Vec<Attr>, out: &str) -> String {
+        Builder::node(self, op, inputs, attrs.into_iter().map(attribute).collect(), out)
     }
-
-    /// A locally-connected layer: its patches by a convolution with one-hot filters, then at
-    /// every position a product with that position's filters (`MatMul` over `[oh, ow]`).
-    fn local(&mut self, id: NodeId, l: &crate::ops::local::Local, src: NodeId) -> Result<(), String> {
-        let name = self.graph().node(id).name.clone();
-        let (in_shape, out_shape) = (self.shape(src)?, self.shape(id)?);
-        let fixed = |s: &Shape| -> Result<Vec<usize>, String> {
-            s.0.iter().map(|d| size(d).ok_or_else(|| format!("`{name}` needs fixed dimensions"))).collect()
-        };
-        let (i, o) = (fixed(&in_shape)?, fixed(&out_shape)?);
-        let (&[_, _, d], &[oh, ow, f]) = (i.as_slice(), o.as_slice()) else {
-            return Err(format!("`{name}`: a locally-connected layer reads and makes volumes"));
-        };
-        let k = l.size;
-        let patch = d * k * k;
-        // Patches: a convolution whose filter p picks input (channel, y, x) = p.
-        let mut onehot = vec![0f32; patch * patch];
-        for p in 0..patch {
-            onehot[p * patch + p] = 1.0;
-        }
-        let e = self.tensor(&format!("{name}/patch_filters"), &[patch, d, k, k], &onehot);
-        let x = self.nchw(src)?;
-        let (kk, s, pd) = (k as i64, l.stride as i64, l.pad as i64);
-        let attrs = vec![
-            attr_ints("kernel_shape", &[kk, kk]),
-            attr_ints("strides", &[s, s]),
-            attr_ints("pads", &[pd, pd, pd, pd]),
-        ];
-        let cols = self.node("Conv", &[&x, &e], attrs, &format!("{name}/patches"));
-        let cols =
-            self.node("Transpose", &[&cols], vec![attr_ints("perm", &[0, 2, 3, 1])], &format!("{name}/patches_nhwc"));
-        let s5 = self.ints(&format!("{name}/rows_shape"), &[0, oh as i64, ow as i64, 1, patch as i64]);
-        let rows = self.node("Reshape", &[&cols, &s5], vec![], &format!("{name}/rows"));
-        // nnlang's weight [oh, ow, f, d, k, k] as [oh, ow, d·k·k, f].
-        let w = self.param(id, "weight")?;
-        let mut wt = vec![0f32; w.len()];
-        for pos in 0..oh * ow {
-            for fi in 0..f {
-                for p in 0..patch {
-                    wt[(pos * patch + p) * f + fi] = w[(pos * f + fi) * patch + p];
-                }
-            }
-        }
-        let wt = self.tensor(&format!("{name}.weight/positions"), &[oh, ow, patch, f], &wt);
-        let b = self.param_tensor(id, "bias", &[oh, ow, f])?;
-        let prod = self.node("MatMul", &[&rows, &wt], vec![], &format!("{name}/matmul"));
-        let s4 = self.ints(&format!("{name}/out_shape"), &[0, oh as i64, ow as i64, f as i64]);
-        let flat = self.node("Reshape", &[&prod, &s4], vec![], &format!("{name}/products"));
-        let y = self.node("Add", &[&flat, &b], vec![], &name);
-        self.vals.insert(id, Val::nhwc(y));
-        Ok(())
-    }
-
-    /// ONNX's `BatchNormalization` (with the running averages) over channel axis 1: an
-    /// image's channels first, a sequence's features before its steps.
-    fn batchnorm(&mut self, id: NodeId, src: NodeId, eps: f64, name: &str) -> Result<(), String> {
-        let shape = self.shape(src)?;
-        let c = shape.last().ok_or_else(|| format!("`{name}`: its input has no fixed features"))?;
-        let params: Vec<String> = ["weight", "bias", "running_mean", "running_var"]
-            .iter()
-            .map(|w| self.param_tensor(id, w, &[c]))
-            .collect::<Result<_, _>>()?;
-        let args = |x: &str| -> Vec<String> { std::iter::once(x.to_string()).chain(params.iter().cloned()).collect() };
-        let attrs = || vec![attr_f("epsilon", eps as f32)];
-        if shape.rank() == 3 {
-            let x = self.nchw(src)?;
-            let a = args(&x);
-            let refs: Vec<&str> = a.iter().map(String::as_str).collect();
-            let y = self.node("BatchNormalization", &refs, attrs(), name);
-            self.vals.insert(id, Val { nhwc: None, nchw: Some(y) });
-        } else if shape.rank() == 2 {
-            let x = self.nhwc(src)?;
-            let t =
-                self.node("Transpose", &[&x], vec![attr_ints("perm", &[0, 2, 1])], &format!("{name}/features_first"));
-            let a = args(&t);
-            let refs: Vec<&str> = a.iter().map(String::as_str).collect();
-            let n = self.node("BatchNormalization", &refs, attrs(), &format!("{name}/normalized"));
-            let y = self.node("Transpose", &[&n], vec![attr_ints("perm", &[0, 2, 1])], name);
-            self.vals.insert(id, Val::nhwc(y));
-        } else {
-            let x = self.nhwc(src)?;
-            let a = args(&x);
-            let refs: Vec<&str> = a.iter().map(String::as_str).collect();
-            let y = self.node("BatchNormalization", &refs, attrs(), name);
-            self.vals.insert(id, Val::nhwc(y));
-        }
-        Ok(())
-    }
-
-    fn lower(&mut self, id: NodeId) -> Result<(), String> {
-        let g = self.graph();
-        let node = g.node(id);
-        let name = node.name.clone();
-        let first = node.inputs.first().copied();
-        let input = || first.ok_or_else(|| format!("`{name}` has no input"));
-        match &node.op {
-            Op::Input(_) | Op::Loss(_) => {}
-            Op::Dropout(_) => {
-                let v = self.vals.get(&input()?).cloned().unwrap_or_default();
-                self.vals.insert(id, v);
-            }
-            Op::Dense(d) => {
-                let src = input()?;
-                let in_shape = self.shape(src)?;
-                let x = self.nhwc(src)?;
-                let act = d.activation.unwrap_or(Activation::Identity);
-                let pre = if act == Activation::Identity { name.clone() } else { format!("{name}/linear") };
-                let y = self.affine(id, &x, &in_shape, d.units, &pre)?;
-                let y = self.activation(&act, &y, &name);
-                self.vals.insert(id, Val::nhwc(y));
-            }
-            Op::Maxout(m) => {
-                let src = input()?;
-                let in_shape = self.shape(src)?;
-                let x = self.nhwc(src)?;
-                let y = self.affine(id, &x, &in_shape, m.units * m.pieces, &format!("{name}/linear"))?;
-                let shape: Vec<i64> = if in_shape.is_sequence() {
-                    vec![0, 0, m.units as i64, m.pieces as i64]
-                } else {
-                    vec![0, m.units as i64, m.pieces as i64]
-                };
-                let s = self.ints(&format!("{name}/pieces_shape"), &shape);
-                let r = self.node("Reshape", &[&y, &s], vec![], &format!("{name}/pieces"));
-                let y = self.node("ReduceMax", &[&r], vec![attr_ints("axes", &[-1]), attr_i("keepdims", 0)], &name);
-                self.vals.insert(id, Val::nhwc(y));
-            }
-            Op::MaxoutChannels(m) => {
-                let src = input()?;
-                let in_shape = self.shape(src)?;
-                let x = self.nhwc(src)?;
-                let depth = in_shape.last().ok_or_else(|| format!("`{name}`: its input has no fixed depth"))?;
-                let mut shape = vec![0i64; in_shape.rank()];
-                shape.push((depth / m.pieces.max(1)) as i64);
-                shape.push(m.pieces as i64);
-                let s = self.ints(&format!("{name}/pieces_shape"), &shape);
-                let r = self.node("Reshape", &[&x, &s], vec![], &format!("{name}/pieces"));
-                let y = self.node("ReduceMax", &[&r], vec![attr_ints("axes", &[-1]), attr_i("keepdims", 0)], &name);
-                self.vals.insert(id, Val::nhwc(y));
-            }
-            Op::Conv(c) => {
-                let src = input()?;
-                let depth = self.shape(src)?.last().ok_or_else(|| format!("`{name}`: its input has no fixed depth"))?;
-                let x = self.nchw(src)?;
-                let w = self.param_tensor(id, "weight", &[c.filters, depth, c.size, c.size])?;
-                let b = self.param_tensor(id, "bias", &[c.filters])?;
-                let (k, s, p) = (c.size as i64, c.stride as i64, c.pad as i64);
-                let act = c.activation.unwrap_or(Activation::Identity);
-                let pre = if act == Activation::Identity { name.clone() } else { format!("{name}/linear") };
-                let attrs = vec![
-                    attr_ints("kernel_shape", &[k, k]),
-                    attr_ints("strides", &[s, s]),
-                    attr_ints("pads", &[p, p, p, p]),
-                ];
-                let y = self.node("Conv", &[&x, &w, &b], attrs, &pre);
-                let y = self.activation(&act, &y, &name);
-                self.vals.insert(id, Val { nhwc: None, nchw: Some(y) });
-            }
-            Op::Pool(p) => {
-                let x = self.nchw(input()?)?;
-                let (k, s) = (p.size as i64, p.stride as i64);
-                let attrs = || vec![attr_ints("kernel_shape", &[k, k]), attr_ints("strides", &[s, s])];
-                let y = match p.kind {
-                    PoolKind::Max => self.node("MaxPool", &[&x], attrs(), &name),
-                    PoolKind::Avg => self.node("AveragePool", &[&x], attrs(), &name),
-                    PoolKind::L2 => {
-                        // sqrt(Σ x²) over each window (ONNX's LpPool, which not every runtime has).
-                        let sq = self.node("Mul", &[&x, &x], vec![], &format!("{name}/square"));
-                        let mean = self.node("AveragePool", &[&sq], attrs(), &format!("{name}/mean"));
-                        let n = self.scalar(&format!("{name}/window"), (p.size * p.size) as f32);
-                        let sum = self.node("Mul", &[&mean, &n], vec![], &format!("{name}/sum"));
-                        self.node("Sqrt", &[&sum], vec![], &name)
-                    }
-                };
-                self.vals.insert(id, Val { nhwc: None, nchw: Some(y) });
-            }
-            Op::Local(l) => self.local(id, l, input()?)?,
-            Op::Flatten(_) => {
-                let x = self.nhwc(input()?)?;
-                let y = self.node("Flatten", &[&x], vec![attr_i("axis", 1)], &name);
-                self.vals.insert(id, Val::nhwc(y));
-            }
-            Op::Activation(a) => {
-                let f = a.function;
-                self.elementwise(id, input()?, |b, x, out| match f {
-                    Activation::Identity => b.node("Identity", &[x], vec![], out),
-                    f => b.activation(&f, x, out),
-                })?;
-            }
-            Op::Softplus(_) => self.elementwise(id, input()?, |b, x, out| b.node("Softplus", &[x], vec![], out))?,
-            Op::BatchNorm(bn) => self.batchnorm(id, input()?, bn.eps, &name)?,
-            Op::Softmax(_) => {
-                let x = self.nhwc(input()?)?;
-                let y = self.node("Softmax", &[&x], vec![attr_i("axis", -1)], &name);
-                self.vals.insert(id, Val::nhwc(y));
-            }
-            Op::Add(_) | Op::Concat(_) => {
-                let mut xs = Vec::new();
-                for &i in &node.inputs {
-                    xs.push(self.nhwc(i)?);
-                }
-                let refs: Vec<&str> = xs.iter().map(String::as_str).collect();
-                let y = match &node.op {
-                    Op::Add(_) => self.node("Sum", &refs, vec![], &name),
-                    _ => self.node("Concat", &refs, vec![attr_i("axis", -1)], &name),
-                };
-                self.vals.insert(id, Val::nhwc(y));
-            }
-            Op::Rnn(r) => {
-                let y = self.rnn(id, input()?, r.hidden, &r.activation, r.output, None)?;
-                self.vals.insert(id, Val::nhwc(y));
-            }
-            Op::Bidirectional(b) => {
-                let y = self.rnn(id, input()?, b.hidden, &b.activation, b.output, Some(b.merge))?;
-                self.vals.insert(id, Val::nhwc(y));
-            }
-        }
-        Ok(())
-    }
-
-    /// An ONNX `RNN` over `[batch, steps, features]` (time-major inside), its output back in
-    /// nnlang's layout: every step's state, or the last (the backward direction's last is its
-    /// state at the first step), the two directions merged as `merge` says.
-    fn rnn(
-        &mut self,
-        id: NodeId,
-        src: NodeId,
-        hidden: usize,
-        act: &Activation,
-        output: RnnOutput,
-        merge: Option<Merge>,
-    ) -> Result<String, String> {
-        let name = self.graph().node(id).name.clone();
-        let features = self.shape(src)?.last().ok_or_else(|| format!("`{name}`: its input has no fixed width"))?;
-        let x = self.nhwc(src)?;
-        let dirs: &[&str] = if merge.is_some() { &["", "_reverse"] } else { &[""] };
-        let (mut w, mut r, mut bias) = (Vec::new(), Vec::new(), Vec::new());
-        for sfx in dirs {
-            w.extend_from_slice(self.param(id, &format!("weight_ih_l0{sfx}"))?);
-            r.extend_from_slice(self.param(id, &format!("weight_hh_l0{sfx}"))?);
-            bias.extend_from_slice(self.param(id, &format!("bias_ih_l0{sfx}"))?);
-            bias.extend_from_slice(self.param(id, &format!("bias_hh_l0{sfx}"))?);
-        }
-        let d = dirs.len();
-        let w = self.tensor(&format!("{name}.W"), &[d, hidden, features], &w);
-        let r = self.tensor(&format!("{name}.R"), &[d, hidden, hidden], &r);
-        let bias = self.tensor(&format!("{name}.B"), &[d, 2 * hidden], &bias);
-        let xt = self.node("Transpose", &[&x], vec![attr_ints("perm", &[1, 0, 2])], &format!("{name}/time_major"));
-        let (f, ab) = act.desc().onnx_rnn.ok_or_else(|| format!("`{name}`: ONNX's RNN has no `{}`", act.name()))?;
-        let mut attrs = vec![
-            attr_i("hidden_size", hidden as i64),
-            attr_s("direction", if d == 2 { "bidirectional" } else { "forward" }),
-            attr_strings("activations", &vec![f; d]),
-        ];
-        if let Some((alpha, beta)) = ab {
-            attrs.push(attr_floats("activation_alpha", &vec![alpha; d]));
-            if f == "Affine" {
-                attrs.push(attr_floats("activation_beta", &vec![beta; d]));
-            }
-        }
-        let ys = self.fresh(&format!("{name}/Y"));
-        let yh = self.fresh(&format!("{name}/Y_h"));
+    fn node_outputs(&mut self, op: &str, inputs: &[&str], attrs: Vec<Attr>, outs: &[&str], name: &str) -> Vec<String> {
+        let output: Vec<String> = outs.iter().map(|o| self.fresh(o)).collect();
         self.nodes.push(NodeProto {
-            input: vec![xt, w, r, bias],
-            output: vec![ys.clone(), yh.clone()],
-            name: Some(format!("{name}/rnn")),
-            op_type: Some("RNN".into()),
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: output.clone(),
+            name: Some(name.to_string()),
+            op_type: Some(op.into()),
             domain: None,
-            attribute: attrs,
+            attribute: attrs.into_iter().map(attribute).collect(),
             doc_string: None,
         });
-        // [steps, dirs, batch, hidden] → [batch, steps, dirs, hidden]; [dirs, batch, hidden] →
-        // [batch, dirs, hidden]: the direction axis sits just before the features.
-        let (states, dir_axis) = match output {
-            RnnOutput::Sequence => (
-                self.node("Transpose", &[&ys], vec![attr_ints("perm", &[2, 0, 1, 3])], &format!("{name}/batch_major")),
-                2,
-            ),
-            RnnOutput::Last => {
-                (self.node("Transpose", &[&yh], vec![attr_ints("perm", &[1, 0, 2])], &format!("{name}/batch_major")), 1)
-            }
-        };
-        match merge {
-            None | Some(Merge::Concat) => {
-                let shape: &[i64] = if dir_axis == 2 { &[0, 0, -1] } else { &[0, -1] };
-                let s = self.ints(&format!("{name}/shape"), shape);
-                Ok(self.node("Reshape", &[&states, &s], vec![], &name))
-            }
-            Some(Merge::Add) => {
-                let axes = self.ints(&format!("{name}/dir_axis"), &[dir_axis]);
-                Ok(self.node("ReduceSum", &[&states, &axes], vec![attr_i("keepdims", 0)], &name))
-            }
-            Some(Merge::Mul) => Ok(self.node(
-                "ReduceProd",
-                &[&states],
-                vec![attr_ints("axes", &[dir_axis]), attr_i("keepdims", 0)],
-                &name,
-            )),
-        }
+        output
+    }
+    fn tensor(&mut self, name: &str, dims: &[usize], data: &[f32]) -> String {
+        Builder::tensor(self, name, dims, data)
+    }
+    fn ints(&mut self, name: &str, v: &[i64]) -> String {
+        Builder::ints(self, name, v)
+    }
+    fn param(&self, id: NodeId, which: &str) -> Result<Vec<f32>, String> {
+        Builder::param(self, id, which).map(<[f32]>::to_vec)
+    }
+    fn name(&self, id: NodeId) -> String {
+        self.graph().node(id).name.clone()
     }
 }
