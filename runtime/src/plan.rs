@@ -219,6 +219,65 @@ impl Role {
     }
 }
 
+/// Where the derivative of a step's function jumps: a gradient check must not score a finite
+/// difference whose two runs sit on different sides of one. Declared by the op that made the
+/// step.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Kink {
+    /// Which side of each threshold every value of the buffer is on.
+    Past(ABuf, Vec<f64>),
+    /// The largest of each group of `pieces` consecutive values of the buffer.
+    Winner(ABuf, usize),
+    /// Which input of each window a max pooling (input, output) passed on.
+    Window(Geometry, ABuf, ABuf),
+}
+
+impl Kink {
+    /// Where `f` jumps, seen from its input `b` or, when only the output is kept (an
+    /// activation fused into a product, in place, or a recurrence), from its output: a
+    /// monotone function's output is past f(k) exactly where its input is past k. `None`
+    /// for a smooth function.
+    pub fn of(f: Act, b: ABuf, output: bool) -> Option<Kink> {
+        let kinks = f.kinks();
+        (!kinks.is_empty())
+            .then(|| Kink::Past(b, if output { kinks.iter().map(|&k| f.f(k)).collect() } else { kinks.to_vec() }))
+    }
+
+    /// The arena buffers it reads (for the planner's relocation).
+    pub fn bufs_mut(&mut self) -> Vec<&mut ABuf> {
+        match self {
+            Kink::Past(b, _) | Kink::Winner(b, _) => vec![b],
+            Kink::Window(_, x, y) => vec![x, y],
+        }
+    }
+}
+
+/// How the threads of a training step may share a step, declared by the op that made it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Share {
+    /// Its product splits by outputs (`kernels::dense`); this many activation values per row
+    /// cross between the threads.
+    Products(usize),
+    /// Only the batch splits it (its kernel walks whole examples: convolutions, recurrences).
+    Batch,
+    /// Cheap either way (elementwise, losses, the update).
+    Either,
+}
+
+/// What the op that made a step says about it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepFacts {
+    /// How threads may share it.
+    pub share: Share,
+    /// Where its function's derivative jumps, if anywhere.
+    pub kink: Option<Kink>,
+}
+
+impl StepFacts {
+    /// A step that is smooth and cheap either way.
+    pub const SMOOTH: StepFacts = StepFacts { share: Share::Either, kink: None };
+}
+
 /// An execution plan: the steps of a forward (and backward) pass over one planned arena, with the parameter table.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Plan {
@@ -249,6 +308,9 @@ pub struct Plan {
     /// The model layer each step comes from, by name (parallel to `steps`; empty for the
     /// update and the carried-state steps), for reports.
     pub origins: Vec<String>,
+    /// What the op that made each step says about it (parallel to `steps`; a plan built by
+    /// hand may leave it empty: every step smooth and cheap either way).
+    pub facts: Vec<StepFacts>,
     /// The loss's gradient with respect to each model input, in a plan built to compute it
     /// (a gradient check of the inputs); empty otherwise.
     pub input_grads: Vec<ABuf>,

@@ -115,6 +115,7 @@ fn checkpoints_round_trip_exactly_and_refuse_mismatches() {
         sequence: None,
         carried: Vec::new(),
         origins: Vec::new(),
+        facts: Vec::new(),
         input_grads: Vec::new(),
     };
     let w: Vec<f32> = vec![0.1, -0.2, 1e-30, f32::MIN_POSITIVE, 3.5, -7.25, 0.0, 1.0 / 3.0];

@@ -27,6 +27,7 @@ fn plan() -> Plan {
         sequence: None,
         carried: Vec::new(),
         origins: Vec::new(),
+        facts: Vec::new(),
         input_grads: Vec::new(),
     }
 }

@@ -106,6 +106,17 @@ fn gelu(a: &Args) -> Result<Op, Diagnostic> {
 }
 
 impl Rules for ActivationOp {
+    /// The function's kinks (from the runtime's table), read off the input, or off the output
+    /// when the function runs in place.
+    fn step_facts(&self, step: &Step) -> nnlang_runtime::plan::StepFacts {
+        use nnlang_runtime::plan::{Kink, Share, StepFacts};
+        let kink = match step {
+            Step::Activation { f, x, .. } => Kink::of(*f, *x, false),
+            Step::ActivationInPlace { f, y } => Kink::of(*f, *y, true),
+            _ => None,
+        };
+        StepFacts { share: Share::Either, kink }
+    }
     /// The function's nodes from the runtime's table, on whichever layout the input has.
     fn onnx(&self, g: &mut dyn super::onnx::OnnxGraph, cx: &super::onnx::OnnxCx) -> Result<(), String> {
         let f = self.function;

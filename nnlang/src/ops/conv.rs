@@ -92,6 +92,16 @@ pub fn window_shape(
 }
 
 impl Rules for Conv {
+    /// Only the batch splits it (its kernel walks whole examples); a fused activation's kinks
+    /// read off the output.
+    fn step_facts(&self, step: &Step) -> nnlang_runtime::plan::StepFacts {
+        use nnlang_runtime::plan::{Kink, Share, StepFacts};
+        let kink = match step {
+            Step::Conv { f, y, .. } => Kink::of(*f, *y, true),
+            _ => None,
+        };
+        StepFacts { share: Share::Batch, kink }
+    }
     /// `Conv` (channels first), then the fused activation.
     fn onnx(&self, g: &mut dyn super::onnx::OnnxGraph, cx: &super::onnx::OnnxCx) -> Result<(), String> {
         let src = cx.input()?;

@@ -47,6 +47,18 @@ fn build(a: &Args) -> Result<Op, crate::diag::Diagnostic> {
 }
 
 impl Rules for Dense {
+    /// Its products split by outputs among threads; a fused activation's kinks read off the
+    /// output.
+    fn step_facts(&self, step: &Step) -> nnlang_runtime::plan::StepFacts {
+        use nnlang_runtime::plan::{Kink, Share, StepFacts};
+        match step {
+            Step::Dense { x, y, .. } => StepFacts { share: Share::Products(x.cols + y.cols), kink: None },
+            Step::DenseAct { f, x, y, .. } => {
+                StepFacts { share: Share::Products(x.cols + y.cols), kink: Kink::of(*f, *y, true) }
+            }
+            _ => StepFacts::SMOOTH,
+        }
+    }
     /// `Gemm` (`MatMul` + `Add` at every step of a sequence), then the fused activation.
     fn onnx(&self, g: &mut dyn super::onnx::OnnxGraph, cx: &super::onnx::OnnxCx) -> Result<(), String> {
         let src = cx.input()?;

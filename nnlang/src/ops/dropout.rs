@@ -60,6 +60,10 @@ fn build(a: &Args) -> Result<Op, Diagnostic> {
 }
 
 impl Rules for Dropout {
+    /// Smooth, and cheap however threads share it.
+    fn step_facts(&self, _: &Step) -> nnlang_runtime::plan::StepFacts {
+        nnlang_runtime::plan::StepFacts::SMOOTH
+    }
     /// Nothing at inference: the input's value.
     fn onnx(&self, g: &mut dyn super::onnx::OnnxGraph, cx: &super::onnx::OnnxCx) -> Result<(), String> {
         g.alias(cx.id, cx.input()?)

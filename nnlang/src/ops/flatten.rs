@@ -24,6 +24,10 @@ fn build(_: &Args) -> Result<Op, Diagnostic> {
 }
 
 impl Rules for Flatten {
+    /// Smooth, and cheap however threads share it.
+    fn step_facts(&self, _: &Step) -> nnlang_runtime::plan::StepFacts {
+        nnlang_runtime::plan::StepFacts::SMOOTH
+    }
     fn onnx(&self, g: &mut dyn super::onnx::OnnxGraph, cx: &super::onnx::OnnxCx) -> Result<(), String> {
         let x = g.value(cx.input()?, super::onnx::Layout::ChannelsLast)?;
         let y = g.node("Flatten", &[&x], vec![super::onnx::Attr::Int("axis", 1)], cx.name);

@@ -19,6 +19,10 @@ impl Input {
 }
 
 impl Rules for Input {
+    /// Smooth, and cheap however threads share it.
+    fn step_facts(&self, _: &Step) -> nnlang_runtime::plan::StepFacts {
+        nnlang_runtime::plan::StepFacts::SMOOTH
+    }
     /// Made by the exporter (with the preprocessing).
     fn onnx(&self, _: &mut dyn super::onnx::OnnxGraph, _: &super::onnx::OnnxCx) -> Result<(), String> {
         Ok(())

@@ -45,6 +45,15 @@ fn build(a: &Args) -> Result<Op, Diagnostic> {
 }
 
 impl Rules for Local {
+    /// Only the batch splits it (its kernel walks whole examples).
+    fn step_facts(&self, step: &Step) -> nnlang_runtime::plan::StepFacts {
+        use nnlang_runtime::plan::{Kink, Share, StepFacts};
+        let kink = match step {
+            Step::Local { f, y, .. } => Kink::of(*f, *y, true),
+            _ => None,
+        };
+        StepFacts { share: Share::Batch, kink }
+    }
     /// Its patches by a convolution with one-hot filters, then at every position a product
     /// with that position's filters (`MatMul` over `[oh, ow]`).
     fn onnx(&self, g: &mut dyn super::onnx::OnnxGraph, cx: &super::onnx::OnnxCx) -> Result<(), String> {

@@ -116,6 +116,10 @@ impl Loss {
 }
 
 impl Rules for Loss {
+    /// Smooth, and cheap however threads share it.
+    fn step_facts(&self, _: &Step) -> nnlang_runtime::plan::StepFacts {
+        nnlang_runtime::plan::StepFacts::SMOOTH
+    }
     /// Not in an inference graph.
     fn onnx(&self, _: &mut dyn super::onnx::OnnxGraph, _: &super::onnx::OnnxCx) -> Result<(), String> {
         Ok(())

@@ -53,6 +53,15 @@ fn build(a: &Args) -> Result<Op, Diagnostic> {
 }
 
 impl Rules for Maxout {
+    /// Its products split by outputs among threads (as dense); the winner of each group.
+    fn step_facts(&self, step: &Step) -> nnlang_runtime::plan::StepFacts {
+        use nnlang_runtime::plan::{Kink, Share, StepFacts};
+        match step {
+            Step::Dense { x, y, .. } => StepFacts { share: Share::Products(x.cols + y.cols), kink: None },
+            Step::Maxout { pieces, z, .. } => StepFacts { share: Share::Either, kink: Some(Kink::Winner(*z, *pieces)) },
+            _ => StepFacts::SMOOTH,
+        }
+    }
     /// The affine map, then `Reshape` + `ReduceMax` over the pieces.
     fn onnx(&self, g: &mut dyn super::onnx::OnnxGraph, cx: &super::onnx::OnnxCx) -> Result<(), String> {
         let src = cx.input()?;
@@ -150,6 +159,14 @@ impl Rules for Maxout {
 }
 
 impl Rules for MaxoutChannels {
+    /// The winner of each group of channels.
+    fn step_facts(&self, step: &Step) -> nnlang_runtime::plan::StepFacts {
+        use nnlang_runtime::plan::{Kink, Share, StepFacts};
+        match step {
+            Step::Maxout { pieces, z, .. } => StepFacts { share: Share::Either, kink: Some(Kink::Winner(*z, *pieces)) },
+            _ => StepFacts::SMOOTH,
+        }
+    }
     /// `Reshape` + `ReduceMax` over each group of channels.
     fn onnx(&self, g: &mut dyn super::onnx::OnnxGraph, cx: &super::onnx::OnnxCx) -> Result<(), String> {
         let src = cx.input()?;

@@ -56,6 +56,10 @@ fn shapes_text(ins: &[&Shape]) -> String {
 }
 
 impl Rules for Add {
+    /// Smooth, and cheap however threads share it.
+    fn step_facts(&self, _: &Step) -> nnlang_runtime::plan::StepFacts {
+        nnlang_runtime::plan::StepFacts::SMOOTH
+    }
     /// `Sum`.
     fn onnx(&self, g: &mut dyn super::onnx::OnnxGraph, cx: &super::onnx::OnnxCx) -> Result<(), String> {
         let xs =
@@ -122,6 +126,10 @@ impl Rules for Add {
 }
 
 impl Rules for Concat {
+    /// Smooth, and cheap however threads share it.
+    fn step_facts(&self, _: &Step) -> nnlang_runtime::plan::StepFacts {
+        nnlang_runtime::plan::StepFacts::SMOOTH
+    }
     /// `Concat` over the last axis.
     fn onnx(&self, g: &mut dyn super::onnx::OnnxGraph, cx: &super::onnx::OnnxCx) -> Result<(), String> {
         let xs =

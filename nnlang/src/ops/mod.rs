@@ -241,6 +241,9 @@ pub trait Rules {
     /// The op's nodes in the ONNX graph `nnlangc export --onnx` writes, from its input values
     /// (asked of `g` in the layout the op wants) to its own, recorded with `g.set`.
     fn onnx(&self, g: &mut dyn onnx::OnnxGraph, cx: &onnx::OnnxCx) -> Result<(), String>;
+    /// What the op says about a step it made (forward or backward): how threads may share it
+    /// (`train::Split::Auto`), and where its derivative jumps (the gradient check).
+    fn step_facts(&self, step: &Step) -> nnlang_runtime::plan::StepFacts;
 }
 
 /// What an op's PyTorch text sees: its layer's name, the Python names of its inputs, and the

@@ -52,6 +52,10 @@ fn build(a: &Args) -> Result<Op, Diagnostic> {
 }
 
 impl Rules for BatchNorm {
+    /// Smooth, and cheap however threads share it.
+    fn step_facts(&self, _: &Step) -> nnlang_runtime::plan::StepFacts {
+        nnlang_runtime::plan::StepFacts::SMOOTH
+    }
     /// ONNX's `BatchNormalization` (with the running averages) over channel axis 1: an
     /// image's channels first, a sequence's features before its steps.
     fn onnx(&self, g: &mut dyn super::onnx::OnnxGraph, cx: &super::onnx::OnnxCx) -> Result<(), String> {

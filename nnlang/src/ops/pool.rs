@@ -94,6 +94,16 @@ fn l2(a: &Args) -> Result<Op, Diagnostic> {
 }
 
 impl Rules for Pool {
+    /// A max pooling's kinks: which input of each window passed.
+    fn step_facts(&self, step: &Step) -> nnlang_runtime::plan::StepFacts {
+        use nnlang_runtime::plan::{Kink, PoolOp, Share, StepFacts};
+        match step {
+            Step::Pool { op: PoolOp::Max, g, x, y } => {
+                StepFacts { share: Share::Either, kink: Some(Kink::Window(*g, *x, *y)) }
+            }
+            _ => StepFacts::SMOOTH,
+        }
+    }
     /// `MaxPool`, `AveragePool`; an L2 pool as the square root of the windows' sums of
     /// squares (ONNX's `LpPool`, which not every runtime has).
     fn onnx(&self, g: &mut dyn super::onnx::OnnxGraph, cx: &super::onnx::OnnxCx) -> Result<(), String> {

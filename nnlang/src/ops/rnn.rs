@@ -185,6 +185,11 @@ impl Rnn {
 }
 
 impl Rules for Rnn {
+    /// Only the batch splits it (its kernel walks whole sequences); the activation's kinks read
+    /// off the states.
+    fn step_facts(&self, step: &Step) -> nnlang_runtime::plan::StepFacts {
+        rnn_facts(step)
+    }
     /// ONNX's `RNN`, forward.
     fn onnx(&self, g: &mut dyn super::onnx::OnnxGraph, cx: &super::onnx::OnnxCx) -> Result<(), String> {
         let y = onnx_rnn(g, cx, self.hidden, &self.activation, self.output, None)?;
@@ -341,6 +346,10 @@ impl Rules for Rnn {
 }
 
 impl Rules for Bidirectional {
+    /// As `rnn`, for each direction.
+    fn step_facts(&self, step: &Step) -> nnlang_runtime::plan::StepFacts {
+        rnn_facts(step)
+    }
     /// ONNX's `RNN`, both directions, then the merge.
     fn onnx(&self, g: &mut dyn super::onnx::OnnxGraph, cx: &super::onnx::OnnxCx) -> Result<(), String> {
         let y = onnx_rnn(g, cx, self.hidden, &self.activation, self.output, Some(self.merge))?;
@@ -559,4 +568,14 @@ fn onnx_rnn(
             g.node("ReduceProd", &[&states], vec![Attr::Ints("axes", vec![dir_axis]), Attr::Int("keepdims", 0)], name)
         }
     })
+}
+
+/// An Elman layer's steps: shared by the batch only; the activation's kinks read off the states.
+fn rnn_facts(step: &Step) -> nnlang_runtime::plan::StepFacts {
+    use nnlang_runtime::plan::{Kink, Share, StepFacts};
+    let kink = match step {
+        Step::Rnn { f, hs, .. } => Kink::of(*f, *hs, true),
+        _ => None,
+    };
+    StepFacts { share: Share::Batch, kink }
 }

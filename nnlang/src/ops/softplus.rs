@@ -24,6 +24,10 @@ fn build(_: &Args) -> Result<Op, Diagnostic> {
 }
 
 impl Rules for Softplus {
+    /// Smooth, and cheap however threads share it.
+    fn step_facts(&self, _: &Step) -> nnlang_runtime::plan::StepFacts {
+        nnlang_runtime::plan::StepFacts::SMOOTH
+    }
     fn onnx(&self, g: &mut dyn super::onnx::OnnxGraph, cx: &super::onnx::OnnxCx) -> Result<(), String> {
         super::onnx::elementwise(g, cx, |g, x, out| g.node("Softplus", &[x], vec![], out))
     }

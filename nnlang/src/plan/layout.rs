@@ -8,7 +8,7 @@ use super::{Level, Mode};
 use crate::ir::{Dim, Graph, NodeId, Op};
 use crate::ops::{Dx, Scratch, StepCx, Value};
 use crate::shape::Shapes;
-use nnlang_runtime::plan::{ABuf, PBuf, Plan, Sequence, Space, Step, Write};
+use nnlang_runtime::plan::{ABuf, PBuf, Plan, Sequence, Space, Step, StepFacts, Write};
 use std::collections::HashMap;
 
 /// Steps over numbered arena buffers, before offsets are assigned.
@@ -23,9 +23,25 @@ pub(super) struct Builder {
     pub(super) steps: Vec<Step>,
     /// The node each step comes from, by name (parallel to `steps` once labelled).
     pub(super) origins: Vec<String>,
+    /// What the op that made a step says about it, by step index (steps the planner adds
+    /// itself are smooth and cheap either way).
+    pub(super) facts: HashMap<usize, StepFacts>,
 }
 
 impl Builder {
+    /// Appends an op's steps, each with what the op says about it, run at every step of a
+    /// sequence of `per_step` steps if given.
+    fn op_steps(&mut self, steps: Vec<Step>, rules: &dyn crate::ops::Rules, per_step: Option<usize>) {
+        let first = self.steps.len() + usize::from(per_step.is_some() && !steps.is_empty());
+        for (i, s) in steps.iter().enumerate() {
+            self.facts.insert(first + i, rules.step_facts(s));
+        }
+        match per_step {
+            Some(t) => self.steps.extend(at_every_step(steps, t)),
+            None => self.steps.extend(steps),
+        }
+    }
+
     /// Labels the steps added since the last call as coming from `name`.
     fn label(&mut self, name: &str) {
         let n = self.steps.len();
@@ -230,10 +246,8 @@ impl<'g> Layout<'g> {
                         self.carry_steps.extend(rules.save_carried(&cx));
                     }
                     let steps = rules.forward(&cx);
-                    match self.per_step(id) {
-                        Some(t) => self.b.steps.extend(at_every_step(steps, t)),
-                        None => self.b.steps.extend(steps),
-                    }
+                    let per_step = self.per_step(id);
+                    self.b.op_steps(steps, rules, per_step);
                 }
             }
         }
@@ -289,14 +303,12 @@ impl<'g> Layout<'g> {
                         Dx::Into(d, w) => Dx::Into(one_step(d, t), w),
                         other => other,
                     };
-                    let inner =
-                        node.op.rules().backward(&cx, one_step(dy, t), &self.node_params[id.index()], &mut dx_step);
-                    at_every_step(inner, t)
+                    node.op.rules().backward(&cx, one_step(dy, t), &self.node_params[id.index()], &mut dx_step)
                 }
                 None => node.op.rules().backward(&cx, dy, &self.node_params[id.index()], &mut dx),
             };
             self.b.label("");
-            self.b.steps.extend(steps);
+            self.b.op_steps(steps, node.op.rules(), per);
             self.b.label(&node.name);
         }
         // The next window's states, once the backward pass has read this one's.
@@ -332,7 +344,14 @@ pub(super) fn lay_out(g: &Graph, shapes: &Shapes, mode: Mode, max_batch: usize, 
         max_batch,
         node_params,
         dims: &dims,
-        b: Builder { cols: Vec::new(), fixed: Vec::new(), pinned: Vec::new(), steps: Vec::new(), origins: Vec::new() },
+        b: Builder {
+            cols: Vec::new(),
+            fixed: Vec::new(),
+            pinned: Vec::new(),
+            steps: Vec::new(),
+            origins: Vec::new(),
+            facts: HashMap::new(),
+        },
         value: vec![ABuf::NONE; n],
         canonical: g.ids().collect(),
         scratch: vec![Vec::new(); n],
@@ -364,6 +383,7 @@ pub(super) fn lay_out(g: &Graph, shapes: &Shapes, mode: Mode, max_batch: usize, 
     let carried = input_grad_bufs.split_off(n_grads);
     let sequence = sequence_of(g, shapes, variable);
     let origins = std::mem::take(&mut l.b.origins);
+    let facts = (0..l.b.steps.len()).map(|i| l.b.facts.remove(&i).unwrap_or(StepFacts::SMOOTH)).collect();
     Plan {
         max_batch,
         arena_len,
@@ -377,6 +397,7 @@ pub(super) fn lay_out(g: &Graph, shapes: &Shapes, mode: Mode, max_batch: usize, 
         sequence,
         carried,
         origins,
+        facts,
         input_grads: input_grad_bufs,
     }
 }

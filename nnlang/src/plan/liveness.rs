@@ -53,6 +53,10 @@ pub(super) fn pack(
             relocate(buf);
         }
     }
+    // A kink reads buffers of its own step: they live as the step's do.
+    for kink in b.facts.values_mut().filter_map(|f| f.kink.as_mut()) {
+        kink.bufs_mut().into_iter().for_each(relocate);
+    }
     relocate(output);
     extra.iter_mut().for_each(relocate);
     (arena_len, sizes.iter().fold(0usize, |a, &b| a.saturating_add(b)))

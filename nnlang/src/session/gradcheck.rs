@@ -22,7 +22,7 @@ use crate::plan::build_checking_inputs;
 use crate::Model;
 use nnlang_runtime::interp::Exec;
 use nnlang_runtime::mem::Reads;
-use nnlang_runtime::plan::{ABuf, Act, Geometry, Plan, PoolOp, Step, TargetKind};
+use nnlang_runtime::plan::{Kink, Plan, TargetKind};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -162,96 +162,26 @@ pub const MAX_EXAMPLES: usize = 4096;
 /// The most coordinates sampled per tensor.
 pub const MAX_COORDINATES: usize = 100_000;
 
-/// Where a step's derivative jumps: the values to compare with kinks, or the winners of
-/// maxima. Every step says, with no default: a new step must be classified here.
-enum Kinks<'s> {
-    /// Which side of each threshold every value of the buffer is on.
-    Past(ABuf, Vec<f64>),
-    /// The largest of each group of `pieces` consecutive values.
-    Winner(ABuf, usize),
-    /// Which input of each window a max pooling passed on.
-    Window(&'s Geometry, ABuf, ABuf),
-    /// Smooth (or not a function of the weights: a backward step, a copy).
-    None,
-}
-
-/// Where the derivative of the function `f` jumps, seen from its input (`x`) or, when only the
-/// output is kept (an activation fused into a product, in place, or a recurrence), from its
-/// output: a monotone function's output is past f(k) exactly where its input is past k.
-fn thresholds(f: Act, b: ABuf, output: bool) -> Kinks<'static> {
-    let kinks = f.kinks();
-    if kinks.is_empty() {
-        return Kinks::None;
-    }
-    Kinks::Past(b, if output { kinks.iter().map(|&k| f.f(k)).collect() } else { kinks.to_vec() })
-}
-
-fn kinks_of(s: &Step) -> Kinks<'_> {
-    match s {
-        Step::Activation { f, x, .. } => thresholds(*f, *x, false),
-        Step::ActivationInPlace { f, y } => thresholds(*f, *y, true),
-        Step::DenseAct { f, y, .. } | Step::Conv { f, y, .. } | Step::Local { f, y, .. } => thresholds(*f, *y, true),
-        Step::Rnn { f, hs, .. } => thresholds(*f, *hs, true),
-        Step::Maxout { pieces, z, .. } => Kinks::Winner(*z, *pieces),
-        Step::Pool { op: PoolOp::Max, g, x, y } => Kinks::Window(g, *x, *y),
-        Step::Pool { op: PoolOp::Avg | PoolOp::L2, .. }
-        | Step::Dense { .. }
-        | Step::Dropout { .. }
-        | Step::DropoutInPlace { .. }
-        | Step::Softmax { .. }
-        | Step::Softplus { .. }
-        | Step::Add { .. }
-        | Step::Concat { .. }
-        | Step::BiMerge { .. }
-        | Step::SoftmaxCrossEntropy { .. }
-        | Step::SigmoidBinaryCrossEntropy { .. }
-        | Step::MeanSquaredError { .. }
-        | Step::CrossEntropy { .. }
-        | Step::BinaryCrossEntropy { .. }
-        | Step::RnnLast { .. }
-        | Step::PerStep { .. }
-        | Step::Copy { .. }
-        | Step::DenseBackward { .. }
-        | Step::DenseActBackward { .. }
-        | Step::ActivationBackward { .. }
-        | Step::ActivationBackwardInPlace { .. }
-        | Step::DropoutBackward { .. }
-        | Step::DropoutBackwardInPlace { .. }
-        | Step::SoftmaxBackward { .. }
-        | Step::ConvBackward { .. }
-        | Step::LocalBackward { .. }
-        | Step::PoolBackward { .. }
-        | Step::MaxoutBackward { .. }
-        | Step::RnnLastBackward { .. }
-        | Step::RnnBackward { .. }
-        | Step::BiMergeBackward { .. }
-        | Step::SoftplusBackward { .. }
-        | Step::BatchNorm { .. }
-        | Step::BatchNormInfer { .. }
-        | Step::BatchNormBackward { .. }
-        | Step::Update => Kinks::None,
-    }
-}
-
-/// Adds to `h` which side of its kinks step `s` left its values on (it ran on `rows` rows):
-/// the side of every kink of every activation, the winner of every maximum.
-fn kink_signature(h: &mut u64, s: &Step, rows: usize, reads: &Reads<'_, f64>) {
+/// Adds to `h` which side of its kink a step left its values on (it ran on `rows` rows): the
+/// side of every kink of every activation, the winner of every maximum. The op that made the
+/// step declared the kink (`ops::Rules::step_facts`).
+fn kink_signature(h: &mut u64, kink: Option<&Kink>, rows: usize, reads: &Reads<'_, f64>) {
     let mut mix = |bit: u64| {
         *h ^= bit;
         *h = h.wrapping_mul(0x0100_0000_01b3);
     };
-    match kinks_of(s) {
-        Kinks::Past(b, at) => {
-            reads.get(b, rows).iter().for_each(|v| at.iter().for_each(|k| mix(u64::from(*v > *k))));
+    match kink {
+        Some(Kink::Past(b, at)) => {
+            reads.get(*b, rows).iter().for_each(|v| at.iter().for_each(|k| mix(u64::from(*v > *k))));
         }
-        Kinks::Winner(z, pieces) => {
-            for group in reads.get(z, rows).chunks_exact(pieces.max(1)) {
+        Some(Kink::Winner(z, pieces)) => {
+            for group in reads.get(*z, rows).chunks_exact((*pieces).max(1)) {
                 let best = group.iter().enumerate().fold(0, |b, (i, v)| if *v > group[b] { i } else { b });
                 mix(best as u64);
             }
         }
-        Kinks::Window(g, x, y) => {
-            let (xs, ys) = (reads.get(x, rows), reads.get(y, rows));
+        Some(Kink::Window(g, x, y)) => {
+            let (xs, ys) = (reads.get(*x, rows), reads.get(*y, rows));
             let (in_len, out_len, d) = (g.h * g.w * g.d, g.oh * g.ow * g.d, g.d);
             for r in 0..rows {
                 for o in 0..g.oh * g.ow {
@@ -273,12 +203,12 @@ fn kink_signature(h: &mut u64, s: &Step, rows: usize, reads: &Reads<'_, f64>) {
                 }
             }
         }
-        Kinks::None => {}
+        None => {}
     }
 }
 
 fn has_kinks(plan: &Plan) -> bool {
-    plan.steps.iter().any(|s| !matches!(kinks_of(s), Kinks::None))
+    plan.facts.iter().any(|f| f.kink.is_some())
 }
 
 impl Session {
@@ -338,7 +268,9 @@ impl Session {
             }
             let mut sig: u64 = 0xcbf2_9ce4_8422_2325;
             let l = exec
-                .run_watched(&plan, rows, &mut |_, s, n, reads, _| kink_signature(&mut sig, s, n, reads))
+                .run_watched(&plan, rows, &mut |i, _, n, reads, _| {
+                    kink_signature(&mut sig, plan.facts.get(i).and_then(|f| f.kink.as_ref()), n, reads)
+                })
                 .map_err(|e| Error::Input(e.to_string()))?;
             Ok((l.unwrap_or(0.0), sig))
         };

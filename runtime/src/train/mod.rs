@@ -24,7 +24,7 @@ pub use step::Stepper;
 pub use team::Team;
 pub use watch::{gradient_norms, LayerStats, LayerWatch};
 
-use crate::plan::{Plan, Role, Step};
+use crate::plan::{Plan, Role, Share};
 use crate::Float;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -182,8 +182,8 @@ impl Split {
             && match self {
                 Split::Auto => {
                     let mut activations = 0;
-                    for s in &plan.steps {
-                        match shares(s) {
+                    for f in &plan.facts {
+                        match f.share {
                             Share::Products(values) => activations += values,
                             Share::Batch => return false,
                             Share::Either => {}
@@ -194,66 +194,6 @@ impl Split {
                 Split::Batch => false,
                 Split::Products => true,
             }
-    }
-}
-
-/// How a step lets threads share it.
-enum Share {
-    /// Its product splits by outputs (`kernels::dense`); this many activation values per row
-    /// cross between the threads.
-    Products(usize),
-    /// Only the batch splits it (its kernel walks whole examples: convolutions, recurrences,
-    /// a layer at every step of a sequence).
-    Batch,
-    /// Cheap either way (elementwise, losses, the update).
-    Either,
-}
-
-/// Every step says, with no default: a new step must be classified here.
-fn shares(s: &Step) -> Share {
-    match s {
-        Step::Dense { x, y, .. } | Step::DenseAct { x, y, .. } => Share::Products(x.cols + y.cols),
-        Step::Conv { .. }
-        | Step::Local { .. }
-        | Step::Rnn { .. }
-        | Step::PerStep { .. }
-        | Step::ConvBackward { .. }
-        | Step::LocalBackward { .. }
-        | Step::RnnBackward { .. } => Share::Batch,
-        Step::DenseBackward { .. }
-        | Step::DenseActBackward { .. }
-        | Step::Activation { .. }
-        | Step::ActivationInPlace { .. }
-        | Step::Dropout { .. }
-        | Step::DropoutInPlace { .. }
-        | Step::Softmax { .. }
-        | Step::Pool { .. }
-        | Step::Maxout { .. }
-        | Step::Add { .. }
-        | Step::Concat { .. }
-        | Step::SoftmaxCrossEntropy { .. }
-        | Step::SigmoidBinaryCrossEntropy { .. }
-        | Step::MeanSquaredError { .. }
-        | Step::CrossEntropy { .. }
-        | Step::BinaryCrossEntropy { .. }
-        | Step::ActivationBackward { .. }
-        | Step::ActivationBackwardInPlace { .. }
-        | Step::DropoutBackward { .. }
-        | Step::DropoutBackwardInPlace { .. }
-        | Step::SoftmaxBackward { .. }
-        | Step::PoolBackward { .. }
-        | Step::MaxoutBackward { .. }
-        | Step::RnnLast { .. }
-        | Step::RnnLastBackward { .. }
-        | Step::BiMerge { .. }
-        | Step::BiMergeBackward { .. }
-        | Step::Softplus { .. }
-        | Step::SoftplusBackward { .. }
-        | Step::Copy { .. }
-        | Step::BatchNorm { .. }
-        | Step::BatchNormInfer { .. }
-        | Step::BatchNormBackward { .. }
-        | Step::Update => Share::Either,
     }
 }
 
