@@ -172,6 +172,37 @@ impl Observer for Follower {
     fn epoch(&mut self, _: &EpochStats) {}
 }
 
+/// What the file says that `train` does not do: its `search` and `ensemble` blocks.
+fn note_other_blocks(session: &nnlang::session::Session, name: &str) {
+    use nnlang::syntax::ast::BlockKind;
+    for r in session.compiled.recipes.iter().filter(|r| r.target == name) {
+        if matches!(r.kind, BlockKind::Search | BlockKind::Ensemble) {
+            errln!(
+                "note: `train` runs the `train` block alone; the file's `{} {name}` block is run by `nnlangc {}`",
+                r.kind.keyword(),
+                r.kind.keyword()
+            );
+        }
+    }
+}
+
+/// Every process must train the same model on the same data with the same recipe from the
+/// same weights: a process that differs from rank 0 stops them all before the first step.
+fn agree(
+    c: &Cluster,
+    prepared: &nnlang::session::Prepared,
+    done: usize,
+    file: &std::path::Path,
+) -> Result<(), Failure> {
+    c.agree(&prepared.agreement(done)).map_err(|r| {
+        errln!(
+            "error: process {r} of the run trains another model, data set, recipe, starting point or --threads than process 0 ({}): every process must be given the same command and files",
+            file.display()
+        );
+        Failure::Exit(2)
+    })
+}
+
 pub fn train(args: &ModelArgs, t: TrainArgs) -> Result<(), Failure> {
     let session = open(args)?;
     let mut job = session.job(args.model.as_deref())?;
@@ -216,16 +247,8 @@ pub fn train(args: &ModelArgs, t: TrainArgs) -> Result<(), Failure> {
         ));
     }
     let opts = prepared.options.clone();
-    // What the file says that `train` does not do.
-    for r in session.compiled.recipes.iter().filter(|r| r.target == name) {
-        use nnlang::syntax::ast::BlockKind;
-        if matches!(r.kind, BlockKind::Search | BlockKind::Ensemble) && !t.quiet && t.notes && root {
-            errln!(
-                "note: `train` runs the `train` block alone; the file's `{} {name}` block is run by `nnlangc {}`",
-                r.kind.keyword(),
-                r.kind.keyword()
-            );
-        }
+    if !t.quiet && t.notes && root {
+        note_other_blocks(&session, &name);
     }
     let mut done = 0;
     if let Some(dir) = &t.resume {
@@ -242,16 +265,7 @@ pub fn train(args: &ModelArgs, t: TrainArgs) -> Result<(), Failure> {
         job.init_from(&mut prepared, w)?;
     }
     if let Some(c) = &t.cluster {
-        // Every process must train the same model on the same data with the same recipe from
-        // the same weights.
-        let what = prepared.agreement(done);
-        if let Err(r) = c.agree(&what) {
-            errln!(
-                "error: process {r} of the run trains another model, data set, recipe, starting point or --threads than process 0 ({}): every process must be given the same command and files",
-                args.file.display()
-            );
-            return Err(Failure::Exit(2));
-        }
+        agree(c, &prepared, done, &args.file)?;
     }
 
     // Ctrl-C, SIGTERM (timeout, schedulers, `docker stop`) and SIGHUP stop after the current

@@ -715,7 +715,8 @@ fn predict_takes_an_array_per_input() {
 #[test]
 fn threads_that_split_products_train_bit_for_bit_as_one_thread() {
     use nnlang_runtime::train::{Split, Stepper};
-    let src = "model P { input x: [784]\n x -> dense(256) -> tanh -> dropout(keep = 0.8) -> dense(200) -> relu -> dense(40) -> sigmoid -> dense(10) -> softmax }\n\
+    // With batch norms: their statistics and running averages are one thread's too.
+    let src = "model P { input x: [784]\n x -> dense(256) -> batchnorm -> tanh -> dropout(keep = 0.8) -> dense(200) -> batchnorm(momentum = 0.3) -> relu -> dense(40) -> sigmoid -> dense(10) -> softmax }\n\
                train P on d { optimizer = adam(lr = 0.01), batch = 96, regularize { l2 = 1e-4 }, seed = 3 }\n\
                data d { train = idx(\"a\", \"b\") }\n";
     let (train, _, _, opts) = interpreter(src, "P");
