@@ -146,6 +146,11 @@ nnlang_macros::nn! {
     data d { train = csv("unused.csv") }
 }
 
+// Models named like Rust keywords and types: a raw identifier, or a suffix.
+nnlang_macros::nn! { model fn { input x: [3] x -> dense(2) -> softmax } }
+nnlang_macros::nn! { model Self { input x: [3] x -> dense(2) -> softmax } }
+nnlang_macros::nn! { model f32 { input x: [3] x -> dense(2) -> softmax } }
+
 /// The interpreter side: the same model compiled from the same source at run time.
 fn interpreter(
     src: &str,
@@ -778,4 +783,19 @@ fn generated_threads_that_split_products_train_as_one_thread() {
         assert_eq!(bits(one.weights()), bits(stepper.params()), "interpreter after step {step}");
     }
     assert_eq!(bits(one.forward(&x, rows)), bits(two.forward(&x, rows)), "forward");
+}
+
+/// Models named `fn`, `Self` and `f32` compile into `r#fn`, `Self_` and `f32_`, and run.
+#[test]
+fn models_named_like_rust_keywords_compile_and_run() {
+    let x = [0.5f32, -1.0, 2.0];
+    let outs = [
+        r#fn::new(1).forward(&x, 1).to_vec(),
+        Self_::new(1).forward(&x, 1).to_vec(),
+        f32_::new(1).forward(&x, 1).to_vec(),
+    ];
+    for out in outs {
+        assert_eq!(out.len(), 2);
+        assert!((out.iter().sum::<f32>() - 1.0).abs() < 1e-6, "softmax outputs {out:?}");
+    }
 }

@@ -17,6 +17,28 @@ fn floats(v: &[f32]) -> String {
     format!("[{}]", items.join(", "))
 }
 
+/// Python's keywords: a layer named one of them is reached with `getattr`/`setattr` (its
+/// tensors keep their names), a model named one of them gets a suffix `_`.
+const PYTHON_KEYWORDS: &[&str] = &[
+    "False", "None", "True", "and", "as", "assert", "async", "await", "break", "class", "continue", "def", "del",
+    "elif", "else", "except", "finally", "for", "from", "global", "if", "import", "in", "is", "lambda", "nonlocal",
+    "not", "or", "pass", "raise", "return", "try", "while", "with", "yield",
+];
+
+/// Names the file itself uses at module level (imports, helper modules): a model class of
+/// one of these names would shadow it.
+const PYTHON_TAKEN: &[&str] = &["torch", "nn", "F", "Elman", "Local", "load_file"];
+
+/// The class name of the model named `name` in the exported file: the name, or with a suffix
+/// `_` where Python cannot take it.
+pub fn class_name(name: &str) -> String {
+    if PYTHON_KEYWORDS.contains(&name) || PYTHON_TAKEN.contains(&name) {
+        format!("{name}_")
+    } else {
+        name.to_string()
+    }
+}
+
 /// The Python source of `model`, with `pre` (the preprocessing saved with its weights)
 /// inside `forward`.
 pub fn generate(model: &Model, pre: Option<&Preprocess>) -> Result<String, String> {
@@ -32,8 +54,19 @@ pub fn generate(model: &Model, pre: Option<&Preprocess>) -> Result<String, Strin
         let x = ins.first().cloned().unwrap_or_default();
         let in_shape = node.inputs.first().and_then(|&i| shape(i));
         let out_shape = shape(id);
-        let cx =
-            PyCx { name: &node.name, x: &x, ins: &ins, in_shape: in_shape.as_ref(), out_shape: out_shape.as_ref() };
+        let module = if PYTHON_KEYWORDS.contains(&node.name.as_str()) {
+            format!("getattr(self, {:?})", node.name)
+        } else {
+            format!("self.{}", node.name)
+        };
+        let cx = PyCx {
+            name: &node.name,
+            module: &module,
+            x: &x,
+            ins: &ins,
+            in_shape: in_shape.as_ref(),
+            out_shape: out_shape.as_ref(),
+        };
         // Each op writes its own text (`ops::Rules::pytorch`).
         let Some(layer) = node.op.rules().pytorch(&cx) else { continue };
         init.extend(layer.init);
@@ -57,7 +90,8 @@ pub fn generate(model: &Model, pre: Option<&Preprocess>) -> Result<String, Strin
         Some((m, s)) => (floats(m), floats(s)),
         None => ("[]".to_string(), "[]".to_string()),
     };
-    let class = &g.name;
+    let class = &class_name(&g.name);
+    let run = &g.name;
     let args = input_names.join(", ");
     let mut s = String::new();
     s.push_str(&format!(
@@ -69,7 +103,7 @@ Load the weights a run saved:
 
     from safetensors.torch import load_file
     model = {class}()
-    model.load_state_dict(load_file("runs/{class}/weights.safetensors"))
+    model.load_state_dict(load_file("runs/{run}/weights.safetensors"))
 """
 import torch
 from torch import nn

@@ -124,11 +124,11 @@ impl Rules for Conv {
     }
     fn pytorch(&self, c: &super::PyCx) -> Option<super::PyLayer> {
         let depth = c.in_shape.and_then(|s| s.last()).unwrap_or(0);
-        let init = format!(
-            "self.{} = nn.Conv2d({depth}, {}, {}, stride={}, padding={})",
-            c.name, self.filters, self.size, self.stride, self.pad
-        );
-        let x = format!("self.{}({}.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)", c.name, c.x);
+        let init = c.init(format!(
+            "nn.Conv2d({depth}, {}, {}, stride={}, padding={})",
+            self.filters, self.size, self.stride, self.pad
+        ));
+        let x = format!("{}({}.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)", c.module, c.x);
         Some(super::PyLayer::with(init, activation::pytorch(&self.activation.unwrap_or(Activation::Identity), &x)))
     }
     fn kind(&self) -> &'static str {

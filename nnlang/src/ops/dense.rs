@@ -72,8 +72,8 @@ impl Rules for Dense {
         Ok(())
     }
     fn pytorch(&self, c: &super::PyCx) -> Option<super::PyLayer> {
-        let init = format!("self.{} = nn.Linear({}, {})", c.name, c.fan_in(), self.units);
-        let x = format!("self.{}({})", c.name, c.flat_x());
+        let init = c.init(format!("nn.Linear({}, {})", c.fan_in(), self.units));
+        let x = format!("{}({})", c.module, c.flat_x());
         Some(super::PyLayer::with(init, activation::pytorch(&self.activation.unwrap_or(Activation::Identity), &x)))
     }
     fn kind(&self) -> &'static str {

@@ -107,9 +107,8 @@ impl Rules for Local {
         let (i, o) = (c.in_shape?, c.out_shape?);
         let dims: Vec<String> = i.0.iter().chain(o.0.iter()).map(|d| d.to_string()).collect();
         let dim = |k: usize| dims.get(k).cloned().unwrap_or_default();
-        let init = format!(
-            "self.{} = Local({}, {}, {}, {}, {}, {}, {}, None)",
-            c.name,
+        let init = c.init(format!(
+            "Local({}, {}, {}, {}, {}, {}, {}, None)",
             dim(2),
             self.filters,
             self.size,
@@ -117,8 +116,8 @@ impl Rules for Local {
             self.pad,
             dim(3),
             dim(4)
-        );
-        Some(super::PyLayer::with(init, format!("self.{}({})", c.name, c.x)))
+        ));
+        Some(super::PyLayer::with(init, format!("{}({})", c.module, c.x)))
     }
     fn kind(&self) -> &'static str {
         "local"

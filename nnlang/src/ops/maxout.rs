@@ -76,8 +76,8 @@ impl Rules for Maxout {
         Ok(())
     }
     fn pytorch(&self, c: &super::PyCx) -> Option<super::PyLayer> {
-        let init = format!("self.{} = nn.Linear({}, {})", c.name, c.fan_in(), self.units * self.pieces);
-        let x = format!("self.{}({}).unflatten(-1, ({}, {})).amax(-1)", c.name, c.flat_x(), self.units, self.pieces);
+        let init = c.init(format!("nn.Linear({}, {})", c.fan_in(), self.units * self.pieces));
+        let x = format!("{}({}).unflatten(-1, ({}, {})).amax(-1)", c.module, c.flat_x(), self.units, self.pieces);
         Some(super::PyLayer::with(init, x))
     }
     fn kind(&self) -> &'static str {

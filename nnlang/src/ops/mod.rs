@@ -249,8 +249,11 @@ pub trait Rules {
 /// What an op's PyTorch text sees: its layer's name, the Python names of its inputs, and the
 /// shapes around it (nnlang's layout: channels last).
 pub struct PyCx<'a> {
-    /// The layer's name (its module is `self.<name>`).
+    /// The layer's name: its module's attribute, and the prefix of its tensors' names.
     pub name: &'a str,
+    /// How `forward` reaches the layer's module: `self.<name>`, or `getattr(self, "<name>")`
+    /// for a name Python cannot write after a dot (a keyword).
+    pub module: &'a str,
     /// The first input's Python name.
     pub x: &'a str,
     /// Every input's Python name.
@@ -262,6 +265,15 @@ pub struct PyCx<'a> {
 }
 
 impl PyCx<'_> {
+    /// The `__init__` line that makes `expr` the layer's module (under its own name, so that
+    /// its tensors keep nnlang's names).
+    pub fn init(&self, expr: String) -> String {
+        if self.module.starts_with("self.") {
+            format!("{} = {expr}", self.module)
+        } else {
+            format!("setattr(self, {:?}, {expr})", self.name)
+        }
+    }
     /// An affine layer's inputs: the last dimension on a sequence, else everything.
     pub fn fan_in(&self) -> usize {
         match self.in_shape {

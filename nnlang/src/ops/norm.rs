@@ -100,16 +100,12 @@ impl Rules for BatchNorm {
         let rank = c.in_shape.map_or(1, |s| s.rank());
         let channels = c.in_shape.and_then(|s| s.last()).unwrap_or(0);
         let kind = if rank == 3 { "BatchNorm2d" } else { "BatchNorm1d" };
-        let init = format!(
-            "self.{} = nn.{kind}({channels}, eps={}, momentum={})",
-            c.name,
-            fmt_f64(self.eps),
-            fmt_f64(self.momentum)
-        );
+        let init =
+            c.init(format!("nn.{kind}({channels}, eps={}, momentum={})", fmt_f64(self.eps), fmt_f64(self.momentum)));
         let x = if rank == 1 {
-            format!("self.{}({})", c.name, c.x)
+            format!("{}({})", c.module, c.x)
         } else {
-            format!("self.{}({}.movedim(-1, 1)).movedim(1, -1)", c.name, c.x)
+            format!("{}({}.movedim(-1, 1)).movedim(1, -1)", c.module, c.x)
         };
         Some(super::PyLayer::with(init, x))
     }

@@ -200,9 +200,9 @@ impl Rules for Rnn {
     fn pytorch(&self, c: &super::PyCx) -> Option<super::PyLayer> {
         let f = c.in_shape.and_then(|s| s.last()).unwrap_or(0);
         let module = self.activation.desc().pytorch_module;
-        let init = format!("self.{} = Elman({f}, {}, {module}, False)", c.name, self.hidden);
+        let init = c.init(format!("Elman({f}, {}, {module}, False)", self.hidden));
         let output = if self.output == RnnOutput::Last { "'last'" } else { "'sequence'" };
-        Some(super::PyLayer::with(init, format!("self.{}({}, {output})", c.name, c.x)))
+        Some(super::PyLayer::with(init, format!("{}({}, {output})", c.module, c.x)))
     }
     fn kind(&self) -> &'static str {
         "rnn"
@@ -360,14 +360,14 @@ impl Rules for Bidirectional {
     fn pytorch(&self, c: &super::PyCx) -> Option<super::PyLayer> {
         let f = c.in_shape.and_then(|s| s.last()).unwrap_or(0);
         let module = self.activation.desc().pytorch_module;
-        let init = format!("self.{} = Elman({f}, {}, {module}, True)", c.name, self.hidden);
+        let init = c.init(format!("Elman({f}, {}, {module}, True)", self.hidden));
         let output = if self.output == RnnOutput::Last { "'last'" } else { "'sequence'" };
         let merge = match self.merge {
             Merge::Concat => "concat",
             Merge::Add => "add",
             Merge::Mul => "mul",
         };
-        Some(super::PyLayer::with(init, format!("self.{}.both({}, {output}, '{merge}')", c.name, c.x)))
+        Some(super::PyLayer::with(init, format!("{}.both({}, {output}, '{merge}')", c.module, c.x)))
     }
     fn kind(&self) -> &'static str {
         "bidirectional"

@@ -189,6 +189,41 @@ fn optimizer_tokens(o: &Options) -> TokenStream {
     }
 }
 
+/// Rust's keywords (strict, reserved and of later editions): a model named one of them
+/// is a raw identifier (`r#fn`).
+const RUST_KEYWORDS: &[&str] = &[
+    "as", "async", "await", "break", "const", "continue", "crate", "dyn", "else", "enum", "extern", "false", "fn",
+    "for", "if", "impl", "in", "let", "loop", "match", "mod", "move", "mut", "pub", "ref", "return", "self", "Self",
+    "static", "struct", "super", "trait", "true", "type", "unsafe", "use", "where", "while", "abstract", "become",
+    "box", "do", "final", "gen", "macro", "override", "priv", "try", "typeof", "unsized", "virtual", "yield",
+];
+
+/// Names a raw identifier cannot take, and the types and prelude names generated code (or the
+/// module it lands in) would see shadowed by a struct of that name: a suffix `_` instead.
+const RUST_TAKEN: &[&str] = &[
+    "self", "Self", "super", "crate", "_", "bool", "char", "str", "u8", "u16", "u32", "u64", "u128", "usize", "i8",
+    "i16", "i32", "i64", "i128", "isize", "f32", "f64", "Option", "Some", "None", "Result", "Ok", "Err", "String",
+    "Vec", "Box",
+];
+
+/// The Rust type of the model named `name`, and why it differs from the name, if it does: a
+/// keyword becomes a raw identifier (`r#fn`); a name Rust cannot take or that would shadow a
+/// primitive or prelude type gets a suffix (`Self_`, `f32_`).
+pub fn type_name(name: &str) -> (Ident, Option<String>) {
+    if RUST_TAKEN.contains(&name) {
+        let renamed = format!("{name}_");
+        let why = format!("`{name}` is taken in Rust, so the type is `{renamed}`");
+        (Ident::new(&renamed, Span::call_site()), Some(why))
+    } else if RUST_KEYWORDS.contains(&name) {
+        (
+            Ident::new_raw(name, Span::call_site()),
+            Some(format!("`{name}` is a Rust keyword, so the type is `r#{name}`")),
+        )
+    } else {
+        (Ident::new(name, Span::call_site()), None)
+    }
+}
+
 fn emit(
     name: &str,
     train: &Plan,
@@ -197,7 +232,7 @@ fn emit(
     o: &Options,
     pre: &nnlang_runtime::data::preprocess::PreprocessRecipe,
 ) -> TokenStream {
-    let ty = Ident::new(name, Span::call_site());
+    let (ty, renamed) = type_name(name);
     let n_inputs = infer.inputs.len();
     let n_inputs_lit = lit(n_inputs);
     let input_cols: Vec<Literal> = infer.inputs.iter().map(|b| lit(b.cols)).collect();
@@ -229,8 +264,13 @@ fn emit(
         infer.max_batch,
         loss
     );
-    let doc_arena =
-        format!(" Arenas: {} floats for a training step, {} for inference.", train.arena_len, infer.arena_len);
+    let doc_arena = match renamed {
+        Some(why) => format!(
+            " Arenas: {} floats for a training step, {} for inference. In Rust it is `{ty}`: {why}.",
+            train.arena_len, infer.arena_len
+        ),
+        None => format!(" Arenas: {} floats for a training step, {} for inference.", train.arena_len, infer.arena_len),
+    };
     // The model-specific signatures: one input as a slice, several as an array of slices.
     let (sig, sig_f64, pass) = if n_inputs == 1 {
         (quote! { x: &[f32] }, quote! { x: &[f64] }, quote! { &[x] })
