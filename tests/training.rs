@@ -674,3 +674,64 @@ fn batch_normalized_convnet_learns_and_resumes_byte_identical() {
     let var = table.iter().find(|p| p.name == "batchnorm_1.running_var").expect("state");
     assert!(w[var.buf.range()].iter().all(|&v| v > 0.0 && (v - 1.0).abs() > 1e-3), "{:?}", &w[var.buf.range()]);
 }
+
+/// A resume checks everything that decides the run and names the setting with both values:
+/// the data split (`--limit`, `validate`), the architecture (tensor names and shapes, not the
+/// count: 64→11→10 and 64→9→12→10 both have 835 parameters), and the optimizer.
+#[test]
+fn resume_refuses_another_split_architecture_or_optimizer() {
+    let d = common::temp_dir("training-resume-checks");
+    let model = common::digits_net(&d, 2, "");
+    let run = d.join("run");
+    let o = nnlangc(&["train", s(&model), "--epochs", "1", "--limit", "400", "--quiet", "--out", s(&run)]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let resume = |extra: &[&str]| {
+        let mut args = vec!["train", s(&model), "--epochs", "2", "--quiet", "--resume", s(&run)];
+        args.extend_from_slice(extra);
+        let o = nnlangc(&args);
+        (o.status.code(), text(&o.stderr))
+    };
+    let (code, err) = resume(&[]);
+    assert_eq!(code, Some(1), "the model file's own limit is not the run's: {err}");
+    assert!(
+        err.contains("the run was trained with 360 training and 40 validation examples (--limit, validate), this run 1617 and 180: it cannot continue exactly"),
+        "{err}"
+    );
+    let (code, err) = resume(&["--limit", "400", "--set", "validate=20%"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("360 training and 40 validation examples (--limit, validate), this run 320 and 80"), "{err}");
+    let (code, err) = resume(&["--limit", "400", "--set", "optimizer.lr=0.05"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("optimizer sgd(lr = 0.1, momentum = 0, nesterov = false), this run sgd(lr = 0.05, momentum = 0, nesterov = false)"),
+        "{err}"
+    );
+    // The same parameter count in other shapes.
+    let a = d.join("a.nn");
+    let b = d.join("b.nn");
+    let data = common::root().join("examples/data/sklearn/digits.csv.gz");
+    let recipe = format!(
+        "train M on digits {{ loss = cross_entropy, optimizer = sgd(lr = 0.1), batch = 32, epochs = 2, seed = 1 }}\n\
+         data digits {{ train = csv(\"{}\", label = 0), scale = 1/16 }}\n",
+        data.display()
+    );
+    std::fs::write(
+        &a,
+        format!("model M {{ input x: [64]\n x -> dense(11) -> relu -> dense(10) -> softmax }}\n{recipe}"),
+    )
+    .expect("a");
+    std::fs::write(&b, format!("model M {{ input x: [64]\n x -> dense(9) -> relu -> dense(12) -> relu -> dense(10) -> softmax }}\n{recipe}"))
+        .expect("b");
+    let run = d.join("arch");
+    let o = nnlangc(&["train", s(&a), "--epochs", "1", "--quiet", "--out", s(&run)]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let o = nnlangc(&["train", s(&b), "--epochs", "2", "--quiet", "--resume", s(&run)]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains(
+            "another architecture: tensor 1 is `dense_0.weight` [11, 64], in this model `dense_0.weight` [9, 64]"
+        ),
+        "{err}"
+    );
+}

@@ -138,7 +138,27 @@ impl<'s> Job<'s> {
             processes: p.options.cluster.as_ref().map_or(1, |c| c.size()),
             products: p.options.splits_products(&p.train_plan, p.options.threads),
             params: p.train_plan.params_len,
+            tensors: p.train_plan.params.iter().map(|t| (t.name.clone(), t.shape.clone())).collect(),
+            rows: (p.fit.rows(), p.val.rows()),
+            data: self.data_files(),
+            optimizer: optimizer_text(&p.options.optimizer),
         }
+    }
+
+    /// The training data's files, by name and size (what a resumed run must read again).
+    fn data_files(&self) -> Vec<(String, u64)> {
+        let on = self.recipe.data.clone().unwrap_or_default();
+        let Some(spec) = self.session.compiled.data_spec(&on) else { return Vec::new() };
+        let Some(train) = &spec.train else { return Vec::new() };
+        train
+            .files()
+            .into_iter()
+            .map(|f| {
+                let path = self.session.base().join(f);
+                let name = path.file_name().map_or(String::new(), |n| n.to_string_lossy().into_owned());
+                (name, std::fs::metadata(&path).map_or(0, |m| m.len()))
+            })
+            .collect()
     }
 
     /// Continue the run whose directory is `dir` from its last completed epoch.
@@ -319,5 +339,17 @@ impl Prepared {
             o.threads as u64,
             done as u64,
         ]
+    }
+}
+
+/// The optimizer and its settings as a resume state records them.
+fn optimizer_text(o: &train::OptimizerKind) -> String {
+    match *o {
+        train::OptimizerKind::Sgd { lr, momentum, nesterov } => {
+            format!("sgd(lr = {lr}, momentum = {momentum}, nesterov = {nesterov})")
+        }
+        train::OptimizerKind::Adam { lr, beta1, beta2, eps } => {
+            format!("adam(lr = {lr}, beta1 = {beta1}, beta2 = {beta2}, eps = {eps})")
+        }
     }
 }

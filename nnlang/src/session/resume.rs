@@ -1,7 +1,8 @@
 //! A run's resume state (`state.safetensors` and `state.json` in its directory, rewritten
 //! after every completed epoch): the raw weights and the optimizer's buffers as tensors, the
 //! rest — epoch, schedule, random streams' positions, history, and what the run must match
-//! (model, seed, batch, threads, processes) — as JSON. `nnlangc train --resume DIR` continues from it
+//! (model, architecture, data split and files, optimizer, seed, batch, threads, processes) —
+//! as JSON. `nnlangc train --resume DIR` continues from it
 //! exactly: a run stopped and resumed writes the weights of one that never stopped.
 
 use super::Error;
@@ -28,6 +29,15 @@ pub struct Identity {
     pub products: bool,
     /// The number of parameters.
     pub params: usize,
+    /// Every tensor's name and shape, in order (the architecture: a count alone would take
+    /// 64→11→10 for 64→9→12→10).
+    pub tensors: Vec<(String, Vec<usize>)>,
+    /// The training and validation examples (what `--limit` and `validate` decide).
+    pub rows: (usize, usize),
+    /// The training data's files: name and size in bytes.
+    pub data: Vec<(String, u64)>,
+    /// The optimizer and its settings.
+    pub optimizer: String,
 }
 
 fn finite(v: f64) -> Value {
@@ -134,6 +144,10 @@ pub fn to_files(state: &Resume, id: &Identity) -> Result<Vec<(&'static str, Vec<
         "processes": id.processes,
         "split": if id.products { "products" } else { "batch" },
         "params": id.params,
+        "tensors": id.tensors.iter().map(|(n, d)| json!([n, d])).collect::<Vec<_>>(),
+        "rows": [id.rows.0, id.rows.1],
+        "data": id.data.iter().map(|(n, b)| json!([n, b])).collect::<Vec<_>>(),
+        "optimizer": id.optimizer,
         "epochs_done": state.epochs_done,
         "adam_steps": state.opt.t,
         "plateau": [state.plateau.0, finite(state.plateau.1), state.plateau.2],
@@ -166,6 +180,67 @@ fn split_text(i: &Identity) -> String {
     }
 }
 
+/// The first of the architecture, the data split, the data files and the optimizer that the
+/// state records and that differs from `id`, said with both values.
+fn recorded_differences(v: &Value, id: &Identity) -> Option<String> {
+    let shape = |d: &[usize]| format!("[{}]", d.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", "));
+    if let Some(t) = v.get("tensors").and_then(Value::as_array) {
+        let saved: Vec<(String, Vec<usize>)> = t
+            .iter()
+            .filter_map(|e| {
+                let e = e.as_array()?;
+                let dims =
+                    e.get(1)?.as_array()?.iter().map(|d| d.as_u64().map(|d| d as usize)).collect::<Option<_>>()?;
+                Some((e.first()?.as_str()?.to_string(), dims))
+            })
+            .collect();
+        if saved != id.tensors {
+            let at =
+                saved.iter().zip(&id.tensors).position(|(a, b)| a != b).unwrap_or(saved.len().min(id.tensors.len()));
+            let side = |l: &[(String, Vec<usize>)]| match l.get(at) {
+                Some((n, d)) => format!("`{n}` {}", shape(d)),
+                None => "no tensor".to_string(),
+            };
+            return Some(format!(
+                "another architecture: tensor {} is {}, in this model {}",
+                at + 1,
+                side(&saved),
+                side(&id.tensors)
+            ));
+        }
+    }
+    if let Some(r) = v.get("rows").and_then(Value::as_array) {
+        let saved = (
+            r.first().and_then(Value::as_u64).unwrap_or(0) as usize,
+            r.get(1).and_then(Value::as_u64).unwrap_or(0) as usize,
+        );
+        if saved != id.rows {
+            return Some(format!(
+                "{} training and {} validation examples (--limit, validate), this run {} and {}",
+                saved.0, saved.1, id.rows.0, id.rows.1
+            ));
+        }
+    }
+    if let Some(d) = v.get("data").and_then(Value::as_array) {
+        let saved: Vec<(String, u64)> = d
+            .iter()
+            .filter_map(|e| {
+                let e = e.as_array()?;
+                Some((e.first()?.as_str()?.to_string(), e.get(1)?.as_u64()?))
+            })
+            .collect();
+        if saved != id.data {
+            let files =
+                |f: &[(String, u64)]| f.iter().map(|(n, b)| format!("{n} ({b} bytes)")).collect::<Vec<_>>().join(", ");
+            return Some(format!("the data {}, this run {}", files(&saved), files(&id.data)));
+        }
+    }
+    match v.get("optimizer").and_then(Value::as_str) {
+        Some(o) if o != id.optimizer => Some(format!("optimizer {o}, this run {}", id.optimizer)),
+        _ => None,
+    }
+}
+
 /// Reads the state in run directory `dir`, checked against `id`.
 pub fn read(dir: &Path, id: &Identity) -> Result<Resume, Error> {
     let (jp, sp) = (dir.join("state.json"), dir.join("state.safetensors"));
@@ -190,6 +265,10 @@ pub fn read(dir: &Path, id: &Identity) -> Result<Resume, Error> {
         processes: u("processes").unwrap_or(1) as usize,
         products: v.get("split").and_then(Value::as_str) == Some("products"),
         params: u("params").unwrap_or(0) as usize,
+        tensors: Vec::new(),
+        rows: (0, 0),
+        data: Vec::new(),
+        optimizer: String::new(),
     };
     let differ = [
         (saved.model != id.model, format!("model `{}`, this run `{}`", saved.model, id.model)),
@@ -199,6 +278,10 @@ pub fn read(dir: &Path, id: &Identity) -> Result<Resume, Error> {
         (!same_split(&saved, id), format!("{}, this run {}", split_text(&saved), split_text(id))),
     ];
     if let Some((_, what)) = differ.iter().find(|(d, _)| *d) {
+        return Err(bad(&jp, format!("the run was trained with {what}: it cannot continue exactly")));
+    }
+    // What states written since they were recorded say (an older state lacks them).
+    if let Some(what) = recorded_differences(&v, id) {
         return Err(bad(&jp, format!("the run was trained with {what}: it cannot continue exactly")));
     }
     let bytes = nnlang_runtime::data::read_maybe_gz(&sp).map_err(|e| Error::Input(e.to_string()))?;
