@@ -32,6 +32,7 @@ pub fn search(args: &ModelArgs, a: SearchArgs) -> Result<(), Failure> {
     let cluster = a.cluster.as_ref();
     let root = cluster.is_none_or(|c| c.is_root());
     let mut done = Vec::new();
+    let mut rows: Vec<search::TableRow> = Vec::new();
     let mut file = None;
     let mut lock = None;
     if root {
@@ -41,7 +42,8 @@ pub fn search(args: &ModelArgs, a: SearchArgs) -> Result<(), Failure> {
         std::fs::create_dir_all(&out).map_err(|e| Failure::Usage(format!("{}: cannot create: {e}", out.display())))?;
         // One process at a time writes a search's directory.
         lock = Some(nnlang::session::rundir::DirLock::take(&out, "search").map_err(Failure::Usage)?);
-        done = search::read_table(&table, &names)?;
+        rows = search::read_rows(&table, &names)?;
+        done = rows.iter().map(|r| r.done.clone()).collect();
         if done.is_empty() {
             std::fs::write(&table, search::header(&names))
                 .map_err(|e| Failure::Usage(format!("{}: cannot write: {e}", table.display())))?;
@@ -71,6 +73,9 @@ pub fn search(args: &ModelArgs, a: SearchArgs) -> Result<(), Failure> {
         }
     };
     let stages = s.spec.stages.len().max(1);
+    if let Some(r) = rows.iter().find(|r| r.done.0 .0 >= stages) {
+        return Err(foreign(&table, r, format!("stage {}, but the search has {stages}", r.done.0 .0 + 1)));
+    }
     let mut plan: StagePlan = s.first_stage();
     let mut all: Vec<(Trial, Outcome)> = Vec::new();
     let mut ranges_of_first = plan.ranges.clone();
@@ -104,6 +109,24 @@ pub fn search(args: &ModelArgs, a: SearchArgs) -> Result<(), Failure> {
         for t in &trials {
             if let Some((_, o)) = done.iter().find(|((st, n), _)| *st == k && *n == t.number) {
                 all.push((t.clone(), o.clone()));
+            }
+        }
+        // A row of the table must be a trial this search draws, with the values it draws.
+        for r in rows.iter().filter(|r| r.done.0 .0 == k) {
+            let Some(t) = trials.iter().find(|t| t.number == r.done.0 .1) else {
+                let why = format!("trial {} of stage {}, which draws {} trials", r.done.0 .1, k + 1, trials.len());
+                return Err(foreign(&table, r, why));
+            };
+            let drawn: Vec<String> = t.values.iter().map(search::text).collect();
+            if drawn != r.values {
+                let why = format!(
+                    "trial {} of stage {} with {}, where this search draws {}",
+                    t.number,
+                    k + 1,
+                    r.values.join(", "),
+                    drawn.join(", ")
+                );
+                return Err(foreign(&table, r, why));
             }
         }
         // This process's trials: every N-th of those left (a static schedule; a trial's
@@ -289,4 +312,14 @@ fn finish(
     }
     outln!("wrote {}/{{trials.csv, best.nn, search.svg}}", out.display());
     Ok(())
+}
+
+/// A row of an earlier table that this search did not write.
+fn foreign(table: &std::path::Path, r: &search::TableRow, why: String) -> Failure {
+    errln!(
+        "error: {}:{}: {why}: this table was not written by this search; choose another --out",
+        table.display(),
+        r.line
+    );
+    Failure::Exit(1)
 }

@@ -66,4 +66,55 @@ fn search_rejects_impossible_shapes_writes_the_best_and_resumes() {
     let o = nnlangc(&["search", s(&file), "--out", s(&cut)]);
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o.stderr).contains("a trials table of another search"), "{}", text(&o.stderr));
+
+    // A table tampered with is checked row by row, refused at its line and left as it is.
+    let lines: Vec<&str> = table.lines().collect();
+    let with = |k: usize, row: &str| {
+        let mut v: Vec<String> = lines.iter().take(6).map(|l| l.to_string()).collect();
+        v.insert(k, row.to_string());
+        v.join("\n") + "\n"
+    };
+    let replace = |k: usize, row: &str| {
+        let mut v: Vec<String> = lines.iter().take(6).map(|l| l.to_string()).collect();
+        v[k] = row.to_string();
+        v.join("\n") + "\n"
+    };
+    let first: Vec<&str> = lines[1].split(',').collect();
+    let first_trial = first[1].to_string();
+    let mut other_value = first.clone();
+    other_value[2] = "0.5";
+    let mut extra = first.clone();
+    extra.push("7");
+    let mut far_stage = first.clone();
+    far_stage[0] = "9";
+    let mut far_trial = first.clone();
+    far_trial[1] = "77";
+    let mut bad_status = first.clone();
+    bad_status[5] = "fine";
+    let cases: [(String, &str); 7] = [
+        (with(2, "garbage,row"), "trials.csv:3: 2 fields where a row has 10"),
+        (
+            replace(1, &other_value.join(",")),
+            &*format!("trials.csv:2: trial {first_trial} of stage 1 with 0.5, {}", first[3]),
+        ),
+        (with(2, &extra.join(",")), "trials.csv:3: the last field"),
+        (with(2, &far_stage.join(",")), "trials.csv:3: stage 9, but the search has 2"),
+        (with(2, &far_trial.join(",")), "trials.csv:3: trial 77 of stage 1, which draws 10 trials"),
+        (with(2, &bad_status.join(",")), "trials.csv:3: `fine` is not a status (ok, rejected or failed)"),
+        (with(6, lines[1]), &*format!("trials.csv:7: trial {first_trial} of stage 1 is already on line 2")),
+    ];
+    for (tampered, want) in cases {
+        std::fs::write(cut.join("trials.csv"), &tampered).expect("writes");
+        let o = nnlangc(&["search", s(&file), "--out", s(&cut)]);
+        assert_eq!(o.status.code(), Some(1), "{want}: {}", text(&o.stderr));
+        assert!(text(&o.stderr).contains(want), "{want}: {}", text(&o.stderr));
+        assert!(text(&o.stderr).contains("this table was not written by this search"), "{}", text(&o.stderr));
+        assert_eq!(std::fs::read_to_string(cut.join("trials.csv")).expect("table"), tampered, "left as it is");
+    }
+    // A last row cut short by a kill (no newline) runs again.
+    let cut_short = lines.iter().take(6).map(|l| l.to_string()).collect::<Vec<_>>().join("\n") + "\n1,5,0.0";
+    std::fs::write(cut.join("trials.csv"), cut_short).expect("writes");
+    let o = nnlangc(&["search", s(&file), "--out", s(&cut)]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains("5 trials done"), "{}", text(&o.stdout));
 }

@@ -417,6 +417,26 @@ pub type Done = ((usize, usize), Outcome);
 /// The rows of an earlier run's table (`trials.csv`) with the same header: (stage, number)
 /// → outcome. A table of another search is an error.
 pub fn read_table(path: &Path, names: &[String]) -> Result<Vec<Done>, Error> {
+    Ok(read_rows(path, names)?.into_iter().map(|r| r.done).collect())
+}
+
+/// A row of an earlier run's table, with its values as written and its line.
+#[derive(Clone, Debug)]
+pub struct TableRow {
+    /// (stage, number) and how the trial ended.
+    pub done: Done,
+    /// The trial's values as the table writes them, one per searched setting.
+    pub values: Vec<String>,
+    /// Its line in the file (from 1).
+    pub line: usize,
+}
+
+/// The rows of an earlier run's table, each checked: a stage and a trial number, one value per
+/// searched setting, a status of `ok` (with a finite loss, an accuracy in [0, 1] or none, and
+/// seconds), `rejected` or `failed`, and no trial twice. Only a last line without its newline
+/// (a row cut short by a kill) is dropped — that trial runs again; any other row that is not
+/// one is an error naming the file and line: the table was not written by this search.
+pub fn read_rows(path: &Path, names: &[String]) -> Result<Vec<TableRow>, Error> {
     let Ok(text) = std::fs::read_to_string(path) else { return Ok(Vec::new()) };
     let mut lines = text.lines();
     if lines.next().map(|h| format!("{h}\n")) != Some(header(names)) {
@@ -425,7 +445,72 @@ pub fn read_table(path: &Path, names: &[String]) -> Result<Vec<Done>, Error> {
             path.display()
         )));
     }
-    Ok(lines.filter_map(|l| parse_row(l, names.len())).collect())
+    let whole = text.ends_with('\n');
+    let count = text.lines().count();
+    let mut rows: Vec<TableRow> = Vec::new();
+    for (i, l) in lines.enumerate() {
+        let line = i + 2;
+        match strict_row(l, names.len()) {
+            Ok((done, values)) => {
+                if let Some(first) = rows.iter().find(|r| r.done.0 == done.0) {
+                    return Err(Error::Input(format!(
+                        "{}:{line}: trial {} of stage {} is already on line {}: this table was not written by this search; choose another --out",
+                        path.display(),
+                        done.0 .1,
+                        done.0 .0 + 1,
+                        first.line
+                    )));
+                }
+                rows.push(TableRow { done, values, line });
+            }
+            Err(_) if line == count && !whole => {}
+            Err(why) => {
+                return Err(Error::Input(format!(
+                    "{}:{line}: {why}: this table was not written by this search; choose another --out",
+                    path.display()
+                )))
+            }
+        }
+    }
+    Ok(rows)
+}
+
+/// A row checked field by field, or what is wrong with it.
+fn strict_row(line: &str, n: usize) -> Result<(Done, Vec<String>), String> {
+    let f: Vec<&str> = line.splitn(n + 7, ',').collect();
+    if f.len() < n + 7 {
+        return Err(format!("{} fields where a row has {}", f.len(), n + 7));
+    }
+    let stage = f[0].parse::<usize>().ok().filter(|&s| s >= 1).ok_or_else(|| format!("`{}` is not a stage", f[0]))?;
+    let number = f[1].parse::<usize>().map_err(|_| format!("`{}` is not a trial number", f[1]))?;
+    let detail = f[n + 6];
+    if !(detail.len() >= 2
+        && detail.starts_with('"')
+        && detail.ends_with('"')
+        && !detail[1..detail.len() - 1].contains('"'))
+    {
+        return Err(format!("the last field `{detail}` is not a quoted detail (extra fields?)"));
+    }
+    let num = |k: usize, what: &str| {
+        f[k].parse::<f64>().ok().filter(|v| v.is_finite()).ok_or_else(|| format!("`{}` is not a {what}", f[k]))
+    };
+    let o = match f[n + 2] {
+        "ok" => Outcome::Scored {
+            val_loss: num(n + 3, "validation loss")?,
+            val_accuracy: match f[n + 4] {
+                "" => None,
+                _ => Some(num(n + 4, "validation accuracy")?)
+                    .filter(|a| (0.0..=1.0).contains(a))
+                    .map(Some)
+                    .ok_or_else(|| format!("`{}` is not an accuracy in [0, 1]", f[n + 4]))?,
+            },
+            seconds: num(n + 5, "number of seconds")?,
+        },
+        "rejected" => Outcome::Rejected(detail.trim_matches('"').to_string()),
+        "failed" => Outcome::Failed(detail.trim_matches('"').to_string()),
+        other => return Err(format!("`{other}` is not a status (ok, rejected or failed)")),
+    };
+    Ok((((stage - 1, number), o), f[2..2 + n].iter().map(|v| v.to_string()).collect()))
 }
 
 /// A line of the table (without its header) back as (stage, number) and outcome, for a search
