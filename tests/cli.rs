@@ -203,6 +203,9 @@ fn set_overrides_recipe_values() {
         ),
         ("optimizer=adamw", "--set optimizer=adamw: unknown optimizer `adamw`"),
         ("regularize.l3=1", "--set regularize.l3: `regularize` has no setting `l3`; it has: l1, l2, max_norm"),
+        ("data.scale=0.5", "--set data.scale: --set reaches the `train` block (and the model's parameters); `data` settings are changed in the file's `data` block"),
+        ("search.trials=3", "`search` settings are changed in the file's `search` block"),
+        ("optimizer.lr=1 beta1 = 0.5", "--set optimizer.lr=1 beta1 = 0.5: `1 beta1 = 0.5` is more than one value"),
     ] {
         let bad = nnlangc(&["train", "examples/japanese_vowels.nn", "--set", set]);
         assert_eq!(bad.status.code(), Some(2), "{set}");

@@ -808,6 +808,11 @@ pub fn apply_set(settings: &mut Settings, path: &[&str], value: &Expr) -> Result
     let mut c = Checker { diags: &mut diags };
     let spec_of = |k: &str| TRAIN.iter().find(|(key, _)| *key == k).map(|(_, s)| *s);
     let unknown = |k: &str| {
+        if matches!(k, "data" | "search" | "ensemble" | "stage" | "train") {
+            return SetError::Path(format!(
+                "--set reaches the `train` block (and the model's parameters); `{k}` settings are changed in the file's `{k}` block"
+            ));
+        }
         let keys = train_keys();
         let near = did_you_mean(k, keys.iter().copied()).map_or(String::new(), |n| format!(" (did you mean `{n}`?)"));
         SetError::Path(format!("unknown key `{k}` in a `train` block{near}; its keys are: {}", keys.join(", ")))
