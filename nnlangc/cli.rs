@@ -291,6 +291,10 @@ pub(crate) fn parse_set(s: &str) -> Result<Set, String> {
     if nnlang::settings::is_recipe_key(key) {
         return Ok(Set::Recipe(key.to_string(), v.trim().to_string()));
     }
+    let digits = v.trim().trim_start_matches('-');
+    if !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit()) && v.trim().parse::<i64>().is_err() {
+        return Err(format!("`{}` is beyond the largest integer ({})", v.trim(), i64::MAX));
+    }
     let value = parse_param_value(v).ok_or_else(|| format!("`{v}` is not an integer, a number or true/false"))?;
     Ok(Set::Param(key.to_string(), value))
 }

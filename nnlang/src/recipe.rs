@@ -513,7 +513,9 @@ impl Checker<'_> {
             Spec::Unit => (num.is_some_and(|x| (0.0..1.0).contains(&x)), "a number in [0, 1)".to_string()),
             Spec::Factor => (num.is_some_and(|x| x > 0.0 && x <= 1.0), "a number in (0, 1]".to_string()),
             Spec::Bool => (matches!(v, Value::Bool(_)), "`true` or `false`".to_string()),
-            Spec::Str => (matches!(v, Value::Str(_)), "a string in double quotes".to_string()),
+            Spec::Str => {
+                (matches!(&v, Value::Str(s) if !s.is_empty()), "a file's path in double quotes, not empty".to_string())
+            }
             Spec::Fraction => (
                 match v {
                     Value::Percent(p) => p > 0.0 && p < 100.0,
@@ -540,7 +542,11 @@ impl Checker<'_> {
         let mut d = Diagnostic::error(
             format!("`{key}` must be {expected}, found {}", v.describe()),
             e.span,
-            if in_kind { "out of range" } else { "wrong kind of value" },
+            match (&v, in_kind) {
+                (Value::Str(s), _) if s.is_empty() => "empty",
+                (_, true) => "out of range",
+                _ => "wrong kind of value",
+            },
         );
         if let (Spec::Fraction, Some(x)) = (spec, num) {
             if (1.0..100.0).contains(&x) {

@@ -135,7 +135,16 @@ pub fn check_overrides(model: &ast::Model, overrides: &Overrides) -> Result<(), 
                 Some(Value::Bool(_)) => "a boolean (true or false)",
                 _ => "a number",
             };
-            return Err(format!("--set {key}={value}: `{key}` is {kind}"));
+            // A whole number beyond 64 bits was read as a float: say so, not its float form.
+            let shown = match value {
+                ParamValue::Float(f) if f.fract() == 0.0 && f.abs() >= 9.2e18 => format!(
+                    "{}: `{key}` is {kind}, and that is beyond the largest one ({})",
+                    crate::diag::fmt_num(*f),
+                    i64::MAX
+                ),
+                _ => format!("{value}: `{key}` is {kind}"),
+            };
+            return Err(format!("--set {key}={shown}"));
         }
     }
     Ok(())

@@ -267,7 +267,7 @@ impl<'a> Args<'a> {
     pub fn positive_int(&self, name: &str) -> Result<Option<usize>, Diagnostic> {
         let Some((v, span)) = self.value(name)? else { return Ok(None) };
         match *v {
-            Value::Int(n) if n as u64 > super::rule::MAX_ELEMENTS => Err(too_large(name, self.kind, n, span)),
+            Value::Int(n) if n >= 1 && n as u64 > super::rule::MAX_ELEMENTS => Err(too_large(name, self.kind, n, span)),
             Value::Int(n) if n >= 1 => usize::try_from(n).map(Some).map_err(|_| too_big(span)),
             Value::Int(n) => Err(Diagnostic::error(
                 format!("`{name}` of `{}` must be at least 1, found {n}", self.kind),

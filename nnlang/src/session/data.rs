@@ -212,6 +212,9 @@ pub fn read_source(source: &Source, base: &Path, rows: Option<usize>, expect: &E
             if xr != yr {
                 return Err(DataError::new(&yp, format!("{yr} targets for {xr} examples in {}", xp.display())));
             }
+            if xr == 0 {
+                return Err(DataError::new(&xp, format!("no examples: the array's shape is {:?}", x.shape)));
+            }
             let rows = x.shape.first().copied().unwrap_or(0).max(1);
             let (cols, y_cols) = (x.data.len() / rows, y.data.len() / rows);
             Ok(Table::new(x.data, cols, y.data, y_cols))

@@ -152,10 +152,13 @@ fn parse(
         x.clear();
         for (c, &v) in values.iter().enumerate() {
             if !v.is_finite() {
-                return Err(DataError::new(
-                    path,
-                    format!("line {}, column {}: {v} is not a finite number", i + 1, c + 1),
-                ));
+                let text = fields[c];
+                let why = if v.is_nan() || text.to_ascii_lowercase().trim_start_matches(['+', '-']).starts_with("inf") {
+                    format!("{v} is not a finite number")
+                } else {
+                    format!("`{text}` is beyond the range of a 32-bit float (±3.4e38)")
+                };
+                return Err(DataError::new(path, format!("line {}, column {}: {why}", i + 1, c + 1)));
             }
             if c == col {
                 y.push(v);
