@@ -148,21 +148,21 @@ fn data_cases() -> Vec<Case> {
             vec![m(CSV_MODEL), ("train.csv", csv("1,2,3,4,0\n1,2,3,4,7\n"))],
             t,
             1,
-            &["train.csv: example 1 has label 7, outside the model's 3 classes 0..2"],
+            &["train.csv: example 2 (counting from 1) has label 7, outside the model's 3 classes 0..2"],
         ),
         case(
             "csv/label-fraction",
             vec![m(CSV_MODEL), ("train.csv", csv("1,2,3,4,0.5\n"))],
             t,
             1,
-            &["train.csv: example 0 has label 0.5"],
+            &["train.csv: example 1 (counting from 1) has label 0.5"],
         ),
         case(
             "csv/negative-label",
             vec![m(CSV_MODEL), ("train.csv", csv("1,2,3,4,-1\n"))],
             t,
             1,
-            &["train.csv: example 0 has label -1"],
+            &["train.csv: example 1 (counting from 1) has label -1"],
         ),
         case(
             "csv/too-few-features",
@@ -302,7 +302,7 @@ fn data_cases() -> Vec<Case> {
             vec![m(IDX_MODEL), ("img.idx", good_images()), ("lab.idx", idx(&[4], &[0, 1, 9, 1]))],
             t,
             1,
-            &["lab.idx: example 2 has label 9, outside the model's 3 classes 0..2"],
+            &["lab.idx: example 3 (counting from 1) has label 9, outside the model's 3 classes 0..2"],
         ),
         case(
             "idx/wrong-image-size",
@@ -405,6 +405,13 @@ fn data_cases() -> Vec<Case> {
             ],
         ),
         case(
+            "csv/cr-line-endings",
+            vec![m(CSV_MODEL), ("train.csv", csv("1,2,3,4,0\r1,2,3,4,1\r"))],
+            t,
+            1,
+            &["train.csv: line 1: a carriage return inside the line: the file's lines end in CR alone (old Mac style); convert them to LF or CRLF"],
+        ),
+        case(
             "csv/beyond-f32",
             vec![m(CSV_MODEL), ("train.csv", csv("1,2,3,4,0\n1,2,1e39,4,0\n"))],
             t,
@@ -456,7 +463,7 @@ fn data_cases() -> Vec<Case> {
             vec![m(NPY_MODEL), ("x.npy", good_x()), ("y.npy", npy("<f4", false, &[4], &f32s(&[0.0, 1.0, 5.0, 1.0])))],
             t,
             1,
-            &["y.npy: example 2 has label 5"],
+            &["y.npy: example 3 (counting from 1) has label 5"],
         ),
         case(
             "npy/f8-ok-but-labels-i8-bad",
@@ -467,7 +474,7 @@ fn data_cases() -> Vec<Case> {
             ],
             t,
             1,
-            &["y.npy: example 0 has label -1"],
+            &["y.npy: example 1 (counting from 1) has label -1"],
         ),
         case("npy/missing", vec![m(NPY_MODEL), ("y.npy", good_y())], t, 1, &["x.npy: cannot read"]),
     ]

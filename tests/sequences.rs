@@ -195,6 +195,10 @@ fn sequence_file_mistakes_name_the_line() {
             "s.csv: line 4: sequence 2 follows sequence 0: sequence 1 has no rows (an empty sequence)",
         ),
         (
+            good.replace("\n0,", "\n1,").replace("\n1,0,0,0.3", "\n2,0,0,0.3"),
+            "s.csv: line 2: the first row is of sequence 1: sequences are numbered from 0, each after the one before",
+        ),
+        (
             format!("{good}1,1,0,0,0\n1,2,0,0,0\n1,3,0,0,0\n1,4,0,0,0\n"),
             "s.csv: line 8: sequence 1 is longer than the 4 steps the model accepts",
         ),

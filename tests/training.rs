@@ -170,7 +170,7 @@ fn bad_data_files_are_clear_errors() {
             "class",
             good_images.clone(),
             idx(&[6], &[0, 1, 2, 7, 1, 2]),
-            "example 3 has label 7, outside the model's 3 classes 0..2",
+            "example 4 (counting from 1) has label 7, outside the model's 3 classes 0..2",
         ),
         (
             "width",

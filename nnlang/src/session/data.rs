@@ -306,7 +306,11 @@ pub fn load(spec: &DataSpec, base: &Path, expect: &Expect, rows: Option<usize>) 
             if let Some((row, label)) = table.first_bad_label(k) {
                 return Err(DataError::new(
                     &labels,
-                    format!("example {row} has label {label}, outside the model's {k} classes 0..{}", k - 1),
+                    format!(
+                        "example {} (counting from 1) has label {label}, outside the model's {k} classes 0..{}",
+                        row + 1,
+                        k - 1
+                    ),
                 ));
             }
         } else if table.y_cols != expect.target_cols {

@@ -135,7 +135,14 @@ impl<'p> Lines<'p> {
             DataError::new(self.path, format!("line {number}: not UTF-8 text (byte {})", e.valid_up_to()))
         })?;
         let text = if number == 1 { text.strip_prefix('\u{feff}').unwrap_or(text) } else { text };
-        Ok(Some((number, text.trim())))
+        let text = text.trim();
+        if text.contains('\r') {
+            return Err(DataError::new(
+                self.path,
+                format!("line {number}: a carriage return inside the line: the file's lines end in CR alone (old Mac style); convert them to LF or CRLF"),
+            ));
+        }
+        Ok(Some((number, text)))
     }
 }
 

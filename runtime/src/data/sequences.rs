@@ -133,10 +133,14 @@ pub fn read(path: &Path, max_len: Option<usize>) -> Result<Sequences, DataError>
                 "a row of sequence {seq} after sequence {}: rows are sorted by seq, then t",
                 current - 1
             )));
+        } else if out.len() == 0 {
+            return Err(at(format!(
+                "the first row is of sequence {seq}: sequences are numbered from 0, each after the one before"
+            )));
         } else {
             return Err(at(format!(
                 "sequence {seq} follows sequence {}: sequence {current} has no rows (an empty sequence)",
-                current as i64 - 1
+                current - 1
             )));
         }
         if let Some(max) = max_len {
