@@ -133,7 +133,7 @@ pub fn read(path: &Path, max_len: Option<usize>) -> Result<Sequences, DataError>
                 "a row of sequence {seq} after sequence {}: rows are sorted by seq, then t",
                 current - 1
             )));
-        } else if out.len() == 0 {
+        } else if out.is_empty() {
             return Err(at(format!(
                 "the first row is of sequence {seq}: sequences are numbered from 0, each after the one before"
             )));
