@@ -419,6 +419,15 @@ fn data_cases() -> Vec<Case> {
             &["train.csv: line 2, column 3: `1e39` is beyond the range of a 32-bit float (±3.4e38)"],
         ),
         case(
+            "source/bptt-beyond-steps",
+            vec![m("model M { input x: [seq <= 10, 5]\n x -> rnn(4) -> dense(5) -> softmax }\n\
+                    train M on d { loss = cross_entropy, bptt = 50 }\n\
+                    data d { train = text(\"t.txt\") }\n")],
+            &["check", "m.nn"],
+            1,
+            &["error: `bptt = 50` is longer than the 10 steps the model's input holds", "--> m.nn:3:", "give the input `[seq <= 50, …]`, or set `bptt = 10`"],
+        ),
+        case(
             "source/negative-units",
             vec![m("model M { input x: [4]\n x -> dense(-3) -> softmax }\n")],
             &["check", "m.nn"],

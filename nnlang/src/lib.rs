@@ -202,6 +202,27 @@ fn recipe_fits(
     for train in trains {
         let Some(model) = models.iter().find(|m| m.graph.name == train.model) else { continue };
         out.extend(plan::loss_fits(model, train.loss));
+        // A window of the stream must fit the sequence the model reads.
+        let steps =
+            model.graph.inputs.first().and_then(|&i| match model.shapes.shapes[i.index()].as_ref()?.0.first()? {
+                ir::Dim::Steps { len, .. } => Some(*len),
+                ir::Dim::Seq { max, .. } => *max,
+                ir::Dim::Fixed(_) => None,
+            });
+        let block = file.blocks.iter().find(|b| b.kind == ast::BlockKind::Train && b.target.name == train.model);
+        if let (Some(n), Some(steps), Some(block)) = (train.bptt, steps, block) {
+            if n > steps {
+                let at = value_span(block, "bptt").unwrap_or(block.target.span);
+                out.push(
+                    Diagnostic::error(
+                        format!("`bptt = {n}` is longer than the {steps} steps the model's input holds"),
+                        at,
+                        format!("windows of {n} steps"),
+                    )
+                    .with_help(format!("give the input `[seq <= {n}, …]`, or set `bptt = {steps}`")),
+                );
+            }
+        }
         let outputs =
             model.graph.output.and_then(|o| model.shapes.shapes[o.index()].as_ref()).map(|s| s.elements().fixed);
         let Some(outputs) = outputs else { continue };
