@@ -198,3 +198,77 @@ fn sigterm_between_ensemble_members_stops_it() {
     assert!(members < 20, "{members} member directories");
     assert!(!dir.join("ens/ensemble.json").exists());
 }
+
+/// A search asked to stop stops within seconds, with every row of its table whole; run again,
+/// it resumes from the table and finishes, every row a trial it draws.
+#[test]
+fn sigterm_stops_a_search_whose_table_then_resumes() {
+    let dir = temp_dir("own-search");
+    let file = common::search_example(&dir);
+    // Long enough to be interrupted: 300 coarse trials.
+    let src =
+        std::fs::read_to_string(&file).expect("source").replace("trials = 10, epochs = 1", "trials = 300, epochs = 1");
+    std::fs::write(&file, src).expect("source");
+    let child = Command::new(env!("CARGO_BIN_EXE_nnlangc"))
+        .args(["search", s(&file), "--out", "srch"])
+        .current_dir(&*dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    // Let a trial or two finish, then ask it to stop.
+    let table = dir.join("srch/trials.csv");
+    let start = Instant::now();
+    while std::fs::read_to_string(&table).map_or(0, |t| t.lines().count()) < 3
+        && start.elapsed() < Duration::from_secs(120)
+    {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let asked = Instant::now();
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let out = child.wait_with_output().expect("ends");
+    assert!(asked.elapsed() < Duration::from_secs(20), "stopped {:?} after the signal", asked.elapsed());
+    assert_eq!(out.status.code(), Some(130), "{:?}: {}", out.status, text(&out.stderr));
+    let partial = std::fs::read_to_string(&table).expect("table");
+    assert!(partial.lines().count() < 1 + 300, "stopped before the end:\n{partial}");
+    assert!(partial.ends_with('\n'), "every row whole:\n{partial}");
+    // Resumed: the rows it has are trials it draws (the table is checked row by row), and it ends.
+    let o = nnlangc(&dir, &["search", s(&file), "--out", "srch"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let whole = std::fs::read_to_string(&table).expect("table");
+    assert_eq!(whole.lines().count(), 1 + 300 + 3, "{whole}");
+    assert!(whole.starts_with(&partial), "the first rows are kept:\n{partial}\n---\n{whole}");
+}
+
+/// An export asked to stop leaves no temporary file beside its output: the output is whole
+/// or absent.
+#[test]
+fn sigterm_during_an_export_leaves_no_temporary_file() {
+    let dir = temp_dir("own-export");
+    let model = base(&dir, 1);
+    let o = nnlangc(&dir, &["train", s(&model), "--out", "run", "--quiet"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    for delay in [0u64, 2, 5, 10, 20] {
+        let _ = std::fs::remove_file(dir.join("m.onnx"));
+        let child = Command::new(env!("CARGO_BIN_EXE_nnlangc"))
+            .args(["export", "--onnx", s(&model), "--weights", "run/weights.safetensors", "--output", "m.onnx"])
+            .current_dir(&*dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starts");
+        std::thread::sleep(Duration::from_millis(delay));
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let out = child.wait_with_output().expect("ends");
+        let strays: Vec<String> = std::fs::read_dir(&*dir)
+            .expect("dir")
+            .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+            .filter(|n| n.contains(".tmp"))
+            .collect();
+        assert!(strays.is_empty(), "after {delay} ms: {strays:?} ({:?})", out.status);
+        if out.status.success() {
+            let bytes = std::fs::read(dir.join("m.onnx")).expect("a finished export wrote its file");
+            assert!(bytes.len() > 1000, "a whole file");
+        }
+    }
+}
