@@ -318,10 +318,19 @@ fn the_last_set_of_a_key_wins_whole_or_by_argument() {
         assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
         std::fs::read_to_string(out.join("model.nn")).expect("model.nn")
     };
+    // The rate the run trained at (metrics.csv's `lr` column), not only what the record says.
+    let rate = |out: &str| -> String {
+        let m = std::fs::read_to_string(dir.join(out).join("metrics.csv")).expect("metrics");
+        let header: Vec<&str> = m.lines().next().expect("header").split(',').collect();
+        let col = header.iter().position(|h| *h == "lr").expect("an lr column");
+        m.lines().nth(1).expect("epoch 1").split(',').nth(col).expect("lr").to_string()
+    };
     let whole_then_field = trained(&["optimizer=sgd(lr = 0.2, momentum = 0.1)", "optimizer.lr=0.5"], "a");
     assert!(whole_then_field.contains("optimizer = sgd(lr = 0.5, momentum = 0.1)"), "{whole_then_field}");
+    assert_eq!(rate("a"), "0.5");
     let field_then_whole = trained(&["optimizer.lr=0.5", "optimizer=sgd(lr = 0.2, momentum = 0.1)"], "b");
     assert!(field_then_whole.contains("optimizer = sgd(lr = 0.2, momentum = 0.1)"), "{field_then_whole}");
+    assert_eq!(rate("b"), "0.2");
     let twice = trained(&["seed=1", "seed=2"], "c");
     assert!(twice.contains("seed = 2") && !twice.contains("seed = 1"), "{twice}");
 }
