@@ -146,6 +146,17 @@ nnlang_macros::nn! {
     data d { train = csv("unused.csv") }
 }
 
+nnlang_macros::nn! {
+    model GlobalPools {
+        input x: [6, 5, 2]
+        let a = x -> conv(filters = 4, size = 3, pad = same) -> batchnorm -> relu -> globalavgpool
+        let b = x -> conv(filters = 3, size = 3) -> tanh -> globalmaxpool
+        concat(a, b) -> dense(3) -> softmax
+    }
+    train GlobalPools on d { loss = cross_entropy, optimizer = sgd(lr = 0.1, momentum = 0.9), batch = 8, seed = 5 }
+    data d { train = csv("unused.csv") }
+}
+
 // Models named like Rust keywords and types: a raw identifier, or a suffix.
 nnlang_macros::nn! { model fn { input x: [3] x -> dense(2) -> softmax } }
 nnlang_macros::nn! { model Self { input x: [3] x -> dense(2) -> softmax } }
@@ -311,6 +322,12 @@ differential!(
     batchnorm_ragged_sequences,
     BnSeq,
     "model BnSeq {\n input x: [seq <= 6, 4]\n x -> dense(5) -> batchnorm -> tanh -> rnn(4) -> dense(3) -> batchnorm -> softmax\n }\n train BnSeq on d { loss = cross_entropy, optimizer = adam(lr = 0.01), batch = 8, seed = 9 }\n data d { train = csv(\"unused.csv\") }"
+);
+
+differential!(
+    global_pools,
+    GlobalPools,
+    "model GlobalPools {\n input x: [6, 5, 2]\n let a = x -> conv(filters = 4, size = 3, pad = same) -> batchnorm -> relu -> globalavgpool\n let b = x -> conv(filters = 3, size = 3) -> tanh -> globalmaxpool\n concat(a, b) -> dense(3) -> softmax\n }\n train GlobalPools on d { loss = cross_entropy, optimizer = sgd(lr = 0.1, momentum = 0.9), batch = 8, seed = 5 }\n data d { train = csv(\"unused.csv\") }"
 );
 
 #[test]
@@ -482,6 +499,7 @@ generated_gradcheck!(gradcheck_bidirectional, BothWays);
 generated_gradcheck!(gradcheck_batchnorm_dense, BnDense);
 generated_gradcheck!(gradcheck_batchnorm_conv, BnConv);
 generated_gradcheck!(gradcheck_batchnorm_ragged_sequences, BnSeq);
+generated_gradcheck!(gradcheck_global_pools, GlobalPools);
 
 /// `predict` takes an array of any number of rows (more than a batch here), runs it in
 /// batches, and returns an owned array; a wrong width is an error.

@@ -202,6 +202,16 @@ fn every_layer_and_merge_exports_to_onnx() {
             None,
         ),
         (
+            "global_pools",
+            "model GlobalPools {
+    input image: [7, 5, 2]
+    let a = image -> conv(filters = 4, size = 3, pad = same) -> relu -> globalavgpool
+    let b = image -> conv(filters = 3, size = 3) -> globalmaxpool
+    concat(a, b) -> dense(3) -> softmax
+}",
+            None,
+        ),
+        (
             "normalized_steps",
             "model NormalizedSteps {
     input frames: [seq <= 8, 3]

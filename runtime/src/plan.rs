@@ -230,6 +230,9 @@ pub enum Kink {
     Winner(ABuf, usize),
     /// Which input of each window a max pooling (input, output) passed on.
     Window(Geometry, ABuf, ABuf),
+    /// Which position holds the largest value of each channel (the buffer's rows hold
+    /// positions × channels, channels last): a global max pooling.
+    Across(ABuf, usize),
 }
 
 impl Kink {
@@ -246,7 +249,7 @@ impl Kink {
     /// The arena buffers it reads (for the planner's relocation).
     pub fn bufs_mut(&mut self) -> Vec<&mut ABuf> {
         match self {
-            Kink::Past(b, _) | Kink::Winner(b, _) => vec![b],
+            Kink::Past(b, _) | Kink::Winner(b, _) | Kink::Across(b, _) => vec![b],
             Kink::Window(_, x, y) => vec![x, y],
         }
     }

@@ -19,6 +19,7 @@ pub mod dense;
 pub mod dropout;
 pub mod flatten;
 pub mod geometry;
+pub mod global_pool;
 pub mod input;
 pub mod local;
 pub mod loss;
@@ -388,6 +389,8 @@ registry! {
     Softplus(softplus::Softplus),
     /// `batchnorm`.
     BatchNorm(norm::BatchNorm),
+    /// `globalavgpool`, `globalmaxpool`.
+    GlobalPool(global_pool::GlobalPool),
     /// The training loss (added for training plans).
     Loss(loss::Loss),
 }

@@ -203,6 +203,21 @@ fn kink_signature(h: &mut u64, kink: Option<&Kink>, rows: usize, reads: &Reads<'
                 }
             }
         }
+        Some(Kink::Across(x, channels)) => {
+            let c = (*channels).max(1);
+            for row in reads.get(*x, rows).chunks_exact(reads.get(*x, 1).len().max(1)) {
+                for ch in 0..c {
+                    let best = row.iter().skip(ch).step_by(c).enumerate().fold((0, f64::NEG_INFINITY), |b, (i, &v)| {
+                        if v > b.1 {
+                            (i, v)
+                        } else {
+                            b
+                        }
+                    });
+                    mix(best.0 as u64);
+                }
+            }
+        }
         None => {}
     }
 }

@@ -10,6 +10,7 @@ pub mod conv;
 pub mod dense;
 pub mod elementwise;
 pub mod gemm;
+pub mod global_pool;
 pub mod implicit;
 pub mod loss;
 pub mod norm;
@@ -116,6 +117,10 @@ crate::step::steps! {
     /// Forward was `y = x` (a sum, or one part of a concatenation), so now
     /// `dx (+)= dy[:, x_col .. x_col + x.cols]`.
     Copy { x: ABuf, x_col: usize, y: ABuf, write: Write } => ops::copy;
+    /// `globalavgpool` / `globalmaxpool`: each channel over every position.
+    GlobalPool { max: bool, positions: usize, x: ABuf, y: ABuf } => kernels::global_pool::step;
+    /// Their gradients.
+    GlobalPoolBackward { max: bool, positions: usize, x: ABuf, y: ABuf, dy: ABuf, dx: ABuf, write: Write } => kernels::global_pool::backward_step;
     /// Batch normalization in training: the batch's statistics (summed over the workers).
     BatchNorm { x: ABuf, y: ABuf, gamma: PBuf, beta: PBuf, mean: PBuf, var: PBuf, stats: ABuf, eps: f64 } => kernels::norm::train_step;
     /// Batch normalization outside training: the running averages.
