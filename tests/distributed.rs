@@ -60,7 +60,7 @@ fn problem(rows: usize) -> Problem {
 
 fn options(threads: usize, cluster: Option<Cluster>) -> train::Options {
     train::Options {
-        optimizer: OptimizerKind::Adam { lr: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8 },
+        optimizer: OptimizerKind::Adam { lr: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 },
         batch: 64,
         epochs: 3,
         clip: Some(5.0),

@@ -142,7 +142,7 @@ nnlang_macros::nn! {
         input x: [seq <= 6, 4]
         x -> dense(5) -> batchnorm -> tanh -> rnn(4) -> dense(3) -> batchnorm -> softmax
     }
-    train BnSeq on d { loss = cross_entropy, optimizer = adam(lr = 0.01), batch = 8, seed = 9 }
+    train BnSeq on d { loss = cross_entropy, optimizer = adamw(lr = 0.01, weight_decay = 0.05), batch = 8, seed = 9 }
     data d { train = csv("unused.csv") }
 }
 
@@ -321,7 +321,7 @@ differential!(
 differential!(
     batchnorm_ragged_sequences,
     BnSeq,
-    "model BnSeq {\n input x: [seq <= 6, 4]\n x -> dense(5) -> batchnorm -> tanh -> rnn(4) -> dense(3) -> batchnorm -> softmax\n }\n train BnSeq on d { loss = cross_entropy, optimizer = adam(lr = 0.01), batch = 8, seed = 9 }\n data d { train = csv(\"unused.csv\") }"
+    "model BnSeq {\n input x: [seq <= 6, 4]\n x -> dense(5) -> batchnorm -> tanh -> rnn(4) -> dense(3) -> batchnorm -> softmax\n }\n train BnSeq on d { loss = cross_entropy, optimizer = adamw(lr = 0.01, weight_decay = 0.05), batch = 8, seed = 9 }\n data d { train = csv(\"unused.csv\") }"
 );
 
 differential!(

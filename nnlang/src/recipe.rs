@@ -122,6 +122,16 @@ const TRAIN: &[(&str, Spec)] = &[
                     ("eps", Spec::PosNum, false),
                 ],
             ),
+            form(
+                "adamw",
+                &[
+                    ("lr", Spec::PosNum, false),
+                    ("beta1", Spec::Unit, false),
+                    ("beta2", Spec::Unit, false),
+                    ("eps", Spec::PosNum, false),
+                    ("weight_decay", Spec::Unit, false),
+                ],
+            ),
         ]),
     ),
     (

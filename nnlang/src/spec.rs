@@ -25,6 +25,8 @@ pub const DEFAULT_EPOCHS: usize = 10;
 pub const DEFAULT_SGD_LR: f64 = 0.01;
 /// `adam()` without its settings: Kingma and Ba's.
 pub const DEFAULT_ADAM: (f64, f64, f64, f64) = (1e-3, 0.9, 0.999, 1e-8);
+/// `adamw()` without a weight decay: PyTorch's.
+pub const DEFAULT_WEIGHT_DECAY: f64 = 0.01;
 /// `plateau(factor)` without a patience.
 pub const DEFAULT_PATIENCE: usize = 3;
 
@@ -146,13 +148,15 @@ impl TrainRecipe {
         };
         let optimizer = match call(s, "optimizer") {
             None => d.optimizer,
-            Some(("adam", a)) => {
+            Some((name @ ("adam" | "adamw"), a)) => {
                 let (lr, beta1, beta2, eps) = DEFAULT_ADAM;
+                let decay = if name == "adamw" { DEFAULT_WEIGHT_DECAY } else { 0.0 };
                 OptimizerKind::Adam {
                     lr: num(a.get("lr")).unwrap_or(lr),
                     beta1: num(a.get("beta1")).unwrap_or(beta1),
                     beta2: num(a.get("beta2")).unwrap_or(beta2),
                     eps: num(a.get("eps")).unwrap_or(eps),
+                    weight_decay: num(a.get("weight_decay")).unwrap_or(decay),
                 }
             }
             Some(("sgd", a)) => OptimizerKind::Sgd {

@@ -135,7 +135,7 @@ fn the_optimizer_trains_no_state_and_moves_it_only_by_its_running_average() {
     };
     for kind in [
         OptimizerKind::Sgd { lr: 0.1, momentum: 0.9, nesterov: false },
-        OptimizerKind::Adam { lr: 0.1, beta1: 0.9, beta2: 0.999, eps: 1e-8 },
+        OptimizerKind::Adam { lr: 0.1, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 },
     ] {
         // No momentum: never moved, whatever the regularization, max-norm or clipping.
         let mut o = Optimizer::<f64>::new(&table(0.0), kind, 0.1, 0.1, Some(0.5), None);
@@ -158,4 +158,31 @@ fn the_optimizer_trains_no_state_and_moves_it_only_by_its_running_average() {
         let avg = o.eval_weights(&w).to_vec();
         assert_eq!(&avg[4..], &w[4..], "{kind:?}");
     }
+}
+
+/// AdamW decays the weights alone, by `1 − lr·weight_decay` before the step: with a zero
+/// gradient (Adam's step is then zero) a weight becomes exactly `w·(1 − lr·wd)`, and a bias
+/// and a state are left as they are.
+#[test]
+fn adamw_decays_the_weights_alone() {
+    use nnlang_runtime::interp::Updater;
+    use nnlang_runtime::plan::PBuf;
+    use nnlang_runtime::train::{Optimizer, OptimizerKind};
+    let table = vec![
+        Param {
+            name: "n.weight".into(),
+            shape: vec![2, 2],
+            buf: PBuf { offset: 0, len: 4 },
+            role: Role::Weight { fan_in: 2, fan_out: 2 },
+        },
+        Param { name: "n.bias".into(), shape: vec![2], buf: PBuf { offset: 4, len: 2 }, role: Role::Bias },
+        Param { name: "g.weight".into(), shape: vec![2], buf: PBuf { offset: 6, len: 2 }, role: Role::Gain },
+    ];
+    let kind = OptimizerKind::Adam { lr: 0.1, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.5 };
+    let mut o = Optimizer::<f64>::new(&table, kind, 0.0, 0.0, None, None);
+    let mut w = vec![1.0, -2.0, 3.0, -4.0, 5.0, 6.0, 7.0, 8.0];
+    o.update(&mut w, &[0.0; 8]);
+    let keep = 1.0 - 0.1 * 0.5;
+    assert_eq!(&w[..4], &[keep, -2.0 * keep, 3.0 * keep, -4.0 * keep], "weights times 1 − 0.1·0.5");
+    assert_eq!(&w[4..], &[5.0, 6.0, 7.0, 8.0], "biases and gains untouched");
 }

@@ -87,7 +87,7 @@ fn adam_corrects_its_bias() {
     let p = plan();
     let mut o = Optimizer::<f64>::new(
         &p.params,
-        OptimizerKind::Adam { lr: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8 },
+        OptimizerKind::Adam { lr: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 },
         0.0,
         0.0,
         None,

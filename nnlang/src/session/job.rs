@@ -348,7 +348,10 @@ fn optimizer_text(o: &train::OptimizerKind) -> String {
         train::OptimizerKind::Sgd { lr, momentum, nesterov } => {
             format!("sgd(lr = {lr}, momentum = {momentum}, nesterov = {nesterov})")
         }
-        train::OptimizerKind::Adam { lr, beta1, beta2, eps } => {
+        train::OptimizerKind::Adam { lr, beta1, beta2, eps, weight_decay } if weight_decay > 0.0 => {
+            format!("adamw(lr = {lr}, beta1 = {beta1}, beta2 = {beta2}, eps = {eps}, weight_decay = {weight_decay})")
+        }
+        train::OptimizerKind::Adam { lr, beta1, beta2, eps, .. } => {
             format!("adam(lr = {lr}, beta1 = {beta1}, beta2 = {beta2}, eps = {eps})")
         }
     }

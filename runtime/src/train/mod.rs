@@ -52,6 +52,10 @@ pub enum OptimizerKind {
         beta2: f64,
         /// Added to the second moment's root.
         eps: f64,
+        /// Decoupled weight decay (AdamW, Loshchilov and Hutter): before each step every
+        /// weight is multiplied by `1 − lr·weight_decay`; biases, gains and state are not
+        /// decayed. 0: Adam.
+        weight_decay: f64,
     },
 }
 

@@ -236,6 +236,8 @@ struct Coeffs<T> {
     l2: T,
     mu: T,
     adam: (T, T, T, T, T),
+    /// AdamW's factor on every weight before the step (`1 − lr·weight_decay`; 1: none).
+    keep: T,
     ema: Option<(T, T)>,
     /// The clipping factor of the data gradients (1: none).
     scale: T,
@@ -335,6 +337,9 @@ fn update_segment<T: Float>(
         },
         OptimizerKind::Adam { .. } => {
             let (b1, b2, c1, c2, eps) = c.adam;
+            if reg && c.keep != T::ONE {
+                w.iter_mut().for_each(|w| *w *= c.keep);
+            }
             each!(|w, m, v, g| {
                 *m = b1 * *m + (T::ONE - b1) * g;
                 *v = b2 * *v + (T::ONE - b2) * g * g;
@@ -380,6 +385,7 @@ impl<T: Float> Updater<T> for Optimizer<T> {
             l2: T::from_f64(self.l2),
             mu: T::ZERO,
             adam: (T::ZERO, T::ZERO, T::ONE, T::ONE, T::ZERO),
+            keep: T::ONE,
             ema: None,
             scale: T::ONE,
         };
@@ -397,7 +403,8 @@ impl<T: Float> Updater<T> for Optimizer<T> {
         }
         match self.kind {
             OptimizerKind::Sgd { momentum, .. } => coeffs.mu = T::from_f64(momentum),
-            OptimizerKind::Adam { beta1, beta2, eps, .. } => {
+            OptimizerKind::Adam { beta1, beta2, eps, weight_decay, .. } => {
+                coeffs.keep = T::from_f64(1.0 - self.lr * weight_decay);
                 self.t += 1;
                 coeffs.adam = (
                     T::from_f64(beta1),

@@ -165,9 +165,10 @@ fn optimizer_tokens(o: &Options) -> TokenStream {
             let (lr, m) = (f64_lit(lr), f64_lit(momentum));
             quote! { ::nnlang_runtime::train::OptimizerKind::Sgd { lr: #lr, momentum: #m, nesterov: #nesterov } }
         }
-        OptimizerKind::Adam { lr, beta1, beta2, eps } => {
+        OptimizerKind::Adam { lr, beta1, beta2, eps, weight_decay } => {
             let (lr, b1, b2, e) = (f64_lit(lr), f64_lit(beta1), f64_lit(beta2), f64_lit(eps));
-            quote! { ::nnlang_runtime::train::OptimizerKind::Adam { lr: #lr, beta1: #b1, beta2: #b2, eps: #e } }
+            let wd = f64_lit(weight_decay);
+            quote! { ::nnlang_runtime::train::OptimizerKind::Adam { lr: #lr, beta1: #b1, beta2: #b2, eps: #e, weight_decay: #wd } }
         }
     };
     let (l1, l2) = (f64_lit(o.l1), f64_lit(o.l2));

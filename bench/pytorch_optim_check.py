@@ -1,0 +1,81 @@
+"""nnlang's Adam and AdamW against PyTorch's: the same weights and batch, three steps each
+(`nnlangc train --init … --epochs 3` with the batch the whole data set), then every tensor
+compared. nnlang's AdamW decays the weights only (as its L1/L2 do), so PyTorch's is given
+two parameter groups: the weights with the decay, the biases without. PyTorch is not a
+dependency of nnlang: run this from a virtual environment with torch, numpy and safetensors.
+
+Usage: python bench/pytorch_optim_check.py   (builds `cargo build --release`)
+"""
+import importlib.util
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "target", "release", "nnlangc")
+ROWS, STEPS = 64, 3
+CASES = [
+    ("adam", "adam(lr = 0.01)", 0.0),
+    ("adamw", "adamw(lr = 0.01, weight_decay = 0.1)", 0.1),
+    ("adamw default", "adamw(lr = 0.003)", 0.01),
+]
+
+
+def check(optimizer, decay, tmp):
+    src = os.path.join(tmp, "m.nn")
+    with open(src, "w") as f:
+        f.write("model M {\n  input x: [12]\n  x -> dense(16) -> relu -> dense(8) -> tanh -> dense(3) -> softmax\n}\n"
+                f"train M on d {{ loss = cross_entropy, optimizer = {optimizer}, batch = {ROWS}, epochs = {STEPS}, seed = 1 }}\n"
+                f"data d {{ train = npy(\"{tmp}/x.npy\", \"{tmp}/y.npy\") }}\n")
+    out = os.path.join(tmp, "m.py")
+    subprocess.run([BIN, "export", "--pytorch", src, "--output", out], check=True, capture_output=True)
+    spec = importlib.util.spec_from_file_location("exported", out)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    model = mod.M()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            a = 1.0 / p[0].numel() ** 0.5 if p.dim() > 1 else 0.1
+            p.uniform_(-a, a)
+    w0 = os.path.join(tmp, "w0.safetensors")
+    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, w0)
+    x = torch.rand(ROWS, 12) * 2 - 1
+    y = torch.randint(0, 3, (ROWS,))
+    np.save(os.path.join(tmp, "x.npy"), x.numpy())
+    np.save(os.path.join(tmp, "y.npy"), y.numpy().astype(np.float32))
+    run = os.path.join(tmp, "run")
+    subprocess.run([BIN, "train", src, "--init", w0, "--out", run, "--quiet"], check=True, capture_output=True)
+    ours = load_file(os.path.join(run, "weights.safetensors"))
+    weights = [p for n, p in model.named_parameters() if n.endswith("weight")]
+    others = [p for n, p in model.named_parameters() if not n.endswith("weight")]
+    lr = float(optimizer.split("lr = ")[1].split(")")[0].split(",")[0])
+    opt = torch.optim.AdamW([{"params": weights, "weight_decay": decay}, {"params": others, "weight_decay": 0.0}],
+                            lr=lr, betas=(0.9, 0.999), eps=1e-8)
+    for _ in range(STEPS):
+        loss = torch.nn.functional.nll_loss(torch.log(model(x)), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return max(float((ours[k] - v).abs().max()) for k, v in model.state_dict().items())
+
+
+def main():
+    subprocess.run(["cargo", "build", "-q", "--release"], cwd=ROOT, check=True)
+    print(f"# torch {torch.__version__}; {STEPS} steps on a batch of {ROWS}: largest |nnlang − PyTorch| over every tensor")
+    failed = False
+    for name, optimizer, decay in CASES:
+        with tempfile.TemporaryDirectory() as tmp:
+            worst = check(optimizer, decay, tmp)
+        failed |= worst > 1e-5
+        print(f"{name:14s} {optimizer:40s} {worst:.2e}")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
