@@ -37,6 +37,15 @@ nnlang_macros::nn! {
     data iris { train = csv("examples/data/sklearn/iris.csv.gz", label = 4), standardize = true }
 }
 nnlang_macros::nn! {
+    // Warm-up then cosine decay, step by step, with AdamW.
+    model CosineIris {
+        input x: [4]
+        x -> dense(16) -> tanh -> dense(3) -> softmax
+    }
+    train CosineIris on iris { loss = cross_entropy, optimizer = adamw(lr = 0.05, weight_decay = 0.1), schedule = cosine(warmup = 2, min = 0.05), batch = 16, epochs = 12, validate = 20%, seed = 4 }
+    data iris { train = csv("examples/data/sklearn/iris.csv.gz", label = 0), standardize = true }
+}
+nnlang_macros::nn! {
     // A plateau schedule: a rate that halves after every epoch without a better validation loss.
     model PlateauIris {
         input x: [4]
@@ -816,4 +825,51 @@ fn models_named_like_rust_keywords_compile_and_run() {
         assert_eq!(out.len(), 2);
         assert!((out.iter().sum::<f32>() - 1.0).abs() < 1e-6, "softmax outputs {out:?}");
     }
+}
+
+/// Warm-up and cosine decay (step by step) with AdamW in the generated `fit` are `nnlangc
+/// train`'s: the same rate at the end of every epoch and the same weights, bit for bit; the
+/// rate climbs through the warm-up, then falls to `min` at the last step.
+#[test]
+fn fit_follows_a_cosine_schedule_as_nnlangc_train() {
+    let root = common::root();
+    let iris = nnlang_runtime::data::csv::read_rows(&root.join("examples/data/sklearn/iris.csv.gz"), Some(0), None)
+        .expect("iris");
+    let x = nnlang_runtime::ndarray::Array2::from_shape_vec((iris.rows(), 4), iris.x.clone()).expect("shape");
+    let y = nnlang_runtime::ndarray::Array2::from_shape_vec((iris.rows(), 1), iris.y.clone()).expect("shape");
+    let mut net = CosineIris::new(CosineIris::SEED);
+    let history = net.fit(x.view(), y.view(), |_| true).expect("fits");
+    let dir = common::temp_dir("fit-cosine");
+    let file = dir.join("cosine.nn");
+    std::fs::write(
+        &file,
+        format!(
+            "model CosineIris {{\n input x: [4]\n x -> dense(16) -> tanh -> dense(3) -> softmax\n}}\n\
+             train CosineIris on iris {{ loss = cross_entropy, optimizer = adamw(lr = 0.05, weight_decay = 0.1), schedule = cosine(warmup = 2, min = 0.05), batch = 16, epochs = 12, validate = 20%, seed = 4 }}\n\
+             data iris {{ train = csv(\"{}\", label = 0), standardize = true }}\n",
+            root.join("examples/data/sklearn/iris.csv.gz").display()
+        ),
+    )
+    .expect("source");
+    let run = dir.join("run");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_nnlangc"))
+        .args(["train".as_ref(), file.as_os_str(), "--quiet".as_ref(), "--out".as_ref(), run.as_os_str()])
+        .output()
+        .expect("runs");
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let metrics = std::fs::read_to_string(run.join("metrics.csv")).expect("metrics");
+    let header: Vec<&str> = metrics.lines().next().expect("header").split(',').collect();
+    let col = header.iter().position(|h| *h == "lr").expect("an lr column");
+    let trained: Vec<f64> =
+        metrics.lines().skip(1).map(|l| l.split(',').nth(col).expect("lr").parse().expect("a number")).collect();
+    let fitted: Vec<f64> = history.iter().map(|e| e.lr).collect();
+    assert_eq!(fitted, trained, "the same rate at every epoch");
+    // The last step of the warm-up reaches the base rate; the last step of the run `min`.
+    assert!((fitted[1] - 0.05).abs() < 1e-12 && fitted[0] < fitted[1], "{fitted:?}");
+    assert!(fitted.windows(2).skip(1).all(|w| w[1] < w[0]), "falling after the warm-up: {fitted:?}");
+    assert!((fitted[11] - 0.05 * 0.05).abs() < 1e-12, "{fitted:?}");
+    let mut saved = CosineIris::new(0);
+    saved.load(run.join("weights.safetensors")).expect("loads");
+    assert_eq!(bits(saved.weights()), bits(net.weights()), "fit and nnlangc train agree");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -153,6 +153,7 @@ const TRAIN: &[(&str, Spec)] = &[
             form("step", &[("every", Spec::PosInt, true), ("factor", Spec::Factor, true)]),
             form("exponential", &[("decay", Spec::Factor, true)]),
             form("plateau", &[("factor", Spec::Factor, true), ("patience", Spec::PosInt, false)]),
+            form("cosine", &[("warmup", Spec::NonNegInt, false), ("min", Spec::Unit, false)]),
         ]),
     ),
     ("validate", Spec::Fraction),

@@ -185,6 +185,10 @@ impl TrainRecipe {
                 Schedule::Step { every: need(a, "every", "step")? as usize, factor: need(a, "factor", "step")? }
             }
             Some(("exponential", a)) => Schedule::Exponential { decay: need(a, "decay", "exponential")? },
+            Some(("cosine", a)) => Schedule::Cosine {
+                warmup: num(a.get("warmup")).map_or(0, |w| w as usize),
+                min: num(a.get("min")).unwrap_or(0.0),
+            },
             Some(("plateau", a)) => Schedule::Plateau {
                 factor: need(a, "factor", "plateau")?,
                 patience: num(a.get("patience")).map_or(DEFAULT_PATIENCE, |p| p as usize),

@@ -174,7 +174,9 @@ pub fn fit(
         order.shuffle(&mut rng);
         let start = std::time::Instant::now();
         let mut total = 0.0;
+        let steps = n.div_ceil(batch);
         for (step, idx) in order.chunks(batch).enumerate() {
+            opt.lr = rates.at_step(epoch, step, steps, o.epochs);
             for (r, &i) in idx.iter().enumerate() {
                 xb[r * xc..(r + 1) * xc].copy_from_slice(&tx[i * xc..(i + 1) * xc]);
                 yb[r * yc..(r + 1) * yc].copy_from_slice(&ty[i * yc..(i + 1) * yc]);

@@ -235,6 +235,7 @@ pub fn fit(
             if let Some(e) = train.x.failure() {
                 return Err(TrainError::Read(e));
             }
+            stepper.opt.lr = rates.at_step(epoch, step, steps, opts.epochs);
             // ‖Δw‖/‖w‖ is averaged over the epoch's last updates (one alone is noisy).
             stepper.opt.track_ratios = step + RATIO_STEPS >= steps;
             let (xs, ys) = (&xb[..local.len() * train.x_cols], &yb[..local.len() * train.y_cols]);

@@ -111,6 +111,14 @@ pub enum Schedule {
         /// Epochs without improvement before a drop.
         patience: usize,
     },
+    /// Step by step: up linearly over the first `warmup` epochs' steps (`lr·(i + 1)/w`), then
+    /// down along half a cosine to `min·lr` at the last step of the run.
+    Cosine {
+        /// Epochs of linear warm-up (0: none).
+        warmup: usize,
+        /// The last rate, as a fraction of the base rate.
+        min: f64,
+    },
 }
 
 /// Everything a training run is told, after the recipe is checked. Built by the compiler

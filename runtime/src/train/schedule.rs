@@ -9,6 +9,14 @@ use super::Schedule;
 pub fn scheduled_lr(base: f64, schedule: Schedule, epoch: usize) -> f64 {
     match schedule {
         Schedule::Constant | Schedule::Plateau { .. } => base,
+        // Its first step's rate (the rate changes step by step: [`Rates::at_step`]).
+        Schedule::Cosine { warmup, .. } => {
+            if warmup > 0 && epoch < warmup {
+                base * epoch as f64 / warmup as f64
+            } else {
+                base
+            }
+        }
         Schedule::Step { every, factor } => base * factor.powi((epoch / every.max(1)) as i32),
         Schedule::Exponential { decay } => base * decay.powi(epoch as i32),
     }
@@ -38,6 +46,23 @@ impl Rates {
         }
     }
 
+    /// The rate of step `step` (0-based) of the `steps` of epoch `epoch`, in a run of `epochs`
+    /// epochs: a cosine schedule's changes step by step, every other schedule's is its
+    /// epoch's ([`Rates::at`]).
+    pub fn at_step(&self, epoch: usize, step: usize, steps: usize, epochs: usize) -> f64 {
+        let Schedule::Cosine { warmup, min } = self.schedule else { return self.at(epoch) };
+        let steps = steps.max(1);
+        let i = (epoch * steps + step) as f64;
+        let warm = (warmup * steps) as f64;
+        if i < warm {
+            return self.base * (i + 1.0) / warm;
+        }
+        let span = ((epochs.max(1) * steps) as f64 - warm - 1.0).max(1.0);
+        let progress = ((i - warm) / span).min(1.0);
+        let low = min * self.base;
+        low + (self.base - low) * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
+    }
+
     /// An epoch ended with `watched` as its loss: a plateau schedule multiplies its rate by
     /// `factor` after `patience` epochs without a new best.
     pub fn observe(&mut self, watched: f64) {
@@ -63,5 +88,30 @@ impl Rates {
     /// Continues from a saved [`Rates::state`].
     pub fn restore(&mut self, state: (f64, f64, usize)) {
         self.plateau = state;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cosine_warms_up_linearly_then_falls_to_its_minimum_step_by_step() {
+        let r = Rates::new(1.0, Schedule::Cosine { warmup: 1, min: 0.1 });
+        // 3 epochs of 4 steps: steps 0..4 warm up, 4..12 fall.
+        let at: Vec<f64> =
+            (0..3).flat_map(|e| (0..4).map(move |s| (e, s))).map(|(e, s)| r.at_step(e, s, 4, 3)).collect();
+        assert_eq!(&at[..4], &[0.25, 0.5, 0.75, 1.0]);
+        assert!((at[4] - 1.0).abs() < 1e-15, "the fall starts at the base rate: {at:?}");
+        assert!(at[4..].windows(2).all(|w| w[1] < w[0]), "{at:?}");
+        assert!((at[11] - 0.1).abs() < 1e-15, "it ends at min: {at:?}");
+        // Halfway through the fall, halfway between the base and min.
+        let mid = r.at_step(2, 0, 4, 3); // step 8 of the fall's 4..=11: progress 4/7
+        let want = 0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * 4.0 / 7.0).cos());
+        assert!((mid - want).abs() < 1e-15);
+        // Without warm-up it starts at the base rate.
+        let r = Rates::new(2.0, Schedule::Cosine { warmup: 0, min: 0.0 });
+        assert_eq!(r.at_step(0, 0, 10, 5), 2.0);
+        assert!(r.at_step(4, 9, 10, 5).abs() < 1e-15);
     }
 }

@@ -152,6 +152,10 @@ fn schedule_tokens(s: nnlang_runtime::train::Schedule) -> TokenStream {
             let d = f64_lit(decay);
             quote! { ::nnlang_runtime::train::Schedule::Exponential { decay: #d } }
         }
+        Schedule::Cosine { warmup, min } => {
+            let (w, m) = (lit(warmup), f64_lit(min));
+            quote! { ::nnlang_runtime::train::Schedule::Cosine { warmup: #w, min: #m } }
+        }
         Schedule::Plateau { factor, patience } => {
             let (f, p) = (f64_lit(factor), lit(patience));
             quote! { ::nnlang_runtime::train::Schedule::Plateau { factor: #f, patience: #p } }
