@@ -428,6 +428,15 @@ fn data_cases() -> Vec<Case> {
             &["error: `bptt = 50` is longer than the 10 steps the model's input holds", "--> m.nn:3:", "give the input `[seq <= 50, …]`, or set `bptt = 10`"],
         ),
         case(
+            "source/batchnorm-batch-of-one",
+            vec![m("model M { input x: [4]\n x -> dense(3) -> batchnorm -> softmax }\n\
+                    train M on d { loss = cross_entropy, batch = 1 }\n\
+                    data d { train = csv(\"t.csv\") }\n")],
+            &["check", "m.nn"],
+            1,
+            &["error: `batchnorm_0` normalizes each feature over the batch: a batch of 1 has no variance", "--> m.nn:3:", "use a batch of at least 2"],
+        ),
+        case(
             "source/negative-units",
             vec![m("model M { input x: [4]\n x -> dense(-3) -> softmax }\n")],
             &["check", "m.nn"],

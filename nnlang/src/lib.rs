@@ -199,6 +199,20 @@ fn recipe_fits(
             _ => None,
         })
     };
+    // Where a number the recipe holds is written: at its value when the file says it, else
+    // (a `--set`) at the block, saying so.
+    let number_at = |block: &ast::Block, key: &str, value: f64| -> (ast::Span, String) {
+        let written = block.entries.iter().find_map(|e| match &e.kind {
+            ast::EntryKind::Assign(path, v) if path.len() == 1 && path[0].name == key => Some(v),
+            _ => None,
+        });
+        match written {
+            Some(v) if lower::eval::eval(v, &lower::eval::Env::new()).ok().and_then(|x| x.as_f64()) == Some(value) => {
+                (v.span, String::new())
+            }
+            _ => (block.target.span, format!(" (`{key} = {}` from --set)", diag::fmt_num(value))),
+        }
+    };
     for train in trains {
         let Some(model) = models.iter().find(|m| m.graph.name == train.model) else { continue };
         out.extend(plan::loss_fits(model, train.loss));
@@ -212,16 +226,41 @@ fn recipe_fits(
         let block = file.blocks.iter().find(|b| b.kind == ast::BlockKind::Train && b.target.name == train.model);
         if let (Some(n), Some(steps), Some(block)) = (train.bptt, steps, block) {
             if n > steps {
-                let at = value_span(block, "bptt").unwrap_or(block.target.span);
+                let (at, set) = number_at(block, "bptt", n as f64);
                 out.push(
                     Diagnostic::error(
                         format!("`bptt = {n}` is longer than the {steps} steps the model's input holds"),
                         at,
-                        format!("windows of {n} steps"),
+                        format!("windows of {n} steps{set}"),
                     )
                     .with_help(format!("give the input `[seq <= {n}, …]`, or set `bptt = {steps}`")),
                 );
             }
+        }
+        // A batch norm over one value per example and channel (after a dense layer) has no
+        // variance in a batch of one.
+        let per_example = model.graph.ids().find(|&id| {
+            let node = model.graph.node(id);
+            matches!(node.op, ops::Op::BatchNorm(_))
+                && node
+                    .inputs
+                    .first()
+                    .and_then(|&i| model.shapes.shapes[i.index()].as_ref())
+                    .is_some_and(|s| s.rank() == 1)
+        });
+        if let (Some(bn), 1, Some(block)) = (per_example, train.batch, block) {
+            let (at, set) = number_at(block, "batch", 1.0);
+            out.push(
+                Diagnostic::error(
+                    format!(
+                        "`{}` normalizes each feature over the batch: a batch of 1 has no variance",
+                        model.graph.node(bn).name
+                    ),
+                    at,
+                    format!("one example per batch{set}"),
+                )
+                .with_help("use a batch of at least 2 (PyTorch refuses a batch of 1 too)"),
+            );
         }
         let outputs =
             model.graph.output.and_then(|o| model.shapes.shapes[o.index()].as_ref()).map(|s| s.elements().fixed);

@@ -186,3 +186,23 @@ fn adamw_decays_the_weights_alone() {
     assert_eq!(&w[..4], &[keep, -2.0 * keep, 3.0 * keep, -4.0 * keep], "weights times 1 − 0.1·0.5");
     assert_eq!(&w[4..], &[5.0, 6.0, 7.0, 8.0], "biases and gains untouched");
 }
+
+/// A batch norm that sees one value per channel (one example after a dense layer: the last
+/// batch of an epoch can be that small) normalizes it to its shift and leaves the running
+/// averages where they are, rather than pulling the variance toward zero.
+#[test]
+fn a_batch_of_one_leaves_the_running_averages_as_they_are() {
+    use nnlang_runtime::interp::Exec;
+    let src = "model M { input x: [3]\n x -> dense(4) -> batchnorm(momentum = 0.5) -> dense(2) -> softmax }";
+    let plan = training_plan(src);
+    let mut e = Exec::<f64>::new(&plan, 0);
+    initialize(&plan, &mut e.params, Init::He, 1);
+    let (mean, var) = (param(&plan, "batchnorm_0.running_mean").buf, param(&plan, "batchnorm_0.running_var").buf);
+    e.params[mean.range()].copy_from_slice(&[0.5, -0.5, 1.0, 2.0]);
+    e.params[var.range()].copy_from_slice(&[1.5, 2.5, 0.5, 3.0]);
+    e.set_input(&plan, 0, 1, &[0.3, -0.7, 1.1]);
+    e.set_target(&plan, 1, &[1.0]);
+    e.run(&plan, 1, None).expect("runs");
+    assert_eq!(&e.grads[mean.range()], &e.params[mean.range()], "the mean's slot holds the running mean");
+    assert_eq!(&e.grads[var.range()], &e.params[var.range()], "the variance's slot holds the running variance");
+}

@@ -69,9 +69,15 @@ pub fn train_step<T: Float>(
         let biased = (m[c + ch] / n - mu * mu).max(0.0);
         st[ch] = T::from_f64(mu);
         st[c + ch] = T::from_f64(1.0 / (biased + eps).sqrt());
-        let unbiased = if n > 1.0 { biased * n / (n - 1.0) } else { biased };
-        cx.grads[mean.offset + ch] = T::from_f64(mu);
-        cx.grads[var.offset + ch] = T::from_f64(unbiased);
+        if n > 1.0 {
+            cx.grads[mean.offset + ch] = T::from_f64(mu);
+            cx.grads[var.offset + ch] = T::from_f64(biased * n / (n - 1.0));
+        } else {
+            // One value per channel has no variance: the running averages stay as they are
+            // (their update moves them to themselves).
+            cx.grads[mean.offset + ch] = cx.params[mean.offset + ch];
+            cx.grads[var.offset + ch] = cx.params[var.offset + ch];
+        }
     }
     st[2 * c] = T::from_f64(n);
     let (g, b) = (&cx.params[gamma.range()], &cx.params[beta.range()]);
