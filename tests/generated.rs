@@ -42,7 +42,7 @@ nnlang_macros::nn! {
         input x: [4]
         x -> dense(16) -> tanh -> dense(3) -> softmax
     }
-    train CosineIris on iris { loss = cross_entropy, optimizer = adamw(lr = 0.05, weight_decay = 0.1), schedule = cosine(warmup = 2, min = 0.05), batch = 16, epochs = 12, validate = 20%, seed = 4 }
+    train CosineIris on iris { loss = cross_entropy, optimizer = adamw(lr = 0.05, weight_decay = 0.1), schedule = cosine(min = 0.05), warmup = 2, batch = 16, epochs = 12, validate = 20%, seed = 4 }
     data iris { train = csv("examples/data/sklearn/iris.csv.gz", label = 0), standardize = true }
 }
 nnlang_macros::nn! {
@@ -845,7 +845,7 @@ fn fit_follows_a_cosine_schedule_as_nnlangc_train() {
         &file,
         format!(
             "model CosineIris {{\n input x: [4]\n x -> dense(16) -> tanh -> dense(3) -> softmax\n}}\n\
-             train CosineIris on iris {{ loss = cross_entropy, optimizer = adamw(lr = 0.05, weight_decay = 0.1), schedule = cosine(warmup = 2, min = 0.05), batch = 16, epochs = 12, validate = 20%, seed = 4 }}\n\
+             train CosineIris on iris {{ loss = cross_entropy, optimizer = adamw(lr = 0.05, weight_decay = 0.1), schedule = cosine(min = 0.05), warmup = 2, batch = 16, epochs = 12, validate = 20%, seed = 4 }}\n\
              data iris {{ train = csv(\"{}\", label = 0), standardize = true }}\n",
             root.join("examples/data/sklearn/iris.csv.gz").display()
         ),

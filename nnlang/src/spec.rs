@@ -57,6 +57,8 @@ pub struct TrainRecipe {
     pub epochs: usize,
     /// The learning-rate schedule.
     pub schedule: Schedule,
+    /// Epochs of linear warm-up before the schedule, step by step (0: none).
+    pub warmup: usize,
     /// The fraction of the training set held out for validation (0 for none).
     pub validate: f64,
     /// `average = ema(decay)`.
@@ -87,6 +89,7 @@ impl Default for TrainRecipe {
             batch: DEFAULT_BATCH,
             epochs: DEFAULT_EPOCHS,
             schedule: Schedule::Constant,
+            warmup: 0,
             validate: 0.0,
             ema: None,
             clip: None,
@@ -185,10 +188,7 @@ impl TrainRecipe {
                 Schedule::Step { every: need(a, "every", "step")? as usize, factor: need(a, "factor", "step")? }
             }
             Some(("exponential", a)) => Schedule::Exponential { decay: need(a, "decay", "exponential")? },
-            Some(("cosine", a)) => Schedule::Cosine {
-                warmup: num(a.get("warmup")).map_or(0, |w| w as usize),
-                min: num(a.get("min")).unwrap_or(0.0),
-            },
+            Some(("cosine", a)) => Schedule::Cosine { min: num(a.get("min")).unwrap_or(0.0) },
             Some(("plateau", a)) => Schedule::Plateau {
                 factor: need(a, "factor", "plateau")?,
                 patience: num(a.get("patience")).map_or(DEFAULT_PATIENCE, |p| p as usize),
@@ -219,6 +219,7 @@ impl TrainRecipe {
             batch: num(value(s, "batch")).map_or(d.batch, |b| b as usize),
             epochs: num(value(s, "epochs")).map_or(d.epochs, |e| e as usize),
             schedule,
+            warmup: num(value(s, "warmup")).map_or(d.warmup, |w| w as usize),
             validate,
             ema,
             clip: num(value(s, "clip")),
@@ -249,6 +250,7 @@ impl TrainRecipe {
             batch: self.batch,
             epochs: self.epochs,
             schedule: self.schedule,
+            warmup: self.warmup,
             validate: self.validate,
             ema: self.ema,
             clip: self.clip,

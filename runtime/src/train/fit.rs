@@ -195,7 +195,7 @@ pub fn fit(
     let mut yb = vec![0f32; batch * train.y_cols];
     let mut lb: Vec<usize> = Vec::with_capacity(batch);
     let mut history = Vec::new();
-    let mut rates = Rates::new(opts.optimizer.lr(), opts.schedule);
+    let mut rates = Rates::new(opts.optimizer.lr(), opts.schedule).with_warmup(opts.warmup);
     let mut interrupted = None;
     let mut first = 0;
     if let Some(r) = resume {

@@ -111,11 +111,9 @@ pub enum Schedule {
         /// Epochs without improvement before a drop.
         patience: usize,
     },
-    /// Step by step: up linearly over the first `warmup` epochs' steps (`lr·(i + 1)/w`), then
-    /// down along half a cosine to `min·lr` at the last step of the run.
+    /// Step by step, down along half a cosine from the base rate (after any warm-up) to
+    /// `min·lr` at the last step of the run.
     Cosine {
-        /// Epochs of linear warm-up (0: none).
-        warmup: usize,
         /// The last rate, as a fraction of the base rate.
         min: f64,
     },
@@ -141,6 +139,8 @@ pub struct Options {
     pub epochs: usize,
     /// The learning-rate schedule.
     pub schedule: Schedule,
+    /// Epochs of linear warm-up before it, step by step (0: none).
+    pub warmup: usize,
     /// The fraction of the training set held out for validation (0 for none).
     pub validate: f64,
     /// Decay of the exponential moving average of the weights used to evaluate, if any.

@@ -10,13 +10,7 @@ pub fn scheduled_lr(base: f64, schedule: Schedule, epoch: usize) -> f64 {
     match schedule {
         Schedule::Constant | Schedule::Plateau { .. } => base,
         // Its first step's rate (the rate changes step by step: [`Rates::at_step`]).
-        Schedule::Cosine { warmup, .. } => {
-            if warmup > 0 && epoch < warmup {
-                base * epoch as f64 / warmup as f64
-            } else {
-                base
-            }
-        }
+        Schedule::Cosine { .. } => base,
         Schedule::Step { every, factor } => base * factor.powi((epoch / every.max(1)) as i32),
         Schedule::Exponential { decay } => base * decay.powi(epoch as i32),
     }
@@ -28,6 +22,8 @@ pub fn scheduled_lr(base: f64, schedule: Schedule, epoch: usize) -> f64 {
 pub struct Rates {
     base: f64,
     schedule: Schedule,
+    /// Epochs of linear warm-up, step by step, before the schedule.
+    warmup: usize,
     /// A plateau schedule's rate, best watched loss and epochs without improvement.
     plateau: (f64, f64, usize),
 }
@@ -35,7 +31,14 @@ pub struct Rates {
 impl Rates {
     /// The rates of `schedule` from `base`.
     pub fn new(base: f64, schedule: Schedule) -> Self {
-        Rates { base, schedule, plateau: (base, f64::INFINITY, 0) }
+        Rates { base, schedule, warmup: 0, plateau: (base, f64::INFINITY, 0) }
+    }
+
+    /// The same rates after `epochs` of linear warm-up: step `i` of the `w` warm-up steps runs
+    /// at `(i + 1)/w` of the schedule's rate; the schedule then goes on as it would have (a
+    /// cosine decays over the steps after the warm-up).
+    pub fn with_warmup(self, epochs: usize) -> Self {
+        Rates { warmup: epochs, ..self }
     }
 
     /// The rate of `epoch` (0-based).
@@ -47,20 +50,26 @@ impl Rates {
     }
 
     /// The rate of step `step` (0-based) of the `steps` of epoch `epoch`, in a run of `epochs`
-    /// epochs: a cosine schedule's changes step by step, every other schedule's is its
+    /// epochs: the warm-up's, then a cosine's step by step; every other schedule's rate is its
     /// epoch's ([`Rates::at`]).
     pub fn at_step(&self, epoch: usize, step: usize, steps: usize, epochs: usize) -> f64 {
-        let Schedule::Cosine { warmup, min } = self.schedule else { return self.at(epoch) };
         let steps = steps.max(1);
         let i = (epoch * steps + step) as f64;
-        let warm = (warmup * steps) as f64;
+        let warm = (self.warmup * steps) as f64;
+        let rate = match self.schedule {
+            Schedule::Cosine { min } => {
+                let span = ((epochs.max(1) * steps) as f64 - warm - 1.0).max(1.0);
+                let progress = ((i - warm).max(0.0) / span).min(1.0);
+                let low = min * self.base;
+                low + (self.base - low) * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
+            }
+            _ => self.at(epoch),
+        };
         if i < warm {
-            return self.base * (i + 1.0) / warm;
+            rate * (i + 1.0) / warm
+        } else {
+            rate
         }
-        let span = ((epochs.max(1) * steps) as f64 - warm - 1.0).max(1.0);
-        let progress = ((i - warm) / span).min(1.0);
-        let low = min * self.base;
-        low + (self.base - low) * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
     }
 
     /// An epoch ended with `watched` as its loss: a plateau schedule multiplies its rate by
@@ -97,7 +106,7 @@ mod tests {
 
     #[test]
     fn cosine_warms_up_linearly_then_falls_to_its_minimum_step_by_step() {
-        let r = Rates::new(1.0, Schedule::Cosine { warmup: 1, min: 0.1 });
+        let r = Rates::new(1.0, Schedule::Cosine { min: 0.1 }).with_warmup(1);
         // 3 epochs of 4 steps: steps 0..4 warm up, 4..12 fall.
         let at: Vec<f64> =
             (0..3).flat_map(|e| (0..4).map(move |s| (e, s))).map(|(e, s)| r.at_step(e, s, 4, 3)).collect();
@@ -110,8 +119,13 @@ mod tests {
         let want = 0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * 4.0 / 7.0).cos());
         assert!((mid - want).abs() < 1e-15);
         // Without warm-up it starts at the base rate.
-        let r = Rates::new(2.0, Schedule::Cosine { warmup: 0, min: 0.0 });
+        let r = Rates::new(2.0, Schedule::Cosine { min: 0.0 });
         assert_eq!(r.at_step(0, 0, 10, 5), 2.0);
         assert!(r.at_step(4, 9, 10, 5).abs() < 1e-15);
+        // A warm-up before a step schedule: a ramp to the schedule's rate, which then drops.
+        let r = Rates::new(1.0, Schedule::Step { every: 2, factor: 0.5 }).with_warmup(1);
+        let at: Vec<f64> =
+            (0..3).flat_map(|e| (0..2).map(move |s| (e, s))).map(|(e, s)| r.at_step(e, s, 2, 3)).collect();
+        assert_eq!(at, [0.5, 1.0, 1.0, 1.0, 0.5, 0.5]);
     }
 }

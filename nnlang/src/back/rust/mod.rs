@@ -152,9 +152,9 @@ fn schedule_tokens(s: nnlang_runtime::train::Schedule) -> TokenStream {
             let d = f64_lit(decay);
             quote! { ::nnlang_runtime::train::Schedule::Exponential { decay: #d } }
         }
-        Schedule::Cosine { warmup, min } => {
-            let (w, m) = (lit(warmup), f64_lit(min));
-            quote! { ::nnlang_runtime::train::Schedule::Cosine { warmup: #w, min: #m } }
+        Schedule::Cosine { min } => {
+            let m = f64_lit(min);
+            quote! { ::nnlang_runtime::train::Schedule::Cosine { min: #m } }
         }
         Schedule::Plateau { factor, patience } => {
             let (f, p) = (f64_lit(factor), lit(patience));
@@ -259,7 +259,14 @@ fn emit(
     let loss_t = loss_tokens(loss);
     let optimizer = optimizer_tokens(o);
     let base_lr = f64_lit(o.optimizer.lr());
+    // The rates: the schedule from the base rate, with its warm-up where the recipe has one.
     let schedule = schedule_tokens(o.schedule);
+    let rates = if o.warmup > 0 {
+        let w = lit(o.warmup);
+        quote! { ::nnlang_runtime::train::Rates::new(#base_lr, #schedule).with_warmup(#w) }
+    } else {
+        quote! { ::nnlang_runtime::train::Rates::new(#base_lr, #schedule) }
+    };
     let forward_steps = steps::body(&infer.steps);
     let train_steps = steps::body(&train.steps);
     let doc = format!(
@@ -284,7 +291,7 @@ fn emit(
     };
     let model = quote! { ::nnlang_runtime::model::Model };
     let constants = constants(train, infer, o);
-    let implementation = model_impl(&ty, &constants, &forward_steps, &train_steps, &optimizer, &base_lr, &schedule);
+    let implementation = model_impl(&ty, &constants, &forward_steps, &train_steps, &optimizer, &rates);
     quote! {
         #[doc = #doc]
         #[doc = #doc_arena]
@@ -377,8 +384,7 @@ fn model_impl(
     forward_steps: &TokenStream,
     train_steps: &TokenStream,
     optimizer: &TokenStream,
-    base_lr: &Literal,
-    schedule: &TokenStream,
+    rates: &TokenStream,
 ) -> TokenStream {
     quote! {
         #[allow(clippy::all, clippy::pedantic, unused_variables, unused_mut, unused_assignments)]
@@ -402,7 +408,7 @@ fn model_impl(
                 #optimizer
             }
             fn rates() -> ::nnlang_runtime::train::Rates {
-                ::nnlang_runtime::train::Rates::new(#base_lr, #schedule)
+                #rates
             }
             fn with_seed(seed: u64) -> Self {
                 Self::new(seed)
