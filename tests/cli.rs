@@ -201,7 +201,7 @@ fn set_overrides_recipe_values() {
             "optimizer.momentum=0.5",
             "--set optimizer.momentum: `adam` has no argument `momentum` (it takes: lr, beta1, beta2, eps)",
         ),
-        ("optimizer=adamw", "--set optimizer=adamw: unknown optimizer `adamw`"),
+        ("optimizer=adagrad", "--set optimizer=adagrad: unknown optimizer `adagrad`"),
         ("regularize.l3=1", "--set regularize.l3: `regularize` has no setting `l3`; it has: l1, l2, max_norm"),
         ("data.scale=0.5", "--set data.scale: --set reaches the `train` block (and the model's parameters); `data` settings are changed in the file's `data` block"),
         ("search.trials=3", "`search` settings are changed in the file's `search` block"),
