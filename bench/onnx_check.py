@@ -36,6 +36,8 @@ EXTRA = {
     "batchnorm": "model Bn {\n input x: [6, 6, 2]\n x -> conv(filters = 4, size = 3, pad = same) -> batchnorm -> relu\n"
     " -> flatten -> dense(16) -> batchnorm(eps = 1e-3) -> dense(3) -> softmax\n}\n",
     "batchnorm_sequence": "model BnSeq {\n input x: [seq <= 8, 3]\n x -> dense(5) -> batchnorm -> tanh -> rnn(4) -> dense(2)\n}\n",
+    "floored": "model Floored {\n input x: [13, 13, 1]\n x -> conv(filters = 4, size = 3) -> relu -> maxpool(size = 2, round = floor)\n"
+    " -> avgpool(size = 3, stride = 2, round = floor) -> dense(3) -> softmax\n}\n",
     "global_pools": "model GlobalPools {\n input x: [7, 5, 2]\n let a = x -> conv(filters = 4, size = 3, pad = same) -> relu -> globalavgpool\n"
     " let b = x -> conv(filters = 3, size = 3) -> globalmaxpool\n concat(a, b) -> dense(3) -> softmax\n}\n",
     "rnn_leaky_identity": "model RnnLeaky {\n input x: [seq <= 10, 3]\n"

@@ -34,6 +34,8 @@ EXTRA = {
     " -> batchnorm -> relu -> maxpool(size = 2) -> flatten -> batchnorm -> dense(3) -> softmax\n}\n",
     "batchnorm_sequence": "model BnSeq {\n input x: [seq = 6, 4]\n x -> dense(5) -> batchnorm -> tanh"
     " -> rnn(4, output = last) -> dense(2)\n}\n",
+    "floored": "model Floored {\n input x: [13, 13, 1]\n x -> conv(filters = 4, size = 3) -> relu -> maxpool(size = 2, round = floor)\n"
+    " -> avgpool(size = 3, stride = 2, round = floor) -> dense(3) -> softmax\n}\n",
     "global_pools": "model GlobalPools {\n input x: [7, 5, 2]\n let a = x -> conv(filters = 4, size = 3, pad = same) -> relu -> globalavgpool\n"
     " let b = x -> conv(filters = 3, size = 3) -> globalmaxpool\n concat(a, b) -> dense(3) -> softmax\n}\n",
     "rnn_activations": "model RnnActs {\n input x: [seq = 6, 4]\n x -> rnn(5, activation = relu)\n"

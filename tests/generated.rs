@@ -166,6 +166,15 @@ nnlang_macros::nn! {
     data d { train = csv("unused.csv") }
 }
 
+nnlang_macros::nn! {
+    model Floored {
+        input x: [13, 13, 1]
+        x -> conv(filters = 4, size = 3) -> relu -> maxpool(size = 2, round = floor) -> avgpool(size = 3, stride = 2, round = floor) -> dense(3) -> softmax
+    }
+    train Floored on d { loss = cross_entropy, optimizer = sgd(lr = 0.1, momentum = 0.9), batch = 8, seed = 5 }
+    data d { train = csv("unused.csv") }
+}
+
 // Models named like Rust keywords and types: a raw identifier, or a suffix.
 nnlang_macros::nn! { model fn { input x: [3] x -> dense(2) -> softmax } }
 nnlang_macros::nn! { model Self { input x: [3] x -> dense(2) -> softmax } }
@@ -339,6 +348,12 @@ differential!(
     "model GlobalPools {\n input x: [6, 5, 2]\n let a = x -> conv(filters = 4, size = 3, pad = same) -> batchnorm -> relu -> globalavgpool\n let b = x -> conv(filters = 3, size = 3) -> tanh -> globalmaxpool\n concat(a, b) -> dense(3) -> softmax\n }\n train GlobalPools on d { loss = cross_entropy, optimizer = sgd(lr = 0.1, momentum = 0.9), batch = 8, seed = 5 }\n data d { train = csv(\"unused.csv\") }"
 );
 
+differential!(
+    floored_pooling,
+    Floored,
+    "model Floored {\n input x: [13, 13, 1]\n x -> conv(filters = 4, size = 3) -> relu -> maxpool(size = 2, round = floor) -> avgpool(size = 3, stride = 2, round = floor) -> dense(3) -> softmax\n }\n train Floored on d { loss = cross_entropy, optimizer = sgd(lr = 0.1, momentum = 0.9), batch = 8, seed = 5 }\n data d { train = csv(\"unused.csv\") }"
+);
+
 #[test]
 fn train_step_and_checkpoints() {
     let mut net = Mlp::new(1);
@@ -509,6 +524,7 @@ generated_gradcheck!(gradcheck_batchnorm_dense, BnDense);
 generated_gradcheck!(gradcheck_batchnorm_conv, BnConv);
 generated_gradcheck!(gradcheck_batchnorm_ragged_sequences, BnSeq);
 generated_gradcheck!(gradcheck_global_pools, GlobalPools);
+generated_gradcheck!(gradcheck_floored_pooling, Floored);
 
 /// `predict` takes an array of any number of rows (more than a batch here), runs it in
 /// batches, and returns an owned array; a wrong width is an error.

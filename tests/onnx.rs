@@ -202,6 +202,15 @@ fn every_layer_and_merge_exports_to_onnx() {
             None,
         ),
         (
+            "floored",
+            "model Floored {
+    input image: [13, 13, 1]
+    image -> conv(filters = 4, size = 3) -> relu -> maxpool(size = 2, round = floor)
+      -> avgpool(size = 3, stride = 2, round = floor) -> dense(3) -> softmax
+}",
+            None,
+        ),
+        (
             "global_pools",
             "model GlobalPools {
     input image: [7, 5, 2]

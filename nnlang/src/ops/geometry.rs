@@ -138,9 +138,12 @@ fn pool_formula(w: usize, f: usize, s: usize) -> String {
 }
 
 /// Pooling: `(W − F)/S + 1`, no padding.
-pub fn pool_extent(dim: &str, w: usize, f: usize, s: usize) -> Result<usize, ExtentError> {
+pub fn pool_extent(dim: &str, w: usize, f: usize, s: usize, floor: bool) -> Result<usize, ExtentError> {
     if let Some(n) = fits(w, f, s, 0) {
         return Ok(n);
+    }
+    if floor && f <= w {
+        return Ok((w - f) / s.max(1) + 1);
     }
     let mut suggestions = Vec::new();
     if f <= w {
@@ -152,6 +155,13 @@ pub fn pool_extent(dim: &str, w: usize, f: usize, s: usize) -> Result<usize, Ext
     if let Some(f2) = nearest(f, 1, w, |q| q != f && fits(w, q, s, 0).is_some(), false) {
         let n = fits(w, f2, s, 0).unwrap_or(0);
         suggestions.push(format!("size = {f2} gives {} = {n}", pool_formula(w, f2, s)));
+    }
+    if f <= w {
+        let n = (w - f) / s.max(1) + 1;
+        let left = (w - f) % s.max(1);
+        suggestions.push(format!(
+            "round = floor gives ⌊({w} − {f})/{s}⌋ + 1 = {n}, the last {left} left out (as PyTorch and Keras pool)"
+        ));
     }
     Err(ExtentError {
         dim: dim.to_string(),
@@ -179,8 +189,8 @@ mod tests {
         // Same padding keeps the size: (32 − 3 + 2)/1 + 1 = 32.
         assert_eq!(window_extent("width", 32, 3, 1, 1).ok(), Some(32));
         // Pooling 2/2 halves; the overlapping 3/2 on 13 gives 6.
-        assert_eq!(pool_extent("width", 224, 2, 2).ok(), Some(112));
-        assert_eq!(pool_extent("width", 13, 3, 2).ok(), Some(6));
+        assert_eq!(pool_extent("width", 224, 2, 2, false).ok(), Some(112));
+        assert_eq!(pool_extent("width", 13, 3, 2, false).ok(), Some(6));
     }
 
     #[test]
@@ -198,7 +208,7 @@ mod tests {
     fn a_filter_larger_than_the_input_leaves_nothing() {
         let e = window_extent("height", 5, 7, 1, 0).expect_err("no output");
         assert_eq!(e.value, -1.0);
-        let e = pool_extent("height", 2, 3, 1).expect_err("no output");
+        let e = pool_extent("height", 2, 3, 1, false).expect_err("no output");
         assert_eq!(e.value, 0.0);
     }
 }

@@ -40,9 +40,13 @@ pub struct Pool {
     pub size: usize,
     /// The step between windows.
     pub stride: usize,
+    /// `round = floor`: the windows that fit, the rest of each row and column left out (as
+    /// PyTorch and Keras pool by default); otherwise the windows must tile the input exactly.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub floor: bool,
 }
 
-const ARGS: &[(&str, bool)] = &[("size", true), ("stride", false)];
+const ARGS: &[(&str, bool)] = &[("size", true), ("stride", false), ("round", false)];
 
 impl Pool {
     /// `maxpool`, `avgpool` and `l2pool`.
@@ -81,7 +85,8 @@ impl Pool {
 fn build(kind: PoolKind, a: &Args) -> Result<Op, Diagnostic> {
     let size = a.required_int("size")?;
     let stride = a.positive_int("stride")?.unwrap_or(size);
-    Ok(Op::Pool(Pool { kind, size, stride }))
+    let floor = a.symbol("round", &["floor", "exact"])? == Some("floor");
+    Ok(Op::Pool(Pool { kind, size, stride, floor }))
 }
 fn max(a: &Args) -> Result<Op, Diagnostic> {
     build(PoolKind::Max, a)
@@ -140,12 +145,17 @@ impl Rules for Pool {
         name(self.kind)
     }
     fn attributes(&self) -> Vec<(&'static str, String)> {
-        vec![("size", self.size.to_string()), ("stride", self.stride.to_string())]
+        let mut v = vec![("size", self.size.to_string()), ("stride", self.stride.to_string())];
+        if self.floor {
+            v.push(("round", "floor".to_string()));
+        }
+        v
     }
     fn shape(&self, cx: &ShapeCx) -> RuleResult {
         let kind = name(self.kind);
         let [h, w, d] = volume(cx.id, &cx.one(), kind)?;
-        let (oh, ow) = both_extents(cx.id, kind, (h, w), |dim, n| pool_extent(dim, n, self.size, self.stride))?;
+        let (oh, ow) =
+            both_extents(cx.id, kind, (h, w), |dim, n| pool_extent(dim, n, self.size, self.stride, self.floor))?;
         Ok((Shape::fixed(&[oh, ow, d]), Vec::new()))
     }
     fn flops(&self, cx: &FlopsCx) -> Elems {
