@@ -26,6 +26,8 @@ pub trait Worker: Send {
 /// The data-parallel step: the batch split among workers, their gradients summed in a fixed order (the same result for a given thread count every time).
 pub struct DataParallel<W> {
     workers: Vec<W>,
+    /// The workers' meeting, kept from step to step while its size fits and no one left it.
+    seats: Vec<Arc<super::peers::Seat>>,
     grads: Vec<f32>,
     team: Arc<Team>,
     x_cols: usize,
@@ -41,7 +43,7 @@ impl<W: Worker> DataParallel<W> {
     pub fn new(workers: Vec<W>, params: usize, x_cols: usize, y_cols: usize) -> Result<Self, String> {
         let threads = workers.len().max(1);
         let team = Arc::new(Team::new(threads)?);
-        Ok(DataParallel { workers, grads: vec![0.0; params], team, x_cols, y_cols })
+        Ok(DataParallel { workers, seats: Vec::new(), grads: vec![0.0; params], team, x_cols, y_cols })
     }
 
     /// The threads, to spread the optimizer's update over them too.
@@ -83,9 +85,13 @@ impl<W: Worker> DataParallel<W> {
         // Worker i computes share i (on thread i of the team), whatever the timing.
         let mut results: Vec<Result<(usize, f64), ExecError>> = (0..used).map(|_| Ok((0, 0.0))).collect();
         // Every worker has rows (a share is at least `MIN_ROWS`), so each comes to every
-        // meeting of the step.
-        let seats = super::peers::seats(used, None);
-        let jobs: Vec<_> = workers.iter_mut().zip(results.iter_mut()).zip(&seats).collect();
+        // meeting of the step; the meeting is made again only for another count of workers
+        // or after a worker left it.
+        if self.seats.len() != used || self.seats.iter().any(|s| s.is_broken()) {
+            self.seats = super::peers::seats(used, None);
+        }
+        let seats = &self.seats;
+        let jobs: Vec<_> = workers.iter_mut().zip(results.iter_mut()).zip(seats).collect();
         team.run(jobs, |i, ((w, result), seat)| {
             let start = (i * share).min(rows);
             let n = share.min(rows - start);

@@ -59,6 +59,11 @@ pub fn seats(n: usize, cluster: Option<Cluster>) -> Vec<Arc<Seat>> {
 }
 
 impl Seat {
+    /// Whether a worker left the meeting (it can no longer sum).
+    pub fn is_broken(&self) -> bool {
+        self.meeting.broken.load(Ordering::Acquire)
+    }
+
     /// This worker will not come to the meeting's next sums: nobody waits for it.
     pub fn leave(&self) {
         let m = &self.meeting;
