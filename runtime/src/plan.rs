@@ -274,11 +274,14 @@ pub struct StepFacts {
     pub share: Share,
     /// Where its function's derivative jumps, if anywhere.
     pub kink: Option<Kink>,
+    /// The length of the sum over the whole batch the step meets the other workers of a
+    /// shared batch for (`Cx.peers`), or 0: it works row by row.
+    pub meeting: usize,
 }
 
 impl StepFacts {
-    /// A step that is smooth and cheap either way.
-    pub const SMOOTH: StepFacts = StepFacts { share: Share::Either, kink: None };
+    /// A step that is smooth, cheap either way, and works row by row.
+    pub const SMOOTH: StepFacts = StepFacts { share: Share::Either, kink: None, meeting: 0 };
 }
 
 /// An execution plan: the steps of a forward (and backward) pass over one planned arena, with the parameter table.

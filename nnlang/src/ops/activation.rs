@@ -115,7 +115,7 @@ impl Rules for ActivationOp {
             Step::ActivationInPlace { f, y } => Kink::of(*f, *y, true),
             _ => None,
         };
-        StepFacts { share: Share::Either, kink }
+        StepFacts { share: Share::Either, kink, meeting: 0 }
     }
     /// The function's nodes from the runtime's table, on whichever layout the input has.
     fn onnx(&self, g: &mut dyn super::onnx::OnnxGraph, cx: &super::onnx::OnnxCx) -> Result<(), String> {

@@ -100,7 +100,7 @@ impl Rules for Conv {
             Step::Conv { f, y, .. } => Kink::of(*f, *y, true),
             _ => None,
         };
-        StepFacts { share: Share::Batch, kink }
+        StepFacts { share: Share::Batch, kink, meeting: 0 }
     }
     /// `Conv` (channels first), then the fused activation.
     fn onnx(&self, g: &mut dyn super::onnx::OnnxGraph, cx: &super::onnx::OnnxCx) -> Result<(), String> {

@@ -52,9 +52,9 @@ impl Rules for Dense {
     fn step_facts(&self, step: &Step) -> nnlang_runtime::plan::StepFacts {
         use nnlang_runtime::plan::{Kink, Share, StepFacts};
         match step {
-            Step::Dense { x, y, .. } => StepFacts { share: Share::Products(x.cols + y.cols), kink: None },
+            Step::Dense { x, y, .. } => StepFacts { share: Share::Products(x.cols + y.cols), kink: None, meeting: 0 },
             Step::DenseAct { f, x, y, .. } => {
-                StepFacts { share: Share::Products(x.cols + y.cols), kink: Kink::of(*f, *y, true) }
+                StepFacts { share: Share::Products(x.cols + y.cols), kink: Kink::of(*f, *y, true), meeting: 0 }
             }
             _ => StepFacts::SMOOTH,
         }

@@ -127,7 +127,7 @@ impl Rules for GlobalPool {
     fn step_facts(&self, step: &Step) -> StepFacts {
         match step {
             Step::GlobalPool { max: true, x, y, .. } => {
-                StepFacts { share: Share::Either, kink: Some(Kink::Across(*x, y.cols)) }
+                StepFacts { share: Share::Either, kink: Some(Kink::Across(*x, y.cols)), meeting: 0 }
             }
             _ => StepFacts::SMOOTH,
         }

@@ -52,7 +52,7 @@ impl Rules for Local {
             Step::Local { f, y, .. } => Kink::of(*f, *y, true),
             _ => None,
         };
-        StepFacts { share: Share::Batch, kink }
+        StepFacts { share: Share::Batch, kink, meeting: 0 }
     }
     /// Its patches by a convolution with one-hot filters, then at every position a product
     /// with that position's filters (`MatMul` over `[oh, ow]`).

@@ -57,8 +57,10 @@ impl Rules for Maxout {
     fn step_facts(&self, step: &Step) -> nnlang_runtime::plan::StepFacts {
         use nnlang_runtime::plan::{Kink, Share, StepFacts};
         match step {
-            Step::Dense { x, y, .. } => StepFacts { share: Share::Products(x.cols + y.cols), kink: None },
-            Step::Maxout { pieces, z, .. } => StepFacts { share: Share::Either, kink: Some(Kink::Winner(*z, *pieces)) },
+            Step::Dense { x, y, .. } => StepFacts { share: Share::Products(x.cols + y.cols), kink: None, meeting: 0 },
+            Step::Maxout { pieces, z, .. } => {
+                StepFacts { share: Share::Either, kink: Some(Kink::Winner(*z, *pieces)), meeting: 0 }
+            }
             _ => StepFacts::SMOOTH,
         }
     }
@@ -163,7 +165,9 @@ impl Rules for MaxoutChannels {
     fn step_facts(&self, step: &Step) -> nnlang_runtime::plan::StepFacts {
         use nnlang_runtime::plan::{Kink, Share, StepFacts};
         match step {
-            Step::Maxout { pieces, z, .. } => StepFacts { share: Share::Either, kink: Some(Kink::Winner(*z, *pieces)) },
+            Step::Maxout { pieces, z, .. } => {
+                StepFacts { share: Share::Either, kink: Some(Kink::Winner(*z, *pieces)), meeting: 0 }
+            }
             _ => StepFacts::SMOOTH,
         }
     }

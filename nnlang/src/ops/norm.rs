@@ -52,9 +52,16 @@ fn build(a: &Args) -> Result<Op, Diagnostic> {
 }
 
 impl Rules for BatchNorm {
-    /// Smooth, and cheap however threads share it.
-    fn step_facts(&self, _: &Step) -> nnlang_runtime::plan::StepFacts {
-        nnlang_runtime::plan::StepFacts::SMOOTH
+    /// Smooth and cheap however threads share it; a training step meets the other workers of
+    /// a shared batch for the batch's sums (`[Σx, Σx², n]` forward, `[Σdy, Σdy·x̂]` backward).
+    fn step_facts(&self, step: &Step) -> nnlang_runtime::plan::StepFacts {
+        use nnlang_runtime::plan::StepFacts;
+        let meeting = match step {
+            Step::BatchNorm { gamma, .. } => 2 * gamma.len + 1,
+            Step::BatchNormBackward { gamma, dx: Some(_), .. } => 2 * gamma.len,
+            _ => 0,
+        };
+        StepFacts { meeting, ..StepFacts::SMOOTH }
     }
     /// ONNX's `BatchNormalization` (with the running averages) over channel axis 1: an
     /// image's channels first, a sequence's features before its steps.

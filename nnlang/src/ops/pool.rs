@@ -104,7 +104,7 @@ impl Rules for Pool {
         use nnlang_runtime::plan::{Kink, PoolOp, Share, StepFacts};
         match step {
             Step::Pool { op: PoolOp::Max, g, x, y } => {
-                StepFacts { share: Share::Either, kink: Some(Kink::Window(*g, *x, *y)) }
+                StepFacts { share: Share::Either, kink: Some(Kink::Window(*g, *x, *y)), meeting: 0 }
             }
             _ => StepFacts::SMOOTH,
         }

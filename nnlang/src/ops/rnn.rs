@@ -577,5 +577,5 @@ fn rnn_facts(step: &Step) -> nnlang_runtime::plan::StepFacts {
         Step::Rnn { f, hs, .. } => Kink::of(*f, *hs, true),
         _ => None,
     };
-    StepFacts { share: Share::Batch, kink }
+    StepFacts { share: Share::Batch, kink, meeting: 0 }
 }

@@ -191,14 +191,3 @@ pub fn backward_step<T: Float>(
     }
     Ok(())
 }
-
-/// The sizes of the sums a step of a training plan meets the other workers for, in order
-/// (what a process with no rows of a shared batch must bring zeros to).
-pub fn meetings(step: &crate::plan::Step) -> Vec<usize> {
-    use crate::plan::Step;
-    match step {
-        Step::BatchNorm { gamma, .. } => vec![2 * gamma.len + 1],
-        Step::BatchNormBackward { gamma, dx: Some(_), .. } => vec![2 * gamma.len],
-        _ => Vec::new(),
-    }
-}

@@ -170,7 +170,6 @@ pub fn fit(
     let mut history = Vec::new();
     let mut rates = m.rates();
     for epoch in 0..o.epochs {
-        opt.lr = rates.at(epoch);
         order.shuffle(&mut rng);
         let start = std::time::Instant::now();
         let mut total = 0.0;

@@ -213,7 +213,6 @@ pub fn fit(
         first = r.epochs_done;
     }
     for epoch in first..opts.epochs {
-        stepper.opt.lr = rates.at(epoch);
         // Windows of streams stay in order (each batch continues the previous one's streams)
         // and start from zero states every epoch; examples are shuffled.
         if opts.bptt.is_some() {

@@ -103,7 +103,8 @@ impl<'p> Stepper<'p> {
             shared_steps: 0,
             reduce_time: std::time::Duration::ZERO,
         });
-        let meetings = plan.steps.iter().flat_map(crate::kernels::norm::meetings).collect();
+        // What the ops that made the steps say (a plan built by hand has no facts: no meetings).
+        let meetings = plan.facts.iter().map(|f| f.meeting).filter(|&n| n > 0).collect();
         Stepper { plan, master, workers, team, opt, cluster, meetings }
     }
 
