@@ -516,20 +516,5 @@ fn strict_row(line: &str, n: usize) -> Result<(Done, Vec<String>), String> {
 /// A line of the table (without its header) back as (stage, number) and outcome, for a search
 /// of `n` settings; `None` for a row cut short by an interruption (the trial runs again).
 pub fn parse_row(line: &str, n: usize) -> Option<Done> {
-    let f: Vec<&str> = line.trim_end_matches('\n').splitn(n + 7, ',').collect();
-    if f.len() < n + 7 {
-        return None;
-    }
-    let (Ok(stage), Ok(number)) = (f[0].parse::<usize>(), f[1].parse::<usize>()) else { return None };
-    let detail = f[n + 6].trim_matches('"').to_string();
-    let o = match f[n + 2] {
-        "ok" => Outcome::Scored {
-            val_loss: f[n + 3].parse().unwrap_or(f64::NAN),
-            val_accuracy: f[n + 4].parse().ok(),
-            seconds: f[n + 5].parse().unwrap_or(0.0),
-        },
-        "rejected" => Outcome::Rejected(detail),
-        _ => Outcome::Failed(detail),
-    };
-    Some(((stage.saturating_sub(1), number), o))
+    strict_row(line, n).ok().map(|(done, _)| done)
 }
