@@ -36,6 +36,11 @@ EXTRA = {
     "batchnorm": "model Bn {\n input x: [6, 6, 2]\n x -> conv(filters = 4, size = 3, pad = same) -> batchnorm -> relu\n"
     " -> flatten -> dense(16) -> batchnorm(eps = 1e-3) -> dense(3) -> softmax\n}\n",
     "batchnorm_sequence": "model BnSeq {\n input x: [seq <= 8, 3]\n x -> dense(5) -> batchnorm -> tanh -> rnn(4) -> dense(2)\n}\n",
+    "separable": "model Separable {\n input x: [12, 11, 4]\n x -> conv(filters = 8, size = 3, pad = same, groups = 2) -> relu\n"
+    " -> conv(filters = 8, size = 3, pad = same, groups = 8) -> batchnorm -> relu\n"
+    " -> conv(filters = 16, size = 3, dilation = 2, pad = 2, groups = 8)\n"
+    " -> conv(filters = 16, size = 3, stride = 2, dilation = 2, round = floor, groups = 16)\n"
+    " -> conv(filters = 8, size = 1) -> globalavgpool -> dense(3) -> softmax\n}\n",
     "floored": "model Floored {\n input x: [13, 13, 1]\n x -> conv(filters = 4, size = 3) -> relu -> maxpool(size = 2, round = floor)\n"
     " -> avgpool(size = 3, stride = 2, round = floor) -> dense(3) -> softmax\n}\n",
     "global_pools": "model GlobalPools {\n input x: [7, 5, 2]\n let a = x -> conv(filters = 4, size = 3, pad = same) -> relu -> globalavgpool\n"

@@ -175,6 +175,22 @@ nnlang_macros::nn! {
     data d { train = csv("unused.csv") }
 }
 
+// Grouped, depthwise (the direct kernel), dilated and floored convolutions.
+nnlang_macros::nn! {
+    model Separable {
+        input x: [9, 9, 4]
+        x -> conv(filters = 8, size = 3, pad = same, groups = 2) -> batchnorm -> relu
+          -> conv(filters = 8, size = 3, pad = same, groups = 8) -> relu
+          -> conv(filters = 8, size = 3, pad = same, groups = 8, dilation = 2)
+          -> conv(filters = 16, size = 1) -> relu
+          -> conv(filters = 16, size = 3, stride = 3, round = floor, groups = 16, dilation = 2) -> tanh
+          -> conv(filters = 6, size = 3, groups = 2, dilation = 2, pad = 2)
+          -> globalavgpool -> dense(3) -> softmax
+    }
+    train Separable on d { loss = cross_entropy, optimizer = sgd(lr = 0.05, momentum = 0.9), batch = 8, seed = 6 }
+    data d { train = csv("unused.csv") }
+}
+
 // Models named like Rust keywords and types: a raw identifier, or a suffix.
 nnlang_macros::nn! { model fn { input x: [3] x -> dense(2) -> softmax } }
 nnlang_macros::nn! { model Self { input x: [3] x -> dense(2) -> softmax } }
@@ -346,6 +362,12 @@ differential!(
     global_pools,
     GlobalPools,
     "model GlobalPools {\n input x: [6, 5, 2]\n let a = x -> conv(filters = 4, size = 3, pad = same) -> batchnorm -> relu -> globalavgpool\n let b = x -> conv(filters = 3, size = 3) -> tanh -> globalmaxpool\n concat(a, b) -> dense(3) -> softmax\n }\n train GlobalPools on d { loss = cross_entropy, optimizer = sgd(lr = 0.1, momentum = 0.9), batch = 8, seed = 5 }\n data d { train = csv(\"unused.csv\") }"
+);
+
+differential!(
+    grouped_dilated_depthwise,
+    Separable,
+    "model Separable {\n    input x: [9, 9, 4]\n    x -> conv(filters = 8, size = 3, pad = same, groups = 2) -> batchnorm -> relu\n      -> conv(filters = 8, size = 3, pad = same, groups = 8) -> relu\n      -> conv(filters = 8, size = 3, pad = same, groups = 8, dilation = 2)\n      -> conv(filters = 16, size = 1) -> relu\n      -> conv(filters = 16, size = 3, stride = 3, round = floor, groups = 16, dilation = 2) -> tanh\n      -> conv(filters = 6, size = 3, groups = 2, dilation = 2, pad = 2)\n      -> globalavgpool -> dense(3) -> softmax\n}\ntrain Separable on d { loss = cross_entropy, optimizer = sgd(lr = 0.05, momentum = 0.9), batch = 8, seed = 6 }\ndata d { train = csv(\"unused.csv\") }"
 );
 
 differential!(
@@ -525,6 +547,7 @@ generated_gradcheck!(gradcheck_batchnorm_conv, BnConv);
 generated_gradcheck!(gradcheck_batchnorm_ragged_sequences, BnSeq);
 generated_gradcheck!(gradcheck_global_pools, GlobalPools);
 generated_gradcheck!(gradcheck_floored_pooling, Floored);
+generated_gradcheck!(gradcheck_grouped_dilated_depthwise, Separable);
 
 /// `predict` takes an array of any number of rows (more than a batch here), runs it in
 /// batches, and returns an owned array; a wrong width is an error.

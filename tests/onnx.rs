@@ -221,6 +221,18 @@ fn every_layer_and_merge_exports_to_onnx() {
             None,
         ),
         (
+            "separable",
+            "model Separable {
+    input image: [12, 11, 4]
+    image -> conv(filters = 8, size = 3, pad = same, groups = 2) -> relu
+      -> conv(filters = 8, size = 3, pad = same, groups = 8) -> batchnorm -> relu
+      -> conv(filters = 16, size = 3, dilation = 2, pad = 2, groups = 8)
+      -> conv(filters = 16, size = 3, stride = 2, dilation = 2, round = floor, groups = 16)
+      -> conv(filters = 8, size = 1) -> globalavgpool -> dense(3) -> softmax
+}",
+            None,
+        ),
+        (
             "normalized_steps",
             "model NormalizedSteps {
     input frames: [seq <= 8, 3]

@@ -39,7 +39,7 @@ fn main() {
     println!("kernels: {path}");
     let rows = 64;
     for &(h, d, k) in &[(28usize, 1usize, 16usize), (14, 16, 32), (32, 3, 32), (32, 32, 32), (16, 32, 32)] {
-        let g = Geometry { h, w: h, d, k, f: 3, s: 1, p: 1, oh: h, ow: h };
+        let g = Geometry { h, w: h, d, k, f: 3, s: 1, p: 1, oh: h, ow: h, dil: 1, groups: 1 };
         let x: Vec<f32> = (0..rows * h * h * d).map(|i| ((i * 7) % 13) as f32 * 0.1 - 0.6).collect();
         let w: Vec<f32> = (0..k * d * 9).map(|i| ((i * 5) % 11) as f32 * 0.1 - 0.5).collect();
         let b = vec![0.1f32; k];

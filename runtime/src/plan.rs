@@ -67,7 +67,8 @@ impl PBuf {
 
 /// The geometry of a convolution, locally-connected layer or pooling window over
 /// channels-last volumes: input `h × w × d`, `k` filters (the depth for pooling) of size
-/// `f × f`, stride `s`, padding `p`, output `oh × ow`.
+/// `f × f`, stride `s`, padding `p`, output `oh × ow`; a convolution's taps `dil` apart
+/// (dilation) and its channels in `groups` groups (1 and 1 for every other window).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Geometry {
     /// Input height.
@@ -88,6 +89,33 @@ pub struct Geometry {
     pub oh: usize,
     /// Output width.
     pub ow: usize,
+    /// The distance between a filter's taps (1: adjacent).
+    pub dil: usize,
+    /// Channel groups: filter `i` of `k` sees channels `(i / (k/groups))·d/groups ..` of `d`.
+    pub groups: usize,
+}
+
+impl Geometry {
+    /// Input channels each filter sees.
+    pub fn dg(&self) -> usize {
+        self.d / self.groups.max(1)
+    }
+    /// Filters per group.
+    pub fn kg(&self) -> usize {
+        self.k / self.groups.max(1)
+    }
+    /// The window's extent over the input: `dil·(f − 1) + 1`.
+    pub fn span(&self) -> usize {
+        self.dil * (self.f.max(1) - 1) + 1
+    }
+    /// Dilation 1, one group: the plain window every fast path takes.
+    pub fn plain(&self) -> bool {
+        self.dil == 1 && self.groups == 1
+    }
+    /// One filter per input channel (`groups = d = k`, `d > 1`): a depthwise convolution.
+    pub fn depthwise(&self) -> bool {
+        self.groups == self.d && self.k == self.d && self.d > 1
+    }
 }
 
 /// A pooling window's reduction.

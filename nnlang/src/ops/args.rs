@@ -370,15 +370,24 @@ impl<'a> Args<'a> {
         Ok(Some(a.function))
     }
 
-    /// `pad = 2`, `pad = same` (P = (F − 1)/2, F odd) or `pad = valid` (P = 0); 0 if not given.
-    pub fn padding(&self, size: usize) -> Result<usize, Diagnostic> {
+    /// `pad = 2`, `pad = same` (P = d·(F − 1)/2, which must be whole: F odd without
+    /// dilation) or `pad = valid` (P = 0); 0 if not given. `dil` is the dilation.
+    pub fn padding(&self, size: usize, dil: usize) -> Result<usize, Diagnostic> {
         let Some((v, span)) = self.value("pad")? else { return Ok(0) };
         match *v {
             Value::Int(p) if p as u64 > super::rule::MAX_ELEMENTS => Err(too_large("pad", self.kind, p, span)),
             Value::Int(p) if p >= 0 => usize::try_from(p).map_err(|_| too_big(span)),
             Value::Sym(ref s) if s == "valid" => Ok(0),
             Value::Sym(ref s) if s == "same" => {
-                if size.is_multiple_of(2) {
+                let reach = dil as u128 * size.saturating_sub(1) as u128;
+                if reach.is_multiple_of(2) && reach / 2 > super::rule::MAX_ELEMENTS as u128 {
+                    Err(Diagnostic::error(
+                        format!("`pad = same` of `{}` is far too large: {}·({size} − 1)/2 = {}", self.kind, dil, reach / 2),
+                        span,
+                        "more than 2^40",
+                    )
+                    .with_note("no dimension, count or padding of a model can exceed 2^40; the size or the dilation is probably mistyped"))
+                } else if !reach.is_multiple_of(2) && dil == 1 {
                     Err(Diagnostic::error(
                         format!("`pad = same` needs an odd filter size, found size = {size}"),
                         span,
@@ -393,8 +402,24 @@ impl<'a> Args<'a> {
                         size - 1,
                         size + 1
                     )))
+                } else if !reach.is_multiple_of(2) {
+                    Err(Diagnostic::error(
+                        format!("`pad = same` needs an odd filter size or an even dilation, found size = {size} and dilation = {dil}"),
+                        span,
+                        "no whole padding keeps the size",
+                    )
+                    .with_note(format!(
+                        "same padding is P = d·(F − 1)/2 = {dil}·({size} − 1)/2 = {}",
+                        fmt_num(reach as f64 / 2.0)
+                    ))
+                    .with_help(format!(
+                        "use size = {} or size = {}, or dilation = {}, or give `pad` as a number",
+                        size - 1,
+                        size + 1,
+                        dil + 1
+                    )))
                 } else {
-                    Ok((size - 1) / 2)
+                    Ok((reach / 2) as usize)
                 }
             }
             _ => {

@@ -1,10 +1,11 @@
-//! `conv(filters, size, stride, pad)`: 2-D convolution over a `[height, width, depth]`
-//! volume, by im2col into a planned workspace and one product per chunk of examples. The
-//! `fuse-dense` pass sets `activation` when an activation is its only reader.
+//! `conv(filters, size, stride, pad, dilation, groups, round)`: 2-D convolution over a
+//! `[height, width, depth]` volume, by im2col into a planned workspace and one product per
+//! chunk of examples and group (depthwise ones directly, see the kernel). The `fuse-dense`
+//! pass sets `activation` when an activation is its only reader.
 
 use super::activation::{self, Activation};
 use super::args::Args;
-use super::geometry::window_extent;
+use super::geometry::{window_extent, Window};
 use super::rule::{bias, both_extents, volume, weight, RuleResult};
 use super::tensor::Elems;
 use super::{FlopsCx, Layer, Op, Reads, Rules, Scratch, ShapeCx, StepCx, Value};
@@ -12,7 +13,8 @@ use crate::diag::Diagnostic;
 use nnlang_runtime::plan::{ABuf, Act, Geometry, PBuf, Step};
 use serde::Serialize;
 
-/// `conv(filters, size, stride, pad)`: a 2-D convolution over a channels-last volume.
+/// `conv(filters, size, stride, pad, dilation, groups, round)`: a 2-D convolution over a
+/// channels-last volume.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Conv {
     /// Output channels.
@@ -23,6 +25,16 @@ pub struct Conv {
     pub stride: usize,
     /// Resolved from `same` / `valid`.
     pub pad: usize,
+    /// The distance between a filter's taps (1: adjacent).
+    #[serde(skip_serializing_if = "is_one")]
+    pub dilation: usize,
+    /// Channel groups: each filter sees `depth / groups` channels (depthwise: `groups = depth`).
+    #[serde(skip_serializing_if = "is_one")]
+    pub groups: usize,
+    /// `round = floor`: the windows that fit, the rest of each row and column left out (as
+    /// PyTorch and Keras do); otherwise the windows must tile the padded input exactly.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub floor: bool,
     /// Set by `fuse-dense`.
     #[serde(skip_serializing_if = "Option::is_none", serialize_with = "activation::ser_opt")]
     pub activation: Option<Activation>,
@@ -31,11 +43,26 @@ pub struct Conv {
 /// The arguments of a window layer (conv, local).
 pub const WINDOW_ARGS: &[(&str, bool)] = &[("filters", true), ("size", true), ("stride", false), ("pad", false)];
 
+/// A convolution's: a window layer's, and its dilation, groups and rounding.
+const CONV_ARGS: &[(&str, bool)] = &[
+    ("filters", true),
+    ("size", true),
+    ("stride", false),
+    ("pad", false),
+    ("dilation", false),
+    ("groups", false),
+    ("round", false),
+];
+
+fn is_one(n: &usize) -> bool {
+    *n == 1
+}
+
 impl Conv {
     /// `conv`.
     pub const LAYERS: &'static [Layer] = &[Layer {
         name: "conv",
-        args: WINDOW_ARGS,
+        args: CONV_ARGS,
         example: "`conv(filters = 32, size = 3, stride = 1, pad = same)`",
         merge: false,
         positional_error: None,
@@ -48,18 +75,25 @@ pub fn window_args(a: &Args) -> Result<(usize, usize, usize, usize), Diagnostic>
     let filters = a.required_int("filters")?;
     let size = a.required_int("size")?;
     let stride = a.positive_int("stride")?.unwrap_or(1);
-    let pad = a.padding(size)?;
+    let pad = a.padding(size, 1)?;
     Ok((filters, size, stride, pad))
 }
 
 fn build(a: &Args) -> Result<Op, Diagnostic> {
-    let (filters, size, stride, pad) = window_args(a)?;
-    Ok(Op::Conv(Conv { filters, size, stride, pad, activation: None }))
+    let filters = a.required_int("filters")?;
+    let size = a.required_int("size")?;
+    let stride = a.positive_int("stride")?.unwrap_or(1);
+    let dilation = a.positive_int("dilation")?.unwrap_or(1);
+    let groups = a.positive_int("groups")?.unwrap_or(1);
+    let pad = a.padding(size, dilation)?;
+    let floor = a.symbol("round", &["floor", "exact"])? == Some("floor");
+    Ok(Op::Conv(Conv { filters, size, stride, pad, dilation, groups, floor, activation: None }))
 }
 
-/// Elements of an im2col workspace: whole examples' patches up to about 1 MiB.
+/// Elements of an im2col workspace: whole examples' patches (over one group) up to about
+/// 1 MiB.
 pub fn workspace(g: &Geometry, max_batch: usize) -> usize {
-    let per = g.oh * g.ow * g.d * g.f * g.f;
+    let per = g.oh * g.ow * g.dg() * g.f * g.f;
     let examples = (WORKSPACE / per.max(1)).clamp(1, max_batch.max(1));
     examples * per
 }
@@ -82,12 +116,10 @@ pub fn window_shape(
     cx: &ShapeCx,
     kind: &str,
     filters: usize,
-    size: usize,
-    stride: usize,
-    pad: usize,
+    win: Window,
 ) -> Result<([usize; 3], usize), Vec<super::rule::ShapeError>> {
     let [h, w, d] = volume(cx.id, &cx.one(), kind)?;
-    let (oh, ow) = both_extents(cx.id, kind, (h, w), |dim, n| window_extent(dim, n, size, stride, pad))?;
+    let (oh, ow) = both_extents(cx.id, kind, (h, w), |dim, n| window_extent(dim, n, win))?;
     Ok(([oh, ow, filters], d))
 }
 
@@ -107,7 +139,8 @@ impl Rules for Conv {
         let src = cx.input()?;
         let depth = g.shape(src)?.last().ok_or_else(|| format!("`{}`: its input has no fixed depth", cx.name))?;
         let x = g.value(src, super::onnx::Layout::ChannelsFirst)?;
-        let w = super::onnx::param_tensor(g, cx.id, "weight", &[self.filters, depth, self.size, self.size])?;
+        let w =
+            super::onnx::param_tensor(g, cx.id, "weight", &[self.filters, depth / self.groups, self.size, self.size])?;
         let b = super::onnx::param_tensor(g, cx.id, "bias", &[self.filters])?;
         let (k, s, p) = (self.size as i64, self.stride as i64, self.pad as i64);
         let act = self.activation.unwrap_or(Activation::Identity);
@@ -116,6 +149,8 @@ impl Rules for Conv {
             super::onnx::Attr::Ints("kernel_shape", vec![k, k]),
             super::onnx::Attr::Ints("strides", vec![s, s]),
             super::onnx::Attr::Ints("pads", vec![p, p, p, p]),
+            super::onnx::Attr::Ints("dilations", vec![self.dilation as i64; 2]),
+            super::onnx::Attr::Int("group", self.groups as i64),
         ];
         let y = g.node("Conv", &[&x, &w, &b], attrs, &pre);
         let y = super::onnx::activation(g, &act, &y, cx.name);
@@ -125,8 +160,8 @@ impl Rules for Conv {
     fn pytorch(&self, c: &super::PyCx) -> Option<super::PyLayer> {
         let depth = c.in_shape.and_then(|s| s.last()).unwrap_or(0);
         let init = c.init(format!(
-            "nn.Conv2d({depth}, {}, {}, stride={}, padding={})",
-            self.filters, self.size, self.stride, self.pad
+            "nn.Conv2d({depth}, {}, {}, stride={}, padding={}, dilation={}, groups={})",
+            self.filters, self.size, self.stride, self.pad, self.dilation, self.groups
         ));
         let x = format!("{}({}.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)", c.module, c.x);
         Some(super::PyLayer::with(init, activation::pytorch(&self.activation.unwrap_or(Activation::Identity), &x)))
@@ -141,22 +176,33 @@ impl Rules for Conv {
             ("stride", self.stride.to_string()),
             ("pad", self.pad.to_string()),
         ];
+        if self.dilation != 1 {
+            v.push(("dilation", self.dilation.to_string()));
+        }
+        if self.groups != 1 {
+            v.push(("groups", self.groups.to_string()));
+        }
+        if self.floor {
+            v.push(("round", "floor".to_string()));
+        }
         if let Some(f) = &self.activation {
             v.push(("activation", activation::text(f)));
         }
         v
     }
     fn shape(&self, cx: &ShapeCx) -> RuleResult {
-        let (out, d) = window_shape(cx, "conv", self.filters, self.size, self.stride, self.pad)?;
-        let f = self.size;
+        let win = Window { f: self.size, s: self.stride, p: self.pad, dil: self.dilation, floor: self.floor };
+        let (out, d) = window_shape(cx, "conv", self.filters, win)?;
+        self.check_groups(cx, d)?;
+        let (f, dg) = (self.size, d / self.groups);
         let params = vec![
-            weight(cx.name, "weight", &[self.filters, d, f, f], d * f * f, self.filters * f * f),
+            weight(cx.name, "weight", &[self.filters, dg, f, f], dg * f * f, self.filters * f * f),
             bias(cx.name, "bias", &[self.filters]),
         ];
         Ok((super::tensor::Shape::fixed(&out), params))
     }
     fn flops(&self, cx: &FlopsCx) -> Elems {
-        cx.output.elements().scale(2 * (self.size as u64).pow(2) * cx.input_last())
+        cx.output.elements().scale(2 * (self.size as u64).pow(2) * (cx.input_last() / self.groups as u64).max(1))
     }
     fn runnable(&self) -> bool {
         true
@@ -200,6 +246,55 @@ impl Rules for Conv {
 
 impl Conv {
     fn geometry(&self, c: &StepCx) -> Option<Geometry> {
-        c.geometry(self.size, self.stride, self.pad, Some(self.filters))
+        let g = c.geometry(self.size, self.stride, self.pad, Some(self.filters))?;
+        Some(Geometry { dil: self.dilation, groups: self.groups, ..g })
+    }
+
+    /// `groups` divides the input's depth and the filters.
+    fn check_groups(&self, cx: &ShapeCx, d: usize) -> Result<(), Vec<super::rule::ShapeError>> {
+        let g = self.groups;
+        let what = match (d % g, self.filters % g) {
+            (0, 0) => return Ok(()),
+            (r, _) if r != 0 => format!("the {d} input channels"),
+            _ => format!("the {} filters", self.filters),
+        };
+        let mut help = Vec::new();
+        // The common divisors of the depth and the filters divide their gcd (trial division up
+        // to its square root: bounded for any depth).
+        let (mut a, mut b) = (d, self.filters);
+        while b != 0 {
+            (a, b) = (b, a % b);
+        }
+        let mut near: Option<usize> = None;
+        let mut q = 1usize;
+        while q.saturating_mul(q) <= a {
+            if a.is_multiple_of(q) {
+                for c in [q, a / q] {
+                    if near.is_none_or(|n| (c.abs_diff(g), c) < (n.abs_diff(g), n)) {
+                        near = Some(c);
+                    }
+                }
+            }
+            q += 1;
+        }
+        if let Some(q) = near {
+            help.push(format!("groups = {q} divides both the depth {d} and the {} filters", self.filters));
+        }
+        if self.filters.is_multiple_of(d) && g != d && near != Some(d) {
+            help.push(format!("or groups = {d} for a depthwise convolution (one group per input channel)"));
+        }
+        let mut e = super::rule::ShapeError::new(
+            cx.id,
+            format!("`groups = {g}` of this `conv` does not divide {what}"),
+            format!("{what} do not split into {g} equal groups"),
+        )
+        .note(format!(
+            "each of the {g} groups sees depth/groups = {d}/{g} input channels and makes filters/groups = {}/{g} outputs; both must be whole",
+            self.filters
+        ));
+        for h in help {
+            e = e.help(h);
+        }
+        Err(vec![e])
     }
 }

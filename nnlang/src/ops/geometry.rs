@@ -103,10 +103,43 @@ fn nearest(center: usize, lo: usize, hi: usize, ok: impl Fn(usize) -> bool, pref
     None
 }
 
-/// Convolution and locally-connected layers: `(W − F + 2P)/S + 1`.
-pub fn window_extent(dim: &str, w: usize, f: usize, s: usize, p: usize) -> Result<usize, ExtentError> {
+/// A window's size, stride, padding and dilation, and how its output size rounds.
+#[derive(Clone, Copy, Debug)]
+pub struct Window {
+    /// Taps across (`size`).
+    pub f: usize,
+    /// Stride.
+    pub s: usize,
+    /// Padding on each side.
+    pub p: usize,
+    /// Distance between taps (1: none).
+    pub dil: usize,
+    /// `round = floor`: the windows that fit, the rest left out.
+    pub floor: bool,
+}
+
+impl Window {
+    /// Dilation 1, exact: the notes' window.
+    pub fn plain(f: usize, s: usize, p: usize) -> Window {
+        Window { f, s, p, dil: 1, floor: false }
+    }
+    /// The extent over the input, `d·(F − 1) + 1`.
+    fn span(&self) -> usize {
+        self.dil.saturating_mul(self.f.saturating_sub(1)).saturating_add(1)
+    }
+}
+
+/// Convolution and locally-connected layers: `(W − F + 2P)/S + 1`, with `F` the effective
+/// size `d·(F − 1) + 1` when the taps are dilated; floored on request.
+pub fn window_extent(dim: &str, w: usize, win: Window) -> Result<usize, ExtentError> {
+    let Window { f: size, s, p, dil, floor } = win;
+    let f = win.span();
     if let Some(n) = fits(w, f, s, p) {
         return Ok(n);
+    }
+    let padded = w.saturating_add(p.saturating_mul(2));
+    if floor && padded >= f {
+        return Ok((padded - f) / s.max(1) + 1);
     }
     let mut suggestions = Vec::new();
     // The padding nearest the one given that fits this stride.
@@ -120,15 +153,39 @@ pub fn window_extent(dim: &str, w: usize, f: usize, s: usize, p: usize) -> Resul
         suggestions.push(format!("stride = {s2} gives {} = {n}", conv_formula(w, f, s2, p)));
     }
     let widest = w.saturating_add(p.saturating_mul(2));
-    if let Some(f2) = nearest(f, 1, widest, |q| q != f && fits(w, q, s, p).is_some(), true) {
+    // A size (with this dilation) that fits: effective sizes q = d·(F − 1) + 1.
+    let reach = |q: usize| q >= 1 && (q - 1).is_multiple_of(dil);
+    if let Some(f2) = nearest(f, 1, widest, |q| q != f && reach(q) && fits(w, q, s, p).is_some(), dil == 1) {
         let n = fits(w, f2, s, p).unwrap_or(0);
-        suggestions.push(format!("size = {f2} gives {} = {n}", conv_formula(w, f2, s, p)));
+        suggestions.push(format!("size = {} gives {} = {n}", (f2 - 1) / dil + 1, conv_formula(w, f2, s, p)));
     }
+    if dil > 1 {
+        let eff = |d: usize| d.saturating_mul(size.saturating_sub(1)).saturating_add(1);
+        if let Some(d2) = nearest(dil, 1, widest, |d| d != dil && fits(w, eff(d), s, p).is_some(), false) {
+            let n = fits(w, eff(d2), s, p).unwrap_or(0);
+            suggestions.push(format!("dilation = {d2} gives {} = {n}", conv_formula(w, eff(d2), s, p)));
+        }
+    }
+    if padded >= f {
+        let num = padded - f;
+        let (n, left) = (num / s.max(1) + 1, num % s.max(1));
+        suggestions.push(format!(
+            "round = floor gives ⌊{}⌋ + 1 = {n}, the last {left} left out (as PyTorch and Keras do)",
+            conv_formula(w, f, s, p).trim_end_matches(" + 1")
+        ));
+    }
+    let effective = if dil > 1 {
+        format!("F = {dil}·({size} − 1) + 1 = {f} (the size {size} dilated by {dil})")
+    } else {
+        format!("F = {f} (size)")
+    };
     Err(ExtentError {
         dim: dim.to_string(),
         formula: conv_formula(w, f, s, p),
         value: extent(w, f, s, p),
-        legend: format!("output size = (W − F + 2P)/S + 1 with W = {w} (input {dim}), F = {f} (size), P = {p} (pad), S = {s} (stride)"),
+        legend: format!(
+            "output size = (W − F + 2P)/S + 1 with W = {w} (input {dim}), {effective}, P = {p} (pad), S = {s} (stride)"
+        ),
         suggestions,
     })
 }
@@ -179,15 +236,15 @@ mod tests {
     #[test]
     fn the_notes_examples() {
         // 7×7 input, 3×3 filter: stride 1 gives 5, stride 2 gives 3, stride 3 does not fit.
-        assert_eq!(window_extent("width", 7, 3, 1, 0).ok(), Some(5));
-        assert_eq!(window_extent("width", 7, 3, 2, 0).ok(), Some(3));
-        let e = window_extent("width", 7, 3, 3, 0).expect_err("does not fit");
+        assert_eq!(window_extent("width", 7, Window::plain(3, 1, 0)).ok(), Some(5));
+        assert_eq!(window_extent("width", 7, Window::plain(3, 2, 0)).ok(), Some(3));
+        let e = window_extent("width", 7, Window::plain(3, 3, 0)).expect_err("does not fit");
         assert_eq!(e.formula, "(7 − 3)/3 + 1");
         assert!((e.value - 7.0 / 3.0).abs() < 1e-12);
         // AlexNet's first layer: (227 − 11)/4 + 1 = 55.
-        assert_eq!(window_extent("width", 227, 11, 4, 0).ok(), Some(55));
+        assert_eq!(window_extent("width", 227, Window::plain(11, 4, 0)).ok(), Some(55));
         // Same padding keeps the size: (32 − 3 + 2)/1 + 1 = 32.
-        assert_eq!(window_extent("width", 32, 3, 1, 1).ok(), Some(32));
+        assert_eq!(window_extent("width", 32, Window::plain(3, 1, 1)).ok(), Some(32));
         // Pooling 2/2 halves; the overlapping 3/2 on 13 gives 6.
         assert_eq!(pool_extent("width", 224, 2, 2, false).ok(), Some(112));
         assert_eq!(pool_extent("width", 13, 3, 2, false).ok(), Some(6));
@@ -195,18 +252,54 @@ mod tests {
 
     #[test]
     fn suggestions_fit() {
-        let e = window_extent("width", 28, 5, 2, 0).expect_err("does not fit");
+        let e = window_extent("width", 28, Window::plain(5, 2, 0)).expect_err("does not fit");
         assert_eq!(e.formula, "(28 − 5)/2 + 1");
         assert_eq!(e.value, 12.5);
-        assert_eq!(e.suggestions, ["stride = 1 gives (28 − 5)/1 + 1 = 24", "size = 4 gives (28 − 4)/2 + 1 = 13"]);
+        assert_eq!(
+            e.suggestions,
+            [
+                "stride = 1 gives (28 − 5)/1 + 1 = 24",
+                "size = 4 gives (28 − 4)/2 + 1 = 13",
+                "round = floor gives ⌊(28 − 5)/2⌋ + 1 = 12, the last 1 left out (as PyTorch and Keras do)"
+            ]
+        );
         // Padding moves the numerator in steps of 2, so it can only help when S > 2.
-        let e = window_extent("width", 32, 3, 3, 0).expect_err("does not fit");
+        let e = window_extent("width", 32, Window::plain(3, 3, 0)).expect_err("does not fit");
         assert_eq!(e.suggestions[0], "pad = 2 gives (32 − 3 + 2·2)/3 + 1 = 12");
     }
 
     #[test]
+    fn dilation_widens_the_window_and_floor_rounds_down() {
+        // 3 taps 2 apart span 5: (28 − 5 + 2·2)/1 + 1 = 28, same padding for a dilated 3×3.
+        let win = Window { f: 3, s: 1, p: 2, dil: 2, floor: false };
+        assert_eq!(window_extent("width", 28, win).ok(), Some(28));
+        let win = Window { f: 3, s: 3, p: 0, dil: 2, floor: false };
+        let e = window_extent("width", 28, win).expect_err("does not fit");
+        assert_eq!(e.formula, "(28 − 5)/3 + 1");
+        assert_eq!(
+            e.legend,
+            "output size = (W − F + 2P)/S + 1 with W = 28 (input width), F = 2·(3 − 1) + 1 = 5 (the size 3 dilated by 2), P = 0 (pad), S = 3 (stride)"
+        );
+        // Sizes and dilations that fit, in effective sizes 2·(F − 1) + 1 and d·2 + 1.
+        assert_eq!(
+            e.suggestions[2..],
+            [
+                "size = 4 gives (28 − 7)/3 + 1 = 8",
+                "dilation = 3 gives (28 − 7)/3 + 1 = 8",
+                "round = floor gives ⌊(28 − 5)/3⌋ + 1 = 8, the last 2 left out (as PyTorch and Keras do)"
+            ]
+        );
+        assert_eq!(window_extent("width", 28, Window { floor: true, ..win }).ok(), Some(8));
+        // Dilated past the input: 3 taps 20 apart span 41 > 28 + 2·1, floored or not.
+        let win = Window { f: 3, s: 1, p: 1, dil: 20, floor: true };
+        let e = window_extent("width", 28, win).expect_err("no output");
+        assert_eq!(e.value, -10.0);
+        assert!(e.suggestions.iter().any(|s| s.starts_with("dilation = 14 gives")), "{:?}", e.suggestions);
+    }
+
+    #[test]
     fn a_filter_larger_than_the_input_leaves_nothing() {
-        let e = window_extent("height", 5, 7, 1, 0).expect_err("no output");
+        let e = window_extent("height", 5, Window::plain(7, 1, 0)).expect_err("no output");
         assert_eq!(e.value, -1.0);
         let e = pool_extent("height", 2, 3, 1, false).expect_err("no output");
         assert_eq!(e.value, 0.0);

@@ -131,7 +131,8 @@ impl Rules for Local {
         ]
     }
     fn shape(&self, cx: &ShapeCx) -> RuleResult {
-        let ([oh, ow, k], d) = window_shape(cx, "local", self.filters, self.size, self.stride, self.pad)?;
+        let win = super::geometry::Window::plain(self.size, self.stride, self.pad);
+        let ([oh, ow, k], d) = window_shape(cx, "local", self.filters, win)?;
         let f = self.size;
         // Each output (position and filter) reads a d·f² patch, whatever the positions.
         let params = vec![

@@ -170,7 +170,7 @@ impl StepCx<'_> {
     /// window of `f`, stride `s`, padding `p`, with `k` filters (`None`: pooling, k = d).
     pub fn geometry(&self, f: usize, s: usize, p: usize, k: Option<usize>) -> Option<Geometry> {
         let (&[h, w, d], &[oh, ow, _]) = (self.in_dims?, self.out_dims?) else { return None };
-        Some(Geometry { h, w, d, k: k.unwrap_or(d), f, s, p, oh, ow })
+        Some(Geometry { h, w, d, k: k.unwrap_or(d), f, s, p, oh, ow, dil: 1, groups: 1 })
     }
 }
 

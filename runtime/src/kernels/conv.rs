@@ -7,10 +7,14 @@ use super::implicit;
 use crate::plan::{Act, Geometry};
 use crate::Float;
 
-/// Fills `p` (`(outH·outW) × (F·F·D)`, row-major) with the patches of one example `x`
-/// (`H × W × D`); outside the input (padding) is zero. A patch is ordered (filter row,
-/// filter column, depth), so each tap is one contiguous run of `D` values of the input.
-pub fn im2col<T: Float>(g: &Geometry, x: &[T], p: &mut [T]) {
+/// Fills `p` (`(outH·outW) × (F·F·Dg)`, row-major) with the patches of one example `x`
+/// (`H × W × D`) over the channels of `group` (`Dg = D / groups` of them); outside the input
+/// (padding) is zero. A patch is ordered (filter row, filter column, channel), so with one
+/// group and no dilation each filter row is one contiguous run of the input.
+pub fn im2col<T: Float>(g: &Geometry, x: &[T], p: &mut [T], group: usize) {
+    if !g.plain() {
+        return im2col_taps(g, x, p, group);
+    }
     let (f, d, s, pad) = (g.f, g.d, g.s, g.p as isize);
     let cols = d * f * f;
     // One filter row of a patch is `f` taps of `d` values: inside the input they are one
@@ -41,8 +45,42 @@ pub fn im2col<T: Float>(g: &Geometry, x: &[T], p: &mut [T]) {
     }
 }
 
+/// The input position of tap `t` (`0..f`) of the window at output position `o`, if inside
+/// an input extent of `n`.
+#[inline]
+fn tap(g: &Geometry, o: usize, t: usize, n: usize) -> Option<usize> {
+    let i = (o * g.s + t * g.dil) as isize - g.p as isize;
+    (i >= 0 && (i as usize) < n).then_some(i as usize)
+}
+
+/// [`im2col`] tap by tap: `Dg` channels of the input per tap, taps `dil` apart.
+fn im2col_taps<T: Float>(g: &Geometry, x: &[T], p: &mut [T], group: usize) {
+    let (f, d, dg) = (g.f, g.d, g.dg());
+    let (cols, c0) = (dg * f * f, group * dg);
+    for oy in 0..g.oh {
+        for ox in 0..g.ow {
+            let row = &mut p[(oy * g.ow + ox) * cols..(oy * g.ow + ox + 1) * cols];
+            for fy in 0..f {
+                for fx in 0..f {
+                    let dst = &mut row[(fy * f + fx) * dg..(fy * f + fx + 1) * dg];
+                    match (tap(g, oy, fy, g.h), tap(g, ox, fx, g.w)) {
+                        (Some(iy), Some(ix)) => {
+                            let at = (iy * g.w + ix) * d + c0;
+                            dst.iter_mut().zip(&x[at..at + dg]).for_each(|(v, &u)| *v = u);
+                        }
+                        _ => dst.iter_mut().for_each(|v| *v = T::ZERO),
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The adjoint of [`im2col`]: adds every patch entry of `p` back into `dx` (`H × W × D`).
-pub fn col2im<T: Float>(g: &Geometry, p: &[T], dx: &mut [T]) {
+pub fn col2im<T: Float>(g: &Geometry, p: &[T], dx: &mut [T], group: usize) {
+    if !g.plain() {
+        return col2im_taps(g, p, dx, group);
+    }
     let (f, d, s, pad) = (g.f, g.d, g.s, g.p as isize);
     let cols = d * f * f;
     let run = f * d;
@@ -69,10 +107,30 @@ pub fn col2im<T: Float>(g: &Geometry, p: &[T], dx: &mut [T]) {
     }
 }
 
-/// Weights `[n, D, F, F]` (PyTorch) reordered to patch order `[n, F, F, D]`; borrowed as
-/// they are when the two orders agree (one channel, or 1×1 filters).
+/// [`col2im`] tap by tap, the adjoint of [`im2col_taps`].
+fn col2im_taps<T: Float>(g: &Geometry, p: &[T], dx: &mut [T], group: usize) {
+    let (f, d, dg) = (g.f, g.d, g.dg());
+    let (cols, c0) = (dg * f * f, group * dg);
+    for oy in 0..g.oh {
+        for ox in 0..g.ow {
+            let row = &p[(oy * g.ow + ox) * cols..(oy * g.ow + ox + 1) * cols];
+            for fy in 0..f {
+                let Some(iy) = tap(g, oy, fy, g.h) else { continue };
+                for fx in 0..f {
+                    let Some(ix) = tap(g, ox, fx, g.w) else { continue };
+                    let at = (iy * g.w + ix) * d + c0;
+                    let src = &row[(fy * f + fx) * dg..(fy * f + fx + 1) * dg];
+                    dx[at..at + dg].iter_mut().zip(src).for_each(|(a, &v)| *a += v);
+                }
+            }
+        }
+    }
+}
+
+/// Weights `[n, Dg, F, F]` (PyTorch) reordered to patch order `[n, F, F, Dg]`; borrowed as
+/// they are when the two orders agree (one channel per filter, or 1×1 filters).
 fn to_patch_order<'a, T: Float>(g: &Geometry, n: usize, w: &'a [T]) -> std::borrow::Cow<'a, [T]> {
-    let (f, d) = (g.f, g.d);
+    let (f, d) = (g.f, g.dg());
     let cols = d * f * f;
     if d == 1 || f == 1 {
         return std::borrow::Cow::Borrowed(&w[..n * cols]);
@@ -88,9 +146,9 @@ fn to_patch_order<'a, T: Float>(g: &Geometry, n: usize, w: &'a [T]) -> std::borr
     std::borrow::Cow::Owned(out)
 }
 
-/// Patch order back to PyTorch's: `dw[i, c, t] (=|+=) src[i, t, c]`.
+/// Patch order back to PyTorch's: `dw[i, c, t] = src[i, t, c]`.
 fn from_patch_order<T: Float>(g: &Geometry, n: usize, src: &[T], dw: &mut [T]) {
-    let (f, d) = (g.f, g.d);
+    let (f, d) = (g.f, g.dg());
     let cols = d * f * f;
     if d == 1 || f == 1 {
         dw[..n * cols].copy_from_slice(&src[..n * cols]);
@@ -105,35 +163,45 @@ fn from_patch_order<T: Float>(g: &Geometry, n: usize, src: &[T], dw: &mut [T]) {
     }
 }
 
-/// The patches of examples `r0..r0 + n` of `x` into `ws`, one example after another.
-fn patches<T: Float>(g: &Geometry, x: &[T], r0: usize, n: usize, ws: &mut [T]) {
-    let (in_len, per) = (g.h * g.w * g.d, g.oh * g.ow * g.d * g.f * g.f);
+/// Elements of one example's patches over one group.
+fn per_example(g: &Geometry) -> usize {
+    g.oh * g.ow * g.dg() * g.f * g.f
+}
+
+/// The patches of examples `r0..r0 + n` of `x` over `group` into `ws`, one example after
+/// another.
+fn patches<T: Float>(g: &Geometry, x: &[T], r0: usize, n: usize, ws: &mut [T], group: usize) {
+    let (in_len, per) = (g.h * g.w * g.d, per_example(g));
     for i in 0..n {
-        im2col(g, &x[(r0 + i) * in_len..(r0 + i + 1) * in_len], &mut ws[i * per..(i + 1) * per]);
+        im2col(g, &x[(r0 + i) * in_len..(r0 + i + 1) * in_len], &mut ws[i * per..(i + 1) * per], group);
     }
 }
 
 /// The adjoint of [`patches`]: adds the patch gradients in `ws` into examples `r0..r0 + n`
 /// of `dx`.
-fn unpatch<T: Float>(g: &Geometry, ws: &[T], r0: usize, n: usize, dx: &mut [T]) {
-    let (in_len, per) = (g.h * g.w * g.d, g.oh * g.ow * g.d * g.f * g.f);
+fn unpatch<T: Float>(g: &Geometry, ws: &[T], r0: usize, n: usize, dx: &mut [T], group: usize) {
+    let (in_len, per) = (g.h * g.w * g.d, per_example(g));
     for i in 0..n {
-        col2im(g, &ws[i * per..(i + 1) * per], &mut dx[(r0 + i) * in_len..(r0 + i + 1) * in_len]);
+        col2im(g, &ws[i * per..(i + 1) * per], &mut dx[(r0 + i) * in_len..(r0 + i + 1) * in_len], group);
     }
 }
 
 /// Examples per im2col chunk: as many as fit the workspace `ws_len`.
 pub fn chunk(g: &Geometry, ws_len: usize) -> usize {
-    (ws_len / (g.oh * g.ow * g.d * g.f * g.f).max(1)).max(1)
+    (ws_len / per_example(g).max(1)).max(1)
 }
 
-/// `y = f(conv(x) + b)` for `rows` examples; `ws` is the im2col workspace.
+/// `y = f(conv(x) + b)` for `rows` examples; `ws` is the im2col workspace. Group `j`'s
+/// filters (`kg` of them, from `j·kg`) see its channels alone: one product per group.
 #[allow(clippy::too_many_arguments)]
 pub fn forward<T: Float>(g: &Geometry, f: Act, rows: usize, x: &[T], w: &[T], b: &[T], y: &mut [T], ws: &mut [T]) {
+    if g.depthwise() {
+        return super::depthwise::forward(g, f, rows, x, w, b, y);
+    }
     if T::conv_forward(g, f, rows, x, w, b, y) {
         return;
     }
-    let (cols, k, positions) = (g.d * g.f * g.f, g.k, g.oh * g.ow);
+    let (cols, k, kg, positions) = (g.dg() * g.f * g.f, g.k, g.kg(), g.oh * g.ow);
     let out_len = positions * k;
     let w = &to_patch_order(g, k, w)[..];
     for out in y[..rows * out_len].chunks_exact_mut(k) {
@@ -144,17 +212,35 @@ pub fn forward<T: Float>(g: &Geometry, f: Act, rows: usize, x: &[T], w: &[T], b:
     let mut r0 = 0;
     while r0 < rows {
         let n = per.min(rows - r0);
-        patches(g, x, r0, n, ws);
-        // Y[n·P × K] += P[n·P × cols] · Wᵀ[cols × K]
-        let out = &mut y[r0 * out_len..];
-        T::gemm(n * positions, cols, k, T::ONE, ws, cols as isize, 1, w, 1, cols as isize, T::ONE, out, k as isize, 1);
+        for j in 0..g.groups {
+            patches(g, x, r0, n, ws, j);
+            // Y_j[n·P × Kg] += P_j[n·P × cols] · W_jᵀ[cols × Kg]
+            let out = &mut y[r0 * out_len + j * kg..];
+            let wj = &w[j * kg * cols..];
+            T::gemm(
+                n * positions,
+                cols,
+                kg,
+                T::ONE,
+                ws,
+                cols as isize,
+                1,
+                wj,
+                1,
+                cols as isize,
+                T::ONE,
+                out,
+                k as isize,
+                1,
+            );
+        }
         r0 += n;
     }
     super::elementwise::activation_in_place(f, &mut y[..rows * out_len]);
 }
 
 /// Forward was `y = conv(x) + b`, so now `dW = Σ dyᵀ·patches`, `db = Σ dy`, and, when `dx`
-/// is given, `dx (+)= col2im(dy·W)`.
+/// is given, `dx (+)= col2im(dy·W)` — group by group.
 #[allow(clippy::too_many_arguments)]
 pub fn backward<T: Float>(
     g: &Geometry,
@@ -167,6 +253,9 @@ pub fn backward<T: Float>(
     mut dx: Option<(&mut [T], bool)>,
     ws: &mut [T],
 ) {
+    if g.depthwise() {
+        return super::depthwise::backward(g, rows, x, w, dy, dw, db, dx);
+    }
     // Without im2col where the processor allows (see `implicit`); `dx` by im2col when its
     // convolution would be mostly padding or the stride is above 1.
     let direct_dx = dx.is_some() && implicit::input_grads(g);
@@ -177,7 +266,7 @@ pub fn backward<T: Float>(
         }
         return;
     }
-    let (cols, k, positions) = (g.d * g.f * g.f, g.k, g.oh * g.ow);
+    let (cols, k, kg, positions) = (g.dg() * g.f * g.f, g.k, g.kg(), g.oh * g.ow);
     let (in_len, out_len) = (g.h * g.w * g.d, positions * k);
     let w = &to_patch_order(g, k, w)[..];
     let mut dw_patch = vec![T::ZERO; k * cols];
@@ -192,45 +281,49 @@ pub fn backward<T: Float>(
     let mut r0 = 0;
     while r0 < rows {
         let n = per.min(rows - r0);
-        patches(g, x, r0, n, ws);
-        let dyc = &dy[r0 * out_len..];
-        // dW[K × cols] (+)= dYᵀ[K × n·P] · P[n·P × cols]
-        let beta = if r0 == 0 { T::ZERO } else { T::ONE };
-        T::gemm(
-            k,
-            n * positions,
-            cols,
-            T::ONE,
-            dyc,
-            1,
-            k as isize,
-            ws,
-            cols as isize,
-            1,
-            beta,
-            &mut dw_patch,
-            cols as isize,
-            1,
-        );
-        if let Some((d, _)) = dx.as_mut() {
-            // dP[n·P × cols] = dY[n·P × K] · W[K × cols], then back to the volume.
+        for j in 0..g.groups {
+            patches(g, x, r0, n, ws, j);
+            let dyc = &dy[r0 * out_len + j * kg..];
+            // dW_j[Kg × cols] (+)= dY_jᵀ[Kg × n·P] · P_j[n·P × cols]
+            let beta = if r0 == 0 { T::ZERO } else { T::ONE };
+            let dwj = &mut dw_patch[j * kg * cols..];
             T::gemm(
+                kg,
                 n * positions,
-                k,
                 cols,
                 T::ONE,
                 dyc,
+                1,
                 k as isize,
-                1,
-                w,
-                cols as isize,
-                1,
-                T::ZERO,
                 ws,
                 cols as isize,
                 1,
+                beta,
+                dwj,
+                cols as isize,
+                1,
             );
-            unpatch(g, ws, r0, n, d);
+            if let Some((d, _)) = dx.as_mut() {
+                // dP_j[n·P × cols] = dY_j[n·P × Kg] · W_j[Kg × cols], then back to the volume.
+                let wj = &w[j * kg * cols..];
+                T::gemm(
+                    n * positions,
+                    kg,
+                    cols,
+                    T::ONE,
+                    dyc,
+                    k as isize,
+                    1,
+                    wj,
+                    cols as isize,
+                    1,
+                    T::ZERO,
+                    ws,
+                    cols as isize,
+                    1,
+                );
+                unpatch(g, ws, r0, n, d, j);
+            }
         }
         r0 += n;
     }
@@ -241,7 +334,7 @@ pub fn backward<T: Float>(
 /// input gradient [`implicit`] leaves.
 #[allow(clippy::too_many_arguments)]
 fn input_grads<T: Float>(g: &Geometry, rows: usize, w: &[T], dy: &[T], dx: &mut [T], keep: bool, ws: &mut [T]) {
-    let (cols, k, positions) = (g.d * g.f * g.f, g.k, g.oh * g.ow);
+    let (cols, k, kg, positions) = (g.dg() * g.f * g.f, g.k, g.kg(), g.oh * g.ow);
     let (in_len, out_len) = (g.h * g.w * g.d, positions * k);
     let w = &to_patch_order(g, k, w)[..];
     if !keep {
@@ -251,10 +344,28 @@ fn input_grads<T: Float>(g: &Geometry, rows: usize, w: &[T], dy: &[T], dx: &mut 
     let mut r0 = 0;
     while r0 < rows {
         let n = per.min(rows - r0);
-        // dP[n·P × cols] = dY[n·P × K] · W[K × cols], then back to the volume.
-        let dyc = &dy[r0 * out_len..];
-        T::gemm(n * positions, k, cols, T::ONE, dyc, k as isize, 1, w, cols as isize, 1, T::ZERO, ws, cols as isize, 1);
-        unpatch(g, ws, r0, n, dx);
+        for j in 0..g.groups {
+            // dP_j[n·P × cols] = dY_j[n·P × Kg] · W_j[Kg × cols], then back to the volume.
+            let dyc = &dy[r0 * out_len + j * kg..];
+            let wj = &w[j * kg * cols..];
+            T::gemm(
+                n * positions,
+                kg,
+                cols,
+                T::ONE,
+                dyc,
+                k as isize,
+                1,
+                wj,
+                cols as isize,
+                1,
+                T::ZERO,
+                ws,
+                cols as isize,
+                1,
+            );
+            unpatch(g, ws, r0, n, dx, j);
+        }
         r0 += n;
     }
 }
@@ -273,7 +384,7 @@ pub fn local_forward<T: Float>(g: &Geometry, rows: usize, x: &[T], w: &[T], b: &
     let mut r0 = 0;
     while r0 < rows {
         let n = per.min(rows - r0);
-        patches(g, x, r0, n, ws);
+        patches(g, x, r0, n, ws, 0);
         for pos in 0..positions {
             // Y_p[n × K] += P_p[n × cols] · W_pᵀ[cols × K]
             T::gemm(
@@ -328,7 +439,7 @@ pub fn local_backward<T: Float>(
     let mut r0 = 0;
     while r0 < rows {
         let n = per.min(rows - r0);
-        patches(g, x, r0, n, ws);
+        patches(g, x, r0, n, ws, 0);
         let beta = if r0 == 0 { T::ZERO } else { T::ONE };
         for pos in 0..positions {
             T::gemm(
@@ -367,7 +478,7 @@ pub fn local_backward<T: Float>(
                     1,
                 );
             }
-            unpatch(g, ws, r0, n, d);
+            unpatch(g, ws, r0, n, d, 0);
         }
         r0 += n;
     }
@@ -378,20 +489,22 @@ pub fn local_backward<T: Float>(
 mod tests {
     use super::*;
 
-    /// The patches by their definition: input (y·s + fy − p, x·s + fx − p, c), zero outside.
-    fn naive(g: &Geometry, x: &[f32]) -> Vec<f32> {
-        let cols = g.d * g.f * g.f;
+    /// The patches of `group` by their definition: input (y·s + fy·dil − p, x·s + fx·dil − p,
+    /// group·Dg + c), zero outside.
+    fn naive(g: &Geometry, x: &[f32], group: usize) -> Vec<f32> {
+        let dg = g.dg();
+        let cols = dg * g.f * g.f;
         let mut p = vec![f32::NAN; g.oh * g.ow * cols];
         for oy in 0..g.oh {
             for ox in 0..g.ow {
                 for fy in 0..g.f {
                     for fx in 0..g.f {
-                        for c in 0..g.d {
-                            let (iy, ix) =
-                                ((oy * g.s + fy) as isize - g.p as isize, (ox * g.s + fx) as isize - g.p as isize);
+                        for c in 0..dg {
+                            let at = |o: usize, t: usize| (o * g.s + t * g.dil) as isize - g.p as isize;
+                            let (iy, ix) = (at(oy, fy), at(ox, fx));
                             let inside = iy >= 0 && ix >= 0 && (iy as usize) < g.h && (ix as usize) < g.w;
-                            p[(oy * g.ow + ox) * cols + (fy * g.f + fx) * g.d + c] =
-                                if inside { x[(iy as usize * g.w + ix as usize) * g.d + c] } else { 0.0 };
+                            p[(oy * g.ow + ox) * cols + (fy * g.f + fx) * dg + c] =
+                                if inside { x[(iy as usize * g.w + ix as usize) * g.d + group * dg + c] } else { 0.0 };
                         }
                     }
                 }
@@ -401,28 +514,35 @@ mod tests {
     }
 
     #[test]
-    fn im2col_is_the_patches_for_every_stride_and_padding() {
-        for &(h, w, d, f, s, p) in &[
-            (5, 7, 1, 3, 1, 1),
-            (6, 6, 3, 3, 2, 1),
-            (4, 9, 2, 5, 1, 2),
-            (7, 5, 4, 2, 3, 0),
-            (3, 3, 1, 5, 1, 3),
-            (8, 8, 16, 3, 1, 1),
+    fn im2col_is_the_patches_for_every_stride_padding_dilation_and_group() {
+        for &(h, w, d, f, s, p, dil, groups) in &[
+            (5, 7, 1, 3, 1, 1, 1, 1),
+            (6, 6, 3, 3, 2, 1, 1, 1),
+            (4, 9, 2, 5, 1, 2, 1, 1),
+            (7, 5, 4, 2, 3, 0, 1, 1),
+            (3, 3, 1, 5, 1, 3, 1, 1),
+            (8, 8, 16, 3, 1, 1, 1, 1),
+            (9, 9, 4, 3, 1, 2, 2, 1),
+            (10, 8, 6, 3, 2, 1, 3, 3),
+            (6, 6, 4, 3, 1, 1, 1, 2),
+            (7, 7, 4, 2, 1, 0, 2, 4),
         ] {
-            let (oh, ow) = ((h + 2 * p - f) / s + 1, (w + 2 * p - f) / s + 1);
-            let g = Geometry { h, w, d, k: 1, f, s, p, oh, ow };
+            let span = dil * (f - 1) + 1;
+            let (oh, ow) = ((h + 2 * p - span) / s + 1, (w + 2 * p - span) / s + 1);
+            let g = Geometry { h, w, d, k: groups, f, s, p, oh, ow, dil, groups };
             let x: Vec<f32> = (0..h * w * d).map(|i| i as f32 + 1.0).collect();
-            let mut got = vec![f32::NAN; oh * ow * d * f * f];
-            im2col(&g, &x, &mut got);
-            assert_eq!(got, naive(&g, &x), "{g:?}");
-            // col2im is its adjoint: <im2col(x), q> = <x, col2im(q)>, here with integers (exact).
-            let q: Vec<f32> = (0..got.len()).map(|i| ((i * 7) % 5) as f32 - 2.0).collect();
-            let mut back = vec![0f32; x.len()];
-            col2im(&g, &q, &mut back);
-            let lhs: f32 = got.iter().zip(&q).map(|(a, b)| a * b).sum();
-            let rhs: f32 = x.iter().zip(&back).map(|(a, b)| a * b).sum();
-            assert_eq!(lhs, rhs, "{g:?}");
+            for group in 0..groups {
+                let mut got = vec![f32::NAN; oh * ow * g.dg() * f * f];
+                im2col(&g, &x, &mut got, group);
+                assert_eq!(got, naive(&g, &x, group), "{g:?} group {group}");
+                // col2im is its adjoint: <im2col(x), q> = <x, col2im(q)>, with integers (exact).
+                let q: Vec<f32> = (0..got.len()).map(|i| ((i * 7) % 5) as f32 - 2.0).collect();
+                let mut back = vec![0f32; x.len()];
+                col2im(&g, &q, &mut back, group);
+                let lhs: f32 = got.iter().zip(&q).map(|(a, b)| a * b).sum();
+                let rhs: f32 = x.iter().zip(&back).map(|(a, b)| a * b).sum();
+                assert_eq!(lhs, rhs, "{g:?} group {group}");
+            }
         }
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod conv;
 pub mod dense;
+pub mod depthwise;
 pub mod elementwise;
 pub mod gemm;
 pub mod global_pool;

@@ -45,7 +45,12 @@ fn write(w: &Write) -> TokenStream {
 
 fn geometry(g: &Geometry) -> TokenStream {
     let (h, w, d, k, f, s, p, oh, ow) = (n(g.h), n(g.w), n(g.d), n(g.k), n(g.f), n(g.s), n(g.p), n(g.oh), n(g.ow));
-    quote! { ::nnlang_runtime::plan::Geometry { h: #h, w: #w, d: #d, k: #k, f: #f, s: #s, p: #p, oh: #oh, ow: #ow } }
+    let (dil, groups) = (n(g.dil), n(g.groups));
+    quote! {
+        ::nnlang_runtime::plan::Geometry {
+            h: #h, w: #w, d: #d, k: #k, f: #f, s: #s, p: #p, oh: #oh, ow: #ow, dil: #dil, groups: #groups
+        }
+    }
 }
 
 fn pool_op(op: &PoolOp) -> TokenStream {

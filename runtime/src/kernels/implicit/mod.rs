@@ -438,7 +438,7 @@ fn forward_with(
     b: &[f32],
     y: &mut [f32],
 ) -> bool {
-    if lanes == 0 {
+    if lanes == 0 || !g.plain() {
         return false;
     }
     let wk = panels(lanes, g.k, g.d, g.f, w, false);
@@ -501,7 +501,10 @@ impl pulp::WithSimd for Backward<'_> {
 /// input of at least 8 channels (`dx`'s convolution has `D` filters, rounded up to a whole
 /// vector: for fewer, most of its work would be padding).
 pub fn input_grads(g: &Geometry) -> bool {
-    g.s == 1 && g.p < g.f && g.d >= 8
+    // And the windows cover the input exactly (not a floored output that leaves its last
+    // rows or columns out): `dx`'s convolution is then `h × w` again.
+    let exact = |n: usize, o: usize| n + 2 * g.p + 1 == o + g.f;
+    g.plain() && g.s == 1 && g.p < g.f && g.d >= 8 && exact(g.h, g.oh) && exact(g.w, g.ow)
 }
 
 /// Forward was `y = conv(x) + b`: `dW = Σ dyᵀ·patches` (overwriting `dw`), `db = Σ dy`, and
@@ -534,7 +537,7 @@ fn backward_with(
     db: &mut [f32],
     dx: Option<(&mut [f32], bool)>,
 ) -> bool {
-    if lanes == 0 || (dx.is_some() && !input_grads(g)) {
+    if lanes == 0 || !g.plain() || (dx.is_some() && !input_grads(g)) {
         return false;
     }
     let (f, d, k) = (g.f, g.d, g.k);
@@ -621,7 +624,19 @@ mod tests {
             (6, 5, 8, 40, 1, 1, 0),
             (7, 7, 12, 48, 3, 1, 1),
         ] {
-            let g = Geometry { h, w, d, k, f, s, p, oh: (h + 2 * p - f) / s + 1, ow: (w + 2 * p - f) / s + 1 };
+            let g = Geometry {
+                h,
+                w,
+                d,
+                k,
+                f,
+                s,
+                p,
+                oh: (h + 2 * p - f) / s + 1,
+                ow: (w + 2 * p - f) / s + 1,
+                dil: 1,
+                groups: 1,
+            };
             let rows = 3;
             let (in_len, out_len) = (h * w * d, g.oh * g.ow * k);
             let x: Vec<f32> = (0..rows * in_len).map(|_| rng.random_range(-1.0..1.0)).collect();
