@@ -159,9 +159,16 @@ impl Rules for Conv {
     }
     fn pytorch(&self, c: &super::PyCx) -> Option<super::PyLayer> {
         let depth = c.in_shape.and_then(|s| s.last()).unwrap_or(0);
+        let mut extra = String::new();
+        if self.dilation != 1 {
+            extra += &format!(", dilation={}", self.dilation);
+        }
+        if self.groups != 1 {
+            extra += &format!(", groups={}", self.groups);
+        }
         let init = c.init(format!(
-            "nn.Conv2d({depth}, {}, {}, stride={}, padding={}, dilation={}, groups={})",
-            self.filters, self.size, self.stride, self.pad, self.dilation, self.groups
+            "nn.Conv2d({depth}, {}, {}, stride={}, padding={}{extra})",
+            self.filters, self.size, self.stride, self.pad
         ));
         let x = format!("{}({}.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)", c.module, c.x);
         Some(super::PyLayer::with(init, activation::pytorch(&self.activation.unwrap_or(Activation::Identity), &x)))
