@@ -41,7 +41,7 @@ struct Problem {
 fn problem(rows: usize) -> Problem {
     let c = nnlang::compile(SRC, &nnlang::Options::default()).expect("compiles");
     let model = &c.models[0];
-    let train_plan = build(model, Mode::Training(Loss::CrossEntropy), 64).expect("plan");
+    let train_plan = build(model, Mode::Training(Loss::CROSS_ENTROPY), 64).expect("plan");
     let eval_plan = build(model, Mode::Inference, 64).expect("plan");
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
     let x: Vec<f32> = (0..rows * 12).map(|_| rng.random_range(-1.0..1.0)).collect();
@@ -87,7 +87,7 @@ fn run(
     let mut params = p.params.clone();
     let mut keep = Keep { states: Vec::new(), stop_at, batches: 0 };
     let out =
-        train::fit(&p.train_plan, &p.eval_plan, Loss::CrossEntropy, &mut params, data, None, opts, &mut keep, None)
+        train::fit(&p.train_plan, &p.eval_plan, Loss::CROSS_ENTROPY, &mut params, data, None, opts, &mut keep, None)
             .expect("trains");
     (params, keep, out.interrupted)
 }
@@ -154,7 +154,7 @@ fn processes_weigh_sequence_steps_as_threads_do() {
     let src = "model T {\n    input x: [seq <= 7, 3]\n    x -> rnn(8, output = sequence) -> dense(2) -> softmax\n}\n";
     let c = nnlang::compile(src, &nnlang::Options::default()).expect("compiles");
     let model = &c.models[0];
-    let train_plan = build(model, Mode::Training(Loss::CrossEntropy), 64).expect("plan");
+    let train_plan = build(model, Mode::Training(Loss::CROSS_ENTROPY), 64).expect("plan");
     let eval_plan = build(model, Mode::Inference, 64).expect("plan");
     let rows = 150;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
@@ -168,7 +168,7 @@ fn processes_weigh_sequence_steps_as_threads_do() {
         let data = Data { x: Inputs::F32(&x), x_cols: 21, y: &y, y_cols: 7, lengths: &lengths };
         let mut p = params.clone();
         let mut keep = Keep { states: Vec::new(), stop_at: None, batches: 0 };
-        let out = train::fit(&train_plan, &eval_plan, Loss::CrossEntropy, &mut p, data, None, opts, &mut keep, None)
+        let out = train::fit(&train_plan, &eval_plan, Loss::CROSS_ENTROPY, &mut p, data, None, opts, &mut keep, None)
             .expect("trains");
         (p, out.history.iter().map(|h| h.train_loss).collect::<Vec<_>>())
     };
@@ -203,7 +203,7 @@ fn processes_share_batch_statistics_as_threads_do() {
     let src = "model B {\n    input x: [12]\n    x -> dense(16) -> batchnorm -> relu -> dense(8) -> batchnorm(momentum = 0.2) -> tanh -> dense(4) -> softmax\n}\n";
     let c = nnlang::compile(src, &nnlang::Options::default()).expect("compiles");
     let model = &c.models[0];
-    let train_plan = build(model, Mode::Training(Loss::CrossEntropy), 64).expect("plan");
+    let train_plan = build(model, Mode::Training(Loss::CROSS_ENTROPY), 64).expect("plan");
     let eval_plan = build(model, Mode::Inference, 64).expect("plan");
     let base = problem(230);
     let mut params = vec![0f32; train_plan.params_len];
@@ -212,7 +212,7 @@ fn processes_share_batch_statistics_as_threads_do() {
         let data = Data { x: Inputs::F32(&base.x), x_cols: 12, y: &base.y, y_cols: 1, lengths: &[] };
         let mut p = params.clone();
         let mut keep = Keep { states: Vec::new(), stop_at: None, batches: 0 };
-        train::fit(&train_plan, &eval_plan, Loss::CrossEntropy, &mut p, data, None, opts, &mut keep, None)
+        train::fit(&train_plan, &eval_plan, Loss::CROSS_ENTROPY, &mut p, data, None, opts, &mut keep, None)
             .expect("trains");
         p
     };

@@ -511,7 +511,7 @@ macro_rules! generated_gradcheck {
             let x: Vec<f64> = (0..rows * $ty::INPUTS[0]).map(|_| rng.random_range(-1.0..1.0)).collect();
             let classes = if $ty::PER_STEP_OUTPUT { $ty::OUTPUT / $ty::STEPS } else { $ty::OUTPUT };
             let y: Vec<f64> = match $ty::LOSS {
-                nnlang::plan::Loss::CrossEntropy => {
+                nnlang::plan::Loss::CrossEntropy(_) => {
                     (0..rows * $ty::TARGET_COLS).map(|r| (r * 7 % classes) as f64).collect()
                 }
                 _ => (0..rows * $ty::TARGET_COLS).map(|_| rng.random_range(0.0..1.0)).collect(),
@@ -821,7 +821,7 @@ fn threads_that_split_products_train_bit_for_bit_as_one_thread() {
     // The MNIST MLP's activations (1,562 values a row) are fewer than its 235,146 weights up to
     // a batch of 150: products at 64 and 128, batches at 256.
     let c = compile(include_str!("../examples/mnist_mlp.nn"), &Options::default()).expect("compiles");
-    let at = |rows| build(&c.models[0], Mode::Training(nnlang::plan::Loss::CrossEntropy), rows).expect("plan");
+    let at = |rows| build(&c.models[0], Mode::Training(nnlang::plan::Loss::CROSS_ENTROPY), rows).expect("plan");
     assert!(Split::Auto.products(&at(64), 2) && Split::Auto.products(&at(128), 4));
     assert!(!Split::Auto.products(&at(256), 2) && !Split::Auto.products(&at(64), 1));
 }

@@ -326,7 +326,7 @@ fn cifar_shaped_net_learns_synthetic_colour_images() {
     let c = nnlang::compile(&src, &opts).expect("compiles");
     let model = &c.models[0];
     let rows = 16;
-    let plan = build(model, Mode::Training(Loss::CrossEntropy), rows).expect("plan");
+    let plan = build(model, Mode::Training(Loss::CROSS_ENTROPY), rows).expect("plan");
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
     let n = 64;
     let mut x = vec![0f32; n * 32 * 32 * 3];

@@ -29,7 +29,7 @@ fn main() {
     println!("# nnlang {} (interpreter)", env!("CARGO_PKG_VERSION"));
     for &t in &threads {
         for &batch in &batches {
-            let plan = build(model, Mode::Training(Loss::CrossEntropy), batch).expect("plan");
+            let plan = build(model, Mode::Training(Loss::CROSS_ENTROPY), batch).expect("plan");
             let opts = train::Options {
                 optimizer: OptimizerKind::Sgd { lr: 0.05, momentum: 0.9, nesterov: true },
                 l2: 1e-4,
@@ -63,6 +63,6 @@ fn main() {
 }
 
 fn plan_sizes(model: &nnlang::Model) -> (usize, usize) {
-    let p = build(model, Mode::Training(Loss::CrossEntropy), 64).expect("plan");
+    let p = build(model, Mode::Training(Loss::CROSS_ENTROPY), 64).expect("plan");
     (p.arena_len, p.naive_len)
 }

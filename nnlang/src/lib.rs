@@ -286,7 +286,7 @@ fn recipe_fits(
             let block = file.blocks.iter().find(|b| b.kind == ast::BlockKind::Data && b.target.name == d)?;
             Some((block, datas.iter().find(|s| s.name == d)?))
         });
-        if let Some((block, spec)) = block.filter(|_| train.loss == plan::Loss::CrossEntropy) {
+        if let Some((block, spec)) = block.filter(|_| matches!(train.loss, plan::Loss::CrossEntropy(_))) {
             if let Some(k) = spec.classes {
                 if k as u64 != outputs {
                     let at = value_span(block, "classes").unwrap_or(block.target.span);

@@ -101,7 +101,10 @@ const TRAIN: &[(&str, Spec)] = &[
     (
         "loss",
         Spec::Choice(&[
-            form(LossKind::CrossEntropy.name(), &[("bins", Spec::Count(2, 1 << 16), false)]),
+            form(
+                LossKind::CrossEntropy.name(),
+                &[("bins", Spec::Count(2, 1 << 16), false), ("smoothing", Spec::Unit, false)],
+            ),
             form(LossKind::BinaryCrossEntropy.name(), &[]),
             form(LossKind::MeanSquaredError.name(), &[]),
         ]),

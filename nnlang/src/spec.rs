@@ -79,7 +79,7 @@ impl Default for TrainRecipe {
         TrainRecipe {
             model: String::new(),
             data: None,
-            loss: UserLoss::CrossEntropy,
+            loss: UserLoss::CROSS_ENTROPY,
             bins: None,
             optimizer: OptimizerKind::Sgd { lr: DEFAULT_SGD_LR, momentum: 0.0, nesterov: false },
             init: Init::Xavier,
@@ -145,6 +145,10 @@ impl TrainRecipe {
         let (loss, bins) = match call(s, "loss") {
             None => (d.loss, None),
             Some((name, a)) => match loss::from_user_name(name) {
+                Some(UserLoss::CrossEntropy(_)) => {
+                    let smoothing = nnlang_runtime::plan::Smoothing::new(num(a.get("smoothing")).unwrap_or(0.0));
+                    (UserLoss::CrossEntropy(smoothing), num(a.get("bins")).map(|b| b as usize))
+                }
                 Some(l) => (l, num(a.get("bins")).map(|b| b as usize)),
                 None => return unknown("loss", name),
             },

@@ -122,7 +122,18 @@ fn check_plan_with(src: &str, loss: Loss, l1: f64, l2: f64, level: Level, length
 
 #[test]
 fn dense_with_softmax_cross_entropy() {
-    check("model M { input x: [6]\n x -> dense(4) -> softmax }", Loss::CrossEntropy);
+    check("model M { input x: [6]\n x -> dense(4) -> softmax }", Loss::CROSS_ENTROPY);
+}
+
+/// Label smoothing, fused with the softmax (optimised plan) and on probabilities (not), and
+/// on a ragged sequence's steps.
+#[test]
+fn cross_entropy_with_label_smoothing() {
+    let smoothed = Loss::CrossEntropy(nnlang_runtime::plan::Smoothing::new(0.1));
+    check("model M { input x: [6]\n x -> dense(5) -> tanh -> dense(4) -> softmax }", smoothed);
+    let heavy = Loss::CrossEntropy(nnlang_runtime::plan::Smoothing::new(0.7));
+    check("model M { input x: [6]\n x -> dense(3) -> softmax }", heavy);
+    check_ragged("model M { input x: [seq <= 5, 3]\n x -> rnn(4) -> dense(3) -> softmax }", smoothed);
 }
 
 #[test]
@@ -139,7 +150,7 @@ fn every_activation() {
     ] {
         check(
             &format!("model M {{ input x: [6]\n x -> dense(5) -> {act} -> dense(3) -> softmax }}"),
-            Loss::CrossEntropy,
+            Loss::CROSS_ENTROPY,
         );
     }
 }
@@ -148,17 +159,17 @@ fn every_activation() {
 /// dense layers, convolutions, chains of activations and every step of a sequence.
 #[test]
 fn gelu_and_hard_tanh_where_their_inputs_must_be_kept() {
-    check("model M { input x: [6]\n x -> dense(8) -> gelu -> hard_tanh -> dense(5) -> gelu(approximate = tanh) -> dense(3) -> softmax }", Loss::CrossEntropy);
-    check("model M { input x: [6]\n x -> gelu -> dense(3) -> softmax }", Loss::CrossEntropy);
+    check("model M { input x: [6]\n x -> dense(8) -> gelu -> hard_tanh -> dense(5) -> gelu(approximate = tanh) -> dense(3) -> softmax }", Loss::CROSS_ENTROPY);
+    check("model M { input x: [6]\n x -> gelu -> dense(3) -> softmax }", Loss::CROSS_ENTROPY);
     check("model M { input x: [5, 5, 2]\n x -> conv(filters = 3, size = 3) -> gelu -> maxpool(size = 3) -> dense(2) -> hard_tanh }", Loss::MeanSquaredError);
-    check("model M { input x: [seq = 4, 3]\n x -> dense(5) -> gelu -> rnn(hidden = 4, output = last) -> dense(3) -> softmax }", Loss::CrossEntropy);
+    check("model M { input x: [seq = 4, 3]\n x -> dense(5) -> gelu -> rnn(hidden = 4, output = last) -> dense(3) -> softmax }", Loss::CROSS_ENTROPY);
 }
 
 #[test]
 fn softplus() {
-    check("model M { input x: [6]\n x -> dense(5) -> softplus -> dense(3) -> softmax }", Loss::CrossEntropy);
+    check("model M { input x: [6]\n x -> dense(5) -> softplus -> dense(3) -> softmax }", Loss::CROSS_ENTROPY);
     // Its own input is the model input (no input gradient), then a volume.
-    check("model M { input x: [6]\n x -> softplus -> dense(3) -> softmax }", Loss::CrossEntropy);
+    check("model M { input x: [6]\n x -> softplus -> dense(3) -> softmax }", Loss::CROSS_ENTROPY);
     check("model M { input x: [5, 5, 2]\n x -> conv(filters = 3, size = 3) -> softplus -> maxpool(size = 3) -> dense(2) -> sigmoid }", Loss::BinaryCrossEntropy);
 }
 
@@ -168,7 +179,7 @@ fn elman_rnn_every_activation_sequence_and_last() {
         for output in ["sequence", "last"] {
             check(
                 &format!("model M {{ input x: [5, 3]\n x -> rnn(4, activation = {act}, output = {output}) -> dense(3) -> softmax }}"),
-                Loss::CrossEntropy,
+                Loss::CROSS_ENTROPY,
             );
         }
     }
@@ -179,10 +190,10 @@ fn stacked_rnns_one_step_and_rnn_after_a_layer() {
     // Stacked: the second reads every state of the first.
     check(
         "model M { input x: [4, 3]\n x -> rnn(5) -> rnn(3, output = last) -> dense(2) -> softmax }",
-        Loss::CrossEntropy,
+        Loss::CROSS_ENTROPY,
     );
     // One step: no recurrent product at all (W_hh gets no gradient).
-    check("model M { input x: [1, 3]\n x -> rnn(4, output = last) -> dense(2) -> softmax }", Loss::CrossEntropy);
+    check("model M { input x: [1, 3]\n x -> rnn(4, output = last) -> dense(2) -> softmax }", Loss::CROSS_ENTROPY);
     // The rnn's input has a gradient of its own (an rnn fed by an rnn, with an activation
     // between); regression loss.
     check(
@@ -197,15 +208,15 @@ fn bidirectional_every_merge_sequence_and_last() {
         for output in ["sequence", "last"] {
             check(
                 &format!("model M {{ input x: [4, 3]\n x -> bidirectional(rnn(3, output = {output}), merge = {merge}) -> dense(2) -> softmax }}"),
-                Loss::CrossEntropy,
+                Loss::CROSS_ENTROPY,
             );
         }
     }
     // Fed by an rnn (the input gradient adds both directions'), relu, one step.
-    check("model M { input x: [5, 2]\n x -> rnn(3) -> bidirectional(rnn(4, activation = relu, output = last)) -> dense(2) -> softmax }", Loss::CrossEntropy);
+    check("model M { input x: [5, 2]\n x -> rnn(3) -> bidirectional(rnn(4, activation = relu, output = last)) -> dense(2) -> softmax }", Loss::CROSS_ENTROPY);
     check(
         "model M { input x: [1, 3]\n x -> bidirectional(rnn(2, output = last), merge = add) -> dense(2) -> softmax }",
-        Loss::CrossEntropy,
+        Loss::CROSS_ENTROPY,
     );
 }
 
@@ -213,7 +224,7 @@ fn bidirectional_every_merge_sequence_and_last() {
 fn stacked_dense_layers_and_flatten() {
     check(
         "model M { input x: [2, 3, 2]\n x -> flatten -> dense(7) -> tanh -> dense(5) -> relu -> dense(4) -> softmax }",
-        Loss::CrossEntropy,
+        Loss::CROSS_ENTROPY,
     );
 }
 
@@ -221,7 +232,7 @@ fn stacked_dense_layers_and_flatten() {
 fn dropout_with_a_fixed_mask() {
     check(
         "model M { input x: [6]\n x -> dense(8) -> tanh -> dropout(keep = 0.6) -> dense(3) -> softmax }",
-        Loss::CrossEntropy,
+        Loss::CROSS_ENTROPY,
     );
 }
 
@@ -229,13 +240,13 @@ fn dropout_with_a_fixed_mask() {
 fn add_and_concat_and_a_value_used_twice() {
     check(
         "model M { input x: [5]\n let h = x -> dense(6) -> tanh\n let a = add(h, h -> dense(6) -> sigmoid)\n concat(a, h) -> dense(3) -> softmax }",
-        Loss::CrossEntropy,
+        Loss::CROSS_ENTROPY,
     );
 }
 
 #[test]
 fn in_place_chains_and_dropout_after_dense() {
-    check("model M { input x: [6]\n x -> dense(8) -> dropout(keep = 0.7) -> relu -> dense(5) -> leaky_relu -> dense(3) -> softmax }", Loss::CrossEntropy);
+    check("model M { input x: [6]\n x -> dense(8) -> dropout(keep = 0.7) -> relu -> dense(5) -> leaky_relu -> dense(3) -> softmax }", Loss::CROSS_ENTROPY);
 }
 
 #[test]
@@ -253,17 +264,17 @@ fn mean_squared_error() {
 fn two_inputs() {
     check(
         "model M { input a: [3]\n input b: [4]\n concat(a -> dense(5), b) -> tanh -> dense(2) -> softmax }",
-        Loss::CrossEntropy,
+        Loss::CROSS_ENTROPY,
     );
 }
 
 #[test]
 fn regularization_terms_off_then_on() {
     let src = "model M { input x: [6]\n x -> dense(5) -> tanh -> dense(3) -> softmax }";
-    check_with(src, Loss::CrossEntropy, 0.0, 0.0);
-    check_with(src, Loss::CrossEntropy, 0.0, 0.3);
-    check_with(src, Loss::CrossEntropy, 0.05, 0.0);
-    check_with(src, Loss::CrossEntropy, 0.05, 0.3); // elastic net
+    check_with(src, Loss::CROSS_ENTROPY, 0.0, 0.0);
+    check_with(src, Loss::CROSS_ENTROPY, 0.0, 0.3);
+    check_with(src, Loss::CROSS_ENTROPY, 0.05, 0.0);
+    check_with(src, Loss::CROSS_ENTROPY, 0.05, 0.3); // elastic net
 }
 
 #[test]
@@ -273,11 +284,11 @@ fn convolutions_over_strides_and_paddings() {
     {
         check(
             &format!("model M {{ input x: [{side}, {side}, 2]\n x -> conv(filters = 3, size = {size}, stride = {stride}, pad = {pad}) -> tanh -> dense(4) -> softmax }}"),
-            Loss::CrossEntropy,
+            Loss::CROSS_ENTROPY,
         );
     }
     // Two convolutions: the first one's input gradient flows through col2im.
-    check("model M { input x: [6, 6, 2]\n x -> conv(filters = 3, size = 3, pad = same) -> relu -> conv(filters = 2, size = 3, stride = 1) -> dense(3) -> softmax }", Loss::CrossEntropy);
+    check("model M { input x: [6, 6, 2]\n x -> conv(filters = 3, size = 3, pad = same) -> relu -> conv(filters = 2, size = 3, stride = 1) -> dense(3) -> softmax }", Loss::CROSS_ENTROPY);
 }
 
 #[test]
@@ -292,7 +303,7 @@ fn pooling_variants() {
     ] {
         check(
             &format!("model M {{ input x: [{side}, {side}, 2]\n x -> conv(filters = 3, size = 3, pad = same) -> sigmoid -> {pool} -> dense(3) -> softmax }}"),
-            Loss::CrossEntropy,
+            Loss::CROSS_ENTROPY,
         );
     }
 }
@@ -301,27 +312,27 @@ fn pooling_variants() {
 fn locally_connected_layers() {
     check(
         "model M { input x: [5, 5, 2]\n x -> local(filters = 2, size = 3, stride = 1) -> tanh -> dense(3) -> softmax }",
-        Loss::CrossEntropy,
+        Loss::CROSS_ENTROPY,
     );
-    check("model M { input x: [6, 6, 1]\n x -> conv(filters = 2, size = 3, pad = same) -> local(filters = 3, size = 2, stride = 2) -> dense(2) -> softmax }", Loss::CrossEntropy);
+    check("model M { input x: [6, 6, 1]\n x -> conv(filters = 2, size = 3, pad = same) -> local(filters = 3, size = 2, stride = 2) -> dense(2) -> softmax }", Loss::CROSS_ENTROPY);
 }
 
 #[test]
 fn maxout_over_dense_and_over_channels() {
-    check("model M { input x: [6]\n x -> maxout(units = 4, pieces = 3) -> dense(3) -> softmax }", Loss::CrossEntropy);
-    check("model M { input x: [5, 5, 1]\n x -> conv(filters = 6, size = 3) -> maxout(pieces = 2) -> dense(3) -> softmax }", Loss::CrossEntropy);
+    check("model M { input x: [6]\n x -> maxout(units = 4, pieces = 3) -> dense(3) -> softmax }", Loss::CROSS_ENTROPY);
+    check("model M { input x: [5, 5, 1]\n x -> conv(filters = 6, size = 3) -> maxout(pieces = 2) -> dense(3) -> softmax }", Loss::CROSS_ENTROPY);
 }
 
 #[test]
 fn dropout_inside_a_conv_net() {
-    check("model M { input x: [6, 6, 1]\n x -> conv(filters = 4, size = 3, pad = same) -> relu -> dropout(keep = 0.7) -> maxpool(size = 2) -> dense(3) -> softmax }", Loss::CrossEntropy);
+    check("model M { input x: [6, 6, 1]\n x -> conv(filters = 4, size = 3, pad = same) -> relu -> dropout(keep = 0.7) -> maxpool(size = 2) -> dense(3) -> softmax }", Loss::CROSS_ENTROPY);
 }
 
 #[test]
 fn per_step_layers_and_losses_on_sequences() {
     // Dense, an activation and softmax at every step of a fixed-length sequence, with a loss
     // at every step: classes and squared error.
-    check("model M { input x: [seq = 4, 3]\n x -> dense(5) -> tanh -> dense(3) -> softmax }", Loss::CrossEntropy);
+    check("model M { input x: [seq = 4, 3]\n x -> dense(5) -> tanh -> dense(3) -> softmax }", Loss::CROSS_ENTROPY);
     check(
         "model M { input x: [4, 3]\n x -> rnn(4) -> dense(3) -> sigmoid -> maxout(units = 2, pieces = 2) }",
         Loss::MeanSquaredError,
@@ -334,11 +345,11 @@ fn ragged_batches_every_activation_sequence_and_last() {
     for act in ["tanh", "relu", "sigmoid", "identity", "leaky_relu(alpha = 0.1)"] {
         check_ragged(
             &format!("model M {{ input x: [seq <= 5, 3]\n x -> rnn(4, activation = {act}, output = last) -> dense(3) -> softmax }}"),
-            Loss::CrossEntropy,
+            Loss::CROSS_ENTROPY,
         );
         check_ragged(
             &format!("model M {{ input x: [seq <= 5, 3]\n x -> rnn(4, activation = {act}) -> dense(3) -> softmax }}"),
-            Loss::CrossEntropy,
+            Loss::CROSS_ENTROPY,
         );
     }
 }
@@ -349,13 +360,13 @@ fn ragged_batches_stacked_bidirectional_and_per_step_losses() {
         for output in ["sequence", "last"] {
             check_ragged(
                 &format!("model M {{ input x: [seq <= 5, 3]\n x -> bidirectional(rnn(3, output = {output}), merge = {merge}) -> dense(2) -> softmax }}"),
-                Loss::CrossEntropy,
+                Loss::CROSS_ENTROPY,
             );
         }
     }
     check_ragged(
         "model M { input x: [seq <= 5, 2]\n x -> dense(3) -> relu -> rnn(4) -> dropout(keep = 0.7) -> bidirectional(rnn(3), merge = add) -> rnn(2, output = last) -> dense(2) -> softmax }",
-        Loss::CrossEntropy,
+        Loss::CROSS_ENTROPY,
     );
     check_ragged("model M { input x: [seq <= 5, 2]\n x -> rnn(4) -> dense(2) }", Loss::MeanSquaredError);
     check_ragged("model M { input x: [seq <= 5, 2]\n x -> rnn(3) -> dense(2) -> sigmoid }", Loss::BinaryCrossEntropy);
@@ -369,7 +380,7 @@ fn carried_states_of_truncated_bptt() {
     for (src, loss) in [
         (
             "model M { input x: [seq = 4, 3]\n x -> rnn(4) -> rnn(3, activation = relu) -> dense(3) -> softmax }",
-            Loss::CrossEntropy,
+            Loss::CROSS_ENTROPY,
         ),
         ("model M { input x: [seq <= 4, 3]\n x -> rnn(5, output = last) -> dense(2) }", Loss::MeanSquaredError),
     ] {

@@ -51,7 +51,7 @@ fn same_as_one_by_one(body: &str, loss: Loss) {
             let inside = !per_step || step < LENGTHS[r];
             match (inside, loss) {
                 (false, _) => 99.0,
-                (true, Loss::CrossEntropy) => ((i * 7 + 3) % classes) as f64,
+                (true, Loss::CrossEntropy(_)) => ((i * 7 + 3) % classes) as f64,
                 (true, _) => rng.random_range(0.0..1.0),
             }
         })
@@ -114,7 +114,7 @@ fn same_as_one_by_one(body: &str, loss: Loss) {
 
 #[test]
 fn sequence_classification_by_the_last_state() {
-    same_as_one_by_one("rnn(4, output = last) -> dense(3) -> softmax", Loss::CrossEntropy);
+    same_as_one_by_one("rnn(4, output = last) -> dense(3) -> softmax", Loss::CROSS_ENTROPY);
     same_as_one_by_one("rnn(4, activation = relu) -> rnn(3, output = last) -> dense(2)", Loss::MeanSquaredError);
 }
 
@@ -123,18 +123,18 @@ fn bidirectional_starts_each_sequence_at_its_own_end() {
     for merge in ["concat", "add", "mul"] {
         same_as_one_by_one(
             &format!("bidirectional(rnn(4, output = last), merge = {merge}) -> dense(3) -> softmax"),
-            Loss::CrossEntropy,
+            Loss::CROSS_ENTROPY,
         );
         same_as_one_by_one(
             &format!("bidirectional(rnn(3), merge = {merge}) -> dense(3) -> softmax"),
-            Loss::CrossEntropy,
+            Loss::CROSS_ENTROPY,
         );
     }
 }
 
 #[test]
 fn sequence_labelling_with_a_loss_at_every_step() {
-    same_as_one_by_one("dense(4) -> tanh -> rnn(4) -> dense(3) -> softmax", Loss::CrossEntropy);
+    same_as_one_by_one("dense(4) -> tanh -> rnn(4) -> dense(3) -> softmax", Loss::CROSS_ENTROPY);
     same_as_one_by_one(
         "rnn(4) -> bidirectional(rnn(3), merge = concat) -> dense(2) -> sigmoid",
         Loss::BinaryCrossEntropy,
@@ -202,7 +202,7 @@ fn windows_carrying_the_state_read_like_one_stream() {
 fn batch_statistics_skip_the_padding() {
     let rows = LENGTHS.len();
     let body = "batchnorm -> rnn(4) -> dense(3) -> softmax";
-    let padded = plan(body, &format!("seq <= {MOST}"), Mode::Training(Loss::CrossEntropy), rows);
+    let padded = plan(body, &format!("seq <= {MOST}"), Mode::Training(Loss::CROSS_ENTROPY), rows);
     let mut rng = ChaCha8Rng::seed_from_u64(8);
     let values: Vec<f64> = (0..rows * MOST * FEATURES).map(|_| rng.random_range(-1.0..3.0)).collect();
     let inside = |i: usize| (i / FEATURES) % MOST < LENGTHS[i / (MOST * FEATURES)];

@@ -10,7 +10,7 @@ use nnlang_runtime::train::{initialize, max_norm, regularization, Init};
 fn training_plan(src: &str) -> Plan {
     let c = compile(src, &Options::default()).expect("no usage error");
     assert!(!c.has_errors(), "{:?}", c.diagnostics);
-    build(&c.models[0], Mode::Training(Loss::CrossEntropy), 8).expect("plan builds")
+    build(&c.models[0], Mode::Training(Loss::CROSS_ENTROPY), 8).expect("plan builds")
 }
 
 fn param<'a>(plan: &'a Plan, name: &str) -> &'a Param {

@@ -29,9 +29,12 @@ fn example(name: &str) -> String {
 
 #[test]
 fn pipeline_snapshots() {
-    insta::assert_snapshot!("mnist_mlp.training", stages(&example("mnist_mlp.nn"), Mode::Training(Loss::CrossEntropy)));
+    insta::assert_snapshot!(
+        "mnist_mlp.training",
+        stages(&example("mnist_mlp.nn"), Mode::Training(Loss::CROSS_ENTROPY))
+    );
     insta::assert_snapshot!("mnist_mlp.inference", stages(&example("mnist_mlp.nn"), Mode::Inference));
-    insta::assert_snapshot!("residual.training", stages(&example("residual.nn"), Mode::Training(Loss::CrossEntropy)));
+    insta::assert_snapshot!("residual.training", stages(&example("residual.nn"), Mode::Training(Loss::CROSS_ENTROPY)));
     insta::assert_snapshot!("dropout_bce.training", stages(
         "model D { input x: [20]\n x -> dropout(keep = 0.8) -> dense(16) -> tanh -> dropout(keep = 0.5) -> dense(1) -> sigmoid }",
         Mode::Training(Loss::BinaryCrossEntropy)
@@ -42,8 +45,8 @@ fn pipeline_snapshots() {
 fn the_mlp_training_arena_is_at_least_40_percent_below_the_naive_sum() {
     let c = compile(&example("mnist_mlp.nn"), &Options::default()).expect("compiles");
     let m = &c.models[0];
-    let opt = build_at(m, Mode::Training(Loss::CrossEntropy), 64, PlanLevel::Full).expect("plan");
-    let naive = build_at(m, Mode::Training(Loss::CrossEntropy), 64, PlanLevel::None).expect("plan");
+    let opt = build_at(m, Mode::Training(Loss::CROSS_ENTROPY), 64, PlanLevel::Full).expect("plan");
+    let naive = build_at(m, Mode::Training(Loss::CROSS_ENTROPY), 64, PlanLevel::None).expect("plan");
     // Every buffer of the unoptimised plan on its own: 2·256 + 2·128 + 4·10 + 2·128 + 2·256
     // columns per example (pre-activations, activations, logits, probabilities, their
     // gradients).
@@ -88,9 +91,9 @@ fn unoptimised_and_optimised_agree(src: &str, loss: Loss) {
 
 #[test]
 fn optimised_plans_agree_with_unoptimised_ones() {
-    unoptimised_and_optimised_agree(&example("mnist_mlp.nn"), Loss::CrossEntropy);
-    unoptimised_and_optimised_agree(&example("residual.nn"), Loss::CrossEntropy);
-    unoptimised_and_optimised_agree(&example("logistic_regression.nn"), Loss::CrossEntropy);
+    unoptimised_and_optimised_agree(&example("mnist_mlp.nn"), Loss::CROSS_ENTROPY);
+    unoptimised_and_optimised_agree(&example("residual.nn"), Loss::CROSS_ENTROPY);
+    unoptimised_and_optimised_agree(&example("logistic_regression.nn"), Loss::CROSS_ENTROPY);
     unoptimised_and_optimised_agree(&example("projection_pursuit.nn"), Loss::MeanSquaredError);
     unoptimised_and_optimised_agree(
         "model B { input x: [6]\n x -> dense(4) -> tanh -> dense(3) -> sigmoid }",

@@ -114,24 +114,30 @@ fn label_error(valid: Rows, at: usize, label: f64, classes: usize) -> ExecError 
 }
 
 /// Softmax and cross-entropy fused: the mean loss, and its gradient with respect to the logits.
-pub fn softmax_cross_entropy<T: Float>(cx: &mut Cx<'_, T>, logits: ABuf, target: ABuf, dlogits: ABuf) -> Done {
+pub fn softmax_cross_entropy<T: Float>(
+    cx: &mut Cx<'_, T>,
+    logits: ABuf,
+    target: ABuf,
+    dlogits: ABuf,
+    smoothing: f64,
+) -> Done {
     let rows = cx.rows;
     let (d, r) = cx.mem.split(dlogits, rows);
     let t = r.get(target, rows);
     let valid = Rows { steps: cx.steps, lengths: cx.lengths };
-    let l = loss::softmax_cross_entropy(rows, logits.cols, r.get(logits, rows), t, d, valid)
+    let l = loss::softmax_cross_entropy(rows, logits.cols, r.get(logits, rows), t, d, valid, smoothing)
         .map_err(|at| label_error(valid, at, t[at].to_f64(), logits.cols))?;
     cx.loss = Some(l);
     Ok(())
 }
 
 /// Cross-entropy of probabilities: the mean loss and its gradient.
-pub fn cross_entropy<T: Float>(cx: &mut Cx<'_, T>, probs: ABuf, target: ABuf, dprobs: ABuf) -> Done {
+pub fn cross_entropy<T: Float>(cx: &mut Cx<'_, T>, probs: ABuf, target: ABuf, dprobs: ABuf, smoothing: f64) -> Done {
     let rows = cx.rows;
     let (d, r) = cx.mem.split(dprobs, rows);
     let t = r.get(target, rows);
     let valid = Rows { steps: cx.steps, lengths: cx.lengths };
-    let l = loss::cross_entropy(rows, probs.cols, r.get(probs, rows), t, d, valid)
+    let l = loss::cross_entropy(rows, probs.cols, r.get(probs, rows), t, d, valid, smoothing)
         .map_err(|at| label_error(valid, at, t[at].to_f64(), probs.cols))?;
     cx.loss = Some(l);
     Ok(())

@@ -142,15 +142,51 @@ pub enum Write {
     Accumulate,
 }
 
+/// A cross-entropy's label smoothing `ε` (0: none): the target puts `1 − ε` on the label and
+/// `ε/K` on each of the `K` classes. Kept as the number's bits, so that a loss compares and
+/// hashes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct Smoothing(u64);
+
+impl Smoothing {
+    /// No smoothing.
+    pub const NONE: Smoothing = Smoothing(0);
+    /// `ε`, in `[0, 1)` (the recipe checks it).
+    pub fn new(eps: f64) -> Smoothing {
+        if eps == 0.0 {
+            Smoothing::NONE
+        } else {
+            Smoothing(eps.to_bits())
+        }
+    }
+    /// `ε`.
+    pub fn value(self) -> f64 {
+        f64::from_bits(self.0)
+    }
+}
+
 /// The training loss.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Loss {
-    /// Fused with the model's final softmax.
-    CrossEntropy,
+    /// Fused with the model's final softmax; with label smoothing.
+    CrossEntropy(Smoothing),
     /// Fused with the model's final sigmoid.
     BinaryCrossEntropy,
     /// Half the mean squared error.
     MeanSquaredError,
+}
+
+impl Loss {
+    /// Cross-entropy without label smoothing.
+    pub const CROSS_ENTROPY: Loss = Loss::CrossEntropy(Smoothing::NONE);
+
+    /// Its label smoothing (0 for every loss but a smoothed cross-entropy).
+    pub fn smoothing(self) -> f64 {
+        match self {
+            Loss::CrossEntropy(s) => s.value(),
+            Loss::BinaryCrossEntropy | Loss::MeanSquaredError => 0.0,
+        }
+    }
 }
 
 /// What the training loss compares the model's output with.

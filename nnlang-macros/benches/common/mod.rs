@@ -55,7 +55,7 @@ pub fn data(batch: usize, cols: usize) -> (nnlang_runtime::aligned_vec::AVec<f32
 pub fn interpreted(src: &str, batch: usize, threads: usize, warmup: usize, steps: usize) -> f64 {
     let c = compile(src, &Options::default()).expect("compiles");
     let recipe = c.train_recipe(None).expect("a train block");
-    let plan = build(&c.models[0], Mode::Training(Loss::CrossEntropy), batch).expect("plan");
+    let plan = build(&c.models[0], Mode::Training(Loss::CROSS_ENTROPY), batch).expect("plan");
     let opts = train::Options { batch, seed: 7, split: split(), ..recipe.options(threads) };
     let mut params = vec![0f32; plan.params_len];
     train::initialize(&plan, &mut params, opts.init, 7);

@@ -42,7 +42,7 @@ impl LossKind {
     /// The unfused loss of a user's choice.
     pub fn of(loss: UserLoss) -> LossKind {
         match loss {
-            UserLoss::CrossEntropy => LossKind::CrossEntropy,
+            UserLoss::CrossEntropy(_) => LossKind::CrossEntropy,
             UserLoss::BinaryCrossEntropy => LossKind::BinaryCrossEntropy,
             UserLoss::MeanSquaredError => LossKind::MeanSquaredError,
         }
@@ -64,7 +64,7 @@ pub fn user_name(loss: UserLoss) -> &'static str {
 
 /// The loss written `name` in a `train` block.
 pub fn from_user_name(name: &str) -> Option<UserLoss> {
-    [UserLoss::CrossEntropy, UserLoss::BinaryCrossEntropy, UserLoss::MeanSquaredError]
+    [UserLoss::CROSS_ENTROPY, UserLoss::BinaryCrossEntropy, UserLoss::MeanSquaredError]
         .into_iter()
         .find(|l| user_name(*l) == name)
 }
@@ -74,7 +74,7 @@ pub fn from_user_name(name: &str) -> Option<UserLoss> {
 /// given the op of its output.
 pub fn default_for(last: Option<&super::Op>) -> UserLoss {
     match last {
-        Some(super::Op::Softmax(_)) => UserLoss::CrossEntropy,
+        Some(super::Op::Softmax(_)) => UserLoss::CROSS_ENTROPY,
         Some(super::Op::Activation(a)) if a.function == super::Activation::Sigmoid => UserLoss::BinaryCrossEntropy,
         _ => UserLoss::MeanSquaredError,
     }
@@ -85,6 +85,13 @@ pub fn default_for(last: Option<&super::Op>) -> UserLoss {
 pub struct Loss {
     /// Which loss.
     pub loss: LossKind,
+    /// A cross-entropy's label smoothing (0: none).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub smoothing: f64,
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 impl Loss {
@@ -104,8 +111,10 @@ impl Loss {
     /// in `dp`.
     pub fn step(&self, p: ABuf, t: ABuf, dp: ABuf) -> Step {
         match self.loss {
-            LossKind::SoftmaxCrossEntropy => Step::SoftmaxCrossEntropy { logits: p, target: t, dlogits: dp },
-            LossKind::CrossEntropy => Step::CrossEntropy { probs: p, target: t, dprobs: dp },
+            LossKind::SoftmaxCrossEntropy => {
+                Step::SoftmaxCrossEntropy { logits: p, target: t, dlogits: dp, smoothing: self.smoothing }
+            }
+            LossKind::CrossEntropy => Step::CrossEntropy { probs: p, target: t, dprobs: dp, smoothing: self.smoothing },
             LossKind::SigmoidBinaryCrossEntropy => {
                 Step::SigmoidBinaryCrossEntropy { logits: p, target: t, dlogits: dp }
             }
@@ -131,7 +140,11 @@ impl Rules for Loss {
         "loss"
     }
     fn attributes(&self) -> Vec<(&'static str, String)> {
-        vec![("loss", self.loss.name().to_string())]
+        let mut v = vec![("loss", self.loss.name().to_string())];
+        if self.smoothing != 0.0 {
+            v.push(("smoothing", crate::diag::fmt_num(self.smoothing)));
+        }
+        v
     }
     fn shape(&self, _: &ShapeCx) -> RuleResult {
         Ok((Shape(Vec::new()), Vec::new()))

@@ -23,7 +23,7 @@ pub fn fuse_softmax_ce(graph: &Graph) -> Graph {
             _ => continue,
         };
         let logits = g.node(pred).inputs[0];
-        g.nodes[i].op = Op::Loss(crate::ops::loss::Loss { loss: fused });
+        g.nodes[i].op = Op::Loss(crate::ops::loss::Loss { loss: fused, smoothing: loss.smoothing });
         g.nodes[i].inputs = vec![logits];
     }
     g

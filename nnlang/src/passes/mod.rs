@@ -52,7 +52,7 @@ pub fn pipeline(graph: &Graph, mode: Mode, level: Level) -> Vec<(&'static str, G
     };
     let training = matches!(mode, Mode::Training(_));
     if let Mode::Training(loss) = mode {
-        g = run("loss", add_loss(&g, LossKind::of(loss)), &mut out);
+        g = run("loss", add_loss(&g, LossKind::of(loss), loss.smoothing()), &mut out);
     }
     if level == Level::Full {
         if training {

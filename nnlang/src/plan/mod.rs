@@ -37,7 +37,7 @@ pub fn loss_fits(model: &Model, loss: Loss) -> Option<Diagnostic> {
     let out_node = model.graph.node(model.graph.output?);
     let ends_in_sigmoid = matches!(&out_node.op, Op::Activation(a) if a.function == Activation::Sigmoid);
     match loss {
-        Loss::CrossEntropy if !matches!(out_node.op, Op::Softmax(_)) => Some(
+        Loss::CrossEntropy(_) if !matches!(out_node.op, Op::Softmax(_)) => Some(
             Diagnostic::error(
                 "`loss = cross_entropy` needs the model to end in `softmax`",
                 out_node.span,
@@ -53,7 +53,7 @@ pub fn loss_fits(model: &Model, loss: Loss) -> Option<Diagnostic> {
             )
             .with_help("add `-> sigmoid` at the end of the output pipeline (it is fused with the loss)"),
         ),
-        Loss::CrossEntropy | Loss::BinaryCrossEntropy | Loss::MeanSquaredError => None,
+        Loss::CrossEntropy(_) | Loss::BinaryCrossEntropy | Loss::MeanSquaredError => None,
     }
 }
 

@@ -115,7 +115,7 @@ pub fn expect(model: &Model, loss: UserLoss, bins: Option<usize>) -> Expect {
             (Some(i), Some(s)) => format!("`{}` {s}", g.node(i).name),
             _ => "?".into(),
         },
-        classes: (loss == UserLoss::CrossEntropy).then_some(out_cols),
+        classes: matches!(loss, UserLoss::CrossEntropy(_)).then_some(out_cols),
         target_cols: out_cols,
         unit_targets: loss == UserLoss::BinaryCrossEntropy,
         per_step_output,

@@ -253,7 +253,7 @@ impl<'s> Job<'s> {
     /// The confusion matrix of a classification (rows: true class, columns: predicted);
     /// `None` for a regression.
     pub fn confusion(&self, e: &Evaluation, set: &Table) -> Option<Vec<Vec<usize>>> {
-        if self.recipe.loss != Loss::CrossEntropy {
+        if !matches!(self.recipe.loss, Loss::CrossEntropy(_)) {
             return None;
         }
         let k = self.model.graph.output.map_or(0, |o| fixed_dims(self.model, o).iter().product());

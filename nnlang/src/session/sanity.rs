@@ -91,7 +91,7 @@ impl Job<'_> {
         let classes =
             out.map_or(0, |s| if s.is_sequence() { s.last().unwrap_or(0) } else { s.elements().fixed as usize });
         let expected = match self.recipe.loss {
-            Loss::CrossEntropy if classes > 1 => Some(((classes as f64).ln(), format!("ln {classes}"))),
+            Loss::CrossEntropy(_) if classes > 1 => Some(((classes as f64).ln(), format!("ln {classes}"))),
             Loss::BinaryCrossEntropy => Some((2f64.ln(), "ln 2".to_string())),
             _ => None,
         };

@@ -51,7 +51,7 @@ crate::step::steps! {
 
     /// Mean softmax cross-entropy of `logits` against class indices in `target` (one per
     /// row), and its gradient `(softmax − onehot)/rows` in `dlogits`.
-    SoftmaxCrossEntropy { logits: ABuf, target: ABuf, dlogits: ABuf } => ops::softmax_cross_entropy;
+    SoftmaxCrossEntropy { logits: ABuf, target: ABuf, dlogits: ABuf, smoothing: f64 } => ops::softmax_cross_entropy;
     /// Mean binary cross-entropy of `sigmoid(logits)` against targets in [0, 1], from the
     /// logits (stable), with its gradient `(sigmoid − t)/(rows·cols)`.
     SigmoidBinaryCrossEntropy { logits: ABuf, target: ABuf, dlogits: ABuf } => ops::sigmoid_binary_cross_entropy;
@@ -59,7 +59,7 @@ crate::step::steps! {
     MeanSquaredError { y: ABuf, target: ABuf, dy: ABuf } => ops::mean_squared_error;
     /// Unfused: mean `−log p[label]` of probabilities, with gradient `−1/(rows·p[label])` at
     /// the label and 0 elsewhere.
-    CrossEntropy { probs: ABuf, target: ABuf, dprobs: ABuf } => ops::cross_entropy;
+    CrossEntropy { probs: ABuf, target: ABuf, dprobs: ABuf, smoothing: f64 } => ops::cross_entropy;
     /// Unfused: mean binary cross-entropy of probabilities in (0, 1).
     BinaryCrossEntropy { probs: ABuf, target: ABuf, dprobs: ABuf } => ops::binary_cross_entropy;
 

@@ -371,7 +371,7 @@ impl Scores {
         self.rows += rows;
         self.cols = cols;
         match loss {
-            Loss::CrossEntropy => {
+            Loss::CrossEntropy(_) => {
                 for (r, &label) in y.iter().enumerate().take(rows) {
                     let p = out.get(r * cols + label as usize).copied().unwrap_or(0.0) as f64;
                     self.total -= p.max(1e-12).ln();

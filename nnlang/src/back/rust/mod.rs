@@ -119,7 +119,11 @@ fn param_table(table: &[Param]) -> TokenStream {
 
 fn loss_tokens(loss: Loss) -> TokenStream {
     match loss {
-        Loss::CrossEntropy => quote! { ::nnlang_runtime::plan::Loss::CrossEntropy },
+        Loss::CrossEntropy(s) if s.value() == 0.0 => quote! { ::nnlang_runtime::plan::Loss::CROSS_ENTROPY },
+        Loss::CrossEntropy(s) => {
+            let e = s.value();
+            quote! { ::nnlang_runtime::plan::Loss::CrossEntropy(::nnlang_runtime::plan::Smoothing::new(#e)) }
+        }
         Loss::BinaryCrossEntropy => quote! { ::nnlang_runtime::plan::Loss::BinaryCrossEntropy },
         Loss::MeanSquaredError => quote! { ::nnlang_runtime::plan::Loss::MeanSquaredError },
     }
