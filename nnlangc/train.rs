@@ -207,6 +207,12 @@ pub fn train(args: &ModelArgs, t: TrainArgs) -> Result<(), Failure> {
     let session = open(args)?;
     let mut job = session.job(args.model.as_deref())?;
     if let Some(e) = t.epochs {
+        if job.recipe.warmup > e {
+            return Err(Failure::Usage(format!(
+                "--epochs {e} is shorter than the recipe's `warmup = {}`: the rate would never reach its base value",
+                job.recipe.warmup
+            )));
+        }
         job.recipe.epochs = e;
     }
     // Everything that can fail is checked before the first step: where the run goes, the

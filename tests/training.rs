@@ -735,3 +735,53 @@ fn resume_refuses_another_split_architecture_or_optimizer() {
         "{err}"
     );
 }
+
+/// `accumulate = k`: k batches of b rows per update train as batches of k·b rows — the
+/// weighted mean of their gradients, the last partial group of an epoch included — to float
+/// tolerance, with SGD and with Adam; and every run takes the same number of updates.
+#[test]
+fn accumulated_batches_train_as_one_larger_batch() {
+    let d = common::temp_dir("training-accumulate");
+    let model = common::digits_net(&d, 3, "");
+    let train = |out: &str, sets: &[&str]| -> std::collections::BTreeMap<String, Vec<f32>> {
+        let dir = d.join(out);
+        let mut args = vec!["train", s(&model), "--out", s(&dir), "--quiet"];
+        for set in sets {
+            args.extend(["--set", set]);
+        }
+        let o = nnlangc(&args);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+        let bytes = std::fs::read(dir.join("weights.safetensors")).expect("weights");
+        let st = safetensors::SafeTensors::deserialize(&bytes).expect("safetensors");
+        st.tensors()
+            .into_iter()
+            .map(|(name, t)| {
+                let v = t.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+                (name, v)
+            })
+            .collect()
+    };
+    let largest = |a: &std::collections::BTreeMap<String, Vec<f32>>,
+                   b: &std::collections::BTreeMap<String, Vec<f32>>| {
+        a.iter().flat_map(|(k, v)| v.iter().zip(&b[k]).map(|(x, y)| (x - y).abs())).fold(0f32, f32::max)
+    };
+    for (tag, opt, tolerance) in
+        [("sgd", "optimizer=sgd(lr = 0.1, momentum = 0.9)", 2e-5), ("adam", "optimizer=adam(lr = 0.01)", 1e-4)]
+    {
+        let big = train(&format!("{tag}-64"), &["batch=64", opt]);
+        let accumulated = train(&format!("{tag}-16x4"), &["batch=16", "accumulate=4", opt]);
+        let small = train(&format!("{tag}-16"), &["batch=16", opt]);
+        let (same, other) = (largest(&big, &accumulated), largest(&big, &small));
+        eprintln!("{tag}: |64 − 16×4| = {same:.2e}, |64 − 16| = {other:.2e}");
+        assert!(same <= tolerance, "{tag}: 16 rows × 4 accumulated differ from 64 rows by {same}");
+        assert!(other > 100.0 * same.max(1e-7), "{tag}: batches of 16 without accumulation are another run ({other})");
+    }
+    // `accumulate = 0` is refused at its place.
+    let o = nnlangc(&["train", s(&model), "--set", "accumulate=0", "--out", s(&d.join("zero"))]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("`accumulate` must be an integer from 1 to 65,536, found the integer 0"),
+        "{}",
+        text(&o.stderr)
+    );
+}

@@ -237,6 +237,23 @@ fn recipe_fits(
                 );
             }
         }
+        // A warm-up longer than the run never reaches the rate it warms up to.
+        if let (true, Some(block)) = (train.warmup > train.epochs, block) {
+            let (w, e) = (train.warmup, train.epochs);
+            let (at, set) = number_at(block, "warmup", w as f64);
+            out.push(
+                Diagnostic::error(
+                    format!("`warmup = {w}` is longer than the run's {e} epochs"),
+                    at,
+                    format!("{w} epochs of warm-up{set}"),
+                )
+                .with_note(format!(
+                    "the rate would rise for {w} epochs and stop at {}/{w} of the base rate, never reaching it",
+                    e
+                ))
+                .with_help(format!("warm up for a part of the run, e.g. `warmup = {}`", (e / 5).max(1).min(e))),
+            );
+        }
         // A batch norm over one value per example and channel (after a dense layer) has no
         // variance in a batch of one.
         let per_example = model.graph.ids().find(|&id| {

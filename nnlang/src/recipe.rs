@@ -76,6 +76,9 @@ enum Spec {
     Block(&'static [(&'static str, Spec)]),
     /// One of these bare words.
     Word(&'static [&'static str]),
+    /// A number > 0, or one of these calls spelling the same thing (`clip = 5`,
+    /// `clip = norm(5)`).
+    NumberOr(&'static [Form]),
 }
 
 #[derive(Clone, Copy)]
@@ -162,7 +165,8 @@ const TRAIN: &[(&str, Spec)] = &[
     ("warmup", Spec::NonNegInt),
     ("validate", Spec::Fraction),
     ("average", Spec::Choice(&[form("none", &[]), form("ema", &[("decay", Spec::Unit, true)])])),
-    ("clip", Spec::PosNum),
+    ("clip", Spec::NumberOr(&[form("norm", &[("max", Spec::PosNum, true)])])),
+    ("accumulate", Spec::Count(1, 1 << 16)),
     ("bptt", Spec::PosInt),
     ("seed", Spec::NonNegInt),
 ];
@@ -427,6 +431,10 @@ impl Checker<'_> {
                 self.call(key, name, args, forms, e.span)
             }
             Spec::Block(_) => None,
+            Spec::NumberOr(forms) => match &e.kind {
+                ExprKind::Call { .. } | ExprKind::Ident(_) => self.value(key, e, Spec::Choice(forms)),
+                _ => self.scalar(key, e, Spec::PosNum).map(Setting::Value),
+            },
             simple => self.scalar(key, e, simple).map(Setting::Value),
         }
     }
@@ -543,6 +551,7 @@ impl Checker<'_> {
                 matches!(&v, Value::Sym(s) if words.contains(&s.as_str())),
                 words.iter().map(|w| format!("`{w}`")).collect::<Vec<_>>().join(" or "),
             ),
+            Spec::NumberOr(_) => (num.is_some_and(|x| x > 0.0 && x.is_finite()), "a number > 0".to_string()),
             Spec::Choice(_) | Spec::Block(_) => (false, "a value".to_string()),
         };
         if ok {
@@ -551,7 +560,9 @@ impl Checker<'_> {
         // The right kind (a number), outside the range; or another kind altogether.
         let in_kind = match spec {
             Spec::PosInt | Spec::NonNegInt | Spec::Count(..) => matches!(v, Value::Int(_)),
-            Spec::PosNum | Spec::NonNegNum | Spec::Unit | Spec::Factor | Spec::Fraction => num.is_some(),
+            Spec::PosNum | Spec::NonNegNum | Spec::Unit | Spec::Factor | Spec::Fraction | Spec::NumberOr(_) => {
+                num.is_some()
+            }
             _ => false,
         };
         let mut d = Diagnostic::error(
@@ -907,7 +918,8 @@ fn searchable_paths() -> Vec<String> {
             | Spec::NonNegNum
             | Spec::Unit
             | Spec::Factor
-            | Spec::Fraction => out.push(k.to_string()),
+            | Spec::Fraction
+            | Spec::NumberOr(_) => out.push(k.to_string()),
             Spec::Choice(forms) => {
                 for f in *forms {
                     for (a, s, _) in f.args {

@@ -65,6 +65,8 @@ pub struct TrainRecipe {
     pub ema: Option<f64>,
     /// `clip = c`: gradient clipping by global norm.
     pub clip: Option<f64>,
+    /// `accumulate = k`: batches per update.
+    pub accumulate: usize,
     /// `bptt = n`: train on a stream in windows of `n` steps, each recurrent layer starting a
     /// window from the state it ended the previous one with (truncated backpropagation
     /// through time).
@@ -93,6 +95,7 @@ impl Default for TrainRecipe {
             validate: 0.0,
             ema: None,
             clip: None,
+            accumulate: 1,
             bptt: None,
             seed: 0,
         }
@@ -205,6 +208,13 @@ impl TrainRecipe {
             Some(Value::Float(f)) => *f,
             Some(other) => return Err(format!("`validate = {other}` passed the recipe's checks")),
         };
+        // `clip = 5` or `clip = norm(5)`: the same clipping by global norm.
+        let clip = match (value(s, "clip"), call(s, "clip")) {
+            (Some(v), _) => v.as_f64(),
+            (None, Some(("norm", a))) => Some(need(a, "max", "norm")?),
+            (None, Some((other, _))) => return unknown("clip", other),
+            (None, None) => None,
+        };
         let ema = match call(s, "average") {
             None | Some(("none", _)) => None,
             Some(("ema", a)) => Some(need(a, "decay", "ema")?),
@@ -226,7 +236,8 @@ impl TrainRecipe {
             warmup: num(value(s, "warmup")).map_or(d.warmup, |w| w as usize),
             validate,
             ema,
-            clip: num(value(s, "clip")),
+            clip,
+            accumulate: num(value(s, "accumulate")).map_or(d.accumulate, |k| k as usize),
             bptt: num(value(s, "bptt")).map(|n| n as usize),
             seed: num(value(s, "seed")).map_or(d.seed, |v| v as u64),
         })
@@ -258,6 +269,7 @@ impl TrainRecipe {
             validate: self.validate,
             ema: self.ema,
             clip: self.clip,
+            accumulate: self.accumulate,
             bptt: self.bptt,
             seed: self.seed,
             threads,

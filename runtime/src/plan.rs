@@ -152,7 +152,7 @@ impl Smoothing {
     /// No smoothing.
     pub const NONE: Smoothing = Smoothing(0);
     /// `ε`, in `[0, 1)` (the recipe checks it).
-    pub fn new(eps: f64) -> Smoothing {
+    pub const fn new(eps: f64) -> Smoothing {
         if eps == 0.0 {
             Smoothing::NONE
         } else {

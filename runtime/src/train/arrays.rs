@@ -180,12 +180,14 @@ pub fn fit(
                 xb[r * xc..(r + 1) * xc].copy_from_slice(&tx[i * xc..(i + 1) * xc]);
                 yb[r * yc..(r + 1) * yc].copy_from_slice(&ty[i * yc..(i + 1) * yc]);
             }
+            opt.weight = idx.len() as f64;
             let l = m.step(&xb, &yb, idx.len(), &mut opt).map_err(FitError::Data)?;
             if !l.is_finite() {
                 return Err(FitError::NonFinite { epoch: epoch + 1, step: step + 1, loss: l });
             }
             total += l * idx.len() as f64;
         }
+        opt.flush(m.weights_mut());
         let seconds = start.elapsed().as_secs_f64();
         let val = (!vx.is_empty()).then(|| {
             // Scored with the weights `nnlangc train` scores with: the average, when kept.

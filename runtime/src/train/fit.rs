@@ -257,6 +257,7 @@ pub fn fit(
                 break;
             }
         }
+        stepper.flush();
         let seconds = start.elapsed().as_secs_f64();
         let weights = stepper.opt.eval_weights(stepper.params());
         eval_exec.params.copy_from_slice(weights);

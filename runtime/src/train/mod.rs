@@ -147,6 +147,8 @@ pub struct Options {
     pub ema: Option<f64>,
     /// Gradient clipping by global norm, if any.
     pub clip: Option<f64>,
+    /// Batches per update (gradient accumulation; 1: every batch updates).
+    pub accumulate: usize,
     /// Truncated backpropagation through time: the training rows are windows of streams,
     /// in order (batch after batch, each row continuing its stream), never shuffled; the
     /// carried states start from zero every epoch.

@@ -87,6 +87,16 @@ pub struct Optimizer<T> {
     pub track_ratios: bool,
     ratio_sums: Vec<f64>,
     ratio_count: usize,
+    /// Gradient accumulation (`accumulate = k`): every `k` calls of `update` make one update
+    /// with the weighted mean of their gradients (1: every call updates).
+    pub accumulate: usize,
+    /// What the next gradient counts for in that mean: the rows (or sequence steps) its loss
+    /// was the mean over. Set before each `update`; 1 if never set.
+    pub weight: f64,
+    /// The weighted sum of the gradients since the last update, their total weight and count.
+    pending: Vec<T>,
+    pending_weight: f64,
+    pending_count: usize,
 }
 
 impl<T: Float> Optimizer<T> {
@@ -120,7 +130,31 @@ impl<T: Float> Optimizer<T> {
             track_ratios: false,
             ratio_sums: Vec::new(),
             ratio_count: 0,
+            accumulate: 1,
+            weight: 1.0,
+            pending: Vec::new(),
+            pending_weight: 0.0,
+            pending_count: 0,
         }
+    }
+
+    /// Updates with the gradients accumulated so far, if any (at an epoch's end, when its
+    /// batches were not a multiple of `accumulate`).
+    pub fn flush(&mut self, params: &mut [T]) {
+        if self.pending_count > 0 {
+            self.apply_pending(params);
+        }
+    }
+
+    /// One update with the weighted mean of the pending gradients; nothing pending after.
+    fn apply_pending(&mut self, params: &mut [T]) {
+        let mut mean = std::mem::take(&mut self.pending);
+        let inv = T::from_f64(1.0 / self.pending_weight.max(f64::MIN_POSITIVE));
+        mean.iter_mut().for_each(|g| *g *= inv);
+        self.step(params, &mean);
+        mean.iter_mut().for_each(|g| *g = T::ZERO);
+        self.pending = mean;
+        (self.pending_weight, self.pending_count) = (0.0, 0);
     }
 
     /// The mean ‖Δw‖/‖w‖ per weight tensor over the tracked updates since the last call.
@@ -377,6 +411,25 @@ impl<T: Float> pulp::WithSimd for SegmentUpdate<'_, T> {
 
 impl<T: Float> Updater<T> for Optimizer<T> {
     fn update(&mut self, params: &mut [T], grads: &[T]) {
+        if self.accumulate <= 1 {
+            return self.step(params, grads);
+        }
+        if self.pending.len() != grads.len() {
+            self.pending = vec![T::ZERO; grads.len()];
+        }
+        let w = T::from_f64(self.weight);
+        self.pending.iter_mut().zip(grads).for_each(|(a, &g)| *a += w * g);
+        self.pending_weight += self.weight;
+        self.pending_count += 1;
+        if self.pending_count >= self.accumulate {
+            self.apply_pending(params);
+        }
+    }
+}
+
+impl<T: Float> Optimizer<T> {
+    /// One update with the gradients `grads`.
+    fn step(&mut self, params: &mut [T], grads: &[T]) {
         let before: Option<Vec<T>> = self.track_ratios.then(|| params.to_vec());
         let mut coeffs = Coeffs {
             kind: self.kind,

@@ -93,6 +93,7 @@ impl<'p> Stepper<'p> {
         }
         let mut opt = Optimizer::new(&plan.params, opts.optimizer, opts.l1, opts.l2, opts.max_norm, opts.ema);
         opt.clip = opts.clip;
+        opt.accumulate = opts.accumulate.max(1);
         opt.team = team.clone();
         let cluster = distributed.map(|c| Distributed {
             cluster: c.clone(),
@@ -193,6 +194,12 @@ impl<'p> Stepper<'p> {
         }
     }
 
+    /// Updates with the batches' gradients accumulated since the last update, if any
+    /// (`accumulate = k` at an epoch's end).
+    pub fn flush(&mut self) {
+        self.opt.flush(&mut self.master.params);
+    }
+
     /// The gradients of the last step (averaged over the workers).
     pub fn grads(&self) -> &[f32] {
         &self.master.grads
@@ -217,6 +224,8 @@ impl<'p> Stepper<'p> {
     /// the plan's). The mean loss is over the rows that count: the examples, or for an output
     /// at every step, the steps inside the sequences.
     pub fn step_sequences(&mut self, x: &[f32], y: &[f32], lengths: &[usize], rows: usize) -> Result<f64, ExecError> {
+        // What this batch's mean gradient counts for when batches accumulate.
+        self.opt.weight = self.weight(lengths, 0, rows) as f64;
         if self.cluster.is_some() {
             let local = self.local_rows(rows);
             let (xc, yc) = self.cols();
@@ -257,6 +266,7 @@ impl<'p> Stepper<'p> {
     /// must call it with the same `rows`.
     pub fn step_local(&mut self, x: &[f32], y: &[f32], lengths: &[usize], rows: usize) -> Result<f64, ExecError> {
         let plan = self.plan;
+        self.opt.weight = self.weight(lengths, 0, rows) as f64;
         let Some(size) = self.cluster.as_ref().map(|d| d.cluster.size()) else {
             return self.step_sequences(x, y, lengths, rows);
         };

@@ -189,13 +189,18 @@ fn optimizer_tokens(o: &Options) -> TokenStream {
     };
     let (max_norm, ema) = (opt(o.max_norm), opt(o.ema));
     let new = quote! { ::nnlang_runtime::train::Optimizer::new(&self.core.table, #kind, #l1, #l2, #max_norm, #ema) };
-    match o.clip {
-        None => new,
-        Some(_) => {
-            let clip = opt(o.clip);
-            quote! { { let mut optimizer = #new; optimizer.clip = #clip; optimizer } }
-        }
+    let clip = o.clip.is_some().then(|| {
+        let clip = opt(o.clip);
+        quote! { optimizer.clip = #clip; }
+    });
+    let accumulate = (o.accumulate > 1).then(|| {
+        let k = o.accumulate;
+        quote! { optimizer.accumulate = #k; }
+    });
+    if clip.is_none() && accumulate.is_none() {
+        return new;
     }
+    quote! { { let mut optimizer = #new; #clip #accumulate optimizer } }
 }
 
 /// Rust's keywords (strict, reserved and of later editions): a model named one of them
@@ -273,12 +278,18 @@ fn emit(
     };
     let forward_steps = steps::body(&infer.steps);
     let train_steps = steps::body(&train.steps);
+    let name_of = crate::ops::loss::user_name(loss);
+    let smoothing = loss.smoothing();
+    let loss_text = if smoothing == 0.0 {
+        name_of.to_string()
+    } else {
+        format!("{name_of}(smoothing = {})", crate::diag::fmt_num(smoothing))
+    };
     let doc = format!(
-        " The nnlang model `{name}`: {} parameters in {} tensors; batches of up to {} rows; trained with {:?}.",
+        " The nnlang model `{name}`: {} parameters in {} tensors; batches of up to {} rows; trained with `{loss_text}`.",
         train.params_len,
         train.params.len(),
         infer.max_batch,
-        loss
     );
     let doc_arena = match renamed {
         Some(why) => format!(
