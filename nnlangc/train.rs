@@ -52,11 +52,12 @@ impl Observer for Progress {
         !self.stop.load(Ordering::SeqCst)
     }
 
-    /// After every epoch the run directory holds that epoch's weights: a kill loses at most
-    /// one epoch.
+    /// After every epoch the run directory holds that epoch's weights (with early stopping,
+    /// `weights.safetensors` the best epoch's so far; `epoch-N.safetensors` each epoch's): a
+    /// kill loses at most one epoch.
     fn checkpoint(&mut self, weights: &[f32], state: &Resume) -> Result<(), String> {
         self.recorder.remember(weights, state).map_err(|e| e.to_string())?;
-        self.save(&state.history, weights, false)
+        self.save(&state.history, state.best.as_ref().map_or(weights, |b| &b.weights), false)
     }
 
     fn epoch(&mut self, s: &EpochStats) {
@@ -342,6 +343,18 @@ pub fn train(args: &ModelArgs, t: TrainArgs) -> Result<(), Failure> {
         return Err(Failure::Exit(INTERRUPTED));
     }
     progress.save(&outcome.history, &outcome.weights, true).map_err(Failure::Usage)?;
+    if let (Some((epoch, early)), false) = (outcome.stopped, t.quiet) {
+        let loss = outcome.history.get(epoch - 1).and_then(|h| h.val_loss.or(Some(h.train_loss))).unwrap_or(f64::NAN);
+        let patience = opts.patience.unwrap_or(0);
+        if early {
+            outln!(
+                "stopped early after epoch {}: no lower validation loss in {patience} epochs; weights.safetensors holds epoch {epoch}'s (validation loss {loss:.4})",
+                outcome.history.len()
+            );
+        } else {
+            outln!("best epoch: {epoch} (validation loss {loss:.4}); weights.safetensors holds its weights");
+        }
+    }
 
     if let Some(test) = &loaded.test {
         let e = job.evaluate(&prepared.eval_plan, &outcome.weights, test)?;

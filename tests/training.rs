@@ -785,3 +785,54 @@ fn accumulated_batches_train_as_one_larger_batch() {
         text(&o.stderr)
     );
 }
+
+/// `stop = patience(3)`: training stops after three epochs without a lower validation loss,
+/// `weights.safetensors` is the best epoch's (byte for byte its `epoch-N.safetensors`), the
+/// test score is that epoch's; and a run stopped before that and resumed stops at the same
+/// epoch with the same weights.
+#[test]
+fn early_stopping_keeps_the_best_epoch_and_resumes_exactly() {
+    let d = common::temp_dir("training-patience");
+    let model = common::digits_net(&d, 60, "");
+    let src = std::fs::read_to_string(&model).expect("model").replace(
+        "optimizer = sgd(lr = 0.1), batch = 32, epochs = 60, validate = 10%",
+        "optimizer = adam(lr = 0.01), batch = 32, epochs = 60, validate = 20%, stop = patience(3)",
+    );
+    assert!(src.contains("stop = patience(3)"), "{src}");
+    std::fs::write(&model, src).expect("model");
+    let full = d.join("full");
+    let o = nnlangc(&["train", s(&model), "--out", s(&full), "--keep", "100"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    let line = out.lines().find(|l| l.starts_with("stopped early after epoch ")).unwrap_or_else(|| panic!("{out}"));
+    let number = |after: &str| -> usize {
+        let rest = &line[line.find(after).expect("in the line") + after.len()..];
+        rest.split(|c: char| !c.is_ascii_digit()).next().and_then(|n| n.parse().ok()).expect("a number")
+    };
+    let (last, best) = (number("after epoch "), number("holds epoch "));
+    assert_eq!(last, best + 3, "{line}");
+    assert!(last < 60, "{line}");
+    let metrics = std::fs::read_to_string(full.join("metrics.csv")).expect("metrics");
+    assert_eq!(metrics.lines().count(), 1 + last, "one row per epoch trained");
+    // The lowest validation loss is the best epoch's.
+    let header: Vec<&str> = metrics.lines().next().expect("header").split(',').collect();
+    let col = header.iter().position(|h| *h == "val_loss").expect("val_loss");
+    let losses: Vec<f64> =
+        metrics.lines().skip(1).map(|l| l.split(',').nth(col).expect("cell").parse().expect("number")).collect();
+    let lowest = losses.iter().enumerate().min_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i + 1);
+    assert_eq!(lowest, Some(best));
+    let read = |p: std::path::PathBuf| std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    assert!(read(full.join("weights.safetensors")) == read(full.join(format!("epoch-{best}.safetensors"))));
+    assert!(read(full.join("weights.safetensors")) != read(full.join(format!("epoch-{last}.safetensors"))));
+    // Stopped after the best epoch's successor, then resumed: the same end.
+    let part = d.join("part");
+    let o = nnlangc(&["train", s(&model), "--out", s(&part), "--epochs", &(best + 1).to_string(), "--quiet"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let o = nnlangc(&["train", s(&model), "--resume", s(&part), "--epochs", "60"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains(line), "{}", text(&o.stdout));
+    assert!(
+        read(full.join("weights.safetensors")) == read(part.join("weights.safetensors")),
+        "resumed = uninterrupted"
+    );
+}

@@ -237,6 +237,18 @@ fn recipe_fits(
                 );
             }
         }
+        // Early stopping watches the validation loss: there must be one.
+        if let (Some(k), true, Some(block)) = (train.patience, train.validate == 0.0, block) {
+            let at = value_span(block, "stop").unwrap_or(block.target.span);
+            out.push(
+                Diagnostic::error(
+                    format!("`stop = patience({k})` watches the validation loss, and this recipe holds none out"),
+                    at,
+                    "stops on what?",
+                )
+                .with_help("add `validate = 10%` to the `train` block"),
+            );
+        }
         // A warm-up longer than the run never reaches the rate it warms up to.
         if let (true, Some(block)) = (train.warmup > train.epochs, block) {
             let (w, e) = (train.warmup, train.epochs);

@@ -167,6 +167,7 @@ const TRAIN: &[(&str, Spec)] = &[
     ("average", Spec::Choice(&[form("none", &[]), form("ema", &[("decay", Spec::Unit, true)])])),
     ("clip", Spec::NumberOr(&[form("norm", &[("max", Spec::PosNum, true)])])),
     ("accumulate", Spec::Count(1, 1 << 16)),
+    ("stop", Spec::Choice(&[form("patience", &[("epochs", Spec::PosInt, true)]), form("never", &[])])),
     ("bptt", Spec::PosInt),
     ("seed", Spec::NonNegInt),
 ];

@@ -67,6 +67,8 @@ pub struct TrainRecipe {
     pub clip: Option<f64>,
     /// `accumulate = k`: batches per update.
     pub accumulate: usize,
+    /// `stop = patience(k)`: early stopping after k epochs without a lower validation loss.
+    pub patience: Option<usize>,
     /// `bptt = n`: train on a stream in windows of `n` steps, each recurrent layer starting a
     /// window from the state it ended the previous one with (truncated backpropagation
     /// through time).
@@ -96,6 +98,7 @@ impl Default for TrainRecipe {
             ema: None,
             clip: None,
             accumulate: 1,
+            patience: None,
             bptt: None,
             seed: 0,
         }
@@ -215,6 +218,11 @@ impl TrainRecipe {
             (None, Some((other, _))) => return unknown("clip", other),
             (None, None) => None,
         };
+        let patience = match call(s, "stop") {
+            None | Some(("never", _)) => None,
+            Some(("patience", a)) => Some(need(a, "epochs", "patience")? as usize),
+            Some((other, _)) => return unknown("stop", other),
+        };
         let ema = match call(s, "average") {
             None | Some(("none", _)) => None,
             Some(("ema", a)) => Some(need(a, "decay", "ema")?),
@@ -238,6 +246,7 @@ impl TrainRecipe {
             ema,
             clip,
             accumulate: num(value(s, "accumulate")).map_or(d.accumulate, |k| k as usize),
+            patience,
             bptt: num(value(s, "bptt")).map(|n| n as usize),
             seed: num(value(s, "seed")).map_or(d.seed, |v| v as u64),
         })
@@ -270,6 +279,7 @@ impl TrainRecipe {
             ema: self.ema,
             clip: self.clip,
             accumulate: self.accumulate,
+            patience: self.patience,
             bptt: self.bptt,
             seed: self.seed,
             threads,

@@ -56,6 +56,8 @@ pub struct Constants {
     pub epochs: usize,
     /// The fraction of rows `fit` holds out for validation.
     pub validate: f64,
+    /// The recipe's early stopping (`stop = patience(k)`), if any.
+    pub patience: Option<usize>,
     /// The recipe's seed.
     pub seed: u64,
     /// How weights start.
@@ -341,7 +343,13 @@ pub trait Model: Sized + Send {
         if c.inputs.len() != 1 {
             return Err(FitError::Shape(ArrayError::Inputs { expected: c.inputs.len(), found: 1 }));
         }
-        let o = FitOptions { epochs: c.epochs, batch: c.max_batch, validate: c.validate, seed: c.seed };
+        let o = FitOptions {
+            epochs: c.epochs,
+            batch: c.max_batch,
+            validate: c.validate,
+            seed: c.seed,
+            patience: c.patience,
+        };
         crate::train::arrays::fit(&mut Fitting(self), x, y, o, &mut progress)
     }
 

@@ -127,6 +127,9 @@ pub fn to_files(state: &Resume, id: &Identity) -> Result<Vec<(&'static str, Vec<
     if let Some(a) = &state.opt.average {
         tensors.push(("opt.average", bytes(a)));
     }
+    if let Some(b) = &state.best {
+        tensors.push(("best", bytes(&b.weights)));
+    }
     let mut views = Vec::new();
     for (name, b) in &tensors {
         let view = TensorView::new(Dtype::F32, vec![b.len() / 4], b)
@@ -153,6 +156,7 @@ pub fn to_files(state: &Resume, id: &Identity) -> Result<Vec<(&'static str, Vec<
         "plateau": [state.plateau.0, finite(state.plateau.1), state.plateau.2],
         "rngs": state.rngs.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
         "history": state.history.iter().map(stats_json).collect::<Vec<_>>(),
+        "best": state.best.as_ref().map(|b| json!({"epoch": b.epoch, "val_loss": finite(b.loss)})),
     });
     Ok(vec![("state.safetensors", st), ("state.json", format!("{meta:#}\n").into_bytes())])
 }
@@ -317,7 +321,24 @@ pub fn read(dir: &Path, id: &Identity) -> Result<Resume, Error> {
     if history.len() != epochs_done {
         return Err(bad(&jp, format!("{} epochs of history for {epochs_done} epochs done", history.len())));
     }
+    // Early stopping's best epoch so far: its number and loss, and its weights as a tensor.
+    let best = match v.get("best").filter(|b| !b.is_null()) {
+        None => None,
+        Some(b) => {
+            let epoch = b.get("epoch").and_then(Value::as_u64).filter(|&e| e >= 1 && e as usize <= epochs_done);
+            let loss = b.get("val_loss").and_then(Value::as_f64);
+            let (Some(epoch), Some(loss)) = (epoch, loss) else {
+                return Err(bad(&jp, format!("`best` is not an epoch from 1 to {epochs_done} with its `val_loss`")));
+            };
+            let weights = tensor("best")?.ok_or_else(|| bad(&sp, "no tensor `best` for the best epoch".into()))?;
+            if weights.len() != id.params || weights.iter().any(|w| !w.is_finite()) {
+                return Err(bad(&sp, format!("tensor `best` is not {} finite parameters", id.params)));
+            }
+            Some(nnlang_runtime::train::Best { epoch: epoch as usize, loss, weights })
+        }
+    };
     Ok(Resume {
+        best,
         epochs_done,
         params,
         opt: OptState {

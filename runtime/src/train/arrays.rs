@@ -60,6 +60,9 @@ pub struct FitOptions {
     pub validate: f64,
     /// Seeds the validation split and the shuffling.
     pub seed: u64,
+    /// Early stopping: stop after this many epochs without a lower validation loss, keeping
+    /// the best epoch's weights.
+    pub patience: Option<usize>,
 }
 
 /// One epoch, as `fit` reports it.
@@ -169,7 +172,14 @@ pub fn fit(
     let (mut xb, mut yb) = (crate::mem::aligned(batch * xc), vec![0f32; batch * yc]);
     let mut history = Vec::new();
     let mut rates = m.rates();
+    // Early stopping's best epoch: its number, validation loss and (evaluated) weights.
+    let mut best: Option<(usize, f64, Vec<f32>)> = None;
     for epoch in 0..o.epochs {
+        if let (Some(p), Some((at, _, _))) = (o.patience, &best) {
+            if epoch - at >= p {
+                break;
+            }
+        }
         order.shuffle(&mut rng);
         let start = std::time::Instant::now();
         let mut total = 0.0;
@@ -208,14 +218,21 @@ pub fn fit(
             samples_per_sec: n as f64 / seconds.max(1e-9),
         };
         // The loss a plateau schedule watches, as `nnlangc train` watches it.
-        rates.observe(report.val_loss.unwrap_or(report.train_loss));
+        let watched = report.val_loss.unwrap_or(report.train_loss);
+        rates.observe(watched);
+        if o.patience.is_some() && best.as_ref().is_none_or(|(_, l, _)| watched < *l) {
+            let w = opt.average.clone().unwrap_or_else(|| m.weights_mut().to_vec());
+            best = Some((epoch + 1, watched, w));
+        }
         let go_on = progress(&report);
         history.push(report);
         if !go_on {
             break;
         }
     }
-    if let Some(avg) = &opt.average {
+    if let Some((_, _, w)) = &best {
+        m.weights_mut().copy_from_slice(w);
+    } else if let Some(avg) = &opt.average {
         m.weights_mut().copy_from_slice(avg);
     }
     Ok(history)

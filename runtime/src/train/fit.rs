@@ -136,6 +136,20 @@ pub struct Resume {
     pub rngs: Vec<u128>,
     /// Every completed epoch.
     pub history: Vec<EpochStats>,
+    /// With early stopping: the epoch of the lowest validation loss so far, and its weights.
+    pub best: Option<Best>,
+}
+
+/// The epoch of early stopping's lowest validation loss so far, and its weights (the ones
+/// evaluated: the average when one is kept).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Best {
+    /// The epoch (from 1).
+    pub epoch: usize,
+    /// Its validation loss.
+    pub loss: f64,
+    /// Its weights.
+    pub weights: Vec<f32>,
 }
 
 /// What training left behind.
@@ -143,10 +157,14 @@ pub struct Resume {
 pub struct Outcome {
     /// Every completed epoch.
     pub history: Vec<EpochStats>,
-    /// The weights to keep: the average when one is kept, else the trained weights.
+    /// The weights to keep: the average when one is kept, else the trained weights; with
+    /// early stopping, the best epoch's.
     pub weights: Vec<f32>,
     /// Where training was stopped early at the observer's request: (epoch, step).
     pub interrupted: Option<(usize, usize)>,
+    /// With early stopping: the best epoch, and whether the run stopped before its last
+    /// epoch for want of a better one.
+    pub stopped: Option<(usize, bool)>,
     /// In a distributed run: the steps whose gradients were shared, and the seconds this
     /// process spent in their all-reduce (with the wait for the slowest process).
     pub communication: Option<(usize, f64)>,
@@ -198,6 +216,7 @@ pub fn fit(
     let mut rates = Rates::new(opts.optimizer.lr(), opts.schedule).with_warmup(opts.warmup);
     let mut interrupted = None;
     let mut first = 0;
+    let mut best: Option<Best> = None;
     if let Some(r) = resume {
         if !stepper.opt.set_state(r.opt) || !stepper.set_rng_positions(&r.rngs) {
             return Err(TrainError::Resume("the saved state is of another model, optimizer or thread count".into()));
@@ -211,8 +230,18 @@ pub fn fit(
         rates.restore(r.plateau);
         history = r.history;
         first = r.epochs_done;
+        best = r.best;
     }
+    let mut stopped_early = false;
     for epoch in first..opts.epochs {
+        // Early stopping: enough epochs without a better validation loss (also when resumed
+        // after they passed).
+        if let (Some(p), Some(b)) = (opts.patience, &best) {
+            if epoch - b.epoch >= p {
+                stopped_early = true;
+                break;
+            }
+        }
         // Windows of streams stay in order (each batch continues the previous one's streams)
         // and start from zero states every epoch; examples are shuffled.
         if opts.bptt.is_some() {
@@ -285,6 +314,14 @@ pub fn fit(
             ratios: stepper.opt.take_ratios(),
         };
         rates.observe(stats.val_loss.unwrap_or(stats.train_loss));
+        if opts.patience.is_some() {
+            // The watched loss: validation's (the recipe requires a split), else training's.
+            let watched = stats.val_loss.unwrap_or(stats.train_loss);
+            if best.as_ref().is_none_or(|b| watched < b.loss) {
+                let weights = stepper.opt.eval_weights(stepper.params()).to_vec();
+                best = Some(Best { epoch: epoch + 1, loss: watched, weights });
+            }
+        }
         observer.epoch(&stats);
         history.push(stats);
         if interrupted.is_some() {
@@ -297,13 +334,18 @@ pub fn fit(
             plateau: rates.state(),
             rngs: stepper.rng_positions(),
             history: history.clone(),
+            best: best.clone(),
         };
         observer.checkpoint(stepper.opt.eval_weights(stepper.params()), &state).map_err(TrainError::Checkpoint)?;
     }
-    let weights = stepper.opt.eval_weights(stepper.params()).to_vec();
+    let stopped = best.as_ref().map(|b| (b.epoch, stopped_early));
+    let weights = match best {
+        Some(b) => b.weights,
+        None => stepper.opt.eval_weights(stepper.params()).to_vec(),
+    };
     let communication = stepper.communication();
     *params = stepper.into_params();
-    Ok(Outcome { history, weights, interrupted, communication })
+    Ok(Outcome { history, weights, interrupted, stopped, communication })
 }
 
 /// Copies the rows `rows` of `train` into the batch buffers: the inputs gathered by the

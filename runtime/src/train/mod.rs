@@ -15,7 +15,7 @@ mod watch;
 
 pub use cluster::{Cluster, Collective};
 pub use fit::{
-    evaluate, evaluate_watched, fit, Data, EpochStats, Evaluation, Observer, Outcome, Resume, Scores, TrainError,
+    evaluate, evaluate_watched, fit, Best, Data, EpochStats, Evaluation, Observer, Outcome, Resume, Scores, TrainError,
 };
 pub use optim::{max_norm, regularization, OptState, Optimizer, UpdateRatio};
 pub use parallel::{DataParallel, Worker};
@@ -149,6 +149,9 @@ pub struct Options {
     pub clip: Option<f64>,
     /// Batches per update (gradient accumulation; 1: every batch updates).
     pub accumulate: usize,
+    /// Early stopping: training stops after this many epochs without a lower validation
+    /// loss, and the weights kept are the best epoch's.
+    pub patience: Option<usize>,
     /// Truncated backpropagation through time: the training rows are windows of streams,
     /// in order (batch after batch, each row continuing its stream), never shuffled; the
     /// carried states start from zero every epoch.

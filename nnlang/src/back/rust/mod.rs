@@ -449,6 +449,10 @@ fn constants(train: &Plan, infer: &Plan, o: &Options) -> TokenStream {
     };
     let (train_carried, infer_carried) = (carried(train), carried(infer));
     let init = init_tokens(o.init);
+    let patience = match o.patience {
+        Some(k) => quote! { ::std::option::Option::Some(#k) },
+        None => quote! { ::std::option::Option::None },
+    };
     quote! {
             ::nnlang_runtime::model::Constants {
                 max_batch: Self::MAX_BATCH,
@@ -466,6 +470,7 @@ fn constants(train: &Plan, infer: &Plan, o: &Options) -> TokenStream {
                 infer_carried: &[#(#infer_carried),*],
                 epochs: Self::EPOCHS,
                 validate: Self::VALIDATE,
+                patience: #patience,
                 seed: Self::SEED,
                 init: #init,
                 preprocess: ::nnlang_runtime::data::preprocess::PreprocessRecipe { scale: Self::SCALE, standardize: Self::STANDARDIZE, bins: Self::BINS },
