@@ -836,3 +836,55 @@ fn early_stopping_keeps_the_best_epoch_and_resumes_exactly() {
         "resumed = uninterrupted"
     );
 }
+
+/// `augment { crop, shift, flip }` on the digits: the draws are the seed's and the epoch's
+/// (two runs write the same bytes; a run stopped after epoch 2 and resumed too), the
+/// augmented run is another run than the plain one, it still learns, validation sees the
+/// images unchanged; the sanity checks (which overfit 20 examples) run without it.
+#[test]
+fn augmentation_is_drawn_by_seed_and_epoch_and_resumes_exactly() {
+    let d = common::temp_dir("training-augment");
+    let data = common::root().join("examples/data/sklearn/digits.csv.gz");
+    let source = |augment: &str| {
+        format!(
+            "model Aug {{\n  input x: [8, 8, 1]\n  x -> conv(16, 3, pad = same) -> relu -> conv(16, 3, pad = same, groups = 16) -> relu -> maxpool(2) -> dense(10) -> softmax\n}}\n\
+             train Aug on digits {{ loss = cross_entropy, optimizer = adam(lr = 0.01), batch = 32, epochs = 4, validate = 20%, seed = 3 }}\n\
+             data digits {{ train = csv(\"{}\", label = 0), scale = 1/16{augment} }}\n",
+            data.display()
+        )
+    };
+    let (model, plain) = (d.join("aug.nn"), d.join("plain.nn"));
+    std::fs::write(&model, source("\n augment { crop = 1, shift = 1, flip = true }")).expect("model");
+    std::fs::write(&plain, source("")).expect("model");
+    let run = |file: &Path, out: &Path, extra: &[&str]| {
+        let mut args = vec!["train", s(file), "--quiet"];
+        args.extend_from_slice(extra);
+        if !extra.contains(&"--resume") {
+            args.extend(["--out", s(out)]);
+        }
+        let o = nnlangc(&args);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    };
+    let weights = |p: &Path| std::fs::read(p.join("weights.safetensors")).expect("weights");
+    let (one, again, part, none) = (d.join("one"), d.join("again"), d.join("part"), d.join("none"));
+    run(&model, &one, &[]);
+    run(&model, &again, &[]);
+    assert!(weights(&one) == weights(&again), "the same seed draws the same images");
+    run(&model, &part, &["--epochs", "2"]);
+    run(&model, &part, &["--resume", s(&part), "--epochs", "4"]);
+    assert!(weights(&one) == weights(&part), "resumed after epoch 2 = uninterrupted");
+    run(&plain, &none, &[]);
+    assert!(weights(&one) != weights(&none), "augmented ≠ plain");
+    let metrics = std::fs::read_to_string(one.join("metrics.csv")).expect("metrics");
+    let header: Vec<&str> = metrics.lines().next().expect("header").split(',').collect();
+    let cell = |name: &str| -> f64 {
+        let col = header.iter().position(|h| *h == name).unwrap_or_else(|| panic!("{name}"));
+        metrics.lines().last().and_then(|l| l.split(',').nth(col)).and_then(|a| a.parse().ok()).expect("a number")
+    };
+    let acc = cell("val_accuracy");
+    assert!(acc > 0.8, "validation accuracy {acc} after 4 epochs of augmented digits");
+    // Validation sees the images as they are: easier than the moved and flipped ones trained on.
+    assert!(cell("val_loss") < cell("train_loss"), "{metrics}");
+    let o = nnlangc(&["sanity", s(&model)]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", text(&o.stdout), text(&o.stderr));
+}

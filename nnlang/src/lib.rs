@@ -315,6 +315,9 @@ fn recipe_fits(
             let block = file.blocks.iter().find(|b| b.kind == ast::BlockKind::Data && b.target.name == d)?;
             Some((block, datas.iter().find(|s| s.name == d)?))
         });
+        if let Some((block, spec)) = block {
+            out.extend(augment_fits(model, block, spec));
+        }
         if let Some((block, spec)) = block.filter(|_| matches!(train.loss, plan::Loss::CrossEntropy(_))) {
             if let Some(k) = spec.classes {
                 if k as u64 != outputs {
@@ -329,6 +332,61 @@ fn recipe_fits(
                     );
                 }
             }
+        }
+    }
+    out
+}
+
+/// A data set's `augment` block against the model it trains: images (`[height, width,
+/// channels]`) only, crops and shifts smaller than the image.
+fn augment_fits(model: &Model, block: &ast::Block, spec: &spec::DataSpec) -> Vec<Diagnostic> {
+    let Some(a) = spec.augment else { return Vec::new() };
+    let (at, entries) = block
+        .entries
+        .iter()
+        .find_map(|e| match &e.kind {
+            ast::EntryKind::Block { key, entries, .. } if key.name == "augment" => Some((key.span, &entries[..])),
+            _ => None,
+        })
+        .unwrap_or((block.target.span, &[]));
+    let input =
+        model.graph.inputs.first().and_then(|&i| Some((model.graph.node(i), model.shapes.shapes[i.index()].as_ref()?)));
+    let Some((node, shape)) = input else { return Vec::new() };
+    let dims: Vec<Option<usize>> = shape
+        .0
+        .iter()
+        .map(|d| match d {
+            ir::Dim::Fixed(n) => Some(*n),
+            _ => None,
+        })
+        .collect();
+    let &[Some(h), Some(w), Some(_)] = dims.as_slice() else {
+        return vec![Diagnostic::error(
+            format!("`augment` crops, shifts and flips images, and `{}` reads {shape}", node.name),
+            at,
+            "not images",
+        )
+        .with_label(node.span, format!("`{}` is {shape}", node.name))
+        .with_help("augmentation needs an input declared `[height, width, channels]`; remove the `augment` block for other data")];
+    };
+    let mut out = Vec::new();
+    for (key, n) in [("crop", a.crop), ("shift", a.shift)] {
+        if n > 0 && n >= h.min(w) {
+            let span = entries
+                .iter()
+                .find_map(|e| match &e.kind {
+                    ast::EntryKind::Assign(p, v) if p.len() == 1 && p[0].name == key => Some(v.span),
+                    _ => None,
+                })
+                .unwrap_or(at);
+            out.push(
+                Diagnostic::error(
+                    format!("`{key} = {n}` moves the {h}×{w} images by as much as they measure"),
+                    span,
+                    format!("up to {n} pixels each way"),
+                )
+                .with_help(format!("a few pixels are usual: e.g. `{key} = {}`", (h.min(w) / 8).max(1))),
+            );
         }
     }
     out

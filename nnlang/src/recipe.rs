@@ -178,6 +178,7 @@ const DATA: &[(&str, Spec)] = &[
     ("scale", Spec::PosNum),
     ("standardize", Spec::Bool),
     ("classes", Spec::PosInt),
+    ("augment", Spec::Block(&[("crop", Spec::NonNegInt), ("shift", Spec::NonNegInt), ("flip", Spec::Bool)])),
 ];
 
 /// The most trials a search (or one of its stages) may run, and members an ensemble may have:

@@ -280,6 +280,7 @@ impl TrainRecipe {
             clip: self.clip,
             accumulate: self.accumulate,
             patience: self.patience,
+            augment: None,
             bptt: self.bptt,
             seed: self.seed,
             threads,
@@ -365,6 +366,19 @@ pub struct DataSpec {
     pub standardize: bool,
     /// The number of classes it declares.
     pub classes: Option<usize>,
+    /// `augment { crop = p, shift = s, flip = true }`: random changes to the training images.
+    pub augment: Option<AugmentSpec>,
+}
+
+/// The `augment` block of a data set: what is drawn for each training image.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AugmentSpec {
+    /// A random crop of the image zero-padded by this many pixels (0: none).
+    pub crop: usize,
+    /// A random shift of up to this many pixels, the edge repeated (0: none).
+    pub shift: usize,
+    /// A horizontal flip half the time.
+    pub flip: bool,
 }
 
 impl DataSpec {
@@ -378,6 +392,14 @@ impl DataSpec {
             scale: num(value(s, "scale")),
             standardize: matches!(value(s, "standardize"), Some(Value::Bool(true))),
             classes: num(value(s, "classes")).map(|c| c as usize),
+            augment: match s.get("augment") {
+                Some(Setting::Block(b)) => Some(AugmentSpec {
+                    crop: num(value(b, "crop")).map_or(0, |v| v as usize),
+                    shift: num(value(b, "shift")).map_or(0, |v| v as usize),
+                    flip: matches!(value(b, "flip"), Some(Value::Bool(true))),
+                }),
+                _ => None,
+            },
         })
     }
 }

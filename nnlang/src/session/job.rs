@@ -39,6 +39,23 @@ impl<'s> Job<'s> {
         data::load(&spec, self.session.base(), &expect, limit).map_err(|e| Error::Input(e.to_string()))
     }
 
+    /// The data set's augmentation of the training images, for the model's `[h, w, c]` input
+    /// (the compiler refused it for any other input).
+    fn augment(&self) -> Option<nnlang_runtime::data::augment::Augment> {
+        let on = self.recipe.data.as_deref()?;
+        let a = self.session.compiled.data_spec(on)?.augment?;
+        let input = *self.model.graph.inputs.first()?;
+        let &[height, width, channels] = super::predict::fixed_dims(self.model, input).as_slice() else { return None };
+        Some(nnlang_runtime::data::augment::Augment {
+            height,
+            width,
+            channels,
+            crop: a.crop,
+            shift: a.shift,
+            flip: a.flip,
+        })
+    }
+
     /// The inference plan used to evaluate (batches of at least 256 rows).
     pub fn eval_plan(&self) -> Result<Plan, Error> {
         self.session.plan_with(
@@ -67,6 +84,7 @@ impl<'s> Job<'s> {
             (None, None) => loaded.train.rows(),
         };
         options.batch = options.batch.min(available.max(1));
+        options.augment = self.augment();
         let carry = options.bptt.is_some();
         let train_plan = self.session.plan_with(self.model, Mode::Training(self.recipe.loss), options.batch, carry)?;
         let eval_plan = self.eval_plan()?;

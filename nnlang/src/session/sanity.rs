@@ -135,6 +135,9 @@ impl Job<'_> {
         let tiny = p.fit.head(n);
         let mut options = p.options.clone();
         (options.l1, options.l2, options.max_norm, options.ema) = (0.0, 0.0, None, None);
+        // The notes: no augmentation (nor early stopping, nor accumulation) when overfitting
+        // a handful of examples.
+        (options.augment, options.patience, options.accumulate) = (None, None, 1);
         options.epochs = TINY_EPOCHS;
         options.batch = n;
         options.validate = 0.0;

@@ -2,6 +2,7 @@
 //! number, a short file, a count that does not match, a value that is NaN or infinite, a
 //! label outside the classes — each is an error naming the file and the place.
 
+pub mod augment;
 pub mod csv;
 pub mod disk;
 pub mod idx;

@@ -233,7 +233,9 @@ pub fn fit(
         best = r.best;
     }
     let mut stopped_early = false;
+    let (mut draws, mut scratch) = (Vec::new(), Vec::new());
     for epoch in first..opts.epochs {
+        let mut augment_rng = crate::data::augment::Augment::generator(opts.seed, epoch);
         // Early stopping: enough epochs without a better validation loss (also when resumed
         // after they passed).
         if let (Some(p), Some(b)) = (opts.patience, &best) {
@@ -262,6 +264,13 @@ pub fn fit(
             gather_batch(&train, rows_here, stepper.team(), &mut xb, &mut yb);
             if let Some(e) = train.x.failure() {
                 return Err(TrainError::Read(e));
+            }
+            if let Some(a) = &opts.augment {
+                // Drawn for the whole batch (every process alike), applied to this share.
+                a.draw(&mut augment_rng, n, &mut draws);
+                for (d, x) in draws[local.clone()].iter().zip(xb.chunks_exact_mut(train.x_cols)) {
+                    a.apply(*d, x, &mut scratch);
+                }
             }
             stepper.opt.lr = rates.at_step(epoch, step, steps, opts.epochs);
             // ‖Δw‖/‖w‖ is averaged over the epoch's last updates (one alone is noisy).

@@ -152,6 +152,8 @@ pub struct Options {
     /// Early stopping: training stops after this many epochs without a lower validation
     /// loss, and the weights kept are the best epoch's.
     pub patience: Option<usize>,
+    /// Random crops, shifts and flips of the training images (never of what is evaluated).
+    pub augment: Option<crate::data::augment::Augment>,
     /// Truncated backpropagation through time: the training rows are windows of streams,
     /// in order (batch after batch, each row continuing its stream), never shuffled; the
     /// carried states start from zero every epoch.
