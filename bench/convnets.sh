@@ -9,6 +9,10 @@
 #   fashion  examples/fashion_convnet.nn on Fashion-MNIST (3×3 convs, max pooling, dropout)
 #   varied   bench/convnets/varied.nn on Fashion-MNIST (5×5 and 3×3 convs, max and average
 #            pooling, a channel maxout, a maxout layer, dropout, Adam, batch 128)
+#   bn       bench/convnets/bn.nn on Fashion-MNIST (examples/fashion_bn.nn without augmentation:
+#            batch norms, global average pooling, AdamW, warm-up + cosine, label smoothing)
+#   mobilenet bench/convnets/mobilenet.nn on the synthetic colour images (depthwise 3×3 and
+#            pointwise 1×1 convs with batch norms, strided depthwise, global pooling, AdamW)
 #
 #   PYTHON=/path/to/venv/bin/python [REPS=3] [EPOCHS=2] bench/convnets.sh
 set -euo pipefail
@@ -35,14 +39,20 @@ with gzip.open(sys.argv[1] + "/cifar-labels.gz", "wb") as f:
 EOF
 sed -e "s|\"data/cifar/train-images.gz\"|\"$work/cifar-images.gz\"|" -e "s|\"data/cifar/train-labels.gz\"|\"$work/cifar-labels.gz\"|" \
     -e '/data\/cifar\/test-images/d' examples/convnet.nn >"$work/cifar.nn"
+sed -e "s|\"data/cifar/train-images.gz\"|\"$work/cifar-images.gz\"|" -e "s|\"data/cifar/train-labels.gz\"|\"$work/cifar-labels.gz\"|" \
+    bench/convnets/mobilenet.nn >"$work/mobilenet.nn"
 fashion=$PWD/examples/data/fashion-mnist
-declare -A file=([cifar]="$work/cifar.nn" [fashion]=examples/fashion_convnet.nn [varied]=bench/convnets/varied.nn)
-declare -A limit=([cifar]=3200 [fashion]=12000 [varied]=8000)
+declare -A file=([cifar]="$work/cifar.nn" [fashion]=examples/fashion_convnet.nn [varied]=bench/convnets/varied.nn
+                 [bn]=bench/convnets/bn.nn [mobilenet]="$work/mobilenet.nn")
+declare -A limit=([cifar]=3200 [fashion]=12000 [varied]=8000 [bn]=8000 [mobilenet]=3200)
 declare -A data=([cifar]="--data $work --images cifar-images.gz --labels cifar-labels.gz"
                  [fashion]="--data $fashion --images train-images-idx3-ubyte.gz --labels train-labels-idx1-ubyte.gz"
-                 [varied]="--data $fashion --images train-images-idx3-ubyte.gz --labels train-labels-idx1-ubyte.gz")
+                 [varied]="--data $fashion --images train-images-idx3-ubyte.gz --labels train-labels-idx1-ubyte.gz"
+                 [bn]="--data $fashion --images train-images-idx3-ubyte.gz --labels train-labels-idx1-ubyte.gz"
+                 [mobilenet]="--data $work --images cifar-images.gz --labels cifar-labels.gz")
+MODELS=${MODELS:-cifar fashion varied bn mobilenet}
 for r in $(seq "$REPS"); do
-  for m in cifar fashion varied; do
+  for m in $MODELS; do
     for t in 1 2; do
       "$bin" train "${file[$m]}" --epochs "$EPOCHS" --limit "${limit[$m]}" --threads "$t" --out "$work/run" 2>/dev/null |
         sed -n 's/^epoch *\([0-9]*\)\/.* \([0-9,]*\) samples\/s.*/\1 \2/p' | tr -d , |
@@ -64,7 +74,7 @@ for line in open(sys.argv[1]):
 f = lambda xs: f"{statistics.median(xs):,.0f} ({min(xs):,.0f}–{max(xs):,.0f})"
 print("| model | threads | nnlangc train | PyTorch | nnlang / PyTorch |")
 print("|---|---|---|---|---|")
-for m in ["cifar", "fashion", "varied"]:
+for m in ["cifar", "fashion", "varied", "bn", "mobilenet"]:
     for t in ["1", "2"]:
         a, b = v.get(("nnlang", m, t)), v.get(("pytorch", m, t))
         if a and b:

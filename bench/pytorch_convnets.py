@@ -79,6 +79,31 @@ def model_of(name):
             nn.Dropout(0.25), nn.Flatten(), MaxoutDense(32 * 7 * 7, 128, 2), nn.Dropout(0.5), nn.Linear(128, 10),
         )
         return m, dict(opt="adam", lr=1e-3, l2=0.0, max_norm=None, ema=None, batch=128), (1, 28, 28)
+    if name == "bn":
+        # bench/convnets/bn.nn (examples/fashion_bn.nn without its augmentation)
+        def cbr(c_in, c_out):
+            return [nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU()]
+        m = nn.Sequential(
+            *cbr(1, 32), *cbr(32, 32), nn.MaxPool2d(2), *cbr(32, 32), *cbr(32, 32), nn.MaxPool2d(2),
+            *cbr(32, 64), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10),
+        )
+        recipe = dict(opt="adamw", lr=3e-3, wd=0.05, smoothing=0.1, warmup=1, cosine=0.01, l2=0.0, max_norm=None,
+                      ema=None, batch=128)
+        return m, recipe, (1, 28, 28)
+    if name == "mobilenet":
+        # bench/convnets/mobilenet.nn: depthwise-separable blocks on 32×32×3
+        def cbr(c_in, c_out, k, stride=1, groups=1):
+            return [nn.Conv2d(c_in, c_out, k, stride=stride, padding=k // 2, groups=groups), nn.BatchNorm2d(c_out),
+                    nn.ReLU()]
+        m = nn.Sequential(
+            *cbr(3, 32, 3), *cbr(32, 32, 3, groups=32), *cbr(32, 64, 1),
+            *cbr(64, 64, 3, stride=2, groups=64), *cbr(64, 128, 1),
+            *cbr(128, 128, 3, groups=128), *cbr(128, 128, 1),
+            *cbr(128, 128, 3, stride=2, groups=128), *cbr(128, 256, 1),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(256, 10),
+        )
+        recipe = dict(opt="adamw", lr=3e-3, wd=0.05, l2=0.0, max_norm=None, ema=None, batch=64)
+        return m, recipe, (3, 32, 32)
     raise SystemExit(f"unknown model {name}")
 
 
@@ -107,12 +132,30 @@ def main():
     xv, yv, xt, yt = x[perm[:n_val]], y[perm[:n_val]], x[perm[n_val:]], y[perm[n_val:]]
     if r["opt"] == "sgd":
         opt = torch.optim.SGD(model.parameters(), lr=r["lr"], momentum=0.9, nesterov=True, weight_decay=r["l2"])
+    elif r["opt"] == "adamw":
+        # nnlang decays the weights of convolutions and dense layers, not biases or gains.
+        decayed = [q for n, q in model.named_parameters() if n.endswith("weight") and q.dim() > 1]
+        kept = [q for n, q in model.named_parameters() if not (n.endswith("weight") and q.dim() > 1)]
+        opt = torch.optim.AdamW([{"params": decayed, "weight_decay": r["wd"]}, {"params": kept, "weight_decay": 0.0}],
+                                lr=r["lr"])
     else:
         opt = torch.optim.Adam(model.parameters(), lr=r["lr"])
     weights = [m.weight for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     avg = [q.detach().clone() for q in model.parameters()] if r["ema"] else None
-    loss_fn = nn.CrossEntropyLoss()
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=r.get("smoothing", 0.0))
     batch = r["batch"]
+    steps_per_epoch = (len(xt) + batch - 1) // batch
+    total = steps_per_epoch * a.epochs
+    warm = r.get("warmup", 0) * steps_per_epoch
+    schedule = None
+    if "cosine" in r:
+        # nnlang's warm-up then cosine, step by step.
+        def factor(step):
+            if step < warm:
+                return (step + 1) / warm
+            t = (step - warm) / max(total - warm - 1, 1)
+            return r["cosine"] + (1 - r["cosine"]) * 0.5 * (1 + np.cos(np.pi * min(t, 1.0)))
+        schedule = torch.optim.lr_scheduler.LambdaLR(opt, factor)
     for epoch in range(1, a.epochs + 1):
         model.train()
         order = torch.randperm(len(xt))
@@ -122,6 +165,8 @@ def main():
             opt.zero_grad(set_to_none=False)
             loss_fn(model(xt[idx_b]), yt[idx_b]).backward()
             opt.step()
+            if schedule is not None:
+                schedule.step()
             with torch.no_grad():
                 if r["max_norm"]:
                     for wt in weights:

@@ -98,6 +98,15 @@ const SOURCE: &[Form] = &[
     form("csv", &[("path", Spec::Str, true), ("label", Spec::NonNegInt, false)]),
     form("sequences", &[("path", Spec::Str, true)]),
     form("text", &[("path", Spec::Str, true)]),
+    form(
+        "images",
+        &[
+            ("path", Spec::Str, true),
+            ("height", Spec::Count(1, 1 << 16), false),
+            ("width", Spec::Count(1, 1 << 16), false),
+            ("channels", Spec::Count(1, 3), false),
+        ],
+    ),
 ];
 
 const TRAIN: &[(&str, Spec)] = &[

@@ -319,6 +319,15 @@ pub enum Source {
         /// The file.
         path: PathBuf,
     },
+    /// A folder of PNG and JPEG images, one subfolder per class (in name order).
+    Images {
+        /// The folder.
+        path: PathBuf,
+        /// Resize every image to `(height, width)` on load; else all must have one size.
+        size: Option<(usize, usize)>,
+        /// 1 (grey) or 3 (RGB): what every image is converted to.
+        channels: usize,
+    },
     /// Character text (UTF-8, gzipped or plain): a stream for a character model.
     Text {
         /// The file.
@@ -337,6 +346,14 @@ impl Source {
             }
             "sequences" => Source::Sequences { path: string(args, "path")?.into() },
             "text" => Source::Text { path: string(args, "path")?.into() },
+            "images" => Source::Images {
+                path: string(args, "path")?.into(),
+                size: match (num(args.get("height")), num(args.get("width"))) {
+                    (Some(h), Some(w)) => Some((h as usize, w as usize)),
+                    _ => None,
+                },
+                channels: num(args.get("channels")).map_or(1, |c| c as usize),
+            },
             other => return unknown("train", other),
         })
     }
@@ -346,7 +363,10 @@ impl Source {
         match self {
             Source::Idx { images, labels } => vec![images, labels],
             Source::Npy { x, y } => vec![x, y],
-            Source::Csv { path, .. } | Source::Sequences { path } | Source::Text { path } => vec![path],
+            Source::Csv { path, .. }
+            | Source::Sequences { path }
+            | Source::Text { path }
+            | Source::Images { path, .. } => vec![path],
         }
     }
 }

@@ -220,6 +220,7 @@ pub fn read_source(source: &Source, base: &Path, rows: Option<usize>, expect: &E
             Ok(Table::new(x.data, cols, y.data, y_cols))
         }
         Source::Csv { path, label } => data::csv::read_rows(&base.join(path), *label, rows),
+        Source::Images { path, size, channels } => super::images::read(&base.join(path), *size, *channels, rows),
         Source::Text { path } => Err(DataError::new(
             &base.join(path),
             "text is read as the training stream of a character model (`train = text(…)`)",

@@ -14,6 +14,7 @@ pub mod artifacts;
 pub mod data;
 pub mod ensemble;
 pub mod gradcheck;
+mod images;
 mod job;
 mod predict;
 mod recorder;

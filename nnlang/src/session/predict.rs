@@ -18,12 +18,42 @@ impl Session {
             ("vocabulary", &vocab),
         ];
         nnlang_runtime::io::check_not_input(output, &inputs).map_err(Error::Usage)?;
-        let x = nnlang_runtime::data::npy::read(input).map_err(|e| Error::Input(e.to_string()))?;
+        let x = if super::images::is_image(input) {
+            self.image_input(model, input)?
+        } else {
+            nnlang_runtime::data::npy::read(input).map_err(|e| Error::Input(e.to_string()))?
+        };
         let raw = self.predict_array(model, weights, &x, input)?;
         let written = self.finish_prediction(model, raw);
         nnlang_runtime::data::npy::write(output, &written.predicted.shape, &written.y)
             .map_err(|e| Error::Usage(e.to_string()))?;
         Ok(written.predicted)
+    }
+
+    /// A PNG or JPEG file as a batch of one for a model that reads `[height, width,
+    /// channels]` images: converted to its channels and resized to its size, the pixels as
+    /// an image folder gives them (the weights' preprocessing, such as `scale`, follows).
+    fn image_input(&self, model: &Model, input: &Path) -> Result<nnlang_runtime::data::npy::Array, Error> {
+        let dims = model.graph.inputs.first().map(|&i| fixed_dims(model, i)).unwrap_or_default();
+        let &[h, w, c] = dims.as_slice() else {
+            return Err(Error::Input(format!(
+                "{}: an image, but model `{}` reads {dims:?}, not [height, width, channels]",
+                input.display(),
+                model.graph.name
+            )));
+        };
+        if c != 1 && c != 3 {
+            return Err(Error::Input(format!(
+                "{}: an image, but model `{}` reads {c} channels (an image has 1 or 3)",
+                input.display(),
+                model.graph.name
+            )));
+        }
+        let (bytes, _) = super::images::decode(input, Some((h, w)), c).map_err(|e| Error::Input(e.to_string()))?;
+        Ok(nnlang_runtime::data::npy::Array {
+            shape: vec![1, h, w, c],
+            data: bytes.into_iter().map(f32::from).collect(),
+        })
     }
 
     /// What a prediction writes: a binned regression's values (the centre of each row's
