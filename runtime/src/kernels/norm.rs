@@ -18,9 +18,30 @@ use crate::ops::Done;
 use crate::plan::{ABuf, PBuf, Write};
 use crate::Float;
 
+/// Runs `f` compiled once more for the widest instruction set `pulp` finds (AVX2, AVX-512):
+/// the loops below run over the channels, each channel's sum in the same order whatever the
+/// width, so the results are the same bits either way.
+#[inline(always)]
+fn vectorized<R>(f: impl FnOnce() -> R) -> R {
+    struct Run<F>(F);
+    impl<R, F: FnOnce() -> R> pulp::WithSimd for Run<F> {
+        type Output = R;
+        #[inline(always)]
+        fn with_simd<S: pulp::Simd>(self, _: S) -> R {
+            (self.0)()
+        }
+    }
+    pulp::Arch::new().dispatch(Run(f))
+}
+
 /// Each channel's sum and sum of squares over the rows that count, and how many values
 /// that is per channel: `[Σx (C), Σx² (C), n]`.
 fn moments<T: Float>(x: &[T], rows: usize, channels: usize, valid: Rows) -> Vec<f64> {
+    vectorized(#[inline(always)] || moments_plain(x, rows, channels, valid))
+}
+
+#[inline(always)]
+fn moments_plain<T: Float>(x: &[T], rows: usize, channels: usize, valid: Rows) -> Vec<f64> {
     let cols = x.len() / rows.max(1);
     let mut out = vec![0.0f64; 2 * channels + 1];
     let mut n = 0usize;
@@ -29,11 +50,13 @@ fn moments<T: Float>(x: &[T], rows: usize, channels: usize, valid: Rows) -> Vec<
             continue;
         }
         n += cols / channels;
+        let (sum, squares) = out.split_at_mut(channels);
+        let squares = &mut squares[..channels];
         for pos in row.chunks_exact(channels) {
-            for (c, &v) in pos.iter().enumerate() {
+            for ((s, q), &v) in sum.iter_mut().zip(squares.iter_mut()).zip(pos) {
                 let v = v.to_f64();
-                out[c] += v;
-                out[channels + c] += v * v;
+                *s += v;
+                *q += v * v;
             }
         }
     }
@@ -88,6 +111,12 @@ pub fn train_step<T: Float>(
 /// `y = (x − μ)·(γ·s) + β` per channel for the rows that count (zero for padding).
 #[allow(clippy::too_many_arguments)]
 fn normalize<T: Float>(xs: &[T], out: &mut [T], rows: usize, valid: Rows, mu: &[T], s: &[T], g: &[T], b: &[T]) {
+    vectorized(#[inline(always)] || normalize_plain(xs, out, rows, valid, mu, s, g, b))
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn normalize_plain<T: Float>(xs: &[T], out: &mut [T], rows: usize, valid: Rows, mu: &[T], s: &[T], g: &[T], b: &[T]) {
     let c = mu.len();
     let cols = xs.len() / rows.max(1);
     let scale: Vec<T> = g.iter().zip(s).map(|(&g, &s)| g * s).collect();
@@ -97,8 +126,8 @@ fn normalize<T: Float>(xs: &[T], out: &mut [T], rows: usize, valid: Rows, mu: &[
             continue;
         }
         for (yp, xp) in yr.chunks_exact_mut(c).zip(xr.chunks_exact(c)) {
-            for ch in 0..c {
-                yp[ch] = (xp[ch] - mu[ch]) * scale[ch] + b[ch];
+            for ((((y, &x), &m), &k), &b) in yp.iter_mut().zip(xp).zip(&mu[..c]).zip(&scale[..c]).zip(&b[..c]) {
+                *y = (x - m) * k + b;
             }
         }
     }
@@ -148,18 +177,23 @@ pub fn backward_step<T: Float>(
     let cols = xs.len() / rows.max(1);
     let (mu, s, n) = (st[..c].to_vec(), st[c..2 * c].to_vec(), st[2 * c].to_f64().max(1.0));
     let mut sums = vec![0.0f64; 2 * c];
-    for (row, (xr, dr)) in xs.chunks_exact(cols.max(1)).zip(dys.chunks_exact(cols.max(1))).enumerate() {
-        if !valid.valid(row) {
-            continue;
-        }
-        for (xp, dp) in xr.chunks_exact(c).zip(dr.chunks_exact(c)) {
-            for ch in 0..c {
-                let d = dp[ch].to_f64();
-                sums[ch] += d;
-                sums[c + ch] += d * ((xp[ch] - mu[ch]) * s[ch]).to_f64();
+    vectorized(#[inline(always)] || {
+        let (sd, sdx) = sums.split_at_mut(c);
+        for (row, (xr, dr)) in xs.chunks_exact(cols.max(1)).zip(dys.chunks_exact(cols.max(1))).enumerate() {
+            if !valid.valid(row) {
+                continue;
+            }
+            for (xp, dp) in xr.chunks_exact(c).zip(dr.chunks_exact(c)) {
+                for (((((a, b), &x), &d), &m), &k) in
+                    sd.iter_mut().zip(sdx.iter_mut()).zip(xp).zip(dp).zip(&mu[..c]).zip(&s[..c])
+                {
+                    let d64 = d.to_f64();
+                    *a += d64;
+                    *b += d64 * ((x - m) * k).to_f64();
+                }
             }
         }
-    }
+    });
     for ch in 0..c {
         cx.grads[dbeta.offset + ch] = T::from_f64(sums[ch]);
         cx.grads[dgamma.offset + ch] = T::from_f64(sums[c + ch]);
@@ -175,19 +209,29 @@ pub fn backward_step<T: Float>(
             (g * s[ch], T::from_f64(sums[ch] / (w * n)), T::from_f64(sums[c + ch] / (w * n)))
         })
         .collect();
+    let (gs, m1): (Vec<T>, Vec<T>) = k.iter().map(|&(g, a, _)| (g, a)).unzip();
+    let m2: Vec<T> = k.iter().map(|&(_, _, b)| b).collect();
     let (d, r) = cx.mem.split(dx, rows);
     let (xs, dys) = (r.get(x, rows), r.get(dy, rows));
-    for (row, ((dxr, xr), dr)) in
-        d.chunks_exact_mut(cols.max(1)).zip(xs.chunks_exact(cols.max(1))).zip(dys.chunks_exact(cols.max(1))).enumerate()
-    {
-        let ok = valid.valid(row);
-        for ((dxp, xp), dp) in dxr.chunks_exact_mut(c).zip(xr.chunks_exact(c)).zip(dr.chunks_exact(c)) {
-            for ch in 0..c {
-                let (gs, m1, m2) = k[ch];
-                let v = if ok { gs * (dp[ch] - m1 - (xp[ch] - mu[ch]) * s[ch] * m2) } else { T::ZERO };
-                dxp[ch] = if write == Write::Accumulate { dxp[ch] + v } else { v };
+    let accumulate = write == Write::Accumulate;
+    vectorized(#[inline(always)] || {
+        for (row, ((dxr, xr), dr)) in
+            d.chunks_exact_mut(cols.max(1)).zip(xs.chunks_exact(cols.max(1))).zip(dys.chunks_exact(cols.max(1))).enumerate()
+        {
+            if !valid.valid(row) {
+                if !accumulate {
+                    dxr.fill(T::ZERO);
+                }
+                continue;
+            }
+            for ((dxp, xp), dp) in dxr.chunks_exact_mut(c).zip(xr.chunks_exact(c)).zip(dr.chunks_exact(c)) {
+                let per = dxp.iter_mut().zip(xp).zip(dp).zip(&mu[..c]).zip(&s[..c]);
+                for (((((o, &x), &d), &m), &k), ((&g, &a), &b)) in per.zip(gs.iter().zip(&m1).zip(&m2)) {
+                    let v = g * (d - a - (x - m) * k * b);
+                    *o = if accumulate { *o + v } else { v };
+                }
             }
         }
-    }
+    });
     Ok(())
 }
