@@ -37,7 +37,10 @@ fn vectorized<R>(f: impl FnOnce() -> R) -> R {
 /// Each channel's sum and sum of squares over the rows that count, and how many values
 /// that is per channel: `[Σx (C), Σx² (C), n]`.
 fn moments<T: Float>(x: &[T], rows: usize, channels: usize, valid: Rows) -> Vec<f64> {
-    vectorized(#[inline(always)] || moments_plain(x, rows, channels, valid))
+    vectorized(
+        #[inline(always)]
+        || moments_plain(x, rows, channels, valid),
+    )
 }
 
 #[inline(always)]
@@ -111,7 +114,10 @@ pub fn train_step<T: Float>(
 /// `y = (x − μ)·(γ·s) + β` per channel for the rows that count (zero for padding).
 #[allow(clippy::too_many_arguments)]
 fn normalize<T: Float>(xs: &[T], out: &mut [T], rows: usize, valid: Rows, mu: &[T], s: &[T], g: &[T], b: &[T]) {
-    vectorized(#[inline(always)] || normalize_plain(xs, out, rows, valid, mu, s, g, b))
+    vectorized(
+        #[inline(always)]
+        || normalize_plain(xs, out, rows, valid, mu, s, g, b),
+    )
 }
 
 #[inline(always)]
@@ -177,23 +183,26 @@ pub fn backward_step<T: Float>(
     let cols = xs.len() / rows.max(1);
     let (mu, s, n) = (st[..c].to_vec(), st[c..2 * c].to_vec(), st[2 * c].to_f64().max(1.0));
     let mut sums = vec![0.0f64; 2 * c];
-    vectorized(#[inline(always)] || {
-        let (sd, sdx) = sums.split_at_mut(c);
-        for (row, (xr, dr)) in xs.chunks_exact(cols.max(1)).zip(dys.chunks_exact(cols.max(1))).enumerate() {
-            if !valid.valid(row) {
-                continue;
-            }
-            for (xp, dp) in xr.chunks_exact(c).zip(dr.chunks_exact(c)) {
-                for (((((a, b), &x), &d), &m), &k) in
-                    sd.iter_mut().zip(sdx.iter_mut()).zip(xp).zip(dp).zip(&mu[..c]).zip(&s[..c])
-                {
-                    let d64 = d.to_f64();
-                    *a += d64;
-                    *b += d64 * ((x - m) * k).to_f64();
+    vectorized(
+        #[inline(always)]
+        || {
+            let (sd, sdx) = sums.split_at_mut(c);
+            for (row, (xr, dr)) in xs.chunks_exact(cols.max(1)).zip(dys.chunks_exact(cols.max(1))).enumerate() {
+                if !valid.valid(row) {
+                    continue;
+                }
+                for (xp, dp) in xr.chunks_exact(c).zip(dr.chunks_exact(c)) {
+                    for (((((a, b), &x), &d), &m), &k) in
+                        sd.iter_mut().zip(sdx.iter_mut()).zip(xp).zip(dp).zip(&mu[..c]).zip(&s[..c])
+                    {
+                        let d64 = d.to_f64();
+                        *a += d64;
+                        *b += d64 * ((x - m) * k).to_f64();
+                    }
                 }
             }
-        }
-    });
+        },
+    );
     for ch in 0..c {
         cx.grads[dbeta.offset + ch] = T::from_f64(sums[ch]);
         cx.grads[dgamma.offset + ch] = T::from_f64(sums[c + ch]);
@@ -214,24 +223,30 @@ pub fn backward_step<T: Float>(
     let (d, r) = cx.mem.split(dx, rows);
     let (xs, dys) = (r.get(x, rows), r.get(dy, rows));
     let accumulate = write == Write::Accumulate;
-    vectorized(#[inline(always)] || {
-        for (row, ((dxr, xr), dr)) in
-            d.chunks_exact_mut(cols.max(1)).zip(xs.chunks_exact(cols.max(1))).zip(dys.chunks_exact(cols.max(1))).enumerate()
-        {
-            if !valid.valid(row) {
-                if !accumulate {
-                    dxr.fill(T::ZERO);
+    vectorized(
+        #[inline(always)]
+        || {
+            for (row, ((dxr, xr), dr)) in d
+                .chunks_exact_mut(cols.max(1))
+                .zip(xs.chunks_exact(cols.max(1)))
+                .zip(dys.chunks_exact(cols.max(1)))
+                .enumerate()
+            {
+                if !valid.valid(row) {
+                    if !accumulate {
+                        dxr.fill(T::ZERO);
+                    }
+                    continue;
                 }
-                continue;
-            }
-            for ((dxp, xp), dp) in dxr.chunks_exact_mut(c).zip(xr.chunks_exact(c)).zip(dr.chunks_exact(c)) {
-                let per = dxp.iter_mut().zip(xp).zip(dp).zip(&mu[..c]).zip(&s[..c]);
-                for (((((o, &x), &d), &m), &k), ((&g, &a), &b)) in per.zip(gs.iter().zip(&m1).zip(&m2)) {
-                    let v = g * (d - a - (x - m) * k * b);
-                    *o = if accumulate { *o + v } else { v };
+                for ((dxp, xp), dp) in dxr.chunks_exact_mut(c).zip(xr.chunks_exact(c)).zip(dr.chunks_exact(c)) {
+                    let per = dxp.iter_mut().zip(xp).zip(dp).zip(&mu[..c]).zip(&s[..c]);
+                    for (((((o, &x), &d), &m), &k), ((&g, &a), &b)) in per.zip(gs.iter().zip(&m1).zip(&m2)) {
+                        let v = g * (d - a - (x - m) * k * b);
+                        *o = if accumulate { *o + v } else { v };
+                    }
                 }
             }
-        }
-    });
+        },
+    );
     Ok(())
 }
