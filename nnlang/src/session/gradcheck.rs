@@ -294,6 +294,11 @@ impl Session {
         let input_grads: Vec<Vec<f64>> = plan.input_grads.iter().map(|&b| exec.buffer(b, rows).to_vec()).collect();
         let kinky = has_kinks(&plan);
         let h = spec.step;
+        // The model's largest gradient: a coordinate whose analytic and numeric gradients are
+        // both below 1e-7 of it is zero for the comparison (a bias that a batch norm cancels
+        // has a true gradient of 0, and its numeric one is the loss's rounding over h, which a
+        // normalized loss carries more of than ε·|L|).
+        let largest = analytic.iter().chain(input_grads.iter().flatten()).fold(0f64, |m, g| m.max(g.abs()));
         // One tensor's check: each picked coordinate `k` (its analytic gradient `a[k]`) moved
         // by ±h through `value`, scored unless the two runs sit on different sides of a kink.
         let check = |name: String,
@@ -328,8 +333,9 @@ impl Session {
                 let scale = a[k].abs().max(num.abs());
                 // Both zero (an unused weight, a dead unit, a bias that a normalization
                 // cancels): nothing to compare. A numeric gradient is zero when it is within
-                // what rounding the loss leaves in the quotient (ε·|L|/h, a few times over).
-                let zero = 4.0 * f64::EPSILON * loss_value.abs().max(1.0) / h;
+                // what rounding the loss leaves in the quotient (ε·|L|/h, a few times over), or
+                // both are negligible next to the model's largest gradient.
+                let zero = (4.0 * f64::EPSILON * loss_value.abs().max(1.0) / h).max(1e-7 * largest);
                 let rel = if scale < 1e-12 || scale <= zero { 0.0 } else { (a[k] - num).abs() / scale };
                 // What rounding alone leaves in the quotient: ε·|L|/h, relative to the
                 // gradient. An error within ten times that is as good as f64 can tell.
