@@ -185,6 +185,17 @@ nnlang_macros::nn! {
     data d { train = csv("unused.csv") }
 }
 
+// Pools that round up (PyTorch's ceil_mode): the last window cut at the edge.
+nnlang_macros::nn! {
+    model Ceiled {
+        input x: [11, 10, 2]
+        x -> conv(filters = 4, size = 3, pad = same) -> relu -> maxpool(size = 2, round = ceil)
+          -> avgpool(size = 3, stride = 2, round = ceil) -> dense(3) -> softmax
+    }
+    train Ceiled on d { loss = cross_entropy, optimizer = sgd(lr = 0.1, momentum = 0.9), batch = 8, seed = 5 }
+    data d { train = csv("unused.csv") }
+}
+
 // Grouped, depthwise (the direct kernel), dilated and floored convolutions.
 nnlang_macros::nn! {
     model Separable {
@@ -375,6 +386,12 @@ differential!(
 );
 
 differential!(
+    ceiled_pooling,
+    Ceiled,
+    "model Ceiled {\n input x: [11, 10, 2]\n x -> conv(filters = 4, size = 3, pad = same) -> relu -> maxpool(size = 2, round = ceil)\n -> avgpool(size = 3, stride = 2, round = ceil) -> dense(3) -> softmax\n }\n train Ceiled on d { loss = cross_entropy, optimizer = sgd(lr = 0.1, momentum = 0.9), batch = 8, seed = 5 }\n data d { train = csv(\"unused.csv\") }"
+);
+
+differential!(
     grouped_dilated_depthwise,
     Separable,
     "model Separable {\n    input x: [9, 9, 4]\n    x -> conv(filters = 8, size = 3, pad = same, groups = 2) -> batchnorm -> relu\n      -> conv(filters = 8, size = 3, pad = same, groups = 8) -> relu\n      -> conv(filters = 8, size = 3, pad = same, groups = 8, dilation = 2)\n      -> conv(filters = 16, size = 1) -> relu\n      -> conv(filters = 16, size = 3, stride = 3, round = floor, groups = 16, dilation = 2) -> tanh\n      -> conv(filters = 6, size = 3, groups = 2, dilation = 2, pad = 2)\n      -> globalavgpool -> dense(3) -> softmax\n}\ntrain Separable on d { loss = cross_entropy, optimizer = sgd(lr = 0.05, momentum = 0.9), batch = 8, seed = 6 }\ndata d { train = csv(\"unused.csv\") }"
@@ -558,6 +575,7 @@ generated_gradcheck!(gradcheck_batchnorm_ragged_sequences, BnSeq);
 generated_gradcheck!(gradcheck_global_pools, GlobalPools);
 generated_gradcheck!(gradcheck_floored_pooling, Floored);
 generated_gradcheck!(gradcheck_grouped_dilated_depthwise, Separable);
+generated_gradcheck!(gradcheck_ceiled_pooling, Ceiled);
 
 /// `predict` takes an array of any number of rows (more than a batch here), runs it in
 /// batches, and returns an owned array; a wrong width is an error.

@@ -221,6 +221,15 @@ fn every_layer_and_merge_exports_to_onnx() {
             None,
         ),
         (
+            "ceiled",
+            "model Ceiled {
+    input image: [11, 10, 2]
+    image -> conv(filters = 4, size = 3, pad = same) -> relu -> maxpool(size = 2, round = ceil)
+      -> avgpool(size = 3, stride = 2, round = ceil) -> dense(3) -> softmax
+}",
+            None,
+        ),
+        (
             "separable",
             "model Separable {
     input image: [12, 11, 4]

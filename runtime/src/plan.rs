@@ -112,6 +112,11 @@ impl Geometry {
     pub fn plain(&self) -> bool {
         self.dil == 1 && self.groups == 1
     }
+    /// The taps of window `o` (an output row or column) inside an input extent `n`: `f`, or
+    /// fewer for the last window of a pooling that rounds up (PyTorch's `ceil_mode`).
+    pub fn reach(&self, o: usize, n: usize) -> usize {
+        self.f.min(n.saturating_sub(o * self.s))
+    }
     /// One filter per input channel (`groups = d = k`, `d > 1`): a depthwise convolution.
     pub fn depthwise(&self) -> bool {
         self.groups == self.d && self.k == self.d && self.d > 1

@@ -258,6 +258,11 @@ impl<'a> Args<'a> {
     }
 
     /// The value given for `name` (an error if it has none), with where it is written.
+    /// Where argument `name`'s value is written (the call when it is not given).
+    pub fn span_of(&self, name: &str) -> Span {
+        self.value(name).ok().flatten().map_or(self.call, |(_, s)| s)
+    }
+
     fn value(&self, name: &str) -> Result<Option<(&'a Value, Span)>, Diagnostic> {
         let Some(a) = self.get(name) else { return Ok(None) };
         Ok(Some((a.value.value(a.span)?, a.span)))

@@ -194,13 +194,27 @@ fn pool_formula(w: usize, f: usize, s: usize) -> String {
     format!("({w} − {f})/{s} + 1")
 }
 
-/// Pooling: `(W − F)/S + 1`, no padding.
-pub fn pool_extent(dim: &str, w: usize, f: usize, s: usize, floor: bool) -> Result<usize, ExtentError> {
+/// The windows of a pooling that rounds up: `⌈(W − F)/S⌉ + 1`, less one when the last
+/// would start past the input (PyTorch's `ceil_mode` without padding).
+fn ceil_extent(w: usize, f: usize, s: usize) -> usize {
+    let n = (w - f).div_ceil(s.max(1)) + 1;
+    if (n - 1) * s >= w {
+        n - 1
+    } else {
+        n
+    }
+}
+
+/// Pooling: `(W − F)/S + 1`, no padding; floored or ceiled on request.
+pub fn pool_extent(dim: &str, w: usize, f: usize, s: usize, floor: bool, ceil: bool) -> Result<usize, ExtentError> {
     if let Some(n) = fits(w, f, s, 0) {
         return Ok(n);
     }
     if floor && f <= w {
         return Ok((w - f) / s.max(1) + 1);
+    }
+    if ceil && f <= w {
+        return Ok(ceil_extent(w, f, s));
     }
     let mut suggestions = Vec::new();
     if f <= w {
@@ -218,6 +232,10 @@ pub fn pool_extent(dim: &str, w: usize, f: usize, s: usize, floor: bool) -> Resu
         let left = (w - f) % s.max(1);
         suggestions.push(format!(
             "round = floor gives ⌊({w} − {f})/{s}⌋ + 1 = {n}, the last {left} left out (as PyTorch and Keras pool)"
+        ));
+        suggestions.push(format!(
+            "round = ceil gives {}, the last window cut at the edge (PyTorch's ceil_mode)",
+            ceil_extent(w, f, s)
         ));
     }
     Err(ExtentError {
@@ -246,8 +264,8 @@ mod tests {
         // Same padding keeps the size: (32 − 3 + 2)/1 + 1 = 32.
         assert_eq!(window_extent("width", 32, Window::plain(3, 1, 1)).ok(), Some(32));
         // Pooling 2/2 halves; the overlapping 3/2 on 13 gives 6.
-        assert_eq!(pool_extent("width", 224, 2, 2, false).ok(), Some(112));
-        assert_eq!(pool_extent("width", 13, 3, 2, false).ok(), Some(6));
+        assert_eq!(pool_extent("width", 224, 2, 2, false, false).ok(), Some(112));
+        assert_eq!(pool_extent("width", 13, 3, 2, false, false).ok(), Some(6));
     }
 
     #[test]
@@ -298,10 +316,24 @@ mod tests {
     }
 
     #[test]
+    fn pooling_rounds_up_as_pytorchs_ceil_mode() {
+        // 11 → 6 with size 2 (the last window one value wide); 7 with size 3 stride 2: 3.
+        assert_eq!(pool_extent("width", 11, 2, 2, false, true).ok(), Some(6));
+        assert_eq!(pool_extent("width", 7, 3, 2, false, true).ok(), Some(3));
+        // ⌈(6 − 1)/3⌉ + 1 = 3 would start at 6, past the input: 2.
+        assert_eq!(pool_extent("width", 6, 1, 3, false, true).ok(), Some(2));
+        let e = pool_extent("width", 11, 2, 2, false, false).expect_err("does not fit");
+        assert_eq!(
+            e.suggestions.last().map(String::as_str),
+            Some("round = ceil gives 6, the last window cut at the edge (PyTorch's ceil_mode)")
+        );
+    }
+
+    #[test]
     fn a_filter_larger_than_the_input_leaves_nothing() {
         let e = window_extent("height", 5, Window::plain(7, 1, 0)).expect_err("no output");
         assert_eq!(e.value, -1.0);
-        let e = pool_extent("height", 2, 3, 1, false).expect_err("no output");
+        let e = pool_extent("height", 2, 3, 1, false, false).expect_err("no output");
         assert_eq!(e.value, 0.0);
     }
 }

@@ -44,6 +44,10 @@ pub struct Pool {
     /// PyTorch and Keras pool by default); otherwise the windows must tile the input exactly.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub floor: bool,
+    /// `round = ceil`: one more window where the last would not fit, cut at the input's edge
+    /// (PyTorch's `ceil_mode`); an average divides by the values it has.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub ceil: bool,
 }
 
 const ARGS: &[(&str, bool)] = &[("size", true), ("stride", false), ("round", false)];
@@ -85,8 +89,14 @@ impl Pool {
 fn build(kind: PoolKind, a: &Args) -> Result<Op, Diagnostic> {
     let size = a.required_int("size")?;
     let stride = a.positive_int("stride")?.unwrap_or(size);
-    let floor = a.symbol("round", &["floor", "exact"])? == Some("floor");
-    Ok(Op::Pool(Pool { kind, size, stride, floor }))
+    let round = a.symbol("round", &["floor", "ceil", "exact"])?;
+    if kind == PoolKind::L2 && round == Some("ceil") {
+        let span = a.span_of("round");
+        return Err(Diagnostic::error("`round = ceil` is for `maxpool` and `avgpool`", span, "not for an L2 pool")
+            .with_note("a cut window's sum of squares has no counterpart in PyTorch or ONNX to export to")
+            .with_help("use `round = floor`, or pad the map so that the windows fit"));
+    }
+    Ok(Op::Pool(Pool { kind, size, stride, floor: round == Some("floor"), ceil: round == Some("ceil") }))
 }
 fn max(a: &Args) -> Result<Op, Diagnostic> {
     build(PoolKind::Max, a)
@@ -114,8 +124,16 @@ impl Rules for Pool {
     fn onnx(&self, g: &mut dyn super::onnx::OnnxGraph, cx: &super::onnx::OnnxCx) -> Result<(), String> {
         let x = g.value(cx.input()?, super::onnx::Layout::ChannelsFirst)?;
         let (k, s, name) = (self.size as i64, self.stride as i64, cx.name);
+        let ceil = self.ceil;
         let attrs = || {
-            vec![super::onnx::Attr::Ints("kernel_shape", vec![k, k]), super::onnx::Attr::Ints("strides", vec![s, s])]
+            let mut a = vec![
+                super::onnx::Attr::Ints("kernel_shape", vec![k, k]),
+                super::onnx::Attr::Ints("strides", vec![s, s]),
+            ];
+            if ceil {
+                a.push(super::onnx::Attr::Int("ceil_mode", 1));
+            }
+            a
         };
         let y = match self.kind {
             PoolKind::Max => g.node("MaxPool", &[&x], attrs(), name),
@@ -134,9 +152,10 @@ impl Rules for Pool {
     fn pytorch(&self, c: &super::PyCx) -> Option<super::PyLayer> {
         let nchw = format!("{}.permute(0, 3, 1, 2)", c.x);
         let (f, s) = (self.size, self.stride);
+        let ceil = if self.ceil { ", ceil_mode=True" } else { "" };
         let pooled = match self.kind {
-            PoolKind::Max => format!("F.max_pool2d({nchw}, {f}, {s})"),
-            PoolKind::Avg => format!("F.avg_pool2d({nchw}, {f}, {s})"),
+            PoolKind::Max => format!("F.max_pool2d({nchw}, {f}, {s}{ceil})"),
+            PoolKind::Avg => format!("F.avg_pool2d({nchw}, {f}, {s}{ceil})"),
             PoolKind::L2 => format!("torch.sqrt(F.avg_pool2d({nchw} * {nchw}, {f}, {s}) * {})", f * f),
         };
         Some(super::PyLayer::line(format!("{pooled}.permute(0, 2, 3, 1)")))
@@ -149,13 +168,17 @@ impl Rules for Pool {
         if self.floor {
             v.push(("round", "floor".to_string()));
         }
+        if self.ceil {
+            v.push(("round", "ceil".to_string()));
+        }
         v
     }
     fn shape(&self, cx: &ShapeCx) -> RuleResult {
         let kind = name(self.kind);
         let [h, w, d] = volume(cx.id, &cx.one(), kind)?;
-        let (oh, ow) =
-            both_extents(cx.id, kind, (h, w), |dim, n| pool_extent(dim, n, self.size, self.stride, self.floor))?;
+        let (oh, ow) = both_extents(cx.id, kind, (h, w), |dim, n| {
+            pool_extent(dim, n, self.size, self.stride, self.floor, self.ceil)
+        })?;
         Ok((Shape::fixed(&[oh, ow, d]), Vec::new()))
     }
     fn flops(&self, cx: &FlopsCx) -> Elems {

@@ -189,8 +189,8 @@ fn kink_signature(h: &mut u64, kink: Option<&Kink>, rows: usize, reads: &Reads<'
                     for c in 0..d {
                         let best = ys[r * out_len + o * d + c];
                         let mut at = 0;
-                        'win: for fy in 0..g.f {
-                            for fx in 0..g.f {
+                        'win: for fy in 0..g.reach(oy, g.h) {
+                            for fx in 0..g.reach(ox, g.w) {
                                 let i = ((oy * g.s + fy) * g.w + ox * g.s + fx) * d + c;
                                 if xs[r * in_len + i] == best {
                                     at = fy * g.f + fx;

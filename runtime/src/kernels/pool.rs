@@ -1,5 +1,7 @@
 //! Pooling per depth slice over channels-last volumes: max, average and L2 (the square root
-//! of the sum of squares), forward and backward. Windows never leave the input (no padding).
+//! of the sum of squares), forward and backward. No padding; the last window of a pooling
+//! that rounds up (`round = ceil`) is cut at the input's edge, and an average divides by the
+//! values it has (PyTorch's `ceil_mode`).
 
 use crate::plan::{Geometry, PoolOp};
 use crate::Float;
@@ -43,8 +45,9 @@ fn forward_plain<T: Float>(kind: PoolOp, g: &Geometry, rows: usize, x: &[T], y: 
                     PoolOp::Max => out.iter_mut().zip(&xr[first..first + d]).for_each(|(o, &v)| *o = v),
                     _ => out.fill(T::ZERO),
                 }
-                for fy in 0..g.f {
-                    for fx in 0..g.f {
+                let (ny, nx) = (g.reach(oy, g.h), g.reach(ox, g.w));
+                for fy in 0..ny {
+                    for fx in 0..nx {
                         let at = ((oy * g.s + fy) * g.w + ox * g.s + fx) * d;
                         let px = &xr[at..at + d];
                         match kind {
@@ -54,6 +57,7 @@ fn forward_plain<T: Float>(kind: PoolOp, g: &Geometry, rows: usize, x: &[T], y: 
                         }
                     }
                 }
+                let inv = if ny * nx == g.f * g.f { inv } else { T::from_f64(1.0 / (ny * nx) as f64) };
                 match kind {
                     PoolOp::Max => {}
                     PoolOp::Avg => out.iter_mut().for_each(|o| *o *= inv),
@@ -130,8 +134,10 @@ fn backward_plain<T: Float>(
                 let o = (oy * g.ow + ox) * d;
                 let (yv, gv) = (&yr[o..o + d], &dyr[o..o + d]);
                 found.iter_mut().for_each(|f| *f = false);
-                for fy in 0..g.f {
-                    for fx in 0..g.f {
+                let (ny, nx) = (g.reach(oy, g.h), g.reach(ox, g.w));
+                let inv = if ny * nx == g.f * g.f { inv } else { T::from_f64(1.0 / (ny * nx) as f64) };
+                for fy in 0..ny {
+                    for fx in 0..nx {
                         let at = ((oy * g.s + fy) * g.w + ox * g.s + fx) * d;
                         let (px, dpx) = (&xr[at..at + d], &mut dxr[at..at + d]);
                         match kind {
