@@ -185,6 +185,16 @@ nnlang_macros::nn! {
     data d { train = csv("unused.csv") }
 }
 
+// Augmented 8×8 digits: the generated `fit` draws the crops, shifts and flips `train` draws.
+nnlang_macros::nn! {
+    model AugDigits {
+        input x: [8, 8, 1]
+        x -> conv(filters = 8, size = 3, pad = same) -> relu -> maxpool(size = 2) -> dense(10) -> softmax
+    }
+    train AugDigits on digits { loss = cross_entropy, optimizer = adam(lr = 0.01), batch = 32, epochs = 2, validate = 20%, seed = 9 }
+    data digits { train = csv("examples/data/sklearn/digits.csv.gz", label = 0), scale = 1/16, augment { crop = 1, shift = 1, flip = true } }
+}
+
 // Pools that round up (PyTorch's ceil_mode): the last window cut at the edge.
 nnlang_macros::nn! {
     model Ceiled {
@@ -976,5 +986,50 @@ fn fit_smooths_labels_and_accumulates_as_nnlangc_train() {
     // It learned: the plain cross-entropy on the held-out fifth is well below chance (ln 3).
     let last = history.last().expect("epochs");
     assert!(last.val_loss.is_some_and(|l| l < 0.6), "{last:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The generated `fit` augments the training images as `nnlangc train` does (the same draws
+/// per epoch from the seed): the same weights, bit for bit.
+#[test]
+fn fit_augments_images_as_nnlangc_train() {
+    let root = common::root();
+    let path = root.join("examples/data/sklearn/digits.csv.gz");
+    let digits = nnlang_runtime::data::csv::read_rows(&path, Some(0), None).expect("digits");
+    let x = nnlang_runtime::ndarray::Array2::from_shape_vec((digits.rows(), 64), digits.x.clone()).expect("shape");
+    let y = nnlang_runtime::ndarray::Array2::from_shape_vec((digits.rows(), 1), digits.y.clone()).expect("shape");
+    let mut net = AugDigits::new(AugDigits::SEED);
+    net.fit(x.view(), y.view(), |_| true).expect("fits");
+    let dir = common::temp_dir("fit-augment");
+    let file = dir.join("aug.nn");
+    std::fs::write(
+        &file,
+        format!(
+            "model AugDigits {{\n input x: [8, 8, 1]\n x -> conv(filters = 8, size = 3, pad = same) -> relu -> maxpool(size = 2) -> dense(10) -> softmax\n}}\n\
+             train AugDigits on digits {{ loss = cross_entropy, optimizer = adam(lr = 0.01), batch = 32, epochs = 2, validate = 20%, seed = 9 }}\n\
+             data digits {{ train = csv(\"{}\", label = 0), scale = 1/16, augment {{ crop = 1, shift = 1, flip = true }} }}\n",
+            path.display()
+        ),
+    )
+    .expect("source");
+    let run = |out: &std::path::Path, src: &std::path::Path| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_nnlangc"))
+            .args(["train".as_ref(), src.as_os_str(), "--quiet".as_ref(), "--out".as_ref(), out.as_os_str()])
+            .output()
+            .expect("runs");
+        assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    run(&dir.join("run"), &file);
+    let mut saved = AugDigits::new(0);
+    saved.load(dir.join("run/weights.safetensors")).expect("loads");
+    assert_eq!(bits(saved.weights()), bits(net.weights()), "fit and nnlangc train agree");
+    // And the augmentation is on: without it, other weights.
+    let plain = dir.join("plain.nn");
+    let src =
+        std::fs::read_to_string(&file).expect("source").replace(", augment { crop = 1, shift = 1, flip = true }", "");
+    std::fs::write(&plain, src).expect("plain");
+    run(&dir.join("plain"), &plain);
+    saved.load(dir.join("plain/weights.safetensors")).expect("loads");
+    assert_ne!(bits(saved.weights()), bits(net.weights()), "augmented ≠ plain");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -58,6 +58,8 @@ pub struct Constants {
     pub validate: f64,
     /// The recipe's early stopping (`stop = patience(k)`), if any.
     pub patience: Option<usize>,
+    /// The data block's augmentation of training images, if any.
+    pub augment: Option<crate::data::augment::Augment>,
     /// The recipe's seed.
     pub seed: u64,
     /// How weights start.
@@ -349,6 +351,7 @@ pub trait Model: Sized + Send {
             validate: c.validate,
             seed: c.seed,
             patience: c.patience,
+            augment: c.augment,
         };
         crate::train::arrays::fit(&mut Fitting(self), x, y, o, &mut progress)
     }

@@ -63,6 +63,9 @@ pub struct FitOptions {
     /// Early stopping: stop after this many epochs without a lower validation loss, keeping
     /// the best epoch's weights.
     pub patience: Option<usize>,
+    /// Random crops, shifts and flips of the training images, drawn as `nnlangc train` draws
+    /// them (per epoch, from the seed).
+    pub augment: Option<crate::data::augment::Augment>,
 }
 
 /// One epoch, as `fit` reports it.
@@ -174,6 +177,7 @@ pub fn fit(
     let mut rates = m.rates();
     // Early stopping's best epoch: its number, validation loss and (evaluated) weights.
     let mut best: Option<(usize, f64, Vec<f32>)> = None;
+    let (mut draws, mut scratch) = (Vec::new(), Vec::new());
     for epoch in 0..o.epochs {
         if let (Some(p), Some((at, _, _))) = (o.patience, &best) {
             if epoch - at >= p {
@@ -184,11 +188,18 @@ pub fn fit(
         let start = std::time::Instant::now();
         let mut total = 0.0;
         let steps = n.div_ceil(batch);
+        let mut augment_rng = crate::data::augment::Augment::generator(o.seed, epoch);
         for (step, idx) in order.chunks(batch).enumerate() {
             opt.lr = rates.at_step(epoch, step, steps, o.epochs);
             for (r, &i) in idx.iter().enumerate() {
                 xb[r * xc..(r + 1) * xc].copy_from_slice(&tx[i * xc..(i + 1) * xc]);
                 yb[r * yc..(r + 1) * yc].copy_from_slice(&ty[i * yc..(i + 1) * yc]);
+            }
+            if let Some(a) = &o.augment {
+                a.draw(&mut augment_rng, idx.len(), &mut draws);
+                for (d, x) in draws.iter().zip(xb.chunks_exact_mut(xc)) {
+                    a.apply(*d, x, &mut scratch);
+                }
             }
             opt.weight = idx.len() as f64;
             let l = m.step(&xb, &yb, idx.len(), &mut opt).map_err(FitError::Data)?;

@@ -22,7 +22,7 @@ use crate::plan::MEMORY_LIMIT;
 /// Generates the Rust code of `model`.
 pub fn generate(compiled: &Compiled, model: &Model) -> Result<TokenStream, Vec<Diagnostic>> {
     let recipe = compiled.recipe_or_implied(model);
-    let (loss, options) = (recipe.loss, recipe.options(1));
+    let (loss, mut options) = (recipe.loss, recipe.options(1));
     // A model trained on a stream in windows carries its recurrent states between calls.
     let plan = |mode| {
         if recipe.bptt.is_some() {
@@ -63,6 +63,33 @@ pub fn generate(compiled: &Compiled, model: &Model) -> Result<TokenStream, Vec<D
         scale: data.as_ref().and_then(|d| d.scale).map(|s| s as f32),
         standardize: data.as_ref().is_some_and(|d| d.standardize).then_some(stat_width),
         bins: recipe.bins,
+    };
+    // The data block's augmentation of `[h, w, c]` images, which `fit` draws as `train` does.
+    let image = model.graph.inputs.first().and_then(|&i| {
+        let dims: Option<Vec<usize>> = model.shapes.shapes[i.index()]
+            .as_ref()?
+            .0
+            .iter()
+            .map(|d| match d {
+                crate::ir::Dim::Fixed(n) => Some(*n),
+                _ => None,
+            })
+            .collect();
+        match dims?.as_slice() {
+            &[h, w, c] => Some((h, w, c)),
+            _ => None,
+        }
+    });
+    options.augment = match (data.as_ref().and_then(|d| d.augment), image) {
+        (Some(a), Some((height, width, channels))) => Some(nnlang_runtime::data::augment::Augment {
+            height,
+            width,
+            channels,
+            crop: a.crop,
+            shift: a.shift,
+            flip: a.flip,
+        }),
+        _ => None,
     };
     Ok(emit(&model.graph.name, &train, &infer, loss, &options, &pre))
 }
@@ -449,6 +476,17 @@ fn constants(train: &Plan, infer: &Plan, o: &Options) -> TokenStream {
     };
     let (train_carried, infer_carried) = (carried(train), carried(infer));
     let init = init_tokens(o.init);
+    let augment = match o.augment {
+        Some(a) => {
+            let (h, w, c, crop, shift, flip) = (a.height, a.width, a.channels, a.crop, a.shift, a.flip);
+            quote! {
+                ::std::option::Option::Some(::nnlang_runtime::data::augment::Augment {
+                    height: #h, width: #w, channels: #c, crop: #crop, shift: #shift, flip: #flip
+                })
+            }
+        }
+        None => quote! { ::std::option::Option::None },
+    };
     let patience = match o.patience {
         Some(k) => quote! { ::std::option::Option::Some(#k) },
         None => quote! { ::std::option::Option::None },
@@ -471,6 +509,7 @@ fn constants(train: &Plan, infer: &Plan, o: &Options) -> TokenStream {
                 epochs: Self::EPOCHS,
                 validate: Self::VALIDATE,
                 patience: #patience,
+                augment: #augment,
                 seed: Self::SEED,
                 init: #init,
                 preprocess: ::nnlang_runtime::data::preprocess::PreprocessRecipe { scale: Self::SCALE, standardize: Self::STANDARDIZE, bins: Self::BINS },
