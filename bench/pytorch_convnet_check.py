@@ -6,7 +6,8 @@ biases, running averages) within 1e-5:
 - evaluation mode: `nnlangc run` against the module's `eval()` forward;
 - three SGD steps (momentum 0.9) and three AdamW steps on the whole batch (`nnlangc train
   --init … --epochs 3`), on one thread and on two threads sharing the batch. AdamW runs with
-  `eps = 1e-3`: a convolution's bias before a batch norm has a zero gradient up to rounding
+  `eps = 1e-3`: a convolution's bias before a batch norm (the net keeps three, one has
+  `bias = false`) has a zero gradient up to rounding
   (the norm removes any shift), and with PyTorch's 1e-8 Adam turns that noise (~1e-9) into
   full steps of ±lr whose signs are the noise's — the two frameworks' last bits, not their
   arithmetic. With 1e-3 the noise moves nothing and every real gradient still takes Adam's
@@ -41,7 +42,7 @@ ROWS, STEPS, CLASSES = 32, 3, 5
 SHAPE = [12, 12, 3]
 BN_NET = (
     "x -> conv(filters = 8, size = 3, pad = same) -> batchnorm -> relu\n"
-    "    -> conv(filters = 8, size = 3, pad = same, groups = 8) -> batchnorm -> relu\n"
+    "    -> conv(filters = 8, size = 3, pad = same, groups = 8, bias = false) -> batchnorm -> relu\n"
     "    -> conv(filters = 16, size = 1, groups = 2) -> batchnorm -> relu\n"
     "    -> conv(filters = 16, size = 3, pad = 2, dilation = 2) -> batchnorm(momentum = 0.2) -> relu\n"
     "    -> conv(filters = 16, size = 3, stride = 2, round = floor, groups = 16) -> relu\n"

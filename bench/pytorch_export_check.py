@@ -36,7 +36,7 @@ EXTRA = {
     " -> rnn(4, output = last) -> dense(2)\n}\n",
     "ceiled": "model Ceiled {\n input x: [11, 10, 2]\n x -> conv(filters = 4, size = 3, pad = same) -> relu -> maxpool(size = 2, round = ceil)\n"
     " -> avgpool(size = 3, stride = 2, round = ceil) -> dense(3) -> softmax\n}\n",
-    "separable": "model Separable {\n input x: [12, 11, 4]\n x -> conv(filters = 8, size = 3, pad = same, groups = 2) -> relu\n"
+    "separable": "model Separable {\n input x: [12, 11, 4]\n x -> conv(filters = 8, size = 3, pad = same, groups = 2, bias = false) -> relu\n"
     " -> conv(filters = 8, size = 3, pad = same, groups = 8) -> batchnorm -> relu\n"
     " -> conv(filters = 16, size = 3, dilation = 2, pad = 2, groups = 8)\n"
     " -> conv(filters = 16, size = 3, stride = 2, dilation = 2, round = floor, groups = 16)\n"

@@ -210,8 +210,8 @@ nnlang_macros::nn! {
 nnlang_macros::nn! {
     model Separable {
         input x: [9, 9, 4]
-        x -> conv(filters = 8, size = 3, pad = same, groups = 2) -> batchnorm -> relu
-          -> conv(filters = 8, size = 3, pad = same, groups = 8) -> relu
+        x -> conv(filters = 8, size = 3, pad = same, groups = 2, bias = false) -> batchnorm -> relu
+          -> conv(filters = 8, size = 3, pad = same, groups = 8, bias = false) -> relu
           -> conv(filters = 8, size = 3, pad = same, groups = 8, dilation = 2)
           -> conv(filters = 16, size = 1) -> relu
           -> conv(filters = 16, size = 3, stride = 3, round = floor, groups = 16, dilation = 2) -> tanh
@@ -404,7 +404,7 @@ differential!(
 differential!(
     grouped_dilated_depthwise,
     Separable,
-    "model Separable {\n    input x: [9, 9, 4]\n    x -> conv(filters = 8, size = 3, pad = same, groups = 2) -> batchnorm -> relu\n      -> conv(filters = 8, size = 3, pad = same, groups = 8) -> relu\n      -> conv(filters = 8, size = 3, pad = same, groups = 8, dilation = 2)\n      -> conv(filters = 16, size = 1) -> relu\n      -> conv(filters = 16, size = 3, stride = 3, round = floor, groups = 16, dilation = 2) -> tanh\n      -> conv(filters = 6, size = 3, groups = 2, dilation = 2, pad = 2)\n      -> globalavgpool -> dense(3) -> softmax\n}\ntrain Separable on d { loss = cross_entropy, optimizer = sgd(lr = 0.05, momentum = 0.9), batch = 8, seed = 6 }\ndata d { train = csv(\"unused.csv\") }"
+    "model Separable {\n    input x: [9, 9, 4]\n    x -> conv(filters = 8, size = 3, pad = same, groups = 2, bias = false) -> batchnorm -> relu\n      -> conv(filters = 8, size = 3, pad = same, groups = 8, bias = false) -> relu\n      -> conv(filters = 8, size = 3, pad = same, groups = 8, dilation = 2)\n      -> conv(filters = 16, size = 1) -> relu\n      -> conv(filters = 16, size = 3, stride = 3, round = floor, groups = 16, dilation = 2) -> tanh\n      -> conv(filters = 6, size = 3, groups = 2, dilation = 2, pad = 2)\n      -> globalavgpool -> dense(3) -> softmax\n}\ntrain Separable on d { loss = cross_entropy, optimizer = sgd(lr = 0.05, momentum = 0.9), batch = 8, seed = 6 }\ndata d { train = csv(\"unused.csv\") }"
 );
 
 differential!(

@@ -233,7 +233,7 @@ fn every_layer_and_merge_exports_to_onnx() {
             "separable",
             "model Separable {
     input image: [12, 11, 4]
-    image -> conv(filters = 8, size = 3, pad = same, groups = 2) -> relu
+    image -> conv(filters = 8, size = 3, pad = same, groups = 2, bias = false) -> relu
       -> conv(filters = 8, size = 3, pad = same, groups = 8) -> batchnorm -> relu
       -> conv(filters = 16, size = 3, dilation = 2, pad = 2, groups = 8)
       -> conv(filters = 16, size = 3, stride = 2, dilation = 2, round = floor, groups = 16)

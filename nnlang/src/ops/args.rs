@@ -291,6 +291,23 @@ impl<'a> Args<'a> {
         }
     }
 
+    /// `true` or `false`, if given.
+    pub fn boolean(&self, name: &str) -> Result<Option<bool>, Diagnostic> {
+        let Some((v, span)) = self.value(name)? else { return Ok(None) };
+        match *v {
+            Value::Bool(b) => Ok(Some(b)),
+            _ => Err(with_param_suggestion(
+                Diagnostic::error(
+                    format!("`{name}` of `{}` must be `true` or `false`, found {}", self.kind, v.describe()),
+                    span,
+                    "expected `true` or `false`",
+                ),
+                v,
+                self.params,
+            )),
+        }
+    }
+
     /// A required positive integer ([`Args::bind`] has checked that it is there).
     pub fn required_int(&self, name: &str) -> Result<usize, Diagnostic> {
         Ok(self.positive_int(name)?.unwrap_or(1))

@@ -35,6 +35,10 @@ pub struct Conv {
     /// PyTorch and Keras do); otherwise the windows must tile the padded input exactly.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub floor: bool,
+    /// Whether the convolution adds a bias (`bias = false`: none, as before a batch norm,
+    /// which cancels any shift; PyTorch's `bias=False`).
+    #[serde(skip_serializing_if = "is_true")]
+    pub bias: bool,
     /// Set by `fuse-dense`.
     #[serde(skip_serializing_if = "Option::is_none", serialize_with = "activation::ser_opt")]
     pub activation: Option<Activation>,
@@ -52,11 +56,19 @@ const CONV_ARGS: &[(&str, bool)] = &[
     ("dilation", false),
     ("groups", false),
     ("round", false),
+    ("bias", false),
 ];
 
 fn is_one(n: &usize) -> bool {
     *n == 1
 }
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+/// No bias: an empty parameter buffer (the step's kernels add zeros and drop `db`).
+const NO_BIAS: PBuf = PBuf { offset: 0, len: 0 };
 
 impl Conv {
     /// `conv`.
@@ -87,7 +99,8 @@ fn build(a: &Args) -> Result<Op, Diagnostic> {
     let groups = a.positive_int("groups")?.unwrap_or(1);
     let pad = a.padding(size, dilation)?;
     let floor = a.symbol("round", &["floor", "exact"])? == Some("floor");
-    Ok(Op::Conv(Conv { filters, size, stride, pad, dilation, groups, floor, activation: None }))
+    let bias = a.boolean("bias")?.unwrap_or(true);
+    Ok(Op::Conv(Conv { filters, size, stride, pad, dilation, groups, floor, bias, activation: None }))
 }
 
 /// Elements of an im2col workspace: whole examples' patches (over one group) up to about
@@ -141,7 +154,7 @@ impl Rules for Conv {
         let x = g.value(src, super::onnx::Layout::ChannelsFirst)?;
         let w =
             super::onnx::param_tensor(g, cx.id, "weight", &[self.filters, depth / self.groups, self.size, self.size])?;
-        let b = super::onnx::param_tensor(g, cx.id, "bias", &[self.filters])?;
+        let b = if self.bias { Some(super::onnx::param_tensor(g, cx.id, "bias", &[self.filters])?) } else { None };
         let (k, s, p) = (self.size as i64, self.stride as i64, self.pad as i64);
         let act = self.activation.unwrap_or(Activation::Identity);
         let pre = if act == Activation::Identity { cx.name.to_string() } else { format!("{}/linear", cx.name) };
@@ -152,7 +165,10 @@ impl Rules for Conv {
             super::onnx::Attr::Ints("dilations", vec![self.dilation as i64; 2]),
             super::onnx::Attr::Int("group", self.groups as i64),
         ];
-        let y = g.node("Conv", &[&x, &w, &b], attrs, &pre);
+        let y = match &b {
+            Some(b) => g.node("Conv", &[&x, &w, b], attrs, &pre),
+            None => g.node("Conv", &[&x, &w], attrs, &pre),
+        };
         let y = super::onnx::activation(g, &act, &y, cx.name);
         g.set(cx.id, y, super::onnx::Layout::ChannelsFirst);
         Ok(())
@@ -165,6 +181,9 @@ impl Rules for Conv {
         }
         if self.groups != 1 {
             extra += &format!(", groups={}", self.groups);
+        }
+        if !self.bias {
+            extra += ", bias=False";
         }
         let init = c.init(format!(
             "nn.Conv2d({depth}, {}, {}, stride={}, padding={}{extra})",
@@ -192,6 +211,9 @@ impl Rules for Conv {
         if self.floor {
             v.push(("round", "floor".to_string()));
         }
+        if !self.bias {
+            v.push(("bias", "false".to_string()));
+        }
         if let Some(f) = &self.activation {
             v.push(("activation", activation::text(f)));
         }
@@ -202,10 +224,10 @@ impl Rules for Conv {
         let (out, d) = window_shape(cx, "conv", self.filters, win)?;
         self.check_groups(cx, d)?;
         let (f, dg) = (self.size, d / self.groups);
-        let params = vec![
-            weight(cx.name, "weight", &[self.filters, dg, f, f], dg * f * f, self.filters * f * f),
-            bias(cx.name, "bias", &[self.filters]),
-        ];
+        let mut params = vec![weight(cx.name, "weight", &[self.filters, dg, f, f], dg * f * f, self.filters * f * f)];
+        if self.bias {
+            params.push(bias(cx.name, "bias", &[self.filters]));
+        }
         Ok((super::tensor::Shape::fixed(&out), params))
     }
     fn flops(&self, cx: &FlopsCx) -> Elems {
@@ -223,7 +245,8 @@ impl Rules for Conv {
     fn forward(&self, c: &StepCx) -> Vec<Step> {
         let Some(g) = self.geometry(c) else { return Vec::new() };
         let f = self.activation.unwrap_or(Act::Identity);
-        vec![Step::Conv { g, f, x: c.inputs[0], w: c.params[0], b: c.params[1], y: c.value, ws: c.scratch[0] }]
+        let b = c.params.get(1).copied().unwrap_or(NO_BIAS);
+        vec![Step::Conv { g, f, x: c.inputs[0], w: c.params[0], b, y: c.value, ws: c.scratch[0] }]
     }
     // Forward was y = f(conv(x) + b), so now dz = dy·f'(y) (over dy), dW = Σ dzᵀ·patches,
     // db = Σ dz, dx (+)= col2im(dz·W).
@@ -232,7 +255,8 @@ impl Rules for Conv {
         let f = self.activation.unwrap_or(Act::Identity);
         let d = dx(0, false).into_opt();
         let (x, y, w, ws) = (c.inputs[0], c.value, c.params[0], c.scratch[1]);
-        vec![Step::ConvBackward { g, f, x, y, w, dy, dw: grads[0], db: grads[1], dx: d, ws }]
+        let db = grads.get(1).copied().unwrap_or(NO_BIAS);
+        vec![Step::ConvBackward { g, f, x, y, w, dy, dw: grads[0], db, dx: d, ws }]
     }
     fn backward_reads(&self) -> Reads {
         Reads { input: true, output: self.activation.is_some() }
