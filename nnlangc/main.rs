@@ -137,10 +137,15 @@ fn run(cli: Cli, cluster: Option<&nnlang_runtime::train::Cluster>) -> Result<(),
                         match stages.into_iter().find(|(name, _)| name == pass) {
                             Some((_, g)) => g,
                             None => {
+                                let which = if matches!(target, nnlang::passes::Mode::Inference) {
+                                    "has no `train` block, so its pipeline (inference)"
+                                } else {
+                                    "has a `train` block, so its pipeline (training)"
+                                };
                                 return Err(Failure::Usage(format!(
-                                    "--after {pass}: model `{}` has no `train` block, so its pipeline (inference) does not run `{pass}`",
+                                    "--after {pass}: model `{}` {which} does not run `{pass}`",
                                     m.graph.name
-                                )))
+                                )));
                             }
                         }
                     }

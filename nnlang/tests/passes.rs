@@ -100,3 +100,54 @@ fn optimised_plans_agree_with_unoptimised_ones() {
         Loss::BinaryCrossEntropy,
     );
 }
+
+/// `fold-batchnorm`: in inference, a batch norm after a convolution (with or without a bias,
+/// grouped, depthwise or not, before a fused ReLU or at the output) is computed in the
+/// convolution's weights; the folded plan's outputs (probabilities) equal the unfolded one's
+/// within 1e-6 through four folded layers, with running averages away from 0 and 1 (the two
+/// round differently in f32: `(x·W)·s` against `x·(W·s)`), and the parameter tables (names, shapes, order)
+/// are the same, so one checkpoint serves both.
+#[test]
+fn folded_batch_norms_compute_what_unfolded_ones_do() {
+    let src = "model F {\n input x: [10, 9, 3]\n\
+               x -> conv(filters = 8, size = 3, pad = same) -> batchnorm -> relu\n\
+               -> conv(filters = 8, size = 3, pad = same, groups = 8, bias = false) -> batchnorm(eps = 1e-3) -> relu\n\
+               -> conv(filters = 12, size = 1, groups = 4) -> batchnorm -> maxpool(size = 2, round = floor)\n\
+               -> conv(filters = 6, size = 3, dilation = 2, pad = 2) -> batchnorm\n\
+               -> dense(5) -> softmax\n}";
+    let c = compile(src, &Options::default()).expect("compiles");
+    let m = &c.models[0];
+    let rows = 7;
+    let [plain, folded] =
+        [PlanLevel::None, PlanLevel::Full].map(|l| build_at(m, Mode::Inference, rows, l).expect("plan"));
+    let steps = |p: &nnlang_runtime::plan::Plan| {
+        p.steps.iter().filter(|s| matches!(s, nnlang_runtime::plan::Step::ConvFolded { .. })).count()
+    };
+    assert_eq!((steps(&plain), steps(&folded)), (0, 4), "every batch norm folded");
+    let names =
+        |p: &nnlang_runtime::plan::Plan| p.params.iter().map(|q| (q.name.clone(), q.shape.clone())).collect::<Vec<_>>();
+    assert_eq!(names(&plain), names(&folded));
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+    let mut params: Vec<f32> = (0..plain.params_len).map(|_| rng.random_range(-0.5..0.5)).collect();
+    for q in &plain.params {
+        let r = q.buf.range();
+        if q.name.ends_with("running_var") {
+            params[r].iter_mut().for_each(|v| *v = rng.random_range(0.5..2.0));
+        } else if q.name.ends_with("running_mean") {
+            params[r].iter_mut().for_each(|v| *v = rng.random_range(-1.0..1.0));
+        } else if q.name.starts_with("batchnorm") && q.name.ends_with(".weight") {
+            params[r].iter_mut().for_each(|v| *v = rng.random_range(0.8..1.25));
+        }
+    }
+    let x: Vec<f32> = (0..rows * plain.inputs[0].cols).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let out = |p: &nnlang_runtime::plan::Plan| {
+        let mut e = nnlang_runtime::interp::Exec::<f32>::new(p, 0);
+        e.params.copy_from_slice(&params);
+        e.run_on(p, rows, &[&x], &[], None).expect("runs");
+        e.buffer(p.output, rows).to_vec()
+    };
+    let (a, b) = (out(&plain), out(&folded));
+    let worst = a.iter().zip(&b).map(|(u, v)| (u - v).abs()).fold(0f32, f32::max);
+    eprintln!("folded vs unfolded: largest difference {worst:.2e}");
+    assert!(worst <= 1e-6, "folded and unfolded differ by {worst}");
+}

@@ -295,6 +295,42 @@ pub fn conv<T: Float>(cx: &mut Cx<'_, T>, g: Geometry, f: Act, x: ABuf, w: PBuf,
     Ok(())
 }
 
+/// `y = f(conv'(x) + b')` with a batch norm folded into the weights: `W'` and `b'` computed
+/// into the tail of the workspace first (a multiply per weight: `K·D·F²`, against `oh·ow`
+/// times that per example for the product), then the convolution with them.
+#[allow(clippy::too_many_arguments)]
+pub fn conv_folded<T: Float>(
+    cx: &mut Cx<'_, T>,
+    g: Geometry,
+    f: Act,
+    x: ABuf,
+    w: PBuf,
+    b: PBuf,
+    gamma: PBuf,
+    beta: PBuf,
+    mean: PBuf,
+    var: PBuf,
+    eps: f64,
+    y: ABuf,
+    ws: ABuf,
+) -> Done {
+    let (rows, p) = (cx.rows, cx.params);
+    let (out, work, r) = cx.mem.split2(y, rows, ws);
+    let (work, fold) = work.split_at_mut(work.len() - (w.len + g.k));
+    let per = w.len / g.k.max(1);
+    for k in 0..g.k {
+        let s = p[gamma.offset + k].to_f64() / (p[var.offset + k].to_f64() + eps).sqrt();
+        let st = T::from_f64(s);
+        let from = &p[w.offset + k * per..w.offset + (k + 1) * per];
+        fold[k * per..(k + 1) * per].iter_mut().zip(from).for_each(|(o, &v)| *o = v * st);
+        let bias = if b.len == 0 { 0.0 } else { p[b.offset + k].to_f64() };
+        fold[w.len + k] = T::from_f64((bias - p[mean.offset + k].to_f64()) * s + p[beta.offset + k].to_f64());
+    }
+    let (wf, bf) = fold.split_at(w.len);
+    conv::forward(&g, f, rows, r.get(x, rows), wf, bf, out, work);
+    Ok(())
+}
+
 /// `y = f(local(x) + b)`.
 #[allow(clippy::too_many_arguments)]
 pub fn local<T: Float>(cx: &mut Cx<'_, T>, g: Geometry, f: Act, x: ABuf, w: PBuf, b: PBuf, y: ABuf, ws: ABuf) -> Done {

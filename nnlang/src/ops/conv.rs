@@ -35,6 +35,9 @@ pub struct Conv {
     /// PyTorch and Keras do); otherwise the windows must tile the padded input exactly.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub floor: bool,
+    /// Set by `fold-batchnorm` (inference): the batch norm after it, computed in its weights.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fold: Option<Fold>,
     /// Whether the convolution adds a bias (`bias = false`: none, as before a batch norm,
     /// which cancels any shift; PyTorch's `bias=False`).
     #[serde(skip_serializing_if = "is_true")]
@@ -58,6 +61,20 @@ const CONV_ARGS: &[(&str, bool)] = &[
     ("round", false),
     ("bias", false),
 ];
+
+/// A batch norm folded into the convolution before it (`fold-batchnorm`): its settings and
+/// its name, which its parameters keep.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Fold {
+    /// The batch norm's ε.
+    pub eps: f64,
+    /// Its momentum (for its parameters' roles; inference does not use it).
+    #[serde(skip)]
+    pub momentum: f64,
+    /// Its node's name: its parameters are `name.weight`, `name.bias`, `name.running_mean`,
+    /// `name.running_var`.
+    pub name: String,
+}
 
 fn is_one(n: &usize) -> bool {
     *n == 1
@@ -100,7 +117,7 @@ fn build(a: &Args) -> Result<Op, Diagnostic> {
     let pad = a.padding(size, dilation)?;
     let floor = a.symbol("round", &["floor", "exact"])? == Some("floor");
     let bias = a.boolean("bias")?.unwrap_or(true);
-    Ok(Op::Conv(Conv { filters, size, stride, pad, dilation, groups, floor, bias, activation: None }))
+    Ok(Op::Conv(Conv { filters, size, stride, pad, dilation, groups, floor, bias, fold: None, activation: None }))
 }
 
 /// Elements of an im2col workspace: whole examples' patches (over one group) up to about
@@ -214,6 +231,9 @@ impl Rules for Conv {
         if !self.bias {
             v.push(("bias", "false".to_string()));
         }
+        if let Some(fold) = &self.fold {
+            v.push(("fold", fold.name.clone()));
+        }
         if let Some(f) = &self.activation {
             v.push(("activation", activation::text(f)));
         }
@@ -228,6 +248,9 @@ impl Rules for Conv {
         if self.bias {
             params.push(bias(cx.name, "bias", &[self.filters]));
         }
+        if let Some(fold) = &self.fold {
+            params.extend(super::norm::params(&fold.name, self.filters, fold.momentum));
+        }
         Ok((super::tensor::Shape::fixed(&out), params))
     }
     fn flops(&self, cx: &FlopsCx) -> Elems {
@@ -240,13 +263,28 @@ impl Rules for Conv {
         Value::Computed
     }
     fn scratch(&self, c: &StepCx, max_batch: usize) -> Vec<Scratch> {
-        workspaces(self.geometry(c), c.training, max_batch)
+        let mut s = workspaces(self.geometry(c), c.training, max_batch);
+        if let (Some(_), Some(g), Some(Scratch::Fixed(n))) = (&self.fold, self.geometry(c), s.first_mut()) {
+            // The folded weights and bias, after the im2col workspace.
+            *n += g.k * g.dg() * g.f * g.f + g.k;
+        }
+        s
     }
     fn forward(&self, c: &StepCx) -> Vec<Step> {
         let Some(g) = self.geometry(c) else { return Vec::new() };
         let f = self.activation.unwrap_or(Act::Identity);
-        let b = c.params.get(1).copied().unwrap_or(NO_BIAS);
-        vec![Step::Conv { g, f, x: c.inputs[0], w: c.params[0], b, y: c.value, ws: c.scratch[0] }]
+        let b = if self.bias { c.params.get(1).copied().unwrap_or(NO_BIAS) } else { NO_BIAS };
+        let (x, w, y, ws) = (c.inputs[0], c.params[0], c.value, c.scratch[0]);
+        match &self.fold {
+            Some(fold) => {
+                // The batch norm's four tensors follow the convolution's own.
+                let at = if self.bias { 2 } else { 1 };
+                let [gamma, beta, mean, var] = [0, 1, 2, 3].map(|i| c.params[at + i]);
+                let eps = fold.eps;
+                vec![Step::ConvFolded { g, f, x, w, b, gamma, beta, mean, var, eps, y, ws }]
+            }
+            None => vec![Step::Conv { g, f, x, w, b, y, ws }],
+        }
     }
     // Forward was y = f(conv(x) + b), so now dz = dy·f'(y) (over dy), dW = Σ dzᵀ·patches,
     // db = Σ dz, dx (+)= col2im(dz·W).

@@ -28,6 +28,19 @@ pub struct BatchNorm {
     pub eps: f64,
 }
 
+/// The tensors of a batch norm named `name` over `c` channels, in PyTorch's names and order:
+/// the gain `weight`, `bias`, and the state `running_mean`, `running_var` (also what a
+/// convolution that folds it declares, so that checkpoints load as they are).
+pub fn params(name: &str, c: usize, momentum: f64) -> Vec<super::rule::ParamSpec> {
+    let state = |p: &str, init: f64| super::rule::ParamSpec {
+        name: format!("{name}.{p}"),
+        shape: vec![c],
+        role: Role::State { init, momentum },
+    };
+    let gain = super::rule::ParamSpec { name: format!("{name}.weight"), shape: vec![c], role: Role::Gain };
+    vec![gain, bias(name, "bias", &[c]), state("running_mean", 0.0), state("running_var", 1.0)]
+}
+
 impl BatchNorm {
     /// `batchnorm`.
     pub const LAYERS: &'static [Layer] = &[Layer {
@@ -135,13 +148,7 @@ impl Rules for BatchNorm {
                 .help("put it after a layer with features: `dense(64) -> batchnorm -> relu`")])
             }
         };
-        let state = |name: &str, init: f64| super::rule::ParamSpec {
-            name: format!("{}.{name}", cx.name),
-            shape: vec![c],
-            role: Role::State { init, momentum: self.momentum },
-        };
-        let gain = super::rule::ParamSpec { name: format!("{}.weight", cx.name), shape: vec![c], role: Role::Gain };
-        Ok((s, vec![gain, bias(cx.name, "bias", &[c]), state("running_mean", 0.0), state("running_var", 1.0)]))
+        Ok((s, params(cx.name, c, self.momentum)))
     }
     fn flops(&self, cx: &FlopsCx) -> Elems {
         // A subtraction and a multiply-add per value.

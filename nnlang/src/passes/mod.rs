@@ -3,12 +3,14 @@
 //! breaks an invariant is caught where it did.
 
 mod dce;
+mod fold_bn;
 mod fuse_dense;
 mod fuse_softmax_ce;
 mod inplace;
 mod loss;
 
 pub use dce::dce;
+pub use fold_bn::fold_batchnorm;
 pub use fuse_dense::fuse_dense;
 pub use fuse_softmax_ce::fuse_softmax_ce;
 pub use inplace::inplace;
@@ -36,7 +38,7 @@ pub enum Level {
 }
 
 /// The passes, by the names `nnlangc emit --ir --after NAME` takes.
-pub const PASSES: &[&str] = &["loss", "fuse-softmax-ce", "fuse-dense", "dce", "inplace"];
+pub const PASSES: &[&str] = &["loss", "fuse-softmax-ce", "fold-batchnorm", "fuse-dense", "dce", "inplace"];
 
 /// Runs the passes for `target` and returns the graph after each one that ran, by name.
 /// Panics only if a pass breaks the IR's invariants (a compiler bug).
@@ -57,6 +59,8 @@ pub fn pipeline(graph: &Graph, mode: Mode, level: Level) -> Vec<(&'static str, G
     if level == Level::Full {
         if training {
             g = run("fuse-softmax-ce", fuse_softmax_ce(&g), &mut out);
+        } else {
+            g = run("fold-batchnorm", fold_batchnorm(&g), &mut out);
         }
         g = run("fuse-dense", fuse_dense(&g), &mut out);
         g = run("dce", dce(&g), &mut out);

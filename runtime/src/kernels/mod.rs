@@ -38,6 +38,10 @@ crate::step::steps! {
     Softmax { x: ABuf, y: ABuf } => ops::softmax;
     /// `y = f(conv(x) + b)` (`f` identity when not fused), by im2col into `ws`.
     Conv { g: Geometry, f: Act, x: ABuf, w: PBuf, b: PBuf, y: ABuf, ws: ABuf } => ops::conv;
+    /// `y = f(conv'(x) + b')`: a convolution with the batch norm after it folded into its
+    /// weights (inference): `W' = W·s`, `b' = (b − μ)·s + β`, `s = γ/√(σ² + ε)`, computed
+    /// into the tail of `ws`.
+    ConvFolded { g: Geometry, f: Act, x: ABuf, w: PBuf, b: PBuf, gamma: PBuf, beta: PBuf, mean: PBuf, var: PBuf, eps: f64, y: ABuf, ws: ABuf } => ops::conv_folded;
     /// Locally-connected `y = f(local(x) + b)`, by im2col into `ws`.
     Local { g: Geometry, f: Act, x: ABuf, w: PBuf, b: PBuf, y: ABuf, ws: ABuf } => ops::local;
     /// A pooling window over each channel.

@@ -98,6 +98,7 @@ impl LayerWatch {
             | Step::ActivationInPlace { f, y }
             | Step::DenseAct { f, y, .. }
             | Step::Conv { f, y, .. }
+            | Step::ConvFolded { f, y, .. }
             | Step::Local { f, y, .. } => (*f, *y, y.cols, rows, self.steps_now.max(1)),
             // Every state of a recurrence, a row per step.
             Step::Rnn { f, steps, hs, .. } => (*f, *hs, hs.cols / (*steps).max(1), rows * steps, *steps),
