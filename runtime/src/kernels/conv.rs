@@ -304,25 +304,7 @@ pub fn backward<T: Float>(
                 1,
             );
             if let Some((d, _)) = dx.as_mut() {
-                // dP_j[n·P × cols] = dY_j[n·P × Kg] · W_j[Kg × cols], then back to the volume.
-                let wj = &w[j * kg * cols..];
-                T::gemm(
-                    n * positions,
-                    kg,
-                    cols,
-                    T::ONE,
-                    dyc,
-                    k as isize,
-                    1,
-                    wj,
-                    cols as isize,
-                    1,
-                    T::ZERO,
-                    ws,
-                    cols as isize,
-                    1,
-                );
-                unpatch(g, ws, r0, n, d, j);
+                group_input_grads(g, w, dyc, (r0, n, j), ws, d);
             }
         }
         r0 += n;
@@ -330,11 +312,28 @@ pub fn backward<T: Float>(
     from_patch_order(g, k, &dw_patch, dw);
 }
 
+/// Group `j`'s share of `dx` for examples `r0..r0 + n`: `dP_j[n·P × cols] = dY_j[n·P × Kg] ·
+/// W_j[Kg × cols]` (`w` in patch order, `dyc` from the chunk's first row and the group's
+/// first filter), added back into the volume.
+fn group_input_grads<T: Float>(
+    g: &Geometry,
+    w: &[T],
+    dyc: &[T],
+    (r0, n, j): (usize, usize, usize),
+    ws: &mut [T],
+    dx: &mut [T],
+) {
+    let (cols, k, kg, positions) = (g.dg() * g.f * g.f, g.k, g.kg(), g.oh * g.ow);
+    let wj = &w[j * kg * cols..];
+    T::gemm(n * positions, kg, cols, T::ONE, dyc, k as isize, 1, wj, cols as isize, 1, T::ZERO, ws, cols as isize, 1);
+    unpatch(g, ws, r0, n, dx, j);
+}
+
 /// `dx (+)= col2im(dy·W)` by im2col alone (`keep`: add to `dx`), for the geometries whose
 /// input gradient [`implicit`] leaves.
 #[allow(clippy::too_many_arguments)]
 fn input_grads<T: Float>(g: &Geometry, rows: usize, w: &[T], dy: &[T], dx: &mut [T], keep: bool, ws: &mut [T]) {
-    let (cols, k, kg, positions) = (g.dg() * g.f * g.f, g.k, g.kg(), g.oh * g.ow);
+    let (k, kg, positions) = (g.k, g.kg(), g.oh * g.ow);
     let (in_len, out_len) = (g.h * g.w * g.d, positions * k);
     let w = &to_patch_order(g, k, w)[..];
     if !keep {
@@ -345,26 +344,7 @@ fn input_grads<T: Float>(g: &Geometry, rows: usize, w: &[T], dy: &[T], dx: &mut 
     while r0 < rows {
         let n = per.min(rows - r0);
         for j in 0..g.groups {
-            // dP_j[n·P × cols] = dY_j[n·P × Kg] · W_j[Kg × cols], then back to the volume.
-            let dyc = &dy[r0 * out_len + j * kg..];
-            let wj = &w[j * kg * cols..];
-            T::gemm(
-                n * positions,
-                kg,
-                cols,
-                T::ONE,
-                dyc,
-                k as isize,
-                1,
-                wj,
-                cols as isize,
-                1,
-                T::ZERO,
-                ws,
-                cols as isize,
-                1,
-            );
-            unpatch(g, ws, r0, n, dx, j);
+            group_input_grads(g, w, &dy[r0 * out_len + j * kg..], (r0, n, j), ws, dx);
         }
         r0 += n;
     }
