@@ -523,6 +523,19 @@ impl Checker<'_> {
                 ok = false;
             }
         }
+        // An image folder's size is resized to whole or not at all.
+        if ok && form.name == "images" && out.contains_key("height") != out.contains_key("width") {
+            let (given, missing) = if out.contains_key("height") { ("height", "width") } else { ("width", "height") };
+            self.diags.push(
+                Diagnostic::error(
+                    format!("`images` resizes to a `height` and a `width`: `{given}` is given without `{missing}`"),
+                    span,
+                    format!("`{missing}` is missing"),
+                )
+                .with_help("give both (`height = …, width = …`), or neither to keep the images' own size"),
+            );
+            ok = false;
+        }
         ok.then(|| Setting::Call { name: form.name.to_string(), args: out })
     }
 
