@@ -283,15 +283,8 @@ pub fn copy<T: Float>(cx: &mut Cx<'_, T>, x: ABuf, x_col: usize, y: ABuf, write:
 pub fn conv<T: Float>(cx: &mut Cx<'_, T>, g: Geometry, f: Act, x: ABuf, w: PBuf, b: PBuf, y: ABuf, ws: ABuf) -> Done {
     let rows = cx.rows;
     let (out, work, r) = cx.mem.split2(y, rows, ws);
-    // A convolution without a bias (`bias = false`, an empty buffer) adds zeros.
-    let zeros;
-    let bias = if b.len == 0 && g.k > 0 {
-        zeros = vec![T::ZERO; g.k];
-        &zeros[..]
-    } else {
-        &cx.params[b.range()]
-    };
-    conv::forward(&g, f, rows, r.get(x, rows), &cx.params[w.range()], bias, out, work);
+    // (Without a bias, `bias = false`, `b` is empty and the kernels start from zero.)
+    conv::forward(&g, f, rows, r.get(x, rows), &cx.params[w.range()], &cx.params[b.range()], out, work);
     Ok(())
 }
 
@@ -379,14 +372,9 @@ fn window_backward<T: Float>(
         let (d, r) = cx.mem.split(dy, rows);
         elementwise::activation_backward_in_place(f, r.get(y, rows), d);
     }
-    // Without a bias (an empty `db`), its gradient is computed into scratch and dropped.
-    let mut dropped = Vec::new();
-    let (gw, gb) = if db.len == 0 {
-        dropped.resize(g.k, T::ZERO);
-        (&mut cx.grads[dw.range()], &mut dropped[..])
-    } else {
-        split_pair(cx.grads, dw.range(), db.range())
-    };
+    // Without a bias (`bias = false`) `db` is empty: the kernels skip it.
+    let (gw, gb): (&mut [T], &mut [T]) =
+        if db.len == 0 { (&mut cx.grads[dw.range()], &mut []) } else { split_pair(cx.grads, dw.range(), db.range()) };
     let wv = &cx.params[w.range()];
     let run = if local { conv::local_backward::<T> } else { conv::backward::<T> };
     match dx {

@@ -84,7 +84,7 @@ fn is_true(b: &bool) -> bool {
     *b
 }
 
-/// No bias: an empty parameter buffer (the step's kernels add zeros and drop `db`).
+/// No bias: an empty parameter buffer (the kernels start the sums from zero and leave `db` out).
 const NO_BIAS: PBuf = PBuf { offset: 0, len: 0 };
 
 impl Conv {

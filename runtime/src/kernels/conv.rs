@@ -204,9 +204,14 @@ pub fn forward<T: Float>(g: &Geometry, f: Act, rows: usize, x: &[T], w: &[T], b:
     let (cols, k, kg, positions) = (g.dg() * g.f * g.f, g.k, g.kg(), g.oh * g.ow);
     let out_len = positions * k;
     let w = &to_patch_order(g, k, w)[..];
-    for out in y[..rows * out_len].chunks_exact_mut(k) {
-        // Element by element: a `memcpy` call per output position cost more than the copy.
-        out.iter_mut().zip(&b[..k]).for_each(|(o, &v)| *o = v);
+    if b.is_empty() {
+        // No bias (`bias = false`).
+        y[..rows * out_len].fill(T::ZERO);
+    } else {
+        for out in y[..rows * out_len].chunks_exact_mut(k) {
+            // Element by element: a `memcpy` call per output position cost more than the copy.
+            out.iter_mut().zip(&b[..k]).for_each(|(o, &v)| *o = v);
+        }
     }
     let per = chunk(g, ws.len());
     let mut r0 = 0;
@@ -270,9 +275,12 @@ pub fn backward<T: Float>(
     let (in_len, out_len) = (g.h * g.w * g.d, positions * k);
     let w = &to_patch_order(g, k, w)[..];
     let mut dw_patch = vec![T::ZERO; k * cols];
-    db[..k].fill(T::ZERO);
-    for row in dy[..rows * out_len].chunks_exact(k) {
-        db[..k].iter_mut().zip(row).for_each(|(g, &v)| *g += v);
+    // (An empty `db`: the convolution has no bias.)
+    if !db.is_empty() {
+        db[..k].fill(T::ZERO);
+        for row in dy[..rows * out_len].chunks_exact(k) {
+            db[..k].iter_mut().zip(row).for_each(|(g, &v)| *g += v);
+        }
     }
     let per = chunk(g, ws.len());
     if let Some((d, false)) = dx.as_mut() {

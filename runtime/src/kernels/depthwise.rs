@@ -58,7 +58,12 @@ impl<T: Float> Forward<'_, T> {
             for oy in 0..g.oh {
                 for ox in 0..g.ow {
                     let out = &mut y[(oy * g.ow + ox) * d..(oy * g.ow + ox + 1) * d];
-                    out.copy_from_slice(&b[..d]);
+                    // No bias (`bias = false`, an empty `b`): from zero.
+                    if b.is_empty() {
+                        out.fill(T::ZERO);
+                    } else {
+                        out.copy_from_slice(&b[..d]);
+                    }
                     for fy in 0..g.f {
                         let Some(iy) = tap(g, oy, fy, g.h) else { continue };
                         for fx in 0..g.f {
@@ -124,7 +129,11 @@ impl<T: Float> Backward<'_, T> {
     fn compute(self) {
         let Backward { g, rows, x, wt, dy, dwt, db, mut dx } = self;
         let (d, in_len, out_len) = (g.d, g.h * g.w * g.d, g.oh * g.ow * g.d);
-        db[..d].fill(T::ZERO);
+        // An empty `db`: the convolution has no bias.
+        let bias = !db.is_empty();
+        if bias {
+            db[..d].fill(T::ZERO);
+        }
         if let Some((dx, false)) = dx.as_mut() {
             dx[..rows * in_len].fill(T::ZERO);
         }
@@ -133,7 +142,9 @@ impl<T: Float> Backward<'_, T> {
             for oy in 0..g.oh {
                 for ox in 0..g.ow {
                     let g_out = &dy[(oy * g.ow + ox) * d..(oy * g.ow + ox + 1) * d];
-                    db[..d].iter_mut().zip(g_out).for_each(|(s, &v)| *s += v);
+                    if bias {
+                        db[..d].iter_mut().zip(g_out).for_each(|(s, &v)| *s += v);
+                    }
                     for fy in 0..g.f {
                         let Some(iy) = tap(g, oy, fy, g.h) else { continue };
                         for fx in 0..g.f {

@@ -212,14 +212,10 @@ pub fn backward_step<T: Float>(
     let w = cx.peers.share;
     sums.iter_mut().for_each(|v| *v *= w);
     cx.peers.sum(&mut sums);
-    let k: Vec<(T, T, T)> = (0..c)
-        .map(|ch| {
-            let g = cx.params[gamma.offset + ch];
-            (g * s[ch], T::from_f64(sums[ch] / (w * n)), T::from_f64(sums[c + ch] / (w * n)))
-        })
-        .collect();
-    let (gs, m1): (Vec<T>, Vec<T>) = k.iter().map(|&(g, a, _)| (g, a)).unzip();
-    let m2: Vec<T> = k.iter().map(|&(_, _, b)| b).collect();
+    // Per channel: γ·s, mean(dy), mean(dy·x̂).
+    let gs: Vec<T> = (0..c).map(|ch| cx.params[gamma.offset + ch] * s[ch]).collect();
+    let m1: Vec<T> = sums[..c].iter().map(|v| T::from_f64(v / (w * n))).collect();
+    let m2: Vec<T> = sums[c..].iter().map(|v| T::from_f64(v / (w * n))).collect();
     let (d, r) = cx.mem.split(dx, rows);
     let (xs, dys) = (r.get(x, rows), r.get(dy, rows));
     let accumulate = write == Write::Accumulate;

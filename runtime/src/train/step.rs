@@ -266,10 +266,11 @@ impl<'p> Stepper<'p> {
     /// must call it with the same `rows`.
     pub fn step_local(&mut self, x: &[f32], y: &[f32], lengths: &[usize], rows: usize) -> Result<f64, ExecError> {
         let plan = self.plan;
-        self.opt.weight = self.weight(lengths, 0, rows) as f64;
         let Some(size) = self.cluster.as_ref().map(|d| d.cluster.size()) else {
             return self.step_sequences(x, y, lengths, rows);
         };
+        // What this batch's mean gradient counts for when batches accumulate.
+        self.opt.weight = self.weight(lengths, 0, rows) as f64;
         if size.min(rows / MIN_ROWS_PER_WORKER) < 2 {
             // Too small to share: every process takes the same whole step (as one thread would).
             self.master.set_lengths(lengths);

@@ -414,7 +414,9 @@ impl pulp::WithSimd for Forward<'_> {
             let src = padded(g.h, g.w, g.d, g.p, &x[r * in_len..(r + 1) * in_len], &mut xp);
             let patches = Patches { src, wp, d: g.d, f: g.f, s: g.s, oh: g.oh, ow: g.ow };
             let out = &mut y[r * out_len..(r + 1) * out_len];
-            conv_rows(simd, &patches, wk, g.k, Init::Bias(b), out);
+            // No bias (`bias = false`): the sums start from zero.
+            let init = if b.is_empty() { Init::Zero } else { Init::Bias(b) };
+            conv_rows(simd, &patches, wk, g.k, init, out);
             // The activation on the example just written, while it is in cache.
             super::elementwise::activation_in_place(f, out);
         }
@@ -547,9 +549,11 @@ fn backward_with(
     if run(lanes, Backward { lanes, g, rows, x, w, dy, dwk: &mut dwk, dx }).is_none() {
         return false;
     }
-    db[..k].fill(0.0);
-    for row in dy[..rows * g.oh * g.ow * k].chunks_exact(k) {
-        db[..k].iter_mut().zip(row).for_each(|(g, &v)| *g += v);
+    if !db.is_empty() {
+        db[..k].fill(0.0);
+        for row in dy[..rows * g.oh * g.ow * k].chunks_exact(k) {
+            db[..k].iter_mut().zip(row).for_each(|(g, &v)| *g += v);
+        }
     }
     for i in 0..k {
         let (j0, nr) = panel_of(lanes, kp, i);
