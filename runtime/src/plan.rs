@@ -112,6 +112,13 @@ impl Geometry {
     pub fn plain(&self) -> bool {
         self.dil == 1 && self.groups == 1
     }
+    /// The input position of tap `t` (`0..f`) of the window at output row or column `o`,
+    /// when inside an input extent of `n` (taps `dil` apart, `p` of padding before).
+    #[inline(always)]
+    pub fn tap(&self, o: usize, t: usize, n: usize) -> Option<usize> {
+        let i = (o * self.s + t * self.dil) as isize - self.p as isize;
+        (i >= 0 && (i as usize) < n).then_some(i as usize)
+    }
     /// The taps of window `o` (an output row or column) inside an input extent `n`: `f`, or
     /// fewer for the last window of a pooling that rounds up (PyTorch's `ceil_mode`).
     pub fn reach(&self, o: usize, n: usize) -> usize {

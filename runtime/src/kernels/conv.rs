@@ -45,14 +45,6 @@ pub fn im2col<T: Float>(g: &Geometry, x: &[T], p: &mut [T], group: usize) {
     }
 }
 
-/// The input position of tap `t` (`0..f`) of the window at output position `o`, if inside
-/// an input extent of `n`.
-#[inline]
-fn tap(g: &Geometry, o: usize, t: usize, n: usize) -> Option<usize> {
-    let i = (o * g.s + t * g.dil) as isize - g.p as isize;
-    (i >= 0 && (i as usize) < n).then_some(i as usize)
-}
-
 /// [`im2col`] tap by tap: `Dg` channels of the input per tap, taps `dil` apart.
 fn im2col_taps<T: Float>(g: &Geometry, x: &[T], p: &mut [T], group: usize) {
     let (f, d, dg) = (g.f, g.d, g.dg());
@@ -63,7 +55,7 @@ fn im2col_taps<T: Float>(g: &Geometry, x: &[T], p: &mut [T], group: usize) {
             for fy in 0..f {
                 for fx in 0..f {
                     let dst = &mut row[(fy * f + fx) * dg..(fy * f + fx + 1) * dg];
-                    match (tap(g, oy, fy, g.h), tap(g, ox, fx, g.w)) {
+                    match (g.tap(oy, fy, g.h), g.tap(ox, fx, g.w)) {
                         (Some(iy), Some(ix)) => {
                             let at = (iy * g.w + ix) * d + c0;
                             dst.iter_mut().zip(&x[at..at + dg]).for_each(|(v, &u)| *v = u);
@@ -115,9 +107,9 @@ fn col2im_taps<T: Float>(g: &Geometry, p: &[T], dx: &mut [T], group: usize) {
         for ox in 0..g.ow {
             let row = &p[(oy * g.ow + ox) * cols..(oy * g.ow + ox + 1) * cols];
             for fy in 0..f {
-                let Some(iy) = tap(g, oy, fy, g.h) else { continue };
+                let Some(iy) = g.tap(oy, fy, g.h) else { continue };
                 for fx in 0..f {
-                    let Some(ix) = tap(g, ox, fx, g.w) else { continue };
+                    let Some(ix) = g.tap(ox, fx, g.w) else { continue };
                     let at = (iy * g.w + ix) * d + c0;
                     let src = &row[(fy * f + fx) * dg..(fy * f + fx + 1) * dg];
                     dx[at..at + dg].iter_mut().zip(src).for_each(|(a, &v)| *a += v);

@@ -25,13 +25,6 @@ fn by_tap<T: Float>(g: &Geometry, w: &[T]) -> Vec<T> {
     out
 }
 
-/// The input position of tap `t` of the window at output position `o`, inside `0..n`.
-#[inline(always)]
-fn tap(g: &Geometry, o: usize, t: usize, n: usize) -> Option<usize> {
-    let i = (o * g.s + t * g.dil) as isize - g.p as isize;
-    (i >= 0 && (i as usize) < n).then_some(i as usize)
-}
-
 /// `y = f(depthwise(x) + b)` for `rows` examples.
 pub fn forward<T: Float>(g: &Geometry, f: Act, rows: usize, x: &[T], w: &[T], b: &[T], y: &mut [T]) {
     let wt = by_tap(g, w);
@@ -65,9 +58,9 @@ impl<T: Float> Forward<'_, T> {
                         out.copy_from_slice(&b[..d]);
                     }
                     for fy in 0..g.f {
-                        let Some(iy) = tap(g, oy, fy, g.h) else { continue };
+                        let Some(iy) = g.tap(oy, fy, g.h) else { continue };
                         for fx in 0..g.f {
-                            let Some(ix) = tap(g, ox, fx, g.w) else { continue };
+                            let Some(ix) = g.tap(ox, fx, g.w) else { continue };
                             let xin = &x[(iy * g.w + ix) * d..(iy * g.w + ix + 1) * d];
                             let wk = &wt[(fy * g.f + fx) * d..(fy * g.f + fx + 1) * d];
                             for ((o, &u), &v) in out.iter_mut().zip(xin).zip(wk) {
@@ -146,9 +139,9 @@ impl<T: Float> Backward<'_, T> {
                         db[..d].iter_mut().zip(g_out).for_each(|(s, &v)| *s += v);
                     }
                     for fy in 0..g.f {
-                        let Some(iy) = tap(g, oy, fy, g.h) else { continue };
+                        let Some(iy) = g.tap(oy, fy, g.h) else { continue };
                         for fx in 0..g.f {
-                            let Some(ix) = tap(g, ox, fx, g.w) else { continue };
+                            let Some(ix) = g.tap(ox, fx, g.w) else { continue };
                             let (t, at) = ((fy * g.f + fx) * d, (iy * g.w + ix) * d);
                             let xin = &x[at..at + d];
                             for ((s, &u), &v) in dwt[t..t + d].iter_mut().zip(xin).zip(g_out) {
@@ -214,7 +207,7 @@ mod tests {
                             db2[c] += dy[o];
                             for fy in 0..f {
                                 for fx in 0..f {
-                                    let (Some(iy), Some(ix)) = (tap(&g, oy, fy, h), tap(&g, ox, fx, w)) else {
+                                    let (Some(iy), Some(ix)) = (g.tap(oy, fy, h), g.tap(ox, fx, w)) else {
                                         continue;
                                     };
                                     let i = ((r * h + iy) * w + ix) * d + c;
