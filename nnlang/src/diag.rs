@@ -131,6 +131,19 @@ impl Diagnostic {
         self
     }
 
+    /// Labels each use of a block that led to this problem (innermost first, as
+    /// the IR's `Graph::uses` lists them): a mistake inside a block names the line in the
+    /// block and the use that instantiated it.
+    pub fn in_uses(mut self, uses: &[(Span, &str)]) -> Self {
+        for (span, block) in uses {
+            let message = format!("in this use of `{block}`");
+            if !self.labels.iter().any(|l| l.span == *span && l.message == message) {
+                self.labels.push(Label { span: *span, message, primary: false });
+            }
+        }
+        self
+    }
+
     /// Adds "did you mean `x`?" when one of `candidates` is close to `name`.
     pub fn with_suggestion<'a>(self, name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Self {
         match did_you_mean(name, candidates) {
@@ -184,6 +197,32 @@ impl Diagnostic {
             Err(_) => format!("error: {}\n", self.message),
         }
     }
+}
+
+/// Folds diagnostics that say the same thing at the same place (one mistake inside a block
+/// that is used several times) into one, keeping every other label (each use).
+pub fn merge_repeats(diags: Vec<Diagnostic>) -> Vec<Diagnostic> {
+    let mut out: Vec<Diagnostic> = Vec::with_capacity(diags.len());
+    for d in diags {
+        let same = |e: &Diagnostic| {
+            e.severity == d.severity
+                && e.message == d.message
+                && e.notes == d.notes
+                && e.help == d.help
+                && e.labels.first() == d.labels.first()
+        };
+        match out.iter_mut().find(|e| same(e)) {
+            Some(e) => {
+                for l in d.labels.into_iter().skip(1) {
+                    if !e.labels.contains(&l) {
+                        e.labels.push(l);
+                    }
+                }
+            }
+            None => out.push(d),
+        }
+    }
+    out
 }
 
 /// Renders a list of diagnostics one after another, then a closing count.

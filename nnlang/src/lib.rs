@@ -115,6 +115,7 @@ pub fn compile(source: &str, opts: &Options) -> Result<Compiled, UsageError> {
         Err(d) => return Ok(Compiled { diagnostics: vec![d], ..Compiled::default() }),
     };
     let mut diagnostics = duplicate_models(&file);
+    diagnostics.extend(check_defs(&file));
     let (mut recipes, recipe_diags) = recipe::check_blocks(&file);
     diagnostics.extend(recipe_diags);
     settings::apply(&mut recipes, &opts.recipe, opts.model.as_deref())?;
@@ -123,7 +124,7 @@ pub fn compile(source: &str, opts: &Options) -> Result<Compiled, UsageError> {
     let selected = select(&file, opts)?;
     let mut models = Vec::new();
     for (model, overrides) in selected {
-        let lowered = lower::lower_model(model, &overrides);
+        let lowered = lower::lower_model(model, &file.defs, &overrides);
         let lowering_failed = lowered.diagnostics.iter().any(|d| d.is_error());
         diagnostics.extend(lowered.diagnostics);
         if lowering_failed {
@@ -144,6 +145,7 @@ pub fn compile(source: &str, opts: &Options) -> Result<Compiled, UsageError> {
         }
     }
     diagnostics.extend(recipe_fits(&file, &trains, &datas, &models));
+    let mut diagnostics = diag::merge_repeats(diagnostics);
     diagnostics.sort_by_key(|d| d.labels.first().map(|l| l.span.start).unwrap_or(0));
     Ok(Compiled { file, models, recipes, trains, datas, diagnostics })
 }
@@ -403,6 +405,37 @@ fn duplicate_models(file: &ast::File) -> Vec<Diagnostic> {
         }
     }
     out
+}
+
+/// What is wrong with a `block` definition whatever its uses: its name taken twice, or by a
+/// layer or a model.
+fn check_defs(file: &ast::File) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    for (i, b) in file.defs.iter().enumerate() {
+        let name = &b.name.name;
+        if let Some(first) = file.defs[..i].iter().find(|o| &o.name.name == name) {
+            out.push(
+                Diagnostic::error(format!("block `{name}` is defined twice"), b.name.span, "defined again")
+                    .with_label(first.name.span, "first defined here"),
+            );
+        } else if ops::args::is_layer(name) {
+            out.push(
+                Diagnostic::error(format!("block `{name}` has the name of a layer"), b.name.span, "already a layer")
+                    .with_help(format!("blocks are usually capitalised: `{}`", capitalised(name))),
+            );
+        } else if let Some(m) = file.models.iter().find(|m| &m.name.name == name) {
+            out.push(
+                Diagnostic::error(format!("block `{name}` has the name of a model"), b.name.span, "already a model")
+                    .with_label(m.name.span, "the model"),
+            );
+        }
+    }
+    out
+}
+
+fn capitalised(name: &str) -> String {
+    let mut c = name.chars();
+    c.next().map(|f| f.to_uppercase().chain(c).collect()).unwrap_or_default()
 }
 
 /// The models to compile with the overrides each one gets.

@@ -29,6 +29,18 @@ const PYTHON_KEYWORDS: &[&str] = &[
 /// one of these names would shadow it.
 const PYTHON_TAKEN: &[&str] = &["torch", "nn", "F", "Elman", "Local", "load_file"];
 
+/// How Python reaches the module at `parts` below `self`: `self.a.b`, with
+/// `getattr(…, "class")` for a part that is a keyword.
+fn attribute_path(parts: &[&str]) -> String {
+    parts.iter().fold("self".to_string(), |acc, part| {
+        if PYTHON_KEYWORDS.contains(part) {
+            format!("getattr({acc}, {part:?})")
+        } else {
+            format!("{acc}.{part}")
+        }
+    })
+}
+
 /// The class name of the model named `name` in the exported file: the name, or with a suffix
 /// `_` where Python cannot take it.
 pub fn class_name(name: &str) -> String {
@@ -48,20 +60,35 @@ pub fn generate(model: &Model, pre: Option<&Preprocess>) -> Result<String, Strin
     let mut body = Vec::new();
     let v = |id: NodeId| format!("v{}", id.0);
     let input_names: Vec<String> = g.inputs.iter().map(|&i| format!("v{}", i.0)).collect();
+    let mut containers = std::collections::HashSet::new();
     for id in g.ids() {
         let node = g.node(id);
         let ins: Vec<String> = node.inputs.iter().map(|&i| v(i)).collect();
         let x = ins.first().cloned().unwrap_or_default();
         let in_shape = node.inputs.first().and_then(|&i| shape(i));
         let out_shape = shape(id);
-        let module = if PYTHON_KEYWORDS.contains(&node.name.as_str()) {
-            format!("getattr(self, {:?})", node.name)
-        } else {
-            format!("self.{}", node.name)
-        };
+        // A layer inside a block's use lives in a container module per use, so that its
+        // tensors' names (`stage1.residual_0.conv_0.weight`) are PyTorch's state-dict keys.
+        let parts: Vec<&str> = node.name.split('.').collect();
+        let (attr, outer) = parts.split_last().map_or(("", &[][..]), |(a, o)| (*a, o));
+        for k in 1..=outer.len() {
+            let path = outer[..k].join(".");
+            if containers.insert(path) {
+                let (parent, part) = (attribute_path(&outer[..k - 1]), outer[k - 1]);
+                init.push(if PYTHON_KEYWORDS.contains(&part) {
+                    format!("setattr({parent}, {part:?}, nn.Module())")
+                } else {
+                    format!("{parent}.{part} = nn.Module()")
+                });
+            }
+        }
+        let module = attribute_path(&parts);
+        let parent = attribute_path(outer);
         let cx = PyCx {
             name: &node.name,
             module: &module,
+            parent: &parent,
+            attr,
             x: &x,
             ins: &ins,
             in_shape: in_shape.as_ref(),

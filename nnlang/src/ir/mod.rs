@@ -35,6 +35,28 @@ pub struct Node {
     /// Set by the `inplace` pass: the node overwrites its input's buffer.
     #[serde(skip)]
     pub in_place: bool,
+    /// The use of a `block` it was made by (an index into [`Graph::scopes`]); `None` for the
+    /// model's own layers.
+    #[serde(skip)]
+    pub scope: Option<u32>,
+}
+
+/// One use of a `block` in a model: the nodes it made carry its index, and their names
+/// start with its path (`stage1.residual_0.conv_0`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Scope {
+    /// The block's name (`Residual`); empty for a named group (`[…] * 2 as stage1`).
+    pub block: String,
+    /// The use's full name (`stage1.residual_0`: the user's `as` name, or the block's in
+    /// snake case numbered in the enclosing scope).
+    pub name: String,
+    /// The block's parameters as this use bound them, in declaration order.
+    pub args: Vec<(String, ParamValue)>,
+    /// The enclosing use, if this one is inside another block.
+    pub parent: Option<u32>,
+    /// Where the block is used (`Residual(width = 64)`).
+    #[serde(skip)]
+    pub span: Span,
 }
 
 /// A model parameter's resolved value.
@@ -72,14 +94,32 @@ pub struct Graph {
     pub inputs: Vec<NodeId>,
     /// The node whose value the model returns (none when lowering failed early).
     pub output: Option<NodeId>,
+    /// Every use of a `block`, in the order they were met.
+    pub scopes: Vec<Scope>,
 }
 
 impl Graph {
     /// Appends a node and returns its id.
     pub fn add(&mut self, op: Op, inputs: Vec<NodeId>, name: String, span: Span) -> NodeId {
         let id = NodeId(self.nodes.len() as u32);
-        self.nodes.push(Node { op, inputs, name, span, in_place: false });
+        self.nodes.push(Node { op, inputs, name, span, in_place: false, scope: None });
         id
+    }
+
+    /// The uses of blocks that made node `id`, innermost first, each as (its span, the
+    /// block's name).
+    pub fn uses(&self, id: NodeId) -> Vec<(Span, &str)> {
+        let mut out = Vec::new();
+        let mut s = self.node(id).scope;
+        while let Some(i) = s {
+            let Some(scope) = self.scopes.get(i as usize) else { break };
+            // A named group (`[…] * 2 as stage1`) is no use of a block.
+            if !scope.block.is_empty() {
+                out.push((scope.span, scope.block.as_str()));
+            }
+            s = scope.parent;
+        }
+        out
     }
 
     /// The op of the model's output node, if it has one.

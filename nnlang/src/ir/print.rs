@@ -15,10 +15,35 @@ pub fn to_text(graph: &Graph, shapes: &[Option<Shape>]) -> String {
     let mut out = String::new();
     let params: Vec<String> = graph.params.iter().map(|(k, v)| format!("{k} = {v}")).collect();
     let _ = writeln!(out, "model {}({}) {{", graph.name, params.join(", "));
+    // The uses of blocks open around their nodes: `stage1 = Stage(width = 32) { … }`.
+    let mut open: Vec<u32> = Vec::new();
     for id in graph.ids() {
         let node = graph.node(id);
+        let mut chain: Vec<u32> = Vec::new();
+        let mut s = node.scope;
+        while let Some(k) = s {
+            chain.push(k);
+            s = graph.scopes.get(k as usize).and_then(|sc| sc.parent).filter(|&p| p < k);
+        }
+        chain.reverse();
+        let common = open.iter().zip(&chain).take_while(|(a, b)| a == b).count();
+        while open.len() > common {
+            open.pop();
+            let _ = writeln!(out, "{}}}", "  ".repeat(open.len() + 1));
+        }
+        for &k in &chain[common..] {
+            let sc = &graph.scopes[k as usize];
+            let args: Vec<String> = sc.args.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+            let indent = "  ".repeat(open.len() + 1);
+            let _ = match sc.block.as_str() {
+                "" => writeln!(out, "{indent}{} {{", sc.name),
+                block => writeln!(out, "{indent}{} = {block}({}) {{", sc.name, args.join(", ")),
+            };
+            open.push(k);
+        }
+        let indent = "  ".repeat(open.len() + 1);
         let attrs: Vec<String> = node.op.attributes().into_iter().map(|(k, v)| format!("{k} = {v}")).collect();
-        let mut line = format!("  {id} {} = {}", node.name, node.op.kind());
+        let mut line = format!("{indent}{id} {} = {}", node.name, node.op.kind());
         if !attrs.is_empty() {
             let _ = write!(line, "({})", attrs.join(", "));
         }
@@ -36,6 +61,9 @@ pub fn to_text(graph: &Graph, shapes: &[Option<Shape>]) -> String {
             _ => line.push_str(" : ?"),
         }
         let _ = writeln!(out, "{line}");
+    }
+    while open.pop().is_some() {
+        let _ = writeln!(out, "{}}}", "  ".repeat(open.len() + 1));
     }
     if let Some(o) = graph.output {
         let _ = writeln!(out, "  output {o}");

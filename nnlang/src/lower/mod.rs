@@ -3,6 +3,7 @@
 //! op from its arguments and names every node. Shapes are not looked at here.
 
 pub mod args;
+mod blocks;
 pub mod eval;
 
 use crate::diag::{did_you_mean, Diagnostic};
@@ -180,48 +181,96 @@ struct Lowerer<'a> {
     used_lets: Vec<bool>,
     /// User names given with `as`, per node.
     user_names: HashMap<NodeId, Ident>,
+    /// Every `block` of the file, by which uses are expanded.
+    defs: &'a [ast::Model],
+    /// The use of a block (or named group) being lowered (`None` for the model itself).
+    scope: Option<u32>,
+    /// The use of the block being lowered, where its bindings' layers go.
+    base_scope: Option<u32>,
+    /// The blocks being expanded, outermost first (a block may not use itself).
+    active: Vec<&'a str>,
+    /// User names given with `as` to uses of blocks, per scope.
+    scope_names: Vec<(u32, Ident)>,
+    /// An `as` name waiting for the block use it is written after.
+    pending_name: Option<Ident>,
+    /// A block's output, once lowered.
+    block_output: Option<NodeId>,
 }
 
 /// Lowers one model with the given parameter overrides (already checked with
-/// [`check_overrides`]).
-pub fn lower_model(model: &ast::Model, overrides: &Overrides) -> Lowered {
-    let mut l = Lowerer {
-        model,
-        env: Env::new(),
-        graph: Graph { name: model.name.name.clone(), ..Graph::default() },
-        diags: Vec::new(),
-        inputs: HashMap::new(),
-        failed_inputs: Vec::new(),
-        lets: HashMap::new(),
-        let_stack: Vec::new(),
-        used_lets: vec![false; model.lets.len()],
-        user_names: HashMap::new(),
-    };
+/// [`check_overrides`]); `defs` are the file's `block`s, which the model may use as layers.
+pub fn lower_model(model: &ast::Model, defs: &[ast::Model], overrides: &Overrides) -> Lowered {
+    let mut l = Lowerer::new(model, defs, Env::new(), Graph { name: model.name.name.clone(), ..Graph::default() });
     l.params(overrides);
     if !l.diags.is_empty() {
         // Without every parameter's value, the body would only report consequences.
         return Lowered { graph: l.graph, diagnostics: l.diags };
     }
     l.declare_inputs();
-    l.declare_lets();
-    // Bindings are resolved in dependency order first, so a chain of them written in any
-    // order never nests the resolution deeply; then the rest (cycles) in source order.
-    for i in dependency_order(model).into_iter().chain(0..model.lets.len()) {
-        let name = model.lets[i].name.name.as_str();
-        if matches!(l.lets.get(name), Some((idx, LetState::Pending)) if *idx == i) {
-            let _ = l.resolve_let(name, false);
-        }
-    }
-    l.output();
-    l.unused();
+    l.body();
     l.misplaced_softmax();
     l.name_nodes();
-    let mut diagnostics = l.diags;
+    let mut diagnostics = crate::diag::merge_repeats(l.diags);
     diagnostics.sort_by_key(|d| d.labels.first().map(|l| l.span.start).unwrap_or(0));
     Lowered { graph: l.graph, diagnostics }
 }
 
 impl<'a> Lowerer<'a> {
+    fn new(model: &'a ast::Model, defs: &'a [ast::Model], env: Env, graph: Graph) -> Self {
+        Lowerer {
+            model,
+            env,
+            graph,
+            diags: Vec::new(),
+            inputs: HashMap::new(),
+            failed_inputs: Vec::new(),
+            lets: HashMap::new(),
+            let_stack: Vec::new(),
+            used_lets: vec![false; model.lets.len()],
+            user_names: HashMap::new(),
+            defs,
+            scope: None,
+            base_scope: None,
+            active: Vec::new(),
+            scope_names: Vec::new(),
+            pending_name: None,
+            block_output: None,
+        }
+    }
+
+    /// The bindings and the output pipeline, once the inputs are declared; the unused ones
+    /// reported.
+    fn body(&mut self) {
+        let model = self.model;
+        self.declare_lets();
+        // Bindings are resolved in dependency order first, so a chain of them written in any
+        // order never nests the resolution deeply; then the rest (cycles) in source order.
+        for i in dependency_order(model).into_iter().chain(0..model.lets.len()) {
+            let name = model.lets[i].name.name.as_str();
+            if matches!(self.lets.get(name), Some((idx, LetState::Pending)) if *idx == i) {
+                let _ = self.resolve_let(name, false);
+            }
+        }
+        self.output();
+        self.unused();
+    }
+
+    /// `model` or `block`, for messages.
+    fn what(&self) -> &'static str {
+        if self.model.is_block {
+            "block"
+        } else {
+            "model"
+        }
+    }
+
+    /// Appends a node made by the layer written at `span`, in the current block use.
+    fn add(&mut self, op: Op, inputs: Vec<NodeId>, span: Span) -> NodeId {
+        let id = self.graph.add(op, inputs, String::new(), span);
+        self.graph.nodes[id.index()].scope = self.scope;
+        id
+    }
+
     fn err(&mut self, d: Diagnostic) {
         self.diags.push(d);
     }
@@ -333,6 +382,21 @@ impl<'a> Lowerer<'a> {
     }
 
     fn dims(&mut self, decl: &ast::InputDecl) -> Option<Vec<Dim>> {
+        if !decl.has_dims {
+            self.err(
+                Diagnostic::error(
+                    format!("input `{}` has no dimensions", decl.name),
+                    decl.span,
+                    "a model's input needs its shape",
+                )
+                .with_note("only a `block`'s input is written without one: it takes the shape of what flows in")
+                .with_help(format!(
+                    "write its shape, e.g. `input {}: [784]` or `input {}: [28, 28, 1]`",
+                    decl.name, decl.name
+                )),
+            );
+            return None;
+        }
         if decl.dims.is_empty() || decl.dims.len() > 3 {
             let n = decl.dims.len();
             self.err(
@@ -414,11 +478,17 @@ impl<'a> Lowerer<'a> {
                 self.used_lets[i] = true;
                 continue;
             }
-            if self.inputs.contains_key(name) || self.env.contains_key(name) || args::is_layer(name) {
+            if self.inputs.contains_key(name)
+                || self.env.contains_key(name)
+                || args::is_layer(name)
+                || self.def(name).is_some()
+            {
                 let what = if self.inputs.contains_key(name) {
                     "an input"
                 } else if args::is_layer(name) {
                     "a layer"
+                } else if self.def(name).is_some() {
+                    "a block"
                 } else {
                     "a model parameter"
                 };
@@ -497,7 +567,11 @@ impl<'a> Lowerer<'a> {
                 }
                 self.let_stack.push(name);
                 let value = &self.model.lets[idx].value;
+                // A binding's layers belong to the model (or block use) it is written in,
+                // wherever it is first needed.
+                let here = std::mem::replace(&mut self.scope, self.base_scope);
                 let result = self.lower(value, None);
+                self.scope = here;
                 self.let_stack.pop();
                 let result = match result {
                     Ok(Some(id)) => Some(id),
@@ -530,7 +604,7 @@ impl<'a> Lowerer<'a> {
         match model.outputs.as_slice() {
             [] => {
                 let mut d = Diagnostic::error(
-                    format!("model `{}` has no output", model.name),
+                    format!("{} `{}` has no output", self.what(), model.name),
                     model.name.span,
                     "nothing is computed",
                 );
@@ -546,20 +620,28 @@ impl<'a> Lowerer<'a> {
             [out, rest @ ..] => {
                 for extra in rest {
                     self.err(
-                        Diagnostic::error("a model has exactly one output pipeline", extra.span, "a second output")
+                        Diagnostic::error(format!("a {} has exactly one output pipeline", self.what()), extra.span, "a second output")
                             .with_label(out.span, "the output is already this pipeline")
                             .with_help("bind intermediate results with `let name = …` and combine them with `add(…)` or `concat(…)`"),
                     );
                 }
                 if let Ok(Some(id)) = self.lower(out, None) {
-                    if matches!(self.graph.node(id).op, Op::Input(_)) {
+                    let unchanged = match model.is_block {
+                        true => self.inputs.values().any(|&i| i == id),
+                        false => matches!(self.graph.node(id).op, Op::Input(_)),
+                    };
+                    if unchanged {
                         self.err(Diagnostic::error(
-                            "the model's output is its input unchanged",
+                            format!("the {}'s output is its input unchanged", self.what()),
                             out.span,
                             "no layer is applied",
                         ));
                     }
-                    self.graph.output = Some(id);
+                    if model.is_block {
+                        self.block_output = Some(id);
+                    } else {
+                        self.graph.output = Some(id);
+                    }
                 }
             }
         }
@@ -603,55 +685,6 @@ impl<'a> Lowerer<'a> {
                         .with_help("move `softmax` to the end of the output pipeline, or remove it"),
                 );
             }
-        }
-    }
-
-    /// User names first (rejecting duplicates), then `<kind>_<k>` for the rest, numbered per
-    /// kind in creation order and skipping names a user took.
-    fn name_nodes(&mut self) {
-        let mut taken: HashMap<String, Span> = HashMap::new();
-        for &id in &self.graph.inputs {
-            let n = self.graph.node(id);
-            taken.insert(n.name.clone(), n.span);
-        }
-        let mut named: Vec<(NodeId, Ident)> = self.user_names.drain().collect();
-        named.sort_by_key(|(id, _)| *id);
-        for (id, ident) in named {
-            if let Some(first) = taken.get(&ident.name) {
-                let d = Diagnostic::error(format!("the name `{}` is used twice", ident.name), ident.span, "used again")
-                    .with_label(*first, "first used here");
-                let d = if first == &ident.span {
-                    Diagnostic::error(
-                        format!("the name `{}` is given to every repetition of this layer", ident.name),
-                        ident.span,
-                        "names must be unique",
-                    )
-                    .with_help("name the layer outside the repetition, or remove `as`")
-                } else {
-                    d
-                };
-                self.diags.push(d);
-                continue;
-            }
-            taken.insert(ident.name.clone(), ident.span);
-            self.graph.nodes[id.index()].name = ident.name;
-        }
-        let mut counters: HashMap<&'static str, usize> = HashMap::new();
-        for i in 0..self.graph.nodes.len() {
-            if !self.graph.nodes[i].name.is_empty() {
-                continue;
-            }
-            let kind = self.graph.nodes[i].op.kind();
-            let k = counters.entry(kind).or_insert(0);
-            let name = loop {
-                let candidate = format!("{kind}_{k}");
-                *k += 1;
-                if !taken.contains_key(&candidate) {
-                    break candidate;
-                }
-            };
-            taken.insert(name.clone(), Span::default());
-            self.graph.nodes[i].name = name;
         }
     }
 
@@ -705,6 +738,24 @@ impl<'a> Lowerer<'a> {
                 }
             }
             ExprKind::Named(inner, name) => {
+                if is_group(inner)
+                    || matches!(&inner.kind, ExprKind::Binary(BinOp::Mul, a, b) if is_group(a) || is_group(b))
+                {
+                    // `[Residual(64)] * 2 as stage1`: the group's layers become `stage1.…`.
+                    let scope = self.graph.scopes.len() as u32;
+                    self.graph.scopes.push(crate::ir::Scope {
+                        block: String::new(),
+                        name: String::new(),
+                        args: Vec::new(),
+                        parent: self.scope,
+                        span: inner.span,
+                    });
+                    self.scope_names.push((scope, name.clone()));
+                    let outer = self.scope.replace(scope);
+                    let out = self.lower(inner, cur);
+                    self.scope = outer;
+                    return out;
+                }
                 let layer_like = match &inner.kind {
                     ExprKind::Call { .. } | ExprKind::Ident(_) => true,
                     ExprKind::Optional(x, _) => matches!(x.kind, ExprKind::Call { .. } | ExprKind::Ident(_)),
@@ -714,9 +765,16 @@ impl<'a> Lowerer<'a> {
                     self.err(
                         Diagnostic::error("`as` names one layer", name.span, "cannot name this")
                             .with_label(inner.span, "this is not a single layer")
-                            .with_help("put `as name` right after the layer it names"),
+                            .with_help("put `as name` right after the layer it names, or bracket a group of layers: `[…] as name`"),
                     );
                     return Err(());
+                }
+                if self.is_block_use(inner) {
+                    // `Residual(64) as stage1` names the use: its layers become `stage1.…`.
+                    self.pending_name = Some(name.clone());
+                    let out = self.lower(inner, cur);
+                    self.pending_name = None;
+                    return out;
                 }
                 let before = self.graph.nodes.len();
                 let out = self.lower(inner, cur)?;
@@ -846,7 +904,12 @@ impl<'a> Lowerer<'a> {
                         "not a parameter of this model",
                     )
                     .with_suggestion(&p.name, names)
-                    .with_help(format!("declare it: `model {}({} = true, …)`", self.model.name, p.name)),
+                    .with_help(format!(
+                        "declare it: `{} {}({} = true, …)`",
+                        self.what(),
+                        self.model.name,
+                        p.name
+                    )),
                 );
                 Err(())
             }
@@ -858,6 +921,11 @@ impl<'a> Lowerer<'a> {
             return Err(());
         }
         let is_value = self.inputs.contains_key(name) || self.lets.contains_key(name);
+        if !is_value {
+            if let Some(def) = self.def(name) {
+                return self.instantiate(def, &[], span, cur);
+            }
+        }
         match cur {
             None if is_value => {
                 if let Some(&id) = self.inputs.get(name) {
@@ -897,7 +965,7 @@ impl<'a> Lowerer<'a> {
                         .with_suggestion(name, candidates.iter().map(|s| s.as_str()))
                 } else {
                     let mut d = Diagnostic::error(format!("unknown layer `{name}`"), span, "not a layer");
-                    if let Some(best) = args::suggest_layer(name) {
+                    if let Some(best) = self.suggest_layer(name) {
                         d = d.with_help(format!("did you mean `{best}`?"));
                     }
                     d
@@ -925,12 +993,15 @@ impl<'a> Lowerer<'a> {
         span: Span,
         cur: Option<NodeId>,
     ) -> Result<Option<NodeId>, ()> {
+        if let Some(def) = self.def(&name.name) {
+            return self.instantiate(def, args, span, cur);
+        }
         if args::is_merge(&name.name) {
             return self.merge(name, args, span, cur);
         }
         if !args::is_layer(&name.name) {
             let mut d = Diagnostic::error(format!("unknown layer `{}`", name.name), name.span, "not a layer");
-            if let Some(best) = args::suggest_layer(&name.name) {
+            if let Some(best) = self.suggest_layer(&name.name) {
                 d = d.with_help(format!("did you mean `{best}`?"));
             }
             self.err(d);
@@ -956,7 +1027,7 @@ impl<'a> Lowerer<'a> {
 
     fn call_layer(&mut self, kind: &str, args: &[ast::Arg], span: Span, input: NodeId) -> Result<Option<NodeId>, ()> {
         match args::build(kind, span, args, &self.env) {
-            Ok(op) => Ok(Some(self.graph.add(op, vec![input], String::new(), span))),
+            Ok(op) => Ok(Some(self.add(op, vec![input], span))),
             Err(d) => {
                 self.err(d);
                 Err(())
@@ -1011,7 +1082,7 @@ impl<'a> Lowerer<'a> {
                 return Err(());
             }
         };
-        Ok(Some(self.graph.add(op, operands, String::new(), span)))
+        Ok(Some(self.add(op, operands, span)))
     }
 }
 

@@ -252,9 +252,14 @@ pub trait Rules {
 pub struct PyCx<'a> {
     /// The layer's name: its module's attribute, and the prefix of its tensors' names.
     pub name: &'a str,
-    /// How `forward` reaches the layer's module: `self.<name>`, or `getattr(self, "<name>")`
-    /// for a name Python cannot write after a dot (a keyword).
+    /// How `forward` reaches the layer's module: `self.<name>` (`self.stage1.conv_0` inside a
+    /// block's use), with `getattr(…, "<part>")` for a part Python cannot write after a dot
+    /// (a keyword).
     pub module: &'a str,
+    /// The module holding the layer's (`self`, or its block use's `self.stage1`).
+    pub parent: &'a str,
+    /// The layer's attribute in `parent` (its name's last part).
+    pub attr: &'a str,
     /// The first input's Python name.
     pub x: &'a str,
     /// Every input's Python name.
@@ -269,10 +274,10 @@ impl PyCx<'_> {
     /// The `__init__` line that makes `expr` the layer's module (under its own name, so that
     /// its tensors keep nnlang's names).
     pub fn init(&self, expr: String) -> String {
-        if self.module.starts_with("self.") {
+        if self.module.ends_with(&format!(".{}", self.attr)) {
             format!("{} = {expr}", self.module)
         } else {
-            format!("setattr(self, {:?}, {expr})", self.name)
+            format!("setattr({}, {:?}, {expr})", self.parent, self.attr)
         }
     }
     /// An affine layer's inputs: the last dimension on a sequence, else everything.

@@ -30,6 +30,7 @@ pub fn dce(graph: &Graph) -> Graph {
         let inputs = node.inputs.iter().filter_map(|i| map[i.index()]).collect();
         let new = g.add(node.op.clone(), inputs, node.name.clone(), node.span);
         g.nodes[new.index()].in_place = node.in_place;
+        g.nodes[new.index()].scope = node.scope;
         map[id.index()] = Some(new);
     }
     g.inputs = graph.inputs.iter().filter_map(|i| map[i.index()]).collect();

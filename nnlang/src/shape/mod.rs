@@ -48,7 +48,7 @@ impl ShapeError {
         for h in &self.help {
             d = d.with_help(h.clone());
         }
-        d
+        d.in_uses(&graph.uses(self.node))
     }
 }
 

@@ -26,13 +26,18 @@ impl fmt::Display for Ident {
 pub struct File {
     /// The `model` blocks, in order.
     pub models: Vec<Model>,
+    /// The `block` definitions (reusable sub-networks, used like layers), in order.
+    pub defs: Vec<Model>,
     /// The `train`, `data`, `search` and `ensemble` blocks, in order.
     pub blocks: Vec<Block>,
 }
 
-/// `model Name(params…) { statements }`
+/// `model Name(params…) { statements }`, or a reusable `block Name(params…) { statements }`
+/// (one `input` without dimensions: it takes the shape of the value flowing in).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Model {
+    /// A `block` rather than a `model`.
+    pub is_block: bool,
     /// The model's name.
     pub name: Ident,
     /// Its parameters (`model M(N = 3)`).
@@ -47,12 +52,12 @@ pub struct Model {
     pub span: Span,
 }
 
-/// `name = default` in a model's parameter list.
+/// `name = default` in a model's (or block's) parameter list.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Param {
     /// The parameter's name.
     pub name: Ident,
-    /// Its default value, if any.
+    /// Its default value, if any (a block's parameter without one must be given at each use).
     pub default: Option<Expr>,
     /// The declaration.
     pub span: Span,
@@ -67,6 +72,8 @@ pub struct InputDecl {
     pub dims: Vec<Expr>,
     /// `seq = n` or `seq <= n` as the first dimension: a sequence of `n` steps, or of 1 to `n`.
     pub steps: Option<StepsDecl>,
+    /// Whether `: [dims]` is written (a model's input needs it, a block's has none).
+    pub has_dims: bool,
     /// The declaration.
     pub span: Span,
 }

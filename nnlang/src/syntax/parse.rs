@@ -48,6 +48,7 @@ pub fn parse(source: &str) -> Result<File, Diagnostic> {
     for item in root.into_inner() {
         match item.as_rule() {
             Rule::model => file.models.push(model(item)),
+            Rule::layer_block => file.defs.push(model(item)),
             Rule::train => file.blocks.push(block(item, BlockKind::Train)),
             Rule::data => file.blocks.push(block(item, BlockKind::Data)),
             Rule::search => file.blocks.push(block(item, BlockKind::Search)),
@@ -93,9 +94,18 @@ fn ident(p: Pair<Rule>) -> Ident {
 
 fn model(p: Pair<Rule>) -> Model {
     let sp = span(&p);
-    let mut inner = p.into_inner().filter(|p| p.as_rule() != Rule::kw_model);
+    let is_block = p.as_rule() == Rule::layer_block;
+    let mut inner = p.into_inner().filter(|p| !matches!(p.as_rule(), Rule::kw_model | Rule::kw_block));
     let name = inner.next().map(ident).unwrap_or(Ident { name: String::new(), span: sp });
-    let mut m = Model { name, params: Vec::new(), inputs: Vec::new(), lets: Vec::new(), outputs: Vec::new(), span: sp };
+    let mut m = Model {
+        is_block,
+        name,
+        params: Vec::new(),
+        inputs: Vec::new(),
+        lets: Vec::new(),
+        outputs: Vec::new(),
+        span: sp,
+    };
     for stmt in inner {
         match stmt.as_rule() {
             Rule::params => {
@@ -113,7 +123,9 @@ fn model(p: Pair<Rule>) -> Model {
                 if let Some(n) = it.next() {
                     let mut steps = None;
                     let mut dims = Vec::new();
-                    for d in it {
+                    let dims_pair = it.find(|p| p.as_rule() == Rule::dims);
+                    let has_dims = dims_pair.is_some();
+                    for d in dims_pair.into_iter().flat_map(|d| d.into_inner()) {
                         if d.as_rule() == Rule::seq_dim {
                             let dsp = span(&d);
                             let mut parts = d.into_inner();
@@ -126,7 +138,7 @@ fn model(p: Pair<Rule>) -> Model {
                             dims.push(expr(d));
                         }
                     }
-                    m.inputs.push(InputDecl { name: ident(n), dims, steps, span: isp });
+                    m.inputs.push(InputDecl { name: ident(n), dims, steps, has_dims, span: isp });
                 }
             }
             Rule::let_stmt => {
@@ -357,7 +369,7 @@ fn entry(p: Pair<Rule>) -> Option<Entry> {
 const PUNCTUATION: &[&str] = &["->", ":", "=", ",", ")", "]", "{", "}", "?", "~", "%"];
 /// Tokens that begin a value; listed together as "a value".
 const VALUE_STARTS: &[&str] = &["\"", "(", "[", "-"];
-const KEYWORDS: &[&str] = &["model", "train", "data", "search", "ensemble", "input", "let", "on"];
+const KEYWORDS: &[&str] = &["model", "block", "train", "data", "search", "ensemble", "input", "let", "on"];
 
 /// Brackets nested deeper than this are refused before parsing, so that no recursion in the
 /// parser or the later stages can exhaust the stack.
@@ -479,6 +491,8 @@ fn describe(rule: &Rule) -> Option<&'static str> {
     Some(match rule {
         Rule::EOI => "end of file",
         Rule::model | Rule::kw_model => "`model`",
+        Rule::layer_block | Rule::kw_block => "`block`",
+        Rule::dims => "`:`",
         Rule::train | Rule::kw_train => "`train`",
         Rule::data | Rule::kw_data => "`data`",
         Rule::search | Rule::kw_search => "`search`",
