@@ -35,6 +35,11 @@ EXTRA = {
     " -> flatten -> dense(16) -> hard_tanh -> dense(8) -> gelu(approximate = tanh) -> dense(3) -> softmax\n}\n",
     "batchnorm": "model Bn {\n input x: [6, 6, 2]\n x -> conv(filters = 4, size = 3, pad = same) -> batchnorm -> relu\n"
     " -> flatten -> dense(16) -> batchnorm(eps = 1e-3) -> dense(3) -> softmax\n}\n",
+    "batchnorm_unfolded": "model BnUnfolded {\n input x: [6, 6, 2]\n let c = x -> conv(filters = 4, size = 3, pad = same)\n"
+    " add(c, c -> relu) -> batchnorm -> flatten -> batchnorm -> dense(3) -> softmax\n}\n",
+    "blocks": "block Res(width) {\n input x\n let y = x -> conv(width, 3, pad = same, bias = false) -> batchnorm -> relu\n"
+    " add(x, y)\n}\nmodel Blocks {\n input x: [6, 6, 4]\n x -> [Res(4)] * 2 as stage1 -> Res(4) as class\n"
+    " -> globalavgpool -> dense(8) -> batchnorm -> relu -> dense(3) -> softmax\n}\n",
     "batchnorm_sequence": "model BnSeq {\n input x: [seq <= 8, 3]\n x -> dense(5) -> batchnorm -> tanh -> rnn(4) -> dense(2)\n}\n",
     "ceiled": "model Ceiled {\n input x: [11, 10, 2]\n x -> conv(filters = 4, size = 3, pad = same) -> relu -> maxpool(size = 2, round = ceil)\n"
     " -> avgpool(size = 3, stride = 2, round = ceil) -> dense(3) -> softmax\n}\n",

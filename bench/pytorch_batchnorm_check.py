@@ -78,8 +78,9 @@ def check(name, body, shape, classes, threads, tmp):
     opt.zero_grad()
     loss.backward()
     opt.step()
-    theirs = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
-    worst = max(float((ours[k] - v).abs().max()) for k, v in theirs.items())
+    # Every tensor of PyTorch's state dict, its count of batches (`num_batches_tracked`) too.
+    theirs = model.state_dict()
+    worst = max(float((ours[k].double() - v.double()).abs().max()) for k, v in theirs.items())
     stats = max(float((ours[k] - v).abs().max()) for k, v in theirs.items() if "running" in k)
     return worst, stats
 

@@ -81,11 +81,12 @@ def model_of(name):
         return m, dict(opt="adam", lr=1e-3, l2=0.0, max_norm=None, ema=None, batch=128), (1, 28, 28)
     if name == "bn":
         # bench/convnets/bn.nn (examples/fashion_bn.nn without its augmentation)
-        def cbr(c_in, c_out):
-            return [nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU()]
+        def cbr(c_in, c_out, stride=1):
+            return [nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1), nn.BatchNorm2d(c_out), nn.ReLU()]
         m = nn.Sequential(
-            *cbr(1, 32), *cbr(32, 32), nn.MaxPool2d(2), *cbr(32, 32), *cbr(32, 32), nn.MaxPool2d(2),
-            *cbr(32, 64), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10),
+            *cbr(1, 32), nn.MaxPool2d(2), *cbr(32, 32), *cbr(32, 32),
+            *cbr(32, 64, stride=2), *cbr(64, 64), *cbr(64, 64),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10),
         )
         recipe = dict(opt="adamw", lr=3e-3, wd=0.05, smoothing=0.1, warmup=1, cosine=0.01, l2=0.0, max_norm=None,
                       ema=None, batch=128)

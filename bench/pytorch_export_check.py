@@ -45,6 +45,9 @@ EXTRA = {
     " -> avgpool(size = 3, stride = 2, round = floor) -> dense(3) -> softmax\n}\n",
     "global_pools": "model GlobalPools {\n input x: [7, 5, 2]\n let a = x -> conv(filters = 4, size = 3, pad = same) -> relu -> globalavgpool\n"
     " let b = x -> conv(filters = 3, size = 3) -> globalmaxpool\n concat(a, b) -> dense(3) -> softmax\n}\n",
+    "blocks": "block Res(width) {\n input x\n let y = x -> conv(width, 3, pad = same, bias = false) -> batchnorm -> relu\n"
+    " add(x, y)\n}\nmodel Blocks {\n input x: [6, 6, 4]\n x -> [Res(4)] * 2 as stage1 -> Res(4) as class\n"
+    " -> globalavgpool -> dense(8) -> batchnorm -> relu -> dense(3) -> softmax\n}\n",
     "rnn_activations": "model RnnActs {\n input x: [seq = 6, 4]\n x -> rnn(5, activation = relu)\n"
     " -> bidirectional(rnn(4, activation = leaky_relu(alpha = 0.2)), merge = add) -> rnn(4, activation = sigmoid)\n"
     " -> rnn(3, activation = identity, output = last) -> dense(2)\n}\n",

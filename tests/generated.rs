@@ -67,6 +67,7 @@ nnlang_macros::nn! {
 nnlang_macros::nn!(file = "examples/japanese_vowels.nn", model = "BiRnnClassifier");
 nnlang_macros::nn!(file = "examples/rnn_tagger.nn", model = "Tagger");
 nnlang_macros::nn!(file = "examples/shakespeare.nn", model = "CharRnn");
+nnlang_macros::nn!(file = "examples/resnet.nn", model = "ResNet");
 
 nnlang_macros::nn! {
     // Dropout (with its random masks), leaky ReLU, sigmoid and binary cross-entropy.
@@ -342,6 +343,8 @@ differential!(mnist_rows, Rows, include_str!("../examples/mnist_rows.nn"));
 differential!(japanese_vowels, BiRnnClassifier, include_str!("../examples/japanese_vowels.nn"));
 differential!(rnn_tagger, Tagger, include_str!("../examples/rnn_tagger.nn"));
 differential!(shakespeare, CharRnn, include_str!("../examples/shakespeare.nn"));
+// Blocks, batch norm, a projected shortcut, global pooling.
+differential!(resnet_blocks, ResNet, include_str!("../examples/resnet.nn"));
 differential!(
     dropout_and_bce,
     Dropped,

@@ -235,3 +235,24 @@ model M {
         assert_eq!(t.verdict, Verdict::Good, "{t:?}");
     }
 }
+
+#[test]
+fn blocks_that_multiply_stop_at_the_layer_limit() {
+    // Each block uses the next one twice: 2^24 dense layers if nothing stopped it.
+    let mut src = String::new();
+    for i in 0..24 {
+        src.push_str(&format!("block B{i} {{\n input x\n x -> B{} -> B{}\n}}\n", i + 1, i + 1));
+    }
+    src.push_str("block B24 {\n input x\n x -> dense(2)\n}\nmodel M {\n input x: [2]\n x -> B0\n}\n");
+    let text = errors(&src);
+    assert!(text.contains("this model would have more than 1,000,000 layers"), "{text}");
+    assert_eq!(text.matches("error: ").count(), 2, "one error, and the count:\n{text}");
+}
+
+#[test]
+fn a_model_input_used_after_a_block_is_not_called_unused() {
+    let m = model(
+        "block B {\n input x\n x -> dense(4)\n}\nmodel M {\n input a: [4]\n input b: [4]\n let h = a -> B\n add(h, b) -> dense(2)\n}\n",
+    );
+    assert_eq!(m.graph.inputs.len(), 2);
+}

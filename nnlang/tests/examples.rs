@@ -94,8 +94,14 @@ fn lets_lower_in_source_order_wherever_they_are_used() {
     let m = model(src, &Options::default());
     let dense: Vec<(&str, &ir::Op)> =
         m.graph.nodes.iter().filter(|n| n.op.kind() == "dense").map(|n| (n.name.as_str(), &n.op)).collect();
-    assert_eq!(dense[0], ("dense_0", &ir::Op::Dense(nnlang::ops::dense::Dense { units: 3, activation: None })));
-    assert_eq!(dense[1], ("dense_1", &ir::Op::Dense(nnlang::ops::dense::Dense { units: 5, activation: None })));
+    assert_eq!(
+        dense[0],
+        ("dense_0", &ir::Op::Dense(nnlang::ops::dense::Dense { units: 3, activation: None, fold: None }))
+    );
+    assert_eq!(
+        dense[1],
+        ("dense_1", &ir::Op::Dense(nnlang::ops::dense::Dense { units: 5, activation: None, fold: None }))
+    );
     let out = m.graph.output.expect("output");
     assert_eq!(m.shapes.shapes[out.index()], Some(ir::Shape::fixed(&[2])));
 }

@@ -103,27 +103,54 @@ fn optimised_plans_agree_with_unoptimised_ones() {
 
 /// `fold-batchnorm`: in inference, a batch norm after a convolution (with or without a bias,
 /// grouped, depthwise or not, before a fused ReLU or at the output) is computed in the
-/// convolution's weights; the folded plan's outputs (probabilities) equal the unfolded one's
-/// within 1e-6 through four folded layers, with running averages away from 0 and 1 (the two
-/// round differently in f32: `(x·W)·s` against `x·(W·s)`), and the parameter tables (names, shapes, order)
-/// are the same, so one checkpoint serves both.
+/// convolution's weights, through four folded layers.
 #[test]
 fn folded_batch_norms_compute_what_unfolded_ones_do() {
-    let src = "model F {\n input x: [10, 9, 3]\n\
-               x -> conv(filters = 8, size = 3, pad = same) -> batchnorm -> relu\n\
-               -> conv(filters = 8, size = 3, pad = same, groups = 8, bias = false) -> batchnorm(eps = 1e-3) -> relu\n\
-               -> conv(filters = 12, size = 1, groups = 4) -> batchnorm -> maxpool(size = 2, round = floor)\n\
-               -> conv(filters = 6, size = 3, dilation = 2, pad = 2) -> batchnorm\n\
-               -> dense(5) -> softmax\n}";
+    folds_agree(
+        "model F {\n input x: [10, 9, 3]\n\
+         x -> conv(filters = 8, size = 3, pad = same) -> batchnorm -> relu\n\
+         -> conv(filters = 8, size = 3, pad = same, groups = 8, bias = false) -> batchnorm(eps = 1e-3) -> relu\n\
+         -> conv(filters = 12, size = 1, groups = 4) -> batchnorm -> maxpool(size = 2, round = floor)\n\
+         -> conv(filters = 6, size = 3, dilation = 2, pad = 2) -> batchnorm\n\
+         -> dense(5) -> softmax\n}",
+        4,
+    );
+}
+
+/// After dense layers (on vectors, on every step of a sequence, before a fused activation,
+/// at the output), the batch norm is applied to the layer's rows as they are written.
+#[test]
+fn batch_norms_fold_into_dense_layers() {
+    folds_agree(
+        "model D {\n input x: [12]\n x -> dense(16) -> batchnorm -> relu -> dense(8) -> batchnorm(eps = 1e-3)\n\
+         -> dense(3) -> batchnorm -> softmax\n}",
+        3,
+    );
+    folds_agree(
+        "model S {\n input x: [seq = 5, 4]\n x -> dense(6) -> batchnorm -> tanh -> rnn(4, output = last)\n\
+         -> dense(2) -> batchnorm\n}",
+        2,
+    );
+}
+
+/// The folded plan's outputs equal the unfolded one's within 1e-6 with running averages away
+/// from 0 and 1 (a convolution's two round differently in f32: `(x·W)·s` against `x·(W·s)`;
+/// a dense layer's are the same bits), and the parameter tables (names, shapes, order) are the
+/// same, so one checkpoint serves both.
+fn folds_agree(src: &str, expected: usize) {
     let c = compile(src, &Options::default()).expect("compiles");
+    assert!(!c.has_errors(), "{:?}", c.diagnostics);
     let m = &c.models[0];
     let rows = 7;
     let [plain, folded] =
         [PlanLevel::None, PlanLevel::Full].map(|l| build_at(m, Mode::Inference, rows, l).expect("plan"));
     let steps = |p: &nnlang_runtime::plan::Plan| {
-        p.steps.iter().filter(|s| matches!(s, nnlang_runtime::plan::Step::ConvFolded { .. })).count()
+        use nnlang_runtime::plan::Step;
+        let folded = p.steps.iter().filter(|s| matches!(s, Step::ConvFolded { .. } | Step::DenseFolded { .. }));
+        let norms = p.steps.iter().filter(|s| matches!(s, Step::BatchNormInfer { .. }));
+        (folded.count(), norms.count())
     };
-    assert_eq!((steps(&plain), steps(&folded)), (0, 4), "every batch norm folded");
+    assert_eq!((steps(&plain), steps(&folded)), ((0, expected), (expected, 0)), "every batch norm folded");
     let names =
         |p: &nnlang_runtime::plan::Plan| p.params.iter().map(|q| (q.name.clone(), q.shape.clone())).collect::<Vec<_>>();
     assert_eq!(names(&plain), names(&folded));

@@ -21,16 +21,24 @@ impl std::fmt::Display for CheckpointError {
 
 impl std::error::Error for CheckpointError {}
 
-/// The checkpoint's bytes: every parameter of `plan`, f32 little-endian. The header carries
+/// The checkpoint's bytes: every parameter of `plan`, f32 little-endian (a batch norm's
+/// count of batches an int64, as PyTorch's `num_batches_tracked`). The header carries
 /// `format = pt` and nothing else, so that the same weights always give the same bytes
 /// (safetensors keeps metadata in a hash map, whose order varies from run to run).
 pub fn to_bytes(table: &[Param], params: &[f32]) -> Result<Vec<u8>, CheckpointError> {
-    let bytes: Vec<Vec<u8>> =
-        table.iter().map(|p| params[p.buf.range()].iter().flat_map(|v| v.to_le_bytes()).collect()).collect();
+    let count = |p: &Param| p.role == crate::plan::Role::Count;
+    let bytes: Vec<Vec<u8>> = table
+        .iter()
+        .map(|p| match count(p) {
+            true => params[p.buf.range()].iter().flat_map(|&v| (v as i64).to_le_bytes()).collect(),
+            false => params[p.buf.range()].iter().flat_map(|v| v.to_le_bytes()).collect(),
+        })
+        .collect();
     let mut views = Vec::new();
     for (p, b) in table.iter().zip(&bytes) {
+        let dtype = if count(p) { Dtype::I64 } else { Dtype::F32 };
         let view =
-            TensorView::new(Dtype::F32, p.shape.clone(), b).map_err(|e| CheckpointError(format!("{}: {e}", p.name)))?;
+            TensorView::new(dtype, p.shape.clone(), b).map_err(|e| CheckpointError(format!("{}: {e}", p.name)))?;
         views.push((p.name.clone(), view));
     }
     let meta: HashMap<String, String> = HashMap::from([("format".to_string(), "pt".to_string())]);
@@ -177,6 +185,38 @@ pub fn from_bytes(bytes: &[u8], table: &[Param], params: &mut [f32]) -> Result<(
         SafeTensors::deserialize(bytes).map_err(|e| CheckpointError(format!("not a valid safetensors file ({e})")))?;
     let mut staged = params.to_vec();
     for p in table {
+        if p.role == crate::plan::Role::Count {
+            // A batch norm's count of batches (`num_batches_tracked`): PyTorch writes it as an
+            // integer; a checkpoint from before nnlang kept it has none (the count starts at 0).
+            match st.tensor(&p.name) {
+                Err(_) => staged[p.buf.range()].iter_mut().for_each(|v| *v = 0.0),
+                Ok(t) => {
+                    if t.shape().iter().product::<usize>() != 1 {
+                        return Err(CheckpointError(format!(
+                            "tensor `{}` has shape {:?}, the model expects a single count ([])",
+                            p.name,
+                            t.shape()
+                        )));
+                    }
+                    let d = t.data();
+                    let n = match t.dtype() {
+                        Dtype::I64 if d.len() == 8 => i64::from_le_bytes(d.try_into().unwrap_or([0; 8])) as f64,
+                        Dtype::F32 if d.len() == 4 => f64::from(f32::from_le_bytes(d.try_into().unwrap_or([0; 4]))),
+                        other => {
+                            return Err(CheckpointError(format!(
+                                "tensor `{}` is {other:?}, expected an integer count (I64) or F32",
+                                p.name
+                            )))
+                        }
+                    };
+                    if !(0.0..=f64::from(u32::MAX)).contains(&n) || n.fract() != 0.0 {
+                        return Err(CheckpointError(format!("tensor `{}` holds {n}, not a count of batches", p.name)));
+                    }
+                    staged[p.buf.range()].iter_mut().for_each(|v| *v = n as f32);
+                }
+            }
+            continue;
+        }
         let t = st.tensor(&p.name).map_err(|_| {
             let names: Vec<String> = st.names().into_iter().map(|s| s.to_string()).collect();
             CheckpointError(format!("tensor `{}` is missing (the file has: {})", p.name, names.join(", ")))
@@ -210,15 +250,8 @@ pub fn from_bytes(bytes: &[u8], table: &[Param], params: &mut [f32]) -> Result<(
         }
     }
     let expected: Vec<&str> = table.iter().map(|p| p.name.as_str()).collect();
-    // PyTorch's batch norms count their training steps (`num_batches_tracked`, an integer
-    // that only a momentum-free running average reads): accepted beside running averages.
-    let counter = |n: &str| {
-        n.strip_suffix(".num_batches_tracked")
-            .is_some_and(|layer| expected.contains(&format!("{layer}.running_mean").as_str()))
-            && st.tensor(n).is_ok_and(|t| t.dtype() == Dtype::I64 && t.shape().iter().product::<usize>() == 1)
-    };
     let mut extra: Vec<String> =
-        st.names().into_iter().filter(|n| !expected.contains(n) && !counter(n)).map(|s| s.to_string()).collect();
+        st.names().into_iter().filter(|n| !expected.contains(n)).map(|s| s.to_string()).collect();
     if !extra.is_empty() {
         extra.sort();
         return Err(CheckpointError(format!("tensors the model does not have: {}", extra.join(", "))));

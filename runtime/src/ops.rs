@@ -34,6 +34,41 @@ pub fn dense_act<T: Float>(cx: &mut Cx<'_, T>, f: Act, x: ABuf, w: PBuf, b: PBuf
     Ok(())
 }
 
+/// `y = f(bn(x·Wᵀ + b))` with the running averages: the product, then each row normalized
+/// as the batch norm's own inference step would (the same arithmetic, so the same bits),
+/// then the activation, in one step and one buffer.
+#[allow(clippy::too_many_arguments)]
+pub fn dense_folded<T: Float>(
+    cx: &mut Cx<'_, T>,
+    f: Act,
+    x: ABuf,
+    w: PBuf,
+    b: PBuf,
+    gamma: PBuf,
+    beta: PBuf,
+    mean: PBuf,
+    var: PBuf,
+    eps: f64,
+    y: ABuf,
+) -> Done {
+    let (rows, steps, lengths) = (cx.rows, cx.steps, cx.lengths);
+    let (out, r) = cx.mem.split(y, rows);
+    let p = cx.params;
+    dense::forward_act(cx.team, None, rows, x.cols, y.cols, r.get(x, rows), &p[w.range()], &p[b.range()], out);
+    let norm = crate::kernels::norm::Stats {
+        gamma: &p[gamma.range()],
+        beta: &p[beta.range()],
+        mean: &p[mean.range()],
+        var: &p[var.range()],
+        eps,
+    };
+    crate::kernels::norm::infer_in_place(out, rows, steps, lengths, &norm);
+    if f != Act::Identity {
+        elementwise::activation_in_place(f, out);
+    }
+    Ok(())
+}
+
 /// `y = f(x)`.
 pub fn activation<T: Float>(cx: &mut Cx<'_, T>, f: Act, x: ABuf, y: ABuf) -> Done {
     let rows = cx.rows;

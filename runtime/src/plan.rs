@@ -266,12 +266,16 @@ pub enum Role {
         /// How far each step moves it toward the batch's value (0: never).
         momentum: f64,
     },
+    /// A count a layer keeps of the batches that updated its state (PyTorch's
+    /// `num_batches_tracked`, one value): starts at 0, grows by the number of batches in each
+    /// update; never trained or regularized, saved with the weights.
+    Count,
 }
 
 impl Role {
     /// Whether the optimizer updates it.
     pub fn trained(self) -> bool {
-        !matches!(self, Role::State { .. })
+        !matches!(self, Role::State { .. } | Role::Count)
     }
     /// Whether regularization, max-norm and update ratios apply (weights only).
     pub fn regularized(self) -> bool {
@@ -281,7 +285,7 @@ impl Role {
     pub fn fan_in(self) -> Option<usize> {
         match self {
             Role::Weight { fan_in, .. } => Some(fan_in),
-            Role::Bias | Role::Gain | Role::State { .. } => None,
+            Role::Bias | Role::Gain | Role::State { .. } | Role::Count => None,
         }
     }
     /// The role's name in reports and JSON.
@@ -291,6 +295,7 @@ impl Role {
             Role::Bias => "bias",
             Role::Gain => "gain",
             Role::State { .. } => "state",
+            Role::Count => "count",
         }
     }
 }

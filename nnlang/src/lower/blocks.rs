@@ -113,9 +113,26 @@ impl<'a> Lowerer<'a> {
         self.graph = std::mem::take(&mut child.graph);
         self.user_names.extend(child.user_names);
         self.scope_names.extend(child.scope_names);
-        let failed = child.diags.iter().any(|d| d.is_error());
+        let mut failed = child.diags.iter().any(|d| d.is_error());
         let uses = [(span, block)];
         self.diags.extend(child.diags.into_iter().map(|d| d.in_uses(&uses)));
+        if !failed && self.graph.nodes.len() > super::MAX_LAYERS {
+            // Blocks using blocks multiply: stop at the first use that passes the limit.
+            self.err(
+                Diagnostic::error(
+                    format!(
+                        "this model would have more than {} layers",
+                        crate::diag::thousands(super::MAX_LAYERS as u64)
+                    ),
+                    span,
+                    format!("`{block}` passes the limit here"),
+                )
+                .with_note(
+                    "nnlang compiles models of at most 1,000,000 layers; blocks that use blocks multiply their layers",
+                ),
+            );
+            failed = true;
+        }
         match child.block_output {
             Some(out) if !failed => Ok(Some(out)),
             _ => Err(()),

@@ -209,7 +209,10 @@ pub fn lower_model(model: &ast::Model, defs: &[ast::Model], overrides: &Override
     l.declare_inputs();
     l.body();
     l.misplaced_softmax();
-    l.name_nodes();
+    if !l.diags.iter().any(|d| d.is_error()) {
+        // (A graph with errors goes no further: its layers need no names.)
+        l.name_nodes();
+    }
     let mut diagnostics = crate::diag::merge_repeats(l.diags);
     diagnostics.sort_by_key(|d| d.labels.first().map(|l| l.span.start).unwrap_or(0));
     Lowered { graph: l.graph, diagnostics }
@@ -660,6 +663,11 @@ impl<'a> Lowerer<'a> {
                         .with_help("use it in the output pipeline, or remove the `let`"),
                 );
             }
+        }
+        if self.model.is_block {
+            // A block's one input is where all of its pipelines start (and the model's inputs
+            // are the model's to check, once its output is lowered).
+            return;
         }
         let users = self.graph.users();
         for &id in &self.graph.inputs {

@@ -171,7 +171,9 @@ impl Rules for Conv {
         let x = g.value(src, super::onnx::Layout::ChannelsFirst)?;
         let w =
             super::onnx::param_tensor(g, cx.id, "weight", &[self.filters, depth / self.groups, self.size, self.size])?;
-        let b = if self.bias { Some(super::onnx::param_tensor(g, cx.id, "bias", &[self.filters])?) } else { None };
+        // A batch norm folded into it (inference, as `run` does) brings a bias.
+        let with_bias = self.bias || g.fold_of(cx.id).is_some();
+        let b = if with_bias { Some(super::onnx::param_tensor(g, cx.id, "bias", &[self.filters])?) } else { None };
         let (k, s, p) = (self.size as i64, self.stride as i64, self.pad as i64);
         let act = self.activation.unwrap_or(Activation::Identity);
         let pre = if act == Activation::Identity { cx.name.to_string() } else { format!("{}/linear", cx.name) };

@@ -18,6 +18,10 @@ pub struct Dense {
     /// Set by `fuse-dense`.
     #[serde(skip_serializing_if = "Option::is_none", serialize_with = "activation::ser_opt")]
     pub activation: Option<Activation>,
+    /// Set by `fold-batchnorm` (inference): the batch norm after it, applied to its rows as
+    /// they are written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fold: Option<super::conv::Fold>,
 }
 
 impl Dense {
@@ -43,7 +47,7 @@ impl Dense {
 }
 
 fn build(a: &Args) -> Result<Op, crate::diag::Diagnostic> {
-    Ok(Op::Dense(Dense { units: a.required_int("units")?, activation: None }))
+    Ok(Op::Dense(Dense { units: a.required_int("units")?, activation: None, fold: None }))
 }
 
 impl Rules for Dense {
@@ -53,7 +57,7 @@ impl Rules for Dense {
         use nnlang_runtime::plan::{Kink, Share, StepFacts};
         match step {
             Step::Dense { x, y, .. } => StepFacts { share: Share::Products(x.cols + y.cols), kink: None, meeting: 0 },
-            Step::DenseAct { f, x, y, .. } => {
+            Step::DenseAct { f, x, y, .. } | Step::DenseFolded { f, x, y, .. } => {
                 StepFacts { share: Share::Products(x.cols + y.cols), kink: Kink::of(*f, *y, true), meeting: 0 }
             }
             _ => StepFacts::SMOOTH,
@@ -81,6 +85,9 @@ impl Rules for Dense {
     }
     fn attributes(&self) -> Vec<(&'static str, String)> {
         let mut v = vec![("units", self.units.to_string())];
+        if let Some(fold) = &self.fold {
+            v.push(("fold", fold.name.clone()));
+        }
         if let Some(f) = &self.activation {
             v.push(("activation", activation::text(f)));
         }
@@ -88,13 +95,14 @@ impl Rules for Dense {
     }
     fn shape(&self, cx: &ShapeCx) -> RuleResult {
         let (fan_in, out) = affine_in(cx.id, &cx.one(), self.units, "dense")?;
-        Ok((
-            out,
-            vec![
-                weight(cx.name, "weight", &[self.units, fan_in], fan_in, self.units),
-                bias(cx.name, "bias", &[self.units]),
-            ],
-        ))
+        let mut params = vec![
+            weight(cx.name, "weight", &[self.units, fan_in], fan_in, self.units),
+            bias(cx.name, "bias", &[self.units]),
+        ];
+        if let Some(fold) = &self.fold {
+            params.extend(super::norm::params(&fold.name, self.units, fold.momentum));
+        }
+        Ok((out, params))
     }
     fn flops(&self, cx: &FlopsCx) -> Elems {
         cx.per_example_or_step(2 * cx.fan_in() * self.units as u64)
@@ -110,6 +118,12 @@ impl Rules for Dense {
     }
     fn forward(&self, c: &StepCx) -> Vec<Step> {
         let (x, w, b, y) = (c.inputs[0], c.params[0], c.params[1], c.value);
+        if let Some(fold) = &self.fold {
+            // The batch norm's four tensors follow the layer's own.
+            let [gamma, beta, mean, var] = [2, 3, 4, 5].map(|i| c.params[i]);
+            let f = self.activation.unwrap_or(Activation::Identity);
+            return vec![Step::DenseFolded { f, x, w, b, gamma, beta, mean, var, eps: fold.eps, y }];
+        }
         vec![match self.activation {
             None => Step::Dense { x, w, b, y },
             Some(f) => Step::DenseAct { f, x, w, b, y },

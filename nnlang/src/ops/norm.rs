@@ -29,8 +29,9 @@ pub struct BatchNorm {
 }
 
 /// The tensors of a batch norm named `name` over `c` channels, in PyTorch's names and order:
-/// the gain `weight`, `bias`, and the state `running_mean`, `running_var` (also what a
-/// convolution that folds it declares, so that checkpoints load as they are).
+/// the gain `weight`, `bias`, the state `running_mean`, `running_var`, and the count of
+/// batches `num_batches_tracked` (a scalar; PyTorch's is an integer, which loads from a float)
+/// — also what a layer that folds it declares, so that checkpoints load as they are.
 pub fn params(name: &str, c: usize, momentum: f64) -> Vec<super::rule::ParamSpec> {
     let state = |p: &str, init: f64| super::rule::ParamSpec {
         name: format!("{name}.{p}"),
@@ -38,7 +39,9 @@ pub fn params(name: &str, c: usize, momentum: f64) -> Vec<super::rule::ParamSpec
         role: Role::State { init, momentum },
     };
     let gain = super::rule::ParamSpec { name: format!("{name}.weight"), shape: vec![c], role: Role::Gain };
-    vec![gain, bias(name, "bias", &[c]), state("running_mean", 0.0), state("running_var", 1.0)]
+    let count =
+        super::rule::ParamSpec { name: format!("{name}.num_batches_tracked"), shape: vec![], role: Role::Count };
+    vec![gain, bias(name, "bias", &[c]), state("running_mean", 0.0), state("running_var", 1.0), count]
 }
 
 impl BatchNorm {
@@ -77,9 +80,14 @@ impl Rules for BatchNorm {
         StepFacts { meeting, ..StepFacts::SMOOTH }
     }
     /// ONNX's `BatchNormalization` (with the running averages) over channel axis 1: an
-    /// image's channels first, a sequence's features before its steps.
+    /// image's channels first, a sequence's features before its steps; nothing where it is
+    /// folded into the convolution or dense layer before it.
     fn onnx(&self, g: &mut dyn super::onnx::OnnxGraph, cx: &super::onnx::OnnxCx) -> Result<(), String> {
         let src = cx.input()?;
+        if let Some(layer) = g.folded_into(cx.id) {
+            // Computed in the layer's weights (`W·s`, `(b − μ)·s + β`): no node of its own.
+            return g.alias(cx.id, layer);
+        }
         let shape = g.shape(src)?;
         let c = shape.last().ok_or_else(|| format!("`{}`: its input has no fixed features", cx.name))?;
         let mut args = Vec::new();
@@ -170,7 +178,7 @@ impl Rules for BatchNorm {
     }
     fn forward(&self, c: &StepCx) -> Vec<Step> {
         let (x, y, eps) = (c.inputs[0], c.value, self.eps);
-        let &[gamma, beta, mean, var] = c.params.as_slice() else { return Vec::new() };
+        let &[gamma, beta, mean, var, ..] = c.params.as_slice() else { return Vec::new() };
         vec![match c.scratch.first() {
             Some(&stats) => Step::BatchNorm { x, y, gamma, beta, mean, var, stats, eps },
             None => Step::BatchNormInfer { x, y, gamma, beta, mean, var, eps },

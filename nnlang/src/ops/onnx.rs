@@ -61,6 +61,12 @@ pub trait OnnxGraph {
     fn param(&self, id: NodeId, which: &str) -> Result<Vec<f32>, String>;
     /// The name of node `id` in the model.
     fn name(&self, id: NodeId) -> String;
+    /// The batch norm folded into the convolution or dense layer `layer`, if one is: the
+    /// layer's `weight` and `bias` from [`OnnxGraph::param`] are then the folded ones (a bias
+    /// even for a convolution without one).
+    fn fold_of(&self, layer: NodeId) -> Option<NodeId>;
+    /// The layer a batch norm is folded into, if it is: it writes no node of its own.
+    fn folded_into(&self, bn: NodeId) -> Option<NodeId>;
 }
 
 /// What an op's lowering sees besides the graph: the node, its name and its inputs.

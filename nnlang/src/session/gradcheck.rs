@@ -250,7 +250,9 @@ impl Session {
             let at = match p.role {
                 nnlang_runtime::plan::Role::Bias => 0.0,
                 nnlang_runtime::plan::Role::Gain => 1.0,
-                nnlang_runtime::plan::Role::Weight { .. } | nnlang_runtime::plan::Role::State { .. } => continue,
+                nnlang_runtime::plan::Role::Weight { .. }
+                | nnlang_runtime::plan::Role::State { .. }
+                | nnlang_runtime::plan::Role::Count => continue,
             };
             exec.params[p.buf.range()].iter_mut().for_each(|v| *v = at + rng.random_range(-0.1..0.1));
         }

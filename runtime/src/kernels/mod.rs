@@ -26,6 +26,9 @@ crate::step::steps! {
     Dense { x: ABuf, w: PBuf, b: PBuf, y: ABuf } => ops::dense;
     /// `y = f(x · Wᵀ + b)`: a dense layer fused with its activation.
     DenseAct { f: Act, x: ABuf, w: PBuf, b: PBuf, y: ABuf } => ops::dense_act;
+    /// `y = f(bn(x · Wᵀ + b))` (inference): a dense layer with the batch norm after it
+    /// applied to its rows as they are written, with the running averages.
+    DenseFolded { f: Act, x: ABuf, w: PBuf, b: PBuf, gamma: PBuf, beta: PBuf, mean: PBuf, var: PBuf, eps: f64, y: ABuf } => ops::dense_folded;
     /// `y = f(x)`.
     Activation { f: Act, x: ABuf, y: ABuf } => ops::activation;
     /// `y = f(y)`, overwriting its input.

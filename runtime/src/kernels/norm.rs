@@ -161,6 +161,46 @@ pub fn infer_step<T: Float>(
     Ok(())
 }
 
+/// A batch norm's parameters and running averages, as inference reads them.
+pub struct Stats<'a, T> {
+    /// γ.
+    pub gamma: &'a [T],
+    /// β.
+    pub beta: &'a [T],
+    /// The running mean.
+    pub mean: &'a [T],
+    /// The running variance.
+    pub var: &'a [T],
+    /// ε.
+    pub eps: f64,
+}
+
+/// Normalizes `ys` in place with the running averages (what [`infer_step`] computes, bit for
+/// bit): a batch norm folded into the layer that wrote `ys`.
+pub fn infer_in_place<T: Float>(ys: &mut [T], rows: usize, steps: usize, lengths: &[usize], n: &Stats<'_, T>) {
+    let valid = Rows { steps, lengths };
+    let s: Vec<T> = n.var.iter().map(|&v| T::from_f64(1.0 / (v.to_f64() + n.eps).sqrt())).collect();
+    let scale: Vec<T> = n.gamma.iter().zip(&s).map(|(&g, &s)| g * s).collect();
+    let (c, mu, b) = (n.mean.len(), n.mean, n.beta);
+    let cols = ys.len() / rows.max(1);
+    vectorized(
+        #[inline(always)]
+        || {
+            for (r, yr) in ys.chunks_exact_mut(cols.max(1)).enumerate() {
+                if !valid.valid(r) {
+                    yr.fill(T::ZERO);
+                    continue;
+                }
+                for yp in yr.chunks_exact_mut(c.max(1)) {
+                    for (((y, &m), &k), &b) in yp.iter_mut().zip(&mu[..c]).zip(&scale[..c]).zip(&b[..c]) {
+                        *y = (*y - m) * k + b;
+                    }
+                }
+            }
+        },
+    )
+}
+
 /// The step `BatchNormBackward { x, dy, gamma, dgamma, dbeta, stats, dx }`. With
 /// `x̂ = (x − μ)·s`: `dβ = Σ dy`, `dγ = Σ dy·x̂` (this worker's rows), and over the whole
 /// batch of `n` values per channel, `dx = γ·s·(dy − mean(dy) − x̂·mean(dy·x̂))` — the means

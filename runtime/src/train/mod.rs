@@ -251,6 +251,10 @@ pub fn initialize_table<T: Float>(table: &[crate::plan::Param], params: &mut [T]
                 slot.fill(T::from_f64(init));
                 continue;
             }
+            Role::Count => {
+                slot.fill(T::ZERO);
+                continue;
+            }
         };
         match init {
             Init::Uniform { a } => {

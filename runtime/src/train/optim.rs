@@ -97,6 +97,8 @@ pub struct Optimizer<T> {
     pending: Vec<T>,
     pending_weight: f64,
     pending_count: usize,
+    /// The batches the update being made stands for (a layer's count of batches grows by it).
+    batches: usize,
 }
 
 impl<T: Float> Optimizer<T> {
@@ -135,6 +137,7 @@ impl<T: Float> Optimizer<T> {
             pending: Vec::new(),
             pending_weight: 0.0,
             pending_count: 0,
+            batches: 1,
         }
     }
 
@@ -148,6 +151,7 @@ impl<T: Float> Optimizer<T> {
 
     /// One update with the weighted mean of the pending gradients; nothing pending after.
     fn apply_pending(&mut self, params: &mut [T]) {
+        self.batches = self.pending_count.max(1);
         let mut mean = std::mem::take(&mut self.pending);
         let inv = T::from_f64(1.0 / self.pending_weight.max(f64::MIN_POSITIVE));
         mean.iter_mut().for_each(|g| *g *= inv);
@@ -155,6 +159,7 @@ impl<T: Float> Optimizer<T> {
         mean.iter_mut().for_each(|g| *g = T::ZERO);
         self.pending = mean;
         (self.pending_weight, self.pending_count) = (0.0, 0);
+        self.batches = 1;
     }
 
     /// The mean ‖Δw‖/‖w‖ per weight tensor over the tracked updates since the last call.
@@ -560,7 +565,18 @@ impl<T: Float> Optimizer<T> {
     /// now is (running statistics are not averaged: they already are averages).
     fn update_state(&mut self, params: &mut [T], grads: &[T]) {
         for p in &self.table {
-            let crate::plan::Role::State { momentum, .. } = p.role else { continue };
+            let momentum = match p.role {
+                crate::plan::Role::State { momentum, .. } => momentum,
+                crate::plan::Role::Count => {
+                    let n = T::from_f64(self.batches as f64);
+                    params[p.buf.range()].iter_mut().for_each(|c| *c += n);
+                    if let Some(a) = &mut self.average {
+                        a[p.buf.range()].copy_from_slice(&params[p.buf.range()]);
+                    }
+                    continue;
+                }
+                _ => continue,
+            };
             if momentum > 0.0 {
                 let (m, keep) = (T::from_f64(momentum), T::from_f64(1.0 - momentum));
                 for i in p.buf.range() {

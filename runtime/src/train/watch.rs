@@ -97,6 +97,7 @@ impl LayerWatch {
             Step::Activation { f, y, .. }
             | Step::ActivationInPlace { f, y }
             | Step::DenseAct { f, y, .. }
+            | Step::DenseFolded { f, y, .. }
             | Step::Conv { f, y, .. }
             | Step::ConvFolded { f, y, .. }
             | Step::Local { f, y, .. } => (*f, *y, y.cols, rows, self.steps_now.max(1)),

@@ -34,7 +34,7 @@ use std::collections::{HashMap, HashSet};
 
 use prost::Message;
 
-use crate::ir::{Dim, Graph, NodeId, Shape};
+use crate::ir::{Dim, Graph, NodeId, Op, Shape};
 use crate::ops::onnx::{Attr, Layout, OnnxCx, OnnxGraph};
 use crate::session::data::Preprocess;
 use crate::Model;
@@ -57,6 +57,25 @@ pub struct Extras<'a> {
 /// The ONNX file of `model` with the weights `params` (by nnlang's parameter names,
 /// `<layer>.weight`, …, each of its shape's number of elements).
 ///
+/// The batch norms the export folds (as `run` does): each one whose input is a convolution
+/// or dense layer read by nothing else, by that layer.
+fn folds(model: &Model) -> HashMap<NodeId, NodeId> {
+    let g = &model.graph;
+    let users = g.users();
+    let mut out = HashMap::new();
+    for id in g.ids() {
+        if !matches!(g.node(id).op, Op::BatchNorm(_)) {
+            continue;
+        }
+        let Some(&layer) = g.node(id).inputs.first() else { continue };
+        let foldable = matches!(g.node(layer).op, Op::Conv(_) | Op::Dense(_));
+        if foldable && users[layer.index()].len() == 1 && g.output != Some(layer) {
+            out.insert(layer, id);
+        }
+    }
+    out
+}
+
 /// ```
 /// use std::collections::HashMap;
 /// let source = "model Tiny { input x: [3]\n x -> dense(2) -> softmax }";
@@ -166,6 +185,8 @@ struct Builder<'a> {
     inits: Vec<TensorProto>,
     names: HashSet<String>,
     vals: HashMap<NodeId, Val>,
+    /// Batch norms folded into the convolution or dense layer before them (by that layer).
+    folds: HashMap<NodeId, NodeId>,
 }
 
 fn attr_i(name: &str, i: i64) -> AttributeProto {
@@ -256,7 +277,51 @@ impl<'a> Builder<'a> {
         for id in model.graph.ids() {
             names.insert(model.graph.node(id).name.clone());
         }
-        Builder { model, params, nodes: Vec::new(), inits: Vec::new(), names, vals: HashMap::new() }
+        Builder {
+            model,
+            params,
+            nodes: Vec::new(),
+            inits: Vec::new(),
+            names,
+            vals: HashMap::new(),
+            folds: folds(model),
+        }
+    }
+
+    /// A parameter of `node` with the batch norm folded into it, if one is: the weights'
+    /// row `k` times `s_k = γ_k/√(σ²_k + ε)`, the bias `(b_k − μ_k)·s_k + β_k` (`b = 0`
+    /// without one); `None` for a parameter of a layer without a fold.
+    fn folded(&self, node: NodeId, which: &str) -> Option<Result<Vec<f32>, String>> {
+        let &bn = self.folds.get(&node)?;
+        if which != "weight" && which != "bias" {
+            return None;
+        }
+        let Op::BatchNorm(norm) = &self.graph().node(bn).op else { return None };
+        let eps = norm.eps;
+        let stats = || -> Result<Vec<Vec<f32>>, String> {
+            ["weight", "bias", "running_mean", "running_var"]
+                .iter()
+                .map(|w| self.param(bn, w).map(<[f32]>::to_vec))
+                .collect()
+        };
+        Some(stats().and_then(|t| {
+            let (gamma, beta, mean, var) = (&t[0], &t[1], &t[2], &t[3]);
+            let scale: Vec<f64> =
+                gamma.iter().zip(var).map(|(&g, &v)| f64::from(g) / (f64::from(v) + eps).sqrt()).collect();
+            if which == "weight" {
+                let w = self.param(node, "weight")?;
+                let per = w.len() / scale.len().max(1);
+                Ok(w.iter().enumerate().map(|(i, &x)| (f64::from(x) * scale[i / per.max(1)]) as f32).collect())
+            } else {
+                let b = match self.graph().node(node).op {
+                    Op::Conv(ref c) if !c.bias => vec![0.0; scale.len()],
+                    _ => self.param(node, "bias")?.to_vec(),
+                };
+                Ok((0..scale.len())
+                    .map(|k| ((f64::from(b[k]) - f64::from(mean[k])) * scale[k] + f64::from(beta[k])) as f32)
+                    .collect())
+            }
+        }))
     }
 
     fn graph(&self) -> &'a Graph {
@@ -466,7 +531,16 @@ impl OnnxGraph for Builder<'_> {
         Builder::ints(self, name, v)
     }
     fn param(&self, id: NodeId, which: &str) -> Result<Vec<f32>, String> {
-        Builder::param(self, id, which).map(<[f32]>::to_vec)
+        match self.folded(id, which) {
+            Some(v) => v,
+            None => Builder::param(self, id, which).map(<[f32]>::to_vec),
+        }
+    }
+    fn fold_of(&self, layer: NodeId) -> Option<NodeId> {
+        self.folds.get(&layer).copied()
+    }
+    fn folded_into(&self, bn: NodeId) -> Option<NodeId> {
+        self.folds.iter().find(|(_, &b)| b == bn).map(|(&l, _)| l)
     }
     fn name(&self, id: NodeId) -> String {
         self.graph().node(id).name.clone()

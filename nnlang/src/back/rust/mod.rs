@@ -131,6 +131,7 @@ fn param_table(table: &[Param]) -> TokenStream {
                 let (init, momentum) = (f64_lit(init), f64_lit(momentum));
                 quote! { State { init: #init, momentum: #momentum } }
             }
+            Role::Count => quote! { Count },
         };
         quote! {
             ::nnlang_runtime::plan::Param {
