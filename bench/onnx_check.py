@@ -86,6 +86,8 @@ def check(path, tmp):
         a = 1.0 / np.sqrt(np.prod(shape[1:])) if len(shape) > 1 else 0.1
         lo, hi = (0.5, 2.0) if p["name"].endswith("running_var") else (-a, a)
         tensors[p["name"]] = rng.uniform(lo, hi, size=shape).astype(np.float32)
+        if p["name"].endswith("num_batches_tracked"):
+            tensors[p["name"]] = np.array(7, dtype=np.int64)  # PyTorch's count of batches
     weights = os.path.join(tmp, "w.safetensors")
     save_file(tensors, weights)
     model = os.path.join(tmp, "m.onnx")

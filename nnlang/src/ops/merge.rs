@@ -60,13 +60,14 @@ impl Rules for Add {
     fn step_facts(&self, _: &Step) -> nnlang_runtime::plan::StepFacts {
         nnlang_runtime::plan::StepFacts::SMOOTH
     }
-    /// `Sum`.
+    /// `Sum`, in the layout of its first operand (a residual block's sum stays channels
+    /// first between convolutions: no `Transpose` around it).
     fn onnx(&self, g: &mut dyn super::onnx::OnnxGraph, cx: &super::onnx::OnnxCx) -> Result<(), String> {
-        let xs =
-            cx.inputs.iter().map(|&i| g.value(i, super::onnx::Layout::ChannelsLast)).collect::<Result<Vec<_>, _>>()?;
+        let layout = g.layout(cx.input()?)?;
+        let xs = cx.inputs.iter().map(|&i| g.value(i, layout)).collect::<Result<Vec<_>, _>>()?;
         let refs: Vec<&str> = xs.iter().map(String::as_str).collect();
         let y = g.node("Sum", &refs, vec![], cx.name);
-        g.set(cx.id, y, super::onnx::Layout::ChannelsLast);
+        g.set(cx.id, y, layout);
         Ok(())
     }
     fn pytorch(&self, c: &super::PyCx) -> Option<super::PyLayer> {
