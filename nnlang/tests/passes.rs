@@ -99,6 +99,13 @@ fn optimised_plans_agree_with_unoptimised_ones() {
         "model B { input x: [6]\n x -> dense(4) -> tanh -> dense(3) -> sigmoid }",
         Loss::BinaryCrossEntropy,
     );
+    // Batch norms with their ReLUs fused (forward and backward), after a convolution and a
+    // dense layer.
+    unoptimised_and_optimised_agree(
+        "model N { input x: [6, 6, 2]\n x -> conv(4, 3, pad = same) -> batchnorm -> relu -> flatten\n\
+         -> dense(8) -> batchnorm -> relu -> dense(3) -> softmax }",
+        Loss::CROSS_ENTROPY,
+    );
 }
 
 /// `fold-batchnorm`: in inference, a batch norm after a convolution (with or without a bias,

@@ -26,6 +26,10 @@ pub struct BatchNorm {
     pub momentum: f64,
     /// Added to the variance before its square root.
     pub eps: f64,
+    /// Set by `fuse-dense` when a ReLU is its only reader: applied as each value is written,
+    /// its derivative taken on the fly in the backward step.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub relu: bool,
 }
 
 /// The tensors of a batch norm named `name` over `c` channels, in PyTorch's names and order:
@@ -64,7 +68,7 @@ impl BatchNorm {
 fn build(a: &Args) -> Result<Op, Diagnostic> {
     let momentum = a.number_in("momentum", 0.0, 1.0, true, "(0, 1]")?.map_or(DEFAULT_MOMENTUM, |v| v.0);
     let eps = a.number_in("eps", 0.0, 1.0, true, "(0, 1]")?.map_or(DEFAULT_EPS, |v| v.0);
-    Ok(Op::BatchNorm(BatchNorm { momentum, eps }))
+    Ok(Op::BatchNorm(BatchNorm { momentum, eps, relu: false }))
 }
 
 impl Rules for BatchNorm {
@@ -77,7 +81,14 @@ impl Rules for BatchNorm {
             Step::BatchNormBackward { gamma, dx: Some(_), .. } => 2 * gamma.len,
             _ => 0,
         };
-        StepFacts { meeting, ..StepFacts::SMOOTH }
+        // A fused ReLU's kink, read off the output.
+        let kink = match step {
+            Step::BatchNorm { y, relu: true, .. } | Step::BatchNormInfer { y, relu: true, .. } => {
+                nnlang_runtime::plan::Kink::of(nnlang_runtime::plan::Act::Relu, *y, true)
+            }
+            _ => None,
+        };
+        StepFacts { meeting, kink, ..StepFacts::SMOOTH }
     }
     /// ONNX's `BatchNormalization` (with the running averages) over channel axis 1: an
     /// image's channels first, a sequence's features before its steps; nothing where it is
@@ -141,7 +152,11 @@ impl Rules for BatchNorm {
         "batchnorm"
     }
     fn attributes(&self) -> Vec<(&'static str, String)> {
-        vec![("momentum", fmt_f64(self.momentum)), ("eps", fmt_f64(self.eps))]
+        let mut v = vec![("momentum", fmt_f64(self.momentum)), ("eps", fmt_f64(self.eps))];
+        if self.relu {
+            v.push(("activation", "relu".to_string()));
+        }
+        v
     }
     fn shape(&self, cx: &ShapeCx) -> RuleResult {
         let s = cx.one();
@@ -179,9 +194,10 @@ impl Rules for BatchNorm {
     fn forward(&self, c: &StepCx) -> Vec<Step> {
         let (x, y, eps) = (c.inputs[0], c.value, self.eps);
         let &[gamma, beta, mean, var, ..] = c.params.as_slice() else { return Vec::new() };
+        let relu = self.relu;
         vec![match c.scratch.first() {
-            Some(&stats) => Step::BatchNorm { x, y, gamma, beta, mean, var, stats, eps },
-            None => Step::BatchNormInfer { x, y, gamma, beta, mean, var, eps },
+            Some(&stats) => Step::BatchNorm { x, y, gamma, beta, mean, var, stats, eps, relu },
+            None => Step::BatchNormInfer { x, y, gamma, beta, mean, var, eps, relu },
         }]
     }
     fn backward(&self, c: &StepCx, dy: ABuf, grads: &[PBuf], dx: &mut super::DxFn) -> Vec<Step> {
@@ -189,11 +205,13 @@ impl Rules for BatchNorm {
             return Vec::new();
         };
         let dx = dx(0, false).into_opt();
-        vec![Step::BatchNormBackward { x: c.inputs[0], dy, gamma, dgamma, dbeta, stats, dx }]
+        let relu = self.relu.then_some(c.value);
+        vec![Step::BatchNormBackward { x: c.inputs[0], dy, gamma, dgamma, dbeta, stats, dx, relu }]
     }
     fn backward_reads(&self) -> Reads {
-        // x̂ is recomputed from the input and the kept statistics.
-        Reads { input: true, output: false }
+        // x̂ is recomputed from the input and the kept statistics; a fused ReLU's derivative
+        // is read off the output.
+        Reads { input: true, output: self.relu }
     }
     fn elementwise(&self) -> bool {
         false

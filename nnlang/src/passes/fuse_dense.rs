@@ -1,6 +1,7 @@
 //! `fuse-dense`: a dense or convolution layer whose only reader is an activation takes that
 //! activation as its own (`dense(…, activation = f)`, `conv(…, activation = f)`) and is
-//! computed as one step (product, bias, activation while the output is hot). The
+//! computed as one step (product, bias, activation while the output is hot); so does a batch
+//! norm whose only reader is a ReLU (`batchnorm(…, activation = relu)`). The
 //! activation's readers read the fused node; the activation is left without readers, for
 //! `dce`.
 
@@ -24,6 +25,8 @@ pub fn fuse_dense(graph: &Graph) -> Graph {
         match &mut g.nodes[d.index()].op {
             Op::Dense(dense) if dense.activation.is_none() => dense.activation = Some(function),
             Op::Conv(conv) if conv.activation.is_none() => conv.activation = Some(function),
+            // A batch norm takes a ReLU (the common `conv -> batchnorm -> relu`).
+            Op::BatchNorm(bn) if !bn.relu && function == crate::ir::Activation::Relu => bn.relu = true,
             _ => continue,
         }
         let act = NodeId(a as u32);

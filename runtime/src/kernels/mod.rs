@@ -129,10 +129,12 @@ crate::step::steps! {
     GlobalPool { max: bool, positions: usize, x: ABuf, y: ABuf } => kernels::global_pool::step;
     /// Their gradients.
     GlobalPoolBackward { max: bool, positions: usize, x: ABuf, y: ABuf, dy: ABuf, dx: ABuf, write: Write } => kernels::global_pool::backward_step;
-    /// Batch normalization in training: the batch's statistics (summed over the workers).
-    BatchNorm { x: ABuf, y: ABuf, gamma: PBuf, beta: PBuf, mean: PBuf, var: PBuf, stats: ABuf, eps: f64 } => kernels::norm::train_step;
-    /// Batch normalization outside training: the running averages.
-    BatchNormInfer { x: ABuf, y: ABuf, gamma: PBuf, beta: PBuf, mean: PBuf, var: PBuf, eps: f64 } => kernels::norm::infer_step;
-    /// Batch normalization's gradients.
-    BatchNormBackward { x: ABuf, dy: ABuf, gamma: PBuf, dgamma: PBuf, dbeta: PBuf, stats: ABuf, dx: Option<(ABuf, Write)> } => kernels::norm::backward_step;
+    /// Batch normalization in training: the batch's statistics (summed over the workers);
+    /// with `relu`, a ReLU after it fused (applied as each value is written).
+    BatchNorm { x: ABuf, y: ABuf, gamma: PBuf, beta: PBuf, mean: PBuf, var: PBuf, stats: ABuf, eps: f64, relu: bool } => kernels::norm::train_step;
+    /// Batch normalization outside training: the running averages (and a fused ReLU).
+    BatchNormInfer { x: ABuf, y: ABuf, gamma: PBuf, beta: PBuf, mean: PBuf, var: PBuf, eps: f64, relu: bool } => kernels::norm::infer_step;
+    /// Batch normalization's gradients; `relu` is the output of a fused ReLU, whose
+    /// derivative (`dy` where it is positive, 0 elsewhere) is taken on the fly.
+    BatchNormBackward { x: ABuf, dy: ABuf, gamma: PBuf, dgamma: PBuf, dbeta: PBuf, stats: ABuf, dx: Option<(ABuf, Write)>, relu: Option<ABuf> } => kernels::norm::backward_step;
 }

@@ -82,6 +82,7 @@ pub fn train_step<T: Float>(
     var: PBuf,
     stats: ABuf,
     eps: f64,
+    relu: bool,
 ) -> Done {
     let (rows, c) = (cx.rows, gamma.len);
     let valid = Rows { steps: cx.steps, lengths: cx.lengths };
@@ -107,22 +108,49 @@ pub fn train_step<T: Float>(
     }
     st[2 * c] = T::from_f64(n);
     let (g, b) = (&cx.params[gamma.range()], &cx.params[beta.range()]);
-    normalize(xs, out, rows, valid, &st[..c], &st[c..2 * c], g, b);
+    normalize(xs, out, rows, valid, &st[..c], &st[c..2 * c], g, b, relu);
     Ok(())
 }
 
-/// `y = (x − μ)·(γ·s) + β` per channel for the rows that count (zero for padding).
+/// `y = (x − μ)·(γ·s) + β` per channel for the rows that count (zero for padding), then
+/// the ReLU when one is fused.
 #[allow(clippy::too_many_arguments)]
-fn normalize<T: Float>(xs: &[T], out: &mut [T], rows: usize, valid: Rows, mu: &[T], s: &[T], g: &[T], b: &[T]) {
-    vectorized(
-        #[inline(always)]
-        || normalize_plain(xs, out, rows, valid, mu, s, g, b),
-    )
+fn normalize<T: Float>(
+    xs: &[T],
+    out: &mut [T],
+    rows: usize,
+    valid: Rows,
+    mu: &[T],
+    s: &[T],
+    g: &[T],
+    b: &[T],
+    relu: bool,
+) {
+    // Two loops, each compiled for its case: the ReLU's test costs nothing where it is not.
+    match relu {
+        true => vectorized(
+            #[inline(always)]
+            || normalize_plain::<T, true>(xs, out, rows, valid, mu, s, g, b),
+        ),
+        false => vectorized(
+            #[inline(always)]
+            || normalize_plain::<T, false>(xs, out, rows, valid, mu, s, g, b),
+        ),
+    }
 }
 
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn normalize_plain<T: Float>(xs: &[T], out: &mut [T], rows: usize, valid: Rows, mu: &[T], s: &[T], g: &[T], b: &[T]) {
+fn normalize_plain<T: Float, const RELU: bool>(
+    xs: &[T],
+    out: &mut [T],
+    rows: usize,
+    valid: Rows,
+    mu: &[T],
+    s: &[T],
+    g: &[T],
+    b: &[T],
+) {
     let c = mu.len();
     let cols = xs.len() / rows.max(1);
     let scale: Vec<T> = g.iter().zip(s).map(|(&g, &s)| g * s).collect();
@@ -133,7 +161,9 @@ fn normalize_plain<T: Float>(xs: &[T], out: &mut [T], rows: usize, valid: Rows, 
         }
         for (yp, xp) in yr.chunks_exact_mut(c).zip(xr.chunks_exact(c)) {
             for ((((y, &x), &m), &k), &b) in yp.iter_mut().zip(xp).zip(&mu[..c]).zip(&scale[..c]).zip(&b[..c]) {
-                *y = (x - m) * k + b;
+                let v = (x - m) * k + b;
+                // The ReLU of the activation table (`v < 0 → 0`: a NaN passes through).
+                *y = if RELU && v < T::ZERO { T::ZERO } else { v };
             }
         }
     }
@@ -151,13 +181,14 @@ pub fn infer_step<T: Float>(
     mean: PBuf,
     var: PBuf,
     eps: f64,
+    relu: bool,
 ) -> Done {
     let rows = cx.rows;
     let valid = Rows { steps: cx.steps, lengths: cx.lengths };
     let (out, r) = cx.mem.split(y, rows);
     let p = cx.params;
     let s: Vec<T> = p[var.range()].iter().map(|&v| T::from_f64(1.0 / (v.to_f64() + eps).sqrt())).collect();
-    normalize(r.get(x, rows), out, rows, valid, &p[mean.range()], &s, &p[gamma.range()], &p[beta.range()]);
+    normalize(r.get(x, rows), out, rows, valid, &p[mean.range()], &s, &p[gamma.range()], &p[beta.range()], relu);
     Ok(())
 }
 
@@ -215,34 +246,28 @@ pub fn backward_step<T: Float>(
     dbeta: PBuf,
     stats: ABuf,
     dx: Option<(ABuf, Write)>,
+    relu: Option<ABuf>,
 ) -> Done {
     let (rows, c) = (cx.rows, gamma.len);
     let valid = Rows { steps: cx.steps, lengths: cx.lengths };
     let r = cx.mem.all();
     let (xs, dys, st) = (r.get(x, rows), r.get(dy, rows), r.get(stats, 1));
+    // A fused ReLU's output: its derivative masks `dy` as each value is read.
+    let ys = relu.map_or(dys, |y| r.get(y, rows));
     let cols = xs.len() / rows.max(1);
     let (mu, s, n) = (st[..c].to_vec(), st[c..2 * c].to_vec(), st[2 * c].to_f64().max(1.0));
     let mut sums = vec![0.0f64; 2 * c];
-    vectorized(
-        #[inline(always)]
-        || {
-            let (sd, sdx) = sums.split_at_mut(c);
-            for (row, (xr, dr)) in xs.chunks_exact(cols.max(1)).zip(dys.chunks_exact(cols.max(1))).enumerate() {
-                if !valid.valid(row) {
-                    continue;
-                }
-                for (xp, dp) in xr.chunks_exact(c).zip(dr.chunks_exact(c)) {
-                    for (((((a, b), &x), &d), &m), &k) in
-                        sd.iter_mut().zip(sdx.iter_mut()).zip(xp).zip(dp).zip(&mu[..c]).zip(&s[..c])
-                    {
-                        let d64 = d.to_f64();
-                        *a += d64;
-                        *b += d64 * ((x - m) * k).to_f64();
-                    }
-                }
-            }
-        },
-    );
+    let shape = Shape { cols, c, valid };
+    match relu {
+        Some(_) => vectorized(
+            #[inline(always)]
+            || backward_sums::<T, true>(shape, xs, dys, ys, &mu, &s, &mut sums),
+        ),
+        None => vectorized(
+            #[inline(always)]
+            || backward_sums::<T, false>(shape, xs, dys, ys, &mu, &s, &mut sums),
+        ),
+    }
     for ch in 0..c {
         cx.grads[dbeta.offset + ch] = T::from_f64(sums[ch]);
         cx.grads[dgamma.offset + ch] = T::from_f64(sums[c + ch]);
@@ -258,31 +283,107 @@ pub fn backward_step<T: Float>(
     let m2: Vec<T> = sums[c..].iter().map(|v| T::from_f64(v / (w * n))).collect();
     let (d, r) = cx.mem.split(dx, rows);
     let (xs, dys) = (r.get(x, rows), r.get(dy, rows));
+    let ys = relu.map_or(dys, |y| r.get(y, rows));
+    let per = PerChannel { mu: &mu, s: &s, gs: &gs, m1: &m1, m2: &m2 };
     let accumulate = write == Write::Accumulate;
-    vectorized(
-        #[inline(always)]
-        || {
-            for (row, ((dxr, xr), dr)) in d
-                .chunks_exact_mut(cols.max(1))
-                .zip(xs.chunks_exact(cols.max(1)))
-                .zip(dys.chunks_exact(cols.max(1)))
-                .enumerate()
-            {
-                if !valid.valid(row) {
-                    if !accumulate {
-                        dxr.fill(T::ZERO);
-                    }
-                    continue;
-                }
-                for ((dxp, xp), dp) in dxr.chunks_exact_mut(c).zip(xr.chunks_exact(c)).zip(dr.chunks_exact(c)) {
-                    let per = dxp.iter_mut().zip(xp).zip(dp).zip(&mu[..c]).zip(&s[..c]);
-                    for (((((o, &x), &d), &m), &k), ((&g, &a), &b)) in per.zip(gs.iter().zip(&m1).zip(&m2)) {
-                        let v = g * (d - a - (x - m) * k * b);
-                        *o = if accumulate { *o + v } else { v };
-                    }
-                }
-            }
-        },
-    );
+    match relu {
+        Some(_) => vectorized(
+            #[inline(always)]
+            || backward_dx::<T, true>(shape, xs, dys, ys, &per, d, accumulate),
+        ),
+        None => vectorized(
+            #[inline(always)]
+            || backward_dx::<T, false>(shape, xs, dys, ys, &per, d, accumulate),
+        ),
+    }
     Ok(())
+}
+
+/// The layout of a batch norm's values: `cols` per row, channels of `c`, the rows that count.
+#[derive(Clone, Copy)]
+struct Shape<'a> {
+    cols: usize,
+    c: usize,
+    valid: Rows<'a>,
+}
+
+/// The backward pass's per-channel values: μ, s = 1/σ, γ·s, mean(dy), mean(dy·x̂).
+struct PerChannel<'a, T> {
+    mu: &'a [T],
+    s: &'a [T],
+    gs: &'a [T],
+    m1: &'a [T],
+    m2: &'a [T],
+}
+
+/// `dy` where a fused ReLU's output `y` is positive, 0 elsewhere (the activation table's
+/// derivative, so the same bits as a separate ReLU step's); `dy` itself without one.
+#[inline(always)]
+fn masked<T: Float, const RELU: bool>(d: T, y: T) -> T {
+    if !RELU || y > T::ZERO {
+        d
+    } else {
+        T::ZERO
+    }
+}
+
+/// Per channel, `Σ dy` and `Σ dy·x̂` (in f64) over the rows that count, into `sums`.
+#[inline(always)]
+fn backward_sums<T: Float, const RELU: bool>(
+    sh: Shape,
+    xs: &[T],
+    dys: &[T],
+    ys: &[T],
+    mu: &[T],
+    s: &[T],
+    sums: &mut [f64],
+) {
+    let (cols, c) = (sh.cols.max(1), sh.c);
+    let (sd, sdx) = sums.split_at_mut(c);
+    let rows = xs.chunks_exact(cols).zip(dys.chunks_exact(cols)).zip(ys.chunks_exact(cols));
+    for (row, ((xr, dr), yr)) in rows.enumerate() {
+        if !sh.valid.valid(row) {
+            continue;
+        }
+        for ((xp, dp), yp) in xr.chunks_exact(c).zip(dr.chunks_exact(c)).zip(yr.chunks_exact(c)) {
+            let per = sd.iter_mut().zip(sdx.iter_mut()).zip(xp).zip(dp).zip(yp);
+            for (((((a, b), &x), &d), &y), (&m, &k)) in per.zip(mu[..c].iter().zip(&s[..c])) {
+                let d64 = masked::<T, RELU>(d, y).to_f64();
+                *a += d64;
+                *b += d64 * ((x - m) * k).to_f64();
+            }
+        }
+    }
+}
+
+/// `dx (+)= γ·s·(dy − mean(dy) − x̂·mean(dy·x̂))`; rows that do not count get 0.
+#[inline(always)]
+fn backward_dx<T: Float, const RELU: bool>(
+    sh: Shape,
+    xs: &[T],
+    dys: &[T],
+    ys: &[T],
+    p: &PerChannel<T>,
+    d: &mut [T],
+    accumulate: bool,
+) {
+    let (cols, c) = (sh.cols.max(1), sh.c);
+    let rows =
+        d.chunks_exact_mut(cols).zip(xs.chunks_exact(cols)).zip(dys.chunks_exact(cols)).zip(ys.chunks_exact(cols));
+    for (row, (((dxr, xr), dr), yr)) in rows.enumerate() {
+        if !sh.valid.valid(row) {
+            if !accumulate {
+                dxr.fill(T::ZERO);
+            }
+            continue;
+        }
+        let chunks = dxr.chunks_exact_mut(c).zip(xr.chunks_exact(c)).zip(dr.chunks_exact(c)).zip(yr.chunks_exact(c));
+        for (((dxp, xp), dp), yp) in chunks {
+            let per = dxp.iter_mut().zip(xp).zip(dp).zip(yp).zip(p.mu[..c].iter().zip(&p.s[..c]));
+            for (((((o, &x), &d), &y), (&m, &k)), ((&g, &a), &b)) in per.zip(p.gs.iter().zip(p.m1).zip(p.m2)) {
+                let v = g * (masked::<T, RELU>(d, y) - a - (x - m) * k * b);
+                *o = if accumulate { *o + v } else { v };
+            }
+        }
+    }
 }

@@ -101,6 +101,9 @@ impl LayerWatch {
             | Step::Conv { f, y, .. }
             | Step::ConvFolded { f, y, .. }
             | Step::Local { f, y, .. } => (*f, *y, y.cols, rows, self.steps_now.max(1)),
+            Step::BatchNormInfer { y, relu: true, .. } | Step::BatchNorm { y, relu: true, .. } => {
+                (Act::Relu, *y, y.cols, rows, self.steps_now.max(1))
+            }
             // Every state of a recurrence, a row per step.
             Step::Rnn { f, steps, hs, .. } => (*f, *hs, hs.cols / (*steps).max(1), rows * steps, *steps),
             _ => return,
