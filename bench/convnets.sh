@@ -13,6 +13,8 @@
 #            batch norms, global average pooling, AdamW, warm-up + cosine, label smoothing)
 #   mobilenet bench/convnets/mobilenet.nn on the synthetic colour images (depthwise 3×3 and
 #            pointwise 1×1 convs with batch norms, strided depthwise, global pooling, AdamW)
+#   resnet   bench/convnets/resnet.nn on Fashion-MNIST (examples/resnet.nn without augmentation:
+#            residual blocks, a projected shortcut, batch norms, AdamW, warm-up + cosine)
 #
 #   PYTHON=/path/to/venv/bin/python [REPS=3] [EPOCHS=2] bench/convnets.sh
 set -euo pipefail
@@ -43,14 +45,15 @@ sed -e "s|\"data/cifar/train-images.gz\"|\"$work/cifar-images.gz\"|" -e "s|\"dat
     bench/convnets/mobilenet.nn >"$work/mobilenet.nn"
 fashion=$PWD/examples/data/fashion-mnist
 declare -A file=([cifar]="$work/cifar.nn" [fashion]=examples/fashion_convnet.nn [varied]=bench/convnets/varied.nn
-                 [bn]=bench/convnets/bn.nn [mobilenet]="$work/mobilenet.nn")
-declare -A limit=([cifar]=3200 [fashion]=12000 [varied]=8000 [bn]=8000 [mobilenet]=3200)
+                 [bn]=bench/convnets/bn.nn [mobilenet]="$work/mobilenet.nn" [resnet]=bench/convnets/resnet.nn)
+declare -A limit=([cifar]=3200 [fashion]=12000 [varied]=8000 [bn]=8000 [mobilenet]=3200 [resnet]=4000)
 declare -A data=([cifar]="--data $work --images cifar-images.gz --labels cifar-labels.gz"
                  [fashion]="--data $fashion --images train-images-idx3-ubyte.gz --labels train-labels-idx1-ubyte.gz"
                  [varied]="--data $fashion --images train-images-idx3-ubyte.gz --labels train-labels-idx1-ubyte.gz"
                  [bn]="--data $fashion --images train-images-idx3-ubyte.gz --labels train-labels-idx1-ubyte.gz"
-                 [mobilenet]="--data $work --images cifar-images.gz --labels cifar-labels.gz")
-MODELS=${MODELS:-cifar fashion varied bn mobilenet}
+                 [mobilenet]="--data $work --images cifar-images.gz --labels cifar-labels.gz"
+                 [resnet]="--data $fashion --images train-images-idx3-ubyte.gz --labels train-labels-idx1-ubyte.gz")
+MODELS=${MODELS:-cifar fashion varied bn mobilenet resnet}
 for r in $(seq "$REPS"); do
   for m in $MODELS; do
     for t in 1 2; do
@@ -74,7 +77,7 @@ for line in open(sys.argv[1]):
 f = lambda xs: f"{statistics.median(xs):,.0f} ({min(xs):,.0f}–{max(xs):,.0f})"
 print("| model | threads | nnlangc train | PyTorch | nnlang / PyTorch |")
 print("|---|---|---|---|---|")
-for m in ["cifar", "fashion", "varied", "bn", "mobilenet"]:
+for m in ["cifar", "fashion", "varied", "bn", "mobilenet", "resnet"]:
     for t in ["1", "2"]:
         a, b = v.get(("nnlang", m, t)), v.get(("pytorch", m, t))
         if a and b:

@@ -105,6 +105,35 @@ def model_of(name):
         )
         recipe = dict(opt="adamw", lr=3e-3, wd=0.05, l2=0.0, max_norm=None, ema=None, batch=64)
         return m, recipe, (3, 32, 32)
+    if name == "resnet":
+        # bench/convnets/resnet.nn (examples/resnet.nn without its augmentation)
+        class Residual(nn.Module):
+            def __init__(self, w):
+                super().__init__()
+                self.body = nn.Sequential(nn.Conv2d(w, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU(),
+                                          nn.Conv2d(w, w, 3, padding=1, bias=False), nn.BatchNorm2d(w))
+
+            def forward(self, x):
+                return torch.relu(x + self.body(x))
+
+        class Down(nn.Module):
+            def __init__(self, c_in, w):
+                super().__init__()
+                self.body = nn.Sequential(nn.Conv2d(c_in, w, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(w),
+                                          nn.ReLU(), nn.Conv2d(w, w, 3, padding=1, bias=False), nn.BatchNorm2d(w))
+                self.shortcut = nn.Sequential(nn.Conv2d(c_in, w, 1, stride=2, bias=False), nn.BatchNorm2d(w))
+
+            def forward(self, x):
+                return torch.relu(self.shortcut(x) + self.body(x))
+
+        m = nn.Sequential(
+            nn.Conv2d(1, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
+            Residual(32), Residual(32), Down(32, 64), Residual(64), Residual(64),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10),
+        )
+        recipe = dict(opt="adamw", lr=4e-3, wd=0.05, smoothing=0.1, warmup=1, cosine=0.01, l2=0.0, max_norm=None,
+                      ema=None, batch=128)
+        return m, recipe, (1, 28, 28)
     raise SystemExit(f"unknown model {name}")
 
 
