@@ -354,15 +354,7 @@ fn augment_fits(model: &Model, block: &ast::Block, spec: &spec::DataSpec) -> Vec
     let input =
         model.graph.inputs.first().and_then(|&i| Some((model.graph.node(i), model.shapes.shapes[i.index()].as_ref()?)));
     let Some((node, shape)) = input else { return Vec::new() };
-    let dims: Vec<Option<usize>> = shape
-        .0
-        .iter()
-        .map(|d| match d {
-            ir::Dim::Fixed(n) => Some(*n),
-            _ => None,
-        })
-        .collect();
-    let &[Some(h), Some(w), Some(_)] = dims.as_slice() else {
+    let Some((h, w, _)) = model.image_input() else {
         return vec![Diagnostic::error(
             format!("`augment` crops, shifts and flips images, and `{}` reads {shape}", node.name),
             at,

@@ -401,6 +401,16 @@ pub struct AugmentSpec {
     pub flip: bool,
 }
 
+impl AugmentSpec {
+    /// The runtime's augmentation of `model`'s images (`None` where its input is not
+    /// `[h, w, c]`, which `check` refuses).
+    pub fn for_model(self, model: &crate::Model) -> Option<nnlang_runtime::data::augment::Augment> {
+        let (height, width, channels) = model.image_input()?;
+        let AugmentSpec { crop, shift, flip } = self;
+        Some(nnlang_runtime::data::augment::Augment { height, width, channels, crop, shift, flip })
+    }
+}
+
 impl DataSpec {
     /// The typed view of a checked `data` block.
     pub fn from_block(recipe: &Recipe) -> Result<DataSpec, String> {

@@ -43,17 +43,7 @@ impl<'s> Job<'s> {
     /// (the compiler refused it for any other input).
     fn augment(&self) -> Option<nnlang_runtime::data::augment::Augment> {
         let on = self.recipe.data.as_deref()?;
-        let a = self.session.compiled.data_spec(on)?.augment?;
-        let input = *self.model.graph.inputs.first()?;
-        let &[height, width, channels] = super::predict::fixed_dims(self.model, input).as_slice() else { return None };
-        Some(nnlang_runtime::data::augment::Augment {
-            height,
-            width,
-            channels,
-            crop: a.crop,
-            shift: a.shift,
-            flip: a.flip,
-        })
+        self.session.compiled.data_spec(on)?.augment?.for_model(self.model)
     }
 
     /// The inference plan used to evaluate (batches of at least 256 rows).

@@ -24,6 +24,27 @@ pub struct Model {
     pub shapes: Shapes,
 }
 
+impl Model {
+    /// The model's first input as images, `(height, width, channels)`, when it is declared
+    /// `[h, w, c]` with fixed sizes: what augmentation and image files read.
+    pub fn image_input(&self) -> Option<(usize, usize, usize)> {
+        let input = *self.graph.inputs.first()?;
+        let fixed: Option<Vec<usize>> = self.shapes.shapes[input.index()]
+            .as_ref()?
+            .0
+            .iter()
+            .map(|d| match d {
+                Dim::Fixed(n) => Some(*n),
+                _ => None,
+            })
+            .collect();
+        match fixed?.as_slice() {
+            &[h, w, c] => Some((h, w, c)),
+            _ => None,
+        }
+    }
+}
+
 /// What inference learned, per node.
 #[derive(Clone, Debug, Default)]
 pub struct Shapes {

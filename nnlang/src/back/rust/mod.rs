@@ -65,32 +65,7 @@ pub fn generate(compiled: &Compiled, model: &Model) -> Result<TokenStream, Vec<D
         bins: recipe.bins,
     };
     // The data block's augmentation of `[h, w, c]` images, which `fit` draws as `train` does.
-    let image = model.graph.inputs.first().and_then(|&i| {
-        let dims: Option<Vec<usize>> = model.shapes.shapes[i.index()]
-            .as_ref()?
-            .0
-            .iter()
-            .map(|d| match d {
-                crate::ir::Dim::Fixed(n) => Some(*n),
-                _ => None,
-            })
-            .collect();
-        match dims?.as_slice() {
-            &[h, w, c] => Some((h, w, c)),
-            _ => None,
-        }
-    });
-    options.augment = match (data.as_ref().and_then(|d| d.augment), image) {
-        (Some(a), Some((height, width, channels))) => Some(nnlang_runtime::data::augment::Augment {
-            height,
-            width,
-            channels,
-            crop: a.crop,
-            shift: a.shift,
-            flip: a.flip,
-        }),
-        _ => None,
-    };
+    options.augment = data.as_ref().and_then(|d| d.augment).and_then(|a| a.for_model(model));
     Ok(emit(&model.graph.name, &train, &infer, loss, &options, &pre))
 }
 
