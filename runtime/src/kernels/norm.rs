@@ -187,9 +187,15 @@ pub fn infer_step<T: Float>(
     let valid = Rows { steps: cx.steps, lengths: cx.lengths };
     let (out, r) = cx.mem.split(y, rows);
     let p = cx.params;
-    let s: Vec<T> = p[var.range()].iter().map(|&v| T::from_f64(1.0 / (v.to_f64() + eps).sqrt())).collect();
+    let s = inverse_std(&p[var.range()], eps);
     normalize(r.get(x, rows), out, rows, valid, &p[mean.range()], &s, &p[gamma.range()], &p[beta.range()], relu);
     Ok(())
+}
+
+/// `1/√(σ² + ε)` per channel from the running variances (in f64, as both inference paths
+/// compute it, so that they agree bit for bit).
+fn inverse_std<T: Float>(var: &[T], eps: f64) -> Vec<T> {
+    var.iter().map(|&v| T::from_f64(1.0 / (v.to_f64() + eps).sqrt())).collect()
 }
 
 /// A batch norm's parameters and running averages, as inference reads them.
@@ -210,7 +216,7 @@ pub struct Stats<'a, T> {
 /// bit): a batch norm folded into the layer that wrote `ys`.
 pub fn infer_in_place<T: Float>(ys: &mut [T], rows: usize, steps: usize, lengths: &[usize], n: &Stats<'_, T>) {
     let valid = Rows { steps, lengths };
-    let s: Vec<T> = n.var.iter().map(|&v| T::from_f64(1.0 / (v.to_f64() + n.eps).sqrt())).collect();
+    let s = inverse_std(n.var, n.eps);
     let scale: Vec<T> = n.gamma.iter().zip(&s).map(|(&g, &s)| g * s).collect();
     let (c, mu, b) = (n.mean.len(), n.mean, n.beta);
     let cols = ys.len() / rows.max(1);

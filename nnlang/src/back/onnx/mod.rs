@@ -187,6 +187,8 @@ struct Builder<'a> {
     vals: HashMap<NodeId, Val>,
     /// Batch norms folded into the convolution or dense layer before them (by that layer).
     folds: HashMap<NodeId, NodeId>,
+    /// The same pairs by batch norm.
+    folded: HashMap<NodeId, NodeId>,
 }
 
 fn attr_i(name: &str, i: i64) -> AttributeProto {
@@ -277,15 +279,9 @@ impl<'a> Builder<'a> {
         for id in model.graph.ids() {
             names.insert(model.graph.node(id).name.clone());
         }
-        Builder {
-            model,
-            params,
-            nodes: Vec::new(),
-            inits: Vec::new(),
-            names,
-            vals: HashMap::new(),
-            folds: folds(model),
-        }
+        let folds = folds(model);
+        let folded = folds.iter().map(|(&layer, &bn)| (bn, layer)).collect();
+        Builder { model, params, nodes: Vec::new(), inits: Vec::new(), names, vals: HashMap::new(), folds, folded }
     }
 
     /// A parameter of `node` with the batch norm folded into it, if one is: the weights'
@@ -540,7 +536,7 @@ impl OnnxGraph for Builder<'_> {
         self.folds.get(&layer).copied()
     }
     fn folded_into(&self, bn: NodeId) -> Option<NodeId> {
-        self.folds.iter().find(|(_, &b)| b == bn).map(|(&l, _)| l)
+        self.folded.get(&bn).copied()
     }
     fn name(&self, id: NodeId) -> String {
         self.graph().node(id).name.clone()
