@@ -201,17 +201,18 @@ impl Rules for BatchNorm {
         }]
     }
     fn backward(&self, c: &StepCx, dy: ABuf, grads: &[PBuf], dx: &mut super::DxFn) -> Vec<Step> {
-        let (Some(&stats), Some(&gamma), &[dgamma, dbeta, ..]) = (c.scratch.first(), c.params.first(), grads) else {
+        let (Some(&stats), &[gamma, beta, ..], &[dgamma, dbeta, ..]) = (c.scratch.first(), c.params.as_slice(), grads)
+        else {
             return Vec::new();
         };
         let dx = dx(0, false).into_opt();
-        let relu = self.relu.then_some(c.value);
-        vec![Step::BatchNormBackward { x: c.inputs[0], dy, gamma, dgamma, dbeta, stats, dx, relu }]
+        let relu = self.relu;
+        vec![Step::BatchNormBackward { x: c.inputs[0], dy, gamma, beta, dgamma, dbeta, stats, dx, relu }]
     }
     fn backward_reads(&self) -> Reads {
-        // x̂ is recomputed from the input and the kept statistics; a fused ReLU's derivative
-        // is read off the output.
-        Reads { input: true, output: self.relu }
+        // x̂ is recomputed from the input and the kept statistics, and so is a fused ReLU's
+        // derivative (where the normalized value was positive): the output is not read.
+        Reads { input: true, output: false }
     }
     fn elementwise(&self) -> bool {
         false

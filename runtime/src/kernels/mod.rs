@@ -136,5 +136,5 @@ crate::step::steps! {
     BatchNormInfer { x: ABuf, y: ABuf, gamma: PBuf, beta: PBuf, mean: PBuf, var: PBuf, eps: f64, relu: bool } => kernels::norm::infer_step;
     /// Batch normalization's gradients; `relu` is the output of a fused ReLU, whose
     /// derivative (`dy` where it is positive, 0 elsewhere) is taken on the fly.
-    BatchNormBackward { x: ABuf, dy: ABuf, gamma: PBuf, dgamma: PBuf, dbeta: PBuf, stats: ABuf, dx: Option<(ABuf, Write)>, relu: Option<ABuf> } => kernels::norm::backward_step;
+    BatchNormBackward { x: ABuf, dy: ABuf, gamma: PBuf, beta: PBuf, dgamma: PBuf, dbeta: PBuf, stats: ABuf, dx: Option<(ABuf, Write)>, relu: bool } => kernels::norm::backward_step;
 }

@@ -238,40 +238,45 @@ pub fn infer_in_place<T: Float>(ys: &mut [T], rows: usize, steps: usize, lengths
     )
 }
 
-/// The step `BatchNormBackward { x, dy, gamma, dgamma, dbeta, stats, dx }`. With
+/// The step `BatchNormBackward { x, dy, gamma, beta, dgamma, dbeta, stats, dx, relu }`. With
 /// `x̂ = (x − μ)·s`: `dβ = Σ dy`, `dγ = Σ dy·x̂` (this worker's rows), and over the whole
 /// batch of `n` values per channel, `dx = γ·s·(dy − mean(dy) − x̂·mean(dy·x̂))` — the means
-/// taken over every worker's rows, each worker's sums weighted by its share of the loss.
+/// taken over every worker's rows, each worker's sums weighted by its share of the loss. A
+/// fused ReLU's derivative is recomputed from `x` (the normalized value `(x − μ)·(γ·s) + β`,
+/// the same bits as the forward step's, positive), so that the output is not read again.
 #[allow(clippy::too_many_arguments)]
 pub fn backward_step<T: Float>(
     cx: &mut Cx<'_, T>,
     x: ABuf,
     dy: ABuf,
     gamma: PBuf,
+    beta: PBuf,
     dgamma: PBuf,
     dbeta: PBuf,
     stats: ABuf,
     dx: Option<(ABuf, Write)>,
-    relu: Option<ABuf>,
+    relu: bool,
 ) -> Done {
     let (rows, c) = (cx.rows, gamma.len);
     let valid = Rows { steps: cx.steps, lengths: cx.lengths };
     let r = cx.mem.all();
     let (xs, dys, st) = (r.get(x, rows), r.get(dy, rows), r.get(stats, 1));
-    // A fused ReLU's output: its derivative masks `dy` as each value is read.
-    let ys = relu.map_or(dys, |y| r.get(y, rows));
     let cols = xs.len() / rows.max(1);
-    let (mu, s, n) = (st[..c].to_vec(), st[c..2 * c].to_vec(), st[2 * c].to_f64().max(1.0));
+    let (mu, s, n) = (&st[..c], &st[c..2 * c], st[2 * c].to_f64().max(1.0));
+    // γ·s and β: the forward step's scale and shift (the ReLU's mask), and `dx`'s scale.
+    let gs: Vec<T> = (0..c).map(|ch| cx.params[gamma.offset + ch] * s[ch]).collect();
+    let b = &cx.params[beta.range()];
     let mut sums = vec![0.0f64; 2 * c];
     let shape = Shape { cols, c, valid };
+    let fwd = Forward { mu, s, gs: &gs, b };
     match relu {
-        Some(_) => vectorized(
+        true => vectorized(
             #[inline(always)]
-            || backward_sums::<T, true>(shape, xs, dys, ys, &mu, &s, &mut sums),
+            || backward_sums::<T, true>(shape, xs, dys, &fwd, &mut sums),
         ),
-        None => vectorized(
+        false => vectorized(
             #[inline(always)]
-            || backward_sums::<T, false>(shape, xs, dys, ys, &mu, &s, &mut sums),
+            || backward_sums::<T, false>(shape, xs, dys, &fwd, &mut sums),
         ),
     }
     for ch in 0..c {
@@ -283,23 +288,23 @@ pub fn backward_step<T: Float>(
     let w = cx.peers.share;
     sums.iter_mut().for_each(|v| *v *= w);
     cx.peers.sum(&mut sums);
-    // Per channel: γ·s, mean(dy), mean(dy·x̂).
-    let gs: Vec<T> = (0..c).map(|ch| cx.params[gamma.offset + ch] * s[ch]).collect();
+    // Per channel: mean(dy), mean(dy·x̂).
     let m1: Vec<T> = sums[..c].iter().map(|v| T::from_f64(v / (w * n))).collect();
     let m2: Vec<T> = sums[c..].iter().map(|v| T::from_f64(v / (w * n))).collect();
+    let (mu, s) = (mu.to_vec(), s.to_vec());
+    let b = b.to_vec();
+    let fwd = Forward { mu: &mu, s: &s, gs: &gs, b: &b };
     let (d, r) = cx.mem.split(dx, rows);
     let (xs, dys) = (r.get(x, rows), r.get(dy, rows));
-    let ys = relu.map_or(dys, |y| r.get(y, rows));
-    let per = PerChannel { mu: &mu, s: &s, gs: &gs, m1: &m1, m2: &m2 };
     let accumulate = write == Write::Accumulate;
     match relu {
-        Some(_) => vectorized(
+        true => vectorized(
             #[inline(always)]
-            || backward_dx::<T, true>(shape, xs, dys, ys, &per, d, accumulate),
+            || backward_dx::<T, true>(shape, xs, dys, &fwd, (&m1, &m2), d, accumulate),
         ),
-        None => vectorized(
+        false => vectorized(
             #[inline(always)]
-            || backward_dx::<T, false>(shape, xs, dys, ys, &per, d, accumulate),
+            || backward_dx::<T, false>(shape, xs, dys, &fwd, (&m1, &m2), d, accumulate),
         ),
     }
     Ok(())
@@ -313,20 +318,20 @@ struct Shape<'a> {
     valid: Rows<'a>,
 }
 
-/// The backward pass's per-channel values: μ, s = 1/σ, γ·s, mean(dy), mean(dy·x̂).
-struct PerChannel<'a, T> {
+/// What the forward step computed with, per channel: μ, s = 1/σ, γ·s, β.
+struct Forward<'a, T> {
     mu: &'a [T],
     s: &'a [T],
     gs: &'a [T],
-    m1: &'a [T],
-    m2: &'a [T],
+    b: &'a [T],
 }
 
-/// `dy` where a fused ReLU's output `y` is positive, 0 elsewhere (the activation table's
-/// derivative, so the same bits as a separate ReLU step's); `dy` itself without one.
+/// `dy` where a fused ReLU's output was positive — where the normalized value `(x − μ)·γs + β`
+/// (computed as the forward step did: the same bits) is above 0, as the activation table's
+/// derivative reads it off the output — and 0 elsewhere; `dy` itself without one.
 #[inline(always)]
-fn masked<T: Float, const RELU: bool>(d: T, y: T) -> T {
-    if !RELU || y > T::ZERO {
+fn masked<T: Float, const RELU: bool>(d: T, centred: T, gs: T, b: T) -> T {
+    if !RELU || centred * gs + b > T::ZERO {
         d
     } else {
         T::ZERO
@@ -335,59 +340,53 @@ fn masked<T: Float, const RELU: bool>(d: T, y: T) -> T {
 
 /// Per channel, `Σ dy` and `Σ dy·x̂` (in f64) over the rows that count, into `sums`.
 #[inline(always)]
-fn backward_sums<T: Float, const RELU: bool>(
-    sh: Shape,
-    xs: &[T],
-    dys: &[T],
-    ys: &[T],
-    mu: &[T],
-    s: &[T],
-    sums: &mut [f64],
-) {
+fn backward_sums<T: Float, const RELU: bool>(sh: Shape, xs: &[T], dys: &[T], f: &Forward<T>, sums: &mut [f64]) {
     let (cols, c) = (sh.cols.max(1), sh.c);
     let (sd, sdx) = sums.split_at_mut(c);
-    let rows = xs.chunks_exact(cols).zip(dys.chunks_exact(cols)).zip(ys.chunks_exact(cols));
-    for (row, ((xr, dr), yr)) in rows.enumerate() {
+    for (row, (xr, dr)) in xs.chunks_exact(cols).zip(dys.chunks_exact(cols)).enumerate() {
         if !sh.valid.valid(row) {
             continue;
         }
-        for ((xp, dp), yp) in xr.chunks_exact(c).zip(dr.chunks_exact(c)).zip(yr.chunks_exact(c)) {
-            let per = sd.iter_mut().zip(sdx.iter_mut()).zip(xp).zip(dp).zip(yp);
-            for (((((a, b), &x), &d), &y), (&m, &k)) in per.zip(mu[..c].iter().zip(&s[..c])) {
-                let d64 = masked::<T, RELU>(d, y).to_f64();
+        for (xp, dp) in xr.chunks_exact(c).zip(dr.chunks_exact(c)) {
+            let per = sd.iter_mut().zip(sdx.iter_mut()).zip(xp).zip(dp);
+            let chan = f.mu[..c].iter().zip(&f.s[..c]).zip(f.gs[..c].iter().zip(&f.b[..c]));
+            for ((((a, q), &x), &d), ((&m, &k), (&gs, &b))) in per.zip(chan) {
+                let centred = x - m;
+                let d64 = masked::<T, RELU>(d, centred, gs, b).to_f64();
                 *a += d64;
-                *b += d64 * ((x - m) * k).to_f64();
+                *q += d64 * (centred * k).to_f64();
             }
         }
     }
 }
 
-/// `dx (+)= γ·s·(dy − mean(dy) − x̂·mean(dy·x̂))`; rows that do not count get 0.
+/// `dx (+)= γ·s·(dy − mean(dy) − x̂·mean(dy·x̂))` (`m1`, `m2`: the two means); rows that do
+/// not count get 0.
 #[inline(always)]
 fn backward_dx<T: Float, const RELU: bool>(
     sh: Shape,
     xs: &[T],
     dys: &[T],
-    ys: &[T],
-    p: &PerChannel<T>,
+    f: &Forward<T>,
+    (m1, m2): (&[T], &[T]),
     d: &mut [T],
     accumulate: bool,
 ) {
     let (cols, c) = (sh.cols.max(1), sh.c);
-    let rows =
-        d.chunks_exact_mut(cols).zip(xs.chunks_exact(cols)).zip(dys.chunks_exact(cols)).zip(ys.chunks_exact(cols));
-    for (row, (((dxr, xr), dr), yr)) in rows.enumerate() {
+    let rows = d.chunks_exact_mut(cols).zip(xs.chunks_exact(cols)).zip(dys.chunks_exact(cols));
+    for (row, ((dxr, xr), dr)) in rows.enumerate() {
         if !sh.valid.valid(row) {
             if !accumulate {
                 dxr.fill(T::ZERO);
             }
             continue;
         }
-        let chunks = dxr.chunks_exact_mut(c).zip(xr.chunks_exact(c)).zip(dr.chunks_exact(c)).zip(yr.chunks_exact(c));
-        for (((dxp, xp), dp), yp) in chunks {
-            let per = dxp.iter_mut().zip(xp).zip(dp).zip(yp).zip(p.mu[..c].iter().zip(&p.s[..c]));
-            for (((((o, &x), &d), &y), (&m, &k)), ((&g, &a), &b)) in per.zip(p.gs.iter().zip(p.m1).zip(p.m2)) {
-                let v = g * (masked::<T, RELU>(d, y) - a - (x - m) * k * b);
+        for ((dxp, xp), dp) in dxr.chunks_exact_mut(c).zip(xr.chunks_exact(c)).zip(dr.chunks_exact(c)) {
+            let per = dxp.iter_mut().zip(xp).zip(dp).zip(m1[..c].iter().zip(&m2[..c]));
+            let chan = f.mu[..c].iter().zip(&f.s[..c]).zip(f.gs[..c].iter().zip(&f.b[..c]));
+            for ((((o, &x), &d), (&a, &bm)), ((&m, &k), (&gs, &b))) in per.zip(chan) {
+                let centred = x - m;
+                let v = gs * (masked::<T, RELU>(d, centred, gs, b) - a - centred * k * bm);
                 *o = if accumulate { *o + v } else { v };
             }
         }

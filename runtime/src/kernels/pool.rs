@@ -119,9 +119,6 @@ fn backward_plain<T: Float>(
     accumulate: bool,
 ) {
     let (in_len, out_len, d) = (g.h * g.w * g.d, g.oh * g.ow * g.d, g.d);
-    if !accumulate {
-        dx[..rows * in_len].fill(T::ZERO);
-    }
     let inv = T::from_f64(1.0 / (g.f * g.f) as f64);
     // Which channels of the current window have found their maximum.
     let mut found = vec![false; d];
@@ -129,6 +126,10 @@ fn backward_plain<T: Float>(
         let (xr, yr, dyr) =
             (&x[r * in_len..(r + 1) * in_len], &y[r * out_len..(r + 1) * out_len], &dy[r * out_len..(r + 1) * out_len]);
         let dxr = &mut dx[r * in_len..(r + 1) * in_len];
+        // Zeroed one example at a time, so that it is still in cache when the windows add to it.
+        if !accumulate {
+            dxr.fill(T::ZERO);
+        }
         for oy in 0..g.oh {
             for ox in 0..g.ow {
                 let o = (oy * g.ow + ox) * d;
