@@ -34,6 +34,11 @@ use std::ops::Range;
 /// Output positions per register tile.
 const MR: usize = 6;
 
+/// Weight rows per register tile of the weight gradient, at most: with AVX-512, 12 rows of
+/// two vectors of sums fill 24 of its 32 registers, and each vector of `dy` loaded serves 12
+/// of them; AVX2 has 16 registers, and takes 6 rows.
+const GR: usize = 12;
+
 /// How a tile's sums start.
 #[derive(Clone, Copy)]
 enum Init<'a> {
@@ -329,7 +334,7 @@ fn grad_tile<S: Simd, const M: usize, const NV: usize>(
     }
 }
 
-/// [`grad_tile`] for `m ≤ MR` rows, the count chosen at run time.
+/// [`grad_tile`] for `m ≤ GR` rows, the count chosen at run time.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn grad_tile_m<S: Simd, const NV: usize>(
@@ -345,6 +350,12 @@ fn grad_tile_m<S: Simd, const NV: usize>(
     panel: &mut [f32],
 ) {
     match m {
+        12 => grad_tile::<S, 12, NV>(simd, x, fy, u0, dy, kp, j0, span, panel),
+        11 => grad_tile::<S, 11, NV>(simd, x, fy, u0, dy, kp, j0, span, panel),
+        10 => grad_tile::<S, 10, NV>(simd, x, fy, u0, dy, kp, j0, span, panel),
+        9 => grad_tile::<S, 9, NV>(simd, x, fy, u0, dy, kp, j0, span, panel),
+        8 => grad_tile::<S, 8, NV>(simd, x, fy, u0, dy, kp, j0, span, panel),
+        7 => grad_tile::<S, 7, NV>(simd, x, fy, u0, dy, kp, j0, span, panel),
         6 => grad_tile::<S, 6, NV>(simd, x, fy, u0, dy, kp, j0, span, panel),
         5 => grad_tile::<S, 5, NV>(simd, x, fy, u0, dy, kp, j0, span, panel),
         4 => grad_tile::<S, 4, NV>(simd, x, fy, u0, dy, kp, j0, span, panel),
@@ -366,6 +377,7 @@ fn weight_grads<S: Simd>(simd: S, x: &Patches<'_>, dy: &[f32], kp: usize, dwk: &
     let run = x.f * x.d;
     let cols = x.f * run;
     let block = (GRAD_BLOCK / x.ow).max(1);
+    let gr = if lanes >= 16 { GR } else { MR };
     let mut oy0 = 0;
     while oy0 < x.oh {
         let oy1 = (oy0 + block).min(x.oh);
@@ -376,7 +388,7 @@ fn weight_grads<S: Simd>(simd: S, x: &Patches<'_>, dy: &[f32], kp: usize, dwk: &
             for fy in 0..x.f {
                 let mut u0 = 0;
                 while u0 < run {
-                    let m = (run - u0).min(MR);
+                    let m = (run - u0).min(gr);
                     if nr == 2 * lanes {
                         grad_tile_m::<S, 2>(simd, m, x, fy, u0, dy, kp, j0, (oy0, oy1), panel);
                     } else {
@@ -455,6 +467,7 @@ struct Backward<'a> {
     w: &'a [f32],
     dy: &'a [f32],
     dwk: &'a mut [f32],
+    db: &'a mut [f32],
     dx: Option<(&'a mut [f32], bool)>,
 }
 
@@ -463,7 +476,7 @@ impl pulp::WithSimd for Backward<'_> {
 
     #[inline(always)]
     fn with_simd<S: Simd>(self, simd: S) {
-        let Backward { lanes, g, rows, x, w, dy, dwk, dx } = self;
+        let Backward { lanes, g, rows, x, w, dy, dwk, db, dx } = self;
         let (k, kp) = (g.k, round_up(g.k, lanes));
         let wp = g.w + 2 * g.p;
         let positions = g.oh * g.ow;
@@ -477,10 +490,20 @@ impl pulp::WithSimd for Backward<'_> {
         let mut dyp = Vec::new();
         let wf = if dx.is_some() { panels(lanes, g.k, g.d, g.f, w, true) } else { Vec::new() };
         let mut dx = dx;
+        if !db.is_empty() {
+            db[..k].fill(0.0);
+        }
         for r in 0..rows {
             let src = padded(g.h, g.w, g.d, g.p, &x[r * in_len..(r + 1) * in_len], &mut xp);
             let patches = Patches { src, wp, d: g.d, f: g.f, s: g.s, oh: g.oh, ow: g.ow };
             let dyr = &dy[r * out_len..(r + 1) * out_len];
+            // `db = Σ dy`, one example at a time while its `dy` is in cache (the same order
+            // of additions as one pass over the batch).
+            if !db.is_empty() {
+                for row in dyr.chunks_exact(k) {
+                    db[..k].iter_mut().zip(row).for_each(|(g, &v)| *g += v);
+                }
+            }
             if kp == k {
                 weight_grads(simd, &patches, dyr, kp, dwk);
             } else {
@@ -546,14 +569,8 @@ fn backward_with(
     let kp = round_up(k, lanes);
     let cols = f * f * d;
     let mut dwk = vec![0.0; cols * kp];
-    if run(lanes, Backward { lanes, g, rows, x, w, dy, dwk: &mut dwk, dx }).is_none() {
+    if run(lanes, Backward { lanes, g, rows, x, w, dy, dwk: &mut dwk, db, dx }).is_none() {
         return false;
-    }
-    if !db.is_empty() {
-        db[..k].fill(0.0);
-        for row in dy[..rows * g.oh * g.ow * k].chunks_exact(k) {
-            db[..k].iter_mut().zip(row).for_each(|(g, &v)| *g += v);
-        }
     }
     for i in 0..k {
         let (j0, nr) = panel_of(lanes, kp, i);
