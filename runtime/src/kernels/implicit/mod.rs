@@ -95,21 +95,30 @@ fn round_up(n: usize, lanes: usize) -> usize {
     n.div_ceil(lanes) * lanes
 }
 
-/// Width of the panel of filters that starts at `j0` of `kp`: two vectors, or one for the last.
+/// Width of the panel of filters that starts at `j0` of `kp`: four vectors with AVX-512 (six
+/// positions × four vectors of sums: 24 of its 32 registers, each patch value broadcast once
+/// for 64 filters), else two, or one for the last.
 #[inline(always)]
 fn panel_width(lanes: usize, kp: usize, j0: usize) -> usize {
-    if kp - j0 >= 2 * lanes {
+    if lanes >= 16 && kp - j0 >= 4 * lanes {
+        4 * lanes
+    } else if kp - j0 >= 2 * lanes {
         2 * lanes
     } else {
         lanes
     }
 }
 
-/// The panel that holds filter `col`: its first filter and its width (every panel but the
-/// last is two vectors wide).
+/// The panel that holds filter `col`: its first filter and its width.
 fn panel_of(lanes: usize, kp: usize, col: usize) -> (usize, usize) {
-    let j0 = col / (2 * lanes) * (2 * lanes);
-    (j0, panel_width(lanes, kp, j0))
+    let mut j0 = 0;
+    loop {
+        let nr = panel_width(lanes, kp, j0);
+        if col < j0 + nr {
+            return (j0, nr);
+        }
+        j0 += nr;
+    }
 }
 
 /// `w[i][c][t]` (`[n, d, f²]`, PyTorch's layout with `n` filters of depth `d`) in kernel
@@ -184,7 +193,7 @@ fn load<S: Simd, const NV: usize>(row: &mut [S::f32s; NV], src: &[f32], valid: u
         row.copy_from_slice(&v[..NV]);
         return;
     }
-    let mut tmp = [0f32; 32];
+    let mut tmp = [0f32; 64];
     tmp[..valid].copy_from_slice(&src[..valid]);
     let (v, _) = S::as_simd_f32s(&tmp);
     row.copy_from_slice(&v[..NV]);
@@ -199,7 +208,7 @@ fn store<S: Simd, const NV: usize>(row: &[S::f32s; NV], dst: &mut [f32], valid: 
         v[..NV].copy_from_slice(row);
         return;
     }
-    let mut tmp = [0f32; 32];
+    let mut tmp = [0f32; 64];
     let (v, _) = S::as_mut_simd_f32s(&mut tmp);
     v[..NV].copy_from_slice(row);
     dst[..valid].copy_from_slice(&tmp[..valid]);
@@ -276,7 +285,9 @@ fn conv_rows<S: Simd>(simd: S, x: &Patches<'_>, wk: &[f32], k: usize, init: Init
             let panel = &wk[j0 * cols..];
             let nr = panel_width(lanes, kp, j0);
             let valid = (k - j0).min(nr);
-            if nr == 2 * lanes {
+            if nr == 4 * lanes {
+                tile::<S, 4>(simd, x, &bases, m, panel, j0, valid, init, out, k, p0);
+            } else if nr == 2 * lanes {
                 tile::<S, 2>(simd, x, &bases, m, panel, j0, valid, init, out, k, p0);
             } else {
                 tile::<S, 1>(simd, x, &bases, m, panel, j0, valid, init, out, k, p0);
@@ -288,8 +299,9 @@ fn conv_rows<S: Simd>(simd: S, x: &Patches<'_>, wk: &[f32], k: usize, init: Init
 }
 
 /// `dwk[t0 + r, j] += Σ_p patch_p[t0 + r] · dy[p, j0 + j]` over the output rows `oy0..oy1`,
-/// for `M` weight rows inside one filter row's run (`t0 = fy·run + u0`) and the `NV` vectors
-/// of filters of the panel at `j0` (`dwk` in panels, `dy` rows `kp` long).
+/// for `M` weight rows inside one filter row's run (`t0 = fy·run + u0`) and `NV` vectors of
+/// filters from `j0` (`dy` rows `kp` long), in `panel`: rows `pw` wide, of which these
+/// filters are the columns from `c0` (a panel is the whole row, or half of a wider one).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn grad_tile<S: Simd, const M: usize, const NV: usize>(
@@ -301,15 +313,16 @@ fn grad_tile<S: Simd, const M: usize, const NV: usize>(
     kp: usize,
     j0: usize,
     (oy0, oy1): (usize, usize),
-    panel: &mut [f32],
+    (panel, pw, c0): (&mut [f32], usize, usize),
 ) {
     let lanes = std::mem::size_of::<S::f32s>() / 4;
     let width = lanes * NV;
     let run = x.f * x.d;
     let t0 = fy * run + u0;
+    let at = |r: usize| (t0 + r) * pw + c0..(t0 + r) * pw + c0 + width;
     let mut acc = [[simd.splat_f32s(0.0); NV]; M];
     for (r, row) in acc.iter_mut().enumerate() {
-        let (v, _) = S::as_simd_f32s(&panel[(t0 + r) * width..(t0 + r + 1) * width]);
+        let (v, _) = S::as_simd_f32s(&panel[at(r)]);
         row.copy_from_slice(&v[..NV]);
     }
     let step = x.s * x.d;
@@ -329,7 +342,7 @@ fn grad_tile<S: Simd, const M: usize, const NV: usize>(
         }
     }
     for (r, row) in acc.iter().enumerate() {
-        let (v, _) = S::as_mut_simd_f32s(&mut panel[(t0 + r) * width..(t0 + r + 1) * width]);
+        let (v, _) = S::as_mut_simd_f32s(&mut panel[at(r)]);
         v.copy_from_slice(row);
     }
 }
@@ -347,7 +360,7 @@ fn grad_tile_m<S: Simd, const NV: usize>(
     kp: usize,
     j0: usize,
     span: (usize, usize),
-    panel: &mut [f32],
+    panel: (&mut [f32], usize, usize),
 ) {
     match m {
         12 => grad_tile::<S, 12, NV>(simd, x, fy, u0, dy, kp, j0, span, panel),
@@ -389,10 +402,17 @@ fn weight_grads<S: Simd>(simd: S, x: &Patches<'_>, dy: &[f32], kp: usize, dwk: &
                 let mut u0 = 0;
                 while u0 < run {
                     let m = (run - u0).min(gr);
-                    if nr == 2 * lanes {
-                        grad_tile_m::<S, 2>(simd, m, x, fy, u0, dy, kp, j0, (oy0, oy1), panel);
+                    let span = (oy0, oy1);
+                    if nr == 4 * lanes {
+                        // Two vectors of filters at a time (12 rows × two vectors of sums).
+                        for c0 in [0, 2 * lanes] {
+                            let cols = (&mut *panel, nr, c0);
+                            grad_tile_m::<S, 2>(simd, m, x, fy, u0, dy, kp, j0 + c0, span, cols);
+                        }
+                    } else if nr == 2 * lanes {
+                        grad_tile_m::<S, 2>(simd, m, x, fy, u0, dy, kp, j0, span, (&mut *panel, nr, 0));
                     } else {
-                        grad_tile_m::<S, 1>(simd, m, x, fy, u0, dy, kp, j0, (oy0, oy1), panel);
+                        grad_tile_m::<S, 1>(simd, m, x, fy, u0, dy, kp, j0, span, (&mut *panel, nr, 0));
                     }
                     u0 += m;
                 }
@@ -644,6 +664,11 @@ mod tests {
             (9, 7, 10, 13, 3, 1, 0),
             (6, 5, 8, 40, 1, 1, 0),
             (7, 7, 12, 48, 3, 1, 1),
+            // Panels of four vectors (AVX-512), alone and beside narrower ones, in `y`, `dW`
+            // and (64 input channels: four-vector panels of flipped filters) `dx`.
+            (5, 6, 64, 70, 3, 1, 1),
+            (6, 6, 8, 64, 3, 2, 1),
+            (4, 5, 9, 100, 3, 1, 1),
         ] {
             let g = Geometry {
                 h,
