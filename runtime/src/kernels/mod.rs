@@ -10,6 +10,7 @@ pub mod conv;
 pub mod dense;
 pub mod depthwise;
 pub mod elementwise;
+pub mod gated;
 pub mod gemm;
 pub mod global_pool;
 pub mod implicit;

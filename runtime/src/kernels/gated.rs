@@ -1,0 +1,663 @@
+//! The gated recurrences — PyTorch's `nn.LSTM` and `nn.GRU`, one layer, one direction — over
+//! sequences, and backpropagation through time, in the layout of [`super::rnn`]: a row of
+//! the batch is one sequence, `steps × features` inputs, `steps × hidden` states, row-major by
+//! step; a sequence shorter than `steps` (its length travels with the batch) has zero states
+//! and zero gradients past its end, so that the reverse direction starts at its own last step
+//! and padding changes no output and no gradient.
+//!
+//! PyTorch's parameters and gate orders: the LSTM's `W_ih [4h, f]`, `W_hh [4h, h]`, `b_ih`,
+//! `b_hh` with the gates `i, f, g, o`:
+//!
+//! ```text
+//! i = σ(·), f = σ(·), g = tanh(·), o = σ(·)      (each W_i· x + b_i· + W_h· h_{t−1} + b_h·)
+//! c_t = f ⊙ c_{t−1} + i ⊙ g,  h_t = o ⊙ tanh(c_t)
+//! ```
+//!
+//! and the GRU's `W_ih [3h, f]`, `W_hh [3h, h]` with `r, z, n`:
+//!
+//! ```text
+//! r = σ(W_ir x + b_ir + W_hr h + b_hr),  z = σ(W_iz x + b_iz + W_hz h + b_hz)
+//! n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn)),  h_t = (1 − z) ⊙ n + z ⊙ h_{t−1}
+//! ```
+//!
+//! The input projections of every step are one product over `rows · steps` rows; the
+//! recurrent products one `rows × gates·hidden × hidden` product per step over the batch; the
+//! gate nonlinearities are the activation table's (the same bits as a `sigmoid` or `tanh`
+//! layer), applied where the gates are written. The backward pass overwrites the kept gates
+//! with their pre-activation gradients, so that the weight gradients are one product each
+//! over every step, as in the Elman recurrence.
+
+use super::rnn::Dims;
+use crate::act::{activation_in_place, Act};
+use crate::Float;
+
+/// The length of row `r`'s sequence: `lengths[r]`, or every step when none are given.
+fn length(lengths: &[usize], r: usize, steps: usize) -> usize {
+    lengths.get(r).map_or(steps, |&l| l.min(steps))
+}
+
+/// The `i`-th step the recurrence visits, and the one it visited before (None first).
+fn visit(d: &Dims, i: usize) -> (usize, Option<usize>) {
+    if d.reverse {
+        let t = d.steps - 1 - i;
+        (t, (i > 0).then_some(t + 1))
+    } else {
+        (i, i.checked_sub(1))
+    }
+}
+
+/// Step `t` of every row of `src` (`steps × n` per row) into `ws`, contiguous.
+fn gather_step<T: Float>(src: &[T], ws: &mut [T], rows: usize, steps: usize, n: usize, t: usize) {
+    for (r, dst) in ws[..rows * n].chunks_exact_mut(n).enumerate() {
+        let from = (r * steps + t) * n;
+        dst.copy_from_slice(&src[from..from + n]);
+    }
+}
+
+/// `c[n × g·h] = a[n × f] · wᵀ` (`w` `[g·h, f]`, PyTorch's layout), added to `c` (`β = 1`);
+/// `c` rows `rsc` apart.
+#[allow(clippy::too_many_arguments)]
+fn project<T: Float>(n: usize, f: usize, gh: usize, a: &[T], w: &[T], c: &mut [T], rsc: usize) {
+    T::gemm(n, f, gh, T::ONE, a, f as isize, 1, w, 1, f as isize, T::ONE, c, rsc as isize, 1);
+}
+
+/// What the LSTM keeps from its forward pass for the backward one (each `rows × steps × …`).
+pub struct LstmState<'a, T> {
+    /// The activated gates `i, f, g, o` of every step (`4h` each); overwritten by the backward
+    /// pass with their pre-activation gradients.
+    pub gates: &'a mut [T],
+    /// The cell states (`h` each).
+    pub cs: &'a mut [T],
+    /// The hidden states (`h` each): the layer's output.
+    pub hs: &'a mut [T],
+}
+
+/// The LSTM over every row and step. `h0`, `c0` (`rows × h`): the states carried in from the
+/// previous window (truncated backpropagation through time), zero when absent. `ws` holds
+/// `rows × h` values.
+#[allow(clippy::too_many_arguments)]
+pub fn lstm_forward<T: Float>(
+    d: Dims,
+    lengths: &[usize],
+    x: &[T],
+    (wih, whh, bih, bhh): (&[T], &[T], &[T], &[T]),
+    st: LstmState<'_, T>,
+    ws: &mut [T],
+    (h0, c0): (Option<&[T]>, Option<&[T]>),
+) {
+    let Dims { rows, steps, features: nf, hidden: nh, .. } = d;
+    let (n, g4) = (rows * steps, 4 * nh);
+    let LstmState { gates, cs, hs } = st;
+    for row in gates[..n * g4].chunks_exact_mut(g4) {
+        for ((o, &a), &b) in row.iter_mut().zip(bih).zip(bhh) {
+            *o = a + b;
+        }
+    }
+    project(n, nf, g4, x, wih, gates, g4);
+    for i in 0..steps {
+        let (t, prev) = visit(&d, i);
+        let prev_h: Option<&[T]> = match (prev, h0) {
+            (Some(p), _) => {
+                gather_step(hs, ws, rows, steps, nh, p);
+                Some(ws)
+            }
+            (None, h) => h,
+        };
+        if let Some(h) = prev_h {
+            project(rows, nh, g4, h, whh, &mut gates[t * g4..], steps * g4);
+        }
+        for r in 0..rows {
+            let (at, gat) = ((r * steps + t) * nh, (r * steps + t) * g4);
+            if t >= length(lengths, r, steps) {
+                gates[gat..gat + g4].fill(T::ZERO);
+                cs[at..at + nh].fill(T::ZERO);
+                hs[at..at + nh].fill(T::ZERO);
+                continue;
+            }
+            let g = &mut gates[gat..gat + g4];
+            activation_in_place(Act::Sigmoid, &mut g[..2 * nh]);
+            activation_in_place(Act::Tanh, &mut g[2 * nh..3 * nh]);
+            activation_in_place(Act::Sigmoid, &mut g[3 * nh..]);
+            for j in 0..nh {
+                let (ig, fg, gg) = (g[j], g[nh + j], g[2 * nh + j]);
+                // f ⊙ c_{t−1}: nothing before the first step without carried states.
+                let kept = match (prev, c0) {
+                    (Some(p), _) => fg * cs[(r * steps + p) * nh + j],
+                    (None, Some(c)) => fg * c[r * nh + j],
+                    (None, None) => T::ZERO,
+                };
+                let c = kept + ig * gg;
+                cs[at + j] = c;
+                hs[at + j] = g[3 * nh + j] * c.tanh();
+            }
+        }
+    }
+}
+
+/// Forward was [`lstm_forward`], so now, from `dhs` (the loss's gradient with respect to
+/// every hidden state; overwritten as the recurrent gradients are added into it): through
+/// time from the last step, each step's gates' pre-activation gradients replace the gates in
+/// `st.gates`; then `dW_ih = Σ dgᵀ x`, `dW_hh = Σ_t dg_tᵀ h_{t−1}`, `db_ih = db_hh = Σ dg`.
+/// `ws` holds `rows × 5h` values. The carried states get no gradient (truncation).
+#[allow(clippy::too_many_arguments)]
+pub fn lstm_backward_params<T: Float>(
+    d: Dims,
+    lengths: &[usize],
+    x: &[T],
+    whh: &[T],
+    st: LstmState<'_, T>,
+    dhs: &mut [T],
+    ws: &mut [T],
+    (dwih, dwhh, dbih, dbhh): (&mut [T], &mut [T], &mut [T], &mut [T]),
+    (h0, c0): (Option<&[T]>, Option<&[T]>),
+) {
+    let Dims { rows, steps, features: nf, hidden: nh, .. } = d;
+    let (n, g4) = (rows * steps, 4 * nh);
+    let LstmState { gates, cs, hs } = st;
+    // The cell state's gradient carried from step to step, per row; then one step's gate
+    // gradients, contiguous, for the recurrent product.
+    let (dc, wsg) = ws[..rows * 5 * nh].split_at_mut(rows * nh);
+    dc.fill(T::ZERO);
+    for i in (0..steps).rev() {
+        let (t, prev) = visit(&d, i);
+        for r in 0..rows {
+            let (at, gat) = ((r * steps + t) * nh, (r * steps + t) * g4);
+            if t >= length(lengths, r, steps) {
+                gates[gat..gat + g4].fill(T::ZERO);
+                dc[r * nh..(r + 1) * nh].fill(T::ZERO);
+                continue;
+            }
+            let c_prev: Option<&[T]> = match (prev, c0) {
+                (Some(p), _) => Some(&cs[(r * steps + p) * nh..][..nh]),
+                (None, Some(c)) => Some(&c[r * nh..][..nh]),
+                (None, None) => None,
+            };
+            let g = &mut gates[gat..gat + g4];
+            for j in 0..nh {
+                let (ig, fg, gg, og) = (g[j], g[nh + j], g[2 * nh + j], g[3 * nh + j]);
+                let tc = cs[at + j].tanh();
+                let dh = dhs[at + j];
+                let dcj = dc[r * nh + j] + dh * og * (T::ONE - tc * tc);
+                let cp = c_prev.map_or(T::ZERO, |c| c[j]);
+                g[j] = dcj * gg * ig * (T::ONE - ig);
+                g[nh + j] = dcj * cp * fg * (T::ONE - fg);
+                g[2 * nh + j] = dcj * ig * (T::ONE - gg * gg);
+                g[3 * nh + j] = dh * tc * og * (T::ONE - og);
+                dc[r * nh + j] = dcj * fg;
+            }
+        }
+        if let Some(p) = prev {
+            // dh_{t−1} += dg_t · W_hh.
+            gather_step(gates, wsg, rows, steps, g4, t);
+            T::gemm(
+                rows,
+                g4,
+                nh,
+                T::ONE,
+                wsg,
+                g4 as isize,
+                1,
+                whh,
+                nh as isize,
+                1,
+                T::ONE,
+                &mut dhs[p * nh..],
+                (steps * nh) as isize,
+                1,
+            );
+        }
+    }
+    T::gemm(g4, n, nf, T::ONE, gates, 1, g4 as isize, x, nf as isize, 1, T::ZERO, dwih, nf as isize, 1);
+    recurrent_weight_grads(d, gates, g4, hs, h0, dwhh);
+    bias_grads(gates, n, g4, dbih);
+    dbhh[..g4].copy_from_slice(&dbih[..g4]);
+}
+
+/// `dW_hh[g × h] = Σ_t dz_tᵀ h_{t−1}` over every row (`dz` `cols` wide per step, the states
+/// `h` wide): row `i` of the states neighbours rows `i ± 1` in memory, so this is one product
+/// over all rows minus the pairs that cross from one sequence into the next, plus the
+/// carried states' share at the first step.
+fn recurrent_weight_grads<T: Float>(d: Dims, dz: &[T], cols: usize, hs: &[T], h0: Option<&[T]>, dw: &mut [T]) {
+    let Dims { rows, steps, hidden: nh, reverse, .. } = d;
+    let n = rows * steps;
+    dw[..cols * nh].fill(T::ZERO);
+    if steps > 1 && n > 1 {
+        let (dz_from, h_from) = if reverse { (0, nh) } else { (cols, 0) };
+        T::gemm(
+            cols,
+            n - 1,
+            nh,
+            T::ONE,
+            &dz[dz_from..],
+            1,
+            cols as isize,
+            &hs[h_from..],
+            nh as isize,
+            1,
+            T::ZERO,
+            dw,
+            nh as isize,
+            1,
+        );
+        if rows > 1 {
+            // Forward: dz[r, 0] with h[r − 1, last], r ≥ 1; reverse: dz[r, last] with h[r + 1, 0].
+            let (dz_at, h_at) =
+                if reverse { ((steps - 1) * cols, steps * nh) } else { (steps * cols, steps * nh - nh) };
+            T::gemm(
+                cols,
+                rows - 1,
+                nh,
+                -T::ONE,
+                &dz[dz_at..],
+                1,
+                (steps * cols) as isize,
+                &hs[h_at..],
+                (steps * nh) as isize,
+                1,
+                T::ONE,
+                dw,
+                nh as isize,
+                1,
+            );
+        }
+    }
+    if let Some(h) = h0 {
+        T::gemm(cols, rows, nh, T::ONE, dz, 1, (steps * cols) as isize, h, nh as isize, 1, T::ONE, dw, nh as isize, 1);
+    }
+}
+
+/// `db = Σ dz` over the `n` rows of `dz` (`cols` wide).
+fn bias_grads<T: Float>(dz: &[T], n: usize, cols: usize, db: &mut [T]) {
+    db[..cols].fill(T::ZERO);
+    for row in dz[..n * cols].chunks_exact(cols) {
+        for (g, &v) in db[..cols].iter_mut().zip(row) {
+            *g += v;
+        }
+    }
+}
+
+/// …and `dx (+)= dg W_ih`, every step in one product (`gates` the gates' gradients, `width`
+/// of them per step: `4h` or `3h`).
+pub fn backward_input<T: Float>(d: Dims, width: usize, wih: &[T], dg: &[T], dx: &mut [T], accumulate: bool) {
+    let Dims { rows, steps, features: nf, .. } = d;
+    let beta = if accumulate { T::ONE } else { T::ZERO };
+    T::gemm(rows * steps, width, nf, T::ONE, dg, width as isize, 1, wih, nf as isize, 1, beta, dx, nf as isize, 1);
+}
+
+/// What the GRU keeps from its forward pass for the backward one (each `rows × steps × …`).
+pub struct GruState<'a, T> {
+    /// The activated gates `r, z, n` of every step (`3h` each); overwritten by the backward
+    /// pass with the gradients of the input projections' pre-activations.
+    pub gates: &'a mut [T],
+    /// `W_hn h_{t−1} + b_hn` of every step (`h` each), which `n` read through `r`;
+    /// overwritten by the backward pass with its gradient.
+    pub hn: &'a mut [T],
+    /// The hidden states (`h` each): the layer's output.
+    pub hs: &'a mut [T],
+}
+
+/// The GRU over every row and step. `h0` (`rows × h`): the state carried in, zero when
+/// absent. `ws` holds `rows × 4h` values.
+pub fn gru_forward<T: Float>(
+    d: Dims,
+    lengths: &[usize],
+    x: &[T],
+    (wih, whh, bih, bhh): (&[T], &[T], &[T], &[T]),
+    st: GruState<'_, T>,
+    ws: &mut [T],
+    h0: Option<&[T]>,
+) {
+    let Dims { rows, steps, features: nf, hidden: nh, .. } = d;
+    let (n, g3) = (rows * steps, 3 * nh);
+    let GruState { gates, hn, hs } = st;
+    for row in gates[..n * g3].chunks_exact_mut(g3) {
+        row.copy_from_slice(&bih[..g3]);
+    }
+    project(n, nf, g3, x, wih, gates, g3);
+    // One step's recurrent projections (`rows × 3h`), then the previous states (`rows × h`).
+    let (gh, wsh) = ws[..rows * 4 * nh].split_at_mut(rows * g3);
+    for i in 0..steps {
+        let (t, prev) = visit(&d, i);
+        for row in gh.chunks_exact_mut(g3) {
+            row.copy_from_slice(&bhh[..g3]);
+        }
+        let prev_h: Option<&[T]> = match (prev, h0) {
+            (Some(p), _) => {
+                gather_step(hs, wsh, rows, steps, nh, p);
+                Some(wsh)
+            }
+            (None, h) => h,
+        };
+        if let Some(h) = prev_h {
+            project(rows, nh, g3, h, whh, gh, g3);
+        }
+        for r in 0..rows {
+            let (at, gat) = ((r * steps + t) * nh, (r * steps + t) * g3);
+            if t >= length(lengths, r, steps) {
+                gates[gat..gat + g3].fill(T::ZERO);
+                hn[at..at + nh].fill(T::ZERO);
+                hs[at..at + nh].fill(T::ZERO);
+                continue;
+            }
+            let ghr = &gh[r * g3..(r + 1) * g3];
+            let g = &mut gates[gat..gat + g3];
+            for (a, &b) in g[..2 * nh].iter_mut().zip(&ghr[..2 * nh]) {
+                *a += b;
+            }
+            activation_in_place(Act::Sigmoid, &mut g[..2 * nh]);
+            for j in 0..nh {
+                g[2 * nh + j] += g[j] * ghr[2 * nh + j];
+            }
+            activation_in_place(Act::Tanh, &mut g[2 * nh..]);
+            hn[at..at + nh].copy_from_slice(&ghr[2 * nh..]);
+            for j in 0..nh {
+                let hp = prev_h.map_or(T::ZERO, |h| h[r * nh + j]);
+                let (z, nv) = (g[nh + j], g[2 * nh + j]);
+                hs[at + j] = (T::ONE - z) * nv + z * hp;
+            }
+        }
+    }
+}
+
+/// Forward was [`gru_forward`], so now, from `dhs` (the loss's gradient with respect to every
+/// hidden state; overwritten as the recurrent gradients are added into it): through time from
+/// the last step, `st.gates` gets the gradients of the input projections (`r, z, n`) and
+/// `st.hn` that of `W_hn h + b_hn`; then `dW_ih = Σ dgᵀ x`, `db_ih = Σ dg`, and `dW_hh`,
+/// `db_hh` from the recurrent projections' gradients (`r`, `z` as the input's, `n` through
+/// `r`). `ws` holds `rows × 3h` values.
+#[allow(clippy::too_many_arguments)]
+pub fn gru_backward_params<T: Float>(
+    d: Dims,
+    lengths: &[usize],
+    x: &[T],
+    whh: &[T],
+    st: GruState<'_, T>,
+    dhs: &mut [T],
+    ws: &mut [T],
+    (dwih, dwhh, dbih, dbhh): (&mut [T], &mut [T], &mut [T], &mut [T]),
+    h0: Option<&[T]>,
+) {
+    let Dims { rows, steps, features: nf, hidden: nh, .. } = d;
+    let (n, g3) = (rows * steps, 3 * nh);
+    let GruState { gates, hn, hs } = st;
+    let wsg = &mut ws[..rows * g3];
+    for i in (0..steps).rev() {
+        let (t, prev) = visit(&d, i);
+        for r in 0..rows {
+            let (at, gat) = ((r * steps + t) * nh, (r * steps + t) * g3);
+            if t >= length(lengths, r, steps) {
+                gates[gat..gat + g3].fill(T::ZERO);
+                hn[at..at + nh].fill(T::ZERO);
+                continue;
+            }
+            let g = &mut gates[gat..gat + g3];
+            for j in 0..nh {
+                let (rg, z, nv) = (g[j], g[nh + j], g[2 * nh + j]);
+                let hp = match (prev, h0) {
+                    (Some(p), _) => hs[(r * steps + p) * nh + j],
+                    (None, Some(h)) => h[r * nh + j],
+                    (None, None) => T::ZERO,
+                };
+                let dh = dhs[at + j];
+                let dan = dh * (T::ONE - z) * (T::ONE - nv * nv);
+                let daz = dh * (hp - nv) * z * (T::ONE - z);
+                let dar = dan * hn[at + j] * rg * (T::ONE - rg);
+                g[j] = dar;
+                g[nh + j] = daz;
+                g[2 * nh + j] = dan;
+                hn[at + j] = dan * rg;
+                // The direct path: h_t = … + z ⊙ h_{t−1}.
+                if let Some(p) = prev {
+                    dhs[(r * steps + p) * nh + j] += dh * z;
+                }
+            }
+        }
+        if let Some(p) = prev {
+            // dh_{t−1} += [dr, dz, dn ⊙ r]_t · W_hh.
+            for (row, dst) in wsg.chunks_exact_mut(g3).enumerate() {
+                let (gat, at) = ((row * steps + t) * g3, (row * steps + t) * nh);
+                dst[..2 * nh].copy_from_slice(&gates[gat..gat + 2 * nh]);
+                dst[2 * nh..].copy_from_slice(&hn[at..at + nh]);
+            }
+            T::gemm(
+                rows,
+                g3,
+                nh,
+                T::ONE,
+                wsg,
+                g3 as isize,
+                1,
+                whh,
+                nh as isize,
+                1,
+                T::ONE,
+                &mut dhs[p * nh..],
+                (steps * nh) as isize,
+                1,
+            );
+        }
+    }
+    T::gemm(g3, n, nf, T::ONE, gates, 1, g3 as isize, x, nf as isize, 1, T::ZERO, dwih, nf as isize, 1);
+    bias_grads(gates, n, g3, dbih);
+    // The recurrent projections' gradients: r and z as the input's, n's in `hn`.
+    let (dw_rz, dw_n) = dwhh[..g3 * nh].split_at_mut(2 * nh * nh);
+    recurrent_weight_grads_rows(d, gates, g3, 2 * nh, hs, h0, dw_rz);
+    recurrent_weight_grads(d, hn, nh, hs, h0, dw_n);
+    dbhh[..2 * nh].copy_from_slice(&dbih[..2 * nh]);
+    bias_grads(hn, n, nh, &mut dbhh[2 * nh..]);
+}
+
+/// [`recurrent_weight_grads`] for the first `used` columns of `dz` (`cols` wide per step).
+fn recurrent_weight_grads_rows<T: Float>(
+    d: Dims,
+    dz: &[T],
+    cols: usize,
+    used: usize,
+    hs: &[T],
+    h0: Option<&[T]>,
+    dw: &mut [T],
+) {
+    if used == cols {
+        return recurrent_weight_grads(d, dz, cols, hs, h0, dw);
+    }
+    let n = d.rows * d.steps;
+    let mut part = vec![T::ZERO; n * used];
+    for (to, from) in part.chunks_exact_mut(used).zip(dz.chunks_exact(cols)) {
+        to.copy_from_slice(&from[..used]);
+    }
+    recurrent_weight_grads(d, &part, used, hs, h0, dw);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{RngExt, SeedableRng};
+
+    /// A gated layer's parameters and inputs for a test, and the loss `Σ c ⊙ h` over every
+    /// state (`c` fixed weights).
+    #[derive(Clone)]
+    struct Case {
+        d: Dims,
+        lengths: Vec<usize>,
+        x: Vec<f64>,
+        w: [Vec<f64>; 4],
+        c: Vec<f64>,
+        h0: Option<Vec<f64>>,
+        c0: Option<Vec<f64>>,
+    }
+
+    fn case(gates: usize, reverse: bool, lengths: &[usize], carried: bool, seed: u64) -> Case {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let (rows, steps, nf, nh) = (lengths.len(), 4, 3, 5);
+        let d = Dims { rows, steps, features: nf, hidden: nh, reverse };
+        let mut v = |n: usize| (0..n).map(|_| rng.random_range(-0.8..0.8)).collect::<Vec<f64>>();
+        let gh = gates * nh;
+        Case {
+            d,
+            lengths: lengths.to_vec(),
+            x: v(rows * steps * nf),
+            w: [v(gh * nf), v(gh * nh), v(gh), v(gh)],
+            c: v(rows * steps * nh),
+            h0: carried.then(|| v(rows * nh)),
+            c0: carried.then(|| v(rows * nh)),
+        }
+    }
+
+    /// The states of the LSTM (`gates` 4) or GRU (3) on `k`, and the loss.
+    fn run(k: &Case, gates: usize) -> (Vec<f64>, f64) {
+        let Dims { rows, steps, hidden: nh, .. } = k.d;
+        let n = rows * steps;
+        let (mut g, mut hs, mut other) = (vec![0.0; n * gates * nh], vec![0.0; n * nh], vec![0.0; n * nh]);
+        let mut ws = vec![0.0; rows * 4 * nh];
+        let w = (&k.w[0][..], &k.w[1][..], &k.w[2][..], &k.w[3][..]);
+        if gates == 4 {
+            let st = LstmState { gates: &mut g, cs: &mut other, hs: &mut hs };
+            lstm_forward(k.d, &k.lengths, &k.x, w, st, &mut ws, (k.h0.as_deref(), k.c0.as_deref()));
+        } else {
+            let st = GruState { gates: &mut g, hn: &mut other, hs: &mut hs };
+            gru_forward(k.d, &k.lengths, &k.x, w, st, &mut ws, k.h0.as_deref());
+        }
+        let loss = hs.iter().zip(&k.c).map(|(h, c)| h * c).sum();
+        (hs, loss)
+    }
+
+    /// The analytic gradients: `[dW_ih, dW_hh, db_ih, db_hh, dx]`.
+    fn grads(k: &Case, gates: usize) -> [Vec<f64>; 5] {
+        let Dims { rows, steps, features: nf, hidden: nh, .. } = k.d;
+        let (n, gh) = (rows * steps, gates * nh);
+        let (mut g, mut hs, mut other) = (vec![0.0; n * gh], vec![0.0; n * nh], vec![0.0; n * nh]);
+        let mut ws = vec![0.0; rows * 5 * nh];
+        let w = (&k.w[0][..], &k.w[1][..], &k.w[2][..], &k.w[3][..]);
+        let mut out = [vec![0.0; gh * nf], vec![0.0; gh * nh], vec![0.0; gh], vec![0.0; gh], vec![0.0; n * nf]];
+        let [dwih, dwhh, dbih, dbhh, dx] = &mut out;
+        let mut dhs = k.c.clone();
+        if gates == 4 {
+            let carried = (k.h0.as_deref(), k.c0.as_deref());
+            let st = LstmState { gates: &mut g, cs: &mut other, hs: &mut hs };
+            lstm_forward(k.d, &k.lengths, &k.x, w, st, &mut ws, carried);
+            let st = LstmState { gates: &mut g, cs: &mut other, hs: &mut hs };
+            let p = (&mut dwih[..], &mut dwhh[..], &mut dbih[..], &mut dbhh[..]);
+            lstm_backward_params(k.d, &k.lengths, &k.x, &k.w[1], st, &mut dhs, &mut ws, p, carried);
+        } else {
+            let st = GruState { gates: &mut g, hn: &mut other, hs: &mut hs };
+            gru_forward(k.d, &k.lengths, &k.x, w, st, &mut ws, k.h0.as_deref());
+            let st = GruState { gates: &mut g, hn: &mut other, hs: &mut hs };
+            let p = (&mut dwih[..], &mut dwhh[..], &mut dbih[..], &mut dbhh[..]);
+            gru_backward_params(k.d, &k.lengths, &k.x, &k.w[1], st, &mut dhs, &mut ws, p, k.h0.as_deref());
+        }
+        backward_input(k.d, gh, &k.w[0], &g, dx, false);
+        out
+    }
+
+    /// Central differences of the loss in every parameter and input.
+    fn numeric(k: &Case, gates: usize) -> [Vec<f64>; 5] {
+        let eps = 1e-6;
+        let mut out: [Vec<f64>; 5] = Default::default();
+        for (slot, o) in out.iter_mut().enumerate() {
+            let len = if slot < 4 { k.w[slot].len() } else { k.x.len() };
+            for i in 0..len {
+                let at = |delta: f64| {
+                    let mut m = k.clone();
+                    if slot < 4 {
+                        m.w[slot][i] += delta;
+                    } else {
+                        m.x[i] += delta;
+                    }
+                    run(&m, gates).1
+                };
+                o.push((at(eps) - at(-eps)) / (2.0 * eps));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn lstm_and_gru_gradients_are_the_finite_differences() {
+        for gates in [4, 3] {
+            for reverse in [false, true] {
+                for (lengths, carried) in [(&[4, 4][..], false), (&[4, 2, 3, 1][..], false), (&[4, 3][..], true)] {
+                    // Carried states only go forward (a bidirectional layer cannot carry).
+                    if carried && reverse {
+                        continue;
+                    }
+                    let k = case(gates, reverse, lengths, carried, 5 + gates as u64);
+                    let (got, want) = (grads(&k, gates), numeric(&k, gates));
+                    for (name, (g, w)) in ["dW_ih", "dW_hh", "db_ih", "db_hh", "dx"].iter().zip(got.iter().zip(&want)) {
+                        let worst = g.iter().zip(w).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+                        assert!(
+                            worst < 1e-7,
+                            "gates {gates} reverse {reverse} lengths {lengths:?} carried {carried}: {name} off by {worst:e}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn padding_changes_nothing_and_its_states_are_zero() {
+        for gates in [4, 3] {
+            for reverse in [false, true] {
+                let k = case(gates, reverse, &[4, 2, 3], false, 9);
+                let (hs, _) = run(&k, gates);
+                let nh = k.d.hidden;
+                // Past each sequence's end: zero states.
+                for (r, &len) in k.lengths.iter().enumerate() {
+                    for t in len..k.d.steps {
+                        assert!(hs[(r * k.d.steps + t) * nh..][..nh].iter().all(|&v| v == 0.0));
+                    }
+                }
+                // Other values in the padding: the same states, bit for bit.
+                let mut m = k.clone();
+                let nf = k.d.features;
+                for (r, &len) in k.lengths.iter().enumerate() {
+                    for t in len..k.d.steps {
+                        m.x[(r * k.d.steps + t) * nf..][..nf].iter_mut().for_each(|v| *v = 7.0);
+                    }
+                }
+                assert_eq!(run(&m, gates).0, hs, "gates {gates} reverse {reverse}");
+                // The reverse direction starts at each sequence's own end: a sequence of 2
+                // gives what the same two steps give alone.
+                let alone = Case {
+                    d: Dims { rows: 1, ..k.d },
+                    lengths: vec![2],
+                    x: k.x[k.d.steps * nf..2 * k.d.steps * nf].to_vec(),
+                    c: k.c[k.d.steps * nh..2 * k.d.steps * nh].to_vec(),
+                    w: k.w.clone(),
+                    h0: None,
+                    c0: None,
+                };
+                assert_eq!(run(&alone, gates).0[..], hs[k.d.steps * nh..2 * k.d.steps * nh]);
+            }
+        }
+    }
+
+    /// One LSTM step by hand for one row, one unit: the formulas of PyTorch's documentation.
+    #[test]
+    fn one_lstm_and_one_gru_step_by_hand() {
+        let d = Dims { rows: 1, steps: 1, features: 1, hidden: 1, reverse: false };
+        let s = |v: f64| 1.0 / (1.0 + (-v).exp());
+        let (x, h0, c0) = (0.5, 0.2, -0.3);
+        // LSTM: W_ih = [i f g o] = [0.1, 0.2, 0.3, 0.4], W_hh = [0.5, 0.6, 0.7, 0.8], b_ih = 0.01·k, b_hh = 0.
+        let (wih, whh, bih, bhh) = ([0.1, 0.2, 0.3, 0.4], [0.5, 0.6, 0.7, 0.8], [0.01, 0.02, 0.03, 0.04], [0.0; 4]);
+        let pre = |k: usize| wih[k] * x + bih[k] + whh[k] * h0;
+        let (i, f, g, o) = (s(pre(0)), s(pre(1)), pre(2).tanh(), s(pre(3)));
+        let c = f * c0 + i * g;
+        let want = o * c.tanh();
+        let (mut gs, mut cs, mut hs, mut ws) = (vec![0.0; 4], vec![0.0; 1], vec![0.0; 1], vec![0.0; 4]);
+        let st = LstmState { gates: &mut gs, cs: &mut cs, hs: &mut hs };
+        lstm_forward(d, &[], &[x], (&wih, &whh, &bih, &bhh), st, &mut ws, (Some(&[h0]), Some(&[c0])));
+        assert!((hs[0] - want).abs() < 1e-15 && (cs[0] - c).abs() < 1e-15, "{} vs {want}", hs[0]);
+        // GRU: W_ih = [r z n] = [0.1, 0.2, 0.3], W_hh = [0.4, 0.5, 0.6], b_ih = [0.01, 0.02, 0.03],
+        // b_hh = [0.04, 0.05, 0.06].
+        let (wih, whh, bih, bhh) = ([0.1, 0.2, 0.3], [0.4, 0.5, 0.6], [0.01, 0.02, 0.03], [0.04, 0.05, 0.06]);
+        let r = s(wih[0] * x + bih[0] + whh[0] * h0 + bhh[0]);
+        let z = s(wih[1] * x + bih[1] + whh[1] * h0 + bhh[1]);
+        let n = (wih[2] * x + bih[2] + r * (whh[2] * h0 + bhh[2])).tanh();
+        let want = (1.0 - z) * n + z * h0;
+        let (mut gs, mut hn, mut hs) = (vec![0.0; 3], vec![0.0; 1], vec![0.0; 1]);
+        let st = GruState { gates: &mut gs, hn: &mut hn, hs: &mut hs };
+        gru_forward(d, &[], &[x], (&wih, &whh, &bih, &bhh), st, &mut ws, Some(&[h0]));
+        assert!((hs[0] - want).abs() < 1e-15, "{} vs {want}", hs[0]);
+    }
+}
