@@ -48,6 +48,8 @@ EXTRA = {
     "blocks": "block Res(width) {\n input x\n let y = x -> conv(width, 3, pad = same, bias = false) -> batchnorm -> relu\n"
     " add(x, y)\n}\nmodel Blocks {\n input x: [6, 6, 4]\n x -> [Res(4)] * 2 as stage1 -> Res(4) as class\n"
     " -> globalavgpool -> dense(8) -> batchnorm -> relu -> dense(3) -> softmax\n}\n",
+    "gated": "model Gated {\n input x: [seq = 6, 4]\n x -> lstm(5) -> gru(4) -> lstm(3, output = last) -> dense(2)\n}\n",
+    "gated_last": "model GatedLast {\n input x: [seq = 5, 3]\n x -> gru(6, output = last) -> dense(3) -> softmax\n}\n",
     "rnn_activations": "model RnnActs {\n input x: [seq = 6, 4]\n x -> rnn(5, activation = relu)\n"
     " -> bidirectional(rnn(4, activation = leaky_relu(alpha = 0.2)), merge = add) -> rnn(4, activation = sigmoid)\n"
     " -> rnn(3, activation = identity, output = last) -> dense(2)\n}\n",

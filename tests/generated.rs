@@ -139,6 +139,16 @@ nnlang_macros::nn! {
 }
 
 nnlang_macros::nn! {
+    // The gated recurrences, stacked on ragged sequences: every LSTM state, then the GRU's last.
+    model Gates {
+        input x: [seq <= 6, 4]
+        x -> lstm(5) -> gru(4, output = last) -> dense(3) -> softmax
+    }
+    train Gates on d { loss = cross_entropy, optimizer = adam(lr = 0.01), batch = 8, clip = 0.5, seed = 10 }
+    data d { train = csv("unused.csv") }
+}
+
+nnlang_macros::nn! {
     model BnDense {
         input x: [10]
         x -> dense(12) -> batchnorm -> relu -> dense(8) -> batchnorm(momentum = 0.3, eps = 1e-3) -> tanh -> dense(3) -> softmax
@@ -374,6 +384,12 @@ differential!(
     bidirectional,
     BothWays,
     "model BothWays {\n input x: [5, 4]\n x -> bidirectional(rnn(6), merge = concat) -> bidirectional(rnn(3, activation = relu, output = last), merge = add)\n -> dense(2) -> softmax\n }\n train BothWays on d { loss = cross_entropy, optimizer = sgd(lr = 0.1, momentum = 0.9), batch = 7, seed = 4 }\n data d { train = csv(\"unused.csv\") }"
+);
+
+differential!(
+    lstm_and_gru,
+    Gates,
+    "model Gates {\n input x: [seq <= 6, 4]\n x -> lstm(5) -> gru(4, output = last) -> dense(3) -> softmax\n }\n train Gates on d { loss = cross_entropy, optimizer = adam(lr = 0.01), batch = 8, clip = 0.5, seed = 10 }\n data d { train = csv(\"unused.csv\") }"
 );
 
 differential!(

@@ -372,6 +372,29 @@ fn ragged_batches_stacked_bidirectional_and_per_step_losses() {
     check_ragged("model M { input x: [seq <= 5, 2]\n x -> rnn(3) -> dense(2) -> sigmoid }", Loss::BinaryCrossEntropy);
 }
 
+#[test]
+fn lstm_and_gru_fixed_ragged_stacked_sequence_and_last() {
+    for cell in ["lstm", "gru"] {
+        for output in ["sequence", "last"] {
+            check(
+                &format!("model M {{ input x: [4, 3]\n x -> {cell}(4, output = {output}) -> dense(3) -> softmax }}"),
+                Loss::CROSS_ENTROPY,
+            );
+            check_ragged(
+                &format!(
+                    "model M {{ input x: [seq <= 5, 3]\n x -> {cell}(4, output = {output}) -> dense(3) -> softmax }}"
+                ),
+                Loss::CROSS_ENTROPY,
+            );
+        }
+        // Stacked, beside the other recurrences, with per-step squared error.
+        check_ragged(
+            &format!("model M {{ input x: [seq <= 5, 2]\n x -> dense(3) -> tanh -> {cell}(4) -> rnn(3) -> {cell}(2) -> dense(2) }}"),
+            Loss::MeanSquaredError,
+        );
+    }
+}
+
 /// Truncated BPTT: each `rnn` starts from a carried state (random here, restored before every
 /// run since the plan saves the new one at its end); the gradients include the carried
 /// state's term in `dW_hh`, and stop there.
@@ -383,6 +406,9 @@ fn carried_states_of_truncated_bptt() {
             Loss::CROSS_ENTROPY,
         ),
         ("model M { input x: [seq <= 4, 3]\n x -> rnn(5, output = last) -> dense(2) }", Loss::MeanSquaredError),
+        // The LSTM carries its hidden and its cell state, the GRU its hidden state.
+        ("model M { input x: [seq = 4, 3]\n x -> lstm(4) -> gru(3) -> dense(3) -> softmax }", Loss::CROSS_ENTROPY),
+        ("model M { input x: [seq <= 4, 3]\n x -> lstm(5, output = last) -> dense(2) }", Loss::MeanSquaredError),
     ] {
         let c = compile(src, &Options::default()).expect("no usage error");
         let plan = nnlang::plan::build_carrying(&c.models[0], Mode::Training(loss), ROWS).expect("plan builds");

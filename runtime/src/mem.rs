@@ -182,10 +182,13 @@ impl<T> Cx<'_, T> {
     }
 }
 
-/// Read access to everything but the one or two arena ranges a step writes.
+/// Three buffers a step writes, and read access to everything else ([`Mem::split3`]).
+pub type Split3<'a, T> = (&'a mut [T], &'a mut [T], &'a mut [T], Reads<'a, T>);
+
+/// Read access to everything but the one, two or three arena ranges a step writes.
 pub struct Reads<'a, T> {
     /// Readable stretches of the arena: (start offset, slice).
-    segs: [(usize, &'a [T]); 3],
+    segs: [(usize, &'a [T]); 4],
     inputs: &'a [&'a [T]],
     target: &'a [T],
 }
@@ -213,7 +216,7 @@ impl<'a, T> Mem<'a, T> {
     /// Read access to everything (for a step that writes only parameter gradients).
     pub fn all(&self) -> Reads<'_, T> {
         Reads {
-            segs: [(0, &*self.arena), (usize::MAX, &[]), (usize::MAX, &[])],
+            segs: [(0, &*self.arena), (usize::MAX, &[]), (usize::MAX, &[]), (usize::MAX, &[])],
             inputs: self.inputs,
             target: self.target,
         }
@@ -226,7 +229,14 @@ impl<'a, T> Mem<'a, T> {
         let w = w.range(rows);
         let (left, rest) = self.arena.split_at_mut(w.start);
         let (mid, right) = rest.split_at_mut(w.end - w.start);
-        (mid, Reads { segs: [(0, left), (w.end, right), (usize::MAX, &[])], inputs: self.inputs, target: self.target })
+        (
+            mid,
+            Reads {
+                segs: [(0, left), (w.end, right), (usize::MAX, &[]), (usize::MAX, &[])],
+                inputs: self.inputs,
+                target: self.target,
+            },
+        )
     }
 
     /// Two disjoint arena ranges `a` (`rows` rows) and `b` (all of it: a workspace), and
@@ -255,7 +265,7 @@ impl<'a, T> Mem<'a, T> {
         let (between, rest) = rest.split_at_mut(second.start - first.end);
         let (m2, right) = rest.split_at_mut(second.end - second.start);
         let reads = Reads {
-            segs: [(0, l), (first.end, between), (second.end, right)],
+            segs: [(0, l), (first.end, between), (second.end, right), (usize::MAX, &[])],
             inputs: self.inputs,
             target: self.target,
         };
@@ -264,6 +274,38 @@ impl<'a, T> Mem<'a, T> {
         } else {
             (m1, m2, reads)
         }
+    }
+
+    /// Three disjoint arena buffers — `a` and `b` of `rows` rows, `c` whole (a workspace: its
+    /// length is `c.cols`; or of `rows` rows too when `c_rows`) — and read access to
+    /// everything else.
+    pub fn split3(&mut self, a: ABuf, b: ABuf, c: ABuf, rows: usize, c_rows: bool) -> Split3<'_, T> {
+        let rc = if c_rows { c.range(rows) } else { c.offset..c.offset + c.cols };
+        let mut ranges = [(a.range(rows), 0usize), (b.range(rows), 1), (rc, 2)];
+        assert!([a, b, c].iter().all(|x| x.space == Space::Arena), "steps write only the arena");
+        ranges.sort_by_key(|(r, _)| r.start);
+        assert!(
+            ranges[0].0.end <= ranges[1].0.start && ranges[1].0.end <= ranges[2].0.start,
+            "three written buffers overlap"
+        );
+        let [(r0, i0), (r1, i1), (r2, i2)] = ranges;
+        let (l, rest) = self.arena.split_at_mut(r0.start);
+        let (m0, rest) = rest.split_at_mut(r0.end - r0.start);
+        let (g0, rest) = rest.split_at_mut(r1.start - r0.end);
+        let (m1, rest) = rest.split_at_mut(r1.end - r1.start);
+        let (g1, rest) = rest.split_at_mut(r2.start - r1.end);
+        let (m2, right) = rest.split_at_mut(r2.end - r2.start);
+        let reads = Reads {
+            segs: [(0, l), (r0.end, g0), (r1.end, g1), (r2.end, right)],
+            inputs: self.inputs,
+            target: self.target,
+        };
+        let mut out: [Option<&mut [T]>; 3] = [None, None, None];
+        out[i0] = Some(m0);
+        out[i1] = Some(m1);
+        out[i2] = Some(m2);
+        let [Some(x), Some(y), Some(z)] = out else { unreachable!("each of the three is placed once") };
+        (x, y, z, reads)
     }
 
     /// A whole workspace `ws` (its length is `ws.cols`, whatever the batch) and read access

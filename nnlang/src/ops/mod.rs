@@ -18,6 +18,7 @@ pub mod conv;
 pub mod dense;
 pub mod dropout;
 pub mod flatten;
+pub mod gated;
 pub mod geometry;
 pub mod global_pool;
 pub mod input;
@@ -384,6 +385,8 @@ registry! {
     Rnn(rnn::Rnn),
     /// `bidirectional(rnn(…))`.
     Bidirectional(rnn::Bidirectional),
+    /// `lstm`, `gru`.
+    Gated(gated::Gated),
     /// `add`.
     Add(merge::Add),
     /// `concat`.

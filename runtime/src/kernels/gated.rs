@@ -29,6 +29,9 @@
 
 use super::rnn::Dims;
 use crate::act::{activation_in_place, Act};
+use crate::mem::Cx;
+use crate::ops::Done;
+use crate::plan::{ABuf, PBuf, Write};
 use crate::Float;
 
 /// The length of row `r`'s sequence: `lengths[r]`, or every step when none are given.
@@ -46,65 +49,57 @@ fn visit(d: &Dims, i: usize) -> (usize, Option<usize>) {
     }
 }
 
-/// Step `t` of every row of `src` (`steps × n` per row) into `ws`, contiguous.
-fn gather_step<T: Float>(src: &[T], ws: &mut [T], rows: usize, steps: usize, n: usize, t: usize) {
-    for (r, dst) in ws[..rows * n].chunks_exact_mut(n).enumerate() {
-        let from = (r * steps + t) * n;
-        dst.copy_from_slice(&src[from..from + n]);
+/// `c[n × g] (+)= a[n × f] · wᵀ` (`w` `[g, f]`, PyTorch's layout; `β = 1`): rows of `a`
+/// `rsa` apart, of `c` `rsc` apart.
+#[allow(clippy::too_many_arguments)]
+fn project<T: Float>(n: usize, f: usize, g: usize, a: &[T], rsa: usize, w: &[T], c: &mut [T], rsc: usize) {
+    T::gemm(n, f, g, T::ONE, a, rsa as isize, 1, w, 1, f as isize, T::ONE, c, rsc as isize, 1);
+}
+
+/// The previous step's states of every row, as a product reads them: `(slice, row stride)`
+/// — step `p` of `hs` (rows `steps·h` apart), or the carried ones (`h` apart), or none
+/// before the first step.
+fn previous<'a, T>(
+    hs: &'a [T],
+    p: Option<usize>,
+    h0: Option<&'a [T]>,
+    steps: usize,
+    nh: usize,
+) -> Option<(&'a [T], usize)> {
+    match (p, h0) {
+        (Some(p), _) => Some((&hs[p * nh..], steps * nh)),
+        (None, Some(h)) => Some((h, nh)),
+        (None, None) => None,
     }
 }
 
-/// `c[n × g·h] = a[n × f] · wᵀ` (`w` `[g·h, f]`, PyTorch's layout), added to `c` (`β = 1`);
-/// `c` rows `rsc` apart.
-#[allow(clippy::too_many_arguments)]
-fn project<T: Float>(n: usize, f: usize, gh: usize, a: &[T], w: &[T], c: &mut [T], rsc: usize) {
-    T::gemm(n, f, gh, T::ONE, a, f as isize, 1, w, 1, f as isize, T::ONE, c, rsc as isize, 1);
-}
-
-/// What the LSTM keeps from its forward pass for the backward one (each `rows × steps × …`).
-pub struct LstmState<'a, T> {
-    /// The activated gates `i, f, g, o` of every step (`4h` each); overwritten by the backward
-    /// pass with their pre-activation gradients.
-    pub gates: &'a mut [T],
-    /// The cell states (`h` each).
-    pub cs: &'a mut [T],
-    /// The hidden states (`h` each): the layer's output.
-    pub hs: &'a mut [T],
-}
-
-/// The LSTM over every row and step. `h0`, `c0` (`rows × h`): the states carried in from the
-/// previous window (truncated backpropagation through time), zero when absent. `ws` holds
-/// `rows × h` values.
+/// The LSTM over every row and step: `gates` (`rows × steps × 4h`: the activated `i, f, g, o`
+/// of every step), `cs` (the cell states) and `hs` (the hidden states, the layer's output).
+/// `h0`, `c0` (`rows × h`): the states carried in from the previous window (truncated
+/// backpropagation through time), zero when absent.
 #[allow(clippy::too_many_arguments)]
 pub fn lstm_forward<T: Float>(
     d: Dims,
     lengths: &[usize],
     x: &[T],
     (wih, whh, bih, bhh): (&[T], &[T], &[T], &[T]),
-    st: LstmState<'_, T>,
-    ws: &mut [T],
+    gates: &mut [T],
+    cs: &mut [T],
+    hs: &mut [T],
     (h0, c0): (Option<&[T]>, Option<&[T]>),
 ) {
     let Dims { rows, steps, features: nf, hidden: nh, .. } = d;
     let (n, g4) = (rows * steps, 4 * nh);
-    let LstmState { gates, cs, hs } = st;
     for row in gates[..n * g4].chunks_exact_mut(g4) {
         for ((o, &a), &b) in row.iter_mut().zip(bih).zip(bhh) {
             *o = a + b;
         }
     }
-    project(n, nf, g4, x, wih, gates, g4);
+    project(n, nf, g4, x, nf, wih, gates, g4);
     for i in 0..steps {
         let (t, prev) = visit(&d, i);
-        let prev_h: Option<&[T]> = match (prev, h0) {
-            (Some(p), _) => {
-                gather_step(hs, ws, rows, steps, nh, p);
-                Some(ws)
-            }
-            (None, h) => h,
-        };
-        if let Some(h) = prev_h {
-            project(rows, nh, g4, h, whh, &mut gates[t * g4..], steps * g4);
+        if let Some((h, rs)) = previous(hs, prev, h0, steps, nh) {
+            project(rows, nh, g4, h, rs, whh, &mut gates[t * g4..], steps * g4);
         }
         for r in 0..rows {
             let (at, gat) = ((r * steps + t) * nh, (r * steps + t) * g4);
@@ -135,28 +130,26 @@ pub fn lstm_forward<T: Float>(
 }
 
 /// Forward was [`lstm_forward`], so now, from `dhs` (the loss's gradient with respect to
-/// every hidden state; overwritten as the recurrent gradients are added into it): through
-/// time from the last step, each step's gates' pre-activation gradients replace the gates in
-/// `st.gates`; then `dW_ih = Σ dgᵀ x`, `dW_hh = Σ_t dg_tᵀ h_{t−1}`, `db_ih = db_hh = Σ dg`.
-/// `ws` holds `rows × 5h` values. The carried states get no gradient (truncation).
+/// every hidden state; the recurrent gradients are added into it as the walk goes): through
+/// time from the last step, each step's gates are replaced by their pre-activation gradients
+/// `dg`; then `dW_ih = Σ dgᵀ x`, `dW_hh = Σ_t dg_tᵀ h_{t−1}`, `db_ih = db_hh = Σ dg`. `dc`
+/// holds `rows × h` values (the cell state's gradient from step to step). The carried states
+/// get no gradient (the truncation).
 #[allow(clippy::too_many_arguments)]
 pub fn lstm_backward_params<T: Float>(
     d: Dims,
     lengths: &[usize],
-    x: &[T],
-    whh: &[T],
-    st: LstmState<'_, T>,
+    (x, whh): (&[T], &[T]),
+    gates: &mut [T],
+    (cs, hs): (&[T], &[T]),
     dhs: &mut [T],
-    ws: &mut [T],
+    dc: &mut [T],
     (dwih, dwhh, dbih, dbhh): (&mut [T], &mut [T], &mut [T], &mut [T]),
     (h0, c0): (Option<&[T]>, Option<&[T]>),
 ) {
     let Dims { rows, steps, features: nf, hidden: nh, .. } = d;
     let (n, g4) = (rows * steps, 4 * nh);
-    let LstmState { gates, cs, hs } = st;
-    // The cell state's gradient carried from step to step, per row; then one step's gate
-    // gradients, contiguous, for the recurrent product.
-    let (dc, wsg) = ws[..rows * 5 * nh].split_at_mut(rows * nh);
+    let dc = &mut dc[..rows * nh];
     dc.fill(T::ZERO);
     for i in (0..steps).rev() {
         let (t, prev) = visit(&d, i);
@@ -167,18 +160,17 @@ pub fn lstm_backward_params<T: Float>(
                 dc[r * nh..(r + 1) * nh].fill(T::ZERO);
                 continue;
             }
-            let c_prev: Option<&[T]> = match (prev, c0) {
-                (Some(p), _) => Some(&cs[(r * steps + p) * nh..][..nh]),
-                (None, Some(c)) => Some(&c[r * nh..][..nh]),
-                (None, None) => None,
-            };
             let g = &mut gates[gat..gat + g4];
             for j in 0..nh {
                 let (ig, fg, gg, og) = (g[j], g[nh + j], g[2 * nh + j], g[3 * nh + j]);
                 let tc = cs[at + j].tanh();
                 let dh = dhs[at + j];
                 let dcj = dc[r * nh + j] + dh * og * (T::ONE - tc * tc);
-                let cp = c_prev.map_or(T::ZERO, |c| c[j]);
+                let cp = match (prev, c0) {
+                    (Some(p), _) => cs[(r * steps + p) * nh + j],
+                    (None, Some(c)) => c[r * nh + j],
+                    (None, None) => T::ZERO,
+                };
                 g[j] = dcj * gg * ig * (T::ONE - ig);
                 g[nh + j] = dcj * cp * fg * (T::ONE - fg);
                 g[2 * nh + j] = dcj * ig * (T::ONE - gg * gg);
@@ -188,159 +180,128 @@ pub fn lstm_backward_params<T: Float>(
         }
         if let Some(p) = prev {
             // dh_{t−1} += dg_t · W_hh.
-            gather_step(gates, wsg, rows, steps, g4, t);
+            let stride = (steps * g4) as isize;
+            let dst = &mut dhs[p * nh..];
             T::gemm(
                 rows,
                 g4,
                 nh,
                 T::ONE,
-                wsg,
-                g4 as isize,
+                &gates[t * g4..],
+                stride,
                 1,
                 whh,
                 nh as isize,
                 1,
                 T::ONE,
-                &mut dhs[p * nh..],
+                dst,
                 (steps * nh) as isize,
                 1,
             );
         }
     }
     T::gemm(g4, n, nf, T::ONE, gates, 1, g4 as isize, x, nf as isize, 1, T::ZERO, dwih, nf as isize, 1);
-    recurrent_weight_grads(d, gates, g4, hs, h0, dwhh);
-    bias_grads(gates, n, g4, dbih);
+    recurrent_weight_grads(d, (gates, g4, g4), hs, h0, dwhh);
+    bias_grads(gates, n, (g4, g4), dbih);
     dbhh[..g4].copy_from_slice(&dbih[..g4]);
 }
 
-/// `dW_hh[g × h] = Σ_t dz_tᵀ h_{t−1}` over every row (`dz` `cols` wide per step, the states
-/// `h` wide): row `i` of the states neighbours rows `i ± 1` in memory, so this is one product
-/// over all rows minus the pairs that cross from one sequence into the next, plus the
-/// carried states' share at the first step.
-fn recurrent_weight_grads<T: Float>(d: Dims, dz: &[T], cols: usize, hs: &[T], h0: Option<&[T]>, dw: &mut [T]) {
+/// `dW_hh[w × h] = Σ_t dz_tᵀ h_{t−1}` over every row, for the `w` columns of `dz` (rows
+/// `stride` apart) from its start, the states `h` wide: row `i` of the states neighbours rows
+/// `i ± 1` in memory, so this is one product over all rows minus the pairs that cross from
+/// one sequence into the next, plus the carried states' share at the first step.
+fn recurrent_weight_grads<T: Float>(
+    d: Dims,
+    (dz, w, stride): (&[T], usize, usize),
+    hs: &[T],
+    h0: Option<&[T]>,
+    dw: &mut [T],
+) {
     let Dims { rows, steps, hidden: nh, reverse, .. } = d;
     let n = rows * steps;
-    dw[..cols * nh].fill(T::ZERO);
+    let (rsz, rsh) = (stride as isize, nh as isize);
+    dw[..w * nh].fill(T::ZERO);
     if steps > 1 && n > 1 {
-        let (dz_from, h_from) = if reverse { (0, nh) } else { (cols, 0) };
-        T::gemm(
-            cols,
-            n - 1,
-            nh,
-            T::ONE,
-            &dz[dz_from..],
-            1,
-            cols as isize,
-            &hs[h_from..],
-            nh as isize,
-            1,
-            T::ZERO,
-            dw,
-            nh as isize,
-            1,
-        );
+        let (dz_from, h_from) = if reverse { (0, nh) } else { (stride, 0) };
+        T::gemm(w, n - 1, nh, T::ONE, &dz[dz_from..], 1, rsz, &hs[h_from..], rsh, 1, T::ZERO, dw, rsh, 1);
         if rows > 1 {
             // Forward: dz[r, 0] with h[r − 1, last], r ≥ 1; reverse: dz[r, last] with h[r + 1, 0].
             let (dz_at, h_at) =
-                if reverse { ((steps - 1) * cols, steps * nh) } else { (steps * cols, steps * nh - nh) };
-            T::gemm(
-                cols,
-                rows - 1,
-                nh,
-                -T::ONE,
-                &dz[dz_at..],
-                1,
-                (steps * cols) as isize,
-                &hs[h_at..],
-                (steps * nh) as isize,
-                1,
-                T::ONE,
-                dw,
-                nh as isize,
-                1,
-            );
+                if reverse { ((steps - 1) * stride, steps * nh) } else { (steps * stride, steps * nh - nh) };
+            let (sz, sh) = ((steps * stride) as isize, (steps * nh) as isize);
+            T::gemm(w, rows - 1, nh, -T::ONE, &dz[dz_at..], 1, sz, &hs[h_at..], sh, 1, T::ONE, dw, rsh, 1);
         }
     }
     if let Some(h) = h0 {
-        T::gemm(cols, rows, nh, T::ONE, dz, 1, (steps * cols) as isize, h, nh as isize, 1, T::ONE, dw, nh as isize, 1);
+        let sz = (steps * stride) as isize;
+        T::gemm(w, rows, nh, T::ONE, dz, 1, sz, h, rsh, 1, T::ONE, dw, rsh, 1);
     }
 }
 
-/// `db = Σ dz` over the `n` rows of `dz` (`cols` wide).
-fn bias_grads<T: Float>(dz: &[T], n: usize, cols: usize, db: &mut [T]) {
-    db[..cols].fill(T::ZERO);
-    for row in dz[..n * cols].chunks_exact(cols) {
-        for (g, &v) in db[..cols].iter_mut().zip(row) {
+/// `db = Σ dz` over the `n` rows of `dz` (`w` columns from its start, rows `stride` apart).
+fn bias_grads<T: Float>(dz: &[T], n: usize, (w, stride): (usize, usize), db: &mut [T]) {
+    db[..w].fill(T::ZERO);
+    for row in dz.chunks(stride).take(n) {
+        for (g, &v) in db[..w].iter_mut().zip(&row[..w]) {
             *g += v;
         }
     }
 }
 
-/// …and `dx (+)= dg W_ih`, every step in one product (`gates` the gates' gradients, `width`
-/// of them per step: `4h` or `3h`).
-pub fn backward_input<T: Float>(d: Dims, width: usize, wih: &[T], dg: &[T], dx: &mut [T], accumulate: bool) {
+/// …and `dx (+)= dg W_ih`, every step in one product: `dg` the gates' gradients, the first
+/// `width` columns of rows `stride` apart (the LSTM's `4h` of `4h`, the GRU's `3h` of `4h`).
+pub fn backward_input<T: Float>(
+    d: Dims,
+    (width, stride): (usize, usize),
+    wih: &[T],
+    dg: &[T],
+    dx: &mut [T],
+    accumulate: bool,
+) {
     let Dims { rows, steps, features: nf, .. } = d;
     let beta = if accumulate { T::ONE } else { T::ZERO };
-    T::gemm(rows * steps, width, nf, T::ONE, dg, width as isize, 1, wih, nf as isize, 1, beta, dx, nf as isize, 1);
+    T::gemm(rows * steps, width, nf, T::ONE, dg, stride as isize, 1, wih, nf as isize, 1, beta, dx, nf as isize, 1);
 }
 
-/// What the GRU keeps from its forward pass for the backward one (each `rows × steps × …`).
-pub struct GruState<'a, T> {
-    /// The activated gates `r, z, n` of every step (`3h` each); overwritten by the backward
-    /// pass with the gradients of the input projections' pre-activations.
-    pub gates: &'a mut [T],
-    /// `W_hn h_{t−1} + b_hn` of every step (`h` each), which `n` read through `r`;
-    /// overwritten by the backward pass with its gradient.
-    pub hn: &'a mut [T],
-    /// The hidden states (`h` each): the layer's output.
-    pub hs: &'a mut [T],
-}
-
-/// The GRU over every row and step. `h0` (`rows × h`): the state carried in, zero when
-/// absent. `ws` holds `rows × 4h` values.
+/// The GRU over every row and step: `gates` (`rows × steps × 4h`: the activated `r, z, n`
+/// of every step, then `W_hn h_{t−1} + b_hn`, which `n` read through `r`) and `hs` (the
+/// hidden states, the layer's output). `h0` (`rows × h`): the state carried in, zero when
+/// absent. `ws` holds `rows × 3h` values (one step's recurrent projections).
+#[allow(clippy::too_many_arguments)]
 pub fn gru_forward<T: Float>(
     d: Dims,
     lengths: &[usize],
     x: &[T],
     (wih, whh, bih, bhh): (&[T], &[T], &[T], &[T]),
-    st: GruState<'_, T>,
+    gates: &mut [T],
+    hs: &mut [T],
     ws: &mut [T],
     h0: Option<&[T]>,
 ) {
     let Dims { rows, steps, features: nf, hidden: nh, .. } = d;
-    let (n, g3) = (rows * steps, 3 * nh);
-    let GruState { gates, hn, hs } = st;
-    for row in gates[..n * g3].chunks_exact_mut(g3) {
-        row.copy_from_slice(&bih[..g3]);
+    let (n, g3, g4) = (rows * steps, 3 * nh, 4 * nh);
+    for row in gates[..n * g4].chunks_exact_mut(g4) {
+        row[..g3].copy_from_slice(&bih[..g3]);
     }
-    project(n, nf, g3, x, wih, gates, g3);
-    // One step's recurrent projections (`rows × 3h`), then the previous states (`rows × h`).
-    let (gh, wsh) = ws[..rows * 4 * nh].split_at_mut(rows * g3);
+    project(n, nf, g3, x, nf, wih, gates, g4);
+    let gh = &mut ws[..rows * g3];
     for i in 0..steps {
         let (t, prev) = visit(&d, i);
         for row in gh.chunks_exact_mut(g3) {
             row.copy_from_slice(&bhh[..g3]);
         }
-        let prev_h: Option<&[T]> = match (prev, h0) {
-            (Some(p), _) => {
-                gather_step(hs, wsh, rows, steps, nh, p);
-                Some(wsh)
-            }
-            (None, h) => h,
-        };
-        if let Some(h) = prev_h {
-            project(rows, nh, g3, h, whh, gh, g3);
+        if let Some((h, rs)) = previous(hs, prev, h0, steps, nh) {
+            project(rows, nh, g3, h, rs, whh, gh, g3);
         }
         for r in 0..rows {
-            let (at, gat) = ((r * steps + t) * nh, (r * steps + t) * g3);
+            let (at, gat) = ((r * steps + t) * nh, (r * steps + t) * g4);
             if t >= length(lengths, r, steps) {
-                gates[gat..gat + g3].fill(T::ZERO);
-                hn[at..at + nh].fill(T::ZERO);
+                gates[gat..gat + g4].fill(T::ZERO);
                 hs[at..at + nh].fill(T::ZERO);
                 continue;
             }
             let ghr = &gh[r * g3..(r + 1) * g3];
-            let g = &mut gates[gat..gat + g3];
+            let g = &mut gates[gat..gat + g4];
             for (a, &b) in g[..2 * nh].iter_mut().zip(&ghr[..2 * nh]) {
                 *a += b;
             }
@@ -348,10 +309,14 @@ pub fn gru_forward<T: Float>(
             for j in 0..nh {
                 g[2 * nh + j] += g[j] * ghr[2 * nh + j];
             }
-            activation_in_place(Act::Tanh, &mut g[2 * nh..]);
-            hn[at..at + nh].copy_from_slice(&ghr[2 * nh..]);
+            activation_in_place(Act::Tanh, &mut g[2 * nh..g3]);
+            g[g3..].copy_from_slice(&ghr[2 * nh..]);
             for j in 0..nh {
-                let hp = prev_h.map_or(T::ZERO, |h| h[r * nh + j]);
+                let hp = match (prev, h0) {
+                    (Some(p), _) => hs[(r * steps + p) * nh + j],
+                    (None, Some(h)) => h[r * nh + j],
+                    (None, None) => T::ZERO,
+                };
                 let (z, nv) = (g[nh + j], g[2 * nh + j]);
                 hs[at + j] = (T::ONE - z) * nv + z * hp;
             }
@@ -360,39 +325,37 @@ pub fn gru_forward<T: Float>(
 }
 
 /// Forward was [`gru_forward`], so now, from `dhs` (the loss's gradient with respect to every
-/// hidden state; overwritten as the recurrent gradients are added into it): through time from
-/// the last step, `st.gates` gets the gradients of the input projections (`r, z, n`) and
-/// `st.hn` that of `W_hn h + b_hn`; then `dW_ih = Σ dgᵀ x`, `db_ih = Σ dg`, and `dW_hh`,
-/// `db_hh` from the recurrent projections' gradients (`r`, `z` as the input's, `n` through
-/// `r`). `ws` holds `rows × 3h` values.
+/// hidden state; the recurrent gradients are added into it as the walk goes): through time
+/// from the last step, each step's `gates` become the gradients of the input projections
+/// (`r, z, n`) and, in the fourth block, that of `W_hn h + b_hn`; then `dW_ih = Σ dgᵀ x`,
+/// `db_ih = Σ dg`, and `dW_hh`, `db_hh` from the recurrent projections' gradients (`r`, `z`
+/// as the input's; `n`'s from the fourth block). `ws` holds `rows × 3h` values.
 #[allow(clippy::too_many_arguments)]
 pub fn gru_backward_params<T: Float>(
     d: Dims,
     lengths: &[usize],
-    x: &[T],
-    whh: &[T],
-    st: GruState<'_, T>,
+    (x, whh): (&[T], &[T]),
+    gates: &mut [T],
+    hs: &[T],
     dhs: &mut [T],
     ws: &mut [T],
     (dwih, dwhh, dbih, dbhh): (&mut [T], &mut [T], &mut [T], &mut [T]),
     h0: Option<&[T]>,
 ) {
     let Dims { rows, steps, features: nf, hidden: nh, .. } = d;
-    let (n, g3) = (rows * steps, 3 * nh);
-    let GruState { gates, hn, hs } = st;
+    let (n, g3, g4) = (rows * steps, 3 * nh, 4 * nh);
     let wsg = &mut ws[..rows * g3];
     for i in (0..steps).rev() {
         let (t, prev) = visit(&d, i);
         for r in 0..rows {
-            let (at, gat) = ((r * steps + t) * nh, (r * steps + t) * g3);
+            let (at, gat) = ((r * steps + t) * nh, (r * steps + t) * g4);
             if t >= length(lengths, r, steps) {
-                gates[gat..gat + g3].fill(T::ZERO);
-                hn[at..at + nh].fill(T::ZERO);
+                gates[gat..gat + g4].fill(T::ZERO);
                 continue;
             }
-            let g = &mut gates[gat..gat + g3];
+            let g = &mut gates[gat..gat + g4];
             for j in 0..nh {
-                let (rg, z, nv) = (g[j], g[nh + j], g[2 * nh + j]);
+                let (rg, z, nv, hn) = (g[j], g[nh + j], g[2 * nh + j], g[g3 + j]);
                 let hp = match (prev, h0) {
                     (Some(p), _) => hs[(r * steps + p) * nh + j],
                     (None, Some(h)) => h[r * nh + j],
@@ -400,12 +363,10 @@ pub fn gru_backward_params<T: Float>(
                 };
                 let dh = dhs[at + j];
                 let dan = dh * (T::ONE - z) * (T::ONE - nv * nv);
-                let daz = dh * (hp - nv) * z * (T::ONE - z);
-                let dar = dan * hn[at + j] * rg * (T::ONE - rg);
-                g[j] = dar;
-                g[nh + j] = daz;
+                g[j] = dan * hn * rg * (T::ONE - rg);
+                g[nh + j] = dh * (hp - nv) * z * (T::ONE - z);
                 g[2 * nh + j] = dan;
-                hn[at + j] = dan * rg;
+                g[g3 + j] = dan * rg;
                 // The direct path: h_t = … + z ⊙ h_{t−1}.
                 if let Some(p) = prev {
                     dhs[(r * steps + p) * nh + j] += dh * z;
@@ -415,10 +376,11 @@ pub fn gru_backward_params<T: Float>(
         if let Some(p) = prev {
             // dh_{t−1} += [dr, dz, dn ⊙ r]_t · W_hh.
             for (row, dst) in wsg.chunks_exact_mut(g3).enumerate() {
-                let (gat, at) = ((row * steps + t) * g3, (row * steps + t) * nh);
+                let gat = (row * steps + t) * g4;
                 dst[..2 * nh].copy_from_slice(&gates[gat..gat + 2 * nh]);
-                dst[2 * nh..].copy_from_slice(&hn[at..at + nh]);
+                dst[2 * nh..].copy_from_slice(&gates[gat + g3..gat + g4]);
             }
+            let dst = &mut dhs[p * nh..];
             T::gemm(
                 rows,
                 g3,
@@ -431,41 +393,153 @@ pub fn gru_backward_params<T: Float>(
                 nh as isize,
                 1,
                 T::ONE,
-                &mut dhs[p * nh..],
+                dst,
                 (steps * nh) as isize,
                 1,
             );
         }
     }
-    T::gemm(g3, n, nf, T::ONE, gates, 1, g3 as isize, x, nf as isize, 1, T::ZERO, dwih, nf as isize, 1);
-    bias_grads(gates, n, g3, dbih);
-    // The recurrent projections' gradients: r and z as the input's, n's in `hn`.
+    T::gemm(g3, n, nf, T::ONE, gates, 1, g4 as isize, x, nf as isize, 1, T::ZERO, dwih, nf as isize, 1);
+    bias_grads(gates, n, (g3, g4), dbih);
+    // The recurrent projections' gradients: r and z as the input's, n's in the fourth block.
     let (dw_rz, dw_n) = dwhh[..g3 * nh].split_at_mut(2 * nh * nh);
-    recurrent_weight_grads_rows(d, gates, g3, 2 * nh, hs, h0, dw_rz);
-    recurrent_weight_grads(d, hn, nh, hs, h0, dw_n);
+    recurrent_weight_grads(d, (gates, 2 * nh, g4), hs, h0, dw_rz);
+    recurrent_weight_grads(d, (&gates[g3..], nh, g4), hs, h0, dw_n);
     dbhh[..2 * nh].copy_from_slice(&dbih[..2 * nh]);
-    bias_grads(hn, n, nh, &mut dbhh[2 * nh..]);
+    bias_grads(&gates[g3..], n, (nh, g4), &mut dbhh[2 * nh..g3]);
 }
 
-/// [`recurrent_weight_grads`] for the first `used` columns of `dz` (`cols` wide per step).
-fn recurrent_weight_grads_rows<T: Float>(
-    d: Dims,
-    dz: &[T],
-    cols: usize,
-    used: usize,
-    hs: &[T],
-    h0: Option<&[T]>,
-    dw: &mut [T],
-) {
-    if used == cols {
-        return recurrent_weight_grads(d, dz, cols, hs, h0, dw);
+fn dims(rows: usize, steps: usize, reverse: bool, x: ABuf, hs: ABuf) -> Dims {
+    Dims { rows, steps, features: x.cols / steps.max(1), hidden: hs.cols / steps.max(1), reverse }
+}
+
+/// The step `Lstm`: every state of every sequence into `hs`, the gates and cell states kept
+/// (`gates`, `cs`) for the backward step; `h0`, `c0` the carried states.
+#[allow(clippy::too_many_arguments)]
+pub fn lstm_step<T: Float>(
+    cx: &mut Cx<'_, T>,
+    steps: usize,
+    reverse: bool,
+    x: ABuf,
+    wih: PBuf,
+    whh: PBuf,
+    bih: PBuf,
+    bhh: PBuf,
+    gates: ABuf,
+    cs: ABuf,
+    hs: ABuf,
+    h0: Option<ABuf>,
+    c0: Option<ABuf>,
+) -> Done {
+    let rows = cx.rows;
+    let d = dims(rows, steps, reverse, x, hs);
+    let p = cx.params;
+    let (out, g, c, r) = cx.mem.split3(hs, gates, cs, rows, true);
+    let params = (&p[wih.range()], &p[whh.range()], &p[bih.range()], &p[bhh.range()]);
+    let carried = (h0.map(|h| r.get(h, rows)), c0.map(|c| r.get(c, rows)));
+    lstm_forward(d, cx.lengths, r.get(x, rows), params, g, c, out, carried);
+    Ok(())
+}
+
+/// The step `LstmBackward`: from `dhs` (every state's gradient; added into as the walk
+/// goes), the gates' gradients over the kept gates, the parameters' gradients, and (unless the
+/// input is the model's) `dx`. `ws`: `max_batch × h`.
+#[allow(clippy::too_many_arguments)]
+pub fn lstm_backward_step<T: Float>(
+    cx: &mut Cx<'_, T>,
+    steps: usize,
+    reverse: bool,
+    x: ABuf,
+    wih: PBuf,
+    whh: PBuf,
+    gates: ABuf,
+    cs: ABuf,
+    hs: ABuf,
+    dhs: ABuf,
+    ws: ABuf,
+    dwih: PBuf,
+    dwhh: PBuf,
+    dbih: PBuf,
+    dbhh: PBuf,
+    dx: Option<(ABuf, Write)>,
+    h0: Option<ABuf>,
+    c0: Option<ABuf>,
+) -> Done {
+    let rows = cx.rows;
+    let d = dims(rows, steps, reverse, x, hs);
+    let p = cx.params;
+    let grads = super::rnn::four(cx.grads, dwih, dwhh, dbih, dbhh);
+    let (dh, g, work, r) = cx.mem.split3(dhs, gates, ws, rows, false);
+    let carried = (h0.map(|h| r.get(h, rows)), c0.map(|c| r.get(c, rows)));
+    let (cs, hs) = (r.get(cs, rows), r.get(hs, rows));
+    lstm_backward_params(d, cx.lengths, (r.get(x, rows), &p[whh.range()]), g, (cs, hs), dh, work, grads, carried);
+    if let Some((dx, write)) = dx {
+        let (out, r) = cx.mem.split(dx, rows);
+        let g4 = 4 * d.hidden;
+        backward_input(d, (g4, g4), &p[wih.range()], r.get(gates, rows), out, write == Write::Accumulate);
     }
-    let n = d.rows * d.steps;
-    let mut part = vec![T::ZERO; n * used];
-    for (to, from) in part.chunks_exact_mut(used).zip(dz.chunks_exact(cols)) {
-        to.copy_from_slice(&from[..used]);
+    Ok(())
+}
+
+/// The step `Gru`: every state of every sequence into `hs`, the gates kept (`gates`) for the
+/// backward step; `h0` the carried state. `ws`: `max_batch × 3h`.
+#[allow(clippy::too_many_arguments)]
+pub fn gru_step<T: Float>(
+    cx: &mut Cx<'_, T>,
+    steps: usize,
+    reverse: bool,
+    x: ABuf,
+    wih: PBuf,
+    whh: PBuf,
+    bih: PBuf,
+    bhh: PBuf,
+    gates: ABuf,
+    hs: ABuf,
+    ws: ABuf,
+    h0: Option<ABuf>,
+) -> Done {
+    let rows = cx.rows;
+    let d = dims(rows, steps, reverse, x, hs);
+    let p = cx.params;
+    let (out, g, work, r) = cx.mem.split3(hs, gates, ws, rows, false);
+    let params = (&p[wih.range()], &p[whh.range()], &p[bih.range()], &p[bhh.range()]);
+    gru_forward(d, cx.lengths, r.get(x, rows), params, g, out, work, h0.map(|h| r.get(h, rows)));
+    Ok(())
+}
+
+/// The step `GruBackward`: as [`lstm_backward_step`] for the GRU. `ws`: `max_batch × 3h`.
+#[allow(clippy::too_many_arguments)]
+pub fn gru_backward_step<T: Float>(
+    cx: &mut Cx<'_, T>,
+    steps: usize,
+    reverse: bool,
+    x: ABuf,
+    wih: PBuf,
+    whh: PBuf,
+    gates: ABuf,
+    hs: ABuf,
+    dhs: ABuf,
+    ws: ABuf,
+    dwih: PBuf,
+    dwhh: PBuf,
+    dbih: PBuf,
+    dbhh: PBuf,
+    dx: Option<(ABuf, Write)>,
+    h0: Option<ABuf>,
+) -> Done {
+    let rows = cx.rows;
+    let d = dims(rows, steps, reverse, x, hs);
+    let p = cx.params;
+    let grads = super::rnn::four(cx.grads, dwih, dwhh, dbih, dbhh);
+    let (dh, g, work, r) = cx.mem.split3(dhs, gates, ws, rows, false);
+    let (xs, hs, h0) = (r.get(x, rows), r.get(hs, rows), h0.map(|h| r.get(h, rows)));
+    gru_backward_params(d, cx.lengths, (xs, &p[whh.range()]), g, hs, dh, work, grads, h0);
+    if let Some((dx, write)) = dx {
+        let (out, r) = cx.mem.split(dx, rows);
+        let (g3, g4) = (3 * d.hidden, 4 * d.hidden);
+        backward_input(d, (g3, g4), &p[wih.range()], r.get(gates, rows), out, write == Write::Accumulate);
     }
-    recurrent_weight_grads(d, &part, used, hs, h0, dw);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -507,15 +581,13 @@ mod tests {
     fn run(k: &Case, gates: usize) -> (Vec<f64>, f64) {
         let Dims { rows, steps, hidden: nh, .. } = k.d;
         let n = rows * steps;
-        let (mut g, mut hs, mut other) = (vec![0.0; n * gates * nh], vec![0.0; n * nh], vec![0.0; n * nh]);
-        let mut ws = vec![0.0; rows * 4 * nh];
+        let (mut g, mut hs, mut cs) = (vec![0.0; n * 4 * nh], vec![0.0; n * nh], vec![0.0; n * nh]);
+        let mut ws = vec![0.0; rows * 3 * nh];
         let w = (&k.w[0][..], &k.w[1][..], &k.w[2][..], &k.w[3][..]);
         if gates == 4 {
-            let st = LstmState { gates: &mut g, cs: &mut other, hs: &mut hs };
-            lstm_forward(k.d, &k.lengths, &k.x, w, st, &mut ws, (k.h0.as_deref(), k.c0.as_deref()));
+            lstm_forward(k.d, &k.lengths, &k.x, w, &mut g, &mut cs, &mut hs, (k.h0.as_deref(), k.c0.as_deref()));
         } else {
-            let st = GruState { gates: &mut g, hn: &mut other, hs: &mut hs };
-            gru_forward(k.d, &k.lengths, &k.x, w, st, &mut ws, k.h0.as_deref());
+            gru_forward(k.d, &k.lengths, &k.x, w, &mut g, &mut hs, &mut ws, k.h0.as_deref());
         }
         let loss = hs.iter().zip(&k.c).map(|(h, c)| h * c).sum();
         (hs, loss)
@@ -525,27 +597,24 @@ mod tests {
     fn grads(k: &Case, gates: usize) -> [Vec<f64>; 5] {
         let Dims { rows, steps, features: nf, hidden: nh, .. } = k.d;
         let (n, gh) = (rows * steps, gates * nh);
-        let (mut g, mut hs, mut other) = (vec![0.0; n * gh], vec![0.0; n * nh], vec![0.0; n * nh]);
-        let mut ws = vec![0.0; rows * 5 * nh];
+        let (mut g, mut hs, mut cs) = (vec![0.0; n * 4 * nh], vec![0.0; n * nh], vec![0.0; n * nh]);
+        let mut ws = vec![0.0; rows * 3 * nh];
         let w = (&k.w[0][..], &k.w[1][..], &k.w[2][..], &k.w[3][..]);
         let mut out = [vec![0.0; gh * nf], vec![0.0; gh * nh], vec![0.0; gh], vec![0.0; gh], vec![0.0; n * nf]];
         let [dwih, dwhh, dbih, dbhh, dx] = &mut out;
         let mut dhs = k.c.clone();
+        let p = (&mut dwih[..], &mut dwhh[..], &mut dbih[..], &mut dbhh[..]);
         if gates == 4 {
             let carried = (k.h0.as_deref(), k.c0.as_deref());
-            let st = LstmState { gates: &mut g, cs: &mut other, hs: &mut hs };
-            lstm_forward(k.d, &k.lengths, &k.x, w, st, &mut ws, carried);
-            let st = LstmState { gates: &mut g, cs: &mut other, hs: &mut hs };
-            let p = (&mut dwih[..], &mut dwhh[..], &mut dbih[..], &mut dbhh[..]);
-            lstm_backward_params(k.d, &k.lengths, &k.x, &k.w[1], st, &mut dhs, &mut ws, p, carried);
+            lstm_forward(k.d, &k.lengths, &k.x, w, &mut g, &mut cs, &mut hs, carried);
+            let xw = (&k.x[..], &k.w[1][..]);
+            lstm_backward_params(k.d, &k.lengths, xw, &mut g, (&cs, &hs), &mut dhs, &mut ws, p, carried);
         } else {
-            let st = GruState { gates: &mut g, hn: &mut other, hs: &mut hs };
-            gru_forward(k.d, &k.lengths, &k.x, w, st, &mut ws, k.h0.as_deref());
-            let st = GruState { gates: &mut g, hn: &mut other, hs: &mut hs };
-            let p = (&mut dwih[..], &mut dwhh[..], &mut dbih[..], &mut dbhh[..]);
-            gru_backward_params(k.d, &k.lengths, &k.x, &k.w[1], st, &mut dhs, &mut ws, p, k.h0.as_deref());
+            gru_forward(k.d, &k.lengths, &k.x, w, &mut g, &mut hs, &mut ws, k.h0.as_deref());
+            let xw = (&k.x[..], &k.w[1][..]);
+            gru_backward_params(k.d, &k.lengths, xw, &mut g, &hs, &mut dhs, &mut ws, p, k.h0.as_deref());
         }
-        backward_input(k.d, gh, &k.w[0], &g, dx, false);
+        backward_input(k.d, (gh, 4 * nh), &k.w[0], &g, dx, false);
         out
     }
 
@@ -644,9 +713,8 @@ mod tests {
         let (i, f, g, o) = (s(pre(0)), s(pre(1)), pre(2).tanh(), s(pre(3)));
         let c = f * c0 + i * g;
         let want = o * c.tanh();
-        let (mut gs, mut cs, mut hs, mut ws) = (vec![0.0; 4], vec![0.0; 1], vec![0.0; 1], vec![0.0; 4]);
-        let st = LstmState { gates: &mut gs, cs: &mut cs, hs: &mut hs };
-        lstm_forward(d, &[], &[x], (&wih, &whh, &bih, &bhh), st, &mut ws, (Some(&[h0]), Some(&[c0])));
+        let (mut gs, mut cs, mut hs, mut ws) = (vec![0.0; 4], vec![0.0; 1], vec![0.0; 1], vec![0.0; 3]);
+        lstm_forward(d, &[], &[x], (&wih, &whh, &bih, &bhh), &mut gs, &mut cs, &mut hs, (Some(&[h0]), Some(&[c0])));
         assert!((hs[0] - want).abs() < 1e-15 && (cs[0] - c).abs() < 1e-15, "{} vs {want}", hs[0]);
         // GRU: W_ih = [r z n] = [0.1, 0.2, 0.3], W_hh = [0.4, 0.5, 0.6], b_ih = [0.01, 0.02, 0.03],
         // b_hh = [0.04, 0.05, 0.06].
@@ -655,9 +723,8 @@ mod tests {
         let z = s(wih[1] * x + bih[1] + whh[1] * h0 + bhh[1]);
         let n = (wih[2] * x + bih[2] + r * (whh[2] * h0 + bhh[2])).tanh();
         let want = (1.0 - z) * n + z * h0;
-        let (mut gs, mut hn, mut hs) = (vec![0.0; 3], vec![0.0; 1], vec![0.0; 1]);
-        let st = GruState { gates: &mut gs, hn: &mut hn, hs: &mut hs };
-        gru_forward(d, &[], &[x], (&wih, &whh, &bih, &bhh), st, &mut ws, Some(&[h0]));
+        let (mut gs, mut hs) = (vec![0.0; 4], vec![0.0; 1]);
+        gru_forward(d, &[], &[x], (&wih, &whh, &bih, &bhh), &mut gs, &mut hs, &mut ws, Some(&[h0]));
         assert!((hs[0] - want).abs() < 1e-15, "{} vs {want}", hs[0]);
     }
 }

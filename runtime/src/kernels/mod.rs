@@ -135,7 +135,18 @@ crate::step::steps! {
     BatchNorm { x: ABuf, y: ABuf, gamma: PBuf, beta: PBuf, mean: PBuf, var: PBuf, stats: ABuf, eps: f64, relu: bool } => kernels::norm::train_step;
     /// Batch normalization outside training: the running averages (and a fused ReLU).
     BatchNormInfer { x: ABuf, y: ABuf, gamma: PBuf, beta: PBuf, mean: PBuf, var: PBuf, eps: f64, relu: bool } => kernels::norm::infer_step;
-    /// Batch normalization's gradients; `relu` is the output of a fused ReLU, whose
-    /// derivative (`dy` where it is positive, 0 elsewhere) is taken on the fly.
+    /// The LSTM over sequences of up to `steps` steps (PyTorch's `nn.LSTM` layer, one
+    /// direction): every hidden state into `hs`, gates and cell states kept for the backward
+    /// step; `h0`, `c0` carried in from the previous window.
+    Lstm { steps: usize, reverse: bool, x: ABuf, wih: PBuf, whh: PBuf, bih: PBuf, bhh: PBuf, gates: ABuf, cs: ABuf, hs: ABuf, h0: Option<ABuf>, c0: Option<ABuf> } => kernels::gated::lstm_step;
+    /// Backpropagation through time of [`Step::Lstm`]: the parameters' gradients and `dx`.
+    LstmBackward { steps: usize, reverse: bool, x: ABuf, wih: PBuf, whh: PBuf, gates: ABuf, cs: ABuf, hs: ABuf, dhs: ABuf, ws: ABuf, dwih: PBuf, dwhh: PBuf, dbih: PBuf, dbhh: PBuf, dx: Option<(ABuf, Write)>, h0: Option<ABuf>, c0: Option<ABuf> } => kernels::gated::lstm_backward_step;
+    /// The GRU over sequences of up to `steps` steps (PyTorch's `nn.GRU` layer, one
+    /// direction): every hidden state into `hs`, the gates kept for the backward step.
+    Gru { steps: usize, reverse: bool, x: ABuf, wih: PBuf, whh: PBuf, bih: PBuf, bhh: PBuf, gates: ABuf, hs: ABuf, ws: ABuf, h0: Option<ABuf> } => kernels::gated::gru_step;
+    /// Backpropagation through time of [`Step::Gru`].
+    GruBackward { steps: usize, reverse: bool, x: ABuf, wih: PBuf, whh: PBuf, gates: ABuf, hs: ABuf, dhs: ABuf, ws: ABuf, dwih: PBuf, dwhh: PBuf, dbih: PBuf, dbhh: PBuf, dx: Option<(ABuf, Write)>, h0: Option<ABuf> } => kernels::gated::gru_backward_step;
+    /// Batch normalization's gradients; `relu`: a ReLU is fused, its derivative (`dy` where
+    /// the normalized value is positive, 0 elsewhere) recomputed from `x` on the fly.
     BatchNormBackward { x: ABuf, dy: ABuf, gamma: PBuf, beta: PBuf, dgamma: PBuf, dbeta: PBuf, stats: ABuf, dx: Option<(ABuf, Write)>, relu: bool } => kernels::norm::backward_step;
 }

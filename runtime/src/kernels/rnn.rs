@@ -360,7 +360,13 @@ pub fn backward_step<T: Float>(
 /// The four parameter gradients of one direction. The planner lays a layer's tensors out in
 /// order (`weight_ih`, `weight_hh`, `bias_ih`, `bias_hh`), so the weights and the biases are
 /// each one contiguous stretch.
-fn four<T>(g: &mut [T], wih: PBuf, whh: PBuf, bih: PBuf, bhh: PBuf) -> (&mut [T], &mut [T], &mut [T], &mut [T]) {
+pub(super) fn four<T>(
+    g: &mut [T],
+    wih: PBuf,
+    whh: PBuf,
+    bih: PBuf,
+    bhh: PBuf,
+) -> (&mut [T], &mut [T], &mut [T], &mut [T]) {
     debug_assert!(whh.offset == wih.offset + wih.len && bhh.offset == bih.offset + bih.len);
     let (w, b) = crate::mem::split_pair(g, wih.offset..whh.offset + whh.len, bih.offset..bhh.offset + bhh.len);
     let (gwih, gwhh) = w.split_at_mut(wih.len);
