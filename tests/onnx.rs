@@ -250,6 +250,22 @@ fn every_layer_and_merge_exports_to_onnx() {
             Some(6),
         ),
         (
+            "gated",
+            "model Gated {
+    input frames: [seq = 7, 3]
+    frames -> lstm(6) -> gru(5) -> lstm(4, output = last) -> dense(2) -> softmax
+}",
+            None,
+        ),
+        (
+            "gated_steps",
+            "model GatedSteps {
+    input frames: [seq <= 8, 3]
+    frames -> gru(5) -> dense(2) -> sigmoid
+}",
+            Some(6),
+        ),
+        (
             "tagger",
             "model Tagger {
     input frames: [seq = 7, 3]

@@ -6,7 +6,7 @@
 //! one window to the next (the LSTM carries `h` and `c`). Kernels: `kernels/gated.rs`.
 
 use super::args::Args;
-use super::rnn::RnnOutput;
+use super::rnn::{onnx_rnn, OnnxCell, RnnOutput};
 use super::rule::{bias, sequence, weight, ParamSpec, RuleResult};
 use super::tensor::{Dim, Elems, Shape};
 use super::{FlopsCx, Layer, Op, Reads, Rules, Scratch, ShapeCx, StepCx, Value};
@@ -116,13 +116,12 @@ impl Rules for Gated {
         use nnlang_runtime::plan::{Share, StepFacts};
         StepFacts { share: Share::Batch, kink: None, meeting: 0 }
     }
-    fn onnx(&self, _: &mut dyn super::onnx::OnnxGraph, cx: &super::onnx::OnnxCx) -> Result<(), String> {
-        Err(format!(
-            "`{}` ({}): ONNX export of gated recurrences is not built yet; `nnlangc export --pytorch` writes nn.{}",
-            cx.name,
-            self.cell.name(),
-            if self.cell == Cell::Lstm { "LSTM" } else { "GRU" }
-        ))
+    /// ONNX's `LSTM` / `GRU`, forward.
+    fn onnx(&self, g: &mut dyn super::onnx::OnnxGraph, cx: &super::onnx::OnnxCx) -> Result<(), String> {
+        let cell = if self.cell == Cell::Lstm { OnnxCell::Lstm } else { OnnxCell::Gru };
+        let y = onnx_rnn(g, cx, self.hidden, cell, self.output, None)?;
+        g.set(cx.id, y, super::onnx::Layout::ChannelsLast);
+        Ok(())
     }
     /// PyTorch's own `nn.LSTM` / `nn.GRU` (`batch_first`): the same tensors under the same names.
     fn pytorch(&self, c: &super::PyCx) -> Option<super::PyLayer> {

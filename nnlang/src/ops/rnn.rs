@@ -192,7 +192,7 @@ impl Rules for Rnn {
     }
     /// ONNX's `RNN`, forward.
     fn onnx(&self, g: &mut dyn super::onnx::OnnxGraph, cx: &super::onnx::OnnxCx) -> Result<(), String> {
-        let y = onnx_rnn(g, cx, self.hidden, &self.activation, self.output, None)?;
+        let y = onnx_rnn(g, cx, self.hidden, OnnxCell::Elman(&self.activation), self.output, None)?;
         g.set(cx.id, y, super::onnx::Layout::ChannelsLast);
         Ok(())
     }
@@ -352,7 +352,7 @@ impl Rules for Bidirectional {
     }
     /// ONNX's `RNN`, both directions, then the merge.
     fn onnx(&self, g: &mut dyn super::onnx::OnnxGraph, cx: &super::onnx::OnnxCx) -> Result<(), String> {
-        let y = onnx_rnn(g, cx, self.hidden, &self.activation, self.output, Some(self.merge))?;
+        let y = onnx_rnn(g, cx, self.hidden, OnnxCell::Elman(&self.activation), self.output, Some(self.merge))?;
         g.set(cx.id, y, super::onnx::Layout::ChannelsLast);
         Ok(())
     }
@@ -497,14 +497,42 @@ fn merge_code(m: Merge) -> usize {
     }
 }
 
-/// An ONNX `RNN` over `[batch, steps, features]` (time-major inside), its output back in
-/// nnlang's layout: every step's state, or the last (the backward direction's last is its
-/// state at the first step), the two directions merged as `merge` says.
-fn onnx_rnn(
+/// Which ONNX recurrence a layer is written as.
+#[derive(Clone, Copy)]
+pub(super) enum OnnxCell<'a> {
+    /// `RNN`, with the layer's function.
+    Elman(&'a Activation),
+    /// `LSTM` (PyTorch's gates `i, f, g, o` reordered to ONNX's `i, o, f, c`).
+    Lstm,
+    /// `GRU` (PyTorch's `r, z, n` reordered to ONNX's `z, r, h`; `linear_before_reset`, as
+    /// PyTorch computes `n`).
+    Gru,
+}
+
+impl OnnxCell<'_> {
+    /// The operator, and for each of its gate blocks, which of PyTorch's blocks it is.
+    fn op(self) -> (&'static str, &'static [usize]) {
+        match self {
+            OnnxCell::Elman(_) => ("RNN", &[0]),
+            OnnxCell::Lstm => ("LSTM", &[0, 3, 1, 2]),
+            OnnxCell::Gru => ("GRU", &[1, 0, 2]),
+        }
+    }
+}
+
+/// `v` (gate blocks of `block` values each, in PyTorch's order) in ONNX's order.
+fn reorder(v: &[f32], block: usize, order: &[usize]) -> Vec<f32> {
+    order.iter().flat_map(|&k| v[k * block..(k + 1) * block].iter().copied()).collect()
+}
+
+/// An ONNX `RNN`, `LSTM` or `GRU` over `[batch, steps, features]` (time-major inside), its
+/// output back in nnlang's layout: every step's state, or the last (the backward direction's
+/// last is its state at the first step), the two directions merged as `merge` says.
+pub(super) fn onnx_rnn(
     g: &mut dyn super::onnx::OnnxGraph,
     cx: &super::onnx::OnnxCx,
     hidden: usize,
-    act: &Activation,
+    cell: OnnxCell,
     output: RnnOutput,
     merge: Option<Merge>,
 ) -> Result<String, String> {
@@ -513,36 +541,44 @@ fn onnx_rnn(
     let features = g.shape(src)?.last().ok_or_else(|| format!("`{name}`: its input has no fixed width"))?;
     let x = g.value(src, super::onnx::Layout::ChannelsLast)?;
     let dirs: &[&str] = if merge.is_some() { &["", "_reverse"] } else { &[""] };
+    let (op, order) = cell.op();
+    let gh = order.len() * hidden;
     let (mut w, mut r, mut bias) = (Vec::new(), Vec::new(), Vec::new());
     for sfx in dirs {
-        w.extend(g.param(cx.id, &format!("weight_ih_l0{sfx}"))?);
-        r.extend(g.param(cx.id, &format!("weight_hh_l0{sfx}"))?);
-        bias.extend(g.param(cx.id, &format!("bias_ih_l0{sfx}"))?);
-        bias.extend(g.param(cx.id, &format!("bias_hh_l0{sfx}"))?);
+        w.extend(reorder(&g.param(cx.id, &format!("weight_ih_l0{sfx}"))?, hidden * features, order));
+        r.extend(reorder(&g.param(cx.id, &format!("weight_hh_l0{sfx}"))?, hidden * hidden, order));
+        bias.extend(reorder(&g.param(cx.id, &format!("bias_ih_l0{sfx}"))?, hidden, order));
+        bias.extend(reorder(&g.param(cx.id, &format!("bias_hh_l0{sfx}"))?, hidden, order));
     }
     let d = dirs.len();
-    let w = g.tensor(&format!("{name}.W"), &[d, hidden, features], &w);
-    let r = g.tensor(&format!("{name}.R"), &[d, hidden, hidden], &r);
-    let bias = g.tensor(&format!("{name}.B"), &[d, 2 * hidden], &bias);
+    let w = g.tensor(&format!("{name}.W"), &[d, gh, features], &w);
+    let r = g.tensor(&format!("{name}.R"), &[d, gh, hidden], &r);
+    let bias = g.tensor(&format!("{name}.B"), &[d, 2 * gh], &bias);
     let xt = g.node("Transpose", &[&x], vec![Attr::Ints("perm", vec![1, 0, 2])], &format!("{name}/time_major"));
-    let (f, ab) = act.desc().onnx_rnn.ok_or_else(|| format!("`{name}`: ONNX's RNN has no `{}`", act.name()))?;
     let mut attrs = vec![
         Attr::Int("hidden_size", hidden as i64),
         Attr::Str("direction", if d == 2 { "bidirectional" } else { "forward" }.to_string()),
-        Attr::Strs("activations", vec![f.to_string(); d]),
     ];
-    if let Some((alpha, beta)) = ab {
-        attrs.push(Attr::Floats("activation_alpha", vec![alpha; d]));
-        if f == "Affine" {
-            attrs.push(Attr::Floats("activation_beta", vec![beta; d]));
+    match cell {
+        OnnxCell::Elman(act) => {
+            let (f, ab) = act.desc().onnx_rnn.ok_or_else(|| format!("`{name}`: ONNX's RNN has no `{}`", act.name()))?;
+            attrs.push(Attr::Strs("activations", vec![f.to_string(); d]));
+            if let Some((alpha, beta)) = ab {
+                attrs.push(Attr::Floats("activation_alpha", vec![alpha; d]));
+                if f == "Affine" {
+                    attrs.push(Attr::Floats("activation_beta", vec![beta; d]));
+                }
+            }
         }
+        OnnxCell::Lstm => {}
+        OnnxCell::Gru => attrs.push(Attr::Int("linear_before_reset", 1)),
     }
     let outs = g.node_outputs(
-        "RNN",
+        op,
         &[&xt, &w, &r, &bias],
         attrs,
         &[&format!("{name}/Y"), &format!("{name}/Y_h")],
-        &format!("{name}/rnn"),
+        &format!("{name}/{}", op.to_lowercase()),
     );
     let [ys, yh] = [&outs[0], &outs[1]];
     // [steps, dirs, batch, hidden] → [batch, steps, dirs, hidden]; [dirs, batch, hidden] →
