@@ -30,6 +30,8 @@ BIN = os.path.join(ROOT, "target", "release", "nnlangc")
 EXTRA = {
     "gated": "model Gated {\n input x: [seq = 9, 4]\n x -> lstm(6) -> gru(5) -> lstm(4, output = last) -> dense(2)\n}\n",
     "gated_per_step": "model GatedSteps {\n input x: [seq <= 8, 3]\n x -> gru(6, output = sequence) -> dense(3) -> softmax\n}\n",
+    "gated_bidirectional": "model GatedBoth {\n input x: [seq = 7, 3]\n x -> bidirectional(lstm(5), merge = add)\n"
+    "   -> bidirectional(gru(4, output = last), merge = concat) -> dense(2)\n}\n",
     "rnn_relu": "model RnnRelu {\n input x: [seq <= 12, 5]\n x -> rnn(8, activation = relu) -> dense(3) -> softmax\n}\n",
     "rnn_sigmoid_bidirectional": "model RnnSigmoid {\n input x: [seq = 9, 4]\n"
     " x -> bidirectional(rnn(6, activation = sigmoid), merge = mul) -> rnn(4, output = last) -> dense(2)\n}\n",

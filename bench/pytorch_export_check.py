@@ -49,6 +49,8 @@ EXTRA = {
     " add(x, y)\n}\nmodel Blocks {\n input x: [6, 6, 4]\n x -> [Res(4)] * 2 as stage1 -> Res(4) as class\n"
     " -> globalavgpool -> dense(8) -> batchnorm -> relu -> dense(3) -> softmax\n}\n",
     "gated": "model Gated {\n input x: [seq = 6, 4]\n x -> lstm(5) -> gru(4) -> lstm(3, output = last) -> dense(2)\n}\n",
+    "gated_bidirectional": "model GatedBoth {\n input x: [seq = 6, 4]\n x -> bidirectional(lstm(5), merge = mul)\n"
+    "   -> bidirectional(gru(3), merge = add) -> bidirectional(lstm(3, output = last), merge = concat) -> dense(2)\n}\n",
     "gated_last": "model GatedLast {\n input x: [seq = 5, 3]\n x -> gru(6, output = last) -> dense(3) -> softmax\n}\n",
     "rnn_activations": "model RnnActs {\n input x: [seq = 6, 4]\n x -> rnn(5, activation = relu)\n"
     " -> bidirectional(rnn(4, activation = leaky_relu(alpha = 0.2)), merge = add) -> rnn(4, activation = sigmoid)\n"

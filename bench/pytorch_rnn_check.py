@@ -1,4 +1,5 @@
-"""nnlang's Elman `rnn` against PyTorch's `nn.RNN`: the same weights and batch through both,
+"""nnlang's Elman `rnn`, `lstm` and `gru` against PyTorch's `nn.RNN`, `nn.LSTM` and `nn.GRU`
+(the "activation" column of the cases names the gated ones): the same weights and batch through both,
 then the outputs (softmax probabilities), the mean cross-entropy and every parameter's
 gradient compared. With `output = sequence` the classifier works at every step and the loss
 is the mean over the steps; "packed" cases give every sequence its own length (PyTorch's
@@ -31,12 +32,27 @@ CASES = [
     ("relu", "sequence", 9, 5, 16, 4, 10, False, True),
     ("tanh", "last", 11, 4, 12, 3, 12, True, True),
     ("tanh", "sequence", 11, 4, 12, 3, 12, True, True),
+    # The gated recurrences: alone, both ways, packed, every step and the last.
+    ("lstm", "last", 7, 5, 16, 4, 9, False, False),
+    ("lstm", "sequence", 28, 28, 32, 10, 16, False, False),
+    ("gru", "last", 7, 5, 16, 4, 9, False, False),
+    ("gru", "sequence", 6, 3, 8, 5, 11, False, False),
+    ("lstm", "last", 9, 5, 16, 4, 10, False, True),
+    ("gru", "sequence", 9, 5, 16, 4, 10, False, True),
+    ("lstm", "sequence", 11, 4, 12, 3, 12, True, True),
+    ("gru", "last", 11, 4, 12, 3, 12, True, True),
+    ("lstm", "last", 12, 4, 10, 3, 8, True, False),
 ]
 
 
 def check(act, output, steps, features, hidden, classes, batch, bi, packed, binary, tmp):
     torch.manual_seed(3)
-    rnn = torch.nn.RNN(features, hidden, nonlinearity=act, batch_first=True, bidirectional=bi)
+    gated = act in ("lstm", "gru")
+    if gated:
+        module = torch.nn.LSTM if act == "lstm" else torch.nn.GRU
+        rnn = module(features, hidden, batch_first=True, bidirectional=bi)
+    else:
+        rnn = torch.nn.RNN(features, hidden, nonlinearity=act, batch_first=True, bidirectional=bi)
     width = 2 * hidden if bi else hidden
     fc = torch.nn.Linear(width, classes)
     with torch.no_grad():  # larger weights than the default, so that relu units stay alive
@@ -49,14 +65,14 @@ def check(act, output, steps, features, hidden, classes, batch, bi, packed, bina
     x = x * mask[:, :, None]  # padding is zero in both
     per_step = output == "sequence"
     y = torch.randint(0, classes, (batch, steps) if per_step else (batch,))
-    layer = "bidirectional_0" if bi else "rnn_0"
+    layer = "bidirectional_0" if bi else (f"{act}_0" if gated else "rnn_0")
     names = {f"{layer}.{n}": p for n, p in rnn.named_parameters()}
     names.update({"dense_0.weight": fc.weight, "dense_0.bias": fc.bias})
     save_file({k: v.detach().contiguous() for k, v in names.items()}, os.path.join(tmp, "w.safetensors"))
     np.save(os.path.join(tmp, "x.npy"), x.numpy().reshape(batch, steps, features))
     np.save(os.path.join(tmp, "y.npy"), y.numpy().astype(np.float32))
     np.save(os.path.join(tmp, "lengths.npy"), lengths.numpy().astype(np.float32))
-    layer_src = f"rnn({hidden}, activation = {act}, output = {output})"
+    layer_src = f"{act}({hidden}, output = {output})" if gated else f"rnn({hidden}, activation = {act}, output = {output})"
     if bi:
         layer_src = f"bidirectional({layer_src}, merge = concat)"
     dims = f"seq <= {steps}, {features}" if packed else f"{steps}, {features}"
@@ -69,6 +85,8 @@ def check(act, output, steps, features, hidden, classes, batch, bi, packed, bina
 
     inp = torch.nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False) if packed else x
     seq, h_n = rnn(inp)
+    if act == "lstm":
+        h_n = h_n[0]  # (h_n, c_n)
     if packed:
         seq, _ = torch.nn.utils.rnn.pad_packed_sequence(seq, batch_first=True, total_length=steps)
     if output == "last":
@@ -112,7 +130,7 @@ def main():
         failed |= top > 1e-5
         act, output, steps, features, hidden, classes, batch, bi, packed = case
         detail = ", ".join(f"{k.split('.')[-1]} {v:.1e}" for k, v in worst.items())
-        layer = f"rnn({hidden}, {act}, output = {output})"
+        layer = f"{act}({hidden}, output = {output})" if act in ("lstm", "gru") else f"rnn({hidden}, {act}, output = {output})"
         if bi:
             layer = f"bidirectional({layer})"
         dims = f"[seq <= {steps}, {features}] (packed, lengths 1..{steps})" if packed else f"[{steps}, {features}]"

@@ -142,7 +142,8 @@ nnlang_macros::nn! {
     // The gated recurrences, stacked on ragged sequences: every LSTM state, then the GRU's last.
     model Gates {
         input x: [seq <= 6, 4]
-        x -> lstm(5) -> gru(4, output = last) -> dense(3) -> softmax
+        x -> lstm(5) -> bidirectional(gru(3), merge = add) -> bidirectional(lstm(3, output = last), merge = concat)
+          -> dense(3) -> softmax
     }
     train Gates on d { loss = cross_entropy, optimizer = adam(lr = 0.01), batch = 8, clip = 0.5, seed = 10 }
     data d { train = csv("unused.csv") }
@@ -389,7 +390,7 @@ differential!(
 differential!(
     lstm_and_gru,
     Gates,
-    "model Gates {\n input x: [seq <= 6, 4]\n x -> lstm(5) -> gru(4, output = last) -> dense(3) -> softmax\n }\n train Gates on d { loss = cross_entropy, optimizer = adam(lr = 0.01), batch = 8, clip = 0.5, seed = 10 }\n data d { train = csv(\"unused.csv\") }"
+    "model Gates {\n input x: [seq <= 6, 4]\n x -> lstm(5) -> bidirectional(gru(3), merge = add) -> bidirectional(lstm(3, output = last), merge = concat)\n -> dense(3) -> softmax\n }\n train Gates on d { loss = cross_entropy, optimizer = adam(lr = 0.01), batch = 8, clip = 0.5, seed = 10 }\n data d { train = csv(\"unused.csv\") }"
 );
 
 differential!(

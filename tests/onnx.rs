@@ -261,7 +261,8 @@ fn every_layer_and_merge_exports_to_onnx() {
             "gated_steps",
             "model GatedSteps {
     input frames: [seq <= 8, 3]
-    frames -> gru(5) -> dense(2) -> sigmoid
+    frames -> gru(5) -> bidirectional(lstm(4), merge = concat) -> bidirectional(gru(3, output = last), merge = mul)
+      -> dense(2) -> sigmoid
 }",
             Some(6),
         ),

@@ -387,6 +387,13 @@ fn lstm_and_gru_fixed_ragged_stacked_sequence_and_last() {
                 Loss::CROSS_ENTROPY,
             );
         }
+        // Both directions, each from its own end of each sequence, every merge.
+        for (merge, output) in [("concat", "sequence"), ("add", "last"), ("mul", "sequence"), ("concat", "last")] {
+            check_ragged(
+                &format!("model M {{ input x: [seq <= 5, 3]\n x -> bidirectional({cell}(3, output = {output}), merge = {merge}) -> dense(2) -> softmax }}"),
+                Loss::CROSS_ENTROPY,
+            );
+        }
         // Stacked, beside the other recurrences, with per-step squared error.
         check_ragged(
             &format!("model M {{ input x: [seq <= 5, 2]\n x -> dense(3) -> tanh -> {cell}(4) -> rnn(3) -> {cell}(2) -> dense(2) }}"),

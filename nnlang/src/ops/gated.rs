@@ -81,13 +81,18 @@ impl Gated {
     }
 }
 
-fn parts(cell: Cell, a: &Args) -> Result<Op, Diagnostic> {
+/// The layer's settings from its arguments.
+pub(super) fn settings(cell: Cell, a: &Args) -> Result<Gated, Diagnostic> {
     let hidden = a.required_int("hidden")?;
     let output = match a.symbol("output", &["sequence", "last"])? {
         Some("last") => RnnOutput::Last,
         _ => RnnOutput::Sequence,
     };
-    Ok(Op::Gated(Gated { cell, hidden, output }))
+    Ok(Gated { cell, hidden, output })
+}
+
+fn parts(cell: Cell, a: &Args) -> Result<Op, Diagnostic> {
+    settings(cell, a).map(Op::Gated)
 }
 
 fn build_lstm(a: &Args) -> Result<Op, Diagnostic> {
@@ -98,15 +103,16 @@ fn build_gru(a: &Args) -> Result<Op, Diagnostic> {
     parts(Cell::Gru, a)
 }
 
-/// PyTorch's four tensors of one direction: `[g·h, features]`, `[g·h, h]`, `[g·h]`, `[g·h]`.
-fn gated_params(layer: &str, gates: usize, features: usize, h: usize) -> Vec<ParamSpec> {
+/// PyTorch's four tensors of one direction (`suffix` `_reverse` for the other): `[g·h,
+/// features]`, `[g·h, h]`, `[g·h]`, `[g·h]`.
+pub(super) fn gated_params(layer: &str, suffix: &str, gates: usize, features: usize, h: usize) -> Vec<ParamSpec> {
     let gh = gates * h;
     vec![
         // Each gate's unit reads the input (or the state): fan-in `features` (or `h`).
-        weight(layer, "weight_ih_l0", &[gh, features], features, gh),
-        weight(layer, "weight_hh_l0", &[gh, h], h, gh),
-        bias(layer, "bias_ih_l0", &[gh]),
-        bias(layer, "bias_hh_l0", &[gh]),
+        weight(layer, &format!("weight_ih_l0{suffix}"), &[gh, features], features, gh),
+        weight(layer, &format!("weight_hh_l0{suffix}"), &[gh, h], h, gh),
+        bias(layer, &format!("bias_ih_l0{suffix}"), &[gh]),
+        bias(layer, &format!("bias_hh_l0{suffix}"), &[gh]),
     ]
 }
 
@@ -143,7 +149,7 @@ impl Rules for Gated {
             RnnOutput::Sequence => Shape(vec![steps, Dim::Fixed(self.hidden)]),
             RnnOutput::Last => Shape::fixed(&[self.hidden]),
         };
-        Ok((out, gated_params(cx.name, self.cell.gates(), features, self.hidden)))
+        Ok((out, gated_params(cx.name, "", self.cell.gates(), features, self.hidden)))
     }
     /// Per step: the products `2·g·h·(features + h)`, and the gates' arithmetic (`~10·h`).
     fn flops(&self, cx: &FlopsCx) -> Elems {

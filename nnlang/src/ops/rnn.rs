@@ -6,6 +6,7 @@
 
 use super::activation::{self, Activation};
 use super::args::{Args, Given};
+use super::gated::{gated_params, Cell};
 use super::rule::{bias, sequence, weight, ParamSpec, RuleResult};
 use super::tensor::{Dim, Elems, Shape};
 use super::{FlopsCx, Layer, Op, Reads, Rules, Scratch, ShapeCx, StepCx, Value};
@@ -81,6 +82,9 @@ pub struct Bidirectional {
     pub output: RnnOutput,
     /// How the directions' states combine.
     pub merge: Merge,
+    /// The gated recurrence each direction runs (`bidirectional(lstm(…))`); none for `rnn`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cell: Option<Cell>,
 }
 
 impl Rnn {
@@ -100,7 +104,7 @@ impl Bidirectional {
     pub const LAYERS: &'static [Layer] = &[Layer {
         name: "bidirectional",
         args: &[("layer", true), ("merge", false)],
-        example: "`bidirectional(rnn(64), merge = concat)`",
+        example: "`bidirectional(lstm(64), merge = concat)`",
         merge: false,
         positional_error: None,
         build: build_bidirectional,
@@ -126,26 +130,44 @@ fn build_rnn(a: &Args) -> Result<Op, Diagnostic> {
 }
 
 fn build_bidirectional(a: &Args) -> Result<Op, Diagnostic> {
-    let layer = a.get("layer").ok_or_else(|| Diagnostic::error("`bidirectional` needs an rnn", a.call, "missing"))?;
+    let layer =
+        a.get("layer").ok_or_else(|| Diagnostic::error("`bidirectional` needs a recurrence", a.call, "missing"))?;
     let Given::Call(call) = &layer.value else {
-        return Err(Diagnostic::error("`bidirectional` wraps an `rnn(…)` layer", layer.span, "expected `rnn(…)` here")
-            .with_help("write `bidirectional(rnn(64), merge = concat)`"));
-    };
-    if call.name != "rnn" {
         return Err(Diagnostic::error(
-            format!("`bidirectional` wraps an `rnn(…)` layer, found `{}`", call.name),
-            call.name_span,
-            "expected `rnn`",
-        ));
-    }
-    let inner = a.nested(&Rnn::LAYERS[0], layer.span, &call.args)?;
-    let Rnn { hidden, activation, output } = rnn_parts(&inner)?;
-    let merge = match a.symbol("merge", &["concat", "add", "mul"])? {
-        Some("add") => Merge::Add,
-        Some("mul") => Merge::Mul,
-        _ => Merge::Concat,
+            "`bidirectional` wraps a recurrent layer: `rnn(…)`, `lstm(…)` or `gru(…)`",
+            layer.span,
+            "expected a recurrent layer here",
+        )
+        .with_help("write `bidirectional(lstm(64), merge = concat)`"));
     };
-    Ok(Op::Bidirectional(Bidirectional { hidden, activation, output, merge }))
+    let merge = || -> Result<Merge, Diagnostic> {
+        Ok(match a.symbol("merge", &["concat", "add", "mul"])? {
+            Some("add") => Merge::Add,
+            Some("mul") => Merge::Mul,
+            _ => Merge::Concat,
+        })
+    };
+    let (hidden, activation, output, cell) = match call.name.as_str() {
+        "rnn" => {
+            let inner = a.nested(&Rnn::LAYERS[0], layer.span, &call.args)?;
+            let Rnn { hidden, activation, output } = rnn_parts(&inner)?;
+            (hidden, activation, output, None)
+        }
+        "lstm" | "gru" => {
+            let (cell, at) = if call.name == "lstm" { (Cell::Lstm, 0) } else { (Cell::Gru, 1) };
+            let inner = a.nested(&super::gated::Gated::LAYERS[at], layer.span, &call.args)?;
+            let g = super::gated::settings(cell, &inner)?;
+            (g.hidden, Activation::Tanh, g.output, Some(cell))
+        }
+        other => {
+            return Err(Diagnostic::error(
+                format!("`bidirectional` wraps a recurrent layer (`rnn`, `lstm` or `gru`), found `{other}`"),
+                call.name_span,
+                "expected `rnn`, `lstm` or `gru`",
+            ))
+        }
+    };
+    Ok(Op::Bidirectional(Bidirectional { hidden, activation, output, merge: merge()?, cell }))
 }
 
 fn rnn_params(layer: &str, suffix: &str, features: usize, h: usize) -> Vec<ParamSpec> {
@@ -345,6 +367,15 @@ impl Rules for Rnn {
     }
 }
 
+impl Bidirectional {
+    /// A gated layer's own buffers, after the shared ones: each direction's gates (forward,
+    /// reverse), then, for the LSTM, each direction's cell states.
+    fn gated_bufs(&self, c: &StepCx) -> Vec<ABuf> {
+        let first = if c.training { 5 } else { 3 };
+        c.scratch[first..].to_vec()
+    }
+}
+
 impl Rules for Bidirectional {
     /// As `rnn`, for each direction.
     fn step_facts(&self, step: &Step) -> nnlang_runtime::plan::StepFacts {
@@ -352,13 +383,35 @@ impl Rules for Bidirectional {
     }
     /// ONNX's `RNN`, both directions, then the merge.
     fn onnx(&self, g: &mut dyn super::onnx::OnnxGraph, cx: &super::onnx::OnnxCx) -> Result<(), String> {
-        let y = onnx_rnn(g, cx, self.hidden, OnnxCell::Elman(&self.activation), self.output, Some(self.merge))?;
+        let cell = match self.cell {
+            None => OnnxCell::Elman(&self.activation),
+            Some(Cell::Lstm) => OnnxCell::Lstm,
+            Some(Cell::Gru) => OnnxCell::Gru,
+        };
+        let y = onnx_rnn(g, cx, self.hidden, cell, self.output, Some(self.merge))?;
         g.set(cx.id, y, super::onnx::Layout::ChannelsLast);
         Ok(())
     }
     /// The exported file's `Elman` module with both directions.
     fn pytorch(&self, c: &super::PyCx) -> Option<super::PyLayer> {
         let f = c.in_shape.and_then(|s| s.last()).unwrap_or(0);
+        if let Some(cell) = self.cell {
+            // PyTorch's own module, both directions: its output is every step's two states
+            // side by side (the forward's first), in time order.
+            let class = if cell == Cell::Lstm { "LSTM" } else { "GRU" };
+            let h = self.hidden;
+            let init = c.init(format!("nn.{class}({f}, {h}, batch_first=True, bidirectional=True)"));
+            let (fw, rv) = match self.output {
+                RnnOutput::Sequence => (format!("y[..., :{h}]"), format!("y[..., {h}:]")),
+                RnnOutput::Last => (format!("y[:, -1, :{h}]"), format!("y[:, 0, {h}:]")),
+            };
+            let merged = match self.merge {
+                Merge::Concat => format!("torch.cat([{fw}, {rv}], dim=-1)"),
+                Merge::Add => format!("{fw} + {rv}"),
+                Merge::Mul => format!("{fw} * {rv}"),
+            };
+            return Some(super::PyLayer::with(init, format!("(lambda y: {merged})({}({})[0])", c.module, c.x)));
+        }
         let module = self.activation.desc().pytorch_module;
         let init = c.init(format!("Elman({f}, {}, {module}, True)", self.hidden));
         let output = if self.output == RnnOutput::Last { "'last'" } else { "'sequence'" };
@@ -373,23 +426,38 @@ impl Rules for Bidirectional {
         "bidirectional"
     }
     fn attributes(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("hidden", self.hidden.to_string()),
-            ("activation", activation::text(&self.activation)),
-            ("output", self.output.name().to_string()),
-            ("merge", self.merge.name().to_string()),
-        ]
+        let mut v = vec![("hidden", self.hidden.to_string())];
+        match self.cell {
+            None => v.push(("activation", activation::text(&self.activation))),
+            Some(cell) => v.push(("cell", cell.name().to_string())),
+        }
+        v.push(("output", self.output.name().to_string()));
+        v.push(("merge", self.merge.name().to_string()));
+        v
     }
     fn shape(&self, cx: &ShapeCx) -> RuleResult {
         let (steps, features) = sequence(cx.id, &cx.one(), "bidirectional")?;
         let h = self.hidden;
-        let mut params = rnn_params(cx.name, "", features, h);
-        params.extend(rnn_params(cx.name, "_reverse", features, h));
+        let params = match self.cell {
+            None => [rnn_params(cx.name, "", features, h), rnn_params(cx.name, "_reverse", features, h)].concat(),
+            Some(cell) => {
+                let g = cell.gates();
+                [gated_params(cx.name, "", g, features, h), gated_params(cx.name, "_reverse", g, features, h)].concat()
+            }
+        };
         let width = if self.merge == Merge::Concat { 2 * h } else { h };
         Ok((out_shape(self.output, steps, width), params))
     }
     fn flops(&self, cx: &FlopsCx) -> Elems {
-        rnn_flops(cx, self.hidden, 2)
+        match self.cell {
+            None => rnn_flops(cx, self.hidden, 2),
+            // Each direction: the gates' products and arithmetic, as `lstm` and `gru` count them.
+            Some(cell) => {
+                let one = super::gated::Gated { cell, hidden: self.hidden, output: self.output };
+                let e = super::Rules::flops(&one, cx);
+                Elems { fixed: 2 * e.fixed, per_step: 2 * e.per_step }
+            }
+        }
     }
     /// On fixed-length sequences, as `rnn`.
     fn runnable(&self) -> bool {
@@ -399,12 +467,22 @@ impl Rules for Bidirectional {
         Value::Computed
     }
     /// The workspace; each direction's states; (training) their gradients.
+    /// For gated directions also each direction's gates (`4h` per step) and, for the LSTM,
+    /// cell states, after those; their workspace is `3h` per row.
     fn scratch(&self, c: &StepCx, max_batch: usize) -> Vec<Scratch> {
         let Some(&steps) = c.in_dims.and_then(|d| d.first()) else { return Vec::new() };
-        let states = Scratch::PerRow(steps.saturating_mul(self.hidden));
-        let mut v = vec![Scratch::Fixed(max_batch.saturating_mul(self.hidden)), states, states];
+        let per_step = |n: usize| Scratch::PerRow(steps.saturating_mul(n).saturating_mul(self.hidden));
+        let states = per_step(1);
+        let ws = if self.cell.is_some() { 3 * self.hidden } else { self.hidden };
+        let mut v = vec![Scratch::Fixed(max_batch.saturating_mul(ws)), states, states];
         if c.training {
             v.extend([states, states]);
+        }
+        if let Some(cell) = self.cell {
+            v.extend([per_step(4), per_step(4)]);
+            if cell == Cell::Lstm {
+                v.extend([states, states]);
+            }
         }
         v
     }
@@ -415,11 +493,57 @@ impl Rules for Bidirectional {
         let (f, x, ws, hf, hr) = (self.activation, c.inputs[0], c.scratch[0], c.scratch[1], c.scratch[2]);
         let p = &c.params;
         let (merge, last) = (merge_code(self.merge), self.output == RnnOutput::Last);
-        vec![
-            Step::Rnn { f, steps, reverse: false, x, wih: p[0], whh: p[1], bih: p[2], bhh: p[3], hs: hf, ws, h0: None },
-            Step::Rnn { f, steps, reverse: true, x, wih: p[4], whh: p[5], bih: p[6], bhh: p[7], hs: hr, ws, h0: None },
-            Step::BiMerge { merge, steps, last, hf, hr, y: c.value },
-        ]
+        let mut v = match self.cell {
+            None => vec![
+                Step::Rnn {
+                    f,
+                    steps,
+                    reverse: false,
+                    x,
+                    wih: p[0],
+                    whh: p[1],
+                    bih: p[2],
+                    bhh: p[3],
+                    hs: hf,
+                    ws,
+                    h0: None,
+                },
+                Step::Rnn {
+                    f,
+                    steps,
+                    reverse: true,
+                    x,
+                    wih: p[4],
+                    whh: p[5],
+                    bih: p[6],
+                    bhh: p[7],
+                    hs: hr,
+                    ws,
+                    h0: None,
+                },
+            ],
+            Some(cell) => {
+                let g = self.gated_bufs(c);
+                [(false, 0, hf), (true, 4, hr)]
+                    .into_iter()
+                    .map(|(reverse, k, hs)| {
+                        let d = usize::from(reverse);
+                        let (wih, whh, bih, bhh) = (p[k], p[k + 1], p[k + 2], p[k + 3]);
+                        match cell {
+                            Cell::Lstm => {
+                                let (gates, cs) = (g[d], g[2 + d]);
+                                Step::Lstm { steps, reverse, x, wih, whh, bih, bhh, gates, cs, hs, h0: None, c0: None }
+                            }
+                            Cell::Gru => {
+                                Step::Gru { steps, reverse, x, wih, whh, bih, bhh, gates: g[d], hs, ws, h0: None }
+                            }
+                        }
+                    })
+                    .collect()
+            }
+        };
+        v.push(Step::BiMerge { merge, steps, last, hf, hr, y: c.value });
+        v
     }
     // Forward merged the two directions, so now each direction's states' gradient, then
     // backpropagation through time in each, both adding into the input's gradient.
@@ -432,6 +556,54 @@ impl Rules for Bidirectional {
         let d2 = d.map(|(b, _)| (b, Write::Accumulate));
         let (merge, last) = (merge_code(self.merge), self.output == RnnOutput::Last);
         let (wih, whh, wih_r, whh_r) = (p[0], p[1], p[4], p[5]);
+        if let Some(cell) = self.cell {
+            let gb = self.gated_bufs(c);
+            let mut v = vec![Step::BiMergeBackward { merge, steps, last, hf, hr, dy, dhf, dhr }];
+            for (reverse, k, hs, dhs, dx) in [(false, 0, hf, dhf, d), (true, 4, hr, dhr, d2)] {
+                let di = usize::from(reverse);
+                let (wih, whh) = (p[k], p[k + 1]);
+                let (dwih, dwhh, dbih, dbhh) = (g[k], g[k + 1], g[k + 2], g[k + 3]);
+                v.push(match cell {
+                    Cell::Lstm => Step::LstmBackward {
+                        steps,
+                        reverse,
+                        x,
+                        wih,
+                        whh,
+                        gates: gb[di],
+                        cs: gb[2 + di],
+                        hs,
+                        dhs,
+                        ws,
+                        dwih,
+                        dwhh,
+                        dbih,
+                        dbhh,
+                        dx,
+                        h0: None,
+                        c0: None,
+                    },
+                    Cell::Gru => Step::GruBackward {
+                        steps,
+                        reverse,
+                        x,
+                        wih,
+                        whh,
+                        gates: gb[di],
+                        hs,
+                        dhs,
+                        ws,
+                        dwih,
+                        dwhh,
+                        dbih,
+                        dbhh,
+                        dx,
+                        h0: None,
+                    },
+                });
+            }
+            return v;
+        }
         vec![
             Step::BiMergeBackward { merge, steps, last, hf, hr, dy, dhf, dhr },
             Step::RnnBackward {

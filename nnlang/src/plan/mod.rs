@@ -158,7 +158,7 @@ fn build_with(
                 n.span,
                 "reads each window backwards too",
             )
-            .with_note("`bptt` carries each `rnn`'s last state into the next window; the reverse direction would need the future")]);
+            .with_note("`bptt` carries each recurrent layer's last state into the next window; the reverse direction would need the future")]);
         }
     }
     let mut g = graph_for(model, mode, level);
