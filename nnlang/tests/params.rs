@@ -50,6 +50,31 @@ fn every_tensor_says_what_it_is() {
     assert_eq!(param(&rnn, "r.bias_hh_l0").role, Role::Bias);
 }
 
+/// `lstm(…, forget_bias = b)` starts the forget gate's block of `bias_ih` (PyTorch's gate
+/// order i, f, g, o: values h..2h) at b, everything else of the biases at zero; in both
+/// directions of a bidirectional layer.
+#[test]
+fn an_lstms_forget_bias_starts_its_forget_gate_block() {
+    let plan = training_plan(
+        "model L { input x: [seq <= 5, 3]\n let a = x -> lstm(4, forget_bias = 1) as f\n\
+         a -> bidirectional(lstm(2, output = last, forget_bias = 0.5)) as b -> dense(2) -> softmax }",
+    );
+    assert_eq!(param(&plan, "f.bias_ih_l0").role, Role::GateBias { from: 4, len: 4, init: 1.0 });
+    assert_eq!(param(&plan, "f.bias_hh_l0").role, Role::Bias);
+    let mut params = vec![7f32; plan.params_len];
+    initialize(&plan, &mut params, Init::He, 5);
+    let values = |name: &str| params[param(&plan, name).buf.range()].to_vec();
+    assert_eq!(values("f.bias_ih_l0"), [[0f32; 4], [1.0; 4], [0.0; 4], [0.0; 4]].concat());
+    assert_eq!(values("f.bias_hh_l0"), [0f32; 16]);
+    for b in ["b.bias_ih_l0", "b.bias_ih_l0_reverse"] {
+        assert_eq!(values(b), [&[0f32; 2][..], &[0.5; 2], &[0.0; 4]].concat(), "{b}");
+    }
+    // Without it, PyTorch's names with plain biases.
+    let plain = training_plan("model P { input x: [seq <= 5, 3]\n x -> gru(4) as g -> dense(2) -> softmax }");
+    assert_eq!(param(&plain, "g.bias_ih_l0").role, Role::Bias);
+    assert_eq!(param(&plain, "g.weight_hh_l0").role, Role::Weight { fan_in: 4, fan_out: 12 });
+}
+
 #[test]
 fn a_fresh_local_weight_has_hes_standard_deviation_for_its_patch() {
     let plan = training_plan(LOCAL);

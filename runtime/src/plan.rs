@@ -251,6 +251,17 @@ pub enum Role {
     },
     /// An additive bias: starts at zero, trained, never regularized.
     Bias,
+    /// An additive bias, trained, never regularized, that starts at `init` on the `len` values
+    /// from `from` and at zero elsewhere: an LSTM's `bias_ih` with its forget gate's block
+    /// set (`forget_bias`).
+    GateBias {
+        /// The first value of the block.
+        from: usize,
+        /// Its length.
+        len: usize,
+        /// Where it starts.
+        init: f64,
+    },
     /// A multiplicative gain (a normalization's scale): starts at one, trained, never
     /// regularized.
     Gain,
@@ -285,14 +296,14 @@ impl Role {
     pub fn fan_in(self) -> Option<usize> {
         match self {
             Role::Weight { fan_in, .. } => Some(fan_in),
-            Role::Bias | Role::Gain | Role::State { .. } | Role::Count => None,
+            Role::Bias | Role::GateBias { .. } | Role::Gain | Role::State { .. } | Role::Count => None,
         }
     }
     /// The role's name in reports and JSON.
     pub fn name(self) -> &'static str {
         match self {
             Role::Weight { .. } => "weight",
-            Role::Bias => "bias",
+            Role::Bias | Role::GateBias { .. } => "bias",
             Role::Gain => "gain",
             Role::State { .. } => "state",
             Role::Count => "count",

@@ -11,7 +11,7 @@ use super::rule::{bias, sequence, weight, ParamSpec, RuleResult};
 use super::tensor::{Dim, Elems, Shape};
 use super::{FlopsCx, Layer, Op, Reads, Rules, Scratch, ShapeCx, StepCx, Value};
 use crate::diag::Diagnostic;
-use nnlang_runtime::plan::{ABuf, PBuf, Step};
+use nnlang_runtime::plan::{ABuf, PBuf, Role, Step};
 
 use serde::Serialize;
 
@@ -51,6 +51,14 @@ pub struct Gated {
     pub hidden: usize,
     /// Every step's state or the last.
     pub output: RnnOutput,
+    /// Where the LSTM's forget-gate block of `bias_ih` starts (0: all biases start at zero).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub forget_bias: f64,
+}
+
+/// Whether a setting is at its default of zero (left out of the IR's JSON).
+pub(super) fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 impl Gated {
@@ -58,8 +66,8 @@ impl Gated {
     pub const LAYERS: &'static [Layer] = &[
         Layer {
             name: "lstm",
-            args: &[("hidden", true), ("output", false)],
-            example: "`lstm(hidden = 128, output = sequence)`",
+            args: &[("hidden", true), ("output", false), ("forget_bias", false)],
+            example: "`lstm(hidden = 128, output = sequence, forget_bias = 1)`",
             merge: false,
             positional_error: None,
             build: build_lstm,
@@ -88,7 +96,13 @@ pub(super) fn settings(cell: Cell, a: &Args) -> Result<Gated, Diagnostic> {
         Some("last") => RnnOutput::Last,
         _ => RnnOutput::Sequence,
     };
-    Ok(Gated { cell, hidden, output })
+    // Only `lstm` declares `forget_bias`: a GRU has no forget gate, and the argument is
+    // refused there as any unknown one is.
+    let forget_bias = match cell {
+        Cell::Lstm => a.number_in("forget_bias", -100.0, 100.0, false, "[-100, 100]")?.map_or(0.0, |v| v.0),
+        Cell::Gru => 0.0,
+    };
+    Ok(Gated { cell, hidden, output, forget_bias })
 }
 
 fn parts(cell: Cell, a: &Args) -> Result<Op, Diagnostic> {
@@ -104,14 +118,25 @@ fn build_gru(a: &Args) -> Result<Op, Diagnostic> {
 }
 
 /// PyTorch's four tensors of one direction (`suffix` `_reverse` for the other): `[g·h,
-/// features]`, `[g·h, h]`, `[g·h]`, `[g·h]`.
-pub(super) fn gated_params(layer: &str, suffix: &str, gates: usize, features: usize, h: usize) -> Vec<ParamSpec> {
+/// features]`, `[g·h, h]`, `[g·h]`, `[g·h]`; an LSTM's `forget_bias` starts the forget
+/// gate's block (`h..2h`) of `bias_ih` there.
+pub(super) fn gated_params(
+    layer: &str,
+    suffix: &str,
+    (gates, forget_bias): (usize, f64),
+    features: usize,
+    h: usize,
+) -> Vec<ParamSpec> {
     let gh = gates * h;
+    let mut b_ih = bias(layer, &format!("bias_ih_l0{suffix}"), &[gh]);
+    if forget_bias != 0.0 {
+        b_ih.role = Role::GateBias { from: h, len: h, init: forget_bias };
+    }
     vec![
         // Each gate's unit reads the input (or the state): fan-in `features` (or `h`).
         weight(layer, &format!("weight_ih_l0{suffix}"), &[gh, features], features, gh),
         weight(layer, &format!("weight_hh_l0{suffix}"), &[gh, h], h, gh),
-        bias(layer, &format!("bias_ih_l0{suffix}"), &[gh]),
+        b_ih,
         bias(layer, &format!("bias_hh_l0{suffix}"), &[gh]),
     ]
 }
@@ -141,7 +166,11 @@ impl Rules for Gated {
         self.cell.name()
     }
     fn attributes(&self) -> Vec<(&'static str, String)> {
-        vec![("hidden", self.hidden.to_string()), ("output", self.output.name().to_string())]
+        let mut v = vec![("hidden", self.hidden.to_string()), ("output", self.output.name().to_string())];
+        if self.forget_bias != 0.0 {
+            v.push(("forget_bias", crate::diag::fmt_f64(self.forget_bias)));
+        }
+        v
     }
     fn shape(&self, cx: &ShapeCx) -> RuleResult {
         let (steps, features) = sequence(cx.id, &cx.one(), self.cell.name())?;
@@ -149,7 +178,7 @@ impl Rules for Gated {
             RnnOutput::Sequence => Shape(vec![steps, Dim::Fixed(self.hidden)]),
             RnnOutput::Last => Shape::fixed(&[self.hidden]),
         };
-        Ok((out, gated_params(cx.name, "", self.cell.gates(), features, self.hidden)))
+        Ok((out, gated_params(cx.name, "", (self.cell.gates(), self.forget_bias), features, self.hidden)))
     }
     /// Per step: the products `2·g·h·(features + h)`, and the gates' arithmetic (`~10·h`).
     fn flops(&self, cx: &FlopsCx) -> Elems {

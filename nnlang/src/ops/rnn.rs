@@ -85,6 +85,9 @@ pub struct Bidirectional {
     /// The gated recurrence each direction runs (`bidirectional(lstm(…))`); none for `rnn`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cell: Option<Cell>,
+    /// An LSTM's `forget_bias`, in both directions.
+    #[serde(skip_serializing_if = "super::gated::is_zero")]
+    pub forget_bias: f64,
 }
 
 impl Rnn {
@@ -147,17 +150,17 @@ fn build_bidirectional(a: &Args) -> Result<Op, Diagnostic> {
             _ => Merge::Concat,
         })
     };
-    let (hidden, activation, output, cell) = match call.name.as_str() {
+    let (hidden, activation, output, cell, forget_bias) = match call.name.as_str() {
         "rnn" => {
             let inner = a.nested(&Rnn::LAYERS[0], layer.span, &call.args)?;
             let Rnn { hidden, activation, output } = rnn_parts(&inner)?;
-            (hidden, activation, output, None)
+            (hidden, activation, output, None, 0.0)
         }
         "lstm" | "gru" => {
             let (cell, at) = if call.name == "lstm" { (Cell::Lstm, 0) } else { (Cell::Gru, 1) };
             let inner = a.nested(&super::gated::Gated::LAYERS[at], layer.span, &call.args)?;
             let g = super::gated::settings(cell, &inner)?;
-            (g.hidden, Activation::Tanh, g.output, Some(cell))
+            (g.hidden, Activation::Tanh, g.output, Some(cell), g.forget_bias)
         }
         other => {
             return Err(Diagnostic::error(
@@ -167,7 +170,7 @@ fn build_bidirectional(a: &Args) -> Result<Op, Diagnostic> {
             ))
         }
     };
-    Ok(Op::Bidirectional(Bidirectional { hidden, activation, output, merge: merge()?, cell }))
+    Ok(Op::Bidirectional(Bidirectional { hidden, activation, output, merge: merge()?, cell, forget_bias }))
 }
 
 fn rnn_params(layer: &str, suffix: &str, features: usize, h: usize) -> Vec<ParamSpec> {
@@ -431,6 +434,9 @@ impl Rules for Bidirectional {
             None => v.push(("activation", activation::text(&self.activation))),
             Some(cell) => v.push(("cell", cell.name().to_string())),
         }
+        if self.forget_bias != 0.0 {
+            v.push(("forget_bias", crate::diag::fmt_f64(self.forget_bias)));
+        }
         v.push(("output", self.output.name().to_string()));
         v.push(("merge", self.merge.name().to_string()));
         v
@@ -441,7 +447,7 @@ impl Rules for Bidirectional {
         let params = match self.cell {
             None => [rnn_params(cx.name, "", features, h), rnn_params(cx.name, "_reverse", features, h)].concat(),
             Some(cell) => {
-                let g = cell.gates();
+                let g = (cell.gates(), self.forget_bias);
                 [gated_params(cx.name, "", g, features, h), gated_params(cx.name, "_reverse", g, features, h)].concat()
             }
         };
@@ -453,7 +459,7 @@ impl Rules for Bidirectional {
             None => rnn_flops(cx, self.hidden, 2),
             // Each direction: the gates' products and arithmetic, as `lstm` and `gru` count them.
             Some(cell) => {
-                let one = super::gated::Gated { cell, hidden: self.hidden, output: self.output };
+                let one = super::gated::Gated { cell, hidden: self.hidden, output: self.output, forget_bias: 0.0 };
                 let e = super::Rules::flops(&one, cx);
                 Elems { fixed: 2 * e.fixed, per_step: 2 * e.per_step }
             }

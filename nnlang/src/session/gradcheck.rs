@@ -248,7 +248,7 @@ impl Session {
         // Biases start at zero and gains at one; small random moves exercise them too.
         for p in &plan.params {
             let at = match p.role {
-                nnlang_runtime::plan::Role::Bias => 0.0,
+                nnlang_runtime::plan::Role::Bias | nnlang_runtime::plan::Role::GateBias { .. } => 0.0,
                 nnlang_runtime::plan::Role::Gain => 1.0,
                 nnlang_runtime::plan::Role::Weight { .. }
                 | nnlang_runtime::plan::Role::State { .. }

@@ -243,6 +243,12 @@ pub fn initialize_table<T: Float>(table: &[crate::plan::Param], params: &mut [T]
                 slot.fill(T::ZERO);
                 continue;
             }
+            Role::GateBias { from, len, init } => {
+                slot.fill(T::ZERO);
+                let end = from.saturating_add(len).min(slot.len());
+                slot[from.min(end)..end].fill(T::from_f64(init));
+                continue;
+            }
             Role::Gain => {
                 slot.fill(T::ONE);
                 continue;

@@ -101,6 +101,10 @@ fn param_table(table: &[Param]) -> TokenStream {
                 quote! { Weight { fan_in: #fan_in, fan_out: #fan_out } }
             }
             Role::Bias => quote! { Bias },
+            Role::GateBias { from, len, init } => {
+                let (from, len, init) = (lit(from), lit(len), f64_lit(init));
+                quote! { GateBias { from: #from, len: #len, init: #init } }
+            }
             Role::Gain => quote! { Gain },
             Role::State { init, momentum } => {
                 let (init, momentum) = (f64_lit(init), f64_lit(momentum));
