@@ -358,11 +358,12 @@ fn hard_tanh<T: Float>(v: T) -> T {
 }
 
 fn sigmoid<T: Float>(v: T) -> T {
-    // Stable for large |v|: never exponentiates a large positive number.
+    // Stable for large |v|: never exponentiates a large positive number. `e⁻|ᵛ|` without a
+    // library call in f32, so that a loop over a slice vectorizes.
+    let e = v.abs().exp_neg();
     if v >= T::ZERO {
-        T::ONE / (T::ONE + (-v).exp())
+        T::ONE / (T::ONE + e)
     } else {
-        let e = v.exp();
         e / (T::ONE + e)
     }
 }

@@ -40,6 +40,9 @@ pub trait Float:
     fn ln(self) -> Self;
     /// The hyperbolic tangent.
     fn tanh(self) -> Self;
+    /// `e⁻ˣ` for `x ≥ 0` (NaN stays NaN): in f32 without a library call, so that a loop over a
+    /// slice vectorizes (the sigmoid's exponential).
+    fn exp_neg(self) -> Self;
     /// The square root.
     fn sqrt(self) -> Self;
     /// The absolute value.
@@ -127,7 +130,7 @@ pub trait Float:
 }
 
 macro_rules! float_impl {
-    ($t:ty, $name:literal, $gemm:path, $few:path, $tanh:path, $conv_forward:path, $conv_backward:path, $dense_forward:path, $dense_backward:path, $dense_tiles:path) => {
+    ($t:ty, $name:literal, $gemm:path, $few:path, $tanh:path, $exp_neg:path, $conv_forward:path, $conv_backward:path, $dense_forward:path, $dense_backward:path, $dense_tiles:path) => {
         impl Float for $t {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
@@ -147,6 +150,10 @@ macro_rules! float_impl {
             #[inline(always)]
             fn tanh(self) -> Self {
                 $tanh(self)
+            }
+            #[inline(always)]
+            fn exp_neg(self) -> Self {
+                $exp_neg(self)
             }
             fn sqrt(self) -> Self {
                 <$t>::sqrt(self)
@@ -246,6 +253,7 @@ float_impl!(
     matrixmultiply::sgemm,
     crate::kernels::gemm::few_rows,
     tanh_f32,
+    exp_neg_f32,
     crate::kernels::implicit::forward,
     crate::kernels::implicit::backward,
     crate::kernels::implicit::dense_forward,
@@ -258,6 +266,7 @@ float_impl!(
     matrixmultiply::dgemm,
     never_few,
     f64::tanh,
+    exp_neg_f64,
     no_conv_forward,
     no_conv_backward,
     no_dense_forward,
@@ -339,6 +348,38 @@ fn never_few(
     false
 }
 
+/// `eᵗ` for `−87 ≤ t ≤ 0` from Cephes' `expf` polynomial, without a library call or a
+/// branch: `2^n · exp(r)`, `|r| ≤ ln 2 / 2`, the exponent's rounding done by adding 1.5·2²³,
+/// and the power of two built from its bits (`n ≥ −126`: a normal number).
+#[inline(always)]
+#[allow(clippy::excessive_precision)] // the constants as Cephes publishes them
+fn exp_f32(t: f32) -> f32 {
+    const MAGIC: f32 = 12_582_912.0; // 1.5 · 2^23: adding it rounds to an integer
+    let n = (t * std::f32::consts::LOG2_E + MAGIC) - MAGIC;
+    let r = t - n * 0.693_359_4 - n * -2.121_944_4e-4;
+    let p = ((((1.987_569_2e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 1.666_666_5e-1)
+        * r
+        + 5.000_000_1e-1;
+    (p * r * r + r + 1.0) * f32::from_bits(((n as i32 + 127) as u32) << 23)
+}
+
+/// `e⁻ˣ` for `x ≥ 0` in f32 ([`exp_f32`]; beyond 87, where it is below 2⁻¹²⁵, as at 87: the
+/// sigmoid it serves is then 0 or 1 to f32's precision either way). NaN stays NaN.
+#[inline(always)]
+fn exp_neg_f32(x: f32) -> f32 {
+    let e = exp_f32(-x.min(87.0));
+    if x.is_nan() {
+        x
+    } else {
+        e
+    }
+}
+
+/// `e⁻ˣ` in f64: the library's.
+fn exp_neg_f64(x: f64) -> f64 {
+    (-x).exp()
+}
+
 /// `tanh` in f32 without a library call and without branches, so that a loop over a slice
 /// vectorizes (libm's `tanhf` was most of an RNN's training step). Below |x| = 0.625 the
 /// odd polynomial of Cephes' `tanhf`; above, `(1 − e)/(1 + e)` with `e = exp(−2|x|)` from
@@ -356,15 +397,8 @@ fn tanh_f32(x: f32) -> f32 {
         * z
         * a
         + a;
-    // Large: e = exp(−2a) = 2^n · exp(r), |r| ≤ ln 2 / 2.
-    let t = -2.0 * a;
-    const MAGIC: f32 = 12_582_912.0; // 1.5 · 2^23: adding it rounds to an integer
-    let n = (t * std::f32::consts::LOG2_E + MAGIC) - MAGIC;
-    let r = t - n * 0.693_359_4 - n * -2.121_944_4e-4;
-    let p = ((((1.987_569_2e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 1.666_666_5e-1)
-        * r
-        + 5.000_000_1e-1;
-    let e = (p * r * r + r + 1.0) * f32::from_bits(((n as i32 + 127) as u32) << 23);
+    // Large: e = exp(−2a).
+    let e = exp_f32(-2.0 * a);
     let large = (1.0 - e) / (1.0 + e);
     let y = if a < 0.625 { small } else { large };
     // `min` above turned a NaN into 9: a NaN stays a NaN.
@@ -377,6 +411,27 @@ fn tanh_f32(x: f32) -> f32 {
 
 #[cfg(test)]
 mod tests {
+    /// `e⁻ˣ` against f64's on a dense grid over [0, 87] and at the edges: a few ulps at most;
+    /// NaN stays NaN, and beyond 87 (below 2⁻¹²⁵) it stays tiny.
+    #[test]
+    fn exp_neg_f32_is_accurate() {
+        let mut worst = 0.0f64;
+        for i in 0..=870_000 {
+            let x = i as f32 * 1e-4;
+            let exact = (-(x as f64)).exp();
+            let err = (super::exp_neg_f32(x) as f64 - exact).abs() / exact;
+            assert!(err < 4e-7, "exp(-{x}) off by {err:e}");
+            worst = worst.max(err);
+        }
+        assert_eq!(super::exp_neg_f32(0.0), 1.0);
+        assert!(super::exp_neg_f32(f32::NAN).is_nan());
+        for x in [87.0f32, 100.0, 1e30, f32::INFINITY] {
+            let e = super::exp_neg_f32(x);
+            assert!(e > 0.0 && e < 2e-38, "exp(-{x}) = {e}");
+        }
+        assert!(worst < 4e-7, "worst relative error {worst:e}");
+    }
+
     /// Against f64's tanh on a dense grid and at the edges: a few ulps at most.
     #[test]
     fn tanh_f32_is_accurate() {
