@@ -27,27 +27,12 @@
 //! with their pre-activation gradients, so that the weight gradients are one product each
 //! over every step, as in the Elman recurrence.
 
-use super::rnn::Dims;
+use super::rnn::{dims, length, Dims};
 use crate::act::{activation_in_place, Act};
 use crate::mem::Cx;
 use crate::ops::Done;
 use crate::plan::{ABuf, PBuf, Write};
 use crate::Float;
-
-/// The length of row `r`'s sequence: `lengths[r]`, or every step when none are given.
-fn length(lengths: &[usize], r: usize, steps: usize) -> usize {
-    lengths.get(r).map_or(steps, |&l| l.min(steps))
-}
-
-/// The `i`-th step the recurrence visits, and the one it visited before (None first).
-fn visit(d: &Dims, i: usize) -> (usize, Option<usize>) {
-    if d.reverse {
-        let t = d.steps - 1 - i;
-        (t, (i > 0).then_some(t + 1))
-    } else {
-        (i, i.checked_sub(1))
-    }
-}
 
 /// `c[n × g] (+)= a[n × f] · wᵀ` (`w` `[g, f]`, PyTorch's layout; `β = 1`): rows of `a`
 /// `rsa` apart, of `c` `rsc` apart.
@@ -97,7 +82,7 @@ pub fn lstm_forward<T: Float>(
     }
     project(n, nf, g4, x, nf, wih, gates, g4);
     for i in 0..steps {
-        let (t, prev) = visit(&d, i);
+        let (t, prev) = d.visit(i);
         if let Some((h, rs)) = previous(hs, prev, h0, steps, nh) {
             project(rows, nh, g4, h, rs, whh, &mut gates[t * g4..], steps * g4);
         }
@@ -152,7 +137,7 @@ pub fn lstm_backward_params<T: Float>(
     let dc = &mut dc[..rows * nh];
     dc.fill(T::ZERO);
     for i in (0..steps).rev() {
-        let (t, prev) = visit(&d, i);
+        let (t, prev) = d.visit(i);
         for r in 0..rows {
             let (at, gat) = ((r * steps + t) * nh, (r * steps + t) * g4);
             if t >= length(lengths, r, steps) {
@@ -286,7 +271,7 @@ pub fn gru_forward<T: Float>(
     project(n, nf, g3, x, nf, wih, gates, g4);
     let gh = &mut ws[..rows * g3];
     for i in 0..steps {
-        let (t, prev) = visit(&d, i);
+        let (t, prev) = d.visit(i);
         for row in gh.chunks_exact_mut(g3) {
             row.copy_from_slice(&bhh[..g3]);
         }
@@ -346,7 +331,7 @@ pub fn gru_backward_params<T: Float>(
     let (n, g3, g4) = (rows * steps, 3 * nh, 4 * nh);
     let wsg = &mut ws[..rows * g3];
     for i in (0..steps).rev() {
-        let (t, prev) = visit(&d, i);
+        let (t, prev) = d.visit(i);
         for r in 0..rows {
             let (at, gat) = ((r * steps + t) * nh, (r * steps + t) * g4);
             if t >= length(lengths, r, steps) {
@@ -407,10 +392,6 @@ pub fn gru_backward_params<T: Float>(
     recurrent_weight_grads(d, (&gates[g3..], nh, g4), hs, h0, dw_n);
     dbhh[..2 * nh].copy_from_slice(&dbih[..2 * nh]);
     bias_grads(&gates[g3..], n, (nh, g4), &mut dbhh[2 * nh..g3]);
-}
-
-fn dims(rows: usize, steps: usize, reverse: bool, x: ABuf, hs: ABuf) -> Dims {
-    Dims { rows, steps, features: x.cols / steps.max(1), hidden: hs.cols / steps.max(1), reverse }
 }
 
 /// The step `Lstm`: every state of every sequence into `hs`, the gates and cell states kept

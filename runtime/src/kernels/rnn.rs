@@ -33,13 +33,13 @@ pub struct Dims {
 }
 
 /// The length of row `r`'s sequence: `lengths[r]`, or every step when none are given.
-fn length(lengths: &[usize], r: usize, steps: usize) -> usize {
+pub(super) fn length(lengths: &[usize], r: usize, steps: usize) -> usize {
     lengths.get(r).map_or(steps, |&l| l.min(steps))
 }
 
 impl Dims {
     /// The `i`-th step the recurrence visits, and the one it visited before (None first).
-    fn visit(&self, i: usize) -> (usize, Option<usize>) {
+    pub(super) fn visit(&self, i: usize) -> (usize, Option<usize>) {
         if self.reverse {
             let t = self.steps - 1 - i;
             (t, (i > 0).then_some(t + 1))
@@ -242,7 +242,7 @@ pub fn backward_input<T: Float>(d: Dims, wih: &[T], dz: &[T], dx: &mut [T], accu
     T::gemm(rows * steps, nh, nf, T::ONE, dz, nh as isize, 1, wih, nf as isize, 1, beta, dx, nf as isize, 1);
 }
 
-fn dims(rows: usize, steps: usize, reverse: bool, x: ABuf, hs: ABuf) -> Dims {
+pub(super) fn dims(rows: usize, steps: usize, reverse: bool, x: ABuf, hs: ABuf) -> Dims {
     Dims { rows, steps, features: x.cols / steps.max(1), hidden: hs.cols / steps.max(1), reverse }
 }
 
