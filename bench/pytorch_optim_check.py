@@ -1,4 +1,6 @@
-"""nnlang's Adam and AdamW against PyTorch's: the same weights and batch, three steps each
+"""nnlang's Adam and AdamW against PyTorch's: the same weights and batch, three steps each —
+on an MLP, and on gated recurrent nets (`lstm`, `gru`, bidirectional; PyTorch's nn.LSTM and
+nn.GRU through the exported module)
 (`nnlangc train --init … --epochs 3` with the batch the whole data set), then every tensor
 compared. nnlang's AdamW decays the weights only (as its L1/L2 do), so PyTorch's is given
 two parameter groups: the weights with the decay, the biases without. PyTorch is not a
@@ -19,17 +21,24 @@ from safetensors.torch import load_file, save_file
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "target", "release", "nnlangc")
 ROWS, STEPS = 64, 3
+MLP = ("model M {\n  input x: [12]\n  x -> dense(16) -> relu -> dense(8) -> tanh -> dense(3) -> softmax\n}\n", (12,))
+GATED = ("model M {\n  input x: [6, 4]\n  x -> lstm(8) -> gru(5, output = last) -> dense(3) -> softmax\n}\n", (6, 4))
+BOTH_WAYS = ("model M {\n  input x: [5, 3]\n  x -> bidirectional(lstm(6), merge = add)\n"
+             "  -> bidirectional(gru(4, output = last), merge = concat) -> dense(3) -> softmax\n}\n", (5, 3))
 CASES = [
-    ("adam", "adam(lr = 0.01)", 0.0),
-    ("adamw", "adamw(lr = 0.01, weight_decay = 0.1)", 0.1),
-    ("adamw default", "adamw(lr = 0.003)", 0.01),
+    ("adam", "adam(lr = 0.01)", 0.0, MLP),
+    ("adamw", "adamw(lr = 0.01, weight_decay = 0.1)", 0.1, MLP),
+    ("adamw default", "adamw(lr = 0.003)", 0.01, MLP),
+    ("lstm, gru", "adam(lr = 0.01)", 0.0, GATED),
+    ("both ways", "adamw(lr = 0.01, weight_decay = 0.1)", 0.1, BOTH_WAYS),
 ]
 
 
-def check(optimizer, decay, tmp):
+def check(optimizer, decay, model_src, tmp):
+    model_src, dims = model_src
     src = os.path.join(tmp, "m.nn")
     with open(src, "w") as f:
-        f.write("model M {\n  input x: [12]\n  x -> dense(16) -> relu -> dense(8) -> tanh -> dense(3) -> softmax\n}\n"
+        f.write(model_src +
                 f"train M on d {{ loss = cross_entropy, optimizer = {optimizer}, batch = {ROWS}, epochs = {STEPS}, seed = 1 }}\n"
                 f"data d {{ train = npy(\"{tmp}/x.npy\", \"{tmp}/y.npy\") }}\n")
     out = os.path.join(tmp, "m.py")
@@ -45,15 +54,16 @@ def check(optimizer, decay, tmp):
             p.uniform_(-a, a)
     w0 = os.path.join(tmp, "w0.safetensors")
     save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, w0)
-    x = torch.rand(ROWS, 12) * 2 - 1
+    x = torch.rand(ROWS, *dims) * 2 - 1
     y = torch.randint(0, 3, (ROWS,))
     np.save(os.path.join(tmp, "x.npy"), x.numpy())
     np.save(os.path.join(tmp, "y.npy"), y.numpy().astype(np.float32))
     run = os.path.join(tmp, "run")
     subprocess.run([BIN, "train", src, "--init", w0, "--out", run, "--quiet"], check=True, capture_output=True)
     ours = load_file(os.path.join(run, "weights.safetensors"))
-    weights = [p for n, p in model.named_parameters() if n.endswith("weight")]
-    others = [p for n, p in model.named_parameters() if not n.endswith("weight")]
+    # nnlang decays the weights (`weight`, `weight_ih_l0`, …), not the biases.
+    weights = [p for n, p in model.named_parameters() if n.split(".")[-1].startswith("weight")]
+    others = [p for n, p in model.named_parameters() if not n.split(".")[-1].startswith("weight")]
     lr = float(optimizer.split("lr = ")[1].split(")")[0].split(",")[0])
     opt = torch.optim.AdamW([{"params": weights, "weight_decay": decay}, {"params": others, "weight_decay": 0.0}],
                             lr=lr, betas=(0.9, 0.999), eps=1e-8)
@@ -69,9 +79,9 @@ def main():
     subprocess.run(["cargo", "build", "-q", "--release"], cwd=ROOT, check=True)
     print(f"# torch {torch.__version__}; {STEPS} steps on a batch of {ROWS}: largest |nnlang − PyTorch| over every tensor")
     failed = False
-    for name, optimizer, decay in CASES:
+    for name, optimizer, decay, model in CASES:
         with tempfile.TemporaryDirectory() as tmp:
-            worst = check(optimizer, decay, tmp)
+            worst = check(optimizer, decay, model, tmp)
         failed |= worst > 1e-5
         print(f"{name:14s} {optimizer:40s} {worst:.2e}")
     sys.exit(1 if failed else 0)
