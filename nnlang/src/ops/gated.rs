@@ -208,11 +208,15 @@ impl Rules for Gated {
         let per_step = |n: usize| Scratch::PerRow(steps.saturating_mul(n).saturating_mul(h));
         let mut v = vec![per_step(4)];
         v.push(match self.cell {
-            Cell::Lstm => per_step(1),
+            // The cell states, and a tail of `5h` per row: the recurrent product's workspace.
+            Cell::Lstm => Scratch::PerRow(steps.saturating_mul(h).saturating_add(5 * h)),
             // Not used: the GRU keeps no cell state (a placeholder keeps the indices alike).
             Cell::Gru => Scratch::Fixed(0),
         });
-        v.push(Scratch::Fixed(max_batch.saturating_mul(h).saturating_mul(3)));
+        // The LSTM's backward step: `h` for the cell state's gradient and `5h` for the recurrent
+        // products; the GRU's steps: `3h` for one step's recurrent projections and `4h` for the
+        // products.
+        v.push(Scratch::Fixed(max_batch.saturating_mul(h).saturating_mul(7)));
         if self.output == RnnOutput::Last {
             v.push(per_step(1));
             if c.training {

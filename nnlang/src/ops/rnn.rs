@@ -479,7 +479,8 @@ impl Rules for Bidirectional {
         let Some(&steps) = c.in_dims.and_then(|d| d.first()) else { return Vec::new() };
         let per_step = |n: usize| Scratch::PerRow(steps.saturating_mul(n).saturating_mul(self.hidden));
         let states = per_step(1);
-        let ws = if self.cell.is_some() { 3 * self.hidden } else { self.hidden };
+        // For gated directions, as `lstm` and `gru` take it.
+        let ws = if self.cell.is_some() { 7 * self.hidden } else { self.hidden };
         let mut v = vec![Scratch::Fixed(max_batch.saturating_mul(ws)), states, states];
         if c.training {
             v.extend([states, states]);
@@ -487,7 +488,9 @@ impl Rules for Bidirectional {
         if let Some(cell) = self.cell {
             v.extend([per_step(4), per_step(4)]);
             if cell == Cell::Lstm {
-                v.extend([states, states]);
+                // Each direction's cell states with the recurrent product's workspace after.
+                let cells = Scratch::PerRow(steps.saturating_mul(self.hidden).saturating_add(5 * self.hidden));
+                v.extend([cells, cells]);
             }
         }
         v

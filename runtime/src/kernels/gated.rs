@@ -41,6 +41,82 @@ fn project<T: Float>(n: usize, f: usize, g: usize, a: &[T], rsa: usize, w: &[T],
     T::gemm(n, f, g, T::ONE, a, rsa as isize, 1, w, 1, f as isize, T::ONE, c, rsc as isize, 1);
 }
 
+/// `c[rows × g] (+)= h[rows × k] · wᵀ` for the recurrent product of one step (`w` `[g, k]`;
+/// rows of `h` `rsh` apart, of `c` `rsc` apart): on the dense layers' register tiles, which
+/// read `w` where it lies, when they take `k` (f32 with AVX2 or AVX-512, `k` a multiple of 16)
+/// — matrixmultiply would pack all of `w` again at every step — the states gathered into
+/// `ws` (`rows × (k + g)`) and the product added from there; else matrixmultiply. `bias`:
+/// the product starts from it (overwriting `c`) instead of adding to `c`.
+#[allow(clippy::too_many_arguments)]
+fn recurrent<T: Float>(
+    (rows, k, g): (usize, usize, usize),
+    (h, rsh): (&[T], usize),
+    w: &[T],
+    bias: Option<&[T]>,
+    (c, rsc): (&mut [T], usize),
+    ws: &mut [T],
+) {
+    if T::dense_tiles(k) && ws.len() >= rows * (k + g) {
+        let (hx, y) = ws[..rows * (k + g)].split_at_mut(rows * k);
+        for (r, dst) in hx.chunks_exact_mut(k).enumerate() {
+            dst.copy_from_slice(&h[r * rsh..r * rsh + k]);
+        }
+        let zeros;
+        let b = match bias {
+            Some(b) => b,
+            None => {
+                zeros = vec![T::ZERO; g];
+                &zeros
+            }
+        };
+        if T::dense_forward(rows, k, g, hx, w, b, crate::kernels::dense::Out::Matrix(y)) {
+            for (r, src) in y.chunks_exact(g).enumerate() {
+                let dst = &mut c[r * rsc..r * rsc + g];
+                if bias.is_some() {
+                    dst.copy_from_slice(src);
+                } else {
+                    dst.iter_mut().zip(src).for_each(|(d, &v)| *d += v);
+                }
+            }
+            return;
+        }
+    }
+    if let Some(b) = bias {
+        for r in 0..rows {
+            c[r * rsc..r * rsc + g].copy_from_slice(&b[..g]);
+        }
+    }
+    project(rows, k, g, h, rsh, w, c, rsc);
+}
+
+/// `dh[rows × k] += dz[rows × g] · w` (`w` `[g, k]`; rows of `dz` `rsz` apart, of `dh` `rsh`
+/// apart): the recurrent gradient one step back, on the dense layers' tiles where they take
+/// `k` (both gathered into `ws`, `rows × (g + k)`), else matrixmultiply.
+fn recurrent_back<T: Float>(
+    (rows, k, g): (usize, usize, usize),
+    (dz, rsz): (&[T], usize),
+    w: &[T],
+    (dh, rsh): (&mut [T], usize),
+    ws: &mut [T],
+) {
+    if T::dense_tiles(k) && ws.len() >= rows * (k + g) {
+        let (dzx, dhx) = ws[..rows * (k + g)].split_at_mut(rows * g);
+        for (r, dst) in dzx.chunks_exact_mut(g).enumerate() {
+            dst.copy_from_slice(&dz[r * rsz..r * rsz + g]);
+        }
+        for (r, dst) in dhx.chunks_exact_mut(k).enumerate() {
+            dst.copy_from_slice(&dh[r * rsh..r * rsh + k]);
+        }
+        if T::dense_backward(rows, k, g, &[], w, dzx, None, Some((&mut *dhx, true))) {
+            for (r, src) in dhx.chunks_exact(k).enumerate() {
+                dh[r * rsh..r * rsh + k].copy_from_slice(src);
+            }
+            return;
+        }
+    }
+    T::gemm(rows, g, k, T::ONE, dz, rsz as isize, 1, w, k as isize, 1, T::ONE, dh, rsh as isize, 1);
+}
+
 /// The previous step's states of every row, as a product reads them: `(slice, row stride)`
 /// — step `p` of `hs` (rows `steps·h` apart), or the carried ones (`h` apart), or none
 /// before the first step.
@@ -71,6 +147,7 @@ pub fn lstm_forward<T: Float>(
     gates: &mut [T],
     cs: &mut [T],
     hs: &mut [T],
+    ws: &mut [T],
     (h0, c0): (Option<&[T]>, Option<&[T]>),
 ) {
     let Dims { rows, steps, features: nf, hidden: nh, .. } = d;
@@ -84,7 +161,7 @@ pub fn lstm_forward<T: Float>(
     for i in 0..steps {
         let (t, prev) = d.visit(i);
         if let Some((h, rs)) = previous(hs, prev, h0, steps, nh) {
-            project(rows, nh, g4, h, rs, whh, &mut gates[t * g4..], steps * g4);
+            recurrent((rows, nh, g4), (h, rs), whh, None, (&mut gates[t * g4..], steps * g4), ws);
         }
         for r in 0..rows {
             let (at, gat) = ((r * steps + t) * nh, (r * steps + t) * g4);
@@ -134,7 +211,7 @@ pub fn lstm_backward_params<T: Float>(
 ) {
     let Dims { rows, steps, features: nf, hidden: nh, .. } = d;
     let (n, g4) = (rows * steps, 4 * nh);
-    let dc = &mut dc[..rows * nh];
+    let (dc, wsg) = dc.split_at_mut(rows * nh);
     dc.fill(T::ZERO);
     for i in (0..steps).rev() {
         let (t, prev) = d.visit(i);
@@ -165,24 +242,8 @@ pub fn lstm_backward_params<T: Float>(
         }
         if let Some(p) = prev {
             // dh_{t−1} += dg_t · W_hh.
-            let stride = (steps * g4) as isize;
-            let dst = &mut dhs[p * nh..];
-            T::gemm(
-                rows,
-                g4,
-                nh,
-                T::ONE,
-                &gates[t * g4..],
-                stride,
-                1,
-                whh,
-                nh as isize,
-                1,
-                T::ONE,
-                dst,
-                (steps * nh) as isize,
-                1,
-            );
+            let dz = (&gates[t * g4..], steps * g4);
+            recurrent_back((rows, nh, g4), dz, whh, (&mut dhs[p * nh..], steps * nh), wsg);
         }
     }
     T::gemm(g4, n, nf, T::ONE, gates, 1, g4 as isize, x, nf as isize, 1, T::ZERO, dwih, nf as isize, 1);
@@ -269,14 +330,12 @@ pub fn gru_forward<T: Float>(
         row[..g3].copy_from_slice(&bih[..g3]);
     }
     project(n, nf, g3, x, nf, wih, gates, g4);
-    let gh = &mut ws[..rows * g3];
+    let (gh, wsr) = ws.split_at_mut(rows * g3);
     for i in 0..steps {
         let (t, prev) = d.visit(i);
-        for row in gh.chunks_exact_mut(g3) {
-            row.copy_from_slice(&bhh[..g3]);
-        }
-        if let Some((h, rs)) = previous(hs, prev, h0, steps, nh) {
-            project(rows, nh, g3, h, rs, whh, gh, g3);
+        match previous(hs, prev, h0, steps, nh) {
+            Some((h, rs)) => recurrent((rows, nh, g3), (h, rs), whh, Some(bhh), (&mut *gh, g3), wsr),
+            None => gh.chunks_exact_mut(g3).for_each(|row| row.copy_from_slice(&bhh[..g3])),
         }
         for r in 0..rows {
             let (at, gat) = ((r * steps + t) * nh, (r * steps + t) * g4);
@@ -329,7 +388,7 @@ pub fn gru_backward_params<T: Float>(
 ) {
     let Dims { rows, steps, features: nf, hidden: nh, .. } = d;
     let (n, g3, g4) = (rows * steps, 3 * nh, 4 * nh);
-    let wsg = &mut ws[..rows * g3];
+    let (wsg, wsr) = ws.split_at_mut(rows * g3);
     for i in (0..steps).rev() {
         let (t, prev) = d.visit(i);
         for r in 0..rows {
@@ -365,23 +424,7 @@ pub fn gru_backward_params<T: Float>(
                 dst[..2 * nh].copy_from_slice(&gates[gat..gat + 2 * nh]);
                 dst[2 * nh..].copy_from_slice(&gates[gat + g3..gat + g4]);
             }
-            let dst = &mut dhs[p * nh..];
-            T::gemm(
-                rows,
-                g3,
-                nh,
-                T::ONE,
-                wsg,
-                g3 as isize,
-                1,
-                whh,
-                nh as isize,
-                1,
-                T::ONE,
-                dst,
-                (steps * nh) as isize,
-                1,
-            );
+            recurrent_back((rows, nh, g3), (&*wsg, g3), whh, (&mut dhs[p * nh..], steps * nh), wsr);
         }
     }
     T::gemm(g3, n, nf, T::ONE, gates, 1, g4 as isize, x, nf as isize, 1, T::ZERO, dwih, nf as isize, 1);
@@ -418,7 +461,9 @@ pub fn lstm_step<T: Float>(
     let (out, g, c, r) = cx.mem.split3(hs, gates, cs, rows, true);
     let params = (&p[wih.range()], &p[whh.range()], &p[bih.range()], &p[bhh.range()]);
     let carried = (h0.map(|h| r.get(h, rows)), c0.map(|c| r.get(c, rows)));
-    lstm_forward(d, cx.lengths, r.get(x, rows), params, g, c, out, carried);
+    // The cell states, then (the buffer's tail) the recurrent product's workspace.
+    let (c, ws) = c.split_at_mut(rows * steps * d.hidden);
+    lstm_forward(d, cx.lengths, r.get(x, rows), params, g, c, out, ws, carried);
     Ok(())
 }
 
@@ -566,7 +611,17 @@ mod tests {
         let mut ws = vec![0.0; rows * 3 * nh];
         let w = (&k.w[0][..], &k.w[1][..], &k.w[2][..], &k.w[3][..]);
         if gates == 4 {
-            lstm_forward(k.d, &k.lengths, &k.x, w, &mut g, &mut cs, &mut hs, (k.h0.as_deref(), k.c0.as_deref()));
+            lstm_forward(
+                k.d,
+                &k.lengths,
+                &k.x,
+                w,
+                &mut g,
+                &mut cs,
+                &mut hs,
+                &mut ws,
+                (k.h0.as_deref(), k.c0.as_deref()),
+            );
         } else {
             gru_forward(k.d, &k.lengths, &k.x, w, &mut g, &mut hs, &mut ws, k.h0.as_deref());
         }
@@ -587,7 +642,7 @@ mod tests {
         let p = (&mut dwih[..], &mut dwhh[..], &mut dbih[..], &mut dbhh[..]);
         if gates == 4 {
             let carried = (k.h0.as_deref(), k.c0.as_deref());
-            lstm_forward(k.d, &k.lengths, &k.x, w, &mut g, &mut cs, &mut hs, carried);
+            lstm_forward(k.d, &k.lengths, &k.x, w, &mut g, &mut cs, &mut hs, &mut ws, carried);
             let xw = (&k.x[..], &k.w[1][..]);
             lstm_backward_params(k.d, &k.lengths, xw, &mut g, (&cs, &hs), &mut dhs, &mut ws, p, carried);
         } else {
@@ -695,7 +750,17 @@ mod tests {
         let c = f * c0 + i * g;
         let want = o * c.tanh();
         let (mut gs, mut cs, mut hs, mut ws) = (vec![0.0; 4], vec![0.0; 1], vec![0.0; 1], vec![0.0; 3]);
-        lstm_forward(d, &[], &[x], (&wih, &whh, &bih, &bhh), &mut gs, &mut cs, &mut hs, (Some(&[h0]), Some(&[c0])));
+        lstm_forward(
+            d,
+            &[],
+            &[x],
+            (&wih, &whh, &bih, &bhh),
+            &mut gs,
+            &mut cs,
+            &mut hs,
+            &mut ws,
+            (Some(&[h0]), Some(&[c0])),
+        );
         assert!((hs[0] - want).abs() < 1e-15 && (cs[0] - c).abs() < 1e-15, "{} vs {want}", hs[0]);
         // GRU: W_ih = [r z n] = [0.1, 0.2, 0.3], W_hh = [0.4, 0.5, 0.6], b_ih = [0.01, 0.02, 0.03],
         // b_hh = [0.04, 0.05, 0.06].
