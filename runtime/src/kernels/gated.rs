@@ -41,18 +41,16 @@ fn project<T: Float>(n: usize, f: usize, g: usize, a: &[T], rsa: usize, w: &[T],
     T::gemm(n, f, g, T::ONE, a, rsa as isize, 1, w, 1, f as isize, T::ONE, c, rsc as isize, 1);
 }
 
-/// `c[rows × g] (+)= h[rows × k] · wᵀ` for the recurrent product of one step (`w` `[g, k]`;
-/// rows of `h` `rsh` apart, of `c` `rsc` apart): on the dense layers' register tiles, which
-/// read `w` where it lies, when they take `k` (f32 with AVX2 or AVX-512, `k` a multiple of 16)
-/// — matrixmultiply would pack all of `w` again at every step — the states gathered into
-/// `ws` (`rows × (k + g)`) and the product added from there; else matrixmultiply. `bias`:
-/// the product starts from it (overwriting `c`) instead of adding to `c`.
-#[allow(clippy::too_many_arguments)]
+/// `c[rows × g] (+)= h[rows × k] · wᵀ + b` for the recurrent product of one step (`w`
+/// `[g, k]`; rows of `h` `rsh` apart, of `c` `rsc` apart; `add`: added to `c`, else written
+/// over it): on the dense layers' register tiles, which read `w` where it lies, when they take
+/// `k` (f32 with AVX2 or AVX-512, `k` a multiple of 16) — matrixmultiply would pack all of `w`
+/// again at every step — the states gathered into `ws` (`rows × (k + g)`); else matrixmultiply.
 fn recurrent<T: Float>(
     (rows, k, g): (usize, usize, usize),
     (h, rsh): (&[T], usize),
     w: &[T],
-    bias: Option<&[T]>,
+    (b, add): (&[T], bool),
     (c, rsc): (&mut [T], usize),
     ws: &mut [T],
 ) {
@@ -61,29 +59,24 @@ fn recurrent<T: Float>(
         for (r, dst) in hx.chunks_exact_mut(k).enumerate() {
             dst.copy_from_slice(&h[r * rsh..r * rsh + k]);
         }
-        let zeros;
-        let b = match bias {
-            Some(b) => b,
-            None => {
-                zeros = vec![T::ZERO; g];
-                &zeros
-            }
-        };
         if T::dense_forward(rows, k, g, hx, w, b, crate::kernels::dense::Out::Matrix(y)) {
             for (r, src) in y.chunks_exact(g).enumerate() {
                 let dst = &mut c[r * rsc..r * rsc + g];
-                if bias.is_some() {
-                    dst.copy_from_slice(src);
-                } else {
+                if add {
                     dst.iter_mut().zip(src).for_each(|(d, &v)| *d += v);
+                } else {
+                    dst.copy_from_slice(src);
                 }
             }
             return;
         }
     }
-    if let Some(b) = bias {
-        for r in 0..rows {
-            c[r * rsc..r * rsc + g].copy_from_slice(&b[..g]);
+    for r in 0..rows {
+        let dst = &mut c[r * rsc..r * rsc + g];
+        if add {
+            dst.iter_mut().zip(&b[..g]).for_each(|(d, &v)| *d += v);
+        } else {
+            dst.copy_from_slice(&b[..g]);
         }
     }
     project(rows, k, g, h, rsh, w, c, rsc);
@@ -158,10 +151,12 @@ pub fn lstm_forward<T: Float>(
         }
     }
     project(n, nf, g4, x, nf, wih, gates, g4);
+    // Both biases are in the gates already: the recurrent product adds nothing more.
+    let zeros = vec![T::ZERO; g4];
     for i in 0..steps {
         let (t, prev) = d.visit(i);
         if let Some((h, rs)) = previous(hs, prev, h0, steps, nh) {
-            recurrent((rows, nh, g4), (h, rs), whh, None, (&mut gates[t * g4..], steps * g4), ws);
+            recurrent((rows, nh, g4), (h, rs), whh, (&zeros, true), (&mut gates[t * g4..], steps * g4), ws);
         }
         for r in 0..rows {
             let (at, gat) = ((r * steps + t) * nh, (r * steps + t) * g4);
@@ -334,7 +329,7 @@ pub fn gru_forward<T: Float>(
     for i in 0..steps {
         let (t, prev) = d.visit(i);
         match previous(hs, prev, h0, steps, nh) {
-            Some((h, rs)) => recurrent((rows, nh, g3), (h, rs), whh, Some(bhh), (&mut *gh, g3), wsr),
+            Some((h, rs)) => recurrent((rows, nh, g3), (h, rs), whh, (bhh, false), (&mut *gh, g3), wsr),
             None => gh.chunks_exact_mut(g3).for_each(|row| row.copy_from_slice(&bhh[..g3])),
         }
         for r in 0..rows {
