@@ -25,6 +25,20 @@ pub enum ExecError {
         /// The model's number of classes.
         classes: usize,
     },
+    /// Row `row` of the batch (at step `step` of its sequence, at place `place` of the row's
+    /// ids) holds a token id that is not a whole number in `0..vocab`.
+    IdOutOfRange {
+        /// The row of the batch.
+        row: usize,
+        /// The step of its sequence, for an embedding at every step.
+        step: Option<usize>,
+        /// The place among the row's ids, when it holds several.
+        place: Option<usize>,
+        /// The value found.
+        id: f64,
+        /// The embedding's vocabulary.
+        vocab: usize,
+    },
 }
 
 impl std::fmt::Display for ExecError {
@@ -36,6 +50,15 @@ impl std::fmt::Display for ExecError {
                     f,
                     "row {row} of the batch has label {label}{at}, outside the {classes} classes 0..{}",
                     classes.saturating_sub(1)
+                )
+            }
+            ExecError::IdOutOfRange { row, step, place, id, vocab } => {
+                let step = step.map_or(String::new(), |t| format!(" at step {}", t + 1));
+                let place = place.map_or(String::new(), |k| format!(" at place {}", k + 1));
+                write!(
+                    f,
+                    "row {row} of the batch has token id {id}{step}{place}, outside the vocabulary of {vocab} ids 0..{}",
+                    vocab.saturating_sub(1)
                 )
             }
         }
@@ -50,6 +73,9 @@ impl ExecError {
         match self {
             ExecError::LabelOutOfRange { row, step, label, classes } => {
                 ExecError::LabelOutOfRange { row: row + rows, step, label, classes }
+            }
+            ExecError::IdOutOfRange { row, step, place, id, vocab } => {
+                ExecError::IdOutOfRange { row: row + rows, step, place, id, vocab }
             }
         }
     }

@@ -277,6 +277,14 @@ pub enum Role {
         /// How far each step moves it toward the batch's value (0: never).
         momentum: f64,
     },
+    /// A table of token embeddings, `[vocab, dim]` (PyTorch's `nn.Embedding.weight`): starts
+    /// as PyTorch's, each value drawn from N(0, 1) whatever the recipe's `init` (a table has
+    /// no fan-in); trained, and regularized as a weight whose units are its rows of `dim`
+    /// values (max-norm caps each token's vector, as `nn.Embedding(max_norm = …)`).
+    Embedding {
+        /// Values per token.
+        dim: usize,
+    },
     /// A count a layer keeps of the batches that updated its state (PyTorch's
     /// `num_batches_tracked`, one value): starts at 0, grows by the number of batches in each
     /// update; never trained or regularized, saved with the weights.
@@ -290,12 +298,13 @@ impl Role {
     }
     /// Whether regularization, max-norm and update ratios apply (weights only).
     pub fn regularized(self) -> bool {
-        matches!(self, Role::Weight { .. })
+        matches!(self, Role::Weight { .. } | Role::Embedding { .. })
     }
     /// A weight's inputs per unit.
     pub fn fan_in(self) -> Option<usize> {
         match self {
             Role::Weight { fan_in, .. } => Some(fan_in),
+            Role::Embedding { dim } => Some(dim),
             Role::Bias | Role::GateBias { .. } | Role::Gain | Role::State { .. } | Role::Count => None,
         }
     }
@@ -303,6 +312,7 @@ impl Role {
     pub fn name(self) -> &'static str {
         match self {
             Role::Weight { .. } => "weight",
+            Role::Embedding { .. } => "embedding",
             Role::Bias | Role::GateBias { .. } => "bias",
             Role::Gain => "gain",
             Role::State { .. } => "state",
@@ -389,6 +399,8 @@ pub struct Plan {
     pub steps: Vec<Step>,
     /// The model inputs (in `Space::Input(i)`), in declaration order.
     pub inputs: Vec<ABuf>,
+    /// For each input, `Some(n)` when it holds token ids in `0..n` (`ids < n`).
+    pub input_ids: Vec<Option<usize>>,
     /// The training target (in `Space::Target`; `None` in an inference plan).
     pub target: Option<(ABuf, TargetKind)>,
     /// The model's output (inference plans).

@@ -108,6 +108,7 @@ fn checkpoints_round_trip_exactly_and_refuse_mismatches() {
         naive_len: 0,
         steps: Vec::new(),
         inputs: Vec::new(),
+        input_ids: Vec::new(),
         target: None,
         output: ABuf::NONE,
         params: vec![param("fc.weight", vec![2, 3], 0), param("fc.bias", vec![2], 6)],

@@ -20,6 +20,7 @@ fn plan() -> Plan {
         naive_len: 0,
         steps: Vec::new(),
         inputs: Vec::new(),
+        input_ids: Vec::new(),
         target: None,
         output: ABuf::NONE,
         params: vec![w, b],

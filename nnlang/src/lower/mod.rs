@@ -369,18 +369,68 @@ impl<'a> Lowerer<'a> {
                 ));
                 continue;
             }
+            let ids = match &decl.ids {
+                Some(bound) => match self.ids_bound(decl, bound) {
+                    Some(n) => Some(n),
+                    None => {
+                        self.failed_inputs.push(&decl.name.name);
+                        continue;
+                    }
+                },
+                None => None,
+            };
             let Some(dims) = self.dims(decl) else {
                 self.failed_inputs.push(&decl.name.name);
                 continue;
             };
             let id = self.graph.add(
-                Op::Input(crate::ops::input::Input { dims }),
+                Op::Input(crate::ops::input::Input { dims, ids }),
                 Vec::new(),
                 decl.name.name.clone(),
                 decl.name.span,
             );
             self.graph.inputs.push(id);
             self.inputs.insert(&decl.name.name, id);
+        }
+    }
+
+    /// The `n` of `ids < n`: a whole number from 1 to 2^24 (every id is then exact in f32,
+    /// as the ids travel with the other inputs' values).
+    fn ids_bound(&mut self, decl: &ast::InputDecl, bound: &ast::Expr) -> Option<usize> {
+        match eval(bound, &self.env) {
+            Ok(Value::Int(n)) if (1..=1 << 24).contains(&n) => Some(n as usize),
+            Ok(Value::Int(n)) if n >= 1 => {
+                self.err(
+                    Diagnostic::error(
+                        format!(
+                            "input `{}` holds ids below {n}, more than the 2^24 = 16777216 nnlang reads",
+                            decl.name
+                        ),
+                        bound.span,
+                        "too many ids",
+                    )
+                    .with_note("ids travel as exact whole numbers in f32, which holds every integer up to 2^24"),
+                );
+                None
+            }
+            Ok(other) => {
+                self.err(
+                    Diagnostic::error(
+                        format!("the bound of `ids < n` must be a positive integer, found {}", other.describe()),
+                        bound.span,
+                        "not a positive integer",
+                    )
+                    .with_help(format!(
+                        "the number of distinct ids, e.g. `input {}: [seq <= 100] ids < 65`",
+                        decl.name
+                    )),
+                );
+                None
+            }
+            Err(diag) => {
+                self.err(diag);
+                None
+            }
         }
     }
 
@@ -397,6 +447,19 @@ impl<'a> Lowerer<'a> {
                     "write its shape, e.g. `input {}: [784]` or `input {}: [28, 28, 1]`",
                     decl.name, decl.name
                 )),
+            );
+            return None;
+        }
+        if decl.ids.is_some() && decl.dims.len() > 2 {
+            let n = decl.dims.len();
+            self.err(
+                Diagnostic::error(
+                    format!("input `{}` of token ids has {n} dimensions; ids have 1 or 2", decl.name),
+                    decl.span,
+                    format!("{n} dimensions"),
+                )
+                .with_note("an embedding adds a dimension to its ids: [steps] or [n] ids, or [steps, n]")
+                .with_help(format!("one id per step: `input {}: [seq <= 100] ids < 65`", decl.name)),
             );
             return None;
         }
@@ -417,7 +480,7 @@ impl<'a> Lowerer<'a> {
         for (i, d) in decl.dims.iter().enumerate() {
             let steps = decl.steps.as_ref().filter(|_| i == 0);
             match eval(d, &self.env) {
-                Ok(Value::Int(n)) if n >= 1 && decl.dims.len() >= 2 && steps.is_some() => {
+                Ok(Value::Int(n)) if n >= 1 && (decl.dims.len() >= 2 || decl.ids.is_some()) && steps.is_some() => {
                     let (name, len) = (steps.map_or(String::new(), |s| s.name.name.clone()), n as usize);
                     dims.push(if steps.is_some_and(|s| s.at_most) {
                         Dim::Seq { name, max: Some(len) }

@@ -11,6 +11,9 @@ use serde::Serialize;
 pub struct Input {
     /// Without the batch.
     pub dims: Vec<Dim>,
+    /// `ids < n`: every value is a token id in `0..n` (read by `embedding`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ids: Option<usize>,
 }
 
 impl Input {
@@ -34,7 +37,11 @@ impl Rules for Input {
         "input"
     }
     fn attributes(&self) -> Vec<(&'static str, String)> {
-        vec![("dims", Shape(self.dims.clone()).to_string())]
+        let mut a = vec![("dims", Shape(self.dims.clone()).to_string())];
+        if let Some(n) = self.ids {
+            a.push(("ids", format!("< {n}")));
+        }
+        a
     }
     fn shape(&self, _: &ShapeCx) -> RuleResult {
         Ok((Shape(self.dims.clone()), Vec::new()))

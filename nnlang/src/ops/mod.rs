@@ -17,6 +17,7 @@ pub mod args;
 pub mod conv;
 pub mod dense;
 pub mod dropout;
+pub mod embedding;
 pub mod flatten;
 pub mod gated;
 pub mod geometry;
@@ -399,6 +400,8 @@ registry! {
     BatchNorm(norm::BatchNorm),
     /// `globalavgpool`, `globalmaxpool`.
     GlobalPool(global_pool::GlobalPool),
+    /// `embedding`.
+    Embedding(embedding::Embedding),
     /// The training loss (added for training plans).
     Loss(loss::Loss),
 }

@@ -65,6 +65,11 @@ impl ShapeError {
         self.notes.push(n.into());
         self
     }
+    /// Pointing at another node too, with what to say there.
+    pub fn related(mut self, node: NodeId, text: impl Into<String>) -> Self {
+        self.related.push((node, text.into()));
+        self
+    }
     /// With a `help:` line.
     pub fn help(mut self, h: impl Into<String>) -> Self {
         self.help.push(h.into());

@@ -38,18 +38,30 @@ pub struct TextStream {
 /// The stream `ids` as rows of windows for truncated BPTT: `streams` contiguous parts, each
 /// cut into windows of `window` steps; row `k · streams + r` is window `k` of part `r`, so
 /// consecutive batches of `streams` rows continue every part. A window's input is each
-/// character one-hot (`vocab` features per step, padded to `steps`), its target the next
-/// character. `exact`: every window has `window` steps (a partial last one is dropped).
-pub fn windows(ids: &[u32], vocab: usize, streams: usize, window: usize, steps: usize, exact: bool) -> Table {
+/// character one-hot (`vocab` features per step, padded to `steps`) or, for a model that reads
+/// ids (`as_ids`), the character's id (kept as a byte when the vocabulary fits in one: the
+/// text's size in memory, not `vocab` times it); its target is the next character.
+/// `exact`: every window has `window` steps (a partial last one is dropped).
+pub fn windows(
+    ids: &[u32],
+    vocab: usize,
+    streams: usize,
+    window: usize,
+    steps: usize,
+    exact: bool,
+    as_ids: bool,
+) -> Table {
     let streams = streams.max(1);
     let part = ids.len().saturating_sub(1) / streams;
     let count = if exact { part / window.max(1) } else { part.div_ceil(window.max(1)) };
     let rows = count * streams;
+    let width = if as_ids { 1 } else { vocab };
+    let bytes = as_ids && vocab <= 256;
     let mut t = Table {
-        bytes: None,
+        bytes: bytes.then(|| data::Bytes { data: vec![0u8; rows * steps], scale: None }),
         disk: None,
-        x: vec![0f32; rows * steps * vocab],
-        cols: steps * vocab,
+        x: if bytes { Vec::new() } else { vec![0f32; rows * steps * width] },
+        cols: steps * width,
         y: vec![0f32; rows * steps],
         y_cols: steps,
         lengths: vec![0; rows],
@@ -62,8 +74,13 @@ pub fn windows(ids: &[u32], vocab: usize, streams: usize, window: usize, steps: 
             let start = r * part + k * window;
             t.lengths[row] = len;
             for s in 0..len {
-                t.x[(row * steps + s) * vocab + ids[start + s] as usize] = 1.0;
-                t.y[row * steps + s] = ids[start + s + 1] as f32;
+                let (id, at) = (ids[start + s], row * steps + s);
+                match (&mut t.bytes, as_ids) {
+                    (Some(b), _) => b.data[at] = id as u8,
+                    (None, true) => t.x[at] = id as f32,
+                    (None, false) => t.x[at * vocab + id as usize] = 1.0,
+                }
+                t.y[at] = ids[start + s + 1] as f32;
             }
         }
     }
@@ -89,6 +106,8 @@ pub struct Expect {
     pub steps: Option<(usize, bool)>,
     /// The output has a row per step (`classes` and `target_cols` are per step).
     pub per_step_output: bool,
+    /// The input holds token ids below this (`ids < n`).
+    pub ids: Option<usize>,
 }
 
 /// What the data of `model` must look like for `loss` (`bins` from `cross_entropy(bins = n)`).
@@ -119,6 +138,7 @@ pub fn expect(model: &Model, loss: UserLoss, bins: Option<usize>) -> Expect {
         target_cols: out_cols,
         unit_targets: loss == UserLoss::BinaryCrossEntropy,
         per_step_output,
+        ids: input.and_then(|i| crate::shape::ids_bound(g, i)),
         steps: shape.as_ref().and_then(|s| match s.0.first() {
             Some(Dim::Steps { len, .. }) => Some((*len, false)),
             Some(Dim::Seq { max: Some(m), .. }) => Some((*m, true)),
@@ -267,6 +287,37 @@ pub fn load(spec: &DataSpec, base: &Path, expect: &Expect, rows: Option<usize>) 
             t.y.iter_mut().for_each(|v| *v = if v.is_finite() { bin(*v) } else { *v });
         }
     }
+    if let Some(n) = expect.ids {
+        if spec.scale.is_some() || spec.standardize {
+            let what = if spec.standardize { "`standardize`" } else { "`scale`" };
+            return Err(DataError::new(
+                &describe(train_src),
+                format!(
+                    "{what} would change token ids: the model's input {} holds ids < {n}, read as they are",
+                    expect.input_desc
+                ),
+            ));
+        }
+        for (table, source) in std::iter::once((&train, train_src)).chain(test.as_ref().zip(spec.test.as_ref())) {
+            if let Some((row, col, v)) = first_bad_id(table, n) {
+                let at = match (table.steps, &table.lengths) {
+                    (steps, l) if steps > 0 && !l.is_empty() => {
+                        let per = table.cols / steps;
+                        let place = if per > 1 { format!(", id {}", col % per + 1) } else { String::new() };
+                        format!("sequence {}, step {}{place}", row + 1, col / per.max(1) + 1)
+                    }
+                    _ => format!("example {}, value {}", row + 1, col + 1),
+                };
+                return Err(DataError::new(
+                    &describe(source),
+                    format!(
+                        "{at} (counting from 1): {v} is not a token id below {n}, as the model's input {} holds",
+                        expect.input_desc
+                    ),
+                ));
+            }
+        }
+    }
     // Scaled first, then standardized with the scaled training set's statistics.
     if let Some(sc) = spec.scale {
         train.scale(sc as f32);
@@ -350,6 +401,26 @@ pub fn load(spec: &DataSpec, base: &Path, expect: &Expect, rows: Option<usize>) 
     Ok(Loaded { train, test, text: None, preprocess })
 }
 
+/// The first input value of `table` (row, column, value) that is not a whole number in
+/// `0..n`; the padding of sequences is not looked at.
+fn first_bad_id(table: &Table, n: usize) -> Option<(usize, usize, f32)> {
+    let bad = |v: f32| !(v >= 0.0 && v.fract() == 0.0 && (v as f64) < n as f64);
+    let cols = table.cols.max(1);
+    let per = if table.steps > 0 && !table.lengths.is_empty() { cols / table.steps } else { cols };
+    let in_seq = |r: usize, c: usize| table.lengths.get(r).is_none_or(|&l| c / per.max(1) < l);
+    if let Some(d) = &table.disk {
+        let mut first = None;
+        d.for_each_row(|r, row| {
+            if first.is_none() {
+                first = row.iter().position(|&v| bad(v)).map(|c| (r, c, row[c]));
+            }
+        });
+        return first;
+    }
+    let x = table.x_f32();
+    x.iter().enumerate().find(|&(i, &v)| bad(v) && in_seq(i / cols, i % cols)).map(|(i, &v)| (i / cols, i % cols, v))
+}
+
 /// A text data set: the training text's vocabulary, checked against the model (a one-hot
 /// character at every step in, a distribution over the next character at every step out);
 /// `rows` keeps the first characters.
@@ -373,7 +444,18 @@ fn load_text(
         ));
     };
     let features = expect.input_cols / steps.max(1);
-    if features != vocab.len() {
+    if let Some(n) = expect.ids {
+        if n != vocab.len() {
+            return Err(DataError::new(
+                file,
+                format!(
+                    "the text has {} distinct characters, but the model's input {} holds ids < {n} (one per character)",
+                    vocab.len(),
+                    expect.input_desc
+                ),
+            ));
+        }
+    } else if features != vocab.len() {
         return Err(DataError::new(
             file,
             format!(

@@ -251,13 +251,18 @@ impl Session {
                 nnlang_runtime::plan::Role::Bias | nnlang_runtime::plan::Role::GateBias { .. } => 0.0,
                 nnlang_runtime::plan::Role::Gain => 1.0,
                 nnlang_runtime::plan::Role::Weight { .. }
+                | nnlang_runtime::plan::Role::Embedding { .. }
                 | nnlang_runtime::plan::Role::State { .. }
                 | nnlang_runtime::plan::Role::Count => continue,
             };
             exec.params[p.buf.range()].iter_mut().for_each(|v| *v = at + rng.random_range(-0.1..0.1));
         }
         for i in 0..plan.inputs.len() {
-            let x: Vec<f64> = (0..rows * plan.inputs[i].cols).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let n = rows * plan.inputs[i].cols;
+            let x: Vec<f64> = match plan.input_ids.get(i).copied().flatten() {
+                Some(vocab) => (0..n).map(|_| rng.random_range(0..vocab) as f64).collect(),
+                None => (0..n).map(|_| rng.random_range(-1.0..1.0)).collect(),
+            };
             exec.set_input(&plan, i, rows, &x);
         }
         let mut lengths: Vec<usize> = Vec::new();

@@ -215,8 +215,9 @@ impl<'s> Job<'s> {
         let (fit_ids, val_ids) = ids.split_at(ids.len() - n_val.min(ids.len()));
         let streams = options.batch.min(plan.max_batch).max(1);
         let v = text.vocab.len();
-        let fit = data::windows(fit_ids, v, streams, n, seq.steps, !seq.variable);
-        let val = data::windows(val_ids, v, streams, n, seq.steps, !seq.variable);
+        let as_ids = plan.input_ids.first().copied().flatten().is_some();
+        let fit = data::windows(fit_ids, v, streams, n, seq.steps, !seq.variable, as_ids);
+        let val = data::windows(val_ids, v, streams, n, seq.steps, !seq.variable, as_ids);
         if fit.rows() == 0 {
             return Err(at(format!(
                 "{} characters are too few for {streams} streams of windows of {n}: lower `batch` or `bptt`",

@@ -47,7 +47,8 @@ pub const MAX_LENGTH: usize = 10_000_000;
 
 impl Session {
     /// Generates `spec.length` characters after `spec.prime` with `model` (a character
-    /// model: a one-hot character in at every step, the next character's distribution out).
+    /// model: a character in at every step, one-hot or as its id, the next character's distribution
+    /// out).
     pub fn sample(&self, model: &Model, spec: &SampleSpec) -> Result<String, Error> {
         if !(spec.temperature > 0.0 && spec.temperature.is_finite()) {
             return Err(Error::Usage(format!("--temperature must be a positive number, found {}", spec.temperature)));
@@ -62,9 +63,12 @@ impl Session {
         let plan = self.plan_with(model, Mode::Inference, 1, true)?;
         let v = vocab.len();
         let seq = plan.sequence.filter(|s| s.per_step_output && plan.output.cols == s.steps * v);
-        let Some(seq) = seq.filter(|s| plan.inputs[0].cols == s.steps * v) else {
+        // The characters one-hot, or as ids (`ids < v`).
+        let as_ids = plan.input_ids.first().copied().flatten() == Some(v);
+        let width = if as_ids { 1 } else { v };
+        let Some(seq) = seq.filter(|s| plan.inputs[0].cols == s.steps * width) else {
             return Err(self.input_error(format!(
-                "`{}` is not a character model of this vocabulary ({v} characters in {}): it must read `[seq <= n, {v}]` and end in `dense({v}) -> softmax` at every step",
+                "`{}` is not a character model of this vocabulary ({v} characters in {}): it must read `[seq <= n, {v}]` (or `[seq <= n] ids < {v}`) and end in `dense({v}) -> softmax` at every step",
                 model.graph.name,
                 spec.vocab.display()
             )));
@@ -73,13 +77,16 @@ impl Session {
         let prime = if spec.prime.is_empty() { "\n" } else { spec.prime };
         let ids = vocab.encode(prime).map_err(|e| Error::Usage(format!("--prime: {e}")))?;
         let steps = seq.steps;
-        let mut x = vec![0f32; steps * v];
+        let mut x = vec![0f32; steps * width];
         let mut probs = vec![0f32; v];
         // Reads `chunk` (at most `steps` ids) and leaves the distribution after its last.
         let mut feed = |exec: &mut nnlang_runtime::interp::Exec<f32>, chunk: &[u32], probs: &mut [f32]| {
             x.fill(0.0);
             for (t, &c) in chunk.iter().enumerate() {
-                x[t * v + c as usize] = 1.0;
+                match as_ids {
+                    true => x[t] = c as f32,
+                    false => x[t * v + c as usize] = 1.0,
+                }
             }
             exec.set_input(&plan, 0, 1, &x);
             exec.set_lengths(&[chunk.len()]);

@@ -84,6 +84,16 @@ pub fn infer(graph: &Graph) -> (Shapes, Vec<ShapeError>) {
         let ins: Option<Vec<&Shape>> =
             node.inputs.iter().map(|i| out.shapes.get(i.index()).and_then(|s| s.as_ref())).collect();
         let Some(ins) = ins else { continue };
+        // Token ids go into an embedding, and an embedding reads nothing else.
+        let bounds: Vec<Option<usize>> = node.inputs.iter().map(|&i| ids_bound(graph, i)).collect();
+        if bounds.iter().any(Option::is_some) || matches!(node.op, crate::ops::Op::Embedding(_)) {
+            let names: Vec<&str> = node.inputs.iter().map(|&i| graph.node(i).name.as_str()).collect();
+            let e = crate::ops::embedding::check_ids(id, &node.op, &node.inputs, &bounds, &names);
+            if !e.is_empty() {
+                errors.extend(e);
+                continue;
+            }
+        }
         let cx = ShapeCx { id, name: &node.name, inputs: &node.inputs, ins: &ins };
         match node.op.rules().shape(&cx).and_then(|r| within_limits(id, r)) {
             Ok((shape, params)) => {
@@ -104,6 +114,14 @@ pub fn infer(graph: &Graph) -> (Shapes, Vec<ShapeError>) {
         }
     }
     (out, errors)
+}
+
+/// The `n` of node `id` when it is a model input declared `ids < n`.
+pub fn ids_bound(graph: &Graph, id: NodeId) -> Option<usize> {
+    match &graph.node(id).op {
+        crate::ops::Op::Input(i) => i.ids,
+        _ => None,
+    }
 }
 
 /// The model's totals so far, against the limits: parameters (2^40) and FLOPs.

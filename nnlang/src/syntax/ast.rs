@@ -74,6 +74,8 @@ pub struct InputDecl {
     pub steps: Option<StepsDecl>,
     /// Whether `: [dims]` is written (a model's input needs it, a block's has none).
     pub has_dims: bool,
+    /// `ids < n` after the dimensions: every value is a token id in `0..n`.
+    pub ids: Option<Expr>,
     /// The declaration.
     pub span: Span,
 }

@@ -123,8 +123,13 @@ fn model(p: Pair<Rule>) -> Model {
                 if let Some(n) = it.next() {
                     let mut steps = None;
                     let mut dims = Vec::new();
-                    let dims_pair = it.find(|p| p.as_rule() == Rule::dims);
+                    let dims_pair = it.next().filter(|p| p.as_rule() == Rule::dims);
                     let has_dims = dims_pair.is_some();
+                    let ids = it
+                        .next()
+                        .filter(|p| p.as_rule() == Rule::ids_bound)
+                        .and_then(|b| b.into_inner().find(|p| p.as_rule() == Rule::sum))
+                        .map(expr);
                     for d in dims_pair.into_iter().flat_map(|d| d.into_inner()) {
                         if d.as_rule() == Rule::seq_dim {
                             let dsp = span(&d);
@@ -138,7 +143,7 @@ fn model(p: Pair<Rule>) -> Model {
                             dims.push(expr(d));
                         }
                     }
-                    m.inputs.push(InputDecl { name: ident(n), dims, steps, has_dims, span: isp });
+                    m.inputs.push(InputDecl { name: ident(n), dims, steps, has_dims, ids, span: isp });
                 }
             }
             Rule::let_stmt => {
@@ -503,6 +508,7 @@ fn describe(rule: &Rule) -> Option<&'static str> {
         Rule::params => "a parameter list `(…)`",
         Rule::param => "a parameter",
         Rule::input_decl | Rule::kw_input => "`input`",
+        Rule::ids_bound | Rule::kw_ids => "`ids < n`",
         Rule::let_stmt | Rule::kw_let => "`let`",
         Rule::output_stmt | Rule::pipeline | Rule::stage => "a layer or value",
         Rule::sum | Rule::product | Rule::unary | Rule::postfix => "a value",

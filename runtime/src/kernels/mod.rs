@@ -10,6 +10,7 @@ pub mod conv;
 pub mod dense;
 pub mod depthwise;
 pub mod elementwise;
+pub mod embedding;
 pub mod gated;
 pub mod gemm;
 pub mod global_pool;
@@ -146,6 +147,10 @@ crate::step::steps! {
     Gru { steps: usize, reverse: bool, x: ABuf, wih: PBuf, whh: PBuf, bih: PBuf, bhh: PBuf, gates: ABuf, hs: ABuf, ws: ABuf, h0: Option<ABuf> } => kernels::gated::gru_step;
     /// Backpropagation through time of [`Step::Gru`].
     GruBackward { steps: usize, reverse: bool, x: ABuf, wih: PBuf, whh: PBuf, gates: ABuf, hs: ABuf, dhs: ABuf, ws: ABuf, dwih: PBuf, dwhh: PBuf, dbih: PBuf, dbhh: PBuf, dx: Option<(ABuf, Write)>, h0: Option<ABuf> } => kernels::gated::gru_backward_step;
+    /// `y[r] = w[ids[r]]` for each token id of each row (`embedding`): a table of `vocab` rows.
+    Embedding { ids: ABuf, w: PBuf, y: ABuf, vocab: usize } => kernels::embedding::step;
+    /// Forward looked rows up, so now `dw` is zero but for the rows used, which sum their `dy`.
+    EmbeddingBackward { ids: ABuf, dy: ABuf, dw: PBuf, vocab: usize } => kernels::embedding::backward_step;
     /// Batch normalization's gradients; `relu`: a ReLU is fused, its derivative (`dy` where
     /// the normalized value is positive, 0 elsewhere) recomputed from `x` on the fly.
     BatchNormBackward { x: ABuf, dy: ABuf, gamma: PBuf, beta: PBuf, dgamma: PBuf, dbeta: PBuf, stats: ABuf, dx: Option<(ABuf, Write)>, relu: bool } => kernels::norm::backward_step;

@@ -226,7 +226,7 @@ impl Options {
 }
 
 /// Initializes every parameter of `plan` in `params`: weights by `init` from their fan-in,
-/// biases to zero, gains to one, state to its declared start.
+/// embedding tables from N(0, 1), biases to zero, gains to one, state to its declared start.
 /// The same seed gives the same weights.
 pub fn initialize<T: Float>(plan: &Plan, params: &mut [T], init: Init, seed: u64) {
     initialize_table(&plan.params, params, init, seed)
@@ -239,6 +239,12 @@ pub fn initialize_table<T: Float>(table: &[crate::plan::Param], params: &mut [T]
         let slot = &mut params[p.buf.range()];
         let fan_in = match p.role {
             Role::Weight { fan_in, .. } => fan_in.max(1) as f64,
+            Role::Embedding { .. } => {
+                // PyTorch's `nn.Embedding`: N(0, 1).
+                let d = Normal::new(0.0, 1.0).unwrap_or_else(|_| Normal::new(0.0, 0.0).expect("valid"));
+                slot.iter_mut().for_each(|v| *v = T::from_f64(d.sample(&mut rng)));
+                continue;
+            }
             Role::Bias => {
                 slot.fill(T::ZERO);
                 continue;

@@ -100,6 +100,10 @@ fn param_table(table: &[Param]) -> TokenStream {
                 let (fan_in, fan_out) = (lit(fan_in), lit(fan_out));
                 quote! { Weight { fan_in: #fan_in, fan_out: #fan_out } }
             }
+            Role::Embedding { dim } => {
+                let dim = lit(dim);
+                quote! { Embedding { dim: #dim } }
+            }
             Role::Bias => quote! { Bias },
             Role::GateBias { from, len, init } => {
                 let (from, len, init) = (lit(from), lit(len), f64_lit(init));
