@@ -67,6 +67,7 @@ nnlang_macros::nn! {
 nnlang_macros::nn!(file = "examples/japanese_vowels.nn", model = "BiRnnClassifier");
 nnlang_macros::nn!(file = "examples/rnn_tagger.nn", model = "Tagger");
 nnlang_macros::nn!(file = "examples/shakespeare.nn", model = "CharRnn");
+nnlang_macros::nn!(file = "examples/shakespeare_lstm.nn", model = "CharLstm");
 nnlang_macros::nn!(file = "examples/resnet.nn", model = "ResNet");
 
 nnlang_macros::nn! {
@@ -277,7 +278,11 @@ macro_rules! differential {
 
             let rows = $ty::MAX_BATCH.min(13);
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
-            let x: Vec<f32> = (0..rows * $ty::INPUTS[0]).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let x: Vec<f32> = match train.input_ids[0] {
+                // Token ids, each used several times.
+                Some(vocab) => (0..rows * $ty::INPUTS[0]).map(|_| rng.random_range(0..vocab) as f32).collect(),
+                None => (0..rows * $ty::INPUTS[0]).map(|_| rng.random_range(-1.0..1.0)).collect(),
+            };
             let y: Vec<f32> = match train.target.expect("target").1 {
                 TargetKind::Class => {
                     let classes = if $ty::PER_STEP_OUTPUT { $ty::OUTPUT / $ty::STEPS } else { $ty::OUTPUT };
@@ -354,6 +359,7 @@ differential!(mnist_rows, Rows, include_str!("../examples/mnist_rows.nn"));
 differential!(japanese_vowels, BiRnnClassifier, include_str!("../examples/japanese_vowels.nn"));
 differential!(rnn_tagger, Tagger, include_str!("../examples/rnn_tagger.nn"));
 differential!(shakespeare, CharRnn, include_str!("../examples/shakespeare.nn"));
+differential!(shakespeare_lstm, CharLstm, include_str!("../examples/shakespeare_lstm.nn"));
 // Blocks, batch norm, a projected shortcut, global pooling.
 differential!(resnet_blocks, ResNet, include_str!("../examples/resnet.nn"));
 differential!(

@@ -60,7 +60,11 @@ fn check_plan_with(src: &str, loss: Loss, l1: f64, l2: f64, level: Level, length
     }
     for i in 0..plan.inputs.len() {
         let cols = plan.inputs[i].cols;
-        let x: Vec<f64> = (0..ROWS * cols).map(|_| rng.random_range(-1.0..1.0)).collect();
+        // Token ids for an input that holds them (each id used several times in the batch).
+        let x: Vec<f64> = match plan.input_ids[i] {
+            Some(vocab) => (0..ROWS * cols).map(|_| rng.random_range(0..vocab) as f64).collect(),
+            None => (0..ROWS * cols).map(|_| rng.random_range(-1.0..1.0)).collect(),
+        };
         exec.set_input(&plan, i, ROWS, &x);
     }
     let (t, kind) = plan.target.expect("training plan");
@@ -400,6 +404,35 @@ fn lstm_and_gru_fixed_ragged_stacked_sequence_and_last() {
             Loss::MeanSquaredError,
         );
     }
+}
+
+/// Embeddings: the table's gradient sums the rows each id is used at (several uses of one id
+/// in a batch), on fixed and ragged sequences (padding gives no gradient), on a fixed count of
+/// ids, and on a grid of ids (a volume after).
+#[test]
+fn embeddings_of_token_ids() {
+    check(
+        "model M { input x: [4] ids < 5\n x -> embedding(5, 3) -> flatten -> dense(3) -> softmax }",
+        Loss::CROSS_ENTROPY,
+    );
+    check(
+        "model M { input x: [seq = 4] ids < 6\n x -> embedding(6, 3) -> lstm(4, output = last) -> dense(2) }",
+        Loss::MeanSquaredError,
+    );
+    check_ragged(
+        "model M { input x: [seq <= 5] ids < 7\n x -> embedding(7, 4) -> gru(3) -> dense(5) -> softmax }",
+        Loss::CROSS_ENTROPY,
+    );
+    // A grid of ids: a volume of vectors, read by a convolution.
+    check(
+        "model M { input x: [3, 4] ids < 4\n x -> embedding(4, 2) -> conv(filters = 3, size = 2) -> flatten -> dense(2) }",
+        Loss::MeanSquaredError,
+    );
+    // A table larger than the ids need: the unused rows get a zero gradient.
+    check(
+        "model M { input x: [3] ids < 2\n x -> embedding(4, 2) -> flatten -> dense(2) -> softmax }",
+        Loss::CROSS_ENTROPY,
+    );
 }
 
 /// Truncated BPTT: each `rnn` starts from a carried state (random here, restored before every

@@ -463,6 +463,20 @@ impl<'a> Lowerer<'a> {
             );
             return None;
         }
+        if decl.ids.is_some() && decl.steps.is_some() && decl.dims.len() > 1 {
+            let at = decl.steps.as_ref().map_or(decl.span, |s| s.span);
+            self.err(
+                Diagnostic::error(
+                    format!("input `{}` is a sequence of several ids per step", decl.name),
+                    decl.span,
+                    "one id per step",
+                )
+                .with_label(at, "the steps")
+                .with_note("an embedding of a sequence of ids gives [steps, dim], one vector per step")
+                .with_help(format!("one id per step: `input {}: [seq <= 100] ids < 65`", decl.name)),
+            );
+            return None;
+        }
         if decl.dims.is_empty() || decl.dims.len() > 3 {
             let n = decl.dims.len();
             self.err(

@@ -130,6 +130,19 @@ impl Session {
                 i % given.max(1)
             )));
         }
+        if let Some(n) = plan.input_ids.first().copied().flatten() {
+            let bad = |v: f32| !(v >= 0.0 && v.fract() == 0.0 && (v as f64) < n as f64);
+            if let Some(i) = x.data.iter().position(|&v| bad(v)) {
+                return Err(Error::Input(format!(
+                    "{}: row {}, element {}: {} is not a token id below {n}, as the model's input `{}` holds",
+                    input.display(),
+                    i / given.max(1),
+                    i % given.max(1),
+                    x.data[i],
+                    model.graph.node(in_id).name,
+                )));
+            }
+        }
         let length = sequence.map(|_| x.shape[1]);
         // What `train` did to the data, done to the raw array (saved beside the weights).
         let pre_path = weights.with_file_name("preprocess.json");
