@@ -99,7 +99,8 @@ def check(path, tmp):
                    check=True, capture_output=True)
     onnx.checker.check_model(onnx.load(model), full_check=True)
     dims = dims_of(s["inputs"][0]["shape"])
-    x = rng.uniform(-1, 1, size=[5, *dims]).astype(np.float32)
+    ids = s["inputs"][0].get("ids")  # token ids below this, for an embedding
+    x = (rng.integers(0, ids, size=[5, *dims]) if ids else rng.uniform(-1, 1, size=[5, *dims])).astype(np.float32)
     np.save(os.path.join(tmp, "x.npy"), x)
     out = os.path.join(tmp, "y.npy")
     run = subprocess.run([BIN, "run", path, "--weights", weights, "--raw", "--input", os.path.join(tmp, "x.npy"),

@@ -1,6 +1,6 @@
 """nnlang's Adam and AdamW against PyTorch's: the same weights and batch, three steps each —
 on an MLP, and on gated recurrent nets (`lstm`, `gru`, bidirectional; PyTorch's nn.LSTM and
-nn.GRU through the exported module)
+nn.GRU through the exported module), and on an embedding of token ids (nn.Embedding)
 (`nnlangc train --init … --epochs 3` with the batch the whole data set), then every tensor
 compared. nnlang's AdamW decays the weights only (as its L1/L2 do), so PyTorch's is given
 two parameter groups: the weights with the decay, the biases without. PyTorch is not a
@@ -25,17 +25,22 @@ MLP = ("model M {\n  input x: [12]\n  x -> dense(16) -> relu -> dense(8) -> tanh
 GATED = ("model M {\n  input x: [6, 4]\n  x -> lstm(8) -> gru(5, output = last) -> dense(3) -> softmax\n}\n", (6, 4))
 BOTH_WAYS = ("model M {\n  input x: [5, 3]\n  x -> bidirectional(lstm(6), merge = add)\n"
              "  -> bidirectional(gru(4, output = last), merge = concat) -> dense(3) -> softmax\n}\n", (5, 3))
+# Token ids through an embedding (nn.Embedding): rows 0..8 of the table, each used several times.
+EMBEDDED = ("model M {\n  input x: [seq = 6] ids < 9\n  x -> embedding(9, 5) -> lstm(8, output = last) -> dense(3) -> softmax\n}\n",
+            (6,), 9)
 CASES = [
     ("adam", "adam(lr = 0.01)", 0.0, MLP),
     ("adamw", "adamw(lr = 0.01, weight_decay = 0.1)", 0.1, MLP),
     ("adamw default", "adamw(lr = 0.003)", 0.01, MLP),
     ("lstm, gru", "adam(lr = 0.01)", 0.0, GATED),
     ("both ways", "adamw(lr = 0.01, weight_decay = 0.1)", 0.1, BOTH_WAYS),
+    ("embedding", "adam(lr = 0.01)", 0.0, EMBEDDED),
+    ("embedding w", "adamw(lr = 0.01, weight_decay = 0.1)", 0.1, EMBEDDED),
 ]
 
 
 def check(optimizer, decay, model_src, tmp):
-    model_src, dims = model_src
+    model_src, dims, *ids = model_src
     src = os.path.join(tmp, "m.nn")
     with open(src, "w") as f:
         f.write(model_src +
@@ -54,7 +59,7 @@ def check(optimizer, decay, model_src, tmp):
             p.uniform_(-a, a)
     w0 = os.path.join(tmp, "w0.safetensors")
     save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, w0)
-    x = torch.rand(ROWS, *dims) * 2 - 1
+    x = torch.randint(0, ids[0], (ROWS, *dims)).float() if ids else torch.rand(ROWS, *dims) * 2 - 1
     y = torch.randint(0, 3, (ROWS,))
     np.save(os.path.join(tmp, "x.npy"), x.numpy())
     np.save(os.path.join(tmp, "y.npy"), y.numpy().astype(np.float32))

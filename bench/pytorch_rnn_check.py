@@ -1,5 +1,6 @@
 """nnlang's Elman `rnn`, `lstm` and `gru` against PyTorch's `nn.RNN`, `nn.LSTM` and `nn.GRU`
-(the "activation" column of the cases names the gated ones): the same weights and batch through both,
+(the "activation" column of the cases names the gated ones), alone and after an `embedding` of
+token ids (PyTorch's `nn.Embedding`): the same weights and batch through both,
 then the outputs (softmax probabilities), the mean cross-entropy and every parameter's
 gradient compared. With `output = sequence` the classifier works at every step and the loss
 is the mean over the steps; "packed" cases give every sequence its own length (PyTorch's
@@ -43,10 +44,19 @@ CASES = [
     ("gru", "last", 11, 4, 12, 3, 12, True, True),
     ("lstm", "last", 12, 4, 10, 3, 8, True, False),
 ]
+# Token ids through an embedding (`vocab` rows of `features`) before the recurrence: the
+# table's gradient sums every use of each id, and the padding gives it none.
+EMBED_CASES = [
+    # (case as above, vocab)
+    (("lstm", "sequence", 9, 6, 16, 5, 10, False, True), 11),
+    (("gru", "last", 8, 4, 12, 3, 9, True, True), 7),
+    (("tanh", "sequence", 6, 5, 8, 4, 7, False, False), 50),
+]
 
 
-def check(act, output, steps, features, hidden, classes, batch, bi, packed, binary, tmp):
+def check(act, output, steps, features, hidden, classes, batch, bi, packed, binary, tmp, vocab=0):
     torch.manual_seed(3)
+    emb = torch.nn.Embedding(vocab, features) if vocab else None
     gated = act in ("lstm", "gru")
     if gated:
         module = torch.nn.LSTM if act == "lstm" else torch.nn.GRU
@@ -62,21 +72,35 @@ def check(act, output, steps, features, hidden, classes, batch, bi, packed, bina
     # Every length from 1 to `steps` (packed), or all `steps`.
     lengths = torch.tensor([1 + (i * 5) % steps for i in range(batch)]) if packed else torch.full((batch,), steps)
     mask = torch.arange(steps)[None, :] < lengths[:, None]
-    x = x * mask[:, :, None]  # padding is zero in both
+    if emb is not None:
+        ids = torch.randint(0, vocab, (batch, steps)) * mask  # padding is id 0, never read
+        x_file = ids.numpy().astype(np.float32)
+        x = emb(ids)
+    else:
+        x = x * mask[:, :, None]  # padding is zero in both
+        x_file = x.numpy().reshape(batch, steps, features)
     per_step = output == "sequence"
     y = torch.randint(0, classes, (batch, steps) if per_step else (batch,))
     layer = "bidirectional_0" if bi else (f"{act}_0" if gated else "rnn_0")
     names = {f"{layer}.{n}": p for n, p in rnn.named_parameters()}
     names.update({"dense_0.weight": fc.weight, "dense_0.bias": fc.bias})
+    if emb is not None:
+        names["embedding_0.weight"] = emb.weight
     save_file({k: v.detach().contiguous() for k, v in names.items()}, os.path.join(tmp, "w.safetensors"))
-    np.save(os.path.join(tmp, "x.npy"), x.numpy().reshape(batch, steps, features))
+    np.save(os.path.join(tmp, "x.npy"), x_file)
     np.save(os.path.join(tmp, "y.npy"), y.numpy().astype(np.float32))
     np.save(os.path.join(tmp, "lengths.npy"), lengths.numpy().astype(np.float32))
     layer_src = f"{act}({hidden}, output = {output})" if gated else f"rnn({hidden}, activation = {act}, output = {output})"
     if bi:
         layer_src = f"bidirectional({layer_src}, merge = concat)"
     dims = f"seq <= {steps}, {features}" if packed else f"{steps}, {features}"
-    src = f"model M {{ input x: [{dims}]\n x -> {layer_src} -> dense({classes}) -> softmax }}\n"
+    lookup = ""
+    if emb is not None:
+        dims = (f"seq <= {steps}" if packed else f"seq = {steps}") + f"] ids < {vocab}"
+        lookup = f"embedding({vocab}, {features}) -> "
+    else:
+        dims += "]"
+    src = f"model M {{ input x: [{dims}\n x -> {lookup}{layer_src} -> dense({classes}) -> softmax }}\n"
     with open(os.path.join(tmp, "m.nn"), "w") as f:
         f.write(src)
     args = [binary, "m.nn", "w.safetensors", "x.npy", "y.npy", "."] + (["lengths.npy"] if packed else [])
@@ -123,16 +147,19 @@ def main():
     binary = os.path.join(ROOT, "target", "release", "examples", "rnn_gradients")
     print(f"# torch {torch.__version__}; nnlang against PyTorch: largest difference per tensor, relative to its largest magnitude (absolute below 1)")
     failed = False
-    for case in CASES:
+    for case, vocab in [(c, 0) for c in CASES] + EMBED_CASES:
         with tempfile.TemporaryDirectory() as tmp:
-            worst = check(*case, binary, tmp)
+            worst = check(*case, binary, tmp, vocab)
         top = max(v for k, v in worst.items() if k != "largest gradient")
         failed |= top > 1e-5
         act, output, steps, features, hidden, classes, batch, bi, packed = case
-        detail = ", ".join(f"{k.split('.')[-1]} {v:.1e}" for k, v in worst.items())
+        detail = ", ".join(f"{k if k.startswith('embedding') else k.split('.')[-1]} {v:.1e}" for k, v in worst.items())
         layer = f"{act}({hidden}, output = {output})" if act in ("lstm", "gru") else f"rnn({hidden}, {act}, output = {output})"
         if bi:
             layer = f"bidirectional({layer})"
+        if vocab:
+            layer = f"embedding({vocab}, {features}) -> {layer}"
+            features = f"ids < {vocab}"
         dims = f"[seq <= {steps}, {features}] (packed, lengths 1..{steps})" if packed else f"[{steps}, {features}]"
         print(f"{layer} over {dims}, batch {batch}: max {top:.1e} ({detail})")
     sys.exit(1 if failed else 0)

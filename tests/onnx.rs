@@ -12,8 +12,9 @@ use rand::{RngExt, SeedableRng};
 use std::path::Path;
 use tract_onnx::prelude::*;
 
-/// The model's input dimensions (a variable length at `steps`) and a parameter table.
-fn model_info(file: &Path, steps: impl Fn(usize) -> usize) -> (Vec<usize>, Vec<Param>) {
+/// The model's input dimensions (a variable length at `steps`), a parameter table, and the
+/// input's `ids < n` when it holds token ids.
+fn model_info(file: &Path, steps: impl Fn(usize) -> usize) -> (Vec<usize>, Vec<Param>, Option<usize>) {
     let session = nnlang::session::Session::open(file, &nnlang::Options::default()).expect("compiles");
     let model = session.main_model(None).expect("a model");
     let input = model.graph.inputs[0];
@@ -26,7 +27,15 @@ fn model_info(file: &Path, steps: impl Fn(usize) -> usize) -> (Vec<usize>, Vec<P
             Dim::Seq { max, .. } => steps(max.expect("a bounded length")),
         })
         .collect();
-    (dims, nnlang::session::param_table(model))
+    (dims, nnlang::session::param_table(model), nnlang::shape::ids_bound(&model.graph, input))
+}
+
+/// `n` random inputs: values in (-1, 1), or token ids below `ids`.
+fn random_inputs(rng: &mut rand_chacha::ChaCha8Rng, n: usize, ids: Option<usize>) -> Vec<f32> {
+    match ids {
+        Some(v) => (0..n).map(|_| rng.random_range(0..v) as f32).collect(),
+        None => (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect(),
+    }
 }
 
 /// Random weights of PyTorch's default scale (uniform ±1/√fan_in; biases ±0.1).
@@ -109,12 +118,12 @@ fn every_example_exports_to_onnx_that_tract_runs_as_nnlangc_run() {
         let file = root.join(&rel);
         let d = temp_dir(&format!("onnx-{stem}"));
         // A variable length at two thirds of its longest: the ONNX model's steps are dynamic.
-        let (dims, table) = model_info(&file, |max| (2 * max / 3).max(1));
+        let (dims, table, ids) = model_info(&file, |max| (2 * max / 3).max(1));
         let weights = d.join("w.safetensors");
         random_weights(&table, &weights);
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
         let n: usize = 5 * dims.iter().product::<usize>();
-        let x: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+        let x = random_inputs(&mut rng, n, ids);
         let diff = compare(&file, &weights, &d, &dims, &x);
         eprintln!("{stem}: largest difference {diff:.2e}");
         assert!(diff <= 1e-5, "{stem}: tract and nnlangc run differ by {diff}");
@@ -267,6 +276,22 @@ fn every_layer_and_merge_exports_to_onnx() {
             Some(6),
         ),
         (
+            "embedded_steps",
+            "model EmbeddedSteps {
+    input chars: [seq <= 8] ids < 9
+    chars -> embedding(9, 4) -> lstm(5) -> dense(9) -> softmax
+}",
+            Some(6),
+        ),
+        (
+            "embedded_grid",
+            "model EmbeddedGrid {
+    input cells: [4, 5] ids < 6
+    cells -> embedding(6, 3) -> conv(filters = 4, size = 3) -> relu -> flatten -> dense(2)
+}",
+            None,
+        ),
+        (
             "tagger",
             "model Tagger {
     input frames: [seq = 7, 3]
@@ -278,12 +303,12 @@ fn every_layer_and_merge_exports_to_onnx() {
     for (stem, src, steps) in models {
         let file = d.join(format!("{stem}.nn"));
         std::fs::write(&file, src).expect("writes the model");
-        let (dims, table) = model_info(&file, |max| steps.unwrap_or(max));
+        let (dims, table, ids) = model_info(&file, |max| steps.unwrap_or(max));
         let weights = d.join(format!("{stem}.safetensors"));
         random_weights(&table, &weights);
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
         let n: usize = 4 * dims.iter().product::<usize>();
-        let x: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+        let x = random_inputs(&mut rng, n, ids);
         let diff = compare(&file, &weights, &d, &dims, &x);
         eprintln!("{stem}: largest difference {diff:.2e}");
         assert!(diff <= 1e-5, "{stem}: tract and nnlangc run differ by {diff}");
@@ -306,7 +331,7 @@ fn rnn_activations_are_written_into_the_node() {
 }",
     )
     .expect("writes");
-    let (_, table) = model_info(&file, |m| m);
+    let (_, table, _) = model_info(&file, |m| m);
     let weights = d.join("w.safetensors");
     random_weights(&table, &weights);
     let onnx = d.join("acts.onnx");
@@ -375,7 +400,7 @@ fn trained_models_carry_their_preprocessing_into_onnx() {
         assert_eq!(o.status.code(), Some(0), "{stem}: {}", text(&o.stderr));
         let pre = std::fs::read_to_string(run_dir.join("preprocess.json")).expect("preprocess.json");
         assert!(pre.contains(saved), "{stem}: {pre}");
-        let (dims, _) = model_info(&file, |max| max / 2);
+        let (dims, _, _) = model_info(&file, |max| max / 2);
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
         let n = 6 * dims.iter().product::<usize>();
         let x: Vec<f32> = (0..n).map(|_| rng.random_range(0.0..range)).collect();
@@ -389,7 +414,7 @@ fn trained_models_carry_their_preprocessing_into_onnx() {
 #[test]
 fn bad_onnx_requests_are_clear_errors() {
     let d = temp_dir("onnx-bad");
-    let (_, table) = model_info(&common::root().join("examples/logistic_regression.nn"), |m| m);
+    let (_, table, _) = model_info(&common::root().join("examples/logistic_regression.nn"), |m| m);
     let small = d.join("small.safetensors");
     random_weights(&table, &small);
     let out = d.join("out.onnx");

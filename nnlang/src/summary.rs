@@ -37,6 +37,9 @@ pub struct InputRow {
     pub name: String,
     /// Its shape.
     pub shape: crate::ir::Shape,
+    /// `ids < n`: it holds token ids below this.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ids: Option<usize>,
 }
 
 /// The model's totals.
@@ -88,7 +91,11 @@ pub fn summarize(model: &Model) -> Summary {
         act = act + bytes;
         parameters.extend(params.iter().cloned());
         if matches!(node.op, Op::Input(_)) {
-            inputs.push(InputRow { name: node.name.clone(), shape: shape.clone() });
+            inputs.push(InputRow {
+                name: node.name.clone(),
+                shape: shape.clone(),
+                ids: crate::shape::ids_bound(g, id),
+            });
         }
         let mut attributes = serde_json::Map::new();
         if let Ok(serde_json::Value::Object(mut m)) = serde_json::to_value(&node.op) {
