@@ -464,16 +464,17 @@ impl<'a> Lowerer<'a> {
             return None;
         }
         if decl.ids.is_some() && decl.steps.is_some() && decl.dims.len() > 1 {
-            let at = decl.steps.as_ref().map_or(decl.span, |s| s.span);
+            let at = decl.dims.get(1).map_or(decl.span, |d| d.span);
             self.err(
                 Diagnostic::error(
                     format!("input `{}` is a sequence of several ids per step", decl.name),
-                    decl.span,
-                    "one id per step",
+                    at,
+                    "a second dimension of ids",
                 )
-                .with_label(at, "the steps")
                 .with_note("an embedding of a sequence of ids gives [steps, dim], one vector per step")
-                .with_help(format!("one id per step: `input {}: [seq <= 100] ids < 65`", decl.name)),
+                .with_help(
+                    "declare one id per step (`[seq <= n] ids < V`), or a grid of ids without steps (`[n, m] ids < V`)",
+                ),
             );
             return None;
         }

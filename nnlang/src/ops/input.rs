@@ -39,7 +39,7 @@ impl Rules for Input {
     fn attributes(&self) -> Vec<(&'static str, String)> {
         let mut a = vec![("dims", Shape(self.dims.clone()).to_string())];
         if let Some(n) = self.ids {
-            a.push(("ids", format!("< {n}")));
+            a.push(("ids_below", n.to_string()));
         }
         a
     }
