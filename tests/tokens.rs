@@ -196,3 +196,28 @@ fn rows_and_sequences_of_ids_train_and_bad_ids_are_located_in_each_format() {
         assert!(!err.contains("panicked") && !run.exists(), "{err}");
     }
 }
+
+#[test]
+fn bptt_through_a_layer_that_cannot_carry_its_state_is_a_located_error() {
+    let dir = temp_dir("ids-bptt");
+    std::fs::write(dir.join("text.txt"), "abcabcabc\n".repeat(20)).expect("writes");
+    for layer in ["bidirectional(lstm(8))", "bidirectional(gru(8), merge = add)"] {
+        let src = format!(
+            "model Chars {{\n    input text: [seq <= 10] ids < 4\n    text -> embedding(4, 4)\n      -> {layer}\n      -> dense(4) -> softmax\n}}\n\
+             train Chars on t {{\n    batch = 2\n    bptt = 10\n    epochs = 1\n}}\n\
+             data t {{\n    train = text(\"text.txt\")\n}}\n"
+        );
+        let file = dir.join("chars.nn");
+        std::fs::write(&file, src).expect("writes");
+        let out = nnlangc(&["train", s(&file), "--quiet", "--out", s(&dir.join("run"))]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains("error: a bidirectional layer cannot carry its state from one window of a stream to the next")
+                && err.contains("chars.nn:4:10")
+                && err.contains("reads each window backwards too"),
+            "{layer}: {err}"
+        );
+        assert!(!dir.join("run").exists());
+    }
+}
