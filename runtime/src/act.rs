@@ -357,7 +357,9 @@ fn hard_tanh<T: Float>(v: T) -> T {
     }
 }
 
-fn sigmoid<T: Float>(v: T) -> T {
+/// The logistic function, as the `sigmoid` activation computes it (the same bits).
+#[inline(always)]
+pub(crate) fn sigmoid<T: Float>(v: T) -> T {
     // Stable for large |v|: never exponentiates a large positive number. `e⁻|ᵛ|` without a
     // library call in f32, so that a loop over a slice vectorizes.
     let e = v.abs().exp_neg();

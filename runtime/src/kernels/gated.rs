@@ -28,7 +28,8 @@
 //! over every step, as in the Elman recurrence.
 
 use super::rnn::{dims, length, Dims};
-use crate::act::{activation_in_place, Act};
+use super::vectorized;
+use crate::act::sigmoid;
 use crate::mem::Cx;
 use crate::ops::Done;
 use crate::plan::{ABuf, PBuf, Write};
@@ -127,6 +128,30 @@ fn previous<'a, T>(
     }
 }
 
+/// Rows `write..write + n` (mutable) and `read..read + n` of `v`, which do not overlap.
+fn two_rows<T>(v: &mut [T], write: usize, read: usize, n: usize) -> (&mut [T], &[T]) {
+    if read < write {
+        let (a, b) = v.split_at_mut(write);
+        (&mut b[..n], &a[read..read + n])
+    } else {
+        let (a, b) = v.split_at_mut(read);
+        (&mut a[write..write + n], &b[..n])
+    }
+}
+
+/// One value of a GRU step's backward pass: its activated gates `r, z, n` and kept
+/// `W_hn h + b_hn` replaced by their gradients, from `h_{t−1}` and `dh_t`; returns `z`.
+#[inline(always)]
+fn gru_cell_backward<T: Float>((rv, zv, nv, hnv): (&mut T, &mut T, &mut T, &mut T), hp: T, dh: T) -> T {
+    let (rg, z, n, hn) = (*rv, *zv, *nv, *hnv);
+    let dan = dh * (T::ONE - z) * (T::ONE - n * n);
+    *rv = dan * hn * rg * (T::ONE - rg);
+    *zv = dh * (hp - n) * z * (T::ONE - z);
+    *nv = dan;
+    *hnv = dan * rg;
+    z
+}
+
 /// The LSTM over every row and step: `gates` (`rows × steps × 4h`: the activated `i, f, g, o`
 /// of every step), `cs` (the cell states) and `hs` (the hidden states, the layer's output).
 /// `h0`, `c0` (`rows × h`): the states carried in from the previous window (truncated
@@ -158,31 +183,42 @@ pub fn lstm_forward<T: Float>(
         if let Some((h, rs)) = previous(hs, prev, h0, steps, nh) {
             recurrent((rows, nh, g4), (h, rs), whh, (&zeros, true), (&mut gates[t * g4..], steps * g4), ws);
         }
-        for r in 0..rows {
-            let (at, gat) = ((r * steps + t) * nh, (r * steps + t) * g4);
-            if t >= length(lengths, r, steps) {
-                gates[gat..gat + g4].fill(T::ZERO);
-                cs[at..at + nh].fill(T::ZERO);
-                hs[at..at + nh].fill(T::ZERO);
-                continue;
-            }
-            let g = &mut gates[gat..gat + g4];
-            activation_in_place(Act::Sigmoid, &mut g[..2 * nh]);
-            activation_in_place(Act::Tanh, &mut g[2 * nh..3 * nh]);
-            activation_in_place(Act::Sigmoid, &mut g[3 * nh..]);
-            for j in 0..nh {
-                let (ig, fg, gg) = (g[j], g[nh + j], g[2 * nh + j]);
-                // f ⊙ c_{t−1}: nothing before the first step without carried states.
-                let kept = match (prev, c0) {
-                    (Some(p), _) => fg * cs[(r * steps + p) * nh + j],
-                    (None, Some(c)) => fg * c[r * nh + j],
-                    (None, None) => T::ZERO,
-                };
-                let c = kept + ig * gg;
-                cs[at + j] = c;
-                hs[at + j] = g[3 * nh + j] * c.tanh();
-            }
-        }
+        vectorized(
+            #[inline(always)]
+            || {
+                for r in 0..rows {
+                    let (at, gat) = ((r * steps + t) * nh, (r * steps + t) * g4);
+                    if t >= length(lengths, r, steps) {
+                        gates[gat..gat + g4].fill(T::ZERO);
+                        cs[at..at + nh].fill(T::ZERO);
+                        hs[at..at + nh].fill(T::ZERO);
+                        continue;
+                    }
+                    // c_{t−1}: zero before the first step without carried states.
+                    let cp = match (prev, c0) {
+                        (Some(p), _) => &cs[(r * steps + p) * nh..][..nh],
+                        (None, Some(c)) => &c[r * nh..(r + 1) * nh],
+                        (None, None) => &zeros[..nh],
+                    };
+                    let (gi, rest) = gates[gat..gat + g4].split_at_mut(nh);
+                    let (gf, rest) = rest.split_at_mut(nh);
+                    let (gg, go) = rest.split_at_mut(nh);
+                    let hrow = &mut hs[at..at + nh];
+                    // The gates activated in place, and c_t = f ⊙ c_{t−1} + i ⊙ g (into h's row).
+                    let gates_and_c = gi.iter_mut().zip(gf.iter_mut()).zip(gg.iter_mut()).zip(go.iter_mut());
+                    for ((((i, f), g), o), (h, &c)) in gates_and_c.zip(hrow.iter_mut().zip(cp)) {
+                        let (iv, fv, gv) = (sigmoid(*i), sigmoid(*f), (*g).tanh());
+                        (*i, *f, *g, *o) = (iv, fv, gv, sigmoid(*o));
+                        *h = fv * c + iv * gv;
+                    }
+                    cs[at..at + nh].copy_from_slice(hrow);
+                    // h_t = o ⊙ tanh(c_t).
+                    for (h, &o) in hrow.iter_mut().zip(go.iter()) {
+                        *h = o * h.tanh();
+                    }
+                }
+            },
+        );
     }
 }
 
@@ -208,33 +244,43 @@ pub fn lstm_backward_params<T: Float>(
     let (n, g4) = (rows * steps, 4 * nh);
     let (dc, wsg) = dc.split_at_mut(rows * nh);
     dc.fill(T::ZERO);
+    let zeros = vec![T::ZERO; nh];
     for i in (0..steps).rev() {
         let (t, prev) = d.visit(i);
-        for r in 0..rows {
-            let (at, gat) = ((r * steps + t) * nh, (r * steps + t) * g4);
-            if t >= length(lengths, r, steps) {
-                gates[gat..gat + g4].fill(T::ZERO);
-                dc[r * nh..(r + 1) * nh].fill(T::ZERO);
-                continue;
-            }
-            let g = &mut gates[gat..gat + g4];
-            for j in 0..nh {
-                let (ig, fg, gg, og) = (g[j], g[nh + j], g[2 * nh + j], g[3 * nh + j]);
-                let tc = cs[at + j].tanh();
-                let dh = dhs[at + j];
-                let dcj = dc[r * nh + j] + dh * og * (T::ONE - tc * tc);
-                let cp = match (prev, c0) {
-                    (Some(p), _) => cs[(r * steps + p) * nh + j],
-                    (None, Some(c)) => c[r * nh + j],
-                    (None, None) => T::ZERO,
-                };
-                g[j] = dcj * gg * ig * (T::ONE - ig);
-                g[nh + j] = dcj * cp * fg * (T::ONE - fg);
-                g[2 * nh + j] = dcj * ig * (T::ONE - gg * gg);
-                g[3 * nh + j] = dh * tc * og * (T::ONE - og);
-                dc[r * nh + j] = dcj * fg;
-            }
-        }
+        vectorized(
+            #[inline(always)]
+            || {
+                for r in 0..rows {
+                    let (at, gat) = ((r * steps + t) * nh, (r * steps + t) * g4);
+                    let dcr = &mut dc[r * nh..(r + 1) * nh];
+                    if t >= length(lengths, r, steps) {
+                        gates[gat..gat + g4].fill(T::ZERO);
+                        dcr.fill(T::ZERO);
+                        continue;
+                    }
+                    let cp = match (prev, c0) {
+                        (Some(p), _) => &cs[(r * steps + p) * nh..][..nh],
+                        (None, Some(c)) => &c[r * nh..(r + 1) * nh],
+                        (None, None) => &zeros[..nh],
+                    };
+                    let (gi, rest) = gates[gat..gat + g4].split_at_mut(nh);
+                    let (gf, rest) = rest.split_at_mut(nh);
+                    let (gg, go) = rest.split_at_mut(nh);
+                    let gs = gi.iter_mut().zip(gf.iter_mut()).zip(gg.iter_mut()).zip(go.iter_mut());
+                    let states = cs[at..at + nh].iter().zip(cp).zip(&dhs[at..at + nh]).zip(dcr.iter_mut());
+                    for ((((i, f), g), o), (((&c, &cp), &dh), dcv)) in gs.zip(states) {
+                        let (ig, fg, gg, og) = (*i, *f, *g, *o);
+                        let tc = c.tanh();
+                        let dcj = *dcv + dh * og * (T::ONE - tc * tc);
+                        *i = dcj * gg * ig * (T::ONE - ig);
+                        *f = dcj * cp * fg * (T::ONE - fg);
+                        *g = dcj * ig * (T::ONE - gg * gg);
+                        *o = dh * tc * og * (T::ONE - og);
+                        *dcv = dcj * fg;
+                    }
+                }
+            },
+        );
         if let Some(p) = prev {
             // dh_{t−1} += dg_t · W_hh.
             let dz = (&gates[t * g4..], steps * g4);
@@ -326,40 +372,44 @@ pub fn gru_forward<T: Float>(
     }
     project(n, nf, g3, x, nf, wih, gates, g4);
     let (gh, wsr) = ws.split_at_mut(rows * g3);
+    let zeros = vec![T::ZERO; nh];
     for i in 0..steps {
         let (t, prev) = d.visit(i);
         match previous(hs, prev, h0, steps, nh) {
             Some((h, rs)) => recurrent((rows, nh, g3), (h, rs), whh, (bhh, false), (&mut *gh, g3), wsr),
             None => gh.chunks_exact_mut(g3).for_each(|row| row.copy_from_slice(&bhh[..g3])),
         }
-        for r in 0..rows {
-            let (at, gat) = ((r * steps + t) * nh, (r * steps + t) * g4);
-            if t >= length(lengths, r, steps) {
-                gates[gat..gat + g4].fill(T::ZERO);
-                hs[at..at + nh].fill(T::ZERO);
-                continue;
-            }
-            let ghr = &gh[r * g3..(r + 1) * g3];
-            let g = &mut gates[gat..gat + g4];
-            for (a, &b) in g[..2 * nh].iter_mut().zip(&ghr[..2 * nh]) {
-                *a += b;
-            }
-            activation_in_place(Act::Sigmoid, &mut g[..2 * nh]);
-            for j in 0..nh {
-                g[2 * nh + j] += g[j] * ghr[2 * nh + j];
-            }
-            activation_in_place(Act::Tanh, &mut g[2 * nh..g3]);
-            g[g3..].copy_from_slice(&ghr[2 * nh..]);
-            for j in 0..nh {
-                let hp = match (prev, h0) {
-                    (Some(p), _) => hs[(r * steps + p) * nh + j],
-                    (None, Some(h)) => h[r * nh + j],
-                    (None, None) => T::ZERO,
-                };
-                let (z, nv) = (g[nh + j], g[2 * nh + j]);
-                hs[at + j] = (T::ONE - z) * nv + z * hp;
-            }
-        }
+        vectorized(
+            #[inline(always)]
+            || {
+                for r in 0..rows {
+                    let (at, gat) = ((r * steps + t) * nh, (r * steps + t) * g4);
+                    if t >= length(lengths, r, steps) {
+                        gates[gat..gat + g4].fill(T::ZERO);
+                        hs[at..at + nh].fill(T::ZERO);
+                        continue;
+                    }
+                    let (hrow, hp) = match (prev, h0) {
+                        (Some(p), _) => two_rows(hs, at, (r * steps + p) * nh, nh),
+                        (None, Some(h)) => (&mut hs[at..at + nh], &h[r * nh..(r + 1) * nh]),
+                        (None, None) => (&mut hs[at..at + nh], &zeros[..nh]),
+                    };
+                    let (ghr, ghz, ghn) = (&gh[r * g3..][..nh], &gh[r * g3 + nh..][..nh], &gh[r * g3 + 2 * nh..][..nh]);
+                    let (gr, rest) = gates[gat..gat + g4].split_at_mut(nh);
+                    let (gz, rest) = rest.split_at_mut(nh);
+                    let (gn, ghn_kept) = rest.split_at_mut(nh);
+                    let gs = gr.iter_mut().zip(gz.iter_mut()).zip(gn.iter_mut()).zip(ghn_kept.iter_mut());
+                    let ins = ghr.iter().zip(ghz).zip(ghn).zip(hrow.iter_mut().zip(hp));
+                    for ((((rv, zv), nv), hn_kept), (((&hr, &hz), &hn), (h, &hp))) in gs.zip(ins) {
+                        let rg = sigmoid(*rv + hr);
+                        let z = sigmoid(*zv + hz);
+                        let n = (*nv + rg * hn).tanh();
+                        (*rv, *zv, *nv, *hn_kept) = (rg, z, n, hn);
+                        *h = (T::ONE - z) * n + z * hp;
+                    }
+                }
+            },
+        );
     }
 }
 
@@ -384,34 +434,45 @@ pub fn gru_backward_params<T: Float>(
     let Dims { rows, steps, features: nf, hidden: nh, .. } = d;
     let (n, g3, g4) = (rows * steps, 3 * nh, 4 * nh);
     let (wsg, wsr) = ws.split_at_mut(rows * g3);
+    let zeros = vec![T::ZERO; nh];
     for i in (0..steps).rev() {
         let (t, prev) = d.visit(i);
-        for r in 0..rows {
-            let (at, gat) = ((r * steps + t) * nh, (r * steps + t) * g4);
-            if t >= length(lengths, r, steps) {
-                gates[gat..gat + g4].fill(T::ZERO);
-                continue;
-            }
-            let g = &mut gates[gat..gat + g4];
-            for j in 0..nh {
-                let (rg, z, nv, hn) = (g[j], g[nh + j], g[2 * nh + j], g[g3 + j]);
-                let hp = match (prev, h0) {
-                    (Some(p), _) => hs[(r * steps + p) * nh + j],
-                    (None, Some(h)) => h[r * nh + j],
-                    (None, None) => T::ZERO,
-                };
-                let dh = dhs[at + j];
-                let dan = dh * (T::ONE - z) * (T::ONE - nv * nv);
-                g[j] = dan * hn * rg * (T::ONE - rg);
-                g[nh + j] = dh * (hp - nv) * z * (T::ONE - z);
-                g[2 * nh + j] = dan;
-                g[g3 + j] = dan * rg;
-                // The direct path: h_t = … + z ⊙ h_{t−1}.
-                if let Some(p) = prev {
-                    dhs[(r * steps + p) * nh + j] += dh * z;
+        vectorized(
+            #[inline(always)]
+            || {
+                for r in 0..rows {
+                    let (at, gat) = ((r * steps + t) * nh, (r * steps + t) * g4);
+                    if t >= length(lengths, r, steps) {
+                        gates[gat..gat + g4].fill(T::ZERO);
+                        continue;
+                    }
+                    let hp = match (prev, h0) {
+                        (Some(p), _) => &hs[(r * steps + p) * nh..][..nh],
+                        (None, Some(h)) => &h[r * nh..(r + 1) * nh],
+                        (None, None) => &zeros[..nh],
+                    };
+                    let (gr, rest) = gates[gat..gat + g4].split_at_mut(nh);
+                    let (gz, rest) = rest.split_at_mut(nh);
+                    let (gn, ghn) = rest.split_at_mut(nh);
+                    let gs = gr.iter_mut().zip(gz.iter_mut()).zip(gn.iter_mut()).zip(ghn.iter_mut());
+                    match prev {
+                        // The direct path too: h_t = … + z ⊙ h_{t−1}.
+                        Some(p) => {
+                            let (dprev, dh) = two_rows(dhs, (r * steps + p) * nh, at, nh);
+                            for ((((rv, zv), nv), hnv), ((&hp, &dh), dp)) in gs.zip(hp.iter().zip(dh).zip(dprev)) {
+                                let z = gru_cell_backward((rv, zv, nv, hnv), hp, dh);
+                                *dp += dh * z;
+                            }
+                        }
+                        None => {
+                            for ((((rv, zv), nv), hnv), (&hp, &dh)) in gs.zip(hp.iter().zip(&dhs[at..at + nh])) {
+                                gru_cell_backward((rv, zv, nv, hnv), hp, dh);
+                            }
+                        }
+                    }
                 }
-            }
-        }
+            },
+        );
         if let Some(p) = prev {
             // dh_{t−1} += [dr, dz, dn ⊙ r]_t · W_hh.
             for (row, dst) in wsg.chunks_exact_mut(g3).enumerate() {

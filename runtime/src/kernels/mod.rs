@@ -23,6 +23,22 @@ pub mod softplus;
 
 use crate::plan::{ABuf, Act, Geometry, PBuf, PoolOp, Write};
 
+/// Runs `f` compiled once more for the widest instruction set `pulp` finds (AVX2, AVX-512),
+/// for loops over values that the compiler vectorizes when it may: each value's arithmetic is
+/// the same whatever the width, so the results are the same bits either way.
+#[inline(always)]
+pub(crate) fn vectorized<R>(f: impl FnOnce() -> R) -> R {
+    struct Run<F>(F);
+    impl<R, F: FnOnce() -> R> pulp::WithSimd for Run<F> {
+        type Output = R;
+        #[inline(always)]
+        fn with_simd<S: pulp::Simd>(self, _: S) -> R {
+            (self.0)()
+        }
+    }
+    pulp::Arch::new().dispatch(Run(f))
+}
+
 crate::step::steps! {
     /// `y = x · Wᵀ + b`, W `[out, in]` as PyTorch lays it out.
     Dense { x: ABuf, w: PBuf, b: PBuf, y: ABuf } => ops::dense;

@@ -13,26 +13,11 @@
 //! the running averages; the optimizer moves the averages toward them after the step
 //! ([`crate::plan::Role::State`]).
 
+use super::vectorized;
 use crate::mem::{Cx, Rows};
 use crate::ops::Done;
 use crate::plan::{ABuf, PBuf, Write};
 use crate::Float;
-
-/// Runs `f` compiled once more for the widest instruction set `pulp` finds (AVX2, AVX-512):
-/// the loops below run over the channels, each channel's sum in the same order whatever the
-/// width, so the results are the same bits either way.
-#[inline(always)]
-fn vectorized<R>(f: impl FnOnce() -> R) -> R {
-    struct Run<F>(F);
-    impl<R, F: FnOnce() -> R> pulp::WithSimd for Run<F> {
-        type Output = R;
-        #[inline(always)]
-        fn with_simd<S: pulp::Simd>(self, _: S) -> R {
-            (self.0)()
-        }
-    }
-    pulp::Arch::new().dispatch(Run(f))
-}
 
 /// Each channel's sum and sum of squares over the rows that count, and how many values
 /// that is per channel: `[Σx (C), Σx² (C), n]`.
