@@ -3,7 +3,9 @@
 recurrent activation (tract reads every RNN node as tanh, so these are checked only here):
 random weights saved as safetensors, the file exported, both run on the same random batch of
 5 (then of 2: the batch is dynamic; a sequence of any length at two thirds of its longest),
-and the largest difference reported (it must stay below 1e-5).
+and the largest difference reported (it must stay below 1e-5). Then every model of sequences
+of variable length once more, exported with `--sequence-lengths`: a ragged batch in one call
+against `nnlangc run` on each sequence alone.
 
 onnxruntime is not a dependency of nnlang: run this from a virtual environment with
 onnxruntime, onnx, numpy and safetensors.
@@ -118,6 +120,54 @@ def check(path, tmp):
     return float(diff), None
 
 
+def check_ragged(path, tmp):
+    """A model of sequences of variable length, exported with `--sequence-lengths`: one ragged
+    batch (every length from 1 to the longest) through onnxruntime against `nnlangc run` on
+    each sequence alone at its own length; the steps inside each sequence compared."""
+    s = summary(path)
+    shape = s["inputs"][0]["shape"]
+    if not shape or "<=" not in str(shape[0]):
+        return None, None
+    longest = int(str(shape[0]).split("=")[-1])
+    rng = np.random.default_rng(1)
+    tensors = {}
+    for p in s["parameters"]:
+        shp = p["shape"]
+        a = 1.0 / np.sqrt(np.prod(shp[1:])) if len(shp) > 1 else 0.1
+        lo, hi = (0.5, 2.0) if p["name"].endswith("running_var") else (-a, a)
+        tensors[p["name"]] = rng.uniform(lo, hi, size=shp).astype(np.float32)
+        if p["name"].endswith("num_batches_tracked"):
+            tensors[p["name"]] = np.array(7, dtype=np.int64)
+    weights = os.path.join(tmp, "w.safetensors")
+    save_file(tensors, weights)
+    model = os.path.join(tmp, "m.onnx")
+    subprocess.run([BIN, "export", "--onnx", "--sequence-lengths", path, "--weights", weights, "--raw",
+                    "--output", model], check=True, capture_output=True)
+    onnx.checker.check_model(onnx.load(model), full_check=True)
+    rest = dims_of(shape[1:])
+    lengths = np.array([max(1, longest - (7 * i) % longest) for i in range(5)], dtype=np.int32)
+    ids = s["inputs"][0].get("ids")
+    x = (rng.integers(0, ids, size=[5, longest, *rest]) if ids else rng.uniform(-1, 1, size=[5, longest, *rest]))
+    x = x.astype(np.float32)
+    for i, n in enumerate(lengths):
+        x[i, n:] = 0
+    sess = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    names = [i.name for i in sess.get_inputs()]
+    theirs = sess.run(None, {names[0]: x, names[1]: lengths})[0]
+    worst = 0.0
+    for i, n in enumerate(lengths):
+        np.save(os.path.join(tmp, "x.npy"), x[i:i + 1, :n])
+        out = os.path.join(tmp, "y.npy")
+        run = subprocess.run([BIN, "run", path, "--weights", weights, "--raw", "--input", os.path.join(tmp, "x.npy"),
+                              "--output", out], capture_output=True, text=True)
+        if run.returncode != 0:
+            return None, run.stderr.strip().splitlines()[0]
+        ours = np.load(out)[0]
+        mine = theirs[i, :n] if theirs.ndim == 3 else theirs[i]  # every step's output, or the last
+        worst = max(worst, float(np.abs(ours - mine).max()))
+    return worst, None
+
+
 def main():
     subprocess.run(["cargo", "build", "-q", "--release"], cwd=ROOT, check=True)
     print(f"# onnxruntime {ort.__version__}, onnx {onnx.__version__} (checker passes every file); "
@@ -140,6 +190,17 @@ def main():
                 continue
             failed |= diff > 1e-5
             print(f"{name}: {diff:.2e}")
+        print("# ragged batches: --sequence-lengths through onnxruntime against `nnlangc run` on each sequence alone")
+        for path in paths:
+            name = os.path.basename(path)
+            with tempfile.TemporaryDirectory() as tmp:
+                diff, err = check_ragged(path, tmp)
+            if err:
+                print(f"{name}: FAILED ({err})")
+                failed = True
+            elif diff is not None:
+                failed |= diff > 1e-5
+                print(f"{name} (lengths 1..n): {diff:.2e}")
     sys.exit(1 if failed else 0)
 
 

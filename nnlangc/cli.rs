@@ -209,6 +209,11 @@ pub(crate) enum Command {
         /// its data (the inputs are then used as they are).
         #[arg(long)]
         raw: bool,
+        /// With --onnx, for a model of sequences of variable length: a second input `lengths`
+        /// (int32, one per row) that every recurrent node takes as its `sequence_lens`, so that
+        /// a ragged batch runs in one call (onnxruntime; tract does not take it).
+        #[arg(long, requires = "onnx")]
+        sequence_lengths: bool,
     },
     /// Generate text with a character model trained by `nnlangc train` on a `text(…)`.
     Sample {

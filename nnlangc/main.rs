@@ -190,8 +190,8 @@ fn run(cli: Cli, cluster: Option<&nnlang_runtime::train::Cluster>) -> Result<(),
             ensemble::run(&model, ensemble::EnsembleArgs { out, threads: threads as usize, limit, search, quiet })
         }
         Command::Sanity { model, limit } => train::sanity(&model, limit),
-        Command::Export { model, onnx, pytorch: _, weights, output, raw } => {
-            let format = if onnx { train::Format::Onnx } else { train::Format::Pytorch };
+        Command::Export { model, onnx, pytorch: _, weights, output, raw, sequence_lengths } => {
+            let format = if onnx { train::Format::Onnx { sequence_lengths } } else { train::Format::Pytorch };
             train::export(&model, format, weights.as_deref(), output.as_deref(), raw)
         }
         Command::Search { model, out, jobs, limit } => {

@@ -449,11 +449,14 @@ pub fn gradcheck(args: &ModelArgs, spec: &nnlang::session::gradcheck::GradcheckS
     }
 }
 
-/// `export --pytorch`: the model as a PyTorch module, with the preprocessing saved beside
-/// `weights` inside it.
 /// What `export` writes.
 pub enum Format {
-    Onnx,
+    /// An ONNX file; with `sequence_lengths`, an input of each sequence's length too.
+    Onnx {
+        /// `--sequence-lengths`.
+        sequence_lengths: bool,
+    },
+    /// A PyTorch module.
     Pytorch,
 }
 
@@ -479,7 +482,7 @@ pub fn export(
     inputs.extend(vocab_path.as_deref().map(|p| ("vocabulary", p)));
     let output_path = match (&format, output) {
         (_, Some(p)) => Some(p.to_path_buf()),
-        (Format::Onnx, None) => beside("model.onnx"),
+        (Format::Onnx { .. }, None) => beside("model.onnx"),
         (Format::Pytorch, None) => None,
     };
     if let Some(o) = &output_path {
@@ -506,7 +509,7 @@ pub fn export(
                 None => out!("{text}"),
             }
         }
-        Format::Onnx => {
+        Format::Onnx { sequence_lengths } => {
             let weights = weights.ok_or_else(|| {
                 Failure::Usage("--onnx needs --weights: an ONNX file carries the trained weights inside".into())
             })?;
@@ -514,7 +517,8 @@ pub fn export(
             // Refused before any work: an output that is a directory, a device or a link.
             nnlang_runtime::io::check_replaceable(&path).map_err(Failure::Usage)?;
             let params = nnlang::session::read_params(model, weights)?;
-            let mut extras = nnlang::back::onnx::Extras { preprocess: pre.as_ref(), metadata: Vec::new() };
+            let mut extras =
+                nnlang::back::onnx::Extras { preprocess: pre.as_ref(), metadata: Vec::new(), sequence_lengths };
             let vocab = vocab_path.unwrap_or_else(|| weights.with_file_name("vocab.json"));
             if vocab.exists() {
                 let text = std::fs::read_to_string(&vocab)

@@ -455,3 +455,70 @@ fn bad_onnx_requests_are_clear_errors() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     assert!(d.join("model.onnx").is_file());
 }
+
+/// `--sequence-lengths`: a second input `lengths` (int32, one per row) that every recurrent
+/// node takes as its `sequence_lens` (tract cannot run a graph whose lengths vary;
+/// `bench/onnx_check.py` runs ragged batches through onnxruntime against `nnlangc run` on
+/// each sequence alone); refused for a model without sequences of variable length.
+#[test]
+fn sequence_lengths_are_an_input_of_every_recurrent_node() {
+    let d = temp_dir("onnx-lengths");
+    let file = d.join("m.nn");
+    std::fs::write(
+        &file,
+        "model M {\n    input chars: [seq <= 8] ids < 9\n    chars -> embedding(9, 4) -> lstm(5) -> bidirectional(gru(3, output = last)) -> dense(2)\n}\n",
+    )
+    .expect("writes");
+    let (_, table, _) = model_info(&file, |m| m);
+    let weights = d.join("w.safetensors");
+    random_weights(&table, &weights);
+    let onnx = d.join("m.onnx");
+    let export = |file: &Path| {
+        nnlangc(&[
+            "export",
+            "--onnx",
+            "--sequence-lengths",
+            s(file),
+            "--weights",
+            s(&weights),
+            "--raw",
+            "--output",
+            s(&onnx),
+        ])
+    };
+    let o = export(&file);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let proto = tract_onnx::onnx().proto_model_for_path(&onnx).expect("an ONNX file");
+    let graph = proto.graph.expect("a graph");
+    let inputs: Vec<(&str, i32)> = graph
+        .input
+        .iter()
+        .map(|i| {
+            let t = i.r#type.as_ref().and_then(|t| t.value.as_ref());
+            let elem = match t {
+                Some(tract_onnx::pb::type_proto::Value::TensorType(t)) => t.elem_type,
+                _ => -1,
+            };
+            (i.name.as_str(), elem)
+        })
+        .collect();
+    // float ids, int32 lengths
+    assert_eq!(inputs, vec![("chars", 1), ("lengths", 6)]);
+    let recurrent: Vec<_> = graph.node.iter().filter(|n| n.op_type == "LSTM" || n.op_type == "GRU").collect();
+    assert_eq!(recurrent.len(), 2);
+    for n in recurrent {
+        assert_eq!(n.input.get(4).map(String::as_str), Some("lengths"), "{}: {:?}", n.op_type, n.input);
+    }
+    // A model whose sequences all have one length has no lengths to take.
+    std::fs::write(&file, "model M {\n    input x: [seq = 8, 3]\n    x -> lstm(5, output = last) -> dense(2)\n}\n")
+        .expect("writes");
+    let (_, table, _) = model_info(&file, |m| m);
+    random_weights(&table, &weights);
+    let o = export(&file);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o.stderr).contains("sequence lengths are an input of a model that reads sequences of variable length"),
+        "{}",
+        text(&o.stderr)
+    );
+}

@@ -84,8 +84,37 @@ impl<T: Float> Exec<T> {
         self.inputs[index][..n].copy_from_slice(&data[..n]);
     }
 
+    /// Gives back the batch memory (arena, inputs, target) of an executor whose batches other
+    /// executors run — the master of a data-parallel step, whose workers have their own —
+    /// until [`Exec::ensure_memory`] takes it again.
+    pub fn release_memory(&mut self) {
+        self.arena = crate::mem::aligned(0);
+        self.inputs.iter_mut().for_each(|b| *b = crate::mem::aligned(0));
+        self.target = Vec::new();
+    }
+
+    /// The batch memory `plan` needs, allocated again if [`Exec::release_memory`] gave it
+    /// back (zeroed: carried states start new streams).
+    pub fn ensure_memory(&mut self, plan: &Plan) {
+        if self.arena.len() < plan.arena_len {
+            self.arena = crate::mem::aligned(plan.arena_len);
+        }
+        for (b, i) in self.inputs.iter_mut().zip(&plan.inputs) {
+            if b.len() < i.cols * plan.max_batch {
+                *b = crate::mem::aligned(i.cols * plan.max_batch);
+            }
+        }
+        if let Some((t, _)) = plan.target.filter(|(t, _)| self.target.len() < t.cols * plan.max_batch) {
+            self.target = vec![T::ZERO; t.cols * plan.max_batch];
+        }
+    }
+
     /// Starts new streams: the carried recurrent states of every row become zero.
     pub fn reset_state(&mut self, plan: &Plan) {
+        if self.arena.len() < plan.arena_len {
+            // Released: it holds no states (they start at zero when it is taken again).
+            return;
+        }
         for b in &plan.carried {
             self.arena[b.range(plan.max_batch)].fill(T::ZERO);
         }

@@ -59,6 +59,9 @@ pub trait OnnxGraph {
     /// A parameter tensor of node `id` (`weight`, `bias`, …) from the weights, checked
     /// against the shape the model gives it.
     fn param(&self, id: NodeId, which: &str) -> Result<Vec<f32>, String>;
+    /// The graph input holding each sequence's length (int32 `[batch]`), if the export has
+    /// one: a recurrent node's `sequence_lens`.
+    fn lengths(&self) -> Option<String>;
     /// The name of node `id` in the model.
     fn name(&self, id: NodeId) -> String;
     /// The batch norm folded into the convolution or dense layer `layer`, if one is: the

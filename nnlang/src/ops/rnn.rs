@@ -754,9 +754,14 @@ pub(super) fn onnx_rnn(
         OnnxCell::Lstm => {}
         OnnxCell::Gru => attrs.push(Attr::Int("linear_before_reset", 1)),
     }
+    // Each sequence's own length, where the graph has them: the reverse direction then starts
+    // at each sequence's end and `Y_h` holds each one's last state, as `run` computes them.
+    let lengths = g.lengths();
+    let mut ins: Vec<&str> = vec![&xt, &w, &r, &bias];
+    ins.extend(lengths.as_deref());
     let outs = g.node_outputs(
         op,
-        &[&xt, &w, &r, &bias],
+        &ins,
         attrs,
         &[&format!("{name}/Y"), &format!("{name}/Y_h")],
         &format!("{name}/{}", op.to_lowercase()),

@@ -46,14 +46,16 @@ impl<'s> Job<'s> {
         self.session.compiled.data_spec(on)?.augment?.for_model(self.model)
     }
 
-    /// The inference plan used to evaluate (batches of at least 256 rows).
+    /// The inference plan used to evaluate: batches of at least 256 rows, or, for streams
+    /// read in windows (`bptt`), of the streams side by side — what evaluation runs, each
+    /// batch continuing the last (an arena for 256 rows of a character LSTM's kept gates
+    /// would hold ~300 MB it never uses).
     pub fn eval_plan(&self) -> Result<Plan, Error> {
-        self.session.plan_with(
-            self.model,
-            Mode::Inference,
-            self.recipe.batch.clamp(256, 1 << 16),
-            self.recipe.bptt.is_some(),
-        )
+        let rows = match self.recipe.bptt {
+            Some(_) => self.recipe.batch.clamp(1, 1 << 16),
+            None => self.recipe.batch.clamp(256, 1 << 16),
+        };
+        self.session.plan_with(self.model, Mode::Inference, rows, self.recipe.bptt.is_some())
     }
 
     /// Everything up to the first step: plans, the validation split (drawn with the

@@ -87,6 +87,11 @@ impl<'p> Stepper<'p> {
         } else {
             Vec::new()
         };
+        if !workers.is_empty() {
+            // The workers run the batches: the master keeps the weights, and takes an arena
+            // only for a batch too small to share.
+            master.release_memory();
+        }
         let team = (threads > 1).then(|| super::Team::new(threads).ok()).flatten().map(std::sync::Arc::new);
         if products {
             master.team = team.clone();
@@ -235,6 +240,7 @@ impl<'p> Stepper<'p> {
         let plan = self.plan;
         let workers = self.workers.len().min(rows / MIN_ROWS_PER_WORKER);
         let (Some(team), true) = (&self.team, workers >= 2) else {
+            self.master.ensure_memory(plan);
             self.master.set_lengths(lengths);
             return Ok(self.master.run_on(plan, rows, &[x], y, Some(&mut self.opt))?.unwrap_or(0.0));
         };
@@ -273,6 +279,7 @@ impl<'p> Stepper<'p> {
         self.opt.weight = self.weight(lengths, 0, rows) as f64;
         if size.min(rows / MIN_ROWS_PER_WORKER) < 2 {
             // Too small to share: every process takes the same whole step (as one thread would).
+            self.master.ensure_memory(plan);
             self.master.set_lengths(lengths);
             return Ok(self.master.run_on(plan, rows, &[x], y, Some(&mut self.opt))?.unwrap_or(0.0));
         }

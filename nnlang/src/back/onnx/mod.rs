@@ -52,6 +52,10 @@ pub struct Extras<'a> {
     pub preprocess: Option<&'a Preprocess>,
     /// `key`, `value` pairs for the file's `metadata_props` (a text model's vocabulary, …).
     pub metadata: Vec<(String, String)>,
+    /// A second graph input `lengths` (int32 `[batch]`, each sequence's steps) for a model
+    /// that reads sequences of variable length, given to every recurrent node as its
+    /// `sequence_lens`: a ragged batch then runs as `nnlangc run` runs each sequence alone.
+    pub sequence_lengths: bool,
 }
 
 /// The ONNX file of `model` with the weights `params` (by nnlang's parameter names,
@@ -106,6 +110,21 @@ pub fn export(model: &Model, params: &HashMap<String, Vec<f32>>, extras: &Extras
             None => node.name.clone(),
         };
         b.vals.insert(id, Val::nhwc(x));
+    }
+    if extras.sequence_lengths {
+        let variable =
+            g.inputs.iter().any(|&i| matches!(b.shape(i).map(|s| s.0.first().cloned()), Ok(Some(Dim::Seq { .. }))));
+        if !variable {
+            return Err("sequence lengths are an input of a model that reads sequences of variable length (`[seq <= n, …]`); this one does not".into());
+        }
+        let lengths = "lengths".to_string();
+        if b.names.contains(&lengths) {
+            return Err(
+                "the model has a layer or input named `lengths`, the name of the sequence lengths' input".into()
+            );
+        }
+        inputs.push(int_value_info(&lengths));
+        b.lengths = Some(lengths);
     }
     for id in g.ids() {
         let node = b.graph().node(id);
@@ -189,6 +208,8 @@ struct Builder<'a> {
     folds: HashMap<NodeId, NodeId>,
     /// The same pairs by batch norm.
     folded: HashMap<NodeId, NodeId>,
+    /// The sequence lengths' graph input, when the export has one.
+    lengths: Option<String>,
 }
 
 fn attr_i(name: &str, i: i64) -> AttributeProto {
@@ -265,6 +286,19 @@ fn value_info(name: &str, dims: &[Dim]) -> ValueInfoProto {
     }
 }
 
+/// The sequence lengths' input: int32, one per row of the batch.
+fn int_value_info(name: &str) -> ValueInfoProto {
+    let dim = vec![Dimension { value: Some(DimensionValue::DimParam("batch".into())), denotation: None }];
+    ValueInfoProto {
+        name: Some(name.into()),
+        r#type: Some(TypeProto {
+            tensor_type: Some(TensorType { elem_type: Some(data_type::INT32), shape: Some(TensorShapeProto { dim }) }),
+            denotation: None,
+        }),
+        doc_string: None,
+    }
+}
+
 /// A dimension's size, unless it varies from example to example.
 fn size(d: &Dim) -> Option<usize> {
     match d {
@@ -281,7 +315,17 @@ impl<'a> Builder<'a> {
         }
         let folds = folds(model);
         let folded = folds.iter().map(|(&layer, &bn)| (bn, layer)).collect();
-        Builder { model, params, nodes: Vec::new(), inits: Vec::new(), names, vals: HashMap::new(), folds, folded }
+        Builder {
+            model,
+            params,
+            nodes: Vec::new(),
+            inits: Vec::new(),
+            names,
+            vals: HashMap::new(),
+            folds,
+            folded,
+            lengths: None,
+        }
     }
 
     /// A parameter of `node` with the batch norm folded into it, if one is: the weights'
@@ -537,6 +581,9 @@ impl OnnxGraph for Builder<'_> {
     }
     fn folded_into(&self, bn: NodeId) -> Option<NodeId> {
         self.folded.get(&bn).copied()
+    }
+    fn lengths(&self) -> Option<String> {
+        self.lengths.clone()
     }
     fn name(&self, id: NodeId) -> String {
         self.graph().node(id).name.clone()
