@@ -1059,3 +1059,41 @@ fn fit_augments_images_as_nnlangc_train() {
     assert_ne!(bits(saved.weights()), bits(net.weights()), "augmented ≠ plain");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Workers of a batch-splitting step that plan for their share of the batch only (what
+/// `nnlangc train --threads N` gives them) train bit for bit as workers that plan for the
+/// whole batch — here on streams with carried LSTM states, batch norm's meetings and
+/// dropout — and their memory is the share's.
+#[test]
+fn workers_planned_for_their_share_train_as_workers_planned_for_the_batch() {
+    let src = "model Chars {\n input text: [seq <= 12] ids < 7\n text -> embedding(7, 6) -> lstm(16) -> batchnorm -> dropout(keep = 0.8) -> dense(7) -> softmax\n }\n train Chars on d { loss = cross_entropy, optimizer = adam(lr = 0.01), batch = 40, bptt = 12, clip = 1.0, seed = 3 }\n data d { train = text(\"unused.txt\") }";
+    let (train, _, _, mut opts) = interpreter(src, "Chars");
+    opts.split = nnlang_runtime::train::Split::Batch;
+    let c = compile(src, &Options::default()).expect("compiles");
+    let share = nnlang_runtime::train::worker_rows(40, 2);
+    assert_eq!(share, 20);
+    let mode = Mode::Training(nnlang::plan::Loss::CROSS_ENTROPY);
+    let small = nnlang::plan::build_carrying(&c.models[0], mode, share).expect("plan");
+    assert!(small.arena_len * 3 < train.arena_len * 2, "{} vs {}", small.arena_len, train.arena_len);
+    let rows = 40;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2);
+    let x: Vec<f32> = (0..rows * 12).map(|_| rng.random_range(0..7) as f32).collect();
+    let y: Vec<f32> = (0..rows * 12).map(|_| rng.random_range(0..7) as f32).collect();
+    let lengths: Vec<usize> = (0..rows).map(|r| 1 + (r * 5) % 12).collect();
+    let mut params = vec![0f32; train.params_len];
+    nnlang_runtime::train::initialize(&train, &mut params, opts.init, 3);
+    let whole = nnlang_runtime::train::Stepper::new(&train, params.clone(), &opts, 2);
+    opts.worker_plan = Some(std::sync::Arc::new(small));
+    let shared = nnlang_runtime::train::Stepper::new(&train, params, &opts, 2);
+    let (mut a, mut b) = (whole, shared);
+    for step in 0..4 {
+        if step == 3 {
+            a.reset_state();
+            b.reset_state();
+        }
+        let la = a.step_sequences(&x, &y, &lengths, rows).expect("step");
+        let lb = b.step_sequences(&x, &y, &lengths, rows).expect("step");
+        assert_eq!(la.to_bits(), lb.to_bits(), "loss at step {step}");
+        assert_eq!(bits(a.params()), bits(b.params()), "weights after step {step}");
+    }
+}

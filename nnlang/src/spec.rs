@@ -286,6 +286,7 @@ impl TrainRecipe {
             threads,
             split: Split::Auto,
             cluster: None,
+            worker_plan: None,
         }
     }
 }

@@ -79,6 +79,12 @@ impl<'s> Job<'s> {
         options.augment = self.augment();
         let carry = options.bptt.is_some();
         let train_plan = self.session.plan_with(self.model, Mode::Training(self.recipe.loss), options.batch, carry)?;
+        // Threads that split each batch: each worker's memory holds its share of it.
+        let share = train::worker_rows(train_plan.max_batch, threads);
+        if threads > 1 && share < train_plan.max_batch && !options.splits_products(&train_plan, threads) {
+            let w = self.session.plan_with(self.model, Mode::Training(self.recipe.loss), share, carry)?;
+            options.worker_plan = Some(std::sync::Arc::new(w));
+        }
         let eval_plan = self.eval_plan()?;
         if train_plan.inputs.len() != 1 {
             return Err(self.session.input_error("training from a data set needs a model with exactly one input"));

@@ -20,6 +20,7 @@ pub use fit::{
 pub use optim::{max_norm, regularization, OptState, Optimizer, UpdateRatio};
 pub use parallel::{DataParallel, Worker};
 pub use schedule::{scheduled_lr, Rates};
+pub use step::worker_rows;
 pub use step::Stepper;
 pub use team::Team;
 pub use watch::{gradient_norms, LayerStats, LayerWatch};
@@ -168,6 +169,10 @@ pub struct Options {
     /// The processes of a distributed run (none: this process alone). Each computes its
     /// share of every batch; see [`cluster`].
     pub cluster: Option<cluster::Cluster>,
+    /// The training plan again, planned for [`worker_rows`] rows: the memory of each worker
+    /// of a batch-splitting step, which never runs more (none: each worker plans for the
+    /// whole batch). Used by a single process only.
+    pub worker_plan: Option<std::sync::Arc<Plan>>,
 }
 
 /// How the threads of a training step share it.

@@ -25,6 +25,8 @@ use std::sync::Arc;
 /// The interpreter's training step, on one thread or data-parallel.
 pub struct Stepper<'p> {
     plan: &'p Plan,
+    /// The plan the workers run, for their share of a batch (none: `plan`).
+    worker_plan: Option<std::sync::Arc<Plan>>,
     master: Exec<f32>,
     workers: Vec<Exec<f32>>,
     team: Option<std::sync::Arc<super::Team>>,
@@ -56,6 +58,17 @@ struct Distributed {
 /// Below this many rows per worker, splitting a batch costs more than it saves.
 const MIN_ROWS_PER_WORKER: usize = 16;
 
+/// The most rows one of `threads` workers of a batch-splitting step ever runs, for batches of
+/// up to `batch` rows: what its memory must hold (a batch too small to share runs on one
+/// thread, with the whole plan).
+pub fn worker_rows(batch: usize, threads: usize) -> usize {
+    (2 * MIN_ROWS_PER_WORKER..=batch)
+        .map(|rows| rows.div_ceil(threads.min(rows / MIN_ROWS_PER_WORKER).max(1)))
+        .max()
+        .unwrap_or(batch)
+        .max(1)
+}
+
 /// Values after the gradient in the all-reduce's buffer: the loss (high and low parts) and
 /// the stop requests.
 const EXTRA: usize = 3;
@@ -75,11 +88,17 @@ impl<'p> Stepper<'p> {
         // Threads that share each product run the master alone; threads that share the
         // batch are workers with a memory each.
         let products = opts.splits_products(plan, threads);
+        // A single process's workers plan for their share of a batch only.
+        let worker_plan = opts
+            .worker_plan
+            .clone()
+            .filter(|w| distributed.is_none() && w.max_batch >= worker_rows(plan.max_batch, threads));
+        let wplan = worker_plan.as_deref().unwrap_or(plan);
         let workers: Vec<Exec<f32>> = if !products && (threads > 1 || distributed.is_some()) {
             // Workers read the master's parameters; they need no copy of their own.
             (0..threads)
                 .map(|i| {
-                    let mut w = Exec::<f32>::new(plan, opts.seed.wrapping_add(2 + (first + i) as u64));
+                    let mut w = Exec::<f32>::new(wplan, opts.seed.wrapping_add(2 + (first + i) as u64));
                     w.params = crate::mem::aligned(0);
                     w
                 })
@@ -111,7 +130,7 @@ impl<'p> Stepper<'p> {
         });
         // What the ops that made the steps say (a plan built by hand has no facts: no meetings).
         let meetings = plan.facts.iter().map(|f| f.meeting).filter(|&n| n > 0).collect();
-        Stepper { plan, master, workers, team, opt, cluster, meetings }
+        Stepper { plan, worker_plan, master, workers, team, opt, cluster, meetings }
     }
 
     /// The step's threads (none: one thread).
@@ -194,8 +213,9 @@ impl<'p> Stepper<'p> {
     /// Starts new streams: every carried recurrent state becomes zero (in every worker).
     pub fn reset_state(&mut self) {
         self.master.reset_state(self.plan);
+        let wplan = self.worker_plan.as_deref().unwrap_or(self.plan);
         for w in &mut self.workers {
-            w.reset_state(self.plan);
+            w.reset_state(wplan);
         }
     }
 
@@ -249,7 +269,8 @@ impl<'p> Stepper<'p> {
         let (master, opt) = (&mut self.master, &mut self.opt);
         let meet = (!self.meetings.is_empty()).then_some(None);
         let batch = Batch { x, y, lengths, rows, total, offset: 0, batch_total: total };
-        let (loss, shares) = shared_gradients(plan, workers, team, &master.params, batch, meet)?;
+        let wplan = self.worker_plan.as_deref().unwrap_or(plan);
+        let (loss, shares) = shared_gradients((plan, wplan), workers, team, &master.params, batch, meet)?;
         // The mean gradient, Σ (countᵢ/count)·gradᵢ.
         let worker_grads: Vec<&[f32]> = workers.iter().map(|w| w.grads.as_slice()).collect();
         super::parallel::average_gradients(team, &mut master.grads, &worker_grads, &shares);
@@ -307,7 +328,7 @@ impl<'p> Stepper<'p> {
                     let meet = (!self.meetings.is_empty()).then(|| Some(d.cluster.clone()));
                     let batch =
                         Batch { x, y, lengths: lens, rows: n, total: mine.max(1), offset: start, batch_total: total };
-                    let (loss, shares) = shared_gradients(plan, workers, team, params, batch, meet)?;
+                    let (loss, shares) = shared_gradients((plan, plan), workers, team, params, batch, meet)?;
                     let grads: Vec<&[f32]> = workers.iter().map(|w| w.grads.as_slice()).collect();
                     let shares: Vec<f32> = shares.iter().map(|s| s * scale).collect();
                     super::parallel::average_gradients(team, send, &grads, &shares);
@@ -363,9 +384,10 @@ struct Batch<'a> {
 /// Each of `workers` computes the gradient of its share of the batch with the weights
 /// `params`; returns the mean loss (over `b.total`) and each worker's share of it, as the
 /// weights of the gradients' average. With `meet`, the workers meet for the plan's sums over
-/// the whole batch (then over the processes of the cluster, if one is given).
+/// the whole batch (then over the processes of the cluster, if one is given). The workers run
+/// `wplan`: `plan` planned for their share.
 fn shared_gradients(
-    plan: &Plan,
+    (plan, wplan): (&Plan, &Plan),
     workers: &mut [Exec<f32>],
     team: &super::Team,
     params: &[f32],
@@ -398,7 +420,7 @@ fn shared_gradients(
         w.share = weight(plan, lengths, start, n) as f64 / b.batch_total.max(1) as f64;
         w.peers = seat.clone().map(|s| s as Arc<dyn Sum>);
         *result = w
-            .run_shared(plan, n, params, &[xs], ys)
+            .run_shared(wplan, n, params, &[xs], ys)
             .map_err(|e| e.shifted(b.offset + start))
             .map(|l| (weight(plan, lengths, start, n), l.unwrap_or(0.0)));
         if let (Err(_), Some(s)) = (&*result, &seat) {
