@@ -27,10 +27,11 @@ impl Progress {
     /// Writes the whole run directory: the weights, metrics, model, manifest and curves.
     fn save(&self, history: &[EpochStats], weights: &[f32], complete: bool) -> Result<(), String> {
         let mut files = self.recorder.files(history, weights).map_err(|e| e.to_string())?;
-        files.push(("curves.svg".to_string(), crate::report::curves_svg(&self.recorder.model, history)?.into_bytes()));
-        files.push(("layers.svg".to_string(), crate::report::layers_svg(&self.recorder.model, history)?.into_bytes()));
+        let svg = |s: String| std::borrow::Cow::Owned(s.into_bytes());
+        files.push(("curves.svg".to_string(), svg(crate::report::curves_svg(&self.recorder.model, history)?)));
+        files.push(("layers.svg".to_string(), svg(crate::report::layers_svg(&self.recorder.model, history)?)));
         if let Some(png) = crate::report::first_layer_png(&self.recorder.table, weights, &self.recorder.input_dims) {
-            files.push(("first_layer.png".to_string(), png));
+            files.push(("first_layer.png".to_string(), std::borrow::Cow::Owned(png)));
         }
         self.run.write(&files, self.recorder.manifest(history, complete))
     }

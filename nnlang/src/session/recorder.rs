@@ -1,6 +1,7 @@
 //! A run directory's files, written as training goes.
 
 use super::*;
+use std::borrow::Cow;
 
 /// Renders a run's files from the history and the weights.
 pub struct Recorder {
@@ -83,26 +84,29 @@ impl Recorder {
         &self,
         history: &[nnlang_runtime::train::EpochStats],
         weights: &[f32],
-    ) -> Result<Vec<(String, Vec<u8>)>, Error> {
+    ) -> Result<Vec<(String, Cow<'_, [u8]>)>, Error> {
         let checkpoint = nnlang_runtime::io::to_bytes(&self.table, weights).map_err(|e| Error::Usage(e.to_string()))?;
+        let owned = |b: Vec<u8>| Cow::Owned(b);
         let mut files = vec![
-            ("weights.safetensors".to_string(), checkpoint),
-            ("metrics.csv".to_string(), artifacts::metrics_csv(history).into_bytes()),
-            ("layers.csv".to_string(), artifacts::layers_csv(history).into_bytes()),
-            ("model.nn".to_string(), self.source.clone().into_bytes()),
+            ("weights.safetensors".to_string(), owned(checkpoint)),
+            ("metrics.csv".to_string(), owned(artifacts::metrics_csv(history).into_bytes())),
+            ("layers.csv".to_string(), owned(artifacts::layers_csv(history).into_bytes())),
+            ("model.nn".to_string(), Cow::Borrowed(self.source.as_bytes())),
         ];
         if let Some(v) = &self.vocab {
-            files.push(("vocab.json".to_string(), v.clone().into_bytes()));
+            files.push(("vocab.json".to_string(), Cow::Borrowed(v.as_bytes())));
         }
         if let Some(p) = &self.preprocess {
-            files.push(("preprocess.json".to_string(), p.clone().into_bytes()));
+            files.push(("preprocess.json".to_string(), Cow::Borrowed(p.as_bytes())));
         }
-        files.extend(self.state.iter().map(|(n, b)| (n.to_string(), b.clone())));
+        // What the recorder holds is written from where it is held (the resume state and the
+        // kept epochs' weights are megabytes each): borrowed, not copied.
+        files.extend(self.state.iter().map(|(n, b)| (n.to_string(), Cow::Borrowed(&b[..]))));
         if let Some(raw) = &self.raw {
-            files.push(("weights.raw.safetensors".to_string(), raw.clone()));
+            files.push(("weights.raw.safetensors".to_string(), Cow::Borrowed(&raw[..])));
         }
         for (epoch, bytes) in &self.checkpoints {
-            files.push((checkpoint_name(*epoch), bytes.clone()));
+            files.push((checkpoint_name(*epoch), Cow::Borrowed(&bytes[..])));
         }
         Ok(files)
     }

@@ -119,8 +119,17 @@ fn stats_from(v: &Value) -> Option<EpochStats> {
 
 /// The two files of a state.
 pub fn to_files(state: &Resume, id: &Identity) -> Result<Vec<(&'static str, Vec<u8>)>, Error> {
-    let bytes = |v: &[f32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
-    let mut tensors: Vec<(&str, Vec<u8>)> = vec![("params", bytes(&state.params)), ("opt.m", bytes(&state.opt.m))];
+    // Safetensors holds little-endian values: on such a machine the f32 tensors are viewed as
+    // their bytes where they lie (a large model's state is tens of megabytes), elsewhere copied.
+    fn bytes(v: &[f32]) -> std::borrow::Cow<'_, [u8]> {
+        if cfg!(target_endian = "little") {
+            std::borrow::Cow::Borrowed(bytemuck::cast_slice(v))
+        } else {
+            std::borrow::Cow::Owned(v.iter().flat_map(|x| x.to_le_bytes()).collect())
+        }
+    }
+    let mut tensors: Vec<(&str, std::borrow::Cow<'_, [u8]>)> =
+        vec![("params", bytes(&state.params)), ("opt.m", bytes(&state.opt.m))];
     if !state.opt.v.is_empty() {
         tensors.push(("opt.v", bytes(&state.opt.v)));
     }

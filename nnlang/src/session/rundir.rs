@@ -249,7 +249,11 @@ impl RunDir {
     /// Replaces the run's files with `files` (name, bytes), all at once, with the manifest
     /// (`run.json`): `about` (what the run says of itself, a JSON object) with the format,
     /// version and list of files added, written last.
-    pub fn write(&self, files: &[(String, Vec<u8>)], about: serde_json::Map<String, Value>) -> Result<(), String> {
+    pub fn write<B: AsRef<[u8]>>(
+        &self,
+        files: &[(String, B)],
+        about: serde_json::Map<String, Value>,
+    ) -> Result<(), String> {
         let names: Vec<String> = files.iter().map(|(n, _)| n.clone()).collect();
         if let Some(bad) = names.iter().find(|n| !plain_name(n)) {
             return Err(format!("{}: `{bad}` is not a file name a run may hold", shown(&self.dir)));
@@ -266,7 +270,7 @@ impl RunDir {
         let staged = (|| {
             write_synced(&stage.join(WRITING), b"")?;
             for (name, bytes) in files {
-                write_synced(&stage.join(name), bytes)?;
+                write_synced(&stage.join(name), bytes.as_ref())?;
             }
             write_synced(&stage.join(MANIFEST), &manifest)?;
             write_synced(&stage.join(COMMITTED), b"")?;
