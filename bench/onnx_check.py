@@ -83,9 +83,9 @@ def dims_of(shape):
     return dims
 
 
-def check(path, tmp):
-    s = summary(path)
-    rng = np.random.default_rng(0)
+def random_weights(s, rng, tmp):
+    """Random weights of PyTorch's default scale for the model summarized as `s`, saved in
+    `tmp`; their path."""
     tensors = {}
     for p in s["parameters"]:
         shape = p["shape"]
@@ -96,6 +96,13 @@ def check(path, tmp):
             tensors[p["name"]] = np.array(7, dtype=np.int64)  # PyTorch's count of batches
     weights = os.path.join(tmp, "w.safetensors")
     save_file(tensors, weights)
+    return weights
+
+
+def check(path, tmp):
+    s = summary(path)
+    rng = np.random.default_rng(0)
+    weights = random_weights(s, rng, tmp)
     model = os.path.join(tmp, "m.onnx")
     subprocess.run([BIN, "export", "--onnx", path, "--weights", weights, "--raw", "--output", model],
                    check=True, capture_output=True)
@@ -130,16 +137,7 @@ def check_ragged(path, tmp):
         return None, None
     longest = int(str(shape[0]).split("=")[-1])
     rng = np.random.default_rng(1)
-    tensors = {}
-    for p in s["parameters"]:
-        shp = p["shape"]
-        a = 1.0 / np.sqrt(np.prod(shp[1:])) if len(shp) > 1 else 0.1
-        lo, hi = (0.5, 2.0) if p["name"].endswith("running_var") else (-a, a)
-        tensors[p["name"]] = rng.uniform(lo, hi, size=shp).astype(np.float32)
-        if p["name"].endswith("num_batches_tracked"):
-            tensors[p["name"]] = np.array(7, dtype=np.int64)
-    weights = os.path.join(tmp, "w.safetensors")
-    save_file(tensors, weights)
+    weights = random_weights(s, rng, tmp)
     model = os.path.join(tmp, "m.onnx")
     subprocess.run([BIN, "export", "--onnx", "--sequence-lengths", path, "--weights", weights, "--raw",
                     "--output", model], check=True, capture_output=True)

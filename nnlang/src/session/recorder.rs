@@ -3,6 +3,9 @@
 use super::*;
 use std::borrow::Cow;
 
+/// The files of a run directory by name, their bytes borrowed where the recorder holds them.
+pub type Files<'a> = Vec<(String, Cow<'a, [u8]>)>;
+
 /// Renders a run's files from the history and the weights.
 pub struct Recorder {
     /// The model's name.
@@ -80,11 +83,7 @@ impl Recorder {
 
     /// `weights.safetensors`, `metrics.csv`, `model.nn`, the resume state and the kept
     /// epochs' weights (the manifest is [`Recorder::manifest`]).
-    pub fn files(
-        &self,
-        history: &[nnlang_runtime::train::EpochStats],
-        weights: &[f32],
-    ) -> Result<Vec<(String, Cow<'_, [u8]>)>, Error> {
+    pub fn files(&self, history: &[nnlang_runtime::train::EpochStats], weights: &[f32]) -> Result<Files<'_>, Error> {
         let checkpoint = nnlang_runtime::io::to_bytes(&self.table, weights).map_err(|e| Error::Usage(e.to_string()))?;
         let owned = |b: Vec<u8>| Cow::Owned(b);
         let mut files = vec![

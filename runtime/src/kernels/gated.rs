@@ -128,6 +128,32 @@ fn previous<'a, T>(
     }
 }
 
+/// Row `r`'s state before the step being computed: step `prev` of `states` (rows
+/// `steps · n` apart), else the state carried in, else zeros (`n` of them).
+#[inline(always)]
+fn state_before<'a, T>(
+    states: &'a [T],
+    (prev, carried): (Option<usize>, Option<&'a [T]>),
+    zeros: &'a [T],
+    (r, steps, n): (usize, usize, usize),
+) -> &'a [T] {
+    match (prev, carried) {
+        (Some(p), _) => &states[(r * steps + p) * n..][..n],
+        (None, Some(c)) => &c[r * n..(r + 1) * n],
+        (None, None) => &zeros[..n],
+    }
+}
+
+/// A step's row of gates as its four blocks of `n` (the LSTM's `i, f, g, o`; the GRU's
+/// `r, z, n` and the kept `W_hn h + b_hn`).
+#[inline(always)]
+fn blocks<T>(g: &mut [T], n: usize) -> (&mut [T], &mut [T], &mut [T], &mut [T]) {
+    let (a, rest) = g.split_at_mut(n);
+    let (b, rest) = rest.split_at_mut(n);
+    let (c, d) = rest.split_at_mut(n);
+    (a, b, c, &mut d[..n])
+}
+
 /// Rows `write..write + n` (mutable) and `read..read + n` of `v`, which do not overlap.
 fn two_rows<T>(v: &mut [T], write: usize, read: usize, n: usize) -> (&mut [T], &[T]) {
     if read < write {
@@ -195,14 +221,8 @@ pub fn lstm_forward<T: Float>(
                         continue;
                     }
                     // c_{t−1}: zero before the first step without carried states.
-                    let cp = match (prev, c0) {
-                        (Some(p), _) => &cs[(r * steps + p) * nh..][..nh],
-                        (None, Some(c)) => &c[r * nh..(r + 1) * nh],
-                        (None, None) => &zeros[..nh],
-                    };
-                    let (gi, rest) = gates[gat..gat + g4].split_at_mut(nh);
-                    let (gf, rest) = rest.split_at_mut(nh);
-                    let (gg, go) = rest.split_at_mut(nh);
+                    let cp = state_before(cs, (prev, c0), &zeros, (r, steps, nh));
+                    let (gi, gf, gg, go) = blocks(&mut gates[gat..gat + g4], nh);
                     let hrow = &mut hs[at..at + nh];
                     // The gates activated in place, and c_t = f ⊙ c_{t−1} + i ⊙ g (into h's row).
                     let gates_and_c = gi.iter_mut().zip(gf.iter_mut()).zip(gg.iter_mut()).zip(go.iter_mut());
@@ -258,14 +278,8 @@ pub fn lstm_backward_params<T: Float>(
                         dcr.fill(T::ZERO);
                         continue;
                     }
-                    let cp = match (prev, c0) {
-                        (Some(p), _) => &cs[(r * steps + p) * nh..][..nh],
-                        (None, Some(c)) => &c[r * nh..(r + 1) * nh],
-                        (None, None) => &zeros[..nh],
-                    };
-                    let (gi, rest) = gates[gat..gat + g4].split_at_mut(nh);
-                    let (gf, rest) = rest.split_at_mut(nh);
-                    let (gg, go) = rest.split_at_mut(nh);
+                    let cp = state_before(cs, (prev, c0), &zeros, (r, steps, nh));
+                    let (gi, gf, gg, go) = blocks(&mut gates[gat..gat + g4], nh);
                     let gs = gi.iter_mut().zip(gf.iter_mut()).zip(gg.iter_mut()).zip(go.iter_mut());
                     let states = cs[at..at + nh].iter().zip(cp).zip(&dhs[at..at + nh]).zip(dcr.iter_mut());
                     for ((((i, f), g), o), (((&c, &cp), &dh), dcv)) in gs.zip(states) {
@@ -395,9 +409,7 @@ pub fn gru_forward<T: Float>(
                         (None, None) => (&mut hs[at..at + nh], &zeros[..nh]),
                     };
                     let (ghr, ghz, ghn) = (&gh[r * g3..][..nh], &gh[r * g3 + nh..][..nh], &gh[r * g3 + 2 * nh..][..nh]);
-                    let (gr, rest) = gates[gat..gat + g4].split_at_mut(nh);
-                    let (gz, rest) = rest.split_at_mut(nh);
-                    let (gn, ghn_kept) = rest.split_at_mut(nh);
+                    let (gr, gz, gn, ghn_kept) = blocks(&mut gates[gat..gat + g4], nh);
                     let gs = gr.iter_mut().zip(gz.iter_mut()).zip(gn.iter_mut()).zip(ghn_kept.iter_mut());
                     let ins = ghr.iter().zip(ghz).zip(ghn).zip(hrow.iter_mut().zip(hp));
                     for ((((rv, zv), nv), hn_kept), (((&hr, &hz), &hn), (h, &hp))) in gs.zip(ins) {
@@ -446,14 +458,8 @@ pub fn gru_backward_params<T: Float>(
                         gates[gat..gat + g4].fill(T::ZERO);
                         continue;
                     }
-                    let hp = match (prev, h0) {
-                        (Some(p), _) => &hs[(r * steps + p) * nh..][..nh],
-                        (None, Some(h)) => &h[r * nh..(r + 1) * nh],
-                        (None, None) => &zeros[..nh],
-                    };
-                    let (gr, rest) = gates[gat..gat + g4].split_at_mut(nh);
-                    let (gz, rest) = rest.split_at_mut(nh);
-                    let (gn, ghn) = rest.split_at_mut(nh);
+                    let hp = state_before(hs, (prev, h0), &zeros, (r, steps, nh));
+                    let (gr, gz, gn, ghn) = blocks(&mut gates[gat..gat + g4], nh);
                     let gs = gr.iter_mut().zip(gz.iter_mut()).zip(gn.iter_mut()).zip(ghn.iter_mut());
                     match prev {
                         // The direct path too: h_t = … + z ⊙ h_{t−1}.
