@@ -221,3 +221,36 @@ fn bptt_through_a_layer_that_cannot_carry_its_state_is_a_located_error() {
         assert!(!dir.join("run").exists());
     }
 }
+
+/// A character LSTM over ids, trained on a stream with its states carried and the batch split
+/// between two threads (each planned for its share), resumes after an epoch byte for byte.
+#[test]
+fn a_character_lstm_of_ids_resumes_byte_identical() {
+    let dir = temp_dir("ids-resume");
+    let body: String = (0..120).map(|i| ["to be or not to be\n", "that is the question\n"][i % 2]).collect();
+    std::fs::write(dir.join("text.txt"), &body).expect("writes");
+    let src = "model Chars {\n    input text: [seq <= 16] ids < 14\n    \
+               text -> embedding(14, 8) -> lstm(16) -> dropout(keep = 0.9) -> dense(14) -> softmax\n}\n\
+               train Chars on t {\n    optimizer = adamw(lr = 0.01)\n    batch = 32\n    bptt = 16\n    clip = 1.0\n    \
+               epochs = 4\n    validate = 10%\n    seed = 5\n}\n\
+               data t {\n    train = text(\"text.txt\")\n}\n";
+    let file = dir.join("chars.nn");
+    std::fs::write(&file, src).expect("writes");
+    let run = |out: &Path, epochs: &str, resume: bool| {
+        let flag = if resume { "--resume" } else { "--out" };
+        let o = nnlangc(&["train", s(&file), "--threads", "2", "--epochs", epochs, "--quiet", flag, s(out)]);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+        text(&o.stdout)
+    };
+    let (whole, part) = (dir.join("whole"), dir.join("part"));
+    let said = run(&whole, "4", false);
+    run(&part, "2", false);
+    run(&part, "4", true);
+    for f in ["weights.safetensors", "state.safetensors"] {
+        assert!(
+            std::fs::read(whole.join(f)).expect("whole") == std::fs::read(part.join(f)).expect("part"),
+            "{f} differs"
+        );
+    }
+    assert!(last_val_loss(&whole) < 2.0, "{said}");
+}
