@@ -196,10 +196,15 @@ pub fn to_text(s: &Summary) -> String {
     let header = ["layer", "kind", "output", "params", "activations", "FLOPs"];
     let mut rows: Vec<[String; 6]> = vec![header.map(String::from)];
     for l in &s.layers {
+        // An input of token ids says so beside its shape.
+        let ids = s.inputs.iter().find(|i| i.name == l.name && l.kind == "input").and_then(|i| i.ids);
         rows.push([
             l.name.clone(),
             l.kind.to_string(),
-            l.output_shape.to_string(),
+            match ids {
+                Some(n) => format!("{} ids < {n}", l.output_shape),
+                None => l.output_shape.to_string(),
+            },
             thousands(l.params),
             elems_bytes(l.activation_bytes),
             flops_text(l.flops),
