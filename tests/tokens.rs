@@ -77,6 +77,18 @@ fn a_character_model_of_ids_learns_a_text_samples_it_and_runs_on_arrays_of_ids()
         assert!(!y.exists(), "nothing written");
     }
 
+    // An array of another shape: the shape the model needs, in words.
+    nnlang_runtime::data::npy::write(&input, &[1, 3, 1], &[1.0, 2.0, 3.0]).expect("writes");
+    let out = nnlangc(&["run", s(&file), "--weights", s(&weights), "--input", s(&input), "--output", s(&y)]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains(
+            "x.npy: array of shape [1, 3, 1]; the model's input `text` needs [batch, steps] with 1 to 20 steps of token ids below 4"
+        ),
+        "{}",
+        text(&out.stderr)
+    );
+
     // A text of another vocabulary than the ids the model reads.
     std::fs::write(&file, src.replace("ids < 4", "ids < 5").replace("embedding(4", "embedding(5")).expect("writes");
     let out = nnlangc(&["train", s(&file), "--quiet", "--out", s(&dir.join("run2"))]);

@@ -104,14 +104,20 @@ impl Session {
                 None => x.shape[1..] == dims[..],
             };
         if !fits {
-            let want = match sequence {
-                Some(s) if s.variable => format!(
-                    "[batch, steps, {}] with 1 to {} steps",
-                    dims[1..].iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", "),
-                    s.steps
-                ),
-                _ => format!("[batch, {}]", dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
+            let shape = |lead: &[&str], rest: &[usize]| {
+                let parts: Vec<String> =
+                    lead.iter().map(|s| s.to_string()).chain(rest.iter().map(|d| d.to_string())).collect();
+                format!("[{}]", parts.join(", "))
             };
+            let mut want = match sequence {
+                Some(s) if s.variable => {
+                    format!("{} with 1 to {} steps", shape(&["batch", "steps"], &dims[1..]), s.steps)
+                }
+                _ => shape(&["batch"], &dims),
+            };
+            if let Some(n) = plan.input_ids.first().copied().flatten() {
+                want.push_str(&format!(" of token ids below {n}"));
+            }
             return Err(Error::Input(format!(
                 "{}: array of shape {:?}; the model's input `{}` needs {want}",
                 input.display(),
