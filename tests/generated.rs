@@ -238,6 +238,16 @@ nnlang_macros::nn! {
 // Models named like Rust keywords and types: a raw identifier, or a suffix.
 nnlang_macros::nn! { model fn { input x: [3] x -> dense(2) -> softmax } }
 nnlang_macros::nn! { model Self { input x: [3] x -> dense(2) -> softmax } }
+nnlang_macros::nn! {
+    // Layer normalization at every step of ragged sequences and at every position of a volume.
+    model LayerNormed {
+        input x: [seq <= 5, 4]
+        x -> dense(8) -> layernorm -> relu -> lstm(6) -> layernorm(eps = 1e-3) -> dense(3) -> softmax
+    }
+    train LayerNormed on d { loss = cross_entropy, optimizer = adamw(lr = 0.01), batch = 8, seed = 12 }
+    data d { train = csv("unused.csv") }
+}
+
 nnlang_macros::nn! { model f32 { input x: [3] x -> dense(2) -> softmax } }
 
 /// The interpreter side: the same model compiled from the same source at run time.
@@ -397,6 +407,12 @@ differential!(
     lstm_and_gru,
     Gates,
     "model Gates {\n input x: [seq <= 6, 4]\n x -> lstm(5) -> bidirectional(gru(3), merge = add) -> bidirectional(lstm(3, output = last), merge = concat)\n -> dense(3) -> softmax\n }\n train Gates on d { loss = cross_entropy, optimizer = adam(lr = 0.01), batch = 8, clip = 0.5, seed = 10 }\n data d { train = csv(\"unused.csv\") }"
+);
+
+differential!(
+    layer_norm,
+    LayerNormed,
+    "model LayerNormed {\n input x: [seq <= 5, 4]\n x -> dense(8) -> layernorm -> relu -> lstm(6) -> layernorm(eps = 1e-3) -> dense(3) -> softmax\n }\n train LayerNormed on d { loss = cross_entropy, optimizer = adamw(lr = 0.01), batch = 8, seed = 12 }\n data d { train = csv(\"unused.csv\") }"
 );
 
 differential!(

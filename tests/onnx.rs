@@ -284,6 +284,22 @@ fn every_layer_and_merge_exports_to_onnx() {
             Some(6),
         ),
         (
+            "layer_normed",
+            "model LayerNormed {
+    input x: [seq <= 8, 3]
+    x -> dense(6) -> layernorm -> relu -> gru(4) -> layernorm(eps = 1e-3) -> dense(2)
+}",
+            Some(5),
+        ),
+        (
+            "layer_normed_volume",
+            "model LayerNormedVolume {
+    input x: [5, 5, 2]
+    x -> conv(filters = 4, size = 3) -> layernorm -> relu -> flatten -> dense(3) -> softmax
+}",
+            None,
+        ),
+        (
             "embedded_grid",
             "model EmbeddedGrid {
     input cells: [4, 5] ids < 6

@@ -435,6 +435,21 @@ fn embeddings_of_token_ids() {
     );
 }
 
+/// Layer normalization after a dense layer, at every step of ragged sequences (padding left
+/// out), and at every position of a volume.
+#[test]
+fn layer_normalization() {
+    check("model M { input x: [6]\n x -> dense(5) -> layernorm -> tanh -> dense(3) -> softmax }", Loss::CROSS_ENTROPY);
+    check_ragged(
+        "model M { input x: [seq <= 5, 3]\n x -> dense(4) -> layernorm(eps = 1e-3) -> gru(3) -> layernorm -> dense(2) }",
+        Loss::MeanSquaredError,
+    );
+    check(
+        "model M { input x: [4, 4, 2]\n x -> conv(filters = 3, size = 3, pad = same) -> layernorm -> sigmoid -> flatten -> dense(2) -> softmax }",
+        Loss::CROSS_ENTROPY,
+    );
+}
+
 /// Truncated BPTT: each `rnn` starts from a carried state (random here, restored before every
 /// run since the plan saves the new one at its end); the gradients include the carried
 /// state's term in `dW_hh`, and stop there.

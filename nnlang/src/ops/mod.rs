@@ -23,6 +23,7 @@ pub mod gated;
 pub mod geometry;
 pub mod global_pool;
 pub mod input;
+pub mod layer_norm;
 pub mod local;
 pub mod loss;
 pub mod maxout;
@@ -402,6 +403,8 @@ registry! {
     GlobalPool(global_pool::GlobalPool),
     /// `embedding`.
     Embedding(embedding::Embedding),
+    /// `layernorm`.
+    LayerNorm(layer_norm::LayerNorm),
     /// The training loss (added for training plans).
     Loss(loss::Loss),
 }

@@ -15,6 +15,7 @@ pub mod gated;
 pub mod gemm;
 pub mod global_pool;
 pub mod implicit;
+pub mod layer_norm;
 pub mod loss;
 pub mod norm;
 pub mod pool;
@@ -167,6 +168,11 @@ crate::step::steps! {
     Embedding { ids: ABuf, w: PBuf, y: ABuf, vocab: usize } => kernels::embedding::step;
     /// Forward looked rows up, so now `dw` is zero but for the rows used, which sum their `dy`.
     EmbeddingBackward { ids: ABuf, dy: ABuf, dw: PBuf, vocab: usize } => kernels::embedding::backward_step;
+    /// `layernorm`: each vector of the last dimension normalized by its own statistics, then
+    /// `γ·x̂ + β`; while training, each vector's `[μ, 1/σ]` kept in `stats`.
+    LayerNorm { x: ABuf, y: ABuf, gamma: PBuf, beta: PBuf, stats: Option<ABuf>, eps: f64 } => kernels::layer_norm::step;
+    /// Its gradients: `dγ`, `dβ` over every vector, and `dx`.
+    LayerNormBackward { x: ABuf, dy: ABuf, gamma: PBuf, dgamma: PBuf, dbeta: PBuf, stats: ABuf, dx: Option<(ABuf, Write)> } => kernels::layer_norm::backward_step;
     /// Batch normalization's gradients; `relu`: a ReLU is fused, its derivative (`dy` where
     /// the normalized value is positive, 0 elsewhere) recomputed from `x` on the fly.
     BatchNormBackward { x: ABuf, dy: ABuf, gamma: PBuf, beta: PBuf, dgamma: PBuf, dbeta: PBuf, stats: ABuf, dx: Option<(ABuf, Write)>, relu: bool } => kernels::norm::backward_step;

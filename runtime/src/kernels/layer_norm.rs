@@ -1,0 +1,212 @@
+//! `layernorm(eps)`: each vector of `c` features (the last dimension: a dense layer's
+//! outputs, a sequence's step, a volume's position) normalized by its own mean and variance
+//! (biased, as PyTorch's `nn.LayerNorm`), then scaled by `γ` and shifted by `β`:
+//! `y = γ·(x − μ)/√(σ² + ε) + β`. Nothing depends on the batch, so it is the same in training
+//! and inference and however threads share the rows. The kernels and their step functions.
+
+use crate::mem::{Cx, Rows};
+use crate::ops::Done;
+use crate::plan::{ABuf, PBuf, Write};
+use crate::Float;
+
+/// Each vector's mean and `1/√(σ² + ε)`, accumulated in f64 (then the same bits whatever the
+/// vector width).
+fn moments<T: Float>(v: &[T], eps: f64) -> (T, T) {
+    let n = v.len().max(1) as f64;
+    let mean = v.iter().map(|x| x.to_f64()).sum::<f64>() / n;
+    let var = v.iter().map(|x| (x.to_f64() - mean).powi(2)).sum::<f64>() / n;
+    (T::from_f64(mean), T::from_f64(1.0 / (var + eps).sqrt()))
+}
+
+/// `y = γ·x̂ + β` for every vector of `c` values in `x` (rows of `cols`; a row outside its
+/// sequence is zero and its statistics are not kept); `stats` gets each vector's `[μ, 1/σ]`.
+#[allow(clippy::too_many_arguments)]
+pub fn forward<T: Float>(
+    x: &[T],
+    cols: usize,
+    (gamma, beta): (&[T], &[T]),
+    eps: f64,
+    y: &mut [T],
+    mut stats: Option<&mut [T]>,
+    valid: Rows,
+) {
+    let c = gamma.len().max(1);
+    let per = cols / c;
+    for (r, (xr, yr)) in x.chunks_exact(cols.max(1)).zip(y.chunks_exact_mut(cols.max(1))).enumerate() {
+        if !valid.valid(r) {
+            yr.fill(T::ZERO);
+            continue;
+        }
+        for (p, (xv, yv)) in xr.chunks_exact(c).zip(yr.chunks_exact_mut(c)).enumerate() {
+            let (mu, s) = moments(xv, eps);
+            if let Some(st) = stats.as_deref_mut() {
+                st[2 * (r * per + p)] = mu;
+                st[2 * (r * per + p) + 1] = s;
+            }
+            for (((o, &v), &g), &b) in yv.iter_mut().zip(xv).zip(gamma).zip(beta) {
+                *o = g * ((v - mu) * s) + b;
+            }
+        }
+    }
+}
+
+/// Forward was [`forward`], so now, with `g = dy·γ` and `x̂ = (x − μ)/σ`: `dx (+)= (g −
+/// mean(g) − x̂·mean(g·x̂))/σ` per vector, `dγ = Σ dy·x̂`, `dβ = Σ dy` over every vector that
+/// counts.
+#[allow(clippy::too_many_arguments)]
+pub fn backward<T: Float>(
+    x: &[T],
+    cols: usize,
+    dy: &[T],
+    gamma: &[T],
+    stats: &[T],
+    (dgamma, dbeta): (&mut [T], &mut [T]),
+    mut dx: Option<(&mut [T], bool)>,
+    valid: Rows,
+) {
+    let c = gamma.len().max(1);
+    let per = cols / c;
+    let (mut sg, mut sb) = (vec![0f64; c], vec![0f64; c]);
+    let mut gs = vec![T::ZERO; c];
+    for (r, (xr, dyr)) in x.chunks_exact(cols.max(1)).zip(dy.chunks_exact(cols.max(1))).enumerate() {
+        let dxr = dx.as_mut().map(|(d, acc)| (&mut d[r * cols..(r + 1) * cols], *acc));
+        if !valid.valid(r) {
+            if let Some((d, false)) = dxr {
+                d.fill(T::ZERO);
+            }
+            continue;
+        }
+        let mut dxr = dxr;
+        for p in 0..per {
+            let (xv, dyv) = (&xr[p * c..(p + 1) * c], &dyr[p * c..(p + 1) * c]);
+            let (mu, s) = (stats[2 * (r * per + p)], stats[2 * (r * per + p) + 1]);
+            let (mut mg, mut mgx) = (0f64, 0f64);
+            for j in 0..c {
+                let xh = (xv[j] - mu) * s;
+                sg[j] += (dyv[j] * xh).to_f64();
+                sb[j] += dyv[j].to_f64();
+                gs[j] = dyv[j] * gamma[j];
+                mg += gs[j].to_f64();
+                mgx += (gs[j] * xh).to_f64();
+            }
+            let Some((d, acc)) = dxr.as_mut() else { continue };
+            let (mg, mgx) = (T::from_f64(mg / c as f64), T::from_f64(mgx / c as f64));
+            for (j, o) in d[p * c..(p + 1) * c].iter_mut().enumerate() {
+                let xh = (xv[j] - mu) * s;
+                let v = (gs[j] - mg - xh * mgx) * s;
+                *o = if *acc { *o + v } else { v };
+            }
+        }
+    }
+    for j in 0..c {
+        dgamma[j] = T::from_f64(sg[j]);
+        dbeta[j] = T::from_f64(sb[j]);
+    }
+}
+
+/// The step `LayerNorm { x, y, gamma, beta, stats, eps }` (`stats` absent: inference).
+#[allow(clippy::too_many_arguments)]
+pub fn step<T: Float>(
+    cx: &mut Cx<'_, T>,
+    x: ABuf,
+    y: ABuf,
+    gamma: PBuf,
+    beta: PBuf,
+    stats: Option<ABuf>,
+    eps: f64,
+) -> Done {
+    let (rows, valid) = (cx.rows, Rows { steps: cx.steps, lengths: cx.lengths });
+    let (g, b) = (&cx.params[gamma.range()], &cx.params[beta.range()]);
+    match stats {
+        Some(st) => {
+            let (out, st, r) = cx.mem.split_rows2(y, st, rows);
+            forward(r.get(x, rows), x.cols, (g, b), eps, out, Some(st), valid);
+        }
+        None => {
+            let (out, r) = cx.mem.split(y, rows);
+            forward(r.get(x, rows), x.cols, (g, b), eps, out, None, valid);
+        }
+    }
+    Ok(())
+}
+
+/// The step `LayerNormBackward { x, dy, gamma, dgamma, dbeta, stats, dx }`.
+#[allow(clippy::too_many_arguments)]
+pub fn backward_step<T: Float>(
+    cx: &mut Cx<'_, T>,
+    x: ABuf,
+    dy: ABuf,
+    gamma: PBuf,
+    dgamma: PBuf,
+    dbeta: PBuf,
+    stats: ABuf,
+    dx: Option<(ABuf, Write)>,
+) -> Done {
+    let (rows, valid) = (cx.rows, Rows { steps: cx.steps, lengths: cx.lengths });
+    let g = &cx.params[gamma.range()];
+    let (dg, db) = {
+        let (a, b) = cx.grads.split_at_mut(dbeta.offset.max(dgamma.offset));
+        if dgamma.offset < dbeta.offset {
+            (&mut a[dgamma.range()], &mut b[..dbeta.len])
+        } else {
+            (&mut b[..dgamma.len], &mut a[dbeta.range()])
+        }
+    };
+    match dx {
+        Some((d, write)) => {
+            let (dxs, r) = cx.mem.split(d, rows);
+            let acc = write == Write::Accumulate;
+            backward(r.get(x, rows), x.cols, r.get(dy, rows), g, r.get(stats, rows), (dg, db), Some((dxs, acc)), valid);
+        }
+        None => {
+            let r = cx.mem.all();
+            backward(r.get(x, rows), x.cols, r.get(dy, rows), g, r.get(stats, rows), (dg, db), None, valid);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALL: Rows<'static> = Rows { steps: 1, lengths: &[] };
+
+    /// PyTorch's `F.layer_norm(x, (3,), γ, β)` on two vectors, and the gradients of
+    /// `Σ y·w` against central differences.
+    #[test]
+    fn normalizes_each_vector_and_its_gradients_match_differences() {
+        let x = [1.0f64, 2.0, 4.0, -1.0, 0.5, 3.0];
+        let (g, b) = ([1.5, -0.5, 2.0], [0.1, 0.2, -0.3]);
+        let mut y = [0.0; 6];
+        let mut st = [0.0; 4];
+        forward(&x, 3, (&g, &b), 1e-5, &mut y, Some(&mut st), ALL);
+        // First vector: μ = 7/3, σ² = 14/9.
+        let s = 1.0 / (14.0f64 / 9.0 + 1e-5).sqrt();
+        assert!((y[0] - (1.5 * (1.0 - 7.0 / 3.0) * s + 0.1)).abs() < 1e-12, "{y:?}");
+        let w = [0.3, -1.2, 0.7, 2.0, 0.4, -0.9];
+        let loss = |x: &[f64], g: &[f64], b: &[f64]| {
+            let mut y = [0.0; 6];
+            forward(x, 3, (g, b), 1e-5, &mut y, None, ALL);
+            y.iter().zip(&w).map(|(a, b)| a * b).sum::<f64>()
+        };
+        let (mut dg, mut db, mut dx) = ([0.0; 3], [0.0; 3], [0.0; 6]);
+        backward(&x, 3, &w, &g, &st, (&mut dg, &mut db), Some((&mut dx, false)), ALL);
+        let h = 1e-6;
+        for i in 0..6 {
+            let (mut a, mut c) = (x, x);
+            a[i] += h;
+            c[i] -= h;
+            let num = (loss(&a, &g, &b) - loss(&c, &g, &b)) / (2.0 * h);
+            assert!((num - dx[i]).abs() < 1e-6, "dx[{i}]: {num} vs {}", dx[i]);
+        }
+        for j in 0..3 {
+            let (mut a, mut c) = (g, g);
+            a[j] += h;
+            c[j] -= h;
+            let num = (loss(&x, &a, &b) - loss(&x, &c, &b)) / (2.0 * h);
+            assert!((num - dg[j]).abs() < 1e-6, "dγ[{j}]: {num} vs {}", dg[j]);
+            assert!((db[j] - (w[j] + w[j + 3])).abs() < 1e-12, "dβ[{j}]");
+        }
+    }
+}
