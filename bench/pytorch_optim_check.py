@@ -28,8 +28,8 @@ BOTH_WAYS = ("model M {\n  input x: [5, 3]\n  x -> bidirectional(lstm(6), merge 
 # Token ids through an embedding (nn.Embedding): rows 0..8 of the table, each used several times.
 EMBEDDED = ("model M {\n  input x: [seq = 6] ids < 9\n  x -> embedding(9, 5) -> lstm(8, output = last) -> dense(3) -> softmax\n}\n",
             (6,), 9)
-# Layer normalization (nn.LayerNorm) after dense layers.
-LAYER_NORMED = ("model M {\n  input x: [12]\n  x -> dense(16) -> layernorm -> relu -> dense(8) -> layernorm(eps = 1e-3) -> tanh -> dense(3) -> softmax\n}\n", (12,))
+# Layer and RMS normalization (nn.LayerNorm, nn.RMSNorm) after dense layers.
+LAYER_NORMED = ("model M {\n  input x: [12]\n  x -> dense(16) -> layernorm -> relu -> dense(8) -> rmsnorm(eps = 1e-3) -> tanh -> dense(3) -> softmax\n}\n", (12,))
 CASES = [
     ("adam", "adam(lr = 0.01)", 0.0, MLP),
     ("adamw", "adamw(lr = 0.01, weight_decay = 0.1)", 0.1, MLP),

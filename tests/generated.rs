@@ -239,10 +239,10 @@ nnlang_macros::nn! {
 nnlang_macros::nn! { model fn { input x: [3] x -> dense(2) -> softmax } }
 nnlang_macros::nn! { model Self { input x: [3] x -> dense(2) -> softmax } }
 nnlang_macros::nn! {
-    // Layer normalization at every step of ragged sequences and at every position of a volume.
+    // Layer and RMS normalization at every step of ragged sequences.
     model LayerNormed {
         input x: [seq <= 5, 4]
-        x -> dense(8) -> layernorm -> relu -> lstm(6) -> layernorm(eps = 1e-3) -> dense(3) -> softmax
+        x -> dense(8) -> layernorm -> relu -> lstm(6) -> rmsnorm(eps = 1e-3) -> dense(3) -> softmax
     }
     train LayerNormed on d { loss = cross_entropy, optimizer = adamw(lr = 0.01), batch = 8, seed = 12 }
     data d { train = csv("unused.csv") }
@@ -412,7 +412,7 @@ differential!(
 differential!(
     layer_norm,
     LayerNormed,
-    "model LayerNormed {\n input x: [seq <= 5, 4]\n x -> dense(8) -> layernorm -> relu -> lstm(6) -> layernorm(eps = 1e-3) -> dense(3) -> softmax\n }\n train LayerNormed on d { loss = cross_entropy, optimizer = adamw(lr = 0.01), batch = 8, seed = 12 }\n data d { train = csv(\"unused.csv\") }"
+    "model LayerNormed {\n input x: [seq <= 5, 4]\n x -> dense(8) -> layernorm -> relu -> lstm(6) -> rmsnorm(eps = 1e-3) -> dense(3) -> softmax\n }\n train LayerNormed on d { loss = cross_entropy, optimizer = adamw(lr = 0.01), batch = 8, seed = 12 }\n data d { train = csv(\"unused.csv\") }"
 );
 
 differential!(

@@ -287,7 +287,7 @@ fn every_layer_and_merge_exports_to_onnx() {
             "layer_normed",
             "model LayerNormed {
     input x: [seq <= 8, 3]
-    x -> dense(6) -> layernorm -> relu -> gru(4) -> layernorm(eps = 1e-3) -> dense(2)
+    x -> dense(6) -> layernorm -> relu -> gru(4) -> rmsnorm(eps = 1e-3) -> dense(2)
 }",
             Some(5),
         ),

@@ -435,7 +435,7 @@ fn embeddings_of_token_ids() {
     );
 }
 
-/// Layer normalization after a dense layer, at every step of ragged sequences (padding left
+/// Layer and RMS normalization after a dense layer, at every step of ragged sequences (padding left
 /// out), and at every position of a volume.
 #[test]
 fn layer_normalization() {
@@ -447,6 +447,12 @@ fn layer_normalization() {
     check(
         "model M { input x: [4, 4, 2]\n x -> conv(filters = 3, size = 3, pad = same) -> layernorm -> sigmoid -> flatten -> dense(2) -> softmax }",
         Loss::CROSS_ENTROPY,
+    );
+    // RMS normalization likewise.
+    check("model M { input x: [6]\n x -> dense(5) -> rmsnorm -> tanh -> dense(3) -> softmax }", Loss::CROSS_ENTROPY);
+    check_ragged(
+        "model M { input x: [seq <= 5, 3]\n x -> dense(4) -> rmsnorm(eps = 1e-3) -> lstm(3) -> rmsnorm -> dense(2) }",
+        Loss::MeanSquaredError,
     );
 }
 

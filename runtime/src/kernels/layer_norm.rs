@@ -10,10 +10,11 @@ use crate::plan::{ABuf, PBuf, Write};
 use crate::Float;
 
 /// Each vector's mean and `1/√(σ² + ε)`, accumulated in f64 (then the same bits whatever the
-/// vector width).
-fn moments<T: Float>(v: &[T], eps: f64) -> (T, T) {
+/// vector width); without `center` (`rmsnorm`) the mean is taken as zero, and σ² is the mean
+/// square.
+fn moments<T: Float>(v: &[T], eps: f64, center: bool) -> (T, T) {
     let n = v.len().max(1) as f64;
-    let mean = v.iter().map(|x| x.to_f64()).sum::<f64>() / n;
+    let mean = if center { v.iter().map(|x| x.to_f64()).sum::<f64>() / n } else { 0.0 };
     let var = v.iter().map(|x| (x.to_f64() - mean).powi(2)).sum::<f64>() / n;
     (T::from_f64(mean), T::from_f64(1.0 / (var + eps).sqrt()))
 }
@@ -24,8 +25,8 @@ fn moments<T: Float>(v: &[T], eps: f64) -> (T, T) {
 pub fn forward<T: Float>(
     x: &[T],
     cols: usize,
-    (gamma, beta): (&[T], &[T]),
-    eps: f64,
+    (gamma, beta): (&[T], Option<&[T]>),
+    (eps, center): (f64, bool),
     y: &mut [T],
     mut stats: Option<&mut [T]>,
     valid: Rows,
@@ -38,29 +39,38 @@ pub fn forward<T: Float>(
             continue;
         }
         for (p, (xv, yv)) in xr.chunks_exact(c).zip(yr.chunks_exact_mut(c)).enumerate() {
-            let (mu, s) = moments(xv, eps);
+            let (mu, s) = moments(xv, eps, center);
             if let Some(st) = stats.as_deref_mut() {
                 st[2 * (r * per + p)] = mu;
                 st[2 * (r * per + p) + 1] = s;
             }
-            for (((o, &v), &g), &b) in yv.iter_mut().zip(xv).zip(gamma).zip(beta) {
-                *o = g * ((v - mu) * s) + b;
+            match beta {
+                Some(beta) => {
+                    for (((o, &v), &g), &b) in yv.iter_mut().zip(xv).zip(gamma).zip(beta) {
+                        *o = g * ((v - mu) * s) + b;
+                    }
+                }
+                None => {
+                    for ((o, &v), &g) in yv.iter_mut().zip(xv).zip(gamma) {
+                        *o = g * ((v - mu) * s);
+                    }
+                }
             }
         }
     }
 }
 
 /// Forward was [`forward`], so now, with `g = dy·γ` and `x̂ = (x − μ)/σ`: `dx (+)= (g −
-/// mean(g) − x̂·mean(g·x̂))/σ` per vector, `dγ = Σ dy·x̂`, `dβ = Σ dy` over every vector that
-/// counts.
+/// mean(g) − x̂·mean(g·x̂))/σ` per vector (without `center`, no `mean(g)` term: the mean was
+/// not subtracted), `dγ = Σ dy·x̂`, `dβ = Σ dy` over every vector that counts.
 #[allow(clippy::too_many_arguments)]
 pub fn backward<T: Float>(
     x: &[T],
     cols: usize,
     dy: &[T],
-    gamma: &[T],
+    (gamma, center): (&[T], bool),
     stats: &[T],
-    (dgamma, dbeta): (&mut [T], &mut [T]),
+    (dgamma, dbeta): (&mut [T], Option<&mut [T]>),
     mut dx: Option<(&mut [T], bool)>,
     valid: Rows,
 ) {
@@ -90,6 +100,7 @@ pub fn backward<T: Float>(
                 mgx += (gs[j] * xh).to_f64();
             }
             let Some((d, acc)) = dxr.as_mut() else { continue };
+            let mg = if center { mg } else { 0.0 };
             let (mg, mgx) = (T::from_f64(mg / c as f64), T::from_f64(mgx / c as f64));
             for (j, o) in d[p * c..(p + 1) * c].iter_mut().enumerate() {
                 let xh = (xv[j] - mu) * s;
@@ -100,7 +111,31 @@ pub fn backward<T: Float>(
     }
     for j in 0..c {
         dgamma[j] = T::from_f64(sg[j]);
-        dbeta[j] = T::from_f64(sb[j]);
+    }
+    if let Some(dbeta) = dbeta {
+        for j in 0..c {
+            dbeta[j] = T::from_f64(sb[j]);
+        }
+    }
+}
+
+/// [`forward`] from the arena: `x` into `y`, the statistics into `stats` when training.
+fn normalize<T: Float>(
+    mem: &mut crate::mem::Mem<'_, T>,
+    (x, y, stats): (ABuf, ABuf, Option<ABuf>),
+    (g, b): (&[T], Option<&[T]>),
+    how: (f64, bool),
+    (rows, valid): (usize, Rows),
+) {
+    match stats {
+        Some(st) => {
+            let (out, st, r) = mem.split_rows2(y, st, rows);
+            forward(r.get(x, rows), x.cols, (g, b), how, out, Some(st), valid);
+        }
+        None => {
+            let (out, r) = mem.split(y, rows);
+            forward(r.get(x, rows), x.cols, (g, b), how, out, None, valid);
+        }
     }
 }
 
@@ -117,16 +152,15 @@ pub fn step<T: Float>(
 ) -> Done {
     let (rows, valid) = (cx.rows, Rows { steps: cx.steps, lengths: cx.lengths });
     let (g, b) = (&cx.params[gamma.range()], &cx.params[beta.range()]);
-    match stats {
-        Some(st) => {
-            let (out, st, r) = cx.mem.split_rows2(y, st, rows);
-            forward(r.get(x, rows), x.cols, (g, b), eps, out, Some(st), valid);
-        }
-        None => {
-            let (out, r) = cx.mem.split(y, rows);
-            forward(r.get(x, rows), x.cols, (g, b), eps, out, None, valid);
-        }
-    }
+    normalize(&mut cx.mem, (x, y, stats), (g, Some(b)), (eps, true), (rows, valid));
+    Ok(())
+}
+
+/// The step `RmsNorm { x, y, gamma, stats, eps }` (`stats` absent: inference).
+pub fn rms_step<T: Float>(cx: &mut Cx<'_, T>, x: ABuf, y: ABuf, gamma: PBuf, stats: Option<ABuf>, eps: f64) -> Done {
+    let (rows, valid) = (cx.rows, Rows { steps: cx.steps, lengths: cx.lengths });
+    let g = &cx.params[gamma.range()];
+    normalize(&mut cx.mem, (x, y, stats), (g, None), (eps, false), (rows, valid));
     Ok(())
 }
 
@@ -142,25 +176,54 @@ pub fn backward_step<T: Float>(
     stats: ABuf,
     dx: Option<(ABuf, Write)>,
 ) -> Done {
+    gradients(cx, (x, dy, stats, dx), (gamma, true), (dgamma, Some(dbeta)))
+}
+
+/// The step `RmsNormBackward { x, dy, gamma, dgamma, stats, dx }`.
+pub fn rms_backward_step<T: Float>(
+    cx: &mut Cx<'_, T>,
+    x: ABuf,
+    dy: ABuf,
+    gamma: PBuf,
+    dgamma: PBuf,
+    stats: ABuf,
+    dx: Option<(ABuf, Write)>,
+) -> Done {
+    gradients(cx, (x, dy, stats, dx), (gamma, false), (dgamma, None))
+}
+
+/// [`backward`] from the arena and the parameter store.
+#[allow(clippy::type_complexity)]
+fn gradients<T: Float>(
+    cx: &mut Cx<'_, T>,
+    (x, dy, stats, dx): (ABuf, ABuf, ABuf, Option<(ABuf, Write)>),
+    (gamma, center): (PBuf, bool),
+    (dgamma, dbeta): (PBuf, Option<PBuf>),
+) -> Done {
     let (rows, valid) = (cx.rows, Rows { steps: cx.steps, lengths: cx.lengths });
     let g = &cx.params[gamma.range()];
-    let (dg, db) = {
-        let (a, b) = cx.grads.split_at_mut(dbeta.offset.max(dgamma.offset));
-        if dgamma.offset < dbeta.offset {
-            (&mut a[dgamma.range()], &mut b[..dbeta.len])
-        } else {
-            (&mut b[..dgamma.len], &mut a[dbeta.range()])
+    let (dg, db) = match dbeta {
+        Some(dbeta) => {
+            let (a, b) = cx.grads.split_at_mut(dbeta.offset.max(dgamma.offset));
+            if dgamma.offset < dbeta.offset {
+                (&mut a[dgamma.range()], Some(&mut b[..dbeta.len]))
+            } else {
+                (&mut b[..dgamma.len], Some(&mut a[dbeta.range()]))
+            }
         }
+        None => (&mut cx.grads[dgamma.range()], None),
     };
     match dx {
         Some((d, write)) => {
             let (dxs, r) = cx.mem.split(d, rows);
             let acc = write == Write::Accumulate;
-            backward(r.get(x, rows), x.cols, r.get(dy, rows), g, r.get(stats, rows), (dg, db), Some((dxs, acc)), valid);
+            let (xs, dys, st) = (r.get(x, rows), r.get(dy, rows), r.get(stats, rows));
+            backward(xs, x.cols, dys, (g, center), st, (dg, db), Some((dxs, acc)), valid);
         }
         None => {
             let r = cx.mem.all();
-            backward(r.get(x, rows), x.cols, r.get(dy, rows), g, r.get(stats, rows), (dg, db), None, valid);
+            let (xs, dys, st) = (r.get(x, rows), r.get(dy, rows), r.get(stats, rows));
+            backward(xs, x.cols, dys, (g, center), st, (dg, db), None, valid);
         }
     }
     Ok(())
@@ -180,18 +243,18 @@ mod tests {
         let (g, b) = ([1.5, -0.5, 2.0], [0.1, 0.2, -0.3]);
         let mut y = [0.0; 6];
         let mut st = [0.0; 4];
-        forward(&x, 3, (&g, &b), 1e-5, &mut y, Some(&mut st), ALL);
+        forward(&x, 3, (&g, Some(&b[..])), (1e-5, true), &mut y, Some(&mut st), ALL);
         // First vector: μ = 7/3, σ² = 14/9.
         let s = 1.0 / (14.0f64 / 9.0 + 1e-5).sqrt();
         assert!((y[0] - (1.5 * (1.0 - 7.0 / 3.0) * s + 0.1)).abs() < 1e-12, "{y:?}");
         let w = [0.3, -1.2, 0.7, 2.0, 0.4, -0.9];
         let loss = |x: &[f64], g: &[f64], b: &[f64]| {
             let mut y = [0.0; 6];
-            forward(x, 3, (g, b), 1e-5, &mut y, None, ALL);
+            forward(x, 3, (g, Some(b)), (1e-5, true), &mut y, None, ALL);
             y.iter().zip(&w).map(|(a, b)| a * b).sum::<f64>()
         };
         let (mut dg, mut db, mut dx) = ([0.0; 3], [0.0; 3], [0.0; 6]);
-        backward(&x, 3, &w, &g, &st, (&mut dg, &mut db), Some((&mut dx, false)), ALL);
+        backward(&x, 3, &w, (&g, true), &st, (&mut dg, Some(&mut db[..])), Some((&mut dx, false)), ALL);
         let h = 1e-6;
         for i in 0..6 {
             let (mut a, mut c) = (x, x);
@@ -207,6 +270,41 @@ mod tests {
             let num = (loss(&x, &a, &b) - loss(&x, &c, &b)) / (2.0 * h);
             assert!((num - dg[j]).abs() < 1e-6, "dγ[{j}]: {num} vs {}", dg[j]);
             assert!((db[j] - (w[j] + w[j + 3])).abs() < 1e-12, "dβ[{j}]");
+        }
+    }
+
+    /// Without centring (`rmsnorm`): `y = γ·x/√(mean(x²) + ε)`, and its gradients.
+    #[test]
+    fn rms_normalizes_by_the_mean_square_and_its_gradients_match_differences() {
+        let x = [1.0f64, 2.0, 4.0, -1.0, 0.5, 3.0];
+        let g = [1.5, -0.5, 2.0];
+        let mut y = [0.0; 6];
+        let mut st = [0.0; 4];
+        forward(&x, 3, (&g, None), (1e-6, false), &mut y, Some(&mut st), ALL);
+        let s = 1.0 / (21.0f64 / 3.0 + 1e-6).sqrt();
+        assert!((y[2] - 2.0 * 4.0 * s).abs() < 1e-12, "{y:?}");
+        let w = [0.3, -1.2, 0.7, 2.0, 0.4, -0.9];
+        let loss = |x: &[f64], g: &[f64]| {
+            let mut y = [0.0; 6];
+            forward(x, 3, (g, None), (1e-6, false), &mut y, None, ALL);
+            y.iter().zip(&w).map(|(a, b)| a * b).sum::<f64>()
+        };
+        let (mut dg, mut dx) = ([0.0; 3], [0.0; 6]);
+        backward(&x, 3, &w, (&g, false), &st, (&mut dg, None), Some((&mut dx, false)), ALL);
+        let h = 1e-6;
+        for i in 0..6 {
+            let (mut a, mut c) = (x, x);
+            a[i] += h;
+            c[i] -= h;
+            let num = (loss(&a, &g) - loss(&c, &g)) / (2.0 * h);
+            assert!((num - dx[i]).abs() < 1e-6, "dx[{i}]: {num} vs {}", dx[i]);
+        }
+        for j in 0..3 {
+            let (mut a, mut c) = (g, g);
+            a[j] += h;
+            c[j] -= h;
+            let num = (loss(&x, &a) - loss(&x, &c)) / (2.0 * h);
+            assert!((num - dg[j]).abs() < 1e-6, "dγ[{j}]: {num} vs {}", dg[j]);
         }
     }
 }

@@ -171,6 +171,10 @@ crate::step::steps! {
     /// `layernorm`: each vector of the last dimension normalized by its own statistics, then
     /// `γ·x̂ + β`; while training, each vector's `[μ, 1/σ]` kept in `stats`.
     LayerNorm { x: ABuf, y: ABuf, gamma: PBuf, beta: PBuf, stats: Option<ABuf>, eps: f64 } => kernels::layer_norm::step;
+    /// `rmsnorm`: each vector of the last dimension divided by its root mean square, then `γ·x̂`.
+    RmsNorm { x: ABuf, y: ABuf, gamma: PBuf, stats: Option<ABuf>, eps: f64 } => kernels::layer_norm::rms_step;
+    /// Its gradients: `dγ` and `dx`.
+    RmsNormBackward { x: ABuf, dy: ABuf, gamma: PBuf, dgamma: PBuf, stats: ABuf, dx: Option<(ABuf, Write)> } => kernels::layer_norm::rms_backward_step;
     /// Its gradients: `dγ`, `dβ` over every vector, and `dx`.
     LayerNormBackward { x: ABuf, dy: ABuf, gamma: PBuf, dgamma: PBuf, dbeta: PBuf, stats: ABuf, dx: Option<(ABuf, Write)> } => kernels::layer_norm::backward_step;
     /// Batch normalization's gradients; `relu`: a ReLU is fused, its derivative (`dy` where
