@@ -404,7 +404,8 @@ pub fn load(spec: &DataSpec, base: &Path, expect: &Expect, rows: Option<usize>) 
 /// The first input value of `table` (row, column, value) that is not a whole number in
 /// `0..n`; the padding of sequences is not looked at.
 fn first_bad_id(table: &Table, n: usize) -> Option<(usize, usize, f32)> {
-    let bad = |v: f32| !(v >= 0.0 && v.fract() == 0.0 && (v as f64) < n as f64);
+    // What the embedding kernel accepts as an id: one rule for the data, `run` and the kernel.
+    let bad = |v: f32| nnlang_runtime::kernels::embedding::id(v, n).is_none();
     let cols = table.cols.max(1);
     let per = if table.steps > 0 && !table.lengths.is_empty() { cols / table.steps } else { cols };
     let in_seq = |r: usize, c: usize| table.lengths.get(r).is_none_or(|&l| c / per.max(1) < l);

@@ -137,7 +137,8 @@ impl Session {
             )));
         }
         if let Some(n) = plan.input_ids.first().copied().flatten() {
-            let bad = |v: f32| !(v >= 0.0 && v.fract() == 0.0 && (v as f64) < n as f64);
+            // What the embedding kernel accepts as an id: one rule for the data, `run` and the kernel.
+            let bad = |v: f32| nnlang_runtime::kernels::embedding::id(v, n).is_none();
             if let Some(i) = x.data.iter().position(|&v| bad(v)) {
                 return Err(Error::Input(format!(
                     "{}: row {}, element {}: {} is not a token id below {n}, as the model's input `{}` holds",
