@@ -157,11 +157,20 @@ pub fn flops_text(e: Elems) -> String {
             format!("{n} ")
         }
     };
-    match (e.fixed, e.per_step) {
-        (0, 0) => "0".to_string(),
-        (f, 0) => one(f).trim_end().to_string(),
-        (0, p) => format!("{}·seq", one(p).trim_end()),
-        (f, p) => format!("{} + {}·seq", one(f).trim_end(), one(p).trim_end()),
+    let mut parts = Vec::new();
+    if e.fixed > 0 {
+        parts.push(one(e.fixed).trim_end().to_string());
+    }
+    if e.per_step > 0 {
+        parts.push(format!("{}·seq", one(e.per_step).trim_end()));
+    }
+    if e.per_step_sq > 0 {
+        parts.push(format!("{}·seq²", one(e.per_step_sq).trim_end()));
+    }
+    if parts.is_empty() {
+        "0".to_string()
+    } else {
+        parts.join(" + ")
     }
 }
 
@@ -184,11 +193,17 @@ pub fn bytes(n: u64) -> String {
 }
 
 fn elems_bytes(e: Elems) -> String {
-    match (e.fixed, e.per_step) {
-        (f, 0) => bytes(f),
-        (0, p) => format!("{}·seq", bytes(p)),
-        (f, p) => format!("{} + {}·seq", bytes(f), bytes(p)),
+    let mut parts = Vec::new();
+    if e.fixed > 0 || (e.per_step == 0 && e.per_step_sq == 0) {
+        parts.push(bytes(e.fixed));
     }
+    if e.per_step > 0 {
+        parts.push(format!("{}·seq", bytes(e.per_step)));
+    }
+    if e.per_step_sq > 0 {
+        parts.push(format!("{}·seq²", bytes(e.per_step_sq)));
+    }
+    parts.join(" + ")
 }
 
 /// The table shown by `nnlangc check`.
@@ -250,7 +265,35 @@ pub fn to_text(s: &Summary) -> String {
         "  activations: {} per example (f32, every layer's output)",
         elems_bytes(s.totals.activation_bytes)
     );
+    for l in s.layers.iter().filter(|l| l.kind == "attention") {
+        let _ = writeln!(out, "  {}", attention_memory(l));
+    }
     out
+}
+
+/// What an attention layer keeps, for `check`: one head's scores at a time, and per example
+/// what the backward step reads.
+fn attention_memory(l: &LayerRow) -> String {
+    use crate::ir::Dim;
+    let d = l.output_shape.last().unwrap_or(0) as u64;
+    let heads = l.attributes.get("heads").and_then(|v| v.as_str()).and_then(|v| v.parse::<u64>().ok()).unwrap_or(1);
+    let steps = match l.output_shape.0.first() {
+        Some(Dim::Steps { len, .. }) => Some(*len as u64),
+        Some(Dim::Seq { max, .. }) => max.map(|m| m as u64),
+        _ => None,
+    };
+    let at = |t: u64| format!("{} at {t} steps", bytes(2 * t * t * F32));
+    let work = steps.map_or("2·seq² values".to_string(), at);
+    let kept = Elems { fixed: 0, per_step: (4 * d + heads) * F32, per_step_sq: 0 };
+    let all = steps.map_or("heads·seq²".to_string(), |t| format!("heads·seq² = {}", bytes(heads * t * t * F32)));
+    format!(
+        "{}: one head's [seq, seq] scores at a time (a workspace of {work} for the whole batch), recomputed by the backward pass from each query's log-sum-exp; kept per example: {} (Q, K, V, the heads' outputs, the log-sum-exps), not {all} of probabilities",
+        l.name,
+        match steps {
+            Some(t) => format!("{} ({} at {t} steps)", elems_bytes(kept), bytes(kept.per_step * t)),
+            None => elems_bytes(kept),
+        }
+    )
 }
 
 /// The memory of one training step, for `nnlangc check`: the planned arena beside the naive

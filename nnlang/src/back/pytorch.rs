@@ -27,7 +27,7 @@ const PYTHON_KEYWORDS: &[&str] = &[
 
 /// Names the file itself uses at module level (imports, helper modules): a model class of
 /// one of these names would shadow it.
-const PYTHON_TAKEN: &[&str] = &["torch", "nn", "F", "Elman", "Local", "load_file"];
+const PYTHON_TAKEN: &[&str] = &["torch", "nn", "F", "Elman", "Local", "Sinusoids", "padding", "load_file"];
 
 /// How Python reaches the module at `parts` below `self`: `self.a.b`, with
 /// `getattr(…, "class")` for a part that is a keyword.
@@ -119,7 +119,11 @@ pub fn generate(model: &Model, pre: Option<&Preprocess>) -> Result<String, Strin
     };
     let class = &class_name(&g.name);
     let run = &g.name;
-    let args = input_names.join(", ");
+    let mut args = input_names.join(", ");
+    // Attention masks each sequence's padding: `forward` takes the batch's lengths.
+    if g.nodes.iter().any(|n| matches!(n.op, crate::ops::Op::Attention(_))) {
+        args.push_str(", lengths=None");
+    }
     let mut s = String::new();
     s.push_str(&format!(
         r#""""The nnlang model `{class}` as a PyTorch module, written by `nnlangc export --pytorch`.
@@ -196,6 +200,27 @@ class Local(nn.Module):
         cols = F.unfold(x.permute(0, 3, 1, 2), self.size, padding=self.pad, stride=self.stride)
         cols = cols.reshape(n, -1, self.size, self.size, oh, ow)
         return torch.einsum("ndyxij,ijkdyx->nijk", cols, self.weight) + self.bias
+
+
+class Sinusoids(nn.Module):
+    """nnlang's `positions(n, sinusoidal = true)`: PE[t, 2i] = sin(t / 10000^(2i/d)),
+    PE[t, 2i + 1] = cos(…), a buffer (not saved with the weights)."""
+
+    def __init__(self, n, d):
+        super().__init__()
+        t = torch.arange(n, dtype=torch.float64)[:, None]
+        i = torch.arange(d, dtype=torch.float64)[None, :]
+        angle = t / 10000 ** (2 * torch.div(i, 2, rounding_mode="floor") / d)
+        pe = torch.where(i % 2 == 0, torch.sin(angle), torch.cos(angle))
+        self.register_buffer("pe", pe.float(), persistent=False)
+
+
+def padding(lengths, x):
+    """`key_padding_mask` of a batch `x` [batch, steps, …] whose sequences have `lengths`
+    (None: every sequence fills the steps): True at the padding."""
+    if lengths is None:
+        return None
+    return torch.arange(x.shape[1], device=x.device)[None, :] >= lengths.to(x.device)[:, None]
 
 
 class {class}(nn.Module):

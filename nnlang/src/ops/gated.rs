@@ -185,10 +185,10 @@ impl Rules for Gated {
         let (h, g) = (self.hidden as u64, self.cell.gates() as u64);
         let per = 2 * g * h * (cx.input_last() + h) + 10 * h;
         if cx.input_elems().per_step > 0 {
-            Elems { fixed: 0, per_step: per }
+            Elems { fixed: 0, per_step: per, per_step_sq: 0 }
         } else {
             let steps = cx.input_dims().first().copied().unwrap_or(1);
-            Elems { fixed: per * steps, per_step: 0 }
+            Elems { fixed: per * steps, per_step: 0, per_step_sq: 0 }
         }
     }
     /// On fixed-length sequences (`[steps, features]` with a number of steps); a variable

@@ -141,7 +141,7 @@ impl Rules for LayerNorm {
     fn flops(&self, cx: &FlopsCx) -> Elems {
         // The mean, the variance, and the normalization with its scale and shift.
         let e = cx.input_elems();
-        Elems { fixed: 7 * e.fixed, per_step: 7 * e.per_step }
+        Elems { fixed: 7 * e.fixed, per_step: 7 * e.per_step, per_step_sq: 0 }
     }
     fn runnable(&self) -> bool {
         true

@@ -14,6 +14,7 @@
 
 pub mod activation;
 pub mod args;
+pub mod attention;
 pub mod conv;
 pub mod dense;
 pub mod dropout;
@@ -106,9 +107,9 @@ impl FlopsCx<'_> {
     /// `per` FLOPs per example, or per step when the input is a sequence.
     pub fn per_example_or_step(&self, per: u64) -> Elems {
         if self.input_elems().per_step > 0 {
-            Elems { fixed: 0, per_step: per }
+            Elems { fixed: 0, per_step: per, per_step_sq: 0 }
         } else {
-            Elems { fixed: per, per_step: 0 }
+            Elems { fixed: per, per_step: 0, per_step_sq: 0 }
         }
     }
 }
@@ -405,6 +406,10 @@ registry! {
     Embedding(embedding::Embedding),
     /// `layernorm`.
     LayerNorm(layer_norm::LayerNorm),
+    /// `attention`.
+    Attention(attention::Attention),
+    /// `positions`.
+    Positions(attention::Positions),
     /// The training loss (added for training plans).
     Loss(loss::Loss),
 }

@@ -176,7 +176,7 @@ impl Rules for BatchNorm {
     fn flops(&self, cx: &FlopsCx) -> Elems {
         // A subtraction and a multiply-add per value.
         let e = cx.input_elems();
-        Elems { fixed: 3 * e.fixed, per_step: 3 * e.per_step }
+        Elems { fixed: 3 * e.fixed, per_step: 3 * e.per_step, per_step_sq: 0 }
     }
     fn runnable(&self) -> bool {
         true

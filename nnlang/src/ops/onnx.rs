@@ -178,3 +178,129 @@ pub fn max_over_pieces(g: &mut dyn OnnxGraph, x: &str, shape: Vec<i64>, name: &s
     let r = g.node("Reshape", &[x, &s], vec![], &format!("{name}/pieces"));
     g.node("ReduceMax", &[&r], vec![Attr::Ints("axes", vec![-1]), Attr::Int("keepdims", 0)], name)
 }
+
+/// `x · Wᵀ + b` at every step of a sequence `x` for node `id`'s weight `which_w`
+/// `[units, fan_in]` and bias `which_b`: a `MatMul` by the transposed weight and an `Add`.
+fn seq_affine(
+    g: &mut dyn OnnxGraph,
+    id: NodeId,
+    (which_w, which_b): (&str, &str),
+    x: &str,
+    units: usize,
+    out: &str,
+) -> Result<String, String> {
+    let weight = g.param(id, which_w)?;
+    let fan_in = weight.len() / units.max(1);
+    let bias = param_tensor(g, id, which_b, &[units])?;
+    let mut t = vec![0f32; weight.len()];
+    for (u, row) in weight.chunks_exact(fan_in.max(1)).enumerate() {
+        for (i, &w) in row.iter().enumerate() {
+            t[i * units + u] = w;
+        }
+    }
+    let layer = g.name(id);
+    let wt = g.tensor(&format!("{layer}.{which_w}/transposed"), &[fan_in, units], &t);
+    let prod = g.node("MatMul", &[x, &wt], vec![], &format!("{out}/matmul"));
+    Ok(g.node("Add", &[&prod, &bias], vec![], out))
+}
+
+/// The number of steps of `x` (`[batch, steps, …]`) as an int64 tensor of one element.
+fn steps_of(g: &mut dyn OnnxGraph, x: &str, name: &str) -> String {
+    let shape = g.node("Shape", &[x], vec![], &format!("{name}/shape"));
+    let one = g.ints(&format!("{name}/axis1"), &[1]);
+    g.node("Gather", &[&shape, &one], vec![Attr::Int("axis", 0)], &format!("{name}/steps"))
+}
+
+/// `attention(heads, causal)` decomposed (opset 17 has no attention node): the packed
+/// projection, `Split` into Q, K, V, the heads by `Reshape` and `Transpose`, `MatMul` for the
+/// scores, the masks (each sequence's padding from the `lengths` input when the export has
+/// one; the future when causal) by `Where` with −1e30, `Softmax`, `MatMul` by V, the heads
+/// back side by side, and the output projection.
+pub fn attention(g: &mut dyn OnnxGraph, cx: &OnnxCx, heads: usize, causal: bool) -> Result<(), String> {
+    let src = cx.input()?;
+    let d = g.shape(src)?.last().ok_or_else(|| format!("`{}`: its input has no fixed features", cx.name))?;
+    let (n, dh) = (cx.name, d / heads.max(1));
+    let x = g.value(src, Layout::ChannelsLast)?;
+    let qkv = seq_affine(g, cx.id, ("in_proj_weight", "in_proj_bias"), &x, 3 * d, &format!("{n}/qkv"))?;
+    let split = g.ints(&format!("{n}/split"), &[d as i64; 3]);
+    let outs = g.node_outputs(
+        "Split",
+        &[&qkv, &split],
+        vec![Attr::Int("axis", -1)],
+        &[&format!("{n}/q"), &format!("{n}/k"), &format!("{n}/v")],
+        &format!("{n}/split"),
+    );
+    let per_head = g.ints(&format!("{n}/per_head"), &[0, 0, heads as i64, dh as i64]);
+    let mut parts = Vec::new();
+    for (v, perm) in outs.iter().zip([[0i64, 2, 1, 3], [0, 2, 3, 1], [0, 2, 1, 3]]) {
+        let r = g.node("Reshape", &[v, &per_head], vec![], &format!("{v}/heads"));
+        parts.push(g.node("Transpose", &[&r], vec![Attr::Ints("perm", perm.to_vec())], &format!("{v}/t")));
+    }
+    let raw = g.node("MatMul", &[&parts[0], &parts[1]], vec![], &format!("{n}/qk"));
+    let scale = scalar(g, &format!("{n}/scale"), (1.0 / (dh.max(1) as f64).sqrt()) as f32);
+    let mut s = g.node("Mul", &[&raw, &scale], vec![], &format!("{n}/scores"));
+    // Masks: `true` where a key is hidden from a query.
+    let t = steps_of(g, &x, n);
+    let t0 = g.node("Squeeze", &[&t], vec![], &format!("{n}/t"));
+    let zero = g.ints(&format!("{n}/zero"), &[0]);
+    let step = g.ints(&format!("{n}/one"), &[1]);
+    let z0 = g.node("Squeeze", &[&zero], vec![], &format!("{n}/z"));
+    let s0 = g.node("Squeeze", &[&step], vec![], &format!("{n}/s"));
+    let range = g.node("Range", &[&z0, &t0, &s0], vec![], &format!("{n}/range"));
+    let ax0 = g.ints(&format!("{n}/ax0"), &[0]);
+    let ax1 = g.ints(&format!("{n}/ax1"), &[1]);
+    let keys = g.node("Unsqueeze", &[&range, &ax0], vec![], &format!("{n}/keys")); // [1, T]
+    let mut hidden: Option<String> = None;
+    if causal {
+        let queries = g.node("Unsqueeze", &[&range, &ax1], vec![], &format!("{n}/queries")); // [T, 1]
+        hidden = Some(g.node("Greater", &[&keys, &queries], vec![], &format!("{n}/future")));
+    }
+    if let Some(lengths) = g.lengths() {
+        let to = Attr::Int("to", 7); // INT64
+        let l = g.node("Cast", &[&lengths], vec![to], &format!("{n}/lengths"));
+        let l = g.node("Unsqueeze", &[&l, &ax1], vec![], &format!("{n}/lengths_col")); // [B, 1]
+        let pad = g.node("GreaterOrEqual", &[&keys, &l], vec![], &format!("{n}/padding_keys")); // [B, T]
+        let axes = g.ints(&format!("{n}/ax12"), &[1, 2]);
+        let pad = g.node("Unsqueeze", &[&pad, &axes], vec![], &format!("{n}/padding")); // [B, 1, 1, T]
+        hidden = Some(match hidden {
+            Some(f) => g.node("Or", &[&pad, &f], vec![], &format!("{n}/hidden")),
+            None => pad,
+        });
+    }
+    if let Some(h) = hidden {
+        let neg = scalar(g, &format!("{n}/neg"), -1e30);
+        s = g.node("Where", &[&h, &neg, &s], vec![], &format!("{n}/masked"));
+    }
+    let p = g.node("Softmax", &[&s], vec![Attr::Int("axis", -1)], &format!("{n}/probs"));
+    let o = g.node("MatMul", &[&p, &parts[2]], vec![], &format!("{n}/o_heads"));
+    let o = g.node("Transpose", &[&o], vec![Attr::Ints("perm", vec![0, 2, 1, 3])], &format!("{n}/o_steps"));
+    let flat = g.ints(&format!("{n}/flat"), &[0, 0, d as i64]);
+    let o = g.node("Reshape", &[&o, &flat], vec![], &format!("{n}/o"));
+    let y = seq_affine(g, cx.id, ("out_proj.weight", "out_proj.bias"), &o, d, n)?;
+    g.set(cx.id, y, Layout::ChannelsLast);
+    Ok(())
+}
+
+/// `positions(n)`: the table's first `steps` rows (`Slice`) added to the sequence; the
+/// sinusoids as an initializer of their values.
+pub fn positions(g: &mut dyn OnnxGraph, cx: &OnnxCx, n: usize, sinusoidal: bool) -> Result<(), String> {
+    let src = cx.input()?;
+    let d = g.shape(src)?.last().ok_or_else(|| format!("`{}`: its input has no fixed features", cx.name))?;
+    let name = cx.name;
+    let x = g.value(src, Layout::ChannelsLast)?;
+    let table = if sinusoidal {
+        let v: Vec<f32> = (0..n * d)
+            .map(|k| nnlang_runtime::kernels::positions::sinusoid(k / d.max(1), k % d.max(1), d) as f32)
+            .collect();
+        g.tensor(&format!("{name}.sinusoids"), &[n, d], &v)
+    } else {
+        param_tensor(g, cx.id, "weight", &[n, d])?
+    };
+    let t = steps_of(g, &x, name);
+    let zero = g.ints(&format!("{name}/start"), &[0]);
+    let axes = g.ints(&format!("{name}/axes"), &[0]);
+    let rows = g.node("Slice", &[&table, &zero, &t, &axes], vec![], &format!("{name}/rows"));
+    let y = g.node("Add", &[&x, &rows], vec![], name);
+    g.set(cx.id, y, Layout::ChannelsLast);
+    Ok(())
+}

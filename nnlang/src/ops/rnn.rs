@@ -194,10 +194,10 @@ fn rnn_flops(cx: &FlopsCx, hidden: usize, directions: u64) -> Elems {
     let h = hidden as u64;
     let per = directions * 2 * h * (cx.input_last() + h);
     if cx.input_elems().per_step > 0 {
-        Elems { fixed: 0, per_step: per }
+        Elems { fixed: 0, per_step: per, per_step_sq: 0 }
     } else {
         let steps = cx.input_dims().first().copied().unwrap_or(1);
-        Elems { fixed: per * steps, per_step: 0 }
+        Elems { fixed: per * steps, per_step: 0, per_step_sq: 0 }
     }
 }
 
@@ -461,7 +461,7 @@ impl Rules for Bidirectional {
             Some(cell) => {
                 let one = super::gated::Gated { cell, hidden: self.hidden, output: self.output, forget_bias: 0.0 };
                 let e = super::Rules::flops(&one, cx);
-                Elems { fixed: 2 * e.fixed, per_step: 2 * e.per_step }
+                Elems { fixed: 2 * e.fixed, per_step: 2 * e.per_step, per_step_sq: 0 }
             }
         }
     }

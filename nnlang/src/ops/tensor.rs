@@ -121,9 +121,9 @@ impl Shape {
             }
         }
         if seq {
-            Elems { fixed: 0, per_step: n }
+            Elems { fixed: 0, per_step: n, per_step_sq: 0 }
         } else {
-            Elems { fixed: n, per_step: 0 }
+            Elems { fixed: n, per_step: 0, per_step_sq: 0 }
         }
     }
     /// The dimensions after the first, when all of them are fixed.
@@ -149,25 +149,41 @@ impl fmt::Display for Shape {
 }
 
 /// A count of elements (or bytes) that may grow with the sequence length:
-/// `fixed + per_step · seq`.
+/// `fixed + per_step · seq + per_step_sq · seq²`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Elems {
     /// Elements that do not depend on the sequence length.
     pub fixed: u64,
     /// Elements per step of the sequence.
     pub per_step: u64,
+    /// Elements per square of the number of steps (attention's scores: every step against
+    /// every step).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub per_step_sq: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Elems {
     /// Both counts times `k` (saturating).
     pub fn scale(self, k: u64) -> Elems {
-        Elems { fixed: self.fixed.saturating_mul(k), per_step: self.per_step.saturating_mul(k) }
+        Elems {
+            fixed: self.fixed.saturating_mul(k),
+            per_step: self.per_step.saturating_mul(k),
+            per_step_sq: self.per_step_sq.saturating_mul(k),
+        }
     }
 }
 
 impl std::ops::Add for Elems {
     type Output = Elems;
     fn add(self, o: Elems) -> Elems {
-        Elems { fixed: self.fixed.saturating_add(o.fixed), per_step: self.per_step.saturating_add(o.per_step) }
+        Elems {
+            fixed: self.fixed.saturating_add(o.fixed),
+            per_step: self.per_step.saturating_add(o.per_step),
+            per_step_sq: self.per_step_sq.saturating_add(o.per_step_sq),
+        }
     }
 }

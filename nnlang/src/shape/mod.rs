@@ -94,13 +94,23 @@ pub fn infer(graph: &Graph) -> (Shapes, Vec<ShapeError>) {
                 continue;
             }
         }
+        // A causal attention after a layer that has seen each step's future.
+        let causal = matches!(&node.op, crate::ops::Op::Attention(a) if a.causal);
+        if let Some(e) = causal.then(|| ()).and_then(|()| crate::ops::attention::check_causal(
+            id,
+            &node.op,
+            upstream(graph, id).into_iter().map(|u| (u, &graph.node(u).op, graph.node(u).name.as_str())),
+        )) {
+            errors.push(e);
+            continue;
+        }
         let cx = ShapeCx { id, name: &node.name, inputs: &node.inputs, ins: &ins };
         match node.op.rules().shape(&cx).and_then(|r| within_limits(id, r)) {
             Ok((shape, params)) => {
                 let input = node.inputs.first().and_then(|i| out.shapes[i.index()].as_ref());
                 let f =
                     node.op.rules().flops(&crate::ops::FlopsCx { input, output: &shape, n_inputs: node.inputs.len() });
-                total_flops = total_flops.saturating_add(f.fixed).saturating_add(f.per_step);
+                total_flops = total_flops.saturating_add(f.fixed).saturating_add(f.per_step).saturating_add(f.per_step_sq);
                 total_params = params.iter().fold(total_params, |n, p| n.saturating_add(p.count()));
                 if let Some(e) = over_budget(id, total_params, total_flops) {
                     errors.push(e);
@@ -177,4 +187,19 @@ pub fn param_table(shapes: &Shapes) -> (Vec<Param>, Vec<Vec<PBuf>>, usize) {
         }
     }
     (table, by_node, len)
+}
+
+/// Every node `id` depends on, nearest first (breadth first through the inputs).
+fn upstream(graph: &Graph, id: NodeId) -> Vec<NodeId> {
+    let mut seen = vec![false; graph.nodes.len()];
+    let mut order = Vec::new();
+    let mut queue: std::collections::VecDeque<NodeId> = graph.node(id).inputs.iter().copied().collect();
+    while let Some(n) = queue.pop_front() {
+        if std::mem::replace(&mut seen[n.index()], true) {
+            continue;
+        }
+        order.push(n);
+        queue.extend(graph.node(n).inputs.iter().copied());
+    }
+    order
 }

@@ -6,6 +6,7 @@
 //! function of the kernel's own module (a new op keeps its kernel and its step functions in
 //! one file, registered here by a `mod` line and its table lines).
 
+pub mod attention;
 pub mod conv;
 pub mod dense;
 pub mod depthwise;
@@ -19,6 +20,7 @@ pub mod layer_norm;
 pub mod loss;
 pub mod norm;
 pub mod pool;
+pub mod positions;
 pub mod rnn;
 pub mod softplus;
 
@@ -177,6 +179,18 @@ crate::step::steps! {
     RmsNormBackward { x: ABuf, dy: ABuf, gamma: PBuf, dgamma: PBuf, stats: ABuf, dx: Option<(ABuf, Write)> } => kernels::layer_norm::rms_backward_step;
     /// Its gradients: `dγ`, `dβ` over every vector, and `dx`.
     LayerNormBackward { x: ABuf, dy: ABuf, gamma: PBuf, dgamma: PBuf, dbeta: PBuf, stats: ABuf, dx: Option<(ABuf, Write)> } => kernels::layer_norm::backward_step;
+    /// `attention(heads, causal)`: `qkv = x·W_inᵀ + b_in`, each head's scaled dot-product
+    /// attention over each example's own steps into `o` (one head's scores at a time, in `ws`;
+    /// while training each query's log-sum-exp into `lse`), `y = o·W_outᵀ + b_out`.
+    Attention { heads: usize, causal: bool, steps: usize, x: ABuf, w_in: PBuf, b_in: PBuf, w_out: PBuf, b_out: PBuf, qkv: ABuf, o: ABuf, lse: Option<ABuf>, ws: ABuf, y: ABuf } => kernels::attention::step;
+    /// Its gradients: the projections' and, through the scores recomputed from `lse`, `dx`.
+    AttentionBackward { heads: usize, causal: bool, steps: usize, x: ABuf, w_in: PBuf, w_out: PBuf, qkv: ABuf, o: ABuf, lse: ABuf, ws: ABuf, dy: ABuf, d_o: ABuf, dqkv: ABuf, dw_in: PBuf, db_in: PBuf, dw_out: PBuf, db_out: PBuf, dx: Option<(ABuf, Write)> } => kernels::attention::backward_step;
+    /// `positions(n)`: `y = x + w[step]` at every step (`w` PyTorch's `nn.Embedding(n, d)` table).
+    Positions { x: ABuf, w: PBuf, y: ABuf } => kernels::positions::step;
+    /// `positions(n, sinusoidal = true)`: `y = x + PE[step]`, the encoding computed, not stored.
+    SinusoidalPositions { steps: usize, x: ABuf, y: ABuf } => kernels::positions::sinusoidal_step;
+    /// `positions(n)`'s table gradient: each step's `dy` summed over the rows that reach it.
+    PositionsBackward { steps: usize, dy: ABuf, dw: PBuf } => kernels::positions::backward_step;
     /// Batch normalization's gradients; `relu`: a ReLU is fused, its derivative (`dy` where
     /// the normalized value is positive, 0 elsewhere) recomputed from `x` on the fly.
     BatchNormBackward { x: ABuf, dy: ABuf, gamma: PBuf, beta: PBuf, dgamma: PBuf, dbeta: PBuf, stats: ABuf, dx: Option<(ABuf, Write)>, relu: bool } => kernels::norm::backward_step;

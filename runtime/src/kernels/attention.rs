@@ -1,0 +1,330 @@
+//! `attention(heads, causal)`: multi-head scaled dot-product self-attention over a sequence,
+//! as PyTorch's `nn.MultiheadAttention(d, heads, batch_first = True)` computes it with a
+//! `key_padding_mask` (and, causal, an upper-triangular `attn_mask`):
+//!
+//! ```text
+//! [Q K V] = X·W_inᵀ + b_in          (W_in [3d, d]: PyTorch's in_proj_weight)
+//! O_h     = softmax(Q_h K_hᵀ/√d_h + mask) · V_h      for each head h (d_h = d/heads)
+//! Y       = [O_1 … O_heads]·W_outᵀ + b_out
+//! ```
+//!
+//! Each example works on its own length `L` only: padding steps are never keys (their scores
+//! are not computed, so nothing of theirs — not even a NaN — reaches a real step), and as
+//! queries their output is `b_out` (their `O` is zero). The softmax subtracts each row's
+//! largest score (a masked score is left out, never `−∞` arithmetic).
+//!
+//! Memory: the scores of **one head of one example** at a time (`L × L`, in a workspace of
+//! `2·steps²` values for the whole batch: the scores and, backward, their gradient); per
+//! example the step keeps `Q K V` and `O` (`4·steps·d`) and, for training, each query's
+//! log-sum-exp per head (`heads·steps`): the backward step recomputes the probabilities from
+//! them (`p = exp(s − lse)`), as flash attention does, rather than keeping `heads·steps²`.
+
+use crate::mem::Cx;
+use crate::ops::Done;
+use crate::plan::{ABuf, PBuf, Write};
+use crate::Float;
+
+/// The sizes of one attention step.
+#[derive(Clone, Copy, Debug)]
+pub struct Dims {
+    /// Examples in the batch.
+    pub batch: usize,
+    /// Steps per example (the plan's longest).
+    pub steps: usize,
+    /// Features per step (`d`).
+    pub width: usize,
+    /// Heads (each of `width / heads` features).
+    pub heads: usize,
+    /// Whether a step attends only to itself and the steps before it.
+    pub causal: bool,
+}
+
+impl Dims {
+    fn head(&self) -> usize {
+        self.width / self.heads.max(1)
+    }
+    fn scale(&self) -> f64 {
+        1.0 / (self.head().max(1) as f64).sqrt()
+    }
+    /// The keys query `i` of a sequence of `len` steps sees.
+    fn keys(&self, i: usize, len: usize) -> usize {
+        if self.causal {
+            (i + 1).min(len)
+        } else {
+            len
+        }
+    }
+}
+
+/// Query `i`'s softmax over its `n` keys in the row `s` (of `len` scores, the rest zeroed),
+/// in place; returns the log-sum-exp `max + ln Σ exp(s − max)`.
+fn softmax_row<T: Float>(s: &mut [T], n: usize) -> T {
+    let (seen, hidden) = s.split_at_mut(n);
+    hidden.fill(T::ZERO);
+    let m = seen.iter().fold(seen[0], |a, &b| a.max(b));
+    let mut sum = T::ZERO;
+    for v in seen.iter_mut() {
+        *v = (*v - m).exp();
+        sum += *v;
+    }
+    for v in seen.iter_mut() {
+        *v = *v / sum;
+    }
+    m + sum.ln()
+}
+
+/// The scores `S = Q_h·K_hᵀ/√d_h` of the first `len` steps of one example's `qkv` rows
+/// (`len × len`, row-major, into `s`).
+fn scores<T: Float>(d: &Dims, qkv: &[T], h: usize, len: usize, s: &mut [T]) {
+    let (w, dh) = (d.width, d.head());
+    let ld = (3 * w) as isize;
+    let (q, k) = (&qkv[h * dh..], &qkv[w + h * dh..]);
+    T::gemm(len, dh, len, T::from_f64(d.scale()), q, ld, 1, k, 1, ld, T::ZERO, s, len as isize, 1);
+}
+
+/// Forward for the whole batch: `o` (each example's heads side by side, zero past its
+/// length) from `qkv`, with each query's log-sum-exp per head into `lse` when given.
+pub fn forward<T: Float>(d: &Dims, lengths: &[usize], qkv: &[T], o: &mut [T], mut lse: Option<&mut [T]>, ws: &mut [T]) {
+    let (t, w, dh) = (d.steps, d.width, d.head());
+    for b in 0..d.batch {
+        let len = lengths.get(b).map_or(t, |&l| l.min(t));
+        let qkv = &qkv[b * t * 3 * w..(b + 1) * t * 3 * w];
+        let ob = &mut o[b * t * w..(b + 1) * t * w];
+        ob[len * w..].fill(T::ZERO);
+        for h in 0..d.heads {
+            let s = &mut ws[..len * len];
+            scores(d, qkv, h, len, s);
+            for i in 0..len {
+                let l = softmax_row(&mut s[i * len..(i + 1) * len], d.keys(i, len));
+                if let Some(lse) = lse.as_deref_mut() {
+                    lse[b * d.heads * t + h * t + i] = l;
+                }
+            }
+            let v = &qkv[2 * w + h * dh..];
+            T::gemm(len, len, dh, T::ONE, s, len as isize, 1, v, (3 * w) as isize, 1, T::ZERO, &mut ob[h * dh..], w as isize, 1);
+        }
+    }
+}
+
+/// Backward for the whole batch: from `d_o` (the gradient of `o`), `dqkv` (zero past each
+/// example's length). Per example and head, with `P` recomputed from the scores and `lse`:
+/// `dV = Pᵀ·dO`, `dP = dO·Vᵀ`, `dS = P ⊙ (dP − rowsum(dO ⊙ O))`, `dQ = dS·K/√d_h`,
+/// `dK = dSᵀ·Q/√d_h`.
+#[allow(clippy::too_many_arguments)]
+pub fn backward<T: Float>(
+    d: &Dims,
+    lengths: &[usize],
+    qkv: &[T],
+    o: &[T],
+    lse: &[T],
+    d_o: &[T],
+    dqkv: &mut [T],
+    ws: &mut [T],
+) {
+    let (t, w, dh) = (d.steps, d.width, d.head());
+    let (ld, scale) = ((3 * w) as isize, T::from_f64(d.scale()));
+    for b in 0..d.batch {
+        let len = lengths.get(b).map_or(t, |&l| l.min(t));
+        let qkv = &qkv[b * t * 3 * w..(b + 1) * t * 3 * w];
+        let (ob, dob) = (&o[b * t * w..(b + 1) * t * w], &d_o[b * t * w..(b + 1) * t * w]);
+        let dq = &mut dqkv[b * t * 3 * w..(b + 1) * t * 3 * w];
+        dq[len * 3 * w..].fill(T::ZERO);
+        for h in 0..d.heads {
+            let (p, dp) = ws[..2 * len * len].split_at_mut(len * len);
+            scores(d, qkv, h, len, p);
+            for i in 0..len {
+                let l = lse[b * d.heads * t + h * t + i];
+                let n = d.keys(i, len);
+                let row = &mut p[i * len..(i + 1) * len];
+                for v in &mut row[..n] {
+                    *v = (*v - l).exp();
+                }
+                row[n..].fill(T::ZERO);
+            }
+            let (v, k, q) = (&qkv[2 * w + h * dh..], &qkv[w + h * dh..], &qkv[h * dh..]);
+            let dout = &dob[h * dh..];
+            // dV = Pᵀ·dO.
+            T::gemm(len, len, dh, T::ONE, p, 1, len as isize, dout, w as isize, 1, T::ZERO, &mut dq[2 * w + h * dh..], ld, 1);
+            // dP = dO·Vᵀ.
+            T::gemm(len, dh, len, T::ONE, dout, w as isize, 1, v, 1, ld, T::ZERO, dp, len as isize, 1);
+            for i in 0..len {
+                let r = i * w + h * dh;
+                let dot = ob[r..r + dh].iter().zip(&dob[r..r + dh]).fold(T::ZERO, |a, (&x, &y)| a + x * y);
+                for (g, &pv) in dp[i * len..(i + 1) * len].iter_mut().zip(&p[i * len..(i + 1) * len]) {
+                    *g = pv * (*g - dot);
+                }
+            }
+            // dQ = dS·K/√d_h, dK = dSᵀ·Q/√d_h.
+            T::gemm(len, len, dh, scale, dp, len as isize, 1, k, ld, 1, T::ZERO, &mut dq[h * dh..], ld, 1);
+            T::gemm(len, len, dh, scale, dp, 1, len as isize, q, ld, 1, T::ZERO, &mut dq[w + h * dh..], ld, 1);
+        }
+    }
+}
+
+fn dims<T>(cx: &Cx<'_, T>, heads: usize, causal: bool, steps: usize, x: ABuf) -> Dims {
+    Dims { batch: cx.rows, steps: steps.max(1), width: x.cols / steps.max(1), heads, causal }
+}
+
+/// The step `Attention`: `qkv`, then `o` (and, training, `lse`) in the workspace `ws`, then `y`.
+#[allow(clippy::too_many_arguments)]
+pub fn step<T: Float>(
+    cx: &mut Cx<'_, T>,
+    heads: usize,
+    causal: bool,
+    steps: usize,
+    x: ABuf,
+    w_in: PBuf,
+    b_in: PBuf,
+    w_out: PBuf,
+    b_out: PBuf,
+    qkv: ABuf,
+    o: ABuf,
+    lse: Option<ABuf>,
+    ws: ABuf,
+    y: ABuf,
+) -> Done {
+    let d = dims(cx, heads, causal, steps, x);
+    let (rows, n, w) = (cx.rows, d.batch * d.steps, d.width);
+    let p = cx.params;
+    {
+        let (out, r) = cx.mem.split(qkv, rows);
+        super::dense::forward(n, w, 3 * w, r.get(x, rows), &p[w_in.range()], &p[b_in.range()], out);
+    }
+    match lse {
+        Some(lse) => {
+            let (ob, l, work, r) = cx.mem.split3(o, lse, ws, rows, false);
+            forward(&d, cx.lengths, r.get(qkv, rows), ob, Some(l), work);
+        }
+        None => {
+            let (ob, work, r) = cx.mem.split2(o, rows, ws);
+            forward(&d, cx.lengths, r.get(qkv, rows), ob, None, work);
+        }
+    }
+    let (out, r) = cx.mem.split(y, rows);
+    super::dense::forward(n, w, w, r.get(o, rows), &p[w_out.range()], &p[b_out.range()], out);
+    Ok(())
+}
+
+/// The step `AttentionBackward`: the output projection's gradients and `dO`, then `dqkv`,
+/// then the input projection's gradients and (unless the input is the model's) `dx`.
+#[allow(clippy::too_many_arguments)]
+pub fn backward_step<T: Float>(
+    cx: &mut Cx<'_, T>,
+    heads: usize,
+    causal: bool,
+    steps: usize,
+    x: ABuf,
+    w_in: PBuf,
+    w_out: PBuf,
+    qkv: ABuf,
+    o: ABuf,
+    lse: ABuf,
+    ws: ABuf,
+    dy: ABuf,
+    d_o: ABuf,
+    dqkv: ABuf,
+    dw_in: PBuf,
+    db_in: PBuf,
+    dw_out: PBuf,
+    db_out: PBuf,
+    dx: Option<(ABuf, Write)>,
+) -> Done {
+    let d = dims(cx, heads, causal, steps, x);
+    let (rows, n, w) = (cx.rows, d.batch * d.steps, d.width);
+    let p = cx.params;
+    {
+        let (g, r) = cx.mem.split(d_o, rows);
+        let (dwo, dbo) = crate::mem::split_pair(cx.grads, dw_out.range(), db_out.range());
+        super::dense::backward_params(n, w, w, r.get(o, rows), r.get(dy, rows), dwo, dbo);
+        super::dense::backward_input(n, w, w, &p[w_out.range()], r.get(dy, rows), g, false);
+    }
+    {
+        let (g, work, r) = cx.mem.split2(dqkv, rows, ws);
+        backward(&d, cx.lengths, r.get(qkv, rows), r.get(o, rows), r.get(lse, rows), r.get(d_o, rows), g, work);
+    }
+    {
+        let (dwi, dbi) = crate::mem::split_pair(cx.grads, dw_in.range(), db_in.range());
+        let r = cx.mem.all();
+        super::dense::backward_params(n, w, 3 * w, r.get(x, rows), r.get(dqkv, rows), dwi, dbi);
+    }
+    if let Some((dx, write)) = dx {
+        let (out, r) = cx.mem.split(dx, rows);
+        super::dense::backward_input(n, w, 3 * w, &p[w_in.range()], r.get(dqkv, rows), out, write == Write::Accumulate);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The attention of one example, written out the long way in f64 (every score, every
+    /// mask, a plain softmax), against [`forward`]; and [`backward`] against centred
+    /// differences of `Σ o·g` for a fixed `g`.
+    #[test]
+    fn forward_and_backward_match_the_definition() {
+        for causal in [false, true] {
+            let d = Dims { batch: 2, steps: 5, width: 6, heads: 2, causal };
+            let lengths = [5usize, 3];
+            let n = d.batch * d.steps * 3 * d.width;
+            let mut seed = 7u64;
+            let mut rnd = || {
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((seed >> 33) as f64 / (1u64 << 31) as f64) - 0.5
+            };
+            let qkv: Vec<f64> = (0..n).map(|_| 2.0 * rnd()).collect();
+            let g: Vec<f64> = (0..d.batch * d.steps * d.width).map(|_| rnd()).collect();
+            let run = |qkv: &[f64], lse: Option<&mut [f64]>| {
+                let mut o = vec![f64::NAN; d.batch * d.steps * d.width];
+                let mut ws = vec![0.0; 2 * d.steps * d.steps];
+                forward(&d, &lengths, qkv, &mut o, lse, &mut ws);
+                o
+            };
+            let mut lse = vec![0.0; d.batch * d.heads * d.steps];
+            let o = run(&qkv, Some(&mut lse));
+            // The definition.
+            let (t, w, dh) = (d.steps, d.width, d.head());
+            for b in 0..d.batch {
+                for i in 0..t {
+                    for h in 0..d.heads {
+                        for c in 0..dh {
+                            let got = o[(b * t + i) * w + h * dh + c];
+                            if i >= lengths[b] {
+                                assert_eq!(got, 0.0);
+                                continue;
+                            }
+                            let at = |j: usize, part: usize, c: usize| qkv[(b * t + j) * 3 * w + part * w + h * dh + c];
+                            let keys: Vec<usize> =
+                                (0..lengths[b]).filter(|&j| !causal || j <= i).collect();
+                            let s: Vec<f64> = keys
+                                .iter()
+                                .map(|&j| (0..dh).map(|e| at(i, 0, e) * at(j, 1, e)).sum::<f64>() / (dh as f64).sqrt())
+                                .collect();
+                            let z: f64 = s.iter().map(|v| v.exp()).sum();
+                            let want: f64 = keys.iter().zip(&s).map(|(&j, v)| v.exp() / z * at(j, 2, c)).sum();
+                            assert!((got - want).abs() < 1e-12, "b{b} i{i} h{h} c{c}: {got} vs {want}");
+                        }
+                    }
+                }
+            }
+            // Backward against differences (only real steps move).
+            let mut dqkv = vec![f64::NAN; n];
+            let mut ws = vec![0.0; 2 * t * t];
+            backward(&d, &lengths, &qkv, &o, &lse, &g, &mut dqkv, &mut ws);
+            let loss = |q: &[f64]| run(q, None).iter().zip(&g).map(|(a, b)| a * b).sum::<f64>();
+            for k in 0..n {
+                let row = k / (3 * w);
+                let (b, i) = (row / t, row % t);
+                if i >= lengths[b] {
+                    assert_eq!(dqkv[k], 0.0, "padding gets no gradient");
+                    continue;
+                }
+                let (mut up, mut down) = (qkv.clone(), qkv.clone());
+                up[k] += 1e-6;
+                down[k] -= 1e-6;
+                let num = (loss(&up) - loss(&down)) / 2e-6;
+                assert!((num - dqkv[k]).abs() < 1e-7, "causal {causal}, element {k}: {} vs {num}", dqkv[k]);
+            }
+        }
+    }
+}
