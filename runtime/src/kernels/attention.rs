@@ -62,13 +62,25 @@ fn softmax_row<T: Float>(s: &mut [T], n: usize) -> T {
     let (seen, hidden) = s.split_at_mut(n);
     hidden.fill(T::ZERO);
     let m = seen.iter().fold(seen[0], |a, &b| a.max(b));
-    let mut sum = T::ZERO;
     for v in seen.iter_mut() {
-        *v = (*v - m).exp();
-        sum += *v;
+        *v = (m - *v).exp_neg();
     }
+    // Sixteen partial sums (the vector's lanes), added in a fixed order: the same bits for any
+    // width.
+    let mut lanes = [T::ZERO; 16];
+    let mut chunks = seen.chunks_exact(16);
+    for c in &mut chunks {
+        for (l, &v) in lanes.iter_mut().zip(c) {
+            *l += v;
+        }
+    }
+    for (l, &v) in lanes.iter_mut().zip(chunks.remainder()) {
+        *l += v;
+    }
+    let sum = lanes.iter().fold(T::ZERO, |a, &b| a + b);
+    let inv = T::ONE / sum;
     for v in seen.iter_mut() {
-        *v = *v / sum;
+        *v = *v * inv;
     }
     m + sum.ln()
 }
@@ -94,12 +106,14 @@ pub fn forward<T: Float>(d: &Dims, lengths: &[usize], qkv: &[T], o: &mut [T], mu
         for h in 0..d.heads {
             let s = &mut ws[..len * len];
             scores(d, qkv, h, len, s);
-            for i in 0..len {
-                let l = softmax_row(&mut s[i * len..(i + 1) * len], d.keys(i, len));
-                if let Some(lse) = lse.as_deref_mut() {
-                    lse[b * d.heads * t + h * t + i] = l;
+            super::vectorized(|| {
+                for i in 0..len {
+                    let l = softmax_row(&mut s[i * len..(i + 1) * len], d.keys(i, len));
+                    if let Some(lse) = lse.as_deref_mut() {
+                        lse[b * d.heads * t + h * t + i] = l;
+                    }
                 }
-            }
+            });
             let v = &qkv[2 * w + h * dh..];
             T::gemm(len, len, dh, T::ONE, s, len as isize, 1, v, (3 * w) as isize, 1, T::ZERO, &mut ob[h * dh..], w as isize, 1);
         }
@@ -132,28 +146,33 @@ pub fn backward<T: Float>(
         for h in 0..d.heads {
             let (p, dp) = ws[..2 * len * len].split_at_mut(len * len);
             scores(d, qkv, h, len, p);
-            for i in 0..len {
-                let l = lse[b * d.heads * t + h * t + i];
-                let n = d.keys(i, len);
-                let row = &mut p[i * len..(i + 1) * len];
-                for v in &mut row[..n] {
-                    *v = (*v - l).exp();
+            super::vectorized(|| {
+                for i in 0..len {
+                    let l = lse[b * d.heads * t + h * t + i];
+                    let n = d.keys(i, len);
+                    let row = &mut p[i * len..(i + 1) * len];
+                    for v in &mut row[..n] {
+                        // l ≥ max ≥ v: e^(v − l) without a library call in f32.
+                        *v = (l - *v).exp_neg();
+                    }
+                    row[n..].fill(T::ZERO);
                 }
-                row[n..].fill(T::ZERO);
-            }
+            });
             let (v, k, q) = (&qkv[2 * w + h * dh..], &qkv[w + h * dh..], &qkv[h * dh..]);
             let dout = &dob[h * dh..];
             // dV = Pᵀ·dO.
             T::gemm(len, len, dh, T::ONE, p, 1, len as isize, dout, w as isize, 1, T::ZERO, &mut dq[2 * w + h * dh..], ld, 1);
             // dP = dO·Vᵀ.
             T::gemm(len, dh, len, T::ONE, dout, w as isize, 1, v, 1, ld, T::ZERO, dp, len as isize, 1);
-            for i in 0..len {
-                let r = i * w + h * dh;
-                let dot = ob[r..r + dh].iter().zip(&dob[r..r + dh]).fold(T::ZERO, |a, (&x, &y)| a + x * y);
-                for (g, &pv) in dp[i * len..(i + 1) * len].iter_mut().zip(&p[i * len..(i + 1) * len]) {
-                    *g = pv * (*g - dot);
+            super::vectorized(|| {
+                for i in 0..len {
+                    let r = i * w + h * dh;
+                    let dot = ob[r..r + dh].iter().zip(&dob[r..r + dh]).fold(T::ZERO, |a, (&x, &y)| a + x * y);
+                    for (g, &pv) in dp[i * len..(i + 1) * len].iter_mut().zip(&p[i * len..(i + 1) * len]) {
+                        *g = pv * (*g - dot);
+                    }
                 }
-            }
+            });
             // dQ = dS·K/√d_h, dK = dSᵀ·Q/√d_h.
             T::gemm(len, len, dh, scale, dp, len as isize, 1, k, ld, 1, T::ZERO, &mut dq[h * dh..], ld, 1);
             T::gemm(len, len, dh, scale, dp, 1, len as isize, q, ld, 1, T::ZERO, &mut dq[w + h * dh..], ld, 1);
