@@ -68,6 +68,7 @@ nnlang_macros::nn!(file = "examples/japanese_vowels.nn", model = "BiRnnClassifie
 nnlang_macros::nn!(file = "examples/rnn_tagger.nn", model = "Tagger");
 nnlang_macros::nn!(file = "examples/shakespeare.nn", model = "CharRnn");
 nnlang_macros::nn!(file = "examples/shakespeare_lstm.nn", model = "CharLstm");
+nnlang_macros::nn!(file = "examples/shakespeare_transformer.nn", model = "CharTransformer");
 nnlang_macros::nn!(file = "examples/resnet.nn", model = "ResNet");
 
 nnlang_macros::nn! {
@@ -249,6 +250,17 @@ nnlang_macros::nn! {
 }
 
 nnlang_macros::nn! { model f32 { input x: [3] x -> dense(2) -> softmax } }
+nnlang_macros::nn! {
+    // Attention that is not causal over ragged sequences with sinusoidal positions, and a
+    // causal one after it.
+    model Attending {
+        input x: [seq <= 6, 4]
+        x -> dense(8) -> positions(6, sinusoidal = true) -> attention(2) -> relu -> attention(4, causal = true)
+          -> dense(3) -> softmax
+    }
+    train Attending on d { loss = cross_entropy, optimizer = adamw(lr = 0.01), batch = 8, seed = 13 }
+    data d { train = csv("unused.csv") }
+}
 
 /// The interpreter side: the same model compiled from the same source at run time.
 fn interpreter(
@@ -370,6 +382,8 @@ differential!(japanese_vowels, BiRnnClassifier, include_str!("../examples/japane
 differential!(rnn_tagger, Tagger, include_str!("../examples/rnn_tagger.nn"));
 differential!(shakespeare, CharRnn, include_str!("../examples/shakespeare.nn"));
 differential!(shakespeare_lstm, CharLstm, include_str!("../examples/shakespeare_lstm.nn"));
+// Blocks of causal attention, layer normalization, GELU and residual sums over learned positions.
+differential!(shakespeare_transformer, CharTransformer, include_str!("../examples/shakespeare_transformer.nn"));
 // Blocks, batch norm, a projected shortcut, global pooling.
 differential!(resnet_blocks, ResNet, include_str!("../examples/resnet.nn"));
 differential!(
@@ -413,6 +427,12 @@ differential!(
     layer_norm,
     LayerNormed,
     "model LayerNormed {\n input x: [seq <= 5, 4]\n x -> dense(8) -> layernorm -> relu -> lstm(6) -> rmsnorm(eps = 1e-3) -> dense(3) -> softmax\n }\n train LayerNormed on d { loss = cross_entropy, optimizer = adamw(lr = 0.01), batch = 8, seed = 12 }\n data d { train = csv(\"unused.csv\") }"
+);
+
+differential!(
+    attention,
+    Attending,
+    "model Attending {\n input x: [seq <= 6, 4]\n x -> dense(8) -> positions(6, sinusoidal = true) -> attention(2) -> relu -> attention(4, causal = true)\n -> dense(3) -> softmax\n }\n train Attending on d { loss = cross_entropy, optimizer = adamw(lr = 0.01), batch = 8, seed = 13 }\n data d { train = csv(\"unused.csv\") }"
 );
 
 differential!(

@@ -292,6 +292,28 @@ fn every_layer_and_merge_exports_to_onnx() {
             Some(5),
         ),
         (
+            "attending",
+            "block B(w) {
+    input x
+    let a = x -> layernorm -> attention(2, causal = true)
+    let h = add(x, a)
+    add(h, h -> layernorm -> dense(2 * w) -> gelu -> dense(w))
+}
+model Attending {
+    input text: [seq <= 8] ids < 7
+    text -> embedding(7, 6) -> positions(8) -> [B(6)] * 2 -> layernorm -> dense(7) -> softmax
+}",
+            Some(6),
+        ),
+        (
+            "attending_sinusoids",
+            "model AttendingSinusoids {
+    input x: [seq = 5, 3]
+    x -> dense(8) -> positions(5, sinusoidal = true) -> attention(4) -> relu -> dense(2)
+}",
+            None,
+        ),
+        (
             "layer_normed_volume",
             "model LayerNormedVolume {
     input x: [5, 5, 2]

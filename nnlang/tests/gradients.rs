@@ -456,6 +456,31 @@ fn layer_normalization() {
     );
 }
 
+/// Multi-head self-attention, causal and not, on sequences of one length and on ragged ones
+/// (padding is never a key: a layer before it gets no gradient through a padding step), with
+/// learned and sinusoidal positions, and the pre-norm block of a transformer with its residual
+/// sums; the gradients reach the layers before the attention through its input.
+#[test]
+fn attention_and_positions() {
+    check(
+        "model M { input x: [seq = 4, 6]\n x -> dense(6) -> attention(2) -> tanh -> dense(3) -> softmax }",
+        Loss::CROSS_ENTROPY,
+    );
+    check_ragged(
+        "model M { input x: [seq <= 5, 3]\n x -> dense(4) -> positions(5) -> attention(2, causal = true) -> dense(2) }",
+        Loss::MeanSquaredError,
+    );
+    check_ragged(
+        "model M { input x: [seq <= 5, 3]\n x -> dense(4) -> positions(6, sinusoidal = true) -> attention(4) -> gru(3) -> dense(2) -> softmax }",
+        Loss::CROSS_ENTROPY,
+    );
+    check_ragged(
+        "block B(w) { input x\n let a = x -> layernorm -> attention(2, causal = true)\n let h = add(x, a)\n let m = h -> layernorm -> dense(2 * w) -> gelu -> dense(w)\n add(h, m) }
+         model M { input t: [seq <= 5] ids < 7\n t -> embedding(7, 4) -> positions(5) -> [B(4)] * 2 -> layernorm -> dense(6) -> softmax }",
+        Loss::CROSS_ENTROPY,
+    );
+}
+
 /// Truncated BPTT: each `rnn` starts from a carried state (random here, restored before every
 /// run since the plan saves the new one at its end); the gradients include the carried
 /// state's term in `dW_hh`, and stop there.

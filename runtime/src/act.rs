@@ -405,7 +405,8 @@ pub fn activation<T: Float>(f: Act, x: &[T], y: &mut [T]) {
     if f == Act::Identity {
         return y.copy_from_slice(x);
     }
-    with_scalar!(f, T, |g| y.iter_mut().zip(x).for_each(|(y, &v)| *y = g(v)))
+    // Compiled for the widest vectors the processor has (elementwise: the same bits).
+    crate::kernels::vectorized(|| with_scalar!(f, T, |g| y.iter_mut().zip(x).for_each(|(y, &v)| *y = g(v))))
 }
 
 /// `y = f(y)` in place.
@@ -417,7 +418,7 @@ pub fn activation_in_place<T: Float>(f: Act, y: &mut [T]) {
     }
     // A select stored every time, not a store under a branch: it vectorizes, and NaN stays
     // NaN (it is not below zero).
-    with_scalar!(f, T, |g| y.iter_mut().for_each(|v| *v = g(*v)))
+    crate::kernels::vectorized(|| with_scalar!(f, T, |g| y.iter_mut().for_each(|v| *v = g(*v))))
 }
 
 /// Forward was `y = f(x)`, so now `dx (+)= dy · f'(x)`.

@@ -130,6 +130,27 @@ pub trait Float:
         rsc: isize,
         csc: isize,
     );
+
+    /// [`Float::gemm`] on matrixmultiply whatever `m`: each element of C the same chain of
+    /// operations for any number of rows (no path for a few rows), where an example's result
+    /// must not depend on the batch it comes in.
+    #[allow(clippy::too_many_arguments)]
+    fn gemm_any_rows(
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: Self,
+        a: &[Self],
+        rsa: isize,
+        csa: isize,
+        b: &[Self],
+        rsb: isize,
+        csb: isize,
+        beta: Self,
+        c: &mut [Self],
+        rsc: isize,
+        csc: isize,
+    );
 }
 
 macro_rules! float_impl {
@@ -241,6 +262,28 @@ macro_rules! float_impl {
                     return;
                 }
                 if $few(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc) {
+                    return;
+                }
+                Self::gemm_any_rows(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc);
+            }
+            fn gemm_any_rows(
+                m: usize,
+                k: usize,
+                n: usize,
+                alpha: Self,
+                a: &[Self],
+                rsa: isize,
+                csa: isize,
+                b: &[Self],
+                rsb: isize,
+                csb: isize,
+                beta: Self,
+                c: &mut [Self],
+                rsc: isize,
+                csc: isize,
+            ) {
+                crate::kernels::gemm::checked(m, k, n, a.len(), rsa, csa, b.len(), rsb, csb, c.len(), rsc, csc);
+                if m == 0 || n == 0 {
                     return;
                 }
                 // SAFETY: `checked` asserted that every index the product touches lies inside

@@ -21,7 +21,11 @@ pub fn dense<T: Float>(cx: &mut Cx<'_, T>, x: ABuf, w: PBuf, b: PBuf, y: ABuf) -
     let rows = cx.rows;
     let (out, r) = cx.mem.split(y, rows);
     let (w, b) = (&cx.params[w.range()], &cx.params[b.range()]);
-    dense::forward_act(cx.team, None, rows, x.cols, y.cols, r.get(x, rows), w, b, out);
+    if cx.steps > 1 {
+        dense::forward_steps(rows, x.cols, y.cols, r.get(x, rows), w, b, out);
+    } else {
+        dense::forward_act(cx.team, None, rows, x.cols, y.cols, r.get(x, rows), w, b, out);
+    }
     Ok(())
 }
 
@@ -30,7 +34,14 @@ pub fn dense_act<T: Float>(cx: &mut Cx<'_, T>, f: Act, x: ABuf, w: PBuf, b: PBuf
     let rows = cx.rows;
     let (out, r) = cx.mem.split(y, rows);
     let (w, b) = (&cx.params[w.range()], &cx.params[b.range()]);
-    dense::forward_act(cx.team, Some(f), rows, x.cols, y.cols, r.get(x, rows), w, b, out);
+    if cx.steps > 1 {
+        // At every step of a sequence: many rows (see `dense::forward_steps`).
+        let out = &mut out[..rows * y.cols];
+        dense::forward_steps(rows, x.cols, y.cols, r.get(x, rows), w, b, out);
+        crate::kernels::elementwise::activation_in_place(f, out);
+    } else {
+        dense::forward_act(cx.team, Some(f), rows, x.cols, y.cols, r.get(x, rows), w, b, out);
+    }
     Ok(())
 }
 

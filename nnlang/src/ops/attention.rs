@@ -151,9 +151,9 @@ impl Rules for Attention {
                 format!("{} heads do not divide {d} features", self.heads),
             )
             .note(format!(
-                "each head reads d/heads features: {d}/{} = {} is not a whole number",
+                "each head reads d/heads features: {d}/{} = {:.2} is not a whole number",
                 self.heads,
-                crate::diag::fmt_f64(d as f64 / self.heads as f64)
+                d as f64 / self.heads as f64
             ))
             .help(format!("use a number of heads that divides {d}: {list}"))]);
         }
@@ -380,9 +380,11 @@ pub fn check_causal<'a>(
 ) -> Option<ShapeError> {
     let Op::Attention(Attention { causal: true, .. }) = op else { return None };
     for (seen, o, name) in upstream {
-        let what = match o {
-            Op::Bidirectional(_) => "a bidirectional recurrence",
-            Op::Attention(Attention { causal: false, .. }) => "an attention that is not causal",
+        let (what, fix) = match o {
+            Op::Bidirectional(_) => ("a bidirectional recurrence", format!("read the steps in one direction in `{name}`")),
+            Op::Attention(Attention { causal: false, .. }) => {
+                ("an attention that is not causal", format!("make `{name}` causal (`causal = true`)"))
+            }
             _ => continue,
         };
         return Some(
@@ -393,7 +395,7 @@ pub fn check_causal<'a>(
             )
             .related(seen, format!("`{name}` reads the steps after each one"))
             .note("a causal mask is for predicting each step from the steps before it; here it cannot hide anything")
-            .help(format!("make `{name}` causal (one direction, or `causal = true`), or drop `causal = true` here")),
+            .help(format!("{fix}, or drop `causal = true` here")),
         );
     }
     None

@@ -4,6 +4,7 @@
 //! next, as in training.
 
 use super::{load_weights, Error, Session};
+use crate::ops::Op;
 use crate::plan::Mode;
 use crate::Model;
 use nnlang_runtime::data::text::Vocabulary;
@@ -95,9 +96,21 @@ impl Session {
             probs.copy_from_slice(&exec.output(&plan, 1)[last * v..(last + 1) * v]);
             Ok::<(), Error>(())
         };
-        for chunk in ids.chunks(steps) {
-            feed(&mut exec, chunk, &mut probs)?;
-        }
+        // A model whose steps meet by attention, or that adds each step's position, reads a
+        // window: the last `steps` characters again for every new one (the window sliding
+        // forward, from fresh states). A recurrent one carries its state from step to step.
+        let window = model.graph.nodes.iter().any(|n| matches!(n.op, Op::Attention(_) | Op::Positions(_)));
+        let mut history: Vec<u32> = Vec::new();
+        let mut next_after = |exec: &mut nnlang_runtime::interp::Exec<f32>, new: &[u32], probs: &mut [f32]| {
+            if !window {
+                return new.chunks(steps).try_for_each(|chunk| feed(exec, chunk, probs));
+            }
+            history.extend_from_slice(new);
+            let start = history.len().saturating_sub(steps);
+            exec.reset_state(&plan);
+            feed(exec, &history[start..], probs)
+        };
+        next_after(&mut exec, &ids, &mut probs)?;
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(spec.seed);
         let mut out = Vec::with_capacity(spec.length);
         let inv_t = 1.0 / spec.temperature;
@@ -119,7 +132,7 @@ impl Session {
                 r -= w;
             }
             out.push(next as u32);
-            feed(&mut exec, &[next as u32], &mut probs)?;
+            next_after(&mut exec, &[next as u32], &mut probs)?;
         }
         vocab.decode(&out).ok_or_else(|| Error::Input("a generated id outside the vocabulary".into()))
     }

@@ -207,7 +207,7 @@ pub fn step<T: Float>(
     let p = cx.params;
     {
         let (out, r) = cx.mem.split(qkv, rows);
-        super::dense::forward(n, w, 3 * w, r.get(x, rows), &p[w_in.range()], &p[b_in.range()], out);
+        super::dense::forward_steps(n, w, 3 * w, r.get(x, rows), &p[w_in.range()], &p[b_in.range()], out);
     }
     match lse {
         Some(lse) => {
@@ -220,7 +220,7 @@ pub fn step<T: Float>(
         }
     }
     let (out, r) = cx.mem.split(y, rows);
-    super::dense::forward(n, w, w, r.get(o, rows), &p[w_out.range()], &p[b_out.range()], out);
+    super::dense::forward_steps(n, w, w, r.get(o, rows), &p[w_out.range()], &p[b_out.range()], out);
     Ok(())
 }
 
