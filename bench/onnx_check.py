@@ -56,8 +56,8 @@ EXTRA = {
     " -> conv(filters = 8, size = 1) -> globalavgpool -> dense(3) -> softmax\n}\n",
     "floored": "model Floored {\n input x: [13, 13, 1]\n x -> conv(filters = 4, size = 3) -> relu -> maxpool(size = 2, round = floor)\n"
     " -> avgpool(size = 3, stride = 2, round = floor) -> dense(3) -> softmax\n}\n",
-    "attention": "model Att {\n input x: [seq <= 8, 3]\n x -> dense(8) -> positions(8, sinusoidal = true) -> attention(2)\n"
-    " -> relu -> attention(4, causal = true) -> dense(3) -> softmax\n}\n",
+    "attention": "model Att {\n input x: [seq <= 8, 3]\n x -> dense(8) -> positions(8, sinusoidal = true) -> attention(2, causal = true)\n"
+    " -> relu -> attention(4) -> dense(3) -> softmax\n}\n",
     "global_pools": "model GlobalPools {\n input x: [7, 5, 2]\n let a = x -> conv(filters = 4, size = 3, pad = same) -> relu -> globalavgpool\n"
     " let b = x -> conv(filters = 3, size = 3) -> globalmaxpool\n concat(a, b) -> dense(3) -> softmax\n}\n",
     "rnn_leaky_identity": "model RnnLeaky {\n input x: [seq <= 10, 3]\n"

@@ -251,11 +251,11 @@ nnlang_macros::nn! {
 
 nnlang_macros::nn! { model f32 { input x: [3] x -> dense(2) -> softmax } }
 nnlang_macros::nn! {
-    // Attention that is not causal over ragged sequences with sinusoidal positions, and a
-    // causal one after it.
+    // Causal attention over ragged sequences with sinusoidal positions, and one that is not
+    // causal after it.
     model Attending {
         input x: [seq <= 6, 4]
-        x -> dense(8) -> positions(6, sinusoidal = true) -> attention(2) -> relu -> attention(4, causal = true)
+        x -> dense(8) -> positions(6, sinusoidal = true) -> attention(2, causal = true) -> relu -> attention(4)
           -> dense(3) -> softmax
     }
     train Attending on d { loss = cross_entropy, optimizer = adamw(lr = 0.01), batch = 8, seed = 13 }
@@ -432,7 +432,7 @@ differential!(
 differential!(
     attention,
     Attending,
-    "model Attending {\n input x: [seq <= 6, 4]\n x -> dense(8) -> positions(6, sinusoidal = true) -> attention(2) -> relu -> attention(4, causal = true)\n -> dense(3) -> softmax\n }\n train Attending on d { loss = cross_entropy, optimizer = adamw(lr = 0.01), batch = 8, seed = 13 }\n data d { train = csv(\"unused.csv\") }"
+    "model Attending {\n input x: [seq <= 6, 4]\n x -> dense(8) -> positions(6, sinusoidal = true) -> attention(2, causal = true) -> relu -> attention(4)\n -> dense(3) -> softmax\n }\n train Attending on d { loss = cross_entropy, optimizer = adamw(lr = 0.01), batch = 8, seed = 13 }\n data d { train = csv(\"unused.csv\") }"
 );
 
 differential!(
