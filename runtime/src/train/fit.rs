@@ -196,6 +196,8 @@ pub fn fit(
     observer: &mut dyn Observer,
     resume: Option<Resume>,
 ) -> Result<Outcome, TrainError> {
+    // A stream read in windows that carry states from one to the next is read in order.
+    let in_order = opts.bptt.is_some() && !train_plan.carried.is_empty();
     let start_params = match &resume {
         Some(r) => r.params.clone(),
         None => std::mem::take(params),
@@ -222,7 +224,7 @@ pub fn fit(
             return Err(TrainError::Resume("the saved state is of another model, optimizer or thread count".into()));
         }
         // The shuffles of the epochs done, replayed: the generator and the order as they were.
-        if opts.bptt.is_none() {
+        if !in_order {
             for _ in 0..r.epochs_done {
                 order.shuffle(&mut rng);
             }
@@ -245,8 +247,10 @@ pub fn fit(
             }
         }
         // Windows of streams stay in order (each batch continues the previous one's streams)
-        // and start from zero states every epoch; examples are shuffled.
-        if opts.bptt.is_some() {
+        // and start from zero states every epoch; examples are shuffled — and so are the
+        // windows of a model that carries nothing from one to the next (a transformer's are
+        // independent examples).
+        if in_order {
             stepper.reset_state();
         } else {
             order.shuffle(&mut rng);
