@@ -83,7 +83,7 @@ fn run(
     opts: &train::Options,
     stop_at: Option<(usize, usize)>,
 ) -> (Vec<f32>, Keep, Option<(usize, usize)>) {
-    let data = Data { x: Inputs::F32(&p.x), x_cols: 12, y: &p.y, y_cols: 1, lengths: &[] };
+    let data = Data { x: Inputs::F32(&p.x), x_cols: 12, y: &p.y, y_cols: 1, lengths: &[], stream: None };
     let mut params = p.params.clone();
     let mut keep = Keep { states: Vec::new(), stop_at, batches: 0 };
     let out =
@@ -165,7 +165,7 @@ fn processes_weigh_sequence_steps_as_threads_do() {
     let mut params = vec![0f32; train_plan.params_len];
     train::initialize(&train_plan, &mut params, Init::Xavier, 2);
     let train_with = |opts: &train::Options| {
-        let data = Data { x: Inputs::F32(&x), x_cols: 21, y: &y, y_cols: 7, lengths: &lengths };
+        let data = Data { x: Inputs::F32(&x), x_cols: 21, y: &y, y_cols: 7, lengths: &lengths, stream: None };
         let mut p = params.clone();
         let mut keep = Keep { states: Vec::new(), stop_at: None, batches: 0 };
         let out = train::fit(&train_plan, &eval_plan, Loss::CROSS_ENTROPY, &mut p, data, None, opts, &mut keep, None)
@@ -209,7 +209,7 @@ fn processes_share_batch_statistics_as_threads_do() {
     let mut params = vec![0f32; train_plan.params_len];
     train::initialize(&train_plan, &mut params, Init::He, 3);
     let train_with = |opts: &train::Options| {
-        let data = Data { x: Inputs::F32(&base.x), x_cols: 12, y: &base.y, y_cols: 1, lengths: &[] };
+        let data = Data { x: Inputs::F32(&base.x), x_cols: 12, y: &base.y, y_cols: 1, lengths: &[], stream: None };
         let mut p = params.clone();
         let mut keep = Keep { states: Vec::new(), stop_at: None, batches: 0 };
         train::fit(&train_plan, &eval_plan, Loss::CROSS_ENTROPY, &mut p, data, None, opts, &mut keep, None)

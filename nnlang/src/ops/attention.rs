@@ -121,10 +121,8 @@ impl Rules for Attention {
         } else {
             String::new()
         };
-        let forward = format!(
-            "{}({x}, {x}, {x}, key_padding_mask=padding(lengths, {x}){mask}, need_weights=False)[0]",
-            c.module
-        );
+        let forward =
+            format!("{}({x}, {x}, {x}, key_padding_mask=padding(lengths, {x}){mask}, need_weights=False)[0]", c.module);
         Some(super::PyLayer::with(init, forward))
     }
     fn kind(&self) -> &'static str {
@@ -147,7 +145,10 @@ impl Rules for Attention {
             };
             return Err(vec![ShapeError::new(
                 cx.id,
-                format!("`attention` splits the {d} features of each step among {} heads, which does not divide them", self.heads),
+                format!(
+                    "`attention` splits the {d} features of each step among {} heads, which does not divide them",
+                    self.heads
+                ),
                 format!("{} heads do not divide {d} features", self.heads),
             )
             .note(format!(
@@ -303,17 +304,29 @@ impl Rules for Positions {
             None => {
                 return Err(vec![ShapeError::new(
                     cx.id,
-                    format!("`positions({})` needs to know the longest sequence, but its input {} has no bound", self.n, cx.one()),
+                    format!(
+                        "`positions({})` needs to know the longest sequence, but its input {} has no bound",
+                        self.n,
+                        cx.one()
+                    ),
                     "sequences of any length",
                 )
-                .help(format!("declare the longest sequence: `[{} <= {}, …]`", dim_name(&steps), self.n))]);
+                .help(format!(
+                    "declare the longest sequence: `[{} <= {}, …]`",
+                    dim_name(&steps),
+                    self.n
+                ))]);
             }
             Some(_) => {}
         }
         let params = if self.sinusoidal {
             Vec::new()
         } else {
-            vec![ParamSpec { name: format!("{}.weight", cx.name), shape: vec![self.n, d], role: Role::Embedding { dim: d } }]
+            vec![ParamSpec {
+                name: format!("{}.weight", cx.name),
+                shape: vec![self.n, d],
+                role: Role::Embedding { dim: d },
+            }]
         };
         Ok((Shape(vec![steps, Dim::Fixed(d)]), params))
     }
@@ -381,7 +394,9 @@ pub fn check_causal<'a>(
     let Op::Attention(Attention { causal: true, .. }) = op else { return None };
     for (seen, o, name) in upstream {
         let (what, fix) = match o {
-            Op::Bidirectional(_) => ("a bidirectional recurrence", format!("read the steps in one direction in `{name}`")),
+            Op::Bidirectional(_) => {
+                ("a bidirectional recurrence", format!("read the steps in one direction in `{name}`"))
+            }
             Op::Attention(Attention { causal: false, .. }) => {
                 ("an attention that is not causal", format!("make `{name}` causal (`causal = true`)"))
             }

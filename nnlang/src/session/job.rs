@@ -22,7 +22,7 @@ fn read_whole<T>(set: &Table, result: T) -> Result<T, Error> {
 
 /// The views of a table the training loop reads.
 pub fn view(t: &Table) -> Data<'_> {
-    Data { x: t.inputs(), x_cols: t.cols, y: &t.y, y_cols: t.y_cols, lengths: &t.lengths }
+    Data { x: t.inputs(), x_cols: t.cols, y: &t.y, y_cols: t.y_cols, lengths: &t.lengths, stream: None }
 }
 
 impl<'s> Job<'s> {
@@ -91,10 +91,24 @@ impl<'s> Job<'s> {
         }
         let mut params = vec![0f32; train_plan.params_len];
         train::initialize(&train_plan, &mut params, options.init, options.seed);
+        let mut stream = None;
         let (fit, val, vocab) = match (&loaded.text, split) {
             (_, Some((fit, val))) => (fit, val, None),
             (Some(text), None) => {
                 let (fit, val) = self.text_windows(text, &train_plan, &options)?;
+                // Windows that carry nothing from one to the next: cut anew every epoch.
+                if let (Some(n), Some(seq), true) = (options.bptt, train_plan.sequence, train_plan.carried.is_empty()) {
+                    let n_val = ((text.ids.len() as f64) * options.validate).round() as usize;
+                    let fit_ids = &text.ids[..text.ids.len() - n_val.min(text.ids.len())];
+                    let as_ids = train_plan.input_ids.first().copied().flatten().is_some();
+                    stream = Some(TextStream {
+                        ids: fit_ids.to_vec(),
+                        streams: options.batch.min(train_plan.max_batch).max(1),
+                        window: n,
+                        steps: seq.steps,
+                        one_hot: (!as_ids).then(|| text.vocab.len()),
+                    });
+                }
                 (fit, val, Some(text.vocab.clone()))
             }
             (None, None) if carry => {
@@ -124,6 +138,7 @@ impl<'s> Job<'s> {
             vocab,
             resume: None,
             preprocess: loaded.preprocess.clone(),
+            stream,
         })
     }
 
@@ -238,12 +253,14 @@ impl<'s> Job<'s> {
     /// Trains a prepared job to the end (or until the observer stops it).
     pub fn fit(&self, p: &mut Prepared, observer: &mut dyn Observer) -> Result<Outcome, Error> {
         let val = (p.val.rows() > 0).then(|| view(&p.val));
+        let mut fit = view(&p.fit);
+        fit.stream = p.stream.as_ref().map(|s| s.view());
         train::fit(
             &p.train_plan,
             &p.eval_plan,
             self.recipe.loss,
             &mut p.params,
-            view(&p.fit),
+            fit,
             val,
             &p.options,
             observer,
@@ -334,6 +351,30 @@ pub struct Prepared {
     pub resume: Option<train::Resume>,
     /// What was done to the data, saved with the weights.
     pub preprocess: data::Preprocess,
+    /// The training text of a character model that carries nothing from one window to the
+    /// next, whose windows are cut at a new offset every epoch.
+    pub stream: Option<TextStream>,
+}
+
+/// A training text and how it is read in windows ([`train::Stream`]).
+pub struct TextStream {
+    ids: Vec<u32>,
+    streams: usize,
+    window: usize,
+    steps: usize,
+    one_hot: Option<usize>,
+}
+
+impl TextStream {
+    fn view(&self) -> train::Stream<'_> {
+        train::Stream {
+            ids: &self.ids,
+            streams: self.streams,
+            window: self.window,
+            steps: self.steps,
+            one_hot: self.one_hot,
+        }
+    }
 }
 
 impl Prepared {

@@ -96,11 +96,13 @@ pub fn infer(graph: &Graph) -> (Shapes, Vec<ShapeError>) {
         }
         // A causal attention after a layer that has seen each step's future.
         let causal = matches!(&node.op, crate::ops::Op::Attention(a) if a.causal);
-        if let Some(e) = causal.then(|| ()).and_then(|()| crate::ops::attention::check_causal(
-            id,
-            &node.op,
-            upstream(graph, id).into_iter().map(|u| (u, &graph.node(u).op, graph.node(u).name.as_str())),
-        )) {
+        if let Some(e) = causal.then(|| ()).and_then(|()| {
+            crate::ops::attention::check_causal(
+                id,
+                &node.op,
+                upstream(graph, id).into_iter().map(|u| (u, &graph.node(u).op, graph.node(u).name.as_str())),
+            )
+        }) {
             errors.push(e);
             continue;
         }
@@ -110,7 +112,8 @@ pub fn infer(graph: &Graph) -> (Shapes, Vec<ShapeError>) {
                 let input = node.inputs.first().and_then(|i| out.shapes[i.index()].as_ref());
                 let f =
                     node.op.rules().flops(&crate::ops::FlopsCx { input, output: &shape, n_inputs: node.inputs.len() });
-                total_flops = total_flops.saturating_add(f.fixed).saturating_add(f.per_step).saturating_add(f.per_step_sq);
+                total_flops =
+                    total_flops.saturating_add(f.fixed).saturating_add(f.per_step).saturating_add(f.per_step_sq);
                 total_params = params.iter().fold(total_params, |n, p| n.saturating_add(p.count()));
                 if let Some(e) = over_budget(id, total_params, total_flops) {
                     errors.push(e);

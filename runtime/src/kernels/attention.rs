@@ -115,7 +115,22 @@ pub fn forward<T: Float>(d: &Dims, lengths: &[usize], qkv: &[T], o: &mut [T], mu
                 }
             });
             let v = &qkv[2 * w + h * dh..];
-            T::gemm(len, len, dh, T::ONE, s, len as isize, 1, v, (3 * w) as isize, 1, T::ZERO, &mut ob[h * dh..], w as isize, 1);
+            T::gemm(
+                len,
+                len,
+                dh,
+                T::ONE,
+                s,
+                len as isize,
+                1,
+                v,
+                (3 * w) as isize,
+                1,
+                T::ZERO,
+                &mut ob[h * dh..],
+                w as isize,
+                1,
+            );
         }
     }
 }
@@ -161,7 +176,22 @@ pub fn backward<T: Float>(
             let (v, k, q) = (&qkv[2 * w + h * dh..], &qkv[w + h * dh..], &qkv[h * dh..]);
             let dout = &dob[h * dh..];
             // dV = Pᵀ·dO.
-            T::gemm(len, len, dh, T::ONE, p, 1, len as isize, dout, w as isize, 1, T::ZERO, &mut dq[2 * w + h * dh..], ld, 1);
+            T::gemm(
+                len,
+                len,
+                dh,
+                T::ONE,
+                p,
+                1,
+                len as isize,
+                dout,
+                w as isize,
+                1,
+                T::ZERO,
+                &mut dq[2 * w + h * dh..],
+                ld,
+                1,
+            );
             // dP = dO·Vᵀ.
             T::gemm(len, dh, len, T::ONE, dout, w as isize, 1, v, 1, ld, T::ZERO, dp, len as isize, 1);
             super::vectorized(|| {
@@ -313,8 +343,7 @@ mod tests {
                                 continue;
                             }
                             let at = |j: usize, part: usize, c: usize| qkv[(b * t + j) * 3 * w + part * w + h * dh + c];
-                            let keys: Vec<usize> =
-                                (0..lengths[b]).filter(|&j| !causal || j <= i).collect();
+                            let keys: Vec<usize> = (0..lengths[b]).filter(|&j| !causal || j <= i).collect();
                             let s: Vec<f64> = keys
                                 .iter()
                                 .map(|&j| (0..dh).map(|e| at(i, 0, e) * at(j, 1, e)).sum::<f64>() / (dh as f64).sqrt())

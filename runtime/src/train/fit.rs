@@ -27,6 +27,66 @@ pub struct Data<'a> {
     pub y_cols: usize,
     /// Each row's sequence length (empty: all full length).
     pub lengths: &'a [usize],
+    /// For the windows of a text read by a model that carries nothing from one to the next:
+    /// the text, to cut every epoch's windows at a new offset (row `k · streams + r` is
+    /// window `k` of part `r`, as the rows of `x` and `y` are at offset 0).
+    pub stream: Option<Stream<'a>>,
+}
+
+/// A text cut into `streams` parts, each read in windows of `window` characters.
+#[derive(Clone, Copy, Debug)]
+pub struct Stream<'a> {
+    /// The text's ids.
+    pub ids: &'a [u32],
+    /// Parts read side by side.
+    pub streams: usize,
+    /// Characters per window.
+    pub window: usize,
+    /// The input's steps (at least `window`; the rest is padding).
+    pub steps: usize,
+    /// `Some(v)`: each character one-hot over a vocabulary of `v`; `None`: its id.
+    pub one_hot: Option<usize>,
+}
+
+impl Stream<'_> {
+    /// The offset of epoch `epoch`'s windows, `0..window`, drawn from the seed (the same on
+    /// every process and after a resume).
+    pub fn offset(&self, seed: u64, epoch: usize) -> usize {
+        use rand::RngExt;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(
+            seed ^ 0x5EED_0FF5_E700_0000 ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        );
+        rng.random_range(0..self.window.max(1))
+    }
+
+    /// Rows `rows` at `offset`: each window's characters into `x` (ids or one-hot, padding
+    /// zero) and the next characters into `y`.
+    fn gather(
+        &self,
+        rows: &[usize],
+        offset: usize,
+        (x, x_cols): (&mut [f32], usize),
+        (y, y_cols): (&mut [f32], usize),
+    ) {
+        let part = self.ids.len().saturating_sub(1) / self.streams.max(1);
+        let n = self.window;
+        for (j, &i) in rows.iter().enumerate() {
+            let (k, r) = (i / self.streams.max(1), i % self.streams.max(1));
+            // The last windows of the text, shifted past its end, read its last `n + 1`.
+            let start = (r * part + k * n + offset).min(self.ids.len().saturating_sub(n + 1));
+            let (xr, yr) = (&mut x[j * x_cols..(j + 1) * x_cols], &mut y[j * y_cols..(j + 1) * y_cols]);
+            xr.fill(0.0);
+            yr.fill(0.0);
+            for t in 0..n.min(self.steps) {
+                let (id, next) = (self.ids[start + t], self.ids[start + t + 1]);
+                match self.one_hot {
+                    Some(v) => xr[t * v + id as usize] = 1.0,
+                    None => xr[t] = id as f32,
+                }
+                yr[t] = next as f32;
+            }
+        }
+    }
 }
 
 impl Data<'_> {
@@ -234,6 +294,9 @@ pub fn fit(
         first = r.epochs_done;
         best = r.best;
     }
+    // Independent windows of a text are cut at a new offset every epoch, so that no window
+    // (and no character's place in one) is seen twice.
+    let stream = train.stream.filter(|_| !in_order);
     let mut stopped_early = false;
     let (mut draws, mut scratch) = (Vec::new(), Vec::new());
     for epoch in first..opts.epochs {
@@ -255,6 +318,7 @@ pub fn fit(
         } else {
             order.shuffle(&mut rng);
         }
+        let offset = stream.map(|st| st.offset(opts.seed, epoch));
         let start = Instant::now();
         let (mut total, mut seen) = (0.0, 0usize);
         for step in 0..steps {
@@ -265,7 +329,10 @@ pub fn fit(
             // The rows this process computes: the batch, or in a distributed run its share.
             let local = stepper.local_rows(n);
             let rows_here = &idx[local.clone()];
-            gather_batch(&train, rows_here, stepper.team(), &mut xb, &mut yb);
+            match (stream, offset) {
+                (Some(st), Some(o)) => st.gather(rows_here, o, (&mut xb, train.x_cols), (&mut yb, train.y_cols)),
+                _ => gather_batch(&train, rows_here, stepper.team(), &mut xb, &mut yb),
+            }
             if let Some(e) = train.x.failure() {
                 return Err(TrainError::Read(e));
             }
@@ -399,6 +466,7 @@ fn watch_sample(
     }
     let sample = sample.min(rows);
     let prefix = Data {
+        stream: None,
         x: train.x.range(0, sample * train.x_cols),
         y: &train.y[..sample * train.y_cols],
         lengths: train.lengths.get(..sample).unwrap_or(&[]),

@@ -15,7 +15,8 @@ mod watch;
 
 pub use cluster::{Cluster, Collective};
 pub use fit::{
-    evaluate, evaluate_watched, fit, Best, Data, EpochStats, Evaluation, Observer, Outcome, Resume, Scores, TrainError,
+    evaluate, evaluate_watched, fit, Best, Data, EpochStats, Evaluation, Observer, Outcome, Resume, Scores, Stream,
+    TrainError,
 };
 pub use optim::{max_norm, regularization, OptState, Optimizer, UpdateRatio};
 pub use parallel::{DataParallel, Worker};
