@@ -95,16 +95,13 @@ pub fn infer(graph: &Graph) -> (Shapes, Vec<ShapeError>) {
             }
         }
         // A causal attention after a layer that has seen each step's future.
-        let causal = matches!(&node.op, crate::ops::Op::Attention(a) if a.causal);
-        if let Some(e) = causal.then(|| ()).and_then(|()| {
-            crate::ops::attention::check_causal(
-                id,
-                &node.op,
-                upstream(graph, id).into_iter().map(|u| (u, &graph.node(u).op, graph.node(u).name.as_str())),
-            )
-        }) {
-            errors.push(e);
-            continue;
+        if matches!(&node.op, crate::ops::Op::Attention(a) if a.causal) {
+            let above = upstream(graph, id);
+            let seen = above.iter().map(|&u| (u, &graph.node(u).op, graph.node(u).name.as_str()));
+            if let Some(e) = crate::ops::attention::check_causal(id, &node.op, seen) {
+                errors.push(e);
+                continue;
+            }
         }
         let cx = ShapeCx { id, name: &node.name, inputs: &node.inputs, ins: &ins };
         match node.op.rules().shape(&cx).and_then(|r| within_limits(id, r)) {

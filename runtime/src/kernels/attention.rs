@@ -80,7 +80,7 @@ fn softmax_row<T: Float>(s: &mut [T], n: usize) -> T {
     let sum = lanes.iter().fold(T::ZERO, |a, &b| a + b);
     let inv = T::ONE / sum;
     for v in seen.iter_mut() {
-        *v = *v * inv;
+        *v *= inv;
     }
     m + sum.ln()
 }

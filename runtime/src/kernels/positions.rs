@@ -13,7 +13,7 @@ use crate::Float;
 pub fn sinusoid(t: usize, c: usize, d: usize) -> f64 {
     let i = (c / 2) as f64;
     let angle = t as f64 / 10000f64.powf(2.0 * i / d.max(1) as f64);
-    if c % 2 == 0 {
+    if c.is_multiple_of(2) {
         angle.sin()
     } else {
         angle.cos()
