@@ -215,6 +215,20 @@ pub(crate) enum Command {
         #[arg(long, requires = "onnx")]
         sequence_lengths: bool,
     },
+    /// Rewrite .nn files in nnlang's one layout (docs/language.md, "Layout"): what the
+    /// programs mean is unchanged and comments stay where they were.
+    Fmt {
+        /// The files; `-` formats standard input to standard output.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Change nothing: name each file whose layout differs, with its first line that
+        /// does, and exit with 1 if there is one.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Serve the language server protocol over standard input and output (for editors:
+    /// diagnostics as you type, shapes on hover, completion, navigation, formatting).
+    Lsp,
     /// Generate text with a character model trained by `nnlangc train` on a `text(…)`.
     Sample {
         #[command(flatten)]

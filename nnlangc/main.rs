@@ -14,6 +14,8 @@ use std::process::ExitCode;
 mod cli;
 mod cluster;
 mod ensemble;
+mod fmt;
+mod lsp;
 mod report;
 mod say;
 mod search;
@@ -201,6 +203,8 @@ fn run(cli: Cli, cluster: Option<&nnlang_runtime::train::Cluster>) -> Result<(),
             let spec = nnlang::session::gradcheck::GradcheckSpec { step, examples, coordinates, seed };
             train::gradcheck(&model, &spec)
         }
+        Command::Fmt { files, check } => fmt::run(&files, check),
+        Command::Lsp => lsp::serve().map_err(Failure::Usage),
         Command::Sample { model, weights, vocab, prime, length, temperature, seed } => {
             let vocab = vocab.unwrap_or_else(|| weights.with_file_name("vocab.json"));
             let spec = nnlang::session::SampleSpec {

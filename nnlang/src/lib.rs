@@ -17,6 +17,7 @@
 
 pub mod back;
 pub mod diag;
+pub mod ide;
 pub mod ir;
 pub mod lower;
 pub mod ops;

@@ -971,3 +971,111 @@ fn article(word: &str) -> &'static str {
         "a"
     }
 }
+
+/// The block a recipe keyword opens (`train`, `data`, `search`, `ensemble`).
+pub fn block_kind(word: &str) -> Option<BlockKind> {
+    [BlockKind::Train, BlockKind::Data, BlockKind::Search, BlockKind::Ensemble]
+        .into_iter()
+        .find(|k| k.keyword() == word)
+}
+
+/// A key of a recipe block as an editor offers it: what its value is, and the values (calls
+/// with their arguments, or words) it can take.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KeyDoc {
+    /// The key.
+    pub key: &'static str,
+    /// What its value is, in words.
+    pub describe: String,
+    /// Its values: `(name, signature)`.
+    pub values: Vec<(String, String)>,
+}
+
+/// The sampling distributions of a `search` block, with their arguments.
+pub const DISTRIBUTION_FORMS: &[(&str, &str)] = &[
+    ("log_uniform", "log_uniform(low, high): log-uniform between two positive numbers"),
+    ("uniform", "uniform(low, high)"),
+    ("int_uniform", "int_uniform(low, high): an integer from low to high"),
+    ("choice", "choice(a, b, …): one of the values"),
+];
+
+/// The keys of a block of `kind`, inside the sub-blocks `path` (`["regularize"]`, a search's
+/// `["stage"]`).
+pub fn keys(kind: BlockKind, path: &[String]) -> Vec<KeyDoc> {
+    let mut schema: &[(&'static str, Spec)] = match kind {
+        BlockKind::Train => TRAIN,
+        BlockKind::Data => DATA,
+        BlockKind::Search => SEARCH,
+        BlockKind::Ensemble => ENSEMBLE,
+    };
+    let mut extra: Vec<KeyDoc> = Vec::new();
+    if kind == BlockKind::Search && path.is_empty() {
+        extra.push(KeyDoc {
+            key: "stage",
+            describe: "a stage of the search: `stage name { trials = …, epochs = …, keep = … }`".into(),
+            values: Vec::new(),
+        });
+    }
+    for p in path {
+        if kind == BlockKind::Search && p == "stage" {
+            schema = STAGE;
+            continue;
+        }
+        match schema.iter().find(|(k, _)| k == p) {
+            Some((_, Spec::Block(inner))) => schema = inner,
+            _ => return Vec::new(),
+        }
+    }
+    let mut out: Vec<KeyDoc> =
+        schema.iter().map(|(k, spec)| KeyDoc { key: k, describe: describe(spec), values: values(spec) }).collect();
+    out.extend(extra);
+    out
+}
+
+fn form_signature(f: &Form) -> String {
+    if f.args.is_empty() {
+        return f.name.to_string();
+    }
+    let args: Vec<String> =
+        f.args.iter().map(|(a, _, required)| if *required { a.to_string() } else { format!("{a} = …") }).collect();
+    format!("{}({})", f.name, args.join(", "))
+}
+
+fn values(spec: &Spec) -> Vec<(String, String)> {
+    match spec {
+        Spec::Choice(forms) | Spec::NumberOr(forms) => {
+            forms.iter().map(|f| (f.name.to_string(), form_signature(f))).collect()
+        }
+        Spec::Word(words) => words.iter().map(|w| (w.to_string(), w.to_string())).collect(),
+        Spec::Bool => vec![("true".into(), "true".into()), ("false".into(), "false".into())],
+        _ => Vec::new(),
+    }
+}
+
+fn describe(spec: &Spec) -> String {
+    match spec {
+        Spec::PosInt => "a positive integer".into(),
+        Spec::Count(lo, hi) => format!("an integer from {lo} to {hi}"),
+        Spec::NonNegInt => "an integer, 0 or more".into(),
+        Spec::PosNum => "a number above 0".into(),
+        Spec::NonNegNum => "a number, 0 or more".into(),
+        Spec::Unit => "a number from 0 up to (not including) 1".into(),
+        Spec::Factor => "a number above 0, at most 1".into(),
+        Spec::Bool => "true or false".into(),
+        Spec::Str => "a string".into(),
+        Spec::Fraction => "a percentage (`10%`) or a fraction between 0 and 1".into(),
+        Spec::Choice(forms) => {
+            let f: Vec<String> = forms.iter().map(form_signature).collect();
+            format!("one of {}", f.join(", "))
+        }
+        Spec::Block(inner) => {
+            let k: Vec<&str> = inner.iter().map(|(k, _)| *k).collect();
+            format!("a block: {{ {} }}", k.join(", "))
+        }
+        Spec::Word(words) => format!("one of {}", words.join(", ")),
+        Spec::NumberOr(forms) => {
+            let f: Vec<String> = forms.iter().map(form_signature).collect();
+            format!("a number above 0, or {}", f.join(", "))
+        }
+    }
+}

@@ -192,7 +192,8 @@ pub fn bytes(n: u64) -> String {
     format!("{v:.1} {unit}")
 }
 
-fn elems_bytes(e: Elems) -> String {
+/// `1.2 KiB + 512 B·seq`
+pub fn elems_bytes(e: Elems) -> String {
     let mut parts = Vec::new();
     if e.fixed > 0 || (e.per_step == 0 && e.per_step_sq == 0) {
         parts.push(bytes(e.fixed));

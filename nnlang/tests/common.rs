@@ -25,3 +25,19 @@ pub fn nn_files(dir: &Path, base: &Path) -> Vec<(String, String, String)> {
     out.sort();
     out
 }
+
+/// The AST's debug text without its spans: what the program says, not where.
+pub fn meaning(src: &str) -> String {
+    let file = nnlang::syntax::parse(src).expect("parses");
+    let text = format!("{file:?}");
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text.as_str();
+    while let Some(at) = rest.find("Span { start: ") {
+        out.push_str(&rest[..at]);
+        rest = &rest[at..];
+        let end = rest.find(" }").map_or(rest.len(), |k| k + 2);
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}

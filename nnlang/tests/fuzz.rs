@@ -11,6 +11,22 @@ use nnlang::{compile, diag::render_all, Options};
 use proptest::prelude::*;
 
 fn run(src: &str) {
+    // A file that parses formats, idempotently, to the same program.
+    if nnlang::syntax::parse(src).is_ok() {
+        let once = nnlang::syntax::format(src).expect("a file that parses formats");
+        let twice = nnlang::syntax::format(&once).expect("the formatted text parses");
+        assert_eq!(once, twice, "formatting is not idempotent on:\n{src}");
+        assert_eq!(common::meaning(src), common::meaning(&once), "formatting changed the meaning of:\n{src}");
+    }
+    // An editor's questions, anywhere in the text.
+    let a = nnlang::ide::Analysis::new(src);
+    for off in (0..=src.len()).step_by(src.len() / 6 + 1) {
+        let _ = a.hover(off);
+        let _ = a.completions(off);
+        let _ = a.references(off, true);
+        let _ = a.rename(off, "renamed");
+    }
+    let _ = a.symbols();
     if let Ok(c) = compile(src, &Options::default()) {
         // Rendering must cope with every span the stages produce.
         let _ = render_all(&c.diagnostics, "fuzz.nn", src);
@@ -106,6 +122,10 @@ const TOKENS: &[&str] = &[
     "size",
     "stride",
     "pad",
+    "// a comment\n",
+    "/* a comment */",
+    "\n",
+    ";",
 ];
 
 proptest! {

@@ -2,6 +2,8 @@
 //! parse tree into [`ast`] types. Nothing here evaluates or resolves names.
 
 pub mod ast;
+pub mod fmt;
 mod parse;
 
+pub use fmt::format;
 pub use parse::{parse, parse_setting};

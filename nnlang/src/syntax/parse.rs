@@ -8,7 +8,7 @@ use pest_derive::Parser;
 
 #[derive(Parser)]
 #[grammar = "syntax/nnlang.pest"]
-struct Grammar;
+pub(crate) struct Grammar;
 
 /// Parses `text` as exactly one value (`0.01`, `adam(lr = 1e-3)`, `step(every = 5)`); if it
 /// is not one, the byte where it stops being one.
