@@ -280,3 +280,14 @@ fn hover_on_every_layer_of_the_convnet_equals_check() {
     }
     c.close();
 }
+
+/// The VS Code grammar highlights every layer the language has.
+#[test]
+fn the_editor_grammar_knows_every_layer() {
+    let path = format!("{}/editors/vscode/syntaxes/nnlang.tmLanguage.json", env!("CARGO_MANIFEST_DIR"));
+    let grammar: Value = serde_json::from_str(&std::fs::read_to_string(path).expect("grammar")).expect("JSON");
+    let pattern = grammar["repository"]["layers"]["match"].as_str().expect("a layers pattern");
+    let listed: Vec<&str> = pattern.trim_start_matches("\\b(").trim_end_matches(")\\b").split('|').collect();
+    let missing: Vec<&str> = nnlang::ops::layers().map(|l| l.name).filter(|n| !listed.contains(n)).collect();
+    assert!(missing.is_empty(), "not highlighted: {}", missing.join("|"));
+}
