@@ -205,7 +205,9 @@ impl Analysis {
             .iter()
             .find(|m| m.name == new_name && (m.owner == n.owner || m.owner.is_none() || n.owner.is_none()));
         if let Some(m) = clash {
-            return Err(format!("`{new_name}` already names a {} here", m.kind.word()));
+            let word = m.kind.word();
+            let article = if word.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" };
+            return Err(format!("`{new_name}` already names {article} {word} here"));
         }
         if crate::ops::layer(new_name).is_some() {
             return Err(format!("`{new_name}` is a layer"));
