@@ -86,7 +86,10 @@ fn renames_rewrite_every_use_or_say_why_not() {
     let spans = a.rename(at(SRC, "width = 32", 0), "size_").expect("renamed");
     assert_eq!(spans.len(), 5);
     assert_eq!(a.rename(at(SRC, "features", 0), "image").err().as_deref(), Some("`image` already names an input here"));
-    assert_eq!(a.rename(at(SRC, "features", 0), "2x").err().as_deref(), Some("`2x` is not a name: a letter or `_`, then letters, digits or `_`"));
+    assert_eq!(
+        a.rename(at(SRC, "features", 0), "2x").err().as_deref(),
+        Some("`2x` is not a name: a letter or `_`, then letters, digits or `_`")
+    );
     assert_eq!(a.rename(at(SRC, "features", 0), "dense").err().as_deref(), Some("`dense` is a layer"));
     assert!(a.rename(at(SRC, "->", 0), "z").is_err());
 }
