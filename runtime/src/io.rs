@@ -172,6 +172,68 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
+/// A tensor's values as f32, checked against the shape the model expects.
+fn f32_values(
+    name: &str,
+    t: &safetensors::tensor::TensorView<'_>,
+    shape: &[usize],
+) -> Result<Vec<f32>, CheckpointError> {
+    if t.dtype() != Dtype::F32 {
+        return Err(CheckpointError(format!("tensor `{name}` is {:?}, expected F32", t.dtype())));
+    }
+    if t.shape() != shape {
+        return Err(CheckpointError(format!("tensor `{name}` has shape {:?}, the model expects {shape:?}", t.shape())));
+    }
+    Ok(t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+}
+
+/// An attention's packed projection (`X.in_proj_weight [3d, d]`, `X.in_proj_bias [3d]`, as
+/// PyTorch's `nn.MultiheadAttention` keeps them) read from separate query, key and value
+/// projections (`X.q_proj.weight`, `X.k_proj.weight`, `X.v_proj.weight [d, d]` and their
+/// `.bias [d]`, as Hugging Face's models and `nn.Linear`s name them) when the packed one is
+/// absent: the values, and the names read.
+fn split_projection(
+    st: &SafeTensors<'_>,
+    name: &str,
+    shape: &[usize],
+) -> Result<Option<(Vec<f32>, Vec<String>)>, CheckpointError> {
+    if st.tensor(name).is_ok() {
+        return Ok(None);
+    }
+    let (prefix, suffix) = if let Some(p) = name.strip_suffix(".in_proj_weight") {
+        (p, "weight")
+    } else if let Some(p) = name.strip_suffix(".in_proj_bias") {
+        (p, "bias")
+    } else {
+        return Ok(None);
+    };
+    let parts: Vec<String> = ["q", "k", "v"].iter().map(|w| format!("{prefix}.{w}_proj.{suffix}")).collect();
+    let present: Vec<&String> = parts.iter().filter(|n| st.tensor(n).is_ok()).collect();
+    if present.is_empty() {
+        return Ok(None);
+    }
+    if present.len() < 3 {
+        let missing: Vec<&str> = parts.iter().filter(|n| st.tensor(n).is_err()).map(|s| s.as_str()).collect();
+        return Err(CheckpointError(format!(
+            "tensor `{name}` is missing, and of its separate projections {} is missing too",
+            missing.join(" and ")
+        )));
+    }
+    let mut part_shape = shape.to_vec();
+    if let Some(rows) = part_shape.first_mut() {
+        if *rows % 3 != 0 {
+            return Ok(None);
+        }
+        *rows /= 3;
+    }
+    let mut values = Vec::new();
+    for n in &parts {
+        let t = st.tensor(n).map_err(|e| CheckpointError(format!("tensor `{n}`: {e}")))?;
+        values.extend(f32_values(n, &t, &part_shape)?);
+    }
+    Ok(Some((values, parts)))
+}
+
 /// Reads a checkpoint into `params`, which is left untouched unless every tensor of the plan
 /// is present with its exact shape and no other tensor is.
 pub fn load(path: &Path, table: &[Param], params: &mut [f32]) -> Result<(), CheckpointError> {
@@ -184,6 +246,8 @@ pub fn from_bytes(bytes: &[u8], table: &[Param], params: &mut [f32]) -> Result<(
     let st =
         SafeTensors::deserialize(bytes).map_err(|e| CheckpointError(format!("not a valid safetensors file ({e})")))?;
     let mut staged = params.to_vec();
+    // Tensors read under other names (an attention's separate q, k and v projections).
+    let mut consumed: Vec<String> = Vec::new();
     for p in table {
         if p.role == crate::plan::Role::Count {
             // A batch norm's count of batches (`num_batches_tracked`): PyTorch writes it as an
@@ -217,24 +281,20 @@ pub fn from_bytes(bytes: &[u8], table: &[Param], params: &mut [f32]) -> Result<(
             }
             continue;
         }
-        let t = st.tensor(&p.name).map_err(|_| {
-            let names: Vec<String> = st.names().into_iter().map(|s| s.to_string()).collect();
-            CheckpointError(format!("tensor `{}` is missing (the file has: {})", p.name, names.join(", ")))
-        })?;
-        if t.dtype() != Dtype::F32 {
-            return Err(CheckpointError(format!("tensor `{}` is {:?}, expected F32", p.name, t.dtype())));
-        }
-        if t.shape() != p.shape.as_slice() {
-            return Err(CheckpointError(format!(
-                "tensor `{}` has shape {:?}, the model expects {:?}",
-                p.name,
-                t.shape(),
-                p.shape
-            )));
-        }
-        for (dst, chunk) in staged[p.buf.range()].iter_mut().zip(t.data().chunks_exact(4)) {
-            *dst = f32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
-        }
+        let values = match split_projection(&st, &p.name, &p.shape)? {
+            Some((values, parts)) => {
+                consumed.extend(parts);
+                values
+            }
+            None => {
+                let t = st.tensor(&p.name).map_err(|_| {
+                    let names: Vec<String> = st.names().into_iter().map(|s| s.to_string()).collect();
+                    CheckpointError(format!("tensor `{}` is missing (the file has: {})", p.name, names.join(", ")))
+                })?;
+                f32_values(&p.name, &t, &p.shape)?
+            }
+        };
+        staged[p.buf.range()].copy_from_slice(&values);
         if let Some(i) = staged[p.buf.range()].iter().position(|v| !v.is_finite()) {
             return Err(CheckpointError(format!("tensor `{}` holds a non-finite value at element {i}", p.name)));
         }
@@ -250,12 +310,93 @@ pub fn from_bytes(bytes: &[u8], table: &[Param], params: &mut [f32]) -> Result<(
         }
     }
     let expected: Vec<&str> = table.iter().map(|p| p.name.as_str()).collect();
-    let mut extra: Vec<String> =
-        st.names().into_iter().filter(|n| !expected.contains(n)).map(|s| s.to_string()).collect();
+    let mut extra: Vec<String> = st
+        .names()
+        .into_iter()
+        .filter(|n| !expected.contains(n) && !consumed.iter().any(|c| c == *n))
+        .map(|s| s.to_string())
+        .collect();
     if !extra.is_empty() {
         extra.sort();
         return Err(CheckpointError(format!("tensors the model does not have: {}", extra.join(", "))));
     }
     params.copy_from_slice(&staged);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{PBuf, Role};
+
+    /// An attention's projections: `in_proj_weight [3d, d]` and `in_proj_bias [3d]` at d = 2.
+    fn table() -> Vec<Param> {
+        vec![
+            Param {
+                name: "a.in_proj_weight".into(),
+                shape: vec![6, 2],
+                buf: PBuf { offset: 0, len: 12 },
+                role: Role::Bias,
+            },
+            Param { name: "a.in_proj_bias".into(), shape: vec![6], buf: PBuf { offset: 12, len: 6 }, role: Role::Bias },
+        ]
+    }
+
+    fn file(tensors: &[(&str, Vec<usize>, Vec<f32>)]) -> Vec<u8> {
+        let bytes: Vec<Vec<u8>> =
+            tensors.iter().map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect()).collect();
+        let views: Vec<(String, TensorView)> = tensors
+            .iter()
+            .zip(&bytes)
+            .map(|((n, s, _), b)| (n.to_string(), TensorView::new(Dtype::F32, s.clone(), b).expect("a view")))
+            .collect();
+        safetensors::serialize(views, None).expect("serialized")
+    }
+
+    #[test]
+    fn separate_query_key_and_value_projections_load_as_the_packed_one() {
+        let w: Vec<f32> = (0..12).map(|i| i as f32).collect();
+        let b: Vec<f32> = (0..6).map(|i| 100.0 + i as f32).collect();
+        let split = file(&[
+            ("a.q_proj.weight", vec![2, 2], w[0..4].to_vec()),
+            ("a.k_proj.weight", vec![2, 2], w[4..8].to_vec()),
+            ("a.v_proj.weight", vec![2, 2], w[8..12].to_vec()),
+            ("a.q_proj.bias", vec![2], b[0..2].to_vec()),
+            ("a.k_proj.bias", vec![2], b[2..4].to_vec()),
+            ("a.v_proj.bias", vec![2], b[4..6].to_vec()),
+        ]);
+        let mut params = vec![0.0; 18];
+        from_bytes(&split, &table(), &mut params).expect("loads");
+        assert_eq!(&params[..12], w.as_slice());
+        assert_eq!(&params[12..], b.as_slice());
+        // The same values written packed load the same.
+        let packed = to_bytes(&table(), &params).expect("bytes");
+        let mut again = vec![0.0; 18];
+        from_bytes(&packed, &table(), &mut again).expect("loads");
+        assert_eq!(params, again);
+    }
+
+    #[test]
+    fn a_missing_or_misshapen_projection_is_named() {
+        let part = file(&[
+            ("a.q_proj.weight", vec![2, 2], vec![0.0; 4]),
+            ("a.v_proj.weight", vec![2, 2], vec![0.0; 4]),
+            ("a.in_proj_bias", vec![6], vec![0.0; 6]),
+        ]);
+        let mut params = vec![7.0; 18];
+        let e = from_bytes(&part, &table(), &mut params).expect_err("refused");
+        assert_eq!(
+            e.0,
+            "tensor `a.in_proj_weight` is missing, and of its separate projections a.k_proj.weight is missing too"
+        );
+        assert!(params.iter().all(|&v| v == 7.0), "nothing half-loaded");
+        let wrong = file(&[
+            ("a.q_proj.weight", vec![2, 2], vec![0.0; 4]),
+            ("a.k_proj.weight", vec![2, 3], vec![0.0; 6]),
+            ("a.v_proj.weight", vec![2, 2], vec![0.0; 4]),
+            ("a.in_proj_bias", vec![6], vec![0.0; 6]),
+        ]);
+        let e = from_bytes(&wrong, &table(), &mut params).expect_err("refused");
+        assert_eq!(e.0, "tensor `a.k_proj.weight` has shape [2, 3], the model expects [2, 2]");
+    }
 }
