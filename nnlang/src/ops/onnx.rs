@@ -222,7 +222,7 @@ pub fn attention(g: &mut dyn OnnxGraph, cx: &OnnxCx, heads: usize, causal: bool)
     let (n, dh) = (cx.name, d / heads.max(1));
     let x = g.value(src, Layout::ChannelsLast)?;
     let qkv = seq_affine(g, cx.id, ("in_proj_weight", "in_proj_bias"), &x, 3 * d, &format!("{n}/qkv"))?;
-    let split = g.ints(&format!("{n}/split"), &[d as i64; 3]);
+    let split = g.ints(&format!("{n}/split_sizes"), &[d as i64; 3]);
     let outs = g.node_outputs(
         "Split",
         &[&qkv, &split],
