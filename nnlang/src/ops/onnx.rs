@@ -239,33 +239,36 @@ pub fn attention(g: &mut dyn OnnxGraph, cx: &OnnxCx, heads: usize, causal: bool)
     let raw = g.node("MatMul", &[&parts[0], &parts[1]], vec![], &format!("{n}/qk"));
     let scale = scalar(g, &format!("{n}/scale"), (1.0 / (dh.max(1) as f64).sqrt()) as f32);
     let mut s = g.node("Mul", &[&raw, &scale], vec![], &format!("{n}/scores"));
-    // Masks: `true` where a key is hidden from a query.
-    let t = steps_of(g, &x, n);
-    let t0 = g.node("Squeeze", &[&t], vec![], &format!("{n}/t"));
-    let zero = g.ints(&format!("{n}/zero"), &[0]);
-    let step = g.ints(&format!("{n}/one"), &[1]);
-    let z0 = g.node("Squeeze", &[&zero], vec![], &format!("{n}/z"));
-    let s0 = g.node("Squeeze", &[&step], vec![], &format!("{n}/s"));
-    let range = g.node("Range", &[&z0, &t0, &s0], vec![], &format!("{n}/range"));
-    let ax0 = g.ints(&format!("{n}/ax0"), &[0]);
-    let ax1 = g.ints(&format!("{n}/ax1"), &[1]);
-    let keys = g.node("Unsqueeze", &[&range, &ax0], vec![], &format!("{n}/keys")); // [1, T]
+    // Masks: `true` where a key is hidden from a query (none: no mask computed).
+    let lengths = g.lengths();
     let mut hidden: Option<String> = None;
-    if causal {
-        let queries = g.node("Unsqueeze", &[&range, &ax1], vec![], &format!("{n}/queries")); // [T, 1]
-        hidden = Some(g.node("Greater", &[&keys, &queries], vec![], &format!("{n}/future")));
-    }
-    if let Some(lengths) = g.lengths() {
-        let to = Attr::Int("to", 7); // INT64
-        let l = g.node("Cast", &[&lengths], vec![to], &format!("{n}/lengths"));
-        let l = g.node("Unsqueeze", &[&l, &ax1], vec![], &format!("{n}/lengths_col")); // [B, 1]
-        let pad = g.node("GreaterOrEqual", &[&keys, &l], vec![], &format!("{n}/padding_keys")); // [B, T]
-        let axes = g.ints(&format!("{n}/ax12"), &[1, 2]);
-        let pad = g.node("Unsqueeze", &[&pad, &axes], vec![], &format!("{n}/padding")); // [B, 1, 1, T]
-        hidden = Some(match hidden {
-            Some(f) => g.node("Or", &[&pad, &f], vec![], &format!("{n}/hidden")),
-            None => pad,
-        });
+    if causal || lengths.is_some() {
+        let t = steps_of(g, &x, n);
+        let t0 = g.node("Squeeze", &[&t], vec![], &format!("{n}/t"));
+        let zero = g.ints(&format!("{n}/zero"), &[0]);
+        let step = g.ints(&format!("{n}/one"), &[1]);
+        let z0 = g.node("Squeeze", &[&zero], vec![], &format!("{n}/z"));
+        let s0 = g.node("Squeeze", &[&step], vec![], &format!("{n}/s"));
+        let range = g.node("Range", &[&z0, &t0, &s0], vec![], &format!("{n}/range"));
+        let ax0 = g.ints(&format!("{n}/ax0"), &[0]);
+        let ax1 = g.ints(&format!("{n}/ax1"), &[1]);
+        let keys = g.node("Unsqueeze", &[&range, &ax0], vec![], &format!("{n}/keys")); // [1, T]
+        if causal {
+            let queries = g.node("Unsqueeze", &[&range, &ax1], vec![], &format!("{n}/queries")); // [T, 1]
+            hidden = Some(g.node("Greater", &[&keys, &queries], vec![], &format!("{n}/future")));
+        }
+        if let Some(lengths) = lengths {
+            let to = Attr::Int("to", 7); // INT64
+            let l = g.node("Cast", &[&lengths], vec![to], &format!("{n}/lengths"));
+            let l = g.node("Unsqueeze", &[&l, &ax1], vec![], &format!("{n}/lengths_col")); // [B, 1]
+            let pad = g.node("GreaterOrEqual", &[&keys, &l], vec![], &format!("{n}/padding_keys")); // [B, T]
+            let axes = g.ints(&format!("{n}/ax12"), &[1, 2]);
+            let pad = g.node("Unsqueeze", &[&pad, &axes], vec![], &format!("{n}/padding")); // [B, 1, 1, T]
+            hidden = Some(match hidden {
+                Some(f) => g.node("Or", &[&pad, &f], vec![], &format!("{n}/hidden")),
+                None => pad,
+            });
+        }
     }
     if let Some(h) = hidden {
         let neg = scalar(g, &format!("{n}/neg"), -1e30);
