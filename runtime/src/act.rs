@@ -406,7 +406,10 @@ pub fn activation<T: Float>(f: Act, x: &[T], y: &mut [T]) {
         return y.copy_from_slice(x);
     }
     // Compiled for the widest vectors the processor has (elementwise: the same bits).
-    crate::kernels::vectorized(|| with_scalar!(f, T, |g| y.iter_mut().zip(x).for_each(|(y, &v)| *y = g(v))))
+    crate::kernels::vectorized(
+        #[inline(always)]
+        || with_scalar!(f, T, |g| y.iter_mut().zip(x).for_each(|(y, &v)| *y = g(v))),
+    )
 }
 
 /// `y = f(y)` in place.
@@ -418,7 +421,10 @@ pub fn activation_in_place<T: Float>(f: Act, y: &mut [T]) {
     }
     // A select stored every time, not a store under a branch: it vectorizes, and NaN stays
     // NaN (it is not below zero).
-    crate::kernels::vectorized(|| with_scalar!(f, T, |g| y.iter_mut().for_each(|v| *v = g(*v))))
+    crate::kernels::vectorized(
+        #[inline(always)]
+        || with_scalar!(f, T, |g| y.iter_mut().for_each(|v| *v = g(*v))),
+    )
 }
 
 /// Forward was `y = f(x)`, so now `dx (+)= dy · f'(x)`.

@@ -58,6 +58,7 @@ impl Dims {
 
 /// Query `i`'s softmax over its `n` keys in the row `s` (of `len` scores, the rest zeroed),
 /// in place; returns the log-sum-exp `max + ln Σ exp(s − max)`.
+#[inline(always)]
 fn softmax_row<T: Float>(s: &mut [T], n: usize) -> T {
     let (seen, hidden) = s.split_at_mut(n);
     hidden.fill(T::ZERO);
@@ -106,14 +107,17 @@ pub fn forward<T: Float>(d: &Dims, lengths: &[usize], qkv: &[T], o: &mut [T], mu
         for h in 0..d.heads {
             let s = &mut ws[..len * len];
             scores(d, qkv, h, len, s);
-            super::vectorized(|| {
-                for i in 0..len {
-                    let l = softmax_row(&mut s[i * len..(i + 1) * len], d.keys(i, len));
-                    if let Some(lse) = lse.as_deref_mut() {
-                        lse[b * d.heads * t + h * t + i] = l;
+            super::vectorized(
+                #[inline(always)]
+                || {
+                    for i in 0..len {
+                        let l = softmax_row(&mut s[i * len..(i + 1) * len], d.keys(i, len));
+                        if let Some(lse) = lse.as_deref_mut() {
+                            lse[b * d.heads * t + h * t + i] = l;
+                        }
                     }
-                }
-            });
+                },
+            );
             let v = &qkv[2 * w + h * dh..];
             T::gemm(
                 len,
@@ -161,18 +165,21 @@ pub fn backward<T: Float>(
         for h in 0..d.heads {
             let (p, dp) = ws[..2 * len * len].split_at_mut(len * len);
             scores(d, qkv, h, len, p);
-            super::vectorized(|| {
-                for i in 0..len {
-                    let l = lse[b * d.heads * t + h * t + i];
-                    let n = d.keys(i, len);
-                    let row = &mut p[i * len..(i + 1) * len];
-                    for v in &mut row[..n] {
-                        // l ≥ max ≥ v: e^(v − l) without a library call in f32.
-                        *v = (l - *v).exp_neg();
+            super::vectorized(
+                #[inline(always)]
+                || {
+                    for i in 0..len {
+                        let l = lse[b * d.heads * t + h * t + i];
+                        let n = d.keys(i, len);
+                        let row = &mut p[i * len..(i + 1) * len];
+                        for v in &mut row[..n] {
+                            // l ≥ max ≥ v: e^(v − l) without a library call in f32.
+                            *v = (l - *v).exp_neg();
+                        }
+                        row[n..].fill(T::ZERO);
                     }
-                    row[n..].fill(T::ZERO);
-                }
-            });
+                },
+            );
             let (v, k, q) = (&qkv[2 * w + h * dh..], &qkv[w + h * dh..], &qkv[h * dh..]);
             let dout = &dob[h * dh..];
             // dV = Pᵀ·dO.
@@ -194,15 +201,18 @@ pub fn backward<T: Float>(
             );
             // dP = dO·Vᵀ.
             T::gemm(len, dh, len, T::ONE, dout, w as isize, 1, v, 1, ld, T::ZERO, dp, len as isize, 1);
-            super::vectorized(|| {
-                for i in 0..len {
-                    let r = i * w + h * dh;
-                    let dot = ob[r..r + dh].iter().zip(&dob[r..r + dh]).fold(T::ZERO, |a, (&x, &y)| a + x * y);
-                    for (g, &pv) in dp[i * len..(i + 1) * len].iter_mut().zip(&p[i * len..(i + 1) * len]) {
-                        *g = pv * (*g - dot);
+            super::vectorized(
+                #[inline(always)]
+                || {
+                    for i in 0..len {
+                        let r = i * w + h * dh;
+                        let dot = ob[r..r + dh].iter().zip(&dob[r..r + dh]).fold(T::ZERO, |a, (&x, &y)| a + x * y);
+                        for (g, &pv) in dp[i * len..(i + 1) * len].iter_mut().zip(&p[i * len..(i + 1) * len]) {
+                            *g = pv * (*g - dot);
+                        }
                     }
-                }
-            });
+                },
+            );
             // dQ = dS·K/√d_h, dK = dSᵀ·Q/√d_h.
             T::gemm(len, len, dh, scale, dp, len as isize, 1, k, ld, 1, T::ZERO, &mut dq[h * dh..], ld, 1);
             T::gemm(len, len, dh, scale, dp, 1, len as isize, q, ld, 1, T::ZERO, &mut dq[w + h * dh..], ld, 1);

@@ -12,17 +12,52 @@ use crate::Float;
 /// Each vector's mean and `1/√(σ² + ε)`, accumulated in f64 (then the same bits whatever the
 /// vector width); without `center` (`rmsnorm`) the mean is taken as zero, and σ² is the mean
 /// square.
+#[inline(always)]
 fn moments<T: Float>(v: &[T], eps: f64, center: bool) -> (T, T) {
     let n = v.len().max(1) as f64;
-    let mean = if center { v.iter().map(|x| x.to_f64()).sum::<f64>() / n } else { 0.0 };
-    let var = v.iter().map(|x| (x.to_f64() - mean).powi(2)).sum::<f64>() / n;
+    let mean = if center { lane_sum(v, |x| x) / n } else { 0.0 };
+    let var = lane_sum(v, |x| (x - mean) * (x - mean)) / n;
     (T::from_f64(mean), T::from_f64(1.0 / (var + eps).sqrt()))
+}
+
+/// `Σ f(v)` in f64 over eight partial sums (the vector's lanes) added in a fixed order: the
+/// same bits whatever the vector width, without one long chain of dependent additions.
+#[inline(always)]
+fn lane_sum<T: Float>(v: &[T], f: impl Fn(f64) -> f64) -> f64 {
+    let mut lanes = [0f64; 8];
+    let mut chunks = v.chunks_exact(8);
+    for c in &mut chunks {
+        for (l, x) in lanes.iter_mut().zip(c) {
+            *l += f(x.to_f64());
+        }
+    }
+    for (l, x) in lanes.iter_mut().zip(chunks.remainder()) {
+        *l += f(x.to_f64());
+    }
+    ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]))
 }
 
 /// `y = γ·x̂ + β` for every vector of `c` values in `x` (rows of `cols`; a row outside its
 /// sequence is zero and its statistics are not kept); `stats` gets each vector's `[μ, 1/σ]`.
 #[allow(clippy::too_many_arguments)]
 pub fn forward<T: Float>(
+    x: &[T],
+    cols: usize,
+    (gamma, beta): (&[T], Option<&[T]>),
+    (eps, center): (f64, bool),
+    y: &mut [T],
+    stats: Option<&mut [T]>,
+    valid: Rows,
+) {
+    super::vectorized(
+        #[inline(always)]
+        || forward_plain(x, cols, (gamma, beta), (eps, center), y, stats, valid),
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn forward_plain<T: Float>(
     x: &[T],
     cols: usize,
     (gamma, beta): (&[T], Option<&[T]>),
