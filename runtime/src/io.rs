@@ -187,16 +187,15 @@ fn f32_values(
     Ok(t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
 }
 
+/// The values of a tensor read from several, and the names read.
+type Stacked = (Vec<f32>, Vec<String>);
+
 /// An attention's packed projection (`X.in_proj_weight [3d, d]`, `X.in_proj_bias [3d]`, as
 /// PyTorch's `nn.MultiheadAttention` keeps them) read from separate query, key and value
 /// projections (`X.q_proj.weight`, `X.k_proj.weight`, `X.v_proj.weight [d, d]` and their
 /// `.bias [d]`, as Hugging Face's models and `nn.Linear`s name them) when the packed one is
 /// absent: the values, and the names read.
-fn split_projection(
-    st: &SafeTensors<'_>,
-    name: &str,
-    shape: &[usize],
-) -> Result<Option<(Vec<f32>, Vec<String>)>, CheckpointError> {
+fn split_projection(st: &SafeTensors<'_>, name: &str, shape: &[usize]) -> Result<Option<Stacked>, CheckpointError> {
     if st.tensor(name).is_ok() {
         return Ok(None);
     }
