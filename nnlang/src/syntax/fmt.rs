@@ -702,19 +702,7 @@ impl<'s> Fmt<'s> {
         self.align(stmts, &mut rendered, &blank_before, indent, kind);
         for (i, e) in rendered.into_iter().enumerate() {
             let gap = &gaps[i];
-            let mut comments = gap.comments.iter().peekable();
-            if let Some(c) = comments.next_if(|c| c.trailing) {
-                match out.lines.last_mut() {
-                    Some(l) => l.comment = Some(c.text.clone()),
-                    None => out.header_comment = Some(c.text.clone()),
-                }
-            }
-            for c in comments {
-                if c.blank_before && !out.lines.is_empty() {
-                    out.lines.push(Line::default());
-                }
-                out.lines.push(Line { text: format!("{pad}{}", c.text), comment: None, group: 0 });
-            }
+            out.place_comments(gap, &pad);
             if gap.newlines_after >= 2 && !out.lines.is_empty() && !out.lines.last().is_some_and(|l| l.text.is_empty())
             {
                 out.lines.push(Line::default());
@@ -740,20 +728,7 @@ impl<'s> Fmt<'s> {
             }
             out.lines.extend(lines);
         }
-        let end = self.gap(at, close.saturating_sub(1).max(at));
-        let mut comments = end.comments.iter().peekable();
-        if let Some(c) = comments.next_if(|c| c.trailing) {
-            match out.lines.last_mut() {
-                Some(l) => l.comment = Some(c.text.clone()),
-                None => out.header_comment = Some(c.text.clone()),
-            }
-        }
-        for c in comments {
-            if c.blank_before && !out.lines.is_empty() {
-                out.lines.push(Line::default());
-            }
-            out.lines.push(Line { text: format!("{pad}{}", c.text), comment: None, group: 0 });
-        }
+        out.place_comments(&self.gap(at, close.saturating_sub(1).max(at)), &pad);
         out
     }
 
@@ -958,6 +933,26 @@ struct BodyLines {
     /// A comment after the `{` on its line.
     header_comment: Option<String>,
     lines: Vec<Line>,
+}
+
+impl BodyLines {
+    /// The comments of a gap in a body: one after code at the end of the line before (or of
+    /// the header), the others on lines of their own at `pad`.
+    fn place_comments(&mut self, gap: &Gap, pad: &str) {
+        let mut comments = gap.comments.iter().peekable();
+        if let Some(c) = comments.next_if(|c| c.trailing) {
+            match self.lines.last_mut() {
+                Some(l) => l.comment = Some(c.text.clone()),
+                None => self.header_comment = Some(c.text.clone()),
+            }
+        }
+        for c in comments {
+            if c.blank_before && !self.lines.is_empty() {
+                self.lines.push(Line::default());
+            }
+            self.lines.push(Line { text: format!("{pad}{}", c.text), comment: None, group: 0 });
+        }
+    }
 }
 
 /// `header {`, the body, `}` at `indent` (or `header {}` when there is nothing inside).
