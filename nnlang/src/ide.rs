@@ -349,7 +349,7 @@ impl Analysis {
             let s = if uses.len() == 1 { "" } else { "s" };
             text.push_str(&format!("\nused {} time{s}:\n", uses.len()));
             for u in uses.iter().take(20) {
-                let (line, _) = line_col(&self.source, u.start);
+                let (line, _) = nnlang_runtime::data::place(self.source.as_bytes(), u.start);
                 text.push_str(&format!("- line {line}: `{}`\n", line_text(&self.source, u.start).trim()));
             }
             if uses.len() > 20 {
@@ -443,6 +443,13 @@ impl Analysis {
             text.push('\n');
             let mut params = Vec::new();
             let mut arithmetic = Vec::new();
+            // What flows in (the table shows what comes out).
+            let shape_of = |i: NodeId| m.shapes.shapes.get(i.index()).and_then(|s| s.as_ref()).map(|s| s.to_string());
+            let inputs: Vec<String> = first
+                .inputs
+                .iter()
+                .map(|&i| format!("`{}` {}", g.node(i).name, shape_of(i).unwrap_or_else(|| "(unknown)".into())))
+                .collect();
             for &id in &ids {
                 let node = g.node(id);
                 if let Some(i) = s.layers.iter().position(|l| l.name == node.name) {
@@ -457,6 +464,9 @@ impl Analysis {
                 }
             }
             text.push_str("```\n");
+            if !inputs.is_empty() && Some(span) != block_use {
+                text.push_str(&format!("\nreads {}\n", inputs.join(", ")));
+            }
             if !params.is_empty() {
                 text.push_str("\nparameters:\n");
                 for p in params.iter().take(24) {
@@ -609,8 +619,7 @@ fn recipe_completions(header: &str, path: &[String], entry: &str) -> Vec<Complet
     let Some(block) = crate::recipe::block_kind(kind) else { return Vec::new() };
     let keys = crate::recipe::keys(block, path);
     let entry = entry.trim_start();
-    if let Some((key, _)) = entry.split_once('~') {
-        let _ = key;
+    if entry.contains('~') {
         return crate::recipe::DISTRIBUTION_FORMS
             .iter()
             .map(|(d, sig)| Completion { label: d.to_string(), kind: CompletionKind::Value, detail: sig.to_string() })
@@ -950,15 +959,6 @@ fn floor_char_boundary(s: &str, mut i: usize) -> usize {
         i -= 1;
     }
     i
-}
-
-/// The 1-based line and column (in characters) of a byte offset.
-pub fn line_col(source: &str, offset: usize) -> (usize, usize) {
-    let offset = floor_char_boundary(source, offset.min(source.len()));
-    let before = &source[..offset];
-    let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, col)
 }
 
 fn line_text(source: &str, offset: usize) -> &str {

@@ -136,6 +136,8 @@ fn hover_on_a_block_use_shows_the_layers_it_made() {
     }
     let pool = a.hover(at(SRC, "maxpool", 0) + 1).expect("a hover");
     assert!(pool.text.contains("height: (28 − 2)/2 + 1 = 14"), "{}", pool.text);
+    // Its input's shape beside the output the row shows.
+    assert!(pool.text.contains("reads `relu_0` [28, 28, 32]"), "{}", pool.text);
     let model = a.hover(at(SRC, "Net", 0)).expect("a hover");
     assert!(model.text.starts_with("**model** `Net`") && model.text.contains("parameters"), "{}", model.text);
 }

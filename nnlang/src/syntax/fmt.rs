@@ -151,6 +151,8 @@ struct Gap {
     newlines_after: usize,
     /// Where the last punctuation (`)`, `,`, `{`…) ends, if there is any.
     code_end: Option<usize>,
+    /// Where the first punctuation ends.
+    first_code_end: Option<usize>,
 }
 
 impl Gap {
@@ -292,6 +294,7 @@ impl<'s> Fmt<'s> {
                 // Punctuation: `(`, `,`, `{`, `->`, …
                 i += self.src[i..].chars().next().map_or(1, char::len_utf8);
                 g.code_end = Some(i);
+                g.first_code_end = g.first_code_end.or(Some(i));
                 since_code = 0;
             }
         }
@@ -624,7 +627,7 @@ impl<'s> Fmt<'s> {
             at = self.end(k);
         }
         // The `{` after the header: comments before it cannot be kept in place.
-        let open = self.brace_after(at, stmts.first().map_or(self.end(p), |s| self.start(s)));
+        let open = self.gap(at, stmts.first().map_or(self.end(p), |s| self.start(s))).first_code_end.unwrap_or(at);
         if !self.gap(at, open).comments.is_empty() {
             return Err(Raw);
         }
@@ -662,25 +665,6 @@ impl<'s> Fmt<'s> {
         let open = self.start(&block) + 1;
         let body = self.body(open, &entries, self.end(&block), INDENT, Body::Recipe);
         Ok(close(header, body, 0))
-    }
-
-    /// Where the `{` between `a` and `b` ends.
-    fn brace_after(&self, a: usize, b: usize) -> usize {
-        let bytes = self.src.as_bytes();
-        let mut i = a;
-        while i < b {
-            match bytes[i] {
-                b'{' => return i + 1,
-                b'/' if i + 1 < b && bytes[i + 1] == b'/' => {
-                    i = self.src[i..b].find('\n').map_or(b, |k| i + k);
-                }
-                b'/' if i + 1 < b && bytes[i + 1] == b'*' => {
-                    i = self.src[i + 2..b].find("*/").map_or(b, |k| i + 2 + k + 2);
-                }
-                _ => i += 1,
-            }
-        }
-        a
     }
 
     /// The lines of a body: statements or settings after the `{` that ends at `open`, up to
