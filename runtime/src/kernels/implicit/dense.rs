@@ -242,11 +242,25 @@ fn dot_tile<S: Simd, const R: usize, const O: usize, const V: usize>(
     }
     for (r, row) in acc.iter().enumerate().take(m) {
         for (o, a) in row.iter().enumerate().take(n) {
-            // The 16 lanes added in halves (lane j + lane j + 8, then + 4, + 2, + 1): with two
-            // vectors of 8 the first halving is their sum, and the reduction of 8 lanes goes on
-            // in the same order as that of 16 (the unit test holds the two widths equal).
-            let sum = if V == 1 { a[0] } else { simd.add_f32s(a[0], a[V - 1]) };
-            y.set(rows[r], outs[o], b[outs[o]] + simd.reduce_sum_f32s(sum));
+            y.set(rows[r], outs[o], b[outs[o]] + sum16(simd, a));
+        }
+    }
+}
+
+/// The 16 lanes of `V` vectors added in halves (lane j + lane j + 8, then + 4, + 2, + 1):
+/// with two vectors of 8 the first halving is their sum, and the reduction of 8 lanes goes on
+/// in the same order as that of 16; with four vectors of 4 the first two halvings are sums of
+/// vectors and the last two are written out (the unit test holds the widths equal).
+#[inline(always)]
+fn sum16<S: Simd, const V: usize>(simd: S, a: &[S::f32s; V]) -> f32 {
+    match V {
+        1 => simd.reduce_sum_f32s(a[0]),
+        2 => simd.reduce_sum_f32s(simd.add_f32s(a[0], a[1])),
+        _ => {
+            let h = simd.add_f32s(simd.add_f32s(a[0], a[2]), simd.add_f32s(a[1], a[3]));
+            let mut l = [0f32; SUM_LANES];
+            S::as_mut_simd_f32s(&mut l).0[0] = h;
+            (l[0] + l[2]) + (l[1] + l[3])
         }
     }
 }
@@ -338,14 +352,29 @@ fn dense_tiles_into<S: Simd, Y: Sink>(
             let to = (from + DOT_BLOCK).min(rows);
             // Whole tiles of rows, then the rest a row at a time (a batch of one is a
             // matrix–vector product: no tile rows to waste).
-            let tiled = if lanes == 16 { 4 } else { 2 };
+            let tiled = match lanes {
+                16 => 4,
+                8 => 2,
+                _ if many_registers(lanes) => 2,
+                _ => 1,
+            };
             let split = from + (to - from) / tiled * tiled;
-            if lanes == 16 {
-                tiles!(4, 5, 1, from, split);
-                tiles!(1, 8, 1, split, to);
-            } else {
-                tiles!(2, 2, 2, from, split);
-                tiles!(1, 4, 2, split, to);
+            match lanes {
+                16 => {
+                    tiles!(4, 5, 1, from, split);
+                    tiles!(1, 8, 1, split, to);
+                }
+                8 => {
+                    tiles!(2, 2, 2, from, split);
+                    tiles!(1, 4, 2, split, to);
+                }
+                // NEON: 2 rows × 2 outputs × 4 vectors of sums, with the rows' and outputs'
+                // vectors, fill its 32 registers.
+                _ if many_registers(lanes) => {
+                    tiles!(2, 2, 4, from, split);
+                    tiles!(1, 3, 4, split, to);
+                }
+                _ => tiles!(1, 2, 4, from, to),
             }
             from = to;
         }
@@ -407,7 +436,7 @@ mod tests {
     #[test]
     fn dense_backward_is_the_two_products_at_every_width() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
-        let widths: Vec<usize> = [8, 16].into_iter().filter(|&l| l <= lanes()).collect();
+        let widths = widths();
         for &(rows, inp, out) in &[(1, 16, 1), (7, 48, 13), (64, 784, 256), (130, 32, 10), (5, 8, 6), (3, 80, 40)] {
             let x: Vec<f32> = (0..rows * inp).map(|_| rng.random_range(-1.0..1.0)).collect();
             let w: Vec<f32> = (0..out * inp).map(|_| rng.random_range(-1.0..1.0)).collect();
@@ -461,8 +490,8 @@ mod tests {
                 close(&dx2, &plain, &format!("{rows}×{inp}×{out} lanes {l}: dx overwritten"));
                 results.push((dw, dx));
             }
-            if let [a, b] = &results[..] {
-                assert!(a == b, "{rows}×{inp}×{out}: lanes 8 and 16 differ");
+            if let [a, rest @ ..] = &results[..] {
+                assert!(rest.iter().all(|b| a == b), "{rows}×{inp}×{out}: the widths differ");
             }
         }
     }
@@ -470,7 +499,7 @@ mod tests {
     #[test]
     fn dense_forward_is_the_product_and_the_same_bits_at_every_width() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
-        let widths: Vec<usize> = [8, 16].into_iter().filter(|&l| l <= lanes()).collect();
+        let widths = widths();
         for &(rows, inp, out) in
             &[(1, 784, 256), (3, 16, 9), (9, 16, 1), (64, 784, 256), (13, 48, 10), (150, 256, 128), (33, 32, 7)]
         {
@@ -491,8 +520,8 @@ mod tests {
                 close(&y, &want, &format!("{rows}×{inp}×{out} lanes {l}"));
                 results.push(y);
             }
-            if let [a, b] = &results[..] {
-                assert!(a == b, "{rows}×{inp}×{out}: lanes 8 and 16 differ");
+            if let [a, rest @ ..] = &results[..] {
+                assert!(rest.iter().all(|b| a == b), "{rows}×{inp}×{out}: the widths differ");
             }
             // Each row alone gives the same bits as in the batch.
             if let Some(all) = results.first() {

@@ -50,26 +50,49 @@ enum Init<'a> {
     Zero,
 }
 
-/// The instruction set the tiles run with, by its lanes: 16 (AVX-512), 8 (AVX2 and FMA), or
-/// 0 where the processor has neither. `NNLANG_IM2COL` set also gives 0, turning every tile
-/// off (convolutions by im2col, dense layers on matrixmultiply), to compare.
+/// The instruction set the tiles run with, by its lanes: 16 (AVX-512), 8 (AVX2 and FMA), 4
+/// (NEON on aarch64; SIMD128 on wasm32 when built with `+simd128`), or 0 where the
+/// processor has none of them. `NNLANG_IM2COL` set also gives 0, turning every tile off
+/// (convolutions by im2col, dense layers on matrixmultiply), to compare.
 pub fn lanes() -> usize {
     static LANES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *LANES.get_or_init(|| {
         if std::env::var_os("NNLANG_IM2COL").is_some() {
             return 0;
         }
-        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
-        {
-            if pulp::x86::V4::try_new().is_some() {
-                return 16;
-            }
-            if pulp::x86::V3::try_new().is_some() {
-                return 8;
-            }
-        }
-        0
+        widths().last().copied().unwrap_or(0)
     })
+}
+
+/// Every width the tiles can run with on this processor, narrowest first (the tests run each
+/// and hold their results equal).
+pub fn widths() -> Vec<usize> {
+    let mut out = Vec::new();
+    #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+    {
+        if pulp::x86::V3::try_new().is_some() {
+            out.push(8);
+        }
+        if pulp::x86::V4::try_new().is_some() {
+            out.push(16);
+        }
+    }
+    #[cfg(target_arch = "aarch64")]
+    if pulp::aarch64::Neon::try_new().is_some() {
+        out.push(4);
+    }
+    #[cfg(target_arch = "wasm32")]
+    if pulp::wasm::Simd128::try_new().is_some() {
+        out.push(4);
+    }
+    out
+}
+
+/// Whether tiles of `lanes` lanes have 32 vector registers to hold their sums (AVX-512 and
+/// NEON) rather than 16 (AVX2; and SIMD128, whose registers are the host's).
+#[inline(always)]
+fn many_registers(lanes: usize) -> bool {
+    lanes == 16 || (lanes == 4 && cfg!(target_arch = "aarch64"))
 }
 
 /// Runs `op` with `lanes` lanes (see [`lanes`]); `None` where that set is missing.
@@ -86,6 +109,18 @@ fn run<Op: pulp::WithSimd>(lanes: usize, op: Op) -> Option<Op::Output> {
             }
         }
     }
+    #[cfg(target_arch = "aarch64")]
+    if lanes == 4 {
+        if let Some(simd) = pulp::aarch64::Neon::try_new() {
+            return Some(Simd::vectorize(simd, op));
+        }
+    }
+    #[cfg(target_arch = "wasm32")]
+    if lanes == 4 {
+        if let Some(simd) = pulp::wasm::Simd128::try_new() {
+            return Some(Simd::vectorize(simd, op));
+        }
+    }
     let _ = (lanes, op);
     None
 }
@@ -95,12 +130,12 @@ fn round_up(n: usize, lanes: usize) -> usize {
     n.div_ceil(lanes) * lanes
 }
 
-/// Width of the panel of filters that starts at `j0` of `kp`: four vectors with AVX-512 (six
-/// positions × four vectors of sums: 24 of its 32 registers, each patch value broadcast once
-/// for 64 filters), else two, or one for the last.
+/// Width of the panel of filters that starts at `j0` of `kp`: four vectors with 32 registers
+/// (six positions × four vectors of sums: 24 of them, each patch value broadcast once for
+/// four vectors of filters), else two, or one for the last.
 #[inline(always)]
 fn panel_width(lanes: usize, kp: usize, j0: usize) -> usize {
-    if lanes >= 16 && kp - j0 >= 4 * lanes {
+    if many_registers(lanes) && kp - j0 >= 4 * lanes {
         4 * lanes
     } else if kp - j0 >= 2 * lanes {
         2 * lanes
@@ -390,7 +425,7 @@ fn weight_grads<S: Simd>(simd: S, x: &Patches<'_>, dy: &[f32], kp: usize, dwk: &
     let run = x.f * x.d;
     let cols = x.f * run;
     let block = (GRAD_BLOCK / x.ow).max(1);
-    let gr = if lanes >= 16 { GR } else { MR };
+    let gr = if many_registers(lanes) { GR } else { MR };
     let mut oy0 = 0;
     while oy0 < x.oh {
         let oy1 = (oy0 + block).min(x.oh);
@@ -653,7 +688,7 @@ mod tests {
     #[test]
     fn forward_and_backward_are_the_convolution_and_its_gradients_at_every_width() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
-        let widths: Vec<usize> = [8, 16].into_iter().filter(|&l| l <= lanes()).collect();
+        let widths = widths();
         for &(h, w, d, k, f, s, p) in &[
             (5, 7, 1, 8, 3, 1, 1),
             (6, 6, 3, 16, 3, 2, 1),
@@ -739,8 +774,8 @@ mod tests {
                 results.push((y, dw, dx));
             }
             // The same bits whatever the width: each output is the same chain of operations.
-            if let [a, b] = &results[..] {
-                assert!(a == b, "{g:?}: lanes 8 and 16 differ");
+            if let [a, rest @ ..] = &results[..] {
+                assert!(rest.iter().all(|b| a == b), "{g:?}: the widths differ");
             }
         }
     }
