@@ -26,6 +26,15 @@ pub mod plan;
 pub mod step;
 pub mod train;
 
+/// Clocks: the standard library's, or on WebAssembly in a browser (where `std`'s panics) the
+/// page's `performance.now()` through `web-time`, the same API.
+pub mod time {
+    #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+    pub use std::time::{Duration, Instant};
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    pub use web_time::{Duration, Instant};
+}
+
 /// Re-exported for generated code, whose arenas start on a cache line.
 pub use aligned_vec;
 pub use float::Float;

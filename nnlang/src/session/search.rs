@@ -310,7 +310,7 @@ impl<'s> Search<'s> {
 
     /// Compiles, plans and trains one trial on `loaded` (the base job's data).
     pub fn run(&self, trial: &Trial, epochs: usize, loaded: &Loaded) -> Outcome {
-        let start = std::time::Instant::now();
+        let start = nnlang_runtime::time::Instant::now();
         let s = match self.compile(trial, epochs) {
             Ok(s) => s,
             Err(e) => return Outcome::Rejected(first_line(&e.to_string())),

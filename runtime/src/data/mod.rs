@@ -42,10 +42,48 @@ impl std::error::Error for DataError {}
 /// The most bytes nnlang reads from one input file, or inflates one gzip stream to.
 pub const MAX_INPUT_BYTES: u64 = 16 << 30;
 
+/// Files held in memory by [`provide`], by path.
+type MemoryFiles = std::collections::BTreeMap<PathBuf, std::sync::Arc<[u8]>>;
+
+static MEMORY_FILES: std::sync::Mutex<MemoryFiles> = std::sync::Mutex::new(MemoryFiles::new());
+
+/// Holds `bytes` in memory as the file `path`: every reader that goes through [`open`] (CSV,
+/// IDX, sequences, text; gzipped or plain) reads them instead of the file system's file of
+/// that path, written exactly as the data block's path joined to its `.nn` file's folder.
+/// For hosts without a file system (the browser playground, `nnlang-wasm`) and tests.
+pub fn provide(path: impl Into<PathBuf>, bytes: impl Into<std::sync::Arc<[u8]>>) {
+    let mut files = MEMORY_FILES.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    files.insert(path.into(), bytes.into());
+}
+
+/// The bytes [`provide`] holds as `path`.
+pub(crate) fn provided(path: &Path) -> Option<std::sync::Arc<[u8]>> {
+    let files = MEMORY_FILES.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    files.get(path).cloned()
+}
+
+/// The bytes of a file held in memory, as a reader.
+struct Held(std::sync::Arc<[u8]>, usize);
+
+impl Read for Held {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let rest = &self.0[self.1.min(self.0.len())..];
+        let n = rest.len().min(buf.len());
+        buf[..n].copy_from_slice(&rest[..n]);
+        self.1 += n;
+        Ok(n)
+    }
+}
+
 /// Opens `path` for reading if it is a regular file: a pipe with no writer would block
 /// forever, and a device such as `/dev/zero` never ends. The content is decompressed when it
-/// starts with the gzip magic number.
+/// starts with the gzip magic number. A file held by [`provide`] is read from memory.
 pub fn open(path: &Path) -> Result<Box<dyn Read>, DataError> {
+    if let Some(bytes) = provided(path) {
+        let gz = bytes.starts_with(&[0x1f, 0x8b]);
+        let held = Held(bytes, 0);
+        return Ok(if gz { Box::new(Gz(flate2::read::MultiGzDecoder::new(held))) } else { Box::new(held) });
+    }
     let meta = std::fs::metadata(path).map_err(|e| DataError::new(path, format!("cannot read: {e}")))?;
     if !meta.is_file() {
         let what = if meta.is_dir() { "a directory" } else { "not a regular file (a pipe, a device or a socket)" };

@@ -93,6 +93,9 @@ pub fn read_rows(path: &Path, rows: Option<usize>) -> Result<Array, DataError> {
 pub fn on_disk(path: &Path, rows: Option<usize>, limit: u64) -> Result<Option<super::disk::OnDisk>, DataError> {
     use std::io::Read;
     let mut head = [0u8; 12];
+    if super::provided(path).is_some() {
+        return Ok(None); // held in memory already
+    }
     let meta = std::fs::metadata(path).map_err(|e| DataError::new(path, format!("cannot read: {e}")))?;
     if !meta.is_file() || meta.len() <= limit {
         return Ok(None);

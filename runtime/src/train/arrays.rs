@@ -185,7 +185,7 @@ pub fn fit(
             }
         }
         order.shuffle(&mut rng);
-        let start = std::time::Instant::now();
+        let start = crate::time::Instant::now();
         let mut total = 0.0;
         let steps = n.div_ceil(batch);
         let mut augment_rng = crate::data::augment::Augment::generator(o.seed, epoch);

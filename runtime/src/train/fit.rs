@@ -5,10 +5,10 @@ use super::{Options, Rates, Stepper};
 use crate::data::Inputs;
 use crate::interp::{argmax_rows, Exec, ExecError};
 use crate::plan::{Loss, Plan};
+use crate::time::Instant;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use std::time::Instant;
 
 /// How many of an epoch's last updates the update/weight ratio is averaged over.
 const RATIO_STEPS: usize = 10;

@@ -11,9 +11,9 @@
 
 use super::cluster::Cluster;
 use crate::mem::Sum;
+use crate::time::{Duration, Instant};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
 
 /// Spins before a waiting worker starts yielding, then sleeping.
 const SPINS: u32 = 4_000;

@@ -356,7 +356,7 @@ impl<'p> Stepper<'p> {
         d.send[p] = hi;
         d.send[p + 1] = (contribution - f64::from(hi)) as f32;
         d.send[p + 2] = f32::from(u8::from(d.stop_asked));
-        let started = std::time::Instant::now();
+        let started = crate::time::Instant::now();
         d.cluster.0.all_reduce_sum(&d.send, &mut d.recv);
         d.reduce_time += started.elapsed();
         d.shared_steps += 1;

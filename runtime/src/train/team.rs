@@ -15,9 +15,9 @@
 //! What each share computes does not depend on the thread that runs it, and the callers sum
 //! the shares in their order, so a given thread count gives the same bits every run.
 
+use crate::time::{Duration, Instant};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 /// How long the team's threads stay awake after a run, waiting for the next.
 const AWAKE: Duration = Duration::from_millis(2);
