@@ -9,7 +9,7 @@
 mod print;
 mod verify;
 
-pub use print::{to_dot, to_text};
+pub use print::{to_dot, to_svg, to_text};
 pub use verify::verify;
 
 pub use crate::ops::tensor::{Dim, Elems, NodeId, Shape};
