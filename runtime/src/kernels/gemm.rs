@@ -132,10 +132,9 @@ impl pulp::WithSimd for Axpys<'_> {
 }
 
 /// Runs `op` with AVX2 and FMA when the processor has them (`pulp`'s V3), NEON on aarch64,
-/// SIMD128 on wasm32 built with it, else scalar. The runtime names V3 rather than taking the
-/// widest set available, so that what it computes does not change with the `pulp` features
-/// another crate of the build turns on (AVX-512 was no faster here: these products are bound
-/// by reading B).
+/// else scalar. The runtime names V3 rather than taking the widest set available, so that
+/// what it computes does not change with the `pulp` features another crate of the build
+/// turns on (AVX-512 was no faster here: these products are bound by reading B).
 pub(crate) fn dispatch<Op: pulp::WithSimd>(op: Op) -> Op::Output {
     #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
     if let Some(simd) = pulp::x86::V3::try_new() {
@@ -143,10 +142,6 @@ pub(crate) fn dispatch<Op: pulp::WithSimd>(op: Op) -> Op::Output {
     }
     #[cfg(target_arch = "aarch64")]
     if let Some(simd) = pulp::aarch64::Neon::try_new() {
-        return pulp::Simd::vectorize(simd, op);
-    }
-    #[cfg(target_arch = "wasm32")]
-    if let Some(simd) = pulp::wasm::Simd128::try_new() {
         return pulp::Simd::vectorize(simd, op);
     }
     pulp::Simd::vectorize(pulp::Scalar::new(), op)
@@ -175,7 +170,9 @@ pub fn few_rows(
     rsc: isize,
     csc: isize,
 ) -> bool {
-    if k == 0 || csa != 1 || csc != 1 {
+    // WebAssembly has no fused multiply–add: each would be a software `fma` (see
+    // `implicit::widths`), slower than matrixmultiply's products.
+    if k == 0 || csa != 1 || csc != 1 || cfg!(target_arch = "wasm32") {
         return false;
     }
     let (rsa, rsc) = (rsa as usize, rsc as usize);
