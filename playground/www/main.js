@@ -7,7 +7,7 @@ const $ = (id) => document.getElementById(id);
 const source = $("source");
 const backdrop = $("backdrop");
 const gutter = $("gutter");
-const state = { firstCheckMs: null, report: null, trained: null, checks: 0, training: false };
+const state = { firstCheckMs: null, checkMs: null, report: null, trained: null, checks: 0, training: false };
 // For tests and the curious: the last report, the first check's time, training's result.
 window.playground = state;
 
@@ -79,8 +79,10 @@ function renderModels(report) {
 }
 
 function runCheck() {
+  const started = performance.now();
   const text = source.value;
   const report = JSON.parse(check(text));
+  state.checkMs = performance.now() - started;
   state.report = report;
   state.checks += 1;
   renderBackdrop(text, report.diagnostics);
