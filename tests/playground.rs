@@ -151,6 +151,31 @@ fn the_trainer_on_held_files_trains_as_nnlangc_train_and_scores_arrays() {
     assert_eq!(e.to_string(), "example 0, feature 5: NaN is not a finite number");
     let e = t.score_rows(&table.x[..128], &[3.0, 12.0]).expect_err("a label outside");
     assert_eq!(e.to_string(), "example 1 has label 12, outside the model's 10 classes");
+
+    // The same examples given as arrays (raw pixels and labels) train the same weights: they
+    // take the data block's scaling, the same validation split and the same batches.
+    let train = nnlang_runtime::data::csv::read(&data.join("digits-train.csv.gz"), Some(0)).expect("csv");
+    let mut a = Trainer::on_arrays(&source, &train.x, &train.y, Some((&table.x, &table.y))).expect("arrays");
+    let trained_a = a.run(&mut |_| {}).expect("trains");
+    assert!(a.weights_bytes().expect("weights") == cli, "arrays train as files do");
+    assert_eq!(trained_a.test, trained.test);
+    // Bad arrays are refused with what is wrong, and where.
+    let bad = |x: &[f32], y: &[f32]| Trainer::on_arrays(&source, x, y, None).err().expect("refused").to_string();
+    assert_eq!(
+        bad(&train.x[..100], &train.y[..1]),
+        "train: 100 values are not whole examples of 64 values (the model's input `pixels` [64])"
+    );
+    assert_eq!(bad(&train.x[..128], &train.y[..3]), "train: 3 targets for 2 examples");
+    assert_eq!(
+        bad(&train.x[..128], &[1.0, 10.0]),
+        "<arrays>/train_y.npy: example 2 (counting from 1) has label 10, outside the model's 10 classes 0..9"
+    );
+    let mut nan = train.x[..128].to_vec();
+    nan[70] = f32::NAN;
+    assert_eq!(bad(&nan, &[1.0, 2.0]), "<arrays>/train_x.npy: example 1, feature 6 is NaN or infinite");
+    let rnn = std::fs::read_to_string(common::root().join("examples/japanese_vowels.nn")).expect("example");
+    let e = Trainer::on_arrays(&rnn, &[0.0; 8], &[0.0; 1], None).err().expect("a sequence model");
+    assert!(e.to_string().contains("is a sequence: give sequences as files"), "{e}");
 }
 
 #[test]

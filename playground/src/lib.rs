@@ -350,6 +350,83 @@ impl Trainer {
         Ok(Trainer { session, prepared, test, weights, eval_plan })
     }
 
+    /// Compiles `source` and takes its `train` block's examples from arrays instead of files:
+    /// `x` holds the examples' raw inputs row after row (the model's one input, not a
+    /// sequence), `y` their targets (a class index each for a classifier), and `test` the
+    /// same for a test set. They go through every check and every step of the recipe's data
+    /// block (`scale`, `standardize`, `bins`, augmentation) as files would; without a data
+    /// block, as they are.
+    pub fn on_arrays(
+        source: &str,
+        x: &[f32],
+        y: &[f32],
+        test: Option<(&[f32], &[f32])>,
+    ) -> Result<Trainer, nnlang::session::Error> {
+        use nnlang::session::data;
+        use nnlang::spec::{DataSpec, Source};
+        let input = |m: String| nnlang::session::Error::Input(m);
+        let session = Session::from_source(FILE.into(), source.to_string(), &nnlang::Options::default())?;
+        let (prepared, test, eval_plan) = {
+            let job = session.job(None)?;
+            let expect = data::expect(job.model, job.recipe.loss, job.recipe.bins);
+            if expect.steps.is_some() {
+                return Err(input(format!(
+                    "the model's input {} is a sequence: give sequences as files (`sequences(…)`, `text(…)`); arrays hold one example per row",
+                    expect.input_desc
+                )));
+            }
+            let cols = expect.input_cols.max(1);
+            // Each array held as an .npy file under a name no data block can write.
+            let mut held = Vec::new();
+            let mut hold = |name: &str, x: &[f32], y: &[f32]| -> Result<Source, nnlang::session::Error> {
+                if x.is_empty() || !x.len().is_multiple_of(cols) {
+                    return Err(input(format!(
+                        "{name}: {} values are not whole examples of {cols} values (the model's input {})",
+                        x.len(),
+                        expect.input_desc
+                    )));
+                }
+                let rows = x.len() / cols;
+                if y.is_empty() || !y.len().is_multiple_of(rows) {
+                    return Err(input(format!("{name}: {} targets for {rows} examples", y.len())));
+                }
+                let npy = |shape: &[usize], v: &[f32]| {
+                    nnlang_runtime::data::npy::to_bytes(shape, v).map_err(|e| input(e.to_string()))
+                };
+                let (xp, yp) = (format!("<arrays>/{name}_x.npy"), format!("<arrays>/{name}_y.npy"));
+                nnlang_runtime::data::provide(xp.as_str(), npy(&[rows, cols], x)?);
+                nnlang_runtime::data::provide(yp.as_str(), npy(&[rows, y.len() / rows], y)?);
+                held.push(xp.clone());
+                held.push(yp.clone());
+                Ok(Source::Npy { x: xp.into(), y: yp.into() })
+            };
+            let train = hold("train", x, y);
+            let test_source = match (&train, test) {
+                (Ok(_), Some((tx, ty))) => Some(hold("test", tx, ty)).transpose(),
+                _ => Ok(None),
+            };
+            let block = job.recipe.data.as_deref().and_then(|d| session.compiled.data_spec(d));
+            let spec = DataSpec {
+                name: block.as_ref().map_or_else(|| "arrays".to_string(), |b| b.name.clone()),
+                train: Some(train?),
+                test: test_source?,
+                scale: block.as_ref().and_then(|b| b.scale),
+                standardize: block.as_ref().is_some_and(|b| b.standardize),
+                classes: block.as_ref().and_then(|b| b.classes),
+                augment: block.as_ref().and_then(|b| b.augment),
+            };
+            let loaded = data::load(&spec, std::path::Path::new(""), &expect, None);
+            for p in &held {
+                nnlang_runtime::data::release(std::path::Path::new(p));
+            }
+            let mut loaded = loaded.map_err(|e| input(e.to_string()))?;
+            let prepared = job.prepare_taking(&mut loaded, 1)?;
+            (prepared, loaded.test.take(), job.eval_plan()?)
+        };
+        let weights = prepared.params.clone();
+        Ok(Trainer { session, prepared, test, weights, eval_plan })
+    }
+
     /// Trains to the end of the recipe, telling `tell` each epoch and some batches as JSON
     /// ([`Epoch`], [`Batch`]); then scores the test set.
     pub fn run(&mut self, tell: &mut dyn FnMut(String)) -> Result<Trained, nnlang::session::Error> {
@@ -472,6 +549,24 @@ impl Trainer {
     #[wasm_bindgen(constructor)]
     pub fn new(source: &str) -> Result<Trainer, JsError> {
         Trainer::open(source).map_err(js)
+    }
+
+    /// [`Trainer::on_arrays`] for JavaScript: `Trainer.onArrays(source, x, y, testX, testY)`
+    /// (the test arrays may be left out).
+    #[wasm_bindgen(js_name = onArrays)]
+    pub fn on_arrays_js(
+        source: &str,
+        x: &[f32],
+        y: &[f32],
+        test_x: Option<Vec<f32>>,
+        test_y: Option<Vec<f32>>,
+    ) -> Result<Trainer, JsError> {
+        let test = match (&test_x, &test_y) {
+            (Some(tx), Some(ty)) => Some((tx.as_slice(), ty.as_slice())),
+            (None, None) => None,
+            _ => return Err(JsError::new("give both test arrays, or neither")),
+        };
+        Trainer::on_arrays(source, x, y, test).map_err(js)
     }
 
     /// Trains to the end, calling `on_progress(json)` after each epoch and some batches;

@@ -170,6 +170,30 @@ try {
   const rows = lines.slice(from).filter((l) => l.trim()).map((l) => l.trim().split(/\s+/).slice(1).map(Number));
   check(JSON.stringify(rows) === JSON.stringify(trained.test.confusion), "and the same confusion matrix");
 
+  // 6. The API on arrays, from JavaScript: Trainer.onArrays, evaluate, predict.
+  const arrays = await page.evaluate(async () => {
+    const m = await import("./pkg/nnlang_wasm.js");
+    await m.default();
+    const source = await (await fetch("examples/digits_mlp.nn")).text();
+    // 200 "images" whose label is the brightest of their first ten pixels.
+    const rows = 200, x = new Float32Array(rows * 64), y = new Float32Array(rows);
+    let seed = 1;
+    const random = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648);
+    for (let i = 0; i < rows; i++) {
+      y[i] = i % 10;
+      for (let j = 0; j < 64; j++) x[i * 64 + j] = j === y[i] ? 16 : 4 * random();
+    }
+    const t = m.Trainer.onArrays(source, x, y);
+    t.train(() => {});
+    const score = JSON.parse(t.evaluate(x, y));
+    const out = t.predict(x.slice(0, 64));
+    let refused = "";
+    try { m.Trainer.onArrays(source, x.slice(0, 100), y); } catch (e) { refused = e.message; }
+    return { accuracy: score.accuracy, outputs: out.length, sum: out.reduce((a, b) => a + b, 0), refused };
+  });
+  check(arrays.accuracy >= 0.95 && arrays.outputs === 10 && Math.abs(arrays.sum - 1) < 1e-5, "Trainer.onArrays trains, evaluates and predicts from JavaScript", JSON.stringify(arrays));
+  check(arrays.refused.includes("100 values are not whole examples of 64 values"), "and refuses arrays that are not whole examples", arrays.refused);
+
   check(errors.length === 0, "no error in the page or its console", errors.join("; "));
   await page.close();
 } finally {

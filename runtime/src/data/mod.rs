@@ -56,6 +56,12 @@ pub fn provide(path: impl Into<PathBuf>, bytes: impl Into<std::sync::Arc<[u8]>>)
     files.insert(path.into(), bytes.into());
 }
 
+/// Lets go of the file [`provide`] holds as `path` (the file system's is read again).
+pub fn release(path: &Path) {
+    let mut files = MEMORY_FILES.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    files.remove(path);
+}
+
 /// The bytes [`provide`] holds as `path`.
 pub(crate) fn provided(path: &Path) -> Option<std::sync::Arc<[u8]>> {
     let files = MEMORY_FILES.lock().unwrap_or_else(std::sync::PoisonError::into_inner);

@@ -134,10 +134,8 @@ pub fn on_disk(path: &Path, rows: Option<usize>, limit: u64) -> Result<Option<su
     super::disk::OnDisk::from_file(f, path, offset, element, cols, total, rows).map(Some)
 }
 
-/// Writes `data` with `shape` as f32, to a temporary file renamed into place, so that a
-/// failure leaves nothing half-written.
-pub fn write(path: &Path, shape: &[usize], data: &[f32]) -> Result<(), DataError> {
-    let err = |e: std::io::Error| DataError::new(path, format!("cannot write: {e}"));
+/// `data` with `shape` as the bytes of an f32 `.npy` file.
+pub fn to_bytes(shape: &[usize], data: &[f32]) -> std::io::Result<Vec<u8>> {
     let mut bytes = Vec::with_capacity(128 + 4 * data.len());
     {
         let shape: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
@@ -145,11 +143,17 @@ pub fn write(path: &Path, shape: &[usize], data: &[f32]) -> Result<(), DataError
             .default_dtype()
             .shape(&shape)
             .writer(std::io::Cursor::new(&mut bytes))
-            .begin_nd()
-            .map_err(err)?;
-        w.extend(data.iter().copied()).map_err(err)?;
-        w.finish().map_err(err)?;
+            .begin_nd()?;
+        w.extend(data.iter().copied())?;
+        w.finish()?;
     }
+    Ok(bytes)
+}
+
+/// Writes `data` with `shape` as f32, to a temporary file renamed into place, so that a
+/// failure leaves nothing half-written.
+pub fn write(path: &Path, shape: &[usize], data: &[f32]) -> Result<(), DataError> {
+    let bytes = to_bytes(shape, data).map_err(|e| DataError::new(path, format!("cannot write: {e}")))?;
     crate::io::write_atomic(path, &bytes).map_err(|m| {
         let prefix = format!("{}: ", path.display());
         DataError::new(path, m.strip_prefix(&prefix).unwrap_or(&m))
