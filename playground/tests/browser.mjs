@@ -110,7 +110,12 @@ try {
   await page.waitForFunction(() => window.playground.report && !window.playground.report.ok, null, { timeout: 10_000 });
   const report = await page.evaluate(() => window.playground.report);
   const shown = await page.locator("#diagnostics .diagnostic pre").allTextContents();
-  check(shown.length === 1 && shown[0].includes("(28 − 5)/2 + 1 = 12.5"), "typing a shape mistake shows its arithmetic", shown[0]?.split("\n")[0]);
+  const typedMs = await page.evaluate(() => window.playground.checkMs);
+  check(
+    shown.length === 1 && shown[0].includes("(28 − 5)/2 + 1 = 12.5"),
+    "typing a shape mistake shows its arithmetic",
+    `${shown[0]?.split("\n")[0]} (checked in ${typedMs.toFixed(1)} ms)`,
+  );
   const marks = await page.locator("#backdrop mark").evaluateAll((ms) => ms.map((m) => [m.dataset.line, m.textContent]));
   check(marks.length === 1 && marks[0][0] === "3", "the mistake is underlined at its line (3)", JSON.stringify(marks));
   check(
