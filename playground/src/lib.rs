@@ -1,5 +1,5 @@
 //! nnlang in the browser: the compiler and the interpreter built for `wasm32-unknown-unknown`
-//! behind a small [`wasm_bindgen`] API, for the playground (`playground/www`).
+//! behind a small [`wasm-bindgen`](mod@wasm_bindgen) API, for the playground (`playground/www`).
 //!
 //! - [`check`] compiles a source and answers with JSON: every diagnostic rendered exactly as
 //!   `nnlangc check` renders it (the same [`nnlang::diag::render_all`]) with its place in the
