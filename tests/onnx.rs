@@ -2,6 +2,7 @@
 //! runnable example, the exported file run by tract agrees with `nnlangc run` on the same
 //! random inputs within 1e-5, at two batch sizes (the batch is dynamic) and, for a model that
 //! reads sequences of any length, at a length shorter than the longest.
+#![cfg(not(nnlang_no_onnx_tests))]
 
 mod common;
 
