@@ -16,7 +16,7 @@ rustup target add wasm32-unknown-unknown >/dev/null 2>&1 || true
 if ! wasm-bindgen --version 2>/dev/null | grep -qF "$version"; then
     echo "== installing wasm-bindgen-cli $version"
     # Without its default rustls feature: the CLI downloads nothing here.
-    cargo install wasm-bindgen-cli --version "$version" --no-default-features --quiet
+    cargo install wasm-bindgen-cli --version "$version" --no-default-features --force --quiet
 fi
 
 echo "== cargo build -p nnlang-wasm --target wasm32-unknown-unknown"
