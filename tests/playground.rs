@@ -144,7 +144,7 @@ fn the_trainer_on_held_files_trains_as_nnlangc_train_and_scores_arrays() {
     }
     // Bad arrays are errors that say what is wrong.
     let e = t.predict_rows(&table.x[..65]).expect_err("a partial example");
-    assert_eq!(e.to_string(), "65 values are not whole examples of 64 values (the model's input)");
+    assert_eq!(e.to_string(), "65 values are not whole examples of 64 values (the model's input `pixels` [64])");
     let mut nan = table.x[..64].to_vec();
     nan[5] = f32::NAN;
     let e = t.predict_rows(&nan).expect_err("NaN");

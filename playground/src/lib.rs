@@ -324,6 +324,17 @@ pub struct Trainer {
     eval_plan: Plan,
 }
 
+/// The number of whole examples of `cols` values in `len` values, or the error that says
+/// they are not (`input`: the model's input, as messages name it).
+fn whole_examples(len: usize, cols: usize, input: &str) -> Result<usize, nnlang::session::Error> {
+    if cols == 0 || len == 0 || !len.is_multiple_of(cols) {
+        return Err(nnlang::session::Error::Input(format!(
+            "{len} values are not whole examples of {cols} values (the model's input {input})"
+        )));
+    }
+    Ok(len / cols)
+}
+
 /// Errors as JavaScript sees them: `Error` objects with the message.
 fn js(e: impl std::fmt::Display) -> JsError {
     JsError::new(&e.to_string())
@@ -379,14 +390,8 @@ impl Trainer {
             // Each array held as an .npy file under a name no data block can write.
             let mut held = Vec::new();
             let mut hold = |name: &str, x: &[f32], y: &[f32]| -> Result<Source, nnlang::session::Error> {
-                if x.is_empty() || !x.len().is_multiple_of(cols) {
-                    return Err(input(format!(
-                        "{name}: {} values are not whole examples of {cols} values (the model's input {})",
-                        x.len(),
-                        expect.input_desc
-                    )));
-                }
-                let rows = x.len() / cols;
+                let rows =
+                    whole_examples(x.len(), cols, &expect.input_desc).map_err(|e| input(format!("{name}: {e}")))?;
                 if y.is_empty() || !y.len().is_multiple_of(rows) {
                     return Err(input(format!("{name}: {} targets for {rows} examples", y.len())));
                 }
@@ -468,14 +473,11 @@ impl Trainer {
     }
 
     /// `x` (raw, as the data files hold it: the training's preprocessing is applied) as rows.
-    fn rows_of(&self, x: &[f32]) -> Result<(Vec<f32>, usize), nnlang::session::Error> {
+    fn rows_of(&self, x: &[f32]) -> Result<(Vec<f32>, usize, usize), nnlang::session::Error> {
         let cols = self.input_cols()?;
-        if cols == 0 || !x.len().is_multiple_of(cols) {
-            return Err(nnlang::session::Error::Input(format!(
-                "{} values are not whole examples of {cols} values (the model's input)",
-                x.len()
-            )));
-        }
+        let job = self.session.job(None)?;
+        let desc = nnlang::session::data::expect(job.model, job.recipe.loss, job.recipe.bins).input_desc;
+        let rows = whole_examples(x.len(), cols, &desc)?;
         if let Some(i) = x.iter().position(|v| !v.is_finite()) {
             return Err(nnlang::session::Error::Input(format!(
                 "example {}, feature {}: {} is not a finite number",
@@ -486,14 +488,12 @@ impl Trainer {
         }
         let mut x = x.to_vec();
         self.prepared.preprocess.apply(&mut x);
-        let rows = x.len() / cols;
-        Ok((x, rows))
+        Ok((x, rows, cols))
     }
 
     /// The model's outputs for `x`: rows of inputs as the data files hold them.
     pub fn predict_rows(&self, x: &[f32]) -> Result<Vec<f32>, nnlang::session::Error> {
-        let (x, rows) = self.rows_of(x)?;
-        let cols = self.input_cols()?;
+        let (x, rows, cols) = self.rows_of(x)?;
         let plan = &self.eval_plan;
         let mut exec = nnlang_runtime::interp::Exec::<f32>::new(plan, 0);
         exec.params.copy_from_slice(&self.weights);
@@ -503,9 +503,8 @@ impl Trainer {
     /// The weights scored on `x` against `y` (one target row per example: a class index for
     /// a classifier).
     pub fn score_rows(&self, x: &[f32], y: &[f32]) -> Result<Score, nnlang::session::Error> {
-        let (x, rows) = self.rows_of(x)?;
-        let cols = self.input_cols()?;
-        if rows == 0 || !y.len().is_multiple_of(rows) {
+        let (x, rows, cols) = self.rows_of(x)?;
+        if !y.len().is_multiple_of(rows) {
             return Err(nnlang::session::Error::Input(format!(
                 "{} targets for {rows} examples: give the same number of target rows",
                 y.len()
