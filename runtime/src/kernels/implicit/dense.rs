@@ -352,12 +352,7 @@ fn dense_tiles_into<S: Simd, Y: Sink>(
             let to = (from + DOT_BLOCK).min(rows);
             // Whole tiles of rows, then the rest a row at a time (a batch of one is a
             // matrix–vector product: no tile rows to waste).
-            let tiled = match lanes {
-                16 => 4,
-                8 => 2,
-                _ if many_registers(lanes) => 2,
-                _ => 1,
-            };
+            let tiled = if lanes == 16 { 4 } else { 2 };
             let split = from + (to - from) / tiled * tiled;
             match lanes {
                 16 => {
@@ -368,13 +363,12 @@ fn dense_tiles_into<S: Simd, Y: Sink>(
                     tiles!(2, 2, 2, from, split);
                     tiles!(1, 4, 2, split, to);
                 }
-                // NEON: 2 rows × 2 outputs × 4 vectors of sums, with the rows' and outputs'
-                // vectors, fill its 32 registers.
-                _ if many_registers(lanes) => {
+                // NEON (4 lanes, the only other width): 2 rows × 2 outputs × 4 vectors of
+                // sums, with the rows' and outputs' vectors, fill its 32 registers.
+                _ => {
                     tiles!(2, 2, 4, from, split);
                     tiles!(1, 3, 4, split, to);
                 }
-                _ => tiles!(1, 2, 4, from, to),
             }
             from = to;
         }
