@@ -250,6 +250,38 @@ pub(crate) enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// Time the model as written, layer by layer: the training step (forward, backward, the
+    /// optimizer's update) and inference, each layer's GFLOP/s against this machine's
+    /// measured FMA peak, and the memory it moves. Runs on made-up inputs of the model's
+    /// shapes: no data is read.
+    Bench {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Examples per batch (default: the recipe's `batch`).
+        #[arg(long, value_parser = at_least_one)]
+        batch: Option<usize>,
+        /// Threads, as `train --threads`.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+        threads: u16,
+        /// How the threads share a training step, as `train --split`.
+        #[arg(long, value_enum, default_value_t = SplitArg::Auto)]
+        split: SplitArg,
+        /// Time each of the two phases for at least this many seconds.
+        #[arg(long, default_value_t = 2.0, value_parser = seconds)]
+        seconds: f64,
+        /// Print the profile as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// A duration in seconds: positive, at most an hour.
+fn seconds(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v > 0.0 && v <= 3600.0 => Ok(v),
+        Ok(_) => Err("must be more than 0 and at most 3600".to_string()),
+        Err(_) => Err(format!("`{s}` is not a number of seconds")),
+    }
 }
 
 /// The source file and what to do to it: the model and the `--set` overrides.

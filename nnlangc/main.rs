@@ -217,6 +217,10 @@ fn run(cli: Cli, cluster: Option<&nnlang_runtime::train::Cluster>) -> Result<(),
             };
             train::sample(&model, &spec)
         }
+        Command::Bench { model, batch, threads, split, seconds, json } => {
+            let spec = nnlang::session::BenchSpec { batch, threads: threads as usize, split: split.into(), seconds };
+            train::bench(&model, &spec, json)
+        }
     }
 }
 

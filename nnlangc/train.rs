@@ -577,3 +577,18 @@ pub fn run(args: &ModelArgs, weights: &Path, input: &Path, output: &Path, raw: b
     outln!("wrote {} rows of {:?} to {} ({first})", p.rows, &p.shape[1..], output.display());
     Ok(())
 }
+
+/// `nnlangc bench`: the model's training step and inference timed layer by layer.
+pub fn bench(args: &ModelArgs, spec: &nnlang::session::BenchSpec, json: bool) -> Result<(), Failure> {
+    let session = open(args)?;
+    let model = session.main_model(args.model.as_deref())?;
+    let recipe = session.compiled.recipe_or_implied(model);
+    let job = nnlang::session::Job { session: &session, model, recipe };
+    let profile = job.bench(spec)?;
+    if json {
+        outln!("{}", serde_json::to_string_pretty(&profile).map_err(|e| Failure::Usage(e.to_string()))?);
+    } else {
+        out!("{}", profile.to_text());
+    }
+    Ok(())
+}

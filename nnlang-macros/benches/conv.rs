@@ -9,7 +9,7 @@ use nnlang_runtime::kernels::conv;
 use nnlang_runtime::plan::{Act, Geometry};
 use std::time::Instant;
 
-mod peak;
+use nnlang_runtime::profile::fma_peak_with;
 
 /// Seconds per call of `f`, the best of five means of `reps` calls.
 fn time(reps: usize, mut f: impl FnMut()) -> f64 {
@@ -29,10 +29,13 @@ fn main() {
     #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
     {
         if let Some(simd) = pulp::x86::V4::try_new() {
-            println!("FMA peak, AVX-512: {:.0} GFLOP/s", peak::fma_peak(|p| pulp::Simd::vectorize(simd, p)));
+            println!(
+                "FMA peak, AVX-512: {:.0} GFLOP/s",
+                fma_peak_with(20_000_000, |p| pulp::Simd::vectorize(simd, p)).0
+            );
         }
         if let Some(simd) = pulp::x86::V3::try_new() {
-            println!("FMA peak, AVX2: {:.0} GFLOP/s", peak::fma_peak(|p| pulp::Simd::vectorize(simd, p)));
+            println!("FMA peak, AVX2: {:.0} GFLOP/s", fma_peak_with(20_000_000, |p| pulp::Simd::vectorize(simd, p)).0);
         }
     }
     let path = if std::env::var_os("NNLANG_IM2COL").is_some() { "im2col + matrixmultiply" } else { "in use" };

@@ -7,7 +7,6 @@
 
 #[macro_use]
 mod common;
-mod peak;
 
 // The model of examples/mnist_mlp.nn, with the batch left to the benchmark.
 nnlang_macros::nn! {
@@ -33,7 +32,7 @@ const STEP_FLOP: f64 = 4.0 * (784.0 * 256.0 + 256.0 * 128.0 + 128.0 * 10.0) + 2.
 
 fn main() {
     // With the widest instruction set the processor has.
-    let peak = peak::fma_peak(|p| pulp::Arch::new().dispatch(p));
+    let (peak, _) = nnlang_runtime::profile::fma_peak_with(20_000_000, |p| pulp::Arch::new().dispatch(p));
     println!(
         "note: FMA peak {peak:.0} GFLOP/s on one thread (measured); a step is {:.3} MFLOP per sample",
         STEP_FLOP / 1e6

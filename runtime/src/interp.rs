@@ -42,6 +42,9 @@ pub struct Exec<T> {
     pub peers: Option<std::sync::Arc<dyn crate::mem::Sum>>,
     /// This worker's weight in the batch's mean loss (1: the whole batch).
     pub share: f64,
+    /// When set, every run adds each step's time to it (the update's slot gets the
+    /// optimizer's time): what `nnlangc bench` reports. `None` costs nothing.
+    pub timings: Option<crate::profile::Timings>,
     rng: ChaCha8Rng,
 }
 
@@ -59,6 +62,7 @@ impl<T: Float> Exec<T> {
             team: None,
             peers: None,
             share: 1.0,
+            timings: None,
             rng: ChaCha8Rng::seed_from_u64(seed),
         }
     }
@@ -196,6 +200,7 @@ impl<T: Float> Exec<T> {
                 lengths: &self.lengths,
                 team: self.team.as_deref(),
                 peers: Peers { group: self.peers.as_deref(), share: self.share },
+                timings: self.timings.as_mut(),
             },
             inputs,
             target,
@@ -203,7 +208,11 @@ impl<T: Float> Exec<T> {
         )?;
         debug_assert!(!plan.steps.iter().rev().skip(1).any(|s| matches!(s, Step::Update)), "the update is last");
         if let (Some(Step::Update), Some(u)) = (plan.steps.last(), updater) {
+            let started = self.timings.is_some().then(crate::time::Instant::now);
             u.update(&mut self.params, &self.grads);
+            if let (Some(t), Some(s)) = (self.timings.as_mut(), started) {
+                t.add_update(s.elapsed().as_secs_f64());
+            }
         }
         Ok(loss)
     }
@@ -231,6 +240,7 @@ impl<T: Float> Exec<T> {
             lengths: &self.lengths,
             team: self.team.as_deref(),
             peers: Peers { group: self.peers.as_deref(), share: self.share },
+            timings: self.timings.as_mut(),
         };
         run_steps(plan, rows, mem, inputs, &self.target, Some(after))
     }
@@ -254,6 +264,7 @@ impl<T: Float> Exec<T> {
             lengths: &self.lengths,
             team: self.team.as_deref(),
             peers: Peers { group: self.peers.as_deref(), share: self.share },
+            timings: self.timings.as_mut(),
         };
         run_steps(plan, rows, mem, inputs, &[], after)
     }
@@ -278,6 +289,7 @@ impl<T: Float> Exec<T> {
             lengths: &self.lengths,
             team: self.team.as_deref(),
             peers: Peers { group: self.peers.as_deref(), share: self.share },
+            timings: self.timings.as_mut(),
         };
         run_steps(plan, rows, mem, inputs, target, None)
     }
@@ -296,6 +308,7 @@ struct Memory<'a, T> {
     lengths: &'a [usize],
     team: Option<&'a crate::train::Team>,
     peers: Peers<'a>,
+    timings: Option<&'a mut crate::profile::Timings>,
 }
 
 /// Runs every step of `plan` (the update runs nothing) on `rows` rows; `after`, if given,
@@ -322,11 +335,27 @@ fn run_steps<T: Float>(
         team: m.team,
         peers: m.peers,
     };
+    let mut timings = m.timings;
+    if let Some(t) = timings.as_deref_mut() {
+        t.seconds.resize(plan.steps.len(), 0.0);
+    }
+    let mut started = timings.is_some().then(crate::time::Instant::now);
     for (i, s) in plan.steps.iter().enumerate() {
         s.run(&mut cx)?;
+        if let (Some(t), Some(at)) = (timings.as_deref_mut(), started.as_mut()) {
+            let now = crate::time::Instant::now();
+            t.seconds[i] += now.duration_since(*at).as_secs_f64();
+            *at = now;
+        }
         if let Some(f) = after.as_deref_mut() {
             f(i, s, cx.rows, &cx.mem.all(), cx.lengths);
+            if let Some(at) = started.as_mut() {
+                *at = crate::time::Instant::now();
+            }
         }
+    }
+    if let Some(t) = timings {
+        t.runs += 1;
     }
     Ok(cx.loss)
 }

@@ -23,6 +23,7 @@ pub mod mem;
 pub mod model;
 pub mod ops;
 pub mod plan;
+pub mod profile;
 pub mod step;
 pub mod train;
 

@@ -158,6 +158,23 @@ macro_rules! steps {
                 }
             }
 
+            /// The names of the step's fields, in the order of [`Step::call`]'s arguments
+            /// (empty for the update).
+            pub fn field_names(&self) -> &'static [&'static str] {
+                match self {
+                    $( Step::$name { .. } => &[$(stringify!($field)),*], )*
+                    Step::Update => &[],
+                }
+            }
+
+            /// The step kind's name, as the step table spells it (`ConvBackward`).
+            pub fn kind(&self) -> &'static str {
+                match self {
+                    $( Step::$name { .. } => stringify!($name), )*
+                    Step::Update => "Update",
+                }
+            }
+
             /// The path (in the runtime crate) of the function that runs the step, and its
             /// arguments after the context, as constants; `None` for the update.
             pub fn call(&self) -> Option<(&'static [&'static str], Vec<$crate::step::Lit>)> {

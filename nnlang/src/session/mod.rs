@@ -17,6 +17,7 @@ pub mod gradcheck;
 mod images;
 mod job;
 mod predict;
+pub mod profile;
 mod recorder;
 pub mod resume;
 pub mod rundir;
@@ -28,6 +29,7 @@ pub use data::{Expect, Loaded};
 pub use job::{view, Job, Prepared};
 use predict::fixed_dims;
 pub use predict::{infer, load_weights, param_table, read_params, Finished, Predicted, RawPrediction};
+pub use profile::{BenchSpec, Profile};
 pub use recorder::{Recorder, KEEP_CHECKPOINTS};
 pub use sample::SampleSpec;
 

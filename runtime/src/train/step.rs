@@ -225,6 +225,24 @@ impl<'p> Stepper<'p> {
         self.opt.flush(&mut self.master.params);
     }
 
+    /// Starts keeping each step's time (`on`), from zero, or stops.
+    pub fn profile(&mut self, on: bool) {
+        let n = self.plan.steps.len();
+        for e in std::iter::once(&mut self.master).chain(self.workers.iter_mut()) {
+            e.timings = on.then(|| crate::profile::Timings::new(n));
+        }
+    }
+
+    /// Each step's time since [`Stepper::profile`] started it, as the calling thread saw it
+    /// (the first worker's share, when workers share the batch: the others run theirs at the
+    /// same time), the update's slot holding the gradients' average and the optimizer's time.
+    pub fn timings(&self) -> Option<&crate::profile::Timings> {
+        match self.workers.first().and_then(|w| w.timings.as_ref()) {
+            Some(t) if t.runs > 0 => Some(t),
+            _ => self.master.timings.as_ref(),
+        }
+    }
+
     /// The gradients of the last step (averaged over the workers).
     pub fn grads(&self) -> &[f32] {
         &self.master.grads
@@ -272,9 +290,14 @@ impl<'p> Stepper<'p> {
         let wplan = self.worker_plan.as_deref().unwrap_or(plan);
         let (loss, shares) = shared_gradients((plan, wplan), workers, team, &master.params, batch, meet)?;
         // The mean gradient, Σ (countᵢ/count)·gradᵢ.
+        let started = workers[0].timings.is_some().then(crate::time::Instant::now);
         let worker_grads: Vec<&[f32]> = workers.iter().map(|w| w.grads.as_slice()).collect();
         super::parallel::average_gradients(team, &mut master.grads, &worker_grads, &shares);
         opt.update(&mut master.params, &master.grads);
+        // (The first worker's timings are the step's: its share ran on the calling thread.)
+        if let (Some(t), Some(s)) = (workers[0].timings.as_mut(), started) {
+            t.add_update(s.elapsed().as_secs_f64());
+        }
         Ok(loss)
     }
 

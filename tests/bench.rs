@@ -1,0 +1,138 @@
+//! `nnlangc bench`: the per-layer profile of a model as written — what it counts (each
+//! layer's products, exactly), what it times, how it reads, and its refusals.
+
+mod common;
+use common::*;
+
+fn json(args: &[&str]) -> serde_json::Value {
+    let out = nnlangc(args);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("bench --json prints JSON")
+}
+
+fn layer<'a>(phase: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    phase["layers"]
+        .as_array()
+        .and_then(|ls| ls.iter().find(|l| l["layer"] == name))
+        .unwrap_or_else(|| panic!("no layer {name} in {phase}"))
+}
+
+fn f(v: &serde_json::Value) -> f64 {
+    v.as_f64().unwrap_or_else(|| panic!("{v} is not a number"))
+}
+
+#[test]
+fn the_mlp_profile_counts_each_layers_products_and_times_every_step() {
+    let p = json(&["bench", "examples/mnist_mlp.nn", "--seconds", "0.2", "--batch", "32", "--json"]);
+    assert_eq!((p["model"].as_str(), p["batch"].as_u64(), p["threads"].as_u64()), (Some("Mlp"), Some(32), Some(1)));
+    assert!(f(&p["peak_gflops"]) > 0.5, "{p}");
+    let t = &p["training"];
+    // 784 → 256 → 128 → 10: a multiply–add per weight per example, forward; backward, the
+    // weights' gradient and (but for the first layer, whose input needs none) the input's.
+    for (name, inputs, outputs, backward_products) in
+        [("dense_0", 784.0, 256.0, 1.0), ("dense_1", 256.0, 128.0, 2.0), ("dense_2", 128.0, 10.0, 2.0)]
+    {
+        let l = layer(t, name);
+        let forward = 2.0 * 32.0 * inputs * outputs;
+        assert_eq!(f(&l["forward_flops"]), forward, "{name}");
+        assert_eq!(f(&l["backward_flops"]), backward_products * forward, "{name}");
+        assert!(f(&l["forward_ms"]) > 0.0 && f(&l["backward_ms"]) > 0.0, "{l}");
+        // Its weights, bias and activations, at least.
+        assert!(f(&l["bytes"]) >= 4.0 * (inputs * outputs + 32.0 * (inputs + outputs)), "{l}");
+    }
+    let total: f64 = t["layers"]
+        .as_array()
+        .map_or(0.0, |ls| ls.iter().map(|l| f(&l["forward_flops"]) + f(&l["backward_flops"])).sum());
+    assert_eq!(f(&t["flops"]), total);
+    assert_eq!(
+        f(&t["flops"]),
+        3.0 * 2.0 * 32.0 * (784.0 * 256.0 + 256.0 * 128.0 + 128.0 * 10.0) - 2.0 * 32.0 * 784.0 * 256.0
+    );
+    // The loss and the optimizer have rows of their own, in the backward column.
+    assert!(f(&layer(t, "(update)")["backward_ms"]) > 0.0 && f(&layer(t, "(update)")["forward_ms"]) == 0.0);
+    assert!(f(&layer(t, "(loss)")["backward_ms"]) > 0.0);
+    let [median, least, most] = [0, 1, 2].map(|i| f(&t["ms"][i]));
+    assert!(least <= median && median <= most && least > 0.0, "{t}");
+    assert!(t["runs"].as_u64().is_some_and(|n| n >= 3));
+    // Inference: the same products, forward only, with the softmax; no loss, no update.
+    let i = &p["inference"];
+    assert_eq!(f(&layer(i, "dense_1")["forward_flops"]), 2.0 * 32.0 * 256.0 * 128.0);
+    assert_eq!(f(&layer(i, "dense_1")["backward_ms"]), 0.0);
+    let names: Vec<&str> =
+        i["layers"].as_array().map_or(vec![], |ls| ls.iter().filter_map(|l| l["layer"].as_str()).collect());
+    assert_eq!(names, ["dense_0", "dense_1", "dense_2", "softmax_0"]);
+}
+
+#[test]
+fn a_convnet_counts_its_convolutions_and_names_its_nested_layers() {
+    // examples/resnet.nn: blocks, strided and 1×1 convolutions, batch norms, pooling.
+    let p = json(&["bench", "examples/resnet.nn", "--seconds", "0.1", "--batch", "4", "--json"]);
+    let t = &p["training"];
+    // The stem: 3×3, 1 → 32 channels, same padding on 28×28: 28·28·32·9 multiply–adds an
+    // example, forward; its input (the image) needs no gradient.
+    let stem = layer(t, "conv_0");
+    assert_eq!(f(&stem["forward_flops"]), 2.0 * 4.0 * (28 * 28 * 32 * 9) as f64);
+    assert_eq!(f(&stem["backward_flops"]), f(&stem["forward_flops"]));
+    let names: Vec<&str> =
+        t["layers"].as_array().map_or(vec![], |ls| ls.iter().filter_map(|l| l["layer"].as_str()).collect());
+    assert!(names.iter().any(|n| n.starts_with("stage1.") && n.contains(".conv_")), "{names:?}");
+    // A batch norm moves memory and computes no product.
+    let bn =
+        t["layers"].as_array().and_then(|ls| ls.iter().find(|l| l["steps"][0] == "BatchNorm")).expect("a batch norm");
+    assert_eq!((f(&bn["forward_flops"]), f(&bn["backward_flops"])), (0.0, 0.0));
+    assert!(f(&bn["bytes"]) > 0.0);
+}
+
+#[test]
+fn the_report_reads_as_a_table_per_phase() {
+    let out = nnlangc(&["bench", "examples/mnist_mlp.nn", "--seconds", "0.1", "--batch", "16"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let t = text(&out.stdout);
+    let lines: Vec<&str> = t.lines().collect();
+    assert_eq!(lines[0], "model Mlp at batch 16, 1 thread; made-up inputs of the model's shapes");
+    assert!(lines[1].starts_with("FMA peak: ") && lines[1].contains(" GFLOP/s per thread ("), "{t}");
+    let header = |s: &str| lines.iter().position(|l| l.starts_with(s)).unwrap_or_else(|| panic!("no `{s}` in\n{t}"));
+    let training = header("training step: ");
+    let inference = header("inference: ");
+    assert!(training < inference);
+    let cols: Vec<&str> = lines[training + 1].split("  ").map(str::trim).filter(|c| !c.is_empty()).collect();
+    assert_eq!(
+        cols,
+        ["layer", "steps", "forward µs", "backward µs", "share", "GFLOP/s fwd", "GFLOP/s bwd", "% peak", "MB", "GB/s"]
+    );
+    assert!(lines[training + 2].starts_with("dense_0   DenseAct, DenseActBackward"), "{t}");
+    let cols: Vec<&str> = lines[inference + 1].split("  ").map(str::trim).filter(|c| !c.is_empty()).collect();
+    assert_eq!(cols, ["layer", "steps", "µs", "share", "GFLOP/s", "% peak", "MB", "GB/s"]);
+    assert!(t.contains("\n(update)  Update "), "{t}");
+}
+
+#[test]
+fn two_threads_and_models_without_a_recipe_are_profiled() {
+    // No `train` block: the recipe its last layer implies; two threads splitting the batch.
+    let dir = temp_dir("bench-implied");
+    let file = dir.join("m.nn");
+    std::fs::write(&file, "model M {\n    input x: [20]\n    x -> dense(64) -> relu -> dense(3) -> softmax\n}\n")
+        .expect("write");
+    let p =
+        json(&["bench", s(&file), "--seconds", "0.1", "--batch", "64", "--threads", "2", "--split", "batch", "--json"]);
+    assert_eq!((p["threads"].as_u64(), p["split"].as_str()), (Some(2), Some("each batch")));
+    assert_eq!(f(&layer(&p["training"], "dense_0")["forward_flops"]), 2.0 * 64.0 * 20.0 * 64.0);
+}
+
+#[test]
+fn bad_requests_are_refused() {
+    let out = nnlangc(&["bench", "examples/mnist_mlp.nn", "--seconds", "0"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("must be more than 0 and at most 3600"), "{}", text(&out.stderr));
+    let out = nnlangc(&["bench", "examples/mnist_mlp.nn", "--batch", "0"]);
+    assert_eq!(out.status.code(), Some(2));
+    // A model with a mistake is explained as `check` explains it, and not timed.
+    let dir = temp_dir("bench-bad");
+    let file = dir.join("bad.nn");
+    std::fs::write(&file, "model M {\n    input x: [28, 28, 1]\n    x -> conv(8, 5, stride = 2) -> dense(3)\n}\n")
+        .expect("write");
+    let out = nnlangc(&["bench", s(&file)]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("12.5"), "{}", text(&out.stderr));
+    assert!(out.stdout.is_empty());
+}
