@@ -42,6 +42,52 @@ pub(crate) fn vectorized<R>(f: impl FnOnce() -> R) -> R {
     pulp::Arch::new().dispatch(Run(f))
 }
 
+/// Work over a block of `B` consecutive channels from `c0`, its per-channel values in
+/// registers (`B` a constant).
+pub(crate) trait Block {
+    fn block<const B: usize>(&mut self, c0: usize);
+}
+
+/// Calls `f.block::<B>(c0)` over every channel, 32 at a time, then blocks of 16, 8, 4, 2 and
+/// 1 for the rest: loops over a constant number of channels, whose per-channel values (sums,
+/// scales, a pooling window's maxima) the compiler keeps in registers. What each channel
+/// computes does not depend on the block it falls in.
+#[inline(always)]
+pub(crate) fn by_blocks(channels: usize, f: &mut impl Block) {
+    let mut c0 = 0;
+    while channels - c0 >= 32 {
+        f.block::<32>(c0);
+        c0 += 32;
+    }
+    if channels - c0 >= 16 {
+        f.block::<16>(c0);
+        c0 += 16;
+    }
+    if channels - c0 >= 8 {
+        f.block::<8>(c0);
+        c0 += 8;
+    }
+    if channels - c0 >= 4 {
+        f.block::<4>(c0);
+        c0 += 4;
+    }
+    if channels - c0 >= 2 {
+        f.block::<2>(c0);
+        c0 += 2;
+    }
+    if channels - c0 >= 1 {
+        f.block::<1>(c0);
+    }
+}
+
+/// `B` values of `v` from `at`, as an array (the slice is a whole position's channels).
+#[inline(always)]
+pub(crate) fn lanes<T: Copy + Default, const B: usize>(v: &[T], at: usize) -> [T; B] {
+    let mut out = [T::default(); B];
+    out.copy_from_slice(&v[at..at + B]);
+    out
+}
+
 crate::step::steps! {
     /// `y = x · Wᵀ + b`, W `[out, in]` as PyTorch lays it out.
     Dense { x: ABuf, w: PBuf, b: PBuf, y: ABuf } => ops::dense;

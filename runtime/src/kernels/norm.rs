@@ -13,7 +13,7 @@
 //! the running averages; the optimizer moves the averages toward them after the step
 //! ([`crate::plan::Role::State`]).
 
-use super::vectorized;
+use super::{by_blocks, lanes, vectorized, Block};
 use crate::mem::{Cx, Rows};
 use crate::ops::Done;
 use crate::plan::{ABuf, PBuf, Write};
@@ -32,24 +32,43 @@ fn moments<T: Float>(x: &[T], rows: usize, channels: usize, valid: Rows) -> Vec<
 fn moments_plain<T: Float>(x: &[T], rows: usize, channels: usize, valid: Rows) -> Vec<f64> {
     let cols = x.len() / rows.max(1);
     let mut out = vec![0.0f64; 2 * channels + 1];
-    let mut n = 0usize;
-    for (r, row) in x.chunks_exact(cols.max(1)).take(rows).enumerate() {
-        if !valid.valid(r) {
-            continue;
-        }
-        n += cols / channels;
-        let (sum, squares) = out.split_at_mut(channels);
-        let squares = &mut squares[..channels];
-        for pos in row.chunks_exact(channels) {
-            for ((s, q), &v) in sum.iter_mut().zip(squares.iter_mut()).zip(pos) {
-                let v = v.to_f64();
-                *s += v;
-                *q += v * v;
-            }
-        }
-    }
+    let n = (0..rows).filter(|&r| valid.valid(r)).count() * (cols / channels.max(1));
+    let mut m = Moments { x, rows, cols, channels, valid, out: &mut out };
+    by_blocks(channels, &mut m);
     out[2 * channels] = n as f64;
     out
+}
+
+/// Each channel's `Σx` and `Σx²` into `out` (`[Σx (C), Σx² (C)]`).
+struct Moments<'a, 'o, T> {
+    x: &'a [T],
+    rows: usize,
+    cols: usize,
+    channels: usize,
+    valid: Rows<'a>,
+    out: &'o mut [f64],
+}
+
+impl<T: Float> Block for Moments<'_, '_, T> {
+    #[inline(always)]
+    fn block<const B: usize>(&mut self, c0: usize) {
+        let (mut sum, mut squares) = ([0.0f64; B], [0.0f64; B]);
+        for (r, row) in self.x.chunks_exact(self.cols.max(1)).take(self.rows).enumerate() {
+            if !self.valid.valid(r) {
+                continue;
+            }
+            for pos in row.chunks_exact(self.channels) {
+                let v: [T; B] = lanes(pos, c0);
+                for j in 0..B {
+                    let v = v[j].to_f64();
+                    sum[j] += v;
+                    squares[j] += v * v;
+                }
+            }
+        }
+        self.out[c0..c0 + B].copy_from_slice(&sum);
+        self.out[self.channels + c0..self.channels + c0 + B].copy_from_slice(&squares);
+    }
 }
 
 /// The step `BatchNorm { x, y, gamma, beta, mean, var, stats, eps }` of a training plan:
@@ -326,22 +345,40 @@ fn masked<T: Float, const RELU: bool>(d: T, centred: T, gs: T, b: T) -> T {
 /// Per channel, `Σ dy` and `Σ dy·x̂` (in f64) over the rows that count, into `sums`.
 #[inline(always)]
 fn backward_sums<T: Float, const RELU: bool>(sh: Shape, xs: &[T], dys: &[T], f: &Forward<T>, sums: &mut [f64]) {
-    let (cols, c) = (sh.cols.max(1), sh.c);
-    let (sd, sdx) = sums.split_at_mut(c);
-    for (row, (xr, dr)) in xs.chunks_exact(cols).zip(dys.chunks_exact(cols)).enumerate() {
-        if !sh.valid.valid(row) {
-            continue;
-        }
-        for (xp, dp) in xr.chunks_exact(c).zip(dr.chunks_exact(c)) {
-            let per = sd.iter_mut().zip(sdx.iter_mut()).zip(xp).zip(dp);
-            let chan = f.mu[..c].iter().zip(&f.s[..c]).zip(f.gs[..c].iter().zip(&f.b[..c]));
-            for ((((a, q), &x), &d), ((&m, &k), (&gs, &b))) in per.zip(chan) {
-                let centred = x - m;
-                let d64 = masked::<T, RELU>(d, centred, gs, b).to_f64();
-                *a += d64;
-                *q += d64 * (centred * k).to_f64();
+    by_blocks(sh.c, &mut BackwardSums::<T, RELU> { sh, xs, dys, f, sums });
+}
+
+struct BackwardSums<'a, 'o, T, const RELU: bool> {
+    sh: Shape<'a>,
+    xs: &'a [T],
+    dys: &'a [T],
+    f: &'a Forward<'a, T>,
+    sums: &'o mut [f64],
+}
+
+impl<T: Float, const RELU: bool> Block for BackwardSums<'_, '_, T, RELU> {
+    #[inline(always)]
+    fn block<const B: usize>(&mut self, c0: usize) {
+        let (cols, c) = (self.sh.cols.max(1), self.sh.c);
+        let (mu, k, gs, b): ([T; B], [T; B], [T; B], [T; B]) =
+            (lanes(self.f.mu, c0), lanes(self.f.s, c0), lanes(self.f.gs, c0), lanes(self.f.b, c0));
+        let (mut sd, mut sdx) = ([0.0f64; B], [0.0f64; B]);
+        for (row, (xr, dr)) in self.xs.chunks_exact(cols).zip(self.dys.chunks_exact(cols)).enumerate() {
+            if !self.sh.valid.valid(row) {
+                continue;
+            }
+            for (xp, dp) in xr.chunks_exact(c).zip(dr.chunks_exact(c)) {
+                let (x, d): ([T; B], [T; B]) = (lanes(xp, c0), lanes(dp, c0));
+                for j in 0..B {
+                    let centred = x[j] - mu[j];
+                    let d64 = masked::<T, RELU>(d[j], centred, gs[j], b[j]).to_f64();
+                    sd[j] += d64;
+                    sdx[j] += d64 * (centred * k[j]).to_f64();
+                }
             }
         }
+        self.sums[c0..c0 + B].copy_from_slice(&sd);
+        self.sums[c + c0..c + c0 + B].copy_from_slice(&sdx);
     }
 }
 
