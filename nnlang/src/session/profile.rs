@@ -46,6 +46,8 @@ pub struct Profile {
     pub peak_gflops: f64,
     /// The f32 lanes of the instruction set that peak was measured (and the kernels run) with.
     pub lanes: usize,
+    /// The cores this process may run on (the peak counts no more threads than these).
+    pub cores: usize,
     /// The training step, unless the model cannot be trained here (`training_skipped`).
     pub training: Option<Phase>,
     /// Why the training step was not timed.
@@ -197,6 +199,7 @@ impl Job<'_> {
             split: split.to_string(),
             peak_gflops: peak,
             lanes,
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
             training,
             training_skipped,
             inference,
@@ -323,17 +326,20 @@ impl Profile {
             _ => "scalar",
         };
         let threads = if self.threads == 1 { "1 thread".to_string() } else { format!("{} threads", self.threads) };
-        let peak = self.peak_gflops * self.threads as f64;
+        // Threads beyond the cores share them: the peak is the cores'.
+        let running = self.threads.min(self.cores.max(1));
+        let peak = self.peak_gflops * running as f64;
+        let on = if running < self.threads {
+            format!("on the {running} cores the {threads} share")
+        } else {
+            format!("on {threads}")
+        };
         let mut out = format!(
             "model {} at batch {}, {threads}{}; made-up inputs of the model's shapes\n\
-             FMA peak: {:.0} GFLOP/s per thread ({isa}, {} f32 lanes, measured), {:.0} GFLOP/s on {threads}\n",
+             FMA peak: {:.0} GFLOP/s per thread ({isa}, {} f32 lanes, measured), {:.0} GFLOP/s {on}\n",
             self.model,
             self.batch,
-            if self.threads > 1 {
-                format!(" (training: splitting {})", self.split.trim_start_matches("each "))
-            } else {
-                String::new()
-            },
+            if self.threads > 1 { format!(" (training: {} split among them)", self.split) } else { String::new() },
             self.peak_gflops,
             self.lanes,
             peak,
