@@ -117,6 +117,18 @@ fn two_threads_and_models_without_a_recipe_are_profiled() {
         json(&["bench", s(&file), "--seconds", "0.1", "--batch", "64", "--threads", "2", "--split", "batch", "--json"]);
     assert_eq!((p["threads"].as_u64(), p["split"].as_str()), (Some(2), Some("each batch")));
     assert_eq!(f(&layer(&p["training"], "dense_0")["forward_flops"]), 2.0 * 64.0 * 20.0 * 64.0);
+    assert!(p["cores"].as_u64().is_some_and(|c| c >= 1));
+    // More threads than cores: the peak is the cores'.
+    let out = nnlangc(&["bench", s(&file), "--seconds", "0.05", "--batch", "16", "--threads", "256"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let t = text(&out.stdout);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cores < 256 {
+        assert!(
+            t.lines().nth(1).is_some_and(|l| l.ends_with(&format!("on the {cores} cores the 256 threads share"))),
+            "{t}"
+        );
+    }
 }
 
 #[test]
