@@ -148,3 +148,19 @@ fn bad_requests_are_refused() {
     assert!(text(&out.stderr).contains("12.5"), "{}", text(&out.stderr));
     assert!(out.stdout.is_empty());
 }
+
+#[test]
+fn a_model_of_two_inputs_has_its_inference_timed_and_says_why_not_its_training() {
+    let dir = temp_dir("bench-two-inputs");
+    let file = dir.join("two.nn");
+    let source = "model M {\n    input a: [3]\n    input b: [4]\n    concat(a -> dense(5), b) -> tanh -> dense(2) -> softmax\n}\n";
+    std::fs::write(&file, source).expect("write");
+    let p = json(&["bench", s(&file), "--seconds", "0.05", "--batch", "8", "--json"]);
+    assert!(p["training"].is_null(), "{p}");
+    assert_eq!(p["training_skipped"], "the training step reads one input; model `M` has 2");
+    assert_eq!(f(&layer(&p["inference"], "dense_0")["forward_flops"]), 2.0 * 8.0 * 3.0 * 5.0);
+    let out = nnlangc(&["bench", s(&file), "--seconds", "0.05", "--batch", "8"]);
+    assert!(
+        text(&out.stdout).contains("\ntraining step: not timed (the training step reads one input; model `M` has 2)\n")
+    );
+}
