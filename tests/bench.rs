@@ -164,3 +164,26 @@ fn a_model_of_two_inputs_has_its_inference_timed_and_says_why_not_its_training()
         text(&out.stdout).contains("\ntraining step: not timed (the training step reads one input; model `M` has 2)\n")
     );
 }
+
+#[test]
+fn recurrent_layers_count_their_input_and_state_products_at_every_step() {
+    // examples/rnn_tagger.nn: 12 features → rnn(64) → rnn(64) → dense(9) at each of 100 steps.
+    let p = json(&["bench", "examples/rnn_tagger.nn", "--seconds", "0.05", "--batch", "4", "--json"]);
+    let t = &p["training"];
+    let (rows, steps) = (4.0, 100.0);
+    let input_state = |i: f64, h: f64| (2.0 * rows * steps * i * h, 2.0 * rows * steps * h * h);
+    let (i0, h0) = input_state(12.0, 64.0);
+    let (i1, h1) = input_state(64.0, 64.0);
+    // Backward: the weights' gradients, the state's through time, and the input's but for
+    // the first layer (its input is the data).
+    for (name, fwd, bwd) in [("rnn_0", i0 + h0, i0 + 2.0 * h0), ("rnn_1", i1 + h1, i1 + 2.0 * h1 + i1)] {
+        let l = layer(t, name);
+        assert_eq!((f(&l["forward_flops"]), f(&l["backward_flops"])), (fwd, bwd), "{name}");
+    }
+    // The classifier at every step: rows × steps rows.
+    assert_eq!(f(&layer(t, "dense_0")["forward_flops"]), 2.0 * rows * steps * 64.0 * 9.0);
+    // Every row has steps (the per-step marks are no row of their own).
+    assert!(t["layers"]
+        .as_array()
+        .is_some_and(|ls| ls.iter().all(|l| l["steps"].as_array().is_some_and(|s| !s.is_empty()))));
+}

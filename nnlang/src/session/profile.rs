@@ -311,7 +311,7 @@ fn phase(plan: &Plan, batch: usize, (runs, ms, clocked_ms): (usize, [f64; 3], f6
         l.bytes += b;
     }
     // Steps that mark where a sequence's steps start take no time worth a row of their own.
-    layers.retain(|l| !(l.layer == "(other)" && l.steps.is_empty()));
+    layers.retain(|l| !l.steps.is_empty());
     Phase { runs, ms, samples_per_s: batch as f64 / (ms[0] / 1e3), clocked_ms, flops, layers }
 }
 
