@@ -187,3 +187,20 @@ fn recurrent_layers_count_their_input_and_state_products_at_every_step() {
         .as_array()
         .is_some_and(|ls| ls.iter().all(|l| l["steps"].as_array().is_some_and(|s| !s.is_empty()))));
 }
+
+#[test]
+fn causal_attention_counts_its_projections_and_the_scores_it_computes() {
+    // examples/shakespeare_transformer.nn: width 128, 4 heads, causal, windows of 128 steps.
+    let p = json(&["bench", "examples/shakespeare_transformer.nn", "--seconds", "0.05", "--batch", "2", "--json"]);
+    let l = layer(&p["training"], "block_0.attention_0");
+    let (rows, t, w) = (2.0, 128.0, 128.0);
+    // q, k, v and the output projection; then q·kᵀ and the weighted values over the lower
+    // triangle (t(t + 1)/2 pairs).
+    let projections = 2.0 * rows * t * 4.0 * w * w;
+    let scores = 2.0 * 2.0 * rows * (t * (t + 1.0) / 2.0) * w;
+    assert_eq!(f(&l["forward_flops"]), projections + scores);
+    // Backward: the projections' weight and input gradients, the scores recomputed and their
+    // four gradient products.
+    assert_eq!(f(&l["backward_flops"]), 2.0 * projections + 2.5 * scores);
+    assert_eq!(f(&layer(&p["training"], "block_0.dense_0")["forward_flops"]), 2.0 * rows * t * w * 4.0 * w);
+}
