@@ -43,18 +43,21 @@ pub fn rows(plan: &Plan, batch: usize) -> Vec<usize> {
         .collect()
 }
 
-/// Whether the step computes a gradient (the backward pass).
+/// Whether the step is a loss (it computes the loss and its gradient at the output).
+pub fn is_loss(step: &Step) -> bool {
+    matches!(
+        step,
+        Step::SoftmaxCrossEntropy { .. }
+            | Step::SigmoidBinaryCrossEntropy { .. }
+            | Step::MeanSquaredError { .. }
+            | Step::CrossEntropy { .. }
+            | Step::BinaryCrossEntropy { .. }
+    )
+}
+
+/// Whether the step belongs to the backward pass: a gradient, a loss, or the update.
 pub fn is_backward(step: &Step) -> bool {
-    step.kind().ends_with("Backward")
-        || matches!(
-            step,
-            Step::SoftmaxCrossEntropy { .. }
-                | Step::SigmoidBinaryCrossEntropy { .. }
-                | Step::MeanSquaredError { .. }
-                | Step::CrossEntropy { .. }
-                | Step::BinaryCrossEntropy { .. }
-                | Step::Update
-        )
+    step.kind().ends_with("Backward") || is_loss(step) || matches!(step, Step::Update)
 }
 
 /// The floating-point operations of the step's products (a multiply–add counts two) on

@@ -58,6 +58,24 @@ impl<'s> Job<'s> {
         self.session.plan_with(self.model, Mode::Inference, rows, self.recipe.bptt.is_some())
     }
 
+    /// The training plan again for one worker's share of a batch of `plan`, when the
+    /// options' threads split each batch (each worker's memory then holds its share only);
+    /// `None` when they split products or there is one thread.
+    pub fn worker_plan(
+        &self,
+        plan: &Plan,
+        options: &train::Options,
+        carry: bool,
+    ) -> Result<Option<std::sync::Arc<Plan>>, Error> {
+        let threads = options.threads;
+        let share = train::worker_rows(plan.max_batch, threads);
+        if threads > 1 && share < plan.max_batch && !options.splits_products(plan, threads) {
+            let w = self.session.plan_with(self.model, Mode::Training(self.recipe.loss), share, carry)?;
+            return Ok(Some(std::sync::Arc::new(w)));
+        }
+        Ok(None)
+    }
+
     /// Everything up to the first step: plans, the validation split (drawn with the
     /// recipe's seed) and the initial weights.
     pub fn prepare(&self, loaded: &Loaded, threads: usize) -> Result<Prepared, Error> {
@@ -79,12 +97,7 @@ impl<'s> Job<'s> {
         options.augment = self.augment();
         let carry = options.bptt.is_some();
         let train_plan = self.session.plan_with(self.model, Mode::Training(self.recipe.loss), options.batch, carry)?;
-        // Threads that split each batch: each worker's memory holds its share of it.
-        let share = train::worker_rows(train_plan.max_batch, threads);
-        if threads > 1 && share < train_plan.max_batch && !options.splits_products(&train_plan, threads) {
-            let w = self.session.plan_with(self.model, Mode::Training(self.recipe.loss), share, carry)?;
-            options.worker_plan = Some(std::sync::Arc::new(w));
-        }
+        options.worker_plan = self.worker_plan(&train_plan, &options, carry)?;
         let eval_plan = self.eval_plan()?;
         if train_plan.inputs.len() != 1 {
             return Err(self.session.input_error("training from a data set needs a model with exactly one input"));

@@ -124,11 +124,7 @@ impl Job<'_> {
         options.batch = batch;
         options.split = spec.split;
         let products = options.splits_products(&plan, threads);
-        let share = train::worker_rows(plan.max_batch, threads);
-        if threads > 1 && share < plan.max_batch && !products {
-            let w = session.plan_with(self.model, Mode::Training(self.recipe.loss), share, carry)?;
-            options.worker_plan = Some(std::sync::Arc::new(w));
-        }
+        options.worker_plan = self.worker_plan(&plan, &options, carry)?;
         let split = match (threads, products) {
             (1, _) => "one thread",
             (_, true) => "each product",
@@ -159,14 +155,12 @@ impl Job<'_> {
             let timings = stepper.timings().cloned().unwrap_or_default();
             (Some(phase(&plan, batch, (runs, ms, clocked), &timings)), None)
         } else {
-            (
-                None,
-                Some(format!(
-                    "the training step reads one input; model `{}` has {}",
-                    plan_name(self),
-                    plan.inputs.len()
-                )),
-            )
+            let why = format!(
+                "the training step reads one input; model `{}` has {}",
+                self.model.graph.name,
+                plan.inputs.len()
+            );
+            (None, Some(why))
         };
 
         // Inference, as `run` and `eval` take it.
@@ -205,10 +199,6 @@ impl Job<'_> {
             inference,
         })
     }
-}
-
-fn plan_name(job: &Job) -> String {
-    job.model.graph.name.clone()
 }
 
 /// Runs `run` twice to warm up, then until `seconds` have passed (at least [`MIN_RUNS`]
@@ -268,25 +258,24 @@ fn phase(plan: &Plan, batch: usize, (runs, ms, clocked_ms): (usize, [f64; 3], f6
     let rows = profile::rows(plan, batch);
     let per_run = 1e3 / timings.runs.max(1) as f64;
     let mut layers: Vec<LayerTime> = Vec::new();
+    // Each layer's row, by name (a model may have many thousands of layers).
+    let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     let mut flops = 0.0;
     for (i, step) in plan.steps.iter().enumerate() {
         let origin = plan.origins.get(i).map(String::as_str).unwrap_or("");
         let name = match step {
             Step::Update => "(update)".to_string(),
-            Step::SoftmaxCrossEntropy { .. }
-            | Step::SigmoidBinaryCrossEntropy { .. }
-            | Step::MeanSquaredError { .. }
-            | Step::CrossEntropy { .. }
-            | Step::BinaryCrossEntropy { .. } => "(loss)".to_string(),
+            _ if profile::is_loss(step) => "(loss)".to_string(),
             _ if origin.is_empty() => "(other)".to_string(),
             _ => origin.to_string(),
         };
         let t = timings.seconds.get(i).copied().unwrap_or(0.0) * per_run;
         let (f, b) = (profile::flops(step, rows[i]), profile::bytes(step, rows[i]));
         flops += f;
-        let at = match layers.iter().position(|l| l.layer == name) {
-            Some(at) => at,
+        let at = match index.get(&name) {
+            Some(&at) => at,
             None => {
+                index.insert(name.clone(), layers.len());
                 layers.push(LayerTime {
                     layer: name,
                     steps: Vec::new(),
@@ -371,7 +360,7 @@ impl Phase {
             self.runs,
             self.ms[1],
             self.ms[2],
-            group(self.samples_per_s),
+            crate::diag::thousands(self.samples_per_s.round().max(0.0) as u64),
             self.flops / 1e9,
             whole,
             100.0 * whole / peak.max(1e-9),
@@ -444,19 +433,6 @@ fn summarize_steps(steps: &[String]) -> String {
         }
     }
     out.iter().map(|(k, n)| if *n > 1 { format!("{k} ×{n}") } else { k.clone() }).collect::<Vec<_>>().join(", ")
-}
-
-/// `12,345`.
-fn group(v: f64) -> String {
-    let s = format!("{:.0}", v.max(0.0));
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// Columns aligned: the first two to the left, the others to the right.
