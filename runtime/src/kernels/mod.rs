@@ -82,7 +82,7 @@ pub(crate) fn by_blocks(channels: usize, f: &mut impl Block) {
 
 /// `B` values of `v` from `at`, as an array (the slice is a whole position's channels).
 #[inline(always)]
-pub(crate) fn lanes<T: Copy + Default, const B: usize>(v: &[T], at: usize) -> [T; B] {
+pub(crate) fn block_at<T: Copy + Default, const B: usize>(v: &[T], at: usize) -> [T; B] {
     let mut out = [T::default(); B];
     out.copy_from_slice(&v[at..at + B]);
     out

@@ -13,7 +13,7 @@
 //! the running averages; the optimizer moves the averages toward them after the step
 //! ([`crate::plan::Role::State`]).
 
-use super::{by_blocks, lanes, vectorized, Block};
+use super::{block_at, by_blocks, vectorized, Block};
 use crate::mem::{Cx, Rows};
 use crate::ops::Done;
 use crate::plan::{ABuf, PBuf, Write};
@@ -32,17 +32,28 @@ fn moments<T: Float>(x: &[T], rows: usize, channels: usize, valid: Rows) -> Vec<
 fn moments_plain<T: Float>(x: &[T], rows: usize, channels: usize, valid: Rows) -> Vec<f64> {
     let cols = x.len() / rows.max(1);
     let mut out = vec![0.0f64; 2 * channels + 1];
-    let n = (0..rows).filter(|&r| valid.valid(r)).count() * (cols / channels.max(1));
-    let mut m = Moments { x, rows, cols, channels, valid, out: &mut out };
-    by_blocks(channels, &mut m);
+    let n = valid.count(rows) * (cols / channels.max(1));
+    for span in row_spans(rows, cols) {
+        by_blocks(channels, &mut Moments { x, span, cols, channels, valid, out: &mut out });
+    }
     out[2 * channels] = n as f64;
     out
+}
+
+/// Rows a block of channels sweeps before the next block takes its turn: about 128 KiB of
+/// values, so that each block's pass finds the rows in cache (a block of channels reads only
+/// its part of every position; over a whole tensor of many channels, each block's pass would
+/// stream it from memory again).
+fn row_spans(rows: usize, cols: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
+    let per = ((128 * 1024 / 4) / cols.max(1)).max(1);
+    (0..rows).step_by(per).map(move |r| r..(r + per).min(rows))
 }
 
 /// Each channel's `Σx` and `Σx²` into `out` (`[Σx (C), Σx² (C)]`).
 struct Moments<'a, 'o, T> {
     x: &'a [T],
-    rows: usize,
+    /// The rows summed now (the sums in `out` continue those of the rows before).
+    span: std::ops::Range<usize>,
     cols: usize,
     channels: usize,
     valid: Rows<'a>,
@@ -52,13 +63,16 @@ struct Moments<'a, 'o, T> {
 impl<T: Float> Block for Moments<'_, '_, T> {
     #[inline(always)]
     fn block<const B: usize>(&mut self, c0: usize) {
-        let (mut sum, mut squares) = ([0.0f64; B], [0.0f64; B]);
-        for (r, row) in self.x.chunks_exact(self.cols.max(1)).take(self.rows).enumerate() {
-            if !self.valid.valid(r) {
+        let c = self.channels;
+        let (mut sum, mut squares): ([f64; B], [f64; B]) = (block_at(self.out, c0), block_at(self.out, c + c0));
+        let cols = self.cols.max(1);
+        let rows = self.x[self.span.start * cols..self.span.end * cols].chunks_exact(cols);
+        for (r, row) in rows.enumerate() {
+            if !self.valid.valid(self.span.start + r) {
                 continue;
             }
             for pos in row.chunks_exact(self.channels) {
-                let v: [T; B] = lanes(pos, c0);
+                let v: [T; B] = block_at(pos, c0);
                 for j in 0..B {
                     let v = v[j].to_f64();
                     sum[j] += v;
@@ -345,11 +359,16 @@ fn masked<T: Float, const RELU: bool>(d: T, centred: T, gs: T, b: T) -> T {
 /// Per channel, `Σ dy` and `Σ dy·x̂` (in f64) over the rows that count, into `sums`.
 #[inline(always)]
 fn backward_sums<T: Float, const RELU: bool>(sh: Shape, xs: &[T], dys: &[T], f: &Forward<T>, sums: &mut [f64]) {
-    by_blocks(sh.c, &mut BackwardSums::<T, RELU> { sh, xs, dys, f, sums });
+    let rows = xs.len() / sh.cols.max(1);
+    for span in row_spans(rows, sh.cols) {
+        by_blocks(sh.c, &mut BackwardSums::<T, RELU> { sh, span, xs, dys, f, sums: &mut *sums });
+    }
 }
 
 struct BackwardSums<'a, 'o, T, const RELU: bool> {
     sh: Shape<'a>,
+    /// The rows summed now (the sums continue those of the rows before).
+    span: std::ops::Range<usize>,
     xs: &'a [T],
     dys: &'a [T],
     f: &'a Forward<'a, T>,
@@ -361,14 +380,15 @@ impl<T: Float, const RELU: bool> Block for BackwardSums<'_, '_, T, RELU> {
     fn block<const B: usize>(&mut self, c0: usize) {
         let (cols, c) = (self.sh.cols.max(1), self.sh.c);
         let (mu, k, gs, b): ([T; B], [T; B], [T; B], [T; B]) =
-            (lanes(self.f.mu, c0), lanes(self.f.s, c0), lanes(self.f.gs, c0), lanes(self.f.b, c0));
-        let (mut sd, mut sdx) = ([0.0f64; B], [0.0f64; B]);
-        for (row, (xr, dr)) in self.xs.chunks_exact(cols).zip(self.dys.chunks_exact(cols)).enumerate() {
-            if !self.sh.valid.valid(row) {
+            (block_at(self.f.mu, c0), block_at(self.f.s, c0), block_at(self.f.gs, c0), block_at(self.f.b, c0));
+        let (mut sd, mut sdx): ([f64; B], [f64; B]) = (block_at(self.sums, c0), block_at(self.sums, c + c0));
+        let at = self.span.start * cols..self.span.end * cols;
+        for (row, (xr, dr)) in self.xs[at.clone()].chunks_exact(cols).zip(self.dys[at].chunks_exact(cols)).enumerate() {
+            if !self.sh.valid.valid(self.span.start + row) {
                 continue;
             }
             for (xp, dp) in xr.chunks_exact(c).zip(dr.chunks_exact(c)) {
-                let (x, d): ([T; B], [T; B]) = (lanes(xp, c0), lanes(dp, c0));
+                let (x, d): ([T; B], [T; B]) = (block_at(xp, c0), block_at(dp, c0));
                 for j in 0..B {
                     let centred = x[j] - mu[j];
                     let d64 = masked::<T, RELU>(d[j], centred, gs[j], b[j]).to_f64();

@@ -3,7 +3,7 @@
 //! that rounds up (`round = ceil`) is cut at the input's edge, and an average divides by the
 //! values it has (PyTorch's `ceil_mode`).
 
-use super::{by_blocks, lanes, Block};
+use super::{block_at, by_blocks, Block};
 use crate::plan::{Geometry, PoolOp};
 use crate::Float;
 
@@ -34,49 +34,38 @@ impl<T: Float> pulp::WithSimd for Forward<'_, T> {
 #[inline(always)]
 fn forward_plain<T: Float>(kind: PoolOp, g: &Geometry, rows: usize, x: &[T], y: &mut [T]) {
     match kind {
-        PoolOp::Max => return forward_windows::<T, true>(g, rows, x, y),
-        PoolOp::Avg => return forward_windows::<T, false>(g, rows, x, y),
-        PoolOp::L2 => {}
+        PoolOp::Max => forward_windows::<T, true>(g, rows, x, y),
+        PoolOp::Avg => forward_windows::<T, false>(g, rows, x, y),
+        PoolOp::L2 => forward_l2(g, rows, x, y),
     }
+}
+
+/// L2 pooling: the square root of each window's sum of squares, channel by channel.
+#[inline(always)]
+fn forward_l2<T: Float>(g: &Geometry, rows: usize, x: &[T], y: &mut [T]) {
     let (in_len, out_len, d) = (g.h * g.w * g.d, g.oh * g.ow * g.d, g.d);
-    let inv = T::from_f64(1.0 / (g.f * g.f) as f64);
     for r in 0..rows {
         let (xr, yr) = (&x[r * in_len..(r + 1) * in_len], &mut y[r * out_len..(r + 1) * out_len]);
         for oy in 0..g.oh {
             for ox in 0..g.ow {
                 let out = &mut yr[(oy * g.ow + ox) * d..(oy * g.ow + ox + 1) * d];
-                // Channels innermost: each window row is a contiguous run of pixels × depth.
-                let first = ((oy * g.s) * g.w + ox * g.s) * d;
-                match kind {
-                    PoolOp::Max => out.iter_mut().zip(&xr[first..first + d]).for_each(|(o, &v)| *o = v),
-                    _ => out.fill(T::ZERO),
-                }
-                let (ny, nx) = (g.reach(oy, g.h), g.reach(ox, g.w));
-                for fy in 0..ny {
-                    for fx in 0..nx {
-                        let at = ((oy * g.s + fy) * g.w + ox * g.s + fx) * d;
-                        let px = &xr[at..at + d];
-                        match kind {
-                            PoolOp::Max => out.iter_mut().zip(px).for_each(|(o, &v)| *o = o.max(v)),
-                            PoolOp::Avg => out.iter_mut().zip(px).for_each(|(o, &v)| *o += v),
-                            PoolOp::L2 => out.iter_mut().zip(px).for_each(|(o, &v)| *o += v * v),
-                        }
+                out.fill(T::ZERO);
+                let at = Taps { g, oy, ox, ny: g.reach(oy, g.h), nx: g.reach(ox, g.w) };
+                for fy in 0..at.ny {
+                    for fx in 0..at.nx {
+                        let px = &xr[at.at(fy, fx)..at.at(fy, fx) + d];
+                        out.iter_mut().zip(px).for_each(|(o, &v)| *o += v * v);
                     }
                 }
-                let inv = if ny * nx == g.f * g.f { inv } else { T::from_f64(1.0 / (ny * nx) as f64) };
-                match kind {
-                    PoolOp::Max => {}
-                    PoolOp::Avg => out.iter_mut().for_each(|o| *o *= inv),
-                    PoolOp::L2 => out.iter_mut().for_each(|o| *o = o.sqrt()),
-                }
+                out.iter_mut().for_each(|o| *o = o.sqrt());
             }
         }
     }
 }
 
 /// Max (`MAX`) or average pooling, a window at a time, its channels in blocks held in
-/// registers: each channel's value is the one [`forward_plain`]'s loops compute (the same
-/// operations in the same order).
+/// registers: each channel's value is its window's maximum (starting from the first tap) or
+/// the sum of its taps in order times `1/taps` — the same whatever block it falls in.
 #[inline(always)]
 fn forward_windows<T: Float, const MAX: bool>(g: &Geometry, rows: usize, x: &[T], y: &mut [T]) {
     let (in_len, out_len, d) = (g.h * g.w * g.d, g.oh * g.ow * g.d, g.d);
@@ -124,10 +113,10 @@ struct WindowForward<'a, T, const MAX: bool> {
 impl<T: Float, const MAX: bool> Block for WindowForward<'_, T, MAX> {
     #[inline(always)]
     fn block<const B: usize>(&mut self, c0: usize) {
-        let mut acc: [T; B] = if MAX { lanes(self.xr, self.at.at(0, 0) + c0) } else { [T::ZERO; B] };
+        let mut acc: [T; B] = if MAX { block_at(self.xr, self.at.at(0, 0) + c0) } else { [T::ZERO; B] };
         for fy in 0..self.at.ny {
             for fx in 0..self.at.nx {
-                let v: [T; B] = lanes(self.xr, self.at.at(fy, fx) + c0);
+                let v: [T; B] = block_at(self.xr, self.at.at(fy, fx) + c0);
                 for j in 0..B {
                     acc[j] = if MAX { acc[j].max(v[j]) } else { acc[j] + v[j] };
                 }
@@ -141,7 +130,8 @@ impl<T: Float, const MAX: bool> Block for WindowForward<'_, T, MAX> {
 }
 
 /// Max (`MAX`) or average pooling's gradient, a window at a time, its channels in blocks held
-/// in registers; the same values as [`backward_plain`]'s loops. `ASSIGN`: the windows do not
+/// in registers: each window's `dy` to its first maximum, or `dy/taps` to every tap, added in
+/// window order. `ASSIGN`: the windows do not
 /// overlap and `dx` is not accumulated into, so each window writes its inputs' gradients
 /// (`0 + v`, the bits of adding to a zeroed `dx`) without reading them first.
 #[inline(always)]
@@ -190,12 +180,12 @@ struct WindowBackward<'a, T, const MAX: bool, const ASSIGN: bool> {
 impl<T: Float, const MAX: bool, const ASSIGN: bool> Block for WindowBackward<'_, T, MAX, ASSIGN> {
     #[inline(always)]
     fn block<const B: usize>(&mut self, c0: usize) {
-        let (m, gv): ([T; B], [T; B]) = (lanes(self.y, c0), lanes(self.dy, c0));
+        let (m, gv): ([T; B], [T; B]) = (block_at(self.y, c0), block_at(self.dy, c0));
         let mut found = [false; B];
         for fy in 0..self.at.ny {
             for fx in 0..self.at.nx {
                 let at = self.at.at(fy, fx) + c0;
-                let p: [T; B] = if MAX { lanes(self.xr, at) } else { [T::ZERO; B] };
+                let p: [T; B] = if MAX { block_at(self.xr, at) } else { [T::ZERO; B] };
                 let dst = &mut self.dxr[at..at + B];
                 for j in 0..B {
                     let v = if MAX {
@@ -273,16 +263,18 @@ fn backward_plain<T: Float>(
     let covered = g.s == g.f && g.oh * g.s >= g.h && g.ow * g.s >= g.w;
     let zero_first = !accumulate && !covered;
     match (kind, apart && !accumulate) {
-        (PoolOp::Max, true) => return backward_windows::<T, true, true>(g, rows, x, y, dy, dx, zero_first),
-        (PoolOp::Max, false) => return backward_windows::<T, true, false>(g, rows, x, y, dy, dx, zero_first),
-        (PoolOp::Avg, true) => return backward_windows::<T, false, true>(g, rows, x, y, dy, dx, zero_first),
-        (PoolOp::Avg, false) => return backward_windows::<T, false, false>(g, rows, x, y, dy, dx, zero_first),
-        (PoolOp::L2, _) => {}
+        (PoolOp::Max, true) => backward_windows::<T, true, true>(g, rows, x, y, dy, dx, zero_first),
+        (PoolOp::Max, false) => backward_windows::<T, true, false>(g, rows, x, y, dy, dx, zero_first),
+        (PoolOp::Avg, true) => backward_windows::<T, false, true>(g, rows, x, y, dy, dx, zero_first),
+        (PoolOp::Avg, false) => backward_windows::<T, false, false>(g, rows, x, y, dy, dx, zero_first),
+        (PoolOp::L2, _) => backward_l2(g, rows, x, y, dy, dx, accumulate),
     }
+}
+
+/// L2 pooling's gradient: `dy·x/y` to every tap of a window whose `y` is positive.
+#[inline(always)]
+fn backward_l2<T: Float>(g: &Geometry, rows: usize, x: &[T], y: &[T], dy: &[T], dx: &mut [T], accumulate: bool) {
     let (in_len, out_len, d) = (g.h * g.w * g.d, g.oh * g.ow * g.d, g.d);
-    let inv = T::from_f64(1.0 / (g.f * g.f) as f64);
-    // Which channels of the current window have found their maximum.
-    let mut found = vec![false; d];
     for r in 0..rows {
         let (xr, yr, dyr) =
             (&x[r * in_len..(r + 1) * in_len], &y[r * out_len..(r + 1) * out_len], &dy[r * out_len..(r + 1) * out_len]);
@@ -295,32 +287,14 @@ fn backward_plain<T: Float>(
             for ox in 0..g.ow {
                 let o = (oy * g.ow + ox) * d;
                 let (yv, gv) = (&yr[o..o + d], &dyr[o..o + d]);
-                found.iter_mut().for_each(|f| *f = false);
-                let (ny, nx) = (g.reach(oy, g.h), g.reach(ox, g.w));
-                let inv = if ny * nx == g.f * g.f { inv } else { T::from_f64(1.0 / (ny * nx) as f64) };
-                for fy in 0..ny {
-                    for fx in 0..nx {
-                        let at = ((oy * g.s + fy) * g.w + ox * g.s + fx) * d;
-                        let (px, dpx) = (&xr[at..at + d], &mut dxr[at..at + d]);
-                        match kind {
-                            PoolOp::Max => {
-                                // Branch-free, so that it vectorizes: the gradient goes to the
-                                // first input equal to the maximum.
-                                for ((dp, f), ((&p, &m), &g)) in
-                                    dpx.iter_mut().zip(found.iter_mut()).zip(px.iter().zip(yv).zip(gv))
-                                {
-                                    let take = !*f & (p == m);
-                                    *dp += if take { g } else { T::ZERO };
-                                    *f |= take;
-                                }
-                            }
-                            PoolOp::Avg => dpx.iter_mut().zip(gv).for_each(|(d, &g)| *d += g * inv),
-                            PoolOp::L2 => {
-                                for c in 0..d {
-                                    if yv[c] > T::ZERO {
-                                        dpx[c] += gv[c] * px[c] / yv[c];
-                                    }
-                                }
+                let at = Taps { g, oy, ox, ny: g.reach(oy, g.h), nx: g.reach(ox, g.w) };
+                for fy in 0..at.ny {
+                    for fx in 0..at.nx {
+                        let p = at.at(fy, fx);
+                        let (px, dpx) = (&xr[p..p + d], &mut dxr[p..p + d]);
+                        for c in 0..d {
+                            if yv[c] > T::ZERO {
+                                dpx[c] += gv[c] * px[c] / yv[c];
                             }
                         }
                     }
@@ -415,7 +389,14 @@ mod tests {
                                     dx[i] += dy[o];
                                 }
                             }
-                            _ => {
+                            PoolOp::L2 => {
+                                let v = taps.iter().fold(0.0f32, |s, &i| s + x[i] * x[i]).sqrt();
+                                y[o] = v;
+                                if v > 0.0 {
+                                    taps.iter().for_each(|&i| dx[i] += dy[o] * x[i] / v);
+                                }
+                            }
+                            PoolOp::Avg => {
                                 let inv = 1.0 / (ny * nx) as f32;
                                 y[o] = taps.iter().fold(0.0, |s, &i| s + x[i]) * inv;
                                 taps.iter().for_each(|&i| dx[i] += dy[o] * inv);
@@ -436,7 +417,7 @@ mod tests {
     }
 
     #[test]
-    fn blocked_windows_equal_pooling_one_channel_at_a_time() {
+    fn pooling_equals_its_definition_one_channel_at_a_time() {
         // Channels in every block size (37 = 32 + 4 + 1, 19 = 16 + 2 + 1), windows apart,
         // overlapping, cut at the edge (ceil), an input the windows do not cover (floor).
         let cases = [
@@ -452,7 +433,7 @@ mod tests {
             // Ties on purpose (values on a coarse grid): the gradient goes to the first maximum.
             let x: Vec<f32> = (0..rows * h * w * d).map(|i| ((i * 37) % 11) as f32 - 5.0).collect();
             let dy: Vec<f32> = (0..rows * oh * ow * d).map(|i| ((i * 13) % 7) as f32 * 0.25 - 0.5).collect();
-            for kind in [PoolOp::Max, PoolOp::Avg] {
+            for kind in [PoolOp::Max, PoolOp::Avg, PoolOp::L2] {
                 let what = format!("{kind:?} {h}×{w}×{d} f{f} s{s}");
                 let mut want_dx = vec![0f32; x.len()];
                 let want = reference(kind, &g, rows, &x, &dy, &mut want_dx);
