@@ -388,11 +388,13 @@ fn gelu_df<T: Float>(x: T) -> T {
     cdf + x * T::from_f64(INV_SQRT_2PI) * (T::from_f64(0.5) * x * x).exp_neg()
 }
 
+#[inline(always)]
 fn gelu_tanh<T: Float>(v: T) -> T {
     let u = T::from_f64(SQRT_2_OVER_PI) * (v + T::from_f64(GELU_CUBIC) * v * v * v);
     T::from_f64(0.5) * v * (T::ONE + u.tanh())
 }
 
+#[inline(always)]
 fn gelu_tanh_df<T: Float>(x: T) -> T {
     let u = T::from_f64(SQRT_2_OVER_PI) * (x + T::from_f64(GELU_CUBIC) * x * x * x);
     let t = u.tanh();
@@ -408,7 +410,17 @@ pub fn activation<T: Float>(f: Act, x: &[T], y: &mut [T]) {
     // Compiled for the widest vectors the processor has (elementwise: the same bits).
     crate::kernels::vectorized(
         #[inline(always)]
-        || with_scalar!(f, T, |g| y.iter_mut().zip(x).for_each(|(y, &v)| *y = g(v))),
+        || {
+            let n = y.len().min(x.len());
+            let (y, x) = (&mut y[..n], &x[..n]);
+            // Counted loops: an iterator's `fold` may stay out of line, compiled without the
+            // wide instruction set (seen with GELU's erf).
+            with_scalar!(f, T, |g| {
+                for i in 0..n {
+                    y[i] = g(x[i]);
+                }
+            })
+        },
     )
 }
 
@@ -423,7 +435,74 @@ pub fn activation_in_place<T: Float>(f: Act, y: &mut [T]) {
     // NaN (it is not below zero).
     crate::kernels::vectorized(
         #[inline(always)]
-        || with_scalar!(f, T, |g| y.iter_mut().for_each(|v| *v = g(*v))),
+        || {
+            with_scalar!(f, T, |g| {
+                for v in y.iter_mut() {
+                    *v = g(*v);
+                }
+            })
+        },
+    )
+}
+
+/// `y = f(x)` and `s = f'(x)`, each the same bits as [`activation`] and the derivative of
+/// [`activation_backward_in_place`] (for the functions whose derivative reads the input:
+/// computed while it is at hand, the backward pass is one product).
+pub fn activation_with_slope<T: Float>(f: Act, x: &[T], y: &mut [T], s: &mut [T]) {
+    crate::kernels::vectorized(
+        #[inline(always)]
+        || {
+            let n = x.len().min(y.len()).min(s.len());
+            let (x, y, s) = (&x[..n], &mut y[..n], &mut s[..n]);
+            match f {
+                Act::Gelu { tanh: false } => {
+                    for i in 0..n {
+                        (y[i], s[i]) = (gelu(x[i]), gelu_df(x[i]));
+                    }
+                }
+                Act::Gelu { tanh: true } => {
+                    for i in 0..n {
+                        (y[i], s[i]) = (gelu_tanh(x[i]), gelu_tanh_df(x[i]));
+                    }
+                }
+                f => {
+                    for i in 0..n {
+                        y[i] = f.f(x[i]);
+                        s[i] = f.df(x[i], y[i]);
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// [`activation_with_slope`] overwriting its input: `s = f'(y)`, then `y = f(y)`.
+pub fn activation_with_slope_in_place<T: Float>(f: Act, y: &mut [T], s: &mut [T]) {
+    crate::kernels::vectorized(
+        #[inline(always)]
+        || {
+            let n = y.len().min(s.len());
+            let (y, s) = (&mut y[..n], &mut s[..n]);
+            match f {
+                Act::Gelu { tanh: false } => {
+                    for i in 0..n {
+                        (y[i], s[i]) = (gelu(y[i]), gelu_df(y[i]));
+                    }
+                }
+                Act::Gelu { tanh: true } => {
+                    for i in 0..n {
+                        (y[i], s[i]) = (gelu_tanh(y[i]), gelu_tanh_df(y[i]));
+                    }
+                }
+                f => {
+                    for i in 0..n {
+                        let x = y[i];
+                        y[i] = f.f(x);
+                        s[i] = f.df(x, y[i]);
+                    }
+                }
+            }
+        },
     )
 }
 
@@ -465,31 +544,19 @@ pub fn activation_backward<T: Float>(f: Act, x: &[T], y: &[T], dy: &[T], dx: &mu
 
 /// `d = d · f'` in place, with `f'` read off `v`: the output `y` when [`Act::reads`] says
 /// [`Reads::Output`] (for ReLU and leaky ReLU with α ≥ 0, `x > 0` exactly when `y > 0`; for
-/// hard tanh, `−1 < x < 1` exactly when `−1 < y < 1`), else the input `x`. Compiled for AVX2
-/// too and run so where the processor has it (elementwise, and no product is fused: the same
-/// bits).
+/// hard tanh, `−1 < x < 1` exactly when `−1 < y < 1`), else the input `x`. Compiled for the
+/// widest vectors the processor has (elementwise, and no product is fused: the same bits).
 pub fn activation_backward_in_place<T: Float>(f: Act, v: &[T], d: &mut [T]) {
-    crate::kernels::gemm::dispatch(ActivationBackward { f, v, d })
-}
-
-struct ActivationBackward<'a, T> {
-    f: Act,
-    v: &'a [T],
-    d: &'a mut [T],
-}
-
-impl<T: Float> pulp::WithSimd for ActivationBackward<'_, T> {
-    type Output = ();
-
-    #[inline(always)]
-    fn with_simd<S: pulp::Simd>(self, _: S) {
-        let ActivationBackward { f, v, d } = self;
-        backward_in_place_plain(f, v, d)
-    }
+    crate::kernels::vectorized(
+        #[inline(always)]
+        || backward_in_place_plain(f, v, d),
+    )
 }
 
 #[inline(always)]
 fn backward_in_place_plain<T: Float>(f: Act, v: &[T], d: &mut [T]) {
+    let n = d.len().min(v.len());
+    let (v, d) = (&v[..n], &mut d[..n]);
     let y = v;
     match f {
         // Selects, not stores under a branch: they vectorize.
@@ -505,8 +572,18 @@ fn backward_in_place_plain<T: Float>(f: Act, v: &[T], d: &mut [T]) {
             d.iter_mut().zip(y).for_each(|(d, &y)| *d = if y > -T::ONE && y < T::ONE { *d } else { T::ZERO })
         }
         // Read off the input.
-        Act::Gelu { tanh: false } => d.iter_mut().zip(v).for_each(|(d, &x)| *d *= gelu_df(x)),
-        Act::Gelu { tanh: true } => d.iter_mut().zip(v).for_each(|(d, &x)| *d *= gelu_tanh_df(x)),
+        // Counted loops: `Zip::fold` over these stayed out of line, without the wide
+        // instruction set (GELU's backward ran as scalar code).
+        Act::Gelu { tanh: false } => {
+            for i in 0..n {
+                d[i] *= gelu_df(v[i]);
+            }
+        }
+        Act::Gelu { tanh: true } => {
+            for i in 0..n {
+                d[i] *= gelu_tanh_df(v[i]);
+            }
+        }
     }
 }
 

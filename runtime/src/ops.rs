@@ -153,6 +153,13 @@ pub fn per_step<T>(cx: &mut Cx<'_, T>, steps: usize) -> Done {
     Ok(())
 }
 
+/// The step `LastStep`: one row (a batch of one), at a sequence of `steps` steps.
+pub fn last_step<T>(cx: &mut Cx<'_, T>, steps: usize) -> Done {
+    cx.steps = steps.max(1);
+    cx.rows = cx.batch;
+    Ok(())
+}
+
 /// A label outside the classes at row `at` of a loss step's rows.
 fn label_error(valid: Rows, at: usize, label: f64, classes: usize) -> ExecError {
     let (row, step) = valid.place(at);
@@ -281,6 +288,22 @@ pub fn activation_backward<T: Float>(
     let rows = cx.rows;
     let (g, r) = cx.mem.split(dx, rows);
     elementwise::activation_backward(f, r.get(x, rows), r.get(y, rows), r.get(dy, rows), g, acc(write));
+    Ok(())
+}
+
+/// `y = f(x)` and `slope = f'(x)`.
+pub fn activation_slope<T: Float>(cx: &mut Cx<'_, T>, f: Act, x: ABuf, y: ABuf, slope: ABuf) -> Done {
+    let rows = cx.rows;
+    let (out, s, r) = cx.mem.split_rows2(y, slope, rows);
+    elementwise::activation_with_slope(f, r.get(x, rows), out, s);
+    Ok(())
+}
+
+/// `slope = f'(y)`, then `y = f(y)`.
+pub fn activation_slope_in_place<T: Float>(cx: &mut Cx<'_, T>, f: Act, y: ABuf, slope: ABuf) -> Done {
+    let rows = cx.rows;
+    let (out, s, _) = cx.mem.split_rows2(y, slope, rows);
+    elementwise::activation_with_slope_in_place(f, out, s);
     Ok(())
 }
 

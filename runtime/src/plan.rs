@@ -439,3 +439,69 @@ pub struct Sequence {
     /// then count the steps inside each sequence.
     pub per_step_output: bool,
 }
+
+impl Plan {
+    /// The same inference plan, computing the output of a batch of one example only at the
+    /// last of the plan's steps (a full sequence), where that saves work: the layers after
+    /// the last one whose steps meet (attention, a recurrence, …) work at each step alone
+    /// (dense layers, activations, sums, layer norms, the softmax), so at the last step they
+    /// read and write only the last row of each of their buffers. What that row holds is the
+    /// same bits as in the whole run; the other rows of those layers' outputs are left as they
+    /// were. `None` when nothing would be saved: a training plan, a plan that does not end in
+    /// layers at every step of a sequence, or one that ends in a layer that is not one of those.
+    ///
+    /// `nnlangc sample` runs a transformer's window so: a character is drawn from the last
+    /// step's prediction only.
+    pub fn last_step_only(&self) -> Option<Plan> {
+        let seq = self.sequence.filter(|s| s.per_step_output && s.steps > 1)?;
+        if self.max_batch != 1 || self.steps.iter().any(|s| matches!(s, Step::Update)) {
+            return None;
+        }
+        let rowwise = |s: &Step| match s {
+            Step::Dense { .. }
+            | Step::DenseAct { .. }
+            | Step::Activation { .. }
+            | Step::ActivationInPlace { .. }
+            | Step::Add { .. }
+            | Step::Softmax { .. }
+            | Step::PerStep { .. } => true,
+            // At inference (no statistics kept).
+            Step::LayerNorm { stats, .. } | Step::RmsNorm { stats, .. } => stats.is_none(),
+            _ => false,
+        };
+        let tail = self.steps.iter().rev().take_while(|s| rowwise(s)).count();
+        let start = self.steps.len() - tail;
+        // The steps before the tail must leave the rows at the batch's (each layer of the
+        // tail then names its own rows: `PerStep` markers around it).
+        let prefix = self.steps[..start].iter().fold(false, |every, s| match s {
+            Step::PerStep { steps } => *steps > 1,
+            _ => every,
+        });
+        if prefix {
+            return None;
+        }
+        let (mut steps, mut at_every_step, mut saved) = (self.steps.clone(), false, false);
+        for s in &mut steps[start..] {
+            match *s {
+                Step::PerStep { steps } if steps > 1 => {
+                    if steps != seq.steps {
+                        return None;
+                    }
+                    // Computed as at every step (the same kernels), on the last step's row.
+                    *s = Step::LastStep { steps };
+                    at_every_step = true;
+                }
+                Step::PerStep { .. } => at_every_step = false,
+                _ if at_every_step => {
+                    for b in s.bufs_mut() {
+                        b.offset += (seq.steps - 1) * b.cols;
+                    }
+                    saved = true;
+                }
+                // A layer over each example's whole sequence in the tail: leave it be.
+                _ => return None,
+            }
+        }
+        saved.then(|| Plan { steps, ..self.clone() })
+    }
+}

@@ -55,9 +55,11 @@ pub fn is_loss(step: &Step) -> bool {
     )
 }
 
-/// Whether the step belongs to the backward pass: a gradient, a loss, or the update.
-pub fn is_backward(step: &Step) -> bool {
-    step.kind().ends_with("Backward") || is_loss(step) || matches!(step, Step::Update)
+/// Where the plan's backward pass starts: its first loss step (or the update), every step
+/// from there on computing gradients (the gradients' copies and sums included, whatever
+/// their kind); the plan's length for a plan without one (inference).
+pub fn backward_from(plan: &Plan) -> usize {
+    plan.steps.iter().position(|s| is_loss(s) || matches!(s, Step::Update)).unwrap_or(plan.steps.len())
 }
 
 /// The floating-point operations of the step's products (a multiply–add counts two) on
@@ -251,7 +253,9 @@ mod tests {
             input_grads: vec![],
         };
         assert_eq!(rows(&plan, 4), vec![4, 20, 20, 4, 4]);
-        assert!(is_backward(&Step::Update) && !is_backward(&plan.steps[0]));
+        assert_eq!(backward_from(&plan), 4, "the update ends the training step");
+        let inference = Plan { steps: plan.steps[..4].to_vec(), ..plan };
+        assert_eq!(backward_from(&inference), 4, "no loss, no update: all forward");
     }
 
     #[test]

@@ -111,8 +111,8 @@ impl Rules for ActivationOp {
     fn step_facts(&self, step: &Step) -> nnlang_runtime::plan::StepFacts {
         use nnlang_runtime::plan::{Kink, Share, StepFacts};
         let kink = match step {
-            Step::Activation { f, x, .. } => Kink::of(*f, *x, false),
-            Step::ActivationInPlace { f, y } => Kink::of(*f, *y, true),
+            Step::Activation { f, x, .. } | Step::ActivationSlope { f, x, .. } => Kink::of(*f, *x, false),
+            Step::ActivationInPlace { f, y } | Step::ActivationSlopeInPlace { f, y, .. } => Kink::of(*f, *y, true),
             _ => None,
         };
         StepFacts { share: Share::Either, kink, meeting: 0 }
@@ -146,21 +146,36 @@ impl Rules for ActivationOp {
     fn value(&self, _training: bool) -> Value {
         Value::Computed
     }
-    fn scratch(&self, _: &StepCx, _max_batch: usize) -> Vec<Scratch> {
-        Vec::new()
+    /// In training, a function whose derivative is read off its input (GELU) keeps its
+    /// derivative (`slope`) from the forward pass, computed while the input is at hand: the
+    /// backward pass is then one product, and the input need not be kept.
+    fn scratch(&self, c: &StepCx, _max_batch: usize) -> Vec<Scratch> {
+        if c.training && self.function.reads() == act::Reads::Input {
+            vec![Scratch::PerRow(c.value.cols)]
+        } else {
+            Vec::new()
+        }
     }
     fn forward(&self, c: &StepCx) -> Vec<Step> {
         let f = self.function;
-        vec![if c.in_place {
-            Step::ActivationInPlace { f, y: c.value }
-        } else {
-            Step::Activation { f, x: c.inputs[0], y: c.value }
+        vec![match (c.scratch.first(), c.in_place) {
+            (Some(&slope), true) => Step::ActivationSlopeInPlace { f, y: c.value, slope },
+            (Some(&slope), false) => Step::ActivationSlope { f, x: c.inputs[0], y: c.value, slope },
+            (None, true) => Step::ActivationInPlace { f, y: c.value },
+            (None, false) => Step::Activation { f, x: c.inputs[0], y: c.value },
         }]
     }
-    // Forward was y = f(x), so now dx (+)= dy · f'(x), with f' read off y (or off x, for the
-    // functions whose derivative needs it: GELU).
+    // Forward was y = f(x), so now dx (+)= dy · f'(x), with f' read off y (or kept by the
+    // forward pass, for the functions whose derivative reads x: GELU).
     fn backward(&self, c: &StepCx, dy: ABuf, _grads: &[PBuf], dx: &mut super::DxFn) -> Vec<Step> {
         let f = self.function;
+        if let Some(&slope) = c.scratch.first() {
+            return match dx(0, true) {
+                super::Dx::None => Vec::new(),
+                super::Dx::New => vec![Step::SlopeBackwardInPlace { slope, d: dy }],
+                super::Dx::Into(d, write) => vec![Step::SlopeBackward { slope, dy, dx: d, write }],
+            };
+        }
         let off = match f.reads() {
             act::Reads::Output => c.value,
             act::Reads::Input => c.inputs[0],
@@ -174,9 +189,9 @@ impl Rules for ActivationOp {
         }
     }
     fn backward_reads(&self) -> Reads {
-        // Where f' is read off the output, the input may be overwritten in place.
-        let input = self.function.reads() == act::Reads::Input;
-        Reads { input, output: !input }
+        // Where f' is read off the output, the input may be overwritten in place; where it
+        // is read off the input, the forward pass kept it (`scratch`): neither is read.
+        Reads { input: false, output: self.function.reads() == act::Reads::Output }
     }
     fn elementwise(&self) -> bool {
         true

@@ -103,10 +103,15 @@ impl Rules for Add {
     fn forward(&self, c: &StepCx) -> Vec<Step> {
         vec![Step::Add { xs: c.inputs.clone(), y: c.value }]
     }
-    // Forward was y = Σ xᵢ, so now every dxᵢ (+)= dy.
+    // Forward was y = Σ xᵢ, so now every dxᵢ (+)= dy. The first input's gradient, when it has
+    // none yet, may be `dy` itself (the planner hands the buffer over: no copy), unless the
+    // same value is also another input (its second share would read and write one buffer).
     fn backward(&self, c: &StepCx, dy: ABuf, _grads: &[PBuf], dx: &mut super::DxFn) -> Vec<Step> {
+        let first_alone = c.inputs.iter().skip(1).all(|&x| x != c.inputs[0]);
         (0..c.inputs.len())
-            .filter_map(|i| dx(i, false).into_opt().map(|(d, write)| Step::Copy { x: d, x_col: 0, y: dy, write }))
+            .filter_map(|i| {
+                dx(i, i == 0 && first_alone).into_opt().map(|(d, write)| Step::Copy { x: d, x_col: 0, y: dy, write })
+            })
             .collect()
     }
     fn backward_reads(&self) -> Reads {

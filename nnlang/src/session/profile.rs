@@ -261,6 +261,7 @@ fn phase(plan: &Plan, batch: usize, (runs, ms, clocked_ms): (usize, [f64; 3], f6
     // Each layer's row, by name (a model may have many thousands of layers).
     let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     let mut flops = 0.0;
+    let backward_from = profile::backward_from(plan);
     for (i, step) in plan.steps.iter().enumerate() {
         let origin = plan.origins.get(i).map(String::as_str).unwrap_or("");
         let name = match step {
@@ -292,7 +293,7 @@ fn phase(plan: &Plan, batch: usize, (runs, ms, clocked_ms): (usize, [f64; 3], f6
         if !matches!(step, Step::PerStep { .. }) {
             l.steps.push(step.kind().to_string());
         }
-        if profile::is_backward(step) {
+        if i >= backward_from {
             (l.backward_ms, l.backward_flops) = (l.backward_ms + t, l.backward_flops + f);
         } else {
             (l.forward_ms, l.forward_flops) = (l.forward_ms + t, l.forward_flops + f);

@@ -80,8 +80,16 @@ impl Session {
         let steps = seq.steps;
         let mut x = vec![0f32; steps * width];
         let mut probs = vec![0f32; v];
+        // A full window needs the prediction at its last step only: the layers after the last
+        // that mixes steps (a transformer's last MLP, its norm and head) run for that step
+        // alone — the same bits there as the whole plan's.
+        let last_only = plan.last_step_only();
         // Reads `chunk` (at most `steps` ids) and leaves the distribution after its last.
         let mut feed = |exec: &mut nnlang_runtime::interp::Exec<f32>, chunk: &[u32], probs: &mut [f32]| {
+            let plan = match &last_only {
+                Some(tail) if chunk.len() == steps => tail,
+                _ => &plan,
+            };
             x.fill(0.0);
             for (t, &c) in chunk.iter().enumerate() {
                 match as_ids {
@@ -89,11 +97,11 @@ impl Session {
                     false => x[t * v + c as usize] = 1.0,
                 }
             }
-            exec.set_input(&plan, 0, 1, &x);
+            exec.set_input(plan, 0, 1, &x);
             exec.set_lengths(&[chunk.len()]);
-            exec.run(&plan, 1, None).map_err(|e| Error::Input(e.to_string()))?;
+            exec.run(plan, 1, None).map_err(|e| Error::Input(e.to_string()))?;
             let last = chunk.len() - 1;
-            probs.copy_from_slice(&exec.output(&plan, 1)[last * v..(last + 1) * v]);
+            probs.copy_from_slice(&exec.output(plan, 1)[last * v..(last + 1) * v]);
             Ok::<(), Error>(())
         };
         // A model whose steps meet by attention, or that adds each step's position, reads a

@@ -1,6 +1,9 @@
 //! Activations, dropout, softmax, sums and copies: one pass over the data each.
 
-pub use crate::act::{activation, activation_backward, activation_backward_in_place, activation_in_place};
+pub use crate::act::{
+    activation, activation_backward, activation_backward_in_place, activation_in_place, activation_with_slope,
+    activation_with_slope_in_place,
+};
 use crate::Float;
 
 /// `y (+)= mask · x`: dropout's forward (`accumulate` false) and backward.

@@ -106,13 +106,32 @@ pub fn backward<T: Float>(
     (gamma, center): (&[T], bool),
     stats: &[T],
     (dgamma, dbeta): (&mut [T], Option<&mut [T]>),
+    dx: Option<(&mut [T], bool)>,
+    valid: Rows,
+) {
+    super::vectorized(
+        #[inline(always)]
+        || backward_plain(x, cols, dy, (gamma, center), stats, (dgamma, dbeta), dx, valid),
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn backward_plain<T: Float>(
+    x: &[T],
+    cols: usize,
+    dy: &[T],
+    (gamma, center): (&[T], bool),
+    stats: &[T],
+    (dgamma, dbeta): (&mut [T], Option<&mut [T]>),
     mut dx: Option<(&mut [T], bool)>,
     valid: Rows,
 ) {
     let c = gamma.len().max(1);
     let per = cols / c;
     let (mut sg, mut sb) = (vec![0f64; c], vec![0f64; c]);
-    let mut gs = vec![T::ZERO; c];
+    // Per vector: x̂, g = dy·γ and g·x̂.
+    let (mut xh, mut gs, mut gx) = (vec![T::ZERO; c], vec![T::ZERO; c], vec![T::ZERO; c]);
     for (r, (xr, dyr)) in x.chunks_exact(cols.max(1)).zip(dy.chunks_exact(cols.max(1))).enumerate() {
         let dxr = dx.as_mut().map(|(d, acc)| (&mut d[r * cols..(r + 1) * cols], *acc));
         if !valid.valid(r) {
@@ -125,22 +144,27 @@ pub fn backward<T: Float>(
         for p in 0..per {
             let (xv, dyv) = (&xr[p * c..(p + 1) * c], &dyr[p * c..(p + 1) * c]);
             let (mu, s) = (stats[2 * (r * per + p)], stats[2 * (r * per + p) + 1]);
-            let (mut mg, mut mgx) = (0f64, 0f64);
             for j in 0..c {
-                let xh = (xv[j] - mu) * s;
-                sg[j] += (dyv[j] * xh).to_f64();
+                xh[j] = (xv[j] - mu) * s;
+                sg[j] += (dyv[j] * xh[j]).to_f64();
                 sb[j] += dyv[j].to_f64();
                 gs[j] = dyv[j] * gamma[j];
-                mg += gs[j].to_f64();
-                mgx += (gs[j] * xh).to_f64();
+                gx[j] = gs[j] * xh[j];
             }
             let Some((d, acc)) = dxr.as_mut() else { continue };
-            let mg = if center { mg } else { 0.0 };
-            let (mg, mgx) = (T::from_f64(mg / c as f64), T::from_f64(mgx / c as f64));
-            for (j, o) in d[p * c..(p + 1) * c].iter_mut().enumerate() {
-                let xh = (xv[j] - mu) * s;
-                let v = (gs[j] - mg - xh * mgx) * s;
-                *o = if *acc { *o + v } else { v };
+            // The means over the vector in eight lanes (as the forward pass's moments): one
+            // chain of dependent additions per vector was most of this step's time.
+            let mg = if center { lane_sum(&gs, |v| v) } else { 0.0 };
+            let (mg, mgx) = (T::from_f64(mg / c as f64), T::from_f64(lane_sum(&gx, |v| v) / c as f64));
+            let d = &mut d[p * c..(p + 1) * c];
+            if *acc {
+                for j in 0..c {
+                    d[j] += (gs[j] - mg - xh[j] * mgx) * s;
+                }
+            } else {
+                for j in 0..c {
+                    d[j] = (gs[j] - mg - xh[j] * mgx) * s;
+                }
             }
         }
     }

@@ -100,6 +100,11 @@ crate::step::steps! {
     Activation { f: Act, x: ABuf, y: ABuf } => ops::activation;
     /// `y = f(y)`, overwriting its input.
     ActivationInPlace { f: Act, y: ABuf } => ops::activation_in_place;
+    /// `y = f(x)` and `slope = f'(x)` for the backward pass, while `x` is at hand: for the
+    /// functions whose derivative is read off their input (GELU), in training.
+    ActivationSlope { f: Act, x: ABuf, y: ABuf, slope: ABuf } => ops::activation_slope;
+    /// `slope = f'(y)`, then `y = f(y)`, overwriting its input.
+    ActivationSlopeInPlace { f: Act, y: ABuf, slope: ABuf } => ops::activation_slope_in_place;
     /// Inverted dropout: draws `mask` (1/keep or 0) and writes `y = x · mask`.
     Dropout { keep: f64, x: ABuf, mask: ABuf, y: ABuf } => ops::dropout;
     /// Dropout overwriting its input: `y = y · mask`.
@@ -148,6 +153,10 @@ crate::step::steps! {
     /// Forward was `y = f(x)`; `d` holds dy and is overwritten with `dx = dy · f'(x)`, with
     /// `f'` computed from `y` (the input may have been overwritten in place).
     ActivationBackwardInPlace { f: Act, y: ABuf, d: ABuf } => ops::activation_backward_in_place;
+    /// Forward kept `slope = f'(x)`, so now `dx (+)= dy · slope`.
+    SlopeBackward { slope: ABuf, dy: ABuf, dx: ABuf, write: Write } => ops::dropout_backward;
+    /// Forward kept `slope = f'(x)`; `d` holds dy and is overwritten with `dy · slope`.
+    SlopeBackwardInPlace { slope: ABuf, d: ABuf } => ops::dropout_backward_in_place;
     /// Forward was `y = x · mask`, so now `dx (+)= dy · mask`.
     DropoutBackward { mask: ABuf, dy: ABuf, dx: ABuf, write: Write } => ops::dropout_backward;
     /// Dropout's backward overwriting `d` (dy) with `dx = dy · mask`.
@@ -185,6 +194,10 @@ crate::step::steps! {
     /// The steps after this one work at every step of a sequence of `steps` steps, on
     /// `batch × steps` rows (1: on the batch's rows again).
     PerStep { steps: usize } => ops::per_step;
+    /// The steps after this one work at the last step only of a sequence of `steps` steps,
+    /// for a batch of one ([`crate::plan::Plan::last_step_only`]): one row, read and written
+    /// at that step's place in each buffer, computed as at every step.
+    LastStep { steps: usize } => ops::last_step;
     /// `y = ln(1 + eˣ)`.
     Softplus { x: ABuf, y: ABuf } => kernels::softplus::step;
     /// Forward was `y = ln(1 + eˣ)`, so now `dx (+)= dy · σ(x)`.
