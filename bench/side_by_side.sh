@@ -7,7 +7,8 @@
 #
 #   PYTHON=/path/to/venv/bin/python [REPS=5] bench/side_by_side.sh BENCH PYTORCH_SCRIPT ARGS...
 #
-# ARGS (`--batch 64 256`, `--model mlp`) go to both sides.
+# ARGS (`--batch 64 256`, `--model mlp`) go to both sides. With ONNX=FILE (an export of the
+# same model), each round also times it in onnxruntime (bench/onnxruntime_latency.py).
 #
 # BENCH is a bench of nnlang-macros (train_step, cnn_step, rnn_step, latency); PyTorch is not
 # a dependency of nnlang: install it in a virtual environment outside the repository.
@@ -30,6 +31,9 @@ for r in $(seq "$REPS"); do
   grep -E '^(generated|interpreter) ' "$round" | sed "s/^/$r /" >>"$out"
   { grep '^note: ' "$round" || true; } | sed "s/^note: /round $r: /" >>"$notes"
   OMP_NUM_THREADS=1 "$PYTHON" "$script" --runs 1 "$@" 2>/dev/null | grep '^pytorch ' | sed "s/^/$r /" >>"$out"
+  if [ -n "${ONNX:-}" ]; then
+    "$PYTHON" bench/onnxruntime_latency.py "$ONNX" "$@" | grep '^onnxruntime' | sed "s/^/$r /" >>"$out"
+  fi
 done
 python3 bench/summarize.py "$out"
 # What the bench says besides its figures (the FMA peak, GFLOP/s), round by round.

@@ -22,10 +22,12 @@ def main(path):
         runs[(side, int(t), int(b))][int(rnd)] = float(v)
     lower_better = metric == "us"
     keys = sorted({(t, b) for (_, t, b) in runs})
-    sides = [s for s in ("generated", "interpreter", "pytorch") if any(k[0] == s for k in runs)]
+    sides = [s for s in ("generated", "interpreter", "pytorch", "onnxruntime", "onnxruntime_call") if any(k[0] == s for k in runs)]
+    ort = "onnxruntime" in sides and "onnxruntime_call" in sides
     unit = "µs per call (lower is better)" if lower_better else "samples/s"
-    print(f"| threads | batch | {' | '.join(sides)} | generated vs PyTorch (median, per-round range) |")
-    print("|---|---|" + "---|" * len(sides) + "---|")
+    extra = " generated / onnxruntime less its Python call (time; median, per-round range) |" if ort else ""
+    print(f"| threads | batch | {' | '.join(sides)} | generated vs PyTorch (median, per-round range) |{extra}")
+    print("|---|---|" + "---|" * len(sides) + "---|" + ("---|" if ort else ""))
 
     def cell(v):
         if not v:
@@ -46,6 +48,11 @@ def main(path):
             ratio = f"{med:.2f}× ({min(per):.2f}–{max(per):.2f})"
         else:
             ratio = "–"
+        if ort:
+            o, c = runs.get(("onnxruntime", t, b), {}), runs.get(("onnxruntime_call", t, b), {})
+            rounds = sorted(set(g) & set(o) & set(c))
+            per = [g[r] / (o[r] - c[r]) for r in rounds if o[r] > c[r]]
+            ratio += f" | {statistics.median(per):.2f}× ({min(per):.2f}–{max(per):.2f})" if per else " | –"
         print(f"| {t} | {b} | {' | '.join(cols)} | {ratio} |")
     print(f"\n(values: {unit}; median (min–max) over the rounds)")
 
