@@ -277,14 +277,15 @@ pub fn to_text(s: &Summary) -> String {
 fn attention_memory(l: &LayerRow) -> String {
     use crate::ir::Dim;
     let d = l.output_shape.last().unwrap_or(0) as u64;
-    let heads = l.attributes.get("heads").and_then(|v| v.as_str()).and_then(|v| v.parse::<u64>().ok()).unwrap_or(1);
+    let heads = l.attributes.get("heads").and_then(|v| v.as_u64()).unwrap_or(1);
     let steps = match l.output_shape.0.first() {
         Some(Dim::Steps { len, .. }) => Some(*len as u64),
         Some(Dim::Seq { max, .. }) => max.map(|m| m as u64),
         _ => None,
     };
-    let at = |t: u64| format!("{} at {t} steps", bytes(2 * t * t * F32));
-    let work = steps.map_or("2·seq² values".to_string(), at);
+    let values = |t: u64| nnlang_runtime::kernels::attention::workspace(t as usize, d as usize, heads as usize) as u64;
+    let at = |t: u64| format!("{} at {t} steps", bytes(values(t) * F32));
+    let work = steps.map_or("2·seq² + 2·seq·d/heads values".to_string(), at);
     let kept = Elems { fixed: 0, per_step: (4 * d + heads) * F32, per_step_sq: 0 };
     let all = steps.map_or("heads·seq²".to_string(), |t| format!("heads·seq² = {}", bytes(heads * t * t * F32)));
     format!(

@@ -131,6 +131,46 @@ pub trait Float:
         csc: isize,
     );
 
+    /// `C = alpha · A·B + beta · C` with B's and C's rows contiguous (rows `rsb`, `rsc`
+    /// apart), A at strides `(rsa, csa)`: on the register tiles without packing where the
+    /// processor has them (`kernels::gemm::unpacked`, f32: small products such as attention's
+    /// per-head ones, which matrixmultiply's packing dominated), else [`Float::gemm`].
+    #[allow(clippy::too_many_arguments)]
+    fn gemm_unpacked(
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: Self,
+        a: &[Self],
+        strides_a: (usize, usize),
+        b: &[Self],
+        rsb: usize,
+        beta: Self,
+        c: &mut [Self],
+        rsc: usize,
+    ) {
+        if !Self::unpacked(m, k, n, alpha, a, strides_a, b, rsb, beta, c, rsc) {
+            let (rsa, csa) = (strides_a.0 as isize, strides_a.1 as isize);
+            Self::gemm(m, k, n, alpha, a, rsa, csa, b, rsb as isize, 1, beta, c, rsc as isize, 1);
+        }
+    }
+
+    /// [`Float::gemm_unpacked`]'s tiles; `false`, nothing done, where there are none.
+    #[allow(clippy::too_many_arguments)]
+    fn unpacked(
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: Self,
+        a: &[Self],
+        strides_a: (usize, usize),
+        b: &[Self],
+        rsb: usize,
+        beta: Self,
+        c: &mut [Self],
+        rsc: usize,
+    ) -> bool;
+
     /// [`Float::gemm`] on matrixmultiply whatever `m`: each element of C the same chain of
     /// operations for any number of rows (no path for a few rows), where an example's result
     /// must not depend on the batch it comes in.
@@ -154,7 +194,7 @@ pub trait Float:
 }
 
 macro_rules! float_impl {
-    ($t:ty, $name:literal, $gemm:path, $few:path, $tanh:path, $exp_neg:path, $erf:path, $conv_forward:path, $conv_backward:path, $dense_forward:path, $dense_backward:path, $dense_tiles:path) => {
+    ($t:ty, $name:literal, $gemm:path, $few:path, $tanh:path, $exp_neg:path, $erf:path, $conv_forward:path, $conv_backward:path, $dense_forward:path, $dense_backward:path, $dense_tiles:path, $unpacked:path) => {
         impl Float for $t {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
@@ -266,6 +306,21 @@ macro_rules! float_impl {
                 }
                 Self::gemm_any_rows(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc);
             }
+            fn unpacked(
+                m: usize,
+                k: usize,
+                n: usize,
+                alpha: Self,
+                a: &[Self],
+                strides_a: (usize, usize),
+                b: &[Self],
+                rsb: usize,
+                beta: Self,
+                c: &mut [Self],
+                rsc: usize,
+            ) -> bool {
+                $unpacked(m, k, n, alpha, a, strides_a, b, rsb, beta, c, rsc)
+            }
             fn gemm_any_rows(
                 m: usize,
                 k: usize,
@@ -309,7 +364,8 @@ float_impl!(
     crate::kernels::implicit::backward,
     crate::kernels::implicit::dense_forward,
     crate::kernels::implicit::dense_backward,
-    crate::kernels::implicit::dense_tiles
+    crate::kernels::implicit::dense_tiles,
+    crate::kernels::gemm::unpacked
 );
 float_impl!(
     f64,
@@ -323,7 +379,8 @@ float_impl!(
     no_conv_backward,
     no_dense_forward,
     no_dense_backward,
-    no_dense_tiles
+    no_dense_tiles,
+    never_unpacked
 );
 
 /// As [`no_conv_forward`].
@@ -375,6 +432,24 @@ fn no_conv_backward(
     _: &mut [f64],
     _: &mut [f64],
     _: Option<(&mut [f64], bool)>,
+) -> bool {
+    false
+}
+
+/// f64 (gradient checks) always goes through matrixmultiply.
+#[allow(clippy::too_many_arguments)]
+fn never_unpacked(
+    _: usize,
+    _: usize,
+    _: usize,
+    _: f64,
+    _: &[f64],
+    _: (usize, usize),
+    _: &[f64],
+    _: usize,
+    _: f64,
+    _: &mut [f64],
+    _: usize,
 ) -> bool {
     false
 }

@@ -188,11 +188,16 @@ impl Rules for Attention {
         Value::Computed
     }
     /// `Q K V` (`3d` per step) and the heads' outputs (`d` per step); a workspace of
-    /// `2·steps²` for one head's scores and, backward, their gradient; while training each
+    /// `2·steps²` for one head's scores and, backward, their gradient, and `2·steps·d_h` for its
+    /// keys and values transposed (`attention::workspace`); while training each
     /// query's log-sum-exp per head, and the gradients of the heads' outputs and of `Q K V`.
     fn scratch(&self, c: &StepCx, _max_batch: usize) -> Vec<Scratch> {
         let Some((t, d)) = Attention::sizes(c) else { return Vec::new() };
-        let mut v = vec![Scratch::PerRow(3 * t * d), Scratch::PerRow(t * d), Scratch::Fixed(2 * t * t)];
+        let mut v = vec![
+            Scratch::PerRow(3 * t * d),
+            Scratch::PerRow(t * d),
+            Scratch::Fixed(nnlang_runtime::kernels::attention::workspace(t, d, self.heads)),
+        ];
         if c.training {
             v.extend([Scratch::PerRow(self.heads * t), Scratch::PerRow(t * d), Scratch::PerRow(3 * t * d)]);
         }

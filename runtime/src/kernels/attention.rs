@@ -14,7 +14,9 @@
 //! largest score (a masked score is left out, never `−∞` arithmetic).
 //!
 //! Memory: the scores of **one head of one example** at a time (`L × L`, in a workspace of
-//! `2·steps²` values for the whole batch: the scores and, backward, their gradient); per
+//! `2·steps² + 2·steps·d_h` values for the whole batch: the scores and, backward, their
+//! gradient, and the head's keys and values transposed, so that every product reads rows of
+//! its right-hand side and runs on the register tiles without packing); per
 //! example the step keeps `Q K V` and `O` (`4·steps·d`) and, for training, each query's
 //! log-sum-exp per head (`heads·steps`): the backward step recomputes the probabilities from
 //! them (`p = exp(s − lse)`), as flash attention does, rather than keeping `heads·steps²`.
@@ -115,28 +117,56 @@ fn query_blocks(d: &Dims, len: usize) -> impl Iterator<Item = (usize, usize, usi
     })
 }
 
+/// The workspace of an attention step, in values (shared by the batch's examples, one at a
+/// time): one head's scores and, backward, their gradient (`2·steps²`), then the head's keys
+/// and values transposed (`2·steps·d_h`), so that every product of the heads reads rows.
+pub fn workspace(steps: usize, width: usize, heads: usize) -> usize {
+    2 * steps * steps + 2 * steps * (width / heads.max(1))
+}
+
+/// `out[c·len + j] = src[j·ld + c]` for `c < dh`, `j < len`: one head's keys or values as
+/// `dh` rows of `len` (the right-hand side of `Q·Kᵀ` and `dO·Vᵀ` read by rows).
+fn transposed<T: Float>(src: &[T], ld: usize, len: usize, dh: usize, out: &mut [T]) {
+    for j in 0..len {
+        for (c, &v) in src[j * ld..j * ld + dh].iter().enumerate() {
+            out[c * len + j] = v;
+        }
+    }
+}
+
 /// The scores `S = Q_h·K_hᵀ/√d_h` of queries `i0..i1` against keys `0..kend` of one example's
-/// `qkv` rows (`(i1 − i0) × kend`, row-major, into `s`).
-fn scores<T: Float>(d: &Dims, qkv: &[T], h: usize, (i0, i1, kend): (usize, usize, usize), s: &mut [T]) {
+/// `qkv` rows (`(i1 − i0) × kend`, row-major, into `s`), with `kt` the head's keys transposed
+/// (`d_h` rows of `len`).
+fn scores<T: Float>(
+    d: &Dims,
+    qkv: &[T],
+    kt: &[T],
+    len: usize,
+    h: usize,
+    (i0, i1, kend): (usize, usize, usize),
+    s: &mut [T],
+) {
     let (w, dh) = (d.width, d.head());
-    let ld = (3 * w) as isize;
-    let (q, k) = (&qkv[i0 * 3 * w + h * dh..], &qkv[w + h * dh..]);
-    T::gemm(i1 - i0, dh, kend, T::from_f64(d.scale()), q, ld, 1, k, 1, ld, T::ZERO, s, kend as isize, 1);
+    let q = &qkv[i0 * 3 * w + h * dh..];
+    T::gemm_unpacked(i1 - i0, dh, kend, T::from_f64(d.scale()), q, (3 * w, 1), kt, len, T::ZERO, s, kend);
 }
 
 /// Forward for the whole batch: `o` (each example's heads side by side, zero past its
 /// length) from `qkv`, with each query's log-sum-exp per head into `lse` when given.
 pub fn forward<T: Float>(d: &Dims, lengths: &[usize], qkv: &[T], o: &mut [T], mut lse: Option<&mut [T]>, ws: &mut [T]) {
     let (t, w, dh) = (d.steps, d.width, d.head());
+    let (ws, kt) = ws.split_at_mut(2 * t * t);
     for b in 0..d.batch {
         let len = lengths.get(b).map_or(t, |&l| l.min(t));
         let qkv = &qkv[b * t * 3 * w..(b + 1) * t * 3 * w];
         let ob = &mut o[b * t * w..(b + 1) * t * w];
         ob[len * w..].fill(T::ZERO);
         for h in 0..d.heads {
+            let kt = &mut kt[..dh * len];
+            transposed(&qkv[w + h * dh..], 3 * w, len, dh, kt);
             for (i0, i1, kend) in query_blocks(d, len) {
                 let s = &mut ws[..(i1 - i0) * kend];
-                scores(d, qkv, h, (i0, i1, kend), s);
+                scores(d, qkv, kt, len, h, (i0, i1, kend), s);
                 super::vectorized(
                     #[inline(always)]
                     || {
@@ -150,21 +180,18 @@ pub fn forward<T: Float>(d: &Dims, lengths: &[usize], qkv: &[T], o: &mut [T], mu
                     },
                 );
                 let v = &qkv[2 * w + h * dh..];
-                T::gemm(
+                T::gemm_unpacked(
                     i1 - i0,
                     kend,
                     dh,
                     T::ONE,
                     s,
-                    kend as isize,
-                    1,
+                    (kend, 1),
                     v,
-                    (3 * w) as isize,
-                    1,
+                    3 * w,
                     T::ZERO,
                     &mut ob[i0 * w + h * dh..],
-                    w as isize,
-                    1,
+                    w,
                 );
             }
         }
@@ -188,7 +215,9 @@ pub fn backward<T: Float>(
     ws: &mut [T],
 ) {
     let (t, w, dh) = (d.steps, d.width, d.head());
-    let (ld, scale) = ((3 * w) as isize, T::from_f64(d.scale()));
+    let scale = T::from_f64(d.scale());
+    let (ws, kv) = ws.split_at_mut(2 * t * t);
+    let (kt, vt) = kv.split_at_mut(dh * t);
     for b in 0..d.batch {
         let len = lengths.get(b).map_or(t, |&l| l.min(t));
         let qkv = &qkv[b * t * 3 * w..(b + 1) * t * 3 * w];
@@ -196,12 +225,15 @@ pub fn backward<T: Float>(
         let dq = &mut dqkv[b * t * 3 * w..(b + 1) * t * 3 * w];
         dq[len * 3 * w..].fill(T::ZERO);
         for h in 0..d.heads {
+            let (kt, vt) = (&mut kt[..dh * len], &mut vt[..dh * len]);
+            transposed(&qkv[w + h * dh..], 3 * w, len, dh, kt);
+            transposed(&qkv[2 * w + h * dh..], 3 * w, len, dh, vt);
             for (first, (i0, i1, kend)) in query_blocks(d, len).enumerate() {
                 // The first block (the last queries) reaches every key: it writes dV and dK.
                 let beta = if first == 0 { T::ZERO } else { T::ONE };
                 let m = i1 - i0;
                 let (p, dp) = ws[..2 * m * kend].split_at_mut(m * kend);
-                scores(d, qkv, h, (i0, i1, kend), p);
+                scores(d, qkv, kt, len, h, (i0, i1, kend), p);
                 super::vectorized(
                     #[inline(always)]
                     || {
@@ -217,27 +249,12 @@ pub fn backward<T: Float>(
                         }
                     },
                 );
-                let (v, k, q) = (&qkv[2 * w + h * dh..], &qkv[w + h * dh..], &qkv[i0 * 3 * w + h * dh..]);
+                let (k, q) = (&qkv[w + h * dh..], &qkv[i0 * 3 * w + h * dh..]);
                 let dout = &dob[i0 * w + h * dh..];
                 // dV += Pᵀ·dO.
-                T::gemm(
-                    kend,
-                    m,
-                    dh,
-                    T::ONE,
-                    p,
-                    1,
-                    kend as isize,
-                    dout,
-                    w as isize,
-                    1,
-                    beta,
-                    &mut dq[2 * w + h * dh..],
-                    ld,
-                    1,
-                );
+                T::gemm_unpacked(kend, m, dh, T::ONE, p, (1, kend), dout, w, beta, &mut dq[2 * w + h * dh..], 3 * w);
                 // dP = dO·Vᵀ.
-                T::gemm(m, dh, kend, T::ONE, dout, w as isize, 1, v, 1, ld, T::ZERO, dp, kend as isize, 1);
+                T::gemm_unpacked(m, dh, kend, T::ONE, dout, (w, 1), vt, len, T::ZERO, dp, kend);
                 super::vectorized(
                     #[inline(always)]
                     || {
@@ -252,23 +269,20 @@ pub fn backward<T: Float>(
                     },
                 );
                 // dQ = dS·K/√d_h (these queries' rows whole), dK += dSᵀ·Q/√d_h.
-                T::gemm(
+                T::gemm_unpacked(
                     m,
                     kend,
                     dh,
                     scale,
                     dp,
-                    kend as isize,
-                    1,
+                    (kend, 1),
                     k,
-                    ld,
-                    1,
+                    3 * w,
                     T::ZERO,
                     &mut dq[i0 * 3 * w + h * dh..],
-                    ld,
-                    1,
+                    3 * w,
                 );
-                T::gemm(kend, m, dh, scale, dp, 1, kend as isize, q, ld, 1, beta, &mut dq[w + h * dh..], ld, 1);
+                T::gemm_unpacked(kend, m, dh, scale, dp, (1, kend), q, 3 * w, beta, &mut dq[w + h * dh..], 3 * w);
             }
         }
     }
@@ -390,7 +404,7 @@ mod tests {
             let g: Vec<f64> = (0..d.batch * steps * d.width).map(|_| rnd()).collect();
             let run64 = || {
                 let (mut o, mut lse) = (vec![0.0; g.len()], vec![0.0; d.batch * d.heads * steps]);
-                let mut ws = vec![0.0; 2 * steps * steps];
+                let mut ws = vec![0.0; workspace(steps, d.width, d.heads)];
                 forward(&d, &lengths, &qkv, &mut o, Some(&mut lse), &mut ws);
                 let mut dq = vec![f64::NAN; n];
                 backward(&d, &lengths, &qkv, &o, &lse, &g, &mut dq, &mut ws);
@@ -400,7 +414,7 @@ mod tests {
                 let (q, g): (Vec<f32>, Vec<f32>) =
                     (qkv.iter().map(|&v| v as f32).collect(), g.iter().map(|&v| v as f32).collect());
                 let (mut o, mut lse) = (vec![0.0; g.len()], vec![0.0; d.batch * d.heads * steps]);
-                let mut ws = vec![0.0; 2 * steps * steps];
+                let mut ws = vec![0.0; workspace(steps, d.width, d.heads)];
                 forward(&d, &lengths, &q, &mut o, Some(&mut lse), &mut ws);
                 let mut dq = vec![f32::NAN; n];
                 backward(&d, &lengths, &q, &o, &lse, &g, &mut dq, &mut ws);
@@ -444,7 +458,7 @@ mod tests {
             let g: Vec<f64> = (0..d.batch * d.steps * d.width).map(|_| rnd()).collect();
             let run = |qkv: &[f64], lse: Option<&mut [f64]>| {
                 let mut o = vec![f64::NAN; d.batch * d.steps * d.width];
-                let mut ws = vec![0.0; 2 * d.steps * d.steps];
+                let mut ws = vec![0.0; workspace(d.steps, d.width, d.heads)];
                 forward(&d, &lengths, qkv, &mut o, lse, &mut ws);
                 o
             };
@@ -476,7 +490,7 @@ mod tests {
             }
             // Backward against differences (only real steps move).
             let mut dqkv = vec![f64::NAN; n];
-            let mut ws = vec![0.0; 2 * t * t];
+            let mut ws = vec![0.0; workspace(t, d.width, d.heads)];
             backward(&d, &lengths, &qkv, &o, &lse, &g, &mut dqkv, &mut ws);
             let loss = |q: &[f64]| run(q, None).iter().zip(&g).map(|(a, b)| a * b).sum::<f64>();
             for k in 0..n {

@@ -187,6 +187,205 @@ pub fn few_rows(
     true
 }
 
+/// `C = alpha · A·B + beta · C` with B's and C's rows contiguous, A at any strides, for the
+/// small products of attention's heads (a block of 32 queries against ≤ 128 keys, 32
+/// features), where matrixmultiply spent more time packing both operands (and allocating
+/// their buffers) than multiplying: on register tiles of `R` rows × one, two or four vectors
+/// of columns, each entry of A broadcast (read where it lies: A's rows or its columns are
+/// contiguous in every product here), each row of B loaded once per tile.
+struct Unpacked<'a> {
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    a: &'a [f32],
+    rsa: usize,
+    csa: usize,
+    b: &'a [f32],
+    rsb: usize,
+    beta: f32,
+    c: &'a mut [f32],
+    rsc: usize,
+}
+
+impl Unpacked<'_> {
+    /// The tile of rows `i0..i0 + R` (those below `m`) and columns `j..j + valid`, `NV`
+    /// vectors wide (`valid` ≤ their lanes; all of them when `FULL`); `a(t)` gives the tile's
+    /// `R` entries of A's column `t`.
+    #[inline(always)]
+    fn tile<S: pulp::Simd, const R: usize, const NV: usize, const FULL: bool>(
+        &mut self,
+        simd: S,
+        a: impl Fn(usize) -> [f32; R],
+        i0: usize,
+        j: usize,
+        valid: usize,
+    ) {
+        let width = std::mem::size_of::<S::f32s>() / 4 * NV;
+        let zero = simd.splat_f32s(0.0);
+        let load = |src: &[f32]| -> [S::f32s; NV] {
+            let mut out = [zero; NV];
+            if FULL {
+                let (v, _) = S::as_simd_f32s(&src[..width]);
+                out.copy_from_slice(&v[..NV]);
+            } else {
+                let mut tmp = [0f32; 64];
+                tmp[..valid].copy_from_slice(&src[..valid]);
+                let (v, _) = S::as_simd_f32s(&tmp);
+                out.copy_from_slice(&v[..NV]);
+            }
+            out
+        };
+        let mut acc = [[zero; NV]; R];
+        for t in 0..self.k {
+            let bv = load(&self.b[t * self.rsb + j..]);
+            for (row, x) in acc.iter_mut().zip(a(t)) {
+                let x = simd.splat_f32s(x);
+                for v in 0..NV {
+                    row[v] = simd.mul_add_f32s(x, bv[v], row[v]);
+                }
+            }
+        }
+        let (alpha, beta) = (simd.splat_f32s(self.alpha), simd.splat_f32s(self.beta));
+        for (r, row) in acc.iter().enumerate().take(self.m - i0) {
+            let out = &mut self.c[(i0 + r) * self.rsc + j..];
+            let mut vals = [zero; NV];
+            if self.beta == 0.0 {
+                // C is not read: it may hold anything (as matrixmultiply allows).
+                for v in 0..NV {
+                    vals[v] = simd.mul_f32s(alpha, row[v]);
+                }
+            } else {
+                let old = load(out);
+                for v in 0..NV {
+                    vals[v] = simd.mul_add_f32s(beta, old[v], simd.mul_f32s(alpha, row[v]));
+                }
+            }
+            if FULL {
+                let (o, _) = S::as_mut_simd_f32s(&mut out[..width]);
+                o[..NV].copy_from_slice(&vals);
+            } else {
+                let mut tmp = [0f32; 64];
+                let (t, _) = S::as_mut_simd_f32s(&mut tmp);
+                t[..NV].copy_from_slice(&vals);
+                out[..valid].copy_from_slice(&tmp[..valid]);
+            }
+        }
+    }
+
+    /// Every tile of the rows `i0..i0 + R`, reading A as `a` does (see [`Unpacked::tile`]).
+    #[inline(always)]
+    fn rows<S: pulp::Simd, const R: usize>(&mut self, simd: S, a: impl Fn(usize) -> [f32; R] + Copy, i0: usize) {
+        let lanes = std::mem::size_of::<S::f32s>() / 4;
+        let wide = R == 6 && super::implicit::many_registers(lanes);
+        let mut j = 0;
+        while j < self.n {
+            let rest = self.n - j;
+            if wide && rest >= 4 * lanes {
+                self.tile::<S, R, 4, true>(simd, a, i0, j, 4 * lanes);
+                j += 4 * lanes;
+            } else if rest >= 2 * lanes {
+                self.tile::<S, R, 2, true>(simd, a, i0, j, 2 * lanes);
+                j += 2 * lanes;
+            } else if rest > lanes {
+                self.tile::<S, R, 2, false>(simd, a, i0, j, rest);
+                j += 2 * lanes;
+            } else if rest == lanes {
+                self.tile::<S, R, 1, true>(simd, a, i0, j, lanes);
+                j += lanes;
+            } else {
+                self.tile::<S, R, 1, false>(simd, a, i0, j, rest);
+                j += lanes;
+            }
+        }
+    }
+
+    /// Every row, `R` at a time: A's entries from its rows when they are contiguous, from its
+    /// columns when those are (the transposed operands: `Pᵀ`, `dSᵀ`), gathered otherwise and
+    /// for the last rows (which repeat the last: their sums are not stored).
+    #[inline(always)]
+    fn all<S: pulp::Simd, const R: usize>(&mut self, simd: S) {
+        let (m, k, a, rsa, csa) = (self.m, self.k, self.a, self.rsa, self.csa);
+        for i0 in (0..m).step_by(R) {
+            if i0 + R <= m && csa == 1 {
+                let rows: [&[f32]; R] = std::array::from_fn(|r| &a[(i0 + r) * rsa..(i0 + r) * rsa + k]);
+                self.rows::<S, R>(simd, |t| std::array::from_fn(|r| rows[r][t]), i0);
+            } else if i0 + R <= m && rsa == 1 {
+                self.rows::<S, R>(simd, |t| a[t * csa + i0..t * csa + i0 + R].try_into().expect("R values"), i0);
+            } else {
+                let at: [usize; R] = std::array::from_fn(|r| (i0 + r).min(m - 1) * rsa);
+                self.rows::<S, R>(simd, |t| std::array::from_fn(|r| a[at[r] + t * csa]), i0);
+            }
+        }
+    }
+}
+
+impl pulp::WithSimd for Unpacked<'_> {
+    type Output = ();
+
+    /// Eight rows a tile where the columns fit two vectors and there are 32 registers (16
+    /// sums; 32 rows, a block of queries, in four tiles), else six (24 sums over four vectors
+    /// with 32 registers, 12 over two with AVX2's 16).
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(mut self, simd: S) {
+        let lanes = std::mem::size_of::<S::f32s>() / 4;
+        if super::implicit::many_registers(lanes) && self.n <= 2 * lanes {
+            self.all::<S, 8>(simd);
+        } else {
+            self.all::<S, 6>(simd);
+        }
+    }
+}
+
+/// `C = alpha · A·B + beta · C` (A `m × k` at strides `rsa`, `csa`; B `k × n` and C `m × n`
+/// with rows `rsb`, `rsc` apart and contiguous columns) on the register tiles of the widest
+/// instruction set [`super::implicit::lanes`] names, packing nothing. Each entry of C is one
+/// chain of fused multiply–adds over k in order, then `alpha·sum (+ beta·C)`, whatever the
+/// width. `beta = 0` overwrites C without reading it. Returns `false`, doing nothing, where
+/// the processor has no tiles (the caller then uses [`crate::Float::gemm`]).
+#[allow(clippy::too_many_arguments)]
+pub fn unpacked(
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    a: &[f32],
+    (rsa, csa): (usize, usize),
+    b: &[f32],
+    rsb: usize,
+    beta: f32,
+    c: &mut [f32],
+    rsc: usize,
+) -> bool {
+    unpacked_with(super::implicit::lanes(), m, k, n, alpha, a, (rsa, csa), b, rsb, beta, c, rsc)
+}
+
+/// [`unpacked`] with `lanes` lanes (one of [`super::implicit::widths`]; 0: none).
+#[allow(clippy::too_many_arguments)]
+fn unpacked_with(
+    lanes: usize,
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    a: &[f32],
+    (rsa, csa): (usize, usize),
+    b: &[f32],
+    rsb: usize,
+    beta: f32,
+    c: &mut [f32],
+    rsc: usize,
+) -> bool {
+    if lanes == 0 {
+        return false;
+    }
+    checked(m, k, n, a.len(), rsa as isize, csa as isize, b.len(), rsb as isize, 1, c.len(), rsc as isize, 1);
+    if m == 0 || n == 0 {
+        return true;
+    }
+    super::implicit::run(lanes, Unpacked { m, k, n, alpha, a, rsa, csa, b, rsb, beta, c, rsc }).is_some()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,6 +414,63 @@ mod tests {
             }
         }
         out
+    }
+
+    /// Every shape the tiles cut differently (rows a multiple of the tile's or not, columns
+    /// in whole and partial vectors, one to four vectors a tile), A by rows, by columns and
+    /// at other strides, C with a wider stride than its columns: the product to f32's
+    /// precision, and the same bits at every width the processor has.
+    #[test]
+    fn unpacked_is_the_product_at_every_width_and_layout() {
+        let widths = crate::kernels::implicit::widths();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        for &(m, k, n) in
+            &[(1, 1, 1), (5, 3, 7), (8, 32, 32), (13, 70, 33), (32, 32, 128), (32, 96, 100), (6, 0, 16), (40, 17, 65)]
+        {
+            let a0: Vec<f32> = (0..2 * m * k + 2).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let rsb = n + 3;
+            let b: Vec<f32> = (0..k * rsb).map(|_| rng.random_range(-1.0..1.0)).collect();
+            // (rsa, csa): rows contiguous, columns contiguous, every other value.
+            for (rsa, csa) in [(k, 1), (1, m), (2 * k, 2)] {
+                for (alpha, beta) in [(1.0, 0.0), (1.0, 1.0), (0.5, -2.0)] {
+                    let rsc = n + 2;
+                    let c0: Vec<f32> = (0..m * rsc)
+                        .map(|_| if beta == 0.0 { f32::NAN } else { rng.random_range(-1.0..1.0) })
+                        .collect();
+                    let mut first: Option<Vec<f32>> = None;
+                    for &lanes in &widths {
+                        let mut c = c0.clone();
+                        assert!(unpacked_with(lanes, m, k, n, alpha, &a0, (rsa, csa), &b, rsb, beta, &mut c, rsc));
+                        for r in 0..m {
+                            for j in 0..n {
+                                let s: f64 =
+                                    (0..k).map(|t| f64::from(a0[r * rsa + t * csa]) * f64::from(b[t * rsb + j])).sum();
+                                let old = if beta == 0.0 { 0.0 } else { f64::from(beta) * f64::from(c0[r * rsc + j]) };
+                                let want = f64::from(alpha) * s + old;
+                                let got = f64::from(c[r * rsc + j]);
+                                assert!(
+                                    (got - want).abs() < 1e-4 * (1.0 + want.abs()),
+                                    "{m}×{k}×{n} A({rsa},{csa}) α={alpha} β={beta} {lanes} lanes [{r},{j}]: {got} vs {want}"
+                                );
+                            }
+                            // Past the columns, C is left alone.
+                            for j in n..rsc {
+                                assert_eq!(c[r * rsc + j].to_bits(), c0[r * rsc + j].to_bits());
+                            }
+                        }
+                        match &first {
+                            None => first = Some(c),
+                            Some(f) => assert!(
+                                f.iter().zip(&c).all(|(x, y)| x.to_bits() == y.to_bits()),
+                                "{m}×{k}×{n}: {lanes} lanes differ from {}",
+                                widths[0]
+                            ),
+                        }
+                    }
+                }
+            }
+        }
+        assert!(!unpacked_with(0, 1, 1, 1, 1.0, &[1.0], (1, 1), &[1.0], 1, 0.0, &mut [0.0], 1));
     }
 
     #[test]

@@ -92,12 +92,12 @@ pub fn widths() -> Vec<usize> {
 /// Whether tiles of `lanes` lanes have 32 vector registers to hold their sums (AVX-512 and
 /// NEON) rather than 16 (AVX2).
 #[inline(always)]
-fn many_registers(lanes: usize) -> bool {
+pub(crate) fn many_registers(lanes: usize) -> bool {
     lanes == 16 || (lanes == 4 && cfg!(target_arch = "aarch64"))
 }
 
 /// Runs `op` with `lanes` lanes (see [`lanes`]); `None` where that set is missing.
-fn run<Op: pulp::WithSimd>(lanes: usize, op: Op) -> Option<Op::Output> {
+pub(crate) fn run<Op: pulp::WithSimd>(lanes: usize, op: Op) -> Option<Op::Output> {
     #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
     {
         if lanes == 16 {
