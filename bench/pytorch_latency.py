@@ -1,8 +1,9 @@
 """Inference latency in PyTorch, for `bench/latency.sh`: one forward pass of the MNIST MLP
-(784-256-128-10, ReLU, softmax) or the small MNIST ConvNet at the given batch sizes on one
-thread, in `torch.inference_mode()` with the model in `eval()`; microseconds per call.
+(784-256-128-10, ReLU, softmax), the small MNIST ConvNet or `examples/convnet.nn` (six 3×3
+convolutions of 32 filters on 32×32×3, three max pools, 512-256-10) at the given batch sizes
+on one thread, in `torch.inference_mode()` with the model in `eval()`; microseconds per call.
 
-Usage: python bench/pytorch_latency.py [--model mlp|cnn] [--batch 1 64] [--runs 5]
+Usage: python bench/pytorch_latency.py [--model mlp|cnn|convnet] [--batch 1 64] [--runs 5]
 """
 import argparse
 import statistics
@@ -12,6 +13,16 @@ import torch
 
 
 def model_of(name):
+    if name == "convnet":
+        layers, depth = [], 3
+        for _ in range(3):
+            for _ in range(2):
+                layers += [torch.nn.Conv2d(depth, 32, 3, padding=1), torch.nn.ReLU()]
+                depth = 32
+            layers.append(torch.nn.MaxPool2d(2, 2))
+        layers += [torch.nn.Flatten(), torch.nn.Linear(32 * 4 * 4, 256), torch.nn.ReLU(), torch.nn.Linear(256, 10),
+                   torch.nn.Softmax(dim=-1)]
+        return torch.nn.Sequential(*layers), (3, 32, 32)
     if name == "cnn":
         return torch.nn.Sequential(
             torch.nn.Conv2d(1, 16, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
@@ -31,7 +42,7 @@ def latency(name, batch, runs):
     model, shape = model_of(name)
     model.eval()
     x = torch.rand(batch, *shape)
-    calls = (20_000 if name == "cnn" else 200_000) // batch
+    calls = {"convnet": 2_000, "cnn": 20_000}.get(name, 200_000) // batch
     with torch.inference_mode():
         for _ in range(calls // 4 + 1):
             model(x)
@@ -46,7 +57,7 @@ def latency(name, batch, runs):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--model", default="mlp", choices=["mlp", "cnn"])
+    p.add_argument("--model", default="mlp", choices=["mlp", "cnn", "convnet"])
     p.add_argument("--batch", type=int, nargs="+", default=[1, 64])
     p.add_argument("--runs", type=int, default=5)
     a = p.parse_args()
