@@ -385,8 +385,8 @@ pub fn backward_step<T: Float>(
 mod tests {
     use super::*;
 
-    /// In f32 (matrixmultiply's f32 kernels, the vectorized softmax): forward and backward
-    /// agree with the f64 path (which the test below holds to the definition) to f32's
+    /// In f32 (the unpacked tiles, the vectorized softmax): forward and backward agree with
+    /// the f64 path (matrixmultiply; the test below holds it to the definition) to f32's
     /// precision, causal or not, ragged, over several blocks of queries.
     #[test]
     fn f32_on_the_tiles_agrees_with_f64() {
@@ -395,10 +395,17 @@ mod tests {
             seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             ((seed >> 33) as f64 / (1u64 << 31) as f64) - 0.5
         };
-        for (causal, steps, lengths) in
-            [(true, 64, [64usize, 37]), (true, 70, [70, 48]), (false, 48, [48, 32]), (false, 40, [40, 21])]
-        {
-            let d = Dims { batch: 2, steps, width: 64, heads: 2, causal };
+        // Heads of 32 features (whole vectors), and of 3 (partial ones, one head per few
+        // lanes); an example of no steps beside a full one.
+        for (causal, steps, lengths, width, heads) in [
+            (true, 64, [64usize, 37], 64, 2),
+            (true, 70, [70, 48], 64, 2),
+            (false, 48, [48, 32], 64, 2),
+            (false, 40, [40, 21], 64, 2),
+            (true, 37, [37, 0], 12, 4),
+            (false, 19, [0, 19], 12, 4),
+        ] {
+            let d = Dims { batch: 2, steps, width, heads, causal };
             let n = d.batch * steps * 3 * d.width;
             let qkv: Vec<f64> = (0..n).map(|_| 2.0 * rnd()).collect();
             let g: Vec<f64> = (0..d.batch * steps * d.width).map(|_| rnd()).collect();
