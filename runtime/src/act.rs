@@ -388,6 +388,15 @@ fn gelu_df<T: Float>(x: T) -> T {
     cdf + x * T::from_f64(INV_SQRT_2PI) * (T::from_f64(0.5) * x * x).exp_neg()
 }
 
+/// [`gelu`] and [`gelu_df`] of one value, the same bits as each, from one `erf`.
+#[inline(always)]
+fn gelu_and_df<T: Float>(x: T) -> (T, T) {
+    let e = erf(x * T::from_f64(std::f64::consts::FRAC_1_SQRT_2));
+    let y = T::from_f64(0.5) * x * (T::ONE + e);
+    let cdf = T::from_f64(0.5) * (T::ONE + e);
+    (y, cdf + x * T::from_f64(INV_SQRT_2PI) * (T::from_f64(0.5) * x * x).exp_neg())
+}
+
 #[inline(always)]
 fn gelu_tanh<T: Float>(v: T) -> T {
     let u = T::from_f64(SQRT_2_OVER_PI) * (v + T::from_f64(GELU_CUBIC) * v * v * v);
@@ -457,7 +466,7 @@ pub fn activation_with_slope<T: Float>(f: Act, x: &[T], y: &mut [T], s: &mut [T]
             match f {
                 Act::Gelu { tanh: false } => {
                     for i in 0..n {
-                        (y[i], s[i]) = (gelu(x[i]), gelu_df(x[i]));
+                        (y[i], s[i]) = gelu_and_df(x[i]);
                     }
                 }
                 Act::Gelu { tanh: true } => {
@@ -486,7 +495,7 @@ pub fn activation_with_slope_in_place<T: Float>(f: Act, y: &mut [T], s: &mut [T]
             match f {
                 Act::Gelu { tanh: false } => {
                     for i in 0..n {
-                        (y[i], s[i]) = (gelu(y[i]), gelu_df(y[i]));
+                        (y[i], s[i]) = gelu_and_df(y[i]);
                     }
                 }
                 Act::Gelu { tanh: true } => {

@@ -148,28 +148,7 @@ pub trait Float:
         beta: Self,
         c: &mut [Self],
         rsc: usize,
-    ) {
-        if !Self::unpacked(m, k, n, alpha, a, strides_a, b, rsb, beta, c, rsc) {
-            let (rsa, csa) = (strides_a.0 as isize, strides_a.1 as isize);
-            Self::gemm(m, k, n, alpha, a, rsa, csa, b, rsb as isize, 1, beta, c, rsc as isize, 1);
-        }
-    }
-
-    /// [`Float::gemm_unpacked`]'s tiles; `false`, nothing done, where there are none.
-    #[allow(clippy::too_many_arguments)]
-    fn unpacked(
-        m: usize,
-        k: usize,
-        n: usize,
-        alpha: Self,
-        a: &[Self],
-        strides_a: (usize, usize),
-        b: &[Self],
-        rsb: usize,
-        beta: Self,
-        c: &mut [Self],
-        rsc: usize,
-    ) -> bool;
+    );
 
     /// [`Float::gemm`] on matrixmultiply whatever `m`: each element of C the same chain of
     /// operations for any number of rows (no path for a few rows), where an example's result
@@ -306,7 +285,7 @@ macro_rules! float_impl {
                 }
                 Self::gemm_any_rows(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc);
             }
-            fn unpacked(
+            fn gemm_unpacked(
                 m: usize,
                 k: usize,
                 n: usize,
@@ -318,8 +297,11 @@ macro_rules! float_impl {
                 beta: Self,
                 c: &mut [Self],
                 rsc: usize,
-            ) -> bool {
-                $unpacked(m, k, n, alpha, a, strides_a, b, rsb, beta, c, rsc)
+            ) {
+                if !$unpacked(m, k, n, alpha, a, strides_a, b, rsb, beta, c, rsc) {
+                    let (rsa, csa) = (strides_a.0 as isize, strides_a.1 as isize);
+                    Self::gemm(m, k, n, alpha, a, rsa, csa, b, rsb as isize, 1, beta, c, rsc as isize, 1);
+                }
             }
             fn gemm_any_rows(
                 m: usize,
