@@ -37,8 +37,8 @@ pub(crate) enum Command {
         /// kernels, as `nnlang_macros::nn!` generates it.
         #[arg(long, group = "what")]
         rust: bool,
-        /// Show the IR after this pass (loss, fuse-softmax-ce, fold-batchnorm, fuse-dense, dce,
-        /// inplace) of the training pipeline (the inference pipeline when the file has no
+        /// Show the IR after this pass (loss, fuse-softmax-ce, fold-batchnorm, fuse-dense,
+        /// fuse-pool, dce, inplace) of the training pipeline (the inference pipeline when the file has no
         /// `train` block; only it folds batch norms).
         #[arg(long, value_name = "PASS")]
         after: Option<String>,

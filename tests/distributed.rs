@@ -200,7 +200,17 @@ fn processes_weigh_sequence_steps_as_threads_do() {
 /// repeat exactly and agree with each other.
 #[test]
 fn processes_share_batch_statistics_as_threads_do() {
-    let src = "model B {\n    input x: [12]\n    x -> dense(16) -> batchnorm -> relu -> dense(8) -> batchnorm(momentum = 0.2) -> tanh -> dense(4) -> softmax\n}\n";
+    processes_share_batch_statistics(
+        "model B {\n    input x: [12]\n    x -> dense(16) -> batchnorm -> relu -> dense(8) -> batchnorm(momentum = 0.2) -> tanh -> dense(4) -> softmax\n}\n",
+    );
+    // A batch norm fused with the max pooling after it (`fuse-pool`): its sums over the taps
+    // that took each window's gradient meet too.
+    processes_share_batch_statistics(
+        "model B {\n    input x: [2, 2, 3]\n    x -> conv(6, 1) -> batchnorm -> relu -> maxpool(size = 2) -> dense(4) -> softmax\n}\n",
+    );
+}
+
+fn processes_share_batch_statistics(src: &str) {
     let c = nnlang::compile(src, &nnlang::Options::default()).expect("compiles");
     let model = &c.models[0];
     let train_plan = build(model, Mode::Training(Loss::CROSS_ENTROPY), 64).expect("plan");

@@ -58,6 +58,13 @@ fn check_plan_with(src: &str, loss: Loss, l1: f64, l2: f64, level: Level, length
     for p in exec.params.iter_mut() {
         *p = rng.random_range(-0.8..0.8);
     }
+    // Normalizations' gains around 1, as they start: a gain near 0 (or negative, with a
+    // negative shift) would leave a normalized channel before a ReLU without a gradient.
+    for p in plan.params.iter().filter(|p| matches!(p.role, nnlang_runtime::plan::Role::Gain)) {
+        for v in &mut exec.params[p.buf.range()] {
+            *v = rng.random_range(0.5..1.5);
+        }
+    }
     for i in 0..plan.inputs.len() {
         let cols = plan.inputs[i].cols;
         // Token ids for an input that holds them (each id used several times in the batch).
@@ -94,7 +101,9 @@ fn check_plan_with(src: &str, loss: Loss, l1: f64, l2: f64, level: Level, length
     let h = 1e-5;
     let mut checked = 0;
     let mut nonzero = 0;
-    for p in &plan.params {
+    // A batch norm's running averages and count are state, not trained: their gradient slots
+    // hold the batch's statistics for the update, not a derivative.
+    for p in plan.params.iter().filter(|p| p.trained()) {
         let stride = (p.buf.len / 40).max(1);
         for i in (p.buf.offset..p.buf.offset + p.buf.len).step_by(stride) {
             let orig = exec.params[i];
@@ -310,6 +319,29 @@ fn pooling_variants() {
             Loss::CROSS_ENTROPY,
         );
     }
+}
+
+/// A batch norm (with and without its ReLU) fused with the max pooling after it (`fuse-pool`,
+/// in the optimised plan): the pooled map's gradient through one tap a window, the sums over
+/// those taps; with its input read by another layer too (its `dx` added to), and right after
+/// the model's input (no `dx`).
+#[test]
+fn batch_norm_fused_with_max_pooling() {
+    let fused = |src: &str| {
+        let p = plan(src, Loss::CROSS_ENTROPY, Level::Full);
+        assert!(p.steps.iter().any(|s| matches!(s, Step::BatchNormPoolBackward { .. })), "fused:\n{src}");
+        check(src, Loss::CROSS_ENTROPY);
+    };
+    fused(
+        "model M { input x: [6, 6, 2]\n x -> conv(filters = 3, size = 3, pad = same, bias = false) -> batchnorm -> relu -> maxpool(size = 2)\n\
+         -> conv(filters = 4, size = 1, bias = false) -> batchnorm -> maxpool(size = 3) -> dense(3) -> softmax }",
+    );
+    fused(
+        "model M { input x: [4, 4, 3]\n let a = x -> conv(filters = 5, size = 3, pad = same)\n\
+         let b = a -> batchnorm(momentum = 0.3) -> relu -> maxpool(size = 2)\n\
+         let c = a -> maxpool(size = 2)\n add(b, c) -> dense(3) -> softmax }",
+    );
+    fused("model M { input x: [4, 6, 3]\n x -> batchnorm -> relu -> maxpool(size = 2) -> dense(3) -> softmax }");
 }
 
 #[test]

@@ -106,6 +106,45 @@ fn optimised_plans_agree_with_unoptimised_ones() {
          -> dense(8) -> batchnorm -> relu -> dense(3) -> softmax }",
         Loss::CROSS_ENTROPY,
     );
+    // Batch norms fused with the max pooling after them (`fuse-pool`), with and without a
+    // ReLU, after a convolution and after the input; and where the windows would not tile the
+    // map (not fused).
+    unoptimised_and_optimised_agree(
+        "model P { input x: [8, 8, 2]\n x -> conv(6, 3, pad = same) -> batchnorm -> relu -> maxpool(size = 2)\n\
+         -> conv(4, 3, pad = same) -> batchnorm -> maxpool(size = 2) -> flatten -> dense(3) -> softmax }",
+        Loss::CROSS_ENTROPY,
+    );
+    unoptimised_and_optimised_agree(
+        "model Q { input x: [6, 6, 3]\n x -> batchnorm -> relu -> maxpool(size = 3)\n\
+         -> conv(4, 1) -> batchnorm -> relu -> maxpool(size = 2, round = floor) -> flatten -> dense(3) -> softmax }",
+        Loss::CROSS_ENTROPY,
+    );
+}
+
+/// `fuse-pool` fuses a max pooling into the batch norm before it only where its windows tile
+/// the map: not overlapping windows, not a map they do not divide, not a batch norm read twice,
+/// and never in inference (the batch norm folds into the convolution there).
+#[test]
+fn fuse_pool_only_where_windows_tile_the_map() {
+    let fused = |src: &str, mode: Mode| {
+        let c = compile(src, &Options::default()).expect("compiles");
+        let plan = build_at(&c.models[0], mode, 4, PlanLevel::Full).expect("plan");
+        plan.steps.iter().filter(|s| matches!(s, nnlang_runtime::plan::Step::BatchNormPool { .. })).count()
+    };
+    let training = Mode::Training(Loss::CROSS_ENTROPY);
+    let model = |body: &str| {
+        format!("model M {{ input x: [8, 8, 2]\n x -> conv(4, 3, pad = same) -> {body} -> flatten -> dense(3) -> softmax }}")
+    };
+    assert_eq!(fused(&model("batchnorm -> relu -> maxpool(size = 2)"), training), 1);
+    assert_eq!(fused(&model("batchnorm -> maxpool(size = 4)"), training), 1);
+    assert_eq!(fused(&model("batchnorm -> relu -> maxpool(size = 2)"), Mode::Inference), 0);
+    assert_eq!(fused(&model("batchnorm -> relu -> maxpool(size = 2, stride = 1)"), training), 0);
+    assert_eq!(fused(&model("batchnorm -> relu -> maxpool(size = 3, round = floor)"), training), 0);
+    assert_eq!(fused(&model("batchnorm -> relu -> avgpool(size = 2)"), training), 0);
+    assert_eq!(fused(&model("batchnorm -> tanh -> maxpool(size = 2)"), training), 0);
+    let twice = "model M { input x: [8, 8, 2]\n let a = x -> conv(4, 3, pad = same) -> batchnorm -> relu\n\
+                 add(a -> maxpool(size = 2), a -> avgpool(size = 2)) -> flatten -> dense(3) -> softmax }";
+    assert_eq!(fused(twice, training), 0);
 }
 
 /// `fold-batchnorm`: in inference, a batch norm after a convolution (with or without a bias,

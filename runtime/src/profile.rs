@@ -140,7 +140,15 @@ pub fn flops(step: &Step, rows: usize) -> f64 {
 pub fn bytes(step: &Step, rows: usize) -> f64 {
     let Some((_, lits)) = step.call() else { return 0.0 };
     let whole = |name: &str| {
-        name == "ws" || (name == "stats" && matches!(step, Step::BatchNorm { .. } | Step::BatchNormBackward { .. }))
+        name == "ws"
+            || (name == "stats"
+                && matches!(
+                    step,
+                    Step::BatchNorm { .. }
+                        | Step::BatchNormBackward { .. }
+                        | Step::BatchNormPool { .. }
+                        | Step::BatchNormPoolBackward { .. }
+                ))
     };
     let abuf = |b: &ABuf, name: &str| if whole(name) { b.cols } else { rows * b.cols };
     let values: usize = step

@@ -30,6 +30,11 @@ pub struct BatchNorm {
     /// its derivative taken on the fly in the backward step.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub relu: bool,
+    /// Set by `fuse-pool` (training) when a max pooling of `f × f` windows at stride `f` that
+    /// tile its map exactly is its only reader: only each window's maximum is written (the
+    /// value is the pooled map), and the backward step takes the pooled map's gradient.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pool: Option<usize>,
 }
 
 /// The tensors of a batch norm named `name` over `c` channels, in PyTorch's names and order:
@@ -68,7 +73,7 @@ impl BatchNorm {
 fn build(a: &Args) -> Result<Op, Diagnostic> {
     let momentum = a.number_in("momentum", 0.0, 1.0, true, "(0, 1]")?.map_or(DEFAULT_MOMENTUM, |v| v.0);
     let eps = a.number_in("eps", 0.0, 1.0, true, "(0, 1]")?.map_or(DEFAULT_EPS, |v| v.0);
-    Ok(Op::BatchNorm(BatchNorm { momentum, eps, relu: false }))
+    Ok(Op::BatchNorm(BatchNorm { momentum, eps, relu: false, pool: None }))
 }
 
 impl Rules for BatchNorm {
@@ -77,8 +82,9 @@ impl Rules for BatchNorm {
     fn step_facts(&self, step: &Step) -> nnlang_runtime::plan::StepFacts {
         use nnlang_runtime::plan::StepFacts;
         let meeting = match step {
-            Step::BatchNorm { gamma, .. } => 2 * gamma.len + 1,
-            Step::BatchNormBackward { gamma, dx: Some(_), .. } => 2 * gamma.len,
+            Step::BatchNorm { gamma, .. } | Step::BatchNormPool { gamma, .. } => 2 * gamma.len + 1,
+            Step::BatchNormBackward { gamma, dx: Some(_), .. }
+            | Step::BatchNormPoolBackward { gamma, dx: Some(_), .. } => 2 * gamma.len,
             _ => 0,
         };
         // A fused ReLU's kink, read off the output.
@@ -156,6 +162,9 @@ impl Rules for BatchNorm {
         if self.relu {
             v.push(("activation", "relu".to_string()));
         }
+        if let Some(f) = self.pool {
+            v.push(("pool", format!("maxpool(size = {f})")));
+        }
         v
     }
     fn shape(&self, cx: &ShapeCx) -> RuleResult {
@@ -171,7 +180,19 @@ impl Rules for BatchNorm {
                 .help("put it after a layer with features: `dense(64) -> batchnorm -> relu`")])
             }
         };
-        Ok((s, params(cx.name, c, self.momentum)))
+        let params = params(cx.name, c, self.momentum);
+        match (self.pool, s.0.as_slice()) {
+            (None, _) => Ok((s, params)),
+            // Only `fuse-pool` sets it, where the windows tile the map.
+            (Some(f), &[Dim::Fixed(h), Dim::Fixed(w), Dim::Fixed(d)]) if f > 0 && h % f == 0 && w % f == 0 => {
+                Ok((super::tensor::Shape::fixed(&[h / f, w / f, d]), params))
+            }
+            (Some(_), _) => Err(vec![ShapeError::new(
+                cx.id,
+                format!("a batch norm fused with a max pooling needs a map its windows tile, not {s}"),
+                "not a map of whole windows",
+            )]),
+        }
     }
     fn flops(&self, cx: &FlopsCx) -> Elems {
         // A subtraction and a multiply-add per value.
@@ -195,9 +216,10 @@ impl Rules for BatchNorm {
         let (x, y, eps) = (c.inputs[0], c.value, self.eps);
         let &[gamma, beta, mean, var, ..] = c.params.as_slice() else { return Vec::new() };
         let relu = self.relu;
-        vec![match c.scratch.first() {
-            Some(&stats) => Step::BatchNorm { x, y, gamma, beta, mean, var, stats, eps, relu },
-            None => Step::BatchNormInfer { x, y, gamma, beta, mean, var, eps, relu },
+        vec![match (c.scratch.first(), self.pool.and_then(|f| c.geometry(f, f, 0, None))) {
+            (Some(&stats), Some(g)) => Step::BatchNormPool { x, y, g, gamma, beta, mean, var, stats, eps, relu },
+            (Some(&stats), None) => Step::BatchNorm { x, y, gamma, beta, mean, var, stats, eps, relu },
+            (None, _) => Step::BatchNormInfer { x, y, gamma, beta, mean, var, eps, relu },
         }]
     }
     fn backward(&self, c: &StepCx, dy: ABuf, grads: &[PBuf], dx: &mut super::DxFn) -> Vec<Step> {
@@ -206,8 +228,11 @@ impl Rules for BatchNorm {
             return Vec::new();
         };
         let dx = dx(0, false).into_opt();
-        let relu = self.relu;
-        vec![Step::BatchNormBackward { x: c.inputs[0], dy, gamma, beta, dgamma, dbeta, stats, dx, relu }]
+        let (x, relu) = (c.inputs[0], self.relu);
+        vec![match self.pool.and_then(|f| c.geometry(f, f, 0, None)) {
+            Some(g) => Step::BatchNormPoolBackward { x, dy, g, gamma, beta, dgamma, dbeta, stats, dx, relu },
+            None => Step::BatchNormBackward { x, dy, gamma, beta, dgamma, dbeta, stats, dx, relu },
+        }]
     }
     fn backward_reads(&self) -> Reads {
         // x̂ is recomputed from the input and the kept statistics, and so is a fused ReLU's

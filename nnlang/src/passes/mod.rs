@@ -5,6 +5,7 @@
 mod dce;
 mod fold_bn;
 mod fuse_dense;
+mod fuse_pool;
 mod fuse_softmax_ce;
 mod inplace;
 mod loss;
@@ -12,6 +13,7 @@ mod loss;
 pub use dce::dce;
 pub use fold_bn::fold_batchnorm;
 pub use fuse_dense::fuse_dense;
+pub use fuse_pool::fuse_pool;
 pub use fuse_softmax_ce::fuse_softmax_ce;
 pub use inplace::inplace;
 pub use loss::add_loss;
@@ -38,7 +40,7 @@ pub enum Level {
 }
 
 /// The passes, by the names `nnlangc emit --ir --after NAME` takes.
-pub const PASSES: &[&str] = &["loss", "fuse-softmax-ce", "fold-batchnorm", "fuse-dense", "dce", "inplace"];
+pub const PASSES: &[&str] = &["loss", "fuse-softmax-ce", "fold-batchnorm", "fuse-dense", "fuse-pool", "dce", "inplace"];
 
 /// Runs the passes for `target` and returns the graph after each one that ran, by name.
 /// Panics only if a pass breaks the IR's invariants (a compiler bug).
@@ -63,6 +65,9 @@ pub fn pipeline(graph: &Graph, mode: Mode, level: Level) -> Vec<(&'static str, G
             g = run("fold-batchnorm", fold_batchnorm(&g), &mut out);
         }
         g = run("fuse-dense", fuse_dense(&g), &mut out);
+        if training {
+            g = run("fuse-pool", fuse_pool(&g), &mut out);
+        }
         g = run("dce", dce(&g), &mut out);
         let _ = run("inplace", inplace(&g, training), &mut out);
     }

@@ -59,7 +59,12 @@ pub(crate) fn by_blocks(channels: usize, f: &mut impl Block) {
         f.block::<32>(c0);
         c0 += 32;
     }
-    if channels - c0 >= 16 {
+    by_blocks_from(channels, c0, f)
+}
+
+#[inline(always)]
+fn by_blocks_from(channels: usize, mut c0: usize, f: &mut impl Block) {
+    while channels - c0 >= 16 {
         f.block::<16>(c0);
         c0 += 16;
     }
@@ -214,6 +219,10 @@ crate::step::steps! {
     BatchNorm { x: ABuf, y: ABuf, gamma: PBuf, beta: PBuf, mean: PBuf, var: PBuf, stats: ABuf, eps: f64, relu: bool } => kernels::norm::train_step;
     /// Batch normalization outside training: the running averages (and a fused ReLU).
     BatchNormInfer { x: ABuf, y: ABuf, gamma: PBuf, beta: PBuf, mean: PBuf, var: PBuf, eps: f64, relu: bool } => kernels::norm::infer_step;
+    /// Batch normalization in training (with its ReLU where `relu`) fused with the max
+    /// pooling after it (windows `g.f × g.f`, stride `g.f`, tiling the map): only each
+    /// window's maximum is written to `y`.
+    BatchNormPool { x: ABuf, y: ABuf, g: Geometry, gamma: PBuf, beta: PBuf, mean: PBuf, var: PBuf, stats: ABuf, eps: f64, relu: bool } => kernels::norm::train_pool_step;
     /// The LSTM over sequences of up to `steps` steps (PyTorch's `nn.LSTM` layer, one
     /// direction): every hidden state into `hs`, gates and cell states kept for the backward
     /// step; `h0`, `c0` carried in from the previous window.
@@ -253,4 +262,6 @@ crate::step::steps! {
     /// Batch normalization's gradients; `relu`: a ReLU is fused, its derivative (`dy` where
     /// the normalized value is positive, 0 elsewhere) recomputed from `x` on the fly.
     BatchNormBackward { x: ABuf, dy: ABuf, gamma: PBuf, beta: PBuf, dgamma: PBuf, dbeta: PBuf, stats: ABuf, dx: Option<(ABuf, Write)>, relu: bool } => kernels::norm::backward_step;
+    /// [`Step::BatchNormBackward`] of [`Step::BatchNormPool`], from the pooled map's `dy`.
+    BatchNormPoolBackward { x: ABuf, dy: ABuf, g: Geometry, gamma: PBuf, beta: PBuf, dgamma: PBuf, dbeta: PBuf, stats: ABuf, dx: Option<(ABuf, Write)>, relu: bool } => kernels::norm::pool_backward_step;
 }

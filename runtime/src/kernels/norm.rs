@@ -16,7 +16,7 @@
 use super::{block_at, by_blocks, vectorized, Block};
 use crate::mem::{Cx, Rows};
 use crate::ops::Done;
-use crate::plan::{ABuf, PBuf, Write};
+use crate::plan::{ABuf, Geometry, PBuf, Write};
 use crate::Float;
 
 /// Each channel's sum and sum of squares over the rows that count, and how many values
@@ -106,8 +106,29 @@ pub fn train_step<T: Float>(
     let valid = Rows { steps: cx.steps, lengths: cx.lengths };
     let (out, st, r) = cx.mem.split2(y, rows, stats);
     let xs = r.get(x, rows);
+    batch_stats(xs, rows, valid, &cx.peers, st, (cx.params, &mut *cx.grads), (mean, var), eps);
+    let (g, b) = (&cx.params[gamma.range()], &cx.params[beta.range()]);
+    normalize(xs, out, rows, valid, &st[..c], &st[c..2 * c], g, b, relu);
+    Ok(())
+}
+
+/// The batch's statistics of `xs` (its channels those of `st`: `2C + 1` values), summed over
+/// the workers, into `st` (`[μ (C), 1/√(σ² + ε) (C), n]`); μ and the unbiased σ² into the
+/// gradient slots of the running averages.
+#[allow(clippy::too_many_arguments)]
+fn batch_stats<T: Float>(
+    xs: &[T],
+    rows: usize,
+    valid: Rows,
+    peers: &crate::mem::Peers<'_>,
+    st: &mut [T],
+    (params, grads): (&[T], &mut [T]),
+    (mean, var): (PBuf, PBuf),
+    eps: f64,
+) {
+    let c = mean.len;
     let mut m = moments(xs, rows, c, valid);
-    cx.peers.sum(&mut m);
+    peers.sum(&mut m);
     let n = m[2 * c].max(1.0);
     for ch in 0..c {
         let mu = m[ch] / n;
@@ -115,19 +136,16 @@ pub fn train_step<T: Float>(
         st[ch] = T::from_f64(mu);
         st[c + ch] = T::from_f64(1.0 / (biased + eps).sqrt());
         if n > 1.0 {
-            cx.grads[mean.offset + ch] = T::from_f64(mu);
-            cx.grads[var.offset + ch] = T::from_f64(biased * n / (n - 1.0));
+            grads[mean.offset + ch] = T::from_f64(mu);
+            grads[var.offset + ch] = T::from_f64(biased * n / (n - 1.0));
         } else {
             // One value per channel has no variance: the running averages stay as they are
             // (their update moves them to themselves).
-            cx.grads[mean.offset + ch] = cx.params[mean.offset + ch];
-            cx.grads[var.offset + ch] = cx.params[var.offset + ch];
+            grads[mean.offset + ch] = params[mean.offset + ch];
+            grads[var.offset + ch] = params[var.offset + ch];
         }
     }
     st[2 * c] = T::from_f64(n);
-    let (g, b) = (&cx.params[gamma.range()], &cx.params[beta.range()]);
-    normalize(xs, out, rows, valid, &st[..c], &st[c..2 * c], g, b, relu);
-    Ok(())
 }
 
 /// `y = (x − μ)·(γ·s) + β` per channel for the rows that count (zero for padding), then
@@ -275,6 +293,23 @@ pub fn backward_step<T: Float>(
     dx: Option<(ABuf, Write)>,
     relu: bool,
 ) -> Done {
+    backward(cx, x, dy, gamma, beta, (dgamma, dbeta), stats, dx, relu, None)
+}
+
+/// [`backward_step`], or with `pool` [`pool_backward_step`].
+#[allow(clippy::too_many_arguments)]
+fn backward<T: Float>(
+    cx: &mut Cx<'_, T>,
+    x: ABuf,
+    dy: ABuf,
+    gamma: PBuf,
+    beta: PBuf,
+    (dgamma, dbeta): (PBuf, PBuf),
+    stats: ABuf,
+    dx: Option<(ABuf, Write)>,
+    relu: bool,
+    pool: Option<&Geometry>,
+) -> Done {
     let (rows, c) = (cx.rows, gamma.len);
     let valid = Rows { steps: cx.steps, lengths: cx.lengths };
     let r = cx.mem.all();
@@ -287,14 +322,23 @@ pub fn backward_step<T: Float>(
     let mut sums = vec![0.0f64; 2 * c];
     let shape = Shape { cols, c, valid };
     let fwd = Forward { mu, s, gs: &gs, b };
-    match relu {
-        true => vectorized(
+    let windows = pool.map(|g| Windows::of(g, c));
+    match (relu, windows) {
+        (true, None) => vectorized(
             #[inline(always)]
             || backward_sums::<T, true>(shape, xs, dys, &fwd, &mut sums),
         ),
-        false => vectorized(
+        (false, None) => vectorized(
             #[inline(always)]
             || backward_sums::<T, false>(shape, xs, dys, &fwd, &mut sums),
+        ),
+        (true, Some(w)) => vectorized(
+            #[inline(always)]
+            || pool_sums::<T, true>(w, shape, xs, dys, &fwd, &mut sums),
+        ),
+        (false, Some(w)) => vectorized(
+            #[inline(always)]
+            || pool_sums::<T, false>(w, shape, xs, dys, &fwd, &mut sums),
         ),
     }
     for ch in 0..c {
@@ -315,14 +359,23 @@ pub fn backward_step<T: Float>(
     let (d, r) = cx.mem.split(dx, rows);
     let (xs, dys) = (r.get(x, rows), r.get(dy, rows));
     let accumulate = write == Write::Accumulate;
-    match relu {
-        true => vectorized(
+    let means = (&m1[..], &m2[..]);
+    match (relu, windows) {
+        (true, None) => vectorized(
             #[inline(always)]
-            || backward_dx::<T, true>(shape, xs, dys, &fwd, (&m1, &m2), d, accumulate),
+            || backward_dx::<T, true>(shape, xs, dys, &fwd, means, d, accumulate),
         ),
-        false => vectorized(
+        (false, None) => vectorized(
             #[inline(always)]
-            || backward_dx::<T, false>(shape, xs, dys, &fwd, (&m1, &m2), d, accumulate),
+            || backward_dx::<T, false>(shape, xs, dys, &fwd, means, d, accumulate),
+        ),
+        (true, Some(w)) => vectorized(
+            #[inline(always)]
+            || pool_dx::<T, true>(w, shape, xs, dys, &fwd, means, d, accumulate),
+        ),
+        (false, Some(w)) => vectorized(
+            #[inline(always)]
+            || pool_dx::<T, false>(w, shape, xs, dys, &fwd, means, d, accumulate),
         ),
     }
     Ok(())
@@ -432,5 +485,362 @@ fn backward_dx<T: Float, const RELU: bool>(
                 *o = if accumulate { *o + v } else { v };
             }
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A batch norm (and its ReLU) fused with the max pooling after it.
+
+/// The step `BatchNormPool { x, y, g, gamma, beta, mean, var, stats, eps, relu }` of a training
+/// plan: a batch norm (with its ReLU where `relu`) whose only reader is a max pooling of
+/// windows `g.f × g.f` that neither overlap nor leave anything out (stride `g.f`, the map an
+/// exact multiple of it). The statistics are the batch norm's ([`train_step`]); then each
+/// window's normalized values are computed and only their maximum is written to `y` (the
+/// pooled map), the same bits as the two steps apart: the normalized map is never written.
+#[allow(clippy::too_many_arguments)]
+pub fn train_pool_step<T: Float>(
+    cx: &mut Cx<'_, T>,
+    x: ABuf,
+    y: ABuf,
+    g: Geometry,
+    gamma: PBuf,
+    beta: PBuf,
+    mean: PBuf,
+    var: PBuf,
+    stats: ABuf,
+    eps: f64,
+    relu: bool,
+) -> Done {
+    let (rows, c) = (cx.rows, gamma.len);
+    let valid = Rows { steps: cx.steps, lengths: cx.lengths };
+    let (out, st, r) = cx.mem.split2(y, rows, stats);
+    let xs = r.get(x, rows);
+    batch_stats(xs, rows, valid, &cx.peers, st, (cx.params, &mut *cx.grads), (mean, var), eps);
+    let (gm, b) = (&cx.params[gamma.range()], &cx.params[beta.range()]);
+    let s = &st[c..2 * c];
+    let gs: Vec<T> = gm.iter().zip(s).map(|(&g, &s)| g * s).collect();
+    let f = Forward { mu: &st[..c], s, gs: &gs, b };
+    let w = Windows::of(&g, c);
+    match relu {
+        true => vectorized(
+            #[inline(always)]
+            || pool_forward::<T, true>(w, xs, out, rows, valid, &f),
+        ),
+        false => vectorized(
+            #[inline(always)]
+            || pool_forward::<T, false>(w, xs, out, rows, valid, &f),
+        ),
+    }
+    Ok(())
+}
+
+/// The windows of a fused max pooling over one example's `[h, w, c]` map: `f × f`, stride `f`,
+/// `oh × ow` of them tiling it.
+#[derive(Clone, Copy)]
+struct Windows {
+    f: usize,
+    /// Values in a row of the map (`w·c`).
+    line: usize,
+    c: usize,
+    oh: usize,
+    ow: usize,
+    /// Values of an example's map, and of its pooled map.
+    in_len: usize,
+    out_len: usize,
+}
+
+impl Windows {
+    fn of(g: &Geometry, c: usize) -> Windows {
+        debug_assert!(g.s == g.f && g.oh * g.f == g.h && g.ow * g.f == g.w && g.d == c, "{g:?}");
+        Windows { f: g.f, line: g.w * c, c, oh: g.oh, ow: g.ow, in_len: g.h * g.w * c, out_len: g.oh * g.ow * c }
+    }
+    /// Where window `(oy, ox)`'s first tap starts in the example's map.
+    #[inline(always)]
+    fn base(&self, oy: usize, ox: usize) -> usize {
+        (oy * self.line + ox * self.c) * self.f
+    }
+    /// Calls `each(t, at)` for each tap `t` (of `f²`, by rows) of the window at `base`, `at`
+    /// where its channels start; last to first with `REV`.
+    #[inline(always)]
+    fn taps<const REV: bool>(&self, base: usize, mut each: impl FnMut(usize, usize)) {
+        let f = self.f;
+        for i in 0..f {
+            let fy = if REV { f - 1 - i } else { i };
+            for k in 0..f {
+                let fx = if REV { f - 1 - k } else { k };
+                each(fy * f + fx, base + fy * self.line + fx * self.c);
+            }
+        }
+    }
+}
+
+/// A normalized value: `(x − μ)·γs + β`, then the ReLU where fused — what [`normalize`]
+/// writes, the same bits.
+#[inline(always)]
+fn normalized<T: Float, const RELU: bool>(centred: T, gs: T, b: T) -> T {
+    let v = centred * gs + b;
+    if RELU && v < T::ZERO {
+        T::ZERO
+    } else {
+        v
+    }
+}
+
+/// The per-channel values of the forward step for the block of channels at `c0`.
+struct Consts<T, const B: usize> {
+    mu: [T; B],
+    s: [T; B],
+    gs: [T; B],
+    b: [T; B],
+}
+
+impl<T: Float, const B: usize> Consts<T, B> {
+    #[inline(always)]
+    fn at(f: &Forward<T>, c0: usize) -> Self {
+        Consts { mu: block_at(f.mu, c0), s: block_at(f.s, c0), gs: block_at(f.gs, c0), b: block_at(f.b, c0) }
+    }
+    /// A window's maximum of the normalized values, from its first tap on (the max pooling's
+    /// fold: the same bits).
+    #[inline(always)]
+    fn window_max<const RELU: bool>(&self, w: Windows, xr: &[T], base: usize) -> [T; B] {
+        let v: [T; B] = block_at(xr, base);
+        let mut m = [T::ZERO; B];
+        for j in 0..B {
+            m[j] = normalized::<T, RELU>(v[j] - self.mu[j], self.gs[j], self.b[j]);
+        }
+        w.taps::<false>(base, |t, at| {
+            if t > 0 {
+                let v: [T; B] = block_at(xr, at);
+                for j in 0..B {
+                    m[j] = m[j].max(normalized::<T, RELU>(v[j] - self.mu[j], self.gs[j], self.b[j]));
+                }
+            }
+        });
+        m
+    }
+}
+
+#[inline(always)]
+fn pool_forward<T: Float, const RELU: bool>(
+    w: Windows,
+    xs: &[T],
+    out: &mut [T],
+    rows: usize,
+    valid: Rows,
+    f: &Forward<T>,
+) {
+    for r in 0..rows {
+        let yr = &mut out[r * w.out_len..(r + 1) * w.out_len];
+        if !valid.valid(r) {
+            yr.fill(T::ZERO);
+            continue;
+        }
+        let xr = &xs[r * w.in_len..(r + 1) * w.in_len];
+        for oy in 0..w.oh {
+            for ox in 0..w.ow {
+                let o = (oy * w.ow + ox) * w.c;
+                let mut p = PoolForward::<T, RELU> { w, xr, base: w.base(oy, ox), out: &mut yr[o..o + w.c], f };
+                by_blocks(w.c, &mut p);
+            }
+        }
+    }
+}
+
+struct PoolForward<'a, T, const RELU: bool> {
+    w: Windows,
+    xr: &'a [T],
+    base: usize,
+    out: &'a mut [T],
+    f: &'a Forward<'a, T>,
+}
+
+impl<T: Float, const RELU: bool> Block for PoolForward<'_, T, RELU> {
+    #[inline(always)]
+    fn block<const B: usize>(&mut self, c0: usize) {
+        let k = Consts::<T, B>::at(self.f, c0);
+        let m = k.window_max::<RELU>(self.w, self.xr, self.base + c0);
+        self.out[c0..c0 + B].copy_from_slice(&m);
+    }
+}
+
+/// The step `BatchNormPoolBackward { x, dy, g, gamma, beta, dgamma, dbeta, stats, dx, relu }`:
+/// [`backward_step`] of a batch norm fused with the max pooling after it
+/// ([`train_pool_step`]), from the pooled map's `dy`. Each window's maximum is found again
+/// from `x` (the forward step's bits); its `dy` goes to the first tap that reached it, as the
+/// max pooling's gradient gives it, and through the ReLU where that tap's value was positive;
+/// the other taps' `dy` is 0. The sums `Σ dy`, `Σ dy·x̂` are taken over those taps alone (one
+/// a window), window by window; `dx` as the batch norm's, at every tap. The pooling's `dx`
+/// (the full map's `dy`) is never written.
+#[allow(clippy::too_many_arguments)]
+pub fn pool_backward_step<T: Float>(
+    cx: &mut Cx<'_, T>,
+    x: ABuf,
+    dy: ABuf,
+    g: Geometry,
+    gamma: PBuf,
+    beta: PBuf,
+    dgamma: PBuf,
+    dbeta: PBuf,
+    stats: ABuf,
+    dx: Option<(ABuf, Write)>,
+    relu: bool,
+) -> Done {
+    backward(cx, x, dy, gamma, beta, (dgamma, dbeta), stats, dx, relu, Some(&g))
+}
+
+/// Per channel, `Σ dy` and `Σ dy·x̂` (in f64) over the taps that took each window's `dy`, into
+/// `sums`; rows that do not count are left out.
+#[inline(always)]
+fn pool_sums<T: Float, const RELU: bool>(w: Windows, sh: Shape, xs: &[T], dys: &[T], f: &Forward<T>, sums: &mut [f64]) {
+    let rows = xs.len() / w.in_len.max(1);
+    for span in row_spans(rows, w.in_len) {
+        by_blocks(sh.c, &mut PoolSums::<T, RELU> { w, sh, span, xs, dys, f, sums: &mut *sums });
+    }
+}
+
+struct PoolSums<'a, 'o, T, const RELU: bool> {
+    w: Windows,
+    sh: Shape<'a>,
+    span: std::ops::Range<usize>,
+    xs: &'a [T],
+    dys: &'a [T],
+    f: &'a Forward<'a, T>,
+    sums: &'o mut [f64],
+}
+
+impl<T: Float, const RELU: bool> Block for PoolSums<'_, '_, T, RELU> {
+    #[inline(always)]
+    fn block<const B: usize>(&mut self, c0: usize) {
+        let (w, c) = (self.w, self.sh.c);
+        let k = Consts::<T, B>::at(self.f, c0);
+        let (mut sd, mut sdx): ([f64; B], [f64; B]) = (block_at(self.sums, c0), block_at(self.sums, c + c0));
+        for r in self.span.clone() {
+            if !self.sh.valid.valid(r) {
+                continue;
+            }
+            let xr = &self.xs[r * w.in_len..(r + 1) * w.in_len];
+            let dr = &self.dys[r * w.out_len..(r + 1) * w.out_len];
+            for oy in 0..w.oh {
+                for ox in 0..w.ow {
+                    let base = w.base(oy, ox) + c0;
+                    let g: [T; B] = block_at(dr, (oy * w.ow + ox) * c + c0);
+                    // The tap that took the window's dy — the first to reach the maximum: each
+                    // tap above the maximum so far takes over — its dy through the ReLU, and
+                    // x − μ there.
+                    let (mut m, mut d, mut centred) = ([T::ZERO; B], [T::ZERO; B], [T::ZERO; B]);
+                    w.taps::<false>(base, |t, at| {
+                        let v: [T; B] = block_at(xr, at);
+                        for j in 0..B {
+                            let cj = v[j] - k.mu[j];
+                            let y = normalized::<T, RELU>(cj, k.gs[j], k.b[j]);
+                            if t == 0 || y > m[j] {
+                                m[j] = y;
+                                d[j] = masked::<T, RELU>(T::ZERO + g[j], cj, k.gs[j], k.b[j]);
+                                centred[j] = cj;
+                            }
+                        }
+                    });
+                    for j in 0..B {
+                        let d64 = d[j].to_f64();
+                        sd[j] += d64;
+                        sdx[j] += d64 * (centred[j] * k.s[j]).to_f64();
+                    }
+                }
+            }
+        }
+        self.sums[c0..c0 + B].copy_from_slice(&sd);
+        self.sums[c + c0..c + c0 + B].copy_from_slice(&sdx);
+    }
+}
+
+/// `dx (+)= γ·s·(dy − mean(dy) − x̂·mean(dy·x̂))` at every tap of every window, `dy` the
+/// window's at the tap that took it (through the ReLU) and 0 at the others; rows that do not
+/// count get 0.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn pool_dx<T: Float, const RELU: bool>(
+    w: Windows,
+    sh: Shape,
+    xs: &[T],
+    dys: &[T],
+    f: &Forward<T>,
+    (m1, m2): (&[T], &[T]),
+    d: &mut [T],
+    accumulate: bool,
+) {
+    let rows = xs.len() / w.in_len.max(1);
+    for r in 0..rows {
+        let dxr = &mut d[r * w.in_len..(r + 1) * w.in_len];
+        if !sh.valid.valid(r) {
+            if !accumulate {
+                dxr.fill(T::ZERO);
+            }
+            continue;
+        }
+        let xr = &xs[r * w.in_len..(r + 1) * w.in_len];
+        let dr = &dys[r * w.out_len..(r + 1) * w.out_len];
+        for oy in 0..w.oh {
+            for ox in 0..w.ow {
+                let o = (oy * w.ow + ox) * w.c;
+                let base = w.base(oy, ox);
+                by_blocks(
+                    w.c,
+                    &mut PoolDx::<T, RELU> { w, xr, dy: &dr[o..o + w.c], base, f, m1, m2, dxr: &mut *dxr, accumulate },
+                );
+            }
+        }
+    }
+}
+
+struct PoolDx<'a, T, const RELU: bool> {
+    w: Windows,
+    xr: &'a [T],
+    /// The window's pooled `dy`.
+    dy: &'a [T],
+    base: usize,
+    f: &'a Forward<'a, T>,
+    m1: &'a [T],
+    m2: &'a [T],
+    dxr: &'a mut [T],
+    accumulate: bool,
+}
+
+impl<T: Float, const RELU: bool> Block for PoolDx<'_, T, RELU> {
+    #[inline(always)]
+    fn block<const B: usize>(&mut self, c0: usize) {
+        let w = self.w;
+        let k = Consts::<T, B>::at(self.f, c0);
+        let (a, bm, g): ([T; B], [T; B], [T; B]) =
+            (block_at(self.m1, c0), block_at(self.m2, c0), block_at(self.dy, c0));
+        let base = self.base + c0;
+        // The tap that took the window's dy: the first to reach the maximum (each tap above
+        // the maximum so far takes over).
+        let (mut m, mut first) = ([T::ZERO; B], [T::ZERO; B]);
+        let xr = self.xr;
+        w.taps::<false>(base, |t, at| {
+            let v: [T; B] = block_at(xr, at);
+            let tf = T::from_f64(t as f64);
+            for j in 0..B {
+                let y = normalized::<T, RELU>(v[j] - k.mu[j], k.gs[j], k.b[j]);
+                if t == 0 || y > m[j] {
+                    m[j] = y;
+                    first[j] = tf;
+                }
+            }
+        });
+        let (dxr, accumulate) = (&mut *self.dxr, self.accumulate);
+        w.taps::<false>(base, |t, at| {
+            let v: [T; B] = block_at(xr, at);
+            let tf = T::from_f64(t as f64);
+            let dst = &mut dxr[at..at + B];
+            for j in 0..B {
+                let centred = v[j] - k.mu[j];
+                // What the max pooling's gradient wrote here (`0 + dy` or 0), then the batch
+                // norm's: the bits of the two steps apart.
+                let dp = T::ZERO + if first[j] == tf { g[j] } else { T::ZERO };
+                let val = k.gs[j] * (masked::<T, RELU>(dp, centred, k.gs[j], k.b[j]) - a[j] - centred * k.s[j] * bm[j]);
+                dst[j] = if accumulate { dst[j] + val } else { val };
+            }
+        });
     }
 }
