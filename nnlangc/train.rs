@@ -246,8 +246,7 @@ pub fn train(args: &ModelArgs, t: TrainArgs) -> Result<(), Failure> {
         }
     }
     let mut prepared = job.prepare_taking(&mut loaded, t.threads)?;
-    prepared.options.cluster = t.cluster.clone();
-    prepared.options.split = t.split;
+    job.share(&mut prepared, t.split, t.cluster.clone())?;
     if t.cluster.as_ref().is_some_and(|c| c.size() > 1) && t.split == nnlang_runtime::train::Split::Products {
         return Err(Failure::Usage(
             "--split products is for one process: a distributed run splits each batch among its processes (and their threads)"

@@ -888,3 +888,32 @@ fn augmentation_is_drawn_by_seed_and_epoch_and_resumes_exactly() {
     let o = nnlangc(&["sanity", s(&model)]);
     assert_eq!(o.status.code(), Some(0), "{}{}", text(&o.stdout), text(&o.stderr));
 }
+
+/// `--split batch` on a model whose threads would split the products by default: the workers
+/// plan for their share of each batch (the plan `prepare` made followed the default sharing),
+/// and splitting the products again needs no such plan.
+#[test]
+fn an_explicit_split_plans_the_workers_for_it() {
+    use nnlang_runtime::train::Split;
+    let d = common::temp_dir("training-split-plan");
+    let data = common::root().join("examples/data/sklearn/digits.csv.gz");
+    let src = format!(
+        "model M {{ input x: [64]\n x -> dense(512) -> relu -> dense(10) -> softmax }}\n\
+         train M on digits {{ loss = cross_entropy, optimizer = sgd(lr = 0.1), batch = 32, epochs = 1, seed = 1 }}\n\
+         data digits {{ train = csv(\"{}\", label = 0), scale = 1/16 }}\n",
+        data.display()
+    );
+    let session =
+        nnlang::session::Session::from_source(d.join("m.nn"), src, &nnlang::Options::default()).expect("compiles");
+    let job = session.job(None).expect("a train block");
+    let loaded = job.load_data(Some(64)).expect("data");
+    let mut prepared = job.prepare(&loaded, 2).expect("prepared");
+    assert!(prepared.options.splits_products(&prepared.train_plan, 2), "the default splits this MLP's products");
+    assert!(prepared.options.worker_plan.is_none());
+    job.share(&mut prepared, Split::Batch, None).expect("shared");
+    let w = prepared.options.worker_plan.as_ref().expect("a plan for each worker's share");
+    assert_eq!(w.max_batch, 16);
+    assert!(w.arena_len < prepared.train_plan.arena_len, "{} vs {}", w.arena_len, prepared.train_plan.arena_len);
+    job.share(&mut prepared, Split::Products, None).expect("shared");
+    assert!(prepared.options.worker_plan.is_none());
+}

@@ -76,6 +76,23 @@ impl<'s> Job<'s> {
         Ok(None)
     }
 
+    /// How the threads share each step (`--split`) and the processes of a distributed run:
+    /// set in `prepared`'s options, and the workers' plan made again for them (the one
+    /// [`Job::prepare`] made followed the default sharing: with `--split batch` where that
+    /// would split the products, each worker would have held the whole batch's memory).
+    pub fn share(
+        &self,
+        prepared: &mut Prepared,
+        split: train::Split,
+        cluster: Option<nnlang_runtime::train::cluster::Cluster>,
+    ) -> Result<(), Error> {
+        prepared.options.split = split;
+        prepared.options.cluster = cluster;
+        let carry = prepared.options.bptt.is_some();
+        prepared.options.worker_plan = self.worker_plan(&prepared.train_plan, &prepared.options, carry)?;
+        Ok(())
+    }
+
     /// Everything up to the first step: plans, the validation split (drawn with the
     /// recipe's seed) and the initial weights.
     pub fn prepare(&self, loaded: &Loaded, threads: usize) -> Result<Prepared, Error> {
