@@ -148,4 +148,20 @@ impl Graph {
         }
         users
     }
+
+    /// Makes `readers` (the nodes that read `from`, as [`Graph::users`] gave them) read `to`
+    /// instead, and the output too where it was `from`: a fused node taking the place of
+    /// the one it absorbed, which is left without readers for `dce`.
+    pub fn redirect(&mut self, from: NodeId, to: NodeId, readers: &[NodeId]) {
+        for u in readers {
+            for i in self.nodes[u.index()].inputs.iter_mut() {
+                if *i == from {
+                    *i = to;
+                }
+            }
+        }
+        if self.output == Some(from) {
+            self.output = Some(to);
+        }
+    }
 }

@@ -27,17 +27,7 @@ pub fn fold_batchnorm(graph: &Graph) -> Graph {
             Op::Dense(dense) if dense.activation.is_none() && dense.fold.is_none() => dense.fold = Some(fold),
             _ => continue,
         }
-        let norm = NodeId(b as u32);
-        for u in &users[b] {
-            for i in g.nodes[u.index()].inputs.iter_mut() {
-                if *i == norm {
-                    *i = c;
-                }
-            }
-        }
-        if g.output == Some(norm) {
-            g.output = Some(c);
-        }
+        g.redirect(NodeId(b as u32), c, &users[b]);
     }
     // The folded batch norms go now: `fuse-dense` sees the convolution's one reader left.
     super::dce(&g)

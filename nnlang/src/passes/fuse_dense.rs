@@ -29,17 +29,7 @@ pub fn fuse_dense(graph: &Graph) -> Graph {
             Op::BatchNorm(bn) if !bn.relu && function == crate::ir::Activation::Relu => bn.relu = true,
             _ => continue,
         }
-        let act = NodeId(a as u32);
-        for u in &users[a] {
-            for i in g.nodes[u.index()].inputs.iter_mut() {
-                if *i == act {
-                    *i = d;
-                }
-            }
-        }
-        if g.output == Some(act) {
-            g.output = Some(d);
-        }
+        g.redirect(NodeId(a as u32), d, &users[a]);
     }
     g
 }

@@ -40,17 +40,7 @@ pub fn fuse_pool(graph: &Graph) -> Graph {
             Op::BatchNorm(bn) if bn.pool.is_none() => bn.pool = Some(f),
             _ => continue,
         }
-        let pooled = NodeId(p as u32);
-        for u in &users[p] {
-            for i in g.nodes[u.index()].inputs.iter_mut() {
-                if *i == pooled {
-                    *i = b;
-                }
-            }
-        }
-        if g.output == Some(pooled) {
-            g.output = Some(b);
-        }
+        g.redirect(NodeId(p as u32), b, &users[p]);
     }
     g
 }
