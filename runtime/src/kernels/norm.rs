@@ -197,9 +197,7 @@ fn normalize_plain<T: Float, const RELU: bool>(
         }
         for (yp, xp) in yr.chunks_exact_mut(c).zip(xr.chunks_exact(c)) {
             for ((((y, &x), &m), &k), &b) in yp.iter_mut().zip(xp).zip(&mu[..c]).zip(&scale[..c]).zip(&b[..c]) {
-                let v = (x - m) * k + b;
-                // The ReLU of the activation table (`v < 0 → 0`: a NaN passes through).
-                *y = if RELU && v < T::ZERO { T::ZERO } else { v };
+                *y = normalized::<T, RELU>(x - m, k, b);
             }
         }
     }
@@ -574,8 +572,9 @@ impl Windows {
     }
 }
 
-/// A normalized value: `(x − μ)·γs + β`, then the ReLU where fused — what [`normalize`]
-/// writes, the same bits.
+/// A normalized value: `(x − μ)·γs + β`, then the ReLU where fused (the activation table's:
+/// `v < 0 → 0`, a NaN passes through) — what [`normalize`] writes and the fused pooling
+/// compares.
 #[inline(always)]
 fn normalized<T: Float, const RELU: bool>(centred: T, gs: T, b: T) -> T {
     let v = centred * gs + b;
