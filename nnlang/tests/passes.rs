@@ -121,6 +121,70 @@ fn optimised_plans_agree_with_unoptimised_ones() {
     );
 }
 
+/// A convolution whose output only a batch norm reads makes the batch norm's input gradient
+/// one example at a time in its own backward step (`ConvBnBackward`, the batch norm's step
+/// keeping only its sums' means): the same losses and weights, bit for bit, as the plan with
+/// the two steps apart (the whole gradient written, then read) — with the batch norm's ReLU
+/// and without, fused with a max pooling and not, the convolution's input gradient asked for
+/// and not, its filters a whole number of vectors and not, with and without a bias. Where the convolution's input gradient is not its register tiles' (a stride
+/// of 2, fewer than 8 channels in) the steps stay apart.
+#[test]
+fn convolutions_make_their_batch_norms_input_gradients_as_the_two_steps_did() {
+    use nnlang_runtime::plan::{ABuf, Act, Step, Write};
+    let src = "model F { input x: [8, 8, 3]\n\
+               x -> conv(8, 3, pad = same) -> batchnorm -> relu -> maxpool(size = 2)\n\
+               -> conv(12, 3, pad = same) -> batchnorm -> relu\n\
+               -> conv(16, 3, pad = same, bias = false) -> batchnorm -> maxpool(size = 2)\n\
+               -> conv(16, 3, pad = same) -> batchnorm\n\
+               -> conv(4, 3, stride = 2, pad = 1, round = floor) -> batchnorm -> relu\n\
+               -> conv(4, 1) -> batchnorm -> globalavgpool -> dense(3) -> softmax }";
+    let c = compile(src, &Options::default()).expect("compiles");
+    let m = &c.models[0];
+    let rows = 6;
+    let fused = build_at(m, Mode::Training(Loss::CROSS_ENTROPY), rows, PlanLevel::Full).expect("plan");
+    let kinds =
+        |p: &nnlang_runtime::plan::Plan| p.steps.iter().filter(|s| matches!(s, Step::ConvBnBackward { .. })).count();
+    // conv_0 (no input gradient), conv_1, conv_2 and conv_3; not conv_4 (stride 2), nor conv_5
+    // (4 channels in).
+    assert_eq!(kinds(&fused), 4, "{:#?}", fused.steps);
+    // The same plan with the steps apart again: each batch norm writes its input gradient
+    // into a buffer of its own at the end of the arena, which the convolution reads.
+    let mut apart = fused.clone();
+    for i in 1..apart.steps.len() {
+        let Step::ConvBnBackward { g, x, y, w, dx, dw, db, ws, .. } = apart.steps[i] else { continue };
+        let d = ABuf::arena(apart.arena_len, g.oh * g.ow * g.k);
+        apart.arena_len += rows * d.cols;
+        match &mut apart.steps[i - 1] {
+            Step::BatchNormBackward { dx, means, .. } | Step::BatchNormPoolBackward { dx, means, .. } => {
+                assert!(dx.is_none() && *means);
+                (*dx, *means) = (Some((d, Write::Assign)), false);
+            }
+            other => panic!("before a ConvBnBackward: {other:?}"),
+        }
+        apart.steps[i] = Step::ConvBackward { g, f: Act::Identity, x, y, w, dy: d, dw, db, dx, ws };
+    }
+    assert_eq!(kinds(&apart), 0);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+    let mut params = vec![0f32; fused.params_len];
+    nnlang_runtime::train::initialize(&fused, &mut params, nnlang_runtime::train::Init::He, 3);
+    let x: Vec<f32> = (0..rows * fused.inputs[0].cols).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let y: Vec<f32> = (0..rows).map(|r| (r % 3) as f32).collect();
+    let run = |plan: &nnlang_runtime::plan::Plan| {
+        let opts = nnlang_runtime::train::Options {
+            optimizer: nnlang_runtime::train::OptimizerKind::Sgd { lr: 0.05, momentum: 0.9, nesterov: false },
+            ..nnlang::spec::TrainRecipe::default().options(1)
+        };
+        let mut s = nnlang_runtime::train::Stepper::new(plan, params.clone(), &opts, 1);
+        let losses: Vec<u64> = (0..3).map(|_| s.step(&x, &y, rows).expect("step").to_bits()).collect();
+        (losses, s.into_params().iter().map(|v| v.to_bits()).collect::<Vec<_>>())
+    };
+    let (a, b) = (run(&fused), run(&apart));
+    assert_eq!(a.0, b.0, "losses");
+    assert!(a.1 == b.1, "the weights differ after three steps");
+    // And they moved: the steps did something.
+    assert!(a.1.iter().zip(&params).any(|(v, p)| *v != p.to_bits()));
+}
+
 /// `fuse-pool` fuses a max pooling into the batch norm before it only where its windows tile
 /// the map: not overlapping windows, not a map they do not divide, not a batch norm read twice,
 /// and never in inference (the batch norm folds into the convolution there).

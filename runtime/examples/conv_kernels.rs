@@ -2,6 +2,7 @@
 //! (batch 128): GFLOP/s of the forward pass, the weight gradient and the input gradient,
 //! one thread, the best of 15 rounds. `cargo run --release -p nnlang-runtime --example conv_kernels`
 use nnlang_runtime::act::Act;
+use nnlang_runtime::kernels::conv::Dy;
 use nnlang_runtime::kernels::implicit;
 use nnlang_runtime::plan::Geometry;
 use std::time::Instant;
@@ -46,12 +47,12 @@ fn main() {
         let dy = y.clone();
         let (mut dw, mut db) = (vec![0f32; w.len()], vec![0f32; g.k]);
         let tw = time(&mut || {
-            assert!(implicit::backward(&g, rows, &x, &w, &dy, &mut dw, &mut db, None));
+            assert!(implicit::backward(&g, rows, &x, &w, Dy::Given(&dy), &mut dw, &mut db, None));
         });
         let mut dx = vec![0f32; x.len()];
         let txw = if implicit::input_grads(&g) {
             let t = time(&mut || {
-                assert!(implicit::backward(&g, rows, &x, &w, &dy, &mut dw, &mut db, Some((&mut dx, false))));
+                assert!(implicit::backward(&g, rows, &x, &w, Dy::Given(&dy), &mut dw, &mut db, Some((&mut dx, false))));
             });
             format!("{:.1}", 2.0 * flops / t / 1e9)
         } else {

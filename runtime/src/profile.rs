@@ -92,7 +92,9 @@ pub fn flops(step: &Step, rows: usize) -> f64 {
             2.0 * r * (x.cols * dy.cols) as f64 * twice_if(dx.is_some())
         }
         Step::Conv { g, .. } | Step::ConvFolded { g, .. } | Step::Local { g, .. } => conv(g),
-        Step::ConvBackward { g, dx, .. } | Step::LocalBackward { g, dx, .. } => conv(g) * twice_if(dx.is_some()),
+        Step::ConvBackward { g, dx, .. } | Step::LocalBackward { g, dx, .. } | Step::ConvBnBackward { g, dx, .. } => {
+            conv(g) * twice_if(dx.is_some())
+        }
         Step::Rnn { steps, x, hs, .. } => {
             let (i, h) = recurrent(1, *steps, x, hs);
             i + h
@@ -148,6 +150,7 @@ pub fn bytes(step: &Step, rows: usize) -> f64 {
                         | Step::BatchNormBackward { .. }
                         | Step::BatchNormPool { .. }
                         | Step::BatchNormPoolBackward { .. }
+                        | Step::ConvBnBackward { .. }
                 ))
     };
     let abuf = |b: &ABuf, name: &str| if whole(name) { b.cols } else { rows * b.cols };

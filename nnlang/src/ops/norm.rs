@@ -84,7 +84,9 @@ impl Rules for BatchNorm {
         let meeting = match step {
             Step::BatchNorm { gamma, .. } | Step::BatchNormPool { gamma, .. } => 2 * gamma.len + 1,
             Step::BatchNormBackward { gamma, dx: Some(_), .. }
-            | Step::BatchNormPoolBackward { gamma, dx: Some(_), .. } => 2 * gamma.len,
+            | Step::BatchNormPoolBackward { gamma, dx: Some(_), .. }
+            | Step::BatchNormBackward { gamma, means: true, .. }
+            | Step::BatchNormPoolBackward { gamma, means: true, .. } => 2 * gamma.len,
             _ => 0,
         };
         // A fused ReLU's kink, read off the output.
@@ -205,10 +207,12 @@ impl Rules for BatchNorm {
     fn value(&self, _training: bool) -> Value {
         Value::Computed
     }
-    /// While training, the batch's statistics kept for the backward step: `[μ (C), 1/σ (C), n]`.
+    /// While training, the batch's statistics kept for the backward step: `[μ (C), 1/σ (C), n]`,
+    /// and room after them for the backward step's two means when the convolution before
+    /// makes `dx` ([`Step::ConvBnBackward`]).
     fn scratch(&self, c: &StepCx, _max_batch: usize) -> Vec<Scratch> {
         match (c.training, c.params.first()) {
-            (true, Some(g)) => vec![Scratch::Fixed(2 * g.len + 1)],
+            (true, Some(g)) => vec![Scratch::Fixed(4 * g.len + 1)],
             _ => Vec::new(),
         }
     }
@@ -230,8 +234,10 @@ impl Rules for BatchNorm {
         let dx = dx(0, false).into_opt();
         let (x, relu) = (c.inputs[0], self.relu);
         vec![match self.pool.and_then(|f| c.geometry(f, f, 0, None)) {
-            Some(g) => Step::BatchNormPoolBackward { x, dy, g, gamma, beta, dgamma, dbeta, stats, dx, relu },
-            None => Step::BatchNormBackward { x, dy, gamma, beta, dgamma, dbeta, stats, dx, relu },
+            Some(g) => {
+                Step::BatchNormPoolBackward { x, dy, g, gamma, beta, dgamma, dbeta, stats, dx, relu, means: false }
+            }
+            None => Step::BatchNormBackward { x, dy, gamma, beta, dgamma, dbeta, stats, dx, relu, means: false },
         }]
     }
     fn backward_reads(&self) -> Reads {

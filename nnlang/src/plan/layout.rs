@@ -367,6 +367,9 @@ pub(super) fn lay_out(g: &Graph, shapes: &Shapes, mode: Mode, max_batch: usize, 
     l.forward();
     if training {
         l.backward(level == Level::Full);
+        if level == Level::Full {
+            conv_makes_batch_norm_grads(&mut l.b);
+        }
     } else {
         if let Some(o) = g.output {
             l.output = l.value[o.index()];
@@ -400,6 +403,49 @@ pub(super) fn lay_out(g: &Graph, shapes: &Shapes, mode: Mode, max_batch: usize, 
         origins,
         facts,
         input_grads: input_grad_bufs,
+    }
+}
+
+/// Where a batch norm's backward step writes its input gradient `dz` (overwriting: nothing
+/// else adds to it) for the backward step of the convolution that feeds it alone and reads
+/// nothing else (no activation of its own), the two become [`Step::BatchNormBackward`] with
+/// `means` — its sums, the two means kept — and [`Step::ConvBackward`]'s
+/// [`Step::ConvBnBackward`], which makes `dz` one example at a time as its passes read it:
+/// the whole batch's `dz` is never written, and its buffer leaves the arena. Only for the
+/// geometries the convolution's register tiles take whole (one group, no dilation; where `dx`
+/// is asked for, one the tiles compute: stride 1); elsewhere `dz` would have to be made whole
+/// anyway.
+fn conv_makes_batch_norm_grads(b: &mut Builder) {
+    use nnlang_runtime::plan::Act;
+    for i in 1..b.steps.len() {
+        let (bn, rest) = b.steps.split_at_mut(i);
+        let (bn, conv) = (&mut bn[i - 1], &mut rest[0]);
+        let (bx, bdy, gamma, beta, stats, d, relu, pool) = match bn {
+            Step::BatchNormBackward { x, dy, gamma, beta, stats, dx: Some((d, Write::Assign)), relu, .. } => {
+                (*x, *dy, *gamma, *beta, *stats, *d, *relu, 0)
+            }
+            Step::BatchNormPoolBackward {
+                x, dy, g, gamma, beta, stats, dx: Some((d, Write::Assign)), relu, ..
+            } => (*x, *dy, *gamma, *beta, *stats, *d, *relu, g.f),
+            _ => continue,
+        };
+        let &mut Step::ConvBackward { g, f: Act::Identity, x, y, w, dy, dw, db, dx, ws } = conv else { continue };
+        let tiles = g.plain() && (dx.is_none() || nnlang_runtime::kernels::implicit::input_grads(&g));
+        if dy != d || y != bx || !tiles || d.space != Space::Arena || b.pinned[d.offset] {
+            continue;
+        }
+        let (i_bn, i_conv) = (i - 1, i);
+        let elsewhere = b.steps.iter_mut().enumerate().filter(|(j, _)| *j != i_bn && *j != i_conv);
+        if elsewhere.flat_map(|(_, s)| s.bufs_mut()).any(|buf| *buf == d) {
+            continue;
+        }
+        match &mut b.steps[i_bn] {
+            Step::BatchNormBackward { dx, means, .. } | Step::BatchNormPoolBackward { dx, means, .. } => {
+                (*dx, *means) = (None, true);
+            }
+            _ => continue,
+        }
+        b.steps[i_conv] = Step::ConvBnBackward { g, x, y, w, dy: bdy, dw, db, dx, ws, gamma, beta, stats, relu, pool };
     }
 }
 

@@ -7,6 +7,17 @@ use super::implicit;
 use crate::plan::{Act, Geometry};
 use crate::Float;
 
+/// A convolution's output gradient for its backward pass: given whole, or made one example
+/// at a time (`make(r, out)` writes example `r`'s into `out`, `oh·ow·k` values) just before
+/// the pass reads it, so that it never exists for the whole batch
+/// ([`crate::plan::Step::ConvBnBackward`]: a batch norm's input gradient).
+pub enum Dy<'a, T> {
+    /// Every example's, `rows · oh·ow·k` values.
+    Given(&'a [T]),
+    /// Made by the function for each example in turn.
+    Made(&'a mut dyn FnMut(usize, &mut [T])),
+}
+
 /// Fills `p` (`(outH·outW) × (F·F·Dg)`, row-major) with the patches of one example `x`
 /// (`H × W × D`) over the channels of `group` (`Dg = D / groups` of them); outside the input
 /// (padding) is zero. A patch is ordered (filter row, filter column, channel), so with one
@@ -257,7 +268,7 @@ pub fn backward<T: Float>(
     // convolution would be mostly padding or the stride is above 1.
     let direct_dx = dx.is_some() && implicit::input_grads(g);
     let reborrowed = if direct_dx { dx.as_mut().map(|(d, keep)| (&mut **d, *keep)) } else { None };
-    if T::conv_backward(g, rows, x, w, dy, dw, db, reborrowed) {
+    if T::conv_backward(g, rows, x, w, Dy::Given(dy), dw, db, reborrowed) {
         if let Some((d, keep)) = dx.filter(|_| !direct_dx) {
             input_grads(g, rows, w, dy, d, keep, ws);
         }
@@ -310,6 +321,35 @@ pub fn backward<T: Float>(
         r0 += n;
     }
     from_patch_order(g, k, &dw_patch, dw);
+}
+
+/// [`backward`] from an output gradient made one example at a time ([`Dy::Made`]): read
+/// straight from a buffer of one example by the register tiles where they take the whole
+/// pass (a plain geometry, and `dx` not asked for or direct); elsewhere every example's is
+/// made into one buffer first and [`backward`] runs on it — the same results either way.
+#[allow(clippy::too_many_arguments)]
+pub fn backward_made<T: Float>(
+    g: &Geometry,
+    rows: usize,
+    x: &[T],
+    w: &[T],
+    make: &mut dyn FnMut(usize, &mut [T]),
+    dw: &mut [T],
+    db: &mut [T],
+    mut dx: Option<(&mut [T], bool)>,
+    ws: &mut [T],
+) {
+    let tiles = g.plain() && (dx.is_none() || implicit::input_grads(g));
+    let reborrowed = dx.as_mut().map(|(d, keep)| (&mut **d, *keep));
+    if tiles && T::conv_backward(g, rows, x, w, Dy::Made(&mut *make), dw, db, reborrowed) {
+        return;
+    }
+    let out_len = g.oh * g.ow * g.k;
+    let mut dy = vec![T::ZERO; rows * out_len];
+    for (r, row) in dy.chunks_exact_mut(out_len.max(1)).enumerate() {
+        make(r, row);
+    }
+    backward(g, rows, x, w, &dy, dw, db, dx, ws);
 }
 
 /// Group `j`'s share of `dx` for examples `r0..r0 + n`: `dP_j[n·P × cols] = dY_j[n·P × Kg] ·

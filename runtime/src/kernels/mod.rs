@@ -260,8 +260,16 @@ crate::step::steps! {
     /// `positions(n)`'s table gradient: each step's `dy` summed over the rows that reach it.
     PositionsBackward { steps: usize, dy: ABuf, dw: PBuf } => kernels::positions::backward_step;
     /// Batch normalization's gradients; `relu`: a ReLU is fused, its derivative (`dy` where
-    /// the normalized value is positive, 0 elsewhere) recomputed from `x` on the fly.
-    BatchNormBackward { x: ABuf, dy: ABuf, gamma: PBuf, beta: PBuf, dgamma: PBuf, dbeta: PBuf, stats: ABuf, dx: Option<(ABuf, Write)>, relu: bool } => kernels::norm::backward_step;
+    /// the normalized value is positive, 0 elsewhere) recomputed from `x` on the fly. With
+    /// `means` (and no `dx`), the two means `dx` is made from are kept in `stats` instead,
+    /// for the convolution before it to make `dx` example by example ([`Step::ConvBnBackward`]).
+    BatchNormBackward { x: ABuf, dy: ABuf, gamma: PBuf, beta: PBuf, dgamma: PBuf, dbeta: PBuf, stats: ABuf, dx: Option<(ABuf, Write)>, relu: bool, means: bool } => kernels::norm::backward_step;
     /// [`Step::BatchNormBackward`] of [`Step::BatchNormPool`], from the pooled map's `dy`.
-    BatchNormPoolBackward { x: ABuf, dy: ABuf, g: Geometry, gamma: PBuf, beta: PBuf, dgamma: PBuf, dbeta: PBuf, stats: ABuf, dx: Option<(ABuf, Write)>, relu: bool } => kernels::norm::pool_backward_step;
+    BatchNormPoolBackward { x: ABuf, dy: ABuf, g: Geometry, gamma: PBuf, beta: PBuf, dgamma: PBuf, dbeta: PBuf, stats: ABuf, dx: Option<(ABuf, Write)>, relu: bool, means: bool } => kernels::norm::pool_backward_step;
+    /// [`Step::ConvBackward`] (no activation) of a convolution whose output only a batch norm
+    /// reads, from the batch norm's output gradient `dy` (pooled `pool × pool` where it is
+    /// fused with a max pooling: [`Step::BatchNormPoolBackward`]): each example's `dz`, the
+    /// batch norm's input gradient, is made from the means its backward step kept in `stats`
+    /// just before the convolution's passes read it — the whole batch's is never written.
+    ConvBnBackward { g: Geometry, x: ABuf, y: ABuf, w: PBuf, dy: ABuf, dw: PBuf, db: PBuf, dx: Option<(ABuf, Write)>, ws: ABuf, gamma: PBuf, beta: PBuf, stats: ABuf, relu: bool, pool: usize } => kernels::norm::conv_backward_step;
 }

@@ -14,7 +14,7 @@
 //! ([`crate::plan::Role::State`]).
 
 use super::{block_at, by_blocks, vectorized, Block};
-use crate::mem::{Cx, Rows};
+use crate::mem::{split_pair, Cx, Rows};
 use crate::ops::Done;
 use crate::plan::{ABuf, Geometry, PBuf, Write};
 use crate::Float;
@@ -290,8 +290,9 @@ pub fn backward_step<T: Float>(
     stats: ABuf,
     dx: Option<(ABuf, Write)>,
     relu: bool,
+    means: bool,
 ) -> Done {
-    backward(cx, x, dy, gamma, beta, (dgamma, dbeta), stats, dx, relu, None)
+    backward(cx, x, dy, gamma, beta, (dgamma, dbeta), stats, dx, (relu, means), None)
 }
 
 /// [`backward_step`], or with `pool` [`pool_backward_step`].
@@ -305,7 +306,7 @@ fn backward<T: Float>(
     (dgamma, dbeta): (PBuf, PBuf),
     stats: ABuf,
     dx: Option<(ABuf, Write)>,
-    relu: bool,
+    (relu, keep_means): (bool, bool),
     pool: Option<&Geometry>,
 ) -> Done {
     let (rows, c) = (cx.rows, gamma.len);
@@ -343,7 +344,9 @@ fn backward<T: Float>(
         cx.grads[dbeta.offset + ch] = T::from_f64(sums[ch]);
         cx.grads[dgamma.offset + ch] = T::from_f64(sums[c + ch]);
     }
-    let Some((dx, write)) = dx else { return Ok(()) };
+    if dx.is_none() && !keep_means {
+        return Ok(());
+    }
     // The batch's sums in the batch's loss (this worker's loss is 1/share of its part).
     let w = cx.peers.share;
     sums.iter_mut().for_each(|v| *v *= w);
@@ -351,6 +354,13 @@ fn backward<T: Float>(
     // Per channel: mean(dy), mean(dy·x̂).
     let m1: Vec<T> = sums[..c].iter().map(|v| T::from_f64(v / (w * n))).collect();
     let m2: Vec<T> = sums[c..].iter().map(|v| T::from_f64(v / (w * n))).collect();
+    let Some((dx, write)) = dx else {
+        // For the convolution before: `[.., m1 (C), m2 (C)]` after the forward statistics.
+        let (st, _) = cx.mem.split(stats, 1);
+        st[2 * c + 1..3 * c + 1].copy_from_slice(&m1);
+        st[3 * c + 1..4 * c + 1].copy_from_slice(&m2);
+        return Ok(());
+    };
     let (mu, s) = (mu.to_vec(), s.to_vec());
     let b = b.to_vec();
     let fwd = Forward { mu: &mu, s: &s, gs: &gs, b: &b };
@@ -550,7 +560,13 @@ struct Windows {
 impl Windows {
     fn of(g: &Geometry, c: usize) -> Windows {
         debug_assert!(g.s == g.f && g.oh * g.f == g.h && g.ow * g.f == g.w && g.d == c, "{g:?}");
-        Windows { f: g.f, line: g.w * c, c, oh: g.oh, ow: g.ow, in_len: g.h * g.w * c, out_len: g.oh * g.ow * c }
+        Windows::over(g.h, g.w, c, g.f)
+    }
+    /// The `f × f` windows of an `h × w × c` map (`f` dividing `h` and `w`).
+    fn over(h: usize, w: usize, c: usize, f: usize) -> Windows {
+        let f = f.max(1);
+        let (oh, ow) = (h / f, w / f);
+        Windows { f, line: w * c, c, oh, ow, in_len: h * w * c, out_len: oh * ow * c }
     }
     /// Where window `(oy, ox)`'s first tap starts in the example's map.
     #[inline(always)]
@@ -683,8 +699,9 @@ pub fn pool_backward_step<T: Float>(
     stats: ABuf,
     dx: Option<(ABuf, Write)>,
     relu: bool,
+    means: bool,
 ) -> Done {
-    backward(cx, x, dy, gamma, beta, (dgamma, dbeta), stats, dx, relu, Some(&g))
+    backward(cx, x, dy, gamma, beta, (dgamma, dbeta), stats, dx, (relu, means), Some(&g))
 }
 
 /// Per channel, `Σ dy` and `Σ dy·x̂` (in f64) over the taps that took each window's `dy`, into
@@ -842,4 +859,92 @@ impl<T: Float, const RELU: bool> Block for PoolDx<'_, T, RELU> {
             }
         });
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A convolution's backward pass from the batch norm after it.
+
+/// The step `ConvBnBackward { g, x, y, w, dy, dw, db, dx, ws, gamma, beta, stats, relu, pool }`:
+/// the backward pass of a convolution (no activation of its own: `y = conv(x) + b`) whose
+/// output `y` only a batch norm reads, from that batch norm's output gradient `dy`. The batch
+/// norm's backward step ran first with `means` (its sums taken and met with the other workers',
+/// `mean(dy)` and `mean(dy·x̂)` kept in `stats`); here each example's `dz` — the batch norm's
+/// input gradient, [`backward_step`]'s `dx` (with `pool > 0`, [`pool_backward_step`]'s from the
+/// pooled map) — is made into a buffer of one example just before the convolution's passes
+/// read it ([`conv::backward_made`]): the same values as the two steps apart, without writing
+/// the whole batch's and reading it back.
+#[allow(clippy::too_many_arguments)]
+pub fn conv_backward_step<T: Float>(
+    cx: &mut Cx<'_, T>,
+    g: Geometry,
+    x: ABuf,
+    y: ABuf,
+    w: PBuf,
+    dy: ABuf,
+    dw: PBuf,
+    db: PBuf,
+    dx: Option<(ABuf, Write)>,
+    ws: ABuf,
+    gamma: PBuf,
+    beta: PBuf,
+    stats: ABuf,
+    relu: bool,
+    pool: usize,
+) -> Done {
+    let (rows, c) = (cx.rows, g.k);
+    let valid = Rows { steps: cx.steps, lengths: cx.lengths };
+    let out_len = g.oh * g.ow * c;
+    // Without a bias (`bias = false`) `db` is empty: the kernels skip it.
+    let (gw, gb): (&mut [T], &mut [T]) =
+        if db.len == 0 { (&mut cx.grads[dw.range()], &mut []) } else { split_pair(cx.grads, dw.range(), db.range()) };
+    let params = cx.params;
+    let wv = &params[w.range()];
+    let (d, work, r) = match dx {
+        Some((dx, _)) => {
+            let (d, work, r) = cx.mem.split2(dx, rows, ws);
+            (Some(d), work, r)
+        }
+        None => {
+            let (work, r) = cx.mem.workspace(ws);
+            (None, work, r)
+        }
+    };
+    let dx = d.map(|d| (d, matches!(dx, Some((_, Write::Accumulate)))));
+    let (xs, ys, dys, st) = (r.get(x, rows), r.get(y, rows), r.get(dy, rows), r.get(stats, 1));
+    let (mu, s) = (&st[..c], &st[c..2 * c]);
+    let means = (&st[2 * c + 1..3 * c + 1], &st[3 * c + 1..4 * c + 1]);
+    // γ·s and β as the batch norm's steps compute them (the same bits).
+    let gs: Vec<T> = (0..c).map(|ch| params[gamma.offset + ch] * s[ch]).collect();
+    let f = Forward { mu, s, gs: &gs, b: &params[beta.range()] };
+    // One example's `dz` (the whole example counts: a row of a sequence never reaches here).
+    let one = Shape { cols: out_len, c, valid: Rows { steps: 1, lengths: &[] } };
+    let windows = (pool > 0).then(|| Windows::over(g.oh, g.ow, c, pool));
+    let dy_len = windows.map_or(out_len, |w| w.out_len);
+    let mut make = |e: usize, out: &mut [T]| {
+        if !valid.valid(e) {
+            out.fill(T::ZERO);
+            return;
+        }
+        let (xe, de) = (&ys[e * out_len..(e + 1) * out_len], &dys[e * dy_len..(e + 1) * dy_len]);
+        match (relu, windows) {
+            (true, None) => vectorized(
+                #[inline(always)]
+                || backward_dx::<T, true>(one, xe, de, &f, means, out, false),
+            ),
+            (false, None) => vectorized(
+                #[inline(always)]
+                || backward_dx::<T, false>(one, xe, de, &f, means, out, false),
+            ),
+            (true, Some(w)) => vectorized(
+                #[inline(always)]
+                || pool_dx::<T, true>(w, one, xe, de, &f, means, out, false),
+            ),
+            (false, Some(w)) => vectorized(
+                #[inline(always)]
+                || pool_dx::<T, false>(w, one, xe, de, &f, means, out, false),
+            ),
+        }
+    };
+    super::conv::backward_made(&g, rows, xs, wv, &mut make, gw, gb, dx, work);
+    Ok(())
 }

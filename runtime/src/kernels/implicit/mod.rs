@@ -23,6 +23,7 @@
 //! product packs anything (matrixmultiply packed both operands of both, every step: a
 //! quarter of the MNIST MLP's step).
 
+use super::conv::Dy;
 use super::dense::Out;
 
 mod dense;
@@ -509,19 +510,19 @@ fn forward_with(
     run(lanes, Forward { g, f, rows, x, wk: &wk, b, y }).is_some()
 }
 
-struct Backward<'a> {
+struct Backward<'a, 'd> {
     lanes: usize,
     g: &'a Geometry,
     rows: usize,
     x: &'a [f32],
     w: &'a [f32],
-    dy: &'a [f32],
+    dy: Dy<'d, f32>,
     dwk: &'a mut [f32],
     db: &'a mut [f32],
     dx: Option<(&'a mut [f32], bool)>,
 }
 
-impl pulp::WithSimd for Backward<'_> {
+impl pulp::WithSimd for Backward<'_, '_> {
     type Output = ();
 
     #[inline(always)]
@@ -540,13 +541,22 @@ impl pulp::WithSimd for Backward<'_> {
         let mut dyp = Vec::new();
         let wf = if dx.is_some() { panels(lanes, g.k, g.d, g.f, w, true) } else { Vec::new() };
         let mut dx = dx;
+        let mut dy = dy;
+        // One example's dy when it is made example by example (in cache for every pass below).
+        let mut made = if matches!(dy, Dy::Made(_)) { vec![0.0; out_len] } else { Vec::new() };
         if !db.is_empty() {
             db[..k].fill(0.0);
         }
         for r in 0..rows {
             let src = padded(g.h, g.w, g.d, g.p, &x[r * in_len..(r + 1) * in_len], &mut xp);
             let patches = Patches { src, wp, d: g.d, f: g.f, s: g.s, oh: g.oh, ow: g.ow };
-            let dyr = &dy[r * out_len..(r + 1) * out_len];
+            let dyr = match &mut dy {
+                Dy::Given(dy) => &dy[r * out_len..(r + 1) * out_len],
+                Dy::Made(make) => {
+                    make(r, &mut made);
+                    &made[..]
+                }
+            };
             // `db = Σ dy`, one example at a time while its `dy` is in cache (the same order
             // of additions as one pass over the batch).
             if !db.is_empty() {
@@ -584,14 +594,15 @@ pub fn input_grads(g: &Geometry) -> bool {
 
 /// Forward was `y = conv(x) + b`: `dW = Σ dyᵀ·patches` (overwriting `dw`), `db = Σ dy`, and
 /// when `dx` is given, `dx (+)= ∂/∂x` (`true`: add). `false` (nothing done) without AVX2/FMA,
-/// or when `dx` is asked where [`input_grads`] is false.
+/// or when `dx` is asked where [`input_grads`] is false. A `dy` made example by example
+/// ([`Dy::Made`]) is made once per example, into a buffer of one example.
 #[allow(clippy::too_many_arguments)]
 pub fn backward(
     g: &Geometry,
     rows: usize,
     x: &[f32],
     w: &[f32],
-    dy: &[f32],
+    dy: Dy<'_, f32>,
     dw: &mut [f32],
     db: &mut [f32],
     dx: Option<(&mut [f32], bool)>,
@@ -607,7 +618,7 @@ fn backward_with(
     rows: usize,
     x: &[f32],
     w: &[f32],
-    dy: &[f32],
+    dy: Dy<'_, f32>,
     dw: &mut [f32],
     db: &mut [f32],
     dx: Option<(&mut [f32], bool)>,
@@ -743,7 +754,17 @@ mod tests {
                 let mut dx = vec![0.5; rows * in_len];
                 let with_dx = input_grads(&g);
                 if !with_dx {
-                    assert!(!backward_with(l, &g, rows, &x, &wt, &c, &mut dw, &mut db, Some((&mut dx[..], true))));
+                    assert!(!backward_with(
+                        l,
+                        &g,
+                        rows,
+                        &x,
+                        &wt,
+                        Dy::Given(&c),
+                        &mut dw,
+                        &mut db,
+                        Some((&mut dx[..], true))
+                    ));
                 }
                 assert!(backward_with(
                     l,
@@ -751,7 +772,7 @@ mod tests {
                     rows,
                     &x,
                     &wt,
-                    &c,
+                    Dy::Given(&c),
                     &mut dw,
                     &mut db,
                     with_dx.then_some((&mut dx[..], true))
@@ -762,9 +783,43 @@ mod tests {
                     close(&dx, &want_dx, &format!("{g:?} lanes {l}: dx"));
                     // Overwriting instead of adding.
                     let mut dx2 = vec![f32::NAN; rows * in_len];
-                    assert!(backward_with(l, &g, rows, &x, &wt, &c, &mut dw, &mut db, Some((&mut dx2[..], false))));
+                    assert!(backward_with(
+                        l,
+                        &g,
+                        rows,
+                        &x,
+                        &wt,
+                        Dy::Given(&c),
+                        &mut dw,
+                        &mut db,
+                        Some((&mut dx2[..], false))
+                    ));
                     let want: Vec<f64> = want_dx.iter().map(|v| v - 0.5).collect();
                     close(&dx2, &want, &format!("{g:?} lanes {l}: dx overwritten"));
+                }
+                // dy made example by example: the same bits, each example made once, in order.
+                let (mut dw3, mut db3) = (vec![f32::NAN; wt.len()], vec![f32::NAN; k]);
+                let mut dx3 = vec![0.5; rows * in_len];
+                let mut asked = Vec::new();
+                let mut make = |r: usize, out: &mut [f32]| {
+                    asked.push(r);
+                    out.copy_from_slice(&c[r * out_len..(r + 1) * out_len]);
+                };
+                assert!(backward_with(
+                    l,
+                    &g,
+                    rows,
+                    &x,
+                    &wt,
+                    Dy::Made(&mut make),
+                    &mut dw3,
+                    &mut db3,
+                    with_dx.then_some((&mut dx3[..], true))
+                ));
+                assert_eq!(asked, (0..rows).collect::<Vec<_>>(), "{g:?} lanes {l}: examples made");
+                assert!(dw3 == dw && db3 == db, "{g:?} lanes {l}: made dy, dW and db");
+                if with_dx {
+                    assert!(dx3 == dx, "{g:?} lanes {l}: made dy, dx");
                 }
                 results.push((y, dw, dx));
             }
