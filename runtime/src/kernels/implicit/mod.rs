@@ -163,14 +163,20 @@ fn panels(lanes: usize, n: usize, d: usize, f: usize, w: &[f32], flip: bool) -> 
     let (depth, filters) = if flip { (n, d) } else { (d, n) };
     let (cols, fp) = (taps * depth, round_up(filters, lanes));
     let mut out = vec![0.0; cols * fp];
-    for i in 0..n {
-        for c in 0..d {
-            for t in 0..taps {
-                let (row, col) = if flip { ((taps - 1 - t) * n + i, c) } else { (t * d + c, i) };
-                let (j0, nr) = panel_of(lanes, fp, col);
-                out[j0 * cols + row * nr + col - j0] = w[(i * d + c) * taps + t];
+    // Panel by panel, each row written in order (the filters past `filters` stay zero).
+    let mut j0 = 0;
+    while j0 < fp {
+        let nr = panel_width(lanes, fp, j0);
+        let valid = nr.min(filters.saturating_sub(j0));
+        for (row, dst) in out[j0 * cols..(j0 + nr) * cols].chunks_exact_mut(nr).enumerate() {
+            let (t, ch) = (row / depth, row % depth);
+            for (j, o) in dst[..valid].iter_mut().enumerate() {
+                let col = j0 + j;
+                // Flipped: row `(f² − 1 − t)·n + i` and column `c` hold `w[i][c][t]`.
+                *o = if flip { w[(ch * d + col) * taps + taps - 1 - t] } else { w[(col * d + ch) * taps + t] };
             }
         }
+        j0 += nr;
     }
     out
 }
@@ -300,6 +306,84 @@ fn tile<S: Simd, const NV: usize>(
     }
 }
 
+/// [`tile`] for the last `M < MR` positions of a map (`M` a constant: a map of 7 × 7 = 49
+/// positions ends in a tile of one, which [`tile`] would compute six times over — a ninth of
+/// the layer). Each output is the same chain of multiply–adds as there: the same bits.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn tile_few<S: Simd, const NV: usize, const M: usize>(
+    simd: S,
+    x: &Patches<'_>,
+    bases: &[usize; MR],
+    panel: &[f32],
+    j0: usize,
+    valid: usize,
+    init: Init<'_>,
+    out: &mut [f32],
+    ldo: usize,
+    p0: usize,
+) {
+    let run = x.f * x.d;
+    let seg = x.wp * x.d;
+    let width = std::mem::size_of::<S::f32s>() / 4 * NV;
+    let mut acc = [[simd.splat_f32s(0.0); NV]; M];
+    match init {
+        Init::Bias(b) => {
+            for row in acc.iter_mut() {
+                load::<S, NV>(row, &b[j0..], valid);
+            }
+        }
+        Init::Keep => {
+            for (r, row) in acc.iter_mut().enumerate() {
+                load::<S, NV>(row, &out[(p0 + r) * ldo + j0..], valid);
+            }
+        }
+        Init::Zero => {}
+    }
+    for fy in 0..x.f {
+        let rows: [&[f32]; M] = std::array::from_fn(|r| &x.src[bases[r] + fy * seg..bases[r] + fy * seg + run]);
+        let (w, _) = S::as_simd_f32s(&panel[fy * run * width..(fy + 1) * run * width]);
+        for (k, b) in w.chunks_exact(NV).enumerate() {
+            let b: &[S::f32s; NV] = b.try_into().expect("a panel row is NV vectors");
+            for r in 0..M {
+                let a = simd.splat_f32s(rows[r][k]);
+                for v in 0..NV {
+                    acc[r][v] = simd.mul_add_f32s(a, b[v], acc[r][v]);
+                }
+            }
+        }
+    }
+    for (r, row) in acc.iter().enumerate() {
+        store::<S, NV>(row, &mut out[(p0 + r) * ldo + j0..], valid);
+    }
+}
+
+/// [`tile`], or [`tile_few`] for the `m < MR` positions left at the end of a map.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn tile_m<S: Simd, const NV: usize>(
+    simd: S,
+    x: &Patches<'_>,
+    bases: &[usize; MR],
+    m: usize,
+    panel: &[f32],
+    j0: usize,
+    valid: usize,
+    init: Init<'_>,
+    out: &mut [f32],
+    ldo: usize,
+    p0: usize,
+) {
+    match m {
+        1 => tile_few::<S, NV, 1>(simd, x, bases, panel, j0, valid, init, out, ldo, p0),
+        2 => tile_few::<S, NV, 2>(simd, x, bases, panel, j0, valid, init, out, ldo, p0),
+        3 => tile_few::<S, NV, 3>(simd, x, bases, panel, j0, valid, init, out, ldo, p0),
+        4 => tile_few::<S, NV, 4>(simd, x, bases, panel, j0, valid, init, out, ldo, p0),
+        5 => tile_few::<S, NV, 5>(simd, x, bases, panel, j0, valid, init, out, ldo, p0),
+        _ => tile::<S, NV>(simd, x, bases, m, panel, j0, valid, init, out, ldo, p0),
+    }
+}
+
 /// `out[p, j] (init)+= Σ_t patch_p[t] · w[t, j]` for every output position `p` and the `k`
 /// filters (`out` is `oh·ow × k`; `wk` in panels, see [`panels`]).
 #[inline(always)]
@@ -317,11 +401,11 @@ fn conv_rows<S: Simd>(simd: S, x: &Patches<'_>, wk: &[f32], k: usize, init: Init
             let nr = panel_width(lanes, kp, j0);
             let valid = (k - j0).min(nr);
             if nr == 4 * lanes {
-                tile::<S, 4>(simd, x, &bases, m, panel, j0, valid, init, out, k, p0);
+                tile_m::<S, 4>(simd, x, &bases, m, panel, j0, valid, init, out, k, p0);
             } else if nr == 2 * lanes {
-                tile::<S, 2>(simd, x, &bases, m, panel, j0, valid, init, out, k, p0);
+                tile_m::<S, 2>(simd, x, &bases, m, panel, j0, valid, init, out, k, p0);
             } else {
-                tile::<S, 1>(simd, x, &bases, m, panel, j0, valid, init, out, k, p0);
+                tile_m::<S, 1>(simd, x, &bases, m, panel, j0, valid, init, out, k, p0);
             }
             j0 += nr;
         }
@@ -378,6 +462,76 @@ fn grad_tile<S: Simd, const M: usize, const NV: usize>(
     }
 }
 
+/// [`grad_tile`] over every tap of the patch at once (`M = f·f·d` rows: a patch of few
+/// values, an input of one or two channels), so that each vector of `dy` loaded serves all of
+/// them — [`grad_tile`] takes one filter row's run at a time, `f·d` rows, and a filter of 3 × 3
+/// over one channel would keep 3 rows of sums and read `dy` three times. Each sum is the same
+/// chain of multiply–adds over the positions in order as there: the same bits.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn grad_tile_taps<S: Simd, const M: usize, const NV: usize>(
+    simd: S,
+    x: &Patches<'_>,
+    dy: &[f32],
+    kp: usize,
+    j0: usize,
+    (oy0, oy1): (usize, usize),
+    (panel, pw, c0): (&mut [f32], usize, usize),
+) {
+    let lanes = std::mem::size_of::<S::f32s>() / 4;
+    let width = lanes * NV;
+    let (run, seg) = (x.f * x.d, x.wp * x.d);
+    // Where tap `r` (`fy·run + u`) is from its patch's start.
+    let offs: [usize; M] = std::array::from_fn(|r| (r / run) * seg + r % run);
+    let reach = offs[M - 1] + 1;
+    let at = |r: usize| r * pw + c0..r * pw + c0 + width;
+    let mut acc = [[simd.splat_f32s(0.0); NV]; M];
+    for (r, row) in acc.iter_mut().enumerate() {
+        let (v, _) = S::as_simd_f32s(&panel[at(r)]);
+        row.copy_from_slice(&v[..NV]);
+    }
+    let step = x.s * x.d;
+    for oy in oy0..oy1 {
+        let base = oy * x.s * seg;
+        let dys = &dy[oy * x.ow * kp..(oy + 1) * x.ow * kp];
+        for (ox, g) in dys.chunks_exact(kp).enumerate() {
+            let patch = &x.src[base + ox * step..base + ox * step + reach];
+            let (b, _) = S::as_simd_f32s(&g[j0..j0 + width]);
+            let b: &[S::f32s; NV] = b.try_into().expect("NV vectors of dy");
+            for r in 0..M {
+                let a = simd.splat_f32s(patch[offs[r]]);
+                for v in 0..NV {
+                    acc[r][v] = simd.mul_add_f32s(a, b[v], acc[r][v]);
+                }
+            }
+        }
+    }
+    for (r, row) in acc.iter().enumerate() {
+        let (v, _) = S::as_mut_simd_f32s(&mut panel[at(r)]);
+        v.copy_from_slice(row);
+    }
+}
+
+/// [`grad_tile_taps`] for the `m` taps of a patch (`f > 1`, `f·f·d ≤ GR`), chosen at run time.
+#[inline(always)]
+fn grad_tile_taps_m<S: Simd, const NV: usize>(
+    simd: S,
+    m: usize,
+    x: &Patches<'_>,
+    dy: &[f32],
+    kp: usize,
+    j0: usize,
+    span: (usize, usize),
+    panel: (&mut [f32], usize, usize),
+) {
+    match m {
+        12 => grad_tile_taps::<S, 12, NV>(simd, x, dy, kp, j0, span, panel),
+        9 => grad_tile_taps::<S, 9, NV>(simd, x, dy, kp, j0, span, panel),
+        8 => grad_tile_taps::<S, 8, NV>(simd, x, dy, kp, j0, span, panel),
+        _ => grad_tile_taps::<S, 4, NV>(simd, x, dy, kp, j0, span, panel),
+    }
+}
+
 /// [`grad_tile`] for `m ≤ GR` rows, the count chosen at run time.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
@@ -422,6 +576,9 @@ fn weight_grads<S: Simd>(simd: S, x: &Patches<'_>, dy: &[f32], kp: usize, dwk: &
     let cols = x.f * run;
     let block = (GRAD_BLOCK / x.ow).max(1);
     let gr = if many_registers(lanes) { GR } else { MR };
+    // Every tap of a patch in one tile, where they fit and a filter row's run alone is short
+    // (3 × 3 and 2 × 2 over one channel, 2 × 2 over two or three).
+    let all_taps = x.f > 1 && matches!(cols, 4 | 8 | 9 | 12) && cols <= gr;
     let mut oy0 = 0;
     while oy0 < x.oh {
         let oy1 = (oy0 + block).min(x.oh);
@@ -429,6 +586,20 @@ fn weight_grads<S: Simd>(simd: S, x: &Patches<'_>, dy: &[f32], kp: usize, dwk: &
         while j0 < kp {
             let nr = panel_width(lanes, kp, j0);
             let panel = &mut dwk[j0 * cols..(j0 + nr) * cols];
+            if all_taps {
+                let span = (oy0, oy1);
+                if nr == 4 * lanes {
+                    for c0 in [0, 2 * lanes] {
+                        grad_tile_taps_m::<S, 2>(simd, cols, x, dy, kp, j0 + c0, span, (&mut *panel, nr, c0));
+                    }
+                } else if nr == 2 * lanes {
+                    grad_tile_taps_m::<S, 2>(simd, cols, x, dy, kp, j0, span, (&mut *panel, nr, 0));
+                } else {
+                    grad_tile_taps_m::<S, 1>(simd, cols, x, dy, kp, j0, span, (&mut *panel, nr, 0));
+                }
+                j0 += nr;
+                continue;
+            }
             for fy in 0..x.f {
                 let mut u0 = 0;
                 while u0 < run {
@@ -710,6 +881,12 @@ mod tests {
             (5, 6, 64, 70, 3, 1, 1),
             (6, 6, 8, 64, 3, 2, 1),
             (4, 5, 9, 100, 3, 1, 1),
+            // Every tap of a patch in one weight-gradient tile (f·f·d of 4, 8, 9 and 12 — the
+            // 8-lane tiles take them a filter row at a time: the same bits), at stride 1 and 2.
+            (6, 6, 2, 20, 2, 1, 0),
+            (9, 9, 1, 32, 3, 2, 1),
+            (5, 6, 3, 64, 2, 1, 1),
+            (4, 7, 1, 16, 2, 1, 0),
         ] {
             let g = Geometry {
                 h,
