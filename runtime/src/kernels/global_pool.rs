@@ -42,22 +42,29 @@ pub fn backward<T: Float>(
     let scale = T::from_f64(1.0 / positions.max(1) as f64);
     let per = positions * c;
     let rows = dy.len() / c.max(1);
+    let mut share = vec![T::ZERO; c];
     for r in 0..rows {
         let (xr, dxr) = (&x[r * per..(r + 1) * per], &mut dx[r * per..(r + 1) * per]);
         let (yr, dyr) = (&y[r * c..(r + 1) * c], &dy[r * c..(r + 1) * c]);
+        if !max {
+            // Each position's share, written position by position (0 + g: the bits of adding
+            // to a zeroed gradient).
+            share.iter_mut().zip(dyr).for_each(|(s, &g)| *s = g * scale);
+            for pos in dxr.chunks_exact_mut(c.max(1)) {
+                if accumulate {
+                    pos.iter_mut().zip(&share).for_each(|(d, &g)| *d += g);
+                } else {
+                    pos.iter_mut().zip(&share).for_each(|(d, &g)| *d = T::ZERO + g);
+                }
+            }
+            continue;
+        }
         if !accumulate {
             dxr.fill(T::ZERO);
         }
         for ch in 0..c {
-            if max {
-                if let Some(p) = (0..positions).find(|&p| xr[p * c + ch] == yr[ch]) {
-                    dxr[p * c + ch] += dyr[ch];
-                }
-            } else {
-                let g = dyr[ch] * scale;
-                for p in 0..positions {
-                    dxr[p * c + ch] += g;
-                }
+            if let Some(p) = (0..positions).find(|&p| xr[p * c + ch] == yr[ch]) {
+                dxr[p * c + ch] += dyr[ch];
             }
         }
     }
