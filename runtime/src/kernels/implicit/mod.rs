@@ -514,6 +514,7 @@ fn grad_tile_taps<S: Simd, const M: usize, const NV: usize>(
 
 /// [`grad_tile_taps`] for the `m` taps of a patch (`f > 1`, `f·f·d ≤ GR`), chosen at run time.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn grad_tile_taps_m<S: Simd, const NV: usize>(
     simd: S,
     m: usize,
