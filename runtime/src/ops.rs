@@ -441,22 +441,47 @@ fn window_backward<T: Float>(
         let (d, r) = cx.mem.split(dy, rows);
         elementwise::activation_backward_in_place(f, r.get(y, rows), d);
     }
-    // Without a bias (`bias = false`) `db` is empty: the kernels skip it.
+    let params = cx.params;
+    let wv = &params[w.range()];
+    let run = if local { conv::local_backward::<T> } else { conv::backward::<T> };
+    let b = conv_grads(cx, (dw, db), dx, ws);
+    run(&g, rows, b.reads.get(x, rows), wv, b.reads.get(dy, rows), b.dw, b.db, b.dx, b.ws);
+    Ok(())
+}
+
+/// What a convolution's backward step writes, and read access to the rest.
+pub(crate) struct ConvGrads<'a, T> {
+    /// `dW`, and `db` (empty without a bias: `bias = false`; the kernels skip it).
+    pub dw: &'a mut [T],
+    pub db: &'a mut [T],
+    /// `dx`, and whether the step adds to it.
+    pub dx: Option<(&'a mut [T], bool)>,
+    /// The im2col workspace.
+    pub ws: &'a mut [T],
+    pub reads: crate::mem::Reads<'a, T>,
+}
+
+/// A convolution's backward buffers: `dW` and `db` in the gradients, `dx` (the step's rows)
+/// and the workspace in the arena.
+pub(crate) fn conv_grads<'a, T: Float>(
+    cx: &'a mut Cx<'_, T>,
+    (dw, db): (PBuf, PBuf),
+    dx: Option<(ABuf, Write)>,
+    ws: ABuf,
+) -> ConvGrads<'a, T> {
     let (gw, gb): (&mut [T], &mut [T]) =
         if db.len == 0 { (&mut cx.grads[dw.range()], &mut []) } else { split_pair(cx.grads, dw.range(), db.range()) };
-    let wv = &cx.params[w.range()];
-    let run = if local { conv::local_backward::<T> } else { conv::backward::<T> };
+    let rows = cx.rows;
     match dx {
         Some((dx, write)) => {
-            let (d, work, r) = cx.mem.split2(dx, rows, ws);
-            run(&g, rows, r.get(x, rows), wv, r.get(dy, rows), gw, gb, Some((d, acc(write))), work);
+            let (d, work, reads) = cx.mem.split2(dx, rows, ws);
+            ConvGrads { dw: gw, db: gb, dx: Some((d, acc(write))), ws: work, reads }
         }
         None => {
-            let (work, r) = cx.mem.workspace(ws);
-            run(&g, rows, r.get(x, rows), wv, r.get(dy, rows), gw, gb, None, work);
+            let (work, reads) = cx.mem.workspace(ws);
+            ConvGrads { dw: gw, db: gb, dx: None, ws: work, reads }
         }
     }
-    Ok(())
 }
 
 /// Forward was `y = f(conv(x) + b)`, so now `dz = dy·f'(y)` (over dy), `dW`, `db`, `dx`.

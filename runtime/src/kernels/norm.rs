@@ -14,7 +14,7 @@
 //! ([`crate::plan::Role::State`]).
 
 use super::{block_at, by_blocks, vectorized, Block};
-use crate::mem::{split_pair, Cx, Rows};
+use crate::mem::{Cx, Rows};
 use crate::ops::Done;
 use crate::plan::{ABuf, Geometry, PBuf, Write};
 use crate::Float;
@@ -871,7 +871,7 @@ impl<T: Float, const RELU: bool> Block for PoolDx<'_, T, RELU> {
 /// `mean(dy)` and `mean(dy·x̂)` kept in `stats`); here each example's `dz` — the batch norm's
 /// input gradient, [`backward_step`]'s `dx` (with `pool > 0`, [`pool_backward_step`]'s from the
 /// pooled map) — is made into a buffer of one example just before the convolution's passes
-/// read it ([`conv::backward_made`]): the same values as the two steps apart, without writing
+/// read it ([`super::conv::backward_made`]): the same values as the two steps apart, without writing
 /// the whole batch's and reading it back.
 #[allow(clippy::too_many_arguments)]
 pub fn conv_backward_step<T: Float>(
@@ -894,22 +894,10 @@ pub fn conv_backward_step<T: Float>(
     let (rows, c) = (cx.rows, g.k);
     let valid = Rows { steps: cx.steps, lengths: cx.lengths };
     let out_len = g.oh * g.ow * c;
-    // Without a bias (`bias = false`) `db` is empty: the kernels skip it.
-    let (gw, gb): (&mut [T], &mut [T]) =
-        if db.len == 0 { (&mut cx.grads[dw.range()], &mut []) } else { split_pair(cx.grads, dw.range(), db.range()) };
     let params = cx.params;
     let wv = &params[w.range()];
-    let (d, work, r) = match dx {
-        Some((dx, _)) => {
-            let (d, work, r) = cx.mem.split2(dx, rows, ws);
-            (Some(d), work, r)
-        }
-        None => {
-            let (work, r) = cx.mem.workspace(ws);
-            (None, work, r)
-        }
-    };
-    let dx = d.map(|d| (d, matches!(dx, Some((_, Write::Accumulate)))));
+    let b = crate::ops::conv_grads(cx, (dw, db), dx, ws);
+    let r = &b.reads;
     let (xs, ys, dys, st) = (r.get(x, rows), r.get(y, rows), r.get(dy, rows), r.get(stats, 1));
     let (mu, s) = (&st[..c], &st[c..2 * c]);
     let means = (&st[2 * c + 1..3 * c + 1], &st[3 * c + 1..4 * c + 1]);
@@ -945,6 +933,6 @@ pub fn conv_backward_step<T: Float>(
             ),
         }
     };
-    super::conv::backward_made(&g, rows, xs, wv, &mut make, gw, gb, dx, work);
+    super::conv::backward_made(&g, rows, xs, wv, &mut make, b.dw, b.db, b.dx, b.ws);
     Ok(())
 }

@@ -251,6 +251,50 @@ fn store<S: Simd, const NV: usize>(row: &[S::f32s; NV], dst: &mut [f32], valid: 
     dst[..valid].copy_from_slice(&tmp[..valid]);
 }
 
+/// Where a tile's sums go: `out` (rows `ldo` apart) from position `p0` and filter `j0`, the
+/// first `valid` filters of the tile's vectors.
+#[derive(Clone, Copy)]
+struct Dest {
+    ldo: usize,
+    p0: usize,
+    j0: usize,
+    valid: usize,
+}
+
+/// A tile's `M` rows of sums as `init` starts them (`Keep`: the first `m` from `out`).
+#[inline(always)]
+fn start<S: Simd, const NV: usize, const M: usize>(
+    simd: S,
+    init: Init<'_>,
+    m: usize,
+    out: &[f32],
+    at: Dest,
+) -> [[S::f32s; NV]; M] {
+    let mut acc = [[simd.splat_f32s(0.0); NV]; M];
+    match init {
+        Init::Bias(b) => {
+            for row in acc.iter_mut() {
+                load::<S, NV>(row, &b[at.j0..], at.valid);
+            }
+        }
+        Init::Keep => {
+            for (r, row) in acc.iter_mut().enumerate().take(m) {
+                load::<S, NV>(row, &out[(at.p0 + r) * at.ldo + at.j0..], at.valid);
+            }
+        }
+        Init::Zero => {}
+    }
+    acc
+}
+
+/// The first `m` rows of a tile's sums into `out`.
+#[inline(always)]
+fn finish<S: Simd, const NV: usize, const M: usize>(acc: &[[S::f32s; NV]; M], m: usize, out: &mut [f32], at: Dest) {
+    for (r, row) in acc.iter().enumerate().take(m) {
+        store::<S, NV>(row, &mut out[(at.p0 + r) * at.ldo + at.j0..], at.valid);
+    }
+}
+
 /// `out[p0 + r, j0 + j] = init + Σ_t patch(bases[r])[t] · panel[t, j]` for the first `m`
 /// of the `MR` positions and the first `valid` of the panel's `NV` vectors of filters (the
 /// other positions repeat a valid one and are not stored).
@@ -272,20 +316,8 @@ fn tile<S: Simd, const NV: usize>(
     let run = x.f * x.d;
     let seg = x.wp * x.d;
     let width = std::mem::size_of::<S::f32s>() / 4 * NV;
-    let mut acc = [[simd.splat_f32s(0.0); NV]; MR];
-    match init {
-        Init::Bias(b) => {
-            for row in acc.iter_mut() {
-                load::<S, NV>(row, &b[j0..], valid);
-            }
-        }
-        Init::Keep => {
-            for (r, row) in acc.iter_mut().enumerate().take(m) {
-                load::<S, NV>(row, &out[(p0 + r) * ldo + j0..], valid);
-            }
-        }
-        Init::Zero => {}
-    }
+    let at = Dest { ldo, p0, j0, valid };
+    let mut acc = start::<S, NV, MR>(simd, init, m, out, at);
     for fy in 0..x.f {
         let at = |r: usize| &x.src[bases[r] + fy * seg..bases[r] + fy * seg + run];
         let (r0, r1, r2, r3, r4, r5) = (at(0), at(1), at(2), at(3), at(4), at(5));
@@ -301,9 +333,7 @@ fn tile<S: Simd, const NV: usize>(
             }
         }
     }
-    for (r, row) in acc.iter().enumerate().take(m) {
-        store::<S, NV>(row, &mut out[(p0 + r) * ldo + j0..], valid);
-    }
+    finish::<S, NV, MR>(&acc, m, out, at);
 }
 
 /// [`tile`] for the last `M < MR` positions of a map (`M` a constant: a map of 7 × 7 = 49
@@ -326,20 +356,8 @@ fn tile_few<S: Simd, const NV: usize, const M: usize>(
     let run = x.f * x.d;
     let seg = x.wp * x.d;
     let width = std::mem::size_of::<S::f32s>() / 4 * NV;
-    let mut acc = [[simd.splat_f32s(0.0); NV]; M];
-    match init {
-        Init::Bias(b) => {
-            for row in acc.iter_mut() {
-                load::<S, NV>(row, &b[j0..], valid);
-            }
-        }
-        Init::Keep => {
-            for (r, row) in acc.iter_mut().enumerate() {
-                load::<S, NV>(row, &out[(p0 + r) * ldo + j0..], valid);
-            }
-        }
-        Init::Zero => {}
-    }
+    let at = Dest { ldo, p0, j0, valid };
+    let mut acc = start::<S, NV, M>(simd, init, M, out, at);
     for fy in 0..x.f {
         let rows: [&[f32]; M] = std::array::from_fn(|r| &x.src[bases[r] + fy * seg..bases[r] + fy * seg + run]);
         let (w, _) = S::as_simd_f32s(&panel[fy * run * width..(fy + 1) * run * width]);
@@ -353,9 +371,7 @@ fn tile_few<S: Simd, const NV: usize, const M: usize>(
             }
         }
     }
-    for (r, row) in acc.iter().enumerate() {
-        store::<S, NV>(row, &mut out[(p0 + r) * ldo + j0..], valid);
-    }
+    finish::<S, NV, M>(&acc, M, out, at);
 }
 
 /// [`tile`], or [`tile_few`] for the `m < MR` positions left at the end of a map.
