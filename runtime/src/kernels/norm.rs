@@ -367,26 +367,42 @@ fn backward<T: Float>(
     let (d, r) = cx.mem.split(dx, rows);
     let (xs, dys) = (r.get(x, rows), r.get(dy, rows));
     let accumulate = write == Write::Accumulate;
-    let means = (&m1[..], &m2[..]);
+    input_grads((relu, windows), shape, (xs, dys), &fwd, (&m1[..], &m2[..]), d, accumulate);
+    Ok(())
+}
+
+/// `dx (+)= γ·s·(dy − mean(dy) − x̂·mean(dy·x̂))` over the rows of `xs` — [`backward_dx`], or
+/// with a fused max pooling's `windows` [`pool_dx`] from the pooled `dys` — through the ReLU
+/// where `relu`; what [`backward_step`], [`pool_backward_step`] and [`conv_backward_step`]
+/// (an example at a time) write.
+#[allow(clippy::too_many_arguments)]
+fn input_grads<T: Float>(
+    (relu, windows): (bool, Option<Windows>),
+    shape: Shape,
+    (xs, dys): (&[T], &[T]),
+    fwd: &Forward<T>,
+    means: (&[T], &[T]),
+    d: &mut [T],
+    accumulate: bool,
+) {
     match (relu, windows) {
         (true, None) => vectorized(
             #[inline(always)]
-            || backward_dx::<T, true>(shape, xs, dys, &fwd, means, d, accumulate),
+            || backward_dx::<T, true>(shape, xs, dys, fwd, means, d, accumulate),
         ),
         (false, None) => vectorized(
             #[inline(always)]
-            || backward_dx::<T, false>(shape, xs, dys, &fwd, means, d, accumulate),
+            || backward_dx::<T, false>(shape, xs, dys, fwd, means, d, accumulate),
         ),
         (true, Some(w)) => vectorized(
             #[inline(always)]
-            || pool_dx::<T, true>(w, shape, xs, dys, &fwd, means, d, accumulate),
+            || pool_dx::<T, true>(w, shape, xs, dys, fwd, means, d, accumulate),
         ),
         (false, Some(w)) => vectorized(
             #[inline(always)]
-            || pool_dx::<T, false>(w, shape, xs, dys, &fwd, means, d, accumulate),
+            || pool_dx::<T, false>(w, shape, xs, dys, fwd, means, d, accumulate),
         ),
     }
-    Ok(())
 }
 
 /// The layout of a batch norm's values: `cols` per row, channels of `c`, the rows that count.
@@ -914,24 +930,7 @@ pub fn conv_backward_step<T: Float>(
             return;
         }
         let (xe, de) = (&ys[e * out_len..(e + 1) * out_len], &dys[e * dy_len..(e + 1) * dy_len]);
-        match (relu, windows) {
-            (true, None) => vectorized(
-                #[inline(always)]
-                || backward_dx::<T, true>(one, xe, de, &f, means, out, false),
-            ),
-            (false, None) => vectorized(
-                #[inline(always)]
-                || backward_dx::<T, false>(one, xe, de, &f, means, out, false),
-            ),
-            (true, Some(w)) => vectorized(
-                #[inline(always)]
-                || pool_dx::<T, true>(w, one, xe, de, &f, means, out, false),
-            ),
-            (false, Some(w)) => vectorized(
-                #[inline(always)]
-                || pool_dx::<T, false>(w, one, xe, de, &f, means, out, false),
-            ),
-        }
+        input_grads((relu, windows), one, (xe, de), &f, means, out, false);
     };
     super::conv::backward_made(&g, rows, xs, wv, &mut make, b.dw, b.db, b.dx, b.ws);
     Ok(())

@@ -295,16 +295,15 @@ fn finish<S: Simd, const NV: usize, const M: usize>(acc: &[[S::f32s; NV]; M], m:
     }
 }
 
-/// `out[p0 + r, j0 + j] = init + Σ_t patch(bases[r])[t] · panel[t, j]` for the first `m`
-/// of the `MR` positions and the first `valid` of the panel's `NV` vectors of filters (the
-/// other positions repeat a valid one and are not stored).
+/// `out[p0 + r, j0 + j] = init + Σ_t patch(bases[r])[t] · panel[t, j]` for the `MR`
+/// positions and the first `valid` of the panel's `NV` vectors of filters (fewer positions:
+/// [`tile_few`]).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn tile<S: Simd, const NV: usize>(
     simd: S,
     x: &Patches<'_>,
     bases: &[usize; MR],
-    m: usize,
     panel: &[f32],
     j0: usize,
     valid: usize,
@@ -317,7 +316,7 @@ fn tile<S: Simd, const NV: usize>(
     let seg = x.wp * x.d;
     let width = std::mem::size_of::<S::f32s>() / 4 * NV;
     let at = Dest { ldo, p0, j0, valid };
-    let mut acc = start::<S, NV, MR>(simd, init, m, out, at);
+    let mut acc = start::<S, NV, MR>(simd, init, MR, out, at);
     for fy in 0..x.f {
         let at = |r: usize| &x.src[bases[r] + fy * seg..bases[r] + fy * seg + run];
         let (r0, r1, r2, r3, r4, r5) = (at(0), at(1), at(2), at(3), at(4), at(5));
@@ -333,7 +332,7 @@ fn tile<S: Simd, const NV: usize>(
             }
         }
     }
-    finish::<S, NV, MR>(&acc, m, out, at);
+    finish::<S, NV, MR>(&acc, MR, out, at);
 }
 
 /// [`tile`] for the last `M < MR` positions of a map (`M` a constant: a map of 7 × 7 = 49
@@ -396,7 +395,7 @@ fn tile_m<S: Simd, const NV: usize>(
         3 => tile_few::<S, NV, 3>(simd, x, bases, panel, j0, valid, init, out, ldo, p0),
         4 => tile_few::<S, NV, 4>(simd, x, bases, panel, j0, valid, init, out, ldo, p0),
         5 => tile_few::<S, NV, 5>(simd, x, bases, panel, j0, valid, init, out, ldo, p0),
-        _ => tile::<S, NV>(simd, x, bases, m, panel, j0, valid, init, out, ldo, p0),
+        _ => tile::<S, NV>(simd, x, bases, panel, j0, valid, init, out, ldo, p0),
     }
 }
 
