@@ -265,7 +265,8 @@ pub fn backward<T: Float>(
         return super::depthwise::backward(g, rows, x, w, dy, dw, db, dx);
     }
     // Without im2col where the processor allows (see `implicit`); `dx` by im2col when its
-    // convolution would be mostly padding or the stride is above 1.
+    // convolution would be mostly padding (few input channels) or the stride is above the
+    // filter's size (`implicit::input_grads`).
     let direct_dx = dx.is_some() && implicit::input_grads(g);
     let reborrowed = if direct_dx { dx.as_mut().map(|(d, keep)| (&mut **d, *keep)) } else { None };
     if T::conv_backward(g, rows, x, w, Dy::Given(dy), dw, db, reborrowed) {

@@ -152,13 +152,12 @@ fn panel_of(lanes: usize, kp: usize, col: usize) -> (usize, usize) {
     }
 }
 
-/// `w[i][c][t]` (`[n, d, f²]`, PyTorch's layout with `n` filters of depth `d`) in kernel
-/// order: panels of filters as [`panel_width`] cuts them (zeros beyond `n`), each
-/// `[(t, c), width]` — the panel of filter `j0` starts at `j0 · f²·d`. `flip` reverses the
-/// taps and swaps the roles of `n` and `d` (the filters of `dx`'s convolution:
-/// `[(t', i), c]` with `t' = f² − 1 − t`).
-fn panels(lanes: usize, n: usize, d: usize, f: usize, w: &[f32], flip: bool) -> Vec<f32> {
-    let taps = f * f;
+/// `w[i][c][t]` (`[n, d, taps]`, PyTorch's layout with `n` filters of depth `d`, `taps`
+/// positions of a filter by rows: `f²`) in kernel order: panels of filters as
+/// [`panel_width`] cuts them (zeros beyond `n`), each `[(t, c), width]` — the panel of filter
+/// `j0` starts at `j0 · taps·d`. `flip` reverses the taps and swaps the roles of `n` and `d`
+/// (the filters of `dx`'s convolution: `[(t', i), c]` with `t' = taps − 1 − t`).
+fn panels(lanes: usize, n: usize, d: usize, taps: usize, w: &[f32], flip: bool) -> Vec<f32> {
     // Rows of the product (`t·depth + channel`) and its columns (filters).
     let (depth, filters) = if flip { (n, d) } else { (d, n) };
     let (cols, fp) = (taps * depth, round_up(filters, lanes));
@@ -198,14 +197,16 @@ fn padded<'a>(h: usize, w: usize, d: usize, p: usize, x: &'a [f32], xp: &'a mut 
     xp
 }
 
-/// A volume read as convolution patches: `wp × d` rows of a padded input, filters `f × f`
-/// at stride `s`, over an `oh × ow` output.
+/// A volume read as convolution patches: `wp × d` rows of a padded input, filters of `f`
+/// rows and `fw` columns (`f × f` but in the strided input gradient's parts, see
+/// [`strided_input_grads`]) at stride `s`, over an `oh × ow` output.
 #[derive(Clone, Copy)]
 struct Patches<'a> {
     src: &'a [f32],
     wp: usize,
     d: usize,
     f: usize,
+    fw: usize,
     s: usize,
     oh: usize,
     ow: usize,
@@ -312,7 +313,7 @@ fn tile<S: Simd, const NV: usize>(
     ldo: usize,
     p0: usize,
 ) {
-    let run = x.f * x.d;
+    let run = x.fw * x.d;
     let seg = x.wp * x.d;
     let width = std::mem::size_of::<S::f32s>() / 4 * NV;
     let at = Dest { ldo, p0, j0, valid };
@@ -352,7 +353,7 @@ fn tile_few<S: Simd, const NV: usize, const M: usize>(
     ldo: usize,
     p0: usize,
 ) {
-    let run = x.f * x.d;
+    let run = x.fw * x.d;
     let seg = x.wp * x.d;
     let width = std::mem::size_of::<S::f32s>() / 4 * NV;
     let at = Dest { ldo, p0, j0, valid };
@@ -404,7 +405,7 @@ fn tile_m<S: Simd, const NV: usize>(
 #[inline(always)]
 fn conv_rows<S: Simd>(simd: S, x: &Patches<'_>, wk: &[f32], k: usize, init: Init<'_>, out: &mut [f32]) {
     let lanes = std::mem::size_of::<S::f32s>() / 4;
-    let (kp, cols) = (round_up(k, lanes), x.f * x.f * x.d);
+    let (kp, cols) = (round_up(k, lanes), x.f * x.fw * x.d);
     let positions = x.oh * x.ow;
     let mut p0 = 0;
     while p0 < positions {
@@ -447,7 +448,7 @@ fn grad_tile<S: Simd, const M: usize, const NV: usize>(
 ) {
     let lanes = std::mem::size_of::<S::f32s>() / 4;
     let width = lanes * NV;
-    let run = x.f * x.d;
+    let run = x.fw * x.d;
     let t0 = fy * run + u0;
     let at = |r: usize| (t0 + r) * pw + c0..(t0 + r) * pw + c0 + width;
     let mut acc = [[simd.splat_f32s(0.0); NV]; M];
@@ -495,7 +496,7 @@ fn grad_tile_taps<S: Simd, const M: usize, const NV: usize>(
 ) {
     let lanes = std::mem::size_of::<S::f32s>() / 4;
     let width = lanes * NV;
-    let (run, seg) = (x.f * x.d, x.wp * x.d);
+    let (run, seg) = (x.fw * x.d, x.wp * x.d);
     // Where tap `r` (`fy·run + u`) is from its patch's start.
     let offs: [usize; M] = std::array::from_fn(|r| (r / run) * seg + r % run);
     let reach = offs[M - 1] + 1;
@@ -588,7 +589,7 @@ const GRAD_BLOCK: usize = 128;
 #[inline(always)]
 fn weight_grads<S: Simd>(simd: S, x: &Patches<'_>, dy: &[f32], kp: usize, dwk: &mut [f32]) {
     let lanes = std::mem::size_of::<S::f32s>() / 4;
-    let run = x.f * x.d;
+    let run = x.fw * x.d;
     let cols = x.f * run;
     let block = (GRAD_BLOCK / x.ow).max(1);
     let gr = if many_registers(lanes) { GR } else { MR };
@@ -662,7 +663,7 @@ impl pulp::WithSimd for Forward<'_> {
         let mut xp = Vec::new();
         for r in 0..rows {
             let src = padded(g.h, g.w, g.d, g.p, &x[r * in_len..(r + 1) * in_len], &mut xp);
-            let patches = Patches { src, wp, d: g.d, f: g.f, s: g.s, oh: g.oh, ow: g.ow };
+            let patches = Patches { src, wp, d: g.d, f: g.f, fw: g.f, s: g.s, oh: g.oh, ow: g.ow };
             let out = &mut y[r * out_len..(r + 1) * out_len];
             // No bias (`bias = false`): the sums start from zero.
             let init = if b.is_empty() { Init::Zero } else { Init::Bias(b) };
@@ -693,7 +694,7 @@ fn forward_with(
     if lanes == 0 || !g.plain() {
         return false;
     }
-    let wk = panels(lanes, g.k, g.d, g.f, w, false);
+    let wk = panels(lanes, g.k, g.d, g.f * g.f, w, false);
     run(lanes, Forward { g, f, rows, x, wk: &wk, b, y }).is_some()
 }
 
@@ -726,7 +727,10 @@ impl pulp::WithSimd for Backward<'_, '_> {
         let q = g.f - 1 - g.p;
         let dwp = g.ow + 2 * q;
         let mut dyp = Vec::new();
-        let wf = if dx.is_some() { panels(lanes, g.k, g.d, g.f, w, true) } else { Vec::new() };
+        let strided = g.s > 1;
+        let wf = if dx.is_some() && !strided { panels(lanes, g.k, g.d, g.f * g.f, w, true) } else { Vec::new() };
+        let parts = if dx.is_some() && strided { Strided::of(lanes, g, w) } else { Vec::new() };
+        let mut part_out = Vec::new();
         let mut dx = dx;
         let mut dy = dy;
         // One example's dy when it is made example by example (in cache for every pass below).
@@ -736,7 +740,7 @@ impl pulp::WithSimd for Backward<'_, '_> {
         }
         for r in 0..rows {
             let src = padded(g.h, g.w, g.d, g.p, &x[r * in_len..(r + 1) * in_len], &mut xp);
-            let patches = Patches { src, wp, d: g.d, f: g.f, s: g.s, oh: g.oh, ow: g.ow };
+            let patches = Patches { src, wp, d: g.d, f: g.f, fw: g.f, s: g.s, oh: g.oh, ow: g.ow };
             let dyr = match &mut dy {
                 Dy::Given(dy) => &dy[r * out_len..(r + 1) * out_len],
                 Dy::Made(make) => {
@@ -759,9 +763,12 @@ impl pulp::WithSimd for Backward<'_, '_> {
                 }
                 weight_grads(simd, &patches, &dy_padded, kp, dwk);
             }
-            if let Some((d, keep)) = dx.as_mut() {
+            if let Some((d, keep)) = dx.as_mut().filter(|_| strided) {
+                let dxr = &mut d[r * in_len..(r + 1) * in_len];
+                strided_input_grads(simd, g, &parts, dyr, &mut dyp, &mut part_out, dxr, *keep);
+            } else if let Some((d, keep)) = dx.as_mut() {
                 let src = padded(g.oh, g.ow, k, q, dyr, &mut dyp);
-                let grads = Patches { src, wp: dwp, d: k, f: g.f, s: 1, oh: g.h, ow: g.w };
+                let grads = Patches { src, wp: dwp, d: k, f: g.f, fw: g.f, s: 1, oh: g.h, ow: g.w };
                 let init = if *keep { Init::Keep } else { Init::Zero };
                 conv_rows(simd, &grads, &wf, g.d, init, &mut d[r * in_len..(r + 1) * in_len]);
             }
@@ -769,14 +776,138 @@ impl pulp::WithSimd for Backward<'_, '_> {
     }
 }
 
-/// Whether [`backward`] computes `dx` for this geometry: stride 1, padding below `F`, and an
-/// input of at least 8 channels (`dx`'s convolution has `D` filters, rounded up to a whole
-/// vector: for fewer, most of its work would be padding).
+/// Whether [`backward`] computes `dx` for this geometry: an input of at least 8 channels
+/// (`dx`'s convolution has `D` filters, rounded up to a whole vector: for fewer, most of its
+/// work would be padding), padding below `F`; at stride 1 the windows covering the input
+/// exactly (not a floored output that leaves its last rows or columns out: `dx`'s
+/// convolution is then `h × w` again), at a stride up to `F` any output size
+/// ([`strided_input_grads`]).
 pub fn input_grads(g: &Geometry) -> bool {
-    // And the windows cover the input exactly (not a floored output that leaves its last
-    // rows or columns out): `dx`'s convolution is then `h × w` again.
     let exact = |n: usize, o: usize| n + 2 * g.p + 1 == o + g.f;
-    g.plain() && g.s == 1 && g.p < g.f && g.d >= 8 && exact(g.h, g.oh) && exact(g.w, g.ow)
+    let shape = match g.s {
+        1 => exact(g.h, g.oh) && exact(g.w, g.ow),
+        s => s <= g.f,
+    };
+    g.plain() && g.p < g.f && g.d >= 8 && shape
+}
+
+/// One of the `s²` parts of a strided convolution's input gradient: the input positions
+/// `(s·u + a, s·v + b)`, which only the filter taps `fy ≡ a + p`, `fx ≡ b + p` (mod `s`)
+/// reach — `nh × nw` of them, `s` apart. Over those positions `dx` is a convolution at stride
+/// 1 of `dy` with that part of the filters (flipped, filters and channels swapped): `dx[u, v]
+/// = Σ_{m, n} dy[u − qy + m, v − qx + n] · w'[m, n]`.
+struct Strided {
+    a: usize,
+    b: usize,
+    /// Rows and columns of the part's filters (0: nothing reaches these positions).
+    nh: usize,
+    nw: usize,
+    /// Where the part's windows start in `dy`: `qy` rows and `qx` columns before its row and
+    /// column 0 (after them where negative).
+    qy: isize,
+    qx: isize,
+    /// Its positions (`hu × wv`).
+    hu: usize,
+    wv: usize,
+    /// Its filters in panels ([`panels`], flipped).
+    panels: Vec<f32>,
+}
+
+impl Strided {
+    /// The `s²` parts of `g`'s input gradient (its filters `w`, PyTorch's layout).
+    fn of(lanes: usize, g: &Geometry, w: &[f32]) -> Vec<Strided> {
+        let (s, f, p) = (g.s, g.f, g.p);
+        let mut out = Vec::with_capacity(s * s);
+        for a in 0..s {
+            for b in 0..s {
+                let (fy0, fx0) = ((a + p) % s, (b + p) % s);
+                let (nh, nw) = ((f + s - 1 - fy0) / s, (f + s - 1 - fx0) / s);
+                // dy's row for part row u and filter row m is u + (a + p − fy0)/s − (nh − 1 − m).
+                let (cy, cx) = ((a + p - fy0) / s, (b + p - fx0) / s);
+                let (hu, wv) = ((g.h + s - 1 - a) / s, (g.w + s - 1 - b) / s);
+                let taps = nh * nw;
+                // The part's filters, `[k][c][m·nw + n]` = w[k][c][fy0 + s·m][fx0 + s·n].
+                let mut sub = vec![0.0; g.k * g.d * taps];
+                for (i, t) in sub.chunks_exact_mut(taps.max(1)).enumerate().take(g.k * g.d) {
+                    for m in 0..nh {
+                        for n in 0..nw {
+                            t[m * nw + n] = w[i * f * f + (fy0 + s * m) * f + fx0 + s * n];
+                        }
+                    }
+                }
+                let panels = if taps > 0 { panels(lanes, g.k, g.d, taps, &sub, true) } else { Vec::new() };
+                let (qy, qx) = (nh as isize - 1 - cy as isize, nw as isize - 1 - cx as isize);
+                out.push(Strided { a, b, nh, nw, qy, qx, hu, wv, panels });
+            }
+        }
+        out
+    }
+}
+
+/// `dx (+)= ∂/∂x` of one example of a convolution at stride `s > 1` (`dy` its output
+/// gradient), part by part ([`Strided`]): each part's convolution into `part` (from `dx`'s
+/// values there when adding), then into its positions of `dx`. `dyp` is `dy` padded for
+/// every part at once.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn strided_input_grads<S: Simd>(
+    simd: S,
+    g: &Geometry,
+    parts: &[Strided],
+    dy: &[f32],
+    dyp: &mut Vec<f32>,
+    part: &mut Vec<f32>,
+    dx: &mut [f32],
+    keep: bool,
+) {
+    let (s, k, d) = (g.s, g.k, g.d);
+    // dy with `top` rows and `left` columns of zeros before it, and enough after for every
+    // part's last windows.
+    let top = parts.iter().map(|t| t.qy).max().unwrap_or(0).max(0);
+    let left = parts.iter().map(|t| t.qx).max().unwrap_or(0).max(0);
+    // Where each part's source starts (`top − qy`, `left − qx`: never negative).
+    let (r0, c0) = (|t: &Strided| (top - t.qy) as usize, |t: &Strided| (left - t.qx) as usize);
+    let (top, left) = (top as usize, left as usize);
+    let rows = parts.iter().map(|t| r0(t) + t.hu + t.nh.max(1) - 1).max().unwrap_or(0).max(top + g.oh);
+    let cols = parts.iter().map(|t| c0(t) + t.wv + t.nw.max(1) - 1).max().unwrap_or(0).max(left + g.ow);
+    dyp.clear();
+    dyp.resize(rows * cols * k, 0.0);
+    for (y, row) in dy.chunks_exact(g.ow * k).enumerate() {
+        let at = ((top + y) * cols + left) * k;
+        dyp[at..at + g.ow * k].copy_from_slice(row);
+    }
+    for t in parts {
+        let n = t.hu * t.wv;
+        part.clear();
+        part.resize(n * d, 0.0);
+        let at = |u: usize, v: usize| ((s * u + t.a) * g.w + s * v + t.b) * d;
+        if t.nh == 0 || t.nw == 0 {
+            // No tap reaches these positions: their gradient is 0.
+            if !keep {
+                for u in 0..t.hu {
+                    for v in 0..t.wv {
+                        dx[at(u, v)..at(u, v) + d].fill(0.0);
+                    }
+                }
+            }
+            continue;
+        }
+        if keep {
+            for u in 0..t.hu {
+                for v in 0..t.wv {
+                    part[(u * t.wv + v) * d..(u * t.wv + v + 1) * d].copy_from_slice(&dx[at(u, v)..at(u, v) + d]);
+                }
+            }
+        }
+        let src = &dyp[(r0(t) * cols + c0(t)) * k..];
+        let patches = Patches { src, wp: cols, d: k, f: t.nh, fw: t.nw, s: 1, oh: t.hu, ow: t.wv };
+        conv_rows(simd, &patches, &t.panels, d, if keep { Init::Keep } else { Init::Zero }, part);
+        for u in 0..t.hu {
+            for v in 0..t.wv {
+                dx[at(u, v)..at(u, v) + d].copy_from_slice(&part[(u * t.wv + v) * d..(u * t.wv + v + 1) * d]);
+            }
+        }
+    }
 }
 
 /// Forward was `y = conv(x) + b`: `dW = Σ dyᵀ·patches` (overwriting `dw`), `db = Σ dy`, and
@@ -903,6 +1034,17 @@ mod tests {
             (9, 9, 1, 32, 3, 2, 1),
             (5, 6, 3, 64, 2, 1, 1),
             (4, 7, 1, 16, 2, 1, 0),
+            // Strided input gradients, part by part: 3 × 3 at stride 2 over a floored output
+            // (bench/convnets/bn.nn's), padding 2 (parts whose windows start after their
+            // first row), 2 × 2 and 3 × 3 at their own stride (parts of one tap), 4 × 4 at
+            // stride 3, 5 × 5 at stride 2, a stride above the filter (not taken).
+            (14, 14, 32, 64, 3, 2, 1),
+            (9, 8, 8, 16, 3, 2, 2),
+            (8, 7, 16, 8, 2, 2, 0),
+            (9, 9, 8, 20, 3, 3, 0),
+            (11, 10, 12, 16, 4, 3, 1),
+            (10, 9, 8, 24, 5, 2, 2),
+            (7, 7, 8, 16, 1, 2, 0),
         ] {
             let g = Geometry {
                 h,
