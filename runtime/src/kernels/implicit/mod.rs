@@ -780,8 +780,9 @@ impl pulp::WithSimd for Backward<'_, '_> {
 /// (`dx`'s convolution has `D` filters, rounded up to a whole vector: for fewer, most of its
 /// work would be padding), padding below `F`; at stride 1 the windows covering the input
 /// exactly (not a floored output that leaves its last rows or columns out: `dx`'s
-/// convolution is then `h × w` again), at a stride up to `F` any output size
-/// ([`strided_input_grads`]).
+/// convolution is then `h × w` again), at a stride up to `F` any output size (the gradient
+/// computed part by part: each of the `s²` interleaved grids of input positions a stride-1
+/// convolution of `dy` with the taps that reach it).
 pub fn input_grads(g: &Geometry) -> bool {
     let exact = |n: usize, o: usize| n + 2 * g.p + 1 == o + g.f;
     let shape = match g.s {
