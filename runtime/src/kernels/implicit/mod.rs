@@ -879,6 +879,10 @@ fn strided_input_grads<S: Simd>(
     }
     for t in parts {
         let n = t.hu * t.wv;
+        if n == 0 {
+            // An input narrower than the stride: no position of this grid.
+            continue;
+        }
         part.clear();
         part.resize(n * d, 0.0);
         let at = |u: usize, v: usize| ((s * u + t.a) * g.w + s * v + t.b) * d;
@@ -1046,6 +1050,9 @@ mod tests {
             (11, 10, 12, 16, 4, 3, 1),
             (10, 9, 8, 24, 5, 2, 2),
             (7, 7, 8, 16, 1, 2, 0),
+            // Inputs narrower than the stride in a dimension: grids without positions.
+            (1, 5, 8, 8, 3, 2, 1),
+            (2, 3, 8, 16, 3, 3, 1),
         ] {
             let g = Geometry {
                 h,
