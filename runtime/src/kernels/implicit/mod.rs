@@ -729,7 +729,7 @@ impl pulp::WithSimd for Backward<'_, '_> {
         let mut dyp = Vec::new();
         let strided = g.s > 1;
         let wf = if dx.is_some() && !strided { panels(lanes, g.k, g.d, g.f * g.f, w, true) } else { Vec::new() };
-        let parts = if dx.is_some() && strided { Strided::of(lanes, g, w) } else { Vec::new() };
+        let parts = (dx.is_some() && strided).then(|| StridedDx::of(lanes, g, w));
         let mut part_out = Vec::new();
         let mut dx = dx;
         let mut dy = dy;
@@ -763,9 +763,9 @@ impl pulp::WithSimd for Backward<'_, '_> {
                 }
                 weight_grads(simd, &patches, &dy_padded, kp, dwk);
             }
-            if let Some((d, keep)) = dx.as_mut().filter(|_| strided) {
+            if let (Some((d, keep)), Some(parts)) = (dx.as_mut(), &parts) {
                 let dxr = &mut d[r * in_len..(r + 1) * in_len];
-                strided_input_grads(simd, g, &parts, dyr, &mut dyp, &mut part_out, dxr, *keep);
+                strided_input_grads(simd, g, parts, dyr, &mut dyp, &mut part_out, dxr, *keep);
             } else if let Some((d, keep)) = dx.as_mut() {
                 let src = padded(g.oh, g.ow, k, q, dyr, &mut dyp);
                 let grads = Patches { src, wp: dwp, d: k, f: g.f, fw: g.f, s: 1, oh: g.h, ow: g.w };
@@ -814,6 +814,37 @@ struct Strided {
     panels: Vec<f32>,
 }
 
+/// A strided convolution's input gradient, laid out once per call: its parts, and `dy`
+/// padded for all of them at once — `top` rows and `left` columns of zeros before it, in a
+/// volume of `rows × cols` positions (enough after it for every part's last windows).
+struct StridedDx {
+    parts: Vec<Strided>,
+    top: usize,
+    left: usize,
+    rows: usize,
+    cols: usize,
+    /// Where each part's windows start in the padded `dy` (values from its start).
+    starts: Vec<usize>,
+    /// The most positions × channels of a part.
+    largest: usize,
+}
+
+impl StridedDx {
+    fn of(lanes: usize, g: &Geometry, w: &[f32]) -> StridedDx {
+        let parts = Strided::of(lanes, g, w);
+        let top = parts.iter().map(|t| t.qy).max().unwrap_or(0).max(0);
+        let left = parts.iter().map(|t| t.qx).max().unwrap_or(0).max(0);
+        // Where each part's source starts (`top − qy`, `left − qx`: never negative).
+        let (r0, c0) = (|t: &Strided| (top - t.qy) as usize, |t: &Strided| (left - t.qx) as usize);
+        let (top, left) = (top as usize, left as usize);
+        let rows = parts.iter().map(|t| r0(t) + t.hu + t.nh.max(1) - 1).max().unwrap_or(0).max(top + g.oh);
+        let cols = parts.iter().map(|t| c0(t) + t.wv + t.nw.max(1) - 1).max().unwrap_or(0).max(left + g.ow);
+        let starts = parts.iter().map(|t| (r0(t) * cols + c0(t)) * g.k).collect();
+        let largest = parts.iter().map(|t| t.hu * t.wv * g.d).max().unwrap_or(0);
+        StridedDx { parts, top, left, rows, cols, starts, largest }
+    }
+}
+
 impl Strided {
     /// The `s²` parts of `g`'s input gradient (its filters `w`, PyTorch's layout).
     fn of(lanes: usize, g: &Geometry, w: &[f32]) -> Vec<Strided> {
@@ -847,14 +878,15 @@ impl Strided {
 
 /// `dx (+)= ∂/∂x` of one example of a convolution at stride `s > 1` (`dy` its output
 /// gradient), part by part ([`Strided`]): each part's convolution into `part` (from `dx`'s
-/// values there when adding), then into its positions of `dx`. `dyp` is `dy` padded for
-/// every part at once.
+/// values there when adding), then into its positions of `dx`. `dyp` holds `dy` padded for
+/// every part at once (zeroed at its first use: the border stays zero from one example to the
+/// next, as [`padded`]'s).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn strided_input_grads<S: Simd>(
     simd: S,
     g: &Geometry,
-    parts: &[Strided],
+    l: &StridedDx,
     dy: &[f32],
     dyp: &mut Vec<f32>,
     part: &mut Vec<f32>,
@@ -862,29 +894,19 @@ fn strided_input_grads<S: Simd>(
     keep: bool,
 ) {
     let (s, k, d) = (g.s, g.k, g.d);
-    // dy with `top` rows and `left` columns of zeros before it, and enough after for every
-    // part's last windows.
-    let top = parts.iter().map(|t| t.qy).max().unwrap_or(0).max(0);
-    let left = parts.iter().map(|t| t.qx).max().unwrap_or(0).max(0);
-    // Where each part's source starts (`top − qy`, `left − qx`: never negative).
-    let (r0, c0) = (|t: &Strided| (top - t.qy) as usize, |t: &Strided| (left - t.qx) as usize);
-    let (top, left) = (top as usize, left as usize);
-    let rows = parts.iter().map(|t| r0(t) + t.hu + t.nh.max(1) - 1).max().unwrap_or(0).max(top + g.oh);
-    let cols = parts.iter().map(|t| c0(t) + t.wv + t.nw.max(1) - 1).max().unwrap_or(0).max(left + g.ow);
-    dyp.clear();
-    dyp.resize(rows * cols * k, 0.0);
+    dyp.resize(l.rows * l.cols * k, 0.0);
     for (y, row) in dy.chunks_exact(g.ow * k).enumerate() {
-        let at = ((top + y) * cols + left) * k;
+        let at = ((l.top + y) * l.cols + l.left) * k;
         dyp[at..at + g.ow * k].copy_from_slice(row);
     }
-    for t in parts {
+    part.resize(l.largest, 0.0);
+    for (t, &start) in l.parts.iter().zip(&l.starts) {
         let n = t.hu * t.wv;
         if n == 0 {
             // An input narrower than the stride: no position of this grid.
             continue;
         }
-        part.clear();
-        part.resize(n * d, 0.0);
+        let part = &mut part[..n * d];
         let at = |u: usize, v: usize| ((s * u + t.a) * g.w + s * v + t.b) * d;
         if t.nh == 0 || t.nw == 0 {
             // No tap reaches these positions: their gradient is 0.
@@ -904,8 +926,7 @@ fn strided_input_grads<S: Simd>(
                 }
             }
         }
-        let src = &dyp[(r0(t) * cols + c0(t)) * k..];
-        let patches = Patches { src, wp: cols, d: k, f: t.nh, fw: t.nw, s: 1, oh: t.hu, ow: t.wv };
+        let patches = Patches { src: &dyp[start..], wp: l.cols, d: k, f: t.nh, fw: t.nw, s: 1, oh: t.hu, ow: t.wv };
         conv_rows(simd, &patches, &t.panels, d, if keep { Init::Keep } else { Init::Zero }, part);
         for u in 0..t.hu {
             for v in 0..t.wv {
