@@ -344,6 +344,23 @@ fn batch_norm_fused_with_max_pooling() {
     fused("model M { input x: [4, 6, 3]\n x -> batchnorm -> relu -> maxpool(size = 2) -> dense(3) -> softmax }");
 }
 
+/// A first convolution of short patches computed again for the batch norm after it instead
+/// of stored (`ConvBatchNorm`, `ConvBatchNormBackward`, in the optimised plan): with its ReLU
+/// and the max pooling after it, and without either.
+#[test]
+fn short_convolutions_computed_again_for_their_batch_norms() {
+    let fused = |src: &str| {
+        let p = plan(src, Loss::CROSS_ENTROPY, Level::Full);
+        assert!(p.steps.iter().any(|s| matches!(s, Step::ConvBatchNormBackward { .. })), "fused:\n{src}");
+        check(src, Loss::CROSS_ENTROPY);
+    };
+    fused(
+        "model M { input x: [6, 6, 1]\n x -> conv(filters = 3, size = 3, pad = same) -> batchnorm -> relu -> maxpool(size = 2)\n\
+         -> dense(3) -> softmax }",
+    );
+    fused("model M { input x: [5, 4, 2]\n x -> conv(filters = 4, size = 2, bias = false) -> batchnorm -> dense(3) -> softmax }");
+}
+
 #[test]
 fn locally_connected_layers() {
     check(

@@ -186,6 +186,166 @@ fn convolutions_make_their_batch_norms_input_gradients_as_the_two_steps_did() {
     assert!(a.1.iter().zip(&params).any(|(v, p)| *v != p.to_bits()));
 }
 
+/// A first convolution of short patches (one to three input channels, at most 12 taps a
+/// filter) whose output only a batch norm reads is computed again example by example where
+/// the batch norm's passes need it (`ConvBatchNorm`, `ConvBatchNormBackward`): the same
+/// losses, running statistics and weights, bit for bit, as the plan with the convolution's
+/// output stored and the steps apart — with the batch norm's ReLU and fused max pooling and
+/// without, with and without a bias, filters a whole number of vectors and not, stride 1 and
+/// 2, on one thread and on two sharing the batch. A convolution of 18 taps stays apart.
+#[test]
+fn short_convolutions_computed_again_for_batch_norms_as_stored() {
+    use nnlang_runtime::plan::{ABuf, Act, Geometry, Share, Step, StepFacts};
+    let models = [
+        "model A { input x: [10, 10, 1]\n x -> conv(16, 3, pad = same) -> batchnorm -> relu -> maxpool(size = 2)\n\
+         -> conv(8, 3, pad = same) -> batchnorm -> relu -> globalavgpool -> dense(3) -> softmax }",
+        "model B { input x: [9, 7, 2]\n x -> conv(12, 2, bias = false) -> batchnorm -> flatten -> dense(3) -> softmax }",
+        "model C { input x: [8, 8, 3]\n x -> conv(40, 2, stride = 2) -> batchnorm -> relu -> flatten -> dense(3) -> softmax }",
+        "model D { input x: [8, 8, 2]\n x -> conv(8, 3, pad = same) -> batchnorm -> relu -> flatten -> dense(3) -> softmax }",
+    ];
+    for (i, src) in models.iter().enumerate() {
+        let c = compile(src, &Options::default()).expect("compiles");
+        let rows = 6;
+        let fused = build_at(&c.models[0], Mode::Training(Loss::CROSS_ENTROPY), rows, PlanLevel::Full).expect("plan");
+        let count = fused.steps.iter().filter(|s| matches!(s, Step::ConvBatchNorm { .. })).count();
+        assert_eq!(count, usize::from(i < 3), "{src}");
+        // The steps apart again: the convolution's output stored at the end of the arena.
+        let mut apart = fused.clone();
+        let mut i = 0;
+        let mut stored = Vec::new();
+        while i < apart.steps.len() {
+            match apart.steps[i].clone() {
+                Step::ConvBatchNorm { g, x, w, b, y, gamma, beta, mean, var, stats, eps, relu, pool } => {
+                    let z = ABuf::arena(apart.arena_len, g.oh * g.ow * g.k);
+                    apart.arena_len += rows * z.cols;
+                    let ws = ABuf::arena(apart.arena_len, g.oh * g.ow * g.d * g.f * g.f * rows);
+                    apart.arena_len += ws.cols;
+                    stored.push(z);
+                    let bn = match pool {
+                        0 => Step::BatchNorm { x: z, y, gamma, beta, mean, var, stats, eps, relu },
+                        f => {
+                            let (h, w) = (g.oh, g.ow);
+                            let pg = Geometry {
+                                h,
+                                w,
+                                d: g.k,
+                                k: g.k,
+                                f,
+                                s: f,
+                                p: 0,
+                                oh: h / f,
+                                ow: w / f,
+                                dil: 1,
+                                groups: 1,
+                            };
+                            Step::BatchNormPool { x: z, y, g: pg, gamma, beta, mean, var, stats, eps, relu }
+                        }
+                    };
+                    apart.steps[i] = Step::Conv { g, f: Act::Identity, x, w, b, y: z, ws };
+                    apart.steps.insert(i + 1, bn);
+                    let meets = apart.facts[i].clone();
+                    apart.facts[i] = StepFacts { share: Share::Batch, kink: None, meeting: 0 };
+                    apart.facts.insert(i + 1, meets);
+                    apart.origins.insert(i + 1, apart.origins[i].clone());
+                    i += 2;
+                }
+                Step::ConvBatchNormBackward {
+                    g,
+                    x,
+                    w,
+                    dy,
+                    dw,
+                    db,
+                    dx,
+                    ws,
+                    gamma,
+                    beta,
+                    dgamma,
+                    dbeta,
+                    stats,
+                    relu,
+                    pool,
+                    ..
+                } => {
+                    let z = stored.pop().expect("the forward step came first");
+                    let bn = match pool {
+                        0 => Step::BatchNormBackward {
+                            x: z,
+                            dy,
+                            gamma,
+                            beta,
+                            dgamma,
+                            dbeta,
+                            stats,
+                            dx: None,
+                            relu,
+                            means: true,
+                        },
+                        f => {
+                            let (h, w) = (g.oh, g.ow);
+                            let pg = Geometry {
+                                h,
+                                w,
+                                d: g.k,
+                                k: g.k,
+                                f,
+                                s: f,
+                                p: 0,
+                                oh: h / f,
+                                ow: w / f,
+                                dil: 1,
+                                groups: 1,
+                            };
+                            Step::BatchNormPoolBackward {
+                                x: z,
+                                dy,
+                                g: pg,
+                                gamma,
+                                beta,
+                                dgamma,
+                                dbeta,
+                                stats,
+                                dx: None,
+                                relu,
+                                means: true,
+                            }
+                        }
+                    };
+                    apart.steps[i] =
+                        Step::ConvBnBackward { g, x, y: z, w, dy, dw, db, dx, ws, gamma, beta, stats, relu, pool };
+                    apart.steps.insert(i, bn);
+                    let meets = apart.facts[i].clone();
+                    apart.facts[i] = StepFacts { share: Share::Batch, kink: None, meeting: 0 };
+                    apart.facts.insert(i, meets);
+                    apart.origins.insert(i, apart.origins[i].clone());
+                    i += 2;
+                }
+                _ => i += 1,
+            }
+        }
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
+        let mut params = vec![0f32; fused.params_len];
+        nnlang_runtime::train::initialize(&fused, &mut params, nnlang_runtime::train::Init::He, 3);
+        let x: Vec<f32> = (0..rows * fused.inputs[0].cols).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let y: Vec<f32> = (0..rows).map(|r| (r % 3) as f32).collect();
+        let run = |plan: &nnlang_runtime::plan::Plan, threads: usize| {
+            let opts = nnlang_runtime::train::Options {
+                optimizer: nnlang_runtime::train::OptimizerKind::Sgd { lr: 0.05, momentum: 0.9, nesterov: false },
+                ..nnlang::spec::TrainRecipe::default().options(threads)
+            };
+            let mut s = nnlang_runtime::train::Stepper::new(plan, params.clone(), &opts, threads);
+            let losses: Vec<u64> = (0..3).map(|_| s.step(&x, &y, rows).expect("step").to_bits()).collect();
+            (losses, s.into_params().iter().map(|v| v.to_bits()).collect::<Vec<_>>())
+        };
+        let one = run(&fused, 1);
+        assert_eq!(one, run(&apart, 1), "{src}: one thread, the steps apart");
+        // Two threads sharing the batch meet for the batch norm's sums in the fused steps as
+        // in the steps apart.
+        assert_eq!(run(&fused, 2), run(&apart, 2), "{src}: two threads, the steps apart");
+        assert!(one.1.iter().zip(&params).any(|(v, p)| *v != p.to_bits()), "the steps did something");
+    }
+}
+
 /// `fuse-pool` fuses a max pooling into the batch norm before it only where its windows tile
 /// the map: not overlapping windows, not a map they do not divide, not a batch norm read twice,
 /// and never in inference (the batch norm folds into the convolution there).

@@ -91,10 +91,14 @@ pub fn flops(step: &Step, rows: usize) -> f64 {
         Step::DenseBackward { x, dy, dx, .. } | Step::DenseActBackward { x, dy, dx, .. } => {
             2.0 * r * (x.cols * dy.cols) as f64 * twice_if(dx.is_some())
         }
-        Step::Conv { g, .. } | Step::ConvFolded { g, .. } | Step::Local { g, .. } => conv(g),
-        Step::ConvBackward { g, dx, .. } | Step::LocalBackward { g, dx, .. } | Step::ConvBnBackward { g, dx, .. } => {
-            conv(g) * twice_if(dx.is_some())
+        // (A convolution computed again for its batch norm counts once: the model's product.)
+        Step::Conv { g, .. } | Step::ConvFolded { g, .. } | Step::Local { g, .. } | Step::ConvBatchNorm { g, .. } => {
+            conv(g)
         }
+        Step::ConvBackward { g, dx, .. }
+        | Step::LocalBackward { g, dx, .. }
+        | Step::ConvBnBackward { g, dx, .. }
+        | Step::ConvBatchNormBackward { g, dx, .. } => conv(g) * twice_if(dx.is_some()),
         Step::Rnn { steps, x, hs, .. } => {
             let (i, h) = recurrent(1, *steps, x, hs);
             i + h
@@ -151,6 +155,8 @@ pub fn bytes(step: &Step, rows: usize) -> f64 {
                         | Step::BatchNormPool { .. }
                         | Step::BatchNormPoolBackward { .. }
                         | Step::ConvBnBackward { .. }
+                        | Step::ConvBatchNorm { .. }
+                        | Step::ConvBatchNormBackward { .. }
                 ))
     };
     let abuf = |b: &ABuf, name: &str| if whole(name) { b.cols } else { rows * b.cols };

@@ -50,6 +50,20 @@ impl Builder {
 }
 
 impl Builder {
+    /// Takes step `i` out of the plan (with its origin and facts; the later steps' facts move
+    /// down with them).
+    fn remove_step(&mut self, i: usize) {
+        self.steps.remove(i);
+        if i < self.origins.len() {
+            self.origins.remove(i);
+        }
+        self.facts = std::mem::take(&mut self.facts)
+            .into_iter()
+            .filter(|&(j, _)| j != i)
+            .map(|(j, f)| (if j > i { j - 1 } else { j }, f))
+            .collect();
+    }
+
     fn buf(&mut self, cols: usize) -> ABuf {
         self.cols.push(cols);
         self.fixed.push(false);
@@ -369,6 +383,7 @@ pub(super) fn lay_out(g: &Graph, shapes: &Shapes, mode: Mode, max_batch: usize, 
         l.backward(level == Level::Full);
         if level == Level::Full {
             conv_makes_batch_norm_grads(&mut l.b);
+            convs_recomputed_for_batch_norms(&mut l.b);
         }
     } else {
         if let Some(o) = g.output {
@@ -446,6 +461,97 @@ fn conv_makes_batch_norm_grads(b: &mut Builder) {
             _ => continue,
         }
         b.steps[i_conv] = Step::ConvBnBackward { g, x, y, w, dy: bdy, dw, db, dx, ws, gamma, beta, stats, relu, pool };
+    }
+}
+
+/// Where a convolution cheap enough to compute again ([`nnlang_runtime::kernels::norm::recomputed`]:
+/// short patches, one or two input channels) feeds a batch norm alone — its forward step
+/// ([`Step::BatchNorm`] or [`Step::BatchNormPool`]) and, after [`conv_makes_batch_norm_grads`],
+/// the batch norm's backward step keeping its means and the convolution's
+/// [`Step::ConvBnBackward`] the only other readers of its output — the forward pair becomes
+/// [`Step::ConvBatchNorm`] and the backward pair [`Step::ConvBatchNormBackward`]: the
+/// convolution's output (a first layer's is the largest map of the network) is computed
+/// again example by example where the batch norm's passes need it, and its buffer leaves
+/// the arena. The fused steps are the convolution's (its layer's name in reports).
+fn convs_recomputed_for_batch_norms(b: &mut Builder) {
+    use nnlang_runtime::plan::{Act, Share};
+    let names = |s: &mut Step, buf: ABuf| s.bufs_mut().into_iter().any(|x| *x == buf);
+    let mut i = 0;
+    while i < b.steps.len() {
+        let Step::Conv { g, f: Act::Identity, x, w, b: bias, y, .. } = b.steps[i] else {
+            i += 1;
+            continue;
+        };
+        let readers: Vec<usize> = (0..b.steps.len()).filter(|&j| j != i && names(&mut b.steps[j], y)).collect();
+        let usable = nnlang_runtime::kernels::norm::recomputed(&g) && y.space == Space::Arena && !b.pinned[y.offset];
+        let &[j, k, k1] = readers.as_slice() else {
+            i += 1;
+            continue;
+        };
+        let forward = match b.steps[j] {
+            Step::BatchNorm { x: bx, y: out, gamma, beta, mean, var, stats, eps, relu } if bx == y => {
+                Some((out, gamma, beta, mean, var, stats, eps, relu, 0))
+            }
+            Step::BatchNormPool { x: bx, y: out, g: pg, gamma, beta, mean, var, stats, eps, relu } if bx == y => {
+                Some((out, gamma, beta, mean, var, stats, eps, relu, pg.f))
+            }
+            _ => None,
+        };
+        let grads = match b.steps[k] {
+            Step::BatchNormBackward { x: bx, dgamma, dbeta, dx: None, means: true, .. }
+            | Step::BatchNormPoolBackward { x: bx, dgamma, dbeta, dx: None, means: true, .. }
+                if bx == y =>
+            {
+                Some((dgamma, dbeta))
+            }
+            _ => None,
+        };
+        let conv_grads = match b.steps[k1] {
+            Step::ConvBnBackward { g: cg, x: cx, y: cy, w: cw, dy, dw, db, dx, ws, gamma, beta, stats, relu, pool }
+                if (cg, cx, cy, cw) == (g, x, y, w) =>
+            {
+                Some((dy, dw, db, dx, ws, gamma, beta, stats, relu, pool))
+            }
+            _ => None,
+        };
+        let (Some(fwd), Some((dgamma, dbeta)), Some(bwd), true, true) =
+            (forward, grads, conv_grads, usable, k1 == k + 1)
+        else {
+            i += 1;
+            continue;
+        };
+        let (out, gamma, beta, mean, var, stats, eps, relu, pool) = fwd;
+        let (dy, dw, db, dx, ws, _, _, _, _, _) = bwd;
+        let c = gamma.len;
+        b.steps[j] = Step::ConvBatchNorm { g, x, w, b: bias, y: out, gamma, beta, mean, var, stats, eps, relu, pool };
+        b.steps[k1] = Step::ConvBatchNormBackward {
+            g,
+            x,
+            w,
+            b: bias,
+            dy,
+            dw,
+            db,
+            dx,
+            ws,
+            gamma,
+            beta,
+            dgamma,
+            dbeta,
+            stats,
+            relu,
+            pool,
+        };
+        // The batch norm's forward facts (its meeting, a fused ReLU's kink) but split by the
+        // batch, as the convolution is; its backward step's meeting.
+        let kink = b.facts.get(&j).and_then(|f| f.kink.clone());
+        b.facts.insert(j, StepFacts { share: Share::Batch, kink, meeting: 2 * c + 1 });
+        b.facts.insert(k1, StepFacts { share: Share::Batch, kink: None, meeting: 2 * c });
+        if let Some(name) = b.origins.get(i).cloned() {
+            b.origins[j] = name;
+        }
+        b.remove_step(k);
+        b.remove_step(i);
     }
 }
 

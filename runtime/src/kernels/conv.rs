@@ -167,7 +167,7 @@ fn from_patch_order<T: Float>(g: &Geometry, n: usize, src: &[T], dw: &mut [T]) {
 }
 
 /// Elements of one example's patches over one group.
-fn per_example(g: &Geometry) -> usize {
+pub(crate) fn per_example(g: &Geometry) -> usize {
     g.oh * g.ow * g.dg() * g.f * g.f
 }
 

@@ -30,14 +30,21 @@ fn moments<T: Float>(x: &[T], rows: usize, channels: usize, valid: Rows) -> Vec<
 
 #[inline(always)]
 fn moments_plain<T: Float>(x: &[T], rows: usize, channels: usize, valid: Rows) -> Vec<f64> {
-    let cols = x.len() / rows.max(1);
     let mut out = vec![0.0f64; 2 * channels + 1];
+    add_moments(x, rows, channels, valid, &mut out);
+    out
+}
+
+/// [`moments`] of `x` added to those in `out` (the sums continue: each channel's in the order
+/// of the rows, as one pass over all of them).
+#[inline(always)]
+fn add_moments<T: Float>(x: &[T], rows: usize, channels: usize, valid: Rows, out: &mut [f64]) {
+    let cols = x.len() / rows.max(1);
     let n = valid.count(rows) * (cols / channels.max(1));
     for span in row_spans(rows, cols) {
-        by_blocks(channels, &mut Moments { x, span, cols, channels, valid, out: &mut out });
+        by_blocks(channels, &mut Moments { x, span, cols, channels, valid, out: &mut *out });
     }
-    out[2 * channels] = n as f64;
-    out
+    out[2 * channels] += n as f64;
 }
 
 /// Rows a block of channels sweeps before the next block takes its turn: about 128 KiB of
@@ -126,8 +133,20 @@ fn batch_stats<T: Float>(
     (mean, var): (PBuf, PBuf),
     eps: f64,
 ) {
+    finish_stats(moments(xs, rows, mean.len, valid), peers, st, (params, grads), (mean, var), eps);
+}
+
+/// [`batch_stats`] from this worker's moments `m` (`[Σx (C), Σx² (C), n]`): summed over the
+/// workers, then the statistics into `st` and the running averages' gradient slots.
+fn finish_stats<T: Float>(
+    mut m: Vec<f64>,
+    peers: &crate::mem::Peers<'_>,
+    st: &mut [T],
+    (params, grads): (&[T], &mut [T]),
+    (mean, var): (PBuf, PBuf),
+    eps: f64,
+) {
     let c = mean.len;
-    let mut m = moments(xs, rows, c, valid);
     peers.sum(&mut m);
     let n = m[2 * c].max(1.0);
     for ch in 0..c {
@@ -322,38 +341,11 @@ fn backward<T: Float>(
     let shape = Shape { cols, c, valid };
     let fwd = Forward { mu, s, gs: &gs, b };
     let windows = pool.map(|g| Windows::of(g, c));
-    match (relu, windows) {
-        (true, None) => vectorized(
-            #[inline(always)]
-            || backward_sums::<T, true>(shape, xs, dys, &fwd, &mut sums),
-        ),
-        (false, None) => vectorized(
-            #[inline(always)]
-            || backward_sums::<T, false>(shape, xs, dys, &fwd, &mut sums),
-        ),
-        (true, Some(w)) => vectorized(
-            #[inline(always)]
-            || pool_sums::<T, true>(w, shape, xs, dys, &fwd, &mut sums),
-        ),
-        (false, Some(w)) => vectorized(
-            #[inline(always)]
-            || pool_sums::<T, false>(w, shape, xs, dys, &fwd, &mut sums),
-        ),
-    }
-    for ch in 0..c {
-        cx.grads[dbeta.offset + ch] = T::from_f64(sums[ch]);
-        cx.grads[dgamma.offset + ch] = T::from_f64(sums[c + ch]);
-    }
-    if dx.is_none() && !keep_means {
+    grad_sums((relu, windows), shape, (xs, dys), &fwd, &mut sums);
+    let means = dx.is_some() || keep_means;
+    let Some((m1, m2)) = grads_and_means(cx.grads, &cx.peers, sums, (dgamma, dbeta), n, means) else {
         return Ok(());
-    }
-    // The batch's sums in the batch's loss (this worker's loss is 1/share of its part).
-    let w = cx.peers.share;
-    sums.iter_mut().for_each(|v| *v *= w);
-    cx.peers.sum(&mut sums);
-    // Per channel: mean(dy), mean(dy·x̂).
-    let m1: Vec<T> = sums[..c].iter().map(|v| T::from_f64(v / (w * n))).collect();
-    let m2: Vec<T> = sums[c..].iter().map(|v| T::from_f64(v / (w * n))).collect();
+    };
     let Some((dx, write)) = dx else {
         // For the convolution before: `[.., m1 (C), m2 (C)]` after the forward statistics.
         let (st, _) = cx.mem.split(stats, 1);
@@ -369,6 +361,65 @@ fn backward<T: Float>(
     let accumulate = write == Write::Accumulate;
     input_grads((relu, windows), shape, (xs, dys), &fwd, (&m1[..], &m2[..]), d, accumulate);
     Ok(())
+}
+
+/// Per channel, `Σ dy` and `Σ dy·x̂` over the rows of `xs` that count, added to `sums` —
+/// [`backward_sums`], or with a fused max pooling's `windows` [`pool_sums`] from the pooled
+/// `dys` — through the ReLU where `relu`.
+fn grad_sums<T: Float>(
+    (relu, windows): (bool, Option<Windows>),
+    shape: Shape,
+    (xs, dys): (&[T], &[T]),
+    fwd: &Forward<T>,
+    sums: &mut [f64],
+) {
+    match (relu, windows) {
+        (true, None) => vectorized(
+            #[inline(always)]
+            || backward_sums::<T, true>(shape, xs, dys, fwd, sums),
+        ),
+        (false, None) => vectorized(
+            #[inline(always)]
+            || backward_sums::<T, false>(shape, xs, dys, fwd, sums),
+        ),
+        (true, Some(w)) => vectorized(
+            #[inline(always)]
+            || pool_sums::<T, true>(w, shape, xs, dys, fwd, sums),
+        ),
+        (false, Some(w)) => vectorized(
+            #[inline(always)]
+            || pool_sums::<T, false>(w, shape, xs, dys, fwd, sums),
+        ),
+    }
+}
+
+/// From this worker's sums `[Σ dy (C), Σ dy·x̂ (C)]`: `dβ` and `dγ`; then, where `means` (an
+/// input gradient to make), the batch's sums in the batch's loss (this worker's loss is
+/// 1/share of its part), met with the other workers', and per channel `mean(dy)` and
+/// `mean(dy·x̂)` over the batch's `n` values.
+#[allow(clippy::type_complexity)]
+fn grads_and_means<T: Float>(
+    grads: &mut [T],
+    peers: &crate::mem::Peers<'_>,
+    mut sums: Vec<f64>,
+    (dgamma, dbeta): (PBuf, PBuf),
+    n: f64,
+    means: bool,
+) -> Option<(Vec<T>, Vec<T>)> {
+    let c = dgamma.len;
+    for ch in 0..c {
+        grads[dbeta.offset + ch] = T::from_f64(sums[ch]);
+        grads[dgamma.offset + ch] = T::from_f64(sums[c + ch]);
+    }
+    if !means {
+        return None;
+    }
+    let w = peers.share;
+    sums.iter_mut().for_each(|v| *v *= w);
+    peers.sum(&mut sums);
+    let m1: Vec<T> = sums[..c].iter().map(|v| T::from_f64(v / (w * n))).collect();
+    let m2: Vec<T> = sums[c..].iter().map(|v| T::from_f64(v / (w * n))).collect();
+    Some((m1, m2))
 }
 
 /// `dx (+)= γ·s·(dy − mean(dy) − x̂·mean(dy·x̂))` over the rows of `xs` — [`backward_dx`], or
@@ -590,10 +641,11 @@ impl Windows {
         (oy * self.line + ox * self.c) * self.f
     }
     /// Calls `each(t, at)` for each tap `t` (of `f²`, by rows) of the window at `base`, `at`
-    /// where its channels start; last to first with `REV`.
+    /// where its channels start; last to first with `REV`. `F`: the window's size when known
+    /// when compiling (its loops unrolled, the window's values in registers), or 0.
     #[inline(always)]
-    fn taps<const REV: bool>(&self, base: usize, mut each: impl FnMut(usize, usize)) {
-        let f = self.f;
+    fn taps<const F: usize, const REV: bool>(&self, base: usize, mut each: impl FnMut(usize, usize)) {
+        let f = if F > 0 { F } else { self.f };
         for i in 0..f {
             let fy = if REV { f - 1 - i } else { i };
             for k in 0..f {
@@ -633,13 +685,13 @@ impl<T: Float, const B: usize> Consts<T, B> {
     /// A window's maximum of the normalized values, from its first tap on (the max pooling's
     /// fold: the same bits).
     #[inline(always)]
-    fn window_max<const RELU: bool>(&self, w: Windows, xr: &[T], base: usize) -> [T; B] {
+    fn window_max<const RELU: bool, const F: usize>(&self, w: Windows, xr: &[T], base: usize) -> [T; B] {
         let v: [T; B] = block_at(xr, base);
         let mut m = [T::ZERO; B];
         for j in 0..B {
             m[j] = normalized::<T, RELU>(v[j] - self.mu[j], self.gs[j], self.b[j]);
         }
-        w.taps::<false>(base, |t, at| {
+        w.taps::<F, false>(base, |t, at| {
             if t > 0 {
                 let v: [T; B] = block_at(xr, at);
                 for j in 0..B {
@@ -651,8 +703,25 @@ impl<T: Float, const B: usize> Consts<T, B> {
     }
 }
 
+/// The pooled map of the normalized values: each window's maximum. Windows of 2 × 2 (nearly
+/// every max pooling) with their size a constant.
 #[inline(always)]
 fn pool_forward<T: Float, const RELU: bool>(
+    w: Windows,
+    xs: &[T],
+    out: &mut [T],
+    rows: usize,
+    valid: Rows,
+    f: &Forward<T>,
+) {
+    match w.f {
+        2 => pool_forward_f::<T, RELU, 2>(w, xs, out, rows, valid, f),
+        _ => pool_forward_f::<T, RELU, 0>(w, xs, out, rows, valid, f),
+    }
+}
+
+#[inline(always)]
+fn pool_forward_f<T: Float, const RELU: bool, const F: usize>(
     w: Windows,
     xs: &[T],
     out: &mut [T],
@@ -670,14 +739,14 @@ fn pool_forward<T: Float, const RELU: bool>(
         for oy in 0..w.oh {
             for ox in 0..w.ow {
                 let o = (oy * w.ow + ox) * w.c;
-                let mut p = PoolForward::<T, RELU> { w, xr, base: w.base(oy, ox), out: &mut yr[o..o + w.c], f };
+                let mut p = PoolForward::<T, RELU, F> { w, xr, base: w.base(oy, ox), out: &mut yr[o..o + w.c], f };
                 by_blocks(w.c, &mut p);
             }
         }
     }
 }
 
-struct PoolForward<'a, T, const RELU: bool> {
+struct PoolForward<'a, T, const RELU: bool, const F: usize> {
     w: Windows,
     xr: &'a [T],
     base: usize,
@@ -685,11 +754,11 @@ struct PoolForward<'a, T, const RELU: bool> {
     f: &'a Forward<'a, T>,
 }
 
-impl<T: Float, const RELU: bool> Block for PoolForward<'_, T, RELU> {
+impl<T: Float, const RELU: bool, const F: usize> Block for PoolForward<'_, T, RELU, F> {
     #[inline(always)]
     fn block<const B: usize>(&mut self, c0: usize) {
         let k = Consts::<T, B>::at(self.f, c0);
-        let m = k.window_max::<RELU>(self.w, self.xr, self.base + c0);
+        let m = k.window_max::<RELU, F>(self.w, self.xr, self.base + c0);
         self.out[c0..c0 + B].copy_from_slice(&m);
     }
 }
@@ -724,13 +793,28 @@ pub fn pool_backward_step<T: Float>(
 /// `sums`; rows that do not count are left out.
 #[inline(always)]
 fn pool_sums<T: Float, const RELU: bool>(w: Windows, sh: Shape, xs: &[T], dys: &[T], f: &Forward<T>, sums: &mut [f64]) {
-    let rows = xs.len() / w.in_len.max(1);
-    for span in row_spans(rows, w.in_len) {
-        by_blocks(sh.c, &mut PoolSums::<T, RELU> { w, sh, span, xs, dys, f, sums: &mut *sums });
+    match w.f {
+        2 => pool_sums_f::<T, RELU, 2>(w, sh, xs, dys, f, sums),
+        _ => pool_sums_f::<T, RELU, 0>(w, sh, xs, dys, f, sums),
     }
 }
 
-struct PoolSums<'a, 'o, T, const RELU: bool> {
+#[inline(always)]
+fn pool_sums_f<T: Float, const RELU: bool, const F: usize>(
+    w: Windows,
+    sh: Shape,
+    xs: &[T],
+    dys: &[T],
+    f: &Forward<T>,
+    sums: &mut [f64],
+) {
+    let rows = xs.len() / w.in_len.max(1);
+    for span in row_spans(rows, w.in_len) {
+        by_blocks(sh.c, &mut PoolSums::<T, RELU, F> { w, sh, span, xs, dys, f, sums: &mut *sums });
+    }
+}
+
+struct PoolSums<'a, 'o, T, const RELU: bool, const F: usize> {
     w: Windows,
     sh: Shape<'a>,
     span: std::ops::Range<usize>,
@@ -740,7 +824,7 @@ struct PoolSums<'a, 'o, T, const RELU: bool> {
     sums: &'o mut [f64],
 }
 
-impl<T: Float, const RELU: bool> Block for PoolSums<'_, '_, T, RELU> {
+impl<T: Float, const RELU: bool, const F: usize> Block for PoolSums<'_, '_, T, RELU, F> {
     #[inline(always)]
     fn block<const B: usize>(&mut self, c0: usize) {
         let (w, c) = (self.w, self.sh.c);
@@ -760,16 +844,18 @@ impl<T: Float, const RELU: bool> Block for PoolSums<'_, '_, T, RELU> {
                     // tap above the maximum so far takes over — its dy through the ReLU, and
                     // x − μ there.
                     let (mut m, mut d, mut centred) = ([T::ZERO; B], [T::ZERO; B], [T::ZERO; B]);
-                    w.taps::<false>(base, |t, at| {
+                    w.taps::<F, false>(base, |t, at| {
                         let v: [T; B] = block_at(xr, at);
                         for j in 0..B {
                             let cj = v[j] - k.mu[j];
                             let y = normalized::<T, RELU>(cj, k.gs[j], k.b[j]);
-                            if t == 0 || y > m[j] {
-                                m[j] = y;
-                                d[j] = masked::<T, RELU>(T::ZERO + g[j], cj, k.gs[j], k.b[j]);
-                                centred[j] = cj;
-                            }
+                            // (Selects, not a conditional store: the window's values stay
+                            // in registers.)
+                            let take = t == 0 || y > m[j];
+                            let dj = masked::<T, RELU>(T::ZERO + g[j], cj, k.gs[j], k.b[j]);
+                            m[j] = if take { y } else { m[j] };
+                            d[j] = if take { dj } else { d[j] };
+                            centred[j] = if take { cj } else { centred[j] };
                         }
                     });
                     for j in 0..B {
@@ -796,6 +882,24 @@ fn pool_dx<T: Float, const RELU: bool>(
     xs: &[T],
     dys: &[T],
     f: &Forward<T>,
+    means: (&[T], &[T]),
+    d: &mut [T],
+    accumulate: bool,
+) {
+    match w.f {
+        2 => pool_dx_f::<T, RELU, 2>(w, sh, xs, dys, f, means, d, accumulate),
+        _ => pool_dx_f::<T, RELU, 0>(w, sh, xs, dys, f, means, d, accumulate),
+    }
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn pool_dx_f<T: Float, const RELU: bool, const F: usize>(
+    w: Windows,
+    sh: Shape,
+    xs: &[T],
+    dys: &[T],
+    f: &Forward<T>,
     (m1, m2): (&[T], &[T]),
     d: &mut [T],
     accumulate: bool,
@@ -817,14 +921,24 @@ fn pool_dx<T: Float, const RELU: bool>(
                 let base = w.base(oy, ox);
                 by_blocks(
                     w.c,
-                    &mut PoolDx::<T, RELU> { w, xr, dy: &dr[o..o + w.c], base, f, m1, m2, dxr: &mut *dxr, accumulate },
+                    &mut PoolDx::<T, RELU, F> {
+                        w,
+                        xr,
+                        dy: &dr[o..o + w.c],
+                        base,
+                        f,
+                        m1,
+                        m2,
+                        dxr: &mut *dxr,
+                        accumulate,
+                    },
                 );
             }
         }
     }
 }
 
-struct PoolDx<'a, T, const RELU: bool> {
+struct PoolDx<'a, T, const RELU: bool, const F: usize> {
     w: Windows,
     xr: &'a [T],
     /// The window's pooled `dy`.
@@ -837,7 +951,7 @@ struct PoolDx<'a, T, const RELU: bool> {
     accumulate: bool,
 }
 
-impl<T: Float, const RELU: bool> Block for PoolDx<'_, T, RELU> {
+impl<T: Float, const RELU: bool, const F: usize> Block for PoolDx<'_, T, RELU, F> {
     #[inline(always)]
     fn block<const B: usize>(&mut self, c0: usize) {
         let w = self.w;
@@ -849,19 +963,18 @@ impl<T: Float, const RELU: bool> Block for PoolDx<'_, T, RELU> {
         // the maximum so far takes over).
         let (mut m, mut first) = ([T::ZERO; B], [T::ZERO; B]);
         let xr = self.xr;
-        w.taps::<false>(base, |t, at| {
+        w.taps::<F, false>(base, |t, at| {
             let v: [T; B] = block_at(xr, at);
             let tf = T::from_f64(t as f64);
             for j in 0..B {
                 let y = normalized::<T, RELU>(v[j] - k.mu[j], k.gs[j], k.b[j]);
-                if t == 0 || y > m[j] {
-                    m[j] = y;
-                    first[j] = tf;
-                }
+                let take = t == 0 || y > m[j];
+                m[j] = if take { y } else { m[j] };
+                first[j] = if take { tf } else { first[j] };
             }
         });
         let (dxr, accumulate) = (&mut *self.dxr, self.accumulate);
-        w.taps::<false>(base, |t, at| {
+        w.taps::<F, false>(base, |t, at| {
             let v: [T; B] = block_at(xr, at);
             let tf = T::from_f64(t as f64);
             let dst = &mut dxr[at..at + B];
@@ -933,5 +1046,167 @@ pub fn conv_backward_step<T: Float>(
         input_grads((relu, windows), one, (xe, de), &f, means, out, false);
     };
     super::conv::backward_made(&g, rows, xs, wv, &mut make, b.dw, b.db, b.dx, b.ws);
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// A convolution of short patches computed again instead of stored, for the batch norm after it.
+
+/// Whether a convolution is cheap enough to compute again instead of keeping its output for
+/// the batch norm after it ([`Step::ConvBatchNorm`](crate::plan::Step::ConvBatchNorm)): one
+/// group, no dilation, at most 12 multiply–adds an output (3 × 3 over one channel, 2 × 2 over
+/// three). Its output — as many values as the input times the filters — would be written
+/// once and read four times from memory; each pass of the product costs less than one of
+/// those reads.
+pub fn recomputed(g: &Geometry) -> bool {
+    g.plain() && g.d * g.f * g.f <= 12
+}
+
+/// One example's convolution (no activation) into `one`; `fws` the im2col workspace of one
+/// example, sized at its first use, where the register tiles do not take it.
+fn conv_one<T: Float>(g: &Geometry, x: &[T], w: &[T], b: &[T], one: &mut [T], fws: &mut Vec<T>) {
+    if T::conv_forward(g, crate::plan::Act::Identity, 1, x, w, b, one) {
+        return;
+    }
+    fws.resize(super::conv::per_example(g), T::ZERO);
+    super::conv::forward(g, crate::plan::Act::Identity, 1, x, w, b, one, fws);
+}
+
+/// The step `ConvBatchNorm { g, x, w, b, y, gamma, beta, mean, var, stats, eps, relu, pool }`
+/// of a training plan: a convolution ([`recomputed`]: short patches, no activation) whose
+/// output only a batch norm reads — with its ReLU where `relu`, and the max pooling after it
+/// where `pool > 0` (windows `pool × pool` tiling the map) — computed example by example into
+/// a buffer of one example, twice: once for the batch norm's statistics (the sums continued
+/// example after example: the same order as over the stored batch), once, after they are met
+/// with the other workers', for the normalized output `y`. The same bits as the convolution,
+/// [`train_step`] or [`train_pool_step`] apart; the convolution's output is never written.
+#[allow(clippy::too_many_arguments)]
+pub fn conv_train_step<T: Float>(
+    cx: &mut Cx<'_, T>,
+    g: Geometry,
+    x: ABuf,
+    w: PBuf,
+    b: PBuf,
+    y: ABuf,
+    gamma: PBuf,
+    beta: PBuf,
+    mean: PBuf,
+    var: PBuf,
+    stats: ABuf,
+    eps: f64,
+    relu: bool,
+    pool: usize,
+) -> Done {
+    let (rows, c) = (cx.rows, g.k);
+    let valid = Rows { steps: cx.steps, lengths: cx.lengths };
+    let one_row = Rows { steps: 1, lengths: &[] };
+    let (in_len, out_len) = (g.h * g.w * g.d, g.oh * g.ow * c);
+    let p = cx.params;
+    let (wv, bv) = (&p[w.range()], &p[b.range()]);
+    let (out, st, r) = cx.mem.split2(y, rows, stats);
+    let xs = r.get(x, rows);
+    let (mut one, mut fws) = (vec![T::ZERO; out_len], Vec::new());
+    let mut m = vec![0.0f64; 2 * c + 1];
+    for e in (0..rows).filter(|&e| valid.valid(e)) {
+        conv_one(&g, &xs[e * in_len..(e + 1) * in_len], wv, bv, &mut one, &mut fws);
+        vectorized(
+            #[inline(always)]
+            || add_moments(&one, 1, c, one_row, &mut m),
+        );
+    }
+    finish_stats(m, &cx.peers, st, (p, &mut *cx.grads), (mean, var), eps);
+    let s = &st[c..2 * c];
+    let gs: Vec<T> = p[gamma.range()].iter().zip(s).map(|(&g, &s)| g * s).collect();
+    let f = Forward { mu: &st[..c], s, gs: &gs, b: &p[beta.range()] };
+    let windows = (pool > 0).then(|| Windows::over(g.oh, g.ow, c, pool));
+    let y_len = windows.map_or(out_len, |w| w.out_len);
+    for e in 0..rows {
+        let ye = &mut out[e * y_len..(e + 1) * y_len];
+        if !valid.valid(e) {
+            ye.fill(T::ZERO);
+            continue;
+        }
+        conv_one(&g, &xs[e * in_len..(e + 1) * in_len], wv, bv, &mut one, &mut fws);
+        match (relu, windows) {
+            (true, Some(w)) => vectorized(
+                #[inline(always)]
+                || pool_forward::<T, true>(w, &one, ye, 1, one_row, &f),
+            ),
+            (false, Some(w)) => vectorized(
+                #[inline(always)]
+                || pool_forward::<T, false>(w, &one, ye, 1, one_row, &f),
+            ),
+            (_, None) => normalize(&one, ye, 1, one_row, f.mu, s, &p[gamma.range()], f.b, relu),
+        }
+    }
+    Ok(())
+}
+
+/// The step `ConvBatchNormBackward { g, x, w, b, dy, dw, db, dx, ws, gamma, beta, dgamma,
+/// dbeta, stats, relu, pool }`: the backward pass of [`conv_train_step`] from the batch norm's
+/// output gradient `dy` (the pooled map's where `pool > 0`). The convolution is computed again
+/// example by example, twice: for the batch norm's sums (`dβ`, `dγ`, and met with the other
+/// workers' the means `dz` is made from), then for each example's `dz`, made into a buffer
+/// of one example just before the convolution's passes (`dW`, `db`, `dx`) read it, as
+/// [`conv_backward_step`] makes it. The same bits as the batch norm's backward step and
+/// [`conv_backward_step`] apart.
+#[allow(clippy::too_many_arguments)]
+pub fn conv_backward_recomputed_step<T: Float>(
+    cx: &mut Cx<'_, T>,
+    g: Geometry,
+    x: ABuf,
+    w: PBuf,
+    b: PBuf,
+    dy: ABuf,
+    dw: PBuf,
+    db: PBuf,
+    dx: Option<(ABuf, Write)>,
+    ws: ABuf,
+    gamma: PBuf,
+    beta: PBuf,
+    dgamma: PBuf,
+    dbeta: PBuf,
+    stats: ABuf,
+    relu: bool,
+    pool: usize,
+) -> Done {
+    let (rows, c) = (cx.rows, g.k);
+    let valid = Rows { steps: cx.steps, lengths: cx.lengths };
+    let (in_len, out_len) = (g.h * g.w * g.d, g.oh * g.ow * c);
+    let params = cx.params;
+    let (wv, bv) = (&params[w.range()], &params[b.range()]);
+    let windows = (pool > 0).then(|| Windows::over(g.oh, g.ow, c, pool));
+    let dy_len = windows.map_or(out_len, |w| w.out_len);
+    // One example's convolution output (the whole example counts: a row of a sequence never
+    // reaches here).
+    let one_shape = Shape { cols: out_len, c, valid: Rows { steps: 1, lengths: &[] } };
+    let (mut one, mut fws) = (vec![T::ZERO; out_len], Vec::new());
+    let r = cx.mem.all();
+    let (xs, dys, st) = (r.get(x, rows), r.get(dy, rows), r.get(stats, 1));
+    let (mu, s, n) = (st[..c].to_vec(), st[c..2 * c].to_vec(), st[2 * c].to_f64().max(1.0));
+    // γ·s and β as the batch norm's steps compute them (the same bits).
+    let gs: Vec<T> = (0..c).map(|ch| params[gamma.offset + ch] * s[ch]).collect();
+    let f = Forward { mu: &mu, s: &s, gs: &gs, b: &params[beta.range()] };
+    let mut sums = vec![0.0f64; 2 * c];
+    for e in (0..rows).filter(|&e| valid.valid(e)) {
+        conv_one(&g, &xs[e * in_len..(e + 1) * in_len], wv, bv, &mut one, &mut fws);
+        grad_sums((relu, windows), one_shape, (&one, &dys[e * dy_len..(e + 1) * dy_len]), &f, &mut sums);
+    }
+    let Some((m1, m2)) = grads_and_means(cx.grads, &cx.peers, sums, (dgamma, dbeta), n, true) else {
+        return Ok(());
+    };
+    let cg = crate::ops::conv_grads(cx, (dw, db), dx, ws);
+    let r = &cg.reads;
+    let (xs, dys) = (r.get(x, rows), r.get(dy, rows));
+    let mut make = |e: usize, out: &mut [T]| {
+        if !valid.valid(e) {
+            out.fill(T::ZERO);
+            return;
+        }
+        conv_one(&g, &xs[e * in_len..(e + 1) * in_len], wv, bv, &mut one, &mut fws);
+        let de = &dys[e * dy_len..(e + 1) * dy_len];
+        input_grads((relu, windows), one_shape, (&one, de), &f, (&m1, &m2), out, false);
+    };
+    super::conv::backward_made(&g, rows, xs, wv, &mut make, cg.dw, cg.db, cg.dx, cg.ws);
     Ok(())
 }
