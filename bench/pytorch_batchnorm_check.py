@@ -27,6 +27,9 @@ CASES = [
      [12], 3),
     ("conv", "x -> conv(filters = 4, size = 3, pad = same) -> batchnorm -> relu -> maxpool(size = 2)"
      " -> flatten -> batchnorm -> dense(3) -> softmax", [8, 8, 2], 3),
+    # One channel in: the convolution is computed again for its batch norm (never stored).
+    ("conv1", "x -> conv(filters = 6, size = 3, pad = same) -> batchnorm -> relu -> maxpool(size = 2)"
+     " -> flatten -> dense(3) -> softmax", [8, 8, 1], 3),
     ("sequence", "x -> dense(5) -> batchnorm -> tanh -> rnn(6, output = last) -> dense(4) -> softmax", ["seq = 7", 3], 4),
 ]
 ROWS = 48
