@@ -196,6 +196,11 @@ fn convolutions_make_their_batch_norms_input_gradients_as_the_two_steps_did() {
 #[test]
 fn short_convolutions_computed_again_for_batch_norms_as_stored() {
     use nnlang_runtime::plan::{ABuf, Act, Geometry, Share, Step, StepFacts};
+    // A max pooling's `f × f` windows tiling the convolution's output.
+    let windows = |g: &Geometry, f: usize| {
+        let (h, w) = (g.oh, g.ow);
+        Geometry { h, w, d: g.k, k: g.k, f, s: f, p: 0, oh: h / f, ow: w / f, dil: 1, groups: 1 }
+    };
     let models = [
         "model A { input x: [10, 10, 1]\n x -> conv(16, 3, pad = same) -> batchnorm -> relu -> maxpool(size = 2)\n\
          -> conv(8, 3, pad = same) -> batchnorm -> relu -> globalavgpool -> dense(3) -> softmax }",
@@ -224,20 +229,7 @@ fn short_convolutions_computed_again_for_batch_norms_as_stored() {
                     let bn = match pool {
                         0 => Step::BatchNorm { x: z, y, gamma, beta, mean, var, stats, eps, relu },
                         f => {
-                            let (h, w) = (g.oh, g.ow);
-                            let pg = Geometry {
-                                h,
-                                w,
-                                d: g.k,
-                                k: g.k,
-                                f,
-                                s: f,
-                                p: 0,
-                                oh: h / f,
-                                ow: w / f,
-                                dil: 1,
-                                groups: 1,
-                            };
+                            let pg = windows(&g, f);
                             Step::BatchNormPool { x: z, y, g: pg, gamma, beta, mean, var, stats, eps, relu }
                         }
                     };
@@ -282,20 +274,7 @@ fn short_convolutions_computed_again_for_batch_norms_as_stored() {
                             means: true,
                         },
                         f => {
-                            let (h, w) = (g.oh, g.ow);
-                            let pg = Geometry {
-                                h,
-                                w,
-                                d: g.k,
-                                k: g.k,
-                                f,
-                                s: f,
-                                p: 0,
-                                oh: h / f,
-                                ow: w / f,
-                                dil: 1,
-                                groups: 1,
-                            };
+                            let pg = windows(&g, f);
                             Step::BatchNormPoolBackward {
                                 x: z,
                                 dy,
