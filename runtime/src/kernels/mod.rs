@@ -272,7 +272,7 @@ crate::step::steps! {
     /// batch norm's input gradient, is made from the means its backward step kept in `stats`
     /// just before the convolution's passes read it — the whole batch's is never written.
     ConvBnBackward { g: Geometry, x: ABuf, y: ABuf, w: PBuf, dy: ABuf, dw: PBuf, db: PBuf, dx: Option<(ABuf, Write)>, ws: ABuf, gamma: PBuf, beta: PBuf, stats: ABuf, relu: bool, pool: usize } => kernels::norm::conv_backward_step;
-    /// Training: a convolution of short patches ([`kernels::norm::recomputed`], no activation)
+    /// Training: a convolution of short patches ([`crate::kernels::norm::recomputed`], no activation)
     /// whose output only a batch norm reads (with its ReLU where `relu`, and the max pooling
     /// after it where `pool > 0`), fused: the convolution computed again example by example
     /// for the batch's statistics and then for the normalized (pooled) output `y`, never
