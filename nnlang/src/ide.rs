@@ -700,7 +700,12 @@ fn context(text: &str) -> Context {
         let call = match open.last() {
             Some((b'(', at)) => {
                 let before = text[..*at].trim_end();
-                let start = before.rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).map_or(0, |k| k + 1);
+                // (After the last character that is not part of a name, whatever its width.)
+                let start = before
+                    .char_indices()
+                    .rev()
+                    .find(|&(_, c)| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .map_or(0, |(k, c)| k + c.len_utf8());
                 Some(before[start..].to_string()).filter(|s| !s.is_empty())
             }
             _ => None,

@@ -124,6 +124,13 @@ fn completion_by_place() {
     let b = Analysis::new(typing);
     let args: Vec<String> = b.completions(typing.len()).into_iter().map(|c| c.label).collect();
     assert!(args.contains(&"filters = ".to_string()) && args.contains(&"dilation = ".to_string()), "{args:?}");
+    // A bracket right after a character of several bytes (a dash, a Greek letter): no layer to
+    // complete the arguments of, and no panic (found by the fuzz test on a mutated example).
+    for typing in ["model M {\n    input x: [8]\n    x -> –(", "model M {\n    input x: [8]\n    x -> denseα("] {
+        let c = Analysis::new(typing);
+        let got: Vec<String> = c.completions(typing.len()).into_iter().map(|c| c.label).collect();
+        assert!(!got.contains(&"filters = ".to_string()), "{typing:?}: {got:?}");
+    }
 }
 
 #[test]
