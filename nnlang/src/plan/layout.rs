@@ -471,7 +471,7 @@ fn conv_makes_batch_norm_grads(b: &mut Builder) {
 /// [`Step::ConvBnBackward`] the only other readers of its output — the forward pair becomes
 /// [`Step::ConvBatchNorm`] and the backward pair [`Step::ConvBatchNormBackward`]: the
 /// convolution's output (a first layer's is the largest map of the network) is computed
-/// again example by example where the batch norm's passes need it, and its buffer leaves
+/// again, a few examples at a time, where the batch norm's passes need it, and its buffer leaves
 /// the arena. The fused steps are the convolution's (its layer's name in reports).
 fn convs_recomputed_for_batch_norms(b: &mut Builder) {
     use nnlang_runtime::plan::{Act, Share};

@@ -274,7 +274,7 @@ crate::step::steps! {
     ConvBnBackward { g: Geometry, x: ABuf, y: ABuf, w: PBuf, dy: ABuf, dw: PBuf, db: PBuf, dx: Option<(ABuf, Write)>, ws: ABuf, gamma: PBuf, beta: PBuf, stats: ABuf, relu: bool, pool: usize } => kernels::norm::conv_backward_step;
     /// Training: a convolution of short patches ([`crate::kernels::norm::recomputed`], no activation)
     /// whose output only a batch norm reads (with its ReLU where `relu`, and the max pooling
-    /// after it where `pool > 0`), fused: the convolution computed again example by example
+    /// after it where `pool > 0`), fused: the convolution computed again a few examples at a time
     /// for the batch's statistics and then for the normalized (pooled) output `y`, never
     /// written whole.
     ConvBatchNorm { g: Geometry, x: ABuf, w: PBuf, b: PBuf, y: ABuf, gamma: PBuf, beta: PBuf, mean: PBuf, var: PBuf, stats: ABuf, eps: f64, relu: bool, pool: usize } => kernels::norm::conv_train_step;

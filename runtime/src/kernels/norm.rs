@@ -1062,24 +1062,45 @@ pub fn recomputed(g: &Geometry) -> bool {
     g.plain() && g.d * g.f * g.f <= 12
 }
 
-/// One example's convolution (no activation) into `one`; `fws` the im2col workspace of one
-/// example, sized at its first use, where the register tiles do not take it.
-fn conv_one<T: Float>(g: &Geometry, x: &[T], w: &[T], b: &[T], one: &mut [T], fws: &mut Vec<T>) {
-    if T::conv_forward(g, crate::plan::Act::Identity, 1, x, w, b, one) {
+/// Examples whose recomputed convolution is held at once: about 512 KiB of it (in the
+/// second-level cache), so that the weights are packed for the tiles once per chunk, not
+/// once per example.
+fn chunk_rows(out_len: usize, rows: usize) -> usize {
+    ((512 * 1024 / 4) / out_len.max(1)).clamp(1, rows.max(1))
+}
+
+/// The convolution (no activation) of examples `e0..e0 + n` of `xs` into `buf` (`n` examples'
+/// outputs); `fws` the im2col workspace of one example, sized at its first use, where the
+/// register tiles do not take it. A convolution's rows are whole examples (it never runs at
+/// every step of a sequence): each counts.
+#[allow(clippy::too_many_arguments)]
+fn conv_rows<T: Float>(
+    g: &Geometry,
+    xs: &[T],
+    (e0, n): (usize, usize),
+    w: &[T],
+    b: &[T],
+    buf: &mut [T],
+    fws: &mut Vec<T>,
+) {
+    let (in_len, out_len) = (g.h * g.w * g.d, g.oh * g.ow * g.k);
+    let (x, y) = (&xs[e0 * in_len..(e0 + n) * in_len], &mut buf[..n * out_len]);
+    if T::conv_forward(g, crate::plan::Act::Identity, n, x, w, b, y) {
         return;
     }
     fws.resize(super::conv::per_example(g), T::ZERO);
-    super::conv::forward(g, crate::plan::Act::Identity, 1, x, w, b, one, fws);
+    super::conv::forward(g, crate::plan::Act::Identity, n, x, w, b, y, fws);
 }
 
 /// The step `ConvBatchNorm { g, x, w, b, y, gamma, beta, mean, var, stats, eps, relu, pool }`
 /// of a training plan: a convolution ([`recomputed`]: short patches, no activation) whose
 /// output only a batch norm reads — with its ReLU where `relu`, and the max pooling after it
-/// where `pool > 0` (windows `pool × pool` tiling the map) — computed example by example into
-/// a buffer of one example, twice: once for the batch norm's statistics (the sums continued
-/// example after example: the same order as over the stored batch), once, after they are met
-/// with the other workers', for the normalized output `y`. The same bits as the convolution,
-/// [`train_step`] or [`train_pool_step`] apart; the convolution's output is never written.
+/// where `pool > 0` (windows `pool × pool` tiling the map) — computed a few examples at a time
+/// into a buffer that stays in cache ([`chunk_rows`]), twice: once for the batch norm's
+/// statistics (the sums continued chunk after chunk: the same order as over the stored batch),
+/// once, after they are met with the other workers', for the normalized output `y`. The same
+/// bits as the convolution, [`train_step`] or [`train_pool_step`] apart; the convolution's
+/// output is never written.
 #[allow(clippy::too_many_arguments)]
 pub fn conv_train_step<T: Float>(
     cx: &mut Cx<'_, T>,
@@ -1098,20 +1119,22 @@ pub fn conv_train_step<T: Float>(
     pool: usize,
 ) -> Done {
     let (rows, c) = (cx.rows, g.k);
-    let valid = Rows { steps: cx.steps, lengths: cx.lengths };
-    let one_row = Rows { steps: 1, lengths: &[] };
-    let (in_len, out_len) = (g.h * g.w * g.d, g.oh * g.ow * c);
+    debug_assert!(cx.steps <= 1, "a convolution's rows are whole examples");
+    let all = Rows { steps: 1, lengths: &[] };
+    let out_len = g.oh * g.ow * c;
     let p = cx.params;
     let (wv, bv) = (&p[w.range()], &p[b.range()]);
     let (out, st, r) = cx.mem.split2(y, rows, stats);
     let xs = r.get(x, rows);
-    let (mut one, mut fws) = (vec![T::ZERO; out_len], Vec::new());
+    let per = chunk_rows(out_len, rows);
+    let (mut buf, mut fws) = (vec![T::ZERO; per * out_len], Vec::new());
+    let chunks = || (0..rows).step_by(per).map(move |e0| (e0, per.min(rows - e0)));
     let mut m = vec![0.0f64; 2 * c + 1];
-    for e in (0..rows).filter(|&e| valid.valid(e)) {
-        conv_one(&g, &xs[e * in_len..(e + 1) * in_len], wv, bv, &mut one, &mut fws);
+    for (e0, n) in chunks() {
+        conv_rows(&g, xs, (e0, n), wv, bv, &mut buf, &mut fws);
         vectorized(
             #[inline(always)]
-            || add_moments(&one, 1, c, one_row, &mut m),
+            || add_moments(&buf[..n * out_len], n, c, all, &mut m),
         );
     }
     finish_stats(m, &cx.peers, st, (p, &mut *cx.grads), (mean, var), eps);
@@ -1120,23 +1143,19 @@ pub fn conv_train_step<T: Float>(
     let f = Forward { mu: &st[..c], s, gs: &gs, b: &p[beta.range()] };
     let windows = (pool > 0).then(|| Windows::over(g.oh, g.ow, c, pool));
     let y_len = windows.map_or(out_len, |w| w.out_len);
-    for e in 0..rows {
-        let ye = &mut out[e * y_len..(e + 1) * y_len];
-        if !valid.valid(e) {
-            ye.fill(T::ZERO);
-            continue;
-        }
-        conv_one(&g, &xs[e * in_len..(e + 1) * in_len], wv, bv, &mut one, &mut fws);
+    for (e0, n) in chunks() {
+        conv_rows(&g, xs, (e0, n), wv, bv, &mut buf, &mut fws);
+        let (zs, ys) = (&buf[..n * out_len], &mut out[e0 * y_len..(e0 + n) * y_len]);
         match (relu, windows) {
             (true, Some(w)) => vectorized(
                 #[inline(always)]
-                || pool_forward::<T, true>(w, &one, ye, 1, one_row, &f),
+                || pool_forward::<T, true>(w, zs, ys, n, all, &f),
             ),
             (false, Some(w)) => vectorized(
                 #[inline(always)]
-                || pool_forward::<T, false>(w, &one, ye, 1, one_row, &f),
+                || pool_forward::<T, false>(w, zs, ys, n, all, &f),
             ),
-            (_, None) => normalize(&one, ye, 1, one_row, f.mu, s, &p[gamma.range()], f.b, relu),
+            (_, None) => normalize(zs, ys, n, all, f.mu, s, &p[gamma.range()], f.b, relu),
         }
     }
     Ok(())
@@ -1145,9 +1164,9 @@ pub fn conv_train_step<T: Float>(
 /// The step `ConvBatchNormBackward { g, x, w, b, dy, dw, db, dx, ws, gamma, beta, dgamma,
 /// dbeta, stats, relu, pool }`: the backward pass of [`conv_train_step`] from the batch norm's
 /// output gradient `dy` (the pooled map's where `pool > 0`). The convolution is computed again
-/// example by example, twice: for the batch norm's sums (`dβ`, `dγ`, and met with the other
-/// workers' the means `dz` is made from), then for each example's `dz`, made into a buffer
-/// of one example just before the convolution's passes (`dW`, `db`, `dx`) read it, as
+/// a chunk of examples at a time, twice: for the batch norm's sums (`dβ`, `dγ`, and met with
+/// the other workers' the means `dz` is made from), then for each example's `dz`, made into a
+/// buffer of one example just before the convolution's passes (`dW`, `db`, `dx`) read it, as
 /// [`conv_backward_step`] makes it. The same bits as the batch norm's backward step and
 /// [`conv_backward_step`] apart.
 #[allow(clippy::too_many_arguments)]
@@ -1171,16 +1190,16 @@ pub fn conv_backward_recomputed_step<T: Float>(
     pool: usize,
 ) -> Done {
     let (rows, c) = (cx.rows, g.k);
-    let valid = Rows { steps: cx.steps, lengths: cx.lengths };
-    let (in_len, out_len) = (g.h * g.w * g.d, g.oh * g.ow * c);
+    debug_assert!(cx.steps <= 1, "a convolution's rows are whole examples");
+    let out_len = g.oh * g.ow * c;
     let params = cx.params;
     let (wv, bv) = (&params[w.range()], &params[b.range()]);
     let windows = (pool > 0).then(|| Windows::over(g.oh, g.ow, c, pool));
     let dy_len = windows.map_or(out_len, |w| w.out_len);
-    // One example's convolution output (the whole example counts: a row of a sequence never
-    // reaches here).
-    let one_shape = Shape { cols: out_len, c, valid: Rows { steps: 1, lengths: &[] } };
-    let (mut one, mut fws) = (vec![T::ZERO; out_len], Vec::new());
+    // The convolution's outputs, every example counting.
+    let shape = Shape { cols: out_len, c, valid: Rows { steps: 1, lengths: &[] } };
+    let per = chunk_rows(out_len, rows);
+    let (mut buf, mut fws) = (vec![T::ZERO; per * out_len], Vec::new());
     let r = cx.mem.all();
     let (xs, dys, st) = (r.get(x, rows), r.get(dy, rows), r.get(stats, 1));
     let (mu, s, n) = (st[..c].to_vec(), st[c..2 * c].to_vec(), st[2 * c].to_f64().max(1.0));
@@ -1188,9 +1207,11 @@ pub fn conv_backward_recomputed_step<T: Float>(
     let gs: Vec<T> = (0..c).map(|ch| params[gamma.offset + ch] * s[ch]).collect();
     let f = Forward { mu: &mu, s: &s, gs: &gs, b: &params[beta.range()] };
     let mut sums = vec![0.0f64; 2 * c];
-    for e in (0..rows).filter(|&e| valid.valid(e)) {
-        conv_one(&g, &xs[e * in_len..(e + 1) * in_len], wv, bv, &mut one, &mut fws);
-        grad_sums((relu, windows), one_shape, (&one, &dys[e * dy_len..(e + 1) * dy_len]), &f, &mut sums);
+    for e0 in (0..rows).step_by(per) {
+        let n = per.min(rows - e0);
+        conv_rows(&g, xs, (e0, n), wv, bv, &mut buf, &mut fws);
+        let (zs, ds) = (&buf[..n * out_len], &dys[e0 * dy_len..(e0 + n) * dy_len]);
+        grad_sums((relu, windows), shape, (zs, ds), &f, &mut sums);
     }
     let Some((m1, m2)) = grads_and_means(cx.grads, &cx.peers, sums, (dgamma, dbeta), n, true) else {
         return Ok(());
@@ -1198,14 +1219,17 @@ pub fn conv_backward_recomputed_step<T: Float>(
     let cg = crate::ops::conv_grads(cx, (dw, db), dx, ws);
     let r = &cg.reads;
     let (xs, dys) = (r.get(x, rows), r.get(dy, rows));
+    // Each example's `dz` from its chunk's convolution, computed when the chunk's first
+    // example is asked for (the passes ask in order; any other order recomputes its chunk).
+    let mut held: Option<usize> = None;
     let mut make = |e: usize, out: &mut [T]| {
-        if !valid.valid(e) {
-            out.fill(T::ZERO);
-            return;
+        let e0 = e - e % per;
+        if held != Some(e0) {
+            conv_rows(&g, xs, (e0, per.min(rows - e0)), wv, bv, &mut buf, &mut fws);
+            held = Some(e0);
         }
-        conv_one(&g, &xs[e * in_len..(e + 1) * in_len], wv, bv, &mut one, &mut fws);
-        let de = &dys[e * dy_len..(e + 1) * dy_len];
-        input_grads((relu, windows), one_shape, (&one, de), &f, (&m1, &m2), out, false);
+        let (z, de) = (&buf[(e - e0) * out_len..(e - e0 + 1) * out_len], &dys[e * dy_len..(e + 1) * dy_len]);
+        input_grads((relu, windows), shape, (z, de), &f, (&m1, &m2), out, false);
     };
     super::conv::backward_made(&g, rows, xs, wv, &mut make, cg.dw, cg.db, cg.dx, cg.ws);
     Ok(())

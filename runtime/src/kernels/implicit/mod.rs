@@ -210,8 +210,9 @@ struct Patches<'a> {
     s: usize,
     oh: usize,
     ow: usize,
-    /// A short patch (`f > 1`, `f·fw·d` of 4, 8, 9 or 12 taps), which [`tile_taps`] takes
-    /// whole, and where its taps are from the patch's start (`offs[t]`, `t = fy·fw·d + u`).
+    /// A short patch (`f > 1`, `f·fw·d` of 4, 8, 9 or 12 taps), which [`tile_taps`] and
+    /// [`grad_tile_taps`] take whole, and where its taps are from the patch's start (`offs[t]`,
+    /// `t = fy·fw·d + u`).
     short: bool,
     offs: [usize; 12],
 }
@@ -571,9 +572,9 @@ fn grad_tile_taps<S: Simd, const M: usize, const NV: usize>(
 ) {
     let lanes = std::mem::size_of::<S::f32s>() / 4;
     let width = lanes * NV;
-    let (run, seg) = (x.fw * x.d, x.wp * x.d);
+    let seg = x.wp * x.d;
     // Where tap `r` (`fy·run + u`) is from its patch's start.
-    let offs: [usize; M] = std::array::from_fn(|r| (r / run) * seg + r % run);
+    let offs: &[usize; M] = x.offs.first_chunk().expect("a short patch's offsets");
     let reach = offs[M - 1] + 1;
     let at = |r: usize| r * pw + c0..r * pw + c0 + width;
     let mut acc = [[simd.splat_f32s(0.0); NV]; M];
@@ -705,7 +706,7 @@ fn weight_grads<S: Simd>(simd: S, x: &Patches<'_>, dy: &[f32], kp: usize, dwk: &
     let gr = if many_registers(lanes) { GR } else { MR };
     // Every tap of a patch in one tile, where they fit and a filter row's run alone is short
     // (3 × 3 and 2 × 2 over one channel, 2 × 2 over two or three).
-    let all_taps = x.f > 1 && matches!(cols, 4 | 8 | 9 | 12) && cols <= gr;
+    let all_taps = x.short && cols <= gr;
     let mut oy0 = 0;
     while oy0 < x.oh {
         let oy1 = (oy0 + block).min(x.oh);
