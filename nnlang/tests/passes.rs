@@ -192,8 +192,9 @@ fn convolutions_make_their_batch_norms_input_gradients_as_the_two_steps_did() {
 /// losses, running statistics and weights, bit for bit, as the plan with the convolution's
 /// output stored and the steps apart — with the batch norm's ReLU and fused max pooling and
 /// without, with and without a bias, filters a whole number of vectors and not, stride 1 and
-/// 2, a map recomputed a few examples at a time, on one thread and on two sharing the batch.
-/// A convolution of 18 taps stays apart.
+/// 2, a map recomputed a few examples at a time, on one thread and on two sharing the batch;
+/// and with the pooling, the backward pass's sums from the windows' peaks the forward step
+/// kept as from the convolution computed again. A convolution of 18 taps stays apart.
 #[test]
 fn short_convolutions_computed_again_for_batch_norms_as_stored() {
     use nnlang_runtime::plan::{ABuf, Act, Geometry, Share, Step, StepFacts};
@@ -210,6 +211,8 @@ fn short_convolutions_computed_again_for_batch_norms_as_stored() {
         // A map of 51,200 values an example: the convolution recomputed two examples at a time.
         "model E { input x: [40, 40, 1]\n x -> conv(32, 3, pad = same) -> batchnorm -> relu -> maxpool(size = 2)\n\
          -> globalavgpool -> dense(3) -> softmax }",
+        // Pooled without a ReLU: 2 × 2 over two channels, 10 filters.
+        "model F { input x: [13, 13, 2]\n x -> conv(10, 2) -> batchnorm -> maxpool(size = 2) -> flatten -> dense(3) -> softmax }",
         "model D { input x: [8, 8, 2]\n x -> conv(8, 3, pad = same) -> batchnorm -> relu -> flatten -> dense(3) -> softmax }",
     ];
     for (i, src) in models.iter().enumerate() {
@@ -217,14 +220,14 @@ fn short_convolutions_computed_again_for_batch_norms_as_stored() {
         let rows = 6;
         let fused = build_at(&c.models[0], Mode::Training(Loss::CROSS_ENTROPY), rows, PlanLevel::Full).expect("plan");
         let count = fused.steps.iter().filter(|s| matches!(s, Step::ConvBatchNorm { .. })).count();
-        assert_eq!(count, usize::from(i < 4), "{src}");
+        assert_eq!(count, usize::from(i < 5), "{src}");
         // The steps apart again: the convolution's output stored at the end of the arena.
         let mut apart = fused.clone();
         let mut i = 0;
         let mut stored = Vec::new();
         while i < apart.steps.len() {
             match apart.steps[i].clone() {
-                Step::ConvBatchNorm { g, x, w, b, y, gamma, beta, mean, var, stats, eps, relu, pool } => {
+                Step::ConvBatchNorm { g, x, w, b, y, gamma, beta, mean, var, stats, eps, relu, pool, .. } => {
                     let z = ABuf::arena(apart.arena_len, g.oh * g.ow * g.k);
                     apart.arena_len += rows * z.cols;
                     let ws = ABuf::arena(apart.arena_len, g.oh * g.ow * g.d * g.f * g.f * rows);
@@ -322,6 +325,18 @@ fn short_convolutions_computed_again_for_batch_norms_as_stored() {
         };
         let one = run(&fused, 1);
         assert_eq!(one, run(&apart, 1), "{src}: one thread, the steps apart");
+        // The backward step's sums from the convolution computed again, where the forward
+        // step kept no windows' peaks.
+        let mut no_peaks = fused.clone();
+        let mut kept = 0;
+        for s in &mut no_peaks.steps {
+            if let Step::ConvBatchNorm { peaks, .. } | Step::ConvBatchNormBackward { peaks, .. } = s {
+                kept += usize::from(peaks.take().is_some());
+            }
+        }
+        assert_eq!(kept, 2 * count * usize::from(src.contains("maxpool")), "{src}: peaks kept with the pooling");
+        assert_eq!(one, run(&no_peaks, 1), "{src}: one thread, no peaks kept");
+        assert_eq!(run(&no_peaks, 2), run(&apart, 2), "{src}: two threads, no peaks kept");
         // Two threads sharing the batch meet for the batch norm's sums in the fused steps as
         // in the steps apart.
         assert_eq!(run(&fused, 2), run(&apart, 2), "{src}: two threads, the steps apart");

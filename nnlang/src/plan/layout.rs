@@ -472,7 +472,9 @@ fn conv_makes_batch_norm_grads(b: &mut Builder) {
 /// [`Step::ConvBatchNorm`] and the backward pair [`Step::ConvBatchNormBackward`]: the
 /// convolution's output (a first layer's is the largest map of the network) is computed
 /// again, a few examples at a time, where the batch norm's passes need it, and its buffer leaves
-/// the arena. The fused steps are the convolution's (its layer's name in reports).
+/// the arena (with a fused max pooling, a buffer of the pooled size keeps each window's peak
+/// for the backward pass's sums). The fused steps are the convolution's (its layer's name in
+/// reports).
 fn convs_recomputed_for_batch_norms(b: &mut Builder) {
     use nnlang_runtime::plan::{Act, Share};
     let names = |s: &mut Step, buf: ABuf| s.bufs_mut().into_iter().any(|x| *x == buf);
@@ -523,7 +525,12 @@ fn convs_recomputed_for_batch_norms(b: &mut Builder) {
         let (out, gamma, beta, mean, var, stats, eps, relu, pool) = fwd;
         let (dy, dw, db, dx, ws, _, _, _, _, _) = bwd;
         let c = gamma.len;
-        b.steps[j] = Step::ConvBatchNorm { g, x, w, b: bias, y: out, gamma, beta, mean, var, stats, eps, relu, pool };
+        // With the max pooling, each window's value at the tap that takes its gradient (the
+        // size of the pooled output): the backward pass's sums read them instead of computing
+        // the convolution again over the whole map.
+        let peaks = (pool > 0).then(|| b.buf(out.cols));
+        b.steps[j] =
+            Step::ConvBatchNorm { g, x, w, b: bias, y: out, gamma, beta, mean, var, stats, eps, relu, pool, peaks };
         b.steps[k1] = Step::ConvBatchNormBackward {
             g,
             x,
@@ -541,6 +548,7 @@ fn convs_recomputed_for_batch_norms(b: &mut Builder) {
             stats,
             relu,
             pool,
+            peaks,
         };
         // The batch norm's forward facts (its meeting, a fused ReLU's kink) but split by the
         // batch, as the convolution is; its backward step's meeting.

@@ -276,9 +276,11 @@ crate::step::steps! {
     /// whose output only a batch norm reads (with its ReLU where `relu`, and the max pooling
     /// after it where `pool > 0`), fused: the convolution computed again a few examples at a time
     /// for the batch's statistics and then for the normalized (pooled) output `y`, never
-    /// written whole.
-    ConvBatchNorm { g: Geometry, x: ABuf, w: PBuf, b: PBuf, y: ABuf, gamma: PBuf, beta: PBuf, mean: PBuf, var: PBuf, stats: ABuf, eps: f64, relu: bool, pool: usize } => kernels::norm::conv_train_step;
-    /// Its backward pass from the batch norm's output gradient `dy`: the batch norm's sums and
-    /// [`Step::ConvBnBackward`], the convolution computed again for each.
-    ConvBatchNormBackward { g: Geometry, x: ABuf, w: PBuf, b: PBuf, dy: ABuf, dw: PBuf, db: PBuf, dx: Option<(ABuf, Write)>, ws: ABuf, gamma: PBuf, beta: PBuf, dgamma: PBuf, dbeta: PBuf, stats: ABuf, relu: bool, pool: usize } => kernels::norm::conv_backward_recomputed_step;
+    /// written whole. With the pooling, `peaks` (laid out as `y`) keeps each window's
+    /// convolution value at the tap that takes its gradient.
+    ConvBatchNorm { g: Geometry, x: ABuf, w: PBuf, b: PBuf, y: ABuf, gamma: PBuf, beta: PBuf, mean: PBuf, var: PBuf, stats: ABuf, eps: f64, relu: bool, pool: usize, peaks: Option<ABuf> } => kernels::norm::conv_train_step;
+    /// Its backward pass from the batch norm's output gradient `dy`: the batch norm's sums
+    /// (from `peaks` where the forward step kept them, else from the convolution computed
+    /// again) and [`Step::ConvBnBackward`], the convolution computed again for it.
+    ConvBatchNormBackward { g: Geometry, x: ABuf, w: PBuf, b: PBuf, dy: ABuf, dw: PBuf, db: PBuf, dx: Option<(ABuf, Write)>, ws: ABuf, gamma: PBuf, beta: PBuf, dgamma: PBuf, dbeta: PBuf, stats: ABuf, relu: bool, pool: usize, peaks: Option<ABuf> } => kernels::norm::conv_backward_recomputed_step;
 }

@@ -701,6 +701,24 @@ impl<T: Float, const B: usize> Consts<T, B> {
         });
         m
     }
+    /// [`Consts::window_max`], and the window's values at the tap that takes its gradient —
+    /// the first to reach the maximum of the normalized values (each tap above the maximum so
+    /// far takes over), as [`PoolSums`] and [`PoolDx`] find it.
+    #[inline(always)]
+    fn window_max_peak<const RELU: bool, const F: usize>(&self, w: Windows, xr: &[T], base: usize) -> ([T; B], [T; B]) {
+        let (mut max, mut m, mut z) = ([T::ZERO; B], [T::ZERO; B], [T::ZERO; B]);
+        w.taps::<F, false>(base, |t, at| {
+            let v: [T; B] = block_at(xr, at);
+            for j in 0..B {
+                let y = normalized::<T, RELU>(v[j] - self.mu[j], self.gs[j], self.b[j]);
+                max[j] = if t == 0 { y } else { max[j].max(y) };
+                let take = t == 0 || y > m[j];
+                m[j] = if take { y } else { m[j] };
+                z[j] = if take { v[j] } else { z[j] };
+            }
+        });
+        (max, z)
+    }
 }
 
 /// The pooled map of the normalized values: each window's maximum. Windows of 2 × 2 (nearly
@@ -715,16 +733,36 @@ fn pool_forward<T: Float, const RELU: bool>(
     f: &Forward<T>,
 ) {
     match w.f {
-        2 => pool_forward_f::<T, RELU, 2>(w, xs, out, rows, valid, f),
-        _ => pool_forward_f::<T, RELU, 0>(w, xs, out, rows, valid, f),
+        2 => pool_forward_f::<T, RELU, 2, false>(w, xs, (out, &mut []), rows, valid, f),
+        _ => pool_forward_f::<T, RELU, 0, false>(w, xs, (out, &mut []), rows, valid, f),
     }
 }
 
+/// [`pool_forward`] of whole examples, and into `peaks` (laid out as the pooled map) each
+/// window's input value at the tap that takes its gradient ([`Consts::window_max_peak`]): what
+/// the backward pass's sums need of the window, without its map.
 #[inline(always)]
-fn pool_forward_f<T: Float, const RELU: bool, const F: usize>(
+fn pool_forward_peaks<T: Float, const RELU: bool>(
     w: Windows,
     xs: &[T],
     out: &mut [T],
+    peaks: &mut [T],
+    rows: usize,
+    f: &Forward<T>,
+) {
+    let all = Rows { steps: 1, lengths: &[] };
+    match w.f {
+        2 => pool_forward_f::<T, RELU, 2, true>(w, xs, (out, peaks), rows, all, f),
+        _ => pool_forward_f::<T, RELU, 0, true>(w, xs, (out, peaks), rows, all, f),
+    }
+}
+
+/// `out` (and `peaks` where `PEAKS`) of `rows` rows.
+#[inline(always)]
+fn pool_forward_f<T: Float, const RELU: bool, const F: usize, const PEAKS: bool>(
+    w: Windows,
+    xs: &[T],
+    (out, peaks): (&mut [T], &mut [T]),
     rows: usize,
     valid: Rows,
     f: &Forward<T>,
@@ -735,31 +773,42 @@ fn pool_forward_f<T: Float, const RELU: bool, const F: usize>(
             yr.fill(T::ZERO);
             continue;
         }
+        let pr: &mut [T] = if PEAKS { &mut peaks[r * w.out_len..(r + 1) * w.out_len] } else { &mut [] };
         let xr = &xs[r * w.in_len..(r + 1) * w.in_len];
         for oy in 0..w.oh {
             for ox in 0..w.ow {
                 let o = (oy * w.ow + ox) * w.c;
-                let mut p = PoolForward::<T, RELU, F> { w, xr, base: w.base(oy, ox), out: &mut yr[o..o + w.c], f };
+                let peaks: &mut [T] = if PEAKS { &mut pr[o..o + w.c] } else { &mut [] };
+                let out = &mut yr[o..o + w.c];
+                let mut p = PoolForward::<T, RELU, F, PEAKS> { w, xr, base: w.base(oy, ox), out, peaks, f };
                 by_blocks(w.c, &mut p);
             }
         }
     }
 }
 
-struct PoolForward<'a, T, const RELU: bool, const F: usize> {
+struct PoolForward<'a, T, const RELU: bool, const F: usize, const PEAKS: bool> {
     w: Windows,
     xr: &'a [T],
     base: usize,
     out: &'a mut [T],
+    /// The window's values at the tap that takes its gradient, where `PEAKS`.
+    peaks: &'a mut [T],
     f: &'a Forward<'a, T>,
 }
 
-impl<T: Float, const RELU: bool, const F: usize> Block for PoolForward<'_, T, RELU, F> {
+impl<T: Float, const RELU: bool, const F: usize, const PEAKS: bool> Block for PoolForward<'_, T, RELU, F, PEAKS> {
     #[inline(always)]
     fn block<const B: usize>(&mut self, c0: usize) {
         let k = Consts::<T, B>::at(self.f, c0);
-        let m = k.window_max::<RELU, F>(self.w, self.xr, self.base + c0);
-        self.out[c0..c0 + B].copy_from_slice(&m);
+        if PEAKS {
+            let (m, z) = k.window_max_peak::<RELU, F>(self.w, self.xr, self.base + c0);
+            self.out[c0..c0 + B].copy_from_slice(&m);
+            self.peaks[c0..c0 + B].copy_from_slice(&z);
+        } else {
+            let m = k.window_max::<RELU, F>(self.w, self.xr, self.base + c0);
+            self.out[c0..c0 + B].copy_from_slice(&m);
+        }
     }
 }
 
@@ -1117,6 +1166,7 @@ pub fn conv_train_step<T: Float>(
     eps: f64,
     relu: bool,
     pool: usize,
+    peaks: Option<ABuf>,
 ) -> Done {
     let (rows, c) = (cx.rows, g.k);
     debug_assert!(cx.steps <= 1, "a convolution's rows are whole examples");
@@ -1124,7 +1174,16 @@ pub fn conv_train_step<T: Float>(
     let out_len = g.oh * g.ow * c;
     let p = cx.params;
     let (wv, bv) = (&p[w.range()], &p[b.range()]);
-    let (out, st, r) = cx.mem.split2(y, rows, stats);
+    let (out, st, mut peaks, r) = match peaks.filter(|_| pool > 0) {
+        Some(pb) => {
+            let (out, pk, st, r) = cx.mem.split3(y, pb, stats, rows, false);
+            (out, st, Some(pk), r)
+        }
+        None => {
+            let (out, st, r) = cx.mem.split2(y, rows, stats);
+            (out, st, None, r)
+        }
+    };
     let xs = r.get(x, rows);
     let per = chunk_rows(out_len, rows);
     let (mut buf, mut fws) = (vec![T::ZERO; per * out_len], Vec::new());
@@ -1146,16 +1205,25 @@ pub fn conv_train_step<T: Float>(
     for (e0, n) in chunks() {
         conv_rows(&g, xs, (e0, n), wv, bv, &mut buf, &mut fws);
         let (zs, ys) = (&buf[..n * out_len], &mut out[e0 * y_len..(e0 + n) * y_len]);
-        match (relu, windows) {
-            (true, Some(w)) => vectorized(
+        let pk = peaks.as_deref_mut().map(|pk| &mut pk[e0 * y_len..(e0 + n) * y_len]);
+        match (relu, windows, pk) {
+            (true, Some(w), Some(pk)) => vectorized(
+                #[inline(always)]
+                || pool_forward_peaks::<T, true>(w, zs, ys, pk, n, &f),
+            ),
+            (false, Some(w), Some(pk)) => vectorized(
+                #[inline(always)]
+                || pool_forward_peaks::<T, false>(w, zs, ys, pk, n, &f),
+            ),
+            (true, Some(w), None) => vectorized(
                 #[inline(always)]
                 || pool_forward::<T, true>(w, zs, ys, n, all, &f),
             ),
-            (false, Some(w)) => vectorized(
+            (false, Some(w), None) => vectorized(
                 #[inline(always)]
                 || pool_forward::<T, false>(w, zs, ys, n, all, &f),
             ),
-            (_, None) => normalize(zs, ys, n, all, f.mu, s, &p[gamma.range()], f.b, relu),
+            (_, None, _) => normalize(zs, ys, n, all, f.mu, s, &p[gamma.range()], f.b, relu),
         }
     }
     Ok(())
@@ -1188,6 +1256,7 @@ pub fn conv_backward_recomputed_step<T: Float>(
     stats: ABuf,
     relu: bool,
     pool: usize,
+    peaks: Option<ABuf>,
 ) -> Done {
     let (rows, c) = (cx.rows, g.k);
     debug_assert!(cx.steps <= 1, "a convolution's rows are whole examples");
@@ -1207,11 +1276,21 @@ pub fn conv_backward_recomputed_step<T: Float>(
     let gs: Vec<T> = (0..c).map(|ch| params[gamma.offset + ch] * s[ch]).collect();
     let f = Forward { mu: &mu, s: &s, gs: &gs, b: &params[beta.range()] };
     let mut sums = vec![0.0f64; 2 * c];
-    for e0 in (0..rows).step_by(per) {
-        let n = per.min(rows - e0);
-        conv_rows(&g, xs, (e0, n), wv, bv, &mut buf, &mut fws);
-        let (zs, ds) = (&buf[..n * out_len], &dys[e0 * dy_len..(e0 + n) * dy_len]);
-        grad_sums((relu, windows), shape, (zs, ds), &f, &mut sums);
+    match peaks.filter(|_| pool > 0) {
+        // The windows' peaks kept by the forward step: the taps that took the pooled `dy`,
+        // alone in the sums (window by window, as over the map).
+        Some(pk) => {
+            let pooled = Shape { cols: dy_len, c, valid: shape.valid };
+            grad_sums((relu, None), pooled, (r.get(pk, rows), dys), &f, &mut sums);
+        }
+        None => {
+            for e0 in (0..rows).step_by(per) {
+                let n = per.min(rows - e0);
+                conv_rows(&g, xs, (e0, n), wv, bv, &mut buf, &mut fws);
+                let (zs, ds) = (&buf[..n * out_len], &dys[e0 * dy_len..(e0 + n) * dy_len]);
+                grad_sums((relu, windows), shape, (zs, ds), &f, &mut sums);
+            }
+        }
     }
     let Some((m1, m2)) = grads_and_means(cx.grads, &cx.peers, sums, (dgamma, dbeta), n, true) else {
         return Ok(());
