@@ -1145,11 +1145,13 @@ fn conv_rows<T: Float>(
 /// of a training plan: a convolution ([`recomputed`]: short patches, no activation) whose
 /// output only a batch norm reads — with its ReLU where `relu`, and the max pooling after it
 /// where `pool > 0` (windows `pool × pool` tiling the map) — computed a few examples at a time
-/// into a buffer that stays in cache ([`chunk_rows`]), twice: once for the batch norm's
+/// into a buffer that stays in cache (about 512 KiB), twice: once for the batch norm's
 /// statistics (the sums continued chunk after chunk: the same order as over the stored batch),
 /// once, after they are met with the other workers', for the normalized output `y`. The same
 /// bits as the convolution, [`train_step`] or [`train_pool_step`] apart; the convolution's
-/// output is never written.
+/// output is never written. With the pooling and `peaks`, each window's convolution value at
+/// the tap that takes its gradient is kept there (the pooled map's layout) for the backward
+/// pass's sums.
 #[allow(clippy::too_many_arguments)]
 pub fn conv_train_step<T: Float>(
     cx: &mut Cx<'_, T>,
@@ -1231,11 +1233,12 @@ pub fn conv_train_step<T: Float>(
 
 /// The step `ConvBatchNormBackward { g, x, w, b, dy, dw, db, dx, ws, gamma, beta, dgamma,
 /// dbeta, stats, relu, pool }`: the backward pass of [`conv_train_step`] from the batch norm's
-/// output gradient `dy` (the pooled map's where `pool > 0`). The convolution is computed again
-/// a chunk of examples at a time, twice: for the batch norm's sums (`dβ`, `dγ`, and met with
-/// the other workers' the means `dz` is made from), then for each example's `dz`, made into a
-/// buffer of one example just before the convolution's passes (`dW`, `db`, `dx`) read it, as
-/// [`conv_backward_step`] makes it. The same bits as the batch norm's backward step and
+/// output gradient `dy` (the pooled map's where `pool > 0`). The batch norm's sums (`dβ`, `dγ`,
+/// and met with the other workers' the means `dz` is made from) are taken from the windows'
+/// `peaks` where the forward step kept them, else from the convolution computed again a chunk
+/// of examples at a time; then the convolution is computed again (a chunk at a time) for each
+/// example's `dz`, made into a buffer of one example just before the convolution's passes
+/// (`dW`, `db`, `dx`) read it, as [`conv_backward_step`] makes it. The same bits as the batch norm's backward step and
 /// [`conv_backward_step`] apart.
 #[allow(clippy::too_many_arguments)]
 pub fn conv_backward_recomputed_step<T: Float>(
