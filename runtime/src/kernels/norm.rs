@@ -52,7 +52,17 @@ fn add_moments<T: Float>(x: &[T], rows: usize, channels: usize, valid: Rows, out
 /// its part of every position; over a whole tensor of many channels, each block's pass would
 /// stream it from memory again).
 fn row_spans(rows: usize, cols: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
-    let per = ((128 * 1024 / 4) / cols.max(1)).max(1);
+    spans(rows, rows_within(128 * 1024, cols))
+}
+
+/// Rows of `cols` values that make about `bytes` (at least one).
+fn rows_within(bytes: usize, cols: usize) -> usize {
+    (bytes / 4 / cols.max(1)).max(1)
+}
+
+/// `0..rows` in spans of `per` rows (the last may be shorter).
+fn spans(rows: usize, per: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
+    let per = per.max(1);
     (0..rows).step_by(per).map(move |r| r..(r + per).min(rows))
 }
 
@@ -1115,25 +1125,23 @@ pub fn recomputed(g: &Geometry) -> bool {
 /// second-level cache), so that the weights are packed for the tiles once per chunk, not
 /// once per example.
 fn chunk_rows(out_len: usize, rows: usize) -> usize {
-    ((512 * 1024 / 4) / out_len.max(1)).clamp(1, rows.max(1))
+    rows_within(512 * 1024, out_len).min(rows.max(1))
 }
 
-/// The convolution (no activation) of examples `e0..e0 + n` of `xs` into `buf` (`n` examples'
-/// outputs); `fws` the im2col workspace of one example, sized at its first use, where the
-/// register tiles do not take it. A convolution's rows are whole examples (it never runs at
-/// every step of a sequence): each counts.
-#[allow(clippy::too_many_arguments)]
-fn conv_rows<T: Float>(
+/// The convolution (no activation) of the examples `chunk` of `xs` into the start of `buf`;
+/// `fws` the im2col workspace of one example, sized at its first use, where the register
+/// tiles do not take it. A convolution's rows are whole examples (it never runs at every step
+/// of a sequence): each counts.
+fn conv_chunk<T: Float>(
     g: &Geometry,
     xs: &[T],
-    (e0, n): (usize, usize),
-    w: &[T],
-    b: &[T],
+    chunk: std::ops::Range<usize>,
+    (w, b): (&[T], &[T]),
     buf: &mut [T],
     fws: &mut Vec<T>,
 ) {
-    let (in_len, out_len) = (g.h * g.w * g.d, g.oh * g.ow * g.k);
-    let (x, y) = (&xs[e0 * in_len..(e0 + n) * in_len], &mut buf[..n * out_len]);
+    let (in_len, out_len, n) = (g.h * g.w * g.d, g.oh * g.ow * g.k, chunk.len());
+    let (x, y) = (&xs[chunk.start * in_len..chunk.end * in_len], &mut buf[..n * out_len]);
     if T::conv_forward(g, crate::plan::Act::Identity, n, x, w, b, y) {
         return;
     }
@@ -1141,8 +1149,8 @@ fn conv_rows<T: Float>(
     super::conv::forward(g, crate::plan::Act::Identity, n, x, w, b, y, fws);
 }
 
-/// The step `ConvBatchNorm { g, x, w, b, y, gamma, beta, mean, var, stats, eps, relu, pool }`
-/// of a training plan: a convolution ([`recomputed`]: short patches, no activation) whose
+/// The step `ConvBatchNorm { g, x, w, b, y, gamma, beta, mean, var, stats, eps, relu, pool,
+/// peaks }` of a training plan: a convolution ([`recomputed`]: short patches, no activation) whose
 /// output only a batch norm reads — with its ReLU where `relu`, and the max pooling after it
 /// where `pool > 0` (windows `pool × pool` tiling the map) — computed a few examples at a time
 /// into a buffer that stays in cache (about 512 KiB), twice: once for the batch norm's
@@ -1189,10 +1197,10 @@ pub fn conv_train_step<T: Float>(
     let xs = r.get(x, rows);
     let per = chunk_rows(out_len, rows);
     let (mut buf, mut fws) = (vec![T::ZERO; per * out_len], Vec::new());
-    let chunks = || (0..rows).step_by(per).map(move |e0| (e0, per.min(rows - e0)));
     let mut m = vec![0.0f64; 2 * c + 1];
-    for (e0, n) in chunks() {
-        conv_rows(&g, xs, (e0, n), wv, bv, &mut buf, &mut fws);
+    for chunk in spans(rows, per) {
+        let n = chunk.len();
+        conv_chunk(&g, xs, chunk, (wv, bv), &mut buf, &mut fws);
         vectorized(
             #[inline(always)]
             || add_moments(&buf[..n * out_len], n, c, all, &mut m),
@@ -1204,10 +1212,11 @@ pub fn conv_train_step<T: Float>(
     let f = Forward { mu: &st[..c], s, gs: &gs, b: &p[beta.range()] };
     let windows = (pool > 0).then(|| Windows::over(g.oh, g.ow, c, pool));
     let y_len = windows.map_or(out_len, |w| w.out_len);
-    for (e0, n) in chunks() {
-        conv_rows(&g, xs, (e0, n), wv, bv, &mut buf, &mut fws);
-        let (zs, ys) = (&buf[..n * out_len], &mut out[e0 * y_len..(e0 + n) * y_len]);
-        let pk = peaks.as_deref_mut().map(|pk| &mut pk[e0 * y_len..(e0 + n) * y_len]);
+    for chunk in spans(rows, per) {
+        let (n, there) = (chunk.len(), chunk.start * y_len..chunk.end * y_len);
+        conv_chunk(&g, xs, chunk, (wv, bv), &mut buf, &mut fws);
+        let (zs, ys) = (&buf[..n * out_len], &mut out[there.clone()]);
+        let pk = peaks.as_deref_mut().map(|pk| &mut pk[there]);
         match (relu, windows, pk) {
             (true, Some(w), Some(pk)) => vectorized(
                 #[inline(always)]
@@ -1232,14 +1241,14 @@ pub fn conv_train_step<T: Float>(
 }
 
 /// The step `ConvBatchNormBackward { g, x, w, b, dy, dw, db, dx, ws, gamma, beta, dgamma,
-/// dbeta, stats, relu, pool }`: the backward pass of [`conv_train_step`] from the batch norm's
+/// dbeta, stats, relu, pool, peaks }`: the backward pass of [`conv_train_step`] from the batch norm's
 /// output gradient `dy` (the pooled map's where `pool > 0`). The batch norm's sums (`dβ`, `dγ`,
 /// and met with the other workers' the means `dz` is made from) are taken from the windows'
 /// `peaks` where the forward step kept them, else from the convolution computed again a chunk
 /// of examples at a time; then the convolution is computed again (a chunk at a time) for each
 /// example's `dz`, made into a buffer of one example just before the convolution's passes
-/// (`dW`, `db`, `dx`) read it, as [`conv_backward_step`] makes it. The same bits as the batch norm's backward step and
-/// [`conv_backward_step`] apart.
+/// (`dW`, `db`, `dx`) read it, as [`conv_backward_step`] makes it. The same bits as the batch
+/// norm's backward step and [`conv_backward_step`] apart.
 #[allow(clippy::too_many_arguments)]
 pub fn conv_backward_recomputed_step<T: Float>(
     cx: &mut Cx<'_, T>,
@@ -1287,10 +1296,10 @@ pub fn conv_backward_recomputed_step<T: Float>(
             grad_sums((relu, None), pooled, (r.get(pk, rows), dys), &f, &mut sums);
         }
         None => {
-            for e0 in (0..rows).step_by(per) {
-                let n = per.min(rows - e0);
-                conv_rows(&g, xs, (e0, n), wv, bv, &mut buf, &mut fws);
-                let (zs, ds) = (&buf[..n * out_len], &dys[e0 * dy_len..(e0 + n) * dy_len]);
+            for chunk in spans(rows, per) {
+                let (n, there) = (chunk.len(), chunk.start * dy_len..chunk.end * dy_len);
+                conv_chunk(&g, xs, chunk, (wv, bv), &mut buf, &mut fws);
+                let (zs, ds) = (&buf[..n * out_len], &dys[there]);
                 grad_sums((relu, windows), shape, (zs, ds), &f, &mut sums);
             }
         }
@@ -1307,7 +1316,7 @@ pub fn conv_backward_recomputed_step<T: Float>(
     let mut make = |e: usize, out: &mut [T]| {
         let e0 = e - e % per;
         if held != Some(e0) {
-            conv_rows(&g, xs, (e0, per.min(rows - e0)), wv, bv, &mut buf, &mut fws);
+            conv_chunk(&g, xs, e0..(e0 + per).min(rows), (wv, bv), &mut buf, &mut fws);
             held = Some(e0);
         }
         let (z, de) = (&buf[(e - e0) * out_len..(e - e0 + 1) * out_len], &dys[e * dy_len..(e + 1) * dy_len]);
