@@ -440,6 +440,9 @@ pub fn activation_in_place<T: Float>(f: Act, y: &mut [T]) {
         // activation calls this on its whole output).
         return;
     }
+    if f == Act::Relu && T::f32s_mut(y).is_some_and(relu_in_place_by_max) {
+        return;
+    }
     // A select stored every time, not a store under a branch: it vectorizes, and NaN stays
     // NaN (it is not below zero).
     crate::kernels::vectorized(
@@ -452,6 +455,34 @@ pub fn activation_in_place<T: Float>(f: Act, y: &mut [T]) {
             })
         },
     )
+}
+
+/// ReLU in place over f32 by the processor's vector maximum, `max(0, v)` (x86-64 with AVX2 or
+/// AVX-512), which gives its second operand where either is NaN or both are zero: `v < 0 ? 0
+/// : v` exactly, NaN and −0 included. Written as that select, the loop stores each vector
+/// back under a mask (`vmaskmovps`, the compiler's reading of "store 0 where v < 0"), which
+/// AMD's Zen 3 runs an order of magnitude slower than a plain store: 95% of the loop's time
+/// there. `false`, nothing done, on other processors (NEON's maximum orders −0 below +0).
+fn relu_in_place_by_max(y: &mut [f32]) -> bool {
+    struct ByMax<'a>(&'a mut [f32]);
+    impl pulp::WithSimd for ByMax<'_> {
+        type Output = ();
+        #[inline(always)]
+        fn with_simd<S: pulp::Simd>(self, simd: S) {
+            let zero = simd.splat_f32s(0.0);
+            let (vectors, rest) = S::as_mut_simd_f32s(self.0);
+            for v in vectors {
+                *v = simd.max_f32s(zero, *v);
+            }
+            for v in rest {
+                *v = relu(*v);
+            }
+        }
+    }
+    let lanes = crate::kernels::implicit::lanes();
+    cfg!(any(target_arch = "x86", target_arch = "x86_64"))
+        && matches!(lanes, 8 | 16)
+        && crate::kernels::implicit::run(lanes, ByMax(y)).is_some()
 }
 
 /// `y = f(x)` and `s = f'(x)`, each the same bits as [`activation`] and the derivative of
@@ -599,6 +630,46 @@ fn backward_in_place_plain<T: Float>(f: Act, v: &[T], d: &mut [T]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// ReLU in place by the vector maximum gives the select's bits on every kind of value:
+    /// −0 stays −0, NaN stays NaN (its payload too), infinities, subnormals, and a tail
+    /// shorter than a vector.
+    #[test]
+    fn relu_in_place_by_max_is_the_select() {
+        let special = [
+            -0.0f32,
+            0.0,
+            -1.5,
+            2.5,
+            f32::NAN,
+            -f32::NAN,
+            f32::from_bits(0x7fc0_1234),
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::MIN_POSITIVE / 4.0,
+            -f32::MIN_POSITIVE / 4.0,
+            f32::MAX,
+            f32::MIN,
+        ];
+        for n in [0, 1, 7, 8, 13, 16, 37] {
+            let y: Vec<f32> = (0..n).map(|i| special[(i * 5) % special.len()]).collect();
+            let want: Vec<u32> = y.iter().map(|&v| relu(v).to_bits()).collect();
+            let mut got = y.clone();
+            activation_in_place(Act::Relu, &mut got);
+            assert_eq!(got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), want, "{n} values");
+            let mut direct = y.clone();
+            if relu_in_place_by_max(&mut direct) {
+                assert_eq!(direct.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), want, "{n} values");
+            }
+        }
+        // f64 keeps the loop.
+        let mut d = vec![-1.0f64, f64::NAN, -0.0, 3.0];
+        activation_in_place(Act::Relu, &mut d);
+        assert_eq!(d[0].to_bits(), 0);
+        assert!(d[1].is_nan());
+        assert_eq!(d[2].to_bits(), (-0.0f64).to_bits());
+        assert_eq!(d[3], 3.0);
+    }
 
     /// Every derivative against centred differences in f64, away from kinks.
     #[test]

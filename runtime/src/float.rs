@@ -62,6 +62,12 @@ pub trait Float:
         }
     }
 
+    /// The slice as f32 values when this type is f32 (`None` for f64): for the few loops
+    /// written with the processor's own instructions.
+    fn f32s_mut(s: &mut [Self]) -> Option<&mut [f32]>;
+    /// As [`Float::f32s_mut`], read only.
+    fn f32s(s: &[Self]) -> Option<&[f32]>;
+
     /// A convolution's forward pass and its activation `f` without im2col where the type and
     /// processor have one (`kernels::implicit`); `false`, nothing done, otherwise.
     fn conv_forward(g: &Geometry, f: Act, rows: usize, x: &[Self], w: &[Self], b: &[Self], y: &mut [Self]) -> bool;
@@ -173,7 +179,7 @@ pub trait Float:
 }
 
 macro_rules! float_impl {
-    ($t:ty, $name:literal, $gemm:path, $few:path, $tanh:path, $exp_neg:path, $erf:path, $conv_forward:path, $conv_backward:path, $dense_forward:path, $dense_backward:path, $dense_tiles:path, $unpacked:path) => {
+    ($t:ty, $name:literal, $gemm:path, $few:path, $tanh:path, $exp_neg:path, $erf:path, $conv_forward:path, $conv_backward:path, $dense_forward:path, $dense_backward:path, $dense_tiles:path, $unpacked:path, $f32s_mut:path, $f32s:path) => {
         impl Float for $t {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
@@ -204,6 +210,12 @@ macro_rules! float_impl {
             }
             fn sqrt(self) -> Self {
                 <$t>::sqrt(self)
+            }
+            fn f32s_mut(s: &mut [Self]) -> Option<&mut [f32]> {
+                $f32s_mut(s)
+            }
+            fn f32s(s: &[Self]) -> Option<&[f32]> {
+                $f32s(s)
             }
             fn conv_forward(
                 g: &Geometry,
@@ -347,7 +359,9 @@ float_impl!(
     crate::kernels::implicit::dense_forward,
     crate::kernels::implicit::dense_backward,
     crate::kernels::implicit::dense_tiles,
-    crate::kernels::gemm::unpacked
+    crate::kernels::gemm::unpacked,
+    Some,
+    Some
 );
 float_impl!(
     f64,
@@ -362,8 +376,20 @@ float_impl!(
     no_dense_forward,
     no_dense_backward,
     no_dense_tiles,
-    never_unpacked
+    never_unpacked,
+    not_f32_mut,
+    not_f32
 );
+
+/// f64 values are not f32 ([`Float::f32s_mut`]).
+fn not_f32_mut(_: &mut [f64]) -> Option<&mut [f32]> {
+    None
+}
+
+/// f64 values are not f32 ([`Float::f32s`]).
+fn not_f32(_: &[f64]) -> Option<&[f32]> {
+    None
+}
 
 /// As [`no_conv_forward`].
 fn no_dense_forward(
