@@ -485,6 +485,45 @@ fn relu_in_place_by_max(y: &mut [f32]) -> bool {
         && crate::kernels::implicit::run(lanes, ByMax(y)).is_some()
 }
 
+/// ReLU's backward pass in place over f32 (`d = 0` where `y ≤ 0`, else `d`; NaN in `y` keeps
+/// `d`) as `d & !(y ≤ 0)` on the bits, on x86-64 with AVX2 or AVX-512: the select would be
+/// stored under a mask, as in [`relu_in_place_by_max`]. `false`, nothing done, elsewhere.
+fn relu_backward_by_mask(y: &[f32], d: &mut [f32]) -> bool {
+    struct ByMask<'a>(&'a [f32], &'a mut [f32]);
+    impl pulp::WithSimd for ByMask<'_> {
+        type Output = ();
+        #[inline(always)]
+        fn with_simd<S: pulp::Simd>(self, simd: S) {
+            let ByMask(y, d) = self;
+            let n = y.len().min(d.len());
+            let zero = simd.splat_f32s(0.0);
+            let (ys, y_rest) = S::as_simd_f32s(&y[..n]);
+            let (ds, d_rest) = S::as_mut_simd_f32s(&mut d[..n]);
+            for (dv, &yv) in ds.iter_mut().zip(ys) {
+                let dead: S::u32s = pulp::cast(simd.less_than_or_equal_f32s(yv, zero));
+                let kept = simd.and_u32s(simd.not_u32s(dead), simd.transmute_u32s_f32s(*dv));
+                *dv = simd.transmute_f32s_u32s(kept);
+            }
+            for (dv, &yv) in d_rest.iter_mut().zip(y_rest) {
+                if yv <= 0.0 {
+                    *dv = 0.0;
+                }
+            }
+        }
+    }
+    // AVX2's vectors of masks (AVX-512 keeps its masks in mask registers, which this does not
+    // read), also where AVX-512 is present: the pass is bound by memory, not by the width.
+    #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+    if crate::kernels::implicit::lanes() != 0 {
+        if let Some(simd) = pulp::x86::V3::try_new() {
+            pulp::Simd::vectorize(simd, ByMask(y, d));
+            return true;
+        }
+    }
+    let _ = (y, d, ByMask);
+    false
+}
+
 /// `y = f(x)` and `s = f'(x)`, each the same bits as [`activation`] and the derivative of
 /// [`activation_backward_in_place`] (for the functions whose derivative reads the input:
 /// computed while it is at hand, the backward pass is one product).
@@ -587,6 +626,13 @@ pub fn activation_backward<T: Float>(f: Act, x: &[T], y: &[T], dy: &[T], dx: &mu
 /// hard tanh, `−1 < x < 1` exactly when `−1 < y < 1`), else the input `x`. Compiled for the
 /// widest vectors the processor has (elementwise, and no product is fused: the same bits).
 pub fn activation_backward_in_place<T: Float>(f: Act, v: &[T], d: &mut [T]) {
+    if f == Act::Relu {
+        if let (Some(y), Some(d)) = (T::f32s(v), T::f32s_mut(d)) {
+            if relu_backward_by_mask(y, d) {
+                return;
+            }
+        }
+    }
     crate::kernels::vectorized(
         #[inline(always)]
         || backward_in_place_plain(f, v, d),
@@ -599,7 +645,8 @@ fn backward_in_place_plain<T: Float>(f: Act, v: &[T], d: &mut [T]) {
     let (v, d) = (&v[..n], &mut d[..n]);
     let y = v;
     match f {
-        // Selects, not stores under a branch: they vectorize.
+        // Selects, not stores under a branch: they vectorize (on x86 a mask instead, see
+        // `relu_backward_by_mask`).
         Act::Relu => d.iter_mut().zip(y).for_each(|(d, &y)| *d = if y <= T::ZERO { T::ZERO } else { *d }),
         Act::LeakyRelu(a) => {
             let a = T::from_f64(a);
@@ -631,7 +678,8 @@ fn backward_in_place_plain<T: Float>(f: Act, v: &[T], d: &mut [T]) {
 mod tests {
     use super::*;
 
-    /// ReLU in place by the vector maximum gives the select's bits on every kind of value:
+    /// ReLU in place by the vector maximum (and its backward pass by a mask) gives the
+    /// select's bits on every kind of value:
     /// −0 stays −0, NaN stays NaN (its payload too), infinities, subnormals, and a tail
     /// shorter than a vector.
     #[test]
@@ -661,6 +709,16 @@ mod tests {
             if relu_in_place_by_max(&mut direct) {
                 assert_eq!(direct.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), want, "{n} values");
             }
+        }
+        // The backward pass by the mask: `d` where `y > 0` or NaN, +0 where `y ≤ 0` (−0
+        // included), the same bits as the select.
+        for n in [0, 1, 7, 8, 13, 16, 37] {
+            let y: Vec<f32> = (0..n).map(|i| relu(special[(i * 3) % special.len()])).collect();
+            let d: Vec<f32> = (0..n).map(|i| special[(i * 7 + 2) % special.len()]).collect();
+            let want: Vec<u32> = y.iter().zip(&d).map(|(&y, &d)| if y <= 0.0 { 0.0f32 } else { d }.to_bits()).collect();
+            let mut got = d.clone();
+            activation_backward_in_place(Act::Relu, &y, &mut got);
+            assert_eq!(got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), want, "backward, {n} values");
         }
         // f64 keeps the loop.
         let mut d = vec![-1.0f64, f64::NAN, -0.0, 3.0];
