@@ -457,8 +457,8 @@ pub fn activation_in_place<T: Float>(f: Act, y: &mut [T]) {
     )
 }
 
-/// ReLU in place over f32 by the processor's vector maximum, `max(0, v)` (x86-64 with AVX2 or
-/// AVX-512), which gives its second operand where either is NaN or both are zero: `v < 0 ? 0
+/// ReLU in place over f32 by the processor's vector maximum, `max(0, v)` (x86 with AVX2, see
+/// [`on_avx2`]), which gives its second operand where either is NaN or both are zero: `v < 0 ? 0
 /// : v` exactly, NaN and −0 included. Written as that select, the loop stores each vector
 /// back under a mask (`vmaskmovps`, the compiler's reading of "store 0 where v < 0"), which
 /// AMD's Zen 3 runs an order of magnitude slower than a plain store: 95% of the loop's time
@@ -479,10 +479,7 @@ fn relu_in_place_by_max(y: &mut [f32]) -> bool {
             }
         }
     }
-    let lanes = crate::kernels::implicit::lanes();
-    cfg!(any(target_arch = "x86", target_arch = "x86_64"))
-        && matches!(lanes, 8 | 16)
-        && crate::kernels::implicit::run(lanes, ByMax(y)).is_some()
+    on_avx2(ByMax(y))
 }
 
 /// ReLU's backward pass in place over f32 (`d = 0` where `y ≤ 0`, else `d`; NaN in `y` keeps
@@ -511,16 +508,22 @@ fn relu_backward_by_mask(y: &[f32], d: &mut [f32]) -> bool {
             }
         }
     }
-    // AVX2's vectors of masks (AVX-512 keeps its masks in mask registers, which this does not
-    // read), also where AVX-512 is present: the pass is bound by memory, not by the width.
+    on_avx2(ByMask(y, d))
+}
+
+/// Runs `op` with AVX2 (pulp's V3) on x86 — also where AVX-512 is present: the loops above
+/// are bound by memory, not by the width, and the mask above is a vector (AVX-512 keeps its
+/// masks in mask registers) — and says whether it ran: not on other processors, nor with the
+/// tiles turned off (`NNLANG_IM2COL`).
+fn on_avx2(op: impl pulp::WithSimd<Output = ()>) -> bool {
     #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
     if crate::kernels::implicit::lanes() != 0 {
         if let Some(simd) = pulp::x86::V3::try_new() {
-            pulp::Simd::vectorize(simd, ByMask(y, d));
+            pulp::Simd::vectorize(simd, op);
             return true;
         }
     }
-    let _ = (y, d, ByMask);
+    let _ = op;
     false
 }
 
