@@ -116,12 +116,26 @@ fn emit_ir_and_dot() {
 }
 
 /// `nnlangc gradcheck` passes every shipped example: a line per parameter tensor, the
-/// verdict last, exit 0.
+/// verdict last, exit 0. The widest examples are checked narrower (`--set`, as a user would):
+/// the same layers, blocks and repetitions, a fraction of the arithmetic — at full width the
+/// transformer's check alone took minutes of this test's unoptimised build.
 #[test]
 fn gradcheck_passes_every_example() {
     let root = common::root();
+    let narrower = |stem: &str| -> &[&str] {
+        match stem {
+            "shakespeare_transformer" => &["--set", "width=32", "--set", "blocks=2"],
+            "resnet" => &["--set", "width=8", "--set", "blocks=1"],
+            "convnet" | "fashion_bn" | "mnist_bn" => &["--set", "width=8"],
+            "shakespeare" | "shakespeare_lstm" => &["--set", "hidden=48"],
+            "local_faces" => &["--set", "filters=4"],
+            _ => &[],
+        }
+    };
     for (stem, rel, _) in common::nn_files(&root.join("examples"), &root) {
-        let out = nnlangc(&["gradcheck", &rel, "--examples", "2", "--coordinates", "4"]);
+        let mut args = vec!["gradcheck", rel.as_str(), "--examples", "2", "--coordinates", "4"];
+        args.extend_from_slice(narrower(&stem));
+        let out = nnlangc(&args);
         let o = text(&out.stdout);
         assert_eq!(out.status.code(), Some(0), "{stem}: {o}{}", text(&out.stderr));
         let last = o.lines().last().unwrap_or_default();
