@@ -91,6 +91,11 @@ fn dense_dw_tile<S: Simd, const M: usize, const NV: usize>(
 /// Rows per block of a dense layer's weight gradient.
 const DENSE_ROWS: usize = 64;
 
+/// From this many rows (a layer at every step of a batch of sequences) both gradients run on
+/// the packed tiles (`super::packed`), whose sums are these tiles' in the same order: packing
+/// costs a pass over each operand, which pays only over many rows.
+const PACKED_ROWS: usize = 512;
+
 struct DenseBackward<'a> {
     rows: usize,
     inp: usize,
@@ -110,6 +115,15 @@ impl pulp::WithSimd for DenseBackward<'_> {
         let DenseBackward { rows, inp, out, x, w, dy, dw, dx } = self;
         let lanes = std::mem::size_of::<S::f32s>() / 4;
         let dy = &dy[..rows * out];
+        if rows >= PACKED_ROWS {
+            if let Some((dw, outs)) = dw {
+                super::packed::weight_grads(simd, rows, inp, out, x, dy, outs, dw);
+            }
+            if let Some((dx, keep)) = dx {
+                super::packed::input_grads(simd, rows, inp, out, w, dy, dx, keep);
+            }
+            return;
+        }
         // dW, in tiles of up to 6 outputs × one panel of inputs, over blocks of rows (each
         // tile's rows of x stay in the first-level cache; a block continues the sums the
         // last one stored, so the order of the additions is the rows' order).
@@ -495,6 +509,57 @@ mod tests {
             }
             if let [a, rest @ ..] = &results[..] {
                 assert!(rest.iter().all(|b| a == b), "{rows}×{inp}×{out}: the widths differ");
+            }
+        }
+    }
+
+    /// From `PACKED_ROWS` rows the gradients run on the packed tiles: each entry the same
+    /// chain as the unpacked tiles' — one fused multiply–add per row (dW, from zero) or per
+    /// output (dx, from zero or from dx), in order — so the bits of `f32::mul_add` chains,
+    /// at every width, for a share of the outputs too, with panels and row blocks cut unevenly.
+    #[test]
+    fn many_rows_gradients_are_the_unpacked_tiles_chains() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(6);
+        for (rows, inp, out, outs) in [(515, 24, 13, 0..13), (600, 48, 20, 3..17), (PACKED_ROWS, 8, 7, 0..7)] {
+            let x: Vec<f32> = (0..rows * inp).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let w: Vec<f32> = (0..out * inp).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let dy: Vec<f32> = (0..rows * out).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let dx0: Vec<f32> = (0..rows * inp).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let mut want_dw = vec![0f32; outs.len() * inp];
+            for (k, o) in outs.clone().enumerate() {
+                for i in 0..inp {
+                    want_dw[k * inp + i] = (0..rows).fold(0f32, |acc, r| dy[r * out + o].mul_add(x[r * inp + i], acc));
+                }
+            }
+            let dx_from = |start: &[f32]| -> Vec<f32> {
+                (0..rows * inp)
+                    .map(|at| {
+                        let (r, i) = (at / inp, at % inp);
+                        (0..out).fold(start[at], |acc, o| dy[r * out + o].mul_add(w[o * inp + i], acc))
+                    })
+                    .collect()
+            };
+            let (want_added, want_set) = (dx_from(&dx0), dx_from(&vec![0.0; rows * inp]));
+            for l in widths().into_iter().filter(|l| inp % l == 0) {
+                let mut dw = vec![f32::NAN; outs.len() * inp];
+                let mut dx = dx0.clone();
+                assert!(dense_backward_with(
+                    l,
+                    rows,
+                    inp,
+                    out,
+                    &x,
+                    &w,
+                    &dy,
+                    Some((&mut dw, outs.clone())),
+                    Some((&mut dx, true))
+                ));
+                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&dw), bits(&want_dw), "{rows}×{inp}×{out} lanes {l}: dW");
+                assert_eq!(bits(&dx), bits(&want_added), "{rows}×{inp}×{out} lanes {l}: dx added");
+                let mut dx = vec![f32::NAN; rows * inp];
+                assert!(dense_backward_with(l, rows, inp, out, &x, &w, &dy, None, Some((&mut dx, false))));
+                assert_eq!(bits(&dx), bits(&want_set), "{rows}×{inp}×{out} lanes {l}: dx");
             }
         }
     }

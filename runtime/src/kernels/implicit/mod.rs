@@ -27,8 +27,10 @@ use super::conv::Dy;
 use super::dense::Out;
 
 mod dense;
+mod packed;
 use crate::plan::{Act, Geometry};
 pub use dense::{dense_backward, dense_forward, dense_tiles};
+pub use packed::forward as dense_forward_packed;
 use pulp::Simd;
 use std::ops::Range;
 
