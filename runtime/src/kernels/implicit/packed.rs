@@ -289,6 +289,7 @@ fn forward_with(
 /// `dx (+)= dy·W` (`keep`: add) on the packed tiles: the same sums, in the same order, as
 /// the unpacked tiles'.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 pub(super) fn input_grads<S: Simd>(
     simd: S,
     rows: usize,
