@@ -65,7 +65,14 @@ pub fn dense_folded<T: Float>(
     let (rows, steps, lengths) = (cx.rows, cx.steps, cx.lengths);
     let (out, r) = cx.mem.split(y, rows);
     let p = cx.params;
-    dense::forward_act(cx.team, None, rows, x.cols, y.cols, r.get(x, rows), &p[w.range()], &p[b.range()], out);
+    let (w, b) = (&p[w.range()], &p[b.range()]);
+    // The product as the unfolded dense step computes it (on sequences, `forward_steps`), so
+    // that folding changes no bit.
+    if steps > 1 {
+        dense::forward_steps(rows, x.cols, y.cols, r.get(x, rows), w, b, &mut out[..rows * y.cols]);
+    } else {
+        dense::forward_act(cx.team, None, rows, x.cols, y.cols, r.get(x, rows), w, b, out);
+    }
     let norm = crate::kernels::norm::Stats {
         gamma: &p[gamma.range()],
         beta: &p[beta.range()],
