@@ -5,8 +5,9 @@
 //! values of each step side by side — so that a tile's inner loop is two vector loads, six
 //! broadcasts from one pointer and twelve fused multiply–adds, with no bounds checks, no
 //! spilled row pointers and no strided reads. Reading the operands where they lie instead
-//! (the other tiles of this module, matrixmultiply for the forward pass) held these products
-//! at ~45–65% of the FMA peak on a 2-core AMD EPYC (Zen 3); packed, ~70–85%.
+//! (the other tiles of this module, matrixmultiply for the forward pass) held these products,
+//! timed alone on a 2-core AMD EPYC (Zen 3), at ~45–65% of the FMA peak; packed, ~70–85%
+//! (inside a transformer's step, whose maps are not in cache, ~60%).
 //!
 //! Every entry of C is one chain of multiply–adds over the reduction in order, started from
 //! zero, from C or from the bias, however the rows and columns are cut and whatever the
