@@ -21,11 +21,7 @@ pub fn dense<T: Float>(cx: &mut Cx<'_, T>, x: ABuf, w: PBuf, b: PBuf, y: ABuf) -
     let rows = cx.rows;
     let (out, r) = cx.mem.split(y, rows);
     let (w, b) = (&cx.params[w.range()], &cx.params[b.range()]);
-    if cx.steps > 1 {
-        dense::forward_steps(rows, x.cols, y.cols, r.get(x, rows), w, b, out);
-    } else {
-        dense::forward_act(cx.team, None, rows, x.cols, y.cols, r.get(x, rows), w, b, out);
-    }
+    dense::forward_layer(cx.team, cx.steps, None, rows, x.cols, y.cols, r.get(x, rows), w, b, out);
     Ok(())
 }
 
@@ -34,14 +30,7 @@ pub fn dense_act<T: Float>(cx: &mut Cx<'_, T>, f: Act, x: ABuf, w: PBuf, b: PBuf
     let rows = cx.rows;
     let (out, r) = cx.mem.split(y, rows);
     let (w, b) = (&cx.params[w.range()], &cx.params[b.range()]);
-    if cx.steps > 1 {
-        // At every step of a sequence: many rows (see `dense::forward_steps`).
-        let out = &mut out[..rows * y.cols];
-        dense::forward_steps(rows, x.cols, y.cols, r.get(x, rows), w, b, out);
-        crate::kernels::elementwise::activation_in_place(f, out);
-    } else {
-        dense::forward_act(cx.team, Some(f), rows, x.cols, y.cols, r.get(x, rows), w, b, out);
-    }
+    dense::forward_layer(cx.team, cx.steps, Some(f), rows, x.cols, y.cols, r.get(x, rows), w, b, out);
     Ok(())
 }
 
@@ -65,14 +54,9 @@ pub fn dense_folded<T: Float>(
     let (rows, steps, lengths) = (cx.rows, cx.steps, cx.lengths);
     let (out, r) = cx.mem.split(y, rows);
     let p = cx.params;
+    // The product as the unfolded dense step computes it, so that folding changes no bit.
     let (w, b) = (&p[w.range()], &p[b.range()]);
-    // The product as the unfolded dense step computes it (on sequences, `forward_steps`), so
-    // that folding changes no bit.
-    if steps > 1 {
-        dense::forward_steps(rows, x.cols, y.cols, r.get(x, rows), w, b, &mut out[..rows * y.cols]);
-    } else {
-        dense::forward_act(cx.team, None, rows, x.cols, y.cols, r.get(x, rows), w, b, out);
-    }
+    dense::forward_layer(cx.team, steps, None, rows, x.cols, y.cols, r.get(x, rows), w, b, out);
     let norm = crate::kernels::norm::Stats {
         gamma: &p[gamma.range()],
         beta: &p[beta.range()],

@@ -66,9 +66,10 @@ pub fn forward<T: Float>(rows: usize, inp: usize, out: usize, x: &[T], w: &[T], 
 
 /// `y = x·Wᵀ + b` for the rows of every step of a batch of sequences (a layer at every step,
 /// the projections of attention): many rows (batch × steps) over which packing both operands
-/// pays — in f32, the packed tiles (`implicit::dense_forward_packed`: a transformer's MLP at
-/// ~75 GFLOP/s on Zen 3, where matrixmultiply ran at ~55 and the dot-product tiles, reducing
-/// each output's lanes after 8 vectors, lower); else matrixmultiply. Whatever the rows, each
+/// pays — in f32, the packed tiles (`implicit::dense_forward_packed`: a transformer's MLP layers
+/// timed alone at ~75 GFLOP/s on Zen 3, ~60 inside its step, where matrixmultiply ran at ~55
+/// alone and the dot-product tiles, reducing each output's lanes after 8 vectors, lower); else
+/// matrixmultiply. Whatever the rows, each
 /// output is the same chain of operations (the bias, then the products added in order), so an
 /// example's outputs do not depend on its batch, and the tiles' equality across threads is
 /// not needed: one thread.
@@ -165,6 +166,34 @@ pub fn forward_act<T: Float>(
             slices.into_iter().for_each(|s| elementwise::activation_in_place(f, s));
         }
     });
+}
+
+/// A plan's dense layer, `y = f(x·Wᵀ + b)` (`f` when given), over `steps` steps a row: at
+/// every step of a sequence (`steps > 1`) by [`forward_steps`] then the activation, else by
+/// [`forward_act`]. Every step of the plan that computes a dense layer's product (alone, with
+/// its activation, with a batch norm folded in) goes through here, so that fusing or folding
+/// never changes which kernel — and so which bits — the product gets.
+#[allow(clippy::too_many_arguments)]
+pub fn forward_layer<T: Float>(
+    team: Option<&Team>,
+    steps: usize,
+    f: Option<Act>,
+    rows: usize,
+    inp: usize,
+    out: usize,
+    x: &[T],
+    w: &[T],
+    b: &[T],
+    y: &mut [T],
+) {
+    if steps <= 1 {
+        return forward_act(team, f, rows, inp, out, x, w, b, y);
+    }
+    let y = &mut y[..rows * out];
+    forward_steps(rows, inp, out, x, w, b, y);
+    if let Some(f) = f {
+        elementwise::activation_in_place(f, y);
+    }
 }
 
 /// `dz = dy · f'(y)` in place over `dy` (the gradient through a dense layer's fused
