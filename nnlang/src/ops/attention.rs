@@ -188,8 +188,9 @@ impl Rules for Attention {
         Value::Computed
     }
     /// `Q K V` (`3d` per step) and the heads' outputs (`d` per step); a workspace of
-    /// `2·steps²` for one head's scores and, backward, their gradient, and `2·steps·d_h` for its
-    /// keys and values transposed (`attention::workspace`); while training each
+    /// `3·steps²` for one head's scores, backward their gradient, and one of them transposed,
+    /// `3·steps·d` for one example's `Q K V` transposed and `steps·d_h` for a block of a head's
+    /// output gradient transposed (`attention::workspace`); while training each
     /// query's log-sum-exp per head, and the gradients of the heads' outputs and of `Q K V`.
     fn scratch(&self, c: &StepCx, _max_batch: usize) -> Vec<Scratch> {
         let Some((t, d)) = Attention::sizes(c) else { return Vec::new() };

@@ -14,13 +14,15 @@
 //! largest score (a masked score is left out, never `−∞` arithmetic).
 //!
 //! Memory: the scores of **one head of one example** at a time (`L × L`, in a workspace of
-//! `2·steps² + 2·steps·d_h` values for the whole batch: the scores and, backward, their
-//! gradient, and the head's keys and values transposed, so that every product reads rows of
-//! its right-hand side and runs on the register tiles without packing); per
+//! `3·steps² + 3·steps·d + steps·d_h` values for the whole batch, see [`workspace`]: the
+//! products read their left-hand side by columns and their right-hand side by rows, the
+//! register tiles' layout without packing; the example's `Q K V` are transposed in one pass
+//! over its rows, rather than a head at a time, whose strided reads waited on memory); per
 //! example the step keeps `Q K V` and `O` (`4·steps·d`) and, for training, each query's
 //! log-sum-exp per head (`heads·steps`): the backward step recomputes the probabilities from
 //! them (`p = exp(s − lse)`), as flash attention does, rather than keeping `heads·steps²`.
 
+use super::transpose::transpose;
 use crate::mem::Cx;
 use crate::ops::Done;
 use crate::plan::{ABuf, PBuf, Write};
@@ -118,55 +120,44 @@ fn query_blocks(d: &Dims, len: usize) -> impl Iterator<Item = (usize, usize, usi
 }
 
 /// The workspace of an attention step, in values (shared by the batch's examples, one at a
-/// time): one head's scores and, backward, their gradient (`2·steps²`), then the head's keys
-/// and values transposed (`2·steps·d_h`), so that every product of the heads reads rows.
+/// time): one head's scores, their gradient and one of them transposed (`3·steps²`), one
+/// example's `Q K V` transposed (`3·steps·d`: each feature's steps in a row, read in one pass
+/// over the example's rows) and a block of one head's output gradient transposed
+/// (`steps·d_h`), so that every product of the heads reads its left-hand side by columns and
+/// its right-hand side by rows (the register tiles' fast layout: one pointer for a tile's
+/// rows, no packing).
 pub fn workspace(steps: usize, width: usize, heads: usize) -> usize {
-    2 * steps * steps + 2 * steps * (width / heads.max(1))
+    3 * steps * steps + 3 * steps * width + steps * (width / heads.max(1))
 }
 
-/// `out[c·len + j] = src[j·ld + c]` for `c < dh`, `j < len`: one head's keys or values as
-/// `dh` rows of `len` (the right-hand side of `Q·Kᵀ` and `dO·Vᵀ` read by rows).
-fn transposed<T: Float>(src: &[T], ld: usize, len: usize, dh: usize, out: &mut [T]) {
-    for j in 0..len {
-        for (c, &v) in src[j * ld..j * ld + dh].iter().enumerate() {
-            out[c * len + j] = v;
-        }
-    }
-}
-
-/// The scores `S = Q_h·K_hᵀ/√d_h` of queries `i0..i1` against keys `0..kend` of one example's
-/// `qkv` rows (`(i1 − i0) × kend`, row-major, into `s`), with `kt` the head's keys transposed
-/// (`d_h` rows of `len`).
-fn scores<T: Float>(
-    d: &Dims,
-    qkv: &[T],
-    kt: &[T],
-    len: usize,
-    h: usize,
-    (i0, i1, kend): (usize, usize, usize),
-    s: &mut [T],
-) {
-    let (w, dh) = (d.width, d.head());
-    let q = &qkv[i0 * 3 * w + h * dh..];
-    T::gemm_unpacked(i1 - i0, dh, kend, T::from_f64(d.scale()), q, (3 * w, 1), kt, len, T::ZERO, s, kend);
+/// The scores `S = Q_h·K_hᵀ/√d_h` of queries `i0..i1` against keys `0..kend` (`(i1 − i0) ×
+/// kend`, row-major, into `s`), from the head's queries and keys transposed (`qt`, `kt`: `d_h`
+/// rows of `len`).
+fn scores<T: Float>(d: &Dims, qt: &[T], kt: &[T], len: usize, (i0, i1, kend): (usize, usize, usize), s: &mut [T]) {
+    T::gemm_unpacked(i1 - i0, d.head(), kend, T::from_f64(d.scale()), &qt[i0..], (1, len), kt, len, T::ZERO, s, kend);
 }
 
 /// Forward for the whole batch: `o` (each example's heads side by side, zero past its
 /// length) from `qkv`, with each query's log-sum-exp per head into `lse` when given.
 pub fn forward<T: Float>(d: &Dims, lengths: &[usize], qkv: &[T], o: &mut [T], mut lse: Option<&mut [T]>, ws: &mut [T]) {
     let (t, w, dh) = (d.steps, d.width, d.head());
-    let (ws, kt) = ws.split_at_mut(2 * t * t);
+    let (s, rest) = ws.split_at_mut(t * t);
+    let (pt, rest) = rest.split_at_mut(t * t);
+    let qkt = &mut rest[..2 * w * t];
     for b in 0..d.batch {
         let len = lengths.get(b).map_or(t, |&l| l.min(t));
         let qkv = &qkv[b * t * 3 * w..(b + 1) * t * 3 * w];
         let ob = &mut o[b * t * w..(b + 1) * t * w];
         ob[len * w..].fill(T::ZERO);
+        // The example's queries and keys transposed (each feature's `len` steps in a row).
+        transpose(qkv, 3 * w, len, 2 * w, qkt, len);
         for h in 0..d.heads {
-            let kt = &mut kt[..dh * len];
-            transposed(&qkv[w + h * dh..], 3 * w, len, dh, kt);
+            let (qt, kt) = (&qkt[h * dh * len..], &qkt[(w + h * dh) * len..(w + (h + 1) * dh) * len]);
             for (i0, i1, kend) in query_blocks(d, len) {
-                let s = &mut ws[..(i1 - i0) * kend];
-                scores(d, qkv, kt, len, h, (i0, i1, kend), s);
+                let m = i1 - i0;
+                let s = &mut s[..m * kend];
+                scores(d, qt, kt, len, (i0, i1, kend), s);
+                let pt = &mut pt[..kend * m];
                 super::vectorized(
                     #[inline(always)]
                     || {
@@ -177,22 +168,12 @@ pub fn forward<T: Float>(d: &Dims, lengths: &[usize], qkv: &[T], o: &mut [T], mu
                                 lse[b * d.heads * t + h * t + i] = l;
                             }
                         }
+                        transpose(s, kend, m, kend, pt, m);
                     },
                 );
+                // O = P·V, P read by columns (its transpose's rows).
                 let v = &qkv[2 * w + h * dh..];
-                T::gemm_unpacked(
-                    i1 - i0,
-                    kend,
-                    dh,
-                    T::ONE,
-                    s,
-                    (kend, 1),
-                    v,
-                    3 * w,
-                    T::ZERO,
-                    &mut ob[i0 * w + h * dh..],
-                    w,
-                );
+                T::gemm_unpacked(m, kend, dh, T::ONE, pt, (1, m), v, 3 * w, T::ZERO, &mut ob[i0 * w + h * dh..], w);
             }
         }
     }
@@ -216,24 +197,30 @@ pub fn backward<T: Float>(
 ) {
     let (t, w, dh) = (d.steps, d.width, d.head());
     let scale = T::from_f64(d.scale());
-    let (ws, kv) = ws.split_at_mut(2 * t * t);
-    let (kt, vt) = kv.split_at_mut(dh * t);
+    let (p, rest) = ws.split_at_mut(t * t);
+    let (dp, rest) = rest.split_at_mut(t * t);
+    let (dst, rest) = rest.split_at_mut(t * t);
+    let (qkvt, rest) = rest.split_at_mut(3 * w * t);
+    let dot = &mut rest[..dh * t];
     for b in 0..d.batch {
         let len = lengths.get(b).map_or(t, |&l| l.min(t));
         let qkv = &qkv[b * t * 3 * w..(b + 1) * t * 3 * w];
         let (ob, dob) = (&o[b * t * w..(b + 1) * t * w], &d_o[b * t * w..(b + 1) * t * w]);
         let dq = &mut dqkv[b * t * 3 * w..(b + 1) * t * 3 * w];
         dq[len * 3 * w..].fill(T::ZERO);
+        // The example's queries, keys and values transposed (each feature's steps in a row).
+        let qkvt = &mut qkvt[..3 * w * len];
+        transpose(qkv, 3 * w, len, 3 * w, qkvt, len);
         for h in 0..d.heads {
-            let (kt, vt) = (&mut kt[..dh * len], &mut vt[..dh * len]);
-            transposed(&qkv[w + h * dh..], 3 * w, len, dh, kt);
-            transposed(&qkv[2 * w + h * dh..], 3 * w, len, dh, vt);
+            let head = |part: usize| &qkvt[(part * w + h * dh) * len..(part * w + (h + 1) * dh) * len];
+            let (qt, kt, vt) = (&qkvt[h * dh * len..], head(1), head(2));
             for (first, (i0, i1, kend)) in query_blocks(d, len).enumerate() {
                 // The first block (the last queries) reaches every key: it writes dV and dK.
                 let beta = if first == 0 { T::ZERO } else { T::ONE };
                 let m = i1 - i0;
-                let (p, dp) = ws[..2 * m * kend].split_at_mut(m * kend);
-                scores(d, qkv, kt, len, h, (i0, i1, kend), p);
+                let (p, dp, dst, dot) =
+                    (&mut p[..m * kend], &mut dp[..m * kend], &mut dst[..kend * m], &mut dot[..dh * m]);
+                scores(d, qt, kt, len, (i0, i1, kend), p);
                 super::vectorized(
                     #[inline(always)]
                     || {
@@ -247,14 +234,15 @@ pub fn backward<T: Float>(
                             }
                             row[n..].fill(T::ZERO);
                         }
+                        transpose(&dob[i0 * w + h * dh..], w, m, dh, dot, m);
                     },
                 );
-                let (k, q) = (&qkv[w + h * dh..], &qkv[i0 * 3 * w + h * dh..]);
+                let q = &qkv[i0 * 3 * w + h * dh..];
                 let dout = &dob[i0 * w + h * dh..];
                 // dV += Pᵀ·dO.
                 T::gemm_unpacked(kend, m, dh, T::ONE, p, (1, kend), dout, w, beta, &mut dq[2 * w + h * dh..], 3 * w);
-                // dP = dO·Vᵀ.
-                T::gemm_unpacked(m, dh, kend, T::ONE, dout, (w, 1), vt, len, T::ZERO, dp, kend);
+                // dP = dO·Vᵀ, dO read by columns.
+                T::gemm_unpacked(m, dh, kend, T::ONE, dot, (1, m), vt, len, T::ZERO, dp, kend);
                 super::vectorized(
                     #[inline(always)]
                     || {
@@ -266,16 +254,18 @@ pub fn backward<T: Float>(
                                 *g = pv * (*g - dot);
                             }
                         }
+                        transpose(dp, kend, m, kend, dst, m);
                     },
                 );
-                // dQ = dS·K/√d_h (these queries' rows whole), dK += dSᵀ·Q/√d_h.
+                // dQ = dS·K/√d_h (these queries' rows whole; dS read by columns), dK += dSᵀ·Q/√d_h.
+                let k = &qkv[w + h * dh..];
                 T::gemm_unpacked(
                     m,
                     kend,
                     dh,
                     scale,
-                    dp,
-                    (kend, 1),
+                    dst,
+                    (1, m),
                     k,
                     3 * w,
                     T::ZERO,

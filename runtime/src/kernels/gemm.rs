@@ -211,9 +211,10 @@ struct Unpacked<'a> {
 impl Unpacked<'_> {
     /// The tile of rows `i0..i0 + R` (those below `m`) and columns `j..j + valid`, `NV`
     /// vectors wide (`valid` ≤ their lanes; all of them when `FULL`); `a(t)` gives the tile's
-    /// `R` entries of A's column `t`.
+    /// `R` entries of A's column `t` (read from A's columns directly when `COLS`: `rsa = 1`,
+    /// `csa ≥ R`).
     #[inline(always)]
-    fn tile<S: pulp::Simd, const R: usize, const NV: usize, const FULL: bool>(
+    fn tile<S: pulp::Simd, const R: usize, const NV: usize, const FULL: bool, const COLS: bool>(
         &mut self,
         simd: S,
         a: impl Fn(usize) -> [f32; R],
@@ -237,12 +238,40 @@ impl Unpacked<'_> {
             out
         };
         let mut acc = [[zero; NV]; R];
-        for t in 0..self.k {
-            let bv = load(&self.b[t * self.rsb + j..]);
-            for (row, x) in acc.iter_mut().zip(a(t)) {
-                let x = simd.splat_f32s(x);
-                for v in 0..NV {
-                    row[v] = simd.mul_add_f32s(x, bv[v], row[v]);
+        if COLS {
+            // A's columns contiguous: the tile's `R` values of step `t` at `csa·t` from its
+            // first row, walked in step with B's rows as chunks of constant lengths (the
+            // lengths checked once for the loop, pointers in registers); the last step apart
+            // (A's and B's last rows may be shorter than their strides).
+            let (csa, rsb) = (self.csa, self.rsb.max(1));
+            let steps = self.k.saturating_sub(1);
+            let (a, b) = (&self.a[i0..], &self.b[j..]);
+            macro_rules! step {
+                ($ac:expr, $bc:expr) => {{
+                    let x: &[f32; R] = $ac[..R].try_into().expect("R values");
+                    let bv = load($bc);
+                    for (row, &x) in acc.iter_mut().zip(x) {
+                        let x = simd.splat_f32s(x);
+                        for v in 0..NV {
+                            row[v] = simd.mul_add_f32s(x, bv[v], row[v]);
+                        }
+                    }
+                }};
+            }
+            for (ac, bc) in a[..steps * csa].chunks_exact(csa).zip(b[..steps * rsb].chunks_exact(rsb)) {
+                step!(ac, bc);
+            }
+            if self.k > 0 {
+                step!(&a[steps * csa..], &b[steps * rsb..]);
+            }
+        } else {
+            for t in 0..self.k {
+                let bv = load(&self.b[t * self.rsb + j..]);
+                for (row, x) in acc.iter_mut().zip(a(t)) {
+                    let x = simd.splat_f32s(x);
+                    for v in 0..NV {
+                        row[v] = simd.mul_add_f32s(x, bv[v], row[v]);
+                    }
                 }
             }
         }
@@ -275,26 +304,31 @@ impl Unpacked<'_> {
 
     /// Every tile of the rows `i0..i0 + R`, reading A as `a` does (see [`Unpacked::tile`]).
     #[inline(always)]
-    fn rows<S: pulp::Simd, const R: usize>(&mut self, simd: S, a: impl Fn(usize) -> [f32; R] + Copy, i0: usize) {
+    fn rows<S: pulp::Simd, const R: usize, const COLS: bool>(
+        &mut self,
+        simd: S,
+        a: impl Fn(usize) -> [f32; R] + Copy,
+        i0: usize,
+    ) {
         let lanes = std::mem::size_of::<S::f32s>() / 4;
         let wide = R == 6 && super::implicit::many_registers(lanes);
         let mut j = 0;
         while j < self.n {
             let rest = self.n - j;
             if wide && rest >= 4 * lanes {
-                self.tile::<S, R, 4, true>(simd, a, i0, j, 4 * lanes);
+                self.tile::<S, R, 4, true, COLS>(simd, a, i0, j, 4 * lanes);
                 j += 4 * lanes;
             } else if rest >= 2 * lanes {
-                self.tile::<S, R, 2, true>(simd, a, i0, j, 2 * lanes);
+                self.tile::<S, R, 2, true, COLS>(simd, a, i0, j, 2 * lanes);
                 j += 2 * lanes;
             } else if rest > lanes {
-                self.tile::<S, R, 2, false>(simd, a, i0, j, rest);
+                self.tile::<S, R, 2, false, COLS>(simd, a, i0, j, rest);
                 j += 2 * lanes;
             } else if rest == lanes {
-                self.tile::<S, R, 1, true>(simd, a, i0, j, lanes);
+                self.tile::<S, R, 1, true, COLS>(simd, a, i0, j, lanes);
                 j += lanes;
             } else {
-                self.tile::<S, R, 1, false>(simd, a, i0, j, rest);
+                self.tile::<S, R, 1, false, COLS>(simd, a, i0, j, rest);
                 j += lanes;
             }
         }
@@ -309,12 +343,12 @@ impl Unpacked<'_> {
         for i0 in (0..m).step_by(R) {
             if i0 + R <= m && csa == 1 {
                 let rows: [&[f32]; R] = std::array::from_fn(|r| &a[(i0 + r) * rsa..(i0 + r) * rsa + k]);
-                self.rows::<S, R>(simd, |t| std::array::from_fn(|r| rows[r][t]), i0);
-            } else if i0 + R <= m && rsa == 1 {
-                self.rows::<S, R>(simd, |t| a[t * csa + i0..t * csa + i0 + R].try_into().expect("R values"), i0);
+                self.rows::<S, R, false>(simd, |t| std::array::from_fn(|r| rows[r][t]), i0);
+            } else if i0 + R <= m && rsa == 1 && csa >= R {
+                self.rows::<S, R, true>(simd, |t| a[t * csa + i0..t * csa + i0 + R].try_into().expect("R values"), i0);
             } else {
                 let at: [usize; R] = std::array::from_fn(|r| (i0 + r).min(m - 1) * rsa);
-                self.rows::<S, R>(simd, |t| std::array::from_fn(|r| a[at[r] + t * csa]), i0);
+                self.rows::<S, R, false>(simd, |t| std::array::from_fn(|r| a[at[r] + t * csa]), i0);
             }
         }
     }

@@ -23,6 +23,7 @@ pub mod pool;
 pub mod positions;
 pub mod rnn;
 pub mod softplus;
+mod transpose;
 
 use crate::plan::{ABuf, Act, Geometry, PBuf, PoolOp, Write};
 
