@@ -152,7 +152,8 @@ pub fn forward<T: Float>(d: &Dims, lengths: &[usize], qkv: &[T], o: &mut [T], mu
         // The example's queries and keys transposed (each feature's `len` steps in a row).
         transpose(qkv, 3 * w, len, 2 * w, qkt, len);
         for h in 0..d.heads {
-            let (qt, kt) = (&qkt[h * dh * len..], &qkt[(w + h * dh) * len..(w + (h + 1) * dh) * len]);
+            let head = |part: usize| &qkt[(part * w + h * dh) * len..(part * w + (h + 1) * dh) * len];
+            let (qt, kt) = (head(0), head(1));
             for (i0, i1, kend) in query_blocks(d, len) {
                 let m = i1 - i0;
                 let s = &mut s[..m * kend];
@@ -213,7 +214,7 @@ pub fn backward<T: Float>(
         transpose(qkv, 3 * w, len, 3 * w, qkvt, len);
         for h in 0..d.heads {
             let head = |part: usize| &qkvt[(part * w + h * dh) * len..(part * w + (h + 1) * dh) * len];
-            let (qt, kt, vt) = (&qkvt[h * dh * len..], head(1), head(2));
+            let (qt, kt, vt) = (head(0), head(1), head(2));
             for (first, (i0, i1, kend)) in query_blocks(d, len).enumerate() {
                 // The first block (the last queries) reaches every key: it writes dV and dK.
                 let beta = if first == 0 { T::ZERO } else { T::ONE };

@@ -212,7 +212,7 @@ impl Unpacked<'_> {
     /// The tile of rows `i0..i0 + R` (those below `m`) and columns `j..j + valid`, `NV`
     /// vectors wide (`valid` ≤ their lanes; all of them when `FULL`); `a(t)` gives the tile's
     /// `R` entries of A's column `t` (read from A's columns directly when `COLS`: `rsa = 1`,
-    /// `csa ≥ R`).
+    /// `csa ≥ R`, `k ≥ 1`).
     #[inline(always)]
     fn tile<S: pulp::Simd, const R: usize, const NV: usize, const FULL: bool, const COLS: bool>(
         &mut self,
@@ -242,9 +242,9 @@ impl Unpacked<'_> {
             // A's columns contiguous: the tile's `R` values of step `t` at `csa·t` from its
             // first row, walked in step with B's rows as chunks of constant lengths (the
             // lengths checked once for the loop, pointers in registers); the last step apart
-            // (A's and B's last rows may be shorter than their strides).
+            // (A's and B's last rows may be shorter than their strides). `k ≥ 1` here.
             let (csa, rsb) = (self.csa, self.rsb.max(1));
-            let steps = self.k.saturating_sub(1);
+            let steps = self.k - 1;
             let (a, b) = (&self.a[i0..], &self.b[j..]);
             macro_rules! step {
                 ($ac:expr, $bc:expr) => {{
@@ -261,9 +261,7 @@ impl Unpacked<'_> {
             for (ac, bc) in a[..steps * csa].chunks_exact(csa).zip(b[..steps * rsb].chunks_exact(rsb)) {
                 step!(ac, bc);
             }
-            if self.k > 0 {
-                step!(&a[steps * csa..], &b[steps * rsb..]);
-            }
+            step!(&a[steps * csa..], &b[steps * rsb..]);
         } else {
             for t in 0..self.k {
                 let bv = load(&self.b[t * self.rsb + j..]);
@@ -344,7 +342,7 @@ impl Unpacked<'_> {
             if i0 + R <= m && csa == 1 {
                 let rows: [&[f32]; R] = std::array::from_fn(|r| &a[(i0 + r) * rsa..(i0 + r) * rsa + k]);
                 self.rows::<S, R, false>(simd, |t| std::array::from_fn(|r| rows[r][t]), i0);
-            } else if i0 + R <= m && rsa == 1 && csa >= R {
+            } else if i0 + R <= m && rsa == 1 && csa >= R && k > 0 {
                 self.rows::<S, R, true>(simd, |t| a[t * csa + i0..t * csa + i0 + R].try_into().expect("R values"), i0);
             } else {
                 let at: [usize; R] = std::array::from_fn(|r| (i0 + r).min(m - 1) * rsa);
@@ -458,9 +456,17 @@ mod tests {
     fn unpacked_is_the_product_at_every_width_and_layout() {
         let widths = crate::kernels::implicit::widths();
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
-        for &(m, k, n) in
-            &[(1, 1, 1), (5, 3, 7), (8, 32, 32), (13, 70, 33), (32, 32, 128), (32, 96, 100), (6, 0, 16), (40, 17, 65)]
-        {
+        for &(m, k, n) in &[
+            (1, 1, 1),
+            (5, 3, 7),
+            (8, 32, 32),
+            (13, 70, 33),
+            (32, 32, 128),
+            (32, 96, 100),
+            (6, 0, 16),
+            (13, 0, 16),
+            (40, 17, 65),
+        ] {
             let a0: Vec<f32> = (0..2 * m * k + 2).map(|_| rng.random_range(-1.0..1.0)).collect();
             let rsb = n + 3;
             let b: Vec<f32> = (0..k * rsb).map(|_| rng.random_range(-1.0..1.0)).collect();
